@@ -1,0 +1,1 @@
+"""CryptoOrchestrator: settings, process wiring, domain and services."""

@@ -1,0 +1,133 @@
+"""Command line: ``python -m app serve | migrate | seed | test``.
+
+``serve`` starts embedded PostgreSQL + Redis when DATABASE_URL / REDIS_URL are unset,
+migrates, seeds demo data (when SEED_DEMO_DATA), prints the URL and logins, serves.
+``test`` does the same set-up for the test suite, then runs pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from app.logs import configure_logging
+from app.settings import Settings
+
+
+@contextlib.contextmanager
+def services(settings: Settings, *, data_dir: Path) -> Iterator[tuple[str, str]]:
+    """(database_url, redis_url): the configured servers, or embedded ones under data_dir."""
+    if settings.database_url and settings.redis_url:
+        yield settings.database_url, settings.redis_url
+        return
+    if settings.database_url or settings.redis_url:
+        raise SystemExit("Set both DATABASE_URL and REDIS_URL, or neither (embedded servers).")
+    from app.embedded import start_embedded
+
+    embedded = start_embedded(data_dir)
+    try:
+        yield embedded.database_url, embedded.redis_url
+    finally:
+        embedded.stop()
+
+
+def _seed(settings: Settings, database_url: str, redis_url: str) -> None:
+    from app.runtime import build_runtime
+    from app.seed import seed_demo_data
+
+    async def run() -> None:
+        rt = build_runtime(settings, database_url=database_url, redis_url=redis_url)
+        try:
+            await seed_demo_data(rt)
+        finally:
+            await rt.aclose()
+
+    asyncio.run(run())
+
+
+def _banner(settings: Settings) -> str:
+    from app.seed import DEMO_LOGINS
+
+    url = f"http://{settings.host}:{settings.port}/graphql"
+    lines = [f"CryptoOrchestrator is serving GraphQL at {url}"]
+    if settings.is_development:
+        lines.append(f"GraphiQL: open {url} in a browser")
+    if settings.seed_demo_data:
+        lines.append("Demo logins (email / password):")
+        lines += [f"  {d.email} / {d.password}  ({d.role})" for d in DEMO_LOGINS]
+    return "\n".join(lines)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from app.asgi import create_app
+    from db.migrate import upgrade
+
+    with services(settings, data_dir=settings.data_dir) as (database_url, redis_url):
+        upgrade(database_url)
+        if settings.seed_demo_data:
+            _seed(settings, database_url, redis_url)
+        app = create_app(settings, database_url=database_url, redis_url=redis_url)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            timeout_graceful_shutdown=10,
+            ws_max_size=64 * 1024,
+        )
+        print(_banner(settings), flush=True)
+        uvicorn.Server(config).run()
+
+
+def migrate(settings: Settings) -> None:
+    from db.migrate import upgrade
+
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set")
+    upgrade(settings.database_url)
+
+
+def run_tests(settings: Settings, pytest_args: list[str]) -> int:
+    with services(settings, data_dir=settings.data_dir / "test") as (database_url, redis_url):
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        return subprocess.call([sys.executable, "-m", "pytest", *pytest_args], env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the API (embedded servers when no URLs are set)")
+    commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
+    commands.add_parser("seed", help="insert demo data on DATABASE_URL / REDIS_URL")
+    test = commands.add_parser("test", help="run the test suite")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    configure_logging(level=settings.log_level, json_output=settings.log_json)
+    if args.command == "serve":
+        serve(settings)
+    elif args.command == "migrate":
+        migrate(settings)
+    elif args.command == "seed":
+        if not (settings.database_url and settings.redis_url):
+            raise SystemExit("DATABASE_URL and REDIS_URL are not set")
+        _seed(settings, settings.database_url, settings.redis_url)
+    elif args.command == "test":
+        return run_tests(settings, args.pytest_args)
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,113 @@
+"""The Starlette application: routes, middleware, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+
+from app import links, ops
+from app.logs import configure_logging
+from app.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
+from app.runtime import Runtime, build_runtime
+from app.settings import Settings
+from graphql_schema.schema import schema
+from graphql_schema.view import GraphQLView
+
+log = logging.getLogger(__name__)
+
+
+class _ViewSlot:
+    """ASGI endpoint for /graphql; the view is built once resources exist (lifespan)."""
+
+    view: GraphQLView | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.view is None:
+            raise RuntimeError("the GraphQL view is not ready: lifespan did not run")
+        await self.view(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    runtime: Runtime | None = None,
+) -> Starlette:
+    """Build the app. Resources come from ``runtime`` (tests) or are built at start-up
+    from the URLs (default: the settings' DATABASE_URL and REDIS_URL)."""
+    settings = settings or (runtime.settings if runtime else Settings())
+    database_url = database_url or settings.database_url
+    redis_url = redis_url or settings.redis_url
+    if runtime is None and not (database_url and redis_url):
+        raise RuntimeError("DATABASE_URL and REDIS_URL are required (or use `python -m app serve`)")
+
+    graphql = _ViewSlot()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(
+            settings, database_url=database_url or "", redis_url=redis_url or ""
+        )
+        graphql.view = GraphQLView(schema=schema, rt=rt)
+        app.state.rt = rt
+        app.state.shutting_down = False
+        log.info("started", extra={"env": settings.env.value})
+        try:
+            yield
+        finally:
+            app.state.shutting_down = True
+            if runtime is None:
+                await rt.aclose()
+            log.info("stopped")
+
+    if runtime is not None:  # no lifespan under test transports: wire up now
+        graphql.view = GraphQLView(schema=schema, rt=runtime)
+
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+        Middleware(GZipMiddleware, minimum_size=1024),
+    ]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
+            Route("/livez", ops.livez),
+            Route("/readyz", ops.readyz),
+            Route("/startupz", ops.startupz),
+            Route("/metrics", ops.metrics),
+            Route("/verify-email", links.verify_email_page),
+            Route("/reset-password", links.reset_password_page, methods=["GET", "POST"]),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.rt = runtime
+        app.state.shutting_down = False
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """``uvicorn app.asgi:create_app_from_env --factory`` (the Docker image)."""
+    settings = Settings()
+    configure_logging(level=settings.log_level, json_output=settings.log_json)
+    return create_app(settings)

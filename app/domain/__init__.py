@@ -1,0 +1,1 @@
+"""Pure domain logic: no strawberry, SQLAlchemy, stripe or ccxt imports here."""

@@ -1,0 +1,63 @@
+"""Process-wide resources, built once at start-up and passed to every service call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.domain.tokens import TokenSigner
+from app.services.mail import Mailer, build_mailer
+from app.settings import Settings
+from db.session import create_engine, create_sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    mailer: Mailer
+    signer: TokenSigner
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def redis_key(self, *parts: str) -> str:
+        return self.settings.redis_prefix + ":".join(parts)
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def build_runtime(
+    settings: Settings, *, database_url: str, redis_url: str, mailer: Mailer | None = None
+) -> Runtime:
+    engine = create_engine(
+        database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
+    smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=create_sessionmaker(engine),
+        redis=Redis.from_url(redis_url, health_check_interval=30),
+        mailer=mailer
+        or build_mailer(smtp_url=smtp_url, folder=settings.mail_dir, sender=settings.mail_from),
+        signer=TokenSigner(
+            jwt_secret=settings.jwt_secret.get_secret_value(),
+            secret_key=settings.secret_key.get_secret_value(),
+            issuer=settings.jwt_issuer,
+            access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        ),
+    )

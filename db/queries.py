@@ -1,0 +1,90 @@
+"""Shared reads and the named row-lock helpers (locks are taken only through these)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from app.errors import ValidationFailed
+from db.models import User
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 100
+
+
+async def users_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[User | None]:
+    rows = (await session.scalars(select(User).where(User.id.in_(ids)))).all()
+    found = {row.id: row for row in rows}
+    return [found.get(i) for i in ids]
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email))
+
+
+async def lock_user(session: AsyncSession, user_id: int) -> User | None:
+    """SELECT ... FOR UPDATE on one user row."""
+    return await session.scalar(
+        select(User).where(User.id == user_id).with_for_update().execution_options(
+            populate_existing=True
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[tuple[str, T]]  # (cursor, item)
+    has_next_page: bool
+    has_previous_page: bool
+
+
+def encode_cursor(key: int) -> str:
+    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        prefix, value = text.split(":", 1)
+        if prefix != "k":
+            raise ValueError(prefix)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise ValidationFailed("Invalid cursor", field="after") from error
+
+
+def check_page_size(first: int) -> None:
+    if not 0 <= first <= MAX_PAGE_SIZE:
+        raise ValidationFailed(f"first must be between 0 and {MAX_PAGE_SIZE}", field="first")
+
+
+async def keyset_page(
+    session: AsyncSession,
+    statement: Select[tuple[T]],
+    *,
+    key: InstrumentedAttribute[int],
+    first: int,
+    after: str | None,
+    descending: bool = False,
+) -> Page[T]:
+    """One page of ``statement`` ordered by a unique integer ``key`` (keyset, no OFFSET)."""
+    check_page_size(first)
+    if after is not None:
+        boundary = decode_cursor(after)
+        statement = statement.where(key < boundary if descending else key > boundary)
+    statement = statement.order_by(key.desc() if descending else key.asc()).limit(first + 1)
+    rows = list((await session.scalars(statement)).all())
+    has_next = len(rows) > first
+    rows = rows[:first]
+    return Page(
+        items=[(encode_cursor(getattr(row, key.key)), row) for row in rows],
+        has_next_page=has_next,
+        has_previous_page=after is not None,
+    )

@@ -1,0 +1,71 @@
+"""Engine, session factory, and the one place that retries serialization failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.errors import TransientError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+MAX_ATTEMPTS = 5
+
+
+def async_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and select the asyncpg driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    orig = error.orig
+    return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+
+
+async def in_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """Run ``work`` in one transaction, retrying serialization failures and deadlocks.
+
+    ``work`` must be safe to re-run: it starts from scratch on a fresh session.
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            async with sessions() as session, session.begin():
+                return await work(session)
+        except DBAPIError as error:
+            if _sqlstate(error) not in RETRYABLE_SQLSTATES:
+                raise
+            log.info("retrying transaction", extra={"attempt": attempt, "sqlstate": _sqlstate(error)})
+            await asyncio.sleep(0.01 * 2**attempt)
+    raise TransientError("The database is busy, try again")

@@ -1,0 +1,1 @@
+"""GraphQL types, inputs, errors and schema assembly (strawberry)."""

@@ -1,0 +1,72 @@
+"""``interface Error { code message }`` and one typed error per domain error.
+
+Expected failures are union members of each mutation's result; bugs are exceptions
+and reach the client masked."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app import errors as domain
+
+
+@strawberry.interface(name="Error", description="An expected failure. Nothing was changed.")
+class Error:
+    code: str = strawberry.field(description="Stable machine-readable code.")
+    message: str = strawberry.field(description="Human-readable explanation.")
+
+
+def _error_type(domain_error: type[domain.UserError], description: str) -> type[Error]:
+    """A GraphQL error type named after the domain error, with the input ``field``
+    at fault (camelCase argument name) when there is one."""
+    namespace = {
+        "__annotations__": {"field": str | None},
+        "field": strawberry.field(default=None, description="Input field at fault, if any."),
+    }
+    cls = type(domain_error.__name__, (Error,), namespace)
+    return strawberry.type(cls, description=description)
+
+
+ValidationFailed = _error_type(domain.ValidationFailed, "An input value is malformed.")
+WeakPassword = _error_type(domain.WeakPassword, "The password does not meet the policy.")
+EmailAlreadyRegistered = _error_type(domain.EmailAlreadyRegistered, "The email is taken.")
+InvalidCredentials = _error_type(domain.InvalidCredentials, "Email or password is wrong.")
+TwoFactorRequired = _error_type(domain.TwoFactorRequired, "Send totpCode as well.")
+InvalidTwoFactorCode = _error_type(domain.InvalidTwoFactorCode, "Wrong or reused code.")
+TwoFactorAlreadyEnabled = _error_type(domain.TwoFactorAlreadyEnabled, "Already on.")
+TwoFactorNotPending = _error_type(domain.TwoFactorNotPending, "Call enableTwoFactor first.")
+TwoFactorNotEnabled = _error_type(domain.TwoFactorNotEnabled, "Two-factor is off.")
+InvalidToken = _error_type(domain.InvalidToken, "The token is invalid or expired.")
+InvalidRefreshToken = _error_type(domain.InvalidRefreshToken, "Unknown, expired or revoked.")
+RefreshTokenReused = _error_type(
+    domain.RefreshTokenReused, "A rotated refresh token was presented; the session is revoked."
+)
+NotAuthenticated = _error_type(domain.NotAuthenticated, "Sign in first.")
+Forbidden = _error_type(domain.Forbidden, "Not allowed for this account.")
+EmailAlreadyVerified = _error_type(domain.EmailAlreadyVerified, "Nothing to verify.")
+
+_BY_DOMAIN: dict[type[domain.UserError], type[Error]] = {
+    getattr(domain, cls.__name__): cls
+    for cls in (
+        ValidationFailed,
+        WeakPassword,
+        EmailAlreadyRegistered,
+        InvalidCredentials,
+        TwoFactorRequired,
+        InvalidTwoFactorCode,
+        TwoFactorAlreadyEnabled,
+        TwoFactorNotPending,
+        TwoFactorNotEnabled,
+        InvalidToken,
+        InvalidRefreshToken,
+        RefreshTokenReused,
+        NotAuthenticated,
+        Forbidden,
+        EmailAlreadyVerified,
+    )
+}
+
+
+def to_graphql_error(error: domain.UserError) -> Error:
+    cls = _BY_DOMAIN[type(error)]
+    return cls(code=error.code, message=error.message, field=error.field)  # type: ignore[call-arg]

@@ -1,0 +1,87 @@
+"""Schema extensions: error policy (mask the unexpected, keep codes) and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+from app.errors import AppError, InvariantViolation
+from app.logs import request_id_var
+from app.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS, operation_label
+
+log = logging.getLogger("graphql")
+UNEXPECTED_MESSAGE = "Unexpected error"
+
+
+def error_code(error: GraphQLError) -> tuple[str, bool]:
+    """(stable code, whether the message may be shown to the client)."""
+    original = error.original_error
+    if isinstance(original, AppError) and not isinstance(original, InvariantViolation):
+        return original.code, True
+    if error.path is None:  # the request itself is at fault: syntax, validation, variables
+        if error.message.startswith("Syntax Error"):
+            return "GRAPHQL_PARSE_FAILED", True
+        return ("BAD_USER_INPUT" if original else "GRAPHQL_VALIDATION_FAILED"), True
+    return "INTERNAL_SERVER_ERROR", False
+
+
+class ErrorPolicy(MaskErrors):
+    """Unexpected exceptions become "Unexpected error" plus the request id; every error
+    carries ``extensions.code`` and ``extensions.requestId``."""
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        request_id = request_id_var.get()
+        processed = []
+        for error in errors:
+            code, exposed = error_code(error)
+            extensions = {**(error.extensions or {}), "code": code, "requestId": request_id}
+            if isinstance(error.original_error, AppError) and error.original_error.field:
+                extensions["field"] = error.original_error.field
+            processed.append(
+                GraphQLError(
+                    error.message if exposed else f"{UNEXPECTED_MESSAGE} (request {request_id})",
+                    nodes=error.nodes,
+                    source=error.source,
+                    positions=error.positions,
+                    path=error.path,
+                    original_error=None,
+                    extensions=extensions,
+                )
+            )
+        return processed
+
+
+class OperationMetrics(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        name = operation_label(context.operation_name)
+        try:
+            kind = context.operation_type.value
+        except Exception:  # the document did not parse
+            kind = "invalid"
+        GRAPHQL_REQUESTS.labels(name, kind).inc()
+        GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
+        result = context.result
+        for error in getattr(result, "errors", None) or ():
+            GRAPHQL_ERRORS.labels((error.extensions or {}).get("code", "UNKNOWN")).inc()
+
+
+def log_errors(errors: list[GraphQLError]) -> None:
+    """Expected errors quietly; unexpected ones with their traceback."""
+    for error in errors:
+        code, exposed = error_code(error)
+        if exposed:
+            log.info("graphql error", extra={"code": code, "error": error.message})
+            continue
+        original = error.original_error
+        log.error(
+            "unexpected error in %s",
+            ".".join(map(str, error.path or [])),
+            exc_info=(type(original), original, original.__traceback__) if original else None,
+        )

@@ -1,0 +1,32 @@
+"""The ``Decimal`` scalar: every amount, price and quantity, serialised as a string."""
+
+from __future__ import annotations
+
+import decimal
+import re
+
+import strawberry
+
+_DECIMAL_TEXT = re.compile(r"^-?\d{1,30}(\.\d{1,18})?$")
+
+
+def serialize_decimal(value: decimal.Decimal) -> str:
+    if not isinstance(value, decimal.Decimal) or not value.is_finite():
+        raise TypeError(f"Decimal expected, got {value!r}")
+    return format(value, "f")
+
+
+def parse_decimal(value: object) -> decimal.Decimal:
+    """Strings only (a JSON number may already have lost precision as a float);
+    plain notation, no exponent, NaN or infinity."""
+    if not isinstance(value, str) or not _DECIMAL_TEXT.match(value):
+        raise ValueError(f"Decimal must be a string like \"12.50\", got {value!r}")
+    return decimal.Decimal(value)
+
+
+DecimalScalar = strawberry.scalar(
+    name="Decimal",
+    description="Exact decimal number serialised as a string, e.g. \"0.00125000\". Never a float.",
+    serialize=serialize_decimal,
+    parse_value=parse_decimal,
+)

@@ -1,0 +1,128 @@
+"""Object types: the User node and mutation payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from db.models import User as UserRow
+from db.queries import Page
+
+N = TypeVar("N")
+R = TypeVar("R")
+
+
+@strawberry.enum
+class Role(Enum):
+    USER = "USER"
+    ADMIN = "ADMIN"
+
+
+@strawberry.type(name="User")
+class User(relay.Node):
+    """An account. Only the account itself (and admins) can load it."""
+
+    id: relay.NodeID[int]
+    email: str
+    display_name: str
+    role: Role
+    email_verified: bool
+    two_factor_enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: UserRow) -> User:
+        return cls(
+            id=row.id,
+            email=row.email,
+            display_name=row.display_name,
+            role=Role(row.role),
+            email_verified=row.email_verified_at is not None,
+            two_factor_enabled=row.totp_secret is not None,
+            created_at=row.created_at,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[User | None]:
+        ctx = info.context
+        ids = [int(i) if i.isdigit() else 0 for i in node_ids]
+        rows = await ctx.loaders.user_by_id.load_many(ids)
+        return [
+            cls.from_row(row) if row is not None and ctx.can_see_user(row.id) else None
+            for row in rows
+        ]
+
+
+def to_connection(
+    connection_cls: type[relay.Connection[N]], page: Page[R], node: Callable[[R], N]
+) -> relay.Connection[N]:
+    return connection_cls(
+        edges=[relay.Edge(cursor=cursor, node=node(item)) for cursor, item in page.items],
+        page_info=relay.PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.items[0][0] if page.items else None,
+            end_cursor=page.items[-1][0] if page.items else None,
+        ),
+    )
+
+
+@strawberry.type
+class UserConnection(relay.Connection[User]):
+    """Users, newest first, paged by keyset cursor."""
+
+
+@strawberry.type
+class UserPayload:
+    user: User
+
+
+@strawberry.type
+class AuthPayload:
+    access_token: str
+    access_token_expires_at: datetime
+    refresh_token: str
+    refresh_token_expires_at: datetime
+    user: User
+
+    @classmethod
+    def from_signed_in(cls, s: Any) -> AuthPayload:
+        return cls(
+            access_token=s.access_token,
+            access_token_expires_at=s.access_token_expires_at,
+            refresh_token=s.refresh_token,
+            refresh_token_expires_at=s.refresh_token_expires_at,
+            user=User.from_row(s.user),
+        )
+
+
+@strawberry.type
+class LogoutPayload:
+    revoked: bool
+
+
+@strawberry.type
+class RequestPasswordResetPayload:
+    accepted: bool = strawberry.field(
+        description="Always true: a mail is sent only if the address has an account."
+    )
+
+
+@strawberry.type
+class EnableTwoFactorPayload:
+    secret: str
+    otpauth_uri: str
+
+
+@strawberry.type
+class ConfirmTwoFactorPayload:
+    recovery_codes: list[str] = strawberry.field(description="Shown once. Each works once.")
+    user: User

@@ -1,0 +1,1 @@
+"""Thin resolvers: parse input, call one service function, map the result."""

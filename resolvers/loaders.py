@@ -1,0 +1,33 @@
+"""DataLoaders, created fresh for every request (never shared across requests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from strawberry.dataloader import DataLoader
+
+from app.runtime import Runtime
+from db.models import User
+from db.queries import users_by_ids
+
+
+class UserByIdLoader(DataLoader[int, User | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[User | None]:
+            async with rt.sessions() as session:
+                return await users_by_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaders:
+    user_by_id: UserByIdLoader
+
+
+def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:
+    loaders = Loaders(user_by_id=UserByIdLoader(rt))
+    if signed_in is not None:
+        loaders.user_by_id.prime(signed_in.id, signed_in)
+    return loaders
