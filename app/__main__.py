@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -103,6 +104,10 @@ def run_tests(settings: Settings, pytest_args: list[str]) -> int:
         return subprocess.call([sys.executable, "-m", "pytest", *pytest_args], env=env)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
+    # uvicorn re-raises the signal after its graceful shutdown; make SIGTERM unwind
+    # through our finally blocks (which stop the embedded servers) like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = Settings()
     configure_logging(level=settings.log_level, json_output=settings.log_json)
     if args.command == "serve":

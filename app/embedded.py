@@ -27,8 +27,22 @@ class EmbeddedServices:
         try:
             self._redis.shutdown()
         finally:
-            self._postgres.cleanup()
+            self._stop_postgres()
         log.info("embedded PostgreSQL and Redis stopped")
+
+    def _stop_postgres(self) -> None:
+        """pgserver stops the server only when its on-disk handle list says we are the
+        last user, and a killed earlier run leaves its pid there. We own the data folder,
+        so stop it outright (fast mode: do not wait for idle clients)."""
+        import pgserver
+
+        postgres = self._postgres
+        postgres.cleanup()
+        info = postgres._postmaster_info
+        if info is not None and info.process.is_running():
+            pgserver.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=postgres.pgdata, user=postgres.system_user
+            )
 
 
 def with_database(url: str, name: str) -> str:

@@ -1,0 +1,137 @@
+"""Test set-up: a real PostgreSQL database per xdist worker (migrated once with Alembic),
+a real Redis database per worker, an in-process SMTP server, and per-test isolation by
+truncating every table and flushing the worker's Redis database after each test.
+
+Run through ``python3 dev.py test`` (or ``python -m app test``), which provides
+DATABASE_URL / REDIS_URL, embedded servers included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import event, text
+
+from app.asgi import create_app
+from app.embedded import ensure_database, with_database
+from app.runtime import Runtime, build_runtime, utcnow
+from app.settings import Settings
+from db.base import Base
+from db.migrate import upgrade
+from tests.support import GraphQLClient, Mailbox, QueryCounter, start_smtp_server
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith("gw") else 0
+
+
+def _require(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.exit(f"{name} is not set: run the suite with `python3 dev.py test`", returncode=2)
+    return value
+
+
+def _redis_url_for_worker(url: str, number: int) -> str:
+    db = 1 + number % 15
+    if url.startswith("unix://"):
+        base = re.sub(r"[?&]db=\d+", "", url)
+        return f"{base}{'&' if '?' in base else '?'}db={db}"
+    return re.sub(r"^(rediss?://[^/?]+)(/\d*)?", lambda m: f"{m.group(1)}/{db}", url)
+
+
+async def _drop_and_create(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+    await ensure_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[Mailbox]:
+    mailbox, controller = start_smtp_server()
+    yield mailbox
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(smtp: Mailbox) -> Settings:
+    admin_url = _require("DATABASE_URL")
+    database_url = with_database(admin_url, f"co_test_{WORKER_NUMBER}")
+    # asyncio.run / Alembic's own loop run in a thread, away from pytest-asyncio's loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _drop_and_create(admin_url, f"co_test_{WORKER_NUMBER}")).result()
+        pool.submit(upgrade, database_url).result()  # the only way tables are created
+    return Settings(
+        env="test",
+        database_url=database_url,
+        redis_url=_redis_url_for_worker(_require("REDIS_URL"), WORKER_NUMBER),
+        redis_prefix=f"co-test-{WORKER_NUMBER}:",
+        public_url="http://testserver",
+        data_dir=Path(tempfile.mkdtemp(prefix="co-test-")),
+        smtp_url=smtp.url,
+        seed_demo_data=False,
+        log_json=False,
+        db_pool_size=5,
+    )
+
+
+@pytest.fixture(scope="session")
+async def rt(settings: Settings) -> AsyncIterator[Runtime]:
+    assert settings.database_url and settings.redis_url
+    runtime = build_runtime(
+        settings, database_url=settings.database_url, redis_url=settings.redis_url
+    )
+    yield runtime
+    await runtime.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After each test that touched the database or Redis: empty both."""
+    yield
+    if "rt" not in request.fixturenames:
+        return
+    runtime: Runtime = request.getfixturevalue("rt")
+    runtime.clock = utcnow
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with runtime.engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await runtime.redis.flushdb()
+    request.getfixturevalue("smtp").clear()
+
+
+@pytest.fixture
+async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(runtime=rt))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(client)
+
+
+@pytest.fixture
+def mailbox(smtp: Mailbox) -> Mailbox:
+    return smtp
+
+
+@pytest.fixture
+def sql_statements(rt: Runtime) -> Iterator[QueryCounter]:
+    counter = QueryCounter()
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", counter.record)
+    yield counter
+    event.remove(rt.engine.sync_engine, "before_cursor_execute", counter.record)
