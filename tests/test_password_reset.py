@@ -1,0 +1,95 @@
+"""requestPasswordReset / resetPassword, following the mailed link."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from tests.documents import ME, REFRESH, REQUEST_RESET, RESET_PASSWORD, login, register, signed_in
+
+NEW_PASSWORD = "a brand new passphrase 7"
+
+
+def _token(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["token"][0]
+
+
+async def test_reset_by_mailed_token_changes_password_and_revokes_sessions(gql, mailbox):
+    auth = await signed_in(gql)
+    accepted = await gql.data(REQUEST_RESET, {"email": "Carol@Example.com"})
+    assert accepted["requestPasswordReset"] == {
+        "__typename": "RequestPasswordResetPayload",
+        "accepted": True,
+    }
+    link = mailbox.last_link("carol@example.com", "/reset-password")
+
+    done = await gql.data(RESET_PASSWORD, {"t": _token(link), "p": NEW_PASSWORD})
+    assert done["resetPassword"]["__typename"] == "UserPayload"
+
+    # every refresh token and every access token from before the reset is dead
+    refreshed = (await gql.data(REFRESH, {"t": auth["refreshToken"]}))["refreshToken"]
+    assert refreshed["code"] == "INVALID_REFRESH_TOKEN"
+    await gql(ME, token=auth["accessToken"], expect_status=401)
+    assert (await login(gql))["code"] == "INVALID_CREDENTIALS"
+    assert (await login(gql, password=NEW_PASSWORD))["__typename"] == "AuthPayload"
+
+
+async def test_reset_token_works_once(gql, mailbox):
+    await register(gql)
+    await gql.data(REQUEST_RESET, {"email": "carol@example.com"})
+    token = _token(mailbox.last_link("carol@example.com", "/reset-password"))
+    await gql.data(RESET_PASSWORD, {"t": token, "p": NEW_PASSWORD})
+    again = await gql.data(RESET_PASSWORD, {"t": token, "p": "yet another passphrase 9"})
+    assert again["resetPassword"]["code"] == "INVALID_TOKEN"
+    assert (await login(gql, password=NEW_PASSWORD))["__typename"] == "AuthPayload"
+
+
+async def test_reset_with_weak_password_changes_nothing(gql, mailbox):
+    auth = await signed_in(gql)
+    await gql.data(REQUEST_RESET, {"email": "carol@example.com"})
+    token = _token(mailbox.last_link("carol@example.com", "/reset-password"))
+    weak = await gql.data(RESET_PASSWORD, {"t": token, "p": "password1"})
+    assert weak["resetPassword"]["code"] == "WEAK_PASSWORD"
+    assert (await gql.data(ME, token=auth["accessToken"]))["me"] is not None
+    ok = await gql.data(RESET_PASSWORD, {"t": token, "p": NEW_PASSWORD})  # still usable
+    assert ok["resetPassword"]["__typename"] == "UserPayload"
+
+
+async def test_unknown_address_gets_the_same_answer_and_no_mail(gql, mailbox):
+    await register(gql)
+    mailbox.clear()
+    result = await gql.data(REQUEST_RESET, {"email": "nobody@example.com"})
+    assert result["requestPasswordReset"]["accepted"] is True
+    assert mailbox.messages == []
+
+
+async def test_malformed_address_is_a_validation_error(gql):
+    result = await gql.data(REQUEST_RESET, {"email": "nope"})
+    assert result["requestPasswordReset"]["code"] == "VALIDATION_FAILED"
+
+
+async def test_forged_reset_token_is_refused(gql):
+    await register(gql)
+    result = await gql.data(RESET_PASSWORD, {"t": "forged.token.value", "p": NEW_PASSWORD})
+    assert result["resetPassword"]["code"] == "INVALID_TOKEN"
+    assert (await login(gql))["__typename"] == "AuthPayload"
+
+
+async def test_verification_token_cannot_reset_a_password(gql, mailbox):
+    await register(gql)
+    verify_token = _token(mailbox.last_link("carol@example.com", "/verify-email"))
+    result = await gql.data(RESET_PASSWORD, {"t": verify_token, "p": NEW_PASSWORD})
+    assert result["resetPassword"]["code"] == "INVALID_TOKEN"
+
+
+async def test_reset_page_from_the_mail_link_works_without_javascript(gql, client, mailbox):
+    await register(gql)
+    await gql.data(REQUEST_RESET, {"email": "carol@example.com"})
+    link = mailbox.last_link("carol@example.com", "/reset-password")
+    form = await client.get(link)
+    assert form.status_code == 200
+    assert 'name="password"' in form.text
+    posted = await client.post(
+        "/reset-password", data={"token": _token(link), "password": NEW_PASSWORD}
+    )
+    assert posted.status_code == 200, posted.text
+    assert (await login(gql, password=NEW_PASSWORD))["__typename"] == "AuthPayload"
