@@ -101,7 +101,7 @@ def migrate(settings: Settings) -> None:
 def run_tests(settings: Settings, pytest_args: list[str]) -> int:
     with services(settings, data_dir=settings.data_dir / "test") as (database_url, redis_url):
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-        return subprocess.call([sys.executable, "-m", "pytest", *pytest_args], env=env)
+        return subprocess.call([sys.executable, "-m", "pytest", *pytest_args], env=env)  # noqa: S603
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -41,9 +41,10 @@ async def reset_password_page(request: Request) -> HTMLResponse:
         except UserError as error:
             return _page("Password not changed", f"<p>{escape(error.message)}</p>", status=400)
         return _page("Password changed", "<p>Sign in with your new password.</p>")
+    hidden = escape(token, quote=True)
     form_html = (
-        '<form method="post"><input type="hidden" name="token" value="{t}">'
+        f'<form method="post"><input type="hidden" name="token" value="{hidden}">'
         '<label>New password <input type="password" name="password" minlength="10" required>'
         "</label> <button>Set password</button></form>"
-    ).format(t=escape(token, quote=True))
+    )
     return _page("Choose a new password", form_html)

@@ -12,8 +12,15 @@ from app.logs import request_id_var
 from app.metrics import HTTP_REQUESTS
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_KNOWN_PATHS = {"/graphql", "/livez", "/readyz", "/startupz", "/metrics", "/verify-email",
-                "/reset-password"}
+_KNOWN_PATHS = {
+    "/graphql",
+    "/livez",
+    "/readyz",
+    "/startupz",
+    "/metrics",
+    "/verify-email",
+    "/reset-password",
+}
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -23,7 +30,9 @@ SECURITY_HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
 # GraphiQL (development only) loads its scripts from a CDN, so its HTML page is exempt.
-STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; form-action 'self'; style-src 'unsafe-inline'"
+STRICT_CSP = (
+    "default-src 'none'; frame-ancestors 'none'; form-action 'self'; style-src 'unsafe-inline'"
+)
 
 
 class RequestIdMiddleware:
@@ -36,7 +45,9 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        incoming = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
+        )
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
@@ -68,9 +79,10 @@ class SecurityHeadersMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
-                if not headers.get("content-type", "").startswith("text/html") or scope[
-                    "path"
-                ] != "/graphql":
+                if (
+                    not headers.get("content-type", "").startswith("text/html")
+                    or scope["path"] != "/graphql"
+                ):
                     headers.setdefault("content-security-policy", STRICT_CSP)
                 if self.hsts:
                     headers.setdefault("strict-transport-security", "max-age=63072000")

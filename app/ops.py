@@ -25,7 +25,9 @@ async def livez(request: Request) -> Response:
 
 async def startupz(request: Request) -> Response:
     started = _runtime(request) is not None
-    return JSONResponse({"status": "ok" if started else "starting"}, status_code=200 if started else 503)
+    return JSONResponse(
+        {"status": "ok" if started else "starting"}, status_code=200 if started else 503
+    )
 
 
 async def _check_postgres(rt: Runtime) -> None:

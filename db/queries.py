@@ -32,9 +32,10 @@ async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
 async def lock_user(session: AsyncSession, user_id: int) -> User | None:
     """SELECT ... FOR UPDATE on one user row."""
     return await session.scalar(
-        select(User).where(User.id == user_id).with_for_update().execution_options(
-            populate_existing=True
-        )
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
 
 

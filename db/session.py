@@ -48,7 +48,9 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 def _sqlstate(error: DBAPIError) -> str | None:
     orig = error.orig
-    return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
 
 
 async def in_transaction(
@@ -66,6 +68,8 @@ async def in_transaction(
         except DBAPIError as error:
             if _sqlstate(error) not in RETRYABLE_SQLSTATES:
                 raise
-            log.info("retrying transaction", extra={"attempt": attempt, "sqlstate": _sqlstate(error)})
+            log.info(
+                "retrying transaction", extra={"attempt": attempt, "sqlstate": _sqlstate(error)}
+            )
             await asyncio.sleep(0.01 * 2**attempt)
     raise TransientError("The database is busy, try again")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.relay.types import GlobalIDValueError, InvalidGlobalIDError
 
 from app.errors import AppError, InvariantViolation
 from app.logs import request_id_var
@@ -22,6 +23,8 @@ def error_code(error: GraphQLError) -> tuple[str, bool]:
     original = error.original_error
     if isinstance(original, AppError) and not isinstance(original, InvariantViolation):
         return original.code, True
+    if isinstance(original, GlobalIDValueError | InvalidGlobalIDError):
+        return "INVALID_ID", True
     if error.path is None:  # the request itself is at fault: syntax, validation, variables
         if error.message.startswith("Syntax Error"):
             return "GRAPHQL_PARSE_FAILED", True

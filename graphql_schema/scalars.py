@@ -20,13 +20,13 @@ def parse_decimal(value: object) -> decimal.Decimal:
     """Strings only (a JSON number may already have lost precision as a float);
     plain notation, no exponent, NaN or infinity."""
     if not isinstance(value, str) or not _DECIMAL_TEXT.match(value):
-        raise ValueError(f"Decimal must be a string like \"12.50\", got {value!r}")
+        raise ValueError(f'Decimal must be a string like "12.50", got {value!r}')
     return decimal.Decimal(value)
 
 
 DecimalScalar = strawberry.scalar(
     name="Decimal",
-    description="Exact decimal number serialised as a string, e.g. \"0.00125000\". Never a float.",
+    description='Exact decimal number serialised as a string, e.g. "0.00125000". Never a float.',
     serialize=serialize_decimal,
     parse_value=parse_decimal,
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -140,4 +140,3 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))
-

@@ -55,9 +55,7 @@ async def resend_verification_email(info: Ctx) -> ResendVerificationEmailResult:
     return await attempt(call, _user_payload)
 
 
-async def login(
-    info: Ctx, email: str, password: str, totp_code: str | None = None
-) -> LoginResult:
+async def login(info: Ctx, email: str, password: str, totp_code: str | None = None) -> LoginResult:
     call = sessions.login(rt=info.context.rt, email=email, password=password, totp_code=totp_code)
     return await attempt(call, AuthPayload.from_signed_in)
 
@@ -98,7 +96,9 @@ async def confirm_two_factor(info: Ctx, code: str) -> ConfirmTwoFactorResult:
     call = accounts.confirm_two_factor(rt=info.context.rt, user_id=info.context.user_id, code=code)
     return await attempt(
         call,
-        lambda c: ConfirmTwoFactorPayload(recovery_codes=c.recovery_codes, user=User.from_row(c.user)),
+        lambda c: ConfirmTwoFactorPayload(
+            recovery_codes=c.recovery_codes, user=User.from_row(c.user)
+        ),
     )
 
 

@@ -64,7 +64,7 @@ class Mailbox:
         assert links, body
         return links[-1]
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.messages.append(message_from_bytes(envelope.content))
         return "250 Message accepted for delivery"

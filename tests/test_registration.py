@@ -69,7 +69,9 @@ async def test_blank_display_name_is_rejected(gql, rt):
 
 async def test_duplicate_email_is_rejected_case_insensitively(gql, rt):
     await register(gql, email="carol@example.com")
-    data = await gql.data(REGISTER, {"email": "CAROL@example.com", "password": PASSWORD, "name": "C"})
+    data = await gql.data(
+        REGISTER, {"email": "CAROL@example.com", "password": PASSWORD, "name": "C"}
+    )
     assert data["register"]["__typename"] == "EmailAlreadyRegistered"
     assert data["register"]["code"] == "EMAIL_ALREADY_REGISTERED"
     assert await _user_count(rt) == 1

@@ -194,8 +194,7 @@ async def test_malformed_authorization_header_is_refused(gql, client):
 
 async def test_login_mutation_rejects_unknown_arguments(gql):
     body = await gql(
-        "mutation { login(email: \"a@b.c\", password: \"x\", role: ADMIN) { __typename } }"
+        'mutation { login(email: "a@b.c", password: "x", role: ADMIN) { __typename } }'
     )
     assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "data" not in body or body["data"] is None
-

@@ -57,7 +57,7 @@ async def test_recovery_codes_work_once_each(gql, rt):
 async def test_confirm_with_a_wrong_code_leaves_two_factor_off(gql, rt):
     auth = await signed_in(gql)
     await gql.data(ENABLE_2FA, token=auth["accessToken"])
-    bad = (await gql.data(CONFIRM_2FA, {"code": "123456"}, token=auth["accessToken"]))
+    bad = await gql.data(CONFIRM_2FA, {"code": "123456"}, token=auth["accessToken"])
     assert bad["confirmTwoFactor"]["code"] == "INVALID_TWO_FACTOR_CODE"
     assert bad["confirmTwoFactor"]["__typename"] == "InvalidTwoFactorCode"
     me = (await gql.data(ME, token=auth["accessToken"]))["me"]
@@ -92,8 +92,11 @@ async def test_disable_needs_a_valid_code(gql, rt):
 
 
 async def test_two_factor_mutations_need_sign_in(gql):
-    for document, variables in ((ENABLE_2FA, {}), (CONFIRM_2FA, {"code": "1"}),
-                                (DISABLE_2FA, {"code": "1"})):
+    for document, variables in (
+        (ENABLE_2FA, {}),
+        (CONFIRM_2FA, {"code": "1"}),
+        (DISABLE_2FA, {"code": "1"}),
+    ):
         data = await gql.data(document, variables)
         (result,) = data.values()
         assert result["code"] == "UNAUTHENTICATED"

@@ -168,9 +168,7 @@ async def enable_two_factor(*, rt: Runtime, user_id: int | None) -> TwoFactorSet
     return TwoFactorSetup(secret=secret, otpauth_uri=uri)
 
 
-async def confirm_two_factor(
-    *, rt: Runtime, user_id: int | None, code: str
-) -> TwoFactorConfirmed:
+async def confirm_two_factor(*, rt: Runtime, user_id: int | None, code: str) -> TwoFactorConfirmed:
     """Turns two-factor on and issues fresh recovery codes."""
     codes = totp.new_recovery_codes()
 
@@ -213,7 +211,9 @@ async def disable_two_factor(*, rt: Runtime, user_id: int | None, code: str) -> 
     return await in_transaction(rt.sessions, work)
 
 
-async def consume_second_factor(*, rt: Runtime, session: AsyncSession, user: User, code: str) -> bool:
+async def consume_second_factor(
+    *, rt: Runtime, session: AsyncSession, user: User, code: str
+) -> bool:
     """Accept a fresh TOTP code or an unused recovery code; either works once.
 
     ``user`` must be locked by the caller's transaction."""
@@ -223,8 +223,7 @@ async def consume_second_factor(*, rt: Runtime, session: AsyncSession, user: Use
             update(RecoveryCode)
             .where(
                 RecoveryCode.user_id == user.id,
-                RecoveryCode.code_hash
-                == rt.signer.keyed_hash(totp.normalise_recovery_code(code)),
+                RecoveryCode.code_hash == rt.signer.keyed_hash(totp.normalise_recovery_code(code)),
                 RecoveryCode.used_at.is_(None),
             )
             .values(used_at=rt.now())

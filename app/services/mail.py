@@ -73,8 +73,10 @@ class FolderMailer:
         slug = re.sub(r"[^a-z0-9]+", "-", f"{mail.to}-{mail.subject}".lower()).strip("-")[:80]
         path = self._folder / f"{stamp}-{slug}.eml"
         path.write_bytes(bytes(_to_email_message(mail, self._sender)))
-        log.info("mail written", extra={"to": mail.to, "subject": mail.subject, "path": str(path),
-                                        "body": mail.text})
+        log.info(
+            "mail written",
+            extra={"to": mail.to, "subject": mail.subject, "path": str(path), "body": mail.text},
+        )
 
 
 def build_mailer(*, smtp_url: str | None, folder: Path, sender: str) -> Mailer:
@@ -89,7 +91,8 @@ def verification_mail(*, to: str, display_name: str, link: str, valid_hours: int
             f"Hello {display_name},\n\n"
             f"Confirm your email address for CryptoOrchestrator by opening this link:\n\n"
             f"{link}\n\n"
-            f"The link is valid for {valid_hours} hours. If you did not sign up, ignore this mail.\n"
+            f"The link is valid for {valid_hours} hours. "
+            "If you did not sign up, ignore this mail.\n"
         ),
     )
 

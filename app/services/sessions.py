@@ -58,7 +58,11 @@ async def login(*, rt: Runtime, email: str, password: str, totp_code: str | None
     )
     if user is None or not password_ok:
         raise InvalidCredentials()
-    rehash = await asyncio.to_thread(hash_password, password) if needs_rehash(user.password_hash) else None
+    rehash = (
+        await asyncio.to_thread(hash_password, password)
+        if needs_rehash(user.password_hash)
+        else None
+    )
 
     async def work(session: AsyncSession) -> SignedIn:
         locked = await lock_user(session, user.id)
@@ -156,7 +160,9 @@ async def authenticate(*, rt: Runtime, access_token: str) -> Authenticated:
     return Authenticated(user=user, claims=claims)
 
 
-async def _issue(*, rt: Runtime, session: AsyncSession, user: User, family_id: uuid.UUID) -> SignedIn:
+async def _issue(
+    *, rt: Runtime, session: AsyncSession, user: User, family_id: uuid.UUID
+) -> SignedIn:
     now = rt.now()
     opaque = new_opaque_token()
     refresh_expires = now + timedelta(days=rt.settings.refresh_token_ttl_days)

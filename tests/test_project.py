@@ -1,0 +1,133 @@
+"""Project-level guarantees: migrations match models, the committed SDL is current,
+demo seeding is idempotent, production refuses insecure settings, domain code is pure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from pydantic import ValidationError
+from sqlalchemy import select, text
+from strawberry.printer import print_schema
+
+from app.seed import DEMO_LOGINS, seed_demo_data
+from app.settings import Settings
+from db.base import Base
+from db.models import User
+from graphql_schema.schema import schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_migrations_match_the_models(rt):
+    def diff(connection):
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with rt.engine.connect() as connection:
+        assert await connection.run_sync(diff) == []
+
+
+async def test_tables_come_from_alembic(rt):
+    async with rt.engine.connect() as connection:
+        version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+    assert version is not None
+
+
+def test_committed_schema_graphql_is_current():
+    committed = (ROOT / "schema.graphql").read_text(encoding="utf-8")
+    assert committed == print_schema(schema) + "\n", (
+        "schema.graphql is stale: run "
+        "`.venv/bin/strawberry export-schema graphql_schema.schema:schema --output schema.graphql`"
+    )
+
+
+async def test_seeding_twice_changes_nothing(rt):
+    await seed_demo_data(rt)
+
+    async def snapshot():
+        async with rt.sessions() as session:
+            rows = (await session.scalars(select(User).order_by(User.id))).all()
+        return [(r.id, r.email, r.password_hash, r.role, r.updated_at) for r in rows]
+
+    first = await snapshot()
+    await seed_demo_data(rt)
+    assert await snapshot() == first
+    assert {row[1] for row in first} == {d.email for d in DEMO_LOGINS}
+    assert any(row[3] == "ADMIN" for row in first)
+
+
+async def test_demo_logins_work(rt, gql):
+    await seed_demo_data(rt)
+    from tests.documents import login
+
+    for demo in DEMO_LOGINS:
+        assert (await login(gql, demo.email, demo.password))["__typename"] == "AuthPayload"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # default development secrets
+        {"jwt_secret": "changeme", "secret_key": "s" * 40},
+        {"jwt_secret": "j" * 40, "secret_key": "too-short"},
+        {"jwt_secret": "j" * 40, "secret_key": "s" * 40, "database_url": None},
+        {"jwt_secret": "j" * 40, "secret_key": "s" * 40, "seed_demo_data": True},
+    ],
+)
+def test_production_refuses_missing_or_default_secrets(overrides):
+    base = {
+        "env": "production",
+        "database_url": "postgresql://db/x",
+        "redis_url": "redis://r:6379/0",
+        "seed_demo_data": False,
+    }
+    with pytest.raises(ValidationError):
+        Settings(**{**base, **overrides})
+
+
+def test_production_starts_with_real_secrets():
+    settings = Settings(
+        env="production",
+        jwt_secret="j" * 40,
+        secret_key="s" * 40,
+        database_url="postgresql://db/x",
+        redis_url="redis://r:6379/0",
+        seed_demo_data=False,
+    )
+    assert settings.is_production
+    assert "j" * 40 not in repr(settings)  # secrets are wrapped
+
+
+def test_domain_and_services_never_import_strawberry():
+    code = (
+        "import sys, pkgutil, importlib, app.domain, app.services\n"
+        "for pkg in (app.domain, app.services):\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+        "        importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'strawberry')\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_pure_domain_imports_no_database_or_vendor_sdk():
+    code = (
+        "import sys, pkgutil, importlib, app.domain\n"
+        "for m in pkgutil.iter_modules(app.domain.__path__):\n"
+        "    importlib.import_module(f'app.domain.{m.name}')\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'strawberry', 'sqlalchemy', 'stripe', 'ccxt', 'redis', 'starlette'})\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == ""
