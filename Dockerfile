@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# Production image: pinned dependencies, non-root user, migrations then uvicorn.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml constraints.txt ./
+# Install only the runtime dependencies, pinned by constraints.txt.
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/venv/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt -r requirements.txt
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 app
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=app:app alembic.ini ./
+COPY --chown=app:app app ./app
+COPY --chown=app:app db ./db
+COPY --chown=app:app graphql_schema ./graphql_schema
+COPY --chown=app:app resolvers ./resolvers
+COPY --chown=app:app migrations ./migrations
+USER app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    SEED_DEMO_DATA=false
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=2)" || exit 1
+# DATABASE_URL, REDIS_URL, JWT_SECRET and SECRET_KEY must be provided; production refuses defaults.
+CMD ["sh", "-c", "python -m app migrate && exec uvicorn app.asgi:create_app_from_env --factory --host \"$HOST\" --port \"$PORT\" --proxy-headers --timeout-graceful-shutdown 10 --no-access-log"]
