@@ -114,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the API (embedded servers when no URLs are set)")
     commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
     commands.add_parser("seed", help="insert demo data on DATABASE_URL / REDIS_URL")
-    test = commands.add_parser("test", help="run the test suite")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    commands.add_parser("test", help="run the test suite; other arguments go to pytest")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
     # uvicorn re-raises the signal after its graceful shutdown; make SIGTERM unwind
     # through our finally blocks (which stop the embedded servers) like Ctrl-C does.
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("DATABASE_URL and REDIS_URL are not set")
         _seed(settings, settings.database_url, settings.redis_url)
     elif args.command == "test":
-        return run_tests(settings, args.pytest_args)
+        return run_tests(settings, extra)
     return 0
 
 
