@@ -34,7 +34,7 @@ def _fingerprint() -> str:
 
 
 def ensure_environment() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  (this file runs on any python3)
         raise SystemExit("Python 3.11 or newer is required")
     fingerprint = _fingerprint()
     if MARKER.exists() and MARKER.read_text() == fingerprint and PYTHON.exists():
@@ -43,7 +43,7 @@ def ensure_environment() -> None:
         print("Creating .venv ...", flush=True)
         venv.create(VENV, with_pip=True)
     print("Installing pinned dependencies (first run only) ...", flush=True)
-    subprocess.run(
+    subprocess.run(  # noqa: S603
         [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q",
          "-c", "constraints.txt", "-e", ".[dev]"],
         cwd=ROOT,

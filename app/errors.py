@@ -13,7 +13,11 @@
     │   ├── InvalidToken
     │   ├── InvalidRefreshToken / RefreshTokenReused
     │   ├── NotAuthenticated / Forbidden
-    │   └── EmailAlreadyVerified
+    │   ├── EmailAlreadyVerified / EmailNotVerified
+    │   ├── UnknownCurrency / CurrencyDisabled / InsufficientFunds
+    │   ├── RecipientNotFound / TransferToSelf
+    │   ├── IdempotencyKeyReused
+    │   └── NotFound
     ├── TransientError       retry later (serialization failure exhausted, a dependency down)
     └── InvariantViolation   stop: a bug or broken invariant; never shown, always logged
 
@@ -119,3 +123,43 @@ class Forbidden(UserError):
 class EmailAlreadyVerified(UserError):
     code = "EMAIL_ALREADY_VERIFIED"
     default_message = "The email address is already verified"
+
+
+class UnknownCurrency(UserError):
+    code = "UNKNOWN_CURRENCY"
+    default_message = "Unknown currency"
+
+
+class CurrencyDisabled(UserError):
+    code = "CURRENCY_DISABLED"
+    default_message = "This currency is currently disabled"
+
+
+class InsufficientFunds(UserError):
+    code = "INSUFFICIENT_FUNDS"
+    default_message = "Insufficient available balance"
+
+
+class RecipientNotFound(UserError):
+    code = "RECIPIENT_NOT_FOUND"
+    default_message = "No user with that email or handle"
+
+
+class TransferToSelf(UserError):
+    code = "TRANSFER_TO_SELF"
+    default_message = "You cannot transfer to yourself"
+
+
+class IdempotencyKeyReused(UserError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This idempotency key was already used for a different request"
+
+
+class EmailNotVerified(UserError):
+    code = "EMAIL_NOT_VERIFIED"
+    default_message = "Verify your email address first"
+
+
+class NotFound(UserError):
+    code = "NOT_FOUND"
+    default_message = "Not found"

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
     Index,
     LargeBinary,
+    Numeric,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
@@ -24,6 +30,9 @@ from db.base import Base
 
 def _pk() -> Mapped[int]:
     return mapped_column(BigInteger, Identity(always=True), primary_key=True)
+
+
+AMOUNT = Numeric(38, 18)
 
 
 def _created_at() -> Mapped[datetime]:
@@ -35,6 +44,11 @@ class User(Base):
     __table_args__ = (
         CheckConstraint("role IN ('USER', 'ADMIN')", name="role_known"),
         CheckConstraint("email = lower(email)", name="email_normalised"),
+        CheckConstraint("kyc_level BETWEEN 0 AND 2", name="kyc_level_known"),
+        CheckConstraint(
+            "kyc_status IN ('NONE', 'PENDING', 'APPROVED', 'REJECTED')", name="kyc_status_known"
+        ),
+        CheckConstraint("handle ~ '^[a-z0-9_]{3,30}$'", name="handle_format"),
     )
 
     id: Mapped[int] = _pk()
@@ -50,6 +64,12 @@ class User(Base):
     tokens_valid_after: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    handle: Mapped[str | None] = mapped_column(Text, unique=True)
+    kyc_level: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    kyc_status: Mapped[str] = mapped_column(Text, server_default="NONE")
+    # Set when a refund or dispute found the money already gone: review before more payouts.
+    flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    flag_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -86,4 +106,281 @@ class RecoveryCode(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     code_hash: Mapped[bytes] = mapped_column(LargeBinary)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+# --- money -------------------------------------------------------------------------------
+
+
+class Currency(Base):
+    __tablename__ = "currencies"
+    __table_args__ = (
+        CheckConstraint("kind IN ('FIAT', 'CRYPTO')", name="kind_known"),
+        CheckConstraint("scale BETWEEN 0 AND 18", name="scale_range"),
+        CheckConstraint("min_withdrawal >= 0 AND withdrawal_fee >= 0", name="fees_non_negative"),
+    )
+
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    scale: Mapped[int] = mapped_column(SmallInteger)
+    min_withdrawal: Mapped[Decimal] = mapped_column(AMOUNT)
+    withdrawal_fee: Mapped[Decimal] = mapped_column(AMOUNT)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
+
+
+class ReferencePrice(Base):
+    """USD value of one unit, kept current by the trading work (seeded for now)."""
+
+    __tablename__ = "reference_prices"
+    __table_args__ = (CheckConstraint("usd_price > 0", name="positive"),)
+
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"), primary_key=True)
+    usd_price: Mapped[Decimal] = mapped_column(AMOUNT)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LedgerAccount(Base):
+    """One balance: a user's AVAILABLE / HELD / STAKED per currency, or a system account.
+    ``balance`` always equals the sum of the account's postings (checked by tests)."""
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "currency", "kind", postgresql_nulls_not_distinct=True),
+        CheckConstraint("user_id IS NULL OR balance >= 0", name="user_balance_non_negative"),
+        CheckConstraint(
+            "(user_id IS NOT NULL) = (kind IN ('AVAILABLE', 'HELD', 'STAKED'))",
+            name="kind_matches_owner",
+        ),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    kind: Mapped[str] = mapped_column(Text)
+    balance: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class JournalEntry(Base):
+    """Append-only. A mistake is corrected by a new entry, never by an UPDATE."""
+
+    __tablename__ = "journal_entries"
+
+    id: Mapped[int] = _pk()
+    kind: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    memo: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Posting(Base):
+    __tablename__ = "postings"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="non_zero"),
+        Index(None, "account_id", "id"),
+        Index(None, "entry_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    balance_after: Mapped[Decimal] = mapped_column(AMOUNT)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Hold(Base):
+    """Two-phase: PENDING moves funds AVAILABLE -> HELD; then POSTED (spent) or VOIDED
+    (released). Orders post in parts, so ``remaining`` shrinks until it reaches zero."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("status IN ('PENDING', 'POSTED', 'VOIDED')", name="status_known"),
+        CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="amounts"),
+        Index(None, "user_id", "status"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    remaining: Mapped[Decimal] = mapped_column(AMOUNT)
+    status: Mapped[str] = mapped_column(Text, server_default="PENDING")
+    reference: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """Stored in the same transaction as the effect; same key + same request returns the
+    stored response, a different request under the same key is refused."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index(None, "created_at"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    operation: Mapped[str] = mapped_column(Text)
+    request_hash: Mapped[str] = mapped_column(Text)
+    response: Mapped[dict | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class OutboxEvent(Base):
+    """Events for subscribers, written in the transaction of the change they describe and
+    relayed to Redis afterwards. Redis is delivery, this table is the record."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "published_at", "id"),)
+
+    id: Mapped[int] = _pk()
+    topic: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    payload: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Transfer(Base):
+    __tablename__ = "transfers"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="positive"),
+        CheckConstraint("sender_id <> recipient_id", name="not_to_self"),
+    )
+
+    id: Mapped[int] = _pk()
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    memo: Mapped[str | None] = mapped_column(Text)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Deposit(Base):
+    __tablename__ = "deposits"
+    __table_args__ = (
+        CheckConstraint("method IN ('CARD', 'CRYPTO')", name="method_known"),
+        CheckConstraint(
+            "status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'REFUNDED', 'DISPUTED')",
+            name="status_known",
+        ),
+        CheckConstraint("amount > 0", name="positive"),
+        Index(None, "user_id", "id"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    method: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="PENDING")
+    payment_intent_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    tx_hash: Mapped[str | None] = mapped_column(Text, unique=True)
+    address: Mapped[str | None] = mapped_column(Text)
+    credited_amount: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ProcessedWebhookEvent(Base):
+    """Stripe event ids already handled; inserted in the transaction of the credit."""
+
+    __tablename__ = "processed_webhook_events"
+
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_type: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = _created_at()
+
+
+class DepositAddress(Base):
+    __tablename__ = "deposit_addresses"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"), primary_key=True)
+    address: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Withdrawal(Base):
+    __tablename__ = "withdrawals"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('PENDING_REVIEW', 'APPROVED', 'SENT', 'REJECTED', 'CANCELED', 'FAILED')",
+            name="status_known",
+        ),
+        CheckConstraint("amount > 0 AND fee >= 0", name="amounts"),
+        Index(None, "user_id", "id"),
+        Index(None, "status", "id"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    fee: Mapped[Decimal] = mapped_column(AMOUNT)
+    usd_value: Mapped[Decimal] = mapped_column(AMOUNT)
+    destination_address: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"))
+    tx_hash: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class KycLimit(Base):
+    __tablename__ = "kyc_limits"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    daily_deposit_usd: Mapped[Decimal] = mapped_column(AMOUNT)
+    daily_withdrawal_usd: Mapped[Decimal] = mapped_column(AMOUNT)
+
+
+class KycSubmission(Base):
+    __tablename__ = "kyc_submissions"
+    __table_args__ = (
+        CheckConstraint("status IN ('PENDING', 'APPROVED', 'REJECTED')", name="status_known"),
+        Index(None, "status", "id"),
+        Index(None, "user_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    full_name: Mapped[str] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(Text)
+    date_of_birth: Mapped[date] = mapped_column(Date)
+    document_type: Mapped[str] = mapped_column(Text)
+    document_number_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    document_number_last4: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="PENDING")
+    level_granted: Mapped[int | None] = mapped_column(SmallInteger)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditLog(Base):
+    """Every admin action: who, what, when, on what, with which request id."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "created_at"),)
+
+    id: Mapped[int] = _pk()
+    actor_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSONB, server_default="{}")
+    request_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()

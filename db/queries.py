@@ -19,10 +19,18 @@ T = TypeVar("T")
 MAX_PAGE_SIZE = 100
 
 
-async def users_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[User | None]:
-    rows = (await session.scalars(select(User).where(User.id.in_(ids)))).all()
-    found = {row.id: row for row in rows}
+M = TypeVar("M")
+
+
+async def rows_by_ids(session: AsyncSession, model: type[M], ids: Sequence[int]) -> list[M | None]:
+    """Rows of ``model`` in the order of ``ids`` (None where missing): one query."""
+    rows = (await session.scalars(select(model).where(model.id.in_(ids)))).all()  # type: ignore[attr-defined]
+    found = {row.id: row for row in rows}  # type: ignore[attr-defined]
     return [found.get(i) for i in ids]
+
+
+async def users_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[User | None]:
+    return await rows_by_ids(session, User, ids)
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:

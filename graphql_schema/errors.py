@@ -44,6 +44,16 @@ RefreshTokenReused = _error_type(
 NotAuthenticated = _error_type(domain.NotAuthenticated, "Sign in first.")
 Forbidden = _error_type(domain.Forbidden, "Not allowed for this account.")
 EmailAlreadyVerified = _error_type(domain.EmailAlreadyVerified, "Nothing to verify.")
+EmailNotVerified = _error_type(domain.EmailNotVerified, "Verify your email address first.")
+UnknownCurrency = _error_type(domain.UnknownCurrency, "No such currency.")
+CurrencyDisabled = _error_type(domain.CurrencyDisabled, "The currency is disabled.")
+InsufficientFunds = _error_type(domain.InsufficientFunds, "Not enough available balance.")
+RecipientNotFound = _error_type(domain.RecipientNotFound, "No user with that email or handle.")
+TransferToSelf = _error_type(domain.TransferToSelf, "Sender and recipient are the same.")
+IdempotencyKeyReused = _error_type(
+    domain.IdempotencyKeyReused, "The key was used for a different request."
+)
+NotFound = _error_type(domain.NotFound, "Nothing with that id is visible to you.")
 
 _BY_DOMAIN: dict[type[domain.UserError], type[Error]] = {
     getattr(domain, cls.__name__): cls
@@ -63,6 +73,14 @@ _BY_DOMAIN: dict[type[domain.UserError], type[Error]] = {
         NotAuthenticated,
         Forbidden,
         EmailAlreadyVerified,
+        EmailNotVerified,
+        UnknownCurrency,
+        CurrencyDisabled,
+        InsufficientFunds,
+        RecipientNotFound,
+        TransferToSelf,
+        IdempotencyKeyReused,
+        NotFound,
     )
 }
 

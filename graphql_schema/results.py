@@ -7,21 +7,29 @@ from typing import Annotated, TypeAlias
 import strawberry
 
 from graphql_schema.errors import (
+    CurrencyDisabled,
     EmailAlreadyRegistered,
     EmailAlreadyVerified,
+    EmailNotVerified,
+    IdempotencyKeyReused,
+    InsufficientFunds,
     InvalidCredentials,
     InvalidRefreshToken,
     InvalidToken,
     InvalidTwoFactorCode,
     NotAuthenticated,
+    RecipientNotFound,
     RefreshTokenReused,
+    TransferToSelf,
     TwoFactorAlreadyEnabled,
     TwoFactorNotEnabled,
     TwoFactorNotPending,
     TwoFactorRequired,
+    UnknownCurrency,
     ValidationFailed,
     WeakPassword,
 )
+from graphql_schema.money import TransferPayload
 from graphql_schema.types import (
     AuthPayload,
     ConfirmTwoFactorPayload,
@@ -73,4 +81,17 @@ ConfirmTwoFactorResult: TypeAlias = Annotated[
 DisableTwoFactorResult: TypeAlias = Annotated[
     UserPayload | NotAuthenticated | TwoFactorNotEnabled | InvalidTwoFactorCode,
     strawberry.union("DisableTwoFactorResult"),
+]
+TransferResult: TypeAlias = Annotated[
+    TransferPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | EmailNotVerified
+    | UnknownCurrency
+    | CurrencyDisabled
+    | InsufficientFunds
+    | RecipientNotFound
+    | TransferToSelf
+    | IdempotencyKeyReused,
+    strawberry.union("TransferResult"),
 ]

@@ -11,9 +11,14 @@ _DECIMAL_TEXT = re.compile(r"^-?\d{1,30}(\.\d{1,18})?$")
 
 
 def serialize_decimal(value: decimal.Decimal) -> str:
+    """Plain notation without trailing zeros, so a value reads the same whether it came
+    from NUMERIC(38,18) or from the request: "25.5", "0.00000001", "100"."""
     if not isinstance(value, decimal.Decimal) or not value.is_finite():
         raise TypeError(f"Decimal expected, got {value!r}")
-    return format(value, "f")
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def parse_decimal(value: object) -> decimal.Decimal:

@@ -15,7 +15,7 @@ from strawberry.types import ExecutionContext
 from graphql_schema.extensions import ErrorPolicy, OperationMetrics, log_errors
 from graphql_schema.scalars import DecimalScalar
 from graphql_schema.types import User, UserConnection
-from resolvers import accounts, queries
+from resolvers import accounts, money, queries
 
 
 @strawberry.type
@@ -28,6 +28,8 @@ class Query:
         resolver=queries.me, description="The signed-in user; null when anonymous."
     )
     users: UserConnection = strawberry.field(resolver=queries.users, description="Admin only.")
+    currencies = strawberry.field(resolver=money.currencies)
+    transactions = strawberry.field(resolver=money.transactions)
 
 
 @strawberry.type
@@ -43,6 +45,7 @@ class Mutation:
     enable_two_factor = strawberry.mutation(resolver=accounts.enable_two_factor)
     confirm_two_factor = strawberry.mutation(resolver=accounts.confirm_two_factor)
     disable_two_factor = strawberry.mutation(resolver=accounts.disable_two_factor)
+    transfer = strawberry.mutation(resolver=money.transfer)
 
 
 @strawberry.type

@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from db.models import User as UserRow
 from db.queries import Page
+from graphql_schema.money import Wallet
 
 N = TypeVar("N")
 R = TypeVar("R")
@@ -36,6 +37,14 @@ class User(relay.Node):
     two_factor_enabled: bool
     created_at: datetime
 
+    handle: str | None
+    kyc_level: int
+
+    @strawberry.field(description="A balance per enabled currency.")
+    async def wallets(self, info: Info) -> list[Wallet]:
+        rows = await info.context.loaders.wallets_by_user_id.load(self.id)
+        return [Wallet.from_row(w) for w in rows]
+
     @classmethod
     def from_row(cls, row: UserRow) -> User:
         return cls(
@@ -46,6 +55,8 @@ class User(relay.Node):
             email_verified=row.email_verified_at is not None,
             two_factor_enabled=row.totp_secret is not None,
             created_at=row.created_at,
+            handle=row.handle,
+            kyc_level=row.kyc_level,
         )
 
     @classmethod

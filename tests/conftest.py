@@ -18,14 +18,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import reference_data
 from app.asgi import create_app
 from app.embedded import ensure_database, with_database
 from app.runtime import Runtime, build_runtime, utcnow
+from app.services.ledger import check_invariants
 from app.settings import Settings
 from db.base import Base
 from db.migrate import upgrade
+from db.models import Currency, KycLimit, ReferencePrice
 from tests.support import GraphQLClient, Mailbox, QueryCounter, start_smtp_server
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
@@ -56,6 +60,16 @@ async def _drop_and_create(admin_url: str, name: str) -> None:
     finally:
         await connection.close()
     await ensure_database(admin_url, name)
+
+
+async def restore_reference_data(connection: AsyncConnection) -> None:
+    """What migration 0002 inserts; truncation removed it."""
+    for model, rows in (
+        (Currency, reference_data.currency_rows()),
+        (ReferencePrice, reference_data.price_rows()),
+        (KycLimit, reference_data.kyc_limit_rows()),
+    ):
+        await connection.execute(insert(model), rows)
 
 
 @pytest.fixture(scope="session")
@@ -105,11 +119,15 @@ async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         return
     runtime: Runtime = request.getfixturevalue("rt")
     runtime.clock = utcnow
+    async with runtime.sessions() as session:
+        problems = await check_invariants(session)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     async with runtime.engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await restore_reference_data(connection)
     await runtime.redis.flushdb()
     request.getfixturevalue("smtp").clear()
+    assert problems == [], "ledger invariants broken:\n" + "\n".join(problems)
 
 
 @pytest.fixture

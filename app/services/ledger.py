@@ -1,0 +1,267 @@
+"""The ledger's write path: every balance change in the platform goes through ``post``.
+
+Callers run inside their own transaction (``db.session.in_transaction``), so postings,
+balances and the business rows they belong to commit or roll back together.
+Accounts are locked with one ``SELECT ... ORDER BY id FOR UPDATE``, i.e. always in
+primary-key order, so concurrent transfers cannot deadlock on each other.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import and_, or_, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.ledger import AccountKind, AccountRef, Leg, check_balanced, move
+from app.errors import InsufficientFunds, InvariantViolation
+from app.logs import request_id_var
+from db.models import Hold, LedgerAccount
+
+_POST_SQL = text(
+    """
+    WITH entry AS (
+        INSERT INTO journal_entries (kind, reference, memo, request_id)
+        VALUES (:kind, :reference, :memo, :request_id)
+        RETURNING id
+    ), changed AS (
+        UPDATE ledger_accounts AS a
+        SET balance = a.balance + v.amount
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:amounts AS numeric[])) AS v(id, amount)
+        WHERE a.id = v.id
+        RETURNING a.id, a.currency, v.amount, a.balance
+    )
+    INSERT INTO postings (entry_id, account_id, currency, amount, balance_after)
+    SELECT entry.id, changed.id, changed.currency, changed.amount, changed.balance
+    FROM entry, changed
+    RETURNING entry_id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entry_id: int
+    balances: dict[AccountRef, Decimal]  # balance after the entry
+
+
+def _matches(ref: AccountRef):  # type: ignore[no-untyped-def]
+    return and_(
+        LedgerAccount.user_id.is_not_distinct_from(ref.user_id),
+        LedgerAccount.currency == ref.currency,
+        LedgerAccount.kind == ref.kind.value,
+    )
+
+
+async def lock_accounts(
+    session: AsyncSession, refs: Iterable[AccountRef]
+) -> dict[AccountRef, LedgerAccount]:
+    """Get or create the accounts and lock them, in primary-key order."""
+    wanted = set(refs)
+    query = (
+        select(LedgerAccount)
+        .where(or_(*(_matches(r) for r in wanted)))
+        .order_by(LedgerAccount.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    rows = (await session.scalars(query)).all()
+    if len(rows) < len(wanted):
+        await session.execute(
+            insert(LedgerAccount)
+            .values(
+                [
+                    {"user_id": r.user_id, "currency": r.currency, "kind": r.kind.value}
+                    for r in wanted
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+        rows = (await session.scalars(query)).all()
+    found = {AccountRef(r.currency, AccountKind(r.kind), r.user_id): r for r in rows}
+    if set(found) != wanted:
+        raise InvariantViolation(f"ledger accounts missing: {wanted - set(found)}")
+    return found
+
+
+def _combine(legs: Iterable[Leg]) -> dict[AccountRef, Decimal]:
+    per_account: dict[AccountRef, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        per_account[leg.account] += leg.amount
+    return {ref: amount for ref, amount in per_account.items() if amount != 0}
+
+
+async def post(
+    session: AsyncSession,
+    *,
+    kind: str,
+    legs: Sequence[Leg],
+    reference: str | None = None,
+    memo: str | None = None,
+) -> Posted:
+    """Write one balanced journal entry and apply it to the balances.
+
+    Refuses (``InsufficientFunds``, nothing written) when a user account would go
+    negative; the CHECK constraint on ledger_accounts is the backstop."""
+    check_balanced(legs)
+    amounts = _combine(legs)
+    accounts = await lock_accounts(session, amounts)
+    for ref, amount in amounts.items():
+        if ref.user_id is not None and accounts[ref].balance + amount < 0:
+            raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
+    ids = [accounts[ref].id for ref in amounts]
+    result = await session.execute(
+        _POST_SQL,
+        {
+            "kind": kind,
+            "reference": reference,
+            "memo": memo,
+            "request_id": request_id_var.get(),
+            "ids": ids,
+            "amounts": [amounts[ref] for ref in amounts],
+        },
+    )
+    entry_ids = set(result.scalars().all())
+    if len(entry_ids) != 1:
+        raise InvariantViolation("journal entry was not written exactly once")
+    return Posted(
+        entry_id=entry_ids.pop(),
+        balances={ref: accounts[ref].balance + amount for ref, amount in amounts.items()},
+    )
+
+
+def user_account(
+    user_id: int, currency: str, kind: AccountKind = AccountKind.AVAILABLE
+) -> AccountRef:
+    return AccountRef(currency=currency, kind=kind, user_id=user_id)
+
+
+def system_account(currency: str, kind: AccountKind) -> AccountRef:
+    return AccountRef(currency=currency, kind=kind)
+
+
+async def place_hold(
+    session: AsyncSession, *, user_id: int, currency: str, amount: Decimal, reference: str
+) -> Hold:
+    """Phase one: move ``amount`` from AVAILABLE to HELD and record a PENDING hold."""
+    await post(
+        session,
+        kind="HOLD",
+        legs=move(
+            amount,
+            user_account(user_id, currency),
+            user_account(user_id, currency, AccountKind.HELD),
+        ),
+        reference=reference,
+    )
+    hold = Hold(
+        user_id=user_id,
+        currency=currency,
+        amount=amount,
+        remaining=amount,
+        reference=reference,
+        status="PENDING",
+    )
+    session.add(hold)
+    await session.flush()
+    return hold
+
+
+async def lock_hold(session: AsyncSession, hold_id: int) -> Hold:
+    hold = await session.scalar(
+        select(Hold)
+        .where(Hold.id == hold_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if hold is None:
+        raise InvariantViolation(f"hold {hold_id} does not exist")
+    return hold
+
+
+async def void_hold(session: AsyncSession, hold: Hold, *, now) -> None:  # type: ignore[no-untyped-def]
+    """Release what is left of a pending hold back to AVAILABLE."""
+    if hold.status != "PENDING":
+        raise InvariantViolation(f"hold {hold.id} is {hold.status}, cannot void")
+    if hold.remaining > 0:
+        await post(
+            session,
+            kind="HOLD_VOID",
+            legs=move(
+                hold.remaining,
+                user_account(hold.user_id, hold.currency, AccountKind.HELD),
+                user_account(hold.user_id, hold.currency),
+            ),
+            reference=hold.reference,
+        )
+    hold.remaining = Decimal(0)
+    hold.status = "VOIDED"
+    hold.resolved_at = now
+
+
+async def spend_hold(
+    session: AsyncSession,
+    hold: Hold,
+    *,
+    kind: str,
+    destinations: Sequence[tuple[AccountRef, Decimal]],
+    now,  # type: ignore[no-untyped-def]
+    final: bool,
+) -> int:
+    """Phase two: pay ``destinations`` out of the hold (all of it, or part of it for
+    orders). With ``final`` the rest is released and the hold is POSTED."""
+    if hold.status != "PENDING":
+        raise InvariantViolation(f"hold {hold.id} is {hold.status}, cannot post")
+    total = sum((amount for _, amount in destinations), Decimal(0))
+    if total > hold.remaining:
+        raise InvariantViolation(f"hold {hold.id} spends {total} > {hold.remaining}")
+    held = user_account(hold.user_id, hold.currency, AccountKind.HELD)
+    legs = [Leg(held, -total), *(Leg(ref, amount) for ref, amount in destinations)]
+    rest = hold.remaining - total
+    if final and rest > 0:
+        legs += move(rest, held, user_account(hold.user_id, hold.currency))
+    posted = await post(session, kind=kind, legs=legs, reference=hold.reference)
+    hold.remaining = Decimal(0) if final else rest
+    if final:
+        hold.status = "POSTED"
+        hold.resolved_at = now
+    return posted.entry_id
+
+
+_INVARIANTS = {
+    "entry does not sum to zero per currency": """
+        SELECT entry_id, currency, sum(amount) FROM postings
+        GROUP BY entry_id, currency HAVING sum(amount) <> 0""",
+    "balance differs from the sum of its postings": """
+        SELECT a.id, a.balance, coalesce(p.total, 0) FROM ledger_accounts a
+        LEFT JOIN (SELECT account_id, sum(amount) AS total FROM postings GROUP BY account_id) p
+          ON p.account_id = a.id
+        WHERE a.balance <> coalesce(p.total, 0)""",
+    "negative user balance": """
+        SELECT id, balance FROM ledger_accounts WHERE user_id IS NOT NULL AND balance < 0""",
+    "posting currency differs from its account's": """
+        SELECT p.id FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+        WHERE p.currency <> a.currency""",
+    "currency does not sum to zero over all accounts": """
+        SELECT currency, sum(balance) FROM ledger_accounts
+        GROUP BY currency HAVING sum(balance) <> 0""",
+    "HELD balance differs from the pending holds": """
+        SELECT a.user_id, a.currency, a.balance, coalesce(h.total, 0) FROM ledger_accounts a
+        LEFT JOIN (SELECT user_id, currency, sum(remaining) AS total FROM holds
+                   WHERE status = 'PENDING' GROUP BY user_id, currency) h
+          ON h.user_id = a.user_id AND h.currency = a.currency
+        WHERE a.kind = 'HELD' AND a.balance <> coalesce(h.total, 0)""",
+}
+
+
+async def check_invariants(session: AsyncSession) -> list[str]:
+    """Every broken ledger invariant, as readable lines; empty when all hold."""
+    problems = []
+    for name, sql in _INVARIANTS.items():
+        for row in (await session.execute(text(sql))).all():
+            problems.append(f"{name}: {tuple(row)}")
+    return problems

@@ -1,0 +1,134 @@
+"""Internal transfers between users: instant, idempotent, in both users' history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.ledger import move
+from app.domain.money import parse_amount
+from app.errors import (
+    EmailNotVerified,
+    NotAuthenticated,
+    RecipientNotFound,
+    TransferToSelf,
+    ValidationFailed,
+)
+from app.runtime import Runtime
+from app.services import idempotency, ledger, outbox
+from app.services.wallets import get_enabled_currency, spec
+from db.models import Transfer, User
+from db.session import in_transaction
+
+MAX_MEMO_LENGTH = 140
+OPERATION = "transfer"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDone:
+    transfer: Transfer
+    sender_balance_after: Decimal
+
+
+async def transfer(
+    *,
+    rt: Runtime,
+    sender_id: int | None,
+    recipient: str,
+    currency: str,
+    amount: Decimal,
+    memo: str | None,
+    idempotency_key: str,
+) -> TransferDone:
+    if sender_id is None:
+        raise NotAuthenticated()
+    memo = (memo or "").strip() or None
+    if memo is not None and len(memo) > MAX_MEMO_LENGTH:
+        raise ValidationFailed(f"Memo is at most {MAX_MEMO_LENGTH} characters", field="memo")
+    idempotency.check_key(idempotency_key)
+    params = {
+        "recipient": recipient.strip().lower(),
+        "currency": currency.strip().upper(),
+        "amount": str(amount),
+        "memo": memo,
+    }
+
+    async def work(session: AsyncSession) -> TransferDone:
+        replay = await idempotency.claim(
+            session, user_id=sender_id, key=idempotency_key, operation=OPERATION, params=params
+        )
+        if replay is not None:
+            return await _load(session, replay)
+        coin = await get_enabled_currency(session, currency)
+        value = parse_amount(amount, spec(coin))
+        sender = await session.get(User, sender_id)
+        if sender is None:
+            raise NotAuthenticated()
+        if sender.email_verified_at is None:
+            raise EmailNotVerified()
+        receiver_id = await _find_recipient(session, recipient)
+        if receiver_id == sender_id:
+            raise TransferToSelf(field="recipient")
+        posted = await ledger.post(
+            session,
+            kind="TRANSFER",
+            legs=move(
+                value,
+                ledger.user_account(sender_id, coin.code),
+                ledger.user_account(receiver_id, coin.code),
+            ),
+            memo=memo,
+        )
+        row = Transfer(
+            sender_id=sender_id,
+            recipient_id=receiver_id,
+            currency=coin.code,
+            amount=value,
+            memo=memo,
+            entry_id=posted.entry_id,
+        )
+        session.add(row)
+        await session.flush()
+        sender_after = posted.balances[ledger.user_account(sender_id, coin.code)]
+        await outbox.emit(
+            session,
+            topic="transfer.received",
+            user_id=receiver_id,
+            payload={
+                "transferId": row.id,
+                "currency": coin.code,
+                "amount": str(value),
+                "senderId": sender_id,
+                "memo": memo,
+            },
+        )
+        response = {"transfer_id": row.id, "sender_balance_after": str(sender_after)}
+        await idempotency.remember(
+            session, user_id=sender_id, key=idempotency_key, response=response
+        )
+        return TransferDone(transfer=row, sender_balance_after=sender_after)
+
+    return await in_transaction(rt.sessions, work)
+
+
+async def _find_recipient(session: AsyncSession, recipient: str) -> int:
+    needle = recipient.strip().lower().removeprefix("@")
+    if not needle:
+        raise RecipientNotFound(field="recipient")
+    user_id = await session.scalar(
+        select(User.id).where(or_(User.email == needle, User.handle == needle))
+    )
+    if user_id is None:
+        raise RecipientNotFound(field="recipient")
+    return user_id
+
+
+async def _load(session: AsyncSession, response: dict) -> TransferDone:
+    row = await session.get(Transfer, response["transfer_id"])
+    assert row is not None
+    return TransferDone(
+        transfer=row, sender_balance_after=Decimal(response["sender_balance_after"])
+    )

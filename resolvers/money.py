@@ -1,0 +1,102 @@
+"""Money queries and mutations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from strawberry import relay
+from strawberry.types import Info
+
+from app.services import transfers
+from app.services.history import list_history
+from db.models import Currency as CurrencyRow
+from db.models import ReferencePrice
+from graphql_schema.context import Context
+from graphql_schema.money import (
+    Currency,
+    Transaction,
+    TransactionConnection,
+    TransactionEdge,
+    TransactionKind,
+    TransferNode,
+    TransferPayload,
+)
+from graphql_schema.results import TransferResult
+from resolvers.common import attempt
+
+Ctx = Info[Context, None]
+
+
+async def currencies(info: Ctx) -> list[Currency]:
+    async with info.context.rt.sessions() as session:
+        rows = (
+            await session.execute(
+                select(CurrencyRow, ReferencePrice.usd_price)
+                .outerjoin(ReferencePrice, ReferencePrice.currency == CurrencyRow.code)
+                .order_by(CurrencyRow.code)
+            )
+        ).all()
+    return [Currency.from_row(row, price) for row, price in rows]
+
+
+async def transactions(
+    info: Ctx,
+    first: int = 20,
+    after: str | None = None,
+    currency: str | None = None,
+    kind: list[TransactionKind] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> TransactionConnection:
+    """Your history, newest first. ``since`` inclusive, ``until`` exclusive."""
+    ctx = info.context
+    user = ctx.require_user()
+    async with ctx.rt.sessions() as session:
+        page = await list_history(
+            session,
+            user_id=user.id,
+            first=first,
+            after=after,
+            currency=currency,
+            kinds=[k.value for k in kind] if kind else None,
+            since=since,
+            until=until,
+        )
+    edges = [TransactionEdge(cursor=c, node=Transaction.from_item(i)) for c, i in page.items]
+    return TransactionConnection(
+        edges=edges,
+        page_info=relay.PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )
+
+
+async def transfer(
+    info: Ctx,
+    recipient: str,
+    currency: str,
+    amount: Decimal,
+    idempotency_key: str,
+    memo: str | None = None,
+) -> TransferResult:
+    """Send to another user by email or handle; instant and final."""
+    call = transfers.transfer(
+        rt=info.context.rt,
+        sender_id=info.context.user_id,
+        recipient=recipient,
+        currency=currency,
+        amount=amount,
+        memo=memo,
+        idempotency_key=idempotency_key,
+    )
+    return await attempt(
+        call,
+        lambda done: TransferPayload(
+            transfer=TransferNode.from_row(done.transfer), balance_after=done.sender_balance_after
+        ),
+    )
