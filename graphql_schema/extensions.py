@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
 
 from graphql import GraphQLError
+from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.relay.types import GlobalIDValueError, InvalidGlobalIDError
 
 from app.errors import AppError, InvariantViolation
 from app.logs import request_id_var
 from app.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS, operation_label
+from graphql_schema.context import Context
+from resolvers.loaders import build_loaders
 
 log = logging.getLogger("graphql")
 UNEXPECTED_MESSAGE = "Unexpected error"
@@ -88,3 +92,16 @@ def log_errors(errors: list[GraphQLError]) -> None:
             ".".join(map(str, error.path or [])),
             exc_info=(type(original), original, original.__traceback__) if original else None,
         )
+
+
+class FreshLoadersPerOperation(SchemaExtension):
+    """``get_context`` runs once per WebSocket connection: give every operation on it a
+    copy of the context with its own DataLoaders, so no cache outlives an operation."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, Context) and isinstance(context.request, WebSocket):
+            self.execution_context.context = dataclasses.replace(
+                context, loaders=build_loaders(context.rt)
+            )
+        yield

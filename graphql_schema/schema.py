@@ -12,7 +12,12 @@ from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graphql_schema.extensions import ErrorPolicy, OperationMetrics, log_errors
+from graphql_schema.extensions import (
+    ErrorPolicy,
+    FreshLoadersPerOperation,
+    OperationMetrics,
+    log_errors,
+)
 from graphql_schema.scalars import DecimalScalar
 from graphql_schema.types import User, UserConnection
 from resolvers import accounts, money, queries
@@ -69,7 +74,7 @@ schema = CryptoSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    extensions=[OperationMetrics, ErrorPolicy],
+    extensions=[OperationMetrics, ErrorPolicy, FreshLoadersPerOperation],
     scalar_overrides={decimal.Decimal: DecimalScalar},
     config=StrawberryConfig(disable_field_suggestions=True),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from app.services.sessions import authenticate
 from graphql_schema.context import Context
 from resolvers.loaders import build_loaders
 
+log = logging.getLogger(__name__)
 _HTTP_CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHENTICATED",
@@ -31,6 +33,7 @@ _HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    500: "INTERNAL_SERVER_ERROR",
 }
 WS_TOKEN_KEYS = ("authorization", "Authorization", "authToken", "token")
 
@@ -94,6 +97,10 @@ class GraphQLView(GraphQL[Context, None]):
             response = error_response(error.status_code, error.reason)
         except AuthenticationFailed as error:
             response = error_response(401, error.message)
+        except Exception:
+            # Outside GraphQL execution (get_context, authentication): no ErrorPolicy here.
+            log.exception("unexpected error outside GraphQL execution")
+            response = error_response(500, f"Unexpected error (request {request_id_var.get()})")
         await response(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
@@ -137,6 +144,12 @@ class GraphQLView(GraphQL[Context, None]):
             return await authenticate(rt=self.rt, access_token=token)
         except InvalidToken as error:
             raise AuthenticationFailed(f"Invalid access token: {error.message}") from error
+
+    def decode_json(self, data: str | bytes) -> object:
+        value = json.loads(data)
+        if not isinstance(value, dict | list):  # strawberry would call .get() on it
+            raise HTTPException(400, "The request body must be a JSON object")
+        return value
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))

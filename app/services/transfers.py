@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.ledger import move
@@ -64,14 +64,7 @@ async def transfer(
             return await _load(session, replay)
         coin = await get_enabled_currency(session, currency)
         value = parse_amount(amount, spec(coin))
-        sender = await session.get(User, sender_id)
-        if sender is None:
-            raise NotAuthenticated()
-        if sender.email_verified_at is None:
-            raise EmailNotVerified()
-        receiver_id = await _find_recipient(session, recipient)
-        if receiver_id == sender_id:
-            raise TransferToSelf(field="recipient")
+        receiver_id = await _parties(session, sender_id=sender_id, recipient=recipient)
         posted = await ledger.post(
             session,
             kind="TRANSFER",
@@ -82,16 +75,19 @@ async def transfer(
             ),
             memo=memo,
         )
-        row = Transfer(
-            sender_id=sender_id,
-            recipient_id=receiver_id,
-            currency=coin.code,
-            amount=value,
-            memo=memo,
-            entry_id=posted.entry_id,
+        row = await session.scalar(
+            insert(Transfer)
+            .values(
+                sender_id=sender_id,
+                recipient_id=receiver_id,
+                currency=coin.code,
+                amount=value,
+                memo=memo,
+                entry_id=posted.entry_id,
+            )
+            .returning(Transfer)
         )
-        session.add(row)
-        await session.flush()
+        assert row is not None
         sender_after = posted.balances[ledger.user_account(sender_id, coin.code)]
         await outbox.emit(
             session,
@@ -114,16 +110,27 @@ async def transfer(
     return await in_transaction(rt.sessions, work)
 
 
-async def _find_recipient(session: AsyncSession, recipient: str) -> int:
+async def _parties(session: AsyncSession, *, sender_id: int, recipient: str) -> int:
+    """Check the sender may send and find the recipient (by email or handle): one query."""
     needle = recipient.strip().lower().removeprefix("@")
-    if not needle:
+    rows = (
+        await session.execute(
+            select(User.id, User.email_verified_at, User.email, User.handle).where(
+                or_(User.id == sender_id, User.email == needle, User.handle == needle)
+            )
+        )
+    ).all()
+    sender = next((r for r in rows if r.id == sender_id), None)
+    if sender is None:
+        raise NotAuthenticated()
+    if sender.email_verified_at is None:
+        raise EmailNotVerified()
+    matches = [r.id for r in rows if needle and needle in (r.email, r.handle)]
+    if not matches:
         raise RecipientNotFound(field="recipient")
-    user_id = await session.scalar(
-        select(User.id).where(or_(User.email == needle, User.handle == needle))
-    )
-    if user_id is None:
-        raise RecipientNotFound(field="recipient")
-    return user_id
+    if matches == [sender_id]:
+        raise TransferToSelf(field="recipient")
+    return next(m for m in matches if m != sender_id)
 
 
 async def _load(session: AsyncSession, response: dict) -> TransferDone:
