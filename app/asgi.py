@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -60,6 +61,10 @@ def create_app(
         graphql.view = GraphQLView(schema=schema, rt=rt)
         app.state.rt = rt
         app.state.shutting_down = False
+        # Start-up leaves ~100k long-lived objects; freezing them keeps full GC passes
+        # (and the p99 pauses they cause) short.
+        gc.collect()
+        gc.freeze()
         log.info("started", extra={"env": settings.env.value})
         try:
             yield

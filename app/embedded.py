@@ -38,8 +38,9 @@ class EmbeddedServices:
 
         postgres = self._postgres
         postgres.cleanup()
-        info = postgres._postmaster_info
-        if info is not None and info.process.is_running():
+        # A stopped postmaster can linger as a zombie where PID 1 does not reap it, so
+        # judge by the pid file, which PostgreSQL removes when it has really stopped.
+        if (Path(postgres.pgdata) / "postmaster.pid").exists():
             pgserver.pg_ctl(
                 ["-w", "-m", "fast", "stop"], pgdata=postgres.pgdata, user=postgres.system_user
             )

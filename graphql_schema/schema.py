@@ -9,6 +9,7 @@ from datetime import datetime
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -74,7 +75,15 @@ schema = CryptoSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    extensions=[OperationMetrics, ErrorPolicy, FreshLoadersPerOperation],
+    extensions=[
+        OperationMetrics,
+        ErrorPolicy,
+        FreshLoadersPerOperation,
+        # Parsing and validating the same documents again is most of the CPU of a small
+        # query; cache both (keyed by the document text).
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+    ],
     scalar_overrides={decimal.Decimal: DecimalScalar},
     config=StrawberryConfig(disable_field_suggestions=True),
 )

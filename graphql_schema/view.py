@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -93,6 +93,8 @@ class GraphQLView(GraphQL[Context, None]):
             return
         try:
             response = await self.run(Request(scope, receive=receive))
+        except ClientDisconnect:
+            return  # the client went away before sending its body: nobody to answer
         except HTTPException as error:
             response = error_response(error.status_code, error.reason)
         except AuthenticationFailed as error:
@@ -144,6 +146,18 @@ class GraphQLView(GraphQL[Context, None]):
             return await authenticate(rt=self.rt, access_token=token)
         except InvalidToken as error:
             raise AuthenticationFailed(f"Invalid access token: {error.message}") from error
+
+    async def process_result(self, request: Request, result: Any) -> Any:
+        """Errors raised before execution can bypass the schema extensions (a syntax
+        error from the parser cache does): give them a code and the request id too."""
+        data = await super().process_result(request, result)
+        for error in data.get("errors") or ():
+            extensions = error.setdefault("extensions", {})
+            if "code" not in extensions:
+                syntax = str(error.get("message", "")).startswith("Syntax Error")
+                extensions["code"] = "GRAPHQL_PARSE_FAILED" if syntax else "BAD_REQUEST"
+            extensions.setdefault("requestId", request_id_var.get())
+        return data
 
     def decode_json(self, data: str | bytes) -> object:
         value = json.loads(data)

@@ -14,12 +14,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import IdempotencyKeyReused, ValidationFailed
 from db.models import IdempotencyKey
+from db.raw import driver
 
 MAX_KEY_LENGTH = 255
 FIELD = "idempotencyKey"
@@ -43,33 +43,36 @@ async def claim(
 ) -> dict[str, Any] | None:
     """None: the key is ours, do the work. A dict: the stored response of the original."""
     digest = request_hash(operation, params)
-    inserted = await session.scalar(
-        insert(IdempotencyKey)
-        .values(user_id=user_id, key=check_key(key), operation=operation, request_hash=digest)
-        .on_conflict_do_nothing()
-        .returning(IdempotencyKey.user_id)
+    connection = await driver(session)
+    inserted = await connection.fetchval(
+        "INSERT INTO idempotency_keys (user_id, key, operation, request_hash)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+        user_id,
+        check_key(key),
+        operation,
+        digest,
     )
-    if inserted is not None:
+    if inserted:
         return None
-    stored = (
-        await session.execute(
-            select(IdempotencyKey.request_hash, IdempotencyKey.response).where(
-                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
-            )
-        )
-    ).one()
-    if stored.request_hash != digest or stored.response is None:
+    stored = await connection.fetchrow(
+        "SELECT request_hash, response FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+        user_id,
+        key,
+    )
+    if stored["request_hash"] != digest or stored["response"] is None:
         raise IdempotencyKeyReused(field=FIELD)
-    return stored.response
+    return stored["response"]
 
 
 async def remember(
     session: AsyncSession, *, user_id: int, key: str, response: dict[str, Any]
 ) -> None:
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        .values(response=response)
+    connection = await driver(session)
+    await connection.execute(
+        "UPDATE idempotency_keys SET response = $3::jsonb WHERE user_id = $1 AND key = $2",
+        user_id,
+        key,
+        json.dumps(response),
     )
 
 

@@ -13,25 +13,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import and_, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.ledger import AccountKind, AccountRef, Leg, check_balanced, move
 from app.errors import InsufficientFunds, InvariantViolation
 from app.logs import request_id_var
-from db.models import Hold, LedgerAccount
+from db.models import Hold
+from db.raw import driver
 
-_POST_SQL = text(
-    """
+_POST_SQL = """
     WITH entry AS (
         INSERT INTO journal_entries (kind, reference, memo, request_id)
-        VALUES (:kind, :reference, :memo, :request_id)
+        VALUES ($1, $2, $3, $4)
         RETURNING id
     ), changed AS (
         UPDATE ledger_accounts AS a
         SET balance = a.balance + v.amount
-        FROM unnest(CAST(:ids AS bigint[]), CAST(:amounts AS numeric[])) AS v(id, amount)
+        FROM unnest($5::bigint[], $6::numeric[]) AS v(id, amount)
         WHERE a.id = v.id
         RETURNING a.id, a.currency, v.amount, a.balance
     )
@@ -39,8 +38,29 @@ _POST_SQL = text(
     SELECT entry.id, changed.id, changed.currency, changed.amount, changed.balance
     FROM entry, changed
     RETURNING entry_id
-    """
-)
+"""
+
+_LOCK_SQL = """
+    SELECT a.id, a.user_id, a.currency, a.kind, a.balance
+    FROM ledger_accounts a
+    JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
+      ON a.user_id IS NOT DISTINCT FROM w.user_id AND a.currency = w.currency
+     AND a.kind = w.kind
+    ORDER BY a.id
+    FOR UPDATE OF a
+"""
+
+_CREATE_SQL = """
+    INSERT INTO ledger_accounts (user_id, currency, kind)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+    ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LockedAccount:
+    id: int
+    balance: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,42 +69,30 @@ class Posted:
     balances: dict[AccountRef, Decimal]  # balance after the entry
 
 
-def _matches(ref: AccountRef):  # type: ignore[no-untyped-def]
-    return and_(
-        LedgerAccount.user_id.is_not_distinct_from(ref.user_id),
-        LedgerAccount.currency == ref.currency,
-        LedgerAccount.kind == ref.kind.value,
-    )
-
-
 async def lock_accounts(
     session: AsyncSession, refs: Iterable[AccountRef]
-) -> dict[AccountRef, LedgerAccount]:
-    """Get or create the accounts and lock them, in primary-key order."""
-    wanted = set(refs)
-    query = (
-        select(LedgerAccount)
-        .where(or_(*(_matches(r) for r in wanted)))
-        .order_by(LedgerAccount.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+) -> dict[AccountRef, LockedAccount]:
+    """Get or create the accounts and lock them, in primary-key order (one statement
+    when they exist, which is the usual case)."""
+    wanted = list(set(refs))
+    columns = (
+        [r.user_id for r in wanted],
+        [r.currency for r in wanted],
+        [r.kind.value for r in wanted],
     )
-    rows = (await session.scalars(query)).all()
+    connection = await driver(session)
+    rows = await connection.fetch(_LOCK_SQL, *columns)
     if len(rows) < len(wanted):
-        await session.execute(
-            insert(LedgerAccount)
-            .values(
-                [
-                    {"user_id": r.user_id, "currency": r.currency, "kind": r.kind.value}
-                    for r in wanted
-                ]
-            )
-            .on_conflict_do_nothing()
+        await connection.execute(_CREATE_SQL, *columns)
+        rows = await connection.fetch(_LOCK_SQL, *columns)
+    found = {
+        AccountRef(r["currency"], AccountKind(r["kind"]), r["user_id"]): LockedAccount(
+            r["id"], r["balance"]
         )
-        rows = (await session.scalars(query)).all()
-    found = {AccountRef(r.currency, AccountKind(r.kind), r.user_id): r for r in rows}
-    if set(found) != wanted:
-        raise InvariantViolation(f"ledger accounts missing: {wanted - set(found)}")
+        for r in rows
+    }
+    if set(found) != set(wanted):
+        raise InvariantViolation(f"ledger accounts missing: {set(wanted) - set(found)}")
     return found
 
 
@@ -113,19 +121,20 @@ async def post(
     for ref, amount in amounts.items():
         if ref.user_id is not None and accounts[ref].balance + amount < 0:
             raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
-    ids = [accounts[ref].id for ref in amounts]
-    result = await session.execute(
-        _POST_SQL,
-        {
-            "kind": kind,
-            "reference": reference,
-            "memo": memo,
-            "request_id": request_id_var.get(),
-            "ids": ids,
-            "amounts": [amounts[ref] for ref in amounts],
-        },
-    )
-    entry_ids = set(result.scalars().all())
+    refs = list(amounts)
+    connection = await driver(session)
+    entry_ids = {
+        row["entry_id"]
+        for row in await connection.fetch(
+            _POST_SQL,
+            kind,
+            reference,
+            memo,
+            request_id_var.get(),
+            [accounts[ref].id for ref in refs],
+            [amounts[ref] for ref in refs],
+        )
+    }
     if len(entry_ids) != 1:
         raise InvariantViolation("journal entry was not written exactly once")
     return Posted(

@@ -7,10 +7,11 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import OutboxEvent
+from db.raw import driver
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,13 @@ log = logging.getLogger(__name__)
 async def emit(
     session: AsyncSession, *, topic: str, user_id: int | None, payload: dict[str, Any]
 ) -> None:
-    await session.execute(insert(OutboxEvent).values(topic=topic, user_id=user_id, payload=payload))
+    connection = await driver(session)
+    await connection.execute(
+        "INSERT INTO outbox (topic, user_id, payload) VALUES ($1, $2, $3::jsonb)",
+        topic,
+        user_id,
+        json.dumps(payload, default=str),
+    )
 
 
 def channel(prefix: str, topic: str, user_id: int | None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.ledger import move
@@ -20,7 +19,8 @@ from app.errors import (
 from app.runtime import Runtime
 from app.services import idempotency, ledger, outbox
 from app.services.wallets import get_enabled_currency, spec
-from db.models import Transfer, User
+from db.models import Transfer
+from db.raw import driver
 from db.session import in_transaction
 
 MAX_MEMO_LENGTH = 140
@@ -75,19 +75,18 @@ async def transfer(
             ),
             memo=memo,
         )
-        row = await session.scalar(
-            insert(Transfer)
-            .values(
-                sender_id=sender_id,
-                recipient_id=receiver_id,
-                currency=coin.code,
-                amount=value,
-                memo=memo,
-                entry_id=posted.entry_id,
-            )
-            .returning(Transfer)
+        connection = await driver(session)
+        inserted = await connection.fetchrow(
+            "INSERT INTO transfers (sender_id, recipient_id, currency, amount, memo, entry_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+            sender_id,
+            receiver_id,
+            coin.code,
+            value,
+            memo,
+            posted.entry_id,
         )
-        assert row is not None
+        row = Transfer(**inserted)  # transient, read-only
         sender_after = posted.balances[ledger.user_account(sender_id, coin.code)]
         await outbox.emit(
             session,
@@ -113,19 +112,19 @@ async def transfer(
 async def _parties(session: AsyncSession, *, sender_id: int, recipient: str) -> int:
     """Check the sender may send and find the recipient (by email or handle): one query."""
     needle = recipient.strip().lower().removeprefix("@")
-    rows = (
-        await session.execute(
-            select(User.id, User.email_verified_at, User.email, User.handle).where(
-                or_(User.id == sender_id, User.email == needle, User.handle == needle)
-            )
-        )
-    ).all()
-    sender = next((r for r in rows if r.id == sender_id), None)
+    connection = await driver(session)
+    rows = await connection.fetch(
+        "SELECT id, email_verified_at, email, handle FROM users"
+        " WHERE id = $1 OR email = $2 OR handle = $2",
+        sender_id,
+        needle,
+    )
+    sender = next((r for r in rows if r["id"] == sender_id), None)
     if sender is None:
         raise NotAuthenticated()
-    if sender.email_verified_at is None:
+    if sender["email_verified_at"] is None:
         raise EmailNotVerified()
-    matches = [r.id for r in rows if needle and needle in (r.email, r.handle)]
+    matches = [r["id"] for r in rows if needle and needle in (r["email"], r["handle"])]
     if not matches:
         raise RecipientNotFound(field="recipient")
     if matches == [sender_id]:

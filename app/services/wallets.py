@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain.money import CurrencySpec
 from app.errors import CurrencyDisabled, UnknownCurrency
 from db.models import Currency, LedgerAccount, ReferencePrice
+from db.raw import driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,13 @@ class Wallet:
 async def get_enabled_currency(
     session: AsyncSession, code: str, *, field: str = "currency"
 ) -> Currency:
-    currency = await session.get(Currency, code.strip().upper())
+    connection = await driver(session)
+    row = await connection.fetchrow(
+        "SELECT code, name, kind, scale, min_withdrawal, withdrawal_fee, enabled"
+        " FROM currencies WHERE code = $1",
+        code.strip().upper(),
+    )
+    currency = Currency(**row) if row is not None else None  # transient, read-only
     if currency is None:
         raise UnknownCurrency(f"Unknown currency {code!r}", field=field)
     if not currency.enabled:

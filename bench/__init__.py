@@ -1,0 +1,1 @@
+"""Benchmarks: GraphQL against a plain Starlette baseline. Run ``python -m bench``."""

@@ -1,0 +1,28 @@
+"""The asyncpg connection under a session's transaction, for hot paths.
+
+SQLAlchemy costs ~100 µs of Python per statement; the money write path runs several
+statements per request, so it talks to asyncpg directly (same connection, same
+transaction, prepared statements cached by asyncpg). Everything else uses SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def driver(session: AsyncSession) -> Any:
+    """The ``asyncpg.Connection`` running ``session``'s current transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, on its own first statement; a raw
+    statement before that would run in autocommit and survive a rollback. So start the
+    adapter's transaction here if it has not started (tests/test_raw.py guards this)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapter = raw.dbapi_connection
+    if adapter._transaction is None and adapter.isolation_level != "autocommit":
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+    return raw.driver_connection
