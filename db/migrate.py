@@ -17,6 +17,9 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Synchronous: call it outside a running event loop (or in a thread)."""
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Synchronous: call it outside a running event loop (or in a thread).
+
+    ``heads``: work developed in parallel may branch from the same revision until a
+    merge revision joins the branches; every head is applied."""
     command.upgrade(alembic_config(database_url), revision)
