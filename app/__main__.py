@@ -84,7 +84,7 @@ def serve(settings: Settings) -> None:
             access_log=False,
             proxy_headers=True,
             timeout_graceful_shutdown=10,
-            ws_max_size=64 * 1024,
+            ws_max_size=settings.ws_max_message_bytes,
         )
         print(_banner(settings), flush=True)
         uvicorn.Server(config).run()

@@ -14,7 +14,9 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from app import links, ops
+from app import links, ops, webhooks
+from app.background import default_jobs
+from app.jobs import add_withdrawal_jobs
 from app.logs import configure_logging
 from app.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from app.runtime import Runtime, build_runtime
@@ -65,11 +67,14 @@ def create_app(
         # (and the p99 pauses they cause) short.
         gc.collect()
         gc.freeze()
+        jobs = add_withdrawal_jobs(default_jobs(rt))
+        jobs.start()
         log.info("started", extra={"env": settings.env.value})
         try:
             yield
         finally:
             app.state.shutting_down = True
+            await jobs.stop()
             if runtime is None:
                 await rt.aclose()
             log.info("stopped")
@@ -88,7 +93,14 @@ def create_app(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "x-request-id"],
+                allow_headers=["authorization", "content-type", "x-request-id", "x-api-key"],
+                expose_headers=[
+                    "retry-after",
+                    "ratelimit-limit",
+                    "ratelimit-remaining",
+                    "ratelimit-reset",
+                    "ratelimit-policy",
+                ],
             )
         )
     app = Starlette(
@@ -101,6 +113,7 @@ def create_app(
             Route("/metrics", ops.metrics),
             Route("/verify-email", links.verify_email_page),
             Route("/reset-password", links.reset_password_page, methods=["GET", "POST"]),
+            Route("/webhooks/stripe", webhooks.stripe_webhook, methods=["POST"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

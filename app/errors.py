@@ -17,7 +17,18 @@
     │   ├── UnknownCurrency / CurrencyDisabled / InsufficientFunds
     │   ├── RecipientNotFound / TransferToSelf
     │   ├── IdempotencyKeyReused
+    │   ├── KycRequired / KycAlreadyPending / KycNotPending / Underage
+    │   ├── WithdrawalNotSupported / BelowMinimumWithdrawal / InvalidAddress
+    │   ├── DailyLimitExceeded / WithdrawalStatusConflict
+    │   ├── DepositMethodNotSupported / PaymentRejected / TxHashConflict
+    │   ├── InvalidWebhook   (inbound webhooks only: answered with HTTP 400)
+    │   ├── RateLimited      (also HTTP 429 + Retry-After) / InsufficientScope
+    │   ├── InvalidApiKey / ApiKeyRevoked / ApiKeyExpired / ApiKeyIpNotAllowed (HTTP 401)
+    │   ├── StakingProductClosed / BelowStakingMinimum / StakingLimitExceeded
+    │   ├── StakingCapacityExceeded / StakeNotActive / UnstakeExceedsStake
+    │   ├── PenaltyNotAccepted
     │   └── NotFound
+    ├── PayoutRejected       a payout network refused for good: fail the withdrawal
     ├── TransientError       retry later (serialization failure exhausted, a dependency down)
     └── InvariantViolation   stop: a bug or broken invariant; never shown, always logged
 
@@ -163,3 +174,159 @@ class EmailNotVerified(UserError):
 class NotFound(UserError):
     code = "NOT_FOUND"
     default_message = "Not found"
+
+
+class KycRequired(UserError):
+    code = "KYC_REQUIRED"
+    default_message = "Verify your identity (KYC level 1) first"
+
+
+class KycAlreadyPending(UserError):
+    code = "KYC_ALREADY_PENDING"
+    default_message = "Your identity verification is already waiting for review"
+
+
+class KycNotPending(UserError):
+    code = "KYC_NOT_PENDING"
+    default_message = "This user has no identity verification waiting for review"
+
+
+class Underage(UserError):
+    code = "UNDERAGE"
+    default_message = "You must be at least 18 years old"
+
+
+class WithdrawalNotSupported(UserError):
+    code = "WITHDRAWAL_NOT_SUPPORTED"
+    default_message = "This currency cannot be withdrawn"
+
+
+class BelowMinimumWithdrawal(UserError):
+    code = "BELOW_MINIMUM_WITHDRAWAL"
+    default_message = "The amount is below the minimum withdrawal"
+
+
+class InvalidAddress(UserError):
+    code = "INVALID_ADDRESS"
+    default_message = "The destination address is not valid for this currency"
+
+
+class DailyLimitExceeded(UserError):
+    code = "DAILY_LIMIT_EXCEEDED"
+    default_message = "This would exceed your daily limit"
+
+
+class WithdrawalStatusConflict(UserError):
+    code = "WITHDRAWAL_STATUS_CONFLICT"
+    default_message = "The withdrawal is not in a state that allows this"
+
+
+class PayoutRejected(AppError):
+    """The network refused a payout for good (not a transient failure): the withdrawal
+    fails and its hold is released."""
+
+    code = "PAYOUT_REJECTED"
+
+
+class DepositMethodNotSupported(UserError):
+    code = "DEPOSIT_METHOD_NOT_SUPPORTED"
+    default_message = "This currency cannot be deposited this way"
+
+
+class PaymentRejected(UserError):
+    """The payment provider refused to set up this payment (e.g. below its minimum)."""
+
+    code = "PAYMENT_REJECTED"
+    default_message = "The payment provider refused this payment"
+
+
+class TxHashConflict(UserError):
+    code = "TX_HASH_CONFLICT"
+    default_message = "This transaction hash was already credited with different details"
+
+
+class InvalidWebhook(UserError):
+    """A webhook whose signature is missing, wrong or expired, or whose body is not an
+    event: refused with HTTP 400, nothing changed."""
+
+    code = "INVALID_WEBHOOK"
+    default_message = "The webhook is not a validly signed event"
+
+
+class RateLimited(UserError):
+    """Over a rate-limit budget: nothing was done; try again after ``retry_after`` seconds."""
+
+    code = "RATE_LIMITED"
+    default_message = "Too many requests, slow down"
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: float, field: str | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class InsufficientScope(UserError):
+    """An API key without the scope a field needs, or a field only a signed-in session
+    may use (account security, money movement, administration)."""
+
+    code = "INSUFFICIENT_SCOPE"
+    default_message = "This API key is not allowed to do this"
+
+
+class InvalidApiKey(UserError):
+    code = "INVALID_API_KEY"
+    default_message = "The API key is not valid"
+
+
+class ApiKeyRevoked(InvalidApiKey):
+    code = "API_KEY_REVOKED"
+    default_message = "The API key was revoked"
+
+
+class ApiKeyExpired(InvalidApiKey):
+    code = "API_KEY_EXPIRED"
+    default_message = "The API key has expired"
+
+
+class ApiKeyIpNotAllowed(InvalidApiKey):
+    code = "API_KEY_IP_NOT_ALLOWED"
+    default_message = "The API key may not be used from this address"
+
+
+class StakingProductClosed(UserError):
+    code = "STAKING_PRODUCT_CLOSED"
+    default_message = "This staking product is closed to new stakes"
+
+
+class BelowStakingMinimum(UserError):
+    code = "BELOW_STAKING_MINIMUM"
+    default_message = "The amount is below the product's minimum stake"
+
+
+class StakingLimitExceeded(UserError):
+    code = "STAKING_LIMIT_EXCEEDED"
+    default_message = "This would exceed the product's maximum per user"
+
+
+class StakingCapacityExceeded(UserError):
+    code = "STAKING_CAPACITY_EXCEEDED"
+    default_message = "The product does not have that much capacity left"
+
+
+class StakeNotActive(UserError):
+    code = "STAKE_NOT_ACTIVE"
+    default_message = "This stake has ended"
+
+
+class UnstakeExceedsStake(UserError):
+    code = "UNSTAKE_EXCEEDS_STAKE"
+    default_message = "You cannot unstake more than is staked"
+
+
+class PenaltyNotAccepted(UserError):
+    """A locked stake redeemed before maturity forfeits the current term's rewards:
+    the caller must say so with ``acceptPenalty: true``."""
+
+    code = "PENALTY_NOT_ACCEPTED"
+    default_message = "Redeeming a locked stake early forfeits this term's rewards"

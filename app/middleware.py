@@ -20,6 +20,7 @@ _KNOWN_PATHS = {
     "/metrics",
     "/verify-email",
     "/reset-password",
+    "/webhooks/stripe",
 }
 
 SECURITY_HEADERS = {

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.adapters.payments import PaymentGateway
+from app.adapters.stripe_gateway import StripeGateway
 from app.domain.tokens import TokenSigner
 from app.services.mail import Mailer, build_mailer
 from app.settings import Settings
@@ -27,6 +29,7 @@ class Runtime:
     redis: Redis
     mailer: Mailer
     signer: TokenSigner
+    payments: PaymentGateway
     clock: Callable[[], datetime] = field(default=utcnow)
 
     def now(self) -> datetime:
@@ -37,6 +40,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+        await self.payments.aclose()
         await self.engine.dispose()
 
 
@@ -60,4 +64,5 @@ def build_runtime(
             issuer=settings.jwt_issuer,
             access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         ),
+        payments=StripeGateway.from_settings(settings),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +14,10 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-in-production"
 DEV_SECRET_KEY = "dev-only-secret-key-change-me-in-production"
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", DEV_JWT_SECRET, DEV_SECRET_KEY}
 MIN_SECRET_LENGTH = 32
+DEV_STRIPE_API_KEY = "sk_test_placeholder"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_placeholder"
+# the Stripe secrets production needs, and the prefix a real one starts with
+_STRIPE_SECRETS = {"stripe_api_key": ("sk_", "rk_"), "stripe_webhook_secret": ("whsec_",)}
 
 
 class Environment(StrEnum):
@@ -52,10 +57,53 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "CryptoOrchestrator <no-reply@cryptoorchestrator.local>"
 
+    idempotency_key_retention_hours: int = Field(default=48, ge=24)
+    outbox_relay_interval_seconds: float = Field(default=0.2, ge=0)
     seed_demo_data: bool = True
     log_level: str = "INFO"
     log_json: bool = True
     cors_origins: list[str] = []
+
+    # card deposits through Stripe
+    stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
+    stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
+    stripe_api_base: str | None = None  # unset: Stripe's own; tests use a local stand-in
+
+    # withdrawals: above this USD value an admin reviews (paid from cold storage)
+    cold_storage_threshold_usd: Decimal = Field(default=Decimal(10000), ge=0)
+    # the hot wallet keeps at most this much USD value per currency; the rest is swept
+    hot_wallet_cap_usd: Decimal = Field(default=Decimal(50000), ge=0)
+    hot_wallet_caps_usd: dict[str, Decimal] = {}  # per-currency overrides, e.g. {"BTC": 200000}
+    withdrawal_worker_interval_seconds: float = Field(default=5, ge=0)  # 0: no worker
+
+    # staking: how often the accrual job looks for finished UTC days (0: no job); the share
+    # (0-1) of the current term's rewards a locked stake forfeits when redeemed early
+    staking_accrual_interval_seconds: float = Field(default=300, ge=0)
+    staking_early_redemption_forfeit: Decimal = Field(default=Decimal(1), ge=0, le=1)
+
+    # partner access and abuse protection (README: "Partner access")
+    trusted_documents_manifest: Path | None = None  # Apollo persisted-query manifest (JSON)
+    trusted_documents_only: bool = False  # allowlist mode for every client
+    persisted_query_ttl_seconds: int = Field(default=86400, ge=60)  # APQ documents in Redis
+    max_query_depth: int = Field(default=12, ge=2)
+    max_query_aliases: int = Field(default=30, ge=0)
+    max_query_tokens: int = Field(default=3000, ge=100)
+    max_query_cost: int = Field(default=1000, ge=1)
+    execution_timeout_seconds: float = Field(default=10, gt=0)
+    # rate limits: budgets of query cost per window (GCRA in Redis, shared by all processes)
+    rate_limit_window_seconds: float = Field(default=60, gt=0)
+    rate_limit_anonymous: int = Field(default=600, ge=1)  # per client IP
+    rate_limit_authenticated: int = Field(default=3000, ge=1)  # per user or per API key
+    rate_limit_orders: int = Field(default=120, ge=1)  # order placements per user or API key
+    login_window_seconds: float = Field(default=300, gt=0)
+    login_attempts_per_ip: int = Field(default=60, ge=1)
+    login_attempts_per_account: int = Field(default=20, ge=1)
+    login_backoff_after_failures: int = Field(default=5, ge=1)
+    login_backoff_max_seconds: float = Field(default=900, gt=0)
+    api_key_last_used_interval_seconds: int = Field(default=60, ge=1)
+    ws_max_subscriptions: int = Field(default=100, ge=1)  # operations per connection
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_allowed_origins: list[str] = []  # cross-origin pages allowed to open a WebSocket
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
@@ -72,6 +120,18 @@ class Settings(BaseSettings):
             raise InsecureSettings("DATABASE_URL and REDIS_URL are required in production")
         if self.seed_demo_data:
             raise InsecureSettings("SEED_DEMO_DATA must be false in production")
+        for name, prefixes in _STRIPE_SECRETS.items():
+            value = getattr(self, name).get_secret_value().strip()
+            if "placeholder" in value or not value.startswith(prefixes):
+                raise InsecureSettings(f"{name.upper()} must be set to a real Stripe secret")
+        if self.stripe_api_base and not self.stripe_api_base.startswith("https://"):
+            raise InsecureSettings("STRIPE_API_BASE must be an https:// URL in production")
+        return self
+
+    @model_validator(mode="after")
+    def _allowlist_needs_a_manifest(self) -> Settings:
+        if self.trusted_documents_only and self.trusted_documents_manifest is None:
+            raise ValueError("TRUSTED_DOCUMENTS_ONLY needs TRUSTED_DOCUMENTS_MANIFEST")
         return self
 
     @property

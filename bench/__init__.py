@@ -1,1 +1,2 @@
-"""Benchmarks: GraphQL against a plain Starlette baseline. Run ``python -m bench``."""
+"""Benchmarks: GraphQL against a plain Starlette baseline (``python -m bench``) and
+transfers per second (``python -m bench.transfers``)."""

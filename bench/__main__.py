@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from app.__main__ import services
@@ -71,18 +72,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def bench_settings(database_url: str, redis_url: str) -> dict[str, str]:
-    """Production settings (fresh random secrets) for both servers and the bench token."""
+def bench_settings(
+    database_url: str, redis_url: str, *, data_dir: Path = DATA_DIR
+) -> dict[str, str]:
+    """Production settings (fresh random secrets) for both servers and the bench token.
+    The Stripe secrets are well-formed but fake: no benchmark calls Stripe."""
     return {
         "ENV": "production",
         "JWT_SECRET": secrets.token_urlsafe(32),
         "SECRET_KEY": secrets.token_urlsafe(32),
+        "STRIPE_API_KEY": f"sk_test_bench{secrets.token_hex(16)}",
+        "STRIPE_WEBHOOK_SECRET": f"whsec_bench{secrets.token_hex(16)}",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SEED_DEMO_DATA": "false",
         "LOG_LEVEL": "WARNING",
         "ACCESS_TOKEN_TTL_SECONDS": "3600",
-        "DATA_DIR": str(DATA_DIR),
+        "DATA_DIR": str(data_dir),
+        # one client sends everything: budgets out of the way (each request still draws)
+        "RATE_LIMIT_ANONYMOUS": "1000000000",
+        "RATE_LIMIT_AUTHENTICATED": "1000000000",
     }
 
 

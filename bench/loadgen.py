@@ -61,14 +61,19 @@ def build_request(*, path: str, port: int, body: bytes, authorization: str | Non
 
 async def read_response(reader: asyncio.StreamReader) -> int:
     """The status code; the body is read and dropped (uvicorn always sends Content-Length)."""
+    status, _ = await read_response_body(reader)
+    return status
+
+
+async def read_response_body(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status code and the body (uvicorn always sends Content-Length)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     marker = head.lower().find(b"\r\ncontent-length:")
     if marker < 0:
         raise ValueError("response without Content-Length")
     end = head.find(b"\r\n", marker + 2)
-    await reader.readexactly(int(head[marker + 17 : end]))
-    return status
+    return status, await reader.readexactly(int(head[marker + 17 : end]))
 
 
 async def connection_loop(run: Run, port: int) -> None:

@@ -55,7 +55,11 @@ class Children:
     def run(self, command: list[str], *, env: Mapping[str, str], timeout: float) -> str:
         """Run to completion and return stdout; raise with stderr when it fails."""
         proc = self.start(command, env=env)
-        stdout, stderr = proc.communicate(timeout=timeout)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except BaseException:  # timeout, Ctrl-C, SIGTERM: stop it before anything else
+            stop(proc)
+            raise
         if proc.returncode != 0:
             raise RuntimeError(
                 f"{command[0]} failed ({proc.returncode}): {stderr.decode()[-2000:]}"

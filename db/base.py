@@ -14,3 +14,6 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Fetch server-generated values (created_at, updated_at on update) with RETURNING
+    # instead of expiring them, so reading one after the session closed cannot fail.
+    __mapper_args__ = {"eager_defaults": True}

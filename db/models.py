@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
@@ -262,9 +262,17 @@ class Transfer(Base):
 
 
 class Deposit(Base):
+    """A card payment (a Stripe PaymentIntent) or an on-chain transfer an admin credited.
+    ``credited_amount`` is what the ledger currently holds for the user from it: credits
+    minus what refunds and disputes took back (refunded/disputed: totals Stripe reported)."""
+
     __tablename__ = "deposits"
     __table_args__ = (
         CheckConstraint("method IN ('CARD', 'CRYPTO')", name="method_known"),
+        CheckConstraint(
+            "credited_amount >= 0 AND refunded_amount >= 0 AND disputed_amount >= 0",
+            name="amounts_non_negative",
+        ),
         CheckConstraint(
             "status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'REFUNDED', 'DISPUTED')",
             name="status_known",
@@ -283,6 +291,8 @@ class Deposit(Base):
     tx_hash: Mapped[str | None] = mapped_column(Text, unique=True)
     address: Mapped[str | None] = mapped_column(Text)
     credited_amount: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    refunded_amount: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    disputed_amount: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
@@ -320,8 +330,12 @@ class Withdrawal(Base):
         Index(None, "user_id", "id"),
         Index(None, "status", "id"),
     )
+    # fetch updated_at (and other server values) on flush instead of expiring them
+    __mapper_args__ = {"eager_defaults": True}
 
-    id: Mapped[int] = _pk()
+    # BY DEFAULT: the id is drawn first (nextval) so the hold and its journal entry can
+    # carry the reference "withdrawal:<id>" before the row exists.
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
     amount: Mapped[Decimal] = mapped_column(AMOUNT)
@@ -329,10 +343,11 @@ class Withdrawal(Base):
     usd_value: Mapped[Decimal] = mapped_column(AMOUNT)
     destination_address: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
-    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"))
+    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"), unique=True)
     tx_hash: Mapped[str | None] = mapped_column(Text)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     review_reason: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -353,6 +368,13 @@ class KycSubmission(Base):
         CheckConstraint("status IN ('PENDING', 'APPROVED', 'REJECTED')", name="status_known"),
         Index(None, "status", "id"),
         Index(None, "user_id"),
+        # at most one submission per user waits for review
+        Index(
+            "uq_kyc_submissions_user_id_pending",
+            "user_id",
+            unique=True,
+            postgresql_where="status = 'PENDING'",
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -383,4 +405,178 @@ class AuditLog(Base):
     target: Mapped[str] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSONB, server_default="{}")
     request_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+# --- partner access -----------------------------------------------------------------------
+
+
+class ApiKey(Base):
+    """A partner's API key. Only the SHA-256 of the secret is stored (it has 256 bits of
+    entropy); the secret itself is shown once, when the key is created."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("cardinality(scopes) > 0", name="has_scopes"),
+        Index(None, "user_id", "id"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    prefix: Mapped[str] = mapped_column(Text)  # the secret's first characters, to recognise it
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    allowed_ips: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")  # CIDRs
+    trusted_documents_only: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_ip: Mapped[str | None] = mapped_column(Text)
+
+
+class SecurityEvent(Base):
+    """Append-only trail of security-relevant events of an account (logins, two-factor,
+    password resets, API keys, withdrawals). ``user_id`` is null for a failed login on
+    an unknown address."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index(None, "user_id", "id"),)
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(Text)
+    ip_address: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSONB, server_default="{}")
+    request_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+# --- staking -----------------------------------------------------------------------------
+
+
+class StakingProduct(Base):
+    """What users can stake into. ``staked_total`` is the principal of the ACTIVE stakes
+    (compounded rewards included), kept with every change; new stakes must fit under
+    ``capacity``. The APY lives in ``staking_product_rates`` (it changes by day)."""
+
+    __tablename__ = "staking_products"
+    __table_args__ = (
+        CheckConstraint("kind IN ('FLEXIBLE', 'LOCKED')", name="kind_known"),
+        CheckConstraint("status IN ('ACTIVE', 'CLOSED')", name="status_known"),
+        CheckConstraint(
+            "(kind = 'FLEXIBLE' AND lock_days IS NULL)"
+            " OR (kind = 'LOCKED' AND lock_days IN (30, 60, 90, 120))",
+            name="term_matches_kind",
+        ),
+        CheckConstraint(
+            "min_amount > 0 AND max_per_user >= min_amount AND capacity >= max_per_user",
+            name="limits",
+        ),
+        CheckConstraint("staked_total >= 0", name="staked_total_non_negative"),
+    )
+
+    id: Mapped[int] = _pk()
+    asset: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    kind: Mapped[str] = mapped_column(Text)
+    lock_days: Mapped[int | None] = mapped_column(SmallInteger)
+    compounding: Mapped[bool] = mapped_column(Boolean)
+    min_amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    max_per_user: Mapped[Decimal] = mapped_column(AMOUNT)
+    capacity: Mapped[Decimal] = mapped_column(AMOUNT)
+    staked_total: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    status: Mapped[str] = mapped_column(Text, server_default="ACTIVE")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class StakingProductRate(Base):
+    """A product's APY (percent) from ``effective_from`` on: accrual day D uses the row
+    with the latest ``effective_from`` <= D. A change made on day T applies from T + 1."""
+
+    __tablename__ = "staking_product_rates"
+    __table_args__ = (CheckConstraint("apy BETWEEN 2 AND 18", name="apy_range"),)
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("staking_products.id"), primary_key=True)
+    effective_from: Mapped[date] = mapped_column(Date, primary_key=True)
+    apy: Mapped[Decimal] = mapped_column(Numeric(7, 4))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Stake(Base):
+    """One subscription to a product. ``principal`` is what is staked now (it grows with
+    compounded rewards); the user's STAKED balance of a currency is the sum of the
+    principals of their ACTIVE stakes in it. ``accrued_through`` is the last UTC day paid;
+    the current term runs from ``term_started_on`` to ``matures_on`` (exclusive, LOCKED
+    only). The ledger account ids are kept so the accrual SQL needs no account look-up.
+    Every ACTIVE row is updated once a day (no indexed column changes): pages half empty
+    (fillfactor 50) let those updates stay HOT, without index writes."""
+
+    __tablename__ = "stakes"
+    __table_args__ = (
+        CheckConstraint("status IN ('ACTIVE', 'MATURED', 'REDEEMED')", name="status_known"),
+        CheckConstraint("(status = 'ACTIVE') = (principal > 0)", name="principal_while_active"),
+        CheckConstraint(
+            "principal >= 0 AND accrued_rewards >= 0 AND forfeited_rewards >= 0"
+            " AND term_rewards >= 0",
+            name="amounts_non_negative",
+        ),
+        Index(None, "user_id", "id"),
+        Index(None, "product_id", "user_id"),
+        Index(None, "matures_on", postgresql_where="status = 'ACTIVE'"),
+        {"postgresql_with": {"fillfactor": 50}},
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("staking_products.id"))
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    principal: Mapped[Decimal] = mapped_column(AMOUNT)
+    accrued_rewards: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    forfeited_rewards: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    term_rewards: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    status: Mapped[str] = mapped_column(Text, server_default="ACTIVE")
+    auto_renew: Mapped[bool] = mapped_column(Boolean)
+    staked_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    available_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    staked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    term_started_on: Mapped[date] = mapped_column(Date)
+    accrued_through: Mapped[date] = mapped_column(Date)
+    matures_on: Mapped[date | None] = mapped_column(Date)
+    renewals: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class StakingReward(Base):
+    """One day's reward of one stake: at most one row per (stake, day), written in the
+    transaction of its postings, so a day is never paid twice. ``account_id`` is where it
+    went (STAKED when compounded, else AVAILABLE). The journal entry is written later in
+    the same transaction, hence the deferred foreign key. ``user_id``, ``currency`` and
+    ``account_id`` copy the stake's and have no foreign keys of their own: the stake's
+    cover them, and three more checks per row would double the cost of the daily insert."""
+
+    __tablename__ = "staking_rewards"
+    __table_args__ = (
+        UniqueConstraint("stake_id", "accrual_date"),
+        CheckConstraint("amount > 0", name="positive"),
+        Index(None, "user_id", "id"),
+        Index(None, "entry_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    stake_id: Mapped[int] = mapped_column(ForeignKey("stakes.id"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    accrual_date: Mapped[date] = mapped_column(Date)
+    principal: Mapped[Decimal] = mapped_column(AMOUNT)
+    apy: Mapped[Decimal] = mapped_column(Numeric(7, 4))
+    daily_rate: Mapped[Decimal] = mapped_column(Numeric)
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    compounded: Mapped[bool] = mapped_column(Boolean)
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("journal_entries.id", deferrable=True, initially="DEFERRED")
+    )
     created_at: Mapped[datetime] = _created_at()

@@ -38,11 +38,14 @@ async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
 
 
 async def lock_user(session: AsyncSession, user_id: int) -> User | None:
-    """SELECT ... FOR UPDATE on one user row."""
+    """SELECT ... FOR NO KEY UPDATE on one user row: serializes a user's operations but,
+    unlike FOR UPDATE, does not block the KEY SHARE locks that inserting a row which
+    references the user takes (an idempotency key, a transfer, an outbox event). With
+    FOR UPDATE, two requests that each inserted such a row first deadlock on the user."""
     return await session.scalar(
         select(User)
         .where(User.id == user_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
 

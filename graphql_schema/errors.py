@@ -54,6 +54,53 @@ IdempotencyKeyReused = _error_type(
     domain.IdempotencyKeyReused, "The key was used for a different request."
 )
 NotFound = _error_type(domain.NotFound, "Nothing with that id is visible to you.")
+KycRequired = _error_type(domain.KycRequired, "Verify your identity (KYC level 1) first.")
+KycAlreadyPending = _error_type(domain.KycAlreadyPending, "A submission is waiting for review.")
+KycNotPending = _error_type(domain.KycNotPending, "No submission is waiting for review.")
+Underage = _error_type(domain.Underage, "The applicant is younger than 18.")
+WithdrawalNotSupported = _error_type(
+    domain.WithdrawalNotSupported, "This currency cannot be withdrawn to an address."
+)
+BelowMinimumWithdrawal = _error_type(
+    domain.BelowMinimumWithdrawal, "The amount is below the currency's minimum withdrawal."
+)
+InvalidAddress = _error_type(domain.InvalidAddress, "Not an address of this currency's chain.")
+DailyLimitExceeded = _error_type(
+    domain.DailyLimitExceeded, "Over the daily limit of your KYC level (in USD)."
+)
+WithdrawalStatusConflict = _error_type(
+    domain.WithdrawalStatusConflict, "The withdrawal's status does not allow this."
+)
+DepositMethodNotSupported = _error_type(
+    domain.DepositMethodNotSupported, "Fiat is deposited by card, crypto to an address."
+)
+PaymentRejected = _error_type(domain.PaymentRejected, "The card payment provider refused it.")
+TxHashConflict = _error_type(
+    domain.TxHashConflict, "The transaction was credited before with other details."
+)
+StakingProductClosed = _error_type(
+    domain.StakingProductClosed, "The product takes no new stakes."
+)
+BelowStakingMinimum = _error_type(
+    domain.BelowStakingMinimum, "The amount is below the product's minimum."
+)
+StakingLimitExceeded = _error_type(
+    domain.StakingLimitExceeded, "Over the product's maximum per user."
+)
+StakingCapacityExceeded = _error_type(
+    domain.StakingCapacityExceeded, "Over the product's remaining capacity."
+)
+StakeNotActive = _error_type(domain.StakeNotActive, "The stake has matured or was redeemed.")
+UnstakeExceedsStake = _error_type(
+    domain.UnstakeExceedsStake, "More than the stake's principal."
+)
+PenaltyNotAccepted = _error_type(
+    domain.PenaltyNotAccepted,
+    "Early redemption of a locked stake forfeits this term's rewards: send acceptPenalty.",
+)
+RateLimited = _error_type(
+    domain.RateLimited, "Too many attempts: wait (HTTP: the Retry-After header) and retry."
+)
 
 _BY_DOMAIN: dict[type[domain.UserError], type[Error]] = {
     getattr(domain, cls.__name__): cls
@@ -81,6 +128,26 @@ _BY_DOMAIN: dict[type[domain.UserError], type[Error]] = {
         TransferToSelf,
         IdempotencyKeyReused,
         NotFound,
+        KycRequired,
+        KycAlreadyPending,
+        KycNotPending,
+        Underage,
+        WithdrawalNotSupported,
+        BelowMinimumWithdrawal,
+        InvalidAddress,
+        DailyLimitExceeded,
+        WithdrawalStatusConflict,
+        DepositMethodNotSupported,
+        PaymentRejected,
+        TxHashConflict,
+        StakingProductClosed,
+        BelowStakingMinimum,
+        StakingLimitExceeded,
+        StakingCapacityExceeded,
+        StakeNotActive,
+        UnstakeExceedsStake,
+        PenaltyNotAccepted,
+        RateLimited,
     )
 }
 

@@ -29,6 +29,8 @@ def error_code(error: GraphQLError) -> tuple[str, bool]:
         return original.code, True
     if isinstance(original, GlobalIDValueError | InvalidGlobalIDError):
         return "INVALID_ID", True
+    if original is None and isinstance((error.extensions or {}).get("code"), str):
+        return error.extensions["code"], True  # type: ignore[index]  # ours (e.g. a timeout)
     if error.path is None:  # the request itself is at fault: syntax, validation, variables
         if error.message.startswith("Syntax Error"):
             return "GRAPHQL_PARSE_FAILED", True

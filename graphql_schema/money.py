@@ -145,6 +145,9 @@ class TransactionKind(Enum):
     RELEASE = "RELEASE"
     REFUND = "REFUND"
     CORRECTION = "CORRECTION"
+    STAKE = "STAKE"
+    UNSTAKE = "UNSTAKE"
+    STAKING_REWARD = "STAKING_REWARD"
     OTHER = "OTHER"
 
 

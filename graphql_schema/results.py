@@ -6,30 +6,59 @@ from typing import Annotated, TypeAlias
 
 import strawberry
 
+from graphql_schema.deposits import (
+    CreateDepositPayload,
+    CreditCryptoDepositPayload,
+    DepositAddress,
+)
 from graphql_schema.errors import (
+    BelowMinimumWithdrawal,
+    BelowStakingMinimum,
     CurrencyDisabled,
+    DailyLimitExceeded,
+    DepositMethodNotSupported,
     EmailAlreadyRegistered,
     EmailAlreadyVerified,
     EmailNotVerified,
+    Forbidden,
     IdempotencyKeyReused,
     InsufficientFunds,
+    InvalidAddress,
     InvalidCredentials,
     InvalidRefreshToken,
     InvalidToken,
     InvalidTwoFactorCode,
+    KycAlreadyPending,
+    KycNotPending,
+    KycRequired,
     NotAuthenticated,
+    NotFound,
+    PaymentRejected,
+    PenaltyNotAccepted,
+    RateLimited,
     RecipientNotFound,
     RefreshTokenReused,
+    StakeNotActive,
+    StakingCapacityExceeded,
+    StakingLimitExceeded,
+    StakingProductClosed,
     TransferToSelf,
     TwoFactorAlreadyEnabled,
     TwoFactorNotEnabled,
     TwoFactorNotPending,
     TwoFactorRequired,
+    TxHashConflict,
+    Underage,
     UnknownCurrency,
+    UnstakeExceedsStake,
     ValidationFailed,
     WeakPassword,
+    WithdrawalNotSupported,
+    WithdrawalStatusConflict,
 )
+from graphql_schema.kyc import ReviewKycPayload, SubmitKycPayload
 from graphql_schema.money import TransferPayload
+from graphql_schema.staking import StakePayload, StakingProductPayload, UnstakePayload
 from graphql_schema.types import (
     AuthPayload,
     ConfirmTwoFactorPayload,
@@ -38,6 +67,7 @@ from graphql_schema.types import (
     RequestPasswordResetPayload,
     UserPayload,
 )
+from graphql_schema.withdrawals import CustodyPayload, WithdrawalPayload
 
 RegisterResult: TypeAlias = Annotated[
     UserPayload | ValidationFailed | WeakPassword | EmailAlreadyRegistered,
@@ -51,7 +81,7 @@ ResendVerificationEmailResult: TypeAlias = Annotated[
     strawberry.union("ResendVerificationEmailResult"),
 ]
 LoginResult: TypeAlias = Annotated[
-    AuthPayload | InvalidCredentials | TwoFactorRequired | InvalidTwoFactorCode,
+    AuthPayload | InvalidCredentials | TwoFactorRequired | InvalidTwoFactorCode | RateLimited,
     strawberry.union("LoginResult"),
 ]
 RefreshTokenResult: TypeAlias = Annotated[
@@ -94,4 +124,125 @@ TransferResult: TypeAlias = Annotated[
     | TransferToSelf
     | IdempotencyKeyReused,
     strawberry.union("TransferResult"),
+]
+SubmitKycResult: TypeAlias = Annotated[
+    SubmitKycPayload | ValidationFailed | NotAuthenticated | Underage | KycAlreadyPending,
+    strawberry.union("SubmitKycResult"),
+]
+ReviewKycResult: TypeAlias = Annotated[
+    ReviewKycPayload | ValidationFailed | NotAuthenticated | Forbidden | NotFound | KycNotPending,
+    strawberry.union("ReviewKycResult"),
+]
+RequestWithdrawalResult: TypeAlias = Annotated[
+    WithdrawalPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | TwoFactorNotEnabled
+    | InvalidTwoFactorCode
+    | EmailNotVerified
+    | KycRequired
+    | UnknownCurrency
+    | CurrencyDisabled
+    | WithdrawalNotSupported
+    | BelowMinimumWithdrawal
+    | InvalidAddress
+    | DailyLimitExceeded
+    | InsufficientFunds
+    | IdempotencyKeyReused,
+    strawberry.union("RequestWithdrawalResult"),
+]
+CancelWithdrawalResult: TypeAlias = Annotated[
+    WithdrawalPayload | ValidationFailed | NotAuthenticated | NotFound | WithdrawalStatusConflict,
+    strawberry.union("CancelWithdrawalResult"),
+]
+ReviewWithdrawalResult: TypeAlias = Annotated[
+    WithdrawalPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | Forbidden
+    | NotFound
+    | WithdrawalStatusConflict,
+    strawberry.union("ReviewWithdrawalResult"),
+]
+RefillHotWalletResult: TypeAlias = Annotated[
+    CustodyPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | Forbidden
+    | UnknownCurrency
+    | CurrencyDisabled
+    | WithdrawalNotSupported
+    | InsufficientFunds,
+    strawberry.union("RefillHotWalletResult"),
+]
+CreateDepositResult: TypeAlias = Annotated[
+    CreateDepositPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | EmailNotVerified
+    | UnknownCurrency
+    | CurrencyDisabled
+    | DepositMethodNotSupported
+    | DailyLimitExceeded
+    | PaymentRejected
+    | IdempotencyKeyReused,
+    strawberry.union("CreateDepositResult"),
+]
+CreditCryptoDepositResult: TypeAlias = Annotated[
+    CreditCryptoDepositPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | Forbidden
+    | UnknownCurrency
+    | DepositMethodNotSupported
+    | NotFound
+    | TxHashConflict,
+    strawberry.union("CreditCryptoDepositResult"),
+]
+DepositAddressResult: TypeAlias = Annotated[
+    DepositAddress
+    | NotAuthenticated
+    | UnknownCurrency
+    | CurrencyDisabled
+    | DepositMethodNotSupported,
+    strawberry.union("DepositAddressResult"),
+]
+StakeResult: TypeAlias = Annotated[
+    StakePayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | StakingProductClosed
+    | CurrencyDisabled
+    | BelowStakingMinimum
+    | StakingLimitExceeded
+    | StakingCapacityExceeded
+    | InsufficientFunds
+    | IdempotencyKeyReused,
+    strawberry.union("StakeResult"),
+]
+UnstakeResult: TypeAlias = Annotated[
+    UnstakePayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | StakeNotActive
+    | UnstakeExceedsStake
+    | PenaltyNotAccepted
+    | IdempotencyKeyReused,
+    strawberry.union("UnstakeResult"),
+]
+SetStakeAutoRenewResult: TypeAlias = Annotated[
+    StakePayload | ValidationFailed | NotAuthenticated | NotFound | StakeNotActive,
+    strawberry.union("SetStakeAutoRenewResult"),
+]
+StakingProductResult: TypeAlias = Annotated[
+    StakingProductPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | Forbidden
+    | NotFound
+    | UnknownCurrency
+    | CurrencyDisabled,
+    strawberry.union("StakingProductResult"),
 ]

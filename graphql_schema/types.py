@@ -14,6 +14,7 @@ from strawberry.types import Info
 from db.models import User as UserRow
 from db.queries import Page
 from graphql_schema.money import Wallet
+from graphql_schema.staking import StakeNode, StakingRewardConnection, rewards_of, stakes_of
 
 N = TypeVar("N")
 R = TypeVar("R")
@@ -44,6 +45,16 @@ class User(relay.Node):
     async def wallets(self, info: Info) -> list[Wallet]:
         rows = await info.context.loaders.wallets_by_user_id.load(self.id)
         return [Wallet.from_row(w) for w in rows]
+
+    @strawberry.field(description="Your active stakes, oldest first.")
+    async def stakes(self, info: Info) -> list[StakeNode]:
+        return await stakes_of(info, self.id)
+
+    @strawberry.field(description="Staking rewards paid to you, newest first.")
+    async def staking_rewards(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> StakingRewardConnection:
+        return await rewards_of(info, self.id, first, after)
 
     @classmethod
     def from_row(cls, row: UserRow) -> User:

@@ -1,28 +1,49 @@
-"""The GraphQL endpoint: POST, GET (queries only) and WebSocket on /graphql."""
+"""The GraphQL endpoint: POST, GET (queries only) and WebSocket on /graphql.
+
+Authentication: ``Authorization: Bearer <access token>`` (a session) or ``X-API-Key``
+(a partner key), over WebSocket in the ``connection_init`` payload. Every operation
+passes admission first (graphql_schema/admission.py: persisted documents, allowlist,
+cost, rate limit), over HTTP in ``execute_single`` and over WebSocket in the protocol
+handlers below (strawberry ignores ``extensions`` and ``documentId`` there).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from contextvars import Token
 from datetime import timedelta
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 
-from app.errors import InvalidToken
+from app.errors import InvalidApiKey, InvalidToken
 from app.logs import request_id_var
-from app.metrics import WEBSOCKETS_OPEN
+from app.metrics import GRAPHQL_ERRORS, WEBSOCKETS_OPEN
 from app.runtime import Runtime
-from app.services.sessions import authenticate
+from app.services.api_keys import ApiKeyAuth, authenticate_api_key
+from app.services.security_events import client_ip_var, user_agent_var
+from app.services.sessions import Authenticated, authenticate
+from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
 from graphql_schema.context import Context
+from graphql_schema.persisted import TrustedDocuments
 from resolvers.loaders import build_loaders
 
 log = logging.getLogger(__name__)
@@ -36,29 +57,40 @@ _HTTP_CODES = {
     500: "INTERNAL_SERVER_ERROR",
 }
 WS_TOKEN_KEYS = ("authorization", "Authorization", "authToken", "token")
+WS_API_KEY_KEYS = ("apiKey", "x-api-key", "X-API-Key")
+API_KEY_HEADER = "x-api-key"
 
 
 class AuthenticationFailed(Exception):
     """A credential was presented and is not valid: the request is refused (HTTP 401)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, code: str = "UNAUTHENTICATED", scheme: str = "Bearer"):
         super().__init__(message)
         self.message = message
+        self.code = code
+        self.scheme = scheme
 
 
-def error_response(status: int, message: str, *, code: str | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> JSONResponse:
     body = {
         "errors": [
             {
                 "message": message,
                 "extensions": {
                     "code": code or _HTTP_CODES.get(status, "BAD_REQUEST"),
+                    **(extensions or {}),
                     "requestId": request_id_var.get(),
                 },
             }
         ]
     }
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -71,34 +103,134 @@ def bearer_token(value: str | None) -> str | None:
     return token.strip()
 
 
+@dataclasses.dataclass
+class PersistedRequestData(GraphQLRequestData):
+    """Strawberry's request data plus the GraphQL-over-HTTP ``documentId``."""
+
+    document_id: Any = None
+
+
+# WebSocket: admission for every operation
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws: a refused operation gets an ``error`` message."""
+
+    view: GraphQLView
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        if (
+            not self.connection_acknowledged
+            or message["id"] in self.operations
+            or (limit is not None and len(self.operations) >= limit)
+        ):
+            await super().handle_subscribe(message)  # closes, or answers the limit
+            return
+        payload = message["payload"]
+        try:
+            admitted = await _admit_ws(self.view, self.context, payload)
+        except Refused as refused:
+            error = refused.error(self.context.request_id)
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
+            return
+        await super().handle_subscribe({**message, "payload": _with_query(payload, admitted)})
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """graphql-ws (subscriptions-transport-ws): a refused operation gets an ``error``."""
+
+    view: GraphQLView
+
+    async def handle_start(self, message: StartMessage) -> None:
+        if not self.connection_acknowledged:
+            await super().handle_start(message)  # closes with 4401
+            return
+        payload = message["payload"]
+        try:
+            admitted = await _admit_ws(self.view, self.context, payload)
+        except Refused as refused:
+            error = refused.error(self.context.request_id)
+            await self.send_message({"type": "error", "id": message["id"], "payload": error})
+            return
+        await super().handle_start({**message, "payload": _with_query(payload, admitted)})
+
+
+def _with_query(payload: Any, admitted: Admitted) -> Any:
+    """The payload strawberry runs: with the text of a persisted document."""
+    return payload if admitted.query is None else {**payload, "query": admitted.query}
+
+
+async def _admit_ws(view: GraphQLView, context: Context, payload: Any) -> Admitted:
+    variables = payload.get("variables")
+    return await view.gate.admit(
+        context,
+        query=payload.get("query"),
+        variables=variables if isinstance(variables, dict) else None,
+        operation_name=payload.get("operationName"),
+        extensions=payload.get("extensions"),
+        document_id=payload.get("documentId"),
+    )
+
+
 class GraphQLView(GraphQL[Context, None]):
-    def __init__(self, *, schema: Any, rt: Runtime) -> None:
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    def __init__(
+        self, *, schema: Any, rt: Runtime, trusted_documents: TrustedDocuments | None = None
+    ) -> None:
+        settings = rt.settings
         super().__init__(
             schema,
-            graphql_ide="graphiql" if rt.settings.is_development else None,
+            graphql_ide="graphiql" if settings.is_development else None,
             allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=10),
-            max_subscriptions_per_connection=100,
+            max_subscriptions_per_connection=settings.ws_max_subscriptions,
+            allowed_origins=settings.ws_allowed_origins,
         )
         self.rt = rt
+        if trusted_documents is None:  # loaded once, at start-up
+            trusted_documents = TrustedDocuments.load(
+                settings.trusted_documents_manifest, schema._schema
+            )
+        self.gate = Gate(rt=rt, schema=schema, trusted=trusted_documents)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            WEBSOCKETS_OPEN.inc()
-            try:
-                await super().__call__(scope, receive, send)
-            finally:
-                WEBSOCKETS_OPEN.dec()
-            return
+        tokens = _set_client_vars(scope)
+        try:
+            if scope["type"] == "websocket":
+                WEBSOCKETS_OPEN.inc()
+                try:
+                    await super().__call__(scope, receive, send)
+                finally:
+                    WEBSOCKETS_OPEN.dec()
+                return
+            await self._serve_http(scope, receive, send)
+        finally:
+            client_ip_var.reset(tokens[0])
+            user_agent_var.reset(tokens[1])
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             response = await self.run(Request(scope, receive=receive))
         except ClientDisconnect:
             return  # the client went away before sending its body: nobody to answer
+        except Refused as refused:
+            GRAPHQL_ERRORS.labels(refused.code).inc()
+            response = error_response(
+                refused.status,
+                refused.message,
+                code=refused.code,
+                headers=refused.headers,
+                extensions=refused.extensions,
+            )
         except HTTPException as error:
             response = error_response(error.status_code, error.reason)
         except AuthenticationFailed as error:
-            response = error_response(401, error.message)
+            headers = {"WWW-Authenticate": f'{error.scheme} error="invalid_token"'}
+            response = error_response(401, error.message, code=error.code, headers=headers)
         except Exception:
             # Outside GraphQL execution (get_context, authentication): no ErrorPolicy here.
             log.exception("unexpected error outside GraphQL execution")
@@ -106,46 +238,125 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        auth = None
+        client_ip = request.client.host if request.client else None
+        auth = api_key = None
         if isinstance(request, Request):
-            token = bearer_token(request.headers.get("authorization"))
-            if token is not None:
-                auth = await self._authenticate(token)
+            auth, api_key = await self._authenticate(
+                authorization=request.headers.get("authorization"),
+                api_key=request.headers.get(API_KEY_HEADER),
+                client_ip=client_ip,
+            )
+        user = auth.user if auth else api_key.user if api_key else None
         return Context(
             rt=self.rt,
             request=request,
             response=response,
-            loaders=build_loaders(self.rt, signed_in=auth.user if auth else None),
+            loaders=build_loaders(self.rt, signed_in=user),
             request_id=request_id_var.get() or "",
             auth=auth,
+            api_key=api_key,
+            client_ip=client_ip,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
-        raw = next((params[k] for k in WS_TOKEN_KEYS if isinstance(params.get(k), str)), None)
-        if raw is None:
+        token = next((params[k] for k in WS_TOKEN_KEYS if isinstance(params.get(k), str)), None)
+        key = next((params[k] for k in WS_API_KEY_KEYS if isinstance(params.get(k), str)), None)
+        if key is None and isinstance(context.request, WebSocket):
+            key = context.request.headers.get(API_KEY_HEADER)
+        if token is None and key is None:
             return {"authenticated": False}
         try:
-            token = raw if " " not in raw.strip() else bearer_token(raw)
-            context.auth = await self._authenticate(token or "")
+            context.auth, context.api_key = await self._authenticate(
+                authorization=token if token is None or " " in token.strip() else f"Bearer {token}",
+                api_key=key,
+                client_ip=context.client_ip,
+            )
         except AuthenticationFailed as error:
-            raise ConnectionRejectionError({"message": error.message}) from error
-        context.loaders = build_loaders(self.rt, signed_in=context.auth.user)
+            refusal = {"message": error.message, "code": error.code}
+            raise ConnectionRejectionError(refusal) from error
+        context.loaders = build_loaders(self.rt, signed_in=context.user)
         return {"authenticated": True}
 
-    async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+    async def _authenticate(
+        self, *, authorization: str | None, api_key: str | None, client_ip: str | None
+    ) -> tuple[Authenticated | None, ApiKeyAuth | None]:
+        if authorization is not None and api_key is not None:
+            raise AuthenticationFailed("Send either an access token or an API key, not both")
+        if api_key is not None:
+            try:
+                key = await authenticate_api_key(rt=self.rt, secret=api_key, client_ip=client_ip)
+            except InvalidApiKey as error:
+                failed = AuthenticationFailed(error.message, code=error.code, scheme="ApiKey")
+                raise failed from error
+            return None, key
+        token = bearer_token(authorization)
+        if token is None:
+            return None, None
         try:
-            return await super().execute_single(*args, **kwargs)
+            return await authenticate(rt=self.rt, access_token=token), None
+        except InvalidToken as error:
+            raise AuthenticationFailed(f"Invalid access token: {error.message}") from error
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """A GET carrying a persisted query (hash or documentId) is an operation."""
+        params = request.query_params
+        if params.get("extensions") is not None or params.get("documentId") is not None:
+            return False
+        return super().should_render_graphql_ide(request)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):  # batching is off: strawberry refuses lists before this
+            return data
+        if request.method == "GET":
+            document_id = request.query_params.get("documentId")
+        else:
+            body = await request.get_body()  # read once by strawberry; Starlette keeps it
+            document_id = self.parse_json(body).get("documentId") if b"documentId" in body else None
+        return PersistedRequestData(**vars(data), document_id=document_id)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Any,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> Any:
+        admitted = await self.gate.admit(
+            context,
+            query=request_data.query,
+            variables=request_data.variables,
+            operation_name=request_data.operation_name,
+            extensions=request_data.extensions,
+            document_id=getattr(request_data, "document_id", None),
+            http_method=request_adapter.method,
+        )
+        self._add_rate_limit_headers(sub_response, admitted)
+        request_data = GraphQLRequestData(
+            query=admitted.query,
+            variables=request_data.variables,
+            operation_name=request_data.operation_name,
+            extensions=request_data.extensions,
+            protocol=request_data.protocol,
+        )
+        try:
+            return await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
         except HTTPException as error:
             if isinstance(error.__cause__, InvalidOperationTypeError):
                 raise HTTPException(405, error.reason) from error
             raise
 
-    async def _authenticate(self, token: str) -> Any:
-        try:
-            return await authenticate(rt=self.rt, access_token=token)
-        except InvalidToken as error:
-            raise AuthenticationFailed(f"Invalid access token: {error.message}") from error
+    def _add_rate_limit_headers(self, sub_response: Any, admitted: Admitted) -> None:
+        if admitted.decision is not None:
+            window = self.rt.settings.rate_limit_window_seconds
+            sub_response.headers.update(rate_limit_headers(admitted.decision, window))
 
     async def process_result(self, request: Request, result: Any) -> Any:
         """Errors raised before execution can bypass the schema extensions (a syntax
@@ -167,3 +378,9 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))
+
+
+def _set_client_vars(scope: Scope) -> tuple[Token[str | None], Token[str | None]]:
+    client = scope.get("client")
+    agent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"user-agent"), None)
+    return client_ip_var.set(client[0] if client else None), user_agent_var.set(agent)

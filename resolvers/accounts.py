@@ -56,8 +56,11 @@ async def resend_verification_email(info: Ctx) -> ResendVerificationEmailResult:
 
 
 async def login(info: Ctx, email: str, password: str, totp_code: str | None = None) -> LoginResult:
-    call = sessions.login(rt=info.context.rt, email=email, password=password, totp_code=totp_code)
-    return await attempt(call, AuthPayload.from_signed_in)
+    ctx = info.context
+    call = sessions.login(
+        rt=ctx.rt, email=email, password=password, totp_code=totp_code, client_ip=ctx.client_ip
+    )
+    return await attempt(ctx.rate_limited(call), AuthPayload.from_signed_in)
 
 
 async def refresh_token(info: Ctx, refresh_token: str) -> RefreshTokenResult:

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import reference_data
+from app import reference_data, staking_catalogue
 from app.asgi import create_app
 from app.embedded import ensure_database, with_database
 from app.runtime import Runtime, build_runtime, utcnow
@@ -70,6 +70,7 @@ async def restore_reference_data(connection: AsyncConnection) -> None:
         (KycLimit, reference_data.kyc_limit_rows()),
     ):
         await connection.execute(insert(model), rows)
+    await staking_catalogue.restore(connection)  # what migration 0003 inserts
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,8 @@ def test_production_starts_with_real_secrets():
         database_url="postgresql://db/x",
         redis_url="redis://r:6379/0",
         seed_demo_data=False,
+        stripe_api_key="sk_live_" + "k" * 24,
+        stripe_webhook_secret="whsec_" + "w" * 32,
     )
     assert settings.is_production
     assert "j" * 40 not in repr(settings)  # secrets are wrapped

@@ -28,6 +28,11 @@ from app.errors import (
 )
 from app.runtime import Runtime
 from app.services.mail import password_reset_mail, verification_mail
+from app.services.security_events import (
+    SecurityEventKind,
+    record_in_own_transaction,
+    record_security_event,
+)
 from db.models import RecoveryCode, RefreshToken, User
 from db.queries import get_user_by_email, lock_user
 from db.session import in_transaction
@@ -112,6 +117,9 @@ async def request_password_reset(*, rt: Runtime, email: str) -> None:
         now=rt.now(),
     )
     link = f"{rt.settings.public_url}/reset-password?token={quote(token)}"
+    await record_in_own_transaction(
+        rt, user_id=user.id, kind=SecurityEventKind.PASSWORD_RESET_REQUESTED
+    )
     await rt.mailer.send(
         password_reset_mail(
             to=user.email,
@@ -148,6 +156,7 @@ async def reset_password(*, rt: Runtime, token: str, new_password: str) -> User:
             .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+        await record_security_event(session, user_id=user.id, kind=SecurityEventKind.PASSWORD_RESET)
         return user
 
     return await in_transaction(rt.sessions, work)
@@ -191,6 +200,9 @@ async def confirm_two_factor(*, rt: Runtime, user_id: int | None, code: str) -> 
             insert(RecoveryCode),
             [{"user_id": user.id, "code_hash": rt.signer.keyed_hash(c)} for c in codes],
         )
+        await record_security_event(
+            session, user_id=user.id, kind=SecurityEventKind.TWO_FACTOR_ENABLED
+        )
         return user
 
     user = await in_transaction(rt.sessions, work)
@@ -206,6 +218,9 @@ async def disable_two_factor(*, rt: Runtime, user_id: int | None, code: str) -> 
             raise InvalidTwoFactorCode(field="code")
         user.totp_secret = user.totp_pending_secret = user.totp_last_step = None
         await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        await record_security_event(
+            session, user_id=user.id, kind=SecurityEventKind.TWO_FACTOR_DISABLED
+        )
         return user
 
     return await in_transaction(rt.sessions, work)

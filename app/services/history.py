@@ -20,6 +20,9 @@ KINDS = (
     "RELEASE",
     "REFUND",
     "CORRECTION",
+    "STAKE",
+    "UNSTAKE",
+    "STAKING_REWARD",
     "OTHER",
 )
 
@@ -32,13 +35,19 @@ _HISTORY_SQL = text(
                  WHEN e.kind = 'TRANSFER' AND p.amount < 0 THEN 'TRANSFER_OUT'
                  WHEN e.kind = 'TRANSFER' THEN 'TRANSFER_IN'
                  WHEN e.kind IN ('CARD_DEPOSIT', 'CRYPTO_DEPOSIT') THEN 'DEPOSIT'
+                 WHEN e.kind = 'HOLD' AND w.id IS NOT NULL THEN 'WITHDRAWAL'
                  WHEN e.kind = 'HOLD' THEN 'HOLD'
                  WHEN e.kind = 'HOLD_VOID' THEN 'RELEASE'
-                 WHEN e.kind IN ('REFUND', 'DISPUTE') THEN 'REFUND'
+                 WHEN e.kind IN ('REFUND', 'DISPUTE') OR d.id IS NOT NULL AND p.amount < 0
+                   THEN 'REFUND'
                  WHEN e.kind = 'CORRECTION' THEN 'CORRECTION'
-                 WHEN e.kind = 'WITHDRAWAL' THEN 'WITHDRAWAL'
+                 WHEN e.kind = 'STAKE' THEN 'STAKE'
+                 WHEN e.kind = 'UNSTAKE' THEN 'UNSTAKE'
+                 WHEN e.kind LIKE 'STAKING%' THEN 'STAKING_REWARD'
                  ELSE 'OTHER'
                END AS kind,
+               CASE WHEN w.id IS NOT NULL AND e.kind = 'HOLD' THEN w.fee END AS fee,
+               coalesce(w.status, d.status, 'COMPLETED') AS status,
                cu.display_name AS counterparty_name, cu.handle AS counterparty_handle
         FROM postings p
         JOIN ledger_accounts a ON a.id = p.account_id
@@ -46,6 +55,10 @@ _HISTORY_SQL = text(
         LEFT JOIN transfers t ON t.entry_id = e.id
         LEFT JOIN users cu ON cu.id = CASE WHEN t.sender_id = :user_id THEN t.recipient_id
                                            ELSE t.sender_id END
+        LEFT JOIN withdrawals w ON w.id = CASE WHEN e.reference LIKE 'withdrawal:%%'
+              THEN CAST(substr(e.reference, 12) AS bigint) END
+        LEFT JOIN deposits d ON d.id = CASE WHEN e.reference LIKE 'deposit:%%'
+              THEN CAST(substr(e.reference, 9) AS bigint) END
         WHERE a.user_id = :user_id AND a.kind = 'AVAILABLE'
           AND (CAST(:before_id AS bigint) IS NULL OR p.id < :before_id)
           AND (CAST(:currency AS text) IS NULL OR p.currency = :currency)
@@ -112,11 +125,11 @@ async def list_history(
             kind=r["kind"],
             currency=r["currency"],
             amount=r["amount"],
-            fee=None,
+            fee=r["fee"],
             balance_after=r["balance_after"],
             counterparty_name=r["counterparty_name"],
             counterparty_handle=r["counterparty_handle"],
-            status="COMPLETED",
+            status=r["status"],
             reference=r["reference"],
             memo=r["memo"],
             created_at=r["created_at"],

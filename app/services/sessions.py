@@ -24,7 +24,13 @@ from app.errors import (
     ValidationFailed,
 )
 from app.runtime import Runtime
+from app.services import rate_limits
 from app.services.accounts import consume_second_factor
+from app.services.security_events import (
+    SecurityEventKind,
+    record_in_own_transaction,
+    record_security_event,
+)
 from db.models import RefreshToken, User
 from db.queries import get_user_by_email, lock_user
 from db.session import in_transaction
@@ -45,8 +51,15 @@ class Authenticated:
     claims: AccessClaims
 
 
-async def login(*, rt: Runtime, email: str, password: str, totp_code: str | None) -> SignedIn:
-    """Unknown email and wrong password give the same error after the same work."""
+async def login(
+    *, rt: Runtime, email: str, password: str, totp_code: str | None, client_ip: str | None = None
+) -> SignedIn:
+    """Unknown email and wrong password give the same error after the same work.
+
+    Attempts are rate limited per account and per client IP, with back-off after
+    consecutive failures (``RateLimited``); successes and failures are security events."""
+    await rate_limits.begin_login(rt, email=email, client_ip=client_ip)
+    attempted = email
     try:
         email = normalise_email(email)
     except ValidationFailed:
@@ -57,6 +70,7 @@ async def login(*, rt: Runtime, email: str, password: str, totp_code: str | None
         verify_password, user.password_hash if user else None, password
     )
     if user is None or not password_ok:
+        await _login_failed(rt, email=attempted, user_id=user.id if user else None)
         raise InvalidCredentials()
     rehash = (
         await asyncio.to_thread(hash_password, password)
@@ -75,9 +89,27 @@ async def login(*, rt: Runtime, email: str, password: str, totp_code: str | None
                 raise InvalidTwoFactorCode(field="totpCode")
         if rehash:
             locked.password_hash = rehash
+        await record_security_event(
+            session, user_id=locked.id, kind=SecurityEventKind.LOGIN_SUCCEEDED
+        )
         return await _issue(rt=rt, session=session, user=locked, family_id=uuid.uuid4())
 
-    return await in_transaction(rt.sessions, work)
+    try:
+        signed_in = await in_transaction(rt.sessions, work)
+    except InvalidTwoFactorCode:
+        await _login_failed(rt, email=attempted, user_id=user.id, reason="INVALID_TWO_FACTOR_CODE")
+        raise
+    await rate_limits.login_succeeded(rt, email=attempted)
+    return signed_in
+
+
+async def _login_failed(
+    rt: Runtime, *, email: str, user_id: int | None, reason: str = "INVALID_CREDENTIALS"
+) -> None:
+    await rate_limits.login_failed(rt, email=email)
+    await record_in_own_transaction(
+        rt, user_id=user_id, kind=SecurityEventKind.LOGIN_FAILED, details={"reason": reason}
+    )
 
 
 async def refresh(*, rt: Runtime, refresh_token: str) -> SignedIn:

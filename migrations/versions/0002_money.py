@@ -131,6 +131,18 @@ def upgrade() -> None:
             server_default="0",
             nullable=False,
         ),
+        sa.Column(
+            "refunded_amount",
+            sa.Numeric(precision=38, scale=18),
+            server_default="0",
+            nullable=False,
+        ),
+        sa.Column(
+            "disputed_amount",
+            sa.Numeric(precision=38, scale=18),
+            server_default="0",
+            nullable=False,
+        ),
         sa.Column("failure_reason", sa.Text(), nullable=True),
         sa.Column(
             "created_at",
@@ -145,6 +157,10 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.CheckConstraint("method IN ('CARD', 'CRYPTO')", name=op.f("ck_deposits_method_known")),
+        sa.CheckConstraint(
+            "credited_amount >= 0 AND refunded_amount >= 0 AND disputed_amount >= 0",
+            name=op.f("ck_deposits_amounts_non_negative"),
+        ),
         sa.CheckConstraint(
             "status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'REFUNDED', 'DISPUTED')",
             name=op.f("ck_deposits_status_known"),
@@ -247,6 +263,13 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_kyc_submissions_user_id"), "kyc_submissions", ["user_id"], unique=False
+    )
+    op.create_index(
+        "uq_kyc_submissions_user_id_pending",
+        "kyc_submissions",
+        ["user_id"],
+        unique=True,
+        postgresql_where=sa.text("status = 'PENDING'"),
     )
     op.create_table(
         "ledger_accounts",
@@ -386,7 +409,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_postings_entry_id"), "postings", ["entry_id"], unique=False)
     op.create_table(
         "withdrawals",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.Text(), nullable=False),
         sa.Column("amount", sa.Numeric(precision=38, scale=18), nullable=False),
@@ -398,6 +421,7 @@ def upgrade() -> None:
         sa.Column("tx_hash", sa.Text(), nullable=True),
         sa.Column("reviewed_by", sa.BigInteger(), nullable=True),
         sa.Column("review_reason", sa.Text(), nullable=True),
+        sa.Column("failure_reason", sa.Text(), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -428,6 +452,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_withdrawals_user_id_users")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_withdrawals")),
+        sa.UniqueConstraint("hold_id", name=op.f("uq_withdrawals_hold_id")),
     )
     op.create_index(op.f("ix_withdrawals_status_id"), "withdrawals", ["status", "id"], unique=False)
     op.create_index(
@@ -499,6 +524,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_outbox_published_at_id"), table_name="outbox")
     op.drop_table("outbox")
     op.drop_table("ledger_accounts")
+    op.drop_index("uq_kyc_submissions_user_id_pending", table_name="kyc_submissions")
     op.drop_index(op.f("ix_kyc_submissions_user_id"), table_name="kyc_submissions")
     op.drop_index(op.f("ix_kyc_submissions_status_id"), table_name="kyc_submissions")
     op.drop_table("kyc_submissions")

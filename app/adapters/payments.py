@@ -1,0 +1,60 @@
+"""The card payment provider as the rest of the code sees it (no vendor SDK here).
+
+``app.adapters.stripe_gateway.StripeGateway`` is the implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from app.domain.deposits import PaymentFact
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIntent:
+    id: str
+    client_secret: str
+    status: str
+    amount_minor: int
+    currency: str  # upper case, like ours
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """One verified webhook event, reduced to what deposits need.
+
+    ``amount_minor`` depends on ``fact``: the amount received (SUCCEEDED), the total
+    refunded so far (REFUNDED), the disputed amount (DISPUTED); 0 otherwise. ``fact`` is
+    None for event types we do not handle."""
+
+    event_id: str
+    type: str
+    fact: PaymentFact | None
+    payment_intent_id: str | None = None
+    currency: str | None = None
+    amount_minor: int = 0
+    reason: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class PaymentGateway(Protocol):
+    async def create_payment_intent(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+        description: str,
+    ) -> PaymentIntent:
+        """Raises PaymentRejected (the provider refused), TransientError (retry with the
+        same idempotency key) or InvariantViolation (our bug or configuration)."""
+        ...
+
+    def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent:
+        """Verify the signature and parse; raises InvalidWebhook."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,192 @@
+"""Stripe behind ``PaymentGateway``: the only module that imports the stripe SDK.
+
+The SDK does the HTTP (``StripeClient`` over its async httpx client, pointed at
+``STRIPE_API_BASE`` when set) and verifies webhook signatures. Its errors become ours
+here, grouped by what the caller should do:
+
+    stripe.CardError, stripe.InvalidRequestError     PaymentRejected: the provider refused
+                                                     this payment (e.g. amount too small)
+    stripe.APIConnectionError, stripe.RateLimitError,
+    stripe.APIError and any other 5xx                TransientError: retry with the same
+                                                     idempotency key
+    stripe.AuthenticationError, PermissionError,
+    IdempotencyError and anything else               InvariantViolation: our bug or our
+                                                     configuration; stop and look
+    stripe.SignatureVerificationError, a body that
+    is not an event                                  InvalidWebhook
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import stripe
+from stripe.params import PaymentIntentCreateParams
+
+from app.adapters.payments import PaymentEvent, PaymentIntent
+from app.domain.deposits import PaymentFact
+from app.errors import (
+    AppError,
+    InvalidWebhook,
+    InvariantViolation,
+    PaymentRejected,
+    TransientError,
+)
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 20
+MAX_NETWORK_RETRIES = 2  # safe: every create carries an idempotency key
+_RETRYABLE = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+_REFUSED = (stripe.CardError, stripe.InvalidRequestError)
+_OUR_FIELDS = frozenset({"amount", "currency"})
+
+
+class _HTTPXClient(stripe.HTTPXClient):
+    """stripe 16.1's httpx client passes the encoded form as ``data=``, which httpx 0.28
+    deprecates with a DeprecationWarning on every request; send it as ``content=``."""
+
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+    ) -> list[Any]:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        kwargs["content"] = kwargs.pop("data") or None
+        return [args, kwargs]
+
+
+class StripeGateway:
+    def __init__(self, *, api_key: str, webhook_secret: str, api_base: str | None = None) -> None:
+        self._http = _HTTPXClient(timeout=TIMEOUT_SECONDS)
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=self._http,
+            max_network_retries=MAX_NETWORK_RETRIES,
+        )
+        self._webhook_secret = webhook_secret
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeGateway:
+        return cls(
+            api_key=settings.stripe_api_key.get_secret_value(),
+            webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
+            api_base=settings.stripe_api_base,
+        )
+
+    async def create_payment_intent(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+        description: str,
+    ) -> PaymentIntent:
+        params: PaymentIntentCreateParams = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "payment_method_types": ["card"],
+            "metadata": dict(metadata),
+            "description": description,
+        }
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params, {"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as error:
+            raise _converted(error) from error
+        return PaymentIntent(
+            id=intent.id,
+            client_secret=intent.client_secret or "",
+            status=intent.status,
+            amount_minor=intent.amount,
+            currency=intent.currency.upper(),
+        )
+
+    def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent:
+        try:
+            event = self._client.construct_event(payload, signature, self._webhook_secret)
+        except stripe.SignatureVerificationError as error:
+            raise InvalidWebhook(f"Bad Stripe-Signature: {error.user_message}") from error
+        except ValueError as error:  # not UTF-8 or not JSON, after a valid signature
+            raise InvalidWebhook("The body is not a Stripe event") from error
+        return _payment_event(event.to_dict())
+
+    async def aclose(self) -> None:
+        await self._http.close_async()
+
+
+def _converted(error: stripe.StripeError) -> AppError:
+    if isinstance(error, _REFUSED):
+        log.info("stripe refused", extra={"stripe_code": error.code, "param": error.param})
+        field = error.param if error.param in _OUR_FIELDS else None
+        return PaymentRejected(error.user_message or None, field=field)
+    if isinstance(error, _RETRYABLE) or (error.http_status or 0) >= 500:
+        return TransientError("The payment provider is unavailable, try again")
+    return InvariantViolation(f"Stripe refused our request: {error!r}")
+
+
+# --- webhook events: Stripe's shapes, reduced to PaymentEvent ------------------------------
+
+
+def _succeeded(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "payment_intent_id": obj["id"],
+        "amount_minor": obj["amount_received"],
+        "currency": obj["currency"],
+        "metadata": obj.get("metadata") or {},
+    }
+
+
+def _failed(obj: dict[str, Any]) -> dict[str, Any]:
+    error = obj.get("last_payment_error") or {}
+    return {
+        "payment_intent_id": obj["id"],
+        "currency": obj["currency"],
+        "reason": error.get("message") or error.get("code") or "The payment failed",
+        "metadata": obj.get("metadata") or {},
+    }
+
+
+def _refunded(charge: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "payment_intent_id": charge.get("payment_intent"),
+        "amount_minor": charge["amount_refunded"],  # the total so far, not this refund's
+        "currency": charge["currency"],
+        "metadata": charge.get("metadata") or {},
+    }
+
+
+def _disputed(dispute: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "payment_intent_id": dispute.get("payment_intent"),
+        "amount_minor": dispute["amount"],
+        "currency": dispute["currency"],
+        "reason": dispute.get("reason"),
+    }
+
+
+_HANDLED: Mapping[str, tuple[PaymentFact, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "payment_intent.succeeded": (PaymentFact.SUCCEEDED, _succeeded),
+    "payment_intent.payment_failed": (PaymentFact.FAILED, _failed),
+    "charge.refunded": (PaymentFact.REFUNDED, _refunded),
+    "charge.dispute.created": (PaymentFact.DISPUTED, _disputed),
+}
+
+
+def _payment_event(event: dict[str, Any]) -> PaymentEvent:
+    try:
+        event_id, event_type = event["id"], event["type"]
+        handled = _HANDLED.get(event_type)
+        if handled is None:
+            return PaymentEvent(event_id=event_id, type=event_type, fact=None)
+        fact, extract = handled
+        fields = extract(event["data"]["object"])
+    except (KeyError, TypeError) as error:
+        raise InvariantViolation(f"unexpected Stripe event shape: {error!r}") from error
+    if fields.get("currency"):
+        fields["currency"] = fields["currency"].upper()
+    return PaymentEvent(event_id=event_id, type=event_type, fact=fact, **fields)

@@ -1,0 +1,79 @@
+"""Periodic background jobs run inside the server process (the outbox relay, pruning).
+
+Each job is a coroutine taking the Runtime; a failing run is logged and retried at the
+next tick, so one bad batch never stops the loop. Every job is safe to run in several
+processes at once (row locks with SKIP LOCKED, or idempotent deletes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from app.runtime import Runtime
+from app.services import idempotency, outbox
+from app.services.staking_accrual import accrue_due_days
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[Runtime], Awaitable[object]]
+
+
+@dataclass
+class PeriodicJobs:
+    rt: Runtime
+    jobs: list[tuple[str, float, Job]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def add(self, name: str, every_seconds: float, job: Job) -> None:
+        if every_seconds > 0:
+            self.jobs.append((name, every_seconds, job))
+
+    def start(self) -> None:
+        for name, every, job in self.jobs:
+            self._tasks.append(asyncio.create_task(self._loop(name, every, job), name=name))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _loop(self, name: str, every: float, job: Job) -> None:
+        while True:
+            try:
+                await job(self.rt)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background job failed", extra={"job": name})
+            await asyncio.sleep(every)
+
+
+async def relay_outbox(rt: Runtime) -> int:
+    """Publish everything pending, batch after batch."""
+    total = 0
+    while published := await outbox.relay_batch(
+        rt.sessions, rt.redis, prefix=rt.settings.redis_prefix
+    ):
+        total += published
+    return total
+
+
+async def prune_idempotency_keys(rt: Runtime) -> int:
+    cutoff = rt.now() - timedelta(hours=rt.settings.idempotency_key_retention_hours)
+    async with rt.sessions() as session, session.begin():
+        return await idempotency.prune(session, older_than=cutoff)
+
+
+def default_jobs(rt: Runtime) -> PeriodicJobs:
+    jobs = PeriodicJobs(rt)
+    jobs.add("outbox-relay", rt.settings.outbox_relay_interval_seconds, relay_outbox)
+    jobs.add("idempotency-prune", 3600, prune_idempotency_keys)
+    jobs.add("staking-accrual", rt.settings.staking_accrual_interval_seconds, accrue_due_days)
+    return jobs

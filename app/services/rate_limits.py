@@ -1,0 +1,180 @@
+"""Rate limits in Redis, consistent across every server process.
+
+One algorithm, GCRA (the generic cell rate algorithm), in one Lua script: a budget of
+``limit`` units per ``period`` seconds refills continuously; a request of cost ``c``
+passes when the budget holds ``c`` units, and nothing is drawn when it does not. Redis
+keeps one number per key (the "theoretical arrival time") with a TTL, and the script
+reads the clock with ``TIME`` on the Redis server, so several processes (and machines
+with skewed clocks) share one budget exactly. A cost above the whole budget counts as the
+whole budget: it passes only when the budget is full, and empties it.
+
+Budgets (sizes in ``Settings``):
+
+- ``api``: every GraphQL request draws its computed query cost, per client IP for
+  anonymous requests and per user (session) or per API key otherwise;
+- ``orders``: each order placement additionally draws one unit, per user or key;
+- ``login-ip`` / ``login-account``: each login attempt draws one unit per client IP
+  and per account (the normalised email, hashed; unknown addresses count the same);
+  after ``login_backoff_after_failures`` consecutive failures an account also backs off
+  exponentially (1 s, 2 s, 4 s ... up to ``login_backoff_max_seconds``) until a
+  successful login.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from redis.exceptions import NoScriptError
+
+from app.domain.emails import normalise_email
+from app.errors import RateLimited, ValidationFailed
+from app.runtime import Runtime
+
+_GCRA = """
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local cost = math.min(tonumber(ARGV[3]), limit)
+local interval = period / limit
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local new_tat = tat + cost * interval
+local allow_at = new_tat - period
+if allow_at > now then
+  return {0, math.floor((now - (tat - period)) / interval), math.ceil(allow_at - now),
+          math.ceil(tat - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
+return {1, math.floor((now - allow_at) / interval), 0, math.ceil(new_tat - now)}
+"""
+_GCRA_SHA = hashlib.sha1(_GCRA.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    name: str
+    limit: int  # units per period, also the largest burst
+    period: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    budget: str
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float  # seconds until the refused cost would pass; 0 when allowed
+    reset_after: float  # seconds until the budget is full again
+
+    def refuse(self, message: str | None = None) -> RateLimited:
+        return RateLimited(message, retry_after=self.retry_after)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whose budget a request draws from: ``ip``, ``user`` or ``key`` plus its id."""
+
+    kind: str
+    id: str
+
+    @property
+    def anonymous(self) -> bool:
+        return self.kind == "ip"
+
+
+async def draw(rt: Runtime, budget: Budget, subject: str, cost: int) -> Decision:
+    """Take ``cost`` units from ``subject``'s budget if it holds them (atomically)."""
+    key = rt.redis_key("rl", budget.name, subject)
+    args = (budget.limit, budget.period * 1000, max(cost, 0))
+    try:
+        raw = await rt.redis.evalsha(_GCRA_SHA, 1, key, *args)
+    except NoScriptError:
+        raw = await rt.redis.eval(_GCRA, 1, key, *args)
+    allowed, remaining, retry_ms, reset_ms = (int(v) for v in raw)
+    return Decision(
+        budget=budget.name,
+        allowed=bool(allowed),
+        limit=budget.limit,
+        remaining=max(remaining, 0),
+        retry_after=retry_ms / 1000,
+        reset_after=reset_ms / 1000,
+    )
+
+
+def api_budget(rt: Runtime, caller: Caller) -> Budget:
+    s = rt.settings
+    limit = s.rate_limit_anonymous if caller.anonymous else s.rate_limit_authenticated
+    return Budget("api", limit, s.rate_limit_window_seconds)
+
+
+def orders_budget(rt: Runtime) -> Budget:
+    return Budget("orders", rt.settings.rate_limit_orders, rt.settings.rate_limit_window_seconds)
+
+
+async def draw_request(rt: Runtime, *, caller: Caller, cost: int, orders: int = 0) -> Decision:
+    """One GraphQL request: its query cost from the caller's ``api`` budget, then one unit
+    per order placement from the ``orders`` budget. Returns the refusing decision, or the
+    ``api`` one when both allow (for the response headers)."""
+    subject = f"{caller.kind}:{caller.id}"
+    decision = await draw(rt, api_budget(rt, caller), subject, cost)
+    if decision.allowed and orders:
+        placed = await draw(rt, orders_budget(rt), subject, orders)
+        return decision if placed.allowed else placed
+    return decision
+
+
+# login attempts
+
+
+def _account_subject(email: str) -> str:
+    try:
+        email = normalise_email(email)
+    except ValidationFailed:
+        email = email.strip().lower()
+    return hashlib.sha256(email.encode()).hexdigest()[:32]
+
+
+async def begin_login(rt: Runtime, *, email: str, client_ip: str | None) -> None:
+    """Refuse the attempt (``RateLimited``) while the account backs off after failures,
+    or when the IP's or the account's login budget is spent."""
+    s = rt.settings
+    account = _account_subject(email)
+    backoff_ms = await rt.redis.pttl(rt.redis_key("login-backoff", account))
+    if backoff_ms > 0:
+        raise RateLimited(
+            "Too many failed logins for this account: try again later",
+            retry_after=backoff_ms / 1000,
+        )
+    if client_ip:
+        per_ip = Budget("login-ip", s.login_attempts_per_ip, s.login_window_seconds)
+        decision = await draw(rt, per_ip, client_ip, 1)
+        if not decision.allowed:
+            raise decision.refuse("Too many login attempts from this address")
+    per_account = Budget("login-account", s.login_attempts_per_account, s.login_window_seconds)
+    decision = await draw(rt, per_account, account, 1)
+    if not decision.allowed:
+        raise decision.refuse("Too many login attempts for this account")
+
+
+async def login_failed(rt: Runtime, *, email: str) -> None:
+    """Count a consecutive failure; from the configured number on, back off 1 s, 2 s,
+    4 s ... (capped)."""
+    s = rt.settings
+    account = _account_subject(email)
+    failures_key = rt.redis_key("login-failures", account)
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(failures_key)
+        pipe.expire(failures_key, 86400)
+        failures, _ = await pipe.execute()
+    excess = int(failures) - s.login_backoff_after_failures
+    if excess >= 0:
+        seconds = min(s.login_backoff_max_seconds, 2.0 ** min(excess, 32))
+        await rt.redis.set(
+            rt.redis_key("login-backoff", account), b"1", px=max(1, math.ceil(seconds * 1000))
+        )
+
+
+async def login_succeeded(rt: Runtime, *, email: str) -> None:
+    await rt.redis.delete(rt.redis_key("login-failures", _account_subject(email)))

@@ -1,0 +1,426 @@
+"""Query limits, so that one document cannot cost the server more than its budget:
+
+- tokens: parsing stops past ``max_query_tokens`` (``QUERY_TOO_LARGE``);
+- depth and aliases: validation rules (``QUERY_TOO_DEEP``, ``TOO_MANY_ALIASES``), and in
+  production introspection off (``INTROSPECTION_DISABLED``). The rule classes are built
+  once per set of limits, so ``ValidationCache`` keeps hitting (a rule class built per
+  request would be a new cache key every time);
+- cost: needs the variables, so it is computed at admission (graphql_schema/admission.py)
+  and the same number is drawn from the rate-limit budget (``QUERY_TOO_COMPLEX``);
+- time: queries run under ``execution_timeout_seconds`` (``EXECUTION_TIMEOUT``).
+
+The cost model: a field returning an object (or a list, union, interface of them) costs 1,
+a scalar field 0; a root field costs 1, a root mutation field 10; what a field selects is
+multiplied by ``first``/``last`` for paged fields (connections; capped at the maximum page
+size) and by 10 for other lists; ``edges`` inside a connection are not multiplied again.
+Fragments are expanded (union branches added up), introspection fields (development
+only) are free. Examples: ``{ serverTime }`` 1, ``{ me { email wallets { currency } } }``
+2, ``{ users(first: 100) { edges { node { id } } } }`` 201.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping
+from functools import cache, lru_cache
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+    VariableNode,
+    get_named_type,
+    get_nullable_type,
+    get_operation_ast,
+    is_composite_type,
+    parse,
+)
+from graphql.pyutils import Undefined
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.max_aliases import count_fields_with_alias
+from strawberry.types.graphql import OperationType as StrawberryOperationType
+
+from app.errors import UserError
+from app.settings import Settings
+from db.queries import MAX_PAGE_SIZE
+
+PARSE_CACHE_SIZE = 512
+MUTATION_FIELD_COST = 10
+UNPAGED_LIST_SIZE = 10
+PAGING_ARGUMENTS = ("first", "last")
+
+
+class QueryTooLarge(UserError):
+    code = "QUERY_TOO_LARGE"
+    default_message = "The document has too many tokens"
+
+
+class QueryTooDeep(UserError):
+    code = "QUERY_TOO_DEEP"
+    default_message = "The query is nested too deeply"
+
+
+class TooManyAliases(UserError):
+    code = "TOO_MANY_ALIASES"
+    default_message = "The query uses too many aliases"
+
+
+class QueryTooComplex(UserError):
+    code = "QUERY_TOO_COMPLEX"
+    default_message = "The query would cost too much"
+
+
+class IntrospectionDisabled(UserError):
+    code = "INTROSPECTION_DISABLED"
+    default_message = "Introspection is disabled"
+
+
+EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
+_DEFAULT_MAX_TOKENS: int = Settings.model_fields["max_query_tokens"].default
+
+
+# parsing
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parse(query: str, max_tokens: int) -> DocumentNode:
+    return parse(query, max_tokens=max_tokens)
+
+
+def parse_document(query: str, *, max_tokens: int) -> DocumentNode:
+    """Parse through one shared LRU cache (admission and execution parse the same text
+    once). ``QueryTooLarge`` past ``max_tokens``; ``GraphQLSyntaxError`` otherwise."""
+    try:
+        return _parse(query, max_tokens)
+    except GraphQLSyntaxError as error:
+        if error.message.endswith("tokens. Parsing aborted."):
+            raise QueryTooLarge(f"The document has more than {max_tokens} tokens") from error
+        raise
+
+
+def _settings(execution_context: Any) -> Settings | None:
+    rt = getattr(execution_context.context, "rt", None)
+    return rt.settings if rt is not None else None
+
+
+class DocumentParser(SchemaExtension):
+    """Replaces strawberry's ``ParserCache``: the same cache as admission, with the
+    token limit."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        settings = _settings(context)
+        max_tokens = settings.max_query_tokens if settings else _DEFAULT_MAX_TOKENS
+        try:
+            context.graphql_document = parse_document(context.query or "", max_tokens=max_tokens)
+        except QueryTooLarge as error:
+            raise GraphQLError(error.message, extensions={"code": error.code}) from error
+        yield
+
+
+# validation rules
+
+
+def _depth(
+    selection_set: SelectionSetNode | None,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    visited: frozenset[str],
+) -> int:
+    if selection_set is None:
+        return 0
+    deepest = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if selection.name.value.startswith("__"):
+                continue  # __typename, and introspection (off in production)
+            deepest = max(deepest, 1 + _depth(selection.selection_set, fragments, visited))
+        elif isinstance(selection, InlineFragmentNode):
+            deepest = max(deepest, _depth(selection.selection_set, fragments, visited))
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in visited:
+                deepest = max(deepest, _depth(fragment.selection_set, fragments, visited | {name}))
+    return deepest
+
+
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def _depth_rule(max_depth: int) -> type[ASTValidationRule]:
+    class MaxDepth(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            fragments = _fragments(context.document)
+            for definition in context.document.definitions:
+                if not isinstance(definition, OperationDefinitionNode):
+                    continue
+                depth = _depth(definition.selection_set, fragments, frozenset())
+                if depth > max_depth:
+                    message = f"The query is nested {depth} levels deep; the limit is {max_depth}"
+                    context.report_error(
+                        GraphQLError(message, definition, original_error=QueryTooDeep(message))
+                    )
+
+    return MaxDepth
+
+
+def _alias_rule(max_aliases: int) -> type[ASTValidationRule]:
+    class MaxAliases(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            fragments = _fragments(context.document)
+            total = sum(
+                count_fields_with_alias(d, fragments)
+                for d in context.document.definitions
+                if isinstance(d, OperationDefinitionNode)
+            )
+            if total > max_aliases:
+                message = f"The query uses {total} aliases; the limit is {max_aliases}"
+                context.report_error(GraphQLError(message, original_error=TooManyAliases(message)))
+
+    return MaxAliases
+
+
+class _NoIntrospection(NoSchemaIntrospectionCustomRule):
+    def report_error(self, error: GraphQLError) -> None:
+        message = "Introspection is disabled"
+        super().report_error(
+            GraphQLError(message, error.nodes, original_error=IntrospectionDisabled(message))
+        )
+
+
+@cache
+def limit_rules(
+    *, max_depth: int, max_aliases: int, introspection: bool
+) -> tuple[type[ASTValidationRule], ...]:
+    """Built once per distinct set of limits (see the module docstring)."""
+    rules = (_depth_rule(max_depth), _alias_rule(max_aliases))
+    return rules if introspection else (*rules, _NoIntrospection)
+
+
+def rules_for(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+    return limit_rules(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_query_aliases,
+        introspection=not settings.is_production,
+    )
+
+
+class QueryLimits(SchemaExtension):
+    """Adds the limit rules to validation, and runs queries under the execution timeout
+    (mutations are not cut off half-way: their transactions are short, and a client must
+    not be left unsure whether one happened; subscriptions are long-lived by design)."""
+
+    def on_operation(self) -> Iterator[None]:
+        settings = _settings(self.execution_context)
+        if settings is not None:
+            context = self.execution_context
+            context.validation_rules = context.validation_rules + rules_for(settings)
+        yield
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        context = self.execution_context
+        settings = _settings(context)
+        if settings is None or context.operation_type is not StrawberryOperationType.QUERY:
+            yield
+            return
+        seconds = settings.execution_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                yield
+        except TimeoutError as error:
+            # Raised as a GraphQLError with its code: an exception leaving on_execute skips
+            # the other extensions (ErrorPolicy), and strawberry passes a GraphQLError on.
+            raise GraphQLError(
+                f"The query did not finish within {seconds:g} s",
+                extensions={"code": EXECUTION_TIMEOUT},
+            ) from error
+
+
+# cost
+
+
+def _int_argument(
+    field: FieldNode,
+    definition: GraphQLField,
+    name: str,
+    variables: Mapping[str, Any],
+    consulted: set[str],
+) -> int | None:
+    if name not in definition.args:
+        return None
+    node = next((a.value for a in field.arguments or () if a.name.value == name), None)
+    value: Any = Undefined
+    if isinstance(node, IntValueNode):
+        value = int(node.value)
+    elif isinstance(node, VariableNode):
+        consulted.add(node.name.value)
+        value = variables.get(node.name.value, Undefined)
+    if value is Undefined:
+        value = definition.args[name].default_value
+    if isinstance(value, bool) or not isinstance(value, int):
+        return MAX_PAGE_SIZE  # unknown: assume a full page
+    return value
+
+
+class _Coster:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+        self.consulted: set[str] = set()  # variables the cost depends on
+
+    def multiplier(self, field: FieldNode, definition: GraphQLField, parent: str) -> int:
+        sizes = [
+            _int_argument(field, definition, n, self.variables, self.consulted)
+            for n in PAGING_ARGUMENTS
+        ]
+        given = [s for s in sizes if s is not None]
+        if given:
+            return max(0, min(max(given), MAX_PAGE_SIZE))
+        if isinstance(get_nullable_type(definition.type), GraphQLList):
+            in_connection = parent.endswith("Connection") and field.name.value == "edges"
+            return 1 if in_connection else UNPAGED_LIST_SIZE
+        return 1
+
+    def selections(
+        self,
+        selection_set: SelectionSetNode | None,
+        parent: GraphQLNamedType | None,
+        visited: frozenset[str],
+        root_cost: int = 0,
+    ) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += self.field(selection, parent, visited, root_cost)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = self.schema.get_type(condition.name.value) if condition else parent
+                total += self.selections(selection.selection_set, target, visited, root_cost)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is None or name in visited:
+                    continue
+                target = self.schema.get_type(fragment.type_condition.name.value)
+                total += self.selections(
+                    fragment.selection_set, target, visited | {name}, root_cost
+                )
+        return total
+
+    def field(
+        self,
+        node: FieldNode,
+        parent: GraphQLNamedType | None,
+        visited: frozenset[str],
+        root_cost: int,
+    ) -> int:
+        if node.name.value.startswith("__"):
+            return 0
+        composite = isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
+        definition = parent.fields.get(node.name.value) if composite else None  # type: ignore[union-attr]
+        if definition is None:
+            return 1  # not in the schema: validation refuses it
+        named = get_named_type(definition.type)
+        own = root_cost or (1 if is_composite_type(named) else 0)
+        inner = self.selections(node.selection_set, named, visited)
+        return own + self.multiplier(node, definition, parent.name if parent else "") * inner
+
+
+def _cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any],
+) -> tuple[int, frozenset[str]]:
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return 1, frozenset()
+    root = schema.get_root_type(operation.operation)
+    root_cost = MUTATION_FIELD_COST if operation.operation is OperationType.MUTATION else 1
+    coster = _Coster(schema, _fragments(document), variables)
+    cost = coster.selections(operation.selection_set, root, frozenset(), root_cost)
+    return max(1, cost), frozenset(coster.consulted)
+
+
+def query_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+) -> int:
+    """The cost of the operation that would run (see the module docstring); at least 1."""
+    return _cost(
+        schema, document, operation_name, variables if isinstance(variables, dict) else {}
+    )[0]
+
+
+class CostCache:
+    """``query_cost`` remembered per document text, operation and the values of the
+    variables it depends on (usually none, or a page size)."""
+
+    def __init__(self, maxsize: int = PARSE_CACHE_SIZE) -> None:
+        self.maxsize = maxsize
+        self._depends_on: OrderedDict[tuple[str, str | None], frozenset[str]] = OrderedDict()
+        self._costs: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+
+    def cost(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> int:
+        variables = variables if isinstance(variables, dict) else {}
+        names = self._depends_on.get((query, operation_name))
+        if names is not None:
+            key = (query, operation_name, *(_hashable(variables.get(n)) for n in sorted(names)))
+            if (cached := self._costs.get(key)) is not None:
+                self._costs.move_to_end(key)
+                return cached
+        cost, names = _cost(schema, document, operation_name, variables)
+        self._remember(self._depends_on, (query, operation_name), names)
+        key = (query, operation_name, *(_hashable(variables.get(n)) for n in sorted(names)))
+        self._remember(self._costs, key, cost)
+        return cost
+
+    def _remember(self, cache: OrderedDict, key: Any, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self.maxsize:
+            cache.popitem(last=False)
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, int | str | float | bool | None) else repr(value)
