@@ -18,6 +18,7 @@ from app.services import staking
 from app.services.staking import Product, QuoteResult
 from db.models import Stake as StakeRow
 from db.models import StakingReward as StakingRewardRow
+from graphql_schema.paging import page_info
 
 
 @strawberry.enum
@@ -229,12 +230,7 @@ async def rewards_of(
     edges = [StakingRewardEdge(cursor=c, node=StakingReward.from_row(r)) for c, r in page.items]
     return StakingRewardConnection(
         edges=edges,
-        page_info=relay.PageInfo(
-            has_next_page=page.has_next_page,
-            has_previous_page=page.has_previous_page,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info(page),
     )
 
 

@@ -14,6 +14,7 @@ from strawberry.types import Info
 from db.models import User as UserRow
 from db.queries import Page
 from graphql_schema.money import Wallet
+from graphql_schema.paging import page_info
 from graphql_schema.staking import StakeNode, StakingRewardConnection, rewards_of, stakes_of
 
 N = TypeVar("N")
@@ -88,12 +89,7 @@ def to_connection(
 ) -> relay.Connection[N]:
     return connection_cls(
         edges=[relay.Edge(cursor=cursor, node=node(item)) for cursor, item in page.items],
-        page_info=relay.PageInfo(
-            has_next_page=page.has_next_page,
-            has_previous_page=page.has_previous_page,
-            start_cursor=page.items[0][0] if page.items else None,
-            end_cursor=page.items[-1][0] if page.items else None,
-        ),
+        page_info=page_info(page),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import strawberry
-from strawberry import relay
 from strawberry.types import Info
 
 from app.domain.kyc import DocumentType as DomainDocumentType
@@ -20,6 +19,7 @@ from graphql_schema.kyc import (
     ReviewKycPayload,
     SubmitKycPayload,
 )
+from graphql_schema.paging import page_info
 from graphql_schema.results import ReviewKycResult, SubmitKycResult
 from graphql_schema.types import User
 from resolvers.common import attempt
@@ -86,7 +86,7 @@ async def kyc_queue(
     async with ctx.rt.sessions() as session:
         page = await kyc.list_pending(session, first=first, after=after)
     edges = [KycSubmissionEdge(cursor=c, node=KycSubmission.from_row(r)) for c, r in page.items]
-    return KycSubmissionConnection(edges=edges, page_info=_page_info(page, edges))
+    return KycSubmissionConnection(edges=edges, page_info=page_info(page))
 
 
 async def audit_log(info: Ctx, first: int = 20, after: str | None = None) -> AuditEntryConnection:
@@ -96,13 +96,5 @@ async def audit_log(info: Ctx, first: int = 20, after: str | None = None) -> Aud
     async with ctx.rt.sessions() as session:
         page = await audit.list_entries(session, first=first, after=after)
     edges = [AuditEntryEdge(cursor=c, node=AuditEntry.from_row(r)) for c, r in page.items]
-    return AuditEntryConnection(edges=edges, page_info=_page_info(page, edges))
+    return AuditEntryConnection(edges=edges, page_info=page_info(page))
 
-
-def _page_info(page, edges) -> relay.PageInfo:  # type: ignore[no-untyped-def]
-    return relay.PageInfo(
-        has_next_page=page.has_next_page,
-        has_previous_page=page.has_previous_page,
-        start_cursor=edges[0].cursor if edges else None,
-        end_cursor=edges[-1].cursor if edges else None,
-    )

@@ -6,7 +6,6 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
-from strawberry import relay
 from strawberry.types import Info
 
 from app.services import transfers
@@ -23,6 +22,7 @@ from graphql_schema.money import (
     TransferNode,
     TransferPayload,
 )
+from graphql_schema.paging import page_info
 from graphql_schema.results import TransferResult
 from resolvers.common import attempt
 
@@ -67,12 +67,7 @@ async def transactions(
     edges = [TransactionEdge(cursor=c, node=Transaction.from_item(i)) for c, i in page.items]
     return TransactionConnection(
         edges=edges,
-        page_info=relay.PageInfo(
-            has_next_page=page.has_next_page,
-            has_previous_page=page.has_previous_page,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info(page),
     )
 
 

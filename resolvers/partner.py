@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
-from strawberry import relay
 from strawberry.types import Info
 
 from app.domain.api_keys import Scope
@@ -14,6 +13,7 @@ from app.services import api_keys
 from app.services.security_events import list_security_events
 from db.models import ApiKey as ApiKeyRow
 from graphql_schema.context import Context
+from graphql_schema.paging import page_info
 from graphql_schema.partner import (
     API_KEY_NODE,
     ApiKey,
@@ -78,7 +78,7 @@ async def my_api_keys(info: Ctx, first: int = 20, after: str | None = None) -> A
     async with ctx.rt.sessions() as session:
         page = await api_keys.list_api_keys(session, user_id=user.id, first=first, after=after)
     edges = [ApiKeyEdge(cursor=c, node=ApiKey.from_row(r)) for c, r in page.items]
-    return ApiKeyConnection(edges=edges, page_info=_page_info(page, edges))
+    return ApiKeyConnection(edges=edges, page_info=page_info(page))
 
 
 async def security_events(
@@ -95,13 +95,5 @@ async def security_events(
     async with ctx.rt.sessions() as session:
         page = await list_security_events(session, user_id=whose, first=first, after=after)
     edges = [SecurityEventEdge(cursor=c, node=SecurityEvent.from_row(r)) for c, r in page.items]
-    return SecurityEventConnection(edges=edges, page_info=_page_info(page, edges))
+    return SecurityEventConnection(edges=edges, page_info=page_info(page))
 
-
-def _page_info(page, edges) -> relay.PageInfo:  # type: ignore[no-untyped-def]
-    return relay.PageInfo(
-        has_next_page=page.has_next_page,
-        has_previous_page=page.has_previous_page,
-        start_cursor=edges[0].cursor if edges else None,
-        end_cursor=edges[-1].cursor if edges else None,
-    )
