@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -79,68 +80,41 @@ class Query:
     )
 
 
+def _session_mutation(resolver: Any) -> Any:
+    """A mutation only a signed-in session may run (never an API key)."""
+    return strawberry.mutation(resolver=resolver, extensions=session_only())
+
+
 @strawberry.type
 class Mutation:
-    register = strawberry.mutation(resolver=accounts.register, extensions=session_only())
-    verify_email = strawberry.mutation(resolver=accounts.verify_email, extensions=session_only())
-    resend_verification_email = strawberry.mutation(
-        resolver=accounts.resend_verification_email, extensions=session_only()
-    )
-    login = strawberry.mutation(resolver=accounts.login, extensions=session_only())
-    refresh_token = strawberry.mutation(resolver=accounts.refresh_token, extensions=session_only())
-    logout = strawberry.mutation(resolver=accounts.logout, extensions=session_only())
-    request_password_reset = strawberry.mutation(
-        resolver=accounts.request_password_reset, extensions=session_only()
-    )
-    reset_password = strawberry.mutation(
-        resolver=accounts.reset_password, extensions=session_only()
-    )
-    enable_two_factor = strawberry.mutation(
-        resolver=accounts.enable_two_factor, extensions=session_only()
-    )
-    confirm_two_factor = strawberry.mutation(
-        resolver=accounts.confirm_two_factor, extensions=session_only()
-    )
-    disable_two_factor = strawberry.mutation(
-        resolver=accounts.disable_two_factor, extensions=session_only()
-    )
-    transfer = strawberry.mutation(resolver=money.transfer, extensions=session_only())
-    submit_kyc = strawberry.mutation(resolver=kyc.submit_kyc, extensions=session_only())
-    review_kyc = strawberry.mutation(resolver=kyc.review_kyc, extensions=session_only())
-    request_withdrawal = strawberry.mutation(
-        resolver=withdrawal_resolvers.request_withdrawal, extensions=session_only()
-    )
-    cancel_withdrawal = strawberry.mutation(
-        resolver=withdrawal_resolvers.cancel_withdrawal, extensions=session_only()
-    )
-    approve_withdrawal = strawberry.mutation(
-        resolver=withdrawal_resolvers.approve_withdrawal, extensions=session_only()
-    )
-    reject_withdrawal = strawberry.mutation(
-        resolver=withdrawal_resolvers.reject_withdrawal, extensions=session_only()
-    )
-    refill_hot_wallet = strawberry.mutation(
-        resolver=withdrawal_resolvers.refill_hot_wallet, extensions=session_only()
-    )
-    create_deposit = strawberry.mutation(
-        resolver=deposit_resolvers.create_deposit, extensions=session_only()
-    )
-    credit_crypto_deposit = strawberry.mutation(
-        resolver=deposit_resolvers.credit_crypto_deposit, extensions=session_only()
-    )
-    create_api_key = strawberry.mutation(resolver=partner.create_api_key, extensions=session_only())
-    revoke_api_key = strawberry.mutation(resolver=partner.revoke_api_key, extensions=session_only())
-    stake = strawberry.mutation(resolver=staking_resolvers.stake, extensions=session_only())
-    unstake = strawberry.mutation(resolver=staking_resolvers.unstake, extensions=session_only())
-    set_stake_auto_renew = strawberry.mutation(
-        resolver=staking_resolvers.set_stake_auto_renew, extensions=session_only()
-    )
-    create_staking_product = strawberry.mutation(
-        resolver=staking_resolvers.create_staking_product, extensions=session_only()
-    )
-    update_staking_product = strawberry.mutation(
-        resolver=staking_resolvers.update_staking_product, extensions=session_only()
-    )
+    register = _session_mutation(accounts.register)
+    verify_email = _session_mutation(accounts.verify_email)
+    resend_verification_email = _session_mutation(accounts.resend_verification_email)
+    login = _session_mutation(accounts.login)
+    refresh_token = _session_mutation(accounts.refresh_token)
+    logout = _session_mutation(accounts.logout)
+    request_password_reset = _session_mutation(accounts.request_password_reset)
+    reset_password = _session_mutation(accounts.reset_password)
+    enable_two_factor = _session_mutation(accounts.enable_two_factor)
+    confirm_two_factor = _session_mutation(accounts.confirm_two_factor)
+    disable_two_factor = _session_mutation(accounts.disable_two_factor)
+    transfer = _session_mutation(money.transfer)
+    submit_kyc = _session_mutation(kyc.submit_kyc)
+    review_kyc = _session_mutation(kyc.review_kyc)
+    request_withdrawal = _session_mutation(withdrawal_resolvers.request_withdrawal)
+    cancel_withdrawal = _session_mutation(withdrawal_resolvers.cancel_withdrawal)
+    approve_withdrawal = _session_mutation(withdrawal_resolvers.approve_withdrawal)
+    reject_withdrawal = _session_mutation(withdrawal_resolvers.reject_withdrawal)
+    refill_hot_wallet = _session_mutation(withdrawal_resolvers.refill_hot_wallet)
+    create_deposit = _session_mutation(deposit_resolvers.create_deposit)
+    credit_crypto_deposit = _session_mutation(deposit_resolvers.credit_crypto_deposit)
+    create_api_key = _session_mutation(partner.create_api_key)
+    revoke_api_key = _session_mutation(partner.revoke_api_key)
+    stake = _session_mutation(staking_resolvers.stake)
+    unstake = _session_mutation(staking_resolvers.unstake)
+    set_stake_auto_renew = _session_mutation(staking_resolvers.set_stake_auto_renew)
+    create_staking_product = _session_mutation(staking_resolvers.create_staking_product)
+    update_staking_product = _session_mutation(staking_resolvers.update_staking_product)
 
 
 @strawberry.type
