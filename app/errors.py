@@ -15,7 +15,7 @@
     │   ├── NotAuthenticated / Forbidden
     │   ├── EmailAlreadyVerified / EmailNotVerified
     │   ├── UnknownCurrency / CurrencyDisabled / InsufficientFunds
-    │   ├── RecipientNotFound / TransferToSelf
+    │   ├── RecipientNotFound / TransferToSelf / HandleTaken
     │   ├── IdempotencyKeyReused
     │   ├── KycRequired / KycAlreadyPending / KycNotPending / Underage
     │   ├── WithdrawalNotSupported / BelowMinimumWithdrawal / InvalidAddress
@@ -169,6 +169,11 @@ class IdempotencyKeyReused(UserError):
 class EmailNotVerified(UserError):
     code = "EMAIL_NOT_VERIFIED"
     default_message = "Verify your email address first"
+
+
+class HandleTaken(UserError):
+    code = "HANDLE_TAKEN"
+    default_message = "This handle is already taken"
 
 
 class NotFound(UserError):

@@ -54,6 +54,7 @@ IdempotencyKeyReused = _error_type(
     domain.IdempotencyKeyReused, "The key was used for a different request."
 )
 NotFound = _error_type(domain.NotFound, "Nothing with that id is visible to you.")
+HandleTaken = _error_type(domain.HandleTaken, "Another account uses this handle.")
 KycRequired = _error_type(domain.KycRequired, "Verify your identity (KYC level 1) first.")
 KycAlreadyPending = _error_type(domain.KycAlreadyPending, "A submission is waiting for review.")
 KycNotPending = _error_type(domain.KycNotPending, "No submission is waiting for review.")
@@ -125,6 +126,7 @@ _BY_DOMAIN: dict[type[domain.UserError], type[Error]] = {
         CurrencyDisabled,
         InsufficientFunds,
         RecipientNotFound,
+        HandleTaken,
         TransferToSelf,
         IdempotencyKeyReused,
         NotFound,

@@ -21,6 +21,7 @@ from graphql_schema.errors import (
     EmailAlreadyVerified,
     EmailNotVerified,
     Forbidden,
+    HandleTaken,
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidAddress,
@@ -75,6 +76,10 @@ RegisterResult: TypeAlias = Annotated[
 ]
 VerifyEmailResult: TypeAlias = Annotated[
     UserPayload | InvalidToken, strawberry.union("VerifyEmailResult")
+]
+SetHandleResult: TypeAlias = Annotated[
+    UserPayload | NotAuthenticated | ValidationFailed | HandleTaken,
+    strawberry.union("SetHandleResult"),
 ]
 ResendVerificationEmailResult: TypeAlias = Annotated[
     UserPayload | NotAuthenticated | EmailAlreadyVerified,

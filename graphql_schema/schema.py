@@ -89,6 +89,7 @@ def _session_mutation(resolver: Any) -> Any:
 class Mutation:
     register = _session_mutation(accounts.register)
     verify_email = _session_mutation(accounts.verify_email)
+    set_handle = _session_mutation(accounts.set_handle)
     resend_verification_email = _session_mutation(accounts.resend_verification_email)
     login = _session_mutation(accounts.login)
     refresh_token = _session_mutation(accounts.refresh_token)

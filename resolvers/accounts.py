@@ -19,6 +19,7 @@ from graphql_schema.results import (
     RequestPasswordResetResult,
     ResendVerificationEmailResult,
     ResetPasswordResult,
+    SetHandleResult,
     VerifyEmailResult,
 )
 from graphql_schema.types import (
@@ -43,6 +44,12 @@ async def register(info: Ctx, email: str, password: str, display_name: str) -> R
     call = accounts.register(
         rt=info.context.rt, email=email, password=password, display_name=display_name
     )
+    return await attempt(call, _user_payload)
+
+
+async def set_handle(info: Ctx, handle: str) -> SetHandleResult:
+    """Choose the handle other users can transfer to."""
+    call = accounts.set_handle(rt=info.context.rt, user_id=info.context.user_id, handle=handle)
     return await attempt(call, _user_payload)
 
 

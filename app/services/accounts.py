@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import totp
@@ -19,12 +21,14 @@ from app.domain.tokens import fingerprint
 from app.errors import (
     EmailAlreadyRegistered,
     EmailAlreadyVerified,
+    HandleTaken,
     InvalidToken,
     InvalidTwoFactorCode,
     NotAuthenticated,
     TwoFactorAlreadyEnabled,
     TwoFactorNotEnabled,
     TwoFactorNotPending,
+    ValidationFailed,
 )
 from app.runtime import Runtime
 from app.services.mail import password_reset_mail, verification_mail
@@ -75,6 +79,33 @@ async def register(*, rt: Runtime, email: str, password: str, display_name: str)
         raise EmailAlreadyRegistered(field="email")
     await _send_verification(rt=rt, user=user)
     return user
+
+
+HANDLE_PATTERN = re.compile(r"^[a-z0-9_]{3,30}$")
+
+
+async def set_handle(*, rt: Runtime, user_id: int | None, handle: str) -> User:
+    """The public name others can send money to (``@handle``); lower case, unique."""
+    handle = handle.strip().lower().removeprefix("@")
+    if not HANDLE_PATTERN.match(handle):
+        raise ValidationFailed(
+            "A handle is 3 to 30 characters: a-z, 0-9 and _", field="handle"
+        )
+
+    async def work(session: AsyncSession) -> User:
+        user = await _lock_signed_in(session, user_id)
+        taken = await session.scalar(
+            select(User.id).where(User.handle == handle, User.id != user.id)
+        )
+        if taken is not None:
+            raise HandleTaken(field="handle")
+        user.handle = handle
+        return user
+
+    try:
+        return await in_transaction(rt.sessions, work)
+    except IntegrityError as error:  # a concurrent request took it first
+        raise HandleTaken(field="handle") from error
 
 
 async def resend_verification_email(*, rt: Runtime, user_id: int | None) -> User:
