@@ -132,6 +132,16 @@ async def test_same_key_same_request_returns_the_original(gql, rt, pair):
     assert (await balances(rt, b))["USDT"][0] == Decimal("25.5")
 
 
+async def test_same_request_written_differently_is_still_the_same(gql, rt, pair):
+    alice, _, _a, b = pair
+    first = await gql.data(TRANSFER, _vars(), token=alice["accessToken"])
+    again = await gql.data(
+        TRANSFER, _vars(to="@BOB", amount="25.500", cur="usdt"), token=alice["accessToken"]
+    )
+    assert again == first
+    assert (await balances(rt, b))["USDT"][0] == Decimal("25.5")
+
+
 async def test_same_key_different_request_is_refused(gql, rt, pair):
     alice, _, _a, b = pair
     await gql.data(TRANSFER, _vars(), token=alice["accessToken"])

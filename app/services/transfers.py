@@ -49,10 +49,10 @@ async def transfer(
     if memo is not None and len(memo) > MAX_MEMO_LENGTH:
         raise ValidationFailed(f"Memo is at most {MAX_MEMO_LENGTH} characters", field="memo")
     idempotency.check_key(idempotency_key)
-    params = {
-        "recipient": recipient.strip().lower(),
+    params = {  # normalised, so "25.50" and "@bob" retry "25.5" and "bob"
+        "recipient": recipient.strip().lower().removeprefix("@"),
         "currency": currency.strip().upper(),
-        "amount": str(amount),
+        "amount": format(amount.normalize(), "f"),
         "memo": memo,
     }
 
