@@ -18,7 +18,7 @@ from app import links, ops, webhooks
 from app.background import default_jobs
 from app.jobs import add_withdrawal_jobs
 from app.logs import configure_logging
-from app.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
+from app.middleware import EdgeMiddleware
 from app.runtime import Runtime, build_runtime
 from app.settings import Settings
 from graphql_schema.schema import schema
@@ -83,8 +83,7 @@ def create_app(
         graphql.view = GraphQLView(schema=schema, rt=runtime)
 
     middleware = [
-        Middleware(RequestIdMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+        Middleware(EdgeMiddleware, hsts=settings.is_production),
         Middleware(GZipMiddleware, minimum_size=1024),
     ]
     if settings.cors_origins:

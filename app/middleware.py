@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import uuid
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id_var
@@ -36,11 +35,19 @@ STRICT_CSP = (
 )
 
 
-class RequestIdMiddleware:
-    """Accept a sane ``X-Request-ID`` or generate one; echo it; expose it to logs."""
+_SECURITY_HEADERS_RAW = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+_CSP = (b"content-security-policy", STRICT_CSP.encode())
+_HSTS = (b"strict-transport-security", b"max-age=63072000")
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class EdgeMiddleware:
+    """Every request: accept a sane ``X-Request-ID`` or generate one, expose it to logs
+    and echo it; count the response; add the security headers. One pure ASGI layer that
+    appends raw header pairs (this runs on every request, so it stays cheap)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -52,41 +59,28 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
+        id_header = (b"x-request-id", request_id.encode())
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("x-request-id", request_id)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.append(id_header)
+                headers += [h for h in _SECURITY_HEADERS_RAW if h[0] not in present]
+                html = any(
+                    n.lower() == b"content-type" and v.startswith(b"text/html") for n, v in headers
+                )
+                if b"content-security-policy" not in present and not (
+                    html and scope["path"] == "/graphql"
+                ):
+                    headers.append(_CSP)
+                if self.hsts and b"strict-transport-security" not in present:
+                    headers.append(_HSTS)
+                message["headers"] = headers
                 HTTP_REQUESTS.labels(path, str(message["status"])).inc()
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         finally:
             request_id_var.reset(token)
-
-
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.hsts = hsts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                if (
-                    not headers.get("content-type", "").startswith("text/html")
-                    or scope["path"] != "/graphql"
-                ):
-                    headers.setdefault("content-security-policy", STRICT_CSP)
-                if self.hsts:
-                    headers.setdefault("strict-transport-security", "max-age=63072000")
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
-from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.extensions import MaskErrors
 from strawberry.relay.types import GlobalIDValueError, InvalidGlobalIDError
+from strawberry.types import ExecutionContext
 
 from app.errors import AppError, InvariantViolation
 from app.logs import request_id_var
@@ -64,23 +65,6 @@ class ErrorPolicy(MaskErrors):
         return processed
 
 
-class OperationMetrics(SchemaExtension):
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        context = self.execution_context
-        name = operation_label(context.operation_name)
-        try:
-            kind = context.operation_type.value
-        except Exception:  # the document did not parse
-            kind = "invalid"
-        GRAPHQL_REQUESTS.labels(name, kind).inc()
-        GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
-        result = context.result
-        for error in getattr(result, "errors", None) or ():
-            GRAPHQL_ERRORS.labels((error.extensions or {}).get("code", "UNKNOWN")).inc()
-
-
 def log_errors(errors: list[GraphQLError]) -> None:
     """Expected errors quietly; unexpected ones with their traceback."""
     for error in errors:
@@ -96,14 +80,31 @@ def log_errors(errors: list[GraphQLError]) -> None:
         )
 
 
-class FreshLoadersPerOperation(SchemaExtension):
-    """``get_context`` runs once per WebSocket connection: give every operation on it a
-    copy of the context with its own DataLoaders, so no cache outlives an operation."""
+class OperationPolicy(ErrorPolicy):
+    """The one extension every operation runs through (each extension costs hook
+    overhead on every request): fresh DataLoaders per WebSocket operation (get_context
+    runs once per connection, so no cache may outlive an operation), the error policy,
+    and the metrics."""
 
     def on_operation(self) -> Iterator[None]:
-        context = self.execution_context.context
-        if isinstance(context, Context) and isinstance(context.request, WebSocket):
-            self.execution_context.context = dataclasses.replace(
-                context, loaders=build_loaders(context.rt)
+        started = time.perf_counter()
+        context = self.execution_context
+        request_context = context.context
+        if isinstance(request_context, Context) and isinstance(request_context.request, WebSocket):
+            context.context = dataclasses.replace(
+                request_context, loaders=build_loaders(request_context.rt)
             )
-        yield
+        yield from super().on_operation()
+        _record_metrics(context, started)
+
+
+def _record_metrics(context: ExecutionContext, started: float) -> None:
+    name = operation_label(context.operation_name)
+    try:
+        kind = context.operation_type.value
+    except Exception:  # the document did not parse
+        kind = "invalid"
+    GRAPHQL_REQUESTS.labels(name, kind).inc()
+    GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
+    for error in getattr(context.result, "errors", None) or ():
+        GRAPHQL_ERRORS.labels((error.extensions or {}).get("code", "UNKNOWN")).inc()

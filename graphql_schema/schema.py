@@ -16,12 +16,7 @@ from strawberry.types import ExecutionContext
 
 from app.domain.api_keys import Scope
 from graphql_schema.access import public, requires_scope, session_only
-from graphql_schema.extensions import (
-    ErrorPolicy,
-    FreshLoadersPerOperation,
-    OperationMetrics,
-    log_errors,
-)
+from graphql_schema.extensions import OperationPolicy, log_errors
 from graphql_schema.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
 from graphql_schema.types import User, UserConnection
@@ -142,9 +137,7 @@ schema = CryptoSchema(
     mutation=Mutation,
     subscription=Subscription,
     extensions=[
-        OperationMetrics,
-        ErrorPolicy,
-        FreshLoadersPerOperation,
+        OperationPolicy,
         # Parsing and validating the same documents again is most of the CPU of a small
         # query; cache both (keyed by the document text). DocumentParser is the parser
         # cache admission uses too (with the token limit); QueryLimits adds the depth,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
@@ -95,29 +95,48 @@ class ActiveStakesByUserIdLoader(DataLoader[int, list[Stake]]):
         super().__init__(load_fn=load)
 
 
-@dataclass(frozen=True, slots=True)
 class Loaders:
-    user_by_id: UserByIdLoader
-    wallets_by_user_id: WalletsByUserIdLoader
-    transfer_by_id: TransferByIdLoader
-    withdrawal_by_id: WithdrawalByIdLoader
-    deposit_by_id: DepositByIdLoader
-    staking_product_by_id: StakingProductByIdLoader
-    stake_by_id: StakeByIdLoader
-    active_stakes_by_user_id: ActiveStakesByUserIdLoader
+    """This request's DataLoaders, each created on first use (most requests need one
+    or none, and building all of them showed up in the profile of small queries)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    @cached_property
+    def user_by_id(self) -> UserByIdLoader:
+        return UserByIdLoader(self._rt)
+
+    @cached_property
+    def wallets_by_user_id(self) -> WalletsByUserIdLoader:
+        return WalletsByUserIdLoader(self._rt)
+
+    @cached_property
+    def transfer_by_id(self) -> TransferByIdLoader:
+        return TransferByIdLoader(self._rt)
+
+    @cached_property
+    def withdrawal_by_id(self) -> WithdrawalByIdLoader:
+        return WithdrawalByIdLoader(self._rt)
+
+    @cached_property
+    def deposit_by_id(self) -> DepositByIdLoader:
+        return DepositByIdLoader(self._rt)
+
+    @cached_property
+    def staking_product_by_id(self) -> StakingProductByIdLoader:
+        return StakingProductByIdLoader(self._rt)
+
+    @cached_property
+    def stake_by_id(self) -> StakeByIdLoader:
+        return StakeByIdLoader(self._rt)
+
+    @cached_property
+    def active_stakes_by_user_id(self) -> ActiveStakesByUserIdLoader:
+        return ActiveStakesByUserIdLoader(self._rt)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:
-    loaders = Loaders(
-        user_by_id=UserByIdLoader(rt),
-        wallets_by_user_id=WalletsByUserIdLoader(rt),
-        transfer_by_id=TransferByIdLoader(rt),
-        withdrawal_by_id=WithdrawalByIdLoader(rt),
-        deposit_by_id=DepositByIdLoader(rt),
-        staking_product_by_id=StakingProductByIdLoader(rt),
-        stake_by_id=StakeByIdLoader(rt),
-        active_stakes_by_user_id=ActiveStakesByUserIdLoader(rt),
-    )
+    loaders = Loaders(rt)
     if signed_in is not None:
         loaders.user_by_id.prime(signed_in.id, signed_in)
     return loaders
