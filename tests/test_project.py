@@ -133,3 +133,17 @@ def test_pure_domain_imports_no_database_or_vendor_sdk():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_migration_0002_reference_data_matches_the_app():
+    import importlib.util
+
+    from app import reference_data
+
+    path = ROOT / "migrations" / "versions" / "0002_money.py"
+    spec = importlib.util.spec_from_file_location("migration_0002", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._CURRENCIES == reference_data.currency_rows()
+    assert module._PRICES == reference_data.price_rows()
+    assert module._KYC_LIMITS == reference_data.kyc_limit_rows()
