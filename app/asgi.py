@@ -19,6 +19,7 @@ from app.background import default_jobs
 from app.jobs import add_withdrawal_jobs
 from app.logs import configure_logging
 from app.middleware import EdgeMiddleware
+from app.pubsub import PubSubHub
 from app.runtime import Runtime, build_runtime
 from app.settings import Settings
 from graphql_schema.schema import schema
@@ -63,6 +64,12 @@ def create_app(
         graphql.view = GraphQLView(schema=schema, rt=rt)
         app.state.rt = rt
         app.state.shutting_down = False
+        # one pub/sub connection per process, opened by the first subscription
+        app.state.hub = (
+            PubSubHub.from_url(redis_url, client_name=rt.redis_key("pubsub"))
+            if redis_url
+            else PubSubHub(rt.redis)
+        )
         # Start-up leaves ~100k long-lived objects; freezing them keeps full GC passes
         # (and the p99 pauses they cause) short.
         gc.collect()
@@ -74,6 +81,7 @@ def create_app(
             yield
         finally:
             app.state.shutting_down = True
+            await app.state.hub.aclose()  # ends every subscription with Dropped(SHUTDOWN)
             await jobs.stop()
             if runtime is None:
                 await rt.aclose()

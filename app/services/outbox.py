@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.pubsub import publish
 from db.models import OutboxEvent
 from db.raw import driver
 
@@ -53,7 +54,7 @@ async def relay_batch(
             message = json.dumps(
                 {"id": event.id, "topic": event.topic, "payload": event.payload}, default=str
             )
-            await redis.publish(channel(prefix, event.topic, event.user_id), message)
+            await publish(redis, channel(prefix, event.topic, event.user_id), message)
         if events:
             await session.execute(
                 update(OutboxEvent)
