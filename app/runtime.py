@@ -57,13 +57,12 @@ def build_runtime(
         sessions=create_sessionmaker(engine),
         # No socket read timeout: redis-py runs commands under asyncio.wait_for when one
         # is set, which on Python 3.11 can swallow a task's cancellation (shutdown hangs).
-        # Connecting stays bounded; dead peers are found by keepalive and health checks.
+        # Connecting stays bounded; dead connections are found by the health checks.
         redis=Redis.from_url(
             redis_url,
             health_check_interval=30,
             socket_timeout=None,
             socket_connect_timeout=5,
-            socket_keepalive=True,
         ),
         mailer=mailer
         or build_mailer(smtp_url=smtp_url, folder=settings.mail_dir, sender=settings.mail_from),

