@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from app.background import PeriodicJobs
 from app.domain import withdrawals as rules
+from app.domain.money import usd_value
 from app.domain.withdrawals import WithdrawalEvent as E
 from app.domain.withdrawals import WithdrawalStatus as S
 from app.errors import (
@@ -118,8 +119,8 @@ def test_a_currency_without_an_address_format_cannot_be_withdrawn():
 
 
 def test_usd_value_rounds_up_to_the_cent_and_limits_include_the_boundary():
-    assert rules.usd_value(Decimal("0.00000001"), Decimal(90000)) == Decimal("0.01")
-    assert rules.usd_value(Decimal("1.5"), Decimal(3000)) == Decimal("4500.00")
+    assert usd_value(Decimal("0.00000001"), Decimal(90000)) == Decimal("0.01")
+    assert usd_value(Decimal("1.5"), Decimal(3000)) == Decimal("4500.00")
     rules.check_daily_limit(
         used_usd=Decimal(15000), requested_usd=Decimal(5000), limit_usd=Decimal(20000)
     )

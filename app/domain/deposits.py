@@ -25,14 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import ROUND_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
-from app.domain.money import CurrencySpec
+from app.domain.money import CENT, CurrencySpec
 from app.errors import DailyLimitExceeded, InvariantViolation
 
 ZERO = Decimal(0)
-CENT = Decimal("0.01")
 
 
 class DepositMethod(StrEnum):
@@ -148,11 +147,6 @@ def plain(amount: Decimal) -> str:
 
 
 # --- the KYC daily deposit limit ---------------------------------------------------------
-
-
-def usd_value(amount: Decimal, usd_price: Decimal) -> Decimal:
-    """In cents, rounded up: a limit is never undercounted."""
-    return (amount * usd_price).quantize(CENT, rounding=ROUND_UP)
 
 
 def start_of_utc_day(now: datetime) -> datetime:

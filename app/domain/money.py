@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 
 from app.errors import ValidationFailed
 
 MAX_AMOUNT = Decimal("1e20")
+CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +42,8 @@ def parse_amount(value: Decimal, currency: CurrencySpec, *, field: str = "amount
 
 def round_down(value: Decimal, currency: CurrencySpec) -> Decimal:
     return value.quantize(currency.quantum, rounding=ROUND_DOWN)
+
+
+def usd_value(amount: Decimal, usd_price: Decimal) -> Decimal:
+    """USD value in cents, rounded up, for limits: a limit is never undercounted."""
+    return (amount * usd_price).quantize(CENT, rounding=ROUND_UP)

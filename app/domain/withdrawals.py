@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
+from app.domain.money import CENT
 from app.errors import (
     DailyLimitExceeded,
     InvalidAddress,
@@ -30,7 +31,6 @@ from app.errors import (
 )
 
 ADDRESS_FIELD = "destinationAddress"
-CENT = Decimal("0.01")
 
 
 class WithdrawalStatus(StrEnum):
@@ -122,11 +122,6 @@ def check_address(currency: str, address: str) -> str:
 
 
 # --- limits ------------------------------------------------------------------------------
-
-
-def usd_value(amount: Decimal, usd_price: Decimal) -> Decimal:
-    """In cents, rounded up: a limit is never undercounted."""
-    return (amount * usd_price).quantize(CENT, rounding=ROUND_UP)
 
 
 def utc_day(now: datetime) -> tuple[datetime, datetime]:

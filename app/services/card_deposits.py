@@ -79,10 +79,9 @@ from app.domain.deposits import (
     plain,
     start_of_utc_day,
     to_minor_units,
-    usd_value,
 )
 from app.domain.ledger import AccountKind, move
-from app.domain.money import parse_amount
+from app.domain.money import parse_amount, usd_value
 from app.errors import (
     DepositMethodNotSupported,
     EmailNotVerified,

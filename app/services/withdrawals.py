@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import withdrawals as rules
 from app.domain.ledger import AccountKind, AccountRef, move
-from app.domain.money import parse_amount
+from app.domain.money import parse_amount, usd_value
 from app.domain.withdrawals import WithdrawalEvent, WithdrawalStatus
 from app.errors import (
     BelowMinimumWithdrawal,
@@ -189,7 +189,7 @@ async def place_withdrawal(
             field="amount",
         )
     address = rules.check_address(coin.code, request.destination_address)
-    value = rules.usd_value(amount, await _usd_price(session, coin.code))
+    value = usd_value(amount, await _usd_price(session, coin.code))
     limits = await kyc.daily_limits(session, user.kyc_level)
     now = rt.now()
     rules.check_daily_limit(
