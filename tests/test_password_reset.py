@@ -93,3 +93,18 @@ async def test_reset_page_from_the_mail_link_works_without_javascript(gql, clien
     )
     assert posted.status_code == 200, posted.text
     assert (await login(gql, password=NEW_PASSWORD))["__typename"] == "AuthPayload"
+
+
+async def test_a_reset_revokes_the_accounts_api_keys(gql, client, mailbox):
+    from tests.partner import ME_EMAIL, create_key, key_header
+
+    auth = await signed_in(gql)
+    secret, _ = await create_key(gql, auth["accessToken"], ["READ_ACCOUNT"])
+    before = await client.post("/graphql", json={"query": ME_EMAIL}, headers=key_header(secret))
+    assert before.status_code == 200
+    await gql.data(REQUEST_RESET, {"email": "carol@example.com"})
+    token = _token(mailbox.last_link("carol@example.com", "/reset-password"))
+    await gql.data(RESET_PASSWORD, {"t": token, "p": NEW_PASSWORD})
+    after = await client.post("/graphql", json={"query": ME_EMAIL}, headers=key_header(secret))
+    assert after.status_code == 401
+    assert after.json()["errors"][0]["extensions"]["code"] == "API_KEY_REVOKED"

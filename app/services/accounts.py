@@ -37,7 +37,7 @@ from app.services.security_events import (
     record_in_own_transaction,
     record_security_event,
 )
-from db.models import RecoveryCode, RefreshToken, User
+from db.models import ApiKey, RecoveryCode, RefreshToken, User
 from db.queries import get_user_by_email, lock_user
 from db.session import in_transaction
 
@@ -187,7 +187,18 @@ async def reset_password(*, rt: Runtime, token: str, new_password: str) -> User:
             .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        await record_security_event(session, user_id=user.id, kind=SecurityEventKind.PASSWORD_RESET)
+        # A reset may follow a take-over: keys the intruder made must die with the password.
+        revoked_keys = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        await record_security_event(
+            session,
+            user_id=user.id,
+            kind=SecurityEventKind.PASSWORD_RESET,
+            details={"apiKeysRevoked": revoked_keys.rowcount},
+        )
         return user
 
     return await in_transaction(rt.sessions, work)
