@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_UP, Decimal, InvalidOperation
 
 from app.errors import ValidationFailed
 
@@ -38,10 +38,6 @@ def parse_amount(value: Decimal, currency: CurrencySpec, *, field: str = "amount
             f"{currency.code} amounts have at most {currency.scale} decimal places", field=field
         )
     return quantized
-
-
-def round_down(value: Decimal, currency: CurrencySpec) -> Decimal:
-    return value.quantize(currency.quantum, rounding=ROUND_DOWN)
 
 
 def usd_value(amount: Decimal, usd_price: Decimal) -> Decimal:

@@ -11,21 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries import Page, check_page_size, decode_cursor, encode_cursor
 
-KINDS = (
-    "DEPOSIT",
-    "WITHDRAWAL",
-    "TRANSFER_IN",
-    "TRANSFER_OUT",
-    "HOLD",
-    "RELEASE",
-    "REFUND",
-    "CORRECTION",
-    "STAKE",
-    "UNSTAKE",
-    "STAKING_REWARD",
-    "OTHER",
-)
-
 _HISTORY_SQL = text(
     """
     SELECT * FROM (
