@@ -100,3 +100,10 @@ async def keyset_page(
         has_next_page=has_next,
         has_previous_page=after is not None,
     )
+
+
+async def list_users(session: AsyncSession, *, first: int, after: str | None) -> Page[User]:
+    """Every account, newest first (admin listing)."""
+    return await keyset_page(
+        session, select(User), key=User.id, first=first, after=after, descending=True
+    )

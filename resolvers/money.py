@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
 from strawberry.types import Info
 
 from app.services import transfers
 from app.services.history import list_history
-from db.models import Currency as CurrencyRow
-from db.models import ReferencePrice
+from app.services.wallets import list_currencies
 from graphql_schema.context import Context
 from graphql_schema.money import (
     Currency,
@@ -31,13 +29,7 @@ Ctx = Info[Context, None]
 
 async def currencies(info: Ctx) -> list[Currency]:
     async with info.context.rt.sessions() as session:
-        rows = (
-            await session.execute(
-                select(CurrencyRow, ReferencePrice.usd_price)
-                .outerjoin(ReferencePrice, ReferencePrice.currency == CurrencyRow.code)
-                .order_by(CurrencyRow.code)
-            )
-        ).all()
+        rows = await list_currencies(session)
     return [Currency.from_row(row, price) for row, price in rows]
 
 

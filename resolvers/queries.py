@@ -6,12 +6,10 @@ import asyncio
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from strawberry.types import Info
 
 from app.errors import ValidationFailed
-from db.models import User as UserRow
-from db.queries import keyset_page
+from db.queries import list_users
 from graphql_schema.context import Context
 from graphql_schema.types import User, UserConnection, to_connection
 
@@ -35,9 +33,7 @@ async def users(info: Ctx, first: int = 20, after: str | None = None) -> UserCon
     ctx = info.context
     ctx.require_admin()
     async with ctx.rt.sessions() as session:
-        page = await keyset_page(
-            session, select(UserRow), key=UserRow.id, first=first, after=after, descending=True
-        )
+        page = await list_users(session, first=first, after=after)
     for _, row in page.items:
         ctx.loaders.user_by_id.prime(row.id, row)
     return to_connection(UserConnection, page, User.from_row)  # type: ignore[return-value]

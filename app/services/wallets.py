@@ -94,3 +94,13 @@ async def wallets_by_user_ids(session: AsyncSession, user_ids: Sequence[int]) ->
         ]
         for uid in user_ids
     ]
+
+
+async def list_currencies(session: AsyncSession) -> list[tuple[Currency, Decimal | None]]:
+    """Every currency (enabled or not) with its USD reference price, by code."""
+    rows = await session.execute(
+        select(Currency, ReferencePrice.usd_price)
+        .outerjoin(ReferencePrice, ReferencePrice.currency == Currency.code)
+        .order_by(Currency.code)
+    )
+    return [(currency, price) for currency, price in rows.all()]
