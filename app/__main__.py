@@ -1,8 +1,10 @@
-"""Command line: ``python -m app serve | migrate | seed | test``.
+"""Command line: ``python -m app serve | migrate | seed | test | engine``.
 
 ``serve`` starts embedded PostgreSQL + Redis when DATABASE_URL / REDIS_URL are unset,
 migrates, seeds demo data (when SEED_DEMO_DATA), prints the URL and logins, serves.
 ``test`` does the same set-up for the test suite, then runs pytest.
+``engine`` runs only the matching engines (production: API processes then set
+TRADING_ENGINE_ENABLED=false); several engine processes are owner and standbys.
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ def _seed(settings: Settings, database_url: str, redis_url: str) -> None:
     asyncio.run(run())
 
 
+def with_embedded_defaults(settings: Settings) -> Settings:
+    """With embedded servers (no DATABASE_URL / REDIS_URL) the market maker runs, so a
+    fresh run has moving order books, unless MARKET_MAKER_ENABLED says otherwise."""
+    if settings.database_url or settings.redis_url:
+        return settings
+    if "market_maker_enabled" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"market_maker_enabled": True})
+
+
 def _banner(settings: Settings) -> str:
     from app.seed import DEMO_LOGINS
 
@@ -62,6 +74,8 @@ def _banner(settings: Settings) -> str:
     if settings.seed_demo_data:
         lines.append("Demo logins (email / password):")
         lines += [f"  {d.email} / {d.password}  ({d.role})" for d in DEMO_LOGINS]
+    if settings.market_maker_enabled:
+        lines.append("Market maker: quoting every market (MARKET_MAKER_ENABLED=false: off)")
     return "\n".join(lines)
 
 
@@ -71,6 +85,7 @@ def serve(settings: Settings) -> None:
     from app.asgi import create_app
     from db.migrate import upgrade
 
+    settings = with_embedded_defaults(settings)
     with services(settings, data_dir=settings.data_dir) as (database_url, redis_url):
         upgrade(database_url)
         if settings.seed_demo_data:
@@ -98,6 +113,28 @@ def migrate(settings: Settings) -> None:
     upgrade(settings.database_url)
 
 
+def run_engines(settings: Settings) -> None:
+    from app.runtime import build_runtime
+    from app.services.engine import EngineSet
+
+    if not (settings.database_url and settings.redis_url):
+        raise SystemExit("DATABASE_URL and REDIS_URL are not set")
+
+    async def run() -> None:
+        rt = build_runtime(
+            settings, database_url=settings.database_url or "", redis_url=settings.redis_url or ""
+        )
+        engines = EngineSet(rt)
+        try:
+            await engines.start()
+            await asyncio.Event().wait()
+        finally:
+            await engines.stop()
+            await rt.aclose()
+
+    asyncio.run(run())
+
+
 def run_tests(settings: Settings, pytest_args: list[str]) -> int:
     with services(settings, data_dir=settings.data_dir / "test") as (database_url, redis_url):
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
@@ -115,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="alembic upgrade head on DATABASE_URL")
     commands.add_parser("seed", help="insert demo data on DATABASE_URL / REDIS_URL")
     commands.add_parser("test", help="run the test suite; other arguments go to pytest")
+    commands.add_parser("engine", help="run the matching engines only (owner or standby)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -134,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         _seed(settings, settings.database_url, settings.redis_url)
     elif args.command == "test":
         return run_tests(settings, extra)
+    elif args.command == "engine":
+        run_engines(settings)
     return 0
 
 

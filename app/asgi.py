@@ -21,6 +21,8 @@ from app.logs import configure_logging
 from app.middleware import EdgeMiddleware
 from app.pubsub import PubSubHub
 from app.runtime import Runtime, build_runtime
+from app.services.engine import EngineSet
+from app.services.market_maker import MarketMaker
 from app.settings import Settings
 from graphql_schema.schema import schema
 from graphql_schema.view import GraphQLView
@@ -76,12 +78,20 @@ def create_app(
         gc.freeze()
         jobs = add_withdrawal_jobs(default_jobs(rt))
         jobs.start()
+        engines = EngineSet(rt)
+        if settings.trading_engine_enabled:
+            await engines.start()  # standby where another process owns a market
+        maker = MarketMaker(rt)
+        if settings.market_maker_enabled:
+            maker.start()
         log.info("started", extra={"env": settings.env.value})
         try:
             yield
         finally:
             app.state.shutting_down = True
             await app.state.hub.aclose()  # ends every subscription with Dropped(SHUTDOWN)
+            await maker.stop()  # withdraws its quotes while the engines still run
+            await engines.stop()
             await jobs.stop()
             if runtime is None:
                 await rt.aclose()

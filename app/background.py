@@ -16,10 +16,21 @@ from datetime import timedelta
 from app.runtime import Runtime
 from app.services import idempotency, outbox
 from app.services.staking_accrual import accrue_due_days
+from app.services.trading_reads import snapshot_equity
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[Runtime], Awaitable[object]]
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks``, wait until each has finished, and empty the list."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    tasks.clear()
 
 
 @dataclass
@@ -37,12 +48,7 @@ class PeriodicJobs:
             self._tasks.append(asyncio.create_task(self._loop(name, every, job), name=name))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await stop_tasks(self._tasks)
 
     async def _loop(self, name: str, every: float, job: Job) -> None:
         while True:
@@ -76,4 +82,5 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     jobs.add("outbox-relay", rt.settings.outbox_relay_interval_seconds, relay_outbox)
     jobs.add("idempotency-prune", 3600, prune_idempotency_keys)
     jobs.add("staking-accrual", rt.settings.staking_accrual_interval_seconds, accrue_due_days)
+    jobs.add("equity-snapshots", rt.settings.equity_snapshot_interval_seconds, snapshot_equity)
     return jobs

@@ -18,6 +18,34 @@ REFERENCE_PRICES_USD = {"USD": "1", "USDT": "1", "BTC": "90000", "ETH": "3000", 
 # level: (daily deposit limit USD, daily withdrawal limit USD)
 KYC_LIMITS = {0: ("2000", "0"), 1: ("20000", "20000"), 2: ("1000000", "1000000")}
 
+# symbol, tick size, lot size, minimum notional (quote), maker fee, taker fee, reference
+# price (quote). Every tick x lot is a whole number of the quote currency's minor unit.
+MARKETS = [
+    ("BTC/USDT", "0.01", "0.0001", "5", "0.001", "0.002", "90000"),
+    ("ETH/USDT", "0.01", "0.0001", "5", "0.001", "0.002", "3000"),
+    ("SOL/USDT", "0.001", "0.001", "5", "0.001", "0.002", "150"),
+    ("ETH/BTC", "0.00001", "0.001", "0.0001", "0.001", "0.002", "0.03333"),
+    ("BTC/USD", "1", "0.01", "10", "0.001", "0.002", "90000"),
+]
+
+
+def market_rows() -> list[dict[str, object]]:
+    return [
+        {
+            "symbol": symbol,
+            "base": symbol.split("/")[0],
+            "quote": symbol.split("/")[1],
+            "tick_size": Decimal(tick),
+            "lot_size": Decimal(lot),
+            "min_notional": Decimal(minimum),
+            "maker_fee": Decimal(maker),
+            "taker_fee": Decimal(taker),
+            "status": "OPEN",
+            "reference_price": Decimal(reference),
+        }
+        for symbol, tick, lot, minimum, maker, taker, reference in MARKETS
+    ]
+
 
 def currency_rows() -> list[dict[str, object]]:
     return [

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.adapters.payments import PaymentGateway
 from app.adapters.stripe_gateway import StripeGateway
 from app.domain.tokens import TokenSigner
+from app.services.engine_signals import AppliedWatcher
 from app.services.mail import Mailer, build_mailer
 from app.settings import Settings
 from db.session import create_engine, create_sessionmaker
@@ -31,14 +32,24 @@ class Runtime:
     signer: TokenSigner
     payments: PaymentGateway
     clock: Callable[[], datetime] = field(default=utcnow)
+    _applied: AppliedWatcher | None = field(default=None, repr=False)
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def applied(self) -> AppliedWatcher:
+        """Waits for the matching engines (one LISTEN connection, opened on first use)."""
+        if self._applied is None:
+            self._applied = AppliedWatcher(self.engine)
+        return self._applied
 
     def redis_key(self, *parts: str) -> str:
         return self.settings.redis_prefix + ":".join(parts)
 
     async def aclose(self) -> None:
+        if self._applied is not None:
+            await self._applied.aclose()
         await self.redis.aclose()
         await self.payments.aclose()
         await self.engine.dispose()

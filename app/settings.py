@@ -81,6 +81,24 @@ class Settings(BaseSettings):
     staking_accrual_interval_seconds: float = Field(default=300, ge=0)
     staking_early_redemption_forfeit: Decimal = Field(default=Decimal(1), ge=0, le=1)
 
+    # trading (README: "Trading")
+    trading_engine_enabled: bool = True  # run the matching engines in this process
+    trading_engine_batch_size: int = Field(default=500, ge=1)  # commands per transaction
+    trading_engine_poll_seconds: float = Field(default=0.5, gt=0)  # besides NOTIFY wake-ups
+    trading_engine_takeover_seconds: float = Field(default=1.0, gt=0)  # standby lock retry
+    trading_wait_seconds: float = Field(default=5, ge=0)  # placeOrder waits for the engine
+    trading_price_band_bps: int = Field(default=1000, ge=1)  # limit price vs last price
+    trading_max_open_orders: int = Field(default=200, ge=1)  # per user
+    trading_max_order_notional_usd: Decimal = Field(default=Decimal(1_000_000), gt=0)
+    market_maker_enabled: bool = False  # `serve` turns it on for the embedded default
+    market_maker_interval_seconds: float = Field(default=1.0, gt=0)
+    market_maker_seed: int = 1  # of its random walk: the same seed, the same prices
+    market_maker_levels: int = Field(default=5, ge=1, le=20)  # quotes per side and market
+    market_maker_spread_bps: int = Field(default=20, ge=1)  # from its best bid to its best ask
+    market_maker_volatility_bps: int = Field(default=10, ge=0)  # walk step (one std deviation)
+    market_maker_trade_probability: float = Field(default=0.5, ge=0, le=1)  # per market, cycle
+    equity_snapshot_interval_seconds: float = Field(default=3600, ge=0)
+
     # partner access and abuse protection (README: "Partner access")
     trusted_documents_manifest: Path | None = None  # Apollo persisted-query manifest (JSON)
     trusted_documents_only: bool = False  # allowlist mode for every client

@@ -6,6 +6,9 @@
 4. Per scenario and target: a warm-up, peak throughput (wrk, or bench.loadgen without wrk,
    closed loop), then an open-loop run at half that peak for the p99/p50 check.
 5. The table on stdout; the numbers as JSON in bench/results/.
+
+``python -m bench <name> [options]`` runs one of the other benchmarks instead (SUBCOMMANDS:
+``trading`` runs the three trading ones in turn); ``python -m bench <name> --help``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import os
 import platform
 import secrets
@@ -49,6 +53,11 @@ DATA_DIR = ROOT / ".data" / "bench"
 BENCH_EMAIL = "bench@bench.example"
 BENCH_PASSWORD = "bench-Quartz-Lantern-7319"
 SERVERS = {"graphql": "app.asgi:create_app_from_env", "plain": "bench.plain:create_app"}
+SUBCOMMANDS = {
+    "trading-place": "bench.trading_place",  # placeOrder peak and p99 at half load
+    "trading-fanout": "bench.trading_fanout",  # orderBook to 1,000 WebSockets
+    "trading-portfolio": "bench.trading_portfolio",  # portfolio vs hand-written asyncpg
+}
 
 
 @contextlib.contextmanager
@@ -227,7 +236,21 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def run_subcommand(name: str, argv: list[str]) -> int:
+    """One benchmark of SUBCOMMANDS (imported only then), or ``trading``: the three
+    trading ones in turn with their defaults (``argv`` is for one benchmark only)."""
+    if name == "trading":
+        if argv:
+            raise SystemExit("python -m bench trading takes no options (run one by its name)")
+        return max(run_subcommand(one, []) for one in SUBCOMMANDS if one.startswith("trading-"))
+    module = importlib.import_module(SUBCOMMANDS[name])
+    return int(module.main(argv) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and (argv[0] in SUBCOMMANDS or argv[0] == "trading"):
+        return run_subcommand(argv[0], argv[1:])
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     configure_logging(level="WARNING", json_output=False)

@@ -53,7 +53,7 @@ from graphql_schema.persisted import (
 )
 
 # Root mutation fields that place orders draw from the order budget too (trading adds them).
-ORDER_PLACEMENT_FIELDS = frozenset({"placeOrder"})
+ORDER_PLACEMENT_FIELDS = frozenset({"placeOrder", "placeOrderList"})
 
 
 class Refused(Exception):

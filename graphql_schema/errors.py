@@ -8,6 +8,7 @@ from __future__ import annotations
 import strawberry
 
 from app import errors as domain
+from app.domain import trading_errors as trading
 
 
 @strawberry.interface(name="Error", description="An expected failure. Nothing was changed.")
@@ -79,9 +80,7 @@ PaymentRejected = _error_type(domain.PaymentRejected, "The card payment provider
 TxHashConflict = _error_type(
     domain.TxHashConflict, "The transaction was credited before with other details."
 )
-StakingProductClosed = _error_type(
-    domain.StakingProductClosed, "The product takes no new stakes."
-)
+StakingProductClosed = _error_type(domain.StakingProductClosed, "The product takes no new stakes.")
 BelowStakingMinimum = _error_type(
     domain.BelowStakingMinimum, "The amount is below the product's minimum."
 )
@@ -92,9 +91,7 @@ StakingCapacityExceeded = _error_type(
     domain.StakingCapacityExceeded, "Over the product's remaining capacity."
 )
 StakeNotActive = _error_type(domain.StakeNotActive, "The stake has matured or was redeemed.")
-UnstakeExceedsStake = _error_type(
-    domain.UnstakeExceedsStake, "More than the stake's principal."
-)
+UnstakeExceedsStake = _error_type(domain.UnstakeExceedsStake, "More than the stake's principal.")
 PenaltyNotAccepted = _error_type(
     domain.PenaltyNotAccepted,
     "Early redemption of a locked stake forfeits this term's rewards: send acceptPenalty.",
@@ -152,6 +149,65 @@ _BY_DOMAIN: dict[type[domain.UserError], type[Error]] = {
         RateLimited,
     )
 }
+
+
+# --- trading -------------------------------------------------------------------------------
+UnknownMarket = _error_type(trading.UnknownMarket, "No market with that symbol.")
+MarketHalted = _error_type(trading.MarketHalted, "The market takes no new orders for now.")
+InvalidOrder = _error_type(trading.InvalidOrder, "Parameters that do not fit the order type.")
+PriceOffTick = _error_type(trading.PriceOffTick, "The price is not a multiple of the tick size.")
+QuantityOffLotSize = _error_type(
+    trading.QuantityOffLotSize, "The quantity is not a multiple of the lot size."
+)
+BelowMinimumNotional = _error_type(
+    trading.BelowMinimumNotional, "The order is worth less than the market's minimum."
+)
+PriceOutsideBand = _error_type(trading.PriceOutsideBand, "Too far from the last price.")
+StopPriceWrongSide = _error_type(
+    trading.StopPriceWrongSide, "The trigger price is on the wrong side of the last price."
+)
+PostOnlyWouldTake = _error_type(trading.PostOnlyWouldTake, "A post-only order would trade.")
+FillOrKillNotFillable = _error_type(
+    trading.FillOrKillNotFillable, "A fill-or-kill order could not fill completely."
+)
+OrderNotCancellable = _error_type(trading.OrderNotCancellable, "The order is no longer open.")
+OrderNotAmendable = _error_type(
+    trading.OrderNotAmendable, "Only a resting LIMIT order (not in a list) can be amended."
+)
+InvalidAmend = _error_type(trading.InvalidAmend, "The new quantity must stay above the filled.")
+TradingDisabled = _error_type(trading.TradingDisabled, "Your kill switch is on.")
+TooManyOpenOrders = _error_type(trading.TooManyOpenOrders, "Too many open orders.")
+OrderTooLarge = _error_type(trading.OrderTooLarge, "The order is worth more than the maximum.")
+ClientOrderIdReused = _error_type(
+    trading.ClientOrderIdReused, "The client id was used for a different order."
+)
+OrderNotFound = _error_type(trading.OrderNotFound, "You have no order with that id.")
+
+_BY_DOMAIN.update(
+    {
+        getattr(trading, cls.__name__): cls
+        for cls in (
+            UnknownMarket,
+            MarketHalted,
+            InvalidOrder,
+            PriceOffTick,
+            QuantityOffLotSize,
+            BelowMinimumNotional,
+            PriceOutsideBand,
+            StopPriceWrongSide,
+            PostOnlyWouldTake,
+            FillOrKillNotFillable,
+            OrderNotCancellable,
+            OrderNotAmendable,
+            InvalidAmend,
+            TradingDisabled,
+            TooManyOpenOrders,
+            OrderTooLarge,
+            ClientOrderIdReused,
+            OrderNotFound,
+        )
+    }
+)
 
 
 def to_graphql_error(error: domain.UserError) -> Error:

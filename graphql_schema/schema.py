@@ -20,10 +20,19 @@ from graphql_schema.extensions import OperationPolicy, log_errors
 from graphql_schema.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
 from graphql_schema.types import User, UserConnection
-from resolvers import accounts, kyc, money, partner, queries
+from resolvers import accounts, kyc, money, partner, queries, trading
 from resolvers import deposits as deposit_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers import withdrawals as withdrawal_resolvers
+
+
+def _market_data() -> Any:
+    return requires_scope(Scope.READ_MARKET_DATA)
+
+
+def _trade_mutation(resolver: Any) -> Any:
+    """A mutation a session or an API key with the TRADE scope may run."""
+    return strawberry.mutation(resolver=resolver, extensions=requires_scope(Scope.TRADE))
 
 
 @strawberry.type
@@ -73,6 +82,11 @@ class Query:
     staking_quote = strawberry.field(
         resolver=staking_resolvers.staking_quote, extensions=requires_scope(Scope.READ_MARKET_DATA)
     )
+    markets = strawberry.field(resolver=trading.list_markets, extensions=_market_data())
+    market = strawberry.field(resolver=trading.market, extensions=_market_data())
+    order_book = strawberry.field(resolver=trading.order_book, extensions=_market_data())
+    recent_trades = strawberry.field(resolver=trading.recent_trades, extensions=_market_data())
+    candles = strawberry.field(resolver=trading.candles, extensions=_market_data())
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -111,6 +125,13 @@ class Mutation:
     set_stake_auto_renew = _session_mutation(staking_resolvers.set_stake_auto_renew)
     create_staking_product = _session_mutation(staking_resolvers.create_staking_product)
     update_staking_product = _session_mutation(staking_resolvers.update_staking_product)
+    place_order = _trade_mutation(trading.place_order)
+    place_order_list = _trade_mutation(trading.place_order_list)
+    cancel_order = _trade_mutation(trading.cancel_order)
+    cancel_all_orders = _trade_mutation(trading.cancel_all_orders)
+    amend_order = _trade_mutation(trading.amend_order)
+    set_trading_enabled = _session_mutation(trading.set_trading_enabled)
+    set_market_status = _session_mutation(trading.set_market_status)
 
 
 @strawberry.type
@@ -123,6 +144,20 @@ class Subscription:
     ) -> AsyncGenerator[datetime, None]:
         async for tick in queries.server_time_ticks(info, every_seconds, count):
             yield tick
+
+    order_book = strawberry.subscription(
+        resolver=trading.order_book_updates,
+        description="A SNAPSHOT, then DELTAs with sequence and previousSequence.",
+        extensions=_market_data(),
+    )
+    trades = strawberry.subscription(resolver=trading.trade_updates, extensions=_market_data())
+    ticker = strawberry.subscription(resolver=trading.ticker_updates, extensions=_market_data())
+    my_orders = strawberry.subscription(
+        resolver=trading.my_order_updates, extensions=requires_scope(Scope.READ_ACCOUNT)
+    )
+    my_fills = strawberry.subscription(
+        resolver=trading.my_fill_updates, extensions=requires_scope(Scope.READ_ACCOUNT)
+    )
 
 
 class CryptoSchema(strawberry.Schema):

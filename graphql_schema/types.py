@@ -16,6 +16,7 @@ from db.queries import Page
 from graphql_schema.money import Wallet
 from graphql_schema.paging import page_info
 from graphql_schema.staking import StakeNode, StakingRewardConnection, rewards_of, stakes_of
+from graphql_schema.trading import FillConnection, OrderConnection, OrderStatus, Portfolio
 
 N = TypeVar("N")
 R = TypeVar("R")
@@ -56,6 +57,31 @@ class User(relay.Node):
         self, info: Info, first: int = 20, after: str | None = None
     ) -> StakingRewardConnection:
         return await rewards_of(info, self.id, first, after)
+
+    @strawberry.field(description="Your orders, newest first.")
+    async def orders(
+        self,
+        info: Info,
+        status: list[OrderStatus] | None = None,
+        symbol: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> OrderConnection:
+        from resolvers.trading import orders_of
+
+        return await orders_of(info, self.id, status, symbol, first, after)
+
+    @strawberry.field(description="Your fills, newest first.")
+    async def fills(self, info: Info, first: int = 20, after: str | None = None) -> FillConnection:
+        from resolvers.trading import fills_of
+
+        return await fills_of(info, self.id, first, after)
+
+    @strawberry.field(description="Positions, equity and its history.")
+    async def portfolio(self, info: Info) -> Portfolio:
+        from resolvers.trading import portfolio_of
+
+        return await portfolio_of(info, self.id)
 
     @classmethod
     def from_row(cls, row: UserRow) -> User:

@@ -97,4 +97,3 @@ async def audit_log(info: Ctx, first: int = 20, after: str | None = None) -> Aud
         page = await audit.list_entries(session, first=first, after=after)
     edges = [AuditEntryEdge(cursor=c, node=AuditEntry.from_row(r)) for c, r in page.items]
     return AuditEntryConnection(edges=edges, page_info=page_info(page))
-

@@ -10,14 +10,16 @@ from strawberry.dataloader import DataLoader
 from app.domain.staking import utc_day
 from app.runtime import Runtime
 from app.services.deposits import deposits_by_ids
+from app.services.markets import MarketRow, markets_by_ids
 from app.services.staking import (
     Product,
     active_stakes_by_user_ids,
     products_by_ids,
     stakes_by_ids,
 )
+from app.services.trading_reads import fills_by_order_ids
 from app.services.wallets import Wallet, wallets_by_user_ids
-from db.models import Deposit, Stake, Transfer, User, Withdrawal
+from db.models import Deposit, Fill, Order, Stake, Transfer, User, Withdrawal
 from db.queries import rows_by_ids, users_by_ids
 
 
@@ -95,6 +97,45 @@ class ActiveStakesByUserIdLoader(DataLoader[int, list[Stake]]):
         super().__init__(load_fn=load)
 
 
+class MarketByIdLoader(DataLoader[int, MarketRow | None]):
+    """A market with its last price (position -> market, order -> market, last price)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[MarketRow | None]:
+            async with rt.sessions() as session:
+                found = await markets_by_ids(session, list(ids))
+            return [found.get(i) for i in ids]
+
+        super().__init__(load_fn=load)
+
+
+class OrderByIdLoader(DataLoader[int, Order | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Order | None]:
+            async with rt.sessions() as session:
+                return await rows_by_ids(session, Order, ids)
+
+        super().__init__(load_fn=load)
+
+
+class FillByIdLoader(DataLoader[int, Fill | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Fill | None]:
+            async with rt.sessions() as session:
+                return await rows_by_ids(session, Fill, ids)
+
+        super().__init__(load_fn=load)
+
+
+class FillsByOrderIdLoader(DataLoader[int, list[Fill]]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[Fill]]:
+            async with rt.sessions() as session:
+                return await fills_by_order_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -133,6 +174,22 @@ class Loaders:
     @cached_property
     def active_stakes_by_user_id(self) -> ActiveStakesByUserIdLoader:
         return ActiveStakesByUserIdLoader(self._rt)
+
+    @cached_property
+    def market_by_id(self) -> MarketByIdLoader:
+        return MarketByIdLoader(self._rt)
+
+    @cached_property
+    def order_by_id(self) -> OrderByIdLoader:
+        return OrderByIdLoader(self._rt)
+
+    @cached_property
+    def fill_by_id(self) -> FillByIdLoader:
+        return FillByIdLoader(self._rt)
+
+    @cached_property
+    def fills_by_order_id(self) -> FillsByOrderIdLoader:
+        return FillsByOrderIdLoader(self._rt)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:

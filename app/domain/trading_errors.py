@@ -9,7 +9,11 @@
     ├── OrderStatusConflict    the order's status does not allow this
     │   ├── OrderNotCancellable
     │   └── OrderNotAmendable
-    └── InvalidAmend           an amendment the order cannot take (quantity not above filled)
+    ├── InvalidAmend           an amendment the order cannot take (quantity not above filled)
+    ├── TradingDisabled        the user's kill switch is on
+    ├── TooManyOpenOrders / OrderTooLarge          pre-trade risk limits
+    ├── ClientOrderIdReused    the same clientOrderId with other parameters
+    └── OrderNotFound          no such order of yours
 
 The matching engine reports refusals as ``RejectReason`` values equal to these codes
 (``app.domain.matching.rejection_error`` maps one to the other). Codes are part of the
@@ -89,3 +93,28 @@ class OrderNotAmendable(OrderStatusConflict):
 class InvalidAmend(UserError):
     code = "INVALID_AMEND"
     default_message = "The new quantity must stay above what is already filled"
+
+
+class TradingDisabled(UserError):
+    code = "TRADING_DISABLED"
+    default_message = "Trading is disabled for this account"
+
+
+class TooManyOpenOrders(UserError):
+    code = "TOO_MANY_OPEN_ORDERS"
+    default_message = "You have reached the maximum number of open orders"
+
+
+class OrderTooLarge(UserError):
+    code = "ORDER_TOO_LARGE"
+    default_message = "The order's value is above the maximum"
+
+
+class ClientOrderIdReused(UserError):
+    code = "CLIENT_ORDER_ID_REUSED"
+    default_message = "This clientOrderId was used for a different order"
+
+
+class OrderNotFound(UserError):
+    code = "ORDER_NOT_FOUND"
+    default_message = "There is no such order"

@@ -88,9 +88,7 @@ async def set_handle(*, rt: Runtime, user_id: int | None, handle: str) -> User:
     """The public name others can send money to (``@handle``); lower case, unique."""
     handle = handle.strip().lower().removeprefix("@")
     if not HANDLE_PATTERN.match(handle):
-        raise ValidationFailed(
-            "A handle is 3 to 30 characters: a-z, 0-9 and _", field="handle"
-        )
+        raise ValidationFailed("A handle is 3 to 30 characters: a-z, 0-9 and _", field="handle")
 
     async def work(session: AsyncSession) -> User:
         user = await _lock_signed_in(session, user_id)

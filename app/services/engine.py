@@ -1,0 +1,1216 @@
+"""The matching engine of one market, around the pure ``OrderBook``: its single writer.
+
+Ownership. ``MarketEngine.run`` holds the PostgreSQL advisory lock (ENGINE_LOCK, market
+id) on its own connection and does every write on that same connection, so an engine
+that lost its connection (and with it the lock) cannot commit anything more. A standby
+engine (another process, ``python -m app engine``) retries the lock every
+``TRADING_ENGINE_TAKEOVER_SECONDS`` and, once it has it, rebuilds the book from
+PostgreSQL: the resting orders (with their queue priority and fee accumulator) as of
+``markets.applied_seq``, then the commands after it.
+
+Batches. The engine reads the commands after the last one it applied (woken by NOTIFY
+``engine_wake``, or every poll interval), applies them to the book in sequence, and in
+ONE transaction writes what they did: fills, their ledger settlement (linked transfers
+between both users and the fee account), order updates, hold changes, positions, outbox
+events (order book delta, trades, ticker, each user's orders and fills), the commands'
+outcomes and ``markets.applied_seq`` / ``book_seq`` / ``last_price``, then NOTIFY
+``engine_applied``. If the transaction fails the in-memory book is thrown away and
+rebuilt from PostgreSQL, which still holds the state before the batch.
+
+Consequences. What follows from a command rather than from the log (an OCO sibling's
+cancel after a fill or a trigger, a stop order that trades triggered, a bracket's exits
+once its entry has filled, a GTD expiry) is applied with ``OrderBook.apply_consequence``
+under the command's seq and committed with it. The trigger engine lives here too: the
+market's conditional orders, evaluated against every trade price, each fired exactly
+once (its status TRIGGERED commits with the fills it caused).
+
+Money, per fill (all amounts in minor units, fees in the quote currency):
+
+    buyer  HELD quote   -(value + buyer fee)     seller AVAILABLE quote +(value - seller fee)
+    seller HELD base    -quantity                buyer  AVAILABLE base  +quantity
+    FEES quote          +(buyer fee + seller fee)
+
+An order's hold shrinks by what its fills spend; what is left goes back to AVAILABLE when
+the order ends (and no other live order shares the hold: an OCO's legs hold once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.background import stop_tasks
+from app.domain import orders as rules
+from app.domain.ledger import AccountKind, Leg, move
+from app.domain.matching import (
+    Accepted,
+    Amend,
+    Amended,
+    AmendRejected,
+    BookSnapshot,
+    Cancel,
+    CancelAll,
+    CancelRejected,
+    Event,
+    ExpireDue,
+    Fill,
+    OrderBook,
+    OrderDone,
+    Place,
+    Rejected,
+    RestingOrder,
+)
+from app.domain.orders import (
+    FINAL_STATUSES,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    TrailingOffsetType,
+    TrailingSpec,
+    TrailingState,
+    Trigger,
+    epoch_ms,
+)
+from app.errors import InsufficientFunds
+from app.runtime import Runtime
+from app.services import ledger
+from app.services.engine_signals import WAKE_CHANNEL, announce_applied
+from app.services.markets import market_by_id
+from app.services.trading import OCO_ROLES, ListRole
+from db.raw import driver
+
+log = logging.getLogger(__name__)
+
+ENGINE_LOCK = 0x6E67  # advisory lock class: (ENGINE_LOCK, market id)
+CASH = frozenset({"USD", "USDT"})  # no position is kept in these
+_D = Decimal
+
+
+@dataclass(slots=True)
+class LiveOrder:
+    id: int
+    user_id: int
+    side: Side
+    type: OrderType
+    status: OrderStatus
+    tif: TimeInForce
+    post_only: bool
+    quantity: int  # lots
+    filled: int  # lots
+    executed: int  # quote units
+    fees: int  # quote units
+    fee_numerator: int
+    price: int  # book price, ticks
+    stop: int | None
+    trailing: TrailingSpec | None
+    trailing_state: TrailingState | None
+    expires_ms: int | None
+    hold_id: int | None
+    list_id: int | None
+    list_role: str | None
+    priority: int | None
+    reason: str | None = None
+    changed: bool = False  # publish a status event
+
+    @property
+    def trigger(self) -> Trigger | None:
+        return rules.TYPE_RULES[self.type].trigger
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(slots=True)
+class HoldState:
+    id: int
+    user_id: int
+    currency: str
+    amount: int  # minor units
+    remaining: int
+    spent: bool = False
+    status: str = "PENDING"
+
+
+@dataclass
+class Batch:
+    """What one transaction writes."""
+
+    outcomes: dict[int, str] = field(default_factory=dict)
+    orders: dict[int, LiveOrder] = field(default_factory=dict)  # touched
+    holds: dict[int, HoldState] = field(default_factory=dict)  # touched
+    fills: list[tuple[Any, ...]] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, int | None, dict[str, Any]]] = field(default_factory=list)
+    levels: set[tuple[Side, int]] = field(default_factory=set)
+    positions: list[tuple[int, str, Decimal, Decimal, bool]] = field(default_factory=list)
+    new_holds: list[HoldState] = field(default_factory=list)
+    # bracket entries that ended (filled, canceled, expired): their exits follow once the
+    # events at hand are applied
+    entries_done: list[LiveOrder] = field(default_factory=list)
+    locked: set[int] = field(default_factory=set)  # users whose accounts are locked
+    fees_locked: bool = False
+
+
+_ORDER_COLUMNS = """
+    o.id, o.user_id, o.side, o.type, o.status, o.time_in_force, o.post_only, o.quantity,
+    o.filled_quantity, o.executed_value, o.fees, o.fee_numerator, o.book_price,
+    o.stop_price, o.trailing_offset, o.trailing_offset_type, o.activation_price,
+    o.trailing_active, o.trailing_extreme, o.expires_at, o.hold_id, o.list_id, o.list_role,
+    o.priority, o.reason, h.user_id AS hold_user, h.currency AS hold_currency,
+    h.amount AS hold_amount, h.remaining AS hold_remaining, h.status AS hold_status,
+    c.scale AS hold_scale
+"""
+_ORDER_FROM = """
+    FROM orders o
+    LEFT JOIN holds h ON h.id = o.hold_id
+    LEFT JOIN currencies c ON c.code = h.currency
+"""
+
+# ``own_priority``: the order got its place in the queue from a command of its own (its
+# PLACE or AMEND), not as a consequence of another order's command (a stop it triggered,
+# a bracket's take-profit): see ``MarketEngine.restore``.
+_LIVE_ORDERS_SQL = " ".join(
+    (
+        "SELECT",
+        _ORDER_COLUMNS,
+        ", EXISTS (SELECT 1 FROM order_commands pc WHERE pc.market_id = o.market_id",
+        "AND pc.seq = o.priority AND pc.order_id = o.id) AS own_priority",
+        _ORDER_FROM,
+        "WHERE o.market_id = $1",
+        "AND o.status = ANY($2::text[]) ORDER BY o.id",
+    )
+)
+# The orders and every order of their lists (a bracket's exits come with its entry).
+_ORDERS_BY_ID_SQL = " ".join(
+    (
+        "SELECT",
+        _ORDER_COLUMNS,
+        _ORDER_FROM,
+        "WHERE o.id = ANY($1::bigint[])",
+        "OR o.list_id IN (SELECT list_id FROM orders WHERE id = ANY($1::bigint[])) ORDER BY o.id",
+    )
+)
+
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of an asyncpg error, raw or wrapped by SQLAlchemy."""
+    orig = getattr(error, "orig", None)
+    for candidate in (error, orig, getattr(orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
+def _units(amount: Decimal, scale: int) -> int:
+    return int(amount.scaleb(scale))
+
+
+class StaleEngine(Exception):
+    """PostgreSQL no longer matches the engine's memory (the market was reset)."""
+
+
+class MarketEngine:
+    def __init__(self, rt: Runtime, market_id: int) -> None:
+        self.rt = rt
+        self.market_id = market_id
+        self.wake = asyncio.Event()
+        self.owner = False  # holds the lock
+        self.book: OrderBook | None = None
+        self.applied = 0  # == book.last_seq
+        self.steps = 0
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Own the market (waiting for the lock as a standby) and match until cancelled."""
+        settings = self.rt.settings
+        while True:
+            try:
+                async with self.rt.engine.connect() as connection:
+                    try:
+                        await self._own(connection)
+                    finally:
+                        # Never return a connection holding the market's lock to the pool.
+                        await connection.invalidate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The failed batch rolled back; the book is rebuilt from PostgreSQL.
+                log.exception("matching engine failed", extra={"market": self.market_id})
+                self.owner = False
+                await asyncio.sleep(settings.trading_engine_takeover_seconds)
+
+    async def _own(self, connection: AsyncConnection) -> None:
+        settings = self.rt.settings
+        raw = await connection.get_raw_connection()
+        pg = raw.driver_connection
+        assert pg is not None
+        while not await pg.fetchval(  # noqa: ASYNC110 (the lock is in PostgreSQL)
+            "SELECT pg_try_advisory_lock($1, $2)", ENGINE_LOCK, self.market_id
+        ):
+            await asyncio.sleep(settings.trading_engine_takeover_seconds)
+        self.owner = True
+
+        def on_wake(_c: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload == str(self.market_id):
+                self.wake.set()
+
+        await pg.add_listener(WAKE_CHANNEL, on_wake)
+        try:
+            await self.restore(connection)
+            while True:
+                self.wake.clear()
+                busy = await self.step(connection)
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self.wake.wait(), settings.trading_engine_poll_seconds
+                        )
+        finally:
+            self.owner = False
+            with contextlib.suppress(Exception):
+                await pg.remove_listener(WAKE_CHANNEL, on_wake)
+
+    # -- state ------------------------------------------------------------------------
+
+    async def restore(self, connection: AsyncConnection) -> None:
+        """The book and the live orders as PostgreSQL has them."""
+        async with AsyncSession(bind=connection) as session:
+            market = await market_by_id(session, self.market_id)
+            pg = await driver(session)
+            rows = await pg.fetch(
+                _LIVE_ORDERS_SQL,
+                self.market_id,
+                [s.value for s in rules.LIVE_STATUSES],
+            )
+            await session.rollback()
+        self.market = market
+        self.spec = market.spec
+        self.orders: dict[int, LiveOrder] = {}
+        self.holds: dict[int, HoldState] = {}
+        for row in rows:
+            self._remember(row)
+        # Orders that share a priority (one command's seq) were queued in the order they
+        # were placed: the command's own order first, then what it triggered (by id, as
+        # the trigger engine fires them). ``OrderBook.restore`` sorts stably by priority.
+        own = {row["id"] for row in rows if row["own_priority"]}
+        resting = sorted(
+            (
+                o
+                for o in self.orders.values()
+                if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+            ),
+            key=lambda o: (o.priority, o.id not in own, o.id),
+        )
+        snapshot = BookSnapshot(
+            market.applied_seq,
+            market.last_trade_id,
+            tuple(self._resting(o) for o in resting if o.side is Side.BUY),
+            tuple(self._resting(o) for o in resting if o.side is Side.SELL),
+        )
+        self.book = OrderBook.restore(self.spec, snapshot)
+        self.applied = market.applied_seq
+        self.book_seq = market.book_seq
+        self.last_price = (
+            None if market.last_price is None else self.spec.nearest_ticks(market.last_price)
+        )
+
+    def _resting(self, o: LiveOrder) -> RestingOrder:
+        assert o.priority is not None
+        return RestingOrder(
+            o.id,
+            o.user_id,
+            o.side,
+            o.price,
+            o.quantity,
+            o.quantity - o.filled,
+            o.fee_numerator,
+            o.priority,
+            o.post_only,
+            o.expires_ms,
+        )
+
+    def _remember(self, row: Any) -> LiveOrder:
+        spec = self.spec
+        trailing = None
+        state = None
+        if row["trailing_offset_type"] is not None:
+            kind = TrailingOffsetType(row["trailing_offset_type"])
+            offset = (
+                spec.to_ticks(row["trailing_offset"])
+                if kind is TrailingOffsetType.AMOUNT
+                else int(row["trailing_offset"] * 100)
+            )
+            activation = (
+                None if row["activation_price"] is None else spec.to_ticks(row["activation_price"])
+            )
+            trailing = TrailingSpec(offset, kind, activation)
+            extreme = row["trailing_extreme"]
+            state = TrailingState(
+                row["trailing_active"], None if extreme is None else spec.to_ticks(extreme)
+            )
+        order = LiveOrder(
+            id=row["id"],
+            user_id=row["user_id"],
+            side=Side(row["side"]),
+            type=OrderType(row["type"]),
+            status=OrderStatus(row["status"]),
+            tif=TimeInForce(row["time_in_force"]),
+            post_only=row["post_only"],
+            quantity=spec.to_lots(row["quantity"]),
+            filled=int(row["filled_quantity"] / spec.lot_size),
+            executed=_units(row["executed_value"], spec.quote_scale),
+            fees=_units(row["fees"], spec.quote_scale),
+            fee_numerator=int(row["fee_numerator"]),
+            price=spec.to_ticks(row["book_price"]),
+            stop=None if row["stop_price"] is None else spec.to_ticks(row["stop_price"]),
+            trailing=trailing,
+            trailing_state=state,
+            expires_ms=None if row["expires_at"] is None else epoch_ms(row["expires_at"]),
+            hold_id=row["hold_id"],
+            list_id=row["list_id"],
+            list_role=row["list_role"],
+            priority=row["priority"],
+            reason=row["reason"],
+        )
+        self.orders[order.id] = order
+        if row["hold_id"] is not None and row["hold_id"] not in self.holds:
+            scale = row["hold_scale"]
+            self.holds[row["hold_id"]] = HoldState(
+                row["hold_id"],
+                row["hold_user"],
+                row["hold_currency"],
+                _units(row["hold_amount"], scale),
+                _units(row["hold_remaining"], scale),
+                status=row["hold_status"],
+            )
+        if order.filled and order.hold_id is not None:
+            # fills spent from it: when it ends it is POSTED, not VOIDED
+            self.holds[order.hold_id].spent = True
+        return order
+
+    # -- one batch --------------------------------------------------------------------
+
+    async def step(self, connection: AsyncConnection) -> bool:
+        """Apply the next batch of commands (and due expiries); whether there was work."""
+        assert self.book is not None
+        limit = self.rt.settings.trading_engine_batch_size
+        try:
+            async with AsyncSession(bind=connection) as session, session.begin():
+                pg = await driver(session)
+                commands = await pg.fetch(
+                    "SELECT seq, kind, order_id, user_id, args FROM order_commands"
+                    " WHERE market_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    self.market_id,
+                    self.applied,
+                    limit,
+                )
+                now_ms = epoch_ms(self.rt.now())
+                due = self._expiry_due(now_ms)
+                if not commands and not due:
+                    if (
+                        await pg.fetchval(
+                            "SELECT applied_seq FROM markets WHERE id = $1", self.market_id
+                        )
+                        != self.applied
+                    ):
+                        raise StaleEngine("the market's sequence moved under this engine")
+                    return False
+                await self._load(pg, commands)
+                batch = Batch()
+                self.batch, self.session = batch, session
+                for command in commands:
+                    await self._command(command)
+                if due:
+                    await self._expire(now_ms)
+                    await self._hand_over()
+                await self._write(pg, batch)
+            self._forget_final()
+            self.steps += 1
+            return len(commands) == limit
+        except StaleEngine:
+            log.warning(
+                "market reset under the engine; rebuilding", extra={"market": self.market_id}
+            )
+            await self.restore(connection)
+            return True
+        except Exception as error:
+            if _sqlstate(error) not in RETRYABLE_SQLSTATES:
+                raise
+            # A deadlock (with another engine over shared accounts) or a serialization
+            # failure: the batch rolled back. Rebuild from PostgreSQL and try again,
+            # keeping the market.
+            log.warning(
+                "engine batch rolled back; retrying",
+                extra={"market": self.market_id, "sqlstate": _sqlstate(error)},
+            )
+            await self.restore(connection)
+            await asyncio.sleep(random.uniform(0, 0.05))  # noqa: S311 (jitter)
+            return True
+
+    async def _load(self, pg: Any, commands: list[Any]) -> None:
+        wanted = {c["order_id"] for c in commands if c["order_id"] is not None}
+        wanted -= set(self.orders)
+        if not wanted:
+            return
+        rows = await pg.fetch(
+            _ORDERS_BY_ID_SQL,
+            list(wanted),
+        )
+        for row in rows:
+            if row["id"] not in self.orders:
+                self._remember(row)
+
+    def _forget_final(self) -> None:
+        for order_id in [i for i, o in self.orders.items() if o.final]:
+            order = self.orders.pop(order_id)
+            if order.hold_id is not None and not any(
+                o.hold_id == order.hold_id for o in self.orders.values()
+            ):
+                self.holds.pop(order.hold_id, None)
+
+    def _expiry_due(self, now_ms: int) -> bool:
+        return any(
+            o.expires_ms is not None and o.expires_ms <= now_ms and not o.final
+            for o in self.orders.values()
+        )
+
+    # -- commands ---------------------------------------------------------------------
+
+    async def _command(self, command: Any) -> None:
+        assert self.book is not None
+        seq, kind, order_id = command["seq"], command["kind"], command["order_id"]
+        self.applied = seq
+        outcome = "OK"
+        order = self.orders.get(order_id) if order_id is not None else None
+        if kind == "PLACE":
+            assert order is not None
+            await self._events(self.book.handle(self._place(seq, order)))
+        elif kind == "ARM":
+            assert order is not None
+            self.book.skip(seq)
+            if order.status is OrderStatus.UNTRIGGERED:
+                self._touch(order)
+                if self.last_price is not None:
+                    await self._observe([self.last_price])
+        elif kind == "CANCEL":
+            assert order is not None
+            outcome = await self._cancel(seq, order)
+        elif kind == "CANCEL_ALL":
+            await self._events(self.book.handle(CancelAll(seq, command["user_id"])))
+            for other in list(self.orders.values()):
+                if other.user_id == command["user_id"] and other.status in (
+                    OrderStatus.UNTRIGGERED,
+                    OrderStatus.PENDING,
+                ):
+                    await self._end(other, OrderEvent.CANCEL, "CANCELED")
+        elif kind == "AMEND":
+            assert order is not None
+            args = command["args"]
+            args = json.loads(args) if isinstance(args, str) else args
+            outcome = await self._amend(seq, order, args["price"], args["quantity"])
+        else:
+            self.book.skip(seq)
+            outcome = "UNKNOWN_COMMAND"
+        await self._hand_over()
+        self.batch.outcomes[seq] = outcome
+
+    def _place(self, seq: int, order: LiveOrder) -> Place:
+        return Place(
+            seq,
+            order.id,
+            order.user_id,
+            order.side,
+            rules.TYPE_RULES[order.type].book_type,
+            order.price,
+            order.quantity - order.filled,
+            order.tif,
+            order.post_only,
+            order.expires_ms,
+        )
+
+    async def _cancel(self, seq: int, order: LiveOrder) -> str:
+        assert self.book is not None
+        if order.id in self.book:
+            await self._events(self.book.handle(Cancel(seq, order.id)))
+            return "OK"
+        self.book.skip(seq)
+        if order.final or order.status not in (
+            OrderStatus.UNTRIGGERED,
+            OrderStatus.PENDING,
+            OrderStatus.TRIGGERED,
+            OrderStatus.NEW,
+        ):
+            return "ORDER_NOT_CANCELLABLE"
+        await self._end(order, OrderEvent.CANCEL, "CANCELED")
+        return "OK"
+
+    async def _amend(self, seq: int, order: LiveOrder, price: int, quantity: int) -> str:
+        assert self.book is not None
+        resting = self.book.resting(order.id)
+        if resting is None or order.list_id is not None:
+            self.book.skip(seq)
+            return "ORDER_NOT_AMENDABLE"
+        remaining = quantity - (resting.quantity - resting.remaining)
+        if remaining <= 0 or price <= 0:
+            self.book.skip(seq)
+            return "INVALID_AMEND"
+        hold = self.holds[order.hold_id] if order.hold_id is not None else None
+        assert hold is not None
+        need = self._hold_need(order.side, price, remaining, resting.fee_numerator)
+        delta = need - hold.remaining
+        if delta > 0:
+            try:
+                await self._move_hold(hold, delta)
+            except InsufficientFunds:
+                self.book.skip(seq)
+                return InsufficientFunds.code
+        old_price = order.price
+        events = self.book.handle(Amend(seq, order.id, price, quantity))
+        if any(isinstance(e, AmendRejected) for e in events):
+            if delta > 0:
+                await self._move_hold(hold, -delta)
+            return next(e.reason.value for e in events if isinstance(e, AmendRejected))
+        self.batch.levels.add((order.side, old_price))
+        await self._events(events)
+        if delta < 0 and not order.final:
+            await self._move_hold(hold, delta)
+        return "OK"
+
+    def _hold_need(self, side: Side, price: int, lots: int, fee_numerator: int) -> int:
+        spec = self.spec
+        if side is Side.SELL:
+            return lots * spec.base_units_per_lot
+        notional = spec.notional_units(price, lots)
+        rate = max(spec.maker_fee_numerator, spec.taker_fee_numerator)
+        den = spec.fee_denominator
+        return (
+            notional + (-(-(fee_numerator + notional * rate) // den)) - (-(-fee_numerator // den))
+        )
+
+    async def _lock_ledger(self, *user_ids: int) -> None:
+        """Lock the accounts a posting is about to use, the first time the batch needs
+        them: the quote currency's fee account before any user's, then every account of
+        each user in the market's two currencies, in one statement (primary-key order).
+
+        A batch posts many entries, so without this it would lock accounts in the order
+        its events come, and deadlock with a placement that locks the same user's
+        AVAILABLE and HELD (say the batch holds HELD from a fill and wants AVAILABLE to
+        release the rest of the hold), or with another engine over the fee account."""
+        pg = await driver(self.session)
+        if not self.batch.fees_locked:
+            await pg.execute(
+                "SELECT 1 FROM ledger_accounts WHERE user_id IS NULL AND kind = 'FEES'"
+                " AND currency = $1 FOR UPDATE",
+                self.spec.quote,
+            )
+            self.batch.fees_locked = True
+        wanted = sorted(set(user_ids) - self.batch.locked)
+        if wanted:
+            await pg.execute(
+                "SELECT 1 FROM ledger_accounts WHERE user_id = ANY($1::bigint[])"
+                " AND currency = ANY($2::text[]) ORDER BY id FOR UPDATE",
+                wanted,
+                [self.spec.base, self.spec.quote],
+            )
+            self.batch.locked.update(wanted)
+
+    async def _move_hold(self, hold: HoldState, delta: int) -> None:
+        """Hold ``delta`` more (AVAILABLE -> HELD), or release ``-delta``."""
+        await self._lock_ledger(hold.user_id)
+        amount = self._amount(hold.currency, abs(delta))
+        available = ledger.user_account(hold.user_id, hold.currency)
+        held = ledger.user_account(hold.user_id, hold.currency, AccountKind.HELD)
+        legs = move(amount, available, held) if delta > 0 else move(amount, held, available)
+        await ledger.post(
+            self.session,
+            kind="HOLD" if delta > 0 else "HOLD_VOID",
+            legs=legs,
+            reference=f"hold:{hold.id}",
+        )
+        hold.remaining += delta
+        if delta > 0:
+            hold.amount += delta
+        self.batch.holds[hold.id] = hold
+
+    def _amount(self, currency: str, units: int) -> Decimal:
+        scale = self.spec.base_scale if currency == self.spec.base else self.spec.quote_scale
+        return _D(units).scaleb(-scale)
+
+    # -- events -----------------------------------------------------------------------
+
+    async def _events(self, events: list[Event]) -> None:
+        prices: list[int] = []
+        for event in events:
+            if isinstance(event, Fill):
+                await self._fill(event)
+                prices.append(event.price)
+            elif isinstance(event, Accepted):
+                order = self.orders[event.order_id]
+                self._transition(order, OrderEvent.ACCEPT)
+                order.priority = event.seq
+                resting = self.book.resting(order.id) if self.book else None
+                if resting is not None:
+                    self.batch.levels.add((order.side, order.price))
+            elif isinstance(event, Rejected):
+                order = self.orders[event.order_id]
+                await self._end(order, OrderEvent.REJECT, event.reason.value)
+                if order.list_role in OCO_ROLES:
+                    # a list refused on arrival (the caller gets the error) leaves nothing
+                    await self._cancel_siblings(order)
+            elif isinstance(event, OrderDone):
+                order = self.orders[event.order_id]
+                done = (
+                    OrderEvent.CANCEL if event.status is OrderStatus.CANCELED else OrderEvent.EXPIRE
+                )
+                self.batch.levels.add((order.side, order.price))
+                await self._end(order, done, event.reason.value)
+            elif isinstance(event, Amended):
+                order = self.orders[event.order_id]
+                self._transition(order, OrderEvent.AMEND)
+                order.price, order.quantity = event.price, event.quantity
+                if not event.kept_priority:
+                    order.priority = event.seq
+                self.batch.levels.add((order.side, order.price))
+            elif isinstance(event, AmendRejected | CancelRejected):
+                pass
+        await self._hand_over()
+        if prices:
+            await self._observe(prices)
+
+    async def _hand_over(self) -> None:
+        entries = self.batch.entries_done
+        while entries:
+            await self._entry_done(entries.pop(0))
+
+    def _touch(self, order: LiveOrder) -> None:
+        self.batch.orders[order.id] = order
+
+    def _transition(self, order: LiveOrder, event: OrderEvent) -> None:
+        order.status = rules.apply(order.status, event)
+        order.changed = True
+        self._touch(order)
+
+    async def _end(self, order: LiveOrder, event: OrderEvent, reason: str | None) -> None:
+        """The order leaves: release its hold (unless shared with a live order), and a
+        bracket's entry hands over to its exits."""
+        self._transition(order, event)
+        order.reason = reason
+        await self._finished(order)
+
+    async def _finished(self, order: LiveOrder) -> None:
+        """An order just became final (filled, canceled, expired, rejected)."""
+        await self._release(order)
+        if order.list_role == ListRole.ENTRY:
+            self.batch.entries_done.append(order)
+
+    async def _release(self, order: LiveOrder) -> None:
+        if order.hold_id is None:
+            return
+        hold = self.holds.get(order.hold_id)
+        if hold is None or hold.status != "PENDING":
+            return
+        if any(
+            o.hold_id == hold.id and not o.final and o.id != order.id for o in self.orders.values()
+        ):
+            return
+        if hold.remaining:
+            await self._move_hold(hold, -hold.remaining)
+        hold.status = "POSTED" if hold.spent else "VOIDED"
+        self.batch.holds[hold.id] = hold
+
+    async def _fill(self, fill: Fill) -> None:
+        spec = self.spec
+        maker, taker = self.orders[fill.maker_order_id], self.orders[fill.taker_order_id]
+        buyer, seller = (taker, maker) if fill.taker_side is Side.BUY else (maker, taker)
+        buyer_fee = fill.taker_fee if buyer is taker else fill.maker_fee
+        seller_fee = fill.taker_fee if seller is taker else fill.maker_fee
+        base_units = fill.quantity * spec.base_units_per_lot
+        value = fill.notional
+        for order, fee, acc_delta in (
+            (maker, fill.maker_fee, value * spec.maker_fee_numerator),
+            (taker, fill.taker_fee, value * spec.taker_fee_numerator),
+        ):
+            order.filled += fill.quantity
+            order.executed += value
+            order.fees += fee
+            order.fee_numerator += acc_delta
+            done = fill.maker_remaining if order is maker else fill.taker_remaining
+            self._transition(order, OrderEvent.FILL_PARTIAL if done else OrderEvent.FILL)
+        await self._lock_ledger(buyer.user_id, seller.user_id)
+        buyer_hold = self.holds[buyer.hold_id]  # type: ignore[index]
+        seller_hold = self.holds[seller.hold_id]  # type: ignore[index]
+        buyer_hold.remaining -= value + buyer_fee
+        seller_hold.remaining -= base_units
+        if buyer_hold.remaining < 0 or seller_hold.remaining < 0:
+            raise AssertionError(f"a fill spends more than its hold: {fill}")
+        buyer_hold.spent = seller_hold.spent = True
+        self.batch.holds[buyer_hold.id] = buyer_hold
+        self.batch.holds[seller_hold.id] = seller_hold
+        q = lambda units: _D(units).scaleb(-spec.quote_scale)  # noqa: E731
+        b = _D(base_units).scaleb(-spec.base_scale)
+        acct = ledger.user_account
+        legs = [
+            Leg(acct(buyer.user_id, spec.quote, AccountKind.HELD), -q(value + buyer_fee)),
+            Leg(acct(seller.user_id, spec.quote), q(value - seller_fee)),
+            Leg(ledger.system_account(spec.quote, AccountKind.FEES), q(buyer_fee + seller_fee)),
+            Leg(acct(seller.user_id, spec.base, AccountKind.HELD), -b),
+            Leg(acct(buyer.user_id, spec.base), b),
+        ]
+        posted = await ledger.post(
+            self.session,
+            kind="TRADE",
+            legs=[leg for leg in legs if leg.amount != 0],
+            reference=f"trade:{spec.symbol}:{fill.trade_id}",
+        )
+        price = spec.price(fill.price)
+        quantity = spec.quantity(fill.quantity)
+        for order, liquidity, fee in (
+            (maker, "MAKER", fill.maker_fee),
+            (taker, "TAKER", fill.taker_fee),
+        ):
+            self.batch.fills.append(
+                (
+                    fill.trade_id,
+                    fill.seq,
+                    order.id,
+                    order.user_id,
+                    order.side.value,
+                    liquidity,
+                    price,
+                    quantity,
+                    q(value),
+                    q(fee),
+                    posted.entry_id,
+                )
+            )
+        self.batch.trades.append(
+            {
+                "tradeId": fill.trade_id,
+                "price": str(price),
+                "quantity": str(quantity),
+                "takerSide": fill.taker_side.value,
+                "sequence": fill.seq,
+            }
+        )
+        self.batch.positions.append((buyer.user_id, spec.base, b, q(value + buyer_fee), True))
+        self.batch.positions.append((seller.user_id, spec.base, b, q(value - seller_fee), False))
+        if spec.quote not in CASH:
+            self.batch.positions.append(
+                (buyer.user_id, spec.quote, q(value + buyer_fee), q(value), False)
+            )
+            self.batch.positions.append(
+                (seller.user_id, spec.quote, q(value - seller_fee), q(value), True)
+            )
+        self.batch.levels.add((maker.side, maker.price))
+        self.last_price = fill.price
+        for order in (maker, taker):
+            if order.list_role in OCO_ROLES:
+                await self._cancel_siblings(order)
+            if order.status is OrderStatus.FILLED:
+                await self._finished(order)  # what a better price left of the hold is free
+
+    async def _cancel_siblings(self, order: LiveOrder) -> None:
+        assert self.book is not None
+        for other in list(self.orders.values()):
+            if (
+                other.list_id == order.list_id
+                and other.id != order.id
+                and other.list_role in OCO_ROLES
+                and not other.final
+            ):
+                if other.id in self.book:
+                    await self._events(self.book.apply_consequence(Cancel(self.applied, other.id)))
+                    other.reason = "OCO"
+                else:
+                    await self._end(other, OrderEvent.CANCEL, "OCO")
+
+    async def _entry_done(self, entry: LiveOrder) -> None:
+        exits = [
+            o
+            for o in self.orders.values()
+            if o.list_id == entry.list_id and o.status is OrderStatus.PENDING
+        ]
+        if not exits:
+            return
+        if entry.filled == 0:
+            for order in exits:
+                await self._end(order, OrderEvent.CANCEL, "ENTRY_NOT_FILLED")
+            return
+        spec = self.spec
+        for order in exits:
+            order.quantity = entry.filled
+        if exits[0].side is Side.SELL:
+            currency, need = spec.base, entry.filled * spec.base_units_per_lot
+        else:
+            currency = spec.quote
+            need = max(rules.hold_units(spec, Side.BUY, o.price, o.quantity) for o in exits)
+        hold = HoldState(0, entry.user_id, currency, 0, 0)
+        try:
+            hold.id = await self._new_hold(hold, need)
+        except InsufficientFunds:
+            for order in exits:
+                await self._end(order, OrderEvent.CANCEL, "INSUFFICIENT_FUNDS")
+            return
+        self.holds[hold.id] = hold
+        for order in exits:
+            order.hold_id = hold.id
+            if order.list_role == ListRole.TAKE_PROFIT:
+                self._transition(order, OrderEvent.RELEASE)
+                await self._events(self.book.apply_consequence(self._place(self.applied, order)))  # type: ignore[union-attr]
+            else:
+                self._transition(order, OrderEvent.ARM)
+        if self.last_price is not None:
+            await self._observe([self.last_price])
+
+    async def _new_hold(self, hold: HoldState, units: int) -> int:
+        await self._lock_ledger(hold.user_id)
+        amount = self._amount(hold.currency, units)
+        row = await ledger.place_hold(
+            self.session,
+            user_id=hold.user_id,
+            currency=hold.currency,
+            amount=amount,
+            reference=f"bracket:{self.market_id}",
+        )
+        hold.amount = hold.remaining = units
+        self.batch.new_holds.append(hold)
+        return row.id
+
+    # -- triggers ---------------------------------------------------------------------
+
+    async def _observe(self, prices: list[int]) -> None:
+        """Fire the conditional orders these trade prices reach, each once (the trades
+        of a fired order are observed in turn, through ``_events``)."""
+        assert self.book is not None
+        fired = [
+            order
+            for order in list(self.orders.values())
+            if order.status is OrderStatus.UNTRIGGERED and self._fires(order, prices)
+        ]
+        for order in sorted(fired, key=lambda o: o.id):
+            if order.status is not OrderStatus.UNTRIGGERED:
+                continue  # an OCO sibling fired first
+            self._transition(order, OrderEvent.TRIGGER)
+            if order.list_role in OCO_ROLES:
+                await self._cancel_siblings(order)
+            await self._events(self.book.apply_consequence(self._place(self.book.last_seq, order)))
+
+    def _fires(self, order: LiveOrder, prices: list[int]) -> bool:
+        if order.trigger is Trigger.TRAILING:
+            assert order.trailing is not None
+            state = order.trailing_state or rules.start_trailing(order.trailing)
+            fired = False
+            for price in prices:
+                state, fired = rules.observe_trailing(order.side, order.trailing, state, price)
+                if fired:
+                    break
+            if state != order.trailing_state:
+                order.trailing_state = state
+                self._touch(order)
+            return fired
+        valid = rules.ValidOrder(
+            side=order.side,
+            type=order.type,
+            quantity=order.quantity,
+            price=order.price,
+            time_in_force=order.tif,
+            stop_price=order.stop,
+        )
+        return any(rules.is_triggered(valid, price) for price in prices)
+
+    async def _expire(self, now_ms: int) -> None:
+        assert self.book is not None
+        await self._events(self.book.apply_consequence(ExpireDue(self.applied, now_ms)))
+        for order in list(self.orders.values()):
+            if (
+                order.expires_ms is not None
+                and order.expires_ms <= now_ms
+                and order.status in (OrderStatus.UNTRIGGERED, OrderStatus.PENDING)
+            ):
+                await self._end(order, OrderEvent.EXPIRE, "GTD_EXPIRED")
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def _write(self, pg: Any, batch: Batch) -> None:
+        spec = self.spec
+        symbol = spec.symbol
+        now = self.rt.now()
+        if batch.fills:
+            await pg.executemany(
+                "INSERT INTO fills (market_id, trade_id, seq, order_id, user_id, side, liquidity,"
+                " price, quantity, quote_amount, fee, fee_currency, entry_id, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                [(self.market_id, *f[:10], spec.quote, f[10], now) for f in batch.fills],
+            )
+        if batch.orders:
+            await self._write_orders(pg, batch, now)
+        if batch.holds:
+            rows = [
+                (
+                    h.id,
+                    self._amount(h.currency, h.amount),
+                    self._amount(h.currency, h.remaining),
+                    h.status,
+                )
+                for h in batch.holds.values()
+            ]
+            await pg.executemany(
+                "UPDATE holds SET amount = $2, remaining = $3, status = $4,"
+                " resolved_at = CASE WHEN $4 = 'PENDING' THEN NULL ELSE now() END WHERE id = $1",
+                rows,
+            )
+        if batch.positions:
+            await self._write_positions(pg, batch)
+        await self._write_events(pg, batch, symbol, now)
+        if batch.outcomes:
+            await pg.execute(
+                "UPDATE order_commands c SET outcome = v.outcome"
+                " FROM unnest($2::bigint[], $3::text[]) AS v(seq, outcome)"
+                " WHERE c.market_id = $1 AND c.seq = v.seq",
+                self.market_id,
+                list(batch.outcomes),
+                list(batch.outcomes.values()),
+            )
+        book_seq = self.applied if batch.levels else self.book_seq
+        last_price = None if self.last_price is None else spec.price(self.last_price)
+        assert self.book is not None
+        updated = await pg.fetchval(
+            "UPDATE markets SET applied_seq = $2, book_seq = $3, last_trade_id = $4,"
+            " last_price = $5 WHERE id = $1 AND applied_seq <= $2 RETURNING id",
+            self.market_id,
+            self.applied,
+            book_seq,
+            self.book.last_trade_id,
+            last_price,
+        )
+        if updated is None:
+            raise AssertionError("another engine moved this market on")
+        if batch.trades and spec.quote in CASH and last_price is not None:
+            await pg.execute(
+                "UPDATE reference_prices SET usd_price = $2, updated_at = now()"
+                " WHERE currency = $1",
+                spec.base,
+                last_price,
+            )
+        await announce_applied(self.session, self.market_id, self.applied)
+        self.book_seq = book_seq
+
+    async def _write_orders(self, pg: Any, batch: Batch, now: datetime) -> None:
+        spec = self.spec
+        q = lambda units: _D(units).scaleb(-spec.quote_scale)  # noqa: E731
+        rows = []
+        for o in batch.orders.values():
+            state = o.trailing_state
+            rows.append(
+                (
+                    o.id,
+                    o.status.value,
+                    spec.quantity(o.quantity),
+                    spec.quantity(o.filled),
+                    q(o.executed),
+                    q(o.fees),
+                    _D(o.fee_numerator),
+                    spec.price(o.price),
+                    o.priority,
+                    o.reason,
+                    o.hold_id,
+                    bool(state and state.active),
+                    None if state is None or state.extreme is None else spec.price(state.extreme),
+                    now,
+                )
+            )
+        await pg.executemany(
+            "UPDATE orders SET status = $2, quantity = $3, filled_quantity = $4,"
+            " executed_value = $5, fees = $6, fee_numerator = $7, book_price = $8,"
+            " priority = $9, reason = $10, hold_id = $11, trailing_active = $12,"
+            " trailing_extreme = $13, updated_at = $14 WHERE id = $1",
+            rows,
+        )
+
+    async def _write_positions(self, pg: Any, batch: Batch) -> None:
+        rates = {
+            r["currency"]: r["usd_price"]
+            for r in await pg.fetch("SELECT currency, usd_price FROM reference_prices")
+        }
+        keys = sorted({(user, asset) for user, asset, *_ in batch.positions})
+        await pg.executemany(
+            "INSERT INTO positions (user_id, currency) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            keys,
+        )
+        current = {
+            (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
+            for r in await pg.fetch(
+                "SELECT user_id, currency, quantity, cost_usd, realized_pnl_usd FROM positions"
+                " WHERE (user_id, currency) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))"
+                " ORDER BY user_id, currency FOR UPDATE",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+            )
+        }
+        rate = rates.get(self.spec.quote, _D(0))
+        for user, asset, quantity, quote_value, acquired in batch.positions:
+            position = current[(user, asset)]
+            usd = quote_value * rate
+            if acquired:
+                position[0] += quantity
+                position[1] += usd
+            else:
+                held, cost = position[0], position[1]
+                if held >= quantity:
+                    share = (cost * quantity / held) if held else _D(0)
+                    position[2] += usd - share
+                    position[0], position[1] = held - quantity, cost - share
+                else:
+                    tracked = usd * held / quantity if quantity else _D(0)
+                    position[2] += tracked - cost
+                    position[0], position[1] = _D(0), _D(0)
+        await pg.executemany(
+            "UPDATE positions SET quantity = $3, cost_usd = round($4, 18),"
+            " realized_pnl_usd = round($5, 18), updated_at = now()"
+            " WHERE user_id = $1 AND currency = $2",
+            [(k[0], k[1], *current[k]) for k in keys],
+        )
+
+    async def _write_events(self, pg: Any, batch: Batch, symbol: str, now: datetime) -> None:
+        assert self.book is not None
+        spec = self.spec
+        events: list[tuple[str, int | None, str]] = []
+        if batch.levels:
+            bids, asks = [], []
+            for side, price in sorted(batch.levels, key=lambda x: (x[0].value, x[1])):
+                lots, count = self.book.level(side, price)
+                (bids if side is Side.BUY else asks).append(
+                    [str(spec.price(price)), str(spec.quantity(lots)), count]
+                )
+            events.append(
+                (
+                    f"book:{symbol}",
+                    None,
+                    json.dumps(
+                        {
+                            "symbol": symbol,
+                            "sequence": self.applied,
+                            "previousSequence": self.book_seq,
+                            "bids": bids,
+                            "asks": asks,
+                        }
+                    ),
+                )
+            )
+        at = now.isoformat()
+        for trade in batch.trades:
+            events.append(
+                (f"trades:{symbol}", None, json.dumps({"symbol": symbol, "at": at, **trade}))
+            )
+        if batch.trades:
+            best_bid, best_ask = self.book.best_bid, self.book.best_ask
+            events.append(
+                (
+                    f"ticker:{symbol}",
+                    None,
+                    json.dumps(
+                        {
+                            "symbol": symbol,
+                            "last": str(spec.price(self.last_price)) if self.last_price else None,
+                            "bestBid": None if best_bid is None else str(spec.price(best_bid)),
+                            "bestAsk": None if best_ask is None else str(spec.price(best_ask)),
+                            "sequence": self.applied,
+                            "at": at,
+                        }
+                    ),
+                )
+            )
+        for fill in batch.fills:
+            trade_id, seq, order_id, user_id, side, liquidity, price, qty, value, fee, _ = fill
+            events.append(
+                (
+                    "fills",
+                    user_id,
+                    json.dumps(
+                        {
+                            "tradeId": trade_id,
+                            "orderId": order_id,
+                            "symbol": symbol,
+                            "side": side,
+                            "liquidity": liquidity,
+                            "price": str(price),
+                            "quantity": str(qty),
+                            "quoteAmount": str(value),
+                            "fee": str(fee),
+                            "feeCurrency": spec.quote,
+                            "sequence": seq,
+                            "at": at,
+                        }
+                    ),
+                )
+            )
+        for order in batch.orders.values():
+            if order.changed and order.status is not OrderStatus.REJECTED:
+                events.append(
+                    (
+                        "orders",
+                        order.user_id,
+                        json.dumps(
+                            {
+                                "orderId": order.id,
+                                "symbol": symbol,
+                                "status": order.status.value,
+                                "filledQuantity": str(spec.quantity(order.filled)),
+                                "quantity": str(spec.quantity(order.quantity)),
+                                "reason": order.reason,
+                                "sequence": self.applied,
+                                "at": at,
+                            }
+                        ),
+                    )
+                )
+            order.changed = False
+        if events:
+            await pg.executemany(
+                "INSERT INTO outbox (topic, user_id, payload) VALUES ($1, $2, $3::jsonb)", events
+            )
+
+
+class EngineSet:
+    """One ``MarketEngine`` per market, as tasks of this process."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.engines: dict[int, MarketEngine] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        async with self.rt.engine.connect() as connection:
+            ids = (await connection.execute(text("SELECT id FROM markets ORDER BY id"))).scalars()
+            for market_id in ids:
+                self.engines[market_id] = MarketEngine(self.rt, market_id)
+        for market_id, engine in self.engines.items():
+            self._tasks.append(asyncio.create_task(engine.run(), name=f"engine-{market_id}"))
+
+    async def wait_owned(self, timeout: float = 10) -> None:  # noqa: ASYNC109
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not all(e.owner and e.book is not None for e in self.engines.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("engines did not take their markets")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        await stop_tasks(self._tasks)

@@ -1,0 +1,101 @@
+"""Markets: their rules as ``MarketSpec`` and their live figures (last price, sequences)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.orders import MarketSpec, MarketStatus
+from app.domain.trading_errors import UnknownMarket
+from db.raw import driver
+
+_MARKET_SQL = """
+    SELECT m.id, m.symbol, m.base, m.quote, b.scale AS base_scale, q.scale AS quote_scale,
+           m.tick_size, m.lot_size, m.min_notional, m.maker_fee, m.taker_fee, m.status,
+           m.reference_price, m.last_price, m.applied_seq, m.book_seq, m.last_trade_id
+    FROM markets m
+    JOIN currencies b ON b.code = m.base
+    JOIN currencies q ON q.code = m.quote
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRow:
+    id: int
+    spec: MarketSpec
+    reference_price: Decimal
+    last_price: Decimal | None
+    applied_seq: int
+    book_seq: int
+    last_trade_id: int
+
+    @property
+    def symbol(self) -> str:
+        return self.spec.symbol
+
+    @property
+    def price_now(self) -> Decimal:
+        """The last trade price, or the reference price before the first trade."""
+        return self.last_price if self.last_price is not None else self.reference_price
+
+
+def _row(r) -> MarketRow:  # type: ignore[no-untyped-def]
+    spec = MarketSpec(
+        symbol=r["symbol"],
+        base=r["base"],
+        quote=r["quote"],
+        base_scale=r["base_scale"],
+        quote_scale=r["quote_scale"],
+        tick_size=r["tick_size"].normalize(),
+        lot_size=r["lot_size"].normalize(),
+        min_notional=r["min_notional"].normalize(),
+        maker_fee=r["maker_fee"].normalize(),
+        taker_fee=r["taker_fee"].normalize(),
+        status=MarketStatus(r["status"]),
+    )
+    return MarketRow(
+        id=r["id"],
+        spec=spec,
+        reference_price=r["reference_price"],
+        last_price=r["last_price"],
+        applied_seq=r["applied_seq"],
+        book_seq=r["book_seq"],
+        last_trade_id=r["last_trade_id"],
+    )
+
+
+async def list_markets(session: AsyncSession) -> list[MarketRow]:
+    connection = await driver(session)
+    return [_row(r) for r in await connection.fetch(_MARKET_SQL + " ORDER BY m.id")]
+
+
+async def markets_by_ids(session: AsyncSession, ids: list[int]) -> dict[int, MarketRow]:
+    connection = await driver(session)
+    rows = await connection.fetch(_MARKET_SQL + " WHERE m.id = ANY($1::bigint[])", ids)
+    return {r["id"]: _row(r) for r in rows}
+
+
+async def market_by_symbol(session: AsyncSession, symbol: str) -> MarketRow:
+    connection = await driver(session)
+    row = await connection.fetchrow(_MARKET_SQL + " WHERE m.symbol = $1", symbol.upper())
+    if row is None:
+        raise UnknownMarket(f"There is no market {symbol}", field="symbol")
+    return _row(row)
+
+
+async def market_by_id(session: AsyncSession, market_id: int) -> MarketRow:
+    connection = await driver(session)
+    row = await connection.fetchrow(_MARKET_SQL + " WHERE m.id = $1", market_id)
+    if row is None:
+        raise UnknownMarket()
+    return _row(row)
+
+
+async def set_market_status(session: AsyncSession, symbol: str, status: MarketStatus) -> MarketRow:
+    connection = await driver(session)
+    await connection.execute(
+        "UPDATE markets SET status = $2 WHERE symbol = $1", symbol.upper(), status.value
+    )
+    return await market_by_symbol(session, symbol)

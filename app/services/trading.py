@@ -1,0 +1,748 @@
+"""Trading, the request side: place, cancel and amend orders, order lists, the kill switch.
+
+Each mutation validates, applies pre-trade risk, holds the funds and stores its command
+in sequence for the market's engine (``app.services.engine``), all in one transaction:
+
+    lock the user row      serialises one user's trading (open-order count, kill switch,
+                           clientOrderId idempotency)
+    validate + risk        ``app.domain.orders.validate_order``, then notional / open orders
+    hold                   ledger AVAILABLE -> HELD, recorded as a PENDING hold
+    insert the order       NEW (or UNTRIGGERED for a conditional order, PENDING for the
+                           exits of a bracket)
+    sequence               UPDATE markets SET next_seq = next_seq + n: the row lock makes
+                           commands commit in sequence order; taken last, held briefly
+    NOTIFY engine_wake     delivered at commit
+
+then waits (``TRADING_WAIT_SECONDS``) until the engine has applied the command and answers
+with the order as the engine left it; a refusal only the book can decide (fill-or-kill,
+post-only) becomes its typed error, with the hold already released by the engine. If the
+engine is slow the order is returned as NEW and goes on; ``myOrders`` reports the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain import orders as rules
+from app.domain.matching import RejectReason, rejection_error
+from app.domain.orders import (
+    FINAL_STATUSES,
+    LIVE_STATUSES,
+    OrderEvent,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    ValidOrder,
+)
+from app.domain.trading_errors import (
+    ClientOrderIdReused,
+    InvalidAmend,
+    InvalidOrder,
+    MarketHalted,
+    OrderNotAmendable,
+    OrderNotCancellable,
+    OrderNotFound,
+    OrderTooLarge,
+    TooManyOpenOrders,
+    TradingDisabled,
+)
+from app.errors import (
+    InsufficientFunds,
+    InvariantViolation,
+    NotAuthenticated,
+    UserError,
+    ValidationFailed,
+)
+from app.runtime import Runtime
+from app.services import ledger, markets
+from app.services.engine_signals import WAKE_CHANNEL
+from app.services.markets import MarketRow
+from db.models import Order, OrderList
+from db.queries import lock_user, rows_by_ids
+from db.raw import driver
+from db.session import in_transaction
+
+MAX_CLIENT_ID = 64
+RESTING = frozenset({OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
+_LIVE = [s.value for s in LIVE_STATUSES]
+
+
+class ListKind:
+    OCO = "OCO"
+    BRACKET = "BRACKET"
+
+
+class ListRole:
+    LEG = "LEG"  # an OCO leg
+    ENTRY = "ENTRY"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    STOP_LOSS = "STOP_LOSS"
+
+
+# The roles whose first fill or trigger cancels the others of their list.
+OCO_ROLES = frozenset({ListRole.LEG, ListRole.TAKE_PROFIT, ListRole.STOP_LOSS})
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """An entry, then (once it has filled) a take-profit LIMIT and a stop-loss, as OCO."""
+
+    entry: OrderRequest
+    take_profit_price: Decimal
+    stop_loss_price: Decimal
+    stop_loss_limit_price: Decimal | None = None  # STOP_LIMIT instead of STOP_MARKET
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedList:
+    list: OrderList
+    orders: list[Order]
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def check_client_id(value: str | None, field: str = "clientOrderId") -> str:
+    if value is None:
+        return uuid.uuid4().hex
+    value = value.strip()
+    if not value or len(value) > MAX_CLIENT_ID or not value.isprintable():
+        raise ValidationFailed(f"At most {MAX_CLIENT_ID} printable characters", field=field)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON, equal values alike (0.10 == 0.1), nested ones too (a bracket's
+    entry)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value.normalize())
+    return str(value) if value is not None and not isinstance(value, bool | int) else value
+
+
+def _digest(*parts: Any) -> str:
+    body = json.dumps(
+        [_plain(asdict(p) if hasattr(p, "__dataclass_fields__") else p) for p in parts],
+        sort_keys=True,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+async def _lock_trader(session: AsyncSession, user_id: int | None) -> int:
+    if user_id is None:
+        raise NotAuthenticated()
+    user = await lock_user(session, user_id)
+    if user is None:
+        raise NotAuthenticated()
+    if not user.trading_enabled:
+        raise TradingDisabled()
+    return user_id
+
+
+async def _usd_rate(session: AsyncSession, currency: str) -> Decimal:
+    connection = await driver(session)
+    rate = await connection.fetchval(
+        "SELECT usd_price FROM reference_prices WHERE currency = $1", currency
+    )
+    return rate if rate is not None else Decimal(0)
+
+
+async def _check_risk(
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: int,
+    market: MarketRow,
+    orders: Sequence[ValidOrder],
+) -> None:
+    """Maximum order value (USD, at the order's price) and maximum open orders."""
+    rate = await _usd_rate(session, market.spec.quote)
+    limit = rt.settings.trading_max_order_notional_usd
+    for order in orders:
+        units = market.spec.notional_units(order.price, order.quantity)
+        if market.spec.quote_amount(units) * rate > limit:
+            raise OrderTooLarge(
+                f"An order is worth at most {limit.normalize():f} USD", field="quantity"
+            )
+    connection = await driver(session)
+    open_orders = await connection.fetchval(
+        "SELECT count(*) FROM orders WHERE user_id = $1 AND status = ANY($2::text[])",
+        user_id,
+        _LIVE,
+    )
+    if open_orders + len(orders) > rt.settings.trading_max_open_orders:
+        raise TooManyOpenOrders(
+            f"At most {rt.settings.trading_max_open_orders} open orders", field="quantity"
+        )
+
+
+def _hold_amount(market: MarketRow, orders: Sequence[ValidOrder]) -> tuple[str, Decimal]:
+    """One hold for orders that share it (an OCO's legs): the largest of their needs."""
+    needs = [rules.hold_for(market.spec, order) for order in orders]
+    currencies = {currency for currency, _ in needs}
+    if len(currencies) != 1:
+        raise InvalidOrder("The orders of a list must hold the same currency", field="side")
+    return needs[0][0], max(amount for _, amount in needs)
+
+
+def _order_row(
+    *,
+    user_id: int,
+    market: MarketRow,
+    request: OrderRequest,
+    valid: ValidOrder,
+    client_order_id: str,
+    digest: str,
+    status: OrderStatus,
+    list_id: int | None = None,
+    list_role: str | None = None,
+) -> Order:
+    spec = market.spec
+    now_status = status.value
+    return Order(
+        user_id=user_id,
+        market_id=market.id,
+        client_order_id=client_order_id,
+        request_hash=digest,
+        list_id=list_id,
+        list_role=list_role,
+        side=valid.side.value,
+        type=valid.type.value,
+        time_in_force=valid.time_in_force.value,
+        post_only=valid.post_only,
+        status=now_status,
+        quantity=spec.quantity(valid.quantity),
+        price=request.price,
+        book_price=spec.price(valid.price),
+        stop_price=None if valid.stop_price is None else spec.price(valid.stop_price),
+        trailing_offset=request.trailing_offset if valid.trailing else None,
+        trailing_offset_type=valid.trailing.offset_type.value if valid.trailing else None,
+        activation_price=(
+            spec.price(valid.trailing.activation)
+            if valid.trailing and valid.trailing.activation is not None
+            else None
+        ),
+        trailing_active=bool(valid.trailing and valid.trailing.activation is None),
+        expires_at=valid.expires_at,
+    )
+
+
+async def _hold(
+    session: AsyncSession, user_id: int, currency: str, amount: Decimal, reference: str
+) -> int:
+    try:
+        hold = await ledger.place_hold(
+            session, user_id=user_id, currency=currency, amount=amount, reference=reference
+        )
+    except InsufficientFunds as error:
+        raise InsufficientFunds(
+            f"Insufficient {currency} balance: the order needs {amount.normalize():f}",
+            field="quantity",
+        ) from error
+    return hold.id
+
+
+_ENQUEUE_SQL = """
+    WITH seq AS (
+        UPDATE markets SET next_seq = next_seq + cardinality($2::text[]) WHERE id = $1
+        RETURNING next_seq
+    ), commands AS (
+        INSERT INTO order_commands (market_id, seq, kind, order_id, user_id, args)
+        SELECT $1, seq.next_seq - cardinality($2::text[]) + c.n, c.kind, c.order_id,
+               c.user_id, c.args
+        FROM seq, unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
+             WITH ORDINALITY AS c(kind, order_id, user_id, args, n)
+        RETURNING seq
+    ), wake AS (
+        SELECT pg_notify($6, $1::text)
+    )
+    SELECT (SELECT max(seq) FROM commands) AS last, (SELECT count(*) FROM wake) AS woken
+"""
+
+
+async def enqueue(
+    session: AsyncSession, market_id: int, commands: Sequence[tuple[str, int | None, int, dict]]
+) -> int:
+    """Store (kind, order id, user id, args) commands in sequence and wake the engine
+    (NOTIFY, delivered at commit); the last seq. One statement, and the last of its
+    transaction: the markets row lock that orders the commands is held only from here
+    to COMMIT."""
+    connection = await driver(session)
+    row = await connection.fetchrow(
+        _ENQUEUE_SQL,
+        market_id,
+        [kind for kind, _, _, _ in commands],
+        [order_id for _, order_id, _, _ in commands],
+        [user_id for _, _, user_id, _ in commands],
+        [json.dumps(args) for _, _, _, args in commands],
+        WAKE_CHANNEL,
+    )
+    return int(row["last"])
+
+
+def _first_command(valid: ValidOrder) -> tuple[OrderStatus, str]:
+    if valid.trigger is None:
+        return OrderStatus.NEW, "PLACE"
+    return rules.apply(OrderStatus.NEW, OrderEvent.ARM), "ARM"
+
+
+async def _existing(session: AsyncSession, user_id: int, client_order_id: str) -> Order | None:
+    return await session.scalar(
+        select(Order).where(Order.user_id == user_id, Order.client_order_id == client_order_id)
+    )
+
+
+async def _after_engine(
+    rt: Runtime, market_id: int, seq: int, order_ids: Sequence[int]
+) -> list[Order]:
+    """Wait until the engine has applied ``seq``; the orders as it left them."""
+    await rt.applied.wait(market_id, seq, rt.settings.trading_wait_seconds)
+    return await get_orders(rt, order_ids)
+
+
+async def get_orders(rt: Runtime, order_ids: Sequence[int]) -> list[Order]:
+    async with rt.sessions() as session:
+        rows = await rows_by_ids(session, Order, order_ids)
+    if None in rows:
+        raise InvariantViolation(f"orders missing: {order_ids}")
+    return rows  # type: ignore[return-value]
+
+
+def _raise_if_refused(order: Order) -> None:
+    if order.status == OrderStatus.REJECTED.value and order.reason:
+        try:
+            raise rejection_error(RejectReason(order.reason))
+        except ValueError:
+            raise InvalidOrder(f"The order was rejected: {order.reason}") from None
+
+
+# --- placing ---------------------------------------------------------------------------
+
+
+async def place_order(
+    rt: Runtime,
+    *,
+    user_id: int | None,
+    symbol: str,
+    request: OrderRequest,
+    client_order_id: str | None = None,
+) -> Order:
+    """Place one order; a retry with the same ``client_order_id`` returns the same order."""
+    client_order_id = check_client_id(client_order_id)
+    digest = _digest(symbol.upper(), request)
+
+    async def work(session: AsyncSession) -> tuple[Order, int | None]:
+        uid = await _lock_trader(session, user_id)
+        existing = await _existing(session, uid, client_order_id)
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise ClientOrderIdReused(field="clientOrderId")
+            return existing, None
+        market = await markets.market_by_symbol(session, symbol)
+        valid = rules.validate_order(
+            request,
+            market.spec,
+            now=rt.now(),
+            reference_price=market.last_price,
+            price_band_bps=rt.settings.trading_price_band_bps,
+        )
+        await _check_risk(rt, session, uid, market, [valid])
+        status, kind = _first_command(valid)
+        order = _order_row(
+            user_id=uid,
+            market=market,
+            request=request,
+            valid=valid,
+            client_order_id=client_order_id,
+            digest=digest,
+            status=status,
+        )
+        session.add(order)
+        await session.flush()
+        currency, amount = rules.hold_for(market.spec, valid)
+        order.hold_id = await _hold(session, uid, currency, amount, f"order:{order.id}")
+        await session.flush()
+        seq = await enqueue(session, market.id, [(kind, order.id, uid, {})])
+        return order, seq
+
+    order, seq = await in_transaction(rt.sessions, work)
+    if seq is not None:
+        (order,) = await _after_engine(rt, order.market_id, seq, [order.id])
+    _raise_if_refused(order)
+    return order
+
+
+async def place_order_list(
+    rt: Runtime,
+    *,
+    user_id: int | None,
+    symbol: str,
+    client_list_id: str | None,
+    oco: Sequence[OrderRequest] | None = None,
+    bracket: Bracket | None = None,
+) -> PlacedList:
+    """An OCO (two orders of the same side and quantity sharing one hold: the first to
+    fill or trigger cancels the other) or a BRACKET (an entry; once it has filled, a
+    take-profit LIMIT and a stop-loss STOP as an OCO for the filled quantity)."""
+    if (oco is None) == (bracket is None):
+        raise InvalidOrder("Give an OCO or a bracket", field="kind")
+    client_list_id = check_client_id(client_list_id, "clientListId")
+    kind = ListKind.OCO if oco is not None else ListKind.BRACKET
+    digest = _digest(symbol.upper(), kind, *(oco or ()), *([bracket] if bracket else []))
+
+    async def work(session: AsyncSession) -> tuple[OrderList, list[Order], int | None]:
+        uid = await _lock_trader(session, user_id)
+        existing = await session.scalar(
+            select(OrderList).where(
+                OrderList.user_id == uid, OrderList.client_list_id == client_list_id
+            )
+        )
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise ClientOrderIdReused(
+                    "This clientListId was used for a different list", field="clientListId"
+                )
+            rows = (
+                await session.scalars(
+                    select(Order).where(Order.list_id == existing.id).order_by(Order.id)
+                )
+            ).all()
+            return existing, list(rows), None
+        market = await markets.market_by_symbol(session, symbol)
+        order_list = OrderList(
+            user_id=uid,
+            market_id=market.id,
+            kind=kind,
+            client_list_id=client_list_id,
+            request_hash=digest,
+        )
+        session.add(order_list)
+        await session.flush()
+        if oco is not None:
+            plan = _plan_oco(rt, market, oco)
+        else:
+            assert bracket is not None
+            plan = _plan_bracket(rt, market, bracket)
+        await _check_risk(rt, session, uid, market, [valid for _, valid, _, _ in plan])
+        rows = []
+        for i, (request, valid, role, status) in enumerate(plan):
+            row = _order_row(
+                user_id=uid,
+                market=market,
+                request=request,
+                valid=valid,
+                client_order_id=f"{client_list_id}:{i}",
+                digest=digest,
+                status=status,
+                list_id=order_list.id,
+                list_role=role,
+            )
+            session.add(row)
+            rows.append(row)
+        await session.flush()
+        funded = [
+            (v, row)
+            for (_, v, _, status), row in zip(plan, rows, strict=True)
+            if status is not OrderStatus.PENDING
+        ]
+        currency, amount = _hold_amount(market, [v for v, _ in funded])
+        hold_id = await _hold(session, uid, currency, amount, f"order-list:{order_list.id}")
+        commands = []
+        for _, row in funded:
+            row.hold_id = hold_id
+            commands.append(("PLACE" if row.status == "NEW" else "ARM", row.id, uid, {}))
+        await session.flush()
+        seq = await enqueue(session, market.id, commands)
+        return order_list, rows, seq
+
+    order_list, rows, seq = await in_transaction(rt.sessions, work)
+    ids = [row.id for row in rows]
+    if seq is not None:
+        rows = await _after_engine(rt, order_list.market_id, seq, ids)
+    for row in rows:
+        if row.list_role in (ListRole.ENTRY, ListRole.LEG):
+            _raise_if_refused(row)
+    return PlacedList(order_list, rows)
+
+
+_Plan = list[tuple[OrderRequest, ValidOrder, str, OrderStatus]]
+
+
+def _validate(
+    rt: Runtime, market: MarketRow, request: OrderRequest, band: bool = True
+) -> ValidOrder:
+    return rules.validate_order(
+        request,
+        market.spec,
+        now=rt.now(),
+        reference_price=market.last_price,
+        price_band_bps=rt.settings.trading_price_band_bps if band else None,
+    )
+
+
+def _plan_oco(rt: Runtime, market: MarketRow, legs: Sequence[OrderRequest]) -> _Plan:
+    if len(legs) != 2:
+        raise InvalidOrder("An OCO has exactly two orders", field="orders")
+    first, second = legs
+    if first.side != second.side or first.quantity != second.quantity:
+        raise InvalidOrder("Both orders of an OCO have the same side and quantity", field="orders")
+    if OrderType.MARKET in (first.type, second.type) or first.type == second.type:
+        raise InvalidOrder(
+            "An OCO joins two different order types, neither of them MARKET", field="orders"
+        )
+    plan: _Plan = []
+    for request in legs:
+        valid = _validate(rt, market, request)
+        status, _ = _first_command(valid)
+        plan.append((request, valid, ListRole.LEG, status))
+    return plan
+
+
+def _plan_bracket(rt: Runtime, market: MarketRow, bracket: Bracket) -> _Plan:
+    entry = bracket.entry
+    if entry.type not in (OrderType.LIMIT, OrderType.MARKET):
+        raise InvalidOrder("A bracket's entry is a LIMIT or MARKET order", field="entry")
+    valid_entry = _validate(rt, market, entry)
+    exit_side = Side.SELL if entry.side is Side.BUY else Side.BUY
+    entry_price = market.spec.price(valid_entry.price) if entry.type is OrderType.LIMIT else None
+    reference = entry_price or market.last_price
+    take_profit = OrderRequest(
+        side=exit_side,
+        type=OrderType.LIMIT,
+        quantity=entry.quantity,
+        price=bracket.take_profit_price,
+    )
+    stop_loss = OrderRequest(
+        side=exit_side,
+        type=OrderType.STOP_LIMIT if bracket.stop_loss_limit_price else OrderType.STOP_MARKET,
+        quantity=entry.quantity,
+        stop_price=bracket.stop_loss_price,
+        price=bracket.stop_loss_limit_price,
+    )
+    valid_tp = rules.validate_order(
+        take_profit, market.spec, now=rt.now(), reference_price=None, price_band_bps=None
+    )
+    if reference is not None:
+        beyond = (
+            bracket.take_profit_price > reference
+            if entry.side is Side.BUY
+            else (bracket.take_profit_price < reference)
+        )
+        if not beyond:
+            raise InvalidOrder(
+                "The take-profit price must be beyond the entry price", field="takeProfitPrice"
+            )
+    try:
+        valid_sl = rules.validate_order(
+            stop_loss, market.spec, now=rt.now(), reference_price=reference, price_band_bps=None
+        )
+    except UserError as error:
+        error.field = "stopLossPrice" if error.field == "stopPrice" else error.field
+        raise
+    return [
+        (entry, valid_entry, ListRole.ENTRY, OrderStatus.NEW),
+        (take_profit, valid_tp, ListRole.TAKE_PROFIT, OrderStatus.PENDING),
+        (stop_loss, valid_sl, ListRole.STOP_LOSS, OrderStatus.PENDING),
+    ]
+
+
+# --- cancel, amend, kill switch -----------------------------------------------------------
+
+
+async def _own_order(
+    session: AsyncSession, user_id: int, order_id: int | None, client_order_id: str | None
+) -> Order:
+    if (order_id is None) == (client_order_id is None):
+        raise ValidationFailed("Give the order's id or its clientOrderId", field="id")
+    query = select(Order).where(Order.user_id == user_id)
+    if order_id is not None:
+        query = query.where(Order.id == order_id)
+    else:
+        query = query.where(Order.client_order_id == client_order_id)
+    order = await session.scalar(query)
+    if order is None:
+        raise OrderNotFound(field="id" if order_id is not None else "clientOrderId")
+    return order
+
+
+async def _outcome(rt: Runtime, market_id: int, seq: int) -> str | None:
+    async with rt.sessions() as session:
+        connection = await driver(session)
+        return await connection.fetchval(
+            "SELECT outcome FROM order_commands WHERE market_id = $1 AND seq = $2",
+            market_id,
+            seq,
+        )
+
+
+_OUTCOME_ERRORS: dict[str, type[UserError]] = {
+    OrderNotCancellable.code: OrderNotCancellable,
+    OrderNotAmendable.code: OrderNotAmendable,
+    InvalidAmend.code: InvalidAmend,
+    InsufficientFunds.code: InsufficientFunds,
+}
+
+
+def _raise_outcome(outcome: str | None) -> None:
+    if outcome and outcome != "OK":
+        error = _OUTCOME_ERRORS.get(outcome)
+        if error is None:
+            raise rejection_error(RejectReason(outcome))
+        raise error()
+
+
+async def cancel_order(
+    rt: Runtime,
+    *,
+    user_id: int | None,
+    order_id: int | None = None,
+    client_order_id: str | None = None,
+) -> Order:
+    async def work(session: AsyncSession) -> tuple[Order, int]:
+        if user_id is None:
+            raise NotAuthenticated()
+        order = await _own_order(session, user_id, order_id, client_order_id)
+        if order.status in FINAL_STATUSES:
+            rules.apply(order.status, OrderEvent.CANCEL)  # raises OrderNotCancellable
+        seq = await enqueue(session, order.market_id, [("CANCEL", order.id, user_id, {})])
+        return order, seq
+
+    order, seq = await in_transaction(rt.sessions, work)
+    (done,) = await _after_engine(rt, order.market_id, seq, [order.id])
+    _raise_outcome(await _outcome(rt, order.market_id, seq))
+    return done
+
+
+async def amend_order(
+    rt: Runtime,
+    *,
+    user_id: int | None,
+    order_id: int,
+    price: Decimal | None,
+    quantity: Decimal | None,
+) -> Order:
+    """New price and/or total quantity of a resting LIMIT order. It keeps its place in
+    the queue only when the price stays and the quantity does not grow."""
+
+    async def work(session: AsyncSession) -> tuple[Order, int]:
+        uid = await _lock_trader(session, user_id)
+        order = await _own_order(session, uid, order_id, None)
+        if order.type != OrderType.LIMIT.value or OrderStatus(order.status) not in RESTING:
+            raise OrderNotAmendable()
+        if price is None and quantity is None:
+            raise InvalidAmend("Give a new price, a new quantity or both", field="price")
+        market = await markets.market_by_id(session, order.market_id)
+        spec = market.spec
+        if spec.status is not rules.MarketStatus.OPEN:
+            # an amendment replaces the order (and may trade): not on a halted market
+            raise MarketHalted(f"Trading on {spec.symbol} is halted")
+        new_price = spec.to_ticks(price if price is not None else order.book_price)
+        new_lots = spec.to_lots(quantity if quantity is not None else order.quantity)
+        if new_lots <= int(order.filled_quantity / spec.lot_size):
+            raise InvalidAmend(field="quantity")
+        if price is not None:
+            reference = None if market.last_price is None else spec.nearest_ticks(market.last_price)
+            rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
+        rules.check_min_notional(spec, new_price, new_lots)
+        seq = await enqueue(
+            session,
+            order.market_id,
+            [("AMEND", order.id, uid, {"price": new_price, "quantity": new_lots})],
+        )
+        return order, seq
+
+    order, seq = await in_transaction(rt.sessions, work)
+    (done,) = await _after_engine(rt, order.market_id, seq, [order.id])
+    _raise_outcome(await _outcome(rt, order.market_id, seq))
+    return done
+
+
+async def _cancel_all_commands(
+    session: AsyncSession, user_id: int, market_id: int | None
+) -> list[tuple[int, int, list[int]]]:
+    """CANCEL_ALL per market where the user has live orders: (market, seq, order ids)."""
+    connection = await driver(session)
+    rows = await connection.fetch(
+        "SELECT market_id, array_agg(id ORDER BY id) AS ids FROM orders"
+        " WHERE user_id = $1 AND status = ANY($2::text[])"
+        " AND ($3::bigint IS NULL OR market_id = $3) GROUP BY market_id ORDER BY market_id",
+        user_id,
+        _LIVE,
+        market_id,
+    )
+    out = []
+    for row in rows:
+        seq = await enqueue(session, row["market_id"], [("CANCEL_ALL", None, user_id, {})])
+        out.append((row["market_id"], seq, list(row["ids"])))
+    return out
+
+
+async def _wait_all(rt: Runtime, queued: list[tuple[int, int, list[int]]]) -> list[Order]:
+    ids: list[int] = []
+    for market_id, seq, order_ids in queued:
+        await rt.applied.wait(market_id, seq, rt.settings.trading_wait_seconds)
+        ids.extend(order_ids)
+    return await get_orders(rt, ids) if ids else []
+
+
+async def cancel_all_orders(
+    rt: Runtime, *, user_id: int | None, symbol: str | None = None
+) -> list[Order]:
+    """Cancel every live order of the user (on one market, or everywhere)."""
+
+    async def work(session: AsyncSession) -> list[tuple[int, int, list[int]]]:
+        if user_id is None:
+            raise NotAuthenticated()
+        market_id = None
+        if symbol is not None:
+            market_id = (await markets.market_by_symbol(session, symbol)).id
+        return await _cancel_all_commands(session, user_id, market_id)
+
+    queued = await in_transaction(rt.sessions, work)
+    return await _wait_all(rt, queued)
+
+
+async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool) -> list[Order]:
+    """The kill switch. ``False`` refuses new orders and cancels every live one (the
+    orders it canceled are returned); ``True`` allows trading again."""
+
+    async def work(session: AsyncSession) -> list[tuple[int, int, list[int]]]:
+        if user_id is None:
+            raise NotAuthenticated()
+        user = await lock_user(session, user_id)
+        if user is None:
+            raise NotAuthenticated()
+        user.trading_enabled = enabled
+        await session.flush()
+        return [] if enabled else await _cancel_all_commands(session, user_id, None)
+
+    queued = await in_transaction(rt.sessions, work)
+    return await _wait_all(rt, queued)
+
+
+async def set_market_status(
+    rt: Runtime, *, actor_role: str | None, symbol: str, status: rules.MarketStatus
+) -> MarketRow:
+    """Admin: halt a market (no new orders; resting orders stay) or open it again."""
+    from app.errors import Forbidden
+
+    if actor_role != "ADMIN":
+        raise Forbidden()
+
+    async def work(session: AsyncSession) -> MarketRow:
+        await markets.market_by_symbol(session, symbol)
+        return await markets.set_market_status(session, symbol, status)
+
+    return await in_transaction(rt.sessions, work)

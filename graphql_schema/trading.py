@@ -1,0 +1,624 @@
+"""Trading types: markets, order books, trades, candles, orders, fills, the portfolio,
+the inputs of the trading mutations, their payloads and the subscription events.
+
+Prices and quantities are ``Decimal`` strings; prices are in the market's quote currency,
+quantities in its base currency, USD figures in US dollars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from app.domain import orders as rules
+from app.services.markets import MarketRow
+from app.services.trading_reads import (
+    BookSnapshot,
+    Candle,
+    PositionView,
+    TradeRow,
+)
+from db.models import Fill as FillRow
+from db.models import Order as OrderRow
+
+
+@strawberry.enum
+class MarketStatus(Enum):
+    OPEN = "OPEN"
+    HALTED = "HALTED"
+
+
+@strawberry.enum
+class OrderSide(Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+@strawberry.enum
+class OrderType(Enum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP_MARKET = "STOP_MARKET"
+    STOP_LIMIT = "STOP_LIMIT"
+    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+    TRAILING_STOP = "TRAILING_STOP"
+
+
+@strawberry.enum
+class TimeInForce(Enum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    GTD = "GTD"
+
+
+@strawberry.enum
+class TrailingOffsetType(Enum):
+    AMOUNT = "AMOUNT"
+    PERCENT = "PERCENT"
+
+
+@strawberry.enum
+class OrderStatus(Enum):
+    NEW = "NEW"
+    OPEN = "OPEN"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    UNTRIGGERED = "UNTRIGGERED"
+    TRIGGERED = "TRIGGERED"
+    PENDING = "PENDING"
+
+
+@strawberry.enum
+class OrderListKind(Enum):
+    OCO = "OCO"
+    BRACKET = "BRACKET"
+
+
+@strawberry.enum
+class Liquidity(Enum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+@strawberry.enum
+class BookUpdateKind(Enum):
+    SNAPSHOT = "SNAPSHOT"
+    DELTA = "DELTA"
+
+
+_AVERAGE = Decimal("1e-12")
+
+
+def _plain(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.normalize()
+
+
+async def _visible_rows(info: Info, loader: Any, node_ids: Iterable[str]) -> list[Any]:
+    """Rows for global ids through ``loader``; another user's rows are None."""
+    ctx = info.context
+    rows = await loader.load_many([int(i) if i.isdigit() else 0 for i in node_ids])
+    return [r if r is not None and ctx.can_see_user(r.user_id) else None for r in rows]
+
+
+@strawberry.type(name="Market")
+class MarketNode(relay.Node):
+    """A spot market of the platform's own venue."""
+
+    id: relay.NodeID[int]
+    symbol: str
+    base: str
+    quote: str
+    tick_size: Decimal = strawberry.field(description="Prices are multiples of it.")
+    lot_size: Decimal = strawberry.field(description="Quantities are multiples of it.")
+    min_notional: Decimal = strawberry.field(description="The smallest order value (quote).")
+    maker_fee: Decimal = strawberry.field(description="A rate: 0.001 is 0.1 %.")
+    taker_fee: Decimal
+    status: MarketStatus
+    last_price: Decimal | None = strawberry.field(description="Null before the first trade.")
+
+    @classmethod
+    def from_row(cls, row: MarketRow) -> MarketNode:
+        spec = row.spec
+        return cls(
+            id=row.id,
+            symbol=spec.symbol,
+            base=spec.base,
+            quote=spec.quote,
+            tick_size=spec.tick_size,
+            lot_size=spec.lot_size,
+            min_notional=spec.min_notional,
+            maker_fee=spec.maker_fee,
+            taker_fee=spec.taker_fee,
+            status=MarketStatus(spec.status.value),
+            last_price=_plain(row.last_price),
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[MarketNode | None]:
+        rows = await info.context.loaders.market_by_id.load_many(
+            [int(i) if i.isdigit() else 0 for i in node_ids]
+        )
+        return [cls.from_row(r) if r is not None else None for r in rows]
+
+
+@strawberry.type
+class BookLevel:
+    price: Decimal
+    quantity: Decimal = strawberry.field(description="Resting at this price; 0: level gone.")
+    orders: int
+
+
+@strawberry.type
+class OrderBook:
+    symbol: str
+    sequence: int = strawberry.field(description="The last engine batch that changed it.")
+    bids: list[BookLevel] = strawberry.field(description="Best (highest) first.")
+    asks: list[BookLevel] = strawberry.field(description="Best (lowest) first.")
+
+    @classmethod
+    def from_snapshot(cls, book: BookSnapshot) -> OrderBook:
+        return cls(
+            symbol=book.symbol,
+            sequence=book.sequence,
+            bids=[
+                BookLevel(price=b.price, quantity=b.quantity, orders=b.orders) for b in book.bids
+            ],
+            asks=[
+                BookLevel(price=a.price, quantity=a.quantity, orders=a.orders) for a in book.asks
+            ],
+        )
+
+
+@strawberry.type
+class OrderBookUpdate:
+    """A SNAPSHOT (the top ``depth`` levels) first, then DELTAs: the levels that changed,
+    with their new total (0: the level is gone; a delta may carry levels beyond your
+    depth). Apply a delta only if its ``previousSequence`` is the sequence you hold;
+    otherwise you missed one: subscribe again for a new snapshot."""
+
+    kind: BookUpdateKind
+    symbol: str
+    sequence: int
+    previous_sequence: int | None
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+
+
+@strawberry.type
+class Trade:
+    trade_id: int
+    symbol: str
+    price: Decimal
+    quantity: Decimal
+    taker_side: OrderSide
+    at: datetime
+
+    @classmethod
+    def from_row(cls, symbol: str, row: TradeRow) -> Trade:
+        return cls(
+            trade_id=row.trade_id,
+            symbol=symbol,
+            price=row.price,
+            quantity=row.quantity,
+            taker_side=OrderSide(row.taker_side),
+            at=row.at,
+        )
+
+
+@strawberry.type
+class Ticker:
+    symbol: str
+    last_price: Decimal | None
+    best_bid: Decimal | None
+    best_ask: Decimal | None
+    sequence: int
+    at: datetime
+
+
+@strawberry.type
+class CandleNode:
+    open_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = strawberry.field(description="Base quantity traded.")
+    quote_volume: Decimal
+    trades: int
+
+    @classmethod
+    def from_row(cls, row: Candle) -> CandleNode:
+        return cls(
+            open_time=row.open_time,
+            open=row.open,
+            high=row.high,
+            low=row.low,
+            close=row.close,
+            volume=row.volume,
+            quote_volume=row.quote_volume,
+            trades=row.trades,
+        )
+
+
+@strawberry.type(name="Order")
+class OrderNode(relay.Node):
+    """One order. Visible to its owner (and admins)."""
+
+    id: relay.NodeID[int]
+    client_order_id: str
+    side: OrderSide
+    type: OrderType
+    status: OrderStatus
+    time_in_force: TimeInForce
+    post_only: bool
+    quantity: Decimal
+    price: Decimal | None = strawberry.field(description="The limit price.")
+    worst_price: Decimal | None = strawberry.field(
+        description="Market types: the worst price it may trade at (slippage protection)."
+    )
+    stop_price: Decimal | None
+    trailing_offset: Decimal | None
+    trailing_offset_type: TrailingOffsetType | None
+    activation_price: Decimal | None
+    filled_quantity: Decimal
+    remaining_quantity: Decimal
+    average_price: Decimal | None = strawberry.field(description="Of its fills.")
+    executed_value: Decimal = strawberry.field(description="Quote value of its fills.")
+    fees: Decimal = strawberry.field(description="Paid so far, in the quote currency.")
+    reason: str | None = strawberry.field(
+        description="Why it was rejected, canceled or expired (e.g. FOK_NOT_FILLABLE, "
+        "SELF_TRADE_PREVENTED, GTD_EXPIRED, OCO)."
+    )
+    list_role: str | None = strawberry.field(description="LEG, ENTRY, TAKE_PROFIT, STOP_LOSS.")
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    market_id: strawberry.Private[int]
+    user_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def market(self, info: Info) -> MarketNode:
+        return MarketNode.from_row(await info.context.loaders.market_by_id.load(self.market_id))
+
+    @strawberry.field(description="Its fills, oldest first.")
+    async def fills(self, info: Info) -> list[FillNode]:
+        rows = await info.context.loaders.fills_by_order_id.load(self.id)
+        return [FillNode.from_row(r) for r in rows]
+
+    @classmethod
+    def from_row(cls, row: OrderRow) -> OrderNode:
+        is_limit = rules.TYPE_RULES[rules.OrderType(row.type)].book_type is rules.OrderType.LIMIT
+        filled = row.filled_quantity
+        return cls(
+            id=row.id,
+            client_order_id=row.client_order_id,
+            side=OrderSide(row.side),
+            type=OrderType(row.type),
+            status=OrderStatus(row.status),
+            time_in_force=TimeInForce(row.time_in_force),
+            post_only=row.post_only,
+            quantity=row.quantity.normalize(),
+            price=row.book_price.normalize() if is_limit else None,
+            worst_price=None if is_limit else row.book_price.normalize(),
+            stop_price=_plain(row.stop_price),
+            trailing_offset=_plain(row.trailing_offset),
+            trailing_offset_type=(
+                TrailingOffsetType(row.trailing_offset_type) if row.trailing_offset_type else None
+            ),
+            activation_price=_plain(row.activation_price),
+            filled_quantity=filled.normalize(),
+            remaining_quantity=(row.quantity - filled).normalize(),
+            average_price=(row.executed_value / filled).quantize(_AVERAGE).normalize()
+            if filled
+            else None,
+            executed_value=row.executed_value.normalize(),
+            fees=row.fees.normalize(),
+            reason=row.reason,
+            list_role=row.list_role,
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            market_id=row.market_id,
+            user_id=row.user_id,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[OrderNode | None]:
+        rows = await _visible_rows(info, info.context.loaders.order_by_id, node_ids)
+        return [cls.from_row(r) if r is not None else None for r in rows]
+
+
+@strawberry.type(name="Fill")
+class FillNode(relay.Node):
+    """Your side of one trade."""
+
+    id: relay.NodeID[int]
+    trade_id: int
+    side: OrderSide
+    liquidity: Liquidity
+    price: Decimal
+    quantity: Decimal
+    quote_amount: Decimal
+    fee: Decimal
+    fee_currency: str
+    created_at: datetime
+    order_id: strawberry.Private[int]
+    market_id: strawberry.Private[int]
+    user_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def order(self, info: Info) -> OrderNode:
+        return OrderNode.from_row(await info.context.loaders.order_by_id.load(self.order_id))
+
+    @strawberry.field
+    async def market(self, info: Info) -> MarketNode:
+        return MarketNode.from_row(await info.context.loaders.market_by_id.load(self.market_id))
+
+    @classmethod
+    def from_row(cls, row: FillRow) -> FillNode:
+        return cls(
+            id=row.id,
+            trade_id=row.trade_id,
+            side=OrderSide(row.side),
+            liquidity=Liquidity(row.liquidity),
+            price=row.price.normalize(),
+            quantity=row.quantity.normalize(),
+            quote_amount=row.quote_amount.normalize(),
+            fee=row.fee.normalize(),
+            fee_currency=row.fee_currency,
+            created_at=row.created_at,
+            order_id=row.order_id,
+            market_id=row.market_id,
+            user_id=row.user_id,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[FillNode | None]:
+        rows = await _visible_rows(info, info.context.loaders.fill_by_id, node_ids)
+        return [cls.from_row(r) if r is not None else None for r in rows]
+
+
+@strawberry.type
+class OrderConnection(relay.Connection[OrderNode]):
+    """Orders, newest first, paged by keyset cursor."""
+
+
+@strawberry.type
+class FillConnection(relay.Connection[FillNode]):
+    """Fills, newest first, paged by keyset cursor."""
+
+
+@strawberry.type
+class Position:
+    """One asset of a portfolio. Cost and PnL are in USD, from your trades on the
+    platform (holdings that came in by deposit count at no cost basis and no PnL)."""
+
+    currency: str
+    quantity: Decimal = strawberry.field(description="Held now (available + held + staked).")
+    average_cost: Decimal | None = strawberry.field(description="USD per unit bought.")
+    cost_basis: Decimal = strawberry.field(description="USD paid for what you still hold.")
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal = strawberry.field(description="At the last price.")
+    price: Decimal = strawberry.field(description="USD per unit: the last price.")
+    value: Decimal = strawberry.field(description="quantity x price, USD.")
+    market_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="Where it is priced (its USD or USDT market).")
+    async def market(self, info: Info) -> MarketNode | None:
+        if self.market_id is None:
+            return None
+        return MarketNode.from_row(await info.context.loaders.market_by_id.load(self.market_id))
+
+    @classmethod
+    def from_view(cls, view: PositionView) -> Position:
+        cents = Decimal("0.01")
+        return cls(
+            currency=view.currency,
+            quantity=view.quantity,
+            average_cost=view.average_cost,
+            cost_basis=view.cost_usd.quantize(cents),
+            realized_pnl=view.realized_pnl_usd.quantize(cents),
+            unrealized_pnl=view.unrealized_pnl_usd.quantize(cents),
+            price=view.price_usd.normalize(),
+            value=view.value_usd.quantize(cents),
+            market_id=view.market_id,
+        )
+
+
+@strawberry.type
+class EquityPoint:
+    at: datetime
+    equity: Decimal = strawberry.field(description="USD.")
+
+
+@strawberry.input
+class OrderInput:
+    """One order. ``price``: the limit of LIMIT types. Market types trade within
+    ``worstPrice`` or ``maxSlippageBps`` of the last price (default 500 = 5 %)."""
+
+    side: OrderSide
+    type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    expires_at: datetime | None = None
+    post_only: bool = False
+    worst_price: Decimal | None = None
+    max_slippage_bps: int | None = None
+    trailing_offset: Decimal | None = None
+    trailing_offset_type: TrailingOffsetType = TrailingOffsetType.AMOUNT
+    activation_price: Decimal | None = None
+
+    def to_request(self) -> rules.OrderRequest:
+        return rules.OrderRequest(
+            side=rules.Side(self.side.value),
+            type=rules.OrderType(self.type.value),
+            quantity=self.quantity,
+            price=self.price,
+            stop_price=self.stop_price,
+            time_in_force=rules.TimeInForce(self.time_in_force.value)
+            if self.time_in_force
+            else None,
+            expires_at=self.expires_at,
+            post_only=self.post_only,
+            worst_price=self.worst_price,
+            max_slippage_bps=self.max_slippage_bps,
+            trailing_offset=self.trailing_offset,
+            trailing_offset_type=rules.TrailingOffsetType(self.trailing_offset_type.value),
+            activation_price=self.activation_price,
+        )
+
+
+@strawberry.input
+class PlaceOrderInput(OrderInput):
+    symbol: str
+    client_order_id: str | None = strawberry.field(
+        default=None,
+        description="Your id for the order, unique per account: a retry with the same id "
+        "returns the same order; the same id with other parameters is refused.",
+    )
+
+
+@strawberry.input
+class PlaceOrderListInput:
+    """OCO: ``orders`` holds two orders of the same side and quantity (e.g. a LIMIT and a
+    STOP_LIMIT); the first to fill or trigger cancels the other; one hold covers both.
+    BRACKET: ``entry`` (LIMIT or MARKET); once it has filled, a take-profit LIMIT at
+    ``takeProfitPrice`` and a stop-loss at ``stopLossPrice`` (STOP_LIMIT with
+    ``stopLossLimitPrice``, else STOP_MARKET) for the filled quantity, as an OCO."""
+
+    symbol: str
+    kind: OrderListKind
+    client_list_id: str | None = None
+    orders: list[OrderInput] | None = None
+    entry: OrderInput | None = None
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    stop_loss_limit_price: Decimal | None = None
+
+
+@strawberry.type
+class OrderPayload:
+    order: OrderNode
+
+
+@strawberry.type
+class OrderListPayload:
+    list_id: strawberry.ID
+    kind: OrderListKind
+    client_list_id: str
+    orders: list[OrderNode]
+
+
+@strawberry.type
+class CancelAllOrdersPayload:
+    orders: list[OrderNode] = strawberry.field(description="The orders it canceled.")
+
+
+@strawberry.type
+class TradingEnabledPayload:
+    trading_enabled: bool
+    canceled_orders: list[OrderNode]
+
+
+@strawberry.type
+class MarketPayload:
+    market: MarketNode
+
+
+@strawberry.type
+class OrderUpdate:
+    """A change of one of your orders (myOrders)."""
+
+    order_id: strawberry.ID = strawberry.field(description="The Order's global id.")
+    symbol: str
+    status: OrderStatus
+    quantity: Decimal
+    filled_quantity: Decimal
+    reason: str | None
+    sequence: int
+    at: datetime
+
+    @classmethod
+    def from_event(cls, p: dict[str, Any]) -> OrderUpdate:
+        return cls(
+            order_id=strawberry.ID(relay.to_base64("Order", p["orderId"])),
+            symbol=p["symbol"],
+            status=OrderStatus(p["status"]),
+            quantity=Decimal(p["quantity"]).normalize(),
+            filled_quantity=Decimal(p["filledQuantity"]).normalize(),
+            reason=p.get("reason"),
+            sequence=p["sequence"],
+            at=datetime.fromisoformat(p["at"]),
+        )
+
+
+@strawberry.type
+class FillUpdate:
+    """One of your fills (myFills)."""
+
+    trade_id: int
+    order_id: strawberry.ID
+    symbol: str
+    side: OrderSide
+    liquidity: Liquidity
+    price: Decimal
+    quantity: Decimal
+    quote_amount: Decimal
+    fee: Decimal
+    fee_currency: str
+    sequence: int
+    at: datetime
+
+    @classmethod
+    def from_event(cls, p: dict[str, Any]) -> FillUpdate:
+        return cls(
+            trade_id=p["tradeId"],
+            order_id=strawberry.ID(relay.to_base64("Order", p["orderId"])),
+            symbol=p["symbol"],
+            side=OrderSide(p["side"]),
+            liquidity=Liquidity(p["liquidity"]),
+            price=Decimal(p["price"]).normalize(),
+            quantity=Decimal(p["quantity"]).normalize(),
+            quote_amount=Decimal(p["quoteAmount"]).normalize(),
+            fee=Decimal(p["fee"]).normalize(),
+            fee_currency=p["feeCurrency"],
+            sequence=p["sequence"],
+            at=datetime.fromisoformat(p["at"]),
+        )
+
+
+@strawberry.type
+class Portfolio:
+    equity: Decimal = strawberry.field(description="Everything you hold, in USD.")
+    positions: list[Position] = strawberry.field(description="By currency.")
+    user_id: strawberry.Private[int]
+
+    @strawberry.field(description="Equity snapshots for charts, oldest first (at most 1000).")
+    async def history(
+        self,
+        info: Info,
+        start: Annotated[datetime, strawberry.argument(name="from")],
+        end: Annotated[datetime | None, strawberry.argument(name="to")] = None,
+    ) -> list[EquityPoint]:
+        from resolvers.trading import equity_history
+
+        return await equity_history(info, self.user_id, start, end)

@@ -1,0 +1,453 @@
+"""Trading queries, mutations and subscriptions: parse, call one service, map."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from app.domain.orders import MarketStatus as DomainMarketStatus
+from app.domain.orders import OrderStatus as DomainOrderStatus
+from app.errors import TransientError, ValidationFailed
+from app.pubsub import Dropped, Message
+from app.services import markets, trading, trading_reads
+from app.services.outbox import channel
+from db.models import Order as OrderRow
+from graphql_schema.context import Context
+from graphql_schema.trading import (
+    BookLevel,
+    BookUpdateKind,
+    CancelAllOrdersPayload,
+    CandleNode,
+    EquityPoint,
+    FillConnection,
+    FillNode,
+    FillUpdate,
+    MarketNode,
+    MarketPayload,
+    MarketStatus,
+    OrderBook,
+    OrderBookUpdate,
+    OrderConnection,
+    OrderListKind,
+    OrderListPayload,
+    OrderNode,
+    OrderPayload,
+    OrderStatus,
+    OrderUpdate,
+    PlaceOrderInput,
+    PlaceOrderListInput,
+    Portfolio,
+    Position,
+    Ticker,
+    Trade,
+    TradingEnabledPayload,
+)
+from graphql_schema.trading_results import (
+    AmendOrderResult,
+    CancelAllOrdersResult,
+    CancelOrderResult,
+    PlaceOrderListResult,
+    PlaceOrderResult,
+    SetMarketStatusResult,
+    SetTradingEnabledResult,
+)
+from graphql_schema.types import to_connection
+from resolvers.common import attempt
+from resolvers.ids import node_pk
+
+Ctx = Info[Context, None]
+ORDER = "Order"
+
+
+# --- market data ----------------------------------------------------------------------
+
+
+async def list_markets(info: Ctx) -> list[MarketNode]:
+    async with info.context.rt.sessions() as session:
+        rows = await markets.list_markets(session)
+    for row in rows:
+        info.context.loaders.market_by_id.prime(row.id, row)
+    return [MarketNode.from_row(r) for r in rows]
+
+
+async def _market(info: Ctx, symbol: str) -> markets.MarketRow:
+    async with info.context.rt.sessions() as session:
+        return await markets.market_by_symbol(session, symbol)
+
+
+async def market(info: Ctx, symbol: str) -> MarketNode:
+    return MarketNode.from_row(await _market(info, symbol))
+
+
+async def order_book(info: Ctx, symbol: str, depth: int = 20) -> OrderBook:
+    """The top ``depth`` price levels per side, aggregated."""
+    row = await _market(info, symbol)
+    async with info.context.rt.sessions() as session:
+        book = await trading_reads.order_book(
+            session, market_id=row.id, symbol=row.symbol, depth=depth
+        )
+    return OrderBook.from_snapshot(book)
+
+
+async def recent_trades(info: Ctx, symbol: str, first: int = 50) -> list[Trade]:
+    """The latest trades, newest first."""
+    row = await _market(info, symbol)
+    async with info.context.rt.sessions() as session:
+        trades = await trading_reads.recent_trades(session, market_id=row.id, first=first)
+    return [Trade.from_row(row.symbol, t) for t in trades]
+
+
+async def candles(
+    info: Ctx,
+    symbol: str,
+    interval: str,
+    start: datetime,
+    end: datetime | None = None,
+) -> list[CandleNode]:
+    """OHLCV candles built from trades (1m, 5m, 15m, 1h, 4h, 1d); empty intervals are
+    left out."""
+    row = await _market(info, symbol)
+    async with info.context.rt.sessions() as session:
+        rows = await trading_reads.candles(
+            session,
+            market_id=row.id,
+            interval=interval,
+            start=start,
+            end=end or info.context.rt.now(),
+        )
+    return [CandleNode.from_row(c) for c in rows]
+
+
+# --- the user's orders, fills, portfolio ------------------------------------------------
+
+
+async def orders_of(
+    info: Ctx,
+    user_id: int,
+    status: list[OrderStatus] | None,
+    symbol: str | None,
+    first: int,
+    after: str | None,
+) -> OrderConnection:
+    market_id = (await _market(info, symbol)).id if symbol else None
+    async with info.context.rt.sessions() as session:
+        page = await trading_reads.list_orders(
+            session,
+            user_id=user_id,
+            first=first,
+            after=after,
+            statuses=[DomainOrderStatus(s.value) for s in status or ()],
+            market_id=market_id,
+        )
+    for _, row in page.items:
+        info.context.loaders.order_by_id.prime(row.id, row)
+    return to_connection(OrderConnection, page, OrderNode.from_row)  # type: ignore[return-value]
+
+
+async def fills_of(info: Ctx, user_id: int, first: int, after: str | None) -> FillConnection:
+    async with info.context.rt.sessions() as session:
+        page = await trading_reads.list_fills(session, user_id=user_id, first=first, after=after)
+    return to_connection(FillConnection, page, FillNode.from_row)  # type: ignore[return-value]
+
+
+async def portfolio_of(info: Ctx, user_id: int) -> Portfolio:
+    async with info.context.rt.sessions() as session:
+        view = await trading_reads.portfolio(session, user_id=user_id)
+    return Portfolio(
+        equity=view.equity_usd,
+        positions=[Position.from_view(p) for p in view.positions],
+        user_id=user_id,
+    )
+
+
+async def equity_history(
+    info: Ctx, user_id: int, start: datetime, end: datetime | None
+) -> list[EquityPoint]:
+    async with info.context.rt.sessions() as session:
+        points = await trading_reads.equity_history(
+            session, user_id=user_id, start=start, end=end or info.context.rt.now()
+        )
+    return [EquityPoint(at=at, equity=equity) for at, equity in points]
+
+
+# --- mutations ------------------------------------------------------------------------
+
+
+def _order_payload(row: OrderRow) -> OrderPayload:
+    return OrderPayload(order=OrderNode.from_row(row))
+
+
+async def place_order(info: Ctx, input: PlaceOrderInput) -> PlaceOrderResult:
+    """Place an order. It is matched before the answer when the engine keeps up (status
+    OPEN, FILLED ...); NEW means it is queued. ``myOrders`` reports every change."""
+    call = trading.place_order(
+        info.context.rt,
+        user_id=info.context.user_id,
+        symbol=input.symbol,
+        request=input.to_request(),
+        client_order_id=input.client_order_id,
+    )
+    return await attempt(call, _order_payload)
+
+
+async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderListResult:
+    """An OCO or a BRACKET (see the input)."""
+
+    async def call() -> trading.PlacedList:
+        if input.kind is OrderListKind.OCO:
+            if not input.orders:
+                raise ValidationFailed("An OCO needs its two orders", field="orders")
+            return await trading.place_order_list(
+                info.context.rt,
+                user_id=info.context.user_id,
+                symbol=input.symbol,
+                client_list_id=input.client_list_id,
+                oco=[o.to_request() for o in input.orders],
+            )
+        if input.entry is None or input.take_profit_price is None or input.stop_loss_price is None:
+            raise ValidationFailed(
+                "A bracket needs entry, takeProfitPrice and stopLossPrice", field="entry"
+            )
+        return await trading.place_order_list(
+            info.context.rt,
+            user_id=info.context.user_id,
+            symbol=input.symbol,
+            client_list_id=input.client_list_id,
+            bracket=trading.Bracket(
+                entry=input.entry.to_request(),
+                take_profit_price=input.take_profit_price,
+                stop_loss_price=input.stop_loss_price,
+                stop_loss_limit_price=input.stop_loss_limit_price,
+            ),
+        )
+
+    return await attempt(
+        call(),
+        lambda placed: OrderListPayload(
+            list_id=strawberry.ID(str(placed.list.id)),
+            kind=OrderListKind(placed.list.kind),
+            client_list_id=placed.list.client_list_id,
+            orders=[OrderNode.from_row(r) for r in placed.orders],
+        ),
+    )
+
+
+async def cancel_order(
+    info: Ctx,
+    id: strawberry.ID | None = None,
+    client_order_id: str | None = None,
+) -> CancelOrderResult:
+    """Cancel by global id or by your clientOrderId."""
+
+    async def call() -> OrderRow:
+        return await trading.cancel_order(
+            info.context.rt,
+            user_id=info.context.user_id,
+            order_id=node_pk(id, ORDER, field="id") if id is not None else None,
+            client_order_id=client_order_id,
+        )
+
+    return await attempt(call(), _order_payload)
+
+
+async def cancel_all_orders(info: Ctx, symbol: str | None = None) -> CancelAllOrdersResult:
+    """Cancel every open order (on one market, or everywhere)."""
+    call = trading.cancel_all_orders(info.context.rt, user_id=info.context.user_id, symbol=symbol)
+    return await attempt(
+        call, lambda rows: CancelAllOrdersPayload(orders=[OrderNode.from_row(r) for r in rows])
+    )
+
+
+async def amend_order(
+    info: Ctx,
+    id: strawberry.ID,
+    price: Decimal | None = None,
+    quantity: Decimal | None = None,
+) -> AmendOrderResult:
+    """New price and/or total quantity of a resting LIMIT order. It keeps its place in
+    the queue only when the price stays and the quantity shrinks; a BUY holds more when
+    it needs more."""
+
+    async def call() -> OrderRow:
+        return await trading.amend_order(
+            info.context.rt,
+            user_id=info.context.user_id,
+            order_id=node_pk(id, ORDER, field="id"),
+            price=price,
+            quantity=quantity,
+        )
+
+    return await attempt(call(), _order_payload)
+
+
+async def set_trading_enabled(info: Ctx, enabled: bool) -> SetTradingEnabledResult:
+    """Your kill switch: false cancels all your orders and refuses new ones."""
+    call = trading.set_trading_enabled(
+        info.context.rt, user_id=info.context.user_id, enabled=enabled
+    )
+    return await attempt(
+        call,
+        lambda rows: TradingEnabledPayload(
+            trading_enabled=enabled, canceled_orders=[OrderNode.from_row(r) for r in rows]
+        ),
+    )
+
+
+async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> SetMarketStatusResult:
+    """Admin: halt a market (no new orders) or open it again."""
+    ctx = info.context
+    call = trading.set_market_status(
+        ctx.rt,
+        actor_role="ADMIN" if ctx.is_admin else None,
+        symbol=symbol,
+        status=DomainMarketStatus(status.value),
+    )
+    return await attempt(call, lambda row: MarketPayload(market=MarketNode.from_row(row)))
+
+
+# --- subscriptions --------------------------------------------------------------------
+
+
+def _hub(info: Ctx) -> Any:
+    return info.context.request.app.state.hub
+
+
+def _channel(info: Ctx, topic: str, user_id: int | None = None) -> str:
+    return channel(info.context.rt.settings.redis_prefix, topic, user_id)
+
+
+def _levels(rows: list[list[Any]]) -> list[BookLevel]:
+    return [
+        BookLevel(price=Decimal(p).normalize(), quantity=Decimal(q).normalize(), orders=n)
+        for p, q, n in rows
+    ]
+
+
+async def order_book_updates(
+    info: Ctx, symbol: str, depth: int = 20
+) -> AsyncGenerator[OrderBookUpdate, None]:
+    row = await _market(info, symbol)
+    trading_reads.check_depth(depth)
+
+    async def snapshot() -> OrderBookUpdate:
+        async with info.context.rt.sessions() as session:
+            book = await trading_reads.order_book(
+                session, market_id=row.id, symbol=row.symbol, depth=depth
+            )
+        view = OrderBook.from_snapshot(book)
+        return OrderBookUpdate(
+            kind=BookUpdateKind.SNAPSHOT,
+            symbol=row.symbol,
+            sequence=book.sequence,
+            previous_sequence=None,
+            bids=view.bids,
+            asks=view.asks,
+        )
+
+    async with _hub(info).subscribe(_channel(info, f"book:{row.symbol}")) as subscription:
+        current = await snapshot()
+        yield current
+        sequence = current.sequence
+        async for event in subscription:
+            if isinstance(event, Message):
+                payload = event.data["payload"]
+                if payload["sequence"] <= sequence:
+                    continue  # covered by the snapshot, or a duplicate
+                if payload["previousSequence"] == sequence:
+                    sequence = payload["sequence"]
+                    yield _delta(payload)
+                    continue
+            elif isinstance(event, Dropped):
+                raise TransientError("The order book stream ended: subscribe again")
+            current = await snapshot()  # a gap: start again from PostgreSQL
+            sequence = current.sequence
+            yield current
+
+
+def _delta(payload: dict[str, Any]) -> OrderBookUpdate:
+    """One object per Redis message, shared by every subscriber of the channel."""
+    cache = _DELTAS
+    key = (payload["symbol"], payload["sequence"])
+    update = cache.get(key)
+    if update is None:
+        update = OrderBookUpdate(
+            kind=BookUpdateKind.DELTA,
+            symbol=payload["symbol"],
+            sequence=payload["sequence"],
+            previous_sequence=payload["previousSequence"],
+            bids=_levels(payload["bids"]),
+            asks=_levels(payload["asks"]),
+        )
+        if len(cache) > 256:
+            cache.clear()
+        cache[key] = update
+    return update
+
+
+_DELTAS: dict[tuple[str, int], OrderBookUpdate] = {}
+
+
+async def _stream(
+    info: Ctx, topic: str, user_id: int | None, convert: Callable[[dict[str, Any]], Any]
+) -> AsyncGenerator[Any, None]:
+    async with _hub(info).subscribe(_channel(info, topic, user_id)) as subscription:
+        async for event in subscription:
+            if isinstance(event, Message):
+                yield convert(event.data["payload"])
+            elif isinstance(event, Dropped):
+                raise TransientError("The stream ended: subscribe again")
+
+
+async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
+    row = await _market(info, symbol)
+    async for trade in _stream(
+        info,
+        f"trades:{row.symbol}",
+        None,
+        lambda p: Trade(
+            trade_id=p["tradeId"],
+            symbol=p["symbol"],
+            price=Decimal(p["price"]).normalize(),
+            quantity=Decimal(p["quantity"]).normalize(),
+            taker_side=p["takerSide"],
+            at=datetime.fromisoformat(p["at"]),
+        ),
+    ):
+        yield trade
+
+
+async def ticker_updates(info: Ctx, symbol: str) -> AsyncGenerator[Ticker, None]:
+    row = await _market(info, symbol)
+
+    def convert(p: dict[str, Any]) -> Ticker:
+        def dec(v: str | None) -> Decimal | None:
+            return None if v is None else Decimal(v).normalize()
+
+        return Ticker(
+            symbol=p["symbol"],
+            last_price=dec(p["last"]),
+            best_bid=dec(p["bestBid"]),
+            best_ask=dec(p["bestAsk"]),
+            sequence=p["sequence"],
+            at=datetime.fromisoformat(p["at"]),
+        )
+
+    async for tick in _stream(info, f"ticker:{row.symbol}", None, convert):
+        yield tick
+
+
+async def my_order_updates(info: Ctx) -> AsyncGenerator[OrderUpdate, None]:
+    user = info.context.require_user()
+    async for update in _stream(info, "orders", user.id, OrderUpdate.from_event):
+        yield update
+
+
+async def my_fill_updates(info: Ctx) -> AsyncGenerator[FillUpdate, None]:
+    user = info.context.require_user()
+    async for update in _stream(info, "fills", user.id, FillUpdate.from_event):
+        yield update
