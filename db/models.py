@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -236,9 +237,14 @@ class OutboxEvent(Base):
     relayed to Redis afterwards. Redis is delivery, this table is the record."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index(None, "published_at", "id"),)
+    __table_args__ = (Index(None, "published_at", "id"), Index(None, "txid", "id"))
 
     id: Mapped[int] = _pk()
+    # the writing transaction's id: consumers with a checkpoint read in (txid, id) order
+    # below the oldest running transaction (app/services/event_log.py)
+    txid: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id())::text::bigint")
+    )
     topic: Mapped[str] = mapped_column(Text)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     payload: Mapped[dict] = mapped_column(JSONB)
@@ -775,3 +781,246 @@ class EquitySnapshot(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     equity_usd: Mapped[Decimal] = mapped_column(AMOUNT)
+
+
+# --- Social trading (issue 5) ---------------------------------------------------------
+
+
+class Leader(Base):
+    """A user others may follow. ``status`` STOPPED: no new copies; followers keep what
+    they hold."""
+
+    __tablename__ = "leaders"
+    __table_args__ = (
+        CheckConstraint(
+            "profit_share_percent >= 0 AND profit_share_percent <= 30", name="profit_share_range"
+        ),
+        CheckConstraint("minimum_allocation >= 0", name="minimum_allocation_positive"),
+        CheckConstraint("visibility IN ('PUBLIC', 'INVITE_ONLY')", name="visibility_known"),
+        CheckConstraint("status IN ('ACTIVE', 'STOPPED')", name="status_known"),
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    display_name: Mapped[str] = mapped_column(Text)
+    bio: Mapped[str] = mapped_column(Text, server_default="")
+    profit_share_percent: Mapped[Decimal] = mapped_column(Numeric(5, 2))
+    minimum_allocation: Mapped[Decimal] = mapped_column(AMOUNT)
+    visibility: Mapped[str] = mapped_column(Text, server_default="PUBLIC")
+    status: Mapped[str] = mapped_column(Text, server_default="ACTIVE")
+    created_at: Mapped[datetime] = _created_at()
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LeaderInvite(Base):
+    """Who may follow an INVITE_ONLY leader."""
+
+    __tablename__ = "leader_invites"
+
+    leader_id: Mapped[int] = mapped_column(ForeignKey("leaders.user_id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Follow(Base):
+    """One follower copying one leader. Amounts are in ``quote`` (the currency copied
+    orders spend). At most one follow per (follower, leader) that is not STOPPED."""
+
+    __tablename__ = "follows"
+    __table_args__ = (
+        CheckConstraint("status IN ('ACTIVE', 'PAUSED', 'STOPPED')", name="status_known"),
+        CheckConstraint(
+            "mode IN ('FIXED_AMOUNT', 'FIXED_RATIO', 'EQUITY_PROPORTIONAL')", name="mode_known"
+        ),
+        CheckConstraint("allocation > 0", name="allocation_positive"),
+        CheckConstraint("follower_id <> leader_id", name="not_self"),
+        Index(
+            "uq_follows_live",
+            "follower_id",
+            "leader_id",
+            unique=True,
+            postgresql_where="status <> 'STOPPED'",
+        ),
+        Index(None, "leader_id", "status"),
+        Index(None, "follower_id", "id"),
+    )
+
+    id: Mapped[int] = _pk()
+    follower_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    leader_id: Mapped[int] = mapped_column(ForeignKey("leaders.user_id"))
+    status: Mapped[str] = mapped_column(Text, server_default="ACTIVE")
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(Text)
+    quote: Mapped[str] = mapped_column(ForeignKey("currencies.code"), server_default="USDT")
+    allocation: Mapped[Decimal] = mapped_column(AMOUNT)
+    fixed_amount: Mapped[Decimal | None] = mapped_column(AMOUNT)  # FIXED_AMOUNT: quote/order
+    ratio: Mapped[Decimal | None] = mapped_column(AMOUNT)  # FIXED_RATIO: x leader quantity
+    max_order_notional: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    max_position_per_asset: Mapped[Decimal | None] = mapped_column(AMOUNT)  # quote value
+    allowed_symbols: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    slippage_tolerance: Mapped[Decimal] = mapped_column(Numeric(10, 8), server_default="0.01")
+    stop_loss_percent: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
+    close_on_stop_loss: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    high_water_mark: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FollowPosition(Base):
+    """What a follower holds of one asset because of one follow (copied buys less
+    mirrored sells), its cost in the follow's quote, and the profit realized."""
+
+    __tablename__ = "follow_positions"
+
+    follow_id: Mapped[int] = mapped_column(ForeignKey("follows.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"), primary_key=True)
+    quantity: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    cost: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    realized_pnl: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class Copy(Base):
+    """One leader fill as seen by one follow: the follower order placed for it
+    (PENDING until placed, then PLACED), or SKIPPED with the reason."""
+
+    __tablename__ = "copies"
+    __table_args__ = (
+        CheckConstraint("status IN ('PENDING', 'PLACED', 'SKIPPED')", name="status_known"),
+        UniqueConstraint("follow_id", "leader_fill_id"),
+        Index(None, "follow_id", "id"),
+        Index(None, "order_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    follow_id: Mapped[int] = mapped_column(ForeignKey("follows.id"))
+    leader_fill_id: Mapped[int] = mapped_column(ForeignKey("fills.id"))
+    status: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)  # why SKIPPED
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    side: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    price: Mapped[Decimal | None] = mapped_column(AMOUNT)  # the copy's limit (slippage)
+    client_order_id: Mapped[str | None] = mapped_column(Text)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class ProfitShareSettlement(Base):
+    """The leader's share of a follower's realized profit above the follow's high-water
+    mark, moved through the ledger once per follow and day."""
+
+    __tablename__ = "profit_share_settlements"
+    __table_args__ = (UniqueConstraint("follow_id", "period"), Index(None, "leader_id", "id"))
+
+    id: Mapped[int] = _pk()
+    follow_id: Mapped[int] = mapped_column(ForeignKey("follows.id"))
+    leader_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    follower_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    period: Mapped[date] = mapped_column(Date)
+    realized_pnl: Mapped[Decimal] = mapped_column(AMOUNT)  # cumulative, at settlement
+    high_water_mark_before: Mapped[Decimal] = mapped_column(AMOUNT)
+    high_water_mark_after: Mapped[Decimal] = mapped_column(AMOUNT)
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class LeaderStat(Base):
+    """A leader's statistics over one period (D7, D30, D90, ALL), computed by the
+    leaderboard job. ``ranked`` is false below the minimum number of trades."""
+
+    __tablename__ = "leader_stats"
+    __table_args__ = (
+        CheckConstraint("period IN ('D7', 'D30', 'D90', 'ALL')", name="period_known"),
+    )
+
+    leader_id: Mapped[int] = mapped_column(ForeignKey("leaders.user_id"), primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True)
+    roi: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    pnl: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    win_rate: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    max_drawdown: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    sharpe: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    sortino: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    followers: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    aum: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    trades: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    ranked: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    computed_at: Mapped[datetime] = _created_at()
+
+
+class EventConsumer(Base):
+    """A consumer's checkpoint in the outbox, as (txid, id): events are read in that order
+    and only below the oldest running transaction, so none committed late is skipped."""
+
+    __tablename__ = "event_consumers"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_txid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    last_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class Notification(Base):
+    """A message to one user. ``source`` identifies the event it came from, so an
+    event consumed twice notifies once."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(
+            "type IN ('TRADE', 'RISK', 'PRICE', 'WALLET', 'SOCIAL', 'SYSTEM')", name="type_known"
+        ),
+        CheckConstraint("priority IN ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL')", name="priority_known"),
+        UniqueConstraint("user_id", "source"),
+        Index(None, "user_id", "id"),
+        Index("ix_notifications_unread", "user_id", postgresql_where="read_at IS NULL"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    type: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)  # global ID of the object it is about
+    source: Mapped[str | None] = mapped_column(Text)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    emailed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class NotificationPreference(Base):
+    """Which priorities a user also receives by email."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    email_priorities: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default="{HIGH,CRITICAL}"
+    )
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class PriceAlert(Base):
+    """Fires once when the market's last price crosses ``price`` in ``direction``."""
+
+    __tablename__ = "price_alerts"
+    __table_args__ = (
+        CheckConstraint("direction IN ('ABOVE', 'BELOW')", name="direction_known"),
+        CheckConstraint("status IN ('ACTIVE', 'TRIGGERED', 'DELETED')", name="status_known"),
+        CheckConstraint("price > 0", name="price_positive"),
+        Index(None, "user_id", "id"),
+        Index("ix_price_alerts_active", "market_id", postgresql_where="status = 'ACTIVE'"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    direction: Mapped[str] = mapped_column(Text)
+    price: Mapped[Decimal] = mapped_column(AMOUNT)
+    status: Mapped[str] = mapped_column(Text, server_default="ACTIVE")
+    created_at: Mapped[datetime] = _created_at()
+    triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

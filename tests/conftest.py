@@ -9,9 +9,11 @@ DATABASE_URL / REDIS_URL, embedded servers included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +37,10 @@ from tests.support import GraphQLClient, Mailbox, QueryCounter, start_smtp_serve
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith("gw") else 0
+# Every run has its own databases and Redis keys, so two runs on one machine (or a
+# process some earlier run left behind) never share state: co_test_<run>_<worker>.
+RUN = re.sub(r"\W", "", os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex))[:10]
+DATABASE = f"co_test_{RUN}_{WORKER_NUMBER}"
 
 
 def _require(name: str) -> str:
@@ -52,15 +58,35 @@ def _redis_url_for_worker(url: str, number: int) -> str:
     return re.sub(r"^(rediss?://[^/?]+)(/\d*)?", lambda m: f"{m.group(1)}/{db}", url)
 
 
-async def _drop_and_create(admin_url: str, name: str) -> None:
+async def _admin(admin_url: str):
     import asyncpg
 
-    connection = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    return await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+
+
+async def _drop_and_create(admin_url: str, name: str) -> None:
+    connection = await _admin(admin_url)
     try:
+        # test databases of earlier runs nobody is connected to any more
+        stale = await connection.fetch(
+            "SELECT datname FROM pg_database d WHERE datname LIKE 'co\\_test\\_%'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
+        )
+        for row in stale:
+            with contextlib.suppress(Exception):  # in use again meanwhile: leave it
+                await connection.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}"')
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
     await ensure_database(admin_url, name)
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    connection = await _admin(admin_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
 
 
 async def restore_reference_data(connection: AsyncConnection) -> None:
@@ -83,18 +109,18 @@ def smtp() -> Iterator[Mailbox]:
 
 
 @pytest.fixture(scope="session")
-def settings(smtp: Mailbox) -> Settings:
+def settings(smtp: Mailbox) -> Iterator[Settings]:
     admin_url = _require("DATABASE_URL")
-    database_url = with_database(admin_url, f"co_test_{WORKER_NUMBER}")
+    database_url = with_database(admin_url, DATABASE)
     # asyncio.run / Alembic's own loop run in a thread, away from pytest-asyncio's loop.
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _drop_and_create(admin_url, f"co_test_{WORKER_NUMBER}")).result()
+        pool.submit(asyncio.run, _drop_and_create(admin_url, DATABASE)).result()
         pool.submit(upgrade, database_url).result()  # the only way tables are created
-    return Settings(
+    yield Settings(
         env="test",
         database_url=database_url,
         redis_url=_redis_url_for_worker(_require("REDIS_URL"), WORKER_NUMBER),
-        redis_prefix=f"co-test-{WORKER_NUMBER}:",
+        redis_prefix=f"co-test-{RUN}-{WORKER_NUMBER}:",
         public_url="http://testserver",
         data_dir=Path(tempfile.mkdtemp(prefix="co-test-")),
         smtp_url=smtp.url,
@@ -106,6 +132,8 @@ def settings(smtp: Mailbox) -> Settings:
         trading_engine_poll_seconds=0.05,
         trading_engine_takeover_seconds=0.2,
     )
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _drop(admin_url, DATABASE)).result()
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +180,9 @@ async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
             await connection.execute(text(_END_STRAY_TRANSACTIONS))
         await _empty(runtime, tables)
     runtime.applied.forget()  # market sequences start again at 0
-    await runtime.redis.flushdb()
+    keys = [key async for key in runtime.redis.scan_iter(match=runtime.redis_key("*"))]
+    if keys:
+        await runtime.redis.unlink(*keys)
     request.getfixturevalue("smtp").clear()
     assert problems == [], "ledger invariants broken:\n" + "\n".join(problems)
 

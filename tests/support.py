@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import re
+import signal
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -12,6 +14,13 @@ from typing import Any
 
 import httpx
 from aiosmtpd.controller import Controller
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child process: the kernel kills it when the test worker that
+    started it dies (a worker killed by the timeout leaves no engine running behind)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class GraphQLClient:

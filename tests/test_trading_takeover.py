@@ -19,6 +19,7 @@ from app.domain.matching import Cancel, Command, Fill, Place, replay
 from app.domain.orders import OrderType, Side, TimeInForce
 from app.services.engine import ENGINE_LOCK
 from app.services.markets import MarketRow, market_by_symbol
+from tests.support import die_with_parent
 from tests.trading import (
     BTC,
     D,
@@ -75,6 +76,7 @@ def engine_process(rt, tmp_path) -> Iterator[Callable[[str], subprocess.Popen[by
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         started.append((process, output))
         return process
