@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 from app.domain.staking import utc_day
 from app.runtime import Runtime
 from app.services.deposits import deposits_by_ids
+from app.services.leaders import LeaderView, leaders_by_ids
 from app.services.markets import MarketRow, markets_by_ids
 from app.services.staking import (
     Product,
@@ -136,6 +137,17 @@ class FillsByOrderIdLoader(DataLoader[int, list[Fill]]):
         super().__init__(load_fn=load)
 
 
+class LeaderByIdLoader(DataLoader[int, LeaderView | None]):
+    """A leader (keyed by user id) with follower count and assets under copy."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[LeaderView | None]:
+            async with rt.sessions() as session:
+                return await leaders_by_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -190,6 +202,10 @@ class Loaders:
     @cached_property
     def fills_by_order_id(self) -> FillsByOrderIdLoader:
         return FillsByOrderIdLoader(self._rt)
+
+    @cached_property
+    def leader_by_id(self) -> LeaderByIdLoader:
+        return LeaderByIdLoader(self._rt)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:
