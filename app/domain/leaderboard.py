@@ -1,0 +1,293 @@
+"""Leaderboard statistics of one trader, exact (Decimal), independent of storage.
+
+Inputs
+    * daily closes: the trader's equity (USD) at the last snapshot of each UTC day;
+    * external flows: money that entered (+) or left (-) the trader's accounts without
+      being earned or lost by trading: deposits, withdrawals (fee included), transfers,
+      profit-share payments, corrections; valued in USD;
+    * fills, in the order they happened.
+
+Daily returns are time-weighted: the flows between two closes are removed, so a deposit
+is not profit. A flow is treated as arriving at the start of the interval it falls in
+(a Modified Dietz return with full weight)::
+
+    r = (E_close - E_previous - flows) / (E_previous + flows)
+
+This needs no intraday equity, handles a first deposit into an empty account (E_previous
+= 0) and a withdrawal of everything (denominator 0: the day has no capital at risk and
+its return is 0). When days have no snapshot, the return runs from the last close before
+them (one return for the gap). Flows after the last close belong to the next interval.
+
+Statistics over a period (the last N UTC days including today, or ALL):
+
+    ROI           prod(1 + r) - 1 (compounded daily returns)
+    PnL           E_last - E_baseline - flows in between (sum of the daily gains)
+    max drawdown  the largest fall from a peak of the wealth curve prod(1 + r), as a
+                  fraction of that peak (0.25 = -25 %)
+    Sharpe        mean(r) / sample stdev(r) x sqrt(365); None with < 2 returns or no
+                  deviation (risk-free rate 0)
+    Sortino       mean(r) / downside deviation x sqrt(365), the downside deviation being
+                  sqrt(sum(min(r, 0)^2) / n) over all n days; None when no day lost
+    win rate      winning closing trades / closing trades (None without any)
+    trades        fills in the period
+
+The baseline of a period is the last close before its first day (so a 7-day period has
+up to 7 returns); a trader with no close before the period starts from the first close
+inside it.
+
+Win rate: the trader's fills are replayed in order with an average cost per market (in
+the market's quote currency). A BUY adds its quantity, and its quote amount plus its fee
+to the cost. A SELL of a market where the trader holds a bought quantity is a closing
+trade; it wins when its net proceeds per unit, (quote amount - fee) / quantity, beat the
+average cost per unit at that moment, so fees on both sides count. A SELL with nothing
+bought on record (coins deposited, not bought) is not a closing trade. Fills before the
+period still build the average cost; only closing trades inside the period count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from enum import StrEnum
+from itertools import pairwise
+
+# Quantities and amounts have at most 38 digits; products of two fit exactly in 100.
+CONTEXT = Context(prec=100, rounding=ROUND_HALF_EVEN)
+DAYS_PER_YEAR = 365
+_ANNUALISE = Decimal(DAYS_PER_YEAR).sqrt(CONTEXT)
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+
+
+class Period(StrEnum):
+    D7 = "D7"
+    D30 = "D30"
+    D90 = "D90"
+    ALL = "ALL"
+
+    @property
+    def days(self) -> int | None:
+        return None if self is Period.ALL else int(self.value[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The equity (USD) at the last snapshot of one UTC day."""
+
+    at: datetime
+    equity: Decimal
+
+    @property
+    def day(self) -> date:
+        return self.at.astimezone(UTC).date()
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Money in (+) or out (-) of the trader's accounts that trading did not make (USD)."""
+
+    at: datetime
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFill:
+    at: datetime
+    market: int
+    side: str  # BUY or SELL
+    quantity: Decimal
+    quote_amount: Decimal  # price x quantity, in the quote currency
+    fee: Decimal  # in the quote currency
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReturn:
+    at: datetime  # the close that ends the interval
+    rate: Decimal
+    gain: Decimal  # USD: equity change minus flows
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodStats:
+    period: Period
+    roi: Decimal | None
+    pnl: Decimal
+    win_rate: Decimal | None
+    max_drawdown: Decimal | None
+    sharpe: Decimal | None
+    sortino: Decimal | None
+    trades: int
+
+
+def daily_closes(snapshots: Iterable[tuple[datetime, Decimal]]) -> list[Close]:
+    """The last snapshot of each UTC day, oldest first."""
+    last: dict[date, tuple[datetime, Decimal]] = {}
+    for at, equity in sorted(snapshots):
+        last[at.astimezone(UTC).date()] = (at, equity)
+    return [Close(at, equity) for at, equity in last.values()]
+
+
+def daily_returns(closes: Sequence[Close], flows: Iterable[Flow]) -> list[DailyReturn]:
+    """One return per close after the first, with the flows of its interval removed."""
+    pending = sorted(flows, key=lambda f: f.at)
+    returns = []
+    i = 0
+    while i < len(pending) and closes and pending[i].at <= closes[0].at:
+        i += 1  # before the baseline: already in its equity
+    for previous, current in pairwise(closes):
+        flow = _ZERO
+        while i < len(pending) and pending[i].at <= current.at:
+            flow = CONTEXT.add(flow, pending[i].amount)
+            i += 1
+        gain = CONTEXT.subtract(CONTEXT.subtract(current.equity, previous.equity), flow)
+        base = CONTEXT.add(previous.equity, flow)
+        rate = CONTEXT.divide(gain, base) if base > 0 else _ZERO
+        returns.append(DailyReturn(current.at, rate, gain))
+    return returns
+
+
+def roi(rates: Sequence[Decimal]) -> Decimal | None:
+    if not rates:
+        return None
+    wealth = _ONE
+    for r in rates:
+        wealth = CONTEXT.multiply(wealth, CONTEXT.add(_ONE, r))
+    return CONTEXT.subtract(wealth, _ONE)
+
+
+def max_drawdown(rates: Sequence[Decimal]) -> Decimal | None:
+    if not rates:
+        return None
+    wealth = peak = _ONE
+    worst = _ZERO
+    for r in rates:
+        wealth = CONTEXT.multiply(wealth, CONTEXT.add(_ONE, r))
+        peak = max(peak, wealth)
+        if peak > 0:
+            worst = max(worst, CONTEXT.divide(CONTEXT.subtract(peak, wealth), peak))
+    return worst
+
+
+def _mean(rates: Sequence[Decimal]) -> Decimal:
+    return CONTEXT.divide(_sum(rates), Decimal(len(rates)))
+
+
+def _sum(values: Iterable[Decimal]) -> Decimal:
+    total = _ZERO
+    for v in values:
+        total = CONTEXT.add(total, v)
+    return total
+
+
+def sharpe(rates: Sequence[Decimal]) -> Decimal | None:
+    """Annualised, risk-free rate 0, sample standard deviation (n - 1)."""
+    if len(rates) < 2:
+        return None
+    mean = _mean(rates)
+    squares = _sum(CONTEXT.power(CONTEXT.subtract(r, mean), 2) for r in rates)
+    deviation = CONTEXT.divide(squares, Decimal(len(rates) - 1)).sqrt(CONTEXT)
+    if deviation == 0:
+        return None
+    return CONTEXT.multiply(CONTEXT.divide(mean, deviation), _ANNUALISE)
+
+
+def sortino(rates: Sequence[Decimal]) -> Decimal | None:
+    """Annualised; downside deviation over all days (gains count as 0)."""
+    if not rates:
+        return None
+    squares = _sum(CONTEXT.power(min(r, _ZERO), 2) for r in rates)
+    if squares == 0:
+        return None
+    downside = CONTEXT.divide(squares, Decimal(len(rates))).sqrt(CONTEXT)
+    return CONTEXT.multiply(CONTEXT.divide(_mean(rates), downside), _ANNUALISE)
+
+
+@dataclass(slots=True)
+class _Holding:
+    quantity: Decimal = _ZERO
+    cost: Decimal = _ZERO  # quote, fees included
+
+
+def closing_trades(fills: Iterable[TradeFill], *, since: datetime | None) -> tuple[int, int]:
+    """(winning, total) closing trades at or after ``since`` (all when None)."""
+    holdings: dict[int, _Holding] = {}
+    wins = total = 0
+    for fill in fills:
+        held = holdings.setdefault(fill.market, _Holding())
+        if fill.side == "BUY":
+            held.quantity = CONTEXT.add(held.quantity, fill.quantity)
+            held.cost = CONTEXT.add(held.cost, CONTEXT.add(fill.quote_amount, fill.fee))
+            continue
+        if held.quantity <= 0:
+            continue  # nothing bought on record: not a closing trade
+        if since is None or fill.at >= since:
+            total += 1
+            # (quote - fee) / quantity > cost / held, multiplied out to stay exact
+            proceeds = CONTEXT.subtract(fill.quote_amount, fill.fee)
+            if CONTEXT.multiply(proceeds, held.quantity) > CONTEXT.multiply(
+                held.cost, fill.quantity
+            ):
+                wins += 1
+        sold = min(fill.quantity, held.quantity)
+        remaining = CONTEXT.subtract(held.quantity, sold)
+        held.cost = (
+            CONTEXT.divide(CONTEXT.multiply(held.cost, remaining), held.quantity)
+            if remaining > 0
+            else _ZERO
+        )
+        held.quantity = remaining
+    return wins, total
+
+
+def period_start(period: Period, now: datetime) -> datetime | None:
+    """Midnight (UTC) of the period's first day: today and the N - 1 days before."""
+    if period.days is None:
+        return None
+    first_day = now.astimezone(UTC).date() - timedelta(days=period.days - 1)
+    return datetime.combine(first_day, time(0), tzinfo=UTC)
+
+
+def window(closes: Sequence[Close], start: datetime | None) -> list[Close]:
+    """The closes of the period, after the baseline (the last close before ``start``)."""
+    if start is None:
+        return list(closes)
+    inside = [c for c in closes if c.at >= start]
+    before = [c for c in closes if c.at < start]
+    return before[-1:] + inside
+
+
+def period_stats(
+    period: Period,
+    *,
+    now: datetime,
+    closes: Sequence[Close],
+    flows: Sequence[Flow],
+    fills: Sequence[TradeFill],
+) -> PeriodStats:
+    """Statistics over ``period`` ending ``now``; inputs oldest first, none after now."""
+    start = period_start(period, now)
+    returns = daily_returns(window(closes, start), flows)
+    rates = [r.rate for r in returns]
+    wins, closing = closing_trades(fills, since=start)
+    return PeriodStats(
+        period=period,
+        roi=roi(rates),
+        pnl=_sum(r.gain for r in returns),
+        win_rate=CONTEXT.divide(Decimal(wins), Decimal(closing)) if closing else None,
+        max_drawdown=max_drawdown(rates),
+        sharpe=sharpe(rates),
+        sortino=sortino(rates),
+        trades=sum(1 for f in fills if start is None or f.at >= start),
+    )
+
+
+def all_periods(
+    *,
+    now: datetime,
+    closes: Sequence[Close],
+    flows: Sequence[Flow],
+    fills: Sequence[TradeFill],
+) -> list[PeriodStats]:
+    return [period_stats(p, now=now, closes=closes, flows=flows, fills=fills) for p in Period]
