@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     market_maker_trade_probability: float = Field(default=0.5, ge=0, le=1)  # per market, cycle
     equity_snapshot_interval_seconds: float = Field(default=3600, ge=0)
 
+    # social trading: who may lead (README: "Social trading: leaders and following")
+    leader_min_kyc_level: int = Field(default=1, ge=0)
+    leader_min_equity_usd: Decimal = Field(default=Decimal(100), ge=0)
+    leader_min_closed_trades: int = Field(default=5, ge=0)  # SELL fills of the user
+
     # partner access and abuse protection (README: "Partner access")
     trusted_documents_manifest: Path | None = None  # Apollo persisted-query manifest (JSON)
     trusted_documents_only: bool = False  # allowlist mode for every client

@@ -5,9 +5,12 @@ and reach the client masked."""
 
 from __future__ import annotations
 
+from enum import Enum
+
 import strawberry
 
 from app import errors as domain
+from app.domain import social
 from app.domain import trading_errors as trading
 
 
@@ -210,6 +213,70 @@ _BY_DOMAIN.update(
 )
 
 
+# --- social trading: leaders and following ---------------------------------------------------
+AlreadyLeader = _error_type(social.AlreadyLeader, "You lead already: updateLeaderProfile.")
+ProfitShareOutOfRange = _error_type(
+    social.ProfitShareOutOfRange, "The profit share is a percentage from 0 to 30."
+)
+NotALeader = _error_type(social.NotALeader, "There is no such leader.")
+LeaderNotInviteOnly = _error_type(
+    social.LeaderNotInviteOnly, "Invitations are for INVITE_ONLY leaders."
+)
+CannotFollowSelf = _error_type(social.CannotFollowSelf, "You cannot follow yourself.")
+InviteRequired = _error_type(social.InviteRequired, "The leader has not invited you.")
+LeaderStopped = _error_type(social.LeaderStopped, "The leader has stopped leading.")
+BelowMinimumAllocation = _error_type(
+    social.BelowMinimumAllocation, "The allocation is below the leader's minimum."
+)
+InvalidFollowParameters = _error_type(
+    social.InvalidFollowParameters, "A follow parameter is out of range (see field)."
+)
+AlreadyFollowing = _error_type(social.AlreadyFollowing, "You follow this leader already.")
+LeaderCannotFollow = _error_type(social.LeaderCannotFollow, "Leaders may not follow anyone.")
+FollowStatusConflict = _error_type(
+    social.FollowStatusConflict, "The follow's status does not allow this."
+)
+
+_BY_DOMAIN.update(
+    {
+        getattr(social, cls.__name__): cls
+        for cls in (
+            AlreadyLeader,
+            ProfitShareOutOfRange,
+            NotALeader,
+            LeaderNotInviteOnly,
+            CannotFollowSelf,
+            InviteRequired,
+            LeaderStopped,
+            BelowMinimumAllocation,
+            InvalidFollowParameters,
+            AlreadyFollowing,
+            LeaderCannotFollow,
+            FollowStatusConflict,
+        )
+    }
+)
+
+
+@strawberry.enum(description="The rules of becoming a leader, in the order they are checked.")
+class LeaderEligibilityRule(Enum):
+    EMAIL_VERIFIED = "EMAIL_VERIFIED"
+    KYC_LEVEL = "KYC_LEVEL"
+    MINIMUM_EQUITY = "MINIMUM_EQUITY"
+    CLOSED_TRADES = "CLOSED_TRADES"
+    NOT_FOLLOWING = "NOT_FOLLOWING"
+
+
+@strawberry.type(description="A rule for leaders is not met (rule says which).")
+class LeaderIneligible(Error):
+    rule: LeaderEligibilityRule
+    field: str | None = None
+
+
 def to_graphql_error(error: domain.UserError) -> Error:
+    if isinstance(error, social.LeaderIneligible):
+        return LeaderIneligible(
+            code=error.code, message=error.message, rule=LeaderEligibilityRule(error.rule.value)
+        )
     cls = _BY_DOMAIN[type(error)]
     return cls(code=error.code, message=error.message, field=error.field)  # type: ignore[call-arg]

@@ -91,6 +91,13 @@ class Query:
     my_leader_profile = strawberry.field(
         resolver=social.my_leader_profile, extensions=requires_scope(Scope.READ_ACCOUNT)
     )
+    follow = strawberry.field(resolver=social.follow, extensions=requires_scope(Scope.READ_ACCOUNT))
+    my_follows = strawberry.field(
+        resolver=social.my_follows, extensions=requires_scope(Scope.READ_ACCOUNT)
+    )
+    my_followers = strawberry.field(
+        resolver=social.my_followers, extensions=requires_scope(Scope.READ_ACCOUNT)
+    )
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -136,6 +143,15 @@ class Mutation:
     amend_order = _trade_mutation(trading.amend_order)
     set_trading_enabled = _session_mutation(trading.set_trading_enabled)
     set_market_status = _session_mutation(trading.set_market_status)
+    become_leader = _session_mutation(social.become_leader)
+    update_leader_profile = _session_mutation(social.update_leader_profile)
+    stop_leading = _session_mutation(social.stop_leading)
+    invite_follower = _session_mutation(social.invite_follower)
+    follow_leader = _session_mutation(social.follow_leader)
+    update_follow = _session_mutation(social.update_follow)
+    pause_follow = _session_mutation(social.pause_follow)
+    resume_follow = _session_mutation(social.resume_follow)
+    unfollow_leader = _session_mutation(social.unfollow_leader)
 
 
 @strawberry.type

@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 from app.domain.staking import utc_day
 from app.runtime import Runtime
 from app.services.deposits import deposits_by_ids
+from app.services.follows import FollowStatistics, follow_statistics
 from app.services.leaders import LeaderView, leaders_by_ids
 from app.services.markets import MarketRow, markets_by_ids
 from app.services.staking import (
@@ -20,7 +21,7 @@ from app.services.staking import (
 )
 from app.services.trading_reads import fills_by_order_ids
 from app.services.wallets import Wallet, wallets_by_user_ids
-from db.models import Deposit, Fill, Order, Stake, Transfer, User, Withdrawal
+from db.models import Deposit, Fill, Follow, Order, Stake, Transfer, User, Withdrawal
 from db.queries import rows_by_ids, users_by_ids
 
 
@@ -148,6 +149,29 @@ class LeaderByIdLoader(DataLoader[int, LeaderView | None]):
         super().__init__(load_fn=load)
 
 
+class FollowByIdLoader(DataLoader[int, Follow | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Follow | None]:
+            async with rt.sessions() as session:
+                return await rows_by_ids(session, Follow, ids)
+
+        super().__init__(load_fn=load)
+
+
+class FollowStatisticsByIdLoader(DataLoader[int, FollowStatistics]):
+    """Copy statistics of follows (through follow_by_id, so pages prime it)."""
+
+    def __init__(self, rt: Runtime, follows: FollowByIdLoader) -> None:
+        async def load(ids: Sequence[int]) -> list[FollowStatistics]:
+            rows = [r for r in await follows.load_many(ids) if r is not None]
+            async with rt.sessions() as session:
+                found = await follow_statistics(session, rows)
+            by_id = dict(zip([r.id for r in rows], found, strict=True))
+            return [by_id[i] for i in ids]
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -206,6 +230,14 @@ class Loaders:
     @cached_property
     def leader_by_id(self) -> LeaderByIdLoader:
         return LeaderByIdLoader(self._rt)
+
+    @cached_property
+    def follow_by_id(self) -> FollowByIdLoader:
+        return FollowByIdLoader(self._rt)
+
+    @cached_property
+    def follow_statistics_by_id(self) -> FollowStatisticsByIdLoader:
+        return FollowStatisticsByIdLoader(self._rt, self.follow_by_id)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:
