@@ -99,10 +99,30 @@ class Settings(BaseSettings):
     market_maker_trade_probability: float = Field(default=0.5, ge=0, le=1)  # per market, cycle
     equity_snapshot_interval_seconds: float = Field(default=3600, ge=0)
 
+    # notifications and price alerts (README: "Notifications"); 0 turns a job off
+    notifications_interval_seconds: float = Field(default=0.2, ge=0)  # events -> notifications
+    notification_email_interval_seconds: float = Field(default=1, ge=0)
+    price_alerts_interval_seconds: float = Field(default=0.2, ge=0)  # trades -> fired alerts
+    price_alerts_max_active: int = Field(default=50, ge=1)  # per user
+    # leaderboard (README: "Leaderboard"): how often the statistics are recomputed (0: no
+    # job), the trades a leader needs in a period to be ranked, how long answers are cached
+    leaderboard_interval_seconds: float = Field(default=300, ge=0)
+    leaderboard_min_trades: int = Field(default=5, ge=0)
+    leaderboard_cache_ttl_seconds: int = Field(default=60, ge=1)
+
     # social trading: who may lead (README: "Social trading: leaders and following")
     leader_min_kyc_level: int = Field(default=1, ge=0)
     leader_min_equity_usd: Decimal = Field(default=Decimal(100), ge=0)
     leader_min_closed_trades: int = Field(default=5, ge=0)  # SELL fills of the user
+
+    # copy trading (README: "Copy trading"): run the copy worker in the server (false when
+    # `python -m app copy-worker` runs it), its poll interval besides the engines' NOTIFY,
+    # leader fill events per batch, follows placed at once; the profit share job
+    copy_worker_enabled: bool = True
+    copy_poll_seconds: float = Field(default=0.05, gt=0)
+    copy_batch_size: int = Field(default=200, ge=1)
+    copy_concurrency: int = Field(default=8, ge=1)
+    profit_share_interval_seconds: float = Field(default=3600, ge=0)  # 0: no job
 
     # partner access and abuse protection (README: "Partner access")
     trusted_documents_manifest: Path | None = None  # Apollo persisted-query manifest (JSON)

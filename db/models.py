@@ -877,6 +877,8 @@ class FollowPosition(Base):
     quantity: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
     cost: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
     realized_pnl: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    # bumped by every fill applied: names the close order taken from this state
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
     updated_at: Mapped[datetime] = _created_at()
 
 
@@ -903,6 +905,8 @@ class Copy(Base):
     price: Mapped[Decimal | None] = mapped_column(AMOUNT)  # the copy's limit (slippage)
     client_order_id: Mapped[str | None] = mapped_column(Text)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    # of the order's fills, the quantity already applied to the follow's positions
+    filled_quantity: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

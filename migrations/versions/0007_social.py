@@ -297,6 +297,7 @@ def upgrade() -> None:
         sa.Column(
             "realized_pnl", sa.Numeric(precision=38, scale=18), server_default="0", nullable=False
         ),
+        sa.Column("version", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column(
             "updated_at",
             sa.DateTime(timezone=True),
@@ -377,6 +378,12 @@ def upgrade() -> None:
         sa.Column("price", sa.Numeric(precision=38, scale=18), nullable=True),
         sa.Column("client_order_id", sa.Text(), nullable=True),
         sa.Column("order_id", sa.BigInteger(), nullable=True),
+        sa.Column(
+            "filled_quantity",
+            sa.Numeric(precision=38, scale=18),
+            server_default="0",
+            nullable=False,
+        ),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),

@@ -1,0 +1,313 @@
+"""Copy trading rules, independent of storage: how big a follower's copy of a leader's
+fill is, the caps that clip or skip it, its slippage-bounded limit price, the follower's
+position from one follow (average cost), the portfolio stop-loss and the profit share.
+
+Opening (the leader BUYs), sized in the follow's quote currency at the leader's price::
+
+    FIXED_AMOUNT          fixed_amount / price
+    FIXED_RATIO           ratio x leader quantity
+    EQUITY_PROPORTIONAL   (leader notional / leader equity) x allocation / price
+
+then clipped, in this order, by the maximum order notional, the room left under the
+maximum position per asset (quote value) and the allocation not yet used, and rounded
+down to the market's lot. A copy below a lot or the market's minimum notional is
+skipped; the reason names the cap that made it so (``SkipReason``).
+
+Closing (the leader SELLs): the follower sells the same fraction of what it holds from
+that follow as the leader sold of its position (1 when the leader sold all of it), so
+only what was opened after following is ever mirrored.
+
+The copy is a LIMIT IOC order at the leader's price moved by the follow's slippage
+tolerance against the follower (BUY: up, rounded down to the tick; SELL: down, rounded up
+to the tick): it trades at once at a price no worse than that, or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+HUNDRED = Decimal(100)
+
+
+class CopyMode(StrEnum):
+    FIXED_AMOUNT = "FIXED_AMOUNT"
+    FIXED_RATIO = "FIXED_RATIO"
+    EQUITY_PROPORTIONAL = "EQUITY_PROPORTIONAL"
+
+
+class SkipReason(StrEnum):
+    """Why a copy was not placed. Trading refusals keep their own error code
+    (``INSUFFICIENT_FUNDS``, ``ORDER_TOO_LARGE``, ``MARKET_HALTED``, ...)."""
+
+    SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"  # not in the follow's allow list
+    QUOTE_MISMATCH = "QUOTE_MISMATCH"  # the market's quote is not the follow's
+    BELOW_MINIMUM = "BELOW_MINIMUM"  # below one lot or the market's minimum notional
+    ALLOCATION_EXHAUSTED = "ALLOCATION_EXHAUSTED"  # the allocation left is too small
+    MAX_POSITION_REACHED = "MAX_POSITION_REACHED"  # no room under the position cap
+    NOTHING_TO_CLOSE = "NOTHING_TO_CLOSE"  # the leader sold; the follower holds none
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What a follow says about sizing (amounts in the follow's quote currency)."""
+
+    mode: CopyMode
+    allocation: Decimal
+    fixed_amount: Decimal | None = None
+    ratio: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_position_per_asset: Decimal | None = None
+    allowed_symbols: Sequence[str] | None = None
+    slippage_tolerance: Decimal = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class Lots:
+    """The market rules sizing needs."""
+
+    tick_size: Decimal
+    lot_size: Decimal
+    min_notional: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderFill:
+    symbol: str
+    quote: str
+    price: Decimal
+    quantity: Decimal
+    notional: Decimal  # in quote
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """The follower's state for one follow when a copy is sized (quote amounts)."""
+
+    allocation_used: Decimal = ZERO  # cost of what it holds + copies still in flight
+    position_value: Decimal = ZERO  # of this asset, at the leader's price, in flight too
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    quantity: Decimal
+    price: Decimal  # the LIMIT IOC price
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    reason: str
+
+
+Plan = Planned | Skipped
+
+
+# --- rounding -----------------------------------------------------------------------------
+
+
+def round_down(value: Decimal, step: Decimal) -> Decimal:
+    """The largest multiple of ``step`` not above ``value`` (0 for negatives)."""
+    if value <= 0:
+        return ZERO
+    return (value / step).to_integral_value(ROUND_FLOOR) * step
+
+
+def round_up(value: Decimal, step: Decimal) -> Decimal:
+    return (value / step).to_integral_value(ROUND_CEILING) * step
+
+
+def limit_price(side: str, leader_price: Decimal, tolerance: Decimal, tick: Decimal) -> Decimal:
+    """The worst price the copy accepts: never worse than the tolerance allows."""
+    if side == "BUY":
+        return max(tick, round_down(leader_price * (ONE + tolerance), tick))
+    return max(tick, round_up(leader_price * (ONE - tolerance), tick))
+
+
+# --- sizing -------------------------------------------------------------------------------
+
+
+def raw_open_quantity(terms: Terms, fill: LeaderFill, *, leader_equity: Decimal | None) -> Decimal:
+    """The copy's quantity before caps and rounding."""
+    if terms.mode is CopyMode.FIXED_AMOUNT:
+        return (terms.fixed_amount or ZERO) / fill.price
+    if terms.mode is CopyMode.FIXED_RATIO:
+        return (terms.ratio or ZERO) * fill.quantity
+    if not leader_equity or leader_equity <= 0:
+        return ZERO
+    share = min(ONE, fill.notional / leader_equity)
+    return share * terms.allocation / fill.price
+
+
+def symbol_allowed(terms: Terms, symbol: str) -> bool:
+    return not terms.allowed_symbols or symbol.upper() in {s.upper() for s in terms.allowed_symbols}
+
+
+def plan_open(
+    terms: Terms,
+    fill: LeaderFill,
+    market: Lots,
+    *,
+    quote: str,
+    exposure: Exposure,
+    leader_equity: Decimal | None = None,
+) -> Plan:
+    """The follower's BUY for the leader's BUY ``fill``, or why there is none."""
+    if fill.quote != quote:
+        return Skipped(SkipReason.QUOTE_MISMATCH)
+    if not symbol_allowed(terms, fill.symbol):
+        return Skipped(SkipReason.SYMBOL_NOT_ALLOWED)
+    price = limit_price("BUY", fill.price, terms.slippage_tolerance, market.tick_size)
+    notional = raw_open_quantity(terms, fill, leader_equity=leader_equity) * fill.price
+    binding = SkipReason.BELOW_MINIMUM
+    caps: list[tuple[Decimal, SkipReason]] = []
+    if terms.max_order_notional is not None:
+        caps.append((terms.max_order_notional, SkipReason.BELOW_MINIMUM))
+    if terms.max_position_per_asset is not None:
+        room = terms.max_position_per_asset - exposure.position_value
+        caps.append((room, SkipReason.MAX_POSITION_REACHED))
+    caps.append((terms.allocation - exposure.allocation_used, SkipReason.ALLOCATION_EXHAUSTED))
+    for cap, reason in caps:
+        if notional > cap:
+            notional, binding = max(cap, ZERO), reason
+    quantity = round_down(notional / fill.price, market.lot_size)
+    if quantity <= 0 or quantity * price < market.min_notional:
+        return Skipped(binding)
+    return Planned(quantity, price)
+
+
+def close_fraction(sold: Decimal, position_before: Decimal) -> Decimal:
+    """The share of its position the leader sold (1 when it sold all it had, or more)."""
+    if position_before <= 0 or sold >= position_before:
+        return ONE
+    return sold / position_before
+
+
+def plan_close(
+    terms: Terms,
+    fill: LeaderFill,
+    market: Lots,
+    *,
+    held: Decimal,
+    fraction: Decimal,
+) -> Plan:
+    """The follower's SELL for the leader's SELL ``fill``: ``fraction`` of ``held`` (what
+    it holds from this follow, copies in flight counted). Not subject to the allow list
+    or the caps: a close only ever reduces what the follow opened."""
+    if held <= 0:
+        return Skipped(SkipReason.NOTHING_TO_CLOSE)
+    price = limit_price("SELL", fill.price, terms.slippage_tolerance, market.tick_size)
+    quantity = round_down(held if fraction >= ONE else held * fraction, market.lot_size)
+    if quantity <= 0 or quantity * price < market.min_notional:
+        return Skipped(SkipReason.BELOW_MINIMUM)
+    return Planned(quantity, price)
+
+
+# --- identities ---------------------------------------------------------------------------
+
+
+def copy_client_order_id(follow_id: int, leader_fill_id: int) -> str:
+    """The follower order's clientOrderId: one per (follow, leader fill), so a retried or
+    restarted worker finds the order it placed instead of placing another."""
+    return f"copy-{follow_id}-{leader_fill_id}"
+
+
+def close_client_order_id(follow_id: int, currency: str, version: int) -> str:
+    """A close of one follow position, named by the position's version (bumped by every
+    fill applied to it): closing again before the first close's fills are applied finds
+    the same order."""
+    return f"close-{follow_id}-{currency}-{version}"
+
+
+def parse_client_order_id(value: str) -> tuple[str, int] | None:
+    """("copy" | "close", follow id) for the ids above, else None."""
+    kind, _, rest = value.partition("-")
+    if kind not in ("copy", "close"):
+        return None
+    head = rest.split("-", 1)[0]
+    return (kind, int(head)) if head.isdigit() else None
+
+
+# --- the follower's position from one follow -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    quantity: Decimal = ZERO
+    cost: Decimal = ZERO  # in quote, fees included
+    realized_pnl: Decimal = ZERO
+
+    def bought(self, quantity: Decimal, spent: Decimal) -> Position:
+        """``spent``: the quote paid, fee included."""
+        return Position(self.quantity + quantity, self.cost + spent, self.realized_pnl)
+
+    def sold(self, quantity: Decimal, received: Decimal) -> Position:
+        """``received``: the quote received, fee deducted. Average cost: the share of the
+        cost sold goes; what is sold beyond the position carries no cost."""
+        if self.quantity <= 0:
+            return Position(self.quantity, self.cost, self.realized_pnl + received)
+        part = min(quantity, self.quantity)
+        released = self.cost * part / self.quantity
+        return Position(
+            self.quantity - part,
+            self.cost - released,
+            self.realized_pnl + received - released,
+        )
+
+    def unrealized(self, price: Decimal) -> Decimal:
+        return self.quantity * price - self.cost
+
+
+def follow_pnl(positions: Iterable[tuple[Position, Decimal | None]]) -> Decimal:
+    """Realized plus unrealized profit of a follow: (position, its last price)."""
+    total = ZERO
+    for position, price in positions:
+        total += position.realized_pnl
+        if price is not None:
+            total += position.unrealized(price)
+    return total
+
+
+def stop_loss_hit(pnl: Decimal, allocation: Decimal, percent: Decimal | None) -> bool:
+    """The follow's loss has reached ``percent`` of its allocation."""
+    if percent is None or percent <= 0:
+        return False
+    return -pnl >= allocation * percent / HUNDRED
+
+
+# --- profit share -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    due: Decimal  # the leader's share of the profit above the high-water mark
+    paid: Decimal  # what the follower's available balance covers
+    high_water_mark: Decimal  # after: raised only by the profit that was paid for
+
+
+def profit_share(
+    *,
+    realized: Decimal,
+    high_water_mark: Decimal,
+    percent: Decimal,
+    available: Decimal,
+    unit: Decimal,
+) -> Share:
+    """The leader's ``percent`` of ``realized - high_water_mark``, rounded down to the
+    currency's ``unit``. When the follower's ``available`` balance is short, what is
+    available is paid and the mark rises only by the profit that payment covers, so the
+    rest is charged again at the next settlement (nothing is forgiven, nothing charged
+    twice)."""
+    profit = realized - high_water_mark
+    if profit <= 0 or percent <= 0:
+        return Share(ZERO, ZERO, high_water_mark)
+    due = round_down(profit * percent / HUNDRED, unit)
+    paid = min(due, round_down(available, unit))
+    if paid == due:
+        return Share(due, paid, realized)
+    covered = paid * HUNDRED / percent
+    return Share(due, paid, high_water_mark + covered)
