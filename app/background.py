@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from app.runtime import Runtime
 from app.services import idempotency, outbox
+from app.services.leaderboard import recompute_leaderboard
 from app.services.staking_accrual import accrue_due_days
 from app.services.trading_reads import snapshot_equity
 
@@ -83,4 +84,5 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     jobs.add("idempotency-prune", 3600, prune_idempotency_keys)
     jobs.add("staking-accrual", rt.settings.staking_accrual_interval_seconds, accrue_due_days)
     jobs.add("equity-snapshots", rt.settings.equity_snapshot_interval_seconds, snapshot_equity)
+    jobs.add("leaderboard", rt.settings.leaderboard_interval_seconds, recompute_leaderboard)
     return jobs

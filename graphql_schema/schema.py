@@ -22,6 +22,7 @@ from graphql_schema.scalars import DecimalScalar
 from graphql_schema.types import User, UserConnection
 from resolvers import accounts, kyc, money, partner, queries, social, trading
 from resolvers import deposits as deposit_resolvers
+from resolvers import leaderboard as leaderboard_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers import withdrawals as withdrawal_resolvers
 
@@ -87,6 +88,9 @@ class Query:
     order_book = strawberry.field(resolver=trading.order_book, extensions=_market_data())
     recent_trades = strawberry.field(resolver=trading.recent_trades, extensions=_market_data())
     candles = strawberry.field(resolver=trading.candles, extensions=_market_data())
+    leaderboard = strawberry.field(
+        resolver=leaderboard_resolvers.leaderboard_query, extensions=_market_data()
+    )
     leader = strawberry.field(resolver=social.leader, extensions=_market_data())
     my_leader_profile = strawberry.field(
         resolver=social.my_leader_profile, extensions=requires_scope(Scope.READ_ACCOUNT)

@@ -7,10 +7,12 @@ from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
+from app.domain.leaderboard import Period
 from app.domain.staking import utc_day
 from app.runtime import Runtime
 from app.services.deposits import deposits_by_ids
 from app.services.follows import FollowStatistics, follow_statistics
+from app.services.leaderboard import LeaderStats, stats_by_keys
 from app.services.leaders import LeaderView, leaders_by_ids
 from app.services.markets import MarketRow, markets_by_ids
 from app.services.staking import (
@@ -172,6 +174,16 @@ class FollowStatisticsByIdLoader(DataLoader[int, FollowStatistics]):
         super().__init__(load_fn=load)
 
 
+class LeaderStatsByKeyLoader(DataLoader[tuple[int, Period], LeaderStats | None]):
+    """A leader's statistics over a period, keyed by (leader id, period)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(keys: Sequence[tuple[int, Period]]) -> list[LeaderStats | None]:
+            return await stats_by_keys(rt, keys)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -230,6 +242,10 @@ class Loaders:
     @cached_property
     def leader_by_id(self) -> LeaderByIdLoader:
         return LeaderByIdLoader(self._rt)
+
+    @cached_property
+    def leader_stats_by_key(self) -> LeaderStatsByKeyLoader:
+        return LeaderStatsByKeyLoader(self._rt)
 
     @cached_property
     def follow_by_id(self) -> FollowByIdLoader:

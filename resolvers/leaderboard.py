@@ -1,0 +1,45 @@
+"""The leaderboard query and a leader's statistics: parse, call one service, map."""
+
+from __future__ import annotations
+
+from strawberry.types import Info
+
+from app.domain.leaderboard import Period
+from app.services import leaderboard
+from graphql_schema.context import Context
+from graphql_schema.leaderboard import (
+    LeaderboardConnection,
+    LeaderboardEntry,
+    LeaderboardPeriod,
+    LeaderboardSort,
+    LeaderStatistics,
+)
+from graphql_schema.types import to_connection
+
+Ctx = Info[Context, None]
+
+
+async def leaderboard_query(
+    info: Ctx,
+    period: LeaderboardPeriod = LeaderboardPeriod.ALL,
+    sort_by: LeaderboardSort = LeaderboardSort.ROI,
+    first: int = 20,
+    after: str | None = None,
+) -> LeaderboardConnection:
+    """Leaders with enough trades in the period, ranked (MAX_DRAWDOWN: smallest first;
+    the others: largest first; nulls last; ties by leader). Recomputed periodically."""
+    page = await leaderboard.leaderboard_page(
+        info.context.rt,
+        period=Period(period.value),
+        sort_by=leaderboard.SortBy(sort_by.value),
+        first=first,
+        after=after,
+    )
+    return to_connection(LeaderboardConnection, page, LeaderboardEntry.from_entry)  # type: ignore[return-value]
+
+
+async def leader_statistics(
+    info: Ctx, leader_id: int, period: LeaderboardPeriod
+) -> LeaderStatistics | None:
+    stats = await info.context.loaders.leader_stats_by_key.load((leader_id, Period(period.value)))
+    return LeaderStatistics.from_stats(stats) if stats is not None else None
