@@ -15,6 +15,7 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.domain.leaderboard import Period
 from app.services.follows import FollowStatistics as StatisticsView
 from app.services.leaders import LeaderView
 from db.models import Follow as FollowRow
@@ -39,6 +40,7 @@ from graphql_schema.errors import (
     UnknownMarket,
     ValidationFailed,
 )
+from graphql_schema.leaderboard import LeaderboardPeriod, LeaderStatistics
 from graphql_schema.trading import OrderNode
 
 
@@ -93,6 +95,17 @@ class Leader(relay.Node):
             follower_count=view.follower_count,
             assets_under_copy=view.assets_under_copy.normalize(),
         )
+
+    @strawberry.field(
+        description="Figures over a period as the leaderboard job last computed them; "
+        "null before its first run."
+    )
+    async def statistics(
+        self, info: Info, period: LeaderboardPeriod = LeaderboardPeriod.ALL
+    ) -> LeaderStatistics | None:
+        key = (self.id, Period(period.value))
+        stats = await info.context.loaders.leader_stats_by_key.load(key)
+        return LeaderStatistics.from_stats(stats) if stats is not None else None
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]

@@ -1,4 +1,4 @@
-"""The leaderboard query and a leader's statistics: parse, call one service, map."""
+"""The leaderboard query: parse, call one service, map."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from graphql_schema.leaderboard import (
     LeaderboardEntry,
     LeaderboardPeriod,
     LeaderboardSort,
-    LeaderStatistics,
 )
 from graphql_schema.types import to_connection
 
@@ -36,10 +35,3 @@ async def leaderboard_query(
         after=after,
     )
     return to_connection(LeaderboardConnection, page, LeaderboardEntry.from_entry)  # type: ignore[return-value]
-
-
-async def leader_statistics(
-    info: Ctx, leader_id: int, period: LeaderboardPeriod
-) -> LeaderStatistics | None:
-    stats = await info.context.loaders.leader_stats_by_key.load((leader_id, Period(period.value)))
-    return LeaderStatistics.from_stats(stats) if stats is not None else None

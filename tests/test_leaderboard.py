@@ -3,6 +3,7 @@ query through GraphQL: ranking per sort, who is ranked, caching and invalidation
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import count
@@ -333,3 +334,29 @@ async def test_the_job_writes_every_leader_once_per_period_and_again_on_rerun(rt
     assert {(r["win_rate"], r["followers"], r["aum"]) for r in charlie} == {
         (Decimal("0.5"), 0, Decimal(0))
     }
+
+
+LEADER_STATS = """
+query($id: ID!) { leader(id: $id) { displayName
+  week: statistics(period: D7) { period roi pnl trades ranked followers assetsUnderCopy }
+  all: statistics { period trades ranked } } }
+"""
+
+
+async def test_a_leader_shows_its_statistics_ranked_or_not(gql, rt, board):
+    delta = base64.b64encode(f"Leader:{board['delta']}".encode()).decode()
+    before = await gql.data(LEADER_STATS, {"id": delta})
+    assert before["leader"]["week"] is None  # the job has not run yet
+    await recompute_leaderboard(rt)
+    data = (await gql.data(LEADER_STATS, {"id": delta}))["leader"]
+    # 1000 -> 2000 -> 2000 -> 2000: ROI 1, PnL 1000; 4 trades < 5: not ranked
+    assert data["week"] == {
+        "period": "D7",
+        "roi": "1",
+        "pnl": "1000",
+        "trades": 4,
+        "ranked": False,
+        "followers": 0,
+        "assetsUnderCopy": "0",
+    }
+    assert data["all"] == {"period": "ALL", "trades": 4, "ranked": False}
