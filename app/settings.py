@@ -106,9 +106,10 @@ class Settings(BaseSettings):
     price_alerts_max_active: int = Field(default=50, ge=1)  # per user
     # leaderboard (README: "Leaderboard"): how often the statistics are recomputed (0: no
     # job), the trades a leader needs in a period to be ranked, how long answers are cached
+    # (0: not cached)
     leaderboard_interval_seconds: float = Field(default=300, ge=0)
     leaderboard_min_trades: int = Field(default=5, ge=0)
-    leaderboard_cache_ttl_seconds: int = Field(default=60, ge=1)
+    leaderboard_cache_ttl_seconds: int = Field(default=60, ge=0)
 
     # social trading: who may lead (README: "Social trading: leaders and following")
     leader_min_kyc_level: int = Field(default=1, ge=0)

@@ -57,6 +57,7 @@ SUBCOMMANDS = {
     "trading-place": "bench.trading_place",  # placeOrder peak and p99 at half load
     "trading-fanout": "bench.trading_fanout",  # orderBook to 1,000 WebSockets
     "trading-portfolio": "bench.trading_portfolio",  # portfolio vs hand-written asyncpg
+    "leaderboard": "bench.leaderboard",  # cached vs uncached, and the job, 10,000 leaders
 }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.domain import orders as rules
 from app.domain.matching import RejectReason, rejection_error
@@ -166,8 +167,11 @@ async def _check_risk(
     user_id: int,
     market: MarketRow,
     orders: Sequence[ValidOrder],
+    *,
+    open_orders: int | None = None,
 ) -> None:
-    """Maximum order value (USD, at the order's price) and maximum open orders."""
+    """Maximum order value (USD, at the order's price) and maximum open orders
+    (``open_orders``: the user's live orders, when the caller already counted them)."""
     rate = await _usd_rate(session, market.spec.quote)
     limit = rt.settings.trading_max_order_notional_usd
     for order in orders:
@@ -176,12 +180,13 @@ async def _check_risk(
             raise OrderTooLarge(
                 f"An order is worth at most {limit.normalize():f} USD", field="quantity"
             )
-    connection = await driver(session)
-    open_orders = await connection.fetchval(
-        "SELECT count(*) FROM orders WHERE user_id = $1 AND status = ANY($2::text[])",
-        user_id,
-        _LIVE,
-    )
+    if open_orders is None:
+        connection = await driver(session)
+        open_orders = await connection.fetchval(
+            "SELECT count(*) FROM orders WHERE user_id = $1 AND status = ANY($2::text[])",
+            user_id,
+            _LIVE,
+        )
     if open_orders + len(orders) > rt.settings.trading_max_open_orders:
         raise TooManyOpenOrders(
             f"At most {rt.settings.trading_max_open_orders} open orders", field="quantity"
@@ -267,18 +272,30 @@ _ENQUEUE_SQL = """
         RETURNING seq
     ), wake AS (
         SELECT pg_notify($6, $1::text)
+    ), held AS (
+        UPDATE orders o SET hold_id = h.hold_id
+        FROM unnest($7::bigint[], $8::bigint[]) AS h(order_id, hold_id)
+        WHERE o.id = h.order_id
+        RETURNING o.id
     )
-    SELECT (SELECT max(seq) FROM commands) AS last, (SELECT count(*) FROM wake) AS woken
+    SELECT (SELECT max(seq) FROM commands) AS last, (SELECT count(*) FROM wake) AS woken,
+           (SELECT count(*) FROM held) AS held
 """
 
 
 async def enqueue(
-    session: AsyncSession, market_id: int, commands: Sequence[tuple[str, int | None, int, dict]]
+    session: AsyncSession,
+    market_id: int,
+    commands: Sequence[tuple[str, int | None, int, dict]],
+    *,
+    holds: Sequence[tuple[Order, int]] = (),
 ) -> int:
     """Store (kind, order id, user id, args) commands in sequence and wake the engine
     (NOTIFY, delivered at commit); the last seq. One statement, and the last of its
     transaction: the markets row lock that orders the commands is held only from here
-    to COMMIT."""
+    to COMMIT. ``holds``: (order, hold id) pairs to link in the same statement."""
+    for order, hold_id in holds:
+        set_committed_value(order, "hold_id", hold_id)
     connection = await driver(session)
     row = await connection.fetchrow(
         _ENQUEUE_SQL,
@@ -288,8 +305,40 @@ async def enqueue(
         [user_id for _, _, user_id, _ in commands],
         [json.dumps(args) for _, _, _, args in commands],
         WAKE_CHANNEL,
+        [order.id for order, _ in holds],
+        [hold_id for _, hold_id in holds],
     )
     return int(row["last"])
+
+
+_TRADER_SQL = """
+    SELECT u.trading_enabled,
+           (SELECT o.id FROM orders o
+            WHERE o.user_id = u.id AND o.client_order_id = $2) AS existing_id,
+           (SELECT count(*) FROM orders o
+            WHERE o.user_id = u.id AND o.status = ANY($3::text[])) AS open_orders
+    FROM users u WHERE u.id = $1
+    FOR NO KEY UPDATE OF u
+"""
+
+
+async def _lock_trader_for_order(
+    session: AsyncSession, user_id: int | None, client_order_id: str
+) -> tuple[int, Order | None, int]:
+    """One round trip: lock the trader's row (FOR NO KEY UPDATE, as ``lock_user``), the
+    order a retry of ``client_order_id`` already placed, and the number of live orders."""
+    if user_id is None:
+        raise NotAuthenticated()
+    connection = await driver(session)
+    row = await connection.fetchrow(_TRADER_SQL, user_id, client_order_id, _LIVE)
+    if row is None:
+        raise NotAuthenticated()
+    if not row["trading_enabled"]:
+        raise TradingDisabled()
+    existing = None
+    if row["existing_id"] is not None:
+        existing = await session.get(Order, row["existing_id"])
+    return user_id, existing, int(row["open_orders"])
 
 
 def _first_command(valid: ValidOrder) -> tuple[OrderStatus, str]:
@@ -344,8 +393,7 @@ async def place_order(
     digest = _digest(symbol.upper(), request)
 
     async def work(session: AsyncSession) -> tuple[Order, int | None]:
-        uid = await _lock_trader(session, user_id)
-        existing = await _existing(session, uid, client_order_id)
+        uid, existing, open_orders = await _lock_trader_for_order(session, user_id, client_order_id)
         if existing is not None:
             if existing.request_hash != digest:
                 raise ClientOrderIdReused(field="clientOrderId")
@@ -358,7 +406,7 @@ async def place_order(
             reference_price=market.last_price,
             price_band_bps=rt.settings.trading_price_band_bps,
         )
-        await _check_risk(rt, session, uid, market, [valid])
+        await _check_risk(rt, session, uid, market, [valid], open_orders=open_orders)
         status, kind = _first_command(valid)
         order = _order_row(
             user_id=uid,
@@ -372,9 +420,10 @@ async def place_order(
         session.add(order)
         await session.flush()
         currency, amount = rules.hold_for(market.spec, valid)
-        order.hold_id = await _hold(session, uid, currency, amount, f"order:{order.id}")
-        await session.flush()
-        seq = await enqueue(session, market.id, [(kind, order.id, uid, {})])
+        hold_id = await _hold(session, uid, currency, amount, f"order:{order.id}")
+        seq = await enqueue(
+            session, market.id, [(kind, order.id, uid, {})], holds=[(order, hold_id)]
+        )
         return order, seq
 
     order, seq = await in_transaction(rt.sessions, work)
