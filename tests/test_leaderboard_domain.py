@@ -18,6 +18,7 @@ from app.domain.leaderboard import (
     roi,
     sharpe,
     sortino,
+    win_rate,
 )
 
 D = Decimal
@@ -124,13 +125,14 @@ def test_win_rate_replays_fills_with_average_cost_and_fees():
         # nothing bought on market 2 (deposited coins): not a closing trade
         fill("SELL", "1", "50", market=2),
     ]
-    assert closing_trades(fills, since=None) == (1, 2)
+    assert [won for _, won in closing_trades(fills)] == [False, True]
+    assert win_rate(closing_trades(fills), since=None) == D("0.5")
 
 
 def test_average_cost_survives_partial_sells():
     # 2 @ 100 = 200; sell 1 @ 90 (loss) leaves 1 costing 100; sell 1 @ 101: a win
     fills = [fill("BUY", "2", "200"), fill("SELL", "1", "90"), fill("SELL", "1", "101")]
-    assert closing_trades(fills, since=None) == (1, 2)
+    assert [won for _, won in closing_trades(fills)] == [False, True]
 
 
 def test_periods_count_the_last_n_days_with_a_baseline_before_them():

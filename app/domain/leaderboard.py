@@ -49,12 +49,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from enum import StrEnum
 from itertools import pairwise
 
-# Quantities and amounts have at most 38 digits; products of two fit exactly in 100.
-CONTEXT = Context(prec=100, rounding=ROUND_HALF_EVEN)
+# Rates and ratios: 50 significant digits (stored rounded to 18 places). Quantities and
+# amounts have at most 38 digits: their sums and products of two are exact in 100.
+CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN)
+_EXACT = Context(prec=100, rounding=ROUND_HALF_EVEN)
 DAYS_PER_YEAR = 365
 _ANNUALISE = Decimal(DAYS_PER_YEAR).sqrt(CONTEXT)
 _ZERO = Decimal(0)
@@ -136,72 +138,64 @@ def daily_returns(closes: Sequence[Close], flows: Iterable[Flow]) -> list[DailyR
     i = 0
     while i < len(pending) and closes and pending[i].at <= closes[0].at:
         i += 1  # before the baseline: already in its equity
-    for previous, current in pairwise(closes):
-        flow = _ZERO
-        while i < len(pending) and pending[i].at <= current.at:
-            flow = CONTEXT.add(flow, pending[i].amount)
-            i += 1
-        gain = CONTEXT.subtract(CONTEXT.subtract(current.equity, previous.equity), flow)
-        base = CONTEXT.add(previous.equity, flow)
-        rate = CONTEXT.divide(gain, base) if base > 0 else _ZERO
-        returns.append(DailyReturn(current.at, rate, gain))
+    with localcontext(CONTEXT):
+        for previous, current in pairwise(closes):
+            flow = _ZERO
+            while i < len(pending) and pending[i].at <= current.at:
+                flow += pending[i].amount
+                i += 1
+            gain = current.equity - previous.equity - flow
+            base = previous.equity + flow
+            returns.append(DailyReturn(current.at, gain / base if base > 0 else _ZERO, gain))
     return returns
 
 
 def roi(rates: Sequence[Decimal]) -> Decimal | None:
     if not rates:
         return None
-    wealth = _ONE
-    for r in rates:
-        wealth = CONTEXT.multiply(wealth, CONTEXT.add(_ONE, r))
-    return CONTEXT.subtract(wealth, _ONE)
+    with localcontext(CONTEXT):
+        wealth = _ONE
+        for r in rates:
+            wealth *= _ONE + r
+        return wealth - _ONE
 
 
 def max_drawdown(rates: Sequence[Decimal]) -> Decimal | None:
     if not rates:
         return None
-    wealth = peak = _ONE
-    worst = _ZERO
-    for r in rates:
-        wealth = CONTEXT.multiply(wealth, CONTEXT.add(_ONE, r))
-        peak = max(peak, wealth)
-        if peak > 0:
-            worst = max(worst, CONTEXT.divide(CONTEXT.subtract(peak, wealth), peak))
-    return worst
-
-
-def _mean(rates: Sequence[Decimal]) -> Decimal:
-    return CONTEXT.divide(_sum(rates), Decimal(len(rates)))
-
-
-def _sum(values: Iterable[Decimal]) -> Decimal:
-    total = _ZERO
-    for v in values:
-        total = CONTEXT.add(total, v)
-    return total
+    with localcontext(CONTEXT):
+        wealth = peak = _ONE
+        worst = _ZERO
+        for r in rates:
+            wealth *= _ONE + r
+            if wealth > peak:
+                peak = wealth
+            elif peak > 0:
+                worst = max(worst, (peak - wealth) / peak)
+        return worst
 
 
 def sharpe(rates: Sequence[Decimal]) -> Decimal | None:
     """Annualised, risk-free rate 0, sample standard deviation (n - 1)."""
     if len(rates) < 2:
         return None
-    mean = _mean(rates)
-    squares = _sum(CONTEXT.power(CONTEXT.subtract(r, mean), 2) for r in rates)
-    deviation = CONTEXT.divide(squares, Decimal(len(rates) - 1)).sqrt(CONTEXT)
-    if deviation == 0:
-        return None
-    return CONTEXT.multiply(CONTEXT.divide(mean, deviation), _ANNUALISE)
+    with localcontext(CONTEXT):
+        mean = sum(rates, _ZERO) / len(rates)
+        squares = sum(((r - mean) * (r - mean) for r in rates), _ZERO)
+        deviation = (squares / (len(rates) - 1)).sqrt()
+        return mean / deviation * _ANNUALISE if deviation != 0 else None
 
 
 def sortino(rates: Sequence[Decimal]) -> Decimal | None:
     """Annualised; downside deviation over all days (gains count as 0)."""
     if not rates:
         return None
-    squares = _sum(CONTEXT.power(min(r, _ZERO), 2) for r in rates)
-    if squares == 0:
-        return None
-    downside = CONTEXT.divide(squares, Decimal(len(rates))).sqrt(CONTEXT)
-    return CONTEXT.multiply(CONTEXT.divide(_mean(rates), downside), _ANNUALISE)
+    with localcontext(CONTEXT):
+        squares = sum((r * r for r in rates if r < 0), _ZERO)
+        if squares == 0:
+            return None
+        mean = sum(rates, _ZERO) / len(rates)
+        return mean / (squares / len(rates)).sqrt() * _ANNUALISE
 
 
 @dataclass(slots=True)
@@ -210,35 +204,34 @@ class _Holding:
     cost: Decimal = _ZERO  # quote, fees included
 
 
-def closing_trades(fills: Iterable[TradeFill], *, since: datetime | None) -> tuple[int, int]:
-    """(winning, total) closing trades at or after ``since`` (all when None)."""
+def closing_trades(fills: Iterable[TradeFill]) -> list[tuple[datetime, bool]]:
+    """Every closing trade (a SELL of something bought on record): when, and whether it
+    beat the average cost."""
     holdings: dict[int, _Holding] = {}
-    wins = total = 0
-    for fill in fills:
-        held = holdings.setdefault(fill.market, _Holding())
-        if fill.side == "BUY":
-            held.quantity = CONTEXT.add(held.quantity, fill.quantity)
-            held.cost = CONTEXT.add(held.cost, CONTEXT.add(fill.quote_amount, fill.fee))
-            continue
-        if held.quantity <= 0:
-            continue  # nothing bought on record: not a closing trade
-        if since is None or fill.at >= since:
-            total += 1
+    closing = []
+    with localcontext(_EXACT):
+        for fill in fills:
+            held = holdings.setdefault(fill.market, _Holding())
+            if fill.side == "BUY":
+                held.quantity += fill.quantity
+                held.cost += fill.quote_amount + fill.fee
+                continue
+            if held.quantity <= 0:
+                continue  # nothing bought on record: not a closing trade
             # (quote - fee) / quantity > cost / held, multiplied out to stay exact
-            proceeds = CONTEXT.subtract(fill.quote_amount, fill.fee)
-            if CONTEXT.multiply(proceeds, held.quantity) > CONTEXT.multiply(
-                held.cost, fill.quantity
-            ):
-                wins += 1
-        sold = min(fill.quantity, held.quantity)
-        remaining = CONTEXT.subtract(held.quantity, sold)
-        held.cost = (
-            CONTEXT.divide(CONTEXT.multiply(held.cost, remaining), held.quantity)
-            if remaining > 0
-            else _ZERO
-        )
-        held.quantity = remaining
-    return wins, total
+            won = (fill.quote_amount - fill.fee) * held.quantity > held.cost * fill.quantity
+            closing.append((fill.at, won))
+            remaining = held.quantity - min(fill.quantity, held.quantity)
+            held.cost = held.cost * remaining / held.quantity if remaining > 0 else _ZERO
+            held.quantity = remaining
+    return closing
+
+
+def win_rate(closing: Sequence[tuple[datetime, bool]], *, since: datetime | None) -> Decimal | None:
+    counted = [won for at, won in closing if since is None or at >= since]
+    if not counted:
+        return None
+    return CONTEXT.divide(Decimal(sum(counted)), Decimal(len(counted)))
 
 
 def period_start(period: Period, now: datetime) -> datetime | None:
@@ -249,33 +242,24 @@ def period_start(period: Period, now: datetime) -> datetime | None:
     return datetime.combine(first_day, time(0), tzinfo=UTC)
 
 
-def window(closes: Sequence[Close], start: datetime | None) -> list[Close]:
-    """The closes of the period, after the baseline (the last close before ``start``)."""
-    if start is None:
-        return list(closes)
-    inside = [c for c in closes if c.at >= start]
-    before = [c for c in closes if c.at < start]
-    return before[-1:] + inside
-
-
-def period_stats(
+def _stats(
     period: Period,
-    *,
-    now: datetime,
-    closes: Sequence[Close],
-    flows: Sequence[Flow],
+    start: datetime | None,
+    returns: Sequence[DailyReturn],
+    closing: Sequence[tuple[datetime, bool]],
     fills: Sequence[TradeFill],
 ) -> PeriodStats:
-    """Statistics over ``period`` ending ``now``; inputs oldest first, none after now."""
-    start = period_start(period, now)
-    returns = daily_returns(window(closes, start), flows)
-    rates = [r.rate for r in returns]
-    wins, closing = closing_trades(fills, since=start)
+    # The returns of the period are those ending inside it: the first one runs from the
+    # baseline (the last close before the period), or there is none before the period.
+    inside = [r for r in returns if start is None or r.at >= start]
+    rates = [r.rate for r in inside]
+    with localcontext(_EXACT):
+        pnl = sum((r.gain for r in inside), _ZERO)
     return PeriodStats(
         period=period,
         roi=roi(rates),
-        pnl=_sum(r.gain for r in returns),
-        win_rate=CONTEXT.divide(Decimal(wins), Decimal(closing)) if closing else None,
+        pnl=pnl,
+        win_rate=win_rate(closing, since=start),
         max_drawdown=max_drawdown(rates),
         sharpe=sharpe(rates),
         sortino=sortino(rates),
@@ -290,4 +274,19 @@ def all_periods(
     flows: Sequence[Flow],
     fills: Sequence[TradeFill],
 ) -> list[PeriodStats]:
-    return [period_stats(p, now=now, closes=closes, flows=flows, fills=fills) for p in Period]
+    """Statistics for every period ending ``now``; inputs oldest first, none after now."""
+    returns = daily_returns(closes, flows)
+    closing = closing_trades(fills)
+    return [_stats(p, period_start(p, now), returns, closing, fills) for p in Period]
+
+
+def period_stats(
+    period: Period,
+    *,
+    now: datetime,
+    closes: Sequence[Close],
+    flows: Sequence[Flow],
+    fills: Sequence[TradeFill],
+) -> PeriodStats:
+    returns = daily_returns(closes, flows)
+    return _stats(period, period_start(period, now), returns, closing_trades(fills), fills)

@@ -20,13 +20,15 @@ The read shows ranked rows of ACTIVE, PUBLIC leaders: a STOPPED leader takes no 
 followers and an INVITE_ONLY one is not open to the public, so neither is advertised.
 It sorts descending, except MAX_DRAWDOWN (smallest first); nulls last; ties by leader
 id. Rank is the position in that order. Pages are cached under (generation, period,
-sort, first, after) for LEADERBOARD_CACHE_TTL_SECONDS; the job increments the generation
-after committing, so the next read misses and sees the new figures. A cached page is
-the JSON of the uncached one, and both are built from that JSON, so they are equal.
+sort, first, after) for LEADERBOARD_CACHE_TTL_SECONDS (0: no cache); the job increments
+the generation after committing, so the next read misses and sees the new figures. A
+cached page is the JSON of the uncached one, and both are built from that JSON, so they
+are equal. Without Redis, reads are answered uncached.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -34,6 +36,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -173,19 +176,33 @@ async def recompute_leaderboard(rt: Runtime) -> int:
         closes = _grouped(await connection.fetch(_CLOSES_SQL, now), _close)
         flows = _grouped(await connection.fetch(_FLOWS_SQL, now, INTERNAL_ENTRY_KINDS), _flow)
         fills = _grouped(await connection.fetch(_FILLS_SQL, now), _fill)
-        rows = [
-            _row(leader, stats, min_trades=rt.settings.leaderboard_min_trades)
-            for leader in leaders
-            for stats in all_periods(
-                now=now,
-                closes=closes.get(leader["user_id"], []),
-                flows=sorted(flows.get(leader["user_id"], []), key=lambda f: f.at),
-                fills=fills.get(leader["user_id"], []),
-            )
-        ]
+        # CPU-bound (milliseconds per leader): in a thread, so the server keeps answering
+        rows = await asyncio.to_thread(
+            _compute, now, leaders, closes, flows, fills, rt.settings.leaderboard_min_trades
+        )
         await connection.execute(_UPSERT_SQL, *_columns(rows), now)
     await _bump_generation(rt)
     return len(rows)
+
+
+def _compute(
+    now: datetime,
+    leaders: Sequence[Any],
+    closes: dict[int, list[Close]],
+    flows: dict[int, list[Flow]],
+    fills: dict[int, list[TradeFill]],
+    min_trades: int,
+) -> list[LeaderStats]:
+    return [
+        _row(leader, stats, min_trades=min_trades)
+        for leader in leaders
+        for stats in all_periods(
+            now=now,
+            closes=closes.get(leader["user_id"], []),
+            flows=flows.get(leader["user_id"], []),
+            fills=fills.get(leader["user_id"], []),
+        )
+    ]
 
 
 def _grouped(records: Iterable[Any], make: Any) -> dict[int, list[Any]]:
@@ -426,7 +443,9 @@ async def leaderboard_page(
     """One page of the ranked, public, active leaders (cached; see the module doc)."""
     check_page_size(first)
     cursor = _decode_cursor(period, sort_by, after) if after is not None else None
-    key, payload = await _cached(rt, [period.value, sort_by.value, str(first), after or ""])
+    key, payload = None, None
+    if rt.settings.leaderboard_cache_ttl_seconds > 0:
+        key, payload = await _cached(rt, [period.value, sort_by.value, str(first), after or ""])
     if payload is None:
         payload = await _query_page(rt, period=period, sort_by=sort_by, first=first, cursor=cursor)
         if key is not None:
