@@ -98,6 +98,11 @@ def server_settings(database_url: str, redis_url: str) -> dict[str, str]:
         "EQUITY_SNAPSHOT_INTERVAL_SECONDS": "0",
         "STAKING_ACCRUAL_INTERVAL_SECONDS": "0",
         "WITHDRAWAL_WORKER_INTERVAL_SECONDS": "0",
+        # a pool as large as the load (32 connections + the engines' 5): overflow
+        # connections are closed on return, and a new one costs a connect and asyncpg's
+        # type introspection, which at 32 in flight ran on most requests
+        "DB_POOL_SIZE": "40",
+        "DB_MAX_OVERFLOW": "0",
     }
 
 
