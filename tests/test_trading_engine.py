@@ -594,6 +594,23 @@ async def test_oco_limit_fill_cancels_the_stop_and_the_single_hold_is_released(r
     assert (await reload(rt, stop.id)).filled_quantity == ZERO
 
 
+async def test_canceling_one_oco_leg_cancels_the_other_and_frees_the_hold(rt, engines, tape):
+    holder = await funded_user(rt, "holder", BTC="1")
+    await trade_at(rt, *tape, "100")
+    placed = await trading.place_order_list(
+        rt, user_id=holder, symbol=BTC, client_list_id="oco-c", oco=_oco_sell()
+    )
+    take, stop = placed.orders
+    canceled = await trading.cancel_order(rt, user_id=holder, order_id=take.id)
+    assert canceled.status == "CANCELED"
+    other = await reload(rt, stop.id)
+    assert (other.status, other.reason) == ("CANCELED", "OCO")
+    assert await wallet(rt, holder, "BTC") == (D("1"), ZERO)  # nothing held any more
+    assert await scalar(rt, "SELECT status FROM holds WHERE id = $1", take.hold_id) == "VOIDED"
+    await trade_at(rt, *tape, "95")  # the stop's level: nothing fires
+    assert (await reload(rt, stop.id)).filled_quantity == ZERO
+
+
 async def test_oco_stop_trigger_cancels_the_limit(rt, engines, tape):
     holder = await funded_user(rt, "holder", BTC="1")
     bidder = await funded_user(rt, "bidder", USDT="1000")
@@ -721,8 +738,9 @@ async def test_bracket_exits_follow_what_the_entry_filled_or_go_with_it(rt, engi
     )
     assert await wallet(rt, trader_id, "BTC") == (ZERO, D("0.4"))
     await trading.cancel_order(rt, user_id=trader_id, order_id=take.id)
-    assert await wallet(rt, trader_id, "BTC") == (ZERO, D("0.4"))  # the stop-loss holds it
-    await trading.cancel_order(rt, user_id=trader_id, order_id=stop.id)
+    # the exits are an OCO: canceling one leg cancels the other and frees the hold
+    stop = (await trading.get_orders(rt, [stop.id]))[0]
+    assert (stop.status, stop.reason) == ("CANCELED", "OCO")
     assert await wallet(rt, trader_id, "BTC") == (D("0.4"), ZERO)
 
 

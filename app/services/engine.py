@@ -513,6 +513,8 @@ class MarketEngine:
         elif kind == "CANCEL":
             assert order is not None
             outcome = await self._cancel(seq, order)
+            if outcome == "OK" and order.list_role in OCO_ROLES:
+                await self._cancel_siblings(order)  # canceling one leg cancels the OCO
         elif kind == "CANCEL_ALL":
             await self._events(self.book.handle(CancelAll(seq, command["user_id"])))
             for other in list(self.orders.values()):
