@@ -1,10 +1,12 @@
-"""Command line: ``python -m app serve | migrate | seed | test | engine``.
+"""Command line: ``python -m app serve | migrate | seed | test | engine | copy-worker``.
 
 ``serve`` starts embedded PostgreSQL + Redis when DATABASE_URL / REDIS_URL are unset,
 migrates, seeds demo data (when SEED_DEMO_DATA), prints the URL and logins, serves.
 ``test`` does the same set-up for the test suite, then runs pytest.
 ``engine`` runs only the matching engines (production: API processes then set
 TRADING_ENGINE_ENABLED=false); several engine processes are owner and standbys.
+``copy-worker`` runs only the copy trading worker (API processes then set
+COPY_WORKER_ENABLED=false); several take turns batch by batch.
 """
 
 from __future__ import annotations
@@ -135,6 +137,25 @@ def run_engines(settings: Settings) -> None:
     asyncio.run(run())
 
 
+def run_copy_worker(settings: Settings) -> None:
+    from app.runtime import build_runtime
+    from app.services.copy_trading import run_worker
+
+    if not (settings.database_url and settings.redis_url):
+        raise SystemExit("DATABASE_URL and REDIS_URL are not set")
+
+    async def run() -> None:
+        rt = build_runtime(
+            settings, database_url=settings.database_url or "", redis_url=settings.redis_url or ""
+        )
+        try:
+            await run_worker(rt)
+        finally:
+            await rt.aclose()
+
+    asyncio.run(run())
+
+
 def run_tests(settings: Settings, pytest_args: list[str]) -> int:
     with services(settings, data_dir=settings.data_dir / "test") as (database_url, redis_url):
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
@@ -153,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("seed", help="insert demo data on DATABASE_URL / REDIS_URL")
     commands.add_parser("test", help="run the test suite; other arguments go to pytest")
     commands.add_parser("engine", help="run the matching engines only (owner or standby)")
+    commands.add_parser("copy-worker", help="run the copy trading worker only")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -174,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_tests(settings, extra)
     elif args.command == "engine":
         run_engines(settings)
+    elif args.command == "copy-worker":
+        run_copy_worker(settings)
     return 0
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from app.runtime import Runtime
-from app.services import idempotency, outbox
+from app.services import copy_trading, idempotency, outbox, profit_share
 from app.services.leaderboard import recompute_leaderboard
 from app.services.staking_accrual import accrue_due_days
 from app.services.trading_reads import snapshot_equity
@@ -84,5 +84,10 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     jobs.add("idempotency-prune", 3600, prune_idempotency_keys)
     jobs.add("staking-accrual", rt.settings.staking_accrual_interval_seconds, accrue_due_days)
     jobs.add("equity-snapshots", rt.settings.equity_snapshot_interval_seconds, snapshot_equity)
+    if rt.settings.copy_worker_enabled:  # else `python -m app copy-worker` runs it
+        jobs.add("copy-trading", rt.settings.copy_poll_seconds, copy_trading.run_once)
+    jobs.add(
+        "profit-share", rt.settings.profit_share_interval_seconds, profit_share.settle_profit_shares
+    )
     jobs.add("leaderboard", rt.settings.leaderboard_interval_seconds, recompute_leaderboard)
     return jobs

@@ -20,7 +20,7 @@ from graphql_schema.extensions import OperationPolicy, log_errors
 from graphql_schema.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
 from graphql_schema.types import User, UserConnection
-from resolvers import accounts, kyc, money, partner, queries, social, trading
+from resolvers import accounts, copying, kyc, money, partner, queries, social, trading
 from resolvers import deposits as deposit_resolvers
 from resolvers import leaderboard as leaderboard_resolvers
 from resolvers import staking as staking_resolvers
@@ -101,6 +101,12 @@ class Query:
     )
     my_followers = strawberry.field(
         resolver=social.my_followers, extensions=requires_scope(Scope.READ_ACCOUNT)
+    )
+    copies = strawberry.field(
+        resolver=copying.copies, extensions=requires_scope(Scope.READ_ACCOUNT)
+    )
+    profit_share_settlements = strawberry.field(
+        resolver=copying.profit_share_settlements, extensions=requires_scope(Scope.READ_ACCOUNT)
     )
 
 

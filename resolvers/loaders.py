@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 from app.domain.leaderboard import Period
 from app.domain.staking import utc_day
 from app.runtime import Runtime
+from app.services.copy_trading import copies_by_ids
 from app.services.deposits import deposits_by_ids
 from app.services.follows import FollowStatistics, follow_statistics
 from app.services.leaderboard import LeaderStats, stats_by_keys
@@ -24,6 +25,7 @@ from app.services.staking import (
 from app.services.trading_reads import fills_by_order_ids
 from app.services.wallets import Wallet, wallets_by_user_ids
 from db.models import Deposit, Fill, Follow, Order, Stake, Transfer, User, Withdrawal
+from db.models import Copy, ProfitShareSettlement
 from db.queries import rows_by_ids, users_by_ids
 
 
@@ -184,6 +186,24 @@ class LeaderStatsByKeyLoader(DataLoader[tuple[int, Period], LeaderStats | None])
         super().__init__(load_fn=load)
 
 
+class CopyByIdLoader(DataLoader[int, Copy | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Copy | None]:
+            async with rt.sessions() as session:
+                return await copies_by_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class SettlementByIdLoader(DataLoader[int, ProfitShareSettlement | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[ProfitShareSettlement | None]:
+            async with rt.sessions() as session:
+                return await rows_by_ids(session, ProfitShareSettlement, ids)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -254,6 +274,14 @@ class Loaders:
     @cached_property
     def follow_statistics_by_id(self) -> FollowStatisticsByIdLoader:
         return FollowStatisticsByIdLoader(self._rt, self.follow_by_id)
+
+    @cached_property
+    def copy_by_id(self) -> CopyByIdLoader:
+        return CopyByIdLoader(self._rt)
+
+    @cached_property
+    def settlement_by_id(self) -> SettlementByIdLoader:
+        return SettlementByIdLoader(self._rt)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:

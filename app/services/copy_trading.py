@@ -44,6 +44,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -62,7 +63,8 @@ from app.errors import UserError
 from app.runtime import Runtime
 from app.services import event_log, outbox, trading
 from app.services.engine_signals import APPLIED_CHANNEL
-from db.models import Order
+from db.models import Copy, Order
+from db.queries import Page, keyset_page, rows_by_ids
 from db.raw import driver
 from db.session import in_transaction
 
@@ -814,6 +816,27 @@ async def apply_follower_fills(rt: Runtime, *, limit: int = 1000) -> int:
     for follow_id in to_close:
         await close_follow_positions(rt, follow_id=follow_id)
     return handled
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+async def list_copies(
+    session: AsyncSession, *, follow_id: int, first: int, after: str | None
+) -> Page[Copy]:
+    """A follow's copies, newest first."""
+    return await keyset_page(
+        session,
+        select(Copy).where(Copy.follow_id == follow_id),
+        key=Copy.id,
+        first=first,
+        after=after,
+        descending=True,
+    )
+
+
+async def copies_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[Copy | None]:
+    return await rows_by_ids(session, Copy, ids)
 
 
 # --- running -----------------------------------------------------------------------------
