@@ -58,6 +58,7 @@ SUBCOMMANDS = {
     "trading-fanout": "bench.trading_fanout",  # orderBook to 1,000 WebSockets
     "trading-portfolio": "bench.trading_portfolio",  # portfolio vs hand-written asyncpg
     "leaderboard": "bench.leaderboard",  # cached vs uncached, and the job, 10,000 leaders
+    "copy": "bench.copy_latency",  # leader fill -> all copies accepted, 100 / 1,000 followers
 }
 
 
