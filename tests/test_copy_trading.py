@@ -92,6 +92,7 @@ def pk(global_id: str) -> int:
 @pytest.fixture
 async def api(rt) -> AsyncIterator[GraphQLClient]:
     """GraphQL over HTTP with leaders that need no closed trades yet."""
+    rt.applied  # noqa: B018 (made now, so the runtime client_with copies shares it)
     async with client_with(rt, leader_min_closed_trades=0) as http:
         yield GraphQLClient(http)
 

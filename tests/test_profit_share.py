@@ -37,6 +37,7 @@ query($role: ProfitShareRole) {
 
 @pytest.fixture
 async def api(rt) -> AsyncIterator[GraphQLClient]:
+    rt.applied  # noqa: B018 (made now, so the runtime client_with copies shares it)
     async with client_with(rt, leader_min_closed_trades=0) as http:
         yield GraphQLClient(http)
 
