@@ -3,10 +3,17 @@
 Outbox ids are taken when a row is inserted, not when its transaction commits, so a
 consumer that remembered "the last id I saw" would skip an event whose transaction
 committed after a later one. Each row also records its transaction id (``txid``);
-events are read in (txid, id) order and only from transactions older than the oldest
-one still running (``pg_snapshot_xmin``): all of those have ended, and every event
+events are read in (txid, id) order and only below a horizon: the oldest transaction
+still running in this snapshot, all of which below it have ended, and every event
 written later has a larger txid. The checkpoint is the (txid, id) of the last event
 handled, so a consumer that restarts resumes exactly there.
+
+Transaction ids are shared by every database of the server, so plain
+``pg_snapshot_xmin`` would let a long transaction in ANOTHER database (a report, a
+forgotten psql session) stall every consumer here. The horizon therefore skips the
+running transactions that ``pg_stat_activity`` shows in other databases; one it cannot
+place (hidden by privileges, or ended meanwhile) still counts, which is only ever
+slower, never wrong.
 
 Typical use, one transaction per batch so the effects and the checkpoint commit
 together::
@@ -36,11 +43,22 @@ WITH checkpoint AS (
     INSERT INTO event_consumers (name) VALUES ($1)
     ON CONFLICT (name) DO UPDATE SET name = excluded.name
     RETURNING last_txid, last_id
+), snap AS (
+    SELECT pg_current_snapshot() AS s
+), elsewhere AS (
+    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+), horizon AS (
+    SELECT coalesce(
+        (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+         WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid FROM elsewhere)),
+        (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)
+    ) AS txid
 )
 SELECT o.id, o.txid, o.topic, o.user_id, o.payload, o.created_at
-FROM outbox o, checkpoint c
+FROM outbox o, checkpoint c, horizon h
 WHERE (o.txid, o.id) > (c.last_txid, c.last_id)
-  AND o.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+  AND o.txid < h.txid
   AND o.topic = ANY($2::text[])
 ORDER BY o.txid, o.id
 LIMIT $3
