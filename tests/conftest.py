@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -153,6 +154,13 @@ _END_STRAY_TRANSACTIONS = """
 """
 
 
+_LOCK_HOLDERS = """
+    SELECT pid, state, application_name, left(query, 120) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND state IN ('idle in transaction', 'idle in transaction (aborted)', 'active')
+"""
+
+
 async def _empty(runtime: Runtime, tables: str) -> None:
     async with runtime.engine.begin() as connection:
         await connection.execute(text("SET LOCAL lock_timeout = '15s'"))
@@ -171,14 +179,23 @@ async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     async with runtime.sessions() as session:
         problems = await check_invariants(session)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    try:
-        await _empty(runtime, tables)
-    except DBAPIError:
-        # A connection left inside a transaction (a server or engine a test stopped
-        # mid-flight) holds a lock TRUNCATE needs: end it, then empty the tables.
-        async with runtime.engine.begin() as connection:
-            await connection.execute(text(_END_STRAY_TRANSACTIONS))
-        await _empty(runtime, tables)
+    for attempt in range(1, 4):
+        try:
+            await _empty(runtime, tables)
+            break
+        except DBAPIError:
+            # A connection left inside a transaction (a server, engine or worker a test
+            # stopped mid-flight) holds a lock TRUNCATE needs: end it, then try again.
+            async with runtime.engine.begin() as connection:
+                holders = (await connection.execute(text(_LOCK_HOLDERS))).all()
+                await connection.execute(text(_END_STRAY_TRANSACTIONS))
+            print(  # shown with the test's output when it fails
+                f"{request.node.nodeid}: ended stray transactions to empty the tables"
+                f" (attempt {attempt}): {holders}",
+                file=sys.stderr,
+            )
+    else:
+        pytest.fail("could not empty the tables: a stray transaction keeps its locks")
     runtime.applied.forget()  # market sequences start again at 0
     keys = [key async for key in runtime.redis.scan_iter(match=runtime.redis_key("*"))]
     if keys:
