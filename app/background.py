@@ -16,6 +16,8 @@ from datetime import timedelta
 from app.runtime import Runtime
 from app.services import copy_trading, idempotency, outbox, profit_share
 from app.services.leaderboard import recompute_leaderboard
+from app.services.notifications import email_notifications, notify_from_events
+from app.services.price_alerts import fire_price_alerts
 from app.services.staking_accrual import accrue_due_days
 from app.services.trading_reads import snapshot_equity
 
@@ -90,4 +92,11 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         "profit-share", rt.settings.profit_share_interval_seconds, profit_share.settle_profit_shares
     )
     jobs.add("leaderboard", rt.settings.leaderboard_interval_seconds, recompute_leaderboard)
+    jobs.add("notifications", rt.settings.notifications_interval_seconds, notify_from_events)
+    jobs.add(
+        "notification-emails",
+        rt.settings.notification_email_interval_seconds,
+        email_notifications,
+    )
+    jobs.add("price-alerts", rt.settings.price_alerts_interval_seconds, fire_price_alerts)
     return jobs

@@ -10,7 +10,7 @@ from enum import Enum
 import strawberry
 
 from app import errors as domain
-from app.domain import social
+from app.domain import notifications, social
 from app.domain import trading_errors as trading
 
 
@@ -271,6 +271,13 @@ class LeaderEligibilityRule(Enum):
 class LeaderIneligible(Error):
     rule: LeaderEligibilityRule
     field: str | None = None
+
+
+# --- notifications and price alerts --------------------------------------------------------
+TooManyPriceAlerts = _error_type(
+    notifications.TooManyPriceAlerts, "You have as many active price alerts as allowed."
+)
+_BY_DOMAIN[notifications.TooManyPriceAlerts] = TooManyPriceAlerts
 
 
 def to_graphql_error(error: domain.UserError) -> Error:

@@ -23,6 +23,7 @@ from graphql_schema.types import User, UserConnection
 from resolvers import accounts, copying, kyc, money, partner, queries, social, trading
 from resolvers import deposits as deposit_resolvers
 from resolvers import leaderboard as leaderboard_resolvers
+from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers import withdrawals as withdrawal_resolvers
 
@@ -88,6 +89,22 @@ class Query:
     order_book = strawberry.field(resolver=trading.order_book, extensions=_market_data())
     recent_trades = strawberry.field(resolver=trading.recent_trades, extensions=_market_data())
     candles = strawberry.field(resolver=trading.candles, extensions=_market_data())
+    notifications = strawberry.field(
+        resolver=notification_resolvers.my_notifications,
+        extensions=requires_scope(Scope.READ_ACCOUNT),
+    )
+    unread_notification_count = strawberry.field(
+        resolver=notification_resolvers.unread_notification_count,
+        extensions=requires_scope(Scope.READ_ACCOUNT),
+    )
+    notification_preferences = strawberry.field(
+        resolver=notification_resolvers.notification_preferences,
+        extensions=requires_scope(Scope.READ_ACCOUNT),
+    )
+    price_alerts = strawberry.field(
+        resolver=notification_resolvers.my_price_alerts,
+        extensions=requires_scope(Scope.READ_ACCOUNT),
+    )
     leaderboard = strawberry.field(
         resolver=leaderboard_resolvers.leaderboard_query, extensions=_market_data()
     )
@@ -153,6 +170,12 @@ class Mutation:
     amend_order = _trade_mutation(trading.amend_order)
     set_trading_enabled = _session_mutation(trading.set_trading_enabled)
     set_market_status = _session_mutation(trading.set_market_status)
+    mark_notifications_read = _session_mutation(notification_resolvers.mark_notifications_read)
+    update_notification_preferences = _session_mutation(
+        notification_resolvers.update_notification_preferences
+    )
+    create_price_alert = _session_mutation(notification_resolvers.create_price_alert)
+    delete_price_alert = _session_mutation(notification_resolvers.delete_price_alert)
     become_leader = _session_mutation(social.become_leader)
     update_leader_profile = _session_mutation(social.update_leader_profile)
     stop_leading = _session_mutation(social.stop_leading)
@@ -187,6 +210,11 @@ class Subscription:
     )
     my_fills = strawberry.subscription(
         resolver=trading.my_fill_updates, extensions=requires_scope(Scope.READ_ACCOUNT)
+    )
+    notifications = strawberry.subscription(
+        resolver=notification_resolvers.notification_updates,
+        description="Your new notifications as they are created (only yours).",
+        extensions=requires_scope(Scope.READ_ACCOUNT),
     )
 
 

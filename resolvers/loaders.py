@@ -24,8 +24,20 @@ from app.services.staking import (
 )
 from app.services.trading_reads import fills_by_order_ids
 from app.services.wallets import Wallet, wallets_by_user_ids
-from db.models import Deposit, Fill, Follow, Order, Stake, Transfer, User, Withdrawal
-from db.models import Copy, ProfitShareSettlement
+from db.models import (
+    Copy,
+    Deposit,
+    Fill,
+    Follow,
+    Notification,
+    Order,
+    PriceAlert,
+    ProfitShareSettlement,
+    Stake,
+    Transfer,
+    User,
+    Withdrawal,
+)
 from db.queries import rows_by_ids, users_by_ids
 
 
@@ -186,6 +198,24 @@ class LeaderStatsByKeyLoader(DataLoader[tuple[int, Period], LeaderStats | None])
         super().__init__(load_fn=load)
 
 
+class NotificationByIdLoader(DataLoader[int, Notification | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Notification | None]:
+            async with rt.sessions() as session:
+                return await rows_by_ids(session, Notification, ids)
+
+        super().__init__(load_fn=load)
+
+
+class PriceAlertByIdLoader(DataLoader[int, PriceAlert | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[PriceAlert | None]:
+            async with rt.sessions() as session:
+                return await rows_by_ids(session, PriceAlert, ids)
+
+        super().__init__(load_fn=load)
+
+
 class CopyByIdLoader(DataLoader[int, Copy | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Copy | None]:
@@ -274,6 +304,14 @@ class Loaders:
     @cached_property
     def follow_statistics_by_id(self) -> FollowStatisticsByIdLoader:
         return FollowStatisticsByIdLoader(self._rt, self.follow_by_id)
+
+    @cached_property
+    def notification_by_id(self) -> NotificationByIdLoader:
+        return NotificationByIdLoader(self._rt)
+
+    @cached_property
+    def price_alert_by_id(self) -> PriceAlertByIdLoader:
+        return PriceAlertByIdLoader(self._rt)
 
     @cached_property
     def copy_by_id(self) -> CopyByIdLoader:

@@ -1165,7 +1165,10 @@ class MarketEngine:
                 )
             )
         for order in batch.orders.values():
-            if order.changed and order.status is not OrderStatus.REJECTED:
+            # A refusal on arrival is the placing caller's error, not an event; a
+            # conditional order refused once it fired has no caller waiting: announce it.
+            refused_on_arrival = order.status is OrderStatus.REJECTED and order.trigger is None
+            if order.changed and not refused_on_arrival:
                 events.append(
                     (
                         "orders",
@@ -1174,6 +1177,7 @@ class MarketEngine:
                             {
                                 "orderId": order.id,
                                 "symbol": symbol,
+                                "side": order.side.value,
                                 "status": order.status.value,
                                 "filledQuantity": str(spec.quantity(order.filled)),
                                 "quantity": str(spec.quantity(order.quantity)),
