@@ -68,11 +68,16 @@ async def _admin(admin_url: str):
 async def _drop_and_create(admin_url: str, name: str) -> None:
     connection = await _admin(admin_url)
     try:
-        # test databases of earlier runs nobody is connected to any more
-        stale = await connection.fetch(
-            "SELECT datname FROM pg_database d WHERE datname LIKE 'co\\_test\\_%'"
-            " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
-        )
+        # test databases of runs that died (more than an hour old, nobody connected); a
+        # run in progress elsewhere may have no connection open for a moment
+        stale: list = []
+        with contextlib.suppress(Exception):  # pg_stat_file needs a superuser: skip it
+            stale = await connection.fetch(
+                "SELECT datname FROM pg_database d WHERE datname LIKE 'co\\_test\\_%'"
+                " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
+                " AND (pg_stat_file('base/' || d.oid || '/PG_VERSION')).modification"
+                "     < now() - interval '1 hour'"
+            )
         for row in stale:
             with contextlib.suppress(Exception):  # in use again meanwhile: leave it
                 await connection.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}"')
