@@ -91,8 +91,8 @@ def create_app(
             app.state.shutting_down = True
             await app.state.hub.aclose()  # ends every subscription with Dropped(SHUTDOWN)
             await maker.stop()  # withdraws its quotes while the engines still run
+            await jobs.stop()  # a job placing orders (copies) finishes with the engines up
             await engines.stop()
-            await jobs.stop()
             if runtime is None:
                 await rt.aclose()
             log.info("stopped")

@@ -41,6 +41,7 @@ class PeriodicJobs:
     rt: Runtime
     jobs: list[tuple[str, float, Job]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, name: str, every_seconds: float, job: Job) -> None:
         if every_seconds > 0:
@@ -50,18 +51,24 @@ class PeriodicJobs:
         for name, every, job in self.jobs:
             self._tasks.append(asyncio.create_task(self._loop(name, every, job), name=name))
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 10) -> None:
+        """Let each job finish the run it is in (a job cancelled inside a statement can
+        hand its pooled connection back mid-protocol), then cancel what is still busy."""
+        self._stopping.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace_seconds)
         await stop_tasks(self._tasks)
 
     async def _loop(self, name: str, every: float, job: Job) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await job(self.rt)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("background job failed", extra={"job": name})
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), every)
 
 
 async def relay_outbox(rt: Runtime) -> int:
