@@ -20,7 +20,6 @@ import importlib
 import os
 import platform
 import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,7 +30,6 @@ from typing import Any
 
 from app.__main__ import services
 from app.errors import EmailAlreadyRegistered
-from app.logs import configure_logging
 from app.runtime import build_runtime
 from app.services.accounts import register
 from app.services.sessions import login
@@ -42,6 +40,7 @@ from bench.processes import (
     Children,
     free_port,
     post_json,
+    run_main,
     uvicorn_command,
     wait_until_serving,
 )
@@ -234,10 +233,6 @@ def report(
     print(f"\nJSON: {path.relative_to(ROOT)}")
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def run_subcommand(name: str, argv: list[str]) -> int:
     """One benchmark of SUBCOMMANDS (imported only then), or ``trading``: the three
     trading ones in turn with their defaults (``argv`` is for one benchmark only)."""
@@ -254,13 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and (argv[0] in SUBCOMMANDS or argv[0] == "trading"):
         return run_subcommand(argv[0], argv[1:])
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configure_logging(level="WARNING", json_output=False)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import statistics
 import sys
 import time
@@ -34,11 +33,10 @@ import asyncpg
 
 from app.__main__ import services
 from app.embedded import with_database
-from app.logs import configure_logging
 from app.services.leaderboard import recompute_leaderboard
 from app.settings import Settings
 from bench.load import LoadResult, Target, run_loadgen, run_wrk, wrk_available
-from bench.processes import ROOT, Children, post_json
+from bench.processes import ROOT, Children, post_json, run_main
 from bench.trading_support import (
     _drop,
     _recreate,
@@ -307,19 +305,9 @@ def report(
     return 0
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configure_logging(level="WARNING", json_output=False)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

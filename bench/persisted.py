@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,12 +32,19 @@ from statistics import mean
 
 from graphql import parse, print_ast
 
-from app.logs import configure_logging
 from app.settings import Settings
 from bench.__main__ import DATA_DIR, bench_access_token, bench_settings, database_and_redis
 from bench.load import LoadResult, Target, run_loadgen, run_wrk, wrk_available
 from bench.loadgen import build_request
-from bench.processes import HOST, ROOT, Children, free_port, uvicorn_command, wait_until_serving
+from bench.processes import (
+    HOST,
+    ROOT,
+    Children,
+    free_port,
+    run_main,
+    uvicorn_command,
+    wait_until_serving,
+)
 from bench.report import RESULTS_DIR
 from db.migrate import upgrade
 
@@ -271,20 +277,10 @@ def _row_json(row: Row) -> dict[str, object]:
     }
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configure_logging(level="WARNING", json_output=False)
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

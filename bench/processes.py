@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -123,3 +124,21 @@ def wait_until_serving(proc: subprocess.Popen[bytes], port: int, *, timeout: flo
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"server on port {port} did not start within {timeout:.0f}s")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_main(run: Callable[[Any], int], args: Any) -> int:
+    """A benchmark's ``main``: SIGTERM and Ctrl-C end it through its cleanup (the servers
+    it started are stopped), quiet logging, then ``run(args)``."""
+    from app.logs import configure_logging
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    configure_logging(level="WARNING", json_output=False)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers stopped", file=sys.stderr)
+        return 130

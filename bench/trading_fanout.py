@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,10 +37,9 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from app.logs import configure_logging
 from app.services.outbox import channel
 from bench.loadgen import percentile_ms
-from bench.processes import ROOT, Children
+from bench.processes import ROOT, Children, run_main
 from bench.trading_support import (
     SYMBOL,
     asyncpg_dsn,
@@ -358,19 +356,9 @@ def report(
     return 0
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configure_logging(level="WARNING", json_output=False)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -34,11 +33,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from app.logs import configure_logging
 from app.services import ledger
 from bench.load import LoadResult, Target, parse_wrk, run_loadgen, run_wrk, wrk_available
 from bench.order_load import order_body
-from bench.processes import HOST, ROOT, Children, post_json
+from bench.processes import HOST, ROOT, Children, post_json, run_main
 from bench.trading_support import (
     ActivitySampler,
     cpu_seconds,
@@ -393,19 +391,9 @@ def report(
     return problems
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configure_logging(level="WARNING", json_output=False)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

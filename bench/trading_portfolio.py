@@ -22,16 +22,14 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from app.logs import configure_logging
 from bench.load import LoadResult, Target, run_loadgen, run_wrk, wrk_available
-from bench.processes import ROOT, Children, post_json
+from bench.processes import ROOT, Children, post_json, run_main
 from bench.trading_support import (
     create_traders,
     machine,
@@ -273,19 +271,9 @@ def report(
     return 1 if problems else 0
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configure_logging(level="WARNING", json_output=False)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

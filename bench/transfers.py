@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,13 +39,20 @@ import uvloop
 from app.__main__ import services
 from app.embedded import ensure_database, with_database
 from app.errors import InsufficientFunds
-from app.logs import configure_logging
 from app.runtime import Runtime, build_runtime
 from app.services import transfers
 from app.settings import Settings
 from bench.__main__ import bench_settings
 from bench.closed_loop import RunStats, WarmedRun, run_after_warmup
-from bench.processes import ROOT, Children, free_port, stop, uvicorn_command, wait_until_serving
+from bench.processes import (
+    ROOT,
+    Children,
+    free_port,
+    run_main,
+    stop,
+    uvicorn_command,
+    wait_until_serving,
+)
 from bench.report import RESULTS_DIR
 from bench.transfer_plan import Order, Party, make_plan
 from bench.transfer_raw import asyncpg_dsn, run_raw
@@ -352,19 +358,9 @@ def report(
     print(f"\nJSON: {path.relative_to(ROOT)}")
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configure_logging(level="WARNING", json_output=False)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        return 130
+    return run_main(run, args)
 
 
 if __name__ == "__main__":
