@@ -29,12 +29,15 @@ from app import reference_data, staking_catalogue
 from app.asgi import create_app
 from app.embedded import ensure_database, with_database
 from app.runtime import Runtime, build_runtime, utcnow
+from app.services.engine import EngineSet
 from app.services.ledger import check_invariants
 from app.settings import Settings
 from db.base import Base
 from db.migrate import upgrade
 from db.models import Currency, KycLimit, Market, ReferencePrice
+from tests.partner import client_with
 from tests.support import GraphQLClient, Mailbox, QueryCounter, start_smtp_server
+from tests.trading import running_engines
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith("gw") else 0
@@ -232,3 +235,18 @@ def sql_statements(rt: Runtime) -> Iterator[QueryCounter]:
     event.listen(rt.engine.sync_engine, "before_cursor_execute", counter.record)
     yield counter
     event.remove(rt.engine.sync_engine, "before_cursor_execute", counter.record)
+
+
+@pytest.fixture
+async def engines(rt: Runtime) -> AsyncIterator[EngineSet]:
+    """Every market's engine running in the test's event loop (tests/trading.py)."""
+    async with running_engines(rt) as running:
+        yield running
+
+
+@pytest.fixture
+async def api(rt: Runtime) -> AsyncIterator[GraphQLClient]:
+    """GraphQL over HTTP with leaders that need no closed trades yet."""
+    rt.applied  # noqa: B018 (made now, so the runtime client_with copies shares it)
+    async with client_with(rt, leader_min_closed_trades=0) as http:
+        yield GraphQLClient(http)

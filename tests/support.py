@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import ctypes
+import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +28,58 @@ def die_with_parent() -> None:
     started it dies (a worker killed by the timeout leaves no engine running behind)."""
     pr_set_pdeathsig = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gid(type_name: str, pk: int) -> str:
+    """The Relay global ID of ``type_name`` row ``pk``."""
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+def pk(global_id: str) -> int:
+    """The row id inside a Relay global ID."""
+    return int(base64.b64decode(global_id).decode().split(":")[1])
+
+
+@contextmanager
+def app_processes(
+    rt: Any, folder: Path, command: str, env: Mapping[str, str]
+) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    """``start(name)`` runs ``python -m app <command>`` on the test's database and Redis
+    (output in ``folder/<name>.log``); every process started is killed on exit, which
+    fixtures reach before the tables are emptied."""
+    started: list[tuple[subprocess.Popen[bytes], Any]] = []
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        output = (folder / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", command],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                **env,
+                "DATABASE_URL": rt.settings.database_url,
+                "REDIS_URL": rt.settings.redis_url,
+                "REDIS_PREFIX": rt.settings.redis_prefix,
+                "DATA_DIR": str(folder / name),
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        started.append((process, output))
+        return process
+
+    try:
+        yield start
+    finally:
+        for process, output in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+            output.close()
 
 
 class GraphQLClient:

@@ -5,12 +5,9 @@ killed with SIGKILL and restarted), copies read back through GraphQL."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +17,7 @@ from sqlalchemy import update
 from app.domain.orders import Side, TimeInForce
 from app.services import copy_trading
 from db.models import Follow, User
-from tests.partner import client_with
-from tests.support import GraphQLClient, die_with_parent
+from tests.support import GraphQLClient, app_processes, gid, pk
 from tests.trading import (
     D,
     eventually,
@@ -29,7 +25,6 @@ from tests.trading import (
     limit,
     place,
     rows,
-    running_engines,
     scalar,
     trade_at,
     trader,
@@ -79,28 +74,6 @@ mutation($id: ID!) { unfollowLeader(id: $id, closePositions: true) {
   __typename ... on UnfollowPayload { closingOrders { clientOrderId side quantity status } }
   ... on Error { code } } }
 """
-
-
-def gid(type_name: str, pk: int) -> str:
-    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
-
-
-def pk(global_id: str) -> int:
-    return int(base64.b64decode(global_id).decode().split(":")[1])
-
-
-@pytest.fixture
-async def api(rt) -> AsyncIterator[GraphQLClient]:
-    """GraphQL over HTTP with leaders that need no closed trades yet."""
-    rt.applied  # noqa: B018 (made now, so the runtime client_with copies shares it)
-    async with client_with(rt, leader_min_closed_trades=0) as http:
-        yield GraphQLClient(http)
-
-
-@pytest.fixture
-async def engines(rt):
-    async with running_engines(rt) as running:
-        yield running
 
 
 async def leader(api: GraphQLClient, rt, email: str, **balances: str) -> tuple[int, str]:
@@ -435,37 +408,8 @@ WORKER_ENV = {
 
 @pytest.fixture
 def copy_worker(rt, tmp_path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    started: list[tuple[subprocess.Popen[bytes], object]] = []
-
-    def start(name: str) -> subprocess.Popen[bytes]:
-        output = (tmp_path / f"{name}.log").open("wb")
-        env = {
-            **os.environ,
-            **WORKER_ENV,
-            "DATABASE_URL": rt.settings.database_url,
-            "REDIS_URL": rt.settings.redis_url,
-            "REDIS_PREFIX": rt.settings.redis_prefix,
-            "DATA_DIR": str(tmp_path / name),
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "copy-worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        started.append((process, output))
-        return process
-
-    try:
+    with app_processes(rt, tmp_path, "copy-worker", WORKER_ENV) as start:
         yield start
-    finally:
-        for process, output in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
-            output.close()  # type: ignore[attr-defined]
 
 
 async def test_a_worker_killed_mid_batch_and_restarted_misses_no_copy_and_doubles_none(

@@ -20,7 +20,8 @@ from app.domain.social import (
 from app.services.follows import merge_parameters
 from db.models import Copy, EquitySnapshot, Follow, FollowPosition, Leader, Market
 from tests.money import fund, user_id, verified_user
-from tests.test_leaders import gid, insert_leader
+from tests.support import gid
+from tests.test_leaders import insert_leader
 from tests.trading import (
     D,
     funded_user,

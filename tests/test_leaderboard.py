@@ -3,7 +3,6 @@ query through GraphQL: ranking per sort, who is ranked, caching and invalidation
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import count
@@ -15,6 +14,7 @@ from app.runtime import Runtime, utcnow
 from app.services.leaderboard import recompute_leaderboard
 from db.raw import driver
 from tests.money import fund
+from tests.support import gid
 from tests.trading import funded_user, market_id, rows, scalar
 
 LEADERBOARD = """
@@ -344,7 +344,7 @@ query($id: ID!) { leader(id: $id) { displayName
 
 
 async def test_a_leader_shows_its_statistics_ranked_or_not(gql, rt, board):
-    delta = base64.b64encode(f"Leader:{board['delta']}".encode()).decode()
+    delta = gid("Leader", board["delta"])
     before = await gql.data(LEADER_STATS, {"id": delta})
     assert before["leader"]["week"] is None  # the job has not run yet
     await recompute_leaderboard(rt)

@@ -3,7 +3,6 @@ again, invitations. Rows are counted before and after every refusal."""
 
 from __future__ import annotations
 
-import base64
 from decimal import Decimal
 
 import pytest
@@ -20,7 +19,7 @@ from db.models import Follow, Leader, User
 from tests.documents import signed_in
 from tests.money import fund, user_id, verified_user
 from tests.partner import client_with
-from tests.support import GraphQLClient
+from tests.support import GraphQLClient, gid
 from tests.trading import funded_user, running_engines, scalar, trade_at, trader
 
 BECOME = """
@@ -73,10 +72,6 @@ mutation($leader: ID!, $allocation: Decimal!) {
 UNFOLLOW = """
 mutation($id: ID!) { unfollowLeader(id: $id) { __typename ... on Error { code } } }
 """
-
-
-def gid(type_name: str, pk: int) -> str:
-    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
 
 
 async def counts(rt) -> tuple[int, int, int]:

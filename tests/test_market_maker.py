@@ -6,7 +6,6 @@ import asyncio
 import random
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 
 from app.__main__ import with_embedded_defaults
@@ -25,7 +24,7 @@ from app.settings import Settings
 from db.models import User
 from db.raw import driver
 from tests.money import balances, fund
-from tests.trading import D, running_engines, trader
+from tests.trading import D, trader
 
 BTC_USDT = MarketSpec(
     symbol="BTC/USDT",
@@ -118,12 +117,6 @@ def test_serve_with_embedded_servers_turns_the_maker_on_unless_told_otherwise():
 
 
 # --- against the engines ---------------------------------------------------------------------
-
-
-@pytest.fixture
-async def engines(rt):
-    async with running_engines(rt) as engines:
-        yield engines
 
 
 async def _quotes(rt, user_id: int) -> list[tuple[str, str, Decimal, Decimal]]:

@@ -4,24 +4,19 @@ a follower short of funds pays what it has and the rest at the next settlement."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
-
-import pytest
 
 from app.domain.orders import Side
 from app.services import profit_share, trading
-from tests.partner import client_with
-from tests.support import GraphQLClient
+from tests.support import gid
 from tests.test_copy_trading import (
     copy_all,
     follow_position,
     follower,
-    gid,
     leader,
     order,
 )
-from tests.trading import D, funded_user, limit, place, rows, running_engines, scalar, wallet
+from tests.trading import D, funded_user, limit, place, rows, scalar, wallet
 
 BUY, SELL = Side.BUY, Side.SELL
 DAY = date(2026, 11, 21)
@@ -33,19 +28,6 @@ query($role: ProfitShareRole) {
   } } }
 }
 """
-
-
-@pytest.fixture
-async def api(rt) -> AsyncIterator[GraphQLClient]:
-    rt.applied  # noqa: B018 (made now, so the runtime client_with copies shares it)
-    async with client_with(rt, leader_min_closed_trades=0) as http:
-        yield GraphQLClient(http)
-
-
-@pytest.fixture
-async def engines(rt):
-    async with running_engines(rt) as running:
-        yield running
 
 
 # bought 0.5 at 100 (cost 50.1 with the fee), sold at 109 (54.5 less 0.109): 4.291

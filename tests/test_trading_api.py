@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.trading import running_engines, trader
+from tests.trading import trader
 
 PLACE = """
 mutation($input: PlaceOrderInput!) {
@@ -20,12 +20,6 @@ query($n: Int!) { me {
   orders(first: $n) { edges { node { id market { symbol } fills { price } } } }
   portfolio { equity positions { currency quantity market { symbol lastPrice } } }
 } }"""
-
-
-@pytest.fixture
-async def engines(rt):
-    async with running_engines(rt) as engines:
-        yield engines
 
 
 def order(symbol="BTC/USDT", side="BUY", type_="LIMIT", quantity="0.01", price="90000", **kw):

@@ -5,10 +5,8 @@ the standby within moments, and nothing is lost or applied twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from app.domain.matching import Cancel, Command, Fill, Place, replay
 from app.domain.orders import OrderType, Side, TimeInForce
 from app.services.engine import ENGINE_LOCK
 from app.services.markets import MarketRow, market_by_symbol
-from tests.support import die_with_parent
+from tests.support import app_processes
 from tests.trading import (
     BTC,
     D,
@@ -59,36 +57,8 @@ STANDBYS = """
 def engine_process(rt, tmp_path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
     """Starts ``python -m app engine`` on the test's database; every process started is
     killed at teardown (before the tables are emptied)."""
-    started: list[tuple[subprocess.Popen[bytes], object]] = []
-
-    def start(name: str) -> subprocess.Popen[bytes]:
-        output = (tmp_path / f"{name}.log").open("wb")
-        env = {
-            **os.environ,
-            **ENGINE_ENV,
-            "DATABASE_URL": rt.settings.database_url,
-            "REDIS_URL": rt.settings.redis_url,
-            "DATA_DIR": str(tmp_path / name),
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "engine"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        started.append((process, output))
-        return process
-
-    try:
+    with app_processes(rt, tmp_path, "engine", ENGINE_ENV) as start:
         yield start
-    finally:
-        for process, output in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
-            output.close()  # type: ignore[attr-defined]
 
 
 async def _owners(rt) -> dict[int, int]:
