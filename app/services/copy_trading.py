@@ -35,7 +35,6 @@ market's last price; at ``-stop_loss_percent`` of the allocation the follow is P
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -45,8 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import copying
 from app.domain.copying import (
@@ -62,7 +60,6 @@ from app.domain.orders import FINAL_STATUSES, OrderRequest, OrderType, Side, Tim
 from app.errors import UserError
 from app.runtime import Runtime
 from app.services import event_log, outbox, trading
-from app.services.engine_signals import APPLIED_CHANNEL
 from db.models import Copy, Order
 from db.queries import Page, keyset_page, rows_by_ids
 from db.raw import driver
@@ -152,19 +149,14 @@ async def close_follow_positions(rt: Runtime, *, follow_id: int) -> list[Order]:
         if existing is not None:
             orders.append(existing)
             continue
-        request = OrderRequest(
-            side=Side.SELL,
-            type=OrderType.LIMIT,
-            quantity=plan.quantity,
-            price=plan.price,
-            time_in_force=TimeInForce.IOC,
-        )
         try:
-            order = await trading.place_order(
+            order = await _place_ioc(
                 rt,
                 user_id=plan.follower_id,
                 symbol=plan.symbol,
-                request=request,
+                side=Side.SELL,
+                quantity=plan.quantity,
+                price=plan.price,
                 client_order_id=plan.client_order_id,
             )
         except UserError as error:
@@ -523,20 +515,39 @@ class _Outcome:
     reason: str | None
 
 
-async def _place(rt: Runtime, copy: PendingCopy) -> _Outcome:
+async def _place_ioc(
+    rt: Runtime,
+    *,
+    user_id: int,
+    symbol: str,
+    side: Side,
+    quantity: Decimal,
+    price: Decimal,
+    client_order_id: str,
+) -> Order:
+    """A copy or a close: a LIMIT IOC (the limit is the slippage bound) through the
+    ordinary order path, idempotent on ``client_order_id``."""
     request = OrderRequest(
-        side=Side(copy.side),
+        side=side,
         type=OrderType.LIMIT,
-        quantity=copy.quantity,
-        price=copy.price,
+        quantity=quantity,
+        price=price,
         time_in_force=TimeInForce.IOC,
     )
+    return await trading.place_order(
+        rt, user_id=user_id, symbol=symbol, request=request, client_order_id=client_order_id
+    )
+
+
+async def _place(rt: Runtime, copy: PendingCopy) -> _Outcome:
     try:
-        order = await trading.place_order(
+        order = await _place_ioc(
             rt,
             user_id=copy.follower_id,
             symbol=copy.symbol,
-            request=request,
+            side=Side(copy.side),
+            quantity=copy.quantity,
+            price=copy.price,
             client_order_id=copy.client_order_id,
         )
     except UserError as error:
@@ -852,53 +863,16 @@ async def run_once(rt: Runtime) -> int:
             return total
 
 
-class _Wakeup:
-    """LISTEN engine_applied: a batch of fills committed somewhere. A shortcut only:
-    without it the worker polls every COPY_POLL_SECONDS."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self._engine = create_async_engine(rt.engine.url, poolclass=NullPool)
-        self._event = asyncio.Event()
-        self._connection: Any = None
-
-    async def start(self) -> None:
-        try:
-            self._connection = await self._engine.connect()
-            raw = await self._connection.get_raw_connection()
-            await raw.driver_connection.add_listener(APPLIED_CHANNEL, self._notified)
-        except Exception:
-            log.warning("copy worker: no LISTEN connection, polling only", exc_info=True)
-
-    def _notified(self, *_args: object) -> None:
-        self._event.set()
-
-    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
-
-    async def aclose(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-        await self._engine.dispose()
-
-
 async def run_worker(rt: Runtime) -> None:
     """The copy worker (``python -m app copy-worker``): both consumers, woken by the
     engines' NOTIFY and polling besides, until cancelled."""
-    wakeup = _Wakeup(rt)
-    await wakeup.start()
-    try:
-        while True:
-            try:
-                handled = await run_once(rt)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("copy worker batch failed")
-                handled = 0
-            if not handled:
-                await wakeup.wait(rt.settings.copy_poll_seconds)
-    finally:
-        await wakeup.aclose()
+    while True:
+        try:
+            handled = await run_once(rt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("copy worker batch failed")
+            handled = 0
+        if not handled:
+            await rt.applied.next_applied(rt.settings.copy_poll_seconds)

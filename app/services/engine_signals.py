@@ -47,6 +47,7 @@ class AppliedWatcher:
         self._applied: dict[int, int] = {}
         self._synced: set[int] = set()  # markets read since the listener started
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
+        self._activity = asyncio.Event()  # set by every announcement, cleared by next_applied
 
     async def wait(self, market_id: int, seq: int, timeout: float) -> bool:  # noqa: ASYNC109
         await self._ensure_listening()
@@ -68,6 +69,14 @@ class AppliedWatcher:
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters[market_id].remove((seq, future))
+
+    async def next_applied(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Returns when some engine announced an applied batch since the previous call
+        (at once if one came meanwhile), or after ``timeout``: a worker's wake-up."""
+        await self._ensure_listening()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._activity.wait(), timeout)
+        self._activity.clear()
 
     async def _read_applied(self, market_id: int) -> int:
         async with self._engine.connect() as connection:
@@ -97,6 +106,7 @@ class AppliedWatcher:
 
     def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         market, _, seq = payload.partition(":")
+        self._activity.set()
         self._seen(int(market), int(seq))
 
     def _seen(self, market_id: int, seq: int) -> None:
