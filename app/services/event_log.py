@@ -29,14 +29,15 @@ together::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.raw import driver
+from db.session import in_transaction
 
 _READ = """
 WITH checkpoint AS (
@@ -108,6 +109,23 @@ async def advance(session: AsyncSession, consumer: str, events: Sequence[Event])
         last.txid,
         last.id,
     )
+
+
+async def drain(
+    sessions: async_sessionmaker[AsyncSession],
+    batch: Callable[[AsyncSession], Awaitable[tuple[int, int]]],
+    *,
+    size: int,
+) -> int:
+    """A consumer's job: ``batch`` (reads up to ``size`` events, handles them, advances
+    the checkpoint; returns (events read, things done)) one transaction after another
+    until a batch comes back short; the things done in all."""
+    done = 0
+    while True:
+        read, made = await in_transaction(sessions, batch)
+        done += made
+        if read < size:
+            return done
 
 
 def _json(value: str) -> dict[str, Any]:

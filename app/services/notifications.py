@@ -114,12 +114,7 @@ def _event_payload(notification: Notification) -> dict[str, object]:
 async def notify_from_events(rt: Runtime) -> int:
     """Background job: notifications for every event after the consumer's checkpoint,
     batch after batch; the number created."""
-    created = 0
-    while True:
-        read, made = await in_transaction(rt.sessions, _consume_batch)
-        created += made
-        if read < EVENT_BATCH:
-            return created
+    return await event_log.drain(rt.sessions, _consume_batch, size=EVENT_BATCH)
 
 
 async def _consume_batch(session: AsyncSession) -> tuple[int, int]:

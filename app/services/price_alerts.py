@@ -140,12 +140,7 @@ RETURNING a.id, a.user_id, a.direction, a.price, h.trade_price, m.symbol
 async def fire_price_alerts(rt: Runtime) -> int:
     """Background job: fire the alerts the trades after the checkpoint reach, batch
     after batch; the number fired."""
-    fired = 0
-    while True:
-        read, hits = await in_transaction(rt.sessions, _fire_batch)
-        fired += hits
-        if read < EVENT_BATCH:
-            return fired
+    return await event_log.drain(rt.sessions, _fire_batch, size=EVENT_BATCH)
 
 
 async def _fire_batch(session: AsyncSession) -> tuple[int, int]:
