@@ -652,6 +652,14 @@ def _raise_outcome(outcome: str | None) -> None:
         raise error()
 
 
+async def _applied_command(rt: Runtime, order: Order, seq: int) -> Order:
+    """After a CANCEL or AMEND of ``order`` was enqueued as ``seq``: the order as the
+    engine left it, or the typed error of the engine's outcome."""
+    (done,) = await _after_engine(rt, order.market_id, seq, [order.id])
+    _raise_outcome(await _outcome(rt, order.market_id, seq))
+    return done
+
+
 async def cancel_order(
     rt: Runtime,
     *,
@@ -668,10 +676,7 @@ async def cancel_order(
         seq = await enqueue(session, order.market_id, [("CANCEL", order.id, user_id, {})])
         return order, seq
 
-    order, seq = await in_transaction(rt.sessions, work)
-    (done,) = await _after_engine(rt, order.market_id, seq, [order.id])
-    _raise_outcome(await _outcome(rt, order.market_id, seq))
-    return done
+    return await _applied_command(rt, *await in_transaction(rt.sessions, work))
 
 
 async def amend_order(
@@ -712,10 +717,7 @@ async def amend_order(
         )
         return order, seq
 
-    order, seq = await in_transaction(rt.sessions, work)
-    (done,) = await _after_engine(rt, order.market_id, seq, [order.id])
-    _raise_outcome(await _outcome(rt, order.market_id, seq))
-    return done
+    return await _applied_command(rt, *await in_transaction(rt.sessions, work))
 
 
 async def _cancel_all_commands(
