@@ -29,9 +29,8 @@ from graphql_schema.notifications import (
     UpdateNotificationPreferencesResult,
 )
 from graphql_schema.types import to_connection
-from resolvers.common import attempt
+from resolvers.common import attempt, stream_events
 from resolvers.ids import node_pk
-from resolvers.trading import _stream
 
 Ctx = Info[Context, None]
 NOTIFICATION = "Notification"
@@ -109,7 +108,9 @@ async def update_notification_preferences(
 async def notification_updates(info: Ctx) -> AsyncGenerator[NotificationNode, None]:
     """Your new notifications, as they are created."""
     user = info.context.require_user()
-    async for node in _stream(info, notifications.TOPIC, user.id, NotificationNode.from_event):
+    async for node in stream_events(
+        info, notifications.TOPIC, user.id, NotificationNode.from_event
+    ):
         yield node
 
 

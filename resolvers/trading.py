@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,7 +15,6 @@ from app.domain.orders import OrderStatus as DomainOrderStatus
 from app.errors import TransientError, ValidationFailed
 from app.pubsub import Dropped, Message
 from app.services import markets, trading, trading_reads
-from app.services.outbox import channel
 from db.models import Order as OrderRow
 from graphql_schema.context import Context
 from graphql_schema.trading import (
@@ -57,7 +56,7 @@ from graphql_schema.trading_results import (
     SetTradingEnabledResult,
 )
 from graphql_schema.types import to_connection
-from resolvers.common import attempt
+from resolvers.common import attempt, stream_events, subscribe
 from resolvers.ids import node_pk
 
 Ctx = Info[Context, None]
@@ -313,14 +312,6 @@ async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> Set
 # --- subscriptions --------------------------------------------------------------------
 
 
-def _hub(info: Ctx) -> Any:
-    return info.context.request.app.state.hub
-
-
-def _channel(info: Ctx, topic: str, user_id: int | None = None) -> str:
-    return channel(info.context.rt.settings.redis_prefix, topic, user_id)
-
-
 def _levels(rows: list[list[Any]]) -> list[BookLevel]:
     return [
         BookLevel(price=Decimal(p).normalize(), quantity=Decimal(q).normalize(), orders=n)
@@ -349,7 +340,7 @@ async def order_book_updates(
             asks=view.asks,
         )
 
-    async with _hub(info).subscribe(_channel(info, f"book:{row.symbol}")) as subscription:
+    async with subscribe(info, f"book:{row.symbol}") as subscription:
         current = await snapshot()
         yield current
         sequence = current.sequence
@@ -392,20 +383,9 @@ def _delta(payload: dict[str, Any]) -> OrderBookUpdate:
 _DELTAS: dict[tuple[str, int], OrderBookUpdate] = {}
 
 
-async def _stream(
-    info: Ctx, topic: str, user_id: int | None, convert: Callable[[dict[str, Any]], Any]
-) -> AsyncGenerator[Any, None]:
-    async with _hub(info).subscribe(_channel(info, topic, user_id)) as subscription:
-        async for event in subscription:
-            if isinstance(event, Message):
-                yield convert(event.data["payload"])
-            elif isinstance(event, Dropped):
-                raise TransientError("The stream ended: subscribe again")
-
-
 async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
     row = await _market(info, symbol)
-    async for trade in _stream(
+    async for trade in stream_events(
         info,
         f"trades:{row.symbol}",
         None,
@@ -437,17 +417,17 @@ async def ticker_updates(info: Ctx, symbol: str) -> AsyncGenerator[Ticker, None]
             at=datetime.fromisoformat(p["at"]),
         )
 
-    async for tick in _stream(info, f"ticker:{row.symbol}", None, convert):
+    async for tick in stream_events(info, f"ticker:{row.symbol}", None, convert):
         yield tick
 
 
 async def my_order_updates(info: Ctx) -> AsyncGenerator[OrderUpdate, None]:
     user = info.context.require_user()
-    async for update in _stream(info, "orders", user.id, OrderUpdate.from_event):
+    async for update in stream_events(info, "orders", user.id, OrderUpdate.from_event):
         yield update
 
 
 async def my_fill_updates(info: Ctx) -> AsyncGenerator[FillUpdate, None]:
     user = info.context.require_user()
-    async for update in _stream(info, "fills", user.id, FillUpdate.from_event):
+    async for update in stream_events(info, "fills", user.id, FillUpdate.from_event):
         yield update
