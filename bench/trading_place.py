@@ -191,7 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="connections (32)")
     parser.add_argument("--traders", type=int, default=500, help="funded traders (500)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
-    parser.add_argument("--keep", action="store_true", help="keep co_bench_trading")
+    parser.add_argument("--keep", action="store_true", help="keep co_bench_trading_<pid>")
     return parser.parse_args(argv)
 
 

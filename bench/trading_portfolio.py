@@ -123,7 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per target (2)")
     parser.add_argument("--connections", type=int, default=32, help="for the peak (32)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
-    parser.add_argument("--keep", action="store_true", help="keep co_bench_trading")
+    parser.add_argument("--keep", action="store_true", help="keep co_bench_trading_<pid>")
     return parser.parse_args(argv)
 
 

@@ -1,10 +1,10 @@
 """What the trading benchmarks share: their database, the server's settings, funded
 traders with tokens, the app under uvicorn, CPU time of a process, the JSON results.
 
-The database is ``co_bench_trading`` on the configured server (DATABASE_URL), or on an
-embedded one under .data/bench-trading: dropped and created again at the start of every
-run (so the book is empty and the traders are fresh), migrated, and dropped at the end
-unless ``--keep``. Redis keys and channels get a prefix of their own per run.
+The database is ``co_bench_trading_<pid>`` on the configured server (DATABASE_URL), or on
+an embedded one under .data/bench-trading: created at the start of every run (so the book
+is empty and the traders are fresh; a name of its own, so two benchmarks running at once
+do not drop each other's), migrated, and dropped at the end unless ``--keep``. Redis keys and channels get a prefix of their own per run.
 """
 
 from __future__ import annotations
@@ -53,16 +53,17 @@ def asyncpg_dsn(url: str) -> str:
 
 @contextlib.contextmanager
 def trading_database(*, keep: bool = False) -> Iterator[tuple[str, str]]:
-    """(database_url, redis_url) of a fresh, migrated ``co_bench_trading``."""
+    """(database_url, redis_url) of a fresh, migrated ``co_bench_trading_<pid>``."""
+    name = f"{DATABASE}_{os.getpid()}"
     with services(Settings(), data_dir=DATA_DIR) as (admin_url, redis_url):
-        asyncio.run(_recreate(admin_url, DATABASE))
-        database_url = with_database(admin_url, DATABASE)
+        asyncio.run(_recreate(admin_url, name))
+        database_url = with_database(admin_url, name)
         upgrade(database_url)
         try:
             yield database_url, redis_url
         finally:
             if not keep:
-                asyncio.run(_drop(admin_url, DATABASE))
+                asyncio.run(_drop(admin_url, name))
 
 
 async def _recreate(admin_url: str, name: str) -> None:
