@@ -9,6 +9,7 @@ handlers below (strawberry ignores ``extensions`` and ``documentId`` there).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -27,8 +28,11 @@ from strawberry.http import GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
@@ -44,6 +48,7 @@ from app.services.sessions import Authenticated, authenticate
 from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
 from graphql_schema.context import Context
 from graphql_schema.persisted import TrustedDocuments
+from graphql_schema.shared_subscriptions import Plan, SharedStreams, plan_for
 from resolvers.loaders import build_loaders
 
 log = logging.getLogger(__name__)
@@ -134,7 +139,52 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             error = refused.error(self.context.request_id)
             await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
             return
-        await super().handle_subscribe({**message, "payload": _with_query(payload, admitted)})
+        payload = _with_query(payload, admitted)
+        plan = plan_for(payload, max_tokens=self.view.rt.settings.max_query_tokens)
+        if plan is None:
+            await super().handle_subscribe({**message, "payload": payload})
+            return
+        self._subscribe_shared(message["id"], plan)
+
+    def _subscribe_shared(self, operation_id: str, plan: Plan) -> None:
+        """A public market-data subscription: one execution shared by every socket of
+        this process with the same document and variables (shared_subscriptions.py).
+        Registered like strawberry's own operations, so ``complete``, the limit and the
+        socket's end cancel its task."""
+        operation = Operation(self, operation_id, plan.query, plan.variables, plan.operation_name)
+
+        async def run_own() -> Any:  # a late subscriber's own execution, as strawberry runs it
+            return await self.schema.stream(
+                plan.query,
+                variable_values=plan.variables,
+                context_value=self.context,
+                root_value=self.root_value,
+                operation_name=plan.operation_name,
+            )
+
+        async def close(reason: str) -> None:
+            await self.websocket.close(code=4400, reason=reason)
+            self.operations.pop(operation_id, None)
+
+        operation.task = asyncio.create_task(
+            self.view.shared_streams.serve(
+                plan=plan,
+                operation=operation,
+                context=self.context,
+                run_own=run_own,
+                send_text=self._send_text,
+                close=close,
+            )
+        )
+        operation.task.add_done_callback(self._task_done)
+        self.operations[operation_id] = operation
+
+    async def _send_text(self, text: str) -> None:
+        """An encoded message as is (``send_message`` encodes a dict)."""
+        try:
+            await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -196,6 +246,7 @@ class GraphQLView(GraphQL[Context, None]):
                 settings.trusted_documents_manifest, schema._schema
             )
         self.gate = Gate(rt=rt, schema=schema, trusted=trusted_documents)
+        self.shared_streams = SharedStreams(schema)  # graphql-transport-ws market data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tokens = _set_client_vars(scope)
