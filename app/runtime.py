@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +17,8 @@ from app.services.engine_signals import AppliedWatcher
 from app.services.mail import Mailer, build_mailer
 from app.settings import Settings
 from db.session import create_engine, create_sessionmaker
+
+C = TypeVar("C")
 
 
 def utcnow() -> datetime:
@@ -33,6 +36,7 @@ class Runtime:
     payments: PaymentGateway
     clock: Callable[[], datetime] = field(default=utcnow)
     _applied: AppliedWatcher | None = field(default=None, repr=False)
+    _coalescers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:
         return self.clock()
@@ -43,6 +47,12 @@ class Runtime:
         if self._applied is None:
             self._applied = AppliedWatcher(self.engine)
         return self._applied
+
+    def coalescer(self, name: str, make: Callable[[], C]) -> C:
+        """This runtime's one ``name`` (an ``app.coalesce.Coalescer``), made on first use."""
+        if name not in self._coalescers:
+            self._coalescers[name] = make()
+        return self._coalescers[name]  # type: ignore[no-any-return]
 
     def redis_key(self, *parts: str) -> str:
         return self.settings.redis_prefix + ":".join(parts)

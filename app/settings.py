@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     trading_engine_batch_size: int = Field(default=500, ge=1)  # commands per transaction
     trading_engine_poll_seconds: float = Field(default=0.5, gt=0)  # besides NOTIFY wake-ups
     trading_engine_takeover_seconds: float = Field(default=1.0, gt=0)  # standby lock retry
+    # placeOrder calls in flight together share a transaction (group commit): at most
+    # this many orders in one, and this many such transactions at once per process
+    trading_placement_batch: int = Field(default=200, ge=1)
+    trading_placement_concurrency: int = Field(default=2, ge=1)
     trading_wait_seconds: float = Field(default=5, ge=0)  # placeOrder waits for the engine
     trading_price_band_bps: int = Field(default=1000, ge=1)  # limit price vs last price
     trading_max_open_orders: int = Field(default=200, ge=1)  # per user

@@ -77,6 +77,13 @@ async def markets_by_ids(session: AsyncSession, ids: list[int]) -> dict[int, Mar
     return {r["id"]: _row(r) for r in rows}
 
 
+async def markets_by_symbols(session: AsyncSession, symbols: list[str]) -> dict[str, MarketRow]:
+    """The markets of ``symbols`` (upper case) that exist, by symbol: one query."""
+    connection = await driver(session)
+    rows = await connection.fetch(_MARKET_SQL + " WHERE m.symbol = ANY($1::text[])", symbols)
+    return {r["symbol"]: _row(r) for r in rows}
+
+
 async def market_by_symbol(session: AsyncSession, symbol: str) -> MarketRow:
     connection = await driver(session)
     row = await connection.fetchrow(_MARKET_SQL + " WHERE m.symbol = $1", symbol.upper())

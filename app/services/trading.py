@@ -21,6 +21,7 @@ engine is slow the order is returned as NEW and goes on; ``myOrders`` reports th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -30,9 +31,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.coalesce import Coalescer
 from app.domain import orders as rules
 from app.domain.matching import RejectReason, rejection_error
 from app.domain.orders import (
@@ -56,6 +59,7 @@ from app.domain.trading_errors import (
     OrderTooLarge,
     TooManyOpenOrders,
     TradingDisabled,
+    UnknownMarket,
 )
 from app.errors import (
     InsufficientFunds,
@@ -64,6 +68,7 @@ from app.errors import (
     UserError,
     ValidationFailed,
 )
+from app.logs import request_id_var
 from app.runtime import Runtime
 from app.services import ledger, markets
 from app.services.engine_signals import WAKE_CHANNEL
@@ -153,44 +158,47 @@ async def _lock_trader(session: AsyncSession, user_id: int | None) -> int:
     return user_id
 
 
-async def _usd_rate(session: AsyncSession, currency: str) -> Decimal:
+async def _usd_rates(session: AsyncSession, currencies: Sequence[str]) -> dict[str, Decimal]:
+    """USD per unit of each currency (0 when it has no reference price)."""
     connection = await driver(session)
-    rate = await connection.fetchval(
-        "SELECT usd_price FROM reference_prices WHERE currency = $1", currency
+    rows = await connection.fetch(
+        "SELECT currency, usd_price FROM reference_prices WHERE currency = ANY($1::text[])",
+        list(set(currencies)),
     )
-    return rate if rate is not None else Decimal(0)
+    rates = {row["currency"]: row["usd_price"] for row in rows}
+    return {currency: rates.get(currency) or Decimal(0) for currency in currencies}
 
 
-async def _check_risk(
+def _check_risk(
     rt: Runtime,
-    session: AsyncSession,
-    user_id: int,
     market: MarketRow,
     orders: Sequence[ValidOrder],
     *,
-    open_orders: int | None = None,
+    usd_rate: Decimal,
+    open_orders: int,
 ) -> None:
     """Maximum order value (USD, at the order's price) and maximum open orders
-    (``open_orders``: the user's live orders, when the caller already counted them)."""
-    rate = await _usd_rate(session, market.spec.quote)
+    (``open_orders``: the user's live orders before these)."""
     limit = rt.settings.trading_max_order_notional_usd
     for order in orders:
         units = market.spec.notional_units(order.price, order.quantity)
-        if market.spec.quote_amount(units) * rate > limit:
+        if market.spec.quote_amount(units) * usd_rate > limit:
             raise OrderTooLarge(
                 f"An order is worth at most {limit.normalize():f} USD", field="quantity"
             )
-    if open_orders is None:
-        connection = await driver(session)
-        open_orders = await connection.fetchval(
-            "SELECT count(*) FROM orders WHERE user_id = $1 AND status = ANY($2::text[])",
-            user_id,
-            _LIVE,
-        )
     if open_orders + len(orders) > rt.settings.trading_max_open_orders:
         raise TooManyOpenOrders(
             f"At most {rt.settings.trading_max_open_orders} open orders", field="quantity"
         )
+
+
+async def _open_orders(session: AsyncSession, user_id: int) -> int:
+    connection = await driver(session)
+    return await connection.fetchval(
+        "SELECT count(*) FROM orders WHERE user_id = $1 AND status = ANY($2::text[])",
+        user_id,
+        _LIVE,
+    )
 
 
 def _hold_amount(market: MarketRow, orders: Sequence[ValidOrder]) -> tuple[str, Decimal]:
@@ -311,36 +319,6 @@ async def enqueue(
     return int(row["last"])
 
 
-_TRADER_SQL = """
-    SELECT u.trading_enabled,
-           (SELECT o.id FROM orders o
-            WHERE o.user_id = u.id AND o.client_order_id = $2) AS existing_id,
-           (SELECT count(*) FROM orders o
-            WHERE o.user_id = u.id AND o.status = ANY($3::text[])) AS open_orders
-    FROM users u WHERE u.id = $1
-    FOR NO KEY UPDATE OF u
-"""
-
-
-async def _lock_trader_for_order(
-    session: AsyncSession, user_id: int | None, client_order_id: str
-) -> tuple[int, Order | None, int]:
-    """One round trip: lock the trader's row (FOR NO KEY UPDATE, as ``lock_user``), the
-    order a retry of ``client_order_id`` already placed, and the number of live orders."""
-    if user_id is None:
-        raise NotAuthenticated()
-    connection = await driver(session)
-    row = await connection.fetchrow(_TRADER_SQL, user_id, client_order_id, _LIVE)
-    if row is None:
-        raise NotAuthenticated()
-    if not row["trading_enabled"]:
-        raise TradingDisabled()
-    existing = None
-    if row["existing_id"] is not None:
-        existing = await session.get(Order, row["existing_id"])
-    return user_id, existing, int(row["open_orders"])
-
-
 def _first_command(valid: ValidOrder) -> tuple[OrderStatus, str]:
     if valid.trigger is None:
         return OrderStatus.NEW, "PLACE"
@@ -380,6 +358,24 @@ def _raise_if_refused(order: Order) -> None:
 # --- placing ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """One ``place_order`` call, as it waits for its batch."""
+
+    user_id: int | None
+    symbol: str
+    request: OrderRequest
+    client_order_id: str
+    digest: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    order: Order
+    seq: int | None  # the command's; None for a retry answered with the order it placed
+
+
 async def place_order(
     rt: Runtime,
     *,
@@ -388,49 +384,230 @@ async def place_order(
     request: OrderRequest,
     client_order_id: str | None = None,
 ) -> Order:
-    """Place one order; a retry with the same ``client_order_id`` returns the same order."""
+    """Place one order; a retry with the same ``client_order_id`` returns the same order.
+
+    Concurrent calls in this process share a transaction (``place_orders``, through a
+    ``Coalescer``: group commit); each still gets its own answer or typed error."""
     client_order_id = check_client_id(client_order_id)
-    digest = _digest(symbol.upper(), request)
-
-    async def work(session: AsyncSession) -> tuple[Order, int | None]:
-        uid, existing, open_orders = await _lock_trader_for_order(session, user_id, client_order_id)
-        if existing is not None:
-            if existing.request_hash != digest:
-                raise ClientOrderIdReused(field="clientOrderId")
-            return existing, None
-        market = await markets.market_by_symbol(session, symbol)
-        valid = rules.validate_order(
-            request,
-            market.spec,
-            now=rt.now(),
-            reference_price=market.last_price,
-            price_band_bps=rt.settings.trading_price_band_bps,
-        )
-        await _check_risk(rt, session, uid, market, [valid], open_orders=open_orders)
-        status, kind = _first_command(valid)
-        order = _order_row(
-            user_id=uid,
-            market=market,
-            request=request,
-            valid=valid,
-            client_order_id=client_order_id,
-            digest=digest,
-            status=status,
-        )
-        session.add(order)
-        await session.flush()
-        currency, amount = rules.hold_for(market.spec, valid)
-        hold_id = await _hold(session, uid, currency, amount, f"order:{order.id}")
-        seq = await enqueue(
-            session, market.id, [(kind, order.id, uid, {})], holds=[(order, hold_id)]
-        )
-        return order, seq
-
-    order, seq = await in_transaction(rt.sessions, work)
-    if seq is not None:
-        (order,) = await _after_engine(rt, order.market_id, seq, [order.id])
+    symbol = symbol.upper()
+    placement = _Placement(
+        user_id=user_id,
+        symbol=symbol,
+        request=request,
+        client_order_id=client_order_id,
+        digest=_digest(symbol, request),
+        request_id=request_id_var.get(),
+    )
+    placed = await _placements(rt).submit(placement)
+    order = placed.order
+    if placed.seq is not None:
+        (order,) = await _after_engine(rt, order.market_id, placed.seq, [order.id])
     _raise_if_refused(order)
     return order
+
+
+def _placements(rt: Runtime) -> Coalescer[_Placement, _Placed]:
+    def make() -> Coalescer[_Placement, _Placed]:
+        async def run(items: list[_Placement]) -> list[_Placed | BaseException]:
+            return await place_orders(rt, items)
+
+        return Coalescer(
+            run,
+            max_batch=rt.settings.trading_placement_batch,
+            concurrency=rt.settings.trading_placement_concurrency,
+        )
+
+    return rt.coalescer("place_orders", make)
+
+
+async def place_orders(rt: Runtime, items: Sequence[_Placement]) -> list[_Placed | BaseException]:
+    """Place many orders in one transaction: per item the order (or the one a retry of its
+    clientOrderId placed) or its typed error, decided as ``place_order`` alone would. A
+    second item with the same user and clientOrderId goes in a transaction after the
+    first's, as a retry of it. If the transaction fails as a whole (say another process
+    placed the same clientOrderId at the same moment), each item is tried on its own."""
+    first: list[int] = []
+    again: list[int] = []
+    seen: set[tuple[int | None, str]] = set()
+    for i, item in enumerate(items):
+        key = (item.user_id, item.client_order_id)
+        (again if key in seen else first).append(i)
+        seen.add(key)
+    results: list[_Placed | BaseException] = [InvariantViolation("not placed")] * len(items)
+    chosen = [items[i] for i in first]
+    try:
+        answers = await in_transaction(rt.sessions, lambda session: _place_all(rt, session, chosen))
+    except (UserError, IntegrityError) as error:
+        if len(chosen) > 1:
+            answers = [(await place_orders(rt, [item]))[0] for item in chosen]
+        elif isinstance(error, IntegrityError):
+            # the same clientOrderId, placed by another process since this one looked:
+            # once more, and it is a retry of that order
+            answers = await in_transaction(
+                rt.sessions, lambda session: _place_all(rt, session, chosen)
+            )
+        else:
+            answers = [error]
+    for i, answer in zip(first, answers, strict=True):
+        results[i] = answer
+    if again:
+        for i, answer in zip(again, await place_orders(rt, [items[i] for i in again]), strict=True):
+            results[i] = answer
+    return results
+
+
+_TRADERS_SQL = """
+    SELECT w.n, u.trading_enabled,
+           (SELECT o.id FROM orders o
+            WHERE o.user_id = u.id AND o.client_order_id = w.client_order_id) AS existing_id,
+           (SELECT count(*) FROM orders o
+            WHERE o.user_id = u.id AND o.status = ANY($3::text[])) AS open_orders
+    FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS w(user_id, client_order_id, n)
+    JOIN users u ON u.id = w.user_id
+    ORDER BY u.id
+    FOR NO KEY UPDATE OF u
+"""
+
+
+@dataclass(slots=True)
+class _Candidate:
+    index: int
+    item: _Placement
+    user_id: int
+    market: MarketRow
+    valid: ValidOrder
+    hold: ledger.HoldRequest
+
+
+async def _place_all(
+    rt: Runtime, session: AsyncSession, items: Sequence[_Placement]
+) -> list[_Placed | BaseException]:
+    """``place_orders``' transaction, for items of distinct (user, clientOrderId):
+
+    lock the traders       one statement, in id order (as ``lock_user``): kill switch,
+                           the order a retried clientOrderId placed, live orders
+    markets, USD rates     one statement each
+    validate + risk        per item, in memory
+    lock the accounts      AVAILABLE and HELD of every (user, currency), in id order
+    funds                  per item in order, against what the ones before it took
+    insert the orders      one statement
+    holds                  one statement (``ledger.place_holds``)
+    sequence               one ``enqueue`` per market, last
+    """
+    results: list[_Placed | BaseException] = [InvariantViolation("not placed")] * len(items)
+    connection = await driver(session)
+    traders = {
+        row["n"] - 1: row
+        for row in await connection.fetch(
+            _TRADERS_SQL,
+            [item.user_id for item in items],
+            [item.client_order_id for item in items],
+            _LIVE,
+        )
+    }
+    retried = [t["existing_id"] for t in traders.values() if t["existing_id"] is not None]
+    existing = (
+        {row.id: row for row in await rows_by_ids(session, Order, retried) if row is not None}
+        if retried
+        else {}
+    )
+    found = await markets.markets_by_symbols(session, [item.symbol for item in items])
+    rates = await _usd_rates(session, [m.spec.quote for m in found.values()])
+    open_orders = {items[i].user_id: int(t["open_orders"]) for i, t in traders.items()}
+    candidates: list[_Candidate] = []
+    for i, item in enumerate(items):
+        trader = traders.get(i)
+        try:
+            if trader is None:
+                raise NotAuthenticated()
+            if not trader["trading_enabled"]:
+                raise TradingDisabled()
+            if trader["existing_id"] is not None:
+                order = existing[trader["existing_id"]]
+                if order.request_hash != item.digest:
+                    raise ClientOrderIdReused(field="clientOrderId")
+                results[i] = _Placed(order, None)
+                continue
+            market = found.get(item.symbol)
+            if market is None:
+                raise UnknownMarket(f"There is no market {item.symbol}", field="symbol")
+            valid = rules.validate_order(
+                item.request,
+                market.spec,
+                now=rt.now(),
+                reference_price=market.last_price,
+                price_band_bps=rt.settings.trading_price_band_bps,
+            )
+            user_id = int(item.user_id)  # type: ignore[arg-type]  # the trader row exists
+            _check_risk(
+                rt,
+                market,
+                [valid],
+                usd_rate=rates[market.spec.quote],
+                open_orders=open_orders[user_id],
+            )
+        except UserError as error:
+            results[i] = error
+            continue
+        open_orders[user_id] += 1
+        currency, amount = rules.hold_for(market.spec, valid)
+        hold = ledger.HoldRequest(user_id, currency, amount, "", item.request_id)
+        candidates.append(_Candidate(i, item, user_id, market, valid, hold))
+    if not candidates:
+        return results
+    accounts = await ledger.lock_accounts(session, ledger.hold_accounts(c.hold for c in candidates))
+    funded = []
+    for candidate, ok in zip(
+        candidates, ledger.affordable(accounts, [c.hold for c in candidates]), strict=True
+    ):
+        if ok:
+            funded.append(candidate)
+        else:
+            results[candidate.index] = InsufficientFunds(
+                f"Insufficient {candidate.hold.currency} balance: the order needs "
+                f"{candidate.hold.amount.normalize():f}",
+                field="quantity",
+            )
+    if not funded:
+        return results
+    rows = []
+    for c in funded:
+        status, _ = _first_command(c.valid)
+        rows.append(
+            _order_row(
+                user_id=c.user_id,
+                market=c.market,
+                request=c.item.request,
+                valid=c.valid,
+                client_order_id=c.item.client_order_id,
+                digest=c.item.digest,
+                status=status,
+            )
+        )
+    session.add_all(rows)
+    await session.flush()
+    hold_ids = await ledger.place_holds(
+        session,
+        accounts,
+        [
+            dataclasses.replace(c.hold, reference=f"order:{row.id}")
+            for c, row in zip(funded, rows, strict=True)
+        ],
+    )
+    by_market: dict[int, list[tuple[_Candidate, Order, int]]] = {}
+    for c, row, hold_id in zip(funded, rows, hold_ids, strict=True):
+        by_market.setdefault(c.market.id, []).append((c, row, hold_id))
+    for market_id, placed in by_market.items():
+        seq = await enqueue(
+            session,
+            market_id,
+            [(_first_command(c.valid)[1], row.id, c.user_id, {}) for c, row, _ in placed],
+            holds=[(row, hold_id) for _, row, hold_id in placed],
+        )
+        first_seq = seq - len(placed) + 1
+        for n, (c, row, _) in enumerate(placed):
+            results[c.index] = _Placed(row, first_seq + n)
+    return results
 
 
 async def place_order_list(
@@ -484,7 +661,14 @@ async def place_order_list(
         else:
             assert bracket is not None
             plan = _plan_bracket(rt, market, bracket)
-        await _check_risk(rt, session, uid, market, [valid for _, valid, _, _ in plan])
+        rates = await _usd_rates(session, [market.spec.quote])
+        _check_risk(
+            rt,
+            market,
+            [valid for _, valid, _, _ in plan],
+            usd_rate=rates[market.spec.quote],
+            open_orders=await _open_orders(session, uid),
+        )
         rows = []
         for i, (request, valid, role, status) in enumerate(plan):
             row = _order_row(
