@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     copy_worker_enabled: bool = True
     copy_poll_seconds: float = Field(default=0.05, gt=0)
     copy_batch_size: int = Field(default=200, ge=1)
-    copy_concurrency: int = Field(default=8, ge=1)
+    copy_concurrency: int = Field(default=256, ge=1)  # follows placed at once (group commit)
     profit_share_interval_seconds: float = Field(default=3600, ge=0)  # 0: no job
 
     # partner access and abuse protection (README: "Partner access")

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench copy", description=description)
     parser.add_argument("--followers", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--rounds", type=int, default=20, help="leader fills per count (20)")
-    parser.add_argument("--concurrency", type=int, default=16, help="COPY_CONCURRENCY (16)")
+    parser.add_argument("--concurrency", type=int, default=256, help="COPY_CONCURRENCY (256)")
     args = parser.parse_args(argv)
     configure_logging(level="WARNING", json_output=False)
     with trading_database() as (database_url, redis_url):

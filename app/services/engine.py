@@ -51,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.background import stop_tasks
 from app.domain import orders as rules
-from app.domain.ledger import AccountKind, Leg, move
+from app.domain.ledger import AccountKind, AccountRef, Leg, move
 from app.domain.matching import (
     Accepted,
     Amend,
@@ -87,6 +87,7 @@ from app.errors import InsufficientFunds
 from app.runtime import Runtime
 from app.services import ledger
 from app.services.engine_signals import WAKE_CHANNEL, announce_applied
+from app.services.ledger import LockedAccount
 from app.services.markets import market_by_id
 from app.services.trading import OCO_ROLES, ListRole
 from db.raw import driver
@@ -162,6 +163,9 @@ class Batch:
     entries_done: list[LiveOrder] = field(default_factory=list)
     locked: set[int] = field(default_factory=set)  # users whose accounts are locked
     fees_locked: bool = False
+    # the batch's postings, written together at its end (``_write``): fills carry the
+    # number of their entry in it until then
+    journal: ledger.JournalBatch = field(default_factory=ledger.JournalBatch)
 
 
 _ORDER_COLUMNS = """
@@ -617,22 +621,32 @@ class MarketEngine:
         AVAILABLE and HELD (say the batch holds HELD from a fill and wants AVAILABLE to
         release the rest of the hold), or with another engine over the fee account."""
         pg = await driver(self.session)
+        rows = []
         if not self.batch.fees_locked:
-            await pg.execute(
-                "SELECT 1 FROM ledger_accounts WHERE user_id IS NULL AND kind = 'FEES'"
-                " AND currency = $1 FOR UPDATE",
+            rows += await pg.fetch(
+                "SELECT id, user_id, currency, kind, balance FROM ledger_accounts"
+                " WHERE user_id IS NULL AND kind = 'FEES' AND currency = $1 FOR UPDATE",
                 self.spec.quote,
             )
             self.batch.fees_locked = True
         wanted = sorted(set(user_ids) - self.batch.locked)
         if wanted:
-            await pg.execute(
-                "SELECT 1 FROM ledger_accounts WHERE user_id = ANY($1::bigint[])"
-                " AND currency = ANY($2::text[]) ORDER BY id FOR UPDATE",
+            rows += await pg.fetch(
+                "SELECT id, user_id, currency, kind, balance FROM ledger_accounts"
+                " WHERE user_id = ANY($1::bigint[]) AND currency = ANY($2::text[])"
+                " ORDER BY id FOR UPDATE",
                 wanted,
                 [self.spec.base, self.spec.quote],
             )
             self.batch.locked.update(wanted)
+        self.batch.journal.adopt(
+            {
+                AccountRef(r["currency"], AccountKind(r["kind"]), r["user_id"]): LockedAccount(
+                    r["id"], r["balance"]
+                )
+                for r in rows
+            }
+        )
 
     async def _move_hold(self, hold: HoldState, delta: int) -> None:
         """Hold ``delta`` more (AVAILABLE -> HELD), or release ``-delta``."""
@@ -641,7 +655,7 @@ class MarketEngine:
         available = ledger.user_account(hold.user_id, hold.currency)
         held = ledger.user_account(hold.user_id, hold.currency, AccountKind.HELD)
         legs = move(amount, available, held) if delta > 0 else move(amount, held, available)
-        await ledger.post(
+        await self.batch.journal.post(
             self.session,
             kind="HOLD" if delta > 0 else "HOLD_VOID",
             legs=legs,
@@ -776,7 +790,7 @@ class MarketEngine:
             Leg(acct(seller.user_id, spec.base, AccountKind.HELD), -b),
             Leg(acct(buyer.user_id, spec.base), b),
         ]
-        posted = await ledger.post(
+        entry = await self.batch.journal.post(
             self.session,
             kind="TRADE",
             legs=[leg for leg in legs if leg.amount != 0],
@@ -800,7 +814,7 @@ class MarketEngine:
                     quantity,
                     q(value),
                     q(fee),
-                    posted.entry_id,
+                    entry,  # its number in the batch's journal, until ``_write``
                 )
             )
         self.batch.trades.append(
@@ -884,17 +898,19 @@ class MarketEngine:
 
     async def _new_hold(self, hold: HoldState, units: int) -> int:
         await self._lock_ledger(hold.user_id)
-        amount = self._amount(hold.currency, units)
-        row = await ledger.place_hold(
-            self.session,
-            user_id=hold.user_id,
-            currency=hold.currency,
-            amount=amount,
+        request = ledger.HoldRequest(
+            hold.user_id,
+            hold.currency,
+            self._amount(hold.currency, units),
             reference=f"bracket:{self.market_id}",
         )
+        await self.batch.journal.post(
+            self.session, kind="HOLD", legs=ledger.hold_legs(request), reference=request.reference
+        )
+        (hold_id,) = await ledger.insert_holds(self.session, [request])
         hold.amount = hold.remaining = units
         self.batch.new_holds.append(hold)
-        return row.id
+        return hold_id
 
     # -- triggers ---------------------------------------------------------------------
 
@@ -955,12 +971,13 @@ class MarketEngine:
         spec = self.spec
         symbol = spec.symbol
         now = self.rt.now()
+        entry_ids = await batch.journal.flush(self.session)
         if batch.fills:
             await pg.executemany(
                 "INSERT INTO fills (market_id, trade_id, seq, order_id, user_id, side, liquidity,"
                 " price, quantity, quote_amount, fee, fee_currency, entry_id, created_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                [(self.market_id, *f[:10], spec.quote, f[10], now) for f in batch.fills],
+                [(self.market_id, *f[:10], spec.quote, entry_ids[f[10]], now) for f in batch.fills],
             )
         if batch.orders:
             await self._write_orders(pg, batch, now)

@@ -214,35 +214,153 @@ def affordable(
     return answers
 
 
-_HOLDS_SQL = """
-    WITH entries AS (
-        INSERT INTO journal_entries (kind, reference, request_id)
-        SELECT 'HOLD', e.reference, e.request_id
-        FROM unnest($1::text[], $2::text[]) AS e(reference, request_id)
-        RETURNING id, reference
+_JOURNAL_SQL = """
+    WITH ids AS (
+        SELECT n, nextval(pg_get_serial_sequence('journal_entries', 'id')) AS id
+        FROM generate_series(1, cardinality($1::text[])) AS n
+    ), entries AS (
+        INSERT INTO journal_entries (id, kind, reference, request_id)
+        OVERRIDING SYSTEM VALUE
+        SELECT ids.id, e.kind, e.reference, e.request_id
+        FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+             AS e(kind, reference, request_id, n)
+        JOIN ids USING (n)
+        RETURNING 1
     ), written AS (
         INSERT INTO postings (entry_id, account_id, currency, amount, balance_after)
-        SELECT entries.id, p.account_id, p.currency, p.amount, p.balance_after
-        FROM unnest($3::text[], $4::bigint[], $5::text[], $6::numeric[], $7::numeric[])
-             AS p(reference, account_id, currency, amount, balance_after)
-        JOIN entries ON entries.reference = p.reference
+        SELECT ids.id, p.account_id, p.currency, p.amount, p.balance_after
+        FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::numeric[], $8::numeric[])
+             AS p(n, account_id, currency, amount, balance_after)
+        JOIN ids USING (n)
         RETURNING 1
     ), changed AS (
         UPDATE ledger_accounts AS a SET balance = a.balance + d.amount
-        FROM unnest($8::bigint[], $9::numeric[]) AS d(id, amount)
+        FROM unnest($9::bigint[], $10::numeric[]) AS d(id, amount)
         WHERE a.id = d.id
         RETURNING 1
-    ), held AS (
-        INSERT INTO holds (user_id, currency, amount, remaining, reference, status)
-        SELECT h.user_id, h.currency, h.amount, h.amount, h.reference, 'PENDING'
-        FROM unnest($10::bigint[], $11::text[], $12::numeric[], $1::text[])
-             AS h(user_id, currency, amount, reference)
-        RETURNING id, reference
     )
-    SELECT held.id, held.reference, (SELECT count(*) FROM written) AS written,
-           (SELECT count(*) FROM changed) AS changed
-    FROM held
+    SELECT n, id, (SELECT count(*) FROM entries) AS entries,
+           (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM changed) AS changed
+    FROM ids ORDER BY n
 """
+
+
+class JournalBatch:
+    """Journal entries posted in memory during one transaction and written together by
+    ``flush``: one statement for the entries, their postings and the balances, however
+    many there are. ``post`` checks each entry as ``post`` does, against the balances as
+    the entries before it left them; accounts are locked on first use (``lock_accounts``)
+    unless the caller locked them already and handed them over with ``adopt``.
+
+    For a writer that posts many entries in one transaction (the matching engine's
+    batches, a batch of order holds). Nothing is written until ``flush``, so nothing else
+    in the transaction may read these balances or postings before it."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[AccountRef, LockedAccount] = {}
+        self._start: dict[AccountRef, Decimal] = {}  # balances when locked
+        self._entries: list[tuple[str, str | None, str | None]] = []
+        self._postings: list[tuple[int, int, str, Decimal, Decimal]] = []
+
+    def adopt(self, accounts: dict[AccountRef, LockedAccount]) -> None:
+        """Accounts this transaction has locked (balances as locked)."""
+        for ref, account in accounts.items():
+            if ref not in self.accounts:
+                self.accounts[ref] = account
+                self._start[ref] = account.balance
+
+    async def post(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        legs: Sequence[Leg],
+        reference: str | None = None,
+        request_id: str | None = None,
+    ) -> int:
+        """Record one balanced entry; its number in this batch (``flush`` maps numbers to
+        entry ids). Refuses (``InsufficientFunds``, nothing recorded) when a user account
+        would go negative."""
+        check_balanced(legs)
+        amounts = _combine(legs)
+        missing = [ref for ref in amounts if ref not in self.accounts]
+        if missing:
+            self.adopt(await lock_accounts(session, missing))
+        for ref, amount in amounts.items():
+            if ref.user_id is not None and self.accounts[ref].balance + amount < 0:
+                raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
+        self._entries.append((kind, reference, request_id))
+        number = len(self._entries)
+        for ref, amount in amounts.items():
+            account = self.accounts[ref]
+            after = account.balance + amount
+            self.accounts[ref] = LockedAccount(account.id, after)
+            self._postings.append((number, account.id, ref.currency, amount, after))
+        return number
+
+    async def flush(self, session: AsyncSession) -> dict[int, int]:
+        """Write what was posted; entry id by number. The batch is empty afterwards."""
+        if not self._entries:
+            return {}
+        changed = {
+            ref: account.balance - self._start[ref]
+            for ref, account in self.accounts.items()
+            if account.balance != self._start[ref]
+        }
+        connection = await driver(session)
+        rows = await connection.fetch(
+            _JOURNAL_SQL,
+            *(list(column) for column in zip(*self._entries, strict=True)),
+            *(list(column) for column in zip(*self._postings, strict=True)),
+            [self.accounts[ref].id for ref in changed],
+            list(changed.values()),
+        )
+        if (
+            len(rows) != len(self._entries)
+            or rows[0]["entries"] != len(self._entries)
+            or rows[0]["written"] != len(self._postings)
+            or rows[0]["changed"] != len(changed)
+        ):
+            raise InvariantViolation("journal entries were not written exactly once")
+        self._start = {ref: account.balance for ref, account in self.accounts.items()}
+        self._entries, self._postings = [], []
+        return {row["n"]: row["id"] for row in rows}
+
+
+_INSERT_HOLDS_SQL = """
+    INSERT INTO holds (user_id, currency, amount, remaining, reference, status)
+    SELECT h.user_id, h.currency, h.amount, h.amount, h.reference, 'PENDING'
+    FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[])
+         WITH ORDINALITY AS h(user_id, currency, amount, reference, n)
+    ORDER BY h.n
+    RETURNING id, reference
+"""
+
+
+async def insert_holds(session: AsyncSession, requests: Sequence[HoldRequest]) -> list[int]:
+    """PENDING hold rows for ``requests`` (whose HOLD entries the caller posts); their
+    ids, in order."""
+    connection = await driver(session)
+    rows = await connection.fetch(
+        _INSERT_HOLDS_SQL,
+        [r.user_id for r in requests],
+        [r.currency for r in requests],
+        [r.amount for r in requests],
+        [r.reference for r in requests],
+    )
+    by_reference = {row["reference"]: row["id"] for row in rows}
+    if len(by_reference) != len(requests):
+        raise InvariantViolation("holds were not written exactly once")
+    return [by_reference[r.reference] for r in requests]
+
+
+def hold_legs(request: HoldRequest) -> list[Leg]:
+    """AVAILABLE -> HELD of ``request.amount``."""
+    return move(
+        request.amount,
+        user_account(request.user_id, request.currency),
+        user_account(request.user_id, request.currency, AccountKind.HELD),
+    )
 
 
 async def place_holds(
@@ -250,47 +368,20 @@ async def place_holds(
     accounts: dict[AccountRef, LockedAccount],
     requests: Sequence[HoldRequest],
 ) -> list[int]:
-    """``place_hold`` for many at once, in one statement: per request a HOLD journal entry
+    """``place_hold`` for many at once (two statements): per request a HOLD journal entry
     (AVAILABLE -> HELD) and a PENDING hold; the hold ids, in order. ``accounts``: the
     ``hold_accounts`` locked by ``lock_accounts`` in this transaction. Refuses
     (``InsufficientFunds``, nothing written) unless ``affordable`` takes them all."""
     if not requests:
         return []
-    if not all(affordable(accounts, requests)):
-        raise InsufficientFunds("Insufficient balance for the holds", field="amount")
-    balance = {ref: account.balance for ref, account in accounts.items()}
-    postings: list[tuple[str, int, str, Decimal, Decimal]] = []
+    journal = JournalBatch()
+    journal.adopt(accounts)
     for r in requests:
-        for ref, amount in (
-            (user_account(r.user_id, r.currency), -r.amount),
-            (user_account(r.user_id, r.currency, AccountKind.HELD), r.amount),
-        ):
-            balance[ref] += amount
-            postings.append((r.reference, accounts[ref].id, r.currency, amount, balance[ref]))
-    changed = {ref: balance[ref] - accounts[ref].balance for ref in balance}
-    changed = {ref: amount for ref, amount in changed.items() if amount != 0}
-    connection = await driver(session)
-    rows = await connection.fetch(
-        _HOLDS_SQL,
-        [r.reference for r in requests],
-        [r.request_id for r in requests],
-        *(list(column) for column in zip(*postings, strict=True)),
-        [accounts[ref].id for ref in changed],
-        list(changed.values()),
-        [r.user_id for r in requests],
-        [r.currency for r in requests],
-        [r.amount for r in requests],
-    )
-    if (
-        len(rows) != len(requests)
-        or rows[0]["written"] != len(postings)
-        or rows[0]["changed"] != len(changed)
-    ):
-        raise InvariantViolation("holds were not written exactly once")
-    for ref, amount in changed.items():  # what the caller's view of the balances is now
-        accounts[ref] = LockedAccount(accounts[ref].id, accounts[ref].balance + amount)
-    by_reference = {row["reference"]: row["id"] for row in rows}
-    return [by_reference[r.reference] for r in requests]
+        await journal.post(
+            session, kind="HOLD", legs=hold_legs(r), reference=r.reference, request_id=r.request_id
+        )
+    await journal.flush(session)
+    return await insert_holds(session, requests)
 
 
 async def lock_hold(session: AsyncSession, hold_id: int) -> Hold:

@@ -21,11 +21,12 @@ engine is slow the order is returned as NEW and goes on; ``myOrders`` reports th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
@@ -334,9 +335,23 @@ async def _existing(session: AsyncSession, user_id: int, client_order_id: str) -
 async def _after_engine(
     rt: Runtime, market_id: int, seq: int, order_ids: Sequence[int]
 ) -> list[Order]:
-    """Wait until the engine has applied ``seq``; the orders as it left them."""
+    """Wait until the engine has applied ``seq``; the orders as it left them (read
+    together with those of the other calls waiting at the same time: one query)."""
     await rt.applied.wait(market_id, seq, rt.settings.trading_wait_seconds)
-    return await get_orders(rt, order_ids)
+    reads = rt.coalescer("read_orders", lambda: Coalescer(_read_orders(rt), max_batch=500))
+    return list(await asyncio.gather(*(reads.submit(order_id) for order_id in order_ids)))
+
+
+def _read_orders(rt: Runtime) -> Callable[[list[int]], Awaitable[list[Order | BaseException]]]:
+    async def run(order_ids: list[int]) -> list[Order | BaseException]:
+        async with rt.sessions() as session:
+            rows = await rows_by_ids(session, Order, order_ids)
+        return [
+            row if row is not None else InvariantViolation(f"order {order_id} missing")
+            for order_id, row in zip(order_ids, rows, strict=True)
+        ]
+
+    return run
 
 
 async def get_orders(rt: Runtime, order_ids: Sequence[int]) -> list[Order]:
@@ -435,8 +450,14 @@ async def place_orders(rt: Runtime, items: Sequence[_Placement]) -> list[_Placed
         seen.add(key)
     results: list[_Placed | BaseException] = [InvariantViolation("not placed")] * len(items)
     chosen = [items[i] for i in first]
+    import time as _t
+
+    _t0 = _t.perf_counter()
     try:
         answers = await in_transaction(rt.sessions, lambda session: _place_all(rt, session, chosen))
+        import sys as _s
+
+        print(f"BATCH n={len(chosen)} {(_t.perf_counter() - _t0) * 1000:.1f}ms", file=_s.stderr)
     except (UserError, IntegrityError) as error:
         if len(chosen) > 1:
             answers = [(await place_orders(rt, [item]))[0] for item in chosen]
