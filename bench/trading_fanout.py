@@ -41,6 +41,7 @@ from app.services.outbox import channel
 from bench.loadgen import percentile_ms
 from bench.processes import ROOT, Children, run_main
 from bench.trading_support import (
+    APP_FACTORY,
     SYMBOL,
     asyncpg_dsn,
     cpu_seconds,
@@ -53,6 +54,8 @@ from bench.trading_support import (
 )
 
 TARGET_P99_MS = 100.0
+PROFILE_ENV = "CO_BENCH_PROFILE"
+PROFILED_FACTORY = "bench.trading_fanout:profiled_app"
 READY_TIMEOUT_SECONDS = 120.0
 DRAIN_SECONDS = 1.0
 
@@ -64,6 +67,7 @@ class Published:
     measured: dict[int, float]  # sequence -> publish time (time.monotonic)
     seconds: float  # of the measured publishing
     window: tuple[float, float]  # of the CPU readings: the measured publishing and the drain
+    server_split: tuple[float, float]  # the server's user and system CPU seconds in the window
 
     @property
     def rate(self) -> float:
@@ -82,6 +86,8 @@ class Result:
     max_ms: float
     in_window: int  # deltas of any sequence received while the CPU was measured
     server_cpu_seconds: float
+    server_user_seconds: float
+    server_system_seconds: float  # the kernel's side of the sends (TCP over loopback)
     client_cpu_seconds: float
     seconds: float  # measured publishing and the drain
     problems: dict[str, int]
@@ -135,10 +141,12 @@ async def publish(
         await redis.ping()
         began = time.monotonic()
         cpu_before = [0.0] * len(pids)
+        split_before = (0.0, 0.0)
         measured_from = began
         for n in range(total):
             if n == warm:
                 cpu_before, measured_from = [cpu_seconds(p) for p in pids], time.monotonic()
+                split_before = cpu_split(pids[0])
             due = began + n / rate
             delay = due - time.monotonic()
             if delay > 0:
@@ -152,10 +160,18 @@ async def publish(
         elapsed = time.monotonic() - measured_from
         await asyncio.sleep(DRAIN_SECONDS)
         cpu = [cpu_seconds(p) - b for p, b in zip(pids, cpu_before, strict=True)]
+        split = tuple(a - b for a, b in zip(cpu_split(pids[0]), split_before, strict=True))
         window = (measured_from, time.monotonic())
     finally:
         await redis.aclose()
-    return Published(start + 1, warm, measured, elapsed, window), cpu
+    return Published(start + 1, warm, measured, elapsed, window, split), cpu  # type: ignore[arg-type]
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of one process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def book_sequence(database_url: str) -> int:
@@ -245,6 +261,8 @@ def summarise(published: Published, cpu: list[float], reports: list[dict[str, An
         max_ms=every[-1] * 1000 if every else float("nan"),
         in_window=sum(r["received_in_window"] for r in reports),
         server_cpu_seconds=cpu[0],
+        server_user_seconds=published.server_split[0],
+        server_system_seconds=published.server_split[1],
         client_cpu_seconds=sum(cpu[1:]),
         seconds=published.seconds + DRAIN_SECONDS,
         problems=problems,
@@ -264,6 +282,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2, help="seconds of deltas first (2)")
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep co_bench_trading")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help="run the server under cProfile and write its stats to PATH (slows it down)",
+    )
     return parser.parse_args(argv)
 
 
@@ -275,7 +299,13 @@ def run(args: argparse.Namespace) -> int:
         contextlib.ExitStack() as stack,
     ):
         overrides = server_settings(database_url, redis_url)
-        proc, port = start_server(children, overrides, stack, name="trading-fanout")
+        factory = APP_FACTORY
+        if args.profile is not None:
+            overrides[PROFILE_ENV] = str(args.profile.resolve())
+            factory = PROFILED_FACTORY
+        proc, port = start_server(
+            children, overrides, stack, name="trading-fanout", factory=factory
+        )
         start = asyncio.run(book_sequence(database_url))
         stop_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "published.json"
         connecting = time.monotonic()
@@ -314,7 +344,8 @@ def report(
     print(
         f"  server CPU: {r.server_cpu_seconds:.2f} s in {r.seconds:.1f} s"
         f" ({r.server_cpu_seconds / r.seconds:.0%} of a core), {r.in_window:,} deltas received"
-        f" in that time = {r.cpu_us_per_delivery:.0f} us per delivery;"
+        f" in that time = {r.cpu_us_per_delivery:.0f} us per delivery"
+        f" (user {r.server_user_seconds:.2f} s, system {r.server_system_seconds:.2f} s);"
         f" subscriber processes: {r.client_cpu_seconds:.2f} s"
     )
     met = r.p99_ms <= TARGET_P99_MS
@@ -354,6 +385,34 @@ def report(
     )
     print(f"JSON: {path.relative_to(ROOT)}")
     return 0
+
+
+def profiled_app() -> Any:
+    """The server's app factory under ``--profile``: cProfile from start-up to shut-down
+    (the event loop is one thread), the stats written to $CO_BENCH_PROFILE once the
+    lifespan ended (uvicorn re-raises SIGTERM afterwards: no atexit)."""
+    import cProfile
+
+    from app.asgi import create_app_from_env
+
+    profile = cProfile.Profile()
+    profile.enable()
+    app = create_app_from_env()
+
+    async def profiled(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def send_and_dump(message: Any) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                profile.disable()
+                profile.dump_stats(os.environ[PROFILE_ENV])
+            await send(message)
+
+        await app(scope, receive, send_and_dump)
+
+    return profiled
 
 
 def main(argv: list[str] | None = None) -> int:

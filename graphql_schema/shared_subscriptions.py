@@ -83,6 +83,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256  # messages per member before it is dropped as too slow
 RING_SIZE = 64  # shared results kept for late subscribers to join at
+YIELD_EVERY = 128  # members sent to between two turns of the event loop
 SLOW_MESSAGE = "The stream ended: this connection fell too far behind; subscribe again"
 INCREMENTAL_MESSAGE = "Incremental delivery is not supported over graphql-transport-ws"
 
@@ -214,46 +215,146 @@ def _first_item(result: Any) -> Item | None:
 
 
 class Member:
-    """One operation's place in a stream: a bounded queue read by the operation's task."""
+    """One operation's place in a stream. While its socket keeps up, the stream sends
+    each result straight away, from its own task: the send is started by hand and, as a
+    WebSocket send finishes without waiting unless the socket's buffer is full, it is
+    done before the next member's (no task switch per delivery). A send that has to
+    wait is continued by a task of its own; from then on results queue (bounded) and
+    the operation's task sends them, until the queue is empty again. Final items
+    (complete, error, close) always go through the queue, after what is queued."""
 
-    __slots__ = ("_capacity", "_final", "_items", "_waiter")
+    __slots__ = (
+        "_busy",
+        "_capacity",
+        "_final",
+        "_in_flight",
+        "_items",
+        "_operation",
+        "_prefix",
+        "_send_text",
+        "_waiter",
+        "failure",
+    )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self, capacity: int, operation: Any, send_text: Callable[[str], Awaitable[None]]
+    ) -> None:
         self._items: deque[Item] = deque()
         self._capacity = capacity
+        self._operation = operation
+        self._send_text = send_text
+        self._prefix = '{"id":' + encode(operation.id) + ',"type":"next","payload":'
         self._waiter: asyncio.Future[None] | None = None
         self._final = False
+        self._busy = False  # the operation's task delivers: a backlog or a send in flight
+        self._in_flight: asyncio.Future[Any] | None = None
+        self.failure: BaseException | None = None  # a send failed: the operation ends
+
+    def message(self, payload: str) -> str:
+        """The ``next`` message of this operation with an encoded payload."""
+        return self._prefix + payload + "}"
 
     def offer(self, item: Item) -> bool:
-        """Queue ``item``; False when the queue is full."""
+        """Deliver or queue ``item``; False when the queue is full."""
         if self._final:
+            return True
+        if not self._busy and item[0] == "next":
+            self._send_now(item[1])
             return True
         if len(self._items) >= self._capacity:
             return False
         self._items.append(item)
+        self._busy = True
         self._wake()
         return True
 
     def end_with(self, *items: Item) -> None:
         """Discard what is queued; ``items`` are the last."""
         self._final = True
+        self._busy = True
         self._items.clear()
         self._items.extend(items)
         self._wake()
 
+    def _send_now(self, payload: str) -> None:
+        if self._operation.completed:
+            return
+        send = self._send_text(self.message(payload))
+        try:
+            waiting_on = send.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            return  # sent
+        except Exception as error:  # the socket is gone
+            self._busy = True
+            self.failure = error
+            self._wake()
+            return
+        self._busy = True
+        self._in_flight = asyncio.ensure_future(_Resume(send, waiting_on))
+        self._in_flight.add_done_callback(self._sent)
+
+    def _sent(self, future: asyncio.Future[Any]) -> None:
+        self._wake()
+
     async def get(self) -> Item:
-        while not self._items:
+        """The next item for the operation's task to send (raises what a send raised)."""
+        while True:
+            if self.failure is not None:
+                raise self.failure
+            in_flight = self._in_flight
+            if in_flight is not None and in_flight.done():
+                self._in_flight = None
+                if not in_flight.cancelled() and in_flight.exception() is not None:
+                    raise in_flight.exception()  # type: ignore[misc]
+                continue
+            if in_flight is None:
+                if self._items:
+                    return self._items.popleft()
+                if not self._final:
+                    self._busy = False  # caught up: the stream sends directly again
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+
+    def cancel(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.cancel()
 
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+class _Resume:
+    """Awaitable: a coroutine started by hand (``send(None)``) and suspended on
+    ``waiting_on``, continued by the task that awaits this (as Python 3.12's eager
+    tasks do): the future it yielded goes to the task, and whatever the task sends or
+    throws goes on to the coroutine."""
+
+    __slots__ = ("_coroutine", "_waiting_on")
+
+    def __init__(self, coroutine: Any, waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Any:
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        while True:
+            try:
+                yield waiting_on
+            except BaseException as error:  # noqa: BLE001 (passed on: cancellation too)
+                try:
+                    waiting_on = coroutine.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                waiting_on = coroutine.send(None)
+            except StopIteration as stop:
+                return stop.value
 
 
 @dataclass
@@ -316,24 +417,24 @@ class SharedStream:
                         final = ("error", [GraphQLError(INCREMENTAL_MESSAGE).formatted])
                     if final is not None:
                         self.ending = True
-                        self._broadcast(_Entry(-1, None, None, final))
+                        await self._broadcast(_Entry(-1, None, None, final))
                         return
                     first = False
-                    self._emit(result)
+                    await self._emit(result)
                 self.ending = True
-            self._broadcast(_Entry(-1, None, None, _COMPLETE))
+            await self._broadcast(_Entry(-1, None, None, _COMPLETE))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("shared subscription failed")
             self.ending = True
-            self._broadcast(_Entry(-1, None, None, _COMPLETE))
+            await self._broadcast(_Entry(-1, None, None, _COMPLETE))
         finally:
             self.ending = True
             self.streams._forget(self)
             self._tell()
 
-    def _emit(self, result: ExecutionResult) -> None:
+    async def _emit(self, result: ExecutionResult) -> None:
         shape = self.plan.shape
         sequence = previous = None
         if shape.join is Join.SEQUENCED and isinstance(result.data, dict):
@@ -345,16 +446,22 @@ class SharedStream:
         self.emitted += 1
         self.ring.append(entry)
         self.streams.stats.results += 1
-        self._broadcast(entry)
+        await self._broadcast(entry)
 
-    def _broadcast(self, entry: _Entry) -> None:
+    async def _broadcast(self, entry: _Entry) -> None:
+        """Offer ``entry`` to every member (in turn: most are sent to right here), letting
+        the rest of the process run every ``YIELD_EVERY`` members. A member that joins
+        meanwhile starts after it (LIVE), or takes it from the ring (a late SEQUENCED
+        subscriber: ``emitted`` already counts it)."""
         stats = self.streams.stats
         item = entry.item
-        for member in tuple(self.members):
+        for n, member in enumerate(tuple(self.members), 1):
             if member.offer(item):
                 stats.deliveries += 1
             else:
                 self._drop(member)
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         self._tell()
 
     def _drop(self, member: Member) -> None:
@@ -446,9 +553,8 @@ class SharedStreams:
         """The operation's task: join the plan's stream and send what it broadcasts.
         ``run_own`` starts this operation's own execution (a late subscriber's head)."""
         self.stats.joined += 1
-        member = Member(QUEUE_SIZE)
+        member = Member(QUEUE_SIZE, operation, send_text)
         stream = self._stream_for(plan, context)
-        prefix = '{"id":' + encode(operation.id) + ',"type":"next","payload":'
         late = plan.shape.join is Join.SEQUENCED and stream.emitted > 0
         try:
             if late:
@@ -466,7 +572,7 @@ class SharedStreams:
                 if kind == "next":
                     if operation.completed:
                         return
-                    await send_text(prefix + value + "}")
+                    await send_text(member.message(value))
                 elif kind == "complete":
                     await operation.send_operation_message({"id": operation.id, "type": "complete"})
                     return
@@ -480,8 +586,12 @@ class SharedStreams:
                     return
         except WebSocketDisconnected:
             return  # the socket's handler ends the other operations
+        except Exception:
+            log.warning("a shared subscription's send failed", exc_info=True)
+            return
         finally:
             stream.members.discard(member)
+            member.cancel()
             self._release(stream)
 
     async def _head(
@@ -497,7 +607,6 @@ class SharedStreams:
         the operation ended on its own execution (completed, refused, closed)."""
         self.stats.heads += 1
         shape = stream.plan.shape
-        prefix = '{"id":' + encode(operation.id) + ',"type":"next","payload":'
         source = await run_own()
         async with aclosing(source):  # type: ignore[type-var]
             results = source.__aiter__()
@@ -534,7 +643,7 @@ class SharedStreams:
                 first = False
                 if operation.completed:
                     return True
-                await send_text(prefix + encode(next_payload(result)) + "}")
+                await send_text(member.message(encode(next_payload(result))))
                 held = _sequence(result, shape)
                 since = stream.emitted
 
