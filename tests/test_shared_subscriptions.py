@@ -335,3 +335,59 @@ async def test_a_user_specific_subscription_is_never_shared(live, live_gql, rt):
     assert alice_got["sequence"] == 1 and bob_got["sequence"] == 2
     assert alice_got["orderId"] != bob_got["orderId"]
     assert _shared(live).stats.joined == 0
+
+
+TRADES = 'subscription { trades(symbol: "BTC/USDT") { tradeId price quantity takerSide } }'
+
+
+def _trade_event(trade_id: int) -> str:
+    payload = {
+        "tradeId": trade_id,
+        "symbol": SYMBOL,
+        "price": "90000",
+        "quantity": f"0.{trade_id:03d}",
+        "takerSide": "BUY",
+        "at": datetime.now(UTC).isoformat(),
+    }
+    return json.dumps({"id": trade_id, "topic": f"trades:{SYMBOL}", "payload": payload})
+
+
+async def test_trades_are_shared_and_a_later_socket_gets_the_trades_after_it_joined(live, rt):
+    name = channel(rt.settings.redis_prefix, f"trades:{SYMBOL}", None)
+    first, second, later = await _open(live), await _open(live), None
+    try:
+        await _subscribe(first, "t1", TRADES)
+        await _subscribe(second, "t2", TRADES)
+        await asyncio.sleep(0.3)  # the hub confirms the SUBSCRIBE
+        await rt.redis.publish(name, _trade_event(1))
+        one = [await _next(first, "t1"), await _next(second, "t2")]
+        later = await _open(live)
+        await _subscribe(later, "t3", TRADES)
+        await asyncio.sleep(0.3)
+        await rt.redis.publish(name, _trade_event(2))
+        two = [await _next(first, "t1"), await _next(second, "t2"), await _next(later, "t3")]
+        await _nothing(later, 0.2)  # trade 1 happened before it joined
+    finally:
+        for ws in (first, second, later):
+            if ws is not None:
+                await ws.close()
+    assert [d["trades"]["tradeId"] for d, _ in one + two] == [1, 1, 2, 2, 2]
+    assert one[0][1] == one[1][1] and two[0][1] == two[1][1] == two[2][1]
+    stats = _shared(live).stats
+    assert stats.streams == 1 and stats.joined == 3 and stats.heads == 0
+    assert stats.results == 2
+
+
+async def test_an_error_of_the_shared_execution_reaches_every_socket(live, rt):
+    sockets = [await _book(live, op, depth=0) for op in ("e1", "e2")]  # depth 0: refused
+    try:
+        for ws, op in zip(sockets, ("e1", "e2"), strict=True):
+            message = json.loads(await _raw(ws))
+            assert message["id"] == op and message["type"] == "next", message
+            assert message["payload"]["data"] is None
+            assert message["payload"]["errors"][0]["extensions"]["code"] == "VALIDATION_FAILED"
+            assert json.loads(await _raw(ws)) == {"id": op, "type": "complete"}
+    finally:
+        for ws in sockets:
+            await ws.close()
+    assert _shared(live).stats.joined == 2  # both through the shared path
