@@ -4,6 +4,11 @@ on one ``orderBook(symbol: "BTC/USDT", depth: 10)`` subscription each, while thi
 publishes book deltas at ``--rate`` per second straight to the Redis channel the engine's
 outbox relay uses (the outbox message format), so only the fan-out is measured: the
 server's pub/sub hub, the subscription resolver, GraphQL execution and the WebSocket.
+Every socket sends the same document and variables, so the server executes and encodes
+each delta once (graphql_schema/shared_subscriptions.py); per socket there is the
+operation id spliced in, the permessage-deflate compression (a zlib stream per socket)
+and the send. ``--no-server-deflate`` has the server decline the compression,
+``--profile PATH`` runs it under cProfile.
 
 1. ``co_bench_trading`` (bench.trading_support); one uvicorn process (``python -m
    bench``'s settings, engines on and idle, the market maker off).
@@ -13,8 +18,9 @@ server's pub/sub hub, the subscription resolver, GraphQL execution and the WebSo
    passes it on), two bid and two ask levels. The publish time of each measured sequence
    (``time.monotonic`` just before PUBLISH; one clock for every process of the machine)
    goes to a file the subscribers read at the end: latency = their receipt time minus it.
-4. The server's CPU seconds (utime + stime from /proc/<pid>/stat) over the measured
-   deltas and a second of drain, divided by the deliveries the subscribers counted.
+4. The server's CPU seconds (utime + stime from /proc/<pid>/stat, also reported apart)
+   over the measured deltas and a second of drain, divided by the deliveries the
+   subscribers counted.
 """
 
 from __future__ import annotations
@@ -283,6 +289,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep co_bench_trading")
     parser.add_argument(
+        "--no-server-deflate",
+        dest="server_deflate",
+        action="store_false",
+        help="the server declines permessage-deflate (uvicorn --ws-per-message-deflate false;"
+        " the subscribers still offer it): the compression is per socket, and most of the"
+        " server's CPU per delivery once the execution is shared",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="PATH",
@@ -299,6 +313,8 @@ def run(args: argparse.Namespace) -> int:
         contextlib.ExitStack() as stack,
     ):
         overrides = server_settings(database_url, redis_url)
+        if not args.server_deflate:
+            overrides["UVICORN_WS_PER_MESSAGE_DEFLATE"] = "false"  # uvicorn's CLI reads it
         factory = APP_FACTORY
         if args.profile is not None:
             overrides[PROFILE_ENV] = str(args.profile.resolve())
@@ -363,8 +379,9 @@ def report(
         problems.append(f"published {r.rate:.1f} deltas/s of {args.rate:g} asked")
     for problem in problems:
         print(f"WARNING: {problem}")
+    deflate = "permessage-deflate" if args.server_deflate else "deflate offered, declined"
     method = (
-        f"{args.clients} subscriber processes (websockets client, permessage-deflate), "
+        f"{args.clients} subscriber processes (websockets client, {deflate}), "
         f"deltas PUBLISHed to Redis by the bench on a fixed schedule after {args.warmup:g} s "
         f"of warm-up; {os.cpu_count()} CPUs shared by the subscribers, the server, Redis and "
         "PostgreSQL"

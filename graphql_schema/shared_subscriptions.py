@@ -169,7 +169,9 @@ def plan_for(payload: Any, *, max_tokens: int) -> Plan | None:
         encoded = json.dumps(variables or {}, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         return None
-    return Plan((shape.normalized, encoded, operation_name), query, variables, operation_name, shape)
+    return Plan(
+        (shape.normalized, encoded, operation_name), query, variables, operation_name, shape
+    )
 
 
 # what a stream sends to its members: ("next", encoded payload), ("error", [errors]),
@@ -345,7 +347,7 @@ class _Resume:
         while True:
             try:
                 yield waiting_on
-            except BaseException as error:  # noqa: BLE001 (passed on: cancellation too)
+            except BaseException as error:
                 try:
                     waiting_on = coroutine.throw(error)
                 except StopIteration as stop:

@@ -236,9 +236,7 @@ async def test_one_socket_completing_does_not_end_the_others(live, rt):
         await staying.close()
 
 
-async def test_a_slow_socket_is_dropped_with_an_error_while_the_others_go_on(
-    live, rt, monkeypatch
-):
+async def test_a_slow_socket_is_dropped_with_an_error_while_the_others_go_on(live, rt, monkeypatch):
     monkeypatch.setattr(shared_subscriptions, "QUEUE_SIZE", 4)
     # small socket buffers (the accepted sockets inherit the listening socket's), so a
     # client that stops reading blocks the server's sends after a few messages
@@ -248,7 +246,7 @@ async def test_a_slow_socket_is_dropped_with_an_error_while_the_others_go_on(
     fast = await _book(live, "fast")
     stuck = socket.socket()
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-    stuck.connect((live.socket.getsockname()))
+    stuck.connect(live.socket.getsockname())
     # max_queue=1, no compression: the client stops reading from the socket at once
     slow = await _open(live, sock=stuck, max_queue=1, compression=None)
     try:
