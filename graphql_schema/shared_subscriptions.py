@@ -509,7 +509,9 @@ class SharedStream:
 
     def attach_from(self, member: Member, position: int) -> None:
         for entry in list(self.ring)[position:]:
-            member.offer(entry.item)
+            if not member.offer(entry.item):
+                self._drop(member)
+                return
         self.members.add(member)
 
 
