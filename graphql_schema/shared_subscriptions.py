@@ -4,13 +4,16 @@ Strawberry runs a subscription once per operation: with 1,000 sockets on one ord
 book every event is executed and JSON-encoded 1,000 times. Here the sockets that sent
 the same document with the same variables (and operation name) share one execution:
 
-    socket ─┐                                      ┌─ '{"id":"1","type":"next","payload":' + P + '}'
-    socket ─┼─ Member queue ◄── SharedStream ──────┼─ '{"id":"a","type":"next","payload":' + P + '}'
-    socket ─┘                   schema.stream once └─ ...      (P: the result, encoded once)
+    SharedStream: schema.stream once, each result encoded once (P)
+        ├─ Member (socket 1, operation "1"):  '{"id":"1","type":"next","payload":' + P + '}'
+        ├─ Member (socket 2, operation "a"):  '{"id":"a","type":"next","payload":' + P + '}'
+        └─ ...
 
 Per socket there is only the splice of its operation id into the encoded message and
-the send, from the operation's own task (strawberry's ``Operation.task``, so ``complete``,
-a closing socket and the subscription limit work as for any operation).
+the send: made by the stream's task while the socket keeps up, else queued for the
+operation's own task (``Member``). Each member is registered as strawberry's
+``Operation`` with that task, so ``complete``, a closing socket and the subscription
+limit work as for any operation.
 
 What may be shared (``SHAREABLE``): root subscription fields whose results depend on
 their arguments only, never on the caller (no user, no API key, no loaders of the
