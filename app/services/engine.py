@@ -41,6 +41,7 @@ import contextlib
 import json
 import logging
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -973,11 +974,16 @@ class MarketEngine:
         now = self.rt.now()
         entry_ids = await batch.journal.flush(self.session)
         if batch.fills:
-            await pg.executemany(
+            await pg.execute(
                 "INSERT INTO fills (market_id, trade_id, seq, order_id, user_id, side, liquidity,"
-                " price, quantity, quote_amount, fee, fee_currency, entry_id, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                [(self.market_id, *f[:10], spec.quote, entry_ids[f[10]], now) for f in batch.fills],
+                " price, quantity, quote_amount, fee, entry_id, fee_currency, created_at)"
+                " SELECT $1, f.* , $13, $14 FROM unnest($2::bigint[], $3::bigint[],"
+                " $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::numeric[],"
+                " $9::numeric[], $10::numeric[], $11::numeric[], $12::bigint[]) AS f",
+                self.market_id,
+                *_columns((*f[:10], entry_ids[f[10]]) for f in batch.fills),
+                spec.quote,
+                now,
             )
         if batch.orders:
             await self._write_orders(pg, batch, now)
@@ -991,10 +997,13 @@ class MarketEngine:
                 )
                 for h in batch.holds.values()
             ]
-            await pg.executemany(
-                "UPDATE holds SET amount = $2, remaining = $3, status = $4,"
-                " resolved_at = CASE WHEN $4 = 'PENDING' THEN NULL ELSE now() END WHERE id = $1",
-                rows,
+            await pg.execute(
+                "UPDATE holds h SET amount = v.amount, remaining = v.remaining,"
+                " status = v.status,"
+                " resolved_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE now() END"
+                " FROM unnest($1::bigint[], $2::numeric[], $3::numeric[], $4::text[])"
+                " AS v(id, amount, remaining, status) WHERE h.id = v.id",
+                *_columns(rows),
             )
         if batch.positions:
             await self._write_positions(pg, batch)
@@ -1053,15 +1062,23 @@ class MarketEngine:
                     o.hold_id,
                     bool(state and state.active),
                     None if state is None or state.extreme is None else spec.price(state.extreme),
-                    now,
                 )
             )
-        await pg.executemany(
-            "UPDATE orders SET status = $2, quantity = $3, filled_quantity = $4,"
-            " executed_value = $5, fees = $6, fee_numerator = $7, book_price = $8,"
-            " priority = $9, reason = $10, hold_id = $11, trailing_active = $12,"
-            " trailing_extreme = $13, updated_at = $14 WHERE id = $1",
-            rows,
+        await pg.execute(
+            "UPDATE orders o SET status = v.status, quantity = v.quantity,"
+            " filled_quantity = v.filled_quantity, executed_value = v.executed_value,"
+            " fees = v.fees, fee_numerator = v.fee_numerator, book_price = v.book_price,"
+            " priority = v.priority, reason = v.reason, hold_id = v.hold_id,"
+            " trailing_active = v.trailing_active, trailing_extreme = v.trailing_extreme,"
+            " updated_at = $14"
+            " FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[],"
+            " $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[], $9::bigint[],"
+            " $10::text[], $11::bigint[], $12::boolean[], $13::numeric[])"
+            " AS v(id, status, quantity, filled_quantity, executed_value, fees, fee_numerator,"
+            " book_price, priority, reason, hold_id, trailing_active, trailing_extreme)"
+            " WHERE o.id = v.id",
+            *_columns(rows),
+            now,
         )
 
     async def _write_positions(self, pg: Any, batch: Batch) -> None:
@@ -1070,9 +1087,10 @@ class MarketEngine:
             for r in await pg.fetch("SELECT currency, usd_price FROM reference_prices")
         }
         keys = sorted({(user, asset) for user, asset, *_ in batch.positions})
-        await pg.executemany(
-            "INSERT INTO positions (user_id, currency) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            keys,
+        await pg.execute(
+            "INSERT INTO positions (user_id, currency)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+            *_columns(keys),
         )
         current = {
             (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
@@ -1101,11 +1119,13 @@ class MarketEngine:
                     tracked = usd * held / quantity if quantity else _D(0)
                     position[2] += tracked - cost
                     position[0], position[1] = _D(0), _D(0)
-        await pg.executemany(
-            "UPDATE positions SET quantity = $3, cost_usd = round($4, 18),"
-            " realized_pnl_usd = round($5, 18), updated_at = now()"
-            " WHERE user_id = $1 AND currency = $2",
-            [(k[0], k[1], *current[k]) for k in keys],
+        await pg.execute(
+            "UPDATE positions p SET quantity = v.quantity, cost_usd = round(v.cost, 18),"
+            " realized_pnl_usd = round(v.pnl, 18), updated_at = now()"
+            " FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[],"
+            " $5::numeric[]) AS v(user_id, currency, quantity, cost, pnl)"
+            " WHERE p.user_id = v.user_id AND p.currency = v.currency",
+            *_columns((k[0], k[1], *current[k]) for k in keys),
         )
 
     async def _write_events(self, pg: Any, batch: Batch, symbol: str, now: datetime) -> None:
@@ -1207,9 +1227,18 @@ class MarketEngine:
                 )
             order.changed = False
         if events:
-            await pg.executemany(
-                "INSERT INTO outbox (topic, user_id, payload) VALUES ($1, $2, $3::jsonb)", events
+            await pg.execute(
+                "INSERT INTO outbox (topic, user_id, payload)"
+                " SELECT t, u, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[])"
+                " WITH ORDINALITY AS e(t, u, p, n) ORDER BY n",
+                *_columns(events),
             )
+
+
+def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as columns: the arrays of one ``unnest`` statement (rather than a statement
+    per row)."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class EngineSet:
