@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -136,6 +137,27 @@ async def test_logout_with_someone_elses_refresh_token_is_refused(gql):
 async def test_anonymous_logout_needs_a_refresh_token(gql):
     out = await gql.data(LOGOUT, {})
     assert out["logout"]["code"] == "INVALID_REFRESH_TOKEN"
+
+
+async def test_requests_authenticating_at_once_each_get_their_own_user(gql):
+    """Tokens are checked together (one denylist round trip, one user query for the
+    requests of the same moment): each request still gets its own user, and a revoked
+    token among them is refused."""
+    carol = await signed_in(gql)
+    dave = await signed_in(gql, "dave@example.com")
+    erin = await signed_in(gql, "erin@example.com")
+    await gql.data(LOGOUT, {"t": erin["refreshToken"]}, token=erin["accessToken"])
+    people = [carol, dave, erin] * 8
+    bodies = await asyncio.gather(
+        *(gql(ME, token=p["accessToken"], expect_status=401 if p is erin else 200) for p in people)
+    )
+    for person, body in zip(people, bodies, strict=True):
+        if person is erin:
+            assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        else:
+            assert body["data"]["me"]["email"] == (
+                "carol@example.com" if person is carol else "dave@example.com"
+            )
 
 
 def _forge(claims: dict, key: str = DEV_JWT_SECRET, alg: str = "HS256") -> str:
