@@ -102,6 +102,7 @@ def serve(settings: Settings) -> None:
             proxy_headers=True,
             timeout_graceful_shutdown=10,
             ws_max_size=settings.ws_max_message_bytes,
+            ws_per_message_deflate=settings.ws_per_message_deflate,
         )
         print(_banner(settings), flush=True)
         uvicorn.Server(config).run()

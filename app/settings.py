@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     api_key_last_used_interval_seconds: int = Field(default=60, ge=1)
     ws_max_subscriptions: int = Field(default=100, ge=1)  # operations per connection
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    # permessage-deflate: off by default. Compression is per socket (its own zlib stream),
+    # so with a book's deltas going to thousands of sockets it is most of the server's CPU
+    # per delivery, to save bytes on messages of a few hundred
+    ws_per_message_deflate: bool = False
     ws_allowed_origins: list[str] = []  # cross-origin pages allowed to open a WebSocket
 
     @model_validator(mode="after")

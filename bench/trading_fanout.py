@@ -289,12 +289,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep co_bench_trading")
     parser.add_argument(
-        "--no-server-deflate",
-        dest="server_deflate",
-        action="store_false",
-        help="the server declines permessage-deflate (uvicorn --ws-per-message-deflate false;"
-        " the subscribers still offer it): the compression is per socket, and most of the"
-        " server's CPU per delivery once the execution is shared",
+        "--server-deflate",
+        action="store_true",
+        help="the server accepts permessage-deflate (WS_PER_MESSAGE_DEFLATE=true; off by"
+        " default, as in production: the compression is per socket, and most of the"
+        " server's CPU per delivery once the execution is shared)",
     )
     parser.add_argument(
         "--profile",
@@ -313,8 +312,8 @@ def run(args: argparse.Namespace) -> int:
         contextlib.ExitStack() as stack,
     ):
         overrides = server_settings(database_url, redis_url)
-        if not args.server_deflate:
-            overrides["UVICORN_WS_PER_MESSAGE_DEFLATE"] = "false"  # uvicorn's CLI reads it
+        # the production setting, which uvicorn's CLI reads from its own variable
+        overrides["UVICORN_WS_PER_MESSAGE_DEFLATE"] = "true" if args.server_deflate else "false"
         factory = APP_FACTORY
         if args.profile is not None:
             overrides[PROFILE_ENV] = str(args.profile.resolve())

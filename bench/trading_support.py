@@ -4,7 +4,8 @@ traders with tokens, the app under uvicorn, CPU time of a process, the JSON resu
 The database is ``co_bench_trading_<pid>`` on the configured server (DATABASE_URL), or on
 an embedded one under .data/bench-trading: created at the start of every run (so the book
 is empty and the traders are fresh; a name of its own, so two benchmarks running at once
-do not drop each other's), migrated, and dropped at the end unless ``--keep``. Redis keys and channels get a prefix of their own per run.
+do not drop each other's), migrated, and dropped at the end unless ``--keep``. Redis keys
+and channels get a prefix of their own per run.
 """
 
 from __future__ import annotations
