@@ -53,7 +53,7 @@ import contextlib
 import json
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -430,10 +430,22 @@ async def publish(redis: Redis, channel: str, message: str | bytes, *, attempts:
     goes stale when Redis restarts, and clients from ``Redis.from_url`` do not retry.
     A retry after a timeout may publish twice; consumers dedupe on the event id.
     Returns how many Redis subscribers received it (hubs count once each)."""
+    (received,) = await publish_many(redis, [(channel, message)], attempts=attempts)
+    return received
+
+
+async def publish_many(
+    redis: Redis, messages: Sequence[tuple[str, str | bytes]], *, attempts: int = 3
+) -> list[int]:
+    """``publish`` for each (channel, message), in order and in one round trip (a
+    pipeline), tried again as a whole; how many subscribers received each."""
     attempt = 1
     while True:
         try:
-            return int(await redis.publish(channel, message))
+            async with redis.pipeline(transaction=False) as pipe:
+                for name, message in messages:
+                    pipe.publish(name, message)
+                return [int(n) for n in await pipe.execute()]
         except _CONNECTION_ERRORS as error:
             if attempt >= attempts:
                 raise TransientError("Redis is unavailable, try again") from error

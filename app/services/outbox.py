@@ -7,11 +7,9 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.pubsub import publish
-from db.models import OutboxEvent
+from app.pubsub import publish_many
 from db.raw import driver
 
 log = logging.getLogger(__name__)
@@ -41,24 +39,29 @@ async def relay_batch(
     (SKIP LOCKED). At-least-once: an event may be published twice if we crash between
     publish and commit; subscribers dedupe on the event id."""
     async with sessions() as session, session.begin():
-        events = (
-            await session.scalars(
-                select(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None))
-                .order_by(OutboxEvent.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        for event in events:
-            message = json.dumps(
-                {"id": event.id, "topic": event.topic, "payload": event.payload}, default=str
-            )
-            await publish(redis, channel(prefix, event.topic, event.user_id), message)
+        connection = await driver(session)
+        events = await connection.fetch(_UNPUBLISHED_SQL, limit)
         if events:
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([e.id for e in events]))
-                .values(published_at=func.now())
+            await publish_many(
+                redis,
+                [
+                    (
+                        channel(prefix, e["topic"], e["user_id"]),
+                        # the stored payload as it is (jsonb's text), not parsed and dumped
+                        f'{{"id": {e["id"]}, "topic": {json.dumps(e["topic"])},'
+                        f' "payload": {e["payload"]}}}',
+                    )
+                    for e in events
+                ],
+            )
+            await connection.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [e["id"] for e in events],
             )
     return len(events)
+
+
+_UNPUBLISHED_SQL = """
+    SELECT id, topic, user_id, payload::text AS payload FROM outbox
+    WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
