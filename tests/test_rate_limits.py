@@ -17,6 +17,7 @@ import pytest
 
 from app.asgi import create_app
 from app.runtime import Runtime
+from app.services.rate_limits import Budget, draw
 from app.settings import Settings
 from bench.processes import Children, free_port, wait_until_serving
 from tests.documents import LOGIN, PASSWORD, register, signed_in
@@ -239,3 +240,16 @@ async def test_two_server_processes_share_one_budget(two_processes):
             response = await _post(a if n % 2 == 0 else b, CLOCK)
             statuses.append(response.status_code)
     assert statuses == [200] * 6 + [429, 429]
+
+
+async def test_concurrent_draws_share_a_round_trip_and_spend_the_budget_exactly(rt):
+    """Draws of the same moment go to Redis together (one pipeline): on one budget of 5,
+    eight at once get exactly five yeses, in order; after Redis forgot the script (a
+    restart, SCRIPT FLUSH) it is loaded again and the draws go on."""
+    budget = Budget("test", 5, 60)
+    decisions = await asyncio.gather(*(draw(rt, budget, "someone", 1) for _ in range(8)))
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 3
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    await rt.redis.script_flush()
+    again = await asyncio.gather(*(draw(rt, budget, f"other{i}", 2) for i in range(3)))
+    assert [(d.allowed, d.remaining) for d in again] == [(True, 3)] * 3

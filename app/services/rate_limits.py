@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from app.coalesce import Coalescer
 from app.domain.emails import normalise_email
 from app.errors import RateLimited, ValidationFailed
 from app.runtime import Runtime
@@ -88,11 +91,8 @@ async def draw(rt: Runtime, budget: Budget, subject: str, cost: int) -> Decision
     """Take ``cost`` units from ``subject``'s budget if it holds them (atomically)."""
     key = rt.redis_key("rl", budget.name, subject)
     args = (budget.limit, budget.period * 1000, max(cost, 0))
-    try:
-        raw = await rt.redis.evalsha(_GCRA_SHA, 1, key, *args)
-    except NoScriptError:
-        raw = await rt.redis.eval(_GCRA, 1, key, *args)
-    allowed, remaining, retry_ms, reset_ms = (int(v) for v in raw)
+    draws = rt.coalescer("rate_limit_draws", lambda: Coalescer(_draws(rt), max_batch=500))
+    allowed, remaining, retry_ms, reset_ms = (int(v) for v in await draws.submit((key, args)))
     return Decision(
         budget=budget.name,
         allowed=bool(allowed),
@@ -101,6 +101,27 @@ async def draw(rt: Runtime, budget: Budget, subject: str, cost: int) -> Decision
         retry_after=retry_ms / 1000,
         reset_after=reset_ms / 1000,
     )
+
+
+Draw = tuple[str, tuple[int, int, int]]  # key, script arguments
+
+
+def _draws(rt: Runtime) -> Callable[[list[Draw]], Awaitable[list[Any]]]:
+    """The draws of the requests of the same moment, in order, in one round trip (a
+    pipeline of the script; loaded first if Redis does not have it)."""
+
+    async def run(draws: list[Draw]) -> list[Any]:
+        for _ in range(2):
+            async with rt.redis.pipeline(transaction=False) as pipe:
+                for key, args in draws:
+                    pipe.evalsha(_GCRA_SHA, 1, key, *args)
+                results = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in results):
+                break
+            await rt.redis.script_load(_GCRA)
+        return list(results)
+
+    return run
 
 
 def api_budget(rt: Runtime, caller: Caller) -> Budget:
