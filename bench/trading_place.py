@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ from app.services import ledger
 from bench.load import LoadResult, Target, parse_wrk, run_loadgen, run_wrk, wrk_available
 from bench.order_load import order_body
 from bench.processes import HOST, ROOT, Children, post_json, run_main
+from bench.report import RESULTS_DIR
 from bench.trading_support import (
     ActivitySampler,
     cpu_seconds,
@@ -192,27 +194,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--traders", type=int, default=500, help="funded traders (500)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--keep", action="store_true", help="keep co_bench_trading_<pid>")
+    parser.add_argument(
+        "--engine-process",
+        action="store_true",
+        help="the engines in their own process (python -m app engine, the server with"
+        " TRADING_ENGINE_ENABLED=false) instead of in the server; CPU is then both's",
+    )
     return parser.parse_args(argv)
 
 
 def measure_server_time(
-    children: Children, pid: int, port: int, args: argparse.Namespace, use_wrk: bool
+    children: Children, pids: list[int], port: int, args: argparse.Namespace, use_wrk: bool
 ) -> Row:
     target = Target(port, "/graphql", SERVER_TIME, None)
     closed = run_wrk if use_wrk else run_loadgen
     closed(children, target, connections=args.connections, seconds=args.warmup)
-    before = cpu_seconds(pid)
+    before = cpu_of(pids)
     peak = closed(children, target, connections=args.connections, seconds=args.duration)
-    cpu = cpu_seconds(pid) - before
+    cpu = cpu_of(pids) - before
     half = run_loadgen(
         children, target, connections=args.connections, seconds=args.duration, rate=peak.rps / 2
     )
     return Row("serverTime", peak, half, cpu, {})
 
 
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def measure_orders(
     children: Children,
-    pid: int,
+    pids: list[int],
     port: int,
     tokens_file: Path,
     database_url: str,
@@ -235,9 +247,9 @@ def measure_orders(
 
     closed(args.warmup, 11)
     with ActivitySampler(database_url) as activity:
-        before = cpu_seconds(pid)
+        before = cpu_of(pids)
         peak, peak_outcomes = closed(args.duration, 12)
-        cpu = cpu_seconds(pid) - before
+        cpu = cpu_of(pids) - before
     half, half_outcomes = order_load(
         children,
         port,
@@ -282,15 +294,25 @@ def run(args: argparse.Namespace) -> int:
         tokens = asyncio.run(set_up())
         tokens_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
+        pids = []
+        if args.engine_process:
+            overrides["TRADING_ENGINE_ENABLED"] = "false"
+            log = stack.enter_context((RESULTS_DIR / "logs" / "trading-engine.log").open("wb"))
+            engine = children.start(
+                [sys.executable, "-m", "app", "engine"],
+                env={**os.environ, **overrides},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            pids.append(engine.pid)
         proc, port = start_server(children, overrides, stack, name="trading-place")
+        pids.append(proc.pid)
         check_engine_matches(port, tokens[0], tokens[1])
         print(f"  {args.traders} traders funded; the engine matches", file=sys.stderr)
-        rows = [measure_server_time(children, proc.pid, port, args, use_wrk)]
+        rows = [measure_server_time(children, pids, port, args, use_wrk)]
         print(f"  serverTime: {rows[0].peak.rps:.0f} req/s peak", file=sys.stderr)
         first_order = asyncio.run(max_order_id(settings))
-        rows.append(
-            measure_orders(children, proc.pid, port, tokens_file, database_url, args, use_wrk)
-        )
+        rows.append(measure_orders(children, pids, port, tokens_file, database_url, args, use_wrk))
         print(f"  placeOrder: {rows[1].peak.rps:.0f} orders/s peak", file=sys.stderr)
         facts = asyncio.run(database_facts(settings))
         facts["orders_in_runs"] = facts["orders"] - first_order
@@ -307,7 +329,8 @@ def report(
     started_at: datetime,
 ) -> list[str]:
     base, orders = rows
-    print(f"\nplaceOrder through GraphQL over HTTP, engines in the server, {args.traders} traders")
+    where = "in their own process" if args.engine_process else "in the server"
+    print(f"\nplaceOrder through GraphQL over HTTP, engines {where}, {args.traders} traders")
     header = ["request", "peak/s", "p50 ms", "p99 ms", "vs serverTime", "server CPU ms/req",
               "CPU busy",
               "| half: asked/s", "got/s", "p50 ms", "p99 ms"]  # fmt: skip
