@@ -389,8 +389,13 @@ def report(
         f"{args.warmup}s warm-up; serverTime: {'wrk -t1' if use_wrk else 'bench.loadgen'}",
         "half": f"bench.order_load / bench.loadgen, open loop at half the peak, "
         f"{args.connections} connections, {args.duration}s, latency from the due time",
-        "machine": f"{os.cpu_count()} CPUs shared by the load generator, the server (API and "
-        "engines in one process), PostgreSQL and Redis",
+        "machine": f"{os.cpu_count()} CPUs shared by the load generator, the server ("
+        + (
+            "API; the engines in a process of their own"
+            if args.engine_process
+            else "API and engines in one process"
+        )
+        + "), PostgreSQL and Redis",
     }
     print("\nMethod:")
     for key, text in method.items():

@@ -361,26 +361,16 @@ async def order_book_updates(
 
 
 def _delta(payload: dict[str, Any]) -> OrderBookUpdate:
-    """One object per Redis message, shared by every subscriber of the channel."""
-    cache = _DELTAS
-    key = (payload["symbol"], payload["sequence"])
-    update = cache.get(key)
-    if update is None:
-        update = OrderBookUpdate(
-            kind=BookUpdateKind.DELTA,
-            symbol=payload["symbol"],
-            sequence=payload["sequence"],
-            previous_sequence=payload["previousSequence"],
-            bids=_levels(payload["bids"]),
-            asks=_levels(payload["asks"]),
-        )
-        if len(cache) > 256:
-            cache.clear()
-        cache[key] = update
-    return update
-
-
-_DELTAS: dict[tuple[str, int], OrderBookUpdate] = {}
+    """A book delta from its outbox payload. (Sockets on the same document share one
+    execution, ``graphql_schema.shared_subscriptions``, so this runs once per delta.)"""
+    return OrderBookUpdate(
+        kind=BookUpdateKind.DELTA,
+        symbol=payload["symbol"],
+        sequence=payload["sequence"],
+        previous_sequence=payload["previousSequence"],
+        bids=_levels(payload["bids"]),
+        asks=_levels(payload["asks"]),
+    )
 
 
 async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
