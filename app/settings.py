@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # placeOrder calls in flight together share a transaction (group commit): at most
     # this many orders in one, and this many such transactions at once per process
     trading_placement_batch: int = Field(default=200, ge=1)
-    trading_placement_concurrency: int = Field(default=2, ge=1)
+    trading_placement_concurrency: int = Field(default=1, ge=1)
     trading_wait_seconds: float = Field(default=5, ge=0)  # placeOrder waits for the engine
     trading_price_band_bps: int = Field(default=1000, ge=1)  # limit price vs last price
     trading_max_open_orders: int = Field(default=200, ge=1)  # per user
