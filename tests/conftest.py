@@ -245,6 +245,15 @@ async def engines(rt: Runtime) -> AsyncIterator[EngineSet]:
 
 
 @pytest.fixture
+async def live_gql(live, rt: Runtime) -> AsyncIterator[GraphQLClient]:  # type: ignore[no-untyped-def]
+    """GraphQL over HTTP to the module's ``live`` server (a ``tests.test_websocket.
+    LiveServer`` each such module defines). Depends on ``rt`` so that the database and
+    Redis are emptied after the test."""
+    async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+        yield GraphQLClient(http)
+
+
+@pytest.fixture
 async def api(rt: Runtime) -> AsyncIterator[GraphQLClient]:
     """GraphQL over HTTP with leaders that need no closed trades yet."""
     rt.applied  # noqa: B018 (made now, so the runtime client_with copies shares it)

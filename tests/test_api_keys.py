@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select, update
 
 from app.asgi import create_app
 from app.domain.api_keys import Scope
-from app.runtime import Runtime
 from app.services.api_keys import ApiKeyAuth
 from app.settings import Settings
 from db.models import ApiKey, User
@@ -37,7 +35,6 @@ from tests.partner import (
     trading_client,
     trading_schema,
 )
-from tests.support import GraphQLClient
 from tests.test_websocket import (
     TRANSPORT_WS,
     LiveServer,
@@ -341,12 +338,6 @@ def live(settings: Settings) -> Iterator[LiveServer]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def live_gql(live: LiveServer, rt: Runtime) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=live.url, timeout=5) as http:
-        yield GraphQLClient(http)
 
 
 async def test_an_api_key_in_connection_init_authenticates_with_its_scopes(live, live_gql):

@@ -13,11 +13,10 @@ import asyncio
 import json
 import random
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 from starlette.routing import WebSocketRoute
@@ -29,7 +28,6 @@ from app.services.outbox import channel
 from app.settings import Settings
 from graphql_schema import shared_subscriptions
 from graphql_schema.shared_subscriptions import SharedStreams
-from tests.support import GraphQLClient
 from tests.test_websocket import TRANSPORT_WS, LiveServer
 from tests.trading import trader
 
@@ -49,12 +47,6 @@ def live(settings: Settings) -> Iterator[LiveServer]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def live_gql(live: LiveServer, rt: Runtime) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
-        yield GraphQLClient(http)
 
 
 def _shared(live: LiveServer) -> SharedStreams:

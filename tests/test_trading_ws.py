@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.asgi import create_app
-from app.runtime import Runtime
 from app.settings import Settings
 from tests.support import GraphQLClient
 from tests.test_websocket import TRANSPORT_WS, LiveServer
@@ -36,12 +34,6 @@ def live(settings: Settings) -> Iterator[LiveServer]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def live_gql(live: LiveServer, rt: Runtime) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
-        yield GraphQLClient(http)
 
 
 async def _subscribe(live: LiveServer, query: str, token: str | None = None) -> ClientConnection:

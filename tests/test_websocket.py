@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,10 +25,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from app.asgi import create_app
-from app.runtime import Runtime
 from app.settings import Settings
 from tests.documents import LOGOUT, VERIFY_EMAIL, signed_in
-from tests.support import GraphQLClient
 
 TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 LEGACY_WS = Subprotocol("graphql-ws")
@@ -81,14 +79,6 @@ def live(settings: Settings) -> Iterator[LiveServer]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def live_gql(live: LiveServer, rt: Runtime) -> AsyncIterator[GraphQLClient]:
-    """GraphQL over HTTP to the live server. Depends on ``rt`` so that conftest empties
-    the database and Redis after the test."""
-    async with httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as http:
-        yield GraphQLClient(http)
 
 
 async def _open(live: LiveServer, *subprotocols: Subprotocol) -> ClientConnection:
