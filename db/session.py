@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -47,11 +48,15 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _sqlstate(error: DBAPIError) -> str | None:
-    orig = error.orig
-    return getattr(orig, "sqlstate", None) or getattr(
-        getattr(orig, "__cause__", None), "sqlstate", None
-    )
+def _sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of an error from SQLAlchemy or straight from asyncpg (statements run
+    on the raw connection, ``db.raw.driver``)."""
+    if isinstance(error, DBAPIError):
+        orig = error.orig
+        return getattr(orig, "sqlstate", None) or getattr(
+            getattr(orig, "__cause__", None), "sqlstate", None
+        )
+    return getattr(error, "sqlstate", None)
 
 
 async def in_transaction(
@@ -66,7 +71,7 @@ async def in_transaction(
         try:
             async with sessions() as session, session.begin():
                 return await work(session)
-        except DBAPIError as error:
+        except (DBAPIError, asyncpg.PostgresError) as error:
             if _sqlstate(error) not in RETRYABLE_SQLSTATES:
                 raise
             log.info(
