@@ -450,14 +450,8 @@ async def place_orders(rt: Runtime, items: Sequence[_Placement]) -> list[_Placed
         seen.add(key)
     results: list[_Placed | BaseException] = [InvariantViolation("not placed")] * len(items)
     chosen = [items[i] for i in first]
-    import time as _t
-
-    _t0 = _t.perf_counter()
     try:
         answers = await in_transaction(rt.sessions, lambda session: _place_all(rt, session, chosen))
-        import sys as _s
-
-        print(f"BATCH n={len(chosen)} {(_t.perf_counter() - _t0) * 1000:.1f}ms", file=_s.stderr)
     except (UserError, IntegrityError) as error:
         if len(chosen) > 1:
             answers = [(await place_orders(rt, [item]))[0] for item in chosen]
