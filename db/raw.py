@@ -7,6 +7,7 @@ transaction, prepared statements cached by asyncpg). Everything else uses SQLAlc
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,3 +27,9 @@ async def driver(session: AsyncSession) -> Any:
             if adapter._transaction is None:
                 await adapter._start_transaction()
     return raw.driver_connection
+
+
+def columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as columns: the arrays of one ``unnest`` statement (rather than a statement
+    per row)."""
+    return [list(column) for column in zip(*rows, strict=True)]

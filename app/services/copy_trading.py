@@ -62,7 +62,7 @@ from app.runtime import Runtime
 from app.services import event_log, outbox, trading
 from db.models import Copy, Order
 from db.queries import Page, keyset_page, rows_by_ids
-from db.raw import driver
+from db.raw import columns, driver
 from db.session import in_transaction
 
 log = logging.getLogger(__name__)
@@ -460,7 +460,7 @@ async def _record_copies(
             where = (leader_fill.market_id, leader_fill.side)
             rows.append((follow.id, leader_fill.id, *row[:2], *where, *row[2:], client_id))
     if rows:
-        inserted = await connection.fetch(_INSERT_COPIES_SQL, *map(list, zip(*rows, strict=True)))
+        inserted = await connection.fetch(_INSERT_COPIES_SQL, *columns(rows))
         symbols = {f.id: f.fill.symbol for f in fills}
         for r in inserted:
             if r["status"] == "SKIPPED":

@@ -41,7 +41,6 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -91,7 +90,7 @@ from app.services.engine_signals import WAKE_CHANNEL, announce_applied
 from app.services.ledger import LockedAccount
 from app.services.markets import market_by_id
 from app.services.trading import OCO_ROLES, ListRole
-from db.raw import driver
+from db.raw import columns, driver
 
 log = logging.getLogger(__name__)
 
@@ -981,7 +980,7 @@ class MarketEngine:
                 " $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::numeric[],"
                 " $9::numeric[], $10::numeric[], $11::numeric[], $12::bigint[]) AS f",
                 self.market_id,
-                *_columns((*f[:10], entry_ids[f[10]]) for f in batch.fills),
+                *columns((*f[:10], entry_ids[f[10]]) for f in batch.fills),
                 spec.quote,
                 now,
             )
@@ -1003,7 +1002,7 @@ class MarketEngine:
                 " resolved_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE now() END"
                 " FROM unnest($1::bigint[], $2::numeric[], $3::numeric[], $4::text[])"
                 " AS v(id, amount, remaining, status) WHERE h.id = v.id",
-                *_columns(rows),
+                *columns(rows),
             )
         if batch.positions:
             await self._write_positions(pg, batch)
@@ -1077,7 +1076,7 @@ class MarketEngine:
             " AS v(id, status, quantity, filled_quantity, executed_value, fees, fee_numerator,"
             " book_price, priority, reason, hold_id, trailing_active, trailing_extreme)"
             " WHERE o.id = v.id",
-            *_columns(rows),
+            *columns(rows),
             now,
         )
 
@@ -1090,7 +1089,7 @@ class MarketEngine:
         await pg.execute(
             "INSERT INTO positions (user_id, currency)"
             " SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
-            *_columns(keys),
+            *columns(keys),
         )
         current = {
             (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
@@ -1125,7 +1124,7 @@ class MarketEngine:
             " FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[],"
             " $5::numeric[]) AS v(user_id, currency, quantity, cost, pnl)"
             " WHERE p.user_id = v.user_id AND p.currency = v.currency",
-            *_columns((k[0], k[1], *current[k]) for k in keys),
+            *columns((k[0], k[1], *current[k]) for k in keys),
         )
 
     async def _write_events(self, pg: Any, batch: Batch, symbol: str, now: datetime) -> None:
@@ -1231,14 +1230,8 @@ class MarketEngine:
                 "INSERT INTO outbox (topic, user_id, payload)"
                 " SELECT t, u, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[])"
                 " WITH ORDINALITY AS e(t, u, p, n) ORDER BY n",
-                *_columns(events),
+                *columns(events),
             )
-
-
-def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
-    """Rows as columns: the arrays of one ``unnest`` statement (rather than a statement
-    per row)."""
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class EngineSet:

@@ -20,25 +20,7 @@ from app.domain.ledger import AccountKind, AccountRef, Leg, check_balanced, move
 from app.errors import InsufficientFunds, InvariantViolation
 from app.logs import request_id_var
 from db.models import Hold
-from db.raw import driver
-
-_POST_SQL = """
-    WITH entry AS (
-        INSERT INTO journal_entries (kind, reference, memo, request_id)
-        VALUES ($1, $2, $3, $4)
-        RETURNING id
-    ), changed AS (
-        UPDATE ledger_accounts AS a
-        SET balance = a.balance + v.amount
-        FROM unnest($5::bigint[], $6::numeric[]) AS v(id, amount)
-        WHERE a.id = v.id
-        RETURNING a.id, a.currency, v.amount, a.balance
-    )
-    INSERT INTO postings (entry_id, account_id, currency, amount, balance_after)
-    SELECT entry.id, changed.id, changed.currency, changed.amount, changed.balance
-    FROM entry, changed
-    RETURNING entry_id
-"""
+from db.raw import columns, driver
 
 _LOCK_SQL = """
     SELECT a.id, a.user_id, a.currency, a.kind, a.balance
@@ -111,35 +93,17 @@ async def post(
     reference: str | None = None,
     memo: str | None = None,
 ) -> Posted:
-    """Write one balanced journal entry and apply it to the balances.
+    """Write one balanced journal entry and apply it to the balances (a ``JournalBatch``
+    of one: two statements, locking the accounts and writing).
 
     Refuses (``InsufficientFunds``, nothing written) when a user account would go
     negative; the CHECK constraint on ledger_accounts is the backstop."""
-    check_balanced(legs)
-    amounts = _combine(legs)
-    accounts = await lock_accounts(session, amounts)
-    for ref, amount in amounts.items():
-        if ref.user_id is not None and accounts[ref].balance + amount < 0:
-            raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
-    refs = list(amounts)
-    connection = await driver(session)
-    entry_ids = {
-        row["entry_id"]
-        for row in await connection.fetch(
-            _POST_SQL,
-            kind,
-            reference,
-            memo,
-            request_id_var.get(),
-            [accounts[ref].id for ref in refs],
-            [amounts[ref] for ref in refs],
-        )
-    }
-    if len(entry_ids) != 1:
-        raise InvariantViolation("journal entry was not written exactly once")
+    journal = JournalBatch()
+    number = await journal.post(session, kind=kind, legs=legs, reference=reference, memo=memo)
+    entry_ids = await journal.flush(session)
     return Posted(
-        entry_id=entry_ids.pop(),
-        balances={ref: accounts[ref].balance + amount for ref, amount in amounts.items()},
+        entry_id=entry_ids[number],
+        balances={ref: journal.accounts[ref].balance for ref in _combine(legs)},
     )
 
 
@@ -219,23 +183,23 @@ _JOURNAL_SQL = """
         SELECT n, nextval(pg_get_serial_sequence('journal_entries', 'id')) AS id
         FROM generate_series(1, cardinality($1::text[])) AS n
     ), entries AS (
-        INSERT INTO journal_entries (id, kind, reference, request_id)
+        INSERT INTO journal_entries (id, kind, reference, memo, request_id)
         OVERRIDING SYSTEM VALUE
-        SELECT ids.id, e.kind, e.reference, e.request_id
-        FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
-             AS e(kind, reference, request_id, n)
+        SELECT ids.id, e.kind, e.reference, e.memo, e.request_id
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+             AS e(kind, reference, memo, request_id, n)
         JOIN ids USING (n)
         RETURNING 1
     ), written AS (
         INSERT INTO postings (entry_id, account_id, currency, amount, balance_after)
         SELECT ids.id, p.account_id, p.currency, p.amount, p.balance_after
-        FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::numeric[], $8::numeric[])
+        FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::numeric[], $9::numeric[])
              AS p(n, account_id, currency, amount, balance_after)
         JOIN ids USING (n)
         RETURNING 1
     ), changed AS (
         UPDATE ledger_accounts AS a SET balance = a.balance + d.amount
-        FROM unnest($9::bigint[], $10::numeric[]) AS d(id, amount)
+        FROM unnest($10::bigint[], $11::numeric[]) AS d(id, amount)
         WHERE a.id = d.id
         RETURNING 1
     )
@@ -248,18 +212,19 @@ _JOURNAL_SQL = """
 class JournalBatch:
     """Journal entries posted in memory during one transaction and written together by
     ``flush``: one statement for the entries, their postings and the balances, however
-    many there are. ``post`` checks each entry as ``post`` does, against the balances as
-    the entries before it left them; accounts are locked on first use (``lock_accounts``)
-    unless the caller locked them already and handed them over with ``adopt``.
+    many there are: the ledger's one write path (``post`` is a batch of one). ``post``
+    checks each entry against the balances as the entries before it left them; accounts
+    are locked on first use (``lock_accounts``) unless the caller locked them already and
+    handed them over with ``adopt``.
 
-    For a writer that posts many entries in one transaction (the matching engine's
-    batches, a batch of order holds). Nothing is written until ``flush``, so nothing else
-    in the transaction may read these balances or postings before it."""
+    A writer that posts many entries in one transaction (the matching engine's batches, a
+    batch of order holds) flushes once at the end. Nothing is written until ``flush``, so
+    nothing else in the transaction may read these balances or postings before it."""
 
     def __init__(self) -> None:
         self.accounts: dict[AccountRef, LockedAccount] = {}
         self._start: dict[AccountRef, Decimal] = {}  # balances when locked
-        self._entries: list[tuple[str, str | None, str | None]] = []
+        self._entries: list[tuple[str, str | None, str | None, str | None]] = []
         self._postings: list[tuple[int, int, str, Decimal, Decimal]] = []
 
     def adopt(self, accounts: dict[AccountRef, LockedAccount]) -> None:
@@ -276,11 +241,12 @@ class JournalBatch:
         kind: str,
         legs: Sequence[Leg],
         reference: str | None = None,
+        memo: str | None = None,
         request_id: str | None = None,
     ) -> int:
         """Record one balanced entry; its number in this batch (``flush`` maps numbers to
         entry ids). Refuses (``InsufficientFunds``, nothing recorded) when a user account
-        would go negative."""
+        would go negative. ``request_id``: the current request's unless given."""
         check_balanced(legs)
         amounts = _combine(legs)
         missing = [ref for ref in amounts if ref not in self.accounts]
@@ -289,7 +255,7 @@ class JournalBatch:
         for ref, amount in amounts.items():
             if ref.user_id is not None and self.accounts[ref].balance + amount < 0:
                 raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
-        self._entries.append((kind, reference, request_id))
+        self._entries.append((kind, reference, memo, request_id or request_id_var.get()))
         number = len(self._entries)
         for ref, amount in amounts.items():
             account = self.accounts[ref]
@@ -310,8 +276,8 @@ class JournalBatch:
         connection = await driver(session)
         rows = await connection.fetch(
             _JOURNAL_SQL,
-            *(list(column) for column in zip(*self._entries, strict=True)),
-            *(list(column) for column in zip(*self._postings, strict=True)),
+            *columns(self._entries),
+            *columns(self._postings),
             [self.accounts[ref].id for ref in changed],
             list(changed.values()),
         )

@@ -261,11 +261,15 @@ async def _hold(
             session, user_id=user_id, currency=currency, amount=amount, reference=reference
         )
     except InsufficientFunds as error:
-        raise InsufficientFunds(
-            f"Insufficient {currency} balance: the order needs {amount.normalize():f}",
-            field="quantity",
-        ) from error
+        raise _insufficient(currency, amount) from error
     return hold.id
+
+
+def _insufficient(currency: str, amount: Decimal) -> InsufficientFunds:
+    return InsufficientFunds(
+        f"Insufficient {currency} balance: the order needs {amount.normalize():f}",
+        field="quantity",
+    )
 
 
 _ENQUEUE_SQL = """
@@ -578,11 +582,7 @@ async def _place_all(
         if ok:
             funded.append(candidate)
         else:
-            results[candidate.index] = InsufficientFunds(
-                f"Insufficient {candidate.hold.currency} balance: the order needs "
-                f"{candidate.hold.amount.normalize():f}",
-                field="quantity",
-            )
+            results[candidate.index] = _insufficient(candidate.hold.currency, candidate.hold.amount)
     if not funded:
         return results
     rows = []
