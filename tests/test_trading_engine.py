@@ -777,6 +777,24 @@ async def test_kill_switch_cancels_everything_live_and_refuses_new_orders(rt, en
     assert (await place(rt, uid, limit(BUY, "0.1", "99"))).status == "OPEN"
 
 
+async def test_kill_switch_on_a_partly_filled_bracket_leaves_no_exit_live(rt, engines):
+    """The entry rests partly filled, its exits wait: the kill switch cancels all three,
+    and the entry's end does not release a take-profit into the book first."""
+    uid = await funded_user(rt, "trader", USDT="1000")
+    seller = await funded_user(rt, "seller", BTC="2")
+    bracket = await trading.place_order_list(
+        rt, user_id=uid, symbol=BTC, client_list_id="br-k", bracket=_bracket()
+    )
+    await place(rt, seller, limit(SELL, "0.4", "100"))
+    canceled = await trading.set_trading_enabled(rt, user_id=uid, enabled=False)
+    entry, take, stop = await trading.get_orders(rt, [o.id for o in bracket.orders])
+    assert (entry.status, entry.filled_quantity) == ("CANCELED", D("0.4"))
+    assert (take.status, stop.status) == ("CANCELED", "CANCELED")
+    assert sorted(o.id for o in canceled) == sorted(o.id for o in bracket.orders)
+    assert await wallet(rt, uid, "BTC") == (D("0.4"), ZERO)
+    assert (await book_of(rt, engines)).asks == ()
+
+
 # --- settlement ---------------------------------------------------------------------------------
 
 

@@ -520,13 +520,15 @@ class MarketEngine:
             if outcome == "OK" and order.list_role in OCO_ROLES:
                 await self._cancel_siblings(order)  # canceling one leg cancels the OCO
         elif kind == "CANCEL_ALL":
-            await self._events(self.book.handle(CancelAll(seq, command["user_id"])))
+            # orders off the book first: a bracket's exits canceled before its entry, so
+            # the entry's end (partly filled) does not release them into the book
             for other in list(self.orders.values()):
                 if other.user_id == command["user_id"] and other.status in (
                     OrderStatus.UNTRIGGERED,
                     OrderStatus.PENDING,
                 ):
                     await self._end(other, OrderEvent.CANCEL, "CANCELED")
+            await self._events(self.book.handle(CancelAll(seq, command["user_id"])))
         elif kind == "AMEND":
             assert order is not None
             args = command["args"]
