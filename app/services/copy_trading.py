@@ -313,11 +313,10 @@ def _terms(r: Any) -> Terms:
     )
 
 
-async def _follows(
-    connection: Any, leader_ids: list[int], skip_fills: list[int]
-) -> dict[int, list[_Follow]]:
-    """The ACTIVE follows of the leaders, with what they hold and have in flight (copies
-    of the fills at hand excepted: the batch counts those itself)."""
+async def _follows(connection: Any, leader_ids: list[int]) -> dict[int, list[_Follow]]:
+    """The ACTIVE follows of the leaders, with what they hold and have in flight: every
+    copy recorded so far, those of this batch's fills too when the batch runs again (it
+    plans only the copies not recorded yet, and counts what it plans itself)."""
     rows = await connection.fetch(_FOLLOWS_SQL, leader_ids)
     follows = {
         r["id"]: _Follow(
@@ -340,10 +339,7 @@ async def _follows(
             follow = follows[r["follow_id"]]
             follow.cost += r["cost"]
             follow.held[r["currency"]] += r["quantity"]
-        exposure = _EXPOSURE_SQL.replace(
-            "c.status <> 'SKIPPED'", "c.status <> 'SKIPPED' AND c.leader_fill_id <> ALL($3)"
-        )
-        for r in await connection.fetch(exposure, ids, _FINAL, skip_fills):
+        for r in await connection.fetch(_EXPOSURE_SQL, ids, _FINAL):
             follow = follows[r["follow_id"]]
             if r["side"] == "BUY":
                 follow.reserved += r["value"]
@@ -433,7 +429,7 @@ async def _record_copies(
             fill_ids,
         )
     }
-    follows = await _follows(connection, leader_ids, fill_ids)
+    follows = await _follows(connection, leader_ids)
     proportional = any(
         f.terms.mode is CopyMode.EQUITY_PROPORTIONAL for fs in follows.values() for f in fs
     )
