@@ -6,9 +6,9 @@ outbox relay uses (the outbox message format), so only the fan-out is measured: 
 server's pub/sub hub, the subscription resolver, GraphQL execution and the WebSocket.
 Every socket sends the same document and variables, so the server executes and encodes
 each delta once (graphql_schema/shared_subscriptions.py); per socket there is the
-operation id spliced in, the permessage-deflate compression (a zlib stream per socket)
-and the send. ``--no-server-deflate`` has the server decline the compression,
-``--profile PATH`` runs it under cProfile.
+operation id spliced in and the send. The server declines permessage-deflate as in
+production (``WS_PER_MESSAGE_DEFLATE=false``); ``--server-deflate`` has it accept (a zlib
+stream per socket), ``--profile PATH`` runs it under cProfile.
 
 1. ``co_bench_trading`` (bench.trading_support); one uvicorn process (``python -m
    bench``'s settings, engines on and idle, the market maker off).

@@ -58,6 +58,7 @@ the subscriber's. The legacy graphql-ws protocol is not shared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -595,6 +596,11 @@ class SharedStreams:
             return  # the socket's handler ends the other operations
         except Exception:
             log.warning("a shared subscription's send failed", exc_info=True)
+            # as strawberry's own operations end on an error: complete, and free the id
+            # (else it would count against the socket's subscription limit for good)
+            with contextlib.suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            operation.handler.operations.pop(operation.id, None)
             return
         finally:
             stream.members.discard(member)
