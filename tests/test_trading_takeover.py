@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -111,12 +110,11 @@ async def test_standby_process_takes_over_from_a_killed_owner(rt, engine_process
     await eventually(_done(stream, 6), interval=0.005)
     owner.send_signal(signal.SIGKILL)
     owner.wait(timeout=10)
-    killed_at = time.monotonic()
     placed = await asyncio.gather(*stream)
 
     after = await place(rt, seller, limit(SELL, "0.1", "101"), client_order_id="after")
-    assert after.status == "OPEN"  # processed by the new owner ...
-    assert time.monotonic() - killed_at < 5  # ... within moments
+    # processed by the new owner within placeOrder's wait for the engine (NEW otherwise)
+    assert after.status == "OPEN"
     second = await _all_owned(rt, markets)
     assert set(second.values()).isdisjoint(first.values())
     assert set(second.values()) <= set(lockers)
