@@ -48,15 +48,15 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE of an error from SQLAlchemy or straight from asyncpg (statements run
-    on the raw connection, ``db.raw.driver``)."""
-    if isinstance(error, DBAPIError):
-        orig = error.orig
-        return getattr(orig, "sqlstate", None) or getattr(
-            getattr(orig, "__cause__", None), "sqlstate", None
-        )
-    return getattr(error, "sqlstate", None)
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of an error from asyncpg, raw (statements on ``db.raw.driver``) or
+    wrapped by SQLAlchemy."""
+    orig = getattr(error, "orig", None)
+    for candidate in (error, orig, getattr(orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return None
 
 
 async def in_transaction(
@@ -72,10 +72,10 @@ async def in_transaction(
             async with sessions() as session, session.begin():
                 return await work(session)
         except (DBAPIError, asyncpg.PostgresError) as error:
-            if _sqlstate(error) not in RETRYABLE_SQLSTATES:
+            if sqlstate(error) not in RETRYABLE_SQLSTATES:
                 raise
             log.info(
-                "retrying transaction", extra={"attempt": attempt, "sqlstate": _sqlstate(error)}
+                "retrying transaction", extra={"attempt": attempt, "sqlstate": sqlstate(error)}
             )
             await asyncio.sleep(0.01 * 2**attempt)
     raise TransientError("The database is busy, try again")

@@ -83,7 +83,7 @@ from app.domain.orders import (
     Trigger,
     epoch_ms,
 )
-from app.errors import InsufficientFunds
+from app.errors import InsufficientFunds, InvariantViolation
 from app.runtime import Runtime
 from app.services import ledger
 from app.services.engine_signals import WAKE_CHANNEL, announce_applied
@@ -91,6 +91,7 @@ from app.services.ledger import LockedAccount
 from app.services.markets import market_by_id
 from app.services.trading import OCO_ROLES, ListRole
 from db.raw import columns, driver
+from db.session import RETRYABLE_SQLSTATES, sqlstate
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,6 @@ class Batch:
     events: list[tuple[str, int | None, dict[str, Any]]] = field(default_factory=list)
     levels: set[tuple[Side, int]] = field(default_factory=set)
     positions: list[tuple[int, str, Decimal, Decimal, bool]] = field(default_factory=list)
-    new_holds: list[HoldState] = field(default_factory=list)
     # bracket entries that ended (filled, canceled, expired): their exits follow once the
     # events at hand are applied
     entries_done: list[LiveOrder] = field(default_factory=list)
@@ -209,19 +209,6 @@ _ORDERS_BY_ID_SQL = " ".join(
 )
 
 
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
-
-
-def _sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE of an asyncpg error, raw or wrapped by SQLAlchemy."""
-    orig = getattr(error, "orig", None)
-    for candidate in (error, orig, getattr(orig, "__cause__", None)):
-        state = getattr(candidate, "sqlstate", None)
-        if isinstance(state, str):
-            return state
-    return None
-
-
 def _units(amount: Decimal, scale: int) -> int:
     return int(amount.scaleb(scale))
 
@@ -238,7 +225,6 @@ class MarketEngine:
         self.owner = False  # holds the lock
         self.book: OrderBook | None = None
         self.applied = 0  # == book.last_seq
-        self.steps = 0
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -447,7 +433,6 @@ class MarketEngine:
                     await self._hand_over()
                 await self._write(pg, batch)
             self._forget_final()
-            self.steps += 1
             return len(commands) == limit
         except StaleEngine:
             log.warning(
@@ -456,14 +441,14 @@ class MarketEngine:
             await self.restore(connection)
             return True
         except Exception as error:
-            if _sqlstate(error) not in RETRYABLE_SQLSTATES:
+            if sqlstate(error) not in RETRYABLE_SQLSTATES:
                 raise
             # A deadlock (with another engine over shared accounts) or a serialization
             # failure: the batch rolled back. Rebuild from PostgreSQL and try again,
             # keeping the market.
             log.warning(
                 "engine batch rolled back; retrying",
-                extra={"market": self.market_id, "sqlstate": _sqlstate(error)},
+                extra={"market": self.market_id, "sqlstate": sqlstate(error)},
             )
             await self.restore(connection)
             await asyncio.sleep(random.uniform(0, 0.05))  # noqa: S311 (jitter)
@@ -778,7 +763,7 @@ class MarketEngine:
         buyer_hold.remaining -= value + buyer_fee
         seller_hold.remaining -= base_units
         if buyer_hold.remaining < 0 or seller_hold.remaining < 0:
-            raise AssertionError(f"a fill spends more than its hold: {fill}")
+            raise InvariantViolation(f"a fill spends more than its hold: {fill}")
         buyer_hold.spent = seller_hold.spent = True
         self.batch.holds[buyer_hold.id] = buyer_hold
         self.batch.holds[seller_hold.id] = seller_hold
@@ -911,7 +896,6 @@ class MarketEngine:
         )
         (hold_id,) = await ledger.insert_holds(self.session, [request])
         hold.amount = hold.remaining = units
-        self.batch.new_holds.append(hold)
         return hold_id
 
     # -- triggers ---------------------------------------------------------------------
@@ -1031,7 +1015,7 @@ class MarketEngine:
             last_price,
         )
         if updated is None:
-            raise AssertionError("another engine moved this market on")
+            raise InvariantViolation("another engine moved this market on")
         if batch.trades and spec.quote in CASH and last_price is not None:
             await pg.execute(
                 "UPDATE reference_prices SET usd_price = $2, updated_at = now()"

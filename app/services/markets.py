@@ -35,11 +35,6 @@ class MarketRow:
     def symbol(self) -> str:
         return self.spec.symbol
 
-    @property
-    def price_now(self) -> Decimal:
-        """The last trade price, or the reference price before the first trade."""
-        return self.last_price if self.last_price is not None else self.reference_price
-
 
 def _row(r) -> MarketRow:  # type: ignore[no-untyped-def]
     spec = MarketSpec(

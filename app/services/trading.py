@@ -707,12 +707,12 @@ async def place_order_list(
         ]
         currency, amount = _hold_amount(market, [v for v, _ in funded])
         hold_id = await _hold(session, uid, currency, amount, f"order-list:{order_list.id}")
-        commands = []
-        for _, row in funded:
-            row.hold_id = hold_id
-            commands.append(("PLACE" if row.status == "NEW" else "ARM", row.id, uid, {}))
-        await session.flush()
-        seq = await enqueue(session, market.id, commands)
+        commands = [
+            ("PLACE" if row.status == "NEW" else "ARM", row.id, uid, {}) for _, row in funded
+        ]
+        seq = await enqueue(
+            session, market.id, commands, holds=[(row, hold_id) for _, row in funded]
+        )
         return order_list, rows, seq
 
     order_list, rows, seq = await in_transaction(rt.sessions, work)
