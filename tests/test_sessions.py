@@ -139,7 +139,7 @@ async def test_anonymous_logout_needs_a_refresh_token(gql):
     assert out["logout"]["code"] == "INVALID_REFRESH_TOKEN"
 
 
-async def test_requests_authenticating_at_once_each_get_their_own_user(gql):
+async def test_requests_authenticating_at_once_each_get_their_own_user(gql, sql_statements):
     """Tokens are checked together (one denylist round trip, one user query for the
     requests of the same moment): each request still gets its own user, and a revoked
     token among them is refused."""
@@ -147,6 +147,10 @@ async def test_requests_authenticating_at_once_each_get_their_own_user(gql):
     dave = await signed_in(gql, "dave@example.com")
     erin = await signed_in(gql, "erin@example.com")
     await gql.data(LOGOUT, {"t": erin["refreshToken"]}, token=erin["accessToken"])
+    sql_statements.reset()
+    await gql.data(ME, token=carol["accessToken"])
+    alone = sql_statements.count  # one request's statements, its token check included
+    sql_statements.reset()
     people = [carol, dave, erin] * 8
     bodies = await asyncio.gather(
         *(gql(ME, token=p["accessToken"], expect_status=401 if p is erin else 200) for p in people)
@@ -158,6 +162,8 @@ async def test_requests_authenticating_at_once_each_get_their_own_user(gql):
             assert body["data"]["me"]["email"] == (
                 "carol@example.com" if person is carol else "dave@example.com"
             )
+    # 16 answered requests checked one by one would run at least 16 x alone statements
+    assert sql_statements.count < 16 * alone
 
 
 def _forge(claims: dict, key: str = DEV_JWT_SECRET, alg: str = "HS256") -> str:
