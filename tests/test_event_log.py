@@ -3,11 +3,13 @@ left open in another database does not hold consumers back."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import asyncpg
 
 from app.services import event_log, outbox
+from db.raw import driver
 
 TOPIC = "test.event"
 
@@ -58,3 +60,59 @@ async def test_an_open_transaction_in_another_database_does_not_stall_consumers(
             assert await _read(rt) == [7]
     finally:
         await other.close()
+
+
+async def _checkpoint(rt, consumer: str) -> tuple[int, int, int]:
+    async with rt.sessions() as session:
+        row = await (await driver(session)).fetchrow(
+            "SELECT last_txid, last_id, xmin::text::bigint AS version FROM event_consumers"
+            " WHERE name = $1",
+            consumer,
+        )
+    return row["last_txid"], row["last_id"], row["version"]
+
+
+async def _emit_other(rt, count: int) -> None:
+    async with rt.sessions() as session, session.begin():
+        for n in range(count):
+            await outbox.emit(session, topic="test.other", user_id=None, payload={"n": n})
+
+
+async def test_a_consumer_of_a_quiet_topic_moves_past_the_events_of_others(rt):
+    assert await _read(rt, "quiet") == []
+    await _emit_other(rt, 5)
+    before = await _checkpoint(rt, "quiet")
+    assert await _read(rt, "quiet") == []  # close behind the horizon: an idle poll writes nothing
+    assert await _checkpoint(rt, "quiet") == before
+    async with rt.sessions() as session, session.begin():
+        events = await event_log.read(session, "quiet", topics=(TOPIC,))
+        await event_log.advance(session, "quiet", events, idle_advance_txids=0)
+    after = await _checkpoint(rt, "quiet")
+    async with rt.sessions() as session:
+        newest = await (await driver(session)).fetchval("SELECT max(txid) FROM outbox")
+    assert after[:2] > (newest, 0)  # past the other topic's events
+    await _emit(rt, 9)
+    assert await _read(rt, "quiet") == [9]  # and nothing of its own topic is skipped
+
+
+async def test_a_read_starts_at_the_checkpoint_not_at_the_start_of_the_log(rt):
+    await _emit_other(rt, 300)
+    await _emit(rt, 1)
+    assert await _read(rt, "scan") == [1]
+    await _emit(rt, 2)
+    async with rt.sessions() as session, session.begin():
+        connection = await driver(session)
+        await connection.execute("ANALYZE outbox")
+        plan = await connection.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + event_log._READ, "scan", [TOPIC], 500
+        )
+    scanned = sum(
+        node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+        for node in _nodes((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
+        if node.get("Relation Name") == "outbox"
+    )
+    assert 1 <= scanned <= 5  # the event after the checkpoint, not the 300 before it
+
+
+def _nodes(node: dict) -> list[dict]:
+    return [node, *(n for child in node.get("Plans", ()) for n in _nodes(child))]

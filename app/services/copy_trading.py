@@ -600,20 +600,19 @@ async def copy_batch(rt: Runtime, *, limit: int | None = None) -> int:
         events = await event_log.read(
             lock_session, CONSUMER, topics=TOPICS, limit=limit or rt.settings.copy_batch_size
         )
-        if not events:
-            return 0
+        if events:
 
-        async def record(session: AsyncSession) -> list[PendingCopy]:
-            return await _record_copies(session, events)
+            async def record(session: AsyncSession) -> list[PendingCopy]:
+                return await _record_copies(session, events)
 
-        pending = await in_transaction(rt.sessions, record)
-        if pending:
-            outcomes = await place_copies(rt, pending)
+            pending = await in_transaction(rt.sessions, record)
+            if pending:
+                outcomes = await place_copies(rt, pending)
 
-            async def mark(session: AsyncSession) -> None:
-                await _mark(session, outcomes)
+                async def mark(session: AsyncSession) -> None:
+                    await _mark(session, outcomes)
 
-            await in_transaction(rt.sessions, mark)
+                await in_transaction(rt.sessions, mark)
         await event_log.advance(lock_session, CONSUMER, events)
     return len(events)
 
@@ -808,6 +807,7 @@ async def apply_follower_fills(rt: Runtime, *, limit: int = 1000) -> int:
     async def work(session: AsyncSession) -> tuple[int, list[int]]:
         events = await event_log.read(session, POSITIONS_CONSUMER, topics=TOPICS, limit=limit)
         if not events:
+            await event_log.advance(session, POSITIONS_CONSUMER, events)
             return 0, []
         connection = await driver(session)
         fills = await _follower_fills(connection, events)

@@ -40,10 +40,8 @@ from db.raw import driver
 from db.session import in_transaction
 
 _READ = """
-WITH checkpoint AS (
-    INSERT INTO event_consumers (name) VALUES ($1)
-    ON CONFLICT (name) DO UPDATE SET name = excluded.name
-    RETURNING last_txid, last_id
+WITH checkpoint AS MATERIALIZED (
+    SELECT last_txid, last_id FROM event_consumers WHERE name = $1 FOR UPDATE
 ), snap AS (
     SELECT pg_current_snapshot() AS s
 ), elsewhere AS (
@@ -56,14 +54,31 @@ WITH checkpoint AS (
         (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)
     ) AS txid
 )
-SELECT o.id, o.txid, o.topic, o.user_id, o.payload, o.created_at
-FROM outbox o, checkpoint c, horizon h
-WHERE (o.txid, o.id) > (c.last_txid, c.last_id)
-  AND o.txid < h.txid
-  AND o.topic = ANY($2::text[])
-ORDER BY o.txid, o.id
-LIMIT $3
+SELECT h.txid AS horizon, c.last_txid AS checkpoint_txid, c.last_id AS checkpoint_id,
+       o.id, o.txid, o.topic, o.user_id, o.payload, o.created_at
+FROM checkpoint c CROSS JOIN horizon h
+LEFT JOIN LATERAL (
+    SELECT o.id, o.txid, o.topic, o.user_id, o.payload, o.created_at
+    FROM outbox o
+    WHERE (o.txid, o.id) > (c.last_txid, c.last_id)
+      AND o.txid < h.txid
+      AND o.topic = ANY($2::text[])
+    ORDER BY o.txid, o.id
+    LIMIT $3
+) o ON true
 """
+# The checkpoint and the horizon are parameters of the lateral scan, so the index on
+# (txid, id) is entered at the checkpoint: joined as plain tables, the planner was free to
+# scan the index from its start and filter, which it did (every event ever written, read
+# on every poll).
+
+_CREATE = "INSERT INTO event_consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
+_LAST_ID = 2**63 - 1
+
+# A consumer that finds nothing of its topics moves its checkpoint up to the horizon
+# when it lags this many transaction ids behind, so it does not read the same events of
+# other topics poll after poll; closer than that an idle poll writes nothing.
+IDLE_ADVANCE_TXIDS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +91,27 @@ class Event:
     created_at: datetime
 
 
+class Events(list[Event]):
+    """What ``read`` found, in order, and how far it looked: ``checkpoint`` is where the
+    consumer stood, ``seen_up_to`` the (txid, id) below which nothing of its topics is
+    left unread once these are handled."""
+
+    checkpoint: tuple[int, int]
+    seen_up_to: tuple[int, int]
+
+
 async def read(
     session: AsyncSession, consumer: str, *, topics: Sequence[str], limit: int = 500
-) -> list[Event]:
+) -> Events:
     """The next events of ``topics`` after ``consumer``'s checkpoint (its row is created
     at the start of the log on first use and stays locked until the transaction ends)."""
     connection = await driver(session)
     rows = await connection.fetch(_READ, consumer, list(topics), limit)
-    return [
+    if not rows:  # first use
+        await connection.execute(_CREATE, consumer)
+        rows = await connection.fetch(_READ, consumer, list(topics), limit)
+    first = rows[0]
+    events = Events(
         Event(
             id=row["id"],
             txid=row["txid"],
@@ -93,21 +121,36 @@ async def read(
             created_at=row["created_at"],
         )
         for row in rows
-    ]
+        if row["id"] is not None
+    )
+    events.checkpoint = (first["checkpoint_txid"], first["checkpoint_id"])
+    if len(events) < limit:  # everything of these topics below the horizon is here
+        events.seen_up_to = (first["horizon"] - 1, _LAST_ID)
+    else:
+        events.seen_up_to = (events[-1].txid, events[-1].id)
+    return events
 
 
-async def advance(session: AsyncSession, consumer: str, events: Sequence[Event]) -> None:
-    """Moves ``consumer``'s checkpoint past ``events`` (read in order by ``read``)."""
-    if not events:
+async def advance(
+    session: AsyncSession,
+    consumer: str,
+    events: Events,
+    *,
+    idle_advance_txids: int = IDLE_ADVANCE_TXIDS,
+) -> None:
+    """Moves ``consumer``'s checkpoint past ``events`` (as ``read`` returned them) and
+    past the events of other topics that read looked at."""
+    target = events.seen_up_to
+    if target <= events.checkpoint:
         return
-    last = events[-1]
+    if not events and target[0] - events.checkpoint[0] < idle_advance_txids:
+        return
     connection = await driver(session)
     await connection.execute(
         "UPDATE event_consumers SET last_txid = $2, last_id = $3, updated_at = now()"
         " WHERE name = $1",
         consumer,
-        last.txid,
-        last.id,
+        *target,
     )
 
 
