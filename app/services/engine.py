@@ -203,8 +203,10 @@ _ORDERS_BY_ID_SQL = " ".join(
         "SELECT",
         _ORDER_COLUMNS,
         _ORDER_FROM,
-        "WHERE o.id = ANY($1::bigint[])",
-        "OR o.list_id IN (SELECT list_id FROM orders WHERE id = ANY($1::bigint[])) ORDER BY o.id",
+        # one indexed lookup per id and per list: ``id = ANY OR list_id IN (...)`` was a
+        # scan of every order ever placed
+        "WHERE o.id IN (SELECT unnest($1::bigint[]) UNION SELECT l.id FROM orders f",
+        "JOIN orders l ON l.list_id = f.list_id WHERE f.id = ANY($1::bigint[])) ORDER BY o.id",
     )
 )
 
