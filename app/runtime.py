@@ -36,6 +36,7 @@ class Runtime:
     payments: PaymentGateway
     clock: Callable[[], datetime] = field(default=utcnow)
     _applied: AppliedWatcher | None = field(default=None, repr=False)
+    _reads: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
     _coalescers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:
@@ -47,6 +48,18 @@ class Runtime:
         if self._applied is None:
             self._applied = AppliedWatcher(self.engine)
         return self._applied
+
+    @property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for reading only, outside a transaction (autocommit): a read is one
+        round trip, not BEGIN + statement + ROLLBACK. Under READ COMMITTED a transaction
+        gives a run of reads nothing either (each statement takes its own snapshot); for
+        locks or writes use ``sessions``."""
+        if self._reads is None:
+            self._reads = create_sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            )
+        return self._reads
 
     def coalescer(self, name: str, make: Callable[[], C]) -> C:
         """This runtime's one ``name`` (an ``app.coalesce.Coalescer``), made on first use."""

@@ -44,7 +44,7 @@ from db.queries import rows_by_ids, users_by_ids
 class UserByIdLoader(DataLoader[int, User | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[User | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await users_by_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -53,7 +53,7 @@ class UserByIdLoader(DataLoader[int, User | None]):
 class WalletsByUserIdLoader(DataLoader[int, list[Wallet]]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[list[Wallet]]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await wallets_by_user_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -62,7 +62,7 @@ class WalletsByUserIdLoader(DataLoader[int, list[Wallet]]):
 class TransferByIdLoader(DataLoader[int, Transfer | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Transfer | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, Transfer, ids)
 
         super().__init__(load_fn=load)
@@ -71,7 +71,7 @@ class TransferByIdLoader(DataLoader[int, Transfer | None]):
 class WithdrawalByIdLoader(DataLoader[int, Withdrawal | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Withdrawal | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, Withdrawal, ids)
 
         super().__init__(load_fn=load)
@@ -80,7 +80,7 @@ class WithdrawalByIdLoader(DataLoader[int, Withdrawal | None]):
 class DepositByIdLoader(DataLoader[int, Deposit | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Deposit | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await deposits_by_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -91,7 +91,7 @@ class StakingProductByIdLoader(DataLoader[int, Product | None]):
 
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Product | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await products_by_ids(session, ids, today=utc_day(rt.now()))
 
         super().__init__(load_fn=load)
@@ -100,7 +100,7 @@ class StakingProductByIdLoader(DataLoader[int, Product | None]):
 class StakeByIdLoader(DataLoader[int, Stake | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Stake | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await stakes_by_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -109,7 +109,7 @@ class StakeByIdLoader(DataLoader[int, Stake | None]):
 class ActiveStakesByUserIdLoader(DataLoader[int, list[Stake]]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[list[Stake]]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await active_stakes_by_user_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -120,7 +120,7 @@ class MarketByIdLoader(DataLoader[int, MarketRow | None]):
 
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[MarketRow | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 found = await markets_by_ids(session, list(ids))
             return [found.get(i) for i in ids]
 
@@ -130,7 +130,7 @@ class MarketByIdLoader(DataLoader[int, MarketRow | None]):
 class OrderByIdLoader(DataLoader[int, Order | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Order | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, Order, ids)
 
         super().__init__(load_fn=load)
@@ -139,7 +139,7 @@ class OrderByIdLoader(DataLoader[int, Order | None]):
 class FillByIdLoader(DataLoader[int, Fill | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Fill | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, Fill, ids)
 
         super().__init__(load_fn=load)
@@ -148,7 +148,7 @@ class FillByIdLoader(DataLoader[int, Fill | None]):
 class FillsByOrderIdLoader(DataLoader[int, list[Fill]]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[list[Fill]]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await fills_by_order_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -159,7 +159,7 @@ class LeaderByIdLoader(DataLoader[int, LeaderView | None]):
 
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[LeaderView | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await leaders_by_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -168,7 +168,7 @@ class LeaderByIdLoader(DataLoader[int, LeaderView | None]):
 class FollowByIdLoader(DataLoader[int, Follow | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Follow | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, Follow, ids)
 
         super().__init__(load_fn=load)
@@ -180,7 +180,7 @@ class FollowStatisticsByIdLoader(DataLoader[int, FollowStatistics]):
     def __init__(self, rt: Runtime, follows: FollowByIdLoader) -> None:
         async def load(ids: Sequence[int]) -> list[FollowStatistics]:
             rows = [r for r in await follows.load_many(ids) if r is not None]
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 found = await follow_statistics(session, rows)
             by_id = dict(zip([r.id for r in rows], found, strict=True))
             return [by_id[i] for i in ids]
@@ -201,7 +201,7 @@ class LeaderStatsByKeyLoader(DataLoader[tuple[int, Period], LeaderStats | None])
 class NotificationByIdLoader(DataLoader[int, Notification | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Notification | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, Notification, ids)
 
         super().__init__(load_fn=load)
@@ -210,7 +210,7 @@ class NotificationByIdLoader(DataLoader[int, Notification | None]):
 class PriceAlertByIdLoader(DataLoader[int, PriceAlert | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[PriceAlert | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, PriceAlert, ids)
 
         super().__init__(load_fn=load)
@@ -219,7 +219,7 @@ class PriceAlertByIdLoader(DataLoader[int, PriceAlert | None]):
 class CopyByIdLoader(DataLoader[int, Copy | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[Copy | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await copies_by_ids(session, ids)
 
         super().__init__(load_fn=load)
@@ -228,7 +228,7 @@ class CopyByIdLoader(DataLoader[int, Copy | None]):
 class SettlementByIdLoader(DataLoader[int, ProfitShareSettlement | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[ProfitShareSettlement | None]:
-            async with rt.sessions() as session:
+            async with rt.reads() as session:
                 return await rows_by_ids(session, ProfitShareSettlement, ids)
 
         super().__init__(load_fn=load)

@@ -203,7 +203,7 @@ def _token_checks(
             for claims in tokens:
                 pipe.exists(_denylist_key(rt, claims.jti))
             revoked = await pipe.execute()
-        async with rt.sessions() as session:
+        async with rt.reads() as session:
             users = await users_by_ids(session, sorted({c.user_id for c in tokens}))
         by_id = {u.id: u for u in users if u is not None}
         return [(bool(r), by_id.get(c.user_id)) for r, c in zip(revoked, tokens, strict=True)]

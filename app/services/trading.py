@@ -348,7 +348,7 @@ async def _after_engine(
 
 def _read_orders(rt: Runtime) -> Callable[[list[int]], Awaitable[list[Order | BaseException]]]:
     async def run(order_ids: list[int]) -> list[Order | BaseException]:
-        async with rt.sessions() as session:
+        async with rt.reads() as session:
             rows = await rows_by_ids(session, Order, order_ids)
         return [
             row if row is not None else InvariantViolation(f"order {order_id} missing")
@@ -359,7 +359,7 @@ def _read_orders(rt: Runtime) -> Callable[[list[int]], Awaitable[list[Order | Ba
 
 
 async def get_orders(rt: Runtime, order_ids: Sequence[int]) -> list[Order]:
-    async with rt.sessions() as session:
+    async with rt.reads() as session:
         rows = await rows_by_ids(session, Order, order_ids)
     if None in rows:
         raise InvariantViolation(f"orders missing: {order_ids}")
