@@ -512,10 +512,12 @@ class SharedStream:
         return last is not None and last.sequence is not None and last.sequence > held
 
     def attach_from(self, member: Member, position: int) -> None:
+        stats = self.streams.stats
         for entry in list(self.ring)[position:]:
             if not member.offer(entry.item):
                 self._drop(member)
                 return
+            stats.deliveries += 1  # a result the head's own execution had not sent yet
         self.members.add(member)
 
 
