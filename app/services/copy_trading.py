@@ -458,16 +458,20 @@ async def _record_copies(
     if rows:
         inserted = await connection.fetch(_INSERT_COPIES_SQL, *columns(rows))
         symbols = {f.id: f.fill.symbol for f in fills}
-        for r in inserted:
-            if r["status"] == "SKIPPED":
-                await _emit_skipped(
-                    session,
+        await outbox.emit_many(
+            session,
+            [
+                _skipped_event(
                     followers[r["follow_id"]],
                     r["follow_id"],
                     r["leader_fill_id"],
                     symbols[r["leader_fill_id"]],
                     r["reason"],
                 )
+                for r in inserted
+                if r["status"] == "SKIPPED"
+            ],
+        )
     return [
         PendingCopy(
             id=r["id"],
@@ -483,25 +487,16 @@ async def _record_copies(
     ]
 
 
-async def _emit_skipped(
-    session: AsyncSession,
-    follower_id: int,
-    follow_id: int,
-    leader_fill_id: int,
-    symbol: str,
-    reason: str,
-) -> None:
-    await outbox.emit(
-        session,
-        topic="social.copy_skipped",
-        user_id=follower_id,
-        payload={
-            "followId": follow_id,
-            "leaderFillId": leader_fill_id,
-            "symbol": symbol,
-            "reason": reason,
-        },
-    )
+def _skipped_event(
+    follower_id: int, follow_id: int, leader_fill_id: int, symbol: str, reason: str
+) -> outbox.Event:
+    payload = {
+        "followId": follow_id,
+        "leaderFillId": leader_fill_id,
+        "symbol": symbol,
+        "reason": reason,
+    }
+    return ("social.copy_skipped", follower_id, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,20 +573,26 @@ async def _mark(session: AsyncSession, outcomes: Sequence[_Outcome]) -> None:
             [o.copy.id for o in placed],
             [o.order_id for o in placed],
         )
-    for outcome in outcomes:
-        if outcome.reason is None:
-            continue
-        skipped = await connection.fetchval(
-            "UPDATE copies SET status = 'SKIPPED', reason = $2, updated_at = now()"
-            " WHERE id = $1 AND status = 'PENDING' RETURNING leader_fill_id",
-            outcome.copy.id,
-            outcome.reason,
-        )
-        if skipped is not None:
-            copy = outcome.copy
-            await _emit_skipped(
-                session, copy.follower_id, copy.follow_id, skipped, copy.symbol, outcome.reason
+    refused = {o.copy.id: o for o in outcomes if o.reason is not None}
+    if not refused:
+        return
+    skipped = await connection.fetch(
+        "UPDATE copies c SET status = 'SKIPPED', reason = v.reason, updated_at = now()"
+        " FROM unnest($1::bigint[], $2::text[]) AS v(id, reason)"
+        " WHERE c.id = v.id AND c.status = 'PENDING' RETURNING c.id, c.leader_fill_id",
+        list(refused),
+        [o.reason for o in refused.values()],
+    )
+    events = []
+    for row in sorted(skipped, key=lambda r: r["id"]):
+        outcome = refused[row["id"]]
+        copy = outcome.copy
+        events.append(
+            _skipped_event(
+                copy.follower_id, copy.follow_id, row["leader_fill_id"], copy.symbol, outcome.reason
             )
+        )
+    await outbox.emit_many(session, events)
 
 
 async def copy_batch(rt: Runtime, *, limit: int | None = None) -> int:

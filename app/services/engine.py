@@ -85,7 +85,7 @@ from app.domain.orders import (
 )
 from app.errors import InsufficientFunds, InvariantViolation
 from app.runtime import Runtime
-from app.services import ledger
+from app.services import ledger, outbox
 from app.services.engine_signals import WAKE_CHANNEL, announce_applied
 from app.services.ledger import LockedAccount
 from app.services.markets import market_by_id
@@ -1214,12 +1214,7 @@ class MarketEngine:
                 )
             order.changed = False
         if events:
-            await pg.execute(
-                "INSERT INTO outbox (topic, user_id, payload)"
-                " SELECT t, u, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[])"
-                " WITH ORDINALITY AS e(t, u, p, n) ORDER BY n",
-                *columns(events),
-            )
+            await outbox.write_events(pg, events)
 
 
 class EngineSet:

@@ -91,10 +91,7 @@ async def create_notifications(
         [d.link for d in drafts],
     )
     created = sorted((Notification(**dict(r)) for r in rows), key=lambda n: n.id)
-    for notification in created:
-        await outbox.emit(
-            session, topic=TOPIC, user_id=notification.user_id, payload=_event_payload(notification)
-        )
+    await outbox.emit_many(session, [(TOPIC, n.user_id, _event_payload(n)) for n in created])
     return created
 
 

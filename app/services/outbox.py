@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,12 +19,28 @@ log = logging.getLogger(__name__)
 async def emit(
     session: AsyncSession, *, topic: str, user_id: int | None, payload: dict[str, Any]
 ) -> None:
-    connection = await driver(session)
+    await emit_many(session, [(topic, user_id, payload)])
+
+
+Event = tuple[str, int | None, "dict[str, Any] | str"]  # topic, user id, payload (or its JSON)
+
+
+async def emit_many(session: AsyncSession, events: Sequence[Event]) -> None:
+    """``events`` on the outbox in the session's transaction, in order, in one statement
+    (a payload given as a string is taken as its JSON)."""
+    if events:
+        await write_events(await driver(session), events)
+
+
+async def write_events(connection: Any, events: Sequence[Event]) -> None:
+    """``emit_many`` on a raw asyncpg connection (in its transaction)."""
     await connection.execute(
-        "INSERT INTO outbox (topic, user_id, payload) VALUES ($1, $2, $3::jsonb)",
-        topic,
-        user_id,
-        json.dumps(payload, default=str),
+        "INSERT INTO outbox (topic, user_id, payload)"
+        " SELECT t, u, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[])"
+        " WITH ORDINALITY AS e(t, u, p, n) ORDER BY n",
+        [topic for topic, _, _ in events],
+        [user_id for _, user_id, _ in events],
+        [p if isinstance(p, str) else json.dumps(p, default=str) for _, _, p in events],
     )
 
 
