@@ -138,6 +138,31 @@ def run_engines(settings: Settings) -> None:
     asyncio.run(run())
 
 
+def run_worker(settings: Settings) -> None:
+    """The server's background jobs (outbox relay, event consumers, copy trading, accrual,
+    withdrawals, ...) without the API: beside servers run with BACKGROUND_JOBS_ENABLED=false."""
+    from app.background import default_jobs
+    from app.jobs import add_withdrawal_jobs
+    from app.runtime import build_runtime
+
+    if not (settings.database_url and settings.redis_url):
+        raise SystemExit("DATABASE_URL and REDIS_URL are not set")
+
+    async def run() -> None:
+        rt = build_runtime(
+            settings, database_url=settings.database_url or "", redis_url=settings.redis_url or ""
+        )
+        jobs = add_withdrawal_jobs(default_jobs(rt))
+        jobs.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await jobs.stop()
+            await rt.aclose()
+
+    asyncio.run(run())
+
+
 def run_copy_worker(settings: Settings) -> None:
     from app.runtime import build_runtime
     from app.services.copy_trading import run_worker
@@ -176,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("test", help="run the test suite; other arguments go to pytest")
     commands.add_parser("engine", help="run the matching engines only (owner or standby)")
     commands.add_parser("copy-worker", help="run the copy trading worker only")
+    commands.add_parser("worker", help="run the background jobs only (no API, no engines)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -199,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         run_engines(settings)
     elif args.command == "copy-worker":
         run_copy_worker(settings)
+    elif args.command == "worker":
+        run_worker(settings)
     return 0
 
 

@@ -77,7 +77,8 @@ def create_app(
         gc.collect()
         gc.freeze()
         jobs = add_withdrawal_jobs(default_jobs(rt))
-        jobs.start()
+        if settings.background_jobs_enabled:  # else `python -m app worker` runs them
+            jobs.start()
         engines = EngineSet(rt)
         if settings.trading_engine_enabled:
             await engines.start()  # standby where another process owns a market

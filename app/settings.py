@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     idempotency_key_retention_hours: int = Field(default=48, ge=24)
     outbox_relay_interval_seconds: float = Field(default=0.2, ge=0)
+    # the background jobs (outbox relay, event consumers, accrual, ...) in the server;
+    # false when `python -m app worker` runs them
+    background_jobs_enabled: bool = True
     seed_demo_data: bool = True
     log_level: str = "INFO"
     log_json: bool = True

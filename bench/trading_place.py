@@ -200,6 +200,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the engines in their own process (python -m app engine, the server with"
         " TRADING_ENGINE_ENABLED=false) instead of in the server; CPU is then both's",
     )
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="the background jobs (outbox relay, event consumers) in their own process"
+        " (python -m app worker, the server with BACKGROUND_JOBS_ENABLED=false); CPU counted",
+    )
     return parser.parse_args(argv)
 
 
@@ -295,16 +301,21 @@ def run(args: argparse.Namespace) -> int:
         tokens_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
         pids = []
-        if args.engine_process:
-            overrides["TRADING_ENGINE_ENABLED"] = "false"
-            log = stack.enter_context((RESULTS_DIR / "logs" / "trading-engine.log").open("wb"))
-            engine = children.start(
-                [sys.executable, "-m", "app", "engine"],
+        for wanted, command, setting in (
+            (args.engine_process, "engine", "TRADING_ENGINE_ENABLED"),
+            (args.worker_process, "worker", "BACKGROUND_JOBS_ENABLED"),
+        ):
+            if not wanted:
+                continue
+            overrides[setting] = "false"
+            log = stack.enter_context((RESULTS_DIR / "logs" / f"trading-{command}.log").open("wb"))
+            process = children.start(
+                [sys.executable, "-m", "app", command],
                 env={**os.environ, **overrides},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            pids.append(engine.pid)
+            pids.append(process.pid)
         proc, port = start_server(children, overrides, stack, name="trading-place")
         pids.append(proc.pid)
         check_engine_matches(port, tokens[0], tokens[1])
@@ -329,8 +340,7 @@ def report(
     started_at: datetime,
 ) -> list[str]:
     base, orders = rows
-    where = "in their own process" if args.engine_process else "in the server"
-    print(f"\nplaceOrder through GraphQL over HTTP, engines {where}, {args.traders} traders")
+    print(f"\nplaceOrder through GraphQL over HTTP, {topology(args)}, {args.traders} traders")
     header = ["request", "peak/s", "p50 ms", "p99 ms", "vs serverTime", "server CPU ms/req",
               "CPU busy",
               "| half: asked/s", "got/s", "p50 ms", "p99 ms"]  # fmt: skip
@@ -389,13 +399,8 @@ def report(
         f"{args.warmup}s warm-up; serverTime: {'wrk -t1' if use_wrk else 'bench.loadgen'}",
         "half": f"bench.order_load / bench.loadgen, open loop at half the peak, "
         f"{args.connections} connections, {args.duration}s, latency from the due time",
-        "machine": f"{os.cpu_count()} CPUs shared by the load generator, the server ("
-        + (
-            "API; the engines in a process of their own"
-            if args.engine_process
-            else "API and engines in one process"
-        )
-        + "), PostgreSQL and Redis",
+        "machine": f"{os.cpu_count()} CPUs shared by the load generator, {topology(args)},"
+        " PostgreSQL and Redis",
     }
     print("\nMethod:")
     for key, text in method.items():
@@ -417,6 +422,14 @@ def report(
     )
     print(f"JSON: {path.relative_to(ROOT)}")
     return problems
+
+
+def topology(args: argparse.Namespace) -> str:
+    own = [n for n, wanted in (("engines", args.engine_process), ("background jobs",
+           args.worker_process)) if wanted]  # fmt: skip
+    if not own:
+        return "one server process (API, engines and background jobs)"
+    return "the API in one process, " + " and ".join(f"the {n}" for n in own) + " in their own"
 
 
 def main(argv: list[str] | None = None) -> int:
