@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -149,12 +150,12 @@ class HoldRequest:
     user_id: int
     currency: str
     amount: Decimal
-    reference: str  # unique among the requests of one ``place_holds``
+    reference: str
     request_id: str | None = None
 
 
 def hold_accounts(requests: Iterable[HoldRequest]) -> set[AccountRef]:
-    """The accounts ``place_holds`` moves between: AVAILABLE and HELD of each request."""
+    """The accounts a hold moves between: AVAILABLE and HELD of each request."""
     return {
         user_account(r.user_id, r.currency, kind)
         for r in requests
@@ -178,8 +179,11 @@ def affordable(
     return answers
 
 
-_JOURNAL_SQL = """
-    WITH ids AS (
+# The journal's writes as common table expressions (``ids``, ``entries``, ``written``,
+# ``changed``) on parameters $1..$11: ``_JOURNAL_SQL`` alone, or the start of a larger
+# statement that writes other rows of the same transaction with them (``Pending``).
+JOURNAL_CTES = """
+    ids AS (
         SELECT n, nextval(pg_get_serial_sequence('journal_entries', 'id')) AS id
         FROM generate_series(1, cardinality($1::text[])) AS n
     ), entries AS (
@@ -203,10 +207,35 @@ _JOURNAL_SQL = """
         WHERE a.id = d.id
         RETURNING 1
     )
-    SELECT n, id, (SELECT count(*) FROM entries) AS entries,
-           (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM changed) AS changed
-    FROM ids ORDER BY n
 """
+JOURNAL_PARAMETERS = 11
+JOURNAL_COUNTS = """
+    (SELECT count(*) FROM entries) AS entries, (SELECT count(*) FROM written) AS written,
+    (SELECT count(*) FROM changed) AS changed
+"""
+_JOURNAL_SQL = " ".join(
+    ("WITH", JOURNAL_CTES, "SELECT n, id,", JOURNAL_COUNTS, "FROM ids ORDER BY n")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A ``JournalBatch``'s writes, taken out to run in a statement of the caller's:
+    ``parameters`` are $1..$11 of ``JOURNAL_CTES``; ``check`` the row with the
+    ``JOURNAL_COUNTS`` columns."""
+
+    parameters: list[Any]
+    entries: int
+    postings: int
+    changed: int
+
+    def check(self, row: Any) -> None:
+        if (row["entries"], row["written"], row["changed"]) != (
+            self.entries,
+            self.postings,
+            self.changed,
+        ):
+            raise InvariantViolation("journal entries were not written exactly once")
 
 
 class JournalBatch:
@@ -264,32 +293,41 @@ class JournalBatch:
             self._postings.append((number, account.id, ref.currency, amount, after))
         return number
 
-    async def flush(self, session: AsyncSession) -> dict[int, int]:
-        """Write what was posted; entry id by number. The batch is empty afterwards."""
+    def take(self) -> Pending | None:
+        """What was posted, to write in the caller's statement (``Pending``); the batch is
+        empty afterwards. None when nothing was posted."""
         if not self._entries:
-            return {}
+            return None
         changed = {
             ref: account.balance - self._start[ref]
             for ref, account in self.accounts.items()
             if account.balance != self._start[ref]
         }
-        connection = await driver(session)
-        rows = await connection.fetch(
-            _JOURNAL_SQL,
-            *columns(self._entries),
-            *columns(self._postings),
-            [self.accounts[ref].id for ref in changed],
-            list(changed.values()),
+        pending = Pending(
+            parameters=[
+                *columns(self._entries),
+                *columns(self._postings),
+                [self.accounts[ref].id for ref in changed],
+                list(changed.values()),
+            ],
+            entries=len(self._entries),
+            postings=len(self._postings),
+            changed=len(changed),
         )
-        if (
-            len(rows) != len(self._entries)
-            or rows[0]["entries"] != len(self._entries)
-            or rows[0]["written"] != len(self._postings)
-            or rows[0]["changed"] != len(changed)
-        ):
-            raise InvariantViolation("journal entries were not written exactly once")
         self._start = {ref: account.balance for ref, account in self.accounts.items()}
         self._entries, self._postings = [], []
+        return pending
+
+    async def flush(self, session: AsyncSession) -> dict[int, int]:
+        """Write what was posted; entry id by number. The batch is empty afterwards."""
+        pending = self.take()
+        if pending is None:
+            return {}
+        connection = await driver(session)
+        rows = await connection.fetch(_JOURNAL_SQL, *pending.parameters)
+        if len(rows) != pending.entries:
+            raise InvariantViolation("journal entries were not written exactly once")
+        pending.check(rows[0])
         return {row["n"]: row["id"] for row in rows}
 
 
@@ -327,27 +365,6 @@ def hold_legs(request: HoldRequest) -> list[Leg]:
         user_account(request.user_id, request.currency),
         user_account(request.user_id, request.currency, AccountKind.HELD),
     )
-
-
-async def place_holds(
-    session: AsyncSession,
-    accounts: dict[AccountRef, LockedAccount],
-    requests: Sequence[HoldRequest],
-) -> list[int]:
-    """``place_hold`` for many at once (two statements): per request a HOLD journal entry
-    (AVAILABLE -> HELD) and a PENDING hold; the hold ids, in order. ``accounts``: the
-    ``hold_accounts`` locked by ``lock_accounts`` in this transaction. Refuses
-    (``InsufficientFunds``, nothing written) unless ``affordable`` takes them all."""
-    if not requests:
-        return []
-    journal = JournalBatch()
-    journal.adopt(accounts)
-    for r in requests:
-        await journal.post(
-            session, kind="HOLD", legs=hold_legs(r), reference=r.reference, request_id=r.request_id
-        )
-    await journal.flush(session)
-    return await insert_holds(session, requests)
 
 
 async def lock_hold(session: AsyncSession, hold_id: int) -> Hold:

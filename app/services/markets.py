@@ -11,14 +11,27 @@ from app.domain.orders import MarketSpec, MarketStatus
 from app.domain.trading_errors import UnknownMarket
 from db.raw import driver
 
-_MARKET_SQL = """
-    SELECT m.id, m.symbol, m.base, m.quote, b.scale AS base_scale, q.scale AS quote_scale,
-           m.tick_size, m.lot_size, m.min_notional, m.maker_fee, m.taker_fee, m.status,
-           m.reference_price, m.last_price, m.applied_seq, m.book_seq, m.last_trade_id
+_MARKET_COLUMNS = """
+    m.id, m.symbol, m.base, m.quote, b.scale AS base_scale, q.scale AS quote_scale,
+    m.tick_size, m.lot_size, m.min_notional, m.maker_fee, m.taker_fee, m.status,
+    m.reference_price, m.last_price, m.applied_seq, m.book_seq, m.last_trade_id
+"""
+_MARKET_FROM = """
     FROM markets m
     JOIN currencies b ON b.code = m.base
     JOIN currencies q ON q.code = m.quote
 """
+_MARKET_SQL = " ".join(("SELECT", _MARKET_COLUMNS, _MARKET_FROM))
+_MARKETS_WITH_RATES_SQL = " ".join(
+    (
+        "SELECT",
+        _MARKET_COLUMNS,
+        ", coalesce(r.usd_price, 0) AS quote_usd",
+        _MARKET_FROM,
+        "LEFT JOIN reference_prices r ON r.currency = m.quote",
+        "WHERE m.symbol = ANY($1::text[])",
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +85,14 @@ async def markets_by_ids(session: AsyncSession, ids: list[int]) -> dict[int, Mar
     return {r["id"]: _row(r) for r in rows}
 
 
-async def markets_by_symbols(session: AsyncSession, symbols: list[str]) -> dict[str, MarketRow]:
-    """The markets of ``symbols`` (upper case) that exist, by symbol: one query."""
+async def markets_with_quote_rates(
+    session: AsyncSession, symbols: list[str]
+) -> dict[str, tuple[MarketRow, Decimal]]:
+    """The markets of ``symbols`` (upper case) that exist, by symbol, each with the USD
+    price of its quote currency (0 when it has none): one query."""
     connection = await driver(session)
-    rows = await connection.fetch(_MARKET_SQL + " WHERE m.symbol = ANY($1::text[])", symbols)
-    return {r["symbol"]: _row(r) for r in rows}
+    rows = await connection.fetch(_MARKETS_WITH_RATES_SQL, symbols)
+    return {r["symbol"]: (_row(r), r["quote_usd"]) for r in rows}
 
 
 async def market_by_symbol(session: AsyncSession, symbol: str) -> MarketRow:

@@ -22,7 +22,6 @@ engine is slow the order is returned as NEW and goes on; ``myOrders`` reports th
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import uuid
@@ -76,7 +75,7 @@ from app.services.engine_signals import WAKE_CHANNEL
 from app.services.markets import MarketRow
 from db.models import Order, OrderList
 from db.queries import lock_user, rows_by_ids
-from db.raw import driver
+from db.raw import columns, driver
 from db.session import in_transaction
 
 MAX_CLIENT_ID = 64
@@ -391,8 +390,10 @@ class _Placement:
 
 @dataclass(frozen=True, slots=True)
 class _Placed:
-    order: Order
+    order_id: int
+    market_id: int
     seq: int | None  # the command's; None for a retry answered with the order it placed
+    order: Order | None = None  # a retry's, as read
 
 
 async def place_order(
@@ -418,9 +419,10 @@ async def place_order(
         request_id=request_id_var.get(),
     )
     placed = await _placements(rt).submit(placement)
-    order = placed.order
-    if placed.seq is not None:
-        (order,) = await _after_engine(rt, order.market_id, placed.seq, [order.id])
+    if placed.order is not None:
+        order = placed.order
+    else:
+        (order,) = await _after_engine(rt, placed.market_id, placed.seq, [placed.order_id])
     _raise_if_refused(order)
     return order
 
@@ -480,7 +482,9 @@ _TRADERS_SQL = """
            (SELECT o.id FROM orders o
             WHERE o.user_id = u.id AND o.client_order_id = w.client_order_id) AS existing_id,
            (SELECT count(*) FROM orders o
-            WHERE o.user_id = u.id AND o.status = ANY($3::text[])) AS open_orders
+            WHERE o.user_id = u.id AND o.status = ANY($3::text[])) AS open_orders,
+           nextval(pg_get_serial_sequence('orders', 'id')) AS order_id,
+           nextval(pg_get_serial_sequence('holds', 'id')) AS hold_id
     FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS w(user_id, client_order_id, n)
     JOIN users u ON u.id = w.user_id
     ORDER BY u.id
@@ -496,6 +500,8 @@ class _Candidate:
     market: MarketRow
     valid: ValidOrder
     hold: ledger.HoldRequest
+    order_id: int  # taken for it with the traders' lock
+    hold_id: int
 
 
 async def _place_all(
@@ -504,14 +510,18 @@ async def _place_all(
     """``place_orders``' transaction, for items of distinct (user, clientOrderId):
 
     lock the traders       one statement, in id order (as ``lock_user``): kill switch,
-                           the order a retried clientOrderId placed, live orders
-    markets, USD rates     one statement each
+                           the order a retried clientOrderId placed, live orders; an
+                           order id and a hold id per item
+    markets, USD rates     one statement
     validate + risk        per item, in memory
     lock the accounts      AVAILABLE and HELD of every (user, currency), in id order
     funds                  per item in order, against what the ones before it took
-    insert the orders      one statement
-    holds                  one statement (``ledger.place_holds``)
-    sequence               one ``enqueue`` per market, last
+    write                  one statement (``_PLACE_SQL``): the HOLD journal entries,
+                           holds, orders, their commands in sequence per market (the
+                           markets rows locked last) and the engines' wake-up
+
+    Five round trips with BEGIN and COMMIT, however many orders: under load each one
+    waits its turn on the event loop, so their number is most of a batch's time.
     """
     results: list[_Placed | BaseException] = [InvariantViolation("not placed")] * len(items)
     connection = await driver(session)
@@ -530,8 +540,7 @@ async def _place_all(
         if retried
         else {}
     )
-    found = await markets.markets_by_symbols(session, [item.symbol for item in items])
-    rates = await _usd_rates(session, [m.spec.quote for m in found.values()])
+    found = await markets.markets_with_quote_rates(session, [item.symbol for item in items])
     open_orders = {items[i].user_id: int(t["open_orders"]) for i, t in traders.items()}
     candidates: list[_Candidate] = []
     for i, item in enumerate(items):
@@ -545,11 +554,11 @@ async def _place_all(
                 order = existing[trader["existing_id"]]
                 if order.request_hash != item.digest:
                     raise ClientOrderIdReused(field="clientOrderId")
-                results[i] = _Placed(order, None)
+                results[i] = _Placed(order.id, order.market_id, None, order)
                 continue
-            market = found.get(item.symbol)
-            if market is None:
+            if item.symbol not in found:
                 raise UnknownMarket(f"There is no market {item.symbol}", field="symbol")
+            market, usd_rate = found[item.symbol]
             valid = rules.validate_order(
                 item.request,
                 market.spec,
@@ -562,7 +571,7 @@ async def _place_all(
                 rt,
                 market,
                 [valid],
-                usd_rate=rates[market.spec.quote],
+                usd_rate=usd_rate,
                 open_orders=open_orders[user_id],
             )
         except UserError as error:
@@ -570,8 +579,12 @@ async def _place_all(
             continue
         open_orders[user_id] += 1
         currency, amount = rules.hold_for(market.spec, valid)
-        hold = ledger.HoldRequest(user_id, currency, amount, "", item.request_id)
-        candidates.append(_Candidate(i, item, user_id, market, valid, hold))
+        hold = ledger.HoldRequest(
+            user_id, currency, amount, f"order:{trader['order_id']}", item.request_id
+        )
+        candidates.append(
+            _Candidate(i, item, user_id, market, valid, hold, trader["order_id"], trader["hold_id"])
+        )
     if not candidates:
         return results
     accounts = await ledger.lock_accounts(session, ledger.hold_accounts(c.hold for c in candidates))
@@ -585,44 +598,106 @@ async def _place_all(
             results[candidate.index] = _insufficient(candidate.hold.currency, candidate.hold.amount)
     if not funded:
         return results
+    journal = ledger.JournalBatch()
+    journal.adopt(accounts)
     rows = []
     for c in funded:
-        status, _ = _first_command(c.valid)
-        rows.append(
-            _order_row(
-                user_id=c.user_id,
-                market=c.market,
-                request=c.item.request,
-                valid=c.valid,
-                client_order_id=c.item.client_order_id,
-                digest=c.item.digest,
-                status=status,
-            )
-        )
-    session.add_all(rows)
-    await session.flush()
-    hold_ids = await ledger.place_holds(
-        session,
-        accounts,
-        [
-            dataclasses.replace(c.hold, reference=f"order:{row.id}")
-            for c, row in zip(funded, rows, strict=True)
-        ],
-    )
-    by_market: dict[int, list[tuple[_Candidate, Order, int]]] = {}
-    for c, row, hold_id in zip(funded, rows, hold_ids, strict=True):
-        by_market.setdefault(c.market.id, []).append((c, row, hold_id))
-    for market_id, placed in by_market.items():
-        seq = await enqueue(
+        await journal.post(
             session,
-            market_id,
-            [(_first_command(c.valid)[1], row.id, c.user_id, {}) for c, row, _ in placed],
-            holds=[(row, hold_id) for _, row, hold_id in placed],
+            kind="HOLD",
+            legs=ledger.hold_legs(c.hold),
+            reference=c.hold.reference,
+            request_id=c.hold.request_id,
         )
-        first_seq = seq - len(placed) + 1
-        for n, (c, row, _) in enumerate(placed):
-            results[c.index] = _Placed(row, first_seq + n)
+        status, command = _first_command(c.valid)
+        order = _order_row(
+            user_id=c.user_id,
+            market=c.market,
+            request=c.item.request,
+            valid=c.valid,
+            client_order_id=c.item.client_order_id,
+            digest=c.item.digest,
+            status=status,
+        )
+        rows.append(
+            (c.order_id, *(getattr(order, name) for name in _PLACED_COLUMNS[1:-1]), c.hold_id)
+        )
+        rows[-1] += (c.hold.currency, c.hold.amount, command)
+    pending = journal.take()
+    assert pending is not None  # one HOLD entry per funded order
+    connection = await driver(session)
+    written = await connection.fetch(_PLACE_SQL, *pending.parameters, *columns(rows), WAKE_CHANNEL)
+    pending.check(written[0])
+    if written[0]["orders"] != len(funded) or len(written) != len(funded):
+        raise InvariantViolation("orders were not written exactly once")
+    seqs = {row["order_id"]: row["seq"] for row in written}
+    for c in funded:
+        results[c.index] = _Placed(c.order_id, c.market.id, seqs[c.order_id])
     return results
+
+
+# the orders' columns as _PLACE_SQL takes them (id first, hold_id last)
+_PLACED_COLUMNS = (
+    "id", "user_id", "market_id", "client_order_id", "request_hash", "side", "type",
+    "time_in_force", "post_only", "status", "quantity", "price", "book_price", "stop_price",
+    "trailing_offset", "trailing_offset_type", "activation_price", "trailing_active",
+    "expires_at", "hold_id",
+)  # fmt: skip
+_PLACED_TYPES = (
+    "bigint", "bigint", "bigint", "text", "text", "text", "text", "text", "boolean", "text",
+    "numeric", "numeric", "numeric", "numeric", "numeric", "text", "numeric", "boolean",
+    "timestamptz", "bigint",
+)  # fmt: skip
+
+
+def _params(first: int, types: Sequence[str]) -> str:
+    return ", ".join(f"${first + n}::{kind}[]" for n, kind in enumerate(types))
+
+
+# Everything a batch of orders writes, in one statement after the journal's CTEs (the
+# HOLD entries, $1..$11): the holds and the orders (ids taken with the traders' lock),
+# their commands in sequence per market, the engines' wake-up. The markets rows locked
+# here (the sequence) are held only to COMMIT.
+_P = ledger.JOURNAL_PARAMETERS + 1  # the first of this statement's own parameters
+_C = _P + len(_PLACED_COLUMNS)  # hold currency, hold amount, command kind; then the channel
+_PLACE_SQL = f"""
+    WITH {ledger.JOURNAL_CTES},
+    placed AS (
+        SELECT * FROM unnest({_params(_P, _PLACED_TYPES)}, ${_C}::text[], ${_C + 1}::numeric[],
+                             ${_C + 2}::text[])
+        WITH ORDINALITY AS p({", ".join(_PLACED_COLUMNS)}, hold_currency, hold_amount, kind, n)
+    ), new_holds AS (
+        INSERT INTO holds (id, user_id, currency, amount, remaining, reference, status)
+        OVERRIDING SYSTEM VALUE
+        SELECT hold_id, user_id, hold_currency, hold_amount, hold_amount, 'order:' || id,
+               'PENDING'
+        FROM placed
+        RETURNING 1
+    ), new_orders AS (
+        INSERT INTO orders ({", ".join(_PLACED_COLUMNS)})
+        OVERRIDING SYSTEM VALUE
+        SELECT {", ".join(_PLACED_COLUMNS)} FROM placed ORDER BY n
+        RETURNING 1
+    ), per_market AS (
+        SELECT market_id, count(*) AS placed FROM placed GROUP BY market_id
+    ), seq AS (
+        UPDATE markets m SET next_seq = m.next_seq + per_market.placed
+        FROM per_market WHERE m.id = per_market.market_id
+        RETURNING m.id, m.next_seq - per_market.placed AS before
+    ), commands AS (
+        INSERT INTO order_commands (market_id, seq, kind, order_id, user_id, args)
+        SELECT p.market_id, seq.before + row_number() OVER (PARTITION BY p.market_id ORDER BY p.n),
+               p.kind, p.id, p.user_id, '{{}}'::jsonb
+        FROM placed p JOIN seq ON seq.id = p.market_id
+        RETURNING order_id, seq
+    ), wake AS (
+        SELECT pg_notify(${_C + 3}, id::text) FROM seq
+    )
+    SELECT c.order_id, c.seq, {ledger.JOURNAL_COUNTS},
+           (SELECT count(*) FROM new_holds) AS holds, (SELECT count(*) FROM new_orders) AS orders,
+           (SELECT count(*) FROM wake) AS woken
+    FROM commands c
+"""  # noqa: S608 (no input in the text: column names and parameter numbers)
 
 
 async def place_order_list(
