@@ -202,3 +202,47 @@ async def test_coalescer_leaves_out_a_cancelled_caller_and_fails_every_item_of_a
             await failed
     assert c.cancelled()
     assert batches == [["a"], ["b", "d"]]
+
+
+@pytest.fixture
+def statements(rt):
+    """Every statement sent on the runtime's pooled connections, raw asyncpg ones too
+    (asyncpg's query logger on each connection as it is checked out)."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+    # asyncpg's own type introspection, once per connection and type: not ours
+    introspection = ("typeinfo_tree", "set_config('jit'", "current_setting('jit')")
+
+    def log(record) -> None:
+        if not any(marker in record.query for marker in introspection):
+            sent.append(record.query)
+
+    def on_checkout(dbapi_connection, _record, _proxy) -> None:
+        raw = dbapi_connection.driver_connection
+        raw.remove_query_logger(log)
+        raw.add_query_logger(log)
+
+    event.listen(rt.engine.sync_engine, "checkout", on_checkout)
+    yield sent
+    event.remove(rt.engine.sync_engine, "checkout", on_checkout)
+
+
+async def test_a_batch_costs_the_same_statements_for_one_order_or_twenty(rt, statements):
+    users = [await funded_user(rt, f"trader{i}", USDT="1000") for i in range(20)]
+
+    def item(uid: int, n: int, batch: str) -> trading._Placement:
+        request = limit(BUY, "0.1", str(90 + n % 5))
+        digest = trading._digest("BTC/USDT", request)
+        return trading._Placement(uid, "BTC/USDT", request, f"{batch}-{n}", digest, None)
+
+    async def cost(items: list) -> int:
+        statements.clear()
+        placed = await trading.place_orders(rt, items)
+        assert all(isinstance(p, trading._Placed) and p.seq for p in placed), placed
+        return len(statements)
+
+    await cost([item(uid, n, "first") for n, uid in enumerate(users)])  # HELD accounts made
+    one = await cost([item(users[0], 0, "one")])
+    twenty = await cost([item(uid, n, "twenty") for n, uid in enumerate(users)])
+    assert one == twenty == 6  # BEGIN, traders, markets, accounts, the write, COMMIT
