@@ -18,11 +18,15 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.logs import configure_logging
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
 
 
 @contextlib.contextmanager
@@ -116,9 +120,10 @@ def migrate(settings: Settings) -> None:
     upgrade(settings.database_url)
 
 
-def run_engines(settings: Settings) -> None:
+def _with_runtime(settings: Settings, body: Callable[[Runtime], Awaitable[None]]) -> None:
+    """Run ``body`` on a runtime over DATABASE_URL / REDIS_URL until it ends or the
+    process is stopped; the runtime is closed after."""
     from app.runtime import build_runtime
-    from app.services.engine import EngineSet
 
     if not (settings.database_url and settings.redis_url):
         raise SystemExit("DATABASE_URL and REDIS_URL are not set")
@@ -127,15 +132,26 @@ def run_engines(settings: Settings) -> None:
         rt = build_runtime(
             settings, database_url=settings.database_url or "", redis_url=settings.redis_url or ""
         )
+        try:
+            await body(rt)
+        finally:
+            await rt.aclose()
+
+    asyncio.run(run())
+
+
+def run_engines(settings: Settings) -> None:
+    from app.services.engine import EngineSet
+
+    async def body(rt: Runtime) -> None:
         engines = EngineSet(rt)
         try:
             await engines.start()
             await asyncio.Event().wait()
         finally:
             await engines.stop()
-            await rt.aclose()
 
-    asyncio.run(run())
+    _with_runtime(settings, body)
 
 
 def run_worker(settings: Settings) -> None:
@@ -143,43 +159,22 @@ def run_worker(settings: Settings) -> None:
     withdrawals, ...) without the API: beside servers run with BACKGROUND_JOBS_ENABLED=false."""
     from app.background import default_jobs
     from app.jobs import add_withdrawal_jobs
-    from app.runtime import build_runtime
 
-    if not (settings.database_url and settings.redis_url):
-        raise SystemExit("DATABASE_URL and REDIS_URL are not set")
-
-    async def run() -> None:
-        rt = build_runtime(
-            settings, database_url=settings.database_url or "", redis_url=settings.redis_url or ""
-        )
+    async def body(rt: Runtime) -> None:
         jobs = add_withdrawal_jobs(default_jobs(rt))
         jobs.start()
         try:
             await asyncio.Event().wait()
         finally:
             await jobs.stop()
-            await rt.aclose()
 
-    asyncio.run(run())
+    _with_runtime(settings, body)
 
 
 def run_copy_worker(settings: Settings) -> None:
-    from app.runtime import build_runtime
-    from app.services.copy_trading import run_worker
+    from app.services.copy_trading import run_worker as copy_worker
 
-    if not (settings.database_url and settings.redis_url):
-        raise SystemExit("DATABASE_URL and REDIS_URL are not set")
-
-    async def run() -> None:
-        rt = build_runtime(
-            settings, database_url=settings.database_url or "", redis_url=settings.redis_url or ""
-        )
-        try:
-            await run_worker(rt)
-        finally:
-            await rt.aclose()
-
-    asyncio.run(run())
+    _with_runtime(settings, copy_worker)
 
 
 def run_tests(settings: Settings, pytest_args: list[str]) -> int:

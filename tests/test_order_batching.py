@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import event
 
 from app.coalesce import Coalescer
 from app.domain import trading_errors as errors
@@ -208,8 +209,6 @@ async def test_coalescer_leaves_out_a_cancelled_caller_and_fails_every_item_of_a
 def statements(rt):
     """Every statement sent on the runtime's pooled connections, raw asyncpg ones too
     (asyncpg's query logger on each connection as it is checked out)."""
-    from sqlalchemy import event
-
     sent: list[str] = []
     # asyncpg's own type introspection, once per connection and type: not ours
     introspection = ("typeinfo_tree", "set_config('jit'", "current_setting('jit')")

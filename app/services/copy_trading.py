@@ -602,20 +602,26 @@ async def copy_batch(rt: Runtime, *, limit: int | None = None) -> int:
             lock_session, CONSUMER, topics=TOPICS, limit=limit or rt.settings.copy_batch_size
         )
         if events:
-
-            async def record(session: AsyncSession) -> list[PendingCopy]:
-                return await _record_copies(session, events)
-
-            pending = await in_transaction(rt.sessions, record)
-            if pending:
-                outcomes = await place_copies(rt, pending)
-
-                async def mark(session: AsyncSession) -> None:
-                    await _mark(session, outcomes)
-
-                await in_transaction(rt.sessions, mark)
+            await _copy_fills(rt, events)
         await event_log.advance(lock_session, CONSUMER, events)
     return len(events)
+
+
+async def _copy_fills(rt: Runtime, events: Sequence[event_log.Event]) -> None:
+    """Record the copies of these leader fills, place them, record what came of them."""
+
+    async def record(session: AsyncSession) -> list[PendingCopy]:
+        return await _record_copies(session, events)
+
+    pending = await in_transaction(rt.sessions, record)
+    if not pending:
+        return
+    outcomes = await place_copies(rt, pending)
+
+    async def mark(session: AsyncSession) -> None:
+        await _mark(session, outcomes)
+
+    await in_transaction(rt.sessions, mark)
 
 
 # --- copy-positions: follower fills -> follow positions, stop-loss ---------------------------

@@ -619,10 +619,10 @@ async def _place_all(
             digest=c.item.digest,
             status=status,
         )
+        columns_of_order = (getattr(order, name) for name in _PLACED_COLUMNS[1:-1])
         rows.append(
-            (c.order_id, *(getattr(order, name) for name in _PLACED_COLUMNS[1:-1]), c.hold_id)
+            (c.order_id, *columns_of_order, c.hold_id, c.hold.currency, c.hold.amount, command)
         )
-        rows[-1] += (c.hold.currency, c.hold.amount, command)
     pending = journal.take()
     assert pending is not None  # one HOLD entry per funded order
     connection = await driver(session)
