@@ -29,7 +29,18 @@ async def driver(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
-def columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+def columns(rows: Iterable[Sequence[Any]], width: int | None = None) -> list[list[Any]]:
     """Rows as columns: the arrays of one ``unnest`` statement (rather than a statement
-    per row)."""
-    return [list(column) for column in zip(*rows, strict=True)]
+    per row). ``width``: how many columns there are, so that no rows give that many
+    empty arrays (for a statement that takes them whether or not there are rows)."""
+    table = [list(column) for column in zip(*rows, strict=True)]
+    if width is not None and not table:
+        return [[] for _ in range(width)]
+    if width is not None and len(table) != width:
+        raise ValueError(f"{len(table)} columns, not {width}")
+    return table
+
+
+def unnest_parameters(first: int, types: Sequence[str]) -> str:
+    """``$first::type[], ...``: the array parameters of an ``unnest``."""
+    return ", ".join(f"${first + n}::{kind}[]" for n, kind in enumerate(types))

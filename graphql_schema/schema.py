@@ -32,6 +32,10 @@ def _market_data() -> Any:
     return requires_scope(Scope.READ_MARKET_DATA)
 
 
+def _account() -> Any:
+    return requires_scope(Scope.READ_ACCOUNT)
+
+
 def _trade_mutation(resolver: Any) -> Any:
     """A mutation a session or an API key with the TRADE scope may run."""
     return strawberry.mutation(resolver=resolver, extensions=requires_scope(Scope.TRADE))
@@ -41,13 +45,13 @@ def _trade_mutation(resolver: Any) -> Any:
 class Query:
     node: relay.Node | None = relay.node(
         description="Fetch any object by global ID. Private objects of other users are null.",
-        extensions=requires_scope(Scope.READ_ACCOUNT),
+        extensions=_account(),
     )
     server_time: datetime = strawberry.field(resolver=queries.server_time, extensions=public())
     me: User | None = strawberry.field(
         resolver=queries.me,
         description="The signed-in user; null when anonymous.",
-        extensions=requires_scope(Scope.READ_ACCOUNT),
+        extensions=_account(),
     )
     users: UserConnection = strawberry.field(
         resolver=queries.users, description="Admin only.", extensions=session_only()
@@ -55,23 +59,17 @@ class Query:
     currencies = strawberry.field(
         resolver=money.currencies, extensions=requires_scope(Scope.READ_MARKET_DATA)
     )
-    transactions = strawberry.field(
-        resolver=money.transactions, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
+    transactions = strawberry.field(resolver=money.transactions, extensions=_account())
     withdrawals = strawberry.field(
-        resolver=withdrawal_resolvers.my_withdrawals, extensions=requires_scope(Scope.READ_ACCOUNT)
+        resolver=withdrawal_resolvers.my_withdrawals, extensions=_account()
     )
     pending_withdrawals = strawberry.field(
         resolver=withdrawal_resolvers.pending_withdrawals, extensions=session_only()
     )
     kyc_queue = strawberry.field(resolver=kyc.kyc_queue, extensions=session_only())
     audit_log = strawberry.field(resolver=kyc.audit_log, extensions=session_only())
-    deposit = strawberry.field(
-        resolver=deposit_resolvers.deposit, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
-    deposits = strawberry.field(
-        resolver=deposit_resolvers.deposits, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
+    deposit = strawberry.field(resolver=deposit_resolvers.deposit, extensions=_account())
+    deposits = strawberry.field(resolver=deposit_resolvers.deposits, extensions=_account())
     deposit_address = strawberry.field(
         resolver=deposit_resolvers.deposit_address, extensions=session_only()
     )
@@ -91,39 +89,31 @@ class Query:
     candles = strawberry.field(resolver=trading.candles, extensions=_market_data())
     notifications = strawberry.field(
         resolver=notification_resolvers.my_notifications,
-        extensions=requires_scope(Scope.READ_ACCOUNT),
+        extensions=_account(),
     )
     unread_notification_count = strawberry.field(
         resolver=notification_resolvers.unread_notification_count,
-        extensions=requires_scope(Scope.READ_ACCOUNT),
+        extensions=_account(),
     )
     notification_preferences = strawberry.field(
         resolver=notification_resolvers.notification_preferences,
-        extensions=requires_scope(Scope.READ_ACCOUNT),
+        extensions=_account(),
     )
     price_alerts = strawberry.field(
         resolver=notification_resolvers.my_price_alerts,
-        extensions=requires_scope(Scope.READ_ACCOUNT),
+        extensions=_account(),
     )
     leaderboard = strawberry.field(
         resolver=leaderboard_resolvers.leaderboard_query, extensions=_market_data()
     )
     leader = strawberry.field(resolver=social.leader, extensions=_market_data())
-    my_leader_profile = strawberry.field(
-        resolver=social.my_leader_profile, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
-    follow = strawberry.field(resolver=social.follow, extensions=requires_scope(Scope.READ_ACCOUNT))
-    my_follows = strawberry.field(
-        resolver=social.my_follows, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
-    my_followers = strawberry.field(
-        resolver=social.my_followers, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
-    copies = strawberry.field(
-        resolver=copying.copies, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
+    my_leader_profile = strawberry.field(resolver=social.my_leader_profile, extensions=_account())
+    follow = strawberry.field(resolver=social.follow, extensions=_account())
+    my_follows = strawberry.field(resolver=social.my_follows, extensions=_account())
+    my_followers = strawberry.field(resolver=social.my_followers, extensions=_account())
+    copies = strawberry.field(resolver=copying.copies, extensions=_account())
     profit_share_settlements = strawberry.field(
-        resolver=copying.profit_share_settlements, extensions=requires_scope(Scope.READ_ACCOUNT)
+        resolver=copying.profit_share_settlements, extensions=_account()
     )
 
 
@@ -205,16 +195,12 @@ class Subscription:
     )
     trades = strawberry.subscription(resolver=trading.trade_updates, extensions=_market_data())
     ticker = strawberry.subscription(resolver=trading.ticker_updates, extensions=_market_data())
-    my_orders = strawberry.subscription(
-        resolver=trading.my_order_updates, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
-    my_fills = strawberry.subscription(
-        resolver=trading.my_fill_updates, extensions=requires_scope(Scope.READ_ACCOUNT)
-    )
+    my_orders = strawberry.subscription(resolver=trading.my_order_updates, extensions=_account())
+    my_fills = strawberry.subscription(resolver=trading.my_fill_updates, extensions=_account())
     notifications = strawberry.subscription(
         resolver=notification_resolvers.notification_updates,
         description="Your new notifications as they are created (only yours).",
-        extensions=requires_scope(Scope.READ_ACCOUNT),
+        extensions=_account(),
     )
 
 

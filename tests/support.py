@@ -1,4 +1,5 @@
-"""Test helpers: a GraphQL client over HTTP, a captured SMTP mailbox, SQL counting."""
+"""Test helpers: a GraphQL client over HTTP, a captured SMTP mailbox, SQL and Redis
+command counting."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 from aiosmtpd.controller import Controller
+from redis.asyncio import ConnectionPool, Redis
 
 
 def die_with_parent() -> None:
@@ -166,3 +168,39 @@ class QueryCounter:
     @property
     def count(self) -> int:
         return len(self.statements)
+
+
+@dataclass
+class RedisCommands:
+    """What a real Redis client sends: one list of command names per write to the socket
+    (a pipeline is one write, so one round trip). ``before_reply``, when set, is awaited
+    before each reply is read."""
+
+    sends: list[list[str]] = field(default_factory=list)
+    before_reply: Callable[[], Awaitable[None]] | None = None
+
+    def client(self, like: Redis) -> Redis:
+        """A client with ``like``'s connection settings whose connections report here."""
+        pool = like.connection_pool
+        recorder = self
+
+        class Recording(pool.connection_class):
+            def pack_command(self, *args: Any) -> Any:
+                self.__dict__.setdefault("packed", []).append(str(args[0]).upper())
+                return super().pack_command(*args)
+
+            async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+                recorder.sends.append(self.__dict__.pop("packed", []))  # before a reconnect
+                await super().send_packed_command(command, check_health)
+
+            async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+                if recorder.before_reply is not None:
+                    await recorder.before_reply()
+                return await super().read_response(*args, **kwargs)
+
+        return Redis.from_pool(ConnectionPool(connection_class=Recording, **pool.connection_kwargs))
+
+    def sent(self, *names: str) -> list[list[str]]:
+        """The writes that carried any of these commands (only those commands of each)."""
+        wanted = {n.upper() for n in names}
+        return [[c for c in send if c in wanted] for send in self.sends if wanted & set(send)]

@@ -245,3 +245,17 @@ async def test_a_batch_costs_the_same_statements_for_one_order_or_twenty(rt, sta
     one = await cost([item(users[0], 0, "one")])
     twenty = await cost([item(uid, n, "twenty") for n, uid in enumerate(users)])
     assert one == twenty == 6  # BEGIN, traders, markets, accounts, the write, COMMIT
+
+
+async def test_a_batch_plans_generically_inside_its_transaction_only(rt):
+    """The placement's statements after its first run on generic plans (set by that
+    first statement, for its transaction); the connection keeps the default after it."""
+    uid = await funded_user(rt, "trader", USDT="1000")
+    engine = rt.engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        async with raw.transaction():
+            (row,) = await raw.fetch(trading._TRADERS_SQL, [uid], ["x"], trading._LIVE)
+            assert row["existing_id"] is None
+            assert await raw.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await raw.fetchval("SHOW plan_cache_mode") == "auto"

@@ -7,6 +7,7 @@ processes sharing Redis share one budget."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,11 +18,12 @@ import pytest
 
 from app.asgi import create_app
 from app.runtime import Runtime
-from app.services.rate_limits import Budget, draw
+from app.services.rate_limits import Budget, Caller, draw, draw_request, orders_budget
 from app.settings import Settings
 from bench.processes import Children, free_port, wait_until_serving
 from tests.documents import LOGIN, PASSWORD, register, signed_in
 from tests.partner import client_with, create_key, key_header, trading_client, with_settings
+from tests.support import RedisCommands
 from tests.test_websocket import TRANSPORT_WS, LiveServer, _init, _open, _receive, _send
 
 CLOCK = "{ serverTime }"
@@ -253,3 +255,86 @@ async def test_concurrent_draws_share_a_round_trip_and_spend_the_budget_exactly(
     await rt.redis.script_flush()
     again = await asyncio.gather(*(draw(rt, budget, f"other{i}", 2) for i in range(3)))
     assert [(d.allowed, d.remaining) for d in again] == [(True, 3)] * 3
+
+
+@pytest.fixture
+async def counted(rt: Runtime) -> AsyncIterator[tuple[Runtime, RedisCommands]]:
+    """The test runtime on a Redis client that records what it sends (its own draws
+    coalescer, so the draws go through that client), with small budgets."""
+    commands = RedisCommands()
+    redis = commands.client(rt.redis)
+    tight = with_settings(rt, rate_limit_authenticated=10, rate_limit_orders=3)
+    yield dataclasses.replace(tight, redis=redis, _coalescers={}), commands
+    await redis.aclose()
+
+
+SOMEONE = Caller("user", "7")
+
+
+async def _orders_left(rt: Runtime) -> int:
+    """The orders budget's remaining units, read by drawing nothing from it."""
+    return (await draw(rt, orders_budget(rt), f"{SOMEONE.kind}:{SOMEONE.id}", 0)).remaining
+
+
+async def test_an_order_placement_draws_both_budgets_in_one_script_call(counted):
+    """The api and orders budgets of a placeOrder request are one EVALSHA, one round
+    trip (they were two, one after the other); after Redis forgot the script it is
+    loaded and the call retried."""
+    rt, commands = counted
+    await draw(rt, Budget("warm-up", 1, 60), "someone", 1)  # connected, script loaded
+    commands.sends.clear()
+    decision = await draw_request(rt, caller=SOMEONE, cost=2, orders=1)
+    assert commands.sent("EVALSHA", "EVAL") == [["EVALSHA"]]
+    assert (decision.budget, decision.allowed, decision.remaining) == ("api", True, 8)
+    assert await _orders_left(rt) == 2
+
+    await rt.redis.script_flush()
+    commands.sends.clear()
+    again = await draw_request(rt, caller=SOMEONE, cost=2, orders=1)
+    loaded = commands.sent("EVALSHA", "EVAL", "SCRIPT LOAD")
+    assert loaded == [["EVALSHA"], ["SCRIPT LOAD"], ["EVALSHA"]]
+    assert (again.budget, again.allowed, again.remaining) == ("api", True, 6)
+    assert await _orders_left(rt) == 1
+
+
+async def test_when_the_api_budget_refuses_the_orders_budget_is_not_charged(counted):
+    rt, _ = counted
+    first = await draw_request(rt, caller=SOMEONE, cost=9, orders=1)
+    refused = await draw_request(rt, caller=SOMEONE, cost=5, orders=1)
+    assert (first.budget, first.allowed) == ("api", True)
+    assert (refused.budget, refused.allowed, refused.remaining) == ("api", False, 1)
+    assert refused.retry_after > 0
+    assert await _orders_left(rt) == 2  # only the first request's order
+
+
+async def test_when_the_orders_budget_refuses_its_decision_is_returned(counted):
+    rt, _ = counted
+    placed = [await draw_request(rt, caller=SOMEONE, cost=1, orders=1) for _ in range(3)]
+    refused = await draw_request(rt, caller=SOMEONE, cost=1, orders=1)
+    read = await draw_request(rt, caller=SOMEONE, cost=1)
+    assert [(d.budget, d.allowed) for d in placed] == [("api", True)] * 3
+    assert [d.remaining for d in placed] == [9, 8, 7]
+    assert (refused.budget, refused.allowed, refused.remaining, refused.limit) == (
+        "orders",
+        False,
+        0,
+        3,
+    )
+    assert refused.retry_after > 0
+    # the refused request's cost was drawn from the api budget (as before: api first)
+    assert (read.budget, read.allowed, read.remaining) == ("api", True, 5)
+
+
+async def test_concurrent_placements_share_one_pipeline(counted):
+    """Requests of the same moment, each with its two budgets, go to Redis together."""
+    rt, commands = counted
+    await draw(rt, Budget("warm-up", 1, 60), "someone", 1)
+    commands.sends.clear()
+    callers = [Caller("user", str(n)) for n in range(5)]
+    decisions = await asyncio.gather(
+        *(draw_request(rt, caller=c, cost=1, orders=1) for c in callers)
+    )
+    assert all(d.allowed and d.budget == "api" and d.remaining == 9 for d in decisions)
+    sent = commands.sent("EVALSHA", "EVAL")
+    assert sum(len(s) for s in sent) == 5  # one script call per request
+    assert len(sent) <= 2  # the first alone, the others together behind it

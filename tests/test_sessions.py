@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import time
 import uuid
 
 import jwt
 import pytest
-from sqlalchemy import select
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import event, select
 
+from app.services.sessions import authenticate
 from app.settings import DEV_JWT_SECRET
+from bench.processes import free_port
 from db.models import RefreshToken
 from tests.documents import LOGOUT, ME, PASSWORD, REFRESH, login, register, signed_in
+from tests.support import RedisCommands
 
 
 async def test_login_returns_a_short_lived_jwt_and_a_refresh_token(gql, rt):
@@ -164,6 +172,53 @@ async def test_requests_authenticating_at_once_each_get_their_own_user(gql, sql_
             )
     # 16 answered requests checked one by one would run at least 16 x alone statements
     assert sql_statements.count < 16 * alone
+
+
+async def test_the_denylist_check_and_the_user_query_go_out_together(gql, rt):
+    """The token's denylist check (Redis) and its user's query (PostgreSQL) are sent
+    without waiting for each other: here Redis's reply is read only once the query has
+    gone out (checked one after the other they would wait for each other forever)."""
+    auth = await signed_in(gql)
+    query_sent = asyncio.Event()
+
+    def on_statement(conn, cursor, statement: str, *args) -> None:
+        if "users" in statement:
+            query_sent.set()
+
+    async def after_the_query() -> None:
+        async with asyncio.timeout(20):  # only a guard against the deadlock
+            await query_sent.wait()
+
+    commands = RedisCommands(before_reply=after_the_query)
+    redis = commands.client(rt.redis)
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", on_statement)
+    try:
+        checked = dataclasses.replace(rt, redis=redis, _coalescers={})
+        authenticated = await authenticate(rt=checked, access_token=auth["accessToken"])
+    finally:
+        event.remove(rt.engine.sync_engine, "before_cursor_execute", on_statement)
+        await redis.aclose()
+    assert authenticated.user.email == "carol@example.com"
+    assert commands.sent("EXISTS") == [["EXISTS"]]
+
+
+async def test_a_failed_token_check_raises_its_own_error_and_leaves_nothing_running(gql, rt):
+    """Redis unreachable: the request gets Redis's ConnectionError (not a group of
+    errors), the user query running beside it has ended and given its connection back,
+    and the next check on a working Redis goes through."""
+    auth = await signed_in(gql)
+    unreachable = Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
+    broken = dataclasses.replace(rt, redis=unreachable, _coalescers={})
+    before = asyncio.all_tasks()
+    try:
+        with pytest.raises(RedisConnectionError):
+            await authenticate(rt=broken, access_token=auth["accessToken"])
+    finally:
+        await unreachable.aclose()
+    assert asyncio.all_tasks() - before == set()
+    assert rt.engine.pool.checkedout() == 0
+    again = await authenticate(rt=rt, access_token=auth["accessToken"])
+    assert again.user.email == "carol@example.com"
 
 
 def _forge(claims: dict, key: str = DEV_JWT_SECRET, alg: str = "HS256") -> str:

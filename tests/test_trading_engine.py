@@ -8,7 +8,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from app.domain import trading_errors as errors
 from app.domain.orders import MarketStatus, OrderType, Side, TimeInForce, TrailingOffsetType
@@ -857,6 +857,67 @@ async def _position(rt, uid: int):
     return tuple(row)
 
 
+# --- round trips --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def engine_steps(rt, monkeypatch):
+    """Running engines whose statements are recorded per connection (asyncpg's query
+    logger on every pooled connection as it is checked out, the engines' own too); the
+    engine's batches that wrote something, each as the list of its statements."""
+    sent: dict[int, list[str]] = {}
+
+    def on_checkout(dbapi_connection, _record, _proxy) -> None:
+        raw = dbapi_connection.driver_connection
+        if id(raw) not in sent:
+            log = sent[id(raw)] = []
+            raw.add_query_logger(lambda record: log.append(record.query))
+
+    event.listen(rt.engine.sync_engine, "checkout", on_checkout)
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST_ENGINE))
+
+    def steps() -> list[list[str]]:
+        (engine,) = [log for log in sent.values() if any("new_fills AS" in q for q in log)]
+        batches, current = [], []
+        for query in engine:
+            current.append(query)
+            if query.startswith("COMMIT") or query.startswith("ROLLBACK"):
+                if any("new_fills AS" in q for q in current):
+                    batches.append(current)
+                current = []
+        return batches
+
+    try:
+        async with running_engines(rt):
+            yield steps
+    finally:
+        event.remove(rt.engine.sync_engine, "checkout", on_checkout)
+
+
+async def test_an_engine_batch_costs_the_same_statements_for_one_trade_or_ten(rt, engine_steps):
+    sellers = [await funded_user(rt, f"seller{i}", BTC="1") for i in range(10)]
+    buyers = [await funded_user(rt, f"buyer{i}", USDT="1000") for i in range(11)]
+    for seller in sellers:
+        await place(rt, seller, limit(SELL, "0.1", "100"))
+    assert (await place(rt, buyers[0], limit(BUY, "0.1", "100"))).status == "FILLED"
+
+    def item(uid: int) -> trading._Placement:
+        request = limit(BUY, "0.1", "100")
+        digest = trading._digest(BTC, request)
+        return trading._Placement(uid, BTC, request, f"ten-{uid}", digest, None)
+
+    placed = await trading.place_orders(rt, [item(uid) for uid in buyers[1:]])  # one batch
+    orders = await trading._after_engine(
+        rt, placed[0].market_id, placed[-1].seq, [p.order_id for p in placed]
+    )
+    assert [o.status for o in orders] == ["FILLED"] * 9 + ["OPEN"]
+    *_, one, ten = engine_steps()
+    assert sum("new_fills AS" in q for q in ten) == 1
+    # BEGIN, the commands, their orders, the lock (accounts, positions), the write, COMMIT
+    assert len(one) == len(ten) == 6, (one, ten)
+    assert await scalar(rt, "SELECT count(*) FROM fills") == 20
+
+
 # --- robustness ---------------------------------------------------------------------------------
 
 
@@ -866,19 +927,28 @@ async def test_a_batch_that_deadlocks_is_retried_and_applied_once(rt, engines, c
     await place(rt, seller, limit(SELL, "0.1", "100"))
     await place(rt, buyer, limit(BUY, "0.1", "100"))  # the fee account exists now
     await place(rt, seller, limit(SELL, "0.2", "100"))
+    # the accounts the next trade settles; the engine locks them in id order
+    settled = [
+        row["id"]
+        for row in await rows(
+            rt,
+            "SELECT id FROM ledger_accounts WHERE (user_id, currency, kind) IN"
+            " (($1, 'USDT', 'HELD'), ($2, 'USDT', 'AVAILABLE'), ($2, 'BTC', 'HELD'),"
+            " ($1, 'BTC', 'AVAILABLE'))"
+            " OR (user_id IS NULL AND kind = 'FEES' AND currency = 'USDT') ORDER BY id",
+            buyer,
+            seller,
+        )
+    ]
+    assert len(settled) == 5
+    lock = "SELECT 1 FROM ledger_accounts WHERE id = :id FOR UPDATE"
     async with rt.engine.connect() as other:
         transaction = await other.begin()
         # this transaction waits longest before it looks for deadlocks: the engine finds it
         await other.execute(text("SET LOCAL deadlock_timeout = '10s'"))
-        await other.execute(
-            text(
-                "SELECT 1 FROM ledger_accounts WHERE user_id = :u AND currency = 'USDT'"
-                " AND kind = 'AVAILABLE' FOR UPDATE"
-            ),
-            {"u": seller},
-        )
+        await other.execute(text(lock), {"id": settled[-1]})
         buy = asyncio.create_task(place(rt, buyer, limit(BUY, "0.2", "100")))
-        # Wait until the engine holds the fee account and waits for the seller's (under
+        # Wait until the engine holds the first accounts and waits for the last (under
         # load that takes longer than any fixed sleep).
         for _ in range(500):
             waiting = await scalar(
@@ -889,14 +959,9 @@ async def test_a_batch_that_deadlocks_is_retried_and_applied_once(rt, engines, c
             if waiting:
                 break
             await asyncio.sleep(0.01)
-        assert waiting, "the engine never waited for the seller's account"
+        assert waiting, "the engine never waited for the last account"
         assert not buy.done()
-        await other.execute(
-            text(
-                "SELECT 1 FROM ledger_accounts WHERE user_id IS NULL AND kind = 'FEES'"
-                " AND currency = 'USDT' FOR UPDATE"
-            )
-        )
+        await other.execute(text(lock), {"id": settled[0]})
         await transaction.rollback()
     assert (await buy).status == "FILLED"
     assert any("retrying" in r.getMessage() for r in caplog.records)

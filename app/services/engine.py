@@ -17,6 +17,13 @@ outcomes and ``markets.applied_seq`` / ``book_seq`` / ``last_price``, then NOTIF
 ``engine_applied``. If the transaction fails the in-memory book is thrown away and
 rebuilt from PostgreSQL, which still holds the state before the batch.
 
+A batch costs the same round trips however many commands it has: BEGIN, the commands,
+the orders they name (when not in memory), one statement locking what it settles
+(``_LOCK_SQL``: accounts in primary-key order, positions), one writing it all
+(``_WRITE_SQL``), COMMIT. The ledger entries of trades and releases are deferred
+(``JournalBatch.defer``) until that lock; only a hold that may be refused (an amend that
+needs more, a bracket's exits) locks its accounts at once.
+
 Consequences. What follows from a command rather than from the log (an OCO sibling's
 cancel after a fill or a trigger, a stop order that trades triggered, a bracket's exits
 once its entry has filled, a GTD expiry) is applied with ``OrderBook.apply_consequence``
@@ -44,6 +51,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 from sqlalchemy import text
@@ -51,7 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.background import stop_tasks
 from app.domain import orders as rules
-from app.domain.ledger import AccountKind, AccountRef, Leg, move
+from app.domain.ledger import AccountKind, Leg, move
 from app.domain.matching import (
     Accepted,
     Amend,
@@ -86,11 +94,10 @@ from app.domain.orders import (
 from app.errors import InsufficientFunds, InvariantViolation
 from app.runtime import Runtime
 from app.services import ledger, outbox
-from app.services.engine_signals import WAKE_CHANNEL, announce_applied
-from app.services.ledger import LockedAccount
+from app.services.engine_signals import APPLIED_CHANNEL, WAKE_CHANNEL
 from app.services.markets import market_by_id
 from app.services.trading import OCO_ROLES, ListRole
-from db.raw import columns, driver
+from db.raw import columns, driver, unnest_parameters
 from db.session import RETRYABLE_SQLSTATES, sqlstate
 
 log = logging.getLogger(__name__)
@@ -155,16 +162,15 @@ class Batch:
     holds: dict[int, HoldState] = field(default_factory=dict)  # touched
     fills: list[tuple[Any, ...]] = field(default_factory=list)
     trades: list[dict[str, Any]] = field(default_factory=list)
-    events: list[tuple[str, int | None, dict[str, Any]]] = field(default_factory=list)
     levels: set[tuple[Side, int]] = field(default_factory=set)
     positions: list[tuple[int, str, Decimal, Decimal, bool]] = field(default_factory=list)
     # bracket entries that ended (filled, canceled, expired): their exits follow once the
     # events at hand are applied
     entries_done: list[LiveOrder] = field(default_factory=list)
-    locked: set[int] = field(default_factory=set)  # users whose accounts are locked
-    fees_locked: bool = False
     # the batch's postings, written together at its end (``_write``): fills carry the
-    # number of their entry in it until then
+    # number of their entry in it until then. Trades and releases are deferred (their
+    # accounts locked together before the write, in primary-key order); what may be
+    # refused (a hold taken by an amend or a bracket's exits) is posted at once.
     journal: ledger.JournalBatch = field(default_factory=ledger.JournalBatch)
 
 
@@ -194,7 +200,11 @@ _LIVE_ORDERS_SQL = " ".join(
         "AND pc.seq = o.priority AND pc.order_id = o.id) AS own_priority",
         _ORDER_FROM,
         "WHERE o.market_id = $1",
-        "AND o.status = ANY($2::text[]) ORDER BY o.id",
+        # the statuses as constants (not a parameter): the engine's connection plans
+        # generically (``_own``), and a generic plan cannot prove a partial index's
+        # predicate from a parameter
+        "AND o.status IN (" + ", ".join(sorted(f"'{s.value}'" for s in rules.LIVE_STATUSES)) + ")",
+        "ORDER BY o.id",
     )
 )
 # The orders and every order of their lists (a bracket's exits come with its entry).
@@ -209,6 +219,148 @@ _ORDERS_BY_ID_SQL = " ".join(
         "JOIN orders l ON l.list_id = f.list_id WHERE f.id = ANY($1::bigint[])) ORDER BY o.id",
     )
 )
+
+_POSITIONS_SQL_BODY = """
+    SELECT p.user_id, p.currency, p.quantity, p.cost_usd, p.realized_pnl_usd
+    FROM positions p
+    JOIN unnest($4::bigint[], $5::text[]) AS k(user_id, currency)
+      ON p.user_id = k.user_id AND p.currency = k.currency
+    ORDER BY p.user_id, p.currency
+    FOR UPDATE OF p
+"""
+# What a batch settles, locked in one statement before it is written: the accounts of its
+# journal entries ($1..$3, ``ledger.ACCOUNT_CTES``: made if new, the others in primary-key
+# order), its positions ($4, $5: made if new, the others in key order) and the quote
+# currency's USD rate ($6). A row another transaction makes after this statement's
+# snapshot is missing from the answer (locked by a statement after it).
+_LOCK_SQL = f"""
+    WITH {ledger.ACCOUNT_CTES},
+    new_positions AS (
+        INSERT INTO positions (user_id, currency)
+        SELECT * FROM unnest($4::bigint[], $5::text[])
+        ON CONFLICT DO NOTHING
+        RETURNING user_id, currency, quantity, cost_usd, realized_pnl_usd
+    ), old_positions AS (
+        {_POSITIONS_SQL_BODY}
+    )
+    SELECT 'account' AS row, a.id, a.user_id, a.currency, a.kind, a.balance,
+           NULL::numeric AS quantity, NULL::numeric AS cost_usd,
+           NULL::numeric AS realized_pnl_usd
+    FROM ({ledger.ACCOUNTS_LOCKED}) AS a
+    UNION ALL
+    SELECT 'position', NULL, user_id, currency, NULL, NULL, quantity, cost_usd,
+           realized_pnl_usd
+    FROM new_positions
+    UNION ALL
+    SELECT 'position', NULL, user_id, currency, NULL, NULL, quantity, cost_usd,
+           realized_pnl_usd
+    FROM old_positions
+    UNION ALL
+    SELECT 'rate', NULL, NULL, currency, NULL, usd_price, NULL, NULL, NULL
+    FROM reference_prices WHERE currency = $6
+"""  # noqa: S608 (no input in the text)
+_POSITIONS_SQL = _POSITIONS_SQL_BODY.replace("$4", "$1").replace("$5", "$2")
+
+# Everything a batch writes, in one statement after the journal's CTEs ($1..$11): its
+# fills (with their journal entry, by number), the orders, holds and positions it changed,
+# its outbox events, its commands' outcomes, the market's sequence and last price (and
+# the base currency's reference price after a trade in a USD market), and the NOTIFY
+# that tells waiting API processes the commands are applied (delivered at COMMIT).
+_WRITE_ARRAYS = {
+    "fills": (
+        "bigint", "bigint", "bigint", "bigint", "text", "text", "numeric", "numeric",
+        "numeric", "numeric", "bigint",
+    ),
+    "orders": (
+        "bigint", "text", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric",
+        "bigint", "text", "bigint", "boolean", "numeric",
+    ),
+    "holds": ("bigint", "numeric", "numeric", "text"),
+    "positions": ("bigint", "text", "numeric", "numeric", "numeric"),
+    "events": outbox.EVENT_TYPES,
+    "outcomes": ("bigint", "text"),
+}  # fmt: skip
+_W = ledger.JOURNAL_PARAMETERS + 1  # market id, fee currency, now; then the arrays
+_A = dict(
+    zip(
+        _WRITE_ARRAYS,
+        accumulate((len(t) for t in _WRITE_ARRAYS.values()), initial=_W + 3),
+        strict=False,
+    )
+)
+_M = _W + 3 + sum(len(t) for t in _WRITE_ARRAYS.values())  # the market's row, then NOTIFY
+_WRITE_SQL = f"""
+    WITH {ledger.JOURNAL_CTES},
+    new_fills AS (
+        INSERT INTO fills (market_id, trade_id, seq, order_id, user_id, side, liquidity,
+                           price, quantity, quote_amount, fee, entry_id, fee_currency,
+                           created_at)
+        SELECT ${_W}, f.trade_id, f.seq, f.order_id, f.user_id, f.side, f.liquidity, f.price,
+               f.quantity, f.quote_amount, f.fee, ids.id, ${_W + 1}, ${_W + 2}
+        FROM unnest({unnest_parameters(_A["fills"], _WRITE_ARRAYS["fills"])})
+             WITH ORDINALITY AS f(trade_id, seq, order_id, user_id, side, liquidity, price,
+                                  quantity, quote_amount, fee, entry, n)
+        JOIN ids ON ids.n = f.entry
+        ORDER BY f.n
+        RETURNING 1
+    ), changed_orders AS (
+        UPDATE orders o SET status = v.status, quantity = v.quantity,
+               filled_quantity = v.filled_quantity, executed_value = v.executed_value,
+               fees = v.fees, fee_numerator = v.fee_numerator, book_price = v.book_price,
+               priority = v.priority, reason = v.reason, hold_id = v.hold_id,
+               trailing_active = v.trailing_active, trailing_extreme = v.trailing_extreme,
+               updated_at = ${_W + 2}
+        FROM unnest({unnest_parameters(_A["orders"], _WRITE_ARRAYS["orders"])})
+             AS v(id, status, quantity, filled_quantity, executed_value, fees, fee_numerator,
+                  book_price, priority, reason, hold_id, trailing_active, trailing_extreme)
+        WHERE o.id = v.id
+        RETURNING 1
+    ), changed_holds AS (
+        UPDATE holds h SET amount = v.amount, remaining = v.remaining, status = v.status,
+               resolved_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE now() END
+        FROM unnest({unnest_parameters(_A["holds"], _WRITE_ARRAYS["holds"])})
+             AS v(id, amount, remaining, status)
+        WHERE h.id = v.id
+        RETURNING 1
+    ), changed_positions AS (
+        UPDATE positions p SET quantity = v.quantity, cost_usd = round(v.cost, 18),
+               realized_pnl_usd = round(v.pnl, 18), updated_at = now()
+        FROM unnest({unnest_parameters(_A["positions"], _WRITE_ARRAYS["positions"])})
+             AS v(user_id, currency, quantity, cost, pnl)
+        WHERE p.user_id = v.user_id AND p.currency = v.currency
+        RETURNING 1
+    ), new_events AS (
+        {outbox.insert_sql(_A["events"])}
+        RETURNING 1
+    ), command_outcomes AS (
+        UPDATE order_commands c SET outcome = v.outcome
+        FROM unnest({unnest_parameters(_A["outcomes"], _WRITE_ARRAYS["outcomes"])})
+             AS v(seq, outcome)
+        WHERE c.market_id = ${_W} AND c.seq = v.seq
+        RETURNING 1
+    ), market AS (
+        UPDATE markets SET applied_seq = ${_M}, book_seq = ${_M + 1},
+               last_trade_id = ${_M + 2}, last_price = ${_M + 3}::numeric
+        WHERE id = ${_W} AND applied_seq <= ${_M}
+        RETURNING id
+    ), price AS (
+        UPDATE reference_prices SET usd_price = ${_M + 3}::numeric, updated_at = now()
+        WHERE currency = ${_M + 4} AND ${_M + 5}::boolean
+        RETURNING 1
+    ), applied AS (
+        SELECT pg_notify(${_M + 6}, ${_M + 7}) FROM market
+    )
+    SELECT {ledger.JOURNAL_COUNTS},
+           (SELECT count(*) FROM new_fills) AS fills,
+           (SELECT count(*) FROM changed_orders) AS orders,
+           (SELECT count(*) FROM changed_holds) AS holds,
+           (SELECT count(*) FROM changed_positions) AS positions,
+           (SELECT count(*) FROM new_events) AS events,
+           (SELECT count(*) FROM command_outcomes) AS outcomes,
+           (SELECT count(*) FROM market) AS market,
+           (SELECT count(*) FROM price) AS priced,
+           (SELECT count(*) FROM applied) AS announced
+"""  # noqa: S608 (no input in the text: column names and parameter numbers)
 
 
 def _units(amount: Decimal, scale: int) -> int:
@@ -259,6 +411,11 @@ class MarketEngine:
         ):
             await asyncio.sleep(settings.trading_engine_takeover_seconds)
         self.owner = True
+        # The batch statements run again and again with arrays of other lengths; under the
+        # default plan_cache_mode PostgreSQL plans each execution afresh (a custom plan),
+        # which cost more than running them. This connection is the engine's alone (never
+        # returned to the pool), so the setting stays with it.
+        await pg.execute("SET plan_cache_mode = force_generic_plan")
 
         def on_wake(_c: object, _pid: int, _channel: str, payload: str) -> None:
             if payload == str(self.market_id):
@@ -290,7 +447,6 @@ class MarketEngine:
             rows = await pg.fetch(
                 _LIVE_ORDERS_SQL,
                 self.market_id,
-                [s.value for s in rules.LIVE_STATUSES],
             )
             await session.rollback()
         self.market = market
@@ -600,56 +756,22 @@ class MarketEngine:
             notional + (-(-(fee_numerator + notional * rate) // den)) - (-(-fee_numerator // den))
         )
 
-    async def _lock_ledger(self, *user_ids: int) -> None:
-        """Lock the accounts a posting is about to use, the first time the batch needs
-        them: the quote currency's fee account before any user's, then every account of
-        each user in the market's two currencies, in one statement (primary-key order).
-
-        A batch posts many entries, so without this it would lock accounts in the order
-        its events come, and deadlock with a placement that locks the same user's
-        AVAILABLE and HELD (say the batch holds HELD from a fill and wants AVAILABLE to
-        release the rest of the hold), or with another engine over the fee account."""
-        pg = await driver(self.session)
-        rows = []
-        if not self.batch.fees_locked:
-            rows += await pg.fetch(
-                "SELECT id, user_id, currency, kind, balance FROM ledger_accounts"
-                " WHERE user_id IS NULL AND kind = 'FEES' AND currency = $1 FOR UPDATE",
-                self.spec.quote,
-            )
-            self.batch.fees_locked = True
-        wanted = sorted(set(user_ids) - self.batch.locked)
-        if wanted:
-            rows += await pg.fetch(
-                "SELECT id, user_id, currency, kind, balance FROM ledger_accounts"
-                " WHERE user_id = ANY($1::bigint[]) AND currency = ANY($2::text[])"
-                " ORDER BY id FOR UPDATE",
-                wanted,
-                [self.spec.base, self.spec.quote],
-            )
-            self.batch.locked.update(wanted)
-        self.batch.journal.adopt(
-            {
-                AccountRef(r["currency"], AccountKind(r["kind"]), r["user_id"]): LockedAccount(
-                    r["id"], r["balance"]
-                )
-                for r in rows
-            }
-        )
-
     async def _move_hold(self, hold: HoldState, delta: int) -> None:
-        """Hold ``delta`` more (AVAILABLE -> HELD), or release ``-delta``."""
-        await self._lock_ledger(hold.user_id)
+        """Hold ``delta`` more (AVAILABLE -> HELD: may be refused), or release ``-delta``."""
         amount = self._amount(hold.currency, abs(delta))
         available = ledger.user_account(hold.user_id, hold.currency)
         held = ledger.user_account(hold.user_id, hold.currency, AccountKind.HELD)
-        legs = move(amount, available, held) if delta > 0 else move(amount, held, available)
-        await self.batch.journal.post(
-            self.session,
-            kind="HOLD" if delta > 0 else "HOLD_VOID",
-            legs=legs,
-            reference=f"hold:{hold.id}",
-        )
+        if delta > 0:
+            await self.batch.journal.post(
+                self.session,
+                kind="HOLD",
+                legs=move(amount, available, held),
+                reference=f"hold:{hold.id}",
+            )
+        else:
+            self.batch.journal.defer(
+                kind="HOLD_VOID", legs=move(amount, held, available), reference=f"hold:{hold.id}"
+            )
         hold.remaining += delta
         if delta > 0:
             hold.amount += delta
@@ -759,7 +881,6 @@ class MarketEngine:
             order.fee_numerator += acc_delta
             done = fill.maker_remaining if order is maker else fill.taker_remaining
             self._transition(order, OrderEvent.FILL_PARTIAL if done else OrderEvent.FILL)
-        await self._lock_ledger(buyer.user_id, seller.user_id)
         buyer_hold = self.holds[buyer.hold_id]  # type: ignore[index]
         seller_hold = self.holds[seller.hold_id]  # type: ignore[index]
         buyer_hold.remaining -= value + buyer_fee
@@ -779,8 +900,7 @@ class MarketEngine:
             Leg(acct(seller.user_id, spec.base, AccountKind.HELD), -b),
             Leg(acct(buyer.user_id, spec.base), b),
         ]
-        entry = await self.batch.journal.post(
-            self.session,
+        entry = self.batch.journal.defer(
             kind="TRADE",
             legs=[leg for leg in legs if leg.amount != 0],
             reference=f"trade:{spec.symbol}:{fill.trade_id}",
@@ -886,7 +1006,6 @@ class MarketEngine:
             await self._observe([self.last_price])
 
     async def _new_hold(self, hold: HoldState, units: int) -> int:
-        await self._lock_ledger(hold.user_id)
         request = ledger.HoldRequest(
             hold.user_id,
             hold.currency,
@@ -956,26 +1075,23 @@ class MarketEngine:
     # -- writing ----------------------------------------------------------------------
 
     async def _write(self, pg: Any, batch: Batch) -> None:
+        """The batch in two statements: lock what it settles (``_lock``), then write it
+        all (``_WRITE_SQL``: journal, fills, orders, holds, positions, events, command
+        outcomes, the market's sequence and price, the NOTIFY of what is applied)."""
         spec = self.spec
-        symbol = spec.symbol
         now = self.rt.now()
-        entry_ids = await batch.journal.flush(self.session)
-        if batch.fills:
-            await pg.execute(
-                "INSERT INTO fills (market_id, trade_id, seq, order_id, user_id, side, liquidity,"
-                " price, quantity, quote_amount, fee, entry_id, fee_currency, created_at)"
-                " SELECT $1, f.* , $13, $14 FROM unnest($2::bigint[], $3::bigint[],"
-                " $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::numeric[],"
-                " $9::numeric[], $10::numeric[], $11::numeric[], $12::bigint[]) AS f",
-                self.market_id,
-                *columns((*f[:10], entry_ids[f[10]]) for f in batch.fills),
-                spec.quote,
-                now,
-            )
-        if batch.orders:
-            await self._write_orders(pg, batch, now)
-        if batch.holds:
-            rows = [
+        positions = await self._lock(pg, batch)
+        batch.journal.settle()
+        pending = batch.journal.take()
+        journal = pending.parameters if pending else columns([], ledger.JOURNAL_PARAMETERS)
+        events = self._events_of(batch, now)
+        book_seq = self.applied if batch.levels else self.book_seq
+        last_price = None if self.last_price is None else spec.price(self.last_price)
+        assert self.book is not None
+        rows = {
+            "fills": batch.fills,
+            "orders": self._order_rows(batch),
+            "holds": [
                 (
                     h.id,
                     self._amount(h.currency, h.amount),
@@ -983,52 +1099,93 @@ class MarketEngine:
                     h.status,
                 )
                 for h in batch.holds.values()
-            ]
-            await pg.execute(
-                "UPDATE holds h SET amount = v.amount, remaining = v.remaining,"
-                " status = v.status,"
-                " resolved_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE now() END"
-                " FROM unnest($1::bigint[], $2::numeric[], $3::numeric[], $4::text[])"
-                " AS v(id, amount, remaining, status) WHERE h.id = v.id",
-                *columns(rows),
-            )
-        if batch.positions:
-            await self._write_positions(pg, batch)
-        await self._write_events(pg, batch, symbol, now)
-        if batch.outcomes:
-            await pg.execute(
-                "UPDATE order_commands c SET outcome = v.outcome"
-                " FROM unnest($2::bigint[], $3::text[]) AS v(seq, outcome)"
-                " WHERE c.market_id = $1 AND c.seq = v.seq",
-                self.market_id,
-                list(batch.outcomes),
-                list(batch.outcomes.values()),
-            )
-        book_seq = self.applied if batch.levels else self.book_seq
-        last_price = None if self.last_price is None else spec.price(self.last_price)
-        assert self.book is not None
-        updated = await pg.fetchval(
-            "UPDATE markets SET applied_seq = $2, book_seq = $3, last_trade_id = $4,"
-            " last_price = $5 WHERE id = $1 AND applied_seq <= $2 RETURNING id",
+            ],
+            "positions": positions,
+            "events": events,
+            "outcomes": list(batch.outcomes.items()),
+        }
+        written = await pg.fetchrow(
+            _WRITE_SQL,
+            *journal,
             self.market_id,
+            spec.quote,
+            now,
+            *(
+                parameter
+                for name, types in _WRITE_ARRAYS.items()
+                for parameter in columns(rows[name], len(types))
+            ),
             self.applied,
             book_seq,
             self.book.last_trade_id,
             last_price,
+            spec.base,
+            bool(batch.trades and spec.quote in CASH and last_price is not None),
+            APPLIED_CHANNEL,
+            f"{self.market_id}:{self.applied}",
         )
-        if updated is None:
+        if pending is not None:
+            pending.check(written)
+        if written["market"] != 1:
             raise InvariantViolation("another engine moved this market on")
-        if batch.trades and spec.quote in CASH and last_price is not None:
-            await pg.execute(
-                "UPDATE reference_prices SET usd_price = $2, updated_at = now()"
-                " WHERE currency = $1",
-                spec.base,
-                last_price,
-            )
-        await announce_applied(self.session, self.market_id, self.applied)
+        if any(written[name] != len(rows[name]) for name in _WRITE_ARRAYS):
+            raise InvariantViolation(f"the engine's batch was not written exactly once: {written}")
         self.book_seq = book_seq
 
-    async def _write_orders(self, pg: Any, batch: Batch, now: datetime) -> None:
+    async def _lock(self, pg: Any, batch: Batch) -> list[tuple[Any, ...]]:
+        """Lock what the batch settles, in one statement (``_LOCK_SQL``): the accounts of
+        its deferred journal entries (primary-key order, as every locker of accounts) and
+        its positions, with the quote currency's USD rate; the positions' new rows."""
+        journal = batch.journal
+        refs = list(journal.unlocked())
+        keys = sorted({(user, asset) for user, asset, *_ in batch.positions})
+        if not refs and not keys:
+            return []
+        rows = await pg.fetch(
+            _LOCK_SQL,
+            [r.user_id for r in refs],
+            [r.currency for r in refs],
+            [r.kind.value for r in refs],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            self.spec.quote,
+        )
+        journal.adopt(ledger.locked_accounts(r for r in rows if r["row"] == "account"))
+        if missing := journal.unlocked():  # made by another transaction meanwhile
+            journal.adopt(await ledger.lock_accounts(self.session, missing))
+        current = {
+            (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
+            for r in rows
+            if r["row"] == "position"
+        }
+        if late := [k for k in keys if k not in current]:
+            # made by another transaction after this statement's snapshot: locked now
+            for r in await pg.fetch(_POSITIONS_SQL, [k[0] for k in late], [k[1] for k in late]):
+                current[(r["user_id"], r["currency"])] = [
+                    r["quantity"],
+                    r["cost_usd"],
+                    r["realized_pnl_usd"],
+                ]
+        rate = next((r["balance"] for r in rows if r["row"] == "rate"), _D(0))
+        for user, asset, quantity, quote_value, acquired in batch.positions:
+            position = current[(user, asset)]
+            usd = quote_value * rate
+            if acquired:
+                position[0] += quantity
+                position[1] += usd
+            else:
+                held, cost = position[0], position[1]
+                if held >= quantity:
+                    share = (cost * quantity / held) if held else _D(0)
+                    position[2] += usd - share
+                    position[0], position[1] = held - quantity, cost - share
+                else:
+                    tracked = usd * held / quantity if quantity else _D(0)
+                    position[2] += tracked - cost
+                    position[0], position[1] = _D(0), _D(0)
+        return [(k[0], k[1], *current[k]) for k in keys]
+
+    def _order_rows(self, batch: Batch) -> list[tuple[Any, ...]]:
         spec = self.spec
         q = lambda units: _D(units).scaleb(-spec.quote_scale)  # noqa: E731
         rows = []
@@ -1051,73 +1208,13 @@ class MarketEngine:
                     None if state is None or state.extreme is None else spec.price(state.extreme),
                 )
             )
-        await pg.execute(
-            "UPDATE orders o SET status = v.status, quantity = v.quantity,"
-            " filled_quantity = v.filled_quantity, executed_value = v.executed_value,"
-            " fees = v.fees, fee_numerator = v.fee_numerator, book_price = v.book_price,"
-            " priority = v.priority, reason = v.reason, hold_id = v.hold_id,"
-            " trailing_active = v.trailing_active, trailing_extreme = v.trailing_extreme,"
-            " updated_at = $14"
-            " FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[],"
-            " $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[], $9::bigint[],"
-            " $10::text[], $11::bigint[], $12::boolean[], $13::numeric[])"
-            " AS v(id, status, quantity, filled_quantity, executed_value, fees, fee_numerator,"
-            " book_price, priority, reason, hold_id, trailing_active, trailing_extreme)"
-            " WHERE o.id = v.id",
-            *columns(rows),
-            now,
-        )
+        return rows
 
-    async def _write_positions(self, pg: Any, batch: Batch) -> None:
-        rates = {
-            r["currency"]: r["usd_price"]
-            for r in await pg.fetch("SELECT currency, usd_price FROM reference_prices")
-        }
-        keys = sorted({(user, asset) for user, asset, *_ in batch.positions})
-        await pg.execute(
-            "INSERT INTO positions (user_id, currency)"
-            " SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
-            *columns(keys),
-        )
-        current = {
-            (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
-            for r in await pg.fetch(
-                "SELECT user_id, currency, quantity, cost_usd, realized_pnl_usd FROM positions"
-                " WHERE (user_id, currency) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))"
-                " ORDER BY user_id, currency FOR UPDATE",
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-            )
-        }
-        rate = rates.get(self.spec.quote, _D(0))
-        for user, asset, quantity, quote_value, acquired in batch.positions:
-            position = current[(user, asset)]
-            usd = quote_value * rate
-            if acquired:
-                position[0] += quantity
-                position[1] += usd
-            else:
-                held, cost = position[0], position[1]
-                if held >= quantity:
-                    share = (cost * quantity / held) if held else _D(0)
-                    position[2] += usd - share
-                    position[0], position[1] = held - quantity, cost - share
-                else:
-                    tracked = usd * held / quantity if quantity else _D(0)
-                    position[2] += tracked - cost
-                    position[0], position[1] = _D(0), _D(0)
-        await pg.execute(
-            "UPDATE positions p SET quantity = v.quantity, cost_usd = round(v.cost, 18),"
-            " realized_pnl_usd = round(v.pnl, 18), updated_at = now()"
-            " FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[],"
-            " $5::numeric[]) AS v(user_id, currency, quantity, cost, pnl)"
-            " WHERE p.user_id = v.user_id AND p.currency = v.currency",
-            *columns((k[0], k[1], *current[k]) for k in keys),
-        )
-
-    async def _write_events(self, pg: Any, batch: Batch, symbol: str, now: datetime) -> None:
+    def _events_of(self, batch: Batch, now: datetime) -> list[tuple[str, int | None, str]]:
+        """The batch's outbox events: book levels, trades, ticker, fills, order states."""
         assert self.book is not None
         spec = self.spec
+        symbol = spec.symbol
         events: list[tuple[str, int | None, str]] = []
         if batch.levels:
             bids, asks = [], []
@@ -1213,8 +1310,7 @@ class MarketEngine:
                     )
                 )
             order.changed = False
-        if events:
-            await outbox.write_events(pg, events)
+        return events
 
 
 class EngineSet:

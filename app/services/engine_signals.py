@@ -18,19 +18,12 @@ import logging
 from collections import defaultdict
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
-
-from db.raw import driver
 
 WAKE_CHANNEL = "engine_wake"
 APPLIED_CHANNEL = "engine_applied"
 log = logging.getLogger(__name__)
-
-
-async def announce_applied(session: AsyncSession, market_id: int, seq: int) -> None:
-    connection = await driver(session)
-    await connection.execute("SELECT pg_notify($1, $2)", APPLIED_CHANNEL, f"{market_id}:{seq}")
 
 
 class AppliedWatcher:

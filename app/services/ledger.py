@@ -23,21 +23,35 @@ from app.logs import request_id_var
 from db.models import Hold
 from db.raw import columns, driver
 
-_LOCK_SQL = """
-    SELECT a.id, a.user_id, a.currency, a.kind, a.balance
-    FROM ledger_accounts a
-    JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
-      ON a.user_id IS NOT DISTINCT FROM w.user_id AND a.currency = w.currency
-     AND a.kind = w.kind
-    ORDER BY a.id
-    FOR UPDATE OF a
+# Lock accounts ($1 user ids, $2 currencies, $3 kinds), making the missing ones: those
+# that exist locked in primary-key order (every locker of several accounts takes them in
+# this one order, so two of them never deadlock), new ones locked by their INSERT.
+# ``ACCOUNTS_LOCKED`` selects both (id, user_id, currency, kind, balance). An account
+# another transaction makes after the statement's snapshot is missing from the answer.
+ACCOUNT_CTES = """
+    made AS (
+        INSERT INTO ledger_accounts (user_id, currency, kind)
+        SELECT w.user_id, w.currency, w.kind
+        FROM unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM ledger_accounts a
+            WHERE a.user_id IS NOT DISTINCT FROM w.user_id AND a.currency = w.currency
+              AND a.kind = w.kind
+        )
+        ON CONFLICT DO NOTHING
+        RETURNING id, user_id, currency, kind, balance
+    ), locked AS (
+        SELECT a.id, a.user_id, a.currency, a.kind, a.balance
+        FROM ledger_accounts a
+        JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
+          ON a.user_id IS NOT DISTINCT FROM w.user_id AND a.currency = w.currency
+         AND a.kind = w.kind
+        ORDER BY a.id
+        FOR UPDATE OF a
+    )
 """
-
-_CREATE_SQL = """
-    INSERT INTO ledger_accounts (user_id, currency, kind)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
-    ON CONFLICT DO NOTHING
-"""
+ACCOUNTS_LOCKED = "SELECT * FROM locked UNION ALL SELECT * FROM made"
+_LOCK_SQL = f"WITH {ACCOUNT_CTES} {ACCOUNTS_LOCKED}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +66,21 @@ class Posted:
     balances: dict[AccountRef, Decimal]  # balance after the entry
 
 
+def locked_accounts(rows: Iterable[Any]) -> dict[AccountRef, LockedAccount]:
+    """``ACCOUNTS_LOCKED``' rows (id, user_id, currency, kind, balance) by account."""
+    return {
+        AccountRef(r["currency"], AccountKind(r["kind"]), r["user_id"]): LockedAccount(
+            r["id"], r["balance"]
+        )
+        for r in rows
+    }
+
+
 async def lock_accounts(
     session: AsyncSession, refs: Iterable[AccountRef]
 ) -> dict[AccountRef, LockedAccount]:
-    """Get or create the accounts and lock them, in primary-key order (one statement
-    when they exist, which is the usual case)."""
+    """Get or create the accounts and lock them (one statement: ``_LOCK_SQL``; again if
+    another transaction made one of them meanwhile)."""
     wanted = list(set(refs))
     columns = (
         [r.user_id for r in wanted],
@@ -64,16 +88,9 @@ async def lock_accounts(
         [r.kind.value for r in wanted],
     )
     connection = await driver(session)
-    rows = await connection.fetch(_LOCK_SQL, *columns)
-    if len(rows) < len(wanted):
-        await connection.execute(_CREATE_SQL, *columns)
-        rows = await connection.fetch(_LOCK_SQL, *columns)
-    found = {
-        AccountRef(r["currency"], AccountKind(r["kind"]), r["user_id"]): LockedAccount(
-            r["id"], r["balance"]
-        )
-        for r in rows
-    }
+    found = locked_accounts(await connection.fetch(_LOCK_SQL, *columns))
+    if len(found) < len(wanted):
+        found = locked_accounts(await connection.fetch(_LOCK_SQL, *columns))
     if set(found) != set(wanted):
         raise InvariantViolation(f"ledger accounts missing: {set(wanted) - set(found)}")
     return found
@@ -238,6 +255,15 @@ class Pending:
             raise InvariantViolation("journal entries were not written exactly once")
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: str
+    reference: str | None
+    memo: str | None
+    request_id: str | None
+    amounts: dict[AccountRef, Decimal]  # per account (``_combine``)
+
+
 class JournalBatch:
     """Journal entries posted in memory during one transaction and written together by
     ``flush``: one statement for the entries, their postings and the balances, however
@@ -248,13 +274,20 @@ class JournalBatch:
 
     A writer that posts many entries in one transaction (the matching engine's batches, a
     batch of order holds) flushes once at the end. Nothing is written until ``flush``, so
-    nothing else in the transaction may read these balances or postings before it."""
+    nothing else in the transaction may read these balances or postings before it.
+
+    ``defer`` records an entry without locking its accounts yet, for a writer whose
+    entries follow from funds it already holds (a trade settling two holds): it locks
+    what they use all at once, in primary-key order (``unlocked``, ``adopt``, ``settle``),
+    instead of a round trip for each new account in the order its events come. Deferred
+    entries keep their place: a ``post`` after them settles them first."""
 
     def __init__(self) -> None:
         self.accounts: dict[AccountRef, LockedAccount] = {}
         self._start: dict[AccountRef, Decimal] = {}  # balances when locked
         self._entries: list[tuple[str, str | None, str | None, str | None]] = []
         self._postings: list[tuple[int, int, str, Decimal, Decimal]] = []
+        self._deferred: list[_Entry] = []
 
     def adopt(self, accounts: dict[AccountRef, LockedAccount]) -> None:
         """Accounts this transaction has locked (balances as locked)."""
@@ -263,9 +296,19 @@ class JournalBatch:
                 self.accounts[ref] = account
                 self._start[ref] = account.balance
 
-    async def post(
+    async def post(self, session: AsyncSession, **entry: Any) -> int:
+        """Record one balanced entry (``defer``'s arguments); its number in this batch
+        (``flush`` maps numbers to entry ids). Refuses (``InsufficientFunds``, nothing
+        recorded) when a user account would go negative. Entries deferred before it are
+        settled first (their accounts locked with its own, in one statement)."""
+        number = self.defer(**entry)
+        if missing := self.unlocked():
+            self.adopt(await lock_accounts(session, missing))
+        self.settle()
+        return number
+
+    def defer(
         self,
-        session: AsyncSession,
         *,
         kind: str,
         legs: Sequence[Leg],
@@ -273,20 +316,34 @@ class JournalBatch:
         memo: str | None = None,
         request_id: str | None = None,
     ) -> int:
-        """Record one balanced entry; its number in this batch (``flush`` maps numbers to
-        entry ids). Refuses (``InsufficientFunds``, nothing recorded) when a user account
-        would go negative. ``request_id``: the current request's unless given."""
+        """Record one balanced entry whose accounts are locked later (``settle``); its
+        number in this batch. No round trip. ``request_id``: the current request's unless
+        given."""
         check_balanced(legs)
-        amounts = _combine(legs)
-        missing = [ref for ref in amounts if ref not in self.accounts]
-        if missing:
-            self.adopt(await lock_accounts(session, missing))
-        for ref, amount in amounts.items():
+        self._deferred.append(
+            _Entry(kind, reference, memo, request_id or request_id_var.get(), _combine(legs))
+        )
+        return len(self._entries) + len(self._deferred)
+
+    def unlocked(self) -> set[AccountRef]:
+        """The accounts deferred entries use that this batch has not locked yet."""
+        return {ref for e in self._deferred for ref in e.amounts if ref not in self.accounts}
+
+    def settle(self) -> None:
+        """Record the deferred entries, in order, each refused (``InsufficientFunds``,
+        it and those after it not recorded) if a user account would go negative (their
+        accounts locked and adopted first: ``unlocked``)."""
+        deferred, self._deferred = self._deferred, []
+        for entry in deferred:
+            self._record(entry)
+
+    def _record(self, entry: _Entry) -> int:
+        for ref, amount in entry.amounts.items():
             if ref.user_id is not None and self.accounts[ref].balance + amount < 0:
                 raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
-        self._entries.append((kind, reference, memo, request_id or request_id_var.get()))
+        self._entries.append((entry.kind, entry.reference, entry.memo, entry.request_id))
         number = len(self._entries)
-        for ref, amount in amounts.items():
+        for ref, amount in entry.amounts.items():
             account = self.accounts[ref]
             after = account.balance + amount
             self.accounts[ref] = LockedAccount(account.id, after)
@@ -295,7 +352,9 @@ class JournalBatch:
 
     def take(self) -> Pending | None:
         """What was posted, to write in the caller's statement (``Pending``); the batch is
-        empty afterwards. None when nothing was posted."""
+        empty afterwards. None when nothing was posted. Deferred entries must be settled."""
+        if self._deferred:
+            raise InvariantViolation("deferred journal entries were not settled")
         if not self._entries:
             return None
         changed = {
@@ -319,7 +378,11 @@ class JournalBatch:
         return pending
 
     async def flush(self, session: AsyncSession) -> dict[int, int]:
-        """Write what was posted; entry id by number. The batch is empty afterwards."""
+        """Write what was posted (deferred entries too); entry id by number. The batch is
+        empty afterwards."""
+        if missing := self.unlocked():
+            self.adopt(await lock_accounts(session, missing))
+        self.settle()
         pending = self.take()
         if pending is None:
             return {}

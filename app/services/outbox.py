@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.pubsub import publish_many
-from db.raw import driver
+from db.raw import driver, unnest_parameters
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +29,29 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> None:
     """``events`` on the outbox in the session's transaction, in order, in one statement
     (a payload given as a string is taken as its JSON)."""
     if events:
-        await write_events(await driver(session), events)
+        await (await driver(session)).execute(
+            _EMIT_SQL,
+            [topic for topic, _, _ in events],
+            [user_id for _, user_id, _ in events],
+            [p if isinstance(p, str) else json.dumps(p, default=str) for _, _, p in events],
+        )
 
 
-async def write_events(connection: Any, events: Sequence[Event]) -> None:
-    """``emit_many`` on a raw asyncpg connection (in its transaction)."""
-    await connection.execute(
-        "INSERT INTO outbox (topic, user_id, payload)"
-        " SELECT t, u, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[])"
-        " WITH ORDINALITY AS e(t, u, p, n) ORDER BY n",
-        [topic for topic, _, _ in events],
-        [user_id for _, user_id, _ in events],
-        [p if isinstance(p, str) else json.dumps(p, default=str) for _, _, p in events],
+EVENT_TYPES = ("text", "bigint", "text")  # the arrays of ``insert_sql``
+
+
+def insert_sql(first: int) -> str:
+    """The INSERT of events from three arrays from ``$first`` on (topics, user ids, JSON
+    payloads as text), in their order: ``emit_many``'s statement, or a CTE of a writer's."""
+    arrays = unnest_parameters(first, EVENT_TYPES)
+    return (
+        "INSERT INTO outbox (topic, user_id, payload)"  # noqa: S608 (parameter numbers only)
+        f" SELECT t, u, p::jsonb FROM unnest({arrays}) WITH ORDINALITY AS e(t, u, p, n)"
+        " ORDER BY n"
     )
+
+
+_EMIT_SQL = insert_sql(1)
 
 
 def channel(prefix: str, topic: str, user_id: int | None) -> str:

@@ -6,7 +6,10 @@ passes when the budget holds ``c`` units, and nothing is drawn when it does not.
 keeps one number per key (the "theoretical arrival time") with a TTL, and the script
 reads the clock with ``TIME`` on the Redis server, so several processes (and machines
 with skewed clocks) share one budget exactly. A cost above the whole budget counts as the
-whole budget: it passes only when the budget is full, and empties it.
+whole budget: it passes only when the budget is full, and empties it. One call of the
+script draws from several budgets in order and stops at the first that refuses, so a
+request charged to two budgets costs one round trip, and the second is charged only
+when the first allowed.
 
 Budgets (sizes in ``Settings``):
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,22 +38,29 @@ from app.domain.emails import normalise_email
 from app.errors import RateLimited, ValidationFailed
 from app.runtime import Runtime
 
+# KEYS: one per budget; ARGV: limit, period (ms), cost for each key in turn. Returns one
+# {allowed, remaining, retry ms, reset ms} per budget drawn, up to the first refusal.
 _GCRA = """
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local cost = math.min(tonumber(ARGV[3]), limit)
-local interval = period / limit
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local new_tat = tat + cost * interval
-local allow_at = new_tat - period
-if allow_at > now then
-  return {0, math.floor((now - (tat - period)) / interval), math.ceil(allow_at - now),
-          math.ceil(tat - now)}
+local results = {}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[3 * i - 2])
+  local period = tonumber(ARGV[3 * i - 1])
+  local cost = math.min(tonumber(ARGV[3 * i]), limit)
+  local interval = period / limit
+  local tat = math.max(tonumber(redis.call('GET', key) or '0'), now)
+  local new_tat = tat + cost * interval
+  local allow_at = new_tat - period
+  if allow_at > now then
+    results[i] = {0, math.floor((now - (tat - period)) / interval), math.ceil(allow_at - now),
+                  math.ceil(tat - now)}
+    return results
+  end
+  redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
+  results[i] = {1, math.floor((now - allow_at) / interval), 0, math.ceil(new_tat - now)}
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
-return {1, math.floor((now - allow_at) / interval), 0, math.ceil(new_tat - now)}
+return results
 """
 _GCRA_SHA = hashlib.sha1(_GCRA.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
 
@@ -89,10 +99,29 @@ class Caller:
 
 async def draw(rt: Runtime, budget: Budget, subject: str, cost: int) -> Decision:
     """Take ``cost`` units from ``subject``'s budget if it holds them (atomically)."""
-    key = rt.redis_key("rl", budget.name, subject)
-    args = (budget.limit, budget.period * 1000, max(cost, 0))
+    [decision] = await draw_in_order(rt, [(budget, subject, cost)])
+    return decision
+
+
+async def draw_in_order(rt: Runtime, charges: Sequence[tuple[Budget, str, int]]) -> list[Decision]:
+    """Draw each ``(budget, subject, cost)`` in turn, in one round trip, stopping at the
+    first budget that refuses: the decisions up to and including that one (a budget after
+    a refusal is not charged)."""
+    keys = tuple(rt.redis_key("rl", budget.name, subject) for budget, subject, _ in charges)
+    args = tuple(
+        arg
+        for budget, _, cost in charges
+        for arg in (budget.limit, budget.period * 1000, max(cost, 0))
+    )
     draws = rt.coalescer("rate_limit_draws", lambda: Coalescer(_draws(rt), max_batch=500))
-    allowed, remaining, retry_ms, reset_ms = (int(v) for v in await draws.submit((key, args)))
+    results = await draws.submit((keys, args))
+    return [
+        _decision(budget, result) for (budget, _, _), result in zip(charges, results, strict=False)
+    ]
+
+
+def _decision(budget: Budget, result: Sequence[Any]) -> Decision:
+    allowed, remaining, retry_ms, reset_ms = (int(v) for v in result)
     return Decision(
         budget=budget.name,
         allowed=bool(allowed),
@@ -103,7 +132,7 @@ async def draw(rt: Runtime, budget: Budget, subject: str, cost: int) -> Decision
     )
 
 
-Draw = tuple[str, tuple[int, int, int]]  # key, script arguments
+Draw = tuple[tuple[str, ...], tuple[float, ...]]  # keys, script arguments (3 per key)
 
 
 def _draws(rt: Runtime) -> Callable[[list[Draw]], Awaitable[list[Any]]]:
@@ -113,8 +142,8 @@ def _draws(rt: Runtime) -> Callable[[list[Draw]], Awaitable[list[Any]]]:
     async def run(draws: list[Draw]) -> list[Any]:
         for _ in range(2):
             async with rt.redis.pipeline(transaction=False) as pipe:
-                for key, args in draws:
-                    pipe.evalsha(_GCRA_SHA, 1, key, *args)
+                for keys, args in draws:
+                    pipe.evalsha(_GCRA_SHA, len(keys), *keys, *args)
                 results = await pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in results):
                 break
@@ -136,14 +165,15 @@ def orders_budget(rt: Runtime) -> Budget:
 
 async def draw_request(rt: Runtime, *, caller: Caller, cost: int, orders: int = 0) -> Decision:
     """One GraphQL request: its query cost from the caller's ``api`` budget, then one unit
-    per order placement from the ``orders`` budget. Returns the refusing decision, or the
-    ``api`` one when both allow (for the response headers)."""
+    per order placement from the ``orders`` budget (only when the ``api`` budget allowed),
+    in one round trip. Returns the refusing decision, or the ``api`` one when both allow
+    (for the response headers)."""
     subject = f"{caller.kind}:{caller.id}"
-    decision = await draw(rt, api_budget(rt, caller), subject, cost)
-    if decision.allowed and orders:
-        placed = await draw(rt, orders_budget(rt), subject, orders)
-        return decision if placed.allowed else placed
-    return decision
+    charges = [(api_budget(rt, caller), subject, cost)]
+    if orders:
+        charges.append((orders_budget(rt), subject, orders))
+    decisions = await draw_in_order(rt, charges)
+    return decisions[-1] if not decisions[-1].allowed else decisions[0]
 
 
 # login attempts

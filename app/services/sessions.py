@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -196,19 +197,34 @@ def _token_checks(
     rt: Runtime,
 ) -> Callable[[list[AccessClaims]], Awaitable[list[tuple[bool, User | None]]]]:
     """For the tokens of the requests authenticating at the same moment: whether each is
-    on the denylist (logout) and its user, in one Redis round trip and one query."""
+    on the denylist (logout) and its user, in one Redis round trip and one query, run at
+    the same time. A failure of either is raised as itself once the other has ended."""
 
     async def run(tokens: list[AccessClaims]) -> list[tuple[bool, User | None]]:
-        async with rt.redis.pipeline(transaction=False) as pipe:
-            for claims in tokens:
-                pipe.exists(_denylist_key(rt, claims.jti))
-            revoked = await pipe.execute()
-        async with rt.reads() as session:
-            users = await users_by_ids(session, sorted({c.user_id for c in tokens}))
-        by_id = {u.id: u for u in users if u is not None}
-        return [(bool(r), by_id.get(c.user_id)) for r, c in zip(revoked, tokens, strict=True)]
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                revoked = tasks.create_task(_denylisted(rt, tokens))
+                users = tasks.create_task(_users(rt, {c.user_id for c in tokens}))
+        except ExceptionGroup as failed:  # the other was cancelled and has ended
+            raise failed.exceptions[0] from None  # as the caller saw it before
+        by_id = {u.id: u for u in users.result() if u is not None}
+        return [
+            (bool(r), by_id.get(c.user_id)) for r, c in zip(revoked.result(), tokens, strict=True)
+        ]
 
     return run
+
+
+async def _denylisted(rt: Runtime, tokens: list[AccessClaims]) -> list[Any]:
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        for claims in tokens:
+            pipe.exists(_denylist_key(rt, claims.jti))
+        return await pipe.execute()
+
+
+async def _users(rt: Runtime, user_ids: set[int]) -> list[User | None]:
+    async with rt.reads() as session:
+        return await users_by_ids(session, sorted(user_ids))
 
 
 async def _issue(
