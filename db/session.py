@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,7 +35,7 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
@@ -42,6 +43,18 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         # are recycled well before server-side idle timeouts instead.
         pool_recycle=300,
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed)
+    return engine
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server ended while it sat idle (a restart, a failover,
+    ``pg_terminate_backend``) is known to asyncpg without a round trip: its socket was
+    closed. Refused at checkout, the pool replaces it with a new one. Without this it
+    would go on being handed out: a raw asyncpg statement's failure (``db.raw``) never
+    reaches SQLAlchemy's own disconnect handling, so nothing else would drop it."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 
 from db.models import OutboxEvent
 from db.raw import driver
-from db.session import in_transaction
+from db.session import create_engine, create_sessionmaker, in_transaction
 
 
 async def _count(rt) -> int:
@@ -71,3 +71,28 @@ async def test_a_deadlock_raised_by_a_raw_statement_is_retried(rt):
             "SELECT topic FROM outbox WHERE topic LIKE 'done-%' ORDER BY topic"
         )
     assert [r["topic"] for r in done] == ["done-a", "done-b"]
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout(rt, settings):
+    """The server ends an idle pooled connection (a restart, pg_terminate_backend): the
+    next session gets a new one, also when its first statement is raw (which SQLAlchemy's
+    own disconnect handling never sees)."""
+    engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+    sessions = create_sessionmaker(engine)
+    try:
+        async with sessions() as session:
+            pg = await driver(session)
+            pid = await pg.fetchval("SELECT pg_backend_pid()")
+        async with rt.sessions() as session:
+            assert await session.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        for _ in range(200):  # until asyncpg has read the end of the socket
+            if pg.is_closed():
+                break
+            await asyncio.sleep(0.01)
+        assert pg.is_closed()
+
+        async with sessions() as session, session.begin():
+            now_pid = await (await driver(session)).fetchval("SELECT pg_backend_pid()")
+        assert now_pid != pid
+    finally:
+        await engine.dispose()
