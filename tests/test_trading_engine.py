@@ -11,10 +11,18 @@ import pytest
 from sqlalchemy import event, text
 
 from app.domain import trading_errors as errors
-from app.domain.orders import MarketStatus, OrderType, Side, TimeInForce, TrailingOffsetType
+from app.domain.orders import (
+    LIVE_STATUSES,
+    MarketStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    TrailingOffsetType,
+)
 from app.domain.trading_errors import FillOrKillNotFillable, PostOnlyWouldTake
 from app.errors import Forbidden, InsufficientFunds
 from app.services import trading
+from app.services.engine import OrderIndex
 from tests.trading import (
     BTC,
     FAST_ENGINE,
@@ -26,6 +34,7 @@ from tests.trading import (
     funded_user,
     limit,
     market,
+    market_id,
     place,
     reload,
     request,
@@ -969,3 +978,52 @@ async def test_a_batch_that_deadlocks_is_retried_and_applied_once(rt, engines, c
     assert await wallet(rt, seller, "BTC") == (D("0.7"), ZERO)
     assert await wallet(rt, buyer, "BTC") == (D("0.3"), ZERO)
     assert await wallet(rt, buyer, "USDT") == (D("1000") - D("30.06"), ZERO)
+
+
+# --- the engine's memory ------------------------------------------------------------------------
+
+
+async def test_the_engine_keeps_exactly_the_live_orders_and_its_lookups_agree(rt, engines, tape):
+    """The engine finds lists, a user's orders, stops and expiring orders through an
+    index rather than by scanning every order it keeps: after fills, an OCO, a bracket,
+    an expiry and a cancel-all, it keeps exactly the orders PostgreSQL has live, the
+    holds they use, and an index equal to one built afresh from them."""
+    maker = await funded_user(rt, "maker", BTC="5", USDT="5000")
+    taker = await funded_user(rt, "taker", BTC="5", USDT="5000")
+    leaver = await funded_user(rt, "leaver", BTC="5", USDT="5000")
+    await trade_at(rt, *tape, "100")
+    now = rt.now()
+    gtd = {"time_in_force": TimeInForce.GTD, "expires_at": now + timedelta(hours=1)}
+    await place(rt, maker, limit(SELL, "0.5", "101"))
+    await place(rt, maker, limit(SELL, "0.5", "102", **gtd))
+    await place(rt, maker, request(BUY, OrderType.STOP_LIMIT, "0.1", stop_price="120", price="120"))
+    await place(rt, taker, limit(BUY, "0.7", "102"))  # fills the first, part of the second
+    oco = await trading.place_order_list(
+        rt, user_id=maker, symbol=BTC, client_list_id="oco-m", oco=_oco_sell()
+    )
+    bracket = await trading.place_order_list(
+        rt, user_id=taker, symbol=BTC, client_list_id="br-m", bracket=_bracket("0.5")
+    )
+    await place(rt, maker, limit(SELL, "0.5", "99"))  # fills the bracket's entry
+    await place(rt, leaver, limit(BUY, "0.1", "90"))
+    await place(rt, leaver, request(SELL, OrderType.STOP_MARKET, "0.1", stop_price="80"))
+    await trading.cancel_all_orders(rt, user_id=leaver)
+    rt.clock = lambda: now + timedelta(hours=1, seconds=1)
+    await trade_at(rt, *tape, "100")  # a batch after the expiry
+
+    engine = engines.engines[await market_id(rt)]
+    live = await rows(
+        rt,
+        "SELECT id, hold_id FROM orders WHERE status = ANY($1::text[]) ORDER BY id",
+        sorted(s.value for s in LIVE_STATUSES),
+    )
+    assert sorted(engine.orders) == [r["id"] for r in live]
+    assert {o.id for o in oco.orders} & set(engine.orders)  # some of each list still live
+    assert {o.id for o in bracket.orders} & set(engine.orders)
+    assert set(engine.holds) == {r["hold_id"] for r in live if r["hold_id"] is not None}
+    afresh = OrderIndex()
+    for order in engine.orders.values():
+        afresh.add(order)
+    afresh.unsettled.clear()
+    assert engine.index == afresh
+    assert engine.index.users.get(leaver) is None

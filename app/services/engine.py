@@ -153,6 +153,53 @@ class HoldState:
     status: str = "PENDING"
 
 
+@dataclass(slots=True)
+class OrderIndex:
+    """Ways into a market's live orders other than by id, so that no event scans them
+    all (the engine keeps every resting order; one scan per fill or batch made each
+    batch's cost grow with the size of the book)."""
+
+    lists: dict[int, set[int]] = field(default_factory=dict)  # list id -> its orders
+    users: dict[int, set[int]] = field(default_factory=dict)  # user id -> their orders
+    conditional: set[int] = field(default_factory=set)  # with a trigger: stops and kin
+    expiring: set[int] = field(default_factory=set)  # with an expiry (GTD)
+    # remembered or changed since the last ``MarketEngine._forget_final``: only these
+    # can have become final
+    unsettled: set[int] = field(default_factory=set)
+
+    def add(self, order: LiveOrder) -> None:
+        if order.list_id is not None:
+            self.lists.setdefault(order.list_id, set()).add(order.id)
+        self.users.setdefault(order.user_id, set()).add(order.id)
+        if order.trigger is not None:
+            self.conditional.add(order.id)
+        if order.expires_ms is not None:
+            self.expiring.add(order.id)
+        self.unsettled.add(order.id)
+
+    def remove(self, order: LiveOrder) -> None:
+        if order.list_id is not None:
+            _discard(self.lists, order.list_id, order.id)
+        _discard(self.users, order.user_id, order.id)
+        self.conditional.discard(order.id)
+        self.expiring.discard(order.id)
+
+    def siblings(self, order: LiveOrder) -> set[int]:
+        """The other orders of its list: the only ones that can share its hold (a
+        placement takes a hold per order, or one per OCO; a bracket's exits share one)."""
+        if order.list_id is None:
+            return set()
+        return self.lists.get(order.list_id, set()) - {order.id}
+
+
+def _discard(groups: dict[int, set[int]], key: int, member: int) -> None:
+    group = groups.get(key)
+    if group is not None:
+        group.discard(member)
+        if not group:
+            del groups[key]
+
+
 @dataclass
 class Batch:
     """What one transaction writes."""
@@ -453,6 +500,7 @@ class MarketEngine:
         self.spec = market.spec
         self.orders: dict[int, LiveOrder] = {}
         self.holds: dict[int, HoldState] = {}
+        self.index = OrderIndex()
         for row in rows:
             self._remember(row)
         # Orders that share a priority (one command's seq) were queued in the order they
@@ -539,6 +587,7 @@ class MarketEngine:
             reason=row["reason"],
         )
         self.orders[order.id] = order
+        self.index.add(order)
         if row["hold_id"] is not None and row["hold_id"] not in self.holds:
             scale = row["hold_scale"]
             self.holds[row["hold_id"]] = HoldState(
@@ -626,18 +675,27 @@ class MarketEngine:
                 self._remember(row)
 
     def _forget_final(self) -> None:
-        for order_id in [i for i, o in self.orders.items() if o.final]:
-            order = self.orders.pop(order_id)
+        index = self.index
+        final = [self.orders[i] for i in sorted(index.unsettled) if self.orders[i].final]
+        index.unsettled.clear()
+        for order in final:
+            del self.orders[order.id]
+            index.remove(order)
+        for order in final:
             if order.hold_id is not None and not any(
-                o.hold_id == order.hold_id for o in self.orders.values()
+                self.orders[i].hold_id == order.hold_id for i in index.siblings(order)
             ):
                 self.holds.pop(order.hold_id, None)
 
     def _expiry_due(self, now_ms: int) -> bool:
         return any(
-            o.expires_ms is not None and o.expires_ms <= now_ms and not o.final
-            for o in self.orders.values()
+            (o := self.orders[i]).expires_ms is not None and o.expires_ms <= now_ms and not o.final
+            for i in self.index.expiring
         )
+
+    def _orders_in(self, ids: set[int]) -> list[LiveOrder]:
+        """Those orders by id (the order events are handled in, whatever the set's)."""
+        return [self.orders[i] for i in sorted(ids)]
 
     # -- commands ---------------------------------------------------------------------
 
@@ -665,8 +723,8 @@ class MarketEngine:
         elif kind == "CANCEL_ALL":
             # orders off the book first: a bracket's exits canceled before its entry, so
             # the entry's end (partly filled) does not release them into the book
-            for other in list(self.orders.values()):
-                if other.user_id == command["user_id"] and other.status in (
+            for other in self._orders_in(self.index.users.get(command["user_id"], set())):
+                if other.status in (
                     OrderStatus.UNTRIGGERED,
                     OrderStatus.PENDING,
                 ):
@@ -829,6 +887,7 @@ class MarketEngine:
 
     def _touch(self, order: LiveOrder) -> None:
         self.batch.orders[order.id] = order
+        self.index.unsettled.add(order.id)
 
     def _transition(self, order: LiveOrder, event: OrderEvent) -> None:
         order.status = rules.apply(order.status, event)
@@ -855,7 +914,8 @@ class MarketEngine:
         if hold is None or hold.status != "PENDING":
             return
         if any(
-            o.hold_id == hold.id and not o.final and o.id != order.id for o in self.orders.values()
+            (o := self.orders[i]).hold_id == hold.id and not o.final
+            for i in self.index.siblings(order)
         ):
             return
         if hold.remaining:
@@ -954,13 +1014,8 @@ class MarketEngine:
 
     async def _cancel_siblings(self, order: LiveOrder) -> None:
         assert self.book is not None
-        for other in list(self.orders.values()):
-            if (
-                other.list_id == order.list_id
-                and other.id != order.id
-                and other.list_role in OCO_ROLES
-                and not other.final
-            ):
+        for other in self._orders_in(self.index.siblings(order)):
+            if other.list_role in OCO_ROLES and not other.final:
                 if other.id in self.book:
                     await self._events(self.book.apply_consequence(Cancel(self.applied, other.id)))
                     other.reason = "OCO"
@@ -968,11 +1023,8 @@ class MarketEngine:
                     await self._end(other, OrderEvent.CANCEL, "OCO")
 
     async def _entry_done(self, entry: LiveOrder) -> None:
-        exits = [
-            o
-            for o in self.orders.values()
-            if o.list_id == entry.list_id and o.status is OrderStatus.PENDING
-        ]
+        siblings = self._orders_in(self.index.siblings(entry))
+        exits = [o for o in siblings if o.status is OrderStatus.PENDING]
         if not exits:
             return
         if entry.filled == 0:
@@ -1027,10 +1079,10 @@ class MarketEngine:
         assert self.book is not None
         fired = [
             order
-            for order in list(self.orders.values())
+            for order in self._orders_in(self.index.conditional)
             if order.status is OrderStatus.UNTRIGGERED and self._fires(order, prices)
         ]
-        for order in sorted(fired, key=lambda o: o.id):
+        for order in fired:
             if order.status is not OrderStatus.UNTRIGGERED:
                 continue  # an OCO sibling fired first
             self._transition(order, OrderEvent.TRIGGER)
@@ -1064,7 +1116,7 @@ class MarketEngine:
     async def _expire(self, now_ms: int) -> None:
         assert self.book is not None
         await self._events(self.book.apply_consequence(ExpireDue(self.applied, now_ms)))
-        for order in list(self.orders.values()):
+        for order in self._orders_in(self.index.expiring):
             if (
                 order.expires_ms is not None
                 and order.expires_ms <= now_ms
