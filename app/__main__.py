@@ -47,17 +47,9 @@ def services(settings: Settings, *, data_dir: Path) -> Iterator[tuple[str, str]]
 
 
 def _seed(settings: Settings, database_url: str, redis_url: str) -> None:
-    from app.runtime import build_runtime
     from app.seed import seed_demo_data
 
-    async def run() -> None:
-        rt = build_runtime(settings, database_url=database_url, redis_url=redis_url)
-        try:
-            await seed_demo_data(rt)
-        finally:
-            await rt.aclose()
-
-    asyncio.run(run())
+    _run_on_runtime(settings, database_url, redis_url, seed_demo_data)
 
 
 def with_embedded_defaults(settings: Settings) -> Settings:
@@ -123,15 +115,22 @@ def migrate(settings: Settings) -> None:
 def _with_runtime(settings: Settings, body: Callable[[Runtime], Awaitable[None]]) -> None:
     """Run ``body`` on a runtime over DATABASE_URL / REDIS_URL until it ends or the
     process is stopped; the runtime is closed after."""
-    from app.runtime import build_runtime
-
     if not (settings.database_url and settings.redis_url):
         raise SystemExit("DATABASE_URL and REDIS_URL are not set")
+    _run_on_runtime(settings, settings.database_url, settings.redis_url, body)
+
+
+def _run_on_runtime(
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    body: Callable[[Runtime], Awaitable[object]],
+) -> None:
+    """``body`` on a runtime over these servers; the runtime is closed after."""
+    from app.runtime import build_runtime
 
     async def run() -> None:
-        rt = build_runtime(
-            settings, database_url=settings.database_url or "", redis_url=settings.redis_url or ""
-        )
+        rt = build_runtime(settings, database_url=database_url, redis_url=redis_url)
         try:
             await body(rt)
         finally:

@@ -56,9 +56,7 @@ class Query:
     users: UserConnection = strawberry.field(
         resolver=queries.users, description="Admin only.", extensions=session_only()
     )
-    currencies = strawberry.field(
-        resolver=money.currencies, extensions=requires_scope(Scope.READ_MARKET_DATA)
-    )
+    currencies = strawberry.field(resolver=money.currencies, extensions=_market_data())
     transactions = strawberry.field(resolver=money.transactions, extensions=_account())
     withdrawals = strawberry.field(
         resolver=withdrawal_resolvers.my_withdrawals, extensions=_account()
@@ -76,11 +74,10 @@ class Query:
     api_keys = strawberry.field(resolver=partner.my_api_keys, extensions=session_only())
     security_events = strawberry.field(resolver=partner.security_events, extensions=session_only())
     staking_products = strawberry.field(
-        resolver=staking_resolvers.staking_products,
-        extensions=requires_scope(Scope.READ_MARKET_DATA),
+        resolver=staking_resolvers.staking_products, extensions=_market_data()
     )
     staking_quote = strawberry.field(
-        resolver=staking_resolvers.staking_quote, extensions=requires_scope(Scope.READ_MARKET_DATA)
+        resolver=staking_resolvers.staking_quote, extensions=_market_data()
     )
     markets = strawberry.field(resolver=trading.list_markets, extensions=_market_data())
     market = strawberry.field(resolver=trading.market, extensions=_market_data())

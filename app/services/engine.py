@@ -1133,7 +1133,8 @@ class MarketEngine:
         spec = self.spec
         now = self.rt.now()
         positions = await self._lock(pg, batch)
-        batch.journal.settle()
+        # what another transaction made after _LOCK_SQL's snapshot is locked here
+        await batch.journal.lock_and_settle(self.session)
         pending = batch.journal.take()
         journal = pending.parameters if pending else columns([], ledger.JOURNAL_PARAMETERS)
         events = self._events_of(batch, now)
@@ -1203,21 +1204,15 @@ class MarketEngine:
             self.spec.quote,
         )
         journal.adopt(ledger.locked_accounts(r for r in rows if r["row"] == "account"))
-        if missing := journal.unlocked():  # made by another transaction meanwhile
-            journal.adopt(await ledger.lock_accounts(self.session, missing))
+        positions = [r for r in rows if r["row"] == "position"]
+        have = {(r["user_id"], r["currency"]) for r in positions}
+        if late := [k for k in keys if k not in have]:
+            # made by another transaction after this statement's snapshot: locked now
+            positions += await pg.fetch(_POSITIONS_SQL, [k[0] for k in late], [k[1] for k in late])
         current = {
             (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
-            for r in rows
-            if r["row"] == "position"
+            for r in positions
         }
-        if late := [k for k in keys if k not in current]:
-            # made by another transaction after this statement's snapshot: locked now
-            for r in await pg.fetch(_POSITIONS_SQL, [k[0] for k in late], [k[1] for k in late]):
-                current[(r["user_id"], r["currency"])] = [
-                    r["quantity"],
-                    r["cost_usd"],
-                    r["realized_pnl_usd"],
-                ]
         rate = next((r["balance"] for r in rows if r["row"] == "rate"), _D(0))
         for user, asset, quantity, quote_value, acquired in batch.positions:
             position = current[(user, asset)]

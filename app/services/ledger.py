@@ -302,9 +302,7 @@ class JournalBatch:
         recorded) when a user account would go negative. Entries deferred before it are
         settled first (their accounts locked with its own, in one statement)."""
         number = self.defer(**entry)
-        if missing := self.unlocked():
-            self.adopt(await lock_accounts(session, missing))
-        self.settle()
+        await self.lock_and_settle(session)
         return number
 
     def defer(
@@ -328,6 +326,13 @@ class JournalBatch:
     def unlocked(self) -> set[AccountRef]:
         """The accounts deferred entries use that this batch has not locked yet."""
         return {ref for e in self._deferred for ref in e.amounts if ref not in self.accounts}
+
+    async def lock_and_settle(self, session: AsyncSession) -> None:
+        """Lock the accounts deferred entries use that are not locked yet (one
+        statement, when there are any), then ``settle``."""
+        if missing := self.unlocked():
+            self.adopt(await lock_accounts(session, missing))
+        self.settle()
 
     def settle(self) -> None:
         """Record the deferred entries, in order, each refused (``InsufficientFunds``,
@@ -380,9 +385,7 @@ class JournalBatch:
     async def flush(self, session: AsyncSession) -> dict[int, int]:
         """Write what was posted (deferred entries too); entry id by number. The batch is
         empty afterwards."""
-        if missing := self.unlocked():
-            self.adopt(await lock_accounts(session, missing))
-        self.settle()
+        await self.lock_and_settle(session)
         pending = self.take()
         if pending is None:
             return {}

@@ -95,11 +95,23 @@ async def markets_with_quote_rates(
     return {r["symbol"]: (_row(r), r["quote_usd"]) for r in rows}
 
 
+async def market_with_quote_rate(session: AsyncSession, symbol: str) -> tuple[MarketRow, Decimal]:
+    """``markets_with_quote_rates`` of one market, or ``UnknownMarket``."""
+    found = await markets_with_quote_rates(session, [symbol.upper()])
+    if symbol.upper() not in found:
+        raise unknown_market(symbol)
+    return found[symbol.upper()]
+
+
+def unknown_market(symbol: str) -> UnknownMarket:
+    return UnknownMarket(f"There is no market {symbol}", field="symbol")
+
+
 async def market_by_symbol(session: AsyncSession, symbol: str) -> MarketRow:
     connection = await driver(session)
     row = await connection.fetchrow(_MARKET_SQL + " WHERE m.symbol = $1", symbol.upper())
     if row is None:
-        raise UnknownMarket(f"There is no market {symbol}", field="symbol")
+        raise unknown_market(symbol)
     return _row(row)
 
 

@@ -59,7 +59,6 @@ from app.domain.trading_errors import (
     OrderTooLarge,
     TooManyOpenOrders,
     TradingDisabled,
-    UnknownMarket,
 )
 from app.errors import (
     InsufficientFunds,
@@ -156,17 +155,6 @@ async def _lock_trader(session: AsyncSession, user_id: int | None) -> int:
     if not user.trading_enabled:
         raise TradingDisabled()
     return user_id
-
-
-async def _usd_rates(session: AsyncSession, currencies: Sequence[str]) -> dict[str, Decimal]:
-    """USD per unit of each currency (0 when it has no reference price)."""
-    connection = await driver(session)
-    rows = await connection.fetch(
-        "SELECT currency, usd_price FROM reference_prices WHERE currency = ANY($1::text[])",
-        list(set(currencies)),
-    )
-    rates = {row["currency"]: row["usd_price"] for row in rows}
-    return {currency: rates.get(currency) or Decimal(0) for currency in currencies}
 
 
 def _check_risk(
@@ -568,7 +556,7 @@ async def _place_all(
                 results[i] = _Placed(order.id, order.market_id, None, order)
                 continue
             if item.symbol not in found:
-                raise UnknownMarket(f"There is no market {item.symbol}", field="symbol")
+                raise markets.unknown_market(item.symbol)
             market, usd_rate = found[item.symbol]
             valid = rules.validate_order(
                 item.request,
@@ -743,7 +731,7 @@ async def place_order_list(
                 )
             ).all()
             return existing, list(rows), None
-        market = await markets.market_by_symbol(session, symbol)
+        market, usd_rate = await markets.market_with_quote_rate(session, symbol)
         order_list = OrderList(
             user_id=uid,
             market_id=market.id,
@@ -758,12 +746,11 @@ async def place_order_list(
         else:
             assert bracket is not None
             plan = _plan_bracket(rt, market, bracket)
-        rates = await _usd_rates(session, [market.spec.quote])
         _check_risk(
             rt,
             market,
             [valid for _, valid, _, _ in plan],
-            usd_rate=rates[market.spec.quote],
+            usd_rate=usd_rate,
             open_orders=await _open_orders(session, uid),
         )
         rows = []
