@@ -38,6 +38,9 @@ class Runtime:
     _applied: AppliedWatcher | None = field(default=None, repr=False)
     _reads: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
     _coalescers: dict[str, Any] = field(default_factory=dict, repr=False)
+    # the matching engines of this process by market symbol (``EngineSet``): a placement
+    # for one of these markets, while it owns it, is matched in its own transaction
+    matching: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def now(self) -> datetime:
         return self.clock()

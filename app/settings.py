@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     trading_engine_batch_size: int = Field(default=500, ge=1)  # commands per transaction
     trading_engine_poll_seconds: float = Field(default=0.5, gt=0)  # besides NOTIFY wake-ups
     trading_engine_takeover_seconds: float = Field(default=1.0, gt=0)  # standby lock retry
+    # a placement for a market whose engine this process runs (and owns) is matched in
+    # the placement's own transaction; off: the engine applies it in a batch of its own
+    trading_match_on_placement: bool = True
     # placeOrder calls in flight together share a transaction (group commit): at most
     # this many orders in one, and this many such transactions at once per process
     trading_placement_batch: int = Field(default=200, ge=1)

@@ -5,6 +5,7 @@ PostgreSQL with every market's engine running in the test's event loop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import pytest
@@ -870,10 +871,10 @@ async def _position(rt, uid: int):
 
 
 @pytest.fixture
-async def engine_steps(rt, monkeypatch):
-    """Running engines whose statements are recorded per connection (asyncpg's query
-    logger on every pooled connection as it is checked out, the engines' own too); the
-    engine's batches that wrote something, each as the list of its statements."""
+async def recorded(rt):
+    """The statements sent on each connection, by connection: asyncpg's query logger on
+    every pooled connection as it is checked out (the engines' own too), and what
+    SQLAlchemy sends (its prepared statements pass that logger by)."""
     sent: dict[int, list[str]] = {}
 
     def on_checkout(dbapi_connection, _record, _proxy) -> None:
@@ -882,55 +883,116 @@ async def engine_steps(rt, monkeypatch):
             log = sent[id(raw)] = []
             raw.add_query_logger(lambda record: log.append(record.query))
 
-    event.listen(rt.engine.sync_engine, "checkout", on_checkout)
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST_ENGINE))
+    def on_execute(connection, _cursor, statement, *_args) -> None:
+        sent[id(connection.connection.driver_connection)].append(statement)
 
-    def steps() -> list[list[str]]:
-        (engine,) = [log for log in sent.values() if any("new_fills AS" in q for q in log)]
-        batches, current = [], []
-        for query in engine:
+    sync_engine = rt.engine.sync_engine
+    event.listen(sync_engine, "checkout", on_checkout)
+    event.listen(sync_engine, "before_cursor_execute", on_execute)
+    try:
+        yield sent
+    finally:
+        event.remove(sync_engine, "checkout", on_checkout)
+        event.remove(sync_engine, "before_cursor_execute", on_execute)
+
+
+def transactions_with(sent: dict[int, list[str]], *markers: str) -> list[list[str]]:
+    """The transactions (BEGIN to COMMIT or ROLLBACK) that sent statements containing
+    every one of ``markers``, each as its statements, per connection in order."""
+    found = []
+    for log in sent.values():
+        current: list[str] = []
+        for query in log:
             current.append(query)
             if query.startswith("COMMIT") or query.startswith("ROLLBACK"):
-                if any("new_fills AS" in q for q in current):
-                    batches.append(current)
+                if all(any(m in q for q in current) for m in markers):
+                    found.append(current)
                 current = []
-        return batches
-
-    try:
-        async with running_engines(rt):
-            yield steps
-    finally:
-        event.remove(rt.engine.sync_engine, "checkout", on_checkout)
+    return found
 
 
-async def test_an_engine_batch_costs_the_same_statements_for_one_trade_or_ten(rt, engine_steps):
-    sellers = [await funded_user(rt, f"seller{i}", BTC="1") for i in range(10)]
-    buyers = [await funded_user(rt, f"buyer{i}", USDT="1000") for i in range(11)]
-    for seller in sellers:
-        await place(rt, seller, limit(SELL, "0.1", "100"))
-    assert (await place(rt, buyers[0], limit(BUY, "0.1", "100"))).status == "FILLED"
+def ten_buyers(buyers: list[int]) -> list[trading._Placement]:
+    """A BUY of 0.1 at 100 from each, as one ``place_orders`` batch."""
 
     def item(uid: int) -> trading._Placement:
         request = limit(BUY, "0.1", "100")
-        digest = trading._digest(BTC, request)
-        return trading._Placement(uid, BTC, request, f"ten-{uid}", digest, None)
+        return trading._Placement(
+            uid, BTC, request, f"ten-{uid}", trading._digest(BTC, request), None
+        )
 
-    placed = await trading.place_orders(rt, [item(uid) for uid in buyers[1:]])  # one batch
-    orders = await trading._after_engine(
-        rt, placed[0].market_id, placed[-1].seq, [p.order_id for p in placed]
+    return [item(uid) for uid in buyers]
+
+
+async def test_an_engine_batch_costs_the_same_statements_for_one_trade_or_ten(
+    rt, recorded, monkeypatch
+):
+    # the engine's own batches: placements leave their orders to it
+    monkeypatch.setattr(
+        rt,
+        "settings",
+        rt.settings.model_copy(update={**FAST_ENGINE, "trading_match_on_placement": False}),
     )
+    sellers = [await funded_user(rt, f"seller{i}", BTC="1") for i in range(10)]
+    buyers = [await funded_user(rt, f"buyer{i}", USDT="1000") for i in range(11)]
+    async with running_engines(rt):
+        for seller in sellers:
+            await place(rt, seller, limit(SELL, "0.1", "100"))
+        assert (await place(rt, buyers[0], limit(BUY, "0.1", "100"))).status == "FILLED"
+        placed = await trading.place_orders(rt, ten_buyers(buyers[1:]))  # one batch
+        assert all(p.order is None for p in placed)  # left to the engine
+        orders = await trading._after_engine(
+            rt, placed[0].market_id, placed[-1].seq, [p.order_id for p in placed]
+        )
     assert [o.status for o in orders] == ["FILLED"] * 9 + ["OPEN"]
-    *_, one, ten = engine_steps()
+    (*_, one, ten) = transactions_with(recorded, "new_fills AS")
+    assert not transactions_with(recorded, "new_fills AS", "INSERT INTO order_commands")
     assert sum("new_fills AS" in q for q in ten) == 1
     # BEGIN, the commands, their orders, the lock (accounts, positions), the write, COMMIT
     assert len(one) == len(ten) == 6, (one, ten)
     assert await scalar(rt, "SELECT count(*) FROM fills") == 20
 
 
+async def test_a_placement_is_matched_in_its_own_transaction_in_the_same_statements_for_one_or_ten(
+    rt, recorded, monkeypatch
+):
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST_ENGINE))
+    sellers = [await funded_user(rt, f"seller{i}", BTC="1") for i in range(10)]
+    buyers = [await funded_user(rt, f"buyer{i}", USDT="1000") for i in range(11)]
+    async with running_engines(rt):
+        for seller in sellers:
+            await place(rt, seller, limit(SELL, "0.1", "100"))
+        assert (await place(rt, buyers[0], limit(BUY, "0.1", "100"))).status == "FILLED"
+        placed = await trading.place_orders(rt, ten_buyers(buyers[1:]))  # one batch
+    # answered from the transaction that placed them, the engine's work in it
+    assert [p.order.status for p in placed] == ["FILLED"] * 9 + ["OPEN"]
+    (*_, one, ten) = transactions_with(recorded, "INSERT INTO order_commands")
+    assert all(sum("new_fills AS" in q for q in t) == 1 for t in (one, ten))
+    # BEGIN, the traders, the markets, the accounts, the orders and their commands, the
+    # commands after the engine's last, their orders, the engine's lock, its write, the
+    # orders as it left them, COMMIT
+    assert len(one) == len(ten) == 11, "\n".join(q.strip()[:70].replace("\n"," ") for q in ten)
+    # and every batch that wrote fills was a placement's
+    assert transactions_with(recorded, "new_fills AS") == transactions_with(
+        recorded, "new_fills AS", "INSERT INTO order_commands"
+    )
+    assert await scalar(rt, "SELECT count(*) FROM fills") == 20
+    assert await scalar(rt, "SELECT count(DISTINCT seq) FROM order_commands") == 21
+    assert await scalar(rt, "SELECT applied_seq FROM markets WHERE symbol = $1", BTC) == 21
+
+
 # --- robustness ---------------------------------------------------------------------------------
 
 
-async def test_a_batch_that_deadlocks_is_retried_and_applied_once(rt, engines, caplog):
+@pytest.mark.parametrize("on_placement", [False, True], ids=["engine-batch", "on-placement"])
+async def test_a_batch_that_deadlocks_is_retried_and_applied_once(
+    rt, engines, caplog, monkeypatch, on_placement
+):
+    """The engine's own batch, or a placement matched in its own transaction (which is
+    then tried again without matching, and the engine rebuilds its book and applies it)."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(
+        rt, "settings", rt.settings.model_copy(update={"trading_match_on_placement": on_placement})
+    )
     seller = await funded_user(rt, "seller", BTC="1")
     buyer = await funded_user(rt, "buyer", USDT="1000")
     await place(rt, seller, limit(SELL, "0.1", "100"))
@@ -973,7 +1035,8 @@ async def test_a_batch_that_deadlocks_is_retried_and_applied_once(rt, engines, c
         await other.execute(text(lock), {"id": settled[0]})
         await transaction.rollback()
     assert (await buy).status == "FILLED"
-    assert any("retrying" in r.getMessage() for r in caplog.records)
+    retried = "retrying transaction" if on_placement else "engine batch rolled back; retrying"
+    assert any(retried == r.getMessage() for r in caplog.records)
     assert await scalar(rt, "SELECT count(*) FROM fills") == 4
     assert await wallet(rt, seller, "BTC") == (D("0.7"), ZERO)
     assert await wallet(rt, buyer, "BTC") == (D("0.3"), ZERO)

@@ -255,6 +255,10 @@ _LIVE_ORDERS_SQL = " ".join(
     )
 )
 # The orders and every order of their lists (a bracket's exits come with its entry).
+_COMMANDS_SQL = (
+    "SELECT seq, kind, order_id, user_id, args FROM order_commands"
+    " WHERE market_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+)
 _ORDERS_BY_ID_SQL = " ".join(
     (
         "SELECT",
@@ -426,6 +430,12 @@ class MarketEngine:
         self.owner = False  # holds the lock
         self.book: OrderBook | None = None
         self.applied = 0  # == book.last_seq
+        # Held while the book changes: by ``step``, and by a placement applying its own
+        # commands in its transaction (``apply_placed``).
+        self.lock = asyncio.Lock()
+        # The book may differ from PostgreSQL (not built yet, or a batch that changed it
+        # did not commit): ``restore`` before the next batch, no placement applies here.
+        self.dirty = True
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -446,6 +456,7 @@ class MarketEngine:
                 # The failed batch rolled back; the book is rebuilt from PostgreSQL.
                 log.exception("matching engine failed", extra={"market": self.market_id})
                 self.owner = False
+                self.dirty = True
                 await asyncio.sleep(settings.trading_engine_takeover_seconds)
 
     async def _own(self, connection: AsyncConnection) -> None:
@@ -470,7 +481,8 @@ class MarketEngine:
 
         await pg.add_listener(WAKE_CHANNEL, on_wake)
         try:
-            await self.restore(connection)
+            async with self.lock:
+                await self.restore(connection)
             while True:
                 self.wake.clear()
                 busy = await self.step(connection)
@@ -527,6 +539,7 @@ class MarketEngine:
         self.last_price = (
             None if market.last_price is None else self.spec.nearest_ticks(market.last_price)
         )
+        self.dirty = False
 
     def _resting(self, o: LiveOrder) -> RestingOrder:
         assert o.priority is not None
@@ -607,18 +620,21 @@ class MarketEngine:
 
     async def step(self, connection: AsyncConnection) -> bool:
         """Apply the next batch of commands (and due expiries); whether there was work."""
-        assert self.book is not None
+        async with self.lock:
+            if self.dirty:
+                await self.restore(connection)
+            try:
+                return await self._step(connection)
+            except BaseException:
+                self.dirty = True
+                raise
+
+    async def _step(self, connection: AsyncConnection) -> bool:
         limit = self.rt.settings.trading_engine_batch_size
         try:
             async with AsyncSession(bind=connection) as session, session.begin():
                 pg = await driver(session)
-                commands = await pg.fetch(
-                    "SELECT seq, kind, order_id, user_id, args FROM order_commands"
-                    " WHERE market_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                    self.market_id,
-                    self.applied,
-                    limit,
-                )
+                commands = await pg.fetch(_COMMANDS_SQL, self.market_id, self.applied, limit)
                 now_ms = epoch_ms(self.rt.now())
                 due = self._expiry_due(now_ms)
                 if not commands and not due:
@@ -630,15 +646,7 @@ class MarketEngine:
                     ):
                         raise StaleEngine("the market's sequence moved under this engine")
                     return False
-                await self._load(pg, commands)
-                batch = Batch()
-                self.batch, self.session = batch, session
-                for command in commands:
-                    await self._command(command)
-                if due:
-                    await self._expire(now_ms)
-                    await self._hand_over()
-                await self._write(pg, batch)
+                await self._apply(session, commands, now_ms if due else None)
             self._forget_final()
             return len(commands) == limit
         except StaleEngine:
@@ -660,6 +668,40 @@ class MarketEngine:
             await self.restore(connection)
             await asyncio.sleep(random.uniform(0, 0.05))  # noqa: S311 (jitter)
             return True
+
+    async def _apply(self, session: AsyncSession, commands: list[Any], due: int | None) -> None:
+        """Apply ``commands`` (and the expiries due at ``due``, epoch ms) to the book and
+        write what they did, in ``session``'s transaction."""
+        pg = await driver(session)
+        await self._load(pg, commands)
+        batch = Batch()
+        self.batch, self.session = batch, session
+        for command in commands:
+            await self._command(command)
+        if due is not None:
+            await self._expire(due)
+            await self._hand_over()
+        await self._write(pg, batch)
+
+    async def apply_placed(self, session: AsyncSession, through: int) -> None:
+        """Apply the commands up to ``through`` in the caller's transaction: a placement
+        that just stored them, holding ``self.lock`` and the market's row (so no other
+        engine writes the market before it commits), with ``markets.applied_seq`` equal
+        to ``self.applied``. The engine is ``dirty`` until the caller reports the commit
+        (``settled``); if it does not commit, ``step`` rebuilds the book first."""
+        assert self.lock.locked() and not self.dirty
+        self.dirty = True
+        pg = await driver(session)
+        commands = await pg.fetch(
+            _COMMANDS_SQL, self.market_id, self.applied, through - self.applied
+        )
+        now_ms = epoch_ms(self.rt.now())
+        await self._apply(session, commands, now_ms if self._expiry_due(now_ms) else None)
+
+    def settled(self) -> None:
+        """``apply_placed``'s transaction committed: the book is PostgreSQL's again."""
+        self._forget_final()
+        self.dirty = False
 
     async def _load(self, pg: Any, commands: list[Any]) -> None:
         wanted = {c["order_id"] for c in commands if c["order_id"] is not None}
@@ -1370,9 +1412,11 @@ class EngineSet:
 
     async def start(self) -> None:
         async with self.rt.engine.connect() as connection:
-            ids = (await connection.execute(text("SELECT id FROM markets ORDER BY id"))).scalars()
-            for market_id in ids:
-                self.engines[market_id] = MarketEngine(self.rt, market_id)
+            markets = await connection.execute(text("SELECT id, symbol FROM markets ORDER BY id"))
+            for market_id, symbol in markets:
+                self.engines[market_id] = self.rt.matching[symbol] = MarketEngine(
+                    self.rt, market_id
+                )
         for market_id, engine in self.engines.items():
             self._tasks.append(asyncio.create_task(engine.run(), name=f"engine-{market_id}"))
 
@@ -1384,4 +1428,5 @@ class EngineSet:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        self.rt.matching.clear()
         await stop_tasks(self._tasks)
