@@ -20,6 +20,7 @@ from app.services.notifications import email_notifications, notify_from_events
 from app.services.price_alerts import fire_price_alerts
 from app.services.staking_accrual import accrue_due_days
 from app.services.trading_reads import snapshot_equity
+from app.waits import within
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ class PeriodicJobs:
                 raise
             except Exception:
                 log.exception("background job failed", extra={"job": name})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), every)
+            await within(self._stopping.wait(), every)
 
 
 async def relay_outbox(rt: Runtime) -> int:

@@ -24,6 +24,12 @@ the orders they name (when not in memory), one statement locking what it settles
 (``JournalBatch.defer``) until that lock; only a hold that may be refused (an amend that
 needs more, a bracket's exits) locks its accounts at once.
 
+Matching on placement. Where the process placing orders runs the market's engine, the
+placement's transaction applies them (``apply_placed``, under ``MarketEngine.lock``, which
+``step`` holds too): no batch of the engine's own, no NOTIFY either way. The engine is
+``dirty`` from the moment it applies until the placement reports its COMMIT (``settled``);
+a dirty engine rebuilds its book before its next batch.
+
 Consequences. What follows from a command rather than from the log (an OCO sibling's
 cancel after a fill or a trigger, a stop order that trades triggered, a bracket's exits
 once its entry has filled, a GTD expiry) is applied with ``OrderBook.apply_consequence``
@@ -48,6 +54,7 @@ import contextlib
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -96,7 +103,8 @@ from app.runtime import Runtime
 from app.services import ledger, outbox
 from app.services.engine_signals import APPLIED_CHANNEL, WAKE_CHANNEL
 from app.services.markets import market_by_id
-from app.services.trading import OCO_ROLES, ListRole
+from app.services.trading import OCO_ROLES, ORDER_COLUMNS, ListRole
+from app.waits import within
 from db.raw import columns, driver, unnest_parameters
 from db.session import RETRYABLE_SQLSTATES, sqlstate
 
@@ -221,15 +229,6 @@ class Batch:
     journal: ledger.JournalBatch = field(default_factory=ledger.JournalBatch)
 
 
-_ORDER_COLUMNS = """
-    o.id, o.user_id, o.side, o.type, o.status, o.time_in_force, o.post_only, o.quantity,
-    o.filled_quantity, o.executed_value, o.fees, o.fee_numerator, o.book_price,
-    o.stop_price, o.trailing_offset, o.trailing_offset_type, o.activation_price,
-    o.trailing_active, o.trailing_extreme, o.expires_at, o.hold_id, o.list_id, o.list_role,
-    o.priority, o.reason, h.user_id AS hold_user, h.currency AS hold_currency,
-    h.amount AS hold_amount, h.remaining AS hold_remaining, h.status AS hold_status,
-    c.scale AS hold_scale
-"""
 _ORDER_FROM = """
     FROM orders o
     LEFT JOIN holds h ON h.id = o.hold_id
@@ -242,7 +241,7 @@ _ORDER_FROM = """
 _LIVE_ORDERS_SQL = " ".join(
     (
         "SELECT",
-        _ORDER_COLUMNS,
+        ORDER_COLUMNS,
         ", EXISTS (SELECT 1 FROM order_commands pc WHERE pc.market_id = o.market_id",
         "AND pc.seq = o.priority AND pc.order_id = o.id) AS own_priority",
         _ORDER_FROM,
@@ -262,7 +261,7 @@ _COMMANDS_SQL = (
 _ORDERS_BY_ID_SQL = " ".join(
     (
         "SELECT",
-        _ORDER_COLUMNS,
+        ORDER_COLUMNS,
         _ORDER_FROM,
         # one indexed lookup per id and per list: ``id = ANY OR list_id IN (...)`` was a
         # scan of every order ever placed
@@ -487,10 +486,7 @@ class MarketEngine:
                 self.wake.clear()
                 busy = await self.step(connection)
                 if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self.wake.wait(), settings.trading_engine_poll_seconds
-                        )
+                    await within(self.wake.wait(), settings.trading_engine_poll_seconds)
         finally:
             self.owner = False
             with contextlib.suppress(Exception):
@@ -683,18 +679,26 @@ class MarketEngine:
             await self._hand_over()
         await self._write(pg, batch)
 
-    async def apply_placed(self, session: AsyncSession, through: int) -> None:
-        """Apply the commands up to ``through`` in the caller's transaction: a placement
-        that just stored them, holding ``self.lock`` and the market's row (so no other
-        engine writes the market before it commits), with ``markets.applied_seq`` equal
-        to ``self.applied``. The engine is ``dirty`` until the caller reports the commit
-        (``settled``); if it does not commit, ``step`` rebuilds the book first."""
+    async def apply_placed(self, session: AsyncSession, placed: Sequence[Any]) -> None:
+        """Apply the commands a placement just stored, in its transaction: ``placed``,
+        the rows ``trading._PLACE_SQL`` returned for this market (the command's ``seq``,
+        ``kind``, ``order_id``, the order as ``ORDER_COLUMNS``), in seq order. The caller
+        holds ``self.lock`` and the market's row (no other engine writes the market before
+        it commits), and ``markets.applied_seq`` is ``self.applied``. Commands of others
+        stored before them are read and applied first. The engine is ``dirty`` until the
+        caller reports the commit (``settled``); if it does not commit, ``step`` rebuilds
+        the book first."""
         assert self.lock.locked() and not self.dirty
         self.dirty = True
         pg = await driver(session)
-        commands = await pg.fetch(
-            _COMMANDS_SQL, self.market_id, self.applied, through - self.applied
-        )
+        if placed[0]["seq"] == self.applied + 1:
+            commands = list(placed)
+            for row in placed:
+                self._remember(row)
+        else:  # others' commands came first
+            commands = await pg.fetch(
+                _COMMANDS_SQL, self.market_id, self.applied, placed[-1]["seq"] - self.applied
+            )
         now_ms = epoch_ms(self.rt.now())
         await self._apply(session, commands, now_ms if self._expiry_due(now_ms) else None)
 

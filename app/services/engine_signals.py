@@ -21,6 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from app.waits import within
+
 WAKE_CHANNEL = "engine_wake"
 APPLIED_CHANNEL = "engine_applied"
 log = logging.getLogger(__name__)
@@ -56,8 +58,7 @@ class AppliedWatcher:
                 self._synced.add(market_id)
                 if await self._read_applied(market_id) >= seq:
                     return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(future), timeout)
+            await within(asyncio.shield(future), timeout)
             return future.done() or await self._read_applied(market_id) >= seq
         finally:
             with contextlib.suppress(ValueError):
@@ -67,8 +68,7 @@ class AppliedWatcher:
         """Returns when some engine announced an applied batch since the previous call
         (at once if one came meanwhile), or after ``timeout``: a worker's wake-up."""
         await self._ensure_listening()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._activity.wait(), timeout)
+        await within(self._activity.wait(), timeout)
         self._activity.clear()
 
     async def _read_applied(self, market_id: int) -> int:

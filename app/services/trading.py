@@ -475,7 +475,7 @@ class Matcher(Protocol):
     applied: int
     wake: asyncio.Event
 
-    async def apply_placed(self, session: AsyncSession, through: int) -> None: ...
+    async def apply_placed(self, session: AsyncSession, placed: Sequence[Any]) -> None: ...
 
     def settled(self) -> None: ...
 
@@ -570,9 +570,13 @@ async def _place_all(
     write                  one statement (``_PLACE_SQL``): the HOLD journal entries,
                            holds, orders, their commands in sequence per market (the
                            markets rows locked last) and the engines' wake-up
+    match                  where ``matchers`` has the market's engine (its lock taken by
+                           the caller) and it is current: the engine's batch on this
+                           transaction (lock, write), then the orders as it left them
 
-    Five round trips with BEGIN and COMMIT, however many orders: under load each one
-    waits its turn on the event loop, so their number is most of a batch's time.
+    Five round trips with BEGIN and COMMIT, however many orders (three more if matched):
+    under load each one waits its turn on the event loop, so their number is most of a
+    batch's time. ``matched``: the engines that applied commands in this transaction.
     """
     results: list[_Placed | BaseException] = [InvariantViolation("not placed")] * len(items)
     if matched is None:
@@ -707,17 +711,17 @@ async def _match_here(
     """Where this process runs a market's engine and it is current (``applied_seq``), the
     engine applies the commands just stored in this transaction (``_PLACE_SQL`` woke
     nobody for them); their orders as it left them, by id. ``matched``: those engines."""
-    through: dict[int, int] = {}
+    mine: dict[int, list[Any]] = {}
     for row in written:
         market_id = row["market_id"]
         if market_id in here and row["applied_seq"] == here[market_id].applied:
-            through[market_id] = max(through.get(market_id, 0), row["seq"])
-    for market_id, seq in through.items():
+            mine.setdefault(market_id, []).append(row)
+    for market_id, rows in mine.items():
         matched.append(here[market_id])
-        await here[market_id].apply_placed(session, seq)
-    if not through:
+        await here[market_id].apply_placed(session, rows)
+    if not mine:
         return {}
-    ids = [row["order_id"] for row in written if row["market_id"] in through]
+    ids = [row["order_id"] for row in written if row["market_id"] in mine]
     return {order.id: order for order in await rows_by_ids(session, Order, ids) if order}
 
 
@@ -735,6 +739,17 @@ _PLACED_TYPES = (
 )  # fmt: skip
 
 
+# An order as the matching engine loads it (``o`` orders, ``h`` its hold, ``c`` the hold's
+# currency): read by the engine, and returned by ``_PLACE_SQL`` for it
+ORDER_COLUMNS = """
+    o.id, o.user_id, o.side, o.type, o.status, o.time_in_force, o.post_only, o.quantity,
+    o.filled_quantity, o.executed_value, o.fees, o.fee_numerator, o.book_price,
+    o.stop_price, o.trailing_offset, o.trailing_offset_type, o.activation_price,
+    o.trailing_active, o.trailing_extreme, o.expires_at, o.hold_id, o.list_id, o.list_role,
+    o.priority, o.reason, h.user_id AS hold_user, h.currency AS hold_currency,
+    h.amount AS hold_amount, h.remaining AS hold_remaining, h.status AS hold_status,
+    c.scale AS hold_scale
+"""
 # Everything a batch of orders writes, in one statement after the journal's CTEs (the
 # HOLD entries, $1..$11): the holds and the orders (ids taken with the traders' lock),
 # their commands in sequence per market, the engines' wake-up. The markets rows locked
@@ -755,12 +770,12 @@ _PLACE_SQL = f"""
         SELECT hold_id, user_id, hold_currency, hold_amount, hold_amount, 'order:' || id,
                'PENDING'
         FROM placed
-        RETURNING 1
+        RETURNING *
     ), new_orders AS (
         INSERT INTO orders ({", ".join(_PLACED_COLUMNS)})
         OVERRIDING SYSTEM VALUE
         SELECT {", ".join(_PLACED_COLUMNS)} FROM placed ORDER BY n
-        RETURNING 1
+        RETURNING *
     ), per_market AS (
         SELECT market_id, count(*) AS placed FROM placed GROUP BY market_id
     ), seq AS (
@@ -772,17 +787,23 @@ _PLACE_SQL = f"""
         SELECT p.market_id, seq.before + row_number() OVER (PARTITION BY p.market_id ORDER BY p.n),
                p.kind, p.id, p.user_id, '{{}}'::jsonb
         FROM placed p JOIN seq ON seq.id = p.market_id
-        RETURNING market_id, order_id, seq
+        RETURNING market_id, order_id, seq, kind
     ), wake AS (
         SELECT pg_notify(${_C + 3}, s.id::text)
         FROM seq s LEFT JOIN unnest(${_C + 4}::bigint[], ${_C + 5}::bigint[]) AS here(id, applied)
           ON here.id = s.id
         WHERE here.applied IS DISTINCT FROM s.applied_seq
     )
-    SELECT c.market_id, c.order_id, c.seq, s.applied_seq, {ledger.JOURNAL_COUNTS},
+    SELECT cmd.market_id, cmd.order_id, cmd.seq, cmd.kind, s.applied_seq, {ORDER_COLUMNS},
+           {ledger.JOURNAL_COUNTS},
            (SELECT count(*) FROM new_holds) AS holds, (SELECT count(*) FROM new_orders) AS orders,
            (SELECT count(*) FROM wake) AS woken
-    FROM commands c JOIN seq s ON s.id = c.market_id
+    FROM commands cmd
+    JOIN seq s ON s.id = cmd.market_id
+    JOIN new_orders o ON o.id = cmd.order_id
+    JOIN new_holds h ON h.id = o.hold_id
+    JOIN currencies c ON c.code = h.currency
+    ORDER BY cmd.seq
 """  # noqa: S608 (no input in the text: column names and parameter numbers)
 
 
