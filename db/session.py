@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import asyncpg
@@ -75,14 +77,18 @@ def sqlstate(error: BaseException) -> str | None:
 async def in_transaction(
     sessions: async_sessionmaker[AsyncSession],
     work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    around: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext,
 ) -> T:
     """Run ``work`` in one transaction, retrying serialization failures and deadlocks.
 
     ``work`` must be safe to re-run: it starts from scratch on a fresh session.
+    ``around()``: a context entered before each attempt and left after its COMMIT or
+    ROLLBACK (what must be held until then), with that outcome as its exception.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            async with sessions() as session, session.begin():
+            async with around(), sessions() as session, session.begin():
                 return await work(session)
         except (DBAPIError, asyncpg.PostgresError) as error:
             if sqlstate(error) not in RETRYABLE_SQLSTATES:

@@ -987,7 +987,9 @@ async def test_a_placement_after_another_processs_command_applies_that_one_first
     """Price-time priority across processes: a command stored by another process (no
     engine of its own) while this one's placement waited for the engine's lock is
     applied first, in the placement's transaction."""
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST_ENGINE))
+    # the engine steps only when woken (by the other process's command), not on a poll
+    slow = {**FAST_ENGINE, "trading_engine_poll_seconds": 30}
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=slow))
     seller = await funded_user(rt, "seller", BTC="1")
     here = await funded_user(rt, "here", USDT="1000")
     there = await funded_user(rt, "there", USDT="1000")
@@ -1000,7 +1002,16 @@ async def test_a_placement_after_another_processs_command_applies_that_one_first
             engine = rt.matching[BTC]
             async with engine.lock:
                 mine = asyncio.create_task(place(rt, here, limit(BUY, "0.1", "100")))
-                for _ in range(5):  # it reaches the engine's lock without any I/O
+                # it waits for the engine's lock once it has read its markets
+                for _ in range(500):
+                    if await scalar(
+                        rt,
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state = 'idle in transaction' AND query LIKE '%quote_usd%'",
+                    ):
+                        break
+                    await asyncio.sleep(0.01)
+                for _ in range(5):  # from the answer to the lock: no I/O
                     await asyncio.sleep(0)
                 theirs = asyncio.create_task(place(other, there, limit(BUY, "0.1", "100")))
                 for _ in range(500):
@@ -1017,6 +1028,33 @@ async def test_a_placement_after_another_processs_command_applies_that_one_first
     assert len([t for t in matched if any("FROM order_commands WHERE" in q for q in t)]) == 1
     assert await scalar(rt, "SELECT count(*) FROM fills") == 2
     assert await scalar(rt, "SELECT applied_seq FROM markets WHERE symbol = $1", BTC) == 3
+
+
+async def test_a_placement_waiting_for_the_engine_holds_no_account(rt, monkeypatch):
+    """An engine's batch holding the engine's lock may settle against any trader's
+    accounts: a placement waits for that lock before it locks any."""
+    slow = {**FAST_ENGINE, "trading_engine_poll_seconds": 30}
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=slow))
+    buyer = await funded_user(rt, "buyer", USDT="1000")
+    async with running_engines(rt):
+        async with rt.matching[BTC].lock:
+            placing = asyncio.create_task(place(rt, buyer, limit(BUY, "0.1", "100")))
+            for _ in range(500):  # it has locked its trader and read its markets
+                if await scalar(
+                    rt,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state = 'idle in transaction' AND query LIKE '%quote_usd%'",
+                ):
+                    break
+                await asyncio.sleep(0.01)
+            async with rt.engine.begin() as connection:
+                locked = await connection.execute(
+                    text("SELECT id FROM ledger_accounts WHERE user_id = :u FOR UPDATE NOWAIT"),
+                    {"u": buyer},
+                )
+                assert len(locked.all()) >= 1
+            assert not placing.done()
+        assert (await placing).status == "OPEN"
 
 
 @pytest.mark.parametrize("turns", range(6))

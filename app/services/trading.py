@@ -487,30 +487,42 @@ async def _place_and_match(
     market, it matches the orders in that same transaction: one transaction instead of
     two, no NOTIFY either way, and the answer without reading it back.
 
-    The engines' locks are taken first, in market order, before the transaction locks
-    any row: an engine's own batch (which holds its lock) may wait for the traders'
-    accounts, so a transaction holding them must never wait for an engine's lock."""
+    The transaction takes the engines' locks (in market order) once it has locked its
+    traders and before it locks any account: an engine's batch, holding its lock, may
+    wait for accounts (never for a user's row), so a transaction must not hold accounts
+    while it waits for an engine. Meanwhile the next batch can lock its traders and read
+    its markets. The locks are held until COMMIT or ROLLBACK; an engine that applied
+    commands is ``settled`` before its lock is let go if they committed."""
     here = rt.matching if rt.settings.trading_match_on_placement else {}
     engines = sorted(
         {here[item.symbol] for item in items if item.symbol in here},
         key=lambda m: m.market_id,
     )
     matched: list[Matcher] = []
-    async with contextlib.AsyncExitStack() as locks:
+    attempt: list[contextlib.AsyncExitStack] = []
+
+    def each_attempt() -> contextlib.AsyncExitStack:
+        attempt[:] = [contextlib.AsyncExitStack()]
+        return attempt[0]
+
+    def done(engine: Matcher, committed: bool) -> None:
+        if committed and engine in matched:
+            engine.settled()
+        elif engine.dirty:  # what it applied did not commit: rebuild now
+            engine.wake.set()
+
+    async def lock_engines() -> list[Matcher]:
+        locks = attempt[0]
         for engine in engines:
             await locks.enter_async_context(engine.lock)
-        owned = [engine for engine in engines if engine.owner]
-        try:
-            answers = await in_transaction(
-                rt.sessions, lambda session: _place_all(rt, session, items, owned, matched)
-            )
-            for engine in matched:
-                engine.settled()
-        finally:
-            for engine in engines:
-                if engine.dirty:  # what it applied did not commit: rebuild now
-                    engine.wake.set()
-    return answers
+            locks.push(lambda kind, *_, engine=engine: done(engine, kind is None))
+        return [engine for engine in engines if engine.owner]
+
+    return await in_transaction(
+        rt.sessions,
+        lambda session: _place_all(rt, session, items, lock_engines, matched),
+        around=each_attempt,
+    )
 
 
 # ``generic``: the rest of the placement transaction (markets, accounts, ``_PLACE_SQL``)
@@ -555,7 +567,7 @@ async def _place_all(
     rt: Runtime,
     session: AsyncSession,
     items: Sequence[_Placement],
-    matchers: Sequence[Matcher] = (),
+    lock_engines: Callable[[], Awaitable[list[Matcher]]] | None = None,
     matched: list[Matcher] | None = None,
 ) -> list[_Placed | BaseException]:
     """``place_orders``' transaction, for items of distinct (user, clientOrderId):
@@ -565,13 +577,14 @@ async def _place_all(
                            order id and a hold id per item
     markets, USD rates     one statement
     validate + risk        per item, in memory
+    engines' locks         ``lock_engines()``: the locks of the engines this process runs
+                           for these markets (``_place_and_match``); the owned ones
     lock the accounts      AVAILABLE and HELD of every (user, currency), in id order
     funds                  per item in order, against what the ones before it took
     write                  one statement (``_PLACE_SQL``): the HOLD journal entries,
                            holds, orders, their commands in sequence per market (the
                            markets rows locked last) and the engines' wake-up
-    match                  where ``matchers`` has the market's engine (its lock taken by
-                           the caller) and it is current: the engine's batch on this
+    match                  where one of those engines is current: its batch on this
                            transaction (lock, write), then the orders as it left them
 
     Five round trips with BEGIN and COMMIT, however many orders (three more if matched):
@@ -645,6 +658,7 @@ async def _place_all(
         )
     if not candidates:
         return results
+    matchers = await lock_engines() if lock_engines else []
     accounts = await ledger.lock_accounts(session, ledger.hold_accounts(c.hold for c in candidates))
     funded = []
     for candidate, ok in zip(
