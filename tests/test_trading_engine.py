@@ -924,26 +924,31 @@ def ten_buyers(buyers: list[int]) -> list[trading._Placement]:
     return [item(uid) for uid in buyers]
 
 
-async def test_an_engine_batch_costs_the_same_statements_for_one_trade_or_ten(
-    rt, recorded, monkeypatch
-):
-    # the engine's own batches: placements leave their orders to it
-    monkeypatch.setattr(
-        rt,
-        "settings",
-        rt.settings.model_copy(update={**FAST_ENGINE, "trading_match_on_placement": False}),
-    )
+async def one_then_ten(rt, monkeypatch, *, on_placement: bool) -> list[trading._Placed]:
+    """Ten sellers offer 0.1 at 100; one buyer takes an offer, then ten more buyers bid as
+    one ``place_orders`` batch (nine fill, the last rests): that batch's answers, once
+    the engine has applied it."""
+    update = {**FAST_ENGINE, "trading_match_on_placement": on_placement}
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=update))
     sellers = [await funded_user(rt, f"seller{i}", BTC="1") for i in range(10)]
     buyers = [await funded_user(rt, f"buyer{i}", USDT="1000") for i in range(11)]
     async with running_engines(rt):
         for seller in sellers:
             await place(rt, seller, limit(SELL, "0.1", "100"))
         assert (await place(rt, buyers[0], limit(BUY, "0.1", "100"))).status == "FILLED"
-        placed = await trading.place_orders(rt, ten_buyers(buyers[1:]))  # one batch
-        assert all(p.order is None for p in placed)  # left to the engine
-        orders = await trading._after_engine(
-            rt, placed[0].market_id, placed[-1].seq, [p.order_id for p in placed]
-        )
+        placed = await trading.place_orders(rt, ten_buyers(buyers[1:]))
+        if not on_placement:
+            assert await rt.applied.wait(placed[0].market_id, placed[-1].seq, 5)
+    return placed
+
+
+async def test_an_engine_batch_costs_the_same_statements_for_one_trade_or_ten(
+    rt, recorded, monkeypatch
+):
+    # the engine's own batches: placements leave their orders to it
+    placed = await one_then_ten(rt, monkeypatch, on_placement=False)
+    assert all(p.order is None for p in placed)  # left to the engine
+    orders = await trading.get_orders(rt, [p.order_id for p in placed])
     assert [o.status for o in orders] == ["FILLED"] * 9 + ["OPEN"]
     (*_, one, ten) = transactions_with(recorded, "new_fills AS")
     assert not transactions_with(recorded, "new_fills AS", "INSERT INTO order_commands")
@@ -956,14 +961,7 @@ async def test_an_engine_batch_costs_the_same_statements_for_one_trade_or_ten(
 async def test_a_placement_is_matched_in_its_own_transaction_in_the_same_statements_for_one_or_ten(
     rt, recorded, monkeypatch
 ):
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST_ENGINE))
-    sellers = [await funded_user(rt, f"seller{i}", BTC="1") for i in range(10)]
-    buyers = [await funded_user(rt, f"buyer{i}", USDT="1000") for i in range(11)]
-    async with running_engines(rt):
-        for seller in sellers:
-            await place(rt, seller, limit(SELL, "0.1", "100"))
-        assert (await place(rt, buyers[0], limit(BUY, "0.1", "100"))).status == "FILLED"
-        placed = await trading.place_orders(rt, ten_buyers(buyers[1:]))  # one batch
+    placed = await one_then_ten(rt, monkeypatch, on_placement=True)
     # answered from the transaction that placed them, the engine's work in it
     assert [p.order.status for p in placed] == ["FILLED"] * 9 + ["OPEN"]
     (*_, one, ten) = transactions_with(recorded, "INSERT INTO order_commands")
@@ -979,6 +977,19 @@ async def test_a_placement_is_matched_in_its_own_transaction_in_the_same_stateme
     assert await scalar(rt, "SELECT count(*) FROM fills") == 20
     assert await scalar(rt, "SELECT count(DISTINCT seq) FROM order_commands") == 21
     assert await scalar(rt, "SELECT applied_seq FROM markets WHERE symbol = $1", BTC) == 21
+
+
+async def waiting_for_the_engine(rt) -> None:
+    """Returns once a placement (of this process, the only one placing) waits for the
+    engine's lock: it has locked its traders and read its markets (its transaction idle
+    after that statement), and from that answer to the lock it does no I/O."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND state = 'idle in transaction' AND query LIKE '%quote_usd%'"
+    )
+    assert await eventually(lambda: scalar(rt, sql), interval=0.01)
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 async def test_a_placement_after_another_processs_command_applies_that_one_first(
@@ -1002,22 +1013,10 @@ async def test_a_placement_after_another_processs_command_applies_that_one_first
             engine = rt.matching[BTC]
             async with engine.lock:
                 mine = asyncio.create_task(place(rt, here, limit(BUY, "0.1", "100")))
-                # it waits for the engine's lock once it has read its markets
-                for _ in range(500):
-                    if await scalar(
-                        rt,
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND state = 'idle in transaction' AND query LIKE '%quote_usd%'",
-                    ):
-                        break
-                    await asyncio.sleep(0.01)
-                for _ in range(5):  # from the answer to the lock: no I/O
-                    await asyncio.sleep(0)
+                await waiting_for_the_engine(rt)
                 theirs = asyncio.create_task(place(other, there, limit(BUY, "0.1", "100")))
-                for _ in range(500):
-                    if await scalar(rt, "SELECT count(*) FROM order_commands") == 2:
-                        break
-                    await asyncio.sleep(0.01)
+                stored = "SELECT count(*) = 2 FROM order_commands"
+                assert await eventually(lambda: scalar(rt, stored), interval=0.01)
                 assert not mine.done() and not theirs.done()
             assert (await mine).status == "OPEN"
             assert (await theirs).status == "FILLED"
@@ -1039,14 +1038,7 @@ async def test_a_placement_waiting_for_the_engine_holds_no_account(rt, monkeypat
     async with running_engines(rt):
         async with rt.matching[BTC].lock:
             placing = asyncio.create_task(place(rt, buyer, limit(BUY, "0.1", "100")))
-            for _ in range(500):  # it has locked its trader and read its markets
-                if await scalar(
-                    rt,
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND state = 'idle in transaction' AND query LIKE '%quote_usd%'",
-                ):
-                    break
-                await asyncio.sleep(0.01)
+            await waiting_for_the_engine(rt)
             async with rt.engine.begin() as connection:
                 locked = await connection.execute(
                     text("SELECT id FROM ledger_accounts WHERE user_id = :u FOR UPDATE NOWAIT"),

@@ -484,8 +484,8 @@ async def _place_and_match(
     rt: Runtime, items: Sequence[_Placement]
 ) -> list[_Placed | BaseException]:
     """``_place_all`` in one transaction. Where this process runs the engine of an item's
-    market, it matches the orders in that same transaction: one transaction instead of
-    two, no NOTIFY either way, and the answer without reading it back.
+    market, it matches the orders in that same transaction and reads them back in it: one
+    transaction instead of two, no NOTIFY either way.
 
     The transaction takes the engines' locks (in market order) once it has locked its
     traders and before it locks any account: an engine's batch, holding its lock, may
@@ -567,8 +567,8 @@ async def _place_all(
     rt: Runtime,
     session: AsyncSession,
     items: Sequence[_Placement],
-    lock_engines: Callable[[], Awaitable[list[Matcher]]] | None = None,
-    matched: list[Matcher] | None = None,
+    lock_engines: Callable[[], Awaitable[list[Matcher]]],
+    matched: list[Matcher],
 ) -> list[_Placed | BaseException]:
     """``place_orders``' transaction, for items of distinct (user, clientOrderId):
 
@@ -592,8 +592,6 @@ async def _place_all(
     batch's time. ``matched``: the engines that applied commands in this transaction.
     """
     results: list[_Placed | BaseException] = [InvariantViolation("not placed")] * len(items)
-    if matched is None:
-        matched = []
     matched.clear()  # a retried transaction starts again
     connection = await driver(session)
     traders = {
@@ -658,7 +656,7 @@ async def _place_all(
         )
     if not candidates:
         return results
-    matchers = await lock_engines() if lock_engines else []
+    matchers = await lock_engines()
     accounts = await ledger.lock_accounts(session, ledger.hold_accounts(c.hold for c in candidates))
     funded = []
     for candidate, ok in zip(
