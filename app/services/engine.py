@@ -1242,9 +1242,7 @@ class MarketEngine:
             return []
         rows = await pg.fetch(
             _LOCK_SQL,
-            [r.user_id for r in refs],
-            [r.currency for r in refs],
-            [r.kind.value for r in refs],
+            *ledger.lock_accounts_parameters(refs),
             [k[0] for k in keys],
             [k[1] for k in keys],
             self.spec.quote,

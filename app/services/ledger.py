@@ -28,24 +28,39 @@ from db.raw import columns, driver
 # this one order, so two of them never deadlock), new ones locked by their INSERT.
 # ``ACCOUNTS_LOCKED`` selects both (id, user_id, currency, kind, balance). An account
 # another transaction makes after the statement's snapshot is missing from the answer.
+# Each wanted account is found through the unique index, whatever the table's size or
+# statistics: ``user_id = $x`` for a user's, ``user_id IS NULL`` for a system account's
+# (``IS NOT DISTINCT FROM`` cannot use an index: it scanned every account), and the
+# LIMIT keeps the lookup a nested loop the planner cannot turn into a scan and hash join.
 ACCOUNT_CTES = """
-    made AS (
+    wanted AS (
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
+    ), existing AS (
+        SELECT found.id, w.user_id, w.currency, w.kind
+        FROM wanted w CROSS JOIN LATERAL (
+            SELECT a.id FROM ledger_accounts a
+            WHERE a.user_id = w.user_id AND a.currency = w.currency AND a.kind = w.kind
+            UNION ALL
+            SELECT a.id FROM ledger_accounts a
+            WHERE w.user_id IS NULL AND a.user_id IS NULL AND a.currency = w.currency
+              AND a.kind = w.kind
+            LIMIT 1
+        ) AS found
+    ), made AS (
         INSERT INTO ledger_accounts (user_id, currency, kind)
         SELECT w.user_id, w.currency, w.kind
-        FROM unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
+        FROM wanted w
         WHERE NOT EXISTS (
-            SELECT 1 FROM ledger_accounts a
-            WHERE a.user_id IS NOT DISTINCT FROM w.user_id AND a.currency = w.currency
-              AND a.kind = w.kind
+            SELECT 1 FROM existing e
+            WHERE e.user_id IS NOT DISTINCT FROM w.user_id AND e.currency = w.currency
+              AND e.kind = w.kind
         )
         ON CONFLICT DO NOTHING
         RETURNING id, user_id, currency, kind, balance
     ), locked AS (
         SELECT a.id, a.user_id, a.currency, a.kind, a.balance
         FROM ledger_accounts a
-        JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
-          ON a.user_id IS NOT DISTINCT FROM w.user_id AND a.currency = w.currency
-         AND a.kind = w.kind
+        WHERE a.id = ANY(ARRAY(SELECT id FROM existing))
         ORDER BY a.id
         FOR UPDATE OF a
     )
@@ -76,17 +91,18 @@ def locked_accounts(rows: Iterable[Any]) -> dict[AccountRef, LockedAccount]:
     }
 
 
+def lock_accounts_parameters(refs: Sequence[AccountRef]) -> tuple[list[Any], ...]:
+    """``ACCOUNT_CTES``' $1..$3 for these accounts."""
+    return ([r.user_id for r in refs], [r.currency for r in refs], [r.kind.value for r in refs])
+
+
 async def lock_accounts(
     session: AsyncSession, refs: Iterable[AccountRef]
 ) -> dict[AccountRef, LockedAccount]:
     """Get or create the accounts and lock them (one statement: ``_LOCK_SQL``; again if
     another transaction made one of them meanwhile)."""
     wanted = list(set(refs))
-    columns = (
-        [r.user_id for r in wanted],
-        [r.currency for r in wanted],
-        [r.kind.value for r in wanted],
-    )
+    columns = lock_accounts_parameters(wanted)
     connection = await driver(session)
     found = locked_accounts(await connection.fetch(_LOCK_SQL, *columns))
     if len(found) < len(wanted):
