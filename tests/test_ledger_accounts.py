@@ -30,7 +30,8 @@ async def _users(rt: Runtime, count: int) -> list[int]:
 async def _many_accounts(rt: Runtime, user_ids: list[int]) -> None:
     """An AVAILABLE and a HELD account per user and currency, statistics taken."""
     async with rt.sessions() as session, session.begin():
-        await (await driver(session)).execute(
+        pg = await driver(session)
+        await pg.execute(
             """
             INSERT INTO ledger_accounts (user_id, currency, kind)
             SELECT u, c, k FROM unnest($1::bigint[]) AS u, unnest($2::text[]) AS c,
@@ -40,9 +41,7 @@ async def _many_accounts(rt: Runtime, user_ids: list[int]) -> None:
             user_ids,
             list(CURRENCIES),
         )
-    async with rt.engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        await raw.driver_connection.execute("ANALYZE ledger_accounts")
+        await pg.execute("ANALYZE ledger_accounts")
 
 
 def _scans(plan: Any) -> list[tuple[str, str]]:

@@ -91,9 +91,9 @@ def locked_accounts(rows: Iterable[Any]) -> dict[AccountRef, LockedAccount]:
     }
 
 
-def lock_accounts_parameters(refs: Sequence[AccountRef]) -> tuple[list[Any], ...]:
-    """``ACCOUNT_CTES``' $1..$3 for these accounts."""
-    return ([r.user_id for r in refs], [r.currency for r in refs], [r.kind.value for r in refs])
+def lock_accounts_parameters(refs: Iterable[AccountRef]) -> list[list[Any]]:
+    """``ACCOUNT_CTES``' $1..$3 (user ids, currencies, kinds) for these accounts."""
+    return columns(((r.user_id, r.currency, r.kind.value) for r in refs), 3)
 
 
 async def lock_accounts(
@@ -102,11 +102,11 @@ async def lock_accounts(
     """Get or create the accounts and lock them (one statement: ``_LOCK_SQL``; again if
     another transaction made one of them meanwhile)."""
     wanted = list(set(refs))
-    columns = lock_accounts_parameters(wanted)
+    parameters = lock_accounts_parameters(wanted)
     connection = await driver(session)
-    found = locked_accounts(await connection.fetch(_LOCK_SQL, *columns))
+    found = locked_accounts(await connection.fetch(_LOCK_SQL, *parameters))
     if len(found) < len(wanted):
-        found = locked_accounts(await connection.fetch(_LOCK_SQL, *columns))
+        found = locked_accounts(await connection.fetch(_LOCK_SQL, *parameters))
     if set(found) != set(wanted):
         raise InvariantViolation(f"ledger accounts missing: {set(wanted) - set(found)}")
     return found
