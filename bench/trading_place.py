@@ -41,6 +41,7 @@ from bench.processes import HOST, ROOT, Children, post_json, run_main
 from bench.report import RESULTS_DIR
 from bench.trading_support import (
     ActivitySampler,
+    CpuSnapshot,
     cpu_seconds,
     create_traders,
     machine,
@@ -72,10 +73,18 @@ class Row:
     refused: int = 0  # answers other than an OrderPayload (both runs)
     queued: int = 0  # OrderPayloads with status NEW: not applied within the wait
     activity: tuple[tuple[str, str, float], ...] = ()  # the server's DB connections (peak)
+    peak_machine: CpuSnapshot | None = None  # the machine's CPU during the peak run
 
     @property
     def cpu_ms_per_request(self) -> float:
-        return 1000 * self.peak_cpu_seconds / self.peak.requests if self.peak.requests else 0.0
+        return self._ms_per_request(self.peak_cpu_seconds)
+
+    @property
+    def postgres_ms_per_request(self) -> float:
+        return self._ms_per_request(self.peak_machine.postgres if self.peak_machine else 0.0)
+
+    def _ms_per_request(self, seconds: float) -> float:
+        return 1000 * seconds / self.peak.requests if self.peak.requests else 0.0
 
     @property
     def cpu_share(self) -> float:
@@ -215,13 +224,13 @@ def measure_server_time(
     target = Target(port, "/graphql", SERVER_TIME, None)
     closed = run_wrk if use_wrk else run_loadgen
     closed(children, target, connections=args.connections, seconds=args.warmup)
-    before = cpu_of(pids)
+    before, machine_before = cpu_of(pids), CpuSnapshot.take()
     peak = closed(children, target, connections=args.connections, seconds=args.duration)
-    cpu = cpu_of(pids) - before
+    cpu, on_machine = cpu_of(pids) - before, CpuSnapshot.take() - machine_before
     half = run_loadgen(
         children, target, connections=args.connections, seconds=args.duration, rate=peak.rps / 2
     )
-    return Row("serverTime", peak, half, cpu, {})
+    return Row("serverTime", peak, half, cpu, {}, peak_machine=on_machine)
 
 
 def cpu_of(pids: list[int]) -> float:
@@ -253,9 +262,9 @@ def measure_orders(
 
     closed(args.warmup, 11)
     with ActivitySampler(database_url) as activity:
-        before = cpu_of(pids)
+        before, machine_before = cpu_of(pids), CpuSnapshot.take()
         peak, peak_outcomes = closed(args.duration, 12)
-        cpu = cpu_of(pids) - before
+        cpu, on_machine = cpu_of(pids) - before, CpuSnapshot.take() - machine_before
     half, half_outcomes = order_load(
         children,
         port,
@@ -275,7 +284,7 @@ def measure_orders(
     refused += sum(v for k, v in half_outcomes.items() if not k.startswith("OrderPayload:"))
     queued += half_outcomes.get("OrderPayload:NEW", 0)
     waits = tuple(activity.mean_connections())
-    return Row("placeOrder", peak, half, cpu, outcomes, refused, queued, waits)
+    return Row("placeOrder", peak, half, cpu, outcomes, refused, queued, waits, on_machine)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -342,7 +351,7 @@ def report(
     base, orders = rows
     print(f"\nplaceOrder through GraphQL over HTTP, {topology(args)}, {args.traders} traders")
     header = ["request", "peak/s", "p50 ms", "p99 ms", "vs serverTime", "server CPU ms/req",
-              "CPU busy",
+              "CPU busy", "PostgreSQL CPU ms/req",
               "| half: asked/s", "got/s", "p50 ms", "p99 ms"]  # fmt: skip
     print_rows(
         header,
@@ -355,6 +364,7 @@ def report(
                 f"{r.peak.rps / base.peak.rps:.2f}x" if r is orders else "-",
                 f"{r.cpu_ms_per_request:.2f}",
                 f"{r.cpu_share:.0%}",
+                f"{r.postgres_ms_per_request:.2f}",
                 f"| {r.half.rate or 0:.0f}",
                 f"{r.half.rps:.0f}",
                 f"{r.half.p50_ms:.1f}",
@@ -369,6 +379,18 @@ def report(
         (f"placeOrder p99 <= {TARGET_P99_MS:g} ms at half load", f"{orders.half.p99_ms:.1f} ms",
          orders.half.p99_ms <= TARGET_P99_MS),
     ]  # fmt: skip
+    print(f"\nThe machine during each peak ({os.cpu_count()} CPUs; steal: CPU time the hypervisor"
+          " gave to other guests while this one wanted it):")  # fmt: skip
+    for r in rows:
+        if r.peak_machine is not None and r.peak.seconds:
+            m, seconds = r.peak_machine, r.peak.seconds
+            print(
+                f"  {r.name:<11} busy {m.busy / seconds:.2f} CPUs, of which steal"
+                f" {m.steal / seconds:.2f}; the server {r.cpu_share:.2f},"
+                f" PostgreSQL {m.postgres / seconds:.2f}, Redis {m.redis / seconds:.2f};"
+                f" {r._ms_per_request(m.busy - m.steal):.2f} ms of the machine's CPU"
+                " per request, steal left out (load generator included)"
+            )
     print("\nTargets (reported, not asserted):")
     for goal, measured, met in goals:
         print(f"  {verdict(met):<7}  {goal:<40} measured {measured}")
@@ -412,7 +434,14 @@ def report(
             "options": vars(args),
             "method": method,
             "machine": machine(),
-            "rows": [{**asdict(r), "cpu_ms_per_request": r.cpu_ms_per_request} for r in rows],
+            "rows": [
+                {
+                    **asdict(r),
+                    "cpu_ms_per_request": r.cpu_ms_per_request,
+                    "postgres_ms_per_request": r.postgres_ms_per_request,
+                }
+                for r in rows
+            ],
             "ratio_peak_vs_server_time": orders.peak.rps / base.peak.rps,
             "targets": [{"goal": g, "measured": m, "met": met} for g, m, met in goals],
             "database": facts,

@@ -184,6 +184,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    """CPU seconds so far (Linux /proc): the whole machine's busy and steal time (steal:
+    what the hypervisor gave to other guests while this one wanted to run), and those of
+    every PostgreSQL and Redis process on this machine (0 when they run elsewhere)."""
+
+    busy: float
+    steal: float
+    postgres: float
+    redis: float
+
+    @classmethod
+    def take(cls) -> CpuSnapshot:
+        tick = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal (guest time is within user)
+        times = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        by_name = {"postgres": 0, "redis-server": 0}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                text = stat.read_text()
+                name = text[text.index("(") + 1 : text.rindex(")")].split(":")[0]
+                if name in by_name:
+                    fields = text.rsplit(")", 1)[1].split()
+                    by_name[name] += int(fields[11]) + int(fields[12])
+        busy = sum(times) - times[3] - times[4]
+        return cls(
+            busy=busy / tick,
+            steal=times[7] / tick,
+            postgres=by_name["postgres"] / tick,
+            redis=by_name["redis-server"] / tick,
+        )
+
+    def __sub__(self, before: CpuSnapshot) -> CpuSnapshot:
+        return CpuSnapshot(
+            busy=self.busy - before.busy,
+            steal=self.steal - before.steal,
+            postgres=self.postgres - before.postgres,
+            redis=self.redis - before.redis,
+        )
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
