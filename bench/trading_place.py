@@ -12,6 +12,9 @@ server's ``{ serverTime }`` in the same run.
    an open-loop run at half that peak with bench.order_load / bench.loadgen (latency from
    the due time). Orders: every request another trader, BUY and SELL alternately, LIMIT
    0.001 BTC within $10 of 90,000, so about half cross and fill and the others rest.
+   The database is analysed (ANALYZE) after the traders are made and after the orders'
+   warm-up, as autovacuum would as the tables grow: without it (autovacuum off) the
+   generic plans of the hot statements stay those of empty tables.
 4. Checks: every answer an OrderPayload, how many answered NEW (the engine had not
    applied them within TRADING_WAIT_SECONDS), the orders and trades written, the engine's
    lag, the ledger invariants; the server's CPU seconds per request.
@@ -42,6 +45,7 @@ from bench.report import RESULTS_DIR
 from bench.trading_support import (
     ActivitySampler,
     CpuSnapshot,
+    analyse,
     cpu_seconds,
     create_traders,
     machine,
@@ -261,6 +265,7 @@ def measure_orders(
         )
 
     closed(args.warmup, 11)
+    analyse(database_url)  # the tables as the warm-up left them
     with ActivitySampler(database_url) as activity:
         before, machine_before = cpu_of(pids), CpuSnapshot.take()
         peak, peak_outcomes = closed(args.duration, 12)
@@ -307,6 +312,7 @@ def run(args: argparse.Namespace) -> int:
             return [t.token for t in traders]
 
         tokens = asyncio.run(set_up())
+        autovacuum = analyse(database_url)
         tokens_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
         pids = []
@@ -336,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  placeOrder: {rows[1].peak.rps:.0f} orders/s peak", file=sys.stderr)
         facts = asyncio.run(database_facts(settings))
         facts["orders_in_runs"] = facts["orders"] - first_order
+        facts["autovacuum"] = autovacuum
     problems = report(rows, facts, args=args, use_wrk=use_wrk, started_at=started_at)
     return 1 if problems else 0
 
@@ -423,6 +430,9 @@ def report(
         f"{args.connections} connections, {args.duration}s, latency from the due time",
         "machine": f"{os.cpu_count()} CPUs shared by the load generator, {topology(args)},"
         " PostgreSQL and Redis",
+        "statistics": "the database analysed after the traders are made and after the orders'"
+        " warm-up; autovacuum "
+        + ("on" if facts["autovacuum"] else "OFF on this server: no other ANALYZE in the runs"),
     }
     print("\nMethod:")
     for key, text in method.items():

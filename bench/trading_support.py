@@ -67,6 +67,23 @@ def trading_database(*, keep: bool = False) -> Iterator[tuple[str, str]]:
                 asyncio.run(_drop(admin_url, name))
 
 
+def analyse(database_url: str) -> bool:
+    """ANALYZE the database, as autovacuum does on a live one as its tables grow (the
+    engine's and the placement's statements run on generic plans, planned from these
+    statistics); whether autovacuum is on (a machine may run PostgreSQL without it, and
+    then nothing else does this during a run)."""
+
+    async def run() -> bool:
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await connection.execute("ANALYZE")
+            return bool(await connection.fetchval("SELECT current_setting('autovacuum') = 'on'"))
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
 async def _recreate(admin_url: str, name: str) -> None:
     connection = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
