@@ -17,8 +17,10 @@ from strawberry import relay
 from strawberry.types import Info
 
 from app.domain import orders as rules
+from app.services import trading_reads
 from app.services.markets import MarketRow
 from app.services.trading_reads import (
+    BookDelta,
     BookSnapshot,
     Candle,
     PositionView,
@@ -160,6 +162,10 @@ class BookLevel:
     quantity: Decimal = strawberry.field(description="Resting at this price; 0: level gone.")
     orders: int
 
+    @classmethod
+    def list_of(cls, levels: list[trading_reads.BookLevel]) -> list[BookLevel]:
+        return [cls(price=v.price, quantity=v.quantity, orders=v.orders) for v in levels]
+
 
 @strawberry.type
 class OrderBook:
@@ -173,12 +179,8 @@ class OrderBook:
         return cls(
             symbol=book.symbol,
             sequence=book.sequence,
-            bids=[
-                BookLevel(price=b.price, quantity=b.quantity, orders=b.orders) for b in book.bids
-            ],
-            asks=[
-                BookLevel(price=a.price, quantity=a.quantity, orders=a.orders) for a in book.asks
-            ],
+            bids=BookLevel.list_of(book.bids),
+            asks=BookLevel.list_of(book.asks),
         )
 
 
@@ -195,6 +197,18 @@ class OrderBookUpdate:
     previous_sequence: int | None
     bids: list[BookLevel]
     asks: list[BookLevel]
+
+    @classmethod
+    def from_update(cls, update: BookSnapshot | BookDelta) -> OrderBookUpdate:
+        delta = isinstance(update, BookDelta)
+        return cls(
+            kind=BookUpdateKind.DELTA if delta else BookUpdateKind.SNAPSHOT,
+            symbol=update.symbol,
+            sequence=update.sequence,
+            previous_sequence=update.previous_sequence if delta else None,
+            bids=BookLevel.list_of(update.bids),
+            asks=BookLevel.list_of(update.asks),
+        )
 
 
 @strawberry.type

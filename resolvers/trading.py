@@ -12,14 +12,11 @@ from strawberry.types import Info
 
 from app.domain.orders import MarketStatus as DomainMarketStatus
 from app.domain.orders import OrderStatus as DomainOrderStatus
-from app.errors import TransientError, ValidationFailed
-from app.pubsub import Dropped, Message
+from app.errors import ValidationFailed
 from app.services import markets, trading, trading_reads
 from db.models import Order as OrderRow
 from graphql_schema.context import Context
 from graphql_schema.trading import (
-    BookLevel,
-    BookUpdateKind,
     CancelAllOrdersPayload,
     CandleNode,
     EquityPoint,
@@ -312,65 +309,19 @@ async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> Set
 # --- subscriptions --------------------------------------------------------------------
 
 
-def _levels(rows: list[list[Any]]) -> list[BookLevel]:
-    return [
-        BookLevel(price=Decimal(p).normalize(), quantity=Decimal(q).normalize(), orders=n)
-        for p, q, n in rows
-    ]
-
-
 async def order_book_updates(
     info: Ctx, symbol: str, depth: int = 20
 ) -> AsyncGenerator[OrderBookUpdate, None]:
     row = await _market(info, symbol)
     trading_reads.check_depth(depth)
-
-    async def snapshot() -> OrderBookUpdate:
-        async with info.context.rt.sessions() as session:
-            book = await trading_reads.order_book(
-                session, market_id=row.id, symbol=row.symbol, depth=depth
-            )
-        view = OrderBook.from_snapshot(book)
-        return OrderBookUpdate(
-            kind=BookUpdateKind.SNAPSHOT,
-            symbol=row.symbol,
-            sequence=book.sequence,
-            previous_sequence=None,
-            bids=view.bids,
-            asks=view.asks,
+    async with subscribe(info, f"book:{row.symbol}") as events:
+        updates = trading_reads.book_updates(
+            info.context.rt, events, market_id=row.id, symbol=row.symbol, depth=depth
         )
-
-    async with subscribe(info, f"book:{row.symbol}") as subscription:
-        current = await snapshot()
-        yield current
-        sequence = current.sequence
-        async for event in subscription:
-            if isinstance(event, Message):
-                payload = event.data["payload"]
-                if payload["sequence"] <= sequence:
-                    continue  # covered by the snapshot, or a duplicate
-                if payload["previousSequence"] == sequence:
-                    sequence = payload["sequence"]
-                    yield _delta(payload)
-                    continue
-            elif isinstance(event, Dropped):
-                raise TransientError("The order book stream ended: subscribe again")
-            current = await snapshot()  # a gap: start again from PostgreSQL
-            sequence = current.sequence
-            yield current
-
-
-def _delta(payload: dict[str, Any]) -> OrderBookUpdate:
-    """A book delta from its outbox payload. (Sockets on the same document share one
-    execution, ``graphql_schema.shared_subscriptions``, so this runs once per delta.)"""
-    return OrderBookUpdate(
-        kind=BookUpdateKind.DELTA,
-        symbol=payload["symbol"],
-        sequence=payload["sequence"],
-        previous_sequence=payload["previousSequence"],
-        bids=_levels(payload["bids"]),
-        asks=_levels(payload["asks"]),
-    )
+        async for update in updates:
+            # sockets on the same document share one execution
+            # (graphql_schema.shared_subscriptions): this runs once per update
+            yield OrderBookUpdate.from_update(update)
 
 
 async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:

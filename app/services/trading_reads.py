@@ -4,16 +4,18 @@ single statements so that a book and its sequence are one consistent snapshot.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.orders import OrderStatus
-from app.errors import ValidationFailed
+from app.errors import TransientError, ValidationFailed
+from app.pubsub import Dropped, Event, Message
 from app.runtime import Runtime
 from db.models import Fill, Order
 from db.queries import Page, keyset_page
@@ -43,6 +45,17 @@ class BookLevel:
 class BookSnapshot:
     symbol: str
     sequence: int
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+
+
+@dataclass(frozen=True, slots=True)
+class BookDelta:
+    """The levels one engine batch changed, with their new totals (0: the level is gone)."""
+
+    symbol: str
+    sequence: int
+    previous_sequence: int
     bids: list[BookLevel]
     asks: list[BookLevel]
 
@@ -142,6 +155,54 @@ async def order_book(
         if r["side"] == "SELL"
     ]
     return BookSnapshot(symbol, rows[0]["sequence"] if rows else 0, bids, asks)
+
+
+async def book_updates(
+    rt: Runtime, events: AsyncIterator[Event], *, market_id: int, symbol: str, depth: int
+) -> AsyncIterator[BookSnapshot | BookDelta]:
+    """What an order-book subscriber is sent: a snapshot, then each delta of ``events``
+    (the market's ``book:`` outbox events, subscribed to before the snapshot is read)
+    that follows on from what was sent. A delta the snapshot covers, or a duplicate, is
+    skipped; after a gap (a delta that does not follow on, or a ``Gap`` of the channel)
+    a new snapshot from PostgreSQL. ``Dropped`` ends it with a TransientError (the
+    client subscribes again)."""
+
+    async def snapshot() -> BookSnapshot:
+        async with rt.sessions() as session:
+            return await order_book(session, market_id=market_id, symbol=symbol, depth=depth)
+
+    current = await snapshot()
+    yield current
+    sequence = current.sequence
+    async for event in events:
+        if isinstance(event, Message):
+            payload = event.data["payload"]
+            if payload["sequence"] <= sequence:
+                continue  # covered by the snapshot, or a duplicate
+            if payload["previousSequence"] == sequence:
+                sequence = payload["sequence"]
+                yield _book_delta(payload)
+                continue
+        elif isinstance(event, Dropped):
+            raise TransientError("The order book stream ended: subscribe again")
+        current = await snapshot()  # a gap: start again from PostgreSQL
+        sequence = current.sequence
+        yield current
+
+
+def _book_delta(payload: dict[str, Any]) -> BookDelta:
+    """A delta from its outbox payload (levels as [price, quantity, orders])."""
+
+    def levels(rows: list[list[Any]]) -> list[BookLevel]:
+        return [BookLevel(Decimal(p).normalize(), Decimal(q).normalize(), n) for p, q, n in rows]
+
+    return BookDelta(
+        symbol=payload["symbol"],
+        sequence=payload["sequence"],
+        previous_sequence=payload["previousSequence"],
+        bids=levels(payload["bids"]),
+        asks=levels(payload["asks"]),
+    )
 
 
 async def recent_trades(session: AsyncSession, *, market_id: int, first: int) -> list[TradeRow]:
