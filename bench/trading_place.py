@@ -81,13 +81,19 @@ class Row:
 
     @property
     def cpu_ms_per_request(self) -> float:
-        return self._ms_per_request(self.peak_cpu_seconds)
+        return self.per_request_ms(self.peak_cpu_seconds)
 
     @property
     def postgres_ms_per_request(self) -> float:
-        return self._ms_per_request(self.peak_machine.postgres if self.peak_machine else 0.0)
+        return self.per_request_ms(self.peak_machine.postgres if self.peak_machine else 0.0)
 
-    def _ms_per_request(self, seconds: float) -> float:
+    @property
+    def machine_ms_per_request(self) -> float:
+        """The machine's CPU (every process, steal left out) per request in the peak."""
+        m = self.peak_machine
+        return self.per_request_ms(m.busy - m.steal if m else 0.0)
+
+    def per_request_ms(self, seconds: float) -> float:
         return 1000 * seconds / self.peak.requests if self.peak.requests else 0.0
 
     @property
@@ -395,7 +401,7 @@ def report(
                 f"  {r.name:<11} busy {m.busy / seconds:.2f} CPUs, of which steal"
                 f" {m.steal / seconds:.2f}; the server {r.cpu_share:.2f},"
                 f" PostgreSQL {m.postgres / seconds:.2f}, Redis {m.redis / seconds:.2f};"
-                f" {r._ms_per_request(m.busy - m.steal):.2f} ms of the machine's CPU"
+                f" {r.machine_ms_per_request:.2f} ms of the machine's CPU"
                 " per request, steal left out (load generator included)"
             )
     print("\nTargets (reported, not asserted):")
@@ -449,6 +455,7 @@ def report(
                     **asdict(r),
                     "cpu_ms_per_request": r.cpu_ms_per_request,
                     "postgres_ms_per_request": r.postgres_ms_per_request,
+                    "machine_ms_per_request": r.machine_ms_per_request,
                 }
                 for r in rows
             ],
