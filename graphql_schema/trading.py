@@ -17,7 +17,6 @@ from strawberry import relay
 from strawberry.types import Info
 
 from app.domain import orders as rules
-from app.services import trading_reads
 from app.services.markets import MarketRow
 from app.services.trading_reads import (
     BookDelta,
@@ -25,6 +24,9 @@ from app.services.trading_reads import (
     Candle,
     PositionView,
     TradeRow,
+)
+from app.services.trading_reads import (
+    BookLevel as LevelRow,
 )
 from db.models import Fill as FillRow
 from db.models import Order as OrderRow
@@ -163,7 +165,7 @@ class BookLevel:
     orders: int
 
     @classmethod
-    def list_of(cls, levels: list[trading_reads.BookLevel]) -> list[BookLevel]:
+    def list_of(cls, levels: list[LevelRow]) -> list[BookLevel]:
         return [cls(price=v.price, quantity=v.quantity, orders=v.orders) for v in levels]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -314,10 +315,14 @@ async def order_book_updates(
 ) -> AsyncGenerator[OrderBookUpdate, None]:
     row = await _market(info, symbol)
     trading_reads.check_depth(depth)
-    async with subscribe(info, f"book:{row.symbol}") as events:
-        updates = trading_reads.book_updates(
-            info.context.rt, events, market_id=row.id, symbol=row.symbol, depth=depth
-        )
+    async with (
+        subscribe(info, f"book:{row.symbol}") as events,
+        aclosing(
+            trading_reads.book_updates(
+                info.context.rt, events, market_id=row.id, symbol=row.symbol, depth=depth
+            )
+        ) as updates,
+    ):
         async for update in updates:
             # sockets on the same document share one execution
             # (graphql_schema.shared_subscriptions): this runs once per update

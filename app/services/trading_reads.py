@@ -4,7 +4,7 @@ single statements so that a book and its sequence are one consistent snapshot.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -144,17 +144,16 @@ async def order_book(
     check_depth(depth)
     connection = await driver(session)
     rows = await connection.fetch(_BOOK_SQL, market_id, depth)
-    bids = [
-        BookLevel(r["price"].normalize(), r["quantity"].normalize(), r["orders"])
-        for r in rows
-        if r["side"] == "BUY"
-    ]
-    asks = [
-        BookLevel(r["price"].normalize(), r["quantity"].normalize(), r["orders"])
-        for r in rows
-        if r["side"] == "SELL"
-    ]
-    return BookSnapshot(symbol, rows[0]["sequence"] if rows else 0, bids, asks)
+
+    def side(name: str) -> list[BookLevel]:
+        return _levels((r["price"], r["quantity"], r["orders"]) for r in rows if r["side"] == name)
+
+    return BookSnapshot(symbol, rows[0]["sequence"] if rows else 0, side("BUY"), side("SELL"))
+
+
+def _levels(rows: Iterable[Sequence[Any]]) -> list[BookLevel]:
+    """Book levels from (price, quantity, orders): numbers or their strings."""
+    return [BookLevel(Decimal(p).normalize(), Decimal(q).normalize(), n) for p, q, n in rows]
 
 
 async def book_updates(
@@ -192,16 +191,12 @@ async def book_updates(
 
 def _book_delta(payload: dict[str, Any]) -> BookDelta:
     """A delta from its outbox payload (levels as [price, quantity, orders])."""
-
-    def levels(rows: list[list[Any]]) -> list[BookLevel]:
-        return [BookLevel(Decimal(p).normalize(), Decimal(q).normalize(), n) for p, q, n in rows]
-
     return BookDelta(
         symbol=payload["symbol"],
         sequence=payload["sequence"],
         previous_sequence=payload["previousSequence"],
-        bids=levels(payload["bids"]),
-        asks=levels(payload["asks"]),
+        bids=_levels(payload["bids"]),
+        asks=_levels(payload["asks"]),
     )
 
 
