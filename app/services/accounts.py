@@ -31,6 +31,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.runtime import Runtime
+from app.services.credential_signals import announce_credentials_changed
 from app.services.mail import password_reset_mail, verification_mail
 from app.services.security_events import (
     SecurityEventKind,
@@ -199,7 +200,9 @@ async def reset_password(*, rt: Runtime, token: str, new_password: str) -> User:
         )
         return user
 
-    return await in_transaction(rt.sessions, work)
+    user = await in_transaction(rt.sessions, work)
+    await announce_credentials_changed(rt=rt, user_id=user.id)
+    return user
 
 
 async def enable_two_factor(*, rt: Runtime, user_id: int | None) -> TwoFactorSetup:

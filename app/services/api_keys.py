@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import api_keys as rules
@@ -22,6 +22,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.runtime import Runtime
+from app.services.credential_signals import announce_credentials_changed
 from app.services.security_events import SecurityEventKind, record_security_event
 from db.models import ApiKey, User
 from db.queries import Page, keyset_page, lock_user
@@ -114,7 +115,9 @@ async def revoke_api_key(*, rt: Runtime, user_id: int | None, api_key_id: int) -
             )
         return key
 
-    return await in_transaction(rt.sessions, work)
+    key = await in_transaction(rt.sessions, work)
+    await announce_credentials_changed(rt=rt, user_id=key.user_id)
+    return key
 
 
 async def list_api_keys(
@@ -134,25 +137,34 @@ async def authenticate_api_key(*, rt: Runtime, secret: str, client_ip: str | Non
     every request."""
     if not rules.looks_like_secret(secret):
         raise InvalidApiKey()
+    found = await _usable(rt, ApiKey.secret_hash == rules.hash_secret(secret), client_ip)
+    await _note_use(rt, found.key, client_ip=client_ip, now=rt.now())
+    return found
+
+
+async def reauthenticate_api_key(*, rt: Runtime, key_id: int, client_ip: str | None) -> ApiKeyAuth:
+    """The key ``authenticate_api_key`` accepted, as it is now (revoked? expired? its
+    owner re-read): a WebSocket, which outlives that moment, calls this before each
+    operation. ``InvalidApiKey`` as there."""
+    return await _usable(rt, ApiKey.id == key_id, client_ip)
+
+
+async def _usable(rt: Runtime, which: ColumnElement[bool], client_ip: str | None) -> ApiKeyAuth:
     async with rt.sessions() as session:
         row = (
             await session.execute(
-                select(ApiKey, User)
-                .join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.secret_hash == rules.hash_secret(secret))
+                select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(which)
             )
         ).first()
     if row is None:
         raise InvalidApiKey()
     key, user = row
-    now = rt.now()
     if key.revoked_at is not None:
         raise ApiKeyRevoked()
-    if key.expires_at is not None and key.expires_at <= now:
+    if key.expires_at is not None and key.expires_at <= rt.now():
         raise ApiKeyExpired()
     if not rules.ip_allowed(key.allowed_ips, client_ip):
         raise ApiKeyIpNotAllowed()
-    await _note_use(rt, key, client_ip=client_ip, now=now)
     return ApiKeyAuth(key=key, user=user)
 
 

@@ -29,6 +29,7 @@ from app.errors import (
 from app.runtime import Runtime
 from app.services import rate_limits
 from app.services.accounts import consume_second_factor
+from app.services.credential_signals import announce_credentials_changed
 from app.services.security_events import (
     SecurityEventKind,
     record_in_own_transaction,
@@ -155,7 +156,7 @@ async def logout(
         raise InvalidRefreshToken("Give a refresh token or sign in", field="refreshToken")
     now = rt.now()
 
-    async def work(session: AsyncSession) -> bool:
+    async def work(session: AsyncSession) -> int:
         if refresh_token is not None:
             row = await session.scalar(
                 select(RefreshToken).where(
@@ -174,18 +175,26 @@ async def logout(
             await session.execute(
                 update(User).where(User.id == auth.user.id).values(tokens_valid_after=now)
             )
-        return True
+        return auth.user.id if auth is not None else row.user_id
 
-    await in_transaction(rt.sessions, work)
+    user_id = await in_transaction(rt.sessions, work)
     if auth is not None:
         remaining = int((auth.claims.expires_at - now).total_seconds()) + 1
         if remaining > 0:
             await rt.redis.set(_denylist_key(rt, auth.claims.jti), b"1", ex=remaining)
+    await announce_credentials_changed(rt=rt, user_id=user_id)
 
 
 async def authenticate(*, rt: Runtime, access_token: str) -> Authenticated:
     """Verify signature, expiry, revocation (logout) and the user's token cut-off."""
-    claims = rt.signer.decode_access(access_token)
+    return await reauthenticate(rt=rt, claims=rt.signer.decode_access(access_token))
+
+
+async def reauthenticate(*, rt: Runtime, claims: AccessClaims) -> Authenticated:
+    """The session of verified ``claims`` as it is now: revoked (logout), cut off (logout
+    everywhere, password reset), and its user re-read (role). A WebSocket, which outlives
+    the moment its token was verified, calls this before each operation; expiry is the
+    caller's to check against ``claims.expires_at``."""
     checks = rt.coalescer("token_checks", lambda: Coalescer(_token_checks(rt), max_batch=500))
     revoked, user = await checks.submit(claims)
     if revoked or user is None or claims.issued_at < user.tokens_valid_after:
