@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     # per delivery, to save bytes on messages of a few hundred
     ws_per_message_deflate: bool = False
     ws_allowed_origins: list[str] = []  # cross-origin pages allowed to open a WebSocket
+    # WebSocket authority (README: "WebSocket"): connection_init must come within this time
+    # (both protocols); open sockets per client IP and server process; how often a signed-in
+    # socket re-checks its credential besides the revocation broadcast and its token's expiry
+    ws_connection_init_timeout_seconds: float = Field(default=10, gt=0)
+    ws_max_connections_per_client: int = Field(default=20, ge=1)
+    ws_auth_recheck_seconds: float = Field(default=30, gt=0)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

@@ -33,8 +33,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as ConnectionInitMessage_ws,
+)
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 
 from app.errors import InvalidApiKey, InvalidToken
@@ -48,6 +54,7 @@ from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
 from graphql_schema.context import Context
 from graphql_schema.persisted import TrustedDocuments
 from graphql_schema.shared_subscriptions import Plan, SharedStreams, plan_for
+from graphql_schema.ws_authority import ClientSockets, SocketAuthority, init_deadline
 from resolvers.loaders import build_loaders
 
 log = logging.getLogger(__name__)
@@ -117,10 +124,19 @@ class PersistedRequestData(GraphQLRequestData):
 # WebSocket: admission for every operation
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws: a refused operation gets an ``error`` message."""
+class TransportWSHandler(SocketAuthority, BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws: a refused operation gets an ``error`` message; a credential
+    that no longer holds closes the socket (ws_authority.py)."""
 
     view: GraphQLView
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        self.watch_credential()
+
+    async def end_operations(self) -> None:
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         limit = self.max_subscriptions_per_connection
@@ -133,6 +149,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         payload = message["payload"]
         try:
+            if not await self.authorised():
+                return  # closed
             admitted = await _admit_ws(self.view, self.context, payload)
         except Refused as refused:
             error = refused.error(self.context.request_id)
@@ -186,10 +204,34 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             raise WebSocketDisconnected from error
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
-    """graphql-ws (subscriptions-transport-ws): a refused operation gets an ``error``."""
+class LegacyWSHandler(SocketAuthority, BaseGraphQLWSHandler[Context, None]):
+    """graphql-ws (subscriptions-transport-ws): a refused operation gets an ``error``;
+    ``connection_init`` times out as in graphql-transport-ws (strawberry has no timeout
+    here); a credential that no longer holds closes the socket (ws_authority.py)."""
 
     view: GraphQLView
+    _init_received = False
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(
+            init_deadline(
+                self.view.connection_init_wait_timeout.total_seconds(),
+                initialised=lambda: self._init_received,
+                close=self.close_for,
+            )
+        )
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+
+    async def handle_connection_init(self, message: ConnectionInitMessage_ws) -> None:
+        self._init_received = True
+        await super().handle_connection_init(message)
+        self.watch_credential()
+
+    async def end_operations(self) -> None:
+        await self.cleanup()
 
     async def handle_start(self, message: StartMessage) -> None:
         if not self.connection_acknowledged:
@@ -197,6 +239,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             return
         payload = message["payload"]
         try:
+            if not await self.authorised():
+                return  # closed
             admitted = await _admit_ws(self.view, self.context, payload)
         except Refused as refused:
             error = refused.error(self.context.request_id)
@@ -235,11 +279,14 @@ class GraphQLView(GraphQL[Context, None]):
             graphql_ide="graphiql" if settings.is_development else None,
             allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
-            connection_init_wait_timeout=timedelta(seconds=10),
+            connection_init_wait_timeout=timedelta(
+                seconds=settings.ws_connection_init_timeout_seconds
+            ),
             max_subscriptions_per_connection=settings.ws_max_subscriptions,
             allowed_origins=settings.ws_allowed_origins,
         )
         self.rt = rt
+        self.client_sockets = ClientSockets(settings.ws_max_connections_per_client)
         if trusted_documents is None:  # loaded once, at start-up
             trusted_documents = TrustedDocuments.load(
                 settings.trusted_documents_manifest, schema._schema
