@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import jwt
 import pytest
 from sqlalchemy import func, select, update
@@ -35,6 +36,7 @@ REVOKED = 4403
 TOO_MANY = 4430
 INIT_TIMEOUT = 4408
 CLOSE_WITHIN = 5.0  # seconds a revocation may take to close a socket
+CLOCK = "subscription { serverTime(everySeconds: 1, count: 1) }"
 MY_FILLS = "subscription { myFills { tradeId } }"
 USERS = "{ users(first: 5) { edges { node { email } } } }"
 PLACE = """mutation { placeOrder(input: {symbol: "BTC/USDT", side: BUY, type: LIMIT,
@@ -77,9 +79,13 @@ def other(servers: tuple[Server, Server]) -> Server:
 
 @pytest.fixture(scope="module")
 def strict(settings: Settings) -> Iterator[Server]:
-    """A server with a short connection_init timeout and few sockets per client."""
+    """A server with a short connection_init timeout, few sockets per client and a
+    frequent periodic re-check."""
     server = _server(
-        settings, ws_connection_init_timeout_seconds=1, ws_max_connections_per_client=3
+        settings,
+        ws_connection_init_timeout_seconds=1,
+        ws_max_connections_per_client=3,
+        ws_auth_recheck_seconds=1,
     )
     server.start()
     yield server
@@ -294,6 +300,18 @@ async def test_a_demoted_admin_loses_admin_operations_on_an_open_socket(live, gq
     await ws.close()
 
 
+async def test_the_periodic_recheck_closes_a_socket_revoked_without_a_signal(strict, rt):
+    async with httpx.AsyncClient(base_url=strict.url, timeout=10) as http:
+        auth = await signed_in(GraphQLClient(http))
+    uid = _user_id(auth["accessToken"])
+    ws = await _subscribed(strict, auth["accessToken"], uid)
+    await asyncio.sleep(0.05)
+    await _revoke_silently(rt, uid)  # no broadcast: only the periodic re-check finds it
+
+    assert await _closed(ws, within=3) == (REVOKED, "Session revoked: sign in again")
+    await _until(lambda: _fill_subscribers(strict, uid) == 0)
+
+
 # expiry
 
 
@@ -319,6 +337,16 @@ async def test_a_socket_without_connection_init_is_closed(strict, protocol):
         code, _ = await _closed(ws, within=3)
         assert code == INIT_TIMEOUT
         assert 0.8 < time.monotonic() - started < 3
+    async with await _open(strict, protocol) as ws:  # an initialised one stays open
+        await _send(ws, {"type": "connection_init", "payload": {}})
+        assert (await _receive(ws))["type"] == "connection_ack"
+        await asyncio.sleep(1.3)
+        start = "subscribe" if protocol == TRANSPORT_WS else "start"
+        await _send(ws, {"id": "1", "type": start, "payload": {"query": CLOCK}})
+        answer = await _receive(ws)
+        while answer["type"] == "ka":  # the legacy protocol's keep-alive
+            answer = await _receive(ws)
+        assert answer["payload"]["data"]["serverTime"], answer
 
 
 async def test_a_client_may_hold_only_so_many_sockets(strict):
