@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +97,7 @@ class ClientSockets:
         self._open: Counter[str] = Counter()
 
     @contextlib.contextmanager
-    def opened(self, client: str | None) -> Any:
+    def opened(self, client: str | None) -> Iterator[bool]:
         """Yields whether the socket may stay open; counted while it is."""
         key = client or "unknown"
         if self._open[key] >= self.limit:
@@ -253,6 +253,10 @@ class SocketAuthority:
 
     async def close_for(self, closing: Closing) -> None:
         """End the socket's operations (nothing more is sent), then close it."""
+        log.info(
+            "closing a WebSocket",
+            extra={"code": closing.code, "reason": closing.reason, "user_id": self.context.user_id},
+        )
         await self.end_operations()
         with contextlib.suppress(Exception):  # already closed by the client
             await self.websocket.close(code=closing.code, reason=closing.reason)
