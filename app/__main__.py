@@ -96,6 +96,7 @@ def serve(settings: Settings) -> None:
             log_config=None,
             access_log=False,
             proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=10,
             ws_max_size=settings.ws_max_message_bytes,
             ws_per_message_deflate=settings.ws_per_message_deflate,

@@ -326,3 +326,36 @@ async def test_a_dependency_failure_while_authenticating_is_a_json_error(broken,
     assert "co_test_does_not_exist" not in response.text
     assert "Connect" not in response.text
     assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
+
+
+def test_json_log_lines_carry_no_terminal_colour_codes():
+    """uvicorn logs its start-up lines with a ``color_message`` extra holding ANSI escapes
+    (and a proxy's bad request line may carry escapes of its own)."""
+    import io
+    import json
+
+    from app.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        logger.warning(
+            "Started server process [%d] %s",
+            42,
+            "\x1b[31mred\x1b[0m",
+            extra={
+                "color_message": "Started server process [\x1b[36m%d\x1b[0m]",
+                "job": "\x1b[1mx",
+            },
+        )
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue().strip()
+    assert "\x1b" not in line and "\\u001b" not in line
+    entry = json.loads(line)
+    assert "color_message" not in entry
+    assert entry["message"] == "Started server process [42] red"
+    assert entry["job"] == "x"

