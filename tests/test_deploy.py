@@ -169,3 +169,114 @@ def test_replicas_migrating_at_once_all_succeed_and_migrate_once(fresh_database)
     with ThreadPoolExecutor(1) as pool:
         versions = pool.submit(asyncio.run, _versions(fresh_database)).result()
     assert sorted(versions) == sorted(heads)
+
+
+# Kubernetes manifests and the compose file
+
+K8S = ROOT / "deploy" / "k8s"
+ROLES = {"engine": ["python", "-m", "app", "engine"], "worker": ["python", "-m", "app", "worker"]}
+
+
+def _manifests() -> list[dict]:
+    import yaml
+
+    return [
+        doc
+        for path in sorted(K8S.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+        if doc
+    ]
+
+
+def _named(kind: str, name: str) -> dict:
+    [found] = [d for d in _manifests() if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
+
+
+def _container(workload: dict) -> dict:
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", [])}
+
+
+def test_every_manifest_is_valid_against_the_kubernetes_api_schemas():
+    """Offline: kubernetes-validate ships the API's JSON schemas (strict: no unknown
+    fields). A misspelt field makes the same check fail."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    manifests = _manifests()
+    assert manifests
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    broken = _named("Deployment", "cryptoorchestrator-api")
+    broken = {**broken, "spec": {**broken["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
+
+
+def test_manifests_run_the_three_roles_and_migrate_once_in_a_job():
+    config = _named("ConfigMap", "cryptoorchestrator-config")["data"]
+    assert config["ENV"] == "production" and config["RUN_MIGRATIONS"] == "false"
+    assert config["SEED_DEMO_DATA"] == "false" and config["FORWARDED_ALLOW_IPS"]
+    api = _container(_named("Deployment", "cryptoorchestrator-api"))
+    assert "command" not in api  # the image's CMD: uvicorn
+    assert _env(api)["TRADING_ENGINE_ENABLED"] == "false"
+    assert _env(api)["BACKGROUND_JOBS_ENABLED"] == "false"
+    assert _env(api)["COPY_WORKER_ENABLED"] == "false"
+    assert api["startupProbe"]["httpGet"]["path"] == "/startupz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/livez"
+    for role in ("engine", "worker"):
+        assert _container(_named("Deployment", f"cryptoorchestrator-{role}"))["command"] == (
+            ROLES[role]
+        )
+    job = _named("Job", "cryptoorchestrator-migrate")
+    assert _container(job)["command"] == ["python", "-m", "app", "migrate"]
+    for workload in [d for d in _manifests() if d["kind"] in ("Deployment", "Job")]:
+        container = _container(workload)
+        assert container["resources"]["requests"].keys() >= {"cpu", "memory"}
+        assert container["image"] == api["image"]
+        sources = {next(iter(s.values()))["name"] for s in container["envFrom"]}
+        assert sources == {"cryptoorchestrator-config", "cryptoorchestrator-secrets"}
+
+
+def test_the_api_has_a_disruption_budget_and_an_autoscaler():
+    api = _named("Deployment", "cryptoorchestrator-api")
+    labels = api["spec"]["selector"]["matchLabels"]
+    budget = _named("PodDisruptionBudget", "cryptoorchestrator-api")
+    assert budget["spec"]["selector"]["matchLabels"] == labels
+    assert budget["spec"]["minAvailable"] >= 1
+    scaler = _named("HorizontalPodAutoscaler", "cryptoorchestrator-api")["spec"]
+    assert scaler["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "cryptoorchestrator-api",
+    }
+    assert 2 <= scaler["minReplicas"] < scaler["maxReplicas"]
+    service = _named("Service", "cryptoorchestrator-api")
+    assert service["spec"]["selector"] == labels
+
+
+def test_compose_starts_the_same_topology():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis", "migrate", "api", "engine", "worker"}
+    assert services["migrate"]["command"] == ["python", "-m", "app", "migrate"]
+    assert services["engine"]["command"] == ROLES["engine"]
+    assert services["worker"]["command"] == ROLES["worker"]
+    assert "command" not in services["api"]
+    api_env = services["api"]["environment"]
+    assert api_env["TRADING_ENGINE_ENABLED"] == "false"
+    assert api_env["BACKGROUND_JOBS_ENABLED"] == "false"
+    for role in ("api", "engine", "worker"):
+        service = services[role]
+        assert service["environment"]["RUN_MIGRATIONS"] == "false"
+        assert service["environment"]["ENV"] == "production"
+        assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert service["build"] == "."
