@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -280,3 +281,52 @@ def test_compose_starts_the_same_topology():
         assert service["environment"]["ENV"] == "production"
         assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         assert service["build"] == "."
+
+
+# behind a proxy
+
+
+async def _client_host(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """An ASGI app answering with the client address uvicorn gave it."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": scope["client"][0].encode()})
+
+
+@pytest.mark.parametrize(
+    ("forwarded_allow_ips", "seen"),
+    [("127.0.0.1", "203.0.113.7"), ("10.0.0.0/8", "127.0.0.1"), (None, "203.0.113.7")],
+)
+def test_serve_believes_x_forwarded_for_only_from_forwarded_allow_ips(forwarded_allow_ips, seen):
+    """Behind a proxy every client otherwise shares the proxy's address, and so one per-IP
+    rate limit budget; a client that is not the proxy must not choose its address."""
+    import socket
+    import time
+
+    import httpx
+    import uvicorn
+
+    from app.__main__ import uvicorn_config
+
+    overrides = {} if forwarded_allow_ips is None else {"forwarded_allow_ips": forwarded_allow_ips}
+    settings = Settings(env="test", **overrides)  # None: the default
+    config = uvicorn_config(settings, _client_host)
+    config.log_level, config.lifespan = "warning", "off"
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.01)
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/", headers={"x-forwarded-for": "203.0.113.7"}
+        )
+        assert answer.text == seen
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
