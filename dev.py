@@ -16,6 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -42,14 +43,22 @@ def ensure_environment() -> None:
     if not PYTHON.exists():
         print("Creating .venv ...", flush=True)
         venv.create(VENV, with_pip=True)
-    print("Installing pinned dependencies (first run only) ...", flush=True)
+    print(
+        "Installing the pinned dependencies into .venv (constraints.txt; pip's progress "
+        "follows; a few minutes the first time, again only when pyproject.toml or "
+        "constraints.txt change) ...",
+        flush=True,
+    )
+    started = time.monotonic()
     subprocess.run(  # noqa: S603
-        [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+        [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check",
+         "--progress-bar", "on" if sys.stdout.isatty() else "off",
          "-c", "constraints.txt", "-e", ".[dev]"],
         cwd=ROOT,
         check=True,
     )
     MARKER.write_text(fingerprint)
+    print(f"Dependencies installed in {time.monotonic() - started:.0f} s.", flush=True)
 
 
 def main(argv: list[str]) -> int:

@@ -26,6 +26,9 @@ from app.logs import configure_logging
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
+
     from app.runtime import Runtime
 
 
@@ -89,19 +92,26 @@ def serve(settings: Settings) -> None:
         if settings.seed_demo_data:
             _seed(settings, database_url, redis_url)
         app = create_app(settings, database_url=database_url, redis_url=redis_url)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-            timeout_graceful_shutdown=10,
-            ws_max_size=settings.ws_max_message_bytes,
-            ws_per_message_deflate=settings.ws_per_message_deflate,
-        )
         print(_banner(settings), flush=True)
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn_config(settings, app)).run()
+
+
+def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
+    """How ``serve`` runs uvicorn (the Dockerfile's CMD passes the same options)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=10,
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
+    )
 
 
 def migrate(settings: Settings) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from app.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.runtime import Runtime
 from app.services import copy_trading, idempotency, outbox, profit_share
 from app.services.leaderboard import recompute_leaderboard
@@ -67,7 +69,10 @@ class PeriodicJobs:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                JOB_FAILURES.labels(name).inc()
                 log.exception("background job failed", extra={"job": name})
+            else:
+                JOB_LAST_SUCCESS.labels(name).set(time.time())
             await within(self._stopping.wait(), every)
 
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from app.errors import UserError
+
+T = TypeVar("T")
 
 GRAPHQL_REQUESTS = Counter(
     "graphql_requests_total", "GraphQL operations executed", ["operation", "type"]
@@ -36,3 +42,45 @@ def operation_label(name: str | None) -> str:
         return "other"
     _seen_operations.add(name)
     return name
+
+# what an operator watches (README "Operations"): read from PostgreSQL at scrape time,
+# so every API process reports the same database-wide values
+ENGINE_LAG = Gauge(
+    "engine_lag_commands",
+    "Commands sequenced but not yet applied by the market's engine (next_seq - applied_seq)",
+    ["market"],
+)
+OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox events not yet published to Redis")
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event (0: none)"
+)
+# this process's periodic background jobs (app.background.PeriodicJobs)
+JOB_LAST_SUCCESS = Gauge(
+    "background_job_last_success_timestamp_seconds",
+    "Unix time the job last completed a run",
+    ["job"],
+)
+JOB_FAILURES = Counter("background_job_failures_total", "Job runs that raised", ["job"])
+# this process's pub/sub hub: channels subscribed in Redis and local subscribers
+HUB_CHANNELS = Gauge("pubsub_hub_channels", "Redis channels this process subscribes to")
+HUB_SUBSCRIBERS = Gauge(
+    "pubsub_hub_subscribers", "Open subscriptions (GraphQL subscriptions) on this process's hub"
+)
+HUB_EVENTS = Gauge(
+    "pubsub_hub_events", "Hub counters since start (delivered, dropped, gaps, ...)", ["kind"]
+)
+ORDERS_PLACED = Counter("orders_placed_total", "Orders accepted through placeOrder")
+ORDERS_REFUSED = Counter(
+    "orders_refused_total", "placeOrder calls answered with a typed error", ["code"]
+)
+
+
+async def count_placement(call: Awaitable[T]) -> T:
+    """Await an order placement, counting it as placed or as refused by its error code."""
+    try:
+        value = await call
+    except UserError as error:
+        ORDERS_REFUSED.labels(error.code).inc()
+        raise
+    ORDERS_PLACED.inc()
+    return value

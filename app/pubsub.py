@@ -232,6 +232,12 @@ class PubSubHub:
         found = self._channels.get(channel)
         return len(found.subscribers) if found else 0
 
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def subscriber_count(self) -> int:
+        return sum(len(c.subscribers) for c in self._channels.values())
+
     async def aclose(self) -> None:
         """Stop reading, end every subscription with ``Dropped(SHUTDOWN)``, close the
         connection."""

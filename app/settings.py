@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     cors_origins: list[str] = []
+    # the proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # IPs or CIDRs, "*" for any): behind a load balancer name its addresses, or every
+    # client shares the balancer's IP and so one per-IP rate limit budget
+    forwarded_allow_ips: str = "127.0.0.1"
+    # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set; production
+    # without one refuses every scrape (403)
+    metrics_token: SecretStr | None = None
 
     # card deposits through Stripe
     stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)

@@ -4,11 +4,13 @@ import asyncio
 import os
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db import models  # noqa: F401  (registers the tables)
 from db.base import Base
+from db.migrate import MIGRATION_LOCK_KEY
 from db.session import async_url
 
 config = context.config
@@ -23,6 +25,9 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    # One upgrade at a time per database: replicas that start together wait here, then
+    # find the version table current. Held until the migrations' transaction commits.
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()

@@ -14,6 +14,7 @@ from strawberry.types import Info
 from app.domain.orders import MarketStatus as DomainMarketStatus
 from app.domain.orders import OrderStatus as DomainOrderStatus
 from app.errors import ValidationFailed
+from app.metrics import count_placement
 from app.services import markets, trading, trading_reads
 from db.models import Order as OrderRow
 from graphql_schema.context import Context
@@ -189,7 +190,7 @@ async def place_order(info: Ctx, input: PlaceOrderInput) -> PlaceOrderResult:
         request=input.to_request(),
         client_order_id=input.client_order_id,
     )
-    return await attempt(call, _order_payload)
+    return await attempt(count_placement(call), _order_payload)
 
 
 async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderListResult:

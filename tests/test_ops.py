@@ -3,22 +3,29 @@ compression, transport-level errors, GET rules, GraphiQL, and masking of unexpec
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from sqlalchemy import text
 
 from app.asgi import create_app
+from app.background import PeriodicJobs
 from app.embedded import with_database
 from app.middleware import STRICT_CSP
+from app.pubsub import PubSubHub
 from app.runtime import Runtime, build_runtime
 from app.settings import Environment
 from tests.documents import signed_in
+from tests.partner import client_with
 from tests.support import _free_port
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -326,3 +333,145 @@ async def test_a_dependency_failure_while_authenticating_is_a_json_error(broken,
     assert "co_test_does_not_exist" not in response.text
     assert "Connect" not in response.text
     assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
+
+
+def test_json_log_lines_carry_no_terminal_colour_codes():
+    """uvicorn logs its start-up lines with a ``color_message`` extra holding ANSI escapes
+    (and a proxy's bad request line may carry escapes of its own)."""
+    import io
+    import json
+
+    from app.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        logger.warning(
+            "Started server process [%d] %s",
+            42,
+            "\x1b[31mred\x1b[0m",
+            extra={
+                "color_message": "Started server process [\x1b[36m%d\x1b[0m]",
+                "job": "\x1b[1mx",
+            },
+        )
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue().strip()
+    assert "\x1b" not in line and "\\u001b" not in line
+    entry = json.loads(line)
+    assert "color_message" not in entry
+    assert entry["message"] == "Started server process [42] red"
+    assert entry["job"] == "x"
+
+
+# metrics an operator watches
+
+
+async def test_metrics_report_engine_lag_per_market_and_the_outbox_backlog(client, rt):
+    async with rt.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE markets SET next_seq = applied_seq + 3 WHERE symbol = 'BTC/USDT'")
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO outbox (topic, payload, created_at) VALUES"
+                " ('ops-test', '{}', now() - interval '90 seconds'),"
+                " ('ops-test', '{}', now() - interval '5 seconds')"
+            )
+        )
+    samples = await _samples(client)
+    assert _value(samples, "engine_lag_commands", market="BTC/USDT") == 3
+    assert _value(samples, "engine_lag_commands", market="ETH/USDT") == 0
+    assert _value(samples, "outbox_backlog") == 2
+    assert 90 <= _value(samples, "outbox_oldest_age_seconds") < 150
+
+
+async def test_metrics_report_each_background_jobs_last_success_and_failures(client, rt):
+    runs = 0
+    third_run = asyncio.Event()
+
+    async def flaky(_: Runtime) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 3:
+            third_run.set()
+        if runs == 1:
+            raise RuntimeError("first run fails")
+
+    before = await _samples(client)
+    jobs = PeriodicJobs(rt)
+    jobs.add("ops-test-flaky", 0.01, flaky)
+    started = time.time()
+    jobs.start()
+    async with asyncio.timeout(5):
+        await third_run.wait()
+    await jobs.stop()
+    after = await _samples(client)
+    failures = "background_job_failures_total"
+    assert _value(after, failures, job="ops-test-flaky") - _value(
+        before, failures, job="ops-test-flaky"
+    ) == 1
+    last = _value(after, "background_job_last_success_timestamp_seconds", job="ops-test-flaky")
+    assert started <= last <= time.time()
+
+
+async def test_metrics_report_the_hubs_channels_and_subscribers(rt):
+    app = create_app(runtime=rt)
+    assert rt.settings.redis_url
+    app.state.hub = PubSubHub.from_url(rt.settings.redis_url, client_name=rt.redis_key("ops"))
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            book, fills = rt.redis_key("ops-book"), rt.redis_key("ops-fills")
+            async with (
+                app.state.hub.subscribe(book),
+                app.state.hub.subscribe(book),
+                app.state.hub.subscribe(fills),
+            ):
+                samples = await _samples(http)
+            assert _value(samples, "pubsub_hub_channels") == 2
+            assert _value(samples, "pubsub_hub_subscribers") == 3
+            assert ("pubsub_hub_events", frozenset({("kind", "delivered")})) in samples
+    finally:
+        await app.state.hub.aclose()
+
+
+async def test_metrics_count_orders_placed_and_refused_by_code(client, gql, rt, engines):
+    from tests.test_trading_api import place
+    from tests.trading import trader
+
+    _, token = await trader(gql, rt, "metrics@example.com", USDT="1000")
+    before = await _samples(client)
+    assert (await place(gql, token, quantity="0.001"))["__typename"] == "OrderPayload"
+    assert (await place(gql, token, quantity="1"))["code"] == "INSUFFICIENT_FUNDS"
+    assert (await place(gql, token, symbol="DOGE/USDT"))["code"] == "UNKNOWN_MARKET"
+    after = await _samples(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("orders_placed_total") == 1
+    assert delta("orders_refused_total", code="INSUFFICIENT_FUNDS") == 1
+    assert delta("orders_refused_total", code="UNKNOWN_MARKET") == 1
+
+
+async def test_metrics_in_production_need_the_bearer_token(rt):
+    token = "m" * 40
+    production = {"env": Environment.PRODUCTION, "metrics_token": SecretStr(token)}
+    async with client_with(rt, **production) as http:
+        assert (await http.get("/metrics")).status_code == 401
+        wrong = await http.get("/metrics", headers={"authorization": "Bearer " + "x" * 40})
+        assert wrong.status_code == 401
+        right = await http.get("/metrics", headers={"authorization": f"Bearer {token}"})
+        assert right.status_code == 200 and "outbox_backlog" in right.text
+    async with client_with(rt, env=Environment.PRODUCTION) as http:
+        assert (await http.get("/metrics")).status_code == 403  # no token: never public
+
+
+async def test_metrics_need_the_token_whenever_one_is_set(rt):
+    async with client_with(rt, metrics_token=SecretStr("t" * 40)) as http:
+        assert (await http.get("/metrics")).status_code == 401
