@@ -107,6 +107,8 @@ def create_app(
             SizeLimits,
             max_request_bytes=settings.max_request_bytes,
             max_ws_message_bytes=settings.ws_max_message_bytes,
+            # Stripe's events are not ours to size, and one refused is retried, then lost
+            path_limits={"/webhooks/stripe": webhooks.MAX_BODY_BYTES},
         ),
         Middleware(GZipMiddleware, minimum_size=1024),
     ]

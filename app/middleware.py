@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -96,12 +97,21 @@ class SizeLimits:
     ``max_request_bytes`` is answered 413 (``PAYLOAD_TOO_LARGE``) as soon as its
     Content-Length says so or the bytes received pass the limit, without reading the
     rest; a WebSocket message of more than ``max_ws_message_bytes`` closes the socket
-    with 1009. Enforced here, whatever the ASGI server's own limits."""
+    with 1009. Enforced here, whatever the ASGI server's own limits. A path in
+    ``path_limits`` has its own bound (one whose bodies are not ours to size)."""
 
-    def __init__(self, app: ASGIApp, *, max_request_bytes: int, max_ws_message_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_request_bytes: int,
+        max_ws_message_bytes: int,
+        path_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
         self.max_ws_message_bytes = max_ws_message_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -112,9 +122,10 @@ class SizeLimits:
             await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.path_limits.get(scope["path"], self.max_request_bytes)
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
-        if declared.isdigit() and int(declared) > self.max_request_bytes:
-            await self._too_large(send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(send, limit)
             return
         received, over, started = 0, False, False
 
@@ -125,7 +136,7 @@ class SizeLimits:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_request_bytes:
+                if received > limit:
                     over = True  # the app sees a client that went away
                     return {"type": "http.disconnect"}
             return message
@@ -143,10 +154,10 @@ class SizeLimits:
             if not over:
                 raise  # (over: the app failed on the cut body, answered below)
         if over and not started:
-            await self._too_large(send)
+            await self._too_large(send, limit)
 
-    async def _too_large(self, send: Send) -> None:
-        message = f"The request body is larger than {self.max_request_bytes} bytes"
+    async def _too_large(self, send: Send, limit: int) -> None:
+        message = f"The request body is larger than {limit} bytes"
         extensions = {"code": "PAYLOAD_TOO_LARGE", "requestId": request_id_var.get()}
         error = {"message": message, "extensions": extensions}
         body = json.dumps({"errors": [error]}, separators=(",", ":")).encode()

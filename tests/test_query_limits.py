@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 
 from app.asgi import create_app
 from app.settings import Environment, Settings
+from app.webhooks import MAX_BODY_BYTES
 from graphql_schema.limits import CostCache, limit_rules, query_cost
 from graphql_schema.schema import schema
 from graphql_schema.view import GraphQLView
@@ -400,6 +401,14 @@ async def test_a_request_body_over_the_limit_is_refused_with_413(rt):
     assert error["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
     assert error["message"] == "The request body is larger than 4096 bytes"
     assert error["extensions"]["requestId"] == over.headers["x-request-id"]
+
+
+async def test_the_stripe_webhook_keeps_its_own_larger_body_limit(client):
+    unsigned = b'{"id": "evt_1", "pad": "' + b"x" * 100_000 + b'"}'
+    read = await client.post("/webhooks/stripe", content=unsigned)
+    too_large = await client.post("/webhooks/stripe", content=b"x" * (MAX_BODY_BYTES + 1))
+    assert read.status_code == 400  # read, and refused for its missing signature
+    assert too_large.status_code == 413
 
 
 async def test_the_body_limit_does_not_wait_for_the_whole_body(settings):
