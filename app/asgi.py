@@ -18,7 +18,7 @@ from app import links, ops, webhooks
 from app.background import default_jobs
 from app.jobs import add_withdrawal_jobs
 from app.logs import configure_logging
-from app.middleware import EdgeMiddleware
+from app.middleware import EdgeMiddleware, SizeLimits
 from app.pubsub import PubSubHub
 from app.runtime import Runtime, build_runtime
 from app.services.engine import EngineSet
@@ -103,6 +103,13 @@ def create_app(
 
     middleware = [
         Middleware(EdgeMiddleware, hsts=settings.is_production),
+        Middleware(
+            SizeLimits,
+            max_request_bytes=settings.max_request_bytes,
+            max_ws_message_bytes=settings.ws_max_message_bytes,
+            # Stripe's events are not ours to size, and one refused is retried, then lost
+            path_limits={"/webhooks/stripe": webhooks.MAX_BODY_BYTES},
+        ),
         Middleware(GZipMiddleware, minimum_size=1024),
     ]
     if settings.cors_origins:

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     trusted_documents_manifest: Path | None = None  # Apollo persisted-query manifest (JSON)
     trusted_documents_only: bool = False  # allowlist mode for every client
     persisted_query_ttl_seconds: int = Field(default=86400, ge=60)  # APQ documents in Redis
+    persisted_query_max_bytes: int = Field(default=16 * 1024, ge=1024)  # a document to register
+    persisted_query_registrations: int = Field(default=60, ge=1)  # per client and hour
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)  # an HTTP request's body (413)
     max_query_depth: int = Field(default=12, ge=2)
     max_query_aliases: int = Field(default=30, ge=0)
     max_query_tokens: int = Field(default=3000, ge=100)

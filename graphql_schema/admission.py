@@ -8,10 +8,15 @@
 3. for an API key, the scopes its root fields need (graphql_schema/access.py);
 4. the query cost against ``MAX_QUERY_COST``;
 5. the rate limit: the cost is drawn from the caller's budget, order placements from
-   their order budget;
-6. APQ registration: a new hash + query pair is stored once the document validates.
+   their order budget; an APQ registration adds ``REGISTRATION_COST``, and a request
+   refused at step 1 (an unknown hash, a bad hash, a document too large to register)
+   still draws 1;
+6. APQ registration: a new hash + query pair is stored once the document validates and
+   while the caller's registration budget (``PERSISTED_QUERY_REGISTRATIONS`` an hour)
+   lasts; past it the query still runs, and is not stored.
 
 A refusal is a ``Refused`` (HTTP status, code, message, headers); nothing has run.
+Every step before execution is linear in the document (graphql_schema/limits.py).
 Depth, aliases and introspection are validation rules, the timeout an extension
 (graphql_schema/limits.py).
 """
@@ -43,7 +48,13 @@ from app.services import rate_limits
 from app.services.rate_limits import Decision
 from graphql_schema.access import denial, field_access
 from graphql_schema.context import Context
-from graphql_schema.limits import CostCache, QueryTooLarge, parse_document, rules_for
+from graphql_schema.limits import (
+    CostCache,
+    InvalidOperationName,
+    QueryTooLarge,
+    parse_document,
+    rules_for,
+)
 from graphql_schema.persisted import (
     AutomaticPersistedQueries,
     Document,
@@ -54,6 +65,8 @@ from graphql_schema.persisted import (
 
 # Root mutation fields that place orders draw from the order budget too (trading adds them).
 ORDER_PLACEMENT_FIELDS = frozenset({"placeOrder", "placeOrderList"})
+REGISTRATION_COST = 10  # an APQ registration, drawn on top of the query's cost
+REFUSED_DOCUMENT_COST = 1  # a persisted-document request that cannot be served
 
 
 class Refused(Exception):
@@ -120,7 +133,11 @@ class Gate:
         document_id: Any = None,
         http_method: str | None = None,
     ) -> Admitted:
-        document = await self._resolve(ctx, query, extensions, document_id)
+        try:
+            document = await self._resolve(ctx, query, extensions, document_id)
+        except Refused:
+            await self._draw(ctx, REFUSED_DOCUMENT_COST)
+            raise
         if document.query is None:
             return Admitted(None, 0, None)  # strawberry answers "no query" (400)
         parsed = self._parse(document.query)
@@ -128,14 +145,26 @@ class Gate:
         if parsed is not None:
             orders = self._inspect(ctx, parsed, operation_name, http_method)
             cost = self._cost(document.query, parsed, operation_name, variables)
+        if document.register_as:
+            cost += REGISTRATION_COST
+        decision = await self._draw(ctx, cost, orders)
+        if document.register_as and parsed is not None and self._validates(parsed):
+            await self._register(ctx, document.register_as, document.query)
+        return Admitted(document.query, cost, decision)
+
+    async def _draw(self, ctx: Context, cost: int, orders: int = 0) -> Decision:
         decision = await rate_limits.draw_request(
             self.rt, caller=ctx.caller, cost=cost, orders=orders
         )
         if not decision.allowed:
             raise self._too_many(decision, cost)
-        if document.register_as and parsed is not None and self._validates(parsed):
-            await self.apq.put(document.register_as, document.query)
-        return Admitted(document.query, cost, decision)
+        return decision
+
+    async def _register(self, ctx: Context, sha256: str, query: str) -> None:
+        """Store an APQ document while the caller's registration budget lasts."""
+        decision = await rate_limits.draw_registration(self.rt, caller=ctx.caller)
+        if decision.allowed:
+            await self.apq.put(sha256, query)
 
     async def _resolve(
         self, ctx: Context, query: str | None, extensions: Any, document_id: Any
@@ -151,6 +180,7 @@ class Gate:
                 trusted=self.trusted,
                 apq=self.apq,
                 allowlist=allowlist,
+                max_register_bytes=self.rt.settings.persisted_query_max_bytes,
             )
         except PersistedQueryError as error:
             raise Refused(error.message, code=error.code, status=error.status) from error
@@ -196,7 +226,10 @@ class Gate:
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
     ) -> int:
-        cost = self.costs.cost(self.schema, query, document, operation_name, variables)
+        try:
+            cost = self.costs.cost(self.schema, query, document, operation_name, variables)
+        except InvalidOperationName as error:
+            raise Refused(error.message, code=error.code, status=400) from error
         limit = self.rt.settings.max_query_cost
         if cost > limit:
             raise Refused(

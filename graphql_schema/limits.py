@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
@@ -53,11 +53,11 @@ from graphql import (
     get_operation_ast,
     is_composite_type,
     parse,
+    value_from_ast_untyped,
 )
 from graphql.pyutils import Undefined
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
-from strawberry.extensions.max_aliases import count_fields_with_alias
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from app.errors import UserError
@@ -141,27 +141,67 @@ class DocumentParser(SchemaExtension):
 # validation rules
 
 
-def _depth(
-    selection_set: SelectionSetNode | None,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    visited: frozenset[str],
-) -> int:
-    if selection_set is None:
-        return 0
-    deepest = 0
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            if selection.name.value.startswith("__"):
-                continue  # __typename, and introspection (off in production)
-            deepest = max(deepest, 1 + _depth(selection.selection_set, fragments, visited))
-        elif isinstance(selection, InlineFragmentNode):
-            deepest = max(deepest, _depth(selection.selection_set, fragments, visited))
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is not None and name not in visited:
-                deepest = max(deepest, _depth(fragment.selection_set, fragments, visited | {name}))
-    return deepest
+def _measured_once(memo: dict[Any, int], key: Any, measure: Callable[[], int]) -> int:
+    """A fragment's measure, computed the first time it is spread and then reused, so a
+    walk is linear in the document however fragments nest (spreading a fragment twice per
+    level doubles the expanded document with every level). A fragment met again while it
+    is being measured (a cycle, which validation refuses) counts 0."""
+    if key not in memo:
+        memo[key] = 0
+        memo[key] = measure()
+    return memo[key]
+
+
+class _DepthWalk:
+    def __init__(self, fragments: Mapping[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self.memo: dict[str, int] = {}
+
+    def depth(self, selection_set: SelectionSetNode | None) -> int:
+        if selection_set is None:
+            return 0
+        deepest = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                if selection.name.value.startswith("__"):
+                    continue  # __typename, and introspection (off in production)
+                deepest = max(deepest, 1 + self.depth(selection.selection_set))
+            elif isinstance(selection, InlineFragmentNode):
+                deepest = max(deepest, self.depth(selection.selection_set))
+            elif isinstance(selection, FragmentSpreadNode):
+                deepest = max(deepest, self.spread(selection.name.value))
+        return deepest
+
+    def spread(self, name: str) -> int:
+        fragment = self.fragments.get(name)
+        if fragment is None:
+            return 0
+        return _measured_once(self.memo, name, lambda: self.depth(fragment.selection_set))
+
+
+class _AliasWalk:
+    def __init__(self, fragments: Mapping[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self.memo: dict[str, int] = {}
+
+    def aliases(self, selection_set: SelectionSetNode | None) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += (selection.alias is not None) + self.aliases(selection.selection_set)
+            elif isinstance(selection, InlineFragmentNode):
+                total += self.aliases(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                total += self.spread(selection.name.value)
+        return total
+
+    def spread(self, name: str) -> int:
+        fragment = self.fragments.get(name)
+        if fragment is None:
+            return 0
+        return _measured_once(self.memo, name, lambda: self.aliases(fragment.selection_set))
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
@@ -172,11 +212,11 @@ def _depth_rule(max_depth: int) -> type[ASTValidationRule]:
     class MaxDepth(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            fragments = _fragments(context.document)
+            walk = _DepthWalk(_fragments(context.document))
             for definition in context.document.definitions:
                 if not isinstance(definition, OperationDefinitionNode):
                     continue
-                depth = _depth(definition.selection_set, fragments, frozenset())
+                depth = walk.depth(definition.selection_set)
                 if depth > max_depth:
                     message = f"The query is nested {depth} levels deep; the limit is {max_depth}"
                     context.report_error(
@@ -190,9 +230,9 @@ def _alias_rule(max_aliases: int) -> type[ASTValidationRule]:
     class MaxAliases(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            fragments = _fragments(context.document)
+            walk = _AliasWalk(_fragments(context.document))
             total = sum(
-                count_fields_with_alias(d, fragments)
+                walk.aliases(d.selection_set)
                 for d in context.document.definitions
                 if isinstance(d, OperationDefinitionNode)
             )
@@ -262,46 +302,47 @@ class QueryLimits(SchemaExtension):
 # cost
 
 
-def _int_argument(
-    field: FieldNode,
-    definition: GraphQLField,
-    name: str,
-    variables: Mapping[str, Any],
-    consulted: set[str],
-) -> int | None:
-    if name not in definition.args:
-        return None
-    node = next((a.value for a in field.arguments or () if a.name.value == name), None)
-    value: Any = Undefined
-    if isinstance(node, IntValueNode):
-        value = int(node.value)
-    elif isinstance(node, VariableNode):
-        consulted.add(node.name.value)
-        value = variables.get(node.name.value, Undefined)
-    if value is Undefined:
-        value = definition.args[name].default_value
-    if isinstance(value, bool) or not isinstance(value, int):
-        return MAX_PAGE_SIZE  # unknown: assume a full page
-    return value
-
-
 class _Coster:
+    """One operation's cost under one set of variables: each fragment is costed once
+    (per root or inner position) and reused wherever it is spread."""
+
     def __init__(
         self,
         schema: GraphQLSchema,
         fragments: Mapping[str, FragmentDefinitionNode],
+        operation: OperationDefinitionNode,
         variables: Mapping[str, Any],
     ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
+        self.defaults = {
+            d.variable.name.value: value_from_ast_untyped(d.default_value)
+            for d in operation.variable_definitions or ()
+            if d.default_value is not None
+        }
         self.consulted: set[str] = set()  # variables the cost depends on
+        self.memo: dict[tuple[str, int], int] = {}
+
+    def int_argument(self, field: FieldNode, definition: GraphQLField, name: str) -> int | None:
+        """The argument's value: written in the query, else the request's variable, else
+        the variable's default, else the argument's default; unknown: a full page."""
+        if name not in definition.args:
+            return None
+        node = next((a.value for a in field.arguments or () if a.name.value == name), None)
+        value: Any = definition.args[name].default_value
+        if isinstance(node, VariableNode):
+            variable = node.name.value
+            self.consulted.add(variable)
+            value = self.variables.get(variable, self.defaults.get(variable, Undefined))
+        elif node is not None:
+            value = int(node.value) if isinstance(node, IntValueNode) else Undefined
+        if isinstance(value, bool) or not isinstance(value, int):
+            return MAX_PAGE_SIZE  # unknown: assume a full page
+        return value
 
     def multiplier(self, field: FieldNode, definition: GraphQLField, parent: str) -> int:
-        sizes = [
-            _int_argument(field, definition, n, self.variables, self.consulted)
-            for n in PAGING_ARGUMENTS
-        ]
+        sizes = [self.int_argument(field, definition, n) for n in PAGING_ARGUMENTS]
         given = [s for s in sizes if s is not None]
         if given:
             return max(0, min(max(given), MAX_PAGE_SIZE))
@@ -314,7 +355,6 @@ class _Coster:
         self,
         selection_set: SelectionSetNode | None,
         parent: GraphQLNamedType | None,
-        visited: frozenset[str],
         root_cost: int = 0,
     ) -> int:
         if selection_set is None:
@@ -322,29 +362,27 @@ class _Coster:
         total = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                total += self.field(selection, parent, visited, root_cost)
+                total += self.field(selection, parent, root_cost)
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = self.schema.get_type(condition.name.value) if condition else parent
-                total += self.selections(selection.selection_set, target, visited, root_cost)
+                total += self.selections(selection.selection_set, target, root_cost)
             elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is None or name in visited:
-                    continue
-                target = self.schema.get_type(fragment.type_condition.name.value)
-                total += self.selections(
-                    fragment.selection_set, target, visited | {name}, root_cost
-                )
+                total += self.spread(selection.name.value, root_cost)
         return total
 
-    def field(
-        self,
-        node: FieldNode,
-        parent: GraphQLNamedType | None,
-        visited: frozenset[str],
-        root_cost: int,
-    ) -> int:
+    def spread(self, name: str, root_cost: int) -> int:
+        fragment = self.fragments.get(name)
+        if fragment is None:
+            return 0
+        target = self.schema.get_type(fragment.type_condition.name.value)
+        return _measured_once(
+            self.memo,
+            (name, root_cost),
+            lambda: self.selections(fragment.selection_set, target, root_cost),
+        )
+
+    def field(self, node: FieldNode, parent: GraphQLNamedType | None, root_cost: int) -> int:
         if node.name.value.startswith("__"):
             return 0
         composite = isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
@@ -353,7 +391,7 @@ class _Coster:
             return 1  # not in the schema: validation refuses it
         named = get_named_type(definition.type)
         own = root_cost or (1 if is_composite_type(named) else 0)
-        inner = self.selections(node.selection_set, named, visited)
+        inner = self.selections(node.selection_set, named)
         return own + self.multiplier(node, definition, parent.name if parent else "") * inner
 
 
@@ -368,8 +406,8 @@ def _cost(
         return 1, frozenset()
     root = schema.get_root_type(operation.operation)
     root_cost = MUTATION_FIELD_COST if operation.operation is OperationType.MUTATION else 1
-    coster = _Coster(schema, _fragments(document), variables)
-    cost = coster.selections(operation.selection_set, root, frozenset(), root_cost)
+    coster = _Coster(schema, _fragments(document), operation, variables)
+    cost = coster.selections(operation.selection_set, root, root_cost)
     return max(1, cost), frozenset(coster.consulted)
 
 
@@ -385,9 +423,15 @@ def query_cost(
     )[0]
 
 
+class InvalidOperationName(UserError):
+    code = "BAD_REQUEST"
+    default_message = "operationName must be a string"
+
+
 class CostCache:
     """``query_cost`` remembered per document text, operation and the values of the
-    variables it depends on (usually none, or a page size)."""
+    variables it depends on (usually none, or a page size; a variable not sent is told
+    apart from one sent as null, since a missing one takes its default)."""
 
     def __init__(self, maxsize: int = PARSE_CACHE_SIZE) -> None:
         self.maxsize = maxsize
@@ -402,17 +446,19 @@ class CostCache:
         operation_name: str | None,
         variables: Mapping[str, Any] | None,
     ) -> int:
+        """``InvalidOperationName`` when the operation name is not a string."""
+        if not (operation_name is None or isinstance(operation_name, str)):
+            raise InvalidOperationName
         variables = variables if isinstance(variables, dict) else {}
         names = self._depends_on.get((query, operation_name))
         if names is not None:
-            key = (query, operation_name, *(_hashable(variables.get(n)) for n in sorted(names)))
+            key = (query, operation_name, *_values(variables, names))
             if (cached := self._costs.get(key)) is not None:
                 self._costs.move_to_end(key)
                 return cached
         cost, names = _cost(schema, document, operation_name, variables)
         self._remember(self._depends_on, (query, operation_name), names)
-        key = (query, operation_name, *(_hashable(variables.get(n)) for n in sorted(names)))
-        self._remember(self._costs, key, cost)
+        self._remember(self._costs, (query, operation_name, *_values(variables, names)), cost)
         return cost
 
     def _remember(self, cache: OrderedDict, key: Any, value: Any) -> None:
@@ -420,6 +466,11 @@ class CostCache:
         cache.move_to_end(key)
         while len(cache) > self.maxsize:
             cache.popitem(last=False)
+
+
+def _values(variables: Mapping[str, Any], names: frozenset[str]) -> Iterator[Any]:
+    for name in sorted(names):
+        yield (name in variables, _hashable(variables.get(name)))
 
 
 def _hashable(value: Any) -> Any:

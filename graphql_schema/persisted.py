@@ -4,7 +4,9 @@
   {"version": 1, "sha256Hash": "<hex>"}``. Hash only: the stored document runs, or the
   answer is ``PersistedQueryNotFound`` (HTTP 200, code ``PERSISTED_QUERY_NOT_FOUND``) and
   the client sends hash and query; the server checks the hash and stores the document in
-  Redis (with a TTL) once it validates. Documents are immutable by their hash, so each
+  Redis (with a TTL) once it validates. A registration is bounded: the document's size
+  (``PERSISTED_QUERY_TOO_LARGE``) and, in graphql_schema/admission.py, the registrations
+  per client and the rate-limit budget. Documents are immutable by their hash, so each
   process also keeps the ones it has seen in a small in-memory LRU.
 - Trusted documents (GraphQL-over-HTTP persisted documents): ``documentId:
   "sha256:<hex>"``, from an Apollo persisted-query manifest named in the settings and
@@ -48,6 +50,14 @@ def not_found() -> PersistedQueryError:
     # The message is part of Apollo's protocol: clients match on it (or on the code).
     return PersistedQueryError(
         "PersistedQueryNotFound", code="PERSISTED_QUERY_NOT_FOUND", status=200
+    )
+
+
+def too_large_to_register(size: int, limit: int) -> PersistedQueryError:
+    return PersistedQueryError(
+        f"The document is {size} bytes; a persisted query may be at most {limit} bytes",
+        code="PERSISTED_QUERY_TOO_LARGE",
+        status=400,
     )
 
 
@@ -191,9 +201,11 @@ async def resolve_document(
     trusted: TrustedDocuments,
     apq: AutomaticPersistedQueries,
     allowlist: bool,
+    max_register_bytes: int,
 ) -> Document:
     """The document a request asks to run: by ``documentId``, by APQ hash (with or
-    without the text), or as plain text. In allowlist mode only trusted documents."""
+    without the text), or as plain text. In allowlist mode only trusted documents; a
+    document to register at most ``max_register_bytes`` long (UTF-8)."""
     if document_id is not None:
         if query is not None:
             raise PersistedQueryError(
@@ -223,6 +235,8 @@ async def resolve_document(
             return Document(query)
         if allowlist:
             raise trusted_document_required()
+        if (size := len(query.encode())) > max_register_bytes:
+            raise too_large_to_register(size, max_register_bytes)
         return Document(query, register_as=sha256)
     if allowlist and (query is None or not trusted.contains(query)):
         raise trusted_document_required()

@@ -344,3 +344,64 @@ async def test_apq_over_websocket_registers_and_runs_by_hash(settings, rt):
     assert miss["payload"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     assert [m["type"] for m in registered] == ["next", "next", "complete"]
     assert (hit["id"], hit["type"]) == ("hit", "next")
+
+
+# abuse: what one client may store, and what misses and registrations cost
+
+
+def _padded(query: str, size: int) -> str:
+    """``query`` grown to ``size`` bytes by a comment."""
+    return query + "\n#" + "x" * (size - len(query) - 2)
+
+
+async def test_a_document_too_large_to_register_is_refused_and_stores_nothing(rt):
+    largest, too_large = _padded(CLOCK, 1024), _padded(CLOCK, 1025)
+    async with client_with(rt, persisted_query_max_bytes=1024) as http:
+        refused = await _post(http, query=too_large, extensions=apq_extensions(too_large))
+        stored = await _post(http, query=largest, extensions=apq_extensions(largest))
+    assert refused.status_code == 400
+    assert _only_error(refused.json()) == {
+        "message": "The document is 1025 bytes; a persisted query may be at most 1024 bytes",
+        "code": "PERSISTED_QUERY_TOO_LARGE",
+    }
+    assert stored.json()["data"]["serverTime"]
+    assert await rt.redis.keys(rt.redis_key("apq", "*")) == [
+        rt.redis_key("apq", sha256(largest)).encode()
+    ]
+
+
+async def test_registrations_per_client_are_bounded(rt, gql):
+    documents = [f"query Q{i} {{ serverTime }}" for i in range(4)]
+    auth = await signed_in(gql)
+    async with client_with(rt, persisted_query_registrations=2) as http:
+        anonymous = [
+            await _post(http, query=d, extensions=apq_extensions(d)) for d in documents[:3]
+        ]
+        third = await _post(http, extensions=apq_extensions(documents[2]))
+        user = await http.post(
+            "/graphql",
+            json={"query": documents[3], "extensions": apq_extensions(documents[3])},
+            headers={"authorization": f"Bearer {auth['accessToken']}"},
+        )
+    assert [r.json()["data"]["serverTime"] is not None for r in anonymous] == [True] * 3
+    assert _only_error(third.json()) == NOT_FOUND  # ran, was not stored
+    assert user.json()["data"]["serverTime"]  # a user has a budget of their own
+    stored = {k.decode() for k in await rt.redis.keys(rt.redis_key("apq", "*"))}
+    assert stored == {rt.redis_key("apq", sha256(d)) for d in (*documents[:2], documents[3])}
+
+
+async def test_misses_and_registrations_draw_from_the_rate_limit_budget(rt):
+    def remaining(response) -> int:
+        return int(response.headers["ratelimit-remaining"])
+
+    async with client_with(rt, rate_limit_anonymous=30, rate_limit_window_seconds=3600) as http:
+        first = await _post(http, query=CLOCK)  # cost 1
+        await _post(http, extensions=apq_extensions(CLOCK))  # a miss: 1
+        second = await _post(http, query=CLOCK)
+        registered = await _post(http, query=CLOCK, extensions=apq_extensions(CLOCK))  # 1 + 10
+        other = apq_extensions("{ unknown }")
+        misses = [await _post(http, extensions=other) for _ in range(17)]
+    assert (remaining(first), remaining(second), remaining(registered)) == (29, 27, 16)
+    assert [_only_error(m.json()) for m in misses[:16]] == [NOT_FOUND] * 16
+    assert misses[16].status_code == 429
+    assert _only_error(misses[16].json())["code"] == "RATE_LIMITED"

@@ -7,24 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
-from graphql import parse
+from graphql import DocumentNode, Node, SelectionSetNode, parse, validate
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from app.asgi import create_app
 from app.settings import Environment, Settings
-from graphql_schema.limits import query_cost
+from app.webhooks import MAX_BODY_BYTES
+from graphql_schema.limits import CostCache, limit_rules, query_cost
 from graphql_schema.schema import schema
 from graphql_schema.view import GraphQLView
 from tests.documents import signed_in
 from tests.partner import client_with, trading_client
-from tests.test_websocket import TRANSPORT_WS, LiveServer, _init, _open, _receive, _send
+from tests.test_websocket import (
+    TRANSPORT_WS,
+    LiveServer,
+    _close_code,
+    _init,
+    _open,
+    _receive,
+    _send,
+)
 
 TRANSACTIONS = (
     "{alias}: transactions(first: {n}) {{ edges {{ node {{ counterparty {{ handle }} }} }} }}"
@@ -216,3 +227,224 @@ async def test_only_allowed_origins_may_open_a_websocket(settings, rt):
         async with await _open(server, TRANSPORT_WS) as ws:  # no Origin: not a browser
             assert (await _init(ws))["type"] == "connection_ack"
     assert refused.value.response.status_code == 403
+
+
+# admission work: linear in the document, however fragments nest
+
+
+def _nested_fragments(levels: int) -> str:
+    """Each fragment spreads the one below it twice: ``levels`` lines that expand to
+    2**levels aliased fields."""
+    lines = [f"query {{ ...F{levels} }}", "fragment F0 on Query { a: serverTime }"]
+    lines += [f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, levels + 1)]
+    return "\n".join(lines)
+
+
+class _CountedSelections(tuple):
+    """A selection list that counts how often a walk goes through it."""
+
+    visits = 0
+
+    def __iter__(self):
+        type(self).visits += 1
+        return super().__iter__()
+
+
+def _counted(document: DocumentNode) -> DocumentNode:
+    for node in _selection_sets(document):
+        object.__setattr__(node, "selections", _CountedSelections(node.selections))  # frozen
+    return document
+
+
+def _selection_sets(node: Any) -> Iterator[SelectionSetNode]:
+    if isinstance(node, SelectionSetNode):
+        yield node
+    for key in getattr(node, "keys", ()):
+        value = getattr(node, key, None)
+        for child in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(child, Node):
+                yield from _selection_sets(child)
+
+
+def _work(levels: int) -> dict[str, int]:
+    """Selection lists walked by the depth rule, the alias rule and the cost."""
+    document = _counted(parse(_nested_fragments(levels)))
+    depth, aliases = limit_rules(max_depth=12, max_aliases=30, introspection=True)
+    work = {}
+    for name, measure in (
+        ("depth", lambda: validate(schema._schema, document, [depth])),
+        ("aliases", lambda: validate(schema._schema, document, [aliases])),
+        ("cost", lambda: query_cost(schema._schema, document, None, {})),
+    ):
+        _CountedSelections.visits = 0
+        measure()
+        work[name] = _CountedSelections.visits
+    return work
+
+
+def test_the_admission_walks_are_linear_in_fragment_nesting():
+    work = {levels: _work(levels) for levels in range(4, 13)}
+    for walk in ("depth", "aliases", "cost"):
+        steps = {work[n + 1][walk] - work[n][walk] for n in range(4, 12)}
+        assert len(steps) == 1, (walk, [work[n][walk] for n in sorted(work)])  # a straight line
+        assert steps.pop() <= 4, walk  # each new fragment is walked a bounded number of times
+
+
+def test_nested_fragments_are_measured_exactly():
+    document = parse(_nested_fragments(40))
+    assert query_cost(schema._schema, document, None, {}) == 2**40
+    [error] = validate(
+        schema._schema,
+        document,
+        list(limit_rules(max_depth=12, max_aliases=30, introspection=True)),
+    )
+    assert error.message == f"The query uses {2**40} aliases; the limit is 30"
+
+
+async def test_a_document_of_nested_fragments_does_not_stall_the_server(settings):
+    """The document that took seconds of the event loop (twice as long per level) is
+    refused while /livez, asked meanwhile, still answers."""
+    body = json.dumps({"query": _nested_fragments(20)}).encode()
+    request = (
+        b"POST /graphql HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    async with _serving(settings) as server, httpx.AsyncClient(base_url=server.url) as http:
+        host, port = server.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        await writer.drain()  # sent in full before /livez is asked
+        livez = await http.get("/livez", timeout=5)
+        status, _, answer = await _read_response(reader)
+        writer.close()
+    assert livez.json() == {"status": "ok"}
+    assert status == 200
+    assert [e["extensions"]["code"] for e in json.loads(answer)["errors"]] == ["QUERY_TOO_COMPLEX"]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines if line)
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return int(status_line.split()[1]), headers, body
+
+
+# cost with variables
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "cost"),
+    [
+        ("query($n: Int! = 100) { users(first: $n) { edges { node { id } } } }", {}, 201),
+        ("query($n: Int = 3) { users(first: $n) { edges { node { id } } } }", {}, 7),
+        ("query($n: Int = 3) { users(first: $n) { edges { node { id } } } }", {"n": 50}, 101),
+        ("query($n: Int) { users(first: $n) { edges { node { id } } } }", {}, 201),  # unknown
+        ("query($n: Int = 3) { users(first: $n) { edges { node { id } } } }", {"n": None}, 201),
+    ],
+)
+def test_the_cost_takes_a_variable_default_and_assumes_a_full_page_when_unknown(
+    query, variables, cost
+):
+    assert _cost(query, variables) == cost
+
+
+async def test_a_variable_default_does_not_bypass_the_cost_limit(client):
+    query = (
+        "query($n: Int! = 100) { "
+        + " ".join(TRANSACTIONS.format(alias=f"t{i}", n="$n") for i in range(4))
+        + " }"
+    )
+    response = await _post(client, query)
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert error["extensions"]["cost"] == 1204
+
+
+def test_the_cost_cache_tells_a_missing_variable_from_null():
+    query = "query($n: Int = 3) { users(first: $n) { edges { node { id } } } }"
+    costs, document = CostCache(), parse(query)
+    assert costs.cost(schema._schema, query, document, None, {}) == 7
+    assert costs.cost(schema._schema, query, document, None, {"n": None}) == 201
+    assert costs.cost(schema._schema, query, document, None, {}) == 7
+
+
+@pytest.mark.parametrize("name", [{"a": 1}, ["Q"], 7])
+async def test_an_operation_name_that_is_not_a_string_is_a_400(client, name):
+    response = await client.post(
+        "/graphql", json={"query": "query Q { serverTime }", "operationName": name}
+    )
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert error["message"] == "operationName must be a string"
+
+
+# request size
+
+
+def _padded(size: int) -> bytes:
+    """A JSON body of exactly ``size`` bytes running ``{ serverTime }`` (a long comment)."""
+    empty = json.dumps({"query": "{ serverTime }\n#"}).encode()
+    return json.dumps({"query": "{ serverTime }\n#" + "x" * (size - len(empty))}).encode()
+
+
+async def test_a_request_body_over_the_limit_is_refused_with_413(rt):
+    async with client_with(rt, max_request_bytes=4096) as http:
+        headers = {"content-type": "application/json"}
+        fits = await http.post("/graphql", content=_padded(4096), headers=headers)
+        over = await http.post("/graphql", content=_padded(4097), headers=headers)
+    assert fits.json()["data"]["serverTime"]
+    assert over.status_code == 413
+    [error] = over.json()["errors"]
+    assert error["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert error["message"] == "The request body is larger than 4096 bytes"
+    assert error["extensions"]["requestId"] == over.headers["x-request-id"]
+
+
+async def test_the_stripe_webhook_keeps_its_own_larger_body_limit(client):
+    unsigned = b'{"id": "evt_1", "pad": "' + b"x" * 100_000 + b'"}'
+    read = await client.post("/webhooks/stripe", content=unsigned)
+    too_large = await client.post("/webhooks/stripe", content=b"x" * (MAX_BODY_BYTES + 1))
+    assert read.status_code == 400  # read, and refused for its missing signature
+    assert too_large.status_code == 413
+
+
+async def test_the_body_limit_does_not_wait_for_the_whole_body(settings):
+    """Over a real socket: a Content-Length over the limit is answered before any body
+    arrives, and a chunked body as soon as the bytes counted pass the limit (the rest
+    is never sent)."""
+    head = b"POST /graphql HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+    declared = head + b"content-length: 10000000\r\n\r\n" + b'{"query": "'
+    chunk = b"#" * 1000
+    chunked = head + b"transfer-encoding: chunked\r\n\r\n" + (b"3e8\r\n" + chunk + b"\r\n") * 5
+    async with _serving(settings, max_request_bytes=4096) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        answers = []
+        for request in (declared, chunked):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request)
+            await writer.drain()  # and no more: the body is never finished
+            answers.append(await _read_response(reader))
+            writer.close()
+    for status, _, body in answers:
+        assert status == 413
+        assert json.loads(body)["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_a_websocket_message_over_the_limit_closes_the_socket(settings):
+    """Enforced by the app, whatever the ASGI server's own limit (the test server's is
+    16 MiB): close code 1009 (message too big)."""
+    query = "subscription { serverTime(everySeconds: 1, count: 1) }\n#"
+    async with _serving(settings, ws_max_message_bytes=2048) as server:
+        async with await _open(server, TRANSPORT_WS) as ws:
+            await _init(ws)
+            small = {"query": query + "x" * 1024}
+            await _send(ws, {"id": "1", "type": "subscribe", "payload": small})
+            assert (await _receive(ws))["type"] == "next"
+            assert (await _receive(ws))["type"] == "complete"
+            big = {"query": query + "x" * 2048}
+            await _send(ws, {"id": "2", "type": "subscribe", "payload": big})
+            code = await _close_code(ws)
+    assert code == 1009

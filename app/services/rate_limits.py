@@ -16,6 +16,8 @@ Budgets (sizes in ``Settings``):
 - ``api``: every GraphQL request draws its computed query cost, per client IP for
   anonymous requests and per user (session) or per API key otherwise;
 - ``orders``: each order placement additionally draws one unit, per user or key;
+- ``persisted-queries``: each automatic persisted query stored draws one unit, per client
+  (IP, user or key), ``persisted_query_registrations`` per hour;
 - ``login-ip`` / ``login-account``: each login attempt draws one unit per client IP
   and per account (the normalised email, hashed; unknown addresses count the same);
   after ``login_backoff_after_failures`` consecutive failures an account also backs off
@@ -174,6 +176,17 @@ async def draw_request(rt: Runtime, *, caller: Caller, cost: int, orders: int = 
         charges.append((orders_budget(rt), subject, orders))
     decisions = await draw_in_order(rt, charges)
     return decisions[-1] if not decisions[-1].allowed else decisions[0]
+
+
+REGISTRATION_WINDOW_SECONDS = 3600.0
+
+
+async def draw_registration(rt: Runtime, *, caller: Caller) -> Decision:
+    """One automatic persisted query stored for ``caller``."""
+    budget = Budget(
+        "persisted-queries", rt.settings.persisted_query_registrations, REGISTRATION_WINDOW_SECONDS
+    )
+    return await draw(rt, budget, f"{caller.kind}:{caller.id}", 1)
 
 
 # login attempts
