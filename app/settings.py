@@ -1,4 +1,4 @@
-"""The one typed settings object. Every variable is listed in README.md."""
+"""The one typed settings object. Every variable is listed in docs/configuration.md."""
 
 from __future__ import annotations
 
