@@ -40,7 +40,7 @@ from app.services import kyc, leaderboard, leaders, trading
 from app.services.crypto_deposits import credit_crypto_deposit, deposit_address
 from app.services.engine import EngineSet
 from app.services.markets import market_by_symbol
-from app.services.trading_reads import snapshot_equity
+from app.services.trading_reads import order_book, snapshot_equity
 from db.models import Leader, Order, User
 
 USER, ADMIN = "USER", "ADMIN"
@@ -262,35 +262,56 @@ async def _ensure_leader(rt: Runtime, leader: DemoLeader, user_id: int, desk_id:
 async def _trade(
     rt: Runtime, *, leader: int, desk: int, leader_side: Side, price: Decimal, key: str
 ) -> None:
-    """The desk rests the other side (GTC), the leader takes it (IOC): one fill each."""
+    """The desk rests the other side (GTC), the leader takes it (IOC): one fill each. The
+    price is moved inside the spread of what else rests in the book (a market maker's
+    quotes), so the desk's order trades with nothing but the leader's."""
     desk_side = Side.SELL if leader_side is Side.BUY else Side.BUY
-    for user_id, side, tif, suffix in (
-        (desk, desk_side, TimeInForce.GTC, "desk"),
-        (leader, leader_side, TimeInForce.IOC, "leader"),
-    ):
-        client_order_id = f"{key}-{suffix}"
-        if await _placed(rt, user_id, client_order_id):
-            continue  # an earlier run that stopped half-way placed it
-        await trading.place_order(
-            rt,
-            user_id=user_id,
-            symbol=HISTORY_SYMBOL,
-            request=OrderRequest(
-                side=side,
-                type=OrderType.LIMIT,
-                quantity=HISTORY_QUANTITY,
-                price=price,
-                time_in_force=tif,
-            ),
-            client_order_id=client_order_id,
-        )
+    desk_order = f"{key}-desk"
+    placed = await _placed_price(rt, desk, desk_order)
+    if placed is None:
+        price = await _inside_spread(rt, price)
+        await _place(rt, desk, desk_side, TimeInForce.GTC, price, desk_order)
+    else:
+        price = placed  # an earlier run that stopped half-way placed it
+    if await _placed_price(rt, leader, f"{key}-leader") is None:
+        await _place(rt, leader, leader_side, TimeInForce.IOC, price, f"{key}-leader")
 
 
-async def _placed(rt: Runtime, user_id: int, client_order_id: str) -> bool:
+async def _inside_spread(rt: Runtime, price: Decimal) -> Decimal:
     async with rt.sessions() as session:
-        found = await session.scalar(
-            select(Order.id).where(
+        market = await market_by_symbol(session, HISTORY_SYMBOL)
+        book = await order_book(session, market_id=market.id, symbol=HISTORY_SYMBOL, depth=1)
+    tick = market.spec.tick_size
+    if book.bids and price <= book.bids[0].price:
+        price = book.bids[0].price + tick
+    if book.asks and price >= book.asks[0].price:
+        price = book.asks[0].price - tick
+    return price
+
+
+async def _place(
+    rt: Runtime, user_id: int, side: Side, tif: TimeInForce, price: Decimal, client_order_id: str
+) -> None:
+    await trading.place_order(
+        rt,
+        user_id=user_id,
+        symbol=HISTORY_SYMBOL,
+        request=OrderRequest(
+            side=side,
+            type=OrderType.LIMIT,
+            quantity=HISTORY_QUANTITY,
+            price=price,
+            time_in_force=tif,
+        ),
+        client_order_id=client_order_id,
+    )
+
+
+async def _placed_price(rt: Runtime, user_id: int, client_order_id: str) -> Decimal | None:
+    """The limit price of the user's order with this clientOrderId, if placed."""
+    async with rt.sessions() as session:
+        return await session.scalar(
+            select(Order.price).where(
                 Order.user_id == user_id, Order.client_order_id == client_order_id
             )
         )
-    return found is not None

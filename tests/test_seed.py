@@ -8,7 +8,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from app.seed import ALICE, DEMO_LEADERS, seed_demo_data
-from db.models import Deposit, Fill, JournalEntry, LedgerAccount, Order, Posting, User
+from app.services.market_maker import MakerConfig, MarketMaker
+from db.models import Deposit, Fill, JournalEntry, Leader, LedgerAccount, Order, Posting, User
 from tests.documents import login
 
 ME = "{ me { kycLevel wallets { currency available } } }"
@@ -107,3 +108,20 @@ async def test_seeding_twice_credits_and_trades_once(rt):
     assert first["deposits"] and first["fills"] and first["entries"]
     await seed_demo_data(rt)
     assert await _state(rt) == first
+
+
+async def test_leaders_get_their_history_beside_a_market_maker_s_quotes(rt, engines):
+    """A database where the market maker already quotes (a run before this seed): the
+    desk's orders must not trade with its quotes, or the leaders lack their fills."""
+    await MarketMaker(rt, MakerConfig(levels=3, trade_probability=0)).cycle()
+    await seed_demo_data(rt)
+    async with rt.sessions() as session:
+        leaders = await session.scalar(select(func.count()).select_from(Leader))
+        sells = await session.scalar(
+            select(func.count())
+            .select_from(Fill)
+            .join(User, User.id == Fill.user_id)
+            .where(User.email.in_([d.login.email for d in DEMO_LEADERS]), Fill.side == "SELL")
+        )
+    assert leaders == len(DEMO_LEADERS)
+    assert sells == sum(len(d.round_trips_bps) for d in DEMO_LEADERS)
