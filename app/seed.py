@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -116,7 +117,7 @@ async def seed_demo_data(rt: Runtime) -> None:
     ids = await _ensure_users(rt)
     admin_id = ids[DEMO_ADMIN.email]
     for login in FUNDS:
-        await _approve_kyc(rt, admin_id=admin_id, user_id=ids[login.email])
+        await _approve_kyc(rt, admin_id=admin_id, user_id=ids[login.email], name=login.display_name)
     for login, amounts in FUNDS.items():
         await _fund(rt, admin_id=admin_id, login=login, user_id=ids[login.email], amounts=amounts)
     created = False
@@ -157,7 +158,7 @@ async def _ensure_users(rt: Runtime) -> dict[str, int]:
         return {email: uid for email, uid in rows.all()}
 
 
-async def _approve_kyc(rt: Runtime, *, admin_id: int, user_id: int) -> None:
+async def _approve_kyc(rt: Runtime, *, admin_id: int, user_id: int, name: str) -> None:
     """Level 1 through a submission the demo admin approves; nothing when already there."""
     async with rt.sessions() as session:
         user = await session.get(User, user_id)
@@ -169,7 +170,7 @@ async def _approve_kyc(rt: Runtime, *, admin_id: int, user_id: int) -> None:
         await kyc.submit_kyc(
             rt=rt,
             user_id=user_id,
-            full_name=f"Demo User {chr(ord('A') + user_id % 26)}",
+            full_name=name,
             country="GB",
             date_of_birth=date(1990, 1, 1),
             document_type=DocumentType.PASSPORT,
@@ -207,7 +208,7 @@ async def _fund(
 
 
 @contextlib.asynccontextmanager
-async def _engines(rt: Runtime):  # type: ignore[no-untyped-def]
+async def _engines(rt: Runtime) -> AsyncIterator[None]:
     """The matching engines for the history's orders: this process's own when none run
     here yet (a running server's engines take over as owners when they hold the markets)."""
     if rt.matching:
