@@ -78,6 +78,35 @@ def test_the_configuration_page_lists_every_setting():
     assert missing == []
 
 
+def _arguments_named_in_the_docs() -> list[tuple[str, str, set[str]]]:
+    """(page, field, argument names) for every ``field(a, b: ...)`` in inline code."""
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for code in re.findall(r"`([^`]+)`", page.read_text(encoding="utf-8")):
+            code = re.sub(r"\{[^{}]*\}", "", code)  # input objects' fields are not arguments
+            for name, arguments in re.findall(r"\b([a-z][A-Za-z]+)\(([^()]*)\)", code):
+                names = {re.split(r"[:=]", a)[0].strip() for a in arguments.split(",")}
+                found.append((page.name, name, {n for n in names if n.isidentifier()}))
+    return found
+
+
+def test_the_arguments_the_docs_name_are_the_schema_s():
+    from graphql import GraphQLObjectType, build_schema
+
+    schema = build_schema((ROOT / "schema.graphql").read_text(encoding="utf-8"))
+    arguments: dict[str, list[set[str]]] = {}
+    for named in schema.type_map.values():
+        if isinstance(named, GraphQLObjectType) and not named.name.startswith("__"):
+            for name, field in named.fields.items():
+                arguments.setdefault(name, []).append(set(field.args))
+    wrong = [
+        (page, name, sorted(given))
+        for page, name, given in _arguments_named_in_the_docs()
+        if name in arguments and not any(given <= known for known in arguments[name])
+    ]
+    assert wrong == []
+
+
 @pytest.fixture
 async def seeded_server(rt, settings: Settings) -> AsyncIterator[LiveServer]:
     """What `python3 dev.py run` serves: the demo data and a market maker's quotes. The
