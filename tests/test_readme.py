@@ -4,6 +4,7 @@ and every document link in it leads to a file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from websockets.asyncio.client import connect
 
 from app.asgi import create_app
@@ -76,6 +78,36 @@ def test_the_configuration_page_lists_every_setting():
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [n.upper() for n in Settings.model_fields if f"`{n.upper()}`" not in page]
     assert missing == []
+
+
+def _plain(value: Any) -> str:
+    """A setting's default as the configuration page writes it."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float | Decimal):
+        return format(Decimal(str(value)).normalize(), "f")
+    return str(getattr(value, "value", value))
+
+
+def test_the_configuration_page_gives_the_real_defaults():
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    derived = {"PUBLIC_URL": "http://HOST:PORT"}
+    wrong = []
+    for variables, default in re.findall(
+        r"^\| (`[A-Z_]+`(?: / `[A-Z_]+`)*) \| (`[^|]*) \|", page, re.M
+    ):
+        names = re.findall(r"`([A-Z_]+)`", variables)
+        values = re.findall(r"`([^`]*)`", default.split("(")[0])
+        assert len(values) == len(names), (names, default)
+        for name, value in zip(names, values, strict=True):
+            expected = derived.get(name) or _plain(Settings.model_fields[name.lower()].default)
+            with contextlib.suppress(ArithmeticError):
+                value = format(Decimal(value).normalize(), "f")
+            if value != expected:
+                wrong.append((name, value, expected))
+    assert wrong == []
 
 
 def _arguments_named_in_the_docs() -> list[tuple[str, str, set[str]]]:
