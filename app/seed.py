@@ -1,15 +1,50 @@
-"""Demo data. Idempotent: running it again changes nothing."""
+"""Demo data for development: users who can trade at once and leaders with a history.
+
+Everything goes through the ordinary services, as an admin and the users would:
+
+    users        the demo logins (verified email), created once
+    KYC          each non-admin submits, the demo admin approves level 1 (``kyc`` service)
+    funds        the demo admin credits crypto deposits to each user's deposit address
+                 (``credit_crypto_deposit``: HOT_WALLET -> AVAILABLE through the ledger,
+                 once per transaction hash, which is derived from the user and currency)
+    history      each leader trades round trips on BTC/USDT with the demo desk: real
+                 orders (``place_order``, one ``clientOrderId`` each) matched by the real
+                 engine, so fills, positions and ledger entries exist
+    leaders      public leader profiles (``become_leader``: the eligibility rules apply)
+    leaderboard  an equity snapshot and the leaderboard job, so the board is not empty
+                 until LEADERBOARD_INTERVAL_SECONDS
+
+Idempotent: a second run finds every user, KYC level, deposit (by its transaction hash),
+order (by its clientOrderId) and leader profile in place and changes nothing. Development
+only: production refuses SEED_DEMO_DATA (``app.settings``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from app.domain.deposit_addresses import base58
+from app.domain.kyc import DocumentType, KycStatus
+from app.domain.orders import OrderRequest, OrderType, Side, TimeInForce
 from app.domain.passwords import hash_password
+from app.domain.social import LeaderProfile, Visibility
 from app.runtime import Runtime
-from db.models import User
+from app.services import kyc, leaderboard, leaders, trading
+from app.services.crypto_deposits import credit_crypto_deposit, deposit_address
+from app.services.engine import EngineSet
+from app.services.markets import market_by_symbol
+from app.services.trading_reads import order_book, snapshot_equity
+from db.models import Leader, Order, User
+
+USER, ADMIN = "USER", "ADMIN"
 
 
 @dataclass(frozen=True)
@@ -20,16 +55,92 @@ class DemoLogin:
     display_name: str
 
 
-DEMO_LOGINS = (
-    DemoLogin("alice@demo.example", "alice-demo-pass-1", "USER", "Alice"),
-    DemoLogin("bob@demo.example", "bob-demo-pass-2", "USER", "Bob"),
-    DemoLogin("admin@demo.example", "admin-demo-pass-3", "ADMIN", "Demo Admin"),
+ALICE = DemoLogin("alice@demo.example", "alice-demo-pass-1", USER, "Alice")
+BOB = DemoLogin("bob@demo.example", "bob-demo-pass-2", USER, "Bob")
+DEMO_ADMIN = DemoLogin("admin@demo.example", "admin-demo-pass-3", ADMIN, "Demo Admin")
+CAROL = DemoLogin("carol@demo.example", "carol-demo-pass-4", USER, "Carol")
+DAVE = DemoLogin("dave@demo.example", "dave-demo-pass-5", USER, "Dave")
+ERIN = DemoLogin("erin@demo.example", "erin-demo-pass-6", USER, "Erin")
+DESK = DemoLogin("desk@demo.example", "desk-demo-pass-7", USER, "Demo Desk")
+
+DEMO_LOGINS = (ALICE, BOB, DEMO_ADMIN, CAROL, DAVE, ERIN, DESK)
+
+TRADERS = {"USDT": "25000", "BTC": "0.5", "ETH": "5", "SOL": "50"}
+LEADER_FUNDS = {"USDT": "20000", "BTC": "0.25"}
+DESK_FUNDS = {"USDT": "500000", "BTC": "10"}
+FUNDS = {
+    ALICE: TRADERS,
+    BOB: TRADERS,
+    CAROL: LEADER_FUNDS,
+    DAVE: LEADER_FUNDS,
+    ERIN: LEADER_FUNDS,
+    DESK: DESK_FUNDS,
+}
+
+HISTORY_SYMBOL = "BTC/USDT"
+HISTORY_QUANTITY = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class DemoLeader:
+    login: DemoLogin
+    name: str
+    bio: str
+    profit_share_percent: Decimal
+    # per round trip: the sell price's distance from the buy price, in basis points
+    round_trips_bps: tuple[int, ...]
+
+
+DEMO_LEADERS = (
+    DemoLeader(
+        CAROL,
+        "Carol Trend",
+        "Buys strength, sells into rallies.",
+        Decimal(10),
+        (120, 90, 150, 80, 110),
+    ),
+    DemoLeader(
+        DAVE,
+        "Dave Swing",
+        "Short swings on BTC, tight exits.",
+        Decimal(15),
+        (100, -60, 90, -40, 70),
+    ),
+    DemoLeader(
+        ERIN, "Erin Steady", "Small, frequent, careful.", Decimal(5), (50, 60, -30, 45, -70)
+    ),
 )
 
 
 async def seed_demo_data(rt: Runtime) -> None:
+    """Idempotent: see the module docstring."""
+    ids = await _ensure_users(rt)
+    admin_id = ids[DEMO_ADMIN.email]
+    for login in FUNDS:
+        await _approve_kyc(rt, admin_id=admin_id, user_id=ids[login.email], name=login.display_name)
+    for login, amounts in FUNDS.items():
+        await _fund(rt, admin_id=admin_id, login=login, user_id=ids[login.email], amounts=amounts)
+    created = False
+    async with _engines(rt):
+        for leader in DEMO_LEADERS:
+            created |= await _ensure_leader(rt, leader, ids[leader.login.email], ids[DESK.email])
+        # what the desk offered but no leader took (another trader did) is withdrawn
+        await trading.cancel_all_orders(rt, user_id=ids[DESK.email], symbol=HISTORY_SYMBOL)
+    if created:
+        await snapshot_equity(rt)
+        await leaderboard.recompute_leaderboard(rt)
+
+
+async def _ensure_users(rt: Runtime) -> dict[str, int]:
     async with rt.sessions() as session, session.begin():
+        existing = set(
+            await session.scalars(
+                select(User.email).where(User.email.in_([d.email for d in DEMO_LOGINS]))
+            )
+        )
         for login in DEMO_LOGINS:
+            if login.email in existing:
+                continue  # argon2 costs: hash only for new users
             await session.execute(
                 insert(User)
                 .values(
@@ -41,3 +152,167 @@ async def seed_demo_data(rt: Runtime) -> None:
                 )
                 .on_conflict_do_nothing(index_elements=[User.email])
             )
+        rows = await session.execute(
+            select(User.email, User.id).where(User.email.in_([d.email for d in DEMO_LOGINS]))
+        )
+        return {email: uid for email, uid in rows.all()}
+
+
+async def _approve_kyc(rt: Runtime, *, admin_id: int, user_id: int, name: str) -> None:
+    """Level 1 through a submission the demo admin approves; nothing when already there."""
+    async with rt.sessions() as session:
+        user = await session.get(User, user_id)
+        assert user is not None
+        level, status = user.kyc_level, user.kyc_status
+    if level >= 1:
+        return
+    if status != KycStatus.PENDING:
+        await kyc.submit_kyc(
+            rt=rt,
+            user_id=user_id,
+            full_name=name,
+            country="GB",
+            date_of_birth=date(1990, 1, 1),
+            document_type=DocumentType.PASSPORT,
+            document_number=f"DEMO{user_id:06d}",
+        )
+    await kyc.review_kyc(
+        rt=rt, actor_id=admin_id, user_id=user_id, approve=True, level=1, reason=None
+    )
+
+
+def demo_tx_hash(email: str, currency: str) -> str:
+    """The demo deposit's transaction hash, in the currency's chain format: the same for
+    the same user and currency, so a second run credits nothing."""
+    seed = f"demo-seed:{email}:{currency}".encode()
+    if currency == "BTC":
+        return hashlib.sha256(seed).hexdigest()
+    if currency == "SOL":
+        return base58(hashlib.sha512(seed).digest())
+    return "0x" + hashlib.sha256(seed).hexdigest()  # ETH and ERC-20 USDT
+
+
+async def _fund(
+    rt: Runtime, *, admin_id: int, login: DemoLogin, user_id: int, amounts: dict[str, str]
+) -> None:
+    for currency, amount in amounts.items():
+        address = await deposit_address(rt=rt, user_id=user_id, currency=currency)
+        await credit_crypto_deposit(
+            rt=rt,
+            actor_id=admin_id,
+            currency=currency,
+            address=address.address,
+            tx_hash=demo_tx_hash(login.email, currency),
+            amount=Decimal(amount),
+        )
+
+
+@contextlib.asynccontextmanager
+async def _engines(rt: Runtime) -> AsyncIterator[None]:
+    """The matching engines for the history's orders: this process's own when none run
+    here yet (a running server's engines take over as owners when they hold the markets)."""
+    if rt.matching:
+        yield
+        return
+    engines = EngineSet(rt)
+    await engines.start()
+    try:
+        with contextlib.suppress(TimeoutError):  # another process owns them: it matches
+            await engines.wait_owned(timeout=5)
+        yield
+    finally:
+        await engines.stop()
+
+
+async def _ensure_leader(rt: Runtime, leader: DemoLeader, user_id: int, desk_id: int) -> bool:
+    """The leader's round trips with the desk, then the public profile; False when the
+    profile was there already."""
+    async with rt.sessions() as session:
+        if await session.get(Leader, user_id) is not None:
+            return False
+        market = await market_by_symbol(session, HISTORY_SYMBOL)
+    base = market.last_price or market.reference_price
+    prefix = f"demo-{leader.login.email.split('@')[0]}"
+    for number, bps in enumerate(leader.round_trips_bps):
+        spec = market.spec
+        sell = spec.price(spec.nearest_ticks(base * (1 + Decimal(bps) / 10_000)))
+        buy = spec.price(spec.nearest_ticks(base))
+        for side, price in ((Side.BUY, buy), (Side.SELL, sell)):
+            await _trade(
+                rt,
+                leader=user_id,
+                desk=desk_id,
+                leader_side=side,
+                price=price,
+                key=f"{prefix}-{number}-{side.value.lower()}",
+            )
+    await leaders.become_leader(
+        rt,
+        user_id=user_id,
+        profile=LeaderProfile(
+            display_name=leader.name,
+            bio=leader.bio,
+            profit_share_percent=leader.profit_share_percent,
+            minimum_allocation=Decimal(100),
+            visibility=Visibility.PUBLIC,
+        ),
+    )
+    return True
+
+
+async def _trade(
+    rt: Runtime, *, leader: int, desk: int, leader_side: Side, price: Decimal, key: str
+) -> None:
+    """The desk rests the other side (GTC), the leader takes it (IOC): one fill each. The
+    price is moved inside the spread of what else rests in the book (a market maker's
+    quotes), so the desk's order trades with nothing but the leader's."""
+    desk_side = Side.SELL if leader_side is Side.BUY else Side.BUY
+    desk_order = f"{key}-desk"
+    placed = await _placed_price(rt, desk, desk_order)
+    if placed is None:
+        price = await _inside_spread(rt, price)
+        await _place(rt, desk, desk_side, TimeInForce.GTC, price, desk_order)
+    else:
+        price = placed  # an earlier run that stopped half-way placed it
+    if await _placed_price(rt, leader, f"{key}-leader") is None:
+        await _place(rt, leader, leader_side, TimeInForce.IOC, price, f"{key}-leader")
+
+
+async def _inside_spread(rt: Runtime, price: Decimal) -> Decimal:
+    async with rt.sessions() as session:
+        market = await market_by_symbol(session, HISTORY_SYMBOL)
+        book = await order_book(session, market_id=market.id, symbol=HISTORY_SYMBOL, depth=1)
+    tick = market.spec.tick_size
+    if book.bids and price <= book.bids[0].price:
+        price = book.bids[0].price + tick
+    if book.asks and price >= book.asks[0].price:
+        price = book.asks[0].price - tick
+    return price
+
+
+async def _place(
+    rt: Runtime, user_id: int, side: Side, tif: TimeInForce, price: Decimal, client_order_id: str
+) -> None:
+    await trading.place_order(
+        rt,
+        user_id=user_id,
+        symbol=HISTORY_SYMBOL,
+        request=OrderRequest(
+            side=side,
+            type=OrderType.LIMIT,
+            quantity=HISTORY_QUANTITY,
+            price=price,
+            time_in_force=tif,
+        ),
+        client_order_id=client_order_id,
+    )
+
+
+async def _placed_price(rt: Runtime, user_id: int, client_order_id: str) -> Decimal | None:
+    """The limit price of the user's order with this clientOrderId, if placed."""
+    async with rt.sessions() as session:
+        return await session.scalar(
+            select(Order.price).where(
+                Order.user_id == user_id, Order.client_order_id == client_order_id
+            )
+        )

@@ -1,4 +1,4 @@
-"""The one typed settings object. Every variable is listed in README.md."""
+"""The one typed settings object. Every variable is listed in docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
     env: Environment = Environment.DEVELOPMENT
     host: str = "127.0.0.1"
     port: int = 8000
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = ""  # unset: http://HOST:PORT (see _public_url_follows_host_and_port)
     data_dir: Path = Path(".data")
 
     database_url: str | None = None
@@ -180,6 +181,16 @@ class Settings(BaseSettings):
     ws_connection_init_timeout_seconds: float = Field(default=10, gt=0)
     ws_max_connections_per_client: int = Field(default=20, ge=1)
     ws_auth_recheck_seconds: float = Field(default=30, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _public_url_follows_host_and_port(cls, data: Any) -> Any:
+        """Links in emails point at the server itself unless PUBLIC_URL says otherwise."""
+        if not isinstance(data, dict) or data.get("public_url"):
+            return data
+        host = data.get("host") or cls.model_fields["host"].default
+        port = data.get("port") or cls.model_fields["port"].default
+        return {**data, "public_url": f"http://{host}:{port}"}
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
