@@ -37,9 +37,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 
-from app.errors import InvalidApiKey, InvalidToken
+from app.errors import InvalidApiKey, InvalidToken, TransientError
 from app.logs import request_id_var
 from app.metrics import GRAPHQL_ERRORS, WEBSOCKETS_OPEN
+from app.outages import as_outage
 from app.runtime import Runtime
 from app.services.api_keys import ApiKeyAuth, authenticate_api_key
 from app.services.security_events import client_ip_var, user_agent_var
@@ -60,6 +61,8 @@ _HTTP_CODES = {
     415: "UNSUPPORTED_MEDIA_TYPE",
     500: "INTERNAL_SERVER_ERROR",
 }
+NO_STORE = "private, no-store"  # every answer but a public persisted query's (caching.py)
+WS_TRY_AGAIN_LATER = 1013  # RFC 6455: a dependency is down, reconnect later
 WS_TOKEN_KEYS = ("authorization", "Authorization", "authToken", "token")
 WS_API_KEY_KEYS = ("apiKey", "x-api-key", "X-API-Key")
 API_KEY_HEADER = "x-api-key"
@@ -96,6 +99,17 @@ def error_response(
         ]
     }
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def unavailable_response(error: TransientError) -> JSONResponse:
+    retry_after = getattr(error, "retry_after", 1)
+    return error_response(
+        503,
+        error.message,
+        code=error.code,
+        headers={"Retry-After": str(retry_after)},
+        extensions={"retryable": True},
+    )
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -254,6 +268,13 @@ class GraphQLView(GraphQL[Context, None]):
                 WEBSOCKETS_OPEN.inc()
                 try:
                     await super().__call__(scope, receive, send)
+                except Exception as error:
+                    if (outage := as_outage(error)) is None:
+                        raise
+                    log.warning("%s is unavailable: WebSocket closed", outage.dependency)
+                    reason = "Service unavailable, try again later"
+                    close = {"type": "websocket.close", "code": WS_TRY_AGAIN_LATER}
+                    await send({**close, "reason": reason})
                 finally:
                     WEBSOCKETS_OPEN.dec()
                 return
@@ -281,10 +302,16 @@ class GraphQLView(GraphQL[Context, None]):
         except AuthenticationFailed as error:
             headers = {"WWW-Authenticate": f'{error.scheme} error="invalid_token"'}
             response = error_response(401, error.message, code=error.code, headers=headers)
-        except Exception:
-            # Outside GraphQL execution (get_context, authentication): no ErrorPolicy here.
-            log.exception("unexpected error outside GraphQL execution")
-            response = error_response(500, f"Unexpected error (request {request_id_var.get()})")
+        except Exception as error:
+            # Outside GraphQL execution (get_context, authentication, admission): no
+            # ErrorPolicy here. Redis or PostgreSQL down is a retryable 503, not a bug.
+            if (outage := as_outage(error)) is not None:
+                log.warning("%s is unavailable: answered 503", outage.dependency)
+                response = unavailable_response(outage)
+            else:
+                log.exception("unexpected error outside GraphQL execution")
+                response = error_response(500, f"Unexpected error (request {request_id_var.get()})")
+        response.headers.setdefault("cache-control", NO_STORE)
         await response(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
