@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     # per delivery, to save bytes on messages of a few hundred
     ws_per_message_deflate: bool = False
     ws_allowed_origins: list[str] = []  # cross-origin pages allowed to open a WebSocket
+    # Cache-Control max-age of an anonymous persisted GET of public market data (0: none)
+    public_query_cache_seconds: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

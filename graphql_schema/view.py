@@ -46,6 +46,7 @@ from app.services.api_keys import ApiKeyAuth, authenticate_api_key
 from app.services.security_events import client_ip_var, user_agent_var
 from app.services.sessions import Authenticated, authenticate
 from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
+from graphql_schema.caching import VARY, is_persisted, public_cache_control
 from graphql_schema.context import Context
 from graphql_schema.persisted import TrustedDocuments
 from graphql_schema.shared_subscriptions import Plan, SharedStreams, plan_for
@@ -414,6 +415,9 @@ class GraphQLView(GraphQL[Context, None]):
             http_method=request_adapter.method,
         )
         self._add_rate_limit_headers(sub_response, admitted)
+        persisted = is_persisted(
+            request_data.extensions, getattr(request_data, "document_id", None)
+        )
         request_data = GraphQLRequestData(
             query=admitted.query,
             variables=request_data.variables,
@@ -422,13 +426,36 @@ class GraphQLView(GraphQL[Context, None]):
             protocol=request_data.protocol,
         )
         try:
-            return await super().execute_single(
+            result = await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
         except HTTPException as error:
             if isinstance(error.__cause__, InvalidOperationTypeError):
                 raise HTTPException(405, error.reason) from error
             raise
+        self._add_cache_headers(request, sub_response, request_data, persisted, result)
+        return result
+
+    def _add_cache_headers(
+        self,
+        request: Request,
+        sub_response: Any,
+        data: GraphQLRequestData,
+        persisted: bool,
+        result: Any,
+    ) -> None:
+        cache_control = public_cache_control(
+            settings=self.rt.settings,
+            schema=self.gate.schema,
+            method=request.method,
+            headers=request.headers,
+            persisted=persisted,
+            query=data.query,
+            operation_name=data.operation_name,
+            errors=getattr(result, "errors", None),
+        )
+        if cache_control is not None:
+            sub_response.headers.update({"Cache-Control": cache_control, "Vary": VARY})
 
     def _add_rate_limit_headers(self, sub_response: Any, admitted: Admitted) -> None:
         if admitted.decision is not None:
