@@ -30,6 +30,7 @@
     │   └── NotFound
     ├── PayoutRejected       a payout network refused for good: fail the withdrawal
     ├── TransientError       retry later (serialization failure exhausted, a dependency down)
+    │   └── DependencyUnavailable   Redis or PostgreSQL unreachable (HTTP 503 + Retry-After)
     └── InvariantViolation   stop: a bug or broken invariant; never shown, always logged
 
 Codes are part of the public API: never rename one.
@@ -56,6 +57,19 @@ class UserError(AppError):
 class TransientError(AppError):
     code = "TRY_AGAIN"
     default_message = "Temporarily unavailable, try again"
+
+
+class DependencyUnavailable(TransientError):
+    """Redis or PostgreSQL cannot be reached (app/outages.py says which exceptions mean
+    that): nothing was done; retry after ``retry_after`` seconds. Over HTTP a 503 with
+    ``Retry-After``; the client never learns which service is down (/readyz says)."""
+
+    default_message = "A service this request needs is unavailable, try again shortly"
+
+    def __init__(self, dependency: str, *, retry_after: int = 5) -> None:
+        super().__init__()
+        self.dependency = dependency
+        self.retry_after = retry_after
 
 
 class InvariantViolation(AppError):

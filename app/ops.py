@@ -62,10 +62,12 @@ async def readyz(request: Request) -> Response:
             _check("postgres", _check_postgres(rt)), _check("redis", rt.redis.ping())
         )
     )
-    ready = all(v == "ok" for v in checks.values())
+    down = [name for name, result in checks.items() if result != "ok"]
+    if not down:
+        return JSONResponse({"status": "ok", "checks": checks})
+    reason = " and ".join(down) + (" is" if len(down) == 1 else " are") + " unreachable"
     return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
-        status_code=200 if ready else 503,
+        {"status": "unavailable", "checks": checks, "reason": reason}, status_code=503
     )
 
 

@@ -175,6 +175,8 @@ class Settings(BaseSettings):
     # per delivery, to save bytes on messages of a few hundred
     ws_per_message_deflate: bool = False
     ws_allowed_origins: list[str] = []  # cross-origin pages allowed to open a WebSocket
+    # Cache-Control max-age of an anonymous persisted GET of public market data (0: none)
+    public_query_cache_seconds: int = Field(default=2, ge=0)
     # WebSocket authority (README: "WebSocket"): connection_init must come within this time
     # (both protocols); open sockets per client IP and server process; how often a signed-in
     # socket re-checks its credential besides the revocation broadcast and its token's expiry

@@ -2,8 +2,10 @@
 
 Thin: verify the signature and parse (the adapter), one service call, a status code.
 Stripe retries anything but 2xx for days, so: 200 for a processed, duplicate or ignored
-event (it must stop retrying); 400 for a missing or bad signature or a body that is not
-an event (nothing changed); 503 when the database is busy (retry later); 500 for a bug.
+event, and for a payment held for review (it must stop retrying); 400 for a missing or
+bad signature, a body that is not an event, or a signature or event dated more than five
+minutes ahead (nothing changed); 503 when the database is busy (retry later); 500 for a
+bug.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ async def stripe_webhook(request: Request) -> Response:
     if len(payload) > MAX_BODY_BYTES:
         return JSONResponse({"error": "body too large"}, status_code=413)
     try:
-        event = rt.payments.parse_webhook(payload, request.headers.get("stripe-signature"))
+        signature = request.headers.get("stripe-signature")
+        event = rt.payments.parse_webhook(payload, signature, now=rt.now())
     except InvalidWebhook as error:
         return JSONResponse({"error": error.message}, status_code=400)
     try:

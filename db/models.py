@@ -282,7 +282,8 @@ class Deposit(Base):
             name="amounts_non_negative",
         ),
         CheckConstraint(
-            "status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'REFUNDED', 'DISPUTED')",
+            "status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'REFUNDED', 'DISPUTED',"
+            " 'AMOUNT_MISMATCH')",
             name="status_known",
         ),
         CheckConstraint("amount > 0", name="positive"),
@@ -301,7 +302,9 @@ class Deposit(Base):
     credited_amount: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
     refunded_amount: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
     disputed_amount: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    dispute_won: Mapped[bool] = mapped_column(Boolean, server_default="false")
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    review_reason: Mapped[str | None] = mapped_column(Text)  # status AMOUNT_MISMATCH: why
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

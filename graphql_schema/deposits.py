@@ -28,6 +28,11 @@ class DepositStatus(Enum):
     FAILED = "FAILED"
     REFUNDED = "REFUNDED"
     DISPUTED = "DISPUTED"
+    AMOUNT_MISMATCH = strawberry.enum_value(
+        "AMOUNT_MISMATCH",
+        description="The provider reported another amount or currency: held for review,"
+        " nothing credited until support settles it.",
+    )
 
 
 @strawberry.type(name="Deposit")

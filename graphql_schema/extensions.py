@@ -13,9 +13,10 @@ from strawberry.extensions import MaskErrors
 from strawberry.relay.types import GlobalIDValueError, InvalidGlobalIDError
 from strawberry.types import ExecutionContext
 
-from app.errors import AppError, InvariantViolation
+from app.errors import AppError, InvariantViolation, TransientError
 from app.logs import request_id_var
 from app.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS, operation_label
+from app.outages import as_outage
 from graphql_schema.context import Context
 from resolvers.loaders import build_loaders
 
@@ -23,11 +24,20 @@ log = logging.getLogger("graphql")
 UNEXPECTED_MESSAGE = "Unexpected error"
 
 
+def expected_error(error: GraphQLError) -> AppError | None:
+    """The domain error behind ``error`` when it is one the client may see: ours (not an
+    invariant violation), or Redis / PostgreSQL unreachable (``DependencyUnavailable``)."""
+    original = error.original_error
+    if isinstance(original, AppError):
+        return None if isinstance(original, InvariantViolation) else original
+    return as_outage(original) if original is not None else None
+
+
 def error_code(error: GraphQLError) -> tuple[str, bool]:
     """(stable code, whether the message may be shown to the client)."""
     original = error.original_error
-    if isinstance(original, AppError) and not isinstance(original, InvariantViolation):
-        return original.code, True
+    if (expected := expected_error(error)) is not None:
+        return expected.code, True
     if isinstance(original, GlobalIDValueError | InvalidGlobalIDError):
         return "INVALID_ID", True
     if original is None and isinstance((error.extensions or {}).get("code"), str):
@@ -48,12 +58,16 @@ class ErrorPolicy(MaskErrors):
         processed = []
         for error in errors:
             code, exposed = error_code(error)
+            expected = expected_error(error)
+            message = expected.message if expected is not None else error.message
             extensions = {**(error.extensions or {}), "code": code, "requestId": request_id}
-            if isinstance(error.original_error, AppError) and error.original_error.field:
-                extensions["field"] = error.original_error.field
+            if expected is not None and expected.field:
+                extensions["field"] = expected.field
+            if isinstance(expected, TransientError):
+                extensions["retryable"] = True
             processed.append(
                 GraphQLError(
-                    error.message if exposed else f"{UNEXPECTED_MESSAGE} (request {request_id})",
+                    message if exposed else f"{UNEXPECTED_MESSAGE} (request {request_id})",
                     nodes=error.nodes,
                     source=error.source,
                     positions=error.positions,
@@ -70,7 +84,12 @@ def log_errors(errors: list[GraphQLError]) -> None:
     for error in errors:
         code, exposed = error_code(error)
         if exposed:
-            log.info("graphql error", extra={"code": code, "error": error.message})
+            transient = isinstance(expected_error(error), TransientError)
+            log.log(
+                logging.WARNING if transient else logging.INFO,
+                "graphql error",
+                extra={"code": code, "error": error.message},
+            )
             continue
         original = error.original_error
         log.error(

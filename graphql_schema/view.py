@@ -43,14 +43,16 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 
-from app.errors import InvalidApiKey, InvalidToken
+from app.errors import InvalidApiKey, InvalidToken, TransientError
 from app.logs import request_id_var
 from app.metrics import GRAPHQL_ERRORS, WEBSOCKETS_OPEN
+from app.outages import as_outage
 from app.runtime import Runtime
 from app.services.api_keys import ApiKeyAuth, authenticate_api_key
 from app.services.security_events import client_ip_var, user_agent_var
 from app.services.sessions import Authenticated, authenticate
 from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
+from graphql_schema.caching import VARY, is_persisted, public_cache_control
 from graphql_schema.context import Context
 from graphql_schema.persisted import TrustedDocuments
 from graphql_schema.shared_subscriptions import Plan, SharedStreams, plan_for
@@ -67,6 +69,8 @@ _HTTP_CODES = {
     415: "UNSUPPORTED_MEDIA_TYPE",
     500: "INTERNAL_SERVER_ERROR",
 }
+NO_STORE = "private, no-store"  # every answer but a public persisted query's (caching.py)
+WS_TRY_AGAIN_LATER = 1013  # RFC 6455: a dependency is down, reconnect later
 WS_TOKEN_KEYS = ("authorization", "Authorization", "authToken", "token")
 WS_API_KEY_KEYS = ("apiKey", "x-api-key", "X-API-Key")
 API_KEY_HEADER = "x-api-key"
@@ -103,6 +107,17 @@ def error_response(
         ]
     }
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def unavailable_response(error: TransientError) -> JSONResponse:
+    retry_after = getattr(error, "retry_after", 1)
+    return error_response(
+        503,
+        error.message,
+        code=error.code,
+        headers={"Retry-After": str(retry_after)},
+        extensions={"retryable": True},
+    )
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -301,6 +316,13 @@ class GraphQLView(GraphQL[Context, None]):
                 WEBSOCKETS_OPEN.inc()
                 try:
                     await super().__call__(scope, receive, send)
+                except Exception as error:
+                    if (outage := as_outage(error)) is None:
+                        raise
+                    log.warning("%s is unavailable: WebSocket closed", outage.dependency)
+                    reason = "Service unavailable, try again later"
+                    close = {"type": "websocket.close", "code": WS_TRY_AGAIN_LATER}
+                    await send({**close, "reason": reason})
                 finally:
                     WEBSOCKETS_OPEN.dec()
                 return
@@ -328,10 +350,16 @@ class GraphQLView(GraphQL[Context, None]):
         except AuthenticationFailed as error:
             headers = {"WWW-Authenticate": f'{error.scheme} error="invalid_token"'}
             response = error_response(401, error.message, code=error.code, headers=headers)
-        except Exception:
-            # Outside GraphQL execution (get_context, authentication): no ErrorPolicy here.
-            log.exception("unexpected error outside GraphQL execution")
-            response = error_response(500, f"Unexpected error (request {request_id_var.get()})")
+        except Exception as error:
+            # Outside GraphQL execution (get_context, authentication, admission): no
+            # ErrorPolicy here. Redis or PostgreSQL down is a retryable 503, not a bug.
+            if (outage := as_outage(error)) is not None:
+                log.warning("%s is unavailable: answered 503", outage.dependency)
+                response = unavailable_response(outage)
+            else:
+                log.exception("unexpected error outside GraphQL execution")
+                response = error_response(500, f"Unexpected error (request {request_id_var.get()})")
+        response.headers.setdefault("cache-control", NO_STORE)
         await response(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
@@ -434,6 +462,9 @@ class GraphQLView(GraphQL[Context, None]):
             http_method=request_adapter.method,
         )
         self._add_rate_limit_headers(sub_response, admitted)
+        persisted = is_persisted(
+            request_data.extensions, getattr(request_data, "document_id", None)
+        )
         request_data = GraphQLRequestData(
             query=admitted.query,
             variables=request_data.variables,
@@ -442,13 +473,36 @@ class GraphQLView(GraphQL[Context, None]):
             protocol=request_data.protocol,
         )
         try:
-            return await super().execute_single(
+            result = await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
         except HTTPException as error:
             if isinstance(error.__cause__, InvalidOperationTypeError):
                 raise HTTPException(405, error.reason) from error
             raise
+        self._add_cache_headers(request, sub_response, request_data, persisted, result)
+        return result
+
+    def _add_cache_headers(
+        self,
+        request: Request,
+        sub_response: Any,
+        data: GraphQLRequestData,
+        persisted: bool,
+        result: Any,
+    ) -> None:
+        cache_control = public_cache_control(
+            settings=self.rt.settings,
+            schema=self.gate.schema,
+            method=request.method,
+            headers=request.headers,
+            persisted=persisted,
+            query=data.query,
+            operation_name=data.operation_name,
+            errors=getattr(result, "errors", None),
+        )
+        if cache_control is not None:
+            sub_response.headers.update({"Cache-Control": cache_control, "Vary": VARY})
 
     def _add_rate_limit_headers(self, sub_response: Any, admitted: Admitted) -> None:
         if admitted.decision is not None:

@@ -143,9 +143,17 @@ class StripeStandIn:
 
     # --- webhook events, as Stripe would send them ----------------------------------------
 
-    def succeeded(self, intent_id: str, *, event_id: str | None = None) -> bytes:
+    def succeeded(
+        self,
+        intent_id: str,
+        *,
+        event_id: str | None = None,
+        amount_received: int | None = None,
+        currency: str | None = None,
+    ) -> bytes:
         intent = {**self.intents[intent_id], "status": "succeeded"}
-        intent["amount_received"] = intent["amount"]
+        intent["amount_received"] = amount_received or intent["amount"]
+        intent["currency"] = currency or intent["currency"]
         return event("payment_intent.succeeded", intent, event_id=event_id)
 
     def payment_failed(self, intent_id: str, *, message: str = "Your card was declined.") -> bytes:
@@ -173,26 +181,39 @@ class StripeStandIn:
         return event("charge.refunded", charge)
 
     def disputed(self, intent_id: str) -> bytes:
+        return event("charge.dispute.created", self._dispute(intent_id, "needs_response"))
+
+    def dispute_closed(self, intent_id: str, *, status: str = "won") -> bytes:
+        """``charge.dispute.closed``: ``won`` (the money comes back), ``lost``, or
+        ``warning_closed`` (an inquiry that never became a dispute)."""
+        return event("charge.dispute.closed", self._dispute(intent_id, status))
+
+    def _dispute(self, intent_id: str, status: str) -> dict[str, Any]:
         intent = self.intents[intent_id]
-        dispute = {
-            "id": "dp_" + secrets.token_hex(12),
+        return {
+            "id": "dp_" + intent_id[3:],  # one dispute per payment, as in these tests
             "object": "dispute",
             "amount": intent["amount"],
-            "charge": "ch_" + secrets.token_hex(12),
+            "charge": "ch_" + intent_id[3:],
             "currency": intent["currency"],
             "payment_intent": intent_id,
             "reason": "fraudulent",
-            "status": "needs_response",
+            "status": status,
         }
-        return event("charge.dispute.created", dispute)
 
 
-def event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> bytes:
+def event(
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    created: int | None = None,
+) -> bytes:
     body = {
         "id": event_id or "evt_" + secrets.token_hex(12),
         "object": "event",
         "api_version": "2025-01-27.acacia",
-        "created": int(time.time()),
+        "created": int(time.time()) if created is None else created,
         "data": {"object": obj},
         "livemode": False,
         "pending_webhooks": 1,

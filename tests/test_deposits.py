@@ -24,6 +24,7 @@ from db.models import (
     JournalEntry,
     OutboxEvent,
     ProcessedWebhookEvent,
+    SecurityEvent,
     User,
 )
 from tests.money import TRANSFER, balances, user_id, verified_user
@@ -397,6 +398,164 @@ async def test_dispute_takes_the_money_back(gql, client, rt, standin, carol):
     assert await _entry_kinds(rt) == ["CARD_DEPOSIT", "DISPUTE"]
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
     assert history[0]["node"]["kind"] == "REFUND"
+
+
+async def test_a_won_dispute_credits_the_money_back_once(gql, client, rt, standin, carol):
+    token, uid = carol
+    payload, intent_id = await _started(gql, token, standin)
+    await _deliver(client, standin.succeeded(intent_id))
+    await _deliver(client, standin.disputed(intent_id))
+    assert await _usd(rt, uid) == 0
+    won = standin.dispute_closed(intent_id, status="won")
+    results = await asyncio.gather(*(_deliver(client, won) for _ in range(3)))
+    assert sorted(body["outcome"] for _, body in results) == ["duplicate", "duplicate", "processed"]
+    assert await _usd(rt, uid) == Decimal(100)
+    assert await _entry_kinds(rt) == ["CARD_DEPOSIT", "DISPUTE", "DISPUTE_WON"]
+    after = await _deposit(gql, token, payload["deposit"]["id"])
+    assert (after["status"], after["creditedAmount"]) == ("SUCCEEDED", "100")
+    history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
+    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [
+        ("DEPOSIT", "100"),
+        ("REFUND", "-100"),
+        ("DEPOSIT", "100"),
+    ]
+    await _deliver(client, standin.disputed(intent_id))  # the opening, redelivered late
+    assert (await _deliver(client, won))[1]["outcome"] == "duplicate"
+    assert await _usd(rt, uid) == Decimal(100)
+    assert len(await _entry_kinds(rt)) == 3
+
+
+async def test_a_won_dispute_delivered_before_its_opening_moves_nothing(
+    gql, client, rt, standin, carol
+):
+    token, uid = carol
+    payload, intent_id = await _started(gql, token, standin)
+    await _deliver(client, standin.succeeded(intent_id))
+    assert (await _deliver(client, standin.dispute_closed(intent_id, status="won")))[0] == 200
+    assert (await _deliver(client, standin.disputed(intent_id)))[0] == 200
+    assert await _usd(rt, uid) == Decimal(100)
+    assert await _entry_kinds(rt) == ["CARD_DEPOSIT"]
+    assert (await _deposit(gql, token, payload["deposit"]["id"]))["status"] == "SUCCEEDED"
+
+
+async def test_a_lost_dispute_stays_debited(gql, client, rt, standin, carol):
+    token, uid = carol
+    payload, intent_id = await _started(gql, token, standin)
+    await _deliver(client, standin.succeeded(intent_id))
+    await _deliver(client, standin.disputed(intent_id))
+    status, body = await _deliver(client, standin.dispute_closed(intent_id, status="lost"))
+    assert (status, body["outcome"]) == (200, "processed")
+    assert await _usd(rt, uid) == 0
+    assert await _entry_kinds(rt) == ["CARD_DEPOSIT", "DISPUTE"]
+    after = await _deposit(gql, token, payload["deposit"]["id"])
+    assert (after["status"], after["creditedAmount"]) == ("DISPUTED", "0")
+
+
+# --- webhooks that need a person ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("received", "currency", "why"),
+    [
+        (5000, None, "paid 50, the deposit is for 100"),
+        (10001, None, "paid 100.01, the deposit is for 100"),
+        (None, "eur", "paid in EUR, the deposit is in USD"),
+    ],
+)
+async def test_a_success_for_another_amount_is_held_for_review_and_acknowledged(
+    gql, client, rt, standin, carol, received, currency, why
+):
+    token, uid = carol
+    payload, intent_id = await _started(gql, token, standin)
+    mismatch = standin.succeeded(intent_id, amount_received=received, currency=currency)
+    status, body = await _deliver(client, mismatch)
+    assert (status, body["outcome"]) == (200, "processed")  # Stripe must stop retrying
+    assert await _usd(rt, uid) == 0
+    assert await _entry_kinds(rt) == []
+    after = await _deposit(gql, token, payload["deposit"]["id"])
+    assert (after["status"], after["creditedAmount"]) == ("AMOUNT_MISMATCH", "0")
+    (row,) = await _rows(rt, Deposit)
+    assert row.review_reason == why
+    (event_row,) = await _held_for_review(rt, uid)
+    assert event_row.details["paymentIntent"] == intent_id
+    async with rt.sessions() as session:
+        user = await session.get(User, uid)
+    assert user.flagged_at is not None and "review" in user.flag_reason
+    assert "deposit.review_required" in await _topics(rt)
+
+    assert (await _deliver(client, mismatch))[1]["outcome"] == "duplicate"
+    # nothing moves on its own until a person looks: not a refund, not a dispute
+    await _deliver(client, standin.refunded(intent_id, amount_refunded=2500))
+    await _deliver(client, standin.disputed(intent_id))
+    await _deliver(client, standin.succeeded(intent_id))
+    assert await _usd(rt, uid) == 0
+    assert await _entry_kinds(rt) == []
+    assert (await _deposit(gql, token, payload["deposit"]["id"]))["status"] == "AMOUNT_MISMATCH"
+    assert len(await _held_for_review(rt, uid)) == 1
+
+
+async def _held_for_review(rt, uid) -> list[SecurityEvent]:
+    rows = await _rows(rt, SecurityEvent)
+    return [e for e in rows if (e.user_id, e.kind) == (uid, "DEPOSIT_HELD_FOR_REVIEW")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b"[]",
+        b'"evt_1"',
+        b"42",
+        b'{"id": "cus_1", "object": "customer", "type": "customer.created"}',
+        b'{"id": "evt_1", "object": "event"}',
+        b'{"object": "event", "type": "payment_intent.succeeded"}',
+        b'{"id": 7, "object": "event", "type": "payment_intent.succeeded"}',
+        b'{"id": "evt_1", "object": "event", "type": "payment_intent.succeeded"}',
+        b'{"id": "evt_1", "object": "event", "type": "payment_intent.succeeded",'
+        b' "data": {"object": {"id": "pi_1"}}}',
+    ],
+)
+async def test_a_signed_json_body_that_is_not_an_event_is_a_clear_400(client, rt, body):
+    status, answer = await _deliver(client, body)
+    assert status == 400, answer
+    assert "not a Stripe event" in answer["error"]
+    assert await _rows(rt, ProcessedWebhookEvent) == []
+
+
+async def test_events_dated_in_the_future_are_refused(gql, client, rt, standin, carol):
+    token, uid = carol
+    _, intent_id = await _started(gql, token, standin)
+    intent = {**standin.intents[intent_id], "status": "succeeded"}
+    intent["amount_received"] = intent["amount"]
+    future = int(time.time()) + 3600
+    dated_ahead = event("payment_intent.succeeded", intent, created=future)
+    status, answer = await _deliver(client, dated_ahead)
+    assert status == 400 and "future" in answer["error"]
+    signed_ahead = standin.succeeded(intent_id)
+    status, answer = await _deliver(
+        client, signed_ahead, signature=sign(signed_ahead, timestamp=future)
+    )
+    assert status == 400 and "error" in answer
+    assert await _usd(rt, uid) == 0
+    assert await _rows(rt, ProcessedWebhookEvent) == []
+    # within the tolerance (clocks drift) and old events (Stripe retries for days) are fine
+    slightly_ahead = event("payment_intent.succeeded", intent, created=int(time.time()) + 60)
+    assert (await _deliver(client, slightly_ahead))[1]["outcome"] == "processed"
+    assert await _usd(rt, uid) == Decimal(100)
+    old = event("charge.refunded", {**_charge(intent)}, created=int(time.time()) - 2 * 86400)
+    assert (await _deliver(client, old))[1]["outcome"] == "processed"
+    assert await _usd(rt, uid) == 0
+
+
+def _charge(intent: dict) -> dict:
+    return {
+        "id": "ch_1",
+        "object": "charge",
+        "amount": intent["amount"],
+        "amount_refunded": intent["amount"],
+        "currency": intent["currency"],
+        "payment_intent": intent["id"],
+    }
 
 
 # --- createDeposit: bad input, limits, idempotency ---------------------------------------

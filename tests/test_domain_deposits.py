@@ -54,6 +54,7 @@ FAILED = (PaymentFact.FAILED, Decimal(0), "declined")
 REFUNDED_30 = (PaymentFact.REFUNDED, Decimal(30), None)
 REFUNDED_ALL = (PaymentFact.REFUNDED, HUNDRED, None)
 DISPUTED = (PaymentFact.DISPUTED, Decimal(70), "fraudulent")
+DISPUTE_WON = (PaymentFact.DISPUTE_WON, Decimal(70), "fraudulent")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +69,9 @@ DISPUTED = (PaymentFact.DISPUTED, Decimal(70), "fraudulent")
         ([SUCCEEDED, REFUNDED_30, REFUNDED_ALL], DepositStatus.REFUNDED, 0),
         ([SUCCEEDED, REFUNDED_30, DISPUTED], DepositStatus.DISPUTED, 0),
         ([FAILED, SUCCEEDED, REFUNDED_30, REFUNDED_ALL, DISPUTED], DepositStatus.DISPUTED, 0),
+        ([SUCCEEDED, DISPUTED, DISPUTE_WON], DepositStatus.SUCCEEDED, 100),
+        ([SUCCEEDED, REFUNDED_30, DISPUTED, DISPUTE_WON], DepositStatus.SUCCEEDED, 70),
+        ([DISPUTE_WON], DepositStatus.SUCCEEDED, 100),
     ],
 )
 def test_the_outcome_does_not_depend_on_the_delivery_order_or_repeats(facts, status, owed):
@@ -88,9 +92,12 @@ def test_success_clears_an_earlier_attempts_failure():
     assert merged([SUCCEEDED, FAILED]).failure_reason is None
 
 
-def test_a_success_for_another_amount_is_a_bug():
-    with pytest.raises(InvariantViolation):
-        apply(payment(), PaymentFact.SUCCEEDED, amount=Decimal(99))
+def test_a_success_for_another_amount_holds_the_deposit_for_review_in_any_order():
+    other = (PaymentFact.SUCCEEDED, Decimal(99), None)
+    for facts in itertools.permutations([other, SUCCEEDED, REFUNDED_30, DISPUTED, other]):
+        state = merged(facts)
+        assert state.status is DepositStatus.AMOUNT_MISMATCH
+        assert state.review_reason == "paid 99, the deposit is for 100"
 
 
 def test_reversals_never_exceed_the_amount():

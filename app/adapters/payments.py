@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from app.domain.deposits import PaymentFact
@@ -26,12 +27,13 @@ class PaymentEvent:
     """One verified webhook event, reduced to what deposits need.
 
     ``amount_minor`` depends on ``fact``: the amount received (SUCCEEDED), the total
-    refunded so far (REFUNDED), the disputed amount (DISPUTED); 0 otherwise. ``fact`` is
-    None for event types we do not handle."""
+    refunded so far (REFUNDED), the disputed amount (DISPUTED, DISPUTE_WON); 0 otherwise.
+    ``fact`` is None for event types we do not handle."""
 
     event_id: str
     type: str
     fact: PaymentFact | None
+    created: int = 0  # Unix time the provider made the event
     payment_intent_id: str | None = None
     currency: str | None = None
     amount_minor: int = 0
@@ -53,8 +55,11 @@ class PaymentGateway(Protocol):
         same idempotency key) or InvariantViolation (our bug or configuration)."""
         ...
 
-    def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent:
-        """Verify the signature and parse; raises InvalidWebhook."""
+    def parse_webhook(
+        self, payload: bytes, signature: str | None, *, now: datetime
+    ) -> PaymentEvent:
+        """Verify the signature and parse; raises InvalidWebhook (also for a signature or
+        event dated in the future of ``now``)."""
         ...
 
     async def aclose(self) -> None: ...

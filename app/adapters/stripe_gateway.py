@@ -12,14 +12,21 @@ here, grouped by what the caller should do:
     stripe.AuthenticationError, PermissionError,
     IdempotencyError and anything else               InvariantViolation: our bug or our
                                                      configuration; stop and look
-    stripe.SignatureVerificationError, a body that
-    is not an event                                  InvalidWebhook
+    stripe.SignatureVerificationError, a signature
+    or event dated more than TOLERANCE_SECONDS
+    ahead, a body that is not an event               InvalidWebhook
+
+Stripe's SDK refuses a signature older than its tolerance (a replay) but not one dated
+in the future, and never looks at the event's ``created``: both are checked here, against
+the caller's clock. An old ``created`` is fine: Stripe retries an event for days.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -43,6 +50,8 @@ MAX_NETWORK_RETRIES = 2  # safe: every create carries an idempotency key
 _RETRYABLE = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 _REFUSED = (stripe.CardError, stripe.InvalidRequestError)
 _OUR_FIELDS = frozenset({"amount", "currency"})
+TOLERANCE_SECONDS = 300  # Stripe's own for signatures, both ways here
+NOT_AN_EVENT = "The body is not a Stripe event"
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -106,14 +115,26 @@ class StripeGateway:
             currency=intent.currency.upper(),
         )
 
-    def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent:
+    def parse_webhook(
+        self, payload: bytes, signature: str | None, *, now: datetime
+    ) -> PaymentEvent:
         try:
-            event = self._client.construct_event(payload, signature, self._webhook_secret)
+            text = payload.decode("utf-8")
+            stripe.WebhookSignature.verify_header(
+                text, signature, self._webhook_secret, TOLERANCE_SECONDS
+            )
+            event = json.loads(text)
         except stripe.SignatureVerificationError as error:
             raise InvalidWebhook(f"Bad Stripe-Signature: {error.user_message}") from error
         except ValueError as error:  # not UTF-8 or not JSON, after a valid signature
-            raise InvalidWebhook("The body is not a Stripe event") from error
-        return _payment_event(event.to_dict())
+            raise InvalidWebhook(NOT_AN_EVENT) from error
+        latest = now.timestamp() + TOLERANCE_SECONDS
+        if _signed_at(signature) > latest:
+            raise InvalidWebhook("Bad Stripe-Signature: its timestamp is in the future")
+        parsed = _payment_event(event)
+        if parsed.created > latest:
+            raise InvalidWebhook("The event is dated in the future")
+        return parsed
 
     async def aclose(self) -> None:
         await self._http.close_async()
@@ -169,24 +190,52 @@ def _disputed(dispute: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# a closed dispute by its status: won (or an inquiry closed) gives the money back
+_DISPUTE_CLOSED = {
+    "won": PaymentFact.DISPUTE_WON,
+    "warning_closed": PaymentFact.DISPUTE_WON,
+    "lost": PaymentFact.DISPUTED,
+}
+
+
+def _dispute_closed(dispute: dict[str, Any]) -> dict[str, Any]:
+    return {**_disputed(dispute), "fact": _DISPUTE_CLOSED.get(dispute["status"])}
+
+
 _HANDLED: Mapping[str, tuple[PaymentFact, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "payment_intent.succeeded": (PaymentFact.SUCCEEDED, _succeeded),
     "payment_intent.payment_failed": (PaymentFact.FAILED, _failed),
     "charge.refunded": (PaymentFact.REFUNDED, _refunded),
     "charge.dispute.created": (PaymentFact.DISPUTED, _disputed),
+    "charge.dispute.closed": (PaymentFact.DISPUTED, _dispute_closed),  # fact by its status
 }
 
 
-def _payment_event(event: dict[str, Any]) -> PaymentEvent:
+def _signed_at(signature: str | None) -> int:
+    """The ``t=`` of a Stripe-Signature header the SDK has verified."""
+    stamps = [p[2:] for p in (signature or "").split(",") if p.startswith("t=")]
+    return int(stamps[0]) if stamps and stamps[0].isdigit() else 0
+
+
+def _payment_event(event: Any) -> PaymentEvent:
+    """A verified body as a PaymentEvent, or InvalidWebhook when it is no Stripe event
+    (or one whose payment object lacks what we read)."""
+    if not isinstance(event, dict) or event.get("object") != "event":
+        raise InvalidWebhook(f'{NOT_AN_EVENT}: no object "event"')
+    event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
+    if not (isinstance(event_id, str) and event_id and isinstance(event_type, str)):
+        raise InvalidWebhook(f"{NOT_AN_EVENT}: no id or type")
+    if not isinstance(created, int) or isinstance(created, bool):
+        raise InvalidWebhook(f"{NOT_AN_EVENT}: no created time")
+    handled = _HANDLED.get(event_type)
+    if handled is None:
+        return PaymentEvent(event_id=event_id, type=event_type, fact=None, created=created)
+    fact, extract = handled
     try:
-        event_id, event_type = event["id"], event["type"]
-        handled = _HANDLED.get(event_type)
-        if handled is None:
-            return PaymentEvent(event_id=event_id, type=event_type, fact=None)
-        fact, extract = handled
         fields = extract(event["data"]["object"])
     except (KeyError, TypeError) as error:
-        raise InvariantViolation(f"unexpected Stripe event shape: {error!r}") from error
+        raise InvalidWebhook(f"{NOT_AN_EVENT}: its {event_type} lacks {error}") from error
+    fact = fields.pop("fact", fact)
     if fields.get("currency"):
         fields["currency"] = fields["currency"].upper()
-    return PaymentEvent(event_id=event_id, type=event_type, fact=fact, **fields)
+    return PaymentEvent(event_id=event_id, type=event_type, fact=fact, created=created, **fields)

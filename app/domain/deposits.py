@@ -12,6 +12,14 @@ status and what the user should hold are derived from them:
     paid                              SUCCEEDED   amount - refunded
     paid, refunded in full            REFUNDED    0
     paid, disputed                    DISPUTED    amount - refunded - disputed
+    paid, dispute won                 SUCCEEDED   amount - refunded (or REFUNDED)
+    another amount or currency paid   AMOUNT_MISMATCH   nothing moves until a person looks
+
+A won dispute (``charge.dispute.closed`` with ``won``) implies the dispute, so one that
+arrives before ``charge.dispute.created`` leaves the opening nothing to take. A lost one
+is the dispute as it was. A success for another amount or currency than the deposit's
+holds the deposit for review: no fact moves money on it any more (a person settles it
+with correcting entries).
 
 A refund or a dispute implies that the payment was made (only a paid charge can be
 refunded or disputed), so one that arrives before ``payment_intent.succeeded`` settles
@@ -45,6 +53,7 @@ class DepositStatus(StrEnum):
     FAILED = "FAILED"
     REFUNDED = "REFUNDED"
     DISPUTED = "DISPUTED"
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"  # held for review
 
 
 PAID = frozenset({DepositStatus.SUCCEEDED, DepositStatus.REFUNDED, DepositStatus.DISPUTED})
@@ -57,6 +66,7 @@ class PaymentFact(StrEnum):
     FAILED = "FAILED"
     REFUNDED = "REFUNDED"  # with the total refunded so far
     DISPUTED = "DISPUTED"  # with the disputed amount
+    DISPUTE_WON = "DISPUTE_WON"  # with the disputed amount, which comes back
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +78,14 @@ class CardPayment:
     failure_reason: str | None = None
     refunded: Decimal = ZERO
     disputed: Decimal = ZERO
+    dispute_won: bool = False
+    review_reason: str | None = None  # held for review: nothing moves automatically
 
     @property
     def status(self) -> DepositStatus:
-        if self.disputed > 0:
+        if self.review_reason is not None:
+            return DepositStatus.AMOUNT_MISMATCH
+        if self.disputed > 0 and not self.dispute_won:
             return DepositStatus.DISPUTED
         if self.refunded >= self.amount:
             return DepositStatus.REFUNDED
@@ -86,12 +100,19 @@ class CardPayment:
         """What the user should hold from this deposit."""
         if not self.paid:
             return ZERO
-        return max(self.amount - self.refunded - self.disputed, ZERO)
+        disputed = ZERO if self.dispute_won else self.disputed
+        return max(self.amount - self.refunded - disputed, ZERO)
+
+
+def held_for_review(payment: CardPayment, reason: str) -> CardPayment:
+    """``payment`` held for a person to look at (the first reason is kept)."""
+    return payment if payment.review_reason is not None else replace(payment, review_reason=reason)
 
 
 def _succeeded(payment: CardPayment, amount: Decimal, reason: str | None) -> CardPayment:
     if amount != payment.amount:
-        raise InvariantViolation(f"paid {amount}, the deposit is for {payment.amount}")
+        paid, expected = plain(amount), plain(payment.amount)
+        return held_for_review(payment, f"paid {paid}, the deposit is for {expected}")
     return replace(payment, paid=True, failure_reason=None)
 
 
@@ -111,11 +132,16 @@ def _disputed(payment: CardPayment, amount: Decimal, reason: str | None) -> Card
     return replace(payment, paid=True, failure_reason=None, disputed=total)
 
 
+def _dispute_won(payment: CardPayment, amount: Decimal, reason: str | None) -> CardPayment:
+    return replace(_disputed(payment, amount, reason), dispute_won=True)
+
+
 _APPLY: Mapping[PaymentFact, Callable[[CardPayment, Decimal, str | None], CardPayment]] = {
     PaymentFact.SUCCEEDED: _succeeded,
     PaymentFact.FAILED: _failed,
     PaymentFact.REFUNDED: _refunded,
     PaymentFact.DISPUTED: _disputed,
+    PaymentFact.DISPUTE_WON: _dispute_won,
 }
 
 

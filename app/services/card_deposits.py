@@ -45,6 +45,13 @@ and the account is flagged (``users.flagged_at`` / ``flag_reason``) for review; 
 is missing shows as ``credited_amount`` above what the user should hold, and a later
 refund or dispute event for the deposit tries again.
 
+A success for another amount or currency than the deposit's credits nothing: the
+deposit is AMOUNT_MISMATCH with its ``review_reason``, the account is flagged, a
+DEPOSIT_HELD_FOR_REVIEW security event and a ``deposit.review_required`` outbox event
+are written, and the webhook is acknowledged; no later event moves money on it (a person
+settles it with correcting entries). A won dispute (``charge.dispute.closed``, won)
+credits the disputed amount back (entry kind DISPUTE_WON); a lost one leaves it debited.
+
 Out-of-order and repeated deliveries (Stripe retries for days and does not order them):
 the same event again is a no-op (its id is recorded); a refund or dispute before
 ``payment_intent.succeeded`` settles the deposit (nothing is credited, or only what was
@@ -76,6 +83,7 @@ from app.domain.deposits import (
     apply,
     check_daily_deposit_limit,
     from_minor_units,
+    held_for_review,
     plain,
     start_of_utc_day,
     to_minor_units,
@@ -92,8 +100,9 @@ from app.errors import (
 from app.runtime import Runtime
 from app.services import idempotency, ledger
 from app.services.deposits import emit_event, lock_deposit, usd_deposited_since, usd_price
+from app.services.security_events import SecurityEventKind, record_security_event
 from app.services.wallets import get_enabled_currency, spec
-from db.models import Currency, Deposit, KycLimit, ProcessedWebhookEvent
+from db.models import Currency, Deposit, KycLimit, ProcessedWebhookEvent, User
 from db.queries import lock_user
 from db.session import in_transaction
 
@@ -317,8 +326,6 @@ async def _first_delivery(session: AsyncSession, event: PaymentEvent) -> bool:
 async def _settle(
     session: AsyncSession, *, rt: Runtime, deposit: Deposit, event: PaymentEvent
 ) -> None:
-    if event.currency is not None and event.currency != deposit.currency:
-        raise InvariantViolation(f"{event.event_id} is in {event.currency}, not {deposit.currency}")
     assert event.fact is not None
     currency = await session.get(Currency, deposit.currency)
     assert currency is not None
@@ -328,31 +335,80 @@ async def _settle(
         failure_reason=deposit.failure_reason,
         refunded=deposit.refunded_amount,
         disputed=deposit.disputed_amount,
+        dispute_won=deposit.dispute_won,
+        review_reason=deposit.review_reason,
     )
-    after = apply(
-        before,
-        event.fact,
-        amount=from_minor_units(event.amount_minor, spec(currency)),
-        reason=event.reason,
-    )
-    change = after.owed - deposit.credited_amount
-    if change > 0:
-        await _credit(session, deposit=deposit, amount=change)
-    elif change < 0 and event.fact in _REVERSAL_ENTRY_KIND:
-        await _take_back(session, rt=rt, deposit=deposit, amount=-change, event=event)
+    if event.currency is not None and event.currency != deposit.currency:
+        after = held_for_review(
+            before, f"paid in {event.currency}, the deposit is in {currency.code}"
+        )
+    else:
+        amount = from_minor_units(event.amount_minor, spec(currency))
+        after = apply(before, event.fact, amount=amount, reason=event.reason)
+    if after.review_reason is not None:  # nothing moves on its own: a person settles it
+        if before.review_reason is None:
+            await _hold_for_review(
+                session, rt=rt, deposit=deposit, event=event, why=after.review_reason
+            )
+    else:
+        await _move_money(session, rt=rt, deposit=deposit, owed=after.owed, event=event)
     if after.status is DepositStatus.FAILED and before.status is not DepositStatus.FAILED:
         await emit_event(session, deposit, topic="deposit.failed", reason=after.failure_reason)
     deposit.status = after.status.value
     deposit.failure_reason = after.failure_reason
     deposit.refunded_amount = after.refunded
     deposit.disputed_amount = after.disputed
+    deposit.dispute_won = after.dispute_won
+    deposit.review_reason = after.review_reason
 
 
-async def _credit(session: AsyncSession, *, deposit: Deposit, amount: Decimal) -> None:
+async def _move_money(
+    session: AsyncSession, *, rt: Runtime, deposit: Deposit, owed: Decimal, event: PaymentEvent
+) -> None:
+    """Post the difference between what the user should hold and what was credited."""
+    change = owed - deposit.credited_amount
+    if change > 0:
+        kind = "DISPUTE_WON" if event.fact is PaymentFact.DISPUTE_WON else "CARD_DEPOSIT"
+        await _credit(session, deposit=deposit, amount=change, kind=kind)
+    elif change < 0 and event.fact in _REVERSAL_ENTRY_KIND:
+        await _take_back(session, rt=rt, deposit=deposit, amount=-change, event=event)
+
+
+async def _hold_for_review(
+    session: AsyncSession, *, rt: Runtime, deposit: Deposit, event: PaymentEvent, why: str
+) -> None:
+    """The provider reported a payment that does not match the deposit: nothing is
+    credited; the account is flagged, and the security trail and the outbox say so."""
+    reason = f"{event.type} on deposit {deposit.id} ({deposit.currency}): {why}; held for review"
+    owner = await lock_user(session, deposit.user_id)
+    assert owner is not None
+    _flag(owner, rt=rt, reason=reason)
+    details = {
+        "depositId": deposit.id,
+        "paymentIntent": event.payment_intent_id,
+        "eventId": event.event_id,
+        "reason": why,
+    }
+    await record_security_event(
+        session,
+        user_id=deposit.user_id,
+        kind=SecurityEventKind.DEPOSIT_HELD_FOR_REVIEW,
+        details=details,
+    )
+    await emit_event(session, deposit, topic="deposit.review_required", reason=why)
+
+
+def _flag(owner: User, *, rt: Runtime, reason: str) -> None:
+    owner.flagged_at = owner.flagged_at or rt.now()
+    owner.flag_reason = f"{owner.flag_reason}; {reason}" if owner.flag_reason else reason
+    log.warning("account flagged", extra={"user_id": owner.id, "reason": reason})
+
+
+async def _credit(session: AsyncSession, *, deposit: Deposit, amount: Decimal, kind: str) -> None:
     user = ledger.user_account(deposit.user_id, deposit.currency)
     posted = await ledger.post(
         session,
-        kind="CARD_DEPOSIT",
+        kind=kind,
         legs=move(
             amount, ledger.system_account(deposit.currency, AccountKind.STRIPE_CLEARING), user
         ),
@@ -395,9 +451,7 @@ async def _take_back(
             f"{event.type} on deposit {deposit.id}: {plain(missing)} {deposit.currency}"
             " could not be taken back"
         )
-        owner.flagged_at = owner.flagged_at or rt.now()
-        owner.flag_reason = f"{owner.flag_reason}; {reason}" if owner.flag_reason else reason
-        log.warning("account flagged", extra={"user_id": owner.id, "reason": reason})
+        _flag(owner, rt=rt, reason=reason)
     await emit_event(
         session,
         deposit,

@@ -19,7 +19,7 @@ _HISTORY_SQL = text(
                CASE
                  WHEN e.kind = 'TRANSFER' AND p.amount < 0 THEN 'TRANSFER_OUT'
                  WHEN e.kind = 'TRANSFER' THEN 'TRANSFER_IN'
-                 WHEN e.kind IN ('CARD_DEPOSIT', 'CRYPTO_DEPOSIT') THEN 'DEPOSIT'
+                 WHEN e.kind IN ('CARD_DEPOSIT', 'CRYPTO_DEPOSIT', 'DISPUTE_WON') THEN 'DEPOSIT'
                  WHEN e.kind = 'HOLD' AND w.id IS NOT NULL THEN 'WITHDRAWAL'
                  WHEN e.kind = 'HOLD' THEN 'HOLD'
                  WHEN e.kind = 'HOLD_VOID' THEN 'RELEASE'

@@ -39,6 +39,7 @@ class SecurityEventKind(StrEnum):
     API_KEY_REVOKED = "API_KEY_REVOKED"
     WITHDRAWAL_REQUESTED = "WITHDRAWAL_REQUESTED"
     WITHDRAWAL_APPROVED = "WITHDRAWAL_APPROVED"
+    DEPOSIT_HELD_FOR_REVIEW = "DEPOSIT_HELD_FOR_REVIEW"  # the provider paid another amount
 
 
 async def record_security_event(
