@@ -497,3 +497,16 @@ async def test_email_change_to_a_taken_address_is_only_refused_at_the_link(gql, 
     refused = await gql.data(CONFIRM_EMAIL_CHANGE, {"t": _token(link)})
     assert refused["confirmEmailChange"]["code"] == "EMAIL_ALREADY_REGISTERED"
     assert (await gql.data(ME, token=auth["accessToken"]))["me"]["email"] == "carol@example.com"
+
+
+async def test_the_mailed_email_change_link_works_in_a_browser(gql, client, mailbox):
+    auth = await signed_in(gql)
+    variables = {"email": "new@example.com", "password": PASSWORD}
+    await gql.data(CHANGE_EMAIL, variables, token=auth["accessToken"])
+    link = mailbox.last_link("new@example.com", "/confirm-email-change")
+    assert link.startswith("http://testserver/confirm-email-change?token=")
+    page = await client.get(link)
+    assert page.status_code == 200
+    assert "new@example.com" in page.text
+    assert (await client.get(link)).status_code == 400  # once only
+    assert (await gql.data(ME, token=auth["accessToken"]))["me"]["email"] == "new@example.com"
