@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "migrate":
         migrate(settings)
     elif args.command == "seed":
+        if settings.is_production:
+            raise SystemExit(
+                "Refusing to seed demo data in production: the demo accounts (an admin "
+                "among them) have published passwords."
+            )
         if not (settings.database_url and settings.redis_url):
             raise SystemExit("DATABASE_URL and REDIS_URL are not set")
         _seed(settings, settings.database_url, settings.redis_url)

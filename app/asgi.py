@@ -137,6 +137,7 @@ def create_app(
             Route("/startupz", ops.startupz),
             Route("/metrics", ops.metrics),
             Route("/verify-email", links.verify_email_page),
+            Route("/confirm-email-change", links.confirm_email_change_page),
             Route("/reset-password", links.reset_password_page, methods=["GET", "POST"]),
             Route("/webhooks/stripe", webhooks.stripe_webhook, methods=["POST"]),
         ],

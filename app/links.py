@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from html import escape
 
 from starlette.requests import Request
@@ -9,6 +10,7 @@ from starlette.responses import HTMLResponse
 
 from app.errors import UserError
 from app.services import accounts
+from db.models import User
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:32rem;margin:4rem auto}}</style></head>
@@ -19,14 +21,31 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title=escape(title), body=body), status_code=status)
 
 
-async def verify_email_page(request: Request) -> HTMLResponse:
+async def _follow(
+    request: Request, follow: Callable[..., Awaitable[User]], done: str, text: str
+) -> HTMLResponse:
+    """A link that does its work when opened: ``follow(rt=, token=)`` the user, then
+    ``done`` with ``text`` (``{email}`` is the user's address)."""
     try:
-        user = await accounts.verify_email(
-            rt=request.app.state.rt, token=request.query_params.get("token", "")
-        )
+        user = await follow(rt=request.app.state.rt, token=request.query_params.get("token", ""))
     except UserError as error:
         return _page("Link not valid", f"<p>{escape(error.message)}</p>", status=400)
-    return _page("Email verified", f"<p>Thank you, {escape(user.email)} is verified.</p>")
+    return _page(done, f"<p>{text.format(email=escape(user.email))}</p>")
+
+
+async def verify_email_page(request: Request) -> HTMLResponse:
+    return await _follow(
+        request, accounts.verify_email, "Email verified", "Thank you, {email} is verified."
+    )
+
+
+async def confirm_email_change_page(request: Request) -> HTMLResponse:
+    return await _follow(
+        request,
+        accounts.confirm_email_change,
+        "Email changed",
+        "Sign in with {email} from now on.",
+    )
 
 
 async def reset_password_page(request: Request) -> HTMLResponse:

@@ -102,7 +102,12 @@ def build_runtime(
             socket_connect_timeout=5,
         ),
         mailer=mailer
-        or build_mailer(smtp_url=smtp_url, folder=settings.mail_dir, sender=settings.mail_from),
+        or build_mailer(
+            smtp_url=smtp_url,
+            folder=settings.mail_dir,
+            sender=settings.mail_from,
+            log_bodies=settings.is_development,
+        ),
         signer=TokenSigner(
             jwt_secret=settings.jwt_secret.get_secret_value(),
             secret_key=settings.secret_key.get_secret_value(),

@@ -57,8 +57,12 @@ class Settings(BaseSettings):
     password_reset_ttl_minutes: int = Field(default=60, ge=5, le=1440)
     totp_issuer: str = "CryptoOrchestrator"
 
-    smtp_url: SecretStr | None = None
+    smtp_url: SecretStr | None = None  # required in production (unset: log + .data/mail)
     mail_from: str = "CryptoOrchestrator <no-reply@cryptoorchestrator.local>"
+    # account mails (verification, reset, registration notices, email change) per
+    # recipient address per window, shared by all processes; over it no mail is sent
+    mail_per_address_limit: int = Field(default=5, ge=1)
+    mail_per_address_window_seconds: float = Field(default=3600, gt=0)
 
     idempotency_key_retention_hours: int = Field(default=48, ge=24)
     outbox_relay_interval_seconds: float = Field(default=0.2, ge=0)
@@ -209,6 +213,11 @@ class Settings(BaseSettings):
             raise InsecureSettings("DATABASE_URL and REDIS_URL are required in production")
         if self.seed_demo_data:
             raise InsecureSettings("SEED_DEMO_DATA must be false in production")
+        if self.smtp_url is None or not self.smtp_url.get_secret_value().strip():
+            raise InsecureSettings(
+                "SMTP_URL is required in production: without it mails (with their "
+                "verification and reset links) would only be written to the log"
+            )
         for name, prefixes in _STRIPE_SECRETS.items():
             value = getattr(self, name).get_secret_value().strip()
             if "placeholder" in value or not value.startswith(prefixes):

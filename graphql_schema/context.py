@@ -33,6 +33,7 @@ class Context:
     api_key: ApiKeyAuth | None = None  # or an API key (X-API-Key); never both
     client_ip: str | None = None
     connection_params: dict[str, Any] = field(default_factory=dict)
+    mail_field_seen: bool = False  # a mail-sending mutation field ran in this request
 
     @property
     def user(self) -> User | None:
@@ -73,6 +74,13 @@ class Context:
 
     def can_see_user(self, user_id: int) -> bool:
         return self.is_admin or self.user_id == user_id
+
+    def claim_mail_field(self) -> None:
+        """At most one mail-sending mutation field per request (aliases included): the
+        second raises ``RateLimited`` (a typed error for that field only)."""
+        if self.mail_field_seen:
+            raise RateLimited("Only one mail-sending mutation per request", retry_after=0)
+        self.mail_field_seen = True
 
     async def rate_limited(self, call: Awaitable[T]) -> T:
         """Await ``call``; when a rate limit refuses it, the HTTP answer is 429 with

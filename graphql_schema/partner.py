@@ -15,7 +15,15 @@ from app.domain.api_keys import Scope
 from app.services.security_events import SecurityEventKind as DomainEventKind
 from db.models import ApiKey as ApiKeyRow
 from db.models import SecurityEvent as SecurityEventRow
-from graphql_schema.errors import NotAuthenticated, NotFound, ValidationFailed
+from graphql_schema.errors import (
+    InvalidCredentials,
+    InvalidTwoFactorCode,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+    TwoFactorRequired,
+    ValidationFailed,
+)
 from graphql_schema.types import User
 
 API_KEY_NODE = "ApiKey"
@@ -138,7 +146,13 @@ class SecurityEventConnection:
 
 
 CreateApiKeyResult: TypeAlias = Annotated[
-    CreateApiKeyPayload | ValidationFailed | NotAuthenticated,
+    CreateApiKeyPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | InvalidCredentials
+    | TwoFactorRequired
+    | InvalidTwoFactorCode
+    | RateLimited,
     strawberry.union("CreateApiKeyResult"),
 ]
 RevokeApiKeyResult: TypeAlias = Annotated[

@@ -62,16 +62,25 @@ from graphql_schema.money import TransferPayload
 from graphql_schema.staking import StakePayload, StakingProductPayload, UnstakePayload
 from graphql_schema.types import (
     AuthPayload,
+    ChangeEmailPayload,
     ConfirmTwoFactorPayload,
     EnableTwoFactorPayload,
     LogoutPayload,
+    RegisterPayload,
     RequestPasswordResetPayload,
     UserPayload,
 )
 from graphql_schema.withdrawals import CustodyPayload, WithdrawalPayload
 
+# UserPayload and EmailAlreadyRegistered are never returned any more (they told whether an
+# address had an account); they stay members so that existing clients' documents validate.
 RegisterResult: TypeAlias = Annotated[
-    UserPayload | ValidationFailed | WeakPassword | EmailAlreadyRegistered,
+    RegisterPayload
+    | ValidationFailed
+    | WeakPassword
+    | RateLimited
+    | UserPayload
+    | EmailAlreadyRegistered,
     strawberry.union("RegisterResult"),
 ]
 VerifyEmailResult: TypeAlias = Annotated[
@@ -82,7 +91,7 @@ SetHandleResult: TypeAlias = Annotated[
     strawberry.union("SetHandleResult"),
 ]
 ResendVerificationEmailResult: TypeAlias = Annotated[
-    UserPayload | NotAuthenticated | EmailAlreadyVerified,
+    UserPayload | NotAuthenticated | EmailAlreadyVerified | RateLimited,
     strawberry.union("ResendVerificationEmailResult"),
 ]
 LoginResult: TypeAlias = Annotated[
@@ -96,13 +105,44 @@ LogoutResult: TypeAlias = Annotated[
     LogoutPayload | InvalidRefreshToken, strawberry.union("LogoutResult")
 ]
 RequestPasswordResetResult: TypeAlias = Annotated[
-    RequestPasswordResetPayload | ValidationFailed, strawberry.union("RequestPasswordResetResult")
+    RequestPasswordResetPayload | ValidationFailed | RateLimited,
+    strawberry.union("RequestPasswordResetResult"),
+]
+# Re-authentication (the password, plus totpCode when two-factor is on) fails with
+# InvalidCredentials, TwoFactorRequired, InvalidTwoFactorCode or RateLimited.
+ChangePasswordResult: TypeAlias = Annotated[
+    UserPayload
+    | NotAuthenticated
+    | WeakPassword
+    | InvalidCredentials
+    | TwoFactorRequired
+    | InvalidTwoFactorCode
+    | RateLimited,
+    strawberry.union("ChangePasswordResult"),
+]
+ChangeEmailResult: TypeAlias = Annotated[
+    ChangeEmailPayload
+    | NotAuthenticated
+    | ValidationFailed
+    | InvalidCredentials
+    | TwoFactorRequired
+    | InvalidTwoFactorCode
+    | RateLimited,
+    strawberry.union("ChangeEmailResult"),
+]
+ConfirmEmailChangeResult: TypeAlias = Annotated[
+    UserPayload | InvalidToken | EmailAlreadyRegistered,
+    strawberry.union("ConfirmEmailChangeResult"),
 ]
 ResetPasswordResult: TypeAlias = Annotated[
     UserPayload | InvalidToken | WeakPassword, strawberry.union("ResetPasswordResult")
 ]
 EnableTwoFactorResult: TypeAlias = Annotated[
-    EnableTwoFactorPayload | NotAuthenticated | TwoFactorAlreadyEnabled,
+    EnableTwoFactorPayload
+    | NotAuthenticated
+    | TwoFactorAlreadyEnabled
+    | InvalidCredentials
+    | RateLimited,
     strawberry.union("EnableTwoFactorResult"),
 ]
 ConfirmTwoFactorResult: TypeAlias = Annotated[
@@ -114,7 +154,12 @@ ConfirmTwoFactorResult: TypeAlias = Annotated[
     strawberry.union("ConfirmTwoFactorResult"),
 ]
 DisableTwoFactorResult: TypeAlias = Annotated[
-    UserPayload | NotAuthenticated | TwoFactorNotEnabled | InvalidTwoFactorCode,
+    UserPayload
+    | NotAuthenticated
+    | TwoFactorNotEnabled
+    | InvalidCredentials
+    | InvalidTwoFactorCode
+    | RateLimited,
     strawberry.union("DisableTwoFactorResult"),
 ]
 TransferResult: TypeAlias = Annotated[

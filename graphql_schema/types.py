@@ -153,11 +153,31 @@ class LogoutPayload:
     revoked: bool
 
 
+@strawberry.type(
+    description="The answer to every accepted registration, whether or not the address "
+    "already had an account: a new address gets a verification link, an address with an "
+    "account a notice (no enumeration). Sign in once the address is verified."
+)
+class RegisterPayload:
+    accepted: bool = strawberry.field(description="Always true: check your email.")
+    email: str = strawberry.field(description="The address, normalised.")
+
+
 @strawberry.type
 class RequestPasswordResetPayload:
     accepted: bool = strawberry.field(
-        description="Always true: a mail is sent only if the address has an account."
+        description="Always true: a reset link is sent if the address has an account, "
+        "otherwise a mail saying it has none."
     )
+
+
+@strawberry.type
+class ChangeEmailPayload:
+    accepted: bool = strawberry.field(
+        description="Always true: the new address gets a confirmation link "
+        "(confirmEmailChange), the current one a notice."
+    )
+    new_email: str
 
 
 @strawberry.type

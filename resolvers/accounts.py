@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from strawberry.types import Info
 
 from app.services import accounts, sessions
+from app.services.accounts import Reauthentication
 from graphql_schema.context import Context
 from graphql_schema.results import (
+    ChangeEmailResult,
+    ChangePasswordResult,
+    ConfirmEmailChangeResult,
     ConfirmTwoFactorResult,
     DisableTwoFactorResult,
     EnableTwoFactorResult,
@@ -24,9 +29,11 @@ from graphql_schema.results import (
 )
 from graphql_schema.types import (
     AuthPayload,
+    ChangeEmailPayload,
     ConfirmTwoFactorPayload,
     EnableTwoFactorPayload,
     LogoutPayload,
+    RegisterPayload,
     RequestPasswordResetPayload,
     User,
     UserPayload,
@@ -34,17 +41,37 @@ from graphql_schema.types import (
 from resolvers.common import attempt
 
 Ctx = Info[Context, None]
+T = TypeVar("T")
 
 
 def _user_payload(row: Any) -> UserPayload:
     return UserPayload(user=User.from_row(row))
 
 
-async def register(info: Ctx, email: str, password: str, display_name: str) -> RegisterResult:
-    call = accounts.register(
-        rt=info.context.rt, email=email, password=password, display_name=display_name
+async def _mail_sending(ctx: Context, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, unless another mail-sending field ran in this request (``RateLimited``)."""
+    ctx.claim_mail_field()
+    return await call()
+
+
+def _proof(ctx: Context, password: str, totp_code: str | None, **fields: str) -> Reauthentication:
+    return Reauthentication(
+        password=password, totp_code=totp_code, client_ip=ctx.client_ip, **fields
     )
-    return await attempt(call, _user_payload)
+
+
+async def register(info: Ctx, email: str, password: str, display_name: str) -> RegisterResult:
+    """The same answer whether or not the address has an account (check your email)."""
+    ctx = info.context
+    return await attempt(
+        _mail_sending(
+            ctx,
+            lambda: accounts.register(
+                rt=ctx.rt, email=email, password=password, display_name=display_name
+            ),
+        ),
+        lambda e: RegisterPayload(accepted=True, email=e),
+    )
 
 
 async def set_handle(info: Ctx, handle: str) -> SetHandleResult:
@@ -58,7 +85,10 @@ async def verify_email(info: Ctx, token: str) -> VerifyEmailResult:
 
 
 async def resend_verification_email(info: Ctx) -> ResendVerificationEmailResult:
-    call = accounts.resend_verification_email(rt=info.context.rt, user_id=info.context.user_id)
+    ctx = info.context
+    call = _mail_sending(
+        ctx, lambda: accounts.resend_verification_email(rt=ctx.rt, user_id=ctx.user_id)
+    )
     return await attempt(call, _user_payload)
 
 
@@ -86,7 +116,8 @@ async def logout(
 
 
 async def request_password_reset(info: Ctx, email: str) -> RequestPasswordResetResult:
-    call = accounts.request_password_reset(rt=info.context.rt, email=email)
+    ctx = info.context
+    call = _mail_sending(ctx, lambda: accounts.request_password_reset(rt=ctx.rt, email=email))
     return await attempt(call, lambda _: RequestPasswordResetPayload(accepted=True))
 
 
@@ -95,10 +126,53 @@ async def reset_password(info: Ctx, token: str, new_password: str) -> ResetPassw
     return await attempt(call, _user_payload)
 
 
-async def enable_two_factor(info: Ctx) -> EnableTwoFactorResult:
-    call = accounts.enable_two_factor(rt=info.context.rt, user_id=info.context.user_id)
+async def change_password(
+    info: Ctx, current_password: str, new_password: str, totp_code: str | None = None
+) -> ChangePasswordResult:
+    """Needs the current password (and totpCode when two-factor is on). Signs out every
+    session, this one included, and revokes every API key, as a reset does."""
+    ctx = info.context
+    proof = _proof(ctx, current_password, totp_code, password_field="currentPassword")
+    call = accounts.change_password(
+        rt=ctx.rt, user_id=ctx.user_id, new_password=new_password, proof=proof
+    )
+    return await attempt(ctx.rate_limited(call), _user_payload)
+
+
+async def change_email(
+    info: Ctx, new_email: str, password: str, totp_code: str | None = None
+) -> ChangeEmailResult:
+    """Needs the password (and totpCode when two-factor is on). Mails a confirmation link
+    to the new address and a notice to the current one."""
+    ctx = info.context
+    proof = _proof(ctx, password, totp_code)
+
+    def call() -> Awaitable[str]:
+        change = accounts.change_email(
+            rt=ctx.rt, user_id=ctx.user_id, new_email=new_email, proof=proof
+        )
+        return ctx.rate_limited(change)
+
     return await attempt(
-        call, lambda s: EnableTwoFactorPayload(secret=s.secret, otpauth_uri=s.otpauth_uri)
+        _mail_sending(ctx, call), lambda e: ChangeEmailPayload(accepted=True, new_email=e)
+    )
+
+
+async def confirm_email_change(info: Ctx, token: str) -> ConfirmEmailChangeResult:
+    """The token from the link mailed to the new address."""
+    call = accounts.confirm_email_change(rt=info.context.rt, token=token)
+    return await attempt(call, _user_payload)
+
+
+async def enable_two_factor(info: Ctx, password: str) -> EnableTwoFactorResult:
+    """Needs the password again."""
+    ctx = info.context
+    call = accounts.enable_two_factor(
+        rt=ctx.rt, user_id=ctx.user_id, proof=_proof(ctx, password, None)
+    )
+    return await attempt(
+        ctx.rate_limited(call),
+        lambda s: EnableTwoFactorPayload(secret=s.secret, otpauth_uri=s.otpauth_uri),
     )
 
 
@@ -112,6 +186,9 @@ async def confirm_two_factor(info: Ctx, code: str) -> ConfirmTwoFactorResult:
     )
 
 
-async def disable_two_factor(info: Ctx, code: str) -> DisableTwoFactorResult:
-    call = accounts.disable_two_factor(rt=info.context.rt, user_id=info.context.user_id, code=code)
-    return await attempt(call, _user_payload)
+async def disable_two_factor(info: Ctx, code: str, password: str) -> DisableTwoFactorResult:
+    """Needs the password and a two-factor ``code`` (TOTP or recovery code)."""
+    ctx = info.context
+    proof = _proof(ctx, password, code, totp_field="code")
+    call = accounts.disable_two_factor(rt=ctx.rt, user_id=ctx.user_id, proof=proof)
+    return await attempt(ctx.rate_limited(call), _user_payload)

@@ -10,6 +10,7 @@ from strawberry.types import Info
 from app.domain.api_keys import Scope
 from app.errors import Forbidden
 from app.services import api_keys
+from app.services.accounts import Reauthentication
 from app.services.security_events import list_security_events
 from db.models import ApiKey as ApiKeyRow
 from graphql_schema.context import Context
@@ -38,15 +39,21 @@ async def create_api_key(
     info: Ctx,
     name: str,
     scopes: list[ApiKeyScope],  # type: ignore[valid-type]
+    password: str,
     expires_at: datetime | None = None,
     allowed_ips: list[str] | None = None,
     trusted_documents_only: bool = False,
+    totp_code: str | None = None,
 ) -> CreateApiKeyResult:
     """A key for server-to-server access with the given scopes. The secret is in the
-    answer only: store it now. ``allowedIps``: addresses or CIDR networks (default any)."""
+    answer only: store it now. ``allowedIps``: addresses or CIDR networks (default any).
+    Needs your ``password`` again (and ``totpCode`` when two-factor is on)."""
+    ctx = info.context
+    proof = Reauthentication(password=password, totp_code=totp_code, client_ip=ctx.client_ip)
     call = api_keys.create_api_key(
-        rt=info.context.rt,
-        user_id=info.context.user_id,
+        rt=ctx.rt,
+        user_id=ctx.user_id,
+        proof=proof,
         name=name,
         scopes=[Scope(s.value) for s in scopes],
         expires_at=expires_at,
@@ -54,7 +61,8 @@ async def create_api_key(
         trusted_documents_only=trusted_documents_only,
     )
     return await attempt(
-        call, lambda c: CreateApiKeyPayload(api_key=ApiKey.from_row(c.key), secret=c.secret)
+        ctx.rate_limited(call),
+        lambda c: CreateApiKeyPayload(api_key=ApiKey.from_row(c.key), secret=c.secret),
     )
 
 

@@ -22,14 +22,16 @@ from graphql_schema.access import public, requires_scope
 from graphql_schema.extensions import ErrorPolicy
 from graphql_schema.limits import DocumentParser, QueryLimits
 from graphql_schema.view import GraphQLView
-from tests.documents import ERROR_FIELDS
+from tests.documents import ERROR_FIELDS, PASSWORD
 from tests.support import GraphQLClient
 
 CREATE_API_KEY = (
     "mutation($name: String!, $scopes: [ApiKeyScope!]!, $expiresAt: DateTime,"
-    " $allowedIps: [String!], $trusted: Boolean! = false) {"
+    " $allowedIps: [String!], $trusted: Boolean! = false,"
+    f' $password: String! = "{PASSWORD}", $totp: String) {{'
     " createApiKey(name: $name, scopes: $scopes, expiresAt: $expiresAt,"
-    " allowedIps: $allowedIps, trustedDocumentsOnly: $trusted) {"
+    " allowedIps: $allowedIps, trustedDocumentsOnly: $trusted,"
+    " password: $password, totpCode: $totp) {"
     " __typename ... on CreateApiKeyPayload { secret apiKey { id name prefix scopes allowedIps"
     " trustedDocumentsOnly expiresAt lastUsedAt revokedAt } }"
     f" {ERROR_FIELDS} ... on ValidationFailed {{ field }} }} }}"

@@ -142,7 +142,7 @@ async def test_me_costs_one_statement(gql, sql_statements):
 
 async def test_many_nodes_in_one_request_are_batched(gql, rt, sql_statements):
     admin = await _admin(gql, rt)
-    ids = [(await register(gql, f"u{i}@example.com"))["id"] for i in range(5)]
+    ids = [(await signed_in(gql, f"u{i}@example.com"))["user"]["id"] for i in range(5)]
     query = "{ " + " ".join(f'n{i}: node(id: "{gid}") {{ id }}' for i, gid in enumerate(ids)) + " }"
     sql_statements.reset()
     data = await gql.data(query, token=admin)

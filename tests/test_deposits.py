@@ -761,6 +761,7 @@ def _production(**overrides) -> Settings:
         "seed_demo_data": False,
         "stripe_api_key": "sk_live_" + "a" * 24,
         "stripe_webhook_secret": "whsec_" + "b" * 32,
+        "smtp_url": "smtps://mail.example.com:465",
     }
     return Settings(**{**base, **overrides})
 

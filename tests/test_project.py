@@ -100,6 +100,7 @@ def test_production_starts_with_real_secrets():
         seed_demo_data=False,
         stripe_api_key="sk_live_" + "k" * 24,
         stripe_webhook_secret="whsec_" + "w" * 32,
+        smtp_url="smtps://mail.example.com:465",
     )
     assert settings.is_production
     assert "j" * 40 not in repr(settings)  # secrets are wrapped

@@ -22,6 +22,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.runtime import Runtime
+from app.services.accounts import Reauthentication, check_reauthentication
 from app.services.credential_signals import announce_credentials_changed
 from app.services.security_events import SecurityEventKind, record_security_event
 from db.models import ApiKey, User
@@ -51,12 +52,14 @@ async def create_api_key(
     *,
     rt: Runtime,
     user_id: int | None,
+    proof: Reauthentication,
     name: str,
     scopes: Iterable[Scope],
     expires_at: datetime | None = None,
     allowed_ips: Iterable[str] = (),
     trusted_documents_only: bool = False,
 ) -> CreatedApiKey:
+    """Needs the password again (and a two-factor code when two-factor is on)."""
     name = rules.normalise_name(name)
     chosen = rules.normalise_scopes(scopes)
     expires_at = rules.check_expiry(expires_at, now=rt.now())
@@ -65,6 +68,7 @@ async def create_api_key(
 
     async def work(session: AsyncSession) -> ApiKey:
         user = await _lock_signed_in(session, user_id)  # serialises the active-key count
+        await check_reauthentication(rt=rt, session=session, user=user, proof=proof)
         if await _active_count(session, user.id, now=rt.now()) >= rules.MAX_ACTIVE_KEYS:
             raise ValidationFailed(
                 f"You have {rules.MAX_ACTIVE_KEYS} active API keys: revoke one first"

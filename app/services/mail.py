@@ -1,4 +1,8 @@
-"""Outgoing mail: SMTP when SMTP_URL is set, otherwise the log plus a local folder."""
+"""Outgoing mail: SMTP when SMTP_URL is set, otherwise (development and tests only: a
+production server refuses to start without SMTP_URL) the log plus a local folder.
+
+Mails carry sign-in secrets (verification, reset and email-change links): nothing here
+logs a mail's body, except the development folder mailer, for newcomers."""
 
 from __future__ import annotations
 
@@ -61,11 +65,13 @@ class SmtpMailer:
 
 
 class FolderMailer:
-    """Development: writes each mail to the log and as an .eml file a person can open."""
+    """Development: writes each mail as an .eml file a person can open, and to the log
+    (the body, with its link, only when ``log_bodies``: in development)."""
 
-    def __init__(self, folder: Path, *, sender: str) -> None:
+    def __init__(self, folder: Path, *, sender: str, log_bodies: bool = False) -> None:
         self._folder = folder
         self._sender = sender
+        self._log_bodies = log_bodies
 
     async def send(self, mail: Mail) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)
@@ -73,14 +79,18 @@ class FolderMailer:
         slug = re.sub(r"[^a-z0-9]+", "-", f"{mail.to}-{mail.subject}".lower()).strip("-")[:80]
         path = self._folder / f"{stamp}-{slug}.eml"
         path.write_bytes(bytes(_to_email_message(mail, self._sender)))
-        log.info(
-            "mail written",
-            extra={"to": mail.to, "subject": mail.subject, "path": str(path), "body": mail.text},
-        )
+        extra = {"to": mail.to, "subject": mail.subject, "path": str(path)}
+        if self._log_bodies:
+            extra["body"] = mail.text
+        log.info("mail written", extra=extra)
 
 
-def build_mailer(*, smtp_url: str | None, folder: Path, sender: str) -> Mailer:
-    return SmtpMailer(smtp_url, sender=sender) if smtp_url else FolderMailer(folder, sender=sender)
+def build_mailer(
+    *, smtp_url: str | None, folder: Path, sender: str, log_bodies: bool = False
+) -> Mailer:
+    if smtp_url:
+        return SmtpMailer(smtp_url, sender=sender)
+    return FolderMailer(folder, sender=sender, log_bodies=log_bodies)
 
 
 def verification_mail(*, to: str, display_name: str, link: str, valid_hours: int) -> Mail:
@@ -107,5 +117,62 @@ def password_reset_mail(*, to: str, display_name: str, link: str, valid_minutes:
             f"To choose a new password, open this link:\n\n{link}\n\n"
             f"The link works once and for {valid_minutes} minutes. Resetting signs out every "
             f"session. If it was not you, ignore this mail: your password stays as it is.\n"
+        ),
+    )
+
+
+def registration_attempt_mail(*, to: str) -> Mail:
+    """Sent instead of a verification mail when someone registers an address that
+    already has an account (the answer to ``register`` is the same either way)."""
+    return Mail(
+        to=to,
+        subject="Verify your email address",
+        text=(
+            "Hello,\n\n"
+            "Someone tried to create a CryptoOrchestrator account with this email address, "
+            "which already has one.\n\n"
+            "If it was you: sign in with your password, or choose \"Forgot password\" "
+            "to reset it. If it was not you, ignore this mail: nothing was changed.\n"
+        ),
+    )
+
+
+def password_reset_unknown_address_mail(*, to: str) -> Mail:
+    """Sent instead of a reset link when the address has no account (the answer to
+    ``requestPasswordReset`` is the same either way)."""
+    return Mail(
+        to=to,
+        subject="Reset your password",
+        text=(
+            "Hello,\n\n"
+            "Someone asked to reset the password of a CryptoOrchestrator account with this "
+            "email address, but there is no account with it. If it was you, you may have "
+            "signed up with another address. If it was not you, ignore this mail.\n"
+        ),
+    )
+
+
+def email_change_mail(*, to: str, display_name: str, link: str, valid_hours: int) -> Mail:
+    return Mail(
+        to=to,
+        subject="Confirm your new email address",
+        text=(
+            f"Hello {display_name},\n\n"
+            "To make this the email address of your CryptoOrchestrator account, open this "
+            f"link:\n\n{link}\n\nThe link is valid for {valid_hours} hours. "
+            "If you did not ask for this, ignore this mail.\n"
+        ),
+    )
+
+
+def email_change_notice_mail(*, to: str, display_name: str, new_email: str) -> Mail:
+    return Mail(
+        to=to,
+        subject="Your email address is being changed",
+        text=(
+            f"Hello {display_name},\n\n"
+            f"Someone signed in to your CryptoOrchestrator account asked to change its email "
+            f"address to {new_email}. The change takes effect when the link sent to that "
+            "address is opened. If it was not you, reset your password now.\n"
         ),
     )

@@ -22,7 +22,10 @@ Budgets (sizes in ``Settings``):
   and per account (the normalised email, hashed; unknown addresses count the same);
   after ``login_backoff_after_failures`` consecutive failures an account also backs off
   exponentially (1 s, 2 s, 4 s ... up to ``login_backoff_max_seconds``) until a
-  successful login.
+  successful login;
+- ``mail-address``: each account mail (verification, reset, registration notice, email
+  change) draws one unit per recipient address (hashed like the account subject),
+  whether or not the address has an account; over the budget the mail is not sent.
 """
 
 from __future__ import annotations
@@ -242,3 +245,13 @@ async def login_failed(rt: Runtime, *, email: str) -> None:
 
 async def login_succeeded(rt: Runtime, *, email: str) -> None:
     await rt.redis.delete(rt.redis_key("login-failures", _account_subject(email)))
+
+
+# account mails
+
+
+async def draw_mail(rt: Runtime, *, to: str) -> Decision:
+    """One account mail to ``to``: allowed while the address's budget lasts."""
+    s = rt.settings
+    budget = Budget("mail-address", s.mail_per_address_limit, s.mail_per_address_window_seconds)
+    return await draw(rt, budget, _account_subject(to), 1)
