@@ -527,6 +527,19 @@ async def test_a_document_that_would_validate_slowly_is_refused_before_validatio
     assert not [r for r in caplog.records if r.exc_info]  # an answer, not a traceback
 
 
+async def test_a_document_that_would_validate_slowly_is_refused_over_websocket(settings):
+    async with _serving(settings) as server, await _open(server, TRANSPORT_WS) as ws:
+        await _init(ws)
+        payload = {"query": _repeated_field(2000)}
+        await _send(ws, {"id": "1", "type": "subscribe", "payload": payload})
+        refused = await _receive(ws)
+        await _send(ws, {"id": "2", "type": "subscribe", "payload": {"query": "{ serverTime }"}})
+        answered = await _receive(ws)
+    assert (refused["id"], refused["type"]) == ("1", "error")
+    assert [e["extensions"]["code"] for e in refused["payload"]] == ["QUERY_TOO_COMPLEX"]
+    assert (answered["id"], answered["type"]) == ("2", "next")  # the socket stays open
+
+
 async def test_the_merging_limits_follow_the_settings(rt):
     fields = "{ me { " + " ".join(f"f{i}: wallets {{ currency }}" for i in range(5)) + " } }"
     async with client_with(rt, max_merge_comparisons=10, max_query_fields=10) as http:
