@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     max_query_aliases: int = Field(default=30, ge=0)
     max_query_tokens: int = Field(default=3000, ge=100)
     max_query_cost: int = Field(default=1000, ge=1)
+    # what validation's field merging may compare (graphql_schema/limits.py, _MergeWalk)
+    max_query_fields: int = Field(default=2000, ge=10)  # fragments counted where spread
+    max_merge_comparisons: int = Field(default=500, ge=10)
     execution_timeout_seconds: float = Field(default=10, gt=0)
     # rate limits: budgets of query cost per window (GCRA in Redis, shared by all processes)
     rate_limit_window_seconds: float = Field(default=60, gt=0)

@@ -6,7 +6,8 @@
    nothing but trusted documents;
 2. parsing (shared cache, token limit) and the operation type (no mutation over GET);
 3. for an API key, the scopes its root fields need (graphql_schema/access.py);
-4. the query cost against ``MAX_QUERY_COST``;
+4. what validation's field merging would compare (``MAX_QUERY_FIELDS``,
+   ``MAX_MERGE_COMPARISONS``), then the query cost against ``MAX_QUERY_COST``;
 5. the rate limit: the cost is drawn from the caller's budget, order placements from
    their order budget; an APQ registration adds ``REGISTRATION_COST``, and a request
    refused at step 1 (an unknown hash, a bad hash, a document too large to register)
@@ -51,7 +52,9 @@ from graphql_schema.context import Context
 from graphql_schema.limits import (
     CostCache,
     InvalidOperationName,
+    QueryTooComplex,
     QueryTooLarge,
+    check_merging,
     parse_document,
     rules_for,
 )
@@ -143,6 +146,7 @@ class Gate:
         parsed = self._parse(document.query)
         cost, orders = 1, 0  # a document that does not parse still costs 1
         if parsed is not None:
+            self._check_merging(parsed)
             orders = self._inspect(ctx, parsed, operation_name, http_method)
             cost = self._cost(document.query, parsed, operation_name, variables)
         if document.register_as:
@@ -193,6 +197,17 @@ class Gate:
             raise Refused(error.message, code=error.code) from error
         except GraphQLError:
             return None
+
+    def _check_merging(self, document: DocumentNode) -> None:
+        settings = self.rt.settings
+        try:
+            check_merging(
+                document,
+                max_fields=settings.max_query_fields,
+                max_comparisons=settings.max_merge_comparisons,
+            )
+        except QueryTooComplex as error:
+            raise Refused(error.message, code=error.code) from error
 
     def _inspect(
         self,

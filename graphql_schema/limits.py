@@ -7,6 +7,9 @@
   request would be a new cache key every time);
 - cost: needs the variables, so it is computed at admission (graphql_schema/admission.py)
   and the same number is drawn from the rate-limit budget (``QUERY_TOO_COMPLEX``);
+- field merging: validation compares same-named fields pairwise (quadratic), so
+  admission first counts those comparisons in one bounded walk (``check_merging``:
+  ``max_query_fields``, ``max_merge_comparisons``; ``QUERY_TOO_COMPLEX``);
 - time: queries run under ``execution_timeout_seconds`` (``EXECUTION_TIMEOUT``).
 
 The cost model: a field returning an object (or a list, union, interface of them) costs 1,
@@ -21,6 +24,7 @@ only) are free. Examples: ``{ serverTime }`` 1, ``{ me { email wallets { currenc
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import cache, lru_cache
@@ -297,6 +301,105 @@ class QueryLimits(SchemaExtension):
                 f"The query did not finish within {seconds:g} s",
                 extensions={"code": EXECUTION_TIMEOUT},
             ) from error
+
+
+# merging
+
+
+class _MergeWalk:
+    """What validation's OverlappingFieldsCanBeMergedRule (graphql-core) will compare,
+    counted before it runs. The rule compares every two fields that share a response
+    path (within a selection set and, recursively, in the sub-selections of same-named
+    fields), and each fragment spread with the fields and the other spreads merged
+    into the same selection: quadratic in the repeats. Here fragments are expanded where
+    they are spread, each field is placed on its response path once, and the walk stops
+    as soon as either count passes its limit, so it costs at most ``max_fields`` steps."""
+
+    def __init__(
+        self,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        *,
+        max_fields: int,
+        max_comparisons: int,
+    ) -> None:
+        self.fragments = fragments
+        self.max_fields = max_fields
+        self.max_comparisons = max_comparisons
+        self.ids = itertools.count(1)  # of levels: a root, or the path of a field
+        self.paths: dict[tuple[int, str], int] = {}  # (level, response name): path
+        self.fields_on: dict[int, int] = {}  # path: fields sharing it
+        self.fields_in: dict[int, int] = {}  # level: fields merged into it
+        self.spreads_in: dict[int, int] = {}  # level: fragment spreads merged into it
+        self.expanding: set[str] = set()
+        self.expanded: set[str] = set()
+        self.fields = 0
+        self.comparisons = 0
+
+    def new_level(self) -> int:
+        return next(self.ids)
+
+    def walk(self, selection_set: SelectionSetNode, level: int) -> None:
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                path = self.field(selection, level)
+                if selection.selection_set is not None:
+                    self.walk(selection.selection_set, path)
+            elif isinstance(selection, InlineFragmentNode):
+                self.walk(selection.selection_set, level)  # merged into its level
+            elif isinstance(selection, FragmentSpreadNode):
+                self.spread(selection.name.value, level)
+
+    def field(self, node: FieldNode, level: int) -> int:
+        self.fields += 1
+        if self.fields > self.max_fields:
+            raise QueryTooComplex(
+                f"The query selects more than {self.max_fields} fields"
+                " (fragments counted where they are spread)"
+            )
+        name = (node.alias or node.name).value
+        path = self.paths.get((level, name)) or self.paths.setdefault(
+            (level, name), self.new_level()
+        )
+        # compared with the fields already on its path and the spreads of its level
+        self.count(self.fields_on.get(path, 0) + self.spreads_in.get(level, 0))
+        self.fields_on[path] = self.fields_on.get(path, 0) + 1
+        self.fields_in[level] = self.fields_in.get(level, 0) + 1
+        return path
+
+    def spread(self, name: str, level: int) -> None:
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self.expanding:
+            return  # unknown, or a cycle: validation refuses both
+        # compared with the other spreads and the fields merged into its level
+        self.count(self.spreads_in.get(level, 0) + self.fields_in.get(level, 0))
+        self.spreads_in[level] = self.spreads_in.get(level, 0) + 1
+        self.expanding.add(name)
+        self.expanded.add(name)
+        self.walk(fragment.selection_set, level)
+        self.expanding.discard(name)
+
+    def count(self, comparisons: int) -> None:
+        self.comparisons += comparisons
+        if self.comparisons > self.max_comparisons:
+            raise QueryTooComplex(
+                "The query repeats fields or fragments too often: validating it would"
+                f" compare more than {self.max_comparisons} pairs of them"
+            )
+
+
+def check_merging(document: DocumentNode, *, max_fields: int, max_comparisons: int) -> int:
+    """``QueryTooComplex`` when validating the document's field merging would cost too
+    much (see ``_MergeWalk``); else the number of comparisons. Every operation is walked
+    (validation checks them all), then every fragment no operation spreads."""
+    fragments = _fragments(document)
+    walk = _MergeWalk(fragments, max_fields=max_fields, max_comparisons=max_comparisons)
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            walk.walk(definition.selection_set, walk.new_level())
+    for name, fragment in fragments.items():
+        if name not in walk.expanded:
+            walk.walk(fragment.selection_set, walk.new_level())
+    return walk.comparisons
 
 
 # cost

@@ -8,23 +8,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from graphql import DocumentNode, Node, SelectionSetNode, parse, validate
+from graphql import DocumentNode, GraphQLError, Node, SelectionSetNode, parse, validate
+from graphql.validation.rules import overlapping_fields_can_be_merged as overlapping
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from app.asgi import create_app
 from app.settings import Environment, Settings
 from app.webhooks import MAX_BODY_BYTES
-from graphql_schema.limits import CostCache, limit_rules, query_cost
+from bench.scenarios import SCENARIOS
+from graphql_schema.limits import (
+    CostCache,
+    QueryTooComplex,
+    check_merging,
+    limit_rules,
+    query_cost,
+)
 from graphql_schema.schema import schema
 from graphql_schema.view import GraphQLView
+from tests import documents, withdrawing
 from tests.documents import signed_in
 from tests.partner import client_with, trading_client
 from tests.test_websocket import (
@@ -448,3 +458,158 @@ async def test_a_websocket_message_over_the_limit_closes_the_socket(settings):
             await _send(ws, {"id": "2", "type": "subscribe", "payload": big})
             code = await _close_code(ws)
     assert code == 1009
+
+
+# validation's field merging: what graphql-core's OverlappingFieldsCanBeMergedRule compares
+
+
+def _repeated_field(n: int) -> str:
+    return "{ me { " + "email " * n + "} }"
+
+
+def _spreads(n: int, field: str = "a{i}: email") -> str:
+    """``n`` fragments spread side by side in one selection set."""
+    spreads = " ".join(f"...F{i}" for i in range(n))
+    fragments = " ".join(f"fragment F{i} on User {{ {field.format(i=i)} }}" for i in range(n))
+    return f"{{ me {{ {spreads} }} }} {fragments}"
+
+
+def _repeated_object(n: int) -> str:
+    return "{ me { " + "wallets { currency } " * n + "} }"
+
+
+def _tree(n: int) -> str:
+    """``n`` repeats at each of three levels: n**3 leaves on one response path."""
+    return "{ " + ("me { " + ("wallets { " + "currency " * n + "} ") * n + "} ") * n + "}"
+
+
+def _inline(n: int) -> str:
+    return "{ me { " + "... on User { email } " * n + "} }"
+
+
+def _paired_fragments(n: int) -> str:
+    """Two distinct fragments per level, each spreading both of the level below."""
+    lines = ["{ me { ...A0 ...B0 } }"]
+    for i in range(n):
+        below = f"...A{i + 1} ...B{i + 1}" if i + 1 < n else "email"
+        lines += [f"fragment A{i} on User {{ {below} }}", f"fragment B{i} on User {{ {below} }}"]
+    return "\n".join(lines)
+
+
+ATTACKS = {
+    "repeated field": _repeated_field,
+    "spreads of distinct fields": _spreads,
+    "spreads of one field": lambda n: _spreads(n, "email"),
+    "repeated object": _repeated_object,
+    "repeated at three levels": _tree,
+    "inline fragments": _inline,
+    "nested fragment pairs": _paired_fragments,
+}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [_repeated_field(2000), _spreads(240, "email")],
+    ids=["one field 2000 times", "240 spreads in one selection"],
+)
+async def test_a_document_that_would_validate_slowly_is_refused_before_validation(
+    client, caplog, document
+):
+    """Under the token limit, and validated for most of a second before."""
+    assert len(parse(document, max_tokens=Settings().max_query_tokens).definitions) >= 1
+    caplog.set_level(logging.ERROR)
+    response = await _post(client, document)
+    assert response.status_code == 200
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert error["message"].startswith("The query repeats fields or fragments too often")
+    assert "ratelimit-remaining" not in response.headers  # refused before the budget
+    assert not [r for r in caplog.records if r.exc_info]  # an answer, not a traceback
+
+
+async def test_a_document_that_would_validate_slowly_is_refused_over_websocket(settings):
+    async with _serving(settings) as server, await _open(server, TRANSPORT_WS) as ws:
+        await _init(ws)
+        payload = {"query": _repeated_field(2000)}
+        await _send(ws, {"id": "1", "type": "subscribe", "payload": payload})
+        refused = await _receive(ws)
+        await _send(ws, {"id": "2", "type": "subscribe", "payload": {"query": "{ serverTime }"}})
+        answered = await _receive(ws)
+    assert (refused["id"], refused["type"]) == ("1", "error")
+    assert [e["extensions"]["code"] for e in refused["payload"]] == ["QUERY_TOO_COMPLEX"]
+    assert (answered["id"], answered["type"]) == ("2", "next")  # the socket stays open
+
+
+async def test_the_merging_limits_follow_the_settings(rt):
+    fields = "{ me { " + " ".join(f"f{i}: wallets {{ currency }}" for i in range(5)) + " } }"
+    async with client_with(rt, max_merge_comparisons=10, max_query_fields=10) as http:
+        repeated = await _post(http, _repeated_field(5))  # 10 comparisons
+        too_many = await _post(http, _repeated_field(6))  # 15
+        too_large = await _post(http, fields)  # 11 fields
+    assert repeated.json() == {"data": {"me": None}}
+    assert _codes(too_many) == ["QUERY_TOO_COMPLEX"]
+    assert "more than 10 pairs" in too_many.json()["errors"][0]["message"]
+    assert _codes(too_large) == ["QUERY_TOO_COMPLEX"]
+    assert too_large.json()["errors"][0]["message"].startswith(
+        "The query selects more than 10 fields"
+    )
+
+
+def _largest_admitted(shape: Callable[[int], str], settings: Settings) -> DocumentNode:
+    admitted = None
+    for n in range(1, 3000):
+        try:
+            document = parse(shape(n), max_tokens=settings.max_query_tokens)
+            check_merging(
+                document,
+                max_fields=settings.max_query_fields,
+                max_comparisons=settings.max_merge_comparisons,
+            )
+        except (GraphQLError, QueryTooComplex):
+            break
+        admitted = document
+    assert admitted is not None
+    return admitted
+
+
+@pytest.mark.parametrize("shape", ATTACKS.values(), ids=ATTACKS.keys())
+def test_what_validation_compares_stays_bounded_for_every_admitted_document(shape, monkeypatch):
+    """Counted, not timed: the work units graphql-core's rule charges to its own budget
+    (a library internal, used here only as a measuring device) for the largest document
+    of each attack shape that admission lets through."""
+    settings = Settings()
+    document = _largest_admitted(shape, settings)
+    spent = 0
+    charge = overlapping.spend_complexity_budget
+
+    def counted(rule_context: Any, cost: int) -> None:
+        nonlocal spent
+        spent += cost
+        charge(rule_context, cost)
+
+    monkeypatch.setattr(overlapping, "spend_complexity_budget", counted)
+    validate(schema._schema, document, [overlapping.OverlappingFieldsCanBeMergedRule])
+    assert 0 < spent <= 3 * settings.max_merge_comparisons
+
+
+def _documents() -> Iterator[tuple[str, str]]:
+    for module in (documents, withdrawing):
+        for name, value in vars(module).items():
+            if isinstance(value, str) and value.startswith(("{", "query", "mutation")):
+                yield f"{module.__name__}.{name}", value
+    for scenario in SCENARIOS:
+        yield f"bench {scenario.name}", scenario.query
+
+
+def test_ordinary_documents_pass_the_merging_limits():
+    settings = Settings()
+    checked = 0
+    for name, query in _documents():
+        comparisons = check_merging(
+            parse(query),
+            max_fields=settings.max_query_fields,
+            max_comparisons=settings.max_merge_comparisons,
+        )
+        assert comparisons <= settings.max_merge_comparisons // 10, name  # far from it
+        checked += 1
+    assert checked > 20
