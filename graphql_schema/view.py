@@ -361,6 +361,8 @@ class GraphQLView(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         if isinstance(data, list):  # batching is off: strawberry refuses lists before this
             return data
+        if data.operation_name is not None and not isinstance(data.operation_name, str):
+            raise HTTPException(400, "operationName must be a string")
         if request.method == "GET":
             document_id = request.query_params.get("documentId")
         else:
@@ -421,7 +423,11 @@ class GraphQLView(GraphQL[Context, None]):
         return data
 
     def decode_json(self, data: str | bytes) -> object:
-        value = json.loads(data)
+        try:  # strictly: json.loads would let UTF-8-encoded surrogates through
+            text = data.decode() if isinstance(data, bytes) else data
+        except UnicodeDecodeError as error:
+            raise HTTPException(400, "The request body is not valid UTF-8") from error
+        value = json.loads(text)
         if not isinstance(value, dict | list):  # strawberry would call .get() on it
             raise HTTPException(400, "The request body must be a JSON object")
         return value
