@@ -29,6 +29,7 @@ from graphql import (
 )
 from sqlalchemy import update
 
+from app.settings import Environment
 from db.models import User
 from graphql_schema.schema import schema
 from tests.money import verified_user
@@ -349,8 +350,52 @@ async def test_a_subscription_over_http_is_405_use_websocket(client):
 async def test_every_error_has_field_through_the_error_interface(gql):
     """``... on Error { code message field }`` validates (issue 18.6) and carries it."""
     answer = await gql.data(
-        "mutation { register(email: \"not an email\", password: \"x\", displayName: \"C\") {"
+        'mutation { register(email: "not an email", password: "x", displayName: "C") {'
         " __typename ... on Error { code message field } } }"
     )
     assert answer["register"]["__typename"] == "ValidationFailed"
     assert answer["register"]["field"] == "email"
+
+
+# production errors name nothing the client did not send (issue 17.10)
+
+SUGGESTED = [
+    ("{ users(fist: 1) { edges { cursor } } }", None),  # an unknown argument
+    ("{ leaderboard(period: AL) { edges { cursor } } }", None),  # an enum value
+    ("query($x: Strin) { serverTime }", None),  # a type
+    (  # an input field
+        'mutation { placeOrder(input: {symbl: "BTC/USDT", side: BUY, type: MARKET,'
+        ' quantity: "1"}) { __typename } }',
+        None,
+    ),
+    (  # an enum value in variables
+        "query($p: LeaderboardPeriod!) { leaderboard(period: $p) { edges { cursor } } }",
+        {"p": "AL"},
+    ),
+    (  # an input field in variables
+        "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { __typename } }",
+        {
+            "i": {
+                "symbl": "BTC/USDT",
+                "symbol": "BTC/USDT",
+                "side": "BUY",
+                "type": "MARKET",
+                "quantity": "1",
+            }
+        },
+    ),
+    ("{ serverTim }", None),  # a field
+]
+
+
+@pytest.mark.parametrize(("query", "variables"), SUGGESTED)
+async def test_production_errors_suggest_no_schema_names(rt, query, variables):
+    async with client_with(rt, env=Environment.PRODUCTION) as production:
+        response = await production.post(
+            "/graphql", json={"query": query, "variables": variables or {}}
+        )
+    errors = response.json()["errors"]
+    assert errors
+    for error in errors:
+        assert error["extensions"]["code"] in {"GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"}
+        assert "Did you mean" not in error["message"]
