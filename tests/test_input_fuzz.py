@@ -32,7 +32,7 @@ from sqlalchemy import update
 from app.settings import Environment
 from db.models import User
 from graphql_schema.schema import schema
-from tests.money import verified_user
+from tests.money import fund, user_id, verified_user
 from tests.partner import client_with
 from tests.support import GraphQLClient
 
@@ -399,3 +399,39 @@ async def test_production_errors_suggest_no_schema_names(rt, query, variables):
     for error in errors:
         assert error["extensions"]["code"] in {"GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"}
         assert "Did you mean" not in error["message"]
+
+
+# cursors are bound to their list (issue 18.7)
+
+
+async def test_a_cursor_of_another_list_is_refused(gql, rt):
+    auth = await verified_user(gql, rt, "carol@example.com")
+    token = auth["accessToken"]
+    await fund(rt, await user_id(rt, "carol@example.com"), "USDT", "10")
+    await fund(rt, await user_id(rt, "carol@example.com"), "USDT", "20")
+    page = await gql.data(
+        "{ transactions(first: 1) { edges { cursor } pageInfo { endCursor } } }", token=token
+    )
+    cursor = page["transactions"]["pageInfo"]["endCursor"]
+    transactions_after = (
+        "query($a: String) { transactions(first: 5, after: $a) { edges { cursor } } }"
+    )
+    orders_after = "query($a: String) { me { orders(first: 5, after: $a) { edges { cursor } } } }"
+    assert (
+        len(
+            (await gql.data(transactions_after, {"a": cursor}, token=token))["transactions"][
+                "edges"
+            ]
+        )
+        == 1
+    )
+    for after, message in (
+        (cursor, "The cursor belongs to another list"),
+        (base64.urlsafe_b64encode(f"orders:{BEYOND_INT64}".encode()).decode(), "Invalid cursor"),
+        ("not a cursor", "Invalid cursor"),
+    ):
+        answer = await gql(orders_after, {"a": after}, token=token)
+        [error] = answer["errors"]
+        assert error["extensions"]["code"] == "VALIDATION_FAILED"
+        assert error["extensions"]["field"] == "after"
+        assert error["message"] == message
