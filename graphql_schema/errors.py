@@ -168,8 +168,8 @@ StopPriceWrongSide = _error_type(
     trading.StopPriceWrongSide, "The trigger price is on the wrong side of the last price."
 )
 PostOnlyWouldTake = _error_type(trading.PostOnlyWouldTake, "A post-only order would trade.")
-FillOrKillNotFillable = _error_type(
-    trading.FillOrKillNotFillable, "A fill-or-kill order could not fill completely."
+FokNotFillable = _error_type(
+    trading.FokNotFillable, "A fill-or-kill order could not fill completely."
 )
 OrderNotCancellable = _error_type(trading.OrderNotCancellable, "The order is no longer open.")
 OrderNotAmendable = _error_type(
@@ -197,7 +197,7 @@ _BY_DOMAIN.update(
             PriceOutsideBand,
             StopPriceWrongSide,
             PostOnlyWouldTake,
-            FillOrKillNotFillable,
+            FokNotFillable,
             OrderNotCancellable,
             OrderNotAmendable,
             InvalidAmend,

@@ -537,7 +537,9 @@ class OrderPayload:
 
 @strawberry.type
 class OrderListPayload:
-    list_id: strawberry.ID
+    list_id: strawberry.ID = strawberry.field(
+        description="The list's global ID (type OrderList), like every other id."
+    )
     kind: OrderListKind
     client_list_id: str
     orders: list[OrderNode]
