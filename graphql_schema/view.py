@@ -46,6 +46,8 @@ from app.services.security_events import client_ip_var, user_agent_var
 from app.services.sessions import Authenticated, authenticate
 from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
 from graphql_schema.context import Context
+from graphql_schema.input_text import MESSAGE as UNSAFE_TEXT
+from graphql_schema.input_text import unsafe_variable
 from graphql_schema.persisted import TrustedDocuments
 from graphql_schema.shared_subscriptions import Plan, SharedStreams, plan_for
 from resolvers.loaders import build_loaders
@@ -212,6 +214,9 @@ def _with_query(payload: Any, admitted: Admitted) -> Any:
 
 async def _admit_ws(view: GraphQLView, context: Context, payload: Any) -> Admitted:
     variables = payload.get("variables")
+    unsafe = unsafe_variable(variables)  # a subscription runs past OperationPolicy's check
+    if unsafe is not None:
+        raise Refused(UNSAFE_TEXT, code="VALIDATION_FAILED", extensions={"field": unsafe})
     return await view.gate.admit(
         context,
         query=payload.get("query"),

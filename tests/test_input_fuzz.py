@@ -8,6 +8,7 @@ while the other arguments keep plausible ones. The calls of one field share a re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -29,12 +30,14 @@ from graphql import (
 )
 from sqlalchemy import update
 
+from app.asgi import create_app
 from app.settings import Environment
 from db.models import User
 from graphql_schema.schema import schema
 from tests.money import fund, user_id, verified_user
 from tests.partner import client_with
 from tests.support import GraphQLClient
+from tests.test_websocket import TRANSPORT_WS, LiveServer, _init, _open, _receive, _send
 
 SCHEMA = schema._schema
 NODE_TYPES = sorted(
@@ -435,3 +438,29 @@ async def test_a_cursor_of_another_list_is_refused(gql, rt):
         assert error["extensions"]["code"] == "VALIDATION_FAILED"
         assert error["extensions"]["field"] == "after"
         assert error["message"] == message
+
+
+async def test_a_subscriptions_variables_with_a_nul_byte_are_refused_over_websocket(settings, rt):
+    """A subscription does not pass the check before execution: the socket's admission
+    refuses it (each WebSocket operation passes there)."""
+    server = LiveServer(create_app(settings))
+    await asyncio.to_thread(server.start)
+    try:
+        async with await _open(server, TRANSPORT_WS) as ws:
+            assert (await _init(ws))["type"] == "connection_ack"
+            query = "subscription($s: String!) { trades(symbol: $s) { price } }"
+            await _send(
+                ws,
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": {"s": "BTC\x00/USDT"}},
+                },
+            )
+            answer = await _receive(ws)
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert answer["type"] == "error" and answer["id"] == "1"
+    [error] = answer["payload"]
+    assert error["extensions"]["code"] == "VALIDATION_FAILED"
+    assert error["extensions"]["field"] == "s"
