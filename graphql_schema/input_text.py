@@ -24,13 +24,12 @@ def unsafe_variable(value: Any, path: str = "") -> str | None:
     """The path (``name.key.0``) of the first string in variables that holds unsafe text."""
     if isinstance(value, str):
         return path if _UNSAFE.search(value) else None
-    items = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else ()
-    )
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
     for key, item in items:
         found = unsafe_variable(item, f"{path}.{key}" if path else str(key))
         if found is not None:
