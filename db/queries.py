@@ -17,6 +17,7 @@ from db.models import User
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
+BIGINT = 2**63  # keys are PostgreSQL BIGINTs: -BIGINT <= key < BIGINT
 
 
 M = TypeVar("M")
@@ -60,19 +61,29 @@ class Page(Generic[T]):
     has_previous_page: bool
 
 
-def encode_cursor(key: int) -> str:
-    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode()
+def encode_cursor(key: int, *, kind: str) -> str:
+    """An opaque cursor bound to its list: ``kind`` names what the list pages over (a
+    table), and a cursor of another kind is refused."""
+    return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode()
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str, *, kind: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        prefix, value = text.split(":", 1)
-        if prefix != "k":
-            raise ValueError(prefix)
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        prefix, value = text.rsplit(":", 1)
+        key = int(value)
+    except (ValueError, binascii.Error) as error:  # UnicodeError is a ValueError
         raise ValidationFailed("Invalid cursor", field="after") from error
+    if prefix != kind:
+        raise ValidationFailed("The cursor belongs to another list", field="after")
+    if not -BIGINT <= key < BIGINT:
+        raise ValidationFailed("Invalid cursor", field="after")
+    return key
+
+
+def cursor_kind(key: InstrumentedAttribute[int]) -> str:
+    """The kind of the cursors of a list keyed on ``key``: its table."""
+    return key.class_.__tablename__  # type: ignore[no-any-return]
 
 
 def check_page_size(first: int) -> None:
@@ -91,15 +102,16 @@ async def keyset_page(
 ) -> Page[T]:
     """One page of ``statement`` ordered by a unique integer ``key`` (keyset, no OFFSET)."""
     check_page_size(first)
+    kind = cursor_kind(key)
     if after is not None:
-        boundary = decode_cursor(after)
+        boundary = decode_cursor(after, kind=kind)
         statement = statement.where(key < boundary if descending else key > boundary)
     statement = statement.order_by(key.desc() if descending else key.asc()).limit(first + 1)
     rows = list((await session.scalars(statement)).all())
     has_next = len(rows) > first
     rows = rows[:first]
     return Page(
-        items=[(encode_cursor(getattr(row, key.key)), row) for row in rows],
+        items=[(encode_cursor(getattr(row, key.key), kind=kind), row) for row in rows],
         has_next_page=has_next,
         has_previous_page=after is not None,
     )

@@ -222,6 +222,12 @@ class Gate:
         if operation is None:
             return 0  # strawberry reports it
         kind = operation.operation
+        if http_method is not None and kind is OperationType.SUBSCRIPTION:
+            raise Refused(
+                "Subscriptions are not served over HTTP: use WebSocket (graphql-transport-ws)",
+                code="METHOD_NOT_ALLOWED",
+                status=405,
+            )
         if http_method == "GET" and kind is not OperationType.QUERY:
             raise Refused(
                 f"{kind.value}s are not allowed over GET: use POST",

@@ -17,14 +17,11 @@ from db.models import Fill as FillRow
 from db.models import ProfitShareSettlement as SettlementRow
 from graphql_schema.social import Follow
 from graphql_schema.trading import MarketNode, OrderNode, OrderSide
+from resolvers.ids import node_keys
 
 
 def _plain(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.normalize()
-
-
-def _ids(node_ids: Iterable[str]) -> list[int]:
-    return [int(i) if i.isdigit() else 0 for i in node_ids]
 
 
 @strawberry.enum
@@ -117,7 +114,7 @@ class CopyNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[CopyNode | None]:
         loaders = info.context.loaders
-        rows = await loaders.copy_by_id.load_many(_ids(node_ids))
+        rows = await loaders.copy_by_id.load_many(node_keys(node_ids))
         follows = await loaders.follow_by_id.load_many([r.follow_id if r else 0 for r in rows])
         return [
             cls.from_row(r) if r and f and info.context.can_see_user(f.follower_id) else None
@@ -179,7 +176,7 @@ class ProfitShareSettlementNode(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ProfitShareSettlementNode | None]:
-        rows = await info.context.loaders.settlement_by_id.load_many(_ids(node_ids))
+        rows = await info.context.loaders.settlement_by_id.load_many(node_keys(node_ids))
         ctx = info.context
         return [
             cls.from_row(r)

@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from app.services.crypto_deposits import DepositAddressInfo
 from db.models import Deposit as DepositRow
+from resolvers.ids import node_keys
 
 
 @strawberry.enum
@@ -86,9 +87,7 @@ class DepositNode(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[DepositNode | None]:
-        rows = await info.context.loaders.deposit_by_id.load_many(
-            [int(i) if i.isdigit() else 0 for i in node_ids]
-        )
+        rows = await info.context.loaders.deposit_by_id.load_many(node_keys(node_ids))
         return [cls.visible(info, row) for row in rows]
 
 

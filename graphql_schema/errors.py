@@ -1,4 +1,4 @@
-"""``interface Error { code message }`` and one typed error per domain error.
+"""``interface Error { code message field }`` and one typed error per domain error.
 
 Expected failures are union members of each mutation's result; bugs are exceptions
 and reach the client masked."""
@@ -18,16 +18,14 @@ from app.domain import trading_errors as trading
 class Error:
     code: str = strawberry.field(description="Stable machine-readable code.")
     message: str = strawberry.field(description="Human-readable explanation.")
+    field: str | None = strawberry.field(
+        default=None, description="Input field at fault (camelCase argument name), if any."
+    )
 
 
 def _error_type(domain_error: type[domain.UserError], description: str) -> type[Error]:
-    """A GraphQL error type named after the domain error, with the input ``field``
-    at fault (camelCase argument name) when there is one."""
-    namespace = {
-        "__annotations__": {"field": str | None},
-        "field": strawberry.field(default=None, description="Input field at fault, if any."),
-    }
-    cls = type(domain_error.__name__, (Error,), namespace)
+    """A GraphQL error type named after the domain error."""
+    cls = type(domain_error.__name__, (Error,), {})
     return strawberry.type(cls, description=description)
 
 
@@ -170,8 +168,8 @@ StopPriceWrongSide = _error_type(
     trading.StopPriceWrongSide, "The trigger price is on the wrong side of the last price."
 )
 PostOnlyWouldTake = _error_type(trading.PostOnlyWouldTake, "A post-only order would trade.")
-FillOrKillNotFillable = _error_type(
-    trading.FillOrKillNotFillable, "A fill-or-kill order could not fill completely."
+FokNotFillable = _error_type(
+    trading.FokNotFillable, "A fill-or-kill order could not fill completely."
 )
 OrderNotCancellable = _error_type(trading.OrderNotCancellable, "The order is no longer open.")
 OrderNotAmendable = _error_type(
@@ -199,7 +197,7 @@ _BY_DOMAIN.update(
             PriceOutsideBand,
             StopPriceWrongSide,
             PostOnlyWouldTake,
-            FillOrKillNotFillable,
+            FokNotFillable,
             OrderNotCancellable,
             OrderNotAmendable,
             InvalidAmend,
@@ -270,7 +268,6 @@ class LeaderEligibilityRule(Enum):
 @strawberry.type(description="A rule for leaders is not met (rule says which).")
 class LeaderIneligible(Error):
     rule: LeaderEligibilityRule
-    field: str | None = None
 
 
 # --- notifications and price alerts --------------------------------------------------------

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Iterator
 
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors
@@ -18,6 +19,7 @@ from app.logs import request_id_var
 from app.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS, operation_label
 from app.outages import as_outage
 from graphql_schema.context import Context
+from graphql_schema.input_text import UnsafeTextLiteral, unsafe_text_error, unsafe_variable
 from resolvers.loaders import build_loaders
 
 log = logging.getLogger("graphql")
@@ -113,8 +115,17 @@ class OperationPolicy(ErrorPolicy):
             context.context = dataclasses.replace(
                 request_context, loaders=build_loaders(request_context.rt)
             )
+        context.validation_rules = (*context.validation_rules, UnsafeTextLiteral)
         yield from super().on_operation()
         _record_metrics(context, started)
+
+    def on_execute(self) -> Iterator[None]:
+        """Variables with unsafe text (graphql_schema/input_text.py): not executed."""
+        context = self.execution_context
+        where = unsafe_variable(context.variables or {})
+        if where is not None:
+            context.result = GraphQLExecutionResult(None, [unsafe_text_error(where)])
+        yield
 
 
 def _record_metrics(context: ExecutionContext, started: float) -> None:

@@ -16,6 +16,7 @@ from app.services.wallets import Wallet as WalletRow
 from db.models import Currency as CurrencyRow
 from db.models import Transfer as TransferRow
 from db.models import User as UserRow
+from resolvers.ids import node_keys
 
 
 @strawberry.enum
@@ -118,9 +119,7 @@ class TransferNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[TransferNode | None]:
         ctx = info.context
-        rows = await ctx.loaders.transfer_by_id.load_many(
-            [int(i) if i.isdigit() else 0 for i in node_ids]
-        )
+        rows = await ctx.loaders.transfer_by_id.load_many(node_keys(node_ids))
         return [
             cls.from_row(r)
             if r is not None and (ctx.is_admin or ctx.user_id in (r.sender_id, r.recipient_id))

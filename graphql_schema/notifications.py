@@ -23,6 +23,7 @@ from graphql_schema.errors import (
     ValidationFailed,
 )
 from graphql_schema.trading import MarketNode
+from resolvers.ids import node_keys
 
 
 @strawberry.enum
@@ -53,10 +54,6 @@ class PriceAlertDirection(Enum):
 class PriceAlertStatus(Enum):
     ACTIVE = "ACTIVE"
     TRIGGERED = "TRIGGERED"
-
-
-def _ids(node_ids: Iterable[str]) -> list[int]:
-    return [int(i) if i.isdigit() else 0 for i in node_ids]
 
 
 @strawberry.type(name="Notification")
@@ -107,7 +104,7 @@ class NotificationNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[NotificationNode | None]:
         user_id = info.context.user_id
-        rows = await info.context.loaders.notification_by_id.load_many(_ids(node_ids))
+        rows = await info.context.loaders.notification_by_id.load_many(node_keys(node_ids))
         return [cls.from_row(r) if r is not None and r.user_id == user_id else None for r in rows]
 
 
@@ -149,7 +146,7 @@ class PriceAlertNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[PriceAlertNode | None]:
         user_id = info.context.user_id
-        rows = await info.context.loaders.price_alert_by_id.load_many(_ids(node_ids))
+        rows = await info.context.loaders.price_alert_by_id.load_many(node_keys(node_ids))
         return [
             cls.from_row(r)
             if r is not None and r.user_id == user_id and r.status != "DELETED"

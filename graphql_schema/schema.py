@@ -205,9 +205,14 @@ class Subscription:
 
 
 class CryptoSchema(strawberry.Schema):
+    """Errors suggest no names ("Did you mean ...?") of arguments, enum values, types or
+    input fields: they would show the schema to a client that may not introspect it."""
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
+        for error in errors:  # disable_field_suggestions covers fields only
+            error.message = error.message.split(" Did you mean ", 1)[0]
         log_errors(errors)
 
 

@@ -42,6 +42,7 @@ from graphql_schema.errors import (
 )
 from graphql_schema.leaderboard import LeaderboardPeriod, LeaderStatistics
 from graphql_schema.trading import OrderNode
+from resolvers.ids import node_keys
 
 
 @strawberry.enum
@@ -54,10 +55,6 @@ class LeaderVisibility(Enum):
 class LeaderStatus(Enum):
     ACTIVE = "ACTIVE"
     STOPPED = "STOPPED"
-
-
-def _ids(node_ids: Iterable[str]) -> list[int]:
-    return [int(i) if i.isdigit() else 0 for i in node_ids]
 
 
 @strawberry.type(name="Leader")
@@ -111,7 +108,7 @@ class Leader(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Leader | None]:
-        views = await info.context.loaders.leader_by_id.load_many(_ids(node_ids))
+        views = await info.context.loaders.leader_by_id.load_many(node_keys(node_ids))
         return [cls.from_view(v) if v is not None else None for v in views]
 
 
@@ -264,7 +261,7 @@ class Follow(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Follow | None]:
         ctx = info.context
-        rows = await ctx.loaders.follow_by_id.load_many(_ids(node_ids))
+        rows = await ctx.loaders.follow_by_id.load_many(node_keys(node_ids))
         return [cls.from_row(r) if r is not None and can_see_follow(ctx, r) else None for r in rows]
 
 

@@ -19,6 +19,7 @@ from app.services.staking import Product, QuoteResult
 from db.models import Stake as StakeRow
 from db.models import StakingReward as StakingRewardRow
 from graphql_schema.paging import page_info
+from resolvers.ids import node_keys
 
 
 @strawberry.enum
@@ -97,9 +98,7 @@ class StakingProductNode(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[StakingProductNode | None]:
-        products = await info.context.loaders.staking_product_by_id.load_many(
-            [int(i) if i.isdigit() else 0 for i in node_ids]
-        )
+        products = await info.context.loaders.staking_product_by_id.load_many(node_keys(node_ids))
         return [cls.from_product(p) if p is not None else None for p in products]
 
 
@@ -159,9 +158,7 @@ class StakeNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[StakeNode | None]:
         ctx = info.context
-        rows = await ctx.loaders.stake_by_id.load_many(
-            [int(i) if i.isdigit() else 0 for i in node_ids]
-        )
+        rows = await ctx.loaders.stake_by_id.load_many(node_keys(node_ids))
         return [
             cls.from_row(r) if r is not None and ctx.can_see_user(r.user_id) else None for r in rows
         ]

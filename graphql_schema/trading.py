@@ -30,6 +30,7 @@ from app.services.trading_reads import (
 )
 from db.models import Fill as FillRow
 from db.models import Order as OrderRow
+from resolvers.ids import node_keys
 
 
 @strawberry.enum
@@ -111,7 +112,7 @@ def _plain(value: Decimal | None) -> Decimal | None:
 async def _visible_rows(info: Info, loader: Any, node_ids: Iterable[str]) -> list[Any]:
     """Rows for global ids through ``loader``; another user's rows are None."""
     ctx = info.context
-    rows = await loader.load_many([int(i) if i.isdigit() else 0 for i in node_ids])
+    rows = await loader.load_many(node_keys(node_ids))
     return [r if r is not None and ctx.can_see_user(r.user_id) else None for r in rows]
 
 
@@ -152,9 +153,7 @@ class MarketNode(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[MarketNode | None]:
-        rows = await info.context.loaders.market_by_id.load_many(
-            [int(i) if i.isdigit() else 0 for i in node_ids]
-        )
+        rows = await info.context.loaders.market_by_id.load_many(node_keys(node_ids))
         return [cls.from_row(r) if r is not None else None for r in rows]
 
 
@@ -538,7 +537,9 @@ class OrderPayload:
 
 @strawberry.type
 class OrderListPayload:
-    list_id: strawberry.ID
+    list_id: strawberry.ID = strawberry.field(
+        description="The list's global ID (type OrderList), like every other id."
+    )
     kind: OrderListKind
     client_list_id: str
     orders: list[OrderNode]

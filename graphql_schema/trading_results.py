@@ -9,7 +9,7 @@ import strawberry
 from graphql_schema.errors import (
     BelowMinimumNotional,
     ClientOrderIdReused,
-    FillOrKillNotFillable,
+    FokNotFillable,
     Forbidden,
     InsufficientFunds,
     InvalidAmend,
@@ -50,7 +50,7 @@ _PLACEMENT_ERRORS = (
     | PriceOutsideBand
     | StopPriceWrongSide
     | PostOnlyWouldTake
-    | FillOrKillNotFillable
+    | FokNotFillable
     | InsufficientFunds
     | TradingDisabled
     | TooManyOpenOrders

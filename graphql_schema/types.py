@@ -17,6 +17,7 @@ from graphql_schema.money import Wallet
 from graphql_schema.paging import page_info
 from graphql_schema.staking import StakeNode, StakingRewardConnection, rewards_of, stakes_of
 from graphql_schema.trading import FillConnection, OrderConnection, OrderStatus, Portfolio
+from resolvers.ids import node_keys
 
 N = TypeVar("N")
 R = TypeVar("R")
@@ -102,7 +103,7 @@ class User(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[User | None]:
         ctx = info.context
-        ids = [int(i) if i.isdigit() else 0 for i in node_ids]
+        ids = node_keys(node_ids)
         rows = await ctx.loaders.user_by_id.load_many(ids)
         return [
             cls.from_row(row) if row is not None and ctx.can_see_user(row.id) else None

@@ -54,6 +54,8 @@ from app.services.sessions import Authenticated, authenticate
 from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
 from graphql_schema.caching import VARY, is_persisted, public_cache_control
 from graphql_schema.context import Context
+from graphql_schema.input_text import MESSAGE as UNSAFE_TEXT
+from graphql_schema.input_text import unsafe_variable
 from graphql_schema.persisted import TrustedDocuments
 from graphql_schema.shared_subscriptions import Plan, SharedStreams, plan_for
 from graphql_schema.ws_authority import ClientSockets, SocketAuthority, init_deadline
@@ -271,6 +273,9 @@ def _with_query(payload: Any, admitted: Admitted) -> Any:
 
 async def _admit_ws(view: GraphQLView, context: Context, payload: Any) -> Admitted:
     variables = payload.get("variables")
+    unsafe = unsafe_variable(variables)  # a subscription runs past OperationPolicy's check
+    if unsafe is not None:
+        raise Refused(UNSAFE_TEXT, code="VALIDATION_FAILED", extensions={"field": unsafe})
     return await view.gate.admit(
         context,
         query=payload.get("query"),
@@ -436,6 +441,8 @@ class GraphQLView(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         if isinstance(data, list):  # batching is off: strawberry refuses lists before this
             return data
+        if data.operation_name is not None and not isinstance(data.operation_name, str):
+            raise HTTPException(400, "operationName must be a string")
         if request.method == "GET":
             document_id = request.query_params.get("documentId")
         else:
@@ -522,7 +529,11 @@ class GraphQLView(GraphQL[Context, None]):
         return data
 
     def decode_json(self, data: str | bytes) -> object:
-        value = json.loads(data)
+        try:  # strictly: json.loads would let UTF-8-encoded surrogates through
+            text = data.decode() if isinstance(data, bytes) else data
+        except UnicodeDecodeError as error:
+            raise HTTPException(400, "The request body is not valid UTF-8") from error
+        value = json.loads(text)
         if not isinstance(value, dict | list):  # strawberry would call .get() on it
             raise HTTPException(400, "The request body must be a JSON object")
         return value

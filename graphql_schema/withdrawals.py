@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from db.models import Withdrawal as WithdrawalRow
 from graphql_schema.types import User
+from resolvers.ids import node_keys
 
 
 @strawberry.enum
@@ -71,9 +72,7 @@ class WithdrawalNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[WithdrawalNode | None]:
         ctx = info.context
-        rows = await ctx.loaders.withdrawal_by_id.load_many(
-            [int(i) if i.isdigit() else 0 for i in node_ids]
-        )
+        rows = await ctx.loaders.withdrawal_by_id.load_many(node_keys(node_ids))
         return [
             cls.from_row(r) if r is not None and ctx.can_see_user(r.user_id) else None for r in rows
         ]

@@ -24,6 +24,7 @@ from graphql_schema.results import (
 )
 from graphql_schema.types import to_connection
 from resolvers.common import attempt
+from resolvers.ids import key_of
 
 Ctx = Info[Context, None]
 
@@ -79,9 +80,10 @@ async def deposit_address(info: Ctx, currency: str) -> DepositAddressResult:
 
 async def deposit(info: Ctx, id: relay.GlobalID) -> DepositNode | None:
     """One of your deposits; null when it does not exist or is not yours."""
-    if id.type_name != "Deposit" or not id.node_id.isdigit():
+    key = key_of(id.node_id) if id.type_name == "Deposit" else None
+    if key is None:
         return None
-    row = await info.context.loaders.deposit_by_id.load(int(id.node_id))
+    row = await info.context.loaders.deposit_by_id.load(key)
     return DepositNode.visible(info, row)
 
 

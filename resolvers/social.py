@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 import strawberry
-from strawberry.relay.types import GlobalIDValueError
 from strawberry.types import Info
 
 from app.domain import social as domain
@@ -38,21 +37,11 @@ from graphql_schema.social import (
 from graphql_schema.trading import OrderNode
 from graphql_schema.types import to_connection
 from resolvers.common import attempt
-from resolvers.ids import node_pk
+from resolvers.ids import node_pk, pk_or_none
 
 Ctx = Info[Context, None]
 LEADER = "Leader"
 FOLLOW = "Follow"
-
-
-def _pk_or_none(global_id: str, type_name: str) -> int | None:
-    try:
-        parsed = strawberry.relay.GlobalID.from_id(global_id)
-    except GlobalIDValueError:
-        return None
-    if parsed.type_name != type_name or not parsed.node_id.isdigit():
-        return None
-    return int(parsed.node_id)
 
 
 # --- queries ------------------------------------------------------------------------------
@@ -65,7 +54,7 @@ async def _leader(info: Ctx, user_id: int | None) -> Leader | None:
 
 async def leader(info: Ctx, id: strawberry.ID) -> Leader | None:
     """A leader's public profile (null when there is none)."""
-    return await _leader(info, _pk_or_none(id, LEADER))
+    return await _leader(info, pk_or_none(id, LEADER))
 
 
 async def my_leader_profile(info: Ctx) -> Leader | None:
@@ -75,7 +64,7 @@ async def my_leader_profile(info: Ctx) -> Leader | None:
 
 async def follow(info: Ctx, id: strawberry.ID) -> Follow | None:
     """One follow: yours, or one of your followers'; null otherwise."""
-    pk = _pk_or_none(id, FOLLOW)
+    pk = pk_or_none(id, FOLLOW)
     row = await info.context.loaders.follow_by_id.load(pk) if pk is not None else None
     return Follow.from_row(row) if row is not None and can_see_follow(info.context, row) else None
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import strawberry
+from strawberry.relay.utils import to_base64
 from strawberry.types import Info
 
 from app.domain.orders import MarketStatus as DomainMarketStatus
@@ -60,6 +61,7 @@ from resolvers.ids import node_pk
 
 Ctx = Info[Context, None]
 ORDER = "Order"
+ORDER_LIST = "OrderList"  # no node type: the id only names the list
 
 
 # --- market data ----------------------------------------------------------------------
@@ -227,7 +229,7 @@ async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderL
     return await attempt(
         call(),
         lambda placed: OrderListPayload(
-            list_id=strawberry.ID(str(placed.list.id)),
+            list_id=strawberry.ID(to_base64(ORDER_LIST, placed.list.id)),
             kind=OrderListKind(placed.list.kind),
             client_list_id=placed.list.client_list_id,
             orders=[OrderNode.from_row(r) for r in placed.orders],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from tests.trading import trader
@@ -96,3 +98,47 @@ async def test_orders_query_statement_count_does_not_grow_with_n(gql, rt, engine
         assert len(data["me"]["orders"]["edges"]) == n
         counts[n] = sql_statements.count
     assert counts[5] == counts[50], counts
+
+
+PLACE_LIST = """
+mutation($input: PlaceOrderListInput!) {
+  placeOrderList(input: $input) {
+    __typename
+    ... on OrderListPayload { listId kind orders { id listRole } }
+    ... on Error { code message }
+  }
+}"""
+
+
+async def test_an_order_lists_id_is_a_global_id(gql, rt, engines):
+    """listId was a bare integer where every other id is a global id (issue 18.14)."""
+    _, token = await trader(gql, rt, "holder@example.com", BTC="1")
+    legs = [
+        {"side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "95000"},
+        {"side": "SELL", "type": "STOP_MARKET", "quantity": "0.01", "stopPrice": "85000"},
+    ]
+    body = await gql.data(
+        PLACE_LIST,
+        {"input": {"symbol": "BTC/USDT", "kind": "OCO", "orders": legs}},
+        token=token,
+    )
+    placed = body["placeOrderList"]
+    assert placed["__typename"] == "OrderListPayload", placed
+    type_name, number = base64.b64decode(placed["listId"]).decode().split(":")
+    assert type_name == "OrderList" and int(number) > 0
+
+
+async def test_a_fill_or_kill_refusal_is_named_after_its_code(gql, rt, engines):
+    """FOK_NOT_FILLABLE is FokNotFillable, as every code is its type's name (18.14)."""
+    _, token = await trader(gql, rt, "t@example.com", USDT="1000")
+    body = await gql.data(
+        "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { __typename"
+        " ... on FokNotFillable { code field } } }",
+        {"input": order(timeInForce="FOK")},
+        token=token,
+    )
+    assert body["placeOrder"] == {
+        "__typename": "FokNotFillable",
+        "code": "FOK_NOT_FILLABLE",
+        "field": None,
+    }

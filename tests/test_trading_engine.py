@@ -20,7 +20,7 @@ from app.domain.orders import (
     TimeInForce,
     TrailingOffsetType,
 )
-from app.domain.trading_errors import FillOrKillNotFillable, PostOnlyWouldTake
+from app.domain.trading_errors import FokNotFillable, PostOnlyWouldTake
 from app.errors import Forbidden, InsufficientFunds
 from app.runtime import build_runtime
 from app.services import trading
@@ -136,7 +136,7 @@ async def test_fill_or_kill_that_cannot_fill_is_rejected_with_nothing_left(rt, e
     seller = await funded_user(rt, "seller", BTC="1")
     buyer = await funded_user(rt, "buyer", USDT="1000")
     await place(rt, seller, limit(SELL, "0.1", "100"))
-    with pytest.raises(FillOrKillNotFillable):
+    with pytest.raises(FokNotFillable):
         await place(
             rt,
             buyer,

@@ -79,7 +79,7 @@ from app.domain.orders import (
     epoch_ms,
 )
 from app.domain.trading_errors import (
-    FillOrKillNotFillable,
+    FokNotFillable,
     InvalidAmend,
     InvalidOrder,
     OrderNotAmendable,
@@ -133,7 +133,7 @@ _REJECTION_ERRORS: Mapping[RejectReason, type[AppError]] = {
     RejectReason.INVALID_ORDER: InvalidOrder,
     RejectReason.DUPLICATE_ORDER_ID: InvariantViolation,
     RejectReason.POST_ONLY_WOULD_TAKE: PostOnlyWouldTake,
-    RejectReason.FOK_NOT_FILLABLE: FillOrKillNotFillable,
+    RejectReason.FOK_NOT_FILLABLE: FokNotFillable,
     RejectReason.ORDER_NOT_CANCELLABLE: OrderNotCancellable,
     RejectReason.ORDER_NOT_AMENDABLE: OrderNotAmendable,
     RejectReason.INVALID_AMEND: InvalidAmend,

@@ -5,7 +5,7 @@
     ├── InvalidOrder           parameters that do not fit the order type (``field`` says which)
     ├── PriceOffTick / QuantityOffLotSize / BelowMinimumNotional
     ├── PriceOutsideBand / StopPriceWrongSide
-    ├── PostOnlyWouldTake / FillOrKillNotFillable     (refused by the matching engine)
+    ├── PostOnlyWouldTake / FokNotFillable     (refused by the matching engine)
     ├── OrderStatusConflict    the order's status does not allow this
     │   ├── OrderNotCancellable
     │   └── OrderNotAmendable
@@ -17,7 +17,8 @@
 
 The matching engine reports refusals as ``RejectReason`` values equal to these codes
 (``app.domain.matching.rejection_error`` maps one to the other). Codes are part of the
-public API: never rename one.
+public API: never rename one. A class (and its GraphQL type) reads as its code:
+FOK_NOT_FILLABLE is ``FokNotFillable`` (the code is also stored as an order's reason).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class PostOnlyWouldTake(UserError):
     default_message = "A post-only order may not trade on arrival"
 
 
-class FillOrKillNotFillable(UserError):
+class FokNotFillable(UserError):
     code = "FOK_NOT_FILLABLE"
     default_message = "A fill-or-kill order could not be filled completely"
 

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries import Page, check_page_size, decode_cursor, encode_cursor
 
+CURSOR_KIND = "postings"  # transactions are keyset-paged on the posting id
+
 _HISTORY_SQL = text(
     """
     SELECT * FROM (
@@ -92,7 +94,7 @@ async def list_history(
                 _HISTORY_SQL,
                 {
                     "user_id": user_id,
-                    "before_id": decode_cursor(after) if after else None,
+                    "before_id": decode_cursor(after, kind=CURSOR_KIND) if after else None,
                     "currency": currency.strip().upper() if currency else None,
                     "since": since,
                     "until": until,
@@ -122,7 +124,7 @@ async def list_history(
         for r in rows[:first]
     ]
     return Page(
-        items=[(encode_cursor(i.posting_id), i) for i in items],
+        items=[(encode_cursor(i.posting_id, kind=CURSOR_KIND), i) for i in items],
         has_next_page=len(rows) > first,
         has_previous_page=after is not None,
     )
