@@ -7,7 +7,9 @@ import re
 
 import strawberry
 
-_DECIMAL_TEXT = re.compile(r"^-?\d{1,30}(\.\d{1,18})?$")
+# ASCII digits only and nothing after them: ``\d`` would take any script's digits (which
+# ``Decimal()`` reads as numbers) and ``$`` a trailing newline.
+_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,30}(?:\.[0-9]{1,18})?", re.ASCII)
 
 
 def serialize_decimal(value: decimal.Decimal) -> str:
@@ -23,8 +25,8 @@ def serialize_decimal(value: decimal.Decimal) -> str:
 
 def parse_decimal(value: object) -> decimal.Decimal:
     """Strings only (a JSON number may already have lost precision as a float);
-    plain notation, no exponent, NaN or infinity."""
-    if not isinstance(value, str) or not _DECIMAL_TEXT.match(value):
+    plain ASCII notation: no exponent, sign "+", whitespace, NaN or infinity."""
+    if not isinstance(value, str) or not _DECIMAL_TEXT.fullmatch(value):
         raise ValueError(f'Decimal must be a string like "12.50", got {value!r}')
     return decimal.Decimal(value)
 
