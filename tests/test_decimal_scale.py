@@ -4,6 +4,11 @@ decimals than that keeps them (never rounded)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+import pytest
+
+from graphql_schema.scalars import at_places, serialize_decimal
 from tests.test_trading_api import place
 from tests.trading import trader
 
@@ -59,3 +64,21 @@ async def test_each_market_has_its_own_tick(gql, rt, engines):
     assert placed["__typename"] == "OrderPayload", placed
     book = (await gql.data(BOOK % "ETH/BTC"))["orderBook"]
     assert book["asks"] == [{"price": "0.03000", "quantity": "1.000"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "shown"),
+    [
+        ("90000", 2, "90000.00"),
+        ("90116.3", 2, "90116.30"),
+        ("90000.000000000000000000", 2, "90000.00"),  # as NUMERIC(38, 18) returns it
+        ("1.23456789", 2, "1.23456789"),  # finer than the scale: all digits, not rounded
+        ("-0E-18", 2, "0.00"),
+        ("-5.1", 6, "-5.100000"),
+        ("1E+3", 0, "1000"),
+        ("99999999999999999999.999999999999999999", 18, "99999999999999999999.999999999999999999"),
+    ],
+)
+def test_at_places_shows_the_scale_and_never_rounds(value, places, shown):
+    scaled = at_places(Decimal(value), places)
+    assert serialize_decimal(scaled) == shown and scaled == Decimal(value)
