@@ -14,6 +14,8 @@ _DECIMAL_TEXT = re.compile(r"-?[0-9]{1,30}(?:\.[0-9]{1,18})?", re.ASCII)
 
 # Wide enough for any NUMERIC(38, 18) at any scale: quantize never fails for lack of digits.
 _WIDE = decimal.Context(prec=60)
+_QUANTA = tuple(decimal.Decimal(1).scaleb(-places) for places in range(19))  # scale 0..18
+_ZERO = decimal.Decimal(0)
 
 
 class ScaledDecimal(decimal.Decimal):
@@ -33,8 +35,12 @@ def at_places(value: decimal.Decimal, places: int) -> ScaledDecimal:
     show amounts and prices; a value with more significant decimals than that keeps all
     of them (never rounded: a figure is never shown other than it is)."""
     if not value:
-        value = decimal.Decimal(0)  # no "-0.00"
-    shown = value.quantize(decimal.Decimal(1).scaleb(-places), context=_WIDE)
+        value = _ZERO  # no "-0.00"
+    quantum = _QUANTA[places]
+    try:
+        shown = value.quantize(quantum)  # the current context: fast on the hot path
+    except decimal.InvalidOperation:  # more digits than its precision
+        shown = value.quantize(quantum, context=_WIDE)
     if shown != value:
         shown = value.normalize(_WIDE)
     return ScaledDecimal(shown)
