@@ -86,7 +86,9 @@ class CopyNode(relay.Node):
     async def order(self, info: Info) -> OrderNode | None:
         if self.order_id is None:
             return None
-        return OrderNode.from_row(await info.context.loaders.order_by_id.load(self.order_id))
+        row = await info.context.loaders.order_by_id.load(self.order_id)
+        market = await info.context.loaders.market_by_id.load(self.market_id)
+        return OrderNode.from_row(row, market.spec)
 
     @strawberry.field
     async def market(self, info: Info) -> MarketNode:

@@ -7,9 +7,11 @@ quantities in its base currency, USD figures in US dollars."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from typing import Annotated, Any
 
 import strawberry
@@ -17,6 +19,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from app.domain import orders as rules
+from app.domain.orders import MarketSpec
 from app.services.markets import MarketRow
 from app.services.trading_reads import (
     BookDelta,
@@ -30,6 +33,7 @@ from app.services.trading_reads import (
 )
 from db.models import Fill as FillRow
 from db.models import Order as OrderRow
+from graphql_schema.scalars import at_places, places_of
 from resolvers.ids import node_keys
 
 
@@ -109,11 +113,49 @@ def _plain(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.normalize()
 
 
+@dataclass(frozen=True, slots=True)
+class Places:
+    """The decimals a market's figures are shown with, as exchanges do: prices at its
+    tick ("90000.00"), quantities at its lot, quote amounts (values, fees) at the quote
+    currency's scale. Without a market: as they are (trailing zeros dropped)."""
+
+    price: int | None = None
+    quantity: int | None = None
+    quote: int | None = None
+
+    def show(self, value: Decimal, places: int | None) -> Decimal:
+        return value.normalize() if places is None else at_places(value, places)
+
+    def price_of(self, value: Decimal | None) -> Decimal | None:
+        return None if value is None else self.show(value, self.price)
+
+    def quantity_of(self, value: Decimal) -> Decimal:
+        return self.show(value, self.quantity)
+
+    def quote_of(self, value: Decimal) -> Decimal:
+        return self.show(value, self.quote)
+
+
+@lru_cache(maxsize=256)
+def places(spec: MarketSpec | None) -> Places:
+    if spec is None:
+        return Places()
+    return Places(places_of(spec.tick_size), places_of(spec.lot_size), spec.quote_scale)
+
+
 async def _visible_rows(info: Info, loader: Any, node_ids: Iterable[str]) -> list[Any]:
     """Rows for global ids through ``loader``; another user's rows are None."""
     ctx = info.context
     rows = await loader.load_many(node_keys(node_ids))
     return [r if r is not None and ctx.can_see_user(r.user_id) else None for r in rows]
+
+
+async def market_specs(info: Info, rows: Iterable[Any]) -> dict[int, MarketSpec]:
+    """The specs of the markets of ``rows`` (each with a ``market_id``; None skipped), by
+    id, through the request's loader."""
+    ids = sorted({r.market_id for r in rows if r is not None})
+    found = await info.context.loaders.market_by_id.load_many(ids)
+    return {m.id: m.spec for m in found if m is not None}
 
 
 @strawberry.type(name="Market")
@@ -146,7 +188,7 @@ class MarketNode(relay.Node):
             maker_fee=spec.maker_fee,
             taker_fee=spec.taker_fee,
             status=MarketStatus(spec.status.value),
-            last_price=_plain(row.last_price),
+            last_price=places(spec).price_of(row.last_price),
         )
 
     @classmethod
@@ -164,8 +206,19 @@ class BookLevel:
     orders: int
 
     @classmethod
-    def list_of(cls, levels: list[LevelRow]) -> list[BookLevel]:
-        return [cls(price=v.price, quantity=v.quantity, orders=v.orders) for v in levels]
+    def list_of(cls, levels: list[LevelRow], spec: MarketSpec | None = None) -> list[BookLevel]:
+        shown = places(spec)
+        price, quantity = shown.price, shown.quantity
+        if price is None or quantity is None:
+            return [cls(price=v.price, quantity=v.quantity, orders=v.orders) for v in levels]
+        return [
+            cls(
+                price=at_places(v.price, price),
+                quantity=at_places(v.quantity, quantity),
+                orders=v.orders,
+            )
+            for v in levels
+        ]
 
 
 @strawberry.type
@@ -176,12 +229,12 @@ class OrderBook:
     asks: list[BookLevel] = strawberry.field(description="Best (lowest) first.")
 
     @classmethod
-    def from_snapshot(cls, book: BookSnapshot) -> OrderBook:
+    def from_snapshot(cls, book: BookSnapshot, spec: MarketSpec | None = None) -> OrderBook:
         return cls(
             symbol=book.symbol,
             sequence=book.sequence,
-            bids=BookLevel.list_of(book.bids),
-            asks=BookLevel.list_of(book.asks),
+            bids=BookLevel.list_of(book.bids, spec),
+            asks=BookLevel.list_of(book.asks, spec),
         )
 
 
@@ -200,15 +253,17 @@ class OrderBookUpdate:
     asks: list[BookLevel]
 
     @classmethod
-    def from_update(cls, update: BookSnapshot | BookDelta) -> OrderBookUpdate:
+    def from_update(
+        cls, update: BookSnapshot | BookDelta, spec: MarketSpec | None = None
+    ) -> OrderBookUpdate:
         delta = isinstance(update, BookDelta)
         return cls(
             kind=BookUpdateKind.DELTA if delta else BookUpdateKind.SNAPSHOT,
             symbol=update.symbol,
             sequence=update.sequence,
             previous_sequence=update.previous_sequence if delta else None,
-            bids=BookLevel.list_of(update.bids),
-            asks=BookLevel.list_of(update.asks),
+            bids=BookLevel.list_of(update.bids, spec),
+            asks=BookLevel.list_of(update.asks, spec),
         )
 
 
@@ -222,12 +277,13 @@ class Trade:
     at: datetime
 
     @classmethod
-    def from_row(cls, symbol: str, row: TradeRow) -> Trade:
+    def from_row(cls, symbol: str, row: TradeRow, spec: MarketSpec | None = None) -> Trade:
+        shown = places(spec)
         return cls(
             trade_id=row.trade_id,
             symbol=symbol,
-            price=row.price,
-            quantity=row.quantity,
+            price=shown.show(row.price, shown.price),
+            quantity=shown.quantity_of(row.quantity),
             taker_side=OrderSide(row.taker_side),
             at=row.at,
         )
@@ -255,15 +311,16 @@ class CandleNode:
     trades: int
 
     @classmethod
-    def from_row(cls, row: Candle) -> CandleNode:
+    def from_row(cls, row: Candle, spec: MarketSpec | None = None) -> CandleNode:
+        shown = places(spec)
         return cls(
             open_time=row.open_time,
-            open=row.open,
-            high=row.high,
-            low=row.low,
-            close=row.close,
-            volume=row.volume,
-            quote_volume=row.quote_volume,
+            open=shown.show(row.open, shown.price),
+            high=shown.show(row.high, shown.price),
+            low=shown.show(row.low, shown.price),
+            close=shown.show(row.close, shown.price),
+            volume=shown.quantity_of(row.volume),
+            quote_volume=shown.quote_of(row.quote_volume),
             trades=row.trades,
         )
 
@@ -311,12 +368,15 @@ class OrderNode(relay.Node):
     @strawberry.field(description="Its fills, oldest first.")
     async def fills(self, info: Info) -> list[FillNode]:
         rows = await info.context.loaders.fills_by_order_id.load(self.id)
-        return [FillNode.from_row(r) for r in rows]
+        spec = (await info.context.loaders.market_by_id.load(self.market_id)).spec
+        return [FillNode.from_row(r, spec) for r in rows]
 
     @classmethod
-    def from_row(cls, row: OrderRow) -> OrderNode:
+    def from_row(cls, row: OrderRow, spec: MarketSpec | None = None) -> OrderNode:
         is_limit = rules.TYPE_RULES[rules.OrderType(row.type)].book_type is rules.OrderType.LIMIT
         filled = row.filled_quantity
+        shown = places(spec)
+        amount = row.trailing_offset_type != rules.TrailingOffsetType.PERCENT.value
         return cls(
             id=row.id,
             client_order_id=row.client_order_id,
@@ -325,22 +385,24 @@ class OrderNode(relay.Node):
             status=OrderStatus(row.status),
             time_in_force=TimeInForce(row.time_in_force),
             post_only=row.post_only,
-            quantity=row.quantity.normalize(),
-            price=row.book_price.normalize() if is_limit else None,
-            worst_price=None if is_limit else row.book_price.normalize(),
-            stop_price=_plain(row.stop_price),
-            trailing_offset=_plain(row.trailing_offset),
+            quantity=shown.quantity_of(row.quantity),
+            price=shown.price_of(row.book_price) if is_limit else None,
+            worst_price=None if is_limit else shown.price_of(row.book_price),
+            stop_price=shown.price_of(row.stop_price),
+            trailing_offset=shown.price_of(row.trailing_offset)
+            if amount
+            else _plain(row.trailing_offset),
             trailing_offset_type=(
                 TrailingOffsetType(row.trailing_offset_type) if row.trailing_offset_type else None
             ),
-            activation_price=_plain(row.activation_price),
-            filled_quantity=filled.normalize(),
-            remaining_quantity=(row.quantity - filled).normalize(),
-            average_price=(row.executed_value / filled).quantize(_AVERAGE).normalize()
+            activation_price=shown.price_of(row.activation_price),
+            filled_quantity=shown.quantity_of(filled),
+            remaining_quantity=shown.quantity_of(row.quantity - filled),
+            average_price=shown.price_of((row.executed_value / filled).quantize(_AVERAGE))
             if filled
             else None,
-            executed_value=row.executed_value.normalize(),
-            fees=row.fees.normalize(),
+            executed_value=shown.quote_of(row.executed_value),
+            fees=shown.quote_of(row.fees),
             reason=row.reason,
             list_role=row.list_role,
             expires_at=row.expires_at,
@@ -355,7 +417,15 @@ class OrderNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[OrderNode | None]:
         rows = await _visible_rows(info, info.context.loaders.order_by_id, node_ids)
-        return [cls.from_row(r) if r is not None else None for r in rows]
+        specs = await market_specs(info, rows)
+        return [cls.from_row(r, specs.get(r.market_id)) if r is not None else None for r in rows]
+
+
+async def order_nodes(info: Info, rows: Iterable[OrderRow]) -> list[OrderNode]:
+    """``OrderNode``s of ``rows``, shown at their markets' ticks and lots."""
+    rows = list(rows)
+    specs = await market_specs(info, rows)
+    return [OrderNode.from_row(r, specs.get(r.market_id)) for r in rows]
 
 
 @strawberry.type(name="Fill")
@@ -378,23 +448,26 @@ class FillNode(relay.Node):
 
     @strawberry.field
     async def order(self, info: Info) -> OrderNode:
-        return OrderNode.from_row(await info.context.loaders.order_by_id.load(self.order_id))
+        row = await info.context.loaders.order_by_id.load(self.order_id)
+        spec = (await info.context.loaders.market_by_id.load(self.market_id)).spec
+        return OrderNode.from_row(row, spec)
 
     @strawberry.field
     async def market(self, info: Info) -> MarketNode:
         return MarketNode.from_row(await info.context.loaders.market_by_id.load(self.market_id))
 
     @classmethod
-    def from_row(cls, row: FillRow) -> FillNode:
+    def from_row(cls, row: FillRow, spec: MarketSpec | None = None) -> FillNode:
+        shown = places(spec)
         return cls(
             id=row.id,
             trade_id=row.trade_id,
             side=OrderSide(row.side),
             liquidity=Liquidity(row.liquidity),
-            price=row.price.normalize(),
-            quantity=row.quantity.normalize(),
-            quote_amount=row.quote_amount.normalize(),
-            fee=row.fee.normalize(),
+            price=shown.show(row.price, shown.price),
+            quantity=shown.quantity_of(row.quantity),
+            quote_amount=shown.quote_of(row.quote_amount),
+            fee=shown.quote_of(row.fee),
             fee_currency=row.fee_currency,
             created_at=row.created_at,
             order_id=row.order_id,
@@ -407,7 +480,8 @@ class FillNode(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[FillNode | None]:
         rows = await _visible_rows(info, info.context.loaders.fill_by_id, node_ids)
-        return [cls.from_row(r) if r is not None else None for r in rows]
+        specs = await market_specs(info, rows)
+        return [cls.from_row(r, specs.get(r.market_id)) if r is not None else None for r in rows]
 
 
 @strawberry.type
@@ -575,13 +649,14 @@ class OrderUpdate:
     at: datetime
 
     @classmethod
-    def from_event(cls, p: dict[str, Any]) -> OrderUpdate:
+    def from_event(cls, p: dict[str, Any], spec: MarketSpec | None = None) -> OrderUpdate:
+        shown = places(spec)
         return cls(
             order_id=strawberry.ID(relay.to_base64("Order", p["orderId"])),
             symbol=p["symbol"],
             status=OrderStatus(p["status"]),
-            quantity=Decimal(p["quantity"]).normalize(),
-            filled_quantity=Decimal(p["filledQuantity"]).normalize(),
+            quantity=shown.quantity_of(Decimal(p["quantity"])),
+            filled_quantity=shown.quantity_of(Decimal(p["filledQuantity"])),
             reason=p.get("reason"),
             sequence=p["sequence"],
             at=datetime.fromisoformat(p["at"]),
@@ -606,17 +681,18 @@ class FillUpdate:
     at: datetime
 
     @classmethod
-    def from_event(cls, p: dict[str, Any]) -> FillUpdate:
+    def from_event(cls, p: dict[str, Any], spec: MarketSpec | None = None) -> FillUpdate:
+        shown = places(spec)
         return cls(
             trade_id=p["tradeId"],
             order_id=strawberry.ID(relay.to_base64("Order", p["orderId"])),
             symbol=p["symbol"],
             side=OrderSide(p["side"]),
             liquidity=Liquidity(p["liquidity"]),
-            price=Decimal(p["price"]).normalize(),
-            quantity=Decimal(p["quantity"]).normalize(),
-            quote_amount=Decimal(p["quoteAmount"]).normalize(),
-            fee=Decimal(p["fee"]).normalize(),
+            price=shown.show(Decimal(p["price"]), shown.price),
+            quantity=shown.quantity_of(Decimal(p["quantity"])),
+            quote_amount=shown.quote_of(Decimal(p["quoteAmount"])),
+            fee=shown.quote_of(Decimal(p["fee"])),
             fee_currency=p["feeCurrency"],
             sequence=p["sequence"],
             at=datetime.fromisoformat(p["at"]),

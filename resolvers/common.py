@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -15,13 +16,15 @@ T = TypeVar("T")
 P = TypeVar("P")
 
 
-async def attempt(call: Awaitable[T], ok: Callable[[T], P]) -> P | Error:
-    """Await one service call; map its result, or its expected error to a typed error."""
+async def attempt(call: Awaitable[T], ok: Callable[[T], P | Awaitable[P]]) -> P | Error:
+    """Await one service call; map its result (``ok``, awaited when it is a coroutine:
+    a mapping that loads what it shows), or its expected error to a typed error."""
     try:
         value = await call
     except UserError as error:
         return to_graphql_error(error)
-    return ok(value)
+    mapped = ok(value)
+    return await mapped if inspect.isawaitable(mapped) else mapped  # type: ignore[return-value]
 
 
 def subscribe(

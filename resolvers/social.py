@@ -34,7 +34,7 @@ from graphql_schema.social import (
     UpdateLeaderProfileResult,
     can_see_follow,
 )
-from graphql_schema.trading import OrderNode
+from graphql_schema.trading import order_nodes
 from graphql_schema.types import to_connection
 from resolvers.common import attempt
 from resolvers.ids import node_pk, pk_or_none
@@ -313,10 +313,10 @@ async def unfollow_leader(
             close_positions=close_positions,
         )
 
-    return await attempt(
-        call(),
-        lambda done: UnfollowPayload(
+    async def payload(done: follows.Unfollowed) -> UnfollowPayload:
+        return UnfollowPayload(
             follow=Follow.from_row(done.follow),
-            closing_orders=[OrderNode.from_row(o) for o in done.closing_orders],
-        ),
-    )
+            closing_orders=await order_nodes(info, done.closing_orders),
+        )
+
+    return await attempt(call(), payload)

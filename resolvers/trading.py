@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +12,7 @@ import strawberry
 from strawberry.relay.utils import to_base64
 from strawberry.types import Info
 
+from app.domain.orders import MarketSpec
 from app.domain.orders import MarketStatus as DomainMarketStatus
 from app.domain.orders import OrderStatus as DomainOrderStatus
 from app.errors import ValidationFailed
@@ -45,6 +46,9 @@ from graphql_schema.trading import (
     Ticker,
     Trade,
     TradingEnabledPayload,
+    market_specs,
+    order_nodes,
+    places,
 )
 from graphql_schema.trading_results import (
     AmendOrderResult,
@@ -91,7 +95,7 @@ async def order_book(info: Ctx, symbol: str, depth: int = 20) -> OrderBook:
         book = await trading_reads.order_book(
             session, market_id=row.id, symbol=row.symbol, depth=depth
         )
-    return OrderBook.from_snapshot(book)
+    return OrderBook.from_snapshot(book, row.spec)
 
 
 async def recent_trades(info: Ctx, symbol: str, first: int = 50) -> list[Trade]:
@@ -99,7 +103,7 @@ async def recent_trades(info: Ctx, symbol: str, first: int = 50) -> list[Trade]:
     row = await _market(info, symbol)
     async with info.context.rt.sessions() as session:
         trades = await trading_reads.recent_trades(session, market_id=row.id, first=first)
-    return [Trade.from_row(row.symbol, t) for t in trades]
+    return [Trade.from_row(row.symbol, t, row.spec) for t in trades]
 
 
 async def candles(
@@ -120,7 +124,7 @@ async def candles(
             start=start,
             end=end or info.context.rt.now(),
         )
-    return [CandleNode.from_row(c) for c in rows]
+    return [CandleNode.from_row(c, row.spec) for c in rows]
 
 
 # --- the user's orders, fills, portfolio ------------------------------------------------
@@ -146,13 +150,19 @@ async def orders_of(
         )
     for _, row in page.items:
         info.context.loaders.order_by_id.prime(row.id, row)
-    return to_connection(OrderConnection, page, OrderNode.from_row)  # type: ignore[return-value]
+    specs = await market_specs(info, (row for _, row in page.items))
+    return to_connection(  # type: ignore[return-value]
+        OrderConnection, page, lambda row: OrderNode.from_row(row, specs.get(row.market_id))
+    )
 
 
 async def fills_of(info: Ctx, user_id: int, first: int, after: str | None) -> FillConnection:
     async with info.context.rt.sessions() as session:
         page = await trading_reads.list_fills(session, user_id=user_id, first=first, after=after)
-    return to_connection(FillConnection, page, FillNode.from_row)  # type: ignore[return-value]
+    specs = await market_specs(info, (row for _, row in page.items))
+    return to_connection(  # type: ignore[return-value]
+        FillConnection, page, lambda row: FillNode.from_row(row, specs.get(row.market_id))
+    )
 
 
 async def portfolio_of(info: Ctx, user_id: int) -> Portfolio:
@@ -178,8 +188,12 @@ async def equity_history(
 # --- mutations ------------------------------------------------------------------------
 
 
-def _order_payload(row: OrderRow) -> OrderPayload:
-    return OrderPayload(order=OrderNode.from_row(row))
+def _order_payload(info: Ctx) -> Callable[[OrderRow], Awaitable[OrderPayload]]:
+    async def payload(row: OrderRow) -> OrderPayload:
+        (order,) = await order_nodes(info, [row])
+        return OrderPayload(order=order)
+
+    return payload
 
 
 async def place_order(info: Ctx, input: PlaceOrderInput) -> PlaceOrderResult:
@@ -192,7 +206,7 @@ async def place_order(info: Ctx, input: PlaceOrderInput) -> PlaceOrderResult:
         request=input.to_request(),
         client_order_id=input.client_order_id,
     )
-    return await attempt(count_placement(call), _order_payload)
+    return await attempt(count_placement(call), _order_payload(info))
 
 
 async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderListResult:
@@ -226,15 +240,15 @@ async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderL
             ),
         )
 
-    return await attempt(
-        call(),
-        lambda placed: OrderListPayload(
+    async def payload(placed: trading.PlacedList) -> OrderListPayload:
+        return OrderListPayload(
             list_id=strawberry.ID(to_base64(ORDER_LIST, placed.list.id)),
             kind=OrderListKind(placed.list.kind),
             client_list_id=placed.list.client_list_id,
-            orders=[OrderNode.from_row(r) for r in placed.orders],
-        ),
-    )
+            orders=await order_nodes(info, placed.orders),
+        )
+
+    return await attempt(call(), payload)
 
 
 async def cancel_order(
@@ -252,15 +266,17 @@ async def cancel_order(
             client_order_id=client_order_id,
         )
 
-    return await attempt(call(), _order_payload)
+    return await attempt(call(), _order_payload(info))
 
 
 async def cancel_all_orders(info: Ctx, symbol: str | None = None) -> CancelAllOrdersResult:
     """Cancel every open order (on one market, or everywhere)."""
     call = trading.cancel_all_orders(info.context.rt, user_id=info.context.user_id, symbol=symbol)
-    return await attempt(
-        call, lambda rows: CancelAllOrdersPayload(orders=[OrderNode.from_row(r) for r in rows])
-    )
+
+    async def payload(rows: list[OrderRow]) -> CancelAllOrdersPayload:
+        return CancelAllOrdersPayload(orders=await order_nodes(info, rows))
+
+    return await attempt(call, payload)
 
 
 async def amend_order(
@@ -282,7 +298,7 @@ async def amend_order(
             quantity=quantity,
         )
 
-    return await attempt(call(), _order_payload)
+    return await attempt(call(), _order_payload(info))
 
 
 async def set_trading_enabled(info: Ctx, enabled: bool) -> SetTradingEnabledResult:
@@ -290,12 +306,13 @@ async def set_trading_enabled(info: Ctx, enabled: bool) -> SetTradingEnabledResu
     call = trading.set_trading_enabled(
         info.context.rt, user_id=info.context.user_id, enabled=enabled
     )
-    return await attempt(
-        call,
-        lambda rows: TradingEnabledPayload(
-            trading_enabled=enabled, canceled_orders=[OrderNode.from_row(r) for r in rows]
-        ),
-    )
+
+    async def payload(rows: list[OrderRow]) -> TradingEnabledPayload:
+        return TradingEnabledPayload(
+            trading_enabled=enabled, canceled_orders=await order_nodes(info, rows)
+        )
+
+    return await attempt(call, payload)
 
 
 async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> SetMarketStatusResult:
@@ -329,11 +346,12 @@ async def order_book_updates(
         async for update in updates:
             # sockets on the same document share one execution
             # (graphql_schema.shared_subscriptions): this runs once per update
-            yield OrderBookUpdate.from_update(update)
+            yield OrderBookUpdate.from_update(update, row.spec)
 
 
 async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
     row = await _market(info, symbol)
+    shown = places(row.spec)
     async for trade in stream_events(
         info,
         f"trades:{row.symbol}",
@@ -341,8 +359,8 @@ async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
         lambda p: Trade(
             trade_id=p["tradeId"],
             symbol=p["symbol"],
-            price=Decimal(p["price"]).normalize(),
-            quantity=Decimal(p["quantity"]).normalize(),
+            price=shown.show(Decimal(p["price"]), shown.price),
+            quantity=shown.quantity_of(Decimal(p["quantity"])),
             taker_side=p["takerSide"],
             at=datetime.fromisoformat(p["at"]),
         ),
@@ -352,10 +370,11 @@ async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
 
 async def ticker_updates(info: Ctx, symbol: str) -> AsyncGenerator[Ticker, None]:
     row = await _market(info, symbol)
+    shown = places(row.spec)
 
     def convert(p: dict[str, Any]) -> Ticker:
         def dec(v: str | None) -> Decimal | None:
-            return None if v is None else Decimal(v).normalize()
+            return None if v is None else shown.price_of(Decimal(v))
 
         return Ticker(
             symbol=p["symbol"],
@@ -372,11 +391,24 @@ async def ticker_updates(info: Ctx, symbol: str) -> AsyncGenerator[Ticker, None]
 
 async def my_order_updates(info: Ctx) -> AsyncGenerator[OrderUpdate, None]:
     user = info.context.require_user()
-    async for update in stream_events(info, "orders", user.id, OrderUpdate.from_event):
+    specs = await _specs_by_symbol(info)
+    async for update in stream_events(
+        info, "orders", user.id, lambda p: OrderUpdate.from_event(p, specs.get(p["symbol"]))
+    ):
         yield update
 
 
 async def my_fill_updates(info: Ctx) -> AsyncGenerator[FillUpdate, None]:
     user = info.context.require_user()
-    async for update in stream_events(info, "fills", user.id, FillUpdate.from_event):
+    specs = await _specs_by_symbol(info)
+    async for update in stream_events(
+        info, "fills", user.id, lambda p: FillUpdate.from_event(p, specs.get(p["symbol"]))
+    ):
         yield update
+
+
+async def _specs_by_symbol(info: Ctx) -> dict[str, MarketSpec]:
+    """Every market's spec, read once when a subscription starts (a market's tick, lot
+    and currencies never change)."""
+    async with info.context.rt.sessions() as session:
+        return {m.symbol: m.spec for m in await markets.list_markets(session)}

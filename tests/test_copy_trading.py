@@ -182,7 +182,7 @@ async def test_three_modes_copy_exact_quantities_and_mirror_a_partial_close(api,
     assert bought["status"] == "FILLED"
     await copy_all(rt)
 
-    expected = {a_follow: "0.5", b_follow: "0.25", c_follow: "1"}
+    expected = {a_follow: "0.5000", b_follow: "0.2500", c_follow: "1.0000"}
     for follow_id, token in ((a_follow, a_token), (b_follow, b_token), (c_follow, c_token)):
         (copy,) = await copies_of(api, token, follow_id)
         assert copy["status"] == "PLACED" and copy["reason"] is None
@@ -196,9 +196,9 @@ async def test_three_modes_copy_exact_quantities_and_mirror_a_partial_close(api,
             "timeInForce": "IOC",
             "status": "FILLED",
             "quantity": expected[follow_id],
-            "price": "101",  # the leader's 100 plus the default 1 % slippage tolerance
+            "price": "101.00",  # the leader's 100 plus the default 1 % slippage tolerance
             "filledQuantity": expected[follow_id],
-            "fills": [{"side": "BUY", "price": "100", "quantity": expected[follow_id]}],
+            "fills": [{"side": "BUY", "price": "100.00", "quantity": expected[follow_id]}],
         }
         quantity, cost, realized = await follow_position(rt, follow_id)
         assert quantity == D(expected[follow_id])
@@ -211,12 +211,12 @@ async def test_three_modes_copy_exact_quantities_and_mirror_a_partial_close(api,
     sold = await order(api, leader_token, "SELL", "0.4", "100", timeInForce="IOC")
     assert sold["status"] == "FILLED"
     await copy_all(rt)
-    closes = {a_follow: "0.2", b_follow: "0.1", c_follow: "0.4"}
+    closes = {a_follow: "0.2000", b_follow: "0.1000", c_follow: "0.4000"}
     for follow_id, token in ((a_follow, a_token), (b_follow, b_token), (c_follow, c_token)):
         newest, _ = await copies_of(api, token, follow_id)
         assert newest["side"] == "SELL" and newest["status"] == "PLACED"
         assert newest["order"]["quantity"] == closes[follow_id]
-        assert newest["order"]["price"] == "99"  # 100 less 1 %
+        assert newest["order"]["price"] == "99.00"  # 100 less 1 %
         assert newest["order"]["filledQuantity"] == closes[follow_id]
         quantity, _, realized = await follow_position(rt, follow_id)
         assert quantity == D(expected[follow_id]) - D(closes[follow_id])
@@ -263,11 +263,11 @@ async def test_caps_and_filters_clip_or_skip_with_their_reasons(api, rt, engines
         ]
 
     assert await outcome("eth-only") == [("SKIPPED", "SYMBOL_NOT_ALLOWED", None)] * 2
-    assert await outcome("max-order") == [("PLACED", None, "0.3")] * 2  # clipped to 30 USDT
+    assert await outcome("max-order") == [("PLACED", None, "0.3000")] * 2  # clipped to 30 USDT
     # 70 USDT per asset: 50, then the 20 left
-    assert await outcome("max-position") == [("PLACED", None, "0.5"), ("PLACED", None, "0.2")]
+    assert await outcome("max-position") == [("PLACED", None, "0.5000"), ("PLACED", None, "0.2000")]
     # 60 USDT allocated: 50, then what is left of it (cost 50.1 with the fee: 9.9)
-    assert await outcome("allocation") == [("PLACED", None, "0.5"), ("PLACED", None, "0.099")]
+    assert await outcome("allocation") == [("PLACED", None, "0.5000"), ("PLACED", None, "0.0990")]
     assert await outcome("tiny") == [("SKIPPED", "BELOW_MINIMUM", None)] * 2  # 0.1 USDT
     assert await outcome("broke") == [("SKIPPED", "INSUFFICIENT_FUNDS", None)] * 2
 
@@ -368,7 +368,7 @@ async def test_unfollow_with_close_positions_sells_what_the_follow_holds_once(ap
     body = await api.data(UNFOLLOW, {"id": gid("Follow", follow_id)}, token=token)
     closing = body["unfollowLeader"]["closingOrders"]
     assert closing == [
-        {"clientOrderId": f"close-{follow_id}-BTC-1", "side": "SELL", "quantity": "0.5",
+        {"clientOrderId": f"close-{follow_id}-BTC-1", "side": "SELL", "quantity": "0.5000",
          "status": "FILLED"}
     ]  # fmt: skip
     # closing again (before or after its fills are applied) sells nothing more
@@ -505,7 +505,7 @@ async def test_copy_worker_background_job_copies_on_its_own(api, rt, engines):
 
         assert await eventually(copied, within=10)
         (copy,) = await copies_of(api, token, follow_id)
-        assert (copy["status"], copy["order"]["filledQuantity"]) == ("PLACED", "0.1")
+        assert (copy["status"], copy["order"]["filledQuantity"]) == ("PLACED", "0.1000")
     finally:
         await jobs.stop()
     await asyncio.sleep(0)

@@ -402,7 +402,7 @@ async def test_unfollow_with_close_positions_sells_what_the_follow_holds(gql, rt
         {
             "side": "SELL",
             "type": "LIMIT",
-            "quantity": "0.002",
+            "quantity": "0.0020",
             "status": "FILLED",
             "timeInForce": "IOC",
         }

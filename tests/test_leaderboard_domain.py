@@ -102,10 +102,29 @@ def test_a_withdrawal_is_not_a_loss_and_emptying_the_account_is_no_return():
     assert [r.rate for r in daily_returns(series, flows)] == [D("0.1"), D(0)]
 
 
-def test_flows_before_the_baseline_close_are_already_in_its_equity():
-    # the deposit at day 0, 09:00 is before the first close (day 0, 23:00)
-    series = closes("1000", "1100")
-    assert daily_returns(series, [Flow(at(0, 9), D(1000))])[0].rate == D("0.1")
+def test_a_deposit_before_the_first_close_is_the_capital_of_the_first_day():
+    # the deposit at day 0, 09:00 is before the first close (day 0, 23:00): day 0 is
+    # measured from nothing, so its loss counts: (900 - 0 - 1000) / 1000 = -0.1
+    series = closes("900", "990")
+    returns = daily_returns(series, [Flow(at(0, 9), D(1000))])
+    assert [(r.rate, r.gain) for r in returns] == [(D("-0.1"), D(-100)), (D("0.1"), D(90))]
+    first_day = period_stats(
+        Period.D7, now=at(0), closes=series[:1], flows=[Flow(at(0, 9), D(1000))], fills=[]
+    )
+    assert (first_day.roi, first_day.pnl, first_day.max_drawdown) == (
+        D("-0.1"),
+        D(-100),
+        D("0.1"),
+    )
+
+
+def test_flows_before_a_period_baseline_are_already_in_its_equity():
+    # deposit on day 0, closes days 0..8; D7 (days 2..8) starts from the close of day 1
+    series = closes("1000", "1100", "1100", "1100", "1100", "1100", "1100", "1100", "1210")
+    d7 = period_stats(
+        Period.D7, now=at(8), closes=series, flows=[Flow(at(0, 9), D(1000))], fills=[]
+    )
+    assert (d7.roi, d7.pnl) == (D("0.1"), D(110))
 
 
 def test_the_close_of_a_day_is_its_last_snapshot():

@@ -47,8 +47,9 @@ async def test_crossing_orders_fill_through_graphql(gql, rt, engines):
     assert ask["__typename"] == "OrderPayload" and ask["order"]["status"] == "OPEN"
     bid = await place(gql, buyer, quantity="0.01", clientOrderId="b-1")
     assert bid["order"]["status"] == "FILLED", bid
-    assert bid["order"]["fills"] == [{"price": "90000", "quantity": "0.01", "liquidity": "TAKER"}]
-    assert bid["order"]["fees"] == "1.8"
+    fill = {"price": "90000.00", "quantity": "0.0100", "liquidity": "TAKER"}
+    assert bid["order"]["fills"] == [fill]
+    assert bid["order"]["fees"] == "1.800000"
     again = await place(gql, buyer, quantity="0.01", clientOrderId="b-1")
     assert again["order"]["id"] == bid["order"]["id"]
     other = await place(gql, buyer, quantity="0.02", clientOrderId="b-1")
@@ -57,9 +58,11 @@ async def test_crossing_orders_fill_through_graphql(gql, rt, engines):
         '{ orderBook(symbol: "BTC/USDT", depth: 5) { sequence bids { price }'
         " asks { price quantity orders } } }"
     )
-    assert book["orderBook"]["asks"] == [{"price": "90000", "quantity": "0.01", "orders": 1}]
+    assert book["orderBook"]["asks"] == [{"price": "90000.00", "quantity": "0.0100", "orders": 1}]
     trades = await gql.data('{ recentTrades(symbol: "BTC/USDT") { price quantity takerSide } }')
-    assert trades["recentTrades"] == [{"price": "90000", "quantity": "0.01", "takerSide": "BUY"}]
+    assert trades["recentTrades"] == [
+        {"price": "90000.00", "quantity": "0.0100", "takerSide": "BUY"}
+    ]
 
 
 @pytest.mark.parametrize(

@@ -98,9 +98,9 @@ async def test_both_traders_receive_their_fill_on_my_fills(live, live_gql, rt):
         await seller_ws.close()
         await buyer_ws.close()
     assert sold["tradeId"] == bought["tradeId"]
-    assert (sold["side"], sold["liquidity"], sold["fee"]) == ("SELL", "MAKER", "0.9")
-    assert (bought["side"], bought["liquidity"], bought["fee"]) == ("BUY", "TAKER", "1.8")
-    assert sold["price"] == bought["price"] == "90000" and sold["quantity"] == "0.01"
+    assert (sold["side"], sold["liquidity"], sold["fee"]) == ("SELL", "MAKER", "0.900000")
+    assert (bought["side"], bought["liquidity"], bought["fee"]) == ("BUY", "TAKER", "1.800000")
+    assert sold["price"] == bought["price"] == "90000.00" and sold["quantity"] == "0.0100"
 
 
 async def test_order_book_stream_snapshot_deltas_and_recovery(live, live_gql, rt):
@@ -110,13 +110,13 @@ async def test_order_book_stream_snapshot_deltas_and_recovery(live, live_gql, rt
     try:
         snapshot = (await _next(ws))["orderBook"]
         assert snapshot["kind"] == "SNAPSHOT" and snapshot["previousSequence"] is None
-        assert [b["price"] for b in snapshot["bids"]] == ["50000"]
+        assert [b["price"] for b in snapshot["bids"]] == ["50000.00"]
         await asyncio.sleep(0.3)
         await _place(live_gql, maker, "SELL", "0.01", "91000")
         first = (await _next(ws))["orderBook"]
         assert first["kind"] == "DELTA"
         assert first["previousSequence"] == snapshot["sequence"] < first["sequence"]
-        assert first["asks"] == [{"price": "91000", "quantity": "0.01", "orders": 1}]
+        assert first["asks"] == [{"price": "91000.00", "quantity": "0.0100", "orders": 1}]
         await _place(live_gql, maker, "SELL", "0.02", "91000")
         await _place(live_gql, maker, "BUY", "0.01", "89000")
         missed = (await _next(ws))["orderBook"]  # this client "loses" this delta
@@ -132,5 +132,5 @@ async def test_order_book_stream_snapshot_deltas_and_recovery(live, live_gql, rt
     finally:
         await again.close()
     assert fresh["kind"] == "SNAPSHOT" and fresh["sequence"] == after_gap["sequence"]
-    assert fresh["asks"] == [{"price": "91000", "quantity": "0.03", "orders": 2}]
-    assert [b["price"] for b in fresh["bids"]] == ["89000", "50000"]
+    assert fresh["asks"] == [{"price": "91000.00", "quantity": "0.0300", "orders": 2}]
+    assert [b["price"] for b in fresh["bids"]] == ["89000.00", "50000.00"]

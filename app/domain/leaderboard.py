@@ -32,8 +32,11 @@ Statistics over a period (the last N UTC days including today, or ALL):
     trades        fills in the period
 
 The baseline of a period is the last close before its first day (so a 7-day period has
-up to 7 returns); a trader with no close before the period starts from the first close
-inside it.
+up to 7 returns). A trader's history starts from nothing just before the first flow when
+that came before the first close (a first deposit): the first close's return is measured
+against the money that came in, so a loss on the first day shows in PnL, ROI and
+drawdown. A trader with no close before the period and no flow before the first close
+starts from the first close inside it.
 
 Win rate: the trader's fills are replayed in order with an average cost per market (in
 the market's quote currency). A BUY adds its quantity, and its quote amount plus its fee
@@ -61,6 +64,7 @@ DAYS_PER_YEAR = 365
 _ANNUALISE = Decimal(DAYS_PER_YEAR).sqrt(CONTEXT)
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
+_INSTANT = timedelta(microseconds=1)
 
 
 class Period(StrEnum):
@@ -132,12 +136,14 @@ def daily_closes(snapshots: Iterable[tuple[datetime, Decimal]]) -> list[Close]:
 
 
 def daily_returns(closes: Sequence[Close], flows: Iterable[Flow]) -> list[DailyReturn]:
-    """One return per close after the first, with the flows of its interval removed."""
+    """One return per close after the first, with the flows of its interval removed.
+    Money that came in before the first close is measured from nothing: the first
+    interval starts at equity 0 just before the first flow, so a first day's loss shows."""
     pending = sorted(flows, key=lambda f: f.at)
+    if closes and pending and pending[0].at <= closes[0].at:
+        closes = [Close(pending[0].at - _INSTANT, _ZERO), *closes]
     returns = []
     i = 0
-    while i < len(pending) and closes and pending[i].at <= closes[0].at:
-        i += 1  # before the baseline: already in its equity
     with localcontext(CONTEXT):
         for previous, current in pairwise(closes):
             flow = _ZERO

@@ -32,9 +32,10 @@ from db.raw import columns, driver
 # statistics: ``user_id = $x`` for a user's, ``user_id IS NULL`` for a system account's
 # (``IS NOT DISTINCT FROM`` cannot use an index: it scanned every account), and the
 # LIMIT keeps the lookup a nested loop the planner cannot turn into a scan and hash join.
-ACCOUNT_CTES = """
+_ACCOUNT_CTES = """
     wanted AS (
-        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS w(user_id, currency, kind)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]{more})
+                      AS w(user_id, currency, kind{named})
     ), existing AS (
         SELECT found.id, w.user_id, w.currency, w.kind
         FROM wanted w CROSS JOIN LATERAL (
@@ -54,7 +55,7 @@ ACCOUNT_CTES = """
             SELECT 1 FROM existing e
             WHERE e.user_id IS NOT DISTINCT FROM w.user_id AND e.currency = w.currency
               AND e.kind = w.kind
-        )
+        ){made_only_if}
         ON CONFLICT DO NOTHING
         RETURNING id, user_id, currency, kind, balance
     ), locked AS (
@@ -65,8 +66,23 @@ ACCOUNT_CTES = """
         FOR UPDATE OF a
     )
 """
+ACCOUNT_CTES = _ACCOUNT_CTES.format(more="", named="", made_only_if="")
 ACCOUNTS_LOCKED = "SELECT * FROM locked UNION ALL SELECT * FROM made"
 _LOCK_SQL = f"WITH {ACCOUNT_CTES} {ACCOUNTS_LOCKED}"
+# The same for holds, with $4: per wanted account the least amount a hold of its (user,
+# currency) takes. Of the missing accounts only a HELD one is made, and only when its
+# AVAILABLE one covers that amount: an order refused for funds makes no account.
+_HOLD_ACCOUNT_CTES = _ACCOUNT_CTES.format(
+    more=", $4::numeric[]",
+    named=", least",
+    made_only_if="""
+          AND w.kind = 'HELD' AND EXISTS (
+            SELECT 1 FROM ledger_accounts s
+            WHERE s.user_id = w.user_id AND s.currency = w.currency AND s.kind = 'AVAILABLE'
+              AND s.balance >= w.least
+        )""",
+)
+_LOCK_FOR_HOLDS_SQL = f"WITH {_HOLD_ACCOUNT_CTES} {ACCOUNTS_LOCKED}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,16 +212,45 @@ def hold_accounts(requests: Iterable[HoldRequest]) -> set[AccountRef]:
     }
 
 
+async def lock_for_holds(
+    session: AsyncSession, requests: Sequence[HoldRequest]
+) -> tuple[dict[AccountRef, LockedAccount], list[bool]]:
+    """Lock the AVAILABLE and HELD accounts of the requests (one statement, as
+    ``lock_accounts``) and tell which requests AVAILABLE covers (``affordable``). The
+    accounts a funded request needs are all there; a refused one makes none (an account
+    that exists is locked all the same)."""
+    least: dict[AccountRef, Decimal] = {}
+    for r in requests:
+        held = user_account(r.user_id, r.currency, AccountKind.HELD)
+        least[held] = min(least.get(held, r.amount), r.amount)
+    wanted = list(hold_accounts(requests))
+    parameters = lock_accounts_parameters(wanted)
+    amounts = [least.get(ref) for ref in wanted]  # None for AVAILABLE: never made
+    connection = await driver(session)
+    found = locked_accounts(await connection.fetch(_LOCK_FOR_HOLDS_SQL, *parameters, amounts))
+    funded = affordable(found, requests)
+    # A deposit committed after the statement's snapshot funds a request whose HELD
+    # account the statement did not make: make it now.
+    missing = {
+        user_account(r.user_id, r.currency, AccountKind.HELD)
+        for r, ok in zip(requests, funded, strict=True)
+        if ok
+    } - set(found)
+    if missing:
+        found.update(await lock_accounts(session, missing))
+    return found, funded
+
+
 def affordable(
     accounts: dict[AccountRef, LockedAccount], requests: Sequence[HoldRequest]
 ) -> list[bool]:
     """Whether AVAILABLE covers each request, taken in order (a refused one takes
-    nothing from the ones after it)."""
+    nothing from the ones after it); a missing account holds nothing."""
     left = {ref: account.balance for ref, account in accounts.items()}
     answers = []
     for r in requests:
         available = user_account(r.user_id, r.currency)
-        ok = left[available] >= r.amount
+        ok = left.get(available, 0) >= r.amount
         if ok:
             left[available] -= r.amount
         answers.append(ok)

@@ -579,7 +579,8 @@ async def _place_all(
     validate + risk        per item, in memory
     engines' locks         ``lock_engines()``: the locks of the engines this process runs
                            for these markets (``_place_and_match``); the owned ones
-    lock the accounts      AVAILABLE and HELD of every (user, currency), in id order
+    lock the accounts      AVAILABLE and HELD of every (user, currency), in id order;
+                           a missing HELD one made only if AVAILABLE can fund a hold
     funds                  per item in order, against what the ones before it took
     write                  one statement (``_PLACE_SQL``): the HOLD journal entries,
                            holds, orders, their commands in sequence per market (the
@@ -657,11 +658,9 @@ async def _place_all(
     if not candidates:
         return results
     matchers = await lock_engines()
-    accounts = await ledger.lock_accounts(session, ledger.hold_accounts(c.hold for c in candidates))
+    accounts, affordable = await ledger.lock_for_holds(session, [c.hold for c in candidates])
     funded = []
-    for candidate, ok in zip(
-        candidates, ledger.affordable(accounts, [c.hold for c in candidates]), strict=True
-    ):
+    for candidate, ok in zip(candidates, affordable, strict=True):
         if ok:
             funded.append(candidate)
         else:
