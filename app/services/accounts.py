@@ -209,21 +209,28 @@ async def reset_password(*, rt: Runtime, token: str, new_password: str) -> User:
         if user is None or claims.fingerprint != fingerprint(user.password_hash):
             raise InvalidToken(field="token")  # used concurrently by another request
         now = rt.now()
-        user.password_hash = new_hash
         if user.email_verified_at is None:
             user.email_verified_at = now  # the link proved control of the mailbox
-        revoked_keys = await revoke_sessions_and_api_keys(session, user=user, now=now)
-        await record_security_event(
-            session,
-            user_id=user.id,
-            kind=SecurityEventKind.PASSWORD_RESET,
-            details={"apiKeysRevoked": revoked_keys},
+        await _set_password(
+            session, user=user, new_hash=new_hash, now=now, kind=SecurityEventKind.PASSWORD_RESET
         )
         return user
 
     user = await in_transaction(rt.sessions, work)
     await announce_credentials_changed(rt=rt, user_id=user.id)
     return user
+
+
+async def _set_password(
+    session: AsyncSession, *, user: User, new_hash: str, now: datetime, kind: SecurityEventKind
+) -> None:
+    """A new password (reset or change) for ``user`` (locked): every session and API key
+    is revoked and the security event recorded, in the caller's transaction."""
+    user.password_hash = new_hash
+    revoked_keys = await revoke_sessions_and_api_keys(session, user=user, now=now)
+    await record_security_event(
+        session, user_id=user.id, kind=kind, details={"apiKeysRevoked": revoked_keys}
+    )
 
 
 async def revoke_sessions_and_api_keys(session: AsyncSession, *, user: User, now: datetime) -> int:
@@ -261,13 +268,12 @@ async def change_password(
     async def work(session: AsyncSession) -> User:
         user = await _lock_signed_in(session, user_id)
         await check_reauthentication(rt=rt, session=session, user=user, proof=proof)
-        user.password_hash = new_hash
-        revoked_keys = await revoke_sessions_and_api_keys(session, user=user, now=rt.now())
-        await record_security_event(
+        await _set_password(
             session,
-            user_id=user.id,
+            user=user,
+            new_hash=new_hash,
+            now=rt.now(),
             kind=SecurityEventKind.PASSWORD_CHANGED,
-            details={"apiKeysRevoked": revoked_keys},
         )
         return user
 
