@@ -12,6 +12,7 @@ from app.services.history import list_history
 from app.services.wallets import list_currencies
 from graphql_schema.context import Context
 from graphql_schema.money import (
+    amount_in,
     Currency,
     Transaction,
     TransactionConnection,
@@ -84,6 +85,7 @@ async def transfer(
     return await attempt(
         call,
         lambda done: TransferPayload(
-            transfer=TransferNode.from_row(done.transfer), balance_after=done.sender_balance_after
+            transfer=TransferNode.from_row(done.transfer),
+            balance_after=amount_in(done.transfer.currency, done.sender_balance_after),
         ),
     )
