@@ -12,7 +12,6 @@ from app.services.history import list_history
 from app.services.wallets import list_currencies
 from graphql_schema.context import Context
 from graphql_schema.money import (
-    amount_in,
     Currency,
     Transaction,
     TransactionConnection,
@@ -20,6 +19,7 @@ from graphql_schema.money import (
     TransactionKind,
     TransferNode,
     TransferPayload,
+    amount_in,
 )
 from graphql_schema.paging import page_info
 from graphql_schema.results import TransferResult
