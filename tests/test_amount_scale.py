@@ -10,16 +10,14 @@ from tests.support import gid
 from tests.test_crypto_deposits import ADDRESS, CREDIT, admin  # noqa: F401 (fixture)
 from tests.withdrawing import REQUEST, deposit_on_chain, make_withdrawer
 
-HISTORY = (
-    "{ transactions(first: 10) { edges { node { kind currency amount fee balanceAfter } } } }"
-)
+HISTORY = "{ transactions(first: 10) { edges { node { kind currency amount fee balanceAfter } } } }"
 STAKE = (
-    "mutation($p: ID!, $a: Decimal!) { stake(productId: $p, amount: $a, idempotencyKey: \"s\")"
+    'mutation($p: ID!, $a: Decimal!) { stake(productId: $p, amount: $a, idempotencyKey: "s")'
     " { __typename ... on StakePayload { stake { id currency principal accruedRewards"
     " currentTermRewards forfeitedRewards product { apy } } } } }"
 )
 UNSTAKE = (
-    "mutation($s: ID!, $a: Decimal!) { unstake(stakeId: $s, amount: $a, idempotencyKey: \"u\")"
+    'mutation($s: ID!, $a: Decimal!) { unstake(stakeId: $s, amount: $a, idempotencyKey: "u")'
     " { __typename ... on UnstakePayload { returned forfeited stake { principal } } } }"
 )
 
@@ -93,7 +91,7 @@ async def test_stake_amounts_at_currency_scale_rates_untouched(gql, rt):
     uid = await user_id(rt, "stan@example.com")
     await fund(rt, uid, "USDT", "5000")
     flexible = gid("StakingProduct", await product_id(rt, "USDT"))
-    made = (await gql.data(STAKE, {"p": flexible, "a": "1000"}, token=auth["accessToken"]))
+    made = await gql.data(STAKE, {"p": flexible, "a": "1000"}, token=auth["accessToken"])
     stake = dict(made["stake"]["stake"])
     assert stake.pop("id")
     assert stake == {
