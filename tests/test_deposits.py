@@ -173,13 +173,13 @@ async def test_card_deposit_is_credited_when_stripe_reports_success(
     after = await _deposit(gql, token, deposit["id"])
     assert (after["status"], after["creditedAmount"]) == ("SUCCEEDED", "100")
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
-    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [("DEPOSIT", "100")]
+    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [("DEPOSIT", "100.00")]
     (credited,) = [e for e in await _rows(rt, OutboxEvent) if e.topic == "deposit.credited"]
     assert credited.user_id == uid
     assert credited.payload["amount"] == "100"
     assert credited.payload["depositId"] == int(deposit_pk)
     node = (await gql.data(NODE, {"id": deposit["id"]}, token=token))["node"]
-    assert node == {"__typename": "Deposit", "amount": "100", "status": "SUCCEEDED"}
+    assert node == {"__typename": "Deposit", "amount": "100.00", "status": "SUCCEEDED"}
 
 
 # --- webhooks: duplicates, order, signatures ---------------------------------------------
@@ -744,7 +744,7 @@ async def test_many_deposits_by_id_are_one_batched_load(gql, rt, standin, carol,
     )
     sql_statements.reset()
     data = await gql.data(query, token=token)
-    assert all(data[f"d{i}"]["amount"] == "100" for i in range(4))
+    assert all(data[f"d{i}"]["amount"] == "100.00" for i in range(4))
     assert sql_statements.count == 2  # authenticate + one batched load
 
 

@@ -164,7 +164,7 @@ async def test_stake_then_me_shows_it_and_unstake_returns_it(gql, rt, alice):
     data = await gql.data(STAKE, {"p": flexible, "a": "1000", "key": "s1"}, token=token)
     created = data["stake"]
     assert created["__typename"] == "StakePayload", created
-    assert created["stake"]["principal"] == "1000"
+    assert created["stake"]["principal"] == "1000.000000"
     assert created["stake"]["product"] == {
         "asset": "USDT",
         "kind": "FLEXIBLE",
@@ -182,8 +182,9 @@ async def test_stake_then_me_shows_it_and_unstake_returns_it(gql, rt, alice):
     out = await gql.data(
         UNSTAKE, {"s": created["stake"]["id"], "a": "250", "key": "u1"}, token=token
     )
-    assert out["unstake"]["returned"] == "250" and out["unstake"]["forfeited"] == "0"
-    assert out["unstake"]["stake"]["principal"] == "750"
+    assert out["unstake"]["returned"] == "250.000000"
+    assert out["unstake"]["forfeited"] == "0.000000"
+    assert out["unstake"]["stake"]["principal"] == "750.000000"
     assert await balance(rt, uid, "USDT") == Decimal(4250)
 
 
