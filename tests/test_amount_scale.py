@@ -4,6 +4,8 @@ amounts and keep their own digits."""
 
 from __future__ import annotations
 
+import re
+
 from tests.money import TRANSFER, WALLETS, fund, user_id, verified_user
 from tests.staking_support import product_id
 from tests.support import gid
@@ -11,6 +13,9 @@ from tests.test_crypto_deposits import ADDRESS, CREDIT, admin  # noqa: F401 (fix
 from tests.withdrawing import REQUEST, deposit_on_chain, make_withdrawer
 
 HISTORY = "{ transactions(first: 10) { edges { node { kind currency amount fee balanceAfter } } } }"
+PORTFOLIO = (
+    "{ me { portfolio { equity positions { currency quantity costBasis realizedPnl value } } } }"
+)
 STAKE = (
     'mutation($p: ID!, $a: Decimal!) { stake(productId: $p, amount: $a, idempotencyKey: "s")'
     " { __typename ... on StakePayload { stake { id currency principal accruedRewards"
@@ -59,6 +64,14 @@ async def test_wallets_transfers_and_history_at_currency_scale(gql, rt):
         ("BTC", "0.50000000", "0.50000000"),
         ("USDT", "1000.000000", "1000.000000"),
     ]
+
+    portfolio = (await gql.data(PORTFOLIO, token=token))["me"]["portfolio"]
+    assert re.fullmatch(r"[0-9]+\.[0-9]{2}", portfolio["equity"]), portfolio  # USD, at the cent
+    positions = {p["currency"]: p for p in portfolio["positions"]}
+    assert positions["USDT"]["quantity"] == "974.500000"
+    assert positions["BTC"]["quantity"] == "0.50000000"
+    assert (positions["BTC"]["costBasis"], positions["BTC"]["realizedPnl"]) == ("0.00", "0.00")
+    assert re.fullmatch(r"[0-9]+\.[0-9]{2}", positions["BTC"]["value"])
 
 
 async def test_withdrawal_amount_and_fee_at_currency_scale(gql, rt):

@@ -127,7 +127,7 @@ async def test_admin_credits_an_onchain_deposit_once_with_an_audit_row(gql, rt, 
     assert done["credited"] is True
     deposit = done["deposit"]
     assert (deposit["amount"], deposit["currency"], deposit["method"], deposit["status"]) == (
-        "0.5",
+        "0.50000000",
         "BTC",
         "CRYPTO",
         "SUCCEEDED",
