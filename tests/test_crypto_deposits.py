@@ -139,7 +139,9 @@ async def test_admin_credits_an_onchain_deposit_once_with_an_audit_row(gql, rt, 
     )
     assert (await balances(rt, uid))["BTC"] == (Decimal("0.5"), 0)
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
-    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [("DEPOSIT", "0.50000000")]
+    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [
+        ("DEPOSIT", "0.50000000")
+    ]
     mine = (await gql.data(DEPOSIT, {"id": deposit["id"]}, token=token))["deposit"]
     assert mine == {"amount": "0.50000000", "status": "SUCCEEDED", "txHash": TX}
 

@@ -148,7 +148,7 @@ async def test_quote_projects_day_term_and_year(gql, rt):
     quote = (await gql.data(QUOTE, {"p": locked, "a": "1000"}))["stakingQuote"]
     assert (quote["perDay"], quote["perTerm"], quote["perYear"]) == (
         "0.159653",
-        "4.78959",  # 30 * 0.159653
+        "4.789590",  # 30 * 0.159653
         "58.273345",  # 365 * 0.159653
     )
     assert quote["product"] == {"asset": "USDT"}
@@ -335,7 +335,9 @@ async def test_stake_nodes_are_private(gql, rt, alice):
     data = await gql.data(STAKE, {"p": flexible, "a": "100", "key": "n"}, token=token)
     node_id = data["stake"]["stake"]["id"]
     query = "query($id: ID!) { node(id: $id) { ... on Stake { principal } } }"
-    assert (await gql.data(query, {"id": node_id}, token=token))["node"] == {"principal": "100"}
+    assert (await gql.data(query, {"id": node_id}, token=token))["node"] == {
+        "principal": "100.000000"
+    }
     eve = await verified_user(gql, rt, "eve@example.com")
     assert (await gql.data(query, {"id": node_id}, token=eve["accessToken"]))["node"] is None
     product = "query($id: ID!) { node(id: $id) { ... on StakingProduct { asset } } }"
