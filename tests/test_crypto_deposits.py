@@ -135,7 +135,7 @@ async def test_admin_credits_an_onchain_deposit_once_with_an_audit_row(gql, rt, 
     assert (deposit["txHash"], deposit["address"], deposit["creditedAmount"]) == (
         TX,
         address,
-        "0.5",
+        "0.50000000",
     )
     assert (await balances(rt, uid))["BTC"] == (Decimal("0.5"), 0)
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]

@@ -150,7 +150,7 @@ async def test_card_deposit_is_credited_when_stripe_reports_success(
     payload, intent_id = await _started(gql, token, standin)
     deposit = payload["deposit"]
     assert (deposit["amount"], deposit["currency"], deposit["method"]) == ("100.00", "USD", "CARD")
-    assert (deposit["status"], deposit["creditedAmount"]) == ("PENDING", "0")
+    assert (deposit["status"], deposit["creditedAmount"]) == ("PENDING", "0.00")
     assert payload["clientSecret"].startswith(f"{intent_id}_secret_")
     assert await _usd(rt, uid) == 0  # nothing is credited before Stripe says so
 
@@ -317,8 +317,8 @@ async def test_refund_after_credit_takes_the_money_back(gql, client, rt, standin
     )
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
     assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [
-        ("REFUND", "-100"),
-        ("DEPOSIT", "100"),
+        ("REFUND", "-100.00"),
+        ("DEPOSIT", "100.00"),
     ]
     assert await _topics(rt) == ["deposit.credited", "deposit.reversed"]
     async with rt.sessions() as session:
@@ -415,9 +415,9 @@ async def test_a_won_dispute_credits_the_money_back_once(gql, client, rt, standi
     assert (after["status"], after["creditedAmount"]) == ("SUCCEEDED", "100.00")
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
     assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [
-        ("DEPOSIT", "100"),
-        ("REFUND", "-100"),
-        ("DEPOSIT", "100"),
+        ("DEPOSIT", "100.00"),
+        ("REFUND", "-100.00"),
+        ("DEPOSIT", "100.00"),
     ]
     await _deliver(client, standin.disputed(intent_id))  # the opening, redelivered late
     assert (await _deliver(client, won))[1]["outcome"] == "duplicate"
