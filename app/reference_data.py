@@ -13,6 +13,10 @@ CURRENCIES = [
     ("SOL", "Solana", "CRYPTO", 9, "0.1", "0.01"),
 ]
 
+# Decimal places of each currency's smallest unit: the ``currencies.scale`` column, which
+# migration 0002 fills from CURRENCIES (tests/test_project.py keeps the two the same).
+CURRENCY_SCALES = {code: scale for code, _, _, scale, _, _ in CURRENCIES}
+
 REFERENCE_PRICES_USD = {"USD": "1", "USDT": "1", "BTC": "90000", "ETH": "3000", "SOL": "150"}
 
 # level: (daily deposit limit USD, daily withdrawal limit USD)

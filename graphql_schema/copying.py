@@ -15,6 +15,7 @@ from strawberry.types import Info
 from db.models import Copy as CopyRow
 from db.models import Fill as FillRow
 from db.models import ProfitShareSettlement as SettlementRow
+from graphql_schema.money import amount_in
 from graphql_schema.social import Follow
 from graphql_schema.trading import MarketNode, OrderNode, OrderSide
 from resolvers.ids import node_keys
@@ -163,11 +164,11 @@ class ProfitShareSettlementNode(relay.Node):
         return cls(
             id=row.id,
             period=row.period,
-            amount=row.amount.normalize(),
+            amount=amount_in(row.currency, row.amount),
             currency=row.currency,
-            realized_pnl=row.realized_pnl.normalize(),
-            high_water_mark_before=row.high_water_mark_before.normalize(),
-            high_water_mark_after=row.high_water_mark_after.normalize(),
+            realized_pnl=amount_in(row.currency, row.realized_pnl),
+            high_water_mark_before=amount_in(row.currency, row.high_water_mark_before),
+            high_water_mark_after=amount_in(row.currency, row.high_water_mark_after),
             created_at=row.created_at,
             follow_id=row.follow_id,
             leader_id=row.leader_id,

@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from app.services.crypto_deposits import DepositAddressInfo
 from db.models import Deposit as DepositRow
+from graphql_schema.money import amount_in
 from resolvers.ids import node_keys
 
 
@@ -62,12 +63,12 @@ class DepositNode(relay.Node):
         return cls(
             id=row.id,
             currency=row.currency,
-            amount=row.amount,
+            amount=amount_in(row.currency, row.amount),
             method=DepositMethod(row.method),
             status=DepositStatus(row.status),
-            credited_amount=row.credited_amount,
-            refunded_amount=row.refunded_amount,
-            disputed_amount=row.disputed_amount,
+            credited_amount=amount_in(row.currency, row.credited_amount),
+            refunded_amount=amount_in(row.currency, row.refunded_amount),
+            disputed_amount=amount_in(row.currency, row.disputed_amount),
             failure_reason=row.failure_reason,
             tx_hash=row.tx_hash,
             address=row.address,

@@ -11,12 +11,31 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.reference_data import CURRENCY_SCALES
 from app.services.history import HistoryItem
 from app.services.wallets import Wallet as WalletRow
 from db.models import Currency as CurrencyRow
 from db.models import Transfer as TransferRow
 from db.models import User as UserRow
+from graphql_schema.scalars import at_places
 from resolvers.ids import node_keys
+
+
+def amount_in(currency: str, value: Decimal) -> Decimal:
+    """``value``, an amount of ``currency``, shown at the currency's scale ("1000.000000"
+    USDT, "0.50000000" BTC); more decimals than that are kept (never rounded). An unknown
+    code: as it is."""
+    scale = CURRENCY_SCALES.get(currency)
+    return value if scale is None else at_places(value, scale)
+
+
+def optional_amount_in(currency: str, value: Decimal | None) -> Decimal | None:
+    return None if value is None else amount_in(currency, value)
+
+
+def usd(value: Decimal | None) -> Decimal | None:
+    """A US-dollar figure, at the cent ("1000.00")."""
+    return optional_amount_in("USD", value)
 
 
 @strawberry.enum
@@ -61,13 +80,14 @@ class Wallet:
 
     @classmethod
     def from_row(cls, row: WalletRow) -> Wallet:
+        currency = row.currency
         return cls(
-            currency=row.currency,
-            available=row.available,
-            held=row.held,
-            staked=row.staked,
-            total=row.total,
-            usd_value=row.usd_value,
+            currency=currency,
+            available=amount_in(currency, row.available),
+            held=amount_in(currency, row.held),
+            staked=amount_in(currency, row.staked),
+            total=amount_in(currency, row.total),
+            usd_value=usd(row.usd_value),
         )
 
 
@@ -107,7 +127,7 @@ class TransferNode(relay.Node):
         return cls(
             id=row.id,
             currency=row.currency,
-            amount=row.amount,
+            amount=amount_in(row.currency, row.amount),
             memo=row.memo,
             created_at=row.created_at,
             sender_id=row.sender_id,
@@ -172,9 +192,9 @@ class Transaction:
             id=strawberry.ID(str(item.posting_id)),
             kind=TransactionKind(item.kind),
             currency=item.currency,
-            amount=item.amount,
-            fee=item.fee,
-            balance_after=item.balance_after,
+            amount=amount_in(item.currency, item.amount),
+            fee=optional_amount_in(item.currency, item.fee),
+            balance_after=amount_in(item.currency, item.balance_after),
             counterparty=PublicProfile(
                 display_name=item.counterparty_name, handle=item.counterparty_handle
             )

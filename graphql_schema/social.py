@@ -41,6 +41,7 @@ from graphql_schema.errors import (
     ValidationFailed,
 )
 from graphql_schema.leaderboard import LeaderboardPeriod, LeaderStatistics
+from graphql_schema.money import amount_in
 from graphql_schema.trading import OrderNode
 from resolvers.ids import node_keys
 
@@ -176,15 +177,15 @@ class FollowStatistics:
     )
 
     @classmethod
-    def from_view(cls, view: StatisticsView) -> FollowStatistics:
+    def from_view(cls, view: StatisticsView, quote: str) -> FollowStatistics:
         return cls(
             copied_count=view.copied,
             skipped_count=view.skipped,
             skipped_by_reason=[SkipCount(reason=r, count=n) for r, n in view.skipped_by_reason],
-            allocation_used=_plain(view.allocation_used),
-            realized_pnl=_plain(view.realized_pnl),
-            unrealized_pnl=_plain(view.unrealized_pnl),
-            pnl=_plain(view.pnl),
+            allocation_used=amount_in(quote, view.allocation_used),
+            realized_pnl=amount_in(quote, view.realized_pnl),
+            unrealized_pnl=amount_in(quote, view.unrealized_pnl),
+            pnl=amount_in(quote, view.pnl),
             roi=_plain(view.roi) if view.roi is not None else None,
             fidelity=_plain(view.fidelity) if view.fidelity is not None else None,
         )
@@ -226,7 +227,7 @@ class Follow(relay.Node):
     @strawberry.field
     async def statistics(self, info: Info) -> FollowStatistics:
         view = await info.context.loaders.follow_statistics_by_id.load(self.id)
-        return FollowStatistics.from_view(view)
+        return FollowStatistics.from_view(view, self.parameters.quote)
 
     @classmethod
     def from_row(cls, row: FollowRow) -> Follow:

@@ -18,6 +18,7 @@ from app.services import staking
 from app.services.staking import Product, QuoteResult
 from db.models import Stake as StakeRow
 from db.models import StakingReward as StakingRewardRow
+from graphql_schema.money import amount_in, optional_amount_in
 from graphql_schema.paging import page_info
 from resolvers.ids import node_keys
 
@@ -137,10 +138,10 @@ class StakeNode(relay.Node):
         return cls(
             id=row.id,
             currency=row.currency,
-            principal=row.principal,
-            accrued_rewards=row.accrued_rewards,
-            current_term_rewards=row.term_rewards,
-            forfeited_rewards=row.forfeited_rewards,
+            principal=amount_in(row.currency, row.principal),
+            accrued_rewards=amount_in(row.currency, row.accrued_rewards),
+            current_term_rewards=amount_in(row.currency, row.term_rewards),
+            forfeited_rewards=amount_in(row.currency, row.forfeited_rewards),
             status=StakeStatus(row.status),
             auto_renew=row.auto_renew,
             started_at=row.staked_at,
@@ -191,9 +192,9 @@ class StakingReward:
         return cls(
             id=strawberry.ID(str(row.id)),
             currency=row.currency,
-            amount=row.amount,
+            amount=amount_in(row.currency, row.amount),
             accrual_date=row.accrual_date,
-            principal=row.principal,
+            principal=amount_in(row.currency, row.principal),
             apy=row.apy,
             daily_rate=row.daily_rate,
             compounded=row.compounded,
@@ -251,15 +252,15 @@ class StakingQuote:
     def from_result(cls, result: QuoteResult) -> StakingQuote:
         return cls(
             product=StakingProductNode.from_product(result.product),
-            amount=result.amount,
+            amount=amount_in(result.product.asset, result.amount),
             apy=result.apy,
             apr=result.apr,
             daily_rate=result.daily_rate,
             value_date=result.value_date,
             matures_at=rules.midnight(result.matures_on) if result.matures_on else None,
-            per_day=result.quote.per_day,
-            per_term=result.quote.per_term,
-            per_year=result.quote.per_year,
+            per_day=amount_in(result.product.asset, result.quote.per_day),
+            per_term=optional_amount_in(result.product.asset, result.quote.per_term),
+            per_year=amount_in(result.product.asset, result.quote.per_year),
         )
 
 

@@ -33,6 +33,7 @@ from app.services.trading_reads import (
 )
 from db.models import Fill as FillRow
 from db.models import Order as OrderRow
+from graphql_schema.money import amount_in, usd
 from graphql_schema.scalars import at_places, places_of
 from resolvers.ids import node_keys
 
@@ -520,13 +521,13 @@ class Position:
         cents = Decimal("0.01")
         return cls(
             currency=view.currency,
-            quantity=view.quantity,
+            quantity=amount_in(view.currency, view.quantity),
             average_cost=view.average_cost,
-            cost_basis=view.cost_usd.quantize(cents),
-            realized_pnl=view.realized_pnl_usd.quantize(cents),
-            unrealized_pnl=view.unrealized_pnl_usd.quantize(cents),
+            cost_basis=usd(view.cost_usd.quantize(cents)),
+            realized_pnl=usd(view.realized_pnl_usd.quantize(cents)),
+            unrealized_pnl=usd(view.unrealized_pnl_usd.quantize(cents)),
             price=view.price_usd.normalize(),
-            value=view.value_usd.quantize(cents),
+            value=usd(view.value_usd.quantize(cents)),
             market_id=view.market_id,
         )
 

@@ -12,6 +12,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from db.models import Withdrawal as WithdrawalRow
+from graphql_schema.money import amount_in, usd
 from graphql_schema.types import User
 from resolvers.ids import node_keys
 
@@ -54,9 +55,9 @@ class WithdrawalNode(relay.Node):
         return cls(
             id=row.id,
             currency=row.currency,
-            amount=row.amount,
-            fee=row.fee,
-            usd_value=row.usd_value,
+            amount=amount_in(row.currency, row.amount),
+            fee=amount_in(row.currency, row.fee),
+            usd_value=usd(row.usd_value),
             destination_address=row.destination_address,
             status=WithdrawalStatus(row.status),
             tx_hash=row.tx_hash,

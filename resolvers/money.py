@@ -19,6 +19,7 @@ from graphql_schema.money import (
     TransactionKind,
     TransferNode,
     TransferPayload,
+    amount_in,
 )
 from graphql_schema.paging import page_info
 from graphql_schema.results import TransferResult
@@ -84,6 +85,7 @@ async def transfer(
     return await attempt(
         call,
         lambda done: TransferPayload(
-            transfer=TransferNode.from_row(done.transfer), balance_after=done.sender_balance_after
+            transfer=TransferNode.from_row(done.transfer),
+            balance_after=amount_in(done.transfer.currency, done.sender_balance_after),
         ),
     )

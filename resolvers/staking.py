@@ -12,6 +12,7 @@ from app.domain.staking import ProductKind, ProductStatus
 from app.services import staking
 from db.models import Stake as StakeRow
 from graphql_schema.context import Context
+from graphql_schema.money import amount_in
 from graphql_schema.results import (
     SetStakeAutoRenewResult,
     StakeResult,
@@ -117,7 +118,9 @@ async def unstake(
     return await attempt(
         call(),
         lambda done: UnstakePayload(
-            stake=StakeNode.from_row(done.stake), returned=done.returned, forfeited=done.forfeited
+            stake=StakeNode.from_row(done.stake),
+            returned=amount_in(done.stake.currency, done.returned),
+            forfeited=amount_in(done.stake.currency, done.forfeited),
         ),
     )
 

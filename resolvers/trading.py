@@ -20,6 +20,7 @@ from app.metrics import count_placement
 from app.services import markets, trading, trading_reads
 from db.models import Order as OrderRow
 from graphql_schema.context import Context
+from graphql_schema.money import usd
 from graphql_schema.trading import (
     CancelAllOrdersPayload,
     CandleNode,
@@ -169,7 +170,7 @@ async def portfolio_of(info: Ctx, user_id: int) -> Portfolio:
     async with info.context.rt.sessions() as session:
         view = await trading_reads.portfolio(session, user_id=user_id)
     return Portfolio(
-        equity=view.equity_usd,
+        equity=usd(view.equity_usd),
         positions=[Position.from_view(p) for p in view.positions],
         user_id=user_id,
     )
@@ -182,7 +183,7 @@ async def equity_history(
         points = await trading_reads.equity_history(
             session, user_id=user_id, start=start, end=end or info.context.rt.now()
         )
-    return [EquityPoint(at=at, equity=equity) for at, equity in points]
+    return [EquityPoint(at=at, equity=usd(equity)) for at, equity in points]
 
 
 # --- mutations ------------------------------------------------------------------------

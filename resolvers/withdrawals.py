@@ -11,6 +11,7 @@ from app.domain.withdrawals import WithdrawalStatus as Status
 from app.services import withdrawals
 from db.models import Withdrawal as WithdrawalRow
 from graphql_schema.context import Context
+from graphql_schema.money import amount_in
 from graphql_schema.results import (
     CancelWithdrawalResult,
     RefillHotWalletResult,
@@ -136,6 +137,8 @@ async def refill_hot_wallet(info: Ctx, currency: str, amount: Decimal) -> Refill
     return await attempt(
         call,
         lambda c: CustodyPayload(
-            currency=c.currency, hot_wallet=c.hot_wallet, cold_storage=c.cold_storage
+            currency=c.currency,
+            hot_wallet=amount_in(c.currency, c.hot_wallet),
+            cold_storage=amount_in(c.currency, c.cold_storage),
         ),
     )

@@ -111,7 +111,7 @@ async def test_refilling_the_hot_wallet_is_audited(gql, rt, setting):
 
     await in_transaction(rt.sessions, to_cold)
     result = await gql.data(REFILL, {"cur": "USDT", "amount": "60"}, token=admin)
-    assert result["refillHotWallet"]["coldStorage"] == "40"
+    assert result["refillHotWallet"]["coldStorage"] == "40.000000"
     (row,) = await _rows(rt)
     assert (row.actor_user_id, row.action, row.target) == (
         admin_id,

@@ -127,7 +127,7 @@ async def test_admin_credits_an_onchain_deposit_once_with_an_audit_row(gql, rt, 
     assert done["credited"] is True
     deposit = done["deposit"]
     assert (deposit["amount"], deposit["currency"], deposit["method"], deposit["status"]) == (
-        "0.5",
+        "0.50000000",
         "BTC",
         "CRYPTO",
         "SUCCEEDED",
@@ -135,13 +135,15 @@ async def test_admin_credits_an_onchain_deposit_once_with_an_audit_row(gql, rt, 
     assert (deposit["txHash"], deposit["address"], deposit["creditedAmount"]) == (
         TX,
         address,
-        "0.5",
+        "0.50000000",
     )
     assert (await balances(rt, uid))["BTC"] == (Decimal("0.5"), 0)
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
-    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [("DEPOSIT", "0.5")]
+    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [
+        ("DEPOSIT", "0.50000000")
+    ]
     mine = (await gql.data(DEPOSIT, {"id": deposit["id"]}, token=token))["deposit"]
-    assert mine == {"amount": "0.5", "status": "SUCCEEDED", "txHash": TX}
+    assert mine == {"amount": "0.50000000", "status": "SUCCEEDED", "txHash": TX}
 
     (event,) = await _rows(rt, OutboxEvent)
     assert (event.topic, event.user_id) == ("deposit.credited", uid)

@@ -47,7 +47,7 @@ async def test_a_quantity_in_another_script_or_with_a_newline_is_bad_input(gql, 
     assert await rows(rt, "SELECT id FROM orders") == []
     wallets = await gql.data("{ me { wallets { currency available held } } }", token=token)
     usdt = next(w for w in wallets["me"]["wallets"] if w["currency"] == "USDT")
-    assert (usdt["available"], usdt["held"]) == ("10000", "0")
+    assert (usdt["available"], usdt["held"]) == ("10000.000000", "0.000000")
 
 
 @pytest.mark.parametrize("literal", ['"\u0661"', '"0.01\\n"'])

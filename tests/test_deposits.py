@@ -149,8 +149,8 @@ async def test_card_deposit_is_credited_when_stripe_reports_success(
     token, uid = carol
     payload, intent_id = await _started(gql, token, standin)
     deposit = payload["deposit"]
-    assert (deposit["amount"], deposit["currency"], deposit["method"]) == ("100", "USD", "CARD")
-    assert (deposit["status"], deposit["creditedAmount"]) == ("PENDING", "0")
+    assert (deposit["amount"], deposit["currency"], deposit["method"]) == ("100.00", "USD", "CARD")
+    assert (deposit["status"], deposit["creditedAmount"]) == ("PENDING", "0.00")
     assert payload["clientSecret"].startswith(f"{intent_id}_secret_")
     assert await _usd(rt, uid) == 0  # nothing is credited before Stripe says so
 
@@ -171,15 +171,15 @@ async def test_card_deposit_is_credited_when_stripe_reports_success(
     assert (status, body) == (200, {"received": True, "outcome": "processed"})
     assert await _usd(rt, uid) == Decimal(100)
     after = await _deposit(gql, token, deposit["id"])
-    assert (after["status"], after["creditedAmount"]) == ("SUCCEEDED", "100")
+    assert (after["status"], after["creditedAmount"]) == ("SUCCEEDED", "100.00")
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
-    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [("DEPOSIT", "100")]
+    assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [("DEPOSIT", "100.00")]
     (credited,) = [e for e in await _rows(rt, OutboxEvent) if e.topic == "deposit.credited"]
     assert credited.user_id == uid
     assert credited.payload["amount"] == "100"
     assert credited.payload["depositId"] == int(deposit_pk)
     node = (await gql.data(NODE, {"id": deposit["id"]}, token=token))["node"]
-    assert node == {"__typename": "Deposit", "amount": "100", "status": "SUCCEEDED"}
+    assert node == {"__typename": "Deposit", "amount": "100.00", "status": "SUCCEEDED"}
 
 
 # --- webhooks: duplicates, order, signatures ---------------------------------------------
@@ -312,13 +312,13 @@ async def test_refund_after_credit_takes_the_money_back(gql, client, rt, standin
     after = await _deposit(gql, token, payload["deposit"]["id"])
     assert (after["status"], after["creditedAmount"], after["refundedAmount"]) == (
         "REFUNDED",
-        "0",
-        "100",
+        "0.00",
+        "100.00",
     )
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
     assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [
-        ("REFUND", "-100"),
-        ("DEPOSIT", "100"),
+        ("REFUND", "-100.00"),
+        ("DEPOSIT", "100.00"),
     ]
     assert await _topics(rt) == ["deposit.credited", "deposit.reversed"]
     async with rt.sessions() as session:
@@ -333,7 +333,7 @@ async def test_refund_delivered_before_the_success_credits_nothing(gql, client, 
     assert (await _deliver(client, refund))[0] == 200
     assert (await _deliver(client, success))[0] == 200
     after = await _deposit(gql, token, payload["deposit"]["id"])
-    assert (after["status"], after["creditedAmount"]) == ("REFUNDED", "0")
+    assert (after["status"], after["creditedAmount"]) == ("REFUNDED", "0.00")
     assert await _usd(rt, uid) == 0
     assert await _entry_kinds(rt) == []
 
@@ -346,8 +346,8 @@ async def test_partial_refunds_take_back_only_what_was_refunded(gql, client, rt,
     after = await _deposit(gql, token, payload["deposit"]["id"])
     assert (after["status"], after["creditedAmount"], after["refundedAmount"]) == (
         "SUCCEEDED",
-        "70",
-        "30",
+        "70.00",
+        "30.00",
     )
     assert await _usd(rt, uid) == Decimal(70)
     await _deliver(client, standin.refunded(intent_id, amount_refunded=10000))
@@ -372,7 +372,7 @@ async def test_refund_after_the_money_was_transferred_away_takes_what_is_left_an
     assert await _usd(rt, uid) == 0  # the 30 that was left
     assert await _usd(rt, await user_id(rt, "bob@example.com")) == Decimal(70)
     after = await _deposit(gql, token, payload["deposit"]["id"])
-    assert (after["status"], after["creditedAmount"]) == ("REFUNDED", "70")  # unrecovered
+    assert (after["status"], after["creditedAmount"]) == ("REFUNDED", "70.00")  # unrecovered
     async with rt.sessions() as session:
         user = await session.get(User, uid)
     assert user.flagged_at is not None
@@ -391,8 +391,8 @@ async def test_dispute_takes_the_money_back(gql, client, rt, standin, carol):
     after = await _deposit(gql, token, payload["deposit"]["id"])
     assert (after["status"], after["creditedAmount"], after["disputedAmount"]) == (
         "DISPUTED",
-        "0",
-        "100",
+        "0.00",
+        "100.00",
     )
     assert await _usd(rt, uid) == 0
     assert await _entry_kinds(rt) == ["CARD_DEPOSIT", "DISPUTE"]
@@ -412,12 +412,12 @@ async def test_a_won_dispute_credits_the_money_back_once(gql, client, rt, standi
     assert await _usd(rt, uid) == Decimal(100)
     assert await _entry_kinds(rt) == ["CARD_DEPOSIT", "DISPUTE", "DISPUTE_WON"]
     after = await _deposit(gql, token, payload["deposit"]["id"])
-    assert (after["status"], after["creditedAmount"]) == ("SUCCEEDED", "100")
+    assert (after["status"], after["creditedAmount"]) == ("SUCCEEDED", "100.00")
     history = (await gql.data(HISTORY, token=token))["transactions"]["edges"]
     assert [(e["node"]["kind"], e["node"]["amount"]) for e in history] == [
-        ("DEPOSIT", "100"),
-        ("REFUND", "-100"),
-        ("DEPOSIT", "100"),
+        ("DEPOSIT", "100.00"),
+        ("REFUND", "-100.00"),
+        ("DEPOSIT", "100.00"),
     ]
     await _deliver(client, standin.disputed(intent_id))  # the opening, redelivered late
     assert (await _deliver(client, won))[1]["outcome"] == "duplicate"
@@ -448,7 +448,7 @@ async def test_a_lost_dispute_stays_debited(gql, client, rt, standin, carol):
     assert await _usd(rt, uid) == 0
     assert await _entry_kinds(rt) == ["CARD_DEPOSIT", "DISPUTE"]
     after = await _deposit(gql, token, payload["deposit"]["id"])
-    assert (after["status"], after["creditedAmount"]) == ("DISPUTED", "0")
+    assert (after["status"], after["creditedAmount"]) == ("DISPUTED", "0.00")
 
 
 # --- webhooks that need a person ---------------------------------------------------------
@@ -473,7 +473,7 @@ async def test_a_success_for_another_amount_is_held_for_review_and_acknowledged(
     assert await _usd(rt, uid) == 0
     assert await _entry_kinds(rt) == []
     after = await _deposit(gql, token, payload["deposit"]["id"])
-    assert (after["status"], after["creditedAmount"]) == ("AMOUNT_MISMATCH", "0")
+    assert (after["status"], after["creditedAmount"]) == ("AMOUNT_MISMATCH", "0.00")
     (row,) = await _rows(rt, Deposit)
     assert row.review_reason == why
     (event_row,) = await _held_for_review(rt, uid)
@@ -744,7 +744,7 @@ async def test_many_deposits_by_id_are_one_batched_load(gql, rt, standin, carol,
     )
     sql_statements.reset()
     data = await gql.data(query, token=token)
-    assert all(data[f"d{i}"]["amount"] == "100" for i in range(4))
+    assert all(data[f"d{i}"]["amount"] == "100.00" for i in range(4))
     assert sql_statements.count == 2  # authenticate + one batched load
 
 

@@ -514,10 +514,10 @@ async def test_statistics_against_hand_computed_numbers(gql, rt, cast) -> None:
             {"reason": "MAX_POSITION_REACHED", "count": 1},
             {"reason": "SYMBOL_NOT_ALLOWED", "count": 1},
         ],
-        "allocationUsed": "170",  # 150 + 20
-        "realizedPnl": "6",  # 10 - 4
-        "unrealizedPnl": "50",  # 2 x 100 - 150
-        "pnl": "56",
+        "allocationUsed": "170.000000",  # 150 + 20
+        "realizedPnl": "6.000000",  # 10 - 4
+        "unrealizedPnl": "50.000000",  # 2 x 100 - 150
+        "pnl": "56.000000",
         "roi": "0.056",  # 56 / 1000
         "fidelity": "0.56",  # 0.056 / 0.1
     }
@@ -525,10 +525,10 @@ async def test_statistics_against_hand_computed_numbers(gql, rt, cast) -> None:
         "copiedCount": 0,
         "skippedCount": 1,
         "skippedByReason": [{"reason": "SYMBOL_NOT_ALLOWED", "count": 1}],
-        "allocationUsed": "0",
-        "realizedPnl": "0",
-        "unrealizedPnl": "0",
-        "pnl": "0",
+        "allocationUsed": "0.000000",
+        "realizedPnl": "0.000000",
+        "unrealizedPnl": "0.000000",
+        "pnl": "0.000000",
         "roi": "0",
         "fidelity": None,  # no equity snapshots of that leader
     }

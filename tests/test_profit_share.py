@@ -80,11 +80,11 @@ async def test_the_leader_share_moves_through_the_ledger_once_per_day(api, rt, e
 
     expected = {
         "period": DAY.isoformat(),
-        "amount": str(SHARE),
+        "amount": "0.429100",  # SHARE at USDT's 6 places
         "currency": "USDT",
-        "realizedPnl": str(REALIZED),
-        "highWaterMarkBefore": "0",
-        "highWaterMarkAfter": str(REALIZED),
+        "realizedPnl": "4.291000",  # REALIZED
+        "highWaterMarkBefore": "0.000000",
+        "highWaterMarkAfter": "4.291000",
         "follow": {"id": gid("Follow", follow_id)},
     }
     for who, role in ((leader_token, "LEADER"), (token, "FOLLOWER")):

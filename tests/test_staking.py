@@ -148,7 +148,7 @@ async def test_quote_projects_day_term_and_year(gql, rt):
     quote = (await gql.data(QUOTE, {"p": locked, "a": "1000"}))["stakingQuote"]
     assert (quote["perDay"], quote["perTerm"], quote["perYear"]) == (
         "0.159653",
-        "4.78959",  # 30 * 0.159653
+        "4.789590",  # 30 * 0.159653
         "58.273345",  # 365 * 0.159653
     )
     assert quote["product"] == {"asset": "USDT"}
@@ -164,7 +164,7 @@ async def test_stake_then_me_shows_it_and_unstake_returns_it(gql, rt, alice):
     data = await gql.data(STAKE, {"p": flexible, "a": "1000", "key": "s1"}, token=token)
     created = data["stake"]
     assert created["__typename"] == "StakePayload", created
-    assert created["stake"]["principal"] == "1000"
+    assert created["stake"]["principal"] == "1000.000000"
     assert created["stake"]["product"] == {
         "asset": "USDT",
         "kind": "FLEXIBLE",
@@ -182,8 +182,9 @@ async def test_stake_then_me_shows_it_and_unstake_returns_it(gql, rt, alice):
     out = await gql.data(
         UNSTAKE, {"s": created["stake"]["id"], "a": "250", "key": "u1"}, token=token
     )
-    assert out["unstake"]["returned"] == "250" and out["unstake"]["forfeited"] == "0"
-    assert out["unstake"]["stake"]["principal"] == "750"
+    assert out["unstake"]["returned"] == "250.000000"
+    assert out["unstake"]["forfeited"] == "0.000000"
+    assert out["unstake"]["stake"]["principal"] == "750.000000"
     assert await balance(rt, uid, "USDT") == Decimal(4250)
 
 
@@ -334,7 +335,9 @@ async def test_stake_nodes_are_private(gql, rt, alice):
     data = await gql.data(STAKE, {"p": flexible, "a": "100", "key": "n"}, token=token)
     node_id = data["stake"]["stake"]["id"]
     query = "query($id: ID!) { node(id: $id) { ... on Stake { principal } } }"
-    assert (await gql.data(query, {"id": node_id}, token=token))["node"] == {"principal": "100"}
+    assert (await gql.data(query, {"id": node_id}, token=token))["node"] == {
+        "principal": "100.000000"
+    }
     eve = await verified_user(gql, rt, "eve@example.com")
     assert (await gql.data(query, {"id": node_id}, token=eve["accessToken"]))["node"] is None
     product = "query($id: ID!) { node(id: $id) { ... on StakingProduct { asset } } }"

@@ -82,7 +82,7 @@ async def test_bad_orders_get_typed_errors_and_hold_nothing(gql, rt, engines, kw
     assert result["__typename"] != "OrderPayload" and result["code"] == code, result
     wallets = await gql.data("{ me { wallets { currency available held } } }", token=token)
     usdt = next(w for w in wallets["me"]["wallets"] if w["currency"] == "USDT")
-    assert usdt == {"currency": "USDT", "available": "1000", "held": "0"}
+    assert usdt == {"currency": "USDT", "available": "1000.000000", "held": "0.000000"}
 
 
 async def test_orders_query_statement_count_does_not_grow_with_n(gql, rt, engines, sql_statements):

@@ -214,9 +214,9 @@ async def test_small_withdrawal_is_approved_then_sent_by_the_worker(gql, rt, wal
     assert (w["status"], w["currency"], w["amount"], w["fee"], w["usdValue"]) == (
         "APPROVED",
         "USDT",
-        "100",
-        "1",
-        "100",
+        "100.000000",
+        "1.000000",
+        "100.00",
     )
     assert w["destinationAddress"] == ETH_ADDRESS and w["txHash"] is None
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(899), Decimal(101))
@@ -250,7 +250,7 @@ async def test_other_chains_and_a_recovery_code_as_second_factor(gql, rt, walt):
     await deposit_on_chain(rt, walt.uid, "BTC", "1")
     await deposit_on_chain(rt, walt.uid, "SOL", "10")
     btc = await _request(gql, walt, cur="btc", amount="0.01", to=BTC_ADDRESS, key="b")
-    assert btc["withdrawal"]["fee"] == "0.0002" and btc["withdrawal"]["usdValue"] == "900"
+    assert btc["withdrawal"]["fee"] == "0.00020000" and btc["withdrawal"]["usdValue"] == "900.00"
     sol = await _request(
         gql, walt, cur="SOL", amount="1.5", to=SOL_ADDRESS, key="s", code=walt.recovery_codes[0]
     )
@@ -387,7 +387,7 @@ async def test_large_withdrawal_waits_for_review_then_is_sent(gql, rt, walt):
     await deposit_on_chain(rt, walt.uid, "USDT", "14000")  # 15,000
     result = await _request(gql, walt, amount="12000")
     w = result["withdrawal"]
-    assert (w["status"], w["usdValue"]) == ("PENDING_REVIEW", "12000")
+    assert (w["status"], w["usdValue"]) == ("PENDING_REVIEW", "12000.00")
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(2999), Decimal(12001))
     assert (await withdrawals.process_approved_withdrawals(rt)).sent == []
 
@@ -551,8 +551,8 @@ async def test_a_payout_the_hot_wallet_cannot_cover_waits_until_an_admin_refills
     assert refill["refillHotWallet"] == {
         "__typename": "CustodyPayload",
         "currency": "USDT",
-        "hotWallet": "80",
-        "coldStorage": "920",
+        "hotWallet": "80.000000",
+        "coldStorage": "920.000000",
     }
     run = await withdrawals.process_approved_withdrawals(rt)
     assert run.sent == [_pk(w["id"])]
@@ -773,7 +773,7 @@ async def test_withdrawal_node_is_visible_to_its_owner_and_admins_only(gql, rt, 
     admin, _ = await admin_token(gql, rt)
     w = (await _request(gql, walt))["withdrawal"]
     mine = (await gql.data(NODE, {"id": w["id"]}, token=walt.token))["node"]
-    assert mine["amount"] == "100" and mine["user"] == {"email": "walt@example.com"}
+    assert mine["amount"] == "100.000000" and mine["user"] == {"email": "walt@example.com"}
     assert (await gql.data(NODE, {"id": w["id"]}, token=eve.token))["node"] is None
     assert (await gql.data(NODE, {"id": w["id"]}))["node"] is None
     seen = (await gql.data(NODE, {"id": w["id"]}, token=admin))["node"]
@@ -830,8 +830,8 @@ async def test_withdrawals_leave_security_events_and_a_readable_history(gql, rt,
     (node,) = [e["node"] for e in edges]
     assert node == {
         "kind": "WITHDRAWAL",
-        "amount": "-12001",
-        "fee": "1",
+        "amount": "-12001.000000",
+        "fee": "1.000000",
         "status": "APPROVED",
         "reference": f"withdrawal:{wid}",
     }
