@@ -123,6 +123,8 @@ class TwoFactorNotEnabled(UserError):
 class InvalidToken(UserError):
     code = "INVALID_TOKEN"
     default_message = "The token is invalid or has expired"
+    # set on a token that was genuine but reached its exp: refresh, rather than sign in again
+    expired = False
 
 
 class InvalidRefreshToken(UserError):

@@ -58,7 +58,12 @@ from graphql_schema.input_text import MESSAGE as UNSAFE_TEXT
 from graphql_schema.input_text import unsafe_variable
 from graphql_schema.persisted import TrustedDocuments
 from graphql_schema.shared_subscriptions import Plan, SharedStreams, plan_for
-from graphql_schema.ws_authority import ClientSockets, SocketAuthority, init_deadline
+from graphql_schema.ws_authority import (
+    ClientSockets,
+    CredentialExpired,
+    SocketAuthority,
+    init_deadline,
+)
 from resolvers.loaders import build_loaders
 
 log = logging.getLogger(__name__)
@@ -81,11 +86,19 @@ API_KEY_HEADER = "x-api-key"
 class AuthenticationFailed(Exception):
     """A credential was presented and is not valid: the request is refused (HTTP 401)."""
 
-    def __init__(self, message: str, *, code: str = "UNAUTHENTICATED", scheme: str = "Bearer"):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "UNAUTHENTICATED",
+        scheme: str = "Bearer",
+        expired: bool = False,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.scheme = scheme
+        self.expired = expired  # an access token past its exp: refresh and retry
 
 
 def error_response(
@@ -148,8 +161,7 @@ class TransportWSHandler(SocketAuthority, BaseGraphQLTransportWSHandler[Context,
     view: GraphQLView
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        await super().handle_connection_init(message)
-        self.watch_credential()
+        await self.initialise(super().handle_connection_init(message))
 
     async def end_operations(self) -> None:
         for operation_id in list(self.operations):
@@ -244,8 +256,7 @@ class LegacyWSHandler(SocketAuthority, BaseGraphQLWSHandler[Context, None]):
 
     async def handle_connection_init(self, message: ConnectionInitMessage_ws) -> None:
         self._init_received = True
-        await super().handle_connection_init(message)
-        self.watch_credential()
+        await self.initialise(super().handle_connection_init(message))
 
     async def end_operations(self) -> None:
         await self.cleanup()
@@ -403,6 +414,8 @@ class GraphQLView(GraphQL[Context, None]):
                 client_ip=context.client_ip,
             )
         except AuthenticationFailed as error:
+            if error.expired:
+                raise CredentialExpired from error  # closed with 4440, not 4403
             refusal = {"message": error.message, "code": error.code}
             raise ConnectionRejectionError(refusal) from error
         context.loaders = build_loaders(self.rt, signed_in=context.user)
@@ -426,7 +439,8 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             return await authenticate(rt=self.rt, access_token=token), None
         except InvalidToken as error:
-            raise AuthenticationFailed(f"Invalid access token: {error.message}") from error
+            message = f"Invalid access token: {error.message}"
+            raise AuthenticationFailed(message, expired=error.expired) from error
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """A GET carrying a persisted query (hash or documentId) is an operation."""

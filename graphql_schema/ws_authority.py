@@ -13,6 +13,7 @@ A signed-in socket (access token or API key in ``connection_init``)
 When the credential no longer holds, the socket's operations are ended and it is closed:
 
     4440  "Token expired: refresh and reconnect"      the access token reached its exp
+                                                      (also at connection_init)
     4403  "Session revoked: sign in again"            logout, logout everywhere, reset
     4403  "API key revoked: use a valid key"          (or "API key expired: ...")
 
@@ -45,6 +46,11 @@ INIT_TIMEOUT = 4408  # graphql-transport-ws's own code, for the legacy protocol 
 REVOKED = 4403
 EXPIRED = 4440
 TOO_MANY_SOCKETS = 4430
+
+
+class CredentialExpired(Exception):
+    """``connection_init`` carried an access token past its exp (raised by the view's
+    ``on_ws_connect``): the socket closes with 4440, not strawberry's 4403 for a refusal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +208,9 @@ class CredentialWatch:
 class SocketAuthority:
     """Mixed into both protocols' handlers (graphql_schema/view.py), before strawberry's
     base class, which provides what is declared here. A handler implements
-    ``end_operations`` and calls ``authorised`` before each operation and
-    ``watch_credential`` once the connection is acknowledged."""
+    ``end_operations``, runs ``connection_init`` through ``initialise`` (which watches the
+    credential once the connection is acknowledged) and calls ``authorised`` before each
+    operation."""
 
     view: Any  # graphql_schema.view.GraphQLView
     context: Context
@@ -237,6 +244,16 @@ class SocketAuthority:
             return True
         await self.close_for(closing)
         return False
+
+    async def initialise(self, handle_init: Awaitable[None]) -> None:
+        """Run strawberry's ``connection_init`` handling, then watch the credential; an
+        expired access token closes the socket with 4440 (refresh and reconnect)."""
+        try:
+            await handle_init
+        except CredentialExpired:
+            await self.close_for(TOKEN_EXPIRED)
+            return
+        self.watch_credential()
 
     def watch_credential(self) -> None:
         if (

@@ -29,7 +29,15 @@ from db.models import ApiKey, Order, User
 from tests.documents import LOGOUT, REQUEST_RESET, RESET_PASSWORD, login, signed_in
 from tests.partner import CREATE_API_KEY, ME_EMAIL, REVOKE_API_KEY, create_key
 from tests.support import GraphQLClient
-from tests.test_websocket import LEGACY_WS, TRANSPORT_WS, LiveServer, _open, _receive, _send
+from tests.test_websocket import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    LiveServer,
+    _open,
+    _receive,
+    _send,
+    _token,
+)
 
 EXPIRED = 4440
 REVOKED = 4403
@@ -365,3 +373,16 @@ async def test_a_client_may_hold_only_so_many_sockets(strict):
     assert (await _receive(again))["type"] == "connection_ack"
     for ws in (*first, again):
         await ws.close()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_an_expired_token_at_connection_init_says_refresh_not_sign_in(
+    live, gql, settings, protocol
+):
+    """A genuine token past its exp is told apart from a revoked or forged one at
+    connection_init too: 4440 (refresh and reconnect), not 4403 (sign in again)."""
+    auth = await signed_in(gql)
+    expired = _token(settings, user_id=_user_id(auth["accessToken"]), age=3600)
+    ws = await _open(live, protocol)
+    await _send(ws, {"type": "connection_init", "payload": {"authToken": expired}})
+    assert await _closed(ws) == (EXPIRED, "Token expired: refresh and reconnect")

@@ -120,7 +120,9 @@ class TokenSigner:
                 leeway=5,
             )
         except jwt.ExpiredSignatureError as error:
-            raise InvalidToken("The token has expired", field="token") from error
+            expired = InvalidToken("The token has expired", field="token")
+            expired.expired = True
+            raise expired from error
         except jwt.PyJWTError as error:
             raise InvalidToken(field="token") from error
 
