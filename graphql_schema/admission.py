@@ -106,6 +106,14 @@ class Admitted:
     decision: Decision | None  # the rate-limit budget after this request
 
 
+RATE_LIMIT_HEADERS = (
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+)  # rate_limit_headers's names
+
+
 def rate_limit_headers(decision: Decision, window: float) -> dict[str, str]:
     return {
         "RateLimit-Limit": str(decision.limit),

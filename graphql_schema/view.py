@@ -51,7 +51,13 @@ from app.runtime import Runtime
 from app.services.api_keys import ApiKeyAuth, authenticate_api_key
 from app.services.security_events import client_ip_var, user_agent_var
 from app.services.sessions import Authenticated, authenticate
-from graphql_schema.admission import Admitted, Gate, Refused, rate_limit_headers
+from graphql_schema.admission import (
+    RATE_LIMIT_HEADERS,
+    Admitted,
+    Gate,
+    Refused,
+    rate_limit_headers,
+)
 from graphql_schema.caching import VARY, is_persisted, public_cache_control
 from graphql_schema.context import Context
 from graphql_schema.input_text import MESSAGE as UNSAFE_TEXT
@@ -524,6 +530,9 @@ class GraphQLView(GraphQL[Context, None]):
         )
         if cache_control is not None:
             sub_response.headers.update({"Cache-Control": cache_control, "Vary": VARY})
+            for name in RATE_LIMIT_HEADERS:  # this caller's budget, not to be shared
+                if name in sub_response.headers:
+                    del sub_response.headers[name]
 
     def _add_rate_limit_headers(self, sub_response: Any, admitted: Admitted) -> None:
         if admitted.decision is not None:

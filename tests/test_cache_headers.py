@@ -52,6 +52,8 @@ async def test_an_anonymous_persisted_market_data_get_is_publicly_cacheable(clie
     assert response.status_code == 200 and set(response.json()) == {"data"}, response.text
     assert response.headers["cache-control"] == "public, max-age=2"
     assert {"authorization", "x-api-key", "cookie"} <= _vary(response)
+    # one caller's budget must not be served to the others from a shared cache
+    assert not [name for name in response.headers if name.lower().startswith("ratelimit-")]
 
 
 async def test_a_trusted_document_over_get_is_publicly_cacheable(rt, tmp_path):
