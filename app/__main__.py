@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.logs import configure_logging
-from app.settings import Settings
+from app.core.logs import configure_logging
+from app.core.settings import Settings
 
 if TYPE_CHECKING:
     import uvicorn
@@ -150,7 +150,7 @@ def _run_on_runtime(
 
 
 def run_engines(settings: Settings) -> None:
-    from app.services.engine import EngineSet
+    from app.trading.engine import EngineSet
 
     async def body(rt: Runtime) -> None:
         engines = EngineSet(rt)
@@ -181,7 +181,7 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_copy_worker(settings: Settings) -> None:
-    from app.services.copy_trading import run_worker as copy_worker
+    from app.social.copy_trading import run_worker as copy_worker
 
     _with_runtime(settings, copy_worker)
 

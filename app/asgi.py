@@ -14,18 +14,18 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from app import links, ops, webhooks
 from app.background import default_jobs
+from app.core.logs import configure_logging
+from app.core.settings import Settings
+from app.events.pubsub import PubSubHub
+from app.http import links, ops, webhooks
+from app.http.middleware import EdgeMiddleware, SizeLimits
 from app.jobs import add_withdrawal_jobs
-from app.logs import configure_logging
-from app.middleware import EdgeMiddleware, SizeLimits
-from app.pubsub import PubSubHub
 from app.runtime import Runtime, build_runtime
-from app.services.engine import EngineSet
-from app.services.market_maker import MarketMaker
-from app.settings import Settings
+from app.trading.engine import EngineSet
+from app.trading.market_maker import MarketMaker
+from graphql_schema.gateway.view import GraphQLView
 from graphql_schema.schema import schema
-from graphql_schema.view import GraphQLView
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from app.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
+from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
+from app.core.waits import within
+from app.events import outbox
+from app.ledger import idempotency
+from app.notifications.notifications import email_notifications, notify_from_events
+from app.notifications.price_alerts import fire_price_alerts
 from app.runtime import Runtime
-from app.services import copy_trading, idempotency, outbox, profit_share
-from app.services.leaderboard import recompute_leaderboard
-from app.services.notifications import email_notifications, notify_from_events
-from app.services.price_alerts import fire_price_alerts
-from app.services.staking_accrual import accrue_due_days
-from app.services.trading_reads import snapshot_equity
-from app.waits import within
+from app.social import copy_trading, profit_share
+from app.social.leaderboard import recompute_leaderboard
+from app.staking.accrual import accrue_due_days
+from app.trading.reads import snapshot_equity
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.accounts.domain.tokens import TokenSigner
+from app.adapters.mail import Mailer, build_mailer
 from app.adapters.payments import PaymentGateway
 from app.adapters.stripe_gateway import StripeGateway
-from app.domain.tokens import TokenSigner
-from app.services.engine_signals import AppliedWatcher
-from app.services.mail import Mailer, build_mailer
-from app.settings import Settings
+from app.core.settings import Settings
+from app.events.engine_signals import AppliedWatcher
 from db.session import create_engine, create_sessionmaker
 
 C = TypeVar("C")
@@ -65,7 +65,7 @@ class Runtime:
         return self._reads
 
     def coalescer(self, name: str, make: Callable[[], C]) -> C:
-        """This runtime's one ``name`` (an ``app.coalesce.Coalescer``), made on first use."""
+        """This runtime's one ``name`` (an ``app.core.coalesce.Coalescer``), made on first use."""
         if name not in self._coalescers:
             self._coalescers[name] = make()
         return self._coalescers[name]  # type: ignore[no-any-return]

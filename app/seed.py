@@ -16,7 +16,7 @@ Everything goes through the ordinary services, as an admin and the users would:
 
 Idempotent: a second run finds every user, KYC level, deposit (by its transaction hash),
 order (by its clientOrderId) and leader profile in place and changes nothing. Development
-only: production refuses SEED_DEMO_DATA (``app.settings``).
+only: production refuses SEED_DEMO_DATA (``app.core.settings``).
 """
 
 from __future__ import annotations
@@ -31,17 +31,19 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from app.domain.deposit_addresses import base58
-from app.domain.kyc import DocumentType, KycStatus
-from app.domain.orders import OrderRequest, OrderType, Side, TimeInForce
-from app.domain.passwords import hash_password
-from app.domain.social import LeaderProfile, Visibility
+from app.accounts import kyc
+from app.accounts.domain.kyc import DocumentType, KycStatus
+from app.accounts.domain.passwords import hash_password
 from app.runtime import Runtime
-from app.services import kyc, leaderboard, leaders, trading
-from app.services.crypto_deposits import credit_crypto_deposit, deposit_address
-from app.services.engine import EngineSet
-from app.services.markets import market_by_symbol
-from app.services.trading_reads import order_book, snapshot_equity
+from app.social import leaderboard, leaders
+from app.social.domain.social import LeaderProfile, Visibility
+from app.trading import placement as trading
+from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from app.trading.engine import EngineSet
+from app.trading.markets import market_by_symbol
+from app.trading.reads import order_book, snapshot_equity
+from app.wallets.crypto_deposits import credit_crypto_deposit, deposit_address
+from app.wallets.domain.deposit_addresses import base58
 from db.models import Leader, Order, User
 
 USER, ADMIN = "USER", "ADMIN"

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from app.__main__ import services
+from app.accounts.accounts import register
+from app.accounts.sessions import login
+from app.core.settings import Settings
 from app.runtime import build_runtime
-from app.services.accounts import register
-from app.services.sessions import login
-from app.settings import Settings
 from bench.load import LoadResult, Target, run_loadgen, run_wrk, wrk_available
 from bench.processes import (
     ROOT,

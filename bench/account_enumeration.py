@@ -19,8 +19,8 @@ import uuid
 import httpx
 
 from app.asgi import create_app
+from app.core.settings import Settings
 from app.runtime import build_runtime
-from app.settings import Settings
 from bench.__main__ import database_and_redis
 from db.migrate import upgrade
 from tests.support import start_smtp_server

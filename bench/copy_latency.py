@@ -2,7 +2,7 @@
 accepted by the engine, for 100 and 1,000 followers, beside a baseline in the same run.
 
 1. ``co_bench_trading`` (bench.trading_support), one process: the matching engines and
-   the copy worker (``app.services.copy_trading.run_worker``, woken by the engines'
+   the copy worker (``app.social.copy_trading.run_worker``, woken by the engines'
    NOTIFY) as tasks, ``python -m bench``'s settings (pool of 40, COPY_CONCURRENCY).
 2. Per follower count: a leader, that many followers (FIXED_AMOUNT 50 USDT, LIMIT IOC at
    the leader's price + 1 %), a maker with a deep BTC/USDT ask at 90,000.
@@ -31,11 +31,12 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from app.domain.orders import OrderRequest, OrderType, Side, TimeInForce
-from app.logs import configure_logging
+from app.core.logs import configure_logging
 from app.runtime import Runtime
-from app.services import copy_trading, trading
-from app.services.engine import EngineSet
+from app.social import copy_trading
+from app.trading import placement as trading
+from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from app.trading.engine import EngineSet
 from bench.trading_support import (
     create_traders,
     machine,

@@ -32,9 +32,9 @@ from typing import Any
 import asyncpg
 
 from app.__main__ import services
+from app.core.settings import Settings
 from app.embedded import with_database
-from app.services.leaderboard import recompute_leaderboard
-from app.settings import Settings
+from app.social.leaderboard import recompute_leaderboard
 from bench.load import LoadResult, Target, run_loadgen, run_wrk, wrk_available
 from bench.processes import ROOT, Children, post_json, run_main
 from bench.trading_support import (

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from sortedcontainers import SortedDict  # type: ignore[import-untyped]
 
-from app.domain.matching import (
+from app.trading.domain.matching import (
     Accepted,
     Cancel,
     Command,
@@ -45,7 +45,7 @@ from app.domain.matching import (
     OrderDone,
     Place,
 )
-from app.domain.orders import MarketSpec, OrderType, Side, TimeInForce
+from app.trading.domain.orders import MarketSpec, OrderType, Side, TimeInForce
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET_ORDERS_PER_SECOND = 100_000
@@ -325,7 +325,8 @@ def report(
     )
     print()
     print(f"{'book':<30}{'orders/s best':>16}{'median':>12}   ({args.rounds} rounds)")
-    print(f"{'engine (app.domain.matching)':<30}{engine.best:>16,.0f}{engine.median:>12,.0f}")
+    label = "engine (app.trading.domain.matching)"
+    print(f"{label:<30}{engine.best:>16,.0f}{engine.median:>12,.0f}")
     print(f"{'reference (sortedcontainers)':<30}{reference.best:>16,.0f}{reference.median:>12,.0f}")
     print(f"{'ratio':<30}{ratio:>15.2f}x{engine.median / reference.median:>11.2f}x")
     print()

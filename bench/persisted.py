@@ -32,7 +32,7 @@ from statistics import mean
 
 from graphql import parse, print_ast
 
-from app.settings import Settings
+from app.core.settings import Settings
 from bench.__main__ import DATA_DIR, bench_access_token, bench_settings, database_and_redis
 from bench.load import LoadResult, Target, run_loadgen, run_wrk, wrk_available
 from bench.loadgen import build_request

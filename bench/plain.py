@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.errors import InvalidToken
-from app.logs import configure_logging
+from app.accounts.sessions import authenticate
+from app.core.errors import InvalidToken
+from app.core.logs import configure_logging
+from app.core.settings import Settings
 from app.runtime import Runtime, build_runtime
-from app.services.sessions import authenticate
-from app.settings import Settings
 
 
 def global_id(type_name: str, node_id: int) -> str:

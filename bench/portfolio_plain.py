@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.errors import InvalidToken
-from app.logs import configure_logging
+from app.accounts.sessions import authenticate
+from app.core.errors import InvalidToken
+from app.core.logs import configure_logging
+from app.core.settings import Settings
 from app.runtime import build_runtime
-from app.services.sessions import authenticate
-from app.settings import Settings
 
 PORTFOLIO_SQL = """
     WITH balances AS (

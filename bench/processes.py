@@ -133,7 +133,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def run_main(run: Callable[[Any], int], args: Any) -> int:
     """A benchmark's ``main``: SIGTERM and Ctrl-C end it through its cleanup (the servers
     it started are stopped), quiet logging, then ``run(args)``."""
-    from app.logs import configure_logging
+    from app.core.logs import configure_logging
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     configure_logging(level="WARNING", json_output=False)

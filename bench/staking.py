@@ -35,11 +35,12 @@ from typing import Any, TypeVar
 import asyncpg
 
 from app.__main__ import services
+from app.core.settings import Settings
 from app.embedded import ensure_database, with_database
+from app.ledger import journal as ledger
 from app.runtime import Runtime, build_runtime
-from app.services import ledger, staking
-from app.services.staking_accrual import AccrualRun, accrue_due_days
-from app.settings import Settings
+from app.staking import staking
+from app.staking.accrual import AccrualRun, accrue_due_days
 from bench.processes import ROOT
 from bench.report import RESULTS_DIR
 from db.migrate import upgrade

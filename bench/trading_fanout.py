@@ -5,7 +5,7 @@ publishes book deltas at ``--rate`` per second straight to the Redis channel the
 outbox relay uses (the outbox message format), so only the fan-out is measured: the
 server's pub/sub hub, the subscription resolver, GraphQL execution and the WebSocket.
 Every socket sends the same document and variables, so the server executes and encodes
-each delta once (graphql_schema/shared_subscriptions.py); per socket there is the
+each delta once (graphql_schema/gateway/shared_subscriptions.py); per socket there is the
 operation id spliced in and the send. The server declines permessage-deflate as in
 production (``WS_PER_MESSAGE_DEFLATE=false``); ``--server-deflate`` has it accept (a zlib
 stream per socket), ``--profile PATH`` runs it under cProfile.
@@ -43,7 +43,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from app.services.outbox import channel
+from app.events.outbox import channel
 from bench.loadgen import percentile_ms
 from bench.processes import ROOT, Children, run_main
 from bench.trading_support import (

@@ -37,7 +37,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from app.services import ledger
+from app.ledger import journal as ledger
 from bench.load import LoadResult, Target, parse_wrk, run_loadgen, run_wrk, wrk_available
 from bench.order_load import order_body
 from bench.processes import HOST, ROOT, Children, post_json, run_main

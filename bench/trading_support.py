@@ -30,11 +30,11 @@ import asyncpg
 from sqlalchemy import insert
 
 from app.__main__ import services
-from app.domain.ledger import AccountKind, Leg
+from app.core.settings import Settings
 from app.embedded import with_database
+from app.ledger import journal as ledger
+from app.ledger.rules import AccountKind, Leg
 from app.runtime import Runtime, build_runtime
-from app.services import ledger
-from app.settings import Settings
 from bench.__main__ import bench_settings
 from bench.processes import ROOT, Children, free_port, uvicorn_command, wait_until_serving
 from bench.report import RESULTS_DIR

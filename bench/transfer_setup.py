@@ -11,9 +11,9 @@ from decimal import Decimal
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.ledger import AccountKind, Leg
+from app.ledger import journal as ledger
+from app.ledger.rules import AccountKind, Leg
 from app.runtime import Runtime
-from app.services import ledger
 from bench.transfer_plan import Party
 from db.models import LedgerAccount, Transfer, User
 from db.session import in_transaction
@@ -21,7 +21,7 @@ from db.session import in_transaction
 
 @dataclass(frozen=True, slots=True)
 class LedgerCheck:
-    problems: list[str]  # app.services.ledger.check_invariants: empty when all hold
+    problems: list[str]  # app.ledger.journal.check_invariants: empty when all hold
     user_totals: dict[str, Decimal]  # the bench users' balances summed per currency
     transfers_sent: int  # transfers rows whose sender is a bench user
 

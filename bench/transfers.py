@@ -6,7 +6,7 @@ the service function and the GraphQL mutation, in one run, with the ratios.
 2. Migrations; ``--users`` verified users, funded through the ledger, a token each; one
    random plan of ``--transfers`` transfers (after a ``--warmup``) shared by the scenarios.
 3. raw asyncpg: BEGIN, guarded debit, credit, COMMIT on a scratch table (the floor).
-4. service: ``app.services.transfers.transfer`` called in this process.
+4. service: ``app.wallets.transfers.transfer`` called in this process.
 5. graphql: the app under uvicorn, the ``transfer`` mutation sent by bench.transfer_client
    from its own process, each request with its sender's token and its own key.
    Every scenario: ``--concurrency`` workers, closed loop, the same DB pool size.
@@ -37,11 +37,11 @@ import asyncpg
 import uvloop
 
 from app.__main__ import services
+from app.core.errors import InsufficientFunds
+from app.core.settings import Settings
 from app.embedded import ensure_database, with_database
-from app.errors import InsufficientFunds
 from app.runtime import Runtime, build_runtime
-from app.services import transfers
-from app.settings import Settings
+from app.wallets import transfers
 from bench.__main__ import bench_settings
 from bench.closed_loop import RunStats, WarmedRun, run_after_warmup
 from bench.processes import (
@@ -320,7 +320,7 @@ def method_description(args: argparse.Namespace) -> dict[str, str]:
         f"{args.users} users, {args.currency}, the same random pairs and amounts in each",
         "raw asyncpg": "asyncpg pool; BEGIN, UPDATE debit (guarded balance >= x) and UPDATE "
         "credit in id order, COMMIT; a scratch table",
-        "service": "app.services.transfers.transfer in the bench process (uvloop)",
+        "service": "app.wallets.transfers.transfer in the bench process (uvloop)",
         "graphql": "POST /graphql `transfer` mutation, one uvicorn worker (uvloop, httptools, "
         "ENV=production), requests from bench.transfer_client in a separate process",
         "checks": "after each scenario: ledger.check_invariants, the users' total per currency, "

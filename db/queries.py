@@ -12,7 +12,7 @@ from sqlalchemy import ARRAY, BigInteger, Select, any_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 from db.models import User
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ async def driver(session: AsyncSession) -> Any:
 
     SQLAlchemy's asyncpg adapter sends BEGIN lazily, on its own first statement; a raw
     statement before that would run in autocommit and survive a rollback. So start the
-    adapter's transaction here if it has not started (tests/test_raw.py guards this)."""
+    adapter's transaction here if it has not started (tests/platform/test_raw.py guards this)."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     adapter = raw.dbapi_connection

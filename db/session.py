@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.errors import TransientError
+from app.core.errors import TransientError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

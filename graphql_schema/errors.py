@@ -9,9 +9,10 @@ from enum import Enum
 
 import strawberry
 
-from app import errors as domain
-from app.domain import notifications, social
-from app.domain import trading_errors as trading
+from app.core import errors as domain
+from app.notifications import rules as notifications
+from app.social.domain import social
+from app.trading.domain import errors as trading
 
 
 @strawberry.interface(name="Error", description="An expected failure. Nothing was changed.")

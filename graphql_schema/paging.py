@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from strawberry import relay
 
 from db.queries import Page
+
+N = TypeVar("N")
+R = TypeVar("R")
 
 
 def page_info(page: Page[Any]) -> relay.PageInfo:
@@ -16,4 +20,13 @@ def page_info(page: Page[Any]) -> relay.PageInfo:
         has_previous_page=page.has_previous_page,
         start_cursor=page.items[0][0] if page.items else None,
         end_cursor=page.items[-1][0] if page.items else None,
+    )
+
+
+def to_connection(
+    connection_cls: type[relay.Connection[N]], page: Page[R], node: Callable[[R], N]
+) -> relay.Connection[N]:
+    return connection_cls(
+        edges=[relay.Edge(cursor=cursor, node=node(item)) for cursor, item in page.items],
+        page_info=page_info(page),
     )

@@ -6,10 +6,16 @@ from typing import Annotated, TypeAlias
 
 import strawberry
 
-from graphql_schema.deposits import (
-    CreateDepositPayload,
-    CreditCryptoDepositPayload,
-    DepositAddress,
+from graphql_schema.accounts.kyc import ReviewKycPayload, SubmitKycPayload
+from graphql_schema.accounts.types import (
+    AuthPayload,
+    ChangeEmailPayload,
+    ConfirmTwoFactorPayload,
+    EnableTwoFactorPayload,
+    LogoutPayload,
+    RegisterPayload,
+    RequestPasswordResetPayload,
+    UserPayload,
 )
 from graphql_schema.errors import (
     BelowMinimumWithdrawal,
@@ -57,20 +63,14 @@ from graphql_schema.errors import (
     WithdrawalNotSupported,
     WithdrawalStatusConflict,
 )
-from graphql_schema.kyc import ReviewKycPayload, SubmitKycPayload
-from graphql_schema.money import TransferPayload
-from graphql_schema.staking import StakePayload, StakingProductPayload, UnstakePayload
-from graphql_schema.types import (
-    AuthPayload,
-    ChangeEmailPayload,
-    ConfirmTwoFactorPayload,
-    EnableTwoFactorPayload,
-    LogoutPayload,
-    RegisterPayload,
-    RequestPasswordResetPayload,
-    UserPayload,
+from graphql_schema.staking.types import StakePayload, StakingProductPayload, UnstakePayload
+from graphql_schema.wallets.deposits import (
+    CreateDepositPayload,
+    CreditCryptoDepositPayload,
+    DepositAddress,
 )
-from graphql_schema.withdrawals import CustodyPayload, WithdrawalPayload
+from graphql_schema.wallets.types import TransferPayload
+from graphql_schema.wallets.withdrawals import CustodyPayload, WithdrawalPayload
 
 # UserPayload and EmailAlreadyRegistered are never returned any more (they told whether an
 # address had an account); they stay members so that existing clients' documents validate.

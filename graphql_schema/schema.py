@@ -14,18 +14,21 @@ from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from app.domain.api_keys import Scope
-from graphql_schema.access import public, requires_scope, session_only
-from graphql_schema.extensions import OperationPolicy, log_errors
-from graphql_schema.limits import DocumentParser, QueryLimits
+from app.accounts.domain.api_keys import Scope
+from graphql_schema.accounts.types import User, UserConnection
+from graphql_schema.gateway.access import public, requires_scope, session_only
+from graphql_schema.gateway.extensions import OperationPolicy, log_errors
+from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from graphql_schema.types import User, UserConnection
-from resolvers import accounts, copying, kyc, money, partner, queries, social, trading
-from resolvers import deposits as deposit_resolvers
-from resolvers import leaderboard as leaderboard_resolvers
 from resolvers import notifications as notification_resolvers
+from resolvers import queries, trading
 from resolvers import staking as staking_resolvers
-from resolvers import withdrawals as withdrawal_resolvers
+from resolvers.accounts import accounts, kyc, partner
+from resolvers.social import copying, social
+from resolvers.social import leaderboard as leaderboard_resolvers
+from resolvers.wallets import deposits as deposit_resolvers
+from resolvers.wallets import money
+from resolvers.wallets import withdrawals as withdrawal_resolvers
 
 
 def _market_data() -> Any:

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from strawberry.types import Info
 
-from app.errors import TransientError, UserError
-from app.pubsub import Dropped, Message
-from app.services.outbox import channel
+from app.core.errors import TransientError, UserError
+from app.events.outbox import channel
+from app.events.pubsub import Dropped, Message
 from graphql_schema.errors import Error, to_graphql_error
 
 T = TypeVar("T")

@@ -7,23 +7,23 @@ from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
-from app.domain.leaderboard import Period
-from app.domain.staking import utc_day
 from app.runtime import Runtime
-from app.services.copy_trading import copies_by_ids
-from app.services.deposits import deposits_by_ids
-from app.services.follows import FollowStatistics, follow_statistics
-from app.services.leaderboard import LeaderStats, stats_by_keys
-from app.services.leaders import LeaderView, leaders_by_ids
-from app.services.markets import MarketRow, markets_by_ids
-from app.services.staking import (
+from app.social.copy_trading import copies_by_ids
+from app.social.domain.leaderboard import Period
+from app.social.follows import FollowStatistics, follow_statistics
+from app.social.leaderboard import LeaderStats, stats_by_keys
+from app.social.leaders import LeaderView, leaders_by_ids
+from app.staking.rules import utc_day
+from app.staking.staking import (
     Product,
     active_stakes_by_user_ids,
     products_by_ids,
     stakes_by_ids,
 )
-from app.services.trading_reads import fills_by_order_ids
-from app.services.wallets import Wallet, wallets_by_user_ids
+from app.trading.markets import MarketRow, markets_by_ids
+from app.trading.reads import fills_by_order_ids
+from app.wallets.deposits import deposits_by_ids
+from app.wallets.wallets import Wallet, wallets_by_user_ids
 from db.models import (
     Copy,
     Deposit,

@@ -8,10 +8,11 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from app.domain.notifications import AlertDirection, AlertStatus, Priority
-from app.services import notifications, price_alerts
-from graphql_schema.context import Context
-from graphql_schema.notifications import (
+from app.notifications import notifications, price_alerts
+from app.notifications.rules import AlertDirection, AlertStatus, Priority
+from graphql_schema.gateway.context import Context
+from graphql_schema.ids import node_pk
+from graphql_schema.notifications.types import (
     CreatePriceAlertResult,
     DeletePriceAlertPayload,
     DeletePriceAlertResult,
@@ -28,9 +29,8 @@ from graphql_schema.notifications import (
     PriceAlertStatus,
     UpdateNotificationPreferencesResult,
 )
-from graphql_schema.types import to_connection
+from graphql_schema.paging import to_connection
 from resolvers.common import attempt, stream_events
-from resolvers.ids import node_pk
 
 Ctx = Info[Context, None]
 NOTIFICATION = "Notification"

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 from strawberry.types import Info
 
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 from db.queries import list_users
-from graphql_schema.context import Context
-from graphql_schema.types import User, UserConnection, to_connection
+from graphql_schema.accounts.types import User, UserConnection
+from graphql_schema.gateway.context import Context
+from graphql_schema.paging import to_connection
 
 Ctx = Info[Context, None]
 

@@ -7,19 +7,18 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from app.domain import staking as rules
-from app.domain.staking import ProductKind, ProductStatus
-from app.services import staking
+from app.staking import rules, staking
+from app.staking.rules import ProductKind, ProductStatus
 from db.models import Stake as StakeRow
-from graphql_schema.context import Context
-from graphql_schema.money import amount_in
+from graphql_schema.gateway.context import Context
+from graphql_schema.ids import node_pk
 from graphql_schema.results import (
     SetStakeAutoRenewResult,
     StakeResult,
     StakingProductResult,
     UnstakeResult,
 )
-from graphql_schema.staking import (
+from graphql_schema.staking.types import (
     StakeNode,
     StakePayload,
     StakingProductKind,
@@ -29,8 +28,8 @@ from graphql_schema.staking import (
     StakingQuote,
     UnstakePayload,
 )
+from graphql_schema.wallets.types import amount_in
 from resolvers.common import attempt
-from resolvers.ids import node_pk
 
 Ctx = Info[Context, None]
 PRODUCT = "StakingProduct"

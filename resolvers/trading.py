@@ -12,46 +12,18 @@ import strawberry
 from strawberry.relay.utils import to_base64
 from strawberry.types import Info
 
-from app.domain.orders import MarketSpec
-from app.domain.orders import MarketStatus as DomainMarketStatus
-from app.domain.orders import OrderStatus as DomainOrderStatus
-from app.errors import ValidationFailed
-from app.metrics import count_placement
-from app.services import markets, trading, trading_reads
+from app.core.errors import ValidationFailed
+from app.core.metrics import count_placement
+from app.trading import markets
+from app.trading import placement as trading
+from app.trading import reads as trading_reads
+from app.trading.domain.orders import MarketSpec
+from app.trading.domain.orders import MarketStatus as DomainMarketStatus
 from db.models import Order as OrderRow
-from graphql_schema.context import Context
-from graphql_schema.money import usd
-from graphql_schema.trading import (
-    CancelAllOrdersPayload,
-    CandleNode,
-    EquityPoint,
-    FillConnection,
-    FillNode,
-    FillUpdate,
-    MarketNode,
-    MarketPayload,
-    MarketStatus,
-    OrderBook,
-    OrderBookUpdate,
-    OrderConnection,
-    OrderListKind,
-    OrderListPayload,
-    OrderNode,
-    OrderPayload,
-    OrderStatus,
-    OrderUpdate,
-    PlaceOrderInput,
-    PlaceOrderListInput,
-    Portfolio,
-    Position,
-    Ticker,
-    Trade,
-    TradingEnabledPayload,
-    market_specs,
-    order_nodes,
-    places,
-)
-from graphql_schema.trading_results import (
+from graphql_schema.gateway.context import Context
+from graphql_schema.ids import node_pk
+from graphql_schema.trading.fields import market_row
+from graphql_schema.trading.results import (
     AmendOrderResult,
     CancelAllOrdersResult,
     CancelOrderResult,
@@ -60,9 +32,28 @@ from graphql_schema.trading_results import (
     SetMarketStatusResult,
     SetTradingEnabledResult,
 )
-from graphql_schema.types import to_connection
+from graphql_schema.trading.types import (
+    CancelAllOrdersPayload,
+    CandleNode,
+    FillUpdate,
+    MarketNode,
+    MarketPayload,
+    MarketStatus,
+    OrderBook,
+    OrderBookUpdate,
+    OrderListKind,
+    OrderListPayload,
+    OrderPayload,
+    OrderUpdate,
+    PlaceOrderInput,
+    PlaceOrderListInput,
+    Ticker,
+    Trade,
+    TradingEnabledPayload,
+    order_nodes,
+    places,
+)
 from resolvers.common import attempt, stream_events, subscribe
-from resolvers.ids import node_pk
 
 Ctx = Info[Context, None]
 ORDER = "Order"
@@ -80,18 +71,13 @@ async def list_markets(info: Ctx) -> list[MarketNode]:
     return [MarketNode.from_row(r) for r in rows]
 
 
-async def _market(info: Ctx, symbol: str) -> markets.MarketRow:
-    async with info.context.rt.sessions() as session:
-        return await markets.market_by_symbol(session, symbol)
-
-
 async def market(info: Ctx, symbol: str) -> MarketNode:
-    return MarketNode.from_row(await _market(info, symbol))
+    return MarketNode.from_row(await market_row(info, symbol))
 
 
 async def order_book(info: Ctx, symbol: str, depth: int = 20) -> OrderBook:
     """The top ``depth`` price levels per side, aggregated."""
-    row = await _market(info, symbol)
+    row = await market_row(info, symbol)
     async with info.context.rt.sessions() as session:
         book = await trading_reads.order_book(
             session, market_id=row.id, symbol=row.symbol, depth=depth
@@ -101,7 +87,7 @@ async def order_book(info: Ctx, symbol: str, depth: int = 20) -> OrderBook:
 
 async def recent_trades(info: Ctx, symbol: str, first: int = 50) -> list[Trade]:
     """The latest trades, newest first."""
-    row = await _market(info, symbol)
+    row = await market_row(info, symbol)
     async with info.context.rt.sessions() as session:
         trades = await trading_reads.recent_trades(session, market_id=row.id, first=first)
     return [Trade.from_row(row.symbol, t, row.spec) for t in trades]
@@ -116,7 +102,7 @@ async def candles(
 ) -> list[CandleNode]:
     """OHLCV candles built from trades (1m, 5m, 15m, 1h, 4h, 1d); empty intervals are
     left out."""
-    row = await _market(info, symbol)
+    row = await market_row(info, symbol)
     async with info.context.rt.sessions() as session:
         rows = await trading_reads.candles(
             session,
@@ -129,61 +115,6 @@ async def candles(
 
 
 # --- the user's orders, fills, portfolio ------------------------------------------------
-
-
-async def orders_of(
-    info: Ctx,
-    user_id: int,
-    status: list[OrderStatus] | None,
-    symbol: str | None,
-    first: int,
-    after: str | None,
-) -> OrderConnection:
-    market_id = (await _market(info, symbol)).id if symbol else None
-    async with info.context.rt.sessions() as session:
-        page = await trading_reads.list_orders(
-            session,
-            user_id=user_id,
-            first=first,
-            after=after,
-            statuses=[DomainOrderStatus(s.value) for s in status or ()],
-            market_id=market_id,
-        )
-    for _, row in page.items:
-        info.context.loaders.order_by_id.prime(row.id, row)
-    specs = await market_specs(info, (row for _, row in page.items))
-    return to_connection(  # type: ignore[return-value]
-        OrderConnection, page, lambda row: OrderNode.from_row(row, specs.get(row.market_id))
-    )
-
-
-async def fills_of(info: Ctx, user_id: int, first: int, after: str | None) -> FillConnection:
-    async with info.context.rt.sessions() as session:
-        page = await trading_reads.list_fills(session, user_id=user_id, first=first, after=after)
-    specs = await market_specs(info, (row for _, row in page.items))
-    return to_connection(  # type: ignore[return-value]
-        FillConnection, page, lambda row: FillNode.from_row(row, specs.get(row.market_id))
-    )
-
-
-async def portfolio_of(info: Ctx, user_id: int) -> Portfolio:
-    async with info.context.rt.sessions() as session:
-        view = await trading_reads.portfolio(session, user_id=user_id)
-    return Portfolio(
-        equity=usd(view.equity_usd),
-        positions=[Position.from_view(p) for p in view.positions],
-        user_id=user_id,
-    )
-
-
-async def equity_history(
-    info: Ctx, user_id: int, start: datetime, end: datetime | None
-) -> list[EquityPoint]:
-    async with info.context.rt.sessions() as session:
-        points = await trading_reads.equity_history(
-            session, user_id=user_id, start=start, end=end or info.context.rt.now()
-        )
-    return [EquityPoint(at=at, equity=usd(equity)) for at, equity in points]
 
 
 # --- mutations ------------------------------------------------------------------------
@@ -334,7 +265,7 @@ async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> Set
 async def order_book_updates(
     info: Ctx, symbol: str, depth: int = 20
 ) -> AsyncGenerator[OrderBookUpdate, None]:
-    row = await _market(info, symbol)
+    row = await market_row(info, symbol)
     trading_reads.check_depth(depth)
     async with (
         subscribe(info, f"book:{row.symbol}") as events,
@@ -346,12 +277,12 @@ async def order_book_updates(
     ):
         async for update in updates:
             # sockets on the same document share one execution
-            # (graphql_schema.shared_subscriptions): this runs once per update
+            # (graphql_schema.gateway.shared_subscriptions): this runs once per update
             yield OrderBookUpdate.from_update(update, row.spec)
 
 
 async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
-    row = await _market(info, symbol)
+    row = await market_row(info, symbol)
     shown = places(row.spec)
     async for trade in stream_events(
         info,
@@ -370,7 +301,7 @@ async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
 
 
 async def ticker_updates(info: Ctx, symbol: str) -> AsyncGenerator[Ticker, None]:
-    row = await _market(info, symbol)
+    row = await market_row(info, symbol)
     shown = places(row.spec)
 
     def convert(p: dict[str, Any]) -> Ticker:

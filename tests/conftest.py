@@ -25,20 +25,21 @@ from sqlalchemy import event, insert, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import reference_data, staking_catalogue
 from app.asgi import create_app
+from app.core import reference_data
+from app.core.settings import Settings
 from app.embedded import ensure_database, with_database
+from app.ledger.journal import check_invariants
 from app.runtime import Runtime, build_runtime, utcnow
-from app.services.engine import EngineSet
-from app.services.ledger import check_invariants
-from app.settings import Settings
+from app.staking import catalogue as staking_catalogue
+from app.trading.engine import EngineSet
 from db.base import Base
 from db.migrate import upgrade
 from db.models import Currency, KycLimit, Market, ReferencePrice
 from db.session import sqlstate
-from tests.partner import client_with
 from tests.support import GraphQLClient, Mailbox, QueryCounter, start_smtp_server
-from tests.trading import running_engines
+from tests.support.partner import client_with
+from tests.support.trading import running_engines
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith("gw") else 0
@@ -137,7 +138,7 @@ def settings(smtp: Mailbox) -> Iterator[Settings]:
         seed_demo_data=False,
         log_json=False,
         db_pool_size=5,
-        # Engines run where a test starts them (tests/trading.py); servers under test
+        # Engines run where a test starts them (tests/support/trading.py); servers under test
         # (LiveServer) start their own, as standbys when a test already owns a market.
         trading_engine_poll_seconds=0.05,
         trading_engine_takeover_seconds=0.2,
@@ -246,14 +247,14 @@ def sql_statements(rt: Runtime) -> Iterator[QueryCounter]:
 
 @pytest.fixture
 async def engines(rt: Runtime) -> AsyncIterator[EngineSet]:
-    """Every market's engine running in the test's event loop (tests/trading.py)."""
+    """Every market's engine running in the test's event loop (tests/support/trading.py)."""
     async with running_engines(rt) as running:
         yield running
 
 
 @pytest.fixture
 async def live_gql(live, rt: Runtime) -> AsyncIterator[GraphQLClient]:  # type: ignore[no-untyped-def]
-    """GraphQL over HTTP to the module's ``live`` server (a ``tests.test_websocket.
+    """GraphQL over HTTP to the module's ``live`` server (a ``tests.gateway.test_websocket.
     LiveServer`` each such module defines). Depends on ``rt`` so that the database and
     Redis are emptied after the test."""
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:

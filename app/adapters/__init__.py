@@ -1,3 +1,3 @@
 """Adapters to outside services. Each vendor SDK is imported in exactly one module here,
 behind a small Protocol the rest of the code depends on; vendor errors are converted to
-``app.errors`` at this edge."""
+``app.core.errors`` at this edge."""

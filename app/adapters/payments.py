@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from app.domain.deposits import PaymentFact
+from app.wallets.domain.deposits import PaymentFact
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,15 +33,15 @@ import stripe
 from stripe.params import PaymentIntentCreateParams
 
 from app.adapters.payments import PaymentEvent, PaymentIntent
-from app.domain.deposits import PaymentFact
-from app.errors import (
+from app.core.errors import (
     AppError,
     InvalidWebhook,
     InvariantViolation,
     PaymentRejected,
     TransientError,
 )
-from app.settings import Settings
+from app.core.settings import Settings
+from app.wallets.domain.deposits import PaymentFact
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 # Reference data as shipped with this revision (frozen here: migrations are history;
-# tests/test_project.py checks it still equals app/reference_data.py).
+# tests/platform/test_project.py checks it still equals app/core/reference_data.py).
 _CURRENCIES = [
     {
         "code": code,

@@ -17,7 +17,7 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# A frozen copy of app/staking_catalogue.py at the time of this revision.
+# A frozen copy of app/staking/catalogue.py at the time of this revision.
 # asset, kind, lock days, APY %, compounding, min amount, max per user, capacity
 CATALOGUE = [
     ("USDT", "FLEXIBLE", None, "4", False, "10", "100000", "50000000"),

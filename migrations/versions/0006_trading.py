@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 _LIVE = "status IN ('NEW', 'OPEN', 'PARTIALLY_FILLED', 'UNTRIGGERED', 'TRIGGERED', 'PENDING')"
 
 # The markets as shipped with this revision (frozen: migrations are history;
-# tests/test_project.py checks it still equals app/reference_data.py).
+# tests/platform/test_project.py checks it still equals app/core/reference_data.py).
 _MARKETS = [
     {
         "symbol": symbol,

@@ -1,0 +1,1 @@
+"""Accounts: registration, sessions, two-factor, API keys, KYC, audit, rate limits."""

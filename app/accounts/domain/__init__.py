@@ -1,0 +1,1 @@
+"""Pure account rules: no strawberry, SQLAlchemy, stripe or ccxt."""

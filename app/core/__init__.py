@@ -1,0 +1,1 @@
+"""The process's foundations: errors, money, settings, logs, metrics, waits."""

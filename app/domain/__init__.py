@@ -1,1 +1,0 @@
-"""Pure domain logic: no strawberry, SQLAlchemy, stripe or ccxt imports here."""

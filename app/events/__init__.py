@@ -1,0 +1,1 @@
+"""Events: the outbox, the event log, the Redis hub, engine signals."""

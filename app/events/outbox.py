@@ -1,0 +1,94 @@
+"""Outbox: events written in the transaction of the change, relayed to Redis after."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.events.pubsub import publish_many
+from db.raw import driver, unnest_parameters
+
+log = logging.getLogger(__name__)
+
+
+async def emit(
+    session: AsyncSession, *, topic: str, user_id: int | None, payload: dict[str, Any]
+) -> None:
+    await emit_many(session, [(topic, user_id, payload)])
+
+
+Event = tuple[str, int | None, "dict[str, Any] | str"]  # topic, user id, payload (or its JSON)
+
+
+async def emit_many(session: AsyncSession, events: Sequence[Event]) -> None:
+    """``events`` on the outbox in the session's transaction, in order, in one statement
+    (a payload given as a string is taken as its JSON)."""
+    if events:
+        await (await driver(session)).execute(
+            _EMIT_SQL,
+            [topic for topic, _, _ in events],
+            [user_id for _, user_id, _ in events],
+            [p if isinstance(p, str) else json.dumps(p, default=str) for _, _, p in events],
+        )
+
+
+EVENT_TYPES = ("text", "bigint", "text")  # the arrays of ``insert_sql``
+
+
+def insert_sql(first: int) -> str:
+    """The INSERT of events from three arrays from ``$first`` on (topics, user ids, JSON
+    payloads as text), in their order: ``emit_many``'s statement, or a CTE of a writer's."""
+    arrays = unnest_parameters(first, EVENT_TYPES)
+    return (
+        "INSERT INTO outbox (topic, user_id, payload)"  # noqa: S608 (parameter numbers only)
+        f" SELECT t, u, p::jsonb FROM unnest({arrays}) WITH ORDINALITY AS e(t, u, p, n)"
+        " ORDER BY n"
+    )
+
+
+_EMIT_SQL = insert_sql(1)
+
+
+def channel(prefix: str, topic: str, user_id: int | None) -> str:
+    """One builder for every pub/sub channel name."""
+    return f"{prefix}events:{topic}" + (f":user:{user_id}" if user_id is not None else "")
+
+
+async def relay_batch(
+    sessions: async_sessionmaker[AsyncSession], redis: Redis, *, prefix: str, limit: int = 200
+) -> int:
+    """Publish the oldest unpublished events and mark them; safe with several relays
+    (SKIP LOCKED). At-least-once: an event may be published twice if we crash between
+    publish and commit; subscribers dedupe on the event id."""
+    async with sessions() as session, session.begin():
+        connection = await driver(session)
+        events = await connection.fetch(_UNPUBLISHED_SQL, limit)
+        if events:
+            await publish_many(
+                redis,
+                [
+                    (
+                        channel(prefix, e["topic"], e["user_id"]),
+                        # the stored payload as it is (jsonb's text), not parsed and dumped
+                        f'{{"id": {e["id"]}, "topic": {json.dumps(e["topic"])},'
+                        f' "payload": {e["payload"]}}}',
+                    )
+                    for e in events
+                ],
+            )
+            await connection.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [e["id"] for e in events],
+            )
+    return len(events)
+
+
+_UNPUBLISHED_SQL = """
+    SELECT id, topic, user_id, payload::text AS payload FROM outbox
+    WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""

@@ -1,0 +1,1 @@
+"""The double-entry ledger: its rules, the one write path, idempotency."""

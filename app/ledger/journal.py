@@ -1,0 +1,590 @@
+"""The ledger's write path: every balance change in the platform goes through ``post``.
+
+Callers run inside their own transaction (``db.session.in_transaction``), so postings,
+balances and the business rows they belong to commit or roll back together.
+Accounts are locked with one ``SELECT ... ORDER BY id FOR UPDATE``, i.e. always in
+primary-key order, so concurrent transfers cannot deadlock on each other.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import InsufficientFunds, InvariantViolation
+from app.core.logs import request_id_var
+from app.ledger.rules import AccountKind, AccountRef, Leg, check_balanced, move
+from db.models import Hold
+from db.raw import columns, driver
+
+# Lock accounts ($1 user ids, $2 currencies, $3 kinds), making the missing ones: those
+# that exist locked in primary-key order (every locker of several accounts takes them in
+# this one order, so two of them never deadlock), new ones locked by their INSERT.
+# ``ACCOUNTS_LOCKED`` selects both (id, user_id, currency, kind, balance). An account
+# another transaction makes after the statement's snapshot is missing from the answer.
+# Each wanted account is found through the unique index, whatever the table's size or
+# statistics: ``user_id = $x`` for a user's, ``user_id IS NULL`` for a system account's
+# (``IS NOT DISTINCT FROM`` cannot use an index: it scanned every account), and the
+# LIMIT keeps the lookup a nested loop the planner cannot turn into a scan and hash join.
+_ACCOUNT_CTES = """
+    wanted AS (
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]{more})
+                      AS w(user_id, currency, kind{named})
+    ), existing AS (
+        SELECT found.id, w.user_id, w.currency, w.kind
+        FROM wanted w CROSS JOIN LATERAL (
+            SELECT a.id FROM ledger_accounts a
+            WHERE a.user_id = w.user_id AND a.currency = w.currency AND a.kind = w.kind
+            UNION ALL
+            SELECT a.id FROM ledger_accounts a
+            WHERE w.user_id IS NULL AND a.user_id IS NULL AND a.currency = w.currency
+              AND a.kind = w.kind
+            LIMIT 1
+        ) AS found
+    ), made AS (
+        INSERT INTO ledger_accounts (user_id, currency, kind)
+        SELECT w.user_id, w.currency, w.kind
+        FROM wanted w
+        WHERE NOT EXISTS (
+            SELECT 1 FROM existing e
+            WHERE e.user_id IS NOT DISTINCT FROM w.user_id AND e.currency = w.currency
+              AND e.kind = w.kind
+        ){made_only_if}
+        ON CONFLICT DO NOTHING
+        RETURNING id, user_id, currency, kind, balance
+    ), locked AS (
+        SELECT a.id, a.user_id, a.currency, a.kind, a.balance
+        FROM ledger_accounts a
+        WHERE a.id = ANY(ARRAY(SELECT id FROM existing))
+        ORDER BY a.id
+        FOR UPDATE OF a
+    )
+"""
+ACCOUNT_CTES = _ACCOUNT_CTES.format(more="", named="", made_only_if="")
+ACCOUNTS_LOCKED = "SELECT * FROM locked UNION ALL SELECT * FROM made"
+_LOCK_SQL = f"WITH {ACCOUNT_CTES} {ACCOUNTS_LOCKED}"
+# The same for holds, with $4: per wanted account the least amount a hold of its (user,
+# currency) takes. Of the missing accounts only a HELD one is made, and only when its
+# AVAILABLE one covers that amount: an order refused for funds makes no account.
+_HOLD_ACCOUNT_CTES = _ACCOUNT_CTES.format(
+    more=", $4::numeric[]",
+    named=", least",
+    made_only_if="""
+          AND w.kind = 'HELD' AND EXISTS (
+            SELECT 1 FROM ledger_accounts s
+            WHERE s.user_id = w.user_id AND s.currency = w.currency AND s.kind = 'AVAILABLE'
+              AND s.balance >= w.least
+        )""",
+)
+_LOCK_FOR_HOLDS_SQL = f"WITH {_HOLD_ACCOUNT_CTES} {ACCOUNTS_LOCKED}"
+
+
+@dataclass(frozen=True, slots=True)
+class LockedAccount:
+    id: int
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entry_id: int
+    balances: dict[AccountRef, Decimal]  # balance after the entry
+
+
+def locked_accounts(rows: Iterable[Any]) -> dict[AccountRef, LockedAccount]:
+    """``ACCOUNTS_LOCKED``' rows (id, user_id, currency, kind, balance) by account."""
+    return {
+        AccountRef(r["currency"], AccountKind(r["kind"]), r["user_id"]): LockedAccount(
+            r["id"], r["balance"]
+        )
+        for r in rows
+    }
+
+
+def lock_accounts_parameters(refs: Iterable[AccountRef]) -> list[list[Any]]:
+    """``ACCOUNT_CTES``' $1..$3 (user ids, currencies, kinds) for these accounts."""
+    return columns(((r.user_id, r.currency, r.kind.value) for r in refs), 3)
+
+
+async def lock_accounts(
+    session: AsyncSession, refs: Iterable[AccountRef]
+) -> dict[AccountRef, LockedAccount]:
+    """Get or create the accounts and lock them (one statement: ``_LOCK_SQL``; again if
+    another transaction made one of them meanwhile)."""
+    wanted = list(set(refs))
+    parameters = lock_accounts_parameters(wanted)
+    connection = await driver(session)
+    found = locked_accounts(await connection.fetch(_LOCK_SQL, *parameters))
+    if len(found) < len(wanted):
+        found = locked_accounts(await connection.fetch(_LOCK_SQL, *parameters))
+    if set(found) != set(wanted):
+        raise InvariantViolation(f"ledger accounts missing: {set(wanted) - set(found)}")
+    return found
+
+
+def _combine(legs: Iterable[Leg]) -> dict[AccountRef, Decimal]:
+    per_account: dict[AccountRef, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        per_account[leg.account] += leg.amount
+    return {ref: amount for ref, amount in per_account.items() if amount != 0}
+
+
+async def post(
+    session: AsyncSession,
+    *,
+    kind: str,
+    legs: Sequence[Leg],
+    reference: str | None = None,
+    memo: str | None = None,
+) -> Posted:
+    """Write one balanced journal entry and apply it to the balances (a ``JournalBatch``
+    of one: two statements, locking the accounts and writing).
+
+    Refuses (``InsufficientFunds``, nothing written) when a user account would go
+    negative; the CHECK constraint on ledger_accounts is the backstop."""
+    journal = JournalBatch()
+    number = await journal.post(session, kind=kind, legs=legs, reference=reference, memo=memo)
+    entry_ids = await journal.flush(session)
+    return Posted(
+        entry_id=entry_ids[number],
+        balances={ref: journal.accounts[ref].balance for ref in _combine(legs)},
+    )
+
+
+def user_account(
+    user_id: int, currency: str, kind: AccountKind = AccountKind.AVAILABLE
+) -> AccountRef:
+    return AccountRef(currency=currency, kind=kind, user_id=user_id)
+
+
+def system_account(currency: str, kind: AccountKind) -> AccountRef:
+    return AccountRef(currency=currency, kind=kind)
+
+
+async def place_hold(
+    session: AsyncSession, *, user_id: int, currency: str, amount: Decimal, reference: str
+) -> Hold:
+    """Phase one: move ``amount`` from AVAILABLE to HELD and record a PENDING hold."""
+    await post(
+        session,
+        kind="HOLD",
+        legs=move(
+            amount,
+            user_account(user_id, currency),
+            user_account(user_id, currency, AccountKind.HELD),
+        ),
+        reference=reference,
+    )
+    hold = Hold(
+        user_id=user_id,
+        currency=currency,
+        amount=amount,
+        remaining=amount,
+        reference=reference,
+        status="PENDING",
+    )
+    session.add(hold)
+    await session.flush()
+    return hold
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequest:
+    user_id: int
+    currency: str
+    amount: Decimal
+    reference: str
+    request_id: str | None = None
+
+
+def hold_accounts(requests: Iterable[HoldRequest]) -> set[AccountRef]:
+    """The accounts a hold moves between: AVAILABLE and HELD of each request."""
+    return {
+        user_account(r.user_id, r.currency, kind)
+        for r in requests
+        for kind in (AccountKind.AVAILABLE, AccountKind.HELD)
+    }
+
+
+async def lock_for_holds(
+    session: AsyncSession, requests: Sequence[HoldRequest]
+) -> tuple[dict[AccountRef, LockedAccount], list[bool]]:
+    """Lock the AVAILABLE and HELD accounts of the requests (one statement, as
+    ``lock_accounts``) and tell which requests AVAILABLE covers (``affordable``). The
+    accounts a funded request needs are all there; a refused one makes none (an account
+    that exists is locked all the same)."""
+    least: dict[AccountRef, Decimal] = {}
+    for r in requests:
+        held = user_account(r.user_id, r.currency, AccountKind.HELD)
+        least[held] = min(least.get(held, r.amount), r.amount)
+    wanted = list(hold_accounts(requests))
+    parameters = lock_accounts_parameters(wanted)
+    amounts = [least.get(ref) for ref in wanted]  # None for AVAILABLE: never made
+    connection = await driver(session)
+    found = locked_accounts(await connection.fetch(_LOCK_FOR_HOLDS_SQL, *parameters, amounts))
+    funded = affordable(found, requests)
+    # A deposit committed after the statement's snapshot funds a request whose HELD
+    # account the statement did not make: make it now.
+    missing = {
+        user_account(r.user_id, r.currency, AccountKind.HELD)
+        for r, ok in zip(requests, funded, strict=True)
+        if ok
+    } - set(found)
+    if missing:
+        found.update(await lock_accounts(session, missing))
+    return found, funded
+
+
+def affordable(
+    accounts: dict[AccountRef, LockedAccount], requests: Sequence[HoldRequest]
+) -> list[bool]:
+    """Whether AVAILABLE covers each request, taken in order (a refused one takes
+    nothing from the ones after it); a missing account holds nothing."""
+    left = {ref: account.balance for ref, account in accounts.items()}
+    answers = []
+    for r in requests:
+        available = user_account(r.user_id, r.currency)
+        ok = left.get(available, 0) >= r.amount
+        if ok:
+            left[available] -= r.amount
+        answers.append(ok)
+    return answers
+
+
+# The journal's writes as common table expressions (``ids``, ``entries``, ``written``,
+# ``changed``) on parameters $1..$11: ``_JOURNAL_SQL`` alone, or the start of a larger
+# statement that writes other rows of the same transaction with them (``Pending``).
+JOURNAL_CTES = """
+    ids AS (
+        SELECT n, nextval(pg_get_serial_sequence('journal_entries', 'id')) AS id
+        FROM generate_series(1, cardinality($1::text[])) AS n
+    ), entries AS (
+        INSERT INTO journal_entries (id, kind, reference, memo, request_id)
+        OVERRIDING SYSTEM VALUE
+        SELECT ids.id, e.kind, e.reference, e.memo, e.request_id
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+             AS e(kind, reference, memo, request_id, n)
+        JOIN ids USING (n)
+        RETURNING 1
+    ), written AS (
+        INSERT INTO postings (entry_id, account_id, currency, amount, balance_after)
+        SELECT ids.id, p.account_id, p.currency, p.amount, p.balance_after
+        FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::numeric[], $9::numeric[])
+             AS p(n, account_id, currency, amount, balance_after)
+        JOIN ids USING (n)
+        RETURNING 1
+    ), changed AS (
+        UPDATE ledger_accounts AS a SET balance = a.balance + d.amount
+        FROM unnest($10::bigint[], $11::numeric[]) AS d(id, amount)
+        WHERE a.id = d.id
+        RETURNING 1
+    )
+"""
+JOURNAL_PARAMETERS = 11
+JOURNAL_COUNTS = """
+    (SELECT count(*) FROM entries) AS entries, (SELECT count(*) FROM written) AS written,
+    (SELECT count(*) FROM changed) AS changed
+"""
+_JOURNAL_SQL = " ".join(
+    ("WITH", JOURNAL_CTES, "SELECT n, id,", JOURNAL_COUNTS, "FROM ids ORDER BY n")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A ``JournalBatch``'s writes, taken out to run in a statement of the caller's:
+    ``parameters`` are $1..$11 of ``JOURNAL_CTES``; ``check`` the row with the
+    ``JOURNAL_COUNTS`` columns."""
+
+    parameters: list[Any]
+    entries: int
+    postings: int
+    changed: int
+
+    def check(self, row: Any) -> None:
+        if (row["entries"], row["written"], row["changed"]) != (
+            self.entries,
+            self.postings,
+            self.changed,
+        ):
+            raise InvariantViolation("journal entries were not written exactly once")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: str
+    reference: str | None
+    memo: str | None
+    request_id: str | None
+    amounts: dict[AccountRef, Decimal]  # per account (``_combine``)
+
+
+class JournalBatch:
+    """Journal entries posted in memory during one transaction and written together by
+    ``flush``: one statement for the entries, their postings and the balances, however
+    many there are: the ledger's one write path (``post`` is a batch of one). ``post``
+    checks each entry against the balances as the entries before it left them; accounts
+    are locked on first use (``lock_accounts``) unless the caller locked them already and
+    handed them over with ``adopt``.
+
+    A writer that posts many entries in one transaction (the matching engine's batches, a
+    batch of order holds) flushes once at the end. Nothing is written until ``flush``, so
+    nothing else in the transaction may read these balances or postings before it.
+
+    ``defer`` records an entry without locking its accounts yet, for a writer whose
+    entries follow from funds it already holds (a trade settling two holds): it locks
+    what they use all at once, in primary-key order (``unlocked``, ``adopt``, ``settle``),
+    instead of a round trip for each new account in the order its events come. Deferred
+    entries keep their place: a ``post`` after them settles them first."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[AccountRef, LockedAccount] = {}
+        self._start: dict[AccountRef, Decimal] = {}  # balances when locked
+        self._entries: list[tuple[str, str | None, str | None, str | None]] = []
+        self._postings: list[tuple[int, int, str, Decimal, Decimal]] = []
+        self._deferred: list[_Entry] = []
+
+    def adopt(self, accounts: dict[AccountRef, LockedAccount]) -> None:
+        """Accounts this transaction has locked (balances as locked)."""
+        for ref, account in accounts.items():
+            if ref not in self.accounts:
+                self.accounts[ref] = account
+                self._start[ref] = account.balance
+
+    async def post(self, session: AsyncSession, **entry: Any) -> int:
+        """Record one balanced entry (``defer``'s arguments); its number in this batch
+        (``flush`` maps numbers to entry ids). Refuses (``InsufficientFunds``, nothing
+        recorded) when a user account would go negative. Entries deferred before it are
+        settled first (their accounts locked with its own, in one statement)."""
+        number = self.defer(**entry)
+        await self.lock_and_settle(session)
+        return number
+
+    def defer(
+        self,
+        *,
+        kind: str,
+        legs: Sequence[Leg],
+        reference: str | None = None,
+        memo: str | None = None,
+        request_id: str | None = None,
+    ) -> int:
+        """Record one balanced entry whose accounts are locked later (``settle``); its
+        number in this batch. No round trip. ``request_id``: the current request's unless
+        given."""
+        check_balanced(legs)
+        self._deferred.append(
+            _Entry(kind, reference, memo, request_id or request_id_var.get(), _combine(legs))
+        )
+        return len(self._entries) + len(self._deferred)
+
+    def unlocked(self) -> set[AccountRef]:
+        """The accounts deferred entries use that this batch has not locked yet."""
+        return {ref for e in self._deferred for ref in e.amounts if ref not in self.accounts}
+
+    async def lock_and_settle(self, session: AsyncSession) -> None:
+        """Lock the accounts deferred entries use that are not locked yet (one
+        statement, when there are any), then ``settle``."""
+        if missing := self.unlocked():
+            self.adopt(await lock_accounts(session, missing))
+        self.settle()
+
+    def settle(self) -> None:
+        """Record the deferred entries, in order, each refused (``InsufficientFunds``,
+        it and those after it not recorded) if a user account would go negative (their
+        accounts locked and adopted first: ``unlocked``)."""
+        deferred, self._deferred = self._deferred, []
+        for entry in deferred:
+            self._record(entry)
+
+    def _record(self, entry: _Entry) -> int:
+        for ref, amount in entry.amounts.items():
+            if ref.user_id is not None and self.accounts[ref].balance + amount < 0:
+                raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
+        self._entries.append((entry.kind, entry.reference, entry.memo, entry.request_id))
+        number = len(self._entries)
+        for ref, amount in entry.amounts.items():
+            account = self.accounts[ref]
+            after = account.balance + amount
+            self.accounts[ref] = LockedAccount(account.id, after)
+            self._postings.append((number, account.id, ref.currency, amount, after))
+        return number
+
+    def take(self) -> Pending | None:
+        """What was posted, to write in the caller's statement (``Pending``); the batch is
+        empty afterwards. None when nothing was posted. Deferred entries must be settled."""
+        if self._deferred:
+            raise InvariantViolation("deferred journal entries were not settled")
+        if not self._entries:
+            return None
+        changed = {
+            ref: account.balance - self._start[ref]
+            for ref, account in self.accounts.items()
+            if account.balance != self._start[ref]
+        }
+        pending = Pending(
+            parameters=[
+                *columns(self._entries),
+                *columns(self._postings),
+                [self.accounts[ref].id for ref in changed],
+                list(changed.values()),
+            ],
+            entries=len(self._entries),
+            postings=len(self._postings),
+            changed=len(changed),
+        )
+        self._start = {ref: account.balance for ref, account in self.accounts.items()}
+        self._entries, self._postings = [], []
+        return pending
+
+    async def flush(self, session: AsyncSession) -> dict[int, int]:
+        """Write what was posted (deferred entries too); entry id by number. The batch is
+        empty afterwards."""
+        await self.lock_and_settle(session)
+        pending = self.take()
+        if pending is None:
+            return {}
+        connection = await driver(session)
+        rows = await connection.fetch(_JOURNAL_SQL, *pending.parameters)
+        if len(rows) != pending.entries:
+            raise InvariantViolation("journal entries were not written exactly once")
+        pending.check(rows[0])
+        return {row["n"]: row["id"] for row in rows}
+
+
+_INSERT_HOLDS_SQL = """
+    INSERT INTO holds (user_id, currency, amount, remaining, reference, status)
+    SELECT h.user_id, h.currency, h.amount, h.amount, h.reference, 'PENDING'
+    FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[])
+         WITH ORDINALITY AS h(user_id, currency, amount, reference, n)
+    ORDER BY h.n
+    RETURNING id, reference
+"""
+
+
+async def insert_holds(session: AsyncSession, requests: Sequence[HoldRequest]) -> list[int]:
+    """PENDING hold rows for ``requests`` (whose HOLD entries the caller posts); their
+    ids, in order."""
+    connection = await driver(session)
+    rows = await connection.fetch(
+        _INSERT_HOLDS_SQL,
+        [r.user_id for r in requests],
+        [r.currency for r in requests],
+        [r.amount for r in requests],
+        [r.reference for r in requests],
+    )
+    by_reference = {row["reference"]: row["id"] for row in rows}
+    if len(by_reference) != len(requests):
+        raise InvariantViolation("holds were not written exactly once")
+    return [by_reference[r.reference] for r in requests]
+
+
+def hold_legs(request: HoldRequest) -> list[Leg]:
+    """AVAILABLE -> HELD of ``request.amount``."""
+    return move(
+        request.amount,
+        user_account(request.user_id, request.currency),
+        user_account(request.user_id, request.currency, AccountKind.HELD),
+    )
+
+
+async def lock_hold(session: AsyncSession, hold_id: int) -> Hold:
+    hold = await session.scalar(
+        select(Hold)
+        .where(Hold.id == hold_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if hold is None:
+        raise InvariantViolation(f"hold {hold_id} does not exist")
+    return hold
+
+
+async def void_hold(session: AsyncSession, hold: Hold, *, now) -> None:  # type: ignore[no-untyped-def]
+    """Release what is left of a pending hold back to AVAILABLE."""
+    if hold.status != "PENDING":
+        raise InvariantViolation(f"hold {hold.id} is {hold.status}, cannot void")
+    if hold.remaining > 0:
+        await post(
+            session,
+            kind="HOLD_VOID",
+            legs=move(
+                hold.remaining,
+                user_account(hold.user_id, hold.currency, AccountKind.HELD),
+                user_account(hold.user_id, hold.currency),
+            ),
+            reference=hold.reference,
+        )
+    hold.remaining = Decimal(0)
+    hold.status = "VOIDED"
+    hold.resolved_at = now
+
+
+async def spend_hold(
+    session: AsyncSession,
+    hold: Hold,
+    *,
+    kind: str,
+    destinations: Sequence[tuple[AccountRef, Decimal]],
+    now,  # type: ignore[no-untyped-def]
+    final: bool,
+) -> int:
+    """Phase two: pay ``destinations`` out of the hold (all of it, or part of it for
+    orders). With ``final`` the rest is released and the hold is POSTED."""
+    if hold.status != "PENDING":
+        raise InvariantViolation(f"hold {hold.id} is {hold.status}, cannot post")
+    total = sum((amount for _, amount in destinations), Decimal(0))
+    if total > hold.remaining:
+        raise InvariantViolation(f"hold {hold.id} spends {total} > {hold.remaining}")
+    held = user_account(hold.user_id, hold.currency, AccountKind.HELD)
+    legs = [Leg(held, -total), *(Leg(ref, amount) for ref, amount in destinations)]
+    rest = hold.remaining - total
+    if final and rest > 0:
+        legs += move(rest, held, user_account(hold.user_id, hold.currency))
+    posted = await post(session, kind=kind, legs=legs, reference=hold.reference)
+    hold.remaining = Decimal(0) if final else rest
+    if final:
+        hold.status = "POSTED"
+        hold.resolved_at = now
+    return posted.entry_id
+
+
+_INVARIANTS = {
+    "entry does not sum to zero per currency": """
+        SELECT entry_id, currency, sum(amount) FROM postings
+        GROUP BY entry_id, currency HAVING sum(amount) <> 0""",
+    "balance differs from the sum of its postings": """
+        SELECT a.id, a.balance, coalesce(p.total, 0) FROM ledger_accounts a
+        LEFT JOIN (SELECT account_id, sum(amount) AS total FROM postings GROUP BY account_id) p
+          ON p.account_id = a.id
+        WHERE a.balance <> coalesce(p.total, 0)""",
+    "negative user balance": """
+        SELECT id, balance FROM ledger_accounts WHERE user_id IS NOT NULL AND balance < 0""",
+    "posting currency differs from its account's": """
+        SELECT p.id FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+        WHERE p.currency <> a.currency""",
+    "currency does not sum to zero over all accounts": """
+        SELECT currency, sum(balance) FROM ledger_accounts
+        GROUP BY currency HAVING sum(balance) <> 0""",
+    "HELD balance differs from the pending holds": """
+        SELECT a.user_id, a.currency, a.balance, coalesce(h.total, 0) FROM ledger_accounts a
+        LEFT JOIN (SELECT user_id, currency, sum(remaining) AS total FROM holds
+                   WHERE status = 'PENDING' GROUP BY user_id, currency) h
+          ON h.user_id = a.user_id AND h.currency = a.currency
+        WHERE a.kind = 'HELD' AND a.balance <> coalesce(h.total, 0)""",
+}
+
+
+async def check_invariants(session: AsyncSession) -> list[str]:
+    """Every broken ledger invariant, as readable lines; empty when all hold."""
+    problems = []
+    for name, sql in _INVARIANTS.items():
+        for row in (await session.execute(text(sql))).all():
+            problems.append(f"{name}: {tuple(row)}")
+    return problems

@@ -1,1 +1,0 @@
-"""Use cases. Each public function owns its transaction; resolvers call exactly one."""

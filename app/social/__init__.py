@@ -1,0 +1,1 @@
+"""Social trading: leaders, follows, copy trading, profit share, the leaderboard."""

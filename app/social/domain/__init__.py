@@ -1,0 +1,1 @@
+"""Pure social trading rules: no strawberry, SQLAlchemy, stripe or ccxt."""

@@ -1,0 +1,1 @@
+"""Staking: products, stakes, the daily accrual, the shipped catalogue."""

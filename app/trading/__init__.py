@@ -1,0 +1,1 @@
+"""Trading: markets, placement and commands, reads, the matching engine, the market maker."""

@@ -1,0 +1,2 @@
+"""Pure trading rules (orders, matching, market making): no strawberry, SQLAlchemy, stripe or
+ccxt."""

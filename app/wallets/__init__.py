@@ -1,0 +1,1 @@
+"""Wallets: balances, transfers, history, card and crypto deposits, withdrawals."""

@@ -1,0 +1,1 @@
+"""Pure wallet rules: no strawberry, SQLAlchemy, stripe or ccxt."""

@@ -1,0 +1,1 @@
+"""GraphQL types of accounts: the User node, payloads, KYC, audit, API keys."""

@@ -1,0 +1,1 @@
+"""GraphQL types of social trading: leaders, follows, copies, the leaderboard."""

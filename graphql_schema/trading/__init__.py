@@ -1,0 +1,1 @@
+"""GraphQL types of trading and its mutation results."""

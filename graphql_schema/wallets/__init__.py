@@ -1,0 +1,1 @@
+"""GraphQL types of wallets: currencies, wallets, transfers, deposits, withdrawals."""

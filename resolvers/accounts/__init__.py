@@ -1,0 +1,1 @@
+"""Account, KYC and API key resolvers."""

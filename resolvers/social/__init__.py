@@ -1,0 +1,1 @@
+"""Social trading, copy trading and leaderboard resolvers."""

@@ -1,0 +1,1 @@
+"""Wallet, deposit and withdrawal resolvers."""
