@@ -40,8 +40,9 @@ PORTFOLIO_SQL = """
     )
     SELECT s.currency, coalesce(b.quantity, 0) AS quantity,
            coalesce(p.quantity, 0) AS tracked, coalesce(p.cost_usd, 0) AS cost,
-           coalesce(r.usd_price, 0) AS price
+           coalesce(r.usd_price, 0) AS price, c.scale
     FROM assets s
+    JOIN currencies c ON c.code = s.currency
     LEFT JOIN balances b ON b.currency = s.currency
     LEFT JOIN positions p ON p.user_id = $1 AND p.currency = s.currency
     LEFT JOIN reference_prices r ON r.currency = s.currency
@@ -59,16 +60,25 @@ def plain(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def scaled(value: Decimal, places: int) -> str:
+    """An amount at its scale, as the API shows it: trailing zeros to ``places`` decimals,
+    more only when the value has them (never rounded)."""
+    if not value:
+        value = Decimal(0)
+    shown = value.quantize(Decimal(1).scaleb(-places))
+    return format(shown if shown == value else value, "f")
+
+
 def position(row: asyncpg.Record) -> tuple[dict[str, Any], Decimal]:
     quantity, tracked, cost, price = row["quantity"], row["tracked"], row["cost"], row["price"]
     value = quantity * price
     average = (cost / tracked).quantize(COST_STEP) if tracked else None
     return {
         "currency": row["currency"],
-        "quantity": plain(quantity),
+        "quantity": scaled(quantity, row["scale"]),
         "averageCost": None if average is None else plain(average),
-        "unrealizedPnl": plain((tracked * price - cost).quantize(CENTS)),
-        "value": plain(value.quantize(CENTS)),
+        "unrealizedPnl": scaled((tracked * price - cost).quantize(CENTS), 2),
+        "value": scaled(value.quantize(CENTS), 2),
     }, value
 
 
@@ -88,7 +98,7 @@ async def portfolio(request: Request) -> JSONResponse:
         item, value = position(row)
         positions.append(item)
         equity += value
-    body = {"equity": plain(equity.quantize(CENTS)), "positions": positions}
+    body = {"equity": scaled(equity.quantize(CENTS), 2), "positions": positions}
     return JSONResponse({"data": {"me": {"portfolio": body}}})
 
 
