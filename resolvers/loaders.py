@@ -13,13 +13,9 @@ from app.social.domain.leaderboard import Period
 from app.social.follows import FollowStatistics, follow_statistics
 from app.social.leaderboard import LeaderStats, stats_by_keys
 from app.social.leaders import LeaderView, leaders_by_ids
+from app.staking.products import Product, products_by_ids
 from app.staking.rules import utc_day
-from app.staking.staking import (
-    Product,
-    active_stakes_by_user_ids,
-    products_by_ids,
-    stakes_by_ids,
-)
+from app.staking.staking import active_stakes_by_user_ids, stakes_by_ids
 from app.trading.markets import MarketRow, markets_by_ids
 from app.trading.reads import fills_by_order_ids
 from app.wallets.deposits import deposits_by_ids

@@ -7,6 +7,7 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
+from app.staking import products as product_service
 from app.staking import rules, staking
 from app.staking.rules import ProductKind, ProductStatus
 from db.models import Stake as StakeRow
@@ -40,7 +41,7 @@ def _stake_payload(row: StakeRow) -> StakePayload:
     return StakePayload(stake=StakeNode.from_row(row))
 
 
-def _product_payload(product: staking.Product) -> StakingProductPayload:
+def _product_payload(product: product_service.Product) -> StakingProductPayload:
     return StakingProductPayload(product=StakingProductNode.from_product(product))
 
 
@@ -50,7 +51,7 @@ async def staking_products(
     """The staking catalogue (a short list), by asset and term."""
     ctx = info.context
     async with ctx.rt.sessions() as session:
-        products = await staking.list_products(
+        products = await product_service.list_products(
             session,
             today=rules.utc_day(ctx.rt.now()),
             asset=asset,
@@ -63,7 +64,7 @@ async def staking_products(
 
 async def staking_quote(info: Ctx, product_id: strawberry.ID, amount: Decimal) -> StakingQuote:
     """What ``amount`` would earn per day, per term and per year if the rate stays."""
-    result = await staking.staking_quote(
+    result = await product_service.staking_quote(
         rt=info.context.rt,
         product_id=node_pk(product_id, PRODUCT, field="productId"),
         amount=amount,
@@ -153,7 +154,7 @@ async def create_staking_product(
 ) -> StakingProductResult:
     """Admin only. ``apy`` in percent (2 to 18); LOCKED products last 30, 60, 90 or 120
     days."""
-    call = staking.create_product(
+    call = product_service.create_product(
         rt=info.context.rt,
         actor_id=info.context.user_id,
         asset=asset,
@@ -180,8 +181,8 @@ async def update_staking_product(
     """Admin only. A new ``apy`` applies from the next accrual day (tomorrow, UTC);
     ``status: CLOSED`` stops new stakes and renewals."""
 
-    async def call() -> staking.Product:
-        return await staking.update_product(
+    async def call() -> product_service.Product:
+        return await product_service.update_product(
             rt=info.context.rt,
             actor_id=info.context.user_id,
             product_id=node_pk(product_id, PRODUCT, field="productId"),

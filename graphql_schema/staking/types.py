@@ -14,7 +14,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from app.staking import rules, staking
-from app.staking.staking import Product, QuoteResult
+from app.staking.products import Product, QuoteResult
 from db.models import Stake as StakeRow
 from db.models import StakingReward as StakingRewardRow
 from graphql_schema.ids import node_keys

@@ -18,6 +18,7 @@ from sqlalchemy import select, text, update
 
 from app.core.errors import PenaltyNotAccepted
 from app.runtime import build_runtime
+from app.staking import products as product_service
 from app.staking import rules, staking
 from db.models import Stake, StakingReward, User
 from tests.support.staking import (
@@ -85,7 +86,9 @@ async def test_rate_change_mid_term_applies_from_the_next_day(rt):
 
     await daily_runs(rt, clock, 10)  # now 12 March 00:05; paid through 11 March
     clock.set_day(date(2026, 3, 12), hour=12)
-    product = await staking.update_product(rt=rt, actor_id=admin, product_id=locked, apy=Decimal(9))
+    product = await product_service.update_product(
+        rt=rt, actor_id=admin, product_id=locked, apy=Decimal(9)
+    )
     assert (product.apy, product.next_apy, product.next_apy_from) == (
         Decimal(6),
         Decimal(9),
@@ -270,7 +273,7 @@ async def test_a_closed_product_does_not_renew(rt):
     erin = await make_user(rt, "erin", funds={"USDT": "1000"})
     locked = await product_id(rt, "USDT", 30)
     row = await stake(rt, erin, locked, "1000", auto_renew=True)
-    await staking.update_product(
+    await product_service.update_product(
         rt=rt, actor_id=admin, product_id=locked, status=staking.ProductStatus.CLOSED
     )
     clock.set_day(date(2026, 4, 2), hour=0)
@@ -340,7 +343,7 @@ async def test_sql_rewards_equal_the_python_computation_to_the_last_unit(rt):
     clock = at(rt, 2026, 3, 2)
     rng = random.Random(2026)
     async with rt.sessions() as session:
-        products = await staking.list_products(session, today=clock.now.date())
+        products = await product_service.list_products(session, today=clock.now.date())
     for n in range(60):
         product = rng.choice(products)
         units = rng.randint(
