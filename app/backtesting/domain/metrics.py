@@ -128,6 +128,15 @@ class BacktestMetrics:
     returns: ReturnStatistics
 
 
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    """What a run leaves: its metrics, its equity curve and its closed trades."""
+
+    metrics: BacktestMetrics
+    curve: Sequence[EquityPoint]
+    trades: Sequence[ClosedTrade]
+
+
 def periods_per_year(interval: timedelta) -> Decimal:
     """Bars in a 365-day year: 365 for 1d, 8760 for 1h, 525600 for 1m."""
     if interval <= timedelta(0):
@@ -234,6 +243,18 @@ def compute_metrics(
         buy_and_hold_return=CONTEXT.subtract(CONTEXT.divide(last.close, first.close), ONE),
         returns=stats,
     )
+
+
+def backtest_result(
+    curve: Sequence[EquityPoint],
+    trades: Sequence[ClosedTrade],
+    *,
+    interval: timedelta,
+    fees_paid: Decimal | None = None,
+) -> BacktestResult:
+    """The curve and trades with their metrics (``compute_metrics``)."""
+    metrics = compute_metrics(curve, trades, interval=interval, fees_paid=fees_paid)
+    return BacktestResult(metrics=metrics, curve=tuple(curve), trades=tuple(trades))
 
 
 def deflated_sharpe_ratio(
