@@ -1,0 +1,1 @@
+"""The pure rules of backtesting: the metrics of a run (no I/O, Decimal only)."""
