@@ -1,0 +1,1 @@
+"""Backtests without I/O: strategies and the runner."""
