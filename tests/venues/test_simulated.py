@@ -6,7 +6,7 @@ candle streams: cash, holds and positions always account exactly."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from app.core.errors import InvariantViolation
 from app.trading.domain.orders import (
-    MarketSpec,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -31,24 +30,10 @@ from app.venues.domain.venue import (
     OrderFilled,
     OrderTriggered,
 )
+from tests.support.simulation import SPEC, SYMBOL, T0, random_candle
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
-SYMBOL = "BTC/USDT"
-# fees: maker 0.1 %, taker 0.2 %; 0.01 USDT x 0.001 BTC = 10 units of 0.000001 USDT
-SPEC = MarketSpec(
-    symbol=SYMBOL,
-    base="BTC",
-    quote="USDT",
-    base_scale=8,
-    quote_scale=6,
-    tick_size=D("0.01"),
-    lot_size=D("0.001"),
-    min_notional=D(0),
-    maker_fee=D("0.001"),
-    taker_fee=D("0.002"),
-)
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
 PROPERTIES = settings(max_examples=80, derandomize=True, deadline=None)
 
 
@@ -414,17 +399,7 @@ def test_cash_holds_and_position_always_account(ops, path, latency):
             _, move, up, down, close_move, volume = op
             o = max(200, last + move)
             c = max(200, o + close_move)
-            hi, lo = max(o, c) + up, max(1, min(o, c) - down)
-            v.advance(
-                Candle(
-                    T0 + timedelta(hours=hour),
-                    SPEC.price(o),
-                    SPEC.price(hi),
-                    SPEC.price(lo),
-                    SPEC.price(c),
-                    D(volume),
-                )
-            )
+            v.advance(random_candle(hour, o, c, up, down, volume))
             hour, last = hour + 1, c
         _check_accounts(v, start)
 
