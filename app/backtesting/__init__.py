@@ -1,4 +1,5 @@
-"""Backtesting: the result metrics of a simulated run and its HTML report.
+"""Backtesting: strategies run over candles on the simulated venue (``domain/runner.py``,
+``domain/strategies.py``), the result metrics of a run and its HTML report.
 
 ``compute_metrics(curve, trades, interval=...)`` turns an equity curve (one
 ``EquityPoint`` per bar) and the ``ClosedTrade``s into a ``BacktestMetrics``;

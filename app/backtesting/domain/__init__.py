@@ -1,1 +1,2 @@
-"""The pure rules of backtesting: the metrics of a run (no I/O, Decimal only)."""
+"""The pure rules of backtesting: strategies, the runner and the metrics of a run (no I/O,
+Decimal only)."""

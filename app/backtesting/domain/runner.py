@@ -1,0 +1,199 @@
+"""Run a strategy over a sequence of candles on the simulated venue.
+
+For each candle, in order: the venue plays it (``SimulatedVenue.advance``: arrivals,
+triggers and fills along its path); at its close the strategy gets a ``Tick`` (the
+candle, its fills since the last tick, its cash and position) and answers intents,
+which go to the venue at once (each becomes a ``Decision`` with the venue's answer);
+then the equity is marked at the close.
+
+The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
+
+    decisions   every intent: when, at which candle, what, why, and the outcome ("OK"
+                or the refusal's code)
+    fills       the venue's ``OrderFilled`` events, in order
+    equity      one ``EquityPoint`` per candle, at its close: cash (the quote currency,
+                available and held) + position (the base, available and held) x close
+    fees        the sum of the fills' fees (quote currency)
+    trades      round trips: from a flat position (in the base, counted from the
+                strategy's own fills) back to flat; a trade still open at the end is
+                not among them (it is in the last equity point)
+
+Same candles, strategy, balances and settings (seed included): the same result, byte for
+byte (``result_json``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from app.backtesting.domain.strategies import CancelOrder, Intent, Strategy, Submit, Tick
+from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
+from app.venues.domain.paths import Candle
+from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
+from app.venues.domain.venue import OrderAck, OrderFilled
+
+SUBMIT, CANCEL = "SUBMIT", "CANCEL"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    at: datetime  # the candle's close
+    candle: int  # its index
+    action: str  # SUBMIT or CANCEL
+    client_order_id: str
+    side: Side | None
+    type: OrderType | None
+    quantity: Decimal | None
+    price: Decimal | None  # a limit price
+    reason: str
+    outcome: str  # "OK" or the refusal's code
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    at: datetime  # the candle's close
+    price: Decimal  # the close
+    cash: Decimal  # the quote currency, available and held
+    position: Decimal  # the base currency, available and held
+    equity: Decimal  # cash + position x price, in the quote currency
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A round trip, flat to flat (long only: spot)."""
+
+    opened_at: datetime  # the first buy's fill
+    closed_at: datetime  # the fill that made the position flat again
+    quantity: Decimal  # bought in all (= sold)
+    entry_value: Decimal  # paid for it, before fees
+    exit_value: Decimal  # received, before fees
+    fees: Decimal
+    pnl: Decimal  # exit_value - entry_value - fees
+
+    @property
+    def entry_price(self) -> Decimal:
+        return self.entry_value / self.quantity
+
+    @property
+    def exit_price(self) -> Decimal:
+        return self.exit_value / self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    strategy: str
+    symbol: str
+    settings: SimulationSettings
+    decisions: tuple[Decision, ...]
+    fills: tuple[OrderFilled, ...]
+    equity: tuple[EquityPoint, ...]
+    fees: Decimal
+    trades: tuple[Trade, ...]
+
+
+def run_backtest(
+    strategy: Strategy,
+    candles: Sequence[Candle],
+    *,
+    market: MarketSpec,
+    balances: Mapping[str, Decimal],
+    settings: SimulationSettings = SimulationSettings(),
+) -> BacktestResult:
+    start = candles[0].open_time if candles else EPOCH
+    venue = SimulatedVenue(market, balances=balances, settings=settings, start=start)
+    decisions: list[Decision] = []
+    equity: list[EquityPoint] = []
+    seen = 0
+    for index, candle in enumerate(candles):
+        venue.advance(candle)
+        new = venue.events(after=seen)
+        seen += len(new)
+        own = venue.balances()
+        tick = Tick(
+            index,
+            candle,
+            tuple(e for e in new if isinstance(e, OrderFilled)),
+            own[market.quote].available,
+            own[market.base].total,
+        )
+        for intent in strategy.decide(tick):
+            decisions.append(_decide(venue, market, tick, intent))
+        own = venue.balances()
+        cash, position = own[market.quote].total, own[market.base].total
+        equity.append(
+            EquityPoint(
+                candle.close_time, candle.close, cash, position, cash + position * candle.close
+            )
+        )
+    fills = tuple(e for e in venue.events() if isinstance(e, OrderFilled))
+    return BacktestResult(
+        strategy=strategy.name,
+        symbol=market.symbol,
+        settings=settings,
+        decisions=tuple(decisions),
+        fills=fills,
+        equity=tuple(equity),
+        fees=sum((f.fee for f in fills), Decimal(0)),
+        trades=round_trips(fills),
+    )
+
+
+def _decide(venue: SimulatedVenue, market: MarketSpec, tick: Tick, intent: Intent) -> Decision:
+    at = tick.candle.close_time
+    if isinstance(intent, CancelOrder):
+        ack = venue.cancel(client_order_id=intent.client_order_id)
+        return Decision(
+            at, tick.index, CANCEL, intent.client_order_id, None, None, None, None,
+            intent.reason, _outcome(ack),
+        )  # fmt: skip
+    assert isinstance(intent, Submit)
+    request = intent.request
+    ack = venue.submit(
+        symbol=market.symbol, client_order_id=intent.client_order_id, request=request
+    )
+    return Decision(
+        at, tick.index, SUBMIT, intent.client_order_id, request.side, request.type,
+        request.quantity, request.price, intent.reason, _outcome(ack),
+    )  # fmt: skip
+
+
+def _outcome(ack: OrderAck) -> str:
+    return ack.code or "OK"
+
+
+def round_trips(fills: Sequence[OrderFilled]) -> tuple[Trade, ...]:
+    """Flat-to-flat round trips of the fills, in order (sells beyond the position, of a
+    starting balance, are not counted)."""
+    trades: list[Trade] = []
+    position = Decimal(0)
+    opened: datetime | None = None
+    bought = entry = exit_ = fees = Decimal(0)
+    for fill in fills:
+        if fill.side is Side.BUY:
+            if position == 0:
+                opened = fill.at
+                bought = entry = exit_ = fees = Decimal(0)
+            position += fill.quantity
+            bought += fill.quantity
+            entry += fill.value
+            fees += fill.fee
+            continue
+        if position <= 0:
+            continue
+        position -= fill.quantity
+        exit_ += fill.value
+        fees += fill.fee
+        if position <= 0:
+            assert opened is not None
+            trades.append(Trade(opened, fill.at, bought, entry, exit_, fees, exit_ - entry - fees))
+            position = Decimal(0)
+    return tuple(trades)
+
+
+def result_json(result: BacktestResult) -> str:
+    """The result as canonical JSON (Decimals and times as strings, keys sorted)."""
+    return json.dumps(asdict(result), default=str, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,210 @@
+"""Strategies as deterministic state machines.
+
+In: one ``Tick`` per candle, at its close: the candle, the strategy's own fills since the
+last tick, and its account (cash and position). Out: ``Submit`` / ``CancelOrder``
+intents with client order ids derived from the strategy's name, the candle's index and
+the step (``"ma:42:buy"``), each with its reason. A strategy sees the candles one at a
+time, so it cannot look ahead: whatever it decides at candle t depends on candles 0..t
+and the fills they produced only.
+
+    MovingAverageCrossover   buys when the fast simple moving average of the closes
+                             crosses above the slow one (and it holds nothing), sells the
+                             whole position when it crosses below. Size: a fraction of
+                             equity, or a fixed quantity.
+    DollarCostAveraging      buys a fixed quote amount every N candles; with a
+                             take-profit, keeps one limit sell of the whole position at
+                             its average cost (fees included) x (1 + take_profit),
+                             replaced after every buy.
+
+Market orders carry ``max_slippage_bps`` (their worst price, from the last close).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Protocol
+
+from app.core.errors import InvariantViolation
+from app.trading.domain.orders import BPS, MarketSpec, OrderRequest, OrderType, Side
+from app.venues.domain.paths import Candle
+from app.venues.domain.venue import OrderFilled
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    index: int  # the candle's, from 0
+    candle: Candle  # just closed
+    fills: tuple[OrderFilled, ...]  # the strategy's own, since the last tick
+    cash: Decimal  # the quote currency: available (not held by orders)
+    position: Decimal  # the base currency: total (available and held)
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    client_order_id: str
+    request: OrderRequest
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    client_order_id: str
+    reason: str
+
+
+Intent = Submit | CancelOrder
+
+
+class Strategy(Protocol):
+    name: str
+
+    def decide(self, tick: Tick) -> list[Intent]: ...
+
+
+def _lots_worth(market: MarketSpec, quote: Decimal, price: Decimal) -> Decimal:
+    """The largest whole number of lots ``quote`` buys at ``price``."""
+    if quote <= 0:
+        return Decimal(0)
+    lots = (quote / price / market.lot_size).to_integral_value(ROUND_FLOOR)
+    return market.lot_size * lots
+
+
+def _show(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.0001'))}"
+
+
+class MovingAverageCrossover:
+    def __init__(
+        self,
+        market: MarketSpec,
+        *,
+        fast: int,
+        slow: int,
+        fraction: Decimal | None = None,
+        quantity: Decimal | None = None,
+        max_slippage_bps: int = 100,
+        name: str = "ma",
+    ) -> None:
+        if not 0 < fast < slow or (fraction is None) == (quantity is None):
+            raise InvariantViolation("0 < fast < slow, and a fraction or a quantity (one)")
+        if fraction is not None and not 0 < fraction <= 1:
+            raise InvariantViolation("the fraction of equity is in (0, 1]")
+        self.market, self.name = market, name
+        self.fast, self.slow = fast, slow
+        self.fraction, self.quantity = fraction, quantity
+        self.max_slippage_bps = max_slippage_bps
+        self._closes: deque[Decimal] = deque(maxlen=slow)
+        self._above: bool | None = None  # fast above slow at the last tick
+
+    def decide(self, tick: Tick) -> list[Intent]:
+        close = tick.candle.close
+        self._closes.append(close)
+        if len(self._closes) < self.slow:
+            return []
+        closes = list(self._closes)
+        fast_ma = sum(closes[-self.fast :], Decimal(0)) / self.fast
+        slow_ma = sum(closes, Decimal(0)) / self.slow
+        above, was_above = fast_ma > slow_ma, self._above
+        self._above = above
+        cross = f"fast SMA {_show(fast_ma)} {{}} slow SMA {_show(slow_ma)}"
+        if above and was_above is False and tick.position == 0:
+            quantity = self._size(tick)
+            if quantity <= 0:
+                return []
+            return [self._market(tick, Side.BUY, quantity, cross.format("crossed above"))]
+        if not above and was_above is True and tick.position > 0:
+            quantity = _lots_worth(self.market, tick.position, Decimal(1))
+            if quantity <= 0:
+                return []
+            return [self._market(tick, Side.SELL, quantity, cross.format("crossed below"))]
+        return []
+
+    def _size(self, tick: Tick) -> Decimal:
+        if self.quantity is not None:
+            return self.quantity
+        assert self.fraction is not None
+        close = tick.candle.close
+        equity = tick.cash + tick.position * close
+        budget = min(equity * self.fraction, tick.cash)
+        # the hold: the worst price, plus the larger fee
+        fee = max(self.market.maker_fee, self.market.taker_fee)
+        worst = close * (BPS + self.max_slippage_bps) / BPS
+        return _lots_worth(self.market, budget / (1 + fee), worst)
+
+    def _market(self, tick: Tick, side: Side, quantity: Decimal, reason: str) -> Submit:
+        return Submit(
+            f"{self.name}:{tick.index}:{side.value.lower()}",
+            OrderRequest(side, OrderType.MARKET, quantity, max_slippage_bps=self.max_slippage_bps),
+            reason,
+        )
+
+
+class DollarCostAveraging:
+    def __init__(
+        self,
+        market: MarketSpec,
+        *,
+        quote_amount: Decimal,
+        every: int,
+        take_profit: Decimal | None = None,
+        max_slippage_bps: int = 100,
+        name: str = "dca",
+    ) -> None:
+        if quote_amount <= 0 or every < 1 or (take_profit is not None and take_profit <= 0):
+            raise InvariantViolation("a positive amount, every >= 1, a positive take-profit")
+        self.market, self.name = market, name
+        self.quote_amount, self.every, self.take_profit = quote_amount, every, take_profit
+        self.max_slippage_bps = max_slippage_bps
+        self._quantity = Decimal(0)  # bought and not sold
+        self._cost = Decimal(0)  # what it cost, fees included
+        self._take_profit_id: str | None = None  # the resting limit sell
+
+    def decide(self, tick: Tick) -> list[Intent]:
+        bought = self._account(tick.fills)
+        intents: list[Intent] = []
+        if self.take_profit is not None and bought and self._quantity > 0:
+            intents.extend(self._replace_take_profit(tick))
+        if tick.index % self.every == 0:
+            quantity = _lots_worth(self.market, self.quote_amount, tick.candle.close)
+            if quantity > 0:
+                reason = f"every {self.every} candles: {self.quote_amount} {self.market.quote}"
+                request = OrderRequest(
+                    Side.BUY, OrderType.MARKET, quantity, max_slippage_bps=self.max_slippage_bps
+                )
+                intents.append(Submit(f"{self.name}:{tick.index}:buy", request, reason))
+        return intents
+
+    def _account(self, fills: tuple[OrderFilled, ...]) -> bool:
+        """Fold the fills into the position; whether any bought."""
+        bought = False
+        for fill in fills:
+            if fill.side is Side.BUY:
+                bought = True
+                self._quantity += fill.quantity
+                self._cost += fill.value + fill.fee
+                continue
+            if self._quantity:
+                self._cost -= self._cost * fill.quantity / self._quantity
+            self._quantity -= fill.quantity
+            if fill.client_order_id == self._take_profit_id and fill.remaining == 0:
+                self._take_profit_id = None
+            if self._quantity <= 0:
+                self._quantity, self._cost = Decimal(0), Decimal(0)
+        return bought
+
+    def _replace_take_profit(self, tick: Tick) -> list[Intent]:
+        assert self.take_profit is not None
+        intents: list[Intent] = []
+        if self._take_profit_id is not None:
+            intents.append(CancelOrder(self._take_profit_id, "replaced after a buy"))
+        average = self._cost / self._quantity
+        target = average * (1 + self.take_profit)
+        tick_size = self.market.tick_size
+        price = (target / tick_size).to_integral_value(ROUND_CEILING) * tick_size
+        self._take_profit_id = f"{self.name}:{tick.index}:tp"
+        reason = f"average cost {_show(average)} + {self.take_profit * 100}%"
+        request = OrderRequest(Side.SELL, OrderType.LIMIT, self._quantity, price=price)
+        intents.append(Submit(self._take_profit_id, request, reason))
+        return intents

@@ -1,0 +1,1 @@
+"""The venue interface and the simulated venue, pure (no I/O, no clock of their own)."""

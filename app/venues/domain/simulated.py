@@ -1,0 +1,554 @@
+"""The simulated venue: the platform's own pure matching book (``matching.OrderBook``)
+holding one account's orders on one market, driven by candles. Same inputs, same
+settings and seed: byte-identical events.
+
+The clock is the candles': ``advance(candle)`` plays one candle; between two calls the
+time is the last candle's close (``now``), when the caller decides and submits.
+
+Inside a candle the price walks the four points of ``paths.path_points`` (the
+``PathMode``). At each point, in this order:
+
+1. (the open only) orders that have *arrived* enter: a conditional order is armed, any
+   other trades as a taker against the market at the point's price, and the rest of a
+   limit order rests on the book;
+2. conditional orders the segment from the previous point reaches fire
+   (``triggers.TriggerSet``: at their trigger level, or at the open after a gap) and
+   trade as takers at that price, as in 1;
+3. the market sweeps the book: a synthetic counter-order (IOC) at the point's price
+   trades with every resting order it crosses, each at the resting order's own price
+   (a limit buy the low touches fills at its limit), as a maker.
+
+The market's liquidity is a synthetic order of another user: for a taker, a resting
+order at the price, canceled afterwards; for the sweep, an IOC. Its quantity is what is
+left of the candle's budget, ``volume_share`` of the candle's volume (rounded down to
+lots; None: unlimited), so fills beyond it are partial: a limit order keeps resting, a
+market order's rest expires (``NO_LIQUIDITY``).
+
+Latency: an order submitted at the close of candle t arrives at the open of candle
+t + ``latency``; with latency 0 it arrives at once, at the close price of t, against
+what is left of t's budget.
+
+Fees are the book's: the market spec's maker rate for a resting order, taker rate for
+one trading on arrival or trigger, ``ceil`` per order as in the live engine.
+Funds: an order holds what it may spend (``orders.hold_units``) when submitted, or is
+refused ``INSUFFICIENT_FUNDS`` and changes nothing; validation is the live venue's
+(``orders.validate_order``, the last close as the reference price), so refusals carry
+the same codes. Fills move held funds; an order's end releases what is left.
+
+Randomness is a feature only: ``slippage_bps`` > 0 moves each taker price against the
+order by a uniform 0 .. slippage_bps basis points, drawn from ``random.Random(seed)``
+(never beyond the order's own limit).
+
+Amendments change a resting order at once (the book's rules, the hold follows); one that
+makes it marketable fills at the next sweep at its own price. Not simulated (yet): OCO
+lists and brackets, market data other than candles, other markets.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from app.core.errors import InsufficientFunds, InvariantViolation, UserError
+from app.trading.domain import matching as m
+from app.trading.domain.errors import (
+    ClientOrderIdReused,
+    InvalidAmend,
+    OrderNotAmendable,
+    OrderNotCancellable,
+    OrderNotFound,
+    UnknownMarket,
+)
+from app.trading.domain.orders import (
+    BPS,
+    EPOCH,
+    LIVE_STATUSES,
+    MarketSpec,
+    OrderEvent,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    ValidOrder,
+    apply,
+    epoch_ms,
+    hold_units,
+    validate_order,
+)
+from app.venues.domain.paths import Candle, PathMode, path_points
+from app.venues.domain.triggers import TriggerSet
+from app.venues.domain.venue import (
+    Balance,
+    Liquidity,
+    OpenOrder,
+    OrderAccepted,
+    OrderAck,
+    OrderEnded,
+    OrderFilled,
+    OrderTriggered,
+    VenueEvent,
+)
+
+ACCOUNT_USER, MARKET_USER = 1, 0  # user ids on the book: the account's and the market's
+UNLIMITED = 10**30
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationSettings:
+    path: PathMode = PathMode.ADVERSE_FIRST
+    volume_share: Decimal | None = Decimal("0.1")  # of each candle's volume; None: no cap
+    latency: int = 1  # candles between a submission and its arrival
+    slippage_bps: int = 0  # the most a taker price is moved against the order (random)
+    seed: int = 0
+
+
+class _Order:
+    __slots__ = (
+        "arrive",
+        "client_order_id",
+        "currency",
+        "filled",
+        "first_ack",
+        "hold",
+        "order_id",
+        "request",
+        "status",
+        "symbol",
+        "valid",
+    )
+
+    def __init__(self, order_id: int, client_order_id: str, symbol: str, request: OrderRequest):
+        self.order_id = order_id
+        self.client_order_id = client_order_id
+        self.symbol = symbol
+        self.request = request
+        self.status = OrderStatus.NEW
+        self.valid: ValidOrder | None = None
+        self.currency = ""
+        self.hold = 0  # minor units of ``currency`` still held
+        self.filled = 0  # lots
+        self.arrive = 0  # candle index
+        self.first_ack: OrderAck | None = None
+
+
+class SimulatedVenue:
+    """One account on one market (``Venue``), plus ``advance`` to play a candle."""
+
+    def __init__(
+        self,
+        market: MarketSpec,
+        *,
+        balances: Mapping[str, Decimal],
+        settings: SimulationSettings = SimulationSettings(),
+        start: datetime = EPOCH,
+    ) -> None:
+        if settings.latency < 0 or not 0 <= settings.slippage_bps < BPS:
+            raise InvariantViolation(f"bad simulation settings: {settings!r}")
+        self.market = market
+        self.settings = settings
+        self._scales = {market.base: market.base_scale, market.quote: market.quote_scale}
+        unknown = set(balances) - set(self._scales)
+        if unknown:
+            raise InvariantViolation(f"balances in {sorted(unknown)}: not of {market.symbol}")
+        self._available = {
+            c: _units(balances.get(c, Decimal(0)), s) for c, s in self._scales.items()
+        }
+        self._held = dict.fromkeys(self._scales, 0)
+        self._book = m.OrderBook(market)
+        self._triggers = TriggerSet()
+        self._rng = random.Random(settings.seed)  # noqa: S311 (simulation, not secrets)
+        self._orders: dict[int, _Order] = {}
+        self._by_client: dict[str, _Order] = {}
+        self._pending: list[_Order] = []  # submitted, not arrived
+        self._events: list[VenueEvent] = []
+        self._seq = 0
+        self._synthetic = 0
+        self._index = -1  # the last candle played
+        self._now = start
+        self._at = start  # the time of what happens now (a fill inside a candle: its open)
+        self._last: int | None = None  # ticks: the last close
+        self._budget = 0  # lots the market may still trade in this candle
+
+    # -- the clock and the market --------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        return self._now
+
+    @property
+    def last_price(self) -> Decimal | None:
+        return None if self._last is None else self.market.price(self._last)
+
+    @property
+    def candle_index(self) -> int:
+        return self._index
+
+    def advance(self, candle: Candle) -> None:
+        """Play one candle: arrivals at its open, triggers and fills along its path."""
+        if candle.open_time < self._now and self._index >= 0:
+            raise InvariantViolation(f"candle at {candle.open_time} is before {self._now}")
+        self._index += 1
+        self._at = candle.open_time
+        share = self.settings.volume_share
+        self._budget = (
+            UNLIMITED if share is None else int(candle.volume * share // self.market.lot_size)
+        )
+        self._expire(candle.open_time)
+        base = self.market.base
+        holding = self._available[base] + self._held[base] > 0
+        previous: int | None = None
+        for k, point in enumerate(
+            path_points(candle, self.market, self.settings.path, holding=holding)
+        ):
+            if k == 0:
+                due = [o for o in self._pending if o.arrive <= self._index]
+                self._pending = [o for o in self._pending if o.arrive > self._index]
+                for order in due:
+                    self._arrive(order, point)
+            for fired in self._triggers.observe(previous, point):
+                order = self._orders[fired.order_id]
+                order.status = apply(order.status, OrderEvent.TRIGGER)
+                self._emit(
+                    OrderTriggered(
+                        0,
+                        self._at,
+                        order.order_id,
+                        order.client_order_id,
+                        self.market.price(fired.price),
+                    )
+                )
+                self._take(order, fired.price)
+            self._sweep(point)
+            previous = point
+        self._last = previous
+        self._now = self._at = candle.close_time
+
+    # -- Venue ---------------------------------------------------------------------------
+
+    def submit(self, *, symbol: str, client_order_id: str, request: OrderRequest) -> OrderAck:
+        known = self._by_client.get(client_order_id)
+        if known is not None:
+            if known.request == request and known.symbol == symbol:
+                assert known.first_ack is not None
+                return known.first_ack
+            return OrderAck(client_order_id, known.order_id, known.status, ClientOrderIdReused.code)
+        order = _Order(len(self._orders) + 1, client_order_id, symbol, request)
+        self._orders[order.order_id] = self._by_client[client_order_id] = order
+        code = self._admit(order)
+        if code is not None:
+            order.status = apply(order.status, OrderEvent.REJECT)
+            self._end(order, code)
+        else:
+            order.arrive = self._index + self.settings.latency
+            if self.settings.latency == 0 and self._last is not None:
+                self._arrive(order, self._last)
+            else:
+                self._pending.append(order)
+        order.first_ack = OrderAck(client_order_id, order.order_id, order.status, code)
+        return order.first_ack
+
+    def cancel(self, *, client_order_id: str) -> OrderAck:
+        order = self._by_client.get(client_order_id)
+        if order is None:
+            return OrderAck(client_order_id, None, None, OrderNotFound.code)
+        if order.order_id in self._book:
+            self._absorb(self._book.handle(m.Cancel(self._next_seq(), order.order_id)))
+        elif order.status in (OrderStatus.NEW, OrderStatus.UNTRIGGERED):
+            if order in self._pending:
+                self._pending.remove(order)
+            self._triggers.disarm(order.order_id)
+            order.status = apply(order.status, OrderEvent.CANCEL)
+            self._end(order, m.DoneReason.CANCELED.value)
+        else:
+            return self._ack(order, OrderNotCancellable.code)
+        return self._ack(order)
+
+    def amend(self, *, client_order_id: str, price: Decimal, quantity: Decimal) -> OrderAck:
+        order = self._by_client.get(client_order_id)
+        if order is None:
+            return OrderAck(client_order_id, None, None, OrderNotFound.code)
+        resting = self._book.resting(order.order_id)
+        if resting is None:
+            return self._ack(order, OrderNotAmendable.code)
+        try:
+            ticks = self.market.to_ticks(price)
+            lots = self.market.to_lots(quantity)
+        except UserError as error:
+            return self._ack(order, error.code)
+        remaining = lots - (resting.quantity - resting.remaining)
+        if remaining <= 0:
+            return self._ack(order, InvalidAmend.code)
+        delta = self._hold_need(resting, ticks, remaining) - order.hold
+        if delta > self._available[order.currency]:
+            return self._ack(order, InsufficientFunds.code)
+        self._move_hold(order, max(delta, 0))
+        events = self._book.handle(m.Amend(self._next_seq(), order.order_id, ticks, lots))
+        rejected = [e for e in events if isinstance(e, m.AmendRejected)]
+        if rejected:
+            self._move_hold(order, -max(delta, 0))
+            return self._ack(order, rejected[0].reason.value)
+        assert order.valid is not None
+        order.valid = replace(order.valid, price=ticks, quantity=lots)
+        self._absorb(events)
+        if delta < 0 and order.hold:
+            self._move_hold(order, delta)
+        return self._ack(order)
+
+    def open_orders(self) -> tuple[OpenOrder, ...]:
+        spec = self.market
+        return tuple(
+            OpenOrder(
+                o.order_id,
+                o.client_order_id,
+                o.symbol,
+                o.valid.side,
+                o.valid.type,
+                spec.quantity(o.valid.quantity),
+                spec.quantity(o.filled),
+                spec.price(o.valid.price),
+                None if o.valid.stop_price is None else spec.price(o.valid.stop_price),
+                o.status,
+            )
+            for o in self._orders.values()
+            if o.status in LIVE_STATUSES and o.valid is not None
+        )
+
+    def balances(self) -> Mapping[str, Balance]:
+        return {
+            c: Balance(c, self._amount(c, self._available[c]), self._amount(c, self._held[c]))
+            for c in self._scales
+        }
+
+    def events(self, *, after: int = 0) -> tuple[VenueEvent, ...]:
+        return tuple(self._events[after:])
+
+    # -- orders arriving, trading and ending ---------------------------------------------
+
+    def _admit(self, order: _Order) -> str | None:
+        """Validate and hold: None, or the refusal's code (nothing changed)."""
+        try:
+            if order.symbol != self.market.symbol:
+                raise UnknownMarket()
+            valid = validate_order(
+                order.request, self.market, now=self._now, reference_price=self.last_price
+            )
+        except UserError as error:
+            return error.code
+        units = hold_units(self.market, valid.side, valid.price, valid.quantity)
+        currency = self.market.quote if valid.side is Side.BUY else self.market.base
+        if units > self._available[currency]:
+            return InsufficientFunds.code
+        order.valid, order.currency = valid, currency
+        self._move_hold(order, units)
+        return None
+
+    def _arrive(self, order: _Order, price: int) -> None:
+        assert order.valid is not None
+        if order.valid.trigger is not None:
+            order.status = apply(order.status, OrderEvent.ARM)
+            self._triggers.arm(order.order_id, order.valid)
+            self._emit(
+                OrderAccepted(0, self._at, order.order_id, order.client_order_id, order.status)
+            )
+        else:
+            self._take(order, price)
+
+    def _take(self, order: _Order, price: int) -> None:
+        """Place ``order`` on the book with the market's liquidity resting at ``price``."""
+        valid = order.valid
+        assert valid is not None
+        synthetic = None
+        if self._budget > 0:
+            price = self._slipped(valid, price)
+            self._synthetic -= 1
+            synthetic = self._synthetic
+            other = Side.SELL if valid.side is Side.BUY else Side.BUY
+            place = m.Place(
+                self._next_seq(),
+                synthetic,
+                MARKET_USER,
+                other,
+                OrderType.LIMIT,
+                price,
+                min(self._budget, UNLIMITED),
+                TimeInForce.GTC,
+            )
+            self._absorb(self._book.handle(place))
+        command = m.place_command(
+            valid, seq=self._next_seq(), order_id=order.order_id, user_id=ACCOUNT_USER
+        )
+        self._absorb(self._book.handle(command))
+        if synthetic is not None and synthetic in self._book:
+            self._book.handle(m.Cancel(self._next_seq(), synthetic))
+
+    def _slipped(self, valid: ValidOrder, price: int) -> int:
+        bps = self.settings.slippage_bps
+        if not bps:
+            return price
+        moved = price * self._rng.randint(0, bps) // BPS
+        if valid.side is Side.BUY:
+            return max(price, min(price + moved, valid.price))
+        return min(price, max(price - moved, valid.price, 1))
+
+    def _sweep(self, point: int) -> None:
+        """The market trades at ``point`` with every resting order it crosses."""
+        book = self._book
+        for side, crosses in (
+            (Side.SELL, book.best_bid is not None and book.best_bid >= point),
+            (Side.BUY, book.best_ask is not None and book.best_ask <= point),
+        ):
+            if crosses and self._budget > 0:
+                self._synthetic -= 1
+                place = m.Place(
+                    self._next_seq(),
+                    self._synthetic,
+                    MARKET_USER,
+                    side,
+                    OrderType.LIMIT,
+                    point,
+                    self._budget,
+                    TimeInForce.IOC,
+                )
+                self._absorb(book.handle(place))
+
+    def _absorb(self, events: list[m.Event]) -> None:
+        for event in events:
+            if isinstance(event, m.Fill):
+                self._budget -= event.quantity
+                if event.maker_user_id == ACCOUNT_USER:
+                    maker = self._orders[event.maker_order_id]
+                    self._fill(
+                        maker, event, event.maker_fee, event.maker_remaining, Liquidity.MAKER
+                    )
+                else:
+                    taker = self._orders[event.taker_order_id]
+                    self._fill(
+                        taker, event, event.taker_fee, event.taker_remaining, Liquidity.TAKER
+                    )
+                continue
+            order = self._orders.get(getattr(event, "order_id", 0))
+            if order is None:
+                continue  # the market's
+            if isinstance(event, m.Accepted):
+                order.status = apply(order.status, OrderEvent.ACCEPT)
+                self._emit(
+                    OrderAccepted(0, self._at, order.order_id, order.client_order_id, order.status)
+                )
+            elif isinstance(event, m.Rejected):
+                order.status = apply(order.status, OrderEvent.REJECT)
+                self._end(order, event.reason.value)
+            elif isinstance(event, m.OrderDone):
+                done = (
+                    OrderEvent.CANCEL if event.status is OrderStatus.CANCELED else OrderEvent.EXPIRE
+                )
+                order.status = apply(order.status, done)
+                self._end(order, event.reason.value)
+
+    def _fill(
+        self, order: _Order, fill: m.Fill, fee: int, remaining: int, liquidity: Liquidity
+    ) -> None:
+        spec, base, quote = self.market, self.market.base, self.market.quote
+        assert order.valid is not None
+        base_units = fill.quantity * spec.base_units_per_lot
+        if order.valid.side is Side.BUY:
+            cost = fill.notional + fee
+            order.hold -= cost
+            self._held[quote] -= cost
+            self._available[base] += base_units
+        else:
+            order.hold -= base_units
+            self._held[base] -= base_units
+            self._available[quote] += fill.notional - fee
+        if order.hold < 0:
+            raise InvariantViolation(f"order {order.order_id} spent more than it held")
+        order.filled += fill.quantity
+        order.status = apply(
+            order.status, OrderEvent.FILL_PARTIAL if remaining else OrderEvent.FILL
+        )
+        self._emit(
+            OrderFilled(
+                0,
+                self._at,
+                order.order_id,
+                order.client_order_id,
+                order.valid.side,
+                spec.price(fill.price),
+                spec.quantity(fill.quantity),
+                spec.quote_amount(fill.notional),
+                spec.quote_amount(fee),
+                liquidity,
+                spec.quantity(remaining),
+            )
+        )
+        if not remaining:
+            self._move_hold(order, -order.hold)
+
+    def _end(self, order: _Order, reason: str) -> None:
+        self._move_hold(order, -order.hold)
+        self._emit(
+            OrderEnded(0, self._at, order.order_id, order.client_order_id, order.status, reason)
+        )
+
+    def _expire(self, moment: datetime) -> None:
+        """GTD orders whose time has come, on the book and off it."""
+        self._absorb(self._book.handle(m.ExpireDue(self._next_seq(), epoch_ms(moment))))
+        for order in list(self._orders.values()):
+            expires = order.valid.expires_at if order.valid is not None else None
+            if (
+                expires is not None
+                and expires <= moment
+                and order.status in (OrderStatus.NEW, OrderStatus.UNTRIGGERED)
+            ):
+                if order in self._pending:
+                    self._pending.remove(order)
+                self._triggers.disarm(order.order_id)
+                order.status = apply(order.status, OrderEvent.EXPIRE)
+                self._end(order, m.DoneReason.GTD_EXPIRED.value)
+
+    # -- funds ---------------------------------------------------------------------------
+
+    def _move_hold(self, order: _Order, units: int) -> None:
+        """Hold ``units`` more for ``order`` (available → held), or release ``-units``."""
+        if not units:
+            return
+        self._available[order.currency] -= units
+        self._held[order.currency] += units
+        order.hold += units
+
+    def _hold_need(self, resting: m.RestingOrder, price: int, lots: int) -> int:
+        """What a resting order must hold for ``lots`` more at ``price`` (the live engine's
+        rule: its fees so far are in ``fee_numerator``)."""
+        spec = self.market
+        if resting.side is Side.SELL:
+            return lots * spec.base_units_per_lot
+        notional = spec.notional_units(price, lots)
+        rate = max(spec.maker_fee_numerator, spec.taker_fee_numerator)
+        den, so_far = spec.fee_denominator, resting.fee_numerator
+        return notional + (-(-(so_far + notional * rate) // den)) - (-(-so_far // den))
+
+    def _amount(self, currency: str, units: int) -> Decimal:
+        unit = Decimal(1).scaleb(-self._scales[currency])
+        return (unit * units).quantize(unit)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _emit(self, event: VenueEvent) -> None:
+        self._events.append(replace(event, number=len(self._events) + 1))
+
+    def _ack(self, order: _Order, code: str | None = None) -> OrderAck:
+        return OrderAck(order.client_order_id, order.order_id, order.status, code)
+
+
+def _units(amount: Decimal, scale: int) -> int:
+    units = amount.scaleb(scale)
+    if units != units.to_integral_value() or units < 0:
+        raise InvariantViolation(f"{amount} is not a whole number of minor units (scale {scale})")
+    return int(units)
