@@ -1,4 +1,4 @@
-"""Command line: ``python -m app serve | migrate | seed | test | engine | copy-worker``.
+"""Command line: ``python -m app serve | migrate | seed | test | engine | copy-worker | data``.
 
 ``serve`` starts embedded PostgreSQL + Redis when DATABASE_URL / REDIS_URL are unset,
 migrates, seeds demo data (when SEED_DEMO_DATA), prints the URL and logins, serves.
@@ -7,6 +7,8 @@ migrates, seeds demo data (when SEED_DEMO_DATA), prints the URL and logins, serv
 TRADING_ENGINE_ENABLED=false); several engine processes are owner and standbys.
 ``copy-worker`` runs only the copy trading worker (API processes then set
 COPY_WORKER_ENABLED=false); several take turns batch by batch.
+``data import FILE ...`` imports an OHLCV file into the market data store (on DATABASE_URL,
+or embedded servers, migrated first, when it is unset).
 """
 
 from __future__ import annotations
@@ -192,6 +194,17 @@ def run_tests(settings: Settings, pytest_args: list[str]) -> int:
         return subprocess.call([sys.executable, "-m", "pytest", *pytest_args], env=env)  # noqa: S603
 
 
+def run_data(settings: Settings, args: argparse.Namespace) -> int:
+    from app.marketdata.cli import run_import
+    from db.migrate import upgrade
+
+    if settings.database_url:
+        return run_import(settings.database_url, args)
+    with services(settings, data_dir=settings.data_dir) as (database_url, _):
+        upgrade(database_url)
+        return run_import(database_url, args)
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -206,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("engine", help="run the matching engines only (owner or standby)")
     commands.add_parser("copy-worker", help="run the copy trading worker only")
     commands.add_parser("worker", help="run the background jobs only (no API, no engines)")
+    from app.marketdata.cli import add_commands as add_data_commands
+
+    add_data_commands(commands)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -236,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         run_copy_worker(settings)
     elif args.command == "worker":
         run_worker(settings)
+    elif args.command == "data":
+        return run_data(settings, args)
     return 0
 
 

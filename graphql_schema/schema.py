@@ -20,8 +20,8 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
+from resolvers import marketdata, queries, trading
 from resolvers import notifications as notification_resolvers
-from resolvers import queries, trading
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
 from resolvers.social import copying, social
@@ -86,7 +86,10 @@ class Query:
     market = strawberry.field(resolver=trading.market, extensions=_market_data())
     order_book = strawberry.field(resolver=trading.order_book, extensions=_market_data())
     recent_trades = strawberry.field(resolver=trading.recent_trades, extensions=_market_data())
-    candles = strawberry.field(resolver=trading.candles, extensions=_market_data())
+    candles = strawberry.field(resolver=marketdata.candles, extensions=_market_data())
+    market_data_sources = strawberry.field(
+        resolver=marketdata.market_data_sources, extensions=_market_data()
+    )
     notifications = strawberry.field(
         resolver=notification_resolvers.my_notifications,
         extensions=_account(),

@@ -34,7 +34,6 @@ from graphql_schema.trading.results import (
 )
 from graphql_schema.trading.types import (
     CancelAllOrdersPayload,
-    CandleNode,
     FillUpdate,
     MarketNode,
     MarketPayload,
@@ -91,27 +90,6 @@ async def recent_trades(info: Ctx, symbol: str, first: int = 50) -> list[Trade]:
     async with info.context.rt.sessions() as session:
         trades = await trading_reads.recent_trades(session, market_id=row.id, first=first)
     return [Trade.from_row(row.symbol, t, row.spec) for t in trades]
-
-
-async def candles(
-    info: Ctx,
-    symbol: str,
-    interval: str,
-    start: datetime,
-    end: datetime | None = None,
-) -> list[CandleNode]:
-    """OHLCV candles built from trades (1m, 5m, 15m, 1h, 4h, 1d); empty intervals are
-    left out."""
-    row = await market_row(info, symbol)
-    async with info.context.rt.sessions() as session:
-        rows = await trading_reads.candles(
-            session,
-            market_id=row.id,
-            interval=interval,
-            start=start,
-            end=end or info.context.rt.now(),
-        )
-    return [CandleNode.from_row(c, row.spec) for c in rows]
 
 
 # --- the user's orders, fills, portfolio ------------------------------------------------

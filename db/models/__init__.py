@@ -16,6 +16,7 @@ from db.models.accounts import (
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
+from db.models.marketdata import MarketCandle
 from db.models.notifications import Notification, NotificationPreference, PriceAlert
 from db.models.social import (
     Copy,
@@ -64,6 +65,7 @@ __all__ = [
     "LeaderStat",
     "LedgerAccount",
     "Market",
+    "MarketCandle",
     "Notification",
     "NotificationPreference",
     "Order",

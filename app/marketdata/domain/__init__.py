@@ -1,0 +1,1 @@
+"""Market data rules, pure: candles, intervals, sources, gaps, aggregation, file layouts."""

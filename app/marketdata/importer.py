@@ -1,0 +1,218 @@
+"""Importing an OHLCV file into the store: ``import_file``.
+
+One transaction per import: the file's valid rows are upserted in batches (a row already
+held with the same values is left alone, so importing the same file again changes
+nothing; overlapping ranges take the file's values), rows that are no candle are left out
+and reported with their line and reason, and a file in no known layout imports nothing.
+The file is streamed; what is kept per row is one 8-byte open time (for the gaps)."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.errors import ValidationFailed
+from app.marketdata.domain import layouts
+from app.marketdata.domain.candles import (
+    EPOCH,
+    VENUE,
+    Candle,
+    Gap,
+    Interval,
+    gaps,
+    interval_named,
+    parse_source,
+    parse_symbol,
+)
+from app.marketdata.files import Progress, Row, detect_format, rows
+from db.models.marketdata import MarketCandle
+from db.raw import columns, driver, unnest_parameters
+from db.session import in_transaction
+
+BATCH = 5000
+MAX_REPORTED = 20  # rejections and gaps listed in a summary (all are counted)
+_VALUES = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
+_TYPES = ("timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric", "int8")
+_COLUMNS = ("open_time", *_VALUES)
+_UPSERT = f"""
+    INSERT INTO {MarketCandle.__tablename__} (source, symbol, interval, {", ".join(_COLUMNS)})
+    SELECT $1, $2, $3, * FROM unnest({unnest_parameters(4, _TYPES)})
+    ON CONFLICT (source, symbol, interval, open_time) DO UPDATE
+    SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)}
+    WHERE ({", ".join(f"{MarketCandle.__tablename__}.{c}" for c in _VALUES)})
+          IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _VALUES)})
+    RETURNING xmax = 0 AS inserted
+"""  # noqa: S608 (no input in the text: the table and column names)
+assert set(_COLUMNS) | {"source", "symbol", "interval"} == set(MarketCandle.__table__.c.keys())
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportSummary:
+    source: str
+    symbol: str
+    interval: str
+    rows: int = 0  # candle rows read (blank lines and a header are not rows)
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    duplicates: int = 0  # rows whose open time an earlier row had (the later row is kept)
+    rejections: list[Rejection] = field(default_factory=list)  # the first MAX_REPORTED
+    first: datetime | None = None
+    last: datetime | None = None
+    gaps: list[Gap] = field(default_factory=list)  # the first MAX_REPORTED
+    gap_count: int = 0
+    missing: int = 0  # candles missing between first and last
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejections) < MAX_REPORTED:
+            self.rejections.append(Rejection(line, reason))
+
+
+async def import_file(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    path: Path,
+    source: str,
+    symbol: str,
+    interval: str,
+    format: Literal["auto", "csv", "json"] = "auto",
+    progress: Progress | None = None,
+    batch_size: int = BATCH,
+) -> ImportSummary:
+    """Import ``path`` as ``symbol``'s ``interval`` candles of ``source``."""
+    source = parse_source(source)
+    if source == VENUE:
+        raise ValidationFailed(
+            "VENUE candles are built from the platform's trades; import under a file source",
+            field="source",
+        )
+    job = _Import(
+        ImportSummary(source, parse_symbol(symbol), interval),
+        interval_named(interval),
+        path,
+        format,
+        progress or (lambda _: None),
+        batch_size,
+    )
+    return await in_transaction(sessions, job.run)
+
+
+@dataclass
+class _Import:
+    summary: ImportSummary
+    interval: Interval
+    path: Path
+    format: Literal["auto", "csv", "json"]
+    progress: Progress
+    batch_size: int
+
+    async def run(self, session: AsyncSession) -> ImportSummary:
+        """One attempt (a retried transaction starts again from a fresh summary)."""
+        s = self.summary
+        summary = self.summary = ImportSummary(s.source, s.symbol, s.interval)
+        connection = await driver(session)
+        times = array("q")  # every accepted open time, µs since the epoch
+        batch: dict[datetime, Candle] = {}
+        with self.path.open("rb") as stream:
+            kind = detect_format(stream) if self.format == "auto" else self.format
+            try:
+                for candle in self._candles(rows(stream, kind, self.progress)):
+                    times.append((candle.open_time - EPOCH) // _MICROSECOND)
+                    batch[candle.open_time] = candle
+                    if len(batch) >= self.batch_size:
+                        await self._write(connection, batch)
+            except layouts.UnknownLayout as error:
+                raise ValidationFailed(str(error), field="file") from None
+        await self._write(connection, batch)
+        self._find_gaps(times)
+        return summary
+
+    def _candles(self, found: Iterator[Row]) -> Iterator[Candle]:
+        """The file's candles; other rows are counted and their reasons kept."""
+        positions: layouts.Columns | None = None  # from the header or the first row
+        by_keys: dict[tuple[str, ...], layouts.Columns] = {}
+        for row in found:
+            if positions is None and isinstance(row.fields, list):
+                texts = [str(f) for f in row.fields]
+                if layouts.is_header(texts):
+                    positions = layouts.from_header(texts, symbol=self.summary.symbol)
+                    continue
+                positions = layouts.positional(len(texts))
+            self.summary.rows += 1
+            try:
+                if row.fields is None:
+                    raise layouts.Rejected(row.refused or "unreadable")
+                if isinstance(row.fields, dict):
+                    keys = tuple(row.fields)
+                    if keys not in by_keys:
+                        by_keys[keys] = layouts.from_object_keys(keys)
+                    yield layouts.candle(row.fields, by_keys[keys], self.interval)
+                else:
+                    assert positions is not None
+                    yield layouts.candle(row.fields, positions, self.interval)
+            except layouts.Rejected as rejected:
+                self.summary.reject(row.line, rejected.reason)
+
+    async def _write(self, connection: Any, batch: dict[datetime, Candle]) -> None:
+        if not batch:
+            return
+        candles = [batch[t] for t in sorted(batch)]  # one lock order for every import
+        batch.clear()
+        s = self.summary
+        written = await connection.fetch(
+            _UPSERT,
+            s.source,
+            s.symbol,
+            s.interval,
+            *columns(
+                [(c.open_time, *(getattr(c, v) for v in _VALUES)) for c in candles],
+                width=len(_COLUMNS),
+            ),
+        )
+        inserted = sum(1 for r in written if r["inserted"])
+        s.inserted += inserted
+        s.updated += len(written) - inserted
+        s.unchanged += len(candles) - len(written)
+
+    def _find_gaps(self, times: array[int]) -> None:
+        s = self.summary
+        if not times:
+            return
+        ordered = times if _ascending(times) else array("q", sorted(times))
+        s.first, s.last = (EPOCH + t * _MICROSECOND for t in (ordered[0], ordered[-1]))
+        distinct = [0]
+
+        def open_times() -> Iterator[datetime]:
+            for n, t in enumerate(ordered):
+                if n == 0 or t != ordered[n - 1]:
+                    distinct[0] += 1
+                    yield EPOCH + t * _MICROSECOND
+
+        for gap in gaps(open_times(), self.interval):
+            s.gap_count += 1
+            s.missing += gap.missing
+            if len(s.gaps) < MAX_REPORTED:
+                s.gaps.append(gap)
+        s.duplicates = len(ordered) - distinct[0]
+
+
+def _ascending(times: array[int]) -> bool:
+    return all(a <= b for a, b in pairwise(times))
+
+
+_MICROSECOND = timedelta(microseconds=1)
