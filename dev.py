@@ -5,6 +5,7 @@
                                   unless DATABASE_URL / REDIS_URL are set)
     python3 dev.py test [ARGS]    run the whole test suite (pytest ARGS override the defaults)
     python3 dev.py bench [ARGS]   run the benchmarks and print the table
+    python3 dev.py lint           ruff on the tree, then mypy (strict on the domain code)
 
 Each command first creates .venv and installs the pinned dependencies (constraints.txt),
 once; it reinstalls when pyproject.toml or constraints.txt change.
@@ -62,12 +63,17 @@ def ensure_environment() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "bench"}:
+    if not argv or argv[0] not in {"run", "test", "bench", "lint"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     ensure_environment()
     os.chdir(ROOT)
+    if command == "lint":
+        for tool in (["ruff", "check", "."], ["mypy"]):  # mypy: [tool.mypy] in pyproject.toml
+            if subprocess.run([str(PYTHON), "-m", *tool], check=False).returncode:  # noqa: S603
+                return 1
+        return 0
     if command == "run":
         args = ["-m", "app", "serve"]
     elif command == "test":

@@ -17,7 +17,7 @@ from app.accounts.sessions import Authenticated
 from app.core.errors import Forbidden, NotAuthenticated, RateLimited
 from app.runtime import Runtime
 from db.models import User
-from resolvers.loaders import Loaders
+from resolvers.loaders import Loaders, build_loaders
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ class Context:
     rt: Runtime
     request: Request | WebSocket
     response: Response | WebSocket | None
-    loaders: Loaders
+    loaders: Loaders  # per request; per event of a subscription (``renew_loaders``)
     request_id: str
     auth: Authenticated | None = None  # a signed-in session (access token)
     api_key: ApiKeyAuth | None = None  # or an API key (X-API-Key); never both
@@ -59,6 +59,11 @@ class Context:
         if self.auth is not None:
             return Caller("user", str(self.auth.user.id))
         return Caller("ip", self.client_ip or "unknown")
+
+    def renew_loaders(self) -> None:
+        """Fresh DataLoaders (empty caches) for what executes next: every event of a
+        subscription reads the values as of that event, not as of the first one."""
+        self.loaders = build_loaders(self.rt)
 
     def require_user(self) -> User:
         user = self.user

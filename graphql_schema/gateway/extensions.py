@@ -12,7 +12,8 @@ from graphql import GraphQLError
 from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors
 from strawberry.relay.types import GlobalIDValueError, InvalidGlobalIDError
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, StreamExecutionResult
+from strawberry.types.graphql import OperationType
 
 from app.core.errors import AppError, InvariantViolation, TransientError
 from app.core.logs import request_id_var
@@ -104,8 +105,8 @@ def log_errors(errors: list[GraphQLError]) -> None:
 class OperationPolicy(ErrorPolicy):
     """The one extension every operation runs through (each extension costs hook
     overhead on every request): fresh DataLoaders per WebSocket operation (get_context
-    runs once per connection, so no cache may outlive an operation), the error policy,
-    and the metrics."""
+    runs once per connection, so no cache may outlive an operation) and per event of a
+    subscription, the error policy, and the metrics."""
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
@@ -119,6 +120,16 @@ class OperationPolicy(ErrorPolicy):
         yield from super().on_operation()
         _record_metrics(context, started)
 
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        """After each result of a subscription, fresh DataLoaders for the next event:
+        the context lives as long as the operation, a loader's cache must not (a field
+        read through it would show the value as of the first event)."""
+        context = self.execution_context
+        subscription = _operation_type(context) is OperationType.SUBSCRIPTION
+        if subscription and isinstance(context.context, Context):
+            context.context.renew_loaders()
+        yield from super().on_stream_result(result)
+
     def on_execute(self) -> Iterator[None]:
         """Variables with unsafe text (graphql_schema/gateway/input_text.py): not executed."""
         context = self.execution_context
@@ -128,12 +139,17 @@ class OperationPolicy(ErrorPolicy):
         yield
 
 
+def _operation_type(context: ExecutionContext) -> OperationType | None:
+    try:
+        return context.operation_type
+    except Exception:  # the document did not parse
+        return None
+
+
 def _record_metrics(context: ExecutionContext, started: float) -> None:
     name = operation_label(context.operation_name)
-    try:
-        kind = context.operation_type.value
-    except Exception:  # the document did not parse
-        kind = "invalid"
+    operation_type = _operation_type(context)
+    kind = operation_type.value if operation_type is not None else "invalid"
     GRAPHQL_REQUESTS.labels(name, kind).inc()
     GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
     for error in getattr(context.result, "errors", None) or ():

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 
@@ -108,7 +109,7 @@ class TokenSigner:
     def keyed_hash(self, value: str) -> bytes:
         return hmac.new(self._secret_key.encode(), value.encode(), hashlib.sha256).digest()
 
-    def _decode(self, token: str, key: str, *, audience: str) -> dict[str, object]:
+    def _decode(self, token: str, key: str, *, audience: str) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
