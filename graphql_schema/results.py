@@ -158,6 +158,7 @@ DisableTwoFactorResult: TypeAlias = Annotated[
     | NotAuthenticated
     | TwoFactorNotEnabled
     | InvalidCredentials
+    | TwoFactorRequired
     | InvalidTwoFactorCode
     | RateLimited,
     strawberry.union("DisableTwoFactorResult"),

@@ -73,6 +73,7 @@ class AlertStatus(StrEnum):
 
 class TooManyPriceAlerts(UserError):
     code = "TOO_MANY_PRICE_ALERTS"
+    description = "You have as many active price alerts as allowed."
     default_message = "You have reached the maximum number of active price alerts"
 
 

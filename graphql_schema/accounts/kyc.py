@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import Enum
 
 import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.accounts.domain import kyc as kyc_rules
 from db.models import KycSubmission as KycSubmissionRow
 from graphql_schema.accounts.types import User
+from graphql_schema.enums import derived_enum
 
-
-@strawberry.enum
-class KycStatus(Enum):
-    NONE = "NONE"
-    PENDING = "PENDING"
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
-
-
-@strawberry.enum
-class DocumentType(Enum):
-    PASSPORT = "PASSPORT"
-    ID_CARD = "ID_CARD"
-    DRIVING_LICENCE = "DRIVING_LICENCE"
+KycStatus = derived_enum(kyc_rules.KycStatus, name="KycStatus")
+DocumentType = derived_enum(kyc_rules.DocumentType, name="DocumentType")
 
 
 @strawberry.type

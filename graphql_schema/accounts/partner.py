@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any, TypeAlias
 
 import strawberry
@@ -16,6 +15,7 @@ from app.accounts.security_events import SecurityEventKind as DomainEventKind
 from db.models import ApiKey as ApiKeyRow
 from db.models import SecurityEvent as SecurityEventRow
 from graphql_schema.accounts.types import User
+from graphql_schema.enums import derived_enum
 from graphql_schema.errors import (
     InvalidCredentials,
     InvalidTwoFactorCode,
@@ -28,14 +28,13 @@ from graphql_schema.errors import (
 
 API_KEY_NODE = "ApiKey"
 
-ApiKeyScope = strawberry.enum(
-    Enum("ApiKeyScope", {s.name: s.value for s in Scope}),  # type: ignore[misc]
+ApiKeyScope = derived_enum(
+    Scope,
+    name="ApiKeyScope",
     description="What an API key may do. Account security, money movement and "
     "administration are never possible with a key.",
 )
-SecurityEventKind = strawberry.enum(
-    Enum("SecurityEventKind", {k.name: k.value for k in DomainEventKind}),  # type: ignore[misc]
-)
+SecurityEventKind = derived_enum(DomainEventKind, name="SecurityEventKind")
 
 
 @strawberry.type

@@ -12,8 +12,10 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.notifications import rules
 from db.models import Notification as NotificationRow
 from db.models import PriceAlert as PriceAlertRow
+from graphql_schema.enums import derived_enum
 from graphql_schema.errors import (
     NotAuthenticated,
     NotFound,
@@ -25,29 +27,9 @@ from graphql_schema.errors import (
 from graphql_schema.ids import node_keys
 from graphql_schema.trading.types import MarketNode
 
-
-@strawberry.enum
-class NotificationType(Enum):
-    TRADE = "TRADE"
-    RISK = "RISK"
-    PRICE = "PRICE"
-    WALLET = "WALLET"
-    SOCIAL = "SOCIAL"
-    SYSTEM = "SYSTEM"
-
-
-@strawberry.enum
-class NotificationPriority(Enum):
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
-    CRITICAL = "CRITICAL"
-
-
-@strawberry.enum
-class PriceAlertDirection(Enum):
-    ABOVE = "ABOVE"
-    BELOW = "BELOW"
+NotificationType = derived_enum(rules.NotificationType, name="NotificationType")
+NotificationPriority = derived_enum(rules.Priority, name="NotificationPriority")
+PriceAlertDirection = derived_enum(rules.AlertDirection, name="PriceAlertDirection")
 
 
 @strawberry.enum

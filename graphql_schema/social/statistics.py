@@ -7,31 +7,15 @@ follows' quote currency (USDT). See app/social/leaderboard.py for how each is co
 from __future__ import annotations
 
 from decimal import Decimal
-from enum import Enum
 
 import strawberry
 
-from app.social.leaderboard import LeaderStats
+from app.social.domain.leaderboard import Period
+from app.social.leaderboard import LeaderStats, SortBy
+from graphql_schema.enums import derived_enum
 
-
-@strawberry.enum
-class LeaderboardPeriod(Enum):
-    D7 = "D7"
-    D30 = "D30"
-    D90 = "D90"
-    ALL = "ALL"
-
-
-@strawberry.enum
-class LeaderboardSort(Enum):
-    ROI = "ROI"
-    PNL = "PNL"
-    WIN_RATE = "WIN_RATE"
-    SHARPE = "SHARPE"
-    SORTINO = "SORTINO"
-    MAX_DRAWDOWN = "MAX_DRAWDOWN"
-    FOLLOWERS = "FOLLOWERS"
-    AUM = "AUM"
+LeaderboardPeriod = derived_enum(Period, name="LeaderboardPeriod")
+LeaderboardSort = derived_enum(SortBy, name="LeaderboardSort")
 
 
 @strawberry.type

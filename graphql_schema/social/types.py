@@ -8,17 +8,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Annotated, Any, TypeAlias
 
 import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.social.domain import social
 from app.social.domain.leaderboard import Period
 from app.social.follows import FollowStatistics as StatisticsView
 from app.social.leaders import LeaderView
 from db.models import Follow as FollowRow
+from graphql_schema.enums import derived_enum
 from graphql_schema.errors import (
     AlreadyFollowing,
     AlreadyLeader,
@@ -45,17 +46,8 @@ from graphql_schema.social.statistics import LeaderboardPeriod, LeaderStatistics
 from graphql_schema.trading.types import OrderNode
 from graphql_schema.wallets.types import amount_in
 
-
-@strawberry.enum
-class LeaderVisibility(Enum):
-    PUBLIC = "PUBLIC"
-    INVITE_ONLY = "INVITE_ONLY"
-
-
-@strawberry.enum
-class LeaderStatus(Enum):
-    ACTIVE = "ACTIVE"
-    STOPPED = "STOPPED"
+LeaderVisibility = derived_enum(social.Visibility, name="LeaderVisibility")
+LeaderStatus = derived_enum(social.LeaderStatus, name="LeaderStatus")
 
 
 @strawberry.type(name="Leader")
@@ -113,21 +105,18 @@ class Leader(relay.Node):
         return [cls.from_view(v) if v is not None else None for v in views]
 
 
-@strawberry.enum
-class FollowMode(Enum):
-    FIXED_AMOUNT = strawberry.enum_value("FIXED_AMOUNT", description="fixedAmount per order.")
-    FIXED_RATIO = strawberry.enum_value("FIXED_RATIO", description="ratio x leader quantity.")
-    EQUITY_PROPORTIONAL = strawberry.enum_value(
-        "EQUITY_PROPORTIONAL",
-        description="The fraction of the allocation the leader used of their equity.",
-    )
+FollowMode = derived_enum(
+    social.FollowMode,
+    name="FollowMode",
+    values={
+        "FIXED_AMOUNT": "fixedAmount per order.",
+        "FIXED_RATIO": "ratio x leader quantity.",
+        "EQUITY_PROPORTIONAL": "The fraction of the allocation the leader used of their equity.",
+    },
+)
 
 
-@strawberry.enum
-class FollowStatus(Enum):
-    ACTIVE = "ACTIVE"
-    PAUSED = "PAUSED"
-    STOPPED = "STOPPED"
+FollowStatus = derived_enum(social.FollowStatus, name="FollowStatus")
 
 
 @strawberry.type

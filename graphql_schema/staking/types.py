@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from enum import Enum
 
 import strawberry
 from strawberry import relay
@@ -17,28 +16,14 @@ from app.staking import rules, staking
 from app.staking.products import Product, QuoteResult
 from db.models import Stake as StakeRow
 from db.models import StakingReward as StakingRewardRow
+from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import page_info
 from graphql_schema.wallets.types import amount_in, optional_amount_in
 
-
-@strawberry.enum
-class StakingProductKind(Enum):
-    FLEXIBLE = "FLEXIBLE"
-    LOCKED = "LOCKED"
-
-
-@strawberry.enum
-class StakingProductStatus(Enum):
-    ACTIVE = "ACTIVE"
-    CLOSED = "CLOSED"
-
-
-@strawberry.enum
-class StakeStatus(Enum):
-    ACTIVE = "ACTIVE"
-    MATURED = "MATURED"
-    REDEEMED = "REDEEMED"
+StakingProductKind = derived_enum(rules.ProductKind, name="StakingProductKind")
+StakingProductStatus = derived_enum(rules.ProductStatus, name="StakingProductStatus")
+StakeStatus = derived_enum(rules.StakeStatus, name="StakeStatus")
 
 
 @strawberry.type(name="StakingProduct")

@@ -78,6 +78,7 @@ AmendOrderResult: TypeAlias = Annotated[
     | OrderNotFound
     | OrderNotAmendable
     | InvalidAmend
+    | MarketHalted
     | PriceOffTick
     | QuantityOffLotSize
     | BelowMinimumNotional

@@ -34,60 +34,17 @@ from app.trading.reads import (
 )
 from db.models import Fill as FillRow
 from db.models import Order as OrderRow
+from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
 from graphql_schema.scalars import at_places, places_of
 from graphql_schema.wallets.types import amount_in, usd
 
-
-@strawberry.enum
-class MarketStatus(Enum):
-    OPEN = "OPEN"
-    HALTED = "HALTED"
-
-
-@strawberry.enum
-class OrderSide(Enum):
-    BUY = "BUY"
-    SELL = "SELL"
-
-
-@strawberry.enum
-class OrderType(Enum):
-    MARKET = "MARKET"
-    LIMIT = "LIMIT"
-    STOP_MARKET = "STOP_MARKET"
-    STOP_LIMIT = "STOP_LIMIT"
-    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
-    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
-    TRAILING_STOP = "TRAILING_STOP"
-
-
-@strawberry.enum
-class TimeInForce(Enum):
-    GTC = "GTC"
-    IOC = "IOC"
-    FOK = "FOK"
-    GTD = "GTD"
-
-
-@strawberry.enum
-class TrailingOffsetType(Enum):
-    AMOUNT = "AMOUNT"
-    PERCENT = "PERCENT"
-
-
-@strawberry.enum
-class OrderStatus(Enum):
-    NEW = "NEW"
-    OPEN = "OPEN"
-    PARTIALLY_FILLED = "PARTIALLY_FILLED"
-    FILLED = "FILLED"
-    CANCELED = "CANCELED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-    UNTRIGGERED = "UNTRIGGERED"
-    TRIGGERED = "TRIGGERED"
-    PENDING = "PENDING"
+MarketStatus = derived_enum(rules.MarketStatus, name="MarketStatus")
+OrderSide = derived_enum(rules.Side, name="OrderSide")
+OrderType = derived_enum(rules.OrderType, name="OrderType")
+TimeInForce = derived_enum(rules.TimeInForce, name="TimeInForce")
+TrailingOffsetType = derived_enum(rules.TrailingOffsetType, name="TrailingOffsetType")
+OrderStatus = derived_enum(rules.OrderStatus, name="OrderStatus")
 
 
 @strawberry.enum

@@ -5,36 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 
 import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
 from app.wallets.crypto_deposits import DepositAddressInfo
+from app.wallets.domain import deposits as deposit_rules
 from db.models import Deposit as DepositRow
+from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
 from graphql_schema.wallets.types import amount_in
 
-
-@strawberry.enum
-class DepositMethod(Enum):
-    CARD = "CARD"
-    CRYPTO = "CRYPTO"
-
-
-@strawberry.enum
-class DepositStatus(Enum):
-    PENDING = "PENDING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    REFUNDED = "REFUNDED"
-    DISPUTED = "DISPUTED"
-    AMOUNT_MISMATCH = strawberry.enum_value(
-        "AMOUNT_MISMATCH",
-        description="The provider reported another amount or currency: held for review,"
+DepositMethod = derived_enum(deposit_rules.DepositMethod, name="DepositMethod")
+DepositStatus = derived_enum(
+    deposit_rules.DepositStatus,
+    name="DepositStatus",
+    values={
+        "AMOUNT_MISMATCH": "The provider reported another amount or currency: held for review,"
         " nothing credited until support settles it.",
-    )
+    },
+)
 
 
 @strawberry.type(name="Deposit")

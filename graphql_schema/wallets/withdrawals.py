@@ -5,26 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 
 import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.wallets.domain import withdrawals as withdrawal_rules
 from db.models import Withdrawal as WithdrawalRow
 from graphql_schema.accounts.types import User
+from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
 from graphql_schema.wallets.types import amount_in, usd
 
-
-@strawberry.enum
-class WithdrawalStatus(Enum):
-    PENDING_REVIEW = "PENDING_REVIEW"
-    APPROVED = "APPROVED"
-    SENT = "SENT"
-    REJECTED = "REJECTED"
-    CANCELED = "CANCELED"
-    FAILED = "FAILED"
+WithdrawalStatus = derived_enum(withdrawal_rules.WithdrawalStatus, name="WithdrawalStatus")
 
 
 @strawberry.type(name="Withdrawal")

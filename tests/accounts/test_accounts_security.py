@@ -510,3 +510,15 @@ async def test_the_mailed_email_change_link_works_in_a_browser(gql, client, mail
     assert "new@example.com" in page.text
     assert (await client.get(link)).status_code == 400  # once only
     assert (await gql.data(ME, token=auth["accessToken"]))["me"]["email"] == "new@example.com"
+
+
+async def test_switching_two_factor_off_with_an_empty_code_asks_for_the_code(gql, rt):
+    """``code: String!`` accepts "": the typed TwoFactorRequired (a union member), not a
+    failed field."""
+    auth = await signed_in(gql)
+    await _with_two_factor(gql, rt, auth["accessToken"])
+    empty = await gql.data(DISABLE_2FA, {"code": ""}, token=auth["accessToken"])
+    assert empty["disableTwoFactor"]["__typename"] == "TwoFactorRequired"
+    assert empty["disableTwoFactor"]["code"] == "TWO_FACTOR_REQUIRED"
+    me = (await gql.data(ME, token=auth["accessToken"]))["me"]
+    assert me["twoFactorEnabled"] is True

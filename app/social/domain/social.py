@@ -81,6 +81,7 @@ class EligibilityRule(StrEnum):
 
 class LeaderIneligible(UserError):
     code = "LEADER_INELIGIBLE"
+    description = "A rule for leaders is not met (rule says which)."
     default_message = "You do not meet the rules for leaders yet"
 
     def __init__(self, rule: EligibilityRule, message: str) -> None:
@@ -90,61 +91,73 @@ class LeaderIneligible(UserError):
 
 class AlreadyLeader(UserError):
     code = "ALREADY_LEADER"
+    description = "You lead already: updateLeaderProfile."
     default_message = "You are already leading: use updateLeaderProfile"
 
 
 class ProfitShareOutOfRange(UserError):
     code = "PROFIT_SHARE_OUT_OF_RANGE"
+    description = "The profit share is a percentage from 0 to 30."
     default_message = f"The profit share is a percentage from 0 to {MAX_PROFIT_SHARE}"
 
 
 class NotALeader(UserError):
     code = "NOT_A_LEADER"
+    description = "There is no such leader."
     default_message = "There is no such leader"
 
 
 class LeaderNotInviteOnly(UserError):
     code = "LEADER_NOT_INVITE_ONLY"
+    description = "Invitations are for INVITE_ONLY leaders."
     default_message = "Anyone may follow a PUBLIC leader: invitations are for INVITE_ONLY"
 
 
 class CannotFollowSelf(UserError):
     code = "CANNOT_FOLLOW_SELF"
+    description = "You cannot follow yourself."
     default_message = "You cannot follow yourself"
 
 
 class InviteRequired(UserError):
     code = "INVITE_REQUIRED"
+    description = "The leader has not invited you."
     default_message = "This leader takes followers by invitation only"
 
 
 class LeaderStopped(UserError):
     code = "LEADER_STOPPED"
+    description = "The leader has stopped leading."
     default_message = "This leader has stopped leading"
 
 
 class BelowMinimumAllocation(UserError):
     code = "BELOW_MINIMUM_ALLOCATION"
+    description = "The allocation is below the leader's minimum."
     default_message = "The allocation is below the leader's minimum"
 
 
 class InvalidFollowParameters(UserError):
     code = "INVALID_FOLLOW_PARAMETERS"
+    description = "A follow parameter is out of range (see field)."
     default_message = "A follow parameter is out of range"
 
 
 class AlreadyFollowing(UserError):
     code = "ALREADY_FOLLOWING"
+    description = "You follow this leader already."
     default_message = "You already follow this leader"
 
 
 class LeaderCannotFollow(UserError):
     code = "LEADER_CANNOT_FOLLOW"
+    description = "Leaders may not follow anyone."
     default_message = "Leaders may not follow anyone: stop leading first"
 
 
 class FollowStatusConflict(UserError):
     code = "FOLLOW_STATUS_CONFLICT"
+    description = "The follow's status does not allow this."
     default_message = "The follow's status does not allow this"
 
 
