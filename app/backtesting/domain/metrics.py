@@ -23,7 +23,7 @@ Conventions (docs/backtesting.md, "Metrics"):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Overflow
@@ -308,7 +308,7 @@ def deflated_sharpe_ratio(
     return normal.cdf(z)
 
 
-def _sum(values) -> Decimal:
+def _sum(values: Iterable[Decimal]) -> Decimal:
     total = ZERO
     for value in values:
         total = CONTEXT.add(total, value)

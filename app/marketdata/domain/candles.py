@@ -201,8 +201,8 @@ def aggregate(candles: Iterable[Candle], to: Interval) -> Iterator[Candle]:
 
 
 def _merged(bucket: list[Candle], to: Interval) -> Candle:
-    quotes = [c.quote_volume for c in bucket]
-    trades = [c.trades for c in bucket]
+    quotes = [c.quote_volume for c in bucket if c.quote_volume is not None]
+    trades = [c.trades for c in bucket if c.trades is not None]
     return Candle(
         open_time=to.floor(bucket[0].open_time),
         open=bucket[0].open,
@@ -210,6 +210,6 @@ def _merged(bucket: list[Candle], to: Interval) -> Candle:
         low=min(c.low for c in bucket),
         close=bucket[-1].close,
         volume=sum((c.volume for c in bucket), Decimal(0)),
-        quote_volume=None if None in quotes else sum(quotes, Decimal(0)),  # type: ignore[arg-type]
-        trades=None if None in trades else sum(trades),  # type: ignore[arg-type]
+        quote_volume=sum(quotes, Decimal(0)) if len(quotes) == len(bucket) else None,
+        trades=sum(trades) if len(trades) == len(bucket) else None,
     )

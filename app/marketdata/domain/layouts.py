@@ -110,7 +110,7 @@ def from_header(names: Sequence[str], *, symbol: str) -> Columns:
     missing = [f for f in REQUIRED if f not in found]
     if missing:
         raise UnknownLayout(f"the header names no column for {', '.join(missing)}")
-    return Columns(**found)  # type: ignore[arg-type]
+    return Columns(**found)
 
 
 def from_object_keys(keys: Sequence[str]) -> Columns:
@@ -124,7 +124,7 @@ def from_object_keys(keys: Sequence[str]) -> Columns:
     missing = [f for f in REQUIRED if f not in found]
     if missing:
         raise Rejected(f"no {', '.join(missing)} key")
-    return Columns(**found)  # type: ignore[arg-type]
+    return Columns(**found)
 
 
 def is_header(fields: Sequence[str]) -> bool:
@@ -153,7 +153,7 @@ def parse_decimal(value: object, name: str) -> Decimal:
         try:
             value = Decimal(text)
         except InvalidOperation:
-            raise Rejected(f"{name} is not a number: {_short(value)!r}") from None
+            raise Rejected(f"{name} is not a number: {_short(text)!r}") from None
     if not isinstance(value, Decimal):
         raise Rejected(f"{name} is not a number: {_short(str(value))!r}")
     why = out_of_range(value)
