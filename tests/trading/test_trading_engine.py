@@ -1164,7 +1164,7 @@ async def test_the_engine_keeps_exactly_the_live_orders_and_its_lookups_agree(rt
     rt.clock = lambda: now + timedelta(hours=1, seconds=1)
     await trade_at(rt, *tape, "100")  # a batch after the expiry
 
-    engine = engines.engines[await market_id(rt)]
+    engine = engines.engines[await market_id(rt)].state  # its memory of the market
     live = await rows(
         rt,
         "SELECT id, hold_id FROM orders WHERE status = ANY($1::text[]) ORDER BY id",
