@@ -3,7 +3,8 @@
 Its modules: ``runner`` (ownership, the loop, one batch), ``market`` (the in-memory
 market and what commands do to it), ``state`` (live orders, holds, the batch),
 ``settlement`` (amounts, holds, positions), ``events`` (a batch's outbox events) and
-``sql`` (what the engine reads, and the two statements that write a batch).
+``sql`` (what the engine reads, and the two statements that write a batch). Nothing is
+imported here: walking the package (``pkgutil``) must not load the engine.
 
 Ownership. ``MarketEngine.run`` holds the PostgreSQL advisory lock (ENGINE_LOCK, market
 id) on its own connection and does every write on that same connection, so an engine
@@ -42,9 +43,3 @@ under the command's seq and committed with it. The trigger engine lives here too
 market's conditional orders, evaluated against every trade price, each fired exactly
 once (its status TRIGGERED commits with the fills it caused). Money: ``settlement``.
 """
-
-from app.trading.engine.runner import ENGINE_LOCK, EngineSet, MarketEngine, StaleEngine
-from app.trading.engine.settlement import CASH
-from app.trading.engine.state import OrderIndex
-
-__all__ = ["CASH", "ENGINE_LOCK", "EngineSet", "MarketEngine", "OrderIndex", "StaleEngine"]

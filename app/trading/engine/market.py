@@ -62,7 +62,7 @@ from app.trading.engine.state import (
     resting as resting_order,
 )
 from app.trading.markets import MarketRow
-from app.trading.placement import OCO_ROLES, ListRole
+from app.trading.order_lists import OCO_ROLES, ListRole
 
 _D = Decimal
 

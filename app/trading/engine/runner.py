@@ -210,7 +210,7 @@ class MarketEngine:
 
     async def apply_placed(self, session: AsyncSession, placed: Sequence[Any]) -> None:
         """Apply the commands a placement just stored, in its transaction: ``placed``,
-        the rows ``trading._PLACE_SQL`` returned for this market (the command's ``seq``,
+        the rows ``app.trading.sql.PLACE_SQL`` returned for this market (the command's ``seq``,
         ``kind``, ``order_id``, the order as ``ORDER_COLUMNS``), in seq order. The caller
         holds ``self.lock`` and the market's row (no other engine writes the market before
         it commits), and ``markets.applied_seq`` is ``self.applied``. Commands of others

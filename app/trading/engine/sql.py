@@ -19,7 +19,7 @@ from app.trading.engine.events import events_of
 from app.trading.engine.market import MarketState
 from app.trading.engine.settlement import CASH, decimal_amount, settle_positions
 from app.trading.engine.state import Batch
-from app.trading.placement import ORDER_COLUMNS
+from app.trading.sql import ORDER_COLUMNS
 from db.raw import columns, unnest_parameters
 
 _D = Decimal
