@@ -251,7 +251,7 @@ async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> Set
     ctx = info.context
     call = commands.set_market_status(
         ctx.rt,
-        actor_role="ADMIN" if ctx.is_admin else None,
+        actor_id=ctx.user_id,
         symbol=symbol,
         status=DomainMarketStatus(status.value),
     )

@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts import audit
 from app.core.errors import InsufficientFunds, NotAuthenticated, UserError, ValidationFailed
 from app.runtime import Runtime
 from app.trading import markets
@@ -208,16 +209,22 @@ async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool
 
 
 async def set_market_status(
-    rt: Runtime, *, actor_role: str | None, symbol: str, status: rules.MarketStatus
+    rt: Runtime, *, actor_id: int | None, symbol: str, status: rules.MarketStatus
 ) -> MarketRow:
-    """Admin: halt a market (no new orders; resting orders stay) or open it again."""
-    from app.core.errors import Forbidden
-
-    if actor_role != "ADMIN":
-        raise Forbidden()
+    """Admin: halt a market (no new orders; resting orders stay) or open it again. As every
+    admin action: the admin read in its transaction, one audit row committed with it."""
 
     async def work(session: AsyncSession) -> MarketRow:
-        await markets.market_by_symbol(session, symbol)
-        return await markets.set_market_status(session, symbol, status)
+        actor = await audit.require_admin(session, actor_id)
+        before = await markets.market_by_symbol(session, symbol)
+        market = await markets.set_market_status(session, symbol, status)
+        await audit.record(
+            session,
+            actor_id=actor.id,
+            action="market.status",
+            target=f"market:{market.symbol}",
+            details={"from": before.spec.status.value, "to": status.value},
+        )
+        return market
 
     return await in_transaction(rt.sessions, work)

@@ -389,8 +389,11 @@ async def test_bad_orders_are_refused_with_a_typed_error_and_change_nothing(rt, 
         errors.StopPriceWrongSide,
         place(rt, uid, request(BUY, OrderType.STOP_LIMIT, "0.1", stop_price="99", price="99")),
     )
+    admin = await funded_user(rt, "admin")
+    async with rt.sessions() as session, session.begin():
+        await session.execute(text("UPDATE users SET role = 'ADMIN' WHERE id = :id"), {"id": admin})
     halted = await commands.set_market_status(
-        rt, actor_role="ADMIN", symbol=BTC, status=MarketStatus.HALTED
+        rt, actor_id=admin, symbol=BTC, status=MarketStatus.HALTED
     )
     assert halted.spec.status is MarketStatus.HALTED
     await _refused(rt, uid, errors.MarketHalted, place(rt, uid, limit(BUY, "0.1", "100")))
@@ -400,10 +403,8 @@ async def test_bad_orders_are_refused_with_a_typed_error_and_change_nothing(rt, 
     await _refused(rt, uid, errors.MarketHalted, amend)
     assert (await reload(rt, resting.id)).book_price == D("90")
     with pytest.raises(Forbidden):
-        await commands.set_market_status(
-            rt, actor_role="USER", symbol=BTC, status=MarketStatus.OPEN
-        )
-    await commands.set_market_status(rt, actor_role="ADMIN", symbol=BTC, status=MarketStatus.OPEN)
+        await commands.set_market_status(rt, actor_id=uid, symbol=BTC, status=MarketStatus.OPEN)
+    await commands.set_market_status(rt, actor_id=admin, symbol=BTC, status=MarketStatus.OPEN)
     assert (await place(rt, uid, limit(BUY, "0.1", "100"))).status == "OPEN"
 
 
