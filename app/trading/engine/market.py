@@ -10,7 +10,7 @@ trigger engine lives here too: the market's conditional orders, evaluated agains
 trade price, each fired exactly once.
 
 Only a hold that may be refused (an amend that needs more, a bracket's exits) touches the
-database here (``session``: the batch's transaction); everything else is written by
+database here (through ``Funds``: the batch's transaction); everything else is written by
 ``sql.write`` at the end of the batch.
 """
 
@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InsufficientFunds, InvariantViolation
 from app.ledger import journal as ledger
@@ -46,8 +44,8 @@ from app.trading.domain.orders import (
     OrderEvent,
     OrderStatus,
     Side,
-    Trigger,
 )
+from app.trading.engine.funds import Funds
 from app.trading.engine.settlement import CASH, decimal_amount, hold_need
 from app.trading.engine.state import (
     Batch,
@@ -61,6 +59,7 @@ from app.trading.engine.state import (
 from app.trading.engine.state import (
     resting as resting_order,
 )
+from app.trading.engine.triggers import fires
 from app.trading.markets import MarketRow
 from app.trading.order_lists import OCO_ROLES, ListRole
 
@@ -84,7 +83,7 @@ class MarketState:
             None if market.last_price is None else self.spec.nearest_ticks(market.last_price)
         )
         self.batch = Batch()  # the batch being applied (``apply``)
-        self.session: AsyncSession | None = None  # its transaction
+        self.funds: Funds | None = None  # where it takes a hold that may be refused
 
     @classmethod
     def restore(cls, market_id: int, market: MarketRow, rows: list[Any]) -> MarketState:
@@ -125,11 +124,12 @@ class MarketState:
             self.holds[order.hold_id].spent = True
         return order
 
-    async def apply(self, session: AsyncSession, commands: list[Any], due: int | None) -> Batch:
+    async def apply(self, funds: Funds, commands: list[Any], due: int | None) -> Batch:
         """Apply ``commands`` (and the expiries due at ``due``, epoch ms) to the book; what
-        they did, to be written in ``session``'s transaction."""
+        they did, to be written (``sql.write``). A hold that may be refused is taken at
+        once, from ``funds`` (``SessionFunds``: the batch's transaction)."""
         batch = Batch()
-        self.batch, self.session = batch, session
+        self.batch, self.funds = batch, funds
         for command in commands:
             await self._command(command)
         if due is not None:
@@ -258,11 +258,8 @@ class MarketState:
         available = ledger.user_account(hold.user_id, hold.currency)
         held = ledger.user_account(hold.user_id, hold.currency, AccountKind.HELD)
         if delta > 0:
-            await self.batch.journal.post(
-                self.session,
-                kind="HOLD",
-                legs=move(amount, available, held),
-                reference=f"hold:{hold.id}",
+            await self.funds.hold(
+                self.batch.journal, move(amount, available, held), f"hold:{hold.id}"
             )
         else:
             self.batch.journal.defer(
@@ -496,10 +493,8 @@ class MarketState:
             decimal_amount(self.spec, hold.currency, units),
             reference=f"bracket:{self.market_id}",
         )
-        await self.batch.journal.post(
-            self.session, kind="HOLD", legs=ledger.hold_legs(request), reference=request.reference
-        )
-        (hold_id,) = await ledger.insert_holds(self.session, [request])
+        await self.funds.hold(self.batch.journal, ledger.hold_legs(request), request.reference)
+        hold_id = await self.funds.new_hold(request)
         hold.amount = hold.remaining = units
         return hold_id
 
@@ -523,27 +518,10 @@ class MarketState:
             await self._events(self.book.apply_consequence(place(self.book.last_seq, order)))
 
     def _fires(self, order: LiveOrder, prices: list[int]) -> bool:
-        if order.trigger is Trigger.TRAILING:
-            assert order.trailing is not None
-            state = order.trailing_state or rules.start_trailing(order.trailing)
-            fired = False
-            for price in prices:
-                state, fired = rules.observe_trailing(order.side, order.trailing, state, price)
-                if fired:
-                    break
-            if state != order.trailing_state:
-                order.trailing_state = state
-                self._touch(order)
-            return fired
-        valid = rules.ValidOrder(
-            side=order.side,
-            type=order.type,
-            quantity=order.quantity,
-            price=order.price,
-            time_in_force=order.tif,
-            stop_price=order.stop,
-        )
-        return any(rules.is_triggered(valid, price) for price in prices)
+        fired, moved = fires(order, prices)
+        if moved:
+            self._touch(order)
+        return fired
 
     async def _expire(self, now_ms: int) -> None:
         assert self.book is not None

@@ -33,6 +33,7 @@ from app.runtime import Runtime
 from app.trading.domain.matching import OrderBook
 from app.trading.domain.orders import epoch_ms
 from app.trading.engine import sql
+from app.trading.engine.funds import SessionFunds
 from app.trading.engine.market import MarketState
 from app.trading.markets import market_by_id
 from db.raw import driver
@@ -205,7 +206,7 @@ class MarketEngine:
         write what they did, in ``session``'s transaction."""
         pg = await driver(session)
         await self._load(pg, commands)
-        batch = await self._state.apply(session, commands, due)
+        batch = await self._state.apply(SessionFunds(session), commands, due)
         await sql.write(pg, session, self._state, batch, self.rt.now())
 
     async def apply_placed(self, session: AsyncSession, placed: Sequence[Any]) -> None:
