@@ -152,7 +152,7 @@ def _run_on_runtime(
 
 
 def run_engines(settings: Settings) -> None:
-    from app.trading.engine import EngineSet
+    from app.trading.engine.runner import EngineSet
 
     async def body(rt: Runtime) -> None:
         engines = EngineSet(rt)

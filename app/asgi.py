@@ -22,7 +22,7 @@ from app.http import links, ops, webhooks
 from app.http.middleware import EdgeMiddleware, SizeLimits
 from app.jobs import add_withdrawal_jobs
 from app.runtime import Runtime, build_runtime
-from app.trading.engine import EngineSet
+from app.trading.engine.runner import EngineSet
 from app.trading.market_maker import MarketMaker
 from graphql_schema.gateway.view import GraphQLView
 from graphql_schema.schema import schema

@@ -37,9 +37,9 @@ from app.accounts.domain.passwords import hash_password
 from app.runtime import Runtime
 from app.social import leaderboard, leaders
 from app.social.domain.social import LeaderProfile, Visibility
-from app.trading import placement as trading
+from app.trading import commands, placement
 from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
-from app.trading.engine import EngineSet
+from app.trading.engine.runner import EngineSet
 from app.trading.markets import market_by_symbol
 from app.trading.reads import order_book, snapshot_equity
 from app.wallets.crypto_deposits import credit_crypto_deposit, deposit_address
@@ -127,7 +127,7 @@ async def seed_demo_data(rt: Runtime) -> None:
         for leader in DEMO_LEADERS:
             created |= await _ensure_leader(rt, leader, ids[leader.login.email], ids[DESK.email])
         # what the desk offered but no leader took (another trader did) is withdrawn
-        await trading.cancel_all_orders(rt, user_id=ids[DESK.email], symbol=HISTORY_SYMBOL)
+        await commands.cancel_all_orders(rt, user_id=ids[DESK.email], symbol=HISTORY_SYMBOL)
     if created:
         await snapshot_equity(rt)
         await leaderboard.recompute_leaderboard(rt)
@@ -295,7 +295,7 @@ async def _inside_spread(rt: Runtime, price: Decimal) -> Decimal:
 async def _place(
     rt: Runtime, user_id: int, side: Side, tif: TimeInForce, price: Decimal, client_order_id: str
 ) -> None:
-    await trading.place_order(
+    await placement.place_order(
         rt,
         user_id=user_id,
         symbol=HISTORY_SYMBOL,

@@ -6,7 +6,7 @@ accepted by the engine, for 100 and 1,000 followers, beside a baseline in the sa
    NOTIFY) as tasks, ``python -m bench``'s settings (pool of 40, COPY_CONCURRENCY).
 2. Per follower count: a leader, that many followers (FIXED_AMOUNT 50 USDT, LIMIT IOC at
    the leader's price + 1 %), a maker with a deep BTC/USDT ask at 90,000.
-3. Rounds: the leader buys 0.01 BTC (LIMIT IOC, through ``trading.place_order``); the
+3. Rounds: the leader buys 0.01 BTC (LIMIT IOC, through ``placement.place_order``); the
    round ends when every copy of that fill is PLACED. Latency = the last copy order's
    ``updated_at`` (the engine's clock when it applied it) - the leader fill's
    ``created_at`` (the engine's clock in the batch that made it): fill to all accepted.
@@ -34,9 +34,9 @@ from sqlalchemy import insert
 from app.core.logs import configure_logging
 from app.runtime import Runtime
 from app.social import copy_trading
-from app.trading import placement as trading
+from app.trading import placement
 from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
-from app.trading.engine import EngineSet
+from app.trading.engine.runner import EngineSet
 from bench.trading_support import (
     create_traders,
     machine,
@@ -103,12 +103,12 @@ async def _setup(rt: Runtime, followers: int, tag: str) -> tuple[int, list[int]]
         )
     ask = OrderRequest(side=Side.SELL, type=OrderType.LIMIT, quantity=Decimal(10), price=PRICE)
     for _ in range(max(2, followers // 100 * 4)):  # 10 BTC each (the 1M USD order cap)
-        await trading.place_order(rt, user_id=maker.user_id, symbol=SYMBOL, request=ask)
+        await placement.place_order(rt, user_id=maker.user_id, symbol=SYMBOL, request=ask)
     return leader.user_id, [f.user_id for f in crowd]
 
 
 async def _copy_round(rt: Runtime, leader: int, followers: int, n: int) -> float:
-    order = await trading.place_order(
+    order = await placement.place_order(
         rt, user_id=leader, symbol=SYMBOL, request=_buy("0.01", PRICE), client_order_id=f"l{n}"
     )
     fill_id = await _fetchval(rt, "SELECT id FROM fills WHERE order_id = $1", order.id)
@@ -137,7 +137,7 @@ async def _baseline_round(rt: Runtime, users: list[int], n: int) -> float:
 
     async def one(uid: int) -> None:
         async with gate:
-            await trading.place_order(
+            await placement.place_order(
                 rt, user_id=uid, symbol=SYMBOL, request=request, client_order_id=f"b{n}"
             )
 

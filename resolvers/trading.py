@@ -14,8 +14,7 @@ from strawberry.types import Info
 
 from app.core.errors import ValidationFailed
 from app.core.metrics import count_placement
-from app.trading import markets
-from app.trading import placement as trading
+from app.trading import commands, markets, order_lists, placement
 from app.trading import reads as trading_reads
 from app.trading.domain.orders import MarketSpec
 from app.trading.domain.orders import MarketStatus as DomainMarketStatus
@@ -109,7 +108,7 @@ def _order_payload(info: Ctx) -> Callable[[OrderRow], Awaitable[OrderPayload]]:
 async def place_order(info: Ctx, input: PlaceOrderInput) -> PlaceOrderResult:
     """Place an order. It is matched before the answer when the engine keeps up (status
     OPEN, FILLED ...); NEW means it is queued. ``myOrders`` reports every change."""
-    call = trading.place_order(
+    call = placement.place_order(
         info.context.rt,
         user_id=info.context.user_id,
         symbol=input.symbol,
@@ -122,11 +121,11 @@ async def place_order(info: Ctx, input: PlaceOrderInput) -> PlaceOrderResult:
 async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderListResult:
     """An OCO or a BRACKET (see the input)."""
 
-    async def call() -> trading.PlacedList:
+    async def call() -> order_lists.PlacedList:
         if input.kind is OrderListKind.OCO:
             if not input.orders:
                 raise ValidationFailed("An OCO needs its two orders", field="orders")
-            return await trading.place_order_list(
+            return await order_lists.place_order_list(
                 info.context.rt,
                 user_id=info.context.user_id,
                 symbol=input.symbol,
@@ -137,12 +136,12 @@ async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderL
             raise ValidationFailed(
                 "A bracket needs entry, takeProfitPrice and stopLossPrice", field="entry"
             )
-        return await trading.place_order_list(
+        return await order_lists.place_order_list(
             info.context.rt,
             user_id=info.context.user_id,
             symbol=input.symbol,
             client_list_id=input.client_list_id,
-            bracket=trading.Bracket(
+            bracket=order_lists.Bracket(
                 entry=input.entry.to_request(),
                 take_profit_price=input.take_profit_price,
                 stop_loss_price=input.stop_loss_price,
@@ -150,7 +149,7 @@ async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderL
             ),
         )
 
-    async def payload(placed: trading.PlacedList) -> OrderListPayload:
+    async def payload(placed: order_lists.PlacedList) -> OrderListPayload:
         return OrderListPayload(
             list_id=strawberry.ID(to_base64(ORDER_LIST, placed.list.id)),
             kind=OrderListKind(placed.list.kind),
@@ -169,7 +168,7 @@ async def cancel_order(
     """Cancel by global id or by your clientOrderId."""
 
     async def call() -> OrderRow:
-        return await trading.cancel_order(
+        return await commands.cancel_order(
             info.context.rt,
             user_id=info.context.user_id,
             order_id=node_pk(id, ORDER, field="id") if id is not None else None,
@@ -181,7 +180,7 @@ async def cancel_order(
 
 async def cancel_all_orders(info: Ctx, symbol: str | None = None) -> CancelAllOrdersResult:
     """Cancel every open order (on one market, or everywhere)."""
-    call = trading.cancel_all_orders(info.context.rt, user_id=info.context.user_id, symbol=symbol)
+    call = commands.cancel_all_orders(info.context.rt, user_id=info.context.user_id, symbol=symbol)
 
     async def payload(rows: list[OrderRow]) -> CancelAllOrdersPayload:
         return CancelAllOrdersPayload(orders=await order_nodes(info, rows))
@@ -200,7 +199,7 @@ async def amend_order(
     it needs more."""
 
     async def call() -> OrderRow:
-        return await trading.amend_order(
+        return await commands.amend_order(
             info.context.rt,
             user_id=info.context.user_id,
             order_id=node_pk(id, ORDER, field="id"),
@@ -213,7 +212,7 @@ async def amend_order(
 
 async def set_trading_enabled(info: Ctx, enabled: bool) -> SetTradingEnabledResult:
     """Your kill switch: false cancels all your orders and refuses new ones."""
-    call = trading.set_trading_enabled(
+    call = commands.set_trading_enabled(
         info.context.rt, user_id=info.context.user_id, enabled=enabled
     )
 
@@ -228,9 +227,9 @@ async def set_trading_enabled(info: Ctx, enabled: bool) -> SetTradingEnabledResu
 async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> SetMarketStatusResult:
     """Admin: halt a market (no new orders) or open it again."""
     ctx = info.context
-    call = trading.set_market_status(
+    call = commands.set_market_status(
         ctx.rt,
-        actor_role="ADMIN" if ctx.is_admin else None,
+        actor_id=ctx.user_id,
         symbol=symbol,
         status=DomainMarketStatus(status.value),
     )

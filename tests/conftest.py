@@ -32,7 +32,7 @@ from app.embedded import ensure_database, with_database
 from app.ledger.journal import check_invariants
 from app.runtime import Runtime, build_runtime, utcnow
 from app.staking import catalogue as staking_catalogue
-from app.trading.engine import EngineSet
+from app.trading.engine.runner import EngineSet
 from db.base import Base
 from db.migrate import upgrade
 from db.models import Currency, KycLimit, Market, ReferencePrice

@@ -12,7 +12,7 @@ follow of that leader created before the fill::
                                  the order's quantity, limit price and clientOrderId
                                  ``copy-{follow}-{leader fill}``, or SKIPPED with the
                                  reason (outbox ``social.copy_skipped``)
-    place                        ``trading.place_order`` for every PENDING copy (the same
+    place                        ``placement.place_order`` for every PENDING copy (the same
                                  order path as a user's: risk checks, holds), follows
                                  concurrently, one follow's copies in order
     mark + advance (commit)      PLACED with the order id, or SKIPPED with the trading
@@ -59,7 +59,7 @@ from app.social.domain.copying import (
     Position,
     Terms,
 )
-from app.trading import placement as trading
+from app.trading import placement
 from app.trading.domain.orders import FINAL_STATUSES, OrderRequest, OrderType, Side, TimeInForce
 from db.models import Copy, Order
 from db.queries import Page, keyset_page, rows_by_ids
@@ -132,14 +132,14 @@ async def _close_plans(session: AsyncSession, follow_id: int) -> list[_Close]:
 
 async def _order_by_client_id(rt: Runtime, user_id: int, client_order_id: str) -> Order | None:
     async with rt.sessions() as session:
-        return await trading._existing(session, user_id, client_order_id)
+        return await placement.existing_order(session, user_id, client_order_id)
 
 
 async def close_follow_positions(rt: Runtime, *, follow_id: int) -> list[Order]:
     """Sell what the follower holds because of ``follow_id`` (each asset's position,
     less copy sells in flight, at most its available balance, rounded down to the lot),
     as LIMIT IOC orders at the last price less the follow's slippage tolerance, through
-    ``trading.place_order``. Safe to call again: until the first close's fills are
+    ``placement.place_order``. Safe to call again: until the first close's fills are
     applied the position keeps its version, so the same clientOrderId finds the same
     order. A close the market refuses is logged and left out."""
     async with rt.sessions() as session:
@@ -526,7 +526,7 @@ async def _place_ioc(
         price=price,
         time_in_force=TimeInForce.IOC,
     )
-    return await trading.place_order(
+    return await placement.place_order(
         rt, user_id=user_id, symbol=symbol, request=request, client_order_id=client_order_id
     )
 

@@ -46,11 +46,10 @@ from app.core.settings import Settings
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, Leg, move
 from app.runtime import Runtime
-from app.trading import markets
-from app.trading import placement as trading
+from app.trading import commands, markets, placement
 from app.trading.domain import market_making as mm
 from app.trading.domain.orders import MarketStatus, OrderRequest, OrderType, TimeInForce
-from app.trading.engine import CASH
+from app.trading.engine.settlement import CASH
 from app.trading.markets import MarketRow
 from db.models import User
 from db.raw import driver
@@ -241,7 +240,7 @@ class MarketMaker:
 
     async def _carry_out(self, traders: SystemTraders, plan: MarketPlan) -> None:
         symbol, spec = plan.market.symbol, plan.market.spec
-        await trading.cancel_all_orders(self.rt, user_id=traders.maker_id, symbol=symbol)
+        await commands.cancel_all_orders(self.rt, user_id=traders.maker_id, symbol=symbol)
         orders = [(traders.maker_id, q, TimeInForce.GTC) for q in plan.quotes]
         if plan.take is not None:
             orders.append((traders.flow_id, plan.take, TimeInForce.IOC))
@@ -254,7 +253,9 @@ class MarketMaker:
                 time_in_force=tif,
             )
             try:
-                await trading.place_order(self.rt, user_id=user_id, symbol=symbol, request=request)
+                await placement.place_order(
+                    self.rt, user_id=user_id, symbol=symbol, request=request
+                )
             except UserError as error:
                 log.warning(
                     "market maker order refused",
@@ -269,7 +270,7 @@ class MarketMaker:
     async def withdraw(self) -> None:
         """Cancel every quote of the maker (on every market)."""
         traders = await self._ensure_traders()
-        await trading.cancel_all_orders(self.rt, user_id=traders.maker_id)
+        await commands.cancel_all_orders(self.rt, user_id=traders.maker_id)
 
     # -- running in the server process ---------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from app.social import profit_share
-from app.trading import placement as trading
+from app.trading import commands
 from app.trading.domain.orders import Side
 from tests.social.test_copy_trading import (
     copy_all,
@@ -119,7 +119,7 @@ async def test_a_short_follower_pays_what_it_has_and_the_rest_later(api, rt, eng
     assert await profit_share.settle_profit_shares(rt, period=DAY + timedelta(days=1)) == 1
     # once the bid is canceled, the third day charges the rest
     (bid,) = await rows(rt, "SELECT id FROM orders WHERE user_id = $1 AND status = 'OPEN'", uid)
-    await trading.cancel_order(rt, user_id=uid, order_id=bid["id"])
+    await commands.cancel_order(rt, user_id=uid, order_id=bid["id"])
     assert await profit_share.settle_profit_shares(rt, period=DAY + timedelta(days=2)) == 1
     paid = await rows(rt, "SELECT period, amount FROM profit_share_settlements ORDER BY period")
     assert [p["amount"] for p in paid] == [available, 0, SHARE - available]

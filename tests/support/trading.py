@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from app.runtime import Runtime
-from app.trading import placement as trading
+from app.trading import command_queue, placement
 from app.trading.domain.matching import BookSnapshot, Fill, OrderBook
 from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
-from app.trading.engine import EngineSet
+from app.trading.engine.runner import EngineSet
 from app.trading.markets import MarketRow
 from db.models import Fill as FillRow
 from db.models import Order, User
@@ -114,7 +114,7 @@ def request(side: Side, type_: OrderType, quantity: str, **fields: Any) -> Order
 async def place(
     rt: Runtime, uid: int, order: OrderRequest, symbol: str = BTC, **kwargs: Any
 ) -> Order:
-    return await trading.place_order(rt, user_id=uid, symbol=symbol, request=order, **kwargs)
+    return await placement.place_order(rt, user_id=uid, symbol=symbol, request=order, **kwargs)
 
 
 async def trade_at(rt: Runtime, maker: int, taker: int, price: str, quantity: str = "0.1") -> None:
@@ -126,7 +126,7 @@ async def trade_at(rt: Runtime, maker: int, taker: int, price: str, quantity: st
 
 
 async def reload(rt: Runtime, order_id: int) -> Order:
-    (row,) = await trading.get_orders(rt, [order_id])
+    (row,) = await command_queue.get_orders(rt, [order_id])
     return row
 
 

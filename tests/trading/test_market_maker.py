@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.__main__ import with_embedded_defaults
 from app.accounts.domain.passwords import verify_password
 from app.core.settings import Settings
-from app.trading import placement as trading
+from app.trading import commands, placement
 from app.trading.domain import market_making as mm
 from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side
 from app.trading.market_maker import (
@@ -173,7 +173,7 @@ async def test_a_users_marketable_buy_fills_against_the_maker(gql, rt, engines):
         q[2] for q in await _quotes(rt, traders.maker_id) if q[:2] == ("BTC/USDT", "SELL")
     )
     buyer, _ = await trader(gql, rt, "buyer@example.com", USDT="1000")
-    order = await trading.place_order(
+    order = await placement.place_order(
         rt,
         user_id=buyer,
         symbol="BTC/USDT",
@@ -249,7 +249,7 @@ async def test_the_system_users_are_funded_once_then_topped_up_when_low(rt, engi
     assert available + held >= D("10")  # about a million USD of each currency
 
     # most of the maker's BTC leaves: the next cycle tops it up
-    await trading.cancel_all_orders(rt, user_id=traders.maker_id)
+    await commands.cancel_all_orders(rt, user_id=traders.maker_id)
     await fund(rt, traders.maker_id, "BTC", str(-(available + held) + D("1")))
     await maker.cycle()
     available, held = (await balances(rt, traders.maker_id))["BTC"]

@@ -1,5 +1,5 @@
 """Group commit of ``placeOrder``: concurrent calls share one transaction
-(``trading.place_orders`` through ``app.core.coalesce.Coalescer``) and each still gets the
+(``placement.place_orders`` through ``app.core.coalesce.Coalescer``) and each still gets the
 answer or the typed error it would get alone, with nothing left behind for the refused."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from sqlalchemy import event
 
 from app.core.coalesce import Coalescer
 from app.core.errors import InsufficientFunds, NotAuthenticated
-from app.trading import placement as trading
+from app.trading import commands, placement, pretrade
+from app.trading import sql as trading_sql
 from app.trading.domain import errors
 from app.trading.domain.orders import Side
 from tests.support.trading import (
@@ -101,7 +102,7 @@ async def test_the_same_client_order_id_in_one_batch_is_a_retry_of_the_first(rt,
 async def test_bad_items_of_a_batch_get_their_typed_errors_and_leave_nothing(rt, engines):
     good = await funded_user(rt, "good", USDT="1000")
     stopped = await funded_user(rt, "stopped", USDT="1000")
-    await trading.set_trading_enabled(rt, user_id=stopped, enabled=False)
+    await commands.set_trading_enabled(rt, user_id=stopped, enabled=False)
     got = await answers(
         place(rt, good, limit(BUY, "0.1", "99.5")),
         place(rt, good, limit(BUY, "0.1", "99.505")),  # off the tick
@@ -230,15 +231,15 @@ def statements(rt):
 async def test_a_batch_costs_the_same_statements_for_one_order_or_twenty(rt, statements):
     users = [await funded_user(rt, f"trader{i}", USDT="1000") for i in range(20)]
 
-    def item(uid: int, n: int, batch: str) -> trading._Placement:
+    def item(uid: int, n: int, batch: str) -> placement._Placement:
         request = limit(BUY, "0.1", str(90 + n % 5))
-        digest = trading._digest("BTC/USDT", request)
-        return trading._Placement(uid, "BTC/USDT", request, f"{batch}-{n}", digest, None)
+        digest = pretrade.request_digest("BTC/USDT", request)
+        return placement._Placement(uid, "BTC/USDT", request, f"{batch}-{n}", digest, None)
 
     async def cost(items: list) -> int:
         statements.clear()
-        placed = await trading.place_orders(rt, items)
-        assert all(isinstance(p, trading._Placed) and p.seq for p in placed), placed
+        placed = await placement.place_orders(rt, items)
+        assert all(isinstance(p, placement._Placed) and p.seq for p in placed), placed
         return len(statements)
 
     await cost([item(uid, n, "first") for n, uid in enumerate(users)])  # HELD accounts made
@@ -255,7 +256,9 @@ async def test_a_batch_plans_generically_inside_its_transaction_only(rt):
     async with engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
         async with raw.transaction():
-            (row,) = await raw.fetch(trading._TRADERS_SQL, [uid], ["x"], trading._LIVE)
+            (row,) = await raw.fetch(
+                trading_sql.TRADERS_SQL, [uid], ["x"], trading_sql.LIVE_STATUS_VALUES
+            )
             assert row["existing_id"] is None
             assert await raw.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
         assert await raw.fetchval("SHOW plan_cache_mode") == "auto"

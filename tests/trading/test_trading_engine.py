@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 
 from app.core.errors import Forbidden, InsufficientFunds
 from app.runtime import build_runtime
-from app.trading import placement as trading
+from app.trading import command_queue, commands, order_lists, placement, pretrade
 from app.trading.domain import errors
 from app.trading.domain.errors import FokNotFillable, PostOnlyWouldTake
 from app.trading.domain.orders import (
@@ -24,7 +24,8 @@ from app.trading.domain.orders import (
     TimeInForce,
     TrailingOffsetType,
 )
-from app.trading.engine import EngineSet, OrderIndex
+from app.trading.engine.runner import EngineSet
+from app.trading.engine.state import OrderIndex
 from tests.support.trading import (
     BTC,
     FAST_ENGINE,
@@ -353,7 +354,7 @@ async def test_bad_orders_are_refused_with_a_typed_error_and_change_nothing(rt, 
         rt,
         uid,
         errors.UnknownMarket,
-        trading.place_order(rt, user_id=uid, symbol="DOGE/USDT", request=limit(BUY, "1", "1")),
+        placement.place_order(rt, user_id=uid, symbol="DOGE/USDT", request=limit(BUY, "1", "1")),
     )
     await _refused(rt, uid, errors.QuantityOffLotSize, place(rt, uid, limit(BUY, "0.00015", "100")))
     await _refused(
@@ -388,17 +389,22 @@ async def test_bad_orders_are_refused_with_a_typed_error_and_change_nothing(rt, 
         errors.StopPriceWrongSide,
         place(rt, uid, request(BUY, OrderType.STOP_LIMIT, "0.1", stop_price="99", price="99")),
     )
-    halted = await trading.set_market_status(
-        rt, actor_role="ADMIN", symbol=BTC, status=MarketStatus.HALTED
+    admin = await funded_user(rt, "admin")
+    async with rt.sessions() as session, session.begin():
+        await session.execute(text("UPDATE users SET role = 'ADMIN' WHERE id = :id"), {"id": admin})
+    halted = await commands.set_market_status(
+        rt, actor_id=admin, symbol=BTC, status=MarketStatus.HALTED
     )
     assert halted.spec.status is MarketStatus.HALTED
     await _refused(rt, uid, errors.MarketHalted, place(rt, uid, limit(BUY, "0.1", "100")))
-    amend = trading.amend_order(rt, user_id=uid, order_id=resting.id, price=D("101"), quantity=None)
+    amend = commands.amend_order(
+        rt, user_id=uid, order_id=resting.id, price=D("101"), quantity=None
+    )
     await _refused(rt, uid, errors.MarketHalted, amend)
     assert (await reload(rt, resting.id)).book_price == D("90")
     with pytest.raises(Forbidden):
-        await trading.set_market_status(rt, actor_role="USER", symbol=BTC, status=MarketStatus.OPEN)
-    await trading.set_market_status(rt, actor_role="ADMIN", symbol=BTC, status=MarketStatus.OPEN)
+        await commands.set_market_status(rt, actor_id=uid, symbol=BTC, status=MarketStatus.OPEN)
+    await commands.set_market_status(rt, actor_id=admin, symbol=BTC, status=MarketStatus.OPEN)
     assert (await place(rt, uid, limit(BUY, "0.1", "100"))).status == "OPEN"
 
 
@@ -407,21 +413,21 @@ async def test_cancel_refuses_other_users_orders_and_final_ones(rt, engines):
     other = await funded_user(rt, "other", USDT="1000")
     ask = await place(rt, owner, limit(SELL, "0.1", "100"))
     with pytest.raises(errors.OrderNotFound):
-        await trading.cancel_order(rt, user_id=other, order_id=ask.id)
+        await commands.cancel_order(rt, user_id=other, order_id=ask.id)
     with pytest.raises(errors.OrderNotFound):
-        await trading.cancel_order(rt, user_id=other, client_order_id=ask.client_order_id)
+        await commands.cancel_order(rt, user_id=other, client_order_id=ask.client_order_id)
     assert (await reload(rt, ask.id)).status == "OPEN"
-    canceled = await trading.cancel_order(rt, user_id=owner, order_id=ask.id)
+    canceled = await commands.cancel_order(rt, user_id=owner, order_id=ask.id)
     assert (canceled.status, canceled.reason) == ("CANCELED", "CANCELED")
     assert await wallet(rt, owner, "BTC") == (D("1"), ZERO)
     with pytest.raises(errors.OrderNotCancellable):
-        await trading.cancel_order(rt, user_id=owner, order_id=ask.id)
+        await commands.cancel_order(rt, user_id=owner, order_id=ask.id)
     filled_ask = await place(rt, owner, limit(SELL, "0.1", "100"))
     await place(rt, other, limit(BUY, "0.1", "100"))
     with pytest.raises(errors.OrderNotCancellable):
-        await trading.cancel_order(rt, user_id=owner, order_id=filled_ask.id)
-    commands = await scalar(rt, "SELECT count(*) FROM order_commands WHERE kind = 'CANCEL'")
-    assert commands == 1
+        await commands.cancel_order(rt, user_id=owner, order_id=filled_ask.id)
+    cancels = await scalar(rt, "SELECT count(*) FROM order_commands WHERE kind = 'CANCEL'")
+    assert cancels == 1
 
 
 async def test_client_order_id_returns_the_same_order_or_refuses_other_parameters(rt, engines):
@@ -447,24 +453,24 @@ async def test_client_order_id_returns_the_same_order_or_refuses_other_parameter
 async def test_client_list_id_returns_the_same_list_for_the_same_bracket(rt, engines):
     uid = await funded_user(rt, "trader", USDT="1000")
 
-    def bracket(quantity: str, take_profit: str) -> trading.Bracket:
-        return trading.Bracket(
+    def bracket(quantity: str, take_profit: str) -> order_lists.Bracket:
+        return order_lists.Bracket(
             entry=limit(BUY, quantity, "100"),
             take_profit_price=D(take_profit),
             stop_loss_price=D("95"),
         )
 
-    first = await trading.place_order_list(
+    first = await order_lists.place_order_list(
         rt, user_id=uid, symbol=BTC, client_list_id="b-1", bracket=bracket("0.5", "110")
     )
-    again = await trading.place_order_list(
+    again = await order_lists.place_order_list(
         rt, user_id=uid, symbol="btc/usdt", client_list_id="b-1", bracket=bracket("0.50", "110.0")
     )
     assert again.list.id == first.list.id
     assert [o.id for o in again.orders] == [o.id for o in first.orders]
     assert await scalar(rt, "SELECT count(*) FROM orders") == 3
     with pytest.raises(errors.ClientOrderIdReused):
-        await trading.place_order_list(
+        await order_lists.place_order_list(
             rt, user_id=uid, symbol=BTC, client_list_id="b-1", bracket=bracket("0.5", "111")
         )
 
@@ -476,7 +482,7 @@ async def test_open_orders_are_limited_per_user(rt, engines, monkeypatch):
     uid = await funded_user(rt, "trader", USDT="1000")
     placed = [await place(rt, uid, limit(BUY, "0.1", price)) for price in ("97", "98", "99")]
     await _refused(rt, uid, errors.TooManyOpenOrders, place(rt, uid, limit(BUY, "0.1", "96")))
-    await trading.cancel_order(rt, user_id=uid, order_id=placed[0].id)
+    await commands.cancel_order(rt, user_id=uid, order_id=placed[0].id)
     assert (await place(rt, uid, limit(BUY, "0.1", "96"))).status == "OPEN"
 
 
@@ -493,20 +499,20 @@ async def test_amend_keeps_priority_only_when_the_order_shrinks(rt, engines):
     seller = await funded_user(rt, "seller", BTC="1")
     a = await place(rt, first, limit(BUY, "0.5", "99"))
     b = await place(rt, second, limit(BUY, "0.5", "99"))
-    smaller = await trading.amend_order(
+    smaller = await commands.amend_order(
         rt, user_id=first, order_id=a.id, price=None, quantity=D("0.3")
     )
     assert (smaller.status, smaller.quantity, smaller.priority) == ("OPEN", D("0.3"), a.priority)
     assert await _bid_queue(rt, engines) == [(a.id, 9900, 3000), (b.id, 9900, 5000)]
     assert await wallet(rt, first, "USDT") == (D("1000") - D("29.7594"), D("29.7594"))
-    larger = await trading.amend_order(
+    larger = await commands.amend_order(
         rt, user_id=first, order_id=a.id, price=None, quantity=D("0.4")
     )
     assert larger.priority > b.priority
     assert await _bid_queue(rt, engines) == [(b.id, 9900, 5000), (a.id, 9900, 4000)]
     # a price change goes to the back of the new level, even back to the old price
-    await trading.amend_order(rt, user_id=second, order_id=b.id, price=D("98"), quantity=None)
-    await trading.amend_order(rt, user_id=second, order_id=b.id, price=D("99"), quantity=None)
+    await commands.amend_order(rt, user_id=second, order_id=b.id, price=D("98"), quantity=None)
+    await commands.amend_order(rt, user_id=second, order_id=b.id, price=D("99"), quantity=None)
     assert await _bid_queue(rt, engines) == [(a.id, 9900, 4000), (b.id, 9900, 5000)]
     taker = await place(rt, seller, limit(SELL, "0.4", "99"))
     assert taker.status == "FILLED"
@@ -519,14 +525,14 @@ async def test_amend_to_a_higher_buy_price_holds_more_or_fails_unchanged(rt, eng
     uid = await funded_user(rt, "trader", USDT="100")
     bid = await place(rt, uid, limit(BUY, "0.5", "99"))
     assert await wallet(rt, uid, "USDT") == (D("50.401"), D("49.599"))
-    raised = await trading.amend_order(
+    raised = await commands.amend_order(
         rt, user_id=uid, order_id=bid.id, price=D("99.5"), quantity=None
     )
     assert raised.book_price == D("99.5")
     assert await wallet(rt, uid, "USDT") == (D("50.1505"), D("49.8495"))
     before = await reload(rt, bid.id)
     with pytest.raises(InsufficientFunds):
-        await trading.amend_order(rt, user_id=uid, order_id=bid.id, price=None, quantity=D("1.1"))
+        await commands.amend_order(rt, user_id=uid, order_id=bid.id, price=None, quantity=D("1.1"))
     after = await reload(rt, bid.id)
     assert (after.status, after.quantity, after.book_price, after.priority) == (
         before.status,
@@ -536,7 +542,7 @@ async def test_amend_to_a_higher_buy_price_holds_more_or_fails_unchanged(rt, eng
     )
     assert await wallet(rt, uid, "USDT") == (D("50.1505"), D("49.8495"))
     assert await _bid_queue(rt, engines) == [(bid.id, 9950, 5000)]
-    lower = await trading.amend_order(
+    lower = await commands.amend_order(
         rt, user_id=uid, order_id=bid.id, price=D("90"), quantity=None
     )
     assert lower.book_price == D("90")
@@ -548,7 +554,7 @@ async def test_amend_that_crosses_trades_as_a_taker(rt, engines):
     seller = await funded_user(rt, "seller", BTC="1")
     ask = await place(rt, seller, limit(SELL, "0.2", "100"))
     bid = await place(rt, buyer, limit(BUY, "0.5", "98"))
-    amended = await trading.amend_order(
+    amended = await commands.amend_order(
         rt, user_id=buyer, order_id=bid.id, price=D("100"), quantity=None
     )
     assert (amended.status, amended.filled_quantity) == ("PARTIALLY_FILLED", D("0.2"))
@@ -559,14 +565,16 @@ async def test_amend_that_crosses_trades_as_a_taker(rt, engines):
     # what is held covers the rest at 100 plus the larger fee
     assert await wallet(rt, buyer, "USDT") == (D("1000") - D("20.04") - D("30.06"), D("30.06"))
     with pytest.raises(errors.PriceOutsideBand):  # 10 % from the last price, 100
-        await trading.amend_order(rt, user_id=buyer, order_id=bid.id, price=D("89"), quantity=None)
+        await commands.amend_order(rt, user_id=buyer, order_id=bid.id, price=D("89"), quantity=None)
     with pytest.raises(errors.InvalidAmend):
-        await trading.amend_order(rt, user_id=buyer, order_id=bid.id, price=None, quantity=D("0.2"))
+        await commands.amend_order(
+            rt, user_id=buyer, order_id=bid.id, price=None, quantity=D("0.2")
+        )
     assert await _bid_queue(rt, engines) == [(bid.id, 10000, 3000)]
     market_order = await place(rt, seller, limit(SELL, "0.3", "100", time_in_force=TimeInForce.IOC))
     assert market_order.status == "FILLED"
     with pytest.raises(errors.OrderNotAmendable):
-        await trading.amend_order(rt, user_id=buyer, order_id=bid.id, price=D("99"), quantity=None)
+        await commands.amend_order(rt, user_id=buyer, order_id=bid.id, price=D("99"), quantity=None)
     assert await wallet(rt, buyer, "USDT") == (D("1000") - D("20.04") - D("30.03"), ZERO)
 
 
@@ -584,7 +592,7 @@ async def test_oco_limit_fill_cancels_the_stop_and_the_single_hold_is_released(r
     holder = await funded_user(rt, "holder", BTC="1")
     buyer = await funded_user(rt, "buyer", USDT="1000")
     await trade_at(rt, *tape, "100")
-    placed = await trading.place_order_list(
+    placed = await order_lists.place_order_list(
         rt, user_id=holder, symbol=BTC, client_list_id="oco-1", oco=_oco_sell()
     )
     take, stop = placed.orders
@@ -608,11 +616,11 @@ async def test_oco_limit_fill_cancels_the_stop_and_the_single_hold_is_released(r
 async def test_canceling_one_oco_leg_cancels_the_other_and_frees_the_hold(rt, engines, tape):
     holder = await funded_user(rt, "holder", BTC="1")
     await trade_at(rt, *tape, "100")
-    placed = await trading.place_order_list(
+    placed = await order_lists.place_order_list(
         rt, user_id=holder, symbol=BTC, client_list_id="oco-c", oco=_oco_sell()
     )
     take, stop = placed.orders
-    canceled = await trading.cancel_order(rt, user_id=holder, order_id=take.id)
+    canceled = await commands.cancel_order(rt, user_id=holder, order_id=take.id)
     assert canceled.status == "CANCELED"
     other = await reload(rt, stop.id)
     assert (other.status, other.reason) == ("CANCELED", "OCO")
@@ -626,7 +634,7 @@ async def test_oco_stop_trigger_cancels_the_limit(rt, engines, tape):
     holder = await funded_user(rt, "holder", BTC="1")
     bidder = await funded_user(rt, "bidder", USDT="1000")
     await trade_at(rt, *tape, "100")
-    placed = await trading.place_order_list(
+    placed = await order_lists.place_order_list(
         rt, user_id=holder, symbol=BTC, client_list_id="oco-2", oco=_oco_sell()
     )
     take, stop = placed.orders
@@ -651,7 +659,7 @@ async def test_oco_whose_limit_is_refused_on_arrival_leaves_nothing_live(rt, eng
         request(SELL, OrderType.STOP_MARKET, "0.5", stop_price="95"),
     ]
     with pytest.raises(PostOnlyWouldTake):
-        await trading.place_order_list(
+        await order_lists.place_order_list(
             rt, user_id=holder, symbol=BTC, client_list_id="oco-3", oco=legs
         )
     statuses = await rows(rt, "SELECT status FROM orders WHERE user_id = $1 ORDER BY id", holder)
@@ -660,7 +668,7 @@ async def test_oco_whose_limit_is_refused_on_arrival_leaves_nothing_live(rt, eng
 
 
 def _bracket(quantity: str = "1", entry_price: str = "100"):
-    return trading.Bracket(
+    return order_lists.Bracket(
         entry=limit(BUY, quantity, entry_price),
         take_profit_price=D("110"),
         stop_loss_price=D("95"),
@@ -673,7 +681,7 @@ async def test_bracket_entry_fill_arms_its_exits_and_the_take_profit_cancels_the
     trader_id = await funded_user(rt, "trader", USDT="1000")
     seller = await funded_user(rt, "seller", BTC="2")
     await trade_at(rt, *tape, "100")
-    placed = await trading.place_order_list(
+    placed = await order_lists.place_order_list(
         rt, user_id=trader_id, symbol=BTC, client_list_id="br-1", bracket=_bracket()
     )
     entry, take, stop = placed.orders
@@ -700,7 +708,7 @@ async def test_bracket_stop_loss_fires_and_cancels_the_take_profit(rt, engines, 
     trader_id = await funded_user(rt, "trader", USDT="1000")
     seller = await funded_user(rt, "seller", BTC="2", USDT="1000")
     await trade_at(rt, *tape, "100")
-    placed = await trading.place_order_list(
+    placed = await order_lists.place_order_list(
         rt, user_id=trader_id, symbol=BTC, client_list_id="br-2", bracket=_bracket("0.5")
     )
     await place(rt, seller, limit(SELL, "0.5", "100"))
@@ -720,12 +728,13 @@ async def test_bracket_stop_loss_fires_and_cancels_the_take_profit(rt, engines, 
 async def test_bracket_exits_follow_what_the_entry_filled_or_go_with_it(rt, engines):
     trader_id = await funded_user(rt, "trader", USDT="1000")
     seller = await funded_user(rt, "seller", BTC="2")
-    unfilled = await trading.place_order_list(
+    unfilled = await order_lists.place_order_list(
         rt, user_id=trader_id, symbol=BTC, client_list_id="br-3", bracket=_bracket()
     )
-    await trading.cancel_order(rt, user_id=trader_id, order_id=unfilled.orders[0].id)
+    await commands.cancel_order(rt, user_id=trader_id, order_id=unfilled.orders[0].id)
     statuses = [
-        (o.status, o.reason) for o in await trading.get_orders(rt, [o.id for o in unfilled.orders])
+        (o.status, o.reason)
+        for o in await command_queue.get_orders(rt, [o.id for o in unfilled.orders])
     ]
     assert statuses == [
         ("CANCELED", "CANCELED"),
@@ -734,12 +743,12 @@ async def test_bracket_exits_follow_what_the_entry_filled_or_go_with_it(rt, engi
     ]
     assert await wallet(rt, trader_id, "USDT") == (D("1000"), ZERO)
 
-    partial = await trading.place_order_list(
+    partial = await order_lists.place_order_list(
         rt, user_id=trader_id, symbol=BTC, client_list_id="br-4", bracket=_bracket()
     )
     await place(rt, seller, limit(SELL, "0.4", "100"))
-    await trading.cancel_order(rt, user_id=trader_id, order_id=partial.orders[0].id)
-    entry, take, stop = await trading.get_orders(rt, [o.id for o in partial.orders])
+    await commands.cancel_order(rt, user_id=trader_id, order_id=partial.orders[0].id)
+    entry, take, stop = await command_queue.get_orders(rt, [o.id for o in partial.orders])
     assert (entry.status, entry.filled_quantity) == ("CANCELED", D("0.4"))
     assert (take.status, take.quantity, stop.status, stop.quantity) == (
         "OPEN",
@@ -748,9 +757,9 @@ async def test_bracket_exits_follow_what_the_entry_filled_or_go_with_it(rt, engi
         D("0.4"),
     )
     assert await wallet(rt, trader_id, "BTC") == (ZERO, D("0.4"))
-    await trading.cancel_order(rt, user_id=trader_id, order_id=take.id)
+    await commands.cancel_order(rt, user_id=trader_id, order_id=take.id)
     # the exits are an OCO: canceling one leg cancels the other and frees the hold
-    stop = (await trading.get_orders(rt, [stop.id]))[0]
+    stop = (await command_queue.get_orders(rt, [stop.id]))[0]
     assert (stop.status, stop.reason) == ("CANCELED", "OCO")
     assert await wallet(rt, trader_id, "BTC") == (D("0.4"), ZERO)
 
@@ -763,15 +772,15 @@ async def test_kill_switch_cancels_everything_live_and_refuses_new_orders(rt, en
     await trade_at(rt, *tape, "100")
     resting = await place(rt, uid, limit(BUY, "0.1", "99"))
     stop = await place(rt, uid, request(SELL, OrderType.STOP_MARKET, "0.1", stop_price="90"))
-    oco = await trading.place_order_list(
+    oco = await order_lists.place_order_list(
         rt, user_id=uid, symbol=BTC, client_list_id="oco", oco=_oco_sell()
     )
-    bracket = await trading.place_order_list(
+    bracket = await order_lists.place_order_list(
         rt, user_id=uid, symbol=BTC, client_list_id="br", bracket=_bracket("0.1", "98")
     )
     eth = await place(rt, uid, limit(SELL, "0.1", "3000"), symbol="ETH/USDT")
     live = [resting, stop, *oco.orders, *bracket.orders, eth]
-    canceled = await trading.set_trading_enabled(rt, user_id=uid, enabled=False)
+    canceled = await commands.set_trading_enabled(rt, user_id=uid, enabled=False)
     assert sorted(o.id for o in canceled) == sorted(o.id for o in live)
     assert {o.status for o in canceled} == {"CANCELED"}
     assert await wallet(rt, uid, "BTC") == (D("2"), ZERO)
@@ -781,10 +790,10 @@ async def test_kill_switch_cancels_everything_live_and_refuses_new_orders(rt, en
     with pytest.raises(errors.TradingDisabled):
         await place(rt, uid, limit(BUY, "0.1", "99"))
     with pytest.raises(errors.TradingDisabled):
-        await trading.place_order_list(
+        await order_lists.place_order_list(
             rt, user_id=uid, symbol=BTC, client_list_id="oco-2", oco=_oco_sell()
         )
-    assert await trading.set_trading_enabled(rt, user_id=uid, enabled=True) == []
+    assert await commands.set_trading_enabled(rt, user_id=uid, enabled=True) == []
     assert (await place(rt, uid, limit(BUY, "0.1", "99"))).status == "OPEN"
 
 
@@ -793,12 +802,12 @@ async def test_kill_switch_on_a_partly_filled_bracket_leaves_no_exit_live(rt, en
     and the entry's end does not release a take-profit into the book first."""
     uid = await funded_user(rt, "trader", USDT="1000")
     seller = await funded_user(rt, "seller", BTC="2")
-    bracket = await trading.place_order_list(
+    bracket = await order_lists.place_order_list(
         rt, user_id=uid, symbol=BTC, client_list_id="br-k", bracket=_bracket()
     )
     await place(rt, seller, limit(SELL, "0.4", "100"))
-    canceled = await trading.set_trading_enabled(rt, user_id=uid, enabled=False)
-    entry, take, stop = await trading.get_orders(rt, [o.id for o in bracket.orders])
+    canceled = await commands.set_trading_enabled(rt, user_id=uid, enabled=False)
+    entry, take, stop = await command_queue.get_orders(rt, [o.id for o in bracket.orders])
     assert (entry.status, entry.filled_quantity) == ("CANCELED", D("0.4"))
     assert (take.status, stop.status) == ("CANCELED", "CANCELED")
     assert sorted(o.id for o in canceled) == sorted(o.id for o in bracket.orders)
@@ -912,19 +921,19 @@ def transactions_with(sent: dict[int, list[str]], *markers: str) -> list[list[st
     return found
 
 
-def ten_buyers(buyers: list[int]) -> list[trading._Placement]:
+def ten_buyers(buyers: list[int]) -> list[placement._Placement]:
     """A BUY of 0.1 at 100 from each, as one ``place_orders`` batch."""
 
-    def item(uid: int) -> trading._Placement:
+    def item(uid: int) -> placement._Placement:
         request = limit(BUY, "0.1", "100")
-        return trading._Placement(
-            uid, BTC, request, f"ten-{uid}", trading._digest(BTC, request), None
+        return placement._Placement(
+            uid, BTC, request, f"ten-{uid}", pretrade.request_digest(BTC, request), None
         )
 
     return [item(uid) for uid in buyers]
 
 
-async def one_then_ten(rt, monkeypatch, *, on_placement: bool) -> list[trading._Placed]:
+async def one_then_ten(rt, monkeypatch, *, on_placement: bool) -> list[placement._Placed]:
     """Ten sellers offer 0.1 at 100; one buyer takes an offer, then ten more buyers bid as
     one ``place_orders`` batch (nine fill, the last rests): that batch's answers, once
     the engine has applied it."""
@@ -936,7 +945,7 @@ async def one_then_ten(rt, monkeypatch, *, on_placement: bool) -> list[trading._
         for seller in sellers:
             await place(rt, seller, limit(SELL, "0.1", "100"))
         assert (await place(rt, buyers[0], limit(BUY, "0.1", "100"))).status == "FILLED"
-        placed = await trading.place_orders(rt, ten_buyers(buyers[1:]))
+        placed = await placement.place_orders(rt, ten_buyers(buyers[1:]))
         if not on_placement:
             assert await rt.applied.wait(placed[0].market_id, placed[-1].seq, 5)
     return placed
@@ -948,7 +957,7 @@ async def test_an_engine_batch_costs_the_same_statements_for_one_trade_or_ten(
     # the engine's own batches: placements leave their orders to it
     placed = await one_then_ten(rt, monkeypatch, on_placement=False)
     assert all(p.order is None for p in placed)  # left to the engine
-    orders = await trading.get_orders(rt, [p.order_id for p in placed])
+    orders = await command_queue.get_orders(rt, [p.order_id for p in placed])
     assert [o.status for o in orders] == ["FILLED"] * 9 + ["OPEN"]
     (*_, one, ten) = transactions_with(recorded, "new_fills AS")
     assert not transactions_with(recorded, "new_fills AS", "INSERT INTO order_commands")
@@ -1151,20 +1160,20 @@ async def test_the_engine_keeps_exactly_the_live_orders_and_its_lookups_agree(rt
     await place(rt, maker, limit(SELL, "0.5", "102", **gtd))
     await place(rt, maker, request(BUY, OrderType.STOP_LIMIT, "0.1", stop_price="120", price="120"))
     await place(rt, taker, limit(BUY, "0.7", "102"))  # fills the first, part of the second
-    oco = await trading.place_order_list(
+    oco = await order_lists.place_order_list(
         rt, user_id=maker, symbol=BTC, client_list_id="oco-m", oco=_oco_sell()
     )
-    bracket = await trading.place_order_list(
+    bracket = await order_lists.place_order_list(
         rt, user_id=taker, symbol=BTC, client_list_id="br-m", bracket=_bracket("0.5")
     )
     await place(rt, maker, limit(SELL, "0.5", "99"))  # fills the bracket's entry
     await place(rt, leaver, limit(BUY, "0.1", "90"))
     await place(rt, leaver, request(SELL, OrderType.STOP_MARKET, "0.1", stop_price="80"))
-    await trading.cancel_all_orders(rt, user_id=leaver)
+    await commands.cancel_all_orders(rt, user_id=leaver)
     rt.clock = lambda: now + timedelta(hours=1, seconds=1)
     await trade_at(rt, *tape, "100")  # a batch after the expiry
 
-    engine = engines.engines[await market_id(rt)]
+    engine = engines.engines[await market_id(rt)].state  # its memory of the market
     live = await rows(
         rt,
         "SELECT id, hold_id FROM orders WHERE status = ANY($1::text[]) ORDER BY id",

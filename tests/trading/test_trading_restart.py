@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from app.core.errors import UserError
-from app.trading import placement as trading
+from app.trading import commands
 from app.trading.domain.matching import (
     Amend,
     Cancel,
@@ -24,7 +24,7 @@ from app.trading.domain.matching import (
     replay,
 )
 from app.trading.domain.orders import MarketSpec, OrderType, Side, TimeInForce
-from app.trading.engine import EngineSet
+from app.trading.engine.runner import EngineSet
 from app.trading.markets import MarketRow, market_by_symbol
 from tests.support.trading import (
     BTC,
@@ -113,16 +113,16 @@ class Flow:
                 await self._place(uid)
             elif roll < 0.7:
                 order_id = self.rng.choice(choices)
-                await trading.cancel_order(self.rt, user_id=uid, order_id=order_id)
+                await commands.cancel_order(self.rt, user_id=uid, order_id=order_id)
             elif roll < 0.95:
                 order_id = self.rng.choice(choices)
                 price = self._price() if self.rng.random() < 0.6 else None
                 quantity = self._quantity() if price is None or self.rng.random() < 0.5 else None
-                await trading.amend_order(
+                await commands.amend_order(
                     self.rt, user_id=uid, order_id=order_id, price=price, quantity=quantity
                 )
             else:
-                await trading.cancel_all_orders(self.rt, user_id=uid, symbol=BTC)
+                await commands.cancel_all_orders(self.rt, user_id=uid, symbol=BTC)
         except UserError as error:
             self.refused[error.code] = self.refused.get(error.code, 0) + 1
 
@@ -289,7 +289,7 @@ async def test_a_partly_filled_order_canceled_after_a_restart_posts_its_hold(rt,
         await place(rt, buyer, limit(BUY, "0.2", "100"))
         restarted = await _restart(rt, engines)
         try:
-            await trading.cancel_order(rt, user_id=seller, order_id=ask.id)
+            await commands.cancel_order(rt, user_id=seller, order_id=ask.id)
         finally:
             await restarted.stop()
     assert await scalar(rt, "SELECT status FROM holds WHERE id = $1", ask.hold_id) == "POSTED"

@@ -14,7 +14,7 @@ import pytest
 
 from app.trading.domain.matching import Cancel, Command, Fill, Place, replay
 from app.trading.domain.orders import OrderType, Side, TimeInForce
-from app.trading.engine import ENGINE_LOCK
+from app.trading.engine.runner import ENGINE_LOCK
 from app.trading.markets import MarketRow, market_by_symbol
 from tests.support import app_processes
 from tests.support.trading import (
