@@ -67,7 +67,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app.background import stop_tasks
 from app.core.errors import InsufficientFunds, InvariantViolation
 from app.core.waits import within
-from app.events import outbox
+from app.events import outbox, topics
 from app.events.engine_signals import APPLIED_CHANNEL, WAKE_CHANNEL
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, Leg, move
@@ -217,7 +217,7 @@ class Batch:
     orders: dict[int, LiveOrder] = field(default_factory=dict)  # touched
     holds: dict[int, HoldState] = field(default_factory=dict)  # touched
     fills: list[tuple[Any, ...]] = field(default_factory=list)
-    trades: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)  # topics.Trade's fields
     levels: set[tuple[Side, int]] = field(default_factory=set)
     positions: list[tuple[int, str, Decimal, Decimal, bool]] = field(default_factory=list)
     # bracket entries that ended (filled, canceled, expired): their exits follow once the
@@ -1035,10 +1035,10 @@ class MarketEngine:
             )
         self.batch.trades.append(
             {
-                "tradeId": fill.trade_id,
-                "price": str(price),
-                "quantity": str(quantity),
-                "takerSide": fill.taker_side.value,
+                "trade_id": fill.trade_id,
+                "price": price,
+                "quantity": quantity,
+                "taker_side": fill.taker_side.value,
                 "sequence": fill.seq,
             }
         )
@@ -1303,77 +1303,64 @@ class MarketEngine:
         return rows
 
     def _events_of(self, batch: Batch, now: datetime) -> list[tuple[str, int | None, str]]:
-        """The batch's outbox events: book levels, trades, ticker, fills, order states."""
+        """The batch's outbox events (``topics.Event.row()``): book levels, trades,
+        ticker, fills, order states."""
         assert self.book is not None
         spec = self.spec
         symbol = spec.symbol
-        events: list[tuple[str, int | None, str]] = []
+        events: list[topics.Event] = []
         if batch.levels:
             bids, asks = [], []
             for side, price in sorted(batch.levels, key=lambda x: (x[0].value, x[1])):
                 lots, count = self.book.level(side, price)
                 (bids if side is Side.BUY else asks).append(
-                    [str(spec.price(price)), str(spec.quantity(lots)), count]
+                    (spec.price(price), spec.quantity(lots), count)
                 )
             events.append(
-                (
-                    f"book:{symbol}",
-                    None,
-                    json.dumps(
-                        {
-                            "symbol": symbol,
-                            "sequence": self.applied,
-                            "previousSequence": self.book_seq,
-                            "bids": bids,
-                            "asks": asks,
-                        }
-                    ),
+                topics.book_levels(
+                    topics.BookLevels(
+                        symbol=symbol,
+                        sequence=self.applied,
+                        previous_sequence=self.book_seq,
+                        bids=tuple(bids),
+                        asks=tuple(asks),
+                    )
                 )
             )
-        at = now.isoformat()
         for trade in batch.trades:
-            events.append(
-                (f"trades:{symbol}", None, json.dumps({"symbol": symbol, "at": at, **trade}))
-            )
+            events.append(topics.trade(topics.Trade(symbol=symbol, at=now, **trade)))
         if batch.trades:
             best_bid, best_ask = self.book.best_bid, self.book.best_ask
             events.append(
-                (
-                    f"ticker:{symbol}",
-                    None,
-                    json.dumps(
-                        {
-                            "symbol": symbol,
-                            "last": str(spec.price(self.last_price)) if self.last_price else None,
-                            "bestBid": None if best_bid is None else str(spec.price(best_bid)),
-                            "bestAsk": None if best_ask is None else str(spec.price(best_ask)),
-                            "sequence": self.applied,
-                            "at": at,
-                        }
-                    ),
+                topics.ticker(
+                    topics.Ticker(
+                        symbol=symbol,
+                        last=spec.price(self.last_price) if self.last_price else None,
+                        best_bid=None if best_bid is None else spec.price(best_bid),
+                        best_ask=None if best_ask is None else spec.price(best_ask),
+                        sequence=self.applied,
+                        at=now,
+                    )
                 )
             )
         for fill in batch.fills:
             trade_id, seq, order_id, user_id, side, liquidity, price, qty, value, fee, _ = fill
             events.append(
-                (
-                    "fills",
+                topics.fill(
                     user_id,
-                    json.dumps(
-                        {
-                            "tradeId": trade_id,
-                            "orderId": order_id,
-                            "symbol": symbol,
-                            "side": side,
-                            "liquidity": liquidity,
-                            "price": str(price),
-                            "quantity": str(qty),
-                            "quoteAmount": str(value),
-                            "fee": str(fee),
-                            "feeCurrency": spec.quote,
-                            "sequence": seq,
-                            "at": at,
-                        }
+                    topics.Fill(
+                        trade_id=trade_id,
+                        order_id=order_id,
+                        symbol=symbol,
+                        side=side,
+                        liquidity=liquidity,
+                        price=price,
+                        quantity=qty,
+                        quote_amount=value,
+                        fee=fee,
+                        fee_currency=spec.quote,
+                        sequence=seq,
+                        at=now,
                     ),
                 )
             )
@@ -1383,26 +1370,23 @@ class MarketEngine:
             refused_on_arrival = order.status is OrderStatus.REJECTED and order.trigger is None
             if order.changed and not refused_on_arrival:
                 events.append(
-                    (
-                        "orders",
+                    topics.order_updated(
                         order.user_id,
-                        json.dumps(
-                            {
-                                "orderId": order.id,
-                                "symbol": symbol,
-                                "side": order.side.value,
-                                "status": order.status.value,
-                                "filledQuantity": str(spec.quantity(order.filled)),
-                                "quantity": str(spec.quantity(order.quantity)),
-                                "reason": order.reason,
-                                "sequence": self.applied,
-                                "at": at,
-                            }
+                        topics.OrderUpdated(
+                            order_id=order.id,
+                            symbol=symbol,
+                            side=order.side.value,
+                            status=order.status.value,
+                            filled_quantity=spec.quantity(order.filled),
+                            quantity=spec.quantity(order.quantity),
+                            reason=order.reason,
+                            sequence=self.applied,
+                            at=now,
                         ),
                     )
                 )
             order.changed = False
-        return events
+        return [event.row() for event in events]
 
 
 class EngineSet:
