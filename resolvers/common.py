@@ -8,12 +8,13 @@ from typing import Any, TypeVar
 from strawberry.types import Info
 
 from app.core.errors import TransientError, UserError
-from app.events.outbox import channel
 from app.events.pubsub import Dropped, Message
+from app.events.topics import Payload, Topic, channel
 from graphql_schema.errors import Error, to_graphql_error
 
 T = TypeVar("T")
 P = TypeVar("P")
+E = TypeVar("E", bound=Payload)
 
 
 async def attempt(call: Awaitable[T], ok: Callable[[T], P | Awaitable[P]]) -> P | Error:
@@ -28,21 +29,28 @@ async def attempt(call: Awaitable[T], ok: Callable[[T], P | Awaitable[P]]) -> P 
 
 
 def subscribe(
-    info: Info, topic: str, user_id: int | None = None
+    info: Info, topic: Topic[Any], *, user_id: int | None = None, symbol: str | None = None
 ) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
-    """This process's subscription to an outbox topic (one user's, with ``user_id``)."""
-    name = channel(info.context.rt.settings.redis_prefix, topic, user_id)
+    """This process's subscription to an outbox topic (one user's, with ``user_id``; a
+    market's, with ``symbol``)."""
+    name = channel(info.context.rt.settings.redis_prefix, topic.named(symbol), user_id)
     return info.context.request.app.state.hub.subscribe(name)
 
 
 async def stream_events(
-    info: Info, topic: str, user_id: int | None, convert: Callable[[dict[str, Any]], Any]
-) -> AsyncGenerator[Any, None]:
-    """A subscription's items: each event's payload through ``convert``; a dropped
-    stream ends with a TransientError (the client subscribes again)."""
-    async with subscribe(info, topic, user_id) as subscription:
+    info: Info,
+    topic: Topic[E],
+    convert: Callable[[E], T],
+    *,
+    user_id: int | None = None,
+    symbol: str | None = None,
+) -> AsyncGenerator[T, None]:
+    """A subscription's items: each event's payload (``topic``'s type) through
+    ``convert``; a dropped stream ends with a TransientError (the client subscribes
+    again)."""
+    async with subscribe(info, topic, user_id=user_id, symbol=symbol) as subscription:
         async for event in subscription:
             if isinstance(event, Message):
-                yield convert(event.data["payload"])
+                yield convert(topic.parse(event.data["payload"]))
             elif isinstance(event, Dropped):
                 raise TransientError("The stream ended: subscribe again")

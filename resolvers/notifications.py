@@ -8,6 +8,7 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
+from app.events import topics
 from app.notifications import notifications, price_alerts
 from app.notifications.rules import AlertDirection, AlertStatus, Priority
 from graphql_schema.gateway.context import Context
@@ -109,7 +110,7 @@ async def notification_updates(info: Ctx) -> AsyncGenerator[NotificationNode, No
     """Your new notifications, as they are created."""
     user = info.context.require_user()
     async for node in stream_events(
-        info, notifications.TOPIC, user.id, NotificationNode.from_event
+        info, topics.NOTIFICATIONS, NotificationNode.from_event, user_id=user.id
     ):
         yield node
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import strawberry
 from strawberry.relay.utils import to_base64
@@ -14,6 +12,7 @@ from strawberry.types import Info
 
 from app.core.errors import ValidationFailed
 from app.core.metrics import count_placement
+from app.events import topics
 from app.trading import commands, markets, order_lists, placement
 from app.trading import reads as trading_reads
 from app.trading.domain.orders import MarketSpec
@@ -245,7 +244,7 @@ async def order_book_updates(
     row = await market_row(info, symbol)
     trading_reads.check_depth(depth)
     async with (
-        subscribe(info, f"book:{row.symbol}") as events,
+        subscribe(info, topics.BOOK, symbol=row.symbol) as events,
         aclosing(
             trading_reads.book_updates(
                 info.context.rt, events, market_id=row.id, symbol=row.symbol, depth=depth
@@ -263,16 +262,16 @@ async def trade_updates(info: Ctx, symbol: str) -> AsyncGenerator[Trade, None]:
     shown = places(row.spec)
     async for trade in stream_events(
         info,
-        f"trades:{row.symbol}",
-        None,
+        topics.TRADES,
         lambda p: Trade(
-            trade_id=p["tradeId"],
-            symbol=p["symbol"],
-            price=shown.show(Decimal(p["price"]), shown.price),
-            quantity=shown.quantity_of(Decimal(p["quantity"])),
-            taker_side=p["takerSide"],
-            at=datetime.fromisoformat(p["at"]),
+            trade_id=p.trade_id,
+            symbol=p.symbol,
+            price=shown.show(p.price, shown.price),
+            quantity=shown.quantity_of(p.quantity),
+            taker_side=p.taker_side,
+            at=p.at,
         ),
+        symbol=row.symbol,
     ):
         yield trade
 
@@ -281,20 +280,20 @@ async def ticker_updates(info: Ctx, symbol: str) -> AsyncGenerator[Ticker, None]
     row = await market_row(info, symbol)
     shown = places(row.spec)
 
-    def convert(p: dict[str, Any]) -> Ticker:
-        def dec(v: str | None) -> Decimal | None:
-            return None if v is None else shown.price_of(Decimal(v))
+    def convert(p: topics.Ticker) -> Ticker:
+        def dec(v: Decimal | None) -> Decimal | None:
+            return None if v is None else shown.price_of(v)
 
         return Ticker(
-            symbol=p["symbol"],
-            last_price=dec(p["last"]),
-            best_bid=dec(p["bestBid"]),
-            best_ask=dec(p["bestAsk"]),
-            sequence=p["sequence"],
-            at=datetime.fromisoformat(p["at"]),
+            symbol=p.symbol,
+            last_price=dec(p.last),
+            best_bid=dec(p.best_bid),
+            best_ask=dec(p.best_ask),
+            sequence=p.sequence,
+            at=p.at,
         )
 
-    async for tick in stream_events(info, f"ticker:{row.symbol}", None, convert):
+    async for tick in stream_events(info, topics.TICKER, convert, symbol=row.symbol):
         yield tick
 
 
@@ -302,7 +301,10 @@ async def my_order_updates(info: Ctx) -> AsyncGenerator[OrderUpdate, None]:
     user = info.context.require_user()
     specs = await _specs_by_symbol(info)
     async for update in stream_events(
-        info, "orders", user.id, lambda p: OrderUpdate.from_event(p, specs.get(p["symbol"]))
+        info,
+        topics.ORDERS,
+        lambda p: OrderUpdate.from_event(p, specs.get(p.symbol)),
+        user_id=user.id,
     ):
         yield update
 
@@ -311,7 +313,10 @@ async def my_fill_updates(info: Ctx) -> AsyncGenerator[FillUpdate, None]:
     user = info.context.require_user()
     specs = await _specs_by_symbol(info)
     async for update in stream_events(
-        info, "fills", user.id, lambda p: FillUpdate.from_event(p, specs.get(p["symbol"]))
+        info,
+        topics.FILLS,
+        lambda p: FillUpdate.from_event(p, specs.get(p.symbol)),
+        user_id=user.id,
     ):
         yield update
 

@@ -12,23 +12,22 @@ from __future__ import annotations
 import logging
 
 from app.core.errors import TransientError
-from app.events.outbox import channel
+from app.events import topics
 from app.events.pubsub import publish
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-TOPIC = "credentials"
-
 
 def credentials_channel(rt: Runtime, user_id: int) -> str:
-    return channel(rt.settings.redis_prefix, TOPIC, user_id)
+    return topics.channel(rt.settings.redis_prefix, topics.CREDENTIALS.named(), user_id)
 
 
 async def announce_credentials_changed(*, rt: Runtime, user_id: int) -> None:
     """Never fails the change itself, which has committed: Redis down only delays the
     sockets' closing until their periodic re-check."""
     try:
-        await publish(rt.redis, credentials_channel(rt, user_id), b"{}")
+        signal = topics.credentials_changed(user_id)
+        await publish(rt.redis, credentials_channel(rt, user_id), signal.json().encode())
     except TransientError:
         log.warning("could not announce a credential change", extra={"user_id": user_id})

@@ -20,7 +20,7 @@ from app.core.errors import (
     NotAuthenticated,
     NotFound,
 )
-from app.events import outbox
+from app.events import outbox, topics
 from app.runtime import Runtime
 from db.models import KycLimit, KycSubmission, User
 from db.queries import Page, keyset_page, lock_user
@@ -128,12 +128,8 @@ async def review_kyc(
                 "reason": decision.reason,
             },
         )
-        await outbox.emit(
-            session,
-            topic="kyc.reviewed",
-            user_id=user.id,
-            payload={"status": user.kyc_status, "level": user.kyc_level},
-        )
+        reviewed = topics.KycReviewed(status=user.kyc_status, level=user.kyc_level)
+        await outbox.write(session, topics.kyc_reviewed(user.id, reviewed))
         await session.flush()
         return Reviewed(submission=submission, user=user)
 

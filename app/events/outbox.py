@@ -11,29 +11,33 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.events.pubsub import publish_many
+from app.events.topics import Event, channel
 from db.raw import driver, unnest_parameters
 
 log = logging.getLogger(__name__)
 
 
+async def write(session: AsyncSession, *events: Event) -> None:
+    """The catalogue's ``events`` (``app.events.topics``) on the outbox, in the session's
+    transaction, in order, in one statement."""
+    await _insert(session, [event.row() for event in events])
+
+
 async def emit(
     session: AsyncSession, *, topic: str, user_id: int | None, payload: dict[str, Any]
 ) -> None:
-    await emit_many(session, [(topic, user_id, payload)])
+    """One event as it is, outside the catalogue (tests and tools; a service writes the
+    catalogue's events with ``write``)."""
+    await _insert(session, [(topic, user_id, json.dumps(payload, default=str))])
 
 
-Event = tuple[str, int | None, "dict[str, Any] | str"]  # topic, user id, payload (or its JSON)
-
-
-async def emit_many(session: AsyncSession, events: Sequence[Event]) -> None:
-    """``events`` on the outbox in the session's transaction, in order, in one statement
-    (a payload given as a string is taken as its JSON)."""
-    if events:
+async def _insert(session: AsyncSession, rows: Sequence[tuple[str, int | None, str]]) -> None:
+    if rows:
         await (await driver(session)).execute(
             _EMIT_SQL,
-            [topic for topic, _, _ in events],
-            [user_id for _, user_id, _ in events],
-            [p if isinstance(p, str) else json.dumps(p, default=str) for _, _, p in events],
+            [topic for topic, _, _ in rows],
+            [user_id for _, user_id, _ in rows],
+            [payload for _, _, payload in rows],
         )
 
 
@@ -42,7 +46,7 @@ EVENT_TYPES = ("text", "bigint", "text")  # the arrays of ``insert_sql``
 
 def insert_sql(first: int) -> str:
     """The INSERT of events from three arrays from ``$first`` on (topics, user ids, JSON
-    payloads as text), in their order: ``emit_many``'s statement, or a CTE of a writer's."""
+    payloads as text), in their order: ``write``'s statement, or a CTE of a writer's."""
     arrays = unnest_parameters(first, EVENT_TYPES)
     return (
         "INSERT INTO outbox (topic, user_id, payload)"  # noqa: S608 (parameter numbers only)
@@ -52,11 +56,6 @@ def insert_sql(first: int) -> str:
 
 
 _EMIT_SQL = insert_sql(1)
-
-
-def channel(prefix: str, topic: str, user_id: int | None) -> str:
-    """One builder for every pub/sub channel name."""
-    return f"{prefix}events:{topic}" + (f":user:{user_id}" if user_id is not None else "")
 
 
 async def relay_batch(

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.adapters.mail import Mail
 from app.core.errors import NotAuthenticated, NotFound, ValidationFailed
-from app.events import event_log, outbox
+from app.events import event_log, outbox, topics
 from app.notifications import rules
 from app.notifications.rules import Draft, Priority
 from app.runtime import Runtime
@@ -41,7 +41,6 @@ from db.session import in_transaction
 log = logging.getLogger(__name__)
 
 CONSUMER = "notifications"
-TOPIC = "notifications"  # the outbox topic of each new notification
 EVENT_BATCH = 500
 EMAIL_BATCH = 20
 EMAIL_WITHIN = timedelta(days=1)
@@ -91,21 +90,21 @@ async def create_notifications(
         [d.link for d in drafts],
     )
     created = sorted((Notification(**dict(r)) for r in rows), key=lambda n: n.id)
-    await outbox.emit_many(session, [(TOPIC, n.user_id, _event_payload(n)) for n in created])
+    await outbox.write(session, *(topics.notification(n.user_id, _announced(n)) for n in created))
     return created
 
 
-def _event_payload(notification: Notification) -> dict[str, object]:
+def _announced(notification: Notification) -> topics.NewNotification:
     """What the ``notifications`` subscription receives."""
-    return {
-        "id": notification.id,
-        "type": notification.type,
-        "priority": notification.priority,
-        "title": notification.title,
-        "body": notification.body,
-        "link": notification.link,
-        "createdAt": notification.created_at.isoformat(),
-    }
+    return topics.NewNotification(
+        id=notification.id,
+        type=notification.type,
+        priority=notification.priority,
+        title=notification.title,
+        body=notification.body,
+        link=notification.link,
+        created_at=notification.created_at,
+    )
 
 
 async def notify_from_events(rt: Runtime) -> int:

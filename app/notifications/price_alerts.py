@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotAuthenticated, NotFound
 from app.events import event_log
+from app.events.topics import TRADES
 from app.notifications import rules
 from app.notifications.notifications import NewNotification, create_notifications
 from app.notifications.rules import AlertDirection, AlertStatus, TooManyPriceAlerts
@@ -147,14 +148,15 @@ async def _fire_batch(session: AsyncSession) -> tuple[int, int]:
     connection = await driver(session)
     symbols = [r["symbol"] for r in await connection.fetch("SELECT symbol FROM markets")]
     events = await event_log.read(
-        session, CONSUMER, topics=[f"trades:{s}" for s in symbols], limit=EVENT_BATCH
+        session, CONSUMER, topics=[TRADES.named(s) for s in symbols], limit=EVENT_BATCH
     )
     hits = []
     if events:
+        trades = [TRADES.parse(e.payload) for e in events]
         hits = await connection.fetch(
             _FIRE,
-            [e.payload["symbol"] for e in events],
-            [Decimal(e.payload["price"]) for e in events],
+            [t.symbol for t in trades],
+            [t.price for t in trades],
             [e.created_at for e in events],
         )
     await create_notifications(

@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.core.errors import UserError, ValidationFailed
+from app.events import topics
 from app.trading.domain.orders import MAX_DECIMAL, MarketSpec
 from app.wallets.domain.deposits import plain
 
@@ -285,13 +286,13 @@ def _profit_share(user_id: int, p: Payload) -> Draft:
 
 
 _MAPPERS: Mapping[str, Callable[[int, Payload], Draft | None]] = {
-    "orders": _order,
-    "deposit.credited": _deposit_credited,
-    "withdrawal.status_changed": _withdrawal,
-    "transfer.received": _transfer_received,
-    "social.copy_skipped": _copy_skipped,
-    "social.follow_paused": _follow_paused,
-    "social.new_follower": _new_follower,
-    "social.profit_share": _profit_share,
+    topics.ORDERS.named(): _order,
+    topics.DEPOSIT_CREDITED.named(): _deposit_credited,
+    topics.WITHDRAWAL_STATUS_CHANGED.named(): _withdrawal,
+    topics.TRANSFER_RECEIVED.named(): _transfer_received,
+    topics.COPY_SKIPPED.named(): _copy_skipped,
+    topics.FOLLOW_PAUSED.named(): _follow_paused,
+    topics.NEW_FOLLOWER.named(): _new_follower,
+    topics.PROFIT_SHARE.named(): _profit_share,
 }
 EVENT_TOPICS = tuple(_MAPPERS)

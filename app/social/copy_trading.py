@@ -47,7 +47,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import UserError
-from app.events import event_log, outbox
+from app.events import event_log, outbox, topics
 from app.runtime import Runtime
 from app.social.domain import copying
 from app.social.domain.copying import (
@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "copy-trading"
 POSITIONS_CONSUMER = "copy-positions"
-TOPICS = ("fills",)
+TOPICS = (topics.FILLS.named(),)
 STOP_LOSS = "STOP_LOSS"
 _FINAL = [s.value for s in FINAL_STATUSES]
 ZERO = Decimal(0)
@@ -271,14 +271,14 @@ _PENDING_SQL = """
 
 
 async def _leader_fills(connection: Any, events: Sequence[event_log.Event]) -> list[_LeaderFill]:
-    keys = [e.payload for e in events if e.user_id is not None]
+    keys = _fills(events)
     if not keys:
         return []
     rows = await connection.fetch(
         _LEADER_FILLS_SQL,
-        [k["symbol"] for k in keys],
-        [int(k["tradeId"]) for k in keys],
-        [k["liquidity"] for k in keys],
+        [k.symbol for k in keys],
+        [k.trade_id for k in keys],
+        [k.liquidity for k in keys],
     )
     return [
         _LeaderFill(
@@ -459,9 +459,9 @@ async def _record_copies(
     if rows:
         inserted = await connection.fetch(_INSERT_COPIES_SQL, *columns(rows))
         symbols = {f.id: f.fill.symbol for f in fills}
-        await outbox.emit_many(
+        await outbox.write(
             session,
-            [
+            *[
                 _skipped_event(
                     followers[r["follow_id"]],
                     r["follow_id"],
@@ -490,14 +490,11 @@ async def _record_copies(
 
 def _skipped_event(
     follower_id: int, follow_id: int, leader_fill_id: int, symbol: str, reason: str
-) -> outbox.Event:
-    payload = {
-        "followId": follow_id,
-        "leaderFillId": leader_fill_id,
-        "symbol": symbol,
-        "reason": reason,
-    }
-    return ("social.copy_skipped", follower_id, payload)
+) -> topics.Event:
+    skipped = topics.CopySkipped(
+        follow_id=follow_id, leader_fill_id=leader_fill_id, symbol=symbol, reason=reason
+    )
+    return topics.copy_skipped(follower_id, skipped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,7 +590,7 @@ async def _mark(session: AsyncSession, outcomes: Sequence[_Outcome]) -> None:
                 copy.follower_id, copy.follow_id, row["leader_fill_id"], copy.symbol, outcome.reason
             )
         )
-    await outbox.emit_many(session, events)
+    await outbox.write(session, *events)
 
 
 async def copy_batch(rt: Runtime, *, limit: int | None = None) -> int:
@@ -645,17 +642,20 @@ _FOLLOW_ORDERS_SQL = """
 """
 
 
+def _fills(events: Sequence[event_log.Event]) -> list[topics.Fill]:
+    """The fills of ``events`` (the ``fills`` topic's, each for its owner)."""
+    return [topics.FILLS.parse(e.payload) for e in events if e.user_id is not None]
+
+
 async def _follower_fills(
     connection: Any, events: Sequence[event_log.Event]
 ) -> list[_FollowerFill]:
-    fills = [e for e in events if e.user_id is not None]
+    fills = _fills(events)
     if not fills:
         return []
     orders = {
         r["id"]: r
-        for r in await connection.fetch(
-            _FOLLOW_ORDERS_SQL, sorted({int(e.payload["orderId"]) for e in fills})
-        )
+        for r in await connection.fetch(_FOLLOW_ORDERS_SQL, sorted({f.order_id for f in fills}))
     }
     if not orders:
         return []
@@ -681,14 +681,13 @@ async def _follower_fills(
         r["symbol"]: r for r in await connection.fetch("SELECT symbol, base, quote FROM markets")
     }
     out = []
-    for event in fills:
-        p = event.payload
-        order = orders.get(int(p["orderId"]))
-        kind_follow = parsed.get(int(p["orderId"]))
+    for fill in fills:
+        order = orders.get(fill.order_id)
+        kind_follow = parsed.get(fill.order_id)
         if order is None or kind_follow is None:
             continue
         kind, follow_id = kind_follow
-        follow, market = follows.get(follow_id), markets[p["symbol"]]
+        follow, market = follows.get(follow_id), markets[fill.symbol]
         copy_id = copies.get(order["client_order_id"])
         if (
             follow is None
@@ -697,15 +696,15 @@ async def _follower_fills(
             or (kind == "copy" and copy_id is None)
         ):
             continue  # not an order the copy worker or a close placed
-        value, fee = Decimal(p["quoteAmount"]), Decimal(p["fee"])
+        value, fee = fill.quote_amount, fill.fee
         out.append(
             _FollowerFill(
                 follow_id=follow_id,
                 copy_id=copy_id if kind == "copy" else None,
                 currency=market["base"],
-                side=p["side"],
-                quantity=Decimal(p["quantity"]),
-                quote=value + fee if p["side"] == "BUY" else value - fee,
+                side=fill.side,
+                quantity=fill.quantity,
+                quote=value + fee if fill.side == "BUY" else value - fee,
             )
         )
     return out
@@ -798,12 +797,8 @@ async def _check_stop_losses(
         )
         if paused is None:
             continue
-        await outbox.emit(
-            session,
-            topic="social.follow_paused",
-            user_id=first["follower_id"],
-            payload={"followId": follow_id, "reason": STOP_LOSS},
-        )
+        paused_event = topics.FollowPaused(follow_id=follow_id, reason=STOP_LOSS)
+        await outbox.write(session, topics.follow_paused(first["follower_id"], paused_event))
         if first["close_on_stop_loss"]:
             to_close.append(follow_id)
     return to_close
@@ -821,7 +816,7 @@ async def apply_follower_fills(rt: Runtime, *, limit: int = 1000) -> int:
         fills = await _follower_fills(connection, events)
         if fills:
             await _apply_positions(connection, fills)
-        symbols = sorted({e.payload["symbol"] for e in events})
+        symbols = sorted({f.symbol for f in _fills(events)})
         bases = sorted({s.split("/")[0] for s in symbols})
         to_close = await _check_stop_losses(session, sorted({f.follow_id for f in fills}), bases)
         await event_log.advance(session, POSITIONS_CONSUMER, events)

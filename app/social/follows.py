@@ -26,7 +26,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InsufficientFunds, NotAuthenticated, NotFound
-from app.events import outbox
+from app.events import outbox, topics
 from app.ledger.rules import AccountKind
 from app.runtime import Runtime
 from app.social.domain import social as rules
@@ -54,9 +54,6 @@ from db.models import Follow, Leader, LedgerAccount, Market, Order
 from db.queries import Page, keyset_page, lock_user, rows_by_ids
 from db.raw import driver
 from db.session import in_transaction
-
-NEW_FOLLOWER_TOPIC = "social.new_follower"
-
 
 # --- parameters <-> rows ------------------------------------------------------------------
 
@@ -237,12 +234,8 @@ async def follow_leader(
         _store(row, params)
         session.add(row)
         await session.flush()
-        await outbox.emit(
-            session,
-            topic=NEW_FOLLOWER_TOPIC,
-            user_id=leader_id,
-            payload={"followId": row.id, "followerId": follower_id},
-        )
+        followed = topics.NewFollower(follow_id=row.id, follower_id=follower_id)
+        await outbox.write(session, topics.new_follower(leader_id, followed))
         return row
 
     return await in_transaction(rt.sessions, work)

@@ -24,7 +24,7 @@ from decimal import Decimal
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.events import outbox
+from app.events import outbox, topics
 from app.ledger import journal as ledger
 from app.ledger.rules import move
 from app.runtime import Runtime
@@ -115,18 +115,14 @@ async def settle_follow(
     await session.flush()
     if share.paid > 0:
         for user_id, role in ((leader, "LEADER"), (follower, "FOLLOWER")):
-            await outbox.emit(
-                session,
-                topic="social.profit_share",
-                user_id=user_id,
-                payload={
-                    "followId": follow_id,
-                    "settlementId": settlement.id,
-                    "amount": str(share.paid.normalize()),
-                    "currency": quote,
-                    "role": role,
-                },
+            shared = topics.ProfitShared(
+                follow_id=follow_id,
+                settlement_id=settlement.id,
+                amount=share.paid,
+                currency=quote,
+                role=role,
             )
+            await outbox.write(session, topics.profit_shared(user_id, shared))
     return settlement
 
 

@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvariantViolation
 from app.core.logs import request_id_var
+from app.events import topics
 from app.runtime import Runtime
 from app.staking import rules
 from db.raw import driver
@@ -82,7 +83,7 @@ _NEXT_ENTRY_IDS_SQL = """
            nextval(pg_get_serial_sequence('journal_entries', 'id')) AS maturities
 """
 
-_ACCRUE_SQL = """
+_ACCRUE_SQL = f"""
     WITH rate AS (
         SELECT * FROM unnest($1::bigint[], $2::numeric[], $3::numeric[], $4::int[],
                              $5::boolean[])
@@ -122,7 +123,7 @@ _ACCRUE_SQL = """
         RETURNING p.id
     ), events AS (
         INSERT INTO outbox (topic, user_id, payload)
-        SELECT 'staking.reward_paid', user_id,
+        SELECT '{topics.REWARD_PAID.named()}', user_id,
                jsonb_build_object(
                    'date', $6::date::text,
                    'rewards', jsonb_agg(jsonb_build_object(
@@ -136,9 +137,9 @@ _ACCRUE_SQL = """
            (SELECT count(*) FROM paid) AS paid,
            (SELECT count(*) FROM grown) AS products,
            (SELECT count(*) FROM events) AS events
-"""
+"""  # noqa: S608 (f-string: the catalogue's topic names only)
 
-_SETTLE_SQL = """
+_SETTLE_SQL = f"""
     WITH ending AS MATERIALIZED (
         SELECT s.id, s.user_id, s.product_id, s.currency, s.principal, s.term_rewards,
                s.matures_on, s.staked_account_id, s.available_account_id, p.lock_days,
@@ -167,7 +168,8 @@ _SETTLE_SQL = """
         RETURNING p.id
     ), events AS (
         INSERT INTO outbox (topic, user_id, payload)
-        SELECT CASE WHEN renew THEN 'staking.stake_renewed' ELSE 'staking.stake_matured' END,
+        SELECT CASE WHEN renew THEN '{topics.STAKE_RENEWED.named()}'
+                    ELSE '{topics.STAKE_MATURED.named()}' END,
                user_id,
                jsonb_build_object(
                    'stakeId', id, 'productId', product_id, 'currency', currency,
@@ -233,7 +235,7 @@ _SETTLE_SQL = """
                                   HAVING sum(amount) <> 0) u) AS unbalanced,
            (SELECT count(*) FROM shrunk) AS products,
            (SELECT count(*) FROM events) AS events
-"""
+"""  # noqa: S608 (f-string: the catalogue's topic names only)
 
 
 def _for_one_stake(sql: str, parameter: int) -> str:

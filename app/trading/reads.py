@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import TransientError, ValidationFailed
 from app.events.pubsub import Dropped, Event, Message
+from app.events.topics import BOOK, BookLevels
 from app.runtime import Runtime
 from app.trading.domain.orders import OrderStatus
 from db.models import Fill, Order
@@ -175,12 +176,12 @@ async def book_updates(
     sequence = current.sequence
     async for event in events:
         if isinstance(event, Message):
-            payload = event.data["payload"]
-            if payload["sequence"] <= sequence:
+            levels = BOOK.parse(event.data["payload"])
+            if levels.sequence <= sequence:
                 continue  # covered by the snapshot, or a duplicate
-            if payload["previousSequence"] == sequence:
-                sequence = payload["sequence"]
-                yield _book_delta(payload)
+            if levels.previous_sequence == sequence:
+                sequence = levels.sequence
+                yield _book_delta(levels)
                 continue
         elif isinstance(event, Dropped):
             raise TransientError("The order book stream ended: subscribe again")
@@ -189,14 +190,14 @@ async def book_updates(
         yield current
 
 
-def _book_delta(payload: dict[str, Any]) -> BookDelta:
-    """A delta from its outbox payload (levels as [price, quantity, orders])."""
+def _book_delta(levels: BookLevels) -> BookDelta:
+    """A delta from its outbox payload."""
     return BookDelta(
-        symbol=payload["symbol"],
-        sequence=payload["sequence"],
-        previous_sequence=payload["previousSequence"],
-        bids=_levels(payload["bids"]),
-        asks=_levels(payload["asks"]),
+        symbol=levels.symbol,
+        sequence=levels.sequence,
+        previous_sequence=levels.previous_sequence,
+        bids=_levels(levels.bids),
+        asks=_levels(levels.asks),
     )
 
 

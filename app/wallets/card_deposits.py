@@ -83,6 +83,7 @@ from app.core.errors import (
     PaymentRejected,
 )
 from app.core.money import parse_amount, usd_value
+from app.events import topics
 from app.ledger import idempotency
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, move
@@ -354,7 +355,7 @@ async def _settle(
     else:
         await _move_money(session, rt=rt, deposit=deposit, owed=after.owed, event=event)
     if after.status is DepositStatus.FAILED and before.status is not DepositStatus.FAILED:
-        await emit_event(session, deposit, topic="deposit.failed", reason=after.failure_reason)
+        await emit_event(session, deposit, topics.DEPOSIT_FAILED, reason=after.failure_reason)
     deposit.status = after.status.value
     deposit.failure_reason = after.failure_reason
     deposit.refunded_amount = after.refunded
@@ -396,7 +397,7 @@ async def _hold_for_review(
         kind=SecurityEventKind.DEPOSIT_HELD_FOR_REVIEW,
         details=details,
     )
-    await emit_event(session, deposit, topic="deposit.review_required", reason=why)
+    await emit_event(session, deposit, topics.DEPOSIT_HELD, reason=why)
 
 
 def _flag(owner: User, *, rt: Runtime, reason: str) -> None:
@@ -419,9 +420,9 @@ async def _credit(session: AsyncSession, *, deposit: Deposit, amount: Decimal, k
     await emit_event(
         session,
         deposit,
-        topic="deposit.credited",
-        amount=plain(amount),
-        balanceAfter=plain(posted.balances[user]),
+        topics.DEPOSIT_CREDITED,
+        amount=amount,
+        balance_after=posted.balances[user],
     )
 
 
@@ -456,8 +457,8 @@ async def _take_back(
     await emit_event(
         session,
         deposit,
-        topic="deposit.reversed",
-        amount=plain(taken),
-        unrecovered=plain(missing),
+        topics.DEPOSIT_REVERSED,
+        amount=taken,
+        unrecovered=missing,
         reason=event.type,
     )

@@ -27,6 +27,7 @@ from app.core.errors import (
     UnknownCurrency,
 )
 from app.core.money import parse_amount
+from app.events import topics
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, move
 from app.runtime import Runtime
@@ -198,8 +199,8 @@ async def _credit(session: AsyncSession, deposit: Deposit) -> None:
     await emit_event(
         session,
         deposit,
-        topic="deposit.credited",
-        amount=plain(deposit.amount),
-        balanceAfter=plain(posted.balances[user]),
-        txHash=deposit.tx_hash,
+        topics.DEPOSIT_CREDITED,
+        amount=deposit.amount,
+        balance_after=posted.balances[user],
+        tx_hash=deposit.tx_hash,
     )

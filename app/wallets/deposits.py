@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvariantViolation
-from app.events import outbox
+from app.events import outbox, topics
 from app.wallets.domain.deposits import DepositStatus
 from db.models import Deposit, ReferencePrice
 from db.queries import Page, keyset_page, rows_by_ids
@@ -72,12 +72,12 @@ async def usd_price(session: AsyncSession, currency: str) -> Decimal:
     return price
 
 
-async def emit_event(session: AsyncSession, deposit: Deposit, *, topic: str, **extra: Any) -> None:
-    """An outbox event about ``deposit`` for its owner (deposit.credited, ...)."""
-    payload = {
-        "depositId": deposit.id,
-        "method": deposit.method,
-        "currency": deposit.currency,
-        **extra,
-    }
-    await outbox.emit(session, topic=topic, user_id=deposit.user_id, payload=payload)
+async def emit_event(
+    session: AsyncSession, deposit: Deposit, topic: topics.Topic[Any], **fields: Any
+) -> None:
+    """An outbox event of ``topic`` (``topics.DEPOSIT_CREDITED``, ...) about ``deposit``,
+    for its owner: ``fields`` are its payload's after the deposit's id, method, currency."""
+    payload = topic.payload(
+        deposit_id=deposit.id, method=deposit.method, currency=deposit.currency, **fields
+    )
+    await outbox.write(session, topic.event(deposit.user_id, payload))

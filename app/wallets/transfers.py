@@ -15,7 +15,7 @@ from app.core.errors import (
     ValidationFailed,
 )
 from app.core.money import parse_amount
-from app.events import outbox
+from app.events import outbox, topics
 from app.ledger import idempotency
 from app.ledger import journal as ledger
 from app.ledger.rules import move
@@ -90,18 +90,10 @@ async def transfer(
         )
         row = Transfer(**inserted)  # transient, read-only
         sender_after = posted.balances[ledger.user_account(sender_id, coin.code)]
-        await outbox.emit(
-            session,
-            topic="transfer.received",
-            user_id=receiver_id,
-            payload={
-                "transferId": row.id,
-                "currency": coin.code,
-                "amount": str(value),
-                "senderId": sender_id,
-                "memo": memo,
-            },
+        received = topics.TransferReceived(
+            transfer_id=row.id, currency=coin.code, amount=value, sender_id=sender_id, memo=memo
         )
+        await outbox.write(session, topics.transfer_received(receiver_id, received))
         response = {"transfer_id": row.id, "sender_balance_after": str(sender_after)}
         await idempotency.remember(
             session, user_id=sender_id, key=idempotency_key, response=response

@@ -48,7 +48,7 @@ from app.core.errors import (
     WithdrawalNotSupported,
 )
 from app.core.money import parse_amount, usd_value
-from app.events import outbox
+from app.events import outbox, topics
 from app.ledger import idempotency
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, AccountRef, move
@@ -63,7 +63,6 @@ from db.session import in_transaction
 log = logging.getLogger(__name__)
 
 OPERATION = "withdrawal"
-TOPIC = "withdrawal.status_changed"
 WORKER_BATCH = 50
 MAX_REASON_LENGTH = 500
 KYC_LEVEL_TO_WITHDRAW = 1
@@ -550,19 +549,15 @@ async def _transition(
 
 
 async def _emit(session: AsyncSession, withdrawal: Withdrawal, *, previous: str | None) -> None:
-    await outbox.emit(
-        session,
-        topic=TOPIC,
-        user_id=withdrawal.user_id,
-        payload={
-            "withdrawalId": withdrawal.id,
-            "status": withdrawal.status,
-            "previousStatus": previous,
-            "currency": withdrawal.currency,
-            "amount": _plain(withdrawal.amount),
-            "txHash": withdrawal.tx_hash,
-        },
+    changed = topics.WithdrawalStatusChanged(
+        withdrawal_id=withdrawal.id,
+        status=withdrawal.status,
+        previous_status=previous,
+        currency=withdrawal.currency,
+        amount=withdrawal.amount,
+        tx_hash=withdrawal.tx_hash,
     )
+    await outbox.write(session, topics.withdrawal_status_changed(withdrawal.user_id, changed))
 
 
 async def _audit(

@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, TypeAlias
 
 import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.events.topics import NewNotification
 from app.notifications import rules
 from db.models import Notification as NotificationRow
 from db.models import PriceAlert as PriceAlertRow
@@ -68,17 +69,17 @@ class NotificationNode(relay.Node):
         )
 
     @classmethod
-    def from_event(cls, p: dict[str, Any]) -> NotificationNode:
+    def from_event(cls, p: NewNotification) -> NotificationNode:
         """A new notification, as announced on the outbox."""
         return cls(
-            id=p["id"],
-            type=NotificationType(p["type"]),
-            priority=NotificationPriority(p["priority"]),
-            title=p["title"],
-            body=p["body"],
-            link=strawberry.ID(p["link"]) if p["link"] else None,
+            id=p.id,
+            type=NotificationType(p.type),
+            priority=NotificationPriority(p.priority),
+            title=p.title,
+            body=p.body,
+            link=strawberry.ID(p.link) if p.link else None,
             read=False,
-            created_at=datetime.fromisoformat(p["createdAt"]),
+            created_at=p.created_at,
         )
 
     @classmethod

@@ -18,6 +18,7 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.events.topics import Fill, OrderUpdated
 from app.trading import reads
 from app.trading.domain import orders as rules
 from app.trading.domain.orders import MarketSpec
@@ -608,17 +609,17 @@ class OrderUpdate:
     at: datetime
 
     @classmethod
-    def from_event(cls, p: dict[str, Any], spec: MarketSpec | None = None) -> OrderUpdate:
+    def from_event(cls, p: OrderUpdated, spec: MarketSpec | None = None) -> OrderUpdate:
         shown = places(spec)
         return cls(
-            order_id=strawberry.ID(relay.to_base64("Order", p["orderId"])),
-            symbol=p["symbol"],
-            status=OrderStatus(p["status"]),
-            quantity=shown.quantity_of(Decimal(p["quantity"])),
-            filled_quantity=shown.quantity_of(Decimal(p["filledQuantity"])),
-            reason=p.get("reason"),
-            sequence=p["sequence"],
-            at=datetime.fromisoformat(p["at"]),
+            order_id=strawberry.ID(relay.to_base64("Order", p.order_id)),
+            symbol=p.symbol,
+            status=OrderStatus(p.status),
+            quantity=shown.quantity_of(p.quantity),
+            filled_quantity=shown.quantity_of(p.filled_quantity),
+            reason=p.reason,
+            sequence=p.sequence,
+            at=p.at,
         )
 
 
@@ -640,21 +641,21 @@ class FillUpdate:
     at: datetime
 
     @classmethod
-    def from_event(cls, p: dict[str, Any], spec: MarketSpec | None = None) -> FillUpdate:
+    def from_event(cls, p: Fill, spec: MarketSpec | None = None) -> FillUpdate:
         shown = places(spec)
         return cls(
-            trade_id=p["tradeId"],
-            order_id=strawberry.ID(relay.to_base64("Order", p["orderId"])),
-            symbol=p["symbol"],
-            side=OrderSide(p["side"]),
-            liquidity=Liquidity(p["liquidity"]),
-            price=shown.show(Decimal(p["price"]), shown.price),
-            quantity=shown.quantity_of(Decimal(p["quantity"])),
-            quote_amount=shown.quote_of(Decimal(p["quoteAmount"])),
-            fee=shown.quote_of(Decimal(p["fee"])),
-            fee_currency=p["feeCurrency"],
-            sequence=p["sequence"],
-            at=datetime.fromisoformat(p["at"]),
+            trade_id=p.trade_id,
+            order_id=strawberry.ID(relay.to_base64("Order", p.order_id)),
+            symbol=p.symbol,
+            side=OrderSide(p.side),
+            liquidity=Liquidity(p.liquidity),
+            price=shown.show(p.price, shown.price),
+            quantity=shown.quantity_of(p.quantity),
+            quote_amount=shown.quote_of(p.quote_amount),
+            fee=shown.quote_of(p.fee),
+            fee_currency=p.fee_currency,
+            sequence=p.sequence,
+            at=p.at,
         )
 
 

@@ -1,85 +1,76 @@
-"""The outbox events of a batch: book levels, trades, ticker, each user's fills and orders."""
+"""The outbox events of a batch: book levels, trades, ticker, each user's fills and orders,
+each built by its topic in the catalogue (``app.events.topics``), so a fill goes
+``topics.fill`` -> outbox -> relay -> ``myFills`` by one name."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
+from app.events import topics
 from app.trading.domain.orders import OrderStatus, Side
 from app.trading.engine.market import MarketState
 from app.trading.engine.state import Batch
 
 
 def events_of(state: MarketState, batch: Batch, now: datetime) -> list[tuple[str, int | None, str]]:
-    """The batch's outbox events: book levels, trades, ticker, fills, order states."""
+    """The batch's outbox events (``topics.Event.row()``): book levels, trades, ticker,
+    fills, order states."""
     assert state.book is not None
     spec = state.spec
     symbol = spec.symbol
-    events: list[tuple[str, int | None, str]] = []
+    events: list[topics.Event] = []
     if batch.levels:
         bids, asks = [], []
         for side, price in sorted(batch.levels, key=lambda x: (x[0].value, x[1])):
             lots, count = state.book.level(side, price)
             (bids if side is Side.BUY else asks).append(
-                [str(spec.price(price)), str(spec.quantity(lots)), count]
+                (spec.price(price), spec.quantity(lots), count)
             )
         events.append(
-            (
-                f"book:{symbol}",
-                None,
-                json.dumps(
-                    {
-                        "symbol": symbol,
-                        "sequence": state.applied,
-                        "previousSequence": state.book_seq,
-                        "bids": bids,
-                        "asks": asks,
-                    }
-                ),
+            topics.book_levels(
+                topics.BookLevels(
+                    symbol=symbol,
+                    sequence=state.applied,
+                    previous_sequence=state.book_seq,
+                    bids=tuple(bids),
+                    asks=tuple(asks),
+                )
             )
         )
-    at = now.isoformat()
     for trade in batch.trades:
-        events.append((f"trades:{symbol}", None, json.dumps({"symbol": symbol, "at": at, **trade})))
+        events.append(topics.trade(topics.Trade(symbol=symbol, at=now, **trade)))
     if batch.trades:
         best_bid, best_ask = state.book.best_bid, state.book.best_ask
         events.append(
-            (
-                f"ticker:{symbol}",
-                None,
-                json.dumps(
-                    {
-                        "symbol": symbol,
-                        "last": str(spec.price(state.last_price)) if state.last_price else None,
-                        "bestBid": None if best_bid is None else str(spec.price(best_bid)),
-                        "bestAsk": None if best_ask is None else str(spec.price(best_ask)),
-                        "sequence": state.applied,
-                        "at": at,
-                    }
-                ),
+            topics.ticker(
+                topics.Ticker(
+                    symbol=symbol,
+                    last=spec.price(state.last_price) if state.last_price else None,
+                    best_bid=None if best_bid is None else spec.price(best_bid),
+                    best_ask=None if best_ask is None else spec.price(best_ask),
+                    sequence=state.applied,
+                    at=now,
+                )
             )
         )
     for fill in batch.fills:
         trade_id, seq, order_id, user_id, side, liquidity, price, qty, value, fee, _ = fill
         events.append(
-            (
-                "fills",
+            topics.fill(
                 user_id,
-                json.dumps(
-                    {
-                        "tradeId": trade_id,
-                        "orderId": order_id,
-                        "symbol": symbol,
-                        "side": side,
-                        "liquidity": liquidity,
-                        "price": str(price),
-                        "quantity": str(qty),
-                        "quoteAmount": str(value),
-                        "fee": str(fee),
-                        "feeCurrency": spec.quote,
-                        "sequence": seq,
-                        "at": at,
-                    }
+                topics.Fill(
+                    trade_id=trade_id,
+                    order_id=order_id,
+                    symbol=symbol,
+                    side=side,
+                    liquidity=liquidity,
+                    price=price,
+                    quantity=qty,
+                    quote_amount=value,
+                    fee=fee,
+                    fee_currency=spec.quote,
+                    sequence=seq,
+                    at=now,
                 ),
             )
         )
@@ -89,23 +80,20 @@ def events_of(state: MarketState, batch: Batch, now: datetime) -> list[tuple[str
         refused_on_arrival = order.status is OrderStatus.REJECTED and order.trigger is None
         if order.changed and not refused_on_arrival:
             events.append(
-                (
-                    "orders",
+                topics.order_updated(
                     order.user_id,
-                    json.dumps(
-                        {
-                            "orderId": order.id,
-                            "symbol": symbol,
-                            "side": order.side.value,
-                            "status": order.status.value,
-                            "filledQuantity": str(spec.quantity(order.filled)),
-                            "quantity": str(spec.quantity(order.quantity)),
-                            "reason": order.reason,
-                            "sequence": state.applied,
-                            "at": at,
-                        }
+                    topics.OrderUpdated(
+                        order_id=order.id,
+                        symbol=symbol,
+                        side=order.side.value,
+                        status=order.status.value,
+                        filled_quantity=spec.quantity(order.filled),
+                        quantity=spec.quantity(order.quantity),
+                        reason=order.reason,
+                        sequence=state.applied,
+                        at=now,
                     ),
                 )
             )
         order.changed = False
-    return events
+    return [event.row() for event in events]

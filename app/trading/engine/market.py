@@ -417,10 +417,10 @@ class MarketState:
             )
         self.batch.trades.append(
             {
-                "tradeId": fill.trade_id,
-                "price": str(price),
-                "quantity": str(quantity),
-                "takerSide": fill.taker_side.value,
+                "trade_id": fill.trade_id,
+                "price": price,
+                "quantity": quantity,
+                "taker_side": fill.taker_side.value,
                 "sequence": fill.seq,
             }
         )

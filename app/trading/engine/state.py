@@ -126,7 +126,7 @@ class Batch:
     orders: dict[int, LiveOrder] = field(default_factory=dict)  # touched
     holds: dict[int, HoldState] = field(default_factory=dict)  # touched
     fills: list[tuple[Any, ...]] = field(default_factory=list)
-    trades: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)  # topics.Trade's fields
     levels: set[tuple[Side, int]] = field(default_factory=set)
     positions: list[tuple[int, str, Decimal, Decimal, bool]] = field(default_factory=list)
     # bracket entries that ended (filled, canceled, expired): their exits follow once the
