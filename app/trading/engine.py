@@ -69,6 +69,7 @@ from app.core.errors import InsufficientFunds, InvariantViolation
 from app.core.waits import within
 from app.events import outbox
 from app.events.engine_signals import APPLIED_CHANNEL, WAKE_CHANNEL
+from app.ledger import holds
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, Leg, move
 from app.runtime import Runtime
@@ -1112,9 +1113,9 @@ class MarketEngine:
             reference=f"bracket:{self.market_id}",
         )
         await self.batch.journal.post(
-            self.session, kind="HOLD", legs=ledger.hold_legs(request), reference=request.reference
+            self.session, kind="HOLD", legs=holds.hold_legs(request), reference=request.reference
         )
-        (hold_id,) = await ledger.insert_holds(self.session, [request])
+        (hold_id,) = await holds.insert_holds(self.session, [request])
         hold.amount = hold.remaining = units
         return hold_id
 

@@ -46,6 +46,7 @@ from app.core.errors import (
 )
 from app.core.logs import request_id_var
 from app.events.engine_signals import WAKE_CHANNEL
+from app.ledger import holds
 from app.ledger import journal as ledger
 from app.runtime import Runtime
 from app.trading import markets
@@ -246,7 +247,7 @@ async def _hold(
     session: AsyncSession, user_id: int, currency: str, amount: Decimal, reference: str
 ) -> int:
     try:
-        hold = await ledger.place_hold(
+        hold = await holds.place_hold(
             session, user_id=user_id, currency=currency, amount=amount, reference=reference
         )
     except InsufficientFunds as error:
@@ -675,7 +676,7 @@ async def _place_all(
         await journal.post(
             session,
             kind="HOLD",
-            legs=ledger.hold_legs(c.hold),
+            legs=holds.hold_legs(c.hold),
             reference=c.hold.reference,
             request_id=c.hold.request_id,
         )
