@@ -71,9 +71,11 @@ from app.events import outbox
 from app.events.engine_signals import APPLIED_CHANNEL, WAKE_CHANNEL
 from app.ledger import holds
 from app.ledger import journal as ledger
-from app.ledger.rules import AccountKind, Leg, move
+from app.ledger.holds import HoldEvent
+from app.ledger.rules import AccountKind, move
 from app.runtime import Runtime
 from app.trading.domain import orders as rules
+from app.trading.domain import settlement
 from app.trading.domain.matching import (
     Accepted,
     Amend,
@@ -105,6 +107,7 @@ from app.trading.domain.orders import (
     Trigger,
     epoch_ms,
 )
+from app.trading.domain.positions import Position
 from app.trading.markets import market_by_id
 from app.trading.placement import OCO_ROLES, ORDER_COLUMNS, ListRole
 from db.raw import columns, driver, unnest_parameters
@@ -878,9 +881,7 @@ class MarketEngine:
             self.batch.journal.defer(
                 kind="HOLD_VOID", legs=move(amount, held, available), reference=f"hold:{hold.id}"
             )
-        hold.remaining += delta
-        if delta > 0:
-            hold.amount += delta
+        holds.apply(hold, HoldEvent.TOP_UP if delta > 0 else HoldEvent.RELEASE, abs(delta))
         self.batch.holds[hold.id] = hold
 
     def _amount(self, currency: str, units: int) -> Decimal:
@@ -968,16 +969,13 @@ class MarketEngine:
             return
         if hold.remaining:
             await self._move_hold(hold, -hold.remaining)
-        hold.status = "POSTED" if hold.spent else "VOIDED"
+        holds.apply(hold, HoldEvent.POST if hold.spent else HoldEvent.VOID)
         self.batch.holds[hold.id] = hold
 
     async def _fill(self, fill: Fill) -> None:
         spec = self.spec
         maker, taker = self.orders[fill.maker_order_id], self.orders[fill.taker_order_id]
         buyer, seller = (taker, maker) if fill.taker_side is Side.BUY else (maker, taker)
-        buyer_fee = fill.taker_fee if buyer is taker else fill.maker_fee
-        seller_fee = fill.taker_fee if seller is taker else fill.maker_fee
-        base_units = fill.quantity * spec.base_units_per_lot
         value = fill.notional
         for order, fee, acc_delta in (
             (maker, fill.maker_fee, value * spec.maker_fee_numerator),
@@ -991,33 +989,27 @@ class MarketEngine:
             self._transition(order, OrderEvent.FILL_PARTIAL if done else OrderEvent.FILL)
         buyer_hold = self.holds[buyer.hold_id]  # type: ignore[index]
         seller_hold = self.holds[seller.hold_id]  # type: ignore[index]
-        buyer_hold.remaining -= value + buyer_fee
-        seller_hold.remaining -= base_units
-        if buyer_hold.remaining < 0 or seller_hold.remaining < 0:
-            raise InvariantViolation(f"a fill spends more than its hold: {fill}")
+        settled = settlement.settle(
+            spec,
+            fill,
+            buyer_hold_left=buyer_hold.remaining,
+            seller_hold_left=seller_hold.remaining,
+        )
+        holds.apply(buyer_hold, HoldEvent.DRAW, settled.buyer_draw)
+        holds.apply(seller_hold, HoldEvent.DRAW, settled.seller_draw)
         buyer_hold.spent = seller_hold.spent = True
         self.batch.holds[buyer_hold.id] = buyer_hold
         self.batch.holds[seller_hold.id] = seller_hold
-        q = lambda units: _D(units).scaleb(-spec.quote_scale)  # noqa: E731
-        b = _D(base_units).scaleb(-spec.base_scale)
-        acct = ledger.user_account
-        legs = [
-            Leg(acct(buyer.user_id, spec.quote, AccountKind.HELD), -q(value + buyer_fee)),
-            Leg(acct(seller.user_id, spec.quote), q(value - seller_fee)),
-            Leg(ledger.system_account(spec.quote, AccountKind.FEES), q(buyer_fee + seller_fee)),
-            Leg(acct(seller.user_id, spec.base, AccountKind.HELD), -b),
-            Leg(acct(buyer.user_id, spec.base), b),
-        ]
         entry = self.batch.journal.defer(
-            kind="TRADE",
-            legs=[leg for leg in legs if leg.amount != 0],
+            kind=settlement.TRADE,
+            legs=settled.legs,
             reference=f"trade:{spec.symbol}:{fill.trade_id}",
         )
         price = spec.price(fill.price)
         quantity = spec.quantity(fill.quantity)
         for order, liquidity, fee in (
-            (maker, "MAKER", fill.maker_fee),
-            (taker, "TAKER", fill.taker_fee),
+            (maker, "MAKER", settled.maker_fee),
+            (taker, "TAKER", settled.taker_fee),
         ):
             self.batch.fills.append(
                 (
@@ -1029,8 +1021,8 @@ class MarketEngine:
                     liquidity,
                     price,
                     quantity,
-                    q(value),
-                    q(fee),
+                    settled.value,
+                    fee,
                     entry,  # its number in the batch's journal, until ``_write``
                 )
             )
@@ -1043,15 +1035,12 @@ class MarketEngine:
                 "sequence": fill.seq,
             }
         )
-        self.batch.positions.append((buyer.user_id, spec.base, b, q(value + buyer_fee), True))
-        self.batch.positions.append((seller.user_id, spec.base, b, q(value - seller_fee), False))
+        paid, received, base = settled.buyer_paid, settled.seller_received, settled.base
+        self.batch.positions.append((buyer.user_id, spec.base, base, paid, True))
+        self.batch.positions.append((seller.user_id, spec.base, base, received, False))
         if spec.quote not in CASH:
-            self.batch.positions.append(
-                (buyer.user_id, spec.quote, q(value + buyer_fee), q(value), False)
-            )
-            self.batch.positions.append(
-                (seller.user_id, spec.quote, q(value - seller_fee), q(value), True)
-            )
+            self.batch.positions.append((buyer.user_id, spec.quote, paid, settled.value, False))
+            self.batch.positions.append((seller.user_id, spec.quote, received, settled.value, True))
         self.batch.levels.add((maker.side, maker.price))
         self.last_price = fill.price
         for order in (maker, taker):
@@ -1256,7 +1245,9 @@ class MarketEngine:
             # made by another transaction after this statement's snapshot: locked now
             positions += await pg.fetch(_POSITIONS_SQL, [k[0] for k in late], [k[1] for k in late])
         current = {
-            (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
+            (r["user_id"], r["currency"]): Position(
+                r["quantity"], r["cost_usd"], r["realized_pnl_usd"]
+            )
             for r in positions
         }
         rate = next((r["balance"] for r in rows if r["row"] == "rate"), _D(0))
@@ -1264,19 +1255,10 @@ class MarketEngine:
             position = current[(user, asset)]
             usd = quote_value * rate
             if acquired:
-                position[0] += quantity
-                position[1] += usd
+                current[(user, asset)] = position.bought(quantity, usd)
             else:
-                held, cost = position[0], position[1]
-                if held >= quantity:
-                    share = (cost * quantity / held) if held else _D(0)
-                    position[2] += usd - share
-                    position[0], position[1] = held - quantity, cost - share
-                else:
-                    tracked = usd * held / quantity if quantity else _D(0)
-                    position[2] += tracked - cost
-                    position[0], position[1] = _D(0), _D(0)
-        return [(k[0], k[1], *current[k]) for k in keys]
+                current[(user, asset)] = position.sold_tracked(quantity, usd)
+        return [(k[0], k[1], (p := current[k]).quantity, p.cost, p.realized_pnl) for k in keys]
 
     def _order_rows(self, batch: Batch) -> list[tuple[Any, ...]]:
         spec = self.spec
