@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InsufficientFunds, InvariantViolation
 from app.core.logs import request_id_var
-from app.ledger.rules import AccountKind, AccountRef, Leg, check_balanced, move
-from db.models import Hold
+from app.ledger.rules import AccountKind, AccountRef, Leg, check_entry
 from db.raw import columns, driver
 
 # Lock accounts ($1 user ids, $2 currencies, $3 kinds), making the missing ones: those
@@ -165,33 +164,6 @@ def user_account(
 
 def system_account(currency: str, kind: AccountKind) -> AccountRef:
     return AccountRef(currency=currency, kind=kind)
-
-
-async def place_hold(
-    session: AsyncSession, *, user_id: int, currency: str, amount: Decimal, reference: str
-) -> Hold:
-    """Phase one: move ``amount`` from AVAILABLE to HELD and record a PENDING hold."""
-    await post(
-        session,
-        kind="HOLD",
-        legs=move(
-            amount,
-            user_account(user_id, currency),
-            user_account(user_id, currency, AccountKind.HELD),
-        ),
-        reference=reference,
-    )
-    hold = Hold(
-        user_id=user_id,
-        currency=currency,
-        amount=amount,
-        remaining=amount,
-        reference=reference,
-        status="PENDING",
-    )
-    session.add(hold)
-    await session.flush()
-    return hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +350,7 @@ class JournalBatch:
         """Record one balanced entry whose accounts are locked later (``settle``); its
         number in this batch. No round trip. ``request_id``: the current request's unless
         given."""
-        check_balanced(legs)
+        check_entry(kind, legs)
         self._deferred.append(
             _Entry(kind, reference, memo, request_id or request_id_var.get(), _combine(legs))
         )
@@ -456,103 +428,6 @@ class JournalBatch:
             raise InvariantViolation("journal entries were not written exactly once")
         pending.check(rows[0])
         return {row["n"]: row["id"] for row in rows}
-
-
-_INSERT_HOLDS_SQL = """
-    INSERT INTO holds (user_id, currency, amount, remaining, reference, status)
-    SELECT h.user_id, h.currency, h.amount, h.amount, h.reference, 'PENDING'
-    FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[])
-         WITH ORDINALITY AS h(user_id, currency, amount, reference, n)
-    ORDER BY h.n
-    RETURNING id, reference
-"""
-
-
-async def insert_holds(session: AsyncSession, requests: Sequence[HoldRequest]) -> list[int]:
-    """PENDING hold rows for ``requests`` (whose HOLD entries the caller posts); their
-    ids, in order."""
-    connection = await driver(session)
-    rows = await connection.fetch(
-        _INSERT_HOLDS_SQL,
-        [r.user_id for r in requests],
-        [r.currency for r in requests],
-        [r.amount for r in requests],
-        [r.reference for r in requests],
-    )
-    by_reference = {row["reference"]: row["id"] for row in rows}
-    if len(by_reference) != len(requests):
-        raise InvariantViolation("holds were not written exactly once")
-    return [by_reference[r.reference] for r in requests]
-
-
-def hold_legs(request: HoldRequest) -> list[Leg]:
-    """AVAILABLE -> HELD of ``request.amount``."""
-    return move(
-        request.amount,
-        user_account(request.user_id, request.currency),
-        user_account(request.user_id, request.currency, AccountKind.HELD),
-    )
-
-
-async def lock_hold(session: AsyncSession, hold_id: int) -> Hold:
-    hold = await session.scalar(
-        select(Hold)
-        .where(Hold.id == hold_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if hold is None:
-        raise InvariantViolation(f"hold {hold_id} does not exist")
-    return hold
-
-
-async def void_hold(session: AsyncSession, hold: Hold, *, now) -> None:  # type: ignore[no-untyped-def]
-    """Release what is left of a pending hold back to AVAILABLE."""
-    if hold.status != "PENDING":
-        raise InvariantViolation(f"hold {hold.id} is {hold.status}, cannot void")
-    if hold.remaining > 0:
-        await post(
-            session,
-            kind="HOLD_VOID",
-            legs=move(
-                hold.remaining,
-                user_account(hold.user_id, hold.currency, AccountKind.HELD),
-                user_account(hold.user_id, hold.currency),
-            ),
-            reference=hold.reference,
-        )
-    hold.remaining = Decimal(0)
-    hold.status = "VOIDED"
-    hold.resolved_at = now
-
-
-async def spend_hold(
-    session: AsyncSession,
-    hold: Hold,
-    *,
-    kind: str,
-    destinations: Sequence[tuple[AccountRef, Decimal]],
-    now,  # type: ignore[no-untyped-def]
-    final: bool,
-) -> int:
-    """Phase two: pay ``destinations`` out of the hold (all of it, or part of it for
-    orders). With ``final`` the rest is released and the hold is POSTED."""
-    if hold.status != "PENDING":
-        raise InvariantViolation(f"hold {hold.id} is {hold.status}, cannot post")
-    total = sum((amount for _, amount in destinations), Decimal(0))
-    if total > hold.remaining:
-        raise InvariantViolation(f"hold {hold.id} spends {total} > {hold.remaining}")
-    held = user_account(hold.user_id, hold.currency, AccountKind.HELD)
-    legs = [Leg(held, -total), *(Leg(ref, amount) for ref, amount in destinations)]
-    rest = hold.remaining - total
-    if final and rest > 0:
-        legs += move(rest, held, user_account(hold.user_id, hold.currency))
-    posted = await post(session, kind=kind, legs=legs, reference=hold.reference)
-    hold.remaining = Decimal(0) if final else rest
-    if final:
-        hold.status = "POSTED"
-        hold.resolved_at = now
-    return posted.entry_id
 
 
 _INVARIANTS = {

@@ -12,15 +12,20 @@ outside the platform through that account (the "world" convention):
     withdrawal sent    user HELD -(x+f)     HOT_WALLET +x, FEES +f
     sweep to cold      HOT_WALLET +y        COLD_STORAGE -y
     transfer           A AVAILABLE -x       B AVAILABLE +x
+    trade              buyer HELD quote -(v+bf), seller HELD base -q
+                       seller AVAILABLE quote +(v-sf), buyer AVAILABLE base +q, FEES +(bf+sf)
 
 so -(HOT_WALLET + COLD_STORAGE + STRIPE_CLEARING + EXTERNAL) equals what users and the
 platform's fee account hold: custody always covers the liabilities.
+
+Each kind of entry is a flow (``FLOWS``): the kinds of account it may take from and the
+kinds it may give to. ``check_entry`` refuses an entry whose legs go anywhere else.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -77,6 +82,68 @@ def check_balanced(legs: Iterable[Leg]) -> None:
     unbalanced = {c: t for c, t in totals.items() if t != 0}
     if unbalanced:
         raise InvariantViolation(f"entry does not balance: {unbalanced}")
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """What an entry of one kind may do: lower the balances of ``sources`` (its negative
+    legs) and raise those of ``destinations`` (its positive legs)."""
+
+    sources: frozenset[AccountKind]
+    destinations: frozenset[AccountKind]
+
+
+def _flow(sources: Iterable[AccountKind], destinations: Iterable[AccountKind]) -> Flow:
+    return Flow(frozenset(sources), frozenset(destinations))
+
+
+_K = AccountKind
+ANY_ACCOUNT = frozenset(AccountKind)
+# Every kind of journal entry the platform writes (the staking accrual writes its
+# STAKING_REWARD and maturity UNSTAKE entries in SQL of its own; they are here all the same).
+FLOWS: dict[str, Flow] = {
+    "HOLD": _flow([_K.AVAILABLE], [_K.HELD]),
+    "HOLD_VOID": _flow([_K.HELD], [_K.AVAILABLE]),
+    # a fill: each side's hold pays the other side, the fees go to FEES
+    "TRADE": _flow([_K.HELD], [_K.AVAILABLE, _K.FEES]),
+    # a hold spent: amount to the hot wallet, fee to FEES, the rest released
+    "WITHDRAWAL": _flow([_K.HELD], [_K.HOT_WALLET, _K.FEES, _K.AVAILABLE]),
+    "TRANSFER": _flow([_K.AVAILABLE], [_K.AVAILABLE]),
+    "PROFIT_SHARE": _flow([_K.AVAILABLE], [_K.AVAILABLE]),
+    "CRYPTO_DEPOSIT": _flow([_K.HOT_WALLET], [_K.AVAILABLE]),
+    "CARD_DEPOSIT": _flow([_K.STRIPE_CLEARING], [_K.AVAILABLE]),
+    "DISPUTE_WON": _flow([_K.STRIPE_CLEARING], [_K.AVAILABLE]),
+    "REFUND": _flow([_K.AVAILABLE], [_K.STRIPE_CLEARING]),
+    "DISPUTE": _flow([_K.AVAILABLE], [_K.STRIPE_CLEARING]),
+    # by the legs' signs: a custody account's balance is minus what it holds
+    "COLD_TO_HOT": _flow([_K.HOT_WALLET], [_K.COLD_STORAGE]),
+    "HOT_TO_COLD": _flow([_K.COLD_STORAGE], [_K.HOT_WALLET]),
+    "STAKE": _flow([_K.AVAILABLE], [_K.STAKED]),
+    "UNSTAKE": _flow([_K.STAKED], [_K.AVAILABLE, _K.STAKING_REWARDS]),
+    "STAKING_REWARD": _flow([_K.STAKING_REWARDS], [_K.STAKED]),
+    "MARKET_MAKER_FUNDING": _flow([_K.EXTERNAL], [_K.AVAILABLE]),
+    # an operator's correcting entry (and test / bench funding): any account to any
+    "CORRECTION": _flow(ANY_ACCOUNT, ANY_ACCOUNT),
+}
+
+
+def check_flow(kind: str, legs: Iterable[Leg]) -> None:
+    """Every leg of an entry of ``kind`` takes from one of its flow's sources or gives to
+    one of its destinations (``FLOWS``); an unknown kind is refused."""
+    flow = FLOWS.get(kind)
+    if flow is None:
+        raise InvariantViolation(f"unknown journal entry kind {kind!r}")
+    for leg in legs:
+        allowed = flow.sources if leg.amount < 0 else flow.destinations
+        if leg.account.kind not in allowed:
+            direction = "from" if leg.amount < 0 else "to"
+            raise InvariantViolation(f"a {kind} entry moves {direction} {leg.account.kind}")
+
+
+def check_entry(kind: str, legs: Sequence[Leg]) -> None:
+    """An entry the ledger may write: balanced per currency, along its kind's flow."""
+    check_balanced(legs)
+    check_flow(kind, legs)
 
 
 def move(amount: Decimal, source: AccountRef, destination: AccountRef) -> list[Leg]:

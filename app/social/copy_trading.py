@@ -56,11 +56,11 @@ from app.social.domain.copying import (
     LeaderFill,
     Lots,
     Planned,
-    Position,
     Terms,
 )
 from app.trading import placement
 from app.trading.domain.orders import FINAL_STATUSES, OrderRequest, OrderType, Side, TimeInForce
+from app.trading.domain.positions import Position
 from db.models import Copy, Order
 from db.queries import Page, keyset_page, rows_by_ids
 from db.raw import columns, driver

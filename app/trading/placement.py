@@ -36,6 +36,7 @@ from app.core.coalesce import Coalescer
 from app.core.errors import InvariantViolation, NotAuthenticated, UserError
 from app.core.logs import request_id_var
 from app.events.engine_signals import WAKE_CHANNEL
+from app.ledger import holds
 from app.ledger import journal as ledger
 from app.runtime import Runtime
 from app.trading import markets
@@ -350,7 +351,7 @@ async def _place_all(
         await journal.post(
             session,
             kind="HOLD",
-            legs=ledger.hold_legs(c.hold),
+            legs=holds.hold_legs(c.hold),
             reference=c.hold.reference,
             request_id=c.hold.request_id,
         )

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InsufficientFunds, NotAuthenticated, ValidationFailed
-from app.ledger import journal as ledger
+from app.ledger import holds
 from app.runtime import Runtime
 from app.trading.domain import orders as rules
 from app.trading.domain.errors import (
@@ -161,7 +161,7 @@ async def hold_funds(
     session: AsyncSession, user_id: int, currency: str, amount: Decimal, reference: str
 ) -> int:
     try:
-        hold = await ledger.place_hold(
+        hold = await holds.place_hold(
             session, user_id=user_id, currency=currency, amount=amount, reference=reference
         )
     except InsufficientFunds as error:

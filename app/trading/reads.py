@@ -18,6 +18,7 @@ from app.events.pubsub import Dropped, Event, Message
 from app.events.topics import BOOK, BookLevels
 from app.runtime import Runtime
 from app.trading.domain.orders import OrderStatus
+from app.trading.domain.positions import Position
 from db.models import Fill, Order
 from db.queries import Page, keyset_page
 from db.raw import driver
@@ -93,10 +94,13 @@ class PositionView:
     market_id: int | None  # where it is priced (its USD / USDT market)
 
     @property
+    def tracked(self) -> Position:
+        return Position(self.tracked_quantity, self.cost_usd, self.realized_pnl_usd)
+
+    @property
     def average_cost(self) -> Decimal | None:
-        if not self.tracked_quantity:
-            return None
-        return (self.cost_usd / self.tracked_quantity).quantize(Decimal("1e-8"))
+        average = self.tracked.average_cost
+        return None if average is None else average.quantize(Decimal("1e-8"))
 
     @property
     def value_usd(self) -> Decimal:
@@ -104,7 +108,7 @@ class PositionView:
 
     @property
     def unrealized_pnl_usd(self) -> Decimal:
-        return self.tracked_quantity * self.price_usd - self.cost_usd
+        return self.tracked.unrealized(self.price_usd)
 
 
 @dataclass(frozen=True, slots=True)

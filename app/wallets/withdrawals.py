@@ -49,7 +49,7 @@ from app.core.errors import (
 )
 from app.core.money import parse_amount, usd_value
 from app.events import outbox, topics
-from app.ledger import idempotency
+from app.ledger import holds, idempotency
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, AccountRef, move
 from app.runtime import Runtime
@@ -207,7 +207,7 @@ async def place_withdrawal(
     withdrawal_id = await session.scalar(
         select(func.nextval(func.pg_get_serial_sequence("withdrawals", "id")))
     )
-    hold = await ledger.place_hold(
+    hold = await holds.place_hold(
         session,
         user_id=user.id,
         currency=coin.code,
@@ -397,11 +397,11 @@ async def _pay_next(
         withdrawal.failure_reason = error.message
         await _transition(session, rt=rt, withdrawal=withdrawal, event=WithdrawalEvent.FAIL)
         return withdrawal.id, PayoutOutcome.FAILED
-    hold = await ledger.lock_hold(session, withdrawal.hold_id)
+    hold = await holds.lock_hold(session, withdrawal.hold_id)
     destinations = [(hot, withdrawal.amount)]
     if withdrawal.fee > 0:
         destinations.append((fees, withdrawal.fee))
-    await ledger.spend_hold(
+    await holds.spend_hold(
         session, hold, kind="WITHDRAWAL", destinations=destinations, now=rt.now(), final=True
     )
     withdrawal.tx_hash = tx_hash
@@ -542,8 +542,8 @@ async def _transition(
     previous = withdrawal.status
     withdrawal.status = rules.apply(previous, event).value
     if event in rules.RELEASES_HOLD:
-        hold = await ledger.lock_hold(session, withdrawal.hold_id)
-        await ledger.void_hold(session, hold, now=rt.now())
+        hold = await holds.lock_hold(session, withdrawal.hold_id)
+        await holds.void_hold(session, hold, now=rt.now())
     await session.flush()
     await _emit(session, withdrawal, previous=previous)
 

@@ -1,6 +1,7 @@
 """Copy trading rules, independent of storage: how big a follower's copy of a leader's
 fill is, the caps that clip or skip it, its slippage-bounded limit price, the follower's
-position from one follow (average cost), the portfolio stop-loss and the profit share.
+position from one follow (``Position``, average cost), the portfolio stop-loss and the
+profit share.
 
 Opening (the leader BUYs), sized in the follow's quote currency at the leader's price::
 
@@ -28,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
+
+from app.trading.domain.positions import Position
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -233,33 +236,8 @@ def parse_client_order_id(value: str) -> tuple[str, int] | None:
 
 
 # --- the follower's position from one follow -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    quantity: Decimal = ZERO
-    cost: Decimal = ZERO  # in quote, fees included
-    realized_pnl: Decimal = ZERO
-
-    def bought(self, quantity: Decimal, spent: Decimal) -> Position:
-        """``spent``: the quote paid, fee included."""
-        return Position(self.quantity + quantity, self.cost + spent, self.realized_pnl)
-
-    def sold(self, quantity: Decimal, received: Decimal) -> Position:
-        """``received``: the quote received, fee deducted. Average cost: the share of the
-        cost sold goes; what is sold beyond the position carries no cost."""
-        if self.quantity <= 0:
-            return Position(self.quantity, self.cost, self.realized_pnl + received)
-        part = min(quantity, self.quantity)
-        released = self.cost * part / self.quantity
-        return Position(
-            self.quantity - part,
-            self.cost - released,
-            self.realized_pnl + received - released,
-        )
-
-    def unrealized(self, price: Decimal) -> Decimal:
-        return self.quantity * price - self.cost
+# ``Position`` (app.trading.domain.positions, average cost), its sales read by ``sold``:
+# what is sold beyond the follow's position carries no cost.
 
 
 def follow_pnl(positions: Iterable[tuple[Position, Decimal | None]]) -> Decimal:

@@ -29,6 +29,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from app.core.errors import UserError, ValidationFailed
+from app.trading.domain.positions import Position
 
 FOLLOW_QUOTE = "USDT"  # the currency of allocations, fixed amounts and caps
 MAX_PROFIT_SHARE = Decimal(30)
@@ -356,7 +357,7 @@ def unrealized_pnl(positions: Iterable[HeldPosition]) -> Decimal:
     """Market value less cost of what is held; an asset without a price counts at cost."""
     return sum(
         (
-            p.quantity * p.last_price - p.cost
+            Position(p.quantity, p.cost).unrealized(p.last_price)
             for p in positions
             if p.quantity > 0 and p.last_price is not None
         ),

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.ledger import holds
 from app.ledger import journal as ledger
 from app.ledger.rules import Leg
 
@@ -34,5 +35,5 @@ class SessionFunds:
         await journal.post(self.session, kind="HOLD", legs=legs, reference=reference)
 
     async def new_hold(self, request: ledger.HoldRequest) -> int:
-        (hold_id,) = await ledger.insert_holds(self.session, [request])
+        (hold_id,) = await holds.insert_holds(self.session, [request])
         return hold_id

@@ -20,10 +20,13 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from app.core.errors import InsufficientFunds, InvariantViolation
+from app.core.errors import InsufficientFunds
+from app.ledger import holds
 from app.ledger import journal as ledger
-from app.ledger.rules import AccountKind, Leg, move
+from app.ledger.holds import HoldEvent
+from app.ledger.rules import AccountKind, move
 from app.trading.domain import orders as rules
+from app.trading.domain import settlement
 from app.trading.domain.matching import (
     Accepted,
     Amend,
@@ -265,9 +268,7 @@ class MarketState:
             self.batch.journal.defer(
                 kind="HOLD_VOID", legs=move(amount, held, available), reference=f"hold:{hold.id}"
             )
-        hold.remaining += delta
-        if delta > 0:
-            hold.amount += delta
+        holds.apply(hold, HoldEvent.TOP_UP if delta > 0 else HoldEvent.RELEASE, abs(delta))
         self.batch.holds[hold.id] = hold
 
     async def _events(self, events: list[Event]) -> None:
@@ -349,16 +350,13 @@ class MarketState:
             return
         if hold.remaining:
             await self._move_hold(hold, -hold.remaining)
-        hold.status = "POSTED" if hold.spent else "VOIDED"
+        holds.apply(hold, HoldEvent.POST if hold.spent else HoldEvent.VOID)
         self.batch.holds[hold.id] = hold
 
     async def _fill(self, fill: Fill) -> None:
         spec = self.spec
         maker, taker = self.orders[fill.maker_order_id], self.orders[fill.taker_order_id]
         buyer, seller = (taker, maker) if fill.taker_side is Side.BUY else (maker, taker)
-        buyer_fee = fill.taker_fee if buyer is taker else fill.maker_fee
-        seller_fee = fill.taker_fee if seller is taker else fill.maker_fee
-        base_units = fill.quantity * spec.base_units_per_lot
         value = fill.notional
         for order, fee, acc_delta in (
             (maker, fill.maker_fee, value * spec.maker_fee_numerator),
@@ -372,33 +370,27 @@ class MarketState:
             self._transition(order, OrderEvent.FILL_PARTIAL if done else OrderEvent.FILL)
         buyer_hold = self.holds[buyer.hold_id]  # type: ignore[index]
         seller_hold = self.holds[seller.hold_id]  # type: ignore[index]
-        buyer_hold.remaining -= value + buyer_fee
-        seller_hold.remaining -= base_units
-        if buyer_hold.remaining < 0 or seller_hold.remaining < 0:
-            raise InvariantViolation(f"a fill spends more than its hold: {fill}")
+        settled = settlement.settle(
+            spec,
+            fill,
+            buyer_hold_left=buyer_hold.remaining,
+            seller_hold_left=seller_hold.remaining,
+        )
+        holds.apply(buyer_hold, HoldEvent.DRAW, settled.buyer_draw)
+        holds.apply(seller_hold, HoldEvent.DRAW, settled.seller_draw)
         buyer_hold.spent = seller_hold.spent = True
         self.batch.holds[buyer_hold.id] = buyer_hold
         self.batch.holds[seller_hold.id] = seller_hold
-        q = lambda units: _D(units).scaleb(-spec.quote_scale)  # noqa: E731
-        b = _D(base_units).scaleb(-spec.base_scale)
-        acct = ledger.user_account
-        legs = [
-            Leg(acct(buyer.user_id, spec.quote, AccountKind.HELD), -q(value + buyer_fee)),
-            Leg(acct(seller.user_id, spec.quote), q(value - seller_fee)),
-            Leg(ledger.system_account(spec.quote, AccountKind.FEES), q(buyer_fee + seller_fee)),
-            Leg(acct(seller.user_id, spec.base, AccountKind.HELD), -b),
-            Leg(acct(buyer.user_id, spec.base), b),
-        ]
         entry = self.batch.journal.defer(
-            kind="TRADE",
-            legs=[leg for leg in legs if leg.amount != 0],
+            kind=settlement.TRADE,
+            legs=settled.legs,
             reference=f"trade:{spec.symbol}:{fill.trade_id}",
         )
         price = spec.price(fill.price)
         quantity = spec.quantity(fill.quantity)
         for order, liquidity, fee in (
-            (maker, "MAKER", fill.maker_fee),
-            (taker, "TAKER", fill.taker_fee),
+            (maker, "MAKER", settled.maker_fee),
+            (taker, "TAKER", settled.taker_fee),
         ):
             self.batch.fills.append(
                 (
@@ -410,8 +402,8 @@ class MarketState:
                     liquidity,
                     price,
                     quantity,
-                    q(value),
-                    q(fee),
+                    settled.value,
+                    fee,
                     entry,  # its number in the batch's journal, until ``_write``
                 )
             )
@@ -424,15 +416,12 @@ class MarketState:
                 "sequence": fill.seq,
             }
         )
-        self.batch.positions.append((buyer.user_id, spec.base, b, q(value + buyer_fee), True))
-        self.batch.positions.append((seller.user_id, spec.base, b, q(value - seller_fee), False))
+        paid, received, base = settled.buyer_paid, settled.seller_received, settled.base
+        self.batch.positions.append((buyer.user_id, spec.base, base, paid, True))
+        self.batch.positions.append((seller.user_id, spec.base, base, received, False))
         if spec.quote not in CASH:
-            self.batch.positions.append(
-                (buyer.user_id, spec.quote, q(value + buyer_fee), q(value), False)
-            )
-            self.batch.positions.append(
-                (seller.user_id, spec.quote, q(value - seller_fee), q(value), True)
-            )
+            self.batch.positions.append((buyer.user_id, spec.quote, paid, settled.value, False))
+            self.batch.positions.append((seller.user_id, spec.quote, received, settled.value, True))
         self.batch.levels.add((maker.side, maker.price))
         self.last_price = fill.price
         for order in (maker, taker):
@@ -493,7 +482,7 @@ class MarketState:
             decimal_amount(self.spec, hold.currency, units),
             reference=f"bracket:{self.market_id}",
         )
-        await self.funds.hold(self.batch.journal, ledger.hold_legs(request), request.reference)
+        await self.funds.hold(self.batch.journal, holds.hold_legs(request), request.reference)
         hold_id = await self.funds.new_hold(request)
         hold.amount = hold.remaining = units
         return hold_id

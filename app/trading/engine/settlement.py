@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from app.trading.domain.orders import MarketSpec, Side
+from app.trading.domain.positions import Position
 
 CASH = frozenset({"USD", "USDT"})  # no position is kept in these
 _D = Decimal
@@ -40,26 +41,17 @@ def hold_need(spec: MarketSpec, side: Side, price: int, lots: int, fee_numerator
 
 
 def settle_positions(
-    current: dict[tuple[int, str], list[Decimal]],
+    current: dict[tuple[int, str], Position],
     moves: Iterable[tuple[int, str, Decimal, Decimal, bool]],
     rate: Decimal,
 ) -> None:
     """Apply ``moves`` (user, asset, quantity, quote value, acquired) to ``current``
-    ((user, asset) -> [quantity, USD cost, realized P&L], changed in place), the quote
-    currency at ``rate`` USD."""
+    ((user, asset) -> its ``Position``: quantity, USD cost, realized P&L; replaced in the
+    dict), the quote currency at ``rate`` USD."""
     for user, asset, quantity, quote_value, acquired in moves:
         position = current[(user, asset)]
         usd = quote_value * rate
         if acquired:
-            position[0] += quantity
-            position[1] += usd
+            current[(user, asset)] = position.bought(quantity, usd)
         else:
-            held, cost = position[0], position[1]
-            if held >= quantity:
-                share = (cost * quantity / held) if held else _D(0)
-                position[2] += usd - share
-                position[0], position[1] = held - quantity, cost - share
-            else:
-                tracked = usd * held / quantity if quantity else _D(0)
-                position[2] += tracked - cost
-                position[0], position[1] = _D(0), _D(0)
+            current[(user, asset)] = position.sold_tracked(quantity, usd)

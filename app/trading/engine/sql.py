@@ -15,6 +15,7 @@ from app.events import outbox
 from app.events.engine_signals import APPLIED_CHANNEL
 from app.ledger import journal as ledger
 from app.trading.domain import orders as rules
+from app.trading.domain.positions import Position
 from app.trading.engine.events import events_of
 from app.trading.engine.market import MarketState
 from app.trading.engine.settlement import CASH, decimal_amount, settle_positions
@@ -292,12 +293,14 @@ async def _lock(pg: Any, batch: Batch, quote: str) -> list[tuple[Any, ...]]:
         # made by another transaction after this statement's snapshot: locked now
         positions += await pg.fetch(_POSITIONS_SQL, [k[0] for k in late], [k[1] for k in late])
     current = {
-        (r["user_id"], r["currency"]): [r["quantity"], r["cost_usd"], r["realized_pnl_usd"]]
+        (r["user_id"], r["currency"]): Position(
+            r["quantity"], r["cost_usd"], r["realized_pnl_usd"]
+        )
         for r in positions
     }
     rate = next((r["balance"] for r in rows if r["row"] == "rate"), _D(0))
     settle_positions(current, batch.positions, rate)
-    return [(k[0], k[1], *current[k]) for k in keys]
+    return [(k[0], k[1], (p := current[k]).quantity, p.cost, p.realized_pnl) for k in keys]
 
 
 def _order_rows(spec: rules.MarketSpec, batch: Batch) -> list[tuple[Any, ...]]:
