@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from websockets.typing import Subprotocol
 from app.asgi import create_app
 from app.core.settings import Settings
 from app.events.outbox import channel
+from app.events.topics.base import Topic
 from app.runtime import Runtime
 from graphql_schema.gateway.access import public
 from graphql_schema.gateway.extensions import OperationPolicy
@@ -35,7 +37,25 @@ from resolvers.common import stream_events
 from tests.gateway.test_websocket import LEGACY_WS, TRANSPORT_WS, LiveServer
 
 TIMEOUT = 5.0
-TOPIC = "test-market-changes"
+
+
+@dataclass(frozen=True, slots=True)
+class _Changed:
+    """The test topic's payload."""
+
+    n: int
+    market_id: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"n": self.n, "marketId": self.market_id}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> _Changed:
+        return cls(n=wire["n"], market_id=wire["marketId"])
+
+
+CHANGES = Topic("test-market-changes", _Changed)
+TOPIC = CHANGES.named()
 SYMBOL = "BTC/USDT"
 WATCH = "subscription { marketChanges { n market { symbol status } } }"
 
@@ -59,10 +79,10 @@ class _MarketChanged:
 class _Subscription:
     @strawberry.subscription(extensions=public())
     async def market_changes(self, info: Info) -> AsyncGenerator[_MarketChanged, None]:
-        def convert(p: dict[str, Any]) -> _MarketChanged:
-            return _MarketChanged(n=p["n"], market_id=p["marketId"])
+        def convert(p: _Changed) -> _MarketChanged:
+            return _MarketChanged(n=p.n, market_id=p.market_id)
 
-        async for event in stream_events(info, TOPIC, None, convert):
+        async for event in stream_events(info, CHANGES, convert):
             yield event
 
 
