@@ -241,7 +241,10 @@ async def _run_reporting(
             await _set(rt, backtest_id, user_id, candles_done=getter.result())
         else:
             getter.cancel()
-    return await future
+    result = await future
+    while not steps.empty():  # the steps reached while the last one was being written
+        await _set(rt, backtest_id, user_id, candles_done=steps.get_nowait())
+    return result
 
 
 async def _set(rt: Runtime, backtest_id: int, user_id: int, **values: Any) -> None:
