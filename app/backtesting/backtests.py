@@ -201,26 +201,26 @@ async def execute(rt: Runtime, backtest_id: int, *, executor: Executor | None = 
         if row is None or row.status != QUEUED:
             return
         row.status, row.started_at = RUNNING, rt.now()
-        request, user_id = request_of(row), row.user_id
+        request = request_of(row)
     try:
         async with rt.reads() as session:
             inputs = await load_inputs(session, request)
-        await _set(rt, backtest_id, user_id, candles_total=len(inputs.candles),
+        await _set(rt, backtest_id, candles_total=len(inputs.candles),
                    market=specs.market_json(inputs.market))  # fmt: skip
-        run = await _run_reporting(rt, backtest_id, user_id, inputs, executor)
+        run = await _run_reporting(rt, backtest_id, inputs, executor)
         evaluated = evaluate(run)
     except (UserError, ValueError) as error:
-        await _fail(rt, backtest_id, user_id, str(error))
+        await _fail(rt, backtest_id, str(error))
         return
     except Exception:
         log.exception("backtest failed", extra={"backtest_id": backtest_id})
-        await _fail(rt, backtest_id, user_id, "internal error")
+        await _fail(rt, backtest_id, "internal error")
         return
-    await _finish(rt, backtest_id, user_id, run, evaluated)
+    await _finish(rt, backtest_id, run, evaluated)
 
 
 async def _run_reporting(
-    rt: Runtime, backtest_id: int, user_id: int, inputs: specs.RunInputs, executor: Executor | None
+    rt: Runtime, backtest_id: int, inputs: specs.RunInputs, executor: Executor | None
 ) -> RunResult:
     """The pure run in ``executor``; each progress step it reaches written here."""
     loop = asyncio.get_running_loop()
@@ -238,16 +238,16 @@ async def _run_reporting(
         getter = asyncio.ensure_future(steps.get())
         await asyncio.wait({future, getter}, return_when=asyncio.FIRST_COMPLETED)
         if getter.done():
-            await _set(rt, backtest_id, user_id, candles_done=getter.result())
+            await _set(rt, backtest_id, candles_done=getter.result())
         else:
             getter.cancel()
     result = await future
     while not steps.empty():  # the steps reached while the last one was being written
-        await _set(rt, backtest_id, user_id, candles_done=steps.get_nowait())
+        await _set(rt, backtest_id, candles_done=steps.get_nowait())
     return result
 
 
-async def _set(rt: Runtime, backtest_id: int, user_id: int, **values: Any) -> None:
+async def _set(rt: Runtime, backtest_id: int, **values: Any) -> None:
     async with rt.sessions() as session, session.begin():
         row = await session.get(Backtest, backtest_id, with_for_update=True)
         if row is None:
@@ -258,8 +258,8 @@ async def _set(rt: Runtime, backtest_id: int, user_id: int, **values: Any) -> No
         await _emit(session, row)
 
 
-async def _fail(rt: Runtime, backtest_id: int, user_id: int, reason: str) -> None:
-    await _set(rt, backtest_id, user_id, status=FAILED, reason=reason[:500],
+async def _fail(rt: Runtime, backtest_id: int, reason: str) -> None:
+    await _set(rt, backtest_id, status=FAILED, reason=reason[:500],
                finished_at=rt.now())  # fmt: skip
 
 
@@ -276,9 +276,7 @@ _TRADES = """
 """
 
 
-async def _finish(
-    rt: Runtime, backtest_id: int, user_id: int, run: RunResult, evaluated: BacktestResult
-) -> None:
+async def _finish(rt: Runtime, backtest_id: int, run: RunResult, evaluated: BacktestResult) -> None:
     async with rt.sessions() as session, session.begin():
         row = await session.get(Backtest, backtest_id, with_for_update=True)
         if row is None:
