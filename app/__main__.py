@@ -7,6 +7,7 @@ migrates, seeds demo data (when SEED_DEMO_DATA), prints the URL and logins, serv
 TRADING_ENGINE_ENABLED=false); several engine processes are owner and standbys.
 ``copy-worker`` runs only the copy trading worker (API processes then set
 COPY_WORKER_ENABLED=false); several take turns batch by batch.
+``backtest [sweep] ...`` backtests a strategy over stored candles (same servers as ``data``).
 ``data import FILE ...`` imports an OHLCV file into the market data store (on DATABASE_URL,
 or embedded servers, migrated first, when it is unset).
 """
@@ -209,6 +210,17 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def run_backtest_command(settings: Settings, args: argparse.Namespace) -> int:
+    from app.backtesting.cli import run_command
+    from db.migrate import upgrade
+
+    if settings.database_url:
+        return run_command(settings.database_url, args)
+    with services(settings, data_dir=settings.data_dir) as (database_url, _):
+        upgrade(database_url)
+        return run_command(database_url, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.marketdata.cli import add_commands as add_data_commands
 
     add_data_commands(commands)
+    from app.backtesting.cli import add_commands as add_backtest_commands
+
+    add_backtest_commands(commands)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -254,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         run_worker(settings)
     elif args.command == "data":
         return run_data(settings, args)
+    elif args.command == "backtest":
+        return run_backtest_command(settings, args)
     return 0
 
 

@@ -20,7 +20,7 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import marketdata, queries, trading
+from resolvers import backtesting, marketdata, queries, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -118,6 +118,8 @@ class Query:
     profit_share_settlements = strawberry.field(
         resolver=copying.profit_share_settlements, extensions=_account()
     )
+    backtest = strawberry.field(resolver=backtesting.backtest, extensions=_account())
+    backtests = strawberry.field(resolver=backtesting.my_backtests, extensions=_account())
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -181,6 +183,7 @@ class Mutation:
     pause_follow = _session_mutation(social.pause_follow)
     resume_follow = _session_mutation(social.resume_follow)
     unfollow_leader = _session_mutation(social.unfollow_leader)
+    run_backtest = _session_mutation(backtesting.run_backtest)
 
 
 @strawberry.type
@@ -206,6 +209,12 @@ class Subscription:
     notifications = strawberry.subscription(
         resolver=notification_resolvers.notification_updates,
         description="Your new notifications as they are created (only yours).",
+        extensions=_account(),
+    )
+    backtest_progress = strawberry.subscription(
+        resolver=backtesting.backtest_progress,
+        description="Your backtest's status and progress now, then as it changes, until"
+        " DONE or FAILED.",
         extensions=_account(),
     )
 

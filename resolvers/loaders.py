@@ -21,6 +21,7 @@ from app.trading.reads import fills_by_order_ids
 from app.wallets.deposits import deposits_by_ids
 from app.wallets.wallets import Wallet, wallets_by_user_ids
 from db.models import (
+    Backtest,
     Copy,
     Deposit,
     Fill,
@@ -230,6 +231,15 @@ class SettlementByIdLoader(DataLoader[int, ProfitShareSettlement | None]):
         super().__init__(load_fn=load)
 
 
+class BacktestByIdLoader(DataLoader[int, Backtest | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Backtest | None]:
+            async with rt.reads() as session:
+                return await rows_by_ids(session, Backtest, ids)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -316,6 +326,10 @@ class Loaders:
     @cached_property
     def settlement_by_id(self) -> SettlementByIdLoader:
         return SettlementByIdLoader(self._rt)
+
+    @cached_property
+    def backtest_by_id(self) -> BacktestByIdLoader:
+        return BacktestByIdLoader(self._rt)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:

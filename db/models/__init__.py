@@ -13,6 +13,7 @@ from db.models.accounts import (
     SecurityEvent,
     User,
 )
+from db.models.backtesting import Backtest, BacktestEquityPoint, BacktestTrade
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
@@ -46,6 +47,9 @@ __all__ = [
     "LIVE_ORDER",
     "ApiKey",
     "AuditLog",
+    "Backtest",
+    "BacktestEquityPoint",
+    "BacktestTrade",
     "Copy",
     "Currency",
     "Deposit",

@@ -11,7 +11,7 @@ from decimal import Decimal as D
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.backtesting.domain.runner import BacktestResult, result_json, run_backtest
+from app.backtesting.domain.runner import RunResult, result_json, run_backtest
 from app.backtesting.domain.strategies import (
     DollarCostAveraging,
     MovingAverageCrossover,
@@ -36,7 +36,7 @@ def flat_candles(closes: list[int], volume: str = "1000") -> list[Candle]:
     return out
 
 
-def run(strategy: Strategy, candles: list[Candle], **kw: object) -> BacktestResult:
+def run(strategy: Strategy, candles: list[Candle], **kw: object) -> RunResult:
     return run_backtest(
         strategy, candles, market=SPEC, balances=CASH, settings=SimulationSettings(**kw)
     )

@@ -19,15 +19,16 @@ The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
                 not among them (it is in the last equity point)
 
 Same candles, strategy, balances and settings (seed included): the same result, byte for
-byte (``result_json``).
+byte (``result_json``). ``progress``, when given, is called with the number of candles
+played after each one (a caller's progress bar or row; it cannot change the run).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from app.backtesting.domain.strategies import CancelOrder, Intent, Strategy, Submit, Tick
@@ -84,9 +85,10 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
-class BacktestResult:
+class RunResult:
     strategy: str
     symbol: str
+    interval: timedelta  # the candles' (1 hour when there were none)
     settings: SimulationSettings
     decisions: tuple[Decision, ...]
     fills: tuple[OrderFilled, ...]
@@ -102,7 +104,8 @@ def run_backtest(
     market: MarketSpec,
     balances: Mapping[str, Decimal],
     settings: SimulationSettings = SimulationSettings(),
-) -> BacktestResult:
+    progress: Callable[[int], None] | None = None,
+) -> RunResult:
     start = candles[0].open_time if candles else EPOCH
     venue = SimulatedVenue(market, balances=balances, settings=settings, start=start)
     decisions: list[Decision] = []
@@ -129,10 +132,13 @@ def run_backtest(
                 candle.close_time, candle.close, cash, position, cash + position * candle.close
             )
         )
+        if progress is not None:
+            progress(index + 1)
     fills = tuple(e for e in venue.events() if isinstance(e, OrderFilled))
-    return BacktestResult(
+    return RunResult(
         strategy=strategy.name,
         symbol=market.symbol,
+        interval=candles[0].interval if candles else timedelta(hours=1),
         settings=settings,
         decisions=tuple(decisions),
         fills=fills,
@@ -194,6 +200,6 @@ def round_trips(fills: Sequence[OrderFilled]) -> tuple[Trade, ...]:
     return tuple(trades)
 
 
-def result_json(result: BacktestResult) -> str:
+def result_json(result: RunResult) -> str:
     """The result as canonical JSON (Decimals and times as strings, keys sorted)."""
     return json.dumps(asdict(result), default=str, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,242 @@
+"""``python -m app backtest [sweep] ...``: a backtest (or a parameter sweep) over stored
+candles, from the command line: a progress bar on stderr, the metrics table on stdout,
+the HTML report written.
+
+    python -m app backtest --strategy ma --fast 10 --slow 30 --fraction 0.5 \\
+        --symbol BTC/USDT --source file:binance --interval 1h \\
+        --from 2024-01-01 --to 2024-06-01 --report out.html
+    python -m app backtest sweep --strategy ma --fast 5:20:5 --slow 20:60:10 \\
+        --fraction 0.5 ... --workers 4 --report sweep.html
+
+A sweep's parameters take ``start:stop:step`` ranges (stop included); every combination
+that is valid (fast < slow) is a variant. The variants run in a
+``concurrent.futures.ProcessPoolExecutor`` on all cores (``--workers``); ``sweep`` takes
+any ``Executor``, so a cluster's (Ray's or Dask's ``Executor`` adapter) can be plugged in.
+The best variant by Sharpe ratio is run again for the report, whose sweep section gives
+the number of variants tried and its deflated Sharpe ratio.
+
+Exit status: 0 done, 2 refused (an argument, or no candles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+from app.backtesting.backtests import BacktestRequest, check_request, load_inputs
+from app.backtesting.domain import specs, sweeps
+from app.backtesting.domain.evaluation import evaluate
+from app.backtesting.domain.metrics import BacktestMetrics
+from app.backtesting.report import SweepSummary, write_report
+from app.core.errors import UserError, ValidationFailed
+from app.core.progress import Progress
+from app.marketdata.domain.candles import INTERVALS
+from app.venues.domain.paths import PathMode
+from db.session import create_engine, create_sessionmaker
+
+PATHS = {"adverse-first": PathMode.ADVERSE_FIRST, "ohlc": PathMode.OHLC, "olhc": PathMode.OLHC}
+MA_PARAMETERS = ("fast", "slow", "fraction", "quantity")
+DCA_PARAMETERS = ("amount", "every", "take_profit")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "backtest",
+        help="backtest a strategy over stored candles (or sweep its parameters)",
+        description="Runs a strategy on the simulated venue over stored candles; prints the"
+        " metrics and writes an HTML report. 'sweep' takes start:stop:step ranges.",
+    )
+    parser.add_argument("mode", nargs="?", choices=("run", "sweep"), default="run")
+    parser.add_argument("--strategy", required=True, choices=("ma", "dca"))
+    for name in ("fast", "slow", "fraction", "quantity", "amount", "every"):
+        parser.add_argument(f"--{name}")
+    parser.add_argument("--take-profit", dest="take_profit")
+    parser.add_argument("--symbol", required=True, help="BASE/QUOTE, e.g. BTC/USDT")
+    parser.add_argument("--source", required=True, help="file:<name>, exchange:<name>, VENUE")
+    parser.add_argument("--interval", required=True, choices=list(INTERVALS))
+    parser.add_argument("--from", dest="start", required=True, type=_time)
+    parser.add_argument("--to", dest="end", required=True, type=_time)
+    parser.add_argument("--path", choices=list(PATHS), default="adverse-first")
+    parser.add_argument("--volume-share", default="0.1", help="of each candle; 'none': no cap")
+    parser.add_argument("--latency", type=int, default=1, help="candles")
+    parser.add_argument("--slippage-bps", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--balance", default="10000", help="of the quote currency")
+    parser.add_argument("--maker-fee")
+    parser.add_argument("--taker-fee")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sweep")
+    parser.add_argument("--report", type=Path, required=True, help="the HTML file to write")
+
+
+def _time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def variants(args: argparse.Namespace) -> tuple[list[specs.StrategyParameters], int]:
+    """The valid strategy parameters of every combination of the ranges given, and how
+    many combinations were invalid (fast >= slow, ...)."""
+    names = MA_PARAMETERS if args.strategy == "ma" else DCA_PARAMETERS
+    ranges: dict[str, Sequence[object]] = {}
+    for name in names:
+        text = getattr(args, name)
+        ranges[name] = [None] if text is None else sweeps.parse_range(text, name)
+    found: list[specs.StrategyParameters] = []
+    invalid = 0
+    for combo in sweeps.grid(ranges):
+        try:
+            found.append(_parameters(args.strategy, combo))
+        except ValidationFailed:
+            invalid += 1
+    return found, invalid
+
+
+def _parameters(kind: str, values: dict[str, object]) -> specs.StrategyParameters:
+    def whole(name: str) -> int:
+        value = values[name]
+        if not isinstance(value, Decimal) or value != value.to_integral_value():
+            raise ValidationFailed(f"{name} is a whole number", field=name)
+        return int(value)
+
+    def decimal(name: str) -> Decimal | None:
+        return values[name]  # type: ignore[return-value]
+
+    if kind == "ma":
+        return specs.MovingAverageParameters(
+            whole("fast"), whole("slow"), decimal("fraction"), decimal("quantity")
+        )
+    amount = decimal("amount")
+    if amount is None:
+        raise ValidationFailed("--amount is required", field="amount")
+    return specs.DollarCostParameters(amount, whole("every"), decimal("take_profit"))
+
+
+def request_of(args: argparse.Namespace, strategy: specs.StrategyParameters) -> BacktestRequest:
+    share = None if args.volume_share.lower() == "none" else Decimal(args.volume_share)
+    return BacktestRequest(
+        strategy=strategy,
+        symbol=args.symbol,
+        source=args.source,
+        interval=args.interval,
+        start=args.start,
+        end=args.end,
+        settings=specs.simulation_settings(
+            path=PATHS[args.path],
+            volume_share=share,
+            latency=args.latency,
+            slippage_bps=args.slippage_bps,
+            seed=args.seed,
+        ),
+        balance=Decimal(args.balance),
+        maker_fee=None if args.maker_fee is None else Decimal(args.maker_fee),
+        taker_fee=None if args.taker_fee is None else Decimal(args.taker_fee),
+    )
+
+
+async def _inputs(database_url: str, request: BacktestRequest) -> specs.RunInputs:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await load_inputs(session, await check_request(session, request))
+    finally:
+        await engine.dispose()
+
+
+def run_command(database_url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    try:
+        found, invalid = variants(args)
+        if not found:
+            raise ValidationFailed("no valid parameters", field="parameters")
+        if args.mode == "run" and len(found) > 1:
+            raise ValidationFailed("one value per parameter (ranges: 'sweep')", field="parameters")
+        inputs = asyncio.run(_inputs(database_url, request_of(args, found[0])))
+    except (UserError, ArithmeticError, ValueError) as error:
+        message = error.message if isinstance(error, UserError) else str(error)
+        print(f"Refused: {message}", file=sys.stderr)
+        return 2
+    if args.mode == "sweep":
+        with ProcessPoolExecutor(max_workers=max(1, args.workers)) as executor:
+            outcome = sweep(inputs, found, executor=executor)
+        print(f"variants tried  {len(found)} ({invalid} invalid combinations skipped)", file=out)
+        best = outcome.best.parameters
+        print(f"best by Sharpe  {best.as_json()}", file=out)
+        print(f"deflated Sharpe {_figure(outcome.deflated_sharpe)}", file=out)
+        summary = SweepSummary(len(found), outcome.best.metrics.sharpe, outcome.deflated_sharpe)
+        inputs = specs.RunInputs(best, inputs.candles, inputs.market, inputs.balances,
+                                 inputs.settings)  # fmt: skip
+    else:
+        summary = None
+    with Progress(total=len(inputs.candles), label="backtest") as progress:
+        run = specs.run(inputs, lambda done: progress.advance(done - progress.done))
+    result = evaluate(run)
+    print(metrics_table(result.metrics, inputs.market.quote), file=out)
+    write_report(
+        args.report,
+        result,
+        title=f"{inputs.strategy.kind.value} {inputs.market.symbol} {args.interval}",
+        currency=inputs.market.quote,
+        parameters={**inputs.strategy.as_json(), **specs.settings_json(inputs.settings)},
+        sweep=summary,
+    )
+    print(f"report          {args.report}", file=out)
+    return 0
+
+
+def sweep(
+    inputs: specs.RunInputs,
+    variants: Sequence[specs.StrategyParameters],
+    *,
+    executor: Executor,
+) -> sweeps.SweepOutcome:
+    """Each variant on ``inputs`` in ``executor``, summarised in variant order (so the
+    outcome does not depend on the number of workers or their timing)."""
+    futures = [executor.submit(sweeps.run_variant, inputs, v) for v in variants]
+    with Progress(total=len(futures), label="sweep") as shown:
+        for _ in as_completed(futures):
+            shown.advance()
+    return sweeps.summarise(f.result() for f in futures)
+
+
+def metrics_table(m: BacktestMetrics, currency: str) -> str:
+    rows = [
+        ("period", f"{m.start:%Y-%m-%d %H:%M} .. {m.end:%Y-%m-%d %H:%M} ({m.bars} bars)"),
+        ("starting equity", f"{m.starting_equity} {currency}"),
+        ("final equity", f"{m.final_equity} {currency}"),
+        ("total return", _percent(m.total_return)),
+        ("buy and hold", _percent(m.buy_and_hold_return)),
+        ("CAGR", _percent(m.cagr)),
+        ("volatility", _percent(m.volatility)),
+        ("Sharpe", _figure(m.sharpe)),
+        ("Sortino", _figure(m.sortino)),
+        ("Calmar", _figure(m.calmar)),
+        ("max drawdown", _percent(m.max_drawdown.depth)),
+        ("trades", str(m.trades)),
+        ("win rate", _percent(m.win_rate)),
+        ("profit factor", _figure(m.profit_factor)),
+        ("expectancy", "-" if m.expectancy is None else f"{_round(m.expectancy)} {currency}"),
+        ("exposure", _percent(m.exposure)),
+        ("fees paid", f"{m.fees_paid} {currency}"),
+    ]
+    return "\n".join(f"{name:<16}{value}" for name, value in rows)
+
+
+def _round(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.0001"))
+
+
+def _percent(value: Decimal | None) -> str:
+    return "-" if value is None else f"{_round(value * 100)} %"
+
+
+def _figure(value: Decimal | float | None) -> str:
+    if value is None:
+        return "-"
+    return str(_round(Decimal(str(value)) if isinstance(value, float) else value))

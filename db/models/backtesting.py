@@ -1,0 +1,90 @@
+"""Tables of backtests: one row per backtest (what was asked, its status and progress, its
+metrics as JSON of exact Decimal strings), its equity points and its round-trip trades.
+Amounts are unconstrained NUMERIC: a run's values are stored exactly as computed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base
+from db.models.columns import _created_at, _pk
+
+EXACT = Numeric()
+
+
+class Backtest(Base):
+    __tablename__ = "backtests"
+    __table_args__ = (
+        CheckConstraint("status IN ('QUEUED', 'RUNNING', 'DONE', 'FAILED')", name="status"),
+        CheckConstraint("candles_done >= 0 AND candles_done <= candles_total", name="progress"),
+        Index(None, "user_id", "id"),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, default="QUEUED")
+    reason: Mapped[str | None] = mapped_column(Text)
+    strategy: Mapped[str] = mapped_column(Text, nullable=False)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    symbol: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    interval: Mapped[str] = mapped_column(Text, nullable=False)
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    end: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    balances: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    fees: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    market: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    candles_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    candles_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BacktestEquityPoint(Base):
+    __tablename__ = "backtest_equity_points"
+    __table_args__ = (Index(None, "backtest_id", "id"),)
+
+    id: Mapped[int] = _pk()
+    backtest_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("backtests.id", ondelete="CASCADE"), nullable=False
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    price: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+    cash: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+    position: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+    equity: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+
+
+class BacktestTrade(Base):
+    __tablename__ = "backtest_trades"
+    __table_args__ = (Index(None, "backtest_id", "id"),)
+
+    id: Mapped[int] = _pk()
+    backtest_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("backtests.id", ondelete="CASCADE"), nullable=False
+    )
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    quantity: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+    entry_value: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+    exit_value: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+    fees: Mapped[Decimal] = mapped_column(EXACT, nullable=False)
+    pnl: Mapped[Decimal] = mapped_column(EXACT, nullable=False)

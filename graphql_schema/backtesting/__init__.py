@@ -1,0 +1,1 @@
+"""Backtest types: the backtest node, its metrics, equity points and trades, inputs and results."""

@@ -1,0 +1,361 @@
+"""Backtest types: the ``Backtest`` node (status, progress, metrics, its equity curve and
+trades as connections), the ``runBacktest`` input, payload and result union, and the
+progress event of the ``backtestProgress`` subscription.
+
+Metrics are exact: each figure is the Decimal the run computed (fractions, not
+percentages: 0.12 is 12 %), shown without trailing zeros; money figures are in the quote
+currency. An undefined metric (Sharpe of a flat curve, ...) is null."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, TypeAlias
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from app.backtesting import backtests
+from app.backtesting.domain.evaluation import metrics_from_json
+from app.backtesting.domain.metrics import BacktestMetrics as Metrics
+from db.models import Backtest as BacktestRow
+from db.models import BacktestEquityPoint as PointRow
+from db.models import BacktestTrade as TradeRow
+from graphql_schema.errors import NotAuthenticated, NotFound, UnknownMarket, ValidationFailed
+from graphql_schema.ids import node_keys
+from graphql_schema.paging import to_connection
+
+
+@strawberry.enum(description="QUEUED, then RUNNING, then DONE or FAILED (see reason).")
+class BacktestStatus(Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+@strawberry.enum(description="MA: moving average crossover; DCA: dollar-cost averaging.")
+class BacktestStrategyKind(Enum):
+    MA = "MA"
+    DCA = "DCA"
+
+
+@strawberry.enum(
+    description="The order the price is assumed to take inside a candle: ADVERSE_FIRST"
+    " (the extreme that hurts the account first: the low while holding, the high while"
+    " flat), OHLC or OLHC."
+)
+class BacktestPathMode(Enum):
+    ADVERSE_FIRST = "ADVERSE_FIRST"
+    OHLC = "OHLC"
+    OLHC = "OLHC"
+
+
+def _plain(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.normalize()
+
+
+@strawberry.type
+class BacktestMetrics:
+    """The figures of a finished backtest (fractions: 0.12 = 12 %)."""
+
+    start: datetime
+    end: datetime
+    bars: int
+    starting_equity: Decimal
+    final_equity: Decimal
+    total_return: Decimal
+    buy_and_hold_return: Decimal
+    cagr: Decimal | None
+    volatility: Decimal | None = strawberry.field(description="Annualised.")
+    sharpe: Decimal | None = strawberry.field(description="Annualised, risk-free rate 0.")
+    sortino: Decimal | None
+    calmar: Decimal | None
+    max_drawdown: Decimal
+    max_drawdown_peak_at: datetime | None
+    max_drawdown_trough_at: datetime | None
+    max_drawdown_recovered_at: datetime | None
+    trades: int
+    win_rate: Decimal | None
+    profit_factor: Decimal | None
+    expectancy: Decimal | None = strawberry.field(description="Mean net pnl per trade.")
+    exposure: Decimal = strawberry.field(description="Share of candles closed holding.")
+    fees_paid: Decimal
+
+    @classmethod
+    def from_metrics(cls, m: Metrics) -> BacktestMetrics:
+        d = m.max_drawdown
+        return cls(
+            start=m.start,
+            end=m.end,
+            bars=m.bars,
+            starting_equity=m.starting_equity.normalize(),
+            final_equity=m.final_equity.normalize(),
+            total_return=m.total_return.normalize(),
+            buy_and_hold_return=m.buy_and_hold_return.normalize(),
+            cagr=_plain(m.cagr),
+            volatility=_plain(m.volatility),
+            sharpe=_plain(m.sharpe),
+            sortino=_plain(m.sortino),
+            calmar=_plain(m.calmar),
+            max_drawdown=d.depth.normalize(),
+            max_drawdown_peak_at=d.peak_at,
+            max_drawdown_trough_at=d.trough_at,
+            max_drawdown_recovered_at=d.recovered_at,
+            trades=m.trades,
+            win_rate=_plain(m.win_rate),
+            profit_factor=_plain(m.profit_factor),
+            expectancy=_plain(m.expectancy),
+            exposure=m.exposure.normalize(),
+            fees_paid=m.fees_paid.normalize(),
+        )
+
+
+@strawberry.type
+class BacktestEquityPoint:
+    """The account at one candle's close: cash (quote) + position (base) x price."""
+
+    at: datetime
+    price: Decimal
+    cash: Decimal
+    position: Decimal
+    equity: Decimal
+
+    @classmethod
+    def from_row(cls, row: PointRow) -> BacktestEquityPoint:
+        return cls(
+            at=row.at,
+            price=row.price.normalize(),
+            cash=row.cash.normalize(),
+            position=row.position.normalize(),
+            equity=row.equity.normalize(),
+        )
+
+
+@strawberry.type
+class BacktestTrade:
+    """A round trip, flat to flat (long only). Values before fees; pnl after them."""
+
+    opened_at: datetime
+    closed_at: datetime
+    quantity: Decimal
+    entry_value: Decimal
+    exit_value: Decimal
+    fees: Decimal
+    pnl: Decimal
+
+    @classmethod
+    def from_row(cls, row: TradeRow) -> BacktestTrade:
+        return cls(
+            opened_at=row.opened_at,
+            closed_at=row.closed_at,
+            quantity=row.quantity.normalize(),
+            entry_value=row.entry_value.normalize(),
+            exit_value=row.exit_value.normalize(),
+            fees=row.fees.normalize(),
+            pnl=row.pnl.normalize(),
+        )
+
+
+@strawberry.type
+class BacktestEquityPointConnection(relay.Connection[BacktestEquityPoint]):
+    """Equity points in time order, paged by keyset cursor."""
+
+
+@strawberry.type
+class BacktestTradeConnection(relay.Connection[BacktestTrade]):
+    """Round trips in time order, paged by keyset cursor."""
+
+
+@strawberry.type
+class BacktestSettings:
+    path: BacktestPathMode
+    volume_share: Decimal | None = strawberry.field(description="Null: no cap.")
+    latency: int = strawberry.field(description="Candles from a decision to its arrival.")
+    slippage_bps: int
+    seed: int
+
+
+@strawberry.type(name="Backtest")
+class BacktestNode(relay.Node):
+    """A strategy run over stored candles on the simulated venue. Visible to its owner."""
+
+    id: relay.NodeID[int]
+    status: BacktestStatus
+    reason: str | None = strawberry.field(description="Why it FAILED.")
+    strategy: BacktestStrategyKind
+    parameters: strawberry.scalars.JSON = strawberry.field(
+        description="The strategy's parameters (amounts as strings)."
+    )
+    symbol: str
+    source: str
+    interval: str
+    start: datetime
+    end: datetime
+    settings: BacktestSettings
+    balances: strawberry.scalars.JSON = strawberry.field(
+        description="The starting balances by currency (amounts as strings)."
+    )
+    market: strawberry.scalars.JSON | None = strawberry.field(
+        description="The market spec it ran on (ours, or one derived from the candles)."
+    )
+    candles_done: int
+    candles_total: int = strawberry.field(description="0 until it is RUNNING.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    stored_metrics: strawberry.Private[dict[str, Any] | None]
+
+    @strawberry.field(description="Candles done / total, from 0 to 1.")
+    def progress(self) -> Decimal:
+        if not self.candles_total:
+            return Decimal(1) if self.status is BacktestStatus.DONE else Decimal(0)
+        return (
+            (Decimal(self.candles_done) / Decimal(self.candles_total))
+            .quantize(Decimal("0.0001"))
+            .normalize()
+        )
+
+    @strawberry.field(description="Null until DONE.")
+    def metrics(self) -> BacktestMetrics | None:
+        if self.stored_metrics is None:
+            return None
+        return BacktestMetrics.from_metrics(metrics_from_json(self.stored_metrics))
+
+    @strawberry.field(description="One point per candle, at its close, in time order.")
+    async def equity_curve(
+        self, info: Info, first: int = 100, after: str | None = None
+    ) -> BacktestEquityPointConnection:
+        async with info.context.rt.reads() as session:
+            page = await backtests.list_equity_points(
+                session, backtest_id=self.id, first=first, after=after
+            )
+        return to_connection(BacktestEquityPointConnection, page, BacktestEquityPoint.from_row)  # type: ignore[return-value]
+
+    @strawberry.field(description="The round trips, in time order.")
+    async def trades(
+        self, info: Info, first: int = 100, after: str | None = None
+    ) -> BacktestTradeConnection:
+        async with info.context.rt.reads() as session:
+            page = await backtests.list_trades(
+                session, backtest_id=self.id, first=first, after=after
+            )
+        return to_connection(BacktestTradeConnection, page, BacktestTrade.from_row)  # type: ignore[return-value]
+
+    @classmethod
+    def from_row(cls, row: BacktestRow) -> BacktestNode:
+        s = row.settings
+        return cls(
+            id=row.id,
+            status=BacktestStatus(row.status),
+            reason=row.reason,
+            strategy=BacktestStrategyKind(row.strategy),
+            parameters=row.parameters,
+            symbol=row.symbol,
+            source=row.source,
+            interval=row.interval,
+            start=row.start,
+            end=row.end,
+            settings=BacktestSettings(
+                path=BacktestPathMode(s["path"]),
+                volume_share=None if s["volumeShare"] is None else Decimal(s["volumeShare"]),
+                latency=s["latency"],
+                slippage_bps=s["slippageBps"],
+                seed=s["seed"],
+            ),
+            balances=row.balances,
+            market=row.market,
+            candles_done=row.candles_done,
+            candles_total=row.candles_total,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            stored_metrics=row.metrics,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[BacktestNode | None]:
+        user_id = info.context.user_id
+        rows = await info.context.loaders.backtest_by_id.load_many(node_keys(node_ids))
+        return [cls.from_row(r) if r is not None and r.user_id == user_id else None for r in rows]
+
+
+@strawberry.type
+class BacktestConnection(relay.Connection[BacktestNode]):
+    """Your backtests, newest first, paged by keyset cursor."""
+
+
+@strawberry.type
+class BacktestProgress:
+    """A backtest's status and progress, as it changes."""
+
+    id: strawberry.ID = strawberry.field(description="The Backtest's global ID.")
+    status: BacktestStatus
+    reason: str | None
+    candles_done: int
+    candles_total: int
+
+
+@strawberry.input(description="Buy when the fast SMA of closes crosses above the slow one.")
+class MovingAverageCrossoverInput:
+    fast: int
+    slow: int
+    fraction: Decimal | None = strawberry.field(
+        default=None, description="Of equity per entry, in (0, 1]; or give quantity."
+    )
+    quantity: Decimal | None = None
+
+
+@strawberry.input(description="Buy `amount` of the quote currency every `every` candles.")
+class DollarCostAveragingInput:
+    amount: Decimal
+    every: int
+    take_profit: Decimal | None = strawberry.field(
+        default=None, description="Sell all at the average cost x (1 + takeProfit)."
+    )
+
+
+@strawberry.input
+class RunBacktestInput:
+    """One of movingAverage / dollarCostAveraging. Periods hold at most 100000 candles."""
+
+    symbol: str
+    source: str = strawberry.field(description="file:<name>, exchange:<name> or VENUE.")
+    interval: str
+    start: datetime
+    end: datetime
+    moving_average: MovingAverageCrossoverInput | None = None
+    dollar_cost_averaging: DollarCostAveragingInput | None = None
+    path: BacktestPathMode = BacktestPathMode.ADVERSE_FIRST
+    volume_share: Decimal | None = strawberry.field(
+        default=Decimal("0.1"), description="Of each candle's volume the account may trade."
+    )
+    latency: int = 1
+    slippage_bps: int = 0
+    seed: int = 0
+    balance: Decimal = strawberry.field(
+        default=Decimal(10_000), description="Starting balance of the quote currency."
+    )
+    maker_fee: Decimal | None = strawberry.field(
+        default=None, description="Default: the market's (ours) or 0.001."
+    )
+    taker_fee: Decimal | None = None
+
+
+@strawberry.type
+class RunBacktestPayload:
+    backtest: BacktestNode
+
+
+RunBacktestResult: TypeAlias = Annotated[
+    RunBacktestPayload | ValidationFailed | UnknownMarket | NotAuthenticated,
+    strawberry.union("RunBacktestResult"),
+]
+BacktestResult: TypeAlias = Annotated[
+    BacktestNode | NotFound | NotAuthenticated, strawberry.union("BacktestResult")
+]

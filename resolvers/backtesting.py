@@ -1,0 +1,160 @@
+"""Backtest queries, the runBacktest mutation and the backtestProgress subscription.
+Parse, one service call, map."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from app.backtesting import backtests
+from app.backtesting.domain import specs
+from app.core.errors import NotFound, TransientError, ValidationFailed
+from app.events.pubsub import Dropped, Message
+from app.venues.domain.paths import PathMode
+from graphql_schema.backtesting.types import (
+    BacktestConnection,
+    BacktestNode,
+    BacktestProgress,
+    BacktestResult,
+    BacktestStatus,
+    RunBacktestInput,
+    RunBacktestPayload,
+    RunBacktestResult,
+)
+from graphql_schema.errors import to_graphql_error
+from graphql_schema.gateway.context import Context
+from graphql_schema.ids import key_of
+from graphql_schema.paging import to_connection
+from resolvers.common import attempt, subscribe
+
+Ctx = Info[Context, None]
+BACKTEST = "Backtest"
+FINAL = (backtests.DONE, backtests.FAILED)
+
+
+def _strategy(input: RunBacktestInput) -> specs.StrategyParameters:
+    ma, dca = input.moving_average, input.dollar_cost_averaging
+    if (ma is None) == (dca is None):
+        raise ValidationFailed(
+            "give movingAverage or dollarCostAveraging (one)", field="movingAverage"
+        )
+    if ma is not None:
+        return specs.MovingAverageParameters(ma.fast, ma.slow, ma.fraction, ma.quantity)
+    assert dca is not None
+    return specs.DollarCostParameters(dca.amount, dca.every, dca.take_profit)
+
+
+def _request(input: RunBacktestInput) -> backtests.BacktestRequest:
+    return backtests.BacktestRequest(
+        strategy=_strategy(input),
+        symbol=input.symbol,
+        source=input.source,
+        interval=input.interval,
+        start=input.start,
+        end=input.end,
+        settings=specs.simulation_settings(
+            path=PathMode(input.path.value),
+            volume_share=input.volume_share,
+            latency=input.latency,
+            slippage_bps=input.slippage_bps,
+            seed=input.seed,
+        ),
+        balance=input.balance,
+        maker_fee=input.maker_fee,
+        taker_fee=input.taker_fee,
+    )
+
+
+async def run_backtest(info: Ctx, input: RunBacktestInput) -> RunBacktestResult:
+    """Start a backtest: checked now (nothing is stored when it is refused), run in the
+    background; follow it with backtest(id) or the backtestProgress subscription."""
+
+    async def call() -> backtests.Backtest:
+        user = info.context.require_user()
+        return await backtests.start_backtest(
+            info.context.rt, user_id=user.id, request=_request(input)
+        )
+
+    return await attempt(
+        call(), lambda row: RunBacktestPayload(backtest=BacktestNode.from_row(row))
+    )  # type: ignore[return-value]
+
+
+def _key(id: relay.GlobalID) -> int:
+    key = key_of(id.node_id) if id.type_name == BACKTEST else None
+    if key is None:
+        raise NotFound("You have no backtest with that id", field="id")
+    return key
+
+
+async def backtest(info: Ctx, id: relay.GlobalID) -> BacktestResult:
+    """One of your backtests; NOT_FOUND for anyone else's."""
+    user = info.context.require_user()
+    try:
+        row = await info.context.loaders.backtest_by_id.load(_key(id))
+        if row is None or row.user_id != user.id:
+            raise NotFound("You have no backtest with that id", field="id")
+    except NotFound as error:
+        return to_graphql_error(error)  # type: ignore[return-value]
+    return BacktestNode.from_row(row)
+
+
+async def my_backtests(info: Ctx, first: int = 20, after: str | None = None) -> BacktestConnection:
+    """Your backtests, newest first."""
+    ctx = info.context
+    user = ctx.require_user()
+    async with ctx.rt.reads() as session:
+        page = await backtests.list_backtests(session, user_id=user.id, first=first, after=after)
+    return to_connection(BacktestConnection, page, BacktestNode.from_row)  # type: ignore[return-value]
+
+
+def _progress(p: dict[str, Any]) -> BacktestProgress:
+    return BacktestProgress(
+        id=strawberry.ID(str(relay.GlobalID(BACKTEST, str(p["id"])))),
+        status=BacktestStatus(p["status"]),
+        reason=p["reason"],
+        candles_done=p["candlesDone"],
+        candles_total=p["candlesTotal"],
+    )
+
+
+async def backtest_progress(
+    info: Ctx, id: relay.GlobalID
+) -> AsyncGenerator[BacktestProgress, None]:
+    """Your backtest's status and progress now, then as it changes, until DONE or FAILED."""
+    user = info.context.require_user()
+    key = _key(id)
+    async with subscribe(info, backtests.TOPIC, user.id) as subscription:
+        # subscribed first, read second: no change falls between the two
+        async with info.context.rt.reads() as session:
+            row = await backtests.get_backtest(session, user_id=user.id, backtest_id=key)
+        current = backtests.progress_payload(row)
+        yield _progress(current)
+        if current["status"] in FINAL:
+            return
+        async for event in subscription:
+            if isinstance(event, Dropped):
+                raise TransientError("The stream ended: subscribe again")
+            if not isinstance(event, Message):
+                continue
+            payload = event.data["payload"]
+            if payload["id"] != key or _older(payload, current):
+                continue
+            current = payload
+            yield _progress(payload)
+            if payload["status"] in FINAL:
+                return
+
+
+_ORDER = {backtests.QUEUED: 0, backtests.RUNNING: 1, backtests.DONE: 2, backtests.FAILED: 2}
+
+
+def _older(event: dict[str, Any], current: dict[str, Any]) -> bool:
+    """An event from before the state already sent (read after it was published)."""
+    ahead = (_ORDER[event["status"]], event["candlesDone"], event["candlesTotal"])
+    now = (_ORDER[current["status"]], current["candlesDone"], current["candlesTotal"])
+    return ahead <= now
