@@ -20,7 +20,7 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import marketdata, queries, trading
+from resolvers import marketdata, paper, queries, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -118,6 +118,8 @@ class Query:
     profit_share_settlements = strawberry.field(
         resolver=copying.profit_share_settlements, extensions=_account()
     )
+    paper_accounts = strawberry.field(resolver=paper.paper_accounts, extensions=_account())
+    paper_account = strawberry.field(resolver=paper.paper_account, extensions=_account())
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -181,6 +183,11 @@ class Mutation:
     pause_follow = _session_mutation(social.pause_follow)
     resume_follow = _session_mutation(social.resume_follow)
     unfollow_leader = _session_mutation(social.unfollow_leader)
+    open_paper_account = _trade_mutation(paper.open_paper_account)
+    reset_paper_account = _trade_mutation(paper.reset_paper_account)
+    close_paper_account = _trade_mutation(paper.close_paper_account)
+    place_paper_order = _trade_mutation(paper.place_paper_order)
+    cancel_paper_order = _trade_mutation(paper.cancel_paper_order)
 
 
 @strawberry.type

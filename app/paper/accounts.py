@@ -21,7 +21,7 @@ from app.paper.domain.session import (
     new_venue,
 )
 from app.runtime import Runtime
-from app.trading.markets import market_by_id, market_by_symbol
+from app.trading.markets import market_by_id, market_by_symbol, markets_by_ids
 from app.venues.domain.venue import Balance
 from db.models import PaperAccount, PaperFill, PaperOrder
 from db.queries import Page, keyset_page, rows_by_ids
@@ -220,3 +220,9 @@ async def list_fills(
 
 async def accounts_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[PaperAccount | None]:
     return await rows_by_ids(session, PaperAccount, ids)
+
+
+async def symbols_of(session: AsyncSession, rows: Sequence[PaperAccount]) -> dict[int, str]:
+    """The market symbol of each account's market, by market id."""
+    found = await markets_by_ids(session, sorted({r.market_id for r in rows}))
+    return {market_id: row.symbol for market_id, row in found.items()}
