@@ -20,6 +20,7 @@ from app.events import outbox
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
+from app.paper import live as paper_live
 from app.runtime import Runtime
 from app.social import copy_trading, profit_share
 from app.social.leaderboard import recompute_leaderboard
@@ -113,4 +114,5 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         email_notifications,
     )
     jobs.add("price-alerts", rt.settings.price_alerts_interval_seconds, fire_price_alerts)
+    jobs.add("paper-ticks", rt.settings.copy_poll_seconds, paper_live.run_once)
     return jobs

@@ -20,7 +20,7 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import backtesting, marketdata, queries, trading
+from resolvers import backtesting, marketdata, paper, queries, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -120,6 +120,8 @@ class Query:
     )
     backtest = strawberry.field(resolver=backtesting.backtest, extensions=_account())
     backtests = strawberry.field(resolver=backtesting.my_backtests, extensions=_account())
+    paper_accounts = strawberry.field(resolver=paper.paper_accounts, extensions=_account())
+    paper_account = strawberry.field(resolver=paper.paper_account, extensions=_account())
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -184,6 +186,11 @@ class Mutation:
     resume_follow = _session_mutation(social.resume_follow)
     unfollow_leader = _session_mutation(social.unfollow_leader)
     run_backtest = _session_mutation(backtesting.run_backtest)
+    open_paper_account = _trade_mutation(paper.open_paper_account)
+    reset_paper_account = _trade_mutation(paper.reset_paper_account)
+    close_paper_account = _trade_mutation(paper.close_paper_account)
+    place_paper_order = _trade_mutation(paper.place_paper_order)
+    cancel_paper_order = _trade_mutation(paper.cancel_paper_order)
 
 
 @strawberry.type

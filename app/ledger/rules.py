@@ -14,9 +14,15 @@ outside the platform through that account (the "world" convention):
     transfer           A AVAILABLE -x       B AVAILABLE +x
     trade              buyer HELD quote -(v+bf), seller HELD base -q
                        seller AVAILABLE quote +(v-sf), buyer AVAILABLE base +q, FEES +(bf+sf)
+    paper funding      PAPER_EQUITY -x      paper account PAPER_AVAILABLE +x
 
 so -(HOT_WALLET + COLD_STORAGE + STRIPE_CLEARING + EXTERNAL) equals what users and the
 platform's fee account hold: custody always covers the liabilities.
+
+Paper trading has a book of its own (``app/paper``: its own tables): a paper account's
+PAPER_AVAILABLE / PAPER_HELD (``paper_account_id`` set) funded from PAPER_EQUITY. An
+entry is in one book: one that mixes paper and real accounts is refused
+(``check_balanced``), so paper money never reaches a real balance, nor the reverse.
 
 Each kind of entry is a flow (``FLOWS``): the kinds of account it may take from and the
 kinds it may give to. ``check_entry`` refuses an entry whose legs go anywhere else.
@@ -44,10 +50,16 @@ class AccountKind(StrEnum):
     FEES = "FEES"
     STAKING_REWARDS = "STAKING_REWARDS"
     EXTERNAL = "EXTERNAL"
+    # the paper book (app/paper): a paper account's, and its source of play money
+    PAPER_AVAILABLE = "PAPER_AVAILABLE"
+    PAPER_HELD = "PAPER_HELD"
+    PAPER_EQUITY = "PAPER_EQUITY"
 
 
 USER_ACCOUNT_KINDS = frozenset({AccountKind.AVAILABLE, AccountKind.HELD, AccountKind.STAKED})
-SYSTEM_ACCOUNT_KINDS = frozenset(AccountKind) - USER_ACCOUNT_KINDS
+PAPER_ACCOUNT_KINDS = frozenset({AccountKind.PAPER_AVAILABLE, AccountKind.PAPER_HELD})
+PAPER_KINDS = PAPER_ACCOUNT_KINDS | {AccountKind.PAPER_EQUITY}
+SYSTEM_ACCOUNT_KINDS = frozenset(AccountKind) - USER_ACCOUNT_KINDS - PAPER_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +69,22 @@ class AccountRef:
     currency: str
     kind: AccountKind
     user_id: int | None = None
+    paper_account_id: int | None = None  # the paper book's accounts (PAPER_ACCOUNT_KINDS)
 
     def __post_init__(self) -> None:
-        if (self.user_id is None) != (self.kind in SYSTEM_ACCOUNT_KINDS):
+        if self.kind in PAPER_KINDS:
+            if self.user_id is not None or (self.paper_account_id is None) != (
+                self.kind is AccountKind.PAPER_EQUITY
+            ):
+                raise InvariantViolation(f"{self.kind} account of {self.paper_account_id}")
+        elif self.paper_account_id is not None or (self.user_id is None) != (
+            self.kind in SYSTEM_ACCOUNT_KINDS
+        ):
             raise InvariantViolation(f"{self.kind} account with user_id={self.user_id}")
+
+    @property
+    def paper(self) -> bool:
+        return self.kind in PAPER_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +96,17 @@ class Leg:
 def check_balanced(legs: Iterable[Leg]) -> None:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     count = 0
+    books = set()
     for leg in legs:
+        books.add(leg.account.paper)
         if leg.amount == 0:
             raise InvariantViolation("a posting of zero")
         totals[leg.account.currency] += leg.amount
         count += 1
     if count < 2:
         raise InvariantViolation("an entry needs at least two postings")
+    if len(books) > 1:
+        raise InvariantViolation("an entry mixes paper and real accounts")
     unbalanced = {c: t for c, t in totals.items() if t != 0}
     if unbalanced:
         raise InvariantViolation(f"entry does not balance: {unbalanced}")

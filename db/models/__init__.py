@@ -19,6 +19,15 @@ from db.models.events import EventConsumer, OutboxEvent
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
 from db.models.marketdata import MarketCandle
 from db.models.notifications import Notification, NotificationPreference, PriceAlert
+from db.models.paper import (
+    PaperAccount,
+    PaperFill,
+    PaperJournalEntry,
+    PaperLedgerAccount,
+    PaperLogEntry,
+    PaperOrder,
+    PaperPosting,
+)
 from db.models.social import (
     Copy,
     Follow,
@@ -76,6 +85,13 @@ __all__ = [
     "OrderCommand",
     "OrderList",
     "OutboxEvent",
+    "PaperAccount",
+    "PaperFill",
+    "PaperJournalEntry",
+    "PaperLedgerAccount",
+    "PaperLogEntry",
+    "PaperOrder",
+    "PaperPosting",
     "Position",
     "Posting",
     "PriceAlert",

@@ -1,0 +1,228 @@
+"""Paper accounts: open, reset, close, and the reads (balances from the paper book,
+orders and fills mirrored from the venue, equity at the live market's last price)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import ValidationFailed
+from app.ledger.rules import AccountKind
+from app.paper import ledger, state
+from app.paper.domain.session import (
+    MAX_NAME_LENGTH,
+    MAX_OPEN_ACCOUNTS,
+    check_starting_balances,
+    ledger_legs,
+    new_venue,
+)
+from app.runtime import Runtime
+from app.trading.markets import market_by_id, market_by_symbol, markets_by_ids
+from app.venues.domain.venue import Balance
+from db.models import PaperAccount, PaperFill, PaperOrder
+from db.queries import Page, keyset_page, rows_by_ids
+from db.session import in_transaction
+
+
+@dataclass(frozen=True, slots=True)
+class PaperBalance:
+    currency: str
+    available: Decimal
+    held: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.available + self.held
+
+
+def _name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise ValidationFailed(
+            f"A name is 1 to {MAX_NAME_LENGTH} printable characters", field="name"
+        )
+    return name
+
+
+async def _fund(session: AsyncSession, account: PaperAccount, kind: str) -> None:
+    """Bring the paper book to the account's fresh venue (its starting balances)."""
+    market = await market_by_id(session, account.market_id)
+    venue = new_venue(market.spec, state.starting_balances(account), account.started_at)
+    targets = venue.balances() if account.status == state.OPEN else _zero(venue.balances())
+    legs = ledger_legs(account.id, await ledger.balances(session, account.id), targets)
+    if legs:
+        await ledger.post(
+            session, paper_account_id=account.id, kind=kind, legs=legs,
+            reference=f"paper:{account.id}:{account.generation}:0",
+        )  # fmt: skip
+
+
+def _zero(balances: Mapping[str, Balance]) -> dict[str, Balance]:
+    return {c: Balance(c, Decimal(0), Decimal(0)) for c in balances}
+
+
+async def open_account(
+    rt: Runtime, *, user_id: int, name: str, symbol: str, balances: Mapping[str, Decimal]
+) -> PaperAccount:
+    """A new paper account on ``symbol``'s market, funded with ``balances`` from
+    PAPER_EQUITY (caps: ``session.check_starting_balances``, at most
+    ``MAX_OPEN_ACCOUNTS`` open per user)."""
+    name = _name(name)
+
+    async def work(session: AsyncSession) -> PaperAccount:
+        market = await market_by_symbol(session, symbol)
+        checked = check_starting_balances(market.spec, balances)
+        count = await session.scalar(
+            select(func.count()).where(
+                PaperAccount.user_id == user_id, PaperAccount.status == state.OPEN
+            )
+        )
+        if (count or 0) >= MAX_OPEN_ACCOUNTS:
+            raise ValidationFailed(f"At most {MAX_OPEN_ACCOUNTS} open paper accounts", field="name")
+        account = PaperAccount(
+            user_id=user_id,
+            market_id=market.id,
+            name=name,
+            starting_balances={c: str(a) for c, a in checked.items()},
+            started_at=rt.now(),
+        )
+        session.add(account)
+        await session.flush()
+        await _fund(session, account, "PAPER_FUND")
+        return account
+
+    return await in_transaction(rt.sessions, work)
+
+
+async def reset_account(
+    rt: Runtime,
+    *,
+    user_id: int,
+    paper_account_id: int,
+    balances: Mapping[str, Decimal] | None = None,
+) -> PaperAccount:
+    """Start the account again: a new generation (empty log, no orders), funded with
+    ``balances`` (default: the same starting balances). The old generation's rows stay."""
+
+    async def work(session: AsyncSession) -> PaperAccount:
+        account = await state.get_account(
+            session, paper_account_id=paper_account_id, user_id=user_id, lock=True
+        )
+        if account.status != state.OPEN:
+            raise ValidationFailed("The paper account is closed", field="paperAccountId")
+        if balances is not None:
+            market = await market_by_id(session, account.market_id)
+            checked = check_starting_balances(market.spec, balances)
+            account.starting_balances = {c: str(a) for c, a in checked.items()}
+        account.generation += 1
+        account.started_at = rt.now()
+        await session.flush()
+        await _fund(session, account, "PAPER_RESET")
+        return account
+
+    return await in_transaction(rt.sessions, work)
+
+
+async def close_account(rt: Runtime, *, user_id: int, paper_account_id: int) -> PaperAccount:
+    """Close the account: its balances go back to PAPER_EQUITY; it stays readable."""
+
+    async def work(session: AsyncSession) -> PaperAccount:
+        account = await state.get_account(
+            session, paper_account_id=paper_account_id, user_id=user_id, lock=True
+        )
+        if account.status != state.OPEN:
+            raise ValidationFailed("The paper account is closed", field="paperAccountId")
+        account.status = state.CLOSED
+        account.closed_at = rt.now()
+        await session.flush()
+        await _fund(session, account, "PAPER_CLOSE")
+        return account
+
+    return await in_transaction(rt.sessions, work)
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+async def get_account(
+    session: AsyncSession, *, user_id: int, paper_account_id: int
+) -> PaperAccount:
+    return await state.get_account(session, paper_account_id=paper_account_id, user_id=user_id)
+
+
+async def list_accounts(session: AsyncSession, *, user_id: int) -> list[PaperAccount]:
+    rows = await session.scalars(
+        select(PaperAccount).where(PaperAccount.user_id == user_id).order_by(PaperAccount.id)
+    )
+    return list(rows)
+
+
+async def balances_of(session: AsyncSession, account: PaperAccount) -> list[PaperBalance]:
+    """Per currency of the market: available and held, from the paper book."""
+    market = await market_by_id(session, account.market_id)
+    found = await ledger.balances(session, account.id)
+
+    def amount(currency: str, kind: AccountKind) -> Decimal:
+        return found.get(ledger.paper_ref(account.id, currency, kind), Decimal(0))
+
+    return [
+        PaperBalance(c, amount(c, AccountKind.PAPER_AVAILABLE), amount(c, AccountKind.PAPER_HELD))
+        for c in (market.spec.base, market.spec.quote)
+    ]
+
+
+async def equity_of(session: AsyncSession, account: PaperAccount) -> Decimal:
+    """Cash plus position at the live market's last price, in the quote currency."""
+    market = await market_by_id(session, account.market_id)
+    by_currency = {b.currency: b.total for b in await balances_of(session, account)}
+    price = market.last_price or Decimal(0)
+    value = by_currency[market.spec.quote] + by_currency[market.spec.base] * price
+    return value.quantize(Decimal(1).scaleb(-market.spec.quote_scale))
+
+
+async def list_orders(
+    session: AsyncSession, *, account: PaperAccount, first: int, after: str | None
+) -> Page[PaperOrder]:
+    """The current generation's orders, newest first."""
+    return await keyset_page(
+        session,
+        select(PaperOrder).where(
+            PaperOrder.paper_account_id == account.id,
+            PaperOrder.generation == account.generation,
+        ),
+        key=PaperOrder.id,
+        first=first,
+        after=after,
+        descending=True,
+    )
+
+
+async def list_fills(
+    session: AsyncSession, *, account: PaperAccount, first: int, after: str | None
+) -> Page[PaperFill]:
+    """The current generation's fills, newest first."""
+    return await keyset_page(
+        session,
+        select(PaperFill).where(
+            PaperFill.paper_account_id == account.id,
+            PaperFill.generation == account.generation,
+        ),
+        key=PaperFill.id,
+        first=first,
+        after=after,
+        descending=True,
+    )
+
+
+async def accounts_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[PaperAccount | None]:
+    return await rows_by_ids(session, PaperAccount, ids)
+
+
+async def symbols_of(session: AsyncSession, rows: Sequence[PaperAccount]) -> dict[int, str]:
+    """The market symbol of each account's market, by market id."""
+    found = await markets_by_ids(session, sorted({r.market_id for r in rows}))
+    return {market_id: row.symbol for market_id, row in found.items()}

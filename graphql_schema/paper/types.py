@@ -1,0 +1,244 @@
+"""Paper trading's GraphQL types: paper accounts (Relay nodes, only their owner's),
+their balances, orders and fills (keyset connections), inputs and results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, TypeAlias
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from app.paper import accounts
+from db.models import PaperAccount, PaperFill, PaperOrder
+from graphql_schema.errors import (
+    BelowMinimumNotional,
+    ClientOrderIdReused,
+    FokNotFillable,
+    InsufficientFunds,
+    InvalidOrder,
+    NotAuthenticated,
+    NotFound,
+    OrderNotCancellable,
+    OrderNotFound,
+    PostOnlyWouldTake,
+    PriceOffTick,
+    PriceOutsideBand,
+    QuantityOffLotSize,
+    StopPriceWrongSide,
+    UnknownMarket,
+    ValidationFailed,
+)
+from graphql_schema.ids import node_keys
+from graphql_schema.paging import to_connection
+from graphql_schema.trading.types import OrderInput
+
+
+@strawberry.type
+class PaperBalance:
+    currency: str
+    available: Decimal
+    held: Decimal
+    total: Decimal
+
+
+@strawberry.type(name="PaperOrder")
+class PaperOrderNode(relay.Node):
+    id: relay.NodeID[int]
+    client_order_id: str
+    side: str
+    type: str
+    quantity: Decimal | None
+    filled_quantity: Decimal
+    price: Decimal | None
+    stop_price: Decimal | None
+    status: str
+    reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: PaperOrder) -> PaperOrderNode:
+        return cls(
+            id=row.id, client_order_id=row.client_order_id, side=row.side, type=row.type,
+            quantity=row.quantity, filled_quantity=row.filled_quantity, price=row.price,
+            stop_price=row.stop_price, status=row.status, reason=row.reason,
+            created_at=row.created_at,
+        )  # fmt: skip
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[PaperOrderNode | None]:
+        return [None for _ in node_ids]  # reached through its paper account only
+
+
+@strawberry.type(name="PaperFill")
+class PaperFillNode(relay.Node):
+    id: relay.NodeID[int]
+    order_id: int = strawberry.field(description="The venue's order number.")
+    client_order_id: str
+    side: str
+    liquidity: str
+    price: Decimal
+    quantity: Decimal
+    quote_amount: Decimal
+    fee: Decimal
+    filled_at: datetime
+
+    @classmethod
+    def from_row(cls, row: PaperFill) -> PaperFillNode:
+        return cls(
+            id=row.id, order_id=row.order_id, client_order_id=row.client_order_id,
+            side=row.side, liquidity=row.liquidity, price=row.price, quantity=row.quantity,
+            quote_amount=row.quote_amount, fee=row.fee, filled_at=row.filled_at,
+        )  # fmt: skip
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[PaperFillNode | None]:
+        return [None for _ in node_ids]  # reached through its paper account only
+
+
+@strawberry.type
+class PaperOrderConnection(relay.Connection[PaperOrderNode]):
+    """A paper account's orders (its current run), newest first."""
+
+
+@strawberry.type
+class PaperFillConnection(relay.Connection[PaperFillNode]):
+    """A paper account's fills (its current run), newest first."""
+
+
+@strawberry.type(name="PaperAccount")
+class PaperAccountNode(relay.Node):
+    """Play money on the simulated venue against the live market's prices: never mixed
+    with real balances. Visible to its owner only."""
+
+    id: relay.NodeID[int]
+    name: str
+    symbol: str
+    status: str
+    resets: int = strawberry.field(description="How many times it was reset.")
+    started_at: datetime
+    created_at: datetime
+    _row: strawberry.Private[PaperAccount]
+
+    @classmethod
+    def from_row(cls, row: PaperAccount, symbol: str) -> PaperAccountNode:
+        return cls(
+            id=row.id, name=row.name, symbol=symbol, status=row.status, resets=row.generation,
+            started_at=row.started_at, created_at=row.created_at, _row=row,
+        )  # fmt: skip
+
+    @strawberry.field
+    async def balances(self, info: Info) -> list[PaperBalance]:
+        async with info.context.rt.sessions() as session:
+            found = await accounts.balances_of(session, self._row)
+        return [PaperBalance(currency=b.currency, available=b.available, held=b.held,
+                             total=b.total) for b in found]  # fmt: skip
+
+    @strawberry.field(description="Cash plus position at the live last price (quote).")
+    async def equity(self, info: Info) -> Decimal:
+        async with info.context.rt.sessions() as session:
+            return await accounts.equity_of(session, self._row)
+
+    @strawberry.field
+    async def orders(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> PaperOrderConnection:
+        async with info.context.rt.sessions() as session:
+            page = await accounts.list_orders(session, account=self._row, first=first, after=after)
+        return to_connection(PaperOrderConnection, page, PaperOrderNode.from_row)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def fills(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> PaperFillConnection:
+        async with info.context.rt.sessions() as session:
+            page = await accounts.list_fills(session, account=self._row, first=first, after=after)
+        return to_connection(PaperFillConnection, page, PaperFillNode.from_row)  # type: ignore[return-value]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[PaperAccountNode | None]:
+        async with info.context.rt.sessions() as session:
+            rows = await accounts.accounts_by_ids(session, node_keys(node_ids))
+            symbols = await accounts.symbols_of(session, [r for r in rows if r])
+        return [
+            cls.from_row(r, symbols[r.market_id])
+            if r and info.context.user_id == r.user_id
+            else None
+            for r in rows
+        ]
+
+
+@strawberry.input
+class PaperBalanceInput:
+    currency: str
+    amount: Decimal
+
+
+@strawberry.input
+class OpenPaperAccountInput:
+    name: str
+    symbol: str
+    balances: list[PaperBalanceInput] = strawberry.field(
+        description="Starting balances, in the market's currencies, 10000000 each at most."
+    )
+
+
+@strawberry.input
+class PlacePaperOrderInput(OrderInput):
+    paper_account_id: strawberry.ID
+    client_order_id: str | None = None
+
+
+@strawberry.type
+class PaperAccountPayload:
+    paper_account: PaperAccountNode
+
+
+@strawberry.type
+class PaperOrderPayload:
+    order: PaperOrderNode
+
+
+OpenPaperAccountResult: TypeAlias = Annotated[
+    PaperAccountPayload | ValidationFailed | NotAuthenticated | UnknownMarket,
+    strawberry.union("OpenPaperAccountResult"),
+]
+PaperAccountResult: TypeAlias = Annotated[
+    PaperAccountPayload | ValidationFailed | NotAuthenticated | NotFound,
+    strawberry.union("PaperAccountResult"),
+]
+PlacePaperOrderResult: TypeAlias = Annotated[
+    PaperOrderPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | InvalidOrder
+    | PriceOffTick
+    | QuantityOffLotSize
+    | BelowMinimumNotional
+    | PriceOutsideBand
+    | StopPriceWrongSide
+    | PostOnlyWouldTake
+    | FokNotFillable
+    | InsufficientFunds
+    | ClientOrderIdReused,
+    strawberry.union("PlacePaperOrderResult"),
+]
+CancelPaperOrderResult: TypeAlias = Annotated[
+    PaperOrderPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | OrderNotFound
+    | OrderNotCancellable,
+    strawberry.union("CancelPaperOrderResult"),
+]
