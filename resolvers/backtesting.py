@@ -4,7 +4,6 @@ Parse, one service call, map."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import strawberry
 from strawberry import relay
@@ -13,6 +12,7 @@ from strawberry.types import Info
 from app.backtesting import backtests
 from app.backtesting.domain import specs
 from app.core.errors import NotFound, TransientError, ValidationFailed
+from app.events import topics
 from app.events.pubsub import Dropped, Message
 from app.venues.domain.paths import PathMode
 from graphql_schema.backtesting.types import (
@@ -112,13 +112,13 @@ async def my_backtests(info: Ctx, first: int = 20, after: str | None = None) -> 
     return to_connection(BacktestConnection, page, BacktestNode.from_row)  # type: ignore[return-value]
 
 
-def _progress(p: dict[str, Any]) -> BacktestProgress:
+def _progress(p: topics.BacktestProgress) -> BacktestProgress:
     return BacktestProgress(
-        id=strawberry.ID(str(relay.GlobalID(BACKTEST, str(p["id"])))),
-        status=BacktestStatus(p["status"]),
-        reason=p["reason"],
-        candles_done=p["candlesDone"],
-        candles_total=p["candlesTotal"],
+        id=strawberry.ID(str(relay.GlobalID(BACKTEST, str(p.backtest_id)))),
+        status=BacktestStatus(p.status),
+        reason=p.reason,
+        candles_done=p.candles_done,
+        candles_total=p.candles_total,
     )
 
 
@@ -128,33 +128,34 @@ async def backtest_progress(
     """Your backtest's status and progress now, then as it changes, until DONE or FAILED."""
     user = info.context.require_user()
     key = _key(id)
-    async with subscribe(info, backtests.TOPIC, user.id) as subscription:
+    topic = topics.BACKTEST_PROGRESS
+    async with subscribe(info, topic, user_id=user.id) as subscription:
         # subscribed first, read second: no change falls between the two
         async with info.context.rt.reads() as session:
             row = await backtests.get_backtest(session, user_id=user.id, backtest_id=key)
         current = backtests.progress_payload(row)
         yield _progress(current)
-        if current["status"] in FINAL:
+        if current.status in FINAL:
             return
         async for event in subscription:
             if isinstance(event, Dropped):
                 raise TransientError("The stream ended: subscribe again")
             if not isinstance(event, Message):
                 continue
-            payload = event.data["payload"]
-            if payload["id"] != key or _older(payload, current):
+            payload = topic.parse(event.data["payload"])
+            if payload.backtest_id != key or _older(payload, current):
                 continue
             current = payload
             yield _progress(payload)
-            if payload["status"] in FINAL:
+            if payload.status in FINAL:
                 return
 
 
 _ORDER = {backtests.QUEUED: 0, backtests.RUNNING: 1, backtests.DONE: 2, backtests.FAILED: 2}
 
 
-def _older(event: dict[str, Any], current: dict[str, Any]) -> bool:
+def _older(event: topics.BacktestProgress, current: topics.BacktestProgress) -> bool:
     """An event from before the state already sent (read after it was published)."""
-    ahead = (_ORDER[event["status"]], event["candlesDone"], event["candlesTotal"])
-    now = (_ORDER[current["status"]], current["candlesDone"], current["candlesTotal"])
+    ahead = (_ORDER[event.status], event.candles_done, event.candles_total)
+    now = (_ORDER[current.status], current.candles_done, current.candles_total)
     return ahead <= now

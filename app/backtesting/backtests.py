@@ -17,8 +17,8 @@ source, symbol or interval; ``to`` not after ``from``; a period of more than
 
 Lifecycle: QUEUED -> RUNNING -> DONE, or FAILED with a reason. While it runs, progress
 (candles done of the total) is written to its row ``PROGRESS_STEPS`` times, each with an
-outbox event on ``TOPIC`` for its owner (the ``backtestProgress`` subscription); QUEUED,
-RUNNING, DONE and FAILED each have one too.
+outbox event on ``topics.BACKTEST_PROGRESS`` for its owner (the ``backtestProgress``
+subscription); QUEUED, RUNNING, DONE and FAILED each have one too.
 
 Execution: an asyncio task per backtest in the server process, at most ``MAX_RUNNING`` at
 once per event loop; the pure, CPU-bound run goes to a thread pool of that size so the
@@ -48,7 +48,7 @@ from app.backtesting.domain.evaluation import evaluate, metrics_json, venue_cand
 from app.backtesting.domain.metrics import BacktestResult
 from app.backtesting.domain.runner import RunResult
 from app.core.errors import NotFound, UserError, ValidationFailed
-from app.events import outbox
+from app.events import outbox, topics
 from app.marketdata import reads
 from app.marketdata.domain.candles import VENUE, interval_named, parse_source, parse_symbol
 from app.runtime import Runtime
@@ -61,7 +61,6 @@ from db.raw import driver
 
 log = logging.getLogger(__name__)
 
-TOPIC = "backtests"  # an outbox event per status change and progress step, to the owner
 MAX_CANDLES = 100_000  # candles in one backtest's period
 MAX_RUNNING = 2  # backtests running at once per server process (event loop)
 PROGRESS_STEPS = 20  # progress written every 5 % of the candles
@@ -303,19 +302,19 @@ async def _finish(rt: Runtime, backtest_id: int, run: RunResult, evaluated: Back
         await _emit(session, row)
 
 
-def progress_payload(row: Backtest) -> dict[str, Any]:
+def progress_payload(row: Backtest) -> topics.BacktestProgress:
     """What the ``backtestProgress`` subscription receives."""
-    return {
-        "id": row.id,
-        "status": row.status,
-        "reason": row.reason,
-        "candlesDone": row.candles_done,
-        "candlesTotal": row.candles_total,
-    }
+    return topics.BacktestProgress(
+        backtest_id=row.id,
+        status=row.status,
+        reason=row.reason,
+        candles_done=row.candles_done,
+        candles_total=row.candles_total,
+    )
 
 
 async def _emit(session: AsyncSession, row: Backtest) -> None:
-    await outbox.emit(session, topic=TOPIC, user_id=row.user_id, payload=progress_payload(row))
+    await outbox.write(session, topics.backtest_progress(row.user_id, progress_payload(row)))
 
 
 # --- reads -------------------------------------------------------------------------------

@@ -16,9 +16,12 @@ from app.backtesting.domain import specs
 from app.backtesting.domain.evaluation import evaluate, metrics_from_json
 from app.backtesting.domain.runner import result_json
 from app.core.errors import NotFound, ValidationFailed
+from app.events import topics
 from app.marketdata.importer import import_file
 from app.trading.domain.errors import UnknownMarket
 from tests.support.trading import eventually, funded_user, rows, scalar
+
+PROGRESS_TOPIC = topics.BACKTEST_PROGRESS.named()
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOURS = 400
@@ -100,7 +103,7 @@ async def test_a_backtest_runs_to_done_and_stores_what_evaluating_the_run_gives(
     assert result_json(specs.run(inputs)) == result_json(run)
     # the events: QUEUED, RUNNING (total known), progress steps, DONE; in order
     events = await rows(
-        rt, "SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", backtests.TOPIC
+        rt, "SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", PROGRESS_TOPIC
     )
 
     statuses = [e["payload"]["status"] for e in events]
@@ -145,7 +148,7 @@ async def test_bad_input_is_refused_and_nothing_is_written(rt, tmp_path, kw, fie
         await backtests.start_backtest(rt, user_id=uid, request=request(**kw))
     assert refused.value.field == field
     assert await scalar(rt, "SELECT count(*) FROM backtests") == 0
-    assert await scalar(rt, "SELECT count(*) FROM outbox WHERE topic = $1", backtests.TOPIC) == 0
+    assert await scalar(rt, "SELECT count(*) FROM outbox WHERE topic = $1", PROGRESS_TOPIC) == 0
 
 
 async def test_the_venue_source_needs_one_of_our_markets(rt):

@@ -343,6 +343,15 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
             (topics.STAKE_MATURED, None),
         )
     },
+    topics.BACKTEST_PROGRESS: (
+        (
+            5,
+            topics.BacktestProgress(
+                backtest_id=3, status="RUNNING", reason=None, candles_done=40, candles_total=200
+            ),
+        ),
+        {"id": 3, "status": "RUNNING", "reason": None, "candlesDone": 40, "candlesTotal": 200},
+    ),
 }
 
 

@@ -13,8 +13,8 @@ JSON object (camelCase keys, amounts as strings) as stored in the outbox and pub
 always did (an order's side and reason, a trade's sequence).
 
 One module per producing domain: ``trading`` (the matching engine's), ``wallets``,
-``social``, ``accounts`` (KYC, credentials, notifications), ``staking``. ``BUILDERS``
-maps every topic to its builder; ``CATALOGUE`` lists them all.
+``social``, ``accounts`` (KYC, credentials, notifications), ``staking``, ``backtesting``.
+``BUILDERS`` maps every topic to its builder; ``CATALOGUE`` lists them all.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ from app.events.topics.accounts import (
     credentials_changed,
     kyc_reviewed,
     notification,
+)
+from app.events.topics.backtesting import (
+    BACKTEST_PROGRESS,
+    BacktestProgress,
+    backtest_progress,
 )
 from app.events.topics.base import Event, Payload, Topic, Wire, channel
 from app.events.topics.social import (
@@ -119,10 +124,12 @@ BUILDERS: dict[Topic[Any], Callable[..., Event]] = {
     REWARD_PAID: reward_paid,
     STAKE_RENEWED: stake_renewed,
     STAKE_MATURED: stake_matured,
+    BACKTEST_PROGRESS: backtest_progress,
 }
 CATALOGUE: tuple[Topic[Any], ...] = tuple(BUILDERS)
 
 __all__ = [
+    "BACKTEST_PROGRESS",
     "BOOK",
     "BUILDERS",
     "CATALOGUE",
@@ -146,6 +153,7 @@ __all__ = [
     "TRADES",
     "TRANSFER_RECEIVED",
     "WITHDRAWAL_STATUS_CHANGED",
+    "BacktestProgress",
     "BookLevels",
     "CopySkipped",
     "CredentialsChanged",
@@ -171,6 +179,7 @@ __all__ = [
     "TransferReceived",
     "Wire",
     "WithdrawalStatusChanged",
+    "backtest_progress",
     "book_levels",
     "channel",
     "copy_skipped",

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from app.backtesting.domain.runner import BacktestResult, run_backtest
+from app.backtesting.domain.runner import RunResult, run_backtest
 from app.backtesting.domain.strategies import CancelOrder, Intent, Submit, Tick
 from app.core.errors import InvariantViolation
 from app.paper.domain.session import (
@@ -64,7 +64,7 @@ def split_log(entries: Sequence[LogEntry]) -> tuple[list[Candle], LogReplay]:
 
 def backtest_log(
     market: MarketSpec, balances: Mapping[str, Decimal], entries: Sequence[LogEntry]
-) -> BacktestResult:
+) -> RunResult:
     candles, strategy = split_log(entries)
     return run_backtest(
         strategy, candles, market=market, balances=balances, settings=PAPER_SETTINGS
