@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import event_log
+from app.events.topics import TRADES
 from app.paper import state
 from app.runtime import Runtime
 from db.raw import driver
@@ -50,11 +51,11 @@ async def run_once(rt: Runtime, *, limit: int = 500) -> int:
     paper accounts caught up; the trade events it read."""
     async with rt.sessions() as session:
         markets = await (await driver(session)).fetch(_SYMBOLS)
-    topics = [f"trades:{m['symbol']}" for m in markets]
+    names = [TRADES.named(m["symbol"]) for m in markets]
     total = 0
     while True:
         async with rt.sessions() as session, session.begin():
-            events = await event_log.read(session, CONSUMER, topics=topics, limit=limit)
+            events = await event_log.read(session, CONSUMER, topics=names, limit=limit)
             symbols = sorted({e.payload["symbol"] for e in events})
             accounts = []
             if symbols:

@@ -33,11 +33,33 @@ def _error_classes() -> dict[str, type[UserError]]:
 
 
 _BY_CODE = _error_classes()
+# What placing and cancelling may refuse with: the members of their GraphQL unions
+# (graphql_schema/paper/types.py); any other refusal code is the fallback.
+PLACE_REFUSALS: tuple[type[UserError], ...] = (
+    trading_errors.InvalidOrder,
+    trading_errors.PriceOffTick,
+    trading_errors.QuantityOffLotSize,
+    trading_errors.BelowMinimumNotional,
+    trading_errors.PriceOutsideBand,
+    trading_errors.StopPriceWrongSide,
+    trading_errors.PostOnlyWouldTake,
+    trading_errors.FokNotFillable,
+    core_errors.InsufficientFunds,
+    trading_errors.ClientOrderIdReused,
+)
+CANCEL_REFUSALS: tuple[type[UserError], ...] = (
+    trading_errors.OrderNotFound,
+    trading_errors.OrderNotCancellable,
+)
 
 
-def refusal(code: str) -> UserError:
-    """The typed error of a venue's refusal code (the live venue's)."""
-    return _BY_CODE.get(code, trading_errors.InvalidOrder)(field=None)
+def refusal(
+    code: str, allowed: tuple[type[UserError], ...], fallback: type[UserError]
+) -> UserError:
+    """The typed error of a venue's refusal code (the live venue's), when it is one of
+    ``allowed``; ``fallback`` otherwise (never an error the mutation's union lacks)."""
+    found = _BY_CODE.get(code)
+    return (found if found in allowed else fallback)(field=None)
 
 
 def _refused(loaded: state.Loaded, ack: OrderAck) -> str | None:
@@ -100,7 +122,7 @@ async def place_order(
         )
         code = _refused(loaded, ack)
         if code is not None:
-            raise refusal(code)
+            raise refusal(code, PLACE_REFUSALS, trading_errors.InvalidOrder)
         assert ack.order_id is not None
         if not known:
             loaded.entries.append(entry)
@@ -135,7 +157,7 @@ async def cancel_order(
         await state.catch_up(session, loaded)
         ack = loaded.venue.cancel(client_order_id=client_order_id)
         if ack.code is not None:
-            raise refusal(ack.code)
+            raise refusal(ack.code, CANCEL_REFUSALS, trading_errors.OrderNotCancellable)
         assert ack.order_id is not None
         loaded.entries.append(cancel_entry(client_order_id))
         await state.record(session, loaded, kind="PAPER_CANCEL")

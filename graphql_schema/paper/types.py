@@ -22,6 +22,7 @@ from graphql_schema.errors import (
     InvalidOrder,
     NotAuthenticated,
     NotFound,
+    OrderNotAmendable,
     OrderNotCancellable,
     OrderNotFound,
     PostOnlyWouldTake,
@@ -209,11 +210,16 @@ class PaperOrderPayload:
 
 
 OpenPaperAccountResult: TypeAlias = Annotated[
-    PaperAccountPayload | ValidationFailed | NotAuthenticated | UnknownMarket,
+    PaperAccountPayload | ValidationFailed | NotAuthenticated | UnknownMarket | InsufficientFunds,
     strawberry.union("OpenPaperAccountResult"),
 ]
 PaperAccountResult: TypeAlias = Annotated[
-    PaperAccountPayload | ValidationFailed | NotAuthenticated | NotFound,
+    PaperAccountPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | UnknownMarket
+    | InsufficientFunds,
     strawberry.union("PaperAccountResult"),
 ]
 PlacePaperOrderResult: TypeAlias = Annotated[
@@ -230,7 +236,10 @@ PlacePaperOrderResult: TypeAlias = Annotated[
     | PostOnlyWouldTake
     | FokNotFillable
     | InsufficientFunds
-    | ClientOrderIdReused,
+    | ClientOrderIdReused
+    | UnknownMarket
+    | OrderNotAmendable
+    | OrderNotCancellable,
     strawberry.union("PlacePaperOrderResult"),
 ]
 CancelPaperOrderResult: TypeAlias = Annotated[
@@ -239,6 +248,9 @@ CancelPaperOrderResult: TypeAlias = Annotated[
     | NotAuthenticated
     | NotFound
     | OrderNotFound
-    | OrderNotCancellable,
+    | OrderNotCancellable
+    | OrderNotAmendable
+    | UnknownMarket
+    | InsufficientFunds,
     strawberry.union("CancelPaperOrderResult"),
 ]
