@@ -1,6 +1,7 @@
 """The venue interface: what everything that trades goes through (bots, copy trading,
 backtests; exchanges later). Implementations: ``simulated.SimulatedVenue`` (the pure
-matching book driven by candles); the live internal venue (today's engine) is to adopt it.
+matching book driven by candles) and, with awaited calls (``AsyncVenue``), the live
+internal venue ``app.venues.live.LiveVenue`` (today's engine).
 
 An order is named by the caller's ``client_order_id``: submitting the same id again with
 the same request returns the original acknowledgement and changes nothing (idempotent);
@@ -144,3 +145,24 @@ class Venue(Protocol):
     def balances(self) -> Mapping[str, Balance]: ...
 
     def events(self, *, after: int = 0) -> tuple[VenueEvent, ...]: ...
+
+
+class AsyncVenue(Protocol):
+    """The venue interface with awaited calls: the live internal venue
+    (``app.venues.live.LiveVenue``), and exchanges later."""
+
+    async def submit(
+        self, *, symbol: str, client_order_id: str, request: OrderRequest
+    ) -> OrderAck: ...
+
+    async def cancel(self, *, client_order_id: str) -> OrderAck: ...
+
+    async def amend(
+        self, *, client_order_id: str, price: Decimal, quantity: Decimal
+    ) -> OrderAck: ...
+
+    async def open_orders(self) -> tuple[OpenOrder, ...]: ...
+
+    async def balances(self) -> Mapping[str, Balance]: ...
+
+    async def events(self, *, after: int = 0) -> tuple[VenueEvent, ...]: ...
