@@ -19,6 +19,7 @@ from app.backtesting import backtests
 from app.backtesting.domain import specs
 from app.social.domain.social import FollowMode, FollowParameters
 from db.models import Leader
+from tests.backtesting.test_backtest_cli import app_command
 from tests.social.test_copy_trading import BUY, SELL, copy_all, follower, leader, order
 from tests.support import gid
 from tests.support.trading import funded_user, limit, place, rows, scalar, trader, wallet
@@ -175,6 +176,32 @@ async def test_bad_input_is_refused_and_nothing_is_written(api, rt, change, type
     body = await run_copy(api, token, values)
     assert (body["__typename"], body["field"]) == (typename, field), body
     assert await scalar(rt, "SELECT count(*) FROM backtests") == 0
+
+
+async def test_the_command_line_replays_a_public_leader_only(api, rt, engines, tmp_path):
+    leader_id, _, followers = await leader_trades(api, rt)
+    uid = followers["ratio"][0]
+    start, end = period()
+    common = [
+        "--strategy", "copy", "--allocation", "500", "--sizing-mode", "FIXED_RATIO",
+        "--ratio", "0.25", "--symbol", "BTC/USDT", "--source", "VENUE", "--interval", "1m",
+        "--from", start.isoformat(), "--to", end.isoformat(), "--latency", "0",
+        "--volume-share", "none", "--balance", "1000",
+    ]  # fmt: skip
+    report = tmp_path / "copy.html"
+    done = app_command(rt, *common, "--leader", str(leader_id), "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    live_fees = await scalar(rt, "SELECT sum(fee) FROM fills WHERE user_id = $1", uid)
+    assert D(done.stdout.split("fees paid")[1].split()[0]) == live_fees  # the copies' fees
+    assert report.read_text().startswith("<!DOCTYPE html>")
+    async with rt.sessions() as session, session.begin():
+        await session.execute(
+            update(Leader).where(Leader.user_id == leader_id).values(visibility="INVITE_ONLY")
+        )
+    refused = app_command(rt, *common, "--leader", str(leader_id), "--report", str(report))
+    assert refused.returncode == 2 and "Refused: There is no public leader" in refused.stderr
+    sweep = app_command(rt, "sweep", *common, "--leader", "1", "--report", str(report))
+    assert sweep.returncode == 2 and "no sweep" in sweep.stderr
 
 
 # --- helpers -------------------------------------------------------------------------------
