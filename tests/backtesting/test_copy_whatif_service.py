@@ -17,8 +17,11 @@ from sqlalchemy import update
 
 from app.backtesting import backtests
 from app.backtesting.domain import specs
+from app.backtesting.domain.copying import LeaderTrade
+from app.backtesting.leader_history import leader_history
 from app.social.domain.social import FollowMode, FollowParameters
 from db.models import Leader
+from db.raw import driver
 from tests.backtesting.test_backtest_cli import app_command
 from tests.social.test_copy_trading import BUY, SELL, copy_all, follower, leader, order
 from tests.support import gid
@@ -108,6 +111,57 @@ async def test_the_what_if_fills_are_the_live_copies_fills(api, rt, engines):
         assert run.equity[-1].cash == available + held
         btc_available, btc_held = await wallet(rt, uid, "BTC")
         assert run.equity[-1].position == btc_available + btc_held
+
+
+async def test_equity_proportional_sizes_by_the_leaders_equity_snapshot(api, rt, engines):
+    leader_id, _, _ = await leader_trades(api, rt)
+    start, end = period()
+    day = timedelta(days=1)
+    await execute(
+        rt,
+        "INSERT INTO equity_snapshots (user_id, taken_at, equity_usd)"
+        " VALUES ($1, $2, 500), ($1, $3, 700)",
+        leader_id,
+        start - day,
+        end + day,
+    )
+
+    async def history() -> tuple[LeaderTrade, ...]:
+        async with rt.sessions() as session:
+            return await leader_history(
+                session, leader_id=leader_id, symbol="BTC/USDT", start=start, end=end,
+                with_equity=True,
+            )  # fmt: skip
+
+    # the last snapshot at or before each fill (USDT is worth 1 USD)
+    assert [(t.side.value, t.equity, t.position_before) for t in await history()] == [
+        ("BUY", D(500), D(0)),
+        ("SELL", D(500), D(1)),
+    ]
+    proportional = specs.CopyLeaderParameters(
+        leader_id, FollowParameters(allocation=D(1000), mode=FollowMode.EQUITY_PROPORTIONAL)
+    )
+    request = backtests.BacktestRequest(
+        proportional, "BTC/USDT", "VENUE", "1m", start, end, SETTINGS, D(1000)
+    )
+    async with rt.sessions() as session:
+        run = specs.run(await backtests.load_inputs(session, request))
+    # 100 of 500 is a fifth: 200 of the 1000 allocation, 2 BTC; then 40 % of them sold
+    assert [(f.side.value, f.quantity) for f in run.fills] == [("BUY", D(2)), ("SELL", D("0.8"))]
+    # none before: the first after
+    await execute(
+        rt, "DELETE FROM equity_snapshots WHERE user_id = $1 AND equity_usd = 500", leader_id
+    )
+    assert [t.equity for t in await history()] == [D(700), D(700)]
+    # none at all: the equity now, ledger balances at the reference prices
+    await execute(rt, "DELETE FROM equity_snapshots WHERE user_id = $1", leader_id)
+    now = await scalar(
+        rt,
+        "SELECT sum(a.balance * r.usd_price) FROM ledger_accounts a"
+        " JOIN reference_prices r ON r.currency = a.currency WHERE a.user_id = $1",
+        leader_id,
+    )
+    assert [t.equity for t in await history()] == [now, now]
 
 
 async def test_the_stored_what_if_runs_to_done_over_graphql(api, rt, engines):
@@ -220,6 +274,11 @@ def copy_input(leader_id: int, **follow: Any) -> dict[str, Any]:
         "balance": "1000",
         "copyLeader": {"leaderId": gid("Leader", leader_id), "allocation": "500", **follow},
     }
+
+
+async def execute(rt, sql: str, *args: Any) -> None:  # type: ignore[no-untyped-def]
+    async with rt.sessions() as session, session.begin():
+        await (await driver(session)).execute(sql, *args)
 
 
 async def run_copy(api, token: str, values: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
