@@ -179,6 +179,23 @@ def test_latency_delays_a_copy_to_a_later_open_and_the_ioc_limit_can_refuse_it()
     assert strategy.position.quantity == 0
 
 
+def test_an_expired_copy_no_longer_counts_against_the_allocation():
+    gap = candles((100, 101, 99, 100), (105, 106, 104, 105))
+    history = (trade(1, 10, BUY, "1", "100"), trade(2, 90, BUY, "1", "105"))
+    result, _ = run(
+        follow(FollowMode.FIXED_AMOUNT, allocation="150", fixed_amount=D(100)),
+        history=history,
+        series=gap,
+        settings=SimulationSettings(volume_share=None, latency=1),
+    )
+    # the first copy (1 at 101) expired at candle 1's open; the second is sized with the
+    # whole allocation free: 100/105 = 0.952 (not (150 - 101)/105 = 0.466)
+    assert [(d.client_order_id, d.quantity) for d in result.decisions] == [
+        ("copy:1", D("1")),
+        ("copy:2", D("0.952")),
+    ]
+
+
 def test_the_stop_loss_stops_copying_and_closes_the_position():
     falling = candles((100, 101, 99, 100), (100, 100, 80, 80), (80, 81, 79, 80))
     history = (trade(1, 10, BUY, "1", "100"), trade(2, 150, BUY, "1", "80"))
