@@ -14,6 +14,7 @@ from app.backtesting.domain import specs
 from app.core.errors import NotFound, TransientError, ValidationFailed
 from app.events import topics
 from app.events.pubsub import Dropped, Message
+from app.social.domain.social import FollowMode, FollowParameters
 from app.venues.domain.paths import PathMode
 from graphql_schema.backtesting.types import (
     BacktestConnection,
@@ -21,31 +22,51 @@ from graphql_schema.backtesting.types import (
     BacktestProgress,
     BacktestResult,
     BacktestStatus,
+    CopyLeaderInput,
     RunBacktestInput,
     RunBacktestPayload,
     RunBacktestResult,
 )
 from graphql_schema.errors import to_graphql_error
 from graphql_schema.gateway.context import Context
-from graphql_schema.ids import key_of
+from graphql_schema.ids import key_of, node_pk
 from graphql_schema.paging import to_connection
 from resolvers.common import attempt, subscribe
 
 Ctx = Info[Context, None]
 BACKTEST = "Backtest"
+LEADER = "Leader"
 FINAL = (backtests.DONE, backtests.FAILED)
 
 
 def _strategy(input: RunBacktestInput) -> specs.StrategyParameters:
-    ma, dca = input.moving_average, input.dollar_cost_averaging
-    if (ma is None) == (dca is None):
+    ma, dca, copy = input.moving_average, input.dollar_cost_averaging, input.copy_leader
+    if sum(s is not None for s in (ma, dca, copy)) != 1:
         raise ValidationFailed(
-            "give movingAverage or dollarCostAveraging (one)", field="movingAverage"
+            "give movingAverage, dollarCostAveraging or copyLeader (one)", field="movingAverage"
         )
     if ma is not None:
         return specs.MovingAverageParameters(ma.fast, ma.slow, ma.fraction, ma.quantity)
+    if copy is not None:
+        return _copy(copy)
     assert dca is not None
     return specs.DollarCostParameters(dca.amount, dca.every, dca.take_profit)
+
+
+def _copy(copy: CopyLeaderInput) -> specs.CopyLeaderParameters:
+    follow = FollowParameters(
+        allocation=copy.allocation,
+        mode=FollowMode(copy.mode.value),
+        fixed_amount=copy.fixed_amount,
+        ratio=copy.ratio,
+        max_order_notional=copy.max_order_notional,
+        max_position_per_asset=copy.max_position_per_asset,
+        allowed_symbols=None if copy.allowed_symbols is None else tuple(copy.allowed_symbols),
+        slippage_tolerance=copy.slippage_tolerance,
+        stop_loss_percent=copy.stop_loss_percent,
+        close_positions_on_stop_loss=copy.close_positions_on_stop_loss,
+    )
+    return specs.CopyLeaderParameters(node_pk(copy.leader_id, LEADER, field="leaderId"), follow)
 
 
 def _request(input: RunBacktestInput) -> backtests.BacktestRequest:

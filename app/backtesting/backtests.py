@@ -13,7 +13,10 @@ Checks before anything is written (``ValidationFailed`` with the field, or
 ``UnknownMarket`` for the venue's own candles of a symbol that is no market): a bad
 source, symbol or interval; ``to`` not after ``from``; a period of more than
 ``MAX_CANDLES`` candles of the interval; no candle in the period; bad parameters
-(``specs``).
+(``specs``). A copy-trading what-if (``specs.CopyLeaderParameters``) runs on the venue's
+own candles (``source`` VENUE) of a market quoted in the follows' currency, and replays only
+a leader the user may replay (``leader_history.check_replayable``: ``NotALeader``); the
+leader's fills are loaded with the candles, when it runs.
 
 Lifecycle: QUEUED -> RUNNING -> DONE, or FAILED with a reason. While it runs, progress
 (candles done of the total) is written to its row ``PROGRESS_STEPS`` times, each with an
@@ -47,11 +50,13 @@ from app.backtesting.domain import specs
 from app.backtesting.domain.evaluation import evaluate, metrics_json, venue_candles
 from app.backtesting.domain.metrics import BacktestResult
 from app.backtesting.domain.runner import RunResult
+from app.backtesting.leader_history import check_replayable, leader_history
 from app.core.errors import NotFound, UserError, ValidationFailed
 from app.events import outbox, topics
 from app.marketdata import reads
 from app.marketdata.domain.candles import VENUE, interval_named, parse_source, parse_symbol
 from app.runtime import Runtime
+from app.social.domain.social import FOLLOW_QUOTE, FollowMode
 from app.trading import markets
 from app.trading.domain.errors import UnknownMarket
 from app.trading.domain.orders import MarketSpec
@@ -83,9 +88,12 @@ class BacktestRequest:
     taker_fee: Decimal | None = None
 
 
-async def check_request(session: AsyncSession, request: BacktestRequest) -> BacktestRequest:
+async def check_request(
+    session: AsyncSession, request: BacktestRequest, *, viewer_id: int | None = None
+) -> BacktestRequest:
     """The request with its source and symbol in canonical form; a ``UserError`` for
-    anything that cannot run."""
+    anything that cannot run. ``viewer_id``: who asks (None: the command line, which may
+    replay public leaders only)."""
     source, symbol = parse_source(request.source), parse_symbol(request.symbol)
     interval = interval_named(request.interval)
     if request.end <= request.start:
@@ -96,11 +104,27 @@ async def check_request(session: AsyncSession, request: BacktestRequest) -> Back
     specs.check_fee(request.maker_fee, "makerFee")
     specs.check_fee(request.taker_fee, "takerFee")
     checked = replace(request, source=source, symbol=symbol)
+    if isinstance(request.strategy, specs.CopyLeaderParameters):
+        await _check_copy(session, request.strategy, source, symbol, viewer_id)
     if source == VENUE:
         await markets.market_by_symbol(session, symbol)  # UnknownMarket
     if not await _has_candles(session, checked):
         raise ValidationFailed(f"No {symbol} candles from {source} in this period", field="from")
     return checked
+
+
+async def _check_copy(
+    session: AsyncSession,
+    strategy: specs.CopyLeaderParameters,
+    source: str,
+    symbol: str,
+    viewer_id: int | None,
+) -> None:
+    if source != VENUE:
+        raise ValidationFailed("A copy what-if replays the venue's own history", field="source")
+    if symbol.split("/")[1] != FOLLOW_QUOTE:
+        raise ValidationFailed(f"Copies are made on {FOLLOW_QUOTE} markets", field="symbol")
+    await check_replayable(session, viewer_id=viewer_id, leader_id=strategy.leader_id)
 
 
 async def _has_candles(session: AsyncSession, request: BacktestRequest) -> bool:
@@ -126,8 +150,19 @@ async def load_inputs(session: AsyncSession, request: BacktestRequest) -> specs.
     step = interval_named(request.interval).step
     candles = tuple(venue_candles([c async for c in _stream(session, request)], step))
     market = await _market(session, request, candles)
+    strategy = request.strategy
+    if isinstance(strategy, specs.CopyLeaderParameters):
+        history = await leader_history(
+            session,
+            leader_id=strategy.leader_id,
+            symbol=request.symbol,
+            start=request.start,
+            end=request.end,
+            with_equity=strategy.follow.mode is FollowMode.EQUITY_PROPORTIONAL,
+        )
+        strategy = strategy.with_history(history)
     return specs.RunInputs(
-        request.strategy, candles, market, {market.quote: request.balance}, request.settings
+        strategy, candles, market, {market.quote: request.balance}, request.settings
     )
 
 
@@ -153,7 +188,7 @@ async def _market(
 async def start_backtest(rt: Runtime, *, user_id: int, request: BacktestRequest) -> Backtest:
     """Check the request, store the backtest QUEUED and start it in the background."""
     async with rt.sessions() as session, session.begin():
-        checked = await check_request(session, request)
+        checked = await check_request(session, request, viewer_id=user_id)
         row = Backtest(
             user_id=user_id,
             status=QUEUED,

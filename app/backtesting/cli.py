@@ -7,6 +7,13 @@ the HTML report written.
         --from 2024-01-01 --to 2024-06-01 --report out.html
     python -m app backtest sweep --strategy ma --fast 5:20:5 --slow 20:60:10 \\
         --fraction 0.5 ... --workers 4 --report sweep.html
+    python -m app backtest --strategy copy --leader 42 --allocation 1000 \\
+        --sizing-mode FIXED_RATIO --ratio 0.5 --symbol BTC/USDT --source VENUE --interval 1m \\
+        --from 2024-01-01 --to 2024-01-02 --latency 0 --volume-share none --report copy.html
+
+``copy`` is the copy-trading what-if: the leader's fills on the platform's own venue
+copied with the settings of a follow (those of followLeader); from the command line only a
+PUBLIC leader can be replayed. It has no sweep.
 
 A sweep's parameters take ``start:stop:step`` ranges (stop included); every combination
 that is valid (fast < slow) is a variant. The variants run in a
@@ -39,12 +46,14 @@ from app.backtesting.report import SweepSummary, write_report
 from app.core.errors import UserError, ValidationFailed
 from app.core.progress import Progress
 from app.marketdata.domain.candles import INTERVALS
+from app.social.domain.social import DEFAULT_SLIPPAGE, FollowMode, FollowParameters
 from app.venues.domain.paths import PathMode
 from db.session import create_engine, create_sessionmaker
 
 PATHS = {"adverse-first": PathMode.ADVERSE_FIRST, "ohlc": PathMode.OHLC, "olhc": PathMode.OLHC}
 MA_PARAMETERS = ("fast", "slow", "fraction", "quantity")
 DCA_PARAMETERS = ("amount", "every", "take_profit")
+COPY_MODES = [m.value for m in FollowMode]
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,10 +64,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         " metrics and writes an HTML report. 'sweep' takes start:stop:step ranges.",
     )
     parser.add_argument("mode", nargs="?", choices=("run", "sweep"), default="run")
-    parser.add_argument("--strategy", required=True, choices=("ma", "dca"))
+    parser.add_argument("--strategy", required=True, choices=("ma", "dca", "copy"))
     for name in ("fast", "slow", "fraction", "quantity", "amount", "every"):
         parser.add_argument(f"--{name}")
     parser.add_argument("--take-profit", dest="take_profit")
+    copy = parser.add_argument_group("copy", "the follow settings (amounts in USDT)")
+    copy.add_argument("--leader", type=int, help="the leader's user id")
+    copy.add_argument("--allocation")
+    copy.add_argument("--sizing-mode", dest="sizing_mode", choices=COPY_MODES)
+    for name in ("fixed-amount", "ratio", "max-order-notional", "max-position-per-asset"):
+        copy.add_argument(f"--{name}", dest=name.replace("-", "_"))
+    copy.add_argument("--allowed-symbols", help="comma-separated; default: every market")
+    copy.add_argument("--slippage-tolerance", default=str(DEFAULT_SLIPPAGE))
+    copy.add_argument("--stop-loss-percent")
+    copy.add_argument("--close-on-stop-loss", action="store_true")
     parser.add_argument("--symbol", required=True, help="BASE/QUOTE, e.g. BTC/USDT")
     parser.add_argument("--source", required=True, help="file:<name>, exchange:<name>, VENUE")
     parser.add_argument("--interval", required=True, choices=list(INTERVALS))
@@ -84,6 +103,10 @@ def _time(text: str) -> datetime:
 def variants(args: argparse.Namespace) -> tuple[list[specs.StrategyParameters], int]:
     """The valid strategy parameters of every combination of the ranges given, and how
     many combinations were invalid (fast >= slow, ...)."""
+    if args.strategy == "copy":
+        if args.mode == "sweep":
+            raise ValidationFailed("a copy what-if has no sweep", field="strategy")
+        return [copy_parameters(args)], 0
     names = MA_PARAMETERS if args.strategy == "ma" else DCA_PARAMETERS
     ranges: dict[str, Sequence[object]] = {}
     for name in names:
@@ -97,6 +120,31 @@ def variants(args: argparse.Namespace) -> tuple[list[specs.StrategyParameters], 
         except ValidationFailed:
             invalid += 1
     return found, invalid
+
+
+def copy_parameters(args: argparse.Namespace) -> specs.CopyLeaderParameters:
+    if args.leader is None or args.allocation is None or args.sizing_mode is None:
+        raise ValidationFailed(
+            "--leader, --allocation and --sizing-mode are required", field="leader"
+        )
+
+    def decimal(text: str | None) -> Decimal | None:
+        return None if text is None else Decimal(text)
+
+    symbols = args.allowed_symbols
+    follow = FollowParameters(
+        allocation=Decimal(args.allocation),
+        mode=FollowMode(args.sizing_mode),
+        fixed_amount=decimal(args.fixed_amount),
+        ratio=decimal(args.ratio),
+        max_order_notional=decimal(args.max_order_notional),
+        max_position_per_asset=decimal(args.max_position_per_asset),
+        allowed_symbols=None if symbols is None else tuple(symbols.split(",")),
+        slippage_tolerance=Decimal(args.slippage_tolerance),
+        stop_loss_percent=decimal(args.stop_loss_percent),
+        close_positions_on_stop_loss=args.close_on_stop_loss,
+    )
+    return specs.CopyLeaderParameters(args.leader, follow)
 
 
 def _parameters(kind: str, values: dict[str, object]) -> specs.StrategyParameters:

@@ -24,9 +24,17 @@ from app.backtesting.domain.metrics import BacktestMetrics as Metrics
 from db.models import Backtest as BacktestRow
 from db.models import BacktestEquityPoint as PointRow
 from db.models import BacktestTrade as TradeRow
-from graphql_schema.errors import NotAuthenticated, NotFound, UnknownMarket, ValidationFailed
+from graphql_schema.errors import (
+    InvalidFollowParameters,
+    NotALeader,
+    NotAuthenticated,
+    NotFound,
+    UnknownMarket,
+    ValidationFailed,
+)
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import to_connection
+from graphql_schema.social.types import FollowMode
 
 
 @strawberry.enum(description="QUEUED, then RUNNING, then DONE or FAILED (see reason).")
@@ -37,10 +45,14 @@ class BacktestStatus(Enum):
     FAILED = "FAILED"
 
 
-@strawberry.enum(description="MA: moving average crossover; DCA: dollar-cost averaging.")
+@strawberry.enum(
+    description="MA: moving average crossover; DCA: dollar-cost averaging; COPY: copying a"
+    " leader's fills (the copy-trading what-if)."
+)
 class BacktestStrategyKind(Enum):
     MA = "MA"
     DCA = "DCA"
+    COPY = "COPY"
 
 
 @strawberry.enum(
@@ -320,9 +332,30 @@ class DollarCostAveragingInput:
     )
 
 
+@strawberry.input(
+    description="What if you had copied this leader with these follow settings (those of"
+    " followLeader; amounts in USDT): the leader's fills on the market over the period, copied"
+    " as the live copier copies them (LIMIT IOC at the leader's price +- slippageTolerance),"
+    " on the simulated venue. Source VENUE only; a PUBLIC leader, or yourself."
+)
+class CopyLeaderInput:
+    leader_id: strawberry.ID = strawberry.field(description="A Leader's ID (or your own).")
+    allocation: Decimal
+    mode: FollowMode  # type: ignore[valid-type]
+    fixed_amount: Decimal | None = None
+    ratio: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_position_per_asset: Decimal | None = None
+    allowed_symbols: list[str] | None = None
+    slippage_tolerance: Decimal = Decimal("0.01")
+    stop_loss_percent: Decimal | None = None
+    close_positions_on_stop_loss: bool = False
+
+
 @strawberry.input
 class RunBacktestInput:
-    """One of movingAverage / dollarCostAveraging. Periods hold at most 100000 candles."""
+    """One of movingAverage / dollarCostAveraging / copyLeader. Periods hold at most
+    100000 candles."""
 
     symbol: str
     source: str = strawberry.field(description="file:<name>, exchange:<name> or VENUE.")
@@ -331,6 +364,7 @@ class RunBacktestInput:
     end: datetime
     moving_average: MovingAverageCrossoverInput | None = None
     dollar_cost_averaging: DollarCostAveragingInput | None = None
+    copy_leader: CopyLeaderInput | None = None
     path: BacktestPathMode = BacktestPathMode.ADVERSE_FIRST
     volume_share: Decimal | None = strawberry.field(
         default=Decimal("0.1"), description="Of each candle's volume the account may trade."
@@ -353,7 +387,12 @@ class RunBacktestPayload:
 
 
 RunBacktestResult: TypeAlias = Annotated[
-    RunBacktestPayload | ValidationFailed | UnknownMarket | NotAuthenticated,
+    RunBacktestPayload
+    | ValidationFailed
+    | UnknownMarket
+    | NotALeader
+    | InvalidFollowParameters
+    | NotAuthenticated,
     strawberry.union("RunBacktestResult"),
 ]
 BacktestResult: TypeAlias = Annotated[

@@ -35,7 +35,7 @@ from app.backtesting.domain.strategies import CancelOrder, Intent, Strategy, Sub
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
-from app.venues.domain.venue import OrderAck, OrderFilled
+from app.venues.domain.venue import OrderAck, OrderEnded, OrderFilled
 
 SUBMIT, CANCEL = "SUBMIT", "CANCEL"
 
@@ -122,6 +122,7 @@ def run_backtest(
             tuple(e for e in new if isinstance(e, OrderFilled)),
             own[market.quote].available,
             own[market.base].total,
+            tuple(e for e in new if isinstance(e, OrderEnded)),
         )
         for intent in strategy.decide(tick):
             decisions.append(_decide(venue, market, tick, intent))

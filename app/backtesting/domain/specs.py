@@ -9,6 +9,9 @@ Limits (each refusal is a ``ValidationFailed`` naming the field; nothing is writ
            quantity in (0, MAX_AMOUNT] (one of them)
     DCA    amount in (0, MAX_AMOUNT], every 1 .. MAX_EVERY candles, a take-profit in
            (0, MAX_TAKE_PROFIT]
+    COPY   a leader's user id, and the follow settings a real follow takes
+           (``app.social.domain.social.validate_follow``: ``InvalidFollowParameters``);
+           the leader's fills (``history``) are loaded by the service, not stored
     settings   volume share in (0, 1] (or none: no cap), latency 0 .. MAX_LATENCY
                candles, slippage 0 .. MAX_SLIPPAGE_BPS, seed 0 .. 2^63 - 1
     balance    (0, MAX_AMOUNT] of the quote currency; fees in [0, MAX_FEE]
@@ -17,11 +20,12 @@ Limits (each refusal is a ``ValidationFailed`` naming the field; nothing is writ
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from app.backtesting.domain.copying import CopyLeader, LeaderTrade
 from app.backtesting.domain.runner import RunResult, run_backtest
 from app.backtesting.domain.strategies import (
     DollarCostAveraging,
@@ -29,6 +33,7 @@ from app.backtesting.domain.strategies import (
     Strategy,
 )
 from app.core.errors import ValidationFailed
+from app.social.domain.social import FollowMode, FollowParameters, validate_follow
 from app.trading.domain.orders import MarketSpec
 from app.venues.domain.paths import Candle, PathMode
 from app.venues.domain.simulated import SimulationSettings
@@ -49,6 +54,7 @@ MAX_PRICE_DECIMALS = 12
 class StrategyKind(StrEnum):
     MA = "MA"  # moving average crossover
     DCA = "DCA"  # dollar-cost averaging
+    COPY = "COPY"  # copy a leader's fills (the copy-trading what-if)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +119,46 @@ class DollarCostParameters:
         }
 
 
-StrategyParameters = MovingAverageParameters | DollarCostParameters
+@dataclass(frozen=True, slots=True)
+class CopyLeaderParameters:
+    """Copy ``leader_id`` with the settings of a follow. ``history``, the leader's fills
+    over the period, is loaded by the service (``app.backtesting.leader_history``) before
+    the run: it is neither stored nor compared."""
+
+    leader_id: int
+    follow: FollowParameters
+    history: tuple[LeaderTrade, ...] = field(default=(), compare=False, repr=False)
+
+    kind = StrategyKind.COPY
+
+    def __post_init__(self) -> None:
+        _whole(self.leader_id, "leaderId", 1, MAX_SEED)
+        object.__setattr__(self, "follow", validate_follow(self.follow))
+
+    def with_history(self, history: tuple[LeaderTrade, ...]) -> CopyLeaderParameters:
+        return replace(self, history=history)
+
+    def build(self, market: MarketSpec) -> Strategy:
+        return CopyLeader(market, follow=self.follow, history=self.history)
+
+    def as_json(self) -> dict[str, Any]:
+        f = self.follow
+        return {
+            "leaderId": self.leader_id,
+            "allocation": str(f.allocation),
+            "mode": f.mode.value,
+            "fixedAmount": _text(f.fixed_amount),
+            "ratio": _text(f.ratio),
+            "maxOrderNotional": _text(f.max_order_notional),
+            "maxPositionPerAsset": _text(f.max_position_per_asset),
+            "allowedSymbols": None if f.allowed_symbols is None else list(f.allowed_symbols),
+            "slippageTolerance": str(f.slippage_tolerance),
+            "stopLossPercent": _text(f.stop_loss_percent),
+            "closePositionsOnStopLoss": f.close_positions_on_stop_loss,
+        }
+
+
+StrategyParameters = MovingAverageParameters | DollarCostParameters | CopyLeaderParameters
 
 
 def parameters_from_json(kind: str, values: Mapping[str, Any]) -> StrategyParameters:
@@ -123,6 +168,21 @@ def parameters_from_json(kind: str, values: Mapping[str, Any]) -> StrategyParame
             values["fast"], values["slow"], _decimal(values["fraction"]),
             _decimal(values["quantity"]),
         )  # fmt: skip
+    if kind == StrategyKind.COPY:
+        symbols = values["allowedSymbols"]
+        follow = FollowParameters(
+            allocation=Decimal(values["allocation"]),
+            mode=FollowMode(values["mode"]),
+            fixed_amount=_decimal(values["fixedAmount"]),
+            ratio=_decimal(values["ratio"]),
+            max_order_notional=_decimal(values["maxOrderNotional"]),
+            max_position_per_asset=_decimal(values["maxPositionPerAsset"]),
+            allowed_symbols=None if symbols is None else tuple(symbols),
+            slippage_tolerance=Decimal(values["slippageTolerance"]),
+            stop_loss_percent=_decimal(values["stopLossPercent"]),
+            close_positions_on_stop_loss=values["closePositionsOnStopLoss"],
+        )
+        return CopyLeaderParameters(values["leaderId"], follow)
     return DollarCostParameters(
         Decimal(values["amount"]), values["every"], _decimal(values["takeProfit"])
     )

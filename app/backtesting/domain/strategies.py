@@ -1,7 +1,8 @@
 """Strategies as deterministic state machines.
 
 In: one ``Tick`` per candle, at its close: the candle, the strategy's own fills since the
-last tick, and its account (cash and position). Out: ``Submit`` / ``CancelOrder``
+last tick, its account (cash and position), and its orders that ended since the last tick
+without their last fill (canceled, expired, rejected). Out: ``Submit`` / ``CancelOrder``
 intents with client order ids derived from the strategy's name, the candle's index and
 the step (``"ma:42:buy"``), each with its reason. A strategy sees the candles one at a
 time, so it cannot look ahead: whatever it decides at candle t depends on candles 0..t
@@ -29,7 +30,7 @@ from typing import Protocol
 from app.core.errors import InvariantViolation
 from app.trading.domain.orders import BPS, MarketSpec, OrderRequest, OrderType, Side
 from app.venues.domain.paths import Candle
-from app.venues.domain.venue import OrderFilled
+from app.venues.domain.venue import OrderEnded, OrderFilled
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Tick:
     fills: tuple[OrderFilled, ...]  # the strategy's own, since the last tick
     cash: Decimal  # the quote currency: available (not held by orders)
     position: Decimal  # the base currency: total (available and held)
+    ended: tuple[OrderEnded, ...] = ()  # its orders that ended unfilled or part filled
 
 
 @dataclass(frozen=True, slots=True)
