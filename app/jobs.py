@@ -7,7 +7,7 @@ it out (run it elsewhere, or not at all)."""
 from __future__ import annotations
 
 from app.background import PeriodicJobs
-from app.wallets.withdrawals import process_approved_withdrawals
+from app.wallets.withdrawal_worker import process_approved_withdrawals
 
 
 def add_withdrawal_jobs(jobs: PeriodicJobs) -> PeriodicJobs:

@@ -16,7 +16,7 @@ from app.trading.domain.orders import MarketSpec
 from graphql_schema.gateway.context import Context
 from graphql_schema.marketdata.types import MarketDataCoverage, candle_node
 from graphql_schema.trading.fields import market_row
-from graphql_schema.trading.types import CandleNode
+from graphql_schema.trading.markets import CandleNode
 
 Ctx = Info[Context, None]
 SOURCE = (

@@ -20,7 +20,17 @@ from app.trading.domain.orders import MarketStatus as DomainMarketStatus
 from db.models import Order as OrderRow
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk
+from graphql_schema.trading.enums import MarketStatus, OrderListKind
 from graphql_schema.trading.fields import market_row
+from graphql_schema.trading.markets import (
+    MarketNode,
+    MarketPayload,
+    OrderBook,
+    OrderBookUpdate,
+    Ticker,
+    Trade,
+    places,
+)
 from graphql_schema.trading.results import (
     AmendOrderResult,
     CancelAllOrdersResult,
@@ -33,22 +43,13 @@ from graphql_schema.trading.results import (
 from graphql_schema.trading.types import (
     CancelAllOrdersPayload,
     FillUpdate,
-    MarketNode,
-    MarketPayload,
-    MarketStatus,
-    OrderBook,
-    OrderBookUpdate,
-    OrderListKind,
     OrderListPayload,
     OrderPayload,
     OrderUpdate,
     PlaceOrderInput,
     PlaceOrderListInput,
-    Ticker,
-    Trade,
     TradingEnabledPayload,
     order_nodes,
-    places,
 )
 from resolvers.common import attempt, stream_events, subscribe
 

@@ -9,7 +9,7 @@
     pause / resume  ACTIVE <-> PAUSED (resume also clears a stop-loss pause; refused
                     while the leader is STOPPED)
     unfollow        STOPPED with ``ended_at``; on request, the follow's positions are sold
-                    (``app.social.copy_trading.close_follow_positions``)
+                    (``app.social.follow_close.close_follow_positions``)
 
 Reads: the follow rows, pages of a follower's follows and of a leader's followers, and
 the copy statistics of many follows in three statements (``follow_statistics``).
@@ -323,7 +323,7 @@ async def unfollow_leader(
     row = await in_transaction(rt.sessions, work)
     orders: list[Order] = []
     if close_positions:
-        from app.social.copy_trading import close_follow_positions
+        from app.social.follow_close import close_follow_positions
 
         orders = await close_follow_positions(rt, follow_id=row.id)
     return Unfollowed(follow=row, closing_orders=orders)

@@ -14,8 +14,10 @@ from strawberry.types import Info
 from db.models import User as UserRow
 from graphql_schema.ids import node_keys
 from graphql_schema.staking.types import StakeNode, StakingRewardConnection, rewards_of, stakes_of
+from graphql_schema.trading.enums import OrderStatus
 from graphql_schema.trading.fields import fills_of, orders_of, portfolio_of
-from graphql_schema.trading.types import FillConnection, OrderConnection, OrderStatus, Portfolio
+from graphql_schema.trading.portfolio import Portfolio
+from graphql_schema.trading.types import FillConnection, OrderConnection
 from graphql_schema.wallets.types import Wallet
 
 N = TypeVar("N")

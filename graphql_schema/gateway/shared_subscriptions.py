@@ -53,34 +53,41 @@ ends: its final error and ``complete`` go to every member.
 
 Errors in shared results carry the shared execution's request id (``shared-...``), not
 the subscriber's. The legacy graphql-ws protocol is not shared.
+
+This module holds the streams and their registry; which documents are shared and under
+which key is ``shared_plans``; the messages and a member's queue are ``shared_delivery``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
-from functools import lru_cache
 from typing import Any
 
-from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast, print_ast
-from graphql.error import GraphQLSyntaxError
+from graphql import GraphQLError
 from starlette.websockets import WebSocket
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.schema.exceptions import CannotGetOperationTypeError
-from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.types.execution import ExecutionResult
 from strawberry.utils.aio import aclosing
 
 from app.core.errors import TransientError
 from app.core.logs import request_id_var
 from graphql_schema.gateway.context import Context
-from graphql_schema.gateway.limits import parse_document
+from graphql_schema.gateway.shared_delivery import (
+    COMPLETE,
+    INCREMENTAL_MESSAGE,
+    Item,
+    Member,
+    encode,
+    first_item,
+    next_payload,
+)
+from graphql_schema.gateway.shared_plans import Join, Plan, Shape
 from resolvers.loaders import build_loaders
 
 log = logging.getLogger(__name__)
@@ -89,278 +96,6 @@ QUEUE_SIZE = 256  # messages per member before it is dropped as too slow
 RING_SIZE = 64  # shared results kept for late subscribers to join at
 YIELD_EVERY = 128  # members sent to between two turns of the event loop
 SLOW_MESSAGE = "The stream ended: this connection fell too far behind; subscribe again"
-INCREMENTAL_MESSAGE = "Incremental delivery is not supported over graphql-transport-ws"
-
-
-class Join(Enum):
-    LIVE = "live"
-    SEQUENCED = "sequenced"
-
-
-# Root subscription fields whose results depend on their arguments only.
-SHAREABLE: dict[str, Join] = {
-    "orderBook": Join.SEQUENCED,
-    "trades": Join.LIVE,
-    "ticker": Join.LIVE,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Shape:
-    """What a document's text says about sharing it (cached per text)."""
-
-    normalized: str
-    response_key: str
-    join: Join
-    sequence_key: str | None
-    previous_key: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    key: tuple[str, str, str | None]  # (normalized document, variables, operation name)
-    query: str
-    variables: dict[str, Any] | None
-    operation_name: str | None
-    shape: _Shape
-
-
-@lru_cache(maxsize=512)
-def _shape(query: str, operation_name: str | None, max_tokens: int) -> _Shape | None:
-    try:
-        document = parse_document(query, max_tokens=max_tokens)
-    except Exception:  # not parsed: strawberry's usual path reports it
-        return None
-    operation = get_operation_ast(document, operation_name)
-    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
-        return None
-    selections = operation.selection_set.selections
-    if operation.directives or len(selections) != 1 or not isinstance(selections[0], FieldNode):
-        return None
-    root = selections[0]
-    join = SHAREABLE.get(root.name.value)
-    if join is None or root.directives:
-        return None
-    response_key = (root.alias or root.name).value
-    sequence_key = previous_key = None
-    if join is Join.SEQUENCED:
-        keys = {
-            s.name.value: (s.alias or s.name).value
-            for s in (root.selection_set.selections if root.selection_set else ())
-            if isinstance(s, FieldNode) and not s.directives
-        }
-        sequence_key, previous_key = keys.get("sequence"), keys.get("previousSequence")
-        if sequence_key is None or previous_key is None:
-            return None  # a late subscriber could not be lined up with the stream
-    return _Shape(print_ast(document), response_key, join, sequence_key, previous_key)
-
-
-def plan_for(payload: Any, *, max_tokens: int) -> Plan | None:
-    """How the subscribe ``payload`` (after admission) is shared; None: not shareable."""
-    if not isinstance(payload, dict):
-        return None
-    query = payload.get("query")
-    variables = payload.get("variables")
-    operation_name = payload.get("operationName")
-    if not isinstance(query, str) or not (variables is None or isinstance(variables, dict)):
-        return None
-    if not (operation_name is None or isinstance(operation_name, str)):
-        return None
-    shape = _shape(query, operation_name, max_tokens)
-    if shape is None:
-        return None
-    try:
-        encoded = json.dumps(variables or {}, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return None
-    return Plan(
-        (shape.normalized, encoded, operation_name), query, variables, operation_name, shape
-    )
-
-
-# what a stream sends to its members: ("next", encoded payload), ("error", [errors]),
-# ("close", reason), ("complete", None)
-Item = tuple[str, Any]
-_COMPLETE: Item = ("complete", None)
-
-
-def encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def next_payload(result: ExecutionResult) -> dict[str, Any]:
-    """As strawberry's ``Operation.send_next`` builds it."""
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [error.formatted for error in result.errors]
-    if result.extensions:
-        payload["extensions"] = result.extensions
-    return payload
-
-
-def close_reason(error: GraphQLError) -> str | None:
-    """When strawberry closes the socket instead of answering (its handler's rule)."""
-    if isinstance(error, GraphQLSyntaxError):
-        return error.message
-    if isinstance(error.original_error, CannotGetOperationTypeError):
-        return error.original_error.as_http_error_reason()
-    return None
-
-
-def _first_item(result: Any) -> Item | None:
-    """The item for a first result that ends the operation before it streams."""
-    if isinstance(result, PreExecutionError):
-        assert result.errors
-        reason = close_reason(result.errors[0])
-        if reason is not None:
-            return ("close", reason)
-        return ("error", [error.formatted for error in result.errors])
-    if not isinstance(result, ExecutionResult):
-        return ("error", [GraphQLError(INCREMENTAL_MESSAGE).formatted])
-    return None
-
-
-class Member:
-    """One operation's place in a stream. While its socket keeps up, the stream sends
-    each result straight away, from its own task: the send is started by hand and, as a
-    WebSocket send finishes without waiting unless the socket's buffer is full, it is
-    done before the next member's (no task switch per delivery). A send that has to
-    wait is continued by a task of its own; from then on results queue (bounded) and
-    the operation's task sends them, until the queue is empty again. Final items
-    (complete, error, close) always go through the queue, after what is queued."""
-
-    __slots__ = (
-        "_busy",
-        "_capacity",
-        "_final",
-        "_in_flight",
-        "_items",
-        "_operation",
-        "_prefix",
-        "_send_text",
-        "_waiter",
-        "failure",
-    )
-
-    def __init__(
-        self, capacity: int, operation: Any, send_text: Callable[[str], Awaitable[None]]
-    ) -> None:
-        self._items: deque[Item] = deque()
-        self._capacity = capacity
-        self._operation = operation
-        self._send_text = send_text
-        self._prefix = '{"id":' + encode(operation.id) + ',"type":"next","payload":'
-        self._waiter: asyncio.Future[None] | None = None
-        self._final = False
-        self._busy = False  # the operation's task delivers: a backlog or a send in flight
-        self._in_flight: asyncio.Future[Any] | None = None
-        self.failure: BaseException | None = None  # a send failed: the operation ends
-
-    def message(self, payload: str) -> str:
-        """The ``next`` message of this operation with an encoded payload."""
-        return self._prefix + payload + "}"
-
-    def offer(self, item: Item) -> bool:
-        """Deliver or queue ``item``; False when the queue is full."""
-        if self._final:
-            return True
-        if not self._busy and item[0] == "next":
-            self._send_now(item[1])
-            return True
-        if len(self._items) >= self._capacity:
-            return False
-        self._items.append(item)
-        self._busy = True
-        self._wake()
-        return True
-
-    def end_with(self, *items: Item) -> None:
-        """Discard what is queued; ``items`` are the last."""
-        self._final = True
-        self._busy = True
-        self._items.clear()
-        self._items.extend(items)
-        self._wake()
-
-    def _send_now(self, payload: str) -> None:
-        if self._operation.completed:
-            return
-        send = self._send_text(self.message(payload))
-        try:
-            waiting_on = send.send(None)  # type: ignore[attr-defined]
-        except StopIteration:
-            return  # sent
-        except Exception as error:  # the socket is gone
-            self._busy = True
-            self.failure = error
-            self._wake()
-            return
-        self._busy = True
-        self._in_flight = asyncio.ensure_future(_Resume(send, waiting_on))
-        self._in_flight.add_done_callback(self._sent)
-
-    def _sent(self, future: asyncio.Future[Any]) -> None:
-        self._wake()
-
-    async def get(self) -> Item:
-        """The next item for the operation's task to send (raises what a send raised)."""
-        while True:
-            if self.failure is not None:
-                raise self.failure
-            in_flight = self._in_flight
-            if in_flight is not None and in_flight.done():
-                self._in_flight = None
-                if not in_flight.cancelled() and in_flight.exception() is not None:
-                    raise in_flight.exception()  # type: ignore[misc]
-                continue
-            if in_flight is None:
-                if self._items:
-                    return self._items.popleft()
-                if not self._final:
-                    self._busy = False  # caught up: the stream sends directly again
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    def cancel(self) -> None:
-        if self._in_flight is not None:
-            self._in_flight.cancel()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class _Resume:
-    """Awaitable: a coroutine started by hand (``send(None)``) and suspended on
-    ``waiting_on``, continued by the task that awaits this (as Python 3.12's eager
-    tasks do): the future it yielded goes to the task, and whatever the task sends or
-    throws goes on to the coroutine."""
-
-    __slots__ = ("_coroutine", "_waiting_on")
-
-    def __init__(self, coroutine: Any, waiting_on: Any) -> None:
-        self._coroutine = coroutine
-        self._waiting_on = waiting_on
-
-    def __await__(self) -> Any:
-        coroutine, waiting_on = self._coroutine, self._waiting_on
-        while True:
-            try:
-                yield waiting_on
-            except BaseException as error:
-                try:
-                    waiting_on = coroutine.throw(error)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-            try:
-                waiting_on = coroutine.send(None)
-            except StopIteration as stop:
-                return stop.value
 
 
 @dataclass
@@ -418,7 +153,7 @@ class SharedStream:
             async with aclosing(source):
                 first = True
                 async for result in source:
-                    final = _first_item(result) if first else None
+                    final = first_item(result) if first else None
                     if final is None and not isinstance(result, ExecutionResult):
                         final = ("error", [GraphQLError(INCREMENTAL_MESSAGE).formatted])
                     if final is not None:
@@ -428,13 +163,13 @@ class SharedStream:
                     first = False
                     await self._emit(result)
                 self.ending = True
-            await self._broadcast(_Entry(-1, None, None, _COMPLETE))
+            await self._broadcast(_Entry(-1, None, None, COMPLETE))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("shared subscription failed")
             self.ending = True
-            await self._broadcast(_Entry(-1, None, None, _COMPLETE))
+            await self._broadcast(_Entry(-1, None, None, COMPLETE))
         finally:
             self.ending = True
             self.streams._forget(self)
@@ -479,7 +214,7 @@ class SharedStream:
             path=[self.plan.shape.response_key],
             extensions={"code": TransientError.code, "requestId": self.context.request_id},
         )
-        member.end_with(("next", encode({"data": None, "errors": [error.formatted]})), _COMPLETE)
+        member.end_with(("next", encode({"data": None, "errors": [error.formatted]})), COMPLETE)
         log.info("dropped a slow subscriber of a shared subscription")
 
     def _tell(self) -> None:
@@ -643,7 +378,7 @@ class SharedStreams:
                 except StopAsyncIteration:
                     await operation.send_operation_message({"id": operation.id, "type": "complete"})
                     return True
-                final = _first_item(result) if first else None
+                final = first_item(result) if first else None
                 if final is None and not isinstance(result, ExecutionResult):
                     final = ("error", [GraphQLError(INCREMENTAL_MESSAGE).formatted])
                 if final is not None:
@@ -663,7 +398,7 @@ class SharedStreams:
                 since = stream.emitted
 
 
-def _sequence(result: ExecutionResult, shape: _Shape) -> int | None:
+def _sequence(result: ExecutionResult, shape: Shape) -> int | None:
     data = result.data
     value = data.get(shape.response_key) if isinstance(data, dict) else None
     sequence = value.get(shape.sequence_key or "") if isinstance(value, dict) else None

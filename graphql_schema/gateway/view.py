@@ -63,7 +63,8 @@ from graphql_schema.gateway.context import Context
 from graphql_schema.gateway.input_text import MESSAGE as UNSAFE_TEXT
 from graphql_schema.gateway.input_text import unsafe_variable
 from graphql_schema.gateway.persisted import TrustedDocuments
-from graphql_schema.gateway.shared_subscriptions import Plan, SharedStreams, plan_for
+from graphql_schema.gateway.shared_plans import Plan, plan_for
+from graphql_schema.gateway.shared_subscriptions import SharedStreams
 from graphql_schema.gateway.ws_authority import (
     ClientSockets,
     CredentialExpired,

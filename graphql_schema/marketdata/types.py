@@ -12,7 +12,7 @@ from app.marketdata.domain.candles import Candle, Gap
 from app.marketdata.reads import Coverage
 from app.trading import reads as trading_reads
 from app.trading.domain.orders import MarketSpec
-from graphql_schema.trading.types import CandleNode
+from graphql_schema.trading.markets import CandleNode
 
 
 def candle_node(candle: Candle, spec: MarketSpec | None) -> CandleNode:

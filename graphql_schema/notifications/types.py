@@ -26,7 +26,7 @@ from graphql_schema.errors import (
     ValidationFailed,
 )
 from graphql_schema.ids import node_keys
-from graphql_schema.trading.types import MarketNode
+from graphql_schema.trading.markets import MarketNode
 
 NotificationType = derived_enum(rules.NotificationType, name="NotificationType")
 NotificationPriority = derived_enum(rules.Priority, name="NotificationPriority")

@@ -17,7 +17,9 @@ from db.models import Fill as FillRow
 from db.models import ProfitShareSettlement as SettlementRow
 from graphql_schema.ids import node_keys
 from graphql_schema.social.types import Follow
-from graphql_schema.trading.types import MarketNode, OrderNode, OrderSide
+from graphql_schema.trading.enums import OrderSide
+from graphql_schema.trading.markets import MarketNode
+from graphql_schema.trading.types import OrderNode
 from graphql_schema.wallets.types import amount_in
 
 

@@ -9,16 +9,10 @@ from app.trading import markets, reads
 from app.trading.domain.orders import OrderStatus as DomainOrderStatus
 from graphql_schema.gateway.context import Context
 from graphql_schema.paging import to_connection
-from graphql_schema.trading.types import (
-    FillConnection,
-    FillNode,
-    OrderConnection,
-    OrderNode,
-    OrderStatus,
-    Portfolio,
-    Position,
-    market_specs,
-)
+from graphql_schema.trading.enums import OrderStatus
+from graphql_schema.trading.markets import market_specs
+from graphql_schema.trading.portfolio import Portfolio, Position
+from graphql_schema.trading.types import FillConnection, FillNode, OrderConnection, OrderNode
 from graphql_schema.wallets.types import usd
 
 Ctx = Info[Context, None]

@@ -30,9 +30,9 @@ from graphql_schema.errors import (
     UnknownMarket,
     ValidationFailed,
 )
+from graphql_schema.trading.markets import MarketPayload
 from graphql_schema.trading.types import (
     CancelAllOrdersPayload,
-    MarketPayload,
     OrderListPayload,
     OrderPayload,
     TradingEnabledPayload,

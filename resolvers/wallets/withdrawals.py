@@ -7,7 +7,7 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from app.wallets import withdrawals
+from app.wallets import withdrawal_admin, withdrawals
 from app.wallets.domain.withdrawals import WithdrawalStatus as Status
 from db.models import Withdrawal as WithdrawalRow
 from graphql_schema.gateway.context import Context
@@ -61,7 +61,7 @@ async def pending_withdrawals(
     ctx = info.context
     ctx.require_admin()
     async with ctx.rt.sessions() as session:
-        page = await withdrawals.list_pending_review(session, first=first, after=after)
+        page = await withdrawal_admin.list_pending_review(session, first=first, after=after)
     return to_connection(WithdrawalConnection, page, WithdrawalNode.from_row)  # type: ignore[return-value]
 
 
@@ -105,7 +105,7 @@ async def approve_withdrawal(info: Ctx, id: strawberry.ID) -> ReviewWithdrawalRe
     """Admin only: release a withdrawal waiting for review."""
 
     async def call() -> WithdrawalRow:
-        return await withdrawals.approve_withdrawal(
+        return await withdrawal_admin.approve_withdrawal(
             rt=info.context.rt,
             actor_id=info.context.user_id,
             withdrawal_id=node_pk(id, NODE, field="id"),
@@ -118,7 +118,7 @@ async def reject_withdrawal(info: Ctx, id: strawberry.ID, reason: str) -> Review
     """Admin only: refuse a withdrawal waiting for review; the held amount is released."""
 
     async def call() -> WithdrawalRow:
-        return await withdrawals.reject_withdrawal(
+        return await withdrawal_admin.reject_withdrawal(
             rt=info.context.rt,
             actor_id=info.context.user_id,
             withdrawal_id=node_pk(id, NODE, field="id"),
@@ -131,7 +131,7 @@ async def reject_withdrawal(info: Ctx, id: strawberry.ID, reason: str) -> Review
 async def refill_hot_wallet(info: Ctx, currency: str, amount: Decimal) -> RefillHotWalletResult:
     """Admin only: move funds from cold storage to the hot wallet, for payouts the hot
     wallet cannot cover."""
-    call = withdrawals.refill_hot_wallet(
+    call = withdrawal_admin.refill_hot_wallet(
         rt=info.context.rt, actor_id=info.context.user_id, currency=currency, amount=amount
     )
     return await attempt(

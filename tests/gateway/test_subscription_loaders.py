@@ -32,7 +32,7 @@ from graphql_schema.gateway.access import public
 from graphql_schema.gateway.extensions import OperationPolicy
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.gateway.view import GraphQLView
-from graphql_schema.trading.types import MarketNode
+from graphql_schema.trading.markets import MarketNode
 from resolvers.common import stream_events
 from tests.gateway.test_websocket import LEGACY_WS, TRANSPORT_WS, LiveServer
 

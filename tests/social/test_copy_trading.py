@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from app.social import copy_trading
+from app.social import copy_trading, follow_close
+from app.social.copy_placement import CONSUMER
+from app.social.follow_positions import POSITIONS_CONSUMER
 from app.trading.domain.orders import Side, TimeInForce
 from db.models import Follow, User
 from tests.support import GraphQLClient, app_processes, gid, pk
@@ -120,7 +122,7 @@ async def caught_up(rt) -> bool:
         " SELECT 1 FROM event_consumers c WHERE c.name = ANY($1::text[])"
         " AND (o.txid, o.id) <= (c.last_txid, c.last_id)"
         " HAVING count(*) = cardinality($1::text[]))",
-        [copy_trading.CONSUMER, copy_trading.POSITIONS_CONSUMER],
+        [CONSUMER, POSITIONS_CONSUMER],
     )
     return behind == 0
 
@@ -372,9 +374,9 @@ async def test_unfollow_with_close_positions_sells_what_the_follow_holds_once(ap
          "status": "FILLED"}
     ]  # fmt: skip
     # closing again (before or after its fills are applied) sells nothing more
-    assert await copy_trading.close_follow_positions(rt, follow_id=follow_id) == []
+    assert await follow_close.close_follow_positions(rt, follow_id=follow_id) == []
     await copy_all(rt)
-    assert await copy_trading.close_follow_positions(rt, follow_id=follow_id) == []
+    assert await follow_close.close_follow_positions(rt, follow_id=follow_id) == []
     assert (await follow_position(rt, follow_id))[0] == 0
     sells = await scalar(
         rt, "SELECT count(*) FROM orders WHERE user_id = $1 AND side = 'SELL'", uid

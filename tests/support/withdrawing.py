@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, move
 from app.runtime import Runtime, utcnow
-from app.wallets.withdrawals import Custody, get_custody
+from app.wallets.withdrawal_admin import Custody, get_custody
 from db.models import LedgerAccount, OutboxEvent, User
 from db.session import in_transaction
 from tests.support.documents import CONFIRM_2FA, ENABLE_2FA, login, register, signed_in

@@ -24,7 +24,7 @@ from app.core.errors import (
 )
 from app.core.money import usd_value
 from app.jobs import add_withdrawal_jobs
-from app.wallets import withdrawals
+from app.wallets import withdrawal_admin, withdrawal_worker
 from app.wallets.domain import withdrawals as rules
 from app.wallets.domain.withdrawals import WithdrawalEvent as E
 from app.wallets.domain.withdrawals import WithdrawalStatus as S
@@ -221,7 +221,7 @@ async def test_small_withdrawal_is_approved_then_sent_by_the_worker(gql, rt, wal
     assert w["destinationAddress"] == ETH_ADDRESS and w["txHash"] is None
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(899), Decimal(101))
 
-    run = await withdrawals.process_approved_withdrawals(rt)
+    run = await withdrawal_worker.process_approved_withdrawals(rt)
     assert run.sent == [_pk(w["id"])] and run.waiting == run.failed == []
 
     node = (await gql.data(NODE, {"id": w["id"]}, token=walt.token))["node"]
@@ -242,7 +242,7 @@ async def test_small_withdrawal_is_approved_then_sent_by_the_worker(gql, rt, wal
         ).all()
     assert kinds == ["HOLD", "WITHDRAWAL"]
     # the worker has nothing left to do; running it again changes nothing
-    again = await withdrawals.process_approved_withdrawals(rt)
+    again = await withdrawal_worker.process_approved_withdrawals(rt)
     assert again.sent == [] and (await balances(rt, walt.uid))["USDT"] == (Decimal(899), ZERO)
 
 
@@ -260,7 +260,7 @@ async def test_other_chains_and_a_recovery_code_as_second_factor(gql, rt, walt):
     )
     assert reused["code"] == "INVALID_TWO_FACTOR_CODE"
     assert (await balances(rt, walt.uid))["BTC"] == (Decimal("0.9898"), Decimal("0.0102"))
-    run = await withdrawals.process_approved_withdrawals(rt)
+    run = await withdrawal_worker.process_approved_withdrawals(rt)
     assert len(run.sent) == 2
     assert (await balances(rt, walt.uid))["SOL"] == (Decimal("8.49"), ZERO)
 
@@ -389,7 +389,7 @@ async def test_large_withdrawal_waits_for_review_then_is_sent(gql, rt, walt):
     w = result["withdrawal"]
     assert (w["status"], w["usdValue"]) == ("PENDING_REVIEW", "12000.00")
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(2999), Decimal(12001))
-    assert (await withdrawals.process_approved_withdrawals(rt)).sent == []
+    assert (await withdrawal_worker.process_approved_withdrawals(rt)).sent == []
 
     queue = (await gql.data(PENDING, {"first": 10}, token=admin))["pendingWithdrawals"]
     assert [(e["node"]["id"], e["node"]["user"]["email"]) for e in queue["edges"]] == [
@@ -403,7 +403,7 @@ async def test_large_withdrawal_waits_for_review_then_is_sent(gql, rt, walt):
         "edges"
     ] == []
 
-    run = await withdrawals.process_approved_withdrawals(rt)
+    run = await withdrawal_worker.process_approved_withdrawals(rt)
     assert run.sent == [_pk(w["id"])]
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(2999), ZERO)
     assert await fees_collected(rt, "USDT") == Decimal(1)
@@ -444,7 +444,7 @@ async def test_rejection_needs_a_reason_and_releases_the_hold(gql, rt, walt):
         "address on a sanctions list",
     )
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(15000), ZERO)
-    assert (await withdrawals.process_approved_withdrawals(rt)).sent == []
+    assert (await withdrawal_worker.process_approved_withdrawals(rt)).sent == []
     cancel = await gql.data(CANCEL, {"id": w["id"]}, token=walt.token)
     assert cancel["cancelWithdrawal"]["code"] == "WITHDRAWAL_STATUS_CONFLICT"
 
@@ -500,7 +500,7 @@ async def test_cancel_releases_the_hold_until_it_is_sent(gql, rt, walt):
     assert again["code"] == "WITHDRAWAL_STATUS_CONFLICT"
 
     b = (await _request(gql, walt, key="b"))["withdrawal"]
-    await withdrawals.process_approved_withdrawals(rt)
+    await withdrawal_worker.process_approved_withdrawals(rt)
     late = (await gql.data(CANCEL, {"id": b["id"]}, token=walt.token))["cancelWithdrawal"]
     assert (late["code"], late["message"]) == (
         "WITHDRAWAL_STATUS_CONFLICT",
@@ -532,11 +532,13 @@ async def test_a_payout_the_hot_wallet_cannot_cover_waits_until_an_admin_refills
 ):
     admin, _ = await admin_token(gql, rt)
     settings_override(hot_wallet_cap_usd=Decimal(50))
-    assert (await withdrawals.process_approved_withdrawals(rt)).swept == {"USDT": Decimal(950)}
-    assert await custody(rt, "USDT") == withdrawals.Custody("USDT", Decimal(50), Decimal(950))
+    assert (await withdrawal_worker.process_approved_withdrawals(rt)).swept == {
+        "USDT": Decimal(950)
+    }
+    assert await custody(rt, "USDT") == withdrawal_admin.Custody("USDT", Decimal(50), Decimal(950))
 
     w = (await _request(gql, walt, amount="80"))["withdrawal"]
-    run = await withdrawals.process_approved_withdrawals(rt)
+    run = await withdrawal_worker.process_approved_withdrawals(rt)
     assert (run.sent, run.waiting, run.swept) == ([], [_pk(w["id"])], {})
     node = (await gql.data(NODE, {"id": w["id"]}, token=walt.token))["node"]
     assert node["status"] == "APPROVED"
@@ -554,9 +556,9 @@ async def test_a_payout_the_hot_wallet_cannot_cover_waits_until_an_admin_refills
         "hotWallet": "80.000000",
         "coldStorage": "920.000000",
     }
-    run = await withdrawals.process_approved_withdrawals(rt)
+    run = await withdrawal_worker.process_approved_withdrawals(rt)
     assert run.sent == [_pk(w["id"])]
-    assert await custody(rt, "USDT") == withdrawals.Custody("USDT", ZERO, Decimal(920))
+    assert await custody(rt, "USDT") == withdrawal_admin.Custody("USDT", ZERO, Decimal(920))
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(919), ZERO)
 
 
@@ -565,17 +567,21 @@ async def test_the_worker_sweeps_the_hot_wallet_above_its_cap_to_cold_storage(
 ):
     await deposit_on_chain(rt, walt.uid, "USDT", "69000")  # hot wallet: 70,000 USDT
     await deposit_on_chain(rt, walt.uid, "BTC", "1")  # 90,000 USD
-    run = await withdrawals.process_approved_withdrawals(rt)
+    run = await withdrawal_worker.process_approved_withdrawals(rt)
     # BTC: the cap is 0.555555555... BTC; the sweep rounds down to whole satoshis
     assert run.swept == {"USDT": Decimal(20000), "BTC": Decimal("0.44444444")}
-    assert await custody(rt, "USDT") == withdrawals.Custody("USDT", Decimal(50000), Decimal(20000))
-    assert await custody(rt, "BTC") == withdrawals.Custody(
+    assert await custody(rt, "USDT") == withdrawal_admin.Custody(
+        "USDT", Decimal(50000), Decimal(20000)
+    )
+    assert await custody(rt, "BTC") == withdrawal_admin.Custody(
         "BTC", Decimal("0.55555556"), Decimal("0.44444444")
     )
-    assert (await withdrawals.process_approved_withdrawals(rt)).swept == {}  # nothing above
+    assert (await withdrawal_worker.process_approved_withdrawals(rt)).swept == {}  # nothing above
 
     settings_override(hot_wallet_caps_usd={"USDT": Decimal(1000)})
-    assert (await withdrawals.process_approved_withdrawals(rt)).swept == {"USDT": Decimal(49000)}
+    assert (await withdrawal_worker.process_approved_withdrawals(rt)).swept == {
+        "USDT": Decimal(49000)
+    }
     assert (await custody(rt, "USDT")).hot_wallet == Decimal(1000)
     # users' balances never moved
     assert (await balances(rt, walt.uid))["USDT"] == (Decimal(70000), ZERO)
@@ -657,7 +663,7 @@ async def test_200_concurrent_withdrawals_of_1_against_100_exactly_100_succeed(g
     assert (await balances(rt, w.uid))["USDT"] == (ZERO, Decimal(100))
     assert len(await _withdrawal_rows(rt)) == 100
     assert await _hold_count(rt) == 100
-    run = await withdrawals.process_approved_withdrawals(rt, limit=200)
+    run = await withdrawal_worker.process_approved_withdrawals(rt, limit=200)
     assert len(run.sent) == 100
     assert (await balances(rt, w.uid))["USDT"] == (ZERO, ZERO)
     assert (await custody(rt, "USDT")).hot_wallet == ZERO
@@ -684,11 +690,11 @@ async def test_several_workers_send_each_withdrawal_exactly_once(gql, rt, walt):
     for i in range(12):
         await _request(gql, walt, amount="10", key=f"k{i}")
     runs = await asyncio.gather(
-        *(withdrawals.process_approved_withdrawals(rt, limit=5) for _ in range(4))
+        *(withdrawal_worker.process_approved_withdrawals(rt, limit=5) for _ in range(4))
     )
     sent = [wid for run in runs for wid in run.sent]
     while len(sent) < 12:  # a worker that found nothing unlocked stopped early
-        sent += (await withdrawals.process_approved_withdrawals(rt)).sent
+        sent += (await withdrawal_worker.process_approved_withdrawals(rt)).sent
     assert sorted(sent) == [w.id for w in await _withdrawal_rows(rt)]
     async with rt.sessions() as session:
         entries = await session.scalar(
@@ -713,9 +719,11 @@ class BusyNetwork:
 
 async def test_a_payout_refused_by_the_network_fails_and_releases_the_hold(gql, rt, walt):
     w = (await _request(gql, walt))["withdrawal"]
-    busy = await withdrawals.process_approved_withdrawals(rt, broadcaster=BusyNetwork())
+    busy = await withdrawal_worker.process_approved_withdrawals(rt, broadcaster=BusyNetwork())
     assert busy.waiting == [_pk(w["id"])]
-    refused = await withdrawals.process_approved_withdrawals(rt, broadcaster=RefusingNetwork())
+    refused = await withdrawal_worker.process_approved_withdrawals(
+        rt, broadcaster=RefusingNetwork()
+    )
     assert refused.failed == [_pk(w["id"])]
     node = (await gql.data(NODE, {"id": w["id"]}, token=walt.token))["node"]
     assert node["status"] == "FAILED" and "blacklisted" in node["failureReason"]

@@ -57,6 +57,11 @@ covers it: ``orders.hold_units``), ownership checks before Cancel / Amend, and t
 Layout, for speed: per side a dict price → deque of orders (queue order) and a sorted
 list of keys (bids: price, asks: -price) whose last element is the best price, kept
 with bisect; a dict order id → order for cancel and amend.
+
+Size: one idea, the book, and its invariants (price-time priority, self-trade
+prevention, fees that never undercharge nor exceed the hold, replay giving identical
+events) hold across the commands, the events they emit and ``OrderBook``'s methods
+together, so they are read in one place; the commands and events are its interface.
 """
 
 from __future__ import annotations

@@ -32,6 +32,12 @@ order whose trigger fired, sequenced for the engine in turn: from both, the engi
 accepts it (``OPEN``, then fills) or rejects it. A conditional order waits in
 ``UNTRIGGERED`` for its trigger, a cancel or (limit types with GTD) its ``expires_at``;
 the market types are IOC or FOK once triggered and have no expiry.
+
+Size: one vocabulary, an order's rules in ``MarketSpec``'s integer units: validation,
+the hold it sizes and the trigger conditions must round and compare the same ticks and
+lots, and the domain's values and status machine are what they speak; nearly every
+trading module imports it. Its ``# ---`` sections (status machine, market, order types,
+holds, triggers) are where it would split if it grows.
 """
 
 from __future__ import annotations
