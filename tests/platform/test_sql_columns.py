@@ -196,3 +196,19 @@ def test_rows_are_built_by_name_only():
     assert FILLS.arrays([row]) == [[v] for v in values.values()]
     with pytest.raises(TypeError):
         FILLS.row(*values.values())  # by position: refused
+
+
+def test_a_placed_order_writes_every_column_but_those_the_engine_and_defaults_fill():
+    """A new column of ``orders`` is written by the placement or left out on purpose."""
+    from app.trading.sql import PLACED
+    from db.models import Order
+    from db.raw import columns_of
+
+    later = (
+        *("list_id", "list_role"),  # lists: app.trading.order_lists, through the ORM
+        *("filled_quantity", "executed_value", "fees", "fee_numerator", "trailing_extreme"),
+        *("priority", "reason", "created_at", "updated_at"),  # the engine's; defaults
+    )
+    assert PLACED.columns == columns_of(Order, exclude=later)
+    with pytest.raises(ValueError, match="not columns of orders"):
+        columns_of(Order, exclude=["no_such_column"])
