@@ -6,9 +6,12 @@ say) is the default. Raw asyncpg (``driver``: the session's own connection, in t
 transaction, ``$n`` parameters, prepared statements cached by asyncpg) is for where a
 request's latency or a batch's throughput is mostly statements: SQLAlchemy costs ~100 µs
 of Python per statement, and the money write path measured ~4x faster raw
-(docs/architecture.md). These modules use it, and only these
-(tests/platform/test_sql_columns.py compares this list with the modules that import
-``db.raw``; a new one is added here on purpose):
+(docs/architecture.md). It exists for the hot writes: placement, the engine's batch,
+the ledger's journal, the outbox. The other modules below are allowed as they are: each
+saves statements or round trips on a frequent path, and none is worth the risk of a
+rewrite. These modules import ``db.raw``, and only these (a test compares this list
+with the importers, tests/platform/test_sql_columns.py: a new one is added here, with
+its reason, on purpose):
 
 Raw users:
     app.trading.placement       placement: a batch of orders in five round trips
@@ -21,7 +24,7 @@ Raw users:
     app.trading.command_queue   storing commands in sequence (one statement)
     app.trading.markets         markets by symbol with USD rates, on every placement
     app.trading.reads           the book, trades and portfolio: the most frequent reads
-    app.trading.market_maker    its top-ups, in the engine's cadence
+    app.trading.market_maker    topping up the makers' balances through the journal
     app.ledger.journal          the ledger's journal: a batch of entries in one statement
     app.ledger.holds            holds, with the placement's journal
     app.ledger.idempotency      the idempotency key of every money request
@@ -46,8 +49,9 @@ Raw users:
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.
 
 Column lists: SQL text names columns; when a list is longer than a few names, or its
-rows are built in Python, it is declared here (``Arrays`` for the rows of an ``unnest``,
-``bind`` for a literal list, ``bind_select`` for a select list) so that a test checks
+rows are built in Python, the SQL module declares it with a helper of this one (``Arrays``
+for the rows of an ``unnest``, ``bind`` for a literal list, ``bind_select`` for a select
+list), which registers it in ``COLUMN_LISTS`` by its name, so that a test checks
 every name against the table (tests/platform/test_sql_columns.py), and rows are
 NamedTuples whose fields are the list: reordering one cannot shift the values.
 """
