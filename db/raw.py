@@ -186,7 +186,8 @@ def sql_type(model: Any, column: str) -> str:
 class Arrays:
     """The arrays of one ``unnest``, from ``row``, the NamedTuple of one of its rows: its
     fields name them in order (columns of ``model``, or ``extra``: name -> SQL type for
-    those that are not), their types are the columns' (``sql_type``). Rows are built by
+    those that are not), their types are the columns' (``sql_type``; or ``types``: name ->
+    SQL type, for a column sent as another, JSON as text). Rows are built by
     name as ``row`` tuples; ``arrays`` turns them into the statement's parameters, in the
     one order the SQL text also takes from here (``parameters``, ``names``). ``row(...)``
     builds one, by keyword only (``keyword_constructor``)."""
@@ -201,15 +202,17 @@ class Arrays:
         *,
         inserts: bool = False,
         extra: Mapping[str, str] | None = None,
+        types: Mapping[str, str] | None = None,
     ) -> None:
         extra = dict(extra or {})
+        given = {**(types or {}), **extra}
         self.name = name
         self.fields: tuple[str, ...] = tuple(row._fields)
         if unknown := set(extra) - set(self.fields):
             raise ValueError(f"{name}: extra names that are not fields: {sorted(unknown)}")
         self.columns = tuple(field for field in self.fields if field not in extra)
         self.types = tuple(
-            extra[field] if field in extra else sql_type(model, field) for field in self.fields
+            given[field] if field in given else sql_type(model, field) for field in self.fields
         )
         self.row = keyword_constructor(row)
         bind(name, model, self.columns, inserts=inserts)

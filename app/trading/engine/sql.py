@@ -113,12 +113,12 @@ _POSITIONS_SQL = _POSITIONS_SQL_BODY.replace("$4", "$1").replace("$5", "$2")
 # its outbox events, its commands' outcomes, the market's sequence and last price (and
 # the base currency's reference price after a trade in a USD market), and the NOTIFY
 # that tells waiting API processes the commands are applied (delivered at COMMIT).
-_WRITE_ARRAYS: dict[str, Arrays | tuple[str, ...]] = {
+_WRITE_ARRAYS: dict[str, Arrays] = {
     "fills": rows.FILLS,
     "orders": rows.ORDERS,
     "holds": rows.HOLDS,
     "positions": rows.POSITIONS,
-    "events": outbox.EVENT_TYPES,
+    "events": outbox.EVENTS,
     "outcomes": rows.OUTCOMES,
 }
 _W = ledger.JOURNAL_PARAMETERS + 1  # market id, fee currency, now; then the arrays
@@ -241,7 +241,7 @@ async def write(
         *(
             parameter
             for name, arrays in _WRITE_ARRAYS.items()
-            for parameter in columns(written_rows[name], len(arrays))
+            for parameter in arrays.arrays(written_rows[name])
         ),
         state.applied,
         book_seq,
