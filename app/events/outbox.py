@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.events.pubsub import publish_many
 from app.events.topics import Event, channel
-from db.raw import driver, unnest_parameters
+from app.events.topics.base import EventRow
+from db.models import OutboxEvent
+from db.raw import Arrays, driver
 
 log = logging.getLogger(__name__)
 
@@ -28,30 +30,28 @@ async def emit(
 ) -> None:
     """One event as it is, outside the catalogue (tests and tools; a service writes the
     catalogue's events with ``write``)."""
-    await _insert(session, [(topic, user_id, json.dumps(payload, default=str))])
+    await _insert(
+        session,
+        [EVENTS.row(topic=topic, user_id=user_id, payload=json.dumps(payload, default=str))],
+    )
 
 
-async def _insert(session: AsyncSession, rows: Sequence[tuple[str, int | None, str]]) -> None:
+async def _insert(session: AsyncSession, rows: Sequence[EventRow]) -> None:
     if rows:
-        await (await driver(session)).execute(
-            _EMIT_SQL,
-            [topic for topic, _, _ in rows],
-            [user_id for _, user_id, _ in rows],
-            [payload for _, _, payload in rows],
-        )
+        await (await driver(session)).execute(_EMIT_SQL, *EVENTS.arrays(rows))
 
 
-EVENT_TYPES = ("text", "bigint", "text")  # the arrays of ``insert_sql``
+# the arrays of ``insert_sql`` (``Event.row()``): the payload's JSON as text
+EVENTS = Arrays("app.events.outbox.EVENTS", EventRow, OutboxEvent, types={"payload": "text"})
 
 
 def insert_sql(first: int) -> str:
-    """The INSERT of events from three arrays from ``$first`` on (topics, user ids, JSON
-    payloads as text), in their order: ``write``'s statement, or a CTE of a writer's."""
-    arrays = unnest_parameters(first, EVENT_TYPES)
+    """The INSERT of events from the arrays of ``EVENTS`` from ``$first`` on, in their
+    order: ``write``'s statement, or a CTE of a writer's."""
     return (
-        "INSERT INTO outbox (topic, user_id, payload)"  # noqa: S608 (parameter numbers only)
-        f" SELECT t, u, p::jsonb FROM unnest({arrays}) WITH ORDINALITY AS e(t, u, p, n)"
-        " ORDER BY n"
+        f"INSERT INTO outbox ({', '.join(EVENTS.columns)})"  # noqa: S608 (names, numbers only)
+        f" SELECT e.topic, e.user_id, e.payload::jsonb FROM unnest({EVENTS.parameters(first)})"
+        f" WITH ORDINALITY AS e({EVENTS.names}, n) ORDER BY n"
     )
 
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import InsufficientFunds, InvariantViolation
 from app.core.logs import request_id_var
 from app.ledger.rules import AccountKind, AccountRef, Leg, check_entry
-from db.raw import columns, driver
+from db.models import JournalEntry, Posting
+from db.raw import Arrays, columns, driver
 
 # Lock accounts ($1 user ids, $2 currencies, $3 kinds), making the missing ones: those
 # that exist locked in primary-key order (every locker of several accounts takes them in
@@ -229,36 +230,60 @@ def affordable(
     return answers
 
 
+class EntryRow(NamedTuple):
+    """A journal entry as ``JOURNAL_CTES`` writes it (its id taken there)."""
+
+    kind: str
+    reference: str | None
+    memo: str | None
+    request_id: str | None
+
+
+class PostingRow(NamedTuple):
+    """A posting as ``JOURNAL_CTES`` writes it: ``n``, its entry's number in the batch."""
+
+    n: int
+    account_id: int
+    currency: str
+    amount: Decimal
+    balance_after: Decimal
+
+
+ENTRIES = Arrays("app.ledger.journal.ENTRIES", EntryRow, JournalEntry)
+POSTINGS = Arrays("app.ledger.journal.POSTINGS", PostingRow, Posting, extra={"n": "bigint"})
+
+
 # The journal's writes as common table expressions (``ids``, ``entries``, ``written``,
 # ``changed``) on parameters $1..$11: ``_JOURNAL_SQL`` alone, or the start of a larger
 # statement that writes other rows of the same transaction with them (``Pending``).
-JOURNAL_CTES = """
+_CHANGED = 1 + len(ENTRIES) + len(POSTINGS)  # the accounts' ids and changes
+JOURNAL_CTES = f"""
     ids AS (
         SELECT n, nextval(pg_get_serial_sequence('journal_entries', 'id')) AS id
         FROM generate_series(1, cardinality($1::text[])) AS n
     ), entries AS (
-        INSERT INTO journal_entries (id, kind, reference, memo, request_id)
+        INSERT INTO journal_entries (id, {", ".join(ENTRIES.columns)})
         OVERRIDING SYSTEM VALUE
-        SELECT ids.id, e.kind, e.reference, e.memo, e.request_id
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
-             AS e(kind, reference, memo, request_id, n)
+        SELECT ids.id, {", ".join(f"e.{c}" for c in ENTRIES.columns)}
+        FROM unnest({ENTRIES.parameters(1)}) WITH ORDINALITY
+             AS e({ENTRIES.names}, n)
         JOIN ids USING (n)
         RETURNING 1
     ), written AS (
-        INSERT INTO postings (entry_id, account_id, currency, amount, balance_after)
-        SELECT ids.id, p.account_id, p.currency, p.amount, p.balance_after
-        FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::numeric[], $9::numeric[])
-             AS p(n, account_id, currency, amount, balance_after)
+        INSERT INTO postings (entry_id, {", ".join(POSTINGS.columns)})
+        SELECT ids.id, {", ".join(f"p.{c}" for c in POSTINGS.columns)}
+        FROM unnest({POSTINGS.parameters(1 + len(ENTRIES))})
+             AS p({POSTINGS.names})
         JOIN ids USING (n)
         RETURNING 1
     ), changed AS (
         UPDATE ledger_accounts AS a SET balance = a.balance + d.amount
-        FROM unnest($10::bigint[], $11::numeric[]) AS d(id, amount)
+        FROM unnest(${_CHANGED}::bigint[], ${_CHANGED + 1}::numeric[]) AS d(id, amount)
         WHERE a.id = d.id
         RETURNING 1
     )
-"""
-JOURNAL_PARAMETERS = 11
+"""  # noqa: S608 (no input in the text: column names and parameter numbers)
+JOURNAL_PARAMETERS = _CHANGED + 1
 JOURNAL_COUNTS = """
     (SELECT count(*) FROM entries) AS entries, (SELECT count(*) FROM written) AS written,
     (SELECT count(*) FROM changed) AS changed
@@ -318,8 +343,8 @@ class JournalBatch:
     def __init__(self) -> None:
         self.accounts: dict[AccountRef, LockedAccount] = {}
         self._start: dict[AccountRef, Decimal] = {}  # balances when locked
-        self._entries: list[tuple[str, str | None, str | None, str | None]] = []
-        self._postings: list[tuple[int, int, str, Decimal, Decimal]] = []
+        self._entries: list[EntryRow] = []
+        self._postings: list[PostingRow] = []
         self._deferred: list[_Entry] = []
 
     def adopt(self, accounts: dict[AccountRef, LockedAccount]) -> None:
@@ -379,13 +404,28 @@ class JournalBatch:
         for ref, amount in entry.amounts.items():
             if ref.user_id is not None and self.accounts[ref].balance + amount < 0:
                 raise InsufficientFunds(f"Insufficient {ref.currency} balance", field="amount")
-        self._entries.append((entry.kind, entry.reference, entry.memo, entry.request_id))
+        self._entries.append(
+            ENTRIES.row(
+                kind=entry.kind,
+                reference=entry.reference,
+                memo=entry.memo,
+                request_id=entry.request_id,
+            )
+        )
         number = len(self._entries)
         for ref, amount in entry.amounts.items():
             account = self.accounts[ref]
             after = account.balance + amount
             self.accounts[ref] = LockedAccount(account.id, after)
-            self._postings.append((number, account.id, ref.currency, amount, after))
+            self._postings.append(
+                POSTINGS.row(
+                    n=number,
+                    account_id=account.id,
+                    currency=ref.currency,
+                    amount=amount,
+                    balance_after=after,
+                )
+            )
         return number
 
     def take(self) -> Pending | None:
@@ -402,8 +442,8 @@ class JournalBatch:
         }
         pending = Pending(
             parameters=[
-                *columns(self._entries),
-                *columns(self._postings),
+                *ENTRIES.arrays(self._entries),
+                *POSTINGS.arrays(self._postings),
                 [self.accounts[ref].id for ref in changed],
                 list(changed.values()),
             ],

@@ -33,14 +33,14 @@ from app.marketdata.domain.candles import (
 )
 from app.marketdata.files import Progress, Row, detect_format, rows
 from db.models.marketdata import MarketCandle
-from db.raw import columns, driver, unnest_parameters
+from db.raw import bind, columns, driver, unnest_parameters
 from db.session import in_transaction
 
 BATCH = 5000
 MAX_REPORTED = 20  # rejections and gaps listed in a summary (all are counted)
 _VALUES = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
 _TYPES = ("timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric", "int8")
-_COLUMNS = ("open_time", *_VALUES)
+_COLUMNS = bind("app.marketdata.importer._COLUMNS", MarketCandle, ("open_time", *_VALUES))
 _UPSERT = f"""
     INSERT INTO {MarketCandle.__tablename__} (source, symbol, interval, {", ".join(_COLUMNS)})
     SELECT $1, $2, $3, * FROM unnest({unnest_parameters(4, _TYPES)})

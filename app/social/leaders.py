@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +37,6 @@ from app.social.domain.social import (
 from app.trading.reads import portfolio
 from db.models import Fill, Follow, Leader, LeaderInvite, User
 from db.queries import lock_user
-from db.raw import driver
 from db.session import in_transaction
 
 LIVE_FOLLOW = ("ACTIVE", "PAUSED")
@@ -191,9 +190,11 @@ async def _find_user(session: AsyncSession, handle_or_email: str) -> int:
     needle = handle_or_email.strip().lower().removeprefix("@")
     if not needle:
         raise RecipientNotFound(field="userHandleOrEmail")
-    connection = await driver(session)
-    found = await connection.fetchval(
-        "SELECT id FROM users WHERE email = $1 OR handle = $1 ORDER BY id LIMIT 1", needle
+    found = await session.scalar(
+        select(User.id)
+        .where(or_(User.email == needle, User.handle == needle))
+        .order_by(User.id)
+        .limit(1)
     )
     if found is None:
         raise RecipientNotFound(field="userHandleOrEmail")

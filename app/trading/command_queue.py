@@ -19,7 +19,7 @@ from app.trading.domain import orders as rules
 from app.trading.domain.errors import InvalidOrder
 from app.trading.domain.matching import RejectReason, rejection_error
 from app.trading.domain.orders import OrderEvent, OrderStatus, ValidOrder
-from app.trading.sql import ENQUEUE_SQL
+from app.trading.sql import COMMANDS, ENQUEUE_SQL
 from db.models import Order
 from db.queries import rows_by_ids
 from db.raw import driver
@@ -42,10 +42,10 @@ async def enqueue(
     row = await connection.fetchrow(
         ENQUEUE_SQL,
         market_id,
-        [kind for kind, _, _, _ in commands],
-        [order_id for _, order_id, _, _ in commands],
-        [user_id for _, _, user_id, _ in commands],
-        [json.dumps(args) for _, _, _, args in commands],
+        *COMMANDS.arrays(
+            COMMANDS.row(kind=kind, order_id=order_id, user_id=user_id, args=json.dumps(args))
+            for kind, order_id, user_id, args in commands
+        ),
         WAKE_CHANNEL,
         [order.id for order, _ in holds],
         [hold_id for _, hold_id in holds],

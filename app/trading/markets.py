@@ -9,13 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.trading.domain.errors import UnknownMarket
 from app.trading.domain.orders import MarketSpec, MarketStatus
-from db.raw import driver
+from db.models import Currency, Market
+from db.raw import bind_select, driver
 
-_MARKET_COLUMNS = """
+_MARKET_COLUMNS = bind_select(
+    "app.trading.markets._MARKET_COLUMNS",
+    """
     m.id, m.symbol, m.base, m.quote, b.scale AS base_scale, q.scale AS quote_scale,
     m.tick_size, m.lot_size, m.min_notional, m.maker_fee, m.taker_fee, m.status,
     m.reference_price, m.last_price, m.applied_seq, m.book_seq, m.last_trade_id
-"""
+""",
+    {"m": Market, "b": Currency, "q": Currency},
+)
 _MARKET_FROM = """
     FROM markets m
     JOIN currencies b ON b.code = m.base

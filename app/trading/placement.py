@@ -52,10 +52,10 @@ from app.trading.pretrade import (
     order_row,
     request_digest,
 )
-from app.trading.sql import LIVE_STATUS_VALUES, PLACE_SQL, PLACED_COLUMNS, TRADERS_SQL
+from app.trading.sql import LIVE_STATUS_VALUES, PLACE_SQL, PLACED, TRADERS_SQL
 from db.models import Order
 from db.queries import rows_by_ids
-from db.raw import columns, driver
+from db.raw import driver
 from db.session import in_transaction
 
 
@@ -365,9 +365,14 @@ async def _place_all(
             digest=c.item.digest,
             status=status,
         )
-        columns_of_order = (getattr(order, name) for name in PLACED_COLUMNS[1:-1])
+        order.id, order.hold_id = c.order_id, c.hold_id  # taken with the traders' lock
         rows.append(
-            (c.order_id, *columns_of_order, c.hold_id, c.hold.currency, c.hold.amount, command)
+            PLACED.row(
+                **{name: getattr(order, name) for name in PLACED.columns},
+                hold_currency=c.hold.currency,
+                hold_amount=c.hold.amount,
+                kind=command,
+            )
         )
     pending = journal.take()
     assert pending is not None  # one HOLD entry per funded order
@@ -376,7 +381,7 @@ async def _place_all(
     written = await connection.fetch(
         PLACE_SQL,
         *pending.parameters,
-        *columns(rows),
+        *PLACED.arrays(rows),
         WAKE_CHANNEL,
         list(here),
         [m.applied for m in here.values()],

@@ -4,35 +4,52 @@ and commands (``PLACE_SQL``); ``ORDER_COLUMNS``, an order as the engine loads it
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
+
 from app.ledger import journal as ledger
 from app.trading.domain.orders import LIVE_STATUSES
-from db.raw import unnest_parameters
+from db.models import Currency, Hold, Order, OrderCommand
+from db.raw import Arrays, bind_select
 
 LIVE_STATUS_VALUES = [s.value for s in LIVE_STATUSES]
 
 
-ENQUEUE_SQL = """
+class CommandRow(NamedTuple):
+    """A command as ``ENQUEUE_SQL`` stores it (its market and seq are the statement's)."""
+
+    kind: str
+    order_id: int | None
+    user_id: int | None
+    args: str  # JSON
+
+
+COMMANDS = Arrays("app.trading.sql.COMMANDS", CommandRow, OrderCommand)
+_E = 2 + len(COMMANDS)  # the channel, then the holds' (order id, hold id) arrays
+# the commands ($2.., the first the kinds: their count) in sequence, with the wake-up
+ENQUEUE_SQL = f"""
     WITH seq AS (
         UPDATE markets SET next_seq = next_seq + cardinality($2::text[]) WHERE id = $1
         RETURNING next_seq
     ), commands AS (
-        INSERT INTO order_commands (market_id, seq, kind, order_id, user_id, args)
-        SELECT $1, seq.next_seq - cardinality($2::text[]) + c.n, c.kind, c.order_id,
-               c.user_id, c.args
-        FROM seq, unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[])
-             WITH ORDINALITY AS c(kind, order_id, user_id, args, n)
+        INSERT INTO order_commands (market_id, seq, {COMMANDS.names})
+        SELECT $1, seq.next_seq - cardinality($2::text[]) + c.n,
+               {", ".join(f"c.{field}" for field in COMMANDS.fields)}
+        FROM seq, unnest({COMMANDS.parameters(2)})
+             WITH ORDINALITY AS c({COMMANDS.names}, n)
         RETURNING seq
     ), wake AS (
-        SELECT pg_notify($6, $1::text)
+        SELECT pg_notify(${_E}, $1::text)
     ), held AS (
         UPDATE orders o SET hold_id = h.hold_id
-        FROM unnest($7::bigint[], $8::bigint[]) AS h(order_id, hold_id)
+        FROM unnest(${_E + 1}::bigint[], ${_E + 2}::bigint[]) AS h(order_id, hold_id)
         WHERE o.id = h.order_id
         RETURNING o.id
     )
     SELECT (SELECT max(seq) FROM commands) AS last, (SELECT count(*) FROM wake) AS woken,
            (SELECT count(*) FROM held) AS held
-"""
+"""  # noqa: S608 (no input in the text: column names and parameter numbers)
 
 
 # ``generic``: the rest of the placement transaction (markets, accounts, ``PLACE_SQL``)
@@ -61,23 +78,50 @@ TRADERS_SQL = """
 """
 
 
-# the orders' columns as PLACE_SQL takes them (id first, hold_id last)
-PLACED_COLUMNS = (
-    "id", "user_id", "market_id", "client_order_id", "request_hash", "side", "type",
-    "time_in_force", "post_only", "status", "quantity", "price", "book_price", "stop_price",
-    "trailing_offset", "trailing_offset_type", "activation_price", "trailing_active",
-    "expires_at", "hold_id",
-)  # fmt: skip
-PLACED_TYPES = (
-    "bigint", "bigint", "bigint", "text", "text", "text", "text", "text", "boolean", "text",
-    "numeric", "numeric", "numeric", "numeric", "numeric", "text", "numeric", "boolean",
-    "timestamptz", "bigint",
-)  # fmt: skip
+class PlacedRow(NamedTuple):
+    """One order as ``PLACE_SQL`` takes it: its columns (id first, hold_id last), its
+    hold's currency and amount and its first command's kind."""
+
+    id: int
+    user_id: int
+    market_id: int
+    client_order_id: str
+    request_hash: str
+    side: str
+    type: str
+    time_in_force: str
+    post_only: bool
+    status: str
+    quantity: Decimal
+    price: Decimal | None
+    book_price: Decimal
+    stop_price: Decimal | None
+    trailing_offset: Decimal | None
+    trailing_offset_type: str | None
+    activation_price: Decimal | None
+    trailing_active: bool
+    expires_at: datetime | None
+    hold_id: int
+    hold_currency: str
+    hold_amount: Decimal
+    kind: str
+
+
+PLACED = Arrays(
+    "app.trading.sql.PLACED",
+    PlacedRow,
+    Order,
+    inserts=True,
+    extra={"hold_currency": "text", "hold_amount": "numeric", "kind": "text"},
+)
+PLACED_COLUMNS = PLACED.columns  # the orders' columns PLACE_SQL writes
 
 
 # An order as the matching engine loads it (``o`` orders, ``h`` its hold, ``c`` the hold's
 # currency): read by the engine, and returned by ``PLACE_SQL`` for it
-ORDER_COLUMNS = """
+ORDER_COLUMNS = bind_select(
+    "app.trading.sql.ORDER_COLUMNS",
+    """
     o.id, o.user_id, o.side, o.type, o.status, o.time_in_force, o.post_only, o.quantity,
     o.filled_quantity, o.executed_value, o.fees, o.fee_numerator, o.book_price,
     o.stop_price, o.trailing_offset, o.trailing_offset_type, o.activation_price,
@@ -85,7 +129,9 @@ ORDER_COLUMNS = """
     o.priority, o.reason, h.user_id AS hold_user, h.currency AS hold_currency,
     h.amount AS hold_amount, h.remaining AS hold_remaining, h.status AS hold_status,
     c.scale AS hold_scale
-"""
+""",
+    {"o": Order, "h": Hold, "c": Currency},
+)
 # Everything a batch of orders writes, in one statement after the journal's CTEs (the
 # HOLD entries, $1..$11): the holds and the orders (ids taken with the traders' lock),
 # their commands in sequence per market, the engines' wake-up. The markets rows locked
@@ -93,13 +139,11 @@ ORDER_COLUMNS = """
 # in this process and applies them in this transaction: the last two arrays, (market id,
 # the seq its engine has applied); it does unless ``markets.applied_seq`` says otherwise.
 _P = ledger.JOURNAL_PARAMETERS + 1  # the first of this statement's own parameters
-_C = _P + len(PLACED_COLUMNS)  # hold currency, hold amount, command kind; then the channel
+_C = _P + len(PLACED)  # the channel, then the engines here
 PLACE_SQL = f"""
     WITH {ledger.JOURNAL_CTES},
     placed AS (
-        SELECT * FROM unnest({unnest_parameters(_P, PLACED_TYPES)}, ${_C}::text[],
-                             ${_C + 1}::numeric[], ${_C + 2}::text[])
-        WITH ORDINALITY AS p({", ".join(PLACED_COLUMNS)}, hold_currency, hold_amount, kind, n)
+        SELECT * FROM unnest({PLACED.parameters(_P)}) WITH ORDINALITY AS p({PLACED.names}, n)
     ), new_holds AS (
         INSERT INTO holds (id, user_id, currency, amount, remaining, reference, status)
         OVERRIDING SYSTEM VALUE
@@ -125,8 +169,8 @@ PLACE_SQL = f"""
         FROM placed p JOIN seq ON seq.id = p.market_id
         RETURNING market_id, order_id, seq, kind
     ), wake AS (
-        SELECT pg_notify(${_C + 3}, s.id::text)
-        FROM seq s LEFT JOIN unnest(${_C + 4}::bigint[], ${_C + 5}::bigint[]) AS here(id, applied)
+        SELECT pg_notify(${_C}, s.id::text)
+        FROM seq s LEFT JOIN unnest(${_C + 1}::bigint[], ${_C + 2}::bigint[]) AS here(id, applied)
           ON here.id = s.id
         WHERE here.applied IS DISTINCT FROM s.applied_seq
     )

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 Wire = dict[str, Any]
 
@@ -46,6 +46,14 @@ class Topic(Generic[P]):
         return Event(self.named(symbol), user_id, payload)
 
 
+class EventRow(NamedTuple):
+    """An event as the outbox stores it (``app.events.outbox.EVENTS``)."""
+
+    topic: str
+    user_id: int | None
+    payload: str  # JSON
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One event: ``topic`` is the full name (with a market's symbol), ``user_id`` its
@@ -58,9 +66,9 @@ class Event:
     def json(self) -> str:
         return json.dumps(self.payload.to_wire())
 
-    def row(self) -> tuple[str, int | None, str]:
-        """(topic, user id, payload JSON): one row of ``outbox.insert_sql``'s arrays."""
-        return (self.topic, self.user_id, self.json())
+    def row(self) -> EventRow:
+        """One row of ``outbox.insert_sql``'s arrays."""
+        return EventRow(topic=self.topic, user_id=self.user_id, payload=self.json())
 
 
 def channel(prefix: str, topic: str, user_id: int | None) -> str:

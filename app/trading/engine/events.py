@@ -54,22 +54,21 @@ def events_of(state: MarketState, batch: Batch, now: datetime) -> list[tuple[str
             )
         )
     for fill in batch.fills:
-        trade_id, seq, order_id, user_id, side, liquidity, price, qty, value, fee, _ = fill
         events.append(
             topics.fill(
-                user_id,
+                fill.user_id,
                 topics.Fill(
-                    trade_id=trade_id,
-                    order_id=order_id,
+                    trade_id=fill.trade_id,
+                    order_id=fill.order_id,
                     symbol=symbol,
-                    side=side,
-                    liquidity=liquidity,
-                    price=price,
-                    quantity=qty,
-                    quote_amount=value,
-                    fee=fee,
+                    side=fill.side,
+                    liquidity=fill.liquidity,
+                    price=fill.price,
+                    quantity=fill.quantity,
+                    quote_amount=fill.quote_amount,
+                    fee=fill.fee,
                     fee_currency=spec.quote,
-                    sequence=seq,
+                    sequence=fill.seq,
                     at=now,
                 ),
             )

@@ -49,6 +49,7 @@ from app.trading.domain.orders import (
     Side,
 )
 from app.trading.engine.funds import Funds
+from app.trading.engine.rows import FILLS
 from app.trading.engine.settlement import CASH, decimal_amount, hold_need
 from app.trading.engine.state import (
     Batch,
@@ -393,18 +394,18 @@ class MarketState:
             (taker, "TAKER", settled.taker_fee),
         ):
             self.batch.fills.append(
-                (
-                    fill.trade_id,
-                    fill.seq,
-                    order.id,
-                    order.user_id,
-                    order.side.value,
-                    liquidity,
-                    price,
-                    quantity,
-                    settled.value,
-                    fee,
-                    entry,  # its number in the batch's journal, until ``_write``
+                FILLS.row(
+                    trade_id=fill.trade_id,
+                    seq=fill.seq,
+                    order_id=order.id,
+                    user_id=order.user_id,
+                    side=order.side.value,
+                    liquidity=liquidity,
+                    price=price,
+                    quantity=quantity,
+                    quote_amount=settled.value,
+                    fee=fee,
+                    entry=entry,  # its number in the batch's journal, until ``_write``
                 )
             )
         self.batch.trades.append(

@@ -16,12 +16,13 @@ from app.events.engine_signals import APPLIED_CHANNEL
 from app.ledger import journal as ledger
 from app.trading.domain import orders as rules
 from app.trading.domain.positions import Position
+from app.trading.engine import rows
 from app.trading.engine.events import events_of
 from app.trading.engine.market import MarketState
 from app.trading.engine.settlement import CASH, decimal_amount, settle_positions
 from app.trading.engine.state import Batch
 from app.trading.sql import ORDER_COLUMNS
-from db.raw import columns, unnest_parameters
+from db.raw import Arrays, columns
 
 _D = Decimal
 
@@ -112,20 +113,14 @@ _POSITIONS_SQL = _POSITIONS_SQL_BODY.replace("$4", "$1").replace("$5", "$2")
 # its outbox events, its commands' outcomes, the market's sequence and last price (and
 # the base currency's reference price after a trade in a USD market), and the NOTIFY
 # that tells waiting API processes the commands are applied (delivered at COMMIT).
-_WRITE_ARRAYS = {
-    "fills": (
-        "bigint", "bigint", "bigint", "bigint", "text", "text", "numeric", "numeric",
-        "numeric", "numeric", "bigint",
-    ),
-    "orders": (
-        "bigint", "text", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric",
-        "bigint", "text", "bigint", "boolean", "numeric",
-    ),
-    "holds": ("bigint", "numeric", "numeric", "text"),
-    "positions": ("bigint", "text", "numeric", "numeric", "numeric"),
-    "events": outbox.EVENT_TYPES,
-    "outcomes": ("bigint", "text"),
-}  # fmt: skip
+_WRITE_ARRAYS: dict[str, Arrays] = {
+    "fills": rows.FILLS,
+    "orders": rows.ORDERS,
+    "holds": rows.HOLDS,
+    "positions": rows.POSITIONS,
+    "events": outbox.EVENTS,
+    "outcomes": rows.OUTCOMES,
+}
 _W = ledger.JOURNAL_PARAMETERS + 1  # market id, fee currency, now; then the arrays
 _A = dict(
     zip(
@@ -143,9 +138,8 @@ _WRITE_SQL = f"""
                            created_at)
         SELECT ${_W}, f.trade_id, f.seq, f.order_id, f.user_id, f.side, f.liquidity, f.price,
                f.quantity, f.quote_amount, f.fee, ids.id, ${_W + 1}, ${_W + 2}
-        FROM unnest({unnest_parameters(_A["fills"], _WRITE_ARRAYS["fills"])})
-             WITH ORDINALITY AS f(trade_id, seq, order_id, user_id, side, liquidity, price,
-                                  quantity, quote_amount, fee, entry, n)
+        FROM unnest({rows.FILLS.parameters(_A["fills"])})
+             WITH ORDINALITY AS f({rows.FILLS.names}, n)
         JOIN ids ON ids.n = f.entry
         ORDER BY f.n
         RETURNING 1
@@ -156,23 +150,19 @@ _WRITE_SQL = f"""
                priority = v.priority, reason = v.reason, hold_id = v.hold_id,
                trailing_active = v.trailing_active, trailing_extreme = v.trailing_extreme,
                updated_at = ${_W + 2}
-        FROM unnest({unnest_parameters(_A["orders"], _WRITE_ARRAYS["orders"])})
-             AS v(id, status, quantity, filled_quantity, executed_value, fees, fee_numerator,
-                  book_price, priority, reason, hold_id, trailing_active, trailing_extreme)
+        FROM unnest({rows.ORDERS.parameters(_A["orders"])}) AS v({rows.ORDERS.names})
         WHERE o.id = v.id
         RETURNING 1
     ), changed_holds AS (
         UPDATE holds h SET amount = v.amount, remaining = v.remaining, status = v.status,
                resolved_at = CASE WHEN v.status = 'PENDING' THEN NULL ELSE now() END
-        FROM unnest({unnest_parameters(_A["holds"], _WRITE_ARRAYS["holds"])})
-             AS v(id, amount, remaining, status)
+        FROM unnest({rows.HOLDS.parameters(_A["holds"])}) AS v({rows.HOLDS.names})
         WHERE h.id = v.id
         RETURNING 1
     ), changed_positions AS (
-        UPDATE positions p SET quantity = v.quantity, cost_usd = round(v.cost, 18),
-               realized_pnl_usd = round(v.pnl, 18), updated_at = now()
-        FROM unnest({unnest_parameters(_A["positions"], _WRITE_ARRAYS["positions"])})
-             AS v(user_id, currency, quantity, cost, pnl)
+        UPDATE positions p SET quantity = v.quantity, cost_usd = round(v.cost_usd, 18),
+               realized_pnl_usd = round(v.realized_pnl_usd, 18), updated_at = now()
+        FROM unnest({rows.POSITIONS.parameters(_A["positions"])}) AS v({rows.POSITIONS.names})
         WHERE p.user_id = v.user_id AND p.currency = v.currency
         RETURNING 1
     ), new_events AS (
@@ -180,8 +170,7 @@ _WRITE_SQL = f"""
         RETURNING 1
     ), command_outcomes AS (
         UPDATE order_commands c SET outcome = v.outcome
-        FROM unnest({unnest_parameters(_A["outcomes"], _WRITE_ARRAYS["outcomes"])})
-             AS v(seq, outcome)
+        FROM unnest({rows.OUTCOMES.parameters(_A["outcomes"])}) AS v({rows.OUTCOMES.names})
         WHERE c.market_id = ${_W} AND c.seq = v.seq
         RETURNING 1
     ), market AS (
@@ -225,21 +214,23 @@ async def write(
     book_seq = state.applied if batch.levels else state.book_seq
     last_price = None if state.last_price is None else spec.price(state.last_price)
     assert state.book is not None
-    rows = {
+    written_rows: dict[str, list[Any]] = {
         "fills": batch.fills,
         "orders": _order_rows(spec, batch),
         "holds": [
-            (
-                h.id,
-                decimal_amount(spec, h.currency, h.amount),
-                decimal_amount(spec, h.currency, h.remaining),
-                h.status,
+            rows.HOLDS.row(
+                id=h.id,
+                amount=decimal_amount(spec, h.currency, h.amount),
+                remaining=decimal_amount(spec, h.currency, h.remaining),
+                status=h.status,
             )
             for h in batch.holds.values()
         ],
         "positions": positions,
         "events": events,
-        "outcomes": list(batch.outcomes.items()),
+        "outcomes": [
+            rows.OUTCOMES.row(seq=seq, outcome=outcome) for seq, outcome in batch.outcomes.items()
+        ],
     }
     written = await pg.fetchrow(
         _WRITE_SQL,
@@ -249,8 +240,8 @@ async def write(
         now,
         *(
             parameter
-            for name, types in _WRITE_ARRAYS.items()
-            for parameter in columns(rows[name], len(types))
+            for name, arrays in _WRITE_ARRAYS.items()
+            for parameter in arrays.arrays(written_rows[name])
         ),
         state.applied,
         book_seq,
@@ -265,12 +256,12 @@ async def write(
         pending.check(written)
     if written["market"] != 1:
         raise InvariantViolation("another engine moved this market on")
-    if any(written[name] != len(rows[name]) for name in _WRITE_ARRAYS):
+    if any(written[name] != len(written_rows[name]) for name in _WRITE_ARRAYS):
         raise InvariantViolation(f"the engine's batch was not written exactly once: {written}")
     state.book_seq = book_seq
 
 
-async def _lock(pg: Any, batch: Batch, quote: str) -> list[tuple[Any, ...]]:
+async def _lock(pg: Any, batch: Batch, quote: str) -> list[rows.PositionChange]:
     """Lock what the batch settles, in one statement (``_LOCK_SQL``): the accounts of
     its deferred journal entries (primary-key order, as every locker of accounts) and
     its positions, with the quote currency's USD rate; the positions' new rows."""
@@ -279,50 +270,59 @@ async def _lock(pg: Any, batch: Batch, quote: str) -> list[tuple[Any, ...]]:
     keys = sorted({(user, asset) for user, asset, *_ in batch.positions})
     if not refs and not keys:
         return []
-    rows = await pg.fetch(
+    locked = await pg.fetch(
         _LOCK_SQL,
         *ledger.lock_accounts_parameters(refs),
         [k[0] for k in keys],
         [k[1] for k in keys],
         quote,
     )
-    journal.adopt(ledger.locked_accounts(r for r in rows if r["row"] == "account"))
-    positions = [r for r in rows if r["row"] == "position"]
+    journal.adopt(ledger.locked_accounts(r for r in locked if r["row"] == "account"))
+    positions = [r for r in locked if r["row"] == "position"]
     have = {(r["user_id"], r["currency"]) for r in positions}
     if late := [k for k in keys if k not in have]:
         # made by another transaction after this statement's snapshot: locked now
         positions += await pg.fetch(_POSITIONS_SQL, [k[0] for k in late], [k[1] for k in late])
     current = {
-        (r["user_id"], r["currency"]): Position(
-            r["quantity"], r["cost_usd"], r["realized_pnl_usd"]
-        )
+        (r["user_id"], r["currency"]): Position(r["quantity"], r["cost_usd"], r["realized_pnl_usd"])
         for r in positions
     }
-    rate = next((r["balance"] for r in rows if r["row"] == "rate"), _D(0))
+    rate = next((r["balance"] for r in locked if r["row"] == "rate"), _D(0))
     settle_positions(current, batch.positions, rate)
-    return [(k[0], k[1], (p := current[k]).quantity, p.cost, p.realized_pnl) for k in keys]
+    return [
+        rows.POSITIONS.row(
+            user_id=user_id,
+            currency=currency,
+            quantity=(p := current[user_id, currency]).quantity,
+            cost_usd=p.cost,
+            realized_pnl_usd=p.realized_pnl,
+        )
+        for user_id, currency in keys
+    ]
 
 
-def _order_rows(spec: rules.MarketSpec, batch: Batch) -> list[tuple[Any, ...]]:
+def _order_rows(spec: rules.MarketSpec, batch: Batch) -> list[rows.OrderChange]:
     q = lambda units: _D(units).scaleb(-spec.quote_scale)  # noqa: E731
-    rows = []
+    changes = []
     for o in batch.orders.values():
         state = o.trailing_state
-        rows.append(
-            (
-                o.id,
-                o.status.value,
-                spec.quantity(o.quantity),
-                spec.quantity(o.filled),
-                q(o.executed),
-                q(o.fees),
-                _D(o.fee_numerator),
-                spec.price(o.price),
-                o.priority,
-                o.reason,
-                o.hold_id,
-                bool(state and state.active),
-                None if state is None or state.extreme is None else spec.price(state.extreme),
+        changes.append(
+            rows.ORDERS.row(
+                id=o.id,
+                status=o.status.value,
+                quantity=spec.quantity(o.quantity),
+                filled_quantity=spec.quantity(o.filled),
+                executed_value=q(o.executed),
+                fees=q(o.fees),
+                fee_numerator=_D(o.fee_numerator),
+                book_price=spec.price(o.price),
+                priority=o.priority,
+                reason=o.reason,
+                hold_id=o.hold_id,
+                trailing_active=bool(state and state.active),
+                trailing_extreme=(
+                    None if state is None or state.extreme is None else spec.price(state.extreme)
+                ),
             )
         )
-    return rows
+    return changes

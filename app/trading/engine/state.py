@@ -23,6 +23,7 @@ from app.trading.domain.orders import (
     Trigger,
     epoch_ms,
 )
+from app.trading.engine.rows import FillRow
 
 
 @dataclass(slots=True)
@@ -125,7 +126,7 @@ class Batch:
     outcomes: dict[int, str] = field(default_factory=dict)
     orders: dict[int, LiveOrder] = field(default_factory=dict)  # touched
     holds: dict[int, HoldState] = field(default_factory=dict)  # touched
-    fills: list[tuple[Any, ...]] = field(default_factory=list)
+    fills: list[FillRow] = field(default_factory=list)
     trades: list[dict[str, Any]] = field(default_factory=list)  # topics.Trade's fields
     levels: set[tuple[Side, int]] = field(default_factory=set)
     positions: list[tuple[int, str, Decimal, Decimal, bool]] = field(default_factory=list)
