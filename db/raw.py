@@ -32,7 +32,10 @@ Raw users:
     app.events.event_log        the event log's consumers (locked checkpoint, next events)
     app.wallets.wallets         the enabled currency, read by every money request
     app.wallets.transfers       a transfer's parties in one statement
-    app.social.copy_trading     copying a batch of leader fills (hot: every leader fill)
+    app.social.copy_planning    copying a batch of leader fills (hot: every leader fill)
+    app.social.copy_placement   placing a batch of copies and marking them
+    app.social.follow_positions a batch of follower fills into follow positions
+    app.social.follow_close     a follow's positions sold in one pass
     app.social.follows          follow statistics in three statements for any number
     app.social.leaderboard      the leaderboard's one ranking statement
     app.social.profit_share     profit share settlement, a follow per statement
@@ -45,6 +48,7 @@ Raw users:
     app.marketdata.importer     candles imported by unnest arrays
     app.marketdata.reads        candle reads (charts)
     app.backtesting.backtests   a run's equity curve and trades: thousands of rows by unnest
+    app.backtesting.leader_history  a leader's fills and positions before each sell
 
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.
 
