@@ -7,6 +7,7 @@ the HTML report written.
         --from 2024-01-01 --to 2024-06-01 --report out.html
     python -m app backtest sweep --strategy ma --fast 5:20:5 --slow 20:60:10 \\
         --fraction 0.5 ... --workers 4 --report sweep.html
+    python -m app backtest sweep ... --cluster tcp://10.0.0.5:8786 --report sweep.html
     python -m app backtest --strategy copy --leader 42 --allocation 1000 \\
         --sizing-mode FIXED_RATIO --ratio 0.5 --symbol BTC/USDT --source VENUE --interval 1m \\
         --from 2024-01-01 --to 2024-01-02 --latency 0 --volume-share none --report copy.html
@@ -17,10 +18,15 @@ PUBLIC leader can be replayed. It has no sweep.
 
 A sweep's parameters take ``start:stop:step`` ranges (stop included); every combination
 that is valid (fast < slow) is a variant. The variants run in a
-``concurrent.futures.ProcessPoolExecutor`` on all cores (``--workers``); ``sweep`` takes
-any ``Executor``, so a cluster's (Ray's or Dask's ``Executor`` adapter) can be plugged in.
-The best variant by Sharpe ratio is run again for the report, whose sweep section gives
-the number of variants tried and its deflated Sharpe ratio.
+``concurrent.futures.ProcessPoolExecutor`` on all cores (``--workers``), or, with
+``--cluster ADDRESS``, on a Dask cluster through its ``concurrent.futures`` adapter
+(``distributed.Client(ADDRESS).get_executor()``; the optional extra ``cluster``,
+imported only then): ``sweep`` takes any ``Executor``, so nothing else changes and the
+outcome is the same. The best variant by Sharpe ratio is run again for the report, whose
+sweep section gives the number of variants tried and its deflated Sharpe ratio; the
+sweep's summary (ranges, variants tried and skipped, the best one's parameters, Sharpe and
+deflated Sharpe, every variant's Sharpe) is written as JSON beside the report
+(``--summary``, default the report's path with ``.json``; sorted keys, numbers as strings).
 
 Exit status: 0 done, 2 refused (an argument, or no candles).
 """
@@ -29,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -92,7 +100,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--maker-fee")
     parser.add_argument("--taker-fee")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sweep")
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="sweep: run the variants on the Dask cluster whose scheduler is at ADDRESS"
+        " (e.g. tcp://10.0.0.5:8786) instead of local processes; start one with"
+        " 'dask scheduler' and, on each machine, 'dask worker tcp://SCHEDULER:8786'"
+        " (where this project is installed). Needs: pip install '.[cluster]'",
+    )
     parser.add_argument("--report", type=Path, required=True, help="the HTML file to write")
+    parser.add_argument(
+        "--summary", type=Path, help="sweep: the JSON summary to write (default: <report>.json)"
+    )
 
 
 def _time(text: str) -> datetime:
@@ -199,29 +218,43 @@ async def _inputs(database_url: str, request: BacktestRequest) -> specs.RunInput
 
 
 def run_command(database_url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    try:
-        found, invalid = variants(args)
-        if not found:
-            raise ValidationFailed("no valid parameters", field="parameters")
-        if args.mode == "run" and len(found) > 1:
-            raise ValidationFailed("one value per parameter (ranges: 'sweep')", field="parameters")
-        inputs = asyncio.run(_inputs(database_url, request_of(args, found[0])))
-    except (UserError, ArithmeticError, ValueError) as error:
-        message = error.message if isinstance(error, UserError) else str(error)
-        print(f"Refused: {message}", file=sys.stderr)
-        return 2
-    if args.mode == "sweep":
-        with ProcessPoolExecutor(max_workers=max(1, args.workers)) as executor:
+    with ExitStack() as stack:
+        try:
+            found, invalid = variants(args)
+            if not found:
+                raise ValidationFailed("no valid parameters", field="parameters")
+            if args.mode == "run" and len(found) > 1:
+                raise ValidationFailed(
+                    "one value per parameter (ranges: 'sweep')", field="parameters"
+                )
+            if args.mode == "run" and args.cluster is not None:
+                raise ValidationFailed("--cluster is for a sweep", field="cluster")
+            executor = stack.enter_context(_executor(args)) if args.mode == "sweep" else None
+            inputs = asyncio.run(_inputs(database_url, request_of(args, found[0])))
+        except (UserError, ArithmeticError, ValueError) as error:
+            message = error.message if isinstance(error, UserError) else str(error)
+            print(f"Refused: {message}", file=sys.stderr)
+            return 2
+        if executor is None:
+            summary = None
+        else:
             outcome = sweep(inputs, found, executor=executor)
-        print(f"variants tried  {len(found)} ({invalid} invalid combinations skipped)", file=out)
-        best = outcome.best.parameters
-        print(f"best by Sharpe  {best.as_json()}", file=out)
-        print(f"deflated Sharpe {_figure(outcome.deflated_sharpe)}", file=out)
-        summary = SweepSummary(len(found), outcome.best.metrics.sharpe, outcome.deflated_sharpe)
-        inputs = specs.RunInputs(best, inputs.candles, inputs.market, inputs.balances,
-                                 inputs.settings)  # fmt: skip
-    else:
-        summary = None
+            stack.close()  # the pool's processes, or the cluster's client
+            tried = f"{len(found)} ({invalid} invalid combinations skipped)"
+            print(f"variants tried  {tried}", file=out)
+            best = outcome.best.parameters
+            print(f"best by Sharpe  {best.as_json()}", file=out)
+            print(f"deflated Sharpe {_figure(outcome.deflated_sharpe)}", file=out)
+            summary = SweepSummary(len(found), outcome.best.metrics.sharpe, outcome.deflated_sharpe)
+            summary_path = args.summary or _beside(args.report)
+            summary_path.write_text(
+                json.dumps(sweep_json(args, inputs, outcome, invalid), indent=2, sort_keys=True)
+                + "\n",
+                encoding="utf-8",
+            )
+            print(f"summary         {summary_path}", file=out)
+            inputs = specs.RunInputs(best, inputs.candles, inputs.market, inputs.balances,
+                                     inputs.settings)  # fmt: skip
     with Progress(total=len(inputs.candles), label="backtest") as progress:
         run = specs.run(inputs, lambda done: progress.advance(done - progress.done))
     result = evaluate(run)
@@ -236,6 +269,61 @@ def run_command(database_url: str, args: argparse.Namespace, out: TextIO = sys.s
     )
     print(f"report          {args.report}", file=out)
     return 0
+
+
+@contextmanager
+def _executor(args: argparse.Namespace) -> Iterator[Executor]:
+    """The sweep's executor: local processes, or a Dask cluster's with ``--cluster``."""
+    if args.cluster is None:
+        with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+            yield pool
+        return
+    try:
+        from distributed import Client  # the optional extra, imported only here
+    except ImportError:
+        raise ValidationFailed(
+            "--cluster needs Dask: pip install '.[cluster]'", field="cluster"
+        ) from None
+    try:
+        client = Client(args.cluster, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ValidationFailed(
+            f"no Dask scheduler reached at {args.cluster}: {error}", field="cluster"
+        ) from None
+    try:
+        with client.get_executor() as executor:
+            yield executor
+    finally:
+        client.close()
+
+
+def _beside(report: Path) -> Path:
+    path = report.with_suffix(".json")
+    return path if path != report else report.with_name(report.name + ".json")
+
+
+def sweep_json(
+    args: argparse.Namespace,
+    inputs: specs.RunInputs,
+    outcome: sweeps.SweepOutcome,
+    invalid: int,
+) -> dict[str, object]:
+    """What the sweep's summary file holds: the ranges given (as typed), the market and
+    settings, the invalid combinations skipped and the outcome (``sweeps.outcome_json``)."""
+    names = MA_PARAMETERS if args.strategy == "ma" else DCA_PARAMETERS
+    return {
+        "strategy": args.strategy,
+        "ranges": {name: getattr(args, name) for name in names},
+        "symbol": inputs.market.symbol,
+        "source": args.source,
+        "interval": args.interval,
+        "from": args.start.isoformat(),
+        "to": args.end.isoformat(),
+        "balance": args.balance,
+        "settings": specs.settings_json(inputs.settings),
+        "invalidSkipped": invalid,
+        **sweeps.outcome_json(outcome),
+    }
 
 
 def sweep(

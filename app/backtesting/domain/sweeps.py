@@ -108,3 +108,26 @@ def summarise(outcomes: Iterable[VariantOutcome]) -> SweepOutcome:
             kurtosis=float(returns.kurtosis),
         )
     return SweepOutcome(variants, best, variance, deflated)
+
+
+def outcome_json(outcome: SweepOutcome) -> dict[str, object]:
+    """The outcome as JSON values (numbers as strings, so nothing is rounded): how many
+    variants were tried, the best one's parameters, annualised Sharpe ratio and deflated
+    Sharpe ratio, and every variant's parameters and Sharpe ratio in variant order."""
+
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "variantsTried": len(outcome.variants),
+        "best": {
+            "parameters": outcome.best.parameters.as_json(),
+            "sharpe": text(outcome.best.metrics.sharpe),
+            "deflatedSharpe": text(outcome.deflated_sharpe),
+        },
+        "sharpeVariance": str(outcome.sharpe_variance),
+        "variants": [
+            {"parameters": v.parameters.as_json(), "sharpe": text(v.metrics.sharpe)}
+            for v in outcome.variants
+        ],
+    }
