@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from app.trading import order_lists as live
 from app.trading.domain.orders import OrderRequest, OrderStatus, OrderType, Side
 from app.venues.domain import lists
 from app.venues.domain.lists import Bracket, ListAck
+from app.venues.domain.paths import PathMode
 from app.venues.domain.simulated import SimulatedVenue
 from app.venues.domain.venue import (
     Liquidity,
@@ -21,7 +25,7 @@ from app.venues.domain.venue import (
     OrderTriggered,
     VenueEvent,
 )
-from tests.support.simulation import SYMBOL
+from tests.support.simulation import SPEC, SYMBOL, random_candle
 from tests.venues.test_simulated import balances, candle, venue
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -296,3 +300,104 @@ def run(seed: int) -> tuple[VenueEvent, ...]:
 def test_the_same_inputs_give_the_same_events():
     assert run(7) == run(7)
     assert any(isinstance(e, OrderEnded) and e.reason == "OCO" for e in run(7))
+
+
+# --- a property: random lists, cancels and candles --------------------------------------
+
+list_op = st.tuples(
+    st.sampled_from(["oco", "bracket"]),
+    st.sampled_from([BUY, SELL]),
+    st.integers(1, 1500),  # lots
+    st.integers(1, 800),  # ticks to the take-profit
+    st.integers(1, 800),  # ticks to the stop
+    st.integers(-300, 300),  # a bracket entry's limit from the last close (0: MARKET)
+)
+cancel_op = st.tuples(st.sampled_from(["cancel", "cancel_list"]), st.integers(0, 30))
+candle_op = st.tuples(
+    st.just("candle"),
+    st.integers(-500, 500),
+    st.integers(0, 900),
+    st.integers(0, 900),
+    st.integers(-500, 500),
+    st.integers(0, 20),
+)
+list_ops = st.lists(
+    st.tuples(st.lists(st.one_of(list_op, cancel_op), max_size=3), candle_op).map(
+        lambda step: [*step[0], step[1]]
+    ),
+    max_size=12,
+).map(lambda steps: [op for step in steps for op in step])
+
+
+def _place(v: SimulatedVenue, lid: str, op: tuple, last: int) -> None:
+    kind, side, lots, tp, sl, entry = op
+    qty, up = SPEC.quantity(lots), 1 if side is BUY else -1
+    price = SPEC.price
+    if kind == "oco":  # a take-profit limit and a stop beyond the last close
+        v.submit_list(
+            symbol=SYMBOL,
+            client_list_id=lid,
+            oco=(
+                OrderRequest(side, OrderType.LIMIT, qty, price=price(max(1, last - up * tp))),
+                OrderRequest(
+                    side,
+                    OrderType.STOP_MARKET,
+                    qty,
+                    stop_price=price(max(1, last + up * sl)),
+                    max_slippage_bps=2000,
+                ),
+            ),
+        )
+        return
+    request = (
+        OrderRequest(side, OrderType.MARKET, qty, max_slippage_bps=500)
+        if entry == 0
+        else OrderRequest(side, OrderType.LIMIT, qty, price=price(max(1, last + entry)))
+    )
+    v.submit_list(
+        symbol=SYMBOL,
+        client_list_id=lid,
+        bracket=Bracket(
+            request, price(max(1, last + up * (tp + 300))), price(max(1, last - up * (sl + 300)))
+        ),
+    )
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(ops=list_ops, path=st.sampled_from(list(PathMode)), latency=st.integers(0, 2))
+def test_lists_keep_cash_holds_and_position_accounted(ops, path, latency):
+    v = venue(usdt="500", btc="2", path=path, latency=latency, share="0.3")
+    lids: list[str] = []
+    hour, last = 1, 10000  # ticks
+    for op in ops:
+        if op[0] in ("oco", "bracket"):
+            lids.append(f"L{len(lids)}")
+            _place(v, lids[-1], op, last)
+        elif op[0] == "cancel" and lids:
+            lid = lids[op[1] % len(lids)]
+            v.cancel(client_order_id=f"{lid}:{op[1] % 3}")
+        elif op[0] == "cancel_list" and lids:
+            v.cancel_list(client_list_id=lids[op[1] % len(lids)])
+        elif op[0] == "candle":
+            _, move, up, down, close_move, volume = op
+            o = max(200, last + move)
+            c = max(200, o + close_move)
+            v.advance(random_candle(hour, o, c, up, down, volume))
+            hour, last = hour + 1, c
+        accounts(v, "500", "2")
+        b = v.balances()
+        assert all(x.available >= 0 and x.held >= 0 for x in b.values())
+        # what is held: per list (its live legs share one hold), a PENDING exit nothing
+        sells: dict[str, D] = {}
+        buys = False
+        for o in v.open_orders():
+            if o.status is OrderStatus.PENDING:
+                continue
+            if o.side is SELL:
+                key = o.client_order_id.split(":")[0]
+                sells[key] = max(sells.get(key, D(0)), o.quantity - o.filled)
+            else:
+                buys = True
+        assert b["BTC"].held == sum(sells.values(), D(0))
+        if not buys:
+            assert b["USDT"].held == 0
