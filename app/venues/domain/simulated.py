@@ -52,8 +52,8 @@ price at once). ``cancel_list`` (not on the live venue: there one cancels a leg)
 every live leg (reason CANCELED). A refused list leaves nothing, not even its id. Not
 simulated (yet): market data other than candles, other markets.
 
-About 760 lines (over the house's 600): the list hooks sit in the fill, end and trigger
-paths of the venue's private state; the list rules themselves are in ``lists``.
+Size: one idea, one account's orders on the simulated book; the order lists' hooks sit in
+the fill, end and trigger paths of that private state (the list rules are in ``lists``).
 """
 
 from __future__ import annotations
