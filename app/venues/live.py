@@ -69,9 +69,7 @@ class LiveVenue:
         async with self.rt.sessions() as session:
             return await placement.existing_order(session, self.user_id, client_order_id)
 
-    async def submit(
-        self, *, symbol: str, client_order_id: str, request: OrderRequest
-    ) -> OrderAck:
+    async def submit(self, *, symbol: str, client_order_id: str, request: OrderRequest) -> OrderAck:
         try:
             order = await placement.place_order(
                 self.rt,

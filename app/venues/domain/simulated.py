@@ -40,8 +40,20 @@ order by a uniform 0 .. slippage_bps basis points, drawn from ``random.Random(se
 (never beyond the order's own limit).
 
 Amendments change a resting order at once (the book's rules, the hold follows); one that
-makes it marketable fills at the next sweep at its own price. Not simulated (yet): OCO
-lists and brackets, market data other than candles, other markets.
+makes it marketable fills at the next sweep at its own price (not a list's orders, as
+live).
+
+Order lists (``submit_list``: OCO and bracket, ``lists``) follow the live engine: an OCO
+leg's fill (even partial), trigger or refusal on arrival cancels its sibling (reason
+``OCO``), the legs share one hold, released when the last of them ends; a bracket's exits
+go live when the entry is final (sized to its fill, a new shared hold), at the current
+point of the path, the stop-loss first tested at the next point (live: the last trade
+price at once). ``cancel_list`` (not on the live venue: there one cancels a leg) cancels
+every live leg (reason CANCELED). A refused list leaves nothing, not even its id. Not
+simulated (yet): market data other than candles, other markets.
+
+Size: one idea, one account's orders on the simulated book; the order lists' hooks sit in
+the fill, end and trigger paths of that private state (the list rules are in ``lists``).
 """
 
 from __future__ import annotations
@@ -57,6 +69,7 @@ from app.trading.domain import matching as m
 from app.trading.domain.errors import (
     ClientOrderIdReused,
     InvalidAmend,
+    InvalidOrder,
     OrderNotAmendable,
     OrderNotCancellable,
     OrderNotFound,
@@ -78,6 +91,17 @@ from app.trading.domain.orders import (
     epoch_ms,
     hold_units,
     validate_order,
+)
+from app.venues.domain.lists import (
+    ENTRY_NOT_FILLED,
+    OCO_REASON,
+    OCO_ROLES,
+    Bracket,
+    ListAck,
+    ListRole,
+    leg_client_id,
+    plan_bracket,
+    plan_oco,
 )
 from app.venues.domain.paths import Candle, PathMode, path_points
 from app.venues.domain.triggers import TriggerSet
@@ -106,6 +130,15 @@ class SimulationSettings:
     seed: int = 0
 
 
+class _Hold:
+    """Minor units held: an order's own, or shared by an OCO's legs (a bracket's exits)."""
+
+    __slots__ = ("units",)
+
+    def __init__(self) -> None:
+        self.units = 0
+
+
 class _Order:
     __slots__ = (
         "arrive",
@@ -113,9 +146,11 @@ class _Order:
         "currency",
         "filled",
         "first_ack",
-        "hold",
+        "funds",
+        "legs",
         "order_id",
         "request",
+        "role",
         "status",
         "symbol",
         "valid",
@@ -129,10 +164,21 @@ class _Order:
         self.status = OrderStatus.NEW
         self.valid: ValidOrder | None = None
         self.currency = ""
-        self.hold = 0  # minor units of ``currency`` still held
+        self.funds = _Hold()  # of ``currency``
         self.filled = 0  # lots
         self.arrive = 0  # candle index
         self.first_ack: OrderAck | None = None
+        self.role: str | None = None  # a ``ListRole`` when in a list
+        self.legs: list[_Order] = []  # the list's orders (this one too)
+
+    @property
+    def hold(self) -> int:
+        """Minor units of ``currency`` still held (shared with the OCO's other leg)."""
+        return self.funds.units
+
+    @hold.setter
+    def hold(self, units: int) -> None:
+        self.funds.units = units
 
 
 class SimulatedVenue:
@@ -164,6 +210,8 @@ class SimulatedVenue:
         self._orders: dict[int, _Order] = {}
         self._by_client: dict[str, _Order] = {}
         self._pending: list[_Order] = []  # submitted, not arrived
+        self._lists: dict[str, tuple[object, ListAck]] = {}  # by client list id
+        self._entries_done: list[_Order] = []  # brackets' entries to hand over
         self._events: list[VenueEvent] = []
         self._seq = 0
         self._synthetic = 0
@@ -208,9 +256,13 @@ class SimulatedVenue:
                 due = [o for o in self._pending if o.arrive <= self._index]
                 self._pending = [o for o in self._pending if o.arrive > self._index]
                 for order in due:
-                    self._arrive(order, point)
+                    if order.status is OrderStatus.NEW:  # not canceled by an OCO sibling
+                        self._arrive(order, point)
+                self._hand_over(point)
             for fired in self._triggers.observe(previous, point):
                 order = self._orders[fired.order_id]
+                if order.status is not OrderStatus.UNTRIGGERED:
+                    continue  # an OCO sibling fired first
                 order.status = apply(order.status, OrderEvent.TRIGGER)
                 self._emit(
                     OrderTriggered(
@@ -221,8 +273,12 @@ class SimulatedVenue:
                         self.market.price(fired.price),
                     )
                 )
+                if order.role in OCO_ROLES:
+                    self._cancel_siblings(order)
                 self._take(order, fired.price)
+                self._hand_over(point)
             self._sweep(point)
+            self._hand_over(point)
             previous = point
         self._last = previous
         self._now = self._at = candle.close_time
@@ -244,35 +300,122 @@ class SimulatedVenue:
             self._end(order, code)
         else:
             order.arrive = self._index + self.settings.latency
-            if self.settings.latency == 0 and self._last is not None:
-                self._arrive(order, self._last)
-            else:
-                self._pending.append(order)
+            self._send(order)
         order.first_ack = OrderAck(client_order_id, order.order_id, order.status, code)
         return order.first_ack
+
+    def _send(self, order: _Order) -> None:
+        order.arrive = self._index + self.settings.latency
+        if self.settings.latency == 0 and self._last is not None:
+            self._arrive(order, self._last)
+            self._hand_over(self._last)
+        else:
+            self._pending.append(order)
+
+    def submit_list(
+        self,
+        *,
+        symbol: str,
+        client_list_id: str,
+        oco: tuple[OrderRequest, OrderRequest] | None = None,
+        bracket: Bracket | None = None,
+    ) -> ListAck:
+        """An OCO or a bracket (``lists``), idempotent by ``client_list_id``; its legs are
+        named ``<client_list_id>:<i>``. Refused (a code, nothing changed) as the live
+        venue refuses it."""
+        key = (symbol, oco, bracket)
+        known = self._lists.get(client_list_id)
+        if known is not None:
+            if known[0] == key:
+                return known[1]
+            return replace(known[1], code=ClientOrderIdReused.code)
+        spec = self.market
+        ids = [leg_client_id(client_list_id, i) for i in range(2 if bracket is None else 3)]
+        try:
+            if (oco is None) == (bracket is None):
+                raise InvalidOrder("Give an OCO or a bracket", field="kind")
+            if symbol != spec.symbol:
+                raise UnknownMarket()
+            if any(i in self._by_client for i in ids):
+                raise ClientOrderIdReused()
+            ref, now = self.last_price, self._now
+            plan = (
+                plan_oco(spec, oco, now=now, reference_price=ref)
+                if oco is not None
+                else plan_bracket(spec, bracket, now=now, reference_price=ref)  # type: ignore[arg-type]
+            )
+        except UserError as error:
+            return ListAck(client_list_id, (), error.code)
+        funded = [leg for leg in plan if leg.status is not OrderStatus.PENDING]
+        units = max(hold_units(spec, x.valid.side, x.valid.price, x.valid.quantity) for x in funded)
+        if units > self._available[self._currency(funded[0].valid.side)]:
+            return ListAck(client_list_id, (), InsufficientFunds.code)
+        legs: list[_Order] = []
+        for cid, leg in zip(ids, plan, strict=True):
+            order = _Order(len(self._orders) + 1, cid, symbol, leg.request)
+            order.valid, order.role, order.legs = leg.valid, leg.role, legs
+            order.currency = self._currency(leg.valid.side)
+            if leg.status is OrderStatus.PENDING:
+                order.status = OrderStatus.PENDING
+            elif oco is not None:
+                order.funds = legs[0].funds if legs else order.funds  # one hold for the OCO
+            self._orders[order.order_id] = self._by_client[cid] = order
+            legs.append(order)
+        self._move_hold(legs[0], units)
+        for order in legs:
+            if order.status is OrderStatus.NEW:
+                self._send(order)
+        for order in legs:
+            order.first_ack = self._ack(order)
+        ack = ListAck(client_list_id, tuple(o.first_ack for o in legs if o.first_ack))
+        self._lists[client_list_id] = (key, ack)
+        return ack
+
+    def cancel_list(self, *, client_list_id: str) -> ListAck:
+        """Cancel every live order of the list (a bracket's exits before its entry)."""
+        known = self._lists.get(client_list_id)
+        if known is None:
+            return ListAck(client_list_id, (), OrderNotFound.code)
+        legs = [self._by_client[a.client_order_id] for a in known[1].orders]
+        for order in reversed(legs):
+            if order.status in LIVE_STATUSES:
+                self._cancel_now(order, m.DoneReason.CANCELED.value)
+        self._hand_over(self._last)
+        return ListAck(client_list_id, tuple(self._ack(o) for o in legs))
 
     def cancel(self, *, client_order_id: str) -> OrderAck:
         order = self._by_client.get(client_order_id)
         if order is None:
             return OrderAck(client_order_id, None, None, OrderNotFound.code)
-        if order.order_id in self._book:
-            self._absorb(self._book.handle(m.Cancel(self._next_seq(), order.order_id)))
-        elif order.status in (OrderStatus.NEW, OrderStatus.UNTRIGGERED):
-            if order in self._pending:
-                self._pending.remove(order)
-            self._triggers.disarm(order.order_id)
-            order.status = apply(order.status, OrderEvent.CANCEL)
-            self._end(order, m.DoneReason.CANCELED.value)
+        if order.order_id in self._book or order.status in (
+            OrderStatus.NEW,
+            OrderStatus.UNTRIGGERED,
+            OrderStatus.PENDING,
+        ):
+            self._cancel_now(order, m.DoneReason.CANCELED.value)
+            if order.role in OCO_ROLES:
+                self._cancel_siblings(order)  # canceling one leg cancels the OCO
+            self._hand_over(self._last)
         else:
             return self._ack(order, OrderNotCancellable.code)
         return self._ack(order)
+
+    def _cancel_now(self, order: _Order, reason: str) -> None:
+        if order.order_id in self._book:
+            self._book.handle(m.Cancel(self._next_seq(), order.order_id))
+        else:
+            if order in self._pending:
+                self._pending.remove(order)
+            self._triggers.disarm(order.order_id)
+        order.status = apply(order.status, OrderEvent.CANCEL)
+        self._end(order, reason)
 
     def amend(self, *, client_order_id: str, price: Decimal, quantity: Decimal) -> OrderAck:
         order = self._by_client.get(client_order_id)
         if order is None:
             return OrderAck(client_order_id, None, None, OrderNotFound.code)
         resting = self._book.resting(order.order_id)
-        if resting is None:
+        if resting is None or order.legs:
             return self._ack(order, OrderNotAmendable.code)
         try:
             ticks = self.market.to_ticks(price)
@@ -339,7 +482,7 @@ class SimulatedVenue:
         except UserError as error:
             return error.code
         units = hold_units(self.market, valid.side, valid.price, valid.quantity)
-        currency = self.market.quote if valid.side is Side.BUY else self.market.base
+        currency = self._currency(valid.side)
         if units > self._available[currency]:
             return InsufficientFunds.code
         order.valid, order.currency = valid, currency
@@ -441,6 +584,8 @@ class SimulatedVenue:
             elif isinstance(event, m.Rejected):
                 order.status = apply(order.status, OrderEvent.REJECT)
                 self._end(order, event.reason.value)
+                if order.role in OCO_ROLES:
+                    self._cancel_siblings(order)  # a leg refused on arrival
             elif isinstance(event, m.OrderDone):
                 done = (
                     OrderEvent.CANCEL if event.status is OrderStatus.CANCELED else OrderEvent.EXPIRE
@@ -484,14 +629,72 @@ class SimulatedVenue:
                 spec.quantity(remaining),
             )
         )
+        if order.role in OCO_ROLES:
+            self._cancel_siblings(order)
         if not remaining:
-            self._move_hold(order, -order.hold)
+            self._finished(order)
 
     def _end(self, order: _Order, reason: str) -> None:
-        self._move_hold(order, -order.hold)
+        self._release(order)
         self._emit(
             OrderEnded(0, self._at, order.order_id, order.client_order_id, order.status, reason)
         )
+        if order.role == ListRole.ENTRY:
+            self._entries_done.append(order)
+
+    def _finished(self, order: _Order) -> None:
+        """Its last fill: what a better price left of the hold is free."""
+        self._release(order)
+        if order.role == ListRole.ENTRY:
+            self._entries_done.append(order)
+
+    def _release(self, order: _Order) -> None:
+        """Release what is left of the hold, unless a live order shares it."""
+        if not any(
+            o is not order and o.funds is order.funds and o.status in LIVE_STATUSES
+            for o in order.legs
+        ):
+            self._move_hold(order, -order.hold)
+
+    # -- order lists ---------------------------------------------------------------------
+
+    def _cancel_siblings(self, order: _Order) -> None:
+        for other in order.legs:
+            if other is not order and other.role in OCO_ROLES and other.status in LIVE_STATUSES:
+                self._cancel_now(other, OCO_REASON)
+
+    def _hand_over(self, price: int | None) -> None:
+        """Brackets whose entry is final: their exits go live at ``price`` for what the
+        entry filled, or end (``ENTRY_NOT_FILLED``, ``INSUFFICIENT_FUNDS``)."""
+        while self._entries_done:
+            entry = self._entries_done.pop(0)
+            exits = [o for o in entry.legs if o.status is OrderStatus.PENDING]
+            if not exits:
+                continue
+            need = 0
+            shared = _Hold()
+            for order in exits:
+                assert order.valid is not None
+                order.funds = shared
+                order.valid = replace(order.valid, quantity=entry.filled)
+                v = order.valid
+                need = max(need, hold_units(self.market, v.side, v.price, v.quantity))
+            reason = None
+            if entry.filled == 0:
+                reason = ENTRY_NOT_FILLED
+            elif need > self._available[exits[0].currency]:
+                reason = InsufficientFunds.code
+            if reason is not None:
+                for order in exits:
+                    order.status = apply(order.status, OrderEvent.CANCEL)
+                    self._end(order, reason)
+                continue
+            assert price is not None  # the entry filled: a candle was played
+            self._move_hold(exits[0], need)
+            for order in exits:
+                if order.role == ListRole.TAKE_PROFIT:
+                    order.status = apply(order.status, OrderEvent.RELEASE)
+                self._arrive(order, price)
 
     def _expire(self, moment: datetime) -> None:
         """GTD orders whose time has come, on the book and off it."""
@@ -510,6 +713,10 @@ class SimulatedVenue:
                 self._end(order, m.DoneReason.GTD_EXPIRED.value)
 
     # -- funds ---------------------------------------------------------------------------
+
+    def _currency(self, side: Side) -> str:
+        """What an order of ``side`` holds."""
+        return self.market.quote if side is Side.BUY else self.market.base
 
     def _move_hold(self, order: _Order, units: int) -> None:
         """Hold ``units`` more for ``order`` (available → held), or release ``-units``."""
