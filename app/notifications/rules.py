@@ -17,7 +17,7 @@ services; a missing optional key only makes the text plainer)::
     social.copy_skipped         followId reason [symbol side]
     social.follow_paused        followId reason [leaderName positionsClosed]
     social.new_follower         followId [followerName]
-    social.profit_share         followId amount currency leaderId [followerId]
+    social.profit_share         followId settlementId amount currency role (LEADER/FOLLOWER)
 
 Price alerts fire on trades (``app.notifications.price_alerts``); ``price_alert_hit`` drafts
 their notification.
@@ -275,7 +275,7 @@ def _new_follower(_user_id: int, p: Payload) -> Draft:
 
 def _profit_share(user_id: int, p: Payload) -> Draft:
     amount = f"{_amount(p['amount'])} {p['currency']}"
-    if user_id == p["leaderId"]:
+    if p["role"] == "LEADER":  # the event is written once to each party, with its role
         title, body = "Profit share received", f"A follower paid you {amount} of profit share."
     else:
         title = "Profit share paid"

@@ -203,9 +203,12 @@ def test_social_events():
     assert paused.body == "Copying a leader was paused: stop loss."
     follower = rules.from_event("social.new_follower", 2, {"followId": 9, "followerId": 5})
     assert follower is not None and follower.type is NotificationType.SOCIAL
-    share = {"followId": 9, "amount": "2.50", "currency": "USDT", "leaderId": 2}
-    to_leader = rules.from_event("social.profit_share", 2, share)
-    to_follower = rules.from_event("social.profit_share", 5, share)
+    def share(role: str) -> dict[str, object]:  # the payload profit sharing writes
+        return {"followId": 9, "settlementId": 1, "amount": "2.50", "currency": "USDT",
+                "role": role}  # fmt: skip
+
+    to_leader = rules.from_event("social.profit_share", 2, share("LEADER"))
+    to_follower = rules.from_event("social.profit_share", 5, share("FOLLOWER"))
     assert to_leader is not None and to_follower is not None
     assert to_leader.body == "A follower paid you 2.5 USDT of profit share."
     assert to_follower.title == "Profit share paid"

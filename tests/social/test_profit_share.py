@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from app.notifications.notifications import notify_from_events
 from app.social import profit_share
 from app.trading import commands
 from app.trading.domain.orders import Side
@@ -101,6 +102,15 @@ async def test_the_leader_share_moves_through_the_ledger_once_per_day(api, rt, e
     )
     assert sorted((e["user_id"], e["payload"]["role"], e["payload"]["amount"]) for e in events) == (
         sorted([(leader_id, "LEADER", str(SHARE)), (uid, "FOLLOWER", str(SHARE))])
+    )
+    # and each party is told, from those events
+    await notify_from_events(rt)
+    told = await rows(
+        rt,
+        "SELECT user_id, title FROM notifications WHERE title LIKE 'Profit share%' ORDER BY id",
+    )
+    assert sorted((n["user_id"], n["title"]) for n in told) == sorted(
+        [(leader_id, "Profit share received"), (uid, "Profit share paid")]
     )
 
 
