@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +15,7 @@ from app.trading import markets
 from app.trading.command_queue import after_engine, enqueue, first_command, raise_if_refused
 from app.trading.domain import orders as rules
 from app.trading.domain.errors import ClientOrderIdReused, InvalidOrder
+from app.trading.domain.lists import OCO_ROLES, Bracket, ListKind, ListRole  # noqa: F401 (callers' names)
 from app.trading.domain.orders import OrderRequest, OrderStatus, OrderType, Side, ValidOrder
 from app.trading.markets import MarketRow
 from app.trading.pretrade import (
@@ -30,32 +30,6 @@ from app.trading.pretrade import (
 )
 from db.models import Order, OrderList
 from db.session import in_transaction
-
-
-class ListKind:
-    OCO = "OCO"
-    BRACKET = "BRACKET"
-
-
-class ListRole:
-    LEG = "LEG"  # an OCO leg
-    ENTRY = "ENTRY"
-    TAKE_PROFIT = "TAKE_PROFIT"
-    STOP_LOSS = "STOP_LOSS"
-
-
-# The roles whose first fill or trigger cancels the others of their list.
-OCO_ROLES = frozenset({ListRole.LEG, ListRole.TAKE_PROFIT, ListRole.STOP_LOSS})
-
-
-@dataclass(frozen=True, slots=True)
-class Bracket:
-    """An entry, then (once it has filled) a take-profit LIMIT and a stop-loss, as OCO."""
-
-    entry: OrderRequest
-    take_profit_price: Decimal
-    stop_loss_price: Decimal
-    stop_loss_limit_price: Decimal | None = None  # STOP_LIMIT instead of STOP_MARKET
 
 
 @dataclass(frozen=True, slots=True)

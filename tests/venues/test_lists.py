@@ -11,10 +11,9 @@ from decimal import Decimal as D
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.trading import order_lists as live
+from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import OrderRequest, OrderStatus, OrderType, Side
-from app.venues.domain import lists
-from app.venues.domain.lists import Bracket, ListAck
+from app.venues.domain.lists import ListAck
 from app.venues.domain.paths import PathMode
 from app.venues.domain.simulated import SimulatedVenue
 from app.venues.domain.venue import (
@@ -77,13 +76,6 @@ def accounts(v: SimulatedVenue, usdt: str, btc: str) -> None:
             cash -= sign * e.value + e.fee
     b = v.balances()
     assert b["USDT"].total == cash and b["BTC"].total == coins
-
-
-def test_the_roles_are_the_live_venues():
-    for name in ("LEG", "ENTRY", "TAKE_PROFIT", "STOP_LOSS"):
-        assert getattr(lists.ListRole, name) == getattr(live.ListRole, name)
-    assert lists.OCO_ROLES == live.OCO_ROLES
-    assert (lists.ListKind.OCO, lists.ListKind.BRACKET) == (live.ListKind.OCO, "BRACKET")
 
 
 def test_oco_take_profit_fills_and_cancels_the_stop():

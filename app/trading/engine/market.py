@@ -27,6 +27,7 @@ from app.ledger.holds import HoldEvent
 from app.ledger.rules import AccountKind, move
 from app.trading.domain import orders as rules
 from app.trading.domain import settlement
+from app.trading.domain.lists import OCO_ROLES, ListRole
 from app.trading.domain.matching import (
     Accepted,
     Amend,
@@ -65,7 +66,6 @@ from app.trading.engine.state import (
 )
 from app.trading.engine.triggers import fires
 from app.trading.markets import MarketRow
-from app.trading.order_lists import OCO_ROLES, ListRole
 
 _D = Decimal
 

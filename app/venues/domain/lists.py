@@ -15,8 +15,8 @@ as the live venue checks them (``app.trading.order_lists``: ``_plan_oco``,
   the last price); the stop-loss is checked against the same reference.
 
 Leg ``i`` of the list ``L`` has the client order id ``L:i`` (entry 0, take-profit 1,
-stop-loss 2), as the live venue names them. The roles mirror ``order_lists.ListRole``
-(a test checks they are the same).
+stop-loss 2), as the live venue names them. Kinds, roles and ``Bracket`` are the live
+venue's own (``app.trading.domain.lists``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from decimal import Decimal
 
 from app.core.errors import UserError
 from app.trading.domain.errors import InvalidOrder
+from app.trading.domain.lists import Bracket, ListRole
 from app.trading.domain.orders import (
     MarketSpec,
     OrderRequest,
@@ -39,33 +40,8 @@ from app.trading.domain.orders import (
 )
 from app.venues.domain.venue import OrderAck
 
-
-class ListKind:
-    OCO = "OCO"
-    BRACKET = "BRACKET"
-
-
-class ListRole:
-    LEG = "LEG"  # an OCO leg
-    ENTRY = "ENTRY"
-    TAKE_PROFIT = "TAKE_PROFIT"
-    STOP_LOSS = "STOP_LOSS"
-
-
-# The roles whose first fill or trigger cancels the others of their list.
-OCO_ROLES = frozenset({ListRole.LEG, ListRole.TAKE_PROFIT, ListRole.STOP_LOSS})
 OCO_REASON = "OCO"  # the reason of a leg its sibling canceled
 ENTRY_NOT_FILLED = "ENTRY_NOT_FILLED"  # a bracket's exits when the entry filled nothing
-
-
-@dataclass(frozen=True, slots=True)
-class Bracket:
-    """An entry, then (once it has filled) a take-profit LIMIT and a stop-loss, as OCO."""
-
-    entry: OrderRequest
-    take_profit_price: Decimal
-    stop_loss_price: Decimal
-    stop_loss_limit_price: Decimal | None = None  # STOP_LIMIT instead of STOP_MARKET
 
 
 @dataclass(frozen=True, slots=True)

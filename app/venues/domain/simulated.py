@@ -75,6 +75,7 @@ from app.trading.domain.errors import (
     OrderNotFound,
     UnknownMarket,
 )
+from app.trading.domain.lists import OCO_ROLES, Bracket, ListRole
 from app.trading.domain.orders import (
     BPS,
     EPOCH,
@@ -95,10 +96,7 @@ from app.trading.domain.orders import (
 from app.venues.domain.lists import (
     ENTRY_NOT_FILLED,
     OCO_REASON,
-    OCO_ROLES,
-    Bracket,
     ListAck,
-    ListRole,
     leg_client_id,
     plan_bracket,
     plan_oco,
