@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import sys
 import tempfile
@@ -157,25 +158,51 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
     await runtime.aclose()
 
 
+# Ends what a test left inside a transaction for longer than any live job holds one (a
+# server, engine or worker stopped mid-flight): it would keep a lock TRUNCATE needs forever.
 _END_STRAY_TRANSACTIONS = """
-    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    SELECT pid, state, application_name, left(query, 120),
+           pg_terminate_backend(pid) FROM pg_stat_activity
     WHERE datname = current_database() AND pid <> pg_backend_pid()
       AND state IN ('idle in transaction', 'idle in transaction (aborted)', 'active')
+      AND coalesce(xact_start, query_start) < now() - interval '2 seconds'
 """
-
-
-_LOCK_HOLDERS = """
-    SELECT pid, state, application_name, left(query, 120) FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid()
-      AND state IN ('idle in transaction', 'idle in transaction (aborted)', 'active')
-"""
+_BUSY = {"55P03", "40P01"}  # lock not available (NOWAIT), deadlock detected
+_EMPTY_WITHIN = 60.0  # seconds before a test's teardown gives up
 
 
 async def _empty(runtime: Runtime, tables: str) -> None:
+    """Takes every table's lock at once or none (NOWAIT), then empties them. A module's
+    live servers keep their engines and background jobs polling these tables: waiting for
+    one lock while holding others deadlocks with them (their reads lock tables in another
+    order), so this never waits holding a lock; the caller tries again a moment later."""
     async with runtime.engine.begin() as connection:
-        await connection.execute(text("SET LOCAL lock_timeout = '15s'"))
+        await connection.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE NOWAIT"))
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         await restore_reference_data(connection)
+
+
+async def _empty_between_tests(runtime: Runtime, tables: str, test: str) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    busy_since = started
+    while True:
+        try:
+            await _empty(runtime, tables)
+            return
+        except DBAPIError as error:
+            if sqlstate(error) not in _BUSY:
+                raise
+        now = loop.time()
+        if now - started > _EMPTY_WITHIN:
+            pytest.fail(f"could not empty the tables within {_EMPTY_WITHIN:.0f} s")
+        if now - busy_since > 2.0:
+            async with runtime.engine.begin() as connection:
+                ended = (await connection.execute(text(_END_STRAY_TRANSACTIONS))).all()
+            if ended:  # shown with the test's output when it fails
+                print(f"{test}: ended stray transactions: {ended}", file=sys.stderr)
+            busy_since = now
+        await asyncio.sleep(random.uniform(0.005, 0.03))
 
 
 @pytest.fixture(autouse=True)
@@ -189,29 +216,7 @@ async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     async with runtime.sessions() as session:
         problems = await check_invariants(session)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    for attempt in range(1, 6):
-        try:
-            await _empty(runtime, tables)
-            break
-        except DBAPIError as error:
-            if sqlstate(error) == "40P01":
-                # A deadlock with a live server's engine or background job, which locks
-                # the tables in another order than TRUNCATE: PostgreSQL ended the
-                # TRUNCATE at once. Nothing is stuck, so nothing is ended: try again.
-                print(f"{request.node.nodeid}: emptying the tables deadlocked", file=sys.stderr)
-                continue
-            # A connection left inside a transaction (a server, engine or worker a test
-            # stopped mid-flight) holds a lock TRUNCATE needs: end it, then try again.
-            async with runtime.engine.begin() as connection:
-                holders = (await connection.execute(text(_LOCK_HOLDERS))).all()
-                await connection.execute(text(_END_STRAY_TRANSACTIONS))
-            print(  # shown with the test's output when it fails
-                f"{request.node.nodeid}: ended stray transactions to empty the tables"
-                f" (attempt {attempt}, {sqlstate(error)}): {holders}",
-                file=sys.stderr,
-            )
-    else:
-        pytest.fail("could not empty the tables: a stray transaction keeps its locks")
+    await _empty_between_tests(runtime, tables, request.node.nodeid)
     runtime.applied.forget()  # market sequences start again at 0
     keys = [key async for key in runtime.redis.scan_iter(match=runtime.redis_key("*"))]
     if keys:
