@@ -23,7 +23,6 @@ from app.social.copy_orders import FINAL, IN_FLIGHT
 from app.social.domain import copying
 from app.social.domain.copying import (
     CopyMode,
-    Exposure,
     LeaderFill,
     Lots,
     Planned,
@@ -248,28 +247,22 @@ def _plan(
     equity: Decimal | None,
     position_before: Decimal | None,
 ) -> copying.Plan:
-    fill, base = leader_fill.fill, leader_fill.base
-    if leader_fill.side == "BUY":
-        plan = copying.plan_open(
-            follow.terms,
-            fill,
-            leader_fill.lots,
-            quote=follow.quote,
-            exposure=Exposure(
-                allocation_used=follow.cost + follow.reserved,
-                position_value=max(follow.held[base], ZERO) * fill.price,
-            ),
-            leader_equity=equity,
-        )
-        if isinstance(plan, Planned):
-            follow.reserved += plan.quantity * plan.price
-            follow.held[base] += plan.quantity
-        return plan
-    fraction = copying.close_fraction(fill.quantity, position_before or ZERO)
-    plan = copying.plan_close(
-        follow.terms, fill, leader_fill.lots, held=follow.held[base], fraction=fraction
+    fill, base, buy = leader_fill.fill, leader_fill.base, leader_fill.side == "BUY"
+    plan = copying.plan_copy(
+        follow.terms,
+        fill,
+        leader_fill.lots,
+        buy=buy,
+        quote=follow.quote,
+        used=follow.cost + follow.reserved,
+        held=follow.held[base],
+        leader_equity=equity,
+        position_before=position_before,
     )
-    if isinstance(plan, Planned):
+    if isinstance(plan, Planned) and buy:  # the copy is in flight from now on
+        follow.reserved += plan.quantity * plan.price
+        follow.held[base] += plan.quantity
+    elif isinstance(plan, Planned):
         follow.held[base] -= plan.quantity
     return plan
 

@@ -25,6 +25,7 @@ from app.social.domain.copying import (
     limit_price,
     parse_client_order_id,
     plan_close,
+    plan_copy,
     plan_open,
     profit_share,
     round_down,
@@ -111,6 +112,31 @@ def test_closes_mirror_the_leaders_fraction_of_what_the_follow_holds():
     )
     assert plan_close(terms(), sell, BTC, held=D("0.01"), fraction=D(1)) == Skipped(
         SkipReason.BELOW_MINIMUM
+    )
+
+
+def test_plan_copy_sizes_from_what_the_follow_has_used_and_holds():
+    """The one sizing the live copier and the what-if share: a buy is capped by the
+    allocation left after ``used`` and by the position value of ``held`` (never below 0);
+    a sell closes the leader's fraction of ``held`` (all of it without a position before);
+    both at the limit the slippage tolerance (1 %) allows."""
+    t = terms(CopyMode.FIXED_AMOUNT, fixed_amount=D(500), max_position_per_asset=D(600))
+    buy = {"buy": True, "quote": "USDT", "leader_equity": None, "position_before": None}
+    assert plan_copy(t, fill(), BTC, used=D(0), held=D(0), **buy) == Planned(D(5), D("101.00"))
+    # 900 of the 1,000 allocation used: 100 left
+    assert plan_copy(t, fill(), BTC, used=D(900), held=D(0), **buy) == Planned(D(1), D("101.00"))
+    # 5.5 held at 100 = 550 of the 600 per asset: 50 left
+    assert plan_copy(t, fill(), BTC, used=D(0), held=D("5.5"), **buy) == Planned(
+        D("0.5"), D("101.00")
+    )
+    # sells in flight beyond the position (held < 0) count as nothing held, not as room
+    assert plan_copy(t, fill(), BTC, used=D(0), held=D(-3), **buy) == Planned(D(5), D("101.00"))
+    sell = {"buy": False, "quote": "USDT", "leader_equity": None}
+    assert plan_copy(
+        t, fill(quantity="1"), BTC, used=D(0), held=D(4), position_before=D(4), **sell
+    ) == Planned(D(1), D("99.00"))
+    assert plan_copy(t, fill(), BTC, used=D(0), held=D(4), position_before=None, **sell) == (
+        Planned(D(4), D("99.00"))
     )
 
 

@@ -49,7 +49,7 @@ from decimal import Decimal
 
 from app.backtesting.domain.strategies import Intent, Submit, Tick
 from app.social.domain import copying
-from app.social.domain.copying import CopyMode, Exposure, LeaderFill, Lots, Planned, Terms
+from app.social.domain.copying import CopyMode, LeaderFill, Lots, Planned, Terms
 from app.social.domain.social import FOLLOW_QUOTE, FollowParameters
 from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side, TimeInForce
 from app.trading.domain.positions import Position
@@ -196,24 +196,17 @@ class CopyLeader:
             quantity=trade.quantity,
             notional=trade.notional,
         )
-        if trade.side is Side.BUY:
-            _, reserved = self._in_flight(Side.BUY)
-            plan = copying.plan_open(
-                self.terms,
-                fill,
-                self.lots,
-                quote=self.quote,
-                exposure=Exposure(
-                    allocation_used=self.position.cost + reserved,
-                    position_value=max(self._held(), ZERO) * trade.price,
-                ),
-                leader_equity=trade.equity,
-            )
-        else:
-            fraction = copying.close_fraction(trade.quantity, trade.position_before)
-            plan = copying.plan_close(
-                self.terms, fill, self.lots, held=self._held(), fraction=fraction
-            )
+        plan = copying.plan_copy(
+            self.terms,
+            fill,
+            self.lots,
+            buy=trade.side is Side.BUY,
+            quote=self.quote,
+            used=self.position.cost + self._in_flight(Side.BUY)[1],
+            held=self._held(),
+            leader_equity=trade.equity,
+            position_before=trade.position_before,
+        )
         if not isinstance(plan, Planned):
             self.skipped.append((trade.id, plan.reason))
             return None

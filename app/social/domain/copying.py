@@ -210,6 +210,32 @@ def plan_close(
     return Planned(quantity, price)
 
 
+def plan_copy(
+    terms: Terms,
+    fill: LeaderFill,
+    market: Lots,
+    *,
+    buy: bool,
+    quote: str,
+    used: Decimal,
+    held: Decimal,
+    leader_equity: Decimal | None,
+    position_before: Decimal | None,
+) -> Plan:
+    """The follower's copy of the leader's ``fill``, from what the follow has: ``used``
+    (the cost of what it holds + buys in flight at their limit, quote) and ``held``
+    (its position in the base, buys in flight counted, sells in flight taken out). The one
+    sizing the live copier and the copy what-if backtest share; each keeps its own book
+    of copies in flight."""
+    if buy:
+        exposure = Exposure(allocation_used=used, position_value=max(held, ZERO) * fill.price)
+        return plan_open(
+            terms, fill, market, quote=quote, exposure=exposure, leader_equity=leader_equity
+        )
+    fraction = close_fraction(fill.quantity, position_before or ZERO)
+    return plan_close(terms, fill, market, held=held, fraction=fraction)
+
+
 # --- identities ---------------------------------------------------------------------------
 
 
