@@ -1,5 +1,6 @@
 """What the copy worker's orders have in common: copies (``copy_placement``) and closes
-(``follow_close``) are LIMIT IOC orders through the ordinary order path, both read the
+(``follow_close``) are LIMIT IOC orders on the follower's live venue (``LiveVenue``, the
+venue interface over the ordinary order path), both read the
 ``fills`` topic, and both count what a copy still has in flight."""
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from decimal import Decimal
 
 from app.events import event_log, topics
 from app.runtime import Runtime
-from app.trading import placement
-from app.trading.domain.orders import FINAL_STATUSES, OrderRequest, OrderType, Side, TimeInForce
-from db.models import Order
+from app.social.domain import copying
+from app.trading.domain.orders import FINAL_STATUSES, Side
+from app.venues.domain.venue import OrderAck
+from app.venues.live import LiveVenue
 
 TOPICS = (topics.FILLS.named(),)
 FINAL = [s.value for s in FINAL_STATUSES]
@@ -39,16 +41,10 @@ async def place_ioc(
     quantity: Decimal,
     price: Decimal,
     client_order_id: str,
-) -> Order:
-    """A copy or a close: a LIMIT IOC (the limit is the slippage bound) through the
-    ordinary order path, idempotent on ``client_order_id``."""
-    request = OrderRequest(
-        side=side,
-        type=OrderType.LIMIT,
-        quantity=quantity,
-        price=price,
-        time_in_force=TimeInForce.IOC,
-    )
-    return await placement.place_order(
-        rt, user_id=user_id, symbol=symbol, request=request, client_order_id=client_order_id
-    )
+) -> OrderAck:
+    """A copy or a close (``copying.ioc_request``) on the follower's live venue, the
+    ordinary order path: the same checks, holds and refusal codes as a user's order,
+    idempotent on ``client_order_id``."""
+    venue = LiveVenue(rt, user_id=user_id)
+    request = copying.ioc_request(side, quantity, price)
+    return await venue.submit(symbol=symbol, client_order_id=client_order_id, request=request)

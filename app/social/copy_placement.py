@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import UserError
 from app.events import event_log, outbox
 from app.runtime import Runtime
 from app.social.copy_orders import TOPICS, place_ioc
@@ -45,19 +44,18 @@ class _Outcome:
 
 
 async def _place(rt: Runtime, copy: PendingCopy) -> _Outcome:
-    try:
-        order = await place_ioc(
-            rt,
-            user_id=copy.follower_id,
-            symbol=copy.symbol,
-            side=Side(copy.side),
-            quantity=copy.quantity,
-            price=copy.price,
-            client_order_id=copy.client_order_id,
-        )
-    except UserError as error:
-        return _Outcome(copy, None, error.code)
-    return _Outcome(copy, order.id, None)
+    ack = await place_ioc(
+        rt,
+        user_id=copy.follower_id,
+        symbol=copy.symbol,
+        side=Side(copy.side),
+        quantity=copy.quantity,
+        price=copy.price,
+        client_order_id=copy.client_order_id,
+    )
+    if not ack.ok:
+        return _Outcome(copy, None, ack.code)
+    return _Outcome(copy, ack.order_id, None)
 
 
 async def place_copies(rt: Runtime, copies: Sequence[PendingCopy]) -> list[_Outcome]:

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import UserError
 from app.runtime import Runtime
 from app.social.copy_orders import FINAL, IN_FLIGHT, place_ioc
 from app.social.domain import copying
@@ -73,8 +72,8 @@ async def _order_by_client_id(rt: Runtime, user_id: int, client_order_id: str) -
 async def close_follow_positions(rt: Runtime, *, follow_id: int) -> list[Order]:
     """Sell what the follower holds because of ``follow_id`` (each asset's position,
     less copy sells in flight, at most its available balance, rounded down to the lot),
-    as LIMIT IOC orders at the last price less the follow's slippage tolerance, through
-    ``placement.place_order``. Safe to call again: until the first close's fills are
+    as LIMIT IOC orders at the last price less the follow's slippage tolerance, on the
+    follower's live venue. Safe to call again: until the first close's fills are
     applied the position keeps its version, so the same clientOrderId finds the same
     order. A close the market refuses is logged and left out."""
     async with rt.sessions() as session:
@@ -85,21 +84,21 @@ async def close_follow_positions(rt: Runtime, *, follow_id: int) -> list[Order]:
         if existing is not None:
             orders.append(existing)
             continue
-        try:
-            order = await place_ioc(
-                rt,
-                user_id=plan.follower_id,
-                symbol=plan.symbol,
-                side=Side.SELL,
-                quantity=plan.quantity,
-                price=plan.price,
-                client_order_id=plan.client_order_id,
-            )
-        except UserError as error:
+        ack = await place_ioc(
+            rt,
+            user_id=plan.follower_id,
+            symbol=plan.symbol,
+            side=Side.SELL,
+            quantity=plan.quantity,
+            price=plan.price,
+            client_order_id=plan.client_order_id,
+        )
+        placed = await _order_by_client_id(rt, plan.follower_id, plan.client_order_id)
+        if not ack.ok or placed is None:
             log.warning(
                 "follow close refused",
-                extra={"follow_id": follow_id, "symbol": plan.symbol, "code": error.code},
+                extra={"follow_id": follow_id, "symbol": plan.symbol, "code": ack.code},
             )
             continue
-        orders.append(order)
+        orders.append(placed)
     return orders

@@ -51,7 +51,7 @@ from app.backtesting.domain.strategies import Intent, Submit, Tick
 from app.social.domain import copying
 from app.social.domain.copying import CopyMode, LeaderFill, Lots, Planned, Terms
 from app.social.domain.social import FOLLOW_QUOTE, FollowParameters
-from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side, TimeInForce
+from app.trading.domain.orders import MarketSpec, Side
 from app.trading.domain.positions import Position
 from app.venues.domain.venue import OrderFilled
 
@@ -186,7 +186,13 @@ class CopyLeader:
             return []
         client_order_id = f"close:{tick.index}"
         self._flight[client_order_id] = _InFlight(Side.SELL, quantity, price)
-        return [Submit(client_order_id, _ioc(Side.SELL, quantity, price), "stop-loss: close")]
+        return [
+            Submit(
+                client_order_id,
+                copying.ioc_request(Side.SELL, quantity.normalize(), price.normalize()),
+                "stop-loss: close",
+            )
+        ]
 
     def _copy(self, trade: LeaderTrade) -> Submit | None:
         fill = LeaderFill(
@@ -216,15 +222,8 @@ class CopyLeader:
             f"leader {trade.side.value} {trade.quantity.normalize():f} at"
             f" {trade.price.normalize():f} ({self.terms.mode.value})"
         )
-        return Submit(client_order_id, _ioc(trade.side, plan.quantity, plan.price), reason)
-
-
-def _ioc(side: Side, quantity: Decimal, price: Decimal) -> OrderRequest:
-    """The live copier's order: a LIMIT IOC, the limit being the slippage bound."""
-    return OrderRequest(
-        side=side,
-        type=OrderType.LIMIT,
-        quantity=quantity.normalize(),
-        price=price.normalize(),
-        time_in_force=TimeInForce.IOC,
-    )
+        return Submit(
+            client_order_id,
+            copying.ioc_request(trade.side, plan.quantity.normalize(), plan.price.normalize()),
+            reason,
+        )

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
+from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
 from app.trading.domain.positions import Position
 
 ZERO = Decimal(0)
@@ -234,6 +235,18 @@ def plan_copy(
         )
     fraction = close_fraction(fill.quantity, position_before or ZERO)
     return plan_close(terms, fill, market, held=held, fraction=fraction)
+
+
+def ioc_request(side: Side, quantity: Decimal, price: Decimal) -> OrderRequest:
+    """A copy's (or a follow's close's) order: a LIMIT IOC, the limit being the slippage
+    bound, so it trades at once at a price no worse than that or not at all."""
+    return OrderRequest(
+        side=side,
+        type=OrderType.LIMIT,
+        quantity=quantity,
+        price=price,
+        time_in_force=TimeInForce.IOC,
+    )
 
 
 # --- identities ---------------------------------------------------------------------------
