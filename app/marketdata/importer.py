@@ -166,9 +166,7 @@ class _Import:
                     keys = tuple(row.fields)
                     if keys not in by_keys:
                         by_keys[keys] = layouts.from_object_keys(keys)
-                    yield layouts.candle(
-                        row.fields, by_keys[keys], self.interval, self.time_label
-                    )
+                    yield layouts.candle(row.fields, by_keys[keys], self.interval, self.time_label)
                 else:
                     assert positions is not None
                     yield layouts.candle(row.fields, positions, self.interval, self.time_label)

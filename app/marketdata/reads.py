@@ -107,6 +107,8 @@ _EXACT = f"""
     WHERE source = $1 AND symbol = $2 AND interval = $3 AND open_time >= $4 AND open_time < $5
     ORDER BY open_time
 """  # noqa: S608 (no input in the text: the table and column names)
+
+
 def _merged(bucket: str) -> str:
     """Candles of a finer interval merged per ``bucket`` (the coarser open time)."""
     return f"""

@@ -105,17 +105,12 @@ async def test_months_merged_from_days(gql, rt, tmp_path):
     ]
     path = tmp_path / "days.csv"
     path.write_text("date,open,high,low,close,volume\n" + "\n".join(lines) + "\n")
-    await import_file(
-        rt.sessions, path=path, source="file:daily", symbol="BTC/USD", interval="1d"
-    )
-    found = (
-        await gql.data(
-            CANDLES,
-            variables(source="file:daily", start="2024-01-01T00:00:00Z", end="2024-04-01T00:00:00Z"),
-        )
-    )["candles"]
-    assert [(c["openTime"], c["open"], c["high"], c["low"], c["close"], c["volume"])
-            for c in found] == [
+    await import_file(rt.sessions, path=path, source="file:daily", symbol="BTC/USD", interval="1d")
+    asked = variables(source="file:daily", start="2024-01-01T00:00:00Z", end="2024-04-01T00:00:00Z")
+    found = (await gql.data(CANDLES, asked))["candles"]
+    assert [
+        (c["openTime"], c["open"], c["high"], c["low"], c["close"], c["volume"]) for c in found
+    ] == [
         ("2024-01-01T00:00:00+00:00", "100", "201", "50", "102", "2.00"),
         ("2024-02-01T00:00:00+00:00", "102", "230", "52", "131", "29.00"),
         ("2024-03-01T00:00:00+00:00", "131", "232", "81", "133", "2.00"),
