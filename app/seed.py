@@ -13,9 +13,16 @@ Everything goes through the ordinary services, as an admin and the users would:
     leaders      public leader profiles (``become_leader``: the eligibility rules apply)
     leaderboard  an equity snapshot and the leaderboard job, so the board is not empty
                  until LEADERBOARD_INTERVAL_SECONDS
+    market data  monthly BTC/USD 2012-2024 (``file:btcusd-monthly``, 1M) through the
+                 market data importer, from the file backtesting.py ships (AGPL-3.0, a
+                 dev dependency: read where it is installed, never copied into this
+                 repository); skipped with one log line where it is not installed
+    backtest     a moving-average crossover over it for Alice (``start_backtest``), run
+                 to DONE before the seed ends
 
 Idempotent: a second run finds every user, KYC level, deposit (by its transaction hash),
-order (by its clientOrderId) and leader profile in place and changes nothing. Development
+order (by its clientOrderId), leader profile, candle (the importer's upsert) and the demo
+backtest in place and changes nothing. Development
 only: production refuses SEED_DEMO_DATA (``app.core.settings``).
 """
 
@@ -23,10 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -34,6 +44,9 @@ from sqlalchemy.dialects.postgresql import insert
 from app.accounts import kyc
 from app.accounts.domain.kyc import DocumentType, KycStatus
 from app.accounts.domain.passwords import hash_password
+from app.backtesting import backtests
+from app.backtesting.domain.specs import MovingAverageParameters
+from app.marketdata.importer import import_file
 from app.runtime import Runtime
 from app.social import leaderboard, leaders
 from app.social.domain.social import LeaderProfile, Visibility
@@ -44,8 +57,9 @@ from app.trading.markets import market_by_symbol
 from app.trading.reads import order_book, snapshot_equity
 from app.wallets.crypto_deposits import credit_crypto_deposit, deposit_address
 from app.wallets.domain.deposit_addresses import base58
-from db.models import Leader, Order, User
+from db.models import Backtest, Leader, Order, User
 
+log = logging.getLogger(__name__)
 USER, ADMIN = "USER", "ADMIN"
 
 
@@ -131,6 +145,7 @@ async def seed_demo_data(rt: Runtime) -> None:
     if created:
         await snapshot_equity(rt)
         await leaderboard.recompute_leaderboard(rt)
+    await seed_demo_dataset(rt, path=dataset_path(), user_id=ids[ALICE.email])
 
 
 async def _ensure_users(rt: Runtime) -> dict[str, int]:
@@ -318,3 +333,65 @@ async def _placed_price(rt: Runtime, user_id: int, client_order_id: str) -> Deci
                 Order.user_id == user_id, Order.client_order_id == client_order_id
             )
         )
+
+
+# --- market data and a backtest ----------------------------------------------------------
+
+DATASET_PACKAGE = "backtesting"  # backtesting.py, AGPL-3.0: a dev dependency only
+DATASET_FILE = ("test", "BTCUSD.csv")  # monthly BTC/USD, rows dated the month's last day
+DATASET_SOURCE = "file:btcusd-monthly"
+DATASET_SYMBOL = "BTC/USD"
+DATASET_INTERVAL = "1M"
+DEMO_BACKTEST = backtests.BacktestRequest(
+    MovingAverageParameters(fast=3, slow=12, fraction=Decimal(1)),
+    DATASET_SYMBOL,
+    DATASET_SOURCE,
+    DATASET_INTERVAL,
+    datetime(2012, 1, 1, tzinfo=UTC),
+    datetime(2025, 1, 1, tzinfo=UTC),
+    balance=Decimal(10_000),
+)
+
+
+def dataset_path(package: str = DATASET_PACKAGE) -> Path | None:
+    """The monthly BTC/USD file of the installed ``package``; None when it is not installed.
+    Found without importing the package (backtesting.py's import loads pandas and bokeh)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *DATASET_FILE)
+    return path if path.is_file() else None
+
+
+async def seed_demo_dataset(rt: Runtime, *, path: Path | None, user_id: int) -> None:
+    """Import the file at ``path`` (None: log that it is skipped), then the user's demo
+    backtest over it, unless they have one over that source already."""
+    if path is None:
+        log.info(
+            "demo market data skipped: the dev-only package %r is not installed",
+            DATASET_PACKAGE,
+        )
+        return
+    s = await import_file(
+        rt.sessions,
+        path=path,
+        source=DATASET_SOURCE,
+        symbol=DATASET_SYMBOL,
+        interval=DATASET_INTERVAL,
+        time_label="end",
+    )
+    log.info(
+        "demo market data: %s %s %s from %s: %d rows, %d inserted, %d updated, %d unchanged,"
+        " %d rejected",
+        s.source, s.symbol, s.interval, path, s.rows, s.inserted, s.updated, s.unchanged,
+        s.rejected,
+    )  # fmt: skip
+    async with rt.sessions() as session:
+        held = await session.scalar(
+            select(Backtest.id)
+            .where(Backtest.user_id == user_id, Backtest.source == DATASET_SOURCE)
+            .limit(1)
+        )
+    if held is None:
+        row = await backtests.start_backtest(rt, user_id=user_id, request=DEMO_BACKTEST)
+        await backtests.worker().wait(row.id)

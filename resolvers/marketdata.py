@@ -10,7 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from app.marketdata import reads
-from app.marketdata.domain.candles import VENUE
+from app.marketdata.domain.candles import INTERVALS, VENUE
 from app.trading.domain.errors import UnknownMarket
 from app.trading.domain.orders import MarketSpec
 from graphql_schema.gateway.context import Context
@@ -21,7 +21,7 @@ from graphql_schema.trading.markets import CandleNode
 Ctx = Info[Context, None]
 SOURCE = (
     "VENUE (built from the platform's trades), file:<name> (an imported file) or"
-    " exchange:<name>. Stored sources have 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w;"
+    f" exchange:<name>. Stored sources have {' '.join(INTERVALS)} (1M: calendar months);"
     " quoteVolume and trades are 0 where the source does not give them."
 )
 

@@ -98,7 +98,7 @@ async def check_request(
     interval = interval_named(request.interval)
     if request.end <= request.start:
         raise ValidationFailed("to must be after from", field="to")
-    if (request.end - request.start) / interval.step > MAX_CANDLES:
+    if interval.periods(request.start, request.end) > MAX_CANDLES:
         raise ValidationFailed(f"At most {MAX_CANDLES} candles per backtest", field="from")
     specs.check_balance(request.balance)
     specs.check_fee(request.maker_fee, "makerFee")
@@ -147,8 +147,8 @@ def _stream(session: AsyncSession, request: BacktestRequest):  # type: ignore[no
 
 async def load_inputs(session: AsyncSession, request: BacktestRequest) -> specs.RunInputs:
     """The candles of the (checked) request and the market spec to run them on."""
-    step = interval_named(request.interval).step
-    candles = tuple(venue_candles([c async for c in _stream(session, request)], step))
+    interval = interval_named(request.interval)
+    candles = tuple(venue_candles([c async for c in _stream(session, request)], interval))
     market = await _market(session, request, candles)
     strategy = request.strategy
     if isinstance(strategy, specs.CopyLeaderParameters):
@@ -162,8 +162,9 @@ async def load_inputs(session: AsyncSession, request: BacktestRequest) -> specs.
         )
         strategy = strategy.with_history(history)
     return specs.RunInputs(
-        strategy, candles, market, {market.quote: request.balance}, request.settings
-    )
+        strategy, candles, market, {market.quote: request.balance}, request.settings,
+        bar=interval.step,
+    )  # fmt: skip
 
 
 async def _market(
@@ -405,12 +406,18 @@ class BacktestWorker:
     def __init__(self, limit: int = MAX_RUNNING) -> None:
         self._slots = asyncio.Semaphore(limit)
         self._executor = ThreadPoolExecutor(limit, thread_name_prefix="backtest")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
 
     def submit(self, rt: Runtime, backtest_id: int) -> None:
         task = asyncio.create_task(self._run(rt, backtest_id), name=f"backtest-{backtest_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[backtest_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(backtest_id, None))
+
+    async def wait(self, backtest_id: int) -> None:
+        """Until the backtest submitted here has ended (at once when none is running)."""
+        task = self._tasks.get(backtest_id)
+        if task is not None:
+            await asyncio.shield(task)
 
     async def _run(self, rt: Runtime, backtest_id: int) -> None:
         async with self._slots:

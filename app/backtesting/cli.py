@@ -41,6 +41,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -253,8 +254,7 @@ def run_command(database_url: str, args: argparse.Namespace, out: TextIO = sys.s
                 encoding="utf-8",
             )
             print(f"summary         {summary_path}", file=out)
-            inputs = specs.RunInputs(best, inputs.candles, inputs.market, inputs.balances,
-                                     inputs.settings)  # fmt: skip
+            inputs = replace(inputs, strategy=best)
     with Progress(total=len(inputs.candles), label="backtest") as progress:
         run = specs.run(inputs, lambda done: progress.advance(done - progress.done))
     result = evaluate(run)

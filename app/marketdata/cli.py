@@ -38,6 +38,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "--source", required=True, help="file:<name> or exchange:<name>; a bare name is file:"
     )
     load.add_argument("--format", choices=("auto", "csv", "json"), default="auto")
+    load.add_argument(
+        "--time-label",
+        choices=("open", "end"),
+        default="open",
+        help="what each row's time is: the candle's open (default), or its end: a date on"
+        " its last day (2012-01-31 for January's 1M candle) or an inclusive close time",
+    )
 
 
 def run_import(database_url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -57,6 +64,7 @@ def run_import(database_url: str, args: argparse.Namespace, out: TextIO = sys.st
                 symbol=args.symbol,
                 interval=args.interval,
                 format=args.format,
+                time_label=args.time_label,
                 progress=show,
             )
         finally:

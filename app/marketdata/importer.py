@@ -91,10 +91,13 @@ async def import_file(
     symbol: str,
     interval: str,
     format: Literal["auto", "csv", "json"] = "auto",
+    time_label: layouts.TimeLabel = "open",
     progress: Progress | None = None,
     batch_size: int = BATCH,
 ) -> ImportSummary:
-    """Import ``path`` as ``symbol``'s ``interval`` candles of ``source``."""
+    """Import ``path`` as ``symbol``'s ``interval`` candles of ``source``. ``time_label``:
+    what the file's times are, each candle's open or its end (``layouts.open_time_of_end``:
+    a date on its last day, an inclusive close time)."""
     source = parse_source(source)
     if source == VENUE:
         raise ValidationFailed(
@@ -106,6 +109,7 @@ async def import_file(
         interval_named(interval),
         path,
         format,
+        time_label,
         progress or (lambda _: None),
         batch_size,
     )
@@ -118,6 +122,7 @@ class _Import:
     interval: Interval
     path: Path
     format: Literal["auto", "csv", "json"]
+    time_label: layouts.TimeLabel
     progress: Progress
     batch_size: int
 
@@ -161,10 +166,10 @@ class _Import:
                     keys = tuple(row.fields)
                     if keys not in by_keys:
                         by_keys[keys] = layouts.from_object_keys(keys)
-                    yield layouts.candle(row.fields, by_keys[keys], self.interval)
+                    yield layouts.candle(row.fields, by_keys[keys], self.interval, self.time_label)
                 else:
                     assert positions is not None
-                    yield layouts.candle(row.fields, positions, self.interval)
+                    yield layouts.candle(row.fields, positions, self.interval, self.time_label)
             except layouts.Rejected as rejected:
                 self.summary.reject(row.line, rejected.reason)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -67,9 +67,9 @@ async def stream_candles(
     end: datetime,
 ) -> AsyncIterator[Candle]:
     """All candles in [start, end), however many, read MAX_CANDLES at a time."""
-    step = interval_named(interval).step
+    grid = interval_named(interval)
     while start < end:
-        page_end = min(end, start + step * MAX_CANDLES)
+        page_end = min(end, grid.shift(grid.floor(start), MAX_CANDLES))
         for candle in await candles(
             session, source=source, symbol=symbol, interval=interval, start=start, end=page_end
         ):
@@ -81,7 +81,7 @@ def _check_range(interval: Interval, start: datetime, end: datetime) -> None:
     # the venue's checks and words (app/trading/reads.py), for every source alike
     if end <= start:
         raise ValidationFailed("to must be after from", field="to")
-    if (end - start) / interval.step > MAX_CANDLES:
+    if interval.periods(start, end) > MAX_CANDLES:
         raise ValidationFailed(f"At most {MAX_CANDLES} candles per query", field="from")
 
 
@@ -107,8 +107,12 @@ _EXACT = f"""
     WHERE source = $1 AND symbol = $2 AND interval = $3 AND open_time >= $4 AND open_time < $5
     ORDER BY open_time
 """  # noqa: S608 (no input in the text: the table and column names)
-_MERGED = f"""
-    SELECT date_bin($6::interval, open_time, $7::timestamptz) AS t,
+
+
+def _merged(bucket: str) -> str:
+    """Candles of a finer interval merged per ``bucket`` (the coarser open time)."""
+    return f"""
+    SELECT {bucket} AS t,
            (array_agg(open ORDER BY open_time))[1] AS open, max(high) AS high,
            min(low) AS low, (array_agg(close ORDER BY open_time DESC))[1] AS close,
            sum(volume) AS volume,
@@ -118,6 +122,10 @@ _MERGED = f"""
     WHERE source = $1 AND symbol = $2 AND interval = $3 AND open_time >= $4 AND open_time < $5
     GROUP BY t ORDER BY t
 """  # noqa: S608 (no input in the text: the table and column names)
+
+
+_MERGED = _merged("date_bin($6::interval, open_time, $7::timestamptz)")
+_MERGED_BY_MONTH = _merged("date_trunc('month', open_time, 'UTC')")  # date_bin takes no months
 
 
 async def _stored(
@@ -139,9 +147,12 @@ async def _stored(
         rows = await connection.fetch(_EXACT, source, symbol, wanted.name, start, end)
     else:
         coarsest = max((INTERVALS[name] for name in held), key=lambda i: i.step)
-        rows = await connection.fetch(
-            _MERGED, source, symbol, coarsest.name, first, until, wanted.step, wanted.origin
-        )
+        found = (source, symbol, coarsest.name, first, until)
+        if wanted.months:
+            assert wanted.months == 1, "a bucket of several months is not written yet"
+            rows = await connection.fetch(_MERGED_BY_MONTH, *found)
+        else:
+            rows = await connection.fetch(_MERGED, *found, wanted.step, wanted.origin)
     return [_candle(r) for r in rows]
 
 
@@ -185,22 +196,30 @@ _SERIES = f"""
     GROUP BY source, symbol, interval ORDER BY source, symbol, interval
 """  # noqa: S608 (no input in the text: the table and column names)
 _GAPS = f"""
-    WITH steps AS (SELECT * FROM unnest($3::text[], $4::interval[]) AS s(interval, step)),
+    WITH steps AS (
+        SELECT * FROM unnest($3::text[], $4::int[], $5::interval[]) AS s(interval, months, step)
+    ),
     held AS (
-        SELECT c.source, c.symbol, c.interval, c.open_time, s.step,
+        SELECT c.source, c.symbol, c.interval, c.open_time, s.months, s.step,
                lag(c.open_time) OVER (PARTITION BY c.source, c.symbol, c.interval
                                       ORDER BY c.open_time) AS previous
         FROM {TABLE} c JOIN steps s ON s.interval = c.interval
         WHERE ($1::text IS NULL OR c.source = $1) AND ($2::text IS NULL OR c.symbol = $2)
     ),
+    following AS (  -- the open time after the previous candle's (months on the UTC calendar)
+        SELECT source, symbol, interval, open_time,
+               ((previous AT TIME ZONE 'UTC') + make_interval(months => months))
+                   AT TIME ZONE 'UTC' + step AS expected
+        FROM held
+    ),
     gaps AS (
-        SELECT source, symbol, interval, previous + step AS start, open_time AS "end",
+        SELECT source, symbol, interval, expected AS start, open_time AS "end",
                count(*) OVER series AS gap_count,
                row_number() OVER (series ORDER BY open_time) AS n
-        FROM held WHERE open_time - previous > step
+        FROM following WHERE open_time > expected
         WINDOW series AS (PARTITION BY source, symbol, interval)
     )
-    SELECT source, symbol, interval, start, "end", gap_count FROM gaps WHERE n <= $5
+    SELECT source, symbol, interval, start, "end", gap_count FROM gaps WHERE n <= $6
     ORDER BY source, symbol, interval, start
 """  # noqa: S608 (no input in the text: the table and column names)
 
@@ -217,7 +236,13 @@ async def coverage(
     series = await connection.fetch(_SERIES, source, symbol)
     steps = list(INTERVALS.values())
     gap_rows = await connection.fetch(
-        _GAPS, source, symbol, [i.name for i in steps], [i.step for i in steps], MAX_GAPS
+        _GAPS,
+        source,
+        symbol,
+        [i.name for i in steps],
+        [i.months for i in steps],
+        [timedelta(0) if i.months else i.step for i in steps],
+        MAX_GAPS,
     )
     found: dict[tuple[str, str, str], tuple[int, list[Gap]]] = {}
     for g in gap_rows:

@@ -9,7 +9,18 @@ from sqlalchemy import func, select
 
 from app.seed import ALICE, DEMO_LEADERS, seed_demo_data
 from app.trading.market_maker import MakerConfig, MarketMaker
-from db.models import Deposit, Fill, JournalEntry, Leader, LedgerAccount, Order, Posting, User
+from db.models import (
+    Backtest,
+    Deposit,
+    Fill,
+    JournalEntry,
+    Leader,
+    LedgerAccount,
+    MarketCandle,
+    Order,
+    Posting,
+    User,
+)
 from tests.support.documents import login
 
 ME = "{ me { kycLevel wallets { currency available } } }"
@@ -99,6 +110,8 @@ async def _state(rt) -> dict[str, object]:
             "deposits": await count(Deposit),
             "orders": await count(Order),
             "fills": await count(Fill),
+            "candles": await count(MarketCandle),
+            "backtests": await count(Backtest),
         }
 
 
@@ -106,6 +119,7 @@ async def test_seeding_twice_credits_and_trades_once(rt):
     await seed_demo_data(rt)
     first = await _state(rt)
     assert first["deposits"] and first["fills"] and first["entries"]
+    assert first["candles"] and first["backtests"]
     await seed_demo_data(rt)
     assert await _state(rt) == first
 

@@ -2,7 +2,8 @@
 venue's candles, and a run's equity points and round trips into the metrics' inputs.
 
     venue_candles    ``app.marketdata`` candles (open time, OHLCV) -> ``paths.Candle``s
-                     of the interval (the venue needs each candle's close time)
+                     of the interval (the venue needs each candle's close time; a
+                     calendar month's is the next month's open)
     equity_curve     one metrics ``EquityPoint`` per runner point: the equity at the
                      candle's close, the close (the buy-and-hold benchmark runs from the
                      first close to the last) and ``in_market`` = a position is held at
@@ -37,12 +38,16 @@ from app.backtesting.domain.metrics import (
 )
 from app.backtesting.domain.runner import RunResult, Trade
 from app.marketdata.domain.candles import Candle as StoredCandle
+from app.marketdata.domain.candles import Interval
 from app.venues.domain.paths import Candle
 
 
-def venue_candles(candles: Iterable[StoredCandle], interval: timedelta) -> list[Candle]:
+def venue_candles(candles: Iterable[StoredCandle], interval: timedelta | Interval) -> list[Candle]:
+    def length(c: StoredCandle) -> timedelta:
+        return interval if isinstance(interval, timedelta) else interval.length(c.open_time)
+
     return [
-        Candle(c.open_time, c.open, c.high, c.low, c.close, c.volume, interval) for c in candles
+        Candle(c.open_time, c.open, c.high, c.low, c.close, c.volume, length(c)) for c in candles
     ]
 
 

@@ -88,7 +88,7 @@ class Trade:
 class RunResult:
     strategy: str
     symbol: str
-    interval: timedelta  # the candles' (1 hour when there were none)
+    interval: timedelta  # the bar length the metrics annualise with (``run_backtest``)
     settings: SimulationSettings
     decisions: tuple[Decision, ...]
     fills: tuple[OrderFilled, ...]
@@ -105,7 +105,10 @@ def run_backtest(
     balances: Mapping[str, Decimal],
     settings: SimulationSettings = SimulationSettings(),
     progress: Callable[[int], None] | None = None,
+    bar: timedelta | None = None,
 ) -> RunResult:
+    """``bar``: the bar length the metrics annualise with; by default the first candle's
+    (1 hour without candles). Calendar months differ in length: their bar is a year / 12."""
     start = candles[0].open_time if candles else EPOCH
     venue = SimulatedVenue(market, balances=balances, settings=settings, start=start)
     decisions: list[Decision] = []
@@ -139,7 +142,7 @@ def run_backtest(
     return RunResult(
         strategy=strategy.name,
         symbol=market.symbol,
-        interval=candles[0].interval if candles else timedelta(hours=1),
+        interval=bar or (candles[0].interval if candles else timedelta(hours=1)),
         settings=settings,
         decisions=tuple(decisions),
         fills=fills,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -289,6 +290,7 @@ class RunInputs:
     market: MarketSpec
     balances: Mapping[str, Decimal]
     settings: SimulationSettings
+    bar: timedelta | None = None  # the bar length for annualising (``run_backtest``)
 
 
 def run(inputs: RunInputs, progress: Callable[[int], None] | None = None) -> RunResult:
@@ -299,6 +301,7 @@ def run(inputs: RunInputs, progress: Callable[[int], None] | None = None) -> Run
         balances=inputs.balances,
         settings=inputs.settings,
         progress=progress,
+        bar=inputs.bar,
     )
 
 

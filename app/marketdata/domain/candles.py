@@ -3,7 +3,8 @@ gap detection and aggregation to a coarser interval. Pure (no database, no I/O).
 
 A candle's ``open_time`` is the start of its interval, on the interval's grid: every
 interval up to a day counts from 1970-01-01 00:00 UTC (so a day starts at midnight UTC,
-an hour on the hour, as exchanges do); a week starts on Monday 00:00 UTC."""
+an hour on the hour, as exchanges do); a week starts on Monday 00:00 UTC; a month (``1M``,
+ccxt's name) on the 1st at 00:00 UTC, and lasts as long as the calendar says."""
 
 from __future__ import annotations
 
@@ -20,33 +21,85 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MONDAY = datetime(1970, 1, 5, tzinfo=UTC)
 
 
+YEAR = timedelta(days=365)
+DAY = timedelta(days=1)
+
+
 @dataclass(frozen=True, slots=True)
 class Interval:
-    """A candle length and the grid its candles open on: ``origin + k * step``."""
+    """A candle length and the grid its candles open on: ``origin + k * step``. A calendar
+    interval (``months`` > 0) opens on the 1st 00:00 UTC of every ``months``-th month from
+    1970-01; its candles differ in length, and ``step`` is its nominal length (a year /
+    12 per month: what annualising a monthly return uses), no candle's."""
 
     name: str
     step: timedelta
     origin: datetime = EPOCH
+    months: int = 0
 
     def floor(self, at: datetime) -> datetime:
         """The open time of the candle of this interval that ``at`` falls in."""
+        if self.months:
+            return _month_start(_month_index(at) // self.months * self.months)
         return at - (at - self.origin) % self.step
 
     def ceil(self, at: datetime) -> datetime:
         """The first open time of this interval at or after ``at``."""
         floor = self.floor(at)
-        return floor if floor == at else floor + self.step
+        return floor if floor == at else self.next(floor)
 
     def is_aligned(self, at: datetime) -> bool:
+        if self.months:
+            return self.floor(at) == at
         return (at - self.origin) % self.step == timedelta(0)
+
+    def shift(self, open_time: datetime, candles: int) -> datetime:
+        """The open time ``candles`` candles after ``open_time`` (before, when negative)."""
+        if self.months:
+            return _month_start(_month_index(open_time) + candles * self.months)
+        return open_time + candles * self.step
+
+    def next(self, open_time: datetime) -> datetime:
+        """The open time of the candle after the one opening at ``open_time``."""
+        return self.shift(open_time, 1)
+
+    def length(self, open_time: datetime) -> timedelta:
+        """How long the candle opening at ``open_time`` lasts."""
+        return self.next(open_time) - open_time
 
     def divides(self, coarser: Interval) -> bool:
         """Whether whole candles of this interval make up each candle of ``coarser``."""
+        if coarser.months:
+            if self.months:
+                return coarser.months % self.months == 0
+            return DAY % self.step == timedelta(0) and self.is_aligned(EPOCH)
+        if self.months:
+            return False
         return coarser.step % self.step == timedelta(0) and self.is_aligned(coarser.origin)
 
     def count(self, start: datetime, end: datetime) -> int:
         """How many candles open in [start, end) when both are on the grid."""
+        if self.months:
+            return (_month_index(end) - _month_index(start)) // self.months
         return (end - start) // self.step
+
+    def periods(self, start: datetime, end: datetime) -> float:
+        """How many candles [start, end) spans, for the limits of a request: ``(end -
+        start) / step``; for a calendar interval, the candles opening in it."""
+        if self.months:
+            return self.count(self.ceil(start), self.ceil(end))
+        return (end - start) / self.step
+
+
+def _month_index(at: datetime) -> int:
+    """Months from 1970-01 to the month ``at`` falls in, in UTC."""
+    utc = at.astimezone(UTC)
+    return (utc.year - EPOCH.year) * 12 + utc.month - 1
+
+
+def _month_start(index: int) -> datetime:
+    year, month = divmod(index, 12)
+    return datetime(EPOCH.year + year, month + 1, 1, tzinfo=UTC)
 
 
 def _interval(name: str, **length: float) -> Interval:
@@ -69,6 +122,7 @@ INTERVALS: dict[str, Interval] = {
         _interval("12h", hours=12),
         _interval("1d", days=1),
         Interval("1w", timedelta(weeks=1), MONDAY),
+        Interval("1M", YEAR / 12, months=1),
     )
 }
 
@@ -178,7 +232,7 @@ def gaps(open_times: Iterable[datetime], interval: Interval) -> Iterator[Gap]:
         if previous is not None:
             if at <= previous:
                 raise ValueError("open times must ascend")
-            expected = previous + interval.step
+            expected = interval.next(previous)
             if at > expected:
                 yield Gap(expected, at, interval.count(expected, at))
         previous = at

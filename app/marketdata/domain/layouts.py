@@ -11,7 +11,9 @@ Layouts understood:
     quote_volume, trades, ...]``);
   - JSON objects with the same names as CSV headers.
 Timestamps are epoch seconds, milliseconds, microseconds or nanoseconds (told apart by
-size), or ISO 8601 (UTC unless an offset is given)."""
+size), or ISO 8601 (UTC unless an offset is given). A time is the candle's open, or, for
+files labelled so (``label="end"``), its end: a date on its last day (``2012-01-31`` for
+January, as pandas labels monthly data) or an inclusive close time (``00:59:59.999``)."""
 
 from __future__ import annotations
 
@@ -20,8 +22,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Literal
 
-from app.marketdata.domain.candles import EPOCH, Candle, Interval, out_of_range, problems
+from app.marketdata.domain.candles import (
+    DAY,
+    EPOCH,
+    Candle,
+    Interval,
+    out_of_range,
+    problems,
+)
 
 
 class Rejected(Exception):
@@ -107,6 +117,8 @@ def from_header(names: Sequence[str], *, symbol: str) -> Columns:
             if alias in keys:
                 found[field] = keys.index(alias)
                 break
+    if "timestamp" not in found and keys[0] == "":
+        found["timestamp"] = 0  # an unnamed first column: the index pandas writes
     missing = [f for f in REQUIRED if f not in found]
     if missing:
         raise UnknownLayout(f"the header names no column for {', '.join(missing)}")
@@ -208,16 +220,38 @@ def _get(row: Sequence[object] | Mapping[str, object], where: int | str) -> obje
     return row[where]  # type: ignore[index]
 
 
+TimeLabel = Literal["open", "end"]
+
+
+def open_time_of_end(at: datetime, interval: Interval) -> datetime:
+    """The open time of the candle that ``at`` labels the end of: ``at`` is on its last
+    day (a 1d or longer candle) or in its last second (shorter ones)."""
+    opened = interval.floor(at)
+    closes = interval.next(opened)
+    last = DAY if closes - opened >= DAY else timedelta(seconds=1)
+    if closes - at > last:
+        raise Rejected(
+            f"time {at.isoformat()} is not the end of a {interval.name} candle"
+            f" (its last {'day' if last == DAY else 'second'})"
+        )
+    return opened
+
+
 def candle(
-    row: Sequence[object] | Mapping[str, object], columns: Columns, interval: Interval
+    row: Sequence[object] | Mapping[str, object],
+    columns: Columns,
+    interval: Interval,
+    label: TimeLabel = "open",
 ) -> Candle:
-    """The candle in ``row`` (a list of fields or a JSON object), valid for ``interval``."""
+    """The candle in ``row`` (a list of fields or a JSON object), valid for ``interval``;
+    its time is the candle's open, or its end with ``label="end"``."""
     if not isinstance(row, Mapping) and len(row) < columns.width:
         raise Rejected(f"{len(row)} fields, {columns.width} expected")
     quote = columns.quote_volume
     trades = columns.trades
+    at = parse_time(_get(row, columns.timestamp))
     result = Candle(
-        open_time=parse_time(_get(row, columns.timestamp)),
+        open_time=at if label == "open" else open_time_of_end(at, interval),
         open=parse_decimal(_get(row, columns.open), "open"),
         high=parse_decimal(_get(row, columns.high), "high"),
         low=parse_decimal(_get(row, columns.low), "low"),
