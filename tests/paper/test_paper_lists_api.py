@@ -204,12 +204,23 @@ BAD_BRACKETS = [
     ("no entry", {"entry": None}, "VALIDATION_FAILED"),
 ]  # fmt: skip
 
+# refused on arrival (the live venue refuses these too, after writing its rows)
+ON_ARRIVAL = [
+    ("OCO", "post-only leg would take",
+     {"orders": _legs({"price": "89000", "postOnly": True}, {"stopPrice": "88000"})},
+     "POST_ONLY_WOULD_TAKE"),
+    ("BRACKET", "fill-or-kill entry not fillable",
+     {"entry": {"side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "89000",
+                "timeInForce": "FOK"}}, "FOK_NOT_FILLABLE"),
+]  # fmt: skip
+
 
 @pytest.mark.parametrize(
     ("kind", "change", "code"),
     [("OCO", change, code) for _, change, code in BAD_LISTS]
-    + [("BRACKET", change, code) for _, change, code in BAD_BRACKETS],
-    ids=[name for name, _, _ in BAD_LISTS + BAD_BRACKETS],
+    + [("BRACKET", change, code) for _, change, code in BAD_BRACKETS]
+    + [(kind, change, code) for kind, _, change, code in ON_ARRIVAL],
+    ids=[name for name, _, _ in BAD_LISTS + BAD_BRACKETS] + [a[1] for a in ON_ARRIVAL],
 )
 async def test_a_bad_list_is_refused_with_a_typed_error_and_writes_nothing(
     gql, rt, kind, change, code
