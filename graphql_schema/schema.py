@@ -191,6 +191,8 @@ class Mutation:
     close_paper_account = _trade_mutation(paper.close_paper_account)
     place_paper_order = _trade_mutation(paper.place_paper_order)
     cancel_paper_order = _trade_mutation(paper.cancel_paper_order)
+    place_paper_order_list = _trade_mutation(paper.place_paper_order_list)
+    cancel_paper_order_list = _trade_mutation(paper.cancel_paper_order_list)
 
 
 @strawberry.type

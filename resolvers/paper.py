@@ -5,11 +5,12 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from app.paper import accounts, orders
+from app.paper import accounts, order_lists, orders
 from db.models import PaperAccount, PaperOrder
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk, pk_or_none
 from graphql_schema.paper.types import (
+    CancelPaperOrderListResult,
     CancelPaperOrderResult,
     OpenPaperAccountInput,
     OpenPaperAccountResult,
@@ -17,9 +18,12 @@ from graphql_schema.paper.types import (
     PaperAccountPayload,
     PaperAccountResult,
     PaperBalanceInput,
+    PaperOrderListPayload,
     PaperOrderNode,
     PaperOrderPayload,
     PlacePaperOrderInput,
+    PlacePaperOrderListInput,
+    PlacePaperOrderListResult,
     PlacePaperOrderResult,
 )
 from resolvers.common import attempt
@@ -123,3 +127,39 @@ async def cancel_paper_order(
         )
 
     return await attempt(call(), _order_payload)  # type: ignore[return-value]
+
+
+def _list_payload(placed: order_lists.PaperList) -> PaperOrderListPayload:
+    return PaperOrderListPayload.from_rows(placed.list, placed.orders)
+
+
+async def place_paper_order_list(
+    info: Ctx, input: PlacePaperOrderListInput
+) -> PlacePaperOrderListResult:
+    """An OCO or a BRACKET on a paper account (the input of ``placeOrderList``)."""
+
+    async def call() -> order_lists.PaperList:
+        user = info.context.require_user()
+        pk = node_pk(str(input.paper_account_id), PAPER_ACCOUNT, field="paperAccountId")
+        oco, bracket = input.to_list()
+        return await order_lists.place_order_list(
+            info.context.rt, user_id=user.id, paper_account_id=pk,
+            client_list_id=input.client_list_id, oco=oco, bracket=bracket,
+        )  # fmt: skip
+
+    return await attempt(call(), _list_payload)  # type: ignore[return-value]
+
+
+async def cancel_paper_order_list(
+    info: Ctx, paper_account_id: strawberry.ID, client_list_id: str
+) -> CancelPaperOrderListResult:
+    """Cancel every open leg of a paper account's list."""
+
+    async def call() -> order_lists.PaperList:
+        user = info.context.require_user()
+        pk = node_pk(paper_account_id, PAPER_ACCOUNT, field="paperAccountId")
+        return await order_lists.cancel_order_list(
+            info.context.rt, user_id=user.id, paper_account_id=pk, client_list_id=client_list_id
+        )
+
+    return await attempt(call(), _list_payload)  # type: ignore[return-value]

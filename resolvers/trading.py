@@ -10,7 +10,6 @@ import strawberry
 from strawberry.relay.utils import to_base64
 from strawberry.types import Info
 
-from app.core.errors import ValidationFailed
 from app.core.metrics import count_placement
 from app.events import topics
 from app.trading import commands, markets, order_lists, placement
@@ -122,31 +121,14 @@ async def place_order_list(info: Ctx, input: PlaceOrderListInput) -> PlaceOrderL
     """An OCO or a BRACKET (see the input)."""
 
     async def call() -> order_lists.PlacedList:
-        if input.kind is OrderListKind.OCO:
-            if not input.orders:
-                raise ValidationFailed("An OCO needs its two orders", field="orders")
-            return await order_lists.place_order_list(
-                info.context.rt,
-                user_id=info.context.user_id,
-                symbol=input.symbol,
-                client_list_id=input.client_list_id,
-                oco=[o.to_request() for o in input.orders],
-            )
-        if input.entry is None or input.take_profit_price is None or input.stop_loss_price is None:
-            raise ValidationFailed(
-                "A bracket needs entry, takeProfitPrice and stopLossPrice", field="entry"
-            )
+        oco, bracket = input.to_list()
         return await order_lists.place_order_list(
             info.context.rt,
             user_id=info.context.user_id,
             symbol=input.symbol,
             client_list_id=input.client_list_id,
-            bracket=order_lists.Bracket(
-                entry=input.entry.to_request(),
-                take_profit_price=input.take_profit_price,
-                stop_loss_price=input.stop_loss_price,
-                stop_loss_limit_price=input.stop_loss_limit_price,
-            ),
+            oco=oco,
+            bracket=bracket,
         )
 
     async def payload(placed: order_lists.PlacedList) -> OrderListPayload:

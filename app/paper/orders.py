@@ -62,7 +62,7 @@ def refusal(
     return (found if found in allowed else fallback)(field=None)
 
 
-def _refused(loaded: state.Loaded, ack: OrderAck) -> str | None:
+def refused(loaded: state.Loaded, ack: OrderAck) -> str | None:
     """The code of a refusal: the ack's, or the reason the order was rejected on arrival
     (POST_ONLY_WOULD_TAKE, FOK_NOT_FILLABLE ...)."""
     if ack.code is not None:
@@ -91,9 +91,27 @@ async def _order(session: AsyncSession, loaded: state.Loaded, order_id: int) -> 
     return row
 
 
-def _open(loaded: state.Loaded) -> None:
+def client_id(value: str | None, *, field: str) -> str:
+    """A client order (or list) id: the caller's, printable, 64 characters at most; a
+    fresh one when not given."""
+    value = value or uuid.uuid4().hex
+    if not value.isprintable() or len(value) > MAX_CLIENT_ORDER_ID:
+        raise ValidationFailed(
+            f"A client id is printable, {MAX_CLIENT_ORDER_ID} characters at most", field=field
+        )
+    return value
+
+
+async def begin_command(
+    session: AsyncSession, *, paper_account_id: int, user_id: int
+) -> state.Loaded:
+    """The user's open paper account, locked, its venue rebuilt and caught up with the
+    live market (so a marketable order trades at the last trade's price)."""
+    loaded = await state.load(session, paper_account_id=paper_account_id, user_id=user_id)
     if loaded.account.status != state.OPEN:
         raise ValidationFailed("The paper account is closed", field="paperAccountId")
+    await state.catch_up(session, loaded)
+    return loaded
 
 
 async def place_order(
@@ -106,27 +124,22 @@ async def place_order(
 ) -> PaperOrder:
     """Place an order on the paper account's venue, after catching it up with the live
     market (so a marketable order trades at the last trade's price)."""
-    client_order_id = client_order_id or uuid.uuid4().hex
-    if not client_order_id.isprintable() or len(client_order_id) > MAX_CLIENT_ORDER_ID:
-        raise ValidationFailed("A client order id is printable, 64 characters at most",
-                               field="clientOrderId")  # fmt: skip
+    client_order_id = client_id(client_order_id, field="clientOrderId")
 
     async def work(session: AsyncSession) -> PaperOrder:
-        loaded = await state.load(session, paper_account_id=paper_account_id, user_id=user_id)
-        _open(loaded)
-        await state.catch_up(session, loaded)
+        loaded = await begin_command(session, paper_account_id=paper_account_id, user_id=user_id)
         entry = submit_entry(client_order_id, request)
         known = await _orders_by_client(session, loaded, client_order_id)
         ack = loaded.venue.submit(
             symbol=loaded.market.symbol, client_order_id=client_order_id, request=request
         )
-        code = _refused(loaded, ack)
+        code = refused(loaded, ack)
         if code is not None:
             raise refusal(code, PLACE_REFUSALS, trading_errors.InvalidOrder)
         assert ack.order_id is not None
         if not known:
             loaded.entries.append(entry)
-            loaded.submitted.append((ack.order_id, client_order_id, request))
+            loaded.submitted.append(state.NewOrder(ack.order_id, client_order_id, request))
         await state.record(session, loaded, kind="PAPER_ORDER")
         return await _order(session, loaded, ack.order_id)
 
@@ -152,9 +165,7 @@ async def cancel_order(
     """Cancel a paper order by its client order id."""
 
     async def work(session: AsyncSession) -> PaperOrder:
-        loaded = await state.load(session, paper_account_id=paper_account_id, user_id=user_id)
-        _open(loaded)
-        await state.catch_up(session, loaded)
+        loaded = await begin_command(session, paper_account_id=paper_account_id, user_id=user_id)
         ack = loaded.venue.cancel(client_order_id=client_order_id)
         if ack.code is not None:
             raise refusal(ack.code, CANCEL_REFUSALS, trading_errors.OrderNotCancellable)

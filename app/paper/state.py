@@ -50,8 +50,12 @@ _HAS_LIVE_ORDERS = """
 """
 _INSERT_ORDER = """
     INSERT INTO paper_orders (paper_account_id, generation, order_id, client_order_id, side,
-                              type, quantity, price, stop_price, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'NEW')
+                              type, quantity, price, stop_price, status, list_id, list_role)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+_INSERT_LIST = """
+    INSERT INTO paper_order_lists (paper_account_id, generation, kind, client_list_id)
+    VALUES ($1, $2, $3, $4) RETURNING id
 """
 _UPDATE_ORDER = """
     UPDATE paper_orders SET status = $4, filled_quantity = filled_quantity + $5,
@@ -69,6 +73,24 @@ _INSERT_FILL = """
 CATCH_UP_LIMIT = 10_000  # trades a step takes from the live market at most
 
 
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order a step placed: its mirrored row's first values."""
+
+    order_id: int
+    client_order_id: str
+    request: OrderRequest
+    status: OrderStatus = OrderStatus.NEW  # PENDING: a bracket's exit
+    role: str | None = None  # a list's leg: its ``ListRole``
+
+
+@dataclass(frozen=True, slots=True)
+class NewList:
+    client_list_id: str
+    kind: str  # a ``ListKind``
+    legs: tuple[NewOrder, ...]
+
+
 @dataclass
 class Loaded:
     """A paper account locked for a step, its venue rebuilt from its log."""
@@ -79,7 +101,8 @@ class Loaded:
     seq: int  # the last log entry's number
     events_before: int  # the venue's events before this step
     entries: list[LogEntry] = field(default_factory=list)  # this step's
-    submitted: list[tuple[int, str, OrderRequest]] = field(default_factory=list)
+    submitted: list[NewOrder] = field(default_factory=list)  # this step's single orders
+    lists: list[NewList] = field(default_factory=list)  # this step's lists
     last_trade_id: int = 0
 
 
@@ -158,8 +181,8 @@ async def catch_up(session: AsyncSession, loaded: Loaded) -> int:
 
 
 async def record(session: AsyncSession, loaded: Loaded, *, kind: str) -> None:
-    """Write the step: its log entries, the orders it placed and changed, its fills and
-    the paper book's entry that brings the ledger to the venue's balances."""
+    """Write the step: its log entries, the orders and lists it placed, the orders it
+    changed, its fills and the paper book's entry that brings the ledger to the venue's balances."""
     account, spec = loaded.account, loaded.market.spec
     connection = await driver(session)
     for offset, entry in enumerate(loaded.entries, start=1):
@@ -172,11 +195,18 @@ async def record(session: AsyncSession, loaded: Loaded, *, kind: str) -> None:
                 payload=dict(entry.payload),
             )
         )
-    for order_id, client_order_id, request in loaded.submitted:
+    placed = [(order, None) for order in loaded.submitted]
+    for new in loaded.lists:
+        list_id = await connection.fetchval(
+            _INSERT_LIST, account.id, account.generation, new.kind, new.client_list_id
+        )
+        placed += [(order, list_id) for order in new.legs]
+    for order, list_id in placed:
+        request = order.request
         await connection.execute(
-            _INSERT_ORDER, account.id, account.generation, order_id, client_order_id,
-            request.side.value, request.type.value, request.quantity, request.price,
-            request.stop_price,
+            _INSERT_ORDER, account.id, account.generation, order.order_id,
+            order.client_order_id, request.side.value, request.type.value, request.quantity,
+            request.price, request.stop_price, order.status.value, list_id, order.role,
         )  # fmt: skip
     events = loaded.venue.events(after=loaded.events_before)
     changes: dict[int, list[Any]] = {}  # order id: [status, filled, reason]

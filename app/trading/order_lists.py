@@ -9,14 +9,19 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import UserError
 from app.runtime import Runtime
 from app.trading import markets
-from app.trading.command_queue import after_engine, enqueue, first_command, raise_if_refused
-from app.trading.domain import orders as rules
+from app.trading.command_queue import after_engine, enqueue, raise_if_refused
 from app.trading.domain.errors import ClientOrderIdReused, InvalidOrder
-from app.trading.domain.lists import OCO_ROLES, Bracket, ListKind, ListRole  # noqa: F401 (callers' names)
-from app.trading.domain.orders import OrderRequest, OrderStatus, OrderType, Side, ValidOrder
+from app.trading.domain.lists import (
+    Bracket,
+    ListKind,
+    ListRole,
+    PlannedLeg,
+    plan_bracket,
+    plan_oco,
+)
+from app.trading.domain.orders import OrderRequest, OrderStatus
 from app.trading.markets import MarketRow
 from app.trading.pretrade import (
     check_client_id,
@@ -84,38 +89,34 @@ async def place_order_list(
         )
         session.add(order_list)
         await session.flush()
-        if oco is not None:
-            plan = _plan_oco(rt, market, oco)
-        else:
-            assert bracket is not None
-            plan = _plan_bracket(rt, market, bracket)
+        plan = _plan(rt, market, oco, bracket)
         check_risk(
             rt,
             market,
-            [valid for _, valid, _, _ in plan],
+            [leg.valid for leg in plan],
             usd_rate=usd_rate,
             open_orders=await count_open_orders(session, uid),
         )
         rows = []
-        for i, (request, valid, role, status) in enumerate(plan):
+        for i, leg in enumerate(plan):
             row = order_row(
                 user_id=uid,
                 market=market,
-                request=request,
-                valid=valid,
+                request=leg.request,
+                valid=leg.valid,
                 client_order_id=f"{client_list_id}:{i}",
                 digest=digest,
-                status=status,
+                status=leg.status,
                 list_id=order_list.id,
-                list_role=role,
+                list_role=leg.role,
             )
             session.add(row)
             rows.append(row)
         await session.flush()
         funded = [
-            (v, row)
-            for (_, v, _, status), row in zip(plan, rows, strict=True)
-            if status is not OrderStatus.PENDING
+            (leg.valid, row)
+            for leg, row in zip(plan, rows, strict=True)
+            if leg.status is not OrderStatus.PENDING
         ]
         currency, amount = hold_amount(market, [v for v, _ in funded])
         hold_id = await hold_funds(session, uid, currency, amount, f"order-list:{order_list.id}")
@@ -137,82 +138,13 @@ async def place_order_list(
     return PlacedList(order_list, rows)
 
 
-_Plan = list[tuple[OrderRequest, ValidOrder, str, OrderStatus]]
-
-
-def _validate(
-    rt: Runtime, market: MarketRow, request: OrderRequest, band: bool = True
-) -> ValidOrder:
-    return rules.validate_order(
-        request,
-        market.spec,
-        now=rt.now(),
-        reference_price=market.last_price,
-        price_band_bps=rt.settings.trading_price_band_bps if band else None,
-    )
-
-
-def _plan_oco(rt: Runtime, market: MarketRow, legs: Sequence[OrderRequest]) -> _Plan:
-    if len(legs) != 2:
-        raise InvalidOrder("An OCO has exactly two orders", field="orders")
-    first, second = legs
-    if first.side != second.side or first.quantity != second.quantity:
-        raise InvalidOrder("Both orders of an OCO have the same side and quantity", field="orders")
-    if OrderType.MARKET in (first.type, second.type) or first.type == second.type:
-        raise InvalidOrder(
-            "An OCO joins two different order types, neither of them MARKET", field="orders"
-        )
-    plan: _Plan = []
-    for request in legs:
-        valid = _validate(rt, market, request)
-        status, _ = first_command(valid)
-        plan.append((request, valid, ListRole.LEG, status))
-    return plan
-
-
-def _plan_bracket(rt: Runtime, market: MarketRow, bracket: Bracket) -> _Plan:
-    entry = bracket.entry
-    if entry.type not in (OrderType.LIMIT, OrderType.MARKET):
-        raise InvalidOrder("A bracket's entry is a LIMIT or MARKET order", field="entry")
-    valid_entry = _validate(rt, market, entry)
-    exit_side = Side.SELL if entry.side is Side.BUY else Side.BUY
-    entry_price = market.spec.price(valid_entry.price) if entry.type is OrderType.LIMIT else None
-    reference = entry_price or market.last_price
-    take_profit = OrderRequest(
-        side=exit_side,
-        type=OrderType.LIMIT,
-        quantity=entry.quantity,
-        price=bracket.take_profit_price,
-    )
-    stop_loss = OrderRequest(
-        side=exit_side,
-        type=OrderType.STOP_LIMIT if bracket.stop_loss_limit_price else OrderType.STOP_MARKET,
-        quantity=entry.quantity,
-        stop_price=bracket.stop_loss_price,
-        price=bracket.stop_loss_limit_price,
-    )
-    valid_tp = rules.validate_order(
-        take_profit, market.spec, now=rt.now(), reference_price=None, price_band_bps=None
-    )
-    if reference is not None:
-        beyond = (
-            bracket.take_profit_price > reference
-            if entry.side is Side.BUY
-            else (bracket.take_profit_price < reference)
-        )
-        if not beyond:
-            raise InvalidOrder(
-                "The take-profit price must be beyond the entry price", field="takeProfitPrice"
-            )
-    try:
-        valid_sl = rules.validate_order(
-            stop_loss, market.spec, now=rt.now(), reference_price=reference, price_band_bps=None
-        )
-    except UserError as error:
-        error.field = "stopLossPrice" if error.field == "stopPrice" else error.field
-        raise
-    return [
-        (entry, valid_entry, ListRole.ENTRY, OrderStatus.NEW),
-        (take_profit, valid_tp, ListRole.TAKE_PROFIT, OrderStatus.PENDING),
-        (stop_loss, valid_sl, ListRole.STOP_LOSS, OrderStatus.PENDING),
-    ]
+def _plan(
+    rt: Runtime, market: MarketRow, oco: Sequence[OrderRequest] | None, bracket: Bracket | None
+) -> list[PlannedLeg]:
+    """The list checked by the one planning (``app.trading.domain.lists``), with the
+    platform's price band."""
+    now, last, band = rt.now(), market.last_price, rt.settings.trading_price_band_bps
+    if oco is not None:
+        return plan_oco(market.spec, oco, now=now, reference_price=last, price_band_bps=band)
+    assert bracket is not None
+    return plan_bracket(market.spec, bracket, now=now, reference_price=last, price_band_bps=band)

@@ -26,6 +26,7 @@ from db.models.paper import (
     PaperLedgerAccount,
     PaperLogEntry,
     PaperOrder,
+    PaperOrderList,
     PaperPosting,
 )
 from db.models.social import (
@@ -91,6 +92,7 @@ __all__ = [
     "PaperLedgerAccount",
     "PaperLogEntry",
     "PaperOrder",
+    "PaperOrderList",
     "PaperPosting",
     "Position",
     "Posting",

@@ -1,7 +1,7 @@
 """Tables of paper trading: paper accounts, their command and tick log (the source of
-truth: the simulated venue is rebuilt from it), the orders and fills mirrored from it for
-queries, and the paper book (its own ledger accounts, entries and postings: never the
-real ledger's tables)."""
+truth: the simulated venue is rebuilt from it), the orders (with their OCO and bracket
+lists) and fills mirrored from it for queries, and the paper book (its own ledger
+accounts, entries and postings: never the real ledger's tables)."""
 
 from __future__ import annotations
 
@@ -52,11 +52,15 @@ class PaperAccount(Base):
 
 class PaperLogEntry(Base):
     """Append-only: what the account's simulated venue was given, in order (a TICK of
-    the live market, a SUBMIT or a CANCEL), numbered per generation from 1."""
+    the live market, a SUBMIT or a CANCEL of an order or of a list), numbered per
+    generation from 1."""
 
     __tablename__ = "paper_log"
     __table_args__ = (
-        CheckConstraint("kind IN ('TICK', 'SUBMIT', 'CANCEL')", name="kind_known"),
+        CheckConstraint(
+            "kind IN ('TICK', 'SUBMIT', 'CANCEL', 'SUBMIT_LIST', 'CANCEL_LIST')",
+            name="kind_known",
+        ),
         UniqueConstraint("paper_account_id", "generation", "seq"),
     )
 
@@ -69,13 +73,33 @@ class PaperLogEntry(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class PaperOrderList(Base):
+    """An OCO or a bracket of a paper account (its legs: ``paper_orders`` rows with its
+    id, named ``<client_list_id>:<i>``)."""
+
+    __tablename__ = "paper_order_lists"
+    __table_args__ = (
+        CheckConstraint("kind IN ('OCO', 'BRACKET')", name="kind_known"),
+        UniqueConstraint("paper_account_id", "generation", "client_list_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    paper_account_id: Mapped[int] = mapped_column(ForeignKey("paper_accounts.id"))
+    generation: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(Text)
+    client_list_id: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
 class PaperOrder(Base):
-    """An order of a paper account as its venue last reported it (mirrored)."""
+    """An order of a paper account as its venue last reported it (mirrored); a list's
+    leg has the list's id and its role (LEG, ENTRY, TAKE_PROFIT, STOP_LOSS)."""
 
     __tablename__ = "paper_orders"
     __table_args__ = (
         UniqueConstraint("paper_account_id", "generation", "order_id"),
         Index(None, "paper_account_id", "id"),
+        Index(None, "list_id"),
     )
 
     id: Mapped[int] = _pk()
@@ -91,6 +115,8 @@ class PaperOrder(Base):
     stop_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
     status: Mapped[str] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("paper_order_lists.id"))
+    list_role: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

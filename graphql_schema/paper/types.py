@@ -1,5 +1,6 @@
 """Paper trading's GraphQL types: paper accounts (Relay nodes, only their owner's),
-their balances, orders and fills (keyset connections), inputs and results."""
+their balances, orders (list legs with their list's id and role) and fills (keyset
+connections), inputs (a list's is the live ``placeOrderList``'s) and results."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Annotated, TypeAlias
 
 import strawberry
 from strawberry import relay
+from strawberry.relay.utils import to_base64
 from strawberry.types import Info
 
 from app.paper import accounts
-from db.models import PaperAccount, PaperFill, PaperOrder
+from db.models import PaperAccount, PaperFill, PaperOrder, PaperOrderList
 from graphql_schema.errors import (
     BelowMinimumNotional,
     ClientOrderIdReused,
@@ -35,7 +37,14 @@ from graphql_schema.errors import (
 )
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import to_connection
-from graphql_schema.trading.types import OrderInput
+from graphql_schema.trading.enums import OrderListKind
+from graphql_schema.trading.types import OrderInput, OrderListInput
+
+PAPER_ORDER_LIST = "PaperOrderList"  # no node type: the id only names the list
+
+
+def paper_list_id(pk: int) -> strawberry.ID:
+    return strawberry.ID(to_base64(PAPER_ORDER_LIST, pk))
 
 
 @strawberry.type
@@ -58,6 +67,10 @@ class PaperOrderNode(relay.Node):
     stop_price: Decimal | None
     status: str
     reason: str | None
+    list_id: strawberry.ID | None = strawberry.field(
+        description="The global ID (type PaperOrderList) of the list it is a leg of."
+    )
+    list_role: str | None = strawberry.field(description="LEG, ENTRY, TAKE_PROFIT, STOP_LOSS.")
     created_at: datetime
 
     @classmethod
@@ -66,7 +79,8 @@ class PaperOrderNode(relay.Node):
             id=row.id, client_order_id=row.client_order_id, side=row.side, type=row.type,
             quantity=row.quantity, filled_quantity=row.filled_quantity, price=row.price,
             stop_price=row.stop_price, status=row.status, reason=row.reason,
-            created_at=row.created_at,
+            list_id=None if row.list_id is None else paper_list_id(row.list_id),
+            list_role=row.list_role, created_at=row.created_at,
         )  # fmt: skip
 
     @classmethod
@@ -199,6 +213,11 @@ class PlacePaperOrderInput(OrderInput):
     client_order_id: str | None = None
 
 
+@strawberry.input
+class PlacePaperOrderListInput(OrderListInput):
+    paper_account_id: strawberry.ID
+
+
 @strawberry.type
 class PaperAccountPayload:
     paper_account: PaperAccountNode
@@ -207,6 +226,21 @@ class PaperAccountPayload:
 @strawberry.type
 class PaperOrderPayload:
     order: PaperOrderNode
+
+
+@strawberry.type
+class PaperOrderListPayload:
+    list_id: strawberry.ID = strawberry.field(description="Its global ID (type PaperOrderList).")
+    kind: OrderListKind
+    client_list_id: str
+    orders: list[PaperOrderNode] = strawberry.field(description="Its legs, in leg order.")
+
+    @classmethod
+    def from_rows(cls, row: PaperOrderList, orders: Iterable[PaperOrder]) -> PaperOrderListPayload:
+        return cls(
+            list_id=paper_list_id(row.id), kind=OrderListKind(row.kind),
+            client_list_id=row.client_list_id, orders=[PaperOrderNode.from_row(o) for o in orders],
+        )  # fmt: skip
 
 
 OpenPaperAccountResult: TypeAlias = Annotated[
@@ -222,9 +256,8 @@ PaperAccountResult: TypeAlias = Annotated[
     | InsufficientFunds,
     strawberry.union("PaperAccountResult"),
 ]
-PlacePaperOrderResult: TypeAlias = Annotated[
-    PaperOrderPayload
-    | ValidationFailed
+_PLACEMENT_ERRORS = (
+    ValidationFailed
     | NotAuthenticated
     | NotFound
     | InvalidOrder
@@ -237,9 +270,9 @@ PlacePaperOrderResult: TypeAlias = Annotated[
     | FokNotFillable
     | InsufficientFunds
     | ClientOrderIdReused
-    | UnknownMarket
-    | OrderNotAmendable
-    | OrderNotCancellable,
+)
+PlacePaperOrderResult: TypeAlias = Annotated[
+    PaperOrderPayload | _PLACEMENT_ERRORS | UnknownMarket | OrderNotAmendable | OrderNotCancellable,
     strawberry.union("PlacePaperOrderResult"),
 ]
 CancelPaperOrderResult: TypeAlias = Annotated[
@@ -253,4 +286,16 @@ CancelPaperOrderResult: TypeAlias = Annotated[
     | UnknownMarket
     | InsufficientFunds,
     strawberry.union("CancelPaperOrderResult"),
+]
+PlacePaperOrderListResult: TypeAlias = Annotated[
+    PaperOrderListPayload | _PLACEMENT_ERRORS, strawberry.union("PlacePaperOrderListResult")
+]
+CancelPaperOrderListResult: TypeAlias = Annotated[
+    PaperOrderListPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | OrderNotFound
+    | OrderNotCancellable,
+    strawberry.union("CancelPaperOrderListResult"),
 ]

@@ -16,8 +16,10 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.core.errors import ValidationFailed
 from app.events.topics import Fill, OrderUpdated
 from app.trading.domain import orders as rules
+from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import MarketSpec
 from db.models import Fill as FillRow
 from db.models import Order as OrderRow
@@ -266,14 +268,14 @@ class PlaceOrderInput(OrderInput):
 
 
 @strawberry.input
-class PlaceOrderListInput:
+class OrderListInput:
     """OCO: ``orders`` holds two orders of the same side and quantity (e.g. a LIMIT and a
     STOP_LIMIT); the first to fill or trigger cancels the other; one hold covers both.
     BRACKET: ``entry`` (LIMIT or MARKET); once it has filled, a take-profit LIMIT at
     ``takeProfitPrice`` and a stop-loss at ``stopLossPrice`` (STOP_LIMIT with
-    ``stopLossLimitPrice``, else STOP_MARKET) for the filled quantity, as an OCO."""
+    ``stopLossLimitPrice``, else STOP_MARKET) for the filled quantity, as an OCO. The
+    live (``PlaceOrderListInput``) and the paper (``PlacePaperOrderListInput``) lists."""
 
-    symbol: str
     kind: OrderListKind
     client_list_id: str | None = None
     orders: list[OrderInput] | None = None
@@ -281,6 +283,29 @@ class PlaceOrderListInput:
     take_profit_price: Decimal | None = None
     stop_loss_price: Decimal | None = None
     stop_loss_limit_price: Decimal | None = None
+
+    def to_list(self) -> tuple[list[rules.OrderRequest] | None, Bracket | None]:
+        """(oco, bracket), one of them given; ``ValidationFailed`` when a part is missing."""
+        if self.kind is OrderListKind.OCO:
+            if not self.orders:
+                raise ValidationFailed("An OCO needs its two orders", field="orders")
+            return [o.to_request() for o in self.orders], None
+        if self.entry is None or self.take_profit_price is None or self.stop_loss_price is None:
+            raise ValidationFailed(
+                "A bracket needs entry, takeProfitPrice and stopLossPrice", field="entry"
+            )
+        bracket = Bracket(
+            entry=self.entry.to_request(),
+            take_profit_price=self.take_profit_price,
+            stop_loss_price=self.stop_loss_price,
+            stop_loss_limit_price=self.stop_loss_limit_price,
+        )
+        return None, bracket
+
+
+@strawberry.input
+class PlaceOrderListInput(OrderListInput):
+    symbol: str
 
 
 @strawberry.type

@@ -290,6 +290,10 @@ MUTATIONS = sorted(_mutations(), key=lambda m: m[0])
 
 _BY_EVENT = "orders.apply refuses a CANCEL or an AMEND by its own error; this sends neither"
 _BACKSTOP = "the ledger's backstop: this flow only takes from a hold or a stake it checked"
+_PAPER_VENUE = (
+    "the simulated venue applies CANCEL to live orders only (orders.apply) and no AMEND here"
+)
+_PAPER_MARKET = "the paper account's market is looked up by its foreign key"
 # Paths the source has but the mutation cannot take, each with the reason. An entry that
 # is no longer found fails too (``test_every_unreachable_entry_is_still_found``).
 UNREACHABLE: dict[tuple[str, str], str] = {
@@ -306,6 +310,13 @@ UNREACHABLE: dict[tuple[str, str], str] = {
     ("cancelOrder", "OrderNotAmendable"): _BY_EVENT,
     ("placeOrderList", "OrderNotAmendable"): _BY_EVENT,
     ("placeOrderList", "OrderNotCancellable"): _BY_EVENT,
+    ("placePaperOrderList", "OrderNotAmendable"): _PAPER_VENUE,
+    ("placePaperOrderList", "OrderNotCancellable"): _PAPER_VENUE,
+    ("placePaperOrderList", "UnknownMarket"): _PAPER_MARKET,
+    ("cancelPaperOrderList", "OrderNotAmendable"): _PAPER_VENUE,
+    ("cancelPaperOrderList", "UnknownMarket"): _PAPER_MARKET,
+    ("cancelPaperOrderList", "InsufficientFunds"): "the paper book's backstop: a cancel frees"
+    " holds, the book follows the venue's balances",
 }
 
 

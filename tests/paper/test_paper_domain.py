@@ -5,6 +5,8 @@ money apart."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -18,6 +20,7 @@ from app.paper.domain.session import (
     LogEntry,
     apply_entry,
     cancel_entry,
+    cancel_list_entry,
     check_starting_balances,
     ledger_legs,
     new_venue,
@@ -25,8 +28,10 @@ from app.paper.domain.session import (
     request_from_json,
     request_json,
     submit_entry,
+    submit_list_entry,
     tick_entry,
 )
+from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import (
     OrderRequest,
     OrderType,
@@ -34,7 +39,7 @@ from app.trading.domain.orders import (
     TimeInForce,
     TrailingOffsetType,
 )
-from app.venues.domain.venue import OrderFilled
+from app.venues.domain.venue import OrderEnded, OrderFilled
 from tests.support.simulation import SPEC, T0
 
 BALANCES = {"USDT": D("10000"), "BTC": D("1")}
@@ -89,8 +94,8 @@ def test_requests_round_trip_through_json():
         assert request_from_json(request_json(request)) == request
 
 
-def test_replay_rebuilds_the_same_venue():
-    entries = session_log()
+def replayed(entries: list[LogEntry]):
+    """The venue given ``entries`` one at a time, checked equal to their replay."""
     live = new_venue(SPEC, BALANCES, T0)
     for entry in entries:
         apply_entry(live, entry)
@@ -98,6 +103,11 @@ def test_replay_rebuilds_the_same_venue():
     assert rebuilt.events() == live.events()
     assert rebuilt.balances() == live.balances()
     assert rebuilt.open_orders() == live.open_orders()
+    return live
+
+
+def test_replay_rebuilds_the_same_venue():
+    live = replayed(session_log())
     fills = [e for e in live.events() if isinstance(e, OrderFilled)]
     assert {f.client_order_id for f in fills} >= {"o-1", "o-2", "o-4", "o-6", "late"}
 
@@ -109,6 +119,57 @@ def test_a_recorded_session_through_the_backtester_gives_the_same_fills():
     fills = tuple(e for e in session.events() if isinstance(e, OrderFilled))
     assert fills and result.fills == fills
     assert result_json(result) == result_json(backtest_log(SPEC, BALANCES, entries))
+
+
+def list_session_log() -> list[LogEntry]:
+    """An OCO whose take profit fills, a bracket whose entry fills and whose stop loss
+    fires, an OCO canceled as a list, with single orders between them."""
+    prices = ["100", "101", "103", "100", "98", "97", "94", "99"]
+    oco = (
+        OrderRequest(Side.SELL, OrderType.LIMIT, D("0.01"), price=D("103")),
+        OrderRequest(Side.SELL, OrderType.STOP_LIMIT, D("0.01"), price=D("96"),
+                     stop_price=D("97")),
+    )  # fmt: skip
+    bracket = Bracket(
+        OrderRequest(Side.BUY, OrderType.LIMIT, D("0.02"), price=D("98")),
+        take_profit_price=D("104"),
+        stop_loss_price=D("95"),
+        stop_loss_limit_price=D("94"),
+    )
+    entries = [tick_entry(trade_id=1, price=D("100"), quantity=D("0.5"), at=T0)]
+    entries += [
+        submit_list_entry("oco", oco=oco),
+        submit_list_entry("br", bracket=bracket),
+        submit_list_entry("gone", oco=(replace(oco[0], price=D("110")), oco[1])),
+        submit_entry("single", REQUESTS[0]),
+        cancel_list_entry("gone"),
+    ]
+    for n, price in enumerate(prices[1:], start=2):
+        at = T0 + timedelta(minutes=n)
+        entries.append(tick_entry(trade_id=n, price=D(price), quantity=D("0.3"), at=at))
+        if n == 4:
+            entries.append(submit_list_entry("late", oco=oco))
+    return entries
+
+
+def test_list_entries_round_trip_and_replay_to_the_same_venue():
+    entries = list_session_log()
+    assert [LogEntry(e.kind, json.loads(json.dumps(e.payload))) for e in entries] == entries
+    live = replayed(entries)
+    fills = {e.client_order_id for e in live.events() if isinstance(e, OrderFilled)}
+    assert fills == {"oco:0", "single", "br:0", "late:1", "br:2"}
+    ended = {e.client_order_id: e.reason for e in live.events() if isinstance(e, OrderEnded)}
+    assert ended["oco:1"] == ended["br:1"] == ended["late:0"] == "OCO"
+    assert ended["gone:0"] == ended["gone:1"] == "CANCELED"
+
+
+def test_a_recorded_session_with_lists_through_the_backtester_gives_the_same_fills():
+    entries = list_session_log()
+    session = replay(SPEC, BALANCES, T0, entries)
+    result = backtest_log(SPEC, BALANCES, entries)
+    fills = tuple(e for e in session.events() if isinstance(e, OrderFilled))
+    assert len(fills) == 5 and result.fills == fills
+    assert [d.outcome for d in result.decisions] == ["OK"] * 6
 
 
 def test_ledger_legs_bring_the_book_to_the_venue():

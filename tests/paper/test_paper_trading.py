@@ -2,7 +2,8 @@
 the matching engines running): a paper order fills when the market trades through its
 price, the paper book follows the venue in the same transaction, a rebuild from the log
 equals the state before and trading resumes, the recorded session through the backtester
-gives the same fills, refusals write nothing, and paper and real money never mix."""
+gives the same fills (OCO and bracket lists too), refusals write nothing, and paper and
+real money never mix."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 from app.core.errors import InsufficientFunds, InvariantViolation, NotFound
 from app.ledger import journal
 from app.ledger.rules import AccountKind, AccountRef, move
-from app.paper import accounts, ledger, live, orders, state
+from app.paper import accounts, ledger, live, order_lists, orders, state
 from app.paper.domain.parity import backtest_log
 from app.trading.domain.errors import PostOnlyWouldTake, PriceOffTick
+from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import OrderRequest, OrderType, Side
 from app.trading.markets import market_by_symbol
 from app.venues.domain.venue import OrderFilled
@@ -139,22 +141,42 @@ async def test_the_recorded_session_replayed_by_the_backtester_gives_the_same_fi
         request=OrderRequest(Side.SELL, OrderType.TRAILING_STOP, D("0.0300"),
                              trailing_offset=D("300")),
     )  # fmt: skip
+    # lists: an OCO whose limit fills, a bracket whose entry and take-profit fill, an OCO
+    # canceled as a list
+    await order_lists.place_order_list(rt, **place, client_list_id="o", oco=sell_oco("90500"))
+    bracket = Bracket(buy_limit("89950"), take_profit_price=D("90550"), stop_loss_price=D("89000"))
+    await order_lists.place_order_list(rt, **place, client_list_id="b", bracket=bracket)
+    await order_lists.place_order_list(rt, **place, client_list_id="c", oco=sell_oco("95000"))
+    await order_lists.cancel_order_list(rt, **place, client_list_id="c")
     for price in ("89900", "90200", "90600", "90100", "88900"):
         await trade_at(rt, maker, taker, price)
         await live.run_once(rt)
     async with rt.sessions() as session:
         stored = await accounts.get_account(session, user_id=uid, paper_account_id=account.id)
         log = await state.log_of(session, stored)
+    assert {"SUBMIT_LIST", "CANCEL_LIST"} <= {entry.kind for entry in log}
     result = backtest_log(await _spec(rt), start, log)
     recorded = await rows(rt, "SELECT number, order_id, price, quantity, quote_amount, fee,"
                               " liquidity FROM paper_fills WHERE paper_account_id = $1"
                               " ORDER BY number", account.id)  # fmt: skip
-    assert len(recorded) == 3  # the market buy, the trailing stop, the limit
+    filled = await rows(rt, "SELECT DISTINCT client_order_id FROM paper_fills"
+                            " WHERE paper_account_id = $1", account.id)  # fmt: skip
+    # the market buy, the trailing stop, the limit; the OCO's limit, the bracket's entry
+    # and take-profit
+    assert sorted(r[0] for r in filled) == ["b:0", "b:1", "l", "m", "o:0", "t"]
+    assert len(recorded) == 6
     assert [
         (f.number, f.order_id, f.price, f.quantity, f.value, f.fee, f.liquidity.value)
         for f in result.fills
     ] == [tuple(r) for r in recorded]
     assert all(isinstance(f, OrderFilled) for f in result.fills)
+
+
+def sell_oco(limit: str) -> tuple[OrderRequest, OrderRequest]:
+    return (
+        OrderRequest(Side.SELL, OrderType.LIMIT, D("0.0100"), price=D(limit)),
+        OrderRequest(Side.SELL, OrderType.STOP_MARKET, D("0.0100"), stop_price=D("85000")),
+    )
 
 
 async def _spec(rt):

@@ -31,21 +31,29 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from app.backtesting.domain.strategies import CancelOrder, Intent, Strategy, Submit, Tick
+from app.backtesting.domain.strategies import (
+    CancelList,
+    CancelOrder,
+    Intent,
+    Strategy,
+    SubmitList,
+    Tick,
+)
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
 from app.venues.domain.venue import OrderAck, OrderEnded, OrderFilled
 
 SUBMIT, CANCEL = "SUBMIT", "CANCEL"
+SUBMIT_LIST, CANCEL_LIST = "SUBMIT_LIST", "CANCEL_LIST"
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     at: datetime  # the candle's close
     candle: int  # its index
-    action: str  # SUBMIT or CANCEL
-    client_order_id: str
+    action: str  # SUBMIT, CANCEL, SUBMIT_LIST or CANCEL_LIST
+    client_order_id: str  # a list's: its client list id
     side: Side | None
     type: OrderType | None
     quantity: Decimal | None
@@ -160,7 +168,8 @@ def _decide(venue: SimulatedVenue, market: MarketSpec, tick: Tick, intent: Inten
             at, tick.index, CANCEL, intent.client_order_id, None, None, None, None,
             intent.reason, _outcome(ack),
         )  # fmt: skip
-    assert isinstance(intent, Submit)
+    if isinstance(intent, SubmitList | CancelList):
+        return _decide_list(venue, market, tick, intent)
     request = intent.request
     ack = venue.submit(
         symbol=market.symbol, client_order_id=intent.client_order_id, request=request
@@ -168,6 +177,33 @@ def _decide(venue: SimulatedVenue, market: MarketSpec, tick: Tick, intent: Inten
     return Decision(
         at, tick.index, SUBMIT, intent.client_order_id, request.side, request.type,
         request.quantity, request.price, intent.reason, _outcome(ack),
+    )  # fmt: skip
+
+
+def _decide_list(
+    venue: SimulatedVenue, market: MarketSpec, tick: Tick, intent: SubmitList | CancelList
+) -> Decision:
+    """A list's decision: side, type, quantity and price of its first order (an OCO's
+    first leg, a bracket's entry)."""
+    at, list_id = tick.candle.close_time, intent.client_list_id
+    if isinstance(intent, CancelList):
+        code = venue.cancel_list(client_list_id=list_id).code
+        return Decision(
+            at, tick.index, CANCEL_LIST, list_id, None, None, None, None, intent.reason,
+            code or "OK",
+        )  # fmt: skip
+    ack = venue.submit_list(
+        symbol=market.symbol, client_list_id=list_id, oco=intent.oco, bracket=intent.bracket
+    )
+    first = intent.oco[0] if intent.oco else intent.bracket.entry if intent.bracket else None
+    if first is None:
+        return Decision(
+            at, tick.index, SUBMIT_LIST, list_id, None, None, None, None, intent.reason,
+            ack.code or "OK",
+        )  # fmt: skip
+    return Decision(
+        at, tick.index, SUBMIT_LIST, list_id, first.side, first.type, first.quantity,
+        first.price, intent.reason, ack.code or "OK",
     )  # fmt: skip
 
 

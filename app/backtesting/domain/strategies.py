@@ -3,10 +3,10 @@
 In: one ``Tick`` per candle, at its close: the candle, the strategy's own fills since the
 last tick, its account (cash and position), and its orders that ended since the last tick
 without their last fill (canceled, expired, rejected). Out: ``Submit`` / ``CancelOrder``
-intents with client order ids derived from the strategy's name, the candle's index and
-the step (``"ma:42:buy"``), each with its reason. A strategy sees the candles one at a
-time, so it cannot look ahead: whatever it decides at candle t depends on candles 0..t
-and the fills they produced only.
+intents (``SubmitList`` / ``CancelList`` for OCO and bracket lists) with client order ids
+derived from the strategy's name, the candle's index and the step (``"ma:42:buy"``), each
+with its reason. A strategy sees the candles one at a time, so it cannot look ahead:
+whatever it decides at candle t depends on candles 0..t and the fills they produced only.
 
     MovingAverageCrossover   buys when the fast simple moving average of the closes
                              crosses above the slow one (and it holds nothing), sells the
@@ -28,6 +28,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
 from app.core.errors import InvariantViolation
+from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import BPS, MarketSpec, OrderRequest, OrderType, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.venue import OrderEnded, OrderFilled
@@ -56,7 +57,23 @@ class CancelOrder:
     reason: str
 
 
-Intent = Submit | CancelOrder
+@dataclass(frozen=True, slots=True)
+class SubmitList:
+    """An OCO (``oco``) or a bracket (``bracket``); its legs are ``<client_list_id>:<i>``."""
+
+    client_list_id: str
+    reason: str
+    oco: tuple[OrderRequest, OrderRequest] | None = None
+    bracket: Bracket | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelList:
+    client_list_id: str
+    reason: str
+
+
+Intent = Submit | CancelOrder | SubmitList | CancelList
 
 
 class Strategy(Protocol):

@@ -9,14 +9,24 @@ from datetime import datetime
 from decimal import Decimal
 
 from app.backtesting.domain.runner import RunResult, run_backtest
-from app.backtesting.domain.strategies import CancelOrder, Intent, Submit, Tick
+from app.backtesting.domain.strategies import (
+    CancelList,
+    CancelOrder,
+    Intent,
+    Submit,
+    SubmitList,
+    Tick,
+)
 from app.core.errors import InvariantViolation
 from app.paper.domain.session import (
     CANCEL,
+    CANCEL_LIST,
     PAPER_SETTINGS,
     SUBMIT,
+    SUBMIT_LIST,
     TICK,
     LogEntry,
+    list_from_json,
     request_from_json,
     tick_candle,
 )
@@ -59,6 +69,11 @@ def split_log(entries: Sequence[LogEntry]) -> tuple[list[Candle], LogReplay]:
             after[-1].append(Submit(p["clientOrderId"], request, "paper"))
         elif entry.kind == CANCEL:
             after[-1].append(CancelOrder(p["clientOrderId"], "paper"))
+        elif entry.kind == SUBMIT_LIST:
+            oco, bracket = list_from_json(p)
+            after[-1].append(SubmitList(p["clientListId"], "paper", oco=oco, bracket=bracket))
+        elif entry.kind == CANCEL_LIST:
+            after[-1].append(CancelList(p["clientListId"], "paper"))
     return candles, LogReplay(after)
 
 

@@ -8,6 +8,9 @@ balances). Everything the venue is given goes to an append-only log, in order:
              the trade's price, volume = its quantity, no duration (``tick_candle``)
     SUBMIT   an order (``client_order_id``, the request as ``request_json``)
     CANCEL   a cancel (``client_order_id``)
+    SUBMIT_LIST  an OCO (``oco``: its two requests) or a bracket (``bracket``: the entry's
+             request and the exits' prices), by ``client_list_id`` (``list_json``)
+    CANCEL_LIST  a list's cancel (``client_list_id``)
 
 The venue is deterministic, so ``replay`` of the starting balances and the log rebuilds
 it exactly: after a restart, and in the backtester (the parity: the same ticks and
@@ -28,6 +31,7 @@ from typing import Any
 
 from app.core.errors import ValidationFailed
 from app.ledger.rules import AccountKind, AccountRef, Leg
+from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import (
     MarketSpec,
     OrderRequest,
@@ -42,6 +46,7 @@ from app.venues.domain.venue import Balance
 
 PAPER_SETTINGS = SimulationSettings(volume_share=None, latency=0, slippage_bps=0, seed=0)
 TICK, SUBMIT, CANCEL = "TICK", "SUBMIT", "CANCEL"
+SUBMIT_LIST, CANCEL_LIST = "SUBMIT_LIST", "CANCEL_LIST"
 # Caps of a paper account (documented in docs/paper-trading.md)
 MAX_OPEN_ACCOUNTS = 10  # per user
 MAX_STARTING_BALANCE = Decimal(10_000_000)  # per currency, in that currency
@@ -50,7 +55,7 @@ MAX_NAME_LENGTH = 64
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    kind: str  # TICK, SUBMIT or CANCEL
+    kind: str  # TICK, SUBMIT, CANCEL, SUBMIT_LIST or CANCEL_LIST
     payload: Mapping[str, Any]  # JSON
 
 
@@ -70,6 +75,54 @@ def submit_entry(client_order_id: str, request: OrderRequest) -> LogEntry:
 
 def cancel_entry(client_order_id: str) -> LogEntry:
     return LogEntry(CANCEL, {"clientOrderId": client_order_id})
+
+
+def submit_list_entry(
+    client_list_id: str,
+    *,
+    oco: tuple[OrderRequest, OrderRequest] | None = None,
+    bracket: Bracket | None = None,
+) -> LogEntry:
+    return LogEntry(SUBMIT_LIST, {"clientListId": client_list_id, **list_json(oco, bracket)})
+
+
+def cancel_list_entry(client_list_id: str) -> LogEntry:
+    return LogEntry(CANCEL_LIST, {"clientListId": client_list_id})
+
+
+def list_json(
+    oco: tuple[OrderRequest, OrderRequest] | None, bracket: Bracket | None
+) -> dict[str, Any]:
+    """An OCO's or a bracket's request as JSON (the other one null), exactly."""
+    limit = None if bracket is None else bracket.stop_loss_limit_price
+    return {
+        "oco": None if oco is None else [request_json(r) for r in oco],
+        "bracket": None
+        if bracket is None
+        else {
+            "entry": request_json(bracket.entry),
+            "takeProfitPrice": str(bracket.take_profit_price),
+            "stopLossPrice": str(bracket.stop_loss_price),
+            "stopLossLimitPrice": None if limit is None else str(limit),
+        },
+    }
+
+
+def list_from_json(
+    data: Mapping[str, Any],
+) -> tuple[tuple[OrderRequest, OrderRequest] | None, Bracket | None]:
+    """(oco, bracket) of a SUBMIT_LIST entry's payload (a logged OCO has two orders)."""
+    if data.get("oco") is not None:
+        first, second = (request_from_json(r) for r in data["oco"])
+        return (first, second), None
+    b = data["bracket"]
+    limit = b.get("stopLossLimitPrice")
+    return None, Bracket(
+        entry=request_from_json(b["entry"]),
+        take_profit_price=Decimal(b["takeProfitPrice"]),
+        stop_loss_price=Decimal(b["stopLossPrice"]),
+        stop_loss_limit_price=None if limit is None else Decimal(limit),
+    )
 
 
 def request_json(request: OrderRequest) -> dict[str, Any]:
@@ -133,6 +186,13 @@ def apply_entry(venue: SimulatedVenue, entry: LogEntry) -> None:
         )
     elif entry.kind == CANCEL:
         venue.cancel(client_order_id=p["clientOrderId"])
+    elif entry.kind == SUBMIT_LIST:
+        oco, bracket = list_from_json(p)
+        venue.submit_list(
+            symbol=venue.market.symbol, client_list_id=p["clientListId"], oco=oco, bracket=bracket
+        )
+    elif entry.kind == CANCEL_LIST:
+        venue.cancel_list(client_list_id=p["clientListId"])
     else:
         raise ValueError(f"unknown paper log entry {entry.kind}")
 
