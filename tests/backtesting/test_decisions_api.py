@@ -29,7 +29,7 @@ PAGE = """query($n: Int!) { backtests(first: $n) { edges { node { id
 
 def expected(decision: Any) -> dict[str, Any]:
     def plain(value: Any) -> Any:
-        return None if value is None else str(value.normalize())
+        return None if value is None else format(value.normalize(), "f")
 
     return {
         "at": decision.at.isoformat(),
