@@ -170,6 +170,7 @@ def run_worker(settings: Settings) -> None:
     """The server's background jobs (outbox relay, event consumers, copy trading, accrual,
     withdrawals, ...) without the API: beside servers run with BACKGROUND_JOBS_ENABLED=false."""
     from app.background import default_jobs
+    from app.backtesting.backtests import stop_worker as stop_backtests
     from app.jobs import add_withdrawal_jobs
 
     async def body(rt: Runtime) -> None:
@@ -179,6 +180,7 @@ def run_worker(settings: Settings) -> None:
             await asyncio.Event().wait()
         finally:
             await jobs.stop()
+            await stop_backtests()
 
     _with_runtime(settings, body)
 

@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from app.background import default_jobs
+from app.backtesting.backtests import stop_worker as stop_backtests
 from app.core.logs import configure_logging
 from app.core.settings import Settings
 from app.events.pubsub import PubSubHub
@@ -93,6 +94,7 @@ def create_app(
             await app.state.hub.aclose()  # ends every subscription with Dropped(SHUTDOWN)
             await maker.stop()  # withdraws its quotes while the engines still run
             await jobs.stop()  # a job placing orders (copies) finishes with the engines up
+            await stop_backtests()  # running backtests handed back, for the next server
             await engines.stop()
             if runtime is None:
                 await rt.aclose()

@@ -8,9 +8,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from sqlalchemy import ARRAY, BigInteger, Select, any_, bindparam, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    Select,
+    any_,
+    bindparam,
+    column,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from app.core.errors import ValidationFailed
 from db.models import User
@@ -108,13 +119,84 @@ async def keyset_page(
         statement = statement.where(key < boundary if descending else key > boundary)
     statement = statement.order_by(key.desc() if descending else key.asc()).limit(first + 1)
     rows = list((await session.scalars(statement)).all())
-    has_next = len(rows) > first
-    rows = rows[:first]
+    return _page(rows, key=key, first=first, after=after)
+
+
+def _page(rows: list[T], *, key: InstrumentedAttribute[int], first: int, after: object) -> Page[T]:
+    """A page of ``rows`` (up to ``first + 1``: one more means there is a next page)."""
+    kind = cursor_kind(key)
     return Page(
-        items=[(encode_cursor(getattr(row, key.key), kind=kind), row) for row in rows],
-        has_next_page=has_next,
+        items=[(encode_cursor(getattr(row, key.key), kind=kind), row) for row in rows[:first]],
+        has_next_page=len(rows) > first,
         has_previous_page=after is not None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """One page of the rows under a parent row: the first ``first`` after the key
+    ``after`` (None: from the start). A DataLoader's key (``keyset_pages``)."""
+
+    parent: int
+    first: int
+    after: int | None
+
+
+def page_key(
+    parent: int, *, first: int, after: str | None, key: InstrumentedAttribute[int]
+) -> PageKey:
+    """The checked request of a page of the list keyed on ``key`` (``ValidationFailed``
+    for a page size or a cursor ``keyset_page`` would refuse)."""
+    check_page_size(first)
+    boundary = None if after is None else decode_cursor(after, kind=cursor_kind(key))
+    return PageKey(parent, first, boundary)
+
+
+async def keyset_pages(
+    session: AsyncSession,
+    model: type[M],
+    *,
+    parent: InstrumentedAttribute[int],
+    key: InstrumentedAttribute[int],
+    wanted: Sequence[PageKey],
+) -> list[Page[M]]:
+    """The pages ``wanted`` of ``model``'s rows under their parents (``parent`` the
+    column naming it), each in ``key`` order, as ``keyset_page`` gives them: one
+    statement however many pages (a keyset scan per page, LATERAL)."""
+    pages = func.unnest(
+        bindparam("parents", [w.parent for w in wanted], type_=ARRAY(BigInteger)),
+        bindparam("afters", [_lowest(w.after) for w in wanted], type_=ARRAY(BigInteger)),
+        bindparam("limits", [w.first + 1 for w in wanted], type_=ARRAY(Integer)),
+    ).table_valued(
+        column("parent", BigInteger),
+        column("after", BigInteger),
+        column("n", Integer),
+        with_ordinality="page",
+    )
+    pages = pages.render_derived(name="pages")
+    items = (
+        select(model)
+        .where(parent == pages.c.parent, key > pages.c.after)
+        .order_by(key)
+        .limit(pages.c.n)
+        .lateral("items")
+    )
+    statement = (
+        select(pages.c.page, aliased(model, items))
+        .join(items, true())
+        .order_by(pages.c.page, items.c[key.key])
+    )
+    found: list[list[M]] = [[] for _ in wanted]
+    for page, row in await session.execute(statement):
+        found[page - 1].append(row)
+    return [
+        _page(rows, key=key, first=w.first, after=w.after)
+        for w, rows in zip(wanted, found, strict=True)
+    ]
+
+
+def _lowest(after: int | None) -> int:
+    return -BIGINT if after is None else after
 
 
 async def list_users(session: AsyncSession, *, first: int, after: str | None) -> Page[User]:

@@ -47,7 +47,7 @@ Raw users:
     app.notifications.price_alerts   firing a batch of alerts
     app.marketdata.importer     candles imported by unnest arrays
     app.marketdata.reads        candle reads (charts)
-    app.backtesting.backtests   a run's equity curve and trades: thousands of rows by unnest
+    app.backtesting.runs        a run's points, trades and decisions: thousands of rows by unnest
     app.backtesting.leader_history  a leader's fills and positions before each sell
 
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.

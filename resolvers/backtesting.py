@@ -9,7 +9,7 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
-from app.backtesting import backtests
+from app.backtesting import backtests, lifecycle
 from app.backtesting.domain import specs
 from app.core.errors import NotFound, TransientError, ValidationFailed
 from app.events import topics
@@ -36,7 +36,7 @@ from resolvers.common import attempt, subscribe
 Ctx = Info[Context, None]
 BACKTEST = "Backtest"
 LEADER = "Leader"
-FINAL = (backtests.DONE, backtests.FAILED)
+FINAL = (lifecycle.DONE, lifecycle.FAILED)
 
 
 def _strategy(input: RunBacktestInput) -> specs.StrategyParameters:
@@ -154,7 +154,7 @@ async def backtest_progress(
         # subscribed first, read second: no change falls between the two
         async with info.context.rt.reads() as session:
             row = await backtests.get_backtest(session, user_id=user.id, backtest_id=key)
-        current = backtests.progress_payload(row)
+        current = lifecycle.progress_payload(row)
         yield _progress(current)
         if current.status in FINAL:
             return
@@ -172,7 +172,7 @@ async def backtest_progress(
                 return
 
 
-_ORDER = {backtests.QUEUED: 0, backtests.RUNNING: 1, backtests.DONE: 2, backtests.FAILED: 2}
+_ORDER = {lifecycle.QUEUED: 0, lifecycle.RUNNING: 1, lifecycle.DONE: 2, lifecycle.FAILED: 2}
 
 
 def _older(event: topics.BacktestProgress, current: topics.BacktestProgress) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cached_property
+from typing import TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
+from app.backtesting import backtests
 from app.runtime import Runtime
 from app.social.copy_trading import copies_by_ids
 from app.social.domain.leaderboard import Period
@@ -22,6 +25,9 @@ from app.wallets.deposits import deposits_by_ids
 from app.wallets.wallets import Wallet, wallets_by_user_ids
 from db.models import (
     Backtest,
+    BacktestDecision,
+    BacktestEquityPoint,
+    BacktestTrade,
     Copy,
     Deposit,
     Fill,
@@ -35,7 +41,9 @@ from db.models import (
     User,
     Withdrawal,
 )
-from db.queries import rows_by_ids, users_by_ids
+from db.queries import Page, PageKey, rows_by_ids, users_by_ids
+
+R = TypeVar("R")
 
 
 class UserByIdLoader(DataLoader[int, User | None]):
@@ -240,6 +248,22 @@ class BacktestByIdLoader(DataLoader[int, Backtest | None]):
         super().__init__(load_fn=load)
 
 
+class PageByKeyLoader(DataLoader[PageKey, Page[R]]):
+    """Pages of the rows under parent rows (a backtest's decisions, ...), all the pages a
+    request asks for in one statement (``db.queries.keyset_pages``)."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        pages: Callable[[AsyncSession, Sequence[PageKey]], Awaitable[list[Page[R]]]],
+    ) -> None:
+        async def load(keys: Sequence[PageKey]) -> list[Page[R]]:
+            async with rt.reads() as session:
+                return await pages(session, keys)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -330,6 +354,18 @@ class Loaders:
     @cached_property
     def backtest_by_id(self) -> BacktestByIdLoader:
         return BacktestByIdLoader(self._rt)
+
+    @cached_property
+    def backtest_decision_page_by_key(self) -> PageByKeyLoader[BacktestDecision]:
+        return PageByKeyLoader(self._rt, backtests.decision_pages)
+
+    @cached_property
+    def backtest_equity_page_by_key(self) -> PageByKeyLoader[BacktestEquityPoint]:
+        return PageByKeyLoader(self._rt, backtests.equity_point_pages)
+
+    @cached_property
+    def backtest_trade_page_by_key(self) -> PageByKeyLoader[BacktestTrade]:
+        return PageByKeyLoader(self._rt, backtests.trade_pages)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:

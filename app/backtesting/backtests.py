@@ -1,6 +1,6 @@
 """Backtests as a service: a user asks for one (``start_backtest``), it is checked and
-stored QUEUED, then run in the background in this process; its status, progress, metrics,
-equity points and trades are read back (``get_backtest``, ``list_*``).
+stored QUEUED, then run in the background; its status, progress, metrics, equity points,
+trades and decisions are read back (``get_backtest``, ``list_backtests``, ``*_pages``).
 
 A backtest is: the user, the strategy (kind + parameters, JSON), the symbol, the source
 (``file:<name>``, ``exchange:<name>`` or ``VENUE``), the interval, the period [start, end),
@@ -18,41 +18,38 @@ own candles (``source`` VENUE) of a market quoted in the follows' currency, and 
 a leader the user may replay (``leader_history.check_replayable``: ``NotALeader``); the
 leader's fills are loaded with the candles, when it runs.
 
-Lifecycle: QUEUED -> RUNNING -> DONE, or FAILED with a reason. While it runs, progress
-(candles done of the total) is written to its row ``PROGRESS_STEPS`` times, each with an
-outbox event on ``topics.BACKTEST_PROGRESS`` for its owner (the ``backtestProgress``
-subscription); QUEUED, RUNNING, DONE and FAILED each have one too.
-
-Execution: an asyncio task per backtest in the server process, at most ``MAX_RUNNING`` at
-once per event loop; the pure, CPU-bound run goes to a thread pool of that size so the
-event loop keeps serving (``execute`` takes any ``concurrent.futures.Executor``). A
-backtest left QUEUED or RUNNING by a process that stopped is not resumed (yet).
+Lifecycle (``lifecycle``): QUEUED -> RUNNING -> DONE, or FAILED with a reason. A run is
+claimed under a lease, renewed while it runs. The server that stored a backtest starts it
+at once (``worker()``: one per event loop, at most ``runs.MAX_RUNNING`` at once, the pure,
+CPU-bound run in a thread pool); the ``resume_backtests`` job of every server claims what
+is still QUEUED and what a server that stopped left RUNNING (its lease expired) and runs it
+again from the start: runs are deterministic, so the stored result is the one an
+uninterrupted run gives. While it runs, progress (candles done of the total) is written to
+its row ``runs.PROGRESS_STEPS`` times, each with an outbox event on
+``topics.BACKTEST_PROGRESS`` for its owner (the ``backtestProgress`` subscription); each
+change of status has one too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import partial
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.backtesting import lifecycle, runs
 from app.backtesting.domain import specs
-from app.backtesting.domain.evaluation import evaluate, metrics_json, venue_candles
-from app.backtesting.domain.metrics import BacktestResult
-from app.backtesting.domain.runner import RunResult
+from app.backtesting.domain.evaluation import venue_candles
 from app.backtesting.leader_history import check_replayable, leader_history
-from app.core.errors import NotFound, UserError, ValidationFailed
-from app.events import outbox, topics
+from app.backtesting.lifecycle import LEASE, QUEUED
+from app.core.errors import NotFound, ValidationFailed
 from app.marketdata import reads
 from app.marketdata.domain.candles import VENUE, interval_named, parse_source, parse_symbol
 from app.runtime import Runtime
@@ -60,17 +57,10 @@ from app.social.domain.social import FOLLOW_QUOTE, FollowMode
 from app.trading import markets
 from app.trading.domain.errors import UnknownMarket
 from app.trading.domain.orders import MarketSpec
-from db.models import Backtest, BacktestEquityPoint, BacktestTrade
-from db.queries import Page, keyset_page
-from db.raw import driver
-
-log = logging.getLogger(__name__)
+from db.models import Backtest, BacktestDecision, BacktestEquityPoint, BacktestTrade
+from db.queries import Page, PageKey, keyset_page, keyset_pages
 
 MAX_CANDLES = 100_000  # candles in one backtest's period
-MAX_RUNNING = 2  # backtests running at once per server process (event loop)
-PROGRESS_STEPS = 20  # progress written every 5 % of the candles
-QUEUED, RUNNING, DONE, FAILED = "QUEUED", "RUNNING", "DONE", "FAILED"
-INSERT_BATCH = 5_000
 DEFAULT_SETTINGS = specs.SimulationSettings()
 
 
@@ -188,6 +178,13 @@ async def _market(
 
 async def start_backtest(rt: Runtime, *, user_id: int, request: BacktestRequest) -> Backtest:
     """Check the request, store the backtest QUEUED and start it in the background."""
+    row = await queue_backtest(rt, user_id=user_id, request=request)
+    worker().submit(rt, row.id)
+    return row
+
+
+async def queue_backtest(rt: Runtime, *, user_id: int, request: BacktestRequest) -> Backtest:
+    """Check the request and store the backtest QUEUED (run by whoever claims it)."""
     async with rt.sessions() as session, session.begin():
         checked = await check_request(session, request, viewer_id=user_id)
         row = Backtest(
@@ -205,11 +202,11 @@ async def start_backtest(rt: Runtime, *, user_id: int, request: BacktestRequest)
             fees={"maker": _text(checked.maker_fee), "taker": _text(checked.taker_fee)},
             candles_total=0,
             candles_done=0,
+            attempts=0,
         )
         session.add(row)
         await session.flush()
-        await _emit(session, row)
-    worker().submit(rt, row.id)
+        await lifecycle.emit(session, row)
     return row
 
 
@@ -229,128 +226,23 @@ def request_of(row: Backtest) -> BacktestRequest:
     )
 
 
-async def execute(rt: Runtime, backtest_id: int, *, executor: Executor | None = None) -> None:
-    """Run a QUEUED backtest to DONE (or FAILED), writing its progress as it goes."""
-    async with rt.sessions() as session, session.begin():
-        row = await session.get(Backtest, backtest_id, with_for_update=True)
-        if row is None or row.status != QUEUED:
-            return
-        row.status, row.started_at = RUNNING, rt.now()
-        request = request_of(row)
-    try:
-        async with rt.reads() as session:
-            inputs = await load_inputs(session, request)
-        await _set(rt, backtest_id, candles_total=len(inputs.candles),
-                   market=specs.market_json(inputs.market))  # fmt: skip
-        run = await _run_reporting(rt, backtest_id, inputs, executor)
-        evaluated = evaluate(run)
-    except (UserError, ValueError) as error:
-        await _fail(rt, backtest_id, str(error))
-        return
-    except Exception:
-        log.exception("backtest failed", extra={"backtest_id": backtest_id})
-        await _fail(rt, backtest_id, "internal error")
-        return
-    await _finish(rt, backtest_id, run, evaluated)
+async def run_inputs(session: AsyncSession, row: Backtest) -> specs.RunInputs:
+    """What the stored backtest runs on (``runs.Prepare``)."""
+    return await load_inputs(session, request_of(row))
 
 
-async def _run_reporting(
-    rt: Runtime, backtest_id: int, inputs: specs.RunInputs, executor: Executor | None
-) -> RunResult:
-    """The pure run in ``executor``; each progress step it reaches written here."""
-    loop = asyncio.get_running_loop()
-    steps: asyncio.Queue[int] = asyncio.Queue()
-    total, reached = len(inputs.candles), [0]
-
-    def report(done: int) -> None:  # in the executor's thread
-        step = done * PROGRESS_STEPS // total
-        if step > reached[0] and done < total:
-            reached[0] = step
-            loop.call_soon_threadsafe(steps.put_nowait, done)
-
-    future = loop.run_in_executor(executor, partial(specs.run, inputs, report))
-    while not future.done():
-        getter = asyncio.ensure_future(steps.get())
-        await asyncio.wait({future, getter}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            await _set(rt, backtest_id, candles_done=getter.result())
-        else:
-            getter.cancel()
-    result = await future
-    while not steps.empty():  # the steps reached while the last one was being written
-        await _set(rt, backtest_id, candles_done=steps.get_nowait())
-    return result
+async def execute(
+    rt: Runtime, backtest_id: int, *, executor: Executor | None = None, length: timedelta = LEASE
+) -> bool:
+    """Claim the backtest and run it to DONE (or FAILED) here (True); False when it is not
+    there to claim (finished, or running under another process's live lease)."""
+    return await runs.execute(rt, backtest_id, prepare=run_inputs, executor=executor, length=length)
 
 
-async def _set(rt: Runtime, backtest_id: int, **values: Any) -> None:
-    async with rt.sessions() as session, session.begin():
-        row = await session.get(Backtest, backtest_id, with_for_update=True)
-        if row is None:
-            return  # deleted meanwhile
-        for name, value in values.items():
-            setattr(row, name, value)
-        await session.flush()
-        await _emit(session, row)
-
-
-async def _fail(rt: Runtime, backtest_id: int, reason: str) -> None:
-    await _set(rt, backtest_id, status=FAILED, reason=reason[:500],
-               finished_at=rt.now())  # fmt: skip
-
-
-_POINTS = """
-    INSERT INTO backtest_equity_points (backtest_id, at, price, cash, position, equity)
-    SELECT $1, * FROM unnest($2::timestamptz[], $3::numeric[], $4::numeric[],
-                             $5::numeric[], $6::numeric[])
-"""
-_TRADES = """
-    INSERT INTO backtest_trades (backtest_id, opened_at, closed_at, quantity, entry_value,
-                                 exit_value, fees, pnl)
-    SELECT $1, * FROM unnest($2::timestamptz[], $3::timestamptz[], $4::numeric[],
-                             $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[])
-"""
-
-
-async def _finish(rt: Runtime, backtest_id: int, run: RunResult, evaluated: BacktestResult) -> None:
-    async with rt.sessions() as session, session.begin():
-        row = await session.get(Backtest, backtest_id, with_for_update=True)
-        if row is None:
-            return
-        connection = await driver(session)
-        for at in range(0, len(run.equity), INSERT_BATCH):
-            batch = run.equity[at : at + INSERT_BATCH]
-            await connection.execute(
-                _POINTS, backtest_id, [p.at for p in batch], [p.price for p in batch],
-                [p.cash for p in batch], [p.position for p in batch], [p.equity for p in batch],
-            )  # fmt: skip
-        for at in range(0, len(run.trades), INSERT_BATCH):
-            trades = run.trades[at : at + INSERT_BATCH]
-            await connection.execute(
-                _TRADES, backtest_id, [t.opened_at for t in trades],
-                [t.closed_at for t in trades], [t.quantity for t in trades],
-                [t.entry_value for t in trades], [t.exit_value for t in trades],
-                [t.fees for t in trades], [t.pnl for t in trades],
-            )  # fmt: skip
-        row.status, row.finished_at = DONE, rt.now()
-        row.candles_done = row.candles_total
-        row.metrics = metrics_json(evaluated.metrics)
-        await session.flush()
-        await _emit(session, row)
-
-
-def progress_payload(row: Backtest) -> topics.BacktestProgress:
-    """What the ``backtestProgress`` subscription receives."""
-    return topics.BacktestProgress(
-        backtest_id=row.id,
-        status=row.status,
-        reason=row.reason,
-        candles_done=row.candles_done,
-        candles_total=row.candles_total,
-    )
-
-
-async def _emit(session: AsyncSession, row: Backtest) -> None:
-    await outbox.write(session, topics.backtest_progress(row.user_id, progress_payload(row)))
+async def resume_backtests(rt: Runtime) -> int:
+    """The periodic job: claim queued backtests and those whose process stopped (lease
+    expired), as many as this process has room for, and run them; how many it took."""
+    return await worker().resume(rt)
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -374,22 +266,28 @@ async def list_backtests(
     )
 
 
-async def list_equity_points(
-    session: AsyncSession, *, backtest_id: int, first: int, after: str | None
-) -> Page[BacktestEquityPoint]:
-    """A backtest's equity points, in time order."""
-    statement = select(BacktestEquityPoint).where(BacktestEquityPoint.backtest_id == backtest_id)
-    return await keyset_page(
-        session, statement, key=BacktestEquityPoint.id, first=first, after=after
-    )
+async def decision_pages(
+    session: AsyncSession, wanted: Sequence[PageKey]
+) -> list[Page[BacktestDecision]]:
+    """Pages of backtests' decisions (``PageKey.parent``: the backtest), in order made."""
+    return await keyset_pages(session, BacktestDecision, parent=BacktestDecision.backtest_id,
+                              key=BacktestDecision.id, wanted=wanted)  # fmt: skip
 
 
-async def list_trades(
-    session: AsyncSession, *, backtest_id: int, first: int, after: str | None
-) -> Page[BacktestTrade]:
-    """A backtest's round trips, in time order."""
-    statement = select(BacktestTrade).where(BacktestTrade.backtest_id == backtest_id)
-    return await keyset_page(session, statement, key=BacktestTrade.id, first=first, after=after)
+async def equity_point_pages(
+    session: AsyncSession, wanted: Sequence[PageKey]
+) -> list[Page[BacktestEquityPoint]]:
+    """Pages of backtests' equity points, in time order."""
+    return await keyset_pages(session, BacktestEquityPoint, parent=BacktestEquityPoint.backtest_id,
+                              key=BacktestEquityPoint.id, wanted=wanted)  # fmt: skip
+
+
+async def trade_pages(
+    session: AsyncSession, wanted: Sequence[PageKey]
+) -> list[Page[BacktestTrade]]:
+    """Pages of backtests' round trips, in time order."""
+    return await keyset_pages(session, BacktestTrade, parent=BacktestTrade.backtest_id,
+                              key=BacktestTrade.id, wanted=wanted)  # fmt: skip
 
 
 async def backtests_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Backtest]:
@@ -400,44 +298,25 @@ async def backtests_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[in
 # --- the background worker ---------------------------------------------------------------
 
 
-class BacktestWorker:
-    """Backtests of one event loop: at most ``limit`` running, their runs in a thread pool."""
-
-    def __init__(self, limit: int = MAX_RUNNING) -> None:
-        self._slots = asyncio.Semaphore(limit)
-        self._executor = ThreadPoolExecutor(limit, thread_name_prefix="backtest")
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-
-    def submit(self, rt: Runtime, backtest_id: int) -> None:
-        task = asyncio.create_task(self._run(rt, backtest_id), name=f"backtest-{backtest_id}")
-        self._tasks[backtest_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(backtest_id, None))
-
-    async def wait(self, backtest_id: int) -> None:
-        """Until the backtest submitted here has ended (at once when none is running)."""
-        task = self._tasks.get(backtest_id)
-        if task is not None:
-            await asyncio.shield(task)
-
-    async def _run(self, rt: Runtime, backtest_id: int) -> None:
-        async with self._slots:
-            try:
-                await execute(rt, backtest_id, executor=self._executor)
-            except Exception:  # the row could not even be marked FAILED
-                log.exception("backtest worker failed", extra={"backtest_id": backtest_id})
-
-
-_WORKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BacktestWorker] = (
+_WORKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, runs.BacktestWorker] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def worker() -> BacktestWorker:
+def worker() -> runs.BacktestWorker:
     """The running event loop's worker."""
     loop = asyncio.get_running_loop()
     if loop not in _WORKERS:
-        _WORKERS[loop] = BacktestWorker()
+        _WORKERS[loop] = runs.BacktestWorker(run_inputs)
     return _WORKERS[loop]
+
+
+async def stop_worker(grace_seconds: float = 10) -> None:
+    """Stop the running event loop's worker, if any: its runs hand their backtests back
+    (QUEUED, for the next server); a later ``worker()`` is a new one."""
+    stopping = _WORKERS.pop(asyncio.get_running_loop(), None)
+    if stopping is not None:
+        await stopping.stop(grace_seconds)
 
 
 def _text(value: Decimal | None) -> str | None:

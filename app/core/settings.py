@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     copy_batch_size: int = Field(default=200, ge=1)
     copy_concurrency: int = Field(default=256, ge=1)  # follows placed at once (group commit)
     profit_share_interval_seconds: float = Field(default=3600, ge=0)  # 0: no job
+    # how often a server claims backtests that are queued or were left by a server that
+    # stopped (their lease expired) and runs them (0: no job; then only the server that
+    # queued one runs it)
+    backtest_resume_interval_seconds: float = Field(default=5, ge=0)
 
     # partner access and abuse protection (README: "Partner access")
     trusted_documents_manifest: Path | None = None  # Apollo persisted-query manifest (JSON)

@@ -13,7 +13,12 @@ from db.models.accounts import (
     SecurityEvent,
     User,
 )
-from db.models.backtesting import Backtest, BacktestEquityPoint, BacktestTrade
+from db.models.backtesting import (
+    Backtest,
+    BacktestDecision,
+    BacktestEquityPoint,
+    BacktestTrade,
+)
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
@@ -58,6 +63,7 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "Backtest",
+    "BacktestDecision",
     "BacktestEquityPoint",
     "BacktestTrade",
     "Copy",

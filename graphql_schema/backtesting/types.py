@@ -1,5 +1,6 @@
-"""Backtest types: the ``Backtest`` node (status, progress, metrics, its equity curve and
-trades as connections), the ``runBacktest`` input, payload and result union, and the
+"""Backtest types: the ``Backtest`` node (status, progress, metrics, its equity curve,
+trades and decisions as connections, each page loaded with the other backtests' pages of
+the request in one statement), the ``runBacktest`` input, payload and result union, and the
 progress event of the ``backtestProgress`` subscription.
 
 Metrics are exact: each figure is the Decimal the run computed (fractions, not
@@ -18,12 +19,15 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
-from app.backtesting import backtests
 from app.backtesting.domain.evaluation import metrics_from_json
 from app.backtesting.domain.metrics import BacktestMetrics as Metrics
+from app.backtesting.domain.runner import CANCEL, SUBMIT
+from app.backtesting.lifecycle import MAX_ATTEMPTS
 from db.models import Backtest as BacktestRow
+from db.models import BacktestDecision as DecisionRow
 from db.models import BacktestEquityPoint as PointRow
 from db.models import BacktestTrade as TradeRow
+from db.queries import page_key
 from graphql_schema.errors import (
     InvalidFollowParameters,
     NotALeader,
@@ -35,6 +39,7 @@ from graphql_schema.errors import (
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import to_connection
 from graphql_schema.social.types import FollowMode
+from graphql_schema.trading.enums import OrderSide, OrderType
 
 
 @strawberry.enum(description="QUEUED, then RUNNING, then DONE or FAILED (see reason).")
@@ -172,6 +177,48 @@ class BacktestTrade:
         )
 
 
+@strawberry.enum(description="SUBMIT an order or CANCEL one.")
+class BacktestDecisionAction(Enum):
+    SUBMIT = SUBMIT
+    CANCEL = CANCEL
+
+
+@strawberry.type
+class BacktestDecision:
+    """What the strategy asked for at a candle's close, why, and the venue's answer."""
+
+    at: datetime = strawberry.field(description="The candle's close.")
+    candle: int = strawberry.field(description="The candle's index in the run, from 0.")
+    action: BacktestDecisionAction
+    client_order_id: str
+    side: OrderSide | None = strawberry.field(description="A SUBMIT's.")  # type: ignore[valid-type]
+    type: OrderType | None  # type: ignore[valid-type]
+    quantity: Decimal | None
+    price: Decimal | None = strawberry.field(description="A limit price.")
+    reason: str = strawberry.field(description="The strategy's reason.")
+    outcome: str = strawberry.field(description="OK, or the code of the venue's refusal.")
+
+    @classmethod
+    def from_row(cls, row: DecisionRow) -> BacktestDecision:
+        return cls(
+            at=row.at,
+            candle=row.candle,
+            action=BacktestDecisionAction(row.action),
+            client_order_id=row.client_order_id,
+            side=None if row.side is None else OrderSide(row.side),
+            type=None if row.type is None else OrderType(row.type),
+            quantity=_plain(row.quantity),
+            price=_plain(row.price),
+            reason=row.reason,
+            outcome=row.outcome,
+        )
+
+
+@strawberry.type
+class BacktestDecisionConnection(relay.Connection[BacktestDecision]):
+    """Decisions in the order they were made, paged by keyset cursor."""
+
+
 @strawberry.type
 class BacktestEquityPointConnection(relay.Connection[BacktestEquityPoint]):
     """Equity points in time order, paged by keyset cursor."""
@@ -216,6 +263,10 @@ class BacktestNode(relay.Node):
     )
     candles_done: int
     candles_total: int = strawberry.field(description="0 until it is RUNNING.")
+    attempts: int = strawberry.field(
+        description="How many times it was started: a run whose server stopped is started"
+        f" again from the start, by another server (at most {MAX_ATTEMPTS} times)."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -241,21 +292,28 @@ class BacktestNode(relay.Node):
     async def equity_curve(
         self, info: Info, first: int = 100, after: str | None = None
     ) -> BacktestEquityPointConnection:
-        async with info.context.rt.reads() as session:
-            page = await backtests.list_equity_points(
-                session, backtest_id=self.id, first=first, after=after
-            )
+        key = page_key(self.id, first=first, after=after, key=PointRow.id)
+        page = await info.context.loaders.backtest_equity_page_by_key.load(key)
         return to_connection(BacktestEquityPointConnection, page, BacktestEquityPoint.from_row)  # type: ignore[return-value]
 
     @strawberry.field(description="The round trips, in time order.")
     async def trades(
         self, info: Info, first: int = 100, after: str | None = None
     ) -> BacktestTradeConnection:
-        async with info.context.rt.reads() as session:
-            page = await backtests.list_trades(
-                session, backtest_id=self.id, first=first, after=after
-            )
+        key = page_key(self.id, first=first, after=after, key=TradeRow.id)
+        page = await info.context.loaders.backtest_trade_page_by_key.load(key)
         return to_connection(BacktestTradeConnection, page, BacktestTrade.from_row)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="Every order the strategy submitted or cancelled, with its reason and"
+        " the venue's answer, in the order made. Stored when the backtest is DONE."
+    )
+    async def decisions(
+        self, info: Info, first: int = 100, after: str | None = None
+    ) -> BacktestDecisionConnection:
+        key = page_key(self.id, first=first, after=after, key=DecisionRow.id)
+        page = await info.context.loaders.backtest_decision_page_by_key.load(key)
+        return to_connection(BacktestDecisionConnection, page, BacktestDecision.from_row)  # type: ignore[return-value]
 
     @classmethod
     def from_row(cls, row: BacktestRow) -> BacktestNode:
@@ -282,6 +340,7 @@ class BacktestNode(relay.Node):
             market=row.market,
             candles_done=row.candles_done,
             candles_total=row.candles_total,
+            attempts=row.attempts,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
