@@ -6,11 +6,11 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ARRAY, BigInteger, Select, any_, bindparam, select
+from sqlalchemy import ARRAY, BigInteger, Select, any_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from app.core.errors import ValidationFailed
 from db.models import User
@@ -101,18 +101,69 @@ async def keyset_page(
     descending: bool = False,
 ) -> Page[T]:
     """One page of ``statement`` ordered by a unique integer ``key`` (keyset, no OFFSET)."""
-    check_page_size(first)
-    kind = cursor_kind(key)
-    if after is not None:
-        boundary = decode_cursor(after, kind=kind)
-        statement = statement.where(key < boundary if descending else key > boundary)
-    statement = statement.order_by(key.desc() if descending else key.asc()).limit(first + 1)
+    statement = _after(statement, key=key, first=first, after=after, descending=descending)
+    statement = statement.order_by(_order(key, descending)).limit(first + 1)
     rows = list((await session.scalars(statement)).all())
-    has_next = len(rows) > first
-    rows = rows[:first]
+    return _page(rows, key=key, first=first, after=after)
+
+
+async def keyset_pages(
+    session: AsyncSession,
+    statement: Select[tuple[T]],
+    *,
+    key: InstrumentedAttribute[int],
+    group: InstrumentedAttribute[int],
+    groups: Sequence[int],
+    first: int,
+    after: str | None,
+    descending: bool = False,
+) -> list[Page[T]]:
+    """``keyset_page`` of several lists in one statement: ``statement``'s rows of each
+    value of ``groups`` (a column of the row, ``group``), a page per group, in the order
+    of ``groups``; the same ``first`` and ``after`` for each (a window numbers each
+    group's rows)."""
+    statement = _after(statement, key=key, first=first, after=after, descending=descending)
+    wanted = bindparam("groups", list(groups), type_=ARRAY(BigInteger))
+    rank = func.row_number().over(partition_by=group, order_by=_order(key, descending))
+    ranked = statement.where(group == any_(wanted)).add_columns(rank.label("rank")).subquery()
+    entity = aliased(key.class_, ranked)
+    found = await session.scalars(
+        select(entity).where(ranked.c.rank <= first + 1).order_by(ranked.c.rank)
+    )
+    by_group: dict[int, list[T]] = {g: [] for g in groups}
+    for row in found:
+        by_group[getattr(row, group.key)].append(row)
+    return [_page(by_group[g], key=key, first=first, after=after) for g in groups]
+
+
+def _after(
+    statement: Select[tuple[T]],
+    *,
+    key: InstrumentedAttribute[int],
+    first: int,
+    after: str | None,
+    descending: bool,
+) -> Select[tuple[T]]:
+    """``statement`` from the row after the cursor ``after`` on (arguments checked)."""
+    check_page_size(first)
+    if after is None:
+        return statement
+    boundary = decode_cursor(after, kind=cursor_kind(key))
+    return statement.where(key < boundary if descending else key > boundary)
+
+
+def _order(key: InstrumentedAttribute[int], descending: bool) -> Any:
+    return key.desc() if descending else key.asc()
+
+
+def _page(
+    rows: list[T], *, key: InstrumentedAttribute[int], first: int, after: str | None
+) -> Page[T]:
+    """The page of ``rows`` (up to ``first`` + 1, in order: one more means a next page)."""
+    kind = cursor_kind(key)
     return Page(
-        items=[(encode_cursor(getattr(row, key.key), kind=kind), row) for row in rows],
-        has_next_page=has_next,
+        items=[(encode_cursor(getattr(row, key.key), kind=kind), row) for row in rows[:first]],
+        has_next_page=len(rows) > first,
         has_previous_page=after is not None,
     )
 

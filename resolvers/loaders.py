@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from functools import cached_property
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from app.core.errors import UserError
+from app.ledger.rules import AccountRef
+from app.paper import accounts as paper_accounts
+from app.paper import ledger as paper_ledger
 from app.runtime import Runtime
 from app.social.copy_trading import copies_by_ids
 from app.social.domain.leaderboard import Period
@@ -28,6 +34,9 @@ from db.models import (
     Follow,
     Notification,
     Order,
+    PaperAccount,
+    PaperFill,
+    PaperOrder,
     PriceAlert,
     ProfitShareSettlement,
     Stake,
@@ -35,7 +44,7 @@ from db.models import (
     User,
     Withdrawal,
 )
-from db.queries import rows_by_ids, users_by_ids
+from db.queries import Page, rows_by_ids, users_by_ids
 
 
 class UserByIdLoader(DataLoader[int, User | None]):
@@ -240,6 +249,67 @@ class BacktestByIdLoader(DataLoader[int, Backtest | None]):
         super().__init__(load_fn=load)
 
 
+class PaperAccountByIdLoader(DataLoader[int, PaperAccount | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[PaperAccount | None]:
+            async with rt.reads() as session:
+                return await paper_accounts.accounts_by_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class PaperBalancesByAccountIdLoader(DataLoader[int, dict[AccountRef, Decimal]]):
+    """A paper account's paper book balances (``paper_accounts.balances_from`` reads them)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[dict[AccountRef, Decimal]]:
+            async with rt.reads() as session:
+                return await paper_ledger.balances_by_account_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+PaperPageKey = tuple[int, int, str | None]  # (paper account id, first, after)
+PageReader = Callable[..., Awaitable[Sequence[Page[Any]]]]
+
+
+async def _paper_pages(
+    rt: Runtime, keys: Sequence[PaperPageKey], read: PageReader
+) -> list[Page[Any] | BaseException]:
+    """A page of each key's account: one statement per (first, after) asked; a bad
+    argument is the error of its keys only."""
+    groups: dict[tuple[int, str | None], list[int]] = {}
+    for account_id, first, after in keys:
+        groups.setdefault((first, after), []).append(account_id)
+    found: dict[PaperPageKey, Page[Any] | BaseException] = {}
+    async with rt.reads() as session:
+        for (first, after), ids in groups.items():
+            try:
+                pages: Sequence[Page[Any] | BaseException] = await read(
+                    session, account_ids=ids, first=first, after=after
+                )
+            except UserError as error:
+                pages = [error] * len(ids)
+            found.update(((i, first, after), page) for i, page in zip(ids, pages, strict=True))
+    return [found[key] for key in keys]
+
+
+class PaperOrdersPageByKeyLoader(DataLoader[PaperPageKey, Page[PaperOrder]]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(keys: Sequence[PaperPageKey]) -> list[Page[Any] | BaseException]:
+            return await _paper_pages(rt, keys, paper_accounts.orders_pages)
+
+        super().__init__(load_fn=load)
+
+
+class PaperFillsPageByKeyLoader(DataLoader[PaperPageKey, Page[PaperFill]]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(keys: Sequence[PaperPageKey]) -> list[Page[Any] | BaseException]:
+            return await _paper_pages(rt, keys, paper_accounts.fills_pages)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -330,6 +400,22 @@ class Loaders:
     @cached_property
     def backtest_by_id(self) -> BacktestByIdLoader:
         return BacktestByIdLoader(self._rt)
+
+    @cached_property
+    def paper_account_by_id(self) -> PaperAccountByIdLoader:
+        return PaperAccountByIdLoader(self._rt)
+
+    @cached_property
+    def paper_balances_by_account_id(self) -> PaperBalancesByAccountIdLoader:
+        return PaperBalancesByAccountIdLoader(self._rt)
+
+    @cached_property
+    def paper_orders_page_by_key(self) -> PaperOrdersPageByKeyLoader:
+        return PaperOrdersPageByKeyLoader(self._rt)
+
+    @cached_property
+    def paper_fills_page_by_key(self) -> PaperFillsPageByKeyLoader:
+        return PaperFillsPageByKeyLoader(self._rt)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:

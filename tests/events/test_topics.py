@@ -349,7 +349,7 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
             topics.PaperFilled(
                 paper_account_id=8,
                 resets=1,
-                fill_id=30,
+                id=30,
                 number=4,
                 order_id=2,
                 client_order_id="dip",
@@ -361,13 +361,13 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
                 quote_amount=Decimal("890.00"),
                 fee=Decimal("0.890000"),
                 fee_currency="USDT",
-                at=AT,
+                filled_at=AT,
             ),
         ),
         {
             "paperAccountId": 8,
             "resets": 1,
-            "fillId": 30,
+            "id": 30,
             "number": 4,
             "orderId": 2,
             "clientOrderId": "dip",
@@ -379,7 +379,7 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
             "quoteAmount": "890.00",
             "fee": "0.890000",
             "feeCurrency": "USDT",
-            "at": AT_WIRE,
+            "filledAt": AT_WIRE,
         },
     ),
     topics.PAPER_ORDERS: (
@@ -404,7 +404,7 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
                 list_role="STOP_LOSS",
                 sequence=9,
                 created_at=AT,
-                at=AT,
+                updated_at=AT,
             ),
         ),
         {
@@ -426,7 +426,7 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
             "listRole": "STOP_LOSS",
             "sequence": 9,
             "createdAt": AT_WIRE,
-            "at": AT_WIRE,
+            "updatedAt": AT_WIRE,
         },
     ),
     topics.BACKTEST_PROGRESS: (

@@ -58,7 +58,7 @@ async def test_paper_accounts_cost_the_same_statements_for_one_or_five(
     ids += [await open_and_trade(rt, uid, f"n{i}") for i in range(4)]
     five, data = await cost(gql, token, sql_statements, statements)
     assert len(data["paperAccounts"]) == 5
-    assert five == one <= 7  # authenticate, accounts, markets, balances, orders, fills
+    assert five == one == 6  # authenticate, accounts, markets, balances, orders, fills
     # the same values as the per-account reads
     async with rt.sessions() as session:
         for account_id, shown in zip(ids, data["paperAccounts"], strict=True):
@@ -85,7 +85,8 @@ async def test_each_accounts_pages_follow_their_cursors(gql, rt):
         await open_and_trade(rt, uid, name)
     first = (await gql.data(PAGE, {"first": 1}, token=token))["paperAccounts"]
     assert [[e["node"]["clientOrderId"] for e in a["orders"]["edges"]] for a in first] == [
-        ["b"], ["b"]
+        ["b"],
+        ["b"],
     ]
     data = await gql.data(ACCOUNTS, token=token)
     after = data["paperAccounts"][0]["orders"]["edges"][-1]["cursor"]  # x's, after "a"

@@ -104,9 +104,7 @@ def balances(update: dict[str, Any]) -> dict[str, tuple[D, D]]:
 
 
 @pytest.mark.parametrize("subprotocol", [TRANSPORT_WS, LEGACY_WS])
-async def test_the_owner_follows_orders_and_fills_and_nobody_else(
-    live, live_gql, rt, subprotocol
-):
+async def test_the_owner_follows_orders_and_fills_and_nobody_else(live, live_gql, rt, subprotocol):
     client = Client(subprotocol)
     maker = await funded_user(rt, "maker", BTC="5")
     taker = await funded_user(rt, "taker", USDT="1000000")
@@ -151,8 +149,10 @@ async def test_the_owner_follows_orders_and_fills_and_nobody_else(
     assert fill["__typename"] == "PaperFillUpdate" and filled["__typename"] == "PaperOrderUpdate"
     assert (fill["fill"]["clientOrderId"], fill["fill"]["liquidity"]) == ("dip", "MAKER")
     assert D(fill["fill"]["price"]) == D("89000") and D(fill["fill"]["quantity"]) == D("0.01")
-    assert (filled["order"]["status"], D(filled["order"]["filledQuantity"])) == ("FILLED",
-                                                                                  D("0.01"))
+    assert (filled["order"]["status"], D(filled["order"]["filledQuantity"])) == (
+        "FILLED",
+        D("0.01"),
+    )
     assert opened_update["sequence"] < fill["sequence"] == filled["sequence"]
     # read for this event, not the first one: the position is there, the hold is gone
     assert balances(fill)["BTC"] == (D("0.01"), 0) and balances(fill)["USDT"][1] == 0
