@@ -95,6 +95,11 @@ async def test_each_accounts_pages_follow_their_cursors(gql, rt):
     assert x == ["now"]  # x's list after its own cursor
     assert rest[0]["orders"]["pageInfo"] == {"hasNextPage": False, "hasPreviousPage": True}
     assert y == []  # y's orders are all newer than x's cursor
+    both = "{ paperAccounts { one: orders(first: 1) { edges { node { clientOrderId } } }"
+    both += " all: orders(first: 5) { edges { node { clientOrderId } } } } }"
+    for account in (await gql.data(both, token=token))["paperAccounts"]:
+        assert [e["node"]["clientOrderId"] for e in account["one"]["edges"]] == ["b"]
+        assert [e["node"]["clientOrderId"] for e in account["all"]["edges"]] == ["b", "a", "now"]
 
 
 @pytest.mark.parametrize(
