@@ -159,13 +159,17 @@ async def keyset_pages(
     parent: InstrumentedAttribute[int],
     key: InstrumentedAttribute[int],
     wanted: Sequence[PageKey],
+    rows: Select[tuple[M]] | None = None,
+    descending: bool = False,
 ) -> list[Page[M]]:
     """The pages ``wanted`` of ``model``'s rows under their parents (``parent`` the
-    column naming it), each in ``key`` order, as ``keyset_page`` gives them: one
-    statement however many pages (a keyset scan per page, LATERAL)."""
+    column naming it), each in ``key`` order (``descending``: newest first), as
+    ``keyset_page`` gives them: one statement however many pages, each with its own size
+    and cursor (a keyset scan per page, LATERAL). ``rows`` narrows the rows (a join, a
+    filter; default every row of ``model``)."""
     pages = func.unnest(
         bindparam("parents", [w.parent for w in wanted], type_=ARRAY(BigInteger)),
-        bindparam("afters", [_lowest(w.after) for w in wanted], type_=ARRAY(BigInteger)),
+        bindparam("afters", [_edge(w.after, descending) for w in wanted], type_=ARRAY(BigInteger)),
         bindparam("limits", [w.first + 1 for w in wanted], type_=ARRAY(Integer)),
     ).table_valued(
         column("parent", BigInteger),
@@ -174,29 +178,34 @@ async def keyset_pages(
         with_ordinality="page",
     )
     pages = pages.render_derived(name="pages")
+    beyond = key < pages.c.after if descending else key > pages.c.after
     items = (
-        select(model)
-        .where(parent == pages.c.parent, key > pages.c.after)
-        .order_by(key)
+        (select(model) if rows is None else rows)
+        .where(parent == pages.c.parent, beyond)
+        .order_by(key.desc() if descending else key.asc())
         .limit(pages.c.n)
         .lateral("items")
     )
+    order = items.c[key.key].desc() if descending else items.c[key.key].asc()
     statement = (
         select(pages.c.page, aliased(model, items))
         .join(items, true())
-        .order_by(pages.c.page, items.c[key.key])
+        .order_by(pages.c.page, order)
     )
     found: list[list[M]] = [[] for _ in wanted]
     for page, row in await session.execute(statement):
         found[page - 1].append(row)
     return [
-        _page(rows, key=key, first=w.first, after=w.after)
-        for w, rows in zip(wanted, found, strict=True)
+        _page(rows_, key=key, first=w.first, after=w.after)
+        for w, rows_ in zip(wanted, found, strict=True)
     ]
 
 
-def _lowest(after: int | None) -> int:
-    return -BIGINT if after is None else after
+def _edge(after: int | None, descending: bool) -> int:
+    """The cursor's key, or beyond every key when there is none."""
+    if after is None:
+        return BIGINT - 1 if descending else -BIGINT
+    return after
 
 
 async def list_users(session: AsyncSession, *, first: int, after: str | None) -> Page[User]:

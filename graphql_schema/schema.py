@@ -220,6 +220,12 @@ class Subscription:
         description="Your new notifications as they are created (only yours).",
         extensions=_account(),
     )
+    paper_updates = strawberry.subscription(
+        resolver=paper.paper_updates,
+        description="Your paper account's fills and order updates as they happen, each with"
+        " the account as it is then (NotFound for an account that is not yours).",
+        extensions=_account(),
+    )
     backtest_progress = strawberry.subscription(
         resolver=backtesting.backtest_progress,
         description="Your backtest's status and progress now, then as it changes, until"

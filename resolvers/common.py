@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -54,3 +56,36 @@ async def stream_events(
                 yield convert(topic.parse(event.data["payload"]))
             elif isinstance(event, Dropped):
                 raise TransientError("The stream ended: subscribe again")
+
+
+async def stream_user_topics(
+    info: Info, converts: Mapping[Topic[Any], Callable[[Any], T]], *, user_id: int
+) -> AsyncGenerator[T, None]:
+    """``stream_events`` over several of one user's topics (each with its ``convert``)
+    as one stream, in the order the events were written: the hub delivers in publish
+    order, and events that arrive together are taken by their outbox id."""
+    async with contextlib.AsyncExitStack() as stack:
+        subscriptions = [
+            (topic, await stack.enter_async_context(subscribe(info, topic, user_id=user_id)))
+            for topic in converts
+        ]
+        waiting = {i: asyncio.ensure_future(anext(s)) for i, (_, s) in enumerate(subscriptions)}
+        try:
+            while True:
+                await asyncio.wait(waiting.values(), return_when=asyncio.FIRST_COMPLETED)
+                arrived: list[tuple[int, Topic[Any], Any]] = []
+                for i, task in list(waiting.items()):
+                    if not task.done():
+                        continue
+                    topic, subscription = subscriptions[i]
+                    event = task.result()
+                    if isinstance(event, Dropped):
+                        raise TransientError("The stream ended: subscribe again")
+                    if isinstance(event, Message):
+                        arrived.append((event.data["id"], topic, event.data["payload"]))
+                    waiting[i] = asyncio.ensure_future(anext(subscription))
+                for _, topic, payload in sorted(arrived, key=lambda a: a[0]):
+                    yield converts[topic](topic.parse(payload))
+        finally:
+            for task in waiting.values():
+                task.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from functools import cached_property
 from typing import TypeVar
 
@@ -10,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from app.backtesting import backtests
+from app.ledger.rules import AccountRef
+from app.paper import accounts as paper_accounts
+from app.paper import ledger as paper_ledger
 from app.runtime import Runtime
 from app.social.copy_trading import copies_by_ids
 from app.social.domain.leaderboard import Period
@@ -34,6 +38,9 @@ from db.models import (
     Follow,
     Notification,
     Order,
+    PaperAccount,
+    PaperFill,
+    PaperOrder,
     PriceAlert,
     ProfitShareSettlement,
     Stake,
@@ -249,8 +256,9 @@ class BacktestByIdLoader(DataLoader[int, Backtest | None]):
 
 
 class PageByKeyLoader(DataLoader[PageKey, Page[R]]):
-    """Pages of the rows under parent rows (a backtest's decisions, ...), all the pages a
-    request asks for in one statement (``db.queries.keyset_pages``)."""
+    """Pages of the rows under parent rows (a backtest's decisions, a paper account's
+    orders, ...), all the pages a request asks for in one statement
+    (``db.queries.keyset_pages``)."""
 
     def __init__(
         self,
@@ -260,6 +268,26 @@ class PageByKeyLoader(DataLoader[PageKey, Page[R]]):
         async def load(keys: Sequence[PageKey]) -> list[Page[R]]:
             async with rt.reads() as session:
                 return await pages(session, keys)
+
+        super().__init__(load_fn=load)
+
+
+class PaperAccountByIdLoader(DataLoader[int, PaperAccount | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[PaperAccount | None]:
+            async with rt.reads() as session:
+                return await paper_accounts.accounts_by_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class PaperBalancesByAccountIdLoader(DataLoader[int, dict[AccountRef, Decimal]]):
+    """A paper account's paper book balances (``paper_accounts.balances_from`` reads them)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[dict[AccountRef, Decimal]]:
+            async with rt.reads() as session:
+                return await paper_ledger.balances_by_account_ids(session, ids)
 
         super().__init__(load_fn=load)
 
@@ -366,6 +394,22 @@ class Loaders:
     @cached_property
     def backtest_trade_page_by_key(self) -> PageByKeyLoader[BacktestTrade]:
         return PageByKeyLoader(self._rt, backtests.trade_pages)
+
+    @cached_property
+    def paper_account_by_id(self) -> PaperAccountByIdLoader:
+        return PaperAccountByIdLoader(self._rt)
+
+    @cached_property
+    def paper_balances_by_account_id(self) -> PaperBalancesByAccountIdLoader:
+        return PaperBalancesByAccountIdLoader(self._rt)
+
+    @cached_property
+    def paper_orders_page_by_key(self) -> PageByKeyLoader[PaperOrder]:
+        return PageByKeyLoader(self._rt, paper_accounts.orders_pages)
+
+    @cached_property
+    def paper_fills_page_by_key(self) -> PageByKeyLoader[PaperFill]:
+        return PageByKeyLoader(self._rt, paper_accounts.fills_pages)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:

@@ -1,15 +1,22 @@
-"""Paper trading's queries and mutations: parse, call one service, map."""
+"""Paper trading's queries, mutations and subscription: parse, call one service, map."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
 
 import strawberry
 from strawberry.types import Info
 
+from app.core.errors import NotFound
+from app.events import topics
 from app.paper import accounts, order_lists, orders
 from db.models import PaperAccount, PaperOrder
+from graphql_schema.errors import to_graphql_error
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk, pk_or_none
 from graphql_schema.paper.types import (
+    PAPER_ACCOUNT,
     CancelPaperOrderListResult,
     CancelPaperOrderResult,
     OpenPaperAccountInput,
@@ -26,21 +33,15 @@ from graphql_schema.paper.types import (
     PlacePaperOrderListResult,
     PlacePaperOrderResult,
 )
-from resolvers.common import attempt
+from graphql_schema.paper.updates import PaperFillUpdate, PaperOrderUpdate, PaperUpdate
+from resolvers.common import attempt, stream_user_topics
 
 Ctx = Info[Context, None]
-PAPER_ACCOUNT = "PaperAccount"
-
-
-async def _node(info: Ctx, row: PaperAccount) -> PaperAccountNode:
-    async with info.context.rt.sessions() as session:
-        symbols = await accounts.symbols_of(session, [row])
-    return PaperAccountNode.from_row(row, symbols[row.market_id])
 
 
 def _account_payload(info: Ctx):  # type: ignore[no-untyped-def]
     async def payload(row: PaperAccount) -> PaperAccountPayload:
-        return PaperAccountPayload(paper_account=await _node(info, row))
+        return PaperAccountPayload(paper_account=await PaperAccountNode.of(info, row))
 
     return payload
 
@@ -56,19 +57,35 @@ def _balances(items: list[PaperBalanceInput] | None) -> dict | None:  # type: ig
 async def paper_accounts(info: Ctx) -> list[PaperAccountNode]:
     """Your paper accounts (open and closed), oldest first."""
     user = info.context.require_user()
-    async with info.context.rt.sessions() as session:
+    async with info.context.rt.reads() as session:
         rows = await accounts.list_accounts(session, user_id=user.id)
-        symbols = await accounts.symbols_of(session, rows)
-    return [PaperAccountNode.from_row(r, symbols[r.market_id]) for r in rows]
+    return list(await asyncio.gather(*(PaperAccountNode.of(info, r) for r in rows)))
 
 
 async def paper_account(info: Ctx, id: strawberry.ID) -> PaperAccountNode | None:
     """One of your paper accounts; null when there is none of yours with that id."""
     pk = pk_or_none(str(id), PAPER_ACCOUNT)
-    if pk is None:
-        return None
-    (node,) = await PaperAccountNode.resolve_nodes(info=info, node_ids=[str(pk)])
-    return node
+    return None if pk is None else await PaperAccountNode.load(info, pk)
+
+
+async def paper_updates(
+    info: Ctx, paper_account_id: strawberry.ID
+) -> AsyncGenerator[PaperUpdate, None]:
+    """Your paper account's fills and order changes as they happen (the commands' and
+    the live market's); ``NotFound``, and the end, for an account that is not yours."""
+    user = info.context.require_user()
+    pk = pk_or_none(str(paper_account_id), PAPER_ACCOUNT) or 0  # 0: no account has it
+    try:
+        async with info.context.rt.reads() as session:
+            await accounts.get_account(session, user_id=user.id, paper_account_id=pk)
+    except NotFound as error:
+        yield to_graphql_error(error)
+        return
+    converts = {topics.PAPER_FILLS: PaperFillUpdate.from_event,
+                topics.PAPER_ORDERS: PaperOrderUpdate.from_event}  # fmt: skip
+    async for update in stream_user_topics(info, converts, user_id=user.id):
+        if update.account_pk == pk:
+            yield update
 
 
 async def open_paper_account(info: Ctx, input: OpenPaperAccountInput) -> OpenPaperAccountResult:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -248,6 +249,30 @@ def sql_statements(rt: Runtime) -> Iterator[QueryCounter]:
     event.listen(rt.engine.sync_engine, "before_cursor_execute", counter.record)
     yield counter
     event.remove(rt.engine.sync_engine, "before_cursor_execute", counter.record)
+
+
+@pytest.fixture
+def statements(rt: Runtime) -> Iterator[list[str]]:
+    """The statements sent on the runtime's pooled connections through asyncpg's own calls
+    (raw asyncpg, BEGIN, COMMIT: its query logger on each connection as it is checked
+    out); SQLAlchemy's statements (prepared) are ``sql_statements``'. The logger runs soon
+    after each statement: let the loop turn once before counting."""
+    sent: list[str] = []
+    # asyncpg's own type introspection, once per connection and type: not ours
+    introspection = ("typeinfo_tree", "set_config('jit'", "current_setting('jit')")
+
+    def log(record: Any) -> None:
+        if not any(marker in record.query for marker in introspection):
+            sent.append(record.query)
+
+    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        raw = dbapi_connection.driver_connection
+        raw.remove_query_logger(log)
+        raw.add_query_logger(log)
+
+    event.listen(rt.engine.sync_engine, "checkout", on_checkout)
+    yield sent
+    event.remove(rt.engine.sync_engine, "checkout", on_checkout)
 
 
 @pytest.fixture

@@ -1,17 +1,20 @@
 """Paper accounts: open, reset, close, and the reads (balances from the paper book,
-orders and fills mirrored from the venue, equity at the live market's last price)."""
+orders and fills mirrored from the venue, equity at the live market's last price; the
+GraphQL loaders read several accounts at once: ``orders_pages``, ``fills_pages``,
+``ledger.balances_by_account_ids``, then ``balances_from`` and ``equity_from``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
-from app.ledger.rules import AccountKind
+from app.ledger.rules import AccountKind, AccountRef
 from app.paper import ledger, state
 from app.paper.domain.session import (
     MAX_NAME_LENGTH,
@@ -21,10 +24,11 @@ from app.paper.domain.session import (
     new_venue,
 )
 from app.runtime import Runtime
-from app.trading.markets import market_by_id, market_by_symbol, markets_by_ids
+from app.trading.domain.orders import MarketSpec
+from app.trading.markets import market_by_id, market_by_symbol
 from app.venues.domain.venue import Balance
 from db.models import PaperAccount, PaperFill, PaperOrder
-from db.queries import Page, keyset_page, rows_by_ids
+from db.queries import Page, PageKey, keyset_pages, rows_by_ids
 from db.session import in_transaction
 
 
@@ -164,65 +168,63 @@ async def list_accounts(session: AsyncSession, *, user_id: int) -> list[PaperAcc
 async def balances_of(session: AsyncSession, account: PaperAccount) -> list[PaperBalance]:
     """Per currency of the market: available and held, from the paper book."""
     market = await market_by_id(session, account.market_id)
-    found = await ledger.balances(session, account.id)
-
-    def amount(currency: str, kind: AccountKind) -> Decimal:
-        return found.get(ledger.paper_ref(account.id, currency, kind), Decimal(0))
-
-    return [
-        PaperBalance(c, amount(c, AccountKind.PAPER_AVAILABLE), amount(c, AccountKind.PAPER_HELD))
-        for c in (market.spec.base, market.spec.quote)
-    ]
+    return balances_from(account.id, market.spec, await ledger.balances(session, account.id))
 
 
 async def equity_of(session: AsyncSession, account: PaperAccount) -> Decimal:
     """Cash plus position at the live market's last price, in the quote currency."""
     market = await market_by_id(session, account.market_id)
-    by_currency = {b.currency: b.total for b in await balances_of(session, account)}
-    price = market.last_price or Decimal(0)
-    value = by_currency[market.spec.quote] + by_currency[market.spec.base] * price
-    return value.quantize(Decimal(1).scaleb(-market.spec.quote_scale))
+    return equity_from(market.spec, market.last_price, await balances_of(session, account))
 
 
-async def list_orders(
-    session: AsyncSession, *, account: PaperAccount, first: int, after: str | None
-) -> Page[PaperOrder]:
-    """The current generation's orders, newest first."""
-    return await keyset_page(
-        session,
-        select(PaperOrder).where(
-            PaperOrder.paper_account_id == account.id,
-            PaperOrder.generation == account.generation,
-        ),
-        key=PaperOrder.id,
-        first=first,
-        after=after,
-        descending=True,
+def balances_from(
+    paper_account_id: int, spec: MarketSpec, book: Mapping[AccountRef, Decimal]
+) -> list[PaperBalance]:
+    """The account's balances in the market's currencies (base, quote), from its paper
+    book's balances (``ledger.balances``)."""
+
+    def amount(currency: str, kind: AccountKind) -> Decimal:
+        return book.get(ledger.paper_ref(paper_account_id, currency, kind), Decimal(0))
+
+    return [
+        PaperBalance(c, amount(c, AccountKind.PAPER_AVAILABLE), amount(c, AccountKind.PAPER_HELD))
+        for c in (spec.base, spec.quote)
+    ]
+
+
+def equity_from(
+    spec: MarketSpec, last_price: Decimal | None, balances: Sequence[PaperBalance]
+) -> Decimal:
+    """Cash plus position at ``last_price`` (none yet: 0), at the quote's scale."""
+    by_currency = {b.currency: b.total for b in balances}
+    value = by_currency[spec.quote] + by_currency[spec.base] * (last_price or Decimal(0))
+    return value.quantize(Decimal(1).scaleb(-spec.quote_scale))
+
+
+async def orders_pages(session: AsyncSession, keys: Sequence[PageKey]) -> list[Page[PaperOrder]]:
+    """Pages of accounts' orders of their current run, newest first (a ``PageKey`` per
+    page: the account, its size and cursor), in one statement."""
+    return await keyset_pages(
+        session, PaperOrder, parent=PaperOrder.paper_account_id, key=PaperOrder.id,
+        wanted=keys, rows=_current_run(PaperOrder), descending=True,
+    )  # fmt: skip
+
+
+async def fills_pages(session: AsyncSession, keys: Sequence[PageKey]) -> list[Page[PaperFill]]:
+    """Pages of accounts' fills of their current run, newest first: as ``orders_pages``."""
+    return await keyset_pages(
+        session, PaperFill, parent=PaperFill.paper_account_id, key=PaperFill.id,
+        wanted=keys, rows=_current_run(PaperFill), descending=True,
+    )  # fmt: skip
+
+
+def _current_run(model: type[PaperOrder] | type[PaperFill]) -> Select[Any]:
+    """The rows of ``model`` of their account's current generation."""
+    run = and_(
+        PaperAccount.id == model.paper_account_id, PaperAccount.generation == model.generation
     )
-
-
-async def list_fills(
-    session: AsyncSession, *, account: PaperAccount, first: int, after: str | None
-) -> Page[PaperFill]:
-    """The current generation's fills, newest first."""
-    return await keyset_page(
-        session,
-        select(PaperFill).where(
-            PaperFill.paper_account_id == account.id,
-            PaperFill.generation == account.generation,
-        ),
-        key=PaperFill.id,
-        first=first,
-        after=after,
-        descending=True,
-    )
+    return select(model).join(PaperAccount, run)
 
 
 async def accounts_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[PaperAccount | None]:
     return await rows_by_ids(session, PaperAccount, ids)
-
-
-async def symbols_of(session: AsyncSession, rows: Sequence[PaperAccount]) -> dict[int, str]:
-    """The market symbol of each account's market, by market id."""
-    found = await markets_by_ids(session, sorted({r.market_id for r in rows}))
-    return {market_id: row.symbol for market_id, row in found.items()}

@@ -46,8 +46,8 @@ _UPDATE = """
     FROM unnest($1::bigint[], $2::numeric[]) AS v(id, balance) WHERE a.id = v.id
 """
 _BALANCES = """
-    SELECT currency, kind, balance FROM paper_ledger_accounts
-    WHERE paper_account_id = $1 ORDER BY currency, kind
+    SELECT paper_account_id, currency, kind, balance FROM paper_ledger_accounts
+    WHERE paper_account_id = ANY($1::bigint[]) ORDER BY paper_account_id, currency, kind
 """
 
 
@@ -111,9 +111,17 @@ async def post(
 
 async def balances(session: AsyncSession, paper_account_id: int) -> dict[AccountRef, Decimal]:
     """The paper account's ledger balances (PAPER_AVAILABLE and PAPER_HELD per currency)."""
+    (found,) = await balances_by_account_ids(session, [paper_account_id])
+    return found
+
+
+async def balances_by_account_ids(
+    session: AsyncSession, ids: Sequence[int]
+) -> list[dict[AccountRef, Decimal]]:
+    """``balances`` of each paper account of ``ids``, in their order, in one statement."""
     connection = await driver(session)
-    rows = await connection.fetch(_BALANCES, paper_account_id)
-    return {
-        paper_ref(paper_account_id, r["currency"], AccountKind(r["kind"])): r["balance"]
-        for r in rows
-    }
+    found: dict[int, dict[AccountRef, Decimal]] = {i: {} for i in ids}
+    for r in await connection.fetch(_BALANCES, list(ids)):
+        ref = paper_ref(r["paper_account_id"], r["currency"], AccountKind(r["kind"]))
+        found[r["paper_account_id"]][ref] = r["balance"]
+    return [found[i] for i in ids]

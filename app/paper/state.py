@@ -1,6 +1,7 @@
 """A paper account's state in PostgreSQL: loading it (the venue rebuilt from the log),
 catching it up with the live market, and recording a step (log rows, mirrored orders and
-fills, the paper book's entry), all in the caller's transaction.
+fills, the paper book's entry, the owner's events on the outbox), all in the caller's
+transaction.
 
 Every change of a paper account runs ``load`` (which locks the account's row, so the
 live consumer and the user's commands take turns), gives the venue what it is to do,
@@ -17,20 +18,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
-from app.paper import ledger
+from app.events import outbox
+from app.paper import feed, ledger
 from app.paper.domain.session import (
     LogEntry,
     apply_entry,
     ledger_legs,
+    order_changes,
     replay,
     tick_entry,
 )
 from app.trading.domain.orders import LIVE_STATUSES, OrderRequest, OrderStatus
 from app.trading.markets import MarketRow, market_by_id
 from app.venues.domain.simulated import SimulatedVenue
-from app.venues.domain.venue import OrderAccepted, OrderEnded, OrderFilled, OrderTriggered
-from db.models import PaperAccount, PaperLogEntry
-from db.raw import driver
+from app.venues.domain.venue import OrderFilled
+from db.models import PaperAccount, PaperFill, PaperLogEntry, PaperOrder
+from db.raw import bind, driver
 
 OPEN, CLOSED = "OPEN", "CLOSED"
 LIVE = [s.value for s in LIVE_STATUSES]
@@ -48,28 +51,45 @@ _HAS_LIVE_ORDERS = """
     SELECT EXISTS (SELECT 1 FROM paper_orders WHERE paper_account_id = $1
                    AND generation = $2 AND status = ANY($3::text[]))
 """
-_INSERT_ORDER = """
+# what a step's statements return of the rows they write: its events' payloads (``feed``)
+ORDER_COLUMNS = bind(
+    "app.paper.state.ORDER_COLUMNS",
+    PaperOrder,
+    ("id", "order_id", "client_order_id", "side", "type", "status", "quantity",
+     "filled_quantity", "price", "stop_price", "reason", "list_id", "list_role",
+     "created_at", "updated_at"),
+)  # fmt: skip
+FILL_COLUMNS = bind(
+    "app.paper.state.FILL_COLUMNS",
+    PaperFill,
+    ("id", "number", "order_id", "client_order_id", "side", "liquidity", "price",
+     "quantity", "quote_amount", "fee", "filled_at"),
+)  # fmt: skip
+_INSERT_ORDER = f"""
     INSERT INTO paper_orders (paper_account_id, generation, order_id, client_order_id, side,
                               type, quantity, price, stop_price, status, list_id, list_role)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-"""
+    RETURNING {", ".join(ORDER_COLUMNS)}
+"""  # noqa: S608 (column names only)
 _INSERT_LIST = """
     INSERT INTO paper_order_lists (paper_account_id, generation, kind, client_list_id)
     VALUES ($1, $2, $3, $4) RETURNING id
 """
-_UPDATE_ORDER = """
+_UPDATE_ORDER = f"""
     UPDATE paper_orders SET status = $4, filled_quantity = filled_quantity + $5,
            reason = coalesce($6, reason), updated_at = now()
     WHERE paper_account_id = $1 AND generation = $2 AND order_id = $3
-"""
-_INSERT_FILL = """
+    RETURNING {", ".join(ORDER_COLUMNS)}
+"""  # noqa: S608 (column names only)
+_INSERT_FILL = f"""
     INSERT INTO paper_fills (paper_account_id, generation, number, order_id, client_order_id,
                              side, liquidity, price, quantity, quote_amount, fee, filled_at,
                              entry_id)
     SELECT $1, $2, * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[],
                                  $7::text[], $8::numeric[], $9::numeric[], $10::numeric[],
                                  $11::numeric[], $12::timestamptz[], $13::bigint[])
-"""
+    RETURNING {", ".join(FILL_COLUMNS)}
+"""  # noqa: S608 (column names only)
 CATCH_UP_LIMIT = 10_000  # trades a step takes from the live market at most
 
 
@@ -182,8 +202,9 @@ async def catch_up(session: AsyncSession, loaded: Loaded) -> int:
 
 async def record(session: AsyncSession, loaded: Loaded, *, kind: str) -> None:
     """Write the step: its log entries, the orders and lists it placed, the orders it
-    changed, its fills and the paper book's entry that brings the ledger to the venue's balances."""
-    account, spec = loaded.account, loaded.market.spec
+    changed, its fills, the paper book's entry that brings the ledger to the venue's
+    balances, and its events for the owner (``feed``) on the outbox."""
+    account = loaded.account
     connection = await driver(session)
     for offset, entry in enumerate(loaded.entries, start=1):
         session.add(
@@ -195,39 +216,17 @@ async def record(session: AsyncSession, loaded: Loaded, *, kind: str) -> None:
                 payload=dict(entry.payload),
             )
         )
-    placed = [(order, None) for order in loaded.submitted]
-    for new in loaded.lists:
-        list_id = await connection.fetchval(
-            _INSERT_LIST, account.id, account.generation, new.kind, new.client_list_id
-        )
-        placed += [(order, list_id) for order in new.legs]
-    for order, list_id in placed:
-        request = order.request
-        await connection.execute(
-            _INSERT_ORDER, account.id, account.generation, order.order_id,
-            order.client_order_id, request.side.value, request.type.value, request.quantity,
-            request.price, request.stop_price, order.status.value, list_id, order.role,
-        )  # fmt: skip
+    written = await _insert_orders(connection, loaded)  # venue order id: its row
     events = loaded.venue.events(after=loaded.events_before)
-    changes: dict[int, list[Any]] = {}  # order id: [status, filled, reason]
+    changes = order_changes(events)
+    for order_id, change in sorted(changes.items()):
+        row = await connection.fetchrow(
+            _UPDATE_ORDER, account.id, account.generation, order_id, change.status.value,
+            change.filled, change.reason,
+        )  # fmt: skip
+        if row is not None:
+            written[order_id] = row
     fills = [e for e in events if isinstance(e, OrderFilled)]
-    for event in events:
-        change = changes.setdefault(event.order_id, [None, Decimal(0), None])
-        if isinstance(event, OrderAccepted):
-            change[0] = event.status.value
-        elif isinstance(event, OrderTriggered):
-            change[0] = OrderStatus.TRIGGERED.value
-        elif isinstance(event, OrderFilled):
-            change[0] = (
-                OrderStatus.PARTIALLY_FILLED if event.remaining else OrderStatus.FILLED
-            ).value
-            change[1] += event.quantity
-        elif isinstance(event, OrderEnded):
-            change[0], change[2] = event.status.value, event.reason
-    for order_id, (status, filled, reason) in sorted(changes.items()):
-        await connection.execute(
-            _UPDATE_ORDER, account.id, account.generation, order_id, status, filled, reason
-        )
     entry_id = None
     legs = ledger_legs(
         account.id, await ledger.balances(session, account.id), loaded.venue.balances()
@@ -240,8 +239,45 @@ async def record(session: AsyncSession, loaded: Loaded, *, kind: str) -> None:
             legs=legs,
             reference=f"paper:{account.id}:{account.generation}:{loaded.seq + len(loaded.entries)}",
         )
-    if fills:
-        await connection.execute(
+    fill_rows = await _insert_fills(connection, account, fills, entry_id) if fills else []
+    await outbox.write(
+        session,
+        *feed.step_events(
+            account=account, symbol=loaded.market.symbol,
+            fee_currency=loaded.market.spec.quote, fills=fill_rows, orders=written,
+            sequences={order_id: c.number for order_id, c in changes.items()},
+            last=loaded.events_before + len(events),
+        ),
+    )  # fmt: skip
+    account.last_trade_id = loaded.last_trade_id
+    await session.flush()
+
+
+async def _insert_orders(connection: Any, loaded: Loaded) -> dict[int, Any]:
+    """The step's new orders and lists; the orders' rows by venue order id."""
+    account = loaded.account
+    placed = [(order, None) for order in loaded.submitted]
+    for new in loaded.lists:
+        list_id = await connection.fetchval(
+            _INSERT_LIST, account.id, account.generation, new.kind, new.client_list_id
+        )
+        placed += [(order, list_id) for order in new.legs]
+    written: dict[int, Any] = {}
+    for order, list_id in placed:
+        request = order.request
+        written[order.order_id] = await connection.fetchrow(
+            _INSERT_ORDER, account.id, account.generation, order.order_id,
+            order.client_order_id, request.side.value, request.type.value, request.quantity,
+            request.price, request.stop_price, order.status.value, list_id, order.role,
+        )  # fmt: skip
+    return written
+
+
+async def _insert_fills(
+    connection: Any, account: PaperAccount, fills: list[OrderFilled], entry_id: int | None
+) -> list[Any]:
+    return list(
+        await connection.fetch(
             _INSERT_FILL,
             account.id,
             account.generation,
@@ -257,6 +293,4 @@ async def record(session: AsyncSession, loaded: Loaded, *, kind: str) -> None:
             [f.at for f in fills],
             [entry_id] * len(fills),
         )
-    account.last_trade_id = loaded.last_trade_id
-    del spec
-    await session.flush()
+    )

@@ -4,6 +4,7 @@ connections), inputs (a list's is the live ``placeOrderList``'s) and results."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -14,8 +15,11 @@ from strawberry import relay
 from strawberry.relay.utils import to_base64
 from strawberry.types import Info
 
+from app.events.topics import PaperFilled, PaperOrderUpdated
 from app.paper import accounts
+from app.trading.markets import MarketRow
 from db.models import PaperAccount, PaperFill, PaperOrder, PaperOrderList
+from db.queries import page_key
 from graphql_schema.errors import (
     BelowMinimumNotional,
     ClientOrderIdReused,
@@ -40,7 +44,12 @@ from graphql_schema.paging import to_connection
 from graphql_schema.trading.enums import OrderListKind
 from graphql_schema.trading.types import OrderInput, OrderListInput
 
+PAPER_ACCOUNT = "PaperAccount"
 PAPER_ORDER_LIST = "PaperOrderList"  # no node type: the id only names the list
+
+
+def paper_account_gid(pk: int) -> strawberry.ID:
+    return strawberry.ID(to_base64(PAPER_ACCOUNT, pk))
 
 
 def paper_list_id(pk: int) -> strawberry.ID:
@@ -74,7 +83,8 @@ class PaperOrderNode(relay.Node):
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: PaperOrder) -> PaperOrderNode:
+    def from_row(cls, row: PaperOrder | PaperOrderUpdated) -> PaperOrderNode:
+        """From its row, or from an update of it (the row's columns, as written)."""
         return cls(
             id=row.id, client_order_id=row.client_order_id, side=row.side, type=row.type,
             quantity=row.quantity, filled_quantity=row.filled_quantity, price=row.price,
@@ -104,7 +114,8 @@ class PaperFillNode(relay.Node):
     filled_at: datetime
 
     @classmethod
-    def from_row(cls, row: PaperFill) -> PaperFillNode:
+    def from_row(cls, row: PaperFill | PaperFilled) -> PaperFillNode:
+        """From its row, or from its event (the row's columns, as written)."""
         return cls(
             id=row.id, order_id=row.order_id, client_order_id=row.client_order_id,
             side=row.side, liquidity=row.liquidity, price=row.price, quantity=row.quantity,
@@ -151,45 +162,60 @@ class PaperAccountNode(relay.Node):
 
     @strawberry.field
     async def balances(self, info: Info) -> list[PaperBalance]:
-        async with info.context.rt.sessions() as session:
-            found = await accounts.balances_of(session, self._row)
         return [PaperBalance(currency=b.currency, available=b.available, held=b.held,
-                             total=b.total) for b in found]  # fmt: skip
+                             total=b.total) for b in await self._balances(info)]  # fmt: skip
 
     @strawberry.field(description="Cash plus position at the live last price (quote).")
     async def equity(self, info: Info) -> Decimal:
-        async with info.context.rt.sessions() as session:
-            return await accounts.equity_of(session, self._row)
+        market = await self._market(info)
+        return accounts.equity_from(market.spec, market.last_price, await self._balances(info))
 
     @strawberry.field
     async def orders(
         self, info: Info, first: int = 20, after: str | None = None
     ) -> PaperOrderConnection:
-        async with info.context.rt.sessions() as session:
-            page = await accounts.list_orders(session, account=self._row, first=first, after=after)
+        key = page_key(self._row.id, first=first, after=after, key=PaperOrder.id)
+        page = await info.context.loaders.paper_orders_page_by_key.load(key)
         return to_connection(PaperOrderConnection, page, PaperOrderNode.from_row)  # type: ignore[return-value]
 
     @strawberry.field
     async def fills(
         self, info: Info, first: int = 20, after: str | None = None
     ) -> PaperFillConnection:
-        async with info.context.rt.sessions() as session:
-            page = await accounts.list_fills(session, account=self._row, first=first, after=after)
+        key = page_key(self._row.id, first=first, after=after, key=PaperFill.id)
+        page = await info.context.loaders.paper_fills_page_by_key.load(key)
         return to_connection(PaperFillConnection, page, PaperFillNode.from_row)  # type: ignore[return-value]
+
+    async def _market(self, info: Info) -> MarketRow:
+        market = await info.context.loaders.market_by_id.load(self._row.market_id)
+        assert market is not None  # an account's market is never deleted
+        return market  # type: ignore[no-any-return]
+
+    async def _balances(self, info: Info) -> list[accounts.PaperBalance]:
+        market = await self._market(info)
+        book = await info.context.loaders.paper_balances_by_account_id.load(self._row.id)
+        return accounts.balances_from(self._row.id, market.spec, book)
+
+    @classmethod
+    async def of(cls, info: Info, row: PaperAccount) -> PaperAccountNode:
+        """The node of ``row`` (its market through the request's loaders)."""
+        market = await info.context.loaders.market_by_id.load(row.market_id)
+        return cls.from_row(row, market.symbol)
+
+    @classmethod
+    async def load(cls, info: Info, pk: int) -> PaperAccountNode | None:
+        """Paper account ``pk`` through the request's loaders; None when it is not the
+        caller's."""
+        row = await info.context.loaders.paper_account_by_id.load(pk)
+        if row is None or row.user_id != info.context.user_id:
+            return None
+        return await cls.of(info, row)
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[PaperAccountNode | None]:
-        async with info.context.rt.sessions() as session:
-            rows = await accounts.accounts_by_ids(session, node_keys(node_ids))
-            symbols = await accounts.symbols_of(session, [r for r in rows if r])
-        return [
-            cls.from_row(r, symbols[r.market_id])
-            if r and info.context.user_id == r.user_id
-            else None
-            for r in rows
-        ]
+        return list(await asyncio.gather(*(cls.load(info, pk) for pk in node_keys(node_ids))))
 
 
 @strawberry.input

@@ -2,8 +2,9 @@
 loader shows the value as of that event, not as of the first one.
 
 Strawberry builds the context once per WebSocket connection (and the gateway once per
-operation); a subscription's events all execute against it. No subscription of the public
-schema reads through a loader yet, so the test serves a small schema of its own through
+operation); a subscription's events all execute against it. The test serves a small schema
+of its own (the public one's paperUpdates reads its account through loaders too, tested in
+tests/paper/test_paper_updates_ws.py) through
 the real view (real uvicorn server, real WebSocket clients, both protocols): an outbox
 topic whose events name a market, and the market read through ``market_by_id``."""
 

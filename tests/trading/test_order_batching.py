@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import event
 
 from app.core.coalesce import Coalescer
 from app.core.errors import InsufficientFunds, NotAuthenticated
@@ -204,28 +203,6 @@ async def test_coalescer_leaves_out_a_cancelled_caller_and_fails_every_item_of_a
             await failed
     assert c.cancelled()
     assert batches == [["a"], ["b", "d"]]
-
-
-@pytest.fixture
-def statements(rt):
-    """Every statement sent on the runtime's pooled connections, raw asyncpg ones too
-    (asyncpg's query logger on each connection as it is checked out)."""
-    sent: list[str] = []
-    # asyncpg's own type introspection, once per connection and type: not ours
-    introspection = ("typeinfo_tree", "set_config('jit'", "current_setting('jit')")
-
-    def log(record) -> None:
-        if not any(marker in record.query for marker in introspection):
-            sent.append(record.query)
-
-    def on_checkout(dbapi_connection, _record, _proxy) -> None:
-        raw = dbapi_connection.driver_connection
-        raw.remove_query_logger(log)
-        raw.add_query_logger(log)
-
-    event.listen(rt.engine.sync_engine, "checkout", on_checkout)
-    yield sent
-    event.remove(rt.engine.sync_engine, "checkout", on_checkout)
 
 
 async def test_a_batch_costs_the_same_statements_for_one_order_or_twenty(rt, statements):

@@ -13,7 +13,8 @@ JSON object (camelCase keys, amounts as strings) as stored in the outbox and pub
 always did (an order's side and reason, a trade's sequence).
 
 One module per producing domain: ``trading`` (the matching engine's), ``wallets``,
-``social``, ``accounts`` (KYC, credentials, notifications), ``staking``, ``backtesting``.
+``social``, ``accounts`` (KYC, credentials, notifications), ``staking``, ``backtesting``,
+``paper`` (paper accounts' fills and orders).
 ``BUILDERS`` maps every topic to its builder; ``CATALOGUE`` lists them all.
 """
 
@@ -39,6 +40,14 @@ from app.events.topics.backtesting import (
     backtest_progress,
 )
 from app.events.topics.base import Event, Payload, Topic, Wire, channel
+from app.events.topics.paper import (
+    PAPER_FILLS,
+    PAPER_ORDERS,
+    PaperFilled,
+    PaperOrderUpdated,
+    paper_filled,
+    paper_order_updated,
+)
 from app.events.topics.social import (
     COPY_SKIPPED,
     FOLLOW_PAUSED,
@@ -125,6 +134,8 @@ BUILDERS: dict[Topic[Any], Callable[..., Event]] = {
     STAKE_RENEWED: stake_renewed,
     STAKE_MATURED: stake_matured,
     BACKTEST_PROGRESS: backtest_progress,
+    PAPER_FILLS: paper_filled,
+    PAPER_ORDERS: paper_order_updated,
 }
 CATALOGUE: tuple[Topic[Any], ...] = tuple(BUILDERS)
 
@@ -145,6 +156,8 @@ __all__ = [
     "NEW_FOLLOWER",
     "NOTIFICATIONS",
     "ORDERS",
+    "PAPER_FILLS",
+    "PAPER_ORDERS",
     "PROFIT_SHARE",
     "REWARD_PAID",
     "STAKE_MATURED",
@@ -168,6 +181,8 @@ __all__ = [
     "NewFollower",
     "NewNotification",
     "OrderUpdated",
+    "PaperFilled",
+    "PaperOrderUpdated",
     "Payload",
     "ProfitShared",
     "Reward",
@@ -194,6 +209,8 @@ __all__ = [
     "new_follower",
     "notification",
     "order_updated",
+    "paper_filled",
+    "paper_order_updated",
     "profit_shared",
     "reward_paid",
     "stake_matured",

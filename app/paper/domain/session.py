@@ -35,6 +35,7 @@ from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import (
     MarketSpec,
     OrderRequest,
+    OrderStatus,
     OrderType,
     Side,
     TimeInForce,
@@ -42,7 +43,14 @@ from app.trading.domain.orders import (
 )
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
-from app.venues.domain.venue import Balance
+from app.venues.domain.venue import (
+    Balance,
+    OrderAccepted,
+    OrderEnded,
+    OrderFilled,
+    OrderTriggered,
+    VenueEvent,
+)
 
 PAPER_SETTINGS = SimulationSettings(volume_share=None, latency=0, slippage_bps=0, seed=0)
 TICK, SUBMIT, CANCEL = "TICK", "SUBMIT", "CANCEL"
@@ -260,6 +268,38 @@ def ledger_legs(
         if moved:
             legs.append(Leg(AccountRef(currency, AccountKind.PAPER_EQUITY), -moved))
     return legs
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """What a step's venue events did to one order: its status after them, the quantity
+    they filled, why it ended (None: it did not), and the number of its last event."""
+
+    status: OrderStatus
+    filled: Decimal
+    reason: str | None
+    number: int
+
+
+def order_changes(events: Iterable[VenueEvent]) -> dict[int, OrderChange]:
+    """The change of each order the events touched, by order id (the mirrored rows'
+    update and the order updates a step publishes)."""
+    changes: dict[int, OrderChange] = {}
+    for event in events:
+        known = changes.get(event.order_id)
+        filled = known.filled if known else Decimal(0)
+        status, reason = (known.status, known.reason) if known else (OrderStatus.NEW, None)
+        if isinstance(event, OrderAccepted):
+            status = event.status
+        elif isinstance(event, OrderTriggered):
+            status = OrderStatus.TRIGGERED
+        elif isinstance(event, OrderFilled):
+            status = OrderStatus.PARTIALLY_FILLED if event.remaining else OrderStatus.FILLED
+            filled += event.quantity
+        elif isinstance(event, OrderEnded):
+            status, reason = event.status, event.reason
+        changes[event.order_id] = OrderChange(status, filled, reason, event.number)
+    return changes
 
 
 def equity(balances: Mapping[str, Balance], market: MarketSpec, price: Decimal | None) -> Decimal:
