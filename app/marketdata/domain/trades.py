@@ -54,7 +54,7 @@ def made_id(trade: Trade) -> str:
     """The id of a trade its file gives none: ``<µs since 1970>:<price>:<amount>``, to which
     the importer adds ``:<n>``, n counting identical trades of the file from 1."""
     micros = (trade.time - EPOCH) // _MICROSECOND
-    return f"{micros}:{trade.price:f}:{trade.amount:f}"
+    return f"{micros}:{trade.price.normalize():f}:{trade.amount.normalize():f}"
 
 
 FIELDS = ("time", "price", "amount", "side", "buyer_maker", "id", "symbol")
