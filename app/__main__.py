@@ -8,8 +8,9 @@ TRADING_ENGINE_ENABLED=false); several engine processes are owner and standbys.
 ``copy-worker`` runs only the copy trading worker (API processes then set
 COPY_WORKER_ENABLED=false); several take turns batch by batch.
 ``backtest [sweep] ...`` backtests a strategy over stored candles (same servers as ``data``).
-``data import FILE ...`` imports an OHLCV file into the market data store (on DATABASE_URL,
-or embedded servers, migrated first, when it is unset).
+``data import FILE ...`` imports an OHLCV file into the market data store, ``data
+import-trades FILE ...`` a trade file (on DATABASE_URL, or embedded servers, migrated
+first, when it is unset).
 """
 
 from __future__ import annotations
@@ -198,14 +199,14 @@ def run_tests(settings: Settings, pytest_args: list[str]) -> int:
 
 
 def run_data(settings: Settings, args: argparse.Namespace) -> int:
-    from app.marketdata.cli import run_import
+    from app.marketdata.cli import run_command
     from db.migrate import upgrade
 
     if settings.database_url:
-        return run_import(settings.database_url, args)
+        return run_command(settings.database_url, args)
     with services(settings, data_dir=settings.data_dir) as (database_url, _):
         upgrade(database_url)
-        return run_import(database_url, args)
+        return run_command(database_url, args)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

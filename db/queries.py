@@ -75,21 +75,38 @@ class Page(Generic[T]):
 def encode_cursor(key: int, *, kind: str) -> str:
     """An opaque cursor bound to its list: ``kind`` names what the list pages over (a
     table), and a cursor of another kind is refused."""
-    return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode()
+    return encode_cursor_keys((key,), kind=kind)
 
 
 def decode_cursor(cursor: str, *, kind: str) -> int:
+    return decode_cursor_keys(cursor, kind=kind, count=1)[0]
+
+
+def encode_cursor_keys(keys: Sequence[int], *, kind: str) -> str:
+    """A cursor of a list ordered by several integer keys (a time in µs, then an id)."""
+    return base64.urlsafe_b64encode(":".join((kind, *map(str, keys))).encode()).decode()
+
+
+def decode_cursor_keys(cursor: str, *, kind: str, count: int) -> tuple[int, ...]:
+    """The ``count`` keys of a cursor of ``kind``, or ValidationFailed (field ``after``)."""
+    invalid = ValidationFailed("Invalid cursor", field="after")
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        prefix, value = text.rsplit(":", 1)
-        key = int(value)
     except (ValueError, binascii.Error) as error:  # UnicodeError is a ValueError
-        raise ValidationFailed("Invalid cursor", field="after") from error
+        raise invalid from error
+    prefix, separator, rest = text.partition(":")
+    if not separator:
+        raise invalid
     if prefix != kind:
         raise ValidationFailed("The cursor belongs to another list", field="after")
-    if not -BIGINT <= key < BIGINT:
-        raise ValidationFailed("Invalid cursor", field="after")
-    return key
+    values = rest.split(":")
+    try:
+        keys = tuple(int(value) for value in values)
+    except ValueError as error:
+        raise invalid from error
+    if len(keys) != count or not all(-BIGINT <= key < BIGINT for key in keys):
+        raise invalid
+    return keys
 
 
 def cursor_kind(key: InstrumentedAttribute[int]) -> str:

@@ -90,6 +90,10 @@ class Query:
     market_data_sources = strawberry.field(
         resolver=marketdata.market_data_sources, extensions=_market_data()
     )
+    market_trade_series = strawberry.field(
+        resolver=marketdata.market_trade_series, extensions=_market_data()
+    )
+    market_trades = strawberry.field(resolver=marketdata.market_trades, extensions=_market_data())
     notifications = strawberry.field(
         resolver=notification_resolvers.my_notifications,
         extensions=_account(),

@@ -1,5 +1,5 @@
-"""Market data queries: candles of any source, what the store holds. Parse, one service
-call, map."""
+"""Market data queries: candles of any source, what the store holds, a source's trades.
+Parse, one service call, map."""
 
 from __future__ import annotations
 
@@ -9,21 +9,30 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from app.marketdata import reads
+from app.marketdata import reads, trade_reads
 from app.marketdata.domain.candles import INTERVALS, VENUE
 from app.trading.domain.errors import UnknownMarket
 from app.trading.domain.orders import MarketSpec
 from graphql_schema.gateway.context import Context
-from graphql_schema.marketdata.types import MarketDataCoverage, candle_node
+from graphql_schema.marketdata.types import (
+    MarketDataCoverage,
+    MarketTrade,
+    MarketTradeConnection,
+    MarketTradeSeries,
+    candle_node,
+)
+from graphql_schema.paging import to_connection
 from graphql_schema.trading.fields import market_row
 from graphql_schema.trading.markets import CandleNode
 
 Ctx = Info[Context, None]
 SOURCE = (
     "VENUE (built from the platform's trades), file:<name> (an imported file) or"
-    f" exchange:<name>. Stored sources have {' '.join(INTERVALS)} (1M: calendar months);"
+    f" exchange:<name>. Stored sources have {' '.join(INTERVALS)} (1M: calendar months):"
+    " held, merged from a finer interval held, or else built from the source's trades;"
     " quoteVolume and trades are 0 where the source does not give them."
 )
+STORED_SOURCE = "file:<name> (an imported file) or exchange:<name>; a bare name is file:<name>."
 
 
 async def candles(
@@ -71,3 +80,36 @@ async def market_data_sources(
     async with info.context.rt.sessions() as session:
         found = await reads.coverage(session, source=of, symbol=symbol)
     return [MarketDataCoverage.from_coverage(c) for c in found]
+
+
+async def market_trade_series(
+    info: Ctx,
+    of: Annotated[str | None, strawberry.argument(name="source")] = None,
+    symbol: str | None = None,
+) -> list[MarketTradeSeries]:
+    """The trades held per source and symbol: the first and last trade's time, how many.
+    Candles of such a series (where none are held) are built from them."""
+    async with info.context.rt.sessions() as session:
+        found = await trade_reads.trade_series(session, source=of, symbol=symbol)
+    return [MarketTradeSeries.from_series(s) for s in found]
+
+
+async def market_trades(
+    info: Ctx,
+    of: Annotated[str, strawberry.argument(name="source", description=STORED_SOURCE)],
+    symbol: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    first: int = 50,
+    after: str | None = None,
+) -> MarketTradeConnection:
+    """A stored source's trades of ``symbol`` at times in [start, end), oldest first (the
+    venue's own trades: ``recentTrades``)."""
+    async with info.context.rt.sessions() as session:
+        page = await trade_reads.list_trades(
+            session, source=of, symbol=symbol, start=start, end=end, first=first, after=after
+        )
+    spec = await _spec(info, symbol, required=False)
+    return to_connection(  # type: ignore[return-value]
+        MarketTradeConnection, page, lambda row: MarketTrade.from_row(row, spec)
+    )

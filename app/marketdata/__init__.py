@@ -1,1 +1,2 @@
-"""Market data: candles per source (the platform's venue, imported files, later exchanges)."""
+"""Market data: candles and trades per source (the platform's venue, imported files, later
+exchanges)."""

@@ -32,12 +32,12 @@ from app.marketdata.domain.candles import (
     parse_symbol,
 )
 from app.marketdata.files import Progress, Row, detect_format, rows
+from app.marketdata.reading import MAX_REPORTED, Layout, Tally, values
 from db.models.marketdata import MarketCandle
 from db.raw import bind, columns, driver, unnest_parameters
 from db.session import in_transaction
 
 BATCH = 5000
-MAX_REPORTED = 20  # rejections and gaps listed in a summary (all are counted)
 _VALUES = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
 _TYPES = ("timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric", "int8")
 _COLUMNS = bind("app.marketdata.importer._COLUMNS", MarketCandle, ("open_time", *_VALUES))
@@ -53,34 +53,14 @@ _UPSERT = f"""
 assert set(_COLUMNS) | {"source", "symbol", "interval"} == set(MarketCandle.__table__.c.keys())
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    line: int
-    reason: str
-
-
 @dataclass
-class ImportSummary:
+class ImportSummary(Tally):
     source: str
     symbol: str
     interval: str
-    rows: int = 0  # candle rows read (blank lines and a header are not rows)
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    duplicates: int = 0  # rows whose open time an earlier row had (the later row is kept)
-    rejections: list[Rejection] = field(default_factory=list)  # the first MAX_REPORTED
-    first: datetime | None = None
-    last: datetime | None = None
     gaps: list[Gap] = field(default_factory=list)  # the first MAX_REPORTED
     gap_count: int = 0
     missing: int = 0  # candles missing between first and last
-
-    def reject(self, line: int, reason: str) -> None:
-        self.rejected += 1
-        if len(self.rejections) < MAX_REPORTED:
-            self.rejections.append(Rejection(line, reason))
 
 
 async def import_file(
@@ -149,29 +129,14 @@ class _Import:
 
     def _candles(self, found: Iterator[Row]) -> Iterator[Candle]:
         """The file's candles; other rows are counted and their reasons kept."""
-        positions: layouts.Columns | None = None  # from the header or the first row
-        by_keys: dict[tuple[str, ...], layouts.Columns] = {}
-        for row in found:
-            if positions is None and isinstance(row.fields, list):
-                texts = [str(f) for f in row.fields]
-                if layouts.is_header(texts):
-                    positions = layouts.from_header(texts, symbol=self.summary.symbol)
-                    continue
-                positions = layouts.positional(len(texts))
-            self.summary.rows += 1
-            try:
-                if row.fields is None:
-                    raise layouts.Rejected(row.refused or "unreadable")
-                if isinstance(row.fields, dict):
-                    keys = tuple(row.fields)
-                    if keys not in by_keys:
-                        by_keys[keys] = layouts.from_object_keys(keys)
-                    yield layouts.candle(row.fields, by_keys[keys], self.interval, self.time_label)
-                else:
-                    assert positions is not None
-                    yield layouts.candle(row.fields, positions, self.interval, self.time_label)
-            except layouts.Rejected as rejected:
-                self.summary.reject(row.line, rejected.reason)
+        symbol, interval, label = self.summary.symbol, self.interval, self.time_label
+        layout = Layout(
+            header=lambda names: layouts.from_header(names, symbol=symbol),
+            headerless=lambda fields: layouts.positional(len(fields)),
+            keys=layouts.from_object_keys,
+            value=lambda fields, columns: layouts.candle(fields, columns, interval, label),
+        )
+        return (candle for _, candle in values(found, layout, self.summary))
 
     async def _write(self, connection: Any, batch: dict[datetime, Candle]) -> None:
         if not batch:

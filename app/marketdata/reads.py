@@ -4,8 +4,10 @@ a simulated venue, paper trading and backtests, read through) and what the store
 
 The venue's candles are built from its trades (app/trading/reads.py). A stored source
 answers with the candles held at the interval asked for; when it holds only a finer
-interval that divides it (1m for 1h), its candles are merged in PostgreSQL. A source or
-symbol with nothing stored answers with no candles."""
+interval that divides it (1m for 1h), its candles are merged in PostgreSQL; when it
+holds neither, they are built from its trades (none: no candles). Candles held win over
+trades, per series: a source with 1h candles and trades answers 1h and 1d from its
+candles, 1m from its trades."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
+from app.marketdata.candle_sql import ohlcv_select
 from app.marketdata.domain.candles import (
     INTERVALS,
     VENUE,
@@ -28,14 +31,16 @@ from app.marketdata.domain.candles import (
     parse_source,
     parse_symbol,
 )
+from app.marketdata.domain.layouts import LATEST
 from app.trading import markets
 from app.trading import reads as trading_reads
-from db.models.marketdata import MarketCandle
+from db.models.marketdata import MarketCandle, MarketTrade
 from db.raw import driver
 
 MAX_CANDLES = trading_reads.MAX_CANDLES
 MAX_GAPS = 20  # gaps listed per series by ``coverage`` (all are counted)
 TABLE = MarketCandle.__tablename__
+TRADES = MarketTrade.__tablename__
 
 
 async def candles(
@@ -81,6 +86,8 @@ def _check_range(interval: Interval, start: datetime, end: datetime) -> None:
     # the venue's checks and words (app/trading/reads.py), for every source alike
     if end <= start:
         raise ValidationFailed("to must be after from", field="to")
+    if end > LATEST:  # no candle is stored after it; past year 9999 is no datetime
+        raise ValidationFailed(f"to is at most {LATEST.date().isoformat()}", field="to")
     if interval.periods(start, end) > MAX_CANDLES:
         raise ValidationFailed(f"At most {MAX_CANDLES} candles per query", field="from")
 
@@ -109,23 +116,49 @@ _EXACT = f"""
 """  # noqa: S608 (no input in the text: the table and column names)
 
 
+def _by_step(time: str, parameter: int) -> str:
+    """The open time of ``time``'s candle: the step and the grid's origin are parameters."""
+    return f"date_bin(${parameter}::interval, {time}, ${parameter + 1}::timestamptz)"
+
+
+def _by_month(time: str) -> str:
+    return f"date_trunc('month', {time}, 'UTC')"  # date_bin takes no months
+
+
 def _merged(bucket: str) -> str:
     """Candles of a finer interval merged per ``bucket`` (the coarser open time)."""
-    return f"""
-    SELECT {bucket} AS t,
-           (array_agg(open ORDER BY open_time))[1] AS open, max(high) AS high,
-           min(low) AS low, (array_agg(close ORDER BY open_time DESC))[1] AS close,
-           sum(volume) AS volume,
-           CASE WHEN count(quote_volume) = count(*) THEN sum(quote_volume) END AS quote_volume,
-           CASE WHEN count(trades) = count(*) THEN sum(trades) END AS trades
-    FROM {TABLE}
-    WHERE source = $1 AND symbol = $2 AND interval = $3 AND open_time >= $4 AND open_time < $5
-    GROUP BY t ORDER BY t
-"""  # noqa: S608 (no input in the text: the table and column names)
+    return ohlcv_select(
+        bucket=bucket,
+        rows=f"{TABLE} WHERE source = $1 AND symbol = $2 AND interval = $3"
+        " AND open_time >= $4 AND open_time < $5",
+        order=("open_time",),
+        open="open",
+        high="high",
+        low="low",
+        close="close",
+        volume="sum(volume)",
+        quote_volume="CASE WHEN count(quote_volume) = count(*) THEN sum(quote_volume) END",
+        trades="CASE WHEN count(trades) = count(*) THEN sum(trades) END",
+    )
 
 
-_MERGED = _merged("date_bin($6::interval, open_time, $7::timestamptz)")
-_MERGED_BY_MONTH = _merged("date_trunc('month', open_time, 'UTC')")  # date_bin takes no months
+def _from_trades(bucket: str) -> str:
+    """Candles built from the source's trades per ``bucket``; trades of the same time are
+    taken in the order they were imported (``id``)."""
+    return ohlcv_select(
+        bucket=bucket,
+        rows=f"{TRADES} WHERE source = $1 AND symbol = $2 AND time >= $3 AND time < $4",
+        order=("time", "id"),
+        volume="sum(amount)",
+        quote_volume="sum(price * amount)",
+        trades="count(*)",
+    )
+
+
+_MERGED = _merged(_by_step("open_time", 6))
+_MERGED_BY_MONTH = _merged(_by_month("open_time"))
+_FROM_TRADES = _from_trades(_by_step("time", 5))
+_FROM_TRADES_BY_MONTH = _from_trades(_by_month("time"))
 
 
 async def _stored(
@@ -139,20 +172,24 @@ async def _stored(
     connection = await driver(session)
     finer = [i.name for i in INTERVALS.values() if i.divides(wanted)]
     held = {r["i"] for r in await connection.fetch(_HELD, source, symbol, finer)}
-    if not held:
-        return []
-    # candles opening in [start, end): whole candles of the finer interval's grid
-    first, until = wanted.ceil(start), wanted.ceil(end)
     if wanted.name in held:
         rows = await connection.fetch(_EXACT, source, symbol, wanted.name, start, end)
-    else:
+        return [_candle(r) for r in rows]
+    # candles opening in [start, end): whole candles of the finer interval's grid, or the
+    # trades in them
+    first, until = wanted.ceil(start), wanted.ceil(end)
+    if held:
         coarsest = max((INTERVALS[name] for name in held), key=lambda i: i.step)
-        found = (source, symbol, coarsest.name, first, until)
-        if wanted.months:
-            assert wanted.months == 1, "a bucket of several months is not written yet"
-            rows = await connection.fetch(_MERGED_BY_MONTH, *found)
-        else:
-            rows = await connection.fetch(_MERGED, *found, wanted.step, wanted.origin)
+        by_month, by_step = _MERGED_BY_MONTH, _MERGED
+        found: tuple[Any, ...] = (source, symbol, coarsest.name, first, until)
+    else:
+        by_month, by_step = _FROM_TRADES_BY_MONTH, _FROM_TRADES
+        found = (source, symbol, first, until)
+    if wanted.months:
+        assert wanted.months == 1, "a bucket of several months is not written yet"
+        rows = await connection.fetch(by_month, *found)
+    else:
+        rows = await connection.fetch(by_step, *found, wanted.step, wanted.origin)
     return [_candle(r) for r in rows]
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import TransientError, ValidationFailed
 from app.events.pubsub import Dropped, Event, Message
 from app.events.topics import BOOK, BookLevels
+from app.marketdata.candle_sql import ohlcv_select
 from app.runtime import Runtime
 from app.trading.domain.orders import OrderStatus
 from app.trading.domain.positions import Position
@@ -227,6 +228,17 @@ async def recent_trades(session: AsyncSession, *, market_id: int, first: int) ->
     ]
 
 
+_CANDLES = ohlcv_select(
+    bucket="date_bin($2::interval, created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    rows="fills WHERE market_id = $1 AND liquidity = 'TAKER'"
+    " AND created_at >= $3 AND created_at < $4",
+    order=("trade_id",),
+    volume="sum(quantity)",
+    quote_volume="sum(quote_amount)",
+    trades="count(*)",
+)
+
+
 async def candles(
     session: AsyncSession,
     *,
@@ -246,16 +258,7 @@ async def candles(
         raise ValidationFailed(f"At most {MAX_CANDLES} candles per query", field="from")
     connection = await driver(session)
     rows = await connection.fetch(
-        """
-        SELECT date_bin($2::interval, created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS t,
-               (array_agg(price ORDER BY trade_id))[1] AS open,
-               max(price) AS high, min(price) AS low,
-               (array_agg(price ORDER BY trade_id DESC))[1] AS close,
-               sum(quantity) AS volume, sum(quote_amount) AS quote_volume, count(*) AS trades
-        FROM fills
-        WHERE market_id = $1 AND liquidity = 'TAKER' AND created_at >= $3 AND created_at < $4
-        GROUP BY t ORDER BY t
-        """,
+        _CANDLES,
         market_id,
         step,
         start,

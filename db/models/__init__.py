@@ -22,7 +22,7 @@ from db.models.backtesting import (
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
-from db.models.marketdata import MarketCandle
+from db.models.marketdata import MarketCandle, MarketTrade
 from db.models.notifications import Notification, NotificationPreference, PriceAlert
 from db.models.paper import (
     PaperAccount,
@@ -86,6 +86,7 @@ __all__ = [
     "LedgerAccount",
     "Market",
     "MarketCandle",
+    "MarketTrade",
     "Notification",
     "NotificationPreference",
     "Order",

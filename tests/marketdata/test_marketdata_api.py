@@ -139,11 +139,11 @@ async def test_market_data_sources_say_what_is_held(gql, rt, tmp_path):
     assert (await gql.data(SOURCES, {"symbol": "ETH/USDT"}))["marketDataSources"] == []
 
 
-def _cli(rt, *args):
+def _cli(rt, *args, action="import"):
     env = {**os.environ, "DATABASE_URL": rt.settings.database_url}
     env.pop("REDIS_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "app", "data", "import", *args],
+        [sys.executable, "-m", "app", "data", action, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

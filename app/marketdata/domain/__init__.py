@@ -1,1 +1,2 @@
-"""Market data rules, pure: candles, intervals, sources, gaps, aggregation, file layouts."""
+"""Market data rules, pure: candles, intervals, sources, gaps, aggregation, file layouts,
+trades."""

@@ -101,23 +101,30 @@ def positional(width: int) -> Columns:
     raise UnknownLayout(f"rows have {width} fields: [ts, open, high, low, close, volume] expected")
 
 
-def _key(name: str) -> str:
+def column_key(name: str) -> str:
+    """A column's name compared with the aliases: lower case, spaces and dashes as ``_``."""
     return re.sub(r"[\s\-]+", "_", name.strip().strip('"').lower())
+
+
+def find_named(names: Sequence[str], aliases: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Per field of ``aliases``, the position in ``names`` of the first of its aliases
+    there (fields none of whose aliases is there are left out)."""
+    keys = [column_key(n) for n in names]
+    found: dict[str, int] = {}
+    for field, options in aliases.items():
+        position = next((keys.index(a) for a in options if a in keys), None)
+        if position is not None:
+            found[field] = position
+    return found
 
 
 def from_header(names: Sequence[str], *, symbol: str) -> Columns:
     """The columns a header names. ``Volume BTC`` / ``Volume USDT`` (the base and quote of
     ``symbol``) are the volume and the quote volume."""
-    base, quote = (_key(part) for part in symbol.split("/"))
-    keys = [_key(n) for n in names]
-    extra = {f"volume_{base}": "volume", f"volume_{quote}": "quote_volume"}
-    found: dict[str, int] = {}
-    for field in FIELDS:
-        for alias in (*_ALIASES[field], *(k for k, f in extra.items() if f == field)):
-            if alias in keys:
-                found[field] = keys.index(alias)
-                break
-    if "timestamp" not in found and keys[0] == "":
+    base, quote = (column_key(part) for part in symbol.split("/"))
+    extra = {"volume": (f"volume_{base}",), "quote_volume": (f"volume_{quote}",)}
+    found = find_named(names, {f: (*_ALIASES[f], *extra.get(f, ())) for f in FIELDS})
+    if "timestamp" not in found and column_key(names[0]) == "":
         found["timestamp"] = 0  # an unnamed first column: the index pandas writes
     missing = [f for f in REQUIRED if f not in found]
     if missing:
@@ -127,12 +134,7 @@ def from_header(names: Sequence[str], *, symbol: str) -> Columns:
 
 def from_object_keys(keys: Sequence[str]) -> Columns:
     """The columns of a JSON object with these keys."""
-    by_key = {_key(k): k for k in keys}
-    found: dict[str, str] = {}
-    for field in FIELDS:
-        alias = next((a for a in _ALIASES[field] if a in by_key), None)
-        if alias is not None:
-            found[field] = by_key[alias]
+    found = {field: keys[n] for field, n in find_named(keys, _ALIASES).items()}
     missing = [f for f in REQUIRED if f not in found]
     if missing:
         raise Rejected(f"no {', '.join(missing)} key")
@@ -161,20 +163,20 @@ def parse_decimal(value: object, name: str) -> Decimal:
     if isinstance(value, str):
         text = value.strip()
         if len(text) > _LONGEST_NUMBER or _NUMBER.fullmatch(text) is None:
-            raise Rejected(f"{name} is not a number: {_short(value)!r}")
+            raise Rejected(f"{name} is not a number: {shortened(value)!r}")
         try:
             value = Decimal(text)
         except InvalidOperation:
-            raise Rejected(f"{name} is not a number: {_short(text)!r}") from None
+            raise Rejected(f"{name} is not a number: {shortened(text)!r}") from None
     if not isinstance(value, Decimal):
-        raise Rejected(f"{name} is not a number: {_short(str(value))!r}")
+        raise Rejected(f"{name} is not a number: {shortened(str(value))!r}")
     why = out_of_range(value)
     if why:
         raise Rejected(f"{name} is out of range: {why}")
     return value.normalize() if value else Decimal(0)
 
 
-def _short(text: str) -> str:
+def shortened(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -202,10 +204,10 @@ def _iso(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise Rejected(f"timestamp is neither a number nor ISO 8601: {_short(text)!r}") from None
+        raise Rejected(f"timestamp is neither a number nor ISO 8601: {shortened(text)!r}") from None
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     if not EPOCH <= at < LATEST:
-        raise Rejected(f"timestamp is out of range (1970 to 2200): {_short(text)!r}")
+        raise Rejected(f"timestamp is out of range (1970 to 2200): {shortened(text)!r}")
     return at
 
 
@@ -216,7 +218,7 @@ def _count(value: object) -> int:
     return int(number)
 
 
-def _get(row: Sequence[object] | Mapping[str, object], where: int | str) -> object:
+def field_of(row: Sequence[object] | Mapping[str, object], where: int | str) -> object:
     return row[where]  # type: ignore[index]
 
 
@@ -249,16 +251,16 @@ def candle(
         raise Rejected(f"{len(row)} fields, {columns.width} expected")
     quote = columns.quote_volume
     trades = columns.trades
-    at = parse_time(_get(row, columns.timestamp))
+    at = parse_time(field_of(row, columns.timestamp))
     result = Candle(
         open_time=at if label == "open" else open_time_of_end(at, interval),
-        open=parse_decimal(_get(row, columns.open), "open"),
-        high=parse_decimal(_get(row, columns.high), "high"),
-        low=parse_decimal(_get(row, columns.low), "low"),
-        close=parse_decimal(_get(row, columns.close), "close"),
-        volume=parse_decimal(_get(row, columns.volume), "volume"),
-        quote_volume=None if quote is None else _optional(_get(row, quote), "quote volume"),
-        trades=None if trades is None else _optional_count(_get(row, trades)),
+        open=parse_decimal(field_of(row, columns.open), "open"),
+        high=parse_decimal(field_of(row, columns.high), "high"),
+        low=parse_decimal(field_of(row, columns.low), "low"),
+        close=parse_decimal(field_of(row, columns.close), "close"),
+        volume=parse_decimal(field_of(row, columns.volume), "volume"),
+        quote_volume=None if quote is None else _optional(field_of(row, quote), "quote volume"),
+        trades=None if trades is None else _optional_count(field_of(row, trades)),
     )
     found = problems(result, interval)
     if found:
