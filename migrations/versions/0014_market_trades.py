@@ -1,7 +1,7 @@
 """market trades: trades per source and symbol (imported files, later exchanges)
 
-Revision ID: 0013_market_trades
-Revises: 0012_paper_order_lists
+Revision ID: 0014_market_trades
+Revises: 0013_backtest_leases
 Create Date: 2026-12-12 10:00:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_market_trades"
-down_revision: str | None = "0012_paper_order_lists"
+revision: str = "0014_market_trades"
+down_revision: str | None = "0013_backtest_leases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
