@@ -17,10 +17,12 @@ after those orders are done (the prices known at a fill may be old), BUYING
 worst price, ``max_slippage_bps`` from the last price, with the taker fee; scaled down
 together when the quote holding is short). Each trade is rounded down to whole lots and
 skipped (noted SKIPPED) when it is worth less than ``min_trade`` or its market's minimum,
-or when it is not worth its fee: its fee (taker, rounded up) is at least the drift it
-corrects, ``|d| - |d - v|`` for a trade of value ``v`` against a drift ``d`` of the
-asset's value from its target (lot rounding can overshoot the target, so it corrects
-less than it trades). The quote currency takes the rest.
+or when its fee exceeds the drift it corrects: when the drift it corrects, as a share of
+the whole value (``(|d| - |d - v|) / total`` for a trade of value ``v`` against a drift
+``d`` of the asset's value from its target), is not above its fee as a share of what it
+trades (the taker fee, rounded up). So with a 0.2 % fee, weights less than 0.2 points
+off their targets are left alone, however often the period comes. The quote currency
+takes the rest.
 
 ``StopBot`` cancels its orders; with ``close_position`` it sells every asset at market.
 """
@@ -265,30 +267,32 @@ class _RebalanceStep:
             values[market.base] = self.holdings.get(market.base, ZERO) * self.prices[market.symbol]
         return values
 
-    def _drifts(self) -> list[tuple[MarketSpec, Decimal]]:
-        """Each market's asset's target value less its value, by asset."""
+    def _drifts(self) -> tuple[Decimal, list[tuple[MarketSpec, Decimal]]]:
+        """The total value, and each market's asset's target value less its value."""
         values = self._values()
         total = sum(values.values(), ZERO)
         weights = {t.asset: t.weight for t in self.s.targets}
-        return [
+        return total, [
             (m, weights.get(m.base, ZERO) * total - values[m.base])
             for m in sorted(self.bot.markets, key=lambda m: m.base)
         ]
 
     def _sell(self) -> None:
-        for market, drift in self._drifts():
+        total, drifts = self._drifts()
+        for market, drift in drifts:
             if drift >= 0:
                 continue
             price = self.prices[market.symbol]
             held = floor_to(self.holdings.get(market.base, ZERO), market.lot_size)
             quantity = min(held, floor_to(-drift / price, market.lot_size))
-            self._trade(market, Side.SELL, quantity, drift)
+            self._trade(market, Side.SELL, quantity, drift, total)
         self.state = replace(self.state, phase=Phase.SELLING)
         if not self.plan.orders:
             self._buy()
 
     def _buy(self) -> None:
-        wanted = [(m, d) for m, d in self._drifts() if d > 0]
+        total, drifts = self._drifts()
+        wanted = [(m, d) for m, d in drifts if d > 0]
         fees = [m.taker_fee for m, _ in wanted]
         need = sum((d * (1 + f) for (_, d), f in zip(wanted, fees, strict=True)), ZERO)
         cash = self.holdings.get(self.s.quote, ZERO)
@@ -298,25 +302,30 @@ class _RebalanceStep:
             price = self.prices[market.symbol]
             worst = worst_price(market, Side.BUY, price, self.s.max_slippage_bps)
             quantity = floor_to(drift * scale / worst, market.lot_size)
-            self._trade(market, Side.BUY, quantity, drift)
+            self._trade(market, Side.BUY, quantity, drift, total)
         self.state = replace(self.state, phase=Phase.BUYING)
         if not self.plan.orders:
             self.state = replace(self.state, phase=Phase.IDLE)
             self.plan.note(Action.REBALANCE, f"round {self.state.round} done")
 
-    def _trade(self, market: MarketSpec, side: Side, quantity: Decimal, drift: Decimal) -> None:
+    def _trade(
+        self, market: MarketSpec, side: Side, quantity: Decimal, drift: Decimal, total: Decimal
+    ) -> None:
         price = self.prices[market.symbol]
         value = quantity * price
-        moved = value if side is Side.SELL else -value
-        corrected = abs(drift) - abs(drift + moved)
-        fee = fee_of(market, value, market.taker_fee)
         name = f"{side.value.lower()} {quantity} {market.base}"
         if quantity <= 0 or value < max(self.s.min_trade, market.min_notional):
             why = f"{market.base}: {figure(abs(drift))} {self.s.quote} off, under the minimum trade"
             self.plan.note(Action.SKIPPED, why)
             return
-        if fee >= corrected:
-            why = f"{name}: its fee {fee} is not below the drift it corrects {figure(corrected)}"
+        moved = value if side is Side.SELL else -value
+        corrected = (abs(drift) - abs(drift + moved)) / total  # of the weight
+        cost = fee_of(market, value, market.taker_fee) / value  # of the trade
+        if corrected <= cost:
+            why = (
+                f"{name}: it corrects {figure(corrected)} of the weight, its fee costs"
+                f" {figure(cost)} of what it trades"
+            )
             self.plan.note(Action.SKIPPED, why)
             return
         self.state = replace(self.state, quiet_drift=None)

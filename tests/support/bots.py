@@ -1,0 +1,158 @@
+"""Builders for the bots' pure tests: events at hour offsets from T0, a fold of steps,
+and a run of a bot against the simulated venue (the venue's events fed back as the
+bot's, its refusals too), all without a database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from app.bots.domain.alerts import Alert, AlertAction
+from app.bots.domain.runtime import (
+    Bot,
+    CancelOrder,
+    Command,
+    Decision,
+    Event,
+    Fill,
+    OrderEnd,
+    PlaceOrder,
+    PriceTick,
+    Signal,
+    from_venue,
+)
+from app.trading.domain.orders import OrderStatus, Side
+from app.venues.domain.paths import Candle
+from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
+from tests.support.simulation import SPEC, T0
+
+D = Decimal
+
+
+def at(hours: float = 0) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def tick(price: str | int, hours: float = 0, symbol: str = SPEC.symbol) -> PriceTick:
+    return PriceTick(at(hours), symbol, D(price))
+
+
+def fill(
+    cid: str,
+    side: Side,
+    price: str,
+    quantity: str,
+    fee: str,
+    *,
+    remaining: str = "0",
+    hours: float = 0,
+) -> Fill:
+    return Fill(at(hours), cid, side, D(price), D(quantity), D(fee), D(remaining))
+
+
+def ended(cid: str, hours: float = 0, status: OrderStatus = OrderStatus.CANCELED) -> OrderEnd:
+    return OrderEnd(at(hours), cid, status, "CANCELED" if status is OrderStatus.CANCELED else "X")
+
+
+def alert(alert_id: str = "a1", action: AlertAction = AlertAction.BUY, **kw: Any) -> Alert:
+    return Alert(alert_id, action, **kw)
+
+
+def signal(hours: float = 0, **kw: Any) -> Signal:
+    return Signal(at(hours), alert(**kw))
+
+
+@dataclass
+class Run:
+    """Steps folded: the last state, every command and decision in order."""
+
+    state: Any
+    commands: list[Command] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def placed(self) -> list[PlaceOrder]:
+        return [c for c in self.commands if isinstance(c, PlaceOrder)]
+
+    @property
+    def canceled(self) -> list[str]:
+        return [c.client_order_id for c in self.commands if isinstance(c, CancelOrder)]
+
+    def reasons(self, action: str) -> list[str]:
+        return [d.reason for d in self.decisions if d.action == action]
+
+
+def fold(bot: Bot[Any], events: Iterable[Event], state: Any = None) -> Run:
+    run = Run(bot.start(T0) if state is None else state)
+    for event in events:
+        run.state, commands, decisions = bot.step(run.state, event)
+        run.commands.extend(commands)
+        run.decisions.extend(decisions)
+    return run
+
+
+def then(bot: Bot[Any], run: Run, *events: Event) -> Run:
+    """``run`` with more events: commands and decisions of these only."""
+    return fold(bot, events, run.state)
+
+
+def drive(
+    bot: Bot[Any],
+    candles: Sequence[Candle],
+    *,
+    balances: dict[str, Decimal],
+    settings: SimulationSettings | None = None,
+    extra: dict[int, list[Event]] | None = None,
+) -> tuple[SimulatedVenue, list[tuple[Any, list[Event]]]]:
+    """The bot on the simulated venue, candle by candle: the venue plays the candle, the
+    bot gets the venue's new events, then ``extra`` events of that candle, then the
+    close; its commands go to the venue at once and what they cause there (refusals,
+    cancels, fills at latency 0) is the bot's next events. Gives the venue and, after
+    each step, (the state, the events given so far)."""
+    venue = SimulatedVenue(
+        SPEC,
+        balances=balances,
+        settings=settings or SimulationSettings(volume_share=None, latency=0),
+        start=candles[0].open_time,
+    )
+    state, seen, given = bot.start(candles[0].open_time), 0, []
+    history: list[tuple[Any, list[Event]]] = []
+    for index, candle in enumerate(candles):
+        venue.advance(candle)
+        new = venue.events(after=seen)
+        seen += len(new)
+        queue: list[Event] = [e for e in map(from_venue, new) if e is not None]
+        queue += (extra or {}).get(index, [])
+        queue.append(PriceTick(candle.close_time, SPEC.symbol, candle.close))
+        while queue:
+            event = queue.pop(0)
+            given.append(event)
+            state, commands, _ = bot.step(state, event)
+            history.append((state, list(given)))
+            for command in commands:
+                if isinstance(command, CancelOrder):
+                    venue.cancel(client_order_id=command.client_order_id)
+                else:
+                    venue.submit(
+                        symbol=command.symbol,
+                        client_order_id=command.client_order_id,
+                        request=command.request,
+                    )
+            # what the commands caused (refusals, cancels, latency-0 fills) comes next
+            caused = venue.events(after=seen)
+            seen += len(caused)
+            queue[:0] = [e for e in map(from_venue, caused) if e is not None]
+    return venue, history
+
+
+def candles_from(closes: Sequence[int | str], volume: str = "1000") -> list[Candle]:
+    """Candles that open at the previous close and range over the move only."""
+    out, previous = [], D(closes[0])
+    for i, close in enumerate(closes):
+        c = D(close)
+        out.append(Candle(at(i), previous, max(previous, c), min(previous, c), c, D(volume)))
+        previous = c
+    return out
