@@ -111,6 +111,23 @@ def test_a_deal_from_base_order_through_a_safety_order_to_its_take_profit():
     assert [p.client_order_id for p in run.placed] == ["bot:1:2:7"]
 
 
+def test_a_take_profit_that_sold_while_being_replaced_is_placed_again_for_the_rest():
+    bot = dca()
+    run = opened(bot)
+    # safety order 1 fills: take-profit 2 is replaced by 5 (2.010) ...
+    run = then(bot, run, fill("bot:1:1:3", BUY, "98.00", "1.020", "0.099960"))
+    assert run.canceled == ["bot:1:1:2"] and run.placed[0].client_order_id == "bot:1:1:5"
+    # ... but 2 had sold the base order's 0.990 already: 5 is too large (the venue refuses
+    # it); the rest, 1.020, gets a take-profit of its own, at the same average entry
+    run = then(bot, run, fill("bot:1:1:2", SELL, "101.00", "0.990", "0.09999"))
+    assert run.canceled == ["bot:1:1:4", "bot:1:1:6", "bot:1:1:5"]
+    assert [(p.client_order_id, p.request.price, p.request.quantity) for p in run.placed] == [
+        ("bot:1:1:7", D("99.98"), D("1.020"))
+    ]
+    (deal,) = run.state.deals
+    assert deal.took_profit and deal.tp_done == () and deal.position.quantity == D("1.020")
+
+
 def test_take_profit_in_steps_splits_the_position():
     steps = (TakeProfitStep(D("0.01"), D("0.5")), TakeProfitStep(D("0.03"), D("0.5")))
     run = opened(dca(take_profit=steps, max_safety_orders=0))

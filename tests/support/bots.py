@@ -4,6 +4,7 @@ bot's, its refusals too), all without a database."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -99,6 +100,21 @@ def then(bot: Bot[Any], run: Run, *events: Event) -> Run:
     return fold(bot, events, run.state)
 
 
+@dataclass
+class Drive:
+    """A bot driven on the simulated venue: every step's state, the events in the order
+    given, the commands in the order sent, and (state, venue balances) at each candle's
+    end, when the bot has seen everything the venue did."""
+
+    venue: SimulatedVenue
+    states: list[Any] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    checkpoints: list[tuple[Any, dict[str, Decimal]]] = field(default_factory=list)
+    refused: list[tuple[PlaceOrder, str]] = field(default_factory=list)  # and the code
+
+
 def drive(
     bot: Bot[Any],
     candles: Sequence[Candle],
@@ -106,46 +122,55 @@ def drive(
     balances: dict[str, Decimal],
     settings: SimulationSettings | None = None,
     extra: dict[int, list[Event]] | None = None,
-) -> tuple[SimulatedVenue, list[tuple[Any, list[Event]]]]:
+    state: Any = None,
+) -> Drive:
     """The bot on the simulated venue, candle by candle: the venue plays the candle, the
-    bot gets the venue's new events, then ``extra`` events of that candle, then the
-    close; its commands go to the venue at once and what they cause there (refusals,
-    cancels, fills at latency 0) is the bot's next events. Gives the venue and, after
-    each step, (the state, the events given so far)."""
+    bot gets the venue's new events, then the close, then ``extra`` events of that
+    candle; its commands go to the venue at once and what they cause there (refusals,
+    cancels, fills at latency 0) comes to the bot in the venue's order, before anything
+    else, as a live venue's event stream would."""
     venue = SimulatedVenue(
         SPEC,
         balances=balances,
         settings=settings or SimulationSettings(volume_share=None, latency=0),
         start=candles[0].open_time,
     )
-    state, seen, given = bot.start(candles[0].open_time), 0, []
-    history: list[tuple[Any, list[Event]]] = []
+    out = Drive(venue)
+    state = bot.start(candles[0].open_time) if state is None else state
+    seen = 0
     for index, candle in enumerate(candles):
         venue.advance(candle)
         new = venue.events(after=seen)
         seen += len(new)
-        queue: list[Event] = [e for e in map(from_venue, new) if e is not None]
-        queue += (extra or {}).get(index, [])
-        queue.append(PriceTick(candle.close_time, SPEC.symbol, candle.close))
-        while queue:
-            event = queue.pop(0)
-            given.append(event)
-            state, commands, _ = bot.step(state, event)
-            history.append((state, list(given)))
+        # the venue's events in its order, each before anything else; then the close,
+        # then the extras; what the commands cause on the venue joins the venue's queue
+        from_venue_queue = deque(e for e in map(from_venue, new) if e is not None)
+        others: deque[Event] = deque([PriceTick(candle.close_time, SPEC.symbol, candle.close)])
+        others.extend((extra or {}).get(index, []))
+        while from_venue_queue or others:
+            event = from_venue_queue.popleft() if from_venue_queue else others.popleft()
+            state, commands, decisions = bot.step(state, event)
+            out.events.append(event)
+            out.states.append(state)
+            out.commands.extend(commands)
+            out.decisions.extend(decisions)
             for command in commands:
                 if isinstance(command, CancelOrder):
                     venue.cancel(client_order_id=command.client_order_id)
-                else:
-                    venue.submit(
-                        symbol=command.symbol,
-                        client_order_id=command.client_order_id,
-                        request=command.request,
-                    )
-            # what the commands caused (refusals, cancels, latency-0 fills) comes next
+                    continue
+                ack = venue.submit(
+                    symbol=command.symbol,
+                    client_order_id=command.client_order_id,
+                    request=command.request,
+                )
+                if ack.code is not None:
+                    out.refused.append((command, ack.code))
             caused = venue.events(after=seen)
             seen += len(caused)
-            queue[:0] = [e for e in map(from_venue, caused) if e is not None]
-    return venue, history
+            from_venue_queue.extend(e for e in map(from_venue, caused) if e is not None)
+        totals = {currency: b.total for currency, b in venue.balances().items()}
+        out.checkpoints.append((state, totals))
+    return out
 
 
 def candles_from(closes: Sequence[int | str], volume: str = "1000") -> list[Candle]:

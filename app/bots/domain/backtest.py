@@ -4,8 +4,10 @@ the simulated venue.
 
 At each candle's close the bot is given, in order: the venue's events since the last
 close (its fills and its orders' ends, in the venue's numbering; a submission the venue
-refused is such an end), the alerts received up to the close (``signals``, each once,
-in time order), then the close as a ``PriceTick``. The commands of all those steps go
+refused is such an end), the close as a ``PriceTick``, then the alerts received up to
+the close (``signals``, each once, in time order, each with its own time: a bot acts on
+an alert at the close, at the close's price, as it would act on it live at the last
+price). The commands of all those steps go
 to the venue in order, as intents with their reasons: ``PlaceOrder`` is ``Submit``,
 ``CancelOrder`` is the backtest's ``CancelOrder``. The runner trades one market, so a
 command for another is a bug (``InvariantViolation``): a rebalance bot backtests over
@@ -62,9 +64,9 @@ class BotStrategy(Generic[S]):
         venue_events: list[VenueEvent] = [*tick.fills, *tick.ended]
         venue_events.sort(key=lambda e: e.number)
         events: list[Event] = [e for e in map(from_venue, venue_events) if e is not None]
+        events.append(PriceTick(at, self.market.symbol, tick.candle.close))
         while self._signals and self._signals[0].at <= at:
             events.append(self._signals.popleft())
-        events.append(PriceTick(at, self.market.symbol, tick.candle.close))
         intents: list[Intent] = []
         for event in events:
             state, commands, decisions = self.bot.step(state, event)

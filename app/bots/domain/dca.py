@@ -16,7 +16,10 @@ A deal:
              reaches average x (1 + profit), the bot follows its highest price and
              sells at market when it falls ``trailing_deviation`` below it.
              The first take-profit fill cancels the safety orders (no buying after
-             taking profit). A price at or below average x (1 - stop_loss) closes.
+             taking profit). A take-profit that sells while being replaced (its
+             replacement, sized before that sale, is too large and refused) has the
+             take-profit placed again for what is left; one the venue refuses
+             otherwise is placed again after the next buy. A price at or below average x (1 - stop_loss) closes.
     CLOSING  its orders are canceled and what it holds is sold at market (again at each
              price while something is left); when the take-profit sold everything, it
              waits for its safety orders' cancels. Closed (forgotten, its figures added
@@ -227,8 +230,11 @@ class _DcaStep:
             if not deal.took_profit:
                 for safety in self.plan.live(role=SAFETY, scope=deal.scope):
                     self.plan.cancel(safety, "the take-profit has begun: no more safety orders")
-            tp_done = (*deal.tp_done, order.index) if done else deal.tp_done
-            deal = replace(deal, took_profit=True, tp_done=tp_done)
+            # a take-profit being replaced sold first: its replacement is too large and
+            # its step is not done (the step is placed again for what is left)
+            dirty = deal.tp_dirty or order.canceling
+            tp_done = (*deal.tp_done, order.index) if done and not dirty else deal.tp_done
+            deal = replace(deal, took_profit=True, tp_done=tp_done, tp_dirty=dirty)
         self.deals[deal.number] = deal
         if deal.status is DealStatus.OPEN and fill.side is Side.SELL and not deal.position.quantity:
             self._close(deal, TAKE_PROFIT_REACHED, "the take-profit sold the whole position")
