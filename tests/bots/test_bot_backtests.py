@@ -61,8 +61,10 @@ def test_dca_backtest():
         ("bot:1:1:1", BUY, D(100), D("0.990"), D("0.198")),
         # safety order 1 at 98, placed at candle 1's close; candle 2 falls to 97
         ("bot:1:1:3", BUY, D("98.00"), D("1.020"), D("0.09996")),
-        # the new take-profit 98.985 x 1.01 -> 99.98 fills as candle 4 rises to 101
-        ("bot:1:1:4", SELL, D("99.98"), D("2.010"), D("0.20096")),
+        # safety order 2 (4) takes the slot; the new take-profit (once the old one's
+        # cancel has ended, at the same close) 98.985 x 1.01 -> 99.98 fills as candle 4
+        # rises to 101
+        ("bot:1:1:5", SELL, D("99.98"), D("2.010"), D("0.20096")),
     ]
     (trade,) = result.trades
     assert trade.pnl == D("200.9598") - D("198.96") - D("0.49892")

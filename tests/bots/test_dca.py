@@ -76,14 +76,18 @@ def test_a_deal_from_base_order_through_a_safety_order_to_its_take_profit():
     ]
     assert run.reasons(Action.DEAL_OPENED) == ["deal 1: 0.990 bought at 100"]
 
-    # safety order 1 fills: the take-profit is replaced, safety order 3 takes the slot
+    # safety order 1 fills: safety order 3 takes its slot; the take-profit is canceled
     run = then(bot, run, fill("bot:1:1:3", BUY, "98.00", "1.020", "0.099960"))
     assert run.canceled == ["bot:1:1:2"]
     assert [(p.client_order_id, p.request.price, p.request.quantity) for p in run.placed] == [
-        # average (99 + 99.96) / 2.010 = 98.985074..., x 1.01 = 99.9749... -> 99.98
-        ("bot:1:1:5", D("99.98"), D("2.010")),
         # 2 % x (1 + 2 + 4) = 14 %: 86.00; 100 x 1.5^2 = 225 / 86 = 2.6162
-        ("bot:1:1:6", D("86.00"), D("2.616")),
+        ("bot:1:1:5", D("86.00"), D("2.616")),
+    ]
+    # and replaced once its cancel has ended (so what it sold before is known)
+    run = then(bot, run, ended("bot:1:1:2", 1))
+    assert [(p.client_order_id, p.request.price, p.request.quantity) for p in run.placed] == [
+        # average (99 + 99.96) / 2.010 = 98.985074..., x 1.01 = 99.9749... -> 99.98
+        ("bot:1:1:6", D("99.98"), D("2.010")),
     ]
     (deal,) = run.state.deals
     assert deal.average_entry == D("198.96") / D("2.010")
@@ -91,13 +95,12 @@ def test_a_deal_from_base_order_through_a_safety_order_to_its_take_profit():
     assert deal.position.cost == D("199.257960")
     assert deal.breakeven(SPEC.maker_fee) == D("199.257960") / D("2.00799")
     assert (deal.safety_placed, deal.safety_filled) == (3, 1)
-    run = then(bot, run, ended("bot:1:1:2", 1))  # the replaced take-profit's cancel
 
     # the take-profit sells everything: the safety orders are canceled, then it closes
-    run = then(bot, run, fill("bot:1:1:5", SELL, "99.98", "2.010", "0.200960", hours=2))
-    assert run.canceled == ["bot:1:1:4", "bot:1:1:6"]
+    run = then(bot, run, fill("bot:1:1:6", SELL, "99.98", "2.010", "0.200960", hours=2))
+    assert run.canceled == ["bot:1:1:4", "bot:1:1:5"]
     assert run.state.deals[0].status is DealStatus.CLOSING
-    run = then(bot, run, ended("bot:1:1:4", 2), ended("bot:1:1:6", 2))
+    run = then(bot, run, ended("bot:1:1:4", 2), ended("bot:1:1:5", 2))
     assert run.state.deals == ()
     # 200.9598 - 0.20096 received, less the cost 199.25796
     assert run.state.realized_pnl == D("1.500880")
@@ -111,18 +114,19 @@ def test_a_deal_from_base_order_through_a_safety_order_to_its_take_profit():
     assert [p.client_order_id for p in run.placed] == ["bot:1:2:7"]
 
 
-def test_a_take_profit_that_sold_while_being_replaced_is_placed_again_for_the_rest():
+def test_a_take_profit_that_sells_while_being_replaced_is_replaced_for_what_is_left():
     bot = dca()
     run = opened(bot)
-    # safety order 1 fills: take-profit 2 is replaced by 5 (2.010) ...
+    # safety order 1 fills: take-profit 2 is to be replaced (2.010 held) ...
     run = then(bot, run, fill("bot:1:1:3", BUY, "98.00", "1.020", "0.099960"))
-    assert run.canceled == ["bot:1:1:2"] and run.placed[0].client_order_id == "bot:1:1:5"
-    # ... but 2 had sold the base order's 0.990 already: 5 is too large (the venue refuses
-    # it); the rest, 1.020, gets a take-profit of its own, at the same average entry
+    assert run.canceled == ["bot:1:1:2"] and run.state.deals[0].tp_dirty
+    # ... but it had sold the base order's 0.990 before the cancel: the take-profit began
+    # (no more safety orders), and its replacement sells the 1.020 left, not 2.010 (which
+    # would have sold base the deal does not hold)
     run = then(bot, run, fill("bot:1:1:2", SELL, "101.00", "0.990", "0.09999"))
-    assert run.canceled == ["bot:1:1:4", "bot:1:1:6", "bot:1:1:5"]
+    assert run.canceled == ["bot:1:1:4", "bot:1:1:5"]
     assert [(p.client_order_id, p.request.price, p.request.quantity) for p in run.placed] == [
-        ("bot:1:1:7", D("99.98"), D("1.020"))
+        ("bot:1:1:6", D("99.98"), D("1.020"))
     ]
     (deal,) = run.state.deals
     assert deal.took_profit and deal.tp_done == () and deal.position.quantity == D("1.020")
@@ -176,8 +180,11 @@ def test_stop_loss_cancels_and_sells_at_market_and_retries_what_is_left():
     assert run.placed == []
     run = then(bot, run, tick("95", 2))
     assert run.canceled == ["bot:1:1:2", "bot:1:1:3", "bot:1:1:4"]
+    assert run.placed == []  # the take-profit may still sell: its end first
+    run = then(bot, run, ended("bot:1:1:2", 2))
     (close,) = run.placed
     assert close.request == OrderRequest(SELL, OrderType.MARKET, D("0.990"), worst_price=D("94.05"))
+    assert close.reason == "deal 1: selling the rest (STOP_LOSS)"
     # half sells, the rest expires: sold again at the next price
     run = then(
         bot,
@@ -189,7 +196,7 @@ def test_stop_loss_cancels_and_sells_at_market_and_retries_what_is_left():
     assert [(p.client_order_id, p.request.quantity) for p in run.placed] == [
         ("bot:1:1:6", D("0.490"))
     ]
-    run = then(bot, run, *(ended(cid, 3) for cid in ("bot:1:1:2", "bot:1:1:3", "bot:1:1:4")))
+    run = then(bot, run, ended("bot:1:1:3", 3), ended("bot:1:1:4", 3))
     assert run.state.deals[0].status is DealStatus.CLOSING  # still selling
     run = then(bot, run, fill("bot:1:1:6", SELL, "94", "0.490", "0.09212", hours=3))
     assert run.state.deals == ()
@@ -232,7 +239,12 @@ def test_a_close_alert_closes_open_deals_and_a_stale_one_is_dropped():
     stale = signal(1, alert_id="old", action=AlertAction.CLOSE, time=at(0.9))
     run = then(bot, run, stale)
     assert run.placed == [] and "s old" in run.reasons(Action.ALERT_DROPPED)[0]
-    run = then(bot, run, signal(1, alert_id="now", action=AlertAction.CLOSE, time=at(1)))
+    run = then(
+        bot,
+        run,
+        signal(1, alert_id="now", action=AlertAction.CLOSE, time=at(1)),
+        ended("bot:1:1:2", 1),
+    )
     assert [p.request.type for p in run.placed] == [OrderType.MARKET]
     assert run.state.deals[0].close_reason == "ALERT"
 
@@ -251,7 +263,7 @@ def test_stop_keeping_the_position_cancels_and_ends_the_deal_with_what_it_holds(
 
 def test_stop_with_close_position_sells_at_market():
     bot = dca()
-    run = then(bot, opened(bot), StopBot(at(1), close_position=True))
+    run = then(bot, opened(bot), StopBot(at(1), close_position=True), ended("bot:1:1:2", 1))
     assert [(p.request.side, p.request.quantity) for p in run.placed] == [(SELL, D("0.990"))]
 
 

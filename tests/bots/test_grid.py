@@ -180,13 +180,31 @@ def test_trailing_up_moves_the_lowest_level_to_the_top():
     run = then(bot, run, tick("110", 1))
     assert run.commands == []  # at the top line, not above it
     run = then(bot, run, tick("111", 2))
-    assert run.canceled == ["bot:1:0:1"]
-    # the freed 5.252 x 90 buys floor(472.68 / 110) = 4.297 at the old top line, sold at 120
-    assert orders(run) == [("bot:1:2:3", BUY, OrderType.LIMIT, D(110), D("4.297"))]
+    assert run.canceled == ["bot:1:0:1"] and run.placed == []
     assert run.state.bottom == 1 and [lv.line for lv in run.state.levels] == [1, 2]
-    assert run.reasons(Action.GRID_MOVED) == ["level 0 (90) moved to 2 (110)"]
-    run = then(bot, run, ended("bot:1:0:1", 2), fill("bot:1:2:3", BUY, "110", "4.297", "0.4727"))
+    assert run.state.levels[1].status is W.MOVING
+    assert run.reasons(Action.GRID_MOVED) == ["level 0 (90) moves to 2 (110)"]
+    # once the cancel has ended, what it freed, 5.252 x 90, buys floor(472.68 / 110) =
+    # 4.297 at the old top line, to sell at 120
+    run = then(bot, run, ended("bot:1:0:1", 2))
+    assert orders(run) == [("bot:1:2:3", BUY, OrderType.LIMIT, D(110), D("4.297"))]
+    run = then(bot, run, fill("bot:1:2:3", BUY, "110", "4.297", "0.4727"))
     assert orders(run) == [("bot:1:2:4", SELL, OrderType.LIMIT, D("120.00"), D("4.297"))]
+
+
+def test_a_moving_level_buys_with_what_its_canceled_buy_left():
+    bot = grid(lower=D(90), upper=D(110), levels=3, at_bounds=AtBounds.TRAIL_UP)
+    run = fold(bot, [tick("105"), tick("111", 1)])
+    # the canceled buy filled 2 of 5.252 before its cancel: that base is spare, and the
+    # 3.252 left x 90 / 110 = 2.6607... buys 2.660
+    run = then(
+        bot,
+        run,
+        fill("bot:1:0:1", BUY, "90", "2", "0.18", remaining="3.252", hours=1),
+        ended("bot:1:0:1", 1),
+    )
+    assert orders(run) == [("bot:1:2:3", BUY, OrderType.LIMIT, D(110), D("2.660"))]
+    assert run.state.spare.quantity == D(2) and run.state.base_held == D(2)
 
 
 def test_trailing_up_does_not_move_a_level_that_holds_base():
@@ -211,6 +229,9 @@ def test_stop_with_close_position_sells_what_the_levels_hold():
     bot = grid()
     run = fold(bot, [tick("100"), fill("bot:1:spare:3", BUY, "100", "5.156", "1.0312")])
     run = then(bot, run, StopBot(at(1), close_position=True))
+    assert run.canceled == ["bot:1:0:1", "bot:1:1:2", "bot:1:2:4", "bot:1:3:5"]
+    assert run.placed == []  # its sells may still trade until their ends
+    run = then(bot, run, *(ended(c, 1) for c in run.canceled))
     assert orders(run) == [("bot:1:spare:6", SELL, OrderType.MARKET, None, D("5.156"))]
     assert run.placed[0].request == OrderRequest(
         SELL, OrderType.MARKET, D("5.156"), worst_price=D(99)

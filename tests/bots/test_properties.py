@@ -2,8 +2,9 @@
 bot's events come from the venue; its time only from the events: a fake clock):
 
 - DCA: a deal never buys more than its budget (base and every safety order, before
-  fees), an account funded with that budget for each deal never refuses a bot order
-  for funds, safety orders stay within their limits;
+  fees) nor has sells out for more than it holds, an account funded with that budget
+  for each deal refuses a buy for funds only after closed deals lost some of it, safety
+  orders stay within their limits, an open deal's take-profit covers its position;
 - grid: the base the venue holds for the bot is always what its levels and spare hold,
   its quote never falls below the start less the investment, levels change status only
   as the transition table allows;
@@ -36,18 +37,19 @@ from app.bots.domain.rebalance import (
     Holding,
     RebalanceBot,
     RebalanceSettings,
+    RebalanceState,
     RebalanceTrigger,
     Target,
 )
-from app.bots.domain.runtime import PlaceOrder, Signal, max_fee
-from app.bots.domain.signal_bot import SignalBot, SignalSettings, alert_scope
+from app.bots.domain.runtime import PlaceOrder, Signal, StopBot, ceil_to, max_fee
+from app.bots.domain.signal_bot import SignalBot, SignalSettings, SignalState, alert_scope
 from app.trading.domain.orders import Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulationSettings
 from tests.support.bots import Drive, alert, at, drive, fold
 from tests.support.simulation import SPEC
 
-PROPERTIES = settings(max_examples=40, derandomize=True, deadline=None)
+PROPERTIES = settings(max_examples=100, derandomize=True, deadline=None)
 
 
 @st.composite
@@ -71,6 +73,15 @@ def price_paths(draw, *, length: int = 30) -> list[Candle]:
             )
         )
     return out
+
+
+@st.composite
+def stops(draw) -> dict[int, list[StopBot]]:
+    """Maybe a stop at some candle's close, selling or keeping what the bot holds."""
+    candle = draw(st.one_of(st.none(), st.integers(0, 40)))
+    if candle is None:
+        return {}
+    return {candle: [StopBot(at(candle + 1), close_position=draw(st.booleans()))]}
 
 
 simulations = st.builds(
@@ -118,14 +129,15 @@ def tp(profit: str, share: str) -> TakeProfitStep:
 def dca_funding(s: DcaSettings) -> D:
     """Each deal's budget with the larger fee, and a quote unit per order for rounding."""
     per_deal = deal_budget(s) * (1 + max_fee(SPEC)) + (1 + s.max_safety_orders) * SPEC.quote_unit
-    return per_deal * s.max_active_deals
+    return ceil_to(per_deal * s.max_active_deals, SPEC.quote_unit)
 
 
 @PROPERTIES
-@given(dca_settings(), price_paths(), simulations)
-def test_dca_stays_within_its_budget_and_safety_order_limits(s, candles, simulation):
+@given(dca_settings(), price_paths(), simulations, stops())
+def test_dca_stays_within_its_budget_and_safety_order_limits(s, candles, simulation, stop):
     bot = DcaBot(1, SPEC, s)
-    run = drive(bot, candles, balances={"USDT": dca_funding(s)}, settings=simulation)
+    funding = {"USDT": dca_funding(s)}
+    run = drive(bot, candles, balances=funding, settings=simulation, extra=stop)
     for state in run.states:
         assert len(state.deals) <= s.max_active_deals
         for deal in state.deals:
@@ -136,15 +148,19 @@ def test_dca_stays_within_its_budget_and_safety_order_limits(s, candles, simulat
             assert committed <= deal_budget(s)
             assert deal.safety_placed <= s.max_safety_orders
             assert len(safety) <= s.max_active_safety_orders
-    # funded with each deal's budget, fees included: short of funds for a buy only after
-    # deals lost some of it
-    if any(c.request.side is Side.BUY for c, _ in run.refused):
-        assert run.states[-1].realized_pnl < 0
+            # never sells out (canceled ones included) for more than the deal holds
+            selling = [o for o in state.orders if o.scope == deal.scope and o.side is Side.SELL]
+            assert sum((o.open_quantity for o in selling), D(0)) <= deal.position.quantity
+    # funded with each deal's budget, fees included: short of funds for a buy only once
+    # closed deals have lost some of it
+    for command, _, state in run.refused:
+        assert command.request.side is Side.SELL or state.realized_pnl < 0
     for state, totals in run.checkpoints:
         held = sum((d.position.quantity for d in state.deals), D(0))
         assert held <= totals.get("BTC", D(0))  # what the deals hold is on the venue
         for deal in state.deals:  # an open deal's take-profit covers its position
-            if deal.status is DealStatus.OPEN and s.trailing_deviation is None:
+            pending = deal.tp_retry_at is not None  # refused: placed again soon
+            if deal.status is DealStatus.OPEN and s.trailing_deviation is None and not pending:
                 selling = sum(
                     (o.open_quantity for o in state.orders
                      if o.scope == deal.scope and o.side is Side.SELL and not o.canceling),
@@ -169,15 +185,15 @@ def grid_settings(draw) -> GridSettings:
 
 
 @PROPERTIES
-@given(grid_settings(), price_paths(length=40), simulations)
-def test_grid_conserves_quantities_and_its_budget(s, candles, simulation):
+@given(grid_settings(), price_paths(length=40), simulations, stops())
+def test_grid_conserves_quantities_and_its_budget(s, candles, simulation, stop):
     start = {"USDT": s.investment + 100, "BTC": D(1)}  # more than it may use
-    run = drive(GridBot(1, SPEC, s), candles, balances=start, settings=simulation)
+    run = drive(GridBot(1, SPEC, s), candles, balances=start, settings=simulation, extra=stop)
     for state, totals in run.checkpoints:
         assert totals["BTC"] - start["BTC"] == state.base_held
         assert totals["USDT"] >= start["USDT"] - s.investment
         for level in state.levels:
-            assert level.quantity > 0 and 0 <= level.position.quantity <= level.quantity
+            assert 0 <= level.position.quantity <= level.quantity
     for before, after in zip(run.states, run.states[1:], strict=False):
         old = {lv.line: lv.status for lv in before.levels}
         for level in after.levels:
@@ -201,13 +217,10 @@ def test_rebalance_holds_what_the_venue_holds(weight, trigger, candles, simulati
         period=timedelta(hours=3) if trigger is RebalanceTrigger.PERIOD else None,
     )
     allocation = (Holding("BTC", D(3)), Holding("USDT", D(500)))
-    run = drive(
-        RebalanceBot(1, (SPEC,), s, allocation),
-        candles,
-        balances={"BTC": D(3), "USDT": D(500)},
-        settings=simulation,
-    )
+    bot = RebalanceBot(1, (SPEC,), s, allocation)
+    run = drive(bot, candles, balances={"BTC": D(3), "USDT": D(500)}, settings=simulation)
     assert run.refused == []
+    replay_matches(bot, run, RebalanceState)
     for state, totals in run.checkpoints:
         assert state.held("BTC") == totals["BTC"] and state.held("USDT") == totals["USDT"]
         assert state.held("BTC") >= 0 and state.held("USDT") >= 0
@@ -224,6 +237,7 @@ def test_an_alert_delivered_n_times_gives_one_order(n, hours, candles):
     run = drive(signal_bot, candles, balances={"USDT": D(1000)}, extra=deliveries)
     placed = [c for c in run.commands if isinstance(c, PlaceOrder)]
     assert len(placed) == 1 and f":{alert_scope('tv')}:" in placed[0].client_order_id
+    replay_matches(signal_bot, run, SignalState)
     s = validate_dca(
         DcaSettings(D(100), D(100), 2, 1, D("0.01"), start=StartCondition.SIGNAL), SPEC
     )

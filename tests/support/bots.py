@@ -112,7 +112,8 @@ class Drive:
     commands: list[Command] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     checkpoints: list[tuple[Any, dict[str, Decimal]]] = field(default_factory=list)
-    refused: list[tuple[PlaceOrder, str]] = field(default_factory=list)  # and the code
+    # each refused submission, its code and the state that sent it
+    refused: list[tuple[PlaceOrder, str, Any]] = field(default_factory=list)
 
 
 def drive(
@@ -164,7 +165,7 @@ def drive(
                     request=command.request,
                 )
                 if ack.code is not None:
-                    out.refused.append((command, ack.code))
+                    out.refused.append((command, ack.code, state))
             caused = venue.events(after=seen)
             seen += len(caused)
             from_venue_queue.extend(e for e in map(from_venue, caused) if e is not None)

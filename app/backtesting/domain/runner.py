@@ -3,8 +3,11 @@
 For each candle, in order: the venue plays it (``SimulatedVenue.advance``: arrivals,
 triggers and fills along its path); at its close the strategy gets a ``Tick`` (the
 candle, its fills since the last tick, its cash and position) and answers intents,
-which go to the venue at once (each becomes a ``Decision`` with the venue's answer);
-then the equity is marked at the close.
+which go to the venue at once (each becomes a ``Decision`` with the venue's answer); a
+strategy with a ``follow_up`` (``Reactive``: the bots) is then given the venue's events
+those intents caused (cancels' ends, refusals, fills at latency 0), in the venue's order,
+and its answer goes to the venue in turn, until it has nothing more to say (at most
+MAX_FOLLOW_UPS rounds); then the equity is marked at the close.
 
 The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
 
@@ -31,13 +34,22 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from app.backtesting.domain.strategies import CancelOrder, Intent, Strategy, Submit, Tick
+from app.backtesting.domain.strategies import (
+    CancelOrder,
+    Intent,
+    Reactive,
+    Strategy,
+    Submit,
+    Tick,
+)
+from app.core.errors import InvariantViolation
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
 from app.venues.domain.venue import OrderAck, OrderEnded, OrderFilled
 
 SUBMIT, CANCEL = "SUBMIT", "CANCEL"
+MAX_FOLLOW_UPS = 100  # rounds of a reactive strategy's answers in one close
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,8 @@ def run_backtest(
         )
         for intent in strategy.decide(tick):
             decisions.append(_decide(venue, market, tick, intent))
+        if isinstance(strategy, Reactive):
+            seen = _follow_up(strategy, venue, market, tick, decisions, seen)
         own = venue.balances()
         cash, position = own[market.quote].total, own[market.base].total
         equity.append(
@@ -166,6 +180,27 @@ def _decide(venue: SimulatedVenue, market: MarketSpec, tick: Tick, intent: Inten
         at, tick.index, SUBMIT, intent.client_order_id, request.side, request.type,
         request.quantity, request.price, intent.reason, _outcome(ack),
     )  # fmt: skip
+
+
+def _follow_up(
+    strategy: Reactive,
+    venue: SimulatedVenue,
+    market: MarketSpec,
+    tick: Tick,
+    decisions: list[Decision],
+    seen: int,
+) -> int:
+    """Give ``strategy`` what its intents caused until it answers nothing; the events it
+    saw are not in the next tick."""
+    for _ in range(MAX_FOLLOW_UPS):
+        caused = venue.events(after=seen)
+        seen += len(caused)
+        intents = strategy.follow_up(caused) if caused else []
+        if not intents:
+            return seen
+        for intent in intents:
+            decisions.append(_decide(venue, market, tick, intent))
+    raise InvariantViolation(f"{strategy.name} still answering after {MAX_FOLLOW_UPS} rounds")
 
 
 def _outcome(ack: OrderAck) -> str:

@@ -7,11 +7,13 @@ close (its fills and its orders' ends, in the venue's numbering; a submission th
 refused is such an end), the close as a ``PriceTick``, then the alerts received up to
 the close (``signals``, each once, in time order, each with its own time: a bot acts on
 an alert at the close, at the close's price, as it would act on it live at the last
-price). The commands of all those steps go
-to the venue in order, as intents with their reasons: ``PlaceOrder`` is ``Submit``,
-``CancelOrder`` is the backtest's ``CancelOrder``. The runner trades one market, so a
-command for another is a bug (``InvariantViolation``): a rebalance bot backtests over
-one asset and its quote currency.
+price). The commands of all those steps go to the venue in order, as intents with their
+reasons: ``PlaceOrder`` is ``Submit``, ``CancelOrder`` is the backtest's
+``CancelOrder``. The runner then gives it what its commands caused at once
+(``follow_up``: a cancel's end, a refusal, a fill at latency 0), as a live runtime
+would, so a bot that waits for a cancel's end acts at the same close. The runner trades
+one market, so a command for another is a bug (``InvariantViolation``): a rebalance bot
+backtests over one asset and its quote currency.
 
 ``state`` and ``decisions`` are the bot's after the last tick; ``on_step``, when given,
 sees each state (the property tests check invariants with it).
@@ -60,13 +62,23 @@ class BotStrategy(Generic[S]):
 
     def decide(self, tick: Tick) -> list[Intent]:
         at = tick.candle.close_time
-        state = self.bot.start(tick.candle.open_time) if self.state is None else self.state
+        if self.state is None:
+            self.state = self.bot.start(tick.candle.open_time)
         venue_events: list[VenueEvent] = [*tick.fills, *tick.ended]
         venue_events.sort(key=lambda e: e.number)
         events: list[Event] = [e for e in map(from_venue, venue_events) if e is not None]
         events.append(PriceTick(at, self.market.symbol, tick.candle.close))
         while self._signals and self._signals[0].at <= at:
             events.append(self._signals.popleft())
+        return self._steps(events)
+
+    def follow_up(self, events: tuple[VenueEvent, ...]) -> list[Intent]:
+        """What the bot answers to what its orders caused at this close."""
+        return self._steps([e for e in map(from_venue, events) if e is not None])
+
+    def _steps(self, events: list[Event]) -> list[Intent]:
+        state = self.state
+        assert state is not None
         intents: list[Intent] = []
         for event in events:
             state, commands, decisions = self.bot.step(state, event)

@@ -16,13 +16,17 @@ A deal:
              reaches average x (1 + profit), the bot follows its highest price and
              sells at market when it falls ``trailing_deviation`` below it.
              The first take-profit fill cancels the safety orders (no buying after
-             taking profit). A take-profit that sells while being replaced (its
-             replacement, sized before that sale, is too large and refused) has the
-             take-profit placed again for what is left; one the venue refuses
-             otherwise is placed again after the next buy. A price at or below average x (1 - stop_loss) closes.
-    CLOSING  its orders are canceled and what it holds is sold at market (again at each
-             price while something is left); when the take-profit sold everything, it
-             waits for its safety orders' cancels. Closed (forgotten, its figures added
+             taking profit). A take-profit is replaced by cancelling it and placing the
+             new one once the old one has ended: its fills come before its end, so the
+             new one is sized on what is really left, and a deal never has sells out for
+             more than it holds (deals on one market share its base: an oversized sell
+             would take another deal's). A take-profit the venue refuses is placed
+             again at the first event RETRY_AFTER later. A price at or below average
+             x (1 - stop_loss) closes.
+    CLOSING  its orders are canceled and, once its canceled sells have ended, what it
+             holds is sold at market (again at each price while something is left);
+             when the take-profit sold everything, it waits for its safety orders'
+             cancels. Closed (forgotten, its figures added
              to the bot's totals and noted) once none of its orders is live and nothing
              sellable is left (less than a lot or below the minimum order value stays).
 
@@ -119,6 +123,7 @@ class Deal:
     safety_filled: int = 0  # safety orders filled completely
     tp_done: tuple[int, ...] = ()  # take-profit steps filled completely
     tp_dirty: bool = False  # the position grew: place the take-profit again
+    tp_retry_at: datetime | None = None  # a take-profit the venue refused: again from then
     took_profit: bool = False
     peak: Decimal | None = None  # trailing: the highest price since it reached its target
     close_reason: str = ""
@@ -169,11 +174,15 @@ class DcaBot:
         return _DcaStep(self, state, event.at).run(event)
 
     def wake_at(self, state: DcaState) -> datetime | None:
-        """The end of the cooldown (or of a retry wait) when a deal could start then."""
+        """When a refused take-profit is to be placed again, or the end of the cooldown
+        (or of a retry wait) when a deal could start then."""
         if state.status is not BotStatus.RUNNING:
             return None
         if len(state.deals) >= self.settings.max_active_deals:
             return None
+        retries = [d.tp_retry_at for d in state.deals if d.tp_retry_at is not None]
+        if retries:
+            return min(retries)
         times = [t for t in (state.retry_at,) if t is not None]
         if state.last_deal_at is not None and self.settings.cooldown:
             times.append(state.last_deal_at + self.settings.cooldown)
@@ -238,6 +247,8 @@ class _DcaStep:
         self.deals[deal.number] = deal
         if deal.status is DealStatus.OPEN and fill.side is Side.SELL and not deal.position.quantity:
             self._close(deal, TAKE_PROFIT_REACHED, "the take-profit sold the whole position")
+        elif done and order.canceling:
+            self._after_cancel(deal)
 
     def _end(self, end: OrderEnd) -> None:
         order = self.plan.end(end)
@@ -250,8 +261,17 @@ class _DcaStep:
                 del self.deals[deal.number]
             else:
                 self.deals[deal.number] = entered
-        # A safety order's end frees its slot (the next one is placed); a refused
-        # take-profit is placed again after the next buy, a close order at the next price.
+        elif order.role == TAKE_PROFIT and not order.canceling:
+            self.deals[deal.number] = replace(deal, tp_retry_at=self.at + RETRY_AFTER)
+        elif order.canceling:
+            self._after_cancel(deal)
+        # A safety order's end frees its slot (the next one is placed); a close order is
+        # placed again at the next price.
+
+    def _after_cancel(self, deal: Deal) -> None:
+        """One of the deal's canceled orders is done: a closing deal may sell now."""
+        if deal.status is DealStatus.CLOSING and deal.close_reason != KEPT:
+            self._sell_rest(deal, f"deal {deal.number}: selling the rest ({deal.close_reason})")
 
     def _price(self, price: Decimal) -> None:
         self.state = replace(self.state, last_price=price)
@@ -335,6 +355,8 @@ class _DcaStep:
 
     def _tend(self, deal: Deal) -> None:
         entry = deal.entry_price
+        if deal.tp_retry_at is not None and self.at >= deal.tp_retry_at:
+            deal = replace(deal, tp_dirty=True, tp_retry_at=None)
         if deal.status is DealStatus.OPEN and entry is not None:
             if deal.tp_dirty and self.s.trailing_deviation is None:
                 deal = self._place_take_profit(deal)
@@ -351,6 +373,8 @@ class _DcaStep:
     def _place_take_profit(self, deal: Deal) -> Deal:
         for old in self.plan.live(role=TAKE_PROFIT, scope=deal.scope):
             self.plan.cancel(old, "replaced: the position grew")
+        if self._canceling_sells(deal):
+            return deal  # placed when they have ended: what they sold is known then
         average = deal.average_entry
         assert average is not None
         steps = [(i, step) for i, step in enumerate(self.s.take_profit) if i not in deal.tp_done]
@@ -402,10 +426,12 @@ class _DcaStep:
             self._sell_rest(deal, f"deal {deal.number}: {why}")
 
     def _sell_rest(self, deal: Deal, why: str) -> None:
+        """Sell at market what the deal holds and is not selling yet, once its canceled
+        sells have ended (until then they may still sell some of it)."""
         selling = sum((o.open_quantity for o in self.plan.live(role=CLOSE, scope=deal.scope)), ZERO)
         quantity = deal.position.quantity - selling
         price = self.state.last_price
-        if price is None or not self._sellable(quantity):
+        if price is None or not self._sellable(quantity) or self._canceling_sells(deal):
             return
         worst = worst_price(self.m, Side.SELL, price, self.s.max_slippage_bps)
         self.plan.place(
@@ -413,6 +439,9 @@ class _DcaStep:
             request=OrderRequest(Side.SELL, OrderType.MARKET, quantity, worst_price=worst),
             reason=why,
         )  # fmt: skip
+
+    def _canceling_sells(self, deal: Deal) -> bool:
+        return any(o.side is Side.SELL and o.canceling for o in self.plan.tracked(scope=deal.scope))
 
     def _sellable(self, quantity: Decimal) -> bool:
         price = self.state.last_price

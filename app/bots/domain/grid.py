@@ -14,6 +14,7 @@ A level's course (``TRANSITIONS``; ``move`` refuses anything else)::
 
     WAITING ─(the opening buy gave it q)─► SELLING ─(sold q)─► BUYING ─(bought q)─► SELLING
        └──────────(the opening buy got too little)──────────► IDLE ◄─(its order refused)
+    MOVING ─(the funding buy's cancel ended)─► BUYING, or IDLE (too little left)
 
 SELLING rests a LIMIT sell of what it holds at its sell line, BUYING a LIMIT buy of ``q``
 at its buy line. Each level keeps what it holds at average cost (``Position``: its
@@ -24,10 +25,13 @@ levels' and the spare (the property tests check it against the venue).
 Bounds (``AtBounds``), on each price: STOP above the top line or below the lowest stops
 the bot; TRAIL_UP above the top line moves the lowest level to the top (while the price
 is above the top, and only a level waiting to buy with nothing filled): its buy is
-canceled and the new top level buys at the old top line what the freed quote pays for
-there (``floor(q x low / top)``), so the investment still bounds what it spends. WAIT
-does nothing. ``StopBot`` cancels every order; with ``close_position`` what the levels
-and the spare hold moves to the spare and is sold at market.
+canceled and a new top level waits (MOVING) for that cancel's end, then buys at the old
+top line what the unfilled part freed pays for there (``floor(unfilled x low / top)``),
+so the investment still bounds what it spends even when the canceled buy filled before
+its cancel (what it bought then is spare). WAIT does nothing. ``StopBot`` cancels every
+order; with ``close_position`` what the levels and the spare hold moves to the spare
+and is sold at market once every canceled order has ended (they may still trade until
+then; their fills then go to the spare).
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class LevelStatus(StrEnum):
     WAITING = "WAITING"
     BUYING = "BUYING"
     SELLING = "SELLING"
+    MOVING = "MOVING"  # trailed to the top: waits for the end of the buy that funds it
     IDLE = "IDLE"
 
 
@@ -85,6 +90,7 @@ TRANSITIONS: Mapping[LevelStatus, frozenset[LevelStatus]] = {
     _L.WAITING: frozenset({_L.SELLING, _L.IDLE}),
     _L.BUYING: frozenset({_L.SELLING, _L.IDLE}),
     _L.SELLING: frozenset({_L.BUYING, _L.IDLE}),
+    _L.MOVING: frozenset({_L.BUYING, _L.IDLE}),
     _L.IDLE: frozenset(),
 }
 
@@ -96,6 +102,7 @@ class Level:
     status: LevelStatus
     position: Position = FLAT  # what it holds, at cost; its realised profit
     cycles: int = 0  # round trips completed
+    funded_by: str = ""  # MOVING: the canceled buy whose unfilled part pays for it
 
 
 def move(level: Level, status: LevelStatus) -> Level:
@@ -167,7 +174,7 @@ class _GridStep:
                 self._start(event.price)
             elif running:
                 self._bounds(event.price)
-            elif self.state.closing and not self.plan.live(role=CLOSE):
+            elif self.state.closing:
                 self._sell_spare("stopped: selling the rest")
         elif isinstance(event, StopBot):
             self._stop("stopped", close_position=event.close_position)
@@ -232,6 +239,8 @@ class _GridStep:
         done = fill.remaining == 0
         if order.role == OPENING and done:
             self._hand_out()
+        if done and order.canceling:
+            self._canceled(order, filled=True)
         if level is None or not done:
             if level is not None:
                 self.levels[level.line] = level
@@ -249,8 +258,39 @@ class _GridStep:
             return
         if order.role == OPENING:
             self._hand_out()
-        elif order.role == LEVEL and not order.canceling and order.index in self.levels:
+        elif order.canceling:
+            self._canceled(order, filled=False)
+        elif order.role == LEVEL and order.index in self.levels:
             self.levels[order.index] = move(self.levels[order.index], LevelStatus.IDLE)
+
+    def _canceled(self, order: BotOrder, *, filled: bool) -> None:
+        """A canceled order is done (ended, or filled before the cancel): the level it
+        funds (trailing up) buys with what it left, or goes IDLE; a closing grid sells."""
+        moving = [lv for lv in self.levels.values() if lv.funded_by == order.client_order_id]
+        for level in moving:
+            self._fund(level, order, filled=filled)
+        if self.state.closing:
+            self._sell_spare("stopped: selling what the grid holds")
+
+    def _fund(self, level: Level, order: BotOrder, *, filled: bool) -> None:
+        top = self.bot.line(level.line)
+        left = ZERO if filled else order.quantity - order.filled
+        quantity = floor_to(left * order.price / top, self.m.lot_size)
+        sell = self.bot.line(level.line + 1)
+        running = self.state.status is BotStatus.RUNNING
+        if not running or not self._worth_a_level(quantity, top, sell):
+            self.levels[level.line] = replace(move(level, LevelStatus.IDLE), funded_by="")
+            self.plan.note(Action.WAITING, f"level {level.line}: {quantity} at {top} is too little")
+            return
+        self._buy(replace(move(level, LevelStatus.BUYING), quantity=quantity, funded_by=""))
+
+    def _worth_a_level(self, quantity: Decimal, buy: Decimal, sell: Decimal) -> bool:
+        return (
+            quantity >= self.m.lot_size
+            and quantity * buy >= self.m.min_notional
+            and quantity_profit(self.m, buy, sell, quantity)
+            >= MIN_ROUND_TRIP_UNITS * self.m.quote_unit
+        )
 
     def _hand_out(self) -> None:
         """The opening buy is done: each WAITING level, from the lowest, takes q of the
@@ -319,24 +359,16 @@ class _GridStep:
         top = self._top_line()
         old_low, old_top = self.bot.line(low.line), self.bot.line(top)
         quantity = floor_to(low.quantity * old_low / old_top, self.m.lot_size)
-        sell = self.bot.line(top + 1)
-        if (
-            quantity < self.m.lot_size
-            or quantity * old_top < self.m.min_notional
-            or (
-                quantity_profit(self.m, old_top, sell, quantity)
-                < MIN_ROUND_TRIP_UNITS * self.m.quote_unit
-            )
-        ):
+        if not self._worth_a_level(quantity, old_top, self.bot.line(top + 1)):
             why = f"trailing up stops: {quantity} at {old_top} is too little"
             self.plan.note(Action.WAITING, why)
             return False
         self.plan.cancel(orders[0], f"trailing up: price {price} above the top line {old_top}")
         del self.levels[low.line]
         self.state = replace(self.state, bottom=self.state.bottom + 1)
-        moved = f"level {low.line} ({old_low}) moved to {top} ({old_top})"
+        self.levels[top] = Level(top, ZERO, LevelStatus.MOVING, funded_by=orders[0].client_order_id)
+        moved = f"level {low.line} ({old_low}) moves to {top} ({old_top})"
         self.plan.note(Action.GRID_MOVED, moved)
-        self._buy(Level(top, quantity, LevelStatus.BUYING))
         return True
 
     def _stop(self, why: str, *, close_position: bool) -> None:
@@ -357,8 +389,10 @@ class _GridStep:
         self._sell_spare(f"{why}: selling what the grid holds")
 
     def _sell_spare(self, why: str) -> None:
+        """Sell the spare at market once every canceled order has ended (until then they
+        may still trade) and no sale of it is out."""
         price, quantity = self.state.last_price, self.state.spare.quantity
-        if price is None or quantity < self.m.lot_size:
+        if price is None or quantity < self.m.lot_size or self.plan.orders:
             return
         self.plan.place(
             symbol=self.m.symbol, role=CLOSE, scope=SPARE_SCOPE,

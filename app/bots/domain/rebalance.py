@@ -24,7 +24,8 @@ trades (the taker fee, rounded up). So with a 0.2 % fee, weights less than 0.2 p
 off their targets are left alone, however often the period comes. The quote currency
 takes the rest.
 
-``StopBot`` cancels its orders; with ``close_position`` it sells every asset at market.
+``StopBot`` cancels its orders; with ``close_position`` it sells every asset at market
+once they have all ended (again at each price while something is left).
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class RebalanceState:
     orders: tuple[BotOrder, ...] = ()
     fees: Decimal = ZERO
     quiet_drift: Decimal | None = None  # THRESHOLD: the drift of the last round without trades
+    closing: bool = False  # stopped, selling every asset
 
     def held(self, asset: str) -> Decimal:
         return next((h.quantity for h in self.holdings if h.asset == asset), ZERO)
@@ -185,16 +187,20 @@ class _RebalanceStep:
         self.prices = {p.symbol: p.price for p in state.prices}
 
     def run(self, event: Event) -> Step[RebalanceState]:
+        freed = False  # a canceled order is done
         if isinstance(event, Fill):
-            self._fill(event)
+            freed = self._fill(event)
         elif isinstance(event, OrderEnd):
-            self.plan.end(event)
+            ended = self.plan.end(event)
+            freed = ended is not None and ended.canceling
         elif isinstance(event, PriceTick):
             if any(m.symbol == event.symbol for m in self.bot.markets):
                 self.prices[event.symbol] = event.price
         elif isinstance(event, StopBot):
             self._stop(event.close_position)
         self._advance(priced=isinstance(event, PriceTick | TimerTick))
+        if self.state.closing and (freed or isinstance(event, PriceTick | TimerTick | StopBot)):
+            self._sell_all()  # not on a refusal's end: it would be refused again at once
         if self.state.status is BotStatus.STOPPING and not self.plan.orders:
             self.state = replace(self.state, status=BotStatus.STOPPED)
         state = replace(
@@ -206,16 +212,18 @@ class _RebalanceStep:
         )
         return self.plan.result(state)
 
-    def _fill(self, fill: Fill) -> None:
+    def _fill(self, fill: Fill) -> bool:
+        """Count the fill; whether it completed a canceled order."""
         order = self.plan.fill(fill)
         if order is None:
-            return
+            return False
         market = next(m for m in self.bot.markets if m.symbol == order.symbol)
         sign = 1 if fill.side is Side.BUY else -1
         self.holdings[market.base] = self.holdings.get(market.base, ZERO) + sign * fill.quantity
         quote = self.holdings.get(self.s.quote, ZERO) - sign * fill.value - fill.fee
         self.holdings[self.s.quote] = quote
         self.state = replace(self.state, fees=self.state.fees + fill.fee)
+        return order.canceling and fill.remaining == 0
 
     def _advance(self, *, priced: bool) -> None:
         """The round's next phase once its orders are done; orders only on a price or a
@@ -344,12 +352,17 @@ class _RebalanceStep:
         self.state = replace(self.state, status=BotStatus.STOPPING, phase=Phase.IDLE)
         self.plan.note(Action.STOPPED, "stopped" + (", selling every asset" * close_position))
         self.plan.cancel_all("the bot was stopped")
-        if not close_position:
+        self.state = replace(self.state, closing=close_position)
+
+    def _sell_all(self) -> None:
+        """Sell every asset at market once every canceled order has ended (they may
+        still trade until then) and no sale is out."""
+        if self.plan.orders:
             return
         for market in sorted(self.bot.markets, key=lambda m: m.base):
             quantity = floor_to(self.holdings.get(market.base, ZERO), market.lot_size)
             price = self.prices.get(market.symbol)
-            if price is None or quantity <= 0:
+            if price is None or quantity <= 0 or quantity * price < market.min_notional:
                 continue
             self.plan.place(
                 symbol=market.symbol, role=CLOSE, scope="close",

@@ -16,6 +16,8 @@ never more than it holds less what it is selling already. The client order id's 
 is a digest of the alert id, so an alert's order is recognisable in the venue's lists.
 An alert it cannot act on (no price yet, the budget spent, less than one lot) is noted
 ALERT_DROPPED with the reason; a dry run is a ``step`` whose commands are not sent.
+``StopBot`` cancels its orders; with ``close_position`` it sells what it holds at market
+once they have all ended (again at each price while something is left).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from app.bots.domain.runtime import (
     Signal,
     Step,
     StopBot,
+    TimerTick,
     floor_to,
     worst_price,
 )
@@ -87,6 +90,7 @@ class SignalState:
     seen: tuple[SeenAlert, ...] = ()
     fees: Decimal = ZERO
     alerts: int = 0  # alerts acted on
+    closing: bool = False  # stopped, selling what it holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,24 +121,30 @@ class _SignalStep:
         self.plan = Plan(bot_id=bot.bot_id, at=at, orders=state.orders, seq=state.seq)
 
     def run(self, event: Event) -> Step[SignalState]:
+        freed = False  # a canceled order is done
         if isinstance(event, Fill):
-            self._fill(event)
+            freed = self._fill(event)
         elif isinstance(event, OrderEnd):
-            self.plan.end(event)
+            ended = self.plan.end(event)
+            freed = ended is not None and ended.canceling
         elif isinstance(event, PriceTick) and event.symbol == self.m.symbol:
             self.state = replace(self.state, last_price=event.price)
         elif isinstance(event, Signal):
             self._signal(event)
         elif isinstance(event, StopBot):
             self._stop(event.close_position)
+        if self.state.closing and (freed or isinstance(event, PriceTick | TimerTick | StopBot)):
+            self._sell_all()  # not on a refusal's end: it would be refused again at once
         if self.state.status is BotStatus.STOPPING and not self.plan.orders:
             self.state = replace(self.state, status=BotStatus.STOPPED)
         state = replace(self.state, seq=self.plan.seq, orders=tuple(self.plan.orders.values()))
         return self.plan.result(state)
 
-    def _fill(self, fill: Fill) -> None:
-        if self.plan.fill(fill) is None:
-            return
+    def _fill(self, fill: Fill) -> bool:
+        """Count the fill; whether it completed a canceled order."""
+        order = self.plan.fill(fill)
+        if order is None:
+            return False
         st = self.state
         position = (
             st.position.bought(fill.quantity, fill.value + fill.fee)
@@ -142,6 +152,7 @@ class _SignalStep:
             else st.position.sold(fill.quantity, fill.value - fill.fee)
         )
         self.state = replace(st, position=position, fees=st.fees + fill.fee)
+        return order.canceling and fill.remaining == 0
 
     def _signal(self, signal: Signal) -> None:
         alert = signal.alert
@@ -217,8 +228,15 @@ class _SignalStep:
         self.state = replace(self.state, status=BotStatus.STOPPING)
         self.plan.note(Action.STOPPED, "stopped" + (", selling what it holds" * close_position))
         self.plan.cancel_all("the bot was stopped")
+        self.state = replace(self.state, closing=close_position)
+
+    def _sell_all(self) -> None:
+        """Sell what it holds at market once every canceled order has ended (they may
+        still trade until then) and no sale is out."""
         quantity, price = self.state.position.quantity, self.state.last_price
-        if not close_position or price is None or quantity < self.m.lot_size:
+        if self.plan.orders or price is None or quantity < self.m.lot_size:
+            return
+        if quantity * price < self.m.min_notional:
             return
         self.plan.place(
             symbol=self.m.symbol, role=ORDER, scope="close",
