@@ -14,7 +14,7 @@ from app.backtesting.domain.runner import result_json, run_backtest
 from app.bots.domain.alerts import Alert, AlertAction
 from app.bots.domain.backtest import BotStrategy
 from app.bots.domain.dca import DcaBot
-from app.bots.domain.dca_settings import DcaSettings, validate_dca
+from app.bots.domain.dca_settings import DcaSettings
 from app.bots.domain.grid import GridBot
 from app.bots.domain.grid_settings import GridSettings, validate_grid
 from app.bots.domain.rebalance import (
@@ -29,7 +29,7 @@ from app.bots.domain.signal_bot import SignalBot, SignalSettings, alert_scope
 from app.core.errors import InvariantViolation
 from app.trading.domain.orders import OrderRequest, OrderType, Side
 from app.venues.domain.simulated import SimulationSettings
-from tests.support.bots import at, candles_from
+from tests.support.bots import at, candles_from, dca_settings
 from tests.support.simulation import SPEC
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -47,14 +47,10 @@ def fills(result) -> list[tuple[str, Side, D, D, D]]:
 
 
 def test_dca_backtest():
-    settings = DcaSettings(
-        base_order=D(100),
-        safety_order=D(100),
-        max_safety_orders=2,
-        max_active_safety_orders=1,
-        price_deviation=D("0.02"),
+    settings = dca_settings(
+        max_safety_orders=2, max_active_safety_orders=1, step_scale=D(1), volume_scale=D(1)
     )
-    strategy = BotStrategy(DcaBot(1, SPEC, validate_dca(settings, SPEC)), SPEC)
+    strategy = BotStrategy(DcaBot(1, SPEC, settings), SPEC)
     result = backtest(strategy, [100, 100, 97, 99, 101, 101])
     assert fills(result) == [
         # decided at candle 0's close, bought at candle 1's open, as a taker

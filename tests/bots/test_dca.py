@@ -6,7 +6,6 @@ safety orders, cooldown, start on an alert, stop. Market BTC/USDT: tick 0.01, lo
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -15,32 +14,20 @@ import pytest
 from app.bots.domain.alerts import AlertAction
 from app.bots.domain.dca import DcaBot, DealStatus
 from app.bots.domain.dca_settings import (
-    DcaSettings,
     StartCondition,
     TakeProfitStep,
     deal_budget,
-    validate_dca,
 )
 from app.bots.domain.runtime import Action, BotStatus, StopBot, TimerTick
 from app.core.errors import ValidationFailed
 from app.trading.domain.orders import OrderRequest, OrderStatus, OrderType, Side
-from tests.support.bots import at, ended, fill, fold, signal, then, tick
+from tests.support.bots import at, dca_settings, ended, fill, fold, signal, then, tick
 from tests.support.simulation import SPEC
 
 BUY, SELL = Side.BUY, Side.SELL
 
 
-def settings(**kw: object) -> DcaSettings:
-    base = DcaSettings(
-        base_order=D(100),
-        safety_order=D(100),
-        max_safety_orders=3,
-        max_active_safety_orders=2,
-        price_deviation=D("0.02"),
-        step_scale=D(2),
-        volume_scale=D("1.5"),
-    )
-    return validate_dca(replace(base, **kw), SPEC)  # type: ignore[arg-type]
+settings = dca_settings
 
 
 def dca(**kw: object) -> DcaBot:

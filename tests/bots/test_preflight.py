@@ -7,24 +7,12 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from app.bots.domain.dca_settings import DcaSettings, validate_dca
 from app.bots.domain.grid_settings import GridSettings
 from app.bots.domain.preflight import dca_preflight, grid_preflight
+from tests.support.bots import dca_settings
 from tests.support.simulation import SPEC
 
-SETTINGS = validate_dca(
-    DcaSettings(
-        base_order=D(100),
-        safety_order=D(100),
-        max_safety_orders=3,
-        max_active_safety_orders=2,
-        price_deviation=D("0.02"),
-        step_scale=D(2),
-        volume_scale=D("1.5"),
-        max_active_deals=2,
-    ),
-    SPEC,
-)
+SETTINGS = dca_settings(max_active_deals=2)
 
 
 def test_dca_ladder_at_100():

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from app.bots.domain.alerts import Alert, AlertAction
+from app.bots.domain.dca_settings import DcaSettings, validate_dca
 from app.bots.domain.runtime import (
     Bot,
     CancelOrder,
@@ -31,6 +32,21 @@ from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
 from tests.support.simulation import SPEC, T0
 
 D = Decimal
+
+
+def dca_settings(**kw: Any) -> DcaSettings:
+    """Validated DCA settings: 100 USDT base and safety orders, 3 safety orders (2 at
+    once) 2 % apart, step scale 2, volume scale 1.5, the rest by default or ``kw``."""
+    base = DcaSettings(
+        base_order=D(100),
+        safety_order=D(100),
+        max_safety_orders=3,
+        max_active_safety_orders=2,
+        price_deviation=D("0.02"),
+        step_scale=D(2),
+        volume_scale=D("1.5"),
+    )
+    return validate_dca(replace(base, **kw), SPEC)
 
 
 def at(hours: float = 0) -> datetime:

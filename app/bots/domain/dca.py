@@ -212,15 +212,8 @@ class _DcaStep:
             self._tend(self.deals[number])
         if isinstance(event, PriceTick | TimerTick | Signal):  # a deal starts on a fresh price
             self._maybe_start()
-        if self.state.status is BotStatus.STOPPING and not self.deals and not self.plan.orders:
-            self.state = replace(self.state, status=BotStatus.STOPPED)
-        state = replace(
-            self.state,
-            seq=self.plan.seq,
-            deals=tuple(self.deals[n] for n in sorted(self.deals)),
-            orders=tuple(self.plan.orders.values()),
-        )
-        return self.plan.result(state)
+        deals = tuple(self.deals[n] for n in sorted(self.deals))
+        return self.plan.result(self.state, idle=not deals, deals=deals)
 
     # --- events ---------------------------------------------------------------------------
 

@@ -178,15 +178,8 @@ class _GridStep:
                 self._sell_spare("stopped: selling the rest")
         elif isinstance(event, StopBot):
             self._stop("stopped", close_position=event.close_position)
-        if self.state.status is BotStatus.STOPPING and not self.plan.orders:
-            self.state = replace(self.state, status=BotStatus.STOPPED)
-        state = replace(
-            self.state,
-            seq=self.plan.seq,
-            levels=tuple(self.levels[line] for line in sorted(self.levels)),
-            orders=tuple(self.plan.orders.values()),
-        )
-        return self.plan.result(state)
+        levels = tuple(self.levels[line] for line in sorted(self.levels))
+        return self.plan.result(self.state, levels=levels)
 
     # --- start ----------------------------------------------------------------------------
 

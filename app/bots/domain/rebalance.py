@@ -201,16 +201,11 @@ class _RebalanceStep:
         self._advance(priced=isinstance(event, PriceTick | TimerTick))
         if self.state.closing and (freed or isinstance(event, PriceTick | TimerTick | StopBot)):
             self._sell_all()  # not on a refusal's end: it would be refused again at once
-        if self.state.status is BotStatus.STOPPING and not self.plan.orders:
-            self.state = replace(self.state, status=BotStatus.STOPPED)
-        state = replace(
+        return self.plan.result(
             self.state,
-            seq=self.plan.seq,
             holdings=tuple(Holding(a, q) for a, q in sorted(self.holdings.items())),
             prices=tuple(LastPrice(s, p) for s, p in sorted(self.prices.items())),
-            orders=tuple(self.plan.orders.values()),
         )
-        return self.plan.result(state)
 
     def _fill(self, fill: Fill) -> bool:
         """Count the fill; whether it completed a canceled order."""

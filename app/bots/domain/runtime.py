@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import ClassVar, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from app.bots.domain.alerts import Alert
 from app.trading.domain.orders import BPS, MarketSpec, OrderRequest, OrderStatus, Side
@@ -202,6 +202,24 @@ class Step(NamedTuple, Generic[S]):
     decisions: tuple[Decision, ...]
 
 
+class BotState(Protocol):
+    """What every kind's state has: its status, its count of orders placed, its orders."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def status(self) -> BotStatus: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def orders(self) -> tuple[BotOrder, ...]: ...
+
+
+B = TypeVar("B", bound=BotState)
+
+
 class Bot(Protocol[S]):
     """A bot kind with its settings: ``start`` gives its first state, ``step`` the next.
     ``wake_at`` is when it needs a ``TimerTick`` without any other event (None: never),
@@ -330,8 +348,16 @@ class Plan:
         for order in self.live(scope=scope):
             self.cancel(order, reason)
 
-    def result(self, state: S) -> Step[S]:
-        return Step(state, tuple(self.commands), tuple(self.decisions))
+    def result(self, state: B, *, idle: bool = True, **changes: Any) -> Step[B]:
+        """The step's answer: ``state`` with ``changes``, the plan's orders and its count
+        of orders placed; a STOPPING bot is STOPPED once none of its orders is left and it
+        is ``idle`` (nothing else keeps it: a DCA deal still selling)."""
+        status = state.status
+        if status is BotStatus.STOPPING and not self.orders and idle:
+            status = BotStatus.STOPPED
+        orders = tuple(self.orders.values())
+        new = replace(state, status=status, seq=self.seq, orders=orders, **changes)
+        return Step(new, tuple(self.commands), tuple(self.decisions))
 
 
 # --- amounts ------------------------------------------------------------------------------

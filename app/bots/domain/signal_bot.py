@@ -135,10 +135,7 @@ class _SignalStep:
             self._stop(event.close_position)
         if self.state.closing and (freed or isinstance(event, PriceTick | TimerTick | StopBot)):
             self._sell_all()  # not on a refusal's end: it would be refused again at once
-        if self.state.status is BotStatus.STOPPING and not self.plan.orders:
-            self.state = replace(self.state, status=BotStatus.STOPPED)
-        state = replace(self.state, seq=self.plan.seq, orders=tuple(self.plan.orders.values()))
-        return self.plan.result(state)
+        return self.plan.result(self.state)
 
     def _fill(self, fill: Fill) -> bool:
         """Count the fill; whether it completed a canceled order."""
