@@ -190,6 +190,29 @@ def test_stop_loss_cancels_and_sells_at_market_and_retries_what_is_left():
     assert run.reasons(Action.DEAL_CLOSED)[0].startswith("deal 1 STOP_LOSS")
 
 
+def test_a_refused_take_profit_is_placed_again_a_minute_later():
+    bot = dca()
+    run = opened(bot)
+    run = then(bot, run, ended("bot:1:1:2", 0, status=OrderStatus.REJECTED))
+    assert run.reasons(Action.ORDER_ENDED) == ["TAKE_PROFIT order REJECTED: X"]
+    assert bot.wake_at(run.state) == at(0) + timedelta(minutes=1)  # though no deal may start
+    assert then(bot, run, tick("100", 0.01)).placed == []
+    run = then(bot, run, TimerTick(at(0) + timedelta(minutes=1)))
+    assert [(p.client_order_id, p.request.price, p.request.quantity) for p in run.placed] == [
+        ("bot:1:1:5", D("101.00"), D("0.990"))
+    ]
+    assert bot.wake_at(run.state) is None
+
+
+def test_a_base_order_that_fills_while_being_canceled_is_sold_not_reopened():
+    bot = dca()
+    run = fold(bot, [tick("100"), StopBot(at(0.1), close_position=True)])
+    assert run.canceled == ["bot:1:1:1"]
+    run = then(bot, run, fill("bot:1:1:1", BUY, "100", "0.990", "0.198", hours=0.1))
+    assert [(p.request.side, p.request.quantity) for p in run.placed] == [(SELL, D("0.990"))]
+    assert run.state.deals[0].status is DealStatus.CLOSING
+
+
 def test_deals_at_most_max_active_and_the_cooldown_between_starts():
     bot = dca(max_active_deals=2, cooldown=timedelta(hours=1), max_safety_orders=0)
     run = fold(bot, [tick("100", 0), tick("100", 0.5), tick("100", 1)])

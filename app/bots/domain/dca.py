@@ -178,15 +178,14 @@ class DcaBot:
         (or of a retry wait) when a deal could start then."""
         if state.status is not BotStatus.RUNNING:
             return None
-        if len(state.deals) >= self.settings.max_active_deals:
-            return None
-        retries = [d.tp_retry_at for d in state.deals if d.tp_retry_at is not None]
-        if retries:
-            return min(retries)
-        times = [t for t in (state.retry_at,) if t is not None]
-        if state.last_deal_at is not None and self.settings.cooldown:
-            times.append(state.last_deal_at + self.settings.cooldown)
-        return max(times) if times else None
+        times = [d.tp_retry_at for d in state.deals if d.tp_retry_at is not None]
+        if len(state.deals) < self.settings.max_active_deals:
+            waits = [t for t in (state.retry_at,) if t is not None]
+            if state.last_deal_at is not None and self.settings.cooldown:
+                waits.append(state.last_deal_at + self.settings.cooldown)
+            if waits:  # a deal starts once both have passed
+                times.append(max(waits))
+        return min(times) if times else None
 
 
 class _DcaStep:
@@ -224,7 +223,7 @@ class _DcaStep:
             return
         deal = _booked(deal, fill)
         done = fill.remaining == 0
-        if order.role == BASE and done:
+        if order.role == BASE and done and deal.status is DealStatus.OPENING:
             deal = self._entered(deal) or deal
         elif order.role == SAFETY:
             deal = replace(deal, tp_dirty=True, safety_filled=deal.safety_filled + done)
@@ -271,7 +270,7 @@ class _DcaStep:
         for deal in list(self.deals.values()):
             average = deal.average_entry
             if deal.status is DealStatus.CLOSING and deal.close_reason != KEPT:
-                self._sell_rest(deal, f"deal {deal.number} closing ({deal.close_reason})")
+                self._sell_rest(deal, f"deal {deal.number}: selling the rest ({deal.close_reason})")
             elif deal.status is not DealStatus.OPEN or average is None:
                 continue
             elif self.s.stop_loss is not None and price <= average * (1 - self.s.stop_loss):
