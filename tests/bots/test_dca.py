@@ -94,7 +94,7 @@ def test_a_deal_from_base_order_through_a_safety_order_to_its_take_profit():
     assert run.state.fees == D("0.198") + D("0.099960") + D("0.200960")
     assert run.reasons(Action.DEAL_CLOSED) == [
         "deal 1 TAKE_PROFIT: bought 2.010 for 198.96000, sold 2.010 for 200.95980,"
-        " fees 0.498920, realised 1.500880"
+        " fees 0.498920, realised 1.50088"
     ]
     # the next deal starts at the next price, with the next step in its id
     run = then(bot, run, tick("100", 3))

@@ -456,7 +456,7 @@ class _DcaStep:
             Action.DEAL_CLOSED,
             f"deal {deal.number} {deal.close_reason}: bought {deal.bought} for"
             f" {deal.bought_value}, sold {deal.sold} for {deal.sold_value}, fees {deal.fees},"
-            f" realised {deal.position.realized_pnl}{kept}",
+            f" realised {figure(deal.position.realized_pnl)}{kept}",
         )
 
     # --- new deals ------------------------------------------------------------------------

@@ -33,6 +33,17 @@ State is plain frozen data (``codec`` turns it into JSON and back) that keeps th
 live orders (``BotOrder``); ``Plan`` is the scratch pad a step uses to place, cancel and
 note, and to follow fills and ends of the orders it knows.
 
+What a runtime (the live service, paper, ``backtest.BotStrategy``) owes the machines:
+
+- events one at a time, each step's state stored before its commands are sent, and the
+  commands sent in order (a crash in between: send them again, same ids);
+- an order's events in the venue's order: its fills before its end. Every order ends
+  with its last fill or an ``OrderEnd``, a canceled one too (the machines wait for a
+  canceled sell's end before selling what it may have sold: the live venue reports ends
+  in its acks and open orders, not as events yet, so the service turns a cancel's or a
+  refusal's ack into the ``OrderEnd``, after the order's fills);
+- a ``TimerTick`` at ``bot.wake_at(state)`` when no other event comes first.
+
 Amounts are ``Decimal``: prices on the market's tick, quantities on its lot (``floor_to``,
 ``ceil_to``), quote amounts in its quote currency.
 """
