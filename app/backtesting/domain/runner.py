@@ -3,8 +3,11 @@
 For each candle, in order: the venue plays it (``SimulatedVenue.advance``: arrivals,
 triggers and fills along its path); at its close the strategy gets a ``Tick`` (the
 candle, its fills since the last tick, its cash and position) and answers intents,
-which go to the venue at once (each becomes a ``Decision`` with the venue's answer);
-then the equity is marked at the close.
+which go to the venue at once (each becomes a ``Decision`` with the venue's answer); a
+strategy with a ``follow_up`` (``Reactive``: the bots) is then given the venue's events
+those intents caused (cancels' ends, refusals, fills at latency 0), in the venue's order,
+and its answer goes to the venue in turn, until it has nothing more to say (at most
+MAX_FOLLOW_UPS rounds); then the equity is marked at the close.
 
 The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
 
@@ -35,10 +38,12 @@ from app.backtesting.domain.strategies import (
     CancelList,
     CancelOrder,
     Intent,
+    Reactive,
     Strategy,
     SubmitList,
     Tick,
 )
+from app.core.errors import InvariantViolation
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
@@ -46,6 +51,7 @@ from app.venues.domain.venue import OrderAck, OrderEnded, OrderFilled
 
 SUBMIT, CANCEL = "SUBMIT", "CANCEL"
 SUBMIT_LIST, CANCEL_LIST = "SUBMIT_LIST", "CANCEL_LIST"
+MAX_FOLLOW_UPS = 100  # rounds of a reactive strategy's answers in one close
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,8 @@ def run_backtest(
         )
         for intent in strategy.decide(tick):
             decisions.append(_decide(venue, market, tick, intent))
+        if isinstance(strategy, Reactive):
+            seen = _follow_up(strategy, venue, market, tick, decisions, seen)
         own = venue.balances()
         cash, position = own[market.quote].total, own[market.base].total
         equity.append(
@@ -205,6 +213,27 @@ def _decide_list(
         at, tick.index, SUBMIT_LIST, list_id, first.side, first.type, first.quantity,
         first.price, intent.reason, ack.code or "OK",
     )  # fmt: skip
+
+
+def _follow_up(
+    strategy: Reactive,
+    venue: SimulatedVenue,
+    market: MarketSpec,
+    tick: Tick,
+    decisions: list[Decision],
+    seen: int,
+) -> int:
+    """Give ``strategy`` what its intents caused until it answers nothing; the events it
+    saw are not in the next tick."""
+    for _ in range(MAX_FOLLOW_UPS):
+        caused = venue.events(after=seen)
+        seen += len(caused)
+        intents = strategy.follow_up(caused) if caused else []
+        if not intents:
+            return seen
+        for intent in intents:
+            decisions.append(_decide(venue, market, tick, intent))
+    raise InvariantViolation(f"{strategy.name} still answering after {MAX_FOLLOW_UPS} rounds")
 
 
 def _outcome(ack: OrderAck) -> str:

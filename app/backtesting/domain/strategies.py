@@ -25,13 +25,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from app.core.errors import InvariantViolation
 from app.trading.domain.lists import Bracket
 from app.trading.domain.orders import BPS, MarketSpec, OrderRequest, OrderType, Side
 from app.venues.domain.paths import Candle
-from app.venues.domain.venue import OrderEnded, OrderFilled
+from app.venues.domain.venue import OrderEnded, OrderFilled, VenueEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,19 @@ class Strategy(Protocol):
     name: str
 
     def decide(self, tick: Tick) -> list[Intent]: ...
+
+
+@runtime_checkable
+class Reactive(Protocol):
+    """A strategy that also reacts, at the same close, to what its intents caused on the
+    venue (``follow_up``: the venue's events since, in its order), as a live runtime
+    reacts to each event: the bots (``app.bots.domain.backtest``)."""
+
+    name: str
+
+    def decide(self, tick: Tick) -> list[Intent]: ...
+
+    def follow_up(self, events: tuple[VenueEvent, ...]) -> list[Intent]: ...
 
 
 def _lots_worth(market: MarketSpec, quote: Decimal, price: Decimal) -> Decimal:

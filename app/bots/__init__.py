@@ -1,0 +1,1 @@
+"""Trading bots: DCA, grid, rebalance and signal bots on one runtime (``domain/``)."""

@@ -1,0 +1,1 @@
+"""The bots' pure runtime: each kind a deterministic state machine (see ``runtime``)."""
