@@ -5,8 +5,10 @@ every decision, fill and equity point before t is unchanged (no lookahead)."""
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import timedelta
 from decimal import Decimal as D
+from decimal import localcontext
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +18,9 @@ from app.backtesting.domain.strategies import (
     DollarCostAveraging,
     MovingAverageCrossover,
     Strategy,
+    Submit,
+    Tick,
+    WindowSums,
 )
 from app.trading.domain.orders import OrderType, Side
 from app.venues.domain.paths import Candle, PathMode
@@ -177,3 +182,82 @@ def test_no_lookahead_truncating_the_data_changes_nothing_before(steps, cut, whi
     for point in full.equity:
         assert point.equity == point.cash + point.position * point.price
         assert point.cash >= 0 and point.position >= 0
+
+
+def _decisions_summing_each_window(
+    closes: list[D], fast: int, slow: int
+) -> list[tuple[int, str, str]]:
+    """The crossover's decisions as first written: both windows summed at each close (in
+    the current context), the position flat until it buys and full until it sells."""
+    out: list[tuple[int, str, str]] = []
+    above: bool | None = None
+    holding = False
+    for i in range(slow - 1, len(closes)):
+        window = closes[i - slow + 1 : i + 1]
+        fast_ma = sum(window[-fast:], D(0)) / fast
+        slow_ma = sum(window, D(0)) / slow
+        now_above = fast_ma > slow_ma
+        shown = f"fast SMA {fast_ma.quantize(D('0.0001'))} {{}} slow SMA "
+        shown += f"{slow_ma.quantize(D('0.0001'))}"
+        if now_above and above is False and not holding:
+            out.append((i, "buy", shown.format("crossed above")))
+            holding = True
+        elif not now_above and above is True and holding:
+            out.append((i, "sell", shown.format("crossed below")))
+            holding = False
+        above = now_above
+    return out
+
+
+@PROPERTIES
+@given(
+    units=st.lists(st.integers(1, 10**14), min_size=1, max_size=80),
+    exponents=st.lists(st.integers(-8, 2), min_size=1, max_size=3),
+    precision=st.sampled_from([28, 12, 6]),
+    windows=st.tuples(st.integers(1, 6), st.integers(1, 12)).filter(lambda w: w[0] < w[1]),
+)
+def test_moving_averages_are_those_of_each_window_summed_in_the_context(
+    units, exponents, precision, windows
+):
+    # running sums instead of a window's additions at each close; with long prices and a
+    # short precision the plain sums round, and so must the averages
+    fast, slow = windows
+    sums, closes = WindowSums(fast, slow), deque[D](maxlen=slow)
+    with localcontext() as context:
+        context.prec = precision
+        for i, u in enumerate(units):
+            close = D(u).scaleb(exponents[i % len(exponents)])
+            sums.push(closes, close)
+            assert len(closes) == min(i + 1, slow) and closes[-1] == close
+            window = list(closes)
+            plain = (sum(window[-fast:], D(0)) / fast, sum(window, D(0)) / slow)
+            assert sums.averages(closes) == plain
+
+
+@PROPERTIES
+@given(
+    units=st.lists(st.integers(1, 10**14), min_size=2, max_size=80),
+    exponent=st.integers(-8, 0),
+    precision=st.sampled_from([28, 16, 12]),
+    windows=st.tuples(st.integers(1, 6), st.integers(1, 12)).filter(lambda w: w[0] < w[1]),
+)
+def test_the_crossover_s_averages_are_those_of_the_windows_summed_each_time(
+    units, exponent, precision, windows
+):
+    # the strategy keeps running sums; with long prices and a short precision the plain
+    # sums round (the strategy must then sum the windows itself): the same decisions and
+    # the same averages in the reasons either way
+    fast, slow = windows
+    closes = [D(u).scaleb(exponent + (i % 3 == 0)) for i, u in enumerate(units)]
+    with localcontext() as context:
+        context.prec = precision
+        strategy = MovingAverageCrossover(SPEC, fast=fast, slow=slow, quantity=D(1))
+        decided, position = [], D(0)
+        for i, close in enumerate(closes):
+            candle = Candle(T0 + timedelta(hours=i), close, close, close, close, D(1))
+            for intent in strategy.decide(Tick(i, candle, (), D(10**9), position)):
+                assert isinstance(intent, Submit)
+                side = intent.request.side.value.lower()
+                decided.append((i, side, intent.reason))
+                position = D(1) if side == "buy" else D(0)
+        assert decided == _decisions_summing_each_window(closes, fast, slow)

@@ -111,27 +111,28 @@ def run_backtest(
     decisions: list[Decision] = []
     equity: list[EquityPoint] = []
     seen = 0
+    quote, base = market.quote, market.base
     for index, candle in enumerate(candles):
         venue.advance(candle)
-        new = venue.events(after=seen)
-        seen += len(new)
-        own = venue.balances()
-        tick = Tick(
-            index,
-            candle,
-            tuple(e for e in new if isinstance(e, OrderFilled)),
-            own[market.quote].available,
-            own[market.base].total,
-            tuple(e for e in new if isinstance(e, OrderEnded)),
-        )
-        for intent in strategy.decide(tick):
-            decisions.append(_decide(venue, market, tick, intent))
-        own = venue.balances()
-        cash, position = own[market.quote].total, own[market.base].total
+        fills: tuple[OrderFilled, ...] = ()
+        ended: tuple[OrderEnded, ...] = ()
+        if venue.event_count > seen:
+            new = venue.events(after=seen)
+            seen += len(new)
+            fills = tuple(e for e in new if isinstance(e, OrderFilled))
+            ended = tuple(e for e in new if isinstance(e, OrderEnded))
+        money = venue.balance(quote)
+        position = venue.balance(base).total
+        tick = Tick(index, candle, fills, money.available, position, ended)
+        intents = strategy.decide(tick)
+        if intents:
+            for intent in intents:
+                decisions.append(_decide(venue, market, tick, intent))
+            money = venue.balance(quote)  # the holds of what was submitted
+            position = venue.balance(base).total
+        cash, close = money.total, candle.close
         equity.append(
-            EquityPoint(
-                candle.close_time, candle.close, cash, position, cash + position * candle.close
-            )
+            EquityPoint(candle.close_time, close, cash, position, cash + position * close)
         )
         if progress is not None:
             progress(index + 1)

@@ -16,6 +16,9 @@ and the fills they produced only.
                              take-profit, keeps one limit sell of the whole position at
                              its average cost (fees included) x (1 + take_profit),
                              replaced after every buy.
+    WindowSums               the crossover's two moving averages, kept from running
+                             sums (equal to summing each window in the context's
+                             precision, which is done instead when that would round).
 
 Market orders carry ``max_slippage_bps`` (their worst price, from the last close).
 """
@@ -24,7 +27,18 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    getcontext,
+)
 from typing import Protocol
 
 from app.core.errors import InvariantViolation
@@ -77,6 +91,60 @@ def _show(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.0001'))}"
 
 
+def _crossed(fast_ma: Decimal, way: str, slow_ma: Decimal) -> str:
+    return f"fast SMA {_show(fast_ma)} crossed {way} slow SMA {_show(slow_ma)}"
+
+
+# Sums that are never rounded (additions within this precision are exact).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Inexact])
+
+
+class WindowSums:
+    """The sums of the last ``fast`` and ``slow`` closes, kept as each close comes and
+    goes (exact), so an average costs one division instead of a window's additions.
+
+    The averages are those of ``sum(window) / n`` in the current context: equal whenever
+    that sum is exact, i.e. when every partial sum fits in the context's precision. The
+    closes are positive, so each partial sum is at most the window's, and a multiple of
+    10^e for e the finest exponent seen: a window's sum below 10^(precision + e) is
+    exact, else the averages are computed the plain way."""
+
+    def __init__(self, fast: int, slow: int) -> None:
+        self.fast, self.slow = fast, slow
+        self.fast_sum = self.slow_sum = Decimal(0)
+        self._quantum: Decimal | None = None  # the last close's exponent, as a Decimal
+        self._finest = 0  # the finest exponent of a close seen
+        self._precision = 0
+        self._bound = Decimal(0)  # 10^(precision + finest)
+
+    def push(self, closes: deque[Decimal], close: Decimal) -> None:
+        """Append ``close`` to ``closes`` (its length at most ``slow``), sums following."""
+        if len(closes) >= self.fast:
+            self.fast_sum = _EXACT.subtract(self.fast_sum, closes[-self.fast])
+        if len(closes) == self.slow:
+            self.slow_sum = _EXACT.subtract(self.slow_sum, closes[0])
+        closes.append(close)
+        self.fast_sum = _EXACT.add(self.fast_sum, close)
+        self.slow_sum = _EXACT.add(self.slow_sum, close)
+        if self._quantum is None or not close.same_quantum(self._quantum):
+            self._quantum = close
+            exponent = close.as_tuple().exponent
+            assert isinstance(exponent, int), "a close is a finite number"
+            self._finest = min(self._finest, exponent)
+            self._precision = 0  # the bound is computed again
+
+    def averages(self, closes: deque[Decimal]) -> tuple[Decimal, Decimal]:
+        precision = getcontext().prec
+        if precision != self._precision:
+            self._precision = precision
+            self._bound = _EXACT.scaleb(Decimal(1), precision + self._finest)
+        if self.slow_sum < self._bound:  # the fast window's sum is smaller still
+            return self.fast_sum / self.fast, self.slow_sum / self.slow
+        window = list(closes)
+        fast = sum(window[-self.fast :], Decimal(0)) / self.fast
+        return fast, sum(window, Decimal(0)) / self.slow
+
+
 class MovingAverageCrossover:
     def __init__(
         self,
@@ -99,28 +167,28 @@ class MovingAverageCrossover:
         self.max_slippage_bps = max_slippage_bps
         self._closes: deque[Decimal] = deque(maxlen=slow)
         self._above: bool | None = None  # fast above slow at the last tick
+        self._sums = WindowSums(fast, slow)
 
     def decide(self, tick: Tick) -> list[Intent]:
         close = tick.candle.close
-        self._closes.append(close)
+        self._sums.push(self._closes, close)
         if len(self._closes) < self.slow:
             return []
-        closes = list(self._closes)
-        fast_ma = sum(closes[-self.fast :], Decimal(0)) / self.fast
-        slow_ma = sum(closes, Decimal(0)) / self.slow
+        fast_ma, slow_ma = self._sums.averages(self._closes)
         above, was_above = fast_ma > slow_ma, self._above
         self._above = above
-        cross = f"fast SMA {_show(fast_ma)} {{}} slow SMA {_show(slow_ma)}"
         if above and was_above is False and tick.position == 0:
             quantity = self._size(tick)
             if quantity <= 0:
                 return []
-            return [self._market(tick, Side.BUY, quantity, cross.format("crossed above"))]
+            reason = _crossed(fast_ma, "above", slow_ma)
+            return [self._market(tick, Side.BUY, quantity, reason)]
         if not above and was_above is True and tick.position > 0:
             quantity = _lots_worth(self.market, tick.position, Decimal(1))
             if quantity <= 0:
                 return []
-            return [self._market(tick, Side.SELL, quantity, cross.format("crossed below"))]
+            reason = _crossed(fast_ma, "below", slow_ma)
+            return [self._market(tick, Side.SELL, quantity, reason)]
         return []
 
     def _size(self, tick: Tick) -> Decimal:

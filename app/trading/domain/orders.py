@@ -298,9 +298,16 @@ class MarketSpec:
     def nearest_ticks(self, price: Decimal) -> int:
         """A reference price (which need not be on the tick) in whole ticks, rounded down,
         at least one."""
-        pn, pd = _ratio(price)
-        tn, td = _ratio(self.tick_size)
-        return max(1, pn * td // (pd * tn))
+        try:
+            # Decimal's // is exact (the quotient's integer part, truncated: the floor of a
+            # positive price; anything at or below zero gives one tick either way); it
+            # refuses a quotient longer than the context's precision, hence the fallback
+            ticks = int(price // self.tick_size)
+        except (ArithmeticError, ValueError):
+            pn, pd = _ratio(price)
+            tn, td = _ratio(self.tick_size)
+            ticks = pn * td // (pd * tn)
+        return max(1, ticks)
 
     def price(self, ticks: int) -> Decimal:
         return self.tick_size * ticks

@@ -79,6 +79,7 @@ from app.trading.domain.lists import OCO_ROLES, Bracket, ListRole
 from app.trading.domain.orders import (
     BPS,
     EPOCH,
+    FINAL_STATUSES,
     LIVE_STATUSES,
     MarketSpec,
     OrderEvent,
@@ -208,6 +209,7 @@ class SimulatedVenue:
         self._orders: dict[int, _Order] = {}
         self._by_client: dict[str, _Order] = {}
         self._pending: list[_Order] = []  # submitted, not arrived
+        self._expiring: list[_Order] = []  # orders with an expiry (GTD) that may be live
         self._lists: dict[str, tuple[object, ListAck]] = {}  # by client list id
         self._entries_done: list[_Order] = []  # brackets' entries to hand over
         self._events: list[VenueEvent] = []
@@ -218,6 +220,7 @@ class SimulatedVenue:
         self._at = start  # the time of what happens now (a fill inside a candle: its open)
         self._last: int | None = None  # ticks: the last close
         self._budget = 0  # lots the market may still trade in this candle
+        self._shown: dict[str, tuple[int, int, Balance]] = {}  # the last balance shown
 
     # -- the clock and the market --------------------------------------------------------
 
@@ -244,6 +247,13 @@ class SimulatedVenue:
             UNLIMITED if share is None else int(candle.volume * share // self.market.lot_size)
         )
         self._expire(candle.open_time)
+        if not (self._pending or self._triggers or self._entries_done) and self._out_of_reach(
+            candle
+        ):
+            # nothing arrives, fires or trades in this candle: only the clock moves
+            self._last = self.market.nearest_ticks(candle.close)
+            self._now = self._at = candle.close_time
+            return
         base = self.market.base
         holding = self._available[base] + self._held[base] > 0
         previous: int | None = None
@@ -280,6 +290,18 @@ class SimulatedVenue:
             previous = point
         self._last = previous
         self._now = self._at = candle.close_time
+
+    def _out_of_reach(self, candle: Candle) -> bool:
+        """Whether no resting order is crossed anywhere on the candle's path (its points
+        lie between the low and the high, in ticks)."""
+        book = self._book
+        if not book:
+            return True
+        bid, ask = book.best_bid, book.best_ask
+        ticks = self.market.nearest_ticks
+        return (bid is None or bid < ticks(candle.low)) and (
+            ask is None or ask > ticks(candle.high)
+        )
 
     # -- Venue ---------------------------------------------------------------------------
 
@@ -352,6 +374,8 @@ class SimulatedVenue:
         for cid, leg in zip(ids, plan, strict=True):
             order = _Order(len(self._orders) + 1, cid, symbol, leg.request)
             order.valid, order.role, order.legs = leg.valid, leg.role, legs
+            if leg.valid.expires_at is not None:
+                self._expiring.append(order)
             order.currency = self._currency(leg.valid.side)
             if leg.status is OrderStatus.PENDING:
                 order.status = OrderStatus.PENDING
@@ -459,13 +483,26 @@ class SimulatedVenue:
         )
 
     def balances(self) -> Mapping[str, Balance]:
-        return {
-            c: Balance(c, self._amount(c, self._available[c]), self._amount(c, self._held[c]))
-            for c in self._scales
-        }
+        return {c: self.balance(c) for c in self._scales}
+
+    def balance(self, currency: str) -> Balance:
+        """One currency's of ``balances()`` (the same object while it does not change)."""
+        available, held = self._available[currency], self._held[currency]
+        shown = self._shown.get(currency)
+        if shown is None or shown[0] != available or shown[1] != held:
+            balance = Balance(
+                currency, self._amount(currency, available), self._amount(currency, held)
+            )
+            shown = self._shown[currency] = (available, held, balance)
+        return shown[2]
 
     def events(self, *, after: int = 0) -> tuple[VenueEvent, ...]:
         return tuple(self._events[after:])
+
+    @property
+    def event_count(self) -> int:
+        """The number of the last event (0: none yet)."""
+        return len(self._events)
 
     # -- orders arriving, trading and ending ---------------------------------------------
 
@@ -485,6 +522,8 @@ class SimulatedVenue:
             return InsufficientFunds.code
         order.valid, order.currency = valid, currency
         self._move_hold(order, units)
+        if valid.expires_at is not None:
+            self._expiring.append(order)
         return None
 
     def _arrive(self, order: _Order, price: int) -> None:
@@ -695,9 +734,13 @@ class SimulatedVenue:
                 self._arrive(order, price)
 
     def _expire(self, moment: datetime) -> None:
-        """GTD orders whose time has come, on the book and off it."""
-        self._absorb(self._book.handle(m.ExpireDue(self._next_seq(), epoch_ms(moment))))
-        for order in list(self._orders.values()):
+        """GTD orders whose time has come, on the book and off it (none to look at when
+        no order with an expiry is live: only the command's seq is used up)."""
+        seq = self._next_seq()
+        if not self._expiring:
+            return
+        self._absorb(self._book.handle(m.ExpireDue(seq, epoch_ms(moment))))
+        for order in list(self._expiring):
             expires = order.valid.expires_at if order.valid is not None else None
             if (
                 expires is not None
@@ -709,6 +752,7 @@ class SimulatedVenue:
                 self._triggers.disarm(order.order_id)
                 order.status = apply(order.status, OrderEvent.EXPIRE)
                 self._end(order, m.DoneReason.GTD_EXPIRED.value)
+        self._expiring = [o for o in self._expiring if o.status not in FINAL_STATUSES]
 
     # -- funds ---------------------------------------------------------------------------
 
