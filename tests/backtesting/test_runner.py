@@ -5,7 +5,7 @@ every decision, fill and equity point before t is unchanged (no lookahead)."""
 
 from __future__ import annotations
 
-from collections import deque
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
 from decimal import localcontext
@@ -13,7 +13,13 @@ from decimal import localcontext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.backtesting.domain.runner import RunResult, result_json, run_backtest
+from app.backtesting.domain.runner import (
+    EquityCurve,
+    EquityPoint,
+    RunResult,
+    result_json,
+    run_backtest,
+)
 from app.backtesting.domain.strategies import (
     DollarCostAveraging,
     MovingAverageCrossover,
@@ -222,16 +228,19 @@ def test_moving_averages_are_those_of_each_window_summed_in_the_context(
     # running sums instead of a window's additions at each close; with long prices and a
     # short precision the plain sums round, and so must the averages
     fast, slow = windows
-    sums, closes = WindowSums(fast, slow), deque[D](maxlen=slow)
+    sums = WindowSums(fast, slow)
     with localcontext() as context:
         context.prec = precision
         for i, u in enumerate(units):
             close = D(u).scaleb(exponents[i % len(exponents)])
-            sums.push(closes, close)
-            assert len(closes) == min(i + 1, slow) and closes[-1] == close
-            window = list(closes)
-            plain = (sum(window[-fast:], D(0)) / fast, sum(window, D(0)) / slow)
-            assert sums.averages(closes) == plain
+            averages = sums.update(close)
+            window = [D(v).scaleb(exponents[k % len(exponents)]) for k, v in enumerate(units)]
+            window = window[max(0, i + 1 - slow) : i + 1]
+            assert list(sums.closes) == window
+            if i + 1 < slow:
+                assert averages is None
+                continue
+            assert averages == (sum(window[-fast:], D(0)) / fast, sum(window, D(0)) / slow)
 
 
 @PROPERTIES
@@ -261,3 +270,18 @@ def test_the_crossover_s_averages_are_those_of_the_windows_summed_each_time(
                 decided.append((i, side, intent.reason))
                 position = D(1) if side == "buy" else D(0)
         assert decided == _decisions_summing_each_window(closes, fast, slow)
+
+
+def test_the_equity_curve_reads_as_the_tuple_of_its_points():
+    result = run(ma(quantity=D("2")), flat_candles([100, 99, 98, 97, 99, 102, 105, 104, 100]))
+    curve, points = result.equity, tuple(result.equity)
+    assert isinstance(curve, EquityCurve) and len(curve) == len(points) == 9
+    assert all(isinstance(p, EquityPoint) for p in points)
+    assert curve[0] == points[0] and curve[-1] == points[-1]
+    assert curve[2:5] == points[2:5] and list(curve[2:5]) == list(points[2:5])
+    assert curve == points and points == curve and curve != points[:-1]
+    assert curve == EquityCurve(curve.rows) and hash(curve) == hash(EquityCurve(curve.rows))
+    assert points[6] in curve and curve.index(points[6]) == 6
+    assert repr(curve) == f"EquityCurve({points!r})"
+    # the JSON is that of the points (what it was when the curve was a tuple of them)
+    assert result_json(result) == result_json(replace(result, equity=points))

@@ -74,8 +74,13 @@ def play(settings: SimulationSettings, seed: int) -> str:
     said: list[object] = []
     ids: list[str] = []
     lists: list[str] = []
+    shown = (v.changes, dict(v.balances()))
     for i, candle in enumerate(CANDLES):
         v.advance(candle)
+        # what a caller read stays true while ``changes`` stays the same
+        if v.changes == shown[0]:
+            assert dict(v.balances()) == shown[1]
+        shown = (v.changes, dict(v.balances()))
         close = candle.close
         for _ in range(rng.choice((0, 0, 0, 1, 1, 2))):
             roll = rng.random()
@@ -124,6 +129,7 @@ def play(settings: SimulationSettings, seed: int) -> str:
                 said.append(v.submit_list(symbol=SYMBOL, client_list_id=lists[-1], bracket=bracket))
             elif lists:
                 said.append(v.cancel_list(client_list_id=rng.choice(lists)))
+    assert v.event_count == len(v.events())
     record = repr((said, v.events(), v.open_orders(), dict(v.balances()), v.last_price, v.now))
     return hashlib.sha256(record.encode()).hexdigest()
 

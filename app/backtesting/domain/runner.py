@@ -13,6 +13,7 @@ The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
     fills       the venue's ``OrderFilled`` events, in order
     equity      one ``EquityPoint`` per candle, at its close: cash (the quote currency,
                 available and held) + position (the base, available and held) x close
+                (an ``EquityCurve``: plain rows, each made a point when read)
     fees        the sum of the fills' fees (quote currency)
     trades      round trips: from a flat position (in the base, counted from the
                 strategy's own fills) back to flat; a trade still open at the end is
@@ -26,10 +27,12 @@ played after each one (a caller's progress bar or row; it cannot change the run)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import starmap
+from typing import overload
 
 from app.backtesting.domain.strategies import CancelOrder, Intent, Strategy, Submit, Tick
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
@@ -63,6 +66,55 @@ class EquityPoint:
     equity: Decimal  # cash + position x price, in the quote currency
 
 
+EquityRow = tuple[datetime, Decimal, Decimal, Decimal, Decimal]  # EquityPoint's fields
+
+
+class EquityCurve(Sequence[EquityPoint]):
+    """A run's equity points, held as rows of their values and made ``EquityPoint``s when
+    read. A year of one-minute candles has half a million points: as objects they would
+    cost the garbage collector more than the rest of the run (rows of values it stops
+    looking at); equal to any sequence of the same points."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: Iterable[EquityRow]) -> None:
+        self._rows = tuple(rows)
+
+    @property
+    def rows(self) -> tuple[EquityRow, ...]:
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> EquityPoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> EquityCurve: ...
+
+    def __getitem__(self, index: int | slice) -> EquityPoint | EquityCurve:
+        if isinstance(index, slice):
+            return EquityCurve(self._rows[index])
+        return EquityPoint(*self._rows[index])
+
+    def __iter__(self) -> Iterator[EquityPoint]:
+        return starmap(EquityPoint, self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EquityCurve):
+            return self._rows == other._rows
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._rows)
+
+    def __repr__(self) -> str:
+        return f"EquityCurve({tuple(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     """A round trip, flat to flat (long only: spot)."""
@@ -92,7 +144,7 @@ class RunResult:
     settings: SimulationSettings
     decisions: tuple[Decision, ...]
     fills: tuple[OrderFilled, ...]
-    equity: tuple[EquityPoint, ...]
+    equity: Sequence[EquityPoint]  # an EquityCurve (or any sequence of the points)
     fees: Decimal
     trades: tuple[Trade, ...]
 
@@ -109,11 +161,12 @@ def run_backtest(
     start = candles[0].open_time if candles else EPOCH
     venue = SimulatedVenue(market, balances=balances, settings=settings, start=start)
     decisions: list[Decision] = []
-    equity: list[EquityPoint] = []
-    seen = 0
+    equity: list[EquityRow] = []
+    mark, decide, advance = equity.append, strategy.decide, venue.advance
+    seen, changes = 0, -1
     quote, base = market.quote, market.base
     for index, candle in enumerate(candles):
-        venue.advance(candle)
+        advance(candle)
         fills: tuple[OrderFilled, ...] = ()
         ended: tuple[OrderEnded, ...] = ()
         if venue.event_count > seen:
@@ -121,19 +174,20 @@ def run_backtest(
             seen += len(new)
             fills = tuple(e for e in new if isinstance(e, OrderFilled))
             ended = tuple(e for e in new if isinstance(e, OrderEnded))
-        money = venue.balance(quote)
-        position = venue.balance(base).total
-        tick = Tick(index, candle, fills, money.available, position, ended)
-        intents = strategy.decide(tick)
+        if venue.changes != changes:  # else the balances read last are still true
+            changes, money = venue.changes, venue.balance(quote)
+            available, cash, position = money.available, money.total, venue.balance(base).total
+        tick = Tick(index, candle, fills, available, position, ended)
+        intents = decide(tick)
         if intents:
             for intent in intents:
                 decisions.append(_decide(venue, market, tick, intent))
-            money = venue.balance(quote)  # the holds of what was submitted
-            position = venue.balance(base).total
-        cash, close = money.total, candle.close
-        equity.append(
-            EquityPoint(candle.close_time, close, cash, position, cash + position * close)
-        )
+            if venue.changes != changes:  # the holds of what was submitted
+                changes, money = venue.changes, venue.balance(quote)
+                available, cash = money.available, money.total
+                position = venue.balance(base).total
+        close = candle.close
+        mark((venue.now, close, cash, position, cash + position * close))  # now: the close
         if progress is not None:
             progress(index + 1)
     fills = tuple(e for e in venue.events() if isinstance(e, OrderFilled))
@@ -144,7 +198,7 @@ def run_backtest(
         settings=settings,
         decisions=tuple(decisions),
         fills=fills,
-        equity=tuple(equity),
+        equity=EquityCurve(equity),
         fees=sum((f.fee for f in fills), Decimal(0)),
         trades=round_trips(fills),
     )
@@ -204,4 +258,5 @@ def round_trips(fills: Sequence[OrderFilled]) -> tuple[Trade, ...]:
 
 def result_json(result: RunResult) -> str:
     """The result as canonical JSON (Decimals and times as strings, keys sorted)."""
-    return json.dumps(asdict(result), default=str, sort_keys=True, separators=(",", ":"))
+    plain = asdict(replace(result, equity=tuple(result.equity)))
+    return json.dumps(plain, default=str, sort_keys=True, separators=(",", ":"))

@@ -100,49 +100,75 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOper
 
 
 class WindowSums:
-    """The sums of the last ``fast`` and ``slow`` closes, kept as each close comes and
-    goes (exact), so an average costs one division instead of a window's additions.
+    """The last ``slow`` closes and the sums of the last ``fast`` and ``slow`` of them,
+    kept as each close comes and goes, so an average costs one division instead of a
+    window's additions.
 
-    The averages are those of ``sum(window) / n`` in the current context: equal whenever
-    that sum is exact, i.e. when every partial sum fits in the context's precision. The
-    closes are positive, so each partial sum is at most the window's, and a multiple of
-    10^e for e the finest exponent seen: a window's sum below 10^(precision + e) is
-    exact, else the averages are computed the plain way."""
+    The averages are those of ``sum(window) / n`` in the current context. The closes are
+    positive and multiples of 10^e, e the finest exponent seen, and so are the sums and
+    every partial sum; below 10^(precision + e) (``bound``) each fits in the context's
+    precision, so it is exact. The running sums are added to in the current context: a
+    result below the bound is exact, and one at or above it is a result the plain sums
+    might round too. Then the sums are taken again exactly from the window, and while
+    they are not below the bound the windows are summed the plain way."""
 
     def __init__(self, fast: int, slow: int) -> None:
         self.fast, self.slow = fast, slow
-        self.fast_sum = self.slow_sum = Decimal(0)
-        self._quantum: Decimal | None = None  # the last close's exponent, as a Decimal
+        self.closes: deque[Decimal] = deque(maxlen=slow)
+        self.fast_sum = self.slow_sum = Decimal(0)  # exact when ``_exact``
+        self._exact = True
+        self._quantum = Decimal("NaN")  # the last close's exponent, as a Decimal
         self._finest = 0  # the finest exponent of a close seen
-        self._precision = 0
+        self._precision = 0  # the context's, for which ``_bound`` was computed
         self._bound = Decimal(0)  # 10^(precision + finest)
 
-    def push(self, closes: deque[Decimal], close: Decimal) -> None:
-        """Append ``close`` to ``closes`` (its length at most ``slow``), sums following."""
-        if len(closes) >= self.fast:
-            self.fast_sum = _EXACT.subtract(self.fast_sum, closes[-self.fast])
-        if len(closes) == self.slow:
-            self.slow_sum = _EXACT.subtract(self.slow_sum, closes[0])
-        closes.append(close)
-        self.fast_sum = _EXACT.add(self.fast_sum, close)
-        self.slow_sum = _EXACT.add(self.slow_sum, close)
-        if self._quantum is None or not close.same_quantum(self._quantum):
-            self._quantum = close
-            exponent = close.as_tuple().exponent
-            assert isinstance(exponent, int), "a close is a finite number"
-            self._finest = min(self._finest, exponent)
-            self._precision = 0  # the bound is computed again
-
-    def averages(self, closes: deque[Decimal]) -> tuple[Decimal, Decimal]:
+    def update(self, close: Decimal) -> tuple[Decimal, Decimal] | None:
+        """Take ``close``; the fast and slow averages once ``slow`` closes are in."""
+        closes, fast, slow = self.closes, self.fast, self.slow
+        if not close.same_quantum(self._quantum):
+            self._new_quantum(close)
         precision = getcontext().prec
         if precision != self._precision:
             self._precision = precision
             self._bound = _EXACT.scaleb(Decimal(1), precision + self._finest)
-        if self.slow_sum < self._bound:  # the fast window's sum is smaller still
-            return self.fast_sum / self.fast, self.slow_sum / self.slow
+        n = len(closes)
+        fast_sum, slow_sum = self.fast_sum, self.slow_sum
+        try:
+            if n >= fast:
+                fast_sum -= closes[-fast]
+                if n == slow:
+                    slow_sum -= closes[0]
+            fast_sum += close
+            slow_sum += close
+        except ArithmeticError:  # a context that traps rounding: as at the bound
+            slow_sum = self._bound
+        closes.append(close)
+        self.fast_sum, self.slow_sum = fast_sum, slow_sum
+        if not (self._exact and slow_sum < self._bound):  # the fast sum is smaller still
+            self._exact = self._sum_again()
+        if n + 1 < slow:
+            return None
+        if self._exact:
+            return self.fast_sum / fast, self.slow_sum / slow
         window = list(closes)
-        fast = sum(window[-self.fast :], Decimal(0)) / self.fast
-        return fast, sum(window, Decimal(0)) / self.slow
+        return sum(window[-fast:], Decimal(0)) / fast, sum(window, Decimal(0)) / slow
+
+    def _sum_again(self) -> bool:
+        """The sums taken exactly from the window; whether they are below the bound."""
+        window = list(self.closes)
+        self.fast_sum = self.slow_sum = Decimal(0)
+        for k, close in enumerate(window):
+            self.slow_sum = _EXACT.add(self.slow_sum, close)
+            if k >= len(window) - self.fast:
+                self.fast_sum = _EXACT.add(self.fast_sum, close)
+        return self.slow_sum < self._bound
+
+    def _new_quantum(self, close: Decimal) -> None:
+        self._quantum = close
+        exponent = close.as_tuple().exponent
+        assert isinstance(exponent, int), "a close is a finite number"
+        self._finest = min(self._finest, exponent)
+        self._precision = 0  # the bound is computed again
 
 
 class MovingAverageCrossover:
@@ -165,16 +191,14 @@ class MovingAverageCrossover:
         self.fast, self.slow = fast, slow
         self.fraction, self.quantity = fraction, quantity
         self.max_slippage_bps = max_slippage_bps
-        self._closes: deque[Decimal] = deque(maxlen=slow)
         self._above: bool | None = None  # fast above slow at the last tick
         self._sums = WindowSums(fast, slow)
 
     def decide(self, tick: Tick) -> list[Intent]:
-        close = tick.candle.close
-        self._sums.push(self._closes, close)
-        if len(self._closes) < self.slow:
+        averages = self._sums.update(tick.candle.close)
+        if averages is None:
             return []
-        fast_ma, slow_ma = self._sums.averages(self._closes)
+        fast_ma, slow_ma = averages
         above, was_above = fast_ma > slow_ma, self._above
         self._above = above
         if above and was_above is False and tick.position == 0:

@@ -59,7 +59,7 @@ the fill, end and trigger paths of that private state (the list rules are in ``l
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -218,9 +218,14 @@ class SimulatedVenue:
         self._index = -1  # the last candle played
         self._now = start
         self._at = start  # the time of what happens now (a fill inside a candle: its open)
-        self._last: int | None = None  # ticks: the last close
+        self._last_ticks: int | None = None  # the last close in ticks (see ``_last``) ...
+        self._close: Decimal | None = None  # ... or the close not yet taken in ticks
         self._budget = 0  # lots the market may still trade in this candle
+        self._changes = 0  # how many times the balances changed
         self._shown: dict[str, tuple[int, int, Balance]] = {}  # the last balance shown
+        self._unit = {c: Decimal(1).scaleb(-s) for c, s in self._scales.items()}
+        self._quote_unit, self._base_units_per_lot = market.quote_unit, market.base_units_per_lot
+        self._share, self._lot = settings.volume_share, market.lot_size
 
     # -- the clock and the market --------------------------------------------------------
 
@@ -236,22 +241,41 @@ class SimulatedVenue:
     def candle_index(self) -> int:
         return self._index
 
+    @property
+    def changes(self) -> int:
+        """How many times the balances changed: what ``balances()`` shows stays the same
+        while this does."""
+        return self._changes
+
+    @property
+    def _last(self) -> int | None:
+        """Ticks: the last close (taken in ticks when first asked)."""
+        if self._close is not None:
+            self._last_ticks, self._close = self.market.nearest_ticks(self._close), None
+        return self._last_ticks
+
+    @_last.setter
+    def _last(self, ticks: int | None) -> None:
+        self._last_ticks, self._close = ticks, None
+
     def advance(self, candle: Candle) -> None:
         """Play one candle: arrivals at its open, triggers and fills along its path."""
-        if candle.open_time < self._now and self._index >= 0:
-            raise InvariantViolation(f"candle at {candle.open_time} is before {self._now}")
+        open_time = candle.open_time
+        if open_time < self._now and self._index >= 0:
+            raise InvariantViolation(f"candle at {open_time} is before {self._now}")
         self._index += 1
-        self._at = candle.open_time
-        share = self.settings.volume_share
-        self._budget = (
-            UNLIMITED if share is None else int(candle.volume * share // self.market.lot_size)
-        )
-        self._expire(candle.open_time)
-        if not (self._pending or self._triggers or self._entries_done) and self._out_of_reach(
-            candle
+        self._at = open_time
+        share = self._share
+        self._budget = UNLIMITED if share is None else int(candle.volume * share // self._lot)
+        if self._expiring:
+            self._expire(open_time)
+        else:
+            self._seq += 1  # the expiry's, used up as when there was something to expire
+        if not (self._pending or self._entries_done or self._triggers) and (
+            not self._book or self._out_of_reach(candle)
         ):
             # nothing arrives, fires or trades in this candle: only the clock moves
-            self._last = self.market.nearest_ticks(candle.close)
+            self._close = candle.close
             self._now = self._at = candle.close_time
             return
         base = self.market.base
@@ -273,13 +297,11 @@ class SimulatedVenue:
                     continue  # an OCO sibling fired first
                 order.status = apply(order.status, OrderEvent.TRIGGER)
                 self._emit(
-                    OrderTriggered(
-                        0,
-                        self._at,
-                        order.order_id,
-                        order.client_order_id,
-                        self.market.price(fired.price),
-                    )
+                    OrderTriggered,
+                    self._at,
+                    order.order_id,
+                    order.client_order_id,
+                    self.market.price(fired.price),
                 )
                 if order.role in OCO_ROLES:
                     self._cancel_siblings(order)
@@ -295,8 +317,6 @@ class SimulatedVenue:
         """Whether no resting order is crossed anywhere on the candle's path (its points
         lie between the low and the high, in ticks)."""
         book = self._book
-        if not book:
-            return True
         bid, ask = book.best_bid, book.best_ask
         ticks = self.market.nearest_ticks
         return (bid is None or bid < ticks(candle.low)) and (
@@ -531,9 +551,7 @@ class SimulatedVenue:
         if order.valid.trigger is not None:
             order.status = apply(order.status, OrderEvent.ARM)
             self._triggers.arm(order.order_id, order.valid)
-            self._emit(
-                OrderAccepted(0, self._at, order.order_id, order.client_order_id, order.status)
-            )
+            self._emit(OrderAccepted, self._at, order.order_id, order.client_order_id, order.status)
         else:
             self._take(order, price)
 
@@ -616,7 +634,7 @@ class SimulatedVenue:
             if isinstance(event, m.Accepted):
                 order.status = apply(order.status, OrderEvent.ACCEPT)
                 self._emit(
-                    OrderAccepted(0, self._at, order.order_id, order.client_order_id, order.status)
+                    OrderAccepted, self._at, order.order_id, order.client_order_id, order.status
                 )
             elif isinstance(event, m.Rejected):
                 order.status = apply(order.status, OrderEvent.REJECT)
@@ -635,7 +653,7 @@ class SimulatedVenue:
     ) -> None:
         spec, base, quote = self.market, self.market.base, self.market.quote
         assert order.valid is not None
-        base_units = fill.quantity * spec.base_units_per_lot
+        base_units = fill.quantity * self._base_units_per_lot
         if order.valid.side is Side.BUY:
             cost = fill.notional + fee
             order.hold -= cost
@@ -645,6 +663,7 @@ class SimulatedVenue:
             order.hold -= base_units
             self._held[base] -= base_units
             self._available[quote] += fill.notional - fee
+        self._changes += 1
         if order.hold < 0:
             raise InvariantViolation(f"order {order.order_id} spent more than it held")
         order.filled += fill.quantity
@@ -652,19 +671,17 @@ class SimulatedVenue:
             order.status, OrderEvent.FILL_PARTIAL if remaining else OrderEvent.FILL
         )
         self._emit(
-            OrderFilled(
-                0,
-                self._at,
-                order.order_id,
-                order.client_order_id,
-                order.valid.side,
-                spec.price(fill.price),
-                spec.quantity(fill.quantity),
-                spec.quote_amount(fill.notional),
-                spec.quote_amount(fee),
-                liquidity,
-                spec.quantity(remaining),
-            )
+            OrderFilled,
+            self._at,
+            order.order_id,
+            order.client_order_id,
+            order.valid.side,
+            spec.price(fill.price),
+            spec.quantity(fill.quantity),
+            self._quote_unit * fill.notional,
+            self._quote_unit * fee,
+            liquidity,
+            spec.quantity(remaining),
         )
         if order.role in OCO_ROLES:
             self._cancel_siblings(order)
@@ -674,7 +691,7 @@ class SimulatedVenue:
     def _end(self, order: _Order, reason: str) -> None:
         self._release(order)
         self._emit(
-            OrderEnded(0, self._at, order.order_id, order.client_order_id, order.status, reason)
+            OrderEnded, self._at, order.order_id, order.client_order_id, order.status, reason
         )
         if order.role == ListRole.ENTRY:
             self._entries_done.append(order)
@@ -687,7 +704,7 @@ class SimulatedVenue:
 
     def _release(self, order: _Order) -> None:
         """Release what is left of the hold, unless a live order shares it."""
-        if not any(
+        if not order.legs or not any(
             o is not order and o.funds is order.funds and o.status in LIVE_STATUSES
             for o in order.legs
         ):
@@ -766,6 +783,7 @@ class SimulatedVenue:
             return
         self._available[order.currency] -= units
         self._held[order.currency] += units
+        self._changes += 1
         order.hold += units
 
     def _hold_need(self, resting: m.RestingOrder, price: int, lots: int) -> int:
@@ -780,7 +798,7 @@ class SimulatedVenue:
         return notional + (-(-(so_far + notional * rate) // den)) - (-(-so_far // den))
 
     def _amount(self, currency: str, units: int) -> Decimal:
-        unit = Decimal(1).scaleb(-self._scales[currency])
+        unit = self._unit[currency]
         return (unit * units).quantize(unit)
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -789,8 +807,9 @@ class SimulatedVenue:
         self._seq += 1
         return self._seq
 
-    def _emit(self, event: VenueEvent) -> None:
-        self._events.append(replace(event, number=len(self._events) + 1))
+    def _emit(self, kind: Callable[..., VenueEvent], *fields: object) -> None:
+        """Record an event of ``kind``: its number, then ``fields``."""
+        self._events.append(kind(len(self._events) + 1, *fields))
 
     def _ack(self, order: _Order, code: str | None = None) -> OrderAck:
         return OrderAck(order.client_order_id, order.order_id, order.status, code)
