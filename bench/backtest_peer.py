@@ -7,7 +7,8 @@ one and on two worker processes.
 2. Two strategies, through our runner in the peer's mode (latency 1: a market order
    decided at a close fills at the next open; no volume cap; no slippage; one fee, 0.1 %,
    for makers and takers) and through the peer (``FractionalBacktest``): DCA (100 USDT
-   every 60 candles, take-profit 2 %) and an MA crossover (10/30, half the equity).
+   every 60 candles, take-profit 2 %) and an MA crossover, half the equity, at 10/30
+   (about 10,000 round trips a year: the cost of an order shows) and at 50/200.
    ``bench/backtest_peer_strategies.py`` says how both compute the same thing.
 3. Check: both made the same executions (candle, side, price, quantity); the exit status
    is 1 if not, and the first differences are printed.
@@ -79,7 +80,8 @@ VOLUME_LOT = Decimal("0.0001")  # the generated volumes'
 CASH = Decimal(1_000_000)
 PEER_MODE = SimulationSettings(volume_share=None, latency=1, slippage_bps=0)
 DCA = {"amount": Decimal(100), "every": 60, "take_profit": Decimal("0.02")}
-MA = {"fast": 10, "slow": 30, "fraction": Decimal("0.5")}
+MA = {"fast": 10, "slow": 30, "fraction": Decimal("0.5")}  # about 10,000 round trips a year
+SLOW_MA = {"fast": 50, "slow": 200, "fraction": Decimal("0.5")}  # the classic pair
 SWEEP_FAST, SWEEP_SLOW = "5:24:1", "30:120:10"  # 20 x 10 = 200 variants
 
 
@@ -100,13 +102,16 @@ CASES = (
         PeerDollarCostAveraging,
         DCA,
     ),
-    Case(
-        "MA crossover",
-        lambda: MovingAverageCrossover(
-            MARKET, fast=MA["fast"], slow=MA["slow"], fraction=MA["fraction"]
-        ),
-        PeerMovingAverageCrossover,
-        MA,
+    *(
+        Case(
+            f"MA {p['fast']}/{p['slow']}",
+            lambda p=p: MovingAverageCrossover(  # type: ignore[misc]
+                MARKET, fast=p["fast"], slow=p["slow"], fraction=p["fraction"]
+            ),
+            PeerMovingAverageCrossover,
+            p,
+        )
+        for p in (MA, SLOW_MA)
     ),
 )
 
@@ -413,6 +418,7 @@ def write_json(
         "strategies": {
             "DCA": {k: str(v) for k, v in DCA.items()},
             "MA": {k: str(v) for k, v in MA.items()},
+            "slow MA": {k: str(v) for k, v in SLOW_MA.items()},
         },
         "compared": [
             {

@@ -11,4 +11,4 @@ from bench.backtest_peer import generated, identical_trades
 
 def test_our_runner_and_backtesting_py_make_the_same_executions():
     candles = generated(5_000, timedelta(minutes=1), seed=3)
-    assert identical_trades(candles) == {"DCA": [], "MA crossover": []}
+    assert identical_trades(candles) == {"DCA": [], "MA 10/30": [], "MA 50/200": []}

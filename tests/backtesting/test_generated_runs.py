@@ -2,15 +2,18 @@
 pinned by the digest of ``result_json``: the strategies in each fill model (volume cap
 and partial fills, no cap, latency 0 and 2, slippage, each path mode) give the same bytes
 as when these digests were taken, before the runner, the venue and the strategies were
-made faster. A changed digest is a changed result: find out why before pinning another."""
+made faster; and so are their metrics (``evaluate``: the figures, the curve and the round
+trips). A changed digest is a changed result: find out why before pinning another."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from decimal import Decimal as D
 
 import pytest
 
+from app.backtesting.domain.evaluation import evaluate, metrics_json
 from app.backtesting.domain.runner import result_json, run_backtest
 from app.backtesting.domain.strategies import (
     DollarCostAveraging,
@@ -100,3 +103,35 @@ def test_a_generated_run_gives_the_pinned_bytes(name):
     refused = [d for d in result.decisions if d.outcome != "OK"]
     assert bool(refused) == (name in SHORT_OF_CASH)
     assert hashlib.sha256(result_json(result).encode()).hexdigest() == digest
+
+
+METRICS = {
+    "ma-fraction-default": "762ef9c07065acc15c68e604a8858fc266a6e9d9afabef78c158a82bb6541dd2",
+    "ma-fraction-thin": "58a1c262aac2f47e8df7a099cc7a4f915ecc629b9cea1273f7fd24fa307cac91",
+    "ma-quantity-no-cap": "282513621d61bfb60d2ad7cdb38349ca98c7be2a98b398a09ea6e94139af96ee",
+    "ma-quantity-ohlc-now-slipping": (
+        "8d306d3debe8e623d36ac346050e7057199f9d99c827c33ef1f095b121757081"
+    ),
+    "dca-tp-default": "bc3bad1d6d7c3605cf19749b3c39c439a818a2aebd805addde533b94c847a8f5",
+    "dca-tp-no-cap": "bc3bad1d6d7c3605cf19749b3c39c439a818a2aebd805addde533b94c847a8f5",
+    "dca-tp-olhc-late-slipping": "05e7ba904dfe23e0e52d8b8473251c356527a2bc56bdb9e869e3809273e36228",
+    "dca-now": "acc7d2fa933c09cef21817320b60786eb46927bfc0488646ed8a8f48e6ffdff1",
+    "dca-runs-out": "92302d30448ed2c8173b638747652a78c722bcb7f188455e20703b5f66aab080",
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_generated_run_s_metrics_give_the_pinned_bytes(name):
+    strategy, settings, _ = CASES[name]
+    cash = SHORT_OF_CASH.get(name, CASH)
+    result = run_backtest(strategy(), CANDLES, market=SPEC, balances=cash, settings=settings)
+    evaluated = evaluate(result)
+    text = json.dumps(
+        [
+            metrics_json(evaluated.metrics),
+            [repr(p) for p in evaluated.curve],
+            [repr(t) for t in evaluated.trades],
+        ],
+        sort_keys=True,
+    )
+    assert hashlib.sha256(text.encode()).hexdigest() == METRICS[name]

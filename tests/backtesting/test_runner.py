@@ -5,11 +5,12 @@ every decision, fill and equity point before t is unchanged (no lookahead)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from datetime import timedelta
 from decimal import Decimal as D
 from decimal import localcontext
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from app.backtesting.domain.strategies import (
     Submit,
     Tick,
     WindowSums,
+    make_tick,
 )
 from app.trading.domain.orders import OrderType, Side
 from app.venues.domain.paths import Candle, PathMode
@@ -285,3 +287,13 @@ def test_the_equity_curve_reads_as_the_tuple_of_its_points():
     assert repr(curve) == f"EquityCurve({points!r})"
     # the JSON is that of the points (what it was when the curve was a tuple of them)
     assert result_json(result) == result_json(replace(result, equity=points))
+
+
+def test_a_tick_made_fast_is_the_tick():
+    candle = flat_candles([100])[0]
+    args = (3, candle, (), D("12.5"), D("0.001"), ())
+    tick = make_tick(*args)
+    assert type(tick) is Tick and tick == Tick(*args) and hash(tick) == hash(Tick(*args))
+    assert (tick.index, tick.candle, tick.cash, tick.position) == (3, candle, D("12.5"), D("0.001"))
+    with pytest.raises(FrozenInstanceError):
+        tick.cash = D(0)  # type: ignore[misc]

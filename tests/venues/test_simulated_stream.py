@@ -76,7 +76,9 @@ def play(settings: SimulationSettings, seed: int) -> str:
     lists: list[str] = []
     shown = (v.changes, dict(v.balances()))
     for i, candle in enumerate(CANDLES):
-        v.advance(candle)
+        count, changes = v.event_count, v.changes
+        if not v.advance(candle):  # nothing happened: no event, the same balances
+            assert (v.event_count, v.changes) == (count, changes)
         # what a caller read stays true while ``changes`` stays the same
         if v.changes == shown[0]:
             assert dict(v.balances()) == shown[1]

@@ -34,7 +34,14 @@ from decimal import Decimal
 from itertools import starmap
 from typing import overload
 
-from app.backtesting.domain.strategies import CancelOrder, Intent, Strategy, Submit, Tick
+from app.backtesting.domain.strategies import (
+    CancelOrder,
+    Intent,
+    Strategy,
+    Submit,
+    Tick,
+    make_tick,
+)
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
@@ -163,23 +170,25 @@ def run_backtest(
     decisions: list[Decision] = []
     equity: list[EquityRow] = []
     mark, decide, advance = equity.append, strategy.decide, venue.advance
-    seen, changes = 0, -1
+    seen, changes, decided = 0, -1, True
     quote, base = market.quote, market.base
     for index, candle in enumerate(candles):
-        advance(candle)
         fills: tuple[OrderFilled, ...] = ()
         ended: tuple[OrderEnded, ...] = ()
-        if venue.event_count > seen:
-            new = venue.events(after=seen)
-            seen += len(new)
-            fills = tuple(e for e in new if isinstance(e, OrderFilled))
-            ended = tuple(e for e in new if isinstance(e, OrderEnded))
-        if venue.changes != changes:  # else the balances read last are still true
-            changes, money = venue.changes, venue.balance(quote)
-            available, cash, position = money.available, money.total, venue.balance(base).total
-        tick = Tick(index, candle, fills, available, position, ended)
+        if advance(candle) or decided:  # else no event and the balances read are true
+            if venue.event_count > seen:
+                new = venue.events(after=seen)
+                seen += len(new)
+                fills = tuple(e for e in new if isinstance(e, OrderFilled))
+                ended = tuple(e for e in new if isinstance(e, OrderEnded))
+            if venue.changes != changes:
+                changes, money = venue.changes, venue.balance(quote)
+                available, cash = money.available, money.total
+                position = venue.balance(base).total
+        tick = make_tick(index, candle, fills, available, position, ended)
         intents = decide(tick)
-        if intents:
+        decided = bool(intents)
+        if decided:
             for intent in intents:
                 decisions.append(_decide(venue, market, tick, intent))
             if venue.changes != changes:  # the holds of what was submitted

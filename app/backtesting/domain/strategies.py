@@ -57,6 +57,33 @@ class Tick:
     ended: tuple[OrderEnded, ...] = ()  # its orders that ended unfilled or part filled
 
 
+_new = object.__new__
+_SET_INDEX, _SET_CANDLE, _SET_FILLS, _SET_CASH, _SET_POSITION, _SET_ENDED = (
+    getattr(Tick, name).__set__ for name in Tick.__slots__
+)
+
+
+def make_tick(
+    index: int,
+    candle: Candle,
+    fills: tuple[OrderFilled, ...],
+    cash: Decimal,
+    position: Decimal,
+    ended: tuple[OrderEnded, ...],
+) -> Tick:
+    """``Tick(index, candle, fills, cash, position, ended)`` in half the time (the runner
+    makes one per candle): its slots set directly, as the frozen class's ``__init__``
+    does through ``object.__setattr__``."""
+    tick = _new(Tick)
+    _SET_INDEX(tick, index)
+    _SET_CANDLE(tick, candle)
+    _SET_FILLS(tick, fills)
+    _SET_CASH(tick, cash)
+    _SET_POSITION(tick, position)
+    _SET_ENDED(tick, ended)
+    return tick
+
+
 @dataclass(frozen=True, slots=True)
 class Submit:
     client_order_id: str
@@ -114,6 +141,7 @@ class WindowSums:
 
     def __init__(self, fast: int, slow: int) -> None:
         self.fast, self.slow = fast, slow
+        self._fast, self._slow = Decimal(fast), Decimal(slow)  # the divisors, made once
         self.closes: deque[Decimal] = deque(maxlen=slow)
         self.fast_sum = self.slow_sum = Decimal(0)  # exact when ``_exact``
         self._exact = True
@@ -149,7 +177,7 @@ class WindowSums:
         if n + 1 < slow:
             return None
         if self._exact:
-            return self.fast_sum / fast, self.slow_sum / slow
+            return self.fast_sum / self._fast, self.slow_sum / self._slow
         window = list(closes)
         return sum(window[-fast:], Decimal(0)) / fast, sum(window, Decimal(0)) / slow
 

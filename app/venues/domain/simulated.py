@@ -258,8 +258,10 @@ class SimulatedVenue:
     def _last(self, ticks: int | None) -> None:
         self._last_ticks, self._close = ticks, None
 
-    def advance(self, candle: Candle) -> None:
-        """Play one candle: arrivals at its open, triggers and fills along its path."""
+    def advance(self, candle: Candle) -> bool:
+        """Play one candle: arrivals at its open, triggers and fills along its path.
+        False when nothing can have happened but the clock moving: no event, no change
+        in the balances."""
         open_time = candle.open_time
         if open_time < self._now and self._index >= 0:
             raise InvariantViolation(f"candle at {open_time} is before {self._now}")
@@ -267,7 +269,8 @@ class SimulatedVenue:
         self._at = open_time
         share = self._share
         self._budget = UNLIMITED if share is None else int(candle.volume * share // self._lot)
-        if self._expiring:
+        expired = bool(self._expiring)
+        if expired:
             self._expire(open_time)
         else:
             self._seq += 1  # the expiry's, used up as when there was something to expire
@@ -276,8 +279,8 @@ class SimulatedVenue:
         ):
             # nothing arrives, fires or trades in this candle: only the clock moves
             self._close = candle.close
-            self._now = self._at = candle.close_time
-            return
+            self._now = self._at = open_time + candle.interval
+            return expired
         base = self.market.base
         holding = self._available[base] + self._held[base] > 0
         previous: int | None = None
@@ -290,8 +293,9 @@ class SimulatedVenue:
                 for order in due:
                     if order.status is OrderStatus.NEW:  # not canceled by an OCO sibling
                         self._arrive(order, point)
-                self._hand_over(point)
-            for fired in self._triggers.observe(previous, point):
+                if self._entries_done:
+                    self._hand_over(point)
+            for fired in self._triggers.observe(previous, point) if self._triggers else ():
                 order = self._orders[fired.order_id]
                 if order.status is not OrderStatus.UNTRIGGERED:
                     continue  # an OCO sibling fired first
@@ -307,11 +311,14 @@ class SimulatedVenue:
                     self._cancel_siblings(order)
                 self._take(order, fired.price)
                 self._hand_over(point)
-            self._sweep(point)
-            self._hand_over(point)
+            if self._book:
+                self._sweep(point)
+                if self._entries_done:
+                    self._hand_over(point)
             previous = point
         self._last = previous
         self._now = self._at = candle.close_time
+        return True
 
     def _out_of_reach(self, candle: Candle) -> bool:
         """Whether no resting order is crossed anywhere on the candle's path (its points
