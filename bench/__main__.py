@@ -58,6 +58,7 @@ SUBCOMMANDS = {
     "leaderboard": "bench.leaderboard",  # cached vs uncached, and the job, 10,000 leaders
     "copy": "bench.copy_latency",  # leader fill -> all copies accepted, 100 / 1,000 followers
     "accounts": "bench.account_enumeration",  # reset / register: known vs unknown address
+    "backtest": "bench.backtest_peer",  # a year of minute candles vs backtesting.py; sweep
 }
 
 

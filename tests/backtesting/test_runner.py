@@ -5,17 +5,30 @@ every decision, fill and equity point before t is unchanged (no lookahead)."""
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
 from datetime import timedelta
 from decimal import Decimal as D
+from decimal import localcontext
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.backtesting.domain.runner import RunResult, result_json, run_backtest
+from app.backtesting.domain.runner import (
+    EquityCurve,
+    EquityPoint,
+    RunResult,
+    result_json,
+    run_backtest,
+)
 from app.backtesting.domain.strategies import (
     DollarCostAveraging,
     MovingAverageCrossover,
     Strategy,
+    Submit,
+    Tick,
+    WindowSums,
+    make_tick,
 )
 from app.trading.domain.orders import OrderType, Side
 from app.venues.domain.paths import Candle, PathMode
@@ -177,3 +190,111 @@ def test_no_lookahead_truncating_the_data_changes_nothing_before(steps, cut, whi
     for point in full.equity:
         assert point.equity == point.cash + point.position * point.price
         assert point.cash >= 0 and point.position >= 0
+
+
+def _decisions_summing_each_window(
+    closes: list[D], fast: int, slow: int
+) -> list[tuple[int, str, str]]:
+    """The crossover's decisions as first written: both windows summed at each close (in
+    the current context), the position flat until it buys and full until it sells."""
+    out: list[tuple[int, str, str]] = []
+    above: bool | None = None
+    holding = False
+    for i in range(slow - 1, len(closes)):
+        window = closes[i - slow + 1 : i + 1]
+        fast_ma = sum(window[-fast:], D(0)) / fast
+        slow_ma = sum(window, D(0)) / slow
+        now_above = fast_ma > slow_ma
+        shown = f"fast SMA {fast_ma.quantize(D('0.0001'))} {{}} slow SMA "
+        shown += f"{slow_ma.quantize(D('0.0001'))}"
+        if now_above and above is False and not holding:
+            out.append((i, "buy", shown.format("crossed above")))
+            holding = True
+        elif not now_above and above is True and holding:
+            out.append((i, "sell", shown.format("crossed below")))
+            holding = False
+        above = now_above
+    return out
+
+
+@PROPERTIES
+@given(
+    units=st.lists(st.integers(1, 10**14), min_size=1, max_size=80),
+    exponents=st.lists(st.integers(-8, 2), min_size=1, max_size=3),
+    precision=st.sampled_from([28, 12, 6]),
+    windows=st.tuples(st.integers(1, 6), st.integers(1, 12)).filter(lambda w: w[0] < w[1]),
+)
+def test_moving_averages_are_those_of_each_window_summed_in_the_context(
+    units, exponents, precision, windows
+):
+    # running sums instead of a window's additions at each close; with long prices and a
+    # short precision the plain sums round, and so must the averages
+    fast, slow = windows
+    sums = WindowSums(fast, slow)
+    with localcontext() as context:
+        context.prec = precision
+        for i, u in enumerate(units):
+            close = D(u).scaleb(exponents[i % len(exponents)])
+            averages = sums.update(close)
+            window = [D(v).scaleb(exponents[k % len(exponents)]) for k, v in enumerate(units)]
+            window = window[max(0, i + 1 - slow) : i + 1]
+            assert list(sums.closes) == window
+            if i + 1 < slow:
+                assert averages is None
+                continue
+            assert averages == (sum(window[-fast:], D(0)) / fast, sum(window, D(0)) / slow)
+
+
+@PROPERTIES
+@given(
+    # below 10^7: the averages shown to 4 decimals fit in the smallest precision, 12
+    units=st.lists(st.integers(1, 10**11), min_size=2, max_size=80),
+    exponent=st.integers(-8, -5),
+    precision=st.sampled_from([28, 16, 12]),
+    windows=st.tuples(st.integers(1, 6), st.integers(1, 12)).filter(lambda w: w[0] < w[1]),
+)
+def test_the_crossover_s_averages_are_those_of_the_windows_summed_each_time(
+    units, exponent, precision, windows
+):
+    # the strategy keeps running sums; with long prices and a short precision the plain
+    # sums round (the strategy must then sum the windows itself): the same decisions and
+    # the same averages in the reasons either way
+    fast, slow = windows
+    closes = [D(u).scaleb(exponent + (i % 3 == 0)) for i, u in enumerate(units)]
+    with localcontext() as context:
+        context.prec = precision
+        strategy = MovingAverageCrossover(SPEC, fast=fast, slow=slow, quantity=D(1))
+        decided, position = [], D(0)
+        for i, close in enumerate(closes):
+            candle = Candle(T0 + timedelta(hours=i), close, close, close, close, D(1))
+            for intent in strategy.decide(Tick(i, candle, (), D(10**9), position)):
+                assert isinstance(intent, Submit)
+                side = intent.request.side.value.lower()
+                decided.append((i, side, intent.reason))
+                position = D(1) if side == "buy" else D(0)
+        assert decided == _decisions_summing_each_window(closes, fast, slow)
+
+
+def test_the_equity_curve_reads_as_the_tuple_of_its_points():
+    result = run(ma(quantity=D("2")), flat_candles([100, 99, 98, 97, 99, 102, 105, 104, 100]))
+    curve, points = result.equity, tuple(result.equity)
+    assert isinstance(curve, EquityCurve) and len(curve) == len(points) == 9
+    assert all(isinstance(p, EquityPoint) for p in points)
+    assert curve[0] == points[0] and curve[-1] == points[-1]
+    assert curve[2:5] == points[2:5] and list(curve[2:5]) == list(points[2:5])
+    assert curve == points and points == curve and curve != points[:-1]
+    assert curve == EquityCurve(curve.rows) and hash(curve) == hash(EquityCurve(curve.rows))
+    assert points[6] in curve and curve.index(points[6]) == 6
+    assert repr(curve) == f"EquityCurve({points!r})"
+    # the JSON is that of the points (what it was when the curve was a tuple of them)
+    assert result_json(result) == result_json(replace(result, equity=points))
+
+
+def test_a_tick_made_fast_is_the_tick():
+    candle = flat_candles([100])[0]
+    args = (3, candle, (), D("12.5"), D("0.001"), ())
+    tick = make_tick(*args)
+    assert type(tick) is Tick and tick == Tick(*args) and hash(tick) == hash(Tick(*args))
+    assert (tick.index, tick.candle, tick.cash, tick.position) == (3, candle, D("12.5"), D("0.001"))
+    with pytest.raises(FrozenInstanceError):
+        tick.cash = D(0)  # type: ignore[misc]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from app.backtesting.domain.evaluation import venue_candles
+from app.marketdata.domain.synthetic import Synthetic, generate_candles
 from app.trading.domain.orders import MarketSpec
 from app.venues.domain.paths import Candle
 
@@ -37,3 +39,14 @@ def random_candle(hour: int, open_: int, close: int, up: int, down: int, volume:
         SPEC.price(close),
         Decimal(volume),
     )
+
+
+def generated_candles(
+    count: int, *, seed: int = 0, interval: timedelta = timedelta(hours=1), **model: object
+) -> list[Candle]:
+    """``count`` candles of ``SPEC`` from the seeded generator (geometric Brownian motion
+    with jumps, ``app.marketdata.domain.synthetic``), as the simulated venue takes them;
+    ``model`` overrides ``Synthetic``'s other parameters (``price=Decimal(100)``...)."""
+    series = Synthetic(count, interval=interval, seed=seed, **model)  # type: ignore[arg-type]
+    stored = generate_candles(series, tick_size=SPEC.tick_size, lot_size=SPEC.lot_size)
+    return venue_candles(stored, interval)

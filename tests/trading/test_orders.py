@@ -167,6 +167,20 @@ def test_reference_prices_off_the_tick_are_rounded_down():
     assert market().nearest_ticks(D("0.001")) == 1
 
 
+@PROPERTIES
+@given(
+    tick=st.sampled_from(["0.01", "0.5", "0.03", "25", "1E-12", "7"]),
+    digits=st.integers(-(10**45), 10**45),
+    exponent=st.integers(-20, 5),
+)
+def test_a_reference_price_in_ticks_is_the_exact_floor(tick, digits, exponent):
+    # prices of up to 46 digits: beyond the context's 28, Decimal's // refuses and the
+    # exact ratio answers
+    price = D(digits).scaleb(exponent)
+    floor = Fraction(price) // Fraction(D(tick))
+    assert market(tick_size=D(tick), quote_scale=16).nearest_ticks(price) == max(1, floor)
+
+
 def test_epoch_ms():
     assert orders.epoch_ms(datetime(1970, 1, 1, 0, 0, 1, 500, tzinfo=UTC)) == 1000
     assert orders.epoch_ms(NOW) == int(NOW.timestamp()) * 1000

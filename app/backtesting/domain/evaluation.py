@@ -36,7 +36,7 @@ from app.backtesting.domain.metrics import (
     ReturnStatistics,
     backtest_result,
 )
-from app.backtesting.domain.runner import RunResult, Trade
+from app.backtesting.domain.runner import EquityCurve, RunResult, Trade
 from app.marketdata.domain.candles import Candle as StoredCandle
 from app.marketdata.domain.candles import Interval
 from app.venues.domain.paths import Candle
@@ -52,6 +52,11 @@ def venue_candles(candles: Iterable[StoredCandle], interval: timedelta | Interva
 
 
 def equity_curve(run: RunResult) -> list[EquityPoint]:
+    if isinstance(run.equity, EquityCurve):  # its rows, without making each point twice
+        return [
+            EquityPoint(at, equity, price, position > 0)
+            for at, price, _cash, position, equity in run.equity.rows
+        ]
     return [EquityPoint(p.at, p.equity, p.price, p.position > 0) for p in run.equity]
 
 

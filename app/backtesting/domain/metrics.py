@@ -27,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Overflow
-from itertools import pairwise
+from functools import reduce
+from itertools import pairwise, repeat
 from statistics import NormalDist
 
 CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)
@@ -152,7 +153,8 @@ def simple_returns(equity: Sequence[Decimal]) -> list[Decimal] | None:
     below zero equity (a return from nothing is undefined)."""
     if any(value <= 0 for value in equity[:-1]):
         return None
-    return [CONTEXT.subtract(CONTEXT.divide(b, a), ONE) for a, b in pairwise(equity)]
+    ratios = map(CONTEXT.divide, equity[1:], equity[:-1])
+    return list(map(CONTEXT.subtract, ratios, repeat(ONE)))
 
 
 def max_drawdown(curve: Sequence[EquityPoint]) -> Drawdown:
@@ -184,7 +186,7 @@ def return_statistics(returns: Sequence[Decimal] | None) -> ReturnStatistics:
         return ReturnStatistics(0, None, None, None, None, None)
     n = len(returns)
     mean = CONTEXT.divide(_sum(returns), Decimal(n))
-    deviations = [CONTEXT.subtract(r, mean) for r in returns]
+    deviations = list(map(CONTEXT.subtract, returns, repeat(mean)))
     m2 = _moment(deviations, 2)
     stdev = CONTEXT.sqrt(CONTEXT.divide(CONTEXT.multiply(m2, n), n - 1)) if n > 1 else None
     sharpe = CONTEXT.divide(mean, stdev) if stdev else None
@@ -309,14 +311,13 @@ def deflated_sharpe_ratio(
 
 
 def _sum(values: Iterable[Decimal]) -> Decimal:
-    total = ZERO
-    for value in values:
-        total = CONTEXT.add(total, value)
-    return total
+    """Added in order under ``CONTEXT`` (the loop in C: these run over every bar)."""
+    return reduce(CONTEXT.add, values, ZERO)
 
 
 def _moment(deviations: Sequence[Decimal], power: int) -> Decimal:
-    return CONTEXT.divide(_sum(CONTEXT.power(d, power) for d in deviations), len(deviations))
+    powers = map(CONTEXT.power, deviations, repeat(power))
+    return CONTEXT.divide(_sum(powers), len(deviations))
 
 
 def _annualise(per_bar: Decimal | None, per_year: Decimal) -> Decimal | None:

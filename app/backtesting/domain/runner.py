@@ -16,6 +16,7 @@ The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
     fills       the venue's ``OrderFilled`` events, in order
     equity      one ``EquityPoint`` per candle, at its close: cash (the quote currency,
                 available and held) + position (the base, available and held) x close
+                (an ``EquityCurve``: plain rows, each made a point when read)
     fees        the sum of the fills' fees (quote currency)
     trades      round trips: from a flat position (in the base, counted from the
                 strategy's own fills) back to flat; a trade still open at the end is
@@ -29,10 +30,12 @@ played after each one (a caller's progress bar or row; it cannot change the run)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import starmap
+from typing import overload
 
 from app.backtesting.domain.strategies import (
     CancelList,
@@ -42,6 +45,7 @@ from app.backtesting.domain.strategies import (
     Strategy,
     SubmitList,
     Tick,
+    make_tick,
 )
 from app.core.errors import InvariantViolation
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
@@ -77,6 +81,55 @@ class EquityPoint:
     equity: Decimal  # cash + position x price, in the quote currency
 
 
+EquityRow = tuple[datetime, Decimal, Decimal, Decimal, Decimal]  # EquityPoint's fields
+
+
+class EquityCurve(Sequence[EquityPoint]):
+    """A run's equity points, held as rows of their values and made ``EquityPoint``s when
+    read. A year of one-minute candles has half a million points: as objects they would
+    cost the garbage collector more than the rest of the run (rows of values it stops
+    looking at); equal to any sequence of the same points."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: Iterable[EquityRow]) -> None:
+        self._rows = tuple(rows)
+
+    @property
+    def rows(self) -> tuple[EquityRow, ...]:
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> EquityPoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> EquityCurve: ...
+
+    def __getitem__(self, index: int | slice) -> EquityPoint | EquityCurve:
+        if isinstance(index, slice):
+            return EquityCurve(self._rows[index])
+        return EquityPoint(*self._rows[index])
+
+    def __iter__(self) -> Iterator[EquityPoint]:
+        return starmap(EquityPoint, self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EquityCurve):
+            return self._rows == other._rows
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._rows)
+
+    def __repr__(self) -> str:
+        return f"EquityCurve({tuple(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     """A round trip, flat to flat (long only: spot)."""
@@ -106,7 +159,7 @@ class RunResult:
     settings: SimulationSettings
     decisions: tuple[Decision, ...]
     fills: tuple[OrderFilled, ...]
-    equity: tuple[EquityPoint, ...]
+    equity: Sequence[EquityPoint]  # an EquityCurve (or any sequence of the points)
     fees: Decimal
     trades: tuple[Trade, ...]
 
@@ -126,32 +179,40 @@ def run_backtest(
     start = candles[0].open_time if candles else EPOCH
     venue = SimulatedVenue(market, balances=balances, settings=settings, start=start)
     decisions: list[Decision] = []
-    equity: list[EquityPoint] = []
-    seen = 0
+    equity: list[EquityRow] = []
+    mark, decide, advance = equity.append, strategy.decide, venue.advance
+    seen, changes, decided = 0, -1, True
+    quote, base = market.quote, market.base
+    reactive = isinstance(strategy, Reactive)
     for index, candle in enumerate(candles):
-        venue.advance(candle)
-        new = venue.events(after=seen)
-        seen += len(new)
-        own = venue.balances()
-        tick = Tick(
-            index,
-            candle,
-            tuple(e for e in new if isinstance(e, OrderFilled)),
-            own[market.quote].available,
-            own[market.base].total,
-            tuple(e for e in new if isinstance(e, OrderEnded)),
-        )
-        for intent in strategy.decide(tick):
+        fills: tuple[OrderFilled, ...] = ()
+        ended: tuple[OrderEnded, ...] = ()
+        if advance(candle) or decided:  # else no event and the balances read are true
+            if venue.event_count > seen:
+                new = venue.events(after=seen)
+                seen += len(new)
+                fills = tuple(e for e in new if isinstance(e, OrderFilled))
+                ended = tuple(e for e in new if isinstance(e, OrderEnded))
+            if venue.changes != changes:
+                changes, money = venue.changes, venue.balance(quote)
+                available, cash = money.available, money.total
+                position = venue.balance(base).total
+        tick = make_tick(index, candle, fills, available, position, ended)
+        intents = decide(tick)
+        decided = bool(intents)
+        for intent in intents:
             decisions.append(_decide(venue, market, tick, intent))
-        if isinstance(strategy, Reactive):
-            seen = _follow_up(strategy, venue, market, tick, decisions, seen)
-        own = venue.balances()
-        cash, position = own[market.quote].total, own[market.base].total
-        equity.append(
-            EquityPoint(
-                candle.close_time, candle.close, cash, position, cash + position * candle.close
-            )
-        )
+        if reactive:  # what its orders caused at this close, answered at this close
+            made = len(decisions)
+            seen = _follow_up(strategy, venue, market, tick, decisions, seen)  # type: ignore[arg-type]
+            decided = decided or len(decisions) > made
+        if decided:
+            if venue.changes != changes:  # the holds of what was submitted
+                changes, money = venue.changes, venue.balance(quote)
+                available, cash = money.available, money.total
+                position = venue.balance(base).total
+        close = candle.close
+        mark((venue.now, close, cash, position, cash + position * close))  # now: the close
         if progress is not None:
             progress(index + 1)
     fills = tuple(e for e in venue.events() if isinstance(e, OrderFilled))
@@ -162,7 +223,7 @@ def run_backtest(
         settings=settings,
         decisions=tuple(decisions),
         fills=fills,
-        equity=tuple(equity),
+        equity=EquityCurve(equity),
         fees=sum((f.fee for f in fills), Decimal(0)),
         trades=round_trips(fills),
     )
@@ -271,4 +332,5 @@ def round_trips(fills: Sequence[OrderFilled]) -> tuple[Trade, ...]:
 
 def result_json(result: RunResult) -> str:
     """The result as canonical JSON (Decimals and times as strings, keys sorted)."""
-    return json.dumps(asdict(result), default=str, sort_keys=True, separators=(",", ":"))
+    plain = asdict(replace(result, equity=tuple(result.equity)))
+    return json.dumps(plain, default=str, sort_keys=True, separators=(",", ":"))

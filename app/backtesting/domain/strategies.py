@@ -16,6 +16,9 @@ whatever it decides at candle t depends on candles 0..t and the fills they produ
                              take-profit, keeps one limit sell of the whole position at
                              its average cost (fees included) x (1 + take_profit),
                              replaced after every buy.
+    WindowSums               the crossover's two moving averages, kept from running
+                             sums (equal to summing each window in the context's
+                             precision, which is done instead when that would round).
 
 Market orders carry ``max_slippage_bps`` (their worst price, from the last close).
 """
@@ -24,7 +27,18 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    getcontext,
+)
 from typing import Protocol, runtime_checkable
 
 from app.core.errors import InvariantViolation
@@ -42,6 +56,33 @@ class Tick:
     cash: Decimal  # the quote currency: available (not held by orders)
     position: Decimal  # the base currency: total (available and held)
     ended: tuple[OrderEnded, ...] = ()  # its orders that ended unfilled or part filled
+
+
+_new = object.__new__
+_SET_INDEX, _SET_CANDLE, _SET_FILLS, _SET_CASH, _SET_POSITION, _SET_ENDED = (
+    getattr(Tick, name).__set__ for name in Tick.__slots__
+)
+
+
+def make_tick(
+    index: int,
+    candle: Candle,
+    fills: tuple[OrderFilled, ...],
+    cash: Decimal,
+    position: Decimal,
+    ended: tuple[OrderEnded, ...],
+) -> Tick:
+    """``Tick(index, candle, fills, cash, position, ended)`` in half the time (the runner
+    makes one per candle): its slots set directly, as the frozen class's ``__init__``
+    does through ``object.__setattr__``."""
+    tick = _new(Tick)
+    _SET_INDEX(tick, index)
+    _SET_CANDLE(tick, candle)
+    _SET_FILLS(tick, fills)
+    _SET_CASH(tick, cash)
+    _SET_POSITION(tick, position)
+    _SET_ENDED(tick, ended)
+    return tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +148,87 @@ def _show(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.0001'))}"
 
 
+def _crossed(fast_ma: Decimal, way: str, slow_ma: Decimal) -> str:
+    return f"fast SMA {_show(fast_ma)} crossed {way} slow SMA {_show(slow_ma)}"
+
+
+# Sums that are never rounded (additions within this precision are exact).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Inexact])
+
+
+class WindowSums:
+    """The last ``slow`` closes and the sums of the last ``fast`` and ``slow`` of them,
+    kept as each close comes and goes, so an average costs one division instead of a
+    window's additions.
+
+    The averages are those of ``sum(window) / n`` in the current context. The closes are
+    positive and multiples of 10^e, e the finest exponent seen, and so are the sums and
+    every partial sum; below 10^(precision + e) (``bound``) each fits in the context's
+    precision, so it is exact. The running sums are added to in the current context: a
+    result below the bound is exact, and one at or above it is a result the plain sums
+    might round too. Then the sums are taken again exactly from the window, and while
+    they are not below the bound the windows are summed the plain way."""
+
+    def __init__(self, fast: int, slow: int) -> None:
+        self.fast, self.slow = fast, slow
+        self._fast, self._slow = Decimal(fast), Decimal(slow)  # the divisors, made once
+        self.closes: deque[Decimal] = deque(maxlen=slow)
+        self.fast_sum = self.slow_sum = Decimal(0)  # exact when ``_exact``
+        self._exact = True
+        self._quantum = Decimal("NaN")  # the last close's exponent, as a Decimal
+        self._finest = 0  # the finest exponent of a close seen
+        self._precision = 0  # the context's, for which ``_bound`` was computed
+        self._bound = Decimal(0)  # 10^(precision + finest)
+
+    def update(self, close: Decimal) -> tuple[Decimal, Decimal] | None:
+        """Take ``close``; the fast and slow averages once ``slow`` closes are in."""
+        closes, fast, slow = self.closes, self.fast, self.slow
+        if not close.same_quantum(self._quantum):
+            self._new_quantum(close)
+        precision = getcontext().prec
+        if precision != self._precision:
+            self._precision = precision
+            self._bound = _EXACT.scaleb(Decimal(1), precision + self._finest)
+        n = len(closes)
+        fast_sum, slow_sum = self.fast_sum, self.slow_sum
+        try:
+            if n >= fast:
+                fast_sum -= closes[-fast]
+                if n == slow:
+                    slow_sum -= closes[0]
+            fast_sum += close
+            slow_sum += close
+        except ArithmeticError:  # a context that traps rounding: as at the bound
+            slow_sum = self._bound
+        closes.append(close)
+        self.fast_sum, self.slow_sum = fast_sum, slow_sum
+        if not (self._exact and slow_sum < self._bound):  # the fast sum is smaller still
+            self._exact = self._sum_again()
+        if n + 1 < slow:
+            return None
+        if self._exact:
+            return self.fast_sum / self._fast, self.slow_sum / self._slow
+        window = list(closes)
+        return sum(window[-fast:], Decimal(0)) / fast, sum(window, Decimal(0)) / slow
+
+    def _sum_again(self) -> bool:
+        """The sums taken exactly from the window; whether they are below the bound."""
+        window = list(self.closes)
+        self.fast_sum = self.slow_sum = Decimal(0)
+        for k, close in enumerate(window):
+            self.slow_sum = _EXACT.add(self.slow_sum, close)
+            if k >= len(window) - self.fast:
+                self.fast_sum = _EXACT.add(self.fast_sum, close)
+        return self.slow_sum < self._bound
+
+    def _new_quantum(self, close: Decimal) -> None:
+        self._quantum = close
+        exponent = close.as_tuple().exponent
+        assert isinstance(exponent, int), "a close is a finite number"
+        self._finest = min(self._finest, exponent)
+        self._precision = 0  # the bound is computed again
+
+
 class MovingAverageCrossover:
     def __init__(
         self,
@@ -127,30 +249,28 @@ class MovingAverageCrossover:
         self.fast, self.slow = fast, slow
         self.fraction, self.quantity = fraction, quantity
         self.max_slippage_bps = max_slippage_bps
-        self._closes: deque[Decimal] = deque(maxlen=slow)
         self._above: bool | None = None  # fast above slow at the last tick
+        self._sums = WindowSums(fast, slow)
 
     def decide(self, tick: Tick) -> list[Intent]:
-        close = tick.candle.close
-        self._closes.append(close)
-        if len(self._closes) < self.slow:
+        averages = self._sums.update(tick.candle.close)
+        if averages is None:
             return []
-        closes = list(self._closes)
-        fast_ma = sum(closes[-self.fast :], Decimal(0)) / self.fast
-        slow_ma = sum(closes, Decimal(0)) / self.slow
+        fast_ma, slow_ma = averages
         above, was_above = fast_ma > slow_ma, self._above
         self._above = above
-        cross = f"fast SMA {_show(fast_ma)} {{}} slow SMA {_show(slow_ma)}"
         if above and was_above is False and tick.position == 0:
             quantity = self._size(tick)
             if quantity <= 0:
                 return []
-            return [self._market(tick, Side.BUY, quantity, cross.format("crossed above"))]
+            reason = _crossed(fast_ma, "above", slow_ma)
+            return [self._market(tick, Side.BUY, quantity, reason)]
         if not above and was_above is True and tick.position > 0:
             quantity = _lots_worth(self.market, tick.position, Decimal(1))
             if quantity <= 0:
                 return []
-            return [self._market(tick, Side.SELL, quantity, cross.format("crossed below"))]
+            reason = _crossed(fast_ma, "below", slow_ma)
+            return [self._market(tick, Side.SELL, quantity, reason)]
         return []
 
     def _size(self, tick: Tick) -> Decimal:

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import cache
 from math import gcd
 
 from app.core.errors import InvariantViolation
@@ -242,40 +243,35 @@ class MarketSpec:
             )
         return None
 
+    # The derived figures below are computed once per distinct value: an
+    # order asks for several of them, and each is a few Decimal divisions.
+
     @property
     def quote_unit(self) -> Decimal:
-        return Decimal(1).scaleb(-self.quote_scale)
+        return _minor_unit(self.quote_scale)
 
     @property
     def units_per_tick_lot(self) -> int:
         """Quote minor units in one tick times one lot: a fill's value is
         ``price_ticks * quantity_lots * units_per_tick_lot``."""
-        units = _whole_multiple(self.tick_size * self.lot_size, self.quote_unit)
-        assert units is not None  # checked in __post_init__
-        return units
+        return _tick_lot_units(self.tick_size, self.lot_size, self.quote_scale)
 
     @property
     def fee_denominator(self) -> int:
         """The least common denominator of both fee rates."""
-        _, maker_den = _ratio(self.maker_fee)
-        _, taker_den = _ratio(self.taker_fee)
-        return maker_den * taker_den // gcd(maker_den, taker_den)
+        return _fee_terms(self.maker_fee, self.taker_fee)[0]
 
     @property
     def maker_fee_numerator(self) -> int:
-        numerator, denominator = _ratio(self.maker_fee)
-        return numerator * (self.fee_denominator // denominator)
+        return _fee_terms(self.maker_fee, self.taker_fee)[1]
 
     @property
     def taker_fee_numerator(self) -> int:
-        numerator, denominator = _ratio(self.taker_fee)
-        return numerator * (self.fee_denominator // denominator)
+        return _fee_terms(self.maker_fee, self.taker_fee)[2]
 
     @property
     def base_units_per_lot(self) -> int:
-        units = _whole_multiple(self.lot_size, Decimal(1).scaleb(-self.base_scale))
-        assert units is not None  # checked in __post_init__
-        return units
+        return _lot_units(self.lot_size, self.base_scale)
 
     def to_ticks(self, price: Decimal, *, field: str = "price") -> int:
         ticks = _whole_multiple(_positive(price, field), self.tick_size)
@@ -298,9 +294,16 @@ class MarketSpec:
     def nearest_ticks(self, price: Decimal) -> int:
         """A reference price (which need not be on the tick) in whole ticks, rounded down,
         at least one."""
-        pn, pd = _ratio(price)
-        tn, td = _ratio(self.tick_size)
-        return max(1, pn * td // (pd * tn))
+        try:
+            # Decimal's // is exact (the quotient's integer part, truncated: the floor of a
+            # positive price; anything at or below zero gives one tick either way); it
+            # refuses a quotient longer than the context's precision, hence the fallback
+            ticks = int(price // self.tick_size)
+        except (ArithmeticError, ValueError):
+            pn, pd = _ratio(price)
+            tn, td = _ratio(self.tick_size)
+            ticks = pn * td // (pd * tn)
+        return max(1, ticks)
 
     def price(self, ticks: int) -> Decimal:
         return self.tick_size * ticks
@@ -313,6 +316,43 @@ class MarketSpec:
 
     def notional_units(self, price_ticks: int, quantity_lots: int) -> int:
         return price_ticks * quantity_lots * self.units_per_tick_lot
+
+
+# Each depends on its arguments' values only (equal Decimals give equal answers), so the
+# first answer for a value serves every spec with it.
+
+
+@cache
+def _minor_unit(scale: int) -> Decimal:
+    return Decimal(1).scaleb(-scale)
+
+
+@cache
+def _tick_lot_units(tick_size: Decimal, lot_size: Decimal, quote_scale: int) -> int:
+    units = _whole_multiple(tick_size * lot_size, _minor_unit(quote_scale))
+    assert units is not None  # checked in MarketSpec.__post_init__
+    return units
+
+
+@cache
+def _lot_units(lot_size: Decimal, base_scale: int) -> int:
+    units = _whole_multiple(lot_size, _minor_unit(base_scale))
+    assert units is not None  # checked in MarketSpec.__post_init__
+    return units
+
+
+@cache
+def _fee_terms(maker_fee: Decimal, taker_fee: Decimal) -> tuple[int, int, int]:
+    """(the least common denominator of both rates, the maker's numerator over it, the
+    taker's)."""
+    maker_num, maker_den = _ratio(maker_fee)
+    taker_num, taker_den = _ratio(taker_fee)
+    denominator = maker_den * taker_den // gcd(maker_den, taker_den)
+    return (
+        denominator,
+        maker_num * (denominator // maker_den),
+        taker_num * (denominator // taker_den),
+    )
 
 
 def _positive(value: Decimal, field: str) -> Decimal:

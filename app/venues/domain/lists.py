@@ -22,9 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The simulated venue plans its lists with the live venue's planning (re-exported here).
-from app.trading.domain.lists import plan_bracket as plan_bracket
-from app.trading.domain.lists import plan_oco as plan_oco
 from app.venues.domain.venue import OrderAck
 
 OCO_REASON = "OCO"  # the reason of a leg its sibling canceled

@@ -59,7 +59,7 @@ the fill, end and trigger paths of that private state (the list rules are in ``l
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -75,10 +75,11 @@ from app.trading.domain.errors import (
     OrderNotFound,
     UnknownMarket,
 )
-from app.trading.domain.lists import OCO_ROLES, Bracket, ListRole
+from app.trading.domain.lists import OCO_ROLES, Bracket, ListRole, plan_bracket, plan_oco
 from app.trading.domain.orders import (
     BPS,
     EPOCH,
+    FINAL_STATUSES,
     LIVE_STATUSES,
     MarketSpec,
     OrderEvent,
@@ -93,14 +94,7 @@ from app.trading.domain.orders import (
     hold_units,
     validate_order,
 )
-from app.venues.domain.lists import (
-    ENTRY_NOT_FILLED,
-    OCO_REASON,
-    ListAck,
-    leg_client_id,
-    plan_bracket,
-    plan_oco,
-)
+from app.venues.domain.lists import ENTRY_NOT_FILLED, OCO_REASON, ListAck, leg_client_id
 from app.venues.domain.paths import Candle, PathMode, path_points
 from app.venues.domain.triggers import TriggerSet
 from app.venues.domain.venue import (
@@ -208,6 +202,7 @@ class SimulatedVenue:
         self._orders: dict[int, _Order] = {}
         self._by_client: dict[str, _Order] = {}
         self._pending: list[_Order] = []  # submitted, not arrived
+        self._expiring: list[_Order] = []  # orders with an expiry (GTD) that may be live
         self._lists: dict[str, tuple[object, ListAck]] = {}  # by client list id
         self._entries_done: list[_Order] = []  # brackets' entries to hand over
         self._events: list[VenueEvent] = []
@@ -216,8 +211,14 @@ class SimulatedVenue:
         self._index = -1  # the last candle played
         self._now = start
         self._at = start  # the time of what happens now (a fill inside a candle: its open)
-        self._last: int | None = None  # ticks: the last close
+        self._last_ticks: int | None = None  # the last close in ticks (see ``_last``) ...
+        self._close: Decimal | None = None  # ... or the close not yet taken in ticks
         self._budget = 0  # lots the market may still trade in this candle
+        self._changes = 0  # how many times the balances changed
+        self._shown: dict[str, tuple[int, int, Balance]] = {}  # the last balance shown
+        self._unit = {c: Decimal(1).scaleb(-s) for c, s in self._scales.items()}
+        self._quote_unit, self._base_units_per_lot = market.quote_unit, market.base_units_per_lot
+        self._share, self._lot = settings.volume_share, market.lot_size
 
     # -- the clock and the market --------------------------------------------------------
 
@@ -233,17 +234,46 @@ class SimulatedVenue:
     def candle_index(self) -> int:
         return self._index
 
-    def advance(self, candle: Candle) -> None:
-        """Play one candle: arrivals at its open, triggers and fills along its path."""
-        if candle.open_time < self._now and self._index >= 0:
-            raise InvariantViolation(f"candle at {candle.open_time} is before {self._now}")
+    @property
+    def changes(self) -> int:
+        """How many times the balances changed: what ``balances()`` shows stays the same
+        while this does."""
+        return self._changes
+
+    @property
+    def _last(self) -> int | None:
+        """Ticks: the last close (taken in ticks when first asked)."""
+        if self._close is not None:
+            self._last_ticks, self._close = self.market.nearest_ticks(self._close), None
+        return self._last_ticks
+
+    @_last.setter
+    def _last(self, ticks: int | None) -> None:
+        self._last_ticks, self._close = ticks, None
+
+    def advance(self, candle: Candle) -> bool:
+        """Play one candle: arrivals at its open, triggers and fills along its path.
+        False when nothing can have happened but the clock moving: no event, no change
+        in the balances."""
+        open_time = candle.open_time
+        if open_time < self._now and self._index >= 0:
+            raise InvariantViolation(f"candle at {open_time} is before {self._now}")
         self._index += 1
-        self._at = candle.open_time
-        share = self.settings.volume_share
-        self._budget = (
-            UNLIMITED if share is None else int(candle.volume * share // self.market.lot_size)
-        )
-        self._expire(candle.open_time)
+        self._at = open_time
+        share = self._share
+        self._budget = UNLIMITED if share is None else int(candle.volume * share // self._lot)
+        expired = bool(self._expiring)
+        if expired:
+            self._expire(open_time)
+        else:
+            self._seq += 1  # the expiry's, used up as when there was something to expire
+        if not (self._pending or self._entries_done or self._triggers) and (
+            not self._book or self._out_of_reach(candle)
+        ):
+            # nothing arrives, fires or trades in this candle: only the clock moves
+            self._close = candle.close
+            self._now = self._at = open_time + candle.interval
+            return expired
         base = self.market.base
         holding = self._available[base] + self._held[base] > 0
         previous: int | None = None
@@ -256,30 +286,42 @@ class SimulatedVenue:
                 for order in due:
                     if order.status is OrderStatus.NEW:  # not canceled by an OCO sibling
                         self._arrive(order, point)
-                self._hand_over(point)
-            for fired in self._triggers.observe(previous, point):
+                if self._entries_done:
+                    self._hand_over(point)
+            for fired in self._triggers.observe(previous, point) if self._triggers else ():
                 order = self._orders[fired.order_id]
                 if order.status is not OrderStatus.UNTRIGGERED:
                     continue  # an OCO sibling fired first
                 order.status = apply(order.status, OrderEvent.TRIGGER)
                 self._emit(
-                    OrderTriggered(
-                        0,
-                        self._at,
-                        order.order_id,
-                        order.client_order_id,
-                        self.market.price(fired.price),
-                    )
+                    OrderTriggered,
+                    self._at,
+                    order.order_id,
+                    order.client_order_id,
+                    self.market.price(fired.price),
                 )
                 if order.role in OCO_ROLES:
                     self._cancel_siblings(order)
                 self._take(order, fired.price)
                 self._hand_over(point)
-            self._sweep(point)
-            self._hand_over(point)
+            if self._book:
+                self._sweep(point)
+                if self._entries_done:
+                    self._hand_over(point)
             previous = point
         self._last = previous
         self._now = self._at = candle.close_time
+        return True
+
+    def _out_of_reach(self, candle: Candle) -> bool:
+        """Whether no resting order is crossed anywhere on the candle's path (its points
+        lie between the low and the high, in ticks)."""
+        book = self._book
+        bid, ask = book.best_bid, book.best_ask
+        ticks = self.market.nearest_ticks
+        return (bid is None or bid < ticks(candle.low)) and (
+            ask is None or ask > ticks(candle.high)
+        )
 
     # -- Venue ---------------------------------------------------------------------------
 
@@ -352,6 +394,8 @@ class SimulatedVenue:
         for cid, leg in zip(ids, plan, strict=True):
             order = _Order(len(self._orders) + 1, cid, symbol, leg.request)
             order.valid, order.role, order.legs = leg.valid, leg.role, legs
+            if leg.valid.expires_at is not None:
+                self._expiring.append(order)
             order.currency = self._currency(leg.valid.side)
             if leg.status is OrderStatus.PENDING:
                 order.status = OrderStatus.PENDING
@@ -459,13 +503,26 @@ class SimulatedVenue:
         )
 
     def balances(self) -> Mapping[str, Balance]:
-        return {
-            c: Balance(c, self._amount(c, self._available[c]), self._amount(c, self._held[c]))
-            for c in self._scales
-        }
+        return {c: self.balance(c) for c in self._scales}
+
+    def balance(self, currency: str) -> Balance:
+        """One currency's of ``balances()`` (the same object while it does not change)."""
+        available, held = self._available[currency], self._held[currency]
+        shown = self._shown.get(currency)
+        if shown is None or shown[0] != available or shown[1] != held:
+            balance = Balance(
+                currency, self._amount(currency, available), self._amount(currency, held)
+            )
+            shown = self._shown[currency] = (available, held, balance)
+        return shown[2]
 
     def events(self, *, after: int = 0) -> tuple[VenueEvent, ...]:
         return tuple(self._events[after:])
+
+    @property
+    def event_count(self) -> int:
+        """The number of the last event (0: none yet)."""
+        return len(self._events)
 
     # -- orders arriving, trading and ending ---------------------------------------------
 
@@ -485,6 +542,8 @@ class SimulatedVenue:
             return InsufficientFunds.code
         order.valid, order.currency = valid, currency
         self._move_hold(order, units)
+        if valid.expires_at is not None:
+            self._expiring.append(order)
         return None
 
     def _arrive(self, order: _Order, price: int) -> None:
@@ -492,9 +551,7 @@ class SimulatedVenue:
         if order.valid.trigger is not None:
             order.status = apply(order.status, OrderEvent.ARM)
             self._triggers.arm(order.order_id, order.valid)
-            self._emit(
-                OrderAccepted(0, self._at, order.order_id, order.client_order_id, order.status)
-            )
+            self._emit(OrderAccepted, self._at, order.order_id, order.client_order_id, order.status)
         else:
             self._take(order, price)
 
@@ -577,7 +634,7 @@ class SimulatedVenue:
             if isinstance(event, m.Accepted):
                 order.status = apply(order.status, OrderEvent.ACCEPT)
                 self._emit(
-                    OrderAccepted(0, self._at, order.order_id, order.client_order_id, order.status)
+                    OrderAccepted, self._at, order.order_id, order.client_order_id, order.status
                 )
             elif isinstance(event, m.Rejected):
                 order.status = apply(order.status, OrderEvent.REJECT)
@@ -596,7 +653,7 @@ class SimulatedVenue:
     ) -> None:
         spec, base, quote = self.market, self.market.base, self.market.quote
         assert order.valid is not None
-        base_units = fill.quantity * spec.base_units_per_lot
+        base_units = fill.quantity * self._base_units_per_lot
         if order.valid.side is Side.BUY:
             cost = fill.notional + fee
             order.hold -= cost
@@ -606,6 +663,7 @@ class SimulatedVenue:
             order.hold -= base_units
             self._held[base] -= base_units
             self._available[quote] += fill.notional - fee
+        self._changes += 1
         if order.hold < 0:
             raise InvariantViolation(f"order {order.order_id} spent more than it held")
         order.filled += fill.quantity
@@ -613,19 +671,17 @@ class SimulatedVenue:
             order.status, OrderEvent.FILL_PARTIAL if remaining else OrderEvent.FILL
         )
         self._emit(
-            OrderFilled(
-                0,
-                self._at,
-                order.order_id,
-                order.client_order_id,
-                order.valid.side,
-                spec.price(fill.price),
-                spec.quantity(fill.quantity),
-                spec.quote_amount(fill.notional),
-                spec.quote_amount(fee),
-                liquidity,
-                spec.quantity(remaining),
-            )
+            OrderFilled,
+            self._at,
+            order.order_id,
+            order.client_order_id,
+            order.valid.side,
+            spec.price(fill.price),
+            spec.quantity(fill.quantity),
+            self._quote_unit * fill.notional,
+            self._quote_unit * fee,
+            liquidity,
+            spec.quantity(remaining),
         )
         if order.role in OCO_ROLES:
             self._cancel_siblings(order)
@@ -635,7 +691,7 @@ class SimulatedVenue:
     def _end(self, order: _Order, reason: str) -> None:
         self._release(order)
         self._emit(
-            OrderEnded(0, self._at, order.order_id, order.client_order_id, order.status, reason)
+            OrderEnded, self._at, order.order_id, order.client_order_id, order.status, reason
         )
         if order.role == ListRole.ENTRY:
             self._entries_done.append(order)
@@ -648,7 +704,7 @@ class SimulatedVenue:
 
     def _release(self, order: _Order) -> None:
         """Release what is left of the hold, unless a live order shares it."""
-        if not any(
+        if not order.legs or not any(
             o is not order and o.funds is order.funds and o.status in LIVE_STATUSES
             for o in order.legs
         ):
@@ -695,9 +751,13 @@ class SimulatedVenue:
                 self._arrive(order, price)
 
     def _expire(self, moment: datetime) -> None:
-        """GTD orders whose time has come, on the book and off it."""
-        self._absorb(self._book.handle(m.ExpireDue(self._next_seq(), epoch_ms(moment))))
-        for order in list(self._orders.values()):
+        """GTD orders whose time has come, on the book and off it (none to look at when
+        no order with an expiry is live: only the command's seq is used up)."""
+        seq = self._next_seq()
+        if not self._expiring:
+            return
+        self._absorb(self._book.handle(m.ExpireDue(seq, epoch_ms(moment))))
+        for order in list(self._expiring):
             expires = order.valid.expires_at if order.valid is not None else None
             if (
                 expires is not None
@@ -709,6 +769,7 @@ class SimulatedVenue:
                 self._triggers.disarm(order.order_id)
                 order.status = apply(order.status, OrderEvent.EXPIRE)
                 self._end(order, m.DoneReason.GTD_EXPIRED.value)
+        self._expiring = [o for o in self._expiring if o.status not in FINAL_STATUSES]
 
     # -- funds ---------------------------------------------------------------------------
 
@@ -722,6 +783,7 @@ class SimulatedVenue:
             return
         self._available[order.currency] -= units
         self._held[order.currency] += units
+        self._changes += 1
         order.hold += units
 
     def _hold_need(self, resting: m.RestingOrder, price: int, lots: int) -> int:
@@ -736,7 +798,7 @@ class SimulatedVenue:
         return notional + (-(-(so_far + notional * rate) // den)) - (-(-so_far // den))
 
     def _amount(self, currency: str, units: int) -> Decimal:
-        unit = Decimal(1).scaleb(-self._scales[currency])
+        unit = self._unit[currency]
         return (unit * units).quantize(unit)
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -745,8 +807,9 @@ class SimulatedVenue:
         self._seq += 1
         return self._seq
 
-    def _emit(self, event: VenueEvent) -> None:
-        self._events.append(replace(event, number=len(self._events) + 1))
+    def _emit(self, kind: Callable[..., VenueEvent], *fields: object) -> None:
+        """Record an event of ``kind``: its number, then ``fields``."""
+        self._events.append(kind(len(self._events) + 1, *fields))
 
     def _ack(self, order: _Order, code: str | None = None) -> OrderAck:
         return OrderAck(order.client_order_id, order.order_id, order.status, code)
