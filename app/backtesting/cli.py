@@ -326,19 +326,26 @@ def sweep_json(
     }
 
 
+SWEEP_CHUNK = 8  # variants per task: the candles travel once per task, not per variant
+
+
 def sweep(
     inputs: specs.RunInputs,
     variants: Sequence[specs.StrategyParameters],
     *,
     executor: Executor,
+    chunk: int = SWEEP_CHUNK,
 ) -> sweeps.SweepOutcome:
-    """Each variant on ``inputs`` in ``executor``, summarised in variant order (so the
-    outcome does not depend on the number of workers or their timing)."""
-    futures = [executor.submit(sweeps.run_variant, inputs, v) for v in variants]
-    with Progress(total=len(futures), label="sweep") as shown:
-        for _ in as_completed(futures):
-            shown.advance()
-    return sweeps.summarise(f.result() for f in futures)
+    """Each variant on ``inputs`` in ``executor``, ``chunk`` variants per task (pickling
+    the candles for each variant cost more than a second worker gained), summarised in
+    variant order (so the outcome does not depend on the number of workers or their
+    timing)."""
+    chunks = [variants[i : i + chunk] for i in range(0, len(variants), chunk)]
+    futures = {executor.submit(sweeps.run_variants, inputs, c): len(c) for c in chunks}
+    with Progress(total=len(variants), label="sweep") as shown:
+        for done in as_completed(futures):
+            shown.advance(futures[done])
+    return sweeps.summarise(outcome for f in futures for outcome in f.result())
 
 
 def metrics_table(m: BacktestMetrics, currency: str) -> str:

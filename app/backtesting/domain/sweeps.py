@@ -69,6 +69,12 @@ def run_variant(inputs: RunInputs, parameters: StrategyParameters) -> VariantOut
     return VariantOutcome(parameters, result.metrics)
 
 
+def run_variants(inputs: RunInputs, variants: Sequence[StrategyParameters]) -> list[VariantOutcome]:
+    """Several variants on the same inputs, in order: one task of a sweep, so a worker
+    receives the candles once for all of them."""
+    return [run_variant(inputs, parameters) for parameters in variants]
+
+
 @dataclass(frozen=True, slots=True)
 class SweepOutcome:
     variants: tuple[VariantOutcome, ...]  # in variant order
