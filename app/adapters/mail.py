@@ -131,7 +131,7 @@ def registration_attempt_mail(*, to: str) -> Mail:
             "Hello,\n\n"
             "Someone tried to create a CryptoOrchestrator account with this email address, "
             "which already has one.\n\n"
-            "If it was you: sign in with your password, or choose \"Forgot password\" "
+            'If it was you: sign in with your password, or choose "Forgot password" '
             "to reset it. If it was not you, ignore this mail: nothing was changed.\n"
         ),
     )

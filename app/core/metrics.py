@@ -43,6 +43,7 @@ def operation_label(name: str | None) -> str:
     _seen_operations.add(name)
     return name
 
+
 # what an operator watches (README "Operations"): read from PostgreSQL at scrape time,
 # so every API process reports the same database-wide values
 ENGINE_LAG = Gauge(

@@ -16,7 +16,7 @@ services; a missing optional key only makes the text plainer)::
     transfer.received           transferId currency amount [memo]
     social.copy_skipped         followId reason [symbol side]
     social.follow_paused        followId reason [leaderName positionsClosed]
-    social.new_follower         followId [followerName]
+    social.new_follower         followId (the follower is not named: followers stay anonymous)
     social.profit_share         followId settlementId amount currency role (LEADER/FOLLOWER)
 
 Price alerts fire on trades (``app.notifications.price_alerts``); ``price_alert_hit`` drafts
@@ -252,7 +252,7 @@ def _follow_paused(_user_id: int, p: Payload) -> Draft:
     leader = p.get("leaderName") or "a leader"
     body = f"Copying {leader} was paused: {_words(p['reason'])}."
     if p.get("positionsClosed"):
-        body += " The positions copied from them were closed."
+        body += " The positions copied from them are being closed."
     return Draft(
         NotificationType.RISK,
         Priority.HIGH,
@@ -263,12 +263,11 @@ def _follow_paused(_user_id: int, p: Payload) -> Draft:
 
 
 def _new_follower(_user_id: int, p: Payload) -> Draft:
-    who = p.get("followerName") or "A new follower"
     return Draft(
         NotificationType.SOCIAL,
         Priority.MEDIUM,
         "New follower",
-        f"{who} now copies your trades.",
+        "A new follower now copies your trades.",
         global_id("Follow", p["followId"]),
     )
 

@@ -101,7 +101,12 @@ async def _mark(session: AsyncSession, outcomes: Sequence[_Outcome]) -> None:
         copy = outcome.copy
         events.append(
             skipped_event(
-                copy.follower_id, copy.follow_id, row["leader_fill_id"], copy.symbol, outcome.reason
+                copy.follower_id,
+                copy.follow_id,
+                row["leader_fill_id"],
+                copy.symbol,
+                copy.side,
+                outcome.reason,
             )
         )
     await outbox.write(session, *events)

@@ -313,6 +313,7 @@ async def record_copies(
     if rows:
         inserted = await connection.fetch(_INSERT_COPIES_SQL, *columns(rows))
         symbols = {f.id: f.fill.symbol for f in fills}
+        sides = {f.id: f.side for f in fills}
         await outbox.write(
             session,
             *[
@@ -321,6 +322,7 @@ async def record_copies(
                     r["follow_id"],
                     r["leader_fill_id"],
                     symbols[r["leader_fill_id"]],
+                    sides[r["leader_fill_id"]],
                     r["reason"],
                 )
                 for r in inserted
@@ -343,9 +345,13 @@ async def record_copies(
 
 
 def skipped_event(
-    follower_id: int, follow_id: int, leader_fill_id: int, symbol: str, reason: str
+    follower_id: int, follow_id: int, leader_fill_id: int, symbol: str, side: str, reason: str
 ) -> topics.Event:
     skipped = topics.CopySkipped(
-        follow_id=follow_id, leader_fill_id=leader_fill_id, symbol=symbol, reason=reason
+        follow_id=follow_id,
+        leader_fill_id=leader_fill_id,
+        symbol=symbol,
+        side=side,
+        reason=reason,
     )
     return topics.copy_skipped(follower_id, skipped)

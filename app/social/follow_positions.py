@@ -165,9 +165,11 @@ async def _apply_positions(connection: Any, fills: list[_FollowerFill]) -> None:
 
 _STOP_LOSS_SQL = """
     SELECT f.id, f.follower_id, f.allocation, f.stop_loss_percent, f.close_on_stop_loss,
-           p.quantity, p.cost, p.realized_pnl, coalesce(m.last_price, m.reference_price) AS price
+           l.display_name AS leader_name, p.quantity, p.cost, p.realized_pnl,
+           coalesce(m.last_price, m.reference_price) AS price
     FROM follows f
     JOIN follow_positions p ON p.follow_id = f.id
+    LEFT JOIN leaders l ON l.user_id = f.leader_id
     LEFT JOIN markets m ON m.base = p.currency AND m.quote = f.quote
     WHERE f.status = 'ACTIVE' AND f.stop_loss_percent IS NOT NULL
       AND f.id IN (SELECT follow_id FROM follow_positions
@@ -202,7 +204,12 @@ async def _check_stop_losses(
         )
         if paused is None:
             continue
-        paused_event = topics.FollowPaused(follow_id=follow_id, reason=STOP_LOSS)
+        paused_event = topics.FollowPaused(
+            follow_id=follow_id,
+            reason=STOP_LOSS,
+            leader_name=first["leader_name"],
+            positions_closed=first["close_on_stop_loss"],
+        )
         await outbox.write(session, topics.follow_paused(first["follower_id"], paused_event))
         if first["close_on_stop_loss"]:
             to_close.append(follow_id)

@@ -231,14 +231,25 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
         (
             5,
             topics.CopySkipped(
-                follow_id=9, leader_fill_id=10, symbol=SYMBOL, reason="MAX_NOTIONAL"
+                follow_id=9, leader_fill_id=10, symbol=SYMBOL, side="BUY", reason="MAX_NOTIONAL"
             ),
         ),
-        {"followId": 9, "leaderFillId": 10, "symbol": SYMBOL, "reason": "MAX_NOTIONAL"},
+        {
+            "followId": 9,
+            "leaderFillId": 10,
+            "symbol": SYMBOL,
+            "side": "BUY",
+            "reason": "MAX_NOTIONAL",
+        },
     ),
     topics.FOLLOW_PAUSED: (
-        (5, topics.FollowPaused(follow_id=9, reason="STOP_LOSS")),
-        {"followId": 9, "reason": "STOP_LOSS"},
+        (
+            5,
+            topics.FollowPaused(
+                follow_id=9, reason="STOP_LOSS", leader_name="Carol", positions_closed=True
+            ),
+        ),
+        {"followId": 9, "reason": "STOP_LOSS", "leaderName": "Carol", "positionsClosed": True},
     ),
     topics.NEW_FOLLOWER: (
         (2, topics.NewFollower(follow_id=9, follower_id=5)),

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from strawberry import relay
 
 from app.asgi import create_app
+from app.events import topics
 from app.notifications import notifications, rules
 from app.notifications.notifications import NewNotification, email_notifications, notify_from_events
 from app.notifications.rules import Draft, NotificationType, Priority
@@ -195,14 +196,33 @@ def test_social_events():
         "A BTC/USDT trade of the leader you follow was not copied: max notional.",
         gid("Follow", 9),
     )
+    # the payload copy trading writes (topics.CopySkipped): the leader's side is named
+    written = topics.CopySkipped(
+        follow_id=9, leader_fill_id=3, symbol="BTC/USDT", side="SELL", reason="BELOW_MINIMUM"
+    ).to_wire()
+    named = rules.from_event("social.copy_skipped", 5, written)
+    assert named is not None
+    assert (
+        named.body
+        == "A SELL BTC/USDT trade of the leader you follow was not copied: below minimum."
+    )
     paused = rules.from_event("social.follow_paused", 5, {"followId": 9, "reason": "STOP_LOSS"})
     assert paused is not None and (paused.type, paused.priority) == (
         NotificationType.RISK,
         Priority.HIGH,
     )
     assert paused.body == "Copying a leader was paused: stop loss."
+    written = topics.FollowPaused(
+        follow_id=9, reason="STOP_LOSS", leader_name="Carol Trend", positions_closed=True
+    ).to_wire()
+    named = rules.from_event("social.follow_paused", 5, written)
+    assert named is not None and named.body == (
+        "Copying Carol Trend was paused: stop loss."
+        " The positions copied from them are being closed."
+    )
     follower = rules.from_event("social.new_follower", 2, {"followId": 9, "followerId": 5})
     assert follower is not None and follower.type is NotificationType.SOCIAL
+
     def share(role: str) -> dict[str, object]:  # the payload profit sharing writes
         return {"followId": 9, "settlementId": 1, "amount": "2.50", "currency": "USDT",
                 "role": role}  # fmt: skip

@@ -274,8 +274,10 @@ async def test_caps_and_filters_clip_or_skip_with_their_reasons(api, rt, engines
     assert await outcome("broke") == [("SKIPPED", "INSUFFICIENT_FUNDS", None)] * 2
 
     events = await skipped_events(rt)
-    assert sorted((e["user"], e["followId"], e["reason"], e["symbol"]) for e in events) == sorted(
-        (follows[name][0], follows[name][2], reason, "BTC/USDT")
+    assert sorted(
+        (e["user"], e["followId"], e["reason"], e["symbol"], e["side"]) for e in events
+    ) == sorted(
+        (follows[name][0], follows[name][2], reason, "BTC/USDT", "BUY")
         for name, reason in (
             ("eth-only", "SYMBOL_NOT_ALLOWED"),
             ("tiny", "BELOW_MINIMUM"),
@@ -337,7 +339,14 @@ async def test_a_portfolio_stop_loss_pauses_the_follow_and_closes_its_positions(
     paused = await rows(
         rt, "SELECT user_id, payload FROM outbox WHERE topic = 'social.follow_paused'"
     )
-    assert [dict(r["payload"]) for r in paused] == [{"followId": follow_id, "reason": "STOP_LOSS"}]
+    assert [dict(r["payload"]) for r in paused] == [
+        {
+            "followId": follow_id,
+            "reason": "STOP_LOSS",
+            "leaderName": "Lea",  # becomeLeader(displayName: "Lea")
+            "positionsClosed": True,
+        }
+    ]
     # its position was sold (at the bid of 80) and the loss realized
     assert await eventually(lambda: _position_closed(rt, follow_id))
     quantity, cost, realized = await follow_position(rt, follow_id)

@@ -18,12 +18,14 @@ class CopySkipped:
     leader_fill_id: int
     symbol: str
     reason: str
+    side: str | None = None  # the leader's (BUY / SELL); None in events written before it
 
     def to_wire(self) -> Wire:
         return {
             "followId": self.follow_id,
             "leaderFillId": self.leader_fill_id,
             "symbol": self.symbol,
+            "side": self.side,
             "reason": self.reason,
         }
 
@@ -34,20 +36,37 @@ class CopySkipped:
             leader_fill_id=w["leaderFillId"],
             symbol=w["symbol"],
             reason=w["reason"],
+            side=w.get("side"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class FollowPaused:
+    """For the follower. ``positions_closed``: the positions copied from the leader are
+    being sold (the follow's close-on-stop-loss setting). Events written before the two
+    last fields read as (None, False)."""
+
     follow_id: int
     reason: str
+    leader_name: str | None = None
+    positions_closed: bool = False
 
     def to_wire(self) -> Wire:
-        return {"followId": self.follow_id, "reason": self.reason}
+        return {
+            "followId": self.follow_id,
+            "reason": self.reason,
+            "leaderName": self.leader_name,
+            "positionsClosed": self.positions_closed,
+        }
 
     @classmethod
     def from_wire(cls, w: Mapping[str, Any]) -> Self:
-        return cls(follow_id=w["followId"], reason=w["reason"])
+        return cls(
+            follow_id=w["followId"],
+            reason=w["reason"],
+            leader_name=w.get("leaderName"),
+            positions_closed=bool(w.get("positionsClosed", False)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
