@@ -93,12 +93,13 @@ async def close_follow_positions(rt: Runtime, *, follow_id: int) -> list[Order]:
             price=plan.price,
             client_order_id=plan.client_order_id,
         )
-        placed = await _order_by_client_id(rt, plan.follower_id, plan.client_order_id)
-        if not ack.ok or placed is None:
+        if not ack.ok:
             log.warning(
                 "follow close refused",
                 extra={"follow_id": follow_id, "symbol": plan.symbol, "code": ack.code},
             )
             continue
+        placed = await _order_by_client_id(rt, plan.follower_id, plan.client_order_id)
+        assert placed is not None  # the venue just accepted it
         orders.append(placed)
     return orders

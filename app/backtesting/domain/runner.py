@@ -183,7 +183,7 @@ def run_backtest(
     mark, decide, advance = equity.append, strategy.decide, venue.advance
     seen, changes, decided = 0, -1, True
     quote, base = market.quote, market.base
-    reactive = isinstance(strategy, Reactive)
+    reactive = strategy if isinstance(strategy, Reactive) else None
     for index, candle in enumerate(candles):
         fills: tuple[OrderFilled, ...] = ()
         ended: tuple[OrderEnded, ...] = ()
@@ -202,9 +202,9 @@ def run_backtest(
         decided = bool(intents)
         for intent in intents:
             decisions.append(_decide(venue, market, tick, intent))
-        if reactive:  # what its orders caused at this close, answered at this close
+        if reactive is not None:  # what its orders caused at this close, answered at this close
             made = len(decisions)
-            seen = _follow_up(strategy, venue, market, tick, decisions, seen)  # type: ignore[arg-type]
+            seen = _follow_up(reactive, venue, market, tick, decisions, seen)
             decided = decided or len(decisions) > made
         if decided:
             if venue.changes != changes:  # the holds of what was submitted
