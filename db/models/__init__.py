@@ -19,6 +19,7 @@ from db.models.backtesting import (
     BacktestEquityPoint,
     BacktestTrade,
 )
+from db.models.bots import Bot, BotAlert, BotCommand, BotDecision
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
@@ -66,6 +67,10 @@ __all__ = [
     "BacktestDecision",
     "BacktestEquityPoint",
     "BacktestTrade",
+    "Bot",
+    "BotAlert",
+    "BotCommand",
+    "BotDecision",
     "Copy",
     "Currency",
     "Deposit",

@@ -61,6 +61,8 @@ class User(Base):
     flag_reason: Mapped[str | None] = mapped_column(Text)
     # The kill switch: false cancels every order and refuses new ones (setTradingEnabled).
     trading_enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    # a sub-account (a bot's wallet): the user it belongs to; it has no login of its own
+    owner_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
