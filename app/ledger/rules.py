@@ -12,6 +12,7 @@ outside the platform through that account (the "world" convention):
     withdrawal sent    user HELD -(x+f)     HOT_WALLET +x, FEES +f
     sweep to cold      HOT_WALLET +y        COLD_STORAGE -y
     transfer           A AVAILABLE -x       B AVAILABLE +x
+    bot funding        owner AVAILABLE -x   bot sub-account AVAILABLE +x (and back: release)
     trade              buyer HELD quote -(v+bf), seller HELD base -q
                        seller AVAILABLE quote +(v-sf), buyer AVAILABLE base +q, FEES +(bf+sf)
     paper funding      PAPER_EQUITY -x      paper account PAPER_AVAILABLE +x
@@ -137,6 +138,9 @@ FLOWS: dict[str, Flow] = {
     # a hold spent: amount to the hot wallet, fee to FEES, the rest released
     "WITHDRAWAL": _flow([_K.HELD], [_K.HOT_WALLET, _K.FEES, _K.AVAILABLE]),
     "TRANSFER": _flow([_K.AVAILABLE], [_K.AVAILABLE]),
+    # a bot's budget into its sub-account, and what it has back out when it stops
+    "BOT_FUNDING": _flow([_K.AVAILABLE], [_K.AVAILABLE]),
+    "BOT_RELEASE": _flow([_K.AVAILABLE], [_K.AVAILABLE]),
     "PROFIT_SHARE": _flow([_K.AVAILABLE], [_K.AVAILABLE]),
     "CRYPTO_DEPOSIT": _flow([_K.HOT_WALLET], [_K.AVAILABLE]),
     "CARD_DEPOSIT": _flow([_K.STRIPE_CLEARING], [_K.AVAILABLE]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import audit
@@ -27,7 +27,7 @@ from app.trading.domain.orders import FINAL_STATUSES, OrderEvent, OrderStatus, O
 from app.trading.markets import MarketRow
 from app.trading.pretrade import lock_trader
 from app.trading.sql import LIVE_STATUS_VALUES
-from db.models import Order
+from db.models import Bot, Order, User
 from db.queries import lock_user
 from db.raw import driver
 from db.session import in_transaction
@@ -202,7 +202,17 @@ async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool
             raise NotAuthenticated()
         user.trading_enabled = enabled
         await session.flush()
-        return [] if enabled else await _cancel_all_commands(session, user_id, None)
+        if enabled:
+            return []
+        # the user's bots trade as sub-accounts: paused, and their orders canceled too
+        await session.execute(
+            update(Bot).where(Bot.user_id == user_id, Bot.status != "STOPPED").values(paused=True)
+        )
+        subs = (await session.scalars(select(User.id).where(User.owner_id == user_id))).all()
+        queued = []
+        for account in (user_id, *subs):
+            queued.extend(await _cancel_all_commands(session, account, None))
+        return queued
 
     queued = await in_transaction(rt.sessions, work)
     return await _wait_all(rt, queued)

@@ -63,7 +63,10 @@ TRADERS_SQL = """
     WITH generic AS MATERIALIZED (
         SELECT set_config('plan_cache_mode', 'force_generic_plan', true) AS mode
     )
-    SELECT w.n, u.trading_enabled,
+    SELECT w.n,
+           u.trading_enabled AND coalesce(
+               (SELECT o.trading_enabled FROM users o WHERE o.id = u.owner_id FOR SHARE), true
+           ) AS trading_enabled,
            (SELECT o.id FROM orders o
             WHERE o.user_id = u.id AND o.client_order_id = w.client_order_id) AS existing_id,
            (SELECT count(*) FROM orders o

@@ -1,7 +1,9 @@
 """Bot errors and their stable codes, next to the tree in ``app.core.errors``.
 
     UserError
-    └── GridSpacingBelowFees   a grid level's round trip would not cover its maker fees
+    ├── GridSpacingBelowFees   a grid level's round trip would not cover its maker fees
+    ├── BotNotFound            no bot of yours has that id
+    └── BotStopped             the bot has stopped: nothing more to do with it
 
 Settings that are out of range are ``ValidationFailed`` naming the field. Codes are part
 of the public API: never rename one. (The GraphQL types come when ``graphql_schema/
@@ -24,3 +26,15 @@ class GridSpacingBelowFees(UserError):
     code = "GRID_SPACING_BELOW_FEES"
     description = "A grid level's profit does not cover the fees: fewer levels or a wider range."
     default_message = "The grid's levels are too close: the fees eat the profit of a level"
+
+
+class BotNotFound(UserError):
+    code = "BOT_NOT_FOUND"
+    description = "No bot of yours has that id."
+    default_message = "Bot not found"
+
+
+class BotStopped(UserError):
+    code = "BOT_STOPPED"
+    description = "The bot has stopped; create a new one to trade again."
+    default_message = "The bot has stopped"

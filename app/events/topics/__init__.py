@@ -14,7 +14,7 @@ always did (an order's side and reason, a trade's sequence).
 
 One module per producing domain: ``trading`` (the matching engine's), ``wallets``,
 ``social``, ``accounts`` (KYC, credentials, notifications), ``staking``, ``backtesting``,
-``paper`` (paper accounts' fills and orders).
+``paper`` (paper accounts' fills and orders), ``bots`` (a bot's steps).
 ``BUILDERS`` maps every topic to its builder; ``CATALOGUE`` lists them all.
 """
 
@@ -40,6 +40,7 @@ from app.events.topics.backtesting import (
     backtest_progress,
 )
 from app.events.topics.base import Event, Payload, Topic, Wire, channel
+from app.events.topics.bots import BOTS, BotDecided, bot_decided
 from app.events.topics.paper import (
     PAPER_FILLS,
     PAPER_ORDERS,
@@ -136,12 +137,14 @@ BUILDERS: dict[Topic[Any], Callable[..., Event]] = {
     BACKTEST_PROGRESS: backtest_progress,
     PAPER_FILLS: paper_filled,
     PAPER_ORDERS: paper_order_updated,
+    BOTS: bot_decided,
 }
 CATALOGUE: tuple[Topic[Any], ...] = tuple(BUILDERS)
 
 __all__ = [
     "BACKTEST_PROGRESS",
     "BOOK",
+    "BOTS",
     "BUILDERS",
     "CATALOGUE",
     "COPY_SKIPPED",
@@ -168,6 +171,7 @@ __all__ = [
     "WITHDRAWAL_STATUS_CHANGED",
     "BacktestProgress",
     "BookLevels",
+    "BotDecided",
     "CopySkipped",
     "CredentialsChanged",
     "DepositCredited",
@@ -196,6 +200,7 @@ __all__ = [
     "WithdrawalStatusChanged",
     "backtest_progress",
     "book_levels",
+    "bot_decided",
     "channel",
     "copy_skipped",
     "credentials_changed",

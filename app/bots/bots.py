@@ -1,0 +1,252 @@
+"""Bots, the use cases: create (funding its sub-account from the owner's wallet), pause,
+resume, stop, rename; and the reads.
+
+A bot trades as a sub-account of its owner: a ``users`` row of its own (``owner_id``
+set, no password, no login) whose wallet holds the bot's budget. Creating a bot moves
+the most it can spend (``machines.funding``) from the owner's AVAILABLE balance to the
+sub-account's (a BOT_FUNDING entry), in the transaction that writes the bot; an owner
+without the funds gets ``InsufficientFunds`` and nothing is written. Its orders are
+placed as the sub-account through the ordinary placement (holds, risk limits, typed
+refusals), so a bot can only spend its own budget, however many run at once. Once a
+stopped bot's last order has ended, the sub-account is emptied back into the owner's
+wallet (BOT_RELEASE, ``runner``).
+
+    RUNNING    steps on its fills, prices, alerts and timer
+    paused     RUNNING or STOPPING, not stepped: its resting orders stay at the venue,
+               and what they did is stepped on when it resumes
+    STOPPING   stopped: waiting for its orders to end (and, when asked, its position sold)
+    STOPPED    every order ended, the money back with its owner
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bots import runner
+from app.bots.domain import codec
+from app.bots.domain.dca_settings import DcaSettings, StartCondition
+from app.bots.domain.errors import BotNotFound, BotStopped
+from app.bots.domain.machines import BotSpec, funding, machine, valid_name, validate
+from app.bots.domain.runtime import BotKind
+from app.bots.domain.signal_bot import SignalSettings
+from app.core.errors import NotAuthenticated
+from app.events import outbox, topics
+from app.ledger import journal as ledger
+from app.ledger.rules import move
+from app.runtime import Runtime
+from app.trading.domain.errors import MarketHalted
+from app.trading.domain.orders import MarketSpec, MarketStatus
+from app.trading.markets import market_by_symbol
+from db.models import Bot, User
+from db.queries import Page, keyset_page, rows_by_ids
+from db.session import in_transaction
+
+UNUSABLE_PASSWORD = "!"  # not an argon2 hash: no password ever matches it
+SUB_ACCOUNT_DOMAIN = "bots.invalid"  # RFC 2606: never a deliverable address
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    bot: Bot
+    webhook_secret: str | None  # shown once, at creation: only its hash is kept
+
+
+def _owner(user_id: int | None) -> int:
+    if user_id is None:
+        raise NotAuthenticated()
+    return user_id
+
+
+async def markets_for(session: AsyncSession, symbols: Sequence[str]) -> tuple[MarketSpec, ...]:
+    """The open markets ``symbols`` (``UnknownMarket``, ``MarketHalted`` otherwise)."""
+    specs = []
+    for symbol in symbols:
+        market = await market_by_symbol(session, symbol.strip().upper())
+        if market.spec.status is not MarketStatus.OPEN:
+            raise MarketHalted(field="symbol")
+        specs.append(market.spec)
+    return tuple(specs)
+
+
+def _wants_webhook(spec: BotSpec) -> bool:
+    s = spec.settings
+    return isinstance(s, SignalSettings) or (
+        isinstance(s, DcaSettings) and s.start is StartCondition.SIGNAL
+    )
+
+
+def webhook_credentials() -> tuple[str, str, str]:
+    """(path token, secret, the secret's SHA-256 hex) for a bot's webhook."""
+    secret = secrets.token_urlsafe(24)
+    return secrets.token_urlsafe(24), secret, hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_bot(
+    rt: Runtime, *, user_id: int | None, spec: BotSpec, ip_allowlist: Sequence[str] = ()
+) -> Created:
+    """A new RUNNING bot, funded and stepped once (it may place orders at once)."""
+    owner = _owner(user_id)
+    spec = validate(spec)
+    needs = funding(spec)
+
+    async def work(session: AsyncSession) -> Created:
+        account = await _sub_account(session, owner, spec.name)
+        token = secret = secret_hash = None
+        if _wants_webhook(spec):
+            token, secret, secret_hash = webhook_credentials()
+        bot = (
+            await session.execute(
+                insert(Bot)
+                .values(
+                    user_id=owner, account_id=account, kind=spec.kind.value, name=spec.name,
+                    symbols=list(spec.symbols), quote=spec.quote,
+                    budget=sum(needs.values()) if len(needs) == 1 else needs.get(spec.quote, 1),
+                    allocation={"holdings": codec.to_json(spec.allocation)},
+                    settings=codec.to_json(spec.settings), state={},
+                    webhook_token=token, webhook_secret_hash=secret_hash,
+                    ip_allowlist=list(ip_allowlist),
+                )
+                .returning(Bot)
+            )
+        ).scalar_one()  # fmt: skip
+        first = machine(spec.kind, bot.id, spec.settings, spec.markets, spec.allocation)
+        bot.state = codec.to_json(first.start(rt.now()))
+        legs = [
+            leg
+            for currency, amount in sorted(needs.items())
+            for leg in move(
+                amount, ledger.user_account(owner, currency), ledger.user_account(account, currency)
+            )
+        ]
+        await ledger.post(session, kind="BOT_FUNDING", legs=legs, reference=f"bot:{bot.id}")
+        await session.flush()
+        await outbox.write(session, _event(bot, decisions=0))
+        return Created(bot, secret)
+
+    created = await in_transaction(rt.sessions, work)
+    await runner.run_bots(rt, [created.bot.id])
+    return created
+
+
+async def _sub_account(session: AsyncSession, owner: int, name: str) -> int:
+    email = f"bot-{uuid.uuid4().hex}@{SUB_ACCOUNT_DOMAIN}"
+    account: int = (
+        await session.execute(
+            insert(User)
+            .values(
+                email=email, display_name=name, password_hash=UNUSABLE_PASSWORD,
+                email_verified_at=func.now(), owner_id=owner,
+            )
+            .returning(User.id)
+        )
+    ).scalar_one()  # fmt: skip
+    return account
+
+
+def _event(bot: Bot, *, decisions: int) -> topics.Event:
+    return topics.bot_decided(
+        bot.user_id,
+        topics.BotDecided(
+            bot_id=bot.id, status=bot.status or "RUNNING", paused=bool(bot.paused),
+            steps=bot.steps or 0, decisions=decisions, last_decision_id=0,
+            at=bot.updated_at or bot.created_at,
+        ),
+    )  # fmt: skip
+
+
+async def _lock_own(session: AsyncSession, owner: int, bot_id: int) -> Bot:
+    bot = (
+        await session.execute(
+            select(Bot).where(Bot.id == bot_id).with_for_update(key_share=False, of=Bot)
+        )
+    ).scalar_one_or_none()
+    if bot is None or bot.user_id != owner:
+        raise BotNotFound(field="id")
+    return bot
+
+
+async def set_paused(rt: Runtime, *, user_id: int | None, bot_id: int, paused: bool) -> Bot:
+    """Pause (stop stepping; its resting orders stay) or resume (step on what happened
+    meanwhile at once)."""
+    owner = _owner(user_id)
+
+    async def work(session: AsyncSession) -> Bot:
+        bot = await _lock_own(session, owner, bot_id)
+        if bot.status == "STOPPED":
+            raise BotStopped(field="id")
+        bot.paused = paused
+        bot.updated_at = rt.now()
+        await session.flush()
+        await outbox.write(session, _event(bot, decisions=0))
+        return bot
+
+    bot = await in_transaction(rt.sessions, work)
+    if not paused:
+        await runner.run_bots(rt, [bot.id])
+    return await get_bot(rt, user_id=owner, bot_id=bot.id)
+
+
+async def stop_bot(rt: Runtime, *, user_id: int | None, bot_id: int, close_position: bool) -> Bot:
+    """Stop: cancel its orders and, when ``close_position``, sell what it holds at
+    market; once every order has ended its money goes back to its owner."""
+    owner = _owner(user_id)
+
+    async def work(session: AsyncSession) -> None:
+        bot = await _lock_own(session, owner, bot_id)
+        if bot.status == "STOPPED":
+            raise BotStopped(field="id")
+        bot.paused = False
+        bot.close_on_stop = close_position
+
+    await in_transaction(rt.sessions, work)
+    await runner.run_bots(rt, [bot_id], wake=runner.Wake(stop={bot_id: close_position}))
+    return await get_bot(rt, user_id=owner, bot_id=bot_id)
+
+
+async def rename_bot(rt: Runtime, *, user_id: int | None, bot_id: int, name: str) -> Bot:
+    owner = _owner(user_id)
+
+    async def work(session: AsyncSession) -> Bot:
+        bot = await _lock_own(session, owner, bot_id)
+        bot.name = valid_name(name)
+        await session.execute(
+            update(User).where(User.id == bot.account_id).values(display_name=bot.name)
+        )
+        return bot
+
+    return await in_transaction(rt.sessions, work)
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+async def get_bot(rt: Runtime, *, user_id: int | None, bot_id: int) -> Bot:
+    owner = _owner(user_id)
+    async with rt.sessions() as session:
+        bot = await session.get(Bot, bot_id)
+    if bot is None or bot.user_id != owner:
+        raise BotNotFound(field="id")
+    return bot
+
+
+async def list_bots(
+    session: AsyncSession, *, user_id: int, first: int, after: str | None
+) -> Page[Bot]:
+    """A user's bots, newest first."""
+    query = select(Bot).where(Bot.user_id == user_id)
+    return await keyset_page(session, query, key=Bot.id, first=first, after=after, descending=True)
+
+
+async def bots_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[Bot | None]:
+    return await rows_by_ids(session, Bot, ids)
+
+
+def kind_of(bot: Bot) -> BotKind:
+    return BotKind(bot.kind)
