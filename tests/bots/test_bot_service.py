@@ -5,8 +5,6 @@ and commands, and a stopped bot gives its money back."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from sqlalchemy import func, select
 
