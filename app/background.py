@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from app.backtesting.backtests import resume_backtests
+from app.bots import worker as bots_worker
 from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
@@ -117,4 +118,5 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     jobs.add("price-alerts", rt.settings.price_alerts_interval_seconds, fire_price_alerts)
     jobs.add("paper-ticks", rt.settings.copy_poll_seconds, paper_live.run_once)
     jobs.add("backtests", rt.settings.backtest_resume_interval_seconds, resume_backtests)
+    jobs.add("bots", rt.settings.bot_poll_seconds, bots_worker.run_once)
     return jobs

@@ -51,6 +51,7 @@ Raw users:
     app.backtesting.runs        a run's points, trades and decisions: thousands of rows by unnest
     app.backtesting.leader_history  a leader's fills and positions before each sell
     app.bots.runner             a batch of bots' steps: one read per table, one write per table
+    app.bots.worker             which bots a batch of events wakes (an index per price bound)
 
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.
 

@@ -109,10 +109,12 @@ _ALERTS = """
 """
 _SAVE = """
     UPDATE bots b SET state = w.state, status = w.status, steps = b.steps + 1,
-                      wake_at = w.wake_at, last_price = w.last_price, updated_at = now(),
+                      wake_at = w.wake_at, last_price = w.last_price, watch_low = w.low,
+                      watch_high = w.high, watch_all = w.every, updated_at = now(),
                       stopped_at = CASE WHEN w.status = 'STOPPED' THEN now() END
-    FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::numeric[])
-         AS w(id, state, status, wake_at, last_price)
+    FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::timestamptz[], $5::numeric[],
+                $6::numeric[], $7::numeric[], $8::boolean[])
+         AS w(id, state, status, wake_at, last_price, low, high, every)
     WHERE b.id = w.id
 """
 _DECISIONS = """
@@ -289,6 +291,7 @@ async def _store(
         status = BotStatus(state.status)
         saves.append((
             bot.id, codec.dumps(state), status.value, bot.machine.wake_at(state), bot.last_price,
+            *_watch(bot.machine, state),
         ))  # fmt: skip
         decisions.extend((bot.id, d.at, d.action.value, d.reason, d.client_order_id) for d in made)
         stepped.bots.append(bot.id)
@@ -297,7 +300,7 @@ async def _store(
         if status is BotStatus.STOPPED:
             stopped.append(bot)
         bot.made = made
-    await connection.execute(_SAVE, *columns(saves, 5))
+    await connection.execute(_SAVE, *columns(saves, 8))
     last: dict[int, int] = {}
     if decisions:
         for row in await connection.fetch(_DECISIONS, *columns(decisions, 5)):
@@ -315,6 +318,15 @@ async def _store(
         for bot in bots
     ))  # fmt: skip
     return stepped
+
+
+def _watch(bot: Bot[Any], state: Any) -> tuple[Decimal | None, Decimal | None, bool]:
+    """(low, high, every): the prices a trade must reach to wake the bot."""
+    watch = getattr(bot, "watch", None)
+    if watch is None:
+        return None, None, True
+    band = watch(state)
+    return band.low, band.high, band.every
 
 
 def _command_row(bot: _Bot, command: PlaceOrder | CancelOrder) -> tuple[Any, ...]:
@@ -411,5 +423,6 @@ async def run_bots(rt: Runtime, ids: Sequence[int], *, wake: Wake | None = None)
         first = None
         total.bots.extend(stepped.bots)
         total.with_commands.extend(stepped.with_commands)
-        pending = await send_commands(rt, stepped.with_commands) if stepped.with_commands else []
+        # every stepped bot's unsent commands: this step's, and any a crash left
+        pending = await send_commands(rt, stepped.bots) if stepped.bots else []
     return total

@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     copy_batch_size: int = Field(default=200, ge=1)
     copy_concurrency: int = Field(default=256, ge=1)  # follows placed at once (group commit)
     profit_share_interval_seconds: float = Field(default=3600, ge=0)  # 0: no job
+    # trading bots: how often the bots job looks for bots to wake (0: no job)
+    bot_poll_seconds: float = Field(default=0.05, ge=0)
     # how often a server claims backtests that are queued or were left by a server that
     # stopped (their lease expired) and runs them (0: no job; then only the server that
     # queued one runs it)

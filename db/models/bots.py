@@ -18,12 +18,15 @@ from sqlalchemy import (
     Integer,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
 from db.models.columns import AMOUNT, _created_at, _pk
+
+WATCHING = "status = 'RUNNING' AND NOT paused"
 
 
 class Bot(Base):
@@ -42,6 +45,11 @@ class Bot(Base):
         CheckConstraint("budget > 0", name="budget_positive"),
         Index(None, "user_id", "id"),
         Index(None, "id", postgresql_where="status <> 'STOPPED' AND NOT paused"),
+        # which bots a trade at a price wakes (``app.bots.worker``)
+        Index("ix_bots_watch_low", text("(symbols[1])"), "watch_low", postgresql_where=WATCHING),
+        Index("ix_bots_watch_high", text("(symbols[1])"), "watch_high", postgresql_where=WATCHING),
+        Index("ix_bots_watch_all", "id", postgresql_where=f"{WATCHING} AND watch_all"),
+        Index("ix_bots_wake_at", "wake_at", postgresql_where="status <> 'STOPPED' AND NOT paused"),
     )
 
     id: Mapped[int] = _pk()
@@ -63,6 +71,11 @@ class Bot(Base):
     steps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     wake_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    # the prices it must be told of (``runtime.PriceBand``): at or below ``watch_low``,
+    # at or above ``watch_high``, or every one (``watch_all``)
+    watch_low: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    watch_high: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    watch_all: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     # the signal webhook: the path token, the secret's SHA-256, the allowed sources
     webhook_token: Mapped[str | None] = mapped_column(Text, unique=True)
     webhook_secret_hash: Mapped[str | None] = mapped_column(Text)

@@ -61,6 +61,9 @@ def upgrade() -> None:
         sa.Column("steps", sa.Integer(), server_default="0", nullable=False),
         sa.Column("wake_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_price", AMOUNT, nullable=True),
+        sa.Column("watch_low", AMOUNT, nullable=True),
+        sa.Column("watch_high", AMOUNT, nullable=True),
+        sa.Column("watch_all", sa.Boolean(), server_default="true", nullable=False),
         sa.Column("webhook_token", sa.Text(), nullable=True),
         sa.Column("webhook_secret_hash", sa.Text(), nullable=True),
         sa.Column("ip_allowlist", postgresql.ARRAY(sa.Text()), server_default="{}", nullable=False),
@@ -89,6 +92,18 @@ def upgrade() -> None:
     op.create_index(op.f("ix_bots_user_id_id"), "bots", ["user_id", "id"])
     op.create_index(
         op.f("ix_bots_id"), "bots", ["id"], postgresql_where="status <> 'STOPPED' AND NOT paused"
+    )
+    watching = "status = 'RUNNING' AND NOT paused"
+    for name, column in (("ix_bots_watch_low", "watch_low"), ("ix_bots_watch_high", "watch_high")):
+        op.create_index(name, "bots", [sa.text("(symbols[1])"), column], postgresql_where=watching)
+    op.create_index(
+        "ix_bots_watch_all", "bots", ["id"], postgresql_where=f"{watching} AND watch_all"
+    )
+    op.create_index(
+        "ix_bots_wake_at",
+        "bots",
+        ["wake_at"],
+        postgresql_where="status <> 'STOPPED' AND NOT paused",
     )
     op.create_table(
         "bot_decisions",

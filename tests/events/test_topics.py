@@ -440,6 +440,29 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
             "updatedAt": AT_WIRE,
         },
     ),
+    topics.BOTS: (
+        (
+            5,
+            topics.BotDecided(
+                bot_id=12,
+                status="STOPPING",
+                paused=False,
+                steps=7,
+                decisions=2,
+                last_decision_id=99,
+                at=AT,
+            ),
+        ),
+        {
+            "botId": 12,
+            "status": "STOPPING",
+            "paused": False,
+            "steps": 7,
+            "decisions": 2,
+            "lastDecisionId": 99,
+            "at": AT_WIRE,
+        },
+    ),
     topics.BACKTEST_PROGRESS: (
         (
             5,
