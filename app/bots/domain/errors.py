@@ -1,9 +1,15 @@
 """Bot errors and their stable codes, next to the tree in ``app.core.errors``.
 
     UserError
-    └── GridSpacingBelowFees   a grid level's round trip would not cover its maker fees
+    ├── GridSpacingBelowFees   a grid level's round trip would not cover its maker fees
+    └── the signal webhook's refusals (HTTP only, no GraphQL type: no description)
+        ├── WebhookSecretInvalid    401: the body's secret is missing or wrong
+        ├── WebhookIpNotAllowed     403: the caller is outside the bot's IP allowlist
+        └── BotStopped / BotPaused  409: the bot takes no alerts now
 
-Settings that are out of range are ``ValidationFailed`` naming the field. Codes are part
+Settings that are out of range are ``ValidationFailed`` naming the field. The webhook
+also answers ``NotFound`` (404, no such webhook), ``InvalidWebhook`` (400, not an alert)
+and ``RateLimited`` (429) from ``app.core.errors``. Codes are part
 of the public API: never rename one. (The GraphQL types come when ``graphql_schema/
 errors.py`` lists this module among its ``HOMES``.)
 """
@@ -24,3 +30,23 @@ class GridSpacingBelowFees(UserError):
     code = "GRID_SPACING_BELOW_FEES"
     description = "A grid level's profit does not cover the fees: fewer levels or a wider range."
     default_message = "The grid's levels are too close: the fees eat the profit of a level"
+
+
+class WebhookSecretInvalid(UserError):
+    code = "WEBHOOK_SECRET_INVALID"
+    default_message = "The alert's secret is missing or wrong"
+
+
+class WebhookIpNotAllowed(UserError):
+    code = "WEBHOOK_IP_NOT_ALLOWED"
+    default_message = "Alerts for this bot may not come from this address"
+
+
+class BotStopped(UserError):
+    code = "BOT_STOPPED"
+    default_message = "The bot is stopped: it takes no alerts"
+
+
+class BotPaused(UserError):
+    code = "BOT_PAUSED"
+    default_message = "The bot is paused: it takes no alerts until it resumes"
