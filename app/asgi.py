@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.background import default_jobs
 from app.backtesting.backtests import stop_worker as stop_backtests
+from app.bots.domain import alerts
 from app.core.logs import configure_logging
 from app.core.settings import Settings
 from app.events.pubsub import PubSubHub
@@ -111,6 +112,7 @@ def create_app(
             max_ws_message_bytes=settings.ws_max_message_bytes,
             # Stripe's events are not ours to size, and one refused is retried, then lost
             path_limits={"/webhooks/stripe": webhooks.MAX_BODY_BYTES},
+            prefix_limits={webhooks.BOT_HOOKS: alerts.MAX_BODY_BYTES},
         ),
         Middleware(GZipMiddleware, minimum_size=1024),
     ]
@@ -142,6 +144,7 @@ def create_app(
             Route("/confirm-email-change", links.confirm_email_change_page),
             Route("/reset-password", links.reset_password_page, methods=["GET", "POST"]),
             Route("/webhooks/stripe", webhooks.stripe_webhook, methods=["POST"]),
+            Route(webhooks.BOT_HOOKS + "{token}", webhooks.bot_alert_webhook, methods=["POST"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -20,8 +20,6 @@ wallet (BOT_RELEASE, ``runner``).
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts.domain.api_keys import normalise_networks
 from app.bots import runner
 from app.bots.domain import codec
 from app.bots.domain.dca_settings import DcaSettings, StartCondition
@@ -36,7 +35,8 @@ from app.bots.domain.errors import BotNotFound, BotStopped
 from app.bots.domain.machines import BotSpec, funding, machine, valid_name, validate
 from app.bots.domain.runtime import BotKind
 from app.bots.domain.signal_bot import SignalSettings
-from app.core.errors import NotAuthenticated
+from app.bots.webhook import new_webhook_credentials
+from app.core.errors import NotAuthenticated, ValidationFailed
 from app.events import outbox, topics
 from app.ledger import journal as ledger
 from app.ledger.rules import move
@@ -82,12 +82,6 @@ def _wants_webhook(spec: BotSpec) -> bool:
     )
 
 
-def webhook_credentials() -> tuple[str, str, str]:
-    """(path token, secret, the secret's SHA-256 hex) for a bot's webhook."""
-    secret = secrets.token_urlsafe(24)
-    return secrets.token_urlsafe(24), secret, hashlib.sha256(secret.encode()).hexdigest()
-
-
 async def create_bot(
     rt: Runtime, *, user_id: int | None, spec: BotSpec, ip_allowlist: Sequence[str] = ()
 ) -> Created:
@@ -95,12 +89,16 @@ async def create_bot(
     owner = _owner(user_id)
     spec = validate(spec)
     needs = funding(spec)
+    try:
+        allowed = normalise_networks(ip_allowlist)
+    except ValidationFailed as error:
+        raise ValidationFailed(error.message, field="ipAllowlist") from error
 
     async def work(session: AsyncSession) -> Created:
         account = await _sub_account(session, owner, spec.name)
         token = secret = secret_hash = None
         if _wants_webhook(spec):
-            token, secret, secret_hash = webhook_credentials()
+            token, secret, secret_hash = new_webhook_credentials()
         bot = (
             await session.execute(
                 insert(Bot)
@@ -111,7 +109,7 @@ async def create_bot(
                     allocation={"holdings": codec.to_json(spec.allocation)},
                     settings=codec.to_json(spec.settings), state={},
                     webhook_token=token, webhook_secret_hash=secret_hash,
-                    ip_allowlist=list(ip_allowlist),
+                    ip_allowlist=allowed,
                 )
                 .returning(Bot)
             )

@@ -23,6 +23,7 @@ _KNOWN_PATHS = {
     "/reset-password",
     "/webhooks/stripe",
 }
+_KNOWN_PREFIXES = ("/hooks/bots/",)  # a credential follows: counted under the prefix
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -60,7 +61,7 @@ class EdgeMiddleware:
         )
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
-        path = scope["path"] if scope["path"] in _KNOWN_PATHS else "other"
+        path = _metric_path(scope["path"])
         id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_headers(message: Message) -> None:
@@ -88,6 +89,12 @@ class EdgeMiddleware:
             request_id_var.reset(token)
 
 
+def _metric_path(path: str) -> str:
+    if path in _KNOWN_PATHS:
+        return path
+    return next((p + "{token}" for p in _KNOWN_PREFIXES if path.startswith(p)), "other")
+
+
 # close code of a WebSocket message over the limit (RFC 6455: message too big)
 WS_MESSAGE_TOO_BIG = 1009
 
@@ -98,7 +105,8 @@ class SizeLimits:
     Content-Length says so or the bytes received pass the limit, without reading the
     rest; a WebSocket message of more than ``max_ws_message_bytes`` closes the socket
     with 1009. Enforced here, whatever the ASGI server's own limits. A path in
-    ``path_limits`` has its own bound (one whose bodies are not ours to size)."""
+    ``path_limits`` has its own bound (one whose bodies are not ours to size), and so
+    has every path under a prefix in ``prefix_limits`` (a bot's webhook: a small one)."""
 
     def __init__(
         self,
@@ -107,11 +115,19 @@ class SizeLimits:
         max_request_bytes: int,
         max_ws_message_bytes: int,
         path_limits: Mapping[str, int] | None = None,
+        prefix_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
         self.max_ws_message_bytes = max_ws_message_bytes
         self.path_limits = dict(path_limits or {})
+        self.prefix_limits = dict(prefix_limits or {})
+
+    def _limit(self, path: str) -> int:
+        if path in self.path_limits:
+            return self.path_limits[path]
+        under = (limit for prefix, limit in self.prefix_limits.items() if path.startswith(prefix))
+        return next(under, self.max_request_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -122,7 +138,7 @@ class SizeLimits:
             await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.path_limits.get(scope["path"], self.max_request_bytes)
+        limit = self._limit(scope["path"])
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > limit:
             await self._too_large(send, limit)

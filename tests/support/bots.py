@@ -1,9 +1,11 @@
 """Builders for the bots' pure tests: events at hour offsets from T0, a fold of steps,
 and a run of a bot against the simulated venue (the venue's events fed back as the
-bot's, its refusals too), all without a database."""
+bot's, its refusals too), all without a database. And ``insert_hooked_bot``: a bots row
+with its owner, sub-account and webhook credentials, for the webhook's tests."""
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -11,8 +13,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import insert
+
 from app.bots.domain.alerts import Alert, AlertAction
-from app.bots.domain.dca_settings import DcaSettings, validate_dca
+from app.bots.domain.codec import to_json
+from app.bots.domain.dca import DcaState
+from app.bots.domain.dca_settings import DcaSettings, StartCondition, validate_dca
 from app.bots.domain.runtime import (
     Bot,
     CancelOrder,
@@ -26,9 +32,14 @@ from app.bots.domain.runtime import (
     Signal,
     from_venue,
 )
+from app.bots.domain.signal_bot import SignalSettings, SignalState
+from app.bots.webhook import new_webhook_credentials
+from app.runtime import Runtime
 from app.trading.domain.orders import OrderStatus, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
+from db.models import Bot as BotRow
+from db.models import User
 from tests.support.simulation import SPEC, T0
 
 D = Decimal
@@ -198,3 +209,91 @@ def candles_from(closes: Sequence[int | str], volume: str = "1000") -> list[Cand
         out.append(Candle(at(i), previous, max(previous, c), min(previous, c), c, D(volume)))
         previous = c
     return out
+
+
+# rows for the webhook's tests
+
+
+@dataclass(frozen=True)
+class HookedBot:
+    """A bots row with its webhook: the URL's token and the secret (shown once)."""
+
+    id: int
+    user_id: int
+    account_id: int
+    token: str
+    secret: str
+
+    @property
+    def path(self) -> str:
+        return f"/hooks/bots/{self.token}"
+
+
+_rows = itertools.count(1)
+
+
+def signal_settings(**kw: Any) -> SignalSettings:
+    """100 USDT per BUY, a budget of 1000, a minute's lag, or ``kw``."""
+    return replace(SignalSettings(amount=D(100), budget=D(1000)), **kw)
+
+
+async def insert_hooked_bot(
+    rt: Runtime,
+    *,
+    kind: str = "SIGNAL",
+    settings: Any = None,
+    symbol: str = "BTC/USDT",
+    status: str = "RUNNING",
+    paused: bool = False,
+    ip_allowlist: Sequence[str] = (),
+) -> HookedBot:
+    """A RUNNING signal bot (or ``kind`` DCA started by signals) on ``symbol``, stored as
+    the service stores one: settings and state as the codec writes them, an owner and a
+    sub-account (``owner_id``), fresh webhook credentials (only the secret's hash kept)."""
+    if settings is None:
+        settings = (
+            signal_settings() if kind == "SIGNAL" else dca_settings(start=StartCondition.SIGNAL)
+        )
+    state = SignalState() if kind == "SIGNAL" else DcaState()
+    token, secret, secret_hash = new_webhook_credentials()
+    n = next(_rows)
+    quote = symbol.split("/")[1]
+    async with rt.sessions() as session, session.begin():
+        owner = await session.scalar(
+            insert(User)
+            .values(email=f"bot-owner-{n}@example.com", display_name="owner", password_hash="-")
+            .returning(User.id)
+        )
+        account = await session.scalar(
+            insert(User)
+            .values(
+                email=f"bot-{n}@bots.example.com",
+                display_name=f"bot {n}",
+                password_hash="-",
+                owner_id=owner,
+            )
+            .returning(User.id)
+        )
+        bot_id = await session.scalar(
+            insert(BotRow)
+            .values(
+                user_id=owner,
+                account_id=account,
+                kind=kind,
+                name=f"{kind.lower()} bot {n}",
+                symbols=[symbol],
+                quote=quote,
+                budget=D(1000),
+                allocation={quote: "1000"},
+                settings=to_json(settings),
+                state=to_json(state),
+                status=status,
+                paused=paused,
+                webhook_token=token,
+                webhook_secret_hash=secret_hash,
+                ip_allowlist=list(ip_allowlist),
+            )
+            .returning(BotRow.id)
+        )
+    assert owner and account and bot_id
+    return HookedBot(bot_id, owner, account, token, secret)

@@ -22,18 +22,26 @@ alert says (action, symbol, sizes, price, time), so a delivery repeated N times 
 alert. Two genuine alerts that say the same thing at the same ``time`` are one too:
 give an ``id`` or a ``time`` to tell them apart.
 
-A body that is not an alert is refused with ``InvalidWebhook`` naming the key at fault.
+A body that is not an alert is refused with ``InvalidWebhook`` naming the key at fault
+(any bytes at all: bad UTF-8, NUL bytes, huge numbers, deep nesting, dates out of range).
 ``admit`` is the gate every bot applies to an alert: a repeated id or a stale alert
 (older than the bot's maximum lag) gives nothing.
+
+The webhook's secret rides in the body (TradingView cannot set headers): the key
+``secret``, in JSON or as a ``secret=...`` line. ``read_body`` takes it out of the fields
+before anything else reads them, so it is never part of an alert, of its id's digest, or
+of what is stored; ``AlertBody``'s repr leaves it out. The bot keeps its SHA-256 only
+(``hash_secret``); ``secret_matches`` compares digests in constant time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -46,6 +54,7 @@ MAX_BODY_BYTES = 10_000
 MAX_ID_LENGTH = 128
 NUMBER = re.compile(r"[0-9]{1,30}(\.[0-9]{1,18})?")
 EPOCH_DIGITS = re.compile(r"[0-9]{9,13}")
+SECRET_KEY = "secret"
 
 
 class AlertAction(StrEnum):
@@ -89,8 +98,22 @@ class SeenAlert:
     at: datetime  # when it was admitted
 
 
-def parse_alert(body: bytes, content_type: str) -> Alert:
-    """The alert in ``body``; ``InvalidWebhook`` when it is none."""
+@dataclass(frozen=True, slots=True)
+class AlertBody:
+    """A webhook body read: its fields (keys in lower case, the secret taken out) and the
+    secret (None when missing or not text). ``alert()`` reads the alert from the fields."""
+
+    fields: Mapping[str, Any]
+    secret: str | None = field(default=None, repr=False)
+
+    def alert(self) -> Alert:
+        """The alert the fields say; ``InvalidWebhook`` naming the key when they say none."""
+        return _alert(self.fields)
+
+
+def read_body(body: bytes, content_type: str) -> AlertBody:
+    """The fields of ``body`` and its secret; ``InvalidWebhook`` when it is neither a JSON
+    object nor KEY=VALUE lines."""
     media = content_type.split(";")[0].strip().lower()
     if media not in ("application/json", "text/plain"):
         raise InvalidWebhook("Send application/json or text/plain", field="contentType")
@@ -101,7 +124,27 @@ def parse_alert(body: bytes, content_type: str) -> Alert:
     except UnicodeDecodeError:
         raise InvalidWebhook("The body is not UTF-8 text", field="body") from None
     fields = _json_fields(text) if media == "application/json" or text.startswith("{") else None
-    return _alert(fields if fields is not None else _line_fields(text))
+    if fields is None:
+        fields = _line_fields(text)
+    secret = fields.pop(SECRET_KEY, None)
+    return AlertBody(fields, secret if isinstance(secret, str) else None)
+
+
+def parse_alert(body: bytes, content_type: str) -> Alert:
+    """The alert in ``body``; ``InvalidWebhook`` when it is none."""
+    return read_body(body, content_type).alert()
+
+
+def hash_secret(secret: str) -> str:
+    """The SHA-256 of a webhook secret, in hex (what a bot stores). The secret has 256
+    bits of entropy (``secrets.token_urlsafe(32)``): a plain hash is safe to keep."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def secret_matches(given: str | None, secret_hash: str) -> bool:
+    """Whether ``given`` is the secret whose hash is ``secret_hash``, in constant time."""
+    same = hmac.compare_digest(hash_secret(given or "").encode(), secret_hash.encode())
+    return same and given is not None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -115,6 +158,8 @@ def _json_fields(text: str) -> dict[str, Any]:
         )
     except json.JSONDecodeError:
         raise InvalidWebhook("The body is not valid JSON", field="body") from None
+    except RecursionError:
+        raise InvalidWebhook("The JSON body is nested too deeply", field="body") from None
     if not isinstance(data, dict):
         raise InvalidWebhook("The JSON body is not an object", field="body")
     return {str(key).strip().lower(): value for key, value in data.items()}
@@ -139,7 +184,12 @@ def _pick(fields: Mapping[str, Any], name: str) -> Any:
     given = [key for key in KEYS[name] if fields.get(key) not in (None, "")]
     if len(given) > 1:
         raise InvalidWebhook(f"Give one of {', '.join(given)}", field=given[1])
-    return fields[given[0]] if given else None
+    if not given:
+        return None
+    value = fields[given[0]]
+    if isinstance(value, bool | dict | list):
+        raise InvalidWebhook(f"{name} is a string or a number", field=name)
+    return value
 
 
 def _alert(fields: Mapping[str, Any]) -> Alert:
@@ -193,7 +243,10 @@ def _time(value: Any) -> datetime | None:
         raise InvalidWebhook("time is ISO 8601 or epoch seconds", field="time") from None
     if moment.tzinfo is None:
         raise InvalidWebhook("time needs a zone (Z for UTC)", field="time")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-01:00
+        raise InvalidWebhook("time is out of range", field="time") from None
 
 
 def _digest(alert: Alert) -> str:
