@@ -2,9 +2,12 @@
 ``copy_placement``): for each fill of an ACTIVE leader and each ACTIVE follow of that
 leader created before the fill, one ``copies`` row: PENDING with the order's quantity,
 limit price and clientOrderId ``copy-{follow}-{leader fill}``, or SKIPPED with the reason
-(outbox ``social.copy_skipped``). The sizing rules are ``app.social.domain.copying``'s;
-this module reads what they need (the follows' terms, what each holds and has in flight,
-the leader's equity and position) and stores their answers."""
+(outbox ``social.copy_skipped``). A leader's bots trade as sub-accounts of the leader
+(``users.owner_id``): their fills are the leader's fills, sized against the bot's own
+position and the leader's equity with every bot's. The sizing rules are
+``app.social.domain.copying``'s; this module reads what they need (the follows' terms,
+what each holds and has in flight, the leader's equity and position) and stores their
+answers."""
 
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ class _LeaderFill:
     id: int
     market_id: int
     leader_id: int
+    trader_id: int  # who traded: the leader, or one of the leader's bots (a sub-account)
     side: str
     created_at: datetime
     base: str
@@ -71,12 +75,14 @@ class PendingCopy:
 
 
 _LEADER_FILLS_SQL = """
-    SELECT f.id, f.market_id, f.user_id, f.side, f.price, f.quantity, f.quote_amount,
-           f.created_at, m.symbol, m.base, m.quote, m.tick_size, m.lot_size, m.min_notional
+    SELECT f.id, f.market_id, f.user_id AS trader_id, l.user_id, f.side, f.price, f.quantity,
+           f.quote_amount, f.created_at, m.symbol, m.base, m.quote, m.tick_size, m.lot_size,
+           m.min_notional
     FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS e(symbol, trade, liq, n)
     JOIN markets m ON m.symbol = e.symbol
     JOIN fills f ON f.market_id = m.id AND f.trade_id = e.trade AND f.liquidity = e.liq
-    JOIN leaders l ON l.user_id = f.user_id AND l.status = 'ACTIVE'
+    JOIN users u ON u.id = f.user_id
+    JOIN leaders l ON l.user_id = coalesce(u.owner_id, u.id) AND l.status = 'ACTIVE'
     ORDER BY e.n
 """
 
@@ -107,9 +113,11 @@ _POSITION_BEFORE_SQL = """
 """
 
 _EQUITY_SQL = """
-    SELECT a.user_id, sum(a.balance * coalesce(r.usd_price, 0)) AS usd
-    FROM ledger_accounts a LEFT JOIN reference_prices r ON r.currency = a.currency
-    WHERE a.user_id = ANY($1::bigint[]) GROUP BY a.user_id
+    SELECT coalesce(u.owner_id, u.id) AS user_id, sum(a.balance * coalesce(r.usd_price, 0)) AS usd
+    FROM users u JOIN ledger_accounts a ON a.user_id = u.id
+    LEFT JOIN reference_prices r ON r.currency = a.currency
+    WHERE u.id = ANY($1::bigint[]) OR u.owner_id = ANY($1::bigint[])
+    GROUP BY coalesce(u.owner_id, u.id)
 """
 
 _INSERT_COPIES_SQL = """
@@ -145,6 +153,7 @@ async def _leader_fills(connection: Any, events: Sequence[event_log.Event]) -> l
             id=r["id"],
             market_id=r["market_id"],
             leader_id=r["user_id"],
+            trader_id=r["trader_id"],
             side=r["side"],
             created_at=r["created_at"],
             base=r["base"],
@@ -234,7 +243,7 @@ async def _positions_before(connection: Any, fills: list[_LeaderFill]) -> dict[i
     rows = await connection.fetch(
         _POSITION_BEFORE_SQL,
         [f.id for f in sells],
-        [f.leader_id for f in sells],
+        [f.trader_id for f in sells],
         [f.base for f in sells],
     )
     return {r["fill_id"]: r["before"] for r in rows}
