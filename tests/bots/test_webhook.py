@@ -539,3 +539,43 @@ async def test_rotated_credentials_retire_the_old_url_and_secret(rt, http, bot):
     assert (await post(http, rotated, json_alert(secret))).status_code == 202
     async with rt.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(BotAlert)) == 1
+
+
+# from the alert to the order: the server's own engines and bots job
+
+
+async def test_an_alert_through_the_webhook_becomes_an_accepted_order(rt, http):
+    from app.bots import bots
+    from app.bots.domain.machines import BotSpec
+    from app.bots.domain.runtime import BotKind
+    from app.bots.domain.signal_bot import SignalSettings
+    from app.trading.domain.orders import Side
+    from app.venues.live import LiveVenue
+    from tests.support.money import balances
+    from tests.support.trading import eventually, funded_user, limit
+
+    desk = LiveVenue(rt, user_id=await funded_user(rt, "desk", BTC="10", USDT="100000"))
+    buyer = LiveVenue(rt, user_id=await funded_user(rt, "buyer", USDT="100000"))
+    await desk.submit(symbol="BTC/USDT", client_order_id="a", request=limit(Side.SELL, "1", "100"))
+    await buyer.submit(
+        symbol="BTC/USDT", client_order_id="b", request=limit(Side.BUY, "0.1", "100")
+    )
+    owner = await funded_user(rt, "hooked_owner", USDT="1000")
+    async with rt.sessions() as session:
+        markets = await bots.markets_for(session, ["BTC/USDT"])
+    spec = BotSpec(BotKind.SIGNAL, "tv", SignalSettings(amount=D("50"), budget=D("100")), markets)
+    created = await bots.create_bot(rt, user_id=owner, spec=spec)
+    assert created.webhook_secret is not None
+    path = f"/hooks/bots/{created.bot.webhook_token}"
+    body = json_alert(created.webhook_secret, id="tv-e2e", time=now().isoformat())
+    answer = await http.post(path, content=body, headers={"content-type": JSON})
+    assert answer.status_code == 202, answer.text
+
+    async def bought() -> D:
+        held = await balances(rt, created.bot.account_id)
+        return held.get("BTC", (D(0), D(0)))[0]
+
+    # 50 USDT with the taker fee at the worst price 101, to the lot: 0.4940
+    assert await eventually(bought, within=15) == D("0.4940")
+    again = await http.post(path, content=body, headers={"content-type": JSON})
+    assert again.json()["status"] == "duplicate"
