@@ -57,6 +57,7 @@ SUBCOMMANDS = {
     "trading-portfolio": "bench.trading_portfolio",  # portfolio vs hand-written asyncpg
     "leaderboard": "bench.leaderboard",  # cached vs uncached, and the job, 10,000 leaders
     "copy": "bench.copy_latency",  # leader fill -> all copies accepted, 100 / 1,000 followers
+    "bots": "bench.bots",  # 10,000 bots: idle CPU, 1,000 woken by a price move; webhook p99
     "accounts": "bench.account_enumeration",  # reset / register: known vs unknown address
     "backtest": "bench.backtest_peer",  # a year of minute candles vs backtesting.py; sweep
 }
