@@ -51,6 +51,7 @@ from app.runtime import Runtime
 from app.trading import placement
 from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
 from app.trading.engine.runner import EngineSet
+from bench.processes import Children
 from bench.trading_support import (
     CpuSnapshot,
     create_traders,
@@ -64,7 +65,6 @@ from bench.trading_support import (
     verdict,
     write_results,
 )
-from bench.processes import Children
 from db.raw import driver
 
 SYMBOL = "BTC/USDT"
@@ -79,8 +79,9 @@ TARGET_WEBHOOK_P99_MS = 250.0
 def _limit(
     side: Side, quantity: Decimal, price: Decimal, tif: TimeInForce | None = None
 ) -> OrderRequest:
-    return OrderRequest(side=side, type=OrderType.LIMIT, quantity=quantity, price=price,
-                        time_in_force=tif)  # fmt: skip
+    return OrderRequest(
+        side=side, type=OrderType.LIMIT, quantity=quantity, price=price, time_in_force=tif
+    )
 
 
 async def _fetch(rt: Runtime, sql: str, *args: Any) -> list[Any]:
@@ -122,9 +123,11 @@ async def _job(rt: Runtime, stop: asyncio.Event) -> None:
 async def _create_bots(rt: Runtime, count: int) -> list[int]:
     per_owner = 100
     owners = await create_traders(
-        rt, count=(count + per_owner - 1) // per_owner, tag="owner",
+        rt,
+        count=(count + per_owner - 1) // per_owner,
+        tag="owner",
         funding={"USDT": INVESTMENT * per_owner + 100},
-    )  # fmt: skip
+    )
     async with rt.sessions() as session:
         markets = await bots.markets_for(session, [SYMBOL])
     gate = asyncio.Semaphore(32)
@@ -159,13 +162,34 @@ async def _noise_trade(rt: Runtime, a: int, b: int, n: int) -> dict[str, float]:
     """A trade at the last price between two traders who are no bot: the bots it woke."""
     steps = await _fetchval(rt, "SELECT sum(steps) FROM bots")
     started = time.perf_counter()
-    await placement.place_order(rt, user_id=a, symbol=SYMBOL, request=_limit(Side.SELL, Decimal("0.001"), PRICE), client_order_id=f"ns{n}")  # fmt: skip
-    await placement.place_order(rt, user_id=b, symbol=SYMBOL, request=_limit(Side.BUY, Decimal("0.001"), PRICE, TimeInForce.IOC), client_order_id=f"nb{n}")  # fmt: skip
+    await placement.place_order(
+        rt,
+        user_id=a,
+        symbol=SYMBOL,
+        request=_limit(Side.SELL, Decimal("0.001"), PRICE),
+        client_order_id=f"ns{n}",
+    )
+    await placement.place_order(
+        rt,
+        user_id=b,
+        symbol=SYMBOL,
+        request=_limit(Side.BUY, Decimal("0.001"), PRICE, TimeInForce.IOC),
+        client_order_id=f"nb{n}",
+    )
     woken = 0
     for _ in range(100):  # until the job has had its turn (~20 polls)
         await asyncio.sleep(rt.settings.bot_poll_seconds)
         woken = int(await _fetchval(rt, "SELECT sum(steps) FROM bots") - steps)
-        if woken and await _fetchval(rt, "SELECT count(*) FROM outbox o WHERE o.topic = 'trades' AND NOT EXISTS (SELECT 1 FROM event_consumers c WHERE c.name = 'bots' AND (o.txid, o.id) <= (c.last_txid, c.last_id))") == 0:  # fmt: skip
+        if (
+            woken
+            and await _fetchval(
+                rt,
+                "SELECT count(*) FROM outbox o WHERE o.topic = 'trades' AND NOT EXISTS ("
+                " SELECT 1 FROM event_consumers c WHERE c.name = 'bots'"
+                " AND (o.txid, o.id) <= (c.last_txid, c.last_id))",
+            )
+            == 0
+        ):
             break
     return {"bots_woken": woken, "seconds": time.perf_counter() - started}
 
@@ -176,15 +200,19 @@ async def _sweep(
     """One sell through the ``triggered`` highest bot buys; each bot's sell, accepted."""
     quantity = await _fetchval(
         rt,
-        "SELECT sum(o.quantity - o.filled_quantity) FROM orders o JOIN bots b ON b.account_id = o.user_id"
+        "SELECT sum(o.quantity - o.filled_quantity) FROM orders o"
+        " JOIN bots b ON b.account_id = o.user_id"
         " WHERE o.side = 'BUY' AND o.status IN ('OPEN', 'PARTIALLY_FILLED') AND o.price >= $1",
         TOP - STEP * (triggered - 1),
-    )  # fmt: skip
+    )
     before = await _fetchval(rt, "SELECT coalesce(max(id), 0) FROM orders")
     order = await placement.place_order(
-        rt, user_id=sweeper, symbol=SYMBOL, client_order_id=f"sweep{n}",
+        rt,
+        user_id=sweeper,
+        symbol=SYMBOL,
+        client_order_id=f"sweep{n}",
         request=_limit(Side.SELL, quantity, TOP - STEP * (triggered - 1), TimeInForce.IOC),
-    )  # fmt: skip
+    )
     first_fill = await _fetchval(
         rt, "SELECT min(created_at) FROM fills WHERE order_id = $1", order.id
     )
@@ -194,9 +222,10 @@ async def _sweep(
         sells = await _fetch(
             rt,
             "SELECT o.updated_at FROM orders o JOIN bots b ON b.account_id = o.user_id"
-            " WHERE o.id > $1 AND o.side = 'SELL' AND o.status IN ('OPEN', 'FILLED', 'PARTIALLY_FILLED')",
+            " WHERE o.id > $1 AND o.side = 'SELL'"
+            " AND o.status IN ('OPEN', 'FILLED', 'PARTIALLY_FILLED')",
             before,
-        )  # fmt: skip
+        )
         if len(sells) >= triggered:
             break
         await asyncio.sleep(0.01)
@@ -214,9 +243,12 @@ async def _reset(rt: Runtime, sweeper: int, n: int) -> None:
     )
     if quantity:
         await placement.place_order(
-            rt, user_id=sweeper, symbol=SYMBOL, client_order_id=f"back{n}",
+            rt,
+            user_id=sweeper,
+            symbol=SYMBOL,
+            client_order_id=f"back{n}",
             request=_limit(Side.BUY, quantity, TOP + SPREAD, TimeInForce.IOC),
-        )  # fmt: skip
+        )
     for _ in range(600):
         await asyncio.sleep(0.05)
         resting = await _fetchval(
@@ -235,8 +267,12 @@ async def _many_bots(
         rt, count=3, tag="desk", funding={"USDT": Decimal(10**7), "BTC": Decimal(1000)}
     )
     # the last price: 90,000
-    await placement.place_order(rt, user_id=maker.user_id, symbol=SYMBOL, request=_limit(Side.SELL, Decimal("0.01"), PRICE))  # fmt: skip
-    await placement.place_order(rt, user_id=other.user_id, symbol=SYMBOL, request=_limit(Side.BUY, Decimal("0.01"), PRICE))  # fmt: skip
+    await placement.place_order(
+        rt, user_id=maker.user_id, symbol=SYMBOL, request=_limit(Side.SELL, Decimal("0.01"), PRICE)
+    )
+    await placement.place_order(
+        rt, user_id=other.user_id, symbol=SYMBOL, request=_limit(Side.BUY, Decimal("0.01"), PRICE)
+    )
     stop = asyncio.Event()
     job = asyncio.create_task(_job(rt, stop))
     try:
@@ -247,9 +283,12 @@ async def _many_bots(
         await asyncio.sleep(1)
         quiet_full = await _idle(rt, idle_seconds)
         document: dict[str, Any] = {
-            "bots": count, "triggered": triggered, "created_seconds": created_seconds,
-            "idle_no_bots": quiet_empty, "idle_with_bots": quiet_full,
-        }  # fmt: skip
+            "bots": count,
+            "triggered": triggered,
+            "created_seconds": created_seconds,
+            "idle_no_bots": quiet_empty,
+            "idle_with_bots": quiet_full,
+        }
         for mode in ("bands", "every"):
             if mode == "every":
                 await _fetchval(rt, "UPDATE bots SET watch_all = true RETURNING 0")
@@ -272,13 +311,25 @@ async def _many_bots(
 async def _webhook(
     rt: Runtime, port: int, count: int, rate: float, seconds: float
 ) -> dict[str, Any]:
-    (maker,) = await create_traders(rt, count=1, tag="wmaker", funding={"BTC": Decimal(1000), "USDT": Decimal(10**6)})  # fmt: skip
+    (maker,) = await create_traders(
+        rt, count=1, tag="wmaker", funding={"BTC": Decimal(1000), "USDT": Decimal(10**6)}
+    )
     (taker,) = await create_traders(rt, count=1, tag="wtaker", funding={"USDT": Decimal(10**6)})
     owners = await create_traders(rt, count=count, tag="whook", funding={"USDT": Decimal(1000)})
-    await placement.place_order(rt, user_id=maker.user_id, symbol=SYMBOL, request=_limit(Side.SELL, Decimal("0.01"), PRICE))  # fmt: skip
-    await placement.place_order(rt, user_id=taker.user_id, symbol=SYMBOL, request=_limit(Side.BUY, Decimal("0.01"), PRICE))  # fmt: skip
+    await placement.place_order(
+        rt, user_id=maker.user_id, symbol=SYMBOL, request=_limit(Side.SELL, Decimal("0.01"), PRICE)
+    )
+    await placement.place_order(
+        rt, user_id=taker.user_id, symbol=SYMBOL, request=_limit(Side.BUY, Decimal("0.01"), PRICE)
+    )
     for n in range(4):  # asks for every alert's buy
-        await placement.place_order(rt, user_id=maker.user_id, symbol=SYMBOL, client_order_id=f"ask{n}", request=_limit(Side.SELL, Decimal(10), PRICE + 10))  # fmt: skip
+        await placement.place_order(
+            rt,
+            user_id=maker.user_id,
+            symbol=SYMBOL,
+            client_order_id=f"ask{n}",
+            request=_limit(Side.SELL, Decimal(10), PRICE + 10),
+        )
     async with rt.sessions() as session:
         markets = await bots.markets_for(session, [SYMBOL])
     hooks = []
@@ -304,8 +355,15 @@ async def _webhook(
         async def post(n: int) -> None:
             bot_id, account, token, secret = hooks[n % len(hooks)]
             alert_id = f"b{n}"
-            body = json.dumps({"secret": secret, "id": alert_id, "action": "buy", "ticker": "BTCUSDT",
-                               "time": datetime.now(UTC).isoformat()})  # fmt: skip
+            body = json.dumps(
+                {
+                    "secret": secret,
+                    "id": alert_id,
+                    "action": "buy",
+                    "ticker": "BTCUSDT",
+                    "time": datetime.now(UTC).isoformat(),
+                }
+            )
             at = time.time()
             answer = await http.post(
                 f"/hooks/bots/{token}", content=body, headers={"content-type": "application/json"}
@@ -338,10 +396,13 @@ async def _webhook(
             break
         await asyncio.sleep(0.2)
     return {
-        "alerts": total, "rate": rate, "codes": codes,
-        "answer": _summary(answers), "to_order": _summary(latencies or [0.0]),
+        "alerts": total,
+        "rate": rate,
+        "codes": codes,
+        "answer": _summary(answers),
+        "to_order": _summary(latencies or [0.0]),
         "orders": len(latencies),
-    }  # fmt: skip
+    }
 
 
 # --- running --------------------------------------------------------------------------------
@@ -381,8 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level="WARNING", json_output=False)
     document: dict[str, Any] = {"machine": machine(), "args": vars(args)}
     with trading_database() as (database_url, redis_url):
-        env = {**server_settings(database_url, redis_url), "BOT_POLL_SECONDS": "0.05",
-               "TRADING_ENGINE_POLL_SECONDS": "0.05"}  # fmt: skip
+        env = {
+            **server_settings(database_url, redis_url),
+            "BOT_POLL_SECONDS": "0.05",
+            "TRADING_ENGINE_POLL_SECONDS": "0.05",
+        }
         document["many"] = asyncio.run(_part1(env, args))
     if not args.skip_webhook:
         with (
@@ -390,8 +454,11 @@ def main(argv: list[str] | None = None) -> int:
             Children() as children,
             contextlib.ExitStack() as logs,
         ):
-            env = {**server_settings(database_url, redis_url), "BOT_POLL_SECONDS": "0.05",
-                   "TRADING_ENGINE_POLL_SECONDS": "0.05"}  # fmt: skip
+            env = {
+                **server_settings(database_url, redis_url),
+                "BOT_POLL_SECONDS": "0.05",
+                "TRADING_ENGINE_POLL_SECONDS": "0.05",
+            }
             _, port = start_server(children, env, logs, name="bots-webhook")
             document["webhook"] = asyncio.run(_part2(env, port, args))
     _print(document)
@@ -405,15 +472,25 @@ def _print(document: dict[str, Any]) -> None:
         f"bots: {many['bots']} grid bots on {SYMBOL} (created in {many['created_seconds']:.0f} s)"
     )
     e, f = many["idle_no_bots"], many["idle_with_bots"]
-    print(f"idle {e['seconds']:.0f} s, CPU seconds (this process / PostgreSQL): no bots"
-          f" {e['process_cpu']:.2f} / {e['postgres_cpu']:.2f}, with bots {f['process_cpu']:.2f}"
-          f" / {f['postgres_cpu']:.2f}")  # fmt: skip
+    print(
+        f"idle {e['seconds']:.0f} s, CPU seconds (this process / PostgreSQL): no bots"
+        f" {e['process_cpu']:.2f} / {e['postgres_cpu']:.2f}, with bots {f['process_cpu']:.2f}"
+        f" / {f['postgres_cpu']:.2f}"
+    )
     rows = []
     for mode in ("bands", "every"):
         r = many[mode]
         s = r["sweep"]
-        rows.append([mode, str(r["noise"]["bots_woken"]), f"{s['accepted']}/{s['expected']}",
-                     f"{s['p50_ms']:.0f}", f"{s['p99_ms']:.0f}", f"{s['max_ms']:.0f}"])  # fmt: skip
+        rows.append(
+            [
+                mode,
+                str(r["noise"]["bots_woken"]),
+                f"{s['accepted']}/{s['expected']}",
+                f"{s['p50_ms']:.0f}",
+                f"{s['p99_ms']:.0f}",
+                f"{s['max_ms']:.0f}",
+            ]
+        )
     print_rows(
         ["wake by", "woken by a trade", "sells accepted", "p50 ms", "p99 ms", "max ms"], rows
     )
@@ -422,11 +499,14 @@ def _print(document: dict[str, Any]) -> None:
     hook = document.get("webhook")
     if hook:
         a, o = hook["answer"], hook["to_order"]
-        print(f"webhook: {hook['alerts']} alerts at {hook['rate']:.0f}/s, answers {hook['codes']}:"
-              f" answer p50 {a['p50_ms']:.0f} ms p99 {a['p99_ms']:.0f} ms; to order accepted"
-              f" p50 {o['p50_ms']:.0f} ms p99 {o['p99_ms']:.0f} ms ({hook['orders']} orders)")  # fmt: skip
         print(
-            f"target to-order p99 <= {TARGET_WEBHOOK_P99_MS:.0f} ms: {verdict(o['p99_ms'] <= TARGET_WEBHOOK_P99_MS)}"
+            f"webhook: {hook['alerts']} alerts at {hook['rate']:.0f}/s, answers {hook['codes']}:"
+            f" answer p50 {a['p50_ms']:.0f} ms p99 {a['p99_ms']:.0f} ms; to order accepted"
+            f" p50 {o['p50_ms']:.0f} ms p99 {o['p99_ms']:.0f} ms ({hook['orders']} orders)"
+        )
+        print(
+            f"target to-order p99 <= {TARGET_WEBHOOK_P99_MS:.0f} ms:"
+            f" {verdict(o['p99_ms'] <= TARGET_WEBHOOK_P99_MS)}"
         )
 
 

@@ -16,6 +16,7 @@ from types import ModuleType
 
 import strawberry
 
+from app.bots.domain import errors as bots
 from app.core import errors as domain
 from app.notifications import rules as notifications
 from app.social.domain import social
@@ -23,7 +24,7 @@ from app.trading.domain import errors as trading
 from graphql_schema.enums import derived_enum
 
 # Where the domain errors are declared; a new domain's error module joins here.
-HOMES: tuple[ModuleType, ...] = (domain, trading, social, notifications)
+HOMES: tuple[ModuleType, ...] = (domain, trading, social, notifications, bots)
 
 
 @strawberry.interface(name="Error", description="An expected failure. Nothing was changed.")

@@ -24,6 +24,7 @@ from resolvers import backtesting, marketdata, paper, queries, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
+from resolvers.bots import bots as bot_resolvers
 from resolvers.social import copying, social
 from resolvers.social import leaderboard as leaderboard_resolvers
 from resolvers.wallets import deposits as deposit_resolvers
@@ -126,6 +127,9 @@ class Query:
     backtests = strawberry.field(resolver=backtesting.my_backtests, extensions=_account())
     paper_accounts = strawberry.field(resolver=paper.paper_accounts, extensions=_account())
     paper_account = strawberry.field(resolver=paper.paper_account, extensions=_account())
+    bots = strawberry.field(resolver=bot_resolvers.my_bots, extensions=_account())
+    bot = strawberry.field(resolver=bot_resolvers.bot, extensions=_account())
+    preview_bot = strawberry.field(resolver=bot_resolvers.preview_bot, extensions=_account())
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -197,6 +201,11 @@ class Mutation:
     cancel_paper_order = _trade_mutation(paper.cancel_paper_order)
     place_paper_order_list = _trade_mutation(paper.place_paper_order_list)
     cancel_paper_order_list = _trade_mutation(paper.cancel_paper_order_list)
+    create_bot = _trade_mutation(bot_resolvers.create_bot)
+    pause_bot = _trade_mutation(bot_resolvers.pause_bot)
+    resume_bot = _trade_mutation(bot_resolvers.resume_bot)
+    stop_bot = _trade_mutation(bot_resolvers.stop_bot)
+    rename_bot = _trade_mutation(bot_resolvers.rename_bot)
 
 
 @strawberry.type
@@ -228,6 +237,12 @@ class Subscription:
         resolver=paper.paper_updates,
         description="Your paper account's fills and order updates as they happen, each with"
         " the account as it is then (NotFound for an account that is not yours).",
+        extensions=_account(),
+    )
+    bot_updates = strawberry.subscription(
+        resolver=bot_resolvers.bot_updates,
+        description="Each step of your bots as it is stored (of one bot with botId), with"
+        " the bot as it is then (BotNotFound for a bot that is not yours).",
         extensions=_account(),
     )
     backtest_progress = strawberry.subscription(

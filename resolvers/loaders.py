@@ -49,6 +49,7 @@ from db.models import (
     Withdrawal,
 )
 from db.queries import Page, PageKey, rows_by_ids, users_by_ids
+from resolvers.bots.loaders import BotLoaders
 
 R = TypeVar("R")
 
@@ -410,6 +411,10 @@ class Loaders:
     @cached_property
     def paper_fills_page_by_key(self) -> PageByKeyLoader[PaperFill]:
         return PageByKeyLoader(self._rt, paper_accounts.fills_pages)
+
+    @cached_property
+    def bots(self) -> BotLoaders:
+        return BotLoaders(self._rt)
 
 
 def build_loaders(rt: Runtime, *, signed_in: User | None = None) -> Loaders:

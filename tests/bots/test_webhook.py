@@ -159,7 +159,7 @@ async def test_a_json_alert_is_queued_once_and_wakes_its_bot(rt, http, bot):
         time=at,
     )
     assert from_json(Alert, first.alert) == expected == parse_alert(body, JSON)  # the worker's read
-    assert first.alert_id == expected.alert_id and first.processed_at is None
+    assert first.alert_id == expected.alert_id  # (the server's bots job may have taken it)
     assert before <= first.received_at <= after  # the server's clock, at receipt
     assert from_json(Alert, second.alert).action is AlertAction.CLOSE
     assert bot.secret not in json.dumps([first.alert, second.alert])

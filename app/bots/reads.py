@@ -1,0 +1,187 @@
+"""Bots, the read side of ``bot`` and ``bots`` (their DataLoaders batch these): pages of
+a bot's decisions and of its sub-account's fills, the sub-account's live orders, what it
+holds, and the bot's figures.
+
+Figures (``figures``), in the bot's quote currency:
+
+    holdings    what its sub-account holds (available and held by its orders), by
+                currency; once it has stopped and given its money back, what it gave
+                back (its BOT_RELEASE entry): so a stopped bot shows what it ended with
+    equity      the holdings valued at each market's last price (the quote at 1); None
+                while a held asset's market has no price
+    budget      what it was given: a DCA, grid or signal bot its funding in the quote
+                currency; a rebalance bot its allocation valued at the last prices (so
+                its PnL is against holding what it was given)
+    pnl         equity - budget
+    realised    what its closed trades made, fees included, as its machine counts them:
+                DCA its closed deals; grid its levels' round trips and the sales of base
+                no level holds; signal its sales. None for a rebalance bot (it holds a
+                portfolio and closes nothing)
+    unrealised  pnl - realised (a rebalance bot: pnl): what it holds now, at the last
+                price, against what that cost
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ARRAY, BigInteger, any_, bindparam, func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bots.domain import codec
+from app.bots.domain.dca import DcaState
+from app.bots.domain.grid import GridState
+from app.bots.domain.machines import read_state
+from app.bots.domain.rebalance import Holding
+from app.bots.domain.runtime import ZERO, BotKind
+from app.bots.domain.signal_bot import SignalState
+from app.ledger.rules import AccountKind
+from app.trading.domain.orders import LIVE_STATUSES
+from db.models import Bot, BotDecision, Fill, JournalEntry, LedgerAccount, Order, Posting
+from db.queries import Page, PageKey, keyset_pages
+
+RELEASE = "BOT_RELEASE"  # the journal entry that gives a stopped bot's money back
+_HELD_KINDS = [AccountKind.AVAILABLE.value, AccountKind.HELD.value]
+_LIVE = sorted(s.value for s in LIVE_STATUSES)
+
+
+async def decision_pages(
+    session: AsyncSession, wanted: Sequence[PageKey]
+) -> list[Page[BotDecision]]:
+    """Pages of bots' decisions (``PageKey.parent``: the bot's id), newest first."""
+    return await keyset_pages(
+        session, BotDecision, parent=BotDecision.bot_id, key=BotDecision.id, wanted=wanted,
+        descending=True,
+    )  # fmt: skip
+
+
+async def fill_pages(session: AsyncSession, wanted: Sequence[PageKey]) -> list[Page[Fill]]:
+    """Pages of sub-accounts' fills (``PageKey.parent``: the sub-account), newest first."""
+    return await keyset_pages(
+        session, Fill, parent=Fill.user_id, key=Fill.id, wanted=wanted, descending=True
+    )
+
+
+def _ids(ids: Sequence[int]) -> Any:
+    return bindparam("ids", list(ids), type_=ARRAY(BigInteger))
+
+
+async def open_orders_by_account_ids(
+    session: AsyncSession, account_ids: Sequence[int]
+) -> list[list[Order]]:
+    """Each sub-account's live orders, newest first."""
+    rows = await session.scalars(
+        select(Order)
+        .where(Order.user_id == any_(_ids(account_ids)), Order.status.in_(_LIVE))
+        .order_by(Order.id.desc())
+    )
+    found: dict[int, list[Order]] = {i: [] for i in account_ids}
+    for row in rows:
+        found[row.user_id].append(row)
+    return [found[i] for i in account_ids]
+
+
+async def holdings_by_account_ids(
+    session: AsyncSession, account_ids: Sequence[int]
+) -> list[dict[str, Decimal]]:
+    """Each sub-account's holdings by currency (see the module's docstring): its balances
+    and what its release gave back, in one statement."""
+    balances = select(
+        LedgerAccount.user_id, LedgerAccount.currency, LedgerAccount.balance.label("amount")
+    ).where(LedgerAccount.user_id == any_(_ids(account_ids)),
+            LedgerAccount.kind.in_(_HELD_KINDS))  # fmt: skip
+    released = (
+        select(LedgerAccount.user_id, LedgerAccount.currency, (-Posting.amount).label("amount"))
+        .join(Posting, Posting.account_id == LedgerAccount.id)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(
+            LedgerAccount.user_id == any_(_ids(account_ids)),
+            LedgerAccount.kind == AccountKind.AVAILABLE.value,
+            JournalEntry.kind == literal(RELEASE),
+        )
+    )
+    both = union_all(balances, released).subquery()
+    statement = (
+        select(both.c.user_id, both.c.currency, func.sum(both.c.amount).label("amount"))
+        .group_by(both.c.user_id, both.c.currency)
+        .order_by(both.c.user_id, both.c.currency)
+    )
+    found: dict[int, dict[str, Decimal]] = {i: {} for i in account_ids}
+    for row in await session.execute(statement):
+        if row.amount:
+            found[row.user_id][row.currency] = row.amount.normalize()
+    return [found[i] for i in account_ids]
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """A bot's figures in its quote currency (the module's docstring)."""
+
+    budget: Decimal | None
+    equity: Decimal | None
+    realised: Decimal | None
+    unrealised: Decimal | None
+
+    @property
+    def pnl(self) -> Decimal | None:
+        if self.equity is None or self.budget is None:
+            return None
+        return self.equity - self.budget
+
+
+def allocation_of(bot: Bot) -> tuple[Holding, ...]:
+    """What a rebalance bot was given (nothing for the other kinds)."""
+    return codec.from_json(tuple[Holding, ...], bot.allocation.get("holdings", []))
+
+
+def funding_of(bot: Bot) -> dict[str, Decimal]:
+    """What the bot was given by currency."""
+    if bot.kind == BotKind.REBALANCE.value:
+        return {h.asset: h.quantity for h in allocation_of(bot) if h.quantity > 0}
+    return {bot.quote: bot.budget}
+
+
+def value(
+    amounts: Mapping[str, Decimal], quote: str, prices: Mapping[str, Decimal | None]
+) -> Decimal | None:
+    """``amounts`` in ``quote`` at ``prices`` (by symbol); None when one has no price."""
+    total = ZERO
+    for currency, amount in amounts.items():
+        if currency == quote or not amount:
+            total += amount
+            continue
+        price = prices.get(f"{currency}/{quote}")
+        if price is None:
+            return None
+        total += amount * price
+    return total.normalize()
+
+
+def realised_of(bot: Bot) -> Decimal | None:
+    if bot.kind == BotKind.REBALANCE.value:
+        return None
+    if not bot.state:
+        return ZERO  # not started yet
+    state = read_state(BotKind(bot.kind), bot.state)
+    if isinstance(state, DcaState):
+        return state.realized_pnl.normalize()
+    if isinstance(state, GridState):
+        return state.profit.normalize()
+    assert isinstance(state, SignalState)
+    return state.position.realized_pnl.normalize()
+
+
+def figures(
+    bot: Bot, holdings: Mapping[str, Decimal], prices: Mapping[str, Decimal | None]
+) -> Figures:
+    """The bot's figures from its holdings and its markets' last prices (by symbol)."""
+    budget = value(funding_of(bot), bot.quote, prices)
+    equity = value(holdings, bot.quote, prices)
+    realised = realised_of(bot)
+    if equity is None or budget is None:
+        return Figures(budget, equity, realised, None)
+    unrealised = equity - budget - (realised or ZERO)
+    return Figures(budget, equity, realised, unrealised.normalize())

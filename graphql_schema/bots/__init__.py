@@ -1,0 +1,1 @@
+"""The bots' GraphQL types: the Bot node, inputs, pre-flight, results, updates."""

@@ -1,0 +1,1 @@
+"""The bots' queries, mutations, subscription and DataLoaders."""

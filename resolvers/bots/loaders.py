@@ -1,0 +1,109 @@
+"""The bots' DataLoaders, created per request (``Loaders.bots``; fresh per subscription
+event): a page of bots with their figures, decisions, trades and open orders costs the
+same statements for one bot as for a hundred."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from functools import cached_property
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
+
+from app.bots import reads
+from app.runtime import Runtime
+from app.trading.markets import MarketRow, markets_with_quote_rates
+from db.models import Bot, BotDecision, Fill, Order
+from db.queries import Page, PageKey, rows_by_ids
+
+R = TypeVar("R")
+
+
+class BotByIdLoader(DataLoader[int, Bot | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Bot | None]:
+            async with rt.reads() as session:
+                return await rows_by_ids(session, Bot, ids)
+
+        super().__init__(load_fn=load)
+
+
+class MarketBySymbolLoader(DataLoader[str, MarketRow | None]):
+    """A market with its last price, by symbol (bots name their markets by symbol)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(symbols: Sequence[str]) -> list[MarketRow | None]:
+            async with rt.reads() as session:
+                found = await markets_with_quote_rates(session, list(symbols))
+            return [found[s][0] if s in found else None for s in symbols]
+
+        super().__init__(load_fn=load)
+
+
+class HoldingsByAccountIdLoader(DataLoader[int, dict[str, Decimal]]):
+    """What a bot's sub-account holds (or gave back), by currency (``reads``)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[dict[str, Decimal]]:
+            async with rt.reads() as session:
+                return await reads.holdings_by_account_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class OpenOrdersByAccountIdLoader(DataLoader[int, list[Order]]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[Order]]:
+            async with rt.reads() as session:
+                return await reads.open_orders_by_account_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class BotPageByKeyLoader(DataLoader[PageKey, Page[R]]):
+    """Pages of rows under bots (or their sub-accounts), all the pages of a request in
+    one statement (``db.queries.keyset_pages``)."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        pages: Callable[[AsyncSession, Sequence[PageKey]], Awaitable[list[Page[R]]]],
+    ) -> None:
+        async def load(keys: Sequence[PageKey]) -> list[Page[R]]:
+            async with rt.reads() as session:
+                return await pages(session, keys)
+
+        super().__init__(load_fn=load)
+
+
+class BotLoaders:
+    """This request's bot loaders, each made on first use."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    @cached_property
+    def bot_by_id(self) -> BotByIdLoader:
+        return BotByIdLoader(self._rt)
+
+    @cached_property
+    def market_by_symbol(self) -> MarketBySymbolLoader:
+        return MarketBySymbolLoader(self._rt)
+
+    @cached_property
+    def holdings_by_account_id(self) -> HoldingsByAccountIdLoader:
+        return HoldingsByAccountIdLoader(self._rt)
+
+    @cached_property
+    def open_orders_by_account_id(self) -> OpenOrdersByAccountIdLoader:
+        return OpenOrdersByAccountIdLoader(self._rt)
+
+    @cached_property
+    def decision_page_by_key(self) -> BotPageByKeyLoader[BotDecision]:
+        return BotPageByKeyLoader(self._rt, reads.decision_pages)
+
+    @cached_property
+    def trade_page_by_key(self) -> BotPageByKeyLoader[Fill]:
+        return BotPageByKeyLoader(self._rt, reads.fill_pages)
