@@ -141,8 +141,11 @@ class StandIn:
         async def endpoint(request: Request) -> Response:
             body = await request.body()
             with self.lock:
-                self.requests.append(Recorded(request.method, request.url.path,
-                                              request.url.query, dict(request.headers), body))  # fmt: skip
+                recorded = Recorded(
+                    request.method, request.url.path, request.url.query,
+                    dict(request.headers), body,
+                )  # fmt: skip
+                self.requests.append(recorded)
                 status = self.failures.pop(0) if self.failures else None
             if status is not None:
                 return PlainTextResponse("unavailable" if status >= 500 else "slow down", status)

@@ -86,7 +86,7 @@ class BinanceStandIn(StandIn):
                             "applyMaxToMarket": False,
                             "avgPriceMins": 5,
                         },
-                    ],  # fmt: skip
+                    ],
                     "permissions": [],
                     "permissionSets": [["SPOT"]],
                 }
