@@ -20,7 +20,7 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import backtesting, marketdata, paper, queries, trading
+from resolvers import backtesting, exchanges, marketdata, paper, queries, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -197,6 +197,8 @@ class Mutation:
     cancel_paper_order = _trade_mutation(paper.cancel_paper_order)
     place_paper_order_list = _trade_mutation(paper.place_paper_order_list)
     cancel_paper_order_list = _trade_mutation(paper.cancel_paper_order_list)
+    connect_exchange_account = _session_mutation(exchanges.connect_exchange_account)
+    disconnect_exchange_account = _session_mutation(exchanges.disconnect_exchange_account)
 
 
 @strawberry.type

@@ -21,6 +21,7 @@ from db.models.backtesting import (
 )
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
+from db.models.exchanges import ExchangeConnection
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
 from db.models.marketdata import MarketCandle, MarketTrade
 from db.models.notifications import Notification, NotificationPreference, PriceAlert
@@ -72,6 +73,7 @@ __all__ = [
     "DepositAddress",
     "EquitySnapshot",
     "EventConsumer",
+    "ExchangeConnection",
     "Fill",
     "Follow",
     "FollowPosition",

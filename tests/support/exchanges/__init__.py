@@ -106,6 +106,10 @@ class StandIn:
     def routes(self) -> list[tuple[str, str, Callable[[Request, bytes], Any]]]:
         raise NotImplementedError
 
+    def too_many_requests(self) -> Response:
+        """The exchange's own answer to a client over its rate limit."""
+        raise NotImplementedError
+
     def start(self) -> StandIn:
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -132,8 +136,8 @@ class StandIn:
         return account
 
     def fail_next(self, *statuses: int) -> None:
-        """Answer the next requests with these HTTP statuses (503: down, 429: slow
-        down), whatever they ask."""
+        """Answer the next requests with these HTTP statuses, whatever they ask (503:
+        down; 429: over the rate limit, as the exchange says it)."""
         with self.lock:
             self.failures.extend(statuses)
 
@@ -147,8 +151,10 @@ class StandIn:
                 )  # fmt: skip
                 self.requests.append(recorded)
                 status = self.failures.pop(0) if self.failures else None
+            if status == 429:
+                return self.too_many_requests()
             if status is not None:
-                return PlainTextResponse("unavailable" if status >= 500 else "slow down", status)
+                return PlainTextResponse("unavailable", status)
             try:
                 result = handler(request, body)
             except Refused as refused:

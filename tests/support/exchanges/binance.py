@@ -23,6 +23,10 @@ def _error(code: int, msg: str, status: int = 400) -> JSONResponse:
 class BinanceStandIn(StandIn):
     exchange = "binance"
 
+    def too_many_requests(self) -> JSONResponse:
+        return _error(-1003, "Too much request weight used; current limit is 6000 request"
+                      " weight per 1 MINUTE.", 429)  # fmt: skip
+
     def routes(self):  # type: ignore[no-untyped-def]
         return [
             ("GET", "/api/v3/exchangeInfo", self.exchange_info),

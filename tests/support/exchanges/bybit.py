@@ -28,6 +28,9 @@ def _ok(result: dict) -> dict:
 class BybitStandIn(StandIn):
     exchange = "bybit"
 
+    def too_many_requests(self) -> JSONResponse:
+        return _error(10006, "Too many visits!", 200)
+
     def routes(self):  # type: ignore[no-untyped-def]
         return [
             ("GET", "/v5/market/instruments-info", self.instruments),

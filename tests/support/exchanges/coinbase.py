@@ -12,7 +12,7 @@ import hmac
 import time
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 
 from tests.support.exchanges import Account, Refused, StandIn, amount
 
@@ -23,6 +23,10 @@ def _unauthorized(_reason: str = "") -> PlainTextResponse:
 
 class CoinbaseStandIn(StandIn):
     exchange = "coinbase"
+
+    def too_many_requests(self) -> JSONResponse:
+        return JSONResponse({"error": "rate_limit_exceeded", "message": "Too many requests"},
+                            429)  # fmt: skip
 
     def routes(self):  # type: ignore[no-untyped-def]
         return [

@@ -34,6 +34,9 @@ class KrakenStandIn(StandIn):
         super().__init__()
         self.nonces: dict[str, int] = {}
 
+    def too_many_requests(self) -> JSONResponse:
+        return _error("EAPI:Rate limit exceeded")
+
     def routes(self):  # type: ignore[no-untyped-def]
         return [
             ("GET", "/0/public/AssetPairs", self.asset_pairs),

@@ -29,6 +29,9 @@ def _ok(data: list) -> dict:
 class OkxStandIn(StandIn):
     exchange = "okx"
 
+    def too_many_requests(self) -> JSONResponse:
+        return _error("50011", "Too Many Requests", 429)
+
     def routes(self):  # type: ignore[no-untyped-def]
         return [
             ("GET", "/api/v5/public/instruments", self.instruments),
