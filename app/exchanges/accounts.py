@@ -202,6 +202,32 @@ async def disconnect_account(
     return row
 
 
+async def rewrap_secrets(rt: Runtime, *, limit: int = 500) -> int:
+    """Re-wrap the data keys of secrets sealed under a master key that is no longer the
+    active one (a background job: rotation). The sealed secrets do not change; no
+    secret is opened. Returns how many were re-wrapped."""
+    ring = rt.exchange_keys
+    async with rt.sessions() as session, session.begin():
+        rows = list(
+            await session.scalars(
+                select(ExchangeConnection)
+                .where(
+                    ExchangeConnection.status != DISCONNECTED,
+                    ExchangeConnection.key_id != ring.active,
+                )
+                .order_by(ExchangeConnection.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for row in rows:
+            rewrapped = ring.rewrap(sealed_of(row), binding_of(row))
+            row.key_id, row.wrapped_key = rewrapped.key_id, rewrapped.wrapped_key
+    if rows:
+        log.info("exchange secrets re-wrapped", extra={"count": len(rows), "key": ring.active})
+    return len(rows)
+
+
 async def recheck_due(rt: Runtime, *, limit: int = 50) -> int:
     """Check again the keys whose last check is older than EXCHANGE_RECHECK_AFTER_HOURS
     (a background job): a key that the exchange now refuses, or that may withdraw, is

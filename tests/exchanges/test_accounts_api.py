@@ -5,14 +5,16 @@ secret, the daily re-check."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from app.exchanges.accounts import recheck_due
+from app.exchanges.accounts import balances, recheck_due, rewrap_secrets
+from app.exchanges.domain.sealing import KeyRing
 from db.models import ExchangeConnection
-from tests.exchanges.conftest import EXCHANGES
+from tests.exchanges.conftest import EXCHANGES, connector_for
 from tests.support import gid
 from tests.support.documents import ERROR_FIELDS, signed_in
 from tests.support.exchanges.keys import new_account, other_secret
@@ -189,3 +191,23 @@ async def test_the_recheck_suspends_a_key_that_now_allows_withdrawals(gql, rt, e
     status = {row.exchange: (row.status, row.last_check_code) for row in await _rows(rt)}
     assert status == {"bybit": ("ACTIVE", None),
                       "coinbase": ("ACTIVE", "EXCHANGE_UNAVAILABLE")}  # fmt: skip
+
+
+async def test_rotation_rewraps_every_stored_secret_and_they_still_open(gql, rt, exchanges):
+    carol = await signed_in(gql)
+    for name in ("binance", "okx"):
+        account = exchanges[name].add(new_account(name))
+        await _connect(gql, carol["accessToken"], name, account)
+    before = {row.id: row.sealed_secret for row in await _rows(rt)}
+    old_id = rt.exchange_keys.active
+    _, keys = rt.settings.exchange_key_ring()
+    ring = KeyRing({**keys, "next": b"\x07" * 32}, active="next")
+    rotated = dataclasses.replace(rt, exchange_keys=ring)
+    rotated.exchanges = connector_for(rotated, exchanges)
+    assert await rewrap_secrets(rotated) == 2
+    assert await rewrap_secrets(rotated) == 0
+    rows = await _rows(rt)
+    assert {row.key_id for row in rows} == {"next"} != {old_id}
+    assert {row.id: row.sealed_secret for row in rows} == before  # only the data keys
+    for row in rows:
+        assert await balances(rotated, row)
