@@ -240,15 +240,29 @@ class Subscription:
     )
 
 
+# graphql-core's "Variable '$input' has invalid value at .secret: String cannot represent
+# a non string value: <the value>": the value may be a secret (an exchange API secret
+# sent as a number or a list): it is neither logged nor sent back, only where and why.
+_INVALID_VARIABLE = "' has invalid value"
+
+
+def _without_values(message: str) -> str:
+    if not message.startswith("Variable '$") or _INVALID_VARIABLE not in message:
+        return message
+    where, _, why = message.partition(": ")
+    return f"{where}: {why.split(': ', 1)[0].rstrip('.')}."
+
+
 class CryptoSchema(strawberry.Schema):
     """Errors suggest no names ("Did you mean ...?") of arguments, enum values, types or
-    input fields: they would show the schema to a client that may not introspect it."""
+    input fields: they would show the schema to a client that may not introspect it; nor
+    do they quote an invalid variable's value (it may be a secret)."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:  # disable_field_suggestions covers fields only
-            error.message = error.message.split(" Did you mean ", 1)[0]
+            error.message = _without_values(error.message.split(" Did you mean ", 1)[0])
         log_errors(errors)
 
 

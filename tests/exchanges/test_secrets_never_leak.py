@@ -43,6 +43,12 @@ async def test_no_secret_in_logs_answers_or_the_database(gql, rt, exchanges, cap
         needles |= _needles(refused.secret)
         answers.append(str(await gql(CONNECT, {"input": _input(name, refused)}, token=token)))
     answers.append(str(await gql(MINE, token=token)))
+    malformed = new_account("bybit")  # refused by the gateway, before any resolver
+    needles |= _needles(malformed.secret)
+    for value in (malformed.secret + "\x00", [malformed.secret], {"v": malformed.secret}):
+        body = await gql(CONNECT, {"input": _input("bybit", malformed, secret=value)},
+                         token=token)  # fmt: skip
+        assert body["errors"][0]["extensions"]["code"] in {"VALIDATION_FAILED", "BAD_USER_INPUT"}
     exchanges["okx"].fail_next(503, 503, 503)
     exchanges["binance"].accounts.clear()
     answers.append(str(await gql(MINE, token=token)))
