@@ -38,7 +38,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SEED_DEMO_DATA=false
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('PORT', '8000'), timeout=2)" || exit 1
-# DATABASE_URL, REDIS_URL, JWT_SECRET, SECRET_KEY, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET and
-# SMTP_URL must be provided; production refuses defaults. Migrations take a PostgreSQL advisory
+# DATABASE_URL, REDIS_URL, JWT_SECRET, SECRET_KEY, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET,
+# EXCHANGE_MASTER_KEYS and SMTP_URL must be provided; production refuses defaults. Migrations take a PostgreSQL advisory
 # lock, so replicas that start together migrate once.
 CMD ["sh", "-c", "if [ \"$RUN_MIGRATIONS\" = true ]; then python -m app migrate || exit 1; fi; exec uvicorn app.asgi:create_app_from_env --factory --host \"$HOST\" --port \"$PORT\" --proxy-headers --forwarded-allow-ips \"$FORWARDED_ALLOW_IPS\" --timeout-graceful-shutdown 10 --no-access-log --ws-max-size \"${WS_MAX_MESSAGE_BYTES:-65536}\" --ws-per-message-deflate \"${WS_PER_MESSAGE_DEFLATE:-false}\""]

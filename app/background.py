@@ -19,6 +19,7 @@ from app.bots import worker as bots_worker
 from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
+from app.exchanges import accounts as exchange_accounts
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
@@ -119,4 +120,14 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     jobs.add("paper-ticks", rt.settings.copy_poll_seconds, paper_live.run_once)
     jobs.add("backtests", rt.settings.backtest_resume_interval_seconds, resume_backtests)
     jobs.add("bots", rt.settings.bot_poll_seconds, bots_worker.run_once)
+    jobs.add(
+        "exchange-recheck",
+        rt.settings.exchange_recheck_interval_seconds,
+        exchange_accounts.recheck_due,
+    )
+    jobs.add(
+        "exchange-rewrap",
+        rt.settings.exchange_recheck_interval_seconds,
+        exchange_accounts.rewrap_secrets,
+    )
     return jobs

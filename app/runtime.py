@@ -16,6 +16,9 @@ from app.adapters.payments import PaymentGateway
 from app.adapters.stripe_gateway import StripeGateway
 from app.core.settings import Settings
 from app.events.engine_signals import AppliedWatcher
+from app.exchanges.ccxt_edge import CcxtConnector
+from app.exchanges.connector import ExchangeConnector
+from app.exchanges.domain.sealing import KeyRing
 from db.session import create_engine, create_sessionmaker
 
 C = TypeVar("C")
@@ -34,6 +37,9 @@ class Runtime:
     mailer: Mailer
     signer: TokenSigner
     payments: PaymentGateway
+    # connected exchange accounts: the key ring that seals their API secrets, and ccxt
+    exchange_keys: KeyRing
+    exchanges: ExchangeConnector
     clock: Callable[[], datetime] = field(default=utcnow)
     _applied: AppliedWatcher | None = field(default=None, repr=False)
     _reads: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
@@ -88,6 +94,8 @@ def build_runtime(
         database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
     smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+    active_key, master_keys = settings.exchange_key_ring()
+    exchange_keys = KeyRing(master_keys, active=active_key)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -115,4 +123,6 @@ def build_runtime(
             access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         ),
         payments=StripeGateway.from_settings(settings),
+        exchange_keys=exchange_keys,
+        exchanges=CcxtConnector.from_settings(settings, exchange_keys),
     )

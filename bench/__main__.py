@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import importlib
 import os
@@ -95,6 +96,7 @@ def bench_settings(
         "SECRET_KEY": secrets.token_urlsafe(32),
         "STRIPE_API_KEY": f"sk_test_bench{secrets.token_hex(16)}",
         "STRIPE_WEBHOOK_SECRET": f"whsec_bench{secrets.token_hex(16)}",
+        "EXCHANGE_MASTER_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SEED_DEMO_DATA": "false",

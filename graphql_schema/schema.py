@@ -20,7 +20,7 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import backtesting, marketdata, paper, queries, trading
+from resolvers import backtesting, exchanges, marketdata, paper, queries, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -206,6 +206,8 @@ class Mutation:
     resume_bot = _trade_mutation(bot_resolvers.resume_bot)
     stop_bot = _trade_mutation(bot_resolvers.stop_bot)
     rename_bot = _trade_mutation(bot_resolvers.rename_bot)
+    connect_exchange_account = _session_mutation(exchanges.connect_exchange_account)
+    disconnect_exchange_account = _session_mutation(exchanges.disconnect_exchange_account)
 
 
 @strawberry.type
@@ -253,15 +255,29 @@ class Subscription:
     )
 
 
+# graphql-core's "Variable '$input' has invalid value at .secret: String cannot represent
+# a non string value: <the value>": the value may be a secret (an exchange API secret
+# sent as a number or a list): it is neither logged nor sent back, only where and why.
+_INVALID_VARIABLE = "' has invalid value"
+
+
+def _without_values(message: str) -> str:
+    if not message.startswith("Variable '$") or _INVALID_VARIABLE not in message:
+        return message
+    where, _, why = message.partition(": ")
+    return f"{where}: {why.split(': ', 1)[0].rstrip('.')}."
+
+
 class CryptoSchema(strawberry.Schema):
     """Errors suggest no names ("Did you mean ...?") of arguments, enum values, types or
-    input fields: they would show the schema to a client that may not introspect it."""
+    input fields: they would show the schema to a client that may not introspect it; nor
+    do they quote an invalid variable's value (it may be a secret)."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:  # disable_field_suggestions covers fields only
-            error.message = error.message.split(" Did you mean ", 1)[0]
+            error.message = _without_values(error.message.split(" Did you mean ", 1)[0])
         log_errors(errors)
 
 

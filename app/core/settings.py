@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
@@ -18,6 +22,9 @@ MIN_SECRET_LENGTH = 32
 DEV_STRIPE_API_KEY = "sk_test_placeholder"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_placeholder"
 # the Stripe secrets production needs, and the prefix a real one starts with
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_LOCAL_KEY_LABEL = b"cryptoorchestrator exchange master key (development and tests only)"
+_MIN_DISTINCT_KEY_BYTES = 8  # 32 random bytes have ~30 distinct values; "AAAA..." has 1
 _STRIPE_SECRETS = {"stripe_api_key": ("sk_", "rk_"), "stripe_webhook_secret": ("whsec_",)}
 
 
@@ -85,6 +92,23 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
     stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     stripe_api_base: str | None = None  # unset: Stripe's own; tests use a local stand-in
+
+    # connected exchange accounts (docs: "Exchange accounts"). The key ring that seals their
+    # API secrets: comma-separated `KEY_ID:BASE64` entries, each a random 32-byte AES-256
+    # key; EXCHANGE_MASTER_KEY_ID names the one new secrets are sealed with (unset: the
+    # first). Production refuses a missing, malformed or placeholder ring; development and
+    # tests derive a local key from SECRET_KEY when it is unset.
+    exchange_master_keys: SecretStr | None = None
+    exchange_master_key_id: str | None = None
+    # each exchange's API base URL by exchange id, e.g. {"binance": "https://..."} (unset:
+    # the exchange's own; tests point them at local stand-ins; https in production)
+    exchange_api_bases: dict[str, str] = {}
+    exchange_request_timeout_seconds: float = Field(default=10, gt=0)
+    exchange_network_retries: int = Field(default=2, ge=0, le=5)  # reads only, with backoff
+    # how often the job looks for connections to check again (0: no job), and how old a
+    # check may get before it is done again
+    exchange_recheck_interval_seconds: float = Field(default=600, ge=0)
+    exchange_recheck_after_hours: float = Field(default=24, gt=0)
 
     # withdrawals: above this USD value an admin reviews (paid from cold storage)
     cold_storage_threshold_usd: Decimal = Field(default=Decimal(10000), ge=0)
@@ -233,7 +257,48 @@ class Settings(BaseSettings):
                 raise InsecureSettings(f"{name.upper()} must be set to a real Stripe secret")
         if self.stripe_api_base and not self.stripe_api_base.startswith("https://"):
             raise InsecureSettings("STRIPE_API_BASE must be an https:// URL in production")
+        if any(not url.startswith("https://") for url in self.exchange_api_bases.values()):
+            raise InsecureSettings("EXCHANGE_API_BASES must be https:// URLs in production")
+        if self.exchange_master_keys is None:
+            raise InsecureSettings(
+                "EXCHANGE_MASTER_KEYS is required in production (KEY_ID:BASE64 of 32 random"
+                " bytes): it seals the API secrets of connected exchange accounts"
+            )
+        for key in self.exchange_key_ring()[1].values():
+            if len(set(key)) < _MIN_DISTINCT_KEY_BYTES:
+                raise InsecureSettings("EXCHANGE_MASTER_KEYS holds a placeholder key")
         return self
+
+    @model_validator(mode="after")
+    def _exchange_key_ring_is_well_formed(self) -> Settings:
+        self.exchange_key_ring()  # raises ValueError on a malformed ring
+        return self
+
+    def exchange_key_ring(self) -> tuple[str, dict[str, bytes]]:
+        """(the active key id, every key by id) of EXCHANGE_MASTER_KEYS; unset (never in
+        production): one local key, ``local``, derived from SECRET_KEY."""
+        if self.exchange_master_keys is None:
+            derived = hmac.new(
+                self.secret_key.get_secret_value().encode(), _LOCAL_KEY_LABEL, hashlib.sha256
+            ).digest()
+            return "local", {"local": derived}
+        keys: dict[str, bytes] = {}
+        for entry in self.exchange_master_keys.get_secret_value().split(","):
+            key_id, _, encoded = entry.strip().partition(":")
+            try:
+                key = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                key = b""
+            if not _KEY_ID.fullmatch(key_id) or len(key) != 32 or key_id in keys:
+                raise ValueError(
+                    "EXCHANGE_MASTER_KEYS: each entry is KEY_ID:BASE64 with a distinct id"
+                    " (letters, digits, . _ -) and 32 bytes of key"
+                )
+            keys[key_id] = key
+        active = self.exchange_master_key_id or next(iter(keys))
+        if active not in keys:
+            raise ValueError("EXCHANGE_MASTER_KEY_ID names no key of EXCHANGE_MASTER_KEYS")
+        return active, keys
 
     @model_validator(mode="after")
     def _allowlist_needs_a_manifest(self) -> Settings:

@@ -12,6 +12,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from db.models import User as UserRow
+from graphql_schema.exchanges.types import ExchangeAccountNode, exchange_accounts_of
 from graphql_schema.ids import node_keys
 from graphql_schema.staking.types import StakeNode, StakingRewardConnection, rewards_of, stakes_of
 from graphql_schema.trading.enums import OrderStatus
@@ -78,6 +79,10 @@ class User(relay.Node):
     @strawberry.field(description="Positions, equity and its history.")
     async def portfolio(self, info: Info) -> Portfolio:
         return await portfolio_of(info, self.id)
+
+    @strawberry.field(description="Your connected exchange accounts, oldest first (only yours).")
+    async def exchange_accounts(self, info: Info) -> list[ExchangeAccountNode]:
+        return await exchange_accounts_of(info, self.id)
 
     @classmethod
     def from_row(cls, row: UserRow) -> User:

@@ -51,6 +51,7 @@ PRODUCTION_SECRETS = {
     "seed_demo_data": False,
     "stripe_api_key": "sk_live_" + "k" * 24,
     "stripe_webhook_secret": "whsec_" + "w" * 32,
+    "exchange_master_keys": "k1:a2V5LWJ5dGVzLTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w=",
 }
 CHANGE_PASSWORD = (
     "mutation($current: String!, $new: String!, $totp: String) {"

@@ -134,6 +134,37 @@ def test_domains_never_import_graphql():
     assert bad == []
 
 
+def _vendor_imports(path: Path, vendor: str) -> list[tuple[int, bool]]:
+    """(line, at module level?) of each import of ``vendor`` in a source file."""
+    tree = ast.parse(path.read_text(), str(path))
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(n == vendor or n.startswith(vendor + ".") for n in names):
+            found.append((node.lineno, id(node) in top))
+    return found
+
+
+def test_ccxt_is_imported_by_the_exchange_edge_only_and_lazily():
+    """``import ccxt`` loads every exchange (seconds, ~100 MB per process): one module
+    imports it, inside functions only, so a process that never calls an exchange never
+    pays for it."""
+    importers = {
+        _module_name(path): _vendor_imports(path, "ccxt")
+        for pkg in PACKAGES
+        for path in sorted((ROOT / pkg).rglob("*.py"))
+        if _vendor_imports(path, "ccxt")
+    }
+    assert set(importers) == {"app.exchanges.ccxt_edge"}
+    assert all(not top_level for _, top_level in importers["app.exchanges.ccxt_edge"])
+
+
 def test_core_and_tables_import_nothing_above_them():
     graph = import_graph()
     core_out = [e for e in _imports_from(graph, "app.core", "app") if "-> app.core" not in e]

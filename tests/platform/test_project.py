@@ -101,6 +101,7 @@ def test_production_starts_with_real_secrets():
         stripe_api_key="sk_live_" + "k" * 24,
         stripe_webhook_secret="whsec_" + "w" * 32,
         smtp_url="smtps://mail.example.com:465",
+        exchange_master_keys="k1:" + "a2V5LWJ5dGVzLTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w=",
     )
     assert settings.is_production
     assert "j" * 40 not in repr(settings)  # secrets are wrapped
@@ -144,6 +145,13 @@ def test_pure_domain_imports_no_database_or_vendor_sdk():
         PURE_MODULES, {"strawberry", "sqlalchemy", "stripe", "ccxt", "redis", "starlette"}
     )
     assert {"app.trading.domain.matching", "app.ledger.rules", "app.core.money"} <= set(mods)
+    assert bad == []
+
+
+def test_no_module_imports_ccxt_until_an_exchange_is_called():
+    """ccxt costs seconds and ~100 MB per process: loaded on the first exchange call."""
+    mods, bad = _imported_by(APP_MODULES, {"ccxt"})
+    assert "app.exchanges.ccxt_edge" in mods
     assert bad == []
 
 

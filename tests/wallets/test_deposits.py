@@ -762,6 +762,7 @@ def _production(**overrides) -> Settings:
         "stripe_api_key": "sk_live_" + "a" * 24,
         "stripe_webhook_secret": "whsec_" + "b" * 32,
         "smtp_url": "smtps://mail.example.com:465",
+        "exchange_master_keys": "k1:a2V5LWJ5dGVzLTAxMjM0NTY3ODlhYmNkZWZnaGlqa2w=",
     }
     return Settings(**{**base, **overrides})
 

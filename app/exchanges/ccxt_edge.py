@@ -1,0 +1,315 @@
+"""ccxt behind ``ExchangeConnector``: the only module that imports ccxt, and only inside
+functions (``import ccxt`` loads every exchange: seconds and ~100 MB per process).
+
+Here, once: a stored account's credentials are opened (for ccxt to sign its requests);
+ccxt's floats become Decimals (through ``str``); venue quirks are data (``_OPTIONS``,
+``_PERMISSIONS``); and ccxt's errors become ours, grouped by what the caller should do:
+
+    ccxt.NetworkError (timeouts, ExchangeNotAvailable,
+    OnMaintenance, InvalidNonce), ccxt.BadResponse   retried (reads only) with exponential
+                                                     backoff, then ExchangeUnavailable
+    ccxt.RateLimitExceeded, ccxt.DDoSProtection      ExchangeRateLimited: never retried
+                                                     here (the exchange asked us to wait)
+    ccxt.PermissionDenied                            ExchangePermissionDenied
+    ccxt.AuthenticationError (bad key, signature,
+    passphrase; suspended account)                   ExchangeKeyInvalid
+    ccxt.InsufficientFunds                           ExchangeInsufficientFunds
+    ccxt.NotSupported, ArgumentsRequired             InvariantViolation: our bug
+    any other ccxt.ExchangeError                     ExchangeRejected: never retried blindly
+
+ccxt's own messages (which quote the exchange's answer and URL) are not passed on nor
+logged: only the exchange, the call and the error's class are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from app.core.errors import AppError, InvariantViolation
+from app.core.settings import Settings
+from app.exchanges.domain.accounts import (
+    PERMISSION_READERS,
+    Balance,
+    Credentials,
+    KeyPermissions,
+)
+from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.domain.errors import (
+    ExchangeInsufficientFunds,
+    ExchangeKeyInvalid,
+    ExchangePermissionDenied,
+    ExchangeRateLimited,
+    ExchangeRejected,
+    ExchangeUnavailable,
+)
+from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.sealing import Binding, KeyRing, SealedSecret
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# ccxt logs every request's headers (the API key among them) at DEBUG: never let it.
+_CCXT_LOGGER = logging.getLogger("app.exchanges.ccxt")
+_CCXT_LOGGER.setLevel(logging.WARNING)
+MARKETS_TTL_SECONDS = 3600.0
+# Per exchange, ccxt options: spot markets only, and no currency list (Binance's and
+# OKX's are private endpoints; the platform needs markets and balances).
+_OPTIONS: dict[ExchangeId, dict[str, Any]] = {
+    ExchangeId.BINANCE: {
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+    },
+    ExchangeId.KRAKEN: {},
+    ExchangeId.OKX: {"fetchMarkets": {"types": ["spot"]}},
+    ExchangeId.BYBIT: {"fetchMarkets": {"types": ["spot"]}},
+    ExchangeId.COINBASE: {"fetchBalance": "v3PrivateGetBrokerageAccounts"},
+}
+# ccxt's implicit method for the exchange's own endpoint that reports a key's permissions
+_PERMISSIONS: dict[ExchangeId, str] = {
+    ExchangeId.BINANCE: "sapiGetAccountApiRestrictions",
+    ExchangeId.KRAKEN: "privatePostGetApiKeyInfo",
+    ExchangeId.OKX: "privateGetAccountConfig",
+    ExchangeId.BYBIT: "privateGetV5UserQueryApi",
+    ExchangeId.COINBASE: "v3PrivateGetBrokerageKeyPermissions",
+}
+# Refusals of the key that ccxt raises as a generic error (Binance's spot API maps its
+# key and signature codes to BadRequest / OperationRejected; Kraken's bad signature has
+# no class of its own): recognised by the exchange's code in the answer ccxt quotes.
+_KEY_REFUSED: dict[ExchangeId, tuple[str, ...]] = {
+    ExchangeId.BINANCE: ('"code":-2014', '"code":-2015', '"code":-1022'),
+    ExchangeId.KRAKEN: ("EAPI:Invalid signature",),
+}
+_ORIGIN = re.compile(r"^https?://[^/]+")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """ccxt's number (a float, int or str) as a Decimal, through its shortest repr."""
+    return None if value is None else Decimal(str(value))
+
+
+def _step(value: Any, precision_mode: int) -> Decimal:
+    """A precision as a step: ccxt's TICK_SIZE mode (4) gives the step itself, the
+    DECIMAL_PLACES mode (2) the number of places."""
+    number = _decimal(value)
+    if number is None:
+        raise InvariantViolation("a market without a price or amount precision")
+    return number if precision_mode == 4 else Decimal(1).scaleb(-int(number))
+
+
+def to_market(market: Mapping[str, Any], precision_mode: int) -> ExchangeMarket:
+    limits = market.get("limits") or {}
+    return ExchangeMarket(
+        symbol=market["symbol"],
+        exchange_symbol=str(market["id"]),
+        base=market["base"],
+        quote=market["quote"],
+        tick_size=_step(market["precision"]["price"], precision_mode),
+        lot_size=_step(market["precision"]["amount"], precision_mode),
+        min_amount=_decimal((limits.get("amount") or {}).get("min")),
+        min_notional=_decimal((limits.get("cost") or {}).get("min")),
+        maker_fee=_decimal(market.get("maker")) or Decimal(0),
+        taker_fee=_decimal(market.get("taker")) or Decimal(0),
+        active=market.get("active") is not False,
+    )
+
+
+def to_balances(balance: Mapping[str, Any]) -> list[Balance]:
+    found = []
+    for currency, total in sorted((balance.get("total") or {}).items()):
+        amount = _decimal(total) or Decimal(0)
+        if amount == 0:
+            continue
+        free = _decimal(balance["free"].get(currency)) or Decimal(0)
+        used = _decimal(balance["used"].get(currency))
+        found.append(Balance(currency, free, amount - free if used is None else used, amount))
+    return found
+
+
+def _converted(error: Exception, exchange: ExchangeId) -> AppError:
+    import ccxt
+
+    if isinstance(error, ccxt.ExchangeError) and any(
+        marker in str(error) for marker in _KEY_REFUSED.get(exchange, ())
+    ):
+        return ExchangeKeyInvalid()
+    table: tuple[tuple[type[Exception], type[AppError]], ...] = (
+        (ccxt.PermissionDenied, ExchangePermissionDenied),
+        (ccxt.AuthenticationError, ExchangeKeyInvalid),
+        (ccxt.InsufficientFunds, ExchangeInsufficientFunds),
+        (ccxt.DDoSProtection, ExchangeRateLimited),
+        (ccxt.RateLimitExceeded, ExchangeRateLimited),
+        (ccxt.NetworkError, ExchangeUnavailable),
+        (ccxt.BadResponse, ExchangeUnavailable),
+        (ccxt.NotSupported, InvariantViolation),
+        (ccxt.ArgumentsRequired, InvariantViolation),
+        (ccxt.ExchangeError, ExchangeRejected),
+    )
+    for vendor, ours in table:
+        if isinstance(error, vendor):
+            return ours()
+    return ExchangeUnavailable()
+
+
+def _retryable(error: Exception) -> bool:
+    import ccxt
+
+    limited = isinstance(error, ccxt.RateLimitExceeded | ccxt.DDoSProtection)
+    return not limited and isinstance(error, ccxt.NetworkError | ccxt.BadResponse)
+
+
+class _MarketsCache:
+    """Each exchange's markets, shared by this process's sessions for a while."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = ttl_seconds
+        self._entries: dict[ExchangeId, tuple[float, Any, Any]] = {}
+
+    def get(self, exchange: ExchangeId) -> tuple[Any, Any] | None:
+        entry = self._entries.get(exchange)
+        if entry is None or time.monotonic() - entry[0] > self.ttl:
+            return None
+        return entry[1], entry[2]
+
+    def put(self, exchange: ExchangeId, markets: Any, currencies: Any) -> None:
+        self._entries[exchange] = (time.monotonic(), markets, currencies)
+
+
+class CcxtSession:
+    def __init__(self, connector: CcxtConnector, exchange_id: ExchangeId, exchange: Any) -> None:
+        self._connector = connector
+        self.exchange_id = exchange_id
+        self._exchange = exchange
+
+    async def markets(self) -> list[ExchangeMarket]:
+        await self._load_markets()
+        mode = self._exchange.precisionMode
+        markets = self._exchange.markets.values()
+        return [to_market(m, mode) for m in markets if m.get("spot")]
+
+    async def balances(self) -> list[Balance]:
+        await self._load_markets()
+        raw = await self._read("fetch_balance", self._exchange.fetch_balance)
+        return to_balances(raw)
+
+    async def permissions(self) -> KeyPermissions:
+        method = getattr(self._exchange, _PERMISSIONS[self.exchange_id])
+        raw = await self._read("permissions", method)
+        return PERMISSION_READERS[self.exchange_id](raw)
+
+    async def _load_markets(self) -> None:
+        if self._exchange.markets:
+            return
+        cache = self._connector.markets_cache
+        cached = cache.get(self.exchange_id)
+        if cached is not None:
+            self._exchange.set_markets(*cached)
+            return
+        await self._read("load_markets", self._exchange.load_markets)
+        cache.put(self.exchange_id, self._exchange.markets, self._exchange.currencies)
+
+    async def _read(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation`` (a read: safe to repeat), network failures retried with backoff."""
+        import ccxt
+
+        connector = self._connector
+        for attempt in range(connector.network_retries + 1):
+            try:
+                return await operation()
+            except ccxt.BaseError as error:
+                failure = error
+                last = attempt == connector.network_retries
+                if not _retryable(error) or last:
+                    break
+                await asyncio.sleep(connector.backoff_seconds * 2**attempt)
+        converted = _converted(failure, self.exchange_id)
+        log.warning(
+            "exchange call failed",
+            extra={"exchange": self.exchange_id.value, "call": call,
+                   "error": type(failure).__name__, "as": converted.code},
+        )  # fmt: skip
+        raise converted from None
+
+
+class CcxtConnector:
+    def __init__(
+        self,
+        *,
+        ring: KeyRing,
+        api_bases: Mapping[str, str] | None = None,
+        timeout_seconds: float = 10,
+        network_retries: int = 2,
+        backoff_seconds: float = 0.25,
+        rate_limit: bool = True,
+        markets_ttl_seconds: float = MARKETS_TTL_SECONDS,
+    ) -> None:
+        self._ring = ring
+        self.api_bases = dict(api_bases or {})
+        self.timeout_seconds = timeout_seconds
+        self.network_retries = network_retries
+        self.backoff_seconds = backoff_seconds
+        self.rate_limit = rate_limit
+        self.markets_cache = _MarketsCache(markets_ttl_seconds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, ring: KeyRing) -> CcxtConnector:
+        return cls(
+            ring=ring,
+            api_bases=settings.exchange_api_bases,
+            timeout_seconds=settings.exchange_request_timeout_seconds,
+            network_retries=settings.exchange_network_retries,
+        )
+
+    @asynccontextmanager
+    async def session(
+        self, exchange: ExchangeId, credentials: Credentials
+    ) -> AsyncIterator[CcxtSession]:
+        instance = self._new(exchange, credentials)
+        try:
+            yield CcxtSession(self, exchange, instance)
+        finally:
+            await instance.close()
+
+    @asynccontextmanager
+    async def sealed_session(
+        self, exchange: ExchangeId, sealed: SealedSecret, binding: Binding
+    ) -> AsyncIterator[CcxtSession]:
+        credentials = Credentials.from_bytes(self._ring.unseal(sealed, binding))
+        async with self.session(exchange, credentials) as session:
+            yield session
+
+    def _new(self, exchange: ExchangeId, credentials: Credentials) -> Any:
+        import ccxt.async_support as ccxt_async
+
+        config: dict[str, Any] = {
+            "apiKey": credentials.api_key,
+            "secret": credentials.secret,
+            "enableRateLimit": self.rate_limit,
+            "timeout": int(self.timeout_seconds * 1000),
+            "options": _OPTIONS[exchange],
+            "logger": _CCXT_LOGGER,
+        }
+        if credentials.passphrase is not None:
+            config["password"] = credentials.passphrase
+        instance = getattr(ccxt_async, exchange.value)(config)
+        instance.has["fetchCurrencies"] = False  # markets and balances need none
+        base = self.api_bases.get(exchange.value)
+        if base:
+            instance.urls["api"] = _rebased(instance.urls["api"], base.rstrip("/"))
+        return instance
+
+
+def _rebased(urls: Any, base: str) -> Any:
+    """ccxt's API URLs with their scheme and host replaced by ``base``."""
+    if isinstance(urls, str):
+        return _ORIGIN.sub(lambda _: base, urls)
+    if isinstance(urls, dict):
+        return {name: _rebased(url, base) for name, url in urls.items()}
+    return urls

@@ -1,0 +1,45 @@
+"""The exchanges as the rest of the code sees them (no ccxt here):
+``app.exchanges.ccxt_edge.CcxtConnector`` is the implementation.
+
+A session is one exchange account's (or, without credentials, public) connection for
+a few calls; it is closed when the ``async with`` ends. Every method raises only the
+errors of ``app.exchanges.domain.errors`` (or ``InvariantViolation`` for a bug)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from app.exchanges.domain.accounts import Balance, Credentials, KeyPermissions
+from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.sealing import Binding, SealedSecret
+
+
+class ExchangeSession(Protocol):
+    async def markets(self) -> list[ExchangeMarket]:
+        """The exchange's spot markets (cached per process for a while)."""
+        ...
+
+    async def balances(self) -> list[Balance]:
+        """The account's non-zero balances, by currency."""
+        ...
+
+    async def permissions(self) -> KeyPermissions:
+        """What the key may do, as the exchange reports it."""
+        ...
+
+
+class ExchangeConnector(Protocol):
+    def session(
+        self, exchange: ExchangeId, credentials: Credentials
+    ) -> AbstractAsyncContextManager[ExchangeSession]:
+        """A session with credentials given in the clear (connecting a new account)."""
+        ...
+
+    def sealed_session(
+        self, exchange: ExchangeId, sealed: SealedSecret, binding: Binding
+    ) -> AbstractAsyncContextManager[ExchangeSession]:
+        """A session with a stored account's credentials: they are opened here, for the
+        signing of its requests, and nowhere else."""
+        ...

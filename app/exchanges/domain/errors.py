@@ -1,0 +1,75 @@
+"""The expected failures of connected exchange accounts, grouped by what the caller
+should do (app/core/errors.py has the tree they hang from):
+
+    UserError
+    ├── UnsupportedExchange        pick one of the five (``SUPPORTED``)
+    ├── PassphraseRequired         OKX keys have a passphrase: send it
+    ├── ExchangeKeyInvalid         the exchange refused the key or its signature
+    ├── ExchangePermissionDenied   the key may not do this (e.g. read balances)
+    ├── ExchangeKeyAllowsWithdrawals   refused: make a key without withdrawals
+    ├── ExchangeRateLimited        the exchange's own rate limit: wait, then retry
+    ├── ExchangeInsufficientFunds  the exchange account lacks the funds
+    ├── ExchangeRejected           the exchange refused the request for another reason
+    └── ExchangeUnavailable        the exchange did not answer (after retries): later
+
+The ccxt edge (app/exchanges/ccxt_edge.py) converts ccxt's errors into these, once."""
+
+from __future__ import annotations
+
+from app.core.errors import UserError
+
+
+class UnsupportedExchange(UserError):
+    code = "UNSUPPORTED_EXCHANGE"
+    description = "Not one of the exchanges accounts can be connected at."
+    default_message = "This exchange is not supported"
+
+
+class PassphraseRequired(UserError):
+    code = "PASSPHRASE_REQUIRED"
+    description = "This exchange's API keys come with a passphrase: send it."
+    default_message = "This exchange needs the API key's passphrase as well"
+
+
+class ExchangeKeyInvalid(UserError):
+    code = "EXCHANGE_KEY_INVALID"
+    description = "The exchange refused the API key, its secret or its passphrase."
+    default_message = "The exchange refused this API key"
+
+
+class ExchangePermissionDenied(UserError):
+    code = "EXCHANGE_PERMISSION_DENIED"
+    description = "The API key lacks a permission this needs (reading balances at least)."
+    default_message = "The API key is not allowed to do this at the exchange"
+
+
+class ExchangeKeyAllowsWithdrawals(UserError):
+    code = "EXCHANGE_KEY_ALLOWS_WITHDRAWALS"
+    description = "Refused: the API key may withdraw funds. Create one without withdrawals."
+    default_message = (
+        "This API key allows withdrawals: create a key without the withdrawal permission"
+    )
+
+
+class ExchangeRateLimited(UserError):
+    code = "EXCHANGE_RATE_LIMITED"
+    description = "The exchange's rate limit was reached: wait and retry."
+    default_message = "The exchange asks to slow down: try again in a minute"
+
+
+class ExchangeInsufficientFunds(UserError):
+    code = "EXCHANGE_INSUFFICIENT_FUNDS"
+    description = "The exchange account does not hold enough for this."
+    default_message = "Insufficient funds at the exchange"
+
+
+class ExchangeRejected(UserError):
+    code = "EXCHANGE_REJECTED"
+    description = "The exchange refused the request."
+    default_message = "The exchange refused the request"
+
+
+class ExchangeUnavailable(UserError):
+    code = "EXCHANGE_UNAVAILABLE"
+    description = "The exchange did not answer: try again later."
+    default_message = "The exchange is unavailable, try again later"

@@ -1,0 +1,65 @@
+"""Tables of connected exchange accounts: one row per connection, its API credentials
+sealed (app/exchanges/domain/sealing.py: never stored in the clear), what the exchange
+said the key may do at its last check. A disconnected row keeps no secret (a check
+constraint says so)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base
+from db.models.columns import _created_at
+
+EXCHANGE_IDS = ("binance", "kraken", "okx", "bybit", "coinbase")
+CONNECTION_STATUSES = ("ACTIVE", "SUSPENDED", "DISCONNECTED")
+
+
+class ExchangeConnection(Base):
+    """``status``: ACTIVE (the last check passed, or could not reach the exchange),
+    SUSPENDED (a check found the key refused or allowing withdrawals: ``last_check_code``
+    says which), DISCONNECTED (the secret erased). The id is taken before the insert
+    (``BY DEFAULT`` identity): the sealed secret's associated data names it."""
+
+    __tablename__ = "exchange_connections"
+    __table_args__ = (
+        CheckConstraint(f"exchange IN {EXCHANGE_IDS!r}", name="exchange_known"),
+        CheckConstraint(f"status IN {CONNECTION_STATUSES!r}", name="status_known"),
+        CheckConstraint("length(label) BETWEEN 1 AND 64", name="label_length"),
+        CheckConstraint(
+            "(status = 'DISCONNECTED') = (key_id IS NULL AND wrapped_key IS NULL"
+            " AND sealed_secret IS NULL)",
+            name="secret_until_disconnected",
+        ),
+        Index(None, "user_id", "id"),
+        Index(None, "status", "last_checked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    exchange: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="ACTIVE")
+    key_id: Mapped[str | None] = mapped_column(Text)  # the master key's that wraps the data key
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    can_read: Mapped[bool | None] = mapped_column(Boolean)
+    can_trade: Mapped[bool | None] = mapped_column(Boolean)
+    can_withdraw: Mapped[bool | None] = mapped_column(Boolean)
+    ip_restricted: Mapped[bool | None] = mapped_column(Boolean)
+    last_checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_check_code: Mapped[str | None] = mapped_column(Text)  # None: the check passed
+    created_at: Mapped[datetime] = _created_at()
+    disconnected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,198 @@
+"""Connected exchange accounts' GraphQL types: the account (a Relay node, only its
+owner's; never any part of its credentials), its key's permissions, its balances (read
+from the exchange when asked, or the exchange's typed error), inputs and results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, TypeAlias
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from app.core.errors import UserError
+from app.exchanges import accounts
+from app.exchanges.domain.accounts import Balance
+from app.exchanges.domain.catalogue import FACTS, ExchangeId
+from db.models import ExchangeConnection
+from graphql_schema.errors import (
+    ExchangeKeyAllowsWithdrawals,
+    ExchangeKeyInvalid,
+    ExchangePermissionDenied,
+    ExchangeRateLimited,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    NotAuthenticated,
+    NotFound,
+    PassphraseRequired,
+    UnsupportedExchange,
+    ValidationFailed,
+    to_graphql_error,
+)
+from graphql_schema.ids import node_keys
+
+EXCHANGE_ACCOUNT = "ExchangeAccount"
+
+
+@strawberry.enum(description="ACTIVE: usable. SUSPENDED: a re-check found the key refused"
+                 " or allowing withdrawals (lastCheckCode says which).")  # fmt: skip
+class ExchangeAccountStatus(Enum):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    DISCONNECTED = "DISCONNECTED"
+
+
+@strawberry.type(description="What the exchange says the API key may do; null where it"
+                 " does not say.")  # fmt: skip
+class ExchangeKeyPermissions:
+    can_read: bool | None
+    can_trade: bool | None
+    can_withdraw: bool | None
+    ip_restricted: bool | None = strawberry.field(
+        description="Bound to IP addresses (an allowlist)."
+    )
+
+
+@strawberry.type
+class ExchangeBalance:
+    currency: str
+    free: Decimal
+    used: Decimal
+    total: Decimal
+
+    @classmethod
+    def of(cls, balance: Balance) -> ExchangeBalance:
+        return cls(currency=balance.currency, free=balance.free, used=balance.used,
+                   total=balance.total)  # fmt: skip
+
+
+@strawberry.type
+class ExchangeBalances:
+    balances: list[ExchangeBalance] = strawberry.field(description="Non-zero ones.")
+
+
+ExchangeBalancesResult: TypeAlias = Annotated[
+    ExchangeBalances
+    | ExchangeUnavailable
+    | ExchangeRateLimited
+    | ExchangeKeyInvalid
+    | ExchangePermissionDenied
+    | ExchangeRejected,
+    strawberry.union("ExchangeBalancesResult"),
+]
+
+
+@strawberry.type(name="ExchangeAccount")
+class ExchangeAccountNode(relay.Node):
+    """Your account at an exchange, connected with an API key. Its credentials are
+    sealed at rest and never shown."""
+
+    id: relay.NodeID[int]
+    exchange: str = strawberry.field(description="binance, kraken, okx, bybit or coinbase.")
+    exchange_name: str
+    label: str
+    status: ExchangeAccountStatus
+    permissions: ExchangeKeyPermissions
+    last_checked_at: datetime
+    last_check_code: str | None = strawberry.field(
+        description="The error code of the last check; null when it passed."
+    )
+    ip_allowlist_guidance: str = strawberry.field(
+        description="How to bind the key to IP addresses at this exchange."
+    )
+    created_at: datetime
+    _row: strawberry.Private[ExchangeConnection]
+
+    @classmethod
+    def from_row(cls, row: ExchangeConnection) -> ExchangeAccountNode:
+        facts = FACTS[ExchangeId(row.exchange)]
+        return cls(
+            id=row.id, exchange=row.exchange, exchange_name=facts.name, label=row.label,
+            status=ExchangeAccountStatus(row.status),
+            permissions=ExchangeKeyPermissions(
+                can_read=row.can_read, can_trade=row.can_trade,
+                can_withdraw=row.can_withdraw, ip_restricted=row.ip_restricted,
+            ),
+            last_checked_at=row.last_checked_at, last_check_code=row.last_check_code,
+            ip_allowlist_guidance=facts.ip_allowlist_guidance, created_at=row.created_at,
+            _row=row,
+        )  # fmt: skip
+
+    @strawberry.field(description="Read from the exchange now (null once disconnected).")
+    async def balances(self, info: Info) -> ExchangeBalancesResult | None:
+        if self._row.sealed_secret is None:
+            return None
+        try:
+            found = await accounts.balances(info.context.rt, self._row)
+        except UserError as error:
+            return to_graphql_error(error)  # type: ignore[return-value]
+        return ExchangeBalances(balances=[ExchangeBalance.of(b) for b in found])
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[ExchangeAccountNode | None]:
+        keys = node_keys(node_ids)
+        user_id = info.context.user_id
+        if user_id is None:
+            return [None for _ in keys]
+        async with info.context.rt.reads() as session:
+            rows = await accounts.accounts_by_ids(session, user_id=user_id, ids=keys)
+        return [cls.from_row(rows[k]) if k in rows else None for k in keys]
+
+
+@strawberry.input
+class ConnectExchangeAccountInput:
+    exchange: str = strawberry.field(description="binance, kraken, okx, bybit or coinbase.")
+    label: str = strawberry.field(description="Your name for it, 1 to 64 characters.")
+    api_key: str
+    secret: str
+    passphrase: str | None = strawberry.field(default=None, description="OKX keys have one.")
+
+
+@strawberry.type
+class ConnectExchangeAccountPayload:
+    exchange_account: ExchangeAccountNode
+    balances: list[ExchangeBalance] = strawberry.field(
+        description="What the key read when it was checked."
+    )
+    ip_allowlist_guidance: str
+
+
+@strawberry.type
+class ExchangeAccountPayload:
+    exchange_account: ExchangeAccountNode
+
+
+ConnectExchangeAccountResult: TypeAlias = Annotated[
+    ConnectExchangeAccountPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | UnsupportedExchange
+    | PassphraseRequired
+    | ExchangeKeyInvalid
+    | ExchangePermissionDenied
+    | ExchangeKeyAllowsWithdrawals
+    | ExchangeRateLimited
+    | ExchangeRejected
+    | ExchangeUnavailable,
+    strawberry.union("ConnectExchangeAccountResult"),
+]
+DisconnectExchangeAccountResult: TypeAlias = Annotated[
+    ExchangeAccountPayload | ValidationFailed | NotAuthenticated | NotFound,
+    strawberry.union("DisconnectExchangeAccountResult"),
+]
+
+
+async def exchange_accounts_of(info: Info, user_id: int) -> list[ExchangeAccountNode]:
+    """``user_id``'s connected accounts, to that user only (admins included: never
+    anyone else's)."""
+    if info.context.user_id != user_id:
+        return []
+    async with info.context.rt.reads() as session:
+        rows = await accounts.list_accounts(session, user_id=user_id)
+    return [ExchangeAccountNode.from_row(row) for row in rows]

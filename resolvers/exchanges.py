@@ -1,0 +1,67 @@
+"""Connected exchange accounts' mutations and the viewer's list: parse, call one
+service, map."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from app.exchanges import accounts
+from db.models import ExchangeConnection
+from graphql_schema.exchanges.types import (
+    EXCHANGE_ACCOUNT,
+    ConnectExchangeAccountInput,
+    ConnectExchangeAccountPayload,
+    ConnectExchangeAccountResult,
+    DisconnectExchangeAccountResult,
+    ExchangeAccountNode,
+    ExchangeAccountPayload,
+    ExchangeBalance,
+)
+from graphql_schema.gateway.context import Context
+from graphql_schema.ids import node_pk
+from resolvers.common import attempt
+
+Ctx = Info[Context, None]
+
+
+def _connected(connected: accounts.Connected) -> ConnectExchangeAccountPayload:
+    node = ExchangeAccountNode.from_row(connected.connection)
+    return ConnectExchangeAccountPayload(
+        exchange_account=node,
+        balances=[ExchangeBalance.of(b) for b in connected.balances],
+        ip_allowlist_guidance=node.ip_allowlist_guidance,
+    )
+
+
+def _account_payload(row: ExchangeConnection) -> ExchangeAccountPayload:
+    return ExchangeAccountPayload(exchange_account=ExchangeAccountNode.from_row(row))
+
+
+async def connect_exchange_account(
+    info: Ctx, input: ConnectExchangeAccountInput
+) -> ConnectExchangeAccountResult:
+    """Connect your account at an exchange with an API key: the key is checked with the
+    exchange first (it must read balances and must not allow withdrawals)."""
+
+    async def call() -> accounts.Connected:
+        user = info.context.require_user()
+        return await accounts.connect_account(
+            info.context.rt, user_id=user.id, exchange=input.exchange, label=input.label,
+            api_key=input.api_key, secret=input.secret, passphrase=input.passphrase,
+        )  # fmt: skip
+
+    return await attempt(call(), _connected)  # type: ignore[return-value]
+
+
+async def disconnect_exchange_account(
+    info: Ctx, id: strawberry.ID
+) -> DisconnectExchangeAccountResult:
+    """Disconnect it: its API credentials are erased."""
+
+    async def call() -> ExchangeConnection:
+        user = info.context.require_user()
+        pk = node_pk(str(id), EXCHANGE_ACCOUNT, field="id")
+        return await accounts.disconnect_account(info.context.rt, user_id=user.id, connection_id=pk)
+
+    return await attempt(call(), _account_payload)  # type: ignore[return-value]

@@ -1,0 +1,192 @@
+"""The pure parts: sealing (envelope encryption, bindings, rotation), the key ring from
+settings, permissions as each exchange reports them, markets as ``MarketSpec``."""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from app.core.errors import ValidationFailed
+from app.core.settings import Settings
+from app.exchanges.domain.accounts import (
+    Credentials,
+    KeyPermissions,
+    binance_permissions,
+    bybit_permissions,
+    coinbase_permissions,
+    credentials_for,
+    kraken_permissions,
+    okx_permissions,
+)
+from app.exchanges.domain.catalogue import ExchangeId, parse_exchange
+from app.exchanges.domain.errors import (
+    ExchangeKeyAllowsWithdrawals,
+    ExchangePermissionDenied,
+    PassphraseRequired,
+    UnsupportedExchange,
+)
+from app.exchanges.domain.markets import ExchangeMarket, market_spec
+from app.exchanges.domain.sealing import Binding, KeyRing, SecretUnreadable
+
+RING = KeyRing({"k1": b"\x01" * 32, "k2": b"\x02" * 32}, active="k1")
+BINDING = Binding(user_id=1, exchange="binance", connection_id=10)
+
+
+@given(st.binary(max_size=512), st.integers(1, 2**63 - 1), st.integers(1, 2**63 - 1))
+def test_a_sealed_secret_opens_with_its_binding_only(plaintext, user_id, connection_id):
+    binding = Binding(user_id, "okx", connection_id)
+    sealed = RING.seal(plaintext, binding)
+    assert RING.unseal(sealed, binding) == plaintext
+    for other in (Binding(user_id + 1, "okx", connection_id),
+                  Binding(user_id, "bybit", connection_id),
+                  Binding(user_id, "okx", connection_id + 1)):  # fmt: skip
+        with pytest.raises(SecretUnreadable):
+            RING.unseal(sealed, other)
+
+
+def test_every_secret_has_its_own_data_key_and_nonces():
+    one, two = RING.seal(b"secret", BINDING), RING.seal(b"secret", BINDING)
+    assert one.ciphertext != two.ciphertext and one.wrapped_key != two.wrapped_key
+    assert b"secret" not in one.ciphertext
+    assert "secret" not in repr(one) and "\\x01" not in repr(RING)
+
+
+def test_rotation_rewraps_the_data_key_and_keeps_the_ciphertext():
+    sealed = RING.seal(b"secret", BINDING)
+    rotated_ring = KeyRing({"k1": b"\x01" * 32, "k2": b"\x02" * 32}, active="k2")
+    rotated = rotated_ring.rewrap(sealed, BINDING)
+    assert rotated.key_id == "k2" and rotated.ciphertext == sealed.ciphertext
+    assert rotated.wrapped_key != sealed.wrapped_key
+    assert rotated_ring.unseal(rotated, BINDING) == b"secret"
+    assert rotated_ring.rewrap(rotated, BINDING) is rotated
+    retired = KeyRing({"k2": b"\x02" * 32}, active="k2")  # k1 gone: the old one is lost
+    assert retired.unseal(rotated, BINDING) == b"secret"
+    with pytest.raises(SecretUnreadable):
+        retired.unseal(sealed, BINDING)
+
+
+def test_a_tampered_secret_does_not_open():
+    sealed = RING.seal(b"secret", BINDING)
+    flipped = bytes([sealed.ciphertext[-1] ^ 1])
+    tampered = type(sealed)(sealed.key_id, sealed.wrapped_key, sealed.ciphertext[:-1] + flipped)
+    with pytest.raises(SecretUnreadable):
+        RING.unseal(tampered, BINDING)
+
+
+def _key(byte: int) -> str:
+    return base64.b64encode(bytes(range(byte, byte + 32))).decode()
+
+
+def test_the_key_ring_comes_from_settings():
+    settings = Settings(exchange_master_keys=f"old:{_key(0)}, new:{_key(40)}",
+                        exchange_master_key_id="new")  # fmt: skip
+    active, keys = settings.exchange_key_ring()
+    assert active == "new" and set(keys) == {"old", "new"} and len(keys["old"]) == 32
+    assert _key(0) not in repr(settings)
+    local, derived = Settings().exchange_key_ring()  # development: derived from SECRET_KEY
+    assert local == "local" and len(derived["local"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("ring", "active"),
+    [
+        ("nocolon", None),
+        (f"a:{_key(0)},a:{_key(1)}", None),  # the same id twice
+        ("a:" + base64.b64encode(b"short").decode(), None),
+        ("a:not base64!", None),
+        (f"a:{_key(0)}", "b"),  # the active id names no key
+    ],
+)
+def test_a_malformed_key_ring_is_refused(ring, active):
+    with pytest.raises(ValidationError):
+        Settings(exchange_master_keys=ring, exchange_master_key_id=active)
+
+
+PRODUCTION = {
+    "env": "production", "jwt_secret": "j" * 40, "secret_key": "s" * 40,
+    "database_url": "postgresql://db/x", "redis_url": "redis://r:6379/0",
+    "seed_demo_data": False, "stripe_api_key": "sk_live_" + "k" * 24,
+    "stripe_webhook_secret": "whsec_" + "w" * 32, "smtp_url": "smtps://mail.example.com:465",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # no key ring: production never derives one
+        {"exchange_master_keys": "a:" + base64.b64encode(b"\x00" * 32).decode()},
+        {
+            "exchange_master_keys": f"a:{_key(0)}",
+            "exchange_api_bases": {"binance": "http://127.0.0.1:9"},
+        },
+    ],
+)
+def test_production_refuses_a_missing_or_placeholder_key_ring(overrides):
+    with pytest.raises(ValidationError):
+        Settings(**{**PRODUCTION, **overrides})
+
+
+def test_production_starts_with_a_real_key_ring():
+    assert Settings(**PRODUCTION, exchange_master_keys=f"a:{_key(0)}").is_production
+
+
+@pytest.mark.parametrize(
+    ("reader", "raw", "expected"),
+    [
+        (binance_permissions, {"enableReading": True, "enableSpotAndMarginTrading": False,
+                               "enableWithdrawals": True, "ipRestrict": False},
+         KeyPermissions(True, False, True, False)),
+        (kraken_permissions, {"result": {"permissions": ["query-funds", "modify-trades"],
+                                         "ipAllowlist": []}},
+         KeyPermissions(True, True, False, False)),
+        (okx_permissions, {"data": [{"perm": "read_only,withdraw", "ip": "1.2.3.4"}]},
+         KeyPermissions(True, False, True, True)),
+        (bybit_permissions, {"result": {"readOnly": 1, "ips": ["*"],
+                                        "permissions": {"Wallet": ["AccountTransfer"]}}},
+         KeyPermissions(True, False, False, False)),
+        (coinbase_permissions, {"can_view": True, "can_trade": True, "can_transfer": True},
+         KeyPermissions(True, True, True, None)),
+        (binance_permissions, {}, KeyPermissions(None, None, None, None)),
+    ],
+)  # fmt: skip
+def test_permissions_as_each_exchange_reports_them(reader, raw, expected):
+    assert reader(raw) == expected
+
+
+def test_a_key_that_may_withdraw_or_may_not_read_is_refused():
+    assert isinstance(KeyPermissions(True, True, True, True).refusal(),
+                      ExchangeKeyAllowsWithdrawals)  # fmt: skip
+    assert isinstance(KeyPermissions(False, True, False, True).refusal(),
+                      ExchangePermissionDenied)  # fmt: skip
+    assert KeyPermissions(None, None, None, None).refusal() is None  # unknown: the read decides
+
+
+def test_the_allow_list_and_the_credentials_shape():
+    assert parse_exchange(" OKX ") is ExchangeId.OKX
+    with pytest.raises(UnsupportedExchange):
+        parse_exchange("ftx")
+    with pytest.raises(PassphraseRequired):
+        credentials_for(ExchangeId.OKX, api_key="k", secret="s", passphrase="")
+    with pytest.raises(ValidationFailed):
+        credentials_for(ExchangeId.KRAKEN, api_key="", secret="s", passphrase=None)
+    credentials = credentials_for(ExchangeId.KRAKEN, api_key="k", secret="s3cr3t", passphrase=None)
+    assert "s3cr3t" not in repr(credentials) and "s3cr3t" not in str(credentials)
+    assert Credentials.from_bytes(credentials.to_bytes()) == credentials
+
+
+@given(st.integers(0, 8), st.integers(0, 8), st.booleans())
+def test_a_market_maps_to_a_valid_market_spec(tick_places, lot_places, active):
+    tick, lot = Decimal(1).scaleb(-tick_places), Decimal(5).scaleb(-lot_places)
+    market = ExchangeMarket(
+        symbol="BTC/USDT", exchange_symbol="BTCUSDT", base="BTC", quote="USDT",
+        tick_size=tick, lot_size=lot, min_amount=lot, min_notional=None,
+        maker_fee=Decimal("0.001"), taker_fee=Decimal("0.002"), active=active,
+    )  # fmt: skip
+    spec = market_spec(market)
+    assert (spec.tick_size, spec.lot_size, spec.min_notional) == (tick, lot, 0)
+    assert spec.base_scale == lot_places and spec.status.value == ("OPEN" if active else "HALTED")

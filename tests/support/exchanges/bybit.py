@@ -1,0 +1,105 @@
+"""Bybit v5: ``/v5/market/instruments-info``, ``/v5/user/query-api``,
+``/v5/account/info`` and ``/v5/account/wallet-balance`` (a unified trading account).
+Private calls carry ``X-BAPI-API-KEY``, ``X-BAPI-TIMESTAMP`` (ms, within
+``X-BAPI-RECV-WINDOW``) and ``X-BAPI-SIGN`` = hex HMAC-SHA256(secret, timestamp + key +
+recv window + query string, or the JSON body of a POST). Answers are ``{"retCode",
+"retMsg", "result"}``: 10003 unknown key, 10004 bad signature, 10002 stale timestamp."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from tests.support.exchanges import Account, Refused, StandIn, amount, now_ms
+
+
+def _error(code: int, msg: str, status: int = 401) -> JSONResponse:
+    return JSONResponse({"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {},
+                         "time": now_ms()}, status)  # fmt: skip
+
+
+def _ok(result: dict) -> dict:
+    return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now_ms()}
+
+
+class BybitStandIn(StandIn):
+    exchange = "bybit"
+
+    def too_many_requests(self) -> JSONResponse:
+        return _error(10006, "Too many visits!", 200)
+
+    def routes(self):  # type: ignore[no-untyped-def]
+        return [
+            ("GET", "/v5/market/instruments-info", self.instruments),
+            ("GET", "/v5/user/query-api", self.query_api),
+            ("GET", "/v5/account/info", self.account_info),
+            ("GET", "/v5/account/wallet-balance", self.wallet_balance),
+        ]
+
+    def signed(self, request: Request, body: bytes) -> Account:
+        headers = request.headers
+        account = self.account(headers.get("x-bapi-api-key"),
+                               lambda _: _error(10003, "API key is invalid."))  # fmt: skip
+        timestamp = headers.get("x-bapi-timestamp", "")
+        window = headers.get("x-bapi-recv-window", "5000")
+        payload = body.decode() if request.method == "POST" else request.url.query
+        prehash = f"{timestamp}{account.api_key}{window}{payload}"
+        expected = hmac.new(account.secret.encode(), prehash.encode(), hashlib.sha256)
+        if not hmac.compare_digest(expected.hexdigest(), headers.get("x-bapi-sign", "")):
+            raise Refused(_error(10004, "error sign! origin_string[...]"))
+        if not timestamp.isdigit() or abs(now_ms() - int(timestamp)) > int(window):
+            raise Refused(_error(10002, "invalid request, please check your server timestamp"))
+        return account
+
+    def instruments(self, request: Request, body: bytes) -> dict:
+        category = request.query_params.get("category")
+        markets = self.markets if category == "spot" else ()
+        return _ok({"category": category, "nextPageCursor": "", "list": [
+            {"symbol": m.base + m.quote, "baseCoin": m.base, "quoteCoin": m.quote,
+             "innovation": "0", "status": "Trading", "marginTrading": "none",
+             "stTag": "0", "lotSizeFilter": {"basePrecision": m.lot,
+             "quotePrecision": "0.00000001", "minOrderQty": m.min_qty,
+             "maxOrderQty": "9000", "minOrderAmt": m.min_notional, "maxOrderAmt": "2000000"},
+             "priceFilter": {"tickSize": m.tick},
+             "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.05"}}
+            for m in markets
+        ]})  # fmt: skip
+
+    def query_api(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        wallet = ["AccountTransfer"] + (["Withdraw"] if account.can_withdraw else [])
+        return _ok({
+            "id": "13770661", "note": "platform", "apiKey": account.api_key,
+            "readOnly": 0 if account.can_trade else 1, "secret": "",
+            "permissions": {"ContractTrade": [], "Spot": ["SpotTrade"] if account.can_trade
+                            else [], "Wallet": wallet, "Options": [], "Derivatives": [],
+                            "CopyTrading": [], "BlockTrade": [], "Exchange": [], "NFT": [],
+                            "Affiliate": []},
+            "ips": list(account.ip_allowlist) or ["*"], "type": 1, "deadlineDay": 83,
+            "expiredAt": "2027-01-01T00:00:00Z", "createdAt": "2026-01-01T00:00:00Z",
+            "unified": 0, "uta": 1, "userID": 24617703, "inviterID": 0,
+            "vipLevel": "No VIP", "mktMakerLevel": "0", "affiliateID": 0,
+            "rsaPublicKey": "", "isMaster": True,
+        })  # fmt: skip
+
+    def account_info(self, request: Request, body: bytes) -> dict:
+        self.signed(request, body)
+        return _ok({"unifiedMarginStatus": 5, "marginMode": "REGULAR_MARGIN",
+                    "isMasterTrader": False, "spotHedgingStatus": "OFF",
+                    "updatedTime": str(now_ms()), "dcpStatus": "OFF", "timeWindow": 10,
+                    "smpGroup": 0})  # fmt: skip
+
+    def wallet_balance(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        if request.query_params.get("accountType") != "UNIFIED":
+            raise Refused(_error(10001, "accountType only support UNIFIED.", 200))
+        coins = [
+            {"coin": currency, "walletBalance": amount(free + used), "locked": amount(used),
+             "equity": amount(free + used), "totalOrderIM": "0", "totalPositionIM": "0",
+             "borrowAmount": "", "accruedInterest": ""}
+            for currency, (free, used) in account.balances.items()
+        ]  # fmt: skip
+        return _ok({"list": [{"accountType": "UNIFIED", "totalEquity": "0", "coin": coins}]})

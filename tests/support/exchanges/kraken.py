@@ -1,0 +1,108 @@
+"""Kraken spot: ``/0/public/AssetPairs``, ``/0/private/BalanceEx`` and
+``/0/private/GetApiKeyInfo``. Private calls are form-encoded POSTs with a ``nonce`` that
+must grow per key, the key in ``API-Key`` and ``API-Sign`` = base64(HMAC-SHA512(
+base64-decoded secret, URI path + SHA256(nonce + POST data))). Errors come with HTTP 200
+in ``{"error": [...]}``. Kraken's own asset ids: XXBT, XETH, USDT."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from tests.support.exchanges import Account, Refused, StandIn, amount
+
+ASSET_IDS = {"BTC": "XXBT", "ETH": "XETH", "USDT": "USDT", "USD": "ZUSD"}
+
+
+def _error(message: str) -> JSONResponse:
+    return JSONResponse({"error": [message]})
+
+
+def _ok(result: object) -> dict:
+    return {"error": [], "result": result}
+
+
+class KrakenStandIn(StandIn):
+    exchange = "kraken"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nonces: dict[str, int] = {}
+
+    def too_many_requests(self) -> JSONResponse:
+        return _error("EAPI:Rate limit exceeded")
+
+    def routes(self):  # type: ignore[no-untyped-def]
+        return [
+            ("GET", "/0/public/AssetPairs", self.asset_pairs),
+            ("POST", "/0/private/BalanceEx", self.balance_ex),
+            ("POST", "/0/private/GetApiKeyInfo", self.api_key_info),
+        ]
+
+    def signed(self, request: Request, body: bytes) -> Account:
+        account = self.account(request.headers.get("api-key"),
+                               lambda _: _error("EAPI:Invalid key"))  # fmt: skip
+        nonce = dict(parse_qsl(body.decode())).get("nonce", "")
+        digest = hashlib.sha256((nonce + body.decode()).encode()).digest()
+        try:
+            secret = base64.b64decode(account.secret, validate=True)
+        except ValueError:
+            raise Refused(_error("EAPI:Invalid key")) from None
+        expected = hmac.new(secret, request.url.path.encode() + digest, hashlib.sha512)
+        if not hmac.compare_digest(
+            base64.b64encode(expected.digest()).decode(), request.headers.get("api-sign", "")
+        ):
+            raise Refused(_error("EAPI:Invalid signature"))
+        with self.lock:
+            if not nonce.isdigit() or int(nonce) <= self.nonces.get(account.api_key, 0):
+                raise Refused(_error("EAPI:Invalid nonce"))
+            self.nonces[account.api_key] = int(nonce)
+        return account
+
+    def asset_pairs(self, request: Request, body: bytes) -> dict:
+        pairs = {}
+        for m in self.markets:
+            base, quote = ASSET_IDS[m.base], ASSET_IDS[m.quote]
+            name = base + quote if len(base) == 4 else m.base + m.quote
+            altname = m.base.replace("BTC", "XBT") + m.quote
+            pairs[name] = {
+                "altname": altname, "wsname": f"{m.base.replace('BTC', 'XBT')}/{m.quote}",
+                "aclass_base": "currency", "base": base, "aclass_quote": "currency",
+                "quote": quote, "lot": "unit", "cost_decimals": 5,
+                "pair_decimals": len(m.tick.partition(".")[2]),
+                "lot_decimals": len(m.lot.partition(".")[2]), "lot_multiplier": 1,
+                "leverage_buy": [], "leverage_sell": [],
+                "fees": [[0, 0.4], [10000, 0.35]], "fees_maker": [[0, 0.25], [10000, 0.2]],
+                "fee_volume_currency": "ZUSD", "margin_call": 80, "margin_stop": 40,
+                "ordermin": m.min_qty, "costmin": m.min_notional, "tick_size": m.tick,
+                "status": "online",
+            }  # fmt: skip
+        return _ok(pairs)
+
+    def balance_ex(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        if not account.can_read:
+            raise Refused(_error("EGeneral:Permission denied"))
+        return _ok({
+            ASSET_IDS[currency]: {"balance": amount(free + used), "hold_trade": amount(used)}
+            for currency, (free, used) in account.balances.items()
+        })  # fmt: skip
+
+    def api_key_info(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        granted = ["query-open-trades", "query-closed-trades"]
+        granted += ["query-funds"] if account.can_read else []
+        granted += ["modify-trades", "cancel-trades"] if account.can_trade else []
+        granted += ["withdraw-funds"] if account.can_withdraw else []
+        return _ok({
+            "apiKeyName": "platform", "apiKey": account.api_key, "nonce": "0",
+            "nonceWindow": 0, "permissions": granted, "iban": "AA88 N84G WOAK NMOI",
+            "validUntil": "0", "queryFrom": "0", "queryTo": "0",
+            "createdTime": "1772542900", "modifiedTime": "1772543095",
+            "ipAllowlist": list(account.ip_allowlist), "lastUsed": "0",
+        })  # fmt: skip
