@@ -7,10 +7,12 @@ never move."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
-from app.bots import bots, worker
+from app.bots import bots, runner, worker
 from app.bots.domain.dca_settings import DcaSettings
 from app.bots.domain.grid_settings import GridSettings
 from app.bots.domain.machines import BotSpec
@@ -20,6 +22,7 @@ from app.core.errors import ValidationFailed
 from app.paper import accounts as paper_accounts
 from app.paper import live
 from db.models import Bot, BotCommand, PaperAccount
+from db.session import in_transaction
 from tests.support.money import balances
 from tests.support.trading import (
     FAST_ENGINE,
@@ -255,3 +258,31 @@ async def test_orders_a_reset_or_a_close_of_its_paper_account_ended_end_for_the_
     assert stopped.status == "STOPPED"
     if end == "reset":
         assert await paper_orders(rt, bot) == []  # none in the new run either
+
+
+async def test_a_batch_of_live_and_paper_bots_costs_the_same_statements_for_any_number(
+    rt, market, sql_statements, statements
+):
+    """Each venue's orders are read for all its bots at once (and their fills)."""
+    owner = await funded_user(rt, "batch_owner", USDT="10000")
+    live_bots, paper_bots = [], []
+    async with rt.sessions() as session:
+        markets = await bots.markets_for(session, [SYMBOL])
+    for n in range(3):
+        spec = BotSpec(BotKind.GRID, f"bot {n}", grid(), markets)
+        live_bots.append((await bots.create_bot(rt, user_id=owner, spec=spec)).bot.id)
+        paper_bots.append((await _create(rt, owner, BotKind.GRID, grid())).id)
+
+    async def cost(ids: list[int]) -> int:
+        sql_statements.reset()
+        statements.clear()
+        stepped = await in_transaction(
+            rt.sessions, lambda session: runner.step_bots(session, ids, now=rt.now())
+        )
+        assert sorted(stepped.bots) == sorted(ids)
+        await asyncio.sleep(0)
+        return sql_statements.count + len(statements)
+
+    one_each = await cost([live_bots[0], paper_bots[0]])
+    assert await cost(live_bots + paper_bots) == one_each
+    assert await cost(paper_bots) == await cost(paper_bots[:1])
