@@ -184,7 +184,7 @@ async def _noise_trade(rt: Runtime, a: int, b: int, n: int) -> dict[str, float]:
             woken
             and await _fetchval(
                 rt,
-                "SELECT count(*) FROM outbox o WHERE o.topic = 'trades' AND NOT EXISTS ("
+                "SELECT count(*) FROM outbox o WHERE o.topic LIKE 'trades:%' AND NOT EXISTS ("
                 " SELECT 1 FROM event_consumers c WHERE c.name = 'bots'"
                 " AND (o.txid, o.id) <= (c.last_txid, c.last_id))",
             )

@@ -11,11 +11,18 @@ refusals), so a bot can only spend its own budget, however many run at once. Onc
 stopped bot's last order has ended, the sub-account is emptied back into the owner's
 wallet (BOT_RELEASE, ``runner``).
 
+A paper bot (``create_bot(paper=True)``) runs the same machine on a paper account of
+its own instead: the owner's, on the bot's market, opened in the transaction that writes
+the bot with what a live bot would be funded with as play money. No sub-account, no
+real money; its stop gives nothing back (the play money stays on the paper account,
+readable). Where the runner reads and sends: ``app.bots.venues``.
+
     RUNNING    steps on its fills, prices, alerts and timer
     paused     RUNNING or STOPPING, not stepped: its resting orders stay at the venue,
                and what they did is stepped on when it resumes
     STOPPING   stopped: waiting for its orders to end (and, when asked, its position sold)
-    STOPPED    every order ended, the money back with its owner
+    STOPPED    every order ended, the money back with its owner (a paper bot: just
+               ended)
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,11 +49,13 @@ from app.core.errors import NotAuthenticated, ValidationFailed
 from app.events import outbox, topics
 from app.ledger import journal as ledger
 from app.ledger.rules import move
+from app.paper import accounts as paper_accounts
+from app.paper.domain.session import MAX_NAME_LENGTH as PAPER_NAME_LENGTH
 from app.runtime import Runtime
 from app.trading.domain.errors import MarketHalted
 from app.trading.domain.orders import MarketSpec, MarketStatus
 from app.trading.markets import market_by_symbol
-from db.models import Bot, User
+from db.models import Bot, PaperAccount, User
 from db.queries import Page, keyset_page, rows_by_ids
 from db.session import in_transaction
 
@@ -83,9 +94,18 @@ def _wants_webhook(spec: BotSpec) -> bool:
 
 
 async def create_bot(
-    rt: Runtime, *, user_id: int | None, spec: BotSpec, ip_allowlist: Sequence[str] = ()
+    rt: Runtime,
+    *,
+    user_id: int | None,
+    spec: BotSpec,
+    ip_allowlist: Sequence[str] = (),
+    paper: bool = False,
 ) -> Created:
-    """A new RUNNING bot, funded and stepped once (it may place orders at once)."""
+    """A new RUNNING bot, funded and stepped once (it may place orders at once). A
+    ``paper`` bot gets a paper account of its own instead of a sub-account, opened with
+    what the bot would be funded with as play money (``ValidationFailed``, field
+    ``paper``, beyond the paper limits or for more than one market); the owner's wallet
+    is not touched."""
     owner = _owner(user_id)
     spec = validate(spec)
     needs = funding(spec)
@@ -93,9 +113,15 @@ async def create_bot(
         allowed = normalise_networks(ip_allowlist)
     except ValidationFailed as error:
         raise ValidationFailed(error.message, field="ipAllowlist") from error
+    if paper and len(spec.markets) != 1:
+        raise ValidationFailed("A paper bot trades one market", field="paper")
 
     async def work(session: AsyncSession) -> Created:
-        account = await _sub_account(session, owner, spec.name)
+        account = paper_account = None
+        if paper:
+            paper_account = await _paper_account(session, owner, spec, needs, rt.now())
+        else:
+            account = await _sub_account(session, owner, spec.name)
         token = secret = secret_hash = None
         if _wants_webhook(spec):
             token, secret, secret_hash = new_webhook_credentials()
@@ -103,7 +129,8 @@ async def create_bot(
             await session.execute(
                 insert(Bot)
                 .values(
-                    user_id=owner, account_id=account, kind=spec.kind.value, name=spec.name,
+                    user_id=owner, account_id=account, paper_account_id=paper_account,
+                    kind=spec.kind.value, name=spec.name,
                     symbols=list(spec.symbols), quote=spec.quote,
                     budget=sum(needs.values()) if len(needs) == 1 else needs.get(spec.quote, 1),
                     allocation={"holdings": codec.to_json(spec.allocation)},
@@ -116,14 +143,8 @@ async def create_bot(
         ).scalar_one()  # fmt: skip
         first = machine(spec.kind, bot.id, spec.settings, spec.markets, spec.allocation)
         bot.state = codec.to_json(first.start(rt.now()))
-        legs = [
-            leg
-            for currency, amount in sorted(needs.items())
-            for leg in move(
-                amount, ledger.user_account(owner, currency), ledger.user_account(account, currency)
-            )
-        ]
-        await ledger.post(session, kind="BOT_FUNDING", legs=legs, reference=f"bot:{bot.id}")
+        if account is not None:
+            await _fund(session, owner, account, needs, bot.id)
         await session.flush()
         await outbox.write(session, _event(bot, decisions=0))
         return Created(bot, secret)
@@ -146,6 +167,34 @@ async def _sub_account(session: AsyncSession, owner: int, name: str) -> int:
         )
     ).scalar_one()  # fmt: skip
     return account
+
+
+async def _fund(
+    session: AsyncSession, owner: int, account: int, needs: dict[str, Decimal], bot_id: int
+) -> None:
+    """The sub-account given what the bot can ever spend, from its owner (BOT_FUNDING)."""
+    legs = [
+        leg
+        for currency, amount in sorted(needs.items())
+        for leg in move(
+            amount, ledger.user_account(owner, currency), ledger.user_account(account, currency)
+        )
+    ]
+    await ledger.post(session, kind="BOT_FUNDING", legs=legs, reference=f"bot:{bot_id}")
+
+
+async def _paper_account(
+    session: AsyncSession, owner: int, spec: BotSpec, needs: dict[str, Decimal], now: datetime
+) -> int:
+    """A paper account of the owner's on the bot's market, with ``needs`` as play money."""
+    try:
+        account = await paper_accounts.open_account_in(
+            session, user_id=owner, name=spec.name[:PAPER_NAME_LENGTH], symbol=spec.symbols[0],
+            balances=needs, now=now,
+        )  # fmt: skip
+    except ValidationFailed as error:
+        raise ValidationFailed(error.message, field="paper") from error
+    return account.id
 
 
 def _event(bot: Bot, *, decisions: int) -> topics.Event:
@@ -214,9 +263,16 @@ async def rename_bot(rt: Runtime, *, user_id: int | None, bot_id: int, name: str
     async def work(session: AsyncSession) -> Bot:
         bot = await _lock_own(session, owner, bot_id)
         bot.name = valid_name(name)
-        await session.execute(
-            update(User).where(User.id == bot.account_id).values(display_name=bot.name)
-        )
+        if bot.account_id is not None:
+            await session.execute(
+                update(User).where(User.id == bot.account_id).values(display_name=bot.name)
+            )
+        else:
+            await session.execute(
+                update(PaperAccount)
+                .where(PaperAccount.id == bot.paper_account_id)
+                .values(name=bot.name[:PAPER_NAME_LENGTH])
+            )
         return bot
 
     return await in_transaction(rt.sessions, work)

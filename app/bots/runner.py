@@ -1,5 +1,7 @@
-"""Running bots on the live venue: a wake steps a batch of bots in one transaction, then
-sends the commands those steps stored.
+"""Running bots: a wake steps a batch of bots in one transaction, then sends the
+commands those steps stored. The same for every venue a bot trades on: a live bot as its
+sub-account, a paper bot on its paper account; what differs (reading its orders and
+fills, sending, what a stopped bot gives back) is ``app.bots.venues``.
 
 A wake of bots ``ids`` (``step_bots``, in the caller's transaction):
 
@@ -7,23 +9,25 @@ A wake of bots ``ids`` (``step_bots``, in the caller's transaction):
                   an alert, a KEY SHARE check, never waits for a step)
     what happened since each bot's last step, read from the record (PostgreSQL), in the
                   order the machines need (``runtime``'s contract):
-                  fills of its orders beyond what its state has counted, oldest first;
-                  then the ends: orders that ended without their last fill, and places
-                  the venue refused (``bot_commands.ack_code``)
+                  fills of its orders beyond what its state has counted, oldest first
+                  (the bots of one venue in one read); then the ends: orders that ended
+                  without their last fill, and places the venue refused
+                  (``bot_commands.ack_code``)
     then          its market's latest price when it moved since the bot last saw it, the
                   alerts its webhook queued, a timer tick when ``wake_at`` has come, and
                   a stop when asked
     step          each event through the bot's machine (pure)
     store         state, status, wake time; decisions; the commands, unsent; a ``bots``
-                  event; a bot that has STOPPED gives its sub-account's money back to
-                  its owner (BOT_RELEASE)
+                  event; a live bot that has STOPPED gives its sub-account's money back
+                  to its owner (BOT_RELEASE); a paper bot just ends
 
 and after the commit ``send_commands`` sends every unsent command of those bots, in
-order, through ``LiveVenue`` as the bot's sub-account: the same placement, checks, holds
-and typed refusals as the API. A crash between the commit and the sends loses nothing:
-the commands are still unsent, and sending them again places each order once (the venue
-takes a client order id once). Acks that end an order (a refusal, a cancel) need one
-more step, so ``run_bots`` wakes those bots again.
+order, through the bot's venue: ``LiveVenue`` as its sub-account (the same placement,
+checks, holds and typed refusals as the API), or the paper orders of its paper account.
+A crash between the commit and the sends loses nothing: the commands are still unsent,
+and sending them again places each order once (either venue takes a client order id
+once). Acks that end an order (a refusal, a cancel) need one more step, so ``run_bots``
+wakes those bots again.
 
 The record is the truth: a fill is counted because the bot's state counts less of its
 order than the fills table holds, never because an event said so. Events only say which
@@ -61,9 +65,8 @@ from app.bots.domain.runtime import (
     StopBot,
     TimerTick,
 )
+from app.bots.venues import VENUES, BotVenue, venue_of
 from app.events import outbox, topics
-from app.ledger import journal as ledger
-from app.ledger.rules import move
 from app.runtime import Runtime
 from app.trading.domain.orders import (
     FINAL_STATUSES,
@@ -73,7 +76,6 @@ from app.trading.domain.orders import (
 )
 from app.trading.markets import MarketRow, list_markets
 from app.venues.domain.venue import OrderAck
-from app.venues.live import LiveVenue
 from db.raw import columns, driver
 from db.session import in_transaction
 
@@ -81,20 +83,10 @@ MAX_ROUNDS = 5  # steps of one wake for a bot whose acks end orders at once
 _FINAL = [s.value for s in FINAL_STATUSES]
 
 _LOCK = """
-    SELECT id, user_id, account_id, kind, symbols, settings, state, allocation, paused,
-           steps, wake_at, last_price, close_on_stop
+    SELECT id, user_id, account_id, paper_account_id, kind, symbols, settings, state,
+           allocation, paused, steps, wake_at, last_price, close_on_stop
     FROM bots WHERE id = ANY($1::bigint[]) AND status <> 'STOPPED'
     ORDER BY id FOR NO KEY UPDATE
-"""
-_ORDERS = """
-    SELECT o.id, o.user_id, o.client_order_id, o.status, o.quantity, o.filled_quantity,
-           o.reason
-    FROM unnest($1::bigint[], $2::text[]) AS w(user_id, client_order_id)
-    JOIN orders o ON o.user_id = w.user_id AND o.client_order_id = w.client_order_id
-"""
-_FILLS = """
-    SELECT id, order_id, side, price, quantity, fee, created_at
-    FROM fills WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, id
 """
 _REFUSED = """
     UPDATE bot_commands SET ended = true
@@ -128,7 +120,8 @@ _COMMANDS = """
                          $6::jsonb[], $7::text[])
 """
 _UNSENT = """
-    SELECT c.id, c.bot_id, b.account_id, c.kind, c.client_order_id, c.symbol, c.request
+    SELECT c.id, c.bot_id, b.user_id, b.account_id, b.paper_account_id, c.kind,
+           c.client_order_id, c.symbol, c.request
     FROM bot_commands c JOIN bots b ON b.id = c.bot_id
     WHERE c.bot_id = ANY($1::bigint[]) AND c.sent_at IS NULL
     ORDER BY c.bot_id, c.id
@@ -137,10 +130,6 @@ _SENT = """
     UPDATE bot_commands c SET sent_at = now(), order_id = w.order_id, ack_code = w.code
     FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS w(id, order_id, code)
     WHERE c.id = w.id AND c.sent_at IS NULL
-"""
-_BALANCES = """
-    SELECT currency, balance FROM ledger_accounts
-    WHERE user_id = $1 AND kind = 'AVAILABLE' AND balance > 0 ORDER BY currency
 """
 
 
@@ -217,21 +206,32 @@ def _load(row: Any, markets: Mapping[str, MarketRow]) -> _Bot:
 
 
 async def _record_events(connection: Any, bots: list[_Bot], now: datetime) -> None:
-    """Each bot's fills and order ends since its state, from the orders and fills."""
+    """Each bot's fills and order ends since its state, from its venue's record: the
+    bots of a venue together (two statements per venue at most)."""
+    for venue in VENUES:
+        accounts = {b: a for b in bots if (a := venue.account(b.row)) is not None}
+        if accounts:
+            await _venue_events(venue, connection, accounts, now)
+
+
+async def _venue_events(
+    venue: BotVenue, connection: Any, accounts: Mapping[_Bot, int], now: datetime
+) -> None:
+    """``_record_events`` for the bots of one venue (``accounts``: each one's there)."""
     tracked = {
-        (b.row["account_id"], o.client_order_id): (b, o) for b in bots for o in b.state.orders
-    }
+        (account, o.client_order_id): (b, o) for b, account in accounts.items()
+        for o in b.state.orders
+    }  # fmt: skip
     if not tracked:
         return
-    keys = list(tracked)
-    orders = await connection.fetch(_ORDERS, [k[0] for k in keys], [k[1] for k in keys])
-    key = {o["id"]: (o["user_id"], o["client_order_id"]) for o in orders}
+    orders = await venue.orders(connection, list(tracked))
+    key = {o["id"]: (o["account"], o["client_order_id"]) for o in orders}
     moved = [o["id"] for o in orders if o["filled_quantity"] > tracked[key[o["id"]]][1].filled]
     found: list[tuple[int, _Bot, Fill]] = []
     if moved:
         quantity = {o["id"]: o["quantity"] for o in orders}
         seen: dict[int, Decimal] = defaultdict(Decimal)
-        for f in await connection.fetch(_FILLS, moved):
+        for f in await venue.fills(connection, moved):
             bot, known = tracked[key[f["order_id"]]]
             seen[f["order_id"]] += f["quantity"]
             if seen[f["order_id"]] <= known.filled:
@@ -308,7 +308,7 @@ async def _store(
     if commands:
         await connection.execute(_COMMANDS, *columns(commands, 7))
     for bot in stopped:
-        await _release(session, connection, bot)
+        await venue_of(bot.row).release(session, connection, bot.row)
     await outbox.write(session, *(
         topics.bot_decided(bot.row["user_id"], topics.BotDecided(
             bot_id=bot.id, status=bot.state.status.value, paused=bot.row["paused"],
@@ -336,21 +336,6 @@ def _command_row(bot: _Bot, command: PlaceOrder | CancelOrder) -> tuple[Any, ...
         return (bot.id, steps, "PLACE", command.client_order_id, command.symbol, request,
                 command.reason)  # fmt: skip
     return (bot.id, steps, "CANCEL", command.client_order_id, None, None, command.reason)
-
-
-async def _release(session: AsyncSession, connection: Any, bot: _Bot) -> None:
-    """A stopped bot's sub-account, emptied back into its owner's wallet."""
-    account, owner = bot.row["account_id"], bot.row["user_id"]
-    legs = []
-    for row in await connection.fetch(_BALANCES, account):
-        legs.extend(move(
-            row["balance"],
-            ledger.user_account(account, row["currency"]),
-            ledger.user_account(owner, row["currency"]),
-        ))  # fmt: skip
-    if legs:
-        await ledger.post(session, kind="BOT_RELEASE", legs=legs, reference=f"bot:{bot.id}")
-    await connection.execute("UPDATE bots SET released_at = now() WHERE id = $1", bot.id)
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -381,7 +366,7 @@ async def send_commands(rt: Runtime, ids: Sequence[int]) -> list[int]:
 
 
 async def _send(rt: Runtime, commands: list[Any]) -> list[tuple[int, int, OrderAck]]:
-    venue = LiveVenue(rt, user_id=commands[0]["account_id"])
+    venue = venue_of(commands[0]).sender(rt, commands[0])
     acks = []
     for c in commands:
         if c["kind"] == "PLACE":

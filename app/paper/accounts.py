@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -78,28 +79,45 @@ async def open_account(
     name = _name(name)
 
     async def work(session: AsyncSession) -> PaperAccount:
-        market = await market_by_symbol(session, symbol)
-        checked = check_starting_balances(market.spec, balances)
-        count = await session.scalar(
-            select(func.count()).where(
-                PaperAccount.user_id == user_id, PaperAccount.status == state.OPEN
-            )
+        return await open_account_in(
+            session, user_id=user_id, name=name, symbol=symbol, balances=balances, now=rt.now()
         )
-        if (count or 0) >= MAX_OPEN_ACCOUNTS:
-            raise ValidationFailed(f"At most {MAX_OPEN_ACCOUNTS} open paper accounts", field="name")
-        account = PaperAccount(
-            user_id=user_id,
-            market_id=market.id,
-            name=name,
-            starting_balances={c: str(a) for c, a in checked.items()},
-            started_at=rt.now(),
-        )
-        session.add(account)
-        await session.flush()
-        await _fund(session, account, "PAPER_FUND")
-        return account
 
     return await in_transaction(rt.sessions, work)
+
+
+async def open_account_in(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    name: str,
+    symbol: str,
+    balances: Mapping[str, Decimal],
+    now: datetime,
+) -> PaperAccount:
+    """``open_account`` in the caller's transaction (a paper bot's account is opened in
+    the one that writes the bot)."""
+    name = _name(name)
+    market = await market_by_symbol(session, symbol)
+    checked = check_starting_balances(market.spec, balances)
+    count = await session.scalar(
+        select(func.count()).where(
+            PaperAccount.user_id == user_id, PaperAccount.status == state.OPEN
+        )
+    )
+    if (count or 0) >= MAX_OPEN_ACCOUNTS:
+        raise ValidationFailed(f"At most {MAX_OPEN_ACCOUNTS} open paper accounts", field="name")
+    account = PaperAccount(
+        user_id=user_id,
+        market_id=market.id,
+        name=name,
+        starting_balances={c: str(a) for c, a in checked.items()},
+        started_at=now,
+    )
+    session.add(account)
+    await session.flush()
+    await _fund(session, account, "PAPER_FUND")
+    return account
 
 
 async def reset_account(

@@ -1,6 +1,6 @@
-"""Tables of trading bots: the bots (settings, state, their sub-account), every decision
-with its reason, the commands each step sends (stored before they are sent), and the
-alerts their webhooks queued."""
+"""Tables of trading bots: the bots (settings, state, their sub-account or paper
+account), every decision with its reason, the commands each step sends (stored before
+they are sent), and the alerts their webhooks queued."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ WATCHING = "status = 'RUNNING' AND NOT paused"
 class Bot(Base):
     """One bot. Its money sits in a sub-account of its own (``account_id``: a users row
     whose ``owner_id`` is ``user_id``), funded from the owner's wallet when it starts and
-    emptied back when it has stopped, so no bot can spend another's budget.
+    emptied back when it has stopped, so no bot can spend another's budget. A paper bot
+    has a paper account of its own instead (``paper_account_id``, the owner's, opened
+    with its budget as play money), and no sub-account.
 
     ``state`` is the machine's state (``app.bots.domain.codec``); ``status`` and the
     ``watch_*`` columns repeat what it says so the worker can select without decoding it.
@@ -43,6 +45,8 @@ class Bot(Base):
         CheckConstraint("kind IN ('DCA', 'GRID', 'REBALANCE', 'SIGNAL')", name="kind"),
         CheckConstraint("status IN ('RUNNING', 'STOPPING', 'STOPPED')", name="status"),
         CheckConstraint("budget > 0", name="budget_positive"),
+        # a bot trades as a live sub-account or on a paper account, never both
+        CheckConstraint("num_nonnulls(account_id, paper_account_id) = 1", name="one_venue"),
         Index(None, "user_id", "id"),
         Index(None, "id", postgresql_where="status <> 'STOPPED' AND NOT paused"),
         # which bots a trade at a price wakes (``app.bots.worker``)
@@ -54,8 +58,10 @@ class Bot(Base):
 
     id: Mapped[int] = _pk()
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), nullable=False)
-    account_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id"), nullable=False, unique=True
+    account_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"), unique=True)
+    # a paper bot's: play money on a paper account of its own (no sub-account)
+    paper_account_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("paper_accounts.id"), unique=True
     )
     kind: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)

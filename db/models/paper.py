@@ -100,6 +100,8 @@ class PaperOrder(Base):
         UniqueConstraint("paper_account_id", "generation", "order_id"),
         Index(None, "paper_account_id", "id"),
         Index(None, "list_id"),
+        # a paper bot's orders, by the client order ids its state tracks (``app.bots``)
+        Index(None, "paper_account_id", "client_order_id", "generation"),
     )
 
     id: Mapped[int] = _pk()
@@ -128,6 +130,7 @@ class PaperFill(Base):
     __table_args__ = (
         UniqueConstraint("paper_account_id", "generation", "number"),
         Index(None, "paper_account_id", "id"),
+        Index(None, "paper_account_id", "generation", "order_id"),  # an order's fills
     )
 
     id: Mapped[int] = _pk()

@@ -294,10 +294,6 @@ _PAPER_VENUE = (
     "the simulated venue applies CANCEL to live orders only (orders.apply) and no AMEND here"
 )
 _PAPER_MARKET = "the paper account's market is looked up by its foreign key"
-_BOT_RELEASE = (
-    "the ledger's backstop: a stopped bot's release moves what its sub-account holds, once"
-    " every order of it has ended (runner._release)"
-)
 # Paths the source has but the mutation cannot take, each with the reason. An entry that
 # is no longer found fails too (``test_every_unreachable_entry_is_still_found``).
 UNREACHABLE: dict[tuple[str, str], str] = {
@@ -321,9 +317,6 @@ UNREACHABLE: dict[tuple[str, str], str] = {
     ("cancelPaperOrderList", "UnknownMarket"): _PAPER_MARKET,
     ("cancelPaperOrderList", "InsufficientFunds"): "the paper book's backstop: a cancel frees"
     " holds, the book follows the venue's balances",
-    ("pauseBot", "InsufficientFunds"): _BOT_RELEASE,
-    ("resumeBot", "InsufficientFunds"): _BOT_RELEASE,
-    ("stopBot", "InsufficientFunds"): _BOT_RELEASE,
 }
 
 
