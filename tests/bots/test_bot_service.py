@@ -200,3 +200,26 @@ async def test_a_crash_between_a_step_and_its_sends_places_each_order_once(rt, m
     assert len({o.client_order_id for o in orders}) == len(orders)
     again = {c.client_order_id: c.order_id for c in await _commands(rt, bot_id)}
     assert all(again[c.client_order_id] == c.order_id for c in placed)
+
+
+async def test_bots_created_at_once_never_spend_more_than_the_owner_has(rt, market):
+    """Five grids of 1,000 at once on 3,500: exactly three are funded, the others are
+    refused whole, and each funded bot holds its own budget (in its own sub-account)."""
+    import asyncio
+
+    owner = await funded_user(rt, "busy_owner", USDT="3500")
+    spec = await _spec(rt, BotKind.GRID, grid())
+    results = await asyncio.gather(
+        *(bots.create_bot(rt, user_id=owner, spec=spec) for _ in range(5)),
+        return_exceptions=True,
+    )
+    made = [r for r in results if isinstance(r, bots.Created)]
+    refused = [r for r in results if isinstance(r, InsufficientFunds)]
+    assert (len(made), len(refused)) == (3, 2), results
+    assert (await balances(rt, owner))["USDT"] == (D("500"), D("0"))
+    for created in made:
+        held = await balances(rt, created.bot.account_id)
+        assert held["USDT"][0] + held["USDT"][1] + held.get("BTC", (0, 0))[0] > 0
+        assert held["USDT"][0] + held["USDT"][1] <= D("1000")
+    async with rt.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Bot)) == 3
