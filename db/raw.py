@@ -50,6 +50,9 @@ Raw users:
     app.marketdata.reads        candle reads (charts)
     app.backtesting.runs        a run's points, trades and decisions: thousands of rows by unnest
     app.backtesting.leader_history  a leader's fills and positions before each sell
+    app.risk.gate               the risk context of a batch, in the placement's markets statement
+    app.risk.transitions        a scope's state locked and moved, its transition recorded
+    app.risk.status             a user's P&L for the status (one aggregate)
 
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.
 

@@ -34,6 +34,7 @@ from db.models.paper import (
     PaperOrderList,
     PaperPosting,
 )
+from db.models.risk import RiskLimit, RiskState, RiskTransition
 from db.models.social import (
     Copy,
     Follow,
@@ -109,6 +110,9 @@ __all__ = [
     "RecoveryCode",
     "ReferencePrice",
     "RefreshToken",
+    "RiskLimit",
+    "RiskState",
+    "RiskTransition",
     "SecurityEvent",
     "Stake",
     "StakingProduct",

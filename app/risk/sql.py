@@ -1,0 +1,134 @@
+"""The risk engine's SQL: what a batch of orders is checked against (``CONTEXT_SQL``, a
+select-list item of the placement's markets statement: no round trip of its own), a
+scope's P&L, and the writes of a transition."""
+
+from __future__ import annotations
+
+from db.models.columns import LIVE_ORDER
+
+_LIVE = LIVE_ORDER.replace("status", "o.status", 1)
+
+# The scopes of a batch: $2 its traders (ORDER and USER), $3 the follows of its copy
+# orders, the markets of its symbols ($1) and the platform; per trader what its limits
+# need read ($5 the start of the day, $6 a minute ago, $4 now, $7 the cash currencies,
+# $8 true: counts without a cap, for the status): the latest orders (never more than
+# past the largest threshold: ``cap``), the cancels of the last minute, exposure (held
+# and being acquired, USD per asset) and equity. Each is read only for a trader whose
+# limits (or the market's, the platform's) watch it; a batch without limits reads the
+# limits and states tables by key and nothing else. As JSON, numbers exact.
+CONTEXT_SQL = f"""(
+    WITH batch_markets AS (
+        SELECT id FROM markets WHERE symbol = ANY($1::text[])
+    ), refs AS (
+        SELECT 'USER'::text AS scope, u AS scope_id FROM unnest($2::bigint[]) AS u
+        UNION ALL SELECT 'ORDER', u FROM unnest($2::bigint[]) AS u
+        UNION ALL SELECT 'FOLLOW', f FROM unnest($3::bigint[]) AS f
+        UNION ALL SELECT 'MARKET', id FROM batch_markets
+        UNION ALL SELECT 'PLATFORM', 0
+    ), lim AS (
+        SELECT l.id, l.scope, l.scope_id, l.kind, l.threshold, l.action, l.warn_ratio,
+               l.cooldown_seconds, l.set_by, l.requires_two_factor
+        FROM refs r JOIN risk_limits l ON l.scope = r.scope AND l.scope_id = r.scope_id
+    ), st AS (
+        SELECT s.scope, s.scope_id, s.state, s.since, s.cooldown_until, s.reason, s.limit_id
+        FROM refs r JOIN risk_states s ON s.scope = r.scope AND s.scope_id = r.scope_id
+        WHERE s.state <> 'ACTIVE'
+    ), needs AS (
+        SELECT u AS id,
+               coalesce(max(l.threshold) FILTER (
+                   WHERE l.kind IN ('TRADES_PER_DAY', 'ORDER_RATE')), 0) AS cap,
+               coalesce(bool_or(l.kind = 'CANCEL_RATE'), false) AS cancels,
+               coalesce(bool_or(l.kind IN ('ASSET_EXPOSURE', 'TOTAL_EXPOSURE',
+                                           'CONCENTRATION')), false) AS exposure
+        FROM unnest($2::bigint[]) AS u
+        JOIN lim l ON (l.scope = 'USER' AND l.scope_id = u) OR l.scope IN ('MARKET', 'PLATFORM')
+        GROUP BY u
+    ), traders AS (
+        SELECT n.id, c.today, c.minute,
+               CASE WHEN n.cancels THEN (
+                   SELECT count(*) FROM order_commands oc
+                   WHERE oc.user_id = n.id AND oc.kind IN ('CANCEL', 'CANCEL_ALL')
+                     AND oc.created_at >= $6) END AS cancels,
+               e.assets, e.equity
+        FROM needs n
+        LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE r.created_at >= $5) AS today,
+                   count(*) FILTER (WHERE r.created_at >= $6) AS minute
+            FROM (SELECT o.created_at FROM orders o WHERE o.user_id = n.id
+                  ORDER BY o.id DESC
+                  LIMIT CASE WHEN $8::boolean THEN NULL
+                             WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
+        ) c ON true
+        LEFT JOIN LATERAL (
+            SELECT jsonb_object_agg(x.asset, x.usd) FILTER (
+                       WHERE NOT x.asset = ANY($7::text[])) AS assets,
+                   sum(x.held) AS equity
+            FROM (
+                SELECT v.asset, sum(v.usd) AS usd, sum(v.held) AS held FROM (
+                    SELECT a.currency AS asset, a.balance * coalesce(p.usd_price, 0) AS usd,
+                           a.balance * coalesce(p.usd_price, 0) AS held
+                    FROM ledger_accounts a
+                    LEFT JOIN reference_prices p ON p.currency = a.currency
+                    WHERE n.exposure AND a.user_id = n.id
+                    UNION ALL
+                    SELECT CASE WHEN o.side = 'BUY' THEN m.base ELSE m.quote END,
+                           (o.quantity - o.filled_quantity) * o.book_price
+                           * coalesce(q.usd_price, 0), 0
+                    FROM orders o
+                    JOIN markets m ON m.id = o.market_id
+                    LEFT JOIN reference_prices q ON q.currency = m.quote
+                    WHERE n.exposure AND o.user_id = n.id AND {_LIVE}
+                ) AS v GROUP BY v.asset
+            ) AS x
+        ) e ON true
+    ), ages AS (
+        SELECT m.id, extract(epoch FROM $4::timestamptz - (
+                   SELECT max(f.created_at) FROM fills f WHERE f.market_id = m.id)) AS age
+        FROM batch_markets m
+        WHERE EXISTS (SELECT 1 FROM lim WHERE lim.kind = 'STALE_MARKET_DATA')
+    )
+    SELECT jsonb_build_object(
+        'limits', (SELECT jsonb_agg(to_jsonb(lim)) FROM lim),
+        'states', (SELECT jsonb_agg(to_jsonb(st)) FROM st),
+        'traders', (SELECT jsonb_agg(to_jsonb(traders)) FROM traders),
+        'ages', (SELECT jsonb_object_agg(id::text, age) FROM ages)
+    )::text
+)"""  # noqa: S608 (no input in the text)
+CONTEXT_PARAMETERS = 7  # $2..$8, after the markets statement's $1
+
+# A scope's P&L (``app.risk.domain.pnl``): realised and unrealised profit of the users'
+# positions in USD, each asset at its reference price.
+PNL_SQL = """
+    SELECT p.user_id, sum(p.realized_pnl_usd) AS realised,
+           sum(p.realized_pnl_usd + p.quantity * coalesce(r.usd_price, 0) - p.cost_usd) AS pnl
+    FROM positions p
+    LEFT JOIN reference_prices r ON r.currency = p.currency
+    WHERE p.user_id = ANY($1::bigint[])
+    GROUP BY p.user_id
+"""
+
+STATE_COLUMNS = """
+    scope, scope_id, state, since, cooldown_until, reason, limit_id, marks_day,
+    day_start_pnl, week_start_pnl, peak_pnl, realised_pnl, last_pnl, consecutive_losses
+"""
+# The states of scopes ($1 scopes, $2 ids): made ACTIVE where missing, then locked in key
+# order (a second statement, so it sees the rows another transaction made meanwhile):
+# whoever changes a state holds its row until COMMIT.
+MAKE_STATES_SQL = """
+    INSERT INTO risk_states (scope, scope_id)
+    SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[]) ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+"""
+LOCK_STATES_SQL = f"""
+    SELECT {STATE_COLUMNS} FROM risk_states
+    WHERE (scope, scope_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
+    ORDER BY scope, scope_id
+    FOR UPDATE
+"""  # noqa: S608 (no input in the text)
+
+TRANSITION_SQL = """
+    INSERT INTO risk_transitions (scope, scope_id, from_state, to_state, reason, limit_id,
+                                  actor_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING id, at
+"""
