@@ -52,9 +52,19 @@ def ensure_environment() -> None:
     )
     started = time.monotonic()
     subprocess.run(  # noqa: S603
-        [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check",
-         "--progress-bar", "on" if sys.stdout.isatty() else "off",
-         "-c", "constraints.txt", "-e", ".[dev]"],
+        [
+            str(PYTHON),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "on" if sys.stdout.isatty() else "off",
+            "-c",
+            "constraints.txt",
+            "-e",
+            ".[dev]",
+        ],
         cwd=ROOT,
         check=True,
     )

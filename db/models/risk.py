@@ -89,9 +89,7 @@ class RiskState(Base):
     since: Mapped[datetime] = _created_at()
     cooldown_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str | None] = mapped_column(Text)
-    limit_id: Mapped[int | None] = mapped_column(
-        ForeignKey("risk_limits.id", ondelete="SET NULL")
-    )
+    limit_id: Mapped[int | None] = mapped_column(ForeignKey("risk_limits.id", ondelete="SET NULL"))
     marks_day: Mapped[date | None] = mapped_column(Date)
     day_start_pnl: Mapped[Decimal | None] = mapped_column(AMOUNT)
     week_start_pnl: Mapped[Decimal | None] = mapped_column(AMOUNT)
@@ -109,9 +107,7 @@ class RiskTransition(Base):
     __tablename__ = "risk_transitions"
     __table_args__ = (
         CheckConstraint(f"scope IN {SCOPES}", name="scope_known"),
-        CheckConstraint(
-            f"from_state IN {STATES} AND to_state IN {STATES}", name="states_known"
-        ),
+        CheckConstraint(f"from_state IN {STATES} AND to_state IN {STATES}", name="states_known"),
         Index(None, "scope", "scope_id", "id"),
     )
 

@@ -17,9 +17,7 @@ class LeaderboardEntry(LeaderStatistics):
     rank: int = strawberry.field(description="Position in this order, from 1.")
 
     @strawberry.field
-    async def leader(
-        self, info: Info
-    ) -> Leader:
+    async def leader(self, info: Info) -> Leader:
         view = await info.context.loaders.leader_by_id.load(self.leader_id)
         return Leader.from_view(view)
 

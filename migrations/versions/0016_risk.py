@@ -58,9 +58,7 @@ def upgrade() -> None:
             " AND (cooldown_seconds IS NULL OR cooldown_seconds > 0)",
             name=op.f("ck_risk_limits_cooldown_with_its_action"),
         ),
-        sa.ForeignKeyConstraint(
-            ["set_by"], ["users.id"], name=op.f("fk_risk_limits_set_by_users")
-        ),
+        sa.ForeignKeyConstraint(["set_by"], ["users.id"], name=op.f("fk_risk_limits_set_by_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_risk_limits")),
         sa.UniqueConstraint(
             "scope", "scope_id", "kind", name=op.f("uq_risk_limits_scope_scope_id_kind")

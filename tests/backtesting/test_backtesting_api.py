@@ -85,9 +85,9 @@ async def test_run_poll_and_page(gql, rt, tmp_path):
     # the equity curve, 90 per page: every point once, in time order
     seen, after = [], None
     while True:
-        page = (
-            await gql.data(GET, {"id": backtest_id, "first": 90, "after": after}, token=token)
-        )["backtest"]["equityCurve"]
+        page = (await gql.data(GET, {"id": backtest_id, "first": 90, "after": after}, token=token))[
+            "backtest"
+        ]["equityCurve"]
         seen += [e["node"]["at"] for e in page["edges"]]
         if not page["pageInfo"]["hasNextPage"]:
             break

@@ -232,8 +232,9 @@ def test_manifests_run_the_three_roles_and_migrate_once_in_a_job():
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api["livenessProbe"]["httpGet"]["path"] == "/livez"
     for role in ("engine", "worker"):
-        assert _container(_named("Deployment", f"cryptoorchestrator-{role}"))["command"] == (
-            ROLES[role]
+        assert (
+            _container(_named("Deployment", f"cryptoorchestrator-{role}"))["command"]
+            == (ROLES[role])
         )
     job = _named("Job", "cryptoorchestrator-migrate")
     assert _container(job)["command"] == ["python", "-m", "app", "migrate"]
@@ -322,9 +323,7 @@ def test_serve_believes_x_forwarded_for_only_from_forwarded_allow_ips(forwarded_
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline
             time.sleep(0.01)
-        answer = httpx.get(
-            f"http://127.0.0.1:{port}/", headers={"x-forwarded-for": "203.0.113.7"}
-        )
+        answer = httpx.get(f"http://127.0.0.1:{port}/", headers={"x-forwarded-for": "203.0.113.7"})
         assert answer.text == seen
     finally:
         server.should_exit = True

@@ -416,9 +416,11 @@ async def test_metrics_report_each_background_jobs_last_success_and_failures(cli
     await jobs.stop()
     after = await _samples(client)
     failures = "background_job_failures_total"
-    assert _value(after, failures, job="ops-test-flaky") - _value(
-        before, failures, job="ops-test-flaky"
-    ) == 1
+    assert (
+        _value(after, failures, job="ops-test-flaky")
+        - _value(before, failures, job="ops-test-flaky")
+        == 1
+    )
     last = _value(after, "background_job_last_success_timestamp_seconds", job="ops-test-flaky")
     assert started <= last <= time.time()
 

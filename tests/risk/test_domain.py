@@ -318,8 +318,9 @@ def test_the_strictest_action_wins():
 
     everything = [breach(a) for a in Action]
     assert strictest(everything).limit.action is Action.COOL_DOWN
-    assert strictest([breach(Action.BLOCK_ENTRIES), breach(Action.REDUCE_TO_FLAT)]).effect == (
-        EFFECTS[Action.REDUCE_TO_FLAT]
+    assert (
+        strictest([breach(Action.BLOCK_ENTRIES), breach(Action.REDUCE_TO_FLAT)]).effect
+        == (EFFECTS[Action.REDUCE_TO_FLAT])
     )
     assert strictest([]) is None
 

@@ -6,6 +6,7 @@ own."""
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 
 from app.risk import limits
