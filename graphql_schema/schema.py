@@ -20,7 +20,7 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import backtesting, marketdata, paper, queries, trading
+from resolvers import backtesting, marketdata, paper, queries, risk, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -126,6 +126,7 @@ class Query:
     backtests = strawberry.field(resolver=backtesting.my_backtests, extensions=_account())
     paper_accounts = strawberry.field(resolver=paper.paper_accounts, extensions=_account())
     paper_account = strawberry.field(resolver=paper.paper_account, extensions=_account())
+    risk_check = strawberry.field(resolver=risk.risk_check, extensions=_account())
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -197,6 +198,10 @@ class Mutation:
     cancel_paper_order = _trade_mutation(paper.cancel_paper_order)
     place_paper_order_list = _trade_mutation(paper.place_paper_order_list)
     cancel_paper_order_list = _trade_mutation(paper.cancel_paper_order_list)
+    set_risk_limit = _session_mutation(risk.set_risk_limit)
+    remove_risk_limit = _session_mutation(risk.remove_risk_limit)
+    reset_risk = _session_mutation(risk.reset_risk)
+    set_risk_state = _session_mutation(risk.set_risk_state)
 
 
 @strawberry.type

@@ -114,6 +114,19 @@ class Gate:
             raise decision.binding.error()
         self.figures[user_id] = figures.after(order)
 
+    def check_amend(self, *, user_id: int, market: MarketRow, side: Side, grows: bool) -> None:
+        """An amendment meets the states (HALTED: none; REDUCING: none that grows an
+        entry); the limits judge new orders, not amendments."""
+        acquired = market.spec.base if side is Side.BUY else market.spec.quote
+        entry = grows and acquired not in CASH
+        refs = order_scopes(user_id=user_id, market_id=market.id, bot_id=self.bots.get(user_id))
+        order = ProposedOrder(Decimal(0), acquired if entry else None)
+        decision = check_order(
+            order, scopes=refs, states=self.states, limits=(), figures=Figures(), now=self.now
+        )
+        if decision.binding is not None:
+            raise decision.binding.error()
+
 
 # --- reading the context ---------------------------------------------------------------------
 

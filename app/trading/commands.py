@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import audit
 from app.core.errors import InsufficientFunds, NotAuthenticated, UserError, ValidationFailed
+from app.risk import gate as risk_gate
 from app.runtime import Runtime
 from app.trading import markets
 from app.trading.command_queue import after_engine, enqueue, get_orders
@@ -135,6 +136,14 @@ async def amend_order(
             reference = None if market.last_price is None else spec.nearest_ticks(market.last_price)
             rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
         rules.check_min_notional(spec, new_price, new_lots)
+        if rt.risk_checks:
+            gate = await risk_gate.read_context(
+                session, rt.now(), symbols=[spec.symbol], users=[uid]
+            )
+            grows = new_lots * new_price > spec.to_lots(order.quantity) * spec.to_ticks(
+                order.book_price
+            )
+            gate.check_amend(user_id=uid, market=market, side=rules.Side(order.side), grows=grows)
         seq = await enqueue(
             session,
             order.market_id,

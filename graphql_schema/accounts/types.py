@@ -11,8 +11,10 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.risk.status import risk_status
 from db.models import User as UserRow
 from graphql_schema.ids import node_keys
+from graphql_schema.risk.types import RiskStatus
 from graphql_schema.staking.types import StakeNode, StakingRewardConnection, rewards_of, stakes_of
 from graphql_schema.trading.enums import OrderStatus
 from graphql_schema.trading.fields import fills_of, orders_of, portfolio_of
@@ -78,6 +80,15 @@ class User(relay.Node):
     @strawberry.field(description="Positions, equity and its history.")
     async def portfolio(self, info: Info) -> Portfolio:
         return await portfolio_of(info, self.id)
+
+    @strawberry.field(
+        description="Your risk limits and the states of the scopes your orders belong to,"
+        " each limit's figure now (null on another user)."
+    )
+    async def risk_status(self, info: Info) -> RiskStatus | None:
+        if info.context.user_id != self.id:
+            return None
+        return RiskStatus.from_status(await risk_status(info.context.rt, user_id=self.id))
 
     @classmethod
     def from_row(cls, row: UserRow) -> User:
