@@ -8,14 +8,14 @@ same run with the risk checks off, in one run (issue 22: within 10 %).
    and BTC/USDT the kinds an admin sets there: every check reads its figures (the
    latest orders up to the largest count threshold, the cancels of the last minute,
    exposure and equity, the market's last trade) in the placement's markets statement.
-2. One uvicorn process at a time (``trading-place``'s settings): ``off`` is the app with
+2. One uvicorn process at a time (``trading-place``'s settings), each on a fresh database
+   set up alike (the tables grow with every run): ``off`` is the app with
    ``Runtime.risk_checks`` false (``create_app_without_risk``: the markets statement as
    before the risk engine), ``on`` the app as shipped. A probe trader with a limit of one
-   order a day checks each: the second order is refused only with the checks on.
-3. Per round, ``off`` then ``on``: a warm-up, the peak (closed loop, bench.order_load or
-   wrk), an open-loop run at half that peak (``trading_place.measure_orders``). The
-   tables grow between runs (every order stays), so rounds alternate and the report
-   gives each round's ratio and their mean.
+   order a day checks each: its second order is refused only with the checks on.
+3. Rounds of off/on, then on/off (a drift of the machine weighs on both alike): per
+   server a warm-up, the peak (closed loop, bench.order_load or wrk), an open-loop run at
+   half that peak (``trading_place.measure_orders``); each round's ratios and their mean.
 4. Checks: every answer an OrderPayload, the ledger invariants. Targets reported, not
    asserted: peak orders/s on >= 0.9x off, p99 at half load on <= 1.1x off.
 """
@@ -153,54 +153,71 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> int:
-    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and wrk_available())
-    started_at = datetime.now(UTC)
-    rows: list[tuple[int, str, Row]] = []
-    probes: dict[str, list[str]] = {}
+def schedule(rounds: int) -> list[tuple[int, str]]:
+    """(round, mode): off/on, then on/off (ABBA), so that a drift of the machine over
+    the run weighs on both alike."""
+    return [(n, mode) for n in range(rounds) for mode in (("off", "on"), ("on", "off"))[n % 2]]
+
+
+def measure_one(
+    children: Children, args: argparse.Namespace, mode: str, name: str, use_wrk: bool
+) -> tuple[Row, str, dict[str, Any]]:
+    """One server of ``mode`` on a fresh database set up alike: the probe's answer, then
+    the orders' peak and half-load runs; the database's facts after."""
     with (
         trading_database(keep=args.keep) as (database_url, redis_url),
-        Children() as children,
         contextlib.ExitStack() as stack,
     ):
         overrides = server_settings(database_url, redis_url)
         settings = settings_from(overrides)
 
-        async def set_up() -> tuple[list[str], int, str]:
+        async def set_up() -> tuple[list[str], str]:
             rt = runtime(settings)
             try:
                 traders = await create_traders(
                     rt, count=args.traders + 1, tag="risk", funding=FUNDING
                 )
-                limits = await set_every_limit(rt, [t.user_id for t in traders])
+                await set_every_limit(rt, [t.user_id for t in traders])
                 await set_probe_limit(rt, traders[-1].user_id)
             finally:
                 await rt.aclose()
-            return [t.token for t in traders[:-1]], limits, traders[-1].token
+            return [t.token for t in traders[:-1]], traders[-1].token
 
-        tokens, limit_count, probe_token = asyncio.run(set_up())
+        tokens, probe_token = asyncio.run(set_up())
         analyse(database_url)
         tokens_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
-        print(f"  {args.traders} traders, {limit_count} limits", file=sys.stderr)
-        for round_ in range(args.rounds):
-            for mode in ("off", "on"):
-                name = f"risk-place-{mode}-{round_}"
-                proc, port = start_server(children, overrides, stack, name=name,
-                                          factory=FACTORIES[mode])  # fmt: skip
-                if not rows:
-                    check_engine_matches(port, tokens[0], tokens[1])
-                price = f"{85000 + 2 * round_ + (mode == 'on')}.00"
-                probes.setdefault(mode, []).append(probe(port, probe_token, price))
-                row = measure_orders(
-                    children, [proc.pid], port, tokens_file, database_url, args, use_wrk
-                )
-                rows.append((round_, mode, row))
-                print(f"  round {round_} {mode}: {row.peak.rps:.0f} orders/s peak,"
-                      f" p99 {row.half.p99_ms:.1f} ms at half", file=sys.stderr)  # fmt: skip
-                stop(proc)
+        proc, port = start_server(children, overrides, stack, name=name, factory=FACTORIES[mode])
+        try:
+            check_engine_matches(port, tokens[0], tokens[1])
+            probes = [probe(port, probe_token, "85000.00"), probe(port, probe_token, "85001.00")]
+            row = measure_orders(
+                children, [proc.pid], port, tokens_file, database_url, args, use_wrk
+            )
+        finally:
+            stop(proc)
         facts = asyncio.run(database_facts(settings))
-    return report(rows, probes, facts, args=args, use_wrk=use_wrk, started_at=started_at)
+    return row, probes[-1], facts
+
+
+def run(args: argparse.Namespace) -> int:
+    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and wrk_available())
+    started_at = datetime.now(UTC)
+    rows: list[tuple[int, str, Row]] = []
+    probes: dict[str, list[str]] = {}
+    problems: list[str] = []
+    with Children() as children:
+        for round_, mode in schedule(args.rounds):
+            row, answer, facts = measure_one(
+                children, args, mode, f"risk-place-{mode}-{round_}", use_wrk
+            )
+            rows.append((round_, mode, row))
+            probes.setdefault(mode, []).append(answer)
+            if facts["ledger_problems"]:
+                problems.append(f"{mode} {round_}: ledger invariants broken")
+            print(f"  round {round_} {mode}: {row.peak.rps:.0f} orders/s peak,"
+                  f" p99 {row.half.p99_ms:.1f} ms at half", file=sys.stderr)  # fmt: skip
+    return report(rows, probes, problems, args=args, use_wrk=use_wrk, started_at=started_at)
 
 
 def _cells(n: int, mode: str, r: Row) -> list[str]:
@@ -221,7 +238,7 @@ def _cells(n: int, mode: str, r: Row) -> list[str]:
 def report(
     rows: list[tuple[int, str, Row]],
     probes: dict[str, list[str]],
-    facts: dict[str, Any],
+    problems: list[str],
     *,
     args: argparse.Namespace,
     use_wrk: bool,
@@ -250,13 +267,10 @@ def report(
     print("\nTargets (reported, not asserted):")
     for goal, measured, met in goals:
         print(f"  {verdict(met):<7}  {goal:<40} measured {measured}")
-    problems = []
     if probes.get("on") != ["RiskLimitReached"] * args.rounds:
         problems.append(f"the probe was not refused with the checks on: {probes.get('on')}")
     if probes.get("off") != ["OrderPayload"] * args.rounds:
         problems.append(f"the probe was refused with the checks off: {probes.get('off')}")
-    if facts["ledger_problems"]:
-        problems.append(f"ledger invariants broken: {facts['ledger_problems']}")
     refused = sum(r.refused for _, _, r in rows)
     if refused:
         problems.append(f"{refused} placeOrder answers were not an OrderPayload")
@@ -267,7 +281,7 @@ def report(
         "peak": f"{loadgen}, closed loop, {args.connections} connections, {args.duration}s after"
         f" {args.warmup}s warm-up, per server",
         "half": "bench.order_load, open loop at half that server's peak, latency from the due time",
-        "order": "off then on, per round, one server at a time on the same database",
+        "order": "per round off/on, then on/off; each server on a fresh database set up alike",
     }
     path = write_results(
         "risk-place",
@@ -280,7 +294,6 @@ def report(
             "ratios": {"peak": throughput, "p99_half": p99, "cpu_per_order": cpu},
             "targets": [{"goal": g, "measured": m, "met": met} for g, m, met in goals],
             "probes": probes,
-            "database": facts,
             "problems": problems,
         },
     )

@@ -41,6 +41,10 @@ from app.trading.markets import MarketRow
 from db.raw import driver
 
 _CASH = sorted(CASH)
+# by value, for the batch context's strings (an Enum call is several times slower)
+_SCOPES = {s.value: s for s in Scope}
+_KINDS = {k.value: k for k in LimitKind}
+_ACTIONS = {a.value: a for a in Action}
 
 
 def follow_of(client_order_id: str) -> int | None:
@@ -62,7 +66,7 @@ class Gate:
     """A batch's risk context; ``check`` each order."""
 
     now: datetime
-    limits: list[Limit] = field(default_factory=list)
+    limits: dict[ScopeRef, list[Limit]] = field(default_factory=dict)  # PRE_TRADE, by scope
     states: dict[ScopeRef, ScopeStatus] = field(default_factory=dict)
     figures: dict[int, Figures] = field(default_factory=dict)  # per trader
     ages: dict[int, Decimal | None] = field(default_factory=dict)  # per market
@@ -90,7 +94,7 @@ class Gate:
             order,
             scopes=refs,
             states=self.states,
-            limits=self.limits,
+            limits=[limit for ref in refs for limit in self.limits.get(ref, ())],
             figures=figures,
             now=self.now,
         )
@@ -225,24 +229,55 @@ def status_of(r: Mapping[str, Any]) -> ScopeStatus:
     )
 
 
+_LIMITS: dict[tuple[Any, ...], Limit] = {}  # the same rows come batch after batch
+_MAX_CACHED = 100_000
+
+
+def _limit(row: tuple[Any, ...]) -> Limit:
+    """A context row's ``Limit``: made once per version of the row (the row is the key:
+    a limit changed is another row)."""
+    limit = _LIMITS.get(row)
+    if limit is None:
+        i, scope, scope_id, kind, threshold, action, warn_ratio = row
+        limit = Limit(
+            id=i,
+            ref=ScopeRef(_SCOPES[scope], scope_id),
+            kind=_KINDS[kind],
+            threshold=Decimal(threshold),
+            action=_ACTIONS[action],
+            warn_ratio=Decimal(warn_ratio),
+        )
+        if len(_LIMITS) >= _MAX_CACHED:
+            _LIMITS.clear()
+        _LIMITS[row] = limit
+    return limit
+
+
 def gate_from(now: datetime, text: str | None) -> Gate:
     """The ``Gate`` of ``CONTEXT_SQL``'s JSON (None: no market matched)."""
     if text is None:
         return Gate(now)
-    context = json.loads(text, parse_float=Decimal)
+    limits, states, traders, ages = json.loads(text)
     gate = Gate(now)
-    gate.limits = [limit_of(r) for r in context["limits"] or ()]
-    gate.states = {(s := status_of(r)).ref: s for r in context["states"] or ()}
-    for t in context["traders"] or ():
-        assets = t["assets"] or {}
-        gate.figures[int(t["id"])] = Figures(
-            orders_last_minute=t["minute"] or 0,
-            cancels_last_minute=t["cancels"] or 0,
-            orders_today=t["today"] or 0,
-            exposure={a: _decimal(v) for a, v in assets.items()},
-            equity=_decimal(t["equity"] or 0),
+    for row in limits or ():
+        limit = _limit(tuple(row))
+        gate.limits.setdefault(limit.ref, []).append(limit)
+    for scope, scope_id, state, cooldown_until, reason, limit_id in states or ():
+        ref = ScopeRef(Scope(scope), scope_id)
+        gate.states[ref] = ScopeStatus(
+            ref,
+            RiskState(state),
+            cooldown_until=_moment(cooldown_until),
+            reason=reason,
+            limit_id=limit_id,
         )
-    gate.ages = {
-        int(m): None if age is None else _decimal(age) for m, age in (context["ages"] or {}).items()
-    }
+    for user_id, today, minute, cancels, equity, assets in traders or ():
+        gate.figures[user_id] = Figures(
+            orders_last_minute=minute or 0,
+            cancels_last_minute=cancels or 0,
+            orders_today=today or 0,
+            exposure={a: Decimal(v) for a, v in (assets or {}).items()},
+            equity=Decimal(equity or 0),
+        )
+    gate.ages = {int(m): None if a is None else Decimal(a) for m, a in (ages or {}).items()}
     return gate

@@ -4,18 +4,30 @@ scope's P&L, and the writes of a transition."""
 
 from __future__ import annotations
 
+from app.risk.domain.limits import PRE_TRADE_KINDS
 from db.models.columns import LIVE_ORDER
 
 _LIVE = LIVE_ORDER.replace("status", "o.status", 1)
+PRE_TRADE = "(" + ", ".join(sorted(f"'{k.value}'" for k in PRE_TRADE_KINDS)) + ")"
+# what a trader's limits need read: how many of the latest orders, cancels, exposure
+_WATCHES = """
+    coalesce(max(l.threshold) FILTER (WHERE l.kind IN ('TRADES_PER_DAY', 'ORDER_RATE')), 0)
+        AS cap,
+    coalesce(bool_or(l.kind = 'CANCEL_RATE'), false) AS cancels,
+    coalesce(bool_or(l.kind IN ('ASSET_EXPOSURE', 'TOTAL_EXPOSURE', 'CONCENTRATION')), false)
+        AS exposure
+"""
 
 # The scopes of a batch: $2 its traders (ORDER and USER), $3 the follows of its copy
-# orders, the markets of its symbols ($1) and the platform; per trader what its limits
-# need read ($5 the start of the day, $6 a minute ago, $4 now, $7 the cash currencies,
-# $8 true: counts without a cap, for the status): the latest orders (never more than
-# past the largest threshold: ``cap``), the cancels of the last minute, exposure (held
-# and being acquired, USD per asset) and equity. Each is read only for a trader whose
-# limits (or the market's, the platform's) watch it; a batch without limits reads the
-# limits and states tables by key and nothing else. As JSON, numbers exact.
+# orders, the markets of its symbols ($1) and the platform: their PRE_TRADE limits (the
+# others act through the states) and non-ACTIVE states; per trader what those limits
+# watch ($5 the start of the day, $6 a minute ago, $4 now, $7 the cash currencies, $8
+# true: counts without a cap, for the status): the latest orders (never more than past
+# the largest count threshold: ``cap``), the cancels of the last minute, exposure (held
+# and being acquired, USD per asset) and equity, each read only for a trader whose
+# limits (or the market's, the platform's) watch it. A batch without limits reads the
+# limits and states tables by key and nothing else. As compact JSON (arrays, amounts as
+# text, so they stay exact).
 CONTEXT_SQL = f"""(
     WITH batch_markets AS (
         SELECT id FROM markets WHERE symbol = ANY($1::text[])
@@ -26,23 +38,26 @@ CONTEXT_SQL = f"""(
         UNION ALL SELECT 'MARKET', id FROM batch_markets
         UNION ALL SELECT 'PLATFORM', 0
     ), lim AS (
-        SELECT l.id, l.scope, l.scope_id, l.kind, l.threshold, l.action, l.warn_ratio,
-               l.cooldown_seconds, l.set_by, l.requires_two_factor
+        SELECT l.id, l.scope, l.scope_id, l.kind, l.threshold, l.action, l.warn_ratio
         FROM refs r JOIN risk_limits l ON l.scope = r.scope AND l.scope_id = r.scope_id
+        WHERE l.kind IN {PRE_TRADE}
     ), st AS (
-        SELECT s.scope, s.scope_id, s.state, s.since, s.cooldown_until, s.reason, s.limit_id
+        SELECT s.scope, s.scope_id, s.state, s.cooldown_until, s.reason, s.limit_id
         FROM refs r JOIN risk_states s ON s.scope = r.scope AND s.scope_id = r.scope_id
         WHERE s.state <> 'ACTIVE'
+    ), own AS (
+        SELECT l.scope_id AS user_id, {_WATCHES}
+        FROM lim l WHERE l.scope = 'USER' GROUP BY l.scope_id
+    ), every AS (
+        SELECT {_WATCHES} FROM lim l WHERE l.scope IN ('MARKET', 'PLATFORM')
     ), needs AS (
-        SELECT u AS id,
-               coalesce(max(l.threshold) FILTER (
-                   WHERE l.kind IN ('TRADES_PER_DAY', 'ORDER_RATE')), 0) AS cap,
-               coalesce(bool_or(l.kind = 'CANCEL_RATE'), false) AS cancels,
-               coalesce(bool_or(l.kind IN ('ASSET_EXPOSURE', 'TOTAL_EXPOSURE',
-                                           'CONCENTRATION')), false) AS exposure
+        SELECT u AS id, greatest(own.cap, every.cap) AS cap,
+               coalesce(own.cancels, false) OR every.cancels AS cancels,
+               coalesce(own.exposure, false) OR every.exposure AS exposure
         FROM unnest($2::bigint[]) AS u
-        JOIN lim l ON (l.scope = 'USER' AND l.scope_id = u) OR l.scope IN ('MARKET', 'PLATFORM')
-        GROUP BY u
+        CROSS JOIN every
+        LEFT JOIN own ON own.user_id = u
+        WHERE own.user_id IS NOT NULL OR every.cap > 0 OR every.cancels OR every.exposure
     ), traders AS (
         SELECT n.id, c.today, c.minute,
                CASE WHEN n.cancels THEN (
@@ -60,7 +75,7 @@ CONTEXT_SQL = f"""(
                              WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
         ) c ON true
         LEFT JOIN LATERAL (
-            SELECT jsonb_object_agg(x.asset, x.usd) FILTER (
+            SELECT jsonb_object_agg(x.asset, x.usd::text) FILTER (
                        WHERE NOT x.asset = ANY($7::text[])) AS assets,
                    sum(x.held) AS equity
             FROM (
@@ -87,14 +102,16 @@ CONTEXT_SQL = f"""(
         FROM batch_markets m
         WHERE EXISTS (SELECT 1 FROM lim WHERE lim.kind = 'STALE_MARKET_DATA')
     )
-    SELECT jsonb_build_object(
-        'limits', (SELECT jsonb_agg(to_jsonb(lim)) FROM lim),
-        'states', (SELECT jsonb_agg(to_jsonb(st)) FROM st),
-        'traders', (SELECT jsonb_agg(to_jsonb(traders)) FROM traders),
-        'ages', (SELECT jsonb_object_agg(id::text, age) FROM ages)
+    SELECT jsonb_build_array(
+        (SELECT jsonb_agg(jsonb_build_array(id, scope, scope_id, kind, threshold::text,
+                                            action, warn_ratio::text)) FROM lim),
+        (SELECT jsonb_agg(jsonb_build_array(scope, scope_id, state, cooldown_until, reason,
+                                            limit_id)) FROM st),
+        (SELECT jsonb_agg(jsonb_build_array(id, today, minute, cancels, equity::text,
+                                            assets)) FROM traders),
+        (SELECT jsonb_object_agg(id::text, age::text) FROM ages)
     )::text
 )"""  # noqa: S608 (no input in the text)
-CONTEXT_PARAMETERS = 7  # $2..$8, after the markets statement's $1
 
 # A scope's P&L (``app.risk.domain.pnl``): realised and unrealised profit of the users'
 # positions in USD, each asset at its reference price.

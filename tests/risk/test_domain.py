@@ -372,3 +372,22 @@ def test_marks_never_report_a_negative_loss_and_the_peak_bounds_the_pnl(steps):
         assert min(f.loss_today, f.loss_this_week, f.drawdown) >= 0
         assert marks.peak >= marks.pnl
         assert f.drawdown >= max(f.loss_today, f.loss_this_week)  # marks are past P&Ls
+
+
+@given(orders, figures_st, st.sampled_from(sorted(LimitKind)))
+def test_a_figure_after_an_order_is_the_figure_of_the_figures_after_it(order, figures, kind):
+    after = figures.after(order)
+    if kind is LimitKind.ORDER_NOTIONAL:
+        assert figure(kind, figures, order) == order.notional
+    elif kind in (LimitKind.ASSET_EXPOSURE, LimitKind.CONCENTRATION) and order.acquires is None:
+        assert figure(kind, figures, order) == figure(kind, after)
+    elif kind in (LimitKind.ASSET_EXPOSURE, LimitKind.CONCENTRATION):
+        held = after.exposure[order.acquires]
+        expected = (
+            held
+            if kind is LimitKind.ASSET_EXPOSURE
+            else figure(LimitKind.CONCENTRATION, Figures(exposure={"X": held}, equity=after.equity))
+        )
+        assert figure(kind, figures, order) == expected
+    else:
+        assert figure(kind, figures, order) == figure(kind, after)

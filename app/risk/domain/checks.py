@@ -22,7 +22,6 @@ from app.risk.domain.limits import (
     Limit,
     Phase,
     ProposedOrder,
-    binds,
     figure,
     near,
 )
@@ -73,8 +72,11 @@ class Decision:
         return self.binding is None
 
 
+_RANK = {scope: i for i, scope in enumerate(SCOPE_ORDER)}
+
+
 def _rank(ref: ScopeRef) -> int:
-    return SCOPE_ORDER.index(ref.scope)
+    return _RANK[ref.scope]
 
 
 def check_order(
@@ -88,6 +90,7 @@ def check_order(
 ) -> Decision:
     """The decision on ``order`` (``figures``: its trader's before it)."""
     refs = sorted(set(scopes), key=_rank)
+    wanted = frozenset(refs)
     for ref in refs:
         status = states.get(ref)
         if status is None:
@@ -96,18 +99,18 @@ def check_order(
         if state is RiskState.HALTED or (state is RiskState.REDUCING and order.entry):
             return Decision(Binding(ref, state=state, reason=status.reason))
     mine = sorted(
-        (limit for limit in limits if limit.ref in refs and limit.rule.phase is Phase.PRE_TRADE),
+        (limit for limit in limits if limit.ref in wanted and limit.rule.phase is Phase.PRE_TRADE),
         key=lambda limit: (_rank(limit.ref), limit.id),
     )
     warnings = []
     for limit in mine:
-        value = binds(limit, figures, order)
-        if value is not None:
+        if limit.rule.entries_only and not order.entry:
+            continue
+        value = figure(limit.kind, figures, order)
+        if value > limit.threshold:  # ``binds``
             return Decision(Binding(limit.ref, limit=limit, value=value))
-        if not (limit.rule.entries_only and not order.entry):
-            after = figure(limit.kind, figures, order)
-            if near(limit, after):
-                warnings.append((limit, after))
+        if near(limit, value):
+            warnings.append((limit, value))
     return Decision(None, tuple(warnings))
 
 

@@ -137,10 +137,10 @@ class Limit:
     cooldown_seconds: int | None = None
     set_by: int | None = None  # the user who set it
     requires_two_factor: bool = False  # its reset needs a two-factor code
+    rule: KindRule = field(init=False, repr=False, compare=False)
 
-    @property
-    def rule(self) -> KindRule:
-        return KINDS[self.kind]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rule", KINDS[self.kind])  # read on every check
 
     def describe(self) -> str:
         """Like: DAILY_LOSS of 100 USD (USER 7)."""
@@ -245,34 +245,36 @@ def _share(part: Decimal, whole: Decimal) -> Decimal:
 
 
 def figure(kind: LimitKind, figures: Figures, order: ProposedOrder | None = None) -> Decimal:
-    """The figure ``kind`` watches: after ``order`` when one is given, else as it is
-    (exposure and concentration: the largest asset's)."""
-    f = figures.after(order) if order is not None else figures
+    """The figure ``kind`` watches: after ``order`` when one is given (as
+    ``figures.after(order)`` has it), else as it is (exposure and concentration: the
+    largest asset's)."""
+    placed = 0 if order is None else 1
+    adds = order.notional if order is not None and order.acquires is not None else ZERO
     if kind is LimitKind.ORDER_NOTIONAL:
         return order.notional if order is not None else ZERO
     if kind is LimitKind.ORDER_RATE:
-        return Decimal(f.orders_last_minute)
+        return Decimal(figures.orders_last_minute + placed)
     if kind is LimitKind.CANCEL_RATE:
-        return Decimal(f.cancels_last_minute)
+        return Decimal(figures.cancels_last_minute)
     if kind is LimitKind.TRADES_PER_DAY:
-        return Decimal(f.orders_today)
+        return Decimal(figures.orders_today + placed)
     if kind is LimitKind.TOTAL_EXPOSURE:
-        return sum(f.exposure.values(), ZERO)
+        return sum(figures.exposure.values(), ZERO) + adds
     if kind in (LimitKind.ASSET_EXPOSURE, LimitKind.CONCENTRATION):
         if order is not None and order.acquires is not None:
-            held = f.exposure.get(order.acquires, ZERO)
+            held = figures.exposure.get(order.acquires, ZERO) + adds
         else:
-            held = max(f.exposure.values(), default=ZERO)
-        return held if kind is LimitKind.ASSET_EXPOSURE else _share(held, f.equity)
+            held = max(figures.exposure.values(), default=ZERO)
+        return held if kind is LimitKind.ASSET_EXPOSURE else _share(held, figures.equity)
     if kind is LimitKind.STALE_MARKET_DATA:
-        return f.market_data_age if f.market_data_age is not None else ZERO
+        return figures.market_data_age if figures.market_data_age is not None else ZERO
     if kind is LimitKind.DAILY_LOSS:
-        return f.loss_today
+        return figures.loss_today
     if kind is LimitKind.WEEKLY_LOSS:
-        return f.loss_this_week
+        return figures.loss_this_week
     if kind is LimitKind.DRAWDOWN:
-        return f.drawdown
-    return Decimal(f.consecutive_losses)
+        return figures.drawdown
+    return Decimal(figures.consecutive_losses)
 
 
 def binds(limit: Limit, figures: Figures, order: ProposedOrder) -> Decimal | None:
