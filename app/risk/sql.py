@@ -58,6 +58,31 @@ CONTEXT_SQL = f"""(
         CROSS JOIN every
         LEFT JOIN own ON own.user_id = u
         WHERE own.user_id IS NOT NULL OR every.cap > 0 OR every.cancels OR every.exposure
+    ), exposed AS (
+        SELECT id FROM needs WHERE exposure
+    ), valued AS (
+        SELECT a.user_id, a.currency AS asset, a.balance * coalesce(p.usd_price, 0) AS usd,
+               true AS held
+        FROM exposed x
+        JOIN ledger_accounts a ON a.user_id = x.id
+        LEFT JOIN reference_prices p ON p.currency = a.currency
+        UNION ALL
+        SELECT o.user_id, CASE WHEN o.side = 'BUY' THEN m.base ELSE m.quote END,
+               (o.quantity - o.filled_quantity) * o.book_price * coalesce(q.usd_price, 0),
+               false
+        FROM exposed x
+        JOIN orders o ON o.user_id = x.id AND {_LIVE}
+        JOIN markets m ON m.id = o.market_id
+        LEFT JOIN reference_prices q ON q.currency = m.quote
+    ), per_asset AS (
+        SELECT user_id, asset, sum(usd) AS usd, sum(usd) FILTER (WHERE held) AS held
+        FROM valued GROUP BY user_id, asset
+    ), exposure AS (
+        SELECT user_id,
+               jsonb_object_agg(asset, usd::text) FILTER (WHERE NOT asset = ANY($7::text[]))
+                   AS assets,
+               coalesce(sum(held), 0) AS equity
+        FROM per_asset GROUP BY user_id
     ), traders AS (
         SELECT n.id, c.today, c.minute,
                CASE WHEN n.cancels THEN (
@@ -74,28 +99,7 @@ CONTEXT_SQL = f"""(
                   LIMIT CASE WHEN $8::boolean THEN NULL
                              WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
         ) c ON true
-        LEFT JOIN LATERAL (
-            SELECT jsonb_object_agg(x.asset, x.usd::text) FILTER (
-                       WHERE NOT x.asset = ANY($7::text[])) AS assets,
-                   sum(x.held) AS equity
-            FROM (
-                SELECT v.asset, sum(v.usd) AS usd, sum(v.held) AS held FROM (
-                    SELECT a.currency AS asset, a.balance * coalesce(p.usd_price, 0) AS usd,
-                           a.balance * coalesce(p.usd_price, 0) AS held
-                    FROM ledger_accounts a
-                    LEFT JOIN reference_prices p ON p.currency = a.currency
-                    WHERE n.exposure AND a.user_id = n.id
-                    UNION ALL
-                    SELECT CASE WHEN o.side = 'BUY' THEN m.base ELSE m.quote END,
-                           (o.quantity - o.filled_quantity) * o.book_price
-                           * coalesce(q.usd_price, 0), 0
-                    FROM orders o
-                    JOIN markets m ON m.id = o.market_id
-                    LEFT JOIN reference_prices q ON q.currency = m.quote
-                    WHERE n.exposure AND o.user_id = n.id AND {_LIVE}
-                ) AS v GROUP BY v.asset
-            ) AS x
-        ) e ON true
+        LEFT JOIN exposure e ON e.user_id = n.id
     ), ages AS (
         SELECT m.id, extract(epoch FROM $4::timestamptz - (
                    SELECT max(f.created_at) FROM fills f WHERE f.market_id = m.id)) AS age
