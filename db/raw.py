@@ -53,6 +53,7 @@ Raw users:
     app.risk.gate               the risk context of a batch, in the placement's markets statement
     app.risk.transitions        a scope's state locked and moved, its transition recorded
     app.risk.status             a user's P&L for the status (one aggregate)
+    app.risk.triggers           the fills consumer: a batch's limits, locks, P&L, cancels
 
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.
 

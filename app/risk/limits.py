@@ -37,7 +37,13 @@ from app.core.errors import (
 )
 from app.risk import transitions
 from app.risk.domain.errors import InvalidRiskLimit, RiskLimitNotFound
-from app.risk.domain.limits import DEFAULT_WARN_RATIO, Action, LimitKind, check_limit
+from app.risk.domain.limits import (
+    AFTER_FILLS_KINDS,
+    DEFAULT_WARN_RATIO,
+    Action,
+    LimitKind,
+    check_limit,
+)
 from app.risk.domain.states import (
     ADMIN_SCOPES,
     PLATFORM_ID,
@@ -152,6 +158,8 @@ async def set_limit(rt: Runtime, *, user_id: int | None, request: LimitRequest) 
         row = (
             await session.scalars(statement, execution_options={"populate_existing": True})
         ).one()
+        if ref.scope is Scope.USER and request.kind in AFTER_FILLS_KINDS:
+            await transitions.start_marks(session, ref, rt.now())
         if ref.scope in ADMIN_SCOPES:
             await audit.record(
                 session,

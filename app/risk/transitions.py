@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.risk.domain.pnl import Marks
 from app.risk.domain.states import RiskState, Scope, ScopeRef, StateEvent, apply
-from app.risk.sql import LOCK_STATES_SQL, MAKE_STATES_SQL, TRANSITION_SQL
+from app.risk.sql import LOCK_STATES_SQL, MAKE_STATES_SQL, PNL_SQL, TRANSITION_SQL
 from db.raw import driver
 
 
@@ -110,3 +111,16 @@ async def save_marks(session: AsyncSession, ref: ScopeRef, marks: Marks) -> None
         marks.pnl,
         marks.consecutive_losses,
     )
+
+
+async def start_marks(session: AsyncSession, ref: ScopeRef, now: datetime) -> None:
+    """A USER scope's P&L marks from its P&L of now, unless it has them: a P&L limit
+    set before the trader's next fill measures from the moment it was set."""
+    row = (await lock_states(session, [ref]))[ref]
+    if marks_of(row) is not None:
+        return
+    connection = await driver(session)
+    found = await connection.fetchrow(PNL_SQL, [ref.id])
+    pnl = found["pnl"] if found else Decimal(0)
+    realised = found["realised"] if found else Decimal(0)
+    await save_marks(session, ref, Marks.start(now=now, pnl=pnl, realised=realised))

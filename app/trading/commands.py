@@ -154,7 +154,7 @@ async def amend_order(
     return await _applied_command(rt, *await in_transaction(rt.sessions, work))
 
 
-async def _cancel_all_commands(
+async def cancel_all_commands(
     session: AsyncSession, user_id: int, market_id: int | None
 ) -> list[tuple[int, int, list[int]]]:
     """CANCEL_ALL per market where the user has live orders: (market, seq, order ids)."""
@@ -174,7 +174,7 @@ async def _cancel_all_commands(
     return out
 
 
-async def _wait_all(rt: Runtime, queued: list[tuple[int, int, list[int]]]) -> list[Order]:
+async def wait_for_commands(rt: Runtime, queued: list[tuple[int, int, list[int]]]) -> list[Order]:
     ids: list[int] = []
     for market_id, seq, order_ids in queued:
         await rt.applied.wait(market_id, seq, rt.settings.trading_wait_seconds)
@@ -193,10 +193,10 @@ async def cancel_all_orders(
         market_id = None
         if symbol is not None:
             market_id = (await markets.market_by_symbol(session, symbol)).id
-        return await _cancel_all_commands(session, user_id, market_id)
+        return await cancel_all_commands(session, user_id, market_id)
 
     queued = await in_transaction(rt.sessions, work)
-    return await _wait_all(rt, queued)
+    return await wait_for_commands(rt, queued)
 
 
 async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool) -> list[Order]:
@@ -211,10 +211,10 @@ async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool
             raise NotAuthenticated()
         user.trading_enabled = enabled
         await session.flush()
-        return [] if enabled else await _cancel_all_commands(session, user_id, None)
+        return [] if enabled else await cancel_all_commands(session, user_id, None)
 
     queued = await in_transaction(rt.sessions, work)
-    return await _wait_all(rt, queued)
+    return await wait_for_commands(rt, queued)
 
 
 async def set_market_status(

@@ -37,6 +37,7 @@ async def engines(rt, monkeypatch):
     # transactions, which take turns on the trader's row
     fast = FAST_ENGINE | {"trading_placement_batch": 3, "trading_placement_concurrency": 4}
     monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=fast))
+    monkeypatch.setattr(rt, "_coalescers", {})  # placements batched by these settings
     async with running_engines(rt) as running:
         yield running
 
