@@ -14,6 +14,7 @@ from app.risk.domain.errors import RiskHalted, RiskLimitReached, RiskReducing
 from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import RiskState, Scope, ScopeRef
 from app.risk.limits import LimitRequest, Target
+from app.trading import commands
 from app.trading.domain.errors import TooManyOpenOrders
 from app.trading.domain.orders import Side
 from tests.risk.support import execute, force_state, make_admin
@@ -173,3 +174,35 @@ async def test_a_stale_market_refuses_entries(rt, engines):
     with pytest.raises(RiskLimitReached):
         await place(rt, uid, limit(BUY, "0.1", "98"))
     assert (await place(rt, uid, limit(SELL, "0.1", "105"))).status == "OPEN"
+
+
+async def test_a_follow_scope_binds_its_copy_orders_only(rt, engines):
+    uid = await funded_user(rt, "follower", USDT="1000")
+    await force_state(rt, ScopeRef(Scope.FOLLOW, 42), RiskState.HALTED, "follow stopped")
+    with pytest.raises(RiskHalted) as caught:
+        await place(rt, uid, limit(BUY, "0.1", "99"), client_order_id="copy-42-7")
+    assert "FOLLOW 42" in caught.value.message
+    assert (await place(rt, uid, limit(BUY, "0.1", "99"), client_order_id="copy-43-7")).id
+    assert (await place(rt, uid, limit(BUY, "0.1", "99"), client_order_id="mine-42")).id
+
+
+async def test_amendments_meet_the_states(rt, engines):
+    uid = await funded_user(rt, "trader", USDT="1000", BTC="1")
+    buy = await place(rt, uid, limit(BUY, "0.1", "99"))
+    sell = await place(rt, uid, limit(SELL, "0.1", "105"))
+    await force_state(rt, ScopeRef(Scope.USER, uid), RiskState.REDUCING, "losses")
+    with pytest.raises(RiskReducing):
+        await commands.amend_order(rt, user_id=uid, order_id=buy.id, price=None, quantity=D("0.2"))
+    smaller = await commands.amend_order(
+        rt, user_id=uid, order_id=buy.id, price=None, quantity=D("0.06")
+    )
+    assert smaller.quantity == D("0.06")
+    grown = await commands.amend_order(
+        rt, user_id=uid, order_id=sell.id, price=None, quantity=D("0.2")
+    )
+    assert grown.quantity == D("0.2")  # selling BTC for USDT reduces exposure
+    await force_state(rt, ScopeRef(Scope.USER, uid), RiskState.HALTED, "by hand")
+    with pytest.raises(RiskHalted):
+        await commands.amend_order(rt, user_id=uid, order_id=sell.id, price=None, quantity=D("0.1"))
+    canceled = await commands.cancel_order(rt, user_id=uid, order_id=sell.id)
+    assert canceled.status == "CANCELED"  # cancels stay open
