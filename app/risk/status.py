@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.core.errors import NotAuthenticated
 from app.risk import transitions
@@ -139,6 +140,7 @@ async def risk_status(
         }
         ages = (await read_context(session, now, symbols=list(symbols.values()))).ages
         refs = {lim.ref for lim in limits} | set(state_rows) | {mine[0]}
+        trails = await _latest_transitions(session, refs, transitions_per_scope)
         views = []
         for ref in sorted(refs, key=lambda r: (list(Scope).index(r.scope), r.id)):
             row = state_rows.get(ref)
@@ -149,21 +151,37 @@ async def risk_status(
                     status=status,
                     state=status.effective(now),
                     limits=[_usage(lim, _figures_at(ref, figures, ages)) for lim in own],
-                    transitions=list(
-                        await session.scalars(
-                            select(RiskTransition)
-                            .where(
-                                RiskTransition.scope == ref.scope.value,
-                                RiskTransition.scope_id == ref.id,
-                            )
-                            .order_by(RiskTransition.id.desc())
-                            .limit(transitions_per_scope)
-                        )
-                    ),
+                    transitions=trails.get(ref, []),
                 )
             )
     state, _ = strictest_state([v.status for v in views], now)
     return RiskStatus(state, views)
+
+
+async def _latest_transitions(
+    session: AsyncSession, refs: set[ScopeRef], per_scope: int
+) -> dict[ScopeRef, list[RiskTransition]]:
+    """The latest ``per_scope`` transitions of each of ``refs``, newest first: one query."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(RiskTransition.scope, RiskTransition.scope_id),
+            order_by=RiskTransition.id.desc(),
+        )
+        .label("rank")
+    )
+    keys = [(r.scope.value, r.id) for r in refs]
+    ranked = (
+        select(RiskTransition, rank)
+        .where(tuple_(RiskTransition.scope, RiskTransition.scope_id).in_(keys))
+        .subquery()
+    )
+    latest = aliased(RiskTransition, ranked)
+    query = select(latest).where(ranked.c.rank <= per_scope).order_by(ranked.c.id.desc())
+    out: dict[ScopeRef, list[RiskTransition]] = {}
+    for row in await session.scalars(query):
+        out.setdefault(ScopeRef(Scope(row.scope), row.scope_id), []).append(row)
+    return out
 
 
 def _pnl_fields(f: Figures) -> dict[str, object]:
