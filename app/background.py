@@ -24,6 +24,7 @@ from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
 from app.paper import live as paper_live
+from app.risk import triggers as risk_triggers
 from app.runtime import Runtime
 from app.social import copy_trading, profit_share
 from app.social.leaderboard import recompute_leaderboard
@@ -109,6 +110,8 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     jobs.add(
         "profit-share", rt.settings.profit_share_interval_seconds, profit_share.settle_profit_shares
     )
+    # the risk engine's fills consumer polls as the copy worker's do (a trigger's latency)
+    jobs.add("risk-triggers", rt.settings.copy_poll_seconds, risk_triggers.run_once)
     jobs.add("leaderboard", rt.settings.leaderboard_interval_seconds, recompute_leaderboard)
     jobs.add("notifications", rt.settings.notifications_interval_seconds, notify_from_events)
     jobs.add(

@@ -47,6 +47,9 @@ class Runtime:
     # the matching engines of this process by market symbol (``EngineSet``): a placement
     # for one of these markets, while it owns it, is matched in its own transaction
     matching: dict[str, Any] = field(default_factory=dict, repr=False)
+    # the risk engine's check in the placement transaction (``app.risk.gate``); off only
+    # in the benchmark's baseline (bench/risk_place.py), never by configuration
+    risk_checks: bool = True
 
     def now(self) -> datetime:
         return self.clock()

@@ -54,6 +54,7 @@ BENCH_PASSWORD = "bench-Quartz-Lantern-7319"
 SERVERS = {"graphql": "app.asgi:create_app_from_env", "plain": "bench.plain:create_app"}
 SUBCOMMANDS = {
     "trading-place": "bench.trading_place",  # placeOrder peak and p99 at half load
+    "risk-place": "bench.risk_place",  # placeOrder with every risk check on vs off
     "trading-fanout": "bench.trading_fanout",  # orderBook to 1,000 WebSockets
     "trading-portfolio": "bench.trading_portfolio",  # portfolio vs hand-written asyncpg
     "leaderboard": "bench.leaderboard",  # cached vs uncached, and the job, 10,000 leaders

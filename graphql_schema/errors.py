@@ -20,12 +20,13 @@ from app.bots.domain import errors as bots
 from app.core import errors as domain
 from app.exchanges.domain import errors as exchanges
 from app.notifications import rules as notifications
+from app.risk.domain import errors as risk
 from app.social.domain import social
 from app.trading.domain import errors as trading
 from graphql_schema.enums import derived_enum
 
 # Where the domain errors are declared; a new domain's error module joins here.
-HOMES: tuple[ModuleType, ...] = (domain, trading, social, notifications, bots, exchanges)
+HOMES: tuple[ModuleType, ...] = (domain, trading, social, notifications, bots, exchanges, risk)
 
 
 @strawberry.interface(name="Error", description="An expected failure. Nothing was changed.")

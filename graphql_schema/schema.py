@@ -20,7 +20,7 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import backtesting, exchanges, marketdata, paper, queries, trading
+from resolvers import backtesting, exchanges, marketdata, paper, queries, risk, trading
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -130,6 +130,7 @@ class Query:
     bots = strawberry.field(resolver=bot_resolvers.my_bots, extensions=_account())
     bot = strawberry.field(resolver=bot_resolvers.bot, extensions=_account())
     preview_bot = strawberry.field(resolver=bot_resolvers.preview_bot, extensions=_account())
+    risk_check = strawberry.field(resolver=risk.risk_check, extensions=_account())
 
 
 def _session_mutation(resolver: Any) -> Any:
@@ -208,6 +209,10 @@ class Mutation:
     rename_bot = _trade_mutation(bot_resolvers.rename_bot)
     connect_exchange_account = _session_mutation(exchanges.connect_exchange_account)
     disconnect_exchange_account = _session_mutation(exchanges.disconnect_exchange_account)
+    set_risk_limit = _session_mutation(risk.set_risk_limit)
+    remove_risk_limit = _session_mutation(risk.remove_risk_limit)
+    reset_risk = _session_mutation(risk.reset_risk)
+    set_risk_state = _session_mutation(risk.set_risk_state)
 
 
 @strawberry.type

@@ -43,6 +43,7 @@ from db.models import (
     PaperOrder,
     PriceAlert,
     ProfitShareSettlement,
+    RiskLimit,
     Stake,
     Transfer,
     User,
@@ -220,6 +221,15 @@ class NotificationByIdLoader(DataLoader[int, Notification | None]):
         super().__init__(load_fn=load)
 
 
+class RiskLimitByIdLoader(DataLoader[int, RiskLimit | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[RiskLimit | None]:
+            async with rt.reads() as session:
+                return await rows_by_ids(session, RiskLimit, ids)
+
+        super().__init__(load_fn=load)
+
+
 class PriceAlertByIdLoader(DataLoader[int, PriceAlert | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[PriceAlert | None]:
@@ -367,6 +377,10 @@ class Loaders:
     @cached_property
     def notification_by_id(self) -> NotificationByIdLoader:
         return NotificationByIdLoader(self._rt)
+
+    @cached_property
+    def risk_limit_by_id(self) -> RiskLimitByIdLoader:
+        return RiskLimitByIdLoader(self._rt)
 
     @cached_property
     def price_alert_by_id(self) -> PriceAlertByIdLoader:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import audit
 from app.core.errors import InsufficientFunds, NotAuthenticated, UserError, ValidationFailed
+from app.risk import gate as risk_gate
 from app.runtime import Runtime
 from app.trading import markets
 from app.trading.command_queue import after_engine, enqueue, get_orders
@@ -135,6 +136,14 @@ async def amend_order(
             reference = None if market.last_price is None else spec.nearest_ticks(market.last_price)
             rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
         rules.check_min_notional(spec, new_price, new_lots)
+        if rt.risk_checks:
+            gate = await risk_gate.read_context(
+                session, rt.now(), symbols=[spec.symbol], users=[uid]
+            )
+            grows = new_lots * new_price > spec.to_lots(order.quantity) * spec.to_ticks(
+                order.book_price
+            )
+            gate.check_amend(user_id=uid, market=market, side=rules.Side(order.side), grows=grows)
         seq = await enqueue(
             session,
             order.market_id,
@@ -145,7 +154,7 @@ async def amend_order(
     return await _applied_command(rt, *await in_transaction(rt.sessions, work))
 
 
-async def _cancel_all_commands(
+async def cancel_all_commands(
     session: AsyncSession, user_id: int, market_id: int | None
 ) -> list[tuple[int, int, list[int]]]:
     """CANCEL_ALL per market where the user has live orders: (market, seq, order ids)."""
@@ -165,7 +174,7 @@ async def _cancel_all_commands(
     return out
 
 
-async def _wait_all(rt: Runtime, queued: list[tuple[int, int, list[int]]]) -> list[Order]:
+async def wait_for_commands(rt: Runtime, queued: list[tuple[int, int, list[int]]]) -> list[Order]:
     ids: list[int] = []
     for market_id, seq, order_ids in queued:
         await rt.applied.wait(market_id, seq, rt.settings.trading_wait_seconds)
@@ -184,10 +193,10 @@ async def cancel_all_orders(
         market_id = None
         if symbol is not None:
             market_id = (await markets.market_by_symbol(session, symbol)).id
-        return await _cancel_all_commands(session, user_id, market_id)
+        return await cancel_all_commands(session, user_id, market_id)
 
     queued = await in_transaction(rt.sessions, work)
-    return await _wait_all(rt, queued)
+    return await wait_for_commands(rt, queued)
 
 
 async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool) -> list[Order]:
@@ -211,11 +220,11 @@ async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool
         subs = (await session.scalars(select(User.id).where(User.owner_id == user_id))).all()
         queued = []
         for account in (user_id, *subs):
-            queued.extend(await _cancel_all_commands(session, account, None))
+            queued.extend(await cancel_all_commands(session, account, None))
         return queued
 
     queued = await in_transaction(rt.sessions, work)
-    return await _wait_all(rt, queued)
+    return await wait_for_commands(rt, queued)
 
 
 async def set_market_status(

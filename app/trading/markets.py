@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,16 +29,25 @@ _MARKET_FROM = """
     JOIN currencies q ON q.code = m.quote
 """
 _MARKET_SQL = " ".join(("SELECT", _MARKET_COLUMNS, _MARKET_FROM))
-_MARKETS_WITH_RATES_SQL = " ".join(
-    (
-        "SELECT",
-        _MARKET_COLUMNS,
-        ", coalesce(r.usd_price, 0) AS quote_usd",
-        _MARKET_FROM,
-        "LEFT JOIN reference_prices r ON r.currency = m.quote",
-        "WHERE m.symbol = ANY($1::text[])",
+
+
+def _with_rates_sql(extra: str = "") -> str:
+    """The markets of $1 (symbols) with their quote's USD rate; ``extra``: one more
+    select-list item (``AS extra``), its parameters after $1."""
+    return " ".join(
+        (
+            "SELECT",
+            _MARKET_COLUMNS,
+            ", coalesce(r.usd_price, 0) AS quote_usd",
+            f", {extra} AS extra" if extra else "",
+            _MARKET_FROM,
+            "LEFT JOIN reference_prices r ON r.currency = m.quote",
+            "WHERE m.symbol = ANY($1::text[])",
+        )
     )
-)
+
+
+_MARKETS_WITH_RATES_SQL = _with_rates_sql()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,23 @@ async def markets_with_quote_rates(
     connection = await driver(session)
     rows = await connection.fetch(_MARKETS_WITH_RATES_SQL, symbols)
     return {r["symbol"]: (_row(r), r["quote_usd"]) for r in rows}
+
+
+async def markets_with_quote_rates_and(
+    session: AsyncSession, symbols: list[str], extra: str, *parameters: Any
+) -> tuple[dict[str, tuple[MarketRow, Decimal]], Any]:
+    """``markets_with_quote_rates`` with one more select-list item in the same statement
+    (the risk engine's batch context): the markets, and that item's value (None when no
+    market matched)."""
+    connection = await driver(session)
+    rows = await connection.fetch(_extra_sql(extra), symbols, *parameters)
+    found = {r["symbol"]: (_row(r), r["quote_usd"]) for r in rows}
+    return found, rows[0]["extra"] if rows else None
+
+
+@functools.lru_cache(maxsize=8)
+def _extra_sql(extra: str) -> str:
+    return _with_rates_sql(extra)
 
 
 async def market_with_quote_rate(session: AsyncSession, symbol: str) -> tuple[MarketRow, Decimal]:

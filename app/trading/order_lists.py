@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.risk import gate as risk_gate
 from app.runtime import Runtime
 from app.trading import markets
 from app.trading.command_queue import after_engine, enqueue, raise_if_refused
@@ -79,7 +80,12 @@ async def place_order_list(
                 )
             ).all()
             return existing, list(rows), None
-        market, usd_rate = await markets.market_with_quote_rate(session, symbol)
+        found, gate = await risk_gate.markets_and_gate(
+            rt, session, [symbol.upper()], users=[uid], client_order_ids=[client_list_id]
+        )
+        if symbol.upper() not in found:
+            raise markets.unknown_market(symbol)
+        market, usd_rate = found[symbol.upper()]
         order_list = OrderList(
             user_id=uid,
             market_id=market.id,
@@ -97,6 +103,14 @@ async def place_order_list(
             usd_rate=usd_rate,
             open_orders=await count_open_orders(session, uid),
         )
+        for leg in plan:
+            gate.check(
+                user_id=uid,
+                market=market,
+                valid=leg.valid,
+                usd_rate=usd_rate,
+                client_order_id=client_list_id,
+            )
         rows = []
         for i, leg in enumerate(plan):
             row = order_row(

@@ -38,6 +38,7 @@ from app.core.logs import request_id_var
 from app.events.engine_signals import WAKE_CHANNEL
 from app.ledger import holds
 from app.ledger import journal as ledger
+from app.risk import gate as risk_gate
 from app.runtime import Runtime
 from app.trading import markets
 from app.trading.command_queue import after_engine, first_command, raise_if_refused
@@ -252,8 +253,9 @@ async def _place_all(
     lock the traders       one statement, in id order (as ``lock_user``): kill switch,
                            the order a retried clientOrderId placed, live orders; an
                            order id and a hold id per item
-    markets, USD rates     one statement
-    validate + risk        per item, in memory
+    markets, USD rates     one statement, with the risk engine's context of the batch
+                           (``app.risk.gate``: limits, states, the traders' figures)
+    validate + risk        per item, in memory (the platform's limits, then the gate)
     engines' locks         ``lock_engines()``: the locks of the engines this process runs
                            for these markets (``_place_and_match``); the owned ones
     lock the accounts      AVAILABLE and HELD of every (user, currency), in id order;
@@ -287,7 +289,13 @@ async def _place_all(
         if retried
         else {}
     )
-    found = await markets.markets_with_quote_rates(session, [item.symbol for item in items])
+    found, gate = await risk_gate.markets_and_gate(
+        rt,
+        session,
+        [item.symbol for item in items],
+        users=[item.user_id for i, item in enumerate(items) if i in traders],
+        client_order_ids=[item.client_order_id for item in items],
+    )
     open_orders = {items[i].user_id: int(t["open_orders"]) for i, t in traders.items()}
     candidates: list[_Candidate] = []
     for i, item in enumerate(items):
@@ -320,6 +328,13 @@ async def _place_all(
                 [valid],
                 usd_rate=usd_rate,
                 open_orders=open_orders[user_id],
+            )
+            gate.check(
+                user_id=user_id,
+                market=market,
+                valid=valid,
+                usd_rate=usd_rate,
+                client_order_id=item.client_order_id,
             )
         except UserError as error:
             results[i] = error

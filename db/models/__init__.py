@@ -36,6 +36,7 @@ from db.models.paper import (
     PaperOrderList,
     PaperPosting,
 )
+from db.models.risk import RiskLimit, RiskState, RiskTransition
 from db.models.social import (
     Copy,
     Follow,
@@ -116,6 +117,9 @@ __all__ = [
     "RecoveryCode",
     "ReferencePrice",
     "RefreshToken",
+    "RiskLimit",
+    "RiskState",
+    "RiskTransition",
     "SecurityEvent",
     "Stake",
     "StakingProduct",

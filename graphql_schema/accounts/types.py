@@ -11,9 +11,11 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.risk.status import risk_status
 from db.models import User as UserRow
 from graphql_schema.exchanges.types import ExchangeAccountNode, exchange_accounts_of
 from graphql_schema.ids import node_keys
+from graphql_schema.risk.types import RiskStatus
 from graphql_schema.staking.types import StakeNode, StakingRewardConnection, rewards_of, stakes_of
 from graphql_schema.trading.enums import OrderStatus
 from graphql_schema.trading.fields import fills_of, orders_of, portfolio_of
@@ -83,6 +85,15 @@ class User(relay.Node):
     @strawberry.field(description="Your connected exchange accounts, oldest first (only yours).")
     async def exchange_accounts(self, info: Info) -> list[ExchangeAccountNode]:
         return await exchange_accounts_of(info, self.id)
+
+    @strawberry.field(
+        description="Your risk limits and the states of the scopes your orders belong to,"
+        " each limit's figure now (null on another user)."
+    )
+    async def risk_status(self, info: Info) -> RiskStatus | None:
+        if info.context.user_id != self.id:
+            return None
+        return RiskStatus.from_status(await risk_status(info.context.rt, user_id=self.id))
 
     @classmethod
     def from_row(cls, row: UserRow) -> User:

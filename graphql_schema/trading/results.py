@@ -24,6 +24,9 @@ from graphql_schema.errors import (
     PriceOffTick,
     PriceOutsideBand,
     QuantityOffLotSize,
+    RiskHalted,
+    RiskLimitReached,
+    RiskReducing,
     StopPriceWrongSide,
     TooManyOpenOrders,
     TradingDisabled,
@@ -56,6 +59,9 @@ _PLACEMENT_ERRORS = (
     | TooManyOpenOrders
     | OrderTooLarge
     | ClientOrderIdReused
+    | RiskLimitReached
+    | RiskHalted
+    | RiskReducing
 )
 PlaceOrderResult: TypeAlias = Annotated[
     OrderPayload | _PLACEMENT_ERRORS, strawberry.union("PlaceOrderResult")
@@ -86,7 +92,9 @@ AmendOrderResult: TypeAlias = Annotated[
     | PostOnlyWouldTake
     | InsufficientFunds
     | TradingDisabled
-    | InvalidOrder,
+    | InvalidOrder
+    | RiskHalted
+    | RiskReducing,
     strawberry.union("AmendOrderResult"),
 ]
 SetTradingEnabledResult: TypeAlias = Annotated[

@@ -2,7 +2,7 @@
 the API credentials sealed (AES-256-GCM envelope encryption)
 
 Revision ID: 0017_exchange_accounts
-Revises: 0015_bots
+Revises: 0016_risk
 Create Date: 2026-12-20 10:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_exchange_accounts"
-down_revision: str | None = "0015_bots"
+down_revision: str | None = "0016_risk"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

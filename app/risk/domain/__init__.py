@@ -1,0 +1,1 @@
+"""Pure risk rules: no strawberry, SQLAlchemy, stripe or ccxt."""

@@ -1,0 +1,283 @@
+"""The risk check in the placement transaction.
+
+``markets_and_gate`` reads what a batch of orders is checked against in the statement
+the placement runs anyway for its markets (``CONTEXT_SQL`` is one more item of its
+select list): the limits and non-ACTIVE states of every scope of the batch (its
+traders, their copy orders' follows, its markets, the platform) and, per trader, the
+figures those limits watch. The statement runs after the traders' rows are locked
+(``TRADERS_SQL``, FOR NO KEY UPDATE), so it sees every order a trader's earlier
+transactions committed, and whoever moves a trader's state (``app.risk.triggers``) or
+sets a limit holds that same row lock: no order passes a user's limit or state that is
+changing at the same moment. Market and platform states are read, not locked: an admin's
+change applies to the placements that read after its commit.
+
+``Gate.check`` decides each order of the batch in memory (``check_order``) and moves the
+trader's figures on by each order it admits, so a batch's orders count each other.
+An order admitted here and then refused for its funds still counts (as the open-orders
+limit does): the gate errs towards refusing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.risk.domain.checks import Decision, check_order, order_scopes
+from app.risk.domain.limits import Action, Figures, Limit, LimitKind, ProposedOrder
+from app.risk.domain.states import RiskState, Scope, ScopeRef, ScopeStatus
+from app.risk.sql import CONTEXT_SQL
+from app.runtime import Runtime
+from app.social.domain.copying import parse_client_order_id
+from app.trading import markets
+from app.trading.domain.orders import MarketSpec, Side, ValidOrder
+from app.trading.engine.settlement import CASH
+from app.trading.markets import MarketRow
+from db.raw import driver
+
+_CASH = sorted(CASH)
+# by value, for the batch context's strings (an Enum call is several times slower)
+_SCOPES = {s.value: s for s in Scope}
+_KINDS = {k.value: k for k in LimitKind}
+_ACTIONS = {a.value: a for a in Action}
+
+
+def follow_of(client_order_id: str) -> int | None:
+    """The follow a copy (or close) order was placed for."""
+    parsed = parse_client_order_id(client_order_id)
+    return parsed[1] if parsed is not None else None
+
+
+def proposed(spec: MarketSpec, valid: ValidOrder, usd_rate: Decimal) -> ProposedOrder:
+    """``valid`` as the limits see it: its value in USD at its (worst) price, and the
+    non-cash asset it acquires."""
+    notional = spec.quote_amount(spec.notional_units(valid.price, valid.quantity)) * usd_rate
+    acquired = spec.base if valid.side is Side.BUY else spec.quote
+    return ProposedOrder(notional, None if acquired in CASH else acquired)
+
+
+@dataclass
+class Gate:
+    """A batch's risk context; ``check`` each order."""
+
+    now: datetime
+    limits: dict[ScopeRef, list[Limit]] = field(default_factory=dict)  # PRE_TRADE, by scope
+    states: dict[ScopeRef, ScopeStatus] = field(default_factory=dict)
+    figures: dict[int, Figures] = field(default_factory=dict)  # per trader
+    ages: dict[int, Decimal | None] = field(default_factory=dict)  # per market
+    bots: Mapping[int, int] = field(default_factory=dict)  # trader -> bot (a sub-account's)
+
+    @property
+    def idle(self) -> bool:
+        return not self.limits and not self.states
+
+    def decide(
+        self, *, user_id: int, market: MarketRow, valid: ValidOrder, usd_rate: Decimal,
+        client_order_id: str,
+    ) -> tuple[Decision, ProposedOrder, Figures]:  # fmt: skip
+        order = proposed(market.spec, valid, usd_rate)
+        refs = order_scopes(
+            user_id=user_id,
+            market_id=market.id,
+            follow_id=follow_of(client_order_id),
+            bot_id=self.bots.get(user_id),
+        )
+        figures = replace(
+            self.figures.get(user_id, Figures()), market_data_age=self.ages.get(market.id)
+        )
+        decision = check_order(
+            order,
+            scopes=refs,
+            states=self.states,
+            limits=[limit for ref in refs for limit in self.limits.get(ref, ())],
+            figures=figures,
+            now=self.now,
+        )
+        return decision, order, figures
+
+    def check(
+        self, *, user_id: int, market: MarketRow, valid: ValidOrder, usd_rate: Decimal,
+        client_order_id: str,
+    ) -> None:  # fmt: skip
+        """Refuse the order with the binding limit's or state's typed error, or count it."""
+        if self.idle:
+            return
+        decision, order, figures = self.decide(
+            user_id=user_id,
+            market=market,
+            valid=valid,
+            usd_rate=usd_rate,
+            client_order_id=client_order_id,
+        )
+        if decision.binding is not None:
+            raise decision.binding.error()
+        self.figures[user_id] = figures.after(order)
+
+    def check_amend(self, *, user_id: int, market: MarketRow, side: Side, grows: bool) -> None:
+        """An amendment meets the states (HALTED: none; REDUCING: none that grows an
+        entry); the limits judge new orders, not amendments."""
+        acquired = market.spec.base if side is Side.BUY else market.spec.quote
+        entry = grows and acquired not in CASH
+        refs = order_scopes(user_id=user_id, market_id=market.id, bot_id=self.bots.get(user_id))
+        order = ProposedOrder(Decimal(0), acquired if entry else None)
+        decision = check_order(
+            order, scopes=refs, states=self.states, limits=(), figures=Figures(), now=self.now
+        )
+        if decision.binding is not None:
+            raise decision.binding.error()
+
+
+# --- reading the context ---------------------------------------------------------------------
+
+
+def context_parameters(
+    now: datetime, users: Sequence[int], follows: Sequence[int], *, exact: bool = False
+) -> tuple[Any, ...]:
+    """$2..$8 of ``CONTEXT_SQL``."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return (
+        sorted(set(users)),
+        sorted(set(follows)),
+        now,
+        day,
+        now - timedelta(minutes=1),
+        _CASH,
+        exact,
+    )
+
+
+async def markets_and_gate(
+    rt: Runtime,
+    session: AsyncSession,
+    symbols: list[str],
+    *,
+    users: Iterable[int | None],
+    client_order_ids: Iterable[str] = (),
+) -> tuple[dict[str, tuple[MarketRow, Decimal]], Gate]:
+    """The markets of ``symbols`` with their quotes' USD rates (as
+    ``markets.markets_with_quote_rates``) and the batch's ``Gate``, in one statement;
+    without ``rt.risk_checks`` the markets alone and an idle gate."""
+    now = rt.now()
+    if not rt.risk_checks:
+        return await markets.markets_with_quote_rates(session, symbols), Gate(now)
+    follows = [f for c in client_order_ids if (f := follow_of(c)) is not None]
+    found, context = await markets.markets_with_quote_rates_and(
+        session,
+        symbols,
+        CONTEXT_SQL,
+        *context_parameters(now, [u for u in users if u is not None], follows),
+    )
+    return found, gate_from(now, context)
+
+
+async def read_context(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    symbols: Sequence[str] = (),
+    users: Sequence[int] = (),
+    follows: Sequence[int] = (),
+    exact: bool = False,
+) -> Gate:
+    """The context on its own (the status, the what-if query)."""
+    connection = await driver(session)
+    text = await connection.fetchval(
+        f"SELECT {CONTEXT_SQL}",
+        list(symbols),
+        *context_parameters(now, users, follows, exact=exact),
+    )
+    return gate_from(now, text)
+
+
+def _decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(value)
+
+
+def limit_of(r: Mapping[str, Any]) -> Limit:
+    return Limit(
+        id=int(r["id"]),
+        ref=ScopeRef(Scope(r["scope"]), int(r["scope_id"])),
+        kind=LimitKind(r["kind"]),
+        threshold=_decimal(r["threshold"]),
+        action=Action(r["action"]),
+        warn_ratio=_decimal(r["warn_ratio"]),
+        cooldown_seconds=r["cooldown_seconds"],
+        set_by=r["set_by"],
+        requires_two_factor=bool(r["requires_two_factor"]),
+    )
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def status_of(r: Mapping[str, Any]) -> ScopeStatus:
+    return ScopeStatus(
+        ref=ScopeRef(Scope(r["scope"]), int(r["scope_id"])),
+        state=RiskState(r["state"]),
+        since=_moment(r["since"]),
+        cooldown_until=_moment(r["cooldown_until"]),
+        reason=r["reason"],
+        limit_id=r["limit_id"],
+    )
+
+
+_LIMITS: dict[tuple[Any, ...], Limit] = {}  # the same rows come batch after batch
+_MAX_CACHED = 100_000
+
+
+def _limit(row: tuple[Any, ...]) -> Limit:
+    """A context row's ``Limit``: made once per version of the row (the row is the key:
+    a limit changed is another row)."""
+    limit = _LIMITS.get(row)
+    if limit is None:
+        i, scope, scope_id, kind, threshold, action, warn_ratio = row
+        limit = Limit(
+            id=i,
+            ref=ScopeRef(_SCOPES[scope], scope_id),
+            kind=_KINDS[kind],
+            threshold=Decimal(threshold),
+            action=_ACTIONS[action],
+            warn_ratio=Decimal(warn_ratio),
+        )
+        if len(_LIMITS) >= _MAX_CACHED:
+            _LIMITS.clear()
+        _LIMITS[row] = limit
+    return limit
+
+
+def gate_from(now: datetime, text: str | None) -> Gate:
+    """The ``Gate`` of ``CONTEXT_SQL``'s JSON (None: no market matched)."""
+    if text is None:
+        return Gate(now)
+    limits, states, traders, ages = json.loads(text)
+    gate = Gate(now)
+    for row in limits or ():
+        limit = _limit(tuple(row))
+        gate.limits.setdefault(limit.ref, []).append(limit)
+    for scope, scope_id, state, cooldown_until, reason, limit_id in states or ():
+        ref = ScopeRef(Scope(scope), scope_id)
+        gate.states[ref] = ScopeStatus(
+            ref,
+            RiskState(state),
+            cooldown_until=_moment(cooldown_until),
+            reason=reason,
+            limit_id=limit_id,
+        )
+    for user_id, today, minute, cancels, equity, assets in traders or ():
+        gate.figures[user_id] = Figures(
+            orders_last_minute=minute or 0,
+            cancels_last_minute=cancels or 0,
+            orders_today=today or 0,
+            exposure={a: Decimal(v) for a, v in (assets or {}).items()},
+            equity=Decimal(equity or 0),
+        )
+    gate.ages = {int(m): None if a is None else Decimal(a) for m, a in (ages or {}).items()}
+    return gate

@@ -1,0 +1,126 @@
+"""Moving a scope's state: lock its row, apply the event through the one table
+(``app.risk.domain.states.apply``), record the transition with its reason and who made
+it. Every change of state goes through ``move``, in the caller's transaction.
+
+A USER (or FOLLOW, BOT) scope is changed with its user's row locked (FOR NO KEY UPDATE,
+as the placement locks it): the change and any placement of that user take turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.risk.domain.pnl import Marks
+from app.risk.domain.states import RiskState, Scope, ScopeRef, StateEvent, apply
+from app.risk.sql import LOCK_STATES_SQL, MAKE_STATES_SQL, PNL_SQL, TRANSITION_SQL
+from db.raw import driver
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    ref: ScopeRef
+    before: RiskState
+    after: RiskState
+    reason: str
+    transition_id: int
+    at: datetime
+
+
+async def lock_states(session: AsyncSession, refs: Iterable[ScopeRef]) -> dict[ScopeRef, Any]:
+    """The state rows of ``refs`` (made ACTIVE where missing), locked in key order."""
+    connection = await driver(session)
+    keys = sorted(set(refs))
+    scopes, ids = [k.scope.value for k in keys], [k.id for k in keys]
+    await connection.execute(MAKE_STATES_SQL, scopes, ids)
+    rows = await connection.fetch(LOCK_STATES_SQL, scopes, ids)
+    return {ScopeRef(Scope(r["scope"]), r["scope_id"]): r for r in rows}
+
+
+async def move(
+    session: AsyncSession,
+    ref: ScopeRef,
+    current: RiskState,
+    event: StateEvent,
+    *,
+    reason: str,
+    limit_id: int | None = None,
+    actor_id: int | None = None,
+    cooldown_until: datetime | None = None,
+) -> Moved:
+    """Apply ``event`` to the locked scope (``RiskStateConflict`` if the table has no
+    such transition) and record it."""
+    after = apply(current, event)
+    connection = await driver(session)
+    await connection.execute(
+        "UPDATE risk_states SET state = $3, since = now(), cooldown_until = $4, reason = $5,"
+        " limit_id = $6, updated_at = now() WHERE scope = $1 AND scope_id = $2",
+        ref.scope.value,
+        ref.id,
+        after.value,
+        cooldown_until if after is RiskState.HALTED else None,
+        reason,
+        limit_id,
+    )
+    row = await connection.fetchrow(
+        TRANSITION_SQL,
+        ref.scope.value,
+        ref.id,
+        current.value,
+        after.value,
+        reason,
+        limit_id,
+        actor_id,
+    )
+    return Moved(ref, current, after, reason, row["id"], row["at"])
+
+
+def marks_of(row: Any) -> Marks | None:
+    """A state row's P&L marks (None until first seen)."""
+    if row["marks_day"] is None:
+        return None
+    return Marks(
+        day=row["marks_day"],
+        day_start=row["day_start_pnl"],
+        week_start=row["week_start_pnl"],
+        peak=row["peak_pnl"],
+        realised=row["realised_pnl"],
+        pnl=row["last_pnl"],
+        consecutive_losses=row["consecutive_losses"],
+    )
+
+
+async def save_marks(session: AsyncSession, ref: ScopeRef, marks: Marks) -> None:
+    connection = await driver(session)
+    await connection.execute(
+        "UPDATE risk_states SET marks_day = $3, day_start_pnl = $4, week_start_pnl = $5,"
+        " peak_pnl = $6, realised_pnl = $7, last_pnl = $8, consecutive_losses = $9,"
+        " updated_at = now() WHERE scope = $1 AND scope_id = $2",
+        ref.scope.value,
+        ref.id,
+        marks.day,
+        marks.day_start,
+        marks.week_start,
+        marks.peak,
+        marks.realised,
+        marks.pnl,
+        marks.consecutive_losses,
+    )
+
+
+async def start_marks(session: AsyncSession, ref: ScopeRef, now: datetime) -> None:
+    """A USER scope's P&L marks from its P&L of now, unless it has them: a P&L limit
+    set before the trader's next fill measures from the moment it was set."""
+    row = (await lock_states(session, [ref]))[ref]
+    if marks_of(row) is not None:
+        return
+    connection = await driver(session)
+    found = await connection.fetchrow(PNL_SQL, [ref.id])
+    pnl = found["pnl"] if found else Decimal(0)
+    realised = found["realised"] if found else Decimal(0)
+    await save_marks(session, ref, Marks.start(now=now, pnl=pnl, realised=realised))

@@ -1,0 +1,1 @@
+"""GraphQL of the risk engine: limits, states, the what-if check."""
