@@ -6,9 +6,14 @@ only shows them (``previewBot``); ``create_bot`` shows them and makes the bot
 A ``BotRequest`` is what a client asks for: a name, one kind's settings (the kind is
 the settings' type), the symbol it trades (a rebalance bot: none, its markets are
 ``<asset>/<quote>`` of its targets), what a rebalance bot is given, and the sources its
-webhook takes alerts from (an alert-driven bot only: SIGNAL, or DCA started by alerts).
-Every check refuses with nothing written: ``ValidationFailed`` naming the input field,
-``UnknownMarket`` / ``MarketHalted``, ``GridSpacingBelowFees``.
+webhook takes alerts from (an alert-driven bot only: SIGNAL, or DCA started by alerts),
+and whether it is a paper bot (``paper``: ``bots.create_bot(paper=True)``, play money on
+a paper account of its own). Every check refuses with nothing written:
+``ValidationFailed`` naming the input field, ``UnknownMarket`` / ``MarketHalted``,
+``GridSpacingBelowFees``. A paper bot's pre-flight is a live bot's; what its paper
+account could not hold (several markets, play money beyond the paper caps) is refused
+on ``paper`` by the preview too (``paper_checks``); the open paper accounts are counted
+only when it is made (as the funds of a live bot are only taken then).
 
 Pre-flight (``Preflight``): what the bot takes from its owner's wallet, by currency
 (``machines.funding``); at the market's last price, a DCA bot's ladder
@@ -58,6 +63,7 @@ from app.bots.domain.signal_bot import SignalSettings
 from app.core.errors import InsufficientFunds, NotAuthenticated, UserError, ValidationFailed
 from app.marketdata import reads as market_data
 from app.marketdata.domain.candles import INTERVALS, Interval
+from app.paper.domain.session import check_starting_balances
 from app.runtime import Runtime
 from app.trading.domain.orders import MarketSpec
 from app.trading.markets import markets_with_quote_rates
@@ -86,6 +92,7 @@ class BotRequest:
     symbol: str | None = None  # DCA, GRID, SIGNAL
     allocation: tuple[Holding, ...] = ()  # REBALANCE
     ip_allowlist: tuple[str, ...] = ()  # an alert-driven bot's webhook
+    paper: bool = False  # on a paper account of its own, with play money
 
     @property
     def kind(self) -> BotKind:
@@ -146,7 +153,7 @@ async def create_bot(rt: Runtime, *, user_id: int | None, request: BotRequest) -
     flight = preflight(spec, prices)
     try:
         created = await bots.create_bot(
-            rt, user_id=user_id, spec=spec, ip_allowlist=allowlist(request)
+            rt, user_id=user_id, spec=spec, ip_allowlist=allowlist(request), paper=request.paper
         )
     except InsufficientFunds as error:  # named after the setting that asks for the money
         raise InsufficientFunds(error.message, field=FUNDED_BY[spec.kind]) from None
@@ -183,7 +190,21 @@ async def _checked(
         rows = await markets_with_quote_rates(session, [m.symbol for m in markets])
     spec = validate(BotSpec(request.kind, request.name, request.settings, markets,
                             request.allocation))  # fmt: skip
+    if request.paper:
+        paper_checks(spec)
     return spec, {symbol: row.last_price for symbol, (row, _) in rows.items()}
+
+
+def paper_checks(spec: BotSpec) -> None:
+    """What a paper bot's account could not hold, refused on ``paper`` as
+    ``bots.create_bot`` refuses it: more than one market, play money (what the bot would
+    be funded with) beyond the paper caps (``check_starting_balances``)."""
+    if len(spec.markets) != 1:
+        raise ValidationFailed("A paper bot trades one market", field="paper")
+    try:
+        check_starting_balances(spec.markets[0], funding(spec))
+    except ValidationFailed as error:
+        raise ValidationFailed(error.message, field="paper") from None
 
 
 def _symbols(request: BotRequest) -> tuple[str, ...]:

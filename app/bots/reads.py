@@ -1,12 +1,16 @@
-"""Bots, the read side of ``bot`` and ``bots`` (their DataLoaders batch these): pages of
-a bot's decisions and of its sub-account's fills, the sub-account's live orders, what it
-holds, and the bot's figures.
+"""Bots, the read side of ``bot`` and ``bots`` (their DataLoaders batch these, one
+statement per venue): pages of a bot's decisions and of its sub-account's fills, the
+sub-account's live orders, what it holds, and the bot's figures. A paper bot reads the
+same from its paper account's current run instead (``app.paper.accounts.fills_pages``,
+``open_paper_orders_by_account_ids``, ``paper_holdings``).
 
 Figures (``figures``), in the bot's quote currency:
 
     holdings    what its sub-account holds (available and held by its orders), by
                 currency; once it has stopped and given its money back, what it gave
-                back (its BOT_RELEASE entry): so a stopped bot shows what it ended with
+                back (its BOT_RELEASE entry): so a stopped bot shows what it ended with.
+                A paper bot: its paper account's balances (it gives nothing back: a
+                stopped paper bot's play money stays there)
     equity      the holdings valued at each market's last price (the quote at 1); None
                 while a held asset's market has no price
     budget      what it was given: a DCA, grid or signal bot its funding in the quote
@@ -28,7 +32,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, any_, bindparam, func, literal, select, union_all
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bots.domain import codec
@@ -38,13 +52,25 @@ from app.bots.domain.machines import read_state
 from app.bots.domain.rebalance import Holding
 from app.bots.domain.runtime import ZERO, BotKind
 from app.bots.domain.signal_bot import SignalState
-from app.ledger.rules import AccountKind
+from app.ledger.rules import AccountKind, AccountRef
+from app.paper.state import OPEN
 from app.trading.domain.orders import LIVE_STATUSES
-from db.models import Bot, BotDecision, Fill, JournalEntry, LedgerAccount, Order, Posting
+from db.models import (
+    Bot,
+    BotDecision,
+    Fill,
+    JournalEntry,
+    LedgerAccount,
+    Order,
+    PaperAccount,
+    PaperOrder,
+    Posting,
+)
 from db.queries import Page, PageKey, keyset_pages
 
 RELEASE = "BOT_RELEASE"  # the journal entry that gives a stopped bot's money back
 _HELD_KINDS = [AccountKind.AVAILABLE.value, AccountKind.HELD.value]
+_PAPER_HELD_KINDS = (AccountKind.PAPER_AVAILABLE, AccountKind.PAPER_HELD)
 _LIVE = sorted(s.value for s in LIVE_STATUSES)
 
 
@@ -114,6 +140,38 @@ async def holdings_by_account_ids(
         if row.amount:
             found[row.user_id][row.currency] = row.amount.normalize()
     return [found[i] for i in account_ids]
+
+
+async def open_paper_orders_by_account_ids(
+    session: AsyncSession, paper_account_ids: Sequence[int]
+) -> list[list[PaperOrder]]:
+    """Each paper account's live orders of its current run, newest first (none once it
+    is closed: they will never trade)."""
+    rows = await session.scalars(
+        select(PaperOrder)
+        .join(PaperAccount, and_(PaperAccount.id == PaperOrder.paper_account_id,
+                                 PaperAccount.generation == PaperOrder.generation))
+        .where(
+            PaperOrder.paper_account_id == any_(_ids(paper_account_ids)),
+            PaperOrder.status.in_(_LIVE),
+            PaperAccount.status == OPEN,
+        )
+        .order_by(PaperOrder.id.desc())
+    )  # fmt: skip
+    found: dict[int, list[PaperOrder]] = {i: [] for i in paper_account_ids}
+    for row in rows:
+        found[row.paper_account_id].append(row)
+    return [found[i] for i in paper_account_ids]
+
+
+def paper_holdings(paper_account_id: int, book: Mapping[AccountRef, Decimal]) -> dict[str, Decimal]:
+    """A paper bot's holdings by currency: its paper account's available and held, from
+    the paper book's balances (``app.paper.ledger.balances_by_account_ids``)."""
+    held: dict[str, Decimal] = {}
+    for ref, amount in book.items():
+        if ref.paper_account_id == paper_account_id and ref.kind in _PAPER_HELD_KINDS:
+            held[ref.currency] = held.get(ref.currency, ZERO) + amount
+    return {c: a.normalize() for c, a in sorted(held.items()) if a}
 
 
 @dataclass(frozen=True, slots=True)

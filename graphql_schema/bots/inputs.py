@@ -1,7 +1,8 @@
 """``createBot`` / ``previewBot``'s input: a name, exactly one kind's settings (``dca``,
-``grid``, ``signal`` or ``rebalance``), the symbol, a rebalance bot's allocation and an
-alert-driven bot's IP allowlist. Percentages are fractions (0.01 = 1 %), amounts are in
-the quote currency, durations whole seconds. ``to_request`` makes the service's
+``grid``, ``signal`` or ``rebalance``), the symbol, a rebalance bot's allocation, an
+alert-driven bot's IP allowlist and ``paper`` (play money on a paper account of its
+own). Percentages are fractions (0.01 = 1 %), amounts are in the quote currency,
+durations whole seconds. ``to_request`` makes the service's
 ``BotRequest``; the settings' limits are checked there (``ValidationFailed`` naming the
 input field)."""
 
@@ -206,6 +207,14 @@ class CreateBotInput:
         description="An alert-driven bot (SIGNAL, or DCA started by SIGNAL): the addresses"
         " or networks its webhook takes alerts from (default: any).",
     )
+    paper: bool = strawberry.field(
+        default=False,
+        description="Trade play money on a paper account of its own (yours, on the bot's"
+        " one market, opened with what the bot would take from your wallet) instead of"
+        " your money: nothing leaves your wallet. Beyond the paper limits (10000000 per"
+        " currency at its scale, 10 open paper accounts) or over several markets:"
+        " ValidationFailed on `paper`.",
+    )
 
     def to_request(self) -> BotRequest:
         return BotRequest(
@@ -217,6 +226,7 @@ class CreateBotInput:
                 for a in self.allocation or ()
             ),
             ip_allowlist=tuple(self.ip_allowlist or ()),
+            paper=self.paper,
         )
 
     def _settings(self) -> Settings:

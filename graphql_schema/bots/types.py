@@ -1,10 +1,12 @@
 """The ``Bot`` node (visible to its owner only) with its figures, its trades, open orders
-and decisions (each through the request's DataLoaders: a page of bots costs the same
-statements for one bot as for many), its decisions' connection and the bots' enums.
+and decisions (each through the request's DataLoaders, one per venue: a page of bots,
+live and paper, costs the same statements for one bot of each as for many), its
+decisions' connection and the bots' enums.
 
 Figures are in the bot's quote currency (``app.bots.reads``): ``equity`` is what its
 sub-account holds valued at each market's last price (once stopped: what it gave back),
-``budget`` what it was given, ``pnl = equity - budget = realisedPnl + unrealisedPnl``."""
+``budget`` what it was given, ``pnl = equity - budget = realisedPnl + unrealisedPnl``. A
+paper bot's holdings, trades and open orders are its paper account's (current run)."""
 
 from __future__ import annotations
 
@@ -25,16 +27,19 @@ from app.bots import reads
 from app.bots.domain import dca_settings, grid_settings, rebalance, runtime
 from app.bots.domain.machines import read_settings
 from app.http.webhooks import BOT_HOOKS
+from app.trading.markets import MarketRow
 from db.models import Bot as BotRow
 from db.models import BotDecision as DecisionRow
 from db.models import Fill as FillRow
+from db.models import PaperFill as PaperFillRow
 from db.queries import page_key
+from graphql_schema.bots.orders import BotOrder, BotTrade, BotTradeConnection
 from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import to_connection
+from graphql_schema.paper.types import PaperAccountNode
 from graphql_schema.scalars import serialize_decimal
 from graphql_schema.trading.markets import market_specs
-from graphql_schema.trading.types import FillConnection, FillNode, OrderNode
 
 BOT = "Bot"
 WEBHOOK_PATH = BOT_HOOKS  # + the bot's webhook token
@@ -66,7 +71,8 @@ RebalanceTrigger = derived_enum(rebalance.RebalanceTrigger, name="RebalanceTrigg
     name="BotStatus",
     description="RUNNING; PAUSED (not stepped, its resting orders stay); STOPPING (its"
     " orders being canceled, its position sold when asked); STOPPED (every order ended,"
-    " its money back with its owner). A paused bot shows PAUSED unless it has STOPPED.",
+    " its money back with its owner; a paper bot's play money stays on its paper"
+    " account). A paused bot shows PAUSED unless it has STOPPED.",
 )
 class BotStatus(Enum):
     RUNNING = "RUNNING"
@@ -146,8 +152,9 @@ class BotDecisionConnection(relay.Connection[BotDecision]):
 
 @strawberry.type(name="Bot")
 class BotNode(relay.Node):
-    """A trading bot: a state machine trading its budget in a sub-account of its own.
-    Visible to its owner only. Figures are in its quote currency."""
+    """A trading bot: a state machine trading its budget in a sub-account of its own, or
+    (`paper`) play money on a paper account of its own. Visible to its owner only.
+    Figures are in its quote currency."""
 
     id: relay.NodeID[int]
     kind: BotKind  # type: ignore[valid-type]
@@ -158,6 +165,10 @@ class BotNode(relay.Node):
     steps: int = strawberry.field(description="How many steps it has taken.")
     ip_allowlist: list[str] = strawberry.field(
         description="Where its webhook takes alerts from (empty: anywhere)."
+    )
+    paper: bool = strawberry.field(
+        description="It trades play money on a paper account of its own (`paperAccount`):"
+        " its holdings, trades and open orders are that account's current run's."
     )
     created_at: datetime
     stopped_at: datetime | None
@@ -170,7 +181,8 @@ class BotNode(relay.Node):
             id=row.id, kind=BotKind(row.kind), name=row.name,
             status=api_status(row.status, row.paused), symbols=list(row.symbols),
             quote_currency=row.quote, steps=row.steps, ip_allowlist=list(row.ip_allowlist),
-            created_at=row.created_at, stopped_at=row.stopped_at, _row=row, _figures={},
+            paper=row.paper_account_id is not None, created_at=row.created_at,
+            stopped_at=row.stopped_at, _row=row, _figures={},
         )  # fmt: skip
 
     @strawberry.field(description="Its settings as createBot took them (amounts as strings).")
@@ -191,12 +203,20 @@ class BotNode(relay.Node):
         return amounts(reads.funding_of(self._row))
 
     @strawberry.field(
+        description="A paper bot's paper account (null for a live bot): it stays readable"
+        " once the bot has stopped."
+    )
+    async def paper_account(self, info: Info) -> PaperAccountNode | None:
+        pk = self._row.paper_account_id
+        return None if pk is None else await PaperAccountNode.load(info, pk)
+
+    @strawberry.field(
         description="What its sub-account holds (available and held by its orders); once"
-        " STOPPED, what it gave back to your wallet."
+        " STOPPED, what it gave back to your wallet. A paper bot: its paper account's"
+        " balances (play money, never given back)."
     )
     async def holdings(self, info: Info) -> list[BotAmount]:
-        held = await info.context.loaders.bots.holdings_by_account_id.load(self._row.account_id)
-        return amounts(held)
+        return amounts(await self._holdings(info))
 
     @strawberry.field(
         description="What it was given, in the quote currency (a rebalance bot: its"
@@ -229,20 +249,42 @@ class BotNode(relay.Node):
     async def unrealised_pnl(self, info: Info) -> Decimal | None:
         return (await self.figures(info)).unrealised
 
-    @strawberry.field(description="Its sub-account's fills, newest first.")
-    async def trades(self, info: Info, first: int = 20, after: str | None = None) -> FillConnection:
+    @strawberry.field(
+        description="Its fills, newest first: its sub-account's, a paper bot's its paper"
+        " account's (current run)."
+    )
+    async def trades(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> BotTradeConnection:
+        loaders, paper = info.context.loaders, self._row.paper_account_id
+        if paper is not None:
+            key = page_key(paper, first=first, after=after, key=PaperFillRow.id)
+            page, market = await asyncio.gather(
+                loaders.paper_fills_page_by_key.load(key), self._market(info)
+            )
+            return to_connection(  # type: ignore[return-value]
+                BotTradeConnection, page, lambda row: BotTrade.of_paper(row, market)
+            )
         key = page_key(self._row.account_id, first=first, after=after, key=FillRow.id)
-        page = await info.context.loaders.bots.trade_page_by_key.load(key)
+        page = await loaders.bots.trade_page_by_key.load(key)
         specs = await market_specs(info, (row for _, row in page.items))
         return to_connection(  # type: ignore[return-value]
-            FillConnection, page, lambda row: FillNode.from_row(row, specs.get(row.market_id))
+            BotTradeConnection, page, lambda row: BotTrade.of_fill(row, specs.get(row.market_id))
         )
 
-    @strawberry.field(description="Its live orders, newest first.")
-    async def open_orders(self, info: Info) -> list[OrderNode]:
-        rows = await info.context.loaders.bots.open_orders_by_account_id.load(self._row.account_id)
-        specs = await market_specs(info, rows)
-        return [OrderNode.from_row(row, specs.get(row.market_id)) for row in rows]
+    @strawberry.field(
+        description="Its live orders, newest first (a paper bot: on its paper account)."
+    )
+    async def open_orders(self, info: Info) -> list[BotOrder]:
+        loaders, paper = info.context.loaders.bots, self._row.paper_account_id
+        if paper is not None:
+            rows, market = await asyncio.gather(
+                loaders.open_paper_orders_by_account_id.load(paper), self._market(info)
+            )
+            return [BotOrder.of_paper(row, market) for row in rows]
+        live = await loaders.open_orders_by_account_id.load(self._row.account_id)
+        specs = await market_specs(info, live)
+        return [BotOrder.of_order(row, specs.get(row.market_id)) for row in live]
 
     @strawberry.field(description="What it decided and why, newest first.")
     async def decisions(
@@ -254,14 +296,29 @@ class BotNode(relay.Node):
 
     async def figures(self, info: Info) -> reads.Figures:
         if "figures" not in self._figures:
-            loaders = info.context.loaders.bots
             held, markets = await asyncio.gather(
-                loaders.holdings_by_account_id.load(self._row.account_id),
-                loaders.market_by_symbol.load_many(self._row.symbols),
+                self._holdings(info),
+                info.context.loaders.bots.market_by_symbol.load_many(self._row.symbols),
             )
             prices = {m.symbol: m.last_price for m in markets if m is not None}
             self._figures["figures"] = reads.figures(self._row, held, prices)
         return self._figures["figures"]
+
+    async def _holdings(self, info: Info) -> Mapping[str, Decimal]:
+        """Its sub-account's holdings (or what it gave back); a paper bot's paper
+        account's balances (the loader ``paperAccount { balances }`` reads too)."""
+        loaders, paper = info.context.loaders, self._row.paper_account_id
+        if paper is not None:
+            book = await loaders.paper_balances_by_account_id.load(paper)
+            return reads.paper_holdings(paper, book)
+        return await loaders.bots.holdings_by_account_id.load(self._row.account_id)  # type: ignore[no-any-return]
+
+    async def _market(self, info: Info) -> MarketRow:
+        """A paper bot's one market, with its last price (its figures read it too; its
+        orders and trades show it without reading more)."""
+        market = await info.context.loaders.bots.market_by_symbol.load(self._row.symbols[0])
+        assert market is not None  # a bot's market is never deleted
+        return market  # type: ignore[no-any-return]
 
     @classmethod
     async def load(cls, info: Info, pk: int) -> BotNode | None:

@@ -1,6 +1,9 @@
 """The bots' DataLoaders, created per request (``Loaders.bots``; fresh per subscription
-event): a page of bots with their figures, decisions, trades and open orders costs the
-same statements for one bot as for a hundred."""
+event), one per venue where the venues differ: a page of bots, live and paper, with
+their figures, decisions, trades and open orders costs the same statements for one bot
+of each as for a hundred. A paper bot's balances and fills pages go through the paper
+accounts' own loaders (``Loaders.paper_balances_by_account_id``,
+``paper_fills_page_by_key``), which ``paperAccount`` shares."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from strawberry.dataloader import DataLoader
 from app.bots import reads
 from app.runtime import Runtime
 from app.trading.markets import MarketRow, markets_with_quote_rates
-from db.models import Bot, BotDecision, Fill, Order
+from db.models import Bot, BotDecision, Fill, Order, PaperOrder
 from db.queries import Page, PageKey, rows_by_ids
 
 R = TypeVar("R")
@@ -62,6 +65,17 @@ class OpenOrdersByAccountIdLoader(DataLoader[int, list[Order]]):
         super().__init__(load_fn=load)
 
 
+class OpenPaperOrdersByAccountIdLoader(DataLoader[int, list[PaperOrder]]):
+    """A paper bot's live orders on its paper account (current run)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[PaperOrder]]:
+            async with rt.reads() as session:
+                return await reads.open_paper_orders_by_account_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
 class BotPageByKeyLoader(DataLoader[PageKey, Page[R]]):
     """Pages of rows under bots (or their sub-accounts), all the pages of a request in
     one statement (``db.queries.keyset_pages``)."""
@@ -99,6 +113,10 @@ class BotLoaders:
     @cached_property
     def open_orders_by_account_id(self) -> OpenOrdersByAccountIdLoader:
         return OpenOrdersByAccountIdLoader(self._rt)
+
+    @cached_property
+    def open_paper_orders_by_account_id(self) -> OpenPaperOrdersByAccountIdLoader:
+        return OpenPaperOrdersByAccountIdLoader(self._rt)
 
     @cached_property
     def decision_page_by_key(self) -> BotPageByKeyLoader[BotDecision]:

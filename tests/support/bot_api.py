@@ -20,7 +20,7 @@ SYMBOL = "BTC/USDT"
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 ERROR = "... on Error { __typename code field message }"
-BOT_FIELDS = """id kind name status symbols quoteCurrency steps createdAt stoppedAt
+BOT_FIELDS = """id kind name status paper symbols quoteCurrency steps createdAt stoppedAt
   settings webhookUrl ipAllowlist budget equity pnl realisedPnl unrealisedPnl
   allocation { currency amount } holdings { currency amount }"""
 PREFLIGHT = """price problem backtestSkipped funding { currency amount }
@@ -51,6 +51,17 @@ BOT = f"""query($id: ID!) {{ bot(id: $id) {{ {BOT_FIELDS}
   openOrders {{ id clientOrderId side price quantity status }}
   decisions(first: 50) {{ edges {{ cursor node {{ at action reason clientOrderId }} }}
                          pageInfo {{ hasNextPage }} }} }} }}"""
+PAPER_BOT = f"""query($id: ID!) {{ bot(id: $id) {{ {BOT_FIELDS}
+  paperAccount {{ id name status balances {{ currency available held total }}
+                  orders(first: 50) {{ edges {{ node {{ id clientOrderId status }} }} }}
+                  fills(first: 50) {{ edges {{ node {{ id clientOrderId side price quantity
+                                                       fee }} }} }} }}
+  trades(first: 20) {{ edges {{ node {{ id side liquidity price quantity quoteAmount fee
+                                      feeCurrency createdAt market {{ symbol }}
+                                      fill {{ id }} paperFill {{ id clientOrderId }} }} }} }}
+  openOrders {{ id clientOrderId side type price stopPrice quantity filledQuantity status
+                market {{ symbol }} order {{ id }}
+                paperOrder {{ id clientOrderId status }} }} }} }}"""
 BOTS = """query($first: Int!, $after: String) { bots(first: $first, after: $after) {
   edges { cursor node { id name status } } pageInfo { hasNextPage endCursor } } }"""
 PAGE_OF_BOTS = """{ bots(first: 10) { edges { node { id status equity pnl realisedPnl
