@@ -26,6 +26,15 @@ takes the rest.
 
 ``StopBot`` cancels its orders; with ``close_position`` it sells every asset at market
 once they have all ended (again at each price while something is left).
+
+Prices it needs (``watch``, a band per market): the first of each market; while a round
+waits to buy, every one; PERIOD, no other (``wake_at`` wakes it when a round is due);
+THRESHOLD, those that could move a weight ``threshold`` from its target: each market's
+band is its last price times and divided by ``1 + e``, where ``(1 + e)^2 - 1`` is 0.99
+of the least ``(threshold - drift) / weight`` over the targets, since prices that each
+move less than that factor change a weight ``w`` by less than ``w x ((1 + e)^2 - 1)``
+(so a band holds whatever the other markets do inside theirs). Stopped and selling,
+those at which a holding is worth its market's minimum order value.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from app.bots.domain.runtime import (
     Fill,
     OrderEnd,
     Plan,
+    PriceBand,
     PriceTick,
     Step,
     StopBot,
@@ -58,6 +68,7 @@ from app.bots.domain.runtime import (
     figure,
     floor_to,
     worst_price,
+    worth_the_minimum,
 )
 from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side
 
@@ -66,6 +77,8 @@ MIN_PERIOD = timedelta(minutes=1)
 MAX_PERIOD = timedelta(days=366)
 TRADE = "TRADE"
 CLOSE = "CLOSE"
+SHARE = Decimal("0.99")  # of the room a weight has before its threshold, a band takes
+LEAST_ROOM = Decimal("1e-20")  # less room: every price (far above the rounding of sums)
 
 
 class RebalanceTrigger(StrEnum):
@@ -142,7 +155,7 @@ class RebalanceState:
     status: BotStatus = BotStatus.RUNNING
     seq: int = 0
     holdings: tuple[Holding, ...] = ()  # by asset
-    prices: tuple[LastPrice, ...] = ()  # by symbol
+    prices: tuple[LastPrice, ...] = ()  # by symbol: the last price seen of each market
     phase: Phase = Phase.IDLE
     round: int = 0  # rounds begun
     next_due: datetime | None = None  # PERIOD
@@ -169,10 +182,83 @@ class RebalanceBot:
         return RebalanceState(holdings=holdings, next_due=due)
 
     def step(self, state: RebalanceState, event: Event) -> Step[RebalanceState]:
+        if isinstance(event, PriceTick) and event.symbol not in self._symbols:
+            return Step(state, (), ())  # not one of its markets' prices
         return _RebalanceStep(self, state, event.at).run(event)
 
     def wake_at(self, state: RebalanceState) -> datetime | None:
-        return state.next_due if state.status is BotStatus.RUNNING else None
+        """When a PERIOD round is due, unless a round is under way."""
+        idle = state.phase is Phase.IDLE and not state.orders
+        return state.next_due if state.status is BotStatus.RUNNING and idle else None
+
+    @property
+    def _symbols(self) -> list[str]:
+        return [m.symbol for m in self.markets]
+
+    def watch(self, state: RebalanceState) -> Mapping[str, PriceBand]:
+        none, every = (dict.fromkeys(self._symbols, b) for b in (PriceBand.NONE, PriceBand.EVERY))
+        if state.status is not BotStatus.RUNNING:
+            return self._selling_bands(state) if state.closing and not state.orders else none
+        if state.orders:
+            return none  # it waits for them
+        if state.phase is not Phase.IDLE:
+            return every  # it buys at the next price
+        prices = {p.symbol: p.price for p in state.prices}
+        if len(prices) < len(self.markets):  # the first price of each
+            return {s: PriceBand.NONE if s in prices else PriceBand.EVERY for s in self._symbols}
+        if self.settings.trigger is RebalanceTrigger.PERIOD:
+            return none
+        room = self._room(state, prices)
+        if room is None:
+            return none  # no weight moves with the prices
+        factor = (1 + room * SHARE).sqrt() if room >= LEAST_ROOM else Decimal(1)
+        if factor <= 1:
+            return every
+        return {s: PriceBand.outside(p / factor, p * factor) for s, p in prices.items()}
+
+    def _room(self, state: RebalanceState, prices: Mapping[str, Decimal]) -> Decimal | None:
+        """The least ``(threshold - drift) / weight`` over the targets (zero when one is
+        due), None when no target's weight moves with the prices."""
+        s, quote = self.settings, self.settings.quote
+        values = {quote: state.held(quote)}
+        for market in self.markets:
+            values[market.base] = state.held(market.base) * prices[market.symbol]
+        total = sum(values.values(), ZERO)
+        if any(v < 0 for v in values.values()):
+            return ZERO
+        if total <= 0:
+            return None
+        assert s.threshold is not None
+        limit = s.threshold if state.quiet_drift is None else state.quiet_drift + s.threshold
+        limit = max(s.threshold, limit)
+        rooms = []
+        for target in s.targets:
+            weight = values.get(target.asset, ZERO) / total
+            room = limit - abs(weight - target.weight)
+            if room <= 0:
+                return ZERO
+            if weight > 0:
+                rooms.append(room / weight)
+        return min(rooms, default=None)
+
+    def _selling_bands(self, state: RebalanceState) -> dict[str, PriceBand]:
+        """Stopped and selling: each market's prices at which its holding is worth the
+        minimum order value (every market's every price while one is: it sells them all
+        at the next price of any)."""
+        prices = {p.symbol: p.price for p in state.prices}
+        bands = {}
+        for market in self.markets:
+            quantity = floor_to(state.held(market.base), market.lot_size)
+            price = prices.get(market.symbol)
+            if quantity <= 0:
+                bands[market.symbol] = PriceBand.NONE
+            elif price is None:
+                bands[market.symbol] = PriceBand.EVERY
+            elif quantity * price >= market.min_notional:
+                return dict.fromkeys(self._symbols, PriceBand.EVERY)
+            else:
+                bands[market.symbol] = worth_the_minimum(market, quantity)
+        return bands
 
     def market_of(self, asset: str) -> MarketSpec:
         return next(m for m in self.markets if m.base == asset)
@@ -194,8 +280,7 @@ class _RebalanceStep:
             ended = self.plan.end(event)
             freed = ended is not None and ended.canceling
         elif isinstance(event, PriceTick):
-            if any(m.symbol == event.symbol for m in self.bot.markets):
-                self.prices[event.symbol] = event.price
+            self.prices[event.symbol] = event.price
         elif isinstance(event, StopBot):
             self._stop(event.close_position)
         self._advance(priced=isinstance(event, PriceTick | TimerTick))
