@@ -42,6 +42,7 @@ ETH = replace(SPEC, symbol="ETH/USDT", base="ETH")
 # a market minimum (what is left to sell may be worth less), and whole-coin lots (a
 # base order may buy less than one at some prices)
 MINIMUM = D(5)
+TICKS = 8  # trades inside a candle, at most
 
 
 def markets(spec: MarketSpec = SPEC) -> st.SearchStrategy[MarketSpec]:
@@ -81,7 +82,7 @@ def happenings(draw, paths, *, alerts: bool = False) -> dict[int, list[Event]]:
         for k, (spec, candles) in enumerate(paths.items()):
             candle, tick = candles[i], spec.tick_size
             low, high = int(candle.low / tick), int(candle.high / tick)
-            for minute in draw(st.lists(st.integers(1, 58), max_size=3)):
+            for minute in draw(st.lists(st.integers(1, 58), max_size=TICKS)):
                 price = spec.price(draw(st.integers(low, high)))
                 timed.append(
                     (minute, k, PriceTick(at(i) + timedelta(minutes=minute), spec.symbol, price))
