@@ -5,7 +5,11 @@ decisions from the same events, in the same order, the same state after every ot
 event, and the same state at the end once caught up. Random settings of every kind on
 simulated venues (one per market), random walks with ticks inside each candle, alerts,
 timer ticks and stops; both runs wake the bot at ``wake_at`` alike
-(``tests.support.bot_runtime``)."""
+(``tests.support.bot_runtime``).
+
+Why it holds, checked on its own too at every state of those runs: a tick inside the
+band (one tick inside each bound, and prices around the last) changes nothing but the
+price the bot last saw."""
 
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from app.bots.domain.dca_settings import StartCondition, validate_dca
 from app.bots.domain.grid import GridBot
 from app.bots.domain.rebalance import (
     Holding,
+    LastPrice,
     RebalanceBot,
     RebalanceSettings,
+    RebalanceState,
     RebalanceTrigger,
     Target,
     validate_rebalance,
@@ -84,9 +90,8 @@ def happenings(draw, paths, *, alerts: bool = False) -> dict[int, list[Event]]:
             low, high = int(candle.low / tick), int(candle.high / tick)
             for minute in draw(st.lists(st.integers(1, 58), max_size=TICKS)):
                 price = spec.price(draw(st.integers(low, high)))
-                timed.append(
-                    (minute, k, PriceTick(at(i) + timedelta(minutes=minute), spec.symbol, price))
-                )
+                when = at(i) + timedelta(minutes=minute)
+                timed.append((minute, k, PriceTick(when, spec.symbol, price)))
         if alerts and draw(st.booleans()):
             minute = draw(st.integers(1, 58))
             alert = Alert(
@@ -108,6 +113,10 @@ def same_course(bot, paths, *, balances, simulation, extra) -> tuple[Feed, Feed]
     every = run_on_venues(
         bot, paths, banded=False, balances=balances, settings=simulation, extra=extra
     )
+    specs = {spec.symbol: spec for spec in paths}
+    for stepped in every.steps:
+        if not stepped.woken:  # a tick now would come after that wake-up
+            inside_the_band_nothing_happens(bot, stepped.state, stepped.event.at, specs)
     banded = run_on_venues(
         bot, paths, banded=True, balances=balances, settings=simulation, extra=extra
     )
@@ -118,6 +127,35 @@ def same_course(bot, paths, *, balances, simulation, extra) -> tuple[Feed, Feed]
     return every, banded
 
 
+def inside_the_band_nothing_happens(bot, state, at, specs) -> None:
+    for symbol, band in bot.watch(state).items():
+        if band.every:
+            continue
+        tick, last = specs[symbol].tick_size, seen_price(state, symbol)
+        near = [] if last is None else [last + k * tick for k in (-500, -50, -1, 1, 50, 500)]
+        bounds = [b + tick for b in (band.low,) if b is not None]
+        bounds += [b - tick for b in (band.high,) if b is not None]
+        for price in {*bounds, *near, tick, D(10**6)}:
+            if price <= 0 or band.reaches(price):
+                continue
+            after, commands, decisions = bot.step(state, PriceTick(at, symbol, price))
+            assert (commands, decisions) == ((), ()), (symbol, band, price)
+            assert after == with_price(state, symbol, price), (symbol, band, price)
+
+
+def seen_price(state, symbol: str) -> D | None:
+    if isinstance(state, RebalanceState):
+        return next((p.price for p in state.prices if p.symbol == symbol), None)
+    return state.last_price
+
+
+def with_price(state, symbol: str, price: D):
+    if isinstance(state, RebalanceState):
+        prices = {p.symbol: p.price for p in state.prices} | {symbol: price}
+        return replace(state, prices=tuple(LastPrice(s, p) for s, p in sorted(prices.items())))
+    return replace(state, last_price=price)
+
+
 @st.composite
 def dca_bots(draw) -> tuple[DcaBot, MarketSpec]:
     s = draw(dca_settings())
@@ -125,10 +163,12 @@ def dca_bots(draw) -> tuple[DcaBot, MarketSpec]:
         s,
         start=draw(st.sampled_from(list(StartCondition))),
         max_slippage_bps=draw(st.sampled_from([0, 100, 500])),
+        stop_loss=draw(st.sampled_from([None, D("0.01"), D("0.03"), D("0.1")])),
+        trailing_deviation=s.trailing_deviation
+        and draw(st.sampled_from([D("0.002"), D("0.005"), D("0.02")])),
     )
-    spec = draw(
-        st.sampled_from([SPEC, replace(SPEC, min_notional=MINIMUM), replace(SPEC, lot_size=D(1))])
-    )
+    whole_lots = replace(SPEC, lot_size=D(1))
+    spec = draw(st.sampled_from([SPEC, replace(SPEC, min_notional=MINIMUM), whole_lots]))
     return DcaBot(1, spec, validate_dca(s, SPEC)), spec
 
 

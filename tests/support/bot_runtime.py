@@ -38,6 +38,7 @@ class Stepped:
     commands: tuple[Command, ...]
     decisions: tuple[Decision, ...]
     state: Any
+    woken: bool  # a wake-up due at once follows (the state is not the bot's last word)
 
 
 @dataclass
@@ -103,11 +104,12 @@ class Feed:
     def _step(self, event: Event) -> None:
         assert len(self.steps) < MAX_STEPS
         self.state, commands, decisions = self.bot.step(self.state, event)
-        self.steps.append(Stepped(event, commands, decisions, self.state))
+        due = self.bot.wake_at(self.state)
+        overdue = due is not None and due <= event.at and (self.woken is None or due > self.woken)
+        self.steps.append(Stepped(event, commands, decisions, self.state, overdue))
         if isinstance(event, PriceTick):
             self.seen[event.symbol] = event.price
-        due = self.bot.wake_at(self.state)
-        if due is not None and due <= event.at and (self.woken is None or due > self.woken):
+        if overdue:
             self.woken = event.at  # due already: at once
             self._give(TimerTick(event.at))
 
