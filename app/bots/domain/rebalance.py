@@ -29,12 +29,12 @@ once they have all ended (again at each price while something is left).
 
 Prices it needs (``watch``, a band per market): the first of each market; while a round
 waits to buy, every one; PERIOD, no other (``wake_at`` wakes it when a round is due);
-THRESHOLD, those that could move a weight ``threshold`` from its target: each market's
-band is its last price times and divided by ``1 + e``, where ``(1 + e)^2 - 1`` is 0.99
-of the least ``(threshold - drift) / weight`` over the targets, since prices that each
-move less than that factor change a weight ``w`` by less than ``w x ((1 + e)^2 - 1)``
-(so a band holds whatever the other markets do inside theirs). Stopped and selling,
-those at which a holding is worth its market's minimum order value.
+THRESHOLD, each market's last price divided and multiplied by one factor ``x``: 0.99 of
+the way to the largest that keeps every weight less than ``threshold`` from its target
+whatever the prices do inside all the bands (an asset's weight is highest with its price
+at its band's top and the others' at their bottoms, lowest the other way round: each
+limit is a root of a quadratic in ``x``). Stopped and selling, those at which a holding
+is worth its market's minimum order value.
 """
 
 from __future__ import annotations
@@ -72,13 +72,14 @@ from app.bots.domain.runtime import (
 )
 from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side
 
+ONE = Decimal(1)
 MAX_ASSETS = 20
 MIN_PERIOD = timedelta(minutes=1)
 MAX_PERIOD = timedelta(days=366)
 TRADE = "TRADE"
 CLOSE = "CLOSE"
-SHARE = Decimal("0.99")  # of the room a weight has before its threshold, a band takes
-LEAST_ROOM = Decimal("1e-20")  # less room: every price (far above the rounding of sums)
+SHARE = Decimal("0.99")  # of the way to the widest band, a band goes
+LEAST_STRETCH = Decimal("1e-20")  # narrower: every price (far above the rounding of sums)
 
 
 class RebalanceTrigger(StrEnum):
@@ -208,38 +209,49 @@ class RebalanceBot:
             return {s: PriceBand.NONE if s in prices else PriceBand.EVERY for s in self._symbols}
         if self.settings.trigger is RebalanceTrigger.PERIOD:
             return none
-        room = self._room(state, prices)
-        if room is None:
+        widest = self._widest(state, prices)
+        if widest is None:
             return none  # no weight moves with the prices
-        factor = (1 + room * SHARE).sqrt() if room >= LEAST_ROOM else Decimal(1)
-        if factor <= 1:
+        stretch = (widest - 1) * SHARE
+        if stretch < LEAST_STRETCH:
             return every
-        return {s: PriceBand.outside(p / factor, p * factor) for s, p in prices.items()}
+        x = 1 + stretch
+        return {s: PriceBand.outside(p / x, p * x) for s, p in prices.items()}
 
-    def _room(self, state: RebalanceState, prices: Mapping[str, Decimal]) -> Decimal | None:
-        """The least ``(threshold - drift) / weight`` over the targets (zero when one is
-        due), None when no target's weight moves with the prices."""
-        s, quote = self.settings, self.settings.quote
-        values = {quote: state.held(quote)}
-        for market in self.markets:
-            values[market.base] = state.held(market.base) * prices[market.symbol]
-        total = sum(values.values(), ZERO)
-        if any(v < 0 for v in values.values()):
-            return ZERO
-        if total <= 0:
+    def _widest(self, state: RebalanceState, prices: Mapping[str, Decimal]) -> Decimal | None:
+        """The largest ``x`` such that whatever each market's price does between its last
+        divided and multiplied by ``x``, no target's weight is ``threshold`` or more from
+        it (1 when one is already; None when no weight moves with the prices)."""
+        s, cash = self.settings, state.held(self.settings.quote)
+        values = {m.base: state.held(m.base) * prices[m.symbol] for m in self.markets}
+        assets = sum(values.values(), ZERO)
+        if cash < 0 or any(v < 0 for v in values.values()):
+            return ONE
+        if cash + assets <= 0:
             return None
         assert s.threshold is not None
         limit = s.threshold if state.quiet_drift is None else state.quiet_drift + s.threshold
         limit = max(s.threshold, limit)
-        rooms = []
+        bounds: list[Decimal | None] = []
         for target in s.targets:
-            weight = values.get(target.asset, ZERO) / total
-            room = limit - abs(weight - target.weight)
-            if room <= 0:
-                return ZERO
-            if weight > 0:
-                rooms.append(room / weight)
-        return min(rooms, default=None)
+            held = cash if target.asset == s.quote else values.get(target.asset, ZERO)
+            if abs(held / (cash + assets) - target.weight) >= limit:
+                return ONE  # due at these prices
+            top, bottom = target.weight + limit, target.weight - limit
+            if target.asset == s.quote:
+                # its weight is C / (C + S / x) at most, C / (C + S x) at least
+                if top < 1:
+                    bounds.append(_limit(ZERO, (1 - top) * cash, top * assets))
+                if bottom > 0:
+                    bounds.append(_limit(ZERO, bottom * assets, (1 - bottom) * cash))
+            elif held > 0:
+                # v x / (C + v x + R / x) at most, v / x / (C + v / x + R x) at least
+                rest = assets - held
+                if top < 1 and (cash or rest):
+                    bounds.append(_limit((1 - top) * held, -top * cash, top * rest))
+                if bottom > 0:
+                    bounds.append(_limit(bottom * rest, bottom * cash, (1 - bottom) * held))
+        return min((b for b in bounds if b is not None), default=None)
 
     def _selling_bands(self, state: RebalanceState) -> dict[str, PriceBand]:
         """Stopped and selling: each market's prices at which its holding is worth the
@@ -452,3 +464,12 @@ class _RebalanceStep:
                 ),
                 reason=f"the bot was stopped: selling {quantity} {market.base}",
             )  # fmt: skip
+
+
+def _limit(a: Decimal, b: Decimal, c: Decimal) -> Decimal | None:
+    """The largest ``x`` with ``a x^2 + b x - c <= 0`` (``a``, ``c`` >= 0; it holds at
+    1), None when every ``x`` does: the positive root, computed without cancelling."""
+    if a > 0:
+        d = (b * b + 4 * a * c).sqrt()
+        return (d - b) / (2 * a) if b < 0 else 2 * c / (b + d)
+    return c / b if b > 0 else None
