@@ -9,13 +9,15 @@ timer ticks and stops; both runs wake the bot at ``wake_at`` alike
 
 Why it holds, checked on its own too at every state of those runs: a tick inside the
 band (one tick inside each bound, and prices around the last) changes nothing but the
-price the bot last saw."""
+price the bot last saw; with several markets, neither do ticks that take every market
+to a corner of its band, one after another (the bands hold whatever the others do)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal as D
+from itertools import product
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -115,7 +117,8 @@ def same_course(bot, paths, *, balances, simulation, extra) -> tuple[Feed, Feed]
     )
     specs = {spec.symbol: spec for spec in paths}
     for stepped in every.steps:
-        if not stepped.woken:  # a tick now would come after that wake-up
+        quiet = isinstance(stepped.event, PriceTick) and not (stepped.commands or stepped.decisions)
+        if not quiet and not stepped.woken:  # (a tick now would come after that wake-up)
             inside_the_band_nothing_happens(bot, stepped.state, stepped.event.at, specs)
     banded = run_on_venues(
         bot, paths, banded=True, balances=balances, settings=simulation, extra=extra
@@ -141,6 +144,15 @@ def inside_the_band_nothing_happens(bot, state, at, specs) -> None:
             after, commands, decisions = bot.step(state, PriceTick(at, symbol, price))
             assert (commands, decisions) == ((), ()), (symbol, band, price)
             assert after == with_price(state, symbol, price), (symbol, band, price)
+    bands = bot.watch(state)
+    if len(bands) > 1 and all(b.low is not None and b.high is not None for b in bands.values()):
+        ticks = {s: specs[s].tick_size for s in bands}
+        corners = [(bands[s].low + ticks[s], bands[s].high - ticks[s]) for s in bands]
+        for corner in product(*corners):
+            after = state
+            for symbol, price in zip(bands, corner, strict=True):
+                after, commands, decisions = bot.step(after, PriceTick(at, symbol, price))
+                assert (commands, decisions) == ((), ()), (bands, corner)
 
 
 def seen_price(state, symbol: str) -> D | None:
