@@ -60,6 +60,7 @@ from app.bots.domain.runtime import (
     Fill,
     OrderEnd,
     PlaceOrder,
+    PriceBand,
     PriceTick,
     Signal,
     StopBot,
@@ -281,17 +282,28 @@ async def _store(
         state = bot.state
         made: list[Decision] = []
         sent = 0
-        for event in bot.events:
+        ticked = max((e.at for e in bot.events if isinstance(e, TimerTick)), default=None)
+        events = list(bot.events)
+        while events:
+            event = events.pop(0)
             state, step_commands, step_decisions = bot.machine.step(state, event)
             made.extend(step_decisions)
             for command in step_commands:
                 commands.append(_command_row(bot, command))
                 sent += 1
+            if not events:  # a wake-up the steps made due: given at once, once per moment
+                due = bot.machine.wake_at(state)
+                if due is not None and due <= now and (ticked is None or due > ticked):
+                    events.append(TimerTick(now))
+                    ticked = now
         bot.state = state
         status = BotStatus(state.status)
+        wake = bot.machine.wake_at(state)
+        if wake is not None and ticked is not None and wake <= ticked:
+            wake = None  # given at this moment already: not due again until the state moves
         saves.append((
-            bot.id, codec.dumps(state), status.value, bot.machine.wake_at(state), bot.last_price,
-            *_watch(bot.machine, state),
+            bot.id, codec.dumps(state), status.value, wake, bot.last_price,
+            *_watch(bot.machine, state, bot.row["symbols"][0]),
         ))  # fmt: skip
         decisions.extend((bot.id, d.at, d.action.value, d.reason, d.client_order_id) for d in made)
         stepped.bots.append(bot.id)
@@ -320,12 +332,15 @@ async def _store(
     return stepped
 
 
-def _watch(bot: Bot[Any], state: Any) -> tuple[Decimal | None, Decimal | None, bool]:
-    """(low, high, every): the prices a trade must reach to wake the bot."""
-    watch = getattr(bot, "watch", None)
-    if watch is None:
+def _watch(bot: Bot[Any], state: Any, symbol: str) -> tuple[Decimal | None, Decimal | None, bool]:
+    """(low, high, every) of the bot's market: the prices a trade must reach to wake it
+    (the index is on its first market; a bot watching another of its markets is woken by
+    every trade of its markets)."""
+    bands = bot.watch(state)
+    if any(band.every or band.low is not None or band.high is not None
+           for other, band in bands.items() if other != symbol):  # fmt: skip
         return None, None, True
-    band = watch(state)
+    band = bands.get(symbol, PriceBand.NONE)
     return band.low, band.high, band.every
 
 

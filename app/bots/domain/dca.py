@@ -46,10 +46,17 @@ sized at its limit or worst price, and each safety order is placed once).
 
 Stop: ``StopBot`` cancels every order; with ``close_position`` each deal sells what it
 holds at market, without, the deals end keeping what they hold (reason KEPT).
+
+Prices it needs (``watch``): an open deal's stop-loss and below; trailing, its target and
+above, then its high and above, and the high less ``trailing_deviation`` and below; a
+closing deal's prices that make what it has left worth the minimum order value. A deal
+starts at the next price, at the end of a cooldown or retry wait (``wake_at``), or, with
+a base order under one lot, at a price low enough to buy one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -61,6 +68,7 @@ from app.bots.domain.dca_settings import (
     DcaSettings,
     StartCondition,
     base_order,
+    base_order_affordable_at,
     safety_deviation,
     safety_order,
 )
@@ -75,6 +83,7 @@ from app.bots.domain.runtime import (
     Fill,
     OrderEnd,
     Plan,
+    PriceBand,
     PriceTick,
     Signal,
     Step,
@@ -83,7 +92,9 @@ from app.bots.domain.runtime import (
     ceil_to,
     figure,
     floor_to,
+    interest,
     worst_price,
+    worth_the_minimum,
 )
 from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side
 from app.trading.domain.positions import Position
@@ -149,14 +160,14 @@ class DcaState:
     next_deal: int = 1
     deals: tuple[Deal, ...] = ()  # not closed yet, by number
     orders: tuple[BotOrder, ...] = ()
-    last_price: Decimal | None = None
+    last_price: Decimal | None = None  # the last price seen
     last_deal_at: datetime | None = None  # the last deal's start or end (the cooldown)
     retry_at: datetime | None = None  # no deal before (a base order got nothing)
     seen: tuple[SeenAlert, ...] = ()
     deals_closed: int = 0
     realized_pnl: Decimal = ZERO  # of closed deals, fees included
     fees: Decimal = ZERO  # of closed deals
-    waiting: str = ""  # why no deal could start, noted once
+    waiting: str = ""  # why no deal could start (the base order too small), noted once
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +182,8 @@ class DcaBot:
         return DcaState()
 
     def step(self, state: DcaState, event: Event) -> Step[DcaState]:
+        if isinstance(event, PriceTick) and event.symbol != self.market.symbol:
+            return Step(state, (), ())  # another market's price
         return _DcaStep(self, state, event.at).run(event)
 
     def wake_at(self, state: DcaState) -> datetime | None:
@@ -179,13 +192,64 @@ class DcaBot:
         if state.status is not BotStatus.RUNNING:
             return None
         times = [d.tp_retry_at for d in state.deals if d.tp_retry_at is not None]
-        if len(state.deals) < self.settings.max_active_deals:
-            waits = [t for t in (state.retry_at,) if t is not None]
-            if state.last_deal_at is not None and self.settings.cooldown:
-                waits.append(state.last_deal_at + self.settings.cooldown)
-            if waits:  # a deal starts once both have passed
-                times.append(max(waits))
+        if self._may_start(state) and (wait := self._start_wait(state)) is not None:
+            times.append(wait)
         return min(times) if times else None
+
+    def watch(self, state: DcaState) -> Mapping[str, PriceBand]:
+        bands = [self._deal_band(state, deal) for deal in state.deals]
+        if self._may_start(state):
+            bands.append(self._start_band(state))
+        return {self.market.symbol: interest(bands)}
+
+    def _may_start(self, state: DcaState) -> bool:
+        """Whether a deal starts by itself once a price and the time allow it."""
+        s, running = self.settings, state.status is BotStatus.RUNNING
+        free = len(state.deals) < s.max_active_deals
+        return running and free and s.start is StartCondition.IMMEDIATELY
+
+    def _start_wait(self, state: DcaState) -> datetime | None:
+        """The end of the cooldown or of a retry wait, when one applies (or both's)."""
+        last, retry = state.last_deal_at, state.retry_at
+        waits = [retry] if retry is not None and (last is None or retry > last) else []
+        if last is not None and self.settings.cooldown:
+            waits.append(last + self.settings.cooldown)
+        return max(waits, default=None)
+
+    def _start_band(self, state: DcaState) -> PriceBand:
+        if state.last_price is None:
+            return PriceBand.EVERY
+        if state.waiting:  # its base order buys a lot only at or below this price
+            return PriceBand(low=base_order_affordable_at(self.settings, self.market))
+        if self._start_wait(state) is None:
+            return PriceBand.EVERY  # a deal starts at the next price
+        return PriceBand.NONE  # at the end of the wait (``wake_at``)
+
+    def _deal_band(self, state: DcaState, deal: Deal) -> PriceBand:
+        s, average = self.settings, deal.average_entry
+        if deal.status is DealStatus.CLOSING:
+            return self._closing_band(state, deal)
+        if deal.status is not DealStatus.OPEN or average is None:
+            return PriceBand.NONE
+        band = PriceBand.NONE if s.stop_loss is None else PriceBand(average * (1 - s.stop_loss))
+        if s.trailing_deviation is None:
+            return band
+        if deal.peak is None:  # its target, then its high and the fall that sells
+            return band | PriceBand(high=average * (1 + s.take_profit[0].profit))
+        return band | PriceBand.outside(deal.peak * (1 - s.trailing_deviation), deal.peak)
+
+    def _closing_band(self, state: DcaState, deal: Deal) -> PriceBand:
+        """A closing deal sells what is left at a price where it is worth the minimum."""
+        mine = [o for o in state.orders if o.scope == deal.scope]
+        if deal.close_reason == KEPT or any(o.side is Side.SELL and o.canceling for o in mine):
+            return PriceBand.NONE  # it keeps it, or sells once its canceled sells have ended
+        if not mine:
+            return PriceBand.EVERY  # it sells, or closes, at the next price
+        selling = sum((o.open_quantity for o in mine if o.role == CLOSE and not o.canceling), ZERO)
+        rest = deal.position.quantity - selling
+        if rest < self.market.lot_size:
+            return PriceBand.NONE
+        return worth_the_minimum(self.market, rest)
 
 
 class _DcaStep:
@@ -201,7 +265,7 @@ class _DcaStep:
             self._fill(event)
         elif isinstance(event, OrderEnd):
             self._end(event)
-        elif isinstance(event, PriceTick) and event.symbol == self.m.symbol:
+        elif isinstance(event, PriceTick):
             self._price(event.price)
         elif isinstance(event, Signal):
             self._signal(event)
@@ -411,7 +475,7 @@ class _DcaStep:
         return replace(deal, safety_placed=placed)
 
     def _close(self, deal: Deal, reason: str, why: str) -> None:
-        deal = replace(deal, status=DealStatus.CLOSING, close_reason=reason)
+        deal = replace(deal, status=DealStatus.CLOSING, close_reason=reason, tp_retry_at=None)
         self.deals[deal.number] = deal
         self.plan.cancel_all(f"deal {deal.number}: {why}", scope=deal.scope)
         if reason != KEPT:
@@ -497,12 +561,12 @@ class _DcaStep:
         if not quantity or quantity * st.last_price < self.m.min_notional:
             why = (
                 f"the base order of {self.s.base_order} {self.m.quote} is under one lot or"
-                f" the minimum order value at {st.last_price}"
-            )
+                " the minimum order value"
+            )  # not the price: noted once while the price moves
             if self.buy_alert is not None:
-                self._drop_buy_alert(why)
+                self._drop_buy_alert(f"{why} at {st.last_price}")
             elif st.waiting != why:
-                self.plan.note(Action.WAITING, why)
+                self.plan.note(Action.WAITING, f"{why} at {st.last_price}")
             self.state = replace(st, waiting=why)
             return
         number = st.next_deal

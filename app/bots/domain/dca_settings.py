@@ -34,7 +34,7 @@ from app.bots.domain.runtime import (
     lots_worth,
     worst_price,
 )
-from app.trading.domain.orders import MarketSpec, Side
+from app.trading.domain.orders import BPS, MarketSpec, Side
 
 ONE = Decimal(1)
 MAX_SAFETY_ORDERS = 100
@@ -42,6 +42,7 @@ MAX_SCALE = Decimal(10)
 MAX_TAKE_PROFIT_STEPS = 8
 MAX_ACTIVE_DEALS = 100
 MAX_COOLDOWN = timedelta(days=365)
+MARGIN = Decimal("1e-20")
 
 
 class StartCondition(StrEnum):
@@ -98,6 +99,15 @@ def base_order(
     quantity ``base_order`` pays for at the worst price, so it never spends more."""
     worst = worst_price(market, Side.BUY, price, settings.max_slippage_bps)
     return lots_worth(market, settings.base_order, worst), worst
+
+
+def base_order_affordable_at(settings: DcaSettings, market: MarketSpec) -> Decimal:
+    """A price above which the base order buys less than one lot: there its worst price,
+    above ``p x (1 + slippage) - tick`` (rounded down to the tick), is above ``base_order
+    / lot`` (with a margin far wider than the rounding of the bot's own division)."""
+    s, m = settings, market
+    bound = (s.base_order / m.lot_size + m.tick_size) * BPS / (BPS + s.max_slippage_bps)
+    return bound * (1 + MARGIN)
 
 
 def safety_order(

@@ -32,6 +32,10 @@ its cancel (what it bought then is spare). WAIT does nothing. ``StopBot`` cancel
 order; with ``close_position`` what the levels and the spare hold moves to the spare
 and is sold at market once every canceled order has ended (they may still trade until
 then; their fills then go to the spare).
+
+Prices it needs (``watch``): every one until it starts; then, STOP, those at or outside
+its lowest and top lines, TRAIL_UP those at or above its top line, WAIT none; stopped,
+every one while it has the spare to sell and no order out.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from app.bots.domain.runtime import (
     Fill,
     OrderEnd,
     Plan,
+    PriceBand,
     PriceTick,
     Step,
     StopBot,
@@ -120,7 +125,7 @@ class GridState:
     levels: tuple[Level, ...] = ()  # from the lowest
     orders: tuple[BotOrder, ...] = ()
     spare: Position = FLAT  # base no level holds
-    last_price: Decimal | None = None
+    last_price: Decimal | None = None  # the last price seen
     fees: Decimal = ZERO
     stop_reason: str = ""
     closing: bool = False  # stopped selling what it holds: every fill is the spare's
@@ -146,10 +151,29 @@ class GridBot:
         return GridState()
 
     def step(self, state: GridState, event: Event) -> Step[GridState]:
+        if isinstance(event, PriceTick) and event.symbol != self.market.symbol:
+            return Step(state, (), ())  # another market's price
         return _GridStep(self, state, event.at).run(event)
 
     def wake_at(self, state: GridState) -> datetime | None:
         return None  # prices and fills drive it
+
+    def watch(self, state: GridState) -> Mapping[str, PriceBand]:
+        return {self.market.symbol: self._band(state)}
+
+    def _band(self, state: GridState) -> PriceBand:
+        if state.status is not BotStatus.RUNNING:
+            lot = self.market.lot_size  # stopped: it sells the spare at the next price
+            sells = state.closing and not state.orders and state.spare.quantity >= lot
+            return PriceBand.EVERY if sells else PriceBand.NONE
+        if not state.started:
+            return PriceBand.EVERY
+        bottom, top = self.line(state.bottom), self.line(state.bottom + len(state.levels))
+        if self.settings.at_bounds is AtBounds.STOP:
+            return PriceBand.outside(bottom, top)
+        if self.settings.at_bounds is AtBounds.TRAIL_UP:
+            return PriceBand(high=top)
+        return PriceBand.NONE
 
     def line(self, i: int) -> Decimal:
         return line_price(self.settings, self.market, i)
@@ -168,7 +192,7 @@ class _GridStep:
             self._fill(event)
         elif isinstance(event, OrderEnd):
             self._end(event)
-        elif isinstance(event, PriceTick) and event.symbol == self.m.symbol:
+        elif isinstance(event, PriceTick):
             self.state = replace(self.state, last_price=event.price)
             if running and not self.state.started:
                 self._start(event.price)

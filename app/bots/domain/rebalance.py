@@ -26,6 +26,15 @@ takes the rest.
 
 ``StopBot`` cancels its orders; with ``close_position`` it sells every asset at market
 once they have all ended (again at each price while something is left).
+
+Prices it needs (``watch``, a band per market): the first of each market; while a round
+waits to buy, every one; PERIOD, no other (``wake_at`` wakes it when a round is due);
+THRESHOLD, each market's last price divided and multiplied by one factor ``x``: 0.99 of
+the way to the largest that keeps every weight less than ``threshold`` from its target
+whatever the prices do inside all the bands (an asset's weight is highest with its price
+at its band's top and the others' at their bottoms, lowest the other way round: each
+limit is a root of a quadratic in ``x``). Stopped and selling, those at which a holding
+is worth its market's minimum order value.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from app.bots.domain.runtime import (
     Fill,
     OrderEnd,
     Plan,
+    PriceBand,
     PriceTick,
     Step,
     StopBot,
@@ -58,14 +68,18 @@ from app.bots.domain.runtime import (
     figure,
     floor_to,
     worst_price,
+    worth_the_minimum,
 )
 from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side
 
+ONE = Decimal(1)
 MAX_ASSETS = 20
 MIN_PERIOD = timedelta(minutes=1)
 MAX_PERIOD = timedelta(days=366)
 TRADE = "TRADE"
 CLOSE = "CLOSE"
+SHARE = Decimal("0.99")  # of the way to the widest band, a band goes
+LEAST_STRETCH = Decimal("1e-20")  # narrower: every price (far above the rounding of sums)
 
 
 class RebalanceTrigger(StrEnum):
@@ -142,7 +156,7 @@ class RebalanceState:
     status: BotStatus = BotStatus.RUNNING
     seq: int = 0
     holdings: tuple[Holding, ...] = ()  # by asset
-    prices: tuple[LastPrice, ...] = ()  # by symbol
+    prices: tuple[LastPrice, ...] = ()  # by symbol: the last price seen of each market
     phase: Phase = Phase.IDLE
     round: int = 0  # rounds begun
     next_due: datetime | None = None  # PERIOD
@@ -169,10 +183,94 @@ class RebalanceBot:
         return RebalanceState(holdings=holdings, next_due=due)
 
     def step(self, state: RebalanceState, event: Event) -> Step[RebalanceState]:
+        if isinstance(event, PriceTick) and event.symbol not in self._symbols:
+            return Step(state, (), ())  # not one of its markets' prices
         return _RebalanceStep(self, state, event.at).run(event)
 
     def wake_at(self, state: RebalanceState) -> datetime | None:
-        return state.next_due if state.status is BotStatus.RUNNING else None
+        """When a PERIOD round is due, unless a round is under way."""
+        idle = state.phase is Phase.IDLE and not state.orders
+        return state.next_due if state.status is BotStatus.RUNNING and idle else None
+
+    @property
+    def _symbols(self) -> list[str]:
+        return [m.symbol for m in self.markets]
+
+    def watch(self, state: RebalanceState) -> Mapping[str, PriceBand]:
+        none, every = (dict.fromkeys(self._symbols, b) for b in (PriceBand.NONE, PriceBand.EVERY))
+        if state.status is not BotStatus.RUNNING:
+            return self._selling_bands(state) if state.closing and not state.orders else none
+        if state.orders:
+            return none  # it waits for them
+        if state.phase is not Phase.IDLE:
+            return every  # it buys at the next price
+        prices = {p.symbol: p.price for p in state.prices}
+        if len(prices) < len(self.markets):  # the first price of each
+            return {s: PriceBand.NONE if s in prices else PriceBand.EVERY for s in self._symbols}
+        if self.settings.trigger is RebalanceTrigger.PERIOD:
+            return none
+        widest = self._widest(state, prices)
+        if widest is None:
+            return none  # no weight moves with the prices
+        stretch = (widest - 1) * SHARE
+        if stretch < LEAST_STRETCH:
+            return every
+        x = 1 + stretch
+        return {s: PriceBand.outside(p / x, p * x) for s, p in prices.items()}
+
+    def _widest(self, state: RebalanceState, prices: Mapping[str, Decimal]) -> Decimal | None:
+        """The largest ``x`` such that whatever each market's price does between its last
+        divided and multiplied by ``x``, no target's weight is ``threshold`` or more from
+        it (1 when one is already; None when no weight moves with the prices)."""
+        s, cash = self.settings, state.held(self.settings.quote)
+        values = {m.base: state.held(m.base) * prices[m.symbol] for m in self.markets}
+        assets = sum(values.values(), ZERO)
+        if cash < 0 or any(v < 0 for v in values.values()):
+            return ONE
+        if cash + assets <= 0:
+            return None
+        assert s.threshold is not None
+        limit = s.threshold if state.quiet_drift is None else state.quiet_drift + s.threshold
+        limit = max(s.threshold, limit)
+        bounds: list[Decimal | None] = []
+        for target in s.targets:
+            held = cash if target.asset == s.quote else values.get(target.asset, ZERO)
+            if abs(held / (cash + assets) - target.weight) >= limit:
+                return ONE  # due at these prices
+            top, bottom = target.weight + limit, target.weight - limit
+            if target.asset == s.quote:
+                # its weight is C / (C + S / x) at most, C / (C + S x) at least
+                if top < 1:
+                    bounds.append(_limit(ZERO, (1 - top) * cash, top * assets))
+                if bottom > 0:
+                    bounds.append(_limit(ZERO, bottom * assets, (1 - bottom) * cash))
+            elif held > 0:
+                # v x / (C + v x + R / x) at most, v / x / (C + v / x + R x) at least
+                rest = assets - held
+                if top < 1 and (cash or rest):
+                    bounds.append(_limit((1 - top) * held, -top * cash, top * rest))
+                if bottom > 0:
+                    bounds.append(_limit(bottom * rest, bottom * cash, (1 - bottom) * held))
+        return min((b for b in bounds if b is not None), default=None)
+
+    def _selling_bands(self, state: RebalanceState) -> dict[str, PriceBand]:
+        """Stopped and selling: each market's prices at which its holding is worth the
+        minimum order value (every market's every price while one is: it sells them all
+        at the next price of any)."""
+        prices = {p.symbol: p.price for p in state.prices}
+        bands = {}
+        for market in self.markets:
+            quantity = floor_to(state.held(market.base), market.lot_size)
+            price = prices.get(market.symbol)
+            if quantity <= 0:
+                bands[market.symbol] = PriceBand.NONE
+            elif price is None:
+                bands[market.symbol] = PriceBand.EVERY
+            elif quantity * price >= market.min_notional:
+                return dict.fromkeys(self._symbols, PriceBand.EVERY)
+            else:
+                bands[market.symbol] = worth_the_minimum(market, quantity)
+        return bands
 
     def market_of(self, asset: str) -> MarketSpec:
         return next(m for m in self.markets if m.base == asset)
@@ -194,8 +292,7 @@ class _RebalanceStep:
             ended = self.plan.end(event)
             freed = ended is not None and ended.canceling
         elif isinstance(event, PriceTick):
-            if any(m.symbol == event.symbol for m in self.bot.markets):
-                self.prices[event.symbol] = event.price
+            self.prices[event.symbol] = event.price
         elif isinstance(event, StopBot):
             self._stop(event.close_position)
         self._advance(priced=isinstance(event, PriceTick | TimerTick))
@@ -367,3 +464,12 @@ class _RebalanceStep:
                 ),
                 reason=f"the bot was stopped: selling {quantity} {market.base}",
             )  # fmt: skip
+
+
+def _limit(a: Decimal, b: Decimal, c: Decimal) -> Decimal | None:
+    """The largest ``x`` with ``a x^2 + b x - c <= 0`` (``a``, ``c`` >= 0; it holds at
+    1), None when every ``x`` does: the positive root, computed without cancelling."""
+    if a > 0:
+        d = (b * b + 4 * a * c).sqrt()
+        return (d - b) / (2 * a) if b < 0 else 2 * c / (b + d)
+    return c / b if b > 0 else None

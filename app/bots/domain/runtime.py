@@ -42,7 +42,27 @@ What a runtime (the live service, paper, ``backtest.BotStrategy``) owes the mach
   canceled sell's end before selling what it may have sold: the live venue reports ends
   in its acks and open orders, not as events yet, so the service turns a cancel's or a
   refusal's ack into the ``OrderEnd``, after the order's fills);
-- a ``TimerTick`` at ``bot.wake_at(state)`` when no other event comes first.
+- a ``TimerTick`` at ``bot.wake_at(state)`` when no other event comes first, once per
+  moment: a wake-up at or before the last ``TimerTick`` it gave is not due again (the bot
+  has been woken for it), and one at or before the event it just stepped is given at once,
+  at that event's time;
+- ``PriceTick`` s of its own markets only (the symbols of ``bot.watch(state)``), and of
+  those at least every one its band reaches: ``watch(state)[symbol].reaches(price)`` for
+  the state at that moment. A tick inside the band changes nothing but the price the bot
+  last saw (the property tests check it against a run given every tick), so a runtime
+  that indexes the bands (``triggers.PriceTriggers``, one per market) wakes only the bots
+  a trade concerns, and a bot whose band is ``PriceBand.NONE`` costs nothing. It may
+  give more ticks (a backtest gives every close);
+- a catch-up tick: before any other event (a ``Fill``, a ``TimerTick``, a ``Signal``, a
+  tick of another of its markets ...), a ``PriceTick`` with the latest price of each of
+  its markets (the latest trade, at that trade's time) whose price changed since the
+  bot was last given one. So the last price a bot keeps in its state (``last_price``,
+  rebalance's ``prices``: "the last price seen") is the market's when it acts on any
+  other event, and it sizes a market order on a fill, a timer or an alert at the
+  market's price without having been given the ticks in between. (The live runtime
+  gives the fills and ends it reads from the record first: they happened before the
+  latest trade, so the catch-up tick follows them and comes before any alert, timer tick
+  or stop.)
 
 Amounts are ``Decimal``: prices on the market's tick, quantities on its lot (``floor_to``,
 ``ceil_to``), quote amounts in its quote currency.
@@ -50,10 +70,10 @@ Amounts are ``Decimal``: prices on the market's tick, quantities on its lot (``f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
@@ -231,10 +251,70 @@ class BotState(Protocol):
 B = TypeVar("B", bound=BotState)
 
 
+@dataclass(frozen=True, slots=True)
+class PriceBand:
+    """The prices of one market a bot must be given: a ``PriceTick`` at or below ``low``
+    or at or above ``high`` (None: no bound on that side), every one (``EVERY``), or none
+    (``NONE``: no bound at all). A tick strictly between the bounds would change nothing
+    but the price the bot last saw. Bounds with ``low >= high`` reach every price."""
+
+    low: Decimal | None = None
+    high: Decimal | None = None
+    every: bool = False
+
+    EVERY: ClassVar[PriceBand]
+    NONE: ClassVar[PriceBand]
+
+    @classmethod
+    def outside(cls, low: Decimal | None = None, high: Decimal | None = None) -> PriceBand:
+        """The band of these bounds: ``EVERY`` when they leave no price between them."""
+        if low is not None and high is not None and low >= high:
+            return cls.EVERY
+        return cls(low, high)
+
+    def reaches(self, price: Decimal) -> bool:
+        return (
+            self.every
+            or (self.low is not None and price <= self.low)
+            or (self.high is not None and price >= self.high)
+        )
+
+    def __or__(self, other: PriceBand) -> PriceBand:
+        """The prices either needs: the higher low, the lower high."""
+        if self.every or other.every:
+            return PriceBand.EVERY
+        lows = [b for b in (self.low, other.low) if b is not None]
+        highs = [b for b in (self.high, other.high) if b is not None]
+        return PriceBand.outside(max(lows, default=None), min(highs, default=None))
+
+
+PriceBand.EVERY = PriceBand(every=True)
+PriceBand.NONE = PriceBand()
+
+
+def interest(bands: Iterable[PriceBand]) -> PriceBand:
+    """The prices any of ``bands`` needs (``NONE`` for none)."""
+    out = PriceBand.NONE
+    for band in bands:
+        out |= band
+    return out
+
+
+def quotient(dividend: Decimal, divisor: Decimal, rounding: str) -> Decimal:
+    """``dividend / divisor`` rounded ``rounding`` (``ROUND_FLOOR``, ``ROUND_CEILING``)
+    at the context's precision: a band's bound on the safe side of a threshold."""
+    with localcontext() as context:
+        context.rounding = rounding
+        return dividend / divisor
+
+
 class Bot(Protocol[S]):
     """A bot kind with its settings: ``start`` gives its first state, ``step`` the next.
     ``wake_at`` is when it needs a ``TimerTick`` without any other event (None: never),
-    so an idle bot costs nothing until then."""
+    so an idle bot costs nothing until then. ``watch`` is the band of prices it needs,
+    for each of its markets (by symbol, always the same ones: its markets), so a bot
+    waiting for its price costs nothing until a trade reaches it (the runtime's duties
+    are in this module's docstring)."""
 
     kind: ClassVar[BotKind]
     bot_id: int
@@ -244,6 +324,8 @@ class Bot(Protocol[S]):
     def step(self, state: S, event: Event) -> Step[S]: ...
 
     def wake_at(self, state: S) -> datetime | None: ...
+
+    def watch(self, state: S) -> Mapping[str, PriceBand]: ...
 
 
 def client_order_id(bot_id: int, scope: str, step: int) -> str:
@@ -413,3 +495,11 @@ def max_fee(market: MarketSpec) -> Decimal:
 def figure(value: Decimal) -> str:
     """A computed figure in a reason: at most 8 decimals, no trailing zeros."""
     return f"{value.quantize(Decimal('0.00000001')).normalize():f}"
+
+
+def worth_the_minimum(market: MarketSpec, quantity: Decimal) -> PriceBand:
+    """The prices at which ``quantity`` is worth the market's minimum order value (its
+    bound rounded down: every such price reaches it)."""
+    if market.min_notional <= 0:
+        return PriceBand.EVERY
+    return PriceBand(high=quotient(market.min_notional, quantity, ROUND_FLOOR))

@@ -18,11 +18,16 @@ An alert it cannot act on (no price yet, the budget spent, less than one lot) is
 ALERT_DROPPED with the reason; a dry run is a ``step`` whose commands are not sent.
 ``StopBot`` cancels its orders; with ``close_position`` it sells what it holds at market
 once they have all ended (again at each price while something is left).
+
+Prices it needs (``watch``): none (an alert is sized at the last price, which the
+runtime's catch-up tick keeps current), but, stopped and selling, those at which what it
+holds is worth the minimum order value once no order is out.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -43,6 +48,7 @@ from app.bots.domain.runtime import (
     Fill,
     OrderEnd,
     Plan,
+    PriceBand,
     PriceTick,
     Signal,
     Step,
@@ -50,6 +56,7 @@ from app.bots.domain.runtime import (
     TimerTick,
     floor_to,
     worst_price,
+    worth_the_minimum,
 )
 from app.trading.domain.orders import MarketSpec, OrderRequest, OrderType, Side
 from app.trading.domain.positions import Position
@@ -86,7 +93,7 @@ class SignalState:
     seq: int = 0
     position: Position = FLAT
     orders: tuple[BotOrder, ...] = ()
-    last_price: Decimal | None = None
+    last_price: Decimal | None = None  # the last price seen
     seen: tuple[SeenAlert, ...] = ()
     fees: Decimal = ZERO
     alerts: int = 0  # alerts acted on
@@ -104,10 +111,18 @@ class SignalBot:
         return SignalState()
 
     def step(self, state: SignalState, event: Event) -> Step[SignalState]:
+        if isinstance(event, PriceTick) and event.symbol != self.market.symbol:
+            return Step(state, (), ())  # another market's price
         return _SignalStep(self, state, event.at).run(event)
 
     def wake_at(self, state: SignalState) -> datetime | None:
         return None  # alerts and fills drive it
+
+    def watch(self, state: SignalState) -> Mapping[str, PriceBand]:
+        band, held = PriceBand.NONE, state.position.quantity
+        if state.closing and not state.orders and held >= self.market.lot_size:
+            band = worth_the_minimum(self.market, held)
+        return {self.market.symbol: band}
 
 
 def alert_scope(alert_id: str) -> str:
@@ -127,7 +142,7 @@ class _SignalStep:
         elif isinstance(event, OrderEnd):
             ended = self.plan.end(event)
             freed = ended is not None and ended.canceling
-        elif isinstance(event, PriceTick) and event.symbol == self.m.symbol:
+        elif isinstance(event, PriceTick):
             self.state = replace(self.state, last_price=event.price)
         elif isinstance(event, Signal):
             self._signal(event)
