@@ -9,8 +9,10 @@ A wake of bots ``ids`` (``step_bots``, in the caller's transaction):
                   an alert, a KEY SHARE check, never waits for a step)
     what happened since each bot's last step, read from the record (PostgreSQL), in the
                   order the machines need (``runtime``'s contract):
-                  fills of its orders beyond what its state has counted, oldest first
-                  (the bots of one venue in one read); then the ends: orders that ended
+                  fills of its orders beyond what its state has counted, oldest first,
+                  each after a tick at its own price when the bot had not seen that price
+                  (the market's price as of the fill; the bots of one venue in one
+                  read); then the ends: orders that ended
                   without their last fill, and places the venue refused
                   (``bot_commands.ack_code``)
     then          its market's latest price when it moved since the bot last saw it, the
@@ -228,7 +230,7 @@ async def _venue_events(
     orders = await venue.orders(connection, list(tracked))
     key = {o["id"]: (o["account"], o["client_order_id"]) for o in orders}
     moved = [o["id"] for o in orders if o["filled_quantity"] > tracked[key[o["id"]]][1].filled]
-    found: list[tuple[int, _Bot, Fill]] = []
+    found: list[tuple[int, _Bot, str, Fill]] = []
     if moved:
         quantity = {o["id"]: o["quantity"] for o in orders}
         seen: dict[int, Decimal] = defaultdict(Decimal)
@@ -238,11 +240,16 @@ async def _venue_events(
             if seen[f["order_id"]] <= known.filled:
                 continue  # counted already
             remaining = quantity[f["order_id"]] - seen[f["order_id"]]
-            found.append((f["id"], bot, Fill(
+            found.append((f["id"], bot, known.symbol, Fill(
                 f["created_at"], key[f["order_id"]][1], Side(f["side"]), f["price"],
                 f["quantity"], f["fee"], remaining,
             )))  # fmt: skip
-    for _, bot, fill in sorted(found, key=lambda x: x[0]):
+    for _, bot, symbol, fill in sorted(found, key=lambda x: x[0]):
+        # the catch-up tick of a fill: the market's price as of it (its own trade's)
+        if symbol != bot.row["symbols"][0] or fill.price != bot.last_price:
+            bot.events.append(PriceTick(fill.at, symbol, fill.price))
+            if symbol == bot.row["symbols"][0]:
+                bot.last_price = fill.price
         bot.events.append(fill)
     for order in orders:
         if order["status"] in _FINAL and order["filled_quantity"] < order["quantity"]:

@@ -60,9 +60,9 @@ What a runtime (the live service, paper, ``backtest.BotStrategy``) owes the mach
   rebalance's ``prices``: "the last price seen") is the market's when it acts on any
   other event, and it sizes a market order on a fill, a timer or an alert at the
   market's price without having been given the ticks in between. (The live runtime
-  gives the fills and ends it reads from the record first: they happened before the
-  latest trade, so the catch-up tick follows them and comes before any alert, timer tick
-  or stop.)
+  reads fills from the record after they happened: before each fill it gives a tick at
+  that fill's own price, the market's price as of it, and the market's latest price
+  after the fills and ends, before any alert, timer tick or stop.)
 
 Amounts are ``Decimal``: prices on the market's tick, quantities on its lot (``floor_to``,
 ``ceil_to``), quote amounts in its quote currency.
