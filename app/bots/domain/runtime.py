@@ -55,11 +55,13 @@ What a runtime (the live service, paper, ``backtest.BotStrategy``) owes the mach
   may give more (a backtest gives every close);
 - a catch-up tick: before any other event (a ``Fill``, an ``OrderEnd``, a ``TimerTick``,
   a ``Signal``, a ``StopBot``, a tick of another of its markets), a ``PriceTick`` with
-  the latest price of each of its markets (the latest trade, at that trade's time) that
-  it has not been given. So the last price a bot keeps (``last_price``, rebalance's
-  ``prices``: "the last price seen") is the market's whenever it acts on anything but a
-  price: it sizes a market order on a fill, a wake-up or an alert at the market's price
-  without having been given the ticks in between.
+  each of its markets' price as of that event (the last trade at or before its time, at
+  that trade's time) when the bot has not been given it. So the last price a bot keeps
+  (``last_price``, rebalance's ``prices``: "the last price seen") is the market's
+  whenever it acts on anything but a price: it sizes a market order on a fill, a wake-up
+  or an alert at the market's price without having been given the ticks in between. (A
+  fill read from the record after later trades is preceded by the trade before it, not
+  the latest: given every tick in time order, that is the price the bot would have had.)
 
 The property tests (``tests/bots/test_price_interest.py``) run each kind on every tick
 and on the ticks its bands reach with the catch-up ticks, and find the same commands,
