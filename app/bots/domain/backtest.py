@@ -15,6 +15,10 @@ would, so a bot that waits for a cancel's end acts at the same close. The runner
 one market, so a command for another is a bug (``InvariantViolation``): a rebalance bot
 backtests over one asset and its quote currency.
 
+It gives the bot every close, so it owes no catch-up tick (the bot has seen the last
+price) and reads no band (``watch``); it gives no wake-ups either: a bot acts on a timer
+at the next close.
+
 ``state`` and ``decisions`` are the bot's after the last tick; ``on_step``, when given,
 sees each state (the property tests check invariants with it).
 """

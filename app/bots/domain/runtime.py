@@ -42,27 +42,31 @@ What a runtime (the live service, paper, ``backtest.BotStrategy``) owes the mach
   canceled sell's end before selling what it may have sold: the live venue reports ends
   in its acks and open orders, not as events yet, so the service turns a cancel's or a
   refusal's ack into the ``OrderEnd``, after the order's fills);
-- a ``TimerTick`` at ``bot.wake_at(state)`` when no other event comes first, once per
-  moment: a wake-up at or before the last ``TimerTick`` it gave is not due again (the bot
-  has been woken for it), and one at or before the event it just stepped is given at once,
-  at that event's time;
-- ``PriceTick`` s of its own markets only (the symbols of ``bot.watch(state)``), and of
-  those at least every one its band reaches: ``watch(state)[symbol].reaches(price)`` for
-  the state at that moment. A tick inside the band changes nothing but the price the bot
-  last saw (the property tests check it against a run given every tick), so a runtime
-  that indexes the bands (``triggers.PriceTriggers``, one per market) wakes only the bots
-  a trade concerns, and a bot whose band is ``PriceBand.NONE`` costs nothing. It may
-  give more ticks (a backtest gives every close);
-- a catch-up tick: before any other event (a ``Fill``, a ``TimerTick``, a ``Signal``, a
-  tick of another of its markets ...), a ``PriceTick`` with the latest price of each of
-  its markets (the latest trade, at that trade's time) whose price changed since the
-  bot was last given one. So the last price a bot keeps in its state (``last_price``,
-  rebalance's ``prices``: "the last price seen") is the market's when it acts on any
-  other event, and it sizes a market order on a fill, a timer or an alert at the
-  market's price without having been given the ticks in between. (The live runtime
-  reads fills from the record after they happened: before each fill it gives a tick at
-  that fill's own price, the market's price as of it, and the market's latest price
-  after the fills and ends, before any alert, timer tick or stop.)
+- a ``TimerTick`` at ``bot.wake_at(state)``, before any event at or after that moment
+  (so a band never depends on the time: the end of a cooldown comes as a wake-up), once
+  per moment: a wake-up at or before the last ``TimerTick`` the runtime gave is not due
+  again, and one at or before the event just stepped is given at once, at its time;
+- ``PriceTick`` s of its own markets only (the symbols ``bot.watch(state)`` names: all its
+  markets, always), and of those at least every one its band reaches
+  (``watch(state)[symbol].reaches(price)``, the band of the state at that moment): a
+  tick strictly inside the band changes nothing but the price the bot last saw. So a
+  runtime that indexes the bands (``triggers.PriceTriggers``, one per market) steps only
+  the bots a trade concerns, and a bot whose band is ``PriceBand.NONE`` costs nothing. It
+  may give more (a backtest gives every close);
+- a catch-up tick: before any other event (a ``Fill``, an ``OrderEnd``, a ``TimerTick``,
+  a ``Signal``, a ``StopBot``, a tick of another of its markets), a ``PriceTick`` with
+  each of its markets' price as of that event (the last trade at or before its time, at
+  that trade's time) when the bot has not been given it. So the last price a bot keeps
+  (``last_price``, rebalance's ``prices``: "the last price seen") is the market's
+  whenever it acts on anything but a price: it sizes a market order on a fill, a wake-up
+  or an alert at the market's price without having been given the ticks in between. (A
+  fill read from the record after later trades is preceded by the trade before it, not
+  the latest: given every tick in time order, that is the price the bot would have had.
+  The live runtime gives a tick at the fill's own price, the price of its own trade.)
+
+The property tests (``tests/bots/test_price_interest.py``) run each kind on every tick
+and on the ticks its bands reach with the catch-up ticks, and find the same commands,
+decisions and states.
 
 Amounts are ``Decimal``: prices on the market's tick, quantities on its lot (``floor_to``,
 ``ceil_to``), quote amounts in its quote currency.
