@@ -215,3 +215,13 @@ def test_any_body_is_an_alert_or_refused_naming_a_key(body, content_type):
         assert refused.field
         return
     assert alert.alert_id and alert.action in AlertAction
+
+
+@pytest.mark.parametrize(
+    "body", [b"10e999999999999999999", b'{"action": "buy", "amount": 1e9999999999999999999}']
+)
+def test_a_json_number_beyond_decimal_is_refused_naming_the_body(body):
+    # found by the property above: Decimal cannot hold it (InvalidOperation, not a 400)
+    with pytest.raises(InvalidWebhook) as refused:
+        parse_alert(body, "application/json")
+    assert refused.value.field == "body"

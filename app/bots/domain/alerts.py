@@ -160,6 +160,8 @@ def _json_fields(text: str) -> dict[str, Any]:
         raise InvalidWebhook("The body is not valid JSON", field="body") from None
     except RecursionError:
         raise InvalidWebhook("The JSON body is nested too deeply", field="body") from None
+    except ArithmeticError:  # a number Decimal cannot hold (10e999999999999999999)
+        raise InvalidWebhook("A number in the JSON body is out of range", field="body") from None
     if not isinstance(data, dict):
         raise InvalidWebhook("The JSON body is not an object", field="body")
     return {str(key).strip().lower(): value for key, value in data.items()}
