@@ -42,7 +42,6 @@ from app.bots.domain import codec
 from app.bots.domain.dca_settings import DcaSettings, StartCondition
 from app.bots.domain.errors import BotNotFound, BotStopped
 from app.bots.domain.machines import BotSpec, funding, machine, valid_name, validate
-from app.bots.domain.runtime import BotKind
 from app.bots.domain.signal_bot import SignalSettings
 from app.bots.webhook import new_webhook_credentials
 from app.core.errors import NotAuthenticated, ValidationFailed
@@ -300,7 +299,3 @@ async def list_bots(
 
 async def bots_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[Bot | None]:
     return await rows_by_ids(session, Bot, ids)
-
-
-def kind_of(bot: Bot) -> BotKind:
-    return BotKind(bot.kind)

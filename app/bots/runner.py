@@ -145,10 +145,9 @@ class Wake:
 
 @dataclass
 class Stepped:
-    """What one wake did: the bots stepped, those with commands to send."""
+    """What one wake did: the bots stepped (each one's unsent commands are sent after)."""
 
     bots: list[int] = field(default_factory=list)
-    with_commands: list[int] = field(default_factory=list)
 
 
 async def step_bots(
@@ -288,7 +287,6 @@ async def _store(
     for bot in bots:
         state = bot.state
         made: list[Decision] = []
-        sent = 0
         ticked = max((e.at for e in bot.events if isinstance(e, TimerTick)), default=None)
         events = list(bot.events)
         while events:
@@ -297,7 +295,6 @@ async def _store(
             made.extend(step_decisions)
             for command in step_commands:
                 commands.append(_command_row(bot, command))
-                sent += 1
             if not events:  # a wake-up the steps made due: given at once, once per moment
                 due = bot.machine.wake_at(state)
                 if due is not None and due <= now and (ticked is None or due > ticked):
@@ -314,8 +311,6 @@ async def _store(
         ))  # fmt: skip
         decisions.extend((bot.id, d.at, d.action.value, d.reason, d.client_order_id) for d in made)
         stepped.bots.append(bot.id)
-        if sent:
-            stepped.with_commands.append(bot.id)
         if status is BotStatus.STOPPED:
             stopped.append(bot)
         bot.made = made
@@ -429,7 +424,6 @@ async def run_bots(rt: Runtime, ids: Sequence[int], *, wake: Wake | None = None)
         stepped = await in_transaction(rt.sessions, work)
         first = None
         total.bots.extend(stepped.bots)
-        total.with_commands.extend(stepped.with_commands)
         # every stepped bot's unsent commands: this step's, and any a crash left
         pending = await send_commands(rt, stepped.bots) if stepped.bots else []
     return total
