@@ -42,6 +42,9 @@ from db.session import sqlstate
 from tests.support import GraphQLClient, Mailbox, QueryCounter, start_smtp_server
 from tests.support.partner import client_with
 from tests.support.trading import running_engines
+from tests.support.watchdog import pytest_runtest_protocol, remember_loop
+
+__all__ = ["pytest_runtest_protocol"]  # the watchdog's hook, registered by this conftest
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith("gw") else 0
@@ -125,6 +128,7 @@ def smtp() -> Iterator[Mailbox]:
 def settings(smtp: Mailbox) -> Iterator[Settings]:
     admin_url = _require("DATABASE_URL")
     database_url = with_database(admin_url, DATABASE)
+    os.environ["CO_TEST_DATABASE_URL"] = database_url  # what a watchdog dump reads
     # asyncio.run / Alembic's own loop run in a thread, away from pytest-asyncio's loop.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, _drop_and_create(admin_url, DATABASE)).result()
@@ -155,6 +159,7 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
     runtime = build_runtime(
         settings, database_url=settings.database_url, redis_url=settings.redis_url
     )
+    remember_loop()
     yield runtime
     await runtime.aclose()
 
