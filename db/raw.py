@@ -91,7 +91,16 @@ async def driver(session: AsyncSession) -> Any:
     if adapter._transaction is None and adapter.isolation_level != "autocommit":
         async with adapter._execute_mutex:
             if adapter._transaction is None:
-                await adapter._start_transaction()
+                try:
+                    await adapter._start_transaction()
+                except BaseException:
+                    # Cut between BEGIN and its answer (a cancelled request): PostgreSQL may
+                    # be in a transaction that SQLAlchemy never learnt of and asyncpg half
+                    # remembers (it would make every later BEGIN on this connection a
+                    # savepoint, and every COMMIT commit nothing). Closed now, its
+                    # transaction ends with it; the pool replaces it (db/session.py).
+                    raw.driver_connection.terminate()
+                    raise
     return raw.driver_connection
 
 

@@ -46,6 +46,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         pool_recycle=300,
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
+    event.listen(engine.sync_engine, "checkin", _close_if_in_transaction)
     return engine
 
 
@@ -54,9 +55,37 @@ def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     ``pg_terminate_backend``) is known to asyncpg without a round trip: its socket was
     closed. Refused at checkout, the pool replaces it with a new one. Without this it
     would go on being handed out: a raw asyncpg statement's failure (``db.raw``) never
-    reaches SQLAlchemy's own disconnect handling, so nothing else would drop it."""
-    if dbapi_connection.driver_connection.is_closed():
+    reaches SQLAlchemy's own disconnect handling, so nothing else would drop it.
+
+    A connection still inside a transaction is refused too (see
+    ``_close_if_in_transaction``; checked here as well, as nothing must hand one out)."""
+    pg = dbapi_connection.driver_connection
+    if pg.is_closed():
         raise DisconnectionError("the server closed this pooled connection")
+    if _in_transaction(pg):
+        pg.terminate()
+        raise DisconnectionError("this pooled connection was left inside a transaction")
+
+
+def _close_if_in_transaction(dbapi_connection: Any, _record: Any) -> None:
+    """A connection comes back to the pool, after its rollback, still inside a
+    transaction: a task cancelled between a BEGIN and its answer (asyncpg then turns every
+    later BEGIN on it into a savepoint, so no COMMIT on it would commit, and the locks it
+    holds would never be let go). Closed at once: PostgreSQL ends that transaction and its
+    locks with the connection, and the next checkout replaces it (``_refuse_closed``)."""
+    if dbapi_connection is None:
+        return
+    pg = dbapi_connection.driver_connection
+    if not pg.is_closed() and _in_transaction(pg):
+        log.warning("a pooled connection came back inside a transaction: closed")
+        pg.terminate()
+
+
+def _in_transaction(pg: Any) -> bool:
+    """asyncpg's own view, without a round trip: the server's last word (ReadyForQuery)
+    or a transaction block asyncpg still counts as open (``_top_xact``, set before its
+    BEGIN is answered)."""
+    return bool(pg.is_in_transaction()) or getattr(pg, "_top_xact", None) is not None
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy import func, select, text
 
@@ -94,5 +95,58 @@ async def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout(rt, 
         async with sessions() as session, session.begin():
             now_pid = await (await driver(session)).fetchval("SELECT pg_backend_pid()")
         assert now_pid != pid
+    finally:
+        await engine.dispose()
+
+
+_IN_TRANSACTION = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND state IN ('idle in transaction', 'idle in transaction (aborted)')
+"""
+
+
+async def test_a_session_cancelled_at_any_moment_leaves_no_transaction_open(rt, settings):
+    """A request cancelled mid-statement (a client gone, the execution timeout) may be cut
+    between asyncpg's BEGIN and its answer: SQLAlchemy then returns a connection to the
+    pool that PostgreSQL still holds in a transaction, whose later BEGINs asyncpg turns into
+    savepoints, so that every COMMIT on it commits nothing and its locks are never let go
+    (a test's INSERT waited on one for ever). Such a connection is dropped, at checkin or
+    at the latest at checkout: every write after the cancellations commits, and no
+    connection is left idle in a transaction."""
+    engine = create_engine(settings.database_url, pool_size=2, max_overflow=0)
+    sessions = create_sessionmaker(engine)
+
+    async def write(topic: str) -> None:
+        async with sessions() as session, session.begin():
+            await (await driver(session)).execute("SELECT 1")  # raw first: BEGIN is sent here
+            await session.execute(
+                text("INSERT INTO outbox (topic, payload) VALUES (:t, '{}'::jsonb)"), {"t": topic}
+            )
+
+    try:
+        left_open = []
+        for cut in range(600):  # cut after 0 to 3 ms, in steps of 10 µs, twice
+            task = asyncio.create_task(write(f"cut-{cut}"))
+            await asyncio.sleep(cut % 300 / 100_000)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            async with engine.connect() as connection:  # the next checkout
+                pg = (await connection.get_raw_connection()).driver_connection
+                handed_out_in_transaction = pg.is_in_transaction()
+            async with rt.sessions() as session:  # nothing of that engine runs now
+                if handed_out_in_transaction or await session.scalar(text(_IN_TRANSACTION)):
+                    left_open.append(cut)
+        for n in range(4):  # through both pooled connections, twice
+            await write(f"after-{n}")
+        async with rt.sessions() as session:
+            after = await session.scalar(
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.topic.like("after-%"))
+            )
+        assert left_open == []
+        assert after == 4
     finally:
         await engine.dispose()
