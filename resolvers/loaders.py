@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import cached_property
-from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from app.backtesting import backtests
@@ -49,10 +47,9 @@ from db.models import (
     User,
     Withdrawal,
 )
-from db.queries import Page, PageKey, rows_by_ids, users_by_ids
+from db.queries import rows_by_ids, users_by_ids
 from resolvers.bots.loaders import BotLoaders
-
-R = TypeVar("R")
+from resolvers.page_loader import PageByKeyLoader
 
 
 class UserByIdLoader(DataLoader[int, User | None]):
@@ -262,23 +259,6 @@ class BacktestByIdLoader(DataLoader[int, Backtest | None]):
         async def load(ids: Sequence[int]) -> list[Backtest | None]:
             async with rt.reads() as session:
                 return await rows_by_ids(session, Backtest, ids)
-
-        super().__init__(load_fn=load)
-
-
-class PageByKeyLoader(DataLoader[PageKey, Page[R]]):
-    """Pages of the rows under parent rows (a backtest's decisions, a paper account's
-    orders, ...), all the pages a request asks for in one statement
-    (``db.queries.keyset_pages``)."""
-
-    def __init__(
-        self,
-        rt: Runtime,
-        pages: Callable[[AsyncSession, Sequence[PageKey]], Awaitable[list[Page[R]]]],
-    ) -> None:
-        async def load(keys: Sequence[PageKey]) -> list[Page[R]]:
-            async with rt.reads() as session:
-                return await pages(session, keys)
 
         super().__init__(load_fn=load)
 
