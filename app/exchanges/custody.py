@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import UserError
@@ -150,12 +150,14 @@ async def mirrored_by_connection_ids(
     books = await custody_by_connection_ids(session, ids)
     held = [domain.mirrored(i, book) for i, book in zip(ids, books, strict=True)]
     currencies = {c for holdings in held for c in holdings}
-    prices = dict(
-        (await session.execute(
-            select(ReferencePrice.currency, ReferencePrice.usd_price)
-            .where(ReferencePrice.currency.in_(currencies))
-        )).tuples().all()
-    ) if currencies else {}  # fmt: skip
+    prices: dict[str, Decimal] = {}
+    if currencies:
+        found = await session.execute(
+            select(ReferencePrice.currency, ReferencePrice.usd_price).where(
+                ReferencePrice.currency.in_(currencies)
+            )
+        )
+        prices = {currency: price for currency, price in found.all()}
     return [
         [MirroredBalance(c, h.free, h.used, prices.get(c)) for c, h in sorted(holdings.items())]
         for holdings in held
@@ -165,12 +167,12 @@ async def mirrored_by_connection_ids(
 async def last_syncs_by_connection_ids(
     session: AsyncSession, ids: Sequence[int]
 ) -> list[ExchangeSync | None]:
-    rows = await session.scalars(
-        select(ExchangeSync)
+    latest = (
+        select(func.max(ExchangeSync.id))
         .where(ExchangeSync.connection_id.in_(list(ids)))
-        .distinct(ExchangeSync.connection_id)
-        .order_by(ExchangeSync.connection_id, ExchangeSync.id.desc())
+        .group_by(ExchangeSync.connection_id)
     )
+    rows = await session.scalars(select(ExchangeSync).where(ExchangeSync.id.in_(latest)))
     found = {row.connection_id: row for row in rows}
     return [found.get(i) for i in ids]
 

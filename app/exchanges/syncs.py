@@ -21,6 +21,7 @@ from app.core.errors import NotFound, UserError
 from app.exchanges import custody
 from app.exchanges.accounts import DISCONNECTED, balances
 from app.exchanges.domain.accounts import Balance
+from app.exchanges.domain.custody import holding_of
 from app.runtime import Runtime
 from db.models import ExchangeConnection, ExchangeSync
 
@@ -64,10 +65,14 @@ async def sync_account(rt: Runtime, *, user_id: int, connection_id: int) -> Sync
 
 
 async def _read(rt: Runtime, row: ExchangeConnection) -> list[Balance] | UserError:
+    """The exchange's balances, each one the ledger can hold; or why not."""
     try:
-        return await balances(rt, row)
+        found = await balances(rt, row)
+        for balance in found:
+            holding_of(balance)  # ExchangeRejected: a negative or impossible amount
     except UserError as error:
         return error
+    return found
 
 
 async def _sync(rt: Runtime, row: ExchangeConnection, *, trigger: str) -> Synced | None:

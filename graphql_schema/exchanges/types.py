@@ -277,10 +277,15 @@ async def exchange_holdings_of(
         ExchangeHolding(
             exchange_account=ExchangeAccountNode.from_row(row),
             balances=[MirroredBalance.of(b, row.synced_at) for b in balances],
-            equity=usd(equity_of(balances)) or Decimal(0),
+            equity=_cents(equity_of(balances)),
         )
         for row, balances in found
     ]
     total = sum((h.equity for h in holdings), Decimal(0))
-    return ExchangeHoldings(accounts=holdings, equity=usd(total) or Decimal(0),
-                            combined_equity=usd(total + platform_equity) or Decimal(0))  # fmt: skip
+    return ExchangeHoldings(
+        accounts=holdings, equity=_cents(total), combined_equity=_cents(total + platform_equity)
+    )
+
+
+def _cents(amount: Decimal) -> Decimal:
+    return usd(amount.quantize(Decimal("0.01"))) or Decimal(0)
