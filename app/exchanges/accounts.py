@@ -146,7 +146,7 @@ async def _insert(
         key_id=sealed.key_id, wrapped_key=sealed.wrapped_key, sealed_secret=sealed.ciphertext,
         can_read=permissions.can_read, can_trade=permissions.can_trade,
         can_withdraw=permissions.can_withdraw, ip_restricted=permissions.ip_restricted,
-        last_checked_at=rt.now(),
+        last_checked_at=rt.now(), sync_attempted_at=rt.now(),  # synced with this check
     )  # fmt: skip
     session.add(row)
     await session.flush()

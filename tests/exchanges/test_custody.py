@@ -11,13 +11,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.core.errors import InvariantViolation
 from app.exchanges.syncs import sync_due
 from app.ledger import journal as ledger
 from app.ledger.rules import AccountKind, AccountRef, move
-from db.models import ExchangeSync, JournalEntry, LedgerAccount, Posting
+from db.models import ExchangeConnection, ExchangeSync, JournalEntry, LedgerAccount, Posting
 from db.session import in_transaction
 from tests.exchanges.conftest import EXCHANGES
 from tests.support import gid
@@ -347,13 +347,16 @@ async def test_the_periodic_job_reconciles_the_connections_that_are_due(gql, rt,
     server = exchanges["binance"]
     account, node_id = await _connect(gql, carol["accessToken"], server)
     server.set_balances(account, {"BTC": (D("0.5"), D("0.25")), "USDT": (D(1000), D(0))})
-    assert await sync_due(rt) == 1  # never attempted since connecting: due
+    assert await sync_due(rt) == 0  # synced when connected: not due yet
+    now = rt.now()
+    after = timedelta(seconds=rt.settings.exchange_sync_after_seconds + 1)
+    rt.clock = lambda: now + after
+    assert await sync_due(rt) == 1
     assert await sync_due(rt) == 0  # just attempted: not due again yet
     node = await _node(gql, carol["accessToken"], node_id)
     assert (node["lastSync"]["trigger"], node["lastSync"]["outcome"]) == ("SCHEDULED", "CHANGED")
     assert [c["currency"] for c in node["lastSync"]["changes"]] == ["USDT"]
-    now = rt.now()
-    rt.clock = lambda: now + timedelta(seconds=rt.settings.exchange_sync_after_seconds + 1)
+    rt.clock = lambda: now + 2 * after
     assert await sync_due(rt) == 1
     node = await _node(gql, carol["accessToken"], node_id)
     assert node["lastSync"]["outcome"] == "UNCHANGED"
@@ -373,3 +376,22 @@ async def test_the_accounts_mirrors_cost_the_same_statements_however_many(
     mine = (await gql.data(MINE, token=carol["accessToken"]))["me"]["exchangeAccounts"]
     assert len(mine) == 4 and all(m["mirroredBalances"] for m in mine)
     assert sql_statements.count == one
+
+
+async def test_the_job_leaves_suspended_and_disconnected_accounts_alone(gql, rt, exchanges):
+    carol = await signed_in(gql)
+    token = carol["accessToken"]
+    await _connect(gql, token, exchanges["binance"])  # suspended below
+    _, gone = await _connect(gql, token, exchanges["kraken"], "kraken")
+    await gql.data(DISCONNECT, {"id": gone}, token=token)
+    async with rt.sessions() as session, session.begin():
+        await session.execute(
+            update(ExchangeConnection)
+            .where(ExchangeConnection.status == "ACTIVE")
+            .values(status="SUSPENDED", last_check_code="EXCHANGE_KEY_INVALID")
+        )
+    now = rt.now()
+    rt.clock = lambda: now + timedelta(seconds=rt.settings.exchange_sync_after_seconds + 1)
+    assert await sync_due(rt) == 0
+    async with rt.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(ExchangeSync)) == 3
