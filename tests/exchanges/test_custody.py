@@ -395,3 +395,37 @@ async def test_the_job_leaves_suspended_and_disconnected_accounts_alone(gql, rt,
     assert await sync_due(rt) == 0
     async with rt.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(ExchangeSync)) == 3
+
+
+async def test_currencies_the_platform_does_not_know_are_recorded_not_mirrored(gql, rt, exchanges):
+    carol = await signed_in(gql)
+    server = exchanges["binance"]
+    account, node_id = await _connect(gql, carol["accessToken"], server)
+    server.set_balances(account, {"BTC": (D("0.5"), D("0.25")), "DOGE": (D(10), D(0))})
+    result = await _sync(gql, carol["accessToken"], node_id)
+    assert [c["currency"] for c in result["sync"]["changes"]] == ["USDT"]  # withdrawn
+    node = await _node(gql, carol["accessToken"], node_id)
+    assert [b["currency"] for b in node["mirroredBalances"]] == ["BTC"]
+    async with rt.sessions() as session:
+        last = await session.scalar(select(ExchangeSync).order_by(ExchangeSync.id.desc()).limit(1))
+    assert last.unmirrored == {"DOGE": "10"}
+
+
+async def test_a_connect_whose_balances_the_ledger_cannot_hold_mirrors_nothing(gql, rt, exchanges):
+    """The key is fine, so the account connects; its reading is refused whole, in the
+    transaction that would have mirrored it: a FAILED sync and no custody account."""
+    carol = await signed_in(gql)
+    server = exchanges["bybit"]
+    account = server.add(
+        new_account("bybit", balances={"BTC": (D(1), D(0)), "USDT": (D(-5), D(0))})
+    )
+    variables = {"input": {"exchange": "bybit", "label": "odd", "apiKey": account.api_key,
+                           "secret": account.secret}}  # fmt: skip
+    result = await gql.data(CONNECT, variables, token=carol["accessToken"])
+    node_id = result["connectExchangeAccount"]["exchangeAccount"]["id"]
+    node = await _node(gql, carol["accessToken"], node_id)
+    assert node["lastSync"] == {"trigger": "CONNECT", "outcome": "FAILED",
+                                "errorCode": "EXCHANGE_REJECTED", "changes": []}  # fmt: skip
+    assert (node["mirroredBalances"], node["syncedAt"]) == ([], None)
+    assert await _custody(rt) == {}
+    assert await _entries(rt, "EXCHANGE_SYNC") == []
