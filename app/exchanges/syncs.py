@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from app.accounts.rate_limits import Budget, draw
 from app.core.errors import NotFound, UserError
 from app.exchanges import custody
-from app.exchanges.accounts import DISCONNECTED, balances
+from app.exchanges.accounts import DISCONNECTED, accounts_by_ids, balances
 from app.exchanges.domain.accounts import Balance
 from app.exchanges.domain.custody import holding_of
 from app.runtime import Runtime
@@ -44,12 +44,8 @@ async def sync_account(rt: Runtime, *, user_id: int, connection_id: int) -> Sync
     """Reconcile the user's connection now (``NotFound`` if it is not theirs or is
     disconnected; ``RateLimited`` over the per-user budget, nothing read)."""
     async with rt.reads() as session:
-        row = await session.scalar(
-            select(ExchangeConnection).where(
-                ExchangeConnection.id == connection_id,
-                ExchangeConnection.user_id == user_id,
-                ExchangeConnection.status != DISCONNECTED,
-            )
+        row = (await accounts_by_ids(session, user_id=user_id, ids=[connection_id])).get(
+            connection_id
         )
     if row is None:
         raise NotFound("No such exchange account of yours", field="id")
