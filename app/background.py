@@ -20,6 +20,7 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import syncs as exchange_syncs
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
@@ -128,6 +129,7 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         rt.settings.exchange_recheck_interval_seconds,
         exchange_accounts.recheck_due,
     )
+    jobs.add("exchange-sync", rt.settings.exchange_sync_interval_seconds, exchange_syncs.sync_due)
     jobs.add(
         "exchange-rewrap",
         rt.settings.exchange_recheck_interval_seconds,

@@ -9,6 +9,8 @@ from functools import cached_property
 from strawberry.dataloader import DataLoader
 
 from app.backtesting import backtests
+from app.exchanges import custody as exchange_custody
+from app.exchanges.custody import MirroredBalance
 from app.ledger.rules import AccountRef
 from app.paper import accounts as paper_accounts
 from app.paper import ledger as paper_ledger
@@ -32,6 +34,7 @@ from db.models import (
     BacktestTrade,
     Copy,
     Deposit,
+    ExchangeSync,
     Fill,
     Follow,
     Notification,
@@ -283,6 +286,26 @@ class PaperBalancesByAccountIdLoader(DataLoader[int, dict[AccountRef, Decimal]])
         super().__init__(load_fn=load)
 
 
+class ExchangeMirrorByConnectionIdLoader(DataLoader[int, list[MirroredBalance]]):
+    """A connected exchange account's mirrored balances (its custody in the ledger)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[MirroredBalance]]:
+            async with rt.reads() as session:
+                return await exchange_custody.mirrored_by_connection_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class ExchangeLastSyncByConnectionIdLoader(DataLoader[int, ExchangeSync | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[ExchangeSync | None]:
+            async with rt.reads() as session:
+                return await exchange_custody.last_syncs_by_connection_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
 class Loaders:
     """This request's DataLoaders, each created on first use (most requests need one
     or none, and building all of them showed up in the profile of small queries)."""
@@ -405,6 +428,18 @@ class Loaders:
     @cached_property
     def paper_fills_page_by_key(self) -> PageByKeyLoader[PaperFill]:
         return PageByKeyLoader(self._rt, paper_accounts.fills_pages)
+
+    @cached_property
+    def exchange_mirror_by_connection_id(self) -> ExchangeMirrorByConnectionIdLoader:
+        return ExchangeMirrorByConnectionIdLoader(self._rt)
+
+    @cached_property
+    def exchange_last_sync_by_connection_id(self) -> ExchangeLastSyncByConnectionIdLoader:
+        return ExchangeLastSyncByConnectionIdLoader(self._rt)
+
+    @cached_property
+    def exchange_syncs_page_by_key(self) -> PageByKeyLoader[ExchangeSync]:
+        return PageByKeyLoader(self._rt, exchange_custody.sync_pages)
 
     @cached_property
     def bots(self) -> BotLoaders:

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     # check may get before it is done again
     exchange_recheck_interval_seconds: float = Field(default=600, ge=0)
     exchange_recheck_after_hours: float = Field(default=24, gt=0)
+    # exchange custody: how often the job looks for mirrors to reconcile (0: no job), how
+    # old a mirror may get before the job reads the exchange again, and how many
+    # syncExchangeAccount calls a user may make per minute
+    exchange_sync_interval_seconds: float = Field(default=60, ge=0)
+    exchange_sync_after_seconds: float = Field(default=300, gt=0)
+    exchange_sync_requests_per_minute: int = Field(default=6, ge=1)
 
     # withdrawals: above this USD value an admin reviews (paid from cold storage)
     cold_storage_threshold_usd: Decimal = Field(default=Decimal(10000), ge=0)

@@ -135,6 +135,12 @@ class StandIn:
             self.accounts[account.api_key] = account
         return account
 
+    def set_balances(self, account: Account, balances: dict[str, tuple[Decimal, Decimal]]) -> None:
+        """What the account holds from now on, by currency as (free, used): a deposit, a
+        trade or a withdrawal at the exchange, as the next balance read will see it."""
+        with self.lock:
+            account.balances = dict(balances)
+
     def fail_next(self, *statuses: int) -> None:
         """Answer the next requests with these HTTP statuses, whatever they ask (503:
         down; 429: over the rate limit, as the exchange says it)."""
