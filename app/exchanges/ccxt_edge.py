@@ -55,7 +55,7 @@ from app.exchanges.domain.errors import (
 from app.exchanges.domain.marketdata import ExchangeBook, ExchangeTicker, Level, timestamp
 from app.exchanges.domain.markets import ExchangeMarket
 from app.exchanges.domain.sealing import Binding, KeyRing, SealedSecret
-from app.marketdata.domain.candles import Candle, interval_named, problems
+from app.marketdata.domain.candles import Candle, interval_named, out_of_range, problems
 from app.marketdata.domain.trades import Trade
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,9 @@ def to_trade(raw: Mapping[str, Any]) -> Trade | None:
         price, quantity = _decimal(raw.get("price")), _decimal(raw.get("amount"))
     except InvalidOperation:
         return None
-    if raw.get("timestamp") is None or not price or not quantity or price < 0 or quantity < 0:
+    if raw.get("timestamp") is None or price is None or quantity is None:
+        return None
+    if price <= 0 or quantity <= 0 or out_of_range(price) or out_of_range(quantity):
         return None
     side = str(raw.get("side") or "").upper()
     trade_id = raw.get("id")
@@ -201,14 +203,20 @@ def to_trade(raw: Mapping[str, Any]) -> Trade | None:
 
 def to_candle(raw: Any, interval: str) -> Candle | None:
     """ccxt's ``[ms, open, high, low, close, volume]``, or None for a row that is no valid
-    candle of ``interval`` (off its grid, high below low ...)."""
+    candle of ``interval`` (off its grid, high below low, out of the store's range ...)."""
     try:
-        open_, high, low, close, volume = (_decimal(v) for v in raw[1:6])
-        candle = Candle(timestamp(raw[0], datetime.now(UTC)), open_, high, low, close,
-                        volume or Decimal(0), None, None)  # type: ignore[arg-type]  # fmt: skip
+        prices = [_decimal(v) for v in raw[1:5]]
+        volume = _decimal(raw[5]) or Decimal(0)
+        at = timestamp(raw[0], datetime.now(UTC))
     except (InvalidOperation, TypeError, IndexError, ValueError, OverflowError):
         return None
-    if None in (open_, high, low, close) or problems(candle, interval_named(interval)):
+    if any(p is None or not p.is_finite() for p in prices) or not volume.is_finite():
+        return None
+    open_, high, low, close = (p for p in prices if p is not None)
+    candle = Candle(at, open_, high, low, close, volume, None, None)
+    if problems(candle, interval_named(interval)) or any(
+        map(out_of_range, (open_, high, low, close, volume))
+    ):
         return None
     return candle
 

@@ -52,6 +52,9 @@ def book_tier(depth: int, exchange_max: int) -> int:
     return min(next(t for t in BOOK_TIERS if t >= depth), exchange_max)
 
 
+_TICKER_NUMBERS = ("last", "bid", "ask", "high", "low", "base_volume", "quote_volume")
+
+
 @dataclass(frozen=True, slots=True)
 class ExchangeTicker:
     symbol: str
@@ -65,13 +68,13 @@ class ExchangeTicker:
     at: datetime
 
     def to_json(self) -> str:
-        fields = {n: getattr(self, n) for n in self.__slots__}  # type: ignore[attr-defined]
+        fields = {n: getattr(self, n) for n in ("symbol", "at", *_TICKER_NUMBERS)}
         return json.dumps({n: _text(v) for n, v in fields.items()})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ExchangeTicker:
         raw = json.loads(text)
-        numbers = {n: _number(raw[n]) for n in cls.__slots__ if n not in ("symbol", "at")}  # type: ignore[attr-defined]
+        numbers = {n: _number(raw[n]) for n in _TICKER_NUMBERS}
         return cls(symbol=raw["symbol"], at=datetime.fromisoformat(raw["at"]), **numbers)
 
 
@@ -133,3 +136,31 @@ def _text(value: Any) -> Any:
 
 def _number(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedSeries:
+    """One series the candle job keeps up to date."""
+
+    exchange: ExchangeId
+    symbol: str
+    interval: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.exchange.value}:{self.symbol}:{self.interval}"
+
+
+def parse_synced(entry: str) -> SyncedSeries:
+    """``exchange:BASE/QUOTE:interval`` (``binance:BTC/USDT:1m``) or ``ValidationFailed``."""
+    from app.exchanges.domain.catalogue import parse_exchange
+    from app.marketdata.domain.candles import interval_named
+
+    parts = entry.strip().split(":")
+    if len(parts) != 3:
+        raise ValidationFailed(
+            f"{entry!r}: expected exchange:BASE/QUOTE:interval", field="exchangeCandleSync"
+        )
+    exchange, symbol, interval = parts
+    return SyncedSeries(parse_exchange(exchange), check_symbol(symbol),
+                        interval_named(interval).name)  # fmt: skip
