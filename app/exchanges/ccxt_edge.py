@@ -94,10 +94,11 @@ _KEY_REFUSED: dict[ExchangeId, tuple[str, ...]] = {
     ExchangeId.KRAKEN: ("EAPI:Invalid signature",),
 }
 _ORIGIN = re.compile(r"^https?://[^/]+")
-# The exchanges whose candles endpoint answers the latest candles up to its end: told
-# the end (ccxt's ``until``), so that a fetch from ``since`` starts there.
-_OHLCV_UNTIL = frozenset({ExchangeId.BINANCE, ExchangeId.OKX, ExchangeId.BYBIT,
-                          ExchangeId.COINBASE})  # fmt: skip
+# The exchanges whose candles endpoint answers the latest candles up to its end (Bybit):
+# told the end (ccxt's ``until``), so that a fetch from ``since`` starts there. (ccxt
+# bounds OKX's and Coinbase's requests by ``since`` and the limit itself; Binance and
+# Kraken count from the start.)
+_OHLCV_UNTIL = frozenset({ExchangeId.BYBIT})
 # The deepest order book each exchange serves in one request (spot): a deeper request is
 # answered with what it has (Bybit's spot book stops at 200 levels, OKX's at 400).
 BOOK_MAX: dict[ExchangeId, int] = {
