@@ -91,7 +91,7 @@ def test_the_job_runs_only_when_series_are_configured(rt):
 
 
 def test_malformed_entries_are_left_out():
-    found = configured_series(["binance:BTC/USDT:1m", "binance:BTC/USDT", "x:BTC/USDT:1m",
-                               "okx:btc\x00/usdt:1m", "okx:ETH/USDT:7m", "OKX:ETH/USDT:1h"])  # fmt: skip
+    entries = ["binance:BTC/USDT:1m", "binance:BTC/USDT", "x:BTC/USDT:1m",
+               "okx:btc\x00/usdt:1m", "okx:ETH/USDT:7m", "OKX:ETH/USDT:1h"]  # fmt: skip
+    found = configured_series(entries)
     assert [s.name for s in found] == ["binance:BTC/USDT:1m", "okx:ETH/USDT:1h"]
-
