@@ -96,24 +96,37 @@ class BookPoller:
             await asyncio.sleep(wait)
             try:
                 change = self._apply(await self._fetch())
-            except UserError as error:  # the exchange's refusal or absence: try again later
+            except (UserError, TransientError) as error:  # the exchange's, Redis': later
                 wait = min(MAX_BACKOFF_SECONDS, wait * 2)
                 log.warning("order book poll failed", extra={
                     "exchange": self.exchange.value, "error": error.code})  # fmt: skip
                 continue
+            except Exception:  # a bug: the listeners are told to subscribe again
+                log.exception("order book polling stopped", extra={
+                    "exchange": self.exchange.value})  # fmt: skip
+                self._end_listeners()
+                return
             wait = every
             if change is not None:
                 self._publish(change)
+
+    def _end_listeners(self) -> None:
+        for queue in list(self.listeners):
+            self._drop(queue)
 
     def _publish(self, change: BookChange) -> None:
         for queue in list(self.listeners):
             try:
                 queue.put_nowait(change)
             except asyncio.QueueFull:
-                self.listeners.discard(queue)
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                queue.put_nowait(None)  # the listener is told it was dropped
+                self._drop(queue)
+
+    def _drop(self, queue: asyncio.Queue[BookChange | None]) -> None:
+        """The listener is told (None) that its stream ended: it subscribes again."""
+        self.listeners.discard(queue)
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()  # room for the None
+        queue.put_nowait(None)
 
 
 @dataclass

@@ -96,6 +96,10 @@ async def _sync_one(rt: Runtime, series: SyncedSeries, backoff: Backoff) -> Seri
             "series": series.name, "error": error.code, "retry_in_seconds": wait})  # fmt: skip
         return SeriesRun(series.name, error=error.code)
     backoff.succeeded(series.name)
+    if fetched.resume_at is not None:  # a backfill in progress: say how far it got
+        log.info("exchange candles behind", extra={
+            "series": series.name, "candles": fetched.candles,
+            "resume_at": fetched.resume_at.isoformat()})  # fmt: skip
     return SeriesRun(series.name, fetched.candles, fetched.requests, fetched.resume_at is not None)
 
 

@@ -52,7 +52,13 @@ from app.exchanges.domain.errors import (
     ExchangeSymbolUnknown,
     ExchangeUnavailable,
 )
-from app.exchanges.domain.marketdata import ExchangeBook, ExchangeTicker, Level, timestamp
+from app.exchanges.domain.marketdata import (
+    BOOK_MAX,
+    ExchangeBook,
+    ExchangeTicker,
+    Level,
+    timestamp,
+)
 from app.exchanges.domain.markets import ExchangeMarket
 from app.exchanges.domain.sealing import Binding, KeyRing, SealedSecret
 from app.marketdata.domain.candles import Candle, interval_named, out_of_range, problems
@@ -99,15 +105,6 @@ _ORIGIN = re.compile(r"^https?://[^/]+")
 # bounds OKX's and Coinbase's requests by ``since`` and the limit itself; Binance and
 # Kraken count from the start.)
 _OHLCV_UNTIL = frozenset({ExchangeId.BYBIT})
-# The deepest order book each exchange serves in one request (spot): a deeper request is
-# answered with what it has (Bybit's spot book stops at 200 levels, OKX's at 400).
-BOOK_MAX: dict[ExchangeId, int] = {
-    ExchangeId.BINANCE: 5000,
-    ExchangeId.KRAKEN: 500,
-    ExchangeId.OKX: 400,
-    ExchangeId.BYBIT: 200,
-    ExchangeId.COINBASE: 500,
-}
 
 
 def _decimal(value: Any) -> Decimal | None:

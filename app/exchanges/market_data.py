@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.domain.marketdata import (
+    BOOK_MAX,
     ExchangeBook,
     ExchangeTicker,
     book_tier,
@@ -109,8 +110,6 @@ async def order_book(rt: Runtime, *, exchange: ExchangeId, symbol: str, depth: i
     """The top ``depth`` levels a side. Fetched at one of a few depths (``book_tier``),
     so requests of different depths share a fetch."""
     symbol, depth = check_symbol(symbol), check_depth(depth)
-    from app.exchanges.ccxt_edge import BOOK_MAX  # data of the edge; no ccxt imported
-
     tier = book_tier(depth, BOOK_MAX[exchange])
 
     async def fetch() -> ExchangeBook:

@@ -147,3 +147,18 @@ async def test_trades_limits_and_a_source_with_a_venue_are_typed_errors(gql, exc
     body = await gql(query, {"symbol": "BTC/USDT", "from": (end - timedelta(hours=1)).isoformat(),
                              "to": end.isoformat(), "venue": "OKX"})  # fmt: skip
     assert _codes(body) == [("VALIDATION_FAILED", "venue")]
+
+
+@pytest.mark.parametrize(
+    ("interval", "minutes", "symbol", "field"),
+    [("7m", 60, "BTC/USDT", "interval"), ("1m", 60 * 24 * 30, "BTC/USDT", "from"),
+     ("1m", 60, "BTC/USDT\x00", "symbol"), ("3m", 60, "BTC/USDT", "interval")],
+)  # fmt: skip
+async def test_hostile_candle_requests_are_typed_errors(gql, rt, exchanges, interval, minutes,
+                                                        symbol, field):  # fmt: skip
+    end = MINUTE.floor(rt.now())
+    query = CANDLES.replace('interval: "1m"', f'interval: "{interval}"')
+    body = await gql(query, {"symbol": symbol, "venue": "KRAKEN", "to": end.isoformat(),
+                             "from": (end - timedelta(minutes=minutes)).isoformat()})  # fmt: skip
+    assert _codes(body) == [("VALIDATION_FAILED", field)], body  # Kraken has no 3m candles
+    assert exchanges["kraken"].public_count("/OHLC") == 0

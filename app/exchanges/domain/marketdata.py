@@ -21,6 +21,15 @@ MAX_TRADES = 1000  # recent trades a request may ask for
 BOOK_TIERS = (20, 100, MAX_BOOK_DEPTH)  # depths fetched (and cached): the smallest that covers
 
 Level = tuple[Decimal, Decimal]  # price, amount
+# The deepest order book each exchange serves in one request (spot): a deeper request is
+# answered with what it has (Bybit's spot book stops at 200 levels, OKX's at 400).
+BOOK_MAX: dict[ExchangeId, int] = {
+    ExchangeId.BINANCE: 5000,
+    ExchangeId.KRAKEN: 500,
+    ExchangeId.OKX: 400,
+    ExchangeId.BYBIT: 200,
+    ExchangeId.COINBASE: 500,
+}
 
 
 def source_of(exchange: ExchangeId) -> str:
