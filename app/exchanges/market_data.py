@@ -3,9 +3,10 @@
 
 N callers cost one exchange request: answers are kept in Redis briefly (the order book
 ``EXCHANGE_BOOK_CACHE_SECONDS``, the ticker and recent trades
-``EXCHANGE_TICKER_CACHE_SECONDS``), shared by every process; and calls in one process
-that miss the cache together share one fetch (``SingleFlight``). Two processes that miss
-at the same moment may each ask once. Errors are not kept (the next call asks again).
+``EXCHANGE_TICKER_CACHE_SECONDS``), shared by every process; calls in one process that
+miss the cache together share one fetch (``SingleFlight``), and a process fetching holds
+a Redis lock for it while the others wait for its answer. Errors are not kept (the next
+call asks again).
 
 Trades and candles fetched are written to the market data store under the exchange's
 source (``exchange:<id>``), idempotently (app/marketdata/store.py); ``candles`` reads
@@ -43,6 +44,7 @@ from db.models.marketdata import MarketCandle
 T = TypeVar("T")
 PAGE = 1000  # candles asked per request (ccxt lowers it to each exchange's maximum)
 MAX_PAGES = 12  # requests per ``candles`` call: a query asks for at most 1000 candles
+LOCK_POLL_SECONDS = 0.02  # how often a process waiting for another's fetch looks for it
 
 
 class SingleFlight:
@@ -79,19 +81,44 @@ async def _cached(
     encode: Callable[[T], str],
     decode: Callable[[bytes], T],
 ) -> T:
-    """The value kept under ``key``, else ``fetch()``'s, kept ``seconds``."""
-    if seconds > 0 and (held := await rt.redis.get(key)) is not None:
+    """The value kept under ``key``, else ``fetch()``'s, kept ``seconds``: fetched once
+    by this process (``SingleFlight``) and, while it holds ``key``'s lock, by no other."""
+    if seconds <= 0:
+        return await _flights(rt).run(key, fetch)
+    if (held := await rt.redis.get(key)) is not None:
         return decode(held)
 
     async def work() -> T:
-        if seconds > 0 and (held := await rt.redis.get(key)) is not None:
-            return decode(held)  # another process fetched it meanwhile
-        value = await fetch()
-        if seconds > 0:
+        held = await _fetched_elsewhere(rt, key)
+        if held is not None:
+            return decode(held)
+        try:
+            value = await fetch()
             await rt.redis.set(key, encode(value), px=max(1, int(seconds * 1000)))
-        return value
+            return value
+        finally:
+            await rt.redis.delete(_lock(key))
 
     return await _flights(rt).run(key, work)
+
+
+def _lock(key: str) -> str:
+    return f"{key}:fetching"
+
+
+async def _fetched_elsewhere(rt: Runtime, key: str) -> bytes | None:
+    """None once this process holds ``key``'s lock (it fetches); the value another
+    process fetched meanwhile otherwise. The lock lasts as long as a request may take:
+    a process that died holding it delays the others that long, no more."""
+    lock_ms = int(rt.settings.exchange_request_timeout_seconds * 1000)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lock_ms / 1000
+    while True:
+        if (held := await rt.redis.get(key)) is not None:
+            return held  # type: ignore[no-any-return]
+        if await rt.redis.set(_lock(key), "1", nx=True, px=lock_ms) or loop.time() > deadline:
+            return None
+        await asyncio.sleep(LOCK_POLL_SECONDS)
 
 
 async def ticker(rt: Runtime, *, exchange: ExchangeId, symbol: str) -> ExchangeTicker:

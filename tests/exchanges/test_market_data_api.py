@@ -162,3 +162,25 @@ async def test_hostile_candle_requests_are_typed_errors(gql, rt, exchanges, inte
                              "from": (end - timedelta(minutes=minutes)).isoformat()})  # fmt: skip
     assert _codes(body) == [("VALIDATION_FAILED", field)], body  # Kraken has no 3m candles
     assert exchanges["kraken"].public_count("/OHLC") == 0
+
+
+async def test_two_processes_asking_together_cost_one_request(gql, rt, settings, stand_ins,
+                                                              exchanges):  # fmt: skip
+    from app.exchanges import market_data
+    from app.exchanges.domain.catalogue import ExchangeId
+    from app.runtime import build_runtime
+    from tests.exchanges.conftest import connector_for
+
+    other = build_runtime(settings, database_url=settings.database_url,
+                          redis_url=settings.redis_url)  # fmt: skip
+    other.exchanges = connector_for(other, stand_ins)
+    try:
+        books = await asyncio.gather(*(
+            market_data.order_book(runtime, exchange=ExchangeId.COINBASE, symbol="ETH/USDT",
+                                   depth=10)
+            for runtime in (rt, other) * 5
+        ))  # fmt: skip
+    finally:
+        await other.aclose()
+    assert len({b.to_json() for b in books}) == 1
+    assert exchanges["coinbase"].public_count("/product_book") == 1
