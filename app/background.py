@@ -21,6 +21,7 @@ from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
 from app.exchanges import syncs as exchange_syncs
+from app.exchanges.candle_sync import sync_candles
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
@@ -135,4 +136,8 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         rt.settings.exchange_recheck_interval_seconds,
         exchange_accounts.rewrap_secrets,
     )
+    if rt.settings.exchange_candle_sync:
+        jobs.add(
+            "exchange-candles", rt.settings.exchange_candle_sync_interval_seconds, sync_candles
+        )
     return jobs

@@ -10,6 +10,7 @@ should do (app/core/errors.py has the tree they hang from):
     ├── ExchangeRateLimited        the exchange's own rate limit: wait, then retry
     ├── ExchangeInsufficientFunds  the exchange account lacks the funds
     ├── ExchangeRejected           the exchange refused the request for another reason
+    ├── ExchangeSymbolUnknown      the exchange lists no such market
     └── ExchangeUnavailable        the exchange did not answer (after retries): later
 
 The ccxt edge (app/exchanges/ccxt_edge.py) converts ccxt's errors into these, once."""
@@ -73,3 +74,9 @@ class ExchangeUnavailable(UserError):
     code = "EXCHANGE_UNAVAILABLE"
     description = "The exchange did not answer: try again later."
     default_message = "The exchange is unavailable, try again later"
+
+
+class ExchangeSymbolUnknown(UserError):
+    code = "EXCHANGE_SYMBOL_UNKNOWN"
+    description = "The exchange lists no market of this symbol (spot, BASE/QUOTE)."
+    default_message = "The exchange has no market of this symbol"
