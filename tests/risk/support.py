@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import itertools
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -21,6 +22,9 @@ from db.raw import driver
 from tests.support.bots import signal_settings
 from tests.support.money import fund
 from tests.support.trading import funded_user
+
+
+_leaders = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ async def copy_position(
     """A follow of ``follower``'s (of a new leader) holding a copy position of
     ``quantity`` ``currency`` that cost ``cost`` USDT, as the copy-positions consumer
     keeps it; its id."""
-    leader = await funded_user(rt, f"leader-of-{follower}-{currency}")
+    leader = await funded_user(rt, f"leader-{next(_leaders)}")
     async with rt.sessions() as session, session.begin():
         await session.execute(
             insert(Leader).values(user_id=leader, display_name="Lea", profit_share_percent=10,
