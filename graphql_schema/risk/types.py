@@ -336,9 +336,7 @@ class RiskScopeInput:
     bot_id: strawberry.ID | None = None
 
     def to_target(self) -> Target:
-        return _target(
-            states.Scope(self.scope.value), self.follow_id, self.symbol, self.bot_id
-        )
+        return _target(states.Scope(self.scope.value), self.follow_id, self.symbol, self.bot_id)
 
 
 @strawberry.input

@@ -4,11 +4,10 @@ copy position."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import itertools
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import insert, update
 
@@ -22,7 +21,6 @@ from db.raw import driver
 from tests.support.bots import signal_settings
 from tests.support.money import fund
 from tests.support.trading import funded_user
-
 
 _leaders = itertools.count(1)
 

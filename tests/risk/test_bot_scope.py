@@ -118,9 +118,7 @@ async def test_the_owners_exposure_counts_what_their_bots_hold_and_buy(rt, engin
     assert (await place(rt, bot.account, limit(SELL, "0.05", "150"))).status == "OPEN"
 
 
-async def test_concurrent_placements_of_an_owner_and_their_bots_pass_exactly_the_limit(
-    rt, engines
-):
+async def test_concurrent_placements_of_an_owner_and_their_bots_pass_exactly_the_limit(rt, engines):
     owner = await funded_user(rt, "owner", USDT="100000")
     bots = [await trading_bot(rt, owner, f"bot{n}", USDT="10000") for n in range(2)]
     traders = [owner, bots[0].account, bots[1].account]

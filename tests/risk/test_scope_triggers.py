@@ -157,9 +157,7 @@ async def test_a_follows_daily_loss_stops_that_follows_copies_only(rt, engines):
     with pytest.raises(RiskHalted) as caught:
         await place(rt, follower, limit(BUY, "0.1", "81"), client_order_id=f"copy-{follow}-2")
     assert f"FOLLOW {follow} is halted" in caught.value.message
-    placed = await place(
-        rt, follower, limit(BUY, "0.1", "81"), client_order_id=f"copy-{sibling}-2"
-    )
+    placed = await place(rt, follower, limit(BUY, "0.1", "81"), client_order_id=f"copy-{sibling}-2")
     assert placed.status == "OPEN"
     assert (await place(rt, follower, limit(BUY, "0.1", "81"))).status == "OPEN"
     (transition,) = await rows(rt, "SELECT scope, scope_id, reason FROM risk_transitions")
