@@ -118,7 +118,17 @@ async def test_the_owners_exposure_counts_what_their_bots_hold_and_buy(rt, engin
     assert (await place(rt, bot.account, limit(SELL, "0.05", "150"))).status == "OPEN"
 
 
-async def test_concurrent_placements_of_an_owner_and_their_bots_pass_exactly_the_limit(rt, engines):
+@pytest.fixture
+def one_trader_a_transaction(rt, monkeypatch):
+    """Each placement in a transaction of its own, several at once: two bots' orders never
+    share a transaction (whose row locks would make them take turns anyway)."""
+    alone = {"trading_placement_batch": 1, "trading_placement_concurrency": 6}
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=alone))
+
+
+async def test_concurrent_placements_of_an_owner_and_their_bots_pass_exactly_the_limit(
+    rt, engines, one_trader_a_transaction
+):
     owner = await funded_user(rt, "owner", USDT="100000")
     bots = [await trading_bot(rt, owner, f"bot{n}", USDT="10000") for n in range(2)]
     traders = [owner, bots[0].account, bots[1].account]
@@ -129,7 +139,9 @@ async def test_concurrent_placements_of_an_owner_and_their_bots_pass_exactly_the
     assert await orders_of(rt, *traders) == 7
 
 
-async def test_concurrent_buys_of_bots_pass_exactly_the_owners_exposure(rt, engines):
+async def test_concurrent_buys_of_bots_pass_exactly_the_owners_exposure(
+    rt, engines, one_trader_a_transaction
+):
     owner = await funded_user(rt, "owner", USDT="100000")
     bots = [await trading_bot(rt, owner, f"bot{n}", USDT="10000") for n in range(3)]
     await set_limit(rt, owner, LimitKind.ASSET_EXPOSURE, 85)  # 10 USD each: 8 pass
