@@ -192,3 +192,17 @@ async def test_the_owners_kill_switch_stops_their_bots(rt, engines):
         await commands.amend_order(
             rt, user_id=bot.account, order_id=resting.id, price=D("97"), quantity=None
         )
+
+
+async def test_a_bots_placement_reads_its_scopes_in_the_markets_statement(rt, engines, statements):
+    owner = await funded_user(rt, "owner", USDT="10000")
+    bot = await trading_bot(rt, owner, "one", USDT="1000")
+    await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 10)
+    await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 5, Scope.BOT, bot_id=bot.id)
+    await place(rt, bot.account, limit(BUY, "0.1", "99"))  # a warm pool
+    await asyncio.sleep(0)
+    statements.clear()
+    await place(rt, bot.account, limit(BUY, "0.1", "98"))
+    await asyncio.sleep(0)
+    risky = [s for s in statements if "risk_limits" in s or "bots" in s]
+    assert len(risky) == 1 and "FROM markets m" in risky[0]

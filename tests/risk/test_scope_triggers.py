@@ -186,3 +186,21 @@ async def test_a_follows_reduce_to_flat_closes_that_follows_positions_only(rt, e
     )  # fmt: skip
     assert [tuple(r) for r in closes] == [("SELL", D("0.4"), "FILLED")]
     assert await wallet(rt, follower, "BTC") == (D("0.6"), D(0))
+
+
+async def test_an_owners_halt_cancels_their_bots_orders_too(rt, engines):
+    maker = await funded_user(rt, "maker", BTC="2")
+    owner = await funded_user(rt, "owner", USDT="1000")
+    bot = await trading_bot(rt, owner, "one", USDT="1000", BTC="1")
+    stranger = await trading_bot(rt, await funded_user(rt, "stranger"), "two", BTC="1")
+    await set_limit(rt, owner, Target(Scope.USER), LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS)
+    await trade_at(rt, maker, owner, "100", "0.5")
+    bots = await place(rt, bot.account, limit(SELL, "0.2", "110"))
+    strangers = await place(rt, stranger.account, limit(SELL, "0.2", "109"))
+    await fall_to_86(rt, maker)
+    await triggers.run_once(rt)
+    assert await state(rt, Scope.USER, owner) == "HALTED"
+    assert await eventually(lambda: canceled(rt, bots.id))
+    assert await status_of(rt, strangers.id) == "OPEN"
+    with pytest.raises(RiskHalted):
+        await place(rt, bot.account, limit(SELL, "0.1", "90"))
