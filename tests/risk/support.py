@@ -13,6 +13,7 @@ from sqlalchemy import insert, update
 
 from app.bots.domain.codec import to_json
 from app.bots.domain.signal_bot import SignalState
+from app.paper import accounts as paper_accounts
 from app.risk import transitions
 from app.risk.domain.states import RiskState, ScopeRef, event_towards
 from app.runtime import Runtime
@@ -56,6 +57,27 @@ async def trading_bot(rt: Runtime, owner: int, name: str = "bot", **amounts: str
     for currency, amount in amounts.items():
         await fund(rt, account, currency, amount)
     return TradingBot(bot_id, owner, account)
+
+
+async def paper_bot(rt: Runtime, owner: int) -> int:
+    """A paper bot of ``owner``'s (a paper account, no sub-account): its id."""
+    async with rt.sessions() as session, session.begin():
+        account = await paper_accounts.open_account_in(
+            session, user_id=owner, name="paper", symbol="BTC/USDT",
+            balances={"USDT": Decimal(1000)}, now=rt.now(),
+        )  # fmt: skip
+        bot_id = await session.scalar(
+            insert(Bot)
+            .values(
+                user_id=owner, paper_account_id=account.id, kind="SIGNAL", name="paper",
+                symbols=["BTC/USDT"], quote="USDT", budget=Decimal(1000),
+                allocation={"USDT": "1000"}, settings=to_json(signal_settings()),
+                state=to_json(SignalState()), paused=True,
+            )
+            .returning(Bot.id)
+        )  # fmt: skip
+    assert bot_id is not None
+    return bot_id
 
 
 async def copy_position(

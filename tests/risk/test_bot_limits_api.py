@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from app.risk.domain.states import RiskState, Scope, ScopeRef
-from tests.risk.support import force_state, trading_bot
+from tests.risk.support import force_state, paper_bot, trading_bot
 from tests.support import gid
 from tests.support.trading import BTC, scalar, trader
 from tests.support.withdrawing import make_withdrawer
@@ -147,3 +147,14 @@ async def test_a_bots_halt_is_reset_by_its_owner_with_two_factor(gql, rt):
         " FROM risk_transitions WHERE scope = 'BOT' AND scope_id = $1", bot.id,
     )  # fmt: skip
     assert trail == ["HALTED:0", f"ACTIVE:{walt.uid}"]
+
+
+async def test_a_paper_bot_has_no_limits(gql, rt):
+    owner, token = await trader(gql, rt, "ann@example.com")
+    bot = await paper_bot(rt, owner)
+    got = (await gql.data(SET, bot_limit(gid("Bot", bot)), token=token))["setRiskLimit"]
+    assert (got["code"], got["field"]) == ("INVALID_RISK_LIMIT", "botId")
+    _, mallory = await trader(gql, rt, "mallory@example.com")
+    theirs = (await gql.data(SET, bot_limit(gid("Bot", bot)), token=mallory))["setRiskLimit"]
+    assert (theirs["code"], theirs["field"]) == ("NOT_FOUND", "botId")  # nothing to learn
+    assert await scalar(rt, "SELECT count(*) FROM risk_limits") == 0
