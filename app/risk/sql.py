@@ -61,39 +61,33 @@ CONTEXT_SQL = f"""(
     ), needs AS (
         SELECT 'USER'::text AS scope, p.person AS id, greatest(own.cap, every.cap) AS cap,
                coalesce(own.cancels, false) OR every.cancels AS cancels,
-               coalesce(own.exposure, false) OR every.exposure AS exposure
+               coalesce(own.exposure, false) OR every.exposure AS exposure,
+               p.person || ARRAY(SELECT s.id FROM users s WHERE s.owner_id = p.person)
+                   AS accounts
         FROM (SELECT DISTINCT person FROM who) AS p
         CROSS JOIN every
         LEFT JOIN own ON own.scope = 'USER' AND own.scope_id = p.person
         WHERE own.scope_id IS NOT NULL OR every.cap > 0 OR every.cancels OR every.exposure
         UNION ALL
-        SELECT scope, scope_id, cap, cancels, exposure FROM own WHERE scope = 'BOT'
-    ), members AS (
-        SELECT n.scope, n.id, n.id AS account FROM needs n WHERE n.scope = 'USER'
-        UNION ALL
-        SELECT n.scope, n.id, u.id FROM needs n JOIN users u ON u.owner_id = n.id
-        WHERE n.scope = 'USER'
-        UNION ALL
-        SELECT n.scope, n.id, b.account_id FROM needs n JOIN bots b ON b.id = n.id
-        WHERE n.scope = 'BOT'
-    ), exposed AS (
-        SELECT m.scope, m.id, m.account FROM needs n
-        JOIN members m ON m.scope = n.scope AND m.id = n.id
-        WHERE n.exposure
+        SELECT own.scope, own.scope_id, own.cap, own.cancels, own.exposure,
+               ARRAY(SELECT w.trader FROM who w WHERE w.bot = own.scope_id)
+        FROM own WHERE own.scope = 'BOT'
     ), valued AS (
-        SELECT x.scope, x.id, a.currency AS asset,
+        SELECT n.scope, n.id, a.currency AS asset,
                a.balance * coalesce(p.usd_price, 0) AS usd, true AS held
-        FROM exposed x
-        JOIN ledger_accounts a ON a.user_id = x.account
+        FROM needs n
+        JOIN ledger_accounts a ON a.user_id = ANY(n.accounts)
         LEFT JOIN reference_prices p ON p.currency = a.currency
+        WHERE n.exposure
         UNION ALL
-        SELECT x.scope, x.id, CASE WHEN o.side = 'BUY' THEN m.base ELSE m.quote END,
+        SELECT n.scope, n.id, CASE WHEN o.side = 'BUY' THEN m.base ELSE m.quote END,
                (o.quantity - o.filled_quantity) * o.book_price * coalesce(q.usd_price, 0),
                false
-        FROM exposed x
-        JOIN orders o ON o.user_id = x.account AND {_LIVE}
+        FROM needs n
+        JOIN orders o ON o.user_id = ANY(n.accounts) AND {_LIVE}
         JOIN markets m ON m.id = o.market_id
         LEFT JOIN reference_prices q ON q.currency = m.quote
+        WHERE n.exposure
     ), per_asset AS (
         SELECT scope, id, asset, sum(usd) AS usd, sum(usd) FILTER (WHERE held) AS held
         FROM valued GROUP BY scope, id, asset
@@ -106,24 +100,21 @@ CONTEXT_SQL = f"""(
     ), subjects AS (
         SELECT n.scope, n.id, c.today, c.minute,
                CASE WHEN n.cancels THEN (
-                   SELECT count(*) FROM members m
-                   JOIN order_commands oc ON oc.user_id = m.account
-                   WHERE m.scope = n.scope AND m.id = n.id
-                     AND oc.kind IN ('CANCEL', 'CANCEL_ALL') AND oc.created_at >= $6) END
-                   AS cancels,
+                   SELECT count(*) FROM order_commands oc
+                   WHERE oc.user_id = ANY(n.accounts) AND oc.kind IN ('CANCEL', 'CANCEL_ALL')
+                     AND oc.created_at >= $6) END AS cancels,
                e.assets, e.equity
         FROM needs n
         LEFT JOIN LATERAL (
             SELECT count(*) FILTER (WHERE r.created_at >= $5) AS today,
                    count(*) FILTER (WHERE r.created_at >= $6) AS minute
-            FROM (SELECT latest.id, latest.created_at FROM members m
+            FROM (SELECT latest.id, latest.created_at FROM unnest(n.accounts) AS m(account)
                   CROSS JOIN LATERAL (
                       SELECT o.id, o.created_at FROM orders o WHERE o.user_id = m.account
                       ORDER BY o.id DESC
                       LIMIT CASE WHEN $8::boolean THEN NULL
                                  WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END
                   ) AS latest
-                  WHERE m.scope = n.scope AND m.id = n.id
                   ORDER BY latest.id DESC
                   LIMIT CASE WHEN $8::boolean THEN NULL
                              WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
