@@ -8,11 +8,19 @@ errors of ``app.exchanges.domain.errors`` (or ``InvariantViolation`` for a bug).
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from app.exchanges.domain.accounts import Balance, Credentials, KeyPermissions
 from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.orders import (
+    OrderSubmission,
+    OrderTypeSupport,
+    ReportedOrder,
+    ReportedTrade,
+)
 from app.exchanges.domain.sealing import Binding, SealedSecret
 
 
@@ -27,6 +35,32 @@ class ExchangeSession(Protocol):
 
     async def permissions(self) -> KeyPermissions:
         """What the key may do, as the exchange reports it."""
+        ...
+
+    def order_types(self) -> tuple[OrderTypeSupport, ...]:
+        """Each order type, native here or to be emulated (ccxt's data, corrected)."""
+        ...
+
+    async def create_order(self, submission: OrderSubmission) -> ReportedOrder:
+        """Place it, once: ``ExchangeOutcomeUnknown`` when the answer was lost."""
+        ...
+
+    async def cancel_order(self, *, exchange_order_id: str, symbol: str) -> None:
+        """Cancel it, once (``ExchangeOrderNotFound``: no such open order)."""
+        ...
+
+    async def find_order(self, *, symbol: str, client_order_id: str) -> ReportedOrder | None:
+        """The order with our client order id; None: the exchange has none."""
+        ...
+
+    async def recent_orders(
+        self, *, symbol: str, since: datetime | None
+    ) -> Sequence[ReportedOrder]:
+        """Open orders on ``symbol``, and those closed since ``since``."""
+        ...
+
+    async def my_trades(self, *, symbol: str, since: datetime | None) -> Sequence[ReportedTrade]:
+        """The account's trades on ``symbol`` since ``since``."""
         ...
 
 
