@@ -29,9 +29,9 @@ from app.trading.domain.orders import Side
 from tests.support.exchanges import Account, fill
 from tests.support.exchanges.keys import new_account, other_secret
 
-ORDER_EXCHANGES = ("binance",)
+ORDER_EXCHANGES = ("binance", "kraken", "okx")
 CREATE_PATHS = {"binance": "/api/v3/order", "kraken": "/0/private/AddOrder",
-                "okx": "/api/v5/trade/order"}  # fmt: skip
+                "okx": "/api/v5/trade/batch-orders"}  # fmt: skip
 pytestmark = pytest.mark.parametrize("name", ORDER_EXCHANGES)
 S = ExchangeOrderStatus
 
