@@ -20,6 +20,7 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import orders as exchange_orders
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
@@ -127,6 +128,11 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         "exchange-recheck",
         rt.settings.exchange_recheck_interval_seconds,
         exchange_accounts.recheck_due,
+    )
+    jobs.add(
+        "exchange-orders",
+        rt.settings.exchange_order_poll_seconds,
+        exchange_orders.poll_live,
     )
     jobs.add(
         "exchange-rewrap",

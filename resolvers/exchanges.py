@@ -3,11 +3,20 @@ service, map."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import strawberry
 from strawberry.types import Info
 
-from app.exchanges import accounts
-from db.models import ExchangeConnection
+from app.exchanges import accounts, orders
+from db.models import ExchangeConnection, ExchangeOrder
+from graphql_schema.exchanges.orders import (
+    EXCHANGE_ORDER,
+    CancelExchangeOrderResult,
+    ExchangeOrderNode,
+    ExchangeOrderPayload,
+    PlaceExchangeOrderResult,
+)
 from graphql_schema.exchanges.types import (
     EXCHANGE_ACCOUNT,
     ConnectExchangeAccountInput,
@@ -65,3 +74,44 @@ async def disconnect_exchange_account(
         return await accounts.disconnect_account(info.context.rt, user_id=user.id, connection_id=pk)
 
     return await attempt(call(), _account_payload)  # type: ignore[return-value]
+
+
+def _order_payload(row: ExchangeOrder) -> ExchangeOrderPayload:
+    return ExchangeOrderPayload(exchange_order=ExchangeOrderNode.from_row(row))
+
+
+async def place_exchange_order(
+    info: Ctx,
+    account_id: strawberry.ID,
+    symbol: str,
+    side: str,
+    type: str,
+    quantity: Decimal,
+    price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+) -> PlaceExchangeOrderResult:
+    """Place an order on your connected exchange account (side BUY or SELL; type LIMIT,
+    MARKET, STOP_LOSS or STOP_LOSS_LIMIT). Checked against the exchange's market and
+    your risk limits first; sent once, with a client order id of ours."""
+
+    async def call() -> ExchangeOrder:
+        user = info.context.require_user()
+        request = orders.PlaceOrder(
+            account_id=node_pk(str(account_id), EXCHANGE_ACCOUNT, field="accountId"),
+            symbol=symbol, side=side, type=type, quantity=quantity, price=price,
+            stop_price=stop_price,
+        )  # fmt: skip
+        return await orders.place_order(info.context.rt, user_id=user.id, request=request)
+
+    return await attempt(call(), _order_payload)  # type: ignore[return-value]
+
+
+async def cancel_exchange_order(info: Ctx, id: strawberry.ID) -> CancelExchangeOrderResult:
+    """Cancel an open order on your connected exchange account."""
+
+    async def call() -> ExchangeOrder:
+        user = info.context.require_user()
+        pk = node_pk(str(id), EXCHANGE_ORDER, field="id")
+        return await orders.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
+
+    return await attempt(call(), _order_payload)  # type: ignore[return-value]

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from app.backtesting import backtests
+from app.exchanges import orders as exchange_orders
 from app.ledger.rules import AccountRef
 from app.paper import accounts as paper_accounts
 from app.paper import ledger as paper_ledger
@@ -34,6 +35,7 @@ from db.models import (
     BacktestTrade,
     Copy,
     Deposit,
+    ExchangeOrder,
     Fill,
     Follow,
     Notification,
@@ -425,6 +427,10 @@ class Loaders:
     @cached_property
     def paper_fills_page_by_key(self) -> PageByKeyLoader[PaperFill]:
         return PageByKeyLoader(self._rt, paper_accounts.fills_pages)
+
+    @cached_property
+    def exchange_orders_page_by_key(self) -> PageByKeyLoader[ExchangeOrder]:
+        return PageByKeyLoader(self._rt, exchange_orders.orders_pages)
 
     @cached_property
     def bots(self) -> BotLoaders:

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     # check may get before it is done again
     exchange_recheck_interval_seconds: float = Field(default=600, ge=0)
     exchange_recheck_after_hours: float = Field(default=24, gt=0)
+    # how often orders on connected accounts are polled and reconciled (0: never)
+    exchange_order_poll_seconds: float = Field(default=5, ge=0)
 
     # withdrawals: above this USD value an admin reviews (paid from cold storage)
     cold_storage_threshold_usd: Decimal = Field(default=Decimal(10000), ge=0)

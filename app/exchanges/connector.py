@@ -7,8 +7,8 @@ errors of ``app.exchanges.domain.errors`` (or ``InvariantViolation`` for a bug).
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 

@@ -38,6 +38,7 @@ from app.exchanges.domain.errors import (
     ExchangeOrderNotFound,
     ExchangeOrderTypeNotAvailable,
     ExchangeOutcomeUnknown,
+    ExchangeRejected,
     ExchangeUnavailable,
 )
 from app.exchanges.domain.markets import ExchangeMarket
@@ -47,6 +48,7 @@ from app.exchanges.domain.orders import (
     ExchangeOrderStatus,
     ExchangeOrderType,
     OrderSubmission,
+    OrderTypeSupport,
     ReportedOrder,
     ReportedTrade,
     advance,
@@ -61,6 +63,7 @@ from app.runtime import Runtime
 from app.trading.domain.orders import Side
 from app.trading.engine.settlement import CASH
 from db.models import ExchangeConnection, ExchangeOrder
+from db.queries import Page, PageKey, keyset_pages
 from db.raw import driver
 
 log = logging.getLogger(__name__)
@@ -156,6 +159,21 @@ async def orders_by_ids(
         select(ExchangeOrder).where(ExchangeOrder.id.in_(ids), ExchangeOrder.user_id == user_id)
     )
     return {row.id: row for row in rows}
+
+
+async def orders_pages(session: AsyncSession, keys: Sequence[PageKey]) -> list[Page[ExchangeOrder]]:
+    """Pages of accounts' orders, newest first (a ``PageKey`` per page), in one statement."""
+    return await keyset_pages(
+        session, ExchangeOrder, parent=ExchangeOrder.connection_id, key=ExchangeOrder.id,
+        wanted=keys, descending=True,
+    )  # fmt: skip
+
+
+async def order_types(rt: Runtime, connection: ExchangeConnection) -> tuple[OrderTypeSupport, ...]:
+    """Each order type at the account's exchange, native or to be emulated (no request
+    is sent: ccxt's capability data, corrected)."""
+    async with _session(rt, connection) as session:
+        return session.order_types()
 
 
 def _session(rt: Runtime, connection: ExchangeConnection) -> Any:
@@ -298,7 +316,9 @@ def _apply(row: ExchangeOrder, reported: ReportedOrder, now: datetime) -> bool:
     status = advance(S(row.status), reported.status)
     filled = min(max(row.filled, reported.filled), row.quantity)
     if (status.value, filled, row.exchange_order_id) == (
-        row.status, row.filled, reported.exchange_order_id
+        row.status,
+        row.filled,
+        reported.exchange_order_id,
     ):
         return False
     row.status, row.filled, row.updated_at = status.value, filled, now
@@ -326,7 +346,8 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     async with _session(rt, connection) as session:
         try:
             await session.cancel_order(exchange_order_id=row.exchange_order_id, symbol=row.symbol)
-        except (ExchangeOrderNotFound, ExchangeOutcomeUnknown):
+        except (ExchangeOrderNotFound, ExchangeRejected, ExchangeOutcomeUnknown):
+            # not open there any more (Binance refuses such a cancel), or the answer lost
             found = await session.find_order(symbol=row.symbol, client_order_id=row.client_order_id)
             if found is None:
                 raise ExchangeUnavailable() from None
@@ -380,24 +401,27 @@ async def reconcile_account(
 ) -> Reconciled:
     """Read the account's open orders, the orders closed and the trades since ``since``
     (default: a minute before its oldest live order) on each market it has live orders
-    in, and record them: each fill once, each order moved forward only."""
+    in, and record them: each fill once, each order moved forward only. A live order
+    none of those lists has (an exchange's closed list may hold only filled orders) is
+    looked up by its client order id."""
     async with rt.reads() as session:
         connection = await session.get(ExchangeConnection, connection_id)
         live = list(
             await session.execute(
-                select(ExchangeOrder.symbol, ExchangeOrder.created_at).where(
-                    ExchangeOrder.connection_id == connection_id,
-                    ExchangeOrder.status.in_(_LIVE_VALUES),
-                )
+                select(ExchangeOrder.symbol, ExchangeOrder.client_order_id,
+                       ExchangeOrder.created_at)
+                .where(ExchangeOrder.connection_id == connection_id,
+                       ExchangeOrder.status.in_(_LIVE_VALUES))
             )
-        )
+        )  # fmt: skip
     if connection is None or connection.sealed_secret is None or not live:
         return Reconciled(0, 0)
-    start = since or min(at for _, at in live) - LOOKBACK_MARGIN
+    start = since or min(at for _, _, at in live) - LOOKBACK_MARGIN
     changed = added = 0
     async with _session(rt, connection) as session:
-        for symbol in sorted({symbol for symbol, _ in live}):
-            orders = await session.recent_orders(symbol=symbol, since=start)
+        for symbol in sorted({symbol for symbol, _, _ in live}):
+            wanted = [cid for s, cid, _ in live if s == symbol]
+            orders = await _reports(session, symbol, start, wanted)
             trades = await session.my_trades(symbol=symbol, since=start)
             result = await _record_account(rt, connection_id, symbol, orders, trades)
             changed, added = changed + result.orders_changed, added + result.fills_added
@@ -405,6 +429,23 @@ async def reconcile_account(
         log.info("exchange account reconciled", extra={"connection": connection_id,
                  "orders": changed, "fills": added})  # fmt: skip
     return Reconciled(changed, added)
+
+
+MAX_LOOKUPS = 50  # per account and run: the rest wait for the next run
+
+
+async def _reports(
+    session: ExchangeSession, symbol: str, since: datetime, wanted: Sequence[str]
+) -> list[ReportedOrder]:
+    """The exchange's recent orders on ``symbol``, and each of ``wanted`` (our client
+    order ids) they miss, looked up one by one."""
+    reports = list(await session.recent_orders(symbol=symbol, since=since))
+    seen = {r.client_order_id for r in reports}
+    for client_order_id in [c for c in wanted if c not in seen][:MAX_LOOKUPS]:
+        found = await session.find_order(symbol=symbol, client_order_id=client_order_id)
+        if found is not None:
+            reports.append(found)
+    return reports
 
 
 _ORDERS_SQL = """
@@ -456,7 +497,9 @@ async def _record_account(
         )
         updates = [u for row in rows if (u := _moved(row, by_client, by_exchange, now))]
         if updates:
-            ids, statuses, filled, exchange_ids, codes = (list(c) for c in zip(*updates))
+            ids, statuses, filled, exchange_ids, codes = (
+                list(c) for c in zip(*updates, strict=True)
+            )
             await connection.execute(_UPDATE_SQL, ids, statuses, filled, exchange_ids, now, codes)
         result = await connection.execute(
             _FILLS_SQL, connection_id, symbol,

@@ -64,17 +64,19 @@ def upgrade() -> None:
             name=op.f("ck_exchange_orders_amounts"),
         ),
         sa.ForeignKeyConstraint(
-            ["connection_id"], ["exchange_connections.id"],
+            ["connection_id"],
+            ["exchange_connections.id"],
             name=op.f("fk_exchange_orders_connection_id_exchange_connections"),
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_exchange_orders_user_id_users")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exchange_orders")),
         sa.UniqueConstraint(
-            "connection_id", "client_order_id",
+            "connection_id",
+            "client_order_id",
             name=op.f("uq_exchange_orders_connection_id_client_order_id"),
-        ),  # fmt: skip
+        ),
     )
     op.create_index(
         op.f("ix_exchange_orders_connection_id_id"), "exchange_orders", ["connection_id", "id"]
@@ -99,18 +101,22 @@ def upgrade() -> None:
         sa.Column("filled_at", sa.DateTime(timezone=True), nullable=False),
         _created_at("created_at"),
         sa.ForeignKeyConstraint(
-            ["connection_id"], ["exchange_connections.id"],
+            ["connection_id"],
+            ["exchange_connections.id"],
             name=op.f("fk_exchange_fills_connection_id_exchange_connections"),
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
-            ["order_id"], ["exchange_orders.id"],
+            ["order_id"],
+            ["exchange_orders.id"],
             name=op.f("fk_exchange_fills_order_id_exchange_orders"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exchange_fills")),
         sa.UniqueConstraint(
-            "connection_id", "symbol", "trade_id",
+            "connection_id",
+            "symbol",
+            "trade_id",
             name=op.f("uq_exchange_fills_connection_id_symbol_trade_id"),
-        ),  # fmt: skip
+        ),
     )
     op.create_index(op.f("ix_exchange_fills_order_id"), "exchange_fills", ["order_id"])
 

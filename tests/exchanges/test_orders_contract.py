@@ -44,8 +44,8 @@ def _credentials(account: Account, **changes: str) -> Credentials:
 
 def _limit(quantity: str = "0.01", price: str | None = "40000", **changes) -> OrderSubmission:
     fields = {"client_order_id": new_client_order_id(), "symbol": "BTC/USDT",
-              "side": Side.BUY, "type": ExchangeOrderType.LIMIT,
-              "quantity": Decimal(quantity), "price": price and Decimal(price), **changes}  # fmt: skip
+              "side": Side.BUY, "type": ExchangeOrderType.LIMIT, "quantity": Decimal(quantity),
+              "price": price and Decimal(price), **changes}  # fmt: skip
     return OrderSubmission(**fields)
 
 
@@ -112,9 +112,7 @@ async def test_a_market_order_fills_at_once(rt, exchanges, name):
     assert server.orders[0].side == "sell" and server.orders[0].quantity == Decimal("0.01")
 
 
-async def test_a_lost_answer_is_an_unknown_outcome_and_the_order_exists_once(
-    rt, exchanges, name
-):
+async def test_a_lost_answer_is_an_unknown_outcome_and_the_order_exists_once(rt, exchanges, name):
     server = exchanges[name]
     account = server.add(new_account(name))
     submission = _limit()

@@ -78,8 +78,7 @@ class ExchangeUnavailable(UserError):
 class ExchangeOrderTypeNotAvailable(UserError):
     code = "EXCHANGE_ORDER_TYPE_NOT_AVAILABLE"
     description = (
-        "This order type is not native at this exchange and the platform does not emulate it"
-        " yet."
+        "This order type is not native at this exchange and the platform does not emulate it yet."
     )
     default_message = "This exchange has no native order of this type"
 

@@ -148,6 +148,7 @@ class StandIn:
         self.failures: list[int] = []  # HTTP statuses for the next requests
         # order paths whose next request is done but answered 504 (the answer lost)
         self.lose_answers: list[str] = []
+        self.after_lost: list[int] = []  # statuses for the requests after a lost answer
         self.orders: list[Order] = []
         self.trades: list[Trade] = []
         self.last_price = {"BTC/USDT": Decimal("50000"), "ETH/USDT": Decimal("3000")}
@@ -190,6 +191,7 @@ class StandIn:
             self.refused.clear()
             self.failures.clear()
             self.lose_answers.clear()
+            self.after_lost.clear()
             self.orders.clear()
             self.trades.clear()
 
@@ -228,6 +230,8 @@ class StandIn:
                 lost = request.url.path in self.lose_answers
                 if lost:
                     self.lose_answers.remove(request.url.path)
+                    self.failures.extend(self.after_lost)
+                    self.after_lost.clear()
             if lost:
                 return PlainTextResponse("gateway timeout", 504)
             return result if isinstance(result, Response) else JSONResponse(result)
@@ -284,8 +288,8 @@ def fill(
     with stand_in.lock:
         assert order.status == "open" and 0 < quantity <= order.remaining
         at = price or order.price or stand_in.last_price[order.symbol]
-        trade = Trade(trade_id(_next_id(stand_in)), order, at, quantity,
-                      (at * quantity * FEE_RATE).quantize(Decimal("0.00000001")), now_ms())  # fmt: skip
+        fee = (at * quantity * FEE_RATE).quantize(Decimal("0.00000001"))
+        trade = Trade(trade_id(_next_id(stand_in)), order, at, quantity, fee, now_ms())
         order.filled += quantity
         order.cost += at * quantity
         order.updated = trade.at

@@ -86,8 +86,15 @@ class BinanceStandIn(StandIn):
                     "quoteAsset": m.quote,
                     "quotePrecision": 8,
                     "quoteAssetPrecision": 8,
-                    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS",
-                                   "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
+                    "orderTypes": [
+                        "LIMIT",
+                        "LIMIT_MAKER",
+                        "MARKET",
+                        "STOP_LOSS",
+                        "STOP_LOSS_LIMIT",
+                        "TAKE_PROFIT",
+                        "TAKE_PROFIT_LIMIT",
+                    ],
                     "isSpotTradingAllowed": True,
                     "isMarginTradingAllowed": False,
                     "filters": [
@@ -175,8 +182,10 @@ class BinanceStandIn(StandIn):
                 stop_price=Decimal(stop) if stop else None,
             )  # fmt: skip
         except OrderRefused as refused:
-            message = {"duplicate": "Duplicate order sent.",
-                       "insufficient": "Account has insufficient balance for requested action."}
+            message = {
+                "duplicate": "Duplicate order sent.",
+                "insufficient": "Account has insufficient balance for requested action.",
+            }
             raise Refused(_error(-2010, message.get(refused.reason, "Rejected"))) from None
         return {**self.order_json(order), "transactTime": order.created, "fills": []}
 
