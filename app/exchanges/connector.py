@@ -77,3 +77,7 @@ class ExchangeConnector(Protocol):
         """A session with a stored account's credentials: they are opened here, for the
         signing of its requests, and nowhere else."""
         ...
+
+    async def aclose(self) -> None:
+        """Wait for sessions still closing (at shutdown)."""
+        ...
