@@ -108,6 +108,23 @@ _KEY_REFUSED: dict[ExchangeId, tuple[str, ...]] = {
 _ORIGIN = re.compile(r"^https?://[^/]+")
 
 
+class _Nonces:
+    """Strictly increasing nonces (microseconds) for the whole process: Kraken refuses a
+    nonce not above the key's last, and ccxt's own (milliseconds, per instance) repeats
+    when two requests of one key fall in the same millisecond (an order and the poller)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last = max(self.last + 1, time.time_ns() // 1000)
+        return self.last
+
+
+_NONCE = _Nonces()
+_NONCED: frozenset[ExchangeId] = frozenset({ExchangeId.KRAKEN})
+
+
 def _decimal(value: Any) -> Decimal | None:
     """ccxt's number (a float, int or str) as a Decimal, through its shortest repr."""
     return None if value is None else Decimal(str(value))
@@ -457,6 +474,8 @@ class CcxtConnector:
             config["password"] = credentials.passphrase
         instance = getattr(ccxt_async, exchange.value)(config)
         instance.ssl_context = self._tls()  # else ccxt loads the CA bundle per instance
+        if exchange in _NONCED:
+            instance.nonce = _NONCE
         instance.has["fetchCurrencies"] = False  # markets and balances need none
         base = self.api_bases.get(exchange.value)
         if base:
