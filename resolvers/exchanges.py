@@ -15,6 +15,7 @@ from graphql_schema.exchanges.orders import (
     CancelExchangeOrderResult,
     ExchangeOrderNode,
     ExchangeOrderPayload,
+    ExchangeOrderTypeEnum,
     PlaceExchangeOrderResult,
 )
 from graphql_schema.exchanges.types import (
@@ -29,6 +30,7 @@ from graphql_schema.exchanges.types import (
 )
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk
+from graphql_schema.trading.enums import OrderSide
 from resolvers.common import attempt
 
 Ctx = Info[Context, None]
@@ -84,21 +86,20 @@ async def place_exchange_order(
     info: Ctx,
     account_id: strawberry.ID,
     symbol: str,
-    side: str,
-    type: str,
+    side: OrderSide,  # type: ignore[valid-type]
+    type: ExchangeOrderTypeEnum,
     quantity: Decimal,
     price: Decimal | None = None,
     stop_price: Decimal | None = None,
 ) -> PlaceExchangeOrderResult:
-    """Place an order on your connected exchange account (side BUY or SELL; type LIMIT,
-    MARKET, STOP_LOSS or STOP_LOSS_LIMIT). Checked against the exchange's market and
+    """Place an order on your connected exchange account. Checked against the exchange's market and
     your risk limits first; sent once, with a client order id of ours."""
 
     async def call() -> ExchangeOrder:
         user = info.context.require_user()
         request = orders.PlaceOrder(
             account_id=node_pk(str(account_id), EXCHANGE_ACCOUNT, field="accountId"),
-            symbol=symbol, side=side, type=type, quantity=quantity, price=price,
+            symbol=symbol, side=side.value, type=type.value, quantity=quantity, price=price,
             stop_price=stop_price,
         )  # fmt: skip
         return await orders.place_order(info.context.rt, user_id=user.id, request=request)
