@@ -69,6 +69,9 @@ class TimedConnector:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def order_types(self, exchange: Any) -> Any:
+        return self.inner.order_types(exchange)
+
     @asynccontextmanager
     async def sealed_session(self, *args: Any) -> AsyncIterator[Any]:
         async with self.inner.sealed_session(*args) as session:

@@ -231,6 +231,13 @@ def to_trade(trade: Mapping[str, Any]) -> ReportedTrade:
     )
 
 
+def _order_types(exchange: ExchangeId, instance: Any) -> tuple[OrderTypeSupport, ...]:
+    """ccxt's capability data (a spot stop-loss in ``features``), corrected by ours."""
+    spot = (instance.features or {}).get("spot") or {}
+    native = bool((spot.get("createOrder") or {}).get("stopLossPrice"))
+    return order_types(exchange, ccxt_native_stop=native)
+
+
 def _outcome_unknown(error: Exception) -> bool:
     """A write's failure after which the exchange may have done it."""
     return _retryable(error)
@@ -285,9 +292,7 @@ class CcxtSession:
     # --- orders ---------------------------------------------------------------------------
 
     def order_types(self) -> tuple[OrderTypeSupport, ...]:
-        spot = (self._exchange.features or {}).get("spot") or {}
-        native = bool((spot.get("createOrder") or {}).get("stopLossPrice"))
-        return order_types(self.exchange_id, ccxt_native_stop=native)
+        return _order_types(self.exchange_id, self._exchange)
 
     async def create_order(self, submission: OrderSubmission) -> ReportedOrder:
         """Place it (never retried: a lost answer is ``ExchangeOutcomeUnknown``)."""
@@ -418,6 +423,7 @@ class CcxtConnector:
         self.markets_cache = _MarketsCache(markets_ttl_seconds)
         self._closing: set[asyncio.Task[None]] = set()
         self._ssl_context: ssl.SSLContext | None = None
+        self._order_types: dict[ExchangeId, tuple[OrderTypeSupport, ...]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, ring: KeyRing) -> CcxtConnector:
@@ -445,6 +451,16 @@ class CcxtConnector:
         task = asyncio.create_task(instance.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def order_types(self, exchange: ExchangeId) -> tuple[OrderTypeSupport, ...]:
+        """Each order type at ``exchange`` (no credentials, no request: ccxt's data)."""
+        found = self._order_types.get(exchange)
+        if found is None:
+            import ccxt.async_support as ccxt_async
+
+            instance = getattr(ccxt_async, exchange.value)({"options": _OPTIONS[exchange]})
+            found = self._order_types[exchange] = _order_types(exchange, instance)
+        return found
 
     async def aclose(self) -> None:
         """Wait for the sessions still closing."""

@@ -78,6 +78,10 @@ class ExchangeConnector(Protocol):
         signing of its requests, and nowhere else."""
         ...
 
+    def order_types(self, exchange: ExchangeId) -> tuple[OrderTypeSupport, ...]:
+        """Each order type at ``exchange``, native or to be emulated (no request)."""
+        ...
+
     async def aclose(self) -> None:
         """Wait for sessions still closing (at shutdown)."""
         ...

@@ -169,11 +169,10 @@ async def orders_pages(session: AsyncSession, keys: Sequence[PageKey]) -> list[P
     )  # fmt: skip
 
 
-async def order_types(rt: Runtime, connection: ExchangeConnection) -> tuple[OrderTypeSupport, ...]:
+def order_types(rt: Runtime, connection: ExchangeConnection) -> tuple[OrderTypeSupport, ...]:
     """Each order type at the account's exchange, native or to be emulated (no request
-    is sent: ccxt's capability data, corrected)."""
-    async with _session(rt, connection) as session:
-        return session.order_types()
+    is sent and no key opened: ccxt's capability data, corrected)."""
+    return rt.exchanges.order_types(ExchangeId(connection.exchange))
 
 
 def _session(rt: Runtime, connection: ExchangeConnection) -> Any:

@@ -35,6 +35,7 @@ from graphql_schema.errors import (
     ValidationFailed,
 )
 from graphql_schema.ids import node_keys
+from graphql_schema.trading.enums import OrderSide
 
 EXCHANGE_ORDER = "ExchangeOrder"
 
@@ -82,7 +83,7 @@ class ExchangeOrderNode(relay.Node):
     client_order_id: str = strawberry.field(description="Ours, sent with the order.")
     exchange_order_id: str | None
     symbol: str
-    side: str
+    side: OrderSide  # type: ignore[valid-type]
     type: ExchangeOrderTypeEnum
     quantity: Decimal
     price: Decimal | None
@@ -101,7 +102,7 @@ class ExchangeOrderNode(relay.Node):
         account = str(relay.GlobalID("ExchangeAccount", str(row.connection_id)))
         return cls(
             id=row.id, account_id=strawberry.ID(account), client_order_id=row.client_order_id,
-            exchange_order_id=row.exchange_order_id, symbol=row.symbol, side=row.side,
+            exchange_order_id=row.exchange_order_id, symbol=row.symbol, side=OrderSide(row.side),
             type=ExchangeOrderTypeEnum(row.type), quantity=row.quantity, price=row.price,
             stop_price=row.stop_price, filled=row.filled,
             status=ExchangeOrderStatusEnum(row.status), emulated=row.emulated,

@@ -149,10 +149,8 @@ class ExchangeAccountNode(relay.Node):
         return to_connection(ExchangeOrderConnection, page, ExchangeOrderNode.from_row)  # type: ignore[return-value]
 
     @strawberry.field(description="Each order type: native at the exchange, or emulated.")
-    async def order_types(self, info: Info) -> list[ExchangeOrderTypeSupport] | None:
-        if self._row.sealed_secret is None:
-            return None
-        found = await exchange_orders.order_types(info.context.rt, self._row)
+    def order_types(self, info: Info) -> list[ExchangeOrderTypeSupport]:
+        found = exchange_orders.order_types(info.context.rt, self._row)
         return [ExchangeOrderTypeSupport.of(s) for s in found]
 
     @classmethod
