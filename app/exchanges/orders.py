@@ -40,11 +40,13 @@ from app.exchanges.domain.errors import (
     ExchangeOutcomeUnknown,
     ExchangeRejected,
     ExchangeUnavailable,
+    UnsupportedExchange,
 )
 from app.exchanges.domain.markets import ExchangeMarket
 from app.exchanges.domain.orders import (
     CANCELLABLE,
     LIVE,
+    ORDER_EXCHANGES,
     ExchangeOrderStatus,
     ExchangeOrderType,
     OrderSubmission,
@@ -187,6 +189,10 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
     """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
     send it once, record the answer."""
     connection = await _connection(rt, user_id=user_id, account_id=request.account_id)
+    if ExchangeId(connection.exchange) not in ORDER_EXCHANGES:
+        raise UnsupportedExchange(
+            f"Orders at {connection.exchange} are not available yet", field="accountId"
+        )
     if connection.status != ACTIVE:
         raise ValidationFailed("This exchange account is suspended", field="accountId")
     async with _session(rt, connection) as session:

@@ -32,6 +32,7 @@ from graphql_schema.errors import (
     RiskHalted,
     RiskLimitReached,
     RiskReducing,
+    UnsupportedExchange,
     ValidationFailed,
 )
 from graphql_schema.ids import node_keys
@@ -145,6 +146,7 @@ PlaceExchangeOrderResult: TypeAlias = Annotated[
     | ValidationFailed
     | NotAuthenticated
     | NotFound
+    | UnsupportedExchange
     | ExchangeOrderTypeNotAvailable
     | RiskHalted
     | RiskReducing

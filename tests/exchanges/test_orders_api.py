@@ -142,6 +142,17 @@ async def test_an_emulated_stop_is_refused_where_it_is_not_native(gql, rt, excha
     assert exchanges["okx"].orders == [] and await _rows(rt) == []
 
 
+@pytest.mark.parametrize("name", ["bybit", "coinbase"])
+async def test_orders_at_exchanges_the_contract_does_not_cover_are_refused(
+    gql, rt, exchanges, name
+):
+    token, account_id, _ = await _account(gql, exchanges, name)
+    result = await _place(gql, token, account_id)
+    assert result["__typename"] == "UnsupportedExchange", result
+    assert result["field"] == "accountId"
+    assert exchanges[name].orders == [] and await _rows(rt) == []
+
+
 async def test_a_native_stop_is_placed_at_the_exchange(gql, rt, exchanges):
     token, account_id, _ = await _account(gql, exchanges, "binance")
     result = await _place(gql, token, account_id, type="STOP_LOSS_LIMIT", side="SELL",

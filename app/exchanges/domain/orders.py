@@ -132,15 +132,21 @@ class OrderTypeSupport:
 # endpoint (``/trade/order-algo``), whose orders fetchOrder, fetchOpenOrders and
 # fetchMyTrades do not return by client order id: the platform could not follow them.
 STOP_CORRECTIONS: Mapping[ExchangeId, bool] = {ExchangeId.OKX: False}
+# Where orders can be placed: the exchanges whose order path the stand-ins' contract
+# covers (tests/exchanges/test_orders_contract.py). Bybit and Coinbase: not yet.
+ORDER_EXCHANGES: frozenset[ExchangeId] = frozenset(
+    {ExchangeId.BINANCE, ExchangeId.KRAKEN, ExchangeId.OKX}
+)
 # Whether ccxt's fetchOrder finds an order by our client order id at the exchange
-# (Kraken's fetchOrder takes only its integer ``userref``: open and closed orders are
-# read and matched instead).
+# (Kraken's fetchOrder takes only its integer ``userref``; Bybit's needs an
+# "acknowledged" flag and sees only the last 500 orders: open and closed orders are read
+# and matched instead, the safe default for an exchange not checked).
 FETCH_BY_CLIENT_ID: Mapping[ExchangeId, bool] = {
     ExchangeId.BINANCE: True,
     ExchangeId.KRAKEN: False,
     ExchangeId.OKX: True,
-    ExchangeId.BYBIT: True,
-    ExchangeId.COINBASE: True,
+    ExchangeId.BYBIT: False,
+    ExchangeId.COINBASE: False,
 }
 
 
