@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
@@ -64,7 +64,7 @@ from app.risk.gate import read_context
 from app.runtime import Runtime
 from app.trading.domain.orders import Side
 from app.trading.engine.settlement import CASH
-from db.models import ExchangeConnection, ExchangeOrder
+from db.models import ExchangeConnection, ExchangeFill, ExchangeOrder
 from db.queries import Page, PageKey, keyset_pages
 from db.raw import driver
 
@@ -76,6 +76,8 @@ S = ExchangeOrderStatus
 SETTLE_AFTER = timedelta(seconds=60)
 # reconciliation reads orders and trades from this long before the oldest live order
 LOOKBACK_MARGIN = timedelta(minutes=1)
+# an ended order is followed this long for fills not yet read (``_followed``)
+FILLS_GRACE = timedelta(days=1)
 _LIVE_VALUES = sorted(s.value for s in LIVE)
 
 
@@ -351,6 +353,7 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     async with _session(rt, connection) as session:
         try:
             await session.cancel_order(exchange_order_id=row.exchange_order_id, symbol=row.symbol)
+            final = await _read_back(session, row)
         except (ExchangeOrderNotFound, ExchangeRejected, ExchangeOutcomeUnknown):
             # not open there any more (Binance refuses such a cancel), or the answer lost
             found = await session.find_order(symbol=row.symbol, client_order_id=row.client_order_id)
@@ -363,25 +366,50 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
                 raise ExchangeOrderNotCancellable(field="id") from None
             return row
     reported = ReportedOrder(row.exchange_order_id, row.client_order_id, row.symbol,
-                             S.CANCELED, row.filled)  # fmt: skip
+                             S.CANCELED, max(row.filled, final))  # fmt: skip
     return await _record_report(rt, row.id, reported)
+
+
+async def _read_back(session: ExchangeSession, row: ExchangeOrder) -> Decimal:
+    """How much of a just-canceled order had filled (its fills are then read by the
+    poller, which follows an ended order until its fills add up); what we knew if the
+    exchange cannot say now."""
+    try:
+        found = await session.find_order(symbol=row.symbol, client_order_id=row.client_order_id)
+    except UserError:
+        return row.filled
+    return row.filled if found is None else found.filled
 
 
 # --- following: polling and reconciliation ---------------------------------------------
 
 
+def _followed(now: datetime) -> ColumnElement[bool]:
+    """The orders reconciliation follows: the live ones, and those that ended (filled
+    at once, canceled after fills) in the last ``FILLS_GRACE`` with fills still to read
+    (their filled amount above their recorded fills)."""
+    recorded = (
+        select(func.coalesce(func.sum(ExchangeFill.quantity), 0))
+        .where(ExchangeFill.order_id == ExchangeOrder.id)
+        .scalar_subquery()
+    )
+    unread = and_(
+        ExchangeOrder.filled > 0,
+        ExchangeOrder.updated_at > now - FILLS_GRACE,
+        ExchangeOrder.filled > recorded,
+    )
+    return or_(ExchangeOrder.status.in_(_LIVE_VALUES), unread)
+
+
 async def poll_live(rt: Runtime, *, limit: int = 100) -> int:
-    """Reconcile every account with live orders (a background job). Returns how many
-    accounts were read; one account's failure does not stop the others."""
+    """Reconcile every account with orders to follow (a background job). Returns how
+    many accounts were read; one account's failure does not stop the others."""
     async with rt.reads() as session:
         ids = list(
             await session.scalars(
                 select(ExchangeOrder.connection_id)
                 .join(ExchangeConnection, ExchangeConnection.id == ExchangeOrder.connection_id)
-                .where(
-                    ExchangeOrder.status.in_(_LIVE_VALUES),
-                    ExchangeConnection.status != DISCONNECTED,
-                )
+                .where(_followed(rt.now()), ExchangeConnection.status != DISCONNECTED)
                 .distinct()
                 .limit(limit)
             )
@@ -414,18 +442,18 @@ async def reconcile_account(
         live = list(
             await session.execute(
                 select(ExchangeOrder.symbol, ExchangeOrder.client_order_id,
-                       ExchangeOrder.created_at)
+                       ExchangeOrder.created_at, ExchangeOrder.status)
                 .where(ExchangeOrder.connection_id == connection_id,
-                       ExchangeOrder.status.in_(_LIVE_VALUES))
+                       _followed(rt.now()))
             )
         )  # fmt: skip
     if connection is None or connection.sealed_secret is None or not live:
         return Reconciled(0, 0)
-    start = since or min(at for _, _, at in live) - LOOKBACK_MARGIN
+    start = since or min(row.created_at for row in live) - LOOKBACK_MARGIN
     changed = added = 0
     async with _session(rt, connection) as session:
-        for symbol in sorted({symbol for symbol, _, _ in live}):
-            wanted = [cid for s, cid, _ in live if s == symbol]
+        for symbol in sorted({row.symbol for row in live}):
+            wanted = [r.client_order_id for r in live if r.symbol == symbol and r.status in LIVE]
             orders = await _reports(session, symbol, start, wanted)
             trades = await session.my_trades(symbol=symbol, since=start)
             result = await _record_account(rt, connection_id, symbol, orders, trades)

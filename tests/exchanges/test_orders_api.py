@@ -356,3 +356,24 @@ async def test_accounts_orders_cost_the_same_statements_for_one_or_three(
                             {"id": data["me"]["exchangeAccounts"][0]["orders"]["edges"][0]
                              ["node"]["id"]}, token=token))  # fmt: skip
     assert owned["node"] is not None
+
+
+@pytest.mark.parametrize("name", ORDER_EXCHANGES)
+async def test_an_order_that_ended_before_its_fills_were_read_still_gets_them(
+    gql, rt, exchanges, name
+):
+    server = exchanges[name]
+    token, account_id, _ = await _account(gql, exchanges, name)
+    market = await _place(gql, token, account_id, side="SELL", type="MARKET", price=None)
+    limit = (await _place(gql, token, account_id))["exchangeOrder"]
+    fill(server, server.orders[1], Decimal("0.003"))
+    canceled = (await gql.data(CANCEL, {"id": limit["id"]}, token=token))["cancelExchangeOrder"]
+    assert canceled["exchangeOrder"]["status"] == "CANCELED"
+    await orders.poll_live(rt)
+    await orders.poll_live(rt)
+    fills = await _rows(rt, ExchangeFill)
+    assert sorted(f.trade_id for f in fills) == sorted(t.id for t in server.trades)
+    assert sorted(f.quantity for f in fills) == [Decimal("0.003"), Decimal("0.01")]
+    rows = {r.client_order_id: r for r in await _rows(rt)}
+    assert rows[market["exchangeOrder"]["clientOrderId"]].status == "FILLED"
+    assert rows[limit["clientOrderId"]].filled == Decimal("0.003")
