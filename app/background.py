@@ -21,6 +21,8 @@ from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
 from app.exchanges import orders as exchange_orders
+from app.exchanges import syncs as exchange_syncs
+from app.exchanges.candle_sync import sync_candles
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
@@ -129,6 +131,7 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         rt.settings.exchange_recheck_interval_seconds,
         exchange_accounts.recheck_due,
     )
+    jobs.add("exchange-sync", rt.settings.exchange_sync_interval_seconds, exchange_syncs.sync_due)
     jobs.add(
         "exchange-orders",
         rt.settings.exchange_order_poll_seconds,
@@ -139,4 +142,8 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         rt.settings.exchange_recheck_interval_seconds,
         exchange_accounts.rewrap_secrets,
     )
+    if rt.settings.exchange_candle_sync:
+        jobs.add(
+            "exchange-candles", rt.settings.exchange_candle_sync_interval_seconds, sync_candles
+        )
     return jobs

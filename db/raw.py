@@ -46,6 +46,7 @@ Raw users:
     app.notifications.notifications  notifications written with the outbox
     app.notifications.price_alerts   firing a batch of alerts
     app.marketdata.importer     candles imported by unnest arrays
+    app.marketdata.store        candles and trades fetched from exchanges, upserted by unnest
     app.marketdata.trade_importer  trades imported by COPY, then one upsert
     app.marketdata.reads        candle reads (charts)
     app.backtesting.runs        a run's points, trades and decisions: thousands of rows by unnest

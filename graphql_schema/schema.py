@@ -20,7 +20,16 @@ from graphql_schema.gateway.access import public, requires_scope, session_only
 from graphql_schema.gateway.extensions import OperationPolicy, log_errors
 from graphql_schema.gateway.limits import DocumentParser, QueryLimits
 from graphql_schema.scalars import DecimalScalar
-from resolvers import backtesting, exchanges, marketdata, paper, queries, risk, trading
+from resolvers import (
+    backtesting,
+    exchanges,
+    marketdata,
+    paper,
+    queries,
+    risk,
+    trading,
+)
+from resolvers import exchange_markets as exchange_market_data
 from resolvers import notifications as notification_resolvers
 from resolvers import staking as staking_resolvers
 from resolvers.accounts import accounts, kyc, partner
@@ -87,6 +96,13 @@ class Query:
     market = strawberry.field(resolver=trading.market, extensions=_market_data())
     order_book = strawberry.field(resolver=trading.order_book, extensions=_market_data())
     recent_trades = strawberry.field(resolver=trading.recent_trades, extensions=_market_data())
+    ticker = strawberry.field(resolver=exchange_market_data.ticker, extensions=_market_data())
+    exchange_markets = strawberry.field(
+        resolver=exchange_market_data.exchange_markets, extensions=_market_data()
+    )
+    exchange_trades = strawberry.field(
+        resolver=exchange_market_data.exchange_trades, extensions=_market_data()
+    )
     candles = strawberry.field(resolver=marketdata.candles, extensions=_market_data())
     market_data_sources = strawberry.field(
         resolver=marketdata.market_data_sources, extensions=_market_data()
@@ -211,6 +227,7 @@ class Mutation:
     disconnect_exchange_account = _session_mutation(exchanges.disconnect_exchange_account)
     place_exchange_order = _trade_mutation(exchanges.place_exchange_order)
     cancel_exchange_order = _trade_mutation(exchanges.cancel_exchange_order)
+    sync_exchange_account = _session_mutation(exchanges.sync_exchange_account)
     set_risk_limit = _session_mutation(risk.set_risk_limit)
     remove_risk_limit = _session_mutation(risk.remove_risk_limit)
     reset_risk = _session_mutation(risk.reset_risk)

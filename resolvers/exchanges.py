@@ -8,8 +8,9 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from app.exchanges import accounts, orders
+from app.exchanges import accounts, orders, syncs
 from db.models import ExchangeConnection, ExchangeOrder
+from graphql_schema.exchanges.custody import ExchangeSync
 from graphql_schema.exchanges.orders import (
     EXCHANGE_ORDER,
     CancelExchangeOrderResult,
@@ -27,6 +28,8 @@ from graphql_schema.exchanges.types import (
     ExchangeAccountNode,
     ExchangeAccountPayload,
     ExchangeBalance,
+    SyncExchangeAccountPayload,
+    SyncExchangeAccountResult,
 )
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk
@@ -76,6 +79,26 @@ async def disconnect_exchange_account(
         return await accounts.disconnect_account(info.context.rt, user_id=user.id, connection_id=pk)
 
     return await attempt(call(), _account_payload)  # type: ignore[return-value]
+
+
+def _synced(synced: syncs.Synced) -> SyncExchangeAccountPayload:
+    return SyncExchangeAccountPayload(
+        exchange_account=ExchangeAccountNode.from_row(synced.connection),
+        sync=ExchangeSync.from_row(synced.sync),
+    )
+
+
+async def sync_exchange_account(info: Ctx, id: strawberry.ID) -> SyncExchangeAccountResult:
+    """Read the account's balances at the exchange now and bring its mirror up to date
+    (a few per minute). A failure is recorded as the account's last sync, and answered
+    with its typed error."""
+
+    async def call() -> syncs.Synced:
+        user = info.context.require_user()
+        pk = node_pk(str(id), EXCHANGE_ACCOUNT, field="id")
+        return await syncs.sync_account(info.context.rt, user_id=user.id, connection_id=pk)
+
+    return await attempt(call(), _synced)  # type: ignore[return-value]
 
 
 def _order_payload(row: ExchangeOrder) -> ExchangeOrderPayload:

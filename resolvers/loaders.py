@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import cached_property
-from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from app.backtesting import backtests
+from app.exchanges import custody as exchange_custody
 from app.exchanges import orders as exchange_orders
+from app.exchanges.custody import MirroredBalance
 from app.ledger.rules import AccountRef
 from app.paper import accounts as paper_accounts
 from app.paper import ledger as paper_ledger
@@ -36,6 +36,7 @@ from db.models import (
     Copy,
     Deposit,
     ExchangeOrder,
+    ExchangeSync,
     Fill,
     Follow,
     Notification,
@@ -51,10 +52,9 @@ from db.models import (
     User,
     Withdrawal,
 )
-from db.queries import Page, PageKey, rows_by_ids, users_by_ids
+from db.queries import rows_by_ids, users_by_ids
 from resolvers.bots.loaders import BotLoaders
-
-R = TypeVar("R")
+from resolvers.page_loader import PageByKeyLoader
 
 
 class UserByIdLoader(DataLoader[int, User | None]):
@@ -268,23 +268,6 @@ class BacktestByIdLoader(DataLoader[int, Backtest | None]):
         super().__init__(load_fn=load)
 
 
-class PageByKeyLoader(DataLoader[PageKey, Page[R]]):
-    """Pages of the rows under parent rows (a backtest's decisions, a paper account's
-    orders, ...), all the pages a request asks for in one statement
-    (``db.queries.keyset_pages``)."""
-
-    def __init__(
-        self,
-        rt: Runtime,
-        pages: Callable[[AsyncSession, Sequence[PageKey]], Awaitable[list[Page[R]]]],
-    ) -> None:
-        async def load(keys: Sequence[PageKey]) -> list[Page[R]]:
-            async with rt.reads() as session:
-                return await pages(session, keys)
-
-        super().__init__(load_fn=load)
-
-
 class PaperAccountByIdLoader(DataLoader[int, PaperAccount | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[PaperAccount | None]:
@@ -301,6 +284,26 @@ class PaperBalancesByAccountIdLoader(DataLoader[int, dict[AccountRef, Decimal]])
         async def load(ids: Sequence[int]) -> list[dict[AccountRef, Decimal]]:
             async with rt.reads() as session:
                 return await paper_ledger.balances_by_account_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class ExchangeMirrorByConnectionIdLoader(DataLoader[int, list[MirroredBalance]]):
+    """A connected exchange account's mirrored balances (its custody in the ledger)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[MirroredBalance]]:
+            async with rt.reads() as session:
+                return await exchange_custody.mirrored_by_connection_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+class ExchangeLastSyncByConnectionIdLoader(DataLoader[int, ExchangeSync | None]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[ExchangeSync | None]:
+            async with rt.reads() as session:
+                return await exchange_custody.last_syncs_by_connection_ids(session, ids)
 
         super().__init__(load_fn=load)
 
@@ -431,6 +434,18 @@ class Loaders:
     @cached_property
     def exchange_orders_page_by_key(self) -> PageByKeyLoader[ExchangeOrder]:
         return PageByKeyLoader(self._rt, exchange_orders.orders_pages)
+
+    @cached_property
+    def exchange_mirror_by_connection_id(self) -> ExchangeMirrorByConnectionIdLoader:
+        return ExchangeMirrorByConnectionIdLoader(self._rt)
+
+    @cached_property
+    def exchange_last_sync_by_connection_id(self) -> ExchangeLastSyncByConnectionIdLoader:
+        return ExchangeLastSyncByConnectionIdLoader(self._rt)
+
+    @cached_property
+    def exchange_syncs_page_by_key(self) -> PageByKeyLoader[ExchangeSync]:
+        return PageByKeyLoader(self._rt, exchange_custody.sync_pages)
 
     @cached_property
     def bots(self) -> BotLoaders:

@@ -13,6 +13,7 @@ from app.marketdata import reads, trade_reads
 from app.marketdata.domain.candles import INTERVALS, VENUE
 from app.trading.domain.errors import UnknownMarket
 from app.trading.domain.orders import MarketSpec
+from graphql_schema.exchanges.markets import Venue
 from graphql_schema.gateway.context import Context
 from graphql_schema.marketdata.types import (
     MarketDataCoverage,
@@ -24,6 +25,7 @@ from graphql_schema.marketdata.types import (
 from graphql_schema.paging import to_connection
 from graphql_schema.trading.fields import market_row
 from graphql_schema.trading.markets import CandleNode
+from resolvers import exchange_markets
 
 Ctx = Info[Context, None]
 SOURCE = (
@@ -31,6 +33,10 @@ SOURCE = (
     f" exchange:<name>. Stored sources have {' '.join(INTERVALS)} (1M: calendar months):"
     " held, merged from a finer interval held, or else built from the source's trades;"
     " quoteVolume and trades are 0 where the source does not give them."
+)
+VENUE_ARGUMENT = (
+    "An exchange: its candles (fetched through ccxt into the store as source"
+    " exchange:<id>, only what the store lacks); source must then be left out."
 )
 STORED_SOURCE = "file:<name> (an imported file) or exchange:<name>; a bare name is file:<name>."
 
@@ -42,10 +48,14 @@ async def candles(
     start: datetime,
     end: datetime | None = None,
     of: Annotated[str, strawberry.argument(name="source", description=SOURCE)] = VENUE,
+    venue: Annotated[Venue, strawberry.argument(description=VENUE_ARGUMENT)] = Venue.PLATFORM,
 ) -> list[CandleNode]:
     """OHLCV candles opening in [start, end): the venue's built from its trades (1m, 5m,
     15m, 1h, 4h, 1d), another source's as stored; empty intervals are left out."""
     # (``source`` is the name GraphQL sees: in Python it is the parent value's)
+    if venue is not Venue.PLATFORM:
+        end = end or info.context.rt.now()
+        return await exchange_markets.candles(info, venue, of, symbol, interval, start, end)
     spec = await _spec(info, symbol, required=of == VENUE)
     async with info.context.rt.sessions() as session:
         found = await reads.candles(

@@ -17,6 +17,7 @@ from app.trading import reads as trading_reads
 from app.trading.domain.orders import MarketSpec
 from app.trading.domain.orders import MarketStatus as DomainMarketStatus
 from db.models import Order as OrderRow
+from graphql_schema.exchanges.markets import Venue
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk
 from graphql_schema.trading.enums import MarketStatus, OrderListKind
@@ -50,6 +51,7 @@ from graphql_schema.trading.types import (
     TradingEnabledPayload,
     order_nodes,
 )
+from resolvers import exchange_markets
 from resolvers.common import attempt, stream_events, subscribe
 
 Ctx = Info[Context, None]
@@ -72,8 +74,13 @@ async def market(info: Ctx, symbol: str) -> MarketNode:
     return MarketNode.from_row(await market_row(info, symbol))
 
 
-async def order_book(info: Ctx, symbol: str, depth: int = 20) -> OrderBook:
-    """The top ``depth`` price levels per side, aggregated."""
+async def order_book(
+    info: Ctx, symbol: str, depth: int = 20, venue: Venue = Venue.PLATFORM
+) -> OrderBook:
+    """The top ``depth`` price levels per side, aggregated: the venue's, or an exchange's
+    (``orders`` 0, ``sequence`` its update id or 0; kept about a second, for everyone)."""
+    if venue is not Venue.PLATFORM:
+        return await exchange_markets.order_book(info, venue, symbol, depth)
     row = await market_row(info, symbol)
     async with info.context.rt.sessions() as session:
         book = await trading_reads.order_book(
@@ -222,8 +229,15 @@ async def set_market_status(info: Ctx, symbol: str, status: MarketStatus) -> Set
 
 
 async def order_book_updates(
-    info: Ctx, symbol: str, depth: int = 20
+    info: Ctx, symbol: str, depth: int = 20, venue: Venue = Venue.PLATFORM
 ) -> AsyncGenerator[OrderBookUpdate, None]:
+    if venue is not Venue.PLATFORM:  # an exchange's book, polled (shared by subscribers)
+        async with aclosing(
+            exchange_markets.order_book_updates(info, venue, symbol, depth)
+        ) as polled:
+            async for update in polled:
+                yield update
+        return
     row = await market_row(info, symbol)
     trading_reads.check_depth(depth)
     async with (

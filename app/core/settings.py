@@ -111,6 +111,27 @@ class Settings(BaseSettings):
     exchange_recheck_after_hours: float = Field(default=24, gt=0)
     # how often orders on connected accounts are polled and reconciled (0: never)
     exchange_order_poll_seconds: float = Field(default=5, ge=0)
+    # exchange custody: how often the job looks for mirrors to reconcile (0: no job), how
+    # old a mirror may get before the job reads the exchange again, and how many
+    # syncExchangeAccount calls a user may make per minute
+    exchange_sync_interval_seconds: float = Field(default=60, ge=0)
+    exchange_sync_after_seconds: float = Field(default=300, gt=0)
+    exchange_sync_requests_per_minute: int = Field(default=6, ge=1)
+    # exchanges' public market data (docs: "Market data"): how long an order book, and a
+    # ticker or recent trades, fetched from an exchange are served to every caller before
+    # it is asked again (0: every call asks)
+    exchange_book_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    exchange_ticker_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # subscriptions to an exchange's order book poll it this often (shared by subscribers)
+    exchange_book_poll_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    # candles kept up to date by the `exchange-candles` job: `exchange:SYMBOL:interval`
+    # entries, e.g. ["binance:BTC/USDT:1m", "kraken:ETH/USDT:1h"] (empty: no job); how
+    # often it runs, how far back a new series starts (in candles), and how many requests
+    # a series may make per run (the rest waits for the next run)
+    exchange_candle_sync: list[str] = []
+    exchange_candle_sync_interval_seconds: float = Field(default=60, ge=0)
+    exchange_candle_backfill: int = Field(default=1000, ge=1, le=1_000_000)
+    exchange_candle_sync_max_requests: int = Field(default=5, ge=1, le=100)
 
     # withdrawals: above this USD value an admin reviews (paid from cold storage)
     cold_storage_threshold_usd: Decimal = Field(default=Decimal(10000), ge=0)

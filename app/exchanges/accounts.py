@@ -1,5 +1,6 @@
-"""Connected exchange accounts: connect (the key checked with the exchange first),
-list, read balances, disconnect (the secret erased), and the periodic re-check.
+"""Connected exchange accounts: connect (the key checked with the exchange first, the
+balances it read mirrored), list, read balances, disconnect (the secret erased, the
+mirror closed), and the periodic re-check.
 
 The exchange is called outside any database transaction; the credentials are sealed
 before they reach the database and opened only by the connector, for signing."""
@@ -15,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
+from app.exchanges import custody
 from app.exchanges.connector import ExchangeConnector, ExchangeSession
 from app.exchanges.domain.accounts import Balance, Credentials, KeyCheck, credentials_for
 from app.exchanges.domain.catalogue import ExchangeId, parse_exchange
@@ -97,9 +99,13 @@ async def connect_account(
             raise ValidationFailed(
                 f"At most {MAX_CONNECTIONS} exchange accounts can be connected", field="exchange"
             )
+    read_at = rt.now()
     check = await _check(rt.exchanges, exchange_id, credentials)
     async with rt.sessions() as session, session.begin():
         row = await _insert(rt, session, user_id, exchange_id, clean_label, credentials, check)
+        # the balances the check read become the mirror, with the row that owns it
+        await custody.apply_reading(session, row, trigger=custody.CONNECT,
+                                    balances=check.balances, read_at=read_at)  # fmt: skip
     extra = {"user_id": user_id, "exchange": exchange_id.value, "connection": row.id}
     log.info("exchange account connected", extra=extra)
     return Connected(row, check.balances)
@@ -140,7 +146,7 @@ async def _insert(
         key_id=sealed.key_id, wrapped_key=sealed.wrapped_key, sealed_secret=sealed.ciphertext,
         can_read=permissions.can_read, can_trade=permissions.can_trade,
         can_withdraw=permissions.can_withdraw, ip_restricted=permissions.ip_restricted,
-        last_checked_at=rt.now(),
+        last_checked_at=rt.now(), sync_attempted_at=rt.now(),  # synced with this check
     )  # fmt: skip
     session.add(row)
     await session.flush()
@@ -194,6 +200,7 @@ async def disconnect_account(
         )
         if row is None:
             raise NotFound("No such exchange account of yours", field="id")
+        await custody.close_custody(session, row, at=rt.now())
         row.status = DISCONNECTED
         row.key_id = row.wrapped_key = row.sealed_secret = None
         row.disconnected_at = rt.now()

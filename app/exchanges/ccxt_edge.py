@@ -15,6 +15,7 @@ ccxt's floats become Decimals (through ``str``); venue quirks are data (``_OPTIO
     passphrase; suspended account)                   ExchangeKeyInvalid
     ccxt.InsufficientFunds                           ExchangeInsufficientFunds
     ccxt.OrderNotFound                               ExchangeOrderNotFound
+    ccxt.BadSymbol (no such market at the exchange)  ExchangeSymbolUnknown
     ccxt.NotSupported, ArgumentsRequired             InvariantViolation: our bug
     any other ccxt.ExchangeError                     ExchangeRejected: never retried blindly
 
@@ -36,10 +37,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from app.core.errors import AppError, InvariantViolation
+from app.core.errors import AppError, InvariantViolation, ValidationFailed
 from app.core.settings import Settings
 from app.exchanges.domain.accounts import (
     PERMISSION_READERS,
@@ -56,7 +57,15 @@ from app.exchanges.domain.errors import (
     ExchangePermissionDenied,
     ExchangeRateLimited,
     ExchangeRejected,
+    ExchangeSymbolUnknown,
     ExchangeUnavailable,
+)
+from app.exchanges.domain.marketdata import (
+    BOOK_MAX,
+    ExchangeBook,
+    ExchangeTicker,
+    Level,
+    timestamp,
 )
 from app.exchanges.domain.markets import ExchangeMarket
 from app.exchanges.domain.orders import (
@@ -68,6 +77,8 @@ from app.exchanges.domain.orders import (
     order_types,
 )
 from app.exchanges.domain.sealing import Binding, KeyRing, SealedSecret
+from app.marketdata.domain.candles import Candle, interval_named, out_of_range, problems
+from app.marketdata.domain.trades import Trade
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,6 +117,11 @@ _KEY_REFUSED: dict[ExchangeId, tuple[str, ...]] = {
     ExchangeId.KRAKEN: ("EAPI:Invalid signature",),
 }
 _ORIGIN = re.compile(r"^https?://[^/]+")
+# The exchanges whose candles endpoint answers the latest candles up to its end (Bybit):
+# told the end (ccxt's ``until``), so that a fetch from ``since`` starts there. (ccxt
+# bounds OKX's and Coinbase's requests by ``since`` and the limit itself; Binance and
+# Kraken count from the start.)
+_OHLCV_UNTIL = frozenset({ExchangeId.BYBIT})
 
 
 class _Nonces:
@@ -156,6 +172,87 @@ def to_market(market: Mapping[str, Any], precision_mode: int) -> ExchangeMarket:
     )
 
 
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def to_ticker(raw: Mapping[str, Any], symbol: str, now: datetime) -> ExchangeTicker:
+    return ExchangeTicker(
+        symbol=symbol,
+        last=_decimal(raw.get("last")),
+        bid=_decimal(raw.get("bid")),
+        ask=_decimal(raw.get("ask")),
+        high=_decimal(raw.get("high")),
+        low=_decimal(raw.get("low")),
+        base_volume=_decimal(raw.get("baseVolume")),
+        quote_volume=_decimal(raw.get("quoteVolume")),
+        at=timestamp(raw.get("timestamp"), now),
+    )
+
+
+def _levels(raw: Any) -> tuple[Level, ...]:
+    """ccxt's ``[price, amount, ...]`` levels (Kraken adds a time, OKX a count)."""
+    levels = []
+    for level in raw or ():
+        price, quantity = _decimal(level[0]), _decimal(level[1])
+        if price is not None and quantity is not None and price > 0 and quantity > 0:
+            levels.append((price, quantity))
+    return tuple(levels)
+
+
+def to_book(raw: Mapping[str, Any], symbol: str, now: datetime) -> ExchangeBook:
+    nonce = raw.get("nonce")
+    return ExchangeBook(
+        symbol=symbol,
+        bids=_levels(raw.get("bids")),
+        asks=_levels(raw.get("asks")),
+        nonce=int(nonce) if isinstance(nonce, int | str) and str(nonce).isdigit() else None,
+        at=timestamp(raw.get("timestamp"), now),
+    )
+
+
+def to_trade(raw: Mapping[str, Any]) -> Trade | None:
+    """ccxt's trade, or None for one the store could not hold (no time, no positive price
+    or amount): an exchange's oddity is left out, not a failure."""
+    try:
+        price, quantity = _decimal(raw.get("price")), _decimal(raw.get("amount"))
+    except InvalidOperation:
+        return None
+    if raw.get("timestamp") is None or price is None or quantity is None:
+        return None
+    if price <= 0 or quantity <= 0 or out_of_range(price) or out_of_range(quantity):
+        return None
+    side = str(raw.get("side") or "").upper()
+    trade_id = raw.get("id")
+    return Trade(
+        time=timestamp(raw["timestamp"], datetime.now(UTC)),
+        price=price,
+        amount=quantity,
+        side="BUY" if side == "BUY" else "SELL" if side == "SELL" else None,
+        trade_id=None if trade_id is None else str(trade_id)[:128],
+    )
+
+
+def to_candle(raw: Any, interval: str) -> Candle | None:
+    """ccxt's ``[ms, open, high, low, close, volume]``, or None for a row that is no valid
+    candle of ``interval`` (off its grid, high below low, out of the store's range ...)."""
+    try:
+        prices = [_decimal(v) for v in raw[1:5]]
+        volume = _decimal(raw[5]) or Decimal(0)
+        at = timestamp(raw[0], datetime.now(UTC))
+    except (InvalidOperation, TypeError, IndexError, ValueError, OverflowError):
+        return None
+    if any(p is None or not p.is_finite() for p in prices) or not volume.is_finite():
+        return None
+    open_, high, low, close = (p for p in prices if p is not None)
+    candle = Candle(at, open_, high, low, close, volume, None, None)
+    if problems(candle, interval_named(interval)) or any(
+        map(out_of_range, (open_, high, low, close, volume))
+    ):
+        return None
+    return candle
+
+
 def to_balances(balance: Mapping[str, Any]) -> list[Balance]:
     found = []
     for currency, total in sorted((balance.get("total") or {}).items()):
@@ -176,6 +273,7 @@ def _converted(error: Exception, exchange: ExchangeId) -> AppError:
     ):
         return ExchangeKeyInvalid()
     table: tuple[tuple[type[Exception], type[AppError]], ...] = (
+        (ccxt.BadSymbol, ExchangeSymbolUnknown),
         (ccxt.PermissionDenied, ExchangePermissionDenied),
         (ccxt.AuthenticationError, ExchangeKeyInvalid),
         (ccxt.InsufficientFunds, ExchangeInsufficientFunds),
@@ -217,7 +315,7 @@ def to_order(order: Mapping[str, Any], symbol: str) -> ReportedOrder:
     )
 
 
-def to_trade(trade: Mapping[str, Any]) -> ReportedTrade:
+def to_my_trade(trade: Mapping[str, Any]) -> ReportedTrade:
     fee = trade.get("fee") or {}
     return ReportedTrade(
         trade_id=str(trade["id"]),
@@ -289,6 +387,46 @@ class CcxtSession:
         raw = await self._read("permissions", method)
         return PERMISSION_READERS[self.exchange_id](raw)
 
+    async def ticker(self, symbol: str) -> ExchangeTicker:
+        await self._load_markets()
+        raw = await self._read("fetch_ticker", lambda: self._exchange.fetch_ticker(symbol))
+        return to_ticker(raw, symbol, datetime.now(UTC))
+
+    async def order_book(self, symbol: str, depth: int) -> ExchangeBook:
+        await self._load_markets()
+        limit = min(depth, BOOK_MAX[self.exchange_id])
+        raw = await self._read(
+            "fetch_order_book", lambda: self._exchange.fetch_order_book(symbol, limit)
+        )
+        return to_book(raw, symbol, datetime.now(UTC)).top(depth)
+
+    async def trades(self, symbol: str, limit: int) -> list[Trade]:
+        await self._load_markets()
+        raw = await self._read(
+            "fetch_trades", lambda: self._exchange.fetch_trades(symbol, None, limit)
+        )
+        found = [t for t in (to_trade(r) for r in raw) if t is not None]
+        return sorted(found, key=lambda t: t.time)[-limit:]
+
+    async def candles(
+        self, symbol: str, interval: str, since: datetime, limit: int
+    ) -> list[Candle]:
+        await self._load_markets()
+        if interval not in (self._exchange.timeframes or {}):
+            raise ValidationFailed(
+                f"{self._exchange.name} has no {interval} candles", field="interval"
+            )
+        since_ms = _ms(since)
+        params = {}
+        if self.exchange_id in _OHLCV_UNTIL:  # the candles from since on, not the latest
+            params["until"] = _ms(interval_named(interval).shift(since, limit)) - 1
+        raw = await self._read(
+            "fetch_ohlcv",
+            lambda: self._exchange.fetch_ohlcv(symbol, interval, since_ms, limit, params),
+        )
+        found = {c.open_time: c for c in (to_candle(r, interval) for r in raw) if c is not None}
+        return [found[t] for t in sorted(found) if t >= since][:limit]
+
     # --- orders ---------------------------------------------------------------------------
 
     def order_types(self) -> tuple[OrderTypeSupport, ...]:
@@ -350,7 +488,7 @@ class CcxtSession:
         ex = self._exchange
         start = None if since is None else int(since.timestamp() * 1000)
         raw = await self._read("fetch_my_trades", lambda: ex.fetch_my_trades(symbol, start))
-        return [to_trade(t) for t in raw]
+        return [to_my_trade(t) for t in raw]
 
     async def _write(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation`` once: a write is never repeated here."""
@@ -468,6 +606,14 @@ class CcxtConnector:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     @asynccontextmanager
+    async def public_session(self, exchange: ExchangeId) -> AsyncIterator[CcxtSession]:
+        instance = self._new(exchange, None)
+        try:
+            yield CcxtSession(self, exchange, instance)
+        finally:
+            await instance.close()
+
+    @asynccontextmanager
     async def sealed_session(
         self, exchange: ExchangeId, sealed: SealedSecret, binding: Binding
     ) -> AsyncIterator[CcxtSession]:
@@ -475,18 +621,18 @@ class CcxtConnector:
         async with self.session(exchange, credentials) as session:
             yield session
 
-    def _new(self, exchange: ExchangeId, credentials: Credentials) -> Any:
+    def _new(self, exchange: ExchangeId, credentials: Credentials | None) -> Any:
         import ccxt.async_support as ccxt_async
 
         config: dict[str, Any] = {
-            "apiKey": credentials.api_key,
-            "secret": credentials.secret,
             "enableRateLimit": self.rate_limit,
             "timeout": int(self.timeout_seconds * 1000),
             "options": _OPTIONS[exchange],
             "logger": _CCXT_LOGGER,
         }
-        if credentials.passphrase is not None:
+        if credentials is not None:
+            config["apiKey"], config["secret"] = credentials.api_key, credentials.secret
+        if credentials is not None and credentials.passphrase is not None:
             config["password"] = credentials.passphrase
         instance = getattr(ccxt_async, exchange.value)(config)
         instance.ssl_context = self._tls()  # else ccxt loads the CA bundle per instance

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from app.exchanges.domain.accounts import Balance, Credentials, KeyPermissions
 from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.domain.marketdata import ExchangeBook, ExchangeTicker
 from app.exchanges.domain.markets import ExchangeMarket
 from app.exchanges.domain.orders import (
     OrderSubmission,
@@ -22,6 +23,8 @@ from app.exchanges.domain.orders import (
     ReportedTrade,
 )
 from app.exchanges.domain.sealing import Binding, SealedSecret
+from app.marketdata.domain.candles import Candle
+from app.marketdata.domain.trades import Trade
 
 
 class ExchangeSession(Protocol):
@@ -63,12 +66,35 @@ class ExchangeSession(Protocol):
         """The account's trades on ``symbol`` since ``since``."""
         ...
 
+    async def ticker(self, symbol: str) -> ExchangeTicker:
+        """The market's ticker (last price, best bid and ask, the day's range)."""
+        ...
+
+    async def order_book(self, symbol: str, depth: int) -> ExchangeBook:
+        """The top ``depth`` levels a side (fewer where the exchange serves fewer)."""
+        ...
+
+    async def trades(self, symbol: str, limit: int) -> list[Trade]:
+        """The latest ``limit`` trades at most, oldest first."""
+        ...
+
+    async def candles(
+        self, symbol: str, interval: str, since: datetime, limit: int
+    ) -> list[Candle]:
+        """At most ``limit`` candles opening at ``since`` or later, oldest first (the last
+        may still be open). An interval the exchange has not is ``ValidationFailed``."""
+        ...
+
 
 class ExchangeConnector(Protocol):
     def session(
         self, exchange: ExchangeId, credentials: Credentials
     ) -> AbstractAsyncContextManager[ExchangeSession]:
         """A session with credentials given in the clear (connecting a new account)."""
+        ...
+
+    def public_session(self, exchange: ExchangeId) -> AbstractAsyncContextManager[ExchangeSession]:
+        """A session without credentials, for public market data."""
         ...
 
     def sealed_session(

@@ -108,8 +108,12 @@ def locked_accounts(rows: Iterable[Any]) -> dict[AccountRef, LockedAccount]:
 
 
 def lock_accounts_parameters(refs: Iterable[AccountRef]) -> list[list[Any]]:
-    """``ACCOUNT_CTES``' $1..$3 (user ids, currencies, kinds) for these accounts."""
-    return columns(((r.user_id, r.currency, r.kind.value) for r in refs), 3)
+    """``ACCOUNT_CTES``' $1..$3 (user ids, currencies, kinds) for these accounts. Exchange
+    custody is not found this way (``app.ledger.custody`` locks it): refused."""
+    wanted = list(refs)
+    if any(r.exchange_account_id is not None for r in wanted):
+        raise InvariantViolation("exchange custody accounts are locked by app.ledger.custody")
+    return columns(((r.user_id, r.currency, r.kind.value) for r in wanted), 3)
 
 
 async def lock_accounts(
@@ -493,6 +497,14 @@ _INVARIANTS = {
                    WHERE status = 'PENDING' GROUP BY user_id, currency) h
           ON h.user_id = a.user_id AND h.currency = a.currency
         WHERE a.kind = 'HELD' AND a.balance <> coalesce(h.total, 0)""",
+    "entry mixes exchange custody with another book": """
+        SELECT p.entry_id FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+        GROUP BY p.entry_id
+        HAVING count(DISTINCT a.exchange_account_id) > 1
+            OR (count(a.exchange_account_id) > 0 AND count(a.exchange_account_id) < count(*))""",
+    "negative exchange mirror balance": """
+        SELECT id, balance FROM ledger_accounts
+        WHERE kind IN ('EXCHANGE_FREE', 'EXCHANGE_USED') AND balance < 0""",
 }
 
 

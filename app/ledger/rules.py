@@ -20,6 +20,18 @@ outside the platform through that account (the "world" convention):
 so -(HOT_WALLET + COLD_STORAGE + STRIPE_CLEARING + EXTERNAL) equals what users and the
 platform's fee account hold: custody always covers the liabilities.
 
+Exchange custody is a book of its own per connected exchange account (``app.exchanges``:
+what a user holds at an exchange, mirrored, never the platform's): its EXCHANGE_FREE and
+EXCHANGE_USED accounts per currency (``exchange_account_id`` set) against the
+connection's EXCHANGE_COUNTERPARTY (the exchange, by the "world" convention):
+
+    exchange sync      EXCHANGE_COUNTERPARTY -x   EXCHANGE_FREE / EXCHANGE_USED +x (or back)
+
+An entry is in one book (the platform's, the paper book, or one connection's exchange
+custody): ``check_balanced`` refuses one that mixes them, and no flow but EXCHANGE_SYNC
+and EXCHANGE_CLOSE takes or gives an exchange kind, so platform money never moves into
+or out of a mirror account.
+
 Paper trading has a book of its own (``app/paper``: its own tables): a paper account's
 PAPER_AVAILABLE / PAPER_HELD (``paper_account_id`` set) funded from PAPER_EQUITY. An
 entry is in one book: one that mixes paper and real accounts is refused
@@ -55,25 +67,39 @@ class AccountKind(StrEnum):
     PAPER_AVAILABLE = "PAPER_AVAILABLE"
     PAPER_HELD = "PAPER_HELD"
     PAPER_EQUITY = "PAPER_EQUITY"
+    # exchange custody (app/exchanges): a connection's mirror of its balances at the
+    # exchange, and the exchange as its counterparty
+    EXCHANGE_FREE = "EXCHANGE_FREE"
+    EXCHANGE_USED = "EXCHANGE_USED"
+    EXCHANGE_COUNTERPARTY = "EXCHANGE_COUNTERPARTY"
 
 
 USER_ACCOUNT_KINDS = frozenset({AccountKind.AVAILABLE, AccountKind.HELD, AccountKind.STAKED})
 PAPER_ACCOUNT_KINDS = frozenset({AccountKind.PAPER_AVAILABLE, AccountKind.PAPER_HELD})
 PAPER_KINDS = PAPER_ACCOUNT_KINDS | {AccountKind.PAPER_EQUITY}
-SYSTEM_ACCOUNT_KINDS = frozenset(AccountKind) - USER_ACCOUNT_KINDS - PAPER_KINDS
+EXCHANGE_MIRROR_KINDS = frozenset({AccountKind.EXCHANGE_FREE, AccountKind.EXCHANGE_USED})
+EXCHANGE_KINDS = EXCHANGE_MIRROR_KINDS | {AccountKind.EXCHANGE_COUNTERPARTY}
+SYSTEM_ACCOUNT_KINDS = frozenset(AccountKind) - USER_ACCOUNT_KINDS - PAPER_KINDS - EXCHANGE_KINDS
 
 
 @dataclass(frozen=True, slots=True)
 class AccountRef:
-    """Which ledger account: a user's (user_id set) or the platform's (user_id None)."""
+    """Which ledger account: a user's (user_id set) or the platform's (user_id None); a
+    paper account's; or a connected exchange account's (``exchange_account_id`` set)."""
 
     currency: str
     kind: AccountKind
     user_id: int | None = None
     paper_account_id: int | None = None  # the paper book's accounts (PAPER_ACCOUNT_KINDS)
+    exchange_account_id: int | None = None  # exchange custody (EXCHANGE_KINDS)
 
     def __post_init__(self) -> None:
-        if self.kind in PAPER_KINDS:
+        if (self.exchange_account_id is not None) != (self.kind in EXCHANGE_KINDS):
+            raise InvariantViolation(f"{self.kind} account of {self.exchange_account_id}")
+        if self.kind in EXCHANGE_KINDS:
+            if self.user_id is not None or self.paper_account_id is not None:
+                raise InvariantViolation(f"{self.kind} account with an owner")
+        elif self.kind in PAPER_KINDS:
             if self.user_id is not None or (self.paper_account_id is None) != (
                 self.kind is AccountKind.PAPER_EQUITY
             ):
@@ -87,6 +113,13 @@ class AccountRef:
     def paper(self) -> bool:
         return self.kind in PAPER_KINDS
 
+    @property
+    def book(self) -> str:
+        """The book the account is in: ``platform``, ``paper`` or ``exchange:<id>``."""
+        if self.exchange_account_id is not None:
+            return f"exchange:{self.exchange_account_id}"
+        return "paper" if self.paper else "platform"
+
 
 @dataclass(frozen=True, slots=True)
 class Leg:
@@ -99,7 +132,7 @@ def check_balanced(legs: Iterable[Leg]) -> None:
     count = 0
     books = set()
     for leg in legs:
-        books.add(leg.account.paper)
+        books.add(leg.account.book)
         if leg.amount == 0:
             raise InvariantViolation("a posting of zero")
         totals[leg.account.currency] += leg.amount
@@ -107,7 +140,9 @@ def check_balanced(legs: Iterable[Leg]) -> None:
     if count < 2:
         raise InvariantViolation("an entry needs at least two postings")
     if len(books) > 1:
-        raise InvariantViolation("an entry mixes paper and real accounts")
+        if "paper" in books:
+            raise InvariantViolation("an entry mixes paper and real accounts")
+        raise InvariantViolation(f"an entry mixes books: {sorted(books)}")
     unbalanced = {c: t for c, t in totals.items() if t != 0}
     if unbalanced:
         raise InvariantViolation(f"entry does not balance: {unbalanced}")
@@ -154,8 +189,13 @@ FLOWS: dict[str, Flow] = {
     "UNSTAKE": _flow([_K.STAKED], [_K.AVAILABLE, _K.STAKING_REWARDS]),
     "STAKING_REWARD": _flow([_K.STAKING_REWARDS], [_K.STAKED]),
     "MARKET_MAKER_FUNDING": _flow([_K.EXTERNAL], [_K.AVAILABLE]),
-    # an operator's correcting entry (and test / bench funding): any account to any
-    "CORRECTION": _flow(ANY_ACCOUNT, ANY_ACCOUNT),
+    # an operator's correcting entry (and test / bench funding): any account to any, but
+    # exchange custody (corrected by syncing it again, never by hand)
+    "CORRECTION": _flow(ANY_ACCOUNT - EXCHANGE_KINDS, ANY_ACCOUNT - EXCHANGE_KINDS),
+    # exchange custody follows the exchange: a sync posts the difference of each balance
+    # against the connection's counterparty; disconnecting closes it to zero
+    "EXCHANGE_SYNC": _flow(EXCHANGE_KINDS, EXCHANGE_KINDS),
+    "EXCHANGE_CLOSE": _flow(EXCHANGE_KINDS, EXCHANGE_KINDS),
 }
 
 

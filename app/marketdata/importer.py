@@ -33,24 +33,11 @@ from app.marketdata.domain.candles import (
 )
 from app.marketdata.files import Progress, Row, detect_format, rows
 from app.marketdata.reading import MAX_REPORTED, Layout, Tally, values
-from db.models.marketdata import MarketCandle
-from db.raw import bind, columns, driver, unnest_parameters
+from app.marketdata.store import write_candles
+from db.raw import driver
 from db.session import in_transaction
 
 BATCH = 5000
-_VALUES = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
-_TYPES = ("timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric", "int8")
-_COLUMNS = bind("app.marketdata.importer._COLUMNS", MarketCandle, ("open_time", *_VALUES))
-_UPSERT = f"""
-    INSERT INTO {MarketCandle.__tablename__} (source, symbol, interval, {", ".join(_COLUMNS)})
-    SELECT $1, $2, $3, * FROM unnest({unnest_parameters(4, _TYPES)})
-    ON CONFLICT (source, symbol, interval, open_time) DO UPDATE
-    SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)}
-    WHERE ({", ".join(f"{MarketCandle.__tablename__}.{c}" for c in _VALUES)})
-          IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _VALUES)})
-    RETURNING xmax = 0 AS inserted
-"""  # noqa: S608 (no input in the text: the table and column names)
-assert set(_COLUMNS) | {"source", "symbol", "interval"} == set(MarketCandle.__table__.c.keys())
 
 
 @dataclass
@@ -144,20 +131,10 @@ class _Import:
         candles = [batch[t] for t in sorted(batch)]  # one lock order for every import
         batch.clear()
         s = self.summary
-        written = await connection.fetch(
-            _UPSERT,
-            s.source,
-            s.symbol,
-            s.interval,
-            *columns(
-                [(c.open_time, *(getattr(c, v) for v in _VALUES)) for c in candles],
-                width=len(_COLUMNS),
-            ),
-        )
-        inserted = sum(1 for r in written if r["inserted"])
-        s.inserted += inserted
-        s.updated += len(written) - inserted
-        s.unchanged += len(candles) - len(written)
+        written = await write_candles(connection, s.source, s.symbol, s.interval, candles)
+        s.inserted += written.inserted
+        s.updated += written.updated
+        s.unchanged += written.unchanged
 
     def _find_gaps(self, times: array[int]) -> None:
         s = self.summary

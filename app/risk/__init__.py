@@ -14,6 +14,8 @@ that protect.
     sql          their statements
 
 Scopes by id: ORDER and USER the user's, FOLLOW a follow's (its copy orders name it in
-their clientOrderId), MARKET a market's, PLATFORM 0, BOT a bot's (the placement learns a
-sub-account's bot through ``Gate.bots``, which the bots' service fills in).
+their clientOrderId), MARKET a market's, PLATFORM 0, BOT a bot's. A bot trades as a
+sub-account of its owner (``users.owner_id``): the placement's context statement learns
+each sub-account's bot and owner (``Gate.bots``, ``Gate.owners``), so a bot's orders meet
+its BOT scope and its owner's ORDER and USER scopes, whose figures count every bot's.
 """

@@ -11,8 +11,16 @@ sets a limit holds that same row lock: no order passes a user's limit or state t
 changing at the same moment. Market and platform states are read, not locked: an admin's
 change applies to the placements that read after its commit.
 
+A bot trades as a sub-account of its owner (``users.owner_id``): its orders meet its
+BOT scope (``Gate.bots``) and its owner's ORDER and USER scopes (``Gate.owners``), and
+the owner's figures count every sub-account's orders and holdings, so a user cannot
+get past their own limits or state by running a bot. ``TRADERS_SQL`` locks the owner's
+row with the sub-account's (one statement, in id order): the placements of an owner and
+of all their bots take turns on the owner's row.
+
 ``Gate.check`` decides each order of the batch in memory (``check_order``) and moves the
-trader's figures on by each order it admits, so a batch's orders count each other.
+person's figures (and a bot's own) on by each order it admits, so a batch's orders
+count each other.
 An order admitted here and then refused for its funds still counts (as the open-orders
 limit does): the gate errs towards refusing.
 """
@@ -68,28 +76,40 @@ class Gate:
     now: datetime
     limits: dict[ScopeRef, list[Limit]] = field(default_factory=dict)  # PRE_TRADE, by scope
     states: dict[ScopeRef, ScopeStatus] = field(default_factory=dict)
-    figures: dict[int, Figures] = field(default_factory=dict)  # per trader
+    figures: dict[int, Figures] = field(default_factory=dict)  # per person (a bot's owner)
+    bot_figures: dict[int, Figures] = field(default_factory=dict)  # per bot: its sub-account's
     ages: dict[int, Decimal | None] = field(default_factory=dict)  # per market
-    bots: Mapping[int, int] = field(default_factory=dict)  # trader -> bot (a sub-account's)
+    bots: dict[int, int] = field(default_factory=dict)  # trader -> bot (a sub-account's)
+    owners: dict[int, int] = field(default_factory=dict)  # trader -> owner (a sub-account's)
 
     @property
     def idle(self) -> bool:
         return not self.limits and not self.states
+
+    def person(self, user_id: int) -> int:
+        """Whose ORDER and USER scopes ``user_id``'s orders meet: a sub-account's owner."""
+        return self.owners.get(user_id, user_id)
+
+    def _scope_figures(self, bot_id: int | None, age: Decimal | None) -> dict[ScopeRef, Figures]:
+        if bot_id is None:
+            return {}
+        own = replace(self.bot_figures.get(bot_id, Figures()), market_data_age=age)
+        return {ScopeRef(Scope.BOT, bot_id): own}
 
     def decide(
         self, *, user_id: int, market: MarketRow, valid: ValidOrder, usd_rate: Decimal,
         client_order_id: str,
     ) -> tuple[Decision, ProposedOrder, Figures]:  # fmt: skip
         order = proposed(market.spec, valid, usd_rate)
+        bot_id = self.bots.get(user_id)
         refs = order_scopes(
-            user_id=user_id,
+            user_id=self.person(user_id),
             market_id=market.id,
             follow_id=follow_of(client_order_id),
-            bot_id=self.bots.get(user_id),
+            bot_id=bot_id,
         )
-        figures = replace(
-            self.figures.get(user_id, Figures()), market_data_age=self.ages.get(market.id)
-        )
+        age = self.ages.get(market.id)
+        figures = replace(self.figures.get(self.person(user_id), Figures()), market_data_age=age)
         decision = check_order(
             order,
             scopes=refs,
@@ -97,6 +117,7 @@ class Gate:
             limits=[limit for ref in refs for limit in self.limits.get(ref, ())],
             figures=figures,
             now=self.now,
+            scope_figures=self._scope_figures(bot_id, age),
         )
         return decision, order, figures
 
@@ -116,14 +137,19 @@ class Gate:
         )
         if decision.binding is not None:
             raise decision.binding.error()
-        self.figures[user_id] = figures.after(order)
+        self.figures[self.person(user_id)] = figures.after(order)
+        bot_id = self.bots.get(user_id)
+        if bot_id is not None:
+            self.bot_figures[bot_id] = self.bot_figures.get(bot_id, Figures()).after(order)
 
     def check_amend(self, *, user_id: int, market: MarketRow, side: Side, grows: bool) -> None:
         """An amendment meets the states (HALTED: none; REDUCING: none that grows an
         entry); the limits judge new orders, not amendments."""
         acquired = market.spec.base if side is Side.BUY else market.spec.quote
         entry = grows and acquired not in CASH
-        refs = order_scopes(user_id=user_id, market_id=market.id, bot_id=self.bots.get(user_id))
+        refs = order_scopes(
+            user_id=self.person(user_id), market_id=market.id, bot_id=self.bots.get(user_id)
+        )
         order = ProposedOrder(Decimal(0), acquired if entry else None)
         decision = check_order(
             order, scopes=refs, states=self.states, limits=(), figures=Figures(), now=self.now
@@ -257,7 +283,7 @@ def gate_from(now: datetime, text: str | None) -> Gate:
     """The ``Gate`` of ``CONTEXT_SQL``'s JSON (None: no market matched)."""
     if text is None:
         return Gate(now)
-    limits, states, traders, ages = json.loads(text)
+    limits, states, subjects, ages, who = json.loads(text)
     gate = Gate(now)
     for row in limits or ():
         limit = _limit(tuple(row))
@@ -271,13 +297,19 @@ def gate_from(now: datetime, text: str | None) -> Gate:
             reason=reason,
             limit_id=limit_id,
         )
-    for user_id, today, minute, cancels, equity, assets in traders or ():
-        gate.figures[user_id] = Figures(
+    for scope, subject, today, minute, cancels, equity, assets in subjects or ():
+        figures = Figures(
             orders_last_minute=minute or 0,
             cancels_last_minute=cancels or 0,
             orders_today=today or 0,
             exposure={a: Decimal(v) for a, v in (assets or {}).items()},
             equity=Decimal(equity or 0),
         )
+        (gate.bot_figures if scope == Scope.BOT.value else gate.figures)[subject] = figures
+    for trader, person, bot in who or ():
+        if person != trader:
+            gate.owners[trader] = person
+        if bot is not None:
+            gate.bots[trader] = bot
     gate.ages = {int(m): None if a is None else Decimal(a) for m, a in (ages or {}).items()}
     return gate

@@ -1,9 +1,9 @@
 """Setting, removing and resetting: the people's side of the risk engine.
 
     set_limit     a user sets a limit of their own scopes (ORDER and USER: themselves,
-                  FOLLOW: a follow of theirs); an admin one of a MARKET or of the
-                  PLATFORM, audited. One limit per kind and scope: setting it again
-                  replaces it.
+                  FOLLOW: a follow of theirs, BOT: a bot of theirs that trades); an
+                  admin one of a MARKET or of the PLATFORM, audited. One limit per
+                  kind and scope: setting it again replaces it.
     remove_limit  the same people take one away (a state it caused stays until reset)
     reset         a scope back to ACTIVE: the user's own scopes need a fresh two-factor
                   code (the user set those limits; a stolen session alone cannot lift
@@ -13,7 +13,10 @@
 
 Each runs in one transaction; a change to a user's scope holds the user's row lock
 (FOR NO KEY UPDATE), the one every placement of theirs takes first, so a placement sees
-the limits and states as they were before the change or after it, never half.
+the limits and states as they were before the change or after it, never half. A bot's
+scope is changed by its owner, with the owner's row locked: every placement of the
+bot's sub-account locks its owner's row too (``app.trading.sql.TRADERS_SQL``).
+Another's follow or bot, or one that does not exist, is ``NotFound`` alike.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from app.risk.domain.states import (
 from app.risk.gate import status_of
 from app.runtime import Runtime
 from app.trading import markets
-from db.models import Follow, RiskLimit, User
+from db.models import Bot, Follow, RiskLimit, User
 from db.models import RiskState as RiskStateRow
 from db.queries import lock_user
 from db.session import in_transaction
@@ -84,8 +87,8 @@ class LimitRequest:
 
 async def resolve(session: AsyncSession, user_id: int | None, target: Target) -> ScopeRef:
     """The scope ``target`` names, if ``user_id`` may change it: an admin a MARKET or the
-    PLATFORM, a user their own ORDER, USER and FOLLOW scopes (``NotFound`` for another's
-    follow, ``Forbidden`` for a non-admin at an admin scope)."""
+    PLATFORM, a user their own ORDER, USER, FOLLOW and BOT scopes (``NotFound`` for
+    another's follow or bot, ``Forbidden`` for a non-admin at an admin scope)."""
     if user_id is None:
         raise NotAuthenticated()
     scope = target.scope
@@ -105,10 +108,21 @@ async def resolve(session: AsyncSession, user_id: int | None, target: Target) ->
             raise NotFound("You have no such follow", field="followId")
         return ScopeRef(scope, int(target.follow_id or 0))
     if scope is Scope.BOT:
-        # bots are placed by a sub-account per bot (users.owner_id): their owner's check
-        # comes with the bots' service
-        raise InvalidRiskLimit("A bot's limits are set with the bot", field="scope")
+        return ScopeRef(scope, await _own_bot(session, user_id, target.bot_id or 0))
     return ScopeRef(scope, user_id)
+
+
+async def _own_bot(session: AsyncSession, user_id: int, bot_id: int) -> int:
+    """``bot_id`` if it is a bot of ``user_id``'s that trades (a sub-account: a paper
+    bot's play money has no risk scope)."""
+    row = (
+        await session.execute(select(Bot.user_id, Bot.account_id).where(Bot.id == bot_id))
+    ).one_or_none()
+    if row is None or row.user_id != user_id:
+        raise NotFound("You have no such bot", field="botId")
+    if row.account_id is None:
+        raise InvalidRiskLimit("A paper bot trades play money: it has no limits", field="botId")
+    return bot_id
 
 
 async def _lock_owner(session: AsyncSession, user_id: int, ref: ScopeRef) -> User | None:
@@ -158,7 +172,7 @@ async def set_limit(rt: Runtime, *, user_id: int | None, request: LimitRequest) 
         row = (
             await session.scalars(statement, execution_options={"populate_existing": True})
         ).one()
-        if ref.scope is Scope.USER and request.kind in AFTER_FILLS_KINDS:
+        if ref.scope in transitions.PNL_SCOPES and request.kind in AFTER_FILLS_KINDS:
             await transitions.start_marks(session, ref, rt.now())
         if ref.scope in ADMIN_SCOPES:
             await audit.record(
@@ -191,6 +205,10 @@ async def _own_limit(session: AsyncSession, user_id: int | None, limit_id: int) 
     elif scope is Scope.FOLLOW:
         follower = await session.scalar(select(Follow.follower_id).where(Follow.id == row.scope_id))
         if follower != user_id:
+            raise RiskLimitNotFound(field="id")
+    elif scope is Scope.BOT:
+        owner = await session.scalar(select(Bot.user_id).where(Bot.id == row.scope_id))
+        if owner != user_id:
             raise RiskLimitNotFound(field="id")
     elif row.scope_id != user_id:
         raise RiskLimitNotFound(field="id")

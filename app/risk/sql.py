@@ -18,22 +18,30 @@ _WATCHES = """
         AS exposure
 """
 
-# The scopes of a batch: $2 its traders (ORDER and USER), $3 the follows of its copy
-# orders, the markets of its symbols ($1) and the platform: their PRE_TRADE limits (the
-# others act through the states) and non-ACTIVE states; per trader what those limits
-# watch ($5 the start of the day, $6 a minute ago, $4 now, $7 the cash currencies, $8
-# true: counts without a cap, for the status): the latest orders (never more than past
-# the largest count threshold: ``cap``), the cancels of the last minute, exposure (held
-# and being acquired, USD per asset) and equity, each read only for a trader whose
-# limits (or the market's, the platform's) watch it. A batch without limits reads the
-# limits and states tables by key and nothing else. As compact JSON (arrays, amounts as
-# text, so they stay exact).
+# The scopes of a batch: $2 its traders, each as a person (``coalesce(owner_id, id)``: a
+# bot's sub-account is its owner's) whose ORDER and USER scopes its orders meet, and a
+# bot (``bots.account_id``) for a sub-account; $3 the follows of its copy orders, the
+# markets of its symbols ($1) and the platform: their PRE_TRADE limits (the others act
+# through the states) and non-ACTIVE states. Per subject (a person: themselves and
+# every sub-account of theirs; a bot: its sub-account) what those limits watch ($5 the
+# start of the day, $6 a minute ago, $4 now, $7 the cash currencies, $8 true: counts
+# without a cap, for the status): the latest orders (never more than past the largest
+# count threshold: ``cap``), the cancels of the last minute, exposure (held and being
+# acquired, USD per asset) and equity, each read only for a subject whose limits (or,
+# for a person, the market's, the platform's) watch it. A batch without limits reads
+# the traders' rows, the limits and states tables by key and nothing else. As compact
+# JSON (arrays, amounts as text, so they stay exact).
 CONTEXT_SQL = f"""(
     WITH batch_markets AS (
         SELECT id FROM markets WHERE symbol = ANY($1::text[])
+    ), who AS (
+        SELECT u.id AS trader, coalesce(u.owner_id, u.id) AS person, b.id AS bot
+        FROM users u LEFT JOIN bots b ON b.account_id = u.id
+        WHERE u.id = ANY($2::bigint[])
     ), refs AS (
-        SELECT 'USER'::text AS scope, u AS scope_id FROM unnest($2::bigint[]) AS u
-        UNION ALL SELECT 'ORDER', u FROM unnest($2::bigint[]) AS u
+        SELECT DISTINCT 'USER'::text AS scope, person AS scope_id FROM who
+        UNION ALL SELECT DISTINCT 'ORDER', person FROM who
+        UNION ALL SELECT 'BOT', bot FROM who WHERE bot IS NOT NULL
         UNION ALL SELECT 'FOLLOW', f FROM unnest($3::bigint[]) AS f
         UNION ALL SELECT 'MARKET', id FROM batch_markets
         UNION ALL SELECT 'PLATFORM', 0
@@ -46,60 +54,72 @@ CONTEXT_SQL = f"""(
         FROM refs r JOIN risk_states s ON s.scope = r.scope AND s.scope_id = r.scope_id
         WHERE s.state <> 'ACTIVE'
     ), own AS (
-        SELECT l.scope_id AS user_id, {_WATCHES}
-        FROM lim l WHERE l.scope = 'USER' GROUP BY l.scope_id
+        SELECT l.scope, l.scope_id, {_WATCHES}
+        FROM lim l WHERE l.scope IN ('USER', 'BOT') GROUP BY l.scope, l.scope_id
     ), every AS (
         SELECT {_WATCHES} FROM lim l WHERE l.scope IN ('MARKET', 'PLATFORM')
     ), needs AS (
-        SELECT u AS id, greatest(own.cap, every.cap) AS cap,
+        SELECT 'USER'::text AS scope, p.person AS id, greatest(own.cap, every.cap) AS cap,
                coalesce(own.cancels, false) OR every.cancels AS cancels,
-               coalesce(own.exposure, false) OR every.exposure AS exposure
-        FROM unnest($2::bigint[]) AS u
+               coalesce(own.exposure, false) OR every.exposure AS exposure,
+               p.person || ARRAY(SELECT s.id FROM users s WHERE s.owner_id = p.person)
+                   AS accounts
+        FROM (SELECT DISTINCT person FROM who) AS p
         CROSS JOIN every
-        LEFT JOIN own ON own.user_id = u
-        WHERE own.user_id IS NOT NULL OR every.cap > 0 OR every.cancels OR every.exposure
-    ), exposed AS (
-        SELECT id FROM needs WHERE exposure
-    ), valued AS (
-        SELECT a.user_id, a.currency AS asset, a.balance * coalesce(p.usd_price, 0) AS usd,
-               true AS held
-        FROM exposed x
-        JOIN ledger_accounts a ON a.user_id = x.id
-        LEFT JOIN reference_prices p ON p.currency = a.currency
+        LEFT JOIN own ON own.scope = 'USER' AND own.scope_id = p.person
+        WHERE own.scope_id IS NOT NULL OR every.cap > 0 OR every.cancels OR every.exposure
         UNION ALL
-        SELECT o.user_id, CASE WHEN o.side = 'BUY' THEN m.base ELSE m.quote END,
+        SELECT own.scope, own.scope_id, own.cap, own.cancels, own.exposure,
+               ARRAY(SELECT w.trader FROM who w WHERE w.bot = own.scope_id)
+        FROM own WHERE own.scope = 'BOT'
+    ), valued AS (
+        SELECT n.scope, n.id, a.currency AS asset,
+               a.balance * coalesce(p.usd_price, 0) AS usd, true AS held
+        FROM needs n
+        JOIN ledger_accounts a ON a.user_id = ANY(n.accounts)
+        LEFT JOIN reference_prices p ON p.currency = a.currency
+        WHERE n.exposure
+        UNION ALL
+        SELECT n.scope, n.id, CASE WHEN o.side = 'BUY' THEN m.base ELSE m.quote END,
                (o.quantity - o.filled_quantity) * o.book_price * coalesce(q.usd_price, 0),
                false
-        FROM exposed x
-        JOIN orders o ON o.user_id = x.id AND {_LIVE}
+        FROM needs n
+        JOIN orders o ON o.user_id = ANY(n.accounts) AND {_LIVE}
         JOIN markets m ON m.id = o.market_id
         LEFT JOIN reference_prices q ON q.currency = m.quote
+        WHERE n.exposure
     ), per_asset AS (
-        SELECT user_id, asset, sum(usd) AS usd, sum(usd) FILTER (WHERE held) AS held
-        FROM valued GROUP BY user_id, asset
+        SELECT scope, id, asset, sum(usd) AS usd, sum(usd) FILTER (WHERE held) AS held
+        FROM valued GROUP BY scope, id, asset
     ), exposure AS (
-        SELECT user_id,
+        SELECT scope, id,
                jsonb_object_agg(asset, usd::text) FILTER (WHERE NOT asset = ANY($7::text[]))
                    AS assets,
                coalesce(sum(held), 0) AS equity
-        FROM per_asset GROUP BY user_id
-    ), traders AS (
-        SELECT n.id, c.today, c.minute,
+        FROM per_asset GROUP BY scope, id
+    ), subjects AS (
+        SELECT n.scope, n.id, c.today, c.minute,
                CASE WHEN n.cancels THEN (
                    SELECT count(*) FROM order_commands oc
-                   WHERE oc.user_id = n.id AND oc.kind IN ('CANCEL', 'CANCEL_ALL')
+                   WHERE oc.user_id = ANY(n.accounts) AND oc.kind IN ('CANCEL', 'CANCEL_ALL')
                      AND oc.created_at >= $6) END AS cancels,
                e.assets, e.equity
         FROM needs n
         LEFT JOIN LATERAL (
             SELECT count(*) FILTER (WHERE r.created_at >= $5) AS today,
                    count(*) FILTER (WHERE r.created_at >= $6) AS minute
-            FROM (SELECT o.created_at FROM orders o WHERE o.user_id = n.id
-                  ORDER BY o.id DESC
+            FROM (SELECT latest.id, latest.created_at FROM unnest(n.accounts) AS m(account)
+                  CROSS JOIN LATERAL (
+                      SELECT o.id, o.created_at FROM orders o WHERE o.user_id = m.account
+                      ORDER BY o.id DESC
+                      LIMIT CASE WHEN $8::boolean THEN NULL
+                                 WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END
+                  ) AS latest
+                  ORDER BY latest.id DESC
                   LIMIT CASE WHEN $8::boolean THEN NULL
                              WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
         ) c ON true
-        LEFT JOIN exposure e ON e.user_id = n.id
+        LEFT JOIN exposure e ON e.scope = n.scope AND e.id = n.id
     ), ages AS (
         SELECT m.id, extract(epoch FROM $4::timestamptz - (
                    SELECT max(f.created_at) FROM fills f WHERE f.market_id = m.id)) AS age
@@ -111,9 +131,11 @@ CONTEXT_SQL = f"""(
                                             action, warn_ratio::text)) FROM lim),
         (SELECT jsonb_agg(jsonb_build_array(scope, scope_id, state, cooldown_until, reason,
                                             limit_id)) FROM st),
-        (SELECT jsonb_agg(jsonb_build_array(id, today, minute, cancels, equity::text,
-                                            assets)) FROM traders),
-        (SELECT jsonb_object_agg(id::text, age::text) FROM ages)
+        (SELECT jsonb_agg(jsonb_build_array(scope, id, today, minute, cancels,
+                                            equity::text, assets)) FROM subjects),
+        (SELECT jsonb_object_agg(id::text, age::text) FROM ages),
+        (SELECT jsonb_agg(jsonb_build_array(trader, person, bot)) FROM who
+         WHERE person <> trader OR bot IS NOT NULL)
     )::text
 )"""  # noqa: S608 (no input in the text)
 
@@ -126,6 +148,30 @@ PNL_SQL = """
     LEFT JOIN reference_prices r ON r.currency = p.currency
     WHERE p.user_id = ANY($1::bigint[])
     GROUP BY p.user_id
+"""
+
+# A bot's P&L: its sub-account's positions, as ``PNL_SQL`` ($1 bots).
+BOT_PNL_SQL = """
+    SELECT b.id AS scope_id, sum(p.realized_pnl_usd) AS realised,
+           sum(p.realized_pnl_usd + p.quantity * coalesce(r.usd_price, 0) - p.cost_usd) AS pnl
+    FROM bots b
+    JOIN positions p ON p.user_id = b.account_id
+    LEFT JOIN reference_prices r ON r.currency = p.currency
+    WHERE b.id = ANY($1::bigint[])
+    GROUP BY b.id
+"""
+# A follow's P&L: its copy positions (``follow_positions``, kept by the copy-positions
+# consumer in the follow's quote currency), in USD ($1 follows).
+FOLLOW_PNL_SQL = """
+    SELECT f.id AS scope_id, sum(fp.realized_pnl * coalesce(q.usd_price, 0)) AS realised,
+           sum((fp.realized_pnl - fp.cost) * coalesce(q.usd_price, 0)
+               + fp.quantity * coalesce(r.usd_price, 0)) AS pnl
+    FROM follows f
+    JOIN follow_positions fp ON fp.follow_id = f.id
+    LEFT JOIN reference_prices q ON q.currency = f.quote
+    LEFT JOIN reference_prices r ON r.currency = fp.currency
+    WHERE f.id = ANY($1::bigint[])
+    GROUP BY f.id
 """
 
 STATE_COLUMNS = """

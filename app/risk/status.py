@@ -30,14 +30,12 @@ from app.risk.domain.limits import (
 from app.risk.domain.pnl import Marks
 from app.risk.domain.states import RiskState, Scope, ScopeRef, ScopeStatus
 from app.risk.gate import Gate, follow_of, limit_of, read_context, status_of
-from app.risk.sql import PNL_SQL
 from app.runtime import Runtime
 from app.trading import markets
 from app.trading.domain import orders as rules
 from app.trading.domain.orders import OrderRequest
-from db.models import Follow, RiskLimit, RiskTransition
+from db.models import Bot, Follow, RiskLimit, RiskTransition
 from db.models import RiskState as RiskStateRow
-from db.raw import driver
 
 # figures that depend on an order (its value) or on a market (the stale-data age): the
 # status shows them where it can (a market's age at MARKET scope), else none
@@ -78,28 +76,30 @@ def _usage(limit: Limit, figures: Figures | None) -> LimitUsage:
 
 
 async def _pnl_figures(
-    session: AsyncSession, rt: Runtime, user_id: int, rows: dict[ScopeRef, RiskStateRow]
-) -> Figures:
-    """The user's P&L figures now, from their USER scope's marks."""
-    connection = await driver(session)
-    found = await connection.fetchrow(PNL_SQL, [user_id])
-    pnl = found["pnl"] if found else Decimal(0)
-    realised = found["realised"] if found else Decimal(0)
-    row = rows.get(ScopeRef(Scope.USER, user_id))
-    marks = (
-        transitions.marks_of(vars(row)) if row is not None and row.marks_day is not None else None
-    )
+    session: AsyncSession, rt: Runtime, refs: list[ScopeRef], rows: dict[ScopeRef, RiskStateRow]
+) -> dict[ScopeRef, Figures]:
+    """The P&L figures now of ``refs`` (USER, BOT, FOLLOW), from their scopes' marks."""
     now = rt.now()
-    if marks is None:
-        marks = Marks.start(now=now, pnl=pnl, realised=realised)
-    return marks.observe(now=now, pnl=pnl, realised=realised).figures()
+    out = {}
+    for ref, (pnl, realised) in (await transitions.scope_pnl(session, refs)).items():
+        row = rows.get(ref)
+        marks = (
+            transitions.marks_of(vars(row))
+            if row is not None and row.marks_day is not None
+            else None
+        )
+        if marks is None:
+            marks = Marks.start(now=now, pnl=pnl, realised=realised)
+        out[ref] = marks.observe(now=now, pnl=pnl, realised=realised).figures()
+    return out
 
 
 async def risk_status(
     rt: Runtime, *, user_id: int | None, transitions_per_scope: int = 5
 ) -> RiskStatus:
-    """The scopes that concern ``user_id`` (theirs, their follows', the markets' and the
-    platform's with limits or a state), each with its limits' figures now."""
+    """The scopes that concern ``user_id`` (theirs, their follows', their bots', the
+    markets' and the platform's with limits or a state), each with its limits' figures
+    now."""
     if user_id is None:
         raise NotAuthenticated()
     now = rt.now()
@@ -107,8 +107,17 @@ async def risk_status(
         follows = list(
             await session.scalars(select(Follow.id).where(Follow.follower_id == user_id))
         )
+        bots = {
+            row.id: row.account_id
+            for row in await session.execute(
+                select(Bot.id, Bot.account_id).where(
+                    Bot.user_id == user_id, Bot.account_id.is_not(None)
+                )
+            )
+        }
         mine = [ScopeRef(Scope.USER, user_id), ScopeRef(Scope.ORDER, user_id)]
         mine += [ScopeRef(Scope.FOLLOW, f) for f in follows]
+        mine += [ScopeRef(Scope.BOT, b) for b in bots]
         keys = [(r.scope.value, r.id) for r in mine]
         admin = or_(
             tuple_(RiskLimit.scope, RiskLimit.scope_id).in_(keys),
@@ -129,11 +138,17 @@ async def risk_status(
                 )
             )
         }
-        context = await read_context(session, now, users=[user_id], follows=follows, exact=True)
-        figures = context.figures.get(user_id, Figures())
-        figures = replace(
-            figures, **_pnl_fields(await _pnl_figures(session, rt, user_id, state_rows))
+        context = await read_context(
+            session, now, users=[user_id, *bots.values()], follows=follows, exact=True
         )
+        pnl_refs = [r for r in mine if r.scope in transitions.PNL_SCOPES]
+        pnl = await _pnl_figures(session, rt, pnl_refs, state_rows)
+        own = {ScopeRef(Scope.USER, user_id): context.figures.get(user_id, Figures())}
+        own |= {ScopeRef(Scope.BOT, b): context.bot_figures.get(b, Figures()) for b in bots}
+        figures_of = {
+            ref: replace(own.get(ref, Figures()), **_pnl_fields(f)) for ref, f in pnl.items()
+        }
+        figures = figures_of[ScopeRef(Scope.USER, user_id)]
         market_ids = sorted({lim.ref.id for lim in limits if lim.ref.scope is Scope.MARKET})
         symbols = {
             m: row.symbol for m, row in (await markets.markets_by_ids(session, market_ids)).items()
@@ -145,12 +160,15 @@ async def risk_status(
         for ref in sorted(refs, key=lambda r: (list(Scope).index(r.scope), r.id)):
             row = state_rows.get(ref)
             status = status_of(vars(row)) if row is not None else ScopeStatus(ref)
-            own = [lim for lim in limits if lim.ref == ref]
+            own_limits = [lim for lim in limits if lim.ref == ref]
             views.append(
                 ScopeView(
                     status=status,
                     state=status.effective(now),
-                    limits=[_usage(lim, _figures_at(ref, figures, ages)) for lim in own],
+                    limits=[
+                        _usage(lim, _figures_at(ref, figures_of.get(ref, figures), ages))
+                        for lim in own_limits
+                    ],
                     transitions=trails.get(ref, []),
                 )
             )
@@ -194,10 +212,8 @@ def _pnl_fields(f: Figures) -> dict[str, object]:
 
 
 def _figures_at(ref: ScopeRef, figures: Figures, ages: dict[int, Decimal | None]) -> Figures | None:
-    """The figures a scope's limits are shown against: the user's own; a market's with
-    its age; a follow's P&L is not the user's (shown without figures)."""
-    if ref.scope is Scope.FOLLOW:
-        return None
+    """The figures a scope's limits are shown against (``figures``: the scope's own: a
+    follow's P&L, a bot's sub-account's; else the user's); a market's with its age."""
     if ref.scope is Scope.MARKET:
         return replace(figures, market_data_age=ages.get(ref.id))
     return figures

@@ -3,7 +3,11 @@
 it. Every change of state goes through ``move``, in the caller's transaction.
 
 A USER (or FOLLOW, BOT) scope is changed with its user's row locked (FOR NO KEY UPDATE,
-as the placement locks it): the change and any placement of that user take turns.
+as the placement locks it; a bot's: its owner's, which its placements lock too): the
+change and any placement of that user take turns.
+
+``scope_pnl`` is a P&L scope's realised and unrealised profit now (USD): a user's
+positions, a bot's sub-account's, a follow's copy positions.
 """
 
 from __future__ import annotations
@@ -18,8 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.risk.domain.pnl import Marks
 from app.risk.domain.states import RiskState, Scope, ScopeRef, StateEvent, apply
-from app.risk.sql import LOCK_STATES_SQL, MAKE_STATES_SQL, PNL_SQL, TRANSITION_SQL
+from app.risk.sql import (
+    BOT_PNL_SQL,
+    FOLLOW_PNL_SQL,
+    LOCK_STATES_SQL,
+    MAKE_STATES_SQL,
+    PNL_SQL,
+    TRANSITION_SQL,
+)
 from db.raw import driver
+
+PNL_SCOPES = frozenset({Scope.USER, Scope.BOT, Scope.FOLLOW})
+_PNL_SQL = {Scope.USER: PNL_SQL, Scope.BOT: BOT_PNL_SQL, Scope.FOLLOW: FOLLOW_PNL_SQL}
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +128,30 @@ async def save_marks(session: AsyncSession, ref: ScopeRef, marks: Marks) -> None
     )
 
 
+async def scope_pnl(
+    session: AsyncSession, refs: Iterable[ScopeRef]
+) -> dict[ScopeRef, tuple[Decimal, Decimal]]:
+    """(P&L, realised part) of each of ``refs`` (USER, BOT, FOLLOW), USD; (0, 0) for a
+    scope without positions. One statement per kind of scope."""
+    by_scope: dict[Scope, list[int]] = {}
+    for ref in refs:
+        by_scope.setdefault(ref.scope, []).append(ref.id)
+    connection = await driver(session)
+    out: dict[ScopeRef, tuple[Decimal, Decimal]] = {}
+    for scope, ids in sorted(by_scope.items()):
+        for ref_id in ids:
+            out[ScopeRef(scope, ref_id)] = (ZERO, ZERO)
+        for r in await connection.fetch(_PNL_SQL[scope], sorted(set(ids))):
+            key = r["user_id"] if scope is Scope.USER else r["scope_id"]
+            out[ScopeRef(scope, key)] = (r["pnl"], r["realised"])
+    return out
+
+
 async def start_marks(session: AsyncSession, ref: ScopeRef, now: datetime) -> None:
-    """A USER scope's P&L marks from its P&L of now, unless it has them: a P&L limit
-    set before the trader's next fill measures from the moment it was set."""
+    """A P&L scope's marks from its P&L of now, unless it has them: a P&L limit set
+    before the scope's next fill measures from the moment it was set."""
     row = (await lock_states(session, [ref]))[ref]
     if marks_of(row) is not None:
         return
-    connection = await driver(session)
-    found = await connection.fetchrow(PNL_SQL, [ref.id])
-    pnl = found["pnl"] if found else Decimal(0)
-    realised = found["realised"] if found else Decimal(0)
+    pnl, realised = (await scope_pnl(session, [ref]))[ref]
     await save_marks(session, ref, Marks.start(now=now, pnl=pnl, realised=realised))

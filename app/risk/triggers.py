@@ -11,24 +11,32 @@ engine's path.
 
 One transaction per batch of events, with the checkpoint:
 
-    the traders     whose fills these are and who have AFTER_FILLS limits (USER scope);
-                    their rows locked in id order (FOR NO KEY UPDATE, as a placement
-                    locks them: a placement sees the state before or after, never a
-                    state that is changing)
+    the scopes      with AFTER_FILLS limits whose P&L these fills (or their markets'
+                    prices) move: USER (the trader), BOT (a bot whose sub-account
+                    traded), FOLLOW (a follow of the trader's, or one holding a copy
+                    position in a market that traded)
+    their people    the user each scope belongs to (the user, the bot's owner, the
+                    follower): their rows locked in id order (FOR NO KEY UPDATE, as a
+                    placement locks them, a bot's with its owner's: a placement sees the
+                    state before or after, never a state that is changing)
     their states    locked (made ACTIVE where missing); a cool-down that ended is
                     recorded first (COOL_DOWN_OVER)
-    P&L             realised + unrealised from their positions (USD), the marks moved
-                    (``app.risk.domain.pnl``: the day's and the week's start, the peak,
-                    consecutive losing closes)
-    limits          ``after_fills``: the strictest that fired moves the state (only ever
-                    stricter), with its reason; CANCEL_ORDERS, REDUCE_TO_FLAT and
-                    COOL_DOWN cancel the trader's open orders (CANCEL_ALL per market, in
-                    this transaction); each transition a RISK notification, each limit
-                    near its threshold a warning (once a day per limit)
+    P&L             realised + unrealised (USD): the user's positions, the bot's
+                    sub-account's, the follow's copy positions (``follow_positions``);
+                    the marks moved (``app.risk.domain.pnl``: the day's and the week's
+                    start, the peak, consecutive losing closes)
+    limits          ``after_fills``: the strictest that fired moves that scope's state
+                    only (only ever stricter), with its reason; CANCEL_ORDERS,
+                    REDUCE_TO_FLAT and COOL_DOWN cancel the scope's open orders (a
+                    user's and their bots', a bot's, a follow's copy orders), in this
+                    transaction; each transition a RISK notification to the user, each
+                    limit near its threshold a warning (once a day per limit)
 
-After COMMIT, REDUCE_TO_FLAT sells what the trader holds: once the cancels are applied,
+After COMMIT, REDUCE_TO_FLAT sells what the scope holds: once the cancels are applied,
 a protected MARKET sell (``FLATTEN_SLIPPAGE_BPS`` from the last trade) per non-cash
-asset on its USD(T) market, idempotent on ``risk-flat-<transition>-<asset>``.
+asset of the user's (or the bot's sub-account's) on its USD(T) market, idempotent on
+``risk-flat-<transition>-<asset>``; a follow's positions are closed as its stop-loss
+closes them (``app.social.follow_close``).
 
 ``expire_cool_downs`` (same job) records the end of every cool-down that is over.
 """
@@ -64,8 +72,9 @@ from app.risk.domain.states import (
     stricter,
 )
 from app.risk.gate import limit_of
-from app.risk.sql import PNL_SQL
 from app.runtime import Runtime
+from app.social.domain.copying import copy_client_order_prefix
+from app.social.follow_close import close_follow_positions
 from app.trading import commands, markets, placement
 from app.trading.domain.orders import OrderRequest, OrderType, Side
 from app.trading.engine.settlement import CASH
@@ -79,26 +88,57 @@ TOPICS = (topics.FILLS.named(),)
 EVENT_BATCH = 500
 FLATTEN_SLIPPAGE_BPS = 300
 
-# The AFTER_FILLS limits of the batch's traders ($1) and of those holding an asset whose
-# market traded ($3: a price move is a P&L move without a fill of theirs)
-_LIMITS_SQL = """
-    SELECT id, scope, scope_id, kind, threshold, action, warn_ratio, cooldown_seconds,
-           set_by, requires_two_factor
-    FROM risk_limits
-    WHERE scope = 'USER' AND kind = ANY($2::text[])
-      AND (scope_id = ANY($1::bigint[]) OR scope_id IN (
+_LIMIT_COLUMNS = """
+    l.id, l.scope, l.scope_id, l.kind, l.threshold, l.action, l.warn_ratio,
+    l.cooldown_seconds, l.set_by, l.requires_two_factor
+"""
+# The AFTER_FILLS limits ($2 kinds) of the scopes the batch's traders ($1) are in and of
+# those holding an asset whose market traded ($3: a price move is a P&L move without a
+# fill of theirs), each with its ``person`` (whose row is locked, who is told) and its
+# ``account`` (whose orders and holdings its actions touch)
+_LIMITS_SQL = f"""
+    SELECT {_LIMIT_COLUMNS}, l.scope_id AS person, l.scope_id AS account
+    FROM risk_limits l
+    WHERE l.scope = 'USER' AND l.kind = ANY($2::text[])
+      AND (l.scope_id = ANY($1::bigint[]) OR l.scope_id IN (
           SELECT p.user_id FROM positions p
           WHERE p.currency = ANY($3::text[]) AND p.quantity > 0))
-    ORDER BY scope_id, id
-"""
+    UNION ALL
+    SELECT {_LIMIT_COLUMNS}, b.user_id, b.account_id
+    FROM risk_limits l JOIN bots b ON b.id = l.scope_id
+    WHERE l.scope = 'BOT' AND l.kind = ANY($2::text[]) AND b.account_id IS NOT NULL
+      AND (b.account_id = ANY($1::bigint[]) OR b.account_id IN (
+          SELECT p.user_id FROM positions p
+          WHERE p.currency = ANY($3::text[]) AND p.quantity > 0))
+    UNION ALL
+    SELECT {_LIMIT_COLUMNS}, f.follower_id, f.follower_id
+    FROM risk_limits l JOIN follows f ON f.id = l.scope_id
+    WHERE l.scope = 'FOLLOW' AND l.kind = ANY($2::text[])
+      AND (f.follower_id = ANY($1::bigint[]) OR f.id IN (
+          SELECT fp.follow_id FROM follow_positions fp
+          WHERE fp.currency = ANY($3::text[]) AND fp.quantity > 0))
+    ORDER BY scope, scope_id, id
+"""  # noqa: S608 (no input in the text)
 _LOCK_USERS_SQL = "SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"
+_SUB_ACCOUNTS_SQL = "SELECT id FROM users WHERE owner_id = $1 ORDER BY id"
 
 
 @dataclass(frozen=True, slots=True)
 class Flatten:
-    user_id: int
+    user_id: int  # whose holdings are sold (a bot's: its sub-account)
     transition_id: int
     queued: list[tuple[int, int, list[int]]]  # the cancels to wait for
+    follow_id: int | None = None  # a follow's: its copy positions are closed instead
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """A scope with AFTER_FILLS limits: whose it is (``person``: locked, told) and whose
+    orders and holdings its actions touch (``account``)."""
+
+    ref: ScopeRef
+    person: int
+    account: int
 
 
 async def run_once(rt: Runtime) -> int:
@@ -109,7 +149,7 @@ async def run_once(rt: Runtime) -> int:
         read, to_flatten = await in_transaction(rt.sessions, lambda s: _batch(rt, s))
         handled += read
         for job in to_flatten:
-            await flatten(rt, job)
+            await (close_follow(rt, job) if job.follow_id is not None else flatten(rt, job))
         if read < EVENT_BATCH:
             break
     await expire_cool_downs(rt)
@@ -131,8 +171,9 @@ async def _batch(rt: Runtime, session: AsyncSession) -> tuple[int, list[Flatten]
 async def evaluate(
     rt: Runtime, session: AsyncSession, traders: Sequence[int], bases: Sequence[str] = ()
 ) -> list[Flatten]:
-    """The AFTER_FILLS limits of ``traders`` (and of the holders of ``bases``) against
-    their P&L now, in the caller's transaction; the flattenings to do after it commits."""
+    """The AFTER_FILLS limits of ``traders``' scopes (and of the holders of ``bases``)
+    against their P&L now, in the caller's transaction; the flattenings to do after it
+    commits."""
     connection = await driver(session)
     rows = await connection.fetch(
         _LIMITS_SQL, list(traders), sorted(AFTER_FILLS_KINDS), list(bases)
@@ -140,19 +181,21 @@ async def evaluate(
     if not rows:
         return []
     limits = [limit_of(r) for r in rows]
-    watched = sorted({limit.ref.id for limit in limits})
-    await connection.fetch(_LOCK_USERS_SQL, watched)
-    refs = [ScopeRef(Scope.USER, uid) for uid in watched]
-    states = await transitions.lock_states(session, refs)
-    pnl = {
-        r["user_id"]: (r["pnl"], r["realised"]) for r in await connection.fetch(PNL_SQL, watched)
+    watched = {
+        limit.ref: Watched(limit.ref, r["person"], r["account"])
+        for limit, r in zip(limits, rows, strict=True)
     }
+    await connection.fetch(_LOCK_USERS_SQL, sorted({w.person for w in watched.values()}))
+    refs = sorted(watched)
+    states = await transitions.lock_states(session, refs)
+    pnl = await transitions.scope_pnl(session, refs)
     now = rt.now()
     notes: list[NewNotification] = []
     to_flatten: list[Flatten] = []
     for ref in refs:
+        scope = watched[ref]
         row = states[ref]
-        current, realised = pnl.get(ref.id, (Decimal(0), Decimal(0)))
+        current, realised = pnl[ref]
         before = transitions.marks_of(row)
         if before is None:
             marks = Marks.start(now=now, pnl=current, realised=realised)
@@ -167,20 +210,21 @@ async def evaluate(
                 )
                 state = RiskState.ACTIVE
         fired, warned = after_fills([lim for lim in limits if lim.ref == ref], marks.figures())
-        notes += [_warning(ref.id, b, now.date().isoformat()) for b in warned]
+        notes += [_warning(scope.person, b, now.date().isoformat()) for b in warned]
         breach = strictest(fired)
         if breach is None or not stricter(breach.effect.state, state):
             continue
-        moved, queued = await _act(rt, session, ref, state, breach)
-        notes.append(_transition_note(ref.id, moved.transition_id, breach))
+        moved, queued = await _act(rt, session, scope, state, breach)
+        notes.append(_transition_note(scope.person, moved.transition_id, breach))
         if breach.effect.flatten:
-            to_flatten.append(Flatten(ref.id, moved.transition_id, queued))
+            follow = ref.id if ref.scope is Scope.FOLLOW else None
+            to_flatten.append(Flatten(scope.account, moved.transition_id, queued, follow))
     await create_notifications(session, notes)
     return to_flatten
 
 
 async def _act(
-    rt: Runtime, session: AsyncSession, ref: ScopeRef, state: RiskState, breach: Breach
+    rt: Runtime, session: AsyncSession, scope: Watched, state: RiskState, breach: Breach
 ) -> tuple[transitions.Moved, list[tuple[int, int, list[int]]]]:
     effect = breach.effect
     limit = breach.limit
@@ -189,17 +233,31 @@ async def _act(
         cooldown = rt.now() + timedelta(seconds=limit.cooldown_seconds)
     moved = await transitions.move(
         session,
-        ref,
+        scope.ref,
         state,
         event_towards(effect.state),
         reason=f"{limit.describe()} reached ({_plain(breach.value)})",
         limit_id=limit.id,
         cooldown_until=cooldown,
     )
-    queued = []
-    if effect.cancel_orders:
-        queued = await commands.cancel_all_commands(session, ref.id, None)
+    queued = await _cancel(session, scope) if effect.cancel_orders else []
     return moved, queued
+
+
+async def _cancel(session: AsyncSession, scope: Watched) -> list[tuple[int, int, list[int]]]:
+    """Cancel the scope's open orders: a user's and their bots' (its state binds theirs),
+    a bot's sub-account's, a follow's copy orders."""
+    if scope.ref.scope is Scope.FOLLOW:
+        prefix = copy_client_order_prefix(scope.ref.id)
+        return await commands.cancel_prefixed_commands(session, scope.account, prefix)
+    accounts = [scope.account]
+    if scope.ref.scope is Scope.USER:
+        connection = await driver(session)
+        accounts += [r["id"] for r in await connection.fetch(_SUB_ACCOUNTS_SQL, scope.account)]
+    queued = []
+    for account in accounts:
+        queued += await commands.cancel_all_commands(session, account, None)
+    return queued
 
 
 def _plain(value: Decimal) -> str:
@@ -294,6 +352,20 @@ async def flatten(rt: Runtime, job: Flatten) -> None:
                 "flatten: sell refused",
                 extra={"user_id": job.user_id, "symbol": symbol, "code": error.code},
             )
+
+
+async def close_follow(rt: Runtime, job: Flatten) -> None:
+    """A follow's REDUCE_TO_FLAT: once its copy orders' cancels are applied, its copy
+    positions closed as its stop-loss closes them."""
+    assert job.follow_id is not None
+    try:
+        await commands.wait_for_commands(rt, job.queued)
+    except AppError:
+        log.warning("close follow: cancels not applied in time", extra={"follow": job.follow_id})
+    try:
+        await close_follow_positions(rt, follow_id=job.follow_id)
+    except AppError as error:
+        log.warning("close follow: refused", extra={"follow": job.follow_id, "code": error.code})
 
 
 async def expire_cool_downs(rt: Runtime) -> int:

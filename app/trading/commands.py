@@ -174,6 +174,28 @@ async def cancel_all_commands(
     return out
 
 
+async def cancel_prefixed_commands(
+    session: AsyncSession, user_id: int, prefix: str
+) -> list[tuple[int, int, list[int]]]:
+    """CANCEL each live order of the user whose clientOrderId starts with ``prefix`` (a
+    follow's copy orders), in sequence per market: (market, last seq, order ids)."""
+    connection = await driver(session)
+    rows = await connection.fetch(
+        "SELECT market_id, array_agg(id ORDER BY id) AS ids FROM orders"
+        " WHERE user_id = $1 AND status = ANY($2::text[]) AND starts_with(client_order_id, $3)"
+        " GROUP BY market_id ORDER BY market_id",
+        user_id,
+        LIVE_STATUS_VALUES,
+        prefix,
+    )
+    out = []
+    for row in rows:
+        ids = list(row["ids"])
+        seq = await enqueue(session, row["market_id"], [("CANCEL", i, user_id, {}) for i in ids])
+        out.append((row["market_id"], seq, ids))
+    return out
+
+
 async def wait_for_commands(rt: Runtime, queued: list[tuple[int, int, list[int]]]) -> list[Order]:
     ids: list[int] = []
     for market_id, seq, order_ids in queued:

@@ -28,7 +28,6 @@ from app.trading.domain.orders import OrderRequest, OrderStatus, ValidOrder
 from app.trading.markets import MarketRow
 from app.trading.sql import LIVE_STATUS_VALUES
 from db.models import Order
-from db.queries import lock_user
 from db.raw import driver
 
 MAX_CLIENT_ID = 64
@@ -63,13 +62,24 @@ def request_digest(*parts: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+# a trader's row and, for a bot's sub-account, its owner's: in id order, as TRADERS_SQL
+_LOCK_TRADER_SQL = """
+    SELECT id, trading_enabled FROM users
+    WHERE id = $1 OR id = (SELECT owner_id FROM users WHERE id = $1)
+    ORDER BY id
+    FOR NO KEY UPDATE
+"""
+
+
 async def lock_trader(session: AsyncSession, user_id: int | None) -> int:
+    """Lock the trader (with its owner, for a bot's sub-account: their limits and state
+    bind it) as a placement does; ``TradingDisabled`` if either's kill switch is on."""
     if user_id is None:
         raise NotAuthenticated()
-    user = await lock_user(session, user_id)
-    if user is None:
+    rows = await (await driver(session)).fetch(_LOCK_TRADER_SQL, user_id)
+    if not any(row["id"] == user_id for row in rows):
         raise NotAuthenticated()
-    if not user.trading_enabled:
+    if not all(row["trading_enabled"] for row in rows):
         raise TradingDisabled()
     return user_id
 

@@ -59,13 +59,27 @@ ENQUEUE_SQL = f"""
 # Set for the transaction only (``is_local``), from its first statement (no extra round
 # trip), which itself is planned before it takes effect: its live-orders count keeps the
 # partial index that a custom plan can prove from ``$3``.
+#
+# The traders' rows are locked with their owners' (a bot's sub-account is its owner's,
+# ``users.owner_id``) in one statement, in id order, FOR NO KEY UPDATE: the owner's
+# USER limits and state bind their bots' orders and count them, so an owner's and their
+# bots' placements take turns on the owner's row. Every writer that locks several user
+# rows (placements, ``app.risk.triggers``) locks them in one statement in id order, so
+# none waits for another in a cycle.
 TRADERS_SQL = """
     WITH generic AS MATERIALIZED (
         SELECT set_config('plan_cache_mode', 'force_generic_plan', true) AS mode
+    ), locked AS MATERIALIZED (
+        SELECT u.id, u.owner_id, u.trading_enabled FROM users u
+        WHERE u.id = ANY($1::bigint[] || ARRAY(
+            SELECT s.owner_id FROM users s
+            WHERE s.id = ANY($1::bigint[]) AND s.owner_id IS NOT NULL))
+        ORDER BY u.id
+        FOR NO KEY UPDATE
     )
     SELECT w.n,
            u.trading_enabled AND coalesce(
-               (SELECT o.trading_enabled FROM users o WHERE o.id = u.owner_id FOR SHARE), true
+               (SELECT o.trading_enabled FROM locked o WHERE o.id = u.owner_id), true
            ) AS trading_enabled,
            (SELECT o.id FROM orders o
             WHERE o.user_id = u.id AND o.client_order_id = w.client_order_id) AS existing_id,
@@ -74,10 +88,9 @@ TRADERS_SQL = """
            nextval(pg_get_serial_sequence('orders', 'id')) AS order_id,
            nextval(pg_get_serial_sequence('holds', 'id')) AS hold_id
     FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS w(user_id, client_order_id, n)
-    JOIN users u ON u.id = w.user_id
+    JOIN locked u ON u.id = w.user_id
     CROSS JOIN generic
-    ORDER BY u.id
-    FOR NO KEY UPDATE OF u
+    ORDER BY w.n
 """
 
 

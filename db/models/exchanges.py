@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
@@ -48,6 +49,7 @@ class ExchangeConnection(Base):
         ),
         Index(None, "user_id", "id"),
         Index(None, "status", "last_checked_at"),
+        Index(None, "status", "sync_attempted_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -66,6 +68,42 @@ class ExchangeConnection(Base):
     last_check_code: Mapped[str | None] = mapped_column(Text)  # None: the check passed
     created_at: Mapped[datetime] = _created_at()
     disconnected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # exchange custody (app/exchanges/custody.py): the mirror is as of ``synced_at`` (the
+    # reading last applied); ``sync_attempted_at`` is when a sync last started (the
+    # periodic job claims connections by it)
+    synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+SYNC_TRIGGERS = ("CONNECT", "SCHEDULED", "MANUAL", "DISCONNECT")
+SYNC_OUTCOMES = ("CHANGED", "UNCHANGED", "FAILED", "SUPERSEDED", "CLOSED")
+
+
+class ExchangeSync(Base):
+    """One run of reconciling a connection's mirror with the exchange, whatever came of
+    it: CHANGED (``journal_entry_id`` posted ``changes``), UNCHANGED, FAILED
+    (``error_code`` says why; nothing posted), SUPERSEDED (a newer reading was applied
+    meanwhile), CLOSED (disconnected: the mirror zeroed). ``unmirrored``: currencies the
+    exchange holds that the platform does not know (by code: total)."""
+
+    __tablename__ = "exchange_syncs"
+    __table_args__ = (
+        CheckConstraint(f"trigger IN {SYNC_TRIGGERS!r}", name="trigger_known"),
+        CheckConstraint(f"outcome IN {SYNC_OUTCOMES!r}", name="outcome_known"),
+        CheckConstraint("(outcome = 'FAILED') = (error_code IS NOT NULL)", name="failed_has_code"),
+        Index(None, "connection_id", "id"),
+    )
+
+    id: Mapped[int] = _pk()
+    connection_id: Mapped[int] = mapped_column(ForeignKey("exchange_connections.id"))
+    trigger: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    changes: Mapped[list[dict[str, str]]] = mapped_column(JSONB, server_default="[]")
+    unmirrored: Mapped[dict[str, str]] = mapped_column(JSONB, server_default="{}")
+    journal_entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
 
 
 ORDER_STATUSES = ("PENDING_SUBMIT", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED")

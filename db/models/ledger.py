@@ -20,18 +20,44 @@ from sqlalchemy.orm import Mapped, mapped_column
 from db.base import Base
 from db.models.columns import AMOUNT, _created_at, _pk
 
+_EXCHANGE_KINDS = "('EXCHANGE_FREE', 'EXCHANGE_USED', 'EXCHANGE_COUNTERPARTY')"
+
 
 class LedgerAccount(Base):
-    """One balance: a user's AVAILABLE / HELD / STAKED per currency, or a system account.
+    """One balance: a user's AVAILABLE / HELD / STAKED per currency, a system account, or
+    a connected exchange account's custody (``exchange_account_id`` set: its mirror of
+    the exchange's balances and its counterparty, a book of its own).
     ``balance`` always equals the sum of the account's postings (checked by tests)."""
 
     __tablename__ = "ledger_accounts"
     __table_args__ = (
-        UniqueConstraint("user_id", "currency", "kind", postgresql_nulls_not_distinct=True),
+        # exchange_account_id last: a system account is still found by (NULL, currency, kind)
+        UniqueConstraint(
+            "user_id",
+            "currency",
+            "kind",
+            "exchange_account_id",
+            postgresql_nulls_not_distinct=True,
+        ),
         CheckConstraint("user_id IS NULL OR balance >= 0", name="user_balance_non_negative"),
         CheckConstraint(
             "(user_id IS NOT NULL) = (kind IN ('AVAILABLE', 'HELD', 'STAKED'))",
             name="kind_matches_owner",
+        ),
+        CheckConstraint(
+            f"(exchange_account_id IS NOT NULL) = (kind IN {_EXCHANGE_KINDS})",
+            name="exchange_kind_matches_owner",
+        ),
+        CheckConstraint(
+            "kind NOT IN ('EXCHANGE_FREE', 'EXCHANGE_USED') OR balance >= 0",
+            name="exchange_mirror_non_negative",
+        ),
+        Index(
+            None,
+            "exchange_account_id",
+            "currency",
+            "kind",
+            postgresql_where="exchange_account_id IS NOT NULL",
         ),
     )
 
@@ -40,6 +66,7 @@ class LedgerAccount(Base):
     currency: Mapped[str] = mapped_column(ForeignKey("currencies.code"))
     kind: Mapped[str] = mapped_column(Text)
     balance: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    exchange_account_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_connections.id"))
     created_at: Mapped[datetime] = _created_at()
 
 

@@ -15,11 +15,12 @@ from strawberry import relay
 from strawberry.types import Info
 
 from app.core.errors import UserError
-from app.exchanges import accounts
+from app.exchanges import accounts, custody
 from app.exchanges import orders as exchange_orders
 from app.exchanges.domain.accounts import Balance
 from app.exchanges.domain.catalogue import FACTS, ExchangeId
 from db.models import ExchangeConnection, ExchangeOrder
+from db.models import ExchangeSync as ExchangeSyncRow
 from db.queries import page_key
 from graphql_schema.errors import (
     ExchangeKeyAllowsWithdrawals,
@@ -31,9 +32,16 @@ from graphql_schema.errors import (
     NotAuthenticated,
     NotFound,
     PassphraseRequired,
+    RateLimited,
     UnsupportedExchange,
     ValidationFailed,
     to_graphql_error,
+)
+from graphql_schema.exchanges.custody import (
+    ExchangeSync,
+    ExchangeSyncConnection,
+    MirroredBalance,
+    equity_of,
 )
 from graphql_schema.exchanges.orders import (
     ExchangeOrderConnection,
@@ -42,6 +50,7 @@ from graphql_schema.exchanges.orders import (
 )
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import to_connection
+from graphql_schema.wallets.types import usd
 
 EXCHANGE_ACCOUNT = "ExchangeAccount"
 
@@ -113,6 +122,9 @@ class ExchangeAccountNode(relay.Node):
         description="How to bind the key to IP addresses at this exchange."
     )
     created_at: datetime
+    synced_at: datetime | None = strawberry.field(
+        description="When the exchange was last read into mirroredBalances."
+    )
     _row: strawberry.Private[ExchangeConnection]
 
     @classmethod
@@ -127,8 +139,27 @@ class ExchangeAccountNode(relay.Node):
             ),
             last_checked_at=row.last_checked_at, last_check_code=row.last_check_code,
             ip_allowlist_guidance=facts.ip_allowlist_guidance, created_at=row.created_at,
-            _row=row,
+            synced_at=row.synced_at, _row=row,
         )  # fmt: skip
+
+    @strawberry.field(description="What the exchange holds as the ledger mirrors it (kept"
+                      " apart from the platform's custody), as of syncedAt.")  # fmt: skip
+    async def mirrored_balances(self, info: Info) -> list[MirroredBalance]:
+        rows = await info.context.loaders.exchange_mirror_by_connection_id.load(self._row.id)
+        return [MirroredBalance.of(r, self._row.synced_at) for r in rows]
+
+    @strawberry.field(description="The latest sync with the exchange, whatever came of it.")
+    async def last_sync(self, info: Info) -> ExchangeSync | None:
+        row = await info.context.loaders.exchange_last_sync_by_connection_id.load(self._row.id)
+        return None if row is None else ExchangeSync.from_row(row)
+
+    @strawberry.field(description="Every sync with the exchange, newest first.")
+    async def syncs(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> ExchangeSyncConnection:
+        key = page_key(self._row.id, first=first, after=after, key=ExchangeSyncRow.id)
+        page = await info.context.loaders.exchange_syncs_page_by_key.load(key)
+        return to_connection(ExchangeSyncConnection, page, ExchangeSync.from_row)  # type: ignore[return-value]
 
     @strawberry.field(description="Read from the exchange now (null once disconnected).")
     async def balances(self, info: Info) -> ExchangeBalancesResult | None:
@@ -189,6 +220,12 @@ class ExchangeAccountPayload:
     exchange_account: ExchangeAccountNode
 
 
+@strawberry.type
+class SyncExchangeAccountPayload:
+    exchange_account: ExchangeAccountNode
+    sync: ExchangeSync
+
+
 ConnectExchangeAccountResult: TypeAlias = Annotated[
     ConnectExchangeAccountPayload
     | ValidationFailed
@@ -202,6 +239,19 @@ ConnectExchangeAccountResult: TypeAlias = Annotated[
     | ExchangeRejected
     | ExchangeUnavailable,
     strawberry.union("ConnectExchangeAccountResult"),
+]
+SyncExchangeAccountResult: TypeAlias = Annotated[
+    SyncExchangeAccountPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | RateLimited
+    | ExchangeKeyInvalid
+    | ExchangePermissionDenied
+    | ExchangeRateLimited
+    | ExchangeRejected
+    | ExchangeUnavailable,
+    strawberry.union("SyncExchangeAccountResult"),
 ]
 DisconnectExchangeAccountResult: TypeAlias = Annotated[
     ExchangeAccountPayload | ValidationFailed | NotAuthenticated | NotFound,
@@ -217,3 +267,44 @@ async def exchange_accounts_of(info: Info, user_id: int) -> list[ExchangeAccount
     async with info.context.rt.reads() as session:
         rows = await accounts.list_accounts(session, user_id=user_id)
     return [ExchangeAccountNode.from_row(row) for row in rows]
+
+
+@strawberry.type(description="One connected account's balances as the ledger mirrors them.")
+class ExchangeHolding:
+    exchange_account: ExchangeAccountNode
+    balances: list[MirroredBalance]
+    equity: Decimal = strawberry.field(description="USD, at the reference prices.")
+
+
+@strawberry.type(description="What you hold at your connected exchanges, kept apart from"
+                 " the platform's custody.")  # fmt: skip
+class ExchangeHoldings:
+    accounts: list[ExchangeHolding] = strawberry.field(description="Oldest connection first.")
+    equity: Decimal = strawberry.field(description="All of it, USD.")
+    combined_equity: Decimal = strawberry.field(description="The platform's equity plus this, USD.")
+
+
+async def exchange_holdings_of(
+    info: Info, user_id: int, platform_equity: Decimal
+) -> ExchangeHoldings:
+    """``user_id``'s exchange-held balances (nothing for anyone but that user)."""
+    found: list[tuple[ExchangeConnection, list[custody.MirroredBalance]]] = []
+    if info.context.user_id == user_id:
+        async with info.context.rt.reads() as session:
+            found = await custody.holdings_of_user(session, user_id=user_id)
+    holdings = [
+        ExchangeHolding(
+            exchange_account=ExchangeAccountNode.from_row(row),
+            balances=[MirroredBalance.of(b, row.synced_at) for b in balances],
+            equity=_cents(equity_of(balances)),
+        )
+        for row, balances in found
+    ]
+    total = sum((h.equity for h in holdings), Decimal(0))
+    return ExchangeHoldings(
+        accounts=holdings, equity=_cents(total), combined_equity=_cents(total + platform_equity)
+    )
+
+
+def _cents(amount: Decimal) -> Decimal:
+    return usd(amount.quantize(Decimal("0.01"))) or Decimal(0)

@@ -27,12 +27,14 @@ from graphql_schema.ids import node_keys, node_pk
 from graphql_schema.trading.markets import MarketNode
 
 FOLLOW = "Follow"
+BOT = "Bot"
 
 RiskScope = derived_enum(
     states.Scope,
     name="RiskScope",
-    description="Where a limit or a state applies: ORDER (each of your orders), BOT, FOLLOW"
-    " (a follow's copy orders), USER (your account), MARKET and PLATFORM (set by admins).",
+    description="Where a limit or a state applies: ORDER (each of your orders and your"
+    " bots'), BOT (one bot's orders), FOLLOW (a follow's copy orders), USER (your account,"
+    " your bots' orders included), MARKET and PLATFORM (set by admins).",
 )
 RiskState = derived_enum(
     states.RiskState,
@@ -77,6 +79,10 @@ def follow_id(ref: states.ScopeRef) -> strawberry.ID | None:
     return strawberry.ID(to_base64(FOLLOW, ref.id)) if ref.scope is states.Scope.FOLLOW else None
 
 
+def bot_id(ref: states.ScopeRef) -> strawberry.ID | None:
+    return strawberry.ID(to_base64(BOT, ref.id)) if ref.scope is states.Scope.BOT else None
+
+
 async def market_of(info: Info, ref: states.ScopeRef) -> MarketNode | None:
     if ref.scope is not states.Scope.MARKET:
         return None
@@ -100,6 +106,7 @@ class RiskLimitNode(relay.Node):
         description="Resetting what it caused needs a two-factor code."
     )
     follow: strawberry.ID | None = strawberry.field(description="FOLLOW scope: the Follow.")
+    bot: strawberry.ID | None = strawberry.field(description="BOT scope: the Bot.")
     ref: strawberry.Private[states.ScopeRef]
 
     @strawberry.field(description="MARKET scope: the market.")
@@ -119,6 +126,7 @@ class RiskLimitNode(relay.Node):
             cooldown_seconds=limit.cooldown_seconds,
             requires_two_factor=limit.requires_two_factor,
             follow=follow_id(limit.ref),
+            bot=bot_id(limit.ref),
             ref=limit.ref,
         )
 
@@ -137,10 +145,10 @@ class RiskLimitNode(relay.Node):
 
 def _visible(ctx: object, row: RiskLimitRow) -> bool:
     """A market's and the platform's limits are everyone's to see; the others their
-    setter's (and admins')."""
+    setter's (a follow's: the follower, a bot's: its owner) and admins'."""
     if row.scope in (states.Scope.MARKET.value, states.Scope.PLATFORM.value):
         return ctx.user_id is not None  # type: ignore[attr-defined]
-    if row.scope == states.Scope.FOLLOW.value:
+    if row.scope in (states.Scope.FOLLOW.value, states.Scope.BOT.value):
         return row.set_by is not None and ctx.can_see_user(row.set_by)  # type: ignore[attr-defined]
     return bool(ctx.can_see_user(row.scope_id))  # type: ignore[attr-defined]
 
@@ -194,6 +202,7 @@ class RiskTransition:
 class RiskScopeStatus:
     scope: RiskScope
     follow: strawberry.ID | None
+    bot: strawberry.ID | None
     state: RiskState = strawberry.field(description="As orders meet it now.")
     since: datetime | None
     cooldown_until: datetime | None
@@ -212,6 +221,7 @@ class RiskScopeStatus:
         return cls(
             scope=RiskScope(status.ref.scope.value),
             follow=follow_id(status.ref),
+            bot=bot_id(status.ref),
             state=RiskState(view.state.value),
             since=status.since,
             cooldown_until=status.cooldown_until,
@@ -243,6 +253,7 @@ class RiskBinding:
 
     scope: RiskScope
     follow: strawberry.ID | None
+    bot: strawberry.ID | None
     state: RiskState | None
     limit: RiskLimitNode | None
     value: Decimal | None = strawberry.field(description="The limit's figure after the order.")
@@ -260,6 +271,7 @@ class RiskBinding:
         return cls(
             scope=RiskScope(binding.ref.scope.value),
             follow=follow_id(binding.ref),
+            bot=bot_id(binding.ref),
             state=None if binding.state is None else RiskState(binding.state.value),
             limit=None if binding.limit is None else RiskLimitNode.from_limit(binding.limit),
             value=None if binding.value is None else binding.value.normalize(),
@@ -296,24 +308,35 @@ class RiskCheck:
 # --- inputs and payloads -----------------------------------------------------------------------
 
 
-def _target(scope: states.Scope, follow: strawberry.ID | None, symbol: str | None) -> Target:
+def _target(
+    scope: states.Scope,
+    follow: strawberry.ID | None,
+    symbol: str | None,
+    bot: strawberry.ID | None = None,
+) -> Target:
     if scope is states.Scope.FOLLOW:
         if follow is None:
             raise ValidationFailed("Name the follow: followId", field="followId")
         return Target(scope, follow_id=node_pk(follow, FOLLOW, field="followId"))
+    if scope is states.Scope.BOT:
+        if bot is None:
+            raise ValidationFailed("Name the bot: botId", field="botId")
+        return Target(scope, bot_id=node_pk(bot, BOT, field="botId"))
     return Target(scope, symbol=symbol)
 
 
 @strawberry.input
 class RiskScopeInput:
-    """A scope: FOLLOW names its ``followId``, MARKET its ``symbol``."""
+    """A scope: FOLLOW names its ``followId``, BOT its ``botId`` (a bot of yours),
+    MARKET its ``symbol``."""
 
     scope: RiskScope
     follow_id: strawberry.ID | None = None
     symbol: str | None = None
+    bot_id: strawberry.ID | None = None
 
     def to_target(self) -> Target:
-        return _target(states.Scope(self.scope.value), self.follow_id, self.symbol)
+        return _target(states.Scope(self.scope.value), self.follow_id, self.symbol, self.bot_id)
 
 
 @strawberry.input
@@ -356,6 +379,7 @@ class RiskLimitRemovedPayload:
 class RiskStatePayload:
     scope: RiskScope
     follow: strawberry.ID | None
+    bot: strawberry.ID | None
     state: RiskState
     since: datetime | None
     reason: str | None
@@ -370,6 +394,7 @@ class RiskStatePayload:
         return cls(
             scope=RiskScope(status.ref.scope.value),
             follow=follow_id(status.ref),
+            bot=bot_id(status.ref),
             state=RiskState(status.state.value),
             since=status.since,
             reason=status.reason,

@@ -12,6 +12,7 @@ from strawberry.types import Info
 
 from app.trading import reads
 from app.trading.reads import PositionView
+from graphql_schema.exchanges.types import ExchangeHoldings, exchange_holdings_of
 from graphql_schema.trading.markets import MarketNode
 from graphql_schema.wallets.types import amount_in, usd
 
@@ -61,9 +62,17 @@ class EquityPoint:
 
 @strawberry.type
 class Portfolio:
-    equity: Decimal = strawberry.field(description="Everything you hold, in USD.")
-    positions: list[Position] = strawberry.field(description="By currency.")
+    equity: Decimal = strawberry.field(
+        description="Everything the platform holds for you (its custody), in USD; what you"
+        " hold at connected exchanges is apart: exchangeHoldings."
+    )
+    positions: list[Position] = strawberry.field(description="By currency (platform custody).")
     user_id: strawberry.Private[int]
+
+    @strawberry.field(description="What you hold at your connected exchanges as the ledger"
+                      " mirrors it, and the combined USD valuation with equity.")  # fmt: skip
+    async def exchange_holdings(self, info: Info) -> ExchangeHoldings:
+        return await exchange_holdings_of(info, self.user_id, self.equity)
 
     @strawberry.field(description="Equity snapshots for charts, oldest first (at most 1000).")
     async def history(

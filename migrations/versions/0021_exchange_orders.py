@@ -7,7 +7,7 @@
 - ``exchange_fills``: each trade once, unique (connection_id, symbol, trade_id).
 
 Revision ID: 0021_exchange_orders
-Revises: 0018_paper_bots
+Revises: 0023_exchange_custody
 Create Date: 2026-12-04 23:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021_exchange_orders"
-down_revision: str | None = "0018_paper_bots"
+down_revision: str | None = "0023_exchange_custody"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

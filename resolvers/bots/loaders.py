@@ -7,21 +7,18 @@ accounts' own loaders (``Loaders.paper_balances_by_account_id``,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import cached_property
-from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from app.bots import reads
 from app.runtime import Runtime
 from app.trading.markets import MarketRow, markets_with_quote_rates
 from db.models import Bot, BotDecision, Fill, Order, PaperOrder
-from db.queries import Page, PageKey, rows_by_ids
-
-R = TypeVar("R")
+from db.queries import rows_by_ids
+from resolvers.page_loader import PageByKeyLoader
 
 
 class BotByIdLoader(DataLoader[int, Bot | None]):
@@ -76,22 +73,6 @@ class OpenPaperOrdersByAccountIdLoader(DataLoader[int, list[PaperOrder]]):
         super().__init__(load_fn=load)
 
 
-class BotPageByKeyLoader(DataLoader[PageKey, Page[R]]):
-    """Pages of rows under bots (or their sub-accounts), all the pages of a request in
-    one statement (``db.queries.keyset_pages``)."""
-
-    def __init__(
-        self,
-        rt: Runtime,
-        pages: Callable[[AsyncSession, Sequence[PageKey]], Awaitable[list[Page[R]]]],
-    ) -> None:
-        async def load(keys: Sequence[PageKey]) -> list[Page[R]]:
-            async with rt.reads() as session:
-                return await pages(session, keys)
-
-        super().__init__(load_fn=load)
-
-
 class BotLoaders:
     """This request's bot loaders, each made on first use."""
 
@@ -119,9 +100,9 @@ class BotLoaders:
         return OpenPaperOrdersByAccountIdLoader(self._rt)
 
     @cached_property
-    def decision_page_by_key(self) -> BotPageByKeyLoader[BotDecision]:
-        return BotPageByKeyLoader(self._rt, reads.decision_pages)
+    def decision_page_by_key(self) -> PageByKeyLoader[BotDecision]:
+        return PageByKeyLoader(self._rt, reads.decision_pages)
 
     @cached_property
-    def trade_page_by_key(self) -> BotPageByKeyLoader[Fill]:
-        return BotPageByKeyLoader(self._rt, reads.fill_pages)
+    def trade_page_by_key(self) -> PageByKeyLoader[Fill]:
+        return PageByKeyLoader(self._rt, reads.fill_pages)

@@ -190,3 +190,95 @@ def test_a_market_maps_to_a_valid_market_spec(tick_places, lot_places, active):
     spec = market_spec(market)
     assert (spec.tick_size, spec.lot_size, spec.min_notional) == (tick, lot, 0)
     assert spec.base_scale == lot_places and spec.status.value == ("OPEN" if active else "HALTED")
+
+
+# --- market data (pure) -----------------------------------------------------------------
+
+
+def test_a_delta_between_two_books_names_what_changed_and_what_left():
+    from app.exchanges.domain.marketdata import changed_levels
+
+    before = ((Decimal(10), Decimal(1)), (Decimal(9), Decimal(2)), (Decimal(8), Decimal(3)))
+    after = ((Decimal(11), Decimal(1)), (Decimal(10), Decimal(1)), (Decimal(9), Decimal(5)))
+    assert changed_levels(before, after) == [
+        (Decimal(11), Decimal(1)), (Decimal(9), Decimal(5)), (Decimal(8), Decimal(0))]  # fmt: skip
+    assert changed_levels(after, after) == []
+
+
+@given(st.integers(1, 500), st.sampled_from([200, 400, 500, 5000]))
+def test_a_book_is_fetched_at_a_tier_that_covers_the_depth(depth, exchange_max):
+    from app.exchanges.domain.marketdata import BOOK_TIERS, book_tier
+
+    tier = book_tier(depth, exchange_max)
+    assert tier in (*BOOK_TIERS, exchange_max)
+    assert tier >= depth or tier == exchange_max
+
+
+def test_tickers_and_books_survive_the_cache_as_decimals():
+    from datetime import UTC, datetime
+
+    from app.exchanges.domain.marketdata import ExchangeBook, ExchangeTicker
+
+    at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    ticker = ExchangeTicker("BTC/USDT", Decimal("90000.10"), Decimal("1E-8"), None,
+                            Decimal(1), Decimal(0), Decimal("12.50"), None, at)  # fmt: skip
+    assert ExchangeTicker.from_json(ticker.to_json()) == ticker
+    book = ExchangeBook("BTC/USDT", ((Decimal("1.10"), Decimal("2")),), (), 7, at)
+    again = ExchangeBook.from_json(book.to_json())
+    assert again == book and str(again.bids[0][0]) == "1.10"
+
+
+@pytest.mark.parametrize(
+    ("entry", "name"),
+    [("binance:BTC/USDT:1m", "binance:BTC/USDT:1m"), (" OKX:ETH/USDT:1h ", "okx:ETH/USDT:1h"),
+     ("kraken:BTC/USD:1M", "kraken:BTC/USD:1M")],
+)  # fmt: skip
+def test_synced_series_are_read_from_the_setting(entry, name):
+    from app.exchanges.domain.marketdata import parse_synced
+
+    assert parse_synced(entry).name == name
+
+
+@pytest.mark.parametrize("entry", ["binance:BTC/USDT", "ftx:BTC/USDT:1m", "okx:BTC\x00/USDT:1m",
+                                   "okx:BTC/USDT:7m", "okx:btc-usdt:1m", ""])  # fmt: skip
+def test_malformed_synced_series_are_refused(entry):
+    from app.core.errors import UserError
+    from app.exchanges.domain.marketdata import parse_synced
+
+    with pytest.raises(UserError):
+        parse_synced(entry)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        [1_700_000_040_000, 1.0, 2.0, 0.5, 1.5, 3.0],  # fine
+        [1_700_000_070_000, 1.0, 2.0, 0.5, 1.5, 3.0],  # off the minute grid
+        [1_700_000_040_000, 1.0, 0.9, 0.5, 1.5, 3.0],  # high below close
+        [1_700_000_040_000, None, 2.0, 0.5, 1.5, 3.0],
+        [1_700_000_040_000, float("nan"), 2.0, 0.5, 1.5, 3.0],
+        [1_700_000_040_000, 1e30, 1e30, 1e30, 1e30, 3.0],  # too many digits to store
+        [1_700_000_040_000, 1.0],
+        ["x", 1.0, 2.0, 0.5, 1.5, 3.0],
+    ],
+)
+def test_ccxt_candles_that_are_no_candles_are_left_out(row):
+    from app.exchanges.ccxt_edge import to_candle
+
+    candle = to_candle(row, "1m")
+    assert (candle is not None) is (row == [1_700_000_040_000, 1.0, 2.0, 0.5, 1.5, 3.0])
+    if candle is not None:
+        assert (candle.open, candle.high, candle.volume) == (Decimal(1), Decimal(2), Decimal(3))
+
+
+def test_ccxt_trades_become_store_trades_or_are_left_out():
+    from app.exchanges.ccxt_edge import to_trade
+
+    trade = to_trade({"timestamp": 1_700_000_000_123, "price": 0.1, "amount": 3,
+                      "side": "sell", "id": 42})  # fmt: skip
+    assert trade is not None
+    assert (trade.price, trade.amount, trade.side, trade.trade_id) == (
+        Decimal("0.1"), Decimal(3), "SELL", "42")  # fmt: skip
+    assert to_trade({"timestamp": None, "price": 1, "amount": 1}) is None
+    assert to_trade({"timestamp": 1, "price": -1, "amount": 1}) is None
+    assert to_trade({"timestamp": 1, "price": 1, "amount": 1, "side": None}).side is None

@@ -296,6 +296,10 @@ _PAPER_VENUE = (
 _PAPER_MARKET = "the paper account's market is looked up by its foreign key"
 # Paths the source has but the mutation cannot take, each with the reason. An entry that
 # is no longer found fails too (``test_every_unreachable_entry_is_still_found``).
+_CUSTODY = (
+    "exchange custody posts to no user account (the journal's check is for those); a mirror"
+    " never goes negative: its amounts are checked first"
+)
 UNREACHABLE: dict[tuple[str, str], str] = {
     ("amendOrder", "UnknownMarket"): "the order's market is looked up by its foreign key",
     ("approveWithdrawal", "InsufficientFunds"): _BACKSTOP,
@@ -317,6 +321,9 @@ UNREACHABLE: dict[tuple[str, str], str] = {
     ("cancelPaperOrderList", "UnknownMarket"): _PAPER_MARKET,
     ("cancelPaperOrderList", "InsufficientFunds"): "the paper book's backstop: a cancel frees"
     " holds, the book follows the venue's balances",
+    ("connectExchangeAccount", "InsufficientFunds"): _CUSTODY,
+    ("disconnectExchangeAccount", "InsufficientFunds"): _CUSTODY,
+    ("syncExchangeAccount", "InsufficientFunds"): _CUSTODY,
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.core.errors import InvariantViolation
 from app.ledger.journal import JournalBatch, system_account, user_account
-from app.ledger.rules import FLOWS, AccountKind, check_entry, move
+from app.ledger.rules import EXCHANGE_KINDS, FLOWS, AccountKind, check_entry, move
 
 D = Decimal
 AVAILABLE, HELD, FEES = AccountKind.AVAILABLE, AccountKind.HELD, AccountKind.FEES
@@ -50,8 +50,9 @@ def test_an_entry_off_its_flow_is_refused_before_it_is_recorded(kind, legs, prob
     assert journal.unlocked() == set()  # nothing recorded
 
 
-def test_a_correction_may_move_anything():
-    assert FLOWS["CORRECTION"].sources == frozenset(AccountKind)
+def test_a_correction_may_move_anything_but_exchange_custody():
+    assert FLOWS["CORRECTION"].sources == frozenset(AccountKind) - EXCHANGE_KINDS
+    assert FLOWS["CORRECTION"].destinations == frozenset(AccountKind) - EXCHANGE_KINDS
     check_entry("CORRECTION", move(D(1), system_account("USDT", FEES), user_account(1, "USDT")))
 
 

@@ -125,7 +125,7 @@ async def test_a_session_cancelled_at_any_moment_leaves_no_transaction_open(rt, 
             )
 
     try:
-        left_open = []
+        handed_out = []
         for cut in range(600):  # cut after 0 to 3 ms, in steps of 10 µs, twice
             task = asyncio.create_task(write(f"cut-{cut}"))
             await asyncio.sleep(cut % 300 / 100_000)
@@ -134,10 +134,8 @@ async def test_a_session_cancelled_at_any_moment_leaves_no_transaction_open(rt, 
                 await task
             async with engine.connect() as connection:  # the next checkout
                 pg = (await connection.get_raw_connection()).driver_connection
-                handed_out_in_transaction = pg.is_in_transaction()
-            async with rt.sessions() as session:  # nothing of that engine runs now
-                if handed_out_in_transaction or await session.scalar(text(_IN_TRANSACTION)):
-                    left_open.append(cut)
+                if pg.is_in_transaction():
+                    handed_out.append(cut)
         for n in range(4):  # through both pooled connections, twice
             await write(f"after-{n}")
         async with rt.sessions() as session:
@@ -146,7 +144,19 @@ async def test_a_session_cancelled_at_any_moment_leaves_no_transaction_open(rt, 
                 .select_from(OutboxEvent)
                 .where(OutboxEvent.topic.like("after-%"))
             )
-        assert left_open == []
+        assert handed_out == []
         assert after == 4
+        # a connection closed on a cut leaves the server a moment later (under load, not
+        # always before the next line): none may stay in a transaction
+        assert await _eventually_none_in_transaction(rt)
     finally:
         await engine.dispose()
+
+
+async def _eventually_none_in_transaction(rt) -> bool:
+    for _ in range(200):
+        async with rt.sessions() as session:
+            if not await session.scalar(text(_IN_TRANSACTION)):
+                return True
+        await asyncio.sleep(0.05)
+    return False

@@ -391,3 +391,36 @@ def test_a_figure_after_an_order_is_the_figure_of_the_figures_after_it(order, fi
         assert figure(kind, figures, order) == expected
     else:
         assert figure(kind, figures, order) == figure(kind, after)
+
+
+# --- a bot's orders ----------------------------------------------------------------------------
+
+
+def test_a_bots_order_meets_its_own_figures_at_bot_scope_and_its_owners_at_user_scope():
+    bot = ScopeRef(Scope.BOT, 3)
+    scopes = order_scopes(user_id=7, market_id=1, bot_id=3)
+    assert scopes[:3] == [ScopeRef(Scope.ORDER, 7), bot, USER]
+    owners = Figures(orders_today=9)  # the owner's and every bot's orders
+    its_own = Figures(orders_today=2)
+    per_bot = limit(LimitKind.TRADES_PER_DAY, 3, ref=bot, id=1)
+    per_user = limit(LimitKind.TRADES_PER_DAY, 10, id=2)
+
+    def check(*limits: Limit, bots: Figures = its_own):
+        return check_order(
+            BUY, scopes=scopes, states={}, limits=limits, figures=owners, now=NOW,
+            scope_figures={bot: bots},
+        )  # fmt: skip
+
+    assert check(per_bot, per_user).allowed  # 3 of 3 for the bot, 10 of 10 for the owner
+    refused = check(per_bot, per_user, bots=Figures(orders_today=3)).binding
+    assert refused is not None and refused.ref == bot and refused.value == 4
+    refused = check(per_bot, limit(LimitKind.TRADES_PER_DAY, 9, id=2)).binding
+    assert refused is not None and refused.ref == USER and refused.value == 10
+
+
+def test_bot_scope_takes_the_kinds_that_watch_a_bots_own_figures():
+    for kind in (LimitKind.TRADES_PER_DAY, LimitKind.ASSET_EXPOSURE, LimitKind.DAILY_LOSS):
+        check_limit(
+            scope=Scope.BOT, kind=kind, threshold=D(5), action=Action.BLOCK_ENTRIES,
+            warn_ratio=D("0.8"), cooldown_seconds=None,
+        )  # fmt: skip

@@ -169,7 +169,11 @@ async def test_setting_a_limit_again_replaces_it(gql, rt):
          "VALIDATION_FAILED", "followId"),
         (limit_input("ORDER_NOTIONAL", "5", scope="FOLLOW",
                      where={"followId": "Rm9sbG93Ojk5OTk="}), "NOT_FOUND", "followId"),
-        (limit_input("ORDER_NOTIONAL", "5", scope="BOT"), "INVALID_RISK_LIMIT", "scope"),
+        (limit_input("ORDER_NOTIONAL", "5", scope="BOT"), "VALIDATION_FAILED", "botId"),
+        (limit_input("ORDER_NOTIONAL", "5", scope="BOT", where={"botId": "Qm90Ojk5OTk="}),
+         "NOT_FOUND", "botId"),
+        (limit_input("ORDER_NOTIONAL", "5", scope="BOT", where={"botId": "Rm9sbG93Ojk5OTk="}),
+         "VALIDATION_FAILED", "botId"),
     ],
 )  # fmt: skip
 async def test_limits_that_cannot_be_set_are_typed_errors_and_change_nothing(

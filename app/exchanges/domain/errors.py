@@ -10,6 +10,7 @@ should do (app/core/errors.py has the tree they hang from):
     ├── ExchangeRateLimited        the exchange's own rate limit: wait, then retry
     ├── ExchangeInsufficientFunds  the exchange account lacks the funds
     ├── ExchangeRejected           the exchange refused the request for another reason
+    ├── ExchangeSymbolUnknown      the exchange lists no such market
     └── ExchangeUnavailable        the exchange did not answer (after retries): later
 
 The ccxt edge (app/exchanges/ccxt_edge.py) converts ccxt's errors into these, once."""
@@ -102,3 +103,9 @@ class ExchangeOutcomeUnknown(UserError):
 
     code = "EXCHANGE_OUTCOME_UNKNOWN"
     default_message = "The exchange did not answer: the order's outcome is being checked"
+
+
+class ExchangeSymbolUnknown(UserError):
+    code = "EXCHANGE_SYMBOL_UNKNOWN"
+    description = "The exchange lists no market of this symbol (spot, BASE/QUOTE)."
+    default_message = "The exchange has no market of this symbol"

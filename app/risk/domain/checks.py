@@ -87,8 +87,11 @@ def check_order(
     limits: Iterable[Limit],
     figures: Figures,
     now: datetime,
+    scope_figures: Mapping[ScopeRef, Figures] | None = None,
 ) -> Decision:
-    """The decision on ``order`` (``figures``: its trader's before it)."""
+    """The decision on ``order`` (``figures``: its trader's before it, the person's: a
+    bot's owner's, which count their bots' orders; ``scope_figures``: a scope's own
+    where it has them, a BOT scope its sub-account's)."""
     refs = sorted(set(scopes), key=_rank)
     wanted = frozenset(refs)
     for ref in refs:
@@ -106,7 +109,8 @@ def check_order(
     for limit in mine:
         if limit.rule.entries_only and not order.entry:
             continue
-        value = figure(limit.kind, figures, order)
+        own = scope_figures.get(limit.ref, figures) if scope_figures else figures
+        value = figure(limit.kind, own, order)
         if value > limit.threshold:  # ``binds``
             return Decision(Binding(limit.ref, limit=limit, value=value))
         if near(limit, value):
@@ -122,7 +126,8 @@ def order_scopes(
     bot_id: int | None = None,
 ) -> list[ScopeRef]:
     """The scopes an order of ``user_id`` on ``market_id`` belongs to (a copy order's
-    follow, a bot's orders' bot)."""
+    follow, a bot's orders' bot). A bot's order is its owner's: ``user_id`` the owner's,
+    whose ORDER and USER scopes bind it too."""
     refs = [ScopeRef(Scope.ORDER, user_id), ScopeRef(Scope.USER, user_id)]
     refs += [ScopeRef(Scope.MARKET, market_id), ScopeRef(Scope.PLATFORM, PLATFORM_ID)]
     if follow_id is not None:

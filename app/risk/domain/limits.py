@@ -94,8 +94,9 @@ EFFECTS: Mapping[Action, Effect] = {
     Action.COOL_DOWN: Effect(RiskState.HALTED, cancel_orders=True, cools_down=True),
 }
 
-_PER_USER = frozenset({Scope.USER, Scope.PLATFORM})
-_MARKETS = frozenset({Scope.USER, Scope.MARKET, Scope.PLATFORM})
+# a bot's own figures are its sub-account's (its owner's USER figures count them too)
+_PER_USER = frozenset({Scope.BOT, Scope.USER, Scope.PLATFORM})
+_MARKETS = frozenset({Scope.BOT, Scope.USER, Scope.MARKET, Scope.PLATFORM})
 _P_AND_L = frozenset({Scope.USER, Scope.BOT, Scope.FOLLOW})
 
 

@@ -255,7 +255,12 @@ def ioc_request(side: Side, quantity: Decimal, price: Decimal) -> OrderRequest:
 def copy_client_order_id(follow_id: int, leader_fill_id: int) -> str:
     """The follower order's clientOrderId: one per (follow, leader fill), so a retried or
     restarted worker finds the order it placed instead of placing another."""
-    return f"copy-{follow_id}-{leader_fill_id}"
+    return f"{copy_client_order_prefix(follow_id)}{leader_fill_id}"
+
+
+def copy_client_order_prefix(follow_id: int) -> str:
+    """What every copy order of ``follow_id`` has its clientOrderId begin with."""
+    return f"copy-{follow_id}-"
 
 
 def close_client_order_id(follow_id: int, currency: str, version: int) -> str:

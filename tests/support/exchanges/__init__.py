@@ -1,10 +1,12 @@
 """Local stand-ins for the five exchanges at their HTTP boundary, for the real ccxt.
 
 Each speaks the part of its exchange's REST API the platform uses (markets, balances,
-the key's permissions; for Binance, Kraken and OKX orders too: place, cancel, fetch by
-id and by client order id, open and closed orders, the account's trades, over the
-shared order state below: an order rests open until a test ``fill``s it, in parts or
-whole, or it is canceled), with the exchange's own paths, envelopes and error bodies, and
+the key's permissions; the public market data: ticker, order book, recent trades,
+candles, from the shared ``Tape``; for Binance, Kraken and OKX orders too: place,
+cancel, fetch by id and by client order id, open and closed orders, the account's
+trades, over the shared order state below: an order rests open until a test
+``fill``s it, in parts or whole, or it is canceled), with the exchange's own paths,
+envelopes and error bodies, and
 verifies every signed request the way its exchange does, with the secret of the API
 key it names: an unknown key, a bad signature, a stale timestamp or nonce, or a wrong
 passphrase is refused as the exchange refuses it. ccxt is pointed at one through its
@@ -64,6 +66,96 @@ MARKETS = (
     MarketDef("BTC", "USDT", "0.01", "0.00001", "0.00001", "5"),
     MarketDef("ETH", "USDT", "0.01", "0.0001", "0.0001", "5"),
 )
+
+
+@dataclass(frozen=True)
+class TapeTrade:
+    trade_id: int
+    time_ms: int
+    price: Decimal
+    amount: Decimal
+    side: str  # the taker's: "buy" or "sell"
+
+
+@dataclass(frozen=True)
+class TapeCandle:
+    open_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+    @property
+    def quote_volume(self) -> Decimal:
+        return self.volume * self.close
+
+
+class Tape:
+    """One market's public data, the same at every exchange (each serves it in its own
+    shape): an order book of ``levels`` levels a side around ``mid``, the last trades
+    (newest last), and candles on any grid from ``history_start_ms`` to now, each a
+    function of its open time (so every exchange, and every fetch, gives the same)."""
+
+    def __init__(self, mid: Decimal, tick: Decimal, levels: int = 50) -> None:
+        self.mid, self.tick = mid, tick
+        self.bids = [
+            (mid - tick * (n + 1), Decimal("0.5") + Decimal(n) / 100) for n in range(levels)
+        ]
+        self.asks = [
+            (mid + tick * (n + 1), Decimal("0.25") + Decimal(n) / 100) for n in range(levels)
+        ]
+        self.update_id = 1000
+        start = now_ms() - 60_000
+        self.trades = [
+            TapeTrade(500 + n, start + n * 1000, mid + tick * (n % 7 - 3),
+                      Decimal("0.001") * (n + 1), "buy" if n % 2 else "sell")
+            for n in range(30)
+        ]  # fmt: skip
+        self.history_start_ms = 0
+
+    def move(self, by: Decimal) -> None:
+        """The book moves: every price by ``by``, the best bid's size changes."""
+        self.bids = [(p + by, q) for p, q in self.bids]
+        self.asks = [(p + by, q) for p, q in self.asks]
+        price, quantity = self.bids[0]
+        self.bids[0] = (price, quantity + Decimal("0.125"))
+        self.update_id += 1
+
+    def candle(self, open_ms: int, step_ms: int) -> TapeCandle:
+        n = open_ms // step_ms
+        base = self.mid + self.tick * (n % 40)
+        return TapeCandle(
+            open_ms, base, base + self.tick * 5, base - self.tick * 3,
+            base + self.tick * (n % 3), Decimal(n % 17 + 1) / 4,
+        )  # fmt: skip
+
+    def candles(self, step_ms: int, start_ms: int | None, end_ms: int | None,
+                limit: int, newest: bool = False) -> list[TapeCandle]:  # fmt: skip
+        """Up to ``limit`` candles opening in [start, end] (now's included: it is still
+        open), oldest first; with no start, the latest (``newest``: from the end)."""
+        last = (min(end_ms, now_ms()) if end_ms is not None else now_ms()) // step_ms * step_ms
+        first = max(self.history_start_ms, start_ms or 0)
+        first = -(-first // step_ms) * step_ms
+        if start_ms is None or newest:
+            first = max(first, last - (limit - 1) * step_ms)
+        opens = range(first, last + 1, step_ms)
+        return [self.candle(t, step_ms) for t in list(opens)[:limit]]
+
+    def ticker(self) -> dict[str, Decimal]:
+        last = self.trades[-1]
+        return {"bid": self.bids[0][0], "bid_size": self.bids[0][1], "ask": self.asks[0][0],
+                "ask_size": self.asks[0][1], "last": last.price, "last_size": last.amount,
+                "open": self.mid, "high": self.mid + self.tick * 10,
+                "low": self.mid - self.tick * 10, "volume": Decimal("12.5"),
+                "quote_volume": Decimal("12.5") * self.mid}  # fmt: skip
+
+
+def tapes() -> dict[str, Tape]:
+    return {
+        "BTC/USDT": Tape(Decimal("90000.00"), Decimal("0.01")),
+        "ETH/USDT": Tape(Decimal("3000.00"), Decimal("0.01")),
+    }
 
 
 @dataclass
@@ -143,6 +235,7 @@ class StandIn:
         self.lock = threading.Lock()
         self.accounts: dict[str, Account] = {}
         self.markets = MARKETS
+        self.tapes = tapes()
         self.requests: list[Recorded] = []
         self.refused: list[str] = []  # why each refused request was refused
         self.failures: list[int] = []  # HTTP statuses for the next requests
@@ -194,11 +287,18 @@ class StandIn:
             self.after_lost.clear()
             self.orders.clear()
             self.trades.clear()
+            self.tapes = tapes()
 
     def add(self, account: Account) -> Account:
         with self.lock:
             self.accounts[account.api_key] = account
         return account
+
+    def set_balances(self, account: Account, balances: dict[str, tuple[Decimal, Decimal]]) -> None:
+        """What the account holds from now on, by currency as (free, used): a deposit, a
+        trade or a withdrawal at the exchange, as the next balance read will see it."""
+        with self.lock:
+            account.balances = dict(balances)
 
     def fail_next(self, *statuses: int) -> None:
         """Answer the next requests with these HTTP statuses, whatever they ask (503:
@@ -237,6 +337,22 @@ class StandIn:
             return result if isinstance(result, Response) else JSONResponse(result)
 
         return endpoint
+
+    def public_count(self, path_part: str) -> int:
+        """How many requests asked a path containing ``path_part``."""
+        with self.lock:
+            return sum(1 for r in self.requests if path_part in r.path)
+
+    def tape(self, exchange_symbol: str, unknown: Callable[[], Response]) -> Tape:
+        """The tape of the market the exchange names ``exchange_symbol``; ``unknown()``'s
+        answer (the exchange's own) for another."""
+        for market in self.markets:
+            if exchange_symbol in self.symbol_ids(market):
+                return self.tapes[f"{market.base}/{market.quote}"]
+        raise Refused(unknown())
+
+    def symbol_ids(self, market: MarketDef) -> tuple[str, ...]:
+        return (market.base + market.quote,)
 
     def account(self, api_key: str | None, refuse: Callable[[str], Response]) -> Account:
         with self.lock:
@@ -341,6 +457,11 @@ def amount(value: Decimal) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    value = request.query_params.get(name)
+    return default if value is None or not value.lstrip("-").isdigit() else int(value)
 
 
 def stand_in(exchange: str) -> StandIn:

@@ -1,5 +1,7 @@
 """Binance spot: ``/api/v3/exchangeInfo``, ``/api/v3/account`` and
-``/sapi/v1/account/apiRestrictions``. Signed requests (SIGNED endpoints) carry the key
+``/sapi/v1/account/apiRestrictions``; public market data ``/api/v3/ticker/24hr``,
+``/api/v3/depth``, ``/api/v3/aggTrades`` and ``/api/v3/klines``.
+Signed requests (SIGNED endpoints) carry the key
 in ``X-MBX-APIKEY`` and ``signature`` = hex HMAC-SHA256(secret, the query string before
 it); ``timestamp`` must be within ``recvWindow`` (5000 ms by default) of the server's
 clock."""
@@ -20,12 +22,14 @@ from tests.support.exchanges import (
     OrderRefused,
     Refused,
     StandIn,
+    Tape,
     amount,
     cancel,
     find,
     now_ms,
     orders_of,
     place,
+    query_int,
     trades_of,
 )
 
@@ -52,6 +56,10 @@ class BinanceStandIn(StandIn):
             ("GET", "/api/v3/openOrders", self.open_orders),
             ("GET", "/api/v3/allOrders", self.all_orders),
             ("GET", "/api/v3/myTrades", self.my_trades),
+            ("GET", "/api/v3/ticker/24hr", self.ticker),
+            ("GET", "/api/v3/depth", self.depth),
+            ("GET", "/api/v3/aggTrades", self.agg_trades),
+            ("GET", "/api/v3/klines", self.klines),
         ]
 
     def signed(self, request: Request, body: bytes) -> Account:
@@ -249,3 +257,63 @@ class BinanceStandIn(StandIn):
             "workingTime": o.created, "origQuoteOrderQty": "0",
             "selfTradePreventionMode": "NONE",
         }  # fmt: skip
+
+    # --- public market data ----------------------------------------------------------
+
+    def _tape(self, request: Request) -> Tape:
+        return self.tape(request.query_params.get("symbol", ""),
+                         lambda: _error(-1121, "Invalid symbol."))  # fmt: skip
+
+    def ticker(self, request: Request, body: bytes) -> dict:
+        t = self._tape(request).ticker()
+        return {
+            "symbol": request.query_params["symbol"], "priceChange": amount(t["last"] - t["open"]),
+            "priceChangePercent": "0.000", "weightedAvgPrice": amount(t["open"]),
+            "prevClosePrice": amount(t["open"]), "lastPrice": amount(t["last"]),
+            "lastQty": amount(t["last_size"]), "bidPrice": amount(t["bid"]),
+            "bidQty": amount(t["bid_size"]), "askPrice": amount(t["ask"]),
+            "askQty": amount(t["ask_size"]), "openPrice": amount(t["open"]),
+            "highPrice": amount(t["high"]), "lowPrice": amount(t["low"]),
+            "volume": amount(t["volume"]), "quoteVolume": amount(t["quote_volume"]),
+            "openTime": now_ms() - 86_400_000, "closeTime": now_ms(), "firstId": 1,
+            "lastId": 529, "count": 529,
+        }  # fmt: skip
+
+    def depth(self, request: Request, body: bytes) -> dict:
+        tape = self._tape(request)
+        limit = min(query_int(request, "limit", 100) or 100, 5000)
+        return {
+            "lastUpdateId": tape.update_id,
+            "bids": [[amount(p), amount(q)] for p, q in tape.bids[:limit]],
+            "asks": [[amount(p), amount(q)] for p, q in tape.asks[:limit]],
+        }
+
+    def agg_trades(self, request: Request, body: bytes) -> list:
+        tape = self._tape(request)
+        limit = min(query_int(request, "limit", 500) or 500, 1000)
+        return [
+            {"a": t.trade_id, "p": amount(t.price), "q": amount(t.amount), "f": t.trade_id,
+             "l": t.trade_id, "T": t.time_ms, "m": t.side == "sell", "M": True}
+            for t in tape.trades[-limit:]
+        ]  # fmt: skip
+
+    def klines(self, request: Request, body: bytes) -> list:
+        tape = self._tape(request)
+        step = _STEPS_MS.get(request.query_params.get("interval", ""))
+        if step is None:
+            raise Refused(_error(-1120, "Invalid interval."))
+        limit = min(query_int(request, "limit", 500) or 500, 1000)
+        found = tape.candles(step, query_int(request, "startTime"),
+                             query_int(request, "endTime"), limit)  # fmt: skip
+        return [
+            [c.open_ms, amount(c.open), amount(c.high), amount(c.low), amount(c.close),
+             amount(c.volume), c.open_ms + step - 1, amount(c.quote_volume), 7, "0", "0", "0"]
+            for c in found
+        ]  # fmt: skip
+
+
+_MINUTE = 60_000
+_STEPS_MS = {"1m": _MINUTE, "3m": 3 * _MINUTE, "5m": 5 * _MINUTE, "15m": 15 * _MINUTE,
+             "30m": 30 * _MINUTE, "1h": 60 * _MINUTE, "2h": 120 * _MINUTE,
+             "4h": 240 * _MINUTE, "6h": 360 * _MINUTE, "8h": 480 * _MINUTE,
+             "12h": 720 * _MINUTE, "1d": 1440 * _MINUTE, "1w": 10080 * _MINUTE}  # fmt: skip

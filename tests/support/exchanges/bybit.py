@@ -1,5 +1,7 @@
 """Bybit v5: ``/v5/market/instruments-info``, ``/v5/user/query-api``,
-``/v5/account/info`` and ``/v5/account/wallet-balance`` (a unified trading account).
+``/v5/account/info`` and ``/v5/account/wallet-balance`` (a unified trading account);
+public market data ``/v5/market/tickers``, ``orderbook``, ``recent-trade`` and ``kline``
+(newest first, the latest ``limit`` in [start, end]).
 Private calls carry ``X-BAPI-API-KEY``, ``X-BAPI-TIMESTAMP`` (ms, within
 ``X-BAPI-RECV-WINDOW``) and ``X-BAPI-SIGN`` = hex HMAC-SHA256(secret, timestamp + key +
 recv window + query string, or the JSON body of a POST). Answers are ``{"retCode",
@@ -13,7 +15,7 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from tests.support.exchanges import Account, Refused, StandIn, amount, now_ms
+from tests.support.exchanges import Account, Refused, StandIn, Tape, amount, now_ms, query_int
 
 
 def _error(code: int, msg: str, status: int = 401) -> JSONResponse:
@@ -37,6 +39,10 @@ class BybitStandIn(StandIn):
             ("GET", "/v5/user/query-api", self.query_api),
             ("GET", "/v5/account/info", self.account_info),
             ("GET", "/v5/account/wallet-balance", self.wallet_balance),
+            ("GET", "/v5/market/tickers", self.tickers),
+            ("GET", "/v5/market/orderbook", self.orderbook),
+            ("GET", "/v5/market/recent-trade", self.recent_trade),
+            ("GET", "/v5/market/kline", self.kline),
         ]
 
     def signed(self, request: Request, body: bytes) -> Account:
@@ -103,3 +109,62 @@ class BybitStandIn(StandIn):
             for currency, (free, used) in account.balances.items()
         ]  # fmt: skip
         return _ok({"list": [{"accountType": "UNIFIED", "totalEquity": "0", "coin": coins}]})
+
+    # --- public market data ----------------------------------------------------------
+
+    def _tape(self, request: Request) -> tuple[str, Tape]:
+        symbol = request.query_params.get("symbol", "")
+        unknown = lambda: _error(10001, "Not supported symbols", 200)  # noqa: E731
+        return symbol, self.tape(symbol, unknown)
+
+    def tickers(self, request: Request, body: bytes) -> dict:
+        symbol, tape = self._tape(request)
+        t = tape.ticker()
+        return _ok({"category": "spot", "list": [{
+            "symbol": symbol, "bid1Price": amount(t["bid"]), "bid1Size": amount(t["bid_size"]),
+            "ask1Price": amount(t["ask"]), "ask1Size": amount(t["ask_size"]),
+            "lastPrice": amount(t["last"]), "prevPrice24h": amount(t["open"]),
+            "price24hPcnt": "0", "highPrice24h": amount(t["high"]),
+            "lowPrice24h": amount(t["low"]), "turnover24h": amount(t["quote_volume"]),
+            "volume24h": amount(t["volume"]), "usdIndexPrice": amount(t["last"]),
+        }]})  # fmt: skip
+
+    def orderbook(self, request: Request, body: bytes) -> dict:
+        symbol, tape = self._tape(request)
+        limit = min(query_int(request, "limit", 1) or 1, 200)
+        return _ok({
+            "s": symbol, "b": [[amount(p), amount(q)] for p, q in tape.bids[:limit]],
+            "a": [[amount(p), amount(q)] for p, q in tape.asks[:limit]],
+            "ts": now_ms(), "u": tape.update_id, "seq": tape.update_id, "cts": now_ms(),
+        })  # fmt: skip
+
+    def recent_trade(self, request: Request, body: bytes) -> dict:
+        symbol, tape = self._tape(request)
+        limit = min(query_int(request, "limit", 60) or 60, 60)
+        return _ok({"category": "spot", "list": [
+            {"execId": str(t.trade_id), "symbol": symbol, "price": amount(t.price),
+             "size": amount(t.amount), "side": t.side.capitalize(), "time": str(t.time_ms),
+             "isBlockTrade": False, "isRPITrade": False}
+            for t in reversed(tape.trades[-limit:])
+        ]})  # fmt: skip
+
+    def kline(self, request: Request, body: bytes) -> dict:
+        symbol, tape = self._tape(request)
+        step = _INTERVALS_MS.get(request.query_params.get("interval", ""))
+        if step is None:
+            return _error(10001, "Invalid period!", 200)
+        limit = min(query_int(request, "limit", 200) or 200, 1000)
+        found = tape.candles(step, query_int(request, "start"), query_int(request, "end"),
+                             limit, newest=True)  # fmt: skip
+        return _ok({"symbol": symbol, "category": "spot", "list": [
+            [str(c.open_ms), amount(c.open), amount(c.high), amount(c.low), amount(c.close),
+             amount(c.volume), amount(c.quote_volume)]
+            for c in reversed(found)
+        ]})  # fmt: skip
+
+
+_MINUTE = 60_000
+_INTERVALS_MS = {"1": _MINUTE, "3": 3 * _MINUTE, "5": 5 * _MINUTE, "15": 15 * _MINUTE,
+                 "30": 30 * _MINUTE, "60": 60 * _MINUTE, "120": 120 * _MINUTE,
+                 "240": 240 * _MINUTE, "360": 360 * _MINUTE, "720": 720 * _MINUTE,
+                 "D": 1440 * _MINUTE}  # fmt: skip

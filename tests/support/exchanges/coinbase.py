@@ -3,7 +3,10 @@
 ``/api/v3/brokerage/key_permissions``. Private calls with a legacy (HMAC) key carry
 ``CB-ACCESS-KEY``, ``CB-ACCESS-TIMESTAMP`` (seconds, within 30 s) and ``CB-ACCESS-SIGN``
 = hex HMAC-SHA256(secret, timestamp + method + path without the query + body);
-refusals are HTTP 401 ``Unauthorized``. (Cloud keys sign JWTs instead: not served.)"""
+refusals are HTTP 401 ``Unauthorized``. (Cloud keys sign JWTs instead: not served.)
+Public market data: ``/api/v3/brokerage/market/product_book`` and
+``/api/v3/brokerage/market/products/{id}/ticker`` (recent trades and the best bid and
+ask) and ``.../candles`` (seconds, newest first, at most 350)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,15 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
-from tests.support.exchanges import Account, Refused, StandIn, amount
+from tests.support.exchanges import (
+    Account,
+    MarketDef,
+    Refused,
+    StandIn,
+    Tape,
+    amount,
+    query_int,
+)
 
 
 def _unauthorized(_reason: str = "") -> PlainTextResponse:
@@ -34,6 +45,9 @@ class CoinbaseStandIn(StandIn):
             ("GET", "/api/v3/brokerage/transaction_summary", self.transaction_summary),
             ("GET", "/api/v3/brokerage/accounts", self.accounts_list),
             ("GET", "/api/v3/brokerage/key_permissions", self.key_permissions),
+            ("GET", "/api/v3/brokerage/market/product_book", self.product_book),
+            ("GET", "/api/v3/brokerage/market/products/{product_id}/ticker", self.ticker),
+            ("GET", "/api/v3/brokerage/market/products/{product_id}/candles", self.candles),
         ]
 
     def signed(self, request: Request, body: bytes) -> Account:
@@ -99,3 +113,65 @@ class CoinbaseStandIn(StandIn):
         return {"can_view": account.can_read, "can_trade": account.can_trade,
                 "can_transfer": account.can_withdraw, "portfolio_uuid": "portfolio-1",
                 "portfolio_type": "DEFAULT"}  # fmt: skip
+
+    # --- public market data ----------------------------------------------------------
+
+    def symbol_ids(self, market: MarketDef) -> tuple[str, ...]:
+        return (f"{market.base}-{market.quote}",)
+
+    def _tape(self, product: str) -> Tape:
+        unknown = lambda: JSONResponse(  # noqa: E731
+            {"error": "NOT_FOUND", "error_details": "ProductID is invalid",
+             "message": "ProductID is invalid"}, 404)  # fmt: skip
+        return self.tape(product, unknown)
+
+    def product_book(self, request: Request, body: bytes) -> dict:
+        product = request.query_params.get("product_id", "")
+        tape = self._tape(product)
+        limit = min(query_int(request, "limit", 500) or 500, 500)
+        return {"pricebook": {
+            "product_id": product,
+            "bids": [{"price": amount(p), "size": amount(q)} for p, q in tape.bids[:limit]],
+            "asks": [{"price": amount(p), "size": amount(q)} for p, q in tape.asks[:limit]],
+            "time": _iso(time.time()),
+        }, "last": "", "mid_market": "", "spread_bps": "", "spread_absolute": ""}  # fmt: skip
+
+    def ticker(self, request: Request, body: bytes) -> dict:
+        product = request.path_params["product_id"]
+        tape = self._tape(product)
+        limit = min(query_int(request, "limit", 100) or 100, 1000)
+        t = tape.ticker()
+        trades = [
+            {"trade_id": str(x.trade_id), "product_id": product, "price": amount(x.price),
+             "size": amount(x.amount), "time": _iso(x.time_ms / 1000),
+             "side": x.side.upper(), "bid": "", "ask": "", "exchange": ""}
+            for x in reversed(tape.trades[-limit:])
+        ]  # fmt: skip
+        return {"trades": trades, "best_bid": amount(t["bid"]), "best_ask": amount(t["ask"])}
+
+    def candles(self, request: Request, body: bytes) -> dict:
+        tape = self._tape(request.path_params["product_id"])
+        step = _GRANULARITIES_MS.get(request.query_params.get("granularity", ""))
+        start, end = query_int(request, "start"), query_int(request, "end")
+        if step is None or start is None or end is None:
+            return JSONResponse({"error": "INVALID_ARGUMENT", "message": "bad candles request"},
+                                400)  # type: ignore[return-value]  # fmt: skip
+        found = tape.candles(step, start * 1000, end * 1000, 350)
+        return {"candles": [
+            {"start": str(c.open_ms // 1000), "low": amount(c.low), "high": amount(c.high),
+             "open": amount(c.open), "close": amount(c.close), "volume": amount(c.volume)}
+            for c in reversed(found)
+        ]}  # fmt: skip
+
+
+def _iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+_MINUTE = 60_000
+_GRANULARITIES_MS = {"ONE_MINUTE": _MINUTE, "FIVE_MINUTE": 5 * _MINUTE,
+                     "FIFTEEN_MINUTE": 15 * _MINUTE, "THIRTY_MINUTE": 30 * _MINUTE,
+                     "ONE_HOUR": 60 * _MINUTE, "TWO_HOUR": 120 * _MINUTE,
+                     "SIX_HOUR": 360 * _MINUTE, "ONE_DAY": 1440 * _MINUTE}  # fmt: skip

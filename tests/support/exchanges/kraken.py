@@ -1,5 +1,7 @@
 """Kraken spot: ``/0/public/AssetPairs``, ``/0/private/BalanceEx`` and
-``/0/private/GetApiKeyInfo``. Private calls are form-encoded POSTs with a ``nonce`` that
+``/0/private/GetApiKeyInfo``; public market data ``/0/public/Ticker``, ``Depth``,
+``Trades`` and ``OHLC`` (times in seconds, intervals in minutes, pairs by Kraken's name).
+Private calls are form-encoded POSTs with a ``nonce`` that
 must grow per key, the key in ``API-Key`` and ``API-Sign`` = base64(HMAC-SHA512(
 base64-decoded secret, URI path + SHA256(nonce + POST data))). Errors come with HTTP 200
 in ``{"error": [...]}``. Kraken's own asset ids: XXBT, XETH, USDT."""
@@ -17,15 +19,19 @@ from starlette.responses import JSONResponse
 
 from tests.support.exchanges import (
     Account,
+    MarketDef,
     Order,
     OrderRefused,
     Refused,
     StandIn,
+    Tape,
     amount,
     cancel,
     find,
+    now_ms,
     orders_of,
     place,
+    query_int,
     trades_of,
 )
 
@@ -69,6 +75,10 @@ class KrakenStandIn(StandIn):
             ("POST", "/0/private/OpenOrders", self.open_orders),
             ("POST", "/0/private/ClosedOrders", self.closed_orders),
             ("POST", "/0/private/TradesHistory", self.trades_history),
+            ("GET", "/0/public/Ticker", self.ticker),
+            ("GET", "/0/public/Depth", self.depth),
+            ("GET", "/0/public/Trades", self.public_trades),
+            ("GET", "/0/public/OHLC", self.ohlc),
         ]
 
     def signed(self, request: Request, body: bytes) -> Account:
@@ -243,3 +253,63 @@ class KrakenStandIn(StandIn):
             "fee": amount(o.cost * Decimal("0.001")), "price": amount(o.average),
             "stopprice": "0", "limitprice": "0", "misc": "", "oflags": "fciq",
         }  # fmt: skip
+
+    # --- public market data ----------------------------------------------------------
+
+    def symbol_ids(self, market: MarketDef) -> tuple[str, ...]:
+        base, quote = ASSET_IDS[market.base], ASSET_IDS[market.quote]
+        name = base + quote if len(base) == 4 else market.base + market.quote
+        return (name, market.base.replace("BTC", "XBT") + market.quote)
+
+    def _tape(self, request: Request) -> tuple[str, Tape]:
+        pair = request.query_params.get("pair", "")
+        return pair, self.tape(pair, lambda: _error("EQuery:Unknown asset pair"))
+
+    def ticker(self, request: Request, body: bytes) -> dict:
+        pair, tape = self._tape(request)
+        t = tape.ticker()
+        return _ok({pair: {
+            "a": [amount(t["ask"]), "1", amount(t["ask_size"])],
+            "b": [amount(t["bid"]), "1", amount(t["bid_size"])],
+            "c": [amount(t["last"]), amount(t["last_size"])],
+            "v": [amount(t["volume"]), amount(t["volume"])],
+            "p": [amount(t["open"]), amount(t["open"])], "t": [529, 529],
+            "l": [amount(t["low"]), amount(t["low"])], "h": [amount(t["high"]), amount(t["high"])],
+            "o": amount(t["open"]),
+        }})  # fmt: skip
+
+    def depth(self, request: Request, body: bytes) -> dict:
+        pair, tape = self._tape(request)
+        count = min(query_int(request, "count", 100) or 100, 500)
+        seconds = now_ms() // 1000
+        return _ok({pair: {
+            "asks": [[amount(p), amount(q), seconds] for p, q in tape.asks[:count]],
+            "bids": [[amount(p), amount(q), seconds] for p, q in tape.bids[:count]],
+        }})  # fmt: skip
+
+    def public_trades(self, request: Request, body: bytes) -> dict:
+        pair, tape = self._tape(request)
+        count = min(query_int(request, "count", 1000) or 1000, 1000)
+        trades = [
+            [amount(t.price), amount(t.amount), t.time_ms / 1000, t.side[0], "l", "",
+             t.trade_id]
+            for t in tape.trades[-count:]
+        ]  # fmt: skip
+        return _ok({pair: trades, "last": str(tape.trades[-1].time_ms * 1_000_000)})
+
+    def ohlc(self, request: Request, body: bytes) -> dict:
+        pair, tape = self._tape(request)
+        minutes = query_int(request, "interval", 1) or 1
+        if minutes not in (1, 5, 15, 30, 60, 240, 1440, 10080, 21600):
+            return _error("EGeneral:Invalid arguments")
+        since = query_int(request, "since")
+        step = minutes * 60_000
+        # Kraken answers the candles after ``since`` (seconds), at most 720
+        start = None if since is None else since * 1000 + 1
+        found = tape.candles(step, start, None, 720)
+        rows = [
+            [c.open_ms // 1000, amount(c.open), amount(c.high), amount(c.low), amount(c.close),
+             amount(c.close), amount(c.volume), 7]
+            for c in found
+        ]  # fmt: skip
+        return _ok({pair: rows, "last": found[-1].open_ms // 1000 if found else 0})

@@ -1,5 +1,7 @@
 """OKX: ``/api/v5/public/instruments``, ``/api/v5/account/balance`` and
-``/api/v5/account/config``. Private calls carry ``OK-ACCESS-KEY``,
+``/api/v5/account/config``; public market data ``/api/v5/market/ticker``, ``books``,
+``trades`` and ``candles`` (newest first; ``after``/``before`` bound the times, ms).
+Private calls carry ``OK-ACCESS-KEY``,
 ``OK-ACCESS-PASSPHRASE``, ``OK-ACCESS-TIMESTAMP`` (ISO, within 30 s) and
 ``OK-ACCESS-SIGN`` = base64(HMAC-SHA256(secret, timestamp + method + request path with
 its query + body)). Every answer is ``{"code", "msg", "data"}``; refusals come with
@@ -19,16 +21,19 @@ from starlette.responses import JSONResponse
 
 from tests.support.exchanges import (
     Account,
+    MarketDef,
     Order,
     OrderRefused,
     Refused,
     StandIn,
+    Tape,
     amount,
     cancel,
     find,
     now_ms,
     orders_of,
     place,
+    query_int,
     trades_of,
 )
 
@@ -66,6 +71,11 @@ class OkxStandIn(StandIn):
             ("GET", "/api/v5/trade/orders-pending", self.orders_pending),
             ("GET", "/api/v5/trade/orders-history", self.orders_history),
             ("GET", "/api/v5/trade/fills-history", self.fills_history),
+            ("GET", "/api/v5/market/ticker", self.ticker),
+            ("GET", "/api/v5/market/books", self.books),
+            ("GET", "/api/v5/market/trades", self.public_trades),
+            ("GET", "/api/v5/market/candles", self.candles),
+            ("GET", "/api/v5/market/history-candles", self.candles),
         ]
 
     def signed(self, request: Request, body: bytes) -> Account:
@@ -228,3 +238,67 @@ class OkxStandIn(StandIn):
             "fee": amount(-fee), "rebateCcy": "", "rebate": "0", "tgtCcy": "",
             "category": "normal", "uTime": str(o.updated), "cTime": str(o.created),
         }  # fmt: skip
+
+    # --- public market data ----------------------------------------------------------
+
+    def symbol_ids(self, market: MarketDef) -> tuple[str, ...]:
+        return (f"{market.base}-{market.quote}",)
+
+    def _tape(self, request: Request) -> tuple[str, Tape]:
+        inst = request.query_params.get("instId", "")
+        unknown = lambda: _error("51001", "Instrument ID does not exist", 200)  # noqa: E731
+        return inst, self.tape(inst, unknown)
+
+    def ticker(self, request: Request, body: bytes) -> dict:
+        inst, tape = self._tape(request)
+        t = tape.ticker()
+        return _ok([{
+            "instType": "SPOT", "instId": inst, "last": amount(t["last"]),
+            "lastSz": amount(t["last_size"]), "askPx": amount(t["ask"]),
+            "askSz": amount(t["ask_size"]), "bidPx": amount(t["bid"]),
+            "bidSz": amount(t["bid_size"]), "open24h": amount(t["open"]),
+            "high24h": amount(t["high"]), "low24h": amount(t["low"]),
+            "volCcy24h": amount(t["quote_volume"]), "vol24h": amount(t["volume"]),
+            "ts": str(now_ms()), "sodUtc0": amount(t["open"]), "sodUtc8": amount(t["open"]),
+        }])  # fmt: skip
+
+    def books(self, request: Request, body: bytes) -> dict:
+        _, tape = self._tape(request)
+        size = min(query_int(request, "sz", 1) or 1, 400)
+        return _ok([{
+            "asks": [[amount(p), amount(q), "0", "1"] for p, q in tape.asks[:size]],
+            "bids": [[amount(p), amount(q), "0", "1"] for p, q in tape.bids[:size]],
+            "ts": str(now_ms()), "seqId": tape.update_id,
+        }])  # fmt: skip
+
+    def public_trades(self, request: Request, body: bytes) -> dict:
+        inst, tape = self._tape(request)
+        limit = min(query_int(request, "limit", 100) or 100, 500)
+        return _ok([
+            {"instId": inst, "tradeId": str(t.trade_id), "px": amount(t.price),
+             "sz": amount(t.amount), "side": t.side, "ts": str(t.time_ms), "count": "1"}
+            for t in reversed(tape.trades[-limit:])
+        ])  # fmt: skip
+
+    def candles(self, request: Request, body: bytes) -> dict:
+        _, tape = self._tape(request)
+        step = _BARS_MS.get(request.query_params.get("bar", "1m"))
+        if step is None:
+            return _error("51000", "Parameter bar error", 200)
+        limit = min(query_int(request, "limit", 100) or 100, 300)
+        before, after = query_int(request, "before"), query_int(request, "after")
+        start = None if before is None else before + 1
+        end = None if after is None else after - 1
+        found = tape.candles(step, start, end, limit, newest=True)
+        return _ok([
+            [str(c.open_ms), amount(c.open), amount(c.high), amount(c.low), amount(c.close),
+             amount(c.volume), amount(c.quote_volume), amount(c.quote_volume), "1"]
+            for c in reversed(found)
+        ])  # fmt: skip
+
+
+_MINUTE = 60_000
+_BARS_MS = {"1m": _MINUTE, "3m": 3 * _MINUTE, "5m": 5 * _MINUTE, "15m": 15 * _MINUTE,
+            "30m": 30 * _MINUTE, "1H": 60 * _MINUTE, "2H": 120 * _MINUTE,
+            "4H": 240 * _MINUTE, "6Hutc": 360 * _MINUTE, "12Hutc": 720 * _MINUTE,
+            "1Dutc": 1440 * _MINUTE}  # fmt: skip
