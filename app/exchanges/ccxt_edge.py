@@ -25,6 +25,9 @@ the caller looks the order up by its client order id instead.
 
 ccxt's own messages (which quote the exchange's answer and URL) are not passed on nor
 logged: only the exchange, the call and the error's class are.
+
+Size: one idea, the adapter edge: every call into ccxt (accounts, market data, orders),
+its conversion and its errors, in the one module allowed to import ccxt.
 """
 
 from __future__ import annotations
