@@ -119,7 +119,7 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 def _rich(exchange: str) -> Account:
     account = new_account(exchange)
-    account.balances = {"BTC": (Decimal(10**6), Decimal(0)), "USDT": (Decimal(10**12), Decimal(0))}
+    account.balances = {"BTC": (Decimal(10**6), Decimal(0)), "USDT": (Decimal(10**9), Decimal(0))}
     return account
 
 
