@@ -20,6 +20,7 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import orders as exchange_orders
 from app.exchanges import syncs as exchange_syncs
 from app.exchanges.candle_sync import sync_candles
 from app.ledger import idempotency
@@ -131,6 +132,11 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         exchange_accounts.recheck_due,
     )
     jobs.add("exchange-sync", rt.settings.exchange_sync_interval_seconds, exchange_syncs.sync_due)
+    jobs.add(
+        "exchange-orders",
+        rt.settings.exchange_order_poll_seconds,
+        exchange_orders.poll_live,
+    )
     jobs.add(
         "exchange-rewrap",
         rt.settings.exchange_recheck_interval_seconds,

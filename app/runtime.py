@@ -87,6 +87,7 @@ class Runtime:
             await self._applied.aclose()
         await self.redis.aclose()
         await self.payments.aclose()
+        await self.exchanges.aclose()
         await self.engine.dispose()
 
 

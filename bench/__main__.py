@@ -62,6 +62,7 @@ SUBCOMMANDS = {
     "bots": "bench.bots",  # 10,000 bots: idle CPU, 1,000 woken by a price move; webhook p99
     "accounts": "bench.account_enumeration",  # reset / register: known vs unknown address
     "backtest": "bench.backtest_peer",  # a year of minute candles vs backtesting.py; sweep
+    "exchange-orders": "bench.exchange_orders",  # platform latency added; reconcile 10,000
 }
 
 

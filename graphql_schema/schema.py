@@ -225,6 +225,8 @@ class Mutation:
     rename_bot = _trade_mutation(bot_resolvers.rename_bot)
     connect_exchange_account = _session_mutation(exchanges.connect_exchange_account)
     disconnect_exchange_account = _session_mutation(exchanges.disconnect_exchange_account)
+    place_exchange_order = _trade_mutation(exchanges.place_exchange_order)
+    cancel_exchange_order = _trade_mutation(exchanges.cancel_exchange_order)
     sync_exchange_account = _session_mutation(exchanges.sync_exchange_account)
     set_risk_limit = _session_mutation(risk.set_risk_limit)
     remove_risk_limit = _session_mutation(risk.remove_risk_limit)

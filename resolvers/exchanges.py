@@ -3,12 +3,22 @@ service, map."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import strawberry
 from strawberry.types import Info
 
-from app.exchanges import accounts, syncs
-from db.models import ExchangeConnection
+from app.exchanges import accounts, orders, syncs
+from db.models import ExchangeConnection, ExchangeOrder
 from graphql_schema.exchanges.custody import ExchangeSync
+from graphql_schema.exchanges.orders import (
+    EXCHANGE_ORDER,
+    CancelExchangeOrderResult,
+    ExchangeOrderNode,
+    ExchangeOrderPayload,
+    ExchangeOrderTypeEnum,
+    PlaceExchangeOrderResult,
+)
 from graphql_schema.exchanges.types import (
     EXCHANGE_ACCOUNT,
     ConnectExchangeAccountInput,
@@ -23,6 +33,7 @@ from graphql_schema.exchanges.types import (
 )
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk
+from graphql_schema.trading.enums import OrderSide
 from resolvers.common import attempt
 
 Ctx = Info[Context, None]
@@ -88,3 +99,43 @@ async def sync_exchange_account(info: Ctx, id: strawberry.ID) -> SyncExchangeAcc
         return await syncs.sync_account(info.context.rt, user_id=user.id, connection_id=pk)
 
     return await attempt(call(), _synced)  # type: ignore[return-value]
+
+
+def _order_payload(row: ExchangeOrder) -> ExchangeOrderPayload:
+    return ExchangeOrderPayload(exchange_order=ExchangeOrderNode.from_row(row))
+
+
+async def place_exchange_order(
+    info: Ctx,
+    account_id: strawberry.ID,
+    symbol: str,
+    side: OrderSide,  # type: ignore[valid-type]
+    type: ExchangeOrderTypeEnum,
+    quantity: Decimal,
+    price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+) -> PlaceExchangeOrderResult:
+    """Place an order on your connected exchange account. Checked against the exchange's market and
+    your risk limits first; sent once, with a client order id of ours."""
+
+    async def call() -> ExchangeOrder:
+        user = info.context.require_user()
+        request = orders.PlaceOrder(
+            account_id=node_pk(str(account_id), EXCHANGE_ACCOUNT, field="accountId"),
+            symbol=symbol, side=side.value, type=type.value, quantity=quantity, price=price,
+            stop_price=stop_price,
+        )  # fmt: skip
+        return await orders.place_order(info.context.rt, user_id=user.id, request=request)
+
+    return await attempt(call(), _order_payload)  # type: ignore[return-value]
+
+
+async def cancel_exchange_order(info: Ctx, id: strawberry.ID) -> CancelExchangeOrderResult:
+    """Cancel an open order on your connected exchange account."""
+
+    async def call() -> ExchangeOrder:
+        user = info.context.require_user()
+        pk = node_pk(str(id), EXCHANGE_ORDER, field="id")
+        return await orders.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
+
+    return await attempt(call(), _order_payload)  # type: ignore[return-value]

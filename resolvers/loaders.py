@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from app.backtesting import backtests
 from app.exchanges import custody as exchange_custody
+from app.exchanges import orders as exchange_orders
 from app.exchanges.custody import MirroredBalance
 from app.ledger.rules import AccountRef
 from app.paper import accounts as paper_accounts
@@ -34,6 +35,7 @@ from db.models import (
     BacktestTrade,
     Copy,
     Deposit,
+    ExchangeOrder,
     ExchangeSync,
     Fill,
     Follow,
@@ -428,6 +430,10 @@ class Loaders:
     @cached_property
     def paper_fills_page_by_key(self) -> PageByKeyLoader[PaperFill]:
         return PageByKeyLoader(self._rt, paper_accounts.fills_pages)
+
+    @cached_property
+    def exchange_orders_page_by_key(self) -> PageByKeyLoader[ExchangeOrder]:
+        return PageByKeyLoader(self._rt, exchange_orders.orders_pages)
 
     @cached_property
     def exchange_mirror_by_connection_id(self) -> ExchangeMirrorByConnectionIdLoader:

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     # check may get before it is done again
     exchange_recheck_interval_seconds: float = Field(default=600, ge=0)
     exchange_recheck_after_hours: float = Field(default=24, gt=0)
+    # how often orders on connected accounts are polled and reconciled (0: never)
+    exchange_order_poll_seconds: float = Field(default=5, ge=0)
     # exchange custody: how often the job looks for mirrors to reconcile (0: no job), how
     # old a mirror may get before the job reads the exchange again, and how many
     # syncExchangeAccount calls a user may make per minute

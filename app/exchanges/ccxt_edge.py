@@ -14,12 +14,20 @@ ccxt's floats become Decimals (through ``str``); venue quirks are data (``_OPTIO
     ccxt.AuthenticationError (bad key, signature,
     passphrase; suspended account)                   ExchangeKeyInvalid
     ccxt.InsufficientFunds                           ExchangeInsufficientFunds
+    ccxt.OrderNotFound                               ExchangeOrderNotFound
     ccxt.BadSymbol (no such market at the exchange)  ExchangeSymbolUnknown
     ccxt.NotSupported, ArgumentsRequired             InvariantViolation: our bug
     any other ccxt.ExchangeError                     ExchangeRejected: never retried blindly
 
+A write (placing, canceling an order) is never retried: a network failure or a bad
+response on a write is ``ExchangeOutcomeUnknown`` (the exchange may have done it), and
+the caller looks the order up by its client order id instead.
+
 ccxt's own messages (which quote the exchange's answer and URL) are not passed on nor
 logged: only the exchange, the call and the error's class are.
+
+Size: one idea, the adapter edge: every call into ccxt (accounts, market data, orders),
+its conversion and its errors, in the one module allowed to import ccxt.
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -46,6 +55,8 @@ from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.domain.errors import (
     ExchangeInsufficientFunds,
     ExchangeKeyInvalid,
+    ExchangeOrderNotFound,
+    ExchangeOutcomeUnknown,
     ExchangePermissionDenied,
     ExchangeRateLimited,
     ExchangeRejected,
@@ -60,6 +71,14 @@ from app.exchanges.domain.marketdata import (
     timestamp,
 )
 from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.orders import (
+    FETCH_BY_CLIENT_ID,
+    OrderSubmission,
+    OrderTypeSupport,
+    ReportedOrder,
+    ReportedTrade,
+    order_types,
+)
 from app.exchanges.domain.sealing import Binding, KeyRing, SealedSecret
 from app.marketdata.domain.candles import Candle, interval_named, out_of_range, problems
 from app.marketdata.domain.trades import Trade
@@ -80,7 +99,8 @@ _OPTIONS: dict[ExchangeId, dict[str, Any]] = {
         "fetchMargins": False,
     },
     ExchangeId.KRAKEN: {},
-    ExchangeId.OKX: {"fetchMarkets": {"types": ["spot"]}},
+    # a spot market buy's amount in the base currency (ccxt's default for OKX: the cost)
+    ExchangeId.OKX: {"fetchMarkets": {"types": ["spot"]}, "tgtCcy": "base_ccy"},
     ExchangeId.BYBIT: {"fetchMarkets": {"types": ["spot"]}},
     ExchangeId.COINBASE: {"fetchBalance": "v3PrivateGetBrokerageAccounts"},
 }
@@ -105,6 +125,23 @@ _ORIGIN = re.compile(r"^https?://[^/]+")
 # bounds OKX's and Coinbase's requests by ``since`` and the limit itself; Binance and
 # Kraken count from the start.)
 _OHLCV_UNTIL = frozenset({ExchangeId.BYBIT})
+
+
+class _Nonces:
+    """Strictly increasing nonces (microseconds) for the whole process: Kraken refuses a
+    nonce not above the key's last, and ccxt's own (milliseconds, per instance) repeats
+    when two requests of one key fall in the same millisecond (an order and the poller)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last = max(self.last + 1, time.time_ns() // 1000)
+        return self.last
+
+
+_NONCE = _Nonces()
+_NONCED: frozenset[ExchangeId] = frozenset({ExchangeId.KRAKEN})
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -247,6 +284,7 @@ def _converted(error: Exception, exchange: ExchangeId) -> AppError:
         (ccxt.RateLimitExceeded, ExchangeRateLimited),
         (ccxt.NetworkError, ExchangeUnavailable),
         (ccxt.BadResponse, ExchangeUnavailable),
+        (ccxt.OrderNotFound, ExchangeOrderNotFound),
         (ccxt.NotSupported, InvariantViolation),
         (ccxt.ArgumentsRequired, InvariantViolation),
         (ccxt.ExchangeError, ExchangeRejected),
@@ -255,6 +293,55 @@ def _converted(error: Exception, exchange: ExchangeId) -> AppError:
         if isinstance(error, vendor):
             return ours()
     return ExchangeUnavailable()
+
+
+# ccxt's order statuses; an open order with fills is PARTIALLY_FILLED (``to_order``)
+_STATUSES = {"open": "OPEN", "closed": "FILLED", "canceled": "CANCELED",
+             "cancelled": "CANCELED", "expired": "CANCELED", "rejected": "REJECTED"}  # fmt: skip
+
+
+def to_order(order: Mapping[str, Any], symbol: str) -> ReportedOrder:
+    """ccxt's order (a placement's answer may hold little more than the ids: no status
+    there means it is open)."""
+    from app.exchanges.domain.orders import ExchangeOrderStatus
+
+    filled = _decimal(order.get("filled")) or Decimal(0)
+    status = ExchangeOrderStatus(_STATUSES.get(order.get("status") or "open", "OPEN"))
+    if status is ExchangeOrderStatus.OPEN and filled > 0:
+        status = ExchangeOrderStatus.PARTIALLY_FILLED
+    return ReportedOrder(
+        exchange_order_id=str(order["id"]),
+        client_order_id=order.get("clientOrderId"),
+        symbol=order.get("symbol") or symbol,
+        status=status,
+        filled=filled,
+    )
+
+
+def to_my_trade(trade: Mapping[str, Any]) -> ReportedTrade:
+    fee = trade.get("fee") or {}
+    return ReportedTrade(
+        trade_id=str(trade["id"]),
+        exchange_order_id=str(trade["order"]),
+        symbol=trade["symbol"],
+        price=_decimal(trade["price"]) or Decimal(0),
+        quantity=_decimal(trade["amount"]) or Decimal(0),
+        fee=_decimal(fee.get("cost")) or Decimal(0),
+        fee_currency=fee.get("currency"),
+        at=datetime.fromtimestamp((trade.get("timestamp") or 0) / 1000, UTC),
+    )
+
+
+def _order_types(exchange: ExchangeId, instance: Any) -> tuple[OrderTypeSupport, ...]:
+    """ccxt's capability data (a spot stop-loss in ``features``), corrected by ours."""
+    spot = (instance.features or {}).get("spot") or {}
+    native = bool((spot.get("createOrder") or {}).get("stopLossPrice"))
+    return order_types(exchange, ccxt_native_stop=native)
+
+
+def _outcome_unknown(error: Exception) -> bool:
+    """A write's failure after which the exchange may have done it."""
+    return _retryable(error)
 
 
 def _retryable(error: Exception) -> bool:
@@ -343,6 +430,89 @@ class CcxtSession:
         found = {c.open_time: c for c in (to_candle(r, interval) for r in raw) if c is not None}
         return [found[t] for t in sorted(found) if t >= since][:limit]
 
+    # --- orders ---------------------------------------------------------------------------
+
+    def order_types(self) -> tuple[OrderTypeSupport, ...]:
+        return _order_types(self.exchange_id, self._exchange)
+
+    async def create_order(self, submission: OrderSubmission) -> ReportedOrder:
+        """Place it (never retried: a lost answer is ``ExchangeOutcomeUnknown``)."""
+        await self._load_markets()
+        kind = submission.type
+        params: dict[str, Any] = {"clientOrderId": submission.client_order_id}
+        if submission.stop_price is not None:
+            params["stopLossPrice"] = str(submission.stop_price)
+        price = None if submission.price is None else str(submission.price)
+        ex = self._exchange
+        raw = await self._write("create_order", lambda: ex.create_order(
+            submission.symbol, "limit" if kind.has_limit else "market",
+            submission.side.value.lower(), str(submission.quantity), price, params,
+        ))  # fmt: skip
+        return to_order(raw, submission.symbol)
+
+    async def cancel_order(self, *, exchange_order_id: str, symbol: str) -> None:
+        """Cancel it (never retried; ``ExchangeOrderNotFound``: the exchange has no such
+        open order)."""
+        await self._load_markets()
+        ex = self._exchange
+        await self._write("cancel_order", lambda: ex.cancel_order(exchange_order_id, symbol))
+
+    async def find_order(self, *, symbol: str, client_order_id: str) -> ReportedOrder | None:
+        """The order with our ``client_order_id``, or None when the exchange has none."""
+        await self._load_markets()
+        ex = self._exchange
+        if FETCH_BY_CLIENT_ID[self.exchange_id]:
+            try:
+                raw = await self._read("fetch_order", lambda: ex.fetch_order(
+                    None, symbol, {"clientOrderId": client_order_id}))  # fmt: skip
+            except ExchangeOrderNotFound:
+                return None
+            return to_order(raw, symbol)
+        for order in await self.recent_orders(symbol=symbol, since=None):
+            if order.client_order_id == client_order_id:
+                return order
+        return None
+
+    async def recent_orders(
+        self, *, symbol: str, since: datetime | None
+    ) -> Sequence[ReportedOrder]:
+        """The open orders on ``symbol`` and those closed since ``since``."""
+        await self._load_markets()
+        ex = self._exchange
+        start = None if since is None else int(since.timestamp() * 1000)
+        opened = await self._read("fetch_open_orders", lambda: ex.fetch_open_orders(symbol))
+        closed = await self._read(
+            "fetch_closed_orders", lambda: ex.fetch_closed_orders(symbol, start)
+        )
+        return [to_order(o, symbol) for o in [*opened, *closed]]
+
+    async def my_trades(self, *, symbol: str, since: datetime | None) -> Sequence[ReportedTrade]:
+        await self._load_markets()
+        ex = self._exchange
+        start = None if since is None else int(since.timestamp() * 1000)
+        raw = await self._read("fetch_my_trades", lambda: ex.fetch_my_trades(symbol, start))
+        return [to_my_trade(t) for t in raw]
+
+    async def _write(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation`` once: a write is never repeated here."""
+        import ccxt
+
+        try:
+            return await operation()
+        except ccxt.BaseError as error:
+            failure = error
+        converted = ExchangeOutcomeUnknown() if _outcome_unknown(failure) else _converted(
+            failure, self.exchange_id)  # fmt: skip
+        self._log_failure(call, failure, converted)
+        raise converted from None
+
+    def _log_failure(self, call: str, failure: Exception, converted: AppError) -> None:
+        log.warning(
+            "exchange call failed",
+            extra={"exchange": self.exchange_id.value, "call": call,
+                   "error": type(failure).__name__, "as": converted.code},
+        )  # fmt: skip
+
     async def _load_markets(self) -> None:
         if self._exchange.markets:
             return
@@ -369,11 +539,7 @@ class CcxtSession:
                     break
                 await asyncio.sleep(connector.backoff_seconds * 2**attempt)
         converted = _converted(failure, self.exchange_id)
-        log.warning(
-            "exchange call failed",
-            extra={"exchange": self.exchange_id.value, "call": call,
-                   "error": type(failure).__name__, "as": converted.code},
-        )  # fmt: skip
+        self._log_failure(call, failure, converted)
         raise converted from None
 
 
@@ -396,6 +562,9 @@ class CcxtConnector:
         self.backoff_seconds = backoff_seconds
         self.rate_limit = rate_limit
         self.markets_cache = _MarketsCache(markets_ttl_seconds)
+        self._closing: set[asyncio.Task[None]] = set()
+        self._ssl_context: ssl.SSLContext | None = None
+        self._order_types: dict[ExchangeId, tuple[OrderTypeSupport, ...]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, ring: KeyRing) -> CcxtConnector:
@@ -414,7 +583,30 @@ class CcxtConnector:
         try:
             yield CcxtSession(self, exchange, instance)
         finally:
-            await instance.close()
+            self._release(instance)
+
+    def _release(self, instance: Any) -> None:
+        """Close ``instance`` without making the caller wait: ccxt's ``close`` sleeps 250 ms
+        after closing its HTTP session (for TLS connections to shut down cleanly), which
+        would add that to every order. The close runs on; ``aclose`` waits for them all."""
+        task = asyncio.create_task(instance.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def order_types(self, exchange: ExchangeId) -> tuple[OrderTypeSupport, ...]:
+        """Each order type at ``exchange`` (no credentials, no request: ccxt's data)."""
+        found = self._order_types.get(exchange)
+        if found is None:
+            import ccxt.async_support as ccxt_async
+
+            instance = getattr(ccxt_async, exchange.value)({"options": _OPTIONS[exchange]})
+            found = self._order_types[exchange] = _order_types(exchange, instance)
+        return found
+
+    async def aclose(self) -> None:
+        """Wait for the sessions still closing."""
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     @asynccontextmanager
     async def public_session(self, exchange: ExchangeId) -> AsyncIterator[CcxtSession]:
@@ -446,11 +638,23 @@ class CcxtConnector:
         if credentials is not None and credentials.passphrase is not None:
             config["password"] = credentials.passphrase
         instance = getattr(ccxt_async, exchange.value)(config)
+        instance.ssl_context = self._tls()  # else ccxt loads the CA bundle per instance
+        if exchange in _NONCED:
+            instance.nonce = _NONCE
         instance.has["fetchCurrencies"] = False  # markets and balances need none
         base = self.api_bases.get(exchange.value)
         if base:
             instance.urls["api"] = _rebased(instance.urls["api"], base.rstrip("/"))
         return instance
+
+    def _tls(self) -> ssl.SSLContext:
+        """One TLS context (ccxt's: certifi's CA bundle) for every session: building one
+        reads the bundle, about 30 ms, which ccxt would do for each session."""
+        if self._ssl_context is None:
+            import certifi
+
+            self._ssl_context = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl_context
 
 
 def _rebased(urls: Any, base: str) -> Any:

@@ -7,6 +7,7 @@ errors of ``app.exchanges.domain.errors`` (or ``InvariantViolation`` for a bug).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -15,6 +16,12 @@ from app.exchanges.domain.accounts import Balance, Credentials, KeyPermissions
 from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.domain.marketdata import ExchangeBook, ExchangeTicker
 from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.orders import (
+    OrderSubmission,
+    OrderTypeSupport,
+    ReportedOrder,
+    ReportedTrade,
+)
 from app.exchanges.domain.sealing import Binding, SealedSecret
 from app.marketdata.domain.candles import Candle
 from app.marketdata.domain.trades import Trade
@@ -31,6 +38,32 @@ class ExchangeSession(Protocol):
 
     async def permissions(self) -> KeyPermissions:
         """What the key may do, as the exchange reports it."""
+        ...
+
+    def order_types(self) -> tuple[OrderTypeSupport, ...]:
+        """Each order type, native here or to be emulated (ccxt's data, corrected)."""
+        ...
+
+    async def create_order(self, submission: OrderSubmission) -> ReportedOrder:
+        """Place it, once: ``ExchangeOutcomeUnknown`` when the answer was lost."""
+        ...
+
+    async def cancel_order(self, *, exchange_order_id: str, symbol: str) -> None:
+        """Cancel it, once (``ExchangeOrderNotFound``: no such open order)."""
+        ...
+
+    async def find_order(self, *, symbol: str, client_order_id: str) -> ReportedOrder | None:
+        """The order with our client order id; None: the exchange has none."""
+        ...
+
+    async def recent_orders(
+        self, *, symbol: str, since: datetime | None
+    ) -> Sequence[ReportedOrder]:
+        """Open orders on ``symbol``, and those closed since ``since``."""
+        ...
+
+    async def my_trades(self, *, symbol: str, since: datetime | None) -> Sequence[ReportedTrade]:
+        """The account's trades on ``symbol`` since ``since``."""
         ...
 
     async def ticker(self, symbol: str) -> ExchangeTicker:
@@ -69,4 +102,12 @@ class ExchangeConnector(Protocol):
     ) -> AbstractAsyncContextManager[ExchangeSession]:
         """A session with a stored account's credentials: they are opened here, for the
         signing of its requests, and nowhere else."""
+        ...
+
+    def order_types(self, exchange: ExchangeId) -> tuple[OrderTypeSupport, ...]:
+        """Each order type at ``exchange``, native or to be emulated (no request)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Wait for sessions still closing (at shutdown)."""
         ...

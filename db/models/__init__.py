@@ -22,7 +22,7 @@ from db.models.backtesting import (
 from db.models.bots import Bot, BotAlert, BotCommand, BotDecision
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
-from db.models.exchanges import ExchangeConnection, ExchangeSync
+from db.models.exchanges import ExchangeConnection, ExchangeFill, ExchangeOrder, ExchangeSync
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
 from db.models.marketdata import MarketCandle, MarketTrade
 from db.models.notifications import Notification, NotificationPreference, PriceAlert
@@ -80,6 +80,8 @@ __all__ = [
     "EquitySnapshot",
     "EventConsumer",
     "ExchangeConnection",
+    "ExchangeFill",
+    "ExchangeOrder",
     "ExchangeSync",
     "Fill",
     "Follow",

@@ -6,6 +6,7 @@ constraint says so)."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
@@ -17,12 +18,14 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     Text,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
-from db.models.columns import _created_at, _pk
+from db.models.columns import AMOUNT, _created_at, _pk
 
 EXCHANGE_IDS = ("binance", "kraken", "okx", "bybit", "coinbase")
 CONNECTION_STATUSES = ("ACTIVE", "SUSPENDED", "DISCONNECTED")
@@ -100,4 +103,71 @@ class ExchangeSync(Base):
     unmirrored: Mapped[dict[str, str]] = mapped_column(JSONB, server_default="{}")
     journal_entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+ORDER_STATUSES = ("PENDING_SUBMIT", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED")
+ORDER_SIDES = ("BUY", "SELL")
+ORDER_TYPES = ("LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT")
+
+
+class ExchangeOrder(Base):
+    """An order on a connected account. The row (its ``client_order_id`` ours, made
+    before the request) is written PENDING_SUBMIT before the exchange is asked: an
+    unknown outcome is looked up by that id, never re-sent (app/exchanges/orders.py)."""
+
+    __tablename__ = "exchange_orders"
+    __table_args__ = (
+        CheckConstraint(f"status IN {ORDER_STATUSES!r}", name="status_known"),
+        CheckConstraint(f"side IN {ORDER_SIDES!r}", name="side_known"),
+        CheckConstraint(f"type IN {ORDER_TYPES!r}", name="type_known"),
+        CheckConstraint("quantity > 0 AND filled >= 0 AND filled <= quantity", name="amounts"),
+        UniqueConstraint("connection_id", "client_order_id"),
+        Index(None, "connection_id", "id"),
+        Index(
+            "ix_exchange_orders_live",
+            "connection_id",
+            postgresql_where=text("status IN ('PENDING_SUBMIT', 'OPEN', 'PARTIALLY_FILLED')"),
+        ),
+    )
+
+    id: Mapped[int] = _pk()
+    connection_id: Mapped[int] = mapped_column(ForeignKey("exchange_connections.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    client_order_id: Mapped[str] = mapped_column(Text)
+    exchange_order_id: Mapped[str | None] = mapped_column(Text)
+    symbol: Mapped[str] = mapped_column(Text)
+    side: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[Decimal] = mapped_column(AMOUNT)
+    price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    stop_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    filled: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    status: Mapped[str] = mapped_column(Text)
+    emulated: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    reject_code: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class ExchangeFill(Base):
+    """A trade of an order at its exchange, recorded once: unique on the exchange's
+    trade id (per account and market: some exchanges number trades per market)."""
+
+    __tablename__ = "exchange_fills"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "symbol", "trade_id"),
+        Index(None, "order_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    connection_id: Mapped[int] = mapped_column(ForeignKey("exchange_connections.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("exchange_orders.id"))
+    symbol: Mapped[str] = mapped_column(Text)
+    trade_id: Mapped[str] = mapped_column(Text)
+    price: Mapped[Decimal] = mapped_column(AMOUNT)
+    quantity: Mapped[Decimal] = mapped_column(AMOUNT)
+    fee: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    fee_currency: Mapped[str | None] = mapped_column(Text)
+    filled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()

@@ -16,9 +16,10 @@ from strawberry.types import Info
 
 from app.core.errors import UserError
 from app.exchanges import accounts, custody
+from app.exchanges import orders as exchange_orders
 from app.exchanges.domain.accounts import Balance
 from app.exchanges.domain.catalogue import FACTS, ExchangeId
-from db.models import ExchangeConnection
+from db.models import ExchangeConnection, ExchangeOrder
 from db.models import ExchangeSync as ExchangeSyncRow
 from db.queries import page_key
 from graphql_schema.errors import (
@@ -41,6 +42,11 @@ from graphql_schema.exchanges.custody import (
     ExchangeSyncConnection,
     MirroredBalance,
     equity_of,
+)
+from graphql_schema.exchanges.orders import (
+    ExchangeOrderConnection,
+    ExchangeOrderNode,
+    ExchangeOrderTypeSupport,
 )
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import to_connection
@@ -164,6 +170,19 @@ class ExchangeAccountNode(relay.Node):
         except UserError as error:
             return to_graphql_error(error)  # type: ignore[return-value]
         return ExchangeBalances(balances=[ExchangeBalance.of(b) for b in found])
+
+    @strawberry.field(description="Orders placed on it through the platform, newest first.")
+    async def orders(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> ExchangeOrderConnection:
+        key = page_key(self._row.id, first=first, after=after, key=ExchangeOrder.id)
+        page = await info.context.loaders.exchange_orders_page_by_key.load(key)
+        return to_connection(ExchangeOrderConnection, page, ExchangeOrderNode.from_row)  # type: ignore[return-value]
+
+    @strawberry.field(description="Each order type: native at the exchange, or emulated.")
+    def order_types(self, info: Info) -> list[ExchangeOrderTypeSupport]:
+        found = exchange_orders.order_types(info.context.rt, self._row)
+        return [ExchangeOrderTypeSupport.of(s) for s in found]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]

@@ -42,4 +42,5 @@ async def exchanges(
     for server in stand_ins.values():
         server.reset()
     yield stand_ins
+    await rt.exchanges.aclose()
     rt.exchanges = original

@@ -211,3 +211,4 @@ async def test_rotation_rewraps_every_stored_secret_and_they_still_open(gql, rt,
     assert {row.id: row.sealed_secret for row in rows} == before  # only the data keys
     for row in rows:
         assert await balances(rotated, row)
+    await rotated.exchanges.aclose()

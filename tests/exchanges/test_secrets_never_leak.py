@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy import text, update
 
@@ -76,3 +77,50 @@ async def _every_row_as_text(rt) -> dict[str, str]:
             rows = await session.scalars(text(f'SELECT t::text FROM "{table.name}" t'))
             dump[table.name] = "\n".join(rows)
     return dump
+
+
+async def test_no_secret_on_the_order_path(gql, rt, exchanges, caplog):
+    """Orders placed, refused, lost and looked up, canceled and polled on three exchanges,
+    every logger at DEBUG: no key, secret or passphrase in the logs, answers or tables."""
+    from app.exchanges import orders
+    from tests.exchanges.test_orders_api import CANCEL, PLACE
+    from tests.support.exchanges import fill
+
+    caplog.set_level(logging.DEBUG)
+    token = (await signed_in(gql))["accessToken"]
+    answers: list[str] = []
+    needles: set[str] = set()
+    for name, create in (("binance", "/api/v3/order"), ("kraken", "/0/private/AddOrder"),
+                         ("okx", "/api/v5/trade/batch-orders")):  # fmt: skip
+        server = exchanges[name]
+        account = server.add(new_account(name))
+        for value in (account.api_key, account.secret, account.passphrase):
+            if value:
+                needles |= _needles(value)
+        body = await gql(CONNECT, {"input": _input(name, account)}, token=token)
+        account_id = body["data"]["connectExchangeAccount"]["exchangeAccount"]["id"]
+        order = {"account": account_id, "symbol": "BTC/USDT", "side": "BUY",
+                 "type": "LIMIT", "quantity": "0.01", "price": "40000"}  # fmt: skip
+        placed = await gql(PLACE, order, token=token)
+        answers.append(str(placed))
+        answers.append(str(await gql(PLACE, {**order, "quantity": "1"}, token=token)))
+        server.lose_answers.append(create)
+        answers.append(str(await gql(PLACE, order, token=token)))
+        server.lose_answers.append(create)
+        server.after_lost = [503] * 3
+        answers.append(str(await gql(PLACE, order, token=token)))
+        fill(server, server.orders[0], Decimal("0.004"))
+        await orders.poll_live(rt)
+        order_id = placed["data"]["placeExchangeOrder"]["exchangeOrder"]["id"]
+        answers.append(str(await gql(CANCEL, {"id": order_id}, token=token)))
+        assert len(server.refused) == 1  # the insufficient funds, each signature good
+        assert "nsufficient" in server.refused[0] or "51008" in server.refused[0]
+
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "exchange call failed" in logged and "exchange account reconciled" in logged
+    assert [n for n in needles if n in logged] == []
+    assert [n for n in needles if any(n in a for a in answers)] == []
+    stored = await _every_row_as_text(rt)
+    assert stored.get("exchange_orders") and stored.get("exchange_fills")
+    found = {t: [n for n in needles if n in rows] for t, rows in stored.items()}
+    assert {t: n for t, n in found.items() if n} == {}

@@ -76,6 +76,35 @@ class ExchangeUnavailable(UserError):
     default_message = "The exchange is unavailable, try again later"
 
 
+class ExchangeOrderTypeNotAvailable(UserError):
+    code = "EXCHANGE_ORDER_TYPE_NOT_AVAILABLE"
+    description = (
+        "This order type is not native at this exchange and the platform does not emulate it yet."
+    )
+    default_message = "This exchange has no native order of this type"
+
+
+class ExchangeOrderNotCancellable(UserError):
+    code = "EXCHANGE_ORDER_NOT_CANCELLABLE"
+    description = "The order has ended (filled, canceled or rejected) or is not placed yet."
+    default_message = "This order can no longer be canceled"
+
+
+class ExchangeOrderNotFound(UserError):
+    """The exchange knows no such order (raised by the edge; the service looks further)."""
+
+    code = "EXCHANGE_ORDER_NOT_FOUND"
+    default_message = "The exchange knows no such order"
+
+
+class ExchangeOutcomeUnknown(UserError):
+    """A write whose answer was lost (a timeout, a dropped connection): the exchange may
+    or may not have done it. Never re-sent; the order is looked up by its client id."""
+
+    code = "EXCHANGE_OUTCOME_UNKNOWN"
+    default_message = "The exchange did not answer: the order's outcome is being checked"
+
+
 class ExchangeSymbolUnknown(UserError):
     code = "EXCHANGE_SYMBOL_UNKNOWN"
     description = "The exchange lists no market of this symbol (spot, BASE/QUOTE)."

@@ -1,8 +1,12 @@
 """Local stand-ins for the five exchanges at their HTTP boundary, for the real ccxt.
 
 Each speaks the part of its exchange's REST API the platform uses (markets, balances,
-the key's permissions; and the public market data: ticker, order book, recent trades,
-candles, from the shared ``Tape``), with the exchange's own paths, envelopes and error bodies, and
+the key's permissions; the public market data: ticker, order book, recent trades,
+candles, from the shared ``Tape``; for Binance, Kraken and OKX orders too: place,
+cancel, fetch by id and by client order id, open and closed orders, the account's
+trades, over the shared order state below: an order rests open until a test
+``fill``s it, in parts or whole, or it is canceled), with the exchange's own paths,
+envelopes and error bodies, and
 verifies every signed request the way its exchange does, with the secret of the API
 key it names: an unknown key, a bad signature, a stale timestamp or nonce, or a wrong
 passphrase is refused as the exchange refuses it. ccxt is pointed at one through its
@@ -171,6 +175,57 @@ class Refused(Exception):
         self.response = response
 
 
+@dataclass
+class Order:
+    """An order at the stand-in: ``symbol`` unified (BTC/USDT), ``side`` buy or sell,
+    ``type`` limit, market, stop_loss or stop_loss_limit; ``status`` open, closed
+    (filled) or canceled; times in ms."""
+
+    id: str
+    client_order_id: str
+    api_key: str
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None
+    stop_price: Decimal | None
+    created: int
+    filled: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    status: str = "open"
+    updated: int = 0
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled
+
+    @property
+    def average(self) -> Decimal:
+        return self.cost / self.filled if self.filled else Decimal(0)
+
+
+@dataclass
+class Trade:
+    id: str
+    order: Order
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    at: int
+
+
+class OrderRefused(Exception):
+    """``place`` refuses: ``reason`` is duplicate, insufficient or unknown_symbol."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+FEE_RATE = Decimal("0.001")
+
+
 class StandIn:
     """The server and state every stand-in shares; subclasses give ``routes``."""
 
@@ -184,6 +239,13 @@ class StandIn:
         self.requests: list[Recorded] = []
         self.refused: list[str] = []  # why each refused request was refused
         self.failures: list[int] = []  # HTTP statuses for the next requests
+        # order paths whose next request is done but answered 504 (the answer lost)
+        self.lose_answers: list[str] = []
+        self.after_lost: list[int] = []  # statuses for the requests after a lost answer
+        self.orders: list[Order] = []
+        self.trades: list[Trade] = []
+        self.last_price = {"BTC/USDT": Decimal("50000"), "ETH/USDT": Decimal("3000")}
+        self.ids = 1000
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.bind(("127.0.0.1", 0))
         host, port = self.socket.getsockname()
@@ -221,6 +283,10 @@ class StandIn:
             self.requests.clear()
             self.refused.clear()
             self.failures.clear()
+            self.lose_answers.clear()
+            self.after_lost.clear()
+            self.orders.clear()
+            self.trades.clear()
             self.tapes = tapes()
 
     def add(self, account: Account) -> Account:
@@ -260,6 +326,14 @@ class StandIn:
                 with self.lock:
                     self.refused.append(refused.response.body.decode())
                 return refused.response
+            with self.lock:
+                lost = request.url.path in self.lose_answers
+                if lost:
+                    self.lose_answers.remove(request.url.path)
+                    self.failures.extend(self.after_lost)
+                    self.after_lost.clear()
+            if lost:
+                return PlainTextResponse("gateway timeout", 504)
             return result if isinstance(result, Response) else JSONResponse(result)
 
         return endpoint
@@ -286,6 +360,95 @@ class StandIn:
         if account is None:
             raise Refused(refuse("unknown key"))
         return account
+
+
+# The stand-ins' shared order state (``StandIn.orders``, ``trades``): orders rest until a
+# test fills them (``fill``); market orders fill at ``last_price`` on arrival.
+
+
+def _next_id(stand_in: StandIn) -> int:
+    stand_in.ids += 1
+    return stand_in.ids
+
+
+def place(
+    stand_in: StandIn, account: Account, *, client_order_id: str, symbol: str, side: str,
+    type: str, quantity: Decimal, price: Decimal | None, stop_price: Decimal | None = None,
+    order_id: Callable[[int], str] = str,
+) -> Order:  # fmt: skip
+    with stand_in.lock:
+        if symbol not in stand_in.last_price:
+            raise OrderRefused("unknown_symbol")
+        mine = [o for o in stand_in.orders if o.api_key == account.api_key]
+        if client_order_id and any(o.client_order_id == client_order_id for o in mine):
+            raise OrderRefused("duplicate")
+        base, quote = symbol.split("/")
+        reference = price or stop_price or stand_in.last_price[symbol]
+        needed = (quote, quantity * reference) if side == "buy" else (base, quantity)
+        if account.balances.get(needed[0], (Decimal(0), Decimal(0)))[0] < needed[1]:
+            raise OrderRefused("insufficient")
+        order = Order(order_id(_next_id(stand_in)), client_order_id, account.api_key, symbol,
+                      side, type, quantity, price, stop_price, now_ms())  # fmt: skip
+        order.updated = order.created
+        stand_in.orders.append(order)
+    if type == "market":
+        fill(stand_in, order, quantity, stand_in.last_price[symbol])
+    return order
+
+
+def fill(
+    stand_in: StandIn, order: Order, quantity: Decimal, price: Decimal | None = None,
+    trade_id: Callable[[int], str] = str,
+) -> Trade:  # fmt: skip
+    """A trade of ``order`` (at its limit price by default)."""
+    with stand_in.lock:
+        assert order.status == "open" and 0 < quantity <= order.remaining
+        at = price or order.price or stand_in.last_price[order.symbol]
+        fee = (at * quantity * FEE_RATE).quantize(Decimal("0.00000001"))
+        trade = Trade(trade_id(_next_id(stand_in)), order, at, quantity, fee, now_ms())
+        order.filled += quantity
+        order.cost += at * quantity
+        order.updated = trade.at
+        if order.remaining == 0:
+            order.status = "closed"
+        stand_in.trades.append(trade)
+    return trade
+
+
+def find(stand_in: StandIn, account: Account, *, order_id: str | None = None,
+         client_order_id: str | None = None) -> Order | None:  # fmt: skip
+    with stand_in.lock:
+        for order in stand_in.orders:
+            if order.api_key != account.api_key:
+                continue
+            if (order_id and order.id == order_id) or (
+                client_order_id and order.client_order_id == client_order_id
+            ):
+                return order
+    return None
+
+
+def cancel(stand_in: StandIn, order: Order) -> bool:
+    """Cancel ``order`` if it is open; whether it was."""
+    with stand_in.lock:
+        if order.status != "open":
+            return False
+        order.status, order.updated = "canceled", now_ms()
+        return True
+
+
+def orders_of(stand_in: StandIn, account: Account, symbol: str | None, *,
+              open: bool | None = None) -> list[Order]:  # fmt: skip
+    with stand_in.lock:
+        return [o for o in stand_in.orders if o.api_key == account.api_key
+                and (symbol is None or o.symbol == symbol)
+                and (open is None or (o.status == "open") is open)]  # fmt: skip
+
+
+def trades_of(stand_in: StandIn, account: Account, symbol: str | None) -> list[Trade]:
+    with stand_in.lock:
+        return [t for t in stand_in.trades if t.order.api_key == account.api_key
+                and (symbol is None or t.order.symbol == symbol)]  # fmt: skip
 
 
 def amount(value: Decimal) -> str:

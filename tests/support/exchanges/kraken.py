@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from decimal import Decimal
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -19,12 +20,19 @@ from starlette.responses import JSONResponse
 from tests.support.exchanges import (
     Account,
     MarketDef,
+    Order,
+    OrderRefused,
     Refused,
     StandIn,
     Tape,
     amount,
+    cancel,
+    find,
     now_ms,
+    orders_of,
+    place,
     query_int,
+    trades_of,
 )
 
 ASSET_IDS = {"BTC": "XXBT", "ETH": "XETH", "USDT": "USDT", "USD": "ZUSD"}
@@ -32,6 +40,14 @@ ASSET_IDS = {"BTC": "XXBT", "ETH": "XETH", "USDT": "USDT", "USD": "ZUSD"}
 
 def _error(message: str) -> JSONResponse:
     return JSONResponse({"error": [message]})
+
+
+def order_id(n: int) -> str:
+    return f"O{n:05d}-KRAKN-STANDI"
+
+
+def trade_id(n: int) -> str:
+    return f"T{n:05d}-KRAKN-TRADES"
 
 
 def _ok(result: object) -> dict:
@@ -53,6 +69,12 @@ class KrakenStandIn(StandIn):
             ("GET", "/0/public/AssetPairs", self.asset_pairs),
             ("POST", "/0/private/BalanceEx", self.balance_ex),
             ("POST", "/0/private/GetApiKeyInfo", self.api_key_info),
+            ("POST", "/0/private/AddOrder", self.add_order),
+            ("POST", "/0/private/CancelOrder", self.cancel_order),
+            ("POST", "/0/private/QueryOrders", self.query_orders),
+            ("POST", "/0/private/OpenOrders", self.open_orders),
+            ("POST", "/0/private/ClosedOrders", self.closed_orders),
+            ("POST", "/0/private/TradesHistory", self.trades_history),
             ("GET", "/0/public/Ticker", self.ticker),
             ("GET", "/0/public/Depth", self.depth),
             ("GET", "/0/public/Trades", self.public_trades),
@@ -121,6 +143,116 @@ class KrakenStandIn(StandIn):
             "createdTime": "1772542900", "modifiedTime": "1772543095",
             "ipAllowlist": list(account.ip_allowlist), "lastUsed": "0",
         })  # fmt: skip
+
+    # --- orders (AddOrder, CancelOrder, QueryOrders, Open/ClosedOrders, TradesHistory) ---
+
+    def params(self, request: Request, body: bytes) -> tuple[Account, dict[str, str]]:
+        return self.signed(request, body), dict(parse_qsl(body.decode()))
+
+    def pair_names(self) -> dict[str, str]:
+        """Kraken's pair name (XXBTUSDT) of each unified symbol."""
+        names = {}
+        for m in self.markets:
+            base = ASSET_IDS[m.base]
+            names[f"{m.base}/{m.quote}"] = base + ASSET_IDS[m.quote] if len(base) == 4 \
+                else m.base + m.quote  # fmt: skip
+        return names
+
+    def unified(self, pair: str) -> str:
+        for symbol, name in self.pair_names().items():
+            if pair in (name, symbol.replace("/", "").replace("BTC", "XBT")):
+                return symbol
+        raise Refused(_error("EQuery:Unknown asset pair"))
+
+    def add_order(self, request: Request, body: bytes) -> dict:
+        account, p = self.params(request, body)
+        if not account.can_trade:
+            raise Refused(_error("EGeneral:Permission denied"))
+        kind = p["ordertype"]
+        stop = Decimal(p["price"]) if kind.startswith("stop-loss") else None
+        limit = p.get("price2") if kind.startswith("stop-loss") else p.get("price")
+        try:
+            order = place(
+                self, account, client_order_id=p.get("cl_ord_id", ""),
+                symbol=self.unified(p["pair"]), side=p["type"], type=kind.replace("-", "_"),
+                quantity=Decimal(p["volume"]), price=Decimal(limit) if limit else None,
+                stop_price=stop, order_id=order_id,
+            )  # fmt: skip
+        except OrderRefused as refused:
+            message = {"insufficient": "EOrder:Insufficient funds"}
+            raise Refused(_error(message.get(refused.reason, "EGeneral:Invalid arguments"))) \
+                from None  # fmt: skip
+        return _ok({"descr": {"order": self.description(order)}, "txid": [order.id]})
+
+    def description(self, o: Order) -> str:
+        """Kraken's text of an order: "buy 0.01000000 XBTUSDT @ limit 40000.0", "@ market",
+        "@ stop loss 45000.0 -> limit 44000.0"."""
+        head = f"{o.side} {o.quantity:.8f} {self.pair_names()[o.symbol]} @"
+        if o.stop_price is not None:
+            tail = f" -> limit {amount(o.price)}" if o.price is not None else ""
+            return f"{head} stop loss {amount(o.stop_price)}{tail}"
+        return f"{head} limit {amount(o.price)}" if o.price is not None else f"{head} market"
+
+    def cancel_order(self, request: Request, body: bytes) -> dict:
+        account, p = self.params(request, body)
+        order = find(self, account, order_id=p.get("txid"), client_order_id=p.get("cl_ord_id"))
+        if order is None or not cancel(self, order):
+            raise Refused(_error("EOrder:Unknown order"))
+        return _ok({"count": 1})
+
+    def query_orders(self, request: Request, body: bytes) -> dict:
+        account, p = self.params(request, body)
+        found = [find(self, account, order_id=txid) for txid in p.get("txid", "").split(",")]
+        return _ok({o.id: self.order_json(o) for o in found if o is not None})
+
+    def _listed(self, account: Account, p: dict[str, str], *, open: bool) -> list[Order]:
+        start = float(p.get("start", 0)) * 1000
+        client = p.get("cl_ord_id")
+        return [o for o in orders_of(self, account, None, open=open)
+                if o.updated >= start and client in (None, o.client_order_id)]  # fmt: skip
+
+    def open_orders(self, request: Request, body: bytes) -> dict:
+        account, p = self.params(request, body)
+        return _ok({"open": {o.id: self.order_json(o)
+                             for o in self._listed(account, p, open=True)}})  # fmt: skip
+
+    def closed_orders(self, request: Request, body: bytes) -> dict:
+        account, p = self.params(request, body)
+        closed = self._listed(account, p, open=False)
+        return _ok({"closed": {o.id: self.order_json(o) for o in closed}, "count": len(closed)})
+
+    def trades_history(self, request: Request, body: bytes) -> dict:
+        account, p = self.params(request, body)
+        start = float(p.get("start", 0)) * 1000
+        names = self.pair_names()
+        trades = {
+            t.id: {"ordertxid": t.order.id, "postxid": "TKH2SE-M7IF5-CFI7LT",
+                   "pair": names[t.order.symbol], "time": t.at / 1000, "type": t.order.side,
+                   "ordertype": t.order.type.replace("_", "-"), "price": amount(t.price),
+                   "cost": amount(t.price * t.quantity), "fee": amount(t.fee),
+                   "vol": amount(t.quantity), "margin": "0.00000", "misc": ""}
+            for t in trades_of(self, account, None) if t.at >= start
+        }  # fmt: skip
+        return _ok({"trades": trades, "count": len(trades)})
+
+    def order_json(self, o: Order) -> dict:
+        kind = o.type.replace("_", "-")
+        trigger = o.stop_price if o.stop_price is not None else o.price
+        shown = trigger if trigger is not None else Decimal(0)
+        return {
+            "refid": None, "userref": None, "cl_ord_id": o.client_order_id,
+            "status": o.status, "opentm": o.created / 1000, "starttm": 0, "expiretm": 0,
+            **({"closetm": o.updated / 1000} if o.status != "open" else {}),
+            "descr": {"pair": self.pair_names()[o.symbol], "type": o.side, "ordertype": kind,
+                      "price": amount(shown),
+                      "price2": amount(o.price if o.stop_price is not None and o.price
+                                       else Decimal(0)),
+                      "leverage": "none", "close": "",
+                      "order": self.description(o)},
+            "vol": amount(o.quantity), "vol_exec": amount(o.filled), "cost": amount(o.cost),
+            "fee": amount(o.cost * Decimal("0.001")), "price": amount(o.average),
+            "stopprice": "0", "limitprice": "0", "misc": "", "oflags": "fciq",
+        }  # fmt: skip
 
     # --- public market data ----------------------------------------------------------
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,17 +22,31 @@ from starlette.responses import JSONResponse
 from tests.support.exchanges import (
     Account,
     MarketDef,
+    Order,
+    OrderRefused,
     Refused,
     StandIn,
     Tape,
     amount,
+    cancel,
+    find,
     now_ms,
+    orders_of,
+    place,
     query_int,
+    trades_of,
 )
 
 
 def _error(code: str, msg: str, status: int = 401) -> JSONResponse:
     return JSONResponse({"code": code, "msg": msg, "data": []}, status)
+
+
+def _failed(s_code: str, s_msg: str, client_order_id: str = "") -> JSONResponse:
+    """A trade call refused per order: HTTP 200, the reason in ``data[].sCode``."""
+    data = [{"clOrdId": client_order_id, "ordId": "", "sCode": s_code, "sMsg": s_msg,
+             "tag": ""}]  # fmt: skip
+    return JSONResponse({"code": "1", "msg": "All operations failed", "data": data})
 
 
 def _ok(data: list) -> dict:
@@ -48,6 +64,13 @@ class OkxStandIn(StandIn):
             ("GET", "/api/v5/public/instruments", self.instruments),
             ("GET", "/api/v5/account/balance", self.balance),
             ("GET", "/api/v5/account/config", self.config),
+            ("POST", "/api/v5/trade/order", self.place_order),
+            ("POST", "/api/v5/trade/batch-orders", self.place_order),  # ccxt's default
+            ("GET", "/api/v5/trade/order", self.get_order),
+            ("POST", "/api/v5/trade/cancel-order", self.cancel_order),
+            ("GET", "/api/v5/trade/orders-pending", self.orders_pending),
+            ("GET", "/api/v5/trade/orders-history", self.orders_history),
+            ("GET", "/api/v5/trade/fills-history", self.fills_history),
             ("GET", "/api/v5/market/ticker", self.ticker),
             ("GET", "/api/v5/market/books", self.books),
             ("GET", "/api/v5/market/trades", self.public_trades),
@@ -111,6 +134,110 @@ class OkxStandIn(StandIn):
             "perm": ",".join(granted), "ip": ",".join(account.ip_allowlist),
             "label": "platform", "roleType": "0", "type": "0",
         }])  # fmt: skip
+
+    # --- orders (``/api/v5/trade/...``) ---------------------------------------------------
+
+    def unified(self, inst_id: str) -> str:
+        for m in self.markets:
+            if f"{m.base}-{m.quote}" == inst_id:
+                return f"{m.base}/{m.quote}"
+        raise Refused(JSONResponse({"code": "51001", "msg": "Instrument ID does not exist",
+                                    "data": []}))  # fmt: skip
+
+    def place_order(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        p = json.loads(body)
+        p = p[0] if isinstance(p, list) else p  # batch-orders: a list (ccxt sends one)
+        client = p.get("clOrdId", "")
+        if not account.can_trade:
+            raise Refused(_error("50120", "Api key doesn't have permission"))
+        if p["ordType"] not in ("limit", "market"):
+            raise Refused(_failed("51000", "Parameter ordType error", client))
+        try:
+            order = place(
+                self, account, client_order_id=client, symbol=self.unified(p["instId"]),
+                side=p["side"], type=p["ordType"], quantity=Decimal(p["sz"]),
+                price=Decimal(p["px"]) if p.get("px") else None,
+            )  # fmt: skip
+        except OrderRefused as refused:
+            if refused.reason == "insufficient":
+                raise Refused(_failed("51008", "Order failed. Insufficient balance.", client)) \
+                    from None  # fmt: skip
+            raise Refused(_failed("51016", "Duplicated clOrdId", client)) from None
+        return _ok([{"clOrdId": order.client_order_id, "ordId": order.id, "tag": "",
+                     "ts": str(order.created), "sCode": "0", "sMsg": "Order placed"}])  # fmt: skip
+
+    def get_order(self, request: Request, body: bytes) -> object:
+        account = self.signed(request, body)
+        q = request.query_params
+        order = find(self, account, order_id=q.get("ordId"), client_order_id=q.get("clOrdId"))
+        if order is None:
+            return JSONResponse({"code": "51603", "msg": "Order does not exist", "data": []})
+        return _ok([self.order_json(order)])
+
+    def cancel_order(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        p = json.loads(body)
+        order = find(self, account, order_id=p.get("ordId"), client_order_id=p.get("clOrdId"))
+        if order is None or not cancel(self, order):
+            raise Refused(_failed("51400", "Cancellation failed as the order has been filled,"
+                                  " canceled or does not exist", p.get("clOrdId", "")))  # fmt: skip
+        return _ok([{"clOrdId": order.client_order_id, "ordId": order.id, "ts": str(now_ms()),
+                     "sCode": "0", "sMsg": ""}])  # fmt: skip
+
+    def _symbol(self, request: Request) -> str | None:
+        inst = request.query_params.get("instId")
+        return self.unified(inst) if inst else None
+
+    def orders_pending(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        orders = orders_of(self, account, self._symbol(request), open=True)
+        return _ok([self.order_json(o) for o in reversed(orders)])
+
+    def orders_history(self, request: Request, body: bytes) -> dict:
+        """Ended orders, newest first; ``state`` narrows them (ccxt asks for filled)."""
+        account = self.signed(request, body)
+        q = request.query_params
+        begin = int(q.get("begin", 0))
+        state = q.get("state")
+        orders = [o for o in orders_of(self, account, self._symbol(request), open=False)
+                  if o.updated >= begin
+                  and state in (None, self.state(o))]  # fmt: skip
+        return _ok([self.order_json(o) for o in reversed(orders)])
+
+    def fills_history(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        begin = int(request.query_params.get("begin", 0))
+        return _ok([
+            {"instType": "SPOT", "instId": t.order.symbol.replace("/", "-"), "tradeId": t.id,
+             "ordId": t.order.id, "clOrdId": t.order.client_order_id, "billId": t.id,
+             "tag": "", "fillPx": amount(t.price), "fillSz": amount(t.quantity),
+             "side": t.order.side, "posSide": "net",
+             "execType": "T" if t.order.type == "market" else "M",
+             "feeCcy": t.order.symbol.split("/")[1], "fee": amount(-t.fee), "ts": str(t.at)}
+            for t in reversed(trades_of(self, account, self._symbol(request))) if t.at >= begin
+        ])  # fmt: skip
+
+    @staticmethod
+    def state(o: Order) -> str:
+        if o.status == "open":
+            return "partially_filled" if o.filled else "live"
+        return "filled" if o.status == "closed" else "canceled"
+
+    def order_json(self, o: Order) -> dict:
+        fee = o.cost * Decimal("0.001")
+        return {
+            "instType": "SPOT", "instId": o.symbol.replace("/", "-"), "ccy": "",
+            "ordId": o.id, "clOrdId": o.client_order_id, "tag": "",
+            "px": amount(o.price) if o.price is not None else "", "sz": amount(o.quantity),
+            "pnl": "0", "ordType": o.type, "side": o.side, "posSide": "net",
+            "tdMode": "cash", "accFillSz": amount(o.filled), "fillPx": "", "tradeId": "",
+            "fillSz": "0", "fillTime": "", "avgPx": amount(o.average) if o.filled else "",
+            "state": self.state(o), "lever": "", "tpTriggerPx": "", "tpOrdPx": "",
+            "slTriggerPx": "", "slOrdPx": "", "feeCcy": o.symbol.split("/")[1],
+            "fee": amount(-fee), "rebateCcy": "", "rebate": "0", "tgtCcy": "",
+            "category": "normal", "uTime": str(o.updated), "cTime": str(o.created),
+        }  # fmt: skip
 
     # --- public market data ----------------------------------------------------------
 

@@ -1,0 +1,563 @@
+"""Orders on connected exchange accounts: place, cancel, and follow them (polling and
+reconciliation), through the connector (ccxt) with the account's sealed key.
+
+Never twice: the order's row, with our client order id, is committed PENDING_SUBMIT
+(after the user's risk gate) before the exchange is asked. A write is sent once: when
+its answer is lost (``ExchangeOutcomeUnknown``), the order is looked up by its client
+order id, never re-sent; one still not found stays PENDING_SUBMIT and reconciliation
+settles it (found: recorded; absent after ``SETTLE_AFTER``: REJECTED). A process that
+dies between the commit and the answer leaves the same PENDING_SUBMIT row.
+
+Following: ``poll_live`` (a background job) reconciles each account with live orders:
+its open orders, those closed since the oldest live one was placed, and its trades since
+then, read again every time. Fills are inserted once (unique on the exchange's trade id,
+``ON CONFLICT DO NOTHING``) and an order's state only moves forward (``advance``, under
+the row's lock), so a run cut short, a gap, or two processes at once neither miss nor
+double anything: the next run reads it all again.
+
+The exchange is called outside any database transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import NotFound, UserError, ValidationFailed
+from app.exchanges.accounts import ACTIVE, DISCONNECTED, binding_of, sealed_of
+from app.exchanges.connector import ExchangeSession
+from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.domain.errors import (
+    ExchangeOrderNotCancellable,
+    ExchangeOrderNotFound,
+    ExchangeOrderTypeNotAvailable,
+    ExchangeOutcomeUnknown,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    UnsupportedExchange,
+)
+from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.orders import (
+    CANCELLABLE,
+    LIVE,
+    ORDER_EXCHANGES,
+    ExchangeOrderStatus,
+    ExchangeOrderType,
+    OrderSubmission,
+    OrderTypeSupport,
+    ReportedOrder,
+    ReportedTrade,
+    advance,
+    check_submission,
+    new_client_order_id,
+)
+from app.risk.domain.checks import check_order
+from app.risk.domain.limits import Figures, ProposedOrder
+from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
+from app.risk.gate import read_context
+from app.runtime import Runtime
+from app.trading.domain.orders import Side
+from app.trading.engine.settlement import CASH
+from db.models import ExchangeConnection, ExchangeFill, ExchangeOrder
+from db.queries import Page, PageKey, keyset_pages
+from db.raw import driver
+
+log = logging.getLogger(__name__)
+
+S = ExchangeOrderStatus
+# a PENDING_SUBMIT order the exchange still does not know after this was never placed
+# (the exchanges refuse a signed request older than their receive window: 5 to 30 s)
+SETTLE_AFTER = timedelta(seconds=60)
+# reconciliation reads orders and trades from this long before the oldest live order
+LOOKBACK_MARGIN = timedelta(minutes=1)
+# an ended order is followed this long for fills not yet read (``_followed``)
+FILLS_GRACE = timedelta(days=1)
+_LIVE_VALUES = sorted(s.value for s in LIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """A placement as the client asked for it (parsed by ``parse_order``)."""
+
+    account_id: int
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+def _enum(enum: Any, text: str, field: str) -> Any:
+    try:
+        return enum(text.strip().upper())
+    except ValueError:
+        names = ", ".join(e.value for e in enum)
+        raise ValidationFailed(f"{field} must be one of {names}", field=field) from None
+
+
+def _market(markets: Sequence[ExchangeMarket], symbol: str) -> ExchangeMarket:
+    wanted = symbol.strip().upper()
+    for market in markets:
+        if market.symbol == wanted:
+            return market
+    raise ValidationFailed("No such spot market at this exchange", field="symbol")
+
+
+def submission_for(request: PlaceOrder, market: ExchangeMarket) -> OrderSubmission:
+    submission = OrderSubmission(
+        client_order_id=new_client_order_id(),
+        symbol=market.symbol,
+        side=_enum(Side, request.side, "side"),
+        type=_enum(ExchangeOrderType, request.type, "type"),
+        quantity=request.quantity,
+        price=request.price,
+        stop_price=request.stop_price,
+    )
+    try:
+        check_submission(market, submission)
+    except InvalidOperation:  # a value beyond Decimal's context (a huge exponent)
+        raise ValidationFailed("An amount is out of range", field="quantity") from None
+    return submission
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+async def _connection(rt: Runtime, *, user_id: int, account_id: int) -> ExchangeConnection:
+    async with rt.reads() as session:
+        row = await session.scalar(
+            select(ExchangeConnection).where(
+                ExchangeConnection.id == account_id,
+                ExchangeConnection.user_id == user_id,
+                ExchangeConnection.status != DISCONNECTED,
+            )
+        )
+    if row is None:
+        raise NotFound("No such exchange account of yours", field="accountId")
+    return row
+
+
+async def get_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeOrder:
+    async with rt.reads() as session:
+        row = await session.scalar(
+            select(ExchangeOrder).where(
+                ExchangeOrder.id == order_id, ExchangeOrder.user_id == user_id
+            )
+        )
+    if row is None:
+        raise NotFound("No such exchange order of yours", field="id")
+    return row
+
+
+async def orders_by_ids(
+    session: AsyncSession, *, user_id: int, ids: Sequence[int]
+) -> dict[int, ExchangeOrder]:
+    rows = await session.scalars(
+        select(ExchangeOrder).where(ExchangeOrder.id.in_(ids), ExchangeOrder.user_id == user_id)
+    )
+    return {row.id: row for row in rows}
+
+
+async def orders_pages(session: AsyncSession, keys: Sequence[PageKey]) -> list[Page[ExchangeOrder]]:
+    """Pages of accounts' orders, newest first (a ``PageKey`` per page), in one statement."""
+    return await keyset_pages(
+        session, ExchangeOrder, parent=ExchangeOrder.connection_id, key=ExchangeOrder.id,
+        wanted=keys, descending=True,
+    )  # fmt: skip
+
+
+def order_types(rt: Runtime, connection: ExchangeConnection) -> tuple[OrderTypeSupport, ...]:
+    """Each order type at the account's exchange, native or to be emulated (no request
+    is sent and no key opened: ccxt's capability data, corrected)."""
+    return rt.exchanges.order_types(ExchangeId(connection.exchange))
+
+
+def _session(rt: Runtime, connection: ExchangeConnection) -> Any:
+    exchange = ExchangeId(connection.exchange)
+    return rt.exchanges.sealed_session(exchange, sealed_of(connection), binding_of(connection))
+
+
+# --- placing -----------------------------------------------------------------------------
+
+
+async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> ExchangeOrder:
+    """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
+    send it once, record the answer."""
+    connection = await _connection(rt, user_id=user_id, account_id=request.account_id)
+    if ExchangeId(connection.exchange) not in ORDER_EXCHANGES:
+        raise UnsupportedExchange(
+            f"Orders at {connection.exchange} are not available yet", field="accountId"
+        )
+    if connection.status != ACTIVE:
+        raise ValidationFailed("This exchange account is suspended", field="accountId")
+    async with _session(rt, connection) as session:
+        market = _market(await session.markets(), request.symbol)
+        submission = submission_for(request, market)
+        support = {s.type: s for s in session.order_types()}[submission.type]
+        if support.emulated:
+            raise ExchangeOrderTypeNotAvailable(
+                f"{submission.type.value} is not native at {connection.exchange}; the"
+                " platform's emulation of it is not available yet",
+                field="type",
+            )
+        order_id = await _record_pending(rt, connection, market, submission)
+        return await _submit(rt, session, order_id, submission)
+
+
+def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOrder:
+    """The order as the risk limits see it: its value in USD where its quote is cash
+    and a price is known (a market order's value is not: 0), and what it acquires."""
+    reference = submission.price or submission.stop_price
+    notional = Decimal(0)
+    if reference is not None and market.quote in CASH:
+        notional = reference * submission.quantity
+    acquired = market.base if submission.side is Side.BUY else market.quote
+    return ProposedOrder(notional, None if acquired in CASH else acquired)
+
+
+async def _check_risk(
+    rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder
+) -> None:
+    """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
+    PLATFORM): a HALTED one refuses it, a REDUCING one refuses an entry, a PRE_TRADE
+    limit refuses what exceeds it. The user's row is locked first, as the platform's
+    own placement does, so a state changing at this moment is seen."""
+    if not rt.risk_checks:
+        return
+    connection = await driver(session)
+    await connection.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
+    gate = await read_context(session, rt.now(), users=[user_id])
+    refs = [ScopeRef(Scope.ORDER, user_id), ScopeRef(Scope.USER, user_id),
+            ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
+    decision = check_order(
+        order,
+        scopes=refs,
+        states=gate.states,
+        limits=[limit for ref in refs for limit in gate.limits.get(ref, ())],
+        figures=gate.figures.get(user_id, Figures()),
+        now=gate.now,
+    )
+    if decision.binding is not None:
+        raise decision.binding.error()
+
+
+async def _record_pending(
+    rt: Runtime,
+    connection: ExchangeConnection,
+    market: ExchangeMarket,
+    submission: OrderSubmission,
+) -> int:
+    async with rt.sessions() as session, session.begin():
+        await _check_risk(rt, session, connection.user_id, _proposed(market, submission))
+        row = ExchangeOrder(
+            connection_id=connection.id, user_id=connection.user_id,
+            client_order_id=submission.client_order_id, symbol=submission.symbol,
+            side=submission.side.value, type=submission.type.value,
+            quantity=submission.quantity, price=submission.price,
+            stop_price=submission.stop_price, status=S.PENDING_SUBMIT.value,
+        )  # fmt: skip
+        session.add(row)
+        await session.flush()
+        return row.id
+
+
+async def _submit(
+    rt: Runtime, session: ExchangeSession, order_id: int, submission: OrderSubmission
+) -> ExchangeOrder:
+    try:
+        reported = await session.create_order(submission)
+    except ExchangeOutcomeUnknown:
+        return await _look_up(rt, session, order_id, submission)
+    except UserError as error:
+        await _reject(rt, order_id, error.code)
+        raise
+    return await _record_report(rt, order_id, reported)
+
+
+async def _look_up(
+    rt: Runtime, session: ExchangeSession, order_id: int, submission: OrderSubmission
+) -> ExchangeOrder:
+    """The answer was lost: find the order by our client order id (never re-send it)."""
+    try:
+        found = await session.find_order(
+            symbol=submission.symbol, client_order_id=submission.client_order_id
+        )
+    except UserError:
+        found = None
+    if found is None:
+        log.warning("exchange order outcome unknown", extra={"order": order_id})
+        raise ExchangeUnavailable(
+            "The exchange did not answer; the order is being checked and will show its"
+            " outcome (do not place it again)"
+        )
+    return await _record_report(rt, order_id, found)
+
+
+async def _reject(rt: Runtime, order_id: int, code: str) -> None:
+    async with rt.sessions() as session, session.begin():
+        row = await _lock_order(session, order_id)
+        if row.status == S.PENDING_SUBMIT.value:
+            row.status, row.reject_code, row.updated_at = S.REJECTED.value, code, rt.now()
+
+
+async def _lock_order(session: AsyncSession, order_id: int) -> ExchangeOrder:
+    row = await session.scalar(
+        select(ExchangeOrder)
+        .where(ExchangeOrder.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None  # orders are never deleted
+    return row
+
+
+def _apply(row: ExchangeOrder, reported: ReportedOrder, now: datetime) -> bool:
+    """Move ``row`` by the exchange's report; whether anything changed."""
+    status = advance(S(row.status), reported.status)
+    filled = min(max(row.filled, reported.filled), row.quantity)
+    if (status.value, filled, row.exchange_order_id) == (
+        row.status,
+        row.filled,
+        reported.exchange_order_id,
+    ):
+        return False
+    row.status, row.filled, row.updated_at = status.value, filled, now
+    row.exchange_order_id = row.exchange_order_id or reported.exchange_order_id
+    return True
+
+
+async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) -> ExchangeOrder:
+    async with rt.sessions() as session, session.begin():
+        row = await _lock_order(session, order_id)
+        _apply(row, reported, rt.now())
+    return row
+
+
+# --- canceling ---------------------------------------------------------------------------
+
+
+async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeOrder:
+    """Cancel an open order (once; an unknown outcome or an order the exchange no longer
+    has open is read back from the exchange)."""
+    row = await get_order(rt, user_id=user_id, order_id=order_id)
+    if S(row.status) not in CANCELLABLE or row.exchange_order_id is None:
+        raise ExchangeOrderNotCancellable(field="id")
+    connection = await _connection(rt, user_id=user_id, account_id=row.connection_id)
+    async with _session(rt, connection) as session:
+        try:
+            await session.cancel_order(exchange_order_id=row.exchange_order_id, symbol=row.symbol)
+            final = await _read_back(session, row)
+        except (ExchangeOrderNotFound, ExchangeRejected, ExchangeOutcomeUnknown):
+            # not open there any more (Binance refuses such a cancel), or the answer lost
+            found = await session.find_order(symbol=row.symbol, client_order_id=row.client_order_id)
+            if found is None:
+                raise ExchangeUnavailable() from None
+            row = await _record_report(rt, row.id, found)
+            if S(row.status) in LIVE:
+                raise ExchangeUnavailable() from None
+            if row.status != S.CANCELED.value:
+                raise ExchangeOrderNotCancellable(field="id") from None
+            return row
+    reported = ReportedOrder(row.exchange_order_id, row.client_order_id, row.symbol,
+                             S.CANCELED, max(row.filled, final))  # fmt: skip
+    return await _record_report(rt, row.id, reported)
+
+
+async def _read_back(session: ExchangeSession, row: ExchangeOrder) -> Decimal:
+    """How much of a just-canceled order had filled (its fills are then read by the
+    poller, which follows an ended order until its fills add up); what we knew if the
+    exchange cannot say now."""
+    try:
+        found = await session.find_order(symbol=row.symbol, client_order_id=row.client_order_id)
+    except UserError:
+        return row.filled
+    return row.filled if found is None else found.filled
+
+
+# --- following: polling and reconciliation ---------------------------------------------
+
+
+def _followed(now: datetime) -> ColumnElement[bool]:
+    """The orders reconciliation follows: the live ones, and those that ended (filled
+    at once, canceled after fills) in the last ``FILLS_GRACE`` with fills still to read
+    (their filled amount above their recorded fills)."""
+    recorded = (
+        select(func.coalesce(func.sum(ExchangeFill.quantity), 0))
+        .where(ExchangeFill.order_id == ExchangeOrder.id)
+        .scalar_subquery()
+    )
+    unread = and_(
+        ExchangeOrder.filled > 0,
+        ExchangeOrder.updated_at > now - FILLS_GRACE,
+        ExchangeOrder.filled > recorded,
+    )
+    return or_(ExchangeOrder.status.in_(_LIVE_VALUES), unread)
+
+
+async def poll_live(rt: Runtime, *, limit: int = 100) -> int:
+    """Reconcile every account with orders to follow (a background job). Returns how
+    many accounts were read; one account's failure does not stop the others."""
+    async with rt.reads() as session:
+        ids = list(
+            await session.scalars(
+                select(ExchangeOrder.connection_id)
+                .join(ExchangeConnection, ExchangeConnection.id == ExchangeOrder.connection_id)
+                .where(_followed(rt.now()), ExchangeConnection.status != DISCONNECTED)
+                .distinct()
+                .limit(limit)
+            )
+        )
+    for connection_id in ids:
+        try:
+            await reconcile_account(rt, connection_id=connection_id)
+        except UserError as error:  # the exchange unavailable, its rate limit: next time
+            log.warning("exchange reconciliation failed",
+                        extra={"connection": connection_id, "code": error.code})  # fmt: skip
+    return len(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    orders_changed: int
+    fills_added: int
+
+
+async def reconcile_account(
+    rt: Runtime, *, connection_id: int, since: datetime | None = None
+) -> Reconciled:
+    """Read the account's open orders, the orders closed and the trades since ``since``
+    (default: a minute before its oldest live order) on each market it has live orders
+    in, and record them: each fill once, each order moved forward only. A live order
+    none of those lists has (an exchange's closed list may hold only filled orders) is
+    looked up by its client order id."""
+    async with rt.reads() as session:
+        connection = await session.get(ExchangeConnection, connection_id)
+        live = list(
+            await session.execute(
+                select(ExchangeOrder.symbol, ExchangeOrder.client_order_id,
+                       ExchangeOrder.created_at, ExchangeOrder.status)
+                .where(ExchangeOrder.connection_id == connection_id,
+                       _followed(rt.now()))
+            )
+        )  # fmt: skip
+    if connection is None or connection.sealed_secret is None or not live:
+        return Reconciled(0, 0)
+    start = since or min(row.created_at for row in live) - LOOKBACK_MARGIN
+    changed = added = 0
+    async with _session(rt, connection) as session:
+        for symbol in sorted({row.symbol for row in live}):
+            wanted = [r.client_order_id for r in live if r.symbol == symbol and r.status in LIVE]
+            orders = await _reports(session, symbol, start, wanted)
+            trades = await session.my_trades(symbol=symbol, since=start)
+            result = await _record_account(rt, connection_id, symbol, orders, trades)
+            changed, added = changed + result.orders_changed, added + result.fills_added
+    if changed or added:
+        log.info("exchange account reconciled", extra={"connection": connection_id,
+                 "orders": changed, "fills": added})  # fmt: skip
+    return Reconciled(changed, added)
+
+
+MAX_LOOKUPS = 50  # per account and run: the rest wait for the next run
+
+
+async def _reports(
+    session: ExchangeSession, symbol: str, since: datetime, wanted: Sequence[str]
+) -> list[ReportedOrder]:
+    """The exchange's recent orders on ``symbol``, and each of ``wanted`` (our client
+    order ids) they miss, looked up one by one."""
+    reports = list(await session.recent_orders(symbol=symbol, since=since))
+    seen = {r.client_order_id for r in reports}
+    for client_order_id in [c for c in wanted if c not in seen][:MAX_LOOKUPS]:
+        found = await session.find_order(symbol=symbol, client_order_id=client_order_id)
+        if found is not None:
+            reports.append(found)
+    return reports
+
+
+_ORDERS_SQL = """
+SELECT id, client_order_id, exchange_order_id, status, filled, quantity, created_at
+FROM exchange_orders
+WHERE connection_id = $1 AND symbol = $2
+  AND (status = ANY($3::text[]) OR client_order_id = ANY($4::text[])
+       OR exchange_order_id = ANY($5::text[]))
+ORDER BY id
+FOR UPDATE
+"""
+_UPDATE_SQL = """
+UPDATE exchange_orders o SET status = u.status, filled = u.filled,
+    exchange_order_id = coalesce(o.exchange_order_id, u.exchange_order_id),
+    reject_code = u.reject_code, updated_at = $5
+FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[], $6::text[])
+    AS u(id, status, filled, exchange_order_id, reject_code)
+WHERE o.id = u.id
+"""
+_FILLS_SQL = """
+INSERT INTO exchange_fills
+    (connection_id, order_id, symbol, trade_id, price, quantity, fee, fee_currency, filled_at)
+SELECT $1, o.id, $2, t.trade_id, t.price, t.quantity, t.fee, t.fee_currency, t.at
+FROM unnest($3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[],
+            $8::text[], $9::timestamptz[])
+    AS t(trade_id, exchange_order_id, price, quantity, fee, fee_currency, at)
+JOIN exchange_orders o
+    ON o.connection_id = $1 AND o.symbol = $2 AND o.exchange_order_id = t.exchange_order_id
+ON CONFLICT (connection_id, symbol, trade_id) DO NOTHING
+"""
+
+
+async def _record_account(
+    rt: Runtime,
+    connection_id: int,
+    symbol: str,
+    reported: Sequence[ReportedOrder],
+    trades: Sequence[ReportedTrade],
+) -> Reconciled:
+    """One transaction: the account's orders on ``symbol`` moved by the reports (matched
+    by our client order id, else the exchange's), then the trades of its orders, once."""
+    now = rt.now()
+    by_client = {r.client_order_id: r for r in reported if r.client_order_id}
+    by_exchange = {r.exchange_order_id: r for r in reported}
+    async with rt.sessions() as session, session.begin():
+        connection = await driver(session)
+        rows = await connection.fetch(
+            _ORDERS_SQL, connection_id, symbol, _LIVE_VALUES, list(by_client), list(by_exchange)
+        )
+        updates = [u for row in rows if (u := _moved(row, by_client, by_exchange, now))]
+        if updates:
+            ids, statuses, filled, exchange_ids, codes = (
+                list(c) for c in zip(*updates, strict=True)
+            )
+            await connection.execute(_UPDATE_SQL, ids, statuses, filled, exchange_ids, now, codes)
+        result = await connection.execute(
+            _FILLS_SQL, connection_id, symbol,
+            [t.trade_id for t in trades], [t.exchange_order_id for t in trades],
+            [t.price for t in trades], [t.quantity for t in trades], [t.fee for t in trades],
+            [t.fee_currency for t in trades], [t.at for t in trades],
+        )  # fmt: skip
+    return Reconciled(len(updates), int(result.split()[-1]))
+
+
+def _moved(
+    row: Any,
+    by_client: dict[str, ReportedOrder],
+    by_exchange: dict[str, ReportedOrder],
+    now: datetime,
+) -> tuple[int, str, Decimal, str | None, str | None] | None:
+    """The row's new (id, status, filled, exchange id, reject code), or None: unchanged."""
+    current = S(row["status"])
+    report = by_client.get(row["client_order_id"]) or by_exchange.get(row["exchange_order_id"])
+    if report is None:
+        if current is S.PENDING_SUBMIT and now - row["created_at"] > SETTLE_AFTER:
+            return (row["id"], S.REJECTED.value, row["filled"], None, ExchangeUnavailable.code)
+        return None
+    status = advance(current, report.status)
+    filled = min(max(row["filled"], report.filled), row["quantity"])
+    if status is current and filled == row["filled"] and row["exchange_order_id"]:
+        return None
+    return (row["id"], status.value, filled, report.exchange_order_id, None)

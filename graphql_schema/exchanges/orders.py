@@ -1,0 +1,165 @@
+"""Orders on connected exchange accounts: the order (a Relay node, its owner's only),
+its keyset connection on the account, the order types an exchange has natively or
+would need emulated, and the placement and cancel results (unions of the payload and
+typed errors)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, TypeAlias
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from app.exchanges import orders
+from app.exchanges.domain.orders import OrderTypeSupport
+from db.models import ExchangeOrder
+from graphql_schema.errors import (
+    ExchangeInsufficientFunds,
+    ExchangeKeyInvalid,
+    ExchangeOrderNotCancellable,
+    ExchangeOrderTypeNotAvailable,
+    ExchangePermissionDenied,
+    ExchangeRateLimited,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    NotAuthenticated,
+    NotFound,
+    RiskHalted,
+    RiskLimitReached,
+    RiskReducing,
+    UnsupportedExchange,
+    ValidationFailed,
+)
+from graphql_schema.ids import node_keys
+from graphql_schema.trading.enums import OrderSide
+
+EXCHANGE_ORDER = "ExchangeOrder"
+
+
+@strawberry.enum(name="ExchangeOrderStatus", description=(
+    "PENDING_SUBMIT: recorded, the exchange's answer not in yet (a lost answer is looked up"
+    " by the client order id, never re-sent). REJECTED: refused, or never reached the"
+    " exchange (rejectCode says why)."))  # fmt: skip
+class ExchangeOrderStatusEnum(Enum):
+    PENDING_SUBMIT = "PENDING_SUBMIT"
+    OPEN = "OPEN"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+
+@strawberry.enum(name="ExchangeOrderType")
+class ExchangeOrderTypeEnum(Enum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+    STOP_LOSS = "STOP_LOSS"
+    STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+
+
+@strawberry.type(description="An order type at an exchange.")
+class ExchangeOrderTypeSupport:
+    type: ExchangeOrderTypeEnum
+    emulated: bool = strawberry.field(description=(
+        "True: the exchange has no native order of this type; the platform would hold it"
+        " and send it when triggered, so it does not protect while the platform is down."
+        " Emulated types are not available yet (placing one is refused)."))  # fmt: skip
+
+    @classmethod
+    def of(cls, support: OrderTypeSupport) -> ExchangeOrderTypeSupport:
+        return cls(type=ExchangeOrderTypeEnum(support.type.value), emulated=support.emulated)
+
+
+@strawberry.type(name="ExchangeOrder")
+class ExchangeOrderNode(relay.Node):
+    """An order on your connected exchange account."""
+
+    id: relay.NodeID[int]
+    account_id: strawberry.ID
+    client_order_id: str = strawberry.field(description="Ours, sent with the order.")
+    exchange_order_id: str | None
+    symbol: str
+    side: OrderSide  # type: ignore[valid-type]
+    type: ExchangeOrderTypeEnum
+    quantity: Decimal
+    price: Decimal | None
+    stop_price: Decimal | None
+    filled: Decimal
+    status: ExchangeOrderStatusEnum
+    emulated: bool = strawberry.field(
+        description="Held by the platform rather than the exchange (see ExchangeOrderTypeSupport)."
+    )
+    reject_code: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ExchangeOrder) -> ExchangeOrderNode:
+        account = str(relay.GlobalID("ExchangeAccount", str(row.connection_id)))
+        return cls(
+            id=row.id, account_id=strawberry.ID(account), client_order_id=row.client_order_id,
+            exchange_order_id=row.exchange_order_id, symbol=row.symbol, side=OrderSide(row.side),
+            type=ExchangeOrderTypeEnum(row.type), quantity=row.quantity, price=row.price,
+            stop_price=row.stop_price, filled=row.filled,
+            status=ExchangeOrderStatusEnum(row.status), emulated=row.emulated,
+            reject_code=row.reject_code, created_at=row.created_at, updated_at=row.updated_at,
+        )  # fmt: skip
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[ExchangeOrderNode | None]:
+        keys = node_keys(node_ids)
+        user_id = info.context.user_id
+        if user_id is None:
+            return [None for _ in keys]
+        async with info.context.rt.reads() as session:
+            rows = await orders.orders_by_ids(session, user_id=user_id, ids=keys)
+        return [cls.from_row(rows[k]) if k in rows else None for k in keys]
+
+
+@strawberry.type
+class ExchangeOrderConnection(relay.Connection[ExchangeOrderNode]):
+    """An exchange account's orders placed through the platform, newest first."""
+
+
+@strawberry.type
+class ExchangeOrderPayload:
+    exchange_order: ExchangeOrderNode
+
+
+_EXCHANGE_FAILURES = (
+    ExchangeRejected
+    | ExchangeInsufficientFunds
+    | ExchangeRateLimited
+    | ExchangeUnavailable
+    | ExchangeKeyInvalid
+    | ExchangePermissionDenied
+)
+PlaceExchangeOrderResult: TypeAlias = Annotated[
+    ExchangeOrderPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | UnsupportedExchange
+    | ExchangeOrderTypeNotAvailable
+    | RiskHalted
+    | RiskReducing
+    | RiskLimitReached
+    | _EXCHANGE_FAILURES,
+    strawberry.union("PlaceExchangeOrderResult"),
+]
+CancelExchangeOrderResult: TypeAlias = Annotated[
+    ExchangeOrderPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | ExchangeOrderNotCancellable
+    | _EXCHANGE_FAILURES,
+    strawberry.union("CancelExchangeOrderResult"),
+]
