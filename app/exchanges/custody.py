@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -139,7 +139,9 @@ class MirroredBalance:
     def usd_value(self) -> Decimal | None:
         if self.usd_price is None:
             return None
-        return (self.total * self.usd_price).quantize(Decimal("0.01"))
+        # a mirror holds up to 10^20 of a currency: more digits than Decimal's default 28
+        wide = Context(prec=60)
+        return wide.multiply(self.total, self.usd_price).quantize(Decimal("0.01"), context=wide)
 
 
 async def mirrored_by_connection_ids(

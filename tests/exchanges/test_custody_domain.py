@@ -60,6 +60,16 @@ def test_a_balance_the_ledger_cannot_hold_is_refused(balance):
         reading_of([balance], KNOWN)
 
 
+@pytest.mark.parametrize(
+    "total", ["1e12", "99999999999999999999.999999999999999999", "0.000000000000000001"]
+)
+def test_every_balance_the_ledger_holds_is_mirrored_exactly(total):
+    """Up to NUMERIC(38, 18)'s 20 integer digits, not Decimal's default 28 significant ones
+    (10^12 USDT once ended as a decimal.InvalidOperation, an internal error)."""
+    reading = reading_of([Balance("USDT", D(total), D(0), D(total))], KNOWN)
+    assert reading.holdings["USDT"] == Holding(D(total), D(0))
+
+
 def test_the_exchange_s_total_is_authoritative_used_is_the_rest():
     reading = reading_of([Balance("BTC", D(1), D(0), D(3))], KNOWN)
     assert reading.holdings["BTC"] == Holding(D(1), D(2))

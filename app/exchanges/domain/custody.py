@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from app.exchanges.domain.accounts import Balance
 from app.exchanges.domain.errors import ExchangeRejected
@@ -24,6 +24,7 @@ FREE, USED, COUNTERPARTY = (
 )
 QUANTUM = Decimal("1e-18")  # the ledger's NUMERIC(38, 18)
 LARGEST = Decimal("1e20")  # what that column holds
+_DIGITS = Context(prec=38)  # its 38 digits (Decimal's default context has 28)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ def _text(amount: Decimal) -> str:
 def _amount(value: Decimal) -> Decimal:
     if not value.is_finite() or value < 0 or value >= LARGEST:
         raise ExchangeRejected("The exchange reported a balance the ledger cannot hold")
-    return value.quantize(QUANTUM)
+    return value.quantize(QUANTUM, context=_DIGITS)
 
 
 def holding_of(balance: Balance) -> Holding:
