@@ -28,8 +28,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.notifications.notifications import NewNotification, create_notifications
+from app.risk import notices
 from app.risk.domain.checks import Decision, check_order, order_scopes
-from app.risk.domain.limits import Action, Figures, Limit, LimitKind, ProposedOrder
+from app.risk.domain.limits import (
+    Action,
+    Figures,
+    Limit,
+    LimitKind,
+    ProposedOrder,
+    amendment,
+)
 from app.risk.domain.states import RiskState, Scope, ScopeRef, ScopeStatus
 from app.risk.sql import CONTEXT_SQL
 from app.runtime import Runtime
@@ -71,6 +80,7 @@ class Gate:
     figures: dict[int, Figures] = field(default_factory=dict)  # per trader
     ages: dict[int, Decimal | None] = field(default_factory=dict)  # per market
     bots: Mapping[int, int] = field(default_factory=dict)  # trader -> bot (a sub-account's)
+    warned: set[tuple[int, int]] = field(default_factory=set)  # (trader, limit) today
 
     @property
     def idle(self) -> bool:
@@ -103,10 +113,11 @@ class Gate:
     def check(
         self, *, user_id: int, market: MarketRow, valid: ValidOrder, usd_rate: Decimal,
         client_order_id: str,
-    ) -> None:  # fmt: skip
-        """Refuse the order with the binding limit's or state's typed error, or count it."""
+    ) -> Decision | None:  # fmt: skip
+        """Refuse the order with the binding limit's or state's typed error, or count it
+        (its decision: the limits it nears; None when nothing applies)."""
         if self.idle:
-            return
+            return None
         decision, order, figures = self.decide(
             user_id=user_id,
             market=market,
@@ -117,19 +128,71 @@ class Gate:
         if decision.binding is not None:
             raise decision.binding.error()
         self.figures[user_id] = figures.after(order)
+        return decision
 
-    def check_amend(self, *, user_id: int, market: MarketRow, side: Side, grows: bool) -> None:
-        """An amendment meets the states (HALTED: none; REDUCING: none that grows an
-        entry); the limits judge new orders, not amendments."""
+    def check_amend(
+        self, *, user_id: int, market: MarketRow, usd_rate: Decimal, side: Side,
+        before: Decimal, after: Decimal, moved: bool, client_order_id: str,
+    ) -> Decision:  # fmt: skip
+        """An amendment of a live order (``before`` / ``after``: the value of what is left
+        of it, in its quote currency; ``moved``: a new price) meets the states and, unless
+        it only shrinks the order, the PRE_TRADE limits as a new order would (``amendment``):
+        the binding one's typed error, else the decision (its warnings)."""
         acquired = market.spec.base if side is Side.BUY else market.spec.quote
-        entry = grows and acquired not in CASH
-        refs = order_scopes(user_id=user_id, market_id=market.id, bot_id=self.bots.get(user_id))
-        order = ProposedOrder(Decimal(0), acquired if entry else None)
+        amended = amendment(
+            before=before * usd_rate,
+            after=after * usd_rate,
+            moved=moved,
+            acquires=None if acquired in CASH else acquired,
+        )
+        refs = order_scopes(
+            user_id=user_id,
+            market_id=market.id,
+            follow_id=follow_of(client_order_id),
+            bot_id=self.bots.get(user_id),
+        )
+        figures = replace(
+            self.figures.get(user_id, Figures()), market_data_age=self.ages.get(market.id)
+        )
         decision = check_order(
-            order, scopes=refs, states=self.states, limits=(), figures=Figures(), now=self.now
+            amended or ProposedOrder(Decimal(0)),
+            scopes=refs,
+            states=self.states,
+            limits=[] if amended is None else [x for r in refs for x in self.limits.get(r, ())],
+            figures=figures,
+            now=self.now,
         )
         if decision.binding is not None:
             raise decision.binding.error()
+        return decision
+
+
+# --- warnings -------------------------------------------------------------------------------
+
+
+def warnings_due(
+    gate: Gate, decisions: Iterable[tuple[int, Decision | None]]
+) -> list[NewNotification]:
+    """The warnings of the admitted orders' ``decisions`` (per trader) not yet given
+    today (``gate.warned``), one per (trader, limit); each marked given."""
+    notes = []
+    day = gate.now.date()
+    for user_id, decision in decisions:
+        for limit, value in decision.warnings if decision is not None else ():
+            if (user_id, limit.id) not in gate.warned:
+                gate.warned.add((user_id, limit.id))
+                notes.append(notices.warning(user_id, limit, value, day))
+    return notes
+
+
+async def warn_pre_trade(
+    session: AsyncSession, gate: Gate, decisions: Iterable[tuple[int, Decision | None]]
+) -> None:
+    """Write the due warnings (``warnings_due``) in the caller's transaction, with their
+    outbox events: no statement when there is none."""
+    notes = warnings_due(gate, decisions)
+    if notes:
+        await create_notifications(session, notes)
 
 
 # --- reading the context ---------------------------------------------------------------------
@@ -257,7 +320,7 @@ def gate_from(now: datetime, text: str | None) -> Gate:
     """The ``Gate`` of ``CONTEXT_SQL``'s JSON (None: no market matched)."""
     if text is None:
         return Gate(now)
-    limits, states, traders, ages = json.loads(text)
+    limits, states, traders, ages, warned = json.loads(text)
     gate = Gate(now)
     for row in limits or ():
         limit = _limit(tuple(row))
@@ -280,4 +343,5 @@ def gate_from(now: datetime, text: str | None) -> Gate:
             equity=Decimal(equity or 0),
         )
     gate.ages = {int(m): None if a is None else Decimal(a) for m, a in (ages or {}).items()}
+    gate.warned = {(user_id, limit_id) for user_id, limit_id in warned or ()}
     return gate

@@ -26,7 +26,10 @@ _WATCHES = """
 # the largest count threshold: ``cap``), the cancels of the last minute, exposure (held
 # and being acquired, USD per asset) and equity, each read only for a trader whose
 # limits (or the market's, the platform's) watch it. A batch without limits reads the
-# limits and states tables by key and nothing else. As compact JSON (arrays, amounts as
+# limits and states tables by key and nothing else. ``warned``: the (trader, limit)
+# pairs already warned of today (``app.risk.notices``: one unique key each), so an order
+# near a limit writes its warning once a day, and one far from any reads nothing more.
+# As compact JSON (arrays, amounts as
 # text, so they stay exact).
 CONTEXT_SQL = f"""(
     WITH batch_markets AS (
@@ -100,6 +103,12 @@ CONTEXT_SQL = f"""(
                              WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
         ) c ON true
         LEFT JOIN exposure e ON e.user_id = n.id
+    ), warned AS (
+        SELECT n.user_id, l.id
+        FROM unnest($2::bigint[]) AS u
+        JOIN lim l ON l.scope NOT IN ('USER', 'ORDER') OR l.scope_id = u
+        JOIN notifications n ON n.user_id = u AND n.source = 'risk-warning:' || l.id || ':'
+             || to_char($5::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD')
     ), ages AS (
         SELECT m.id, extract(epoch FROM $4::timestamptz - (
                    SELECT max(f.created_at) FROM fills f WHERE f.market_id = m.id)) AS age
@@ -113,7 +122,8 @@ CONTEXT_SQL = f"""(
                                             limit_id)) FROM st),
         (SELECT jsonb_agg(jsonb_build_array(id, today, minute, cancels, equity::text,
                                             assets)) FROM traders),
-        (SELECT jsonb_object_agg(id::text, age::text) FROM ages)
+        (SELECT jsonb_object_agg(id::text, age::text) FROM ages),
+        (SELECT jsonb_agg(jsonb_build_array(user_id, id)) FROM warned)
     )::text
 )"""  # noqa: S608 (no input in the text)
 

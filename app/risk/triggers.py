@@ -47,7 +47,7 @@ from app.core.errors import AppError
 from app.events import event_log, topics
 from app.notifications.notifications import NewNotification, create_notifications
 from app.notifications.rules import Draft, NotificationType, Priority
-from app.risk import transitions
+from app.risk import notices, transitions
 from app.risk.domain.limits import (
     AFTER_FILLS_KINDS,
     Breach,
@@ -167,7 +167,7 @@ async def evaluate(
                 )
                 state = RiskState.ACTIVE
         fired, warned = after_fills([lim for lim in limits if lim.ref == ref], marks.figures())
-        notes += [_warning(ref.id, b, now.date().isoformat()) for b in warned]
+        notes += [notices.warning(ref.id, b.limit, b.value, now.date()) for b in warned]
         breach = strictest(fired)
         if breach is None or not stricter(breach.effect.state, state):
             continue
@@ -192,7 +192,7 @@ async def _act(
         ref,
         state,
         event_towards(effect.state),
-        reason=f"{limit.describe()} reached ({_plain(breach.value)})",
+        reason=f"{limit.describe()} reached ({notices.plain(breach.value)})",
         limit_id=limit.id,
         cooldown_until=cooldown,
     )
@@ -200,10 +200,6 @@ async def _act(
     if effect.cancel_orders:
         queued = await commands.cancel_all_commands(session, ref.id, None)
     return moved, queued
-
-
-def _plain(value: Decimal) -> str:
-    return format(value.normalize(), "f")
 
 
 _DOES = {
@@ -222,23 +218,12 @@ def _transition_note(user_id: int, transition_id: int, breach: Breach) -> NewNot
     if effect.cools_down and breach.limit.cooldown_seconds:
         does += f", for {breach.limit.cooldown_seconds} seconds"
     body = (
-        f"Your risk limit {breach.limit.describe()} was reached at {_plain(breach.value)}:"
+        f"Your risk limit {breach.limit.describe()} was reached at {notices.plain(breach.value)}:"
         f" {does}. Reset it with two-factor authentication (resetRisk) when you are ready."
     )
     priority = Priority.CRITICAL if effect.state is RiskState.HALTED else Priority.HIGH
     draft = Draft(NotificationType.RISK, priority, "Risk limit reached", body)
     return NewNotification(user_id, f"risk-transition:{transition_id}", draft)
-
-
-def _warning(user_id: int, breach: Breach, day: str) -> NewNotification:
-    limit = breach.limit
-    share = (100 * breach.value / limit.threshold).quantize(Decimal(1))
-    body = (
-        f"Your risk limit {limit.describe()} is at {_plain(breach.value)} ({share} %):"
-        f" at {_plain(limit.threshold)} its action ({limit.action.value}) is taken."
-    )
-    draft = Draft(NotificationType.RISK, Priority.MEDIUM, "Risk limit near", body)
-    return NewNotification(user_id, f"risk-warning:{limit.id}:{day}", draft)
 
 
 # --- after the commit --------------------------------------------------------------------------

@@ -137,13 +137,7 @@ async def amend_order(
             rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
         rules.check_min_notional(spec, new_price, new_lots)
         if rt.risk_checks:
-            gate = await risk_gate.read_context(
-                session, rt.now(), symbols=[spec.symbol], users=[uid]
-            )
-            grows = new_lots * new_price > spec.to_lots(order.quantity) * spec.to_ticks(
-                order.book_price
-            )
-            gate.check_amend(user_id=uid, market=market, side=rules.Side(order.side), grows=grows)
+            await _check_amend_risk(rt, session, uid, market, order, new_price, new_lots)
         seq = await enqueue(
             session,
             order.market_id,
@@ -152,6 +146,36 @@ async def amend_order(
         return order, seq
 
     return await _applied_command(rt, *await in_transaction(rt.sessions, work))
+
+
+async def _check_amend_risk(
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: int,
+    market: MarketRow,
+    order: Order,
+    new_price: int,
+    new_lots: int,
+) -> None:
+    """The amendment meets the risk states and limits (``Gate.check_amend``), in this
+    transaction, under the trader's row lock taken as a placement takes it; a limit it
+    nears notified here (``warn_pre_trade``)."""
+    spec = market.spec
+    found, gate = await risk_gate.markets_and_gate(rt, session, [spec.symbol], users=[user_id])
+    usd_rate = found[spec.symbol][1] if spec.symbol in found else Decimal(0)
+    filled = int(order.filled_quantity / spec.lot_size)
+    old_price, old_lots = spec.to_ticks(order.book_price), spec.to_lots(order.quantity)
+    decision = gate.check_amend(
+        user_id=user_id,
+        market=market,
+        usd_rate=usd_rate,
+        side=rules.Side(order.side),
+        before=spec.quote_amount(spec.notional_units(old_price, old_lots - filled)),
+        after=spec.quote_amount(spec.notional_units(new_price, new_lots - filled)),
+        moved=new_price != old_price,
+        client_order_id=order.client_order_id,
+    )
+    await risk_gate.warn_pre_trade(session, gate, [(user_id, decision)])
 
 
 async def cancel_all_commands(

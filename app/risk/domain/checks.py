@@ -22,6 +22,7 @@ from app.risk.domain.limits import (
     Limit,
     Phase,
     ProposedOrder,
+    applies,
     figure,
     near,
 )
@@ -104,7 +105,7 @@ def check_order(
     )
     warnings = []
     for limit in mine:
-        if limit.rule.entries_only and not order.entry:
+        if not applies(limit, order):
             continue
         value = figure(limit.kind, figures, order)
         if value > limit.threshold:  # ``binds``
