@@ -11,11 +11,13 @@ from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import Scope
 from app.trading import commands
 from app.trading.domain.orders import Side
+from tests.risk import test_gate
 from tests.risk.support import make_admin
-from tests.risk.test_gate import engines, set_limit  # noqa: F401 (the fixture)
+from tests.risk.test_gate import set_limit
 from tests.support.trading import D, funded_user, limit, place, rows
 
 BUY = Side.BUY
+engines = test_gate.engines  # the fixture: small placement batches, several at once
 
 
 async def warnings_of(rt, uid):
@@ -71,9 +73,7 @@ async def test_an_order_far_from_every_limit_writes_nothing_more(rt, engines, st
     assert await warnings_of(rt, uid) == []
 
 
-async def test_exposure_near_its_limit_warns_and_a_platform_limit_warns_each_trader(
-    rt, engines
-):
+async def test_exposure_near_its_limit_warns_and_a_platform_limit_warns_each_trader(rt, engines):
     admin = await make_admin(rt)
     uid = await funded_user(rt, "buyer", USDT="100000")
     other = await funded_user(rt, "other", USDT="100000")

@@ -112,9 +112,7 @@ class KindRule:
 KINDS: Mapping[LimitKind, KindRule] = {
     LimitKind.ORDER_NOTIONAL: KindRule(Phase.PRE_TRADE, "USD", frozenset(Scope)),
     LimitKind.ORDER_RATE: KindRule(Phase.PRE_TRADE, "ORDERS", _PER_USER, whole=True, counts=True),
-    LimitKind.CANCEL_RATE: KindRule(
-        Phase.PRE_TRADE, "CANCELS", _PER_USER, whole=True, counts=True
-    ),
+    LimitKind.CANCEL_RATE: KindRule(Phase.PRE_TRADE, "CANCELS", _PER_USER, whole=True, counts=True),
     LimitKind.TRADES_PER_DAY: KindRule(
         Phase.PRE_TRADE, "ORDERS", _PER_USER, whole=True, counts=True
     ),
@@ -268,9 +266,7 @@ def amendment(
         return None
     increase = after - before
     grows = acquires is not None and increase > 0
-    return ProposedOrder(
-        after, acquires if grows else None, adds=max(increase, ZERO), amends=True
-    )
+    return ProposedOrder(after, acquires if grows else None, adds=max(increase, ZERO), amends=True)
 
 
 def _share(part: Decimal, whole: Decimal) -> Decimal:
