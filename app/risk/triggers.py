@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,12 +47,7 @@ from app.events import event_log, topics
 from app.notifications.notifications import NewNotification, create_notifications
 from app.notifications.rules import Draft, NotificationType, Priority
 from app.risk import notices, transitions
-from app.risk.domain.limits import (
-    AFTER_FILLS_KINDS,
-    Breach,
-    after_fills,
-    strictest,
-)
+from app.risk.domain.limits import AFTER_FILLS_KINDS, FLATTEN_SLIPPAGE_BPS, Breach, to_act
 from app.risk.domain.pnl import Marks
 from app.risk.domain.states import (
     RiskState,
@@ -61,7 +55,6 @@ from app.risk.domain.states import (
     ScopeRef,
     StateEvent,
     event_towards,
-    stricter,
 )
 from app.risk.gate import limit_of
 from app.risk.sql import PNL_SQL
@@ -77,7 +70,6 @@ log = logging.getLogger(__name__)
 CONSUMER = "risk-triggers"
 TOPICS = (topics.FILLS.named(),)
 EVENT_BATCH = 500
-FLATTEN_SLIPPAGE_BPS = 300
 
 # The AFTER_FILLS limits of the batch's traders ($1) and of those holding an asset whose
 # market traded ($3: a price move is a P&L move without a fill of theirs)
@@ -166,10 +158,9 @@ async def evaluate(
                     session, ref, state, StateEvent.COOL_DOWN_OVER, reason="cool-down over"
                 )
                 state = RiskState.ACTIVE
-        fired, warned = after_fills([lim for lim in limits if lim.ref == ref], marks.figures())
+        breach, warned = to_act([lim for lim in limits if lim.ref == ref], marks.figures(), state)
         notes += [notices.warning(ref.id, b.limit, b.value, now.date()) for b in warned]
-        breach = strictest(fired)
-        if breach is None or not stricter(breach.effect.state, state):
+        if breach is None:
             continue
         moved, queued = await _act(rt, session, ref, state, breach)
         notes.append(_transition_note(ref.id, moved.transition_id, breach))
@@ -183,18 +174,14 @@ async def _act(
     rt: Runtime, session: AsyncSession, ref: ScopeRef, state: RiskState, breach: Breach
 ) -> tuple[transitions.Moved, list[tuple[int, int, list[int]]]]:
     effect = breach.effect
-    limit = breach.limit
-    cooldown = None
-    if effect.cools_down and limit.cooldown_seconds:
-        cooldown = rt.now() + timedelta(seconds=limit.cooldown_seconds)
     moved = await transitions.move(
         session,
         ref,
         state,
         event_towards(effect.state),
-        reason=f"{limit.describe()} reached ({notices.plain(breach.value)})",
-        limit_id=limit.id,
-        cooldown_until=cooldown,
+        reason=breach.reason,
+        limit_id=breach.limit.id,
+        cooldown_until=breach.cooldown_until(rt.now()),
     )
     queued = []
     if effect.cancel_orders:

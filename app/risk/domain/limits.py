@@ -37,17 +37,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from app.risk.domain.errors import InvalidRiskLimit
-from app.risk.domain.states import SEVERITY, RiskState, Scope, ScopeRef
+from app.risk.domain.states import SEVERITY, RiskState, Scope, ScopeRef, stricter
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 DEFAULT_WARN_RATIO = Decimal("0.8")
 MAX_THRESHOLD = Decimal(10) ** 18
 MAX_COOLDOWN_SECONDS = 366 * 24 * 3600
+FLATTEN_SLIPPAGE_BPS = 300  # REDUCE_TO_FLAT's market sells: at most this far from the last
 
 
 class Phase(StrEnum):
@@ -349,6 +351,17 @@ class Breach:
     def effect(self) -> Effect:
         return EFFECTS[self.limit.action]
 
+    @property
+    def reason(self) -> str:
+        """The transition's reason: like DAILY_LOSS of 100 USD (USER 7) reached (120)."""
+        return f"{self.limit.describe()} reached ({_plain(self.value)})"
+
+    def cooldown_until(self, now: datetime) -> datetime | None:
+        """When the scope it halts becomes ACTIVE again (COOL_DOWN), else None."""
+        if self.effect.cools_down and self.limit.cooldown_seconds:
+            return now + timedelta(seconds=self.limit.cooldown_seconds)
+        return None
+
 
 def after_fills(limits: Iterable[Limit], figures: Figures) -> tuple[list[Breach], list[Breach]]:
     """The AFTER_FILLS ``limits`` that fire on ``figures``, and those only near enough
@@ -363,6 +376,20 @@ def after_fills(limits: Iterable[Limit], figures: Figures) -> tuple[list[Breach]
         elif near(limit, value):
             warned.append(Breach(limit, value))
     return fired, warned
+
+
+def to_act(
+    limits: Iterable[Limit], figures: Figures, state: RiskState
+) -> tuple[Breach | None, list[Breach]]:
+    """What a scope in ``state`` does on ``figures``, the one decision after fills (the
+    ``risk-triggers`` consumer and a backtest's protections alike): the strictest
+    AFTER_FILLS limit that fired when its action makes the state stricter (else None),
+    and the limits near enough for a warning."""
+    fired, warned = after_fills(limits, figures)
+    breach = strictest(fired)
+    if breach is None or not stricter(breach.effect.state, state):
+        return None, warned
+    return breach, warned
 
 
 def strictest(breaches: Sequence[Breach]) -> Breach | None:

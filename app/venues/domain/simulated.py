@@ -63,6 +63,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from app.core.errors import InsufficientFunds, InvariantViolation, UserError
 from app.trading.domain import matching as m
@@ -111,6 +112,19 @@ from app.venues.domain.venue import (
 
 ACCOUNT_USER, MARKET_USER = 1, 0  # user ids on the book: the account's and the market's
 UNLIMITED = 10**30
+
+
+class OrderGate(Protocol):
+    """Pre-trade checks of the account's own (a backtest's risk limits: ``app.backtesting.
+    domain.protections``): asked about each validated order before its funds are held,
+    told of each cancel asked. A refusal's code refuses the order as the venue's own
+    rules do (REJECTED, ``OrderEnded`` with the code as reason)."""
+
+    def admit(self, venue: SimulatedVenue, client_order_id: str, valid: ValidOrder) -> str | None:
+        """None, or the code of the refusal."""
+        ...
+
+    def cancel_asked(self, venue: SimulatedVenue) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +197,7 @@ class SimulatedVenue:
         balances: Mapping[str, Decimal],
         settings: SimulationSettings = SimulationSettings(),
         start: datetime = EPOCH,
+        gate: OrderGate | None = None,
     ) -> None:
         if settings.latency < 0 or not 0 <= settings.slippage_bps < BPS:
             raise InvariantViolation(f"bad simulation settings: {settings!r}")
@@ -219,6 +234,7 @@ class SimulatedVenue:
         self._unit = {c: Decimal(1).scaleb(-s) for c, s in self._scales.items()}
         self._quote_unit, self._base_units_per_lot = market.quote_unit, market.base_units_per_lot
         self._share, self._lot = settings.volume_share, market.lot_size
+        self._gate = gate
 
     # -- the clock and the market --------------------------------------------------------
 
@@ -386,6 +402,11 @@ class SimulatedVenue:
             )
         except UserError as error:
             return ListAck(client_list_id, (), error.code)
+        if self._gate is not None:
+            for cid, leg in zip(ids, plan, strict=True):
+                refused = self._gate.admit(self, cid, leg.valid)
+                if refused is not None:
+                    return ListAck(client_list_id, (), refused)
         funded = [leg for leg in plan if leg.status is not OrderStatus.PENDING]
         units = max(hold_units(spec, x.valid.side, x.valid.price, x.valid.quantity) for x in funded)
         if units > self._available[self._currency(funded[0].valid.side)]:
@@ -415,6 +436,8 @@ class SimulatedVenue:
 
     def cancel_list(self, *, client_list_id: str) -> ListAck:
         """Cancel every live order of the list (a bracket's exits before its entry)."""
+        if self._gate is not None:
+            self._gate.cancel_asked(self)
         known = self._lists.get(client_list_id)
         if known is None:
             return ListAck(client_list_id, (), OrderNotFound.code)
@@ -426,6 +449,8 @@ class SimulatedVenue:
         return ListAck(client_list_id, tuple(self._ack(o) for o in legs))
 
     def cancel(self, *, client_order_id: str) -> OrderAck:
+        if self._gate is not None:
+            self._gate.cancel_asked(self)
         order = self._by_client.get(client_order_id)
         if order is None:
             return OrderAck(client_order_id, None, None, OrderNotFound.code)
@@ -536,6 +561,10 @@ class SimulatedVenue:
             )
         except UserError as error:
             return error.code
+        if self._gate is not None:
+            refused = self._gate.admit(self, order.client_order_id, valid)
+            if refused is not None:
+                return refused
         units = hold_units(self.market, valid.side, valid.price, valid.quantity)
         currency = self._currency(valid.side)
         if units > self._available[currency]:
