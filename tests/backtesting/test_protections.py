@@ -74,7 +74,7 @@ def test_consecutive_losses_block_entries_for_the_rest_of_the_run():
     result = run(falling(12), limit(LimitKind.CONSECUTIVE_LOSSES, "3"))
     assert len(result.trades) == 3
     moved, *refused = result.risk_events
-    assert (moved.action, moved.state, moved.limit, moved.value) == (
+    assert (moved.action, moved.state, moved.limit_kind, moved.value) == (
         "REDUCE", RiskState.REDUCING, LimitKind.CONSECUTIVE_LOSSES, D(3),
     )  # fmt: skip
     # the 3rd losing sale, at candle 5's close (latency 0), is looked at by the next close
@@ -85,7 +85,7 @@ def test_consecutive_losses_block_entries_for_the_rest_of_the_run():
     assert [(e.action, e.candle, e.client_order_id) for e in refused] == [
         ("REFUSED", c, f"loser:{c}:buy") for c in (6, 7, 8, 9, 10, 11)
     ]
-    assert all(e.state is RiskState.REDUCING and e.limit is None for e in refused)
+    assert all(e.state is RiskState.REDUCING and e.limit_kind is None for e in refused)
     assert "only takes orders that reduce exposure" in refused[0].reason
 
 
@@ -142,7 +142,7 @@ def test_pre_trade_limits_refuse_simulated_orders():
     outcomes = [d.outcome for d in result.decisions]
     assert outcomes == ["OK"] * 4 + ["RISK_LIMIT_REACHED"] * 8
     first = result.risk_events[0]
-    assert (first.action, first.limit, first.value, first.candle) == (
+    assert (first.action, first.limit_kind, first.value, first.candle) == (
         "REFUSED", LimitKind.TRADES_PER_DAY, D(5), 4,
     )  # fmt: skip
     assert "TRADES_PER_DAY of 4 ORDERS (USER 0) to 5" in first.reason

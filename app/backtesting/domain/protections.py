@@ -71,7 +71,7 @@ class RiskEvent:
     candle: int  # the index of the candle it happened at (its close)
     action: str  # REFUSED, or the state event: REDUCE, HALT, COOL_DOWN_OVER
     state: RiskState  # the scope's state after it (a refusal: as it was)
-    limit: LimitKind | None  # the limit that bound or fired (None: a state refused)
+    limit_kind: LimitKind | None  # the limit that bound or fired (None: a state refused)
     value: Decimal | None  # its figure
     client_order_id: str | None  # a refusal's order
     reason: str  # the refusal's message, the transition's reason
