@@ -130,14 +130,14 @@ class Gate:
         self.figures[user_id] = figures.after(order)
         return decision
 
-    def check_amend(
+    def decide_amend(
         self, *, user_id: int, market: MarketRow, usd_rate: Decimal, side: Side,
         before: Decimal, after: Decimal, moved: bool, client_order_id: str,
-    ) -> Decision:  # fmt: skip
-        """An amendment of a live order (``before`` / ``after``: the value of what is left
-        of it, in its quote currency; ``moved``: a new price) meets the states and, unless
-        it only shrinks the order, the PRE_TRADE limits as a new order would (``amendment``):
-        the binding one's typed error, else the decision (its warnings)."""
+    ) -> tuple[Decision, ProposedOrder, Figures]:  # fmt: skip
+        """The decision on an amendment of a live order (``before`` / ``after``: the value
+        of what is left of it, in its quote currency; ``moved``: a new price): the states,
+        and unless it only shrinks the order the PRE_TRADE limits as a new order would
+        meet them (``amendment``)."""
         acquired = market.spec.base if side is Side.BUY else market.spec.quote
         amended = amendment(
             before=before * usd_rate,
@@ -154,14 +154,27 @@ class Gate:
         figures = replace(
             self.figures.get(user_id, Figures()), market_data_age=self.ages.get(market.id)
         )
+        shrinks = ProposedOrder(after * usd_rate, adds=Decimal(0), amends=True)
         decision = check_order(
-            amended or ProposedOrder(Decimal(0)),
+            amended or shrinks,
             scopes=refs,
             states=self.states,
             limits=[] if amended is None else [x for r in refs for x in self.limits.get(r, ())],
             figures=figures,
             now=self.now,
         )
+        return decision, amended or shrinks, figures
+
+    def check_amend(
+        self, *, user_id: int, market: MarketRow, usd_rate: Decimal, side: Side,
+        before: Decimal, after: Decimal, moved: bool, client_order_id: str,
+    ) -> Decision:  # fmt: skip
+        """``decide_amend``: the binding limit's or state's typed error, else the decision
+        (its warnings)."""
+        decision, _, _ = self.decide_amend(
+            user_id=user_id, market=market, usd_rate=usd_rate, side=side, before=before,
+            after=after, moved=moved, client_order_id=client_order_id,
+        )  # fmt: skip
         if decision.binding is not None:
             raise decision.binding.error()
         return decision

@@ -4,6 +4,7 @@ the orders as the engine left them, or the typed error of its outcome."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -105,6 +106,56 @@ async def cancel_order(
     return await _applied_command(rt, *await in_transaction(rt.sessions, work))
 
 
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """An amendment checked as the venue checks it, not yet risk-checked nor sent."""
+
+    order: Order
+    market: MarketRow
+    price: int  # ticks
+    lots: int  # the new total quantity
+
+    def values(self) -> tuple[Decimal, Decimal, bool]:
+        """The value of what is left of the order before and after (quote currency), and
+        whether its price moves."""
+        spec, order = self.market.spec, self.order
+        filled = int(order.filled_quantity / spec.lot_size)
+        old_price, old_lots = spec.to_ticks(order.book_price), spec.to_lots(order.quantity)
+        before = spec.quote_amount(spec.notional_units(old_price, old_lots - filled))
+        after = spec.quote_amount(spec.notional_units(self.price, self.lots - filled))
+        return before, after, self.price != old_price
+
+
+async def checked_amendment(
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: int,
+    order_id: int,
+    price: Decimal | None,
+    quantity: Decimal | None,
+) -> Amendment:
+    """The amendment of the user's order, or the typed error the venue's rules give."""
+    order = await _own_order(session, user_id, order_id, None)
+    if order.type != OrderType.LIMIT.value or OrderStatus(order.status) not in RESTING:
+        raise OrderNotAmendable()
+    if price is None and quantity is None:
+        raise InvalidAmend("Give a new price, a new quantity or both", field="price")
+    market = await markets.market_by_id(session, order.market_id)
+    spec = market.spec
+    if spec.status is not rules.MarketStatus.OPEN:
+        # an amendment replaces the order (and may trade): not on a halted market
+        raise MarketHalted(f"Trading on {spec.symbol} is halted")
+    new_price = spec.to_ticks(price if price is not None else order.book_price)
+    new_lots = spec.to_lots(quantity if quantity is not None else order.quantity)
+    if new_lots <= int(order.filled_quantity / spec.lot_size):
+        raise InvalidAmend(field="quantity")
+    if price is not None:
+        reference = None if market.last_price is None else spec.nearest_ticks(market.last_price)
+        rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
+    rules.check_min_notional(spec, new_price, new_lots)
+    return Amendment(order, market, new_price, new_lots)
+
+
 async def amend_order(
     rt: Runtime,
     *,
@@ -118,30 +169,14 @@ async def amend_order(
 
     async def work(session: AsyncSession) -> tuple[Order, int]:
         uid = await lock_trader(session, user_id)
-        order = await _own_order(session, uid, order_id, None)
-        if order.type != OrderType.LIMIT.value or OrderStatus(order.status) not in RESTING:
-            raise OrderNotAmendable()
-        if price is None and quantity is None:
-            raise InvalidAmend("Give a new price, a new quantity or both", field="price")
-        market = await markets.market_by_id(session, order.market_id)
-        spec = market.spec
-        if spec.status is not rules.MarketStatus.OPEN:
-            # an amendment replaces the order (and may trade): not on a halted market
-            raise MarketHalted(f"Trading on {spec.symbol} is halted")
-        new_price = spec.to_ticks(price if price is not None else order.book_price)
-        new_lots = spec.to_lots(quantity if quantity is not None else order.quantity)
-        if new_lots <= int(order.filled_quantity / spec.lot_size):
-            raise InvalidAmend(field="quantity")
-        if price is not None:
-            reference = None if market.last_price is None else spec.nearest_ticks(market.last_price)
-            rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
-        rules.check_min_notional(spec, new_price, new_lots)
+        amended = await checked_amendment(rt, session, uid, order_id, price, quantity)
         if rt.risk_checks:
-            await _check_amend_risk(rt, session, uid, market, order, new_price, new_lots)
+            await _check_amend_risk(rt, session, uid, amended)
+        order = amended.order
         seq = await enqueue(
             session,
             order.market_id,
-            [("AMEND", order.id, uid, {"price": new_price, "quantity": new_lots})],
+            [("AMEND", order.id, uid, {"price": amended.price, "quantity": amended.lots})],
         )
         return order, seq
 
@@ -149,31 +184,23 @@ async def amend_order(
 
 
 async def _check_amend_risk(
-    rt: Runtime,
-    session: AsyncSession,
-    user_id: int,
-    market: MarketRow,
-    order: Order,
-    new_price: int,
-    new_lots: int,
+    rt: Runtime, session: AsyncSession, user_id: int, amended: Amendment
 ) -> None:
     """The amendment meets the risk states and limits (``Gate.check_amend``), in this
     transaction, under the trader's row lock taken as a placement takes it; a limit it
     nears notified here (``warn_pre_trade``)."""
-    spec = market.spec
-    found, gate = await risk_gate.markets_and_gate(rt, session, [spec.symbol], users=[user_id])
-    usd_rate = found[spec.symbol][1] if spec.symbol in found else Decimal(0)
-    filled = int(order.filled_quantity / spec.lot_size)
-    old_price, old_lots = spec.to_ticks(order.book_price), spec.to_lots(order.quantity)
+    symbol = amended.market.symbol
+    found, gate = await risk_gate.markets_and_gate(rt, session, [symbol], users=[user_id])
+    before, after, moved = amended.values()
     decision = gate.check_amend(
         user_id=user_id,
-        market=market,
-        usd_rate=usd_rate,
-        side=rules.Side(order.side),
-        before=spec.quote_amount(spec.notional_units(old_price, old_lots - filled)),
-        after=spec.quote_amount(spec.notional_units(new_price, new_lots - filled)),
-        moved=new_price != old_price,
-        client_order_id=order.client_order_id,
+        market=amended.market,
+        usd_rate=found[symbol][1] if symbol in found else Decimal(0),
+        side=rules.Side(amended.order.side),
+        before=before,
+        after=after,
+        moved=moved,
+        client_order_id=amended.order.client_order_id,
     )
     await risk_gate.warn_pre_trade(session, gate, [(user_id, decision)])
 
