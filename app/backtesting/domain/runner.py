@@ -21,6 +21,9 @@ The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
     trades      round trips: from a flat position (in the base, counted from the
                 strategy's own fills) back to flat; a trade still open at the end is
                 not among them (it is in the last equity point)
+    risk_events with ``limits``: each order they refused and each transition of the
+                account's risk state, at its simulated time (``protections``: the risk
+                limits are looked at each close, before the strategy decides)
 
 Same candles, strategy, balances and settings (seed included): the same result, byte for
 byte (``result_json``). ``progress``, when given, is called with the number of candles

@@ -33,7 +33,9 @@ one trading on arrival or trigger, ``ceil`` per order as in the live engine.
 Funds: an order holds what it may spend (``orders.hold_units``) when submitted, or is
 refused ``INSUFFICIENT_FUNDS`` and changes nothing; validation is the live venue's
 (``orders.validate_order``, the last close as the reference price), so refusals carry
-the same codes. Fills move held funds; an order's end releases what is left.
+the same codes. Fills move held funds; an order's end releases what is left. A
+``gate`` (``OrderGate``: a backtest's risk limits) is asked about each validated order,
+and each leg of a list, before the funds: its refusal is a refusal like the venue's own.
 
 Randomness is a feature only: ``slippage_bps`` > 0 moves each taker price against the
 order by a uniform 0 .. slippage_bps basis points, drawn from ``random.Random(seed)``
