@@ -15,6 +15,18 @@ change applies to the placements that read after its commit.
 trader's figures on by each order it admits, so a batch's orders count each other.
 An order admitted here and then refused for its funds still counts (as the open-orders
 limit does): the gate errs towards refusing.
+
+Amendments (``check_amend``, in ``amendOrder``'s transaction after the trader's row lock,
+through the same statement): the states, and unless the amendment only shrinks the order
+the PRE_TRADE limits as a new order would meet them (``limits.amendment``): ORDER_NOTIONAL
+on what is left of the order as amended, the exposure limits on what it adds; the counts
+(TRADES_PER_DAY, ORDER_RATE, CANCEL_RATE) are not checked, an amendment places no order.
+
+Warnings (``warn_pre_trade``): a limit an admitted order takes to its ``warn_ratio`` is
+notified once a day per trader and limit (``notices``), in the placement's transaction
+with its outbox event. The statement already says which (trader, limit) pairs were warned
+of today (``Gate.warned``): an order far from every limit, or near one already warned of,
+writes nothing more.
 """
 
 from __future__ import annotations
@@ -214,7 +226,7 @@ async def warn_pre_trade(
 def context_parameters(
     now: datetime, users: Sequence[int], follows: Sequence[int], *, exact: bool = False
 ) -> tuple[Any, ...]:
-    """$2..$8 of ``CONTEXT_SQL``."""
+    """$2..$9 of ``CONTEXT_SQL``."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return (
         sorted(set(users)),
@@ -224,6 +236,7 @@ def context_parameters(
         now - timedelta(minutes=1),
         _CASH,
         exact,
+        day.date().isoformat(),  # the warnings' (``notices.warning_source``)
     )
 
 

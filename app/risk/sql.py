@@ -22,15 +22,14 @@ _WATCHES = """
 # orders, the markets of its symbols ($1) and the platform: their PRE_TRADE limits (the
 # others act through the states) and non-ACTIVE states; per trader what those limits
 # watch ($5 the start of the day, $6 a minute ago, $4 now, $7 the cash currencies, $8
-# true: counts without a cap, for the status): the latest orders (never more than past
-# the largest count threshold: ``cap``), the cancels of the last minute, exposure (held
-# and being acquired, USD per asset) and equity, each read only for a trader whose
-# limits (or the market's, the platform's) watch it. A batch without limits reads the
-# limits and states tables by key and nothing else. ``warned``: the (trader, limit)
-# pairs already warned of today (``app.risk.notices``: one unique key each), so an order
-# near a limit writes its warning once a day, and one far from any reads nothing more.
-# As compact JSON (arrays, amounts as
-# text, so they stay exact).
+# true: counts without a cap, for the status; $9 the day, YYYY-MM-DD): the latest orders
+# (never more than past the largest count threshold: ``cap``), the cancels of the last
+# minute, exposure (held and being acquired, USD per asset) and equity, each read only
+# for a trader whose limits (or the market's, the platform's) watch it. A batch without
+# limits reads the limits and states tables by key and nothing else. ``warned``: the
+# (trader, limit) pairs already warned of today (``app.risk.notices``: one unique key
+# each), so an order near a limit writes its warning once a day, and one far from any
+# reads nothing more. As compact JSON (arrays, amounts as text, so they stay exact).
 CONTEXT_SQL = f"""(
     WITH batch_markets AS (
         SELECT id FROM markets WHERE symbol = ANY($1::text[])
@@ -105,10 +104,16 @@ CONTEXT_SQL = f"""(
         LEFT JOIN exposure e ON e.user_id = n.id
     ), warned AS (
         SELECT n.user_id, l.id
-        FROM unnest($2::bigint[]) AS u
-        JOIN lim l ON l.scope NOT IN ('USER', 'ORDER') OR l.scope_id = u
-        JOIN notifications n ON n.user_id = u AND n.source = 'risk-warning:' || l.id || ':'
-             || to_char($5::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+        FROM lim l
+        JOIN notifications n ON n.user_id = l.scope_id
+             AND n.source = 'risk-warning:' || l.id || ':' || $9::text
+        WHERE l.scope IN ('USER', 'ORDER')
+        UNION ALL
+        SELECT n.user_id, l.id
+        FROM lim l CROSS JOIN unnest($2::bigint[]) AS u
+        JOIN notifications n ON n.user_id = u
+             AND n.source = 'risk-warning:' || l.id || ':' || $9::text
+        WHERE l.scope NOT IN ('USER', 'ORDER')
     ), ages AS (
         SELECT m.id, extract(epoch FROM $4::timestamptz - (
                    SELECT max(f.created_at) FROM fills f WHERE f.market_id = m.id)) AS age
