@@ -181,3 +181,34 @@ def SPEC_VALID(quantity: str):
 
     request = OrderRequest(side=Side.BUY, type=OrderType.LIMIT, quantity=D(quantity), price=D(100))
     return validate_order(request, SPEC, now=T0, reference_price=None)
+
+
+class _TooBigThenSmall:
+    """Asks for more than it can pay at each close, then for what it can."""
+
+    name = "greedy"
+
+    def decide(self, tick: Tick) -> list[Submit]:
+        return [
+            Submit(
+                f"greedy:{tick.index}:{size}",
+                OrderRequest(
+                    side=Side.BUY,
+                    type=OrderType.MARKET,
+                    quantity=D(size),
+                    max_slippage_bps=500,
+                ),
+                "try",
+            )
+            for size in ("1000", "1")
+        ]
+
+
+def test_an_order_refused_for_its_funds_is_not_counted_as_placed():
+    result = run_backtest(_TooBigThenSmall(), falling(3), market=SPEC, balances=CASH,
+                          settings=SimulationSettings(latency=0, volume_share=None),
+                          limits=[limit(LimitKind.TRADES_PER_DAY, "2")])  # fmt: skip
+    assert [d.outcome for d in result.decisions] == [
+        "INSUFFICIENT_FUNDS", "OK", "INSUFFICIENT_FUNDS", "OK",
+        "RISK_LIMIT_REACHED", "RISK_LIMIT_REACHED",  # the limits come before the funds
+    ]  # fmt: skip

@@ -8,7 +8,7 @@ are in the market's quote currency, taken as USD.
 
 Before each order (``admit``, the simulated venue's ``OrderGate``): ``check_order``, the
 placement's own decision, on the account's figures at the simulated time: the orders
-admitted in the last minute and since 00:00 UTC, the cancels asked in the last minute,
+placed (funded) in the last minute and since 00:00 UTC, the cancels asked in the last minute,
 exposure (the base held plus what open buys are acquiring, at the last close and their
 prices), equity, the seconds since a candle last traded, the P&L figures. A refusal is
 the venue's refusal of the order (code RISK_LIMIT_REACHED, RISK_HALTED, RISK_REDUCING)
@@ -103,7 +103,6 @@ class Protections:
         order = self.proposed(valid)
         decision = self.decide(order, self.figures(venue), now)
         if decision.binding is None:
-            self._placed.append(now)
             return None
         binding = decision.binding
         error = binding.error()
@@ -120,6 +119,10 @@ class Protections:
             )
         )
         return error.code
+
+    def placed(self, venue: SimulatedVenue, orders: int) -> None:
+        """Orders written (funded): the counts count them, as live counts the rows."""
+        self._placed.extend([venue.now] * orders)
 
     def cancel_asked(self, venue: SimulatedVenue) -> None:
         self._cancels.append(venue.now)

@@ -119,12 +119,14 @@ UNLIMITED = 10**30
 class OrderGate(Protocol):
     """Pre-trade checks of the account's own (a backtest's risk limits: ``app.backtesting.
     domain.protections``): asked about each validated order before its funds are held,
-    told of each cancel asked. A refusal's code refuses the order as the venue's own
-    rules do (REJECTED, ``OrderEnded`` with the code as reason)."""
+    told of each order placed (funded) and each cancel asked. A refusal's code refuses
+    the order as the venue's own rules do (REJECTED, ``OrderEnded`` with the code)."""
 
     def admit(self, venue: SimulatedVenue, client_order_id: str, valid: ValidOrder) -> str | None:
         """None, or the code of the refusal."""
         ...
+
+    def placed(self, venue: SimulatedVenue, orders: int) -> None: ...
 
     def cancel_asked(self, venue: SimulatedVenue) -> None: ...
 
@@ -427,6 +429,8 @@ class SimulatedVenue:
             self._orders[order.order_id] = self._by_client[cid] = order
             legs.append(order)
         self._move_hold(legs[0], units)
+        if self._gate is not None:
+            self._gate.placed(self, len(legs))
         for order in legs:
             if order.status is OrderStatus.NEW:
                 self._send(order)
@@ -575,6 +579,8 @@ class SimulatedVenue:
         self._move_hold(order, units)
         if valid.expires_at is not None:
             self._expiring.append(order)
+        if self._gate is not None:
+            self._gate.placed(self, 1)
         return None
 
     def _arrive(self, order: _Order, price: int) -> None:
