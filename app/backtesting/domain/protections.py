@@ -90,7 +90,7 @@ class Protections:
         self.marks = Marks.start(now=start, pnl=Decimal(0), realised=Decimal(0))
         self.position = Position()
         self.events: list[RiskEvent] = []
-        self._placed: deque[datetime] = deque()  # admitted orders' times, the last day's
+        self._placed: deque[datetime] = deque()  # placed orders' times, the last day's
         self._cancels: deque[datetime] = deque()  # the last minute's
         self._fills_seen = 0
         self._traded_at: datetime | None = None  # the close of the last candle with volume
