@@ -268,7 +268,10 @@ async def risk_check_amend(
     async with rt.sessions() as session, session.begin():
         amended = await commands.checked_amendment(rt, session, user_id, order_id, price, quantity)
         symbol = amended.market.symbol
-        found, gate = await markets_and_gate(rt, session, [symbol], users=[user_id])
+        found, gate = await markets_and_gate(
+            rt, session, [symbol], users=[user_id],
+            client_order_ids=[amended.order.client_order_id],
+        )  # fmt: skip
         before, after, moved = amended.values()
         decision, order, figures = gate.decide_amend(
             user_id=user_id,

@@ -190,7 +190,9 @@ async def _check_amend_risk(
     transaction, under the trader's row lock taken as a placement takes it; a limit it
     nears notified here (``warn_pre_trade``)."""
     symbol = amended.market.symbol
-    found, gate = await risk_gate.markets_and_gate(rt, session, [symbol], users=[user_id])
+    found, gate = await risk_gate.markets_and_gate(
+        rt, session, [symbol], users=[user_id], client_order_ids=[amended.order.client_order_id]
+    )
     before, after, moved = amended.values()
     decision = gate.check_amend(
         user_id=user_id,

@@ -9,12 +9,13 @@ import asyncio
 
 import pytest
 
-from app.risk.domain.errors import RiskLimitReached
+from app.risk.domain.errors import RiskHalted, RiskLimitReached
 from app.risk.domain.limits import LimitKind
-from app.risk.domain.states import Scope
+from app.risk.domain.states import RiskState, Scope, ScopeRef
 from app.trading import commands
 from app.trading.domain.orders import Side
 from tests.risk import test_gate
+from tests.risk.support import force_state
 from tests.risk.test_gate import kinds, set_limit
 from tests.support.trading import D, funded_user, limit, place, reload
 
@@ -103,3 +104,14 @@ async def test_a_platform_limit_binds_an_amendment(rt, engines):
     with pytest.raises(RiskLimitReached) as caught:
         await amend(rt, uid, buy.id, quantity="0.6")
     assert "(PLATFORM)" in caught.value.message
+
+
+async def test_a_follow_scope_binds_the_amendment_of_its_copy_order(rt, engines):
+    uid = await funded_user(rt, "follower", USDT="1000")
+    copy = await place(rt, uid, limit(BUY, "0.1", "99"), client_order_id="copy-42-7")
+    mine = await place(rt, uid, limit(BUY, "0.1", "98"), client_order_id="mine-42")
+    await force_state(rt, ScopeRef(Scope.FOLLOW, 42), RiskState.HALTED, "follow stopped")
+    with pytest.raises(RiskHalted) as caught:
+        await amend(rt, uid, copy.id, quantity="0.2")
+    assert "FOLLOW 42" in caught.value.message
+    assert (await amend(rt, uid, mine.id, quantity="0.2")).quantity == D("0.2")
