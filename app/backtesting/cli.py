@@ -300,6 +300,7 @@ def run_command(database_url: str, args: argparse.Namespace, out: TextIO = sys.s
         currency=inputs.market.quote,
         parameters={**inputs.strategy.as_json(), **specs.settings_json(inputs.settings)},
         sweep=summary,
+        risk_events=run.risk_events if inputs.limits else None,
     )
     print(f"report          {args.report}", file=out)
     return 0

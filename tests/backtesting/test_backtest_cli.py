@@ -122,6 +122,9 @@ async def test_risk_limits_on_the_command_line(rt, tmp_path):
     refusals = next(line for line in done.stdout.splitlines() if line.startswith("risk refusals"))
     assert int(refusals.split()[-1]) > 0
     assert "DRAWDOWN of 1 USD (USER 0) reached" in done.stdout
+    html = (tmp_path / "risk.html").read_text()
+    assert "<h2>Risk limits</h2>" in html and "DRAWDOWN of 1 USD (USER 0) reached" in html
+    assert f"Orders refused by the risk limits: {refusals.split()[-1]}." in html
     for bad in ("DAILY_LOSS", "NOPE:1", "DAILY_LOSS:1:COOL_DOWN", "DAILY_LOSS:1:SOON"):
         refused = app_command(
             rt, "--strategy", "ma", "--fast", "5", "--slow", "20", "--fraction", "0.5",
