@@ -55,7 +55,6 @@ Raw users:
     app.bots.worker             which bots a batch of events wakes (an index per price bound)
     app.risk.gate               the risk context of a batch, in the placement's markets statement
     app.risk.transitions        a scope's state locked and moved, its transition recorded
-    app.risk.status             a user's P&L for the status (one aggregate)
     app.risk.triggers           the fills consumer: a batch's limits, locks, P&L, cancels
 
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.

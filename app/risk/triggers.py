@@ -71,7 +71,8 @@ from app.social.follow_close import close_follow_positions
 from app.trading import commands, markets, placement
 from app.trading.domain.orders import OrderRequest, OrderType, Side
 from app.trading.engine.settlement import CASH
-from db.raw import driver
+from db.models import RiskLimit
+from db.raw import bind_select, driver
 from db.session import in_transaction
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,14 @@ CONSUMER = "risk-triggers"
 TOPICS = (topics.FILLS.named(),)
 EVENT_BATCH = 500
 
-_LIMIT_COLUMNS = """
+_LIMIT_COLUMNS = bind_select(
+    "app.risk.triggers._LIMIT_COLUMNS",
+    """
     l.id, l.scope, l.scope_id, l.kind, l.threshold, l.action, l.warn_ratio,
     l.cooldown_seconds, l.set_by, l.requires_two_factor
-"""
+""",
+    {"l": RiskLimit},
+)
 # The AFTER_FILLS limits ($2 kinds) of the scopes the batch's traders ($1) are in and of
 # those holding an asset whose market traded ($3: a price move is a P&L move without a
 # fill of theirs), each with its ``person`` (whose row is locked, who is told) and its
