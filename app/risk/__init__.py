@@ -21,5 +21,6 @@ Scopes by id: ORDER and USER the user's, FOLLOW a follow's (its copy orders name
 their clientOrderId), MARKET a market's, PLATFORM 0, BOT a bot's. A bot trades as a
 sub-account of its owner (``users.owner_id``): the placement's context statement learns
 each sub-account's bot and owner (``Gate.bots``, ``Gate.owners``), so a bot's orders meet
-its BOT scope and its owner's ORDER and USER scopes, whose figures count every bot's.
+its BOT scope and its owner's ORDER and USER scopes, whose figures count every bot's;
+its amendments meet them as its orders do, and its warnings go to its owner.
 """

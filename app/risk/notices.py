@@ -1,7 +1,9 @@
 """What the risk engine tells a user: a limit near its threshold (once a day per limit:
 the source ``risk-warning:<limit>:<day>`` is unique per user, so a second warning of the
 same day is a no-op wherever it comes from), a limit reached. Both checks, before an
-order (``gate.warn_pre_trade``) and after fills (``triggers``), warn through here."""
+order (``gate.warn_pre_trade``) and after fills (``triggers``), warn through here, and
+both warn the scope's person: a bot's owner (its sub-account reads no notifications), so
+the owner's and their bots' orders share one warning a day per limit."""
 
 from __future__ import annotations
 
