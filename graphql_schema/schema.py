@@ -147,6 +147,7 @@ class Query:
     bot = strawberry.field(resolver=bot_resolvers.bot, extensions=_account())
     preview_bot = strawberry.field(resolver=bot_resolvers.preview_bot, extensions=_account())
     risk_check = strawberry.field(resolver=risk.risk_check, extensions=_account())
+    risk_check_amend = strawberry.field(resolver=risk.risk_check_amend, extensions=_account())
 
 
 def _session_mutation(resolver: Any) -> Any:

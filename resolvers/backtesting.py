@@ -14,6 +14,8 @@ from app.backtesting.domain import specs
 from app.core.errors import NotFound, TransientError, ValidationFailed
 from app.events import topics
 from app.events.pubsub import Dropped, Message
+from app.risk.domain.limits import Action, LimitKind
+from app.risk.domain.states import Scope
 from app.social.domain.social import FollowMode, FollowParameters
 from app.venues.domain.paths import PathMode
 from graphql_schema.backtesting.types import (
@@ -31,6 +33,7 @@ from graphql_schema.errors import to_graphql_error
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import key_of, node_pk
 from graphql_schema.paging import to_connection
+from graphql_schema.risk.types import SetRiskLimitInput
 from resolvers.common import attempt, subscribe
 
 Ctx = Info[Context, None]
@@ -87,6 +90,20 @@ def _request(input: RunBacktestInput) -> backtests.BacktestRequest:
         balance=input.balance,
         maker_fee=input.maker_fee,
         taker_fee=input.taker_fee,
+        limits=specs.backtest_limits(_limit(i) for i in input.risk_limits),
+    )
+
+
+def _limit(input: SetRiskLimitInput) -> specs.LimitSpec:
+    """A limit as setRiskLimit takes it (its scope's follow or symbol have no meaning for
+    the one simulated account)."""
+    return specs.LimitSpec(
+        scope=Scope(input.scope.scope.value),
+        kind=LimitKind(input.kind.value),
+        threshold=input.threshold,
+        action=Action(input.action.value),
+        warn_ratio=input.warn_ratio,
+        cooldown_seconds=input.cooldown_seconds,
     )
 
 

@@ -32,6 +32,7 @@ from db.models import (
     Backtest,
     BacktestDecision,
     BacktestEquityPoint,
+    BacktestRiskEvent,
     BacktestTrade,
     Copy,
     Deposit,
@@ -406,6 +407,10 @@ class Loaders:
     @cached_property
     def backtest_decision_page_by_key(self) -> PageByKeyLoader[BacktestDecision]:
         return PageByKeyLoader(self._rt, backtests.decision_pages)
+
+    @cached_property
+    def backtest_risk_event_page_by_key(self) -> PageByKeyLoader[BacktestRiskEvent]:
+        return PageByKeyLoader(self._rt, backtests.risk_event_pages)
 
     @cached_property
     def backtest_equity_page_by_key(self) -> PageByKeyLoader[BacktestEquityPoint]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import strawberry
 from strawberry.relay.utils import to_base64
 from strawberry.types import Info
@@ -14,6 +16,7 @@ from graphql_schema.ids import node_pk
 from graphql_schema.risk.results import (
     RemoveRiskLimitResult,
     ResetRiskResult,
+    RiskCheckAmendResult,
     RiskCheckResult,
     SetRiskLimitResult,
     SetRiskStateResult,
@@ -33,6 +36,7 @@ from resolvers.common import attempt
 
 Ctx = Info[Context, None]
 RISK_LIMIT = "RiskLimit"
+ORDER = "Order"
 
 
 async def risk_check(info: Ctx, input: PlaceOrderInput) -> RiskCheckResult:
@@ -46,6 +50,27 @@ async def risk_check(info: Ctx, input: PlaceOrderInput) -> RiskCheckResult:
             symbol=input.symbol,
             request=input.to_request(),
             client_order_id=input.client_order_id,
+        )
+
+    return await attempt(call(), RiskCheck.of)
+
+
+async def risk_check_amend(
+    info: Ctx,
+    id: strawberry.ID,
+    price: Decimal | None = None,
+    quantity: Decimal | None = None,
+) -> RiskCheckAmendResult:
+    """What the risk check would decide about this amendOrder now (the same arguments),
+    and which limit or state would bind: nothing is changed."""
+
+    async def call() -> status.WhatIf:
+        return await status.risk_check_amend(
+            info.context.rt,
+            user_id=info.context.user_id,
+            order_id=node_pk(id, ORDER, field="id"),
+            price=price,
+            quantity=quantity,
         )
 
     return await attempt(call(), RiskCheck.of)

@@ -4,8 +4,10 @@ trades and decisions are read back (``get_backtest``, ``list_backtests``, ``*_pa
 
 A backtest is: the user, the strategy (kind + parameters, JSON), the symbol, the source
 (``file:<name>``, ``exchange:<name>`` or ``VENUE``), the interval, the period [start, end),
-the simulation settings (path mode, volume share, latency, slippage, seed), the fees and
-the starting balance (the quote currency). The market spec is the platform market's when
+the simulation settings (path mode, volume share, latency, slippage, seed), the fees,
+the starting balance (the quote currency) and the risk limits it trades under (checked as
+``setRiskLimit`` checks them, ``specs.backtest_limits``; their refusals and transitions are
+stored with the result). The market spec is the platform market's when
 the symbol is one of ours (its tick, lot and fees), else one derived from the candles
 (``specs.derived_market``: 0.1 % fees unless given); the spec used is stored with it.
 
@@ -52,12 +54,19 @@ from app.backtesting.lifecycle import LEASE, QUEUED
 from app.core.errors import NotFound, ValidationFailed
 from app.marketdata import reads
 from app.marketdata.domain.candles import VENUE, interval_named, parse_source, parse_symbol
+from app.risk.domain.limits import Limit
 from app.runtime import Runtime
 from app.social.domain.social import FOLLOW_QUOTE, FollowMode
 from app.trading import markets
 from app.trading.domain.errors import UnknownMarket
 from app.trading.domain.orders import MarketSpec
-from db.models import Backtest, BacktestDecision, BacktestEquityPoint, BacktestTrade
+from db.models import (
+    Backtest,
+    BacktestDecision,
+    BacktestEquityPoint,
+    BacktestRiskEvent,
+    BacktestTrade,
+)
 from db.queries import Page, PageKey, keyset_page, keyset_pages
 
 MAX_CANDLES = 100_000  # candles in one backtest's period
@@ -76,6 +85,7 @@ class BacktestRequest:
     balance: Decimal = Decimal(10_000)
     maker_fee: Decimal | None = None
     taker_fee: Decimal | None = None
+    limits: tuple[Limit, ...] = ()  # risk limits (``specs.backtest_limits``: checked)
 
 
 async def check_request(
@@ -153,7 +163,7 @@ async def load_inputs(session: AsyncSession, request: BacktestRequest) -> specs.
         strategy = strategy.with_history(history)
     return specs.RunInputs(
         strategy, candles, market, {market.quote: request.balance}, request.settings,
-        bar=interval.step,
+        bar=interval.step, limits=request.limits,
     )  # fmt: skip
 
 
@@ -200,6 +210,7 @@ async def queue_backtest(rt: Runtime, *, user_id: int, request: BacktestRequest)
             settings=specs.settings_json(checked.settings),
             balances={checked.symbol.split("/")[1]: str(checked.balance)},
             fees={"maker": _text(checked.maker_fee), "taker": _text(checked.taker_fee)},
+            risk_limits=specs.limits_json(checked.limits),
             candles_total=0,
             candles_done=0,
             attempts=0,
@@ -223,6 +234,7 @@ def request_of(row: Backtest) -> BacktestRequest:
         Decimal(balance),
         _decimal(row.fees["maker"]),
         _decimal(row.fees["taker"]),
+        specs.limits_from_json(row.risk_limits),
     )
 
 
@@ -288,6 +300,14 @@ async def trade_pages(
     """Pages of backtests' round trips, in time order."""
     return await keyset_pages(session, BacktestTrade, parent=BacktestTrade.backtest_id,
                               key=BacktestTrade.id, wanted=wanted)  # fmt: skip
+
+
+async def risk_event_pages(
+    session: AsyncSession, wanted: Sequence[PageKey]
+) -> list[Page[BacktestRiskEvent]]:
+    """Pages of backtests' risk events (refusals, transitions), in the order they happened."""
+    return await keyset_pages(session, BacktestRiskEvent, parent=BacktestRiskEvent.backtest_id,
+                              key=BacktestRiskEvent.id, wanted=wanted)  # fmt: skip
 
 
 async def backtests_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Backtest]:

@@ -51,10 +51,13 @@ from app.backtesting.backtests import BacktestRequest, check_request, load_input
 from app.backtesting.domain import specs, sweeps
 from app.backtesting.domain.evaluation import evaluate
 from app.backtesting.domain.metrics import BacktestMetrics
+from app.backtesting.domain.protections import REFUSED, RiskEvent
 from app.backtesting.report import SweepSummary, write_report
 from app.core.errors import UserError, ValidationFailed
 from app.core.progress import Progress
 from app.marketdata.domain.candles import INTERVALS
+from app.risk.domain.limits import Action, LimitKind
+from app.risk.domain.states import Scope
 from app.social.domain.social import DEFAULT_SLIPPAGE, FollowMode, FollowParameters
 from app.venues.domain.paths import PathMode
 from db.session import create_engine, create_sessionmaker
@@ -100,6 +103,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--balance", default="10000", help="of the quote currency")
     parser.add_argument("--maker-fee")
     parser.add_argument("--taker-fee")
+    parser.add_argument(
+        "--risk-limit",
+        dest="risk_limits",
+        action="append",
+        default=[],
+        metavar="KIND:THRESHOLD[:ACTION[:COOLDOWN_SECONDS]]",
+        help="a USER risk limit the account trades under (repeatable), e.g."
+        " CONSECUTIVE_LOSSES:3 or DAILY_LOSS:100:COOL_DOWN:3600",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sweep")
     parser.add_argument(
         "--cluster",
@@ -206,6 +218,26 @@ def request_of(args: argparse.Namespace, strategy: specs.StrategyParameters) -> 
         balance=Decimal(args.balance),
         maker_fee=None if args.maker_fee is None else Decimal(args.maker_fee),
         taker_fee=None if args.taker_fee is None else Decimal(args.taker_fee),
+        limits=specs.backtest_limits(_risk_limit(text) for text in args.risk_limits),
+    )
+
+
+def _risk_limit(text: str) -> specs.LimitSpec:
+    """``KIND:THRESHOLD[:ACTION[:COOLDOWN_SECONDS]]``, at the USER scope."""
+    parts = text.upper().split(":")
+    if not 2 <= len(parts) <= 4 or parts[0] not in LimitKind.__members__:
+        raise ValidationFailed(
+            f"--risk-limit {text}: KIND:THRESHOLD[:ACTION[:COOLDOWN_SECONDS]]", field="riskLimits"
+        )
+    action = parts[2] if len(parts) > 2 else Action.BLOCK_ENTRIES.value
+    if action not in Action.__members__:
+        raise ValidationFailed(f"--risk-limit {text}: no action {action}", field="riskLimits")
+    return specs.LimitSpec(
+        Scope.USER,
+        LimitKind(parts[0]),
+        Decimal(parts[1]),
+        Action(action),
+        cooldown_seconds=int(parts[3]) if len(parts) > 3 else None,
     )
 
 
@@ -259,6 +291,8 @@ def run_command(database_url: str, args: argparse.Namespace, out: TextIO = sys.s
         run = specs.run(inputs, lambda done: progress.advance(done - progress.done))
     result = evaluate(run)
     print(metrics_table(result.metrics, inputs.market.quote), file=out)
+    if inputs.limits:
+        print(risk_lines(run.risk_events), file=out)
     write_report(
         args.report,
         result,
@@ -266,6 +300,7 @@ def run_command(database_url: str, args: argparse.Namespace, out: TextIO = sys.s
         currency=inputs.market.quote,
         parameters={**inputs.strategy.as_json(), **specs.settings_json(inputs.settings)},
         sweep=summary,
+        risk_events=run.risk_events if inputs.limits else None,
     )
     print(f"report          {args.report}", file=out)
     return 0
@@ -346,6 +381,18 @@ def sweep(
         for done in as_completed(futures):
             shown.advance(futures[done])
     return sweeps.summarise(outcome for f in futures for outcome in f.result())
+
+
+def risk_lines(events: Sequence[RiskEvent]) -> str:
+    """The risk limits' refusals (counted) and transitions (each, with its reason)."""
+    refused = sum(1 for e in events if e.action == REFUSED)
+    lines = [f"risk refusals   {refused}"]
+    lines += [
+        f"risk {e.action:<10} {e.at.isoformat()} candle {e.candle}: {e.reason}"
+        for e in events
+        if e.action != REFUSED
+    ]
+    return "\n".join(lines)
 
 
 def metrics_table(m: BacktestMetrics, currency: str) -> str:

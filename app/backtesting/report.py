@@ -1,6 +1,7 @@
 """The HTML report of a backtest: one self-contained file (no network, no scripts) with the
 metrics, the equity curve beside buy-and-hold, the drawdown (underwater) chart with the
-maximum drawdown's span marked, and the trades.
+maximum drawdown's span marked, the trades, and for a run under risk limits its refusals
+and the changes of its risk state.
 
 The charts are drawn by matplotlib (Agg, no display) as SVG, embedded as base64
 ``data:`` images so that each chart keeps its own ids. matplotlib is imported inside
@@ -30,6 +31,7 @@ from app.backtesting.domain.metrics import (
     ClosedTrade,
     EquityPoint,
 )
+from app.backtesting.domain.protections import REFUSED, RiskEvent
 
 MAX_TRADES_SHOWN = 200
 _HASH_SALT = "cryptoorchestrator-backtest-report"
@@ -70,9 +72,11 @@ def render_report(
     parameters: Mapping[str, object] | None = None,
     sweep: SweepSummary | None = None,
     max_trades: int = MAX_TRADES_SHOWN,
+    risk_events: Sequence[RiskEvent] | None = None,
 ) -> str:
     """The report as one HTML document; every string from the input is escaped.
-    ``parameters`` (the strategy's settings) and ``sweep`` are shown when given; the trades
+    ``parameters`` (the strategy's settings), ``sweep`` and ``risk_events`` (a run under
+    risk limits: the refusals counted, each transition) are shown when given; the trades
     table stops after ``max_trades`` rows, with a note."""
     metrics = result.metrics
     period = f"{_when(metrics.start)} to {_when(metrics.end)}, {metrics.bars} bars"
@@ -88,6 +92,8 @@ def render_report(
     parts += ["<h2>Summary</h2>", _table(["Metric", "Value"], summary_rows(metrics, currency))]
     if sweep is not None:
         parts += ["<h2>Parameter sweep</h2>", _table(["", ""], _sweep_rows(sweep))]
+    if risk_events is not None:
+        parts += ["<h2>Risk limits</h2>", _risk(risk_events, max_trades)]
     equity_svg, drawdown_svg = _charts(metrics, result.curve)
     parts += [
         "<h2>Equity</h2>",
@@ -219,6 +225,20 @@ def _trades(trades: Sequence[ClosedTrade], limit: int) -> str:
         note = f"Showing the first {limit} of {len(trades)} trades."
         return f'<p class="note">{escape(note)}</p>\n{table}'
     return table
+
+
+def _risk(events: Sequence[RiskEvent], limit: int) -> str:
+    """The refusals counted, then each transition of the account's state."""
+    refused = sum(1 for e in events if e.action == REFUSED)
+    moves = [e for e in events if e.action != REFUSED]
+    note = f'<p class="note">Orders refused by the risk limits: {refused}.</p>'
+    if not moves:
+        return note + '\n<p class="note">No change of the risk state.</p>'
+    rows = [(_when(e.at), str(e.candle), e.action, e.state.value, e.reason) for e in moves]
+    table = _table(["At", "Candle", "Event", "State after", "Reason"], rows[:limit])
+    if len(moves) > limit:
+        table += f'\n<p class="note">The first {limit} of {len(moves)} changes.</p>'
+    return note + "\n" + table
 
 
 def _table(header: Sequence[str], rows: Any) -> str:

@@ -5,9 +5,9 @@ or FAILED with a reason, writing only while its lease holds it.
 event loop: at most ``MAX_RUNNING`` at once, the pure, CPU-bound run in a thread pool of
 that size so the event loop keeps serving. While a run goes on, its lease is renewed every
 third of its length (``renewing``), and its progress (candles done of the total) is written
-``PROGRESS_STEPS`` times, each with its event. The result (metrics, equity points, trades
-and decisions) is written in one transaction with DONE: a run stopped earlier leaves none
-of it, so running it again doubles nothing.
+``PROGRESS_STEPS`` times, each with its event. The result (metrics, equity points, trades,
+decisions and risk events) is written in one transaction with DONE: a run stopped earlier
+leaves none of it, so running it again doubles nothing.
 
 A run ends early (``Stop``) when its lease is lost (another process took the backtest: it
 writes nothing more), when its process stops gracefully (the backtest is handed back,
@@ -39,7 +39,13 @@ from app.backtesting.lifecycle import DONE, FAILED, LEASE, Lease
 from app.core.errors import UserError
 from app.core.waits import within
 from app.runtime import Runtime
-from db.models import Backtest, BacktestDecision, BacktestEquityPoint, BacktestTrade
+from db.models import (
+    Backtest,
+    BacktestDecision,
+    BacktestEquityPoint,
+    BacktestRiskEvent,
+    BacktestTrade,
+)
 from db.raw import Arrays, driver
 
 log = logging.getLogger(__name__)
@@ -254,6 +260,7 @@ async def _finish(rt: Runtime, lease: Lease, run: RunResult, evaluated: Backtest
             (_POINTS_SQL, POINTS, run.equity),
             (_TRADES_SQL, TRADES, run.trades),
             (_DECISIONS_SQL, DECISIONS, run.decisions),
+            (_RISK_EVENTS_SQL, RISK_EVENTS, run.risk_events),
         ):
             rows = [arrays.row(**{f: _plain(getattr(i, f)) for f in arrays.fields}) for i in items]
             for at in range(0, len(rows), INSERT_BATCH):
@@ -304,9 +311,21 @@ class DecisionRow(NamedTuple):
     outcome: str
 
 
+class RiskEventRow(NamedTuple):
+    at: datetime
+    candle: int
+    action: str
+    state: str
+    limit_kind: str | None
+    value: Decimal | None
+    client_order_id: str | None
+    reason: str
+
+
 POINTS = Arrays("app.backtesting.runs.POINTS", PointRow, BacktestEquityPoint)
 TRADES = Arrays("app.backtesting.runs.TRADES", TradeRow, BacktestTrade)
 DECISIONS = Arrays("app.backtesting.runs.DECISIONS", DecisionRow, BacktestDecision)
+RISK_EVENTS = Arrays("app.backtesting.runs.RISK_EVENTS", RiskEventRow, BacktestRiskEvent)
 
 
 def _insert(table: str, arrays: Arrays) -> str:
@@ -319,6 +338,7 @@ def _insert(table: str, arrays: Arrays) -> str:
 _POINTS_SQL = _insert("backtest_equity_points", POINTS)
 _TRADES_SQL = _insert("backtest_trades", TRADES)
 _DECISIONS_SQL = _insert("backtest_decisions", DECISIONS)
+_RISK_EVENTS_SQL = _insert("backtest_risk_events", RISK_EVENTS)
 
 
 class BacktestWorker:

@@ -23,6 +23,19 @@ person's figures (and a bot's own) on by each order it admits, so a batch's orde
 count each other.
 An order admitted here and then refused for its funds still counts (as the open-orders
 limit does): the gate errs towards refusing.
+
+Amendments (``check_amend``, in ``amendOrder``'s transaction after the trader's row lock,
+through the same statement): the states, and unless the amendment only shrinks the order
+the PRE_TRADE limits as a new order would meet them (``limits.amendment``): ORDER_NOTIONAL
+on what is left of the order as amended, the exposure limits on what it adds; the counts
+(TRADES_PER_DAY, ORDER_RATE, CANCEL_RATE) are not checked, an amendment places no order.
+
+Warnings (``warn_pre_trade``): a limit an admitted order takes to its ``warn_ratio`` is
+notified once a day per person and limit (``notices``), in the placement's transaction
+with its outbox event; a bot's order warns its owner (a sub-account reads no
+notifications), keyed as the owner's own orders are. The statement already says which
+(person, limit) pairs were warned of today (``Gate.warned``): an order far from every
+limit, or near one already warned of, writes nothing more.
 """
 
 from __future__ import annotations
@@ -36,8 +49,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.notifications.notifications import NewNotification, create_notifications
+from app.risk import notices
 from app.risk.domain.checks import Decision, check_order, order_scopes
-from app.risk.domain.limits import Action, Figures, Limit, LimitKind, ProposedOrder
+from app.risk.domain.limits import (
+    Action,
+    Figures,
+    Limit,
+    LimitKind,
+    ProposedOrder,
+    amendment,
+)
 from app.risk.domain.states import RiskState, Scope, ScopeRef, ScopeStatus
 from app.risk.sql import CONTEXT_SQL
 from app.runtime import Runtime
@@ -81,6 +103,7 @@ class Gate:
     ages: dict[int, Decimal | None] = field(default_factory=dict)  # per market
     bots: dict[int, int] = field(default_factory=dict)  # trader -> bot (a sub-account's)
     owners: dict[int, int] = field(default_factory=dict)  # trader -> owner (a sub-account's)
+    warned: set[tuple[int, int]] = field(default_factory=set)  # (person, limit) today
 
     @property
     def idle(self) -> bool:
@@ -124,10 +147,11 @@ class Gate:
     def check(
         self, *, user_id: int, market: MarketRow, valid: ValidOrder, usd_rate: Decimal,
         client_order_id: str,
-    ) -> None:  # fmt: skip
-        """Refuse the order with the binding limit's or state's typed error, or count it."""
+    ) -> Decision | None:  # fmt: skip
+        """Refuse the order with the binding limit's or state's typed error, or count it
+        (its decision: the limits it nears; None when nothing applies)."""
         if self.idle:
-            return
+            return None
         decision, order, figures = self.decide(
             user_id=user_id,
             market=market,
@@ -141,21 +165,90 @@ class Gate:
         bot_id = self.bots.get(user_id)
         if bot_id is not None:
             self.bot_figures[bot_id] = self.bot_figures.get(bot_id, Figures()).after(order)
+        return decision
 
-    def check_amend(self, *, user_id: int, market: MarketRow, side: Side, grows: bool) -> None:
-        """An amendment meets the states (HALTED: none; REDUCING: none that grows an
-        entry); the limits judge new orders, not amendments."""
+    def decide_amend(
+        self, *, user_id: int, market: MarketRow, usd_rate: Decimal, side: Side,
+        before: Decimal, after: Decimal, moved: bool, client_order_id: str,
+    ) -> tuple[Decision, ProposedOrder, Figures]:  # fmt: skip
+        """The decision on an amendment of a live order (``before`` / ``after``: the value
+        of what is left of it, in its quote currency; ``moved``: a new price): the states,
+        and unless it only shrinks the order the PRE_TRADE limits as a new order would
+        meet them (``amendment``)."""
         acquired = market.spec.base if side is Side.BUY else market.spec.quote
-        entry = grows and acquired not in CASH
+        amended = amendment(
+            before=before * usd_rate,
+            after=after * usd_rate,
+            moved=moved,
+            acquires=None if acquired in CASH else acquired,
+        )
+        # as ``decide``: a bot's amendment meets its owner's ORDER and USER scopes on the
+        # owner's figures, and its BOT scope on its sub-account's
+        bot_id = self.bots.get(user_id)
         refs = order_scopes(
-            user_id=self.person(user_id), market_id=market.id, bot_id=self.bots.get(user_id)
+            user_id=self.person(user_id),
+            market_id=market.id,
+            follow_id=follow_of(client_order_id),
+            bot_id=bot_id,
         )
-        order = ProposedOrder(Decimal(0), acquired if entry else None)
+        age = self.ages.get(market.id)
+        figures = replace(self.figures.get(self.person(user_id), Figures()), market_data_age=age)
+        shrinks = ProposedOrder(after * usd_rate, adds=Decimal(0), amends=True)
         decision = check_order(
-            order, scopes=refs, states=self.states, limits=(), figures=Figures(), now=self.now
+            amended or shrinks,
+            scopes=refs,
+            states=self.states,
+            limits=[] if amended is None else [x for r in refs for x in self.limits.get(r, ())],
+            figures=figures,
+            now=self.now,
+            scope_figures=self._scope_figures(bot_id, age),
         )
+        return decision, amended or shrinks, figures
+
+    def check_amend(
+        self, *, user_id: int, market: MarketRow, usd_rate: Decimal, side: Side,
+        before: Decimal, after: Decimal, moved: bool, client_order_id: str,
+    ) -> Decision:  # fmt: skip
+        """``decide_amend``: the binding limit's or state's typed error, else the decision
+        (its warnings)."""
+        decision, _, _ = self.decide_amend(
+            user_id=user_id, market=market, usd_rate=usd_rate, side=side, before=before,
+            after=after, moved=moved, client_order_id=client_order_id,
+        )  # fmt: skip
         if decision.binding is not None:
             raise decision.binding.error()
+        return decision
+
+
+# --- warnings -------------------------------------------------------------------------------
+
+
+def warnings_due(
+    gate: Gate, decisions: Iterable[tuple[int, Decision | None]]
+) -> list[NewNotification]:
+    """The warnings of the admitted orders' ``decisions`` (per trader) not yet given
+    today (``gate.warned``), one per (person, limit); each marked given. A bot's go to
+    its owner (``Gate.person``): a sub-account reads no notifications, and the owner's
+    limits are the ones its orders near (the BOT scope's too: the owner sets those)."""
+    notes = []
+    day = gate.now.date()
+    for user_id, decision in decisions:
+        person = gate.person(user_id)
+        for limit, value in decision.warnings if decision is not None else ():
+            if (person, limit.id) not in gate.warned:
+                gate.warned.add((person, limit.id))
+                notes.append(notices.warning(person, limit, value, day))
+    return notes
+
+
+async def warn_pre_trade(
+    session: AsyncSession, gate: Gate, decisions: Iterable[tuple[int, Decision | None]]
+) -> None:
+    """Write the due warnings (``warnings_due``) in the caller's transaction, with their
+    outbox events: no statement when there is none."""
+    notes = warnings_due(gate, decisions)
+    if notes:
+        await create_notifications(session, notes)
 
 
 # --- reading the context ---------------------------------------------------------------------
@@ -164,7 +257,7 @@ class Gate:
 def context_parameters(
     now: datetime, users: Sequence[int], follows: Sequence[int], *, exact: bool = False
 ) -> tuple[Any, ...]:
-    """$2..$8 of ``CONTEXT_SQL``."""
+    """$2..$9 of ``CONTEXT_SQL``."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return (
         sorted(set(users)),
@@ -174,6 +267,7 @@ def context_parameters(
         now - timedelta(minutes=1),
         _CASH,
         exact,
+        day.date().isoformat(),  # the warnings' (``notices.warning_source``)
     )
 
 
@@ -283,7 +377,7 @@ def gate_from(now: datetime, text: str | None) -> Gate:
     """The ``Gate`` of ``CONTEXT_SQL``'s JSON (None: no market matched)."""
     if text is None:
         return Gate(now)
-    limits, states, subjects, ages, who = json.loads(text)
+    limits, states, subjects, ages, who, warned = json.loads(text)
     gate = Gate(now)
     for row in limits or ():
         limit = _limit(tuple(row))
@@ -312,4 +406,5 @@ def gate_from(now: datetime, text: str | None) -> Gate:
         if bot is not None:
             gate.bots[trader] = bot
     gate.ages = {int(m): None if a is None else Decimal(a) for m, a in (ages or {}).items()}
+    gate.warned = {(user_id, limit_id) for user_id, limit_id in warned or ()}
     return gate

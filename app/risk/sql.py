@@ -25,12 +25,15 @@ _WATCHES = """
 # through the states) and non-ACTIVE states. Per subject (a person: themselves and
 # every sub-account of theirs; a bot: its sub-account) what those limits watch ($5 the
 # start of the day, $6 a minute ago, $4 now, $7 the cash currencies, $8 true: counts
-# without a cap, for the status): the latest orders (never more than past the largest
-# count threshold: ``cap``), the cancels of the last minute, exposure (held and being
-# acquired, USD per asset) and equity, each read only for a subject whose limits (or,
-# for a person, the market's, the platform's) watch it. A batch without limits reads
-# the traders' rows, the limits and states tables by key and nothing else. As compact
-# JSON (arrays, amounts as text, so they stay exact).
+# without a cap, for the status; $9 the day, YYYY-MM-DD): the latest orders (never more
+# than past the largest count threshold: ``cap``), the cancels of the last minute,
+# exposure (held and being acquired, USD per asset) and equity, each read only for a
+# subject whose limits (or, for a person, the market's, the platform's) watch it. A
+# batch without limits reads the traders' rows, the limits and states tables by key and
+# nothing else. ``warned``: the (person, limit) pairs already warned of today
+# (``app.risk.notices``: one unique key each; a bot's warnings go to its owner), so an
+# order near a limit writes its warning once a day, and one far from any reads nothing
+# more. As compact JSON (arrays, amounts as text, so they stay exact).
 CONTEXT_SQL = f"""(
     WITH batch_markets AS (
         SELECT id FROM markets WHERE symbol = ANY($1::text[])
@@ -120,6 +123,18 @@ CONTEXT_SQL = f"""(
                              WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
         ) c ON true
         LEFT JOIN exposure e ON e.scope = n.scope AND e.id = n.id
+    ), warned AS (
+        SELECT n.user_id, l.id
+        FROM lim l
+        JOIN notifications n ON n.user_id = l.scope_id
+             AND n.source = 'risk-warning:' || l.id || ':' || $9::text
+        WHERE l.scope IN ('USER', 'ORDER')
+        UNION ALL
+        SELECT n.user_id, l.id
+        FROM lim l CROSS JOIN (SELECT DISTINCT person FROM who) AS p
+        JOIN notifications n ON n.user_id = p.person
+             AND n.source = 'risk-warning:' || l.id || ':' || $9::text
+        WHERE l.scope NOT IN ('USER', 'ORDER')
     ), ages AS (
         SELECT m.id, extract(epoch FROM $4::timestamptz - (
                    SELECT max(f.created_at) FROM fills f WHERE f.market_id = m.id)) AS age
@@ -135,7 +150,8 @@ CONTEXT_SQL = f"""(
                                             equity::text, assets)) FROM subjects),
         (SELECT jsonb_object_agg(id::text, age::text) FROM ages),
         (SELECT jsonb_agg(jsonb_build_array(trader, person, bot)) FROM who
-         WHERE person <> trader OR bot IS NOT NULL)
+         WHERE person <> trader OR bot IS NOT NULL),
+        (SELECT jsonb_agg(jsonb_build_array(user_id, id)) FROM warned)
     )::text
 )"""  # noqa: S608 (no input in the text)
 

@@ -29,11 +29,11 @@ from app.risk.domain.limits import (
 )
 from app.risk.domain.pnl import Marks
 from app.risk.domain.states import RiskState, Scope, ScopeRef, ScopeStatus
-from app.risk.gate import Gate, follow_of, limit_of, read_context, status_of
+from app.risk.gate import Gate, follow_of, limit_of, markets_and_gate, read_context, status_of
 from app.runtime import Runtime
-from app.trading import markets
+from app.trading import commands, markets
 from app.trading.domain import orders as rules
-from app.trading.domain.orders import OrderRequest
+from app.trading.domain.orders import OrderRequest, Side
 from db.models import Bot, Follow, RiskLimit, RiskTransition
 from db.models import RiskState as RiskStateRow
 
@@ -265,5 +265,38 @@ async def risk_check(
             valid=valid,
             usd_rate=usd_rate,
             client_order_id=client_order_id or "",
+        )
+    return WhatIf(decision, order, figures)
+
+
+async def risk_check_amend(
+    rt: Runtime,
+    *,
+    user_id: int | None,
+    order_id: int,
+    price: Decimal | None,
+    quantity: Decimal | None,
+) -> WhatIf:
+    """What the amendment's risk check would decide now (the amendment is checked as
+    amendOrder checks it; nothing is written)."""
+    if user_id is None:
+        raise NotAuthenticated()
+    async with rt.sessions() as session, session.begin():
+        amended = await commands.checked_amendment(rt, session, user_id, order_id, price, quantity)
+        symbol = amended.market.symbol
+        found, gate = await markets_and_gate(
+            rt, session, [symbol], users=[user_id],
+            client_order_ids=[amended.order.client_order_id],
+        )  # fmt: skip
+        before, after, moved = amended.values()
+        decision, order, figures = gate.decide_amend(
+            user_id=user_id,
+            market=amended.market,
+            usd_rate=found[symbol][1] if symbol in found else Decimal(0),
+            side=Side(amended.order.side),
+            before=before,
+            after=after,
+            moved=moved,
+            client_order_id=amended.order.client_order_id,
         )
     return WhatIf(decision, order, figures)

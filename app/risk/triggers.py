@@ -25,7 +25,7 @@ One transaction per batch of events, with the checkpoint:
                     sub-account's, the follow's copy positions (``follow_positions``);
                     the marks moved (``app.risk.domain.pnl``: the day's and the week's
                     start, the peak, consecutive losing closes)
-    limits          ``after_fills``: the strictest that fired moves that scope's state
+    limits          ``to_act``: the strictest that fired moves that scope's state
                     only (only ever stricter), with its reason; CANCEL_ORDERS,
                     REDUCE_TO_FLAT and COOL_DOWN cancel the scope's open orders (a
                     user's and their bots', a bot's, a follow's copy orders), in this
@@ -46,8 +46,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,13 +54,8 @@ from app.core.errors import AppError
 from app.events import event_log, topics
 from app.notifications.notifications import NewNotification, create_notifications
 from app.notifications.rules import Draft, NotificationType, Priority
-from app.risk import transitions
-from app.risk.domain.limits import (
-    AFTER_FILLS_KINDS,
-    Breach,
-    after_fills,
-    strictest,
-)
+from app.risk import notices, transitions
+from app.risk.domain.limits import AFTER_FILLS_KINDS, FLATTEN_SLIPPAGE_BPS, Breach, to_act
 from app.risk.domain.pnl import Marks
 from app.risk.domain.states import (
     RiskState,
@@ -69,7 +63,6 @@ from app.risk.domain.states import (
     ScopeRef,
     StateEvent,
     event_towards,
-    stricter,
 )
 from app.risk.gate import limit_of
 from app.runtime import Runtime
@@ -87,7 +80,6 @@ log = logging.getLogger(__name__)
 CONSUMER = "risk-triggers"
 TOPICS = (topics.FILLS.named(),)
 EVENT_BATCH = 500
-FLATTEN_SLIPPAGE_BPS = 300
 
 _LIMIT_COLUMNS = bind_select(
     "app.risk.triggers._LIMIT_COLUMNS",
@@ -212,10 +204,10 @@ async def evaluate(
                     session, ref, state, StateEvent.COOL_DOWN_OVER, reason="cool-down over"
                 )
                 state = RiskState.ACTIVE
-        fired, warned = after_fills([lim for lim in limits if lim.ref == ref], marks.figures())
-        notes += [_warning(scope.person, b, now.date().isoformat()) for b in warned]
-        breach = strictest(fired)
-        if breach is None or not stricter(breach.effect.state, state):
+        breach, warned = to_act([lim for lim in limits if lim.ref == ref], marks.figures(), state)
+        # to the scope's person (a bot's owner, a follow's follower), keyed as the gate's
+        notes += [notices.warning(scope.person, b.limit, b.value, now.date()) for b in warned]
+        if breach is None:
             continue
         moved, queued = await _act(rt, session, scope, state, breach)
         notes.append(_transition_note(scope.person, moved.transition_id, breach))
@@ -230,18 +222,14 @@ async def _act(
     rt: Runtime, session: AsyncSession, scope: Watched, state: RiskState, breach: Breach
 ) -> tuple[transitions.Moved, list[tuple[int, int, list[int]]]]:
     effect = breach.effect
-    limit = breach.limit
-    cooldown = None
-    if effect.cools_down and limit.cooldown_seconds:
-        cooldown = rt.now() + timedelta(seconds=limit.cooldown_seconds)
     moved = await transitions.move(
         session,
         scope.ref,
         state,
         event_towards(effect.state),
-        reason=f"{limit.describe()} reached ({_plain(breach.value)})",
-        limit_id=limit.id,
-        cooldown_until=cooldown,
+        reason=breach.reason,
+        limit_id=breach.limit.id,
+        cooldown_until=breach.cooldown_until(rt.now()),
     )
     queued = await _cancel(session, scope) if effect.cancel_orders else []
     return moved, queued
@@ -263,10 +251,6 @@ async def _cancel(session: AsyncSession, scope: Watched) -> list[tuple[int, int,
     return queued
 
 
-def _plain(value: Decimal) -> str:
-    return format(value.normalize(), "f")
-
-
 _DOES = {
     RiskState.REDUCING: "only orders that reduce your exposure are accepted",
     RiskState.HALTED: "no new orders are accepted",
@@ -283,23 +267,12 @@ def _transition_note(user_id: int, transition_id: int, breach: Breach) -> NewNot
     if effect.cools_down and breach.limit.cooldown_seconds:
         does += f", for {breach.limit.cooldown_seconds} seconds"
     body = (
-        f"Your risk limit {breach.limit.describe()} was reached at {_plain(breach.value)}:"
+        f"Your risk limit {breach.limit.describe()} was reached at {notices.plain(breach.value)}:"
         f" {does}. Reset it with two-factor authentication (resetRisk) when you are ready."
     )
     priority = Priority.CRITICAL if effect.state is RiskState.HALTED else Priority.HIGH
     draft = Draft(NotificationType.RISK, priority, "Risk limit reached", body)
     return NewNotification(user_id, f"risk-transition:{transition_id}", draft)
-
-
-def _warning(user_id: int, breach: Breach, day: str) -> NewNotification:
-    limit = breach.limit
-    share = (100 * breach.value / limit.threshold).quantize(Decimal(1))
-    body = (
-        f"Your risk limit {limit.describe()} is at {_plain(breach.value)} ({share} %):"
-        f" at {_plain(limit.threshold)} its action ({limit.action.value}) is taken."
-    )
-    draft = Draft(NotificationType.RISK, Priority.MEDIUM, "Risk limit near", body)
-    return NewNotification(user_id, f"risk-warning:{limit.id}:{day}", draft)
 
 
 # --- after the commit --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the orders as the engine left them, or the typed error of its outcome."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -105,6 +106,56 @@ async def cancel_order(
     return await _applied_command(rt, *await in_transaction(rt.sessions, work))
 
 
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """An amendment checked as the venue checks it, not yet risk-checked nor sent."""
+
+    order: Order
+    market: MarketRow
+    price: int  # ticks
+    lots: int  # the new total quantity
+
+    def values(self) -> tuple[Decimal, Decimal, bool]:
+        """The value of what is left of the order before and after (quote currency), and
+        whether its price moves."""
+        spec, order = self.market.spec, self.order
+        filled = int(order.filled_quantity / spec.lot_size)
+        old_price, old_lots = spec.to_ticks(order.book_price), spec.to_lots(order.quantity)
+        before = spec.quote_amount(spec.notional_units(old_price, old_lots - filled))
+        after = spec.quote_amount(spec.notional_units(self.price, self.lots - filled))
+        return before, after, self.price != old_price
+
+
+async def checked_amendment(
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: int,
+    order_id: int,
+    price: Decimal | None,
+    quantity: Decimal | None,
+) -> Amendment:
+    """The amendment of the user's order, or the typed error the venue's rules give."""
+    order = await _own_order(session, user_id, order_id, None)
+    if order.type != OrderType.LIMIT.value or OrderStatus(order.status) not in RESTING:
+        raise OrderNotAmendable()
+    if price is None and quantity is None:
+        raise InvalidAmend("Give a new price, a new quantity or both", field="price")
+    market = await markets.market_by_id(session, order.market_id)
+    spec = market.spec
+    if spec.status is not rules.MarketStatus.OPEN:
+        # an amendment replaces the order (and may trade): not on a halted market
+        raise MarketHalted(f"Trading on {spec.symbol} is halted")
+    new_price = spec.to_ticks(price if price is not None else order.book_price)
+    new_lots = spec.to_lots(quantity if quantity is not None else order.quantity)
+    if new_lots <= int(order.filled_quantity / spec.lot_size):
+        raise InvalidAmend(field="quantity")
+    if price is not None:
+        reference = None if market.last_price is None else spec.nearest_ticks(market.last_price)
+        rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
+    rules.check_min_notional(spec, new_price, new_lots)
+    return Amendment(order, market, new_price, new_lots)
+
+
 async def amend_order(
     rt: Runtime,
     *,
@@ -118,40 +169,42 @@ async def amend_order(
 
     async def work(session: AsyncSession) -> tuple[Order, int]:
         uid = await lock_trader(session, user_id)
-        order = await _own_order(session, uid, order_id, None)
-        if order.type != OrderType.LIMIT.value or OrderStatus(order.status) not in RESTING:
-            raise OrderNotAmendable()
-        if price is None and quantity is None:
-            raise InvalidAmend("Give a new price, a new quantity or both", field="price")
-        market = await markets.market_by_id(session, order.market_id)
-        spec = market.spec
-        if spec.status is not rules.MarketStatus.OPEN:
-            # an amendment replaces the order (and may trade): not on a halted market
-            raise MarketHalted(f"Trading on {spec.symbol} is halted")
-        new_price = spec.to_ticks(price if price is not None else order.book_price)
-        new_lots = spec.to_lots(quantity if quantity is not None else order.quantity)
-        if new_lots <= int(order.filled_quantity / spec.lot_size):
-            raise InvalidAmend(field="quantity")
-        if price is not None:
-            reference = None if market.last_price is None else spec.nearest_ticks(market.last_price)
-            rules.check_price_band(new_price, reference, rt.settings.trading_price_band_bps)
-        rules.check_min_notional(spec, new_price, new_lots)
+        amended = await checked_amendment(rt, session, uid, order_id, price, quantity)
         if rt.risk_checks:
-            gate = await risk_gate.read_context(
-                session, rt.now(), symbols=[spec.symbol], users=[uid]
-            )
-            grows = new_lots * new_price > spec.to_lots(order.quantity) * spec.to_ticks(
-                order.book_price
-            )
-            gate.check_amend(user_id=uid, market=market, side=rules.Side(order.side), grows=grows)
+            await _check_amend_risk(rt, session, uid, amended)
+        order = amended.order
         seq = await enqueue(
             session,
             order.market_id,
-            [("AMEND", order.id, uid, {"price": new_price, "quantity": new_lots})],
+            [("AMEND", order.id, uid, {"price": amended.price, "quantity": amended.lots})],
         )
         return order, seq
 
     return await _applied_command(rt, *await in_transaction(rt.sessions, work))
+
+
+async def _check_amend_risk(
+    rt: Runtime, session: AsyncSession, user_id: int, amended: Amendment
+) -> None:
+    """The amendment meets the risk states and limits (``Gate.check_amend``), in this
+    transaction, under the trader's row lock taken as a placement takes it; a limit it
+    nears notified here (``warn_pre_trade``)."""
+    symbol = amended.market.symbol
+    found, gate = await risk_gate.markets_and_gate(
+        rt, session, [symbol], users=[user_id], client_order_ids=[amended.order.client_order_id]
+    )
+    before, after, moved = amended.values()
+    decision = gate.check_amend(
+        user_id=user_id,
+        market=amended.market,
+        usd_rate=found[symbol][1] if symbol in found else Decimal(0),
+        side=rules.Side(amended.order.side),
+        before=before,
+        after=after,
+        moved=moved,
+        client_order_id=amended.order.client_order_id,
+    )
+    await risk_gate.warn_pre_trade(session, gate, [(user_id, decision)])
 
 
 async def cancel_all_commands(

@@ -103,7 +103,7 @@ async def place_order_list(
             usd_rate=usd_rate,
             open_orders=await count_open_orders(session, uid),
         )
-        for leg in plan:
+        decisions = [
             gate.check(
                 user_id=uid,
                 market=market,
@@ -111,6 +111,8 @@ async def place_order_list(
                 usd_rate=usd_rate,
                 client_order_id=client_list_id,
             )
+            for leg in plan
+        ]
         rows = []
         for i, leg in enumerate(plan):
             row = order_row(
@@ -134,6 +136,7 @@ async def place_order_list(
         ]
         currency, amount = hold_amount(market, [v for v, _ in funded])
         hold_id = await hold_funds(session, uid, currency, amount, f"order-list:{order_list.id}")
+        await risk_gate.warn_pre_trade(session, gate, [(uid, d) for d in decisions])
         commands = [
             ("PLACE" if row.status == "NEW" else "ARM", row.id, uid, {}) for _, row in funded
         ]

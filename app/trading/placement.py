@@ -39,6 +39,7 @@ from app.events.engine_signals import WAKE_CHANNEL
 from app.ledger import holds
 from app.ledger import journal as ledger
 from app.risk import gate as risk_gate
+from app.risk.domain.checks import Decision
 from app.runtime import Runtime
 from app.trading import markets
 from app.trading.command_queue import after_engine, first_command, raise_if_refused
@@ -239,6 +240,7 @@ class _Candidate:
     hold: ledger.HoldRequest
     order_id: int  # taken for it with the traders' lock
     hold_id: int
+    risk: Decision | None  # the gate's: the limits it nears
 
 
 async def _place_all(
@@ -329,7 +331,7 @@ async def _place_all(
                 usd_rate=usd_rate,
                 open_orders=open_orders[user_id],
             )
-            gate.check(
+            risk = gate.check(
                 user_id=user_id,
                 market=market,
                 valid=valid,
@@ -345,7 +347,9 @@ async def _place_all(
             user_id, currency, amount, f"order:{trader['order_id']}", item.request_id
         )
         candidates.append(
-            _Candidate(i, item, user_id, market, valid, hold, trader["order_id"], trader["hold_id"])
+            _Candidate(
+                i, item, user_id, market, valid, hold, trader["order_id"], trader["hold_id"], risk
+            )
         )
     if not candidates:
         return results
@@ -404,6 +408,7 @@ async def _place_all(
     pending.check(written[0])
     if written[0]["orders"] != len(funded) or len(written) != len(funded):
         raise InvariantViolation("orders were not written exactly once")
+    await risk_gate.warn_pre_trade(session, gate, [(c.user_id, c.risk) for c in funded])
     seqs = {row["order_id"]: row["seq"] for row in written}
     answers = await _match_here(session, here, written, matched)
     for c in funded:

@@ -17,6 +17,7 @@ from db.models.backtesting import (
     Backtest,
     BacktestDecision,
     BacktestEquityPoint,
+    BacktestRiskEvent,
     BacktestTrade,
 )
 from db.models.bots import Bot, BotAlert, BotCommand, BotDecision
@@ -68,6 +69,7 @@ __all__ = [
     "Backtest",
     "BacktestDecision",
     "BacktestEquityPoint",
+    "BacktestRiskEvent",
     "BacktestTrade",
     "Bot",
     "BotAlert",

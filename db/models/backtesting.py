@@ -55,6 +55,10 @@ class Backtest(Base):
     balances: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     fees: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     market: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # the risk limits it ran under (``specs.limits_json``), as setRiskLimit takes them
+    risk_limits: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, server_default="[]"
+    )
     candles_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     candles_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -123,3 +127,24 @@ class BacktestDecision(Base):
     price: Mapped[Decimal | None] = mapped_column(EXACT)  # a limit price
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     outcome: Mapped[str] = mapped_column(Text, nullable=False)  # OK or the refusal's code
+
+
+class BacktestRiskEvent(Base):
+    """A refusal of an order by the backtest's risk limits, or a transition of its state,
+    at its simulated time (``protections.RiskEvent``)."""
+
+    __tablename__ = "backtest_risk_events"
+    __table_args__ = (Index(None, "backtest_id", "id"),)
+
+    id: Mapped[int] = _pk()
+    backtest_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("backtests.id", ondelete="CASCADE"), nullable=False
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    candle: Mapped[int] = mapped_column(Integer, nullable=False)  # its index in the run
+    action: Mapped[str] = mapped_column(Text, nullable=False)  # REFUSED or a state event
+    state: Mapped[str] = mapped_column(Text, nullable=False)  # after it
+    limit_kind: Mapped[str | None] = mapped_column(Text)  # the kind of the limit
+    value: Mapped[Decimal | None] = mapped_column(EXACT)  # its figure
+    client_order_id: Mapped[str | None] = mapped_column(Text)  # a refusal's order
+    reason: Mapped[str] = mapped_column(Text, nullable=False)

@@ -26,10 +26,12 @@ from app.backtesting.lifecycle import MAX_ATTEMPTS
 from db.models import Backtest as BacktestRow
 from db.models import BacktestDecision as DecisionRow
 from db.models import BacktestEquityPoint as PointRow
+from db.models import BacktestRiskEvent as RiskEventRow
 from db.models import BacktestTrade as TradeRow
 from db.queries import page_key
 from graphql_schema.errors import (
     InvalidFollowParameters,
+    InvalidRiskLimit,
     NotALeader,
     NotAuthenticated,
     NotFound,
@@ -38,6 +40,13 @@ from graphql_schema.errors import (
 )
 from graphql_schema.ids import node_keys
 from graphql_schema.paging import to_connection
+from graphql_schema.risk.types import (
+    RiskAction,
+    RiskLimitKind,
+    RiskScope,
+    RiskState,
+    SetRiskLimitInput,
+)
 from graphql_schema.social.types import FollowMode
 from graphql_schema.trading.enums import OrderSide, OrderType
 
@@ -215,6 +224,66 @@ class BacktestDecision:
 
 
 @strawberry.type
+class BacktestRiskEvent:
+    """A refusal of an order by the backtest's risk limits (REFUSED), or a transition of
+    its account's state (REDUCE, HALT, COOL_DOWN_OVER), at its simulated time."""
+
+    at: datetime = strawberry.field(description="The close of the candle it happened at.")
+    candle: int = strawberry.field(description="The candle's index in the run, from 0.")
+    action: str = strawberry.field(description="REFUSED, REDUCE, HALT or COOL_DOWN_OVER.")
+    state: RiskState = strawberry.field(  # type: ignore[valid-type]
+        description="The account's state after it (a refusal: as it was)."
+    )
+    limit: RiskLimitKind | None = strawberry.field(  # type: ignore[valid-type]
+        description="The limit that bound or fired; null when a state refused the order."
+    )
+    value: Decimal | None = strawberry.field(description="Its figure.")
+    client_order_id: str | None = strawberry.field(description="A refusal's order.")
+    reason: str = strawberry.field(description="The refusal's message, the transition's reason.")
+
+    @classmethod
+    def from_row(cls, row: RiskEventRow) -> BacktestRiskEvent:
+        return cls(
+            at=row.at,
+            candle=row.candle,
+            action=row.action,
+            state=RiskState(row.state),
+            limit=None if row.limit_kind is None else RiskLimitKind(row.limit_kind),
+            value=_plain(row.value),
+            client_order_id=row.client_order_id,
+            reason=row.reason,
+        )
+
+
+@strawberry.type
+class BacktestRiskEventConnection(relay.Connection[BacktestRiskEvent]):
+    """Risk events in the order they happened, paged by keyset cursor."""
+
+
+@strawberry.type
+class BacktestRiskLimit:
+    """A risk limit the backtest ran under, as setRiskLimit took it."""
+
+    scope: RiskScope  # type: ignore[valid-type]
+    kind: RiskLimitKind  # type: ignore[valid-type]
+    threshold: Decimal
+    action: RiskAction  # type: ignore[valid-type]
+    warn_ratio: Decimal
+    cooldown_seconds: int | None
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> BacktestRiskLimit:
+        return cls(
+            scope=RiskScope(value["scope"]),
+            kind=RiskLimitKind(value["kind"]),
+            threshold=Decimal(value["threshold"]).normalize(),
+            action=RiskAction(value["action"]),
+            warn_ratio=Decimal(value["warnRatio"]).normalize(),
+            cooldown_seconds=value["cooldownSeconds"],
+        )
+
+
+@strawberry.type
 class BacktestDecisionConnection(relay.Connection[BacktestDecision]):
     """Decisions in the order they were made, paged by keyset cursor."""
 
@@ -271,6 +340,22 @@ class BacktestNode(relay.Node):
     started_at: datetime | None
     finished_at: datetime | None
     stored_metrics: strawberry.Private[dict[str, Any] | None]
+    stored_limits: strawberry.Private[list[dict[str, Any]]]
+
+    @strawberry.field(description="The risk limits it ran under (none: no limits).")
+    def risk_limits(self) -> list[BacktestRiskLimit]:
+        return [BacktestRiskLimit.from_json(v) for v in self.stored_limits]
+
+    @strawberry.field(
+        description="Every order its risk limits refused and every transition of its"
+        " account's risk state, with its simulated time and reason. Stored when DONE."
+    )
+    async def risk_events(
+        self, info: Info, first: int = 100, after: str | None = None
+    ) -> BacktestRiskEventConnection:
+        key = page_key(self.id, first=first, after=after, key=RiskEventRow.id)
+        page = await info.context.loaders.backtest_risk_event_page_by_key.load(key)
+        return to_connection(BacktestRiskEventConnection, page, BacktestRiskEvent.from_row)  # type: ignore[return-value]
 
     @strawberry.field(description="Candles done / total, from 0 to 1.")
     def progress(self) -> Decimal:
@@ -345,6 +430,7 @@ class BacktestNode(relay.Node):
             started_at=row.started_at,
             finished_at=row.finished_at,
             stored_metrics=row.metrics,
+            stored_limits=row.risk_limits,
         )
 
     @classmethod
@@ -438,6 +524,12 @@ class RunBacktestInput:
         default=None, description="Default: the market's (ours) or 0.001."
     )
     taker_fee: Decimal | None = None
+    risk_limits: list[SetRiskLimitInput] = strawberry.field(
+        default_factory=list,
+        description="Risk limits the account trades under, as setRiskLimit takes them (scope"
+        " ORDER, USER, MARKET or PLATFORM: all bind the one simulated account; amounts in"
+        " the quote currency). Refusals and transitions: riskEvents.",
+    )
 
 
 @strawberry.type
@@ -451,6 +543,7 @@ RunBacktestResult: TypeAlias = Annotated[
     | UnknownMarket
     | NotALeader
     | InvalidFollowParameters
+    | InvalidRiskLimit
     | NotAuthenticated,
     strawberry.union("RunBacktestResult"),
 ]

@@ -9,11 +9,15 @@ import strawberry
 from graphql_schema.errors import (
     BelowMinimumNotional,
     Forbidden,
+    InvalidAmend,
     InvalidOrder,
     InvalidRiskLimit,
     InvalidTwoFactorCode,
+    MarketHalted,
     NotAuthenticated,
     NotFound,
+    OrderNotAmendable,
+    OrderNotFound,
     PriceOffTick,
     PriceOutsideBand,
     QuantityOffLotSize,
@@ -67,4 +71,18 @@ RiskCheckResult: TypeAlias = Annotated[
     | PriceOutsideBand
     | StopPriceWrongSide,
     strawberry.union("RiskCheckResult"),
+]
+RiskCheckAmendResult: TypeAlias = Annotated[
+    RiskCheck
+    | NotAuthenticated
+    | ValidationFailed
+    | OrderNotFound
+    | OrderNotAmendable
+    | InvalidAmend
+    | MarketHalted
+    | PriceOffTick
+    | QuantityOffLotSize
+    | BelowMinimumNotional
+    | PriceOutsideBand,
+    strawberry.union("RiskCheckAmendResult"),
 ]

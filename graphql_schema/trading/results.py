@@ -93,6 +93,7 @@ AmendOrderResult: TypeAlias = Annotated[
     | InsufficientFunds
     | TradingDisabled
     | InvalidOrder
+    | RiskLimitReached
     | RiskHalted
     | RiskReducing,
     strawberry.union("AmendOrderResult"),

@@ -109,3 +109,25 @@ async def test_a_sweep_is_the_same_with_one_or_two_workers(rt, tmp_path):
     assert paired.best == alone.best
     assert paired.variants == alone.variants
     assert paired.deflated_sharpe == alone.deflated_sharpe
+
+
+async def test_risk_limits_on_the_command_line(rt, tmp_path):
+    await import_candles(rt, tmp_path)
+    done = app_command(
+        rt, "--strategy", "ma", "--fast", "5", "--slow", "20", "--fraction", "0.5", *COMMON,
+        "--risk-limit", "trades_per_day:1", "--risk-limit", "DRAWDOWN:1:COOL_DOWN:3600",
+        "--report", str(tmp_path / "risk.html"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    refusals = next(line for line in done.stdout.splitlines() if line.startswith("risk refusals"))
+    assert int(refusals.split()[-1]) > 0
+    assert "DRAWDOWN of 1 USD (USER 0) reached" in done.stdout
+    html = (tmp_path / "risk.html").read_text()
+    assert "<h2>Risk limits</h2>" in html and "DRAWDOWN of 1 USD (USER 0) reached" in html
+    assert f"Orders refused by the risk limits: {refusals.split()[-1]}." in html
+    for bad in ("DAILY_LOSS", "NOPE:1", "DAILY_LOSS:1:COOL_DOWN", "DAILY_LOSS:1:SOON"):
+        refused = app_command(
+            rt, "--strategy", "ma", "--fast", "5", "--slow", "20", "--fraction", "0.5",
+            *COMMON, "--risk-limit", bad, "--report", str(tmp_path / "no.html"),
+        )  # fmt: skip
+        assert refused.returncode == 2 and "Refused" in refused.stderr, bad

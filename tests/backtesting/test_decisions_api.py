@@ -24,7 +24,8 @@ DECISIONS = """query($id: ID!, $first: Int!, $after: String) { backtest(id: $id)
 PAGE = """query($n: Int!) { backtests(first: $n) { edges { node { id
   decisions(first: 3) { edges { node { reason } } pageInfo { hasNextPage } }
   equityCurve(first: 2) { edges { node { equity } } }
-  trades(first: 2) { edges { node { pnl } } } } } } }"""
+  trades(first: 2) { edges { node { pnl } } }
+  riskLimits { kind } riskEvents(first: 2) { edges { node { reason } } } } } } }"""
 
 
 def expected(decision: Any) -> dict[str, Any]:

@@ -21,6 +21,9 @@ The result is plain frozen data, timestamps UTC and amounts ``Decimal``:
     trades      round trips: from a flat position (in the base, counted from the
                 strategy's own fills) back to flat; a trade still open at the end is
                 not among them (it is in the last equity point)
+    risk_events with ``limits``: each order they refused and each transition of the
+                account's risk state, at its simulated time (``protections``: the risk
+                limits are looked at each close, before the strategy decides)
 
 Same candles, strategy, balances and settings (seed included): the same result, byte for
 byte (``result_json``). ``progress``, when given, is called with the number of candles
@@ -37,6 +40,7 @@ from decimal import Decimal
 from itertools import starmap
 from typing import overload
 
+from app.backtesting.domain.protections import Protections, RiskEvent
 from app.backtesting.domain.strategies import (
     CancelList,
     CancelOrder,
@@ -48,6 +52,7 @@ from app.backtesting.domain.strategies import (
     make_tick,
 )
 from app.core.errors import InvariantViolation
+from app.risk.domain.limits import Limit
 from app.trading.domain.orders import EPOCH, MarketSpec, OrderType, Side
 from app.venues.domain.paths import Candle
 from app.venues.domain.simulated import SimulatedVenue, SimulationSettings
@@ -162,6 +167,7 @@ class RunResult:
     equity: Sequence[EquityPoint]  # an EquityCurve (or any sequence of the points)
     fees: Decimal
     trades: tuple[Trade, ...]
+    risk_events: tuple[RiskEvent, ...] = ()  # with risk limits: refusals and transitions
 
 
 def run_backtest(
@@ -173,11 +179,14 @@ def run_backtest(
     settings: SimulationSettings = SimulationSettings(),
     progress: Callable[[int], None] | None = None,
     bar: timedelta | None = None,
+    limits: Sequence[Limit] = (),
 ) -> RunResult:
     """``bar``: the bar length the metrics annualise with; by default the first candle's
-    (1 hour without candles). Calendar months differ in length: their bar is a year / 12."""
+    (1 hour without candles). Calendar months differ in length: their bar is a year / 12.
+    ``limits``: risk limits the account trades under (``protections``)."""
     start = candles[0].open_time if candles else EPOCH
-    venue = SimulatedVenue(market, balances=balances, settings=settings, start=start)
+    guard = Protections(limits, market=market, start=start) if limits else None
+    venue = SimulatedVenue(market, balances=balances, settings=settings, start=start, gate=guard)
     decisions: list[Decision] = []
     equity: list[EquityRow] = []
     mark, decide, advance = equity.append, strategy.decide, venue.advance
@@ -187,7 +196,10 @@ def run_backtest(
     for index, candle in enumerate(candles):
         fills: tuple[OrderFilled, ...] = ()
         ended: tuple[OrderEnded, ...] = ()
-        if advance(candle) or decided:  # else no event and the balances read are true
+        moved = advance(candle)
+        if guard is not None:  # the P&L limits at the close, before the strategy decides
+            moved = guard.at_close(venue, candle) or moved
+        if moved or decided:  # else no event and the balances read are true
             if venue.event_count > seen:
                 new = venue.events(after=seen)
                 seen += len(new)
@@ -226,6 +238,7 @@ def run_backtest(
         equity=EquityCurve(equity),
         fees=sum((f.fee for f in fills), Decimal(0)),
         trades=round_trips(fills),
+        risk_events=() if guard is None else tuple(guard.events),
     )
 
 
@@ -333,4 +346,6 @@ def round_trips(fills: Sequence[OrderFilled]) -> tuple[Trade, ...]:
 def result_json(result: RunResult) -> str:
     """The result as canonical JSON (Decimals and times as strings, keys sorted)."""
     plain = asdict(replace(result, equity=tuple(result.equity)))
+    if not plain["risk_events"]:
+        del plain["risk_events"]  # a run without limits: as before they existed
     return json.dumps(plain, default=str, sort_keys=True, separators=(",", ":"))

@@ -15,6 +15,10 @@ Limits (each refusal is a ``ValidationFailed`` naming the field; nothing is writ
     settings   volume share in (0, 1] (or none: no cap), latency 0 .. MAX_LATENCY
                candles, slippage 0 .. MAX_SLIPPAGE_BPS, seed 0 .. 2^63 - 1
     balance    (0, MAX_AMOUNT] of the quote currency; fees in [0, MAX_FEE]
+    limits     risk limits (``backtest_limits``): at most MAX_LIMITS, each valid as the
+               live ``setRiskLimit`` takes it (``check_limit``: ``InvalidRiskLimit``), at
+               a scope the simulated account has (ORDER, USER, MARKET, PLATFORM), one
+               per kind and scope
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from app.backtesting.domain.strategies import (
     Strategy,
 )
 from app.core.errors import ValidationFailed
+from app.risk.domain.errors import InvalidRiskLimit
+from app.risk.domain.limits import DEFAULT_WARN_RATIO, Action, Limit, LimitKind, check_limit
+from app.risk.domain.states import Scope, ScopeRef
 from app.social.domain.social import FollowMode, FollowParameters, validate_follow
 from app.trading.domain.orders import MarketSpec
 from app.venues.domain.paths import Candle, PathMode
@@ -50,6 +57,8 @@ MAX_FEE = Decimal("0.1")
 DEFAULT_FEE = Decimal("0.001")  # 0.1 %, maker and taker, for a symbol that is no market of ours
 DERIVED_BASE_SCALE = 8  # a derived market's lot: 10^-8 of the base
 MAX_PRICE_DECIMALS = 12
+MAX_LIMITS = 20  # risk limits per backtest
+BACKTEST_SCOPES = (Scope.ORDER, Scope.USER, Scope.MARKET, Scope.PLATFORM)
 
 
 class StrategyKind(StrEnum):
@@ -282,6 +291,86 @@ def market_json(market: MarketSpec) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """A risk limit as ``setRiskLimit`` takes it, for a backtest's account."""
+
+    scope: Scope
+    kind: LimitKind
+    threshold: Decimal
+    action: Action = Action.BLOCK_ENTRIES
+    warn_ratio: Decimal = DEFAULT_WARN_RATIO
+    cooldown_seconds: int | None = None
+
+
+def backtest_limits(specs: Iterable[LimitSpec]) -> tuple[Limit, ...]:
+    """The limits a backtest's account trades under (``protections``), checked as the live
+    ones are; ids by position."""
+    wanted = list(specs)
+    if len(wanted) > MAX_LIMITS:
+        raise ValidationFailed(f"At most {MAX_LIMITS} risk limits", field="riskLimits")
+    seen: set[tuple[Scope, LimitKind]] = set()
+    limits = []
+    for i, spec in enumerate(wanted, start=1):
+        if spec.scope not in BACKTEST_SCOPES:
+            where = ", ".join(s.value for s in BACKTEST_SCOPES)
+            raise InvalidRiskLimit(f"A backtest's limits are set at {where}", field="scope")
+        check_limit(
+            scope=spec.scope,
+            kind=spec.kind,
+            threshold=spec.threshold,
+            action=spec.action,
+            warn_ratio=spec.warn_ratio,
+            cooldown_seconds=spec.cooldown_seconds,
+        )
+        if (spec.scope, spec.kind) in seen:
+            raise InvalidRiskLimit(
+                f"One {spec.kind.value} limit per scope ({spec.scope.value})", field="kind"
+            )
+        seen.add((spec.scope, spec.kind))
+        limits.append(
+            Limit(
+                id=i,
+                ref=ScopeRef(spec.scope, 0),
+                kind=spec.kind,
+                threshold=spec.threshold,
+                action=spec.action,
+                warn_ratio=spec.warn_ratio,
+                cooldown_seconds=spec.cooldown_seconds,
+            )
+        )
+    return tuple(limits)
+
+
+def limits_json(limits: Iterable[Limit]) -> list[dict[str, Any]]:
+    return [
+        {
+            "scope": lim.ref.scope.value,
+            "kind": lim.kind.value,
+            "threshold": str(lim.threshold),
+            "action": lim.action.value,
+            "warnRatio": str(lim.warn_ratio),
+            "cooldownSeconds": lim.cooldown_seconds,
+        }
+        for lim in limits
+    ]
+
+
+def limits_from_json(values: Iterable[Mapping[str, Any]]) -> tuple[Limit, ...]:
+    """The limits stored by ``limits_json`` (checked again)."""
+    return backtest_limits(
+        LimitSpec(
+            Scope(v["scope"]),
+            LimitKind(v["kind"]),
+            Decimal(v["threshold"]),
+            Action(v["action"]),
+            Decimal(v["warnRatio"]),
+            v["cooldownSeconds"],
+        )
+        for v in values
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class RunInputs:
     """Everything one run needs, plain and picklable."""
 
@@ -291,6 +380,7 @@ class RunInputs:
     balances: Mapping[str, Decimal]
     settings: SimulationSettings
     bar: timedelta | None = None  # the bar length for annualising (``run_backtest``)
+    limits: tuple[Limit, ...] = ()  # risk limits (``backtest_limits``)
 
 
 def run(inputs: RunInputs, progress: Callable[[int], None] | None = None) -> RunResult:
@@ -302,6 +392,7 @@ def run(inputs: RunInputs, progress: Callable[[int], None] | None = None) -> Run
         settings=inputs.settings,
         progress=progress,
         bar=inputs.bar,
+        limits=inputs.limits,
     )
 
 

@@ -22,6 +22,7 @@ from app.risk.domain.limits import (
     Limit,
     Phase,
     ProposedOrder,
+    applies,
     figure,
     near,
 )
@@ -107,7 +108,7 @@ def check_order(
     )
     warnings = []
     for limit in mine:
-        if limit.rule.entries_only and not order.entry:
+        if not applies(limit, order):
             continue
         own = scope_figures.get(limit.ref, figures) if scope_figures else figures
         value = figure(limit.kind, own, order)

@@ -37,17 +37,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from app.risk.domain.errors import InvalidRiskLimit
-from app.risk.domain.states import SEVERITY, RiskState, Scope, ScopeRef
+from app.risk.domain.states import SEVERITY, RiskState, Scope, ScopeRef, stricter
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 DEFAULT_WARN_RATIO = Decimal("0.8")
 MAX_THRESHOLD = Decimal(10) ** 18
 MAX_COOLDOWN_SECONDS = 366 * 24 * 3600
+FLATTEN_SLIPPAGE_BPS = 300  # REDUCE_TO_FLAT's market sells: at most this far from the last
 
 
 class Phase(StrEnum):
@@ -107,13 +109,16 @@ class KindRule:
     scopes: frozenset[Scope]  # where it may be set
     entries_only: bool = False  # PRE_TRADE: binds only orders that increase exposure
     whole: bool = False  # the threshold is a whole number
+    counts: bool = False  # PRE_TRADE: the figure counts requests (not checked on amends)
 
 
 KINDS: Mapping[LimitKind, KindRule] = {
     LimitKind.ORDER_NOTIONAL: KindRule(Phase.PRE_TRADE, "USD", frozenset(Scope)),
-    LimitKind.ORDER_RATE: KindRule(Phase.PRE_TRADE, "ORDERS", _PER_USER, whole=True),
-    LimitKind.CANCEL_RATE: KindRule(Phase.PRE_TRADE, "CANCELS", _PER_USER, whole=True),
-    LimitKind.TRADES_PER_DAY: KindRule(Phase.PRE_TRADE, "ORDERS", _PER_USER, whole=True),
+    LimitKind.ORDER_RATE: KindRule(Phase.PRE_TRADE, "ORDERS", _PER_USER, whole=True, counts=True),
+    LimitKind.CANCEL_RATE: KindRule(Phase.PRE_TRADE, "CANCELS", _PER_USER, whole=True, counts=True),
+    LimitKind.TRADES_PER_DAY: KindRule(
+        Phase.PRE_TRADE, "ORDERS", _PER_USER, whole=True, counts=True
+    ),
     LimitKind.ASSET_EXPOSURE: KindRule(Phase.PRE_TRADE, "USD", _MARKETS, entries_only=True),
     LimitKind.TOTAL_EXPOSURE: KindRule(Phase.PRE_TRADE, "USD", _PER_USER, entries_only=True),
     LimitKind.CONCENTRATION: KindRule(Phase.PRE_TRADE, "PERCENT", _MARKETS, entries_only=True),
@@ -211,11 +216,12 @@ class Figures:
         """The figures once ``order`` is placed (the next order of a batch meets these)."""
         exposure = dict(self.exposure)
         if order.acquires is not None:
-            exposure[order.acquires] = exposure.get(order.acquires, ZERO) + order.notional
+            exposure[order.acquires] = exposure.get(order.acquires, ZERO) + order.added
+        placed = order.placed
         return Figures(
-            orders_last_minute=self.orders_last_minute + 1,
+            orders_last_minute=self.orders_last_minute + placed,
             cancels_last_minute=self.cancels_last_minute,
-            orders_today=self.orders_today + 1,
+            orders_today=self.orders_today + placed,
             exposure=exposure,
             equity=self.equity,
             market_data_age=self.market_data_age,
@@ -229,14 +235,41 @@ class Figures:
 @dataclass(frozen=True, slots=True)
 class ProposedOrder:
     """An order as the limits see it: its value in USD and the non-cash asset it would
-    acquire (None: it only reduces exposure)."""
+    acquire (None: it only reduces exposure). An amendment (``amendment``) is the order
+    as amended (``notional``) adding ``adds`` to the exposure, and places no order."""
 
     notional: Decimal
     acquires: str | None = None
+    adds: Decimal | None = None  # the exposure it adds; None: ``notional``
+    amends: bool = False  # an amendment of a live order, not a new one
 
     @property
     def entry(self) -> bool:
         return self.acquires is not None
+
+    @property
+    def added(self) -> Decimal:
+        return self.notional if self.adds is None else self.adds
+
+    @property
+    def placed(self) -> int:
+        """How many orders it adds to the order counts."""
+        return 0 if self.amends else 1
+
+
+def amendment(
+    *, before: Decimal, after: Decimal, moved: bool, acquires: str | None
+) -> ProposedOrder | None:
+    """An amendment of a live order as the limits see it, from the value (USD) of what is
+    left of it ``before`` and ``after`` the amendment (``moved``: its price changes);
+    None when it only shrinks the order, which always passes the limits. It is an entry
+    when it acquires a non-cash asset and adds value: the exposure limits judge the
+    increase, ORDER_NOTIONAL the order as amended."""
+    if not moved and after <= before:
+        return None
+    increase = after - before
+    grows = acquires is not None and increase > 0
+    return ProposedOrder(after, acquires if grows else None, adds=max(increase, ZERO), amends=True)
 
 
 def _share(part: Decimal, whole: Decimal) -> Decimal:
@@ -249,8 +282,8 @@ def figure(kind: LimitKind, figures: Figures, order: ProposedOrder | None = None
     """The figure ``kind`` watches: after ``order`` when one is given (as
     ``figures.after(order)`` has it), else as it is (exposure and concentration: the
     largest asset's)."""
-    placed = 0 if order is None else 1
-    adds = order.notional if order is not None and order.acquires is not None else ZERO
+    placed = 0 if order is None else order.placed
+    adds = order.added if order is not None and order.acquires is not None else ZERO
     if kind is LimitKind.ORDER_NOTIONAL:
         return order.notional if order is not None else ZERO
     if kind is LimitKind.ORDER_RATE:
@@ -284,10 +317,20 @@ def binds(limit: Limit, figures: Figures, order: ProposedOrder) -> Decimal | Non
     an entry."""
     if limit.rule.phase is not Phase.PRE_TRADE:
         return None
-    if limit.rule.entries_only and not order.entry:
+    if not applies(limit, order):
         return None
     value = figure(limit.kind, figures, order)
     return value if value > limit.threshold else None
+
+
+def applies(limit: Limit, order: ProposedOrder) -> bool:
+    """Whether PRE_TRADE ``limit`` judges ``order``: an entries-only kind only an entry,
+    a count of requests only a new order (an amendment places none: as nautilus_trader
+    rates modifications apart from submissions, and Binance's keep-priority amend does not
+    count as an order)."""
+    if limit.rule.entries_only and not order.entry:
+        return False
+    return not (limit.rule.counts and order.amends)
 
 
 def reached(limit: Limit, value: Decimal) -> bool:
@@ -309,6 +352,17 @@ class Breach:
     def effect(self) -> Effect:
         return EFFECTS[self.limit.action]
 
+    @property
+    def reason(self) -> str:
+        """The transition's reason: like DAILY_LOSS of 100 USD (USER 7) reached (120)."""
+        return f"{self.limit.describe()} reached ({_plain(self.value)})"
+
+    def cooldown_until(self, now: datetime) -> datetime | None:
+        """When the scope it halts becomes ACTIVE again (COOL_DOWN), else None."""
+        if self.effect.cools_down and self.limit.cooldown_seconds:
+            return now + timedelta(seconds=self.limit.cooldown_seconds)
+        return None
+
 
 def after_fills(limits: Iterable[Limit], figures: Figures) -> tuple[list[Breach], list[Breach]]:
     """The AFTER_FILLS ``limits`` that fire on ``figures``, and those only near enough
@@ -323,6 +377,20 @@ def after_fills(limits: Iterable[Limit], figures: Figures) -> tuple[list[Breach]
         elif near(limit, value):
             warned.append(Breach(limit, value))
     return fired, warned
+
+
+def to_act(
+    limits: Iterable[Limit], figures: Figures, state: RiskState
+) -> tuple[Breach | None, list[Breach]]:
+    """What a scope in ``state`` does on ``figures``, the one decision after fills (the
+    ``risk-triggers`` consumer and a backtest's protections alike): the strictest
+    AFTER_FILLS limit that fired when its action makes the state stricter (else None),
+    and the limits near enough for a warning."""
+    fired, warned = after_fills(limits, figures)
+    breach = strictest(fired)
+    if breach is None or not stricter(breach.effect.state, state):
+        return None, warned
+    return breach, warned
 
 
 def strictest(breaches: Sequence[Breach]) -> Breach | None:

@@ -33,7 +33,9 @@ one trading on arrival or trigger, ``ceil`` per order as in the live engine.
 Funds: an order holds what it may spend (``orders.hold_units``) when submitted, or is
 refused ``INSUFFICIENT_FUNDS`` and changes nothing; validation is the live venue's
 (``orders.validate_order``, the last close as the reference price), so refusals carry
-the same codes. Fills move held funds; an order's end releases what is left.
+the same codes. Fills move held funds; an order's end releases what is left. A
+``gate`` (``OrderGate``: a backtest's risk limits) is asked about each validated order,
+and each leg of a list, before the funds: its refusal is a refusal like the venue's own.
 
 Randomness is a feature only: ``slippage_bps`` > 0 moves each taker price against the
 order by a uniform 0 .. slippage_bps basis points, drawn from ``random.Random(seed)``
@@ -63,6 +65,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from app.core.errors import InsufficientFunds, InvariantViolation, UserError
 from app.trading.domain import matching as m
@@ -111,6 +114,21 @@ from app.venues.domain.venue import (
 
 ACCOUNT_USER, MARKET_USER = 1, 0  # user ids on the book: the account's and the market's
 UNLIMITED = 10**30
+
+
+class OrderGate(Protocol):
+    """Pre-trade checks of the account's own (a backtest's risk limits: ``app.backtesting.
+    domain.protections``): asked about each validated order before its funds are held,
+    told of each order placed (funded) and each cancel asked. A refusal's code refuses
+    the order as the venue's own rules do (REJECTED, ``OrderEnded`` with the code)."""
+
+    def admit(self, venue: SimulatedVenue, client_order_id: str, valid: ValidOrder) -> str | None:
+        """None, or the code of the refusal."""
+        ...
+
+    def placed(self, venue: SimulatedVenue, orders: int) -> None: ...
+
+    def cancel_asked(self, venue: SimulatedVenue) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +201,7 @@ class SimulatedVenue:
         balances: Mapping[str, Decimal],
         settings: SimulationSettings = SimulationSettings(),
         start: datetime = EPOCH,
+        gate: OrderGate | None = None,
     ) -> None:
         if settings.latency < 0 or not 0 <= settings.slippage_bps < BPS:
             raise InvariantViolation(f"bad simulation settings: {settings!r}")
@@ -219,6 +238,7 @@ class SimulatedVenue:
         self._unit = {c: Decimal(1).scaleb(-s) for c, s in self._scales.items()}
         self._quote_unit, self._base_units_per_lot = market.quote_unit, market.base_units_per_lot
         self._share, self._lot = settings.volume_share, market.lot_size
+        self._gate = gate
 
     # -- the clock and the market --------------------------------------------------------
 
@@ -386,6 +406,11 @@ class SimulatedVenue:
             )
         except UserError as error:
             return ListAck(client_list_id, (), error.code)
+        if self._gate is not None:
+            for cid, leg in zip(ids, plan, strict=True):
+                refused = self._gate.admit(self, cid, leg.valid)
+                if refused is not None:
+                    return ListAck(client_list_id, (), refused)
         funded = [leg for leg in plan if leg.status is not OrderStatus.PENDING]
         units = max(hold_units(spec, x.valid.side, x.valid.price, x.valid.quantity) for x in funded)
         if units > self._available[self._currency(funded[0].valid.side)]:
@@ -404,6 +429,8 @@ class SimulatedVenue:
             self._orders[order.order_id] = self._by_client[cid] = order
             legs.append(order)
         self._move_hold(legs[0], units)
+        if self._gate is not None:
+            self._gate.placed(self, len(legs))
         for order in legs:
             if order.status is OrderStatus.NEW:
                 self._send(order)
@@ -415,6 +442,8 @@ class SimulatedVenue:
 
     def cancel_list(self, *, client_list_id: str) -> ListAck:
         """Cancel every live order of the list (a bracket's exits before its entry)."""
+        if self._gate is not None:
+            self._gate.cancel_asked(self)
         known = self._lists.get(client_list_id)
         if known is None:
             return ListAck(client_list_id, (), OrderNotFound.code)
@@ -426,6 +455,8 @@ class SimulatedVenue:
         return ListAck(client_list_id, tuple(self._ack(o) for o in legs))
 
     def cancel(self, *, client_order_id: str) -> OrderAck:
+        if self._gate is not None:
+            self._gate.cancel_asked(self)
         order = self._by_client.get(client_order_id)
         if order is None:
             return OrderAck(client_order_id, None, None, OrderNotFound.code)
@@ -536,6 +567,10 @@ class SimulatedVenue:
             )
         except UserError as error:
             return error.code
+        if self._gate is not None:
+            refused = self._gate.admit(self, order.client_order_id, valid)
+            if refused is not None:
+                return refused
         units = hold_units(self.market, valid.side, valid.price, valid.quantity)
         currency = self._currency(valid.side)
         if units > self._available[currency]:
@@ -544,6 +579,8 @@ class SimulatedVenue:
         self._move_hold(order, units)
         if valid.expires_at is not None:
             self._expiring.append(order)
+        if self._gate is not None:
+            self._gate.placed(self, 1)
         return None
 
     def _arrive(self, order: _Order, price: int) -> None:

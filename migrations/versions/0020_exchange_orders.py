@@ -6,8 +6,8 @@
   poller reads.
 - ``exchange_fills``: each trade once, unique (connection_id, symbol, trade_id).
 
-Revision ID: 0021_exchange_orders
-Revises: 0023_exchange_custody
+Revision ID: 0020_exchange_orders
+Revises: 0019_exchange_custody
 Create Date: 2026-12-04 23:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0021_exchange_orders"
-down_revision: str | None = "0023_exchange_custody"
+revision: str = "0020_exchange_orders"
+down_revision: str | None = "0019_exchange_custody"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -12,7 +12,7 @@ their own, reconciled by syncs
   periodic job claims connections by it, indexed with ``status``).
 - ``exchange_syncs``: one row per sync run, whatever came of it.
 
-Revision ID: 0023_exchange_custody
+Revision ID: 0019_exchange_custody
 Revises: 0018_paper_bots
 Create Date: 2026-12-04 22:40:00
 """
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0023_exchange_custody"
+revision: str = "0019_exchange_custody"
 down_revision: str | None = "0018_paper_bots"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
