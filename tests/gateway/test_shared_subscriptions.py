@@ -29,6 +29,7 @@ from app.runtime import Runtime
 from graphql_schema.gateway import shared_subscriptions
 from graphql_schema.gateway.shared_subscriptions import SharedStreams
 from tests.gateway.test_websocket import TRANSPORT_WS, LiveServer
+from tests.support.pubsub import subscribed
 from tests.support.trading import trader
 
 TIMEOUT = 5.0
@@ -134,6 +135,16 @@ async def _next(ws: ClientConnection, op: str) -> tuple[dict[str, Any], str]:
     assert message["type"] == "next" and message["id"] == op, message
     assert "errors" not in message["payload"], message
     return message["payload"]["data"], raw.split(NEXT_PREFIX, 1)[1][:-1]
+
+
+async def _joined(live: LiveServer, operations: int) -> None:
+    """Until ``operations`` operations have joined the server's shared streams (an event
+    broadcast before an operation joined is not its to receive)."""
+    for _ in range(500):
+        if _shared(live).stats.joined >= operations:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{_shared(live).stats.joined} operations joined, not {operations}")
 
 
 async def _nothing(ws: ClientConnection, seconds: float = 0.3) -> None:
@@ -311,8 +322,8 @@ async def test_a_user_specific_subscription_is_never_shared(live, live_gql, rt):
     try:
         await _subscribe(alice_ws, "mine", MY_ORDERS)  # the same document for both
         await _subscribe(bob_ws, "mine", MY_ORDERS)
-        await asyncio.sleep(0.3)  # the hub confirms the SUBSCRIBEs
         prefix = rt.settings.redis_prefix
+        await subscribed(rt, channel(prefix, "orders", alice), channel(prefix, "orders", bob))
         await rt.redis.publish(channel(prefix, "orders", alice), _order_event(alice, 101, 1))
         await rt.redis.publish(channel(prefix, "orders", bob), _order_event(bob, 202, 2))
         alice_got = (await _next(alice_ws, "mine"))[0]["myOrders"]
@@ -348,12 +359,13 @@ async def test_trades_are_shared_and_a_later_socket_gets_the_trades_after_it_joi
     try:
         await _subscribe(first, "t1", TRADES)
         await _subscribe(second, "t2", TRADES)
-        await asyncio.sleep(0.3)  # the hub confirms the SUBSCRIBE
+        await _joined(live, 2)
+        await subscribed(rt, name)
         await rt.redis.publish(name, _trade_event(1))
         one = [await _next(first, "t1"), await _next(second, "t2")]
         later = await _open(live)
         await _subscribe(later, "t3", TRADES)
-        await asyncio.sleep(0.3)
+        await _joined(live, 3)
         await rt.redis.publish(name, _trade_event(2))
         two = [await _next(first, "t1"), await _next(second, "t2"), await _next(later, "t3")]
         await _nothing(later, 0.2)  # trade 1 happened before it joined

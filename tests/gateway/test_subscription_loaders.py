@@ -36,6 +36,7 @@ from graphql_schema.gateway.view import GraphQLView
 from graphql_schema.trading.markets import MarketNode
 from resolvers.common import stream_events
 from tests.gateway.test_websocket import LEGACY_WS, TRANSPORT_WS, LiveServer
+from tests.support.pubsub import subscribed
 
 TIMEOUT = 5.0
 
@@ -127,15 +128,6 @@ class _Protocol:
         return message["payload"]["data"]
 
 
-async def _subscribed(rt: Runtime, name: str) -> None:
-    """Until the server's hub listens on ``name`` (an event published earlier is lost)."""
-    for _ in range(200):
-        if dict(await rt.redis.pubsub_numsub(name)).get(name.encode(), 0):
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"nobody subscribed to {name}")
-
-
 async def _publish(rt: Runtime, name: str, n: int, market_id: int) -> None:
     event = {"id": n, "topic": TOPIC, "payload": {"n": n, "marketId": market_id}}
     await rt.redis.publish(name, json.dumps(event))
@@ -154,7 +146,7 @@ async def test_each_event_reads_through_fresh_loaders(live, rt, subprotocol):
     market_id = await _set_status(rt, "OPEN")
     ws = await protocol.open(live, WATCH)
     try:
-        await _subscribed(rt, name)
+        await subscribed(rt, name)
         await _publish(rt, name, 1, market_id)
         first = (await protocol.data(ws))["marketChanges"]
         assert first == {"n": 1, "market": {"symbol": SYMBOL, "status": "OPEN"}}

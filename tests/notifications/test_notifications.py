@@ -16,6 +16,7 @@ from strawberry import relay
 
 from app.asgi import create_app
 from app.events import topics
+from app.events.topics import channel
 from app.notifications import notifications, rules
 from app.notifications.notifications import NewNotification, email_notifications, notify_from_events
 from app.notifications.rules import Draft, NotificationType, Priority
@@ -24,6 +25,7 @@ from app.wallets import crypto_deposits, transfers
 from db.models import EventConsumer, Notification, User
 from tests.gateway.test_websocket import LiveServer
 from tests.support import GraphQLClient
+from tests.support.pubsub import subscribed
 from tests.support.trading import (
     eventually,
     funded_user,
@@ -467,7 +469,8 @@ async def test_a_notification_reaches_its_owner_only(live, rt):
         bob, bob_token = await trader(gql, rt, "bob@example.com", USDT="100")
     alice_ws = await _subscribe(live, LIVE, alice_token)
     bob_ws = await _subscribe(live, LIVE, bob_token)
-    await asyncio.sleep(0.3)  # the hub confirms the SUBSCRIBEs
+    prefix = rt.settings.redis_prefix
+    await subscribed(rt, *(channel(prefix, topics.NOTIFICATIONS.named(), u) for u in (alice, bob)))
     try:
         await send_transfer(rt, bob, "alice@example.com", "1.5", "to-alice")
         to_alice = await _notification(alice_ws)

@@ -14,8 +14,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app.asgi import create_app
 from app.core.settings import Settings
+from app.events import topics
+from app.events.topics import channel
 from tests.gateway.test_websocket import TRANSPORT_WS, LiveServer
 from tests.support import GraphQLClient
+from tests.support.pubsub import subscribed
 from tests.support.trading import trader
 
 TIMEOUT = 5.0
@@ -83,12 +86,13 @@ async def _until_engines_own(gql: GraphQLClient, token: str) -> None:
 
 
 async def test_both_traders_receive_their_fill_on_my_fills(live, live_gql, rt):
-    _, seller = await trader(live_gql, rt, "ws-seller@example.com", BTC="1")
-    _, buyer = await trader(live_gql, rt, "ws-buyer@example.com", USDT="10000")
+    seller_id, seller = await trader(live_gql, rt, "ws-seller@example.com", BTC="1")
+    buyer_id, buyer = await trader(live_gql, rt, "ws-buyer@example.com", USDT="10000")
     await _until_engines_own(live_gql, buyer)
     seller_ws = await _subscribe(live, MY_FILLS, seller)
     buyer_ws = await _subscribe(live, MY_FILLS, buyer)
-    await asyncio.sleep(0.3)  # the hub confirms the SUBSCRIBEs
+    prefix = rt.settings.redis_prefix
+    await subscribed(rt, *(channel(prefix, topics.FILLS.named(), u) for u in (seller_id, buyer_id)))
     try:
         assert await _place(live_gql, seller, "SELL", "0.01", "90000") == "OPEN"
         assert await _place(live_gql, buyer, "BUY", "0.01", "90000") == "FILLED"
