@@ -204,7 +204,8 @@ async def test_the_consumers_statements_do_not_grow_with_the_bots(rt, engines, s
         many: [await trading_bot(rt, many, f"m{n}", USDT="100") for n in range(4)],
     }
     for owner, theirs in bots.items():
-        await set_limit(rt, owner, Target(Scope.USER), LimitKind.DRAWDOWN, 1000, Action.BLOCK_ENTRIES)
+        target = Target(Scope.USER)
+        await set_limit(rt, owner, target, LimitKind.DRAWDOWN, 1000, Action.BLOCK_ENTRIES)
         for bot in theirs:
             await trade_at(rt, maker, bot.account, "100", "0.1")
     await triggers.run_once(rt)  # a warm pool, the marks started
