@@ -22,5 +22,6 @@ their clientOrderId), MARKET a market's, PLATFORM 0, BOT a bot's. A bot trades a
 sub-account of its owner (``users.owner_id``): the placement's context statement learns
 each sub-account's bot and owner (``Gate.bots``, ``Gate.owners``), so a bot's orders meet
 its BOT scope and its owner's ORDER and USER scopes, whose figures count every bot's;
-its amendments meet them as its orders do, and its warnings go to its owner.
+its amendments meet them as its orders do, and its warnings go to its owner. After
+fills, a USER scope's P&L counts every live bot's sub-account too (``triggers``).
 """

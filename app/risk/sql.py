@@ -155,15 +155,18 @@ CONTEXT_SQL = f"""(
     )::text
 )"""  # noqa: S608 (no input in the text)
 
-# A scope's P&L (``app.risk.domain.pnl``): realised and unrealised profit of the users'
-# positions in USD, each asset at its reference price.
+# A USER scope's P&L (``app.risk.domain.pnl``): realised and unrealised profit in USD,
+# each asset at its reference price, of the person's own positions and every
+# sub-account's (``users.owner_id``: their live bots'; a paper bot has none), keyed by
+# the person ($1 people).
 PNL_SQL = """
-    SELECT p.user_id, sum(p.realized_pnl_usd) AS realised,
+    SELECT coalesce(u.owner_id, u.id) AS user_id, sum(p.realized_pnl_usd) AS realised,
            sum(p.realized_pnl_usd + p.quantity * coalesce(r.usd_price, 0) - p.cost_usd) AS pnl
-    FROM positions p
+    FROM users u
+    JOIN positions p ON p.user_id = u.id
     LEFT JOIN reference_prices r ON r.currency = p.currency
-    WHERE p.user_id = ANY($1::bigint[])
-    GROUP BY p.user_id
+    WHERE u.id = ANY($1::bigint[]) OR u.owner_id = ANY($1::bigint[])
+    GROUP BY coalesce(u.owner_id, u.id)
 """
 
 # A bot's P&L: its sub-account's positions, as ``PNL_SQL`` ($1 bots).

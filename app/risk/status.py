@@ -213,7 +213,8 @@ def _pnl_fields(f: Figures) -> dict[str, object]:
 
 def _figures_at(ref: ScopeRef, figures: Figures, ages: dict[int, Decimal | None]) -> Figures | None:
     """The figures a scope's limits are shown against (``figures``: the scope's own: a
-    follow's P&L, a bot's sub-account's; else the user's); a market's with its age."""
+    follow's P&L, a bot's sub-account's; else the user's, their bots' included); a
+    market's with its age."""
     if ref.scope is Scope.MARKET:
         return replace(figures, market_data_age=ages.get(ref.id))
     return figures

@@ -7,7 +7,8 @@ as the placement locks it; a bot's: its owner's, which its placements lock too):
 change and any placement of that user take turns.
 
 ``scope_pnl`` is a P&L scope's realised and unrealised profit now (USD): a user's
-positions, a bot's sub-account's, a follow's copy positions.
+positions and their sub-accounts' (live bots'), a bot's sub-account's, a follow's copy
+positions.
 """
 
 from __future__ import annotations

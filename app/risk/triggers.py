@@ -12,17 +12,19 @@ engine's path.
 One transaction per batch of events, with the checkpoint:
 
     the scopes      with AFTER_FILLS limits whose P&L these fills (or their markets'
-                    prices) move: USER (the trader), BOT (a bot whose sub-account
-                    traded), FOLLOW (a follow of the trader's, or one holding a copy
-                    position in a market that traded)
+                    prices) move: USER (the trader, or the owner of a sub-account that
+                    traded), BOT (a bot whose sub-account traded), FOLLOW (a follow
+                    of the trader's, or one holding a copy position in a market that
+                    traded)
     their people    the user each scope belongs to (the user, the bot's owner, the
                     follower): their rows locked in id order (FOR NO KEY UPDATE, as a
                     placement locks them, a bot's with its owner's: a placement sees the
                     state before or after, never a state that is changing)
     their states    locked (made ACTIVE where missing); a cool-down that ended is
                     recorded first (COOL_DOWN_OVER)
-    P&L             realised + unrealised (USD): the user's positions, the bot's
-                    sub-account's, the follow's copy positions (``follow_positions``);
+    P&L             realised + unrealised (USD): the user's positions and every
+                    sub-account's (their live bots'), the bot's sub-account's, the
+                    follow's copy positions (``follow_positions``);
                     the marks moved (``app.risk.domain.pnl``: the day's and the week's
                     start, the peak, consecutive losing closes)
     limits          ``to_act``: the strictest that fired moves that scope's state
@@ -34,8 +36,9 @@ One transaction per batch of events, with the checkpoint:
 
 After COMMIT, REDUCE_TO_FLAT sells what the scope holds: once the cancels are applied,
 a protected MARKET sell (``FLATTEN_SLIPPAGE_BPS`` from the last trade) per non-cash
-asset of the user's (or the bot's sub-account's) on its USD(T) market, idempotent on
-``risk-flat-<transition>-<asset>``; a follow's positions are closed as its stop-loss
+asset of the user's and each sub-account's (or the bot's sub-account's) on its USD(T)
+market, idempotent on ``risk-flat-<transition>-<asset>`` (a sub-account's:
+``risk-flat-<transition>-<account>-<asset>``); a follow's positions are closed as its stop-loss
 closes them (``app.social.follow_close``).
 
 ``expire_cool_downs`` (same job) records the end of every cool-down that is over.
@@ -90,14 +93,18 @@ _LIMIT_COLUMNS = bind_select(
 # The AFTER_FILLS limits ($2 kinds) of the scopes the batch's traders ($1) are in and of
 # those holding an asset whose market traded ($3: a price move is a P&L move without a
 # fill of theirs), each with its ``person`` (whose row is locked, who is told) and its
-# ``account`` (whose orders and holdings its actions touch)
+# ``account`` (whose orders and holdings its actions touch). A USER scope is the
+# person's: a sub-account that traded or holds (``coalesce(owner_id, id)``) brings in its
+# owner's, whose P&L counts it.
 _LIMITS_SQL = f"""
     SELECT {_LIMIT_COLUMNS}, l.scope_id AS person, l.scope_id AS account
     FROM risk_limits l
     WHERE l.scope = 'USER' AND l.kind = ANY($2::text[])
-      AND (l.scope_id = ANY($1::bigint[]) OR l.scope_id IN (
-          SELECT p.user_id FROM positions p
-          WHERE p.currency = ANY($3::text[]) AND p.quantity > 0))
+      AND l.scope_id IN (
+          SELECT coalesce(u.owner_id, u.id) FROM users u
+          WHERE u.id = ANY($1::bigint[]) OR u.id IN (
+              SELECT p.user_id FROM positions p
+              WHERE p.currency = ANY($3::text[]) AND p.quantity > 0))
     UNION ALL
     SELECT {_LIMIT_COLUMNS}, b.user_id, b.account_id
     FROM risk_limits l JOIN bots b ON b.id = l.scope_id
@@ -115,7 +122,6 @@ _LIMITS_SQL = f"""
     ORDER BY scope, scope_id, id
 """  # noqa: S608 (no input in the text)
 _LOCK_USERS_SQL = "SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"
-_SUB_ACCOUNTS_SQL = "SELECT id FROM users WHERE owner_id = $1 ORDER BY id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,7 @@ class Flatten:
     transition_id: int
     queued: list[tuple[int, int, list[int]]]  # the cancels to wait for
     follow_id: int | None = None  # a follow's: its copy positions are closed instead
+    sub_accounts: bool = False  # a USER scope's: its sub-accounts' holdings sold too
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +220,8 @@ async def evaluate(
         notes.append(_transition_note(scope.person, moved.transition_id, breach))
         if breach.effect.flatten:
             follow = ref.id if ref.scope is Scope.FOLLOW else None
-            to_flatten.append(Flatten(scope.account, moved.transition_id, queued, follow))
+            subs = ref.scope is Scope.USER
+            to_flatten.append(Flatten(scope.account, moved.transition_id, queued, follow, subs))
     await create_notifications(session, notes)
     return to_flatten
 
@@ -241,14 +249,9 @@ async def _cancel(session: AsyncSession, scope: Watched) -> list[tuple[int, int,
     if scope.ref.scope is Scope.FOLLOW:
         prefix = copy_client_order_prefix(scope.ref.id)
         return await commands.cancel_prefixed_commands(session, scope.account, prefix)
-    accounts = [scope.account]
     if scope.ref.scope is Scope.USER:
-        connection = await driver(session)
-        accounts += [r["id"] for r in await connection.fetch(_SUB_ACCOUNTS_SQL, scope.account)]
-    queued = []
-    for account in accounts:
-        queued += await commands.cancel_all_commands(session, account, None)
-    return queued
+        return await commands.cancel_account_commands(session, scope.account)
+    return await commands.cancel_all_commands(session, scope.account, None)
 
 
 _DOES = {
@@ -278,24 +281,28 @@ def _transition_note(user_id: int, transition_id: int, breach: Breach) -> NewNot
 # --- after the commit --------------------------------------------------------------------------
 
 
+# What an account ($1) holds, not cash ($2), and with $3 what its sub-accounts hold (a
+# USER scope's: its bots' holdings are the user's account too), in one statement
 _HOLDINGS_SQL = """
-    SELECT a.currency, a.balance FROM ledger_accounts a
-    WHERE a.user_id = $1 AND a.kind = 'AVAILABLE' AND a.balance > 0
-      AND NOT a.currency = ANY($2::text[])
-    ORDER BY a.currency
+    SELECT a.user_id, a.currency, a.balance FROM ledger_accounts a
+    WHERE (a.user_id = $1
+           OR ($3::boolean AND a.user_id IN (SELECT s.id FROM users s WHERE s.owner_id = $1)))
+      AND a.kind = 'AVAILABLE' AND a.balance > 0 AND NOT a.currency = ANY($2::text[])
+    ORDER BY a.user_id, a.currency
 """
 
 
 async def flatten(rt: Runtime, job: Flatten) -> None:
     """Sell what the trader holds (REDUCE_TO_FLAT), once its cancels are applied: a
-    protected MARKET sell per non-cash asset on its USDT (else USD) market."""
+    protected MARKET sell per account (a user's and, at USER scope, each sub-account) and
+    non-cash asset on its USDT (else USD) market."""
     try:
         await commands.wait_for_commands(rt, job.queued)
     except AppError:
         log.warning("flatten: cancels not applied in time", extra={"user_id": job.user_id})
     async with rt.sessions() as session:
         connection = await driver(session)
-        held = await connection.fetch(_HOLDINGS_SQL, job.user_id, sorted(CASH))
+        held = await connection.fetch(_HOLDINGS_SQL, job.user_id, sorted(CASH), job.sub_accounts)
         found = await markets.markets_with_quote_rates(
             session, [f"{r['currency']}/{q}" for r in held for q in ("USDT", "USD")]
         )
@@ -315,19 +322,28 @@ async def flatten(rt: Runtime, job: Flatten) -> None:
             quantity=quantity,
             max_slippage_bps=FLATTEN_SLIPPAGE_BPS,
         )
+        account = row["user_id"]
         try:
             await placement.place_order(
                 rt,
-                user_id=job.user_id,
+                user_id=account,
                 symbol=symbol,
                 request=request,
-                client_order_id=f"risk-flat-{job.transition_id}-{row['currency']}",
+                client_order_id=_flat_client_id(job, account, row["currency"]),
             )
         except AppError as error:  # a refusal (no liquidity, below the minimum): logged
             log.warning(
                 "flatten: sell refused",
-                extra={"user_id": job.user_id, "symbol": symbol, "code": error.code},
+                extra={"user_id": account, "symbol": symbol, "code": error.code},
             )
+
+
+def _flat_client_id(job: Flatten, account: int, currency: str) -> str:
+    """Idempotent per transition, account and asset: the scope's own account's sale is
+    ``risk-flat-<transition>-<asset>``, a sub-account's names the sub-account too."""
+    if account == job.user_id:
+        return f"risk-flat-{job.transition_id}-{currency}"
+    return f"risk-flat-{job.transition_id}-{account}-{currency}"
 
 
 async def close_follow(rt: Runtime, job: Flatten) -> None:

@@ -227,6 +227,29 @@ async def cancel_all_commands(
     return out
 
 
+async def cancel_account_commands(
+    session: AsyncSession, user_id: int
+) -> list[tuple[int, int, list[int]]]:
+    """CANCEL_ALL of the user's and of every sub-account's (their bots') live orders: one
+    statement finds them, one command per account with live orders, per market: (market,
+    seq, order ids). However many bots the user runs, one read and one enqueue a market."""
+    connection = await driver(session)
+    rows = await connection.fetch(
+        "SELECT market_id, array_agg(DISTINCT user_id) AS users, array_agg(id ORDER BY id)"
+        " AS ids FROM orders WHERE (user_id = $1 OR user_id IN ("
+        "SELECT s.id FROM users s WHERE s.owner_id = $1)) AND status = ANY($2::text[])"
+        " GROUP BY market_id ORDER BY market_id",
+        user_id,
+        LIVE_STATUS_VALUES,
+    )
+    out = []
+    for row in rows:
+        cancels = [("CANCEL_ALL", None, account, {}) for account in sorted(row["users"])]
+        seq = await enqueue(session, row["market_id"], cancels)
+        out.append((row["market_id"], seq, list(row["ids"])))
+    return out
+
+
 async def cancel_prefixed_commands(
     session: AsyncSession, user_id: int, prefix: str
 ) -> list[tuple[int, int, list[int]]]:
