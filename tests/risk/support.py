@@ -15,13 +15,13 @@ from app.bots.domain.codec import to_json
 from app.bots.domain.signal_bot import SignalState
 from app.paper import accounts as paper_accounts
 from app.risk import transitions
-from app.risk.domain.states import RiskState, ScopeRef, event_towards
+from app.risk.domain.states import RiskState, Scope, ScopeRef, event_towards
 from app.runtime import Runtime
 from db.models import Bot, Follow, FollowPosition, Leader, User
 from db.raw import driver
 from tests.support.bots import signal_settings
 from tests.support.money import fund
-from tests.support.trading import funded_user
+from tests.support.trading import funded_user, reload, scalar, trade_at
 
 _leaders = itertools.count(1)
 
@@ -125,3 +125,22 @@ async def make_admin(rt: Runtime, name: str = "root") -> int:
 async def execute(rt: Runtime, sql: str, *args: Any) -> None:
     async with rt.sessions() as session, session.begin():
         await (await driver(session)).execute(sql, *args)
+
+
+async def state(rt: Runtime, scope: Scope, scope_id: int) -> str | None:
+    """A scope's stored state (None: never moved)."""
+    return await scalar(
+        rt, "SELECT state FROM risk_states WHERE scope = $1 AND scope_id = $2",
+        scope.value, scope_id,
+    )  # fmt: skip
+
+
+async def canceled(rt: Runtime, order_id: int) -> bool:
+    return (await reload(rt, order_id)).status == "CANCELED"
+
+
+async def fall_to_86(rt: Runtime, maker: int) -> None:
+    """Two trades between others take BTC from 100 to 86."""
+    other = await funded_user(rt, "other", USDT="1000")
+    await trade_at(rt, maker, other, "95", "0.1")
+    await trade_at(rt, maker, other, "86", "0.1")

@@ -14,13 +14,11 @@ from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import RiskState, Scope, ScopeRef
 from app.trading import commands
 from app.trading.domain.orders import Side
-from tests.risk import test_gate
 from tests.risk.support import force_state
 from tests.risk.test_gate import kinds, set_limit
 from tests.support.trading import D, funded_user, limit, place, reload
 
 BUY, SELL = Side.BUY, Side.SELL
-engines = test_gate.engines  # the fixture: small placement batches, several at once
 
 
 async def amend(rt, uid, order_id, *, price=None, quantity=None):

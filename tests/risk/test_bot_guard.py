@@ -13,13 +13,11 @@ from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import Scope
 from app.trading import commands
 from app.trading.domain.orders import Side
-from tests.risk import test_bot_scope
 from tests.risk.support import trading_bot
 from tests.risk.test_bot_scope import set_limit
 from tests.support.trading import D, funded_user, limit, place, rows, scalar
 
 BUY = Side.BUY
-engines = test_bot_scope.engines  # the fixture
 
 
 async def warnings_of(rt, uid):

@@ -19,25 +19,14 @@ from app.trading.domain.errors import TradingDisabled
 from app.trading.domain.orders import Side
 from tests.risk.support import force_state, trading_bot
 from tests.support.trading import (
-    FAST_ENGINE,
     D,
     funded_user,
     limit,
     place,
-    running_engines,
     scalar,
 )
 
 BUY, SELL = Side.BUY, Side.SELL
-
-
-@pytest.fixture
-async def engines(rt, monkeypatch):
-    fast = FAST_ENGINE | {"trading_placement_batch": 3, "trading_placement_concurrency": 4}
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=fast))
-    monkeypatch.setattr(rt, "_coalescers", {})  # placements batched by these settings
-    async with running_engines(rt) as running:
-        yield running
 
 
 async def set_limit(rt, uid, kind, threshold, scope=Scope.USER, **target):

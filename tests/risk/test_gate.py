@@ -19,28 +19,15 @@ from app.trading.domain.errors import TooManyOpenOrders
 from app.trading.domain.orders import Side
 from tests.risk.support import execute, force_state, make_admin
 from tests.support.trading import (
-    FAST_ENGINE,
     D,
     funded_user,
     limit,
     market_id,
     place,
-    running_engines,
     scalar,
 )
 
 BUY, SELL = Side.BUY, Side.SELL
-
-
-@pytest.fixture
-async def engines(rt, monkeypatch):
-    # small batches, several at once: the orders of one trader meet in different
-    # transactions, which take turns on the trader's row
-    fast = FAST_ENGINE | {"trading_placement_batch": 3, "trading_placement_concurrency": 4}
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=fast))
-    monkeypatch.setattr(rt, "_coalescers", {})  # placements batched by these settings
-    async with running_engines(rt) as running:
-        yield running
 
 
 async def set_limit(rt, uid, kind, threshold, scope=Scope.USER, **target):

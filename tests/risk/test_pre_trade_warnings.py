@@ -11,13 +11,11 @@ from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import Scope
 from app.trading import commands
 from app.trading.domain.orders import Side
-from tests.risk import test_gate
 from tests.risk.support import make_admin
 from tests.risk.test_gate import set_limit
 from tests.support.trading import D, funded_user, limit, place, rows
 
 BUY = Side.BUY
-engines = test_gate.engines  # the fixture: small placement batches, several at once
 
 
 async def warnings_of(rt, uid):

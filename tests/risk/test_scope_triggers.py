@@ -13,9 +13,8 @@ from app.risk.domain.limits import Action, LimitKind
 from app.risk.domain.states import Scope
 from app.risk.limits import LimitRequest, Target
 from app.trading.domain.orders import Side
-from tests.risk.support import copy_position, trading_bot
+from tests.risk.support import canceled, copy_position, fall_to_86, state, trading_bot
 from tests.support.trading import (
-    FAST_ENGINE,
     D,
     eventually,
     funded_user,
@@ -23,8 +22,6 @@ from tests.support.trading import (
     place,
     reload,
     rows,
-    running_engines,
-    scalar,
     trade_at,
     wallet,
 )
@@ -32,46 +29,19 @@ from tests.support.trading import (
 BUY, SELL = Side.BUY, Side.SELL
 
 
-@pytest.fixture
-async def engines(rt, monkeypatch):
-    fast = FAST_ENGINE | {"trading_placement_batch": 3, "trading_placement_concurrency": 4}
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=fast))
-    monkeypatch.setattr(rt, "_coalescers", {})  # placements batched by these settings
-    async with running_engines(rt) as running:
-        yield running
-
-
 async def set_limit(rt, uid, target: Target, kind, threshold, action):
     request = LimitRequest(target, kind, D(threshold), action)
     return await limits.set_limit(rt, user_id=uid, request=request)
-
-
-async def state(rt, scope: Scope, scope_id: int) -> str | None:
-    return await scalar(
-        rt, "SELECT state FROM risk_states WHERE scope = $1 AND scope_id = $2",
-        scope.value, scope_id,
-    )  # fmt: skip
 
 
 async def status_of(rt, order_id: int) -> str:
     return (await reload(rt, order_id)).status
 
 
-async def canceled(rt, order_id: int) -> bool:
-    return await status_of(rt, order_id) == "CANCELED"
-
-
 async def notes(rt, uid: int) -> list:
     return await rows(
         rt, "SELECT title, priority, body FROM notifications WHERE user_id = $1 ORDER BY id", uid
     )
-
-
-async def fall_to_86(rt, maker: int) -> None:
-    """Two trades between others take BTC from 100 to 86."""
-    other = await funded_user(rt, "other", USDT="1000")
-    await trade_at(rt, maker, other, "95", "0.1")
-    await trade_at(rt, maker, other, "86", "0.1")
 
 
 async def test_a_bots_daily_loss_halts_that_bot_only(rt, engines):

@@ -17,7 +17,6 @@ from app.risk.domain.states import Scope
 from app.risk.limits import LimitRequest, Target
 from app.trading.domain.orders import Side
 from tests.support.trading import (
-    FAST_ENGINE,
     D,
     eventually,
     funded_user,
@@ -25,7 +24,6 @@ from tests.support.trading import (
     place,
     reload,
     rows,
-    running_engines,
     scalar,
     trade_at,
     wallet,
@@ -33,15 +31,6 @@ from tests.support.trading import (
 from tests.support.withdrawing import Pinned
 
 BUY, SELL = Side.BUY, Side.SELL
-
-
-@pytest.fixture
-async def engines(rt, monkeypatch):
-    fast = FAST_ENGINE | {"trading_placement_batch": 3, "trading_placement_concurrency": 4}
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=fast))
-    monkeypatch.setattr(rt, "_coalescers", {})  # placements batched by these settings
-    async with running_engines(rt) as running:
-        yield running
 
 
 async def set_limit(rt, uid, kind, threshold, action, **more):

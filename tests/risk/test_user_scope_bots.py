@@ -19,17 +19,14 @@ from app.risk.domain.limits import Action, LimitKind
 from app.risk.domain.states import Scope, ScopeRef
 from app.risk.limits import LimitRequest, Target
 from app.trading.domain.orders import OrderRequest, OrderType, Side
-from tests.risk.support import paper_bot, trading_bot
+from tests.risk.support import canceled, fall_to_86, paper_bot, state, trading_bot
 from tests.support.trading import (
-    FAST_ENGINE,
     D,
     eventually,
     funded_user,
     limit,
     place,
-    reload,
     rows,
-    running_engines,
     scalar,
     trade_at,
     wallet,
@@ -38,36 +35,9 @@ from tests.support.trading import (
 BUY, SELL = Side.BUY, Side.SELL
 
 
-@pytest.fixture
-async def engines(rt, monkeypatch):
-    fast = FAST_ENGINE | {"trading_placement_batch": 3, "trading_placement_concurrency": 4}
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=fast))
-    monkeypatch.setattr(rt, "_coalescers", {})  # placements batched by these settings
-    async with running_engines(rt) as running:
-        yield running
-
-
 async def set_limit(rt, uid, target: Target, kind, threshold, action):
     request = LimitRequest(target, kind, D(threshold), action)
     return await limits.set_limit(rt, user_id=uid, request=request)
-
-
-async def state(rt, scope: Scope, scope_id: int) -> str | None:
-    return await scalar(
-        rt, "SELECT state FROM risk_states WHERE scope = $1 AND scope_id = $2",
-        scope.value, scope_id,
-    )  # fmt: skip
-
-
-async def canceled(rt, order_id: int) -> bool:
-    return (await reload(rt, order_id)).status == "CANCELED"
-
-
-async def fall_to_86(rt, maker: int) -> None:
-    """Two trades between others take BTC from 100 to 86."""
-    other = await funded_user(rt, "other", USDT="1000")
-    await trade_at(rt, maker, other, "95", "0.1")
-    await trade_at(rt, maker, other, "86", "0.1")
 
 
 async def user_figure(rt, owner: int) -> Decimal:
