@@ -10,7 +10,8 @@ An order's life (``TRANSITIONS`` is the whole truth; ``advance`` never moves bac
 
 The client order id is ours, made before the request (``new_client_order_id``): 18
 lowercase alphanumerics, valid at every exchange (Binance 36 of [A-Za-z0-9_-], OKX 32
-of [a-z0-9], Kraken 18 characters of free text).
+of [a-z0-9], Kraken 18 characters of free text, Bybit's ``orderLinkId`` 36 of
+[A-Za-z0-9_-], Coinbase's ``client_order_id`` free text).
 
 Advanced orders are native where ccxt says the exchange has them, unless the
 platform's own correction (``STOP_CORRECTIONS``) says otherwise; elsewhere they would
@@ -152,8 +153,9 @@ ORDER_EXCHANGES: frozenset[ExchangeId] = frozenset(
 QUOTE_SIZED_MARKET_BUYS: frozenset[ExchangeId] = frozenset({ExchangeId.COINBASE})
 # Whether ccxt's fetchOrder finds an order by our client order id at the exchange
 # (Kraken's fetchOrder takes only its integer ``userref``; Bybit's needs an
-# "acknowledged" flag and sees only the last 500 orders: open and closed orders are read
-# and matched instead, the safe default for an exchange not checked).
+# "acknowledged" flag and sees only the last 500 orders; Coinbase's takes only its own
+# order id: open and ended orders are read and matched instead, the safe default for an
+# exchange not checked).
 FETCH_BY_CLIENT_ID: Mapping[ExchangeId, bool] = {
     ExchangeId.BINANCE: True,
     ExchangeId.KRAKEN: False,
