@@ -125,6 +125,17 @@ _ORIGIN = re.compile(r"^https?://[^/]+")
 # bounds OKX's and Coinbase's requests by ``since`` and the limit itself; Binance and
 # Kraken count from the start.)
 _OHLCV_UNTIL = frozenset({ExchangeId.BYBIT})
+# ccxt's calls for the ended orders where its ``fetch_closed_orders`` asks for filled
+# ones only (Bybit's ``orderStatus=Filled``, Coinbase's ``FILLED``): canceled orders are
+# read too, so that a canceled order is found by the list-and-match lookup
+# (``FETCH_BY_CLIENT_ID``).
+_ENDED_ORDERS: dict[ExchangeId, tuple[str, ...]] = {
+    ExchangeId.BYBIT: ("fetch_canceled_and_closed_orders",),
+    ExchangeId.COINBASE: ("fetch_closed_orders", "fetch_canceled_orders"),
+}
+# The exchange's own parameter for our client order id where ccxt's ``clientOrderId``
+# is not sent (ccxt's Coinbase createOrder makes its own "ccxt-<uuid>" and drops ours).
+_CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id"}
 
 
 class _Nonces:
@@ -439,7 +450,8 @@ class CcxtSession:
         """Place it (never retried: a lost answer is ``ExchangeOutcomeUnknown``)."""
         await self._load_markets()
         kind = submission.type
-        params: dict[str, Any] = {"clientOrderId": submission.client_order_id}
+        client_id = _CLIENT_ID_PARAM.get(self.exchange_id, "clientOrderId")
+        params: dict[str, Any] = {client_id: submission.client_order_id}
         if submission.stop_price is not None:
             params["stopLossPrice"] = str(submission.stop_price)
         price = None if submission.price is None else str(submission.price)
@@ -481,9 +493,9 @@ class CcxtSession:
         ex = self._exchange
         start = None if since is None else int(since.timestamp() * 1000)
         opened = await self._read("fetch_open_orders", lambda: ex.fetch_open_orders(symbol))
-        closed = await self._read(
-            "fetch_closed_orders", lambda: ex.fetch_closed_orders(symbol, start)
-        )
+        closed = []
+        for call in _ENDED_ORDERS.get(self.exchange_id, ("fetch_closed_orders",)):
+            closed += await self._read(call, lambda c=call: getattr(ex, c)(symbol, start))
         return [to_order(o, symbol) for o in [*opened, *closed]]
 
     async def my_trades(self, *, symbol: str, since: datetime | None) -> Sequence[ReportedTrade]:

@@ -47,6 +47,7 @@ from app.exchanges.domain.orders import (
     CANCELLABLE,
     LIVE,
     ORDER_EXCHANGES,
+    QUOTE_SIZED_MARKET_BUYS,
     ExchangeOrderStatus,
     ExchangeOrderType,
     OrderSubmission,
@@ -207,8 +208,24 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
                 " platform's emulation of it is not available yet",
                 field="type",
             )
+        _check_sizing(ExchangeId(connection.exchange), submission)
         order_id = await _record_pending(rt, connection, market, submission)
         return await _submit(rt, session, order_id, submission)
+
+
+def _check_sizing(exchange: ExchangeId, submission: OrderSubmission) -> None:
+    """A market buy where the exchange sizes it in the quote currency is refused (the
+    platform sends a base quantity and has no price to convert it with)."""
+    if (
+        exchange in QUOTE_SIZED_MARKET_BUYS
+        and submission.type is ExchangeOrderType.MARKET
+        and submission.side is Side.BUY
+    ):
+        raise ExchangeOrderTypeNotAvailable(
+            f"A market buy at {exchange.value} is sized in the quote currency; place a"
+            " limit buy instead",
+            field="type",
+        )
 
 
 def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOrder:

@@ -24,7 +24,7 @@ from tests.support.exchanges import fill
 from tests.support.exchanges.keys import new_account
 from tests.support.trading import eventually
 
-ORDER_EXCHANGES = ("binance", "kraken", "okx")
+ORDER_EXCHANGES = ("binance", "kraken", "okx", "bybit", "coinbase")
 ORDER_FIELDS = (
     "id accountId clientOrderId exchangeOrderId symbol side type quantity price stopPrice"
     " filled status emulated rejectCode"
@@ -81,7 +81,8 @@ async def test_a_placed_order_carries_our_client_id_and_is_listed(gql, rt, excha
     assert (order["quantity"], order["price"], order["accountId"]) == ("0.01", "40000",
                                                                        account_id)  # fmt: skip
     second = await _place(gql, token, account_id, side="SELL", type="MARKET", price=None)
-    # Kraken's and OKX's answer to a placement holds the ids only: the poller reads it
+    # Kraken's, OKX's, Bybit's and Coinbase's answer to a placement holds the ids only:
+    # the poller reads it
     assert second["exchangeOrder"]["status"] in ("FILLED", "OPEN")
     await orders.poll_live(rt)
     node = (await gql.data(ACCOUNT_ORDERS, {"id": account_id}, token=token))["node"]
@@ -91,7 +92,8 @@ async def test_a_placed_order_carries_our_client_id_and_is_listed(gql, rt, excha
     assert [e["node"]["status"] for e in edges] == ["FILLED", "OPEN"]
     assert node["orders"]["pageInfo"]["hasNextPage"] is False
     emulated = {t["type"]: t["emulated"] for t in node["orderTypes"]}
-    assert emulated == {"LIMIT": False, "MARKET": False, "STOP_LOSS": name == "okx",
+    assert emulated == {"LIMIT": False, "MARKET": False,
+                        "STOP_LOSS": name in ("okx", "coinbase"),
                         "STOP_LOSS_LIMIT": name == "okx"}  # fmt: skip
     assert exchanges[name].refused == []
 
@@ -142,25 +144,29 @@ async def test_an_emulated_stop_is_refused_where_it_is_not_native(gql, rt, excha
     assert exchanges["okx"].orders == [] and await _rows(rt) == []
 
 
-@pytest.mark.parametrize("name", ["bybit", "coinbase"])
-async def test_orders_at_exchanges_the_contract_does_not_cover_are_refused(
-    gql, rt, exchanges, name
+async def test_a_market_buy_sized_in_the_quote_currency_is_refused_at_coinbase(
+    gql, rt, exchanges
 ):
+    token, account_id, _ = await _account(gql, exchanges, "coinbase")
+    result = await _place(gql, token, account_id, type="MARKET", price=None)
+    assert result["__typename"] == "ExchangeOrderTypeNotAvailable", result
+    assert result["field"] == "type"
+    assert exchanges["coinbase"].orders == [] and await _rows(rt) == []
+    assert not _creates(exchanges["coinbase"], "coinbase")
+
+
+@pytest.mark.parametrize("name", ["binance", "bybit", "coinbase"])
+async def test_a_native_stop_is_placed_at_the_exchange(gql, rt, exchanges, name):
     token, account_id, _ = await _account(gql, exchanges, name)
-    result = await _place(gql, token, account_id)
-    assert result["__typename"] == "UnsupportedExchange", result
-    assert result["field"] == "accountId"
-    assert exchanges[name].orders == [] and await _rows(rt) == []
-
-
-async def test_a_native_stop_is_placed_at_the_exchange(gql, rt, exchanges):
-    token, account_id, _ = await _account(gql, exchanges, "binance")
     result = await _place(gql, token, account_id, type="STOP_LOSS_LIMIT", side="SELL",
                           price="44000", stopPrice="45000")  # fmt: skip
     assert result["exchangeOrder"]["emulated"] is False
     assert result["exchangeOrder"]["stopPrice"] == "45000"
-    [order] = exchanges["binance"].orders
+    [order] = exchanges[name].orders
     assert (order.type, order.stop_price) == ("stop_loss_limit", Decimal(45000))
+    await orders.poll_live(rt)  # followed by our client order id: still open
+    [row] = await _rows(rt)
+    assert (row.status, row.exchange_order_id) == ("OPEN", order.id)
 
 
 async def test_a_halted_user_cannot_send(gql, rt, exchanges):
@@ -261,7 +267,8 @@ async def test_someone_else_s_order_is_not_found(gql, rt, exchanges):
 
 def _create_path(name: str) -> str:
     return {"binance": "/api/v3/order", "kraken": "/0/private/AddOrder",
-            "okx": "/api/v5/trade/batch-orders"}[name]  # fmt: skip
+            "okx": "/api/v5/trade/batch-orders", "bybit": "/v5/order/create",
+            "coinbase": "/api/v3/brokerage/orders"}[name]  # fmt: skip
 
 
 async def _fill_count(rt) -> int:
@@ -341,7 +348,7 @@ async def test_accounts_orders_cost_the_same_statements_for_one_or_three(
 ):
     token = (await signed_in(gql))["accessToken"]
     ids = []
-    for name in ORDER_EXCHANGES:
+    for name in ORDER_EXCHANGES[:3]:
         account = exchanges[name].add(new_account(name))
         ids.append((await _connect(gql, token, name, account))["exchangeAccount"]["id"])
         for price in ("40000", "40001"):

@@ -104,10 +104,14 @@ def test_stops_are_native_where_ccxt_says_unless_corrected():
             support = {
                 s.type: s.emulated for s in order_types(exchange, ccxt_native_stop=ccxt_says)
             }
-            native = STOP_CORRECTIONS.get(exchange, ccxt_says)
-            assert support == {T.LIMIT: False, T.MARKET: False, T.STOP_LOSS: not native,
-                               T.STOP_LOSS_LIMIT: not native}  # fmt: skip
-    assert STOP_CORRECTIONS[ExchangeId.OKX] is False  # its spot stops are algo orders
+            stops = {T.STOP_LOSS, T.STOP_LOSS_LIMIT} if ccxt_says else set()
+            native = STOP_CORRECTIONS.get(exchange, stops)
+            assert support == {T.LIMIT: False, T.MARKET: False,
+                               T.STOP_LOSS: T.STOP_LOSS not in native,
+                               T.STOP_LOSS_LIMIT: T.STOP_LOSS_LIMIT not in native}  # fmt: skip
+    assert STOP_CORRECTIONS[ExchangeId.OKX] == frozenset()  # its spot stops are algo orders
+    # Coinbase's stops are stop-limits: ccxt refuses a stop market order there
+    assert STOP_CORRECTIONS[ExchangeId.COINBASE] == {T.STOP_LOSS_LIMIT}
 
 
 def test_client_order_ids_fit_every_exchange_and_do_not_repeat():

@@ -80,7 +80,7 @@ async def _every_row_as_text(rt) -> dict[str, str]:
 
 
 async def test_no_secret_on_the_order_path(gql, rt, exchanges, caplog):
-    """Orders placed, refused, lost and looked up, canceled and polled on three exchanges,
+    """Orders placed, refused, lost and looked up, canceled and polled on the five exchanges,
     every logger at DEBUG: no key, secret or passphrase in the logs, answers or tables."""
     from app.exchanges import orders
     from tests.exchanges.test_orders_api import CANCEL, PLACE
@@ -91,7 +91,8 @@ async def test_no_secret_on_the_order_path(gql, rt, exchanges, caplog):
     answers: list[str] = []
     needles: set[str] = set()
     for name, create in (("binance", "/api/v3/order"), ("kraken", "/0/private/AddOrder"),
-                         ("okx", "/api/v5/trade/batch-orders")):  # fmt: skip
+                         ("okx", "/api/v5/trade/batch-orders"), ("bybit", "/v5/order/create"),
+                         ("coinbase", "/api/v3/brokerage/orders")):  # fmt: skip
         server = exchanges[name]
         account = server.add(new_account(name))
         for value in (account.api_key, account.secret, account.passphrase):

@@ -10,7 +10,8 @@ An order's life (``TRANSITIONS`` is the whole truth; ``advance`` never moves bac
 
 The client order id is ours, made before the request (``new_client_order_id``): 18
 lowercase alphanumerics, valid at every exchange (Binance 36 of [A-Za-z0-9_-], OKX 32
-of [a-z0-9], Kraken 18 characters of free text).
+of [a-z0-9], Kraken 18 characters of free text, Bybit's ``orderLinkId`` 36 of
+[A-Za-z0-9_-], Coinbase's ``client_order_id`` free text).
 
 Advanced orders are native where ccxt says the exchange has them, unless the
 platform's own correction (``STOP_CORRECTIONS``) says otherwise; elsewhere they would
@@ -127,20 +128,34 @@ class OrderTypeSupport:
     emulated: bool  # True: the platform would hold it (no protection while it is down)
 
 
-# Where ccxt's capability data does not hold for the platform's use: True/False
-# overrides ccxt's "native stop-loss on spot". OKX: ccxt's spot stop goes to the algo
-# endpoint (``/trade/order-algo``), whose orders fetchOrder, fetchOpenOrders and
-# fetchMyTrades do not return by client order id: the platform could not follow them.
-STOP_CORRECTIONS: Mapping[ExchangeId, bool] = {ExchangeId.OKX: False}
+# Where ccxt's capability data does not hold for the platform's use: the stop types
+# native there, whatever ccxt's "native stop-loss on spot" says. OKX: none (ccxt's spot
+# stop goes to the algo endpoint, ``/trade/order-algo``, whose orders fetchOrder,
+# fetchOpenOrders and fetchMyTrades do not return by client order id: the platform
+# could not follow them). Coinbase: the stop-limit only (ccxt's createOrder refuses a
+# stop market order: Coinbase's stops are ``stop_limit_stop_limit_*``). Bybit's spot
+# stop (``orderFilter=tpslOrder``) is listed with its ``orderLinkId`` among the open and
+# ended orders: native, as ccxt says.
+STOP_CORRECTIONS: Mapping[ExchangeId, frozenset[ExchangeOrderType]] = {
+    ExchangeId.OKX: frozenset(),
+    ExchangeId.COINBASE: frozenset({ExchangeOrderType.STOP_LOSS_LIMIT}),
+}
 # Where orders can be placed: the exchanges whose order path the stand-ins' contract
-# covers (tests/exchanges/test_orders_contract.py). Bybit and Coinbase: not yet.
+# covers (tests/exchanges/test_orders_contract.py); an exchange added to the catalogue
+# is not among them until its stand-in passes that contract.
 ORDER_EXCHANGES: frozenset[ExchangeId] = frozenset(
-    {ExchangeId.BINANCE, ExchangeId.KRAKEN, ExchangeId.OKX}
-)
+    {ExchangeId.BINANCE, ExchangeId.KRAKEN, ExchangeId.OKX, ExchangeId.BYBIT,
+     ExchangeId.COINBASE}
+)  # fmt: skip
+# Where a spot market buy is sized in the quote currency (what to spend), not in the
+# base quantity the platform sends: refused there (Coinbase's ``market_market_ioc`` buy
+# takes ``quote_size``; ccxt would need a price to convert, which a market order has not).
+QUOTE_SIZED_MARKET_BUYS: frozenset[ExchangeId] = frozenset({ExchangeId.COINBASE})
 # Whether ccxt's fetchOrder finds an order by our client order id at the exchange
 # (Kraken's fetchOrder takes only its integer ``userref``; Bybit's needs an
-# "acknowledged" flag and sees only the last 500 orders: open and closed orders are read
-# and matched instead, the safe default for an exchange not checked).
+# "acknowledged" flag and sees only the last 500 orders; Coinbase's takes only its own
+# order id: open and ended orders are read and matched instead, the safe default for an
+# exchange not checked).
 FETCH_BY_CLIENT_ID: Mapping[ExchangeId, bool] = {
     ExchangeId.BINANCE: True,
     ExchangeId.KRAKEN: False,
@@ -152,9 +167,12 @@ FETCH_BY_CLIENT_ID: Mapping[ExchangeId, bool] = {
 
 def order_types(exchange: ExchangeId, *, ccxt_native_stop: bool) -> tuple[OrderTypeSupport, ...]:
     """Each order type at ``exchange``: limit and market native everywhere; stops native
-    where ccxt says so and no correction disagrees."""
-    native = STOP_CORRECTIONS.get(exchange, ccxt_native_stop)
-    return tuple(OrderTypeSupport(t, emulated=t.is_stop and not native) for t in ExchangeOrderType)
+    where ccxt says so, unless a correction names the ones that are."""
+    stops = frozenset(t for t in ExchangeOrderType if t.is_stop and ccxt_native_stop)
+    native = STOP_CORRECTIONS.get(exchange, stops)
+    return tuple(
+        OrderTypeSupport(t, emulated=t.is_stop and t not in native) for t in ExchangeOrderType
+    )
 
 
 # --- checks against the exchange's market ----------------------------------------------

@@ -2,8 +2,8 @@
 
 Each speaks the part of its exchange's REST API the platform uses (markets, balances,
 the key's permissions; the public market data: ticker, order book, recent trades,
-candles, from the shared ``Tape``; for Binance, Kraken and OKX orders too: place,
-cancel, fetch by id and by client order id, open and closed orders, the account's
+candles, from the shared ``Tape``; orders too: place, cancel, fetch by id and by
+client order id (or the lists ccxt matches them in), open and ended orders, the account's
 trades, over the shared order state below: an order rests open until a test
 ``fill``s it, in parts or whole, or it is canceled), with the exchange's own paths,
 envelopes and error bodies, and

@@ -1,21 +1,42 @@
 """Bybit v5: ``/v5/market/instruments-info``, ``/v5/user/query-api``,
 ``/v5/account/info`` and ``/v5/account/wallet-balance`` (a unified trading account);
 public market data ``/v5/market/tickers``, ``orderbook``, ``recent-trade`` and ``kline``
-(newest first, the latest ``limit`` in [start, end]).
+(newest first, the latest ``limit`` in [start, end]); spot orders: ``/v5/order/create``,
+``cancel``, ``realtime`` (open), ``history`` (ended, newest first) and
+``/v5/execution/list`` (the account's trades), by ``orderId`` or ``orderLinkId``.
 Private calls carry ``X-BAPI-API-KEY``, ``X-BAPI-TIMESTAMP`` (ms, within
 ``X-BAPI-RECV-WINDOW``) and ``X-BAPI-SIGN`` = hex HMAC-SHA256(secret, timestamp + key +
 recv window + query string, or the JSON body of a POST). Answers are ``{"retCode",
-"retMsg", "result"}``: 10003 unknown key, 10004 bad signature, 10002 stale timestamp."""
+"retMsg", "result"}``: 10003 unknown key, 10004 bad signature, 10002 stale timestamp;
+an order refused is HTTP 200 with 170131 (balance), 170141 (duplicate orderLinkId) or
+170213 (no such open order to cancel)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from decimal import Decimal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from tests.support.exchanges import Account, Refused, StandIn, Tape, amount, now_ms, query_int
+from tests.support.exchanges import (
+    Account,
+    Order,
+    OrderRefused,
+    Refused,
+    StandIn,
+    Tape,
+    amount,
+    cancel,
+    find,
+    now_ms,
+    orders_of,
+    place,
+    query_int,
+    trades_of,
+)
 
 
 def _error(code: int, msg: str, status: int = 401) -> JSONResponse:
@@ -43,6 +64,11 @@ class BybitStandIn(StandIn):
             ("GET", "/v5/market/orderbook", self.orderbook),
             ("GET", "/v5/market/recent-trade", self.recent_trade),
             ("GET", "/v5/market/kline", self.kline),
+            ("POST", "/v5/order/create", self.create_order),
+            ("POST", "/v5/order/cancel", self.cancel_order),
+            ("GET", "/v5/order/realtime", self.open_orders),
+            ("GET", "/v5/order/history", self.order_history),
+            ("GET", "/v5/execution/list", self.executions),
         ]
 
     def signed(self, request: Request, body: bytes) -> Account:
@@ -109,6 +135,128 @@ class BybitStandIn(StandIn):
             for currency, (free, used) in account.balances.items()
         ]  # fmt: skip
         return _ok({"list": [{"accountType": "UNIFIED", "totalEquity": "0", "coin": coins}]})
+
+    # --- spot orders (``/v5/order/...``, ``/v5/execution/list``) ------------------------
+
+    def unified(self, symbol: str) -> str:
+        for m in self.markets:
+            if m.base + m.quote == symbol:
+                return f"{m.base}/{m.quote}"
+        raise Refused(_error(170121, "Invalid symbol.", 200))
+
+    def _symbol(self, request: Request) -> str | None:
+        symbol = request.query_params.get("symbol")
+        return self.unified(symbol) if symbol else None
+
+    def create_order(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        p = json.loads(body)
+        if p.get("category") != "spot":
+            raise Refused(_error(10001, "category only support spot here.", 200))
+        if not account.can_trade:
+            raise Refused(_error(10005, "Permission denied, please check your API key"
+                                 " permissions.", 200))  # fmt: skip
+        kind = p["orderType"].lower()
+        stop = p.get("triggerPrice") if p.get("orderFilter") == "tpslOrder" else None
+        if p.get("orderFilter") not in (None, "Order", "tpslOrder") or (
+            kind == "market" and p["side"] == "Buy" and p.get("marketUnit") != "baseCoin"
+        ):  # a market buy's quantity in the quote currency: not served
+            raise Refused(_error(170130, "Data sent for paramter '%s' is not valid.", 200))
+        try:
+            order = place(
+                self, account, client_order_id=p.get("orderLinkId", ""),
+                symbol=self.unified(p["symbol"]), side=p["side"].lower(),
+                type=(f"stop_loss_{kind}" if kind == "limit" else "stop_loss") if stop else kind,
+                quantity=Decimal(p["qty"]), price=Decimal(p["price"]) if p.get("price") else None,
+                stop_price=Decimal(stop) if stop else None,
+            )  # fmt: skip
+        except OrderRefused as refused:
+            if refused.reason == "insufficient":
+                raise Refused(_error(170131, "Insufficient balance.", 200)) from None
+            raise Refused(_error(170141, "Duplicate clientOrderId.", 200)) from None
+        return _ok({"orderId": order.id, "orderLinkId": order.client_order_id})
+
+    def cancel_order(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        p = json.loads(body)
+        order = find(self, account, order_id=p.get("orderId"),
+                     client_order_id=p.get("orderLinkId"))  # fmt: skip
+        if order is None or not cancel(self, order):
+            raise Refused(_error(170213, "Order does not exist.", 200))
+        return _ok({"orderId": order.id, "orderLinkId": order.client_order_id})
+
+    def _listed(self, request: Request, orders: list[Order]) -> dict:
+        q = request.query_params
+        wanted = [o for o in orders
+                  if q.get("orderId") in (None, o.id)
+                  and q.get("orderLinkId") in (None, o.client_order_id)]  # fmt: skip
+        return _ok({"category": "spot", "nextPageCursor": "",
+                    "list": [self.order_json(o) for o in reversed(wanted)]})  # fmt: skip
+
+    def open_orders(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        return self._listed(request, orders_of(self, account, self._symbol(request), open=True))
+
+    def order_history(self, request: Request, body: bytes) -> dict:
+        """Ended orders updated since ``startTime``; ``orderStatus`` narrows them."""
+        account = self.signed(request, body)
+        start = query_int(request, "startTime", 0) or 0
+        status = request.query_params.get("orderStatus")
+        ended = [o for o in orders_of(self, account, self._symbol(request), open=False)
+                 if o.updated >= start and status in (None, self.status(o))]  # fmt: skip
+        return self._listed(request, ended)
+
+    def executions(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        start = query_int(request, "startTime", 0) or 0
+        return _ok({"category": "spot", "nextPageCursor": "", "list": [
+            {"symbol": t.order.symbol.replace("/", ""), "orderId": t.order.id,
+             "orderLinkId": t.order.client_order_id, "side": t.order.side.capitalize(),
+             "orderPrice": amount(t.order.price or t.price), "orderQty": amount(t.order.quantity),
+             "leavesQty": "0", "createType": "CreateByUser",
+             "orderType": "Market" if t.order.type == "market" else "Limit",
+             "stopOrderType": "", "execFee": amount(t.fee),
+             "feeCurrency": t.order.symbol.split("/")[1], "execId": t.id,
+             "execPrice": amount(t.price), "execQty": amount(t.quantity), "execType": "Trade",
+             "execValue": amount(t.price * t.quantity), "feeRate": "0.001",
+             "tradeIv": "", "markIv": "", "markPrice": "", "indexPrice": "",
+             "underlyingPrice": "", "blockTradeId": "", "closedSize": "",
+             "seq": int(t.id), "isMaker": t.order.type != "market", "execTime": str(t.at)}
+            for t in reversed(trades_of(self, account, self._symbol(request)))
+            if t.at >= start
+        ]})  # fmt: skip
+
+    @staticmethod
+    def status(o: Order) -> str:
+        if o.status == "open":
+            return "PartiallyFilled" if o.filled else ("Untriggered" if o.stop_price else "New")
+        return "Filled" if o.status == "closed" else "Cancelled"
+
+    def order_json(self, o: Order) -> dict:
+        stop = o.stop_price is not None
+        return {
+            "orderId": o.id, "orderLinkId": o.client_order_id, "blockTradeId": "",
+            "symbol": o.symbol.replace("/", ""),
+            "price": amount(o.price) if o.price is not None else "0",
+            "qty": amount(o.quantity), "side": o.side.capitalize(), "isLeverage": "0",
+            "positionIdx": 0, "orderStatus": self.status(o), "cancelType": "UNKNOWN",
+            "rejectReason": "EC_NoError", "avgPrice": amount(o.average) if o.filled else "",
+            "leavesQty": amount(o.remaining) if o.status == "open" else "0",
+            "leavesValue": "0", "cumExecQty": amount(o.filled),
+            "cumExecValue": amount(o.cost), "cumExecFee": amount(o.cost * Decimal("0.001")),
+            "timeInForce": "IOC" if o.type == "market" else "GTC",
+            "orderType": "Limit" if o.price is not None else "Market",
+            "stopOrderType": "tpslOrder" if stop else "", "orderIv": "",
+            "marketUnit": "baseCoin" if o.type == "market" else "",
+            "triggerPrice": amount(o.stop_price) if stop else "0",
+            "takeProfit": "0", "stopLoss": "0", "tpTriggerBy": "", "slTriggerBy": "",
+            "triggerDirection": (2 if o.side == "sell" else 1) if stop else 0,
+            "triggerBy": "LastPrice" if stop else "", "lastPriceOnCreated": "",
+            "reduceOnly": False, "closeOnTrigger": False, "smpType": "None",
+            "smpGroup": 0, "smpOrderId": "", "tpslMode": "", "tpLimitPrice": "",
+            "slLimitPrice": "", "placeType": "", "createdTime": str(o.created),
+            "updatedTime": str(o.updated),
+        }  # fmt: skip
 
     # --- public market data ----------------------------------------------------------
 

@@ -6,13 +6,21 @@
 refusals are HTTP 401 ``Unauthorized``. (Cloud keys sign JWTs instead: not served.)
 Public market data: ``/api/v3/brokerage/market/product_book`` and
 ``/api/v3/brokerage/market/products/{id}/ticker`` (recent trades and the best bid and
-ask) and ``.../candles`` (seconds, newest first, at most 350)."""
+ask) and ``.../candles`` (seconds, newest first, at most 350).
+Orders: ``POST /api/v3/brokerage/orders`` (HTTP 200 either way: ``success`` and
+``success_response``, or ``error_response`` with INSUFFICIENT_FUND...; a client order id
+already used answers its order, as Coinbase does), ``POST .../orders/batch_cancel``
+(``results[].success``), ``GET .../orders/historical/{order_id}``,
+``.../orders/historical/batch`` (``order_status`` OPEN, FILLED, CANCELLED; newest first,
+created since ``start_date``) and ``.../orders/historical/fills``."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
+from decimal import Decimal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -20,11 +28,18 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from tests.support.exchanges import (
     Account,
     MarketDef,
+    Order,
+    OrderRefused,
     Refused,
     StandIn,
     Tape,
     amount,
+    cancel,
+    find,
+    orders_of,
+    place,
     query_int,
+    trades_of,
 )
 
 
@@ -48,6 +63,11 @@ class CoinbaseStandIn(StandIn):
             ("GET", "/api/v3/brokerage/market/product_book", self.product_book),
             ("GET", "/api/v3/brokerage/market/products/{product_id}/ticker", self.ticker),
             ("GET", "/api/v3/brokerage/market/products/{product_id}/candles", self.candles),
+            ("POST", "/api/v3/brokerage/orders", self.create_order),
+            ("POST", "/api/v3/brokerage/orders/batch_cancel", self.batch_cancel),
+            ("GET", "/api/v3/brokerage/orders/historical/batch", self.orders_batch),
+            ("GET", "/api/v3/brokerage/orders/historical/fills", self.fills),
+            ("GET", "/api/v3/brokerage/orders/historical/{order_id}", self.get_order),
         ]
 
     def signed(self, request: Request, body: bytes) -> Account:
@@ -114,6 +134,123 @@ class CoinbaseStandIn(StandIn):
                 "can_transfer": account.can_withdraw, "portfolio_uuid": "portfolio-1",
                 "portfolio_type": "DEFAULT"}  # fmt: skip
 
+    # --- orders (``/api/v3/brokerage/orders...``) ---------------------------------------
+
+    def unified(self, product: str) -> str:
+        for m in self.markets:
+            if f"{m.base}-{m.quote}" == product:
+                return f"{m.base}/{m.quote}"
+        raise Refused(_failure("INVALID_ARGUMENT", "ProductID is invalid"))
+
+    def create_order(self, request: Request, body: bytes) -> object:
+        account = self.signed(request, body)
+        p = json.loads(body)
+        if not account.can_trade:
+            raise Refused(JSONResponse({"error": "PERMISSION_DENIED", "code": 7,
+                                        "message": "Missing required scopes"}, 403))  # fmt: skip
+        kind, config = _configuration(p.get("order_configuration") or {})
+        if kind is None:  # a market buy by quote size, a GTD or IOC limit: not served
+            raise Refused(_failure("UNSUPPORTED_ORDER_CONFIGURATION",
+                                   "Unsupported order configuration"))  # fmt: skip
+        client = p.get("client_order_id", "")
+        known = find(self, account, client_order_id=client) if client else None
+        if known is not None:  # Coinbase answers the order that has this id
+            return _created(known)
+        try:
+            order = place(
+                self, account, client_order_id=client, symbol=self.unified(p["product_id"]),
+                side=p["side"].lower(), type=kind, quantity=Decimal(config["base_size"]),
+                price=Decimal(config["limit_price"]) if "limit_price" in config else None,
+                stop_price=Decimal(config["stop_price"]) if "stop_price" in config else None,
+                order_id=lambda n: f"11111111-0000-4000-8000-{n:012d}",
+            )  # fmt: skip
+        except OrderRefused:
+            raise Refused(_failure("INSUFFICIENT_FUND",
+                                   "Insufficient balance in source account")) from None
+        return _created(order)
+
+    def batch_cancel(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        results = []
+        for order_id in json.loads(body).get("order_ids", []):
+            order = find(self, account, order_id=order_id)
+            done = order is not None and cancel(self, order)
+            reason = "UNKNOWN_CANCEL_FAILURE_REASON" if done else "UNKNOWN_CANCEL_ORDER"
+            results.append({"success": done, "failure_reason": reason, "order_id": order_id})
+        return {"results": results}
+
+    def get_order(self, request: Request, body: bytes) -> object:
+        account = self.signed(request, body)
+        order = find(self, account, order_id=request.path_params["order_id"])
+        if order is None:
+            return JSONResponse({"error": "NOT_FOUND", "error_details": "order with this"
+                                 " orderID was not found", "message": "order with this"
+                                 " orderID was not found"}, 404)  # fmt: skip
+        return {"order": self.order_json(order)}
+
+    def orders_batch(self, request: Request, body: bytes) -> dict:
+        """Newest first; ``order_status`` (repeatable) narrows them, ``start_date`` is
+        the earliest creation time."""
+        account = self.signed(request, body)
+        q = request.query_params
+        product = q.get("product_id")
+        statuses = set(q.getlist("order_status"))
+        start = _ms(q.get("start_date"))
+        mine = orders_of(self, account, self.unified(product) if product else None)
+        found = [o for o in mine if o.created >= start
+                 and (not statuses or self.status(o) in statuses)]  # fmt: skip
+        limit = query_int(request, "limit", 100) or 100
+        listed = [self.order_json(o) for o in reversed(found)][:limit]
+        return {"orders": listed, "sequence": "0", "has_next": False, "cursor": ""}
+
+    def fills(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        q = request.query_params
+        product = q.get("product_id")
+        start = _ms(q.get("start_sequence_timestamp"))
+        trades = trades_of(self, account, self.unified(product) if product else None)
+        return {"fills": [
+            {"entry_id": f"entry-{t.id}", "trade_id": t.id, "order_id": t.order.id,
+             "trade_time": _iso(t.at / 1000), "trade_type": "FILL", "price": amount(t.price),
+             "size": amount(t.quantity), "commission": amount(t.fee),
+             "product_id": t.order.symbol.replace("/", "-"),
+             "sequence_timestamp": _iso(t.at / 1000),
+             "liquidity_indicator": "TAKER" if t.order.type == "market" else "MAKER",
+             "size_in_quote": False, "user_id": "user-1", "side": t.order.side.upper(),
+             "retail_portfolio_id": "portfolio-1"}
+            for t in reversed(trades) if t.at >= start
+        ], "cursor": ""}  # fmt: skip
+
+    @staticmethod
+    def status(o: Order) -> str:
+        return {"open": "OPEN", "closed": "FILLED", "canceled": "CANCELLED"}[o.status]
+
+    def order_json(self, o: Order) -> dict:
+        fees = (o.cost * Decimal("0.001")).quantize(Decimal("0.00000001"))
+        return {
+            "order_id": o.id, "product_id": o.symbol.replace("/", "-"), "user_id": "user-1",
+            "order_configuration": _config_of(o), "side": o.side.upper(),
+            "client_order_id": o.client_order_id, "status": self.status(o),
+            "time_in_force": "IMMEDIATE_OR_CANCEL" if o.type == "market"
+            else "GOOD_UNTIL_CANCELLED",
+            "created_time": _iso(o.created / 1000),
+            "completion_percentage": amount(o.filled / o.quantity * 100),
+            "filled_size": amount(o.filled),
+            "average_filled_price": amount(o.average) if o.filled else "0",
+            "fee": "", "number_of_fills": "0", "filled_value": amount(o.cost),
+            "pending_cancel": False, "size_in_quote": False, "total_fees": amount(fees),
+            "size_inclusive_of_fees": False, "total_value_after_fees": amount(o.cost + fees),
+            "trigger_status": "STOP_PENDING" if o.stop_price and o.status == "open"
+            else "INVALID_ORDER_TYPE",
+            "order_type": {"market": "MARKET", "limit": "LIMIT"}.get(o.type, "STOP_LIMIT"),
+            "reject_reason": "", "settled": o.status != "open", "product_type": "SPOT",
+            "reject_message": "", "cancel_message": "",
+            "order_placement_source": "RETAIL_ADVANCED", "outstanding_hold_amount": "0",
+            "is_liquidation": False, "last_fill_time": None, "edit_history": [],
+            "leverage": "", "margin_type": "UNKNOWN_MARGIN_TYPE",
+            "retail_portfolio_id": "portfolio-1",
+        }  # fmt: skip
+
     # --- public market data ----------------------------------------------------------
 
     def symbol_ids(self, market: MarketDef) -> tuple[str, ...]:
@@ -162,6 +299,56 @@ class CoinbaseStandIn(StandIn):
              "open": amount(c.open), "close": amount(c.close), "volume": amount(c.volume)}
             for c in reversed(found)
         ]}  # fmt: skip
+
+
+def _failure(error: str, message: str) -> JSONResponse:
+    """A placement refused: HTTP 200, ``success`` false, the reason in ``error_response``."""
+    return JSONResponse({"success": False, "failure_reason": "UNKNOWN_FAILURE_REASON",
+                         "order_id": "", "error_response": {
+                             "error": error, "message": message, "error_details": "",
+                             "preview_failure_reason": f"PREVIEW_{error}",
+                             "new_order_failure_reason": error},
+                         "order_configuration": None})  # fmt: skip
+
+
+def _created(order: Order) -> dict:
+    return {"success": True, "failure_reason": "UNKNOWN_FAILURE_REASON",
+            "order_id": order.id, "success_response": {
+                "order_id": order.id, "product_id": order.symbol.replace("/", "-"),
+                "side": order.side.upper(), "client_order_id": order.client_order_id},
+            "order_configuration": _config_of(order)}  # fmt: skip
+
+
+def _configuration(config: dict) -> tuple[str | None, dict]:
+    """The stand-in's order type of Coinbase's ``order_configuration``, and its fields."""
+    for key, kind in (("limit_limit_gtc", "limit"), ("market_market_ioc", "market"),
+                      ("stop_limit_stop_limit_gtc", "stop_loss_limit")):  # fmt: skip
+        if key in config and "base_size" in config[key]:
+            return kind, config[key]
+    return None, {}
+
+
+def _config_of(o: Order) -> dict:
+    size = amount(o.quantity)
+    if o.type == "market":
+        return {"market_market_ioc": {"base_size": size}}
+    if o.stop_price is None:
+        return {"limit_limit_gtc": {"base_size": size, "limit_price": amount(o.price or 0),
+                                    "post_only": False}}  # fmt: skip
+    direction = "STOP_DIRECTION_STOP_DOWN" if o.side == "sell" else "STOP_DIRECTION_STOP_UP"
+    return {"stop_limit_stop_limit_gtc": {"base_size": size, "limit_price": amount(o.price or 0),
+            "stop_price": amount(o.stop_price), "stop_direction": direction}}  # fmt: skip
+
+
+def _ms(iso: str | None) -> int:
+    from datetime import datetime
+
+    if not iso:
+        return 0
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return 0
 
 
 def _iso(seconds: float) -> str:
