@@ -62,11 +62,15 @@ async def make_leader(
 
 async def closes(rt: Runtime, uid: int, now: datetime, *equities: str) -> None:
     """One snapshot per day, the last at ``now``, plus an earlier one each day that the
-    close (the day's last) must win over."""
+    close (the day's last) must win over: earlier the same UTC day, whatever the time
+    (3 h before, or halfway since midnight when that is nearer: at 00:10 a snapshot 3 h
+    before would be the previous day's last, its close)."""
     days = len(equities)
     for i, equity in enumerate(equities):
         at = now - timedelta(days=days - 1 - i)
-        for taken_at, value in ((at - timedelta(hours=3), "1"), (at, equity)):
+        midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        earlier = max(at - timedelta(hours=3), midnight + (at - midnight) / 2)
+        for taken_at, value in ((earlier, "1"), (at, equity)):
             await write(
                 rt,
                 "INSERT INTO equity_snapshots (user_id, taken_at, equity_usd) VALUES ($1, $2, $3)"
