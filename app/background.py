@@ -23,6 +23,7 @@ from app.exchanges import accounts as exchange_accounts
 from app.exchanges import orders as exchange_orders
 from app.exchanges import syncs as exchange_syncs
 from app.exchanges.candle_sync import sync_candles
+from app.exchanges.streams import OrderStreams
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
@@ -55,6 +56,8 @@ class PeriodicJobs:
     jobs: list[tuple[str, float, Job]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # what the jobs keep running between their runs, closed at ``stop`` (order streams)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def add(self, name: str, every_seconds: float, job: Job) -> None:
         if every_seconds > 0:
@@ -71,6 +74,8 @@ class PeriodicJobs:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace_seconds)
         await stop_tasks(self._tasks)
+        for close in self.closers:
+            await close()
 
     async def _loop(self, name: str, every: float, job: Job) -> None:
         while not self._stopping.is_set():
@@ -132,11 +137,15 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         exchange_accounts.recheck_due,
     )
     jobs.add("exchange-sync", rt.settings.exchange_sync_interval_seconds, exchange_syncs.sync_due)
-    jobs.add(
-        "exchange-orders",
-        rt.settings.exchange_order_poll_seconds,
-        exchange_orders.poll_live,
-    )
+    streams = OrderStreams()
+    if rt.settings.exchange_stream_check_seconds > 0:
+        jobs.add("exchange-streams", rt.settings.exchange_stream_check_seconds, streams.supervise)
+        jobs.closers.append(streams.aclose)
+
+    async def poll_unstreamed(rt: Runtime) -> int:
+        return await exchange_orders.poll_live(rt, skip=streams.healthy)
+
+    jobs.add("exchange-orders", rt.settings.exchange_order_poll_seconds, poll_unstreamed)
     jobs.add(
         "exchange-rewrap",
         rt.settings.exchange_recheck_interval_seconds,

@@ -69,6 +69,9 @@ class TimedConnector:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def forget(self, connection_id: int) -> None:
+        self.inner.forget(connection_id)
+
     def order_types(self, exchange: Any) -> Any:
         return self.inner.order_types(exchange)
 

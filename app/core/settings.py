@@ -111,6 +111,17 @@ class Settings(BaseSettings):
     exchange_recheck_after_hours: float = Field(default=24, gt=0)
     # how often orders on connected accounts are polled and reconciled (0: never)
     exchange_order_poll_seconds: float = Field(default=5, ge=0)
+    # a stored account's ccxt instance is kept for its next requests this long unused
+    exchange_instance_idle_seconds: float = Field(default=300, ge=0)
+    # order streams (ccxt.pro watch_orders / watch_my_trades) for accounts with live orders
+    # at exchanges that have them: how often the supervisor looks for accounts to start or
+    # stop (0: no streams, polling only; also how soon a disconnected account's stream
+    # stops), how often a streamed account is reconciled anyway (the safety net), and the
+    # reconnect backoff's first and longest wait
+    exchange_stream_check_seconds: float = Field(default=2, ge=0)
+    exchange_stream_reconcile_seconds: float = Field(default=60, gt=0)
+    exchange_stream_backoff_seconds: float = Field(default=1, gt=0)
+    exchange_stream_backoff_max_seconds: float = Field(default=60, gt=0)
     # exchange custody: how often the job looks for mirrors to reconcile (0: no job), how
     # old a mirror may get before the job reads the exchange again, and how many
     # syncExchangeAccount calls a user may make per minute

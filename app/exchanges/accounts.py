@@ -204,6 +204,7 @@ async def disconnect_account(
         row.status = DISCONNECTED
         row.key_id = row.wrapped_key = row.sealed_secret = None
         row.disconnected_at = rt.now()
+    rt.exchanges.forget(connection_id)
     log.info("exchange account disconnected",
              extra={"user_id": user_id, "connection": connection_id})  # fmt: skip
     return row

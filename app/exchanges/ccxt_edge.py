@@ -33,6 +33,7 @@ its conversion and its errors, in the one module allowed to import ccxt.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import ssl
@@ -90,6 +91,8 @@ T = TypeVar("T")
 _CCXT_LOGGER = logging.getLogger("app.exchanges.ccxt")
 _CCXT_LOGGER.setLevel(logging.WARNING)
 MARKETS_TTL_SECONDS = 3600.0
+# a stored account's ccxt instance is kept this long unused (``_Instances``)
+INSTANCE_IDLE_SECONDS = 300.0
 # Per exchange, ccxt options: spot markets only, and no currency list (Binance's and
 # OKX's are private endpoints; the platform needs markets and balances).
 _OPTIONS: dict[ExchangeId, dict[str, Any]] = {
@@ -120,6 +123,7 @@ _KEY_REFUSED: dict[ExchangeId, tuple[str, ...]] = {
     ExchangeId.KRAKEN: ("EAPI:Invalid signature",),
 }
 _ORIGIN = re.compile(r"^https?://[^/]+")
+_WS_ORIGIN = re.compile(r"^wss?://[^/]+")
 # The exchanges whose candles endpoint answers the latest candles up to its end (Bybit):
 # told the end (ccxt's ``until``), so that a fetch from ``since`` starts there. (ccxt
 # bounds OKX's and Coinbase's requests by ``since`` and the limit itself; Binance and
@@ -136,6 +140,14 @@ _ENDED_ORDERS: dict[ExchangeId, tuple[str, ...]] = {
 # The exchange's own parameter for our client order id where ccxt's ``clientOrderId``
 # is not sent (ccxt's Coinbase createOrder makes its own "ccxt-<uuid>" and drops ours).
 _CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id"}
+# The exchanges whose account order stream (``ccxt.pro``'s watch_orders, and
+# watch_my_trades where ``has`` says so) the platform follows, each with the call that
+# subscribes the account's private stream and returns once the exchange acknowledged it
+# (so that a reconciliation started after it misses nothing). Binance: the WebSocket
+# API's ``userDataStream.subscribe.signature``. The others are polled.
+_STREAM_READY: dict[ExchangeId, Callable[[Any], Awaitable[Any]]] = {
+    ExchangeId.BINANCE: lambda exchange: exchange.authenticate({"type": "spot"}),
+}
 
 
 class _Nonces:
@@ -362,6 +374,35 @@ def _retryable(error: Exception) -> bool:
     return not limited and isinstance(error, ccxt.NetworkError | ccxt.BadResponse)
 
 
+class CcxtOrderStream:
+    """One account's order stream (a ``ccxt.pro`` instance of its own): ``orders`` and
+    ``trades`` each wait for the next updates; a dropped connection raises
+    ``ExchangeUnavailable`` (the caller reconnects and reconciles the gap)."""
+
+    def __init__(self, connector: CcxtConnector, exchange_id: ExchangeId, exchange: Any) -> None:
+        self._session = CcxtSession(connector, exchange_id, exchange)
+        self.exchange_id = exchange_id
+        self._exchange = exchange
+        self.has_trades = bool(exchange.has.get("watchMyTrades"))
+
+    async def open(self) -> None:
+        """Subscribe the account's private stream (acknowledged by the exchange)."""
+        await self._session._load_markets()
+        await self._watch("subscribe", lambda: _STREAM_READY[self.exchange_id](self._exchange))
+
+    async def orders(self) -> list[ReportedOrder]:
+        raw = await self._watch("watch_orders", self._exchange.watch_orders)
+        return [to_order(order, order["symbol"]) for order in raw]
+
+    async def trades(self) -> list[ReportedTrade]:
+        raw = await self._watch("watch_my_trades", self._exchange.watch_my_trades)
+        return [to_my_trade(trade) for trade in raw]
+
+    async def _watch(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation``, its failure converted (a network one: ``ExchangeUnavailable``)."""
+        return await self._session._once(call, operation)
+
+
 class _MarketsCache:
     """Each exchange's markets, shared by this process's sessions for a while."""
 
@@ -507,14 +548,21 @@ class CcxtSession:
 
     async def _write(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation`` once: a write is never repeated here."""
+        return await self._once(call, operation, write=True)
+
+    async def _once(
+        self, call: str, operation: Callable[[], Awaitable[T]], *, write: bool = False
+    ) -> T:
+        """``operation`` once, its failure converted (a write's network failure:
+        ``ExchangeOutcomeUnknown``)."""
         import ccxt
 
         try:
             return await operation()
         except ccxt.BaseError as error:
             failure = error
-        converted = ExchangeOutcomeUnknown() if _outcome_unknown(failure) else _converted(
-            failure, self.exchange_id)  # fmt: skip
+        unknown = write and _outcome_unknown(failure)
+        converted = ExchangeOutcomeUnknown() if unknown else _converted(failure, self.exchange_id)
         self._log_failure(call, failure, converted)
         raise converted from None
 
@@ -555,6 +603,76 @@ class CcxtSession:
         raise converted from None
 
 
+def key_version(sealed: SealedSecret) -> str:
+    """A stored key's version: its sealed secret's digest (a new key, a new seal; a
+    re-wrap under another master key leaves the sealed secret, and this, unchanged)."""
+    return hashlib.sha256(sealed.ciphertext).hexdigest()[:16]
+
+
+class _Kept:
+    """One account's ccxt instance, with its key version and how many use it now."""
+
+    __slots__ = ("instance", "used_at", "users", "version")
+
+    def __init__(self, instance: Any, version: str) -> None:
+        self.instance, self.version, self.users, self.used_at = instance, version, 0, 0.0
+
+
+class _Instances:
+    """ccxt instances kept per stored account (``Binding``) and key version: building one
+    costs about 16 ms (and the key is opened only then). A new key version, ``forget``
+    (a disconnect), or ``idle_seconds`` unused drops the old one; it is closed once its
+    last user is done."""
+
+    def __init__(self, idle_seconds: float, release: Callable[[Any], None]) -> None:
+        self.idle_seconds = idle_seconds
+        self._release = release
+        self._kept: dict[Binding, _Kept] = {}
+        self._dropped: list[_Kept] = []
+
+    def take(self, binding: Binding, version: str, build: Callable[[], Any]) -> _Kept:
+        self._sweep()
+        kept = self._kept.get(binding)
+        if kept is None or kept.version != version:
+            self.drop(binding)
+            kept = self._kept[binding] = _Kept(build(), version)
+        kept.users += 1
+        return kept
+
+    def give_back(self, kept: _Kept) -> None:
+        kept.users -= 1
+        kept.used_at = time.monotonic()
+        self._close_dropped()
+
+    def drop(self, binding: Binding) -> None:
+        kept = self._kept.pop(binding, None)
+        if kept is not None:
+            self._dropped.append(kept)
+            self._close_dropped()
+
+    def forget(self, connection_id: int) -> None:
+        for binding in [b for b in self._kept if b.connection_id == connection_id]:
+            self.drop(binding)
+
+    def drop_all(self) -> None:
+        for binding in list(self._kept):
+            self.drop(binding)
+
+    def _sweep(self) -> None:
+        idle = time.monotonic() - self.idle_seconds
+        for binding, kept in list(self._kept.items()):
+            if kept.users == 0 and kept.used_at < idle:
+                self.drop(binding)
+
+    def _close_dropped(self) -> None:
+        for kept in [k for k in self._dropped if k.users == 0]:
+            self._dropped.remove(kept)
+            self._release(kept.instance)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
 class CcxtConnector:
     def __init__(
         self,
@@ -566,6 +684,7 @@ class CcxtConnector:
         backoff_seconds: float = 0.25,
         rate_limit: bool = True,
         markets_ttl_seconds: float = MARKETS_TTL_SECONDS,
+        instance_idle_seconds: float = INSTANCE_IDLE_SECONDS,
     ) -> None:
         self._ring = ring
         self.api_bases = dict(api_bases or {})
@@ -577,6 +696,7 @@ class CcxtConnector:
         self._closing: set[asyncio.Task[None]] = set()
         self._ssl_context: ssl.SSLContext | None = None
         self._order_types: dict[ExchangeId, tuple[OrderTypeSupport, ...]] = {}
+        self.instances = _Instances(instance_idle_seconds, self._release)
 
     @classmethod
     def from_settings(cls, settings: Settings, ring: KeyRing) -> CcxtConnector:
@@ -585,6 +705,7 @@ class CcxtConnector:
             api_bases=settings.exchange_api_bases,
             timeout_seconds=settings.exchange_request_timeout_seconds,
             network_retries=settings.exchange_network_retries,
+            instance_idle_seconds=settings.exchange_instance_idle_seconds,
         )
 
     @asynccontextmanager
@@ -615,8 +736,34 @@ class CcxtConnector:
             found = self._order_types[exchange] = _order_types(exchange, instance)
         return found
 
+    def streamed(self, exchange: ExchangeId) -> bool:
+        """Whether an account at ``exchange`` is followed by an order stream here."""
+        return exchange in _STREAM_READY
+
+    @asynccontextmanager
+    async def order_stream(
+        self, exchange: ExchangeId, sealed: SealedSecret, binding: Binding
+    ) -> AsyncIterator[CcxtOrderStream]:
+        """The account's order stream, subscribed; closed when the ``async with`` ends."""
+        credentials = Credentials.from_bytes(self._ring.unseal(sealed, binding))
+        instance = self._new(exchange, credentials, pro=True)
+        del credentials
+        try:
+            if not instance.has.get("watchOrders"):
+                raise InvariantViolation(f"ccxt.pro has no watch_orders at {exchange.value}")
+            stream = CcxtOrderStream(self, exchange, instance)
+            await stream.open()
+            yield stream
+        finally:
+            await asyncio.shield(instance.close())
+
+    def forget(self, connection_id: int) -> None:
+        """Drop the account's kept instances (it was disconnected, or its key replaced)."""
+        self.instances.forget(connection_id)
+
     async def aclose(self) -> None:
-        """Wait for the sessions still closing."""
+        """Close the kept instances and wait for the sessions still closing."""
+        self.instances.drop_all()
         while self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
@@ -632,12 +779,22 @@ class CcxtConnector:
     async def sealed_session(
         self, exchange: ExchangeId, sealed: SealedSecret, binding: Binding
     ) -> AsyncIterator[CcxtSession]:
-        credentials = Credentials.from_bytes(self._ring.unseal(sealed, binding))
-        async with self.session(exchange, credentials) as session:
-            yield session
+        def build() -> Any:
+            return self._new(exchange, Credentials.from_bytes(self._ring.unseal(sealed, binding)))
 
-    def _new(self, exchange: ExchangeId, credentials: Credentials | None) -> Any:
-        import ccxt.async_support as ccxt_async
+        kept = self.instances.take(binding, key_version(sealed), build)
+        try:
+            yield CcxtSession(self, exchange, kept.instance)
+        finally:
+            self.instances.give_back(kept)
+
+    def _new(
+        self, exchange: ExchangeId, credentials: Credentials | None, *, pro: bool = False
+    ) -> Any:
+        if pro:
+            import ccxt.pro as ccxt_async
+        else:
+            import ccxt.async_support as ccxt_async
 
         config: dict[str, Any] = {
             "enableRateLimit": self.rate_limit,
@@ -670,9 +827,11 @@ class CcxtConnector:
 
 
 def _rebased(urls: Any, base: str) -> Any:
-    """ccxt's API URLs with their scheme and host replaced by ``base``."""
+    """ccxt's API URLs with their scheme and host replaced by ``base`` (its WebSocket
+    URLs, ``ccxt.pro``'s, by ``base`` with the ws scheme: ws://, wss://)."""
     if isinstance(urls, str):
-        return _ORIGIN.sub(lambda _: base, urls)
+        ws_base = "ws" + base.removeprefix("http")
+        return _ORIGIN.sub(lambda _: base, _WS_ORIGIN.sub(lambda _: ws_base, urls))
     if isinstance(urls, dict):
         return {name: _rebased(url, base) for name, url in urls.items()}
     return urls

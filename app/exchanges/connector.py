@@ -86,6 +86,21 @@ class ExchangeSession(Protocol):
         ...
 
 
+class OrderStream(Protocol):
+    """One account's order stream, subscribed (``ccxt.pro``). Each method waits for the
+    next updates; a dropped connection raises ``ExchangeUnavailable``."""
+
+    has_trades: bool  # whether ``trades`` streams (else fills are read by reconciliation)
+
+    async def orders(self) -> list[ReportedOrder]:
+        """The next updated orders (each as the exchange reports it now)."""
+        ...
+
+    async def trades(self) -> list[ReportedTrade]:
+        """The account's next trades."""
+        ...
+
+
 class ExchangeConnector(Protocol):
     def session(
         self, exchange: ExchangeId, credentials: Credentials
@@ -106,6 +121,21 @@ class ExchangeConnector(Protocol):
 
     def order_types(self, exchange: ExchangeId) -> tuple[OrderTypeSupport, ...]:
         """Each order type at ``exchange``, native or to be emulated (no request)."""
+        ...
+
+    def streamed(self, exchange: ExchangeId) -> bool:
+        """Whether accounts at ``exchange`` are followed by an order stream."""
+        ...
+
+    def order_stream(
+        self, exchange: ExchangeId, sealed: SealedSecret, binding: Binding
+    ) -> AbstractAsyncContextManager[OrderStream]:
+        """A stored account's order stream, subscribed when the ``async with`` enters (the
+        credentials opened here, for the signing of its login)."""
+        ...
+
+    def forget(self, connection_id: int) -> None:
+        """Drop what is kept for the account (its ccxt instance): it was disconnected."""
         ...
 
     async def aclose(self) -> None:

@@ -20,7 +20,7 @@ The exchange is called outside any database transaction."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -418,9 +418,11 @@ def _followed(now: datetime) -> ColumnElement[bool]:
     return or_(ExchangeOrder.status.in_(_LIVE_VALUES), unread)
 
 
-async def poll_live(rt: Runtime, *, limit: int = 100) -> int:
-    """Reconcile every account with orders to follow (a background job). Returns how
-    many accounts were read; one account's failure does not stop the others."""
+async def poll_live(rt: Runtime, *, limit: int = 100, skip: Container[int] = ()) -> int:
+    """Reconcile every account with orders to follow (a background job), except those
+    in ``skip`` (followed by a healthy order stream, which reconciles them itself).
+    Returns how many accounts were read; one account's failure does not stop the
+    others."""
     async with rt.reads() as session:
         ids = list(
             await session.scalars(
@@ -431,6 +433,7 @@ async def poll_live(rt: Runtime, *, limit: int = 100) -> int:
                 .limit(limit)
             )
         )
+    ids = [connection_id for connection_id in ids if connection_id not in skip]
     for connection_id in ids:
         try:
             await reconcile_account(rt, connection_id=connection_id)
@@ -528,15 +531,39 @@ ON CONFLICT (connection_id, symbol, trade_id) DO NOTHING
 """
 
 
+async def record_streamed(
+    rt: Runtime,
+    *,
+    connection_id: int,
+    reported: Sequence[ReportedOrder] = (),
+    trades: Sequence[ReportedTrade] = (),
+) -> Reconciled:
+    """Record what an account's order stream pushed, as reconciliation records what it
+    reads (each fill once, each order moved forward only), market by market. A stream's
+    reports are partial: an order they do not mention is left as it is."""
+    changed = added = 0
+    for symbol in sorted({r.symbol for r in reported} | {t.symbol for t in trades}):
+        result = await _record_account(
+            rt, connection_id, symbol, [r for r in reported if r.symbol == symbol],
+            [t for t in trades if t.symbol == symbol], complete=False,
+        )  # fmt: skip
+        changed, added = changed + result.orders_changed, added + result.fills_added
+    return Reconciled(changed, added)
+
+
 async def _record_account(
     rt: Runtime,
     connection_id: int,
     symbol: str,
     reported: Sequence[ReportedOrder],
     trades: Sequence[ReportedTrade],
+    *,
+    complete: bool = True,
 ) -> Reconciled:
     """One transaction: the account's orders on ``symbol`` moved by the reports (matched
-    by our client order id, else the exchange's), then the trades of its orders, once."""
+    by our client order id, else the exchange's), then the trades of its orders, once.
+    ``complete``: the reports are all the exchange has (a PENDING_SUBMIT order missing
+    from them long enough was never placed)."""
     now = rt.now()
     by_client = {r.client_order_id: r for r in reported if r.client_order_id}
     by_exchange = {r.exchange_order_id: r for r in reported}
@@ -545,7 +572,7 @@ async def _record_account(
         rows = await connection.fetch(
             _ORDERS_SQL, connection_id, symbol, _LIVE_VALUES, list(by_client), list(by_exchange)
         )
-        updates = [u for row in rows if (u := _moved(row, by_client, by_exchange, now))]
+        updates = [u for row in rows if (u := _moved(row, by_client, by_exchange, now, complete))]
         if updates:
             ids, statuses, filled, exchange_ids, codes = (
                 list(c) for c in zip(*updates, strict=True)
@@ -565,12 +592,14 @@ def _moved(
     by_client: dict[str, ReportedOrder],
     by_exchange: dict[str, ReportedOrder],
     now: datetime,
+    complete: bool = True,
 ) -> tuple[int, str, Decimal, str | None, str | None] | None:
     """The row's new (id, status, filled, exchange id, reject code), or None: unchanged."""
     current = S(row["status"])
     report = by_client.get(row["client_order_id"]) or by_exchange.get(row["exchange_order_id"])
     if report is None:
-        if current is S.PENDING_SUBMIT and now - row["created_at"] > SETTLE_AFTER:
+        settled = complete and now - row["created_at"] > SETTLE_AFTER
+        if current is S.PENDING_SUBMIT and settled:
             return (row["id"], S.REJECTED.value, row["filled"], None, ExchangeUnavailable.code)
         return None
     status = advance(current, report.status)

@@ -17,6 +17,8 @@ a thread, ``url`` is its base."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import threading
 import time
@@ -29,7 +31,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 
 @dataclass
@@ -226,6 +229,20 @@ class OrderRefused(Exception):
 FEE_RATE = Decimal("0.001")
 
 
+class Stream:
+    """One WebSocket connection to a stand-in; ``api_key`` once it authenticated."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.api_key: str | None = None
+        self.loop = asyncio.get_running_loop()
+        self.outbox: asyncio.Queue[dict | None] = asyncio.Queue()
+
+    def send(self, message: dict | None) -> None:
+        """Queue ``message`` from any thread (None: close the connection)."""
+        self.loop.call_soon_threadsafe(self.outbox.put_nowait, message)
+
+
 class StandIn:
     """The server and state every stand-in shares; subclasses give ``routes``."""
 
@@ -250,7 +267,12 @@ class StandIn:
         self.socket.bind(("127.0.0.1", 0))
         host, port = self.socket.getsockname()
         self.url = f"http://{host}:{port}"
-        app = Starlette(routes=[Route(p, self._wrap(h), methods=[m]) for m, p, h in self.routes()])
+        self.streams: list[Stream] = []  # the open WebSocket connections
+        self.refuse_streams = False  # close new WebSocket connections at once (an outage)
+        self.stream_auths: list[str] = []  # the keys each accepted stream login named
+        routes: list[Any] = [Route(p, self._wrap(h), methods=[m]) for m, p, h in self.routes()]
+        routes += [WebSocketRoute(p, self._serve_stream) for p in self.ws_paths()]
+        app = Starlette(routes=routes)
         config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -259,6 +281,67 @@ class StandIn:
 
     def routes(self) -> list[tuple[str, str, Callable[[Request, bytes], Any]]]:
         raise NotImplementedError
+
+    # --- WebSocket: the account's order stream ---------------------------------------
+
+    def ws_paths(self) -> list[str]:
+        """The paths of the exchange's WebSocket endpoints served here (none: polled)."""
+        return []
+
+    def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
+        """The answers to a client's message (a login sets ``stream.api_key``)."""
+        raise NotImplementedError
+
+    def stream_events(self, order: Order, trade: Trade | None) -> list[dict]:
+        """What the exchange pushes to the order's account when ``order`` changed
+        (``trade``: by that trade)."""
+        raise NotImplementedError
+
+    def changed(self, order: Order, trade: Trade | None = None) -> None:
+        """``order`` changed: pushed to its account's authenticated streams."""
+        with self.lock:
+            streams = [s for s in self.streams if s.api_key == order.api_key]
+        for stream in streams:
+            for event in self.stream_events(order, trade):
+                stream.send(event)
+
+    def drop_streams(self) -> None:
+        """Close every open WebSocket connection (a dropped stream)."""
+        with self.lock:
+            streams = list(self.streams)
+        for stream in streams:
+            stream.send(None)
+
+    def stream_count(self, api_key: str | None = None) -> int:
+        """Open streams (of ``api_key``'s account, authenticated)."""
+        with self.lock:
+            return sum(1 for s in self.streams if api_key is None or s.api_key == api_key)
+
+    async def _serve_stream(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        if self.refuse_streams:
+            await websocket.close(1013)
+            return
+        stream = Stream(websocket)
+        with self.lock:
+            self.streams.append(stream)
+        sender = asyncio.create_task(self._send_stream(stream))
+        try:
+            while True:
+                message = json.loads(await websocket.receive_text())
+                for answer in self.on_stream_message(stream, message):
+                    stream.send(answer)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            with self.lock:
+                self.streams.remove(stream)
+            sender.cancel()
+
+    async def _send_stream(self, stream: Stream) -> None:
+        while (message := await stream.outbox.get()) is not None:
+            await stream.websocket.send_text(json.dumps(message))
+        await stream.websocket.close()
 
     def too_many_requests(self) -> Response:
         """The exchange's own answer to a client over its rate limit."""
@@ -288,6 +371,8 @@ class StandIn:
             self.orders.clear()
             self.trades.clear()
             self.tapes = tapes()
+            self.refuse_streams = False
+            self.stream_auths.clear()
 
     def add(self, account: Account) -> Account:
         with self.lock:
@@ -391,6 +476,7 @@ def place(
                       side, type, quantity, price, stop_price, now_ms())  # fmt: skip
         order.updated = order.created
         stand_in.orders.append(order)
+    stand_in.changed(order)
     if type == "market":
         fill(stand_in, order, quantity, stand_in.last_price[symbol])
     return order
@@ -412,6 +498,7 @@ def fill(
         if order.remaining == 0:
             order.status = "closed"
         stand_in.trades.append(trade)
+    stand_in.changed(order, trade)
     return trade
 
 
@@ -434,7 +521,8 @@ def cancel(stand_in: StandIn, order: Order) -> bool:
         if order.status != "open":
             return False
         order.status, order.updated = "canceled", now_ms()
-        return True
+    stand_in.changed(order)
+    return True
 
 
 def orders_of(stand_in: StandIn, account: Account, symbol: str | None, *,

@@ -4,7 +4,14 @@
 Signed requests (SIGNED endpoints) carry the key
 in ``X-MBX-APIKEY`` and ``signature`` = hex HMAC-SHA256(secret, the query string before
 it); ``timestamp`` must be within ``recvWindow`` (5000 ms by default) of the server's
-clock."""
+clock.
+
+Its WebSocket API (``/ws-api/v3``) serves the account's user data stream: the client's
+``userDataStream.subscribe.signature`` (``apiKey``, ``timestamp`` and ``signature`` =
+hex HMAC-SHA256(secret, the other params sorted by name as ``k=v&...``)) is verified
+like a signed request and answered with a ``subscriptionId``; from then on each change of
+the account's orders is pushed as an ``executionReport`` event (``x``: NEW, TRADE with
+the trade's ``t``/``l``/``L``/``n``, CANCELED)."""
 
 from __future__ import annotations
 
@@ -22,7 +29,9 @@ from tests.support.exchanges import (
     OrderRefused,
     Refused,
     StandIn,
+    Stream,
     Tape,
+    Trade,
     amount,
     cancel,
     find,
@@ -36,6 +45,10 @@ from tests.support.exchanges import (
 
 def _error(code: int, msg: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"code": code, "msg": msg}, status)
+
+
+def _ws_error(request_id: object, code: int, msg: str, status: int = 400) -> dict:
+    return {"id": request_id, "status": status, "error": {"code": code, "msg": msg}}
 
 
 class BinanceStandIn(StandIn):
@@ -257,6 +270,54 @@ class BinanceStandIn(StandIn):
             "workingTime": o.created, "origQuoteOrderQty": "0",
             "selfTradePreventionMode": "NONE",
         }  # fmt: skip
+
+    # --- WebSocket API: the user data stream -----------------------------------------
+
+    def ws_paths(self) -> list[str]:
+        return ["/ws-api/v3"]
+
+    def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
+        request_id = message.get("id")
+        if message.get("method") != "userDataStream.subscribe.signature":
+            return [_ws_error(request_id, -1100, "Unknown method.", 400)]
+        params = {k: str(v) for k, v in (message.get("params") or {}).items()}
+        signature = params.pop("signature", "")
+        with self.lock:
+            account = self.accounts.get(params.get("apiKey", ""))
+        if account is None:
+            return [_ws_error(request_id, -2015, "Invalid API-key, IP, or permissions"
+                              " for action.", 401)]  # fmt: skip
+        unsigned = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+        expected = hmac.new(account.secret.encode(), unsigned.encode(), hashlib.sha256)
+        if not hmac.compare_digest(expected.hexdigest(), signature):
+            return [_ws_error(request_id, -1022, "Signature for this request is not valid.")]
+        sent = int(params.get("timestamp", 0))
+        if not (sent < now_ms() + 1000 and now_ms() - sent <= int(params.get("recvWindow", 5000))):
+            return [_ws_error(request_id, -1021, "Timestamp for this request is outside of"
+                              " the recvWindow.")]  # fmt: skip
+        with self.lock:
+            stream.api_key = account.api_key
+            self.stream_auths.append(account.api_key)
+        return [{"id": request_id, "status": 200, "result": {"subscriptionId": 0}}]
+
+    def stream_events(self, order: Order, trade: Trade | None) -> list[dict]:
+        state = self.order_json(order)
+        kind = "TRADE" if trade else "CANCELED" if order.status == "canceled" else "NEW"
+        event = {
+            "e": "executionReport", "E": now_ms(), "s": state["symbol"],
+            "c": order.client_order_id, "S": state["side"], "o": state["type"], "f": "GTC",
+            "q": state["origQty"], "p": state["price"], "P": state["stopPrice"], "F": "0",
+            "g": -1, "C": "", "x": kind, "X": state["status"], "r": "NONE", "i": int(order.id),
+            "l": amount(trade.quantity) if trade else "0",
+            "z": state["executedQty"], "L": amount(trade.price) if trade else "0",
+            "n": amount(trade.fee) if trade else "0",
+            "N": order.symbol.split("/")[1] if trade else None,
+            "T": trade.at if trade else order.updated, "t": int(trade.id) if trade else -1,
+            "I": 1, "w": order.status == "open", "m": order.type != "market", "M": False,
+            "O": order.created, "Z": state["cummulativeQuoteQty"],
+            "Y": amount(trade.price * trade.quantity) if trade else "0", "Q": "0",
+        }  # fmt: skip
+        return [{"subscriptionId": 0, "event": event}]
 
     # --- public market data ----------------------------------------------------------
 

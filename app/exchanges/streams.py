@@ -1,0 +1,155 @@
+"""Order streams: accounts with orders to follow, at exchanges with an order stream
+(``ccxt.pro``'s watch_orders / watch_my_trades, ``ExchangeConnector.streamed``), are
+followed by it; the others by ``orders.poll_live``.
+
+``OrderStreams.supervise`` (a background job, every ``exchange_stream_check_seconds``)
+opens a stream per such ACTIVE account and closes it when the account has nothing left
+to follow, is suspended or disconnected, or its key changed (a new key version: the
+stream is opened again with the new key). A stream runs in a task of its own:
+
+    subscribe -> reconcile_account -> record each update as it arrives
+                 (and reconcile again every ``exchange_stream_reconcile_seconds``)
+    a dropped connection or a failure: wait (backoff, doubling up to its maximum),
+    subscribe again, reconcile again: what happened in the gap is read then.
+
+Updates are recorded by ``orders.record_streamed``, reconciliation's own recording (each
+fill once, each order moved forward only), so the stream, the reconciliations and the
+poller in another process never double nor miss anything between them. An account whose
+stream is healthy (subscribed and reconciled) is skipped by the poller (``healthy``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from app.core.errors import UserError
+from app.exchanges.accounts import ACTIVE, binding_of, sealed_of
+from app.exchanges.ccxt_edge import key_version
+from app.exchanges.connector import OrderStream
+from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.orders import _followed, reconcile_account, record_streamed
+from app.runtime import Runtime
+from db.models import ExchangeConnection, ExchangeOrder
+
+log = logging.getLogger(__name__)
+
+MAX_STREAMS = 5000  # per process
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    connection: ExchangeConnection
+    version: str
+
+
+async def _wanted(rt: Runtime) -> dict[int, _Wanted]:
+    """The ACTIVE accounts with orders to follow at exchanges with an order stream."""
+    async with rt.reads() as session:
+        rows = await session.scalars(
+            select(ExchangeConnection)
+            .where(
+                ExchangeConnection.status == ACTIVE,
+                ExchangeConnection.id.in_(
+                    select(ExchangeOrder.connection_id).where(_followed(rt.now()))
+                ),
+            )
+            .order_by(ExchangeConnection.id)
+            .limit(MAX_STREAMS)
+        )
+        found = list(rows)
+    streamed = [r for r in found if rt.exchanges.streamed(ExchangeId(r.exchange))]
+    return {r.id: _Wanted(r, key_version(sealed_of(r))) for r in streamed}
+
+
+class OrderStreams:
+    """This process's order streams, one task per account (``supervise`` keeps them)."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, tuple[str, asyncio.Task[None]]] = {}
+        self.healthy: set[int] = set()  # subscribed and reconciled: the poller skips them
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def supervise(self, rt: Runtime) -> int:
+        """Start and stop streams to match the accounts that want one; how many run."""
+        wanted = await _wanted(rt)
+        for connection_id, (version, task) in list(self._tasks.items()):
+            entry = wanted.get(connection_id)
+            if entry is None or entry.version != version or task.done():
+                await self._stop(connection_id)
+        for connection_id, entry in wanted.items():
+            if connection_id not in self._tasks:
+                task = asyncio.create_task(self._follow(rt, entry.connection),
+                                           name=f"exchange-stream-{connection_id}")  # fmt: skip
+                self._tasks[connection_id] = (entry.version, task)
+        return len(self._tasks)
+
+    async def aclose(self) -> None:
+        for connection_id in list(self._tasks):
+            await self._stop(connection_id)
+
+    async def _stop(self, connection_id: int) -> None:
+        _, task = self._tasks.pop(connection_id)
+        self.healthy.discard(connection_id)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _follow(self, rt: Runtime, connection: ExchangeConnection) -> None:
+        """Stream, reconcile on every (re)connect, reconnect with backoff, until stopped."""
+        settings = rt.settings
+        wait = settings.exchange_stream_backoff_seconds
+        exchange, cid = ExchangeId(connection.exchange), connection.id
+        while True:
+            try:
+                async with rt.exchanges.order_stream(
+                    exchange, sealed_of(connection), binding_of(connection)
+                ) as stream:
+                    await reconcile_account(rt, connection_id=cid)
+                    self.healthy.add(cid)
+                    wait = settings.exchange_stream_backoff_seconds
+                    log.info("exchange order stream open", extra={"connection": cid})
+                    await _pump(rt, cid, stream)
+            except UserError as error:  # dropped, the exchange unavailable, refused
+                log.warning("exchange order stream interrupted",
+                            extra={"connection": cid, "code": error.code})  # fmt: skip
+            finally:
+                self.healthy.discard(cid)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, settings.exchange_stream_backoff_max_seconds)
+
+
+async def _pump(rt: Runtime, connection_id: int, stream: OrderStream) -> None:
+    """Record the stream's updates until it fails (raised); reconcile now and then."""
+
+    async def orders() -> None:
+        while True:
+            await record_streamed(rt, connection_id=connection_id, reported=await stream.orders())
+
+    async def trades() -> None:
+        while True:
+            await record_streamed(rt, connection_id=connection_id, trades=await stream.trades())
+
+    async def safety_net() -> None:
+        while True:
+            await asyncio.sleep(rt.settings.exchange_stream_reconcile_seconds)
+            await reconcile_account(rt, connection_id=connection_id)
+
+    loops: list[Callable[[], Awaitable[None]]] = [orders, safety_net]
+    if stream.has_trades:
+        loops.append(trades)
+    tasks = [asyncio.create_task(loop()) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

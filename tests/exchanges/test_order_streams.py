@@ -1,0 +1,170 @@
+"""Orders followed by the exchange's order stream (``ccxt.pro``'s watch_orders /
+watch_my_trades, the real ccxt talking to the Binance stand-in's WebSocket API): a fill
+reaches ``exchange_orders`` and ``exchange_fills`` through the stream, not the poller;
+a dropped stream is reconnected and the gap reconciled (each fill once); a disconnected
+account's stream is stopped; an exchange without a stream here is left to the poller;
+no secret is logged."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from app.exchanges import orders
+from app.exchanges.streams import OrderStreams
+from db.models import ExchangeFill, ExchangeOrder
+from tests.exchanges.test_accounts_api import DISCONNECT
+from tests.exchanges.test_orders_api import _account, _place
+from tests.support import pk
+from tests.support.exchanges import fill
+from tests.support.trading import eventually
+
+# reconnect at once; the safety-net reconciliation never during a test (so what is
+# recorded after the first one came through the stream)
+FAST = {"exchange_stream_backoff_seconds": 0.05, "exchange_stream_backoff_max_seconds": 0.2,
+        "exchange_stream_reconcile_seconds": 3600}  # fmt: skip
+READS = ("/api/v3/openOrders", "/api/v3/allOrders", "/api/v3/myTrades", "/api/v3/order")
+
+
+@pytest.fixture
+async def streams(rt, exchanges, monkeypatch) -> AsyncIterator[OrderStreams]:
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST))
+    supervisor = OrderStreams()
+    yield supervisor
+    await supervisor.aclose()
+
+
+async def _fills(rt) -> list[ExchangeFill]:
+    async with rt.sessions() as session:
+        return list(await session.scalars(select(ExchangeFill).order_by(ExchangeFill.id)))
+
+
+async def _order(rt, order_id: int) -> ExchangeOrder:
+    async with rt.sessions() as session:
+        row = await session.get(ExchangeOrder, order_id)
+    assert row is not None
+    return row
+
+
+def _reads(server) -> int:
+    """REST requests that read orders or trades (the poller's, reconciliation's)."""
+    return sum(1 for r in server.requests if r.method == "GET" and r.path in READS)
+
+
+async def _streaming(rt, streams: OrderStreams, connection_id: int) -> bool:
+    await streams.supervise(rt)
+    return await eventually(lambda: _true(connection_id in streams.healthy))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _opened(gql, rt, exchanges, streams):
+    token, account_id, account = await _account(gql, exchanges, "binance")
+    placed = (await _place(gql, token, account_id))["exchangeOrder"]
+    assert await _streaming(rt, streams, pk(account_id))
+    return token, account_id, account, placed
+
+
+async def test_a_fill_reaches_the_order_and_its_fills_through_the_stream(
+    gql, rt, exchanges, streams
+):
+    server = exchanges["binance"]
+    _, _, account, placed = await _opened(gql, rt, exchanges, streams)
+    assert server.stream_auths == [account.api_key]  # logged in with the connected key
+    reads = _reads(server)
+    fill(server, server.orders[0], Decimal("0.004"))
+    [first] = await eventually(lambda: _fills(rt))
+    assert (first.quantity, first.trade_id) == (Decimal("0.004"), server.trades[0].id)
+    row = await eventually(lambda: _filled(rt, pk(placed["id"]), Decimal("0.004")))
+    assert row.status == "PARTIALLY_FILLED"
+    fill(server, server.orders[0], Decimal("0.006"))
+    row = await eventually(lambda: _filled(rt, pk(placed["id"]), Decimal("0.01")))
+    assert row.status == "FILLED"
+    assert len(await eventually(lambda: _count(rt, 2))) == 2
+    assert _reads(server) == reads  # the stream, not a poll, brought them
+    assert len(streams.healthy) == 1
+    assert await orders.poll_live(rt, skip=streams.healthy) == 0
+
+
+async def _filled(rt, order_id: int, quantity: Decimal) -> ExchangeOrder | None:
+    row = await _order(rt, order_id)
+    return row if row.filled == quantity else None
+
+
+async def _count(rt, n: int) -> list[ExchangeFill]:
+    found = await _fills(rt)
+    return found if len(found) >= n else []
+
+
+async def test_fills_during_a_dropped_stream_are_recorded_once_after_it_reconnects(
+    gql, rt, exchanges, streams
+):
+    server = exchanges["binance"]
+    _, account_id, account, placed = await _opened(gql, rt, exchanges, streams)
+    server.refuse_streams = True
+    server.drop_streams()
+    assert await eventually(lambda: _true(not streams.healthy and not server.stream_count()))
+    fill(server, server.orders[0], Decimal("0.004"))  # in the gap: nobody is told
+    fill(server, server.orders[0], Decimal("0.002"))
+    assert await _fills(rt) == []
+    server.refuse_streams = False
+    assert await eventually(lambda: _true(pk(account_id) in streams.healthy))
+    found = await eventually(lambda: _count(rt, 2))
+    assert sorted(f.trade_id for f in found) == sorted(t.id for t in server.trades)
+    fill(server, server.orders[0], Decimal("0.004"))  # after it: through the stream
+    found = await eventually(lambda: _count(rt, 3))
+    await orders.reconcile_account(rt, connection_id=pk(account_id))  # read all again
+    found = await _fills(rt)
+    assert sorted(f.trade_id for f in found) == sorted(t.id for t in server.trades)
+    assert len({f.trade_id for f in found}) == len(found) == 3
+    row = await _order(rt, pk(placed["id"]))
+    assert (row.status, row.filled) == ("FILLED", Decimal("0.01"))
+    assert server.stream_auths == [account.api_key, account.api_key]
+
+
+async def test_a_disconnected_account_stops_its_stream(gql, rt, exchanges, streams):
+    server = exchanges["binance"]
+    token, account_id, account, _ = await _opened(gql, rt, exchanges, streams)
+    assert server.stream_count(account.api_key) == 1
+    body = await gql(DISCONNECT, {"id": account_id}, token=token)
+    assert "errors" not in body, body
+    assert await streams.supervise(rt) == 0
+    assert not streams.healthy
+    assert await eventually(lambda: _true(server.stream_count() == 0))
+
+
+async def test_an_account_with_nothing_to_follow_has_no_stream(gql, rt, exchanges, streams):
+    server = exchanges["binance"]
+    *_, placed = await _opened(gql, rt, exchanges, streams)
+    fill(server, server.orders[0], Decimal("0.01"))
+    await eventually(lambda: _filled(rt, pk(placed["id"]), Decimal("0.01")))
+    await eventually(lambda: _count(rt, 1))
+    assert await streams.supervise(rt) == 0
+    assert await eventually(lambda: _true(server.stream_count() == 0))
+
+
+async def test_exchanges_without_a_stream_here_are_left_to_the_poller(gql, rt, exchanges, streams):
+    token, account_id, _ = await _account(gql, exchanges, "kraken")
+    await _place(gql, token, account_id)
+    assert await streams.supervise(rt) == 0
+    assert await orders.poll_live(rt, skip=streams.healthy) == 1
+
+
+async def test_no_secret_is_logged_by_a_stream(gql, rt, exchanges, streams, caplog):
+    caplog.set_level(logging.DEBUG)
+    server = exchanges["binance"]
+    _, _, account, _ = await _opened(gql, rt, exchanges, streams)
+    fill(server, server.orders[0], Decimal("0.004"))
+    await eventually(lambda: _count(rt, 1))
+    server.drop_streams()  # a reconnect logs too
+    await eventually(lambda: _true(len(server.stream_auths) == 2))
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "exchange order stream open" in logged
+    secret = account.secret
+    assert [n for n in (secret, account.api_key, secret[:20]) if n in logged] == []
