@@ -15,12 +15,16 @@ import pytest
 from sqlalchemy import select
 
 from app.exchanges import orders
+from app.exchanges.domain.accounts import Credentials
+from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.domain.sealing import Binding
 from app.exchanges.streams import OrderStreams
 from db.models import ExchangeFill, ExchangeOrder
 from tests.exchanges.test_accounts_api import DISCONNECT
 from tests.exchanges.test_orders_api import _account, _place
 from tests.support import pk
 from tests.support.exchanges import fill
+from tests.support.exchanges.keys import new_account
 from tests.support.trading import eventually
 
 # reconnect at once; the safety-net reconciliation never during a test (so what is
@@ -118,7 +122,7 @@ async def test_fills_during_a_dropped_stream_are_recorded_once_after_it_reconnec
     found = await eventually(lambda: _count(rt, 2))
     assert sorted(f.trade_id for f in found) == sorted(t.id for t in server.trades)
     fill(server, server.orders[0], Decimal("0.004"))  # after it: through the stream
-    found = await eventually(lambda: _count(rt, 3))
+    assert len(await eventually(lambda: _count(rt, 3))) == 3
     await orders.reconcile_account(rt, connection_id=pk(account_id))  # read all again
     found = await _fills(rt)
     assert sorted(f.trade_id for f in found) == sorted(t.id for t in server.trades)
@@ -168,3 +172,32 @@ async def test_no_secret_is_logged_by_a_stream(gql, rt, exchanges, streams, capl
     assert "exchange order stream open" in logged
     secret = account.secret
     assert [n for n in (secret, account.api_key, secret[:20]) if n in logged] == []
+
+
+async def test_an_accounts_ccxt_instance_is_kept_until_its_key_changes_or_it_is_forgotten(
+    rt, exchanges
+):
+    connector, server = rt.exchanges, exchanges["binance"]
+    binding = Binding(user_id=1, exchange="binance", connection_id=10**9)
+    account = server.add(new_account("binance"))
+    sealed = rt.exchange_keys.seal(
+        Credentials(account.api_key, account.secret, None).to_bytes(), binding
+    )
+
+    async def instance(sealed) -> object:
+        async with connector.sealed_session(ExchangeId.BINANCE, sealed, binding) as session:
+            await session.balances()
+            return session._exchange
+
+    first = await instance(sealed)
+    assert await instance(sealed) is first
+    replaced = server.add(new_account("binance"))  # a new key: a new version
+    resealed = rt.exchange_keys.seal(
+        Credentials(replaced.api_key, replaced.secret, None).to_bytes(), binding
+    )
+    second = await instance(resealed)
+    assert second is not first and len(connector.instances) == 1
+    assert await eventually(lambda: _true(first.session is None))  # the old one closed
+    connector.forget(binding.connection_id)
+    assert len(connector.instances) == 0
+    assert await instance(resealed) is not second
