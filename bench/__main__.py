@@ -63,6 +63,7 @@ SUBCOMMANDS = {
     "accounts": "bench.account_enumeration",  # reset / register: known vs unknown address
     "backtest": "bench.backtest_peer",  # a year of minute candles vs backtesting.py; sweep
     "exchange-orders": "bench.exchange_orders",  # platform latency added; reconcile 10,000
+    "exchange-streams": "bench.exchange_streams",  # RSS/CPU per account: order streams vs polls
 }
 
 

@@ -167,6 +167,15 @@ _NONCE = _Nonces()
 _NONCED: frozenset[ExchangeId] = frozenset({ExchangeId.KRAKEN})
 
 
+def preload(*, streams: bool = True) -> None:
+    """Import ccxt now (its REST classes, and ``ccxt.pro``'s with ``streams``) rather
+    than at the first request: a worker's start, or a benchmark measuring the cost."""
+    import ccxt.async_support  # noqa: F401
+
+    if streams:
+        import ccxt.pro  # noqa: F401
+
+
 def _decimal(value: Any) -> Decimal | None:
     """ccxt's number (a float, int or str) as a Decimal, through its shortest repr."""
     return None if value is None else Decimal(str(value))
