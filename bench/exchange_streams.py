@@ -82,7 +82,7 @@ async def worker(job: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         if job["mode"] == "stream":
             await streams.supervise(rt)
-            while len(streams.healthy) < n and time.perf_counter() - start < 300:
+            while len(streams.healthy) < n and time.perf_counter() - start < 300:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             assert len(streams.healthy) == n, (len(streams.healthy), n)
         else:
@@ -124,8 +124,8 @@ async def connect_accounts(database_url: str, redis_url: str, server: Any, count
     ids, rows = [], []
     try:
         async with rt.sessions() as session, session.begin():
-            user_id = await session.scalar(insert(User).returning(User.id), [
-                {"email": "streams@bench.example", "display_name": "B", "password_hash": "x"}])  # fmt: skip
+            user = {"email": "streams@bench.example", "display_name": "B", "password_hash": "x"}
+            user_id = await session.scalar(insert(User).returning(User.id), [user])
         for i in range(count):
             account = server.add(new_account("binance"))
             connected = await connect_account(
@@ -224,10 +224,9 @@ def report(document: dict[str, Any]) -> None:
     slopes = document["per_account_kb"]
     print(f"\nper account (slope of RSS over N): stream {slopes['stream']:.0f} KB,"
           f" poll {slopes['poll']:.0f} KB")  # fmt: skip
-    first = document["runs"][0]
-    print(f"ccxt import (once per process): ccxt.async_support {first['import_rest']['mb']:.0f}"
-          f" MB in {first['import_rest']['seconds']:.2f} s; then ccxt.pro"
-          f" {first['import_pro']['mb']:.0f} MB in {first['import_pro']['seconds']:.2f} s")  # fmt: skip
+    rest, pro = document["runs"][0]["import_rest"], document["runs"][0]["import_pro"]
+    print(f"ccxt import (once per process): ccxt.async_support {rest['mb']:.0f} MB in"
+          f" {rest['seconds']:.2f} s; then ccxt.pro {pro['mb']:.0f} MB in {pro['seconds']:.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,7 +170,7 @@ _NONCED: frozenset[ExchangeId] = frozenset({ExchangeId.KRAKEN})
 def preload(*, streams: bool = True) -> None:
     """Import ccxt now (its REST classes, and ``ccxt.pro``'s with ``streams``) rather
     than at the first request: a worker's start, or a benchmark measuring the cost."""
-    import ccxt.async_support  # noqa: F401
+    import ccxt.async_support
 
     if streams:
         import ccxt.pro  # noqa: F401
