@@ -123,10 +123,11 @@ async def connect_accounts(database_url: str, redis_url: str, server: Any, count
                                  rate_limit=False)  # fmt: skip
     ids, rows = [], []
     try:
+        users = [{"email": f"s{i}@bench.example", "display_name": "B", "password_hash": "x"}
+                 for i in range(count)]  # fmt: skip
         async with rt.sessions() as session, session.begin():
-            user = {"email": "streams@bench.example", "display_name": "B", "password_hash": "x"}
-            user_id = await session.scalar(insert(User).returning(User.id), [user])
-        for i in range(count):
+            user_ids = list(await session.scalars(insert(User).returning(User.id), users))
+        for i, user_id in enumerate(user_ids):  # one account each (at most 20 a user)
             account = server.add(new_account("binance"))
             connected = await connect_account(
                 rt, user_id=user_id, exchange="binance", label=f"a{i}",

@@ -144,9 +144,14 @@ _CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id
 # watch_my_trades where ``has`` says so) the platform follows, each with the call that
 # subscribes the account's private stream and returns once the exchange acknowledged it
 # (so that a reconciliation started after it misses nothing). Binance: the WebSocket
-# API's ``userDataStream.subscribe.signature``. The others are polled.
+# API's ``userDataStream.subscribe.signature``, acknowledged. OKX: the login,
+# acknowledged (its ``orders`` channel is subscribed by the first watch_orders, whose
+# acknowledgement ccxt does not surface: the stream's watchers start before the
+# reconciliation, and the periodic one covers the moment between). The others are
+# polled.
 _STREAM_READY: dict[ExchangeId, Callable[[Any], Awaitable[Any]]] = {
     ExchangeId.BINANCE: lambda exchange: exchange.authenticate({"type": "spot"}),
+    ExchangeId.OKX: lambda exchange: exchange.authenticate(),
 }
 
 

@@ -104,29 +104,38 @@ class OrderStreams:
     async def _follow(self, rt: Runtime, connection: ExchangeConnection) -> None:
         """Stream, reconcile on every (re)connect, reconnect with backoff, until stopped."""
         settings = rt.settings
-        wait = settings.exchange_stream_backoff_seconds
+        wait = 0.0
         exchange, cid = ExchangeId(connection.exchange), connection.id
         while True:
             try:
                 async with rt.exchanges.order_stream(
                     exchange, sealed_of(connection), binding_of(connection)
                 ) as stream:
-                    await reconcile_account(rt, connection_id=cid)
-                    self.healthy.add(cid)
-                    wait = settings.exchange_stream_backoff_seconds
-                    log.info("exchange order stream open", extra={"connection": cid})
-                    await _pump(rt, cid, stream)
+
+                    async def watching() -> None:  # the watchers started: close the gap
+                        await reconcile_account(rt, connection_id=cid)
+                        self.healthy.add(cid)
+                        log.info("exchange order stream open", extra={"connection": cid})
+
+                    await _pump(rt, cid, stream, watching)
             except UserError as error:  # dropped, the exchange unavailable, refused
                 log.warning("exchange order stream interrupted",
                             extra={"connection": cid, "code": error.code})  # fmt: skip
+            except Exception:  # a bug, the database away: logged, tried again later
+                log.exception("exchange order stream failed", extra={"connection": cid})
             finally:
+                opened = cid in self.healthy  # it had been open: wait from the start again
                 self.healthy.discard(cid)
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, settings.exchange_stream_backoff_max_seconds)
+            first = settings.exchange_stream_backoff_seconds
+            wait = first if opened or not wait else wait * 2
+            await asyncio.sleep(min(wait, settings.exchange_stream_backoff_max_seconds))
 
 
-async def _pump(rt: Runtime, connection_id: int, stream: OrderStream) -> None:
-    """Record the stream's updates until it fails (raised); reconcile now and then."""
+async def _pump(
+    rt: Runtime, connection_id: int, stream: OrderStream, watching: Callable[[], Awaitable[None]]
+) -> None:
+    """Record the stream's updates until it fails (raised); ``watching()`` once the
+    watchers run; reconcile now and then."""
 
     async def orders() -> None:
         while True:
@@ -146,6 +155,8 @@ async def _pump(rt: Runtime, connection_id: int, stream: OrderStream) -> None:
         loops.append(trades)
     tasks = [asyncio.create_task(loop()) for loop in loops]
     try:
+        await asyncio.sleep(0)  # the watchers send their subscriptions
+        await watching()
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()

@@ -31,7 +31,13 @@ from tests.support.trading import eventually
 # recorded after the first one came through the stream)
 FAST = {"exchange_stream_backoff_seconds": 0.05, "exchange_stream_backoff_max_seconds": 0.2,
         "exchange_stream_reconcile_seconds": 3600}  # fmt: skip
-READS = ("/api/v3/openOrders", "/api/v3/allOrders", "/api/v3/myTrades", "/api/v3/order")
+# the exchanges with an order stream here, and the REST paths that read orders or trades
+READS = {
+    "binance": ("/api/v3/openOrders", "/api/v3/allOrders", "/api/v3/myTrades", "/api/v3/order"),
+    "okx": ("/api/v5/trade/orders-pending", "/api/v5/trade/orders-history",
+            "/api/v5/trade/fills-history", "/api/v5/trade/order"),
+}  # fmt: skip
+STREAMED = pytest.mark.parametrize("name", sorted(READS))
 
 
 @pytest.fixture
@@ -56,7 +62,8 @@ async def _order(rt, order_id: int) -> ExchangeOrder:
 
 def _reads(server) -> int:
     """REST requests that read orders or trades (the poller's, reconciliation's)."""
-    return sum(1 for r in server.requests if r.method == "GET" and r.path in READS)
+    paths = READS[server.exchange]
+    return sum(1 for r in server.requests if r.method == "GET" and r.path in paths)
 
 
 async def _streaming(rt, streams: OrderStreams, connection_id: int) -> bool:
@@ -68,18 +75,19 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def _opened(gql, rt, exchanges, streams):
-    token, account_id, account = await _account(gql, exchanges, "binance")
+async def _opened(gql, rt, exchanges, streams, name="binance"):
+    token, account_id, account = await _account(gql, exchanges, name)
     placed = (await _place(gql, token, account_id))["exchangeOrder"]
     assert await _streaming(rt, streams, pk(account_id))
     return token, account_id, account, placed
 
 
+@STREAMED
 async def test_a_fill_reaches_the_order_and_its_fills_through_the_stream(
-    gql, rt, exchanges, streams
+    gql, rt, exchanges, streams, name
 ):
-    server = exchanges["binance"]
-    _, _, account, placed = await _opened(gql, rt, exchanges, streams)
+    server = exchanges[name]
+    _, _, account, placed = await _opened(gql, rt, exchanges, streams, name)
     assert server.stream_auths == [account.api_key]  # logged in with the connected key
     reads = _reads(server)
     fill(server, server.orders[0], Decimal("0.004"))
@@ -106,11 +114,12 @@ async def _count(rt, n: int) -> list[ExchangeFill]:
     return found if len(found) >= n else []
 
 
+@STREAMED
 async def test_fills_during_a_dropped_stream_are_recorded_once_after_it_reconnects(
-    gql, rt, exchanges, streams
+    gql, rt, exchanges, streams, name
 ):
-    server = exchanges["binance"]
-    _, account_id, account, placed = await _opened(gql, rt, exchanges, streams)
+    server = exchanges[name]
+    _, account_id, account, placed = await _opened(gql, rt, exchanges, streams, name)
     server.refuse_streams = True
     server.drop_streams()
     assert await eventually(lambda: _true(not streams.healthy and not server.stream_count()))
@@ -132,9 +141,10 @@ async def test_fills_during_a_dropped_stream_are_recorded_once_after_it_reconnec
     assert server.stream_auths == [account.api_key, account.api_key]
 
 
-async def test_a_disconnected_account_stops_its_stream(gql, rt, exchanges, streams):
-    server = exchanges["binance"]
-    token, account_id, account, _ = await _opened(gql, rt, exchanges, streams)
+@STREAMED
+async def test_a_disconnected_account_stops_its_stream(gql, rt, exchanges, streams, name):
+    server = exchanges[name]
+    token, account_id, account, _ = await _opened(gql, rt, exchanges, streams, name)
     assert server.stream_count(account.api_key) == 1
     body = await gql(DISCONNECT, {"id": account_id}, token=token)
     assert "errors" not in body, body
@@ -143,9 +153,10 @@ async def test_a_disconnected_account_stops_its_stream(gql, rt, exchanges, strea
     assert await eventually(lambda: _true(server.stream_count() == 0))
 
 
-async def test_an_account_with_nothing_to_follow_has_no_stream(gql, rt, exchanges, streams):
-    server = exchanges["binance"]
-    *_, placed = await _opened(gql, rt, exchanges, streams)
+@STREAMED
+async def test_an_account_with_nothing_to_follow_has_no_stream(gql, rt, exchanges, streams, name):
+    server = exchanges[name]
+    *_, placed = await _opened(gql, rt, exchanges, streams, name)
     fill(server, server.orders[0], Decimal("0.01"))
     await eventually(lambda: _filled(rt, pk(placed["id"]), Decimal("0.01")))
     await eventually(lambda: _count(rt, 1))
@@ -160,18 +171,19 @@ async def test_exchanges_without_a_stream_here_are_left_to_the_poller(gql, rt, e
     assert await orders.poll_live(rt, skip=streams.healthy) == 1
 
 
-async def test_no_secret_is_logged_by_a_stream(gql, rt, exchanges, streams, caplog):
+@STREAMED
+async def test_no_secret_is_logged_by_a_stream(gql, rt, exchanges, streams, caplog, name):
     caplog.set_level(logging.DEBUG)
-    server = exchanges["binance"]
-    _, _, account, _ = await _opened(gql, rt, exchanges, streams)
+    server = exchanges[name]
+    _, _, account, _ = await _opened(gql, rt, exchanges, streams, name)
     fill(server, server.orders[0], Decimal("0.004"))
     await eventually(lambda: _count(rt, 1))
     server.drop_streams()  # a reconnect logs too
     await eventually(lambda: _true(len(server.stream_auths) == 2))
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "exchange order stream open" in logged
-    secret = account.secret
-    assert [n for n in (secret, account.api_key, secret[:20]) if n in logged] == []
+    needles = [account.secret, account.api_key, account.secret[:20], account.passphrase]
+    assert [n for n in needles if n and n in logged] == []
 
 
 async def test_an_accounts_ccxt_instance_is_kept_until_its_key_changes_or_it_is_forgotten(

@@ -235,10 +235,11 @@ class Stream:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self.api_key: str | None = None
+        self.topics: set[str] = set()  # the channels it subscribed (where they are asked for)
         self.loop = asyncio.get_running_loop()
-        self.outbox: asyncio.Queue[dict | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict | str | None] = asyncio.Queue()
 
-    def send(self, message: dict | None) -> None:
+    def send(self, message: dict | str | None) -> None:
         """Queue ``message`` from any thread (None: close the connection)."""
         self.loop.call_soon_threadsafe(self.outbox.put_nowait, message)
 
@@ -292,9 +293,9 @@ class StandIn:
         """The answers to a client's message (a login sets ``stream.api_key``)."""
         raise NotImplementedError
 
-    def stream_events(self, order: Order, trade: Trade | None) -> list[dict]:
-        """What the exchange pushes to the order's account when ``order`` changed
-        (``trade``: by that trade)."""
+    def stream_events(self, stream: Stream, order: Order, trade: Trade | None) -> list[dict]:
+        """What the exchange pushes to one of the order's account's streams when
+        ``order`` changed (``trade``: by that trade)."""
         raise NotImplementedError
 
     def changed(self, order: Order, trade: Trade | None = None) -> None:
@@ -302,7 +303,7 @@ class StandIn:
         with self.lock:
             streams = [s for s in self.streams if s.api_key == order.api_key]
         for stream in streams:
-            for event in self.stream_events(order, trade):
+            for event in self.stream_events(stream, order, trade):
                 stream.send(event)
 
     def drop_streams(self) -> None:
@@ -328,8 +329,11 @@ class StandIn:
         sender = asyncio.create_task(self._send_stream(stream))
         try:
             while True:
-                message = json.loads(await websocket.receive_text())
-                for answer in self.on_stream_message(stream, message):
+                text = await websocket.receive_text()
+                if text == "ping":  # OKX's, Bitget's keepalive as text
+                    stream.send("pong")
+                    continue
+                for answer in self.on_stream_message(stream, json.loads(text)):
                     stream.send(answer)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -340,7 +344,8 @@ class StandIn:
 
     async def _send_stream(self, stream: Stream) -> None:
         while (message := await stream.outbox.get()) is not None:
-            await stream.websocket.send_text(json.dumps(message))
+            text = message if isinstance(message, str) else json.dumps(message)
+            await stream.websocket.send_text(text)
         await stream.websocket.close()
 
     def too_many_requests(self) -> Response:

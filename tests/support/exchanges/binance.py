@@ -300,7 +300,7 @@ class BinanceStandIn(StandIn):
             self.stream_auths.append(account.api_key)
         return [{"id": request_id, "status": 200, "result": {"subscriptionId": 0}}]
 
-    def stream_events(self, order: Order, trade: Trade | None) -> list[dict]:
+    def stream_events(self, stream: Stream, order: Order, trade: Trade | None) -> list[dict]:
         state = self.order_json(order)
         kind = "TRADE" if trade else "CANCELED" if order.status == "canceled" else "NEW"
         event = {

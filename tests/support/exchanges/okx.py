@@ -5,7 +5,13 @@ Private calls carry ``OK-ACCESS-KEY``,
 ``OK-ACCESS-PASSPHRASE``, ``OK-ACCESS-TIMESTAMP`` (ISO, within 30 s) and
 ``OK-ACCESS-SIGN`` = base64(HMAC-SHA256(secret, timestamp + method + request path with
 its query + body)). Every answer is ``{"code", "msg", "data"}``; refusals come with
-HTTP 401 and OKX's codes (50111 key, 50113 signature, 50105 passphrase)."""
+HTTP 401 and OKX's codes (50111 key, 50113 signature, 50105 passphrase).
+
+Its private WebSocket (``/ws/v5/private``): ``{"op": "login", "args": [{apiKey,
+passphrase, timestamp (s, within 30 s), sign = base64(HMAC-SHA256(secret, timestamp +
+"GET/users/self/verify"))}]}``, then ``subscribe`` to the ``orders`` channel; each change
+of the account's orders is pushed on it as the order (a trade's ``tradeId``,
+``fillSz``, ``fillPx``, ``fillFee`` with it). A text ``ping`` is answered ``pong``."""
 
 from __future__ import annotations
 
@@ -26,7 +32,9 @@ from tests.support.exchanges import (
     OrderRefused,
     Refused,
     StandIn,
+    Stream,
     Tape,
+    Trade,
     amount,
     cancel,
     find,
@@ -238,6 +246,52 @@ class OkxStandIn(StandIn):
             "fee": amount(-fee), "rebateCcy": "", "rebate": "0", "tgtCcy": "",
             "category": "normal", "uTime": str(o.updated), "cTime": str(o.created),
         }  # fmt: skip
+
+    # --- private WebSocket: login, the orders channel -------------------------------
+
+    def ws_paths(self) -> list[str]:
+        return ["/ws/v5/private"]
+
+    def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
+        op, args = message.get("op"), message.get("args") or [{}]
+        if op == "login":
+            return [self.login(stream, args[0])]
+        if op != "subscribe":
+            return [{"event": "error", "code": "60012", "msg": "Illegal request"}]
+        if stream.api_key is None:
+            return [{"event": "error", "code": "60011", "msg": "Please log in"}]
+        with self.lock:
+            stream.topics |= {str(arg.get("channel")) for arg in args}
+        return [{"event": "subscribe", "arg": arg, "connId": "c1"} for arg in args]
+
+    def login(self, stream: Stream, arg: dict) -> dict:
+        with self.lock:
+            account = self.accounts.get(str(arg.get("apiKey", "")))
+        refused = {"event": "error", "code": "60009", "msg": "Login failed."}
+        if account is None or arg.get("passphrase") != account.passphrase:
+            return refused
+        timestamp = str(arg.get("timestamp", ""))
+        prehash = f"{timestamp}GET/users/self/verify".encode()
+        expected = hmac.new(account.secret.encode(), prehash, hashlib.sha256).digest()
+        if not hmac.compare_digest(base64.b64encode(expected).decode(), str(arg.get("sign"))):
+            return refused
+        if not timestamp.isdigit() or abs(now_ms() / 1000 - int(timestamp)) > 30:
+            return {"event": "error", "code": "60006", "msg": "Timestamp request expired"}
+        with self.lock:
+            stream.api_key = account.api_key
+            self.stream_auths.append(account.api_key)
+        return {"event": "login", "code": "0", "msg": "", "connId": "c1"}
+
+    def stream_events(self, stream: Stream, order: Order, trade: Trade | None) -> list[dict]:
+        if "orders" not in stream.topics:
+            return []
+        data = self.order_json(order)
+        if trade is not None:
+            data |= {"tradeId": trade.id, "fillSz": amount(trade.quantity),
+                     "fillPx": amount(trade.price), "fillTime": str(trade.at),
+                     "fillFee": amount(-trade.fee), "fillFeeCcy": order.symbol.split("/")[1],
+                     "execType": "M"}  # fmt: skip
+        return [{"arg": {"channel": "orders", "instType": "ANY", "uid": "1"}, "data": [data]}]
 
     # --- public market data ----------------------------------------------------------
 
