@@ -1,5 +1,6 @@
 """Order-book streams of an exchange's market, made by polling its REST order book every
-``EXCHANGE_BOOK_POLL_SECONDS`` (no ccxt.pro websockets yet).
+``EXCHANGE_BOOK_POLL_SECONDS``, or, where the exchange's WebSocket is followed
+(``ExchangeConnector.book_streamed``: Binance), from it (``BookWatcher``).
 
 One ``BookPoller`` per (exchange, symbol, depth) in a process, shared by every
 subscriber (and the order-book cache of app/exchanges/market_data.py shares the fetches
@@ -129,6 +130,41 @@ class BookPoller:
         queue.put_nowait(None)
 
 
+@dataclass(eq=False)
+class BookWatcher(BookPoller):
+    """A ``BookPoller`` whose changes come from the exchange's WebSocket (``ccxt.pro``
+    watch_order_book, where ``ExchangeConnector.book_streamed``) instead of polls: the
+    snapshot as the poller's; then each book the stream gives, compared with the last,
+    is a delta with the next sequence number, so subscribers see the same contract. A
+    dropped stream is opened again (backoff, doubling): ccxt takes a new snapshot of
+    its own, and the comparison with the last book sent covers the gap."""
+
+    streamed: int = 0  # books the stream gave (for tests and logs)
+
+    async def _poll(self) -> None:
+        wait = self.rt.settings.exchange_book_poll_seconds
+        while self.listeners:
+            try:
+                async with self.rt.exchanges.book_stream(self.exchange) as stream:
+                    while self.listeners:
+                        book = await stream.book(self.symbol, self.depth)
+                        self.streamed += 1
+                        change = self._apply(book)
+                        wait = self.rt.settings.exchange_book_poll_seconds
+                        if change is not None:
+                            self._publish(change)
+            except (UserError, TransientError) as error:
+                log.warning("order book stream interrupted", extra={
+                    "exchange": self.exchange.value, "error": error.code})  # fmt: skip
+            except Exception:  # a bug: the listeners are told to subscribe again
+                log.exception("order book stream stopped", extra={
+                    "exchange": self.exchange.value})  # fmt: skip
+                self._end_listeners()
+                return
+            await asyncio.sleep(wait)
+            wait = min(MAX_BACKOFF_SECONDS, wait * 2)
+
+
 @dataclass
 class BookPollers:
     """This process's pollers by (exchange, symbol, depth)."""
@@ -140,7 +176,8 @@ class BookPollers:
         poller = self.running.get(key)
         if poller is None or (poller.task is not None and poller.task.get_loop()
                               is not asyncio.get_running_loop()):  # fmt: skip
-            poller = self.running[key] = BookPoller(rt, exchange, symbol, depth)
+            kind = BookWatcher if rt.exchanges.book_streamed(exchange) else BookPoller
+            poller = self.running[key] = kind(rt, exchange, symbol, depth)
         return poller
 
     def release(self, poller: BookPoller) -> None:

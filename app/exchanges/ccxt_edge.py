@@ -149,6 +149,9 @@ _CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id
 # acknowledgement ccxt does not surface: the stream's watchers start before the
 # reconciliation, and the periodic one covers the moment between). The others are
 # polled.
+# The exchanges whose order books are followed over their WebSocket (``ccxt.pro``
+# watch_order_book) rather than polled (app/exchanges/book_polling.py).
+_BOOK_STREAMS = frozenset({ExchangeId.BINANCE})
 _STREAM_READY: dict[ExchangeId, Callable[[Any], Awaitable[Any]]] = {
     ExchangeId.BINANCE: lambda exchange: exchange.authenticate({"type": "spot"}),
     ExchangeId.OKX: lambda exchange: exchange.authenticate(),
@@ -415,6 +418,24 @@ class CcxtOrderStream:
     async def _watch(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation``, its failure converted (a network one: ``ExchangeUnavailable``)."""
         return await self._session._once(call, operation)
+
+
+class CcxtBookStream:
+    """An exchange's public order books over its WebSocket (``ccxt.pro``
+    watch_order_book: its snapshot, then its sequenced deltas applied, resynchronised by
+    ccxt on a gap); a dropped connection raises ``ExchangeUnavailable``."""
+
+    def __init__(self, connector: CcxtConnector, exchange_id: ExchangeId, exchange: Any) -> None:
+        self._session = CcxtSession(connector, exchange_id, exchange)
+        self._exchange = exchange
+
+    async def book(self, symbol: str, depth: int) -> ExchangeBook:
+        """The book once it changed (the first call: once subscribed and synchronised)."""
+        await self._session._load_markets()
+        raw = await self._session._once(
+            "watch_order_book", lambda: self._exchange.watch_order_book(symbol)
+        )
+        return to_book(raw, symbol, datetime.now(UTC)).top(depth)
 
 
 class _MarketsCache:
@@ -749,6 +770,20 @@ class CcxtConnector:
             instance = getattr(ccxt_async, exchange.value)({"options": _OPTIONS[exchange]})
             found = self._order_types[exchange] = _order_types(exchange, instance)
         return found
+
+    def book_streamed(self, exchange: ExchangeId) -> bool:
+        """Whether ``exchange``'s order books are followed over its WebSocket here."""
+        return exchange in _BOOK_STREAMS
+
+    @asynccontextmanager
+    async def book_stream(self, exchange: ExchangeId) -> AsyncIterator[CcxtBookStream]:
+        instance = self._new(exchange, None, pro=True)
+        try:
+            if not instance.has.get("watchOrderBook"):
+                raise InvariantViolation(f"ccxt.pro has no watch_order_book at {exchange.value}")
+            yield CcxtBookStream(self, exchange, instance)
+        finally:
+            await asyncio.shield(instance.close())
 
     def streamed(self, exchange: ExchangeId) -> bool:
         """Whether an account at ``exchange`` is followed by an order stream here."""

@@ -101,6 +101,13 @@ class OrderStream(Protocol):
         ...
 
 
+class BookStream(Protocol):
+    async def book(self, symbol: str, depth: int) -> ExchangeBook:
+        """The market's book (top ``depth``) once it changed; ``ExchangeUnavailable``
+        when the connection dropped."""
+        ...
+
+
 class ExchangeConnector(Protocol):
     def session(
         self, exchange: ExchangeId, credentials: Credentials
@@ -121,6 +128,14 @@ class ExchangeConnector(Protocol):
 
     def order_types(self, exchange: ExchangeId) -> tuple[OrderTypeSupport, ...]:
         """Each order type at ``exchange``, native or to be emulated (no request)."""
+        ...
+
+    def book_streamed(self, exchange: ExchangeId) -> bool:
+        """Whether ``exchange``'s order books are followed over its WebSocket."""
+        ...
+
+    def book_stream(self, exchange: ExchangeId) -> AbstractAsyncContextManager[BookStream]:
+        """The exchange's public book stream, closed when the ``async with`` ends."""
         ...
 
     def streamed(self, exchange: ExchangeId) -> bool:

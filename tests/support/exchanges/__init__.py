@@ -116,14 +116,19 @@ class Tape:
             for n in range(30)
         ]  # fmt: skip
         self.history_start_ms = 0
+        self.on_move: Callable[[Tape, list, list], None] | None = None
 
     def move(self, by: Decimal) -> None:
-        """The book moves: every price by ``by``, the best bid's size changes."""
+        """The book moves: every price by ``by``, the best bid's size changes (told to
+        ``on_move`` with the levels before: the stand-in's book streams)."""
+        before = (self.bids, self.asks)
         self.bids = [(p + by, q) for p, q in self.bids]
         self.asks = [(p + by, q) for p, q in self.asks]
         price, quantity = self.bids[0]
         self.bids[0] = (price, quantity + Decimal("0.125"))
         self.update_id += 1
+        if self.on_move is not None:
+            self.on_move(self, *before)
 
     def candle(self, open_ms: int, step_ms: int) -> TapeCandle:
         n = open_ms // step_ms
@@ -253,7 +258,7 @@ class StandIn:
         self.lock = threading.Lock()
         self.accounts: dict[str, Account] = {}
         self.markets = MARKETS
-        self.tapes = tapes()
+        self.tapes = self.watched(tapes())
         self.requests: list[Recorded] = []
         self.refused: list[str] = []  # why each refused request was refused
         self.failures: list[int] = []  # HTTP statuses for the next requests
@@ -297,6 +302,27 @@ class StandIn:
         """What the exchange pushes to one of the order's account's streams when
         ``order`` changed (``trade``: by that trade)."""
         raise NotImplementedError
+
+    def watched(self, found: dict[str, Tape]) -> dict[str, Tape]:
+        """``found`` with each tape's moves pushed to the book streams."""
+        for symbol, tape in found.items():
+            tape.on_move = lambda t, bids, asks, symbol=symbol: self.book_moved(
+                symbol, t, bids, asks
+            )
+        return found
+
+    def book_events(self, stream: Stream, symbol: str, tape: Tape, bids: list,
+                    asks: list) -> list[dict]:  # fmt: skip
+        """What the exchange pushes to ``stream`` when ``symbol``'s book moved from
+        ``bids``/``asks`` to the tape's (none: no book stream here)."""
+        return []
+
+    def book_moved(self, symbol: str, tape: Tape, bids: list, asks: list) -> None:
+        with self.lock:
+            streams = list(self.streams)
+        for stream in streams:
+            for event in self.book_events(stream, symbol, tape, bids, asks):
+                stream.send(event)
 
     def changed(self, order: Order, trade: Trade | None = None) -> None:
         """``order`` changed: pushed to its account's authenticated streams."""
@@ -375,7 +401,7 @@ class StandIn:
             self.after_lost.clear()
             self.orders.clear()
             self.trades.clear()
-            self.tapes = tapes()
+            self.tapes = self.watched(tapes())
             self.refuse_streams = False
             self.stream_auths.clear()
 

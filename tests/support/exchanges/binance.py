@@ -274,10 +274,14 @@ class BinanceStandIn(StandIn):
     # --- WebSocket API: the user data stream -----------------------------------------
 
     def ws_paths(self) -> list[str]:
-        return ["/ws-api/v3"]
+        return ["/ws-api/v3", "/ws/{stream}"]
 
     def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
         request_id = message.get("id")
+        if message.get("method") == "SUBSCRIBE":  # market streams (``btcusdt@depth@100ms``)
+            with self.lock:
+                stream.topics |= {str(p) for p in message.get("params") or ()}
+            return [{"result": None, "id": request_id}]
         if message.get("method") != "userDataStream.subscribe.signature":
             return [_ws_error(request_id, -1100, "Unknown method.", 400)]
         params = {k: str(v) for k, v in (message.get("params") or {}).items()}
@@ -318,6 +322,22 @@ class BinanceStandIn(StandIn):
             "Y": amount(trade.price * trade.quantity) if trade else "0", "Q": "0",
         }  # fmt: skip
         return [{"subscriptionId": 0, "event": event}]
+
+    def book_events(self, stream: Stream, symbol: str, tape: Tape, bids: list,
+                    asks: list) -> list[dict]:  # fmt: skip
+        """The diff depth stream: the levels before at 0, then the tape's (``U`` = ``u``:
+        one update id per move)."""
+        exchange_symbol = symbol.replace("/", "")
+        if not any(t.startswith(f"{exchange_symbol.lower()}@depth") for t in stream.topics):
+            return []
+        return [{
+            "e": "depthUpdate", "E": now_ms(), "s": exchange_symbol, "U": tape.update_id,
+            "u": tape.update_id,
+            "b": [[amount(p), "0"] for p, _ in bids] + [[amount(p), amount(q)]
+                                                        for p, q in tape.bids],
+            "a": [[amount(p), "0"] for p, _ in asks] + [[amount(p), amount(q)]
+                                                        for p, q in tape.asks],
+        }]  # fmt: skip
 
     # --- public market data ----------------------------------------------------------
 
