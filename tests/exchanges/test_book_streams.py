@@ -7,7 +7,6 @@ opened again and the stream of deltas goes on without a gap in its numbers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from decimal import Decimal
 
@@ -15,33 +14,26 @@ import pytest
 
 from app.exchanges.book_polling import BookPollers, BookWatcher, book_changes
 from app.exchanges.domain.catalogue import ExchangeId
+from tests.exchanges.test_book_subscriptions import TIMEOUT, _next, polling  # noqa: F401
 
-TIMEOUT = 10.0
-
-
-@pytest.fixture
-async def fast(rt, exchanges) -> AsyncIterator[None]:
-    original = rt.settings
-    rt.settings = original.model_copy(
-        update={"exchange_book_poll_seconds": 0.1, "exchange_book_cache_seconds": 0.05}
-    )
-    yield
-    rt.settings = original
+pytestmark = pytest.mark.usefixtures("polling")  # a fast poll period, the backoff's start
 
 
-async def _next(changes):
-    return await asyncio.wait_for(anext(changes), TIMEOUT)
+async def _until(check) -> None:
+    """Once ``check()`` holds (the test's own timeout otherwise)."""
 
-
-async def _subscribed(server, topic: str) -> None:
-    async def check() -> None:
-        while not any(topic in t for s in list(server.streams) for t in s.topics):  # noqa: ASYNC110
+    async def wait() -> None:
+        while not check():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(check(), TIMEOUT)
+    await asyncio.wait_for(wait(), TIMEOUT)
 
 
-async def test_deltas_come_from_the_exchange_s_websocket(rt, fast, exchanges):
+def _subscribed(server, topic: str):
+    return _until(lambda: any(topic in t for s in list(server.streams) for t in s.topics))
+
+
+async def test_deltas_come_from_the_exchange_s_websocket(rt, exchanges):
     server = exchanges["binance"]
     tape = server.tapes["BTC/USDT"]
     changes = book_changes(rt, exchange=ExchangeId.BINANCE, symbol="BTC/USDT", depth=3)
@@ -51,7 +43,7 @@ async def test_deltas_come_from_the_exchange_s_websocket(rt, fast, exchanges):
         assert isinstance(watcher, BookWatcher)
         assert list(snapshot.bids) == tape.bids[:3] and list(snapshot.asks) == tape.asks[:3]
         await _subscribed(server, "btcusdt@depth")
-        await asyncio.wait_for(_received(watcher), TIMEOUT)  # its own snapshot taken
+        await _until(lambda: watcher.streamed)  # its own snapshot taken
         fetched = server.public_count("/api/v3/depth")
         tape.move(Decimal("0.01"))
         delta = await _next(changes)
@@ -63,20 +55,10 @@ async def test_deltas_come_from_the_exchange_s_websocket(rt, fast, exchanges):
     assert second.bids[0] == tape.bids[0]
     assert (snapshot.bids[2][0], Decimal(0)) in delta.bids
     assert rt.coalescer("exchange-book-pollers", BookPollers).running == {}  # stopped
-    await asyncio.wait_for(_closed(server), TIMEOUT)
+    await _until(lambda: not server.stream_count())
 
 
-async def _received(watcher) -> None:
-    while not watcher.streamed:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-
-
-async def _closed(server) -> None:
-    while server.stream_count():  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-
-
-async def test_a_dropped_book_stream_is_opened_again_and_the_deltas_go_on(rt, fast, exchanges):
+async def test_a_dropped_book_stream_is_opened_again_and_the_deltas_go_on(rt, exchanges):
     server = exchanges["binance"]
     tape = server.tapes["ETH/USDT"]
     changes = book_changes(rt, exchange=ExchangeId.BINANCE, symbol="ETH/USDT", depth=2)
@@ -85,7 +67,7 @@ async def test_a_dropped_book_stream_is_opened_again_and_the_deltas_go_on(rt, fa
         await _subscribed(server, "ethusdt@depth")
         server.refuse_streams = True
         server.drop_streams()
-        await asyncio.wait_for(_closed(server), TIMEOUT)
+        await _until(lambda: not server.stream_count())
         tape.move(Decimal("0.05"))  # in the gap: seen in the new stream's snapshot
         server.refuse_streams = False
         delta = await _next(changes)
