@@ -35,7 +35,7 @@ from graphql_schema.errors import (
     UnsupportedExchange,
     ValidationFailed,
 )
-from graphql_schema.ids import node_keys
+from graphql_schema.ids import owned_rows
 from graphql_schema.trading.enums import OrderSide
 
 EXCHANGE_ORDER = "ExchangeOrder"
@@ -114,13 +114,8 @@ class ExchangeOrderNode(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ExchangeOrderNode | None]:
-        keys = node_keys(node_ids)
-        user_id = info.context.user_id
-        if user_id is None:
-            return [None for _ in keys]
-        async with info.context.rt.reads() as session:
-            rows = await orders.orders_by_ids(session, user_id=user_id, ids=keys)
-        return [cls.from_row(rows[k]) if k in rows else None for k in keys]
+        rows = await owned_rows(info, node_ids, orders.orders_by_ids)
+        return [None if row is None else cls.from_row(row) for row in rows]
 
 
 @strawberry.type
