@@ -266,6 +266,12 @@ class Subscription:
         " the account as it is then (NotFound for an account that is not yours).",
         extensions=_account(),
     )
+    exchange_order_updates = strawberry.subscription(
+        resolver=exchanges.exchange_order_updates,
+        description="Your orders on connected exchange accounts as they change, and their"
+        " fills as they are recorded (of one account with accountId).",
+        extensions=_account(),
+    )
     bot_updates = strawberry.subscription(
         resolver=bot_resolvers.bot_updates,
         description="Each step of your bots as it is stored (of one bot with botId), with"

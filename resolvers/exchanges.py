@@ -3,13 +3,17 @@ service, map."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from decimal import Decimal
 
 import strawberry
 from strawberry.types import Info
 
+from app.core.errors import NotFound
+from app.events import topics
 from app.exchanges import accounts, orders, syncs
 from db.models import ExchangeConnection, ExchangeOrder
+from graphql_schema.errors import to_graphql_error
 from graphql_schema.exchanges.custody import ExchangeSync
 from graphql_schema.exchanges.orders import (
     EXCHANGE_ORDER,
@@ -31,10 +35,15 @@ from graphql_schema.exchanges.types import (
     SyncExchangeAccountPayload,
     SyncExchangeAccountResult,
 )
+from graphql_schema.exchanges.updates import (
+    ExchangeFillUpdate,
+    ExchangeOrderUpdate,
+    ExchangeOrderUpdateResult,
+)
 from graphql_schema.gateway.context import Context
-from graphql_schema.ids import node_pk
+from graphql_schema.ids import node_pk, pk_or_none
 from graphql_schema.trading.enums import OrderSide
-from resolvers.common import attempt
+from resolvers.common import attempt, stream_user_topics
 
 Ctx = Info[Context, None]
 
@@ -139,3 +148,24 @@ async def cancel_exchange_order(info: Ctx, id: strawberry.ID) -> CancelExchangeO
         return await orders.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
 
     return await attempt(call(), _order_payload)  # type: ignore[return-value]
+
+
+async def exchange_order_updates(
+    info: Ctx, account_id: strawberry.ID | None = None
+) -> AsyncGenerator[ExchangeOrderUpdateResult, None]:
+    """Your orders on connected accounts as they change, and their fills as they are
+    recorded (of one account with ``accountId``: ``NotFound``, and the end, for an
+    account that is not yours)."""
+    user = info.context.require_user()
+    pk = None if account_id is None else pk_or_none(str(account_id), EXCHANGE_ACCOUNT) or 0
+    if pk is not None:
+        async with info.context.rt.reads() as session:
+            found = await accounts.accounts_by_ids(session, user_id=user.id, ids=[pk])
+        if pk not in found:
+            yield to_graphql_error(NotFound("No such exchange account", field="accountId"))
+            return
+    converts = {topics.EXCHANGE_ORDERS: ExchangeOrderUpdate.from_event,
+                topics.EXCHANGE_FILLS: ExchangeFillUpdate.from_event}  # fmt: skip
+    async for update in stream_user_topics(info, converts, user_id=user.id):
+        if pk is None or update.account_pk == pk:
+            yield update

@@ -15,7 +15,11 @@ then, read again every time. Fills are inserted once (unique on the exchange's t
 the row's lock), so a run cut short, a gap, or two processes at once neither miss nor
 double anything: the next run reads it all again.
 
-The exchange is called outside any database transaction."""
+The exchange is called outside any database transaction.
+
+Size: one idea, an order's life on a connected account (placed once, canceled, followed
+until its fills add up); each part shares the row lock, ``advance`` and the recording
+statements with the others."""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
+from app.exchanges import order_events
 from app.exchanges.accounts import ACTIVE, DISCONNECTED, binding_of, sealed_of
 from app.exchanges.connector import ExchangeSession
 from app.exchanges.domain.catalogue import ExchangeId
@@ -66,7 +71,7 @@ from app.runtime import Runtime
 from app.trading.domain.orders import Side
 from app.trading.engine.settlement import CASH
 from db.models import ExchangeConnection, ExchangeFill, ExchangeOrder
-from db.queries import Page, PageKey, keyset_pages
+from db.queries import Page, PageKey, keyset_pages, rows_grouped_by
 from db.raw import driver
 
 log = logging.getLogger(__name__)
@@ -172,6 +177,13 @@ async def orders_pages(session: AsyncSession, keys: Sequence[PageKey]) -> list[P
         session, ExchangeOrder, parent=ExchangeOrder.connection_id, key=ExchangeOrder.id,
         wanted=keys, descending=True,
     )  # fmt: skip
+
+
+async def fills_by_order_ids(
+    session: AsyncSession, order_ids: Sequence[int]
+) -> list[list[ExchangeFill]]:
+    """Each order's fills as recorded, oldest first (a DataLoader's batch)."""
+    return await rows_grouped_by(session, ExchangeFill.order_id, order_ids)
 
 
 def order_types(rt: Runtime, connection: ExchangeConnection) -> tuple[OrderTypeSupport, ...]:
@@ -282,6 +294,7 @@ async def _record_pending(
         )  # fmt: skip
         session.add(row)
         await session.flush()
+        await order_events.changed(session, [row])
         return row.id
 
 
@@ -322,6 +335,8 @@ async def _reject(rt: Runtime, order_id: int, code: str) -> None:
         row = await _lock_order(session, order_id)
         if row.status == S.PENDING_SUBMIT.value:
             row.status, row.reject_code, row.updated_at = S.REJECTED.value, code, rt.now()
+            await session.flush()
+            await order_events.changed(session, [row])
 
 
 async def _lock_order(session: AsyncSession, order_id: int) -> ExchangeOrder:
@@ -353,7 +368,9 @@ def _apply(row: ExchangeOrder, reported: ReportedOrder, now: datetime) -> bool:
 async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) -> ExchangeOrder:
     async with rt.sessions() as session, session.begin():
         row = await _lock_order(session, order_id)
-        _apply(row, reported, rt.now())
+        if _apply(row, reported, rt.now()):
+            await session.flush()
+            await order_events.changed(session, [row])
     return row
 
 
@@ -507,15 +524,16 @@ WHERE connection_id = $1 AND symbol = $2
 ORDER BY id
 FOR UPDATE
 """
-_UPDATE_SQL = """
+_UPDATE_SQL = f"""
 UPDATE exchange_orders o SET status = u.status, filled = u.filled,
     exchange_order_id = coalesce(o.exchange_order_id, u.exchange_order_id),
     reject_code = u.reject_code, updated_at = $5
 FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[], $6::text[])
     AS u(id, status, filled, exchange_order_id, reject_code)
 WHERE o.id = u.id
-"""
-_FILLS_SQL = """
+RETURNING {", ".join("o." + c for c in order_events.ORDER_COLUMNS)}
+"""  # noqa: S608 (column names only)
+_FILLS_SQL = f"""
 INSERT INTO exchange_fills
     (connection_id, order_id, symbol, trade_id, price, quantity, fee, fee_currency, filled_at)
 SELECT $1, o.id, $2, t.trade_id, t.price, t.quantity, t.fee, t.fee_currency, t.at
@@ -525,7 +543,11 @@ FROM unnest($3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[],
 JOIN exchange_orders o
     ON o.connection_id = $1 AND o.symbol = $2 AND o.exchange_order_id = t.exchange_order_id
 ON CONFLICT (connection_id, symbol, trade_id) DO NOTHING
-"""
+RETURNING {", ".join(order_events.FILL_COLUMNS)}
+"""  # noqa: S608 (column names only)
+
+
+_OWNER_SQL = "SELECT user_id FROM exchange_connections WHERE id = $1"
 
 
 async def _record_account(
@@ -550,14 +572,20 @@ async def _record_account(
             ids, statuses, filled, exchange_ids, codes = (
                 list(c) for c in zip(*updates, strict=True)
             )
-            await connection.execute(_UPDATE_SQL, ids, statuses, filled, exchange_ids, now, codes)
-        result = await connection.execute(
+            moved = await connection.fetch(
+                _UPDATE_SQL, ids, statuses, filled, exchange_ids, now, codes
+            )
+            await order_events.changed(session, moved)
+        added = await connection.fetch(
             _FILLS_SQL, connection_id, symbol,
             [t.trade_id for t in trades], [t.exchange_order_id for t in trades],
             [t.price for t in trades], [t.quantity for t in trades], [t.fee for t in trades],
             [t.fee_currency for t in trades], [t.at for t in trades],
         )  # fmt: skip
-    return Reconciled(len(updates), int(result.split()[-1]))
+        if added:
+            owner = await connection.fetchval(_OWNER_SQL, connection_id)
+            await order_events.filled(session, owner, added)
+    return Reconciled(len(updates), len(added))
 
 
 def _moved(

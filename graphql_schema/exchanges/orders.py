@@ -15,9 +15,10 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from app.events.topics import ExchangeFilled, ExchangeOrderUpdated
 from app.exchanges import orders
 from app.exchanges.domain.orders import OrderTypeSupport
-from db.models import ExchangeOrder
+from db.models import ExchangeFill, ExchangeOrder
 from graphql_schema.errors import (
     ExchangeInsufficientFunds,
     ExchangeKeyInvalid,
@@ -39,6 +40,11 @@ from graphql_schema.ids import owned_rows
 from graphql_schema.trading.enums import OrderSide
 
 EXCHANGE_ORDER = "ExchangeOrder"
+
+
+def account_gid(connection_id: int) -> strawberry.ID:
+    """The global ID of a connected account (type ExchangeAccount)."""
+    return strawberry.ID(str(relay.GlobalID("ExchangeAccount", str(connection_id))))
 
 
 @strawberry.enum(name="ExchangeOrderStatus", description=(
@@ -99,10 +105,10 @@ class ExchangeOrderNode(relay.Node):
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: ExchangeOrder) -> ExchangeOrderNode:
-        account = str(relay.GlobalID("ExchangeAccount", str(row.connection_id)))
+    def from_row(cls, row: ExchangeOrder | ExchangeOrderUpdated) -> ExchangeOrderNode:
         return cls(
-            id=row.id, account_id=strawberry.ID(account), client_order_id=row.client_order_id,
+            id=row.id, account_id=account_gid(row.connection_id),
+            client_order_id=row.client_order_id,
             exchange_order_id=row.exchange_order_id, symbol=row.symbol, side=OrderSide(row.side),
             type=ExchangeOrderTypeEnum(row.type), quantity=row.quantity, price=row.price,
             stop_price=row.stop_price, filled=row.filled,
@@ -110,12 +116,40 @@ class ExchangeOrderNode(relay.Node):
             reject_code=row.reject_code, created_at=row.created_at, updated_at=row.updated_at,
         )  # fmt: skip
 
+    @strawberry.field(description="Its trades at the exchange as recorded, oldest first.")
+    async def fills(self, info: Info) -> list[ExchangeFillType]:
+        rows = await info.context.loaders.exchange_fills_by_order_id.load(self.id)
+        return [ExchangeFillType.from_row(row) for row in rows]
+
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ExchangeOrderNode | None]:
         rows = await owned_rows(info, node_ids, orders.orders_by_ids)
         return [None if row is None else cls.from_row(row) for row in rows]
+
+
+@strawberry.type(name="ExchangeFill")
+class ExchangeFillType:
+    """A trade of your order at its exchange, recorded once (unique on the exchange's
+    trade id)."""
+
+    order_id: strawberry.ID = strawberry.field(description="The order's global ID.")
+    trade_id: str = strawberry.field(description="The exchange's.")
+    symbol: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_currency: str | None
+    filled_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ExchangeFill | ExchangeFilled) -> ExchangeFillType:
+        return cls(
+            order_id=strawberry.ID(str(relay.GlobalID(EXCHANGE_ORDER, str(row.order_id)))),
+            trade_id=row.trade_id, symbol=row.symbol, price=row.price, quantity=row.quantity,
+            fee=row.fee, fee_currency=row.fee_currency, filled_at=row.filled_at,
+        )  # fmt: skip
 
 
 @strawberry.type

@@ -144,9 +144,7 @@ async def test_an_emulated_stop_is_refused_where_it_is_not_native(gql, rt, excha
     assert exchanges["okx"].orders == [] and await _rows(rt) == []
 
 
-async def test_a_market_buy_sized_in_the_quote_currency_is_refused_at_coinbase(
-    gql, rt, exchanges
-):
+async def test_a_market_buy_sized_in_the_quote_currency_is_refused_at_coinbase(gql, rt, exchanges):
     token, account_id, _ = await _account(gql, exchanges, "coinbase")
     result = await _place(gql, token, account_id, type="MARKET", price=None)
     assert result["__typename"] == "ExchangeOrderTypeNotAvailable", result
