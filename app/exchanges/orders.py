@@ -58,6 +58,7 @@ from app.exchanges.domain.orders import (
     check_submission,
     new_client_order_id,
 )
+from app.exchanges.domain.triggers import child_of
 from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
@@ -202,14 +203,12 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
         market = _market(await session.markets(), request.symbol)
         submission = submission_for(request, market)
         support = {s.type: s for s in session.order_types()}[submission.type]
-        if support.emulated:
-            raise ExchangeOrderTypeNotAvailable(
-                f"{submission.type.value} is not native at {connection.exchange}; the"
-                " platform's emulation of it is not available yet",
-                field="type",
-            )
-        _check_sizing(ExchangeId(connection.exchange), submission)
-        order_id = await _record_pending(rt, connection, market, submission)
+        emulated = support.emulated
+        _check_sizing(ExchangeId(connection.exchange),
+                      child_of(submission) if emulated else submission)  # fmt: skip
+        order_id = await _record_pending(rt, connection, market, submission, emulated=emulated)
+        if emulated:  # held ARMED by the platform (app/exchanges/triggers.py): not sent
+            return await get_order(rt, user_id=user_id, order_id=order_id)
         return await _submit(rt, session, order_id, submission)
 
 
@@ -270,7 +269,10 @@ async def _record_pending(
     connection: ExchangeConnection,
     market: ExchangeMarket,
     submission: OrderSubmission,
+    *,
+    emulated: bool = False,
 ) -> int:
+    """The order's row, PENDING_SUBMIT (an emulated stop: ARMED), after the risk gate."""
     async with rt.sessions() as session, session.begin():
         await _check_risk(rt, session, connection.user_id, _proposed(market, submission))
         row = ExchangeOrder(
@@ -278,7 +280,8 @@ async def _record_pending(
             client_order_id=submission.client_order_id, symbol=submission.symbol,
             side=submission.side.value, type=submission.type.value,
             quantity=submission.quantity, price=submission.price,
-            stop_price=submission.stop_price, status=S.PENDING_SUBMIT.value,
+            stop_price=submission.stop_price, emulated=emulated,
+            status=(S.ARMED if emulated else S.PENDING_SUBMIT).value, created_at=rt.now(),
         )  # fmt: skip
         session.add(row)
         await session.flush()
@@ -364,6 +367,8 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     """Cancel an open order (once; an unknown outcome or an order the exchange no longer
     has open is read back from the exchange)."""
     row = await get_order(rt, user_id=user_id, order_id=order_id)
+    if row.status == S.ARMED.value:
+        return await _disarm(rt, order_id)
     if S(row.status) not in CANCELLABLE or row.exchange_order_id is None:
         raise ExchangeOrderNotCancellable(field="id")
     connection = await _connection(rt, user_id=user_id, account_id=row.connection_id)
@@ -385,6 +390,17 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     reported = ReportedOrder(row.exchange_order_id, row.client_order_id, row.symbol,
                              S.CANCELED, max(row.filled, final))  # fmt: skip
     return await _record_report(rt, row.id, reported)
+
+
+async def _disarm(rt: Runtime, order_id: int) -> ExchangeOrder:
+    """An emulated stop not yet fired: CANCELED, under its lock (one the trigger job
+    claimed meanwhile is not cancellable here: its child is being sent)."""
+    async with rt.sessions() as session, session.begin():
+        row = await _lock_order(session, order_id)
+        if row.status != S.ARMED.value:
+            raise ExchangeOrderNotCancellable(field="id")
+        row.status, row.updated_at = S.CANCELED.value, rt.now()
+    return row
 
 
 async def _read_back(session: ExchangeSession, row: ExchangeOrder) -> Decimal:

@@ -106,7 +106,9 @@ class ExchangeSync(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
-ORDER_STATUSES = ("PENDING_SUBMIT", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED")
+ORDER_STATUSES = (
+    "ARMED", "PENDING_SUBMIT", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED"
+)  # fmt: skip
 ORDER_SIDES = ("BUY", "SELL")
 ORDER_TYPES = ("LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT")
 
@@ -129,6 +131,9 @@ class ExchangeOrder(Base):
             "connection_id",
             postgresql_where=text("status IN ('PENDING_SUBMIT', 'OPEN', 'PARTIALLY_FILLED')"),
         ),
+        Index(
+            "ix_exchange_orders_armed", "connection_id", postgresql_where=text("status = 'ARMED'")
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -146,6 +151,11 @@ class ExchangeOrder(Base):
     status: Mapped[str] = mapped_column(Text)
     emulated: Mapped[bool] = mapped_column(Boolean, server_default="false")
     reject_code: Mapped[str | None] = mapped_column(Text)
+    # an emulated stop (app/exchanges/triggers.py): when and at which price it fired, and
+    # why the last check of it, still ARMED, did not fire it
+    triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trigger_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    trigger_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
