@@ -20,6 +20,7 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import order_lists as exchange_order_lists
 from app.exchanges import orders as exchange_orders
 from app.exchanges import syncs as exchange_syncs
 from app.exchanges import triggers as exchange_triggers
@@ -142,6 +143,11 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         "exchange-triggers",
         rt.settings.exchange_trigger_poll_seconds,
         exchange_triggers.fire_armed,
+    )
+    jobs.add(
+        "exchange-order-lists",
+        rt.settings.exchange_trigger_poll_seconds,
+        exchange_order_lists.settle_lists,
     )
     jobs.add(
         "exchange-rewrap",

@@ -8,9 +8,16 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from app.exchanges import accounts, orders, syncs
+from app.exchanges import accounts, order_lists, orders, syncs
 from db.models import ExchangeConnection, ExchangeOrder
 from graphql_schema.exchanges.custody import ExchangeSync
+from graphql_schema.exchanges.order_lists import (
+    EXCHANGE_ORDER_LIST,
+    CancelExchangeOrderListResult,
+    ExchangeOrderListPayload,
+    PlaceExchangeOrderListInput,
+    PlaceExchangeOrderListResult,
+)
 from graphql_schema.exchanges.orders import (
     EXCHANGE_ORDER,
     CancelExchangeOrderResult,
@@ -139,3 +146,39 @@ async def cancel_exchange_order(info: Ctx, id: strawberry.ID) -> CancelExchangeO
         return await orders.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
 
     return await attempt(call(), _order_payload)  # type: ignore[return-value]
+
+
+async def place_exchange_order_list(
+    info: Ctx, input: PlaceExchangeOrderListInput
+) -> PlaceExchangeOrderListResult:
+    """An OCO or a bracket on your connected exchange account, held by the platform (see
+    the input)."""
+
+    async def call() -> order_lists.PlacedList:
+        user = info.context.require_user()
+        request = order_lists.PlaceOrderList(
+            account_id=node_pk(str(input.account_id), EXCHANGE_ACCOUNT, field="accountId"),
+            symbol=input.symbol, kind=input.kind.value,
+            orders=None if input.orders is None else [o.to_leg() for o in input.orders],
+            entry=None if input.entry is None else input.entry.to_leg(),
+            take_profit_price=input.take_profit_price, stop_loss_price=input.stop_loss_price,
+            stop_loss_limit_price=input.stop_loss_limit_price,
+        )  # fmt: skip
+        return await order_lists.place_order_list(info.context.rt, user_id=user.id,
+                                                  request=request)  # fmt: skip
+
+    return await attempt(call(), ExchangeOrderListPayload.of)  # type: ignore[return-value]
+
+
+async def cancel_exchange_order_list(
+    info: Ctx, id: strawberry.ID
+) -> CancelExchangeOrderListResult:
+    """Cancel every leg of an exchange order list still open or armed."""
+
+    async def call() -> order_lists.PlacedList:
+        user = info.context.require_user()
+        pk = node_pk(str(id), EXCHANGE_ORDER_LIST, field="id")
+        return await order_lists.cancel_order_list(info.context.rt, user_id=user.id,
+                                                   list_id=pk)  # fmt: skip
+
+    return await attempt(call(), ExchangeOrderListPayload.of)  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -43,6 +43,7 @@ from app.exchanges.domain.errors import (
     UnsupportedExchange,
 )
 from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.order_lists import ListLeg
 from app.exchanges.domain.orders import (
     CANCELLABLE,
     LIVE,
@@ -189,24 +190,36 @@ def _session(rt: Runtime, connection: ExchangeConnection) -> Any:
 # --- placing -----------------------------------------------------------------------------
 
 
-async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> ExchangeOrder:
-    """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
-    send it once, record the answer."""
-    connection = await _connection(rt, user_id=user_id, account_id=request.account_id)
+async def tradable_connection(rt: Runtime, *, user_id: int, account_id: int) -> ExchangeConnection:
+    """The user's account, if orders can be placed on it now."""
+    connection = await _connection(rt, user_id=user_id, account_id=account_id)
     if ExchangeId(connection.exchange) not in ORDER_EXCHANGES:
         raise UnsupportedExchange(
             f"Orders at {connection.exchange} are not available yet", field="accountId"
         )
     if connection.status != ACTIVE:
         raise ValidationFailed("This exchange account is suspended", field="accountId")
+    return connection
+
+
+async def place_order(
+    rt: Runtime, *, user_id: int, request: PlaceOrder, leg: ListLeg | None = None
+) -> ExchangeOrder:
+    """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
+    send it once, record the answer (``leg``: as a leg of an order list, with the client
+    order id the list gives it, if any)."""
+    connection = await tradable_connection(rt, user_id=user_id, account_id=request.account_id)
     async with _session(rt, connection) as session:
         market = _market(await session.markets(), request.symbol)
         submission = submission_for(request, market)
+        if leg is not None and leg.client_order_id is not None:
+            submission = replace(submission, client_order_id=leg.client_order_id)
         support = {s.type: s for s in session.order_types()}[submission.type]
         emulated = support.emulated
         _check_sizing(ExchangeId(connection.exchange),
                       child_of(submission) if emulated else submission)  # fmt: skip
-        order_id = await _record_pending(rt, connection, market, submission, emulated=emulated)
+        order_id = await _record_pending(rt, connection, market, submission,
+                                         emulated=emulated, leg=leg)  # fmt: skip
         if emulated:  # held ARMED by the platform (app/exchanges/triggers.py): not sent
             return await get_order(rt, user_id=user_id, order_id=order_id)
         return await _submit(rt, session, order_id, submission)
@@ -271,6 +284,7 @@ async def _record_pending(
     submission: OrderSubmission,
     *,
     emulated: bool = False,
+    leg: ListLeg | None = None,
 ) -> int:
     """The order's row, PENDING_SUBMIT (an emulated stop: ARMED), after the risk gate."""
     async with rt.sessions() as session, session.begin():
@@ -282,6 +296,7 @@ async def _record_pending(
             quantity=submission.quantity, price=submission.price,
             stop_price=submission.stop_price, emulated=emulated,
             status=(S.ARMED if emulated else S.PENDING_SUBMIT).value, created_at=rt.now(),
+            list_id=leg and leg.list_id, list_role=leg and leg.role.value,
         )  # fmt: skip
         session.add(row)
         await session.flush()

@@ -20,12 +20,14 @@ import logging
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import UserError
 from app.exchanges.accounts import ACTIVE
 from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.order_lists import EXITS, ListStatus
 from app.exchanges.domain.orders import ExchangeOrderStatus, ExchangeOrderType, OrderSubmission
 from app.exchanges.domain.triggers import Armed, child_of, judge
 from app.exchanges.orders import (
@@ -35,11 +37,12 @@ from app.exchanges.orders import (
     _proposed,
     _session,
     _submit,
+    reconcile_account,
 )
 from app.marketdata.domain.trades import Trade
 from app.runtime import Runtime
 from app.trading.domain.orders import Side
-from db.models import ExchangeConnection, ExchangeOrder
+from db.models import ExchangeConnection, ExchangeOrder, ExchangeOrderList
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,21 @@ async def _note(rt: Runtime, order_id: int, note: str | None) -> None:
         )
 
 
+async def _list_may_fire(session: AsyncSession, row: ExchangeOrder) -> bool:
+    """Whether the armed leg's list is ACTIVE and no other exit of it filled or fired."""
+    status = await session.scalar(
+        select(ExchangeOrderList.status).where(ExchangeOrderList.id == row.list_id)
+    )
+    won = await session.scalar(
+        select(func.count()).where(
+            ExchangeOrder.list_id == row.list_id, ExchangeOrder.id != row.id,
+            ExchangeOrder.list_role.in_([r.value for r in EXITS]),
+            or_(ExchangeOrder.filled > 0, ExchangeOrder.triggered_at.is_not(None)),
+        )
+    )  # fmt: skip
+    return status == ListStatus.ACTIVE.value and not won
+
+
 def _submission(row: ExchangeOrder) -> OrderSubmission:
     return OrderSubmission(
         client_order_id=row.client_order_id, symbol=row.symbol, side=Side(row.side),
@@ -134,6 +152,8 @@ async def fire(rt: Runtime, *, order_id: int, price: Decimal) -> bool:
         connection = await db.get(ExchangeConnection, row.connection_id)
     assert connection is not None
     submission = _submission(row)
+    if row.list_id is not None:  # the other leg's fills, as fresh as can be, first
+        await reconcile_account(rt, connection_id=row.connection_id)
     async with _session(rt, connection) as session:
         market = _market(await session.markets(), row.symbol)
         if not await _claim(rt, row, submission, market, price):
@@ -160,6 +180,9 @@ async def _claim(
             refused = error.code
         locked = await _lock_order(session, row.id)
         if locked.status != S.ARMED.value:
+            return False
+        if locked.list_id is not None and not await _list_may_fire(session, locked):
+            locked.status, locked.updated_at = S.CANCELED.value, rt.now()  # one cancels the other
             return False
         if refused is not None:
             locked.trigger_note = refused

@@ -75,6 +75,17 @@ class ExchangeTriggerStateEnum(Enum):
     DISARMED = "DISARMED"
 
 
+@strawberry.enum(name="ExchangeOrderListRole")
+class ExchangeOrderListRoleEnum(Enum):
+    ENTRY = "ENTRY"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    STOP_LOSS = "STOP_LOSS"
+
+
+def _role(value: str | None) -> ExchangeOrderListRoleEnum | None:
+    return None if value is None else ExchangeOrderListRoleEnum(value)
+
+
 @strawberry.type(description="An order type at an exchange.")
 class ExchangeOrderTypeSupport:
     type: ExchangeOrderTypeEnum
@@ -108,6 +119,10 @@ class ExchangeOrderNode(relay.Node):
         description="Held by the platform rather than the exchange (see ExchangeOrderTypeSupport)."
     )
     reject_code: str | None
+    list_id: strawberry.ID | None = strawberry.field(
+        description="The OCO or bracket it is a leg of (an ExchangeOrderList global ID)."
+    )
+    list_role: ExchangeOrderListRoleEnum | None
     trigger_state: ExchangeTriggerStateEnum | None = strawberry.field(
         description="An emulated stop's trigger state (null for an order the exchange holds)."
     )
@@ -136,7 +151,9 @@ class ExchangeOrderNode(relay.Node):
             reject_code=row.reject_code, created_at=row.created_at, updated_at=row.updated_at,
             trigger_state=None if state is None else ExchangeTriggerStateEnum(state.value),
             triggered_at=row.triggered_at, trigger_price=row.trigger_price,
-            trigger_note=row.trigger_note,
+            trigger_note=row.trigger_note, list_role=_role(row.list_role),
+            list_id=None if row.list_id is None else strawberry.ID(
+                str(relay.GlobalID("ExchangeOrderList", str(row.list_id)))),
         )  # fmt: skip
 
     @classmethod
@@ -162,7 +179,7 @@ class ExchangeOrderPayload:
     exchange_order: ExchangeOrderNode
 
 
-_EXCHANGE_FAILURES = (
+EXCHANGE_FAILURES = (
     ExchangeRejected
     | ExchangeInsufficientFunds
     | ExchangeRateLimited
@@ -180,7 +197,7 @@ PlaceExchangeOrderResult: TypeAlias = Annotated[
     | RiskHalted
     | RiskReducing
     | RiskLimitReached
-    | _EXCHANGE_FAILURES,
+    | EXCHANGE_FAILURES,
     strawberry.union("PlaceExchangeOrderResult"),
 ]
 CancelExchangeOrderResult: TypeAlias = Annotated[
@@ -189,6 +206,6 @@ CancelExchangeOrderResult: TypeAlias = Annotated[
     | NotAuthenticated
     | NotFound
     | ExchangeOrderNotCancellable
-    | _EXCHANGE_FAILURES,
+    | EXCHANGE_FAILURES,
     strawberry.union("CancelExchangeOrderResult"),
 ]

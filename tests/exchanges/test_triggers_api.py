@@ -164,8 +164,11 @@ async def test_a_lost_answer_to_the_child_is_looked_up_never_resent(gql, rt, exc
         ({"stopPrice": "-45000"}, "stopPrice", "ValidationFailed"),
         ({"price": "44000"}, "price", "ValidationFailed"),  # a stop market has no price
         ({"symbol": "DOGE/USDT"}, "symbol", "ValidationFailed"),
-        ({"side": "BUY", "stopPrice": "46000"}, "type",
-         "ExchangeOrderTypeNotAvailable"),  # Coinbase's market buy: quote-sized
+        (
+            {"side": "BUY", "stopPrice": "46000"},
+            "type",
+            "ExchangeOrderTypeNotAvailable",
+        ),  # Coinbase's market buy: quote-sized
     ],
 )
 async def test_bad_emulated_stops_are_typed_errors_that_arm_nothing(
