@@ -8,7 +8,7 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from app.exchanges import accounts, order_lists, orders, syncs
+from app.exchanges import accounts, order_lists, orders, syncs, triggers
 from db.models import ExchangeConnection, ExchangeOrder
 from graphql_schema.exchanges.custody import ExchangeSync
 from graphql_schema.exchanges.order_lists import (
@@ -143,7 +143,7 @@ async def cancel_exchange_order(info: Ctx, id: strawberry.ID) -> CancelExchangeO
     async def call() -> ExchangeOrder:
         user = info.context.require_user()
         pk = node_pk(str(id), EXCHANGE_ORDER, field="id")
-        return await orders.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
+        return await triggers.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
 
     return await attempt(call(), _order_payload)  # type: ignore[return-value]
 

@@ -25,7 +25,7 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import NotFound, UserError, ValidationFailed
-from app.exchanges import orders
+from app.exchanges import orders, triggers
 from app.exchanges.accounts import DISCONNECTED
 from app.exchanges.domain.errors import ExchangeOrderNotCancellable
 from app.exchanges.domain.order_lists import (
@@ -157,7 +157,7 @@ async def place_order_list(rt: Runtime, *, user_id: int, request: PlaceOrderList
             )
         except UserError:
             await _end(rt, list_id, ListStatus.CANCELED)
-            await settle_list(rt, list_id=list_id)
+            await _cancel_live_legs(rt, user_id=user_id, list_id=list_id)
             raise
     return await get_list(rt, user_id=user_id, list_id=list_id)
 
@@ -183,8 +183,27 @@ async def cancel_order_list(rt: Runtime, *, user_id: int, list_id: int) -> Place
     await get_list(rt, user_id=user_id, list_id=list_id)
     if not await _end(rt, list_id, ListStatus.CANCELED):
         raise ExchangeOrderNotCancellable("This order list has ended", field="id")
-    await settle_list(rt, list_id=list_id)
+    await _cancel_live_legs(rt, user_id=user_id, list_id=list_id)
     return await get_list(rt, user_id=user_id, list_id=list_id)
+
+
+async def _cancel_live_legs(rt: Runtime, *, user_id: int, list_id: int) -> None:
+    """Each leg still live canceled (one not placed yet: by the job, later)."""
+    async with rt.reads() as db:
+        ids = list(await db.scalars(
+            select(ExchangeOrder.id).where(ExchangeOrder.list_id == list_id,
+                                           ExchangeOrder.status.in_(_OPEN_LEGS))
+        ))  # fmt: skip
+    await _cancel(rt, user_id=user_id, list_id=list_id, order_ids=ids)
+
+
+async def _cancel(rt: Runtime, *, user_id: int, list_id: int, order_ids: Sequence[int]) -> None:
+    for order_id in order_ids:
+        try:
+            await triggers.cancel_order(rt, user_id=user_id, order_id=order_id)
+        except UserError as error:  # not placed yet, or the exchange away: next run
+            log.info("exchange order list leg not canceled yet",
+                     extra={"list": list_id, "order": order_id, "code": error.code})  # fmt: skip
 
 
 async def _end(rt: Runtime, list_id: int, status: ListStatus) -> bool:
@@ -235,12 +254,7 @@ async def settle_list(rt: Runtime, *, list_id: int) -> None:
         assert row is not None  # lists are never deleted
         legs = list(await db.scalars(select(ExchangeOrder).where(ExchangeOrder.list_id == list_id)))
     step = next_step(ListKind(row.kind), ListStatus(row.status), [_state(leg) for leg in legs])
-    for order_id in step.cancel:
-        try:
-            await orders.cancel_order(rt, user_id=row.user_id, order_id=order_id)
-        except UserError as error:  # not placed yet, or the exchange away: next run
-            log.info("exchange order list leg not canceled yet",
-                     extra={"list": list_id, "order": order_id, "code": error.code})  # fmt: skip
+    await _cancel(rt, user_id=row.user_id, list_id=list_id, order_ids=step.cancel)
     if step.exits_for is not None:
         [entry] = [leg for leg in legs if leg.list_role == ListRole.ENTRY.value]
         await _place_exits(rt, row, Side(entry.side), step.exits_for)

@@ -380,10 +380,8 @@ async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) ->
 
 async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeOrder:
     """Cancel an open order (once; an unknown outcome or an order the exchange no longer
-    has open is read back from the exchange)."""
+    has open is read back from the exchange). An armed stop: ``triggers.cancel_order``."""
     row = await get_order(rt, user_id=user_id, order_id=order_id)
-    if row.status == S.ARMED.value:
-        return await _disarm(rt, order_id)
     if S(row.status) not in CANCELLABLE or row.exchange_order_id is None:
         raise ExchangeOrderNotCancellable(field="id")
     connection = await _connection(rt, user_id=user_id, account_id=row.connection_id)
@@ -405,17 +403,6 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     reported = ReportedOrder(row.exchange_order_id, row.client_order_id, row.symbol,
                              S.CANCELED, max(row.filled, final))  # fmt: skip
     return await _record_report(rt, row.id, reported)
-
-
-async def _disarm(rt: Runtime, order_id: int) -> ExchangeOrder:
-    """An emulated stop not yet fired: CANCELED, under its lock (one the trigger job
-    claimed meanwhile is not cancellable here: its child is being sent)."""
-    async with rt.sessions() as session, session.begin():
-        row = await _lock_order(session, order_id)
-        if row.status != S.ARMED.value:
-            raise ExchangeOrderNotCancellable(field="id")
-        row.status, row.updated_at = S.CANCELED.value, rt.now()
-    return row
 
 
 async def _read_back(session: ExchangeSession, row: ExchangeOrder) -> Decimal:

@@ -24,8 +24,10 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import UserError
+from app.exchanges import orders
 from app.exchanges.accounts import ACTIVE
 from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.domain.errors import ExchangeOrderNotCancellable
 from app.exchanges.domain.markets import ExchangeMarket
 from app.exchanges.domain.order_lists import EXITS, ListStatus
 from app.exchanges.domain.orders import ExchangeOrderStatus, ExchangeOrderType, OrderSubmission
@@ -37,6 +39,7 @@ from app.exchanges.orders import (
     _proposed,
     _session,
     _submit,
+    get_order,
     reconcile_account,
 )
 from app.marketdata.domain.trades import Trade
@@ -48,6 +51,20 @@ log = logging.getLogger(__name__)
 
 S = ExchangeOrderStatus
 TRADES_READ = 100  # the latest public trades read per market and run
+
+
+async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeOrder:
+    """Cancel an order: an armed stop is disarmed (CANCELED, under its lock), any other
+    is canceled at the exchange (``orders.cancel_order``)."""
+    row = await get_order(rt, user_id=user_id, order_id=order_id)
+    if row.status != S.ARMED.value:
+        return await orders.cancel_order(rt, user_id=user_id, order_id=order_id)
+    async with rt.sessions() as session, session.begin():
+        row = await _lock_order(session, order_id)
+        if row.status != S.ARMED.value:  # fired meanwhile: its child is being sent
+            raise ExchangeOrderNotCancellable(field="id")
+        row.status, row.updated_at = S.CANCELED.value, rt.now()
+    return row
 
 
 async def fire_armed(rt: Runtime) -> int:
