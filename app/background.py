@@ -20,8 +20,10 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import order_lists as exchange_order_lists
 from app.exchanges import orders as exchange_orders
 from app.exchanges import syncs as exchange_syncs
+from app.exchanges import triggers as exchange_triggers
 from app.exchanges.candle_sync import sync_candles
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
@@ -136,6 +138,16 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         "exchange-orders",
         rt.settings.exchange_order_poll_seconds,
         exchange_orders.poll_live,
+    )
+    jobs.add(
+        "exchange-triggers",
+        rt.settings.exchange_trigger_poll_seconds,
+        exchange_triggers.fire_armed,
+    )
+    jobs.add(
+        "exchange-order-lists",
+        rt.settings.exchange_trigger_poll_seconds,
+        exchange_order_lists.settle_lists,
     )
     jobs.add(
         "exchange-rewrap",

@@ -228,6 +228,8 @@ class Mutation:
     disconnect_exchange_account = _session_mutation(exchanges.disconnect_exchange_account)
     place_exchange_order = _trade_mutation(exchanges.place_exchange_order)
     cancel_exchange_order = _trade_mutation(exchanges.cancel_exchange_order)
+    place_exchange_order_list = _trade_mutation(exchanges.place_exchange_order_list)
+    cancel_exchange_order_list = _trade_mutation(exchanges.cancel_exchange_order_list)
     sync_exchange_account = _session_mutation(exchanges.sync_exchange_account)
     set_risk_limit = _session_mutation(risk.set_risk_limit)
     remove_risk_limit = _session_mutation(risk.remove_risk_limit)

@@ -11,10 +11,17 @@ from strawberry.types import Info
 
 from app.core.errors import NotFound
 from app.events import topics
-from app.exchanges import accounts, orders, syncs
+from app.exchanges import accounts, order_lists, orders, syncs, triggers
 from db.models import ExchangeConnection, ExchangeOrder
 from graphql_schema.errors import to_graphql_error
 from graphql_schema.exchanges.custody import ExchangeSync
+from graphql_schema.exchanges.order_lists import (
+    EXCHANGE_ORDER_LIST,
+    CancelExchangeOrderListResult,
+    ExchangeOrderListPayload,
+    PlaceExchangeOrderListInput,
+    PlaceExchangeOrderListResult,
+)
 from graphql_schema.exchanges.orders import (
     EXCHANGE_ORDER,
     CancelExchangeOrderResult,
@@ -145,7 +152,7 @@ async def cancel_exchange_order(info: Ctx, id: strawberry.ID) -> CancelExchangeO
     async def call() -> ExchangeOrder:
         user = info.context.require_user()
         pk = node_pk(str(id), EXCHANGE_ORDER, field="id")
-        return await orders.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
+        return await triggers.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
 
     return await attempt(call(), _order_payload)  # type: ignore[return-value]
 
@@ -169,3 +176,37 @@ async def exchange_order_updates(
     async for update in stream_user_topics(info, converts, user_id=user.id):
         if pk is None or update.account_pk == pk:
             yield update
+
+
+async def place_exchange_order_list(
+    info: Ctx, input: PlaceExchangeOrderListInput
+) -> PlaceExchangeOrderListResult:
+    """An OCO or a bracket on your connected exchange account, held by the platform (see
+    the input)."""
+
+    async def call() -> order_lists.PlacedList:
+        user = info.context.require_user()
+        request = order_lists.PlaceOrderList(
+            account_id=node_pk(str(input.account_id), EXCHANGE_ACCOUNT, field="accountId"),
+            symbol=input.symbol, kind=input.kind.value,
+            orders=None if input.orders is None else [o.to_leg() for o in input.orders],
+            entry=None if input.entry is None else input.entry.to_leg(),
+            take_profit_price=input.take_profit_price, stop_loss_price=input.stop_loss_price,
+            stop_loss_limit_price=input.stop_loss_limit_price,
+        )  # fmt: skip
+        return await order_lists.place_order_list(info.context.rt, user_id=user.id,
+                                                  request=request)  # fmt: skip
+
+    return await attempt(call(), ExchangeOrderListPayload.of)  # type: ignore[return-value]
+
+
+async def cancel_exchange_order_list(info: Ctx, id: strawberry.ID) -> CancelExchangeOrderListResult:
+    """Cancel every leg of an exchange order list still open or armed."""
+
+    async def call() -> order_lists.PlacedList:
+        user = info.context.require_user()
+        pk = node_pk(str(id), EXCHANGE_ORDER_LIST, field="id")
+        return await order_lists.cancel_order_list(info.context.rt, user_id=user.id,
+                                                   list_id=pk)  # fmt: skip
+
+    return await attempt(call(), ExchangeOrderListPayload.of)  # type: ignore[return-value]

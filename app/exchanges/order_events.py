@@ -37,6 +37,13 @@ async def changed(session: AsyncSession, rows: Sequence[Any]) -> None:
         ))  # fmt: skip
 
 
+async def row_changed(session: AsyncSession, row: ExchangeOrder) -> None:
+    """An ORM row just changed in ``session`` (flushed first, so the event carries what
+    the table holds: ``updated_at`` and the server's defaults)."""
+    await session.flush()
+    await changed(session, [row])
+
+
 async def filled(session: AsyncSession, user_id: int, rows: Sequence[Any]) -> None:
     """Each of ``rows`` (fills of ``user_id``'s account, just recorded) to ``user_id``."""
     if rows:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -48,6 +48,7 @@ from app.exchanges.domain.errors import (
     UnsupportedExchange,
 )
 from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.order_lists import ListLeg
 from app.exchanges.domain.orders import (
     CANCELLABLE,
     LIVE,
@@ -63,6 +64,7 @@ from app.exchanges.domain.orders import (
     check_submission,
     new_client_order_id,
 )
+from app.exchanges.domain.triggers import child_of
 from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
@@ -200,28 +202,38 @@ def _session(rt: Runtime, connection: ExchangeConnection) -> Any:
 # --- placing -----------------------------------------------------------------------------
 
 
-async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> ExchangeOrder:
-    """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
-    send it once, record the answer."""
-    connection = await _connection(rt, user_id=user_id, account_id=request.account_id)
+async def tradable_connection(rt: Runtime, *, user_id: int, account_id: int) -> ExchangeConnection:
+    """The user's account, if orders can be placed on it now."""
+    connection = await _connection(rt, user_id=user_id, account_id=account_id)
     if ExchangeId(connection.exchange) not in ORDER_EXCHANGES:
         raise UnsupportedExchange(
             f"Orders at {connection.exchange} are not available yet", field="accountId"
         )
     if connection.status != ACTIVE:
         raise ValidationFailed("This exchange account is suspended", field="accountId")
+    return connection
+
+
+async def place_order(
+    rt: Runtime, *, user_id: int, request: PlaceOrder, leg: ListLeg | None = None
+) -> ExchangeOrder:
+    """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
+    send it once, record the answer (``leg``: as a leg of an order list, with the client
+    order id the list gives it, if any)."""
+    connection = await tradable_connection(rt, user_id=user_id, account_id=request.account_id)
     async with _session(rt, connection) as session:
         market = _market(await session.markets(), request.symbol)
         submission = submission_for(request, market)
+        if leg is not None and leg.client_order_id is not None:
+            submission = replace(submission, client_order_id=leg.client_order_id)
         support = {s.type: s for s in session.order_types()}[submission.type]
-        if support.emulated:
-            raise ExchangeOrderTypeNotAvailable(
-                f"{submission.type.value} is not native at {connection.exchange}; the"
-                " platform's emulation of it is not available yet",
-                field="type",
-            )
-        _check_sizing(ExchangeId(connection.exchange), submission)
-        order_id = await _record_pending(rt, connection, market, submission)
+        emulated = support.emulated
+        _check_sizing(ExchangeId(connection.exchange),
+                      child_of(submission) if emulated else submission)  # fmt: skip
+        order_id = await _record_pending(rt, connection, market, submission,
+                                         emulated=emulated, leg=leg)  # fmt: skip
+        if emulated:  # held ARMED by the platform (app/exchanges/triggers.py): not sent
+            return await get_order(rt, user_id=user_id, order_id=order_id)
         return await _submit(rt, session, order_id, submission)
 
 
@@ -282,7 +294,11 @@ async def _record_pending(
     connection: ExchangeConnection,
     market: ExchangeMarket,
     submission: OrderSubmission,
+    *,
+    emulated: bool = False,
+    leg: ListLeg | None = None,
 ) -> int:
+    """The order's row, PENDING_SUBMIT (an emulated stop: ARMED), after the risk gate."""
     async with rt.sessions() as session, session.begin():
         await _check_risk(rt, session, connection.user_id, _proposed(market, submission))
         row = ExchangeOrder(
@@ -290,7 +306,9 @@ async def _record_pending(
             client_order_id=submission.client_order_id, symbol=submission.symbol,
             side=submission.side.value, type=submission.type.value,
             quantity=submission.quantity, price=submission.price,
-            stop_price=submission.stop_price, status=S.PENDING_SUBMIT.value,
+            stop_price=submission.stop_price, emulated=emulated,
+            status=(S.ARMED if emulated else S.PENDING_SUBMIT).value, created_at=rt.now(),
+            list_id=leg and leg.list_id, list_role=leg and leg.role.value,
         )  # fmt: skip
         session.add(row)
         await session.flush()
@@ -335,8 +353,7 @@ async def _reject(rt: Runtime, order_id: int, code: str) -> None:
         row = await _lock_order(session, order_id)
         if row.status == S.PENDING_SUBMIT.value:
             row.status, row.reject_code, row.updated_at = S.REJECTED.value, code, rt.now()
-            await session.flush()
-            await order_events.changed(session, [row])
+            await order_events.row_changed(session, row)
 
 
 async def _lock_order(session: AsyncSession, order_id: int) -> ExchangeOrder:
@@ -369,8 +386,7 @@ async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) ->
     async with rt.sessions() as session, session.begin():
         row = await _lock_order(session, order_id)
         if _apply(row, reported, rt.now()):
-            await session.flush()
-            await order_events.changed(session, [row])
+            await order_events.row_changed(session, row)
     return row
 
 
@@ -379,7 +395,7 @@ async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) ->
 
 async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeOrder:
     """Cancel an open order (once; an unknown outcome or an order the exchange no longer
-    has open is read back from the exchange)."""
+    has open is read back from the exchange). An armed stop: ``triggers.cancel_order``."""
     row = await get_order(rt, user_id=user_id, order_id=order_id)
     if S(row.status) not in CANCELLABLE or row.exchange_order_id is None:
         raise ExchangeOrderNotCancellable(field="id")

@@ -17,7 +17,8 @@ from strawberry.types import Info
 
 from app.events.topics import ExchangeFilled, ExchangeOrderUpdated
 from app.exchanges import orders
-from app.exchanges.domain.orders import OrderTypeSupport
+from app.exchanges.domain.orders import ExchangeOrderStatus, OrderTypeSupport
+from app.exchanges.domain.triggers import trigger_state
 from db.models import ExchangeFill, ExchangeOrder
 from graphql_schema.errors import (
     ExchangeInsufficientFunds,
@@ -50,8 +51,10 @@ def account_gid(connection_id: int) -> strawberry.ID:
 @strawberry.enum(name="ExchangeOrderStatus", description=(
     "PENDING_SUBMIT: recorded, the exchange's answer not in yet (a lost answer is looked up"
     " by the client order id, never re-sent). REJECTED: refused, or never reached the"
-    " exchange (rejectCode says why)."))  # fmt: skip
+    " exchange (rejectCode says why). ARMED: an emulated stop held by the platform, not"
+    " sent (see triggerState)."))  # fmt: skip
 class ExchangeOrderStatusEnum(Enum):
+    ARMED = "ARMED"
     PENDING_SUBMIT = "PENDING_SUBMIT"
     OPEN = "OPEN"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
@@ -68,13 +71,34 @@ class ExchangeOrderTypeEnum(Enum):
     STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
 
 
+@strawberry.enum(name="ExchangeTriggerState", description=(
+    "An emulated stop's: ARMED (held by the platform, watching the exchange's trades),"
+    " TRIGGERED (its stop traded: its market or limit order was sent, with the order's"
+    " client order id), DISARMED (canceled before it fired)."))  # fmt: skip
+class ExchangeTriggerStateEnum(Enum):
+    ARMED = "ARMED"
+    TRIGGERED = "TRIGGERED"
+    DISARMED = "DISARMED"
+
+
+@strawberry.enum(name="ExchangeOrderListRole")
+class ExchangeOrderListRoleEnum(Enum):
+    ENTRY = "ENTRY"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    STOP_LOSS = "STOP_LOSS"
+
+
+def _role(value: str | None) -> ExchangeOrderListRoleEnum | None:
+    return None if value is None else ExchangeOrderListRoleEnum(value)
+
+
 @strawberry.type(description="An order type at an exchange.")
 class ExchangeOrderTypeSupport:
     type: ExchangeOrderTypeEnum
     emulated: bool = strawberry.field(description=(
         "True: the exchange has no native order of this type; the platform would hold it"
-        " and send it when triggered, so it does not protect while the platform is down."
-        " Emulated types are not available yet (placing one is refused)."))  # fmt: skip
+        " (ARMED) and send it when the exchange's trades reach its stop price, so it does"
+        " not protect while the platform is down."))  # fmt: skip
 
     @classmethod
     def of(cls, support: OrderTypeSupport) -> ExchangeOrderTypeSupport:
@@ -101,11 +125,28 @@ class ExchangeOrderNode(relay.Node):
         description="Held by the platform rather than the exchange (see ExchangeOrderTypeSupport)."
     )
     reject_code: str | None
+    list_id: strawberry.ID | None = strawberry.field(
+        description="The OCO or bracket it is a leg of (an ExchangeOrderList global ID)."
+    )
+    list_role: ExchangeOrderListRoleEnum | None
+    trigger_state: ExchangeTriggerStateEnum | None = strawberry.field(
+        description="An emulated stop's trigger state (null for an order the exchange holds)."
+    )
+    triggered_at: datetime | None = strawberry.field(description="When an emulated stop fired.")
+    trigger_price: Decimal | None = strawberry.field(
+        description="The exchange's trade price that fired an emulated stop."
+    )
+    trigger_note: str | None = strawberry.field(description=(
+        "Why the last check of an armed stop did not fire it although it may have been"
+        " due: STALE_PRICES (no trade at the exchange recent enough to act on), or the risk"
+        " error's code (RISK_HALTED ...: a halted user's stops do not fire)."))  # fmt: skip
     created_at: datetime
     updated_at: datetime
 
     @classmethod
     def from_row(cls, row: ExchangeOrder | ExchangeOrderUpdated) -> ExchangeOrderNode:
+        state = trigger_state(emulated=row.emulated, status=ExchangeOrderStatus(row.status),
+                              triggered_at=row.triggered_at)  # fmt: skip
         return cls(
             id=row.id, account_id=account_gid(row.connection_id),
             client_order_id=row.client_order_id,
@@ -114,6 +155,11 @@ class ExchangeOrderNode(relay.Node):
             stop_price=row.stop_price, filled=row.filled,
             status=ExchangeOrderStatusEnum(row.status), emulated=row.emulated,
             reject_code=row.reject_code, created_at=row.created_at, updated_at=row.updated_at,
+            trigger_state=None if state is None else ExchangeTriggerStateEnum(state.value),
+            triggered_at=row.triggered_at, trigger_price=row.trigger_price,
+            trigger_note=row.trigger_note, list_role=_role(row.list_role),
+            list_id=None if row.list_id is None else strawberry.ID(
+                str(relay.GlobalID("ExchangeOrderList", str(row.list_id)))),
         )  # fmt: skip
 
     @strawberry.field(description="Its trades at the exchange as recorded, oldest first.")
@@ -162,7 +208,7 @@ class ExchangeOrderPayload:
     exchange_order: ExchangeOrderNode
 
 
-_EXCHANGE_FAILURES = (
+EXCHANGE_FAILURES = (
     ExchangeRejected
     | ExchangeInsufficientFunds
     | ExchangeRateLimited
@@ -180,7 +226,7 @@ PlaceExchangeOrderResult: TypeAlias = Annotated[
     | RiskHalted
     | RiskReducing
     | RiskLimitReached
-    | _EXCHANGE_FAILURES,
+    | EXCHANGE_FAILURES,
     strawberry.union("PlaceExchangeOrderResult"),
 ]
 CancelExchangeOrderResult: TypeAlias = Annotated[
@@ -189,6 +235,6 @@ CancelExchangeOrderResult: TypeAlias = Annotated[
     | NotAuthenticated
     | NotFound
     | ExchangeOrderNotCancellable
-    | _EXCHANGE_FAILURES,
+    | EXCHANGE_FAILURES,
     strawberry.union("CancelExchangeOrderResult"),
 ]

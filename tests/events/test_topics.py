@@ -483,6 +483,11 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
                 reject_code=None,
                 created_at=AT,
                 updated_at=AT,
+                triggered_at=AT,
+                trigger_price=Decimal("87999.9"),
+                trigger_note=None,
+                list_id=3,
+                list_role="STOP_LOSS",
             ),
         ),
         {
@@ -502,6 +507,11 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
             "rejectCode": None,
             "createdAt": AT_WIRE,
             "updatedAt": AT_WIRE,
+            "triggeredAt": AT_WIRE,
+            "triggerPrice": "87999.9",
+            "triggerNote": None,
+            "listId": 3,
+            "listRole": "STOP_LOSS",
         },
     ),
     topics.EXCHANGE_FILLS: (

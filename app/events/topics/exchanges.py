@@ -51,8 +51,8 @@ class _Wired:
 
 @dataclass(frozen=True, slots=True)
 class ExchangeOrderUpdated(_Wired):
-    """An ``exchange_orders`` row as a change left it (placed PENDING_SUBMIT, answered,
-    moved by a report or reconciliation, rejected)."""
+    """An ``exchange_orders`` row as a change left it (placed PENDING_SUBMIT or ARMED,
+    answered, fired, moved by a report or reconciliation, canceled, rejected)."""
 
     id: int
     connection_id: int
@@ -70,6 +70,11 @@ class ExchangeOrderUpdated(_Wired):
     reject_code: str | None
     created_at: datetime
     updated_at: datetime
+    triggered_at: datetime | None  # an emulated stop's: when it fired, at what price, and
+    trigger_price: Decimal | None  # why it has not (STALE_PRICES, RISK_HALTED)
+    trigger_note: str | None
+    list_id: int | None  # the OCO or bracket it is a leg of, and which leg
+    list_role: str | None
 
 
 @dataclass(frozen=True, slots=True)
