@@ -20,8 +20,10 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import order_lists as exchange_order_lists
 from app.exchanges import orders as exchange_orders
 from app.exchanges import syncs as exchange_syncs
+from app.exchanges import triggers as exchange_triggers
 from app.exchanges.candle_sync import sync_candles
 from app.exchanges.streams import OrderStreams
 from app.ledger import idempotency
@@ -146,6 +148,16 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         return await exchange_orders.poll_live(rt, skip=streams.healthy)
 
     jobs.add("exchange-orders", rt.settings.exchange_order_poll_seconds, poll_unstreamed)
+    jobs.add(
+        "exchange-triggers",
+        rt.settings.exchange_trigger_poll_seconds,
+        exchange_triggers.fire_armed,
+    )
+    jobs.add(
+        "exchange-order-lists",
+        rt.settings.exchange_trigger_poll_seconds,
+        exchange_order_lists.settle_lists,
+    )
     jobs.add(
         "exchange-rewrap",
         rt.settings.exchange_recheck_interval_seconds,

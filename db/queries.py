@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -42,6 +42,21 @@ async def rows_by_ids(session: AsyncSession, model: type[M], ids: Sequence[int])
     rows = (await session.scalars(select(model).where(model.id == any_(wanted)))).all()  # type: ignore[attr-defined]
     found = {row.id: row for row in rows}  # type: ignore[attr-defined]
     return [found.get(i) for i in ids]
+
+
+async def rows_grouped_by(
+    session: AsyncSession, key: InstrumentedAttribute[int], ids: Sequence[int]
+) -> list[list[Any]]:
+    """The rows whose ``key`` (a column such as ``Fill.order_id``) is each of ``ids``, in
+    the order of ``ids`` (each group oldest first by the table's ``id``): one query."""
+    model = key.class_
+    wanted = bindparam("ids", list(ids), type_=ARRAY(BigInteger))
+    query = select(model).where(key == any_(wanted)).order_by(model.id)
+    rows = (await session.scalars(query)).all()
+    grouped: dict[int, list[Any]] = {i: [] for i in ids}
+    for row in rows:
+        grouped[getattr(row, key.key)].append(row)
+    return [grouped[i] for i in ids]
 
 
 async def users_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[User | None]:

@@ -5,12 +5,15 @@ the int64 range, names nothing (it never reaches the database, which would refus
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from strawberry import relay
 from strawberry.relay.types import GlobalIDValueError
 
 from app.core.errors import ValidationFailed
+
+Row = TypeVar("Row")
 
 MAX_KEY = 2**63 - 1  # BIGINT
 
@@ -44,3 +47,20 @@ def node_pk(global_id: str, type_name: str, *, field: str) -> int:
     if key is None:
         raise ValidationFailed(f"Not a {type_name} id", field=field)
     return key
+
+
+async def owned_rows(
+    info: Any,
+    node_ids: Iterable[str],
+    fetch: Callable[..., Awaitable[Mapping[int, Row]]],
+) -> list[Row | None]:
+    """``resolve_nodes``'s rows of things only their owner sees: ``fetch(session,
+    user_id=, ids=)`` reads the viewer's rows by key; None for every id when no one is
+    signed in, and for one that names nothing or someone else's."""
+    keys = node_keys(node_ids)
+    user_id = info.context.user_id
+    if user_id is None:
+        return [None for _ in keys]
+    async with info.context.rt.reads() as session:
+        rows = await fetch(session, user_id=user_id, ids=keys)
+    return [rows.get(k) for k in keys]

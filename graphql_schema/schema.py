@@ -228,6 +228,8 @@ class Mutation:
     disconnect_exchange_account = _session_mutation(exchanges.disconnect_exchange_account)
     place_exchange_order = _trade_mutation(exchanges.place_exchange_order)
     cancel_exchange_order = _trade_mutation(exchanges.cancel_exchange_order)
+    place_exchange_order_list = _trade_mutation(exchanges.place_exchange_order_list)
+    cancel_exchange_order_list = _trade_mutation(exchanges.cancel_exchange_order_list)
     sync_exchange_account = _session_mutation(exchanges.sync_exchange_account)
     set_risk_limit = _session_mutation(risk.set_risk_limit)
     remove_risk_limit = _session_mutation(risk.remove_risk_limit)
@@ -264,6 +266,12 @@ class Subscription:
         resolver=paper.paper_updates,
         description="Your paper account's fills and order updates as they happen, each with"
         " the account as it is then (NotFound for an account that is not yours).",
+        extensions=_account(),
+    )
+    exchange_order_updates = strawberry.subscription(
+        resolver=exchanges.exchange_order_updates,
+        description="Your orders on connected exchange accounts as they change, and their"
+        " fills as they are recorded (of one account with accountId).",
         extensions=_account(),
     )
     bot_updates = strawberry.subscription(

@@ -3,14 +3,25 @@ service, map."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from decimal import Decimal
 
 import strawberry
 from strawberry.types import Info
 
-from app.exchanges import accounts, orders, syncs
+from app.core.errors import NotFound
+from app.events import topics
+from app.exchanges import accounts, order_lists, orders, syncs, triggers
 from db.models import ExchangeConnection, ExchangeOrder
+from graphql_schema.errors import to_graphql_error
 from graphql_schema.exchanges.custody import ExchangeSync
+from graphql_schema.exchanges.order_lists import (
+    EXCHANGE_ORDER_LIST,
+    CancelExchangeOrderListResult,
+    ExchangeOrderListPayload,
+    PlaceExchangeOrderListInput,
+    PlaceExchangeOrderListResult,
+)
 from graphql_schema.exchanges.orders import (
     EXCHANGE_ORDER,
     CancelExchangeOrderResult,
@@ -31,10 +42,15 @@ from graphql_schema.exchanges.types import (
     SyncExchangeAccountPayload,
     SyncExchangeAccountResult,
 )
+from graphql_schema.exchanges.updates import (
+    ExchangeFillUpdate,
+    ExchangeOrderUpdate,
+    ExchangeOrderUpdateResult,
+)
 from graphql_schema.gateway.context import Context
-from graphql_schema.ids import node_pk
+from graphql_schema.ids import node_pk, pk_or_none
 from graphql_schema.trading.enums import OrderSide
-from resolvers.common import attempt
+from resolvers.common import attempt, stream_user_topics
 
 Ctx = Info[Context, None]
 
@@ -136,6 +152,61 @@ async def cancel_exchange_order(info: Ctx, id: strawberry.ID) -> CancelExchangeO
     async def call() -> ExchangeOrder:
         user = info.context.require_user()
         pk = node_pk(str(id), EXCHANGE_ORDER, field="id")
-        return await orders.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
+        return await triggers.cancel_order(info.context.rt, user_id=user.id, order_id=pk)
 
     return await attempt(call(), _order_payload)  # type: ignore[return-value]
+
+
+async def exchange_order_updates(
+    info: Ctx, account_id: strawberry.ID | None = None
+) -> AsyncGenerator[ExchangeOrderUpdateResult, None]:
+    """Your orders on connected accounts as they change, and their fills as they are
+    recorded (of one account with ``accountId``: ``NotFound``, and the end, for an
+    account that is not yours)."""
+    user = info.context.require_user()
+    pk = None if account_id is None else pk_or_none(str(account_id), EXCHANGE_ACCOUNT) or 0
+    if pk is not None:
+        async with info.context.rt.reads() as session:
+            found = await accounts.accounts_by_ids(session, user_id=user.id, ids=[pk])
+        if pk not in found:
+            yield to_graphql_error(NotFound("No such exchange account", field="accountId"))
+            return
+    converts = {topics.EXCHANGE_ORDERS: ExchangeOrderUpdate.from_event,
+                topics.EXCHANGE_FILLS: ExchangeFillUpdate.from_event}  # fmt: skip
+    async for update in stream_user_topics(info, converts, user_id=user.id):
+        if pk is None or update.account_pk == pk:
+            yield update
+
+
+async def place_exchange_order_list(
+    info: Ctx, input: PlaceExchangeOrderListInput
+) -> PlaceExchangeOrderListResult:
+    """An OCO or a bracket on your connected exchange account, held by the platform (see
+    the input)."""
+
+    async def call() -> order_lists.PlacedList:
+        user = info.context.require_user()
+        request = order_lists.PlaceOrderList(
+            account_id=node_pk(str(input.account_id), EXCHANGE_ACCOUNT, field="accountId"),
+            symbol=input.symbol, kind=input.kind.value,
+            orders=None if input.orders is None else [o.to_leg() for o in input.orders],
+            entry=None if input.entry is None else input.entry.to_leg(),
+            take_profit_price=input.take_profit_price, stop_loss_price=input.stop_loss_price,
+            stop_loss_limit_price=input.stop_loss_limit_price,
+        )  # fmt: skip
+        return await order_lists.place_order_list(info.context.rt, user_id=user.id,
+                                                  request=request)  # fmt: skip
+
+    return await attempt(call(), ExchangeOrderListPayload.of)  # type: ignore[return-value]
+
+
+async def cancel_exchange_order_list(info: Ctx, id: strawberry.ID) -> CancelExchangeOrderListResult:
+    """Cancel every leg of an exchange order list still open or armed."""
+
+    async def call() -> order_lists.PlacedList:
+        user = info.context.require_user()
+        pk = node_pk(str(id), EXCHANGE_ORDER_LIST, field="id")
+        return await order_lists.cancel_order_list(info.context.rt, user_id=user.id,
+                                                   list_id=pk)  # fmt: skip
+
+    return await attempt(call(), ExchangeOrderListPayload.of)  # type: ignore[return-value]

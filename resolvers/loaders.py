@@ -36,6 +36,7 @@ from db.models import (
     BacktestTrade,
     Copy,
     Deposit,
+    ExchangeFill,
     ExchangeOrder,
     ExchangeSync,
     Fill,
@@ -300,6 +301,15 @@ class ExchangeMirrorByConnectionIdLoader(DataLoader[int, list[MirroredBalance]])
         super().__init__(load_fn=load)
 
 
+class ExchangeFillsByOrderIdLoader(DataLoader[int, list[ExchangeFill]]):
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[ExchangeFill]]:
+            async with rt.reads() as session:
+                return await exchange_orders.fills_by_order_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
 class ExchangeLastSyncByConnectionIdLoader(DataLoader[int, ExchangeSync | None]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[ExchangeSync | None]:
@@ -443,6 +453,10 @@ class Loaders:
     @cached_property
     def exchange_mirror_by_connection_id(self) -> ExchangeMirrorByConnectionIdLoader:
         return ExchangeMirrorByConnectionIdLoader(self._rt)
+
+    @cached_property
+    def exchange_fills_by_order_id(self) -> ExchangeFillsByOrderIdLoader:
+        return ExchangeFillsByOrderIdLoader(self._rt)
 
     @cached_property
     def exchange_last_sync_by_connection_id(self) -> ExchangeLastSyncByConnectionIdLoader:

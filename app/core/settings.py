@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     exchange_stream_reconcile_seconds: float = Field(default=60, gt=0)
     exchange_stream_backoff_seconds: float = Field(default=1, gt=0)
     exchange_stream_backoff_max_seconds: float = Field(default=60, gt=0)
+    # emulated stops on connected accounts: how often the `exchange-triggers` job reads the
+    # trades of markets with armed stops (0: no job), and how old the newest trade may be
+    # for a stop to fire on it (older: STALE_PRICES, nothing fires)
+    exchange_trigger_poll_seconds: float = Field(default=1, ge=0)
+    exchange_trigger_max_price_age_seconds: float = Field(default=30, gt=0, le=3600)
     # exchange custody: how often the job looks for mirrors to reconcile (0: no job), how
     # old a mirror may get before the job reads the exchange again, and how many
     # syncExchangeAccount calls a user may make per minute

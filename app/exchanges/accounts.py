@@ -11,8 +11,9 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
@@ -236,32 +237,42 @@ async def rewrap_secrets(rt: Runtime, *, limit: int = 500) -> int:
     return len(rows)
 
 
+async def claim_due(
+    rt: Runtime, stamp: Any, *where: ColumnElement[bool], limit: int
+) -> list[ExchangeConnection]:
+    """Claim up to ``limit`` connections matching ``where`` for a background job: oldest
+    ``stamp`` (a timestamp column, never set first) first, each moved on to now in the
+    same statement, rows another process holds skipped, so processes running the job
+    share the work."""
+    async with rt.sessions() as session, session.begin():
+        return list(
+            await session.scalars(
+                update(ExchangeConnection)
+                .where(
+                    ExchangeConnection.id.in_(
+                        select(ExchangeConnection.id)
+                        .where(*where)
+                        .order_by(stamp.asc().nulls_first())
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .values({stamp: rt.now()})
+                .returning(ExchangeConnection)
+            )
+        )
+
+
 async def recheck_due(rt: Runtime, *, limit: int = 50) -> int:
     """Check again the keys whose last check is older than EXCHANGE_RECHECK_AFTER_HOURS
     (a background job): a key that the exchange now refuses, or that may withdraw, is
     SUSPENDED; one that passes is ACTIVE again. Each connection is claimed first (its
     ``last_checked_at`` moved on), so processes running the job share the work."""
     cutoff = rt.now() - timedelta(hours=rt.settings.exchange_recheck_after_hours)
-    async with rt.sessions() as session, session.begin():
-        due = list(
-            await session.scalars(
-                update(ExchangeConnection)
-                .where(
-                    ExchangeConnection.id.in_(
-                        select(ExchangeConnection.id)
-                        .where(
-                            ExchangeConnection.status != DISCONNECTED,
-                            ExchangeConnection.last_checked_at < cutoff,
-                        )
-                        .order_by(ExchangeConnection.last_checked_at)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .values(last_checked_at=rt.now())
-                .returning(ExchangeConnection)
-            )
-        )
+    checked = ExchangeConnection.last_checked_at
+    due = await claim_due(
+        rt, checked, ExchangeConnection.status != DISCONNECTED, checked < cutoff, limit=limit
+    )
     for row in due:
         await _recheck(rt, row)
     return len(due)

@@ -15,13 +15,17 @@ then, read again every time. Fills are inserted once (unique on the exchange's t
 the row's lock), so a run cut short, a gap, or two processes at once neither miss nor
 double anything: the next run reads it all again.
 
-The exchange is called outside any database transaction."""
+The exchange is called outside any database transaction.
+
+Size: one idea, an order's life on a connected account (placed once, canceled, followed
+until its fills add up); each part shares the row lock, ``advance`` and the recording
+statements with the others."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -30,6 +34,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
+from app.exchanges import order_events
 from app.exchanges.accounts import ACTIVE, DISCONNECTED, binding_of, sealed_of
 from app.exchanges.connector import ExchangeSession
 from app.exchanges.domain.catalogue import ExchangeId
@@ -43,6 +48,7 @@ from app.exchanges.domain.errors import (
     UnsupportedExchange,
 )
 from app.exchanges.domain.markets import ExchangeMarket
+from app.exchanges.domain.order_lists import ListLeg
 from app.exchanges.domain.orders import (
     CANCELLABLE,
     LIVE,
@@ -58,6 +64,7 @@ from app.exchanges.domain.orders import (
     check_submission,
     new_client_order_id,
 )
+from app.exchanges.domain.triggers import child_of
 from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
@@ -66,7 +73,7 @@ from app.runtime import Runtime
 from app.trading.domain.orders import Side
 from app.trading.engine.settlement import CASH
 from db.models import ExchangeConnection, ExchangeFill, ExchangeOrder
-from db.queries import Page, PageKey, keyset_pages
+from db.queries import Page, PageKey, keyset_pages, rows_grouped_by
 from db.raw import driver
 
 log = logging.getLogger(__name__)
@@ -174,6 +181,13 @@ async def orders_pages(session: AsyncSession, keys: Sequence[PageKey]) -> list[P
     )  # fmt: skip
 
 
+async def fills_by_order_ids(
+    session: AsyncSession, order_ids: Sequence[int]
+) -> list[list[ExchangeFill]]:
+    """Each order's fills as recorded, oldest first (a DataLoader's batch)."""
+    return await rows_grouped_by(session, ExchangeFill.order_id, order_ids)
+
+
 def order_types(rt: Runtime, connection: ExchangeConnection) -> tuple[OrderTypeSupport, ...]:
     """Each order type at the account's exchange, native or to be emulated (no request
     is sent and no key opened: ccxt's capability data, corrected)."""
@@ -188,28 +202,38 @@ def _session(rt: Runtime, connection: ExchangeConnection) -> Any:
 # --- placing -----------------------------------------------------------------------------
 
 
-async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> ExchangeOrder:
-    """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
-    send it once, record the answer."""
-    connection = await _connection(rt, user_id=user_id, account_id=request.account_id)
+async def tradable_connection(rt: Runtime, *, user_id: int, account_id: int) -> ExchangeConnection:
+    """The user's account, if orders can be placed on it now."""
+    connection = await _connection(rt, user_id=user_id, account_id=account_id)
     if ExchangeId(connection.exchange) not in ORDER_EXCHANGES:
         raise UnsupportedExchange(
             f"Orders at {connection.exchange} are not available yet", field="accountId"
         )
     if connection.status != ACTIVE:
         raise ValidationFailed("This exchange account is suspended", field="accountId")
+    return connection
+
+
+async def place_order(
+    rt: Runtime, *, user_id: int, request: PlaceOrder, leg: ListLeg | None = None
+) -> ExchangeOrder:
+    """Check it against the market and the user's risk scopes, record it PENDING_SUBMIT,
+    send it once, record the answer (``leg``: as a leg of an order list, with the client
+    order id the list gives it, if any)."""
+    connection = await tradable_connection(rt, user_id=user_id, account_id=request.account_id)
     async with _session(rt, connection) as session:
         market = _market(await session.markets(), request.symbol)
         submission = submission_for(request, market)
+        if leg is not None and leg.client_order_id is not None:
+            submission = replace(submission, client_order_id=leg.client_order_id)
         support = {s.type: s for s in session.order_types()}[submission.type]
-        if support.emulated:
-            raise ExchangeOrderTypeNotAvailable(
-                f"{submission.type.value} is not native at {connection.exchange}; the"
-                " platform's emulation of it is not available yet",
-                field="type",
-            )
-        _check_sizing(ExchangeId(connection.exchange), submission)
-        order_id = await _record_pending(rt, connection, market, submission)
+        emulated = support.emulated
+        _check_sizing(ExchangeId(connection.exchange),
+                      child_of(submission) if emulated else submission)  # fmt: skip
+        order_id = await _record_pending(rt, connection, market, submission,
+                                         emulated=emulated, leg=leg)  # fmt: skip
+        if emulated:  # held ARMED by the platform (app/exchanges/triggers.py): not sent
+            return await get_order(rt, user_id=user_id, order_id=order_id)
         return await _submit(rt, session, order_id, submission)
 
 
@@ -270,7 +294,11 @@ async def _record_pending(
     connection: ExchangeConnection,
     market: ExchangeMarket,
     submission: OrderSubmission,
+    *,
+    emulated: bool = False,
+    leg: ListLeg | None = None,
 ) -> int:
+    """The order's row, PENDING_SUBMIT (an emulated stop: ARMED), after the risk gate."""
     async with rt.sessions() as session, session.begin():
         await _check_risk(rt, session, connection.user_id, _proposed(market, submission))
         row = ExchangeOrder(
@@ -278,10 +306,13 @@ async def _record_pending(
             client_order_id=submission.client_order_id, symbol=submission.symbol,
             side=submission.side.value, type=submission.type.value,
             quantity=submission.quantity, price=submission.price,
-            stop_price=submission.stop_price, status=S.PENDING_SUBMIT.value,
+            stop_price=submission.stop_price, emulated=emulated,
+            status=(S.ARMED if emulated else S.PENDING_SUBMIT).value, created_at=rt.now(),
+            list_id=leg and leg.list_id, list_role=leg and leg.role.value,
         )  # fmt: skip
         session.add(row)
         await session.flush()
+        await order_events.changed(session, [row])
         return row.id
 
 
@@ -322,6 +353,7 @@ async def _reject(rt: Runtime, order_id: int, code: str) -> None:
         row = await _lock_order(session, order_id)
         if row.status == S.PENDING_SUBMIT.value:
             row.status, row.reject_code, row.updated_at = S.REJECTED.value, code, rt.now()
+            await order_events.row_changed(session, row)
 
 
 async def _lock_order(session: AsyncSession, order_id: int) -> ExchangeOrder:
@@ -353,7 +385,8 @@ def _apply(row: ExchangeOrder, reported: ReportedOrder, now: datetime) -> bool:
 async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) -> ExchangeOrder:
     async with rt.sessions() as session, session.begin():
         row = await _lock_order(session, order_id)
-        _apply(row, reported, rt.now())
+        if _apply(row, reported, rt.now()):
+            await order_events.row_changed(session, row)
     return row
 
 
@@ -362,7 +395,7 @@ async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) ->
 
 async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeOrder:
     """Cancel an open order (once; an unknown outcome or an order the exchange no longer
-    has open is read back from the exchange)."""
+    has open is read back from the exchange). An armed stop: ``triggers.cancel_order``."""
     row = await get_order(rt, user_id=user_id, order_id=order_id)
     if S(row.status) not in CANCELLABLE or row.exchange_order_id is None:
         raise ExchangeOrderNotCancellable(field="id")
@@ -510,15 +543,16 @@ WHERE connection_id = $1 AND symbol = $2
 ORDER BY id
 FOR UPDATE
 """
-_UPDATE_SQL = """
+_UPDATE_SQL = f"""
 UPDATE exchange_orders o SET status = u.status, filled = u.filled,
     exchange_order_id = coalesce(o.exchange_order_id, u.exchange_order_id),
     reject_code = u.reject_code, updated_at = $5
 FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[], $6::text[])
     AS u(id, status, filled, exchange_order_id, reject_code)
 WHERE o.id = u.id
-"""
-_FILLS_SQL = """
+RETURNING {", ".join("o." + c for c in order_events.ORDER_COLUMNS)}
+"""  # noqa: S608 (column names only)
+_FILLS_SQL = f"""
 INSERT INTO exchange_fills
     (connection_id, order_id, symbol, trade_id, price, quantity, fee, fee_currency, filled_at)
 SELECT $1, o.id, $2, t.trade_id, t.price, t.quantity, t.fee, t.fee_currency, t.at
@@ -528,7 +562,11 @@ FROM unnest($3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[],
 JOIN exchange_orders o
     ON o.connection_id = $1 AND o.symbol = $2 AND o.exchange_order_id = t.exchange_order_id
 ON CONFLICT (connection_id, symbol, trade_id) DO NOTHING
-"""
+RETURNING {", ".join(order_events.FILL_COLUMNS)}
+"""  # noqa: S608 (column names only)
+
+
+_OWNER_SQL = "SELECT user_id FROM exchange_connections WHERE id = $1"
 
 
 async def record_streamed(
@@ -577,14 +615,20 @@ async def _record_account(
             ids, statuses, filled, exchange_ids, codes = (
                 list(c) for c in zip(*updates, strict=True)
             )
-            await connection.execute(_UPDATE_SQL, ids, statuses, filled, exchange_ids, now, codes)
-        result = await connection.execute(
+            moved = await connection.fetch(
+                _UPDATE_SQL, ids, statuses, filled, exchange_ids, now, codes
+            )
+            await order_events.changed(session, moved)
+        added = await connection.fetch(
             _FILLS_SQL, connection_id, symbol,
             [t.trade_id for t in trades], [t.exchange_order_id for t in trades],
             [t.price for t in trades], [t.quantity for t in trades], [t.fee for t in trades],
             [t.fee_currency for t in trades], [t.at for t in trades],
         )  # fmt: skip
-    return Reconciled(len(updates), int(result.split()[-1]))
+        if added:
+            owner = await connection.fetchval(_OWNER_SQL, connection_id)
+            await order_events.filled(session, owner, added)
+    return Reconciled(len(updates), len(added))
 
 
 def _moved(

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.accounts.rate_limits import Budget, draw
 from app.core.errors import NotFound, UserError
 from app.exchanges import custody
-from app.exchanges.accounts import DISCONNECTED, accounts_by_ids, balances
+from app.exchanges.accounts import DISCONNECTED, accounts_by_ids, balances, claim_due
 from app.exchanges.domain.accounts import Balance
 from app.exchanges.domain.custody import holding_of
 from app.runtime import Runtime
@@ -101,31 +101,11 @@ async def sync_due(rt: Runtime, *, limit: int = 50) -> int:
     EXCHANGE_SYNC_AFTER_SECONDS ago (a background job). Each is claimed first (its
     ``sync_attempted_at`` moved on), so processes running the job share the work."""
     cutoff = rt.now() - timedelta(seconds=rt.settings.exchange_sync_after_seconds)
-    due = await _claim(rt, cutoff, limit)
+    attempted = ExchangeConnection.sync_attempted_at
+    due = await claim_due(
+        rt, attempted, ExchangeConnection.status == ACTIVE,
+        attempted.is_(None) | (attempted < cutoff), limit=limit,
+    )  # fmt: skip
     for row in due:
         await _sync(rt, row, trigger=custody.SCHEDULED)
     return len(due)
-
-
-async def _claim(rt: Runtime, cutoff: datetime, limit: int) -> list[ExchangeConnection]:
-    attempted = ExchangeConnection.sync_attempted_at
-    async with rt.sessions() as session, session.begin():
-        return list(
-            await session.scalars(
-                update(ExchangeConnection)
-                .where(
-                    ExchangeConnection.id.in_(
-                        select(ExchangeConnection.id)
-                        .where(
-                            ExchangeConnection.status == ACTIVE,
-                            attempted.is_(None) | (attempted < cutoff),
-                        )
-                        .order_by(attempted.nulls_first())
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .values(sync_attempted_at=rt.now())
-                .returning(ExchangeConnection)
-            )
-        )

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -75,6 +75,7 @@ _CASH = sorted(CASH)
 _SCOPES = {s.value: s for s in Scope}
 _KINDS = {k.value: k for k in LimitKind}
 _ACTIONS = {a.value: a for a in Action}
+_NONE = Figures()  # a trader's figures before anything is read or placed
 
 
 def follow_of(client_order_id: str) -> int | None:
@@ -116,7 +117,7 @@ class Gate:
     def _scope_figures(self, bot_id: int | None, age: Decimal | None) -> dict[ScopeRef, Figures]:
         if bot_id is None:
             return {}
-        own = replace(self.bot_figures.get(bot_id, Figures()), market_data_age=age)
+        own = self.bot_figures.get(bot_id, _NONE).aged(age)
         return {ScopeRef(Scope.BOT, bot_id): own}
 
     def decide(
@@ -132,7 +133,7 @@ class Gate:
             bot_id=bot_id,
         )
         age = self.ages.get(market.id)
-        figures = replace(self.figures.get(self.person(user_id), Figures()), market_data_age=age)
+        figures = self.figures.get(self.person(user_id), _NONE).aged(age)
         decision = check_order(
             order,
             scopes=refs,
@@ -192,7 +193,7 @@ class Gate:
             bot_id=bot_id,
         )
         age = self.ages.get(market.id)
-        figures = replace(self.figures.get(self.person(user_id), Figures()), market_data_age=age)
+        figures = self.figures.get(self.person(user_id), _NONE).aged(age)
         shrinks = ProposedOrder(after * usd_rate, adds=Decimal(0), amends=True)
         decision = check_order(
             amended or shrinks,

@@ -5,6 +5,7 @@ scope's P&L, and the writes of a transition."""
 from __future__ import annotations
 
 from app.risk.domain.limits import PRE_TRADE_KINDS
+from app.risk.domain.states import PLATFORM_ID
 from db.models.columns import LIVE_ORDER
 
 _LIVE = LIVE_ORDER.replace("status", "o.status", 1)
@@ -25,15 +26,23 @@ _WATCHES = """
 # through the states) and non-ACTIVE states. Per subject (a person: themselves and
 # every sub-account of theirs; a bot: its sub-account) what those limits watch ($5 the
 # start of the day, $6 a minute ago, $4 now, $7 the cash currencies, $8 true: counts
-# without a cap, for the status; $9 the day, YYYY-MM-DD): the latest orders (never more
-# than past the largest count threshold: ``cap``), the cancels of the last minute,
+# without a cap, for the status; $9 the day, YYYY-MM-DD): today's orders, newest first
+# (per account, ``ix_orders_user_id_created_at``; never more than past the largest count
+# threshold: ``cap``, of which the last minute's), the cancels of the last minute,
 # exposure (held and being acquired, USD per asset) and equity, each read only for a
 # subject whose limits (or, for a person, the market's, the platform's) watch it. A
 # batch without limits reads the traders' rows, the limits and states tables by key and
 # nothing else. ``warned``: the (person, limit) pairs already warned of today
 # (``app.risk.notices``: one unique key each; a bot's warnings go to its owner), so an
 # order near a limit writes its warning once a day, and one far from any reads nothing
-# more. As compact JSON (arrays, amounts as text, so they stay exact).
+# more. As compact JSON (arrays, amounts as text, so they stay exact; ``json``, not
+# ``jsonb``: built once and sent as text, never queried).
+#
+# Limits and states are looked up by key, per scope of the batch: the lateral subquery's
+# ``OFFSET 0`` keeps it a subquery (an index lookup per scope), where the planner would
+# otherwise hash-join it with a scan of every user's limits (a generic plan, whose
+# estimates favour the scan; its filter cost grows with every user who sets a limit). A
+# non-ACTIVE state comes from ``ix_risk_states_not_active``.
 CONTEXT_SQL = f"""(
     WITH batch_markets AS (
         SELECT id FROM markets WHERE symbol = ANY($1::text[])
@@ -47,11 +56,14 @@ CONTEXT_SQL = f"""(
         UNION ALL SELECT 'BOT', bot FROM who WHERE bot IS NOT NULL
         UNION ALL SELECT 'FOLLOW', f FROM unnest($3::bigint[]) AS f
         UNION ALL SELECT 'MARKET', id FROM batch_markets
-        UNION ALL SELECT 'PLATFORM', 0
+        UNION ALL SELECT 'PLATFORM', {PLATFORM_ID}
     ), lim AS (
-        SELECT l.id, l.scope, l.scope_id, l.kind, l.threshold, l.action, l.warn_ratio
-        FROM refs r JOIN risk_limits l ON l.scope = r.scope AND l.scope_id = r.scope_id
-        WHERE l.kind IN {PRE_TRADE}
+        SELECT l.* FROM refs r CROSS JOIN LATERAL (
+            SELECT l.id, l.scope, l.scope_id, l.kind, l.threshold, l.action, l.warn_ratio
+            FROM risk_limits l
+            WHERE l.scope = r.scope AND l.scope_id = r.scope_id AND l.kind IN {PRE_TRADE}
+            OFFSET 0
+        ) AS l
     ), st AS (
         SELECT s.scope, s.scope_id, s.state, s.cooldown_until, s.reason, s.limit_id
         FROM refs r JOIN risk_states s ON s.scope = r.scope AND s.scope_id = r.scope_id
@@ -96,7 +108,7 @@ CONTEXT_SQL = f"""(
         FROM valued GROUP BY scope, id, asset
     ), exposure AS (
         SELECT scope, id,
-               jsonb_object_agg(asset, usd::text) FILTER (WHERE NOT asset = ANY($7::text[]))
+               json_object_agg(asset, usd::text) FILTER (WHERE NOT asset = ANY($7::text[]))
                    AS assets,
                coalesce(sum(held), 0) AS equity
         FROM per_asset GROUP BY scope, id
@@ -109,18 +121,18 @@ CONTEXT_SQL = f"""(
                e.assets, e.equity
         FROM needs n
         LEFT JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE r.created_at >= $5) AS today,
-                   count(*) FILTER (WHERE r.created_at >= $6) AS minute
-            FROM (SELECT latest.id, latest.created_at FROM unnest(n.accounts) AS m(account)
-                  CROSS JOIN LATERAL (
-                      SELECT o.id, o.created_at FROM orders o WHERE o.user_id = m.account
-                      ORDER BY o.id DESC
-                      LIMIT CASE WHEN $8::boolean THEN NULL
-                                 WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END
-                  ) AS latest
-                  ORDER BY latest.id DESC
-                  LIMIT CASE WHEN $8::boolean THEN NULL
-                             WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END) AS r
+            SELECT least(sum(a.today), cap.n) AS today, least(sum(a.minute), cap.n) AS minute
+            FROM (SELECT CASE WHEN $8::boolean THEN NULL
+                              WHEN n.cap > 0 THEN n.cap::bigint + 1 ELSE 0 END AS n) AS cap
+            CROSS JOIN unnest(n.accounts) AS m(account)
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS today, count(*) FILTER (WHERE r.created_at >= $6) AS minute
+                FROM (SELECT o.created_at FROM orders o
+                      WHERE o.user_id = m.account AND o.created_at >= $5
+                      ORDER BY o.created_at DESC
+                      LIMIT cap.n) AS r
+            ) AS a
+            GROUP BY cap.n
         ) c ON true
         LEFT JOIN exposure e ON e.scope = n.scope AND e.id = n.id
     ), warned AS (
@@ -141,17 +153,17 @@ CONTEXT_SQL = f"""(
         FROM batch_markets m
         WHERE EXISTS (SELECT 1 FROM lim WHERE lim.kind = 'STALE_MARKET_DATA')
     )
-    SELECT jsonb_build_array(
-        (SELECT jsonb_agg(jsonb_build_array(id, scope, scope_id, kind, threshold::text,
+    SELECT json_build_array(
+        (SELECT json_agg(json_build_array(id, scope, scope_id, kind, threshold::text,
                                             action, warn_ratio::text)) FROM lim),
-        (SELECT jsonb_agg(jsonb_build_array(scope, scope_id, state, cooldown_until, reason,
+        (SELECT json_agg(json_build_array(scope, scope_id, state, cooldown_until, reason,
                                             limit_id)) FROM st),
-        (SELECT jsonb_agg(jsonb_build_array(scope, id, today, minute, cancels,
+        (SELECT json_agg(json_build_array(scope, id, today, minute, cancels,
                                             equity::text, assets)) FROM subjects),
-        (SELECT jsonb_object_agg(id::text, age::text) FROM ages),
-        (SELECT jsonb_agg(jsonb_build_array(trader, person, bot)) FROM who
+        (SELECT json_object_agg(id::text, age::text) FROM ages),
+        (SELECT json_agg(json_build_array(trader, person, bot)) FROM who
          WHERE person <> trader OR bot IS NOT NULL),
-        (SELECT jsonb_agg(jsonb_build_array(user_id, id)) FROM warned)
+        (SELECT json_agg(json_build_array(user_id, id)) FROM warned)
     )::text
 )"""  # noqa: S608 (no input in the text)
 

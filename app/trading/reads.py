@@ -21,7 +21,7 @@ from app.runtime import Runtime
 from app.trading.domain.orders import OrderStatus
 from app.trading.domain.positions import Position
 from db.models import Fill, Order
-from db.queries import Page, keyset_page
+from db.queries import Page, keyset_page, rows_grouped_by
 from db.raw import driver
 
 # Candle intervals and their PostgreSQL intervals.
@@ -314,13 +314,7 @@ async def list_fills(
 
 
 async def fills_by_order_ids(session: AsyncSession, order_ids: Sequence[int]) -> list[list[Fill]]:
-    rows = (
-        await session.scalars(select(Fill).where(Fill.order_id.in_(order_ids)).order_by(Fill.id))
-    ).all()
-    grouped: dict[int, list[Fill]] = {i: [] for i in order_ids}
-    for row in rows:
-        grouped[row.order_id].append(row)
-    return [grouped[i] for i in order_ids]
+    return await rows_grouped_by(session, Fill.order_id, order_ids)
 
 
 _PORTFOLIO_SQL = """

@@ -23,7 +23,13 @@ from db.models.backtesting import (
 from db.models.bots import Bot, BotAlert, BotCommand, BotDecision
 from db.models.columns import AMOUNT, BIG_INT, FEE_RATE, LIVE_ORDER, _created_at, _pk
 from db.models.events import EventConsumer, OutboxEvent
-from db.models.exchanges import ExchangeConnection, ExchangeFill, ExchangeOrder, ExchangeSync
+from db.models.exchanges import (
+    ExchangeConnection,
+    ExchangeFill,
+    ExchangeOrder,
+    ExchangeOrderList,
+    ExchangeSync,
+)
 from db.models.ledger import Hold, IdempotencyKey, JournalEntry, LedgerAccount, Posting
 from db.models.marketdata import MarketCandle, MarketTrade
 from db.models.notifications import Notification, NotificationPreference, PriceAlert
@@ -84,6 +90,7 @@ __all__ = [
     "ExchangeConnection",
     "ExchangeFill",
     "ExchangeOrder",
+    "ExchangeOrderList",
     "ExchangeSync",
     "Fill",
     "Follow",

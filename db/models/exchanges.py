@@ -106,9 +106,43 @@ class ExchangeSync(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
-ORDER_STATUSES = ("PENDING_SUBMIT", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED")
+ORDER_STATUSES = (
+    "ARMED", "PENDING_SUBMIT", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED"
+)  # fmt: skip
 ORDER_SIDES = ("BUY", "SELL")
 ORDER_TYPES = ("LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT")
+
+
+LIST_KINDS = ("OCO", "BRACKET")
+LIST_STATUSES = ("ACTIVE", "DONE", "CANCELED")
+LIST_ROLES = ("ENTRY", "TAKE_PROFIT", "STOP_LOSS")
+
+
+class ExchangeOrderList(Base):
+    """An OCO or a bracket on a connected account, held by the platform
+    (app/exchanges/order_lists.py): its legs are ``ExchangeOrder`` rows with its
+    ``list_id``; a bracket's exits are added once its entry has ended with a fill."""
+
+    __tablename__ = "exchange_order_lists"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {LIST_KINDS!r}", name="kind_known"),
+        CheckConstraint(f"status IN {LIST_STATUSES!r}", name="status_known"),
+        Index(None, "connection_id", "id"),
+    )
+
+    id: Mapped[int] = _pk()
+    connection_id: Mapped[int] = mapped_column(ForeignKey("exchange_connections.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(Text)
+    symbol: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    # a bracket's exits, placed for what its entry filled
+    take_profit_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    stop_loss_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    stop_loss_limit_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    note: Mapped[str | None] = mapped_column(Text)  # why its exits could not be placed
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
 
 
 class ExchangeOrder(Base):
@@ -122,12 +156,17 @@ class ExchangeOrder(Base):
         CheckConstraint(f"side IN {ORDER_SIDES!r}", name="side_known"),
         CheckConstraint(f"type IN {ORDER_TYPES!r}", name="type_known"),
         CheckConstraint("quantity > 0 AND filled >= 0 AND filled <= quantity", name="amounts"),
+        CheckConstraint(f"list_role IN {LIST_ROLES!r}", name="list_role_known"),
         UniqueConstraint("connection_id", "client_order_id"),
+        Index(None, "list_id", postgresql_where=text("list_id IS NOT NULL")),
         Index(None, "connection_id", "id"),
         Index(
             "ix_exchange_orders_live",
             "connection_id",
             postgresql_where=text("status IN ('PENDING_SUBMIT', 'OPEN', 'PARTIALLY_FILLED')"),
+        ),
+        Index(
+            "ix_exchange_orders_armed", "connection_id", postgresql_where=text("status = 'ARMED'")
         ),
     )
 
@@ -146,6 +185,14 @@ class ExchangeOrder(Base):
     status: Mapped[str] = mapped_column(Text)
     emulated: Mapped[bool] = mapped_column(Boolean, server_default="false")
     reject_code: Mapped[str | None] = mapped_column(Text)
+    # an emulated stop (app/exchanges/triggers.py): when and at which price it fired, and
+    # why the last check of it, still ARMED, did not fire it
+    triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trigger_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    trigger_note: Mapped[str | None] = mapped_column(Text)
+    # a leg of an OCO or a bracket, and its role in it
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_order_lists.id"))
+    list_role: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

@@ -70,6 +70,9 @@ class RiskLimit(Base):
     updated_at: Mapped[datetime] = _created_at()
 
 
+NOT_ACTIVE = "state <> 'ACTIVE'"
+
+
 class RiskState(Base):
     """A scope's state (a scope without a row is ACTIVE) and, for its P&L limits, the
     marks they are measured from (``app.risk.domain.pnl.Marks``; NULL until first seen)."""
@@ -81,6 +84,8 @@ class RiskState(Base):
         CheckConstraint(
             "cooldown_until IS NULL OR state = 'HALTED'", name="cooldown_only_when_halted"
         ),
+        # the few states a placement must read (most rows are ACTIVE)
+        Index("ix_risk_states_not_active", "scope", "scope_id", postgresql_where=NOT_ACTIVE),
     )
 
     scope: Mapped[str] = mapped_column(Text, primary_key=True)

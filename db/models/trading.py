@@ -93,6 +93,7 @@ class Order(Base):
         ),
         UniqueConstraint("user_id", "client_order_id"),
         Index(None, "user_id", "id"),
+        Index(None, "user_id", "created_at"),  # the risk engine's counts of today's orders
         Index(None, "user_id", "market_id", postgresql_where=LIVE_ORDER),
         Index(
             "ix_orders_resting",

@@ -48,7 +48,7 @@ from graphql_schema.exchanges.orders import (
     ExchangeOrderNode,
     ExchangeOrderTypeSupport,
 )
-from graphql_schema.ids import node_keys
+from graphql_schema.ids import owned_rows
 from graphql_schema.paging import to_connection
 from graphql_schema.wallets.types import usd
 
@@ -188,13 +188,8 @@ class ExchangeAccountNode(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[ExchangeAccountNode | None]:
-        keys = node_keys(node_ids)
-        user_id = info.context.user_id
-        if user_id is None:
-            return [None for _ in keys]
-        async with info.context.rt.reads() as session:
-            rows = await accounts.accounts_by_ids(session, user_id=user_id, ids=keys)
-        return [cls.from_row(rows[k]) if k in rows else None for k in keys]
+        rows = await owned_rows(info, node_ids, accounts.accounts_by_ids)
+        return [None if row is None else cls.from_row(row) for row in rows]
 
 
 @strawberry.input

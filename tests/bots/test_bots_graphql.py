@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.asgi import create_app
 from app.bots.domain.dca_settings import DcaSettings
 from app.bots.domain.grid_settings import GridSettings
 from app.bots.domain.preflight import dca_preflight, grid_preflight
@@ -25,7 +24,7 @@ from app.trading import markets
 from app.trading.domain.orders import MarketStatus
 from app.venues.live import LiveVenue
 from db.models import Bot, BotDecision
-from tests.gateway.test_websocket import TRANSPORT_WS, LiveServer
+from tests.gateway.test_websocket import TRANSPORT_WS, serving
 from tests.support import gid
 from tests.support import pk as pk_of
 from tests.support.bot_api import (
@@ -562,13 +561,8 @@ UPDATES = """subscription($id: ID) { botUpdates(botId: $id) { __typename
   ... on Error { code field } } }"""
 
 
-@pytest.fixture
-def live(settings):
-    """A server (its outbox relay running); the test's own engines match the orders."""
-    server = LiveServer(create_app(settings.model_copy(update={"trading_engine_enabled": False})))
-    server.start()
-    yield server
-    server.stop()
+# A server (its outbox relay running); the test's own engines match the orders.
+live = pytest.fixture(serving, name="live")
 
 
 async def subscribe(live, token: str | None, variables: dict) -> ClientConnection:

@@ -135,18 +135,18 @@ async def test_a_refusal_is_typed_and_recorded_as_rejected(gql, rt, exchanges):
     assert exchanges["kraken"].orders == []
 
 
-async def test_an_emulated_stop_is_refused_where_it_is_not_native(gql, rt, exchanges):
+async def test_an_emulated_stop_is_held_armed_not_sent(gql, rt, exchanges):
     token, account_id, _ = await _account(gql, exchanges, "okx")
     result = await _place(gql, token, account_id, type="STOP_LOSS_LIMIT", side="SELL",
                           price="44000", stopPrice="45000")  # fmt: skip
-    assert result["__typename"] == "ExchangeOrderTypeNotAvailable", result
-    assert result["field"] == "type"
-    assert exchanges["okx"].orders == [] and await _rows(rt) == []
+    order = result["exchangeOrder"]
+    assert (order["status"], order["emulated"], order["exchangeOrderId"]) == ("ARMED", True, None)
+    assert exchanges["okx"].orders == [] and len(await _rows(rt)) == 1
+    await orders.poll_live(rt)  # the poller leaves an armed stop alone
+    assert not [r for r in exchanges["okx"].requests if "/trade/" in r.path]
 
 
-async def test_a_market_buy_sized_in_the_quote_currency_is_refused_at_coinbase(
-    gql, rt, exchanges
-):
+async def test_a_market_buy_sized_in_the_quote_currency_is_refused_at_coinbase(gql, rt, exchanges):
     token, account_id, _ = await _account(gql, exchanges, "coinbase")
     result = await _place(gql, token, account_id, type="MARKET", price=None)
     assert result["__typename"] == "ExchangeOrderTypeNotAvailable", result

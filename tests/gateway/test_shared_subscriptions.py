@@ -13,7 +13,6 @@ import asyncio
 import json
 import random
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +21,11 @@ from sqlalchemy import text
 from starlette.routing import WebSocketRoute
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.asgi import create_app
-from app.core.settings import Settings
 from app.events.outbox import channel
 from app.runtime import Runtime
 from graphql_schema.gateway import shared_subscriptions
 from graphql_schema.gateway.shared_subscriptions import SharedStreams
-from tests.gateway.test_websocket import TRANSPORT_WS, LiveServer
+from tests.gateway.test_websocket import TRANSPORT_WS, LiveServer, serving
 from tests.support.pubsub import subscribed
 from tests.support.trading import trader
 
@@ -41,13 +38,8 @@ MY_ORDERS = "subscription { myOrders { orderId status quantity sequence } }"
 NEXT_PREFIX = ',"type":"next","payload":'
 
 
-@pytest.fixture
-def live(settings: Settings) -> Iterator[LiveServer]:
-    """A server per test (fresh statistics), without engines: the test moves the book."""
-    server = LiveServer(create_app(settings.model_copy(update={"trading_engine_enabled": False})))
-    server.start()
-    yield server
-    server.stop()
+# A server per test (fresh statistics), without engines: the test moves the book.
+live = pytest.fixture(serving, name="live")
 
 
 def _shared(live: LiveServer) -> SharedStreams:

@@ -71,6 +71,15 @@ class LiveServer:
         assert not self.thread.is_alive(), "uvicorn did not shut down within 10 s"
 
 
+def serving(settings: Settings) -> Iterator[LiveServer]:
+    """A fixture's server for ``settings`` without trading engines (its outbox relay, hub
+    and consumers running): the test's own engines, or none, move the book."""
+    server = LiveServer(create_app(settings.model_copy(update={"trading_engine_enabled": False})))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def live(settings: Settings) -> Iterator[LiveServer]:
     """One server for the module; create_app(settings) builds its own runtime in lifespan,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from decimal import Decimal as D
 from typing import Any
 
@@ -18,11 +17,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from app.asgi import create_app
-from app.core.settings import Settings
 from app.events import topics
 from app.paper import live as paper_live
-from tests.gateway.test_websocket import LEGACY_WS, TRANSPORT_WS, LiveServer
+from tests.gateway.test_websocket import LEGACY_WS, TRANSPORT_WS, LiveServer, serving
 from tests.support.documents import LOGOUT
 from tests.support.money import user_id, verified_user
 from tests.support.trading import funded_user, trade_at, trader
@@ -49,14 +46,9 @@ NODES = """query($id: ID!) { paperAccount(id: $id) {
   orders(first: 5) { edges { node { id } } } fills(first: 5) { edges { node { id } } } } }"""
 
 
-@pytest.fixture
-def live(settings: Settings) -> Iterator[LiveServer]:
-    """A server (its outbox relay and paper consumer running); the test's own engines
-    match the live orders."""
-    server = LiveServer(create_app(settings.model_copy(update={"trading_engine_enabled": False})))
-    server.start()
-    yield server
-    server.stop()
+# A server (its outbox relay and paper consumer running); the test's own engines match
+# the live orders.
+live = pytest.fixture(serving, name="live")
 
 
 class Client:

@@ -14,8 +14,10 @@ from sqlalchemy import insert, update
 from app.bots.domain.codec import to_json
 from app.bots.domain.signal_bot import SignalState
 from app.paper import accounts as paper_accounts
-from app.risk import transitions
+from app.risk import limits, transitions
+from app.risk.domain.limits import Action, LimitKind
 from app.risk.domain.states import RiskState, Scope, ScopeRef, event_towards
+from app.risk.limits import LimitRequest, Target
 from app.runtime import Runtime
 from db.models import Bot, Follow, FollowPosition, Leader, User
 from db.raw import driver
@@ -24,6 +26,30 @@ from tests.support.money import fund
 from tests.support.trading import funded_user, reload, scalar, trade_at
 
 _leaders = itertools.count(1)
+
+
+async def set_limit(
+    rt: Runtime,
+    uid: int,
+    kind: LimitKind,
+    threshold: Any,
+    action: Action | None = None,
+    target: Target | None = None,
+    **more: Any,
+) -> Any:
+    """``uid`` sets a limit through the service ``setRiskLimit`` calls: by default at their
+    USER scope, blocking entries; ``more``: the request's other fields (warn ratio,
+    cooldown)."""
+    request = LimitRequest(
+        target or Target(Scope.USER), kind, Decimal(str(threshold)),
+        action or Action.BLOCK_ENTRIES, **more,
+    )  # fmt: skip
+    return await limits.set_limit(rt, user_id=uid, request=request)
+
+
+def kinds(answers: Any) -> list[str]:
+    """The type names of placements' answers (orders and the errors raised), sorted."""
+    return sorted(type(a).__name__ for a in answers)
 
 
 @dataclass(frozen=True)

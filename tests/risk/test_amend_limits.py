@@ -12,10 +12,10 @@ import pytest
 from app.risk.domain.errors import RiskHalted, RiskLimitReached
 from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import RiskState, Scope, ScopeRef
+from app.risk.limits import Target
 from app.trading import commands
 from app.trading.domain.orders import Side
-from tests.risk.support import force_state
-from tests.risk.test_gate import kinds, set_limit
+from tests.risk.support import force_state, kinds, set_limit
 from tests.support.trading import D, funded_user, limit, place, reload
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -98,7 +98,7 @@ async def test_a_platform_limit_binds_an_amendment(rt, engines):
     admin = await make_admin(rt)
     uid = await funded_user(rt, "trader", USDT="1000")
     buy = await place(rt, uid, limit(BUY, "0.4", "100"))
-    await set_limit(rt, admin, LimitKind.ORDER_NOTIONAL, 50, scope=Scope.PLATFORM)
+    await set_limit(rt, admin, LimitKind.ORDER_NOTIONAL, 50, target=Target(Scope.PLATFORM))
     with pytest.raises(RiskLimitReached) as caught:
         await amend(rt, uid, buy.id, quantity="0.6")
     assert "(PLATFORM)" in caught.value.message

@@ -11,10 +11,10 @@ import pytest
 from app.risk.domain.errors import RiskLimitReached
 from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import Scope
+from app.risk.limits import Target
 from app.trading import commands
 from app.trading.domain.orders import Side
-from tests.risk.support import trading_bot
-from tests.risk.test_bot_scope import set_limit
+from tests.risk.support import set_limit, trading_bot
 from tests.support.trading import D, funded_user, limit, place, rows, scalar
 
 BUY = Side.BUY
@@ -44,7 +44,9 @@ async def test_a_bots_amendment_meets_its_owners_exposure_and_its_bot_limit(rt, 
     one = await trading_bot(rt, owner, "one", USDT="1000")
     two = await trading_bot(rt, owner, "two", USDT="1000")
     await set_limit(rt, owner, LimitKind.ASSET_EXPOSURE, 50)
-    await set_limit(rt, owner, LimitKind.ORDER_NOTIONAL, 15, Scope.BOT, bot_id=one.id)
+    await set_limit(
+        rt, owner, LimitKind.ORDER_NOTIONAL, 15, target=Target(Scope.BOT, bot_id=one.id)
+    )
     await place(rt, owner, limit(BUY, "0.2", "100"))  # the owner's own 20 USD of BTC
     first = await place(rt, one.account, limit(BUY, "0.1", "100"))  # 30
     second = await place(rt, two.account, limit(BUY, "0.05", "100"))  # 35

@@ -9,15 +9,15 @@ import asyncio
 
 import pytest
 
-from app.risk import limits, status
+from app.risk import status
 from app.risk.domain.errors import RiskHalted, RiskLimitReached, RiskReducing
 from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import RiskState, Scope, ScopeRef
-from app.risk.limits import LimitRequest, Target
+from app.risk.limits import Target
 from app.trading import commands
 from app.trading.domain.errors import TradingDisabled
 from app.trading.domain.orders import Side
-from tests.risk.support import force_state, trading_bot
+from tests.risk.support import force_state, kinds, set_limit, trading_bot
 from tests.support.trading import (
     D,
     funded_user,
@@ -29,15 +29,6 @@ from tests.support.trading import (
 BUY, SELL = Side.BUY, Side.SELL
 
 
-async def set_limit(rt, uid, kind, threshold, scope=Scope.USER, **target):
-    request = LimitRequest(Target(scope, **target), kind, D(threshold))
-    return await limits.set_limit(rt, user_id=uid, request=request)
-
-
-def kinds(answers) -> list[str]:
-    return sorted(type(a).__name__ for a in answers)
-
-
 async def orders_of(rt, *users: int) -> int:
     return await scalar(rt, "SELECT count(*) FROM orders WHERE user_id = ANY($1)", list(users))
 
@@ -46,7 +37,9 @@ async def test_a_bots_order_meets_its_bot_limit_and_its_owners_limits(rt, engine
     owner = await funded_user(rt, "owner", USDT="10000")
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     other = await trading_bot(rt, owner, "two", USDT="1000")
-    await set_limit(rt, owner, LimitKind.ORDER_NOTIONAL, 50, Scope.BOT, bot_id=bot.id)
+    await set_limit(
+        rt, owner, LimitKind.ORDER_NOTIONAL, 50, target=Target(Scope.BOT, bot_id=bot.id)
+    )
     with pytest.raises(RiskLimitReached) as caught:
         await place(rt, bot.account, limit(BUY, "0.6", "100"))  # 60 USD
     assert f"ORDER_NOTIONAL of 50 USD (BOT {bot.id})" in caught.value.message
@@ -54,7 +47,7 @@ async def test_a_bots_order_meets_its_bot_limit_and_its_owners_limits(rt, engine
     assert (await place(rt, owner, limit(BUY, "0.6", "100"))).status == "OPEN"
     assert (await place(rt, bot.account, limit(BUY, "0.4", "100"))).status == "OPEN"
 
-    await set_limit(rt, owner, LimitKind.ORDER_NOTIONAL, 30, Scope.USER)
+    await set_limit(rt, owner, LimitKind.ORDER_NOTIONAL, 30)
     for account in (bot.account, other.account):
         with pytest.raises(RiskLimitReached) as caught:
             await place(rt, account, limit(BUY, "0.4", "100"))
@@ -62,7 +55,7 @@ async def test_a_bots_order_meets_its_bot_limit_and_its_owners_limits(rt, engine
     assert (await place(rt, other.account, limit(BUY, "0.2", "100"))).status == "OPEN"
     # a stranger's limits bind no one else's bot
     stranger = await funded_user(rt, "stranger", USDT="1000")
-    await set_limit(rt, stranger, LimitKind.ORDER_NOTIONAL, 1, Scope.USER)
+    await set_limit(rt, stranger, LimitKind.ORDER_NOTIONAL, 1)
     assert (await place(rt, other.account, limit(BUY, "0.2", "99"))).status == "OPEN"
 
 
@@ -71,7 +64,7 @@ async def test_the_owners_trades_per_day_counts_their_bots_orders(rt, engines):
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     other = await trading_bot(rt, owner, "two", USDT="1000")
     await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 4)
-    await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 1, Scope.BOT, bot_id=bot.id)
+    await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 1, target=Target(Scope.BOT, bot_id=bot.id))
     await place(rt, owner, limit(BUY, "0.1", "90"))
     await place(rt, bot.account, limit(BUY, "0.1", "91"))
     with pytest.raises(RiskLimitReached) as caught:  # the bot's own: 1 a day
@@ -187,7 +180,7 @@ async def test_a_bots_placement_reads_its_scopes_in_the_markets_statement(rt, en
     owner = await funded_user(rt, "owner", USDT="10000")
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 10)
-    await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 5, Scope.BOT, bot_id=bot.id)
+    await set_limit(rt, owner, LimitKind.TRADES_PER_DAY, 5, target=Target(Scope.BOT, bot_id=bot.id))
     await place(rt, bot.account, limit(BUY, "0.1", "99"))  # a warm pool
     await asyncio.sleep(0)
     statements.clear()

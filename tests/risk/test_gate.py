@@ -9,15 +9,14 @@ import asyncio
 
 import pytest
 
-from app.risk import limits
 from app.risk.domain.errors import RiskHalted, RiskLimitReached, RiskReducing
 from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import RiskState, Scope, ScopeRef
-from app.risk.limits import LimitRequest, Target
+from app.risk.limits import Target
 from app.trading import commands
 from app.trading.domain.errors import TooManyOpenOrders
 from app.trading.domain.orders import Side
-from tests.risk.support import execute, force_state, make_admin
+from tests.risk.support import execute, force_state, kinds, make_admin, set_limit
 from tests.support.trading import (
     D,
     funded_user,
@@ -28,15 +27,6 @@ from tests.support.trading import (
 )
 
 BUY, SELL = Side.BUY, Side.SELL
-
-
-async def set_limit(rt, uid, kind, threshold, scope=Scope.USER, **target):
-    request = LimitRequest(Target(scope, **target), kind, D(threshold))
-    return await limits.set_limit(rt, user_id=uid, request=request)
-
-
-def kinds(answers) -> list[str]:
-    return sorted(type(a).__name__ for a in answers)
 
 
 async def test_concurrent_placements_pass_exactly_the_trades_per_day(rt, engines):
@@ -93,7 +83,7 @@ async def test_a_halted_user_places_nothing_and_a_reducing_one_only_sells(rt, en
 async def test_a_market_halt_and_platform_limits_are_an_admins(rt, engines):
     admin = await make_admin(rt)
     uid = await funded_user(rt, "trader", USDT="100000")
-    await set_limit(rt, admin, LimitKind.ORDER_NOTIONAL, 50, scope=Scope.PLATFORM)
+    await set_limit(rt, admin, LimitKind.ORDER_NOTIONAL, 50, target=Target(Scope.PLATFORM))
     with pytest.raises(RiskLimitReached) as caught:
         await place(rt, uid, limit(BUY, "1", "100"))
     assert "ORDER_NOTIONAL of 50 USD (PLATFORM)" in caught.value.message

@@ -9,10 +9,10 @@ import asyncio
 
 from app.risk.domain.limits import LimitKind
 from app.risk.domain.states import Scope
+from app.risk.limits import Target
 from app.trading import commands
 from app.trading.domain.orders import Side
-from tests.risk.support import make_admin
-from tests.risk.test_gate import set_limit
+from tests.risk.support import make_admin, set_limit
 from tests.support.trading import D, funded_user, limit, place, rows
 
 BUY = Side.BUY
@@ -76,7 +76,7 @@ async def test_exposure_near_its_limit_warns_and_a_platform_limit_warns_each_tra
     uid = await funded_user(rt, "buyer", USDT="100000")
     other = await funded_user(rt, "other", USDT="100000")
     await set_limit(rt, uid, LimitKind.ASSET_EXPOSURE, 100)
-    await set_limit(rt, admin, LimitKind.ORDER_NOTIONAL, 1000, scope=Scope.PLATFORM)
+    await set_limit(rt, admin, LimitKind.ORDER_NOTIONAL, 1000, target=Target(Scope.PLATFORM))
     order = await place(rt, uid, limit(BUY, "0.5", "100"))  # 50 USD: 50 %
     assert await warnings_of(rt, uid) == []
     await commands.amend_order(rt, user_id=uid, order_id=order.id, price=None, quantity=D("0.85"))

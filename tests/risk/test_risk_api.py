@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from app.risk.domain.states import RiskState, Scope, ScopeRef
+from db.raw import driver
 from tests.risk.support import force_state
 from tests.support.trading import BTC, scalar, trader
 from tests.support.withdrawing import admin_token, make_withdrawer
@@ -282,3 +283,29 @@ async def test_risk_check_names_a_state_and_validates_the_order(gql, rt, engines
                                 "field": "price"}  # fmt: skip
     anonymous = await gql.data(CHECK, {"input": order()})
     assert anonymous["riskCheck"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_the_status_counts_every_order_of_today_and_the_check_stops_past_the_limit(
+    gql, rt, engines
+):
+    """TRADES_PER_DAY counts today's orders only (an earlier day's never); the status
+    counts all of them, the placement's check no further than past the largest threshold
+    (the refusal names that count plus the order)."""
+    uid, token = await trader(gql, rt, "ann@example.com", USDT="1000")
+    for price in ("99", "98", "97", "96", "95"):
+        placed = await gql.data(PLACE, {"input": order(price=price)}, token=token)
+        assert placed["placeOrder"]["order"]["status"] == "OPEN"
+    async with rt.sessions() as session, session.begin():
+        await (await driver(session)).execute(
+            "UPDATE orders SET created_at = created_at - interval '1 day'"
+            " WHERE id = (SELECT min(id) FROM orders WHERE user_id = $1)",
+            uid,
+        )
+    got = (await gql.data(SET, limit_input("TRADES_PER_DAY", "2"), token=token))["setRiskLimit"]
+    assert got["__typename"] == "RiskLimitPayload"
+    status = (await gql.data(STATUS, token=token))["me"]["riskStatus"]
+    (user,) = [s for s in status["scopes"] if s["scope"] == "USER"]
+    assert [(x["value"], x["reached"]) for x in user["limits"]] == [("4", True)]
+    refused = (await gql.data(PLACE, {"input": order(price="94")}, token=token))["placeOrder"]
+    assert refused["__typename"] == "RiskLimitReached"
+    assert refused["message"].endswith(" to 4")  # 3 counted (the threshold and one), and it

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.risk import limits, triggers
+from app.risk import triggers
 from app.risk.domain.errors import RiskHalted
 from app.risk.domain.limits import Action, LimitKind
 from app.risk.domain.states import Scope
-from app.risk.limits import LimitRequest, Target
+from app.risk.limits import Target
 from app.trading.domain.orders import Side
-from tests.risk.support import canceled, copy_position, fall_to_86, state, trading_bot
+from tests.risk.support import canceled, copy_position, fall_to_86, set_limit, state, trading_bot
 from tests.support.trading import (
     D,
     eventually,
@@ -27,11 +27,6 @@ from tests.support.trading import (
 )
 
 BUY, SELL = Side.BUY, Side.SELL
-
-
-async def set_limit(rt, uid, target: Target, kind, threshold, action):
-    request = LimitRequest(target, kind, D(threshold), action)
-    return await limits.set_limit(rt, user_id=uid, request=request)
 
 
 async def status_of(rt, order_id: int) -> str:
@@ -50,7 +45,7 @@ async def test_a_bots_daily_loss_halts_that_bot_only(rt, engines):
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     sibling = await trading_bot(rt, owner, "two", USDT="1000")
     target = Target(Scope.BOT, bot_id=bot.id)
-    await set_limit(rt, owner, target, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS)
+    await set_limit(rt, owner, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS, target)
     await trade_at(rt, maker, bot.account, "100", "0.5")
     resting = await place(rt, bot.account, limit(SELL, "0.2", "110"))
     await triggers.run_once(rt)
@@ -87,7 +82,7 @@ async def test_a_bots_reduce_to_flat_sells_the_bots_holdings_only(rt, engines):
     owner = await funded_user(rt, "owner", USDT="1000", BTC="1")
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     target = Target(Scope.BOT, bot_id=bot.id)
-    await set_limit(rt, owner, target, LimitKind.DRAWDOWN, 5, Action.REDUCE_TO_FLAT)
+    await set_limit(rt, owner, LimitKind.DRAWDOWN, 5, Action.REDUCE_TO_FLAT, target)
     await trade_at(rt, maker, bot.account, "100", "0.5")
     await fall_to_86(rt, maker)
     bidder = await funded_user(rt, "bidder", USDT="1000")
@@ -109,7 +104,7 @@ async def test_a_follows_daily_loss_stops_that_follows_copies_only(rt, engines):
     follow = await copy_position(rt, follower, quantity="0.5", cost="50")
     sibling = await copy_position(rt, follower, quantity="0.5", cost="50")
     target = Target(Scope.FOLLOW, follow_id=follow)
-    await set_limit(rt, follower, target, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS)
+    await set_limit(rt, follower, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS, target)
     await triggers.run_once(rt)
     assert await state(rt, Scope.FOLLOW, follow) == "ACTIVE"
     await fall_to_86(rt, maker)  # the follow's 0.5 BTC: 7 USD down since the limit was set
@@ -144,7 +139,7 @@ async def test_a_follows_reduce_to_flat_closes_that_follows_positions_only(rt, e
     follow = await copy_position(rt, follower, quantity="0.4", cost="40")
     await copy_position(rt, follower, quantity="0.5", cost="50")
     target = Target(Scope.FOLLOW, follow_id=follow)
-    await set_limit(rt, follower, target, LimitKind.WEEKLY_LOSS, 5, Action.REDUCE_TO_FLAT)
+    await set_limit(rt, follower, LimitKind.WEEKLY_LOSS, 5, Action.REDUCE_TO_FLAT, target)
     await fall_to_86(rt, maker)  # 0.4 x 14 = 5.6 down
     bidder = await funded_user(rt, "bidder", USDT="1000")
     await place(rt, bidder, limit(BUY, "1", "86"))  # within the follow's 1 % slippage
@@ -163,7 +158,7 @@ async def test_an_owners_halt_cancels_their_bots_orders_too(rt, engines):
     owner = await funded_user(rt, "owner", USDT="1000")
     bot = await trading_bot(rt, owner, "one", USDT="1000", BTC="1")
     stranger = await trading_bot(rt, await funded_user(rt, "stranger"), "two", BTC="1")
-    await set_limit(rt, owner, Target(Scope.USER), LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS)
+    await set_limit(rt, owner, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS, Target(Scope.USER))
     await trade_at(rt, maker, owner, "100", "0.5")
     bots = await place(rt, bot.account, limit(SELL, "0.2", "110"))
     strangers = await place(rt, stranger.account, limit(SELL, "0.2", "109"))

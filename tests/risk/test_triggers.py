@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 
-from app.risk import limits, status, triggers
+from app.risk import status, triggers
 from app.risk.domain.errors import RiskHalted, RiskReducing
 from app.risk.domain.limits import Action, LimitKind
 from app.risk.domain.states import Scope
-from app.risk.limits import LimitRequest, Target
 from app.trading.domain.orders import Side
+from tests.risk.support import set_limit
 from tests.support.trading import (
     D,
     eventually,
@@ -31,11 +31,6 @@ from tests.support.trading import (
 from tests.support.withdrawing import Pinned
 
 BUY, SELL = Side.BUY, Side.SELL
-
-
-async def set_limit(rt, uid, kind, threshold, action, **more):
-    request = LimitRequest(Target(Scope.USER), kind, D(threshold), action, **more)
-    return await limits.set_limit(rt, user_id=uid, request=request)
 
 
 async def state(rt, uid: int) -> str | None:

@@ -13,13 +13,13 @@ import pytest
 
 from app.paper import live as paper_live
 from app.paper import orders as paper_orders
-from app.risk import limits, status, triggers
+from app.risk import status, triggers
 from app.risk.domain.errors import RiskHalted
 from app.risk.domain.limits import Action, LimitKind
 from app.risk.domain.states import Scope, ScopeRef
-from app.risk.limits import LimitRequest, Target
+from app.risk.limits import Target
 from app.trading.domain.orders import OrderRequest, OrderType, Side
-from tests.risk.support import canceled, fall_to_86, paper_bot, state, trading_bot
+from tests.risk.support import canceled, fall_to_86, paper_bot, set_limit, state, trading_bot
 from tests.support.trading import (
     D,
     eventually,
@@ -35,11 +35,6 @@ from tests.support.trading import (
 BUY, SELL = Side.BUY, Side.SELL
 
 
-async def set_limit(rt, uid, target: Target, kind, threshold, action):
-    request = LimitRequest(target, kind, D(threshold), action)
-    return await limits.set_limit(rt, user_id=uid, request=request)
-
-
 async def user_figure(rt, owner: int) -> Decimal:
     """The owner's USER limit's figure in ``me.riskStatus``."""
     seen = await status.risk_status(rt, user_id=owner)
@@ -53,7 +48,7 @@ async def test_a_bots_losses_fire_its_owners_daily_loss(rt, engines):
     owner = await funded_user(rt, "owner", USDT="1000")
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     sibling = await trading_bot(rt, owner, "two", USDT="1000")
-    await set_limit(rt, owner, Target(Scope.USER), LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS)
+    await set_limit(rt, owner, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS, Target(Scope.USER))
     await trade_at(rt, maker, bot.account, "100", "0.5")  # the bot buys; the owner: nothing
     await triggers.run_once(rt)
     assert await state(rt, Scope.USER, owner) == "ACTIVE"  # the bot's fee: below 5
@@ -85,7 +80,7 @@ async def test_a_fill_of_the_bot_alone_brings_in_its_owners_limits(rt, engines):
     owner = await funded_user(rt, "owner", USDT="1000")
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     target = Target(Scope.USER)
-    await set_limit(rt, owner, target, LimitKind.CONSECUTIVE_LOSSES, 1, Action.BLOCK_ENTRIES)
+    await set_limit(rt, owner, LimitKind.CONSECUTIVE_LOSSES, 1, Action.BLOCK_ENTRIES, target)
     await trade_at(rt, maker, bot.account, "100", "0.5")
     await triggers.run_once(rt)
     await trade_at(rt, bot.account, buyer, "96", "0.2")  # the bot closes at a loss
@@ -99,7 +94,7 @@ async def test_reduce_to_flat_at_user_scope_sells_the_owners_and_the_bots_holdin
     bot = await trading_bot(rt, owner, "one", USDT="1000")
     stranger = await trading_bot(rt, await funded_user(rt, "stranger"), "two", BTC="0.2")
     target = Target(Scope.USER)
-    await set_limit(rt, owner, target, LimitKind.DAILY_LOSS, 5, Action.REDUCE_TO_FLAT)
+    await set_limit(rt, owner, LimitKind.DAILY_LOSS, 5, Action.REDUCE_TO_FLAT, target)
     await trade_at(rt, maker, bot.account, "100", "0.5")
     resting = await place(rt, bot.account, limit(SELL, "0.1", "109"))
     await fall_to_86(rt, maker)
@@ -129,7 +124,7 @@ async def test_a_paper_bots_losses_never_count(rt, engines):
     owner = await funded_user(rt, "owner", USDT="1000")
     bot_id = await paper_bot(rt, owner)
     account = await scalar(rt, "SELECT paper_account_id FROM bots WHERE id = $1", bot_id)
-    await set_limit(rt, owner, Target(Scope.USER), LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS)
+    await set_limit(rt, owner, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS, Target(Scope.USER))
     await trade_at(rt, maker, other, "101", "0.1")  # a live market for the paper venue
     await paper_orders.place_order(
         rt, user_id=owner, paper_account_id=account,
@@ -152,9 +147,9 @@ async def test_a_bots_limit_still_sees_only_the_bot(rt, engines):
     maker = await funded_user(rt, "maker", BTC="2")
     owner = await funded_user(rt, "owner", USDT="1000")
     bot = await trading_bot(rt, owner, "one", USDT="1000")
-    await set_limit(rt, owner, Target(Scope.USER), LimitKind.DAILY_LOSS, 5, Action.BLOCK_ENTRIES)
+    await set_limit(rt, owner, LimitKind.DAILY_LOSS, 5, Action.BLOCK_ENTRIES, Target(Scope.USER))
     target = Target(Scope.BOT, bot_id=bot.id)
-    await set_limit(rt, owner, target, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS)
+    await set_limit(rt, owner, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS, target)
     await trade_at(rt, maker, owner, "100", "0.5")  # the owner's own position
     await fall_to_86(rt, maker)
     await trade_at(rt, maker, bot.account, "86", "0.1")  # the bot's: only a fee
@@ -175,7 +170,7 @@ async def test_the_consumers_statements_do_not_grow_with_the_bots(rt, engines, s
     }
     for owner, theirs in bots.items():
         target = Target(Scope.USER)
-        await set_limit(rt, owner, target, LimitKind.DRAWDOWN, 1000, Action.BLOCK_ENTRIES)
+        await set_limit(rt, owner, LimitKind.DRAWDOWN, 1000, Action.BLOCK_ENTRIES, target)
         for bot in theirs:
             await trade_at(rt, maker, bot.account, "100", "0.1")
     await triggers.run_once(rt)  # a warm pool, the marks started

@@ -14,7 +14,8 @@ always did (an order's side and reason, a trade's sequence).
 
 One module per producing domain: ``trading`` (the matching engine's), ``wallets``,
 ``social``, ``accounts`` (KYC, credentials, notifications), ``staking``, ``backtesting``,
-``paper`` (paper accounts' fills and orders), ``bots`` (a bot's steps).
+``paper`` (paper accounts' fills and orders), ``bots`` (a bot's steps), ``exchanges``
+(orders and fills on connected exchange accounts).
 ``BUILDERS`` maps every topic to its builder; ``CATALOGUE`` lists them all.
 """
 
@@ -41,6 +42,14 @@ from app.events.topics.backtesting import (
 )
 from app.events.topics.base import Event, Payload, Topic, Wire, channel
 from app.events.topics.bots import BOTS, BotDecided, bot_decided
+from app.events.topics.exchanges import (
+    EXCHANGE_FILLS,
+    EXCHANGE_ORDERS,
+    ExchangeFilled,
+    ExchangeOrderUpdated,
+    exchange_filled,
+    exchange_order_updated,
+)
 from app.events.topics.paper import (
     PAPER_FILLS,
     PAPER_ORDERS,
@@ -138,6 +147,8 @@ BUILDERS: dict[Topic[Any], Callable[..., Event]] = {
     PAPER_FILLS: paper_filled,
     PAPER_ORDERS: paper_order_updated,
     BOTS: bot_decided,
+    EXCHANGE_ORDERS: exchange_order_updated,
+    EXCHANGE_FILLS: exchange_filled,
 }
 CATALOGUE: tuple[Topic[Any], ...] = tuple(BUILDERS)
 
@@ -153,6 +164,8 @@ __all__ = [
     "DEPOSIT_FAILED",
     "DEPOSIT_HELD",
     "DEPOSIT_REVERSED",
+    "EXCHANGE_FILLS",
+    "EXCHANGE_ORDERS",
     "FILLS",
     "FOLLOW_PAUSED",
     "KYC_REVIEWED",
@@ -178,6 +191,8 @@ __all__ = [
     "DepositHalted",
     "DepositReversed",
     "Event",
+    "ExchangeFilled",
+    "ExchangeOrderUpdated",
     "Fill",
     "FollowPaused",
     "KycReviewed",

@@ -8,6 +8,9 @@ An order's life (``TRANSITIONS`` is the whole truth; ``advance`` never moves bac
           └──► REJECTED (refused, or looked up and never placed); or straight to any
                state the exchange reports when the answer comes back
 
+An emulated stop starts ARMED (held by the platform, not sent): fired, it becomes
+PENDING_SUBMIT and goes on as above; disarmed, CANCELED (``domain/triggers.py``).
+
 The client order id is ours, made before the request (``new_client_order_id``): 18
 lowercase alphanumerics, valid at every exchange (Binance 36 of [A-Za-z0-9_-], OKX 32
 of [a-z0-9], Kraken 18 characters of free text, Bybit's ``orderLinkId`` 36 of
@@ -51,6 +54,7 @@ class ExchangeOrderType(StrEnum):
 
 
 class ExchangeOrderStatus(StrEnum):
+    ARMED = "ARMED"  # an emulated stop the platform holds, not sent (app/exchanges/triggers.py)
     PENDING_SUBMIT = "PENDING_SUBMIT"  # our row exists; the exchange's answer is not in
     OPEN = "OPEN"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
@@ -64,6 +68,7 @@ LIVE = frozenset({S.PENDING_SUBMIT, S.OPEN, S.PARTIALLY_FILLED})
 CANCELLABLE = frozenset({S.OPEN, S.PARTIALLY_FILLED})
 # the states each state may move to (an exchange's report may skip steps)
 TRANSITIONS: Mapping[S, frozenset[S]] = {
+    S.ARMED: frozenset({S.PENDING_SUBMIT, S.CANCELED}),  # fired (claimed), or disarmed
     S.PENDING_SUBMIT: frozenset({S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED}),
     S.OPEN: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED}),
     S.PARTIALLY_FILLED: frozenset({S.FILLED, S.CANCELED}),

@@ -14,12 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 from app.core.errors import UserError
 from app.risk.domain.errors import RiskHalted, RiskLimitReached, RiskReducing
 from app.risk.domain.limits import (
     Figures,
     Limit,
+    LimitKind,
     Phase,
     ProposedOrder,
     applies,
@@ -74,6 +76,7 @@ class Decision:
 
 
 _RANK = {scope: i for i, scope in enumerate(SCOPE_ORDER)}
+_CHECK_KEY = attrgetter("check_key")  # (rank of its scope, id)
 
 
 def _rank(ref: ScopeRef) -> int:
@@ -104,14 +107,18 @@ def check_order(
             return Decision(Binding(ref, state=state, reason=status.reason))
     mine = sorted(
         (limit for limit in limits if limit.ref in wanted and limit.rule.phase is Phase.PRE_TRADE),
-        key=lambda limit: (_rank(limit.ref), limit.id),
+        key=_CHECK_KEY,
     )
     warnings = []
+    values: dict[tuple[LimitKind, int], Decimal] = {}  # a figure per kind and figures
     for limit in mine:
         if not applies(limit, order):
             continue
         own = scope_figures.get(limit.ref, figures) if scope_figures else figures
-        value = figure(limit.kind, own, order)
+        key = (limit.kind, id(own))
+        value = values.get(key)
+        if value is None:
+            value = values[key] = figure(limit.kind, own, order)
         if value > limit.threshold:  # ``binds``
             return Decision(Binding(limit.ref, limit=limit, value=value))
         if near(limit, value):

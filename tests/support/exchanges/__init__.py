@@ -533,6 +533,18 @@ def fill(
     return trade
 
 
+def trade_at(stand_in: StandIn, symbol: str, price: Decimal, *, age_ms: int = 0) -> TapeTrade:
+    """A public trade on ``symbol`` at ``price`` (``age_ms`` ago), as the market's recent
+    trades will show it; market orders fill at that price from now on."""
+    with stand_in.lock:
+        tape = stand_in.tapes[symbol]
+        trade = TapeTrade(tape.trades[-1].trade_id + 1, now_ms() - age_ms, price,
+                          Decimal("0.002"), "sell")  # fmt: skip
+        tape.trades.append(trade)
+        stand_in.last_price[symbol] = price
+    return trade
+
+
 def find(stand_in: StandIn, account: Account, *, order_id: str | None = None,
          client_order_id: str | None = None) -> Order | None:  # fmt: skip
     with stand_in.lock:

@@ -165,8 +165,9 @@ class CoinbaseStandIn(StandIn):
                 order_id=lambda n: f"11111111-0000-4000-8000-{n:012d}",
             )  # fmt: skip
         except OrderRefused:
-            raise Refused(_failure("INSUFFICIENT_FUND",
-                                   "Insufficient balance in source account")) from None
+            raise Refused(
+                _failure("INSUFFICIENT_FUND", "Insufficient balance in source account")
+            ) from None
         return _created(order)
 
     def batch_cancel(self, request: Request, body: bytes) -> dict:
