@@ -27,9 +27,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
+from app.events import outbox, topics
 from app.exchanges.accounts import ACTIVE, DISCONNECTED, binding_of, sealed_of
 from app.exchanges.connector import ExchangeSession
 from app.exchanges.domain.catalogue import ExchangeId
@@ -61,7 +63,7 @@ from app.exchanges.domain.orders import (
 from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
-from app.risk.gate import read_context
+from app.risk.gate import bot_scope, read_context
 from app.runtime import Runtime
 from app.trading.domain.orders import Side
 from app.trading.engine.settlement import CASH
@@ -93,6 +95,10 @@ class PlaceOrder:
     quantity: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
+    # the caller's own id (a bot's venue: ``app.exchanges.venue``): placing it again
+    # returns the order placed with it, never a second one; None: a new one is made
+    client_order_id: str | None = None
+    bot_id: int | None = None  # a bot's order: its BOT scope's risk limits apply too
 
 
 def _enum(enum: Any, text: str, field: str) -> Any:
@@ -113,7 +119,7 @@ def _market(markets: Sequence[ExchangeMarket], symbol: str) -> ExchangeMarket:
 
 def submission_for(request: PlaceOrder, market: ExchangeMarket) -> OrderSubmission:
     submission = OrderSubmission(
-        client_order_id=new_client_order_id(),
+        client_order_id=request.client_order_id or new_client_order_id(),
         symbol=market.symbol,
         side=_enum(Side, request.side, "side"),
         type=_enum(ExchangeOrderType, request.type, "type"),
@@ -198,6 +204,10 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
         )
     if connection.status != ACTIVE:
         raise ValidationFailed("This exchange account is suspended", field="accountId")
+    if request.client_order_id is not None and (
+        placed := await order_by_client_id(rt, connection.id, request.client_order_id)
+    ):
+        return placed  # placed once already: never sent again
     async with _session(rt, connection) as session:
         market = _market(await session.markets(), request.symbol)
         submission = submission_for(request, market)
@@ -209,8 +219,26 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
                 field="type",
             )
         _check_sizing(ExchangeId(connection.exchange), submission)
-        order_id = await _record_pending(rt, connection, market, submission)
+        try:
+            order_id = await _record_pending(rt, connection, market, submission, request.bot_id)
+        except IntegrityError:  # the same client order id recorded at this moment
+            placed = await order_by_client_id(rt, connection.id, submission.client_order_id)
+            if request.client_order_id is None or placed is None:
+                raise
+            return placed
         return await _submit(rt, session, order_id, submission)
+
+
+async def order_by_client_id(
+    rt: Runtime, connection_id: int, client_order_id: str
+) -> ExchangeOrder | None:
+    async with rt.reads() as session:
+        return await session.scalar(
+            select(ExchangeOrder).where(
+                ExchangeOrder.connection_id == connection_id,
+                ExchangeOrder.client_order_id == client_order_id,
+            )
+        )
 
 
 def _check_sizing(exchange: ExchangeId, submission: OrderSubmission) -> None:
@@ -240,12 +268,15 @@ def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOr
 
 
 async def _check_risk(
-    rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder
-) -> None:
+    rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder,
+    bot_id: int | None = None,
+) -> None:  # fmt: skip
     """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
     PLATFORM): a HALTED one refuses it, a REDUCING one refuses an entry, a PRE_TRADE
     limit refuses what exceeds it. The user's row is locked first, as the platform's
-    own placement does, so a state changing at this moment is seen."""
+    own placement does, so a state changing at this moment is seen. A bot's order
+    meets its BOT scope too (``bot_scope``: its state and its limits, on no figures of
+    its own: its exchange orders are not counted)."""
     if not rt.risk_checks:
         return
     connection = await driver(session)
@@ -253,6 +284,8 @@ async def _check_risk(
     gate = await read_context(session, rt.now(), users=[user_id])
     refs = [ScopeRef(Scope.ORDER, user_id), ScopeRef(Scope.USER, user_id),
             ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
+    if bot_id is not None:
+        refs.append(await bot_scope(session, gate, bot_id))
     decision = check_order(
         order,
         scopes=refs,
@@ -270,9 +303,11 @@ async def _record_pending(
     connection: ExchangeConnection,
     market: ExchangeMarket,
     submission: OrderSubmission,
+    bot_id: int | None = None,
 ) -> int:
     async with rt.sessions() as session, session.begin():
-        await _check_risk(rt, session, connection.user_id, _proposed(market, submission))
+        proposed = _proposed(market, submission)
+        await _check_risk(rt, session, connection.user_id, proposed, bot_id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,
@@ -557,7 +592,25 @@ async def _record_account(
             [t.price for t in trades], [t.quantity for t in trades], [t.fee for t in trades],
             [t.fee_currency for t in trades], [t.at for t in trades],
         )  # fmt: skip
-    return Reconciled(len(updates), int(result.split()[-1]))
+        recorded = Reconciled(len(updates), int(result.split()[-1]))
+        await _tell(session, connection_id, symbol, recorded)
+    return recorded
+
+
+async def _tell(
+    session: AsyncSession, connection_id: int, symbol: str, recorded: Reconciled
+) -> None:
+    """An ``exchange-orders`` event when orders moved or fills were recorded, in their
+    transaction (the bots job wakes the account's bots on it)."""
+    if not (recorded.orders_changed or recorded.fills_added):
+        return
+    owner = await session.scalar(
+        select(ExchangeConnection.user_id).where(ExchangeConnection.id == connection_id)
+    )
+    payload = topics.ExchangeOrdersChanged(
+        connection_id, symbol, recorded.orders_changed, recorded.fills_added
+    )
+    await outbox.write(session, topics.exchange_orders_changed(owner, payload))
 
 
 def _moved(

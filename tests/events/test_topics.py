@@ -463,6 +463,11 @@ SAMPLES: dict[topics.Topic[Any], tuple[tuple[Any, ...], dict[str, Any]]] = {
             "at": AT_WIRE,
         },
     ),
+    topics.EXCHANGE_ORDERS: (
+        (5, topics.ExchangeOrdersChanged(connection_id=3, symbol=SYMBOL, orders_changed=2,
+                                         fills_added=1)),
+        {"connectionId": 3, "symbol": SYMBOL, "ordersChanged": 2, "fillsAdded": 1},
+    ),
     topics.BACKTEST_PROGRESS: (
         (
             5,

@@ -14,7 +14,8 @@ always did (an order's side and reason, a trade's sequence).
 
 One module per producing domain: ``trading`` (the matching engine's), ``wallets``,
 ``social``, ``accounts`` (KYC, credentials, notifications), ``staking``, ``backtesting``,
-``paper`` (paper accounts' fills and orders), ``bots`` (a bot's steps).
+``paper`` (paper accounts' fills and orders), ``bots`` (a bot's steps), ``exchanges``
+(a connected account's orders changed at its exchange).
 ``BUILDERS`` maps every topic to its builder; ``CATALOGUE`` lists them all.
 """
 
@@ -41,6 +42,11 @@ from app.events.topics.backtesting import (
 )
 from app.events.topics.base import Event, Payload, Topic, Wire, channel
 from app.events.topics.bots import BOTS, BotDecided, bot_decided
+from app.events.topics.exchanges import (
+    EXCHANGE_ORDERS,
+    ExchangeOrdersChanged,
+    exchange_orders_changed,
+)
 from app.events.topics.paper import (
     PAPER_FILLS,
     PAPER_ORDERS,
@@ -138,6 +144,7 @@ BUILDERS: dict[Topic[Any], Callable[..., Event]] = {
     PAPER_FILLS: paper_filled,
     PAPER_ORDERS: paper_order_updated,
     BOTS: bot_decided,
+    EXCHANGE_ORDERS: exchange_orders_changed,
 }
 CATALOGUE: tuple[Topic[Any], ...] = tuple(BUILDERS)
 
@@ -153,6 +160,7 @@ __all__ = [
     "DEPOSIT_FAILED",
     "DEPOSIT_HELD",
     "DEPOSIT_REVERSED",
+    "EXCHANGE_ORDERS",
     "FILLS",
     "FOLLOW_PAUSED",
     "KYC_REVIEWED",
@@ -178,6 +186,7 @@ __all__ = [
     "DepositHalted",
     "DepositReversed",
     "Event",
+    "ExchangeOrdersChanged",
     "Fill",
     "FollowPaused",
     "KycReviewed",
