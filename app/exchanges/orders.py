@@ -31,7 +31,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
-from app.events import outbox, topics
 from app.exchanges.accounts import ACTIVE, DISCONNECTED, binding_of, sealed_of
 from app.exchanges.connector import ExchangeSession
 from app.exchanges.domain.catalogue import ExchangeId
@@ -60,11 +59,13 @@ from app.exchanges.domain.orders import (
     check_submission,
     new_client_order_id,
 )
+from app.exchanges.order_events import orders_changed
 from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
 from app.risk.gate import bot_scope, read_context
 from app.runtime import Runtime
+from app.trading.domain.errors import ClientOrderIdReused
 from app.trading.domain.orders import Side
 from app.trading.engine.settlement import CASH
 from db.models import ExchangeConnection, ExchangeFill, ExchangeOrder
@@ -95,9 +96,7 @@ class PlaceOrder:
     quantity: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
-    # the caller's own id (a bot's venue: ``app.exchanges.venue``): placing it again
-    # returns the order placed with it, never a second one; None: a new one is made
-    client_order_id: str | None = None
+    client_order_id: str | None = None  # the caller's (``app.exchanges.venue``), or a new one
     bot_id: int | None = None  # a bot's order: its BOT scope's risk limits apply too
 
 
@@ -204,10 +203,6 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
         )
     if connection.status != ACTIVE:
         raise ValidationFailed("This exchange account is suspended", field="accountId")
-    if request.client_order_id is not None and (
-        placed := await order_by_client_id(rt, connection.id, request.client_order_id)
-    ):
-        return placed  # placed once already: never sent again
     async with _session(rt, connection) as session:
         market = _market(await session.markets(), request.symbol)
         submission = submission_for(request, market)
@@ -221,24 +216,9 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
         _check_sizing(ExchangeId(connection.exchange), submission)
         try:
             order_id = await _record_pending(rt, connection, market, submission, request.bot_id)
-        except IntegrityError:  # the same client order id recorded at this moment
-            placed = await order_by_client_id(rt, connection.id, submission.client_order_id)
-            if request.client_order_id is None or placed is None:
-                raise
-            return placed
+        except IntegrityError:  # the caller's client order id is the account's already
+            raise ClientOrderIdReused(field="clientOrderId") from None
         return await _submit(rt, session, order_id, submission)
-
-
-async def order_by_client_id(
-    rt: Runtime, connection_id: int, client_order_id: str
-) -> ExchangeOrder | None:
-    async with rt.reads() as session:
-        return await session.scalar(
-            select(ExchangeOrder).where(
-                ExchangeOrder.connection_id == connection_id,
-                ExchangeOrder.client_order_id == client_order_id,
-            )
-        )
 
 
 def _check_sizing(exchange: ExchangeId, submission: OrderSubmission) -> None:
@@ -306,8 +286,8 @@ async def _record_pending(
     bot_id: int | None = None,
 ) -> int:
     async with rt.sessions() as session, session.begin():
-        proposed = _proposed(market, submission)
-        await _check_risk(rt, session, connection.user_id, proposed, bot_id)
+        order = _proposed(market, submission)
+        await _check_risk(rt, session, connection.user_id, order, bot_id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,
@@ -593,24 +573,11 @@ async def _record_account(
             [t.fee_currency for t in trades], [t.at for t in trades],
         )  # fmt: skip
         recorded = Reconciled(len(updates), int(result.split()[-1]))
-        await _tell(session, connection_id, symbol, recorded)
+        if recorded.orders_changed or recorded.fills_added:
+            await orders_changed(
+                session, connection_id, symbol, recorded.orders_changed, recorded.fills_added
+            )
     return recorded
-
-
-async def _tell(
-    session: AsyncSession, connection_id: int, symbol: str, recorded: Reconciled
-) -> None:
-    """An ``exchange-orders`` event when orders moved or fills were recorded, in their
-    transaction (the bots job wakes the account's bots on it)."""
-    if not (recorded.orders_changed or recorded.fills_added):
-        return
-    owner = await session.scalar(
-        select(ExchangeConnection.user_id).where(ExchangeConnection.id == connection_id)
-    )
-    payload = topics.ExchangeOrdersChanged(
-        connection_id, symbol, recorded.orders_changed, recorded.fills_added
-    )
-    await outbox.write(session, topics.exchange_orders_changed(owner, payload))
 
 
 def _moved(

@@ -153,10 +153,14 @@ class ExchangeVenue:
 
     async def order_of(self, client_order_id: str) -> ExchangeOrder | None:
         """The account's order placed with the caller's ``client_order_id``."""
-        found = await orders.order_by_client_id(
-            self.rt, self.account_id, exchange_client_id(client_order_id)
-        )
-        return found if found is not None and found.user_id == self.user_id else None
+        async with self.rt.reads() as session:
+            return await session.scalar(
+                select(ExchangeOrder).where(
+                    ExchangeOrder.connection_id == self.account_id,
+                    ExchangeOrder.user_id == self.user_id,
+                    ExchangeOrder.client_order_id == exchange_client_id(client_order_id),
+                )
+            )
 
     async def _exchange(self) -> ExchangeId:
         async with self.rt.reads() as session:
@@ -180,6 +184,12 @@ class ExchangeVenue:
             row = await orders.place_order(self.rt, user_id=self.user_id, request=_named(
                 wanted, exchange_client_id(client_order_id), self.bot_id
             ))  # fmt: skip
+        except ClientOrderIdReused:  # the same submit at this moment (another process)
+            placed = await self.order_of(client_order_id)
+            if placed is None:
+                return OrderAck(client_order_id, None, None, ClientOrderIdReused.code)
+            return _ack(client_order_id, placed, None if _same(placed, wanted) else
+                        ClientOrderIdReused.code)  # fmt: skip
         except UserError as error:
             return await self._refused(client_order_id, error)
         return _ack(client_order_id, row)
