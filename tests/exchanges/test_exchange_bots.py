@@ -23,7 +23,7 @@ from tests.exchanges.test_accounts_api import _connect
 from tests.risk.support import force_state
 from tests.support.bot_api import CREATE, STOP, dca_input, grid_input
 from tests.support.documents import signed_in
-from tests.support.exchanges import fill
+from tests.support.exchanges import TapeTrade, fill
 from tests.support.exchanges.keys import new_account
 
 ORDER_EXCHANGES = ("binance", "kraken", "okx", "bybit", "coinbase")
@@ -279,3 +279,32 @@ async def test_its_bot_scope_halted_refuses_its_next_order_as_its_decision(gql, 
             select(BotCommand.ack_code).where(BotCommand.bot_id == bot_id)
         ))  # fmt: skip
     assert "RISK_HALTED" in codes, codes
+
+
+async def test_its_exchanges_price_wakes_it_the_platforms_does_not(gql, rt, exchanges, monkeypatch):
+    """A grid that stops at its bounds: the platform's BTC/USDT is not its market; the
+    exchange's ticker reaching its top (94000) wakes it, and it stops."""
+    monkeypatch.setattr(
+        rt, "settings", rt.settings.model_copy(update={"exchange_ticker_cache_seconds": 0})
+    )
+    server = exchanges["binance"]
+    token, account_id = await _account(gql, exchanges, "binance")
+    await _create(gql, token, account_id, grid_input(investment="500", atBounds="STOP"))
+    bot_id = await _bot_id(rt)
+    await orders.poll_live(rt)
+    await worker.run_once(rt)
+    async with rt.sessions() as session:
+        before = await session.get(Bot, bot_id)
+    assert before.last_price == Decimal("89999.98") and before.status == "RUNNING"
+    await worker.run_once(rt)  # the same price: not stepped again
+    async with rt.sessions() as session:
+        assert (await session.get(Bot, bot_id)).steps == before.steps
+    last = server.tapes["BTC/USDT"].trades[-1]
+    server.tapes["BTC/USDT"].trades.append(
+        TapeTrade(last.trade_id + 1, last.time_ms + 1, Decimal(95000), Decimal("0.1"), "buy")
+    )
+    await worker.run_once(rt)
+    async with rt.sessions() as session:
+        after = await session.get(Bot, bot_id)
+    assert after.last_price == Decimal(95000) and after.status != "RUNNING"
+    assert all(o.status != "open" for o in server.orders)
