@@ -9,6 +9,7 @@ that writes nothing."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -16,11 +17,13 @@ from sqlalchemy import func, select, update
 
 from app.bots import worker
 from app.exchanges import orders
-from app.exchanges.venue import exchange_client_id
+from app.exchanges.venue import ExchangeVenue, exchange_client_id
 from app.risk.domain.states import RiskState, Scope, ScopeRef
+from app.trading.domain.orders import OrderRequest, OrderStatus, OrderType, Side
 from db.models import Bot, BotCommand, BotDecision, ExchangeFill, ExchangeOrder
 from tests.exchanges.test_accounts_api import _connect
 from tests.risk.support import force_state
+from tests.support import pk
 from tests.support.bot_api import CREATE, STOP, dca_input, grid_input
 from tests.support.documents import signed_in
 from tests.support.exchanges import TapeTrade, fill
@@ -308,3 +311,44 @@ async def test_its_exchanges_price_wakes_it_the_platforms_does_not(gql, rt, exch
         after = await session.get(Bot, bot_id)
     assert after.last_price == Decimal(95000) and after.status != "RUNNING"
     assert all(o.status != "open" for o in server.orders)
+
+
+async def test_the_exchange_venue_is_the_venue_interface_over_one_account(gql, rt, exchanges):
+    server = exchanges["okx"]
+    token, account_id = await _account(gql, exchanges, "okx")
+    uid = pk((await gql.data("{ me { id } }", token=token))["me"]["id"])
+    venue = ExchangeVenue(rt, user_id=uid, account_id=pk(account_id))
+    buy = OrderRequest(Side.BUY, OrderType.LIMIT, Decimal("0.01"), Decimal(89000))
+    first = await venue.submit(symbol="BTC/USDT", client_order_id="a:1", request=buy)
+    again = await venue.submit(symbol="BTC/USDT", client_order_id="a:1", request=buy)
+    assert first.ok and again == first and first.status is OrderStatus.OPEN
+    other = replace(buy, quantity=Decimal("0.02"))
+    reused = await venue.submit(symbol="BTC/USDT", client_order_id="a:1", request=other)
+    assert reused.code == "CLIENT_ORDER_ID_REUSED"
+    [order] = server.orders  # once
+    assert order.client_order_id == exchange_client_id("a:1")
+    off_tick = replace(buy, price=Decimal("89000.005"))
+    refused = await venue.submit(symbol="BTC/USDT", client_order_id="a:2", request=off_tick)
+    assert refused.code == "VALIDATION_FAILED" and refused.order_id is None
+    post_only = replace(buy, post_only=True)
+    refused = await venue.submit(symbol="BTC/USDT", client_order_id="a:3", request=post_only)
+    assert refused.code == "EXCHANGE_ORDER_TYPE_NOT_AVAILABLE"
+    amend = await venue.amend(client_order_id="a:1", price=Decimal(1), quantity=Decimal(1))
+    assert amend.code == "EXCHANGE_AMEND_NOT_AVAILABLE"
+    [open_order] = await venue.open_orders()
+    assert (open_order.order_id, open_order.quantity) == (first.order_id, Decimal("0.01"))
+    assert (await venue.balances())["USDT"].available == Decimal("1234.5")
+    fill(server, order, Decimal("0.004"))
+    await orders.poll_live(rt)
+    [filled] = await venue.events()
+    assert (filled.quantity, filled.remaining, filled.price) == (
+        Decimal("0.004"), Decimal("0.006"), Decimal(89000))  # fmt: skip
+    assert await venue.events(after=filled.number) == ()
+    canceled = await venue.cancel(client_order_id="a:1")
+    assert canceled.ok and canceled.status is OrderStatus.CANCELED
+    assert order.status == "canceled"
+    assert (await venue.cancel(client_order_id="nope")).code == "ORDER_NOT_FOUND"
+    someone = ExchangeVenue(rt, user_id=uid + 1000, account_id=pk(account_id))
+    assert (await someone.submit(symbol="BTC/USDT", client_order_id="b", request=buy)).code == (
+        "NOT_FOUND")  # fmt: skip
+    assert len(server.orders) == 1
