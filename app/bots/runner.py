@@ -1,7 +1,10 @@
 """Running bots: a wake steps a batch of bots in one transaction, then sends the
 commands those steps stored. The same for every venue a bot trades on: a live bot as its
-sub-account, a paper bot on its paper account; what differs (reading its orders and
-fills, sending, what a stopped bot gives back) is ``app.bots.venues``.
+sub-account, a paper bot on its paper account, an exchange bot on its owner's connected
+exchange account; what differs (reading its orders and fills, sending, what a stopped
+bot gives back) is ``app.bots.venues``. An exchange bot's market is its exchange's (its
+rules from the bot's row, its price from the exchange's ticker, read before the
+transaction: ``exchange_prices``).
 
 A wake of bots ``ids`` (``step_bots``, in the caller's transaction):
 
@@ -25,7 +28,8 @@ A wake of bots ``ids`` (``step_bots``, in the caller's transaction):
 
 and after the commit ``send_commands`` sends every unsent command of those bots, in
 order, through the bot's venue: ``LiveVenue`` as its sub-account (the same placement,
-checks, holds and typed refusals as the API), or the paper orders of its paper account.
+checks, holds and typed refusals as the API), the paper orders of its paper account,
+or ``ExchangeVenue`` on its connected account (within its budget).
 A crash between the commit and the sends loses nothing: the commands are still unsent,
 and sending them again places each order once (either venue takes a client order id
 once). Acks that end an order (a refusal, a cancel) need one more step, so ``run_bots``
