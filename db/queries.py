@@ -12,6 +12,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Integer,
+    ScalarSelect,
     Select,
     any_,
     bindparam,
@@ -244,4 +245,15 @@ async def list_users(session: AsyncSession, *, first: int, after: str | None) ->
     """Every account, newest first (admin listing)."""
     return await keyset_page(
         session, select(User), key=User.id, first=first, after=after, descending=True
+    )
+
+
+def filled_so_far(fill: Any) -> ScalarSelect[Any]:
+    """The quantity of a fill's order filled up to and including that fill (``fill``: a
+    fills table's model with ``id``, ``order_id`` and ``quantity``), for a select of it."""
+    earlier = aliased(fill)
+    return (
+        select(func.sum(earlier.quantity))
+        .where(earlier.order_id == fill.order_id, earlier.id <= fill.id)
+        .scalar_subquery()
     )

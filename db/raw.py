@@ -53,6 +53,7 @@ Raw users:
     app.backtesting.leader_history  a leader's fills and positions before each sell
     app.bots.runner             a batch of bots' steps: one read per table, one write per table
     app.bots.worker             which bots a batch of events wakes (an index per price bound)
+    app.bots.venues             an exchange bot's budget: its orders and fills in one read
     app.risk.gate               the risk context of a batch, in the placement's markets statement
     app.risk.transitions        a scope's state locked and moved, its transition recorded
     app.risk.triggers           the fills consumer: a batch's limits, locks, P&L, cancels

@@ -17,6 +17,14 @@ the bot with what a live bot would be funded with as play money. No sub-account,
 real money; its stop gives nothing back (the play money stays on the paper account,
 readable). Where the runner reads and sends: ``app.bots.venues``.
 
+A bot on a connected exchange account (``create_bot(exchange_account_id=...)``) trades
+there with its owner's money as it is at the exchange: no sub-account, nothing moved
+from the wallet; its market is the exchange's (its rules kept on the row,
+``market_specs``), its orders go through ``app.exchanges.orders`` (sent once, the
+owner's risk scopes and the bot's) and its budget bounds what they commit
+(``venues.ExchangeBudget``). Its stop cancels its orders at the exchange; nothing is
+given back.
+
     RUNNING    steps on its fills, prices, alerts and timer
     paused     RUNNING or STOPPING, not stepped: its resting orders stay at the venue,
                and what they did is stepped on when it resumes
@@ -99,12 +107,15 @@ async def create_bot(
     spec: BotSpec,
     ip_allowlist: Sequence[str] = (),
     paper: bool = False,
+    exchange_account_id: int | None = None,
 ) -> Created:
     """A new RUNNING bot, funded and stepped once (it may place orders at once). A
     ``paper`` bot gets a paper account of its own instead of a sub-account, opened with
     what the bot would be funded with as play money (``ValidationFailed``, field
     ``paper``, beyond the paper limits or for more than one market); the owner's wallet
-    is not touched."""
+    is not touched. On a connected exchange account (``exchange_account_id``, checked by
+    ``preview``; ``spec.markets`` the exchange's): no sub-account and no funding, the
+    money stays at the exchange and the bot's budget bounds what its orders commit."""
     owner = _owner(user_id)
     spec = validate(spec)
     needs = funding(spec)
@@ -119,7 +130,7 @@ async def create_bot(
         account = paper_account = None
         if paper:
             paper_account = await _paper_account(session, owner, spec, needs, rt.now())
-        else:
+        elif exchange_account_id is None:
             account = await _sub_account(session, owner, spec.name)
         token = secret = secret_hash = None
         if _wants_webhook(spec):
@@ -129,6 +140,10 @@ async def create_bot(
                 insert(Bot)
                 .values(
                     user_id=owner, account_id=account, paper_account_id=paper_account,
+                    exchange_account_id=exchange_account_id,
+                    market_specs=(
+                        None if exchange_account_id is None else codec.to_json(spec.markets)
+                    ),
                     kind=spec.kind.value, name=spec.name,
                     symbols=list(spec.symbols), quote=spec.quote,
                     budget=sum(needs.values()) if len(needs) == 1 else needs.get(spec.quote, 1),
@@ -266,7 +281,7 @@ async def rename_bot(rt: Runtime, *, user_id: int | None, bot_id: int, name: str
             await session.execute(
                 update(User).where(User.id == bot.account_id).values(display_name=bot.name)
             )
-        else:
+        elif bot.paper_account_id is not None:
             await session.execute(
                 update(PaperAccount)
                 .where(PaperAccount.id == bot.paper_account_id)

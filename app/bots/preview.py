@@ -7,8 +7,10 @@ A ``BotRequest`` is what a client asks for: a name, one kind's settings (the kin
 the settings' type), the symbol it trades (a rebalance bot: none, its markets are
 ``<asset>/<quote>`` of its targets), what a rebalance bot is given, and the sources its
 webhook takes alerts from (an alert-driven bot only: SIGNAL, or DCA started by alerts),
-and whether it is a paper bot (``paper``: ``bots.create_bot(paper=True)``, play money on
-a paper account of its own). Every check refuses with nothing written:
+whether it is a paper bot (``paper``: ``bots.create_bot(paper=True)``, play money on
+a paper account of its own), or one on the owner's connected exchange account
+(``exchange_account_id``: its market checked there, ``exchange_markets``; its prices
+the exchange's; no quick backtest). Every check refuses with nothing written:
 ``ValidationFailed`` naming the input field, ``UnknownMarket`` / ``MarketHalted``,
 ``GridSpacingBelowFees``. A paper bot's pre-flight is a live bot's; what its paper
 account could not hold (several markets, play money beyond the paper caps) is refused
@@ -51,7 +53,7 @@ from app.accounts.domain.api_keys import normalise_networks
 from app.backtesting.domain.evaluation import evaluate, venue_candles
 from app.backtesting.domain.metrics import BacktestMetrics
 from app.backtesting.domain.runner import SUBMIT, run_backtest
-from app.bots import bots
+from app.bots import bots, exchange_markets
 from app.bots.domain.backtest import BotStrategy
 from app.bots.domain.dca_settings import DcaSettings, StartCondition
 from app.bots.domain.grid_settings import GridSettings
@@ -93,6 +95,7 @@ class BotRequest:
     allocation: tuple[Holding, ...] = ()  # REBALANCE
     ip_allowlist: tuple[str, ...] = ()  # an alert-driven bot's webhook
     paper: bool = False  # on a paper account of its own, with play money
+    exchange_account_id: int | None = None  # on the owner's connected exchange account
 
     @property
     def kind(self) -> BotKind:
@@ -141,26 +144,39 @@ async def preview_bot(rt: Runtime, *, user_id: int | None, request: BotRequest) 
     """The checks, the pre-flight and the quick backtest; nothing is written."""
     if user_id is None:
         raise NotAuthenticated()
-    spec, prices = await _checked(rt, request)
-    return Preview(spec, preflight(spec, prices), *await quick_backtest(rt, spec))
+    spec, prices = await _checked(rt, request, user_id)
+    return Preview(spec, preflight(spec, prices), *await _backtest(rt, spec, request))
+
+
+async def _backtest(
+    rt: Runtime, spec: BotSpec, request: BotRequest
+) -> tuple[QuickBacktest | None, str | None]:
+    if request.exchange_account_id is not None:
+        return None, "A bot on an exchange account: no backtest on the platform's candles"
+    return await quick_backtest(rt, spec)
 
 
 async def create_bot(rt: Runtime, *, user_id: int | None, request: BotRequest) -> Made:
     """The pre-flight, then the bot (``bots.create_bot``), then its quick backtest."""
     if user_id is None:
         raise NotAuthenticated()
-    spec, prices = await _checked(rt, request)
+    spec, prices = await _checked(rt, request, user_id)
     flight = preflight(spec, prices)
     try:
         created = await bots.create_bot(
-            rt, user_id=user_id, spec=spec, ip_allowlist=allowlist(request), paper=request.paper
+            rt,
+            user_id=user_id,
+            spec=spec,
+            ip_allowlist=allowlist(request),
+            paper=request.paper,
+            exchange_account_id=request.exchange_account_id,
         )
     except InsufficientFunds as error:  # named after the setting that asks for the money
         raise InsufficientFunds(error.message, field=FUNDED_BY[spec.kind]) from None
     async with rt.reads() as session:  # as it is after its first steps
         (bot,) = await bots.bots_by_ids(session, [created.bot.id])
     try:  # the bot is made: nothing the backtest meets may fail the call now
-        backtest, skipped = await quick_backtest(rt, spec)
+        backtest, skipped = await _backtest(rt, spec, request)
     except UserError as error:
         backtest, skipped = None, f"The backtest stopped: {error.message}"
     return Made(bot or created.bot, created.webhook_secret,
@@ -180,11 +196,14 @@ def takes_alerts(settings: Settings) -> bool:
 
 
 async def _checked(
-    rt: Runtime, request: BotRequest
+    rt: Runtime, request: BotRequest, user_id: int
 ) -> tuple[BotSpec, Mapping[str, Decimal | None]]:
-    """The validated spec and its markets' last prices by symbol."""
+    """The validated spec and its markets' last prices by symbol (an exchange bot's: its
+    exchange's, ``exchange_markets``)."""
     symbols = _symbols(request)
     allowlist(request)
+    if request.exchange_account_id is not None:
+        return await _exchange_checked(rt, request, user_id, symbols)
     async with rt.reads() as session:
         markets = await bots.markets_for(session, symbols)
         rows = await markets_with_quote_rates(session, [m.symbol for m in markets])
@@ -193,6 +212,26 @@ async def _checked(
     if request.paper:
         paper_checks(spec)
     return spec, {symbol: row.last_price for symbol, (row, _) in rows.items()}
+
+
+async def _exchange_checked(
+    rt: Runtime, request: BotRequest, user_id: int, symbols: tuple[str, ...]
+) -> tuple[BotSpec, Mapping[str, Decimal | None]]:
+    account_id = request.exchange_account_id
+    assert account_id is not None
+    if request.paper:
+        raise ValidationFailed("A paper bot or one on an exchange account, not both",
+                               field=exchange_markets.FIELD)  # fmt: skip
+    if request.kind is BotKind.REBALANCE:
+        raise ValidationFailed("A rebalance bot is given holdings from your wallet: it runs"
+                               " on the platform", field=exchange_markets.FIELD)  # fmt: skip
+    symbol = exchange_markets.one_market(symbols)
+    market = await exchange_markets.exchange_market(
+        rt, user_id=user_id, account_id=account_id, symbol=symbol
+    )
+    spec = validate(BotSpec(request.kind, request.name, request.settings, (market.spec,),
+                            request.allocation))  # fmt: skip
+    return spec, {market.spec.symbol: market.last_price}
 
 
 def paper_checks(spec: BotSpec) -> None:

@@ -1,7 +1,10 @@
 """Running bots: a wake steps a batch of bots in one transaction, then sends the
 commands those steps stored. The same for every venue a bot trades on: a live bot as its
-sub-account, a paper bot on its paper account; what differs (reading its orders and
-fills, sending, what a stopped bot gives back) is ``app.bots.venues``.
+sub-account, a paper bot on its paper account, an exchange bot on its owner's connected
+exchange account; what differs (reading its orders and fills, sending, what a stopped
+bot gives back) is ``app.bots.venues``. An exchange bot's market is its exchange's (its
+rules from the bot's row, its price from the exchange's ticker, read before the
+transaction: ``exchange_prices``).
 
 A wake of bots ``ids`` (``step_bots``, in the caller's transaction):
 
@@ -25,7 +28,8 @@ A wake of bots ``ids`` (``step_bots``, in the caller's transaction):
 
 and after the commit ``send_commands`` sends every unsent command of those bots, in
 order, through the bot's venue: ``LiveVenue`` as its sub-account (the same placement,
-checks, holds and typed refusals as the API), or the paper orders of its paper account.
+checks, holds and typed refusals as the API), the paper orders of its paper account,
+or ``ExchangeVenue`` on its connected account (within its budget).
 A crash between the commit and the sends loses nothing: the commands are still unsent,
 and sending them again places each order once (either venue takes a client order id
 once). Acks that end an order (a refusal, a cancel) need one more step, so ``run_bots``
@@ -39,6 +43,7 @@ bots to wake (``app.bots.worker``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,10 +74,14 @@ from app.bots.domain.runtime import (
     TimerTick,
 )
 from app.bots.venues import VENUES, BotVenue, venue_of
+from app.core.errors import UserError
 from app.events import outbox, topics
+from app.exchanges import market_data
+from app.exchanges.domain.catalogue import ExchangeId
 from app.runtime import Runtime
 from app.trading.domain.orders import (
     FINAL_STATUSES,
+    MarketSpec,
     OrderRequest,
     OrderStatus,
     Side,
@@ -82,11 +91,15 @@ from app.venues.domain.venue import OrderAck
 from db.raw import columns, driver
 from db.session import in_transaction
 
+log = logging.getLogger(__name__)
 MAX_ROUNDS = 5  # steps of one wake for a bot whose acks end orders at once
 _FINAL = [s.value for s in FINAL_STATUSES]
 
 _LOCK = """
-    SELECT id, user_id, account_id, paper_account_id, kind, symbols, settings, state,
+    SELECT id, user_id, account_id, paper_account_id, exchange_account_id, market_specs,
+           (SELECT c.exchange FROM exchange_connections c
+            WHERE c.id = bots.exchange_account_id) AS exchange,
+           kind, symbols, settings, state,
            allocation, paused, steps, wake_at, last_price, close_on_stop
     FROM bots WHERE id = ANY($1::bigint[]) AND status <> 'STOPPED'
     ORDER BY id FOR NO KEY UPDATE
@@ -123,8 +136,8 @@ _COMMANDS = """
                          $6::jsonb[], $7::text[])
 """
 _UNSENT = """
-    SELECT c.id, c.bot_id, b.user_id, b.account_id, b.paper_account_id, c.kind,
-           c.client_order_id, c.symbol, c.request
+    SELECT c.id, c.bot_id, b.user_id, b.account_id, b.paper_account_id,
+           b.exchange_account_id, b.budget, c.kind, c.client_order_id, c.symbol, c.request
     FROM bot_commands c JOIN bots b ON b.id = c.bot_id
     WHERE c.bot_id = ANY($1::bigint[]) AND c.sent_at IS NULL
     ORDER BY c.bot_id, c.id
@@ -151,10 +164,12 @@ class Stepped:
 
 
 async def step_bots(
-    session: AsyncSession, ids: Sequence[int], *, now: datetime, wake: Wake | None = None
-) -> Stepped:
+    session: AsyncSession, ids: Sequence[int], *, now: datetime, wake: Wake | None = None,
+    prices: Prices | None = None,
+) -> Stepped:  # fmt: skip
     """Step the bots ``ids`` (those not STOPPED; a paused one only to stop it) in the
-    session's transaction: see the module's docstring."""
+    session's transaction: see the module's docstring. ``prices``: the exchange bots'
+    markets' last prices (``exchange_prices``, read before the transaction)."""
     wake = wake or Wake()
     connection = await driver(session)
     rows = await connection.fetch(_LOCK, sorted(set(ids)))
@@ -175,7 +190,7 @@ async def step_bots(
     for alert in await connection.fetch(_ALERTS, bot_ids):
         alerts[alert["bot_id"]].append(alert)
     for bot in bots:
-        bot.last_price = _catch_up(bot, markets, now)
+        bot.last_price = _catch_up(bot, _prices_of(bot, markets, prices or {}), now)
         for alert in sorted(alerts[bot.id], key=lambda a: a["id"]):
             bot.events.append(Signal(alert["received_at"], codec.from_json(Alert, alert["alert"])))
         if bot.row["wake_at"] is not None and bot.row["wake_at"] <= now:
@@ -201,7 +216,10 @@ class _Bot:
 
 def _load(row: Any, markets: Mapping[str, MarketRow]) -> _Bot:
     kind = BotKind(row["kind"])
-    specs = tuple(markets[s].spec for s in row["symbols"])
+    if row["exchange_account_id"] is not None:  # its exchange's markets, as stated
+        specs = codec.from_json(tuple[MarketSpec, ...], row["market_specs"])
+    else:
+        specs = tuple(markets[s].spec for s in row["symbols"])
     allocation = codec.from_json(tuple[Holding, ...], row["allocation"].get("holdings", []))
     bot = machine(kind, row["id"], read_settings(kind, row["settings"]), specs, allocation)
     return _Bot(row, bot, read_state(kind, row["state"]), last_price=row["last_price"])
@@ -258,17 +276,30 @@ async def _venue_events(
             bot.events.append(OrderEnd(now, order["client_order_id"], status, reason))
 
 
-def _catch_up(bot: _Bot, markets: Mapping[str, MarketRow], now: datetime) -> Decimal | None:
+def _prices_of(
+    bot: _Bot, markets: Mapping[str, MarketRow], prices: Prices
+) -> Mapping[str, Decimal | None]:
+    """The last price of each of the bot's markets: the platform's, or an exchange
+    bot's exchange's (None: not known)."""
+    exchange = bot.row["exchange"]
+    if exchange is None:
+        return {s: markets[s].last_price for s in bot.row["symbols"]}
+    return {s: prices.get((exchange, s)) for s in bot.row["symbols"]}
+
+
+def _catch_up(
+    bot: _Bot, last_prices: Mapping[str, Decimal | None], now: datetime
+) -> Decimal | None:
     """The bot's market's latest price, when it moved since the bot last saw it (a
     rebalance bot: each of its markets' every time); the price it has seen after."""
     symbols = bot.row["symbols"]
     if bot.row["kind"] == BotKind.REBALANCE.value:
         for symbol in symbols:
-            last = markets[symbol].last_price
+            last = last_prices[symbol]
             if last is not None:
                 bot.events.append(PriceTick(now, symbol, last))
         return None
-    price = markets[symbols[0]].last_price
+    price = last_prices[symbols[0]]
     if price is not None and price != bot.last_price:
         bot.events.append(PriceTick(now, symbols[0], price))
         return price
@@ -355,6 +386,45 @@ def _command_row(bot: _Bot, command: PlaceOrder | CancelOrder) -> tuple[Any, ...
     return (bot.id, steps, "CANCEL", command.client_order_id, None, None, command.reason)
 
 
+# --- exchange bots' prices ------------------------------------------------------------------
+
+Prices = Mapping[tuple[str, str], Decimal]  # (exchange, symbol) -> its last price
+
+_EXCHANGE_MARKETS = """
+    SELECT DISTINCT c.exchange, b.symbols[1] AS symbol
+    FROM bots b JOIN exchange_connections c ON c.id = b.exchange_account_id
+    WHERE b.exchange_account_id IS NOT NULL AND b.status <> 'STOPPED'
+      AND ($1::bigint[] IS NULL OR b.id = ANY($1::bigint[]))
+    ORDER BY 1, 2
+"""
+
+
+async def exchange_prices(
+    rt: Runtime, ids: Sequence[int] | None = None
+) -> dict[tuple[str, str], Decimal]:
+    """The last prices of the markets the exchange bots (those of ``ids``; None: every
+    one not STOPPED) trade, from their exchanges' tickers (``market_data.ticker``: kept
+    briefly in Redis, so N bots on a market cost one request); a market whose exchange
+    does not answer now is left out (its bots step without a new price)."""
+    async with rt.reads() as session:
+        rows = await (await driver(session)).fetch(
+            _EXCHANGE_MARKETS, None if ids is None else sorted(set(ids))
+        )
+    prices: dict[tuple[str, str], Decimal] = {}
+    for row in rows:
+        try:
+            ticker = await market_data.ticker(
+                rt, exchange=ExchangeId(row["exchange"]), symbol=row["symbol"]
+            )
+        except UserError as error:
+            where = {"exchange": row["exchange"], "symbol": row["symbol"], "code": error.code}
+            log.warning("exchange price unavailable", extra=where)
+            continue
+        if ticker.last is not None:
+            prices[(row["exchange"], row["symbol"])] = ticker.last
+    return prices
+
+
 # --- sending ------------------------------------------------------------------------------
 
 
@@ -406,10 +476,15 @@ def _ends(ack: OrderAck) -> bool:
 # --- both ---------------------------------------------------------------------------------
 
 
-async def run_bots(rt: Runtime, ids: Sequence[int], *, wake: Wake | None = None) -> Stepped:
+async def run_bots(
+    rt: Runtime, ids: Sequence[int], *, wake: Wake | None = None, prices: Prices | None = None
+) -> Stepped:
     """Step bots ``ids`` and send what they decided, again for those whose acks ended an
-    order (at most ``MAX_ROUNDS`` times)."""
+    order (at most ``MAX_ROUNDS`` times). ``prices``: as ``exchange_prices`` (read here
+    for the exchange bots of ``ids`` when not given)."""
     total = Stepped()
+    if prices is None:
+        prices = await exchange_prices(rt, ids)
     pending, first = list(ids), wake
     for _ in range(MAX_ROUNDS):
         if not pending:
@@ -419,7 +494,7 @@ async def run_bots(rt: Runtime, ids: Sequence[int], *, wake: Wake | None = None)
         async def work(
             session: AsyncSession, batch: list[int] = batch, first: Wake | None = first
         ) -> Stepped:
-            return await step_bots(session, batch, now=rt.now(), wake=first)
+            return await step_bots(session, batch, now=rt.now(), wake=first, prices=prices)
 
         stepped = await in_transaction(rt.sessions, work)
         first = None

@@ -31,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
@@ -68,8 +69,9 @@ from app.exchanges.domain.triggers import child_of
 from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
-from app.risk.gate import read_context
+from app.risk.gate import bot_scope, read_context
 from app.runtime import Runtime
+from app.trading.domain.errors import ClientOrderIdReused
 from app.trading.domain.orders import Side
 from app.trading.engine.settlement import CASH
 from db.models import ExchangeConnection, ExchangeFill, ExchangeOrder
@@ -100,6 +102,8 @@ class PlaceOrder:
     quantity: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
+    client_order_id: str | None = None  # the caller's (``app.exchanges.venue``), or a new one
+    bot_id: int | None = None  # a bot's order: its BOT scope's risk limits apply too
 
 
 def _enum(enum: Any, text: str, field: str) -> Any:
@@ -120,7 +124,7 @@ def _market(markets: Sequence[ExchangeMarket], symbol: str) -> ExchangeMarket:
 
 def submission_for(request: PlaceOrder, market: ExchangeMarket) -> OrderSubmission:
     submission = OrderSubmission(
-        client_order_id=new_client_order_id(),
+        client_order_id=request.client_order_id or new_client_order_id(),
         symbol=market.symbol,
         side=_enum(Side, request.side, "side"),
         type=_enum(ExchangeOrderType, request.type, "type"),
@@ -230,8 +234,12 @@ async def place_order(
         emulated = support.emulated
         _check_sizing(ExchangeId(connection.exchange),
                       child_of(submission) if emulated else submission)  # fmt: skip
-        order_id = await _record_pending(rt, connection, market, submission,
-                                         emulated=emulated, leg=leg)  # fmt: skip
+        try:
+            order_id = await _record_pending(rt, connection, market, submission,
+                                             emulated=emulated, leg=leg,
+                                             bot_id=request.bot_id)  # fmt: skip
+        except IntegrityError:  # the caller's client order id is the account's already
+            raise ClientOrderIdReused(field="clientOrderId") from None
         if emulated:  # held ARMED by the platform (app/exchanges/triggers.py): not sent
             return await get_order(rt, user_id=user_id, order_id=order_id)
         return await _submit(rt, session, order_id, submission)
@@ -264,12 +272,15 @@ def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOr
 
 
 async def _check_risk(
-    rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder
-) -> None:
+    rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder,
+    bot_id: int | None = None,
+) -> None:  # fmt: skip
     """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
     PLATFORM): a HALTED one refuses it, a REDUCING one refuses an entry, a PRE_TRADE
     limit refuses what exceeds it. The user's row is locked first, as the platform's
-    own placement does, so a state changing at this moment is seen."""
+    own placement does, so a state changing at this moment is seen. A bot's order
+    meets its BOT scope too (``bot_scope``: its state and its limits, on no figures of
+    its own: its exchange orders are not counted)."""
     if not rt.risk_checks:
         return
     connection = await driver(session)
@@ -277,6 +288,8 @@ async def _check_risk(
     gate = await read_context(session, rt.now(), users=[user_id])
     refs = [ScopeRef(Scope.ORDER, user_id), ScopeRef(Scope.USER, user_id),
             ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
+    if bot_id is not None:
+        refs.append(await bot_scope(session, gate, bot_id))
     decision = check_order(
         order,
         scopes=refs,
@@ -297,10 +310,12 @@ async def _record_pending(
     *,
     emulated: bool = False,
     leg: ListLeg | None = None,
+    bot_id: int | None = None,
 ) -> int:
     """The order's row, PENDING_SUBMIT (an emulated stop: ARMED), after the risk gate."""
     async with rt.sessions() as session, session.begin():
-        await _check_risk(rt, session, connection.user_id, _proposed(market, submission))
+        order = _proposed(market, submission)
+        await _check_risk(rt, session, connection.user_id, order, bot_id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,

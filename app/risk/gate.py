@@ -47,12 +47,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.notifications.notifications import NewNotification, create_notifications
 from app.risk import notices
 from app.risk.domain.checks import Decision, check_order, order_scopes
 from app.risk.domain.limits import (
+    PRE_TRADE_KINDS,
     Action,
     Figures,
     Limit,
@@ -68,6 +70,8 @@ from app.trading import markets
 from app.trading.domain.orders import MarketSpec, Side, ValidOrder
 from app.trading.engine.settlement import CASH
 from app.trading.markets import MarketRow
+from db.models import RiskLimit
+from db.models import RiskState as RiskStateRow
 from db.raw import driver
 
 _CASH = sorted(CASH)
@@ -313,6 +317,29 @@ async def read_context(
         *context_parameters(now, users, follows, exact=exact),
     )
     return gate_from(now, text)
+
+
+async def bot_scope(session: AsyncSession, gate: Gate, bot_id: int) -> ScopeRef:
+    """A bot trading without a sub-account (on a connected exchange account): its BOT
+    scope's PRE_TRADE limits and non-ACTIVE state, added to ``gate`` (``CONTEXT_SQL``
+    finds a bot by its sub-account only); its scope's reference."""
+    ref = ScopeRef(Scope.BOT, bot_id)
+    limits = await session.execute(
+        select(RiskLimit.__table__).where(
+            RiskLimit.scope == Scope.BOT.value, RiskLimit.scope_id == bot_id,
+            RiskLimit.kind.in_([k.value for k in PRE_TRADE_KINDS]),
+        )
+    )  # fmt: skip
+    gate.limits[ref] = [limit_of(row) for row in limits.mappings()]
+    states = await session.execute(
+        select(RiskStateRow.__table__).where(
+            RiskStateRow.scope == Scope.BOT.value, RiskStateRow.scope_id == bot_id,
+            RiskStateRow.state != RiskState.ACTIVE.value,
+        )
+    )  # fmt: skip
+    for row in states.mappings():
+        gate.states[ref] = status_of(row)
+    return ref
 
 
 def _decimal(value: Any) -> Decimal:

@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
 from app.core.errors import UserError
 from app.runtime import Runtime
@@ -45,6 +44,7 @@ from app.venues.domain.venue import (
 )
 from app.wallets.wallets import wallets_by_user_ids
 from db.models import Fill, Market, Order
+from db.queries import filled_so_far
 
 _LIVE = [s.value for s in LIVE_STATUSES]
 
@@ -135,14 +135,8 @@ class LiveVenue:
 
     async def events(self, *, after: int = 0, limit: int = 1000) -> tuple[VenueEvent, ...]:
         """The user's fills after the one numbered ``after``, oldest first."""
-        earlier = aliased(Fill)
-        filled_so_far = (
-            select(func.sum(earlier.quantity))
-            .where(earlier.order_id == Fill.order_id, earlier.id <= Fill.id)
-            .scalar_subquery()
-        )
         query = (
-            select(Fill, Order.client_order_id, Order.quantity, filled_so_far)
+            select(Fill, Order.client_order_id, Order.quantity, filled_so_far(Fill))
             .join(Order, Order.id == Fill.order_id)
             .where(Fill.user_id == self.user_id, Fill.id > after)
             .order_by(Fill.id)

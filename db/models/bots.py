@@ -34,7 +34,9 @@ class Bot(Base):
     whose ``owner_id`` is ``user_id``), funded from the owner's wallet when it starts and
     emptied back when it has stopped, so no bot can spend another's budget. A paper bot
     has a paper account of its own instead (``paper_account_id``, the owner's, opened
-    with its budget as play money), and no sub-account.
+    with its budget as play money), and no sub-account. An exchange bot trades on its
+    owner's connected exchange account (``exchange_account_id``): no sub-account, its
+    budget bounds what its orders may commit (``app.bots.venues.ExchangeBots``).
 
     ``state`` is the machine's state (``app.bots.domain.codec``); ``status`` and the
     ``watch_*`` columns repeat what it says so the worker can select without decoding it.
@@ -45,14 +47,23 @@ class Bot(Base):
         CheckConstraint("kind IN ('DCA', 'GRID', 'REBALANCE', 'SIGNAL')", name="kind"),
         CheckConstraint("status IN ('RUNNING', 'STOPPING', 'STOPPED')", name="status"),
         CheckConstraint("budget > 0", name="budget_positive"),
-        # a bot trades as a live sub-account or on a paper account, never both
-        CheckConstraint("num_nonnulls(account_id, paper_account_id) = 1", name="one_venue"),
+        # a bot trades as a live sub-account, on a paper account or on a connected
+        # exchange account: exactly one
+        CheckConstraint(
+            "num_nonnulls(account_id, paper_account_id, exchange_account_id) = 1",
+            name="one_venue",
+        ),
         Index(None, "user_id", "id"),
         Index(None, "id", postgresql_where="status <> 'STOPPED' AND NOT paused"),
         # which bots a trade at a price wakes (``app.bots.worker``)
         Index("ix_bots_watch_low", text("(symbols[1])"), "watch_low", postgresql_where=WATCHING),
         Index("ix_bots_watch_high", text("(symbols[1])"), "watch_high", postgresql_where=WATCHING),
         Index("ix_bots_watch_all", "id", postgresql_where=f"{WATCHING} AND watch_all"),
+        Index(
+            "ix_bots_exchange_account_id",
+            "exchange_account_id",
+            postgresql_where="status <> 'STOPPED' AND exchange_account_id IS NOT NULL",
+        ),
         Index("ix_bots_wake_at", "wake_at", postgresql_where="status <> 'STOPPED' AND NOT paused"),
     )
 
@@ -63,6 +74,12 @@ class Bot(Base):
     paper_account_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("paper_accounts.id"), unique=True
     )
+    # an exchange bot's: the connected account it trades on (shared: the money stays at
+    # the exchange), and its markets as the exchange stated them (``MarketSpec`` JSON)
+    exchange_account_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("exchange_connections.id")
+    )
+    market_specs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     kind: Mapped[str] = mapped_column(Text, nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     symbols: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)

@@ -1,10 +1,10 @@
 """``createBot`` / ``previewBot``'s input: a name, exactly one kind's settings (``dca``,
 ``grid``, ``signal`` or ``rebalance``), the symbol, a rebalance bot's allocation, an
-alert-driven bot's IP allowlist and ``paper`` (play money on a paper account of its
-own). Percentages are fractions (0.01 = 1 %), amounts are in the quote currency,
-durations whole seconds. ``to_request`` makes the service's
-``BotRequest``; the settings' limits are checked there (``ValidationFailed`` naming the
-input field)."""
+alert-driven bot's IP allowlist, ``paper`` (play money on a paper account of its
+own) and ``exchangeAccountId`` (on one of your connected exchange accounts).
+Percentages are fractions (0.01 = 1 %), amounts are in the quote currency, durations
+whole seconds. ``to_request`` makes the service's ``BotRequest``; the settings' limits
+are checked there (``ValidationFailed`` naming the input field)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from graphql_schema.bots.types import (
     GridSpacing,
     RebalanceTrigger,
 )
+from graphql_schema.exchanges.types import EXCHANGE_ACCOUNT
+from graphql_schema.ids import node_pk
 
 KIND_FIELDS = ("dca", "grid", "signal", "rebalance")
 
@@ -215,6 +217,16 @@ class CreateBotInput:
         " currency at its scale, 10 open paper accounts) or over several markets:"
         " ValidationFailed on `paper`.",
     )
+    exchange_account_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Trade on this connected exchange account of yours (an ExchangeAccount"
+        " id), on the exchange's market `symbol` (e.g. BTC/USDT), with the money you hold"
+        " there: nothing leaves your wallet; the bot's budget (baseOrder and safety"
+        " orders, investment, budget) bounds what its orders commit. DCA, GRID and SIGNAL"
+        " bots. Not yours or disconnected: NotFound; suspended, or with `paper`:"
+        " ValidationFailed; a symbol the exchange does not list: UnknownMarket; all on"
+        " `exchangeAccountId` or `symbol`.",
+    )
 
     def to_request(self) -> BotRequest:
         return BotRequest(
@@ -227,6 +239,13 @@ class CreateBotInput:
             ),
             ip_allowlist=tuple(self.ip_allowlist or ()),
             paper=self.paper,
+            exchange_account_id=(
+                None
+                if self.exchange_account_id is None
+                else node_pk(
+                    str(self.exchange_account_id), EXCHANGE_ACCOUNT, field="exchangeAccountId"
+                )
+            ),
         )
 
     def _settings(self) -> Settings:

@@ -17,11 +17,16 @@ from graphql_schema.bots.types import BotAmount, BotNode, amounts
 from graphql_schema.errors import (
     BotNotFound,
     BotStopped,
+    ExchangeKeyInvalid,
+    ExchangeRateLimited,
+    ExchangeUnavailable,
     GridSpacingBelowFees,
     InsufficientFunds,
     MarketHalted,
     NotAuthenticated,
+    NotFound,
     UnknownMarket,
+    UnsupportedExchange,
     ValidationFailed,
 )
 
@@ -189,9 +194,15 @@ class BotPayload:
     bot: BotNode
 
 
+# an exchange bot's account and market are checked at its exchange too
+_EXCHANGE_ERRORS = (
+    NotFound | UnsupportedExchange | ExchangeUnavailable | ExchangeKeyInvalid
+    | ExchangeRateLimited
+)  # fmt: skip
 _SETTINGS_ERRORS = (
     ValidationFailed | NotAuthenticated | UnknownMarket | MarketHalted | GridSpacingBelowFees
-)
+    | _EXCHANGE_ERRORS
+)  # fmt: skip
 CreateBotResult: TypeAlias = Annotated[
     CreateBotPayload | _SETTINGS_ERRORS | InsufficientFunds, strawberry.union("CreateBotResult")
 ]

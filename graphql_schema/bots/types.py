@@ -32,11 +32,11 @@ from db.models import Bot as BotRow
 from db.models import BotDecision as DecisionRow
 from db.models import Fill as FillRow
 from db.models import PaperFill as PaperFillRow
-from db.queries import page_key
+from db.queries import Page, page_key
 from graphql_schema.bots.orders import BotOrder, BotTrade, BotTradeConnection
 from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
-from graphql_schema.paging import to_connection
+from graphql_schema.paging import page_info, to_connection
 from graphql_schema.paper.types import PaperAccountNode
 from graphql_schema.scalars import serialize_decimal
 from graphql_schema.trading.markets import market_specs
@@ -152,9 +152,10 @@ class BotDecisionConnection(relay.Connection[BotDecision]):
 
 @strawberry.type(name="Bot")
 class BotNode(relay.Node):
-    """A trading bot: a state machine trading its budget in a sub-account of its own, or
-    (`paper`) play money on a paper account of its own. Visible to its owner only.
-    Figures are in its quote currency."""
+    """A trading bot: a state machine trading its budget in a sub-account of its own,
+    (`paper`) play money on a paper account of its own, or (`exchangeAccountId`) on one
+    of its owner's connected exchange accounts. Visible to its owner only. Figures are in
+    its quote currency."""
 
     id: relay.NodeID[int]
     kind: BotKind  # type: ignore[valid-type]
@@ -184,6 +185,17 @@ class BotNode(relay.Node):
             paper=row.paper_account_id is not None, created_at=row.created_at,
             stopped_at=row.stopped_at, _row=row, _figures={},
         )  # fmt: skip
+
+    @strawberry.field(
+        description="The connected exchange account it trades on (an ExchangeAccount id;"
+        " null for a bot on the platform). Its orders and fills there are that account's"
+        " `orders`; here its holdings, trades and open orders are empty."
+    )
+    def exchange_account_id(self) -> strawberry.ID | None:
+        pk = self._row.exchange_account_id
+        return (
+            None if pk is None else strawberry.ID(str(relay.GlobalID("ExchangeAccount", str(pk))))
+        )
 
     @strawberry.field(description="Its settings as createBot took them (amounts as strings).")
     def settings(self) -> strawberry.scalars.JSON:
@@ -257,6 +269,8 @@ class BotNode(relay.Node):
         self, info: Info, first: int = 20, after: str | None = None
     ) -> BotTradeConnection:
         loaders, paper = info.context.loaders, self._row.paper_account_id
+        if self._row.exchange_account_id is not None:
+            return BotTradeConnection(edges=[], page_info=page_info(Page([], False, False)))
         if paper is not None:
             key = page_key(paper, first=first, after=after, key=PaperFillRow.id)
             page, market = await asyncio.gather(
@@ -277,6 +291,8 @@ class BotNode(relay.Node):
     )
     async def open_orders(self, info: Info) -> list[BotOrder]:
         loaders, paper = info.context.loaders.bots, self._row.paper_account_id
+        if self._row.exchange_account_id is not None:
+            return []
         if paper is not None:
             rows, market = await asyncio.gather(
                 loaders.open_paper_orders_by_account_id.load(paper), self._market(info)
@@ -308,6 +324,8 @@ class BotNode(relay.Node):
         """Its sub-account's holdings (or what it gave back); a paper bot's paper
         account's balances (the loader ``paperAccount { balances }`` reads too)."""
         loaders, paper = info.context.loaders, self._row.paper_account_id
+        if self._row.exchange_account_id is not None:
+            return {}
         if paper is not None:
             book = await loaders.paper_balances_by_account_id.load(paper)
             return reads.paper_holdings(paper, book)

@@ -8,7 +8,7 @@
   that ever had a state keeps.
 
 Revision ID: 0027_risk_placement_indexes
-Revises: 0021_risk_guard
+Revises: 0023_exchange_bots
 Create Date: 2026-12-05 22:00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0027_risk_placement_indexes"
-down_revision: str | None = "0021_risk_guard"
+down_revision: str | None = "0023_exchange_bots"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

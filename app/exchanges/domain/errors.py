@@ -11,7 +11,8 @@ should do (app/core/errors.py has the tree they hang from):
     ├── ExchangeInsufficientFunds  the exchange account lacks the funds
     ├── ExchangeRejected           the exchange refused the request for another reason
     ├── ExchangeSymbolUnknown      the exchange lists no such market
-    └── ExchangeUnavailable        the exchange did not answer (after retries): later
+    ├── ExchangeUnavailable        the exchange did not answer (after retries): later
+    └── ExchangeAmendNotAvailable  a bot's amend at an exchange: cancel and place again
 
 The ccxt edge (app/exchanges/ccxt_edge.py) converts ccxt's errors into these, once."""
 
@@ -109,3 +110,12 @@ class ExchangeSymbolUnknown(UserError):
     code = "EXCHANGE_SYMBOL_UNKNOWN"
     description = "The exchange lists no market of this symbol (spot, BASE/QUOTE)."
     default_message = "The exchange has no market of this symbol"
+
+
+class ExchangeAmendNotAvailable(UserError):
+    """The venue interface's amend on a connected account: not done (an exchange's
+    amend is not atomic everywhere; cancel and place again instead)."""
+
+    code = "EXCHANGE_AMEND_NOT_AVAILABLE"
+    description = "Orders on a connected exchange account are not amended: cancel and place."
+    default_message = "Orders at an exchange cannot be amended here: cancel and place again"

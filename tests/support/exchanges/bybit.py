@@ -28,6 +28,7 @@ from tests.support.exchanges import (
     Refused,
     StandIn,
     Tape,
+    Trade,
     amount,
     cancel,
     find,
@@ -215,8 +216,8 @@ class BybitStandIn(StandIn):
              "orderPrice": amount(t.order.price or t.price), "orderQty": amount(t.order.quantity),
              "leavesQty": "0", "createType": "CreateByUser",
              "orderType": "Market" if t.order.type == "market" else "Limit",
-             "stopOrderType": "", "execFee": amount(t.fee),
-             "feeCurrency": t.order.symbol.split("/")[1], "execId": t.id,
+             "stopOrderType": "", "execFee": amount(_fee(t)),
+             "feeCurrency": _fee_currency(t), "execId": t.id,
              "execPrice": amount(t.price), "execQty": amount(t.quantity), "execType": "Trade",
              "execValue": amount(t.price * t.quantity), "feeRate": "0.001",
              "tradeIv": "", "markIv": "", "markPrice": "", "indexPrice": "",
@@ -316,3 +317,16 @@ _INTERVALS_MS = {"1": _MINUTE, "3": 3 * _MINUTE, "5": 5 * _MINUTE, "15": 15 * _M
                  "30": 30 * _MINUTE, "60": 60 * _MINUTE, "120": 120 * _MINUTE,
                  "240": 240 * _MINUTE, "360": 360 * _MINUTE, "720": 720 * _MINUTE,
                  "D": 1440 * _MINUTE}  # fmt: skip
+
+
+def _fee(trade: Trade) -> Decimal:
+    """A spot buy's fee is taken in the base at Bybit (ccxt reads it so): the quote fee
+    at the trade's price."""
+    if trade.order.side == "buy":
+        return (trade.fee / trade.price).quantize(Decimal("1e-12"))
+    return trade.fee
+
+
+def _fee_currency(trade: Trade) -> str:
+    base, quote = trade.order.symbol.split("/")
+    return base if trade.order.side == "buy" else quote
