@@ -296,6 +296,9 @@ async def test_its_exchanges_price_wakes_it_the_platforms_does_not(gql, rt, exch
     bot_id = await _bot_id(rt)
     await orders.poll_live(rt)
     await worker.run_once(rt)
+    # its grid's orders' own events (placed, answered) wake it once more, as a platform
+    # bot's accepted orders do; that step places nothing new
+    await worker.run_once(rt)
     async with rt.sessions() as session:
         before = await session.get(Bot, bot_id)
     assert before.last_price == Decimal("89999.98") and before.status == "RUNNING"
