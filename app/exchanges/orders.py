@@ -93,6 +93,10 @@ class PlaceOrder:
     quantity: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
+    # a copy's (app.social.copy_exchange): its own client order id, and its follow,
+    # whose FOLLOW risk scope applies too
+    client_order_id: str | None = None
+    follow_id: int | None = None
 
 
 def _enum(enum: Any, text: str, field: str) -> Any:
@@ -113,7 +117,7 @@ def _market(markets: Sequence[ExchangeMarket], symbol: str) -> ExchangeMarket:
 
 def submission_for(request: PlaceOrder, market: ExchangeMarket) -> OrderSubmission:
     submission = OrderSubmission(
-        client_order_id=new_client_order_id(),
+        client_order_id=request.client_order_id or new_client_order_id(),
         symbol=market.symbol,
         side=_enum(Side, request.side, "side"),
         type=_enum(ExchangeOrderType, request.type, "type"),
@@ -209,7 +213,7 @@ async def place_order(rt: Runtime, *, user_id: int, request: PlaceOrder) -> Exch
                 field="type",
             )
         _check_sizing(ExchangeId(connection.exchange), submission)
-        order_id = await _record_pending(rt, connection, market, submission)
+        order_id = await _record_pending(rt, connection, market, submission, request.follow_id)
         return await _submit(rt, session, order_id, submission)
 
 
@@ -240,7 +244,11 @@ def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOr
 
 
 async def _check_risk(
-    rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: int,
+    order: ProposedOrder,
+    follow_id: int | None = None,
 ) -> None:
     """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
     PLATFORM): a HALTED one refuses it, a REDUCING one refuses an entry, a PRE_TRADE
@@ -250,9 +258,10 @@ async def _check_risk(
         return
     connection = await driver(session)
     await connection.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
-    gate = await read_context(session, rt.now(), users=[user_id])
-    refs = [ScopeRef(Scope.ORDER, user_id), ScopeRef(Scope.USER, user_id),
-            ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
+    follows = [follow_id] if follow_id is not None else []
+    gate = await read_context(session, rt.now(), users=[user_id], follows=follows)
+    refs = [ScopeRef(Scope.ORDER, user_id), *(ScopeRef(Scope.FOLLOW, f) for f in follows),
+            ScopeRef(Scope.USER, user_id), ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
     decision = check_order(
         order,
         scopes=refs,
@@ -270,9 +279,11 @@ async def _record_pending(
     connection: ExchangeConnection,
     market: ExchangeMarket,
     submission: OrderSubmission,
+    follow_id: int | None = None,
 ) -> int:
     async with rt.sessions() as session, session.begin():
-        await _check_risk(rt, session, connection.user_id, _proposed(market, submission))
+        proposed = _proposed(market, submission)
+        await _check_risk(rt, session, connection.user_id, proposed, follow_id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,
