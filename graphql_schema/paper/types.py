@@ -23,6 +23,8 @@ from db.queries import page_key
 from graphql_schema.errors import (
     BelowMinimumNotional,
     ClientOrderIdReused,
+    ExchangeRateLimited,
+    ExchangeUnavailable,
     FokNotFillable,
     InsufficientFunds,
     InvalidOrder,
@@ -151,13 +153,17 @@ class PaperAccountNode(relay.Node):
     resets: int = strawberry.field(description="How many times it was reset.")
     started_at: datetime
     created_at: datetime
+    exchange: str | None = strawberry.field(
+        description="The exchange whose live trades it fills against; null: the platform's."
+    )
     _row: strawberry.Private[PaperAccount]
 
     @classmethod
     def from_row(cls, row: PaperAccount, symbol: str) -> PaperAccountNode:
         return cls(
             id=row.id, name=row.name, symbol=symbol, status=row.status, resets=row.generation,
-            started_at=row.started_at, created_at=row.created_at, _row=row,
+            started_at=row.started_at, created_at=row.created_at, exchange=row.exchange,
+            _row=row,
         )  # fmt: skip
 
     @strawberry.field
@@ -231,6 +237,11 @@ class OpenPaperAccountInput:
     balances: list[PaperBalanceInput] = strawberry.field(
         description="Starting balances, in the market's currencies, 10000000 each at most."
     )
+    exchange: str | None = strawberry.field(
+        default=None,
+        description="Trade against this exchange's live trades of the symbol (binance,"
+        " kraken, okx, bybit, coinbase; public data, no key) instead of the platform's.",
+    )
 
 
 @strawberry.input
@@ -270,7 +281,13 @@ class PaperOrderListPayload:
 
 
 OpenPaperAccountResult: TypeAlias = Annotated[
-    PaperAccountPayload | ValidationFailed | NotAuthenticated | UnknownMarket | InsufficientFunds,
+    PaperAccountPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | UnknownMarket
+    | InsufficientFunds
+    | ExchangeUnavailable
+    | ExchangeRateLimited,
     strawberry.union("OpenPaperAccountResult"),
 ]
 PaperAccountResult: TypeAlias = Annotated[
