@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import select, update
 
 from app.exchanges import orders
+from app.risk.domain.states import RiskState, Scope, ScopeRef
 from app.social import copy_exchange, copy_trading
 from app.social.copy_placement import CONSUMER
 from app.trading.domain.orders import Side
 from db.models import Copy, ExchangeConnection, ExchangeOrder, Follow
 from tests.exchanges.test_accounts_api import DISCONNECT, _connect
+from tests.risk.support import force_state
 from tests.social.test_copy_trading import copy_all, leader, order, skipped_events
 from tests.support import GraphQLClient, gid, pk
 from tests.support.exchanges import fill
@@ -257,3 +259,28 @@ async def test_update_follow_moves_copies_to_an_account_and_back(api, rt, engine
     async with rt.sessions() as session:
         row = await session.get(Follow, follow_id)
         assert row is not None and row.exchange_account_id == pk(account_id)
+
+
+async def test_a_market_the_exchange_does_not_list_and_a_halted_follow_are_skipped(
+    api, rt, engines, exchanges
+):
+    leader_id, leader_token = await _leader(api, rt)
+    seller = await funded_user(rt, "sol-maker", SOL="10")
+    await place(rt, seller, limit(SELL, "5", "150"), symbol="SOL/USDT")
+    token, _, _, follow_id = await _exchange_follower(
+        api, rt, exchanges, "kraken", leader_id, ratio="0.5"
+    )
+    # the stand-ins list BTC/USDT and ETH/USDT only
+    bought = await order(api, leader_token, "BUY", "1", "150", symbol="SOL/USDT",
+                         timeInForce="IOC")  # fmt: skip
+    assert bought["status"] == "FILLED"
+    await copy_all(rt)
+    # the follow's risk scope halted: its copies are refused by the exchange order path
+    await force_state(rt, ScopeRef(Scope.FOLLOW, follow_id), RiskState.HALTED, "by hand")
+    await _leader_buys(api, rt, leader_token)
+    halted, unlisted = await _copies(api, token, follow_id)
+    assert (unlisted["status"], unlisted["reason"]) == ("SKIPPED", "EXCHANGE_MARKET_NOT_FOUND")
+    assert (halted["status"], halted["reason"]) == ("SKIPPED", "RISK_HALTED")
+    assert exchanges["kraken"].orders == []
+    assert [e["reason"] for e in await skipped_events(rt)] == [
+        "EXCHANGE_MARKET_NOT_FOUND", "RISK_HALTED"]  # fmt: skip
