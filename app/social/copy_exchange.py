@@ -16,7 +16,8 @@ transaction. Per copy, oldest first::
                                           fitted slippage bound, the copy's client order id,
                                           the FOLLOW risk scope too): PLACED, or SKIPPED with
                                           the refusal's code; an exchange unavailable or
-                                          rate-limited leaves it PENDING for the next run
+                                          rate-limited leaves it PENDING, tried again after
+                                          ``RETRY_AFTER`` (until ``STALE_AFTER``)
 
 Never twice: the client order id is the copy's own (``exchange_copy_client_order_id``)
 and ``place_order`` commits the order's row (unique per account and client order id)
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 # a copy not sent by then is skipped: the leader's price is stale
 STALE_AFTER = timedelta(minutes=5)
+# a copy whose exchange was unavailable is tried again after this (not at every poll)
+RETRY_AFTER = timedelta(seconds=5)
 BATCH = 200
 _TRANSIENT = (ExchangeUnavailable.code, ExchangeRateLimited.code)
 
@@ -84,8 +87,12 @@ _PENDING_SQL = text("""
     FROM copies c JOIN follows f ON f.id = c.follow_id JOIN markets m ON m.id = c.market_id
     JOIN exchange_connections x ON x.id = c.exchange_account_id
     WHERE c.status = 'PENDING' AND c.exchange_account_id IS NOT NULL
+      AND (c.updated_at = c.created_at OR c.updated_at < :retry_before)
     ORDER BY c.id LIMIT :limit
 """)
+_RETRY_LATER_SQL = text(
+    "UPDATE copies SET updated_at = now() WHERE id = :id AND status = 'PENDING'"
+)
 _EXISTING_SQL = text(
     "SELECT id, quantity, price FROM exchange_orders"
     " WHERE connection_id = :account AND client_order_id = :client"
@@ -106,7 +113,8 @@ async def send_pending(rt: Runtime, *, limit: int = BATCH) -> int:
     one follow's copies in order); how many were settled (PLACED or SKIPPED: those left
     PENDING for a transient failure are not counted, so ``run_once`` stops)."""
     async with rt.reads() as session:
-        rows = (await session.execute(_PENDING_SQL, {"limit": limit})).mappings().all()
+        params = {"limit": limit, "retry_before": rt.now() - RETRY_AFTER}
+        rows = (await session.execute(_PENDING_SQL, params)).mappings().all()
     by_follow: dict[int, list[ExchangeCopy]] = defaultdict(list)
     for row in rows:
         copy = _copy_of(row)
@@ -212,6 +220,8 @@ async def _failed(rt: Runtime, copy: ExchangeCopy, error: UserError) -> bool:
     existing = await _existing_order(rt, copy)
     if existing is not None:
         return await _placed(rt, copy, existing)
+    async with rt.sessions() as session, session.begin():
+        await session.execute(_RETRY_LATER_SQL, {"id": copy.id})
     return False
 
 

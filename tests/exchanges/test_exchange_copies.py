@@ -132,7 +132,12 @@ async def test_a_leader_fill_is_copied_once_to_the_exchange_rounded_to_its_lot(
     await copy_trading.run_once(rt)
     async with rt.sessions() as session, session.begin():
         await session.execute(
-            update(Copy).values(status="PENDING", exchange_order_id=None, quantity=Decimal("1"))
+            update(Copy).values(
+                status="PENDING",
+                exchange_order_id=None,
+                quantity=Decimal("1"),
+                updated_at=Copy.created_at,
+            )
         )
     assert await copy_exchange.send_pending(rt) == 1
     assert len(exchanges[name].orders) == 1
@@ -284,3 +289,23 @@ async def test_a_market_the_exchange_does_not_list_and_a_halted_follow_are_skipp
     assert exchanges["kraken"].orders == []
     assert [e["reason"] for e in await skipped_events(rt)] == [
         "EXCHANGE_MARKET_NOT_FOUND", "RISK_HALTED"]  # fmt: skip
+
+
+async def test_a_copy_whose_answer_is_lost_is_never_sent_again(api, rt, engines, exchanges):
+    leader_id, leader_token = await _leader(api, rt)
+    token, _, _, follow_id = await _exchange_follower(
+        api, rt, exchanges, "binance", leader_id, ratio="0.1"
+    )
+    exchanges["binance"].fail_next(*([503] * 50))  # the placement and its lookup unanswered
+    await _leader_buys(api, rt, leader_token)
+    [copy] = await _copies(api, token, follow_id)
+    # linked to its order, left PENDING_SUBMIT for reconciliation to settle
+    assert copy["status"] == "PLACED" and copy["exchangeOrderId"] is not None
+    node = (await api.data(EXCHANGE_ORDER, {"id": copy["exchangeOrderId"]}, token=token))["node"]
+    assert (node["status"], node["clientOrderId"]) == ("PENDING_SUBMIT", copy["clientOrderId"])
+    exchanges["binance"].failures.clear()
+    await copy_trading.run_once(rt)
+    assert await copy_exchange.send_pending(rt) == 0
+    sent = [r for r in exchanges["binance"].requests
+            if r.path == "/api/v3/order" and r.method == "POST"]  # fmt: skip
+    assert len(sent) <= 1 and exchanges["binance"].orders == []
