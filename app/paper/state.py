@@ -191,7 +191,8 @@ def give(loaded: Loaded, entry: LogEntry) -> None:
 async def catch_up(session: AsyncSession, loaded: Loaded) -> int:
     """Give the venue the live market's trades since the account's last: all of them
     while it has live orders, else only the latest (its price is all that matters);
-    how many."""
+    how many. An account on an exchange's market takes that exchange's trades from the
+    market data store (``exchange_feed``), its ``last_trade_id`` a ``market_trades`` id."""
     connection = await driver(session)
     account = loaded.account
     live = await connection.fetchval(_HAS_LIVE_ORDERS, account.id, account.generation, LIVE)
