@@ -252,8 +252,8 @@ async def _check_risk(
 ) -> None:
     """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
     PLATFORM, and a copy's FOLLOW): a HALTED one refuses it, a REDUCING one refuses an
-    entry, a PRE_TRADE limit refuses what exceeds it. The user's row is locked first, as the platform's
-    own placement does, so a state changing at this moment is seen."""
+    entry, a PRE_TRADE limit refuses what exceeds it. The user's row is locked first, as
+    the platform's own placement does, so a state changing at this moment is seen."""
     if not rt.risk_checks:
         return
     connection = await driver(session)
