@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from decimal import Decimal
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import UserError, ValidationFailed
 from app.exchanges.domain.catalogue import ExchangeId
@@ -49,6 +51,26 @@ _LIVE_ACCOUNTS = text("""
       AND o.status = ANY(:live)
     ORDER BY a.id
 """)
+
+
+_LAST_PRICES = text("""
+    SELECT k.exchange, k.symbol, (
+        SELECT t.price FROM market_trades t
+        WHERE t.source = 'exchange:' || k.exchange AND t.symbol = k.symbol
+        ORDER BY t.id DESC LIMIT 1) AS price
+    FROM unnest(CAST(:exchanges AS text[]), CAST(:symbols AS text[])) AS k(exchange, symbol)
+""")
+
+
+async def last_prices(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> list[Decimal | None]:
+    """The last stored trade price of each (exchange, symbol), in the order of ``keys``
+    (one statement): an exchange paper account's equity is valued at it."""
+    params = {"exchanges": [e for e, _ in keys], "symbols": [s for _, s in keys]}
+    rows = (await session.execute(_LAST_PRICES, params)).all()
+    found = {(r.exchange, r.symbol): r.price for r in rows}
+    return [found.get(key) for key in keys]
 
 
 def parse_exchange(value: str) -> ExchangeId:

@@ -171,10 +171,17 @@ class PaperAccountNode(relay.Node):
         return [PaperBalance(currency=b.currency, available=b.available, held=b.held,
                              total=b.total) for b in await self._balances(info)]  # fmt: skip
 
-    @strawberry.field(description="Cash plus position at the live last price (quote).")
+    @strawberry.field(
+        description="Cash plus position at the live last price (quote): the exchange's last"
+        " trade for an account on an exchange."
+    )
     async def equity(self, info: Info) -> Decimal:
         market = await self._market(info)
-        return accounts.equity_from(market.spec, market.last_price, await self._balances(info))
+        price = market.last_price
+        if self._row.exchange is not None:
+            key = (self._row.exchange, market.symbol)
+            price = await info.context.loaders.exchange_last_price_by_market.load(key)
+        return accounts.equity_from(market.spec, price, await self._balances(info))
 
     @strawberry.field
     async def orders(

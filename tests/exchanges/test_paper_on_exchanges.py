@@ -29,7 +29,7 @@ mutation($input: PlacePaperOrderInput!) { placePaperOrder(input: $input) {
   ... on Error { code field } } }"""
 ACCOUNT = """
 query($id: ID!) { paperAccount(id: $id) {
-  balances { currency available held }
+  equity balances { currency available held }
   orders(first: 10) { edges { node { clientOrderId status filledQuantity } } }
   fills(first: 10) { edges { node { price quantity liquidity } } } } }"""
 
@@ -78,7 +78,7 @@ async def test_a_paper_order_fills_when_the_exchange_trades_through_it(
     read = (await api.data(ACCOUNT, {"id": account["id"]}, token=token))["paperAccount"]
     assert read["fills"]["edges"] == []
 
-    _trade(exchanges[name], "89998.50")  # through it
+    _trade(exchanges[name], "89998.00")  # through it
     assert await exchange_feed.run_once(rt) >= 1
     assert await exchange_feed.run_once(rt) == 0  # read again: stored once, taken once
     read = (await api.data(ACCOUNT, {"id": account["id"]}, token=token))["paperAccount"]
@@ -88,6 +88,11 @@ async def test_a_paper_order_fills_when_the_exchange_trades_through_it(
     assert (mine["status"], mine["filledQuantity"]) == ("FILLED", "0.01")
     held = {b["currency"]: b for b in read["balances"]}
     assert Decimal(held["BTC"]["available"]) == Decimal("0.01")
+    # valued at the exchange's last trade (the platform's last is 89000)
+    cash = Decimal(held["USDT"]["available"]) + Decimal(held["USDT"]["held"])
+    assert abs(Decimal(read["equity"]) - (cash + Decimal("0.01") * Decimal("89998"))) < Decimal(
+        "0.01"
+    )
 
 
 @pytest.mark.parametrize(
