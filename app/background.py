@@ -125,9 +125,10 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     )
     jobs.add("price-alerts", rt.settings.price_alerts_interval_seconds, fire_price_alerts)
     jobs.add("paper-ticks", rt.settings.copy_poll_seconds, paper_live.run_once)
+    # paper accounts on an exchange's market read its trades at the exchange orders' pace
     jobs.add(
         "paper-exchange-feed",
-        rt.settings.paper_exchange_feed_seconds,
+        rt.settings.exchange_order_poll_seconds,
         paper_exchange_feed.run_once,
     )
     jobs.add("backtests", rt.settings.backtest_resume_interval_seconds, resume_backtests)

@@ -111,8 +111,6 @@ class Settings(BaseSettings):
     exchange_recheck_after_hours: float = Field(default=24, gt=0)
     # how often orders on connected accounts are polled and reconciled (0: never)
     exchange_order_poll_seconds: float = Field(default=5, ge=0)
-    # how often paper accounts on an exchange's market read its public trades (0: no job)
-    paper_exchange_feed_seconds: float = Field(default=2, ge=0)
     # exchange custody: how often the job looks for mirrors to reconcile (0: no job), how
     # old a mirror may get before the job reads the exchange again, and how many
     # syncExchangeAccount calls a user may make per minute

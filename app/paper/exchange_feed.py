@@ -2,8 +2,9 @@
 that exchange's public trades, read through the public market-data path (no key) into
 the market data store (``app.marketdata.store``, source ``exchange:<id>``).
 
-The ``paper-exchange-feed`` job (every ``PAPER_EXCHANGE_FEED_SECONDS``), per (exchange,
-symbol) with open paper accounts there::
+The ``paper-exchange-feed`` job (every ``EXCHANGE_ORDER_POLL_SECONDS``, the pace orders on
+connected accounts are followed at), per (exchange, symbol) with open paper accounts
+there::
 
     read the exchange's recent trades        outside any transaction (ccxt, public)
     store them                               unique on the exchange's trade id: a trade
