@@ -29,6 +29,7 @@ from app.exchanges.streams import OrderStreams
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
+from app.paper import exchange_feed as paper_exchange_feed
 from app.paper import live as paper_live
 from app.risk import triggers as risk_triggers
 from app.runtime import Runtime
@@ -131,6 +132,12 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
     )
     jobs.add("price-alerts", rt.settings.price_alerts_interval_seconds, fire_price_alerts)
     jobs.add("paper-ticks", rt.settings.copy_poll_seconds, paper_live.run_once)
+    # paper accounts on an exchange's market read its trades at the exchange orders' pace
+    jobs.add(
+        "paper-exchange-feed",
+        rt.settings.exchange_order_poll_seconds,
+        paper_exchange_feed.run_once,
+    )
     jobs.add("backtests", rt.settings.backtest_resume_interval_seconds, resume_backtests)
     jobs.add("bots", rt.settings.bot_poll_seconds, bots_worker.run_once)
     jobs.add(

@@ -14,6 +14,7 @@ from app.exchanges import orders as exchange_orders
 from app.exchanges.custody import MirroredBalance
 from app.ledger.rules import AccountRef
 from app.paper import accounts as paper_accounts
+from app.paper import exchange_feed as paper_exchange_feed
 from app.paper import ledger as paper_ledger
 from app.runtime import Runtime
 from app.social.copy_trading import copies_by_ids
@@ -279,6 +280,17 @@ class PaperAccountByIdLoader(DataLoader[int, PaperAccount | None]):
         super().__init__(load_fn=load)
 
 
+class ExchangeLastPriceByMarketLoader(DataLoader[tuple[str, str], Decimal | None]):
+    """The last stored trade price of an (exchange, symbol): an exchange paper account's."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(keys: Sequence[tuple[str, str]]) -> list[Decimal | None]:
+            async with rt.reads() as session:
+                return await paper_exchange_feed.last_prices(session, keys)
+
+        super().__init__(load_fn=load)
+
+
 class PaperBalancesByAccountIdLoader(DataLoader[int, dict[AccountRef, Decimal]]):
     """A paper account's paper book balances (``paper_accounts.balances_from`` reads them)."""
 
@@ -433,6 +445,10 @@ class Loaders:
     @cached_property
     def paper_account_by_id(self) -> PaperAccountByIdLoader:
         return PaperAccountByIdLoader(self._rt)
+
+    @cached_property
+    def exchange_last_price_by_market(self) -> ExchangeLastPriceByMarketLoader:
+        return ExchangeLastPriceByMarketLoader(self._rt)
 
     @cached_property
     def paper_balances_by_account_id(self) -> PaperBalancesByAccountIdLoader:

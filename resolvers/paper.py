@@ -93,7 +93,7 @@ async def open_paper_account(info: Ctx, input: OpenPaperAccountInput) -> OpenPap
         user = info.context.require_user()
         return await accounts.open_account(
             info.context.rt, user_id=user.id, name=input.name, symbol=input.symbol,
-            balances=_balances(input.balances) or {},
+            balances=_balances(input.balances) or {}, exchange=input.exchange,
         )  # fmt: skip
 
     return await attempt(call(), _account_payload(info))  # type: ignore[return-value]

@@ -102,8 +102,9 @@ class PlaceOrder:
     quantity: Decimal
     price: Decimal | None = None
     stop_price: Decimal | None = None
-    client_order_id: str | None = None  # the caller's (``app.exchanges.venue``), or a new one
+    client_order_id: str | None = None  # the caller's (a bot's venue, a copy), or a new one
     bot_id: int | None = None  # a bot's order: its BOT scope's risk limits apply too
+    follow_id: int | None = None  # a copy's: its follow's FOLLOW scope applies too
 
 
 def _enum(enum: Any, text: str, field: str) -> Any:
@@ -237,7 +238,8 @@ async def place_order(
         try:
             order_id = await _record_pending(rt, connection, market, submission,
                                              emulated=emulated, leg=leg,
-                                             bot_id=request.bot_id)  # fmt: skip
+                                             bot_id=request.bot_id,
+                                             follow_id=request.follow_id)  # fmt: skip
         except IntegrityError:  # the caller's client order id is the account's already
             raise ClientOrderIdReused(field="clientOrderId") from None
         if emulated:  # held ARMED by the platform (app/exchanges/triggers.py): not sent
@@ -273,21 +275,22 @@ def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOr
 
 async def _check_risk(
     rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder,
-    bot_id: int | None = None,
+    bot_id: int | None = None, follow_id: int | None = None,
 ) -> None:  # fmt: skip
     """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
-    PLATFORM): a HALTED one refuses it, a REDUCING one refuses an entry, a PRE_TRADE
-    limit refuses what exceeds it. The user's row is locked first, as the platform's
-    own placement does, so a state changing at this moment is seen. A bot's order
-    meets its BOT scope too (``bot_scope``: its state and its limits, on no figures of
-    its own: its exchange orders are not counted)."""
+    PLATFORM, and a copy's FOLLOW): a HALTED one refuses it, a REDUCING one refuses an
+    entry, a PRE_TRADE limit refuses what exceeds it. The user's row is locked first, as
+    the platform's own placement does, so a state changing at this moment is seen. A
+    bot's order meets its BOT scope too (``bot_scope``: its state and its limits, on no
+    figures of its own: its exchange orders are not counted)."""
     if not rt.risk_checks:
         return
     connection = await driver(session)
     await connection.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
-    gate = await read_context(session, rt.now(), users=[user_id])
-    refs = [ScopeRef(Scope.ORDER, user_id), ScopeRef(Scope.USER, user_id),
-            ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
+    follows = [follow_id] if follow_id is not None else []
+    gate = await read_context(session, rt.now(), users=[user_id], follows=follows)
+    refs = [ScopeRef(Scope.ORDER, user_id), *(ScopeRef(Scope.FOLLOW, f) for f in follows),
+            ScopeRef(Scope.USER, user_id), ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
     if bot_id is not None:
         refs.append(await bot_scope(session, gate, bot_id))
     decision = check_order(
@@ -311,11 +314,12 @@ async def _record_pending(
     emulated: bool = False,
     leg: ListLeg | None = None,
     bot_id: int | None = None,
+    follow_id: int | None = None,
 ) -> int:
     """The order's row, PENDING_SUBMIT (an emulated stop: ARMED), after the risk gate."""
     async with rt.sessions() as session, session.begin():
         order = _proposed(market, submission)
-        await _check_risk(rt, session, connection.user_id, order, bot_id)
+        await _check_risk(rt, session, connection.user_id, order, bot_id, follow_id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
 from app.ledger.rules import AccountKind, AccountRef
-from app.paper import ledger, state
+from app.paper import exchange_feed, ledger, state
 from app.paper.domain.session import (
     MAX_NAME_LENGTH,
     MAX_OPEN_ACCOUNTS,
@@ -71,17 +71,31 @@ def _zero(balances: Mapping[str, Balance]) -> dict[str, Balance]:
 
 
 async def open_account(
-    rt: Runtime, *, user_id: int, name: str, symbol: str, balances: Mapping[str, Decimal]
+    rt: Runtime,
+    *,
+    user_id: int,
+    name: str,
+    symbol: str,
+    balances: Mapping[str, Decimal],
+    exchange: str | None = None,
 ) -> PaperAccount:
     """A new paper account on ``symbol``'s market, funded with ``balances`` from
     PAPER_EQUITY (caps: ``session.check_starting_balances``, at most
-    ``MAX_OPEN_ACCOUNTS`` open per user)."""
+    ``MAX_OPEN_ACCOUNTS`` open per user). With ``exchange`` it trades against that
+    exchange's live trades of ``symbol`` (``exchange_feed``; the platform's market of the
+    same symbol gives its rules), checked at the exchange first (no key needed)."""
     name = _name(name)
+    venue = exchange_feed.parse_exchange(exchange) if exchange is not None else None
+    if venue is not None:
+        async with rt.reads() as session:
+            await market_by_symbol(session, symbol)  # the platform's rules for it
+        await exchange_feed.check_market(rt, exchange=venue, symbol=symbol.strip().upper())
 
     async def work(session: AsyncSession) -> PaperAccount:
         return await open_account_in(
-            session, user_id=user_id, name=name, symbol=symbol, balances=balances, now=rt.now()
-        )
+            session, user_id=user_id, name=name, symbol=symbol, balances=balances,
+            now=rt.now(), exchange=venue.value if venue is not None else None,
+        )  # fmt: skip
 
     return await in_transaction(rt.sessions, work)
 
@@ -94,6 +108,7 @@ async def open_account_in(
     symbol: str,
     balances: Mapping[str, Decimal],
     now: datetime,
+    exchange: str | None = None,
 ) -> PaperAccount:
     """``open_account`` in the caller's transaction (a paper bot's account is opened in
     the one that writes the bot)."""
@@ -113,6 +128,7 @@ async def open_account_in(
         name=name,
         starting_balances={c: str(a) for c, a in checked.items()},
         started_at=now,
+        exchange=exchange,
     )
     session.add(account)
     await session.flush()

@@ -26,7 +26,8 @@ _ACCOUNTS = """
     SELECT DISTINCT a.id FROM paper_accounts a
     JOIN paper_orders o ON o.paper_account_id = a.id AND o.generation = a.generation
     JOIN markets m ON m.id = a.market_id
-    WHERE a.status = 'OPEN' AND m.symbol = ANY($1::text[]) AND o.status = ANY($2::text[])
+    WHERE a.status = 'OPEN' AND a.exchange IS NULL AND m.symbol = ANY($1::text[])
+      AND o.status = ANY($2::text[])
     ORDER BY a.id
 """
 

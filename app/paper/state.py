@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
 from app.events import outbox
+from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.domain.marketdata import source_of
 from app.paper import feed, ledger
 from app.paper.domain.session import (
     LogEntry,
@@ -46,6 +48,17 @@ _LATEST_TRADE = """
     SELECT trade_id, price, quantity, created_at FROM fills
     WHERE market_id = $1 AND liquidity = 'TAKER' AND trade_id > $2
     ORDER BY trade_id DESC LIMIT 1
+"""
+# an account on an exchange's market: that exchange's trades in the market data store
+_EXCHANGE_TRADES_AFTER = """
+    SELECT id AS trade_id, price, amount AS quantity, time AS created_at FROM market_trades
+    WHERE source = $1 AND symbol = $2 AND id > $3
+    ORDER BY id LIMIT $4
+"""
+_EXCHANGE_LATEST_TRADE = """
+    SELECT id AS trade_id, price, amount AS quantity, time AS created_at FROM market_trades
+    WHERE source = $1 AND symbol = $2 AND id > $3
+    ORDER BY id DESC LIMIT 1
 """
 _HAS_LIVE_ORDERS = """
     SELECT EXISTS (SELECT 1 FROM paper_orders WHERE paper_account_id = $1
@@ -178,16 +191,19 @@ def give(loaded: Loaded, entry: LogEntry) -> None:
 async def catch_up(session: AsyncSession, loaded: Loaded) -> int:
     """Give the venue the live market's trades since the account's last: all of them
     while it has live orders, else only the latest (its price is all that matters);
-    how many."""
+    how many. An account on an exchange's market takes that exchange's trades from the
+    market data store (``exchange_feed``), its ``last_trade_id`` a ``market_trades`` id."""
     connection = await driver(session)
     account = loaded.account
     live = await connection.fetchval(_HAS_LIVE_ORDERS, account.id, account.generation, LIVE)
-    if live:
-        rows = await connection.fetch(
-            _TRADES_AFTER, account.market_id, loaded.last_trade_id, CATCH_UP_LIMIT
-        )
+    if account.exchange is not None:
+        source = source_of(ExchangeId(account.exchange))
+        where: tuple[Any, ...] = (source, loaded.market.symbol)
+        sql = _EXCHANGE_TRADES_AFTER if live else _EXCHANGE_LATEST_TRADE
     else:
-        rows = await connection.fetch(_LATEST_TRADE, account.market_id, loaded.last_trade_id)
+        where, sql = (account.market_id,), _TRADES_AFTER if live else _LATEST_TRADE
+    limit = (CATCH_UP_LIMIT,) if live else ()
+    rows = await connection.fetch(sql, *where, loaded.last_trade_id, *limit)
     for r in rows:
         give(
             loaded,

@@ -7,13 +7,20 @@ limit price and clientOrderId ``copy-{follow}-{leader fill}``, or SKIPPED with t
 position and the leader's equity with every bot's. The sizing rules are
 ``app.social.domain.copying``'s; this module reads what they need (the follows' terms,
 what each holds and has in flight, the leader's equity and position) and stores their
-answers."""
+answers.
+
+A follow that names the follower's exchange account (``follows.exchange_account_id``)
+gets its copies planned the same way, with two differences: its allocation is capped by
+what the account holds there (the mirror, ``copying.capped_allocation``) and the copy is
+not rounded to the platform market (``copying.UNROUNDED``): ``copy_exchange`` fits it to
+the exchange's market and sends it after this transaction commits. Its clientOrderId is
+``copying.exchange_copy_client_order_id``."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -57,6 +64,8 @@ class _Follow:
     quote: str
     created_at: datetime
     terms: Terms
+    exchange_account_id: int | None = None
+    account_status: str | None = None  # the exchange account's
     cost: Decimal = ZERO  # of the positions it holds
     reserved: Decimal = ZERO  # quote of BUY copies in flight
     held: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
@@ -87,19 +96,37 @@ _LEADER_FILLS_SQL = """
 """
 
 _FOLLOWS_SQL = """
-    SELECT id, follower_id, leader_id, mode, quote, allocation, fixed_amount, ratio,
-           max_order_notional, max_position_per_asset, allowed_symbols, slippage_tolerance,
-           created_at
-    FROM follows WHERE leader_id = ANY($1::bigint[]) AND status = 'ACTIVE' ORDER BY id
+    SELECT f.id, f.follower_id, f.leader_id, f.mode, f.quote, f.allocation, f.fixed_amount,
+           f.ratio, f.max_order_notional, f.max_position_per_asset, f.allowed_symbols,
+           f.slippage_tolerance, f.created_at, f.exchange_account_id,
+           x.status AS account_status
+    FROM follows f LEFT JOIN exchange_connections x ON x.id = f.exchange_account_id
+    WHERE f.leader_id = ANY($1::bigint[]) AND f.status = 'ACTIVE' ORDER BY f.id
 """
 
+# A copy sent to an exchange is not applied to follow_positions: it counts what it
+# bought or sold there (its order's fills once the order has ended; until then all of it).
+_EXCHANGE_HELD = (
+    "(CASE WHEN x.status IN ('FILLED', 'CANCELED', 'REJECTED') THEN x.filled ELSE c.quantity END)"
+)
+_HELD = f"(CASE WHEN c.exchange_account_id IS NULL THEN {IN_FLIGHT} ELSE {_EXCHANGE_HELD} END)"
 _EXPOSURE_SQL = f"""
-    SELECT c.follow_id, m.base, c.side, sum({IN_FLIGHT}) AS quantity,
-           sum({IN_FLIGHT} * c.price) AS value
+    SELECT c.follow_id, m.base, c.side, sum({_HELD}) AS quantity,
+           sum({_HELD} * c.price) AS value
     FROM copies c JOIN markets m ON m.id = c.market_id LEFT JOIN orders o ON o.id = c.order_id
+    LEFT JOIN exchange_orders x ON x.id = c.exchange_order_id
     WHERE c.follow_id = ANY($1::bigint[]) AND c.status <> 'SKIPPED'
     GROUP BY c.follow_id, m.base, c.side
-"""  # noqa: S608 (a constant fragment)
+"""  # noqa: S608 (constant fragments)
+
+# What each exchange account holds, mirrored (app.exchanges.custody), in USD.
+_MIRROR_EQUITY_SQL = """
+    SELECT a.exchange_account_id AS id, sum(a.balance * coalesce(r.usd_price, 0)) AS usd
+    FROM ledger_accounts a LEFT JOIN reference_prices r ON r.currency = a.currency
+    WHERE a.exchange_account_id = ANY($1::bigint[])
+      AND a.kind IN ('EXCHANGE_FREE', 'EXCHANGE_USED')
+    GROUP BY a.exchange_account_id
+"""
 
 # The leader's position in the fill's base before the fill: the position now, less
 # every fill of the leader in that asset since (this one included).
@@ -122,9 +149,9 @@ _EQUITY_SQL = """
 
 _INSERT_COPIES_SQL = """
     INSERT INTO copies (follow_id, leader_fill_id, status, reason, market_id, side, quantity,
-                        price, client_order_id)
+                        price, client_order_id, exchange_account_id)
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
-                         $6::text[], $7::numeric[], $8::numeric[], $9::text[])
+                         $6::text[], $7::numeric[], $8::numeric[], $9::text[], $10::bigint[])
     ON CONFLICT (follow_id, leader_fill_id) DO NOTHING
     RETURNING follow_id, leader_fill_id, status, reason
 """
@@ -134,6 +161,7 @@ _PENDING_SQL = """
            c.client_order_id
     FROM copies c JOIN follows f ON f.id = c.follow_id JOIN markets m ON m.id = c.market_id
     WHERE c.leader_fill_id = ANY($1::bigint[]) AND c.status = 'PENDING'
+      AND c.exchange_account_id IS NULL
     ORDER BY c.follow_id, c.id
 """
 
@@ -196,9 +224,12 @@ async def _follows(connection: Any, leader_ids: list[int]) -> dict[int, list[_Fo
             quote=r["quote"],
             created_at=r["created_at"],
             terms=_terms(r),
+            exchange_account_id=r["exchange_account_id"],
+            account_status=r["account_status"],
         )
         for r in rows
     }
+    await _cap_by_mirror(connection, [f for f in follows.values() if f.exchange_account_id])
     ids = list(follows)
     if ids:
         for r in await connection.fetch(
@@ -220,6 +251,27 @@ async def _follows(connection: Any, leader_ids: list[int]) -> dict[int, list[_Fo
     for follow in follows.values():
         by_leader[follow.leader_id].append(follow)
     return by_leader
+
+
+async def _cap_by_mirror(connection: Any, follows: list[_Follow]) -> None:
+    """Each exchange follow's allocation capped by what its account holds there."""
+    if not follows:
+        return
+    accounts = sorted({f.exchange_account_id for f in follows if f.exchange_account_id})
+    usd = {r["id"]: r["usd"] for r in await connection.fetch(_MIRROR_EQUITY_SQL, accounts)}
+    quotes = sorted({f.quote for f in follows})
+    prices = {
+        r["currency"]: r["usd_price"]
+        for r in await connection.fetch(
+            "SELECT currency, usd_price FROM reference_prices WHERE currency = ANY($1::text[])",
+            quotes,
+        )
+    }
+    for follow in follows:
+        held, price = usd.get(follow.exchange_account_id), prices.get(follow.quote)
+        equity = held / price if held is not None and price else None
+        capped = copying.capped_allocation(follow.terms.allocation, equity)
+        follow.terms = replace(follow.terms, allocation=capped)
 
 
 async def _quote_equity(connection: Any, leader_ids: list[int]) -> dict[tuple[int, str], Decimal]:
@@ -257,10 +309,15 @@ def _plan(
     position_before: Decimal | None,
 ) -> copying.Plan:
     fill, base, buy = leader_fill.fill, leader_fill.base, leader_fill.side == "BUY"
+    if follow.exchange_account_id is not None:
+        refusal = copying.account_refusal(follow.account_status)
+        if refusal is not None:
+            return copying.Skipped(refusal)
+    lots = copying.UNROUNDED if follow.exchange_account_id else leader_fill.lots
     plan = copying.plan_copy(
         follow.terms,
         fill,
-        leader_fill.lots,
+        lots,
         buy=buy,
         quote=follow.quote,
         used=follow.cost + follow.reserved,
@@ -314,11 +371,12 @@ async def record_copies(
             )
             if isinstance(plan, Planned):
                 row = ("PENDING", None, plan.quantity.normalize(), plan.price.normalize())
-                client_id = copying.copy_client_order_id(follow.id, leader_fill.id)
+                client_id = _client_order_id(follow, leader_fill.id)
             else:
                 row, client_id = ("SKIPPED", plan.reason, None, None), None
             where = (leader_fill.market_id, leader_fill.side)
-            rows.append((follow.id, leader_fill.id, *row[:2], *where, *row[2:], client_id))
+            rows.append((follow.id, leader_fill.id, *row[:2], *where, *row[2:], client_id,
+                         follow.exchange_account_id))  # fmt: skip
     if rows:
         inserted = await connection.fetch(_INSERT_COPIES_SQL, *columns(rows))
         symbols = {f.id: f.fill.symbol for f in fills}
@@ -351,6 +409,12 @@ async def record_copies(
         )
         for r in await connection.fetch(_PENDING_SQL, fill_ids)
     ]
+
+
+def _client_order_id(follow: _Follow, leader_fill_id: int) -> str:
+    if follow.exchange_account_id is not None:
+        return copying.exchange_copy_client_order_id(follow.id, leader_fill_id)
+    return copying.copy_client_order_id(follow.id, leader_fill_id)
 
 
 def skipped_event(

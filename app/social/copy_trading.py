@@ -8,6 +8,9 @@ Two consumers of the outbox topic ``fills`` (``app.events.event_log``), run toge
 copy per ACTIVE follow (``copy_planning``: PENDING with the order's parameters, or SKIPPED
 with the reason), placed through the ordinary order path and marked PLACED or SKIPPED.
 
+Then the copies bound for followers' exchange accounts are sent, after the batch has
+committed and outside any transaction (``copy_exchange.send_pending``).
+
 ``copy-positions`` (``follow_positions.apply_follower_fills``): each fill of a copy or
 close order is applied to ``follow_positions`` exactly once; a follow whose loss reaches
 its stop-loss pauses and, if asked, its positions are sold
@@ -27,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime import Runtime
+from app.social import copy_exchange
 from app.social.copy_placement import copy_batch
 from app.social.follow_positions import apply_follower_fills
 from db.models import Copy
@@ -64,6 +68,8 @@ async def run_once(rt: Runtime) -> int:
     total = 0
     while True:
         handled = await copy_batch(rt) + await apply_follower_fills(rt)
+        # copies bound for exchange accounts, sent once the batch has committed
+        handled += await copy_exchange.send_pending(rt)
         total += handled
         if not handled:
             return total

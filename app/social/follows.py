@@ -11,6 +11,11 @@
     unfollow        STOPPED with ``ended_at``; on request, the follow's positions are sold
                     (``app.social.follow_close.close_follow_positions``)
 
+A follow may name one of the follower's ACTIVE connected exchange accounts
+(``exchange_account_id``): its copies are then sent there (``copy_exchange``) and its
+allocation is checked against what the account holds free of the quote there (the
+mirror, ``app.exchanges.custody``) instead of the platform balance.
+
 Reads: the follow rows, pages of a follower's follows and of a leader's followers, and
 the copy statistics of many follows in three statements (``follow_statistics``).
 Only the follower changes a follow; the follower and the leader may read it."""
@@ -25,7 +30,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import InsufficientFunds, NotAuthenticated, NotFound
+from app.core.errors import InsufficientFunds, NotAuthenticated, NotFound, ValidationFailed
 from app.events import outbox, topics
 from app.ledger.rules import AccountKind
 from app.runtime import Runtime
@@ -50,7 +55,7 @@ from app.social.domain.social import (
 )
 from app.social.leaders import is_invited
 from app.trading.domain.errors import UnknownMarket
-from db.models import Follow, Leader, LedgerAccount, Market, Order
+from db.models import ExchangeConnection, Follow, Leader, LedgerAccount, Market, Order
 from db.queries import Page, keyset_page, lock_user, rows_by_ids
 from db.raw import driver
 from db.session import in_transaction
@@ -144,19 +149,57 @@ async def _refuse_if_leading(session: AsyncSession, follower_id: int) -> None:
         raise LeaderCannotFollow()
 
 
-async def _available(session: AsyncSession, user_id: int, currency: str) -> Decimal:
-    balance = await session.scalar(
-        select(LedgerAccount.balance).where(
-            LedgerAccount.user_id == user_id,
-            LedgerAccount.currency == currency,
-            LedgerAccount.kind == AccountKind.AVAILABLE.value,
-        )
-    )
+async def _balance(session: AsyncSession, *where: Any) -> Decimal:
+    balance = await session.scalar(select(LedgerAccount.balance).where(*where))
     return balance if balance is not None else Decimal(0)
 
 
+async def _available(session: AsyncSession, user_id: int, currency: str) -> Decimal:
+    return await _balance(
+        session,
+        LedgerAccount.user_id == user_id,
+        LedgerAccount.currency == currency,
+        LedgerAccount.kind == AccountKind.AVAILABLE.value,
+    )
+
+
+async def _mirrored_free(session: AsyncSession, account_id: int, currency: str) -> Decimal:
+    """What an exchange account holds free of ``currency`` there, as mirrored."""
+    return await _balance(
+        session,
+        LedgerAccount.exchange_account_id == account_id,
+        LedgerAccount.currency == currency,
+        LedgerAccount.kind == AccountKind.EXCHANGE_FREE.value,
+    )
+
+
+EXCHANGE_ACCOUNT_FIELD = "exchangeAccountId"
+
+
+async def _check_exchange_account(
+    session: AsyncSession, follower_id: int, account_id: int | None
+) -> None:
+    """The follower's own ACTIVE connected account (``NotFound`` for anyone else's or a
+    disconnected one), share-locked against a concurrent disconnect."""
+    if account_id is None:
+        return
+    status = await session.scalar(
+        select(ExchangeConnection.status)
+        .where(ExchangeConnection.id == account_id, ExchangeConnection.user_id == follower_id)
+        .with_for_update(read=True)
+    )
+    if status is None or status == "DISCONNECTED":
+        raise NotFound("No such exchange account of yours", field=EXCHANGE_ACCOUNT_FIELD)
+    if status != "ACTIVE":
+        raise ValidationFailed("This exchange account is suspended", field=EXCHANGE_ACCOUNT_FIELD)
+
+
 async def _check_allocation(
-    session: AsyncSession, follower_id: int, leader: Leader, params: FollowParameters
+    session: AsyncSession,
+    follower_id: int,
+    leader: Leader,
+    params: FollowParameters,
+    exchange_account_id: int | None = None,
 ) -> None:
     if params.allocation < leader.minimum_allocation:
         raise BelowMinimumAllocation(
@@ -164,10 +207,16 @@ async def _check_allocation(
             f" {FOLLOW_QUOTE}",
             field="allocation",
         )
-    available = await _available(session, follower_id, FOLLOW_QUOTE)
+    if exchange_account_id is None:
+        available = await _available(session, follower_id, FOLLOW_QUOTE)
+        where = ""
+    else:
+        available = await _mirrored_free(session, exchange_account_id, FOLLOW_QUOTE)
+        where = " at the exchange account"
     if params.allocation > available:
         raise InsufficientFunds(
-            f"The allocation is above your available {available.normalize():f} {FOLLOW_QUOTE}",
+            f"The allocation is above your available {available.normalize():f}"
+            f" {FOLLOW_QUOTE}{where}",
             field="allocation",
         )
 
@@ -202,9 +251,15 @@ async def _own_follow(session: AsyncSession, user_id: int, follow_id: int) -> Fo
 
 
 async def follow_leader(
-    rt: Runtime, *, user_id: int | None, leader_id: int, params: FollowParameters
+    rt: Runtime,
+    *,
+    user_id: int | None,
+    leader_id: int,
+    params: FollowParameters,
+    exchange_account_id: int | None = None,
 ) -> Follow:
-    """Start copying ``leader_id``: trades the leader opens from now on are copied."""
+    """Start copying ``leader_id``: trades the leader opens from now on are copied (to
+    ``exchange_account_id``, one of the follower's connected accounts, when given)."""
     params = rules.validate_follow(params)
 
     async def work(session: AsyncSession) -> Follow:
@@ -220,7 +275,8 @@ async def follow_leader(
         )
         if live is not None:
             raise AlreadyFollowing(field="leaderId")
-        await _check_allocation(session, follower_id, leader, params)
+        await _check_exchange_account(session, follower_id, exchange_account_id)
+        await _check_allocation(session, follower_id, leader, params, exchange_account_id)
         await _check_symbols(session, params)
         now = rt.now()
         row = Follow(
@@ -228,6 +284,7 @@ async def follow_leader(
             leader_id=leader_id,
             status=FollowStatus.ACTIVE.value,
             quote=FOLLOW_QUOTE,
+            exchange_account_id=exchange_account_id,
             created_at=now,
             updated_at=now,
         )
@@ -245,7 +302,12 @@ async def update_follow(
     rt: Runtime, *, user_id: int | None, follow_id: int, changes: dict[str, Any]
 ) -> Follow:
     """New parameters for a live follow (``merge_parameters``), checked like a new one:
-    the allocation against the leader's minimum and your available balance."""
+    the allocation against the leader's minimum and your available balance. The change
+    ``exchange_account_id`` names another of your connected accounts (None: the
+    platform); copies already planned go where they were planned for."""
+    changes = dict(changes)
+    account_change = "exchange_account_id" in changes
+    new_account = changes.pop("exchange_account_id", None)
 
     async def work(session: AsyncSession) -> Follow:
         follower_id = await _lock_follower(session, user_id)
@@ -254,9 +316,13 @@ async def update_follow(
         params = rules.validate_follow(merge_parameters(parameters_of(row), changes))
         leader = await session.get(Leader, row.leader_id)
         assert leader is not None
-        if params.allocation != row.allocation:
-            await _check_allocation(session, follower_id, leader, params)
+        account = new_account if account_change else row.exchange_account_id
+        if account_change:
+            await _check_exchange_account(session, follower_id, account)
+        if params.allocation != row.allocation or account != row.exchange_account_id:
+            await _check_allocation(session, follower_id, leader, params, account)
         await _check_symbols(session, params)
+        row.exchange_account_id = account
         _store(row, params)
         row.updated_at = rt.now()
         await session.flush()

@@ -48,6 +48,9 @@ class PaperAccount(Base):
     last_trade_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = _created_at()
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # an exchange's market (ccxt id): its public trades are the prices, ``last_trade_id``
+    # a ``market_trades`` id (app/paper/exchange_feed.py); NULL: the platform's market
+    exchange: Mapped[str | None] = mapped_column(Text)
 
 
 class PaperLogEntry(Base):

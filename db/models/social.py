@@ -17,6 +17,7 @@ from sqlalchemy import (
     Numeric,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
@@ -103,6 +104,8 @@ class Follow(Base):
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # copies go to this connected exchange account of the follower (NULL: the platform)
+    exchange_account_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_connections.id"))
 
 
 class FollowPosition(Base):
@@ -131,6 +134,11 @@ class Copy(Base):
         UniqueConstraint("follow_id", "leader_fill_id"),
         Index(None, "follow_id", "id"),
         Index(None, "order_id"),
+        Index(
+            "ix_copies_exchange_pending",
+            "id",
+            postgresql_where=text("status = 'PENDING' AND exchange_account_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -146,6 +154,10 @@ class Copy(Base):
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     # of the order's fills, the quantity already applied to the follow's positions
     filled_quantity: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    # a copy bound for the follower's exchange account (``app.social.copy_exchange``):
+    # the account, and the order sent there
+    exchange_account_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_connections.id"))
+    exchange_order_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_orders.id"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

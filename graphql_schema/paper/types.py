@@ -23,6 +23,8 @@ from db.queries import page_key
 from graphql_schema.errors import (
     BelowMinimumNotional,
     ClientOrderIdReused,
+    ExchangeRateLimited,
+    ExchangeUnavailable,
     FokNotFillable,
     InsufficientFunds,
     InvalidOrder,
@@ -151,13 +153,17 @@ class PaperAccountNode(relay.Node):
     resets: int = strawberry.field(description="How many times it was reset.")
     started_at: datetime
     created_at: datetime
+    exchange: str | None = strawberry.field(
+        description="The exchange whose live trades it fills against; null: the platform's."
+    )
     _row: strawberry.Private[PaperAccount]
 
     @classmethod
     def from_row(cls, row: PaperAccount, symbol: str) -> PaperAccountNode:
         return cls(
             id=row.id, name=row.name, symbol=symbol, status=row.status, resets=row.generation,
-            started_at=row.started_at, created_at=row.created_at, _row=row,
+            started_at=row.started_at, created_at=row.created_at, exchange=row.exchange,
+            _row=row,
         )  # fmt: skip
 
     @strawberry.field
@@ -165,10 +171,17 @@ class PaperAccountNode(relay.Node):
         return [PaperBalance(currency=b.currency, available=b.available, held=b.held,
                              total=b.total) for b in await self._balances(info)]  # fmt: skip
 
-    @strawberry.field(description="Cash plus position at the live last price (quote).")
+    @strawberry.field(
+        description="Cash plus position at the live last price (quote): the exchange's last"
+        " trade for an account on an exchange."
+    )
     async def equity(self, info: Info) -> Decimal:
         market = await self._market(info)
-        return accounts.equity_from(market.spec, market.last_price, await self._balances(info))
+        price = market.last_price
+        if self._row.exchange is not None:
+            key = (self._row.exchange, market.symbol)
+            price = await info.context.loaders.exchange_last_price_by_market.load(key)
+        return accounts.equity_from(market.spec, price, await self._balances(info))
 
     @strawberry.field
     async def orders(
@@ -231,6 +244,11 @@ class OpenPaperAccountInput:
     balances: list[PaperBalanceInput] = strawberry.field(
         description="Starting balances, in the market's currencies, 10000000 each at most."
     )
+    exchange: str | None = strawberry.field(
+        default=None,
+        description="Trade against this exchange's live trades of the symbol (binance,"
+        " kraken, okx, bybit, coinbase; public data, no key) instead of the platform's.",
+    )
 
 
 @strawberry.input
@@ -270,7 +288,13 @@ class PaperOrderListPayload:
 
 
 OpenPaperAccountResult: TypeAlias = Annotated[
-    PaperAccountPayload | ValidationFailed | NotAuthenticated | UnknownMarket | InsufficientFunds,
+    PaperAccountPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | UnknownMarket
+    | InsufficientFunds
+    | ExchangeUnavailable
+    | ExchangeRateLimited,
     strawberry.union("OpenPaperAccountResult"),
 ]
 PaperAccountResult: TypeAlias = Annotated[

@@ -59,12 +59,18 @@ class LeaderFill:
         )
 
 
+def _global(type_name: str, pk: int | None) -> strawberry.ID | None:
+    return None if pk is None else strawberry.ID(str(relay.GlobalID(type_name, str(pk))))
+
+
 @strawberry.type(name="Copy")
 class CopyNode(relay.Node):
     """One leader fill as copied for one follow: the follower's order (with its fills),
     or SKIPPED with the reason (SYMBOL_NOT_ALLOWED, QUOTE_MISMATCH, BELOW_MINIMUM,
     ALLOCATION_EXHAUSTED, MAX_POSITION_REACHED, NOTHING_TO_CLOSE, INSUFFICIENT_FUNDS or
-    another trading error code). Visible to the follower."""
+    another trading error code; on an exchange account also EXCHANGE_MARKET_NOT_FOUND,
+    EXCHANGE_ACCOUNT_DISCONNECTED, EXCHANGE_ACCOUNT_SUSPENDED, EXCHANGE_UNAVAILABLE or
+    the exchange's refusal code). Visible to the follower."""
 
     id: relay.NodeID[int]
     status: CopyStatus
@@ -76,6 +82,12 @@ class CopyNode(relay.Node):
     )
     client_order_id: str | None
     created_at: datetime
+    exchange_account_id: strawberry.ID | None = strawberry.field(
+        description="The ExchangeAccount the copy was planned for; null on the platform."
+    )
+    exchange_order_id: strawberry.ID | None = strawberry.field(
+        description="The ExchangeOrder sent for it (read it with node); null until sent."
+    )
     follow_id: strawberry.Private[int]
     leader_fill_id: strawberry.Private[int]
     order_id: strawberry.Private[int | None]
@@ -108,6 +120,8 @@ class CopyNode(relay.Node):
             price=_plain(row.price),
             client_order_id=row.client_order_id,
             created_at=row.created_at,
+            exchange_account_id=_global("ExchangeAccount", row.exchange_account_id),
+            exchange_order_id=_global("ExchangeOrder", row.exchange_order_id),
             follow_id=row.follow_id,
             leader_fill_id=row.leader_fill_id,
             order_id=row.order_id,

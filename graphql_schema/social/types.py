@@ -180,6 +180,10 @@ class FollowStatistics:
         )
 
 
+def _exchange_account_gid(pk: int | None) -> strawberry.ID | None:
+    return None if pk is None else strawberry.ID(str(relay.GlobalID("ExchangeAccount", str(pk))))
+
+
 def _plain(value: Decimal) -> Decimal:
     return value.normalize() if value else Decimal(0)
 
@@ -200,6 +204,9 @@ class Follow(relay.Node):
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None
+    exchange_account_id: strawberry.ID | None = strawberry.field(
+        description="The ExchangeAccount of yours its copies go to; null: the platform."
+    )
     leader_id: strawberry.Private[int]
     follower_id: strawberry.Private[int]
 
@@ -242,6 +249,7 @@ class Follow(relay.Node):
             created_at=row.created_at,
             updated_at=row.updated_at,
             ended_at=row.ended_at,
+            exchange_account_id=_exchange_account_gid(row.exchange_account_id),
             leader_id=row.leader_id,
             follower_id=row.follower_id,
         )
@@ -330,7 +338,8 @@ FollowLeaderResult: TypeAlias = Annotated[
     | InviteRequired
     | LeaderStopped
     | AlreadyFollowing
-    | LeaderCannotFollow,
+    | LeaderCannotFollow
+    | NotFound,
     strawberry.union("FollowLeaderResult"),
 ]
 UpdateFollowResult: TypeAlias = Annotated[

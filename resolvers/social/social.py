@@ -12,6 +12,7 @@ from app.social import follows, leaders
 from app.social.domain import social as domain
 from db.models import Follow as FollowRow
 from db.models import Leader as LeaderRow
+from graphql_schema.exchanges.types import EXCHANGE_ACCOUNT
 from graphql_schema.gateway.context import Context
 from graphql_schema.ids import node_pk, pk_or_none
 from graphql_schema.paging import to_connection
@@ -200,9 +201,12 @@ async def follow_leader(
     slippage_tolerance: Decimal = domain.DEFAULT_SLIPPAGE,
     stop_loss_percent: Decimal | None = None,
     close_positions_on_stop_loss: bool = False,
+    exchange_account_id: strawberry.ID | None = None,
 ) -> FollowLeaderResult:
     """Copy a leader's trades opened from now on. Amounts in USDT; the allocation must be
-    available (no hold: copied orders hold when placed)."""
+    available (no hold: copied orders hold when placed). With exchangeAccountId, the
+    copies go to that connected exchange account of yours (ACTIVE), and the allocation
+    must be free there."""
 
     async def call() -> FollowRow:
         params = domain.FollowParameters(
@@ -222,9 +226,16 @@ async def follow_leader(
             user_id=info.context.user_id,
             leader_id=node_pk(leader_id, LEADER, field="leaderId"),
             params=params,
+            exchange_account_id=_exchange_account(exchange_account_id),
         )
 
     return await attempt(call(), _follow_payload)
+
+
+def _exchange_account(value: strawberry.ID | None) -> int | None:
+    if value is None:
+        return None
+    return node_pk(str(value), EXCHANGE_ACCOUNT, field="exchangeAccountId")
 
 
 _NOT_NULL = {
@@ -247,9 +258,11 @@ async def update_follow(
     slippage_tolerance: Decimal | None = strawberry.UNSET,
     stop_loss_percent: Decimal | None = strawberry.UNSET,
     close_positions_on_stop_loss: bool | None = strawberry.UNSET,
+    exchange_account_id: strawberry.ID | None = strawberry.UNSET,
 ) -> UpdateFollowResult:
-    """Change the arguments you pass (null clears an optional cap); the rest stay. Checked
-    like followLeader."""
+    """Change the arguments you pass (null clears an optional cap; a null
+    exchangeAccountId copies on the platform again); the rest stay. Checked like
+    followLeader."""
     given = {
         "allocation": allocation,
         "mode": domain.FollowMode(mode.value) if isinstance(mode, FollowMode) else mode,
@@ -265,6 +278,8 @@ async def update_follow(
 
     async def call() -> FollowRow:
         changes = {k: v for k, v in given.items() if v is not strawberry.UNSET}
+        if exchange_account_id is not strawberry.UNSET:
+            changes["exchange_account_id"] = _exchange_account(exchange_account_id)
         for name, field in _NOT_NULL.items():
             if name in changes and changes[name] is None:
                 raise domain.InvalidFollowParameters("Cannot be null", field=field)

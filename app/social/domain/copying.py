@@ -25,6 +25,7 @@ to the tick): it trades at once at a price no worse than that, or not at all.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -55,6 +56,11 @@ class SkipReason(StrEnum):
     MAX_POSITION_REACHED = "MAX_POSITION_REACHED"  # no room under the position cap
     NOTHING_TO_CLOSE = "NOTHING_TO_CLOSE"  # the leader sold; the follower holds none
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    # copies bound for the follower's exchange account (``fit_to_market`` and the sender)
+    EXCHANGE_MARKET_NOT_FOUND = "EXCHANGE_MARKET_NOT_FOUND"  # no market of that base/quote
+    EXCHANGE_ACCOUNT_DISCONNECTED = "EXCHANGE_ACCOUNT_DISCONNECTED"
+    EXCHANGE_ACCOUNT_SUSPENDED = "EXCHANGE_ACCOUNT_SUSPENDED"
+    EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"  # not reached while the copy was fresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +253,64 @@ def ioc_request(side: Side, quantity: Decimal, price: Decimal) -> OrderRequest:
         price=price,
         time_in_force=TimeInForce.IOC,
     )
+
+
+# --- copies on an exchange account -------------------------------------------------------
+# A copy bound for the follower's exchange account is planned with ``UNROUNDED`` lots
+# (the platform market's rules are not the exchange's) and fitted to the exchange's
+# market when it is sent.
+
+UNROUNDED = Lots(tick_size=Decimal("1e-18"), lot_size=Decimal("1e-18"), min_notional=ZERO)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeLots:
+    """An exchange market's rules a copy is fitted to."""
+
+    tick_size: Decimal
+    lot_size: Decimal
+    min_amount: Decimal | None = None
+    min_notional: Decimal | None = None
+
+
+def fit_to_market(side: str, quantity: Decimal, price: Decimal, market: ExchangeLots) -> Plan:
+    """The copy as the exchange takes it: the quantity rounded down to the lot, the limit
+    moved to the tick towards the follower (a BUY's down, a SELL's up: never worse than
+    the slippage bound), or ``BELOW_MINIMUM`` under the minimum amount or notional."""
+    fitted = round_down(quantity, market.lot_size)
+    if side == "BUY":
+        limit = max(market.tick_size, round_down(price, market.tick_size))
+    else:
+        limit = round_up(price, market.tick_size)
+    if fitted <= 0 or (market.min_amount is not None and fitted < market.min_amount):
+        return Skipped(SkipReason.BELOW_MINIMUM)
+    if market.min_notional is not None and fitted * limit < market.min_notional:
+        return Skipped(SkipReason.BELOW_MINIMUM)
+    return Planned(fitted, limit)
+
+
+def account_refusal(status: str | None) -> SkipReason | None:
+    """Why nothing is sent to an exchange account in ``status`` (None: ACTIVE)."""
+    if status == "ACTIVE":
+        return None
+    if status == "DISCONNECTED" or status is None:
+        return SkipReason.EXCHANGE_ACCOUNT_DISCONNECTED
+    return SkipReason.EXCHANGE_ACCOUNT_SUSPENDED
+
+
+def capped_allocation(allocation: Decimal, equity: Decimal | None) -> Decimal:
+    """A follow on an exchange account spends at most what the account holds there (its
+    mirrored equity in the follow's quote; unknown: nothing)."""
+    return min(allocation, max(equity or ZERO, ZERO))
+
+
+def exchange_copy_client_order_id(follow_id: int, leader_fill_id: int) -> str:
+    """The client order id of a copy sent to an exchange: derived from the copy's key
+    (follow, leader fill), 18 lowercase alphanumerics like every client order id of ours
+    at an exchange (Kraken takes 18, OKX only [a-z0-9]), so a copy sent again is the
+    same order and the exchange, or our unique row, refuses the second."""
+    digest = hashlib.sha256(f"copy-{follow_id}-{leader_fill_id}".encode()).hexdigest()
+    return "cp" + digest[:16]
 
 
 # --- identities ---------------------------------------------------------------------------

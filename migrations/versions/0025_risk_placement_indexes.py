@@ -7,8 +7,8 @@
   the non-ACTIVE states of a batch's scopes, without reading the ACTIVE rows every scope
   that ever had a state keeps.
 
-Revision ID: 0027_risk_placement_indexes
-Revises: 0023_exchange_bots
+Revision ID: 0025_risk_placement_indexes
+Revises: 0024_exchange_copies
 Create Date: 2026-12-05 22:00:00
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0027_risk_placement_indexes"
-down_revision: str | None = "0023_exchange_bots"
+revision: str = "0025_risk_placement_indexes"
+down_revision: str | None = "0024_exchange_copies"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
