@@ -13,6 +13,7 @@ from strawberry import relay
 
 from app.exchanges.order_lists import LegInput, PlacedList
 from graphql_schema.errors import (
+    ClientOrderIdReused,
     ExchangeOrderNotCancellable,
     ExchangeOrderTypeNotAvailable,
     NotAuthenticated,
@@ -108,6 +109,7 @@ PlaceExchangeOrderListResult: TypeAlias = Annotated[
     | RiskHalted
     | RiskReducing
     | RiskLimitReached
+    | ClientOrderIdReused
     | EXCHANGE_FAILURES,
     strawberry.union("PlaceExchangeOrderListResult"),
 ]

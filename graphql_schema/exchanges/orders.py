@@ -21,6 +21,7 @@ from app.exchanges.domain.orders import ExchangeOrderStatus, OrderTypeSupport
 from app.exchanges.domain.triggers import trigger_state
 from db.models import ExchangeFill, ExchangeOrder
 from graphql_schema.errors import (
+    ClientOrderIdReused,
     ExchangeInsufficientFunds,
     ExchangeKeyInvalid,
     ExchangeOrderNotCancellable,
@@ -226,6 +227,7 @@ PlaceExchangeOrderResult: TypeAlias = Annotated[
     | RiskHalted
     | RiskReducing
     | RiskLimitReached
+    | ClientOrderIdReused
     | EXCHANGE_FAILURES,
     strawberry.union("PlaceExchangeOrderResult"),
 ]
