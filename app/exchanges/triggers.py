@@ -20,7 +20,7 @@ import logging
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import UserError
@@ -130,12 +130,12 @@ async def _judge(rt: Runtime, row: ExchangeOrder, trades: list[Trade]) -> int:
 
 
 async def _note(rt: Runtime, order_id: int, note: str | None) -> None:
+    """Why a still-armed stop did not fire (or None again), with its order event."""
     async with rt.sessions() as session, session.begin():
-        await session.execute(
-            update(ExchangeOrder)
-            .where(ExchangeOrder.id == order_id, ExchangeOrder.status == S.ARMED.value)
-            .values(trigger_note=note)
-        )
+        row = await _lock_order(session, order_id)
+        if row.status == S.ARMED.value and row.trigger_note != note:
+            row.trigger_note, row.updated_at = note, rt.now()
+            await order_events.row_changed(session, row)
 
 
 async def _list_may_fire(session: AsyncSession, row: ExchangeOrder) -> bool:

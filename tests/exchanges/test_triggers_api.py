@@ -28,6 +28,7 @@ from tests.exchanges.test_orders_api import (
 from tests.risk.support import force_state
 from tests.support import pk
 from tests.support.exchanges import trade_at
+from tests.support.trading import rows
 
 TRIGGER_FIELDS = "triggerState triggeredAt triggerPrice triggerNote"
 ORDER = (
@@ -110,6 +111,9 @@ async def test_stale_trades_fire_nothing_and_say_so(gql, rt, exchanges):
     assert server.orders == [] and not _creates(server, "okx")
     node = await _order(gql, token, placed["id"])
     assert (node["status"], node["triggerNote"]) == ("ARMED", "STALE_PRICES")
+    notes = await rows(rt, "SELECT payload FROM outbox WHERE topic = 'exchange-orders'"
+                           " ORDER BY id")  # fmt: skip
+    assert notes[-1]["payload"]["triggerNote"] == "STALE_PRICES"  # its event
     trade_at(server, BTC, Decimal("44000"))  # a fresh one
     assert await triggers.fire_armed(rt) == 1
     node = await _order(gql, token, placed["id"])
