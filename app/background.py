@@ -20,8 +20,8 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import following as exchange_following
 from app.exchanges import order_lists as exchange_order_lists
-from app.exchanges import orders as exchange_orders
 from app.exchanges import syncs as exchange_syncs
 from app.exchanges import triggers as exchange_triggers
 from app.exchanges.candle_sync import sync_candles
@@ -152,7 +152,7 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         jobs.closers.append(streams.aclose)
 
     async def poll_unstreamed(rt: Runtime) -> int:
-        return await exchange_orders.poll_live(rt, skip=streams.healthy)
+        return await exchange_following.poll_live(rt, skip=streams.healthy)
 
     jobs.add("exchange-orders", rt.settings.exchange_order_poll_seconds, poll_unstreamed)
     jobs.add(

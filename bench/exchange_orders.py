@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from app.exchanges import orders
+from app.exchanges import following, orders
 from app.exchanges.accounts import connect_account
 from app.exchanges.ccxt_edge import CcxtConnector
 from app.runtime import Runtime
@@ -179,17 +179,17 @@ async def bench_reconcile(rt: Runtime, server: StandIn, count: int) -> dict[str,
     async with rt.sessions() as session, session.begin():
         await session.execute(insert(ExchangeOrder), rows)
     start = time.perf_counter()
-    first = await orders.reconcile_account(rt, connection_id=connection_id)
+    first = await following.reconcile_account(rt, connection_id=connection_id)
     first_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    second = await orders.reconcile_account(rt, connection_id=connection_id)
+    second = await following.reconcile_account(rt, connection_id=connection_id)
     second_seconds = time.perf_counter() - start
     async with rt.sessions() as session:
         fills = await session.scalar(
             select(func.count()).where(ExchangeFill.connection_id == connection_id)
         )
     assert first.fills_added == count == fills, (first, fills)
-    assert first.orders_changed == count and second == orders.Reconciled(0, 0), (first, second)
+    assert first.orders_changed == count and second == following.Reconciled(0, 0), (first, second)
     return {
         "orders": count,
         "first_run_seconds": first_seconds,

@@ -1,7 +1,7 @@
 """``python -m bench exchange-streams``: the worker's memory and CPU per connected
 account with a live order stream (``ccxt.pro`` watch_orders / watch_my_trades, through
 ``app.exchanges.streams.OrderStreams``), beside the same process following the same
-accounts by polling (``orders.poll_live`` every ``--poll-seconds``: the peer).
+accounts by polling (``following.poll_live`` every ``--poll-seconds``: the peer).
 
 1. A fresh migrated database, the Binance stand-in (HTTP and WebSocket, in this
    process), ``max(--accounts)`` accounts connected through ``connect_account``, each
@@ -68,7 +68,7 @@ async def worker(job: dict[str, Any]) -> dict[str, Any]:
     ccxt_edge.preload(streams=True)
     pro = {"mb": rss_mb() - before, "seconds": time.perf_counter() - start}
 
-    from app.exchanges import orders
+    from app.exchanges import following
     from app.exchanges.ccxt_edge import CcxtConnector
     from app.exchanges.streams import OrderStreams
     from bench.trading_support import runtime
@@ -86,14 +86,14 @@ async def worker(job: dict[str, Any]) -> dict[str, Any]:
                 await asyncio.sleep(0.1)
             assert len(streams.healthy) == n, (len(streams.healthy), n)
         else:
-            assert await orders.poll_live(rt, limit=n) == n
+            assert await following.poll_live(rt, limit=n) == n
         ready = time.perf_counter() - start
         cpu = time.process_time()
         end = time.perf_counter() + job["window"]
         while (left := end - time.perf_counter()) > 0:
             if job["mode"] == "poll":
                 polled = time.perf_counter()
-                await orders.poll_live(rt, limit=n)
+                await following.poll_live(rt, limit=n)
                 left = min(left, job["poll_seconds"] - (time.perf_counter() - polled))
             await asyncio.sleep(max(left, 0) if job["mode"] == "stream" else max(left, 0.01))
         cpu_seconds = time.process_time() - cpu
@@ -226,8 +226,10 @@ def report(document: dict[str, Any]) -> None:
     print(f"\nper account (slope of RSS over N): stream {slopes['stream']:.0f} KB,"
           f" poll {slopes['poll']:.0f} KB")  # fmt: skip
     rest, pro = document["runs"][0]["import_rest"], document["runs"][0]["import_pro"]
-    print(f"ccxt import (once per process): ccxt.async_support {rest['mb']:.0f} MB in"
-          f" {rest['seconds']:.2f} s; then ccxt.pro {pro['mb']:.0f} MB in {pro['seconds']:.2f} s")
+    print(
+        f"ccxt import (once per process): ccxt.async_support {rest['mb']:.0f} MB in"
+        f" {rest['seconds']:.2f} s; then ccxt.pro {pro['mb']:.0f} MB in {pro['seconds']:.2f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

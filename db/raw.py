@@ -57,7 +57,8 @@ Raw users:
     app.risk.gate               the risk context of a batch, in the placement's markets statement
     app.risk.transitions        a scope's state locked and moved, its transition recorded
     app.risk.triggers           the fills consumer: a batch's limits, locks, P&L, cancels
-    app.exchanges.orders        reconciling an exchange account: thousands of orders by unnest
+    app.exchanges.orders        the user's row locked before an exchange order's risk check
+    app.exchanges.following     reconciling an exchange account: thousands of orders by unnest
     app.exchanges.order_events  the column lists reconciliation's changes return, for events
 
 (bench/ and tests/ use it too; they are not listed.) Everything else uses SQLAlchemy.

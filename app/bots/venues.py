@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InsufficientFunds, UserError
+from app.exchanges.domain.orders import CLIENT_ORDER_ID_PREFIX, derived_client_order_id_sql
 from app.exchanges.domain.orders import LIVE as EXCHANGE_LIVE
 from app.exchanges.venue import ExchangeVenue
 from app.ledger import journal as ledger
@@ -222,8 +223,11 @@ class PaperSender:
         return OrderAck(client_order_id, order.id, OrderStatus(order.status))
 
 
-# The client order id an exchange is sent for a bot's is ``exchange_client_id``'s digest,
-# written in SQL below ('co' || the first 16 hex digits of its SHA-256)
+# The client order id an exchange is sent for a bot's (``exchange_client_id``), in SQL
+def _sent_id(key_sql: str) -> str:
+    return derived_client_order_id_sql(CLIENT_ORDER_ID_PREFIX, key_sql)
+
+
 _EXCHANGE_LIVE = sorted(s.value for s in EXCHANGE_LIVE)
 
 
@@ -235,7 +239,7 @@ class ExchangeBots(_Reads):
 
     # an ended order whose fills are not all recorded yet reads as PARTIALLY_FILLED, and
     # its filled quantity is its recorded fills': it ends when the last is recorded
-    _ORDERS = """
+    _ORDERS = f"""
         SELECT o.id, o.connection_id AS account, w.client_order_id,
                CASE WHEN o.status = 'PENDING_SUBMIT' THEN 'NEW'
                     WHEN o.status IN ('FILLED', 'CANCELED') AND f.recorded < o.filled
@@ -244,13 +248,12 @@ class ExchangeBots(_Reads):
                o.quantity, f.recorded AS filled_quantity, o.reject_code AS reason
         FROM unnest($1::bigint[], $2::text[]) AS w(connection_id, client_order_id)
         JOIN exchange_orders o ON o.connection_id = w.connection_id
-             AND o.client_order_id = 'co' || left(encode(
-                 sha256(convert_to(w.client_order_id, 'UTF8')), 'hex'), 16)
+             AND o.client_order_id = {_sent_id("w.client_order_id")}
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(x.quantity), 0) AS recorded
             FROM exchange_fills x WHERE x.order_id = o.id
         ) f
-    """
+    """  # noqa: S608 (our constant)
     # the fee in the quote (one the exchange took in the base, at the fill's price)
     _FILLS = """
         SELECT f.id, f.order_id, o.side, f.price, f.quantity,
@@ -279,7 +282,7 @@ class ExchangeBudget:
     worst price, fees included), less what its sells brought back, would pass its
     budget; a sell, when it would sell more of the base than its buys got."""
 
-    _COMMITTED = """
+    _COMMITTED = f"""
         SELECT coalesce(sum(CASE WHEN o.side = 'BUY' THEN f.value + f.fee + CASE
                    WHEN o.status = ANY($3::text[])
                    THEN (o.quantity - o.filled) * coalesce(o.price, 0) ELSE 0 END
@@ -289,8 +292,7 @@ class ExchangeBudget:
                    ELSE -f.quantity END), 0) AS held
         FROM bot_commands c
         JOIN exchange_orders o ON o.connection_id = $2
-             AND o.client_order_id = 'co' || left(encode(
-                 sha256(convert_to(c.client_order_id, 'UTF8')), 'hex'), 16)
+             AND o.client_order_id = {_sent_id("c.client_order_id")}
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(x.price * x.quantity), 0) AS value,
                    coalesce(sum(x.quantity), 0) AS quantity,
@@ -299,7 +301,7 @@ class ExchangeBudget:
             FROM exchange_fills x WHERE x.order_id = o.id
         ) f
         WHERE c.bot_id = $1 AND c.kind = 'PLACE'
-    """
+    """  # noqa: S608 (our constant)
 
     def __init__(self, rt: Runtime, venue: ExchangeVenue, *, bot_id: int, budget: Any) -> None:
         self.rt = rt

@@ -6,7 +6,7 @@ that changed the rows: ``changed`` for order rows (ORM objects or the records of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -28,11 +28,12 @@ FILL_COLUMNS = bind(
 )  # fmt: skip
 
 
-async def changed(session: AsyncSession, rows: Sequence[Any]) -> None:
-    """Each of ``rows`` (orders as a change left them) to its owner."""
+async def changed(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Each of ``rows`` (records of ``ORDER_COLUMNS``: orders as a change left them) to
+    its owner."""
     if rows:
         await outbox.write(session, *(
-            topics.exchange_order_updated(_owner(row), of_row(topics.ExchangeOrderUpdated, row))
+            topics.exchange_order_updated(row["user_id"], of_row(topics.ExchangeOrderUpdated, row))
             for row in rows
         ))  # fmt: skip
 
@@ -41,7 +42,7 @@ async def row_changed(session: AsyncSession, row: ExchangeOrder) -> None:
     """An ORM row just changed in ``session`` (flushed first, so the event carries what
     the table holds: ``updated_at`` and the server's defaults)."""
     await session.flush()
-    await changed(session, [row])
+    await changed(session, [{name: getattr(row, name) for name in ORDER_COLUMNS}])
 
 
 async def filled(session: AsyncSession, user_id: int, rows: Sequence[Any]) -> None:
@@ -50,8 +51,3 @@ async def filled(session: AsyncSession, user_id: int, rows: Sequence[Any]) -> No
         await outbox.write(session, *(
             topics.exchange_filled(user_id, of_row(topics.ExchangeFilled, row)) for row in rows
         ))  # fmt: skip
-
-
-def _owner(row: Any) -> int:
-    owner: int = row["user_id"] if hasattr(row, "keys") else row.user_id
-    return owner

@@ -85,8 +85,8 @@ class PlacedList:
 
 def _leg(given: LegInput) -> LegRequest:
     return LegRequest(
-        side=orders._enum(Side, given.side, "side"),
-        type=orders._enum(ExchangeOrderType, given.type, "type"),
+        side=orders.parse_enum(Side, given.side, "side"),
+        type=orders.parse_enum(ExchangeOrderType, given.type, "type"),
         quantity=given.quantity, price=given.price, stop_price=given.stop_price,
     )  # fmt: skip
 
@@ -102,7 +102,7 @@ def _planned(request: PlaceOrderList) -> tuple[ListKind, dict[ListRole, LegReque
                                                BracketExits | None]:  # fmt: skip
     """The legs placed now, by role (an OCO's two, a bracket's entry), and a bracket's
     exits; ``ValidationFailed`` for a list that is not one."""
-    kind = orders._enum(ListKind, request.kind, "kind")
+    kind = orders.parse_enum(ListKind, request.kind, "kind")
     if kind is ListKind.OCO:
         if not request.orders:
             raise ValidationFailed("An OCO needs its two orders", field="orders")
@@ -130,8 +130,8 @@ async def place_order_list(rt: Runtime, *, user_id: int, request: PlaceOrderList
     if exits is not None:
         entry = legs[ListRole.ENTRY]
         checked += bracket_exits(entry.side, exits, entry.quantity).values()
-    async with orders._session(rt, connection) as session:  # every leg checked first
-        market = orders._market(await session.markets(), request.symbol)
+    async with orders.exchange_session(rt, connection) as session:  # every leg checked first
+        market = orders.market_named(await session.markets(), request.symbol)
         for leg in checked:
             orders.submission_for(_request(connection.id, market.symbol, leg), market)
     async with rt.sessions() as db, db.begin():

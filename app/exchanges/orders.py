@@ -1,36 +1,27 @@
-"""Orders on connected exchange accounts: place, cancel, and follow them (polling and
-reconciliation), through the connector (ccxt) with the account's sealed key.
+"""Orders on connected exchange accounts: placed and canceled through the connector
+(ccxt) with the account's sealed key; ``app.exchanges.following`` follows them.
 
 Never twice: the order's row, with our client order id, is committed PENDING_SUBMIT
 (after the user's risk gate) before the exchange is asked. A write is sent once: when
 its answer is lost (``ExchangeOutcomeUnknown``), the order is looked up by its client
 order id, never re-sent; one still not found stays PENDING_SUBMIT and reconciliation
-settles it (found: recorded; absent after ``SETTLE_AFTER``: REJECTED). A process that
-dies between the commit and the answer leaves the same PENDING_SUBMIT row.
+settles it (found: recorded; absent after ``following.SETTLE_AFTER``: REJECTED). A
+process that dies between the commit and the answer leaves the same PENDING_SUBMIT row.
 
-Following: ``poll_live`` (a background job) reconciles each account with live orders:
-its open orders, those closed since the oldest live one was placed, and its trades since
-then, read again every time. Fills are inserted once (unique on the exchange's trade id,
-``ON CONFLICT DO NOTHING``) and an order's state only moves forward (``advance``, under
-the row's lock), so a run cut short, a gap, or two processes at once neither miss nor
-double anything: the next run reads it all again.
-
-The exchange is called outside any database transaction.
-
-Size: one idea, an order's life on a connected account (placed once, canceled, followed
-until its fills add up); each part shares the row lock, ``advance`` and the recording
-statements with the others."""
+An order's state only moves forward (``advance``, under the row's lock, ``lock_order``),
+here and in ``following``. The exchange is called outside any database transaction.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,7 +51,6 @@ from app.exchanges.domain.orders import (
     OrderSubmission,
     OrderTypeSupport,
     ReportedOrder,
-    ReportedTrade,
     advance,
     check_submission,
     new_client_order_id,
@@ -81,14 +71,6 @@ from db.raw import driver
 log = logging.getLogger(__name__)
 
 S = ExchangeOrderStatus
-# a PENDING_SUBMIT order the exchange still does not know after this was never placed
-# (the exchanges refuse a signed request older than their receive window: 5 to 30 s)
-SETTLE_AFTER = timedelta(seconds=60)
-# reconciliation reads orders and trades from this long before the oldest live order
-LOOKBACK_MARGIN = timedelta(minutes=1)
-# an ended order is followed this long for fills not yet read (``_followed``)
-FILLS_GRACE = timedelta(days=1)
-_LIVE_VALUES = sorted(s.value for s in LIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +89,7 @@ class PlaceOrder:
     follow_id: int | None = None  # a copy's: its follow's FOLLOW scope applies too
 
 
-def _enum(enum: Any, text: str, field: str) -> Any:
+def parse_enum(enum: Any, text: str, field: str) -> Any:
     try:
         return enum(text.strip().upper())
     except ValueError:
@@ -115,7 +97,7 @@ def _enum(enum: Any, text: str, field: str) -> Any:
         raise ValidationFailed(f"{field} must be one of {names}", field=field) from None
 
 
-def _market(markets: Sequence[ExchangeMarket], symbol: str) -> ExchangeMarket:
+def market_named(markets: Sequence[ExchangeMarket], symbol: str) -> ExchangeMarket:
     wanted = symbol.strip().upper()
     for market in markets:
         if market.symbol == wanted:
@@ -127,8 +109,8 @@ def submission_for(request: PlaceOrder, market: ExchangeMarket) -> OrderSubmissi
     submission = OrderSubmission(
         client_order_id=request.client_order_id or new_client_order_id(),
         symbol=market.symbol,
-        side=_enum(Side, request.side, "side"),
-        type=_enum(ExchangeOrderType, request.type, "type"),
+        side=parse_enum(Side, request.side, "side"),
+        type=parse_enum(ExchangeOrderType, request.type, "type"),
         quantity=request.quantity,
         price=request.price,
         stop_price=request.stop_price,
@@ -199,7 +181,7 @@ def order_types(rt: Runtime, connection: ExchangeConnection) -> tuple[OrderTypeS
     return rt.exchanges.order_types(ExchangeId(connection.exchange))
 
 
-def _session(rt: Runtime, connection: ExchangeConnection) -> Any:
+def exchange_session(rt: Runtime, connection: ExchangeConnection) -> Any:
     exchange = ExchangeId(connection.exchange)
     return rt.exchanges.sealed_session(exchange, sealed_of(connection), binding_of(connection))
 
@@ -226,8 +208,8 @@ async def place_order(
     send it once, record the answer (``leg``: as a leg of an order list, with the client
     order id the list gives it, if any)."""
     connection = await tradable_connection(rt, user_id=user_id, account_id=request.account_id)
-    async with _session(rt, connection) as session:
-        market = _market(await session.markets(), request.symbol)
+    async with exchange_session(rt, connection) as session:
+        market = market_named(await session.markets(), request.symbol)
         submission = submission_for(request, market)
         if leg is not None and leg.client_order_id is not None:
             submission = replace(submission, client_order_id=leg.client_order_id)
@@ -244,7 +226,7 @@ async def place_order(
             raise ClientOrderIdReused(field="clientOrderId") from None
         if emulated:  # held ARMED by the platform (app/exchanges/triggers.py): not sent
             return await get_order(rt, user_id=user_id, order_id=order_id)
-        return await _submit(rt, session, order_id, submission)
+        return await submit(rt, session, order_id, submission)
 
 
 def _check_sizing(exchange: ExchangeId, submission: OrderSubmission) -> None:
@@ -262,7 +244,7 @@ def _check_sizing(exchange: ExchangeId, submission: OrderSubmission) -> None:
         )
 
 
-def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOrder:
+def proposed_order(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOrder:
     """The order as the risk limits see it: its value in USD where its quote is cash
     and a price is known (a market order's value is not: 0), and what it acquires."""
     reference = submission.price or submission.stop_price
@@ -273,7 +255,7 @@ def _proposed(market: ExchangeMarket, submission: OrderSubmission) -> ProposedOr
     return ProposedOrder(notional, None if acquired in CASH else acquired)
 
 
-async def _check_risk(
+async def check_risk(
     rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder,
     bot_id: int | None = None, follow_id: int | None = None,
 ) -> None:  # fmt: skip
@@ -318,8 +300,8 @@ async def _record_pending(
 ) -> int:
     """The order's row, PENDING_SUBMIT (an emulated stop: ARMED), after the risk gate."""
     async with rt.sessions() as session, session.begin():
-        order = _proposed(market, submission)
-        await _check_risk(rt, session, connection.user_id, order, bot_id, follow_id)
+        order = proposed_order(market, submission)
+        await check_risk(rt, session, connection.user_id, order, bot_id, follow_id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,
@@ -330,12 +312,11 @@ async def _record_pending(
             list_id=leg and leg.list_id, list_role=leg and leg.role.value,
         )  # fmt: skip
         session.add(row)
-        await session.flush()
-        await order_events.changed(session, [row])
+        await order_events.row_changed(session, row)
         return row.id
 
 
-async def _submit(
+async def submit(
     rt: Runtime, session: ExchangeSession, order_id: int, submission: OrderSubmission
 ) -> ExchangeOrder:
     try:
@@ -369,13 +350,13 @@ async def _look_up(
 
 async def _reject(rt: Runtime, order_id: int, code: str) -> None:
     async with rt.sessions() as session, session.begin():
-        row = await _lock_order(session, order_id)
+        row = await lock_order(session, order_id)
         if row.status == S.PENDING_SUBMIT.value:
             row.status, row.reject_code, row.updated_at = S.REJECTED.value, code, rt.now()
             await order_events.row_changed(session, row)
 
 
-async def _lock_order(session: AsyncSession, order_id: int) -> ExchangeOrder:
+async def lock_order(session: AsyncSession, order_id: int) -> ExchangeOrder:
     row = await session.scalar(
         select(ExchangeOrder)
         .where(ExchangeOrder.id == order_id)
@@ -403,7 +384,7 @@ def _apply(row: ExchangeOrder, reported: ReportedOrder, now: datetime) -> bool:
 
 async def _record_report(rt: Runtime, order_id: int, reported: ReportedOrder) -> ExchangeOrder:
     async with rt.sessions() as session, session.begin():
-        row = await _lock_order(session, order_id)
+        row = await lock_order(session, order_id)
         if _apply(row, reported, rt.now()):
             await order_events.row_changed(session, row)
     return row
@@ -419,7 +400,7 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     if S(row.status) not in CANCELLABLE or row.exchange_order_id is None:
         raise ExchangeOrderNotCancellable(field="id")
     connection = await _connection(rt, user_id=user_id, account_id=row.connection_id)
-    async with _session(rt, connection) as session:
+    async with exchange_session(rt, connection) as session:
         try:
             await session.cancel_order(exchange_order_id=row.exchange_order_id, symbol=row.symbol)
             final = await _read_back(session, row)
@@ -448,225 +429,3 @@ async def _read_back(session: ExchangeSession, row: ExchangeOrder) -> Decimal:
     except UserError:
         return row.filled
     return row.filled if found is None else found.filled
-
-
-# --- following: polling and reconciliation ---------------------------------------------
-
-
-def _followed(now: datetime) -> ColumnElement[bool]:
-    """The orders reconciliation follows: the live ones, and those that ended (filled
-    at once, canceled after fills) in the last ``FILLS_GRACE`` with fills still to read
-    (their filled amount above their recorded fills)."""
-    recorded = (
-        select(func.coalesce(func.sum(ExchangeFill.quantity), 0))
-        .where(ExchangeFill.order_id == ExchangeOrder.id)
-        .scalar_subquery()
-    )
-    unread = and_(
-        ExchangeOrder.filled > 0,
-        ExchangeOrder.updated_at > now - FILLS_GRACE,
-        ExchangeOrder.filled > recorded,
-    )
-    return or_(ExchangeOrder.status.in_(_LIVE_VALUES), unread)
-
-
-async def poll_live(rt: Runtime, *, limit: int = 100, skip: Container[int] = ()) -> int:
-    """Reconcile every account with orders to follow (a background job), except those
-    in ``skip`` (followed by a healthy order stream, which reconciles them itself).
-    Returns how many accounts were read; one account's failure does not stop the
-    others."""
-    async with rt.reads() as session:
-        ids = list(
-            await session.scalars(
-                select(ExchangeOrder.connection_id)
-                .join(ExchangeConnection, ExchangeConnection.id == ExchangeOrder.connection_id)
-                .where(_followed(rt.now()), ExchangeConnection.status != DISCONNECTED)
-                .distinct()
-                .limit(limit)
-            )
-        )
-    ids = [connection_id for connection_id in ids if connection_id not in skip]
-    for connection_id in ids:
-        try:
-            await reconcile_account(rt, connection_id=connection_id)
-        except UserError as error:  # the exchange unavailable, its rate limit: next time
-            log.warning("exchange reconciliation failed",
-                        extra={"connection": connection_id, "code": error.code})  # fmt: skip
-    return len(ids)
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciled:
-    orders_changed: int
-    fills_added: int
-
-
-async def reconcile_account(
-    rt: Runtime, *, connection_id: int, since: datetime | None = None
-) -> Reconciled:
-    """Read the account's open orders, the orders closed and the trades since ``since``
-    (default: a minute before its oldest live order) on each market it has live orders
-    in, and record them: each fill once, each order moved forward only. A live order
-    none of those lists has (an exchange's closed list may hold only filled orders) is
-    looked up by its client order id."""
-    async with rt.reads() as session:
-        connection = await session.get(ExchangeConnection, connection_id)
-        live = list(
-            await session.execute(
-                select(ExchangeOrder.symbol, ExchangeOrder.client_order_id,
-                       ExchangeOrder.created_at, ExchangeOrder.status)
-                .where(ExchangeOrder.connection_id == connection_id,
-                       _followed(rt.now()))
-            )
-        )  # fmt: skip
-    if connection is None or connection.sealed_secret is None or not live:
-        return Reconciled(0, 0)
-    start = since or min(row.created_at for row in live) - LOOKBACK_MARGIN
-    changed = added = 0
-    async with _session(rt, connection) as session:
-        for symbol in sorted({row.symbol for row in live}):
-            wanted = [r.client_order_id for r in live if r.symbol == symbol and r.status in LIVE]
-            orders = await _reports(session, symbol, start, wanted)
-            trades = await session.my_trades(symbol=symbol, since=start)
-            result = await _record_account(rt, connection_id, symbol, orders, trades)
-            changed, added = changed + result.orders_changed, added + result.fills_added
-    if changed or added:
-        log.info("exchange account reconciled", extra={"connection": connection_id,
-                 "orders": changed, "fills": added})  # fmt: skip
-    return Reconciled(changed, added)
-
-
-MAX_LOOKUPS = 50  # per account and run: the rest wait for the next run
-
-
-async def _reports(
-    session: ExchangeSession, symbol: str, since: datetime, wanted: Sequence[str]
-) -> list[ReportedOrder]:
-    """The exchange's recent orders on ``symbol``, and each of ``wanted`` (our client
-    order ids) they miss, looked up one by one."""
-    reports = list(await session.recent_orders(symbol=symbol, since=since))
-    seen = {r.client_order_id for r in reports}
-    for client_order_id in [c for c in wanted if c not in seen][:MAX_LOOKUPS]:
-        found = await session.find_order(symbol=symbol, client_order_id=client_order_id)
-        if found is not None:
-            reports.append(found)
-    return reports
-
-
-_ORDERS_SQL = """
-SELECT id, client_order_id, exchange_order_id, status, filled, quantity, created_at
-FROM exchange_orders
-WHERE connection_id = $1 AND symbol = $2
-  AND (status = ANY($3::text[]) OR client_order_id = ANY($4::text[])
-       OR exchange_order_id = ANY($5::text[]))
-ORDER BY id
-FOR UPDATE
-"""
-_UPDATE_SQL = f"""
-UPDATE exchange_orders o SET status = u.status, filled = u.filled,
-    exchange_order_id = coalesce(o.exchange_order_id, u.exchange_order_id),
-    reject_code = u.reject_code, updated_at = $5
-FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[], $6::text[])
-    AS u(id, status, filled, exchange_order_id, reject_code)
-WHERE o.id = u.id
-RETURNING {", ".join("o." + c for c in order_events.ORDER_COLUMNS)}
-"""  # noqa: S608 (column names only)
-_FILLS_SQL = f"""
-INSERT INTO exchange_fills
-    (connection_id, order_id, symbol, trade_id, price, quantity, fee, fee_currency, filled_at)
-SELECT $1, o.id, $2, t.trade_id, t.price, t.quantity, t.fee, t.fee_currency, t.at
-FROM unnest($3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::numeric[],
-            $8::text[], $9::timestamptz[])
-    AS t(trade_id, exchange_order_id, price, quantity, fee, fee_currency, at)
-JOIN exchange_orders o
-    ON o.connection_id = $1 AND o.symbol = $2 AND o.exchange_order_id = t.exchange_order_id
-ON CONFLICT (connection_id, symbol, trade_id) DO NOTHING
-RETURNING {", ".join(order_events.FILL_COLUMNS)}
-"""  # noqa: S608 (column names only)
-
-
-_OWNER_SQL = "SELECT user_id FROM exchange_connections WHERE id = $1"
-
-
-async def record_streamed(
-    rt: Runtime,
-    *,
-    connection_id: int,
-    reported: Sequence[ReportedOrder] = (),
-    trades: Sequence[ReportedTrade] = (),
-) -> Reconciled:
-    """Record what an account's order stream pushed, as reconciliation records what it
-    reads (each fill once, each order moved forward only), market by market. A stream's
-    reports are partial: an order they do not mention is left as it is."""
-    changed = added = 0
-    for symbol in sorted({r.symbol for r in reported} | {t.symbol for t in trades}):
-        result = await _record_account(
-            rt, connection_id, symbol, [r for r in reported if r.symbol == symbol],
-            [t for t in trades if t.symbol == symbol], complete=False,
-        )  # fmt: skip
-        changed, added = changed + result.orders_changed, added + result.fills_added
-    return Reconciled(changed, added)
-
-
-async def _record_account(
-    rt: Runtime,
-    connection_id: int,
-    symbol: str,
-    reported: Sequence[ReportedOrder],
-    trades: Sequence[ReportedTrade],
-    *,
-    complete: bool = True,
-) -> Reconciled:
-    """One transaction: the account's orders on ``symbol`` moved by the reports (matched
-    by our client order id, else the exchange's), then the trades of its orders, once.
-    ``complete``: the reports are all the exchange has (a PENDING_SUBMIT order missing
-    from them long enough was never placed)."""
-    now = rt.now()
-    by_client = {r.client_order_id: r for r in reported if r.client_order_id}
-    by_exchange = {r.exchange_order_id: r for r in reported}
-    async with rt.sessions() as session, session.begin():
-        connection = await driver(session)
-        rows = await connection.fetch(
-            _ORDERS_SQL, connection_id, symbol, _LIVE_VALUES, list(by_client), list(by_exchange)
-        )
-        updates = [u for row in rows if (u := _moved(row, by_client, by_exchange, now, complete))]
-        if updates:
-            ids, statuses, filled, exchange_ids, codes = (
-                list(c) for c in zip(*updates, strict=True)
-            )
-            moved = await connection.fetch(
-                _UPDATE_SQL, ids, statuses, filled, exchange_ids, now, codes
-            )
-            await order_events.changed(session, moved)
-        added = await connection.fetch(
-            _FILLS_SQL, connection_id, symbol,
-            [t.trade_id for t in trades], [t.exchange_order_id for t in trades],
-            [t.price for t in trades], [t.quantity for t in trades], [t.fee for t in trades],
-            [t.fee_currency for t in trades], [t.at for t in trades],
-        )  # fmt: skip
-        if added:
-            owner = await connection.fetchval(_OWNER_SQL, connection_id)
-            await order_events.filled(session, owner, added)
-    return Reconciled(len(updates), len(added))
-
-
-def _moved(
-    row: Any,
-    by_client: dict[str, ReportedOrder],
-    by_exchange: dict[str, ReportedOrder],
-    now: datetime,
-    complete: bool = True,
-) -> tuple[int, str, Decimal, str | None, str | None] | None:
-    """The row's new (id, status, filled, exchange id, reject code), or None: unchanged."""
-    current = S(row["status"])
-    report = by_client.get(row["client_order_id"]) or by_exchange.get(row["exchange_order_id"])
-    if report is None:
-        settled = complete and now - row["created_at"] > SETTLE_AFTER
-        if current is S.PENDING_SUBMIT and settled:
-            return (row["id"], S.REJECTED.value, row["filled"], None, ExchangeUnavailable.code)
-        return None
-    status = advance(current, report.status)
-    filled = min(max(row["filled"], report.filled), row["quantity"])
-    if status is current and filled == row["filled"] and row["exchange_order_id"]:
-        return None
-    return (row["id"], status.value, filled, report.exchange_order_id, None)

@@ -1,6 +1,6 @@
 """Order streams: accounts with orders to follow, at exchanges with an order stream
 (``ccxt.pro``'s watch_orders / watch_my_trades, ``ExchangeConnector.streamed``), are
-followed by it; the others by ``orders.poll_live``.
+followed by it; the others by ``following.poll_live``.
 
 ``OrderStreams.supervise`` (a background job, every ``exchange_stream_check_seconds``)
 opens a stream per such ACTIVE account and closes it when the account has nothing left
@@ -12,7 +12,7 @@ stream is opened again with the new key). A stream runs in a task of its own:
     a dropped connection or a failure: wait (backoff, doubling up to its maximum),
     subscribe again, reconcile again: what happened in the gap is read then.
 
-Updates are recorded by ``orders.record_streamed``, reconciliation's own recording (each
+Updates are recorded by ``following.record_streamed``, reconciliation's own recording (each
 fill once, each order moved forward only), so the stream, the reconciliations and the
 poller in another process never double nor miss anything between them. An account whose
 stream is healthy (subscribed and reconciled) is skipped by the poller (``healthy``)."""
@@ -32,7 +32,7 @@ from app.exchanges.accounts import ACTIVE, binding_of, sealed_of
 from app.exchanges.ccxt_edge import key_version
 from app.exchanges.connector import OrderStream
 from app.exchanges.domain.catalogue import ExchangeId
-from app.exchanges.orders import _followed, reconcile_account, record_streamed
+from app.exchanges.following import followed, reconcile_account, record_streamed
 from app.runtime import Runtime
 from db.models import ExchangeConnection, ExchangeOrder
 
@@ -55,7 +55,7 @@ async def _wanted(rt: Runtime) -> dict[int, _Wanted]:
             .where(
                 ExchangeConnection.status == ACTIVE,
                 ExchangeConnection.id.in_(
-                    select(ExchangeOrder.connection_id).where(_followed(rt.now()))
+                    select(ExchangeOrder.connection_id).where(followed(rt.now()))
                 ),
             )
             .order_by(ExchangeConnection.id)

@@ -8,7 +8,7 @@ orders once (the exchange's public trades, outside any transaction) and judges i
 armed orders. One that fires is claimed under its row lock, ARMED -> PENDING_SUBMIT with
 ``triggered_at``, after the user's risk gate (a HALTED user's stop does not fire; the
 refusal's code is its ``trigger_note``), and only then is its child sent, once, through
-the placement path (``orders._submit``) with the order's own client order id. So two
+the placement path (``orders.submit``) with the order's own client order id. So two
 runners, or a restart after the claim, send nothing twice: the second finds the row no
 longer ARMED, and a claimed row whose answer was lost is PENDING_SUBMIT like any other,
 looked up by its client order id by reconciliation, never re-sent. Stale trades fire
@@ -32,15 +32,15 @@ from app.exchanges.domain.markets import ExchangeMarket
 from app.exchanges.domain.order_lists import EXITS, ListStatus
 from app.exchanges.domain.orders import ExchangeOrderStatus, ExchangeOrderType, OrderSubmission
 from app.exchanges.domain.triggers import Armed, child_of, judge
+from app.exchanges.following import reconcile_account
 from app.exchanges.orders import (
-    _check_risk,
-    _lock_order,
-    _market,
-    _proposed,
-    _session,
-    _submit,
+    check_risk,
+    exchange_session,
     get_order,
-    reconcile_account,
+    lock_order,
+    market_named,
+    proposed_order,
+    submit,
 )
 from app.marketdata.domain.trades import Trade
 from app.runtime import Runtime
@@ -60,7 +60,7 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     if row.status != S.ARMED.value:
         return await orders.cancel_order(rt, user_id=user_id, order_id=order_id)
     async with rt.sessions() as session, session.begin():
-        row = await _lock_order(session, order_id)
+        row = await lock_order(session, order_id)
         if row.status != S.ARMED.value:  # fired meanwhile: its child is being sent
             raise ExchangeOrderNotCancellable(field="id")
         row.status, row.updated_at = S.CANCELED.value, rt.now()
@@ -132,7 +132,7 @@ async def _judge(rt: Runtime, row: ExchangeOrder, trades: list[Trade]) -> int:
 async def _note(rt: Runtime, order_id: int, note: str | None) -> None:
     """Why a still-armed stop did not fire (or None again), with its order event."""
     async with rt.sessions() as session, session.begin():
-        row = await _lock_order(session, order_id)
+        row = await lock_order(session, order_id)
         if row.status == S.ARMED.value and row.trigger_note != note:
             row.trigger_note, row.updated_at = note, rt.now()
             await order_events.row_changed(session, row)
@@ -172,11 +172,11 @@ async def fire(rt: Runtime, *, order_id: int, price: Decimal) -> bool:
     submission = _submission(row)
     if row.list_id is not None:  # the other leg's fills, as fresh as can be, first
         await reconcile_account(rt, connection_id=row.connection_id)
-    async with _session(rt, connection) as session:
-        market = _market(await session.markets(), row.symbol)
+    async with exchange_session(rt, connection) as session:
+        market = market_named(await session.markets(), row.symbol)
         if not await _claim(rt, row, submission, market, price):
             return False
-        await _submit(rt, session, order_id, child_of(submission))
+        await submit(rt, session, order_id, child_of(submission))
     log.info("emulated stop fired", extra={"order": order_id})
     return True
 
@@ -193,10 +193,10 @@ async def _claim(
     async with rt.sessions() as session, session.begin():
         refused: str | None = None
         try:
-            await _check_risk(rt, session, row.user_id, _proposed(market, submission))
+            await check_risk(rt, session, row.user_id, proposed_order(market, submission))
         except UserError as error:
             refused = error.code
-        locked = await _lock_order(session, row.id)
+        locked = await lock_order(session, row.id)
         if locked.status != S.ARMED.value:
             return False
         if locked.list_id is not None and not await _list_may_fire(session, locked):

@@ -28,7 +28,6 @@ never a second one. The same id with another request is ``CLIENT_ORDER_ID_REUSED
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -46,6 +45,7 @@ from app.exchanges.domain.orders import (
     QUOTE_SIZED_MARKET_BUYS,
     ExchangeOrderStatus,
     ExchangeOrderType,
+    derived_client_order_id,
 )
 from app.runtime import Runtime
 from app.trading.domain.errors import ClientOrderIdReused, OrderNotFound
@@ -91,8 +91,7 @@ _LIVE_VALUES = sorted(s.value for s in LIVE)
 def exchange_client_id(client_order_id: str) -> str:
     """The client order id the exchange is sent for the caller's ``client_order_id``
     (letters and digits, 18 characters: every exchange takes it)."""
-    digest = hashlib.sha256(client_order_id.encode()).hexdigest()[:16]
-    return CLIENT_ORDER_ID_PREFIX + digest
+    return derived_client_order_id(CLIENT_ORDER_ID_PREFIX, client_order_id)
 
 
 def status_of(row: ExchangeOrder) -> OrderStatus:

@@ -159,7 +159,7 @@ async def send(rt: Runtime, copy: ExchangeCopy) -> bool:
     if reason is not None:
         return await _skip(rt, copy, reason)
     try:
-        market = await _market(rt, copy)
+        market = await market_named(rt, copy)
     except UserError as error:
         return await _failed(rt, copy, error)
     if market is None:
@@ -170,7 +170,7 @@ async def send(rt: Runtime, copy: ExchangeCopy) -> bool:
     return await _place(rt, copy, market, fitted)
 
 
-async def _market(rt: Runtime, copy: ExchangeCopy) -> ExchangeMarket | None:
+async def market_named(rt: Runtime, copy: ExchangeCopy) -> ExchangeMarket | None:
     """The exchange's active spot market with the copy's base and quote, if any."""
     async with rt.exchanges.public_session(ExchangeId(copy.exchange)) as session:
         markets = await session.markets()

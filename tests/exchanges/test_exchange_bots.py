@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.bots import worker
-from app.exchanges import orders
+from app.exchanges import following
 from app.exchanges.venue import ExchangeVenue, exchange_client_id
 from app.risk.domain.states import RiskState, Scope, ScopeRef
 from app.trading.domain.orders import OrderRequest, OrderStatus, OrderType, Side
@@ -91,7 +91,7 @@ async def test_a_dca_bot_trades_at_the_exchange_and_reacts_to_its_fill_once(
     # Coinbase sizes market buys in the quote: a marketable limit at the worst price
     assert order.type == ("limit" if name == "coinbase" else "market")
     await _fill_all_buys(server)  # (a market order filled on arrival)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     async with rt.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(ExchangeFill)) == 1
     # the job twice at once, then once more: the bot steps on the fill once
@@ -122,7 +122,7 @@ async def test_a_grid_bot_places_its_lines_and_replaces_a_filled_buy_by_a_sell(g
     shown = await gql.data(EXCHANGE_ACCOUNT_OF, {"id": created["bot"]["id"]}, token=token)
     assert shown["bot"]["exchangeAccountId"] == account_id
     bot_id = await _bot_id(rt)
-    await orders.poll_live(rt)  # the opening market buy's fill
+    await following.poll_live(rt)  # the opening market buy's fill
     await worker.run_once(rt)
     first = await _placed(rt, bot_id)
     resting = [o for o in _at_exchange(server, first) if o.status == "open"]
@@ -130,7 +130,7 @@ async def test_a_grid_bot_places_its_lines_and_replaces_a_filled_buy_by_a_sell(g
     assert buys and any(o.side == "sell" for o in resting)
     top = buys[-1]
     fill(server, top, top.quantity)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await asyncio.gather(worker.run_once(rt), worker.run_once(rt))
     after = await _placed(rt, bot_id)
     [new] = _at_exchange(server, after[len(first) :])
@@ -165,13 +165,13 @@ async def test_stopping_cancels_its_orders_at_the_exchange(gql, rt, exchanges):
     token, account_id = await _account(gql, exchanges, "kraken")
     created = await _create(gql, token, account_id, grid_input(investment="500"))
     bot_id = created["bot"]["id"]
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await worker.run_once(rt)
     assert any(o.status == "open" for o in server.orders)
     stopped = (await gql.data(STOP, {"id": bot_id}, token=token))["stopBot"]
     assert stopped["__typename"] == "BotPayload", stopped
     assert all(o.status != "open" for o in server.orders)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await worker.run_once(rt)
     async with rt.sessions() as session:
         bot = await session.get(Bot, await _bot_id(rt))
@@ -187,7 +187,7 @@ async def test_a_buy_beyond_the_budget_is_the_bots_decision_not_an_order(gql, rt
     async with rt.sessions() as session, session.begin():  # its budget spent elsewhere
         await session.execute(update(Bot).where(Bot.id == bot_id).values(budget=Decimal(50)))
     await _fill_all_buys(server)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await worker.run_once(rt)
     at_exchange = _at_exchange(server, await _placed(rt, bot_id))
     assert [o.side for o in at_exchange] == ["buy", "sell"]  # no safety order sent
@@ -274,7 +274,7 @@ async def test_its_bot_scope_halted_refuses_its_next_order_as_its_decision(gql, 
     await _create(gql, token, account_id, _small_dca())
     bot_id = await _bot_id(rt)
     await force_state(rt, ScopeRef(Scope.BOT, bot_id), RiskState.HALTED, "by hand")
-    await orders.poll_live(rt)  # the base order's fill
+    await following.poll_live(rt)  # the base order's fill
     await worker.run_once(rt)
     assert len(server.orders) == 1  # the base order only
     async with rt.sessions() as session:
@@ -294,7 +294,7 @@ async def test_its_exchanges_price_wakes_it_the_platforms_does_not(gql, rt, exch
     token, account_id = await _account(gql, exchanges, "binance")
     await _create(gql, token, account_id, grid_input(investment="500", atBounds="STOP"))
     bot_id = await _bot_id(rt)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await worker.run_once(rt)
     # its grid's orders' own events (placed, answered) wake it once more, as a platform
     # bot's accepted orders do; that step places nothing new
@@ -342,7 +342,7 @@ async def test_the_exchange_venue_is_the_venue_interface_over_one_account(gql, r
     assert (open_order.order_id, open_order.quantity) == (first.order_id, Decimal("0.01"))
     assert (await venue.balances())["USDT"].available == Decimal("1234.5")
     fill(server, order, Decimal("0.004"))
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     [filled] = await venue.events()
     assert (filled.quantity, filled.remaining, filled.price) == (
         Decimal("0.004"), Decimal("0.006"), Decimal(89000))  # fmt: skip

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
-from app.exchanges import orders
+from app.exchanges import following
 from app.risk.domain.states import RiskState, Scope, ScopeRef
 from app.social import copy_exchange, copy_trading
 from app.social.copy_placement import CONSUMER
@@ -201,7 +201,7 @@ async def test_the_exchange_order_is_followed_like_any_other(api, rt, engines, e
     await _leader_buys(api, rt, leader_token)
     [sent] = exchanges["bybit"].orders
     fill(exchanges["bybit"], sent, sent.quantity)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     [copy] = await _copies(api, token, follow_id)
     node = (await api.data(EXCHANGE_ORDER, {"id": copy["exchangeOrderId"]}, token=token))["node"]
     assert (node["status"], node["quantity"]) == ("FILLED", "0.2")

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.exchanges import order_lists, orders, triggers
+from app.exchanges import following, order_lists, triggers
 from tests.exchanges.test_orders_api import ORDER_EXCHANGES, ORDER_FIELDS, _account, _rows
 from tests.support.documents import ERROR_FIELDS
 from tests.support.exchanges import cancel, fill, trade_at
@@ -48,9 +48,9 @@ def _at_exchange(server, leg: dict):
 
 
 async def _settle(rt) -> None:
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await order_lists.settle_lists(rt)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await order_lists.settle_lists(rt)  # the canceled leg seen: the list ends
 
 
@@ -126,11 +126,11 @@ async def test_a_bracket_partly_filled_gets_exits_for_what_filled(gql, rt, excha
     assert leg["listRole"] == "ENTRY"
     at_exchange = _at_exchange(server, leg)
     fill(server, at_exchange, Decimal("0.004"))
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await order_lists.settle_lists(rt)
     assert len(server.orders) == 1  # the entry still open: no exits yet
     cancel(server, at_exchange)  # the rest of the entry canceled at the exchange
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     await asyncio.gather(*(order_lists.settle_lists(rt) for _ in range(3)))
     await order_lists.settle_lists(rt)
     rows = {r.list_role: r for r in await _rows(rt)}

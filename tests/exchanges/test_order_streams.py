@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from app.exchanges import orders
+from app.exchanges import following
 from app.exchanges.domain.accounts import Credentials
 from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.domain.sealing import Binding
@@ -101,7 +101,7 @@ async def test_a_fill_reaches_the_order_and_its_fills_through_the_stream(
     assert len(await eventually(lambda: _count(rt, 2))) == 2
     assert _reads(server) == reads  # the stream, not a poll, brought them
     assert len(streams.healthy) == 1
-    assert await orders.poll_live(rt, skip=streams.healthy) == 0
+    assert await following.poll_live(rt, skip=streams.healthy) == 0
 
 
 async def _filled(rt, order_id: int, quantity: Decimal) -> ExchangeOrder | None:
@@ -132,7 +132,7 @@ async def test_fills_during_a_dropped_stream_are_recorded_once_after_it_reconnec
     assert sorted(f.trade_id for f in found) == sorted(t.id for t in server.trades)
     fill(server, server.orders[0], Decimal("0.004"))  # after it: through the stream
     assert len(await eventually(lambda: _count(rt, 3))) == 3
-    await orders.reconcile_account(rt, connection_id=pk(account_id))  # read all again
+    await following.reconcile_account(rt, connection_id=pk(account_id))  # read all again
     found = await _fills(rt)
     assert sorted(f.trade_id for f in found) == sorted(t.id for t in server.trades)
     assert len({f.trade_id for f in found}) == len(found) == 3
@@ -168,7 +168,7 @@ async def test_exchanges_without_a_stream_here_are_left_to_the_poller(gql, rt, e
     token, account_id, _ = await _account(gql, exchanges, "kraken")
     await _place(gql, token, account_id)
     assert await streams.supervise(rt) == 0
-    assert await orders.poll_live(rt, skip=streams.healthy) == 1
+    assert await following.poll_live(rt, skip=streams.healthy) == 1
 
 
 @STREAMED

@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.events import topics
-from app.exchanges import orders
+from app.exchanges import following
 from tests.exchanges.test_orders_api import _account, _place
 from tests.gateway.test_websocket import TRANSPORT_WS, LiveServer, serving
 from tests.support.documents import signed_in
@@ -93,8 +93,8 @@ async def test_the_owner_follows_an_orders_changes_and_each_fill_once(
 
         [at_exchange] = exchanges[name].orders
         trade = fill(exchanges[name], at_exchange, Decimal("0.004"))
-        await orders.poll_live(rt)
-        await orders.poll_live(rt)  # read again: nothing new
+        await following.poll_live(rt)
+        await following.poll_live(rt)  # read again: nothing new
         got = [await _update(ws), await _update(ws)]
         kinds = sorted(u["__typename"] for u in got)
         assert kinds == ["ExchangeFillUpdate", "ExchangeOrderUpdate"], got
@@ -118,7 +118,7 @@ async def test_an_orders_fills_are_read_in_one_statement(gql, rt, exchanges, sql
         ids.append((await _place(gql, token, account_id))["exchangeOrder"]["id"])
     for order in exchanges["binance"].orders[:2]:
         fill(exchanges["binance"], order, Decimal("0.01"))
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     sql_statements.reset()
     account = (await gql.data(FILLS, {"id": account_id}, token=token))["node"]
     nodes = [e["node"] for e in reversed(account["orders"]["edges"])]  # oldest first

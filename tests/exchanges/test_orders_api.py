@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, update
 
-from app.exchanges import orders
+from app.exchanges import following
 from app.risk.domain.states import RiskState, Scope, ScopeRef
 from db.models import ExchangeFill, ExchangeOrder
 from tests.exchanges.test_accounts_api import _connect
@@ -84,7 +84,7 @@ async def test_a_placed_order_carries_our_client_id_and_is_listed(gql, rt, excha
     # Kraken's, OKX's, Bybit's and Coinbase's answer to a placement holds the ids only:
     # the poller reads it
     assert second["exchangeOrder"]["status"] in ("FILLED", "OPEN")
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     node = (await gql.data(ACCOUNT_ORDERS, {"id": account_id}, token=token))["node"]
     edges = node["orders"]["edges"]
     assert [e["node"]["id"] for e in edges] == [second["exchangeOrder"]["id"], order["id"]]
@@ -142,7 +142,7 @@ async def test_an_emulated_stop_is_held_armed_not_sent(gql, rt, exchanges):
     order = result["exchangeOrder"]
     assert (order["status"], order["emulated"], order["exchangeOrderId"]) == ("ARMED", True, None)
     assert exchanges["okx"].orders == [] and len(await _rows(rt)) == 1
-    await orders.poll_live(rt)  # the poller leaves an armed stop alone
+    await following.poll_live(rt)  # the poller leaves an armed stop alone
     assert not [r for r in exchanges["okx"].requests if "/trade/" in r.path]
 
 
@@ -164,7 +164,7 @@ async def test_a_native_stop_is_placed_at_the_exchange(gql, rt, exchanges, name)
     assert result["exchangeOrder"]["stopPrice"] == "45000"
     [order] = exchanges[name].orders
     assert (order.type, order.stop_price) == ("stop_loss_limit", Decimal(45000))
-    await orders.poll_live(rt)  # followed by our client order id: still open
+    await following.poll_live(rt)  # followed by our client order id: still open
     [row] = await _rows(rt)
     assert (row.status, row.exchange_order_id) == ("OPEN", order.id)
 
@@ -205,7 +205,7 @@ async def test_an_unresolved_outcome_stays_pending_until_reconciled(gql, rt, exc
     assert "do not place it again" in unknown["message"]
     [row] = await _rows(rt)
     assert row.status == "PENDING_SUBMIT" and len(server.orders) == 1
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     [row] = await _rows(rt)
     assert (row.status, row.exchange_order_id) == ("OPEN", server.orders[0].id)
     assert len(server.orders) == 1 and len(_creates(server, "binance")) == 1
@@ -217,15 +217,15 @@ async def test_a_pending_order_the_exchange_never_got_is_rejected_after_a_while(
     server.fail_next(*[503] * 4)  # the placement and every lookup: unknown
     assert (await _place(gql, token, account_id))["__typename"] == "ExchangeUnavailable"
     assert server.orders == []
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     assert [r.status for r in await _rows(rt)] == ["PENDING_SUBMIT"]  # too soon to say
     async with rt.sessions() as session, session.begin():
         await session.execute(
             update(ExchangeOrder).values(
-                created_at=ExchangeOrder.created_at - orders.SETTLE_AFTER - timedelta(seconds=1)
+                created_at=ExchangeOrder.created_at - following.SETTLE_AFTER - timedelta(seconds=1)
             )
         )
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     [row] = await _rows(rt)
     assert (row.status, row.reject_code) == ("REJECTED", "EXCHANGE_UNAVAILABLE")
 
@@ -286,14 +286,14 @@ async def test_polling_records_each_fill_once_through_interruptions(gql, rt, exc
     first, second, third, fourth = (at_exchange[p["clientOrderId"]] for p in placed)
     fill(server, first, Decimal("0.004"))
     fill(server, second, Decimal("0.01"))
-    assert await orders.poll_live(rt) == 1
+    assert await following.poll_live(rt) == 1
     assert await _fill_count(rt) == 2
 
     # the poller killed mid-way: whatever it had written stays or goes whole
     fill(server, first, Decimal("0.006"))
     fill(server, third, Decimal("0.002"))
     before = len(server.requests)
-    poller = asyncio.create_task(orders.poll_live(rt))
+    poller = asyncio.create_task(following.poll_live(rt))
 
     async def asked() -> bool:
         return len(server.requests) > before
@@ -308,8 +308,8 @@ async def test_polling_records_each_fill_once_through_interruptions(gql, rt, exc
     with server.lock:
         fourth.status = "canceled"
     account_pk = pk(account_id)
-    await orders.reconcile_account(rt, connection_id=account_pk)
-    again = await orders.reconcile_account(rt, connection_id=account_pk)
+    await following.reconcile_account(rt, connection_id=account_pk)
+    again = await following.reconcile_account(rt, connection_id=account_pk)
     assert (again.orders_changed, again.fills_added) == (0, 0)
 
     fills = await _rows(rt, ExchangeFill)
@@ -376,8 +376,8 @@ async def test_an_order_that_ended_before_its_fills_were_read_still_gets_them(
     fill(server, server.orders[1], Decimal("0.003"))
     canceled = (await gql.data(CANCEL, {"id": limit["id"]}, token=token))["cancelExchangeOrder"]
     assert canceled["exchangeOrder"]["status"] == "CANCELED"
-    await orders.poll_live(rt)
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
+    await following.poll_live(rt)
     fills = await _rows(rt, ExchangeFill)
     assert sorted(f.trade_id for f in fills) == sorted(t.id for t in server.trades)
     assert sorted(f.quantity for f in fills) == [Decimal("0.003"), Decimal("0.01")]

@@ -82,7 +82,7 @@ async def _every_row_as_text(rt) -> dict[str, str]:
 async def test_no_secret_on_the_order_path(gql, rt, exchanges, caplog):
     """Orders placed, refused, lost and looked up, canceled and polled on the five exchanges,
     every logger at DEBUG: no key, secret or passphrase in the logs, answers or tables."""
-    from app.exchanges import orders
+    from app.exchanges import following
     from tests.exchanges.test_orders_api import CANCEL, PLACE
     from tests.support.exchanges import fill
 
@@ -111,7 +111,7 @@ async def test_no_secret_on_the_order_path(gql, rt, exchanges, caplog):
         server.after_lost = [503] * 3
         answers.append(str(await gql(PLACE, order, token=token)))
         fill(server, server.orders[0], Decimal("0.004"))
-        await orders.poll_live(rt)
+        await following.poll_live(rt)
         order_id = placed["data"]["placeExchangeOrder"]["exchangeOrder"]["id"]
         answers.append(str(await gql(CANCEL, {"id": order_id}, token=token)))
         assert len(server.refused) == 1  # the insufficient funds, each signature good

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import update
 
-from app.exchanges import orders, triggers
+from app.exchanges import following, triggers
 from app.risk.domain.states import RiskState, Scope, ScopeRef
 from db.models import ExchangeOrder
 from tests.exchanges.test_orders_api import (
@@ -79,7 +79,7 @@ async def test_an_emulated_stop_fires_once_when_the_trades_cross_it(gql, rt, exc
     assert sent.client_order_id == placed["clientOrderId"]
     assert sent.stop_price is None  # the child: a market order, or a limit at its price
     assert sent.type == ("market" if kind == "STOP_LOSS" else "limit")
-    await orders.poll_live(rt)
+    await following.poll_live(rt)
     node = await _order(gql, token, placed["id"])
     assert (node["triggerState"], node["triggerPrice"], node["emulated"]) == (
         "TRIGGERED", "44999.5", True)  # fmt: skip

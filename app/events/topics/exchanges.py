@@ -1,7 +1,8 @@
 """Exchange accounts' topics: an order on a connected account as it changed, and each of
 its fills as recorded, to its owner (the ``exchangeOrderUpdates`` subscription). Written
-in the transaction that changed the row (``app.exchanges.orders``: placement, a report,
-reconciliation), with the row's values under its column names."""
+in the transaction that changed the row (``app.exchanges.orders``: placement, a report;
+``app.exchanges.following``: reconciliation, a stream), with the row's values under its
+column names."""
 
 from __future__ import annotations
 
@@ -106,7 +107,5 @@ def exchange_filled(user_id: int, payload: ExchangeFilled) -> Event:
 
 
 def of_row(payload: type[ExchangeOrderUpdated] | type[ExchangeFilled], row: Any) -> Any:
-    """A payload from a row (an ORM object or a record with the table's columns)."""
-    get = row.__getitem__ if isinstance(row, Mapping) or hasattr(row, "keys") else None
-    names = [f.name for f in fields(payload)]
-    return payload(**{n: get(n) if get else getattr(row, n) for n in names})
+    """A payload from a row (a record or mapping with the table's columns)."""
+    return payload(**{f.name: row[f.name] for f in fields(payload)})

@@ -22,6 +22,7 @@ be emulated (``OrderTypeSupport.emulated``)."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,6 +87,24 @@ def advance(current: S, reported: S) -> S:
 
 def new_client_order_id() -> str:
     return CLIENT_ORDER_ID_PREFIX + secrets.token_hex(8)
+
+
+# Ids of ours derived from a key: 2 letters and 16 hex digits of the key's SHA-256, 18
+# lowercase alphanumerics that every exchange takes (Kraken takes 18, OKX only [a-z0-9]).
+# The same key is always the same id, so an order sent again is the same order.
+DIGITS = 16
+
+
+def derived_client_order_id(prefix: str, key: str) -> str:
+    """The client order id for ``key`` (a caller's own id, a copy's key)."""
+    return prefix + hashlib.sha256(key.encode()).hexdigest()[:DIGITS]
+
+
+def derived_client_order_id_sql(prefix: str, key_sql: str) -> str:
+    """``derived_client_order_id`` as a PostgreSQL expression of the text ``key_sql``,
+    for statements that derive ids from the keys they read (a test checks both agree)."""
+    assert prefix.isalnum(), prefix
+    return f"'{prefix}' || left(encode(sha256(convert_to({key_sql}, 'UTF8')), 'hex'), {DIGITS})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,12 @@ to the tick): it trades at once at a price no worse than that, or not at all.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
+from app.exchanges.domain.orders import derived_client_order_id
 from app.trading.domain.orders import OrderRequest, OrderType, Side, TimeInForce
 from app.trading.domain.positions import Position
 
@@ -309,8 +309,7 @@ def exchange_copy_client_order_id(follow_id: int, leader_fill_id: int) -> str:
     (follow, leader fill), 18 lowercase alphanumerics like every client order id of ours
     at an exchange (Kraken takes 18, OKX only [a-z0-9]), so a copy sent again is the
     same order and the exchange, or our unique row, refuses the second."""
-    digest = hashlib.sha256(f"copy-{follow_id}-{leader_fill_id}".encode()).hexdigest()
-    return "cp" + digest[:16]
+    return derived_client_order_id("cp", f"copy-{follow_id}-{leader_fill_id}")
 
 
 # --- identities ---------------------------------------------------------------------------
