@@ -40,6 +40,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -78,6 +79,7 @@ from app.exchanges.domain.orders import (
     OrderTypeSupport,
     ReportedOrder,
     ReportedTrade,
+    StreamedTrades,
     order_types,
 )
 from app.exchanges.domain.sealing import Binding, KeyRing, SealedSecret
@@ -140,21 +142,66 @@ _ENDED_ORDERS: dict[ExchangeId, tuple[str, ...]] = {
 # The exchange's own parameter for our client order id where ccxt's ``clientOrderId``
 # is not sent (ccxt's Coinbase createOrder makes its own "ccxt-<uuid>" and drops ours).
 _CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id"}
-# The exchanges whose account order stream (``ccxt.pro``'s watch_orders, and
-# watch_my_trades where ``has`` says so) the platform follows, each with the call that
-# subscribes the account's private stream and returns once the exchange acknowledged it
-# (so that a reconciliation started after it misses nothing). Binance: the WebSocket
-# API's ``userDataStream.subscribe.signature``, acknowledged. OKX: the login,
-# acknowledged (its ``orders`` channel is subscribed by the first watch_orders, whose
-# acknowledgement ccxt does not surface: the stream's watchers start before the
-# reconciliation, and the periodic one covers the moment between). The others are
-# polled.
 # The exchanges whose order books are followed over their WebSocket (``ccxt.pro``
 # watch_order_book) rather than polled (app/exchanges/book_polling.py).
 _BOOK_STREAMS = frozenset({ExchangeId.BINANCE})
-_STREAM_READY: dict[ExchangeId, Callable[[Any], Awaitable[Any]]] = {
-    ExchangeId.BINANCE: lambda exchange: exchange.authenticate({"type": "spot"}),
-    ExchangeId.OKX: lambda exchange: exchange.authenticate(),
+
+
+async def _bybit_ready(exchange: Any) -> Any:
+    """Bybit: the v5 private WebSocket's ``auth``, acknowledged (its URL is the unified
+    account's, which ccxt learns from the REST account info first)."""
+    url = await exchange.get_url_by_market_type(None, True, "watchOrders", {})
+    return await exchange.authenticate(url)
+
+
+def _kraken_trade_order(trade: Mapping[str, Any]) -> ReportedOrder | None:
+    """Kraken v2 ``executions``: a trade's execution carries its order's state
+    (``order_status``, ``cum_qty``), which ccxt routes to watch_my_trades only."""
+    from app.exchanges.domain.orders import ExchangeOrderStatus
+
+    info = trade.get("info") or {}
+    status = _STATUSES.get(str(info.get("order_status")), "OPEN")
+    filled = _decimal(info.get("cum_qty")) or Decimal(0)
+    if info.get("order_id") is None:
+        return None
+    if status == "OPEN" and filled > 0:
+        status = "PARTIALLY_FILLED"
+    return ReportedOrder(
+        exchange_order_id=str(info["order_id"]),
+        client_order_id=info.get("cl_ord_id"),
+        symbol=trade["symbol"],
+        status=ExchangeOrderStatus(status),
+        filled=filled,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _OrderStreamSpec:
+    """How ``ccxt.pro`` follows one exchange's account orders. ``ready``: the call that
+    authenticates the account's private stream and returns once the exchange
+    acknowledged it (so that a reconciliation started after it misses nothing; the
+    order channels themselves are subscribed by the first watch_orders /
+    watch_my_trades, whose acknowledgement ccxt does not surface: the stream's watchers
+    start before the reconciliation, and the periodic one covers the moment between).
+    ``trade_order``: where a streamed trade carries its order's state that the order
+    updates do not (read from the trade)."""
+
+    ready: Callable[[Any], Awaitable[Any]]
+    trade_order: Callable[[Mapping[str, Any]], ReportedOrder | None] | None = None
+
+
+# The exchanges whose account order stream (``ccxt.pro``'s watch_orders, and
+# watch_my_trades where ``has`` says so) the platform follows. Binance: the WebSocket
+# API's ``userDataStream.subscribe.signature``. OKX: the login (then its ``orders``
+# channel). Bybit: the v5 private ``auth`` (then its ``order`` and ``execution``
+# topics). Kraken: a token from REST ``GetWebSocketsToken`` (then the v2 ``executions``
+# channel, subscribed with it: ccxt.pro's kraken speaks v2 for the account's orders and
+# trades, not v1's openOrders / ownTrades). Coinbase is polled.
+_ORDER_STREAMS: dict[ExchangeId, _OrderStreamSpec] = {
+    ExchangeId.BINANCE: _OrderStreamSpec(lambda ex: ex.authenticate({"type": "spot"})),
+    ExchangeId.OKX: _OrderStreamSpec(lambda ex: ex.authenticate()),
+    ExchangeId.BYBIT: _OrderStreamSpec(_bybit_ready),
+    ExchangeId.KRAKEN: _OrderStreamSpec(lambda ex: ex.authenticate(), _kraken_trade_order),
 }
 
 
@@ -405,15 +452,18 @@ class CcxtOrderStream:
     async def open(self) -> None:
         """Subscribe the account's private stream (acknowledged by the exchange)."""
         await self._session._load_markets()
-        await self._watch("subscribe", lambda: _STREAM_READY[self.exchange_id](self._exchange))
+        ready = _ORDER_STREAMS[self.exchange_id].ready
+        await self._watch("subscribe", lambda: ready(self._exchange))
 
     async def orders(self) -> list[ReportedOrder]:
         raw = await self._watch("watch_orders", self._exchange.watch_orders)
         return [to_order(order, order["symbol"]) for order in raw]
 
-    async def trades(self) -> list[ReportedTrade]:
+    async def trades(self) -> StreamedTrades:
         raw = await self._watch("watch_my_trades", self._exchange.watch_my_trades)
-        return [to_my_trade(trade) for trade in raw]
+        reader = _ORDER_STREAMS[self.exchange_id].trade_order
+        orders = [] if reader is None else [o for t in raw if (o := reader(t)) is not None]
+        return StreamedTrades(orders, [to_my_trade(trade) for trade in raw])
 
     async def _watch(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation``, its failure converted (a network one: ``ExchangeUnavailable``)."""
@@ -787,7 +837,7 @@ class CcxtConnector:
 
     def streamed(self, exchange: ExchangeId) -> bool:
         """Whether an account at ``exchange`` is followed by an order stream here."""
-        return exchange in _STREAM_READY
+        return exchange in _ORDER_STREAMS
 
     @asynccontextmanager
     async def order_stream(

@@ -21,6 +21,7 @@ from app.exchanges.domain.orders import (
     OrderTypeSupport,
     ReportedOrder,
     ReportedTrade,
+    StreamedTrades,
 )
 from app.exchanges.domain.sealing import Binding, SealedSecret
 from app.marketdata.domain.candles import Candle
@@ -96,8 +97,9 @@ class OrderStream(Protocol):
         """The next updated orders (each as the exchange reports it now)."""
         ...
 
-    async def trades(self) -> list[ReportedTrade]:
-        """The account's next trades."""
+    async def trades(self) -> StreamedTrades:
+        """The account's next trades (and the orders they moved, where the trade
+        events say it)."""
         ...
 
 

@@ -15,13 +15,22 @@ stream is opened again with the new key). A stream runs in a task of its own:
 Updates are recorded by ``following.record_streamed``, reconciliation's own recording (each
 fill once, each order moved forward only), so the stream, the reconciliations and the
 poller in another process never double nor miss anything between them. An account whose
-stream is healthy (subscribed and reconciled) is skipped by the poller (``healthy``)."""
+stream is healthy (subscribed and reconciled) is skipped by the poller (``healthy``).
+
+One worker process streams an account at a time: a stream is opened only under the
+account's lease in Redis (``StreamLeases``: ``SET NX`` with an expiry, renewed every
+third of it while the stream lives, deleted when it stops). A worker that dies leaves
+its leases to expire (``LEASE_SECONDS``); another worker's ``supervise`` takes them
+then. A lease, not a PostgreSQL advisory lock: a lock is held by a session, so each of
+up to ``MAX_STREAMS`` streams would hold a database connection of its own. Without
+Redis no lease is taken and no stream opened: the poller follows the accounts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -39,6 +48,48 @@ from db.models import ExchangeConnection, ExchangeOrder
 log = logging.getLogger(__name__)
 
 MAX_STREAMS = 5000  # per process
+LEASE_SECONDS = 10.0  # an account's stream lease; renewed every third of it
+
+# the lease is taken, or renewed when this holder has it already
+_TAKE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class StreamLeases:
+    """Per account, which worker process may stream it: a Redis key holding the holder's
+    token, with an expiry."""
+
+    def __init__(self, seconds: float = LEASE_SECONDS) -> None:
+        self.seconds = seconds
+        self.token = uuid.uuid4().hex
+
+    async def take(self, rt: Runtime, connection_id: int) -> bool:
+        """Take or renew the account's lease; whether this holder has it (a Redis
+        failure: not)."""
+        try:
+            taken = await rt.redis.eval(  # type: ignore[misc]
+                _TAKE, 1, self._key(rt, connection_id), self.token, int(self.seconds * 1000)
+            )
+        except Exception:  # Redis away: no stream (the poller follows the account)
+            log.warning("exchange stream lease unavailable", extra={"connection": connection_id})
+            return False
+        return bool(taken)
+
+    async def release(self, rt: Runtime, connection_id: int) -> None:
+        with contextlib.suppress(Exception):  # else it expires
+            await rt.redis.eval(_RELEASE, 1, self._key(rt, connection_id), self.token)  # type: ignore[misc]
+
+    @staticmethod
+    def _key(rt: Runtime, connection_id: int) -> str:
+        return rt.redis_key("exchange-stream", str(connection_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,23 +120,26 @@ async def _wanted(rt: Runtime) -> dict[int, _Wanted]:
 class OrderStreams:
     """This process's order streams, one task per account (``supervise`` keeps them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, leases: StreamLeases | None = None) -> None:
         self._tasks: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self.healthy: set[int] = set()  # subscribed and reconciled: the poller skips them
+        self.leases = leases or StreamLeases()
+        self._rt: Runtime | None = None
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     async def supervise(self, rt: Runtime) -> int:
         """Start and stop streams to match the accounts that want one; how many run."""
+        self._rt = rt
         wanted = await _wanted(rt)
         for connection_id, (version, task) in list(self._tasks.items()):
             entry = wanted.get(connection_id)
             if entry is None or entry.version != version or task.done():
                 await self._stop(connection_id)
         for connection_id, entry in wanted.items():
-            if connection_id not in self._tasks:
-                task = asyncio.create_task(self._follow(rt, entry.connection),
+            if connection_id not in self._tasks and await self.leases.take(rt, connection_id):
+                task = asyncio.create_task(self._held(rt, entry.connection),
                                            name=f"exchange-stream-{connection_id}")  # fmt: skip
                 self._tasks[connection_id] = (entry.version, task)
         return len(self._tasks)
@@ -100,6 +154,24 @@ class OrderStreams:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if self._rt is not None:
+            await self.leases.release(self._rt, connection_id)
+
+    async def _held(self, rt: Runtime, connection: ExchangeConnection) -> None:
+        """Follow the account while this process holds its lease (renewed every third of
+        it); the lease lost (expired, taken by another worker): stop (``supervise``
+        releases it and takes it again when it can)."""
+        follow = asyncio.create_task(self._follow(rt, connection))
+        try:
+            while not follow.done():
+                await asyncio.wait({follow}, timeout=self.leases.seconds / 3)
+                if not follow.done() and not await self.leases.take(rt, connection.id):
+                    log.warning("exchange stream lease lost", extra={"connection": connection.id})
+                    return
+        finally:
+            follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow
 
     async def _follow(self, rt: Runtime, connection: ExchangeConnection) -> None:
         """Stream, reconcile on every (re)connect, reconnect with backoff, until stopped."""
@@ -143,7 +215,9 @@ async def _pump(
 
     async def trades() -> None:
         while True:
-            await record_streamed(rt, connection_id=connection_id, trades=await stream.trades())
+            streamed = await stream.trades()
+            await record_streamed(rt, connection_id=connection_id, reported=streamed.orders,
+                                  trades=streamed.trades)  # fmt: skip
 
     async def safety_net() -> None:
         while True:

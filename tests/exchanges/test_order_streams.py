@@ -36,6 +36,7 @@ READS = {
     "binance": ("/api/v3/openOrders", "/api/v3/allOrders", "/api/v3/myTrades", "/api/v3/order"),
     "okx": ("/api/v5/trade/orders-pending", "/api/v5/trade/orders-history",
             "/api/v5/trade/fills-history", "/api/v5/trade/order"),
+    "bybit": ("/v5/order/realtime", "/v5/order/history", "/v5/execution/list"),
 }  # fmt: skip
 STREAMED = pytest.mark.parametrize("name", sorted(READS))
 

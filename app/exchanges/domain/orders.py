@@ -143,6 +143,16 @@ class ReportedTrade:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class StreamedTrades:
+    """A stream's next trades, with the orders they moved where the exchange's trade
+    events carry their order's state (Kraken's executions; elsewhere none: the order
+    updates say it)."""
+
+    orders: list[ReportedOrder]
+    trades: list[ReportedTrade]
+
+
 # --- capabilities: ccxt's data, with the platform's corrections as data ----------------
 
 

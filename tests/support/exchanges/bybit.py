@@ -9,7 +9,14 @@ Private calls carry ``X-BAPI-API-KEY``, ``X-BAPI-TIMESTAMP`` (ms, within
 recv window + query string, or the JSON body of a POST). Answers are ``{"retCode",
 "retMsg", "result"}``: 10003 unknown key, 10004 bad signature, 10002 stale timestamp;
 an order refused is HTTP 200 with 170131 (balance), 170141 (duplicate orderLinkId) or
-170213 (no such open order to cancel)."""
+170213 (no such open order to cancel).
+
+Its v5 private WebSocket (``/v5/private``): the client's ``{"op": "auth", "args": [key,
+expires, signature]}`` (``signature`` = hex HMAC-SHA256(secret, "GET/realtime" +
+expires), ``expires`` in ms and still ahead) is verified and acknowledged; then the
+``order`` and ``execution`` topics it subscribes get each change of the account's orders
+(the order as ``/v5/order/realtime`` shows it, ``category: spot``) and each trade (as
+``/v5/execution/list`` shows it)."""
 
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from tests.support.exchanges import (
     OrderRefused,
     Refused,
     StandIn,
+    Stream,
     Tape,
     Trade,
     amount,
@@ -211,21 +219,26 @@ class BybitStandIn(StandIn):
         account = self.signed(request, body)
         start = query_int(request, "startTime", 0) or 0
         return _ok({"category": "spot", "nextPageCursor": "", "list": [
-            {"symbol": t.order.symbol.replace("/", ""), "orderId": t.order.id,
-             "orderLinkId": t.order.client_order_id, "side": t.order.side.capitalize(),
-             "orderPrice": amount(t.order.price or t.price), "orderQty": amount(t.order.quantity),
-             "leavesQty": "0", "createType": "CreateByUser",
-             "orderType": "Market" if t.order.type == "market" else "Limit",
-             "stopOrderType": "", "execFee": amount(_fee(t)),
-             "feeCurrency": _fee_currency(t), "execId": t.id,
-             "execPrice": amount(t.price), "execQty": amount(t.quantity), "execType": "Trade",
-             "execValue": amount(t.price * t.quantity), "feeRate": "0.001",
-             "tradeIv": "", "markIv": "", "markPrice": "", "indexPrice": "",
-             "underlyingPrice": "", "blockTradeId": "", "closedSize": "",
-             "seq": int(t.id), "isMaker": t.order.type != "market", "execTime": str(t.at)}
+            self.execution_json(t)
             for t in reversed(trades_of(self, account, self._symbol(request)))
             if t.at >= start
-        ]})  # fmt: skip
+        ]})
+
+    def execution_json(self, t: Trade) -> dict:
+        return {
+            "symbol": t.order.symbol.replace("/", ""), "orderId": t.order.id,
+            "orderLinkId": t.order.client_order_id, "side": t.order.side.capitalize(),
+            "orderPrice": amount(t.order.price or t.price), "orderQty": amount(t.order.quantity),
+            "leavesQty": "0", "createType": "CreateByUser",
+            "orderType": "Market" if t.order.type == "market" else "Limit",
+            "stopOrderType": "", "execFee": amount(_fee(t)),
+            "feeCurrency": _fee_currency(t), "execId": t.id,
+            "execPrice": amount(t.price), "execQty": amount(t.quantity), "execType": "Trade",
+            "execValue": amount(t.price * t.quantity), "feeRate": "0.001",
+            "tradeIv": "", "markIv": "", "markPrice": "", "indexPrice": "",
+            "underlyingPrice": "", "blockTradeId": "", "closedSize": "",
+            "seq": int(t.id), "isMaker": t.order.type != "market", "execTime": str(t.at),
+        }  # fmt: skip
 
     @staticmethod
     def status(o: Order) -> str:
@@ -258,6 +271,64 @@ class BybitStandIn(StandIn):
             "slLimitPrice": "", "placeType": "", "createdTime": str(o.created),
             "updatedTime": str(o.updated),
         }  # fmt: skip
+
+    # --- v5 private WebSocket: auth, the order and execution topics -----------------
+
+    def ws_paths(self) -> list[str]:
+        return ["/v5/private"]
+
+    def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
+        op, args = message.get("op"), list(message.get("args") or [])
+        answer = {"success": True, "ret_msg": "", "conn_id": "c1", "op": op}
+        if "req_id" in message:
+            answer["req_id"] = message["req_id"]
+        if op == "ping":
+            return [{**answer, "op": "pong", "args": [str(now_ms())]}]
+        if op == "auth":
+            refusal = self.auth(stream, args)
+            if refusal is None:
+                return [answer]
+            return [{**answer, "success": False, "ret_msg": refusal,
+                     "request": {"op": "auth", "args": args}}]  # fmt: skip
+        if op != "subscribe":
+            return [{**answer, "success": False, "ret_msg": f"error:invalid op {op}"}]
+        if stream.api_key is None:
+            return [{**answer, "success": False, "ret_msg": "Request not authorized"}]
+        with self.lock:
+            stream.topics |= {str(topic) for topic in args}
+        return [answer]
+
+    def auth(self, stream: Stream, args: list) -> str | None:
+        """Verify ``[key, expires, signature]``: None when accepted, else why not."""
+        if len(args) != 3:
+            return "error:USVC1111"
+        key, expires, signature = (str(a) for a in args)
+        with self.lock:
+            account = self.accounts.get(key)
+        if account is None:
+            return "error:USVC1111"
+        prehash = f"GET/realtime{expires}".encode()
+        expected = hmac.new(account.secret.encode(), prehash, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            return "error:signature verification failed"
+        if not expires.isdigit() or int(expires) <= now_ms():
+            return "error:expires is in the past"
+        with self.lock:
+            stream.api_key = account.api_key
+            self.stream_auths.append(account.api_key)
+        return None
+
+    def stream_events(self, stream: Stream, order: Order, trade: Trade | None) -> list[dict]:
+        events = []
+        if trade is not None and "execution" in stream.topics:
+            events.append({"id": f"exec-{trade.id}", "topic": "execution",
+                           "creationTime": now_ms(),
+                           "data": [{"category": "spot", **self.execution_json(trade)}]})  # fmt: skip
+        if "order" in stream.topics:
+            events.append({"id": f"order-{order.id}-{order.updated}", "topic": "order",
+                           "creationTime": now_ms(),
+                           "data": [{"category": "spot", **self.order_json(order)}]})  # fmt: skip
+        return events
 
     # --- public market data ----------------------------------------------------------
 
