@@ -152,7 +152,7 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         jobs.closers.append(streams.aclose)
 
     async def poll_unstreamed(rt: Runtime) -> int:
-        return await exchange_following.poll_live(rt, skip=streams.healthy)
+        return await exchange_following.poll_live(rt, skip=await streams.skipped(rt))
 
     jobs.add("exchange-orders", rt.settings.exchange_order_poll_seconds, poll_unstreamed)
     jobs.add(

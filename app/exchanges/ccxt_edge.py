@@ -154,25 +154,16 @@ async def _bybit_ready(exchange: Any) -> Any:
     return await exchange.authenticate(url)
 
 
-def _kraken_trade_order(trade: Mapping[str, Any]) -> ReportedOrder | None:
+def _kraken_trade_order(exchange: Any, trade: Mapping[str, Any]) -> ReportedOrder | None:
     """Kraken v2 ``executions``: a trade's execution carries its order's state
     (``order_status``, ``cum_qty``), which ccxt routes to watch_my_trades only."""
-    from app.exchanges.domain.orders import ExchangeOrderStatus
-
     info = trade.get("info") or {}
-    status = _STATUSES.get(str(info.get("order_status")), "OPEN")
-    filled = _decimal(info.get("cum_qty")) or Decimal(0)
     if info.get("order_id") is None:
         return None
-    if status == "OPEN" and filled > 0:
-        status = "PARTIALLY_FILLED"
-    return ReportedOrder(
-        exchange_order_id=str(info["order_id"]),
-        client_order_id=info.get("cl_ord_id"),
-        symbol=trade["symbol"],
-        status=ExchangeOrderStatus(status),
-        filled=filled,
-    )
+    order = {"id": info["order_id"], "clientOrderId": info.get("cl_ord_id"),
+             "status": exchange.parse_order_status(info.get("order_status")),
+             "filled": info.get("cum_qty"), "symbol": trade["symbol"]}  # fmt: skip
+    return to_order(order, trade["symbol"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +178,7 @@ class _OrderStreamSpec:
     updates do not (read from the trade)."""
 
     ready: Callable[[Any], Awaitable[Any]]
-    trade_order: Callable[[Mapping[str, Any]], ReportedOrder | None] | None = None
+    trade_order: Callable[[Any, Mapping[str, Any]], ReportedOrder | None] | None = None
 
 
 # The exchanges whose account order stream (``ccxt.pro``'s watch_orders, and
@@ -462,7 +453,8 @@ class CcxtOrderStream:
     async def trades(self) -> StreamedTrades:
         raw = await self._watch("watch_my_trades", self._exchange.watch_my_trades)
         reader = _ORDER_STREAMS[self.exchange_id].trade_order
-        orders = [] if reader is None else [o for t in raw if (o := reader(t)) is not None]
+        ex = self._exchange
+        orders = [] if reader is None else [o for t in raw if (o := reader(ex, t)) is not None]
         return StreamedTrades(orders, [to_my_trade(trade) for trade in raw])
 
     async def _watch(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:

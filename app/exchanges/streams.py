@@ -76,19 +76,30 @@ class StreamLeases:
         failure: not)."""
         try:
             taken = await rt.redis.eval(  # type: ignore[misc]
-                _TAKE, 1, self._key(rt, connection_id), self.token, int(self.seconds * 1000)
+                _TAKE, 1, self.key(rt, connection_id), self.token, int(self.seconds * 1000)
             )
         except Exception:  # Redis away: no stream (the poller follows the account)
             log.warning("exchange stream lease unavailable", extra={"connection": connection_id})
             return False
         return bool(taken)
 
+    async def held_elsewhere(self, rt: Runtime, connection_ids: list[int]) -> set[int]:
+        """Of ``connection_ids``, those whose lease another holder has now."""
+        if not connection_ids:
+            return set()
+        try:
+            tokens = await rt.redis.mget([self.key(rt, c) for c in connection_ids])
+        except Exception:  # Redis away: none (polled here too, recorded once)
+            return set()
+        mine = (self.token, self.token.encode())
+        return {c for c, t in zip(connection_ids, tokens, strict=True) if t and t not in mine}
+
     async def release(self, rt: Runtime, connection_id: int) -> None:
         with contextlib.suppress(Exception):  # else it expires
-            await rt.redis.eval(_RELEASE, 1, self._key(rt, connection_id), self.token)  # type: ignore[misc]
+            await rt.redis.eval(_RELEASE, 1, self.key(rt, connection_id), self.token)  # type: ignore[misc]
 
     @staticmethod
-    def _key(rt: Runtime, connection_id: int) -> str:
+    def key(rt: Runtime, connection_id: int) -> str:
         return rt.redis_key("exchange-stream", str(connection_id))
 
 
@@ -125,6 +136,7 @@ class OrderStreams:
         self.healthy: set[int] = set()  # subscribed and reconciled: the poller skips them
         self.leases = leases or StreamLeases()
         self._rt: Runtime | None = None
+        self._wanted: list[int] = []  # the accounts that wanted a stream at the last look
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -133,6 +145,7 @@ class OrderStreams:
         """Start and stop streams to match the accounts that want one; how many run."""
         self._rt = rt
         wanted = await _wanted(rt)
+        self._wanted = list(wanted)
         for connection_id, (version, task) in list(self._tasks.items()):
             entry = wanted.get(connection_id)
             if entry is None or entry.version != version or task.done():
@@ -143,6 +156,13 @@ class OrderStreams:
                                            name=f"exchange-stream-{connection_id}")  # fmt: skip
                 self._tasks[connection_id] = (entry.version, task)
         return len(self._tasks)
+
+    async def skipped(self, rt: Runtime) -> set[int]:
+        """The accounts the poller here leaves alone: streamed healthily here, or whose
+        stream another worker holds (that worker's poller follows it while its stream is
+        down)."""
+        others = [c for c in self._wanted if c not in self._tasks]
+        return self.healthy | await self.leases.held_elsewhere(rt, others)
 
     async def aclose(self) -> None:
         for connection_id in list(self._tasks):
@@ -169,6 +189,7 @@ class OrderStreams:
                     log.warning("exchange stream lease lost", extra={"connection": connection.id})
                     return
         finally:
+            self.healthy.discard(connection.id)  # the poller follows it from now on
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follow

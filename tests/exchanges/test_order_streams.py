@@ -18,12 +18,12 @@ from app.exchanges import following
 from app.exchanges.domain.accounts import Credentials
 from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.domain.sealing import Binding
-from app.exchanges.streams import OrderStreams
+from app.exchanges.streams import OrderStreams, StreamLeases
 from db.models import ExchangeFill, ExchangeOrder
 from tests.exchanges.test_accounts_api import DISCONNECT
 from tests.exchanges.test_orders_api import _account, _place
 from tests.support import pk
-from tests.support.exchanges import fill
+from tests.support.exchanges import cancel, fill
 from tests.support.exchanges.keys import new_account
 from tests.support.trading import eventually
 
@@ -31,12 +31,15 @@ from tests.support.trading import eventually
 # recorded after the first one came through the stream)
 FAST = {"exchange_stream_backoff_seconds": 0.05, "exchange_stream_backoff_max_seconds": 0.2,
         "exchange_stream_reconcile_seconds": 3600}  # fmt: skip
-# the exchanges with an order stream here, and the REST paths that read orders or trades
+# the exchanges with an order stream here, and the REST requests that read orders or trades
 READS = {
-    "binance": ("/api/v3/openOrders", "/api/v3/allOrders", "/api/v3/myTrades", "/api/v3/order"),
-    "okx": ("/api/v5/trade/orders-pending", "/api/v5/trade/orders-history",
-            "/api/v5/trade/fills-history", "/api/v5/trade/order"),
-    "bybit": ("/v5/order/realtime", "/v5/order/history", "/v5/execution/list"),
+    "binance": ("GET /api/v3/openOrders", "GET /api/v3/allOrders", "GET /api/v3/myTrades",
+                "GET /api/v3/order"),
+    "okx": ("GET /api/v5/trade/orders-pending", "GET /api/v5/trade/orders-history",
+            "GET /api/v5/trade/fills-history", "GET /api/v5/trade/order"),
+    "bybit": ("GET /v5/order/realtime", "GET /v5/order/history", "GET /v5/execution/list"),
+    "kraken": ("POST /0/private/OpenOrders", "POST /0/private/ClosedOrders",
+               "POST /0/private/QueryOrders", "POST /0/private/TradesHistory"),
 }  # fmt: skip
 STREAMED = pytest.mark.parametrize("name", sorted(READS))
 
@@ -63,8 +66,8 @@ async def _order(rt, order_id: int) -> ExchangeOrder:
 
 def _reads(server) -> int:
     """REST requests that read orders or trades (the poller's, reconciliation's)."""
-    paths = READS[server.exchange]
-    return sum(1 for r in server.requests if r.method == "GET" and r.path in paths)
+    reads = READS[server.exchange]
+    return sum(1 for r in server.requests if f"{r.method} {r.path}" in reads)
 
 
 async def _streaming(rt, streams: OrderStreams, connection_id: int) -> bool:
@@ -103,6 +106,27 @@ async def test_a_fill_reaches_the_order_and_its_fills_through_the_stream(
     assert _reads(server) == reads  # the stream, not a poll, brought them
     assert len(streams.healthy) == 1
     assert await following.poll_live(rt, skip=streams.healthy) == 0
+
+
+@STREAMED
+async def test_a_cancel_at_the_exchange_reaches_the_order_through_the_stream(
+    gql, rt, exchanges, streams, name
+):
+    server = exchanges[name]
+    _, _, _, placed = await _opened(gql, rt, exchanges, streams, name)
+    reads = _reads(server)
+    fill(server, server.orders[0], Decimal("0.004"))
+    await eventually(lambda: _filled(rt, pk(placed["id"]), Decimal("0.004")))
+    assert cancel(server, server.orders[0])  # canceled at the exchange, not through us
+    row = await eventually(lambda: _status(rt, pk(placed["id"]), "CANCELED"))
+    assert row is not None and row.filled == Decimal("0.004")
+    assert [f.trade_id for f in await eventually(lambda: _count(rt, 1))] == [server.trades[0].id]
+    assert _reads(server) == reads
+
+
+async def _status(rt, order_id: int, status: str) -> ExchangeOrder | None:
+    row = await _order(rt, order_id)
+    return row if row.status == status else None
 
 
 async def _filled(rt, order_id: int, quantity: Decimal) -> ExchangeOrder | None:
@@ -165,8 +189,75 @@ async def test_an_account_with_nothing_to_follow_has_no_stream(gql, rt, exchange
     assert await eventually(lambda: _true(server.stream_count() == 0))
 
 
+async def _supervised(rt, streams: OrderStreams) -> int:
+    return await streams.supervise(rt)
+
+
+async def _idle(rt, streams: OrderStreams) -> bool:
+    return await streams.supervise(rt) == 0
+
+
+@STREAMED
+async def test_one_worker_streams_an_account_and_another_takes_over_when_it_stops(
+    gql, rt, exchanges, streams, name
+):
+    server = exchanges[name]
+    token, account_id, account = await _account(gql, exchanges, name)
+    placed = (await _place(gql, token, account_id))["exchangeOrder"]
+    other = OrderStreams()
+    try:
+        assert await _streaming(rt, streams, pk(account_id))
+        assert await other.supervise(rt) == 0  # the account's lease is held
+        assert server.stream_count() == 1 and server.stream_auths == [account.api_key]
+        assert await following.poll_live(rt, skip=await other.skipped(rt)) == 0  # not polled
+        await streams.aclose()  # the holder stops: its lease is released
+        assert server.stream_count() == 0
+        assert await _streaming(rt, other, pk(account_id))
+        assert await streams.supervise(rt) == 0  # now the other holds it
+        assert server.stream_count() == 1
+        assert server.stream_auths == [account.api_key, account.api_key]
+        fill(server, server.orders[0], Decimal("0.01"))  # followed by the new holder
+        row = await eventually(lambda: _filled(rt, pk(placed["id"]), Decimal("0.01")))
+        assert row is not None and row.status == "FILLED"
+    finally:
+        await other.aclose()
+
+
+async def test_a_dead_workers_lease_expires_and_another_worker_takes_the_account(
+    gql, rt, exchanges, streams
+):
+    server = exchanges["binance"]
+    token, account_id, account = await _account(gql, exchanges, "binance")
+    await _place(gql, token, account_id)
+    key = StreamLeases.key(rt, pk(account_id))
+    await rt.redis.set(key, "a-worker-that-died", px=300)  # never renewed nor released
+    assert await streams.supervise(rt) == 0
+    assert server.stream_count() == 0
+    assert await eventually(lambda: _supervised(rt, streams)) == 1  # expired: taken
+    assert await _streaming(rt, streams, pk(account_id))
+    assert await rt.redis.get(key) in (streams.leases.token, streams.leases.token.encode())
+
+
+async def test_a_stream_whose_lease_is_lost_stops(gql, rt, exchanges, monkeypatch):
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST))
+    server = exchanges["binance"]
+    token, account_id, account = await _account(gql, exchanges, "binance")
+    await _place(gql, token, account_id)
+    holder = OrderStreams(StreamLeases(seconds=0.3))  # renewed every 0.1 s
+    try:
+        assert await _streaming(rt, holder, pk(account_id))
+        key = StreamLeases.key(rt, pk(account_id))
+        await rt.redis.set(key, "another-worker", px=60_000)  # taken over elsewhere
+        assert await eventually(lambda: _true(not holder.healthy and not server.stream_count()))
+        assert await eventually(lambda: _idle(rt, holder))  # not taken back while held
+        assert await holder.supervise(rt) == 0
+    finally:
+        await holder.aclose()
+    assert await rt.redis.get(key) in ("another-worker", b"another-worker")  # not released
+
+
 async def test_exchanges_without_a_stream_here_are_left_to_the_poller(gql, rt, exchanges, streams):
-    token, account_id, _ = await _account(gql, exchanges, "kraken")
+    token, account_id, _ = await _account(gql, exchanges, "coinbase")
     await _place(gql, token, account_id)
     assert await streams.supervise(rt) == 0
     assert await following.poll_live(rt, skip=streams.healthy) == 1

@@ -4,13 +4,21 @@
 Private calls are form-encoded POSTs with a ``nonce`` that
 must grow per key, the key in ``API-Key`` and ``API-Sign`` = base64(HMAC-SHA512(
 base64-decoded secret, URI path + SHA256(nonce + POST data))). Errors come with HTTP 200
-in ``{"error": [...]}``. Kraken's own asset ids: XXBT, XETH, USDT."""
+in ``{"error": [...]}``. Kraken's own asset ids: XXBT, XETH, USDT.
+
+Its v2 WebSocket (``/v2``) serves the account's ``executions`` channel: the client takes
+a token from ``/0/private/GetWebSocketsToken`` (a signed call: the token is the key's)
+and subscribes with it; a token not issued here is refused. The open orders follow as a
+snapshot, then each change as an execution report: ``new``, ``trade`` (the fill, with
+its order's ``order_status`` and ``cum_qty``), ``filled``, ``canceled``."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import secrets
+from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
@@ -24,7 +32,9 @@ from tests.support.exchanges import (
     OrderRefused,
     Refused,
     StandIn,
+    Stream,
     Tape,
+    Trade,
     amount,
     cancel,
     find,
@@ -60,6 +70,8 @@ class KrakenStandIn(StandIn):
     def __init__(self) -> None:
         super().__init__()
         self.nonces: dict[str, int] = {}
+        self.ws_tokens: dict[str, str] = {}  # GetWebSocketsToken's tokens: their keys
+        self.sequences: dict[int, int] = {}  # per stream (id): its last sequence
 
     def too_many_requests(self) -> JSONResponse:
         return _error("EAPI:Rate limit exceeded")
@@ -75,6 +87,7 @@ class KrakenStandIn(StandIn):
             ("POST", "/0/private/OpenOrders", self.open_orders),
             ("POST", "/0/private/ClosedOrders", self.closed_orders),
             ("POST", "/0/private/TradesHistory", self.trades_history),
+            ("POST", "/0/private/GetWebSocketsToken", self.websockets_token),
             ("GET", "/0/public/Ticker", self.ticker),
             ("GET", "/0/public/Depth", self.depth),
             ("GET", "/0/public/Trades", self.public_trades),
@@ -254,6 +267,87 @@ class KrakenStandIn(StandIn):
             "stopprice": "0", "limitprice": "0", "misc": "", "oflags": "fciq",
         }  # fmt: skip
 
+    # --- v2 WebSocket: the executions channel ----------------------------------------
+
+    def websockets_token(self, request: Request, body: bytes) -> dict:
+        account = self.signed(request, body)
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            self.ws_tokens[token] = account.api_key
+        return _ok({"token": token, "expires": 900})
+
+    def ws_paths(self) -> list[str]:
+        return ["/v2"]
+
+    def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
+        method, params = message.get("method"), message.get("params") or {}
+        stamps = {"time_in": _iso(now_ms()), "time_out": _iso(now_ms())}
+        answer = {"method": method, "req_id": message.get("req_id"), **stamps}
+        if method == "ping":
+            return [{**answer, "method": "pong"}]
+        if method != "subscribe" or params.get("channel") != "executions":
+            return [{**answer, "success": False, "error": "EGeneral:Invalid arguments"}]
+        with self.lock:
+            api_key = self.ws_tokens.get(str(params.get("token")))
+            if api_key is not None:
+                stream.api_key = api_key
+                stream.topics.add("executions")
+                self.stream_auths.append(api_key)
+        if api_key is None:
+            return [{**answer, "success": False, "error": "EAccount:Invalid permissions"}]
+        result = {"channel": "executions", "maxratecount": 180, "snapshot": True}
+        replies = [{**answer, "success": True, "result": result}]
+        if params.get("snap_orders", True):
+            opened = orders_of(self, self.accounts[api_key], None, open=True)
+            replies.append({"channel": "executions", "type": "snapshot",
+                            "data": [self.execution(o, None, "new") for o in opened],
+                            "sequence": self.sequence(stream)})  # fmt: skip
+        return replies
+
+    def sequence(self, stream: Stream) -> int:
+        number = self.sequences[id(stream)] = self.sequences.get(id(stream), 0) + 1
+        return number
+
+    def stream_events(self, stream: Stream, order: Order, trade: Trade | None) -> list[dict]:
+        if "executions" not in stream.topics:
+            return []
+        kinds = ["trade"] if trade is not None else []
+        if order.status == "closed":
+            kinds.append("filled")
+        elif order.status == "canceled":
+            kinds.append("canceled")
+        elif trade is None:
+            kinds.append("new")
+        return [{"channel": "executions", "type": "update",
+                 "data": [self.execution(order, trade if kind == "trade" else None, kind)],
+                 "sequence": self.sequence(stream)} for kind in kinds]  # fmt: skip
+
+    def execution(self, o: Order, trade: Trade | None, kind: str) -> dict:
+        """An execution report of ``o`` (``kind``: its exec_type)."""
+        status = {"open": "partially_filled" if o.filled else "new", "closed": "filled",
+                  "canceled": "canceled"}[o.status]  # fmt: skip
+        report = {
+            "order_id": o.id, "cl_ord_id": o.client_order_id, "order_userref": 0,
+            "symbol": o.symbol, "side": o.side, "order_type": o.type.replace("_", "-"),
+            "order_qty": float(o.quantity), "time_in_force": "GTC",
+            "limit_price": float(o.price) if o.price is not None else 0.0,
+            "stop_price": float(o.stop_price) if o.stop_price is not None else 0.0,
+            "exec_type": kind, "order_status": status, "cum_qty": float(o.filled),
+            "cum_cost": float(o.cost), "avg_price": float(o.average),
+            "fee_usd_equiv": 0.0, "fee_ccy_pref": "fciq",
+            "timestamp": _iso(trade.at if trade else o.updated),
+        }  # fmt: skip
+        if kind == "canceled":
+            report |= {"reason": "User requested", "cancel_reason": "User requested"}
+        if trade is not None:
+            report |= {
+                "exec_id": trade.id, "trade_id": int(trade.id), "last_qty": float(trade.quantity),
+                "last_price": float(trade.price), "cost": float(trade.price * trade.quantity),
+                "liquidity_ind": "t" if o.type == "market" else "m",
+                "fees": [{"asset": o.symbol.split("/")[1], "qty": float(trade.fee)}],
+            }  # fmt: skip
+        return report
+
     # --- public market data ----------------------------------------------------------
 
     def symbol_ids(self, market: MarketDef) -> tuple[str, ...]:
@@ -313,3 +407,7 @@ class KrakenStandIn(StandIn):
             for c in found
         ]  # fmt: skip
         return _ok({pair: rows, "last": found[-1].open_ms // 1000 if found else 0})
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
