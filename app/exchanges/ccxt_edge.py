@@ -187,12 +187,17 @@ class _OrderStreamSpec:
 # channel). Bybit: the v5 private ``auth`` (then its ``order`` and ``execution``
 # topics). Kraken: a token from REST ``GetWebSocketsToken`` (then the v2 ``executions``
 # channel, subscribed with it: ccxt.pro's kraken speaks v2 for the account's orders and
-# trades, not v1's openOrders / ownTrades). Coinbase is polled.
+# trades, not v1's openOrders / ownTrades). Coinbase: the advanced trade ``user``
+# channel (orders only: ccxt.pro has no watch_my_trades there, the fills are read when
+# an order is reported filled further).
 _ORDER_STREAMS: dict[ExchangeId, _OrderStreamSpec] = {
     ExchangeId.BINANCE: _OrderStreamSpec(lambda ex: ex.authenticate({"type": "spot"})),
     ExchangeId.OKX: _OrderStreamSpec(lambda ex: ex.authenticate()),
     ExchangeId.BYBIT: _OrderStreamSpec(_bybit_ready),
     ExchangeId.KRAKEN: _OrderStreamSpec(lambda ex: ex.authenticate(), _kraken_trade_order),
+    # the subscription is the login (HMAC-signed for a legacy key, a JWT for a CDP key);
+    # the ``user`` channel's first message, its snapshot, comes once it is accepted
+    ExchangeId.COINBASE: _OrderStreamSpec(lambda ex: ex.watch_orders()),
 }
 
 

@@ -98,6 +98,7 @@ async def poll_live(rt: Runtime, *, limit: int = 100, skip: Container[int] = ())
 class Reconciled:
     orders_changed: int
     fills_added: int
+    orders_filled: int = 0  # of the orders changed, those whose filled quantity grew
 
 
 async def reconcile_account(
@@ -197,14 +198,15 @@ async def record_streamed(
     """Record what an account's order stream pushed, as reconciliation records what it
     reads (each fill once, each order moved forward only), market by market. A stream's
     reports are partial: an order they do not mention is left as it is."""
-    changed = added = 0
+    changed = added = grew = 0
     for symbol in sorted({r.symbol for r in reported} | {t.symbol for t in trades}):
         result = await _record_account(
             rt, connection_id, symbol, [r for r in reported if r.symbol == symbol],
             [t for t in trades if t.symbol == symbol], complete=False,
         )  # fmt: skip
         changed, added = changed + result.orders_changed, added + result.fills_added
-    return Reconciled(changed, added)
+        grew += result.orders_filled
+    return Reconciled(changed, added, grew)
 
 
 async def _record_account(
@@ -229,6 +231,8 @@ async def _record_account(
             _ORDERS_SQL, connection_id, symbol, _LIVE_VALUES, list(by_client), list(by_exchange)
         )
         updates = [u for row in rows if (u := _moved(row, by_client, by_exchange, now, complete))]
+        before = {row["id"]: row["filled"] for row in rows}
+        grew = sum(1 for u in updates if u[2] > before[u[0]])
         if updates:
             ids, statuses, filled, exchange_ids, codes = (
                 list(c) for c in zip(*updates, strict=True)
@@ -246,7 +250,7 @@ async def _record_account(
         if added:
             owner = await connection.fetchval(_OWNER_SQL, connection_id)
             await order_events.filled(session, owner, added)
-    return Reconciled(len(updates), len(added))
+    return Reconciled(len(updates), len(added), grew)
 
 
 def _moved(

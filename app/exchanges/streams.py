@@ -12,6 +12,9 @@ stream is opened again with the new key). A stream runs in a task of its own:
     a dropped connection or a failure: wait (backoff, doubling up to its maximum),
     subscribe again, reconcile again: what happened in the gap is read then.
 
+Where the stream has no trades (Coinbase's ``user`` channel), an order it reports
+filled further has its fills read at once (``reconcile_account``).
+
 Updates are recorded by ``following.record_streamed``, reconciliation's own recording (each
 fill once, each order moved forward only), so the stream, the reconciliations and the
 poller in another process never double nor miss anything between them. An account whose
@@ -232,7 +235,10 @@ async def _pump(
 
     async def orders() -> None:
         while True:
-            await record_streamed(rt, connection_id=connection_id, reported=await stream.orders())
+            reported = await stream.orders()
+            result = await record_streamed(rt, connection_id=connection_id, reported=reported)
+            if result.orders_filled and not stream.has_trades:  # its fills: read them
+                await reconcile_account(rt, connection_id=connection_id)
 
     async def trades() -> None:
         while True:

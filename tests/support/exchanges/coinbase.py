@@ -12,7 +12,13 @@ Orders: ``POST /api/v3/brokerage/orders`` (HTTP 200 either way: ``success`` and
 already used answers its order, as Coinbase does), ``POST .../orders/batch_cancel``
 (``results[].success``), ``GET .../orders/historical/{order_id}``,
 ``.../orders/historical/batch`` (``order_status`` OPEN, FILLED, CANCELLED; newest first,
-created since ``start_date``) and ``.../orders/historical/fills``."""
+created since ``start_date``) and ``.../orders/historical/fills``.
+Its advanced trade WebSocket (``/``) serves the ``user`` channel: a subscription signed
+with a legacy key (``api_key``, ``timestamp`` in seconds, ``signature`` = hex
+HMAC-SHA256(secret, timestamp + channel + the product ids joined by commas)) is
+verified and acknowledged (``subscriptions``), then the account's open orders come as a
+snapshot and each change of its orders as an update (no trades on this channel). A CDP
+key's JWT is not served here."""
 
 from __future__ import annotations
 
@@ -32,7 +38,9 @@ from tests.support.exchanges import (
     OrderRefused,
     Refused,
     StandIn,
+    Stream,
     Tape,
+    Trade,
     amount,
     cancel,
     find,
@@ -49,6 +57,10 @@ def _unauthorized(_reason: str = "") -> PlainTextResponse:
 
 class CoinbaseStandIn(StandIn):
     exchange = "coinbase"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sequences: dict[int, int] = {}  # per stream (id): its last sequence_num
 
     def too_many_requests(self) -> JSONResponse:
         return JSONResponse({"error": "rate_limit_exceeded", "message": "Too many requests"},
@@ -251,6 +263,65 @@ class CoinbaseStandIn(StandIn):
             "leverage": "", "margin_type": "UNKNOWN_MARGIN_TYPE",
             "retail_portfolio_id": "portfolio-1",
         }  # fmt: skip
+
+    # --- advanced trade WebSocket: the user channel -----------------------------------
+
+    def ws_paths(self) -> list[str]:
+        return ["/"]
+
+    def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
+        channel = str(message.get("channel"))
+        if message.get("type") != "subscribe" or channel != "user":
+            return [{"type": "error", "message": "Failure to subscribe"}]
+        products = [str(p) for p in message.get("product_ids") or ()]
+        with self.lock:
+            account = self.accounts.get(str(message.get("api_key")))
+        timestamp = str(message.get("timestamp", ""))
+        prehash = f"{timestamp}{channel}{','.join(products)}".encode()
+        expected = "" if account is None else hmac.new(
+            account.secret.encode(), prehash, hashlib.sha256).hexdigest()  # fmt: skip
+        if account is None or not hmac.compare_digest(expected, str(message.get("signature"))):
+            return [{"type": "error", "message": "authentication failure"}]
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > 30:
+            return [{"type": "error", "message": "authentication failure"}]
+        with self.lock:
+            stream.api_key = account.api_key
+            stream.topics.add("user")
+            self.stream_auths.append(account.api_key)
+        opened = [self.ws_order(o) for o in orders_of(self, account, None, open=True)]
+        return [
+            self.ws_message(stream, "subscriptions", [{"subscriptions": {"user": [account.api_key]}}]),
+            self.ws_message(stream, "user", [{"type": "snapshot", "orders": opened}]),
+        ]  # fmt: skip
+
+    def ws_message(self, stream: Stream, channel: str, events: list[dict]) -> dict:
+        with self.lock:
+            number = self.sequences[id(stream)] = self.sequences.get(id(stream), -1) + 1
+        return {"channel": channel, "client_id": "", "timestamp": _iso(time.time()),
+                "sequence_num": number, "events": events}  # fmt: skip
+
+    def ws_order(self, o: Order) -> dict:
+        state = self.order_json(o)
+        return {
+            "order_id": o.id, "client_order_id": o.client_order_id,
+            "cumulative_quantity": amount(o.filled),
+            "leaves_quantity": amount(o.remaining) if o.status == "open" else "0",
+            "avg_price": state["average_filled_price"], "total_fees": state["total_fees"],
+            "status": state["status"], "product_id": state["product_id"],
+            "creation_time": state["created_time"], "order_side": state["side"],
+            "order_type": state["order_type"].capitalize(), "filled_value": amount(o.cost),
+            "limit_price": amount(o.price) if o.price is not None else "",
+            "stop_price": amount(o.stop_price) if o.stop_price is not None else "",
+            "number_of_fills": str(sum(1 for t in self.trades if t.order is o)),
+            "cancel_reason": "User requested cancel" if o.status == "canceled" else "",
+            "reject_Reason": "", "outstanding_hold_amount": "0",
+        }  # fmt: skip
+
+    def stream_events(self, stream: Stream, order: Order, trade: Trade | None) -> list[dict]:
+        if "user" not in stream.topics:
+            return []
+        return [self.ws_message(stream, "user", [{"type": "update",
+                                                  "orders": [self.ws_order(order)]}])]  # fmt: skip
 
     # --- public market data ----------------------------------------------------------
 
