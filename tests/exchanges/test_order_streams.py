@@ -233,7 +233,7 @@ async def test_a_dead_workers_lease_expires_and_another_worker_takes_the_account
     gql, rt, exchanges, streams
 ):
     server = exchanges["binance"]
-    token, account_id, account = await _account(gql, exchanges, "binance")
+    token, account_id, _ = await _account(gql, exchanges, "binance")
     await _place(gql, token, account_id)
     key = StreamLeases.key(rt, pk(account_id))
     await rt.redis.set(key, "a-worker-that-died", px=300)  # never renewed nor released
@@ -247,7 +247,7 @@ async def test_a_dead_workers_lease_expires_and_another_worker_takes_the_account
 async def test_a_stream_whose_lease_is_lost_stops(gql, rt, exchanges, monkeypatch):
     monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update=FAST))
     server = exchanges["binance"]
-    token, account_id, account = await _account(gql, exchanges, "binance")
+    token, account_id, _ = await _account(gql, exchanges, "binance")
     await _place(gql, token, account_id)
     holder = OrderStreams(StreamLeases(seconds=0.3))  # renewed every 0.1 s
     try:

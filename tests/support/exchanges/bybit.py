@@ -218,11 +218,9 @@ class BybitStandIn(StandIn):
     def executions(self, request: Request, body: bytes) -> dict:
         account = self.signed(request, body)
         start = query_int(request, "startTime", 0) or 0
-        return _ok({"category": "spot", "nextPageCursor": "", "list": [
-            self.execution_json(t)
-            for t in reversed(trades_of(self, account, self._symbol(request)))
-            if t.at >= start
-        ]})
+        trades = reversed(trades_of(self, account, self._symbol(request)))
+        listed = [self.execution_json(t) for t in trades if t.at >= start]
+        return _ok({"category": "spot", "nextPageCursor": "", "list": listed})
 
     def execution_json(self, t: Trade) -> dict:
         return {
@@ -321,13 +319,13 @@ class BybitStandIn(StandIn):
     def stream_events(self, stream: Stream, order: Order, trade: Trade | None) -> list[dict]:
         events = []
         if trade is not None and "execution" in stream.topics:
+            execution = {"category": "spot", **self.execution_json(trade)}
             events.append({"id": f"exec-{trade.id}", "topic": "execution",
-                           "creationTime": now_ms(),
-                           "data": [{"category": "spot", **self.execution_json(trade)}]})  # fmt: skip
+                           "creationTime": now_ms(), "data": [execution]})  # fmt: skip
         if "order" in stream.topics:
+            state = {"category": "spot", **self.order_json(order)}
             events.append({"id": f"order-{order.id}-{order.updated}", "topic": "order",
-                           "creationTime": now_ms(),
-                           "data": [{"category": "spot", **self.order_json(order)}]})  # fmt: skip
+                           "creationTime": now_ms(), "data": [state]})  # fmt: skip
         return events
 
     # --- public market data ----------------------------------------------------------

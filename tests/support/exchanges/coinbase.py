@@ -289,10 +289,11 @@ class CoinbaseStandIn(StandIn):
             stream.topics.add("user")
             self.stream_auths.append(account.api_key)
         opened = [self.ws_order(o) for o in orders_of(self, account, None, open=True)]
+        subscribed = [{"subscriptions": {"user": [account.api_key]}}]
         return [
-            self.ws_message(stream, "subscriptions", [{"subscriptions": {"user": [account.api_key]}}]),
+            self.ws_message(stream, "subscriptions", subscribed),
             self.ws_message(stream, "user", [{"type": "snapshot", "orders": opened}]),
-        ]  # fmt: skip
+        ]
 
     def ws_message(self, stream: Stream, channel: str, events: list[dict]) -> dict:
         with self.lock:
