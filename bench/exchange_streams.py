@@ -3,9 +3,9 @@ account with a live order stream (``ccxt.pro`` watch_orders / watch_my_trades, t
 ``app.exchanges.streams.OrderStreams``), beside the same process following the same
 accounts by polling (``following.poll_live`` every ``--poll-seconds``: the peer).
 
-1. A fresh migrated database, the Binance stand-in (HTTP and WebSocket, in this
-   process), ``max(--accounts)`` accounts connected through ``connect_account``, each
-   with one open order at the stand-in and in ``exchange_orders``.
+1. A fresh migrated database, the ``--exchange`` stand-in (Binance by default; HTTP and
+   WebSocket, in this process), ``max(--accounts)`` accounts connected through
+   ``connect_account``, each with one open order at the stand-in and in ``exchange_orders``.
 2. For each N in ``--accounts`` and each mode, a fresh worker process (its own
    interpreter: its RSS is the figure) follows the first N accounts (the others
    SUSPENDED): ``stream`` opens a stream per account (subscribed, reconciled once);
@@ -37,11 +37,14 @@ from sqlalchemy import insert, update
 from bench.trading_support import machine, print_rows, settings_from, trading_database
 
 FAST = {"EXCHANGE_STREAM_RECONCILE_SECONDS": "3600", "DB_POOL_SIZE": "20"}
+STREAMED = ("binance", "okx", "bybit", "kraken", "coinbase")  # the exchanges with a stream
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench exchange-streams", description=__doc__)
     parser.add_argument("--accounts", default="10,100,500", help="N per run (10,100,500)")
+    parser.add_argument("--exchange", default="binance", choices=STREAMED,
+                        help="whose stand-in the accounts are at (binance)")  # fmt: skip
     parser.add_argument("--window", type=float, default=15, help="seconds measured (15)")
     parser.add_argument("--poll-seconds", type=float, default=5, help="the peer's interval")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: a worker's JSON args
@@ -74,7 +77,8 @@ async def worker(job: dict[str, Any]) -> dict[str, Any]:
     from bench.trading_support import runtime
 
     rt = runtime(settings_from({"DATABASE_URL": job["db"], "REDIS_URL": job["redis"], **FAST}))
-    rt.exchanges = CcxtConnector(ring=rt.exchange_keys, api_bases={"binance": job["base"]},
+    rt.exchanges = CcxtConnector(ring=rt.exchange_keys,
+                                 api_bases={job["exchange"]: job["base"]},
                                  rate_limit=False)  # fmt: skip
     n, streams = job["accounts"], OrderStreams()
     baseline = rss_mb()
@@ -119,7 +123,8 @@ async def connect_accounts(database_url: str, redis_url: str, server: Any, count
     from tests.support.exchanges.keys import new_account
 
     rt = runtime(settings_from({"DATABASE_URL": database_url, "REDIS_URL": redis_url}))
-    rt.exchanges = CcxtConnector(ring=rt.exchange_keys, api_bases={"binance": server.url},
+    exchange = server.exchange
+    rt.exchanges = CcxtConnector(ring=rt.exchange_keys, api_bases={exchange: server.url},
                                  rate_limit=False)  # fmt: skip
     ids, rows = [], []
     try:
@@ -128,10 +133,10 @@ async def connect_accounts(database_url: str, redis_url: str, server: Any, count
         async with rt.sessions() as session, session.begin():
             user_ids = list(await session.scalars(insert(User).returning(User.id), users))
         for i, user_id in enumerate(user_ids):  # one account each (at most 20 a user)
-            account = server.add(new_account("binance"))
+            account = server.add(new_account(exchange))
             connected = await connect_account(
-                rt, user_id=user_id, exchange="binance", label=f"a{i}",
-                api_key=account.api_key, secret=account.secret,
+                rt, user_id=user_id, exchange=exchange, label=f"a{i}",
+                api_key=account.api_key, secret=account.secret, passphrase=account.passphrase,
             )  # fmt: skip
             ids.append(connected.connection.id)
             order = place(server, account, client_order_id=f"cs{i:016d}", symbol="BTC/USDT",
@@ -191,15 +196,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = sorted(int(n) for n in args.accounts.split(","))
     results = []
     with trading_database() as (database_url, redis_url):
-        server = stand_in("binance").start()
+        server = stand_in(args.exchange).start()
         try:
             ids = asyncio.run(connect_accounts(database_url, redis_url, server, sizes[-1]))
             for n in sizes:
                 asyncio.run(keep_active(database_url, redis_url, ids[:n]))
                 for mode in ("poll", "stream"):
                     job = {"db": database_url, "redis": redis_url, "base": server.url,
-                           "accounts": n, "mode": mode, "window": args.window,
-                           "poll_seconds": args.poll_seconds}  # fmt: skip
+                           "exchange": args.exchange, "accounts": n, "mode": mode,
+                           "window": args.window, "poll_seconds": args.poll_seconds}  # fmt: skip
                     results.append(run_worker(job))
                     print(f"  {mode} x {n}: {results[-1]['rss_mb']:.1f} MB", file=sys.stderr)
         finally:
@@ -208,7 +213,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mode: slope([(r["accounts"], r["rss_mb"]) for r in results if r["mode"] == mode]) * 1024
         for mode in ("poll", "stream")
     }
-    return {"runs": results, "per_account_kb": per_account, "window_seconds": args.window,
+    return {"exchange": args.exchange, "runs": results, "per_account_kb": per_account,
+            "window_seconds": args.window,
             "poll_seconds": args.poll_seconds, "machine": machine()}  # fmt: skip
 
 
@@ -219,7 +225,8 @@ def report(document: dict[str, Any]) -> None:
          f"{r['ready_seconds']:.1f}"]
         for r in document["runs"]
     ]  # fmt: skip
-    print(f"worker process, {document['window_seconds']:.0f} s window"
+    print(f"{document.get('exchange', 'binance')}: worker process,"
+          f" {document['window_seconds']:.0f} s window"
           f" (the peer polls every {document['poll_seconds']:.0f} s)")  # fmt: skip
     print_rows(["mode", "accounts", "RSS MB", "of which accounts MB", "CPU %", "ready s"], rows)
     slopes = document["per_account_kb"]
