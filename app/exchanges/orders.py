@@ -60,6 +60,7 @@ from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
 from app.risk.gate import bot_scope, read_context
+from app.risk.sql import share_scopes
 from app.runtime import Runtime
 from app.trading.domain.errors import ClientOrderIdReused
 from app.trading.domain.orders import Side
@@ -255,6 +256,13 @@ def proposed_order(market: ExchangeMarket, submission: OrderSubmission) -> Propo
     return ProposedOrder(notional, None if acquired in CASH else acquired)
 
 
+# the user's row, after the platform's risk scope lock (shared, as a placement takes it)
+_LOCK_USER_SQL = f"""
+    WITH {share_scopes("true", "false")}
+    SELECT 1 FROM users WHERE (SELECT n FROM scopes) >= 0 AND id = $1 FOR NO KEY UPDATE
+"""  # noqa: S608 (no input in the text)
+
+
 async def check_risk(
     rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder,
     bot_id: int | None = None, follow_id: int | None = None,
@@ -268,7 +276,7 @@ async def check_risk(
     if not rt.risk_checks:
         return
     connection = await driver(session)
-    await connection.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
+    await connection.execute(_LOCK_USER_SQL, user_id)
     follows = [follow_id] if follow_id is not None else []
     gate = await read_context(session, rt.now(), users=[user_id], follows=follows)
     refs = [ScopeRef(Scope.ORDER, user_id), *(ScopeRef(Scope.FOLLOW, f) for f in follows),
