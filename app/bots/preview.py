@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.domain.api_keys import normalise_networks
 from app.backtesting.domain.evaluation import evaluate, venue_candles
 from app.backtesting.domain.metrics import BacktestMetrics
-from app.backtesting.domain.protections import REFUSED
+from app.backtesting.domain.protections import REFUSED, WARNED
 from app.backtesting.domain.runner import SUBMIT, run_backtest
 from app.bots import bots, exchange_markets
 from app.bots.domain.backtest import BotStrategy
@@ -392,7 +392,7 @@ def _run(
         orders=sum(1 for d in run.decisions if d.action == SUBMIT and d.outcome == "OK"),
         fills=len(run.fills), decisions=len(strategy.decisions), risk_limits=len(limits),
         risk_refusals=sum(1 for e in run.risk_events if e.action == REFUSED),
-        risk_transitions=sum(1 for e in run.risk_events if e.action != REFUSED),
+        risk_transitions=sum(1 for e in run.risk_events if e.action not in (REFUSED, WARNED)),
     )  # fmt: skip
 
 
