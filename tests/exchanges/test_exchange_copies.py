@@ -24,6 +24,7 @@ from app.social.copy_placement import CONSUMER
 from app.social.follow_positions import POSITIONS_CONSUMER
 from app.trading.domain.orders import Side
 from db.models import Copy, ExchangeConnection, ExchangeOrder, Follow
+from db.raw import driver
 from tests.exchanges.test_accounts_api import DISCONNECT, _connect
 from tests.risk.support import force_state
 from tests.social.test_copy_trading import (
@@ -37,8 +38,18 @@ from tests.social.test_copy_trading import (
 from tests.support import GraphQLClient, gid, pk
 from tests.support.exchanges import StandIn, fill
 from tests.support.exchanges.keys import new_account
+from tests.support.money import fund
 from tests.support.partner import client_with
-from tests.support.trading import funded_user, limit, place, rows, scalar, trade_at, trader
+from tests.support.trading import (
+    funded_user,
+    limit,
+    place,
+    rows,
+    scalar,
+    trade_at,
+    trader,
+    wallet,
+)
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -125,6 +136,12 @@ async def _leader(api, rt) -> tuple[int, str]:
     return await leader(api, rt, "lea@example.com", USDT="1000.2")
 
 
+async def _execute(rt, sql: str, *args) -> None:
+    """``sql`` committed."""
+    async with rt.sessions() as session, session.begin():
+        await (await driver(session)).execute(sql, *args)
+
+
 async def _copies(api, token, follow_id) -> list[dict]:
     body = await api.data(COPIES, {"follow": gid("Follow", follow_id)}, token=token)
     return [edge["node"] for edge in body["copies"]["edges"]]
@@ -157,7 +174,7 @@ async def test_a_leader_fill_is_copied_once_to_the_exchange_rounded_to_its_lot(
 
     # the fill read again (the checkpoint lost), the worker run twice, and a sender that
     # stopped before marking its copy: nothing is sent again
-    await rows(rt, "DELETE FROM event_consumers WHERE name = $1", CONSUMER)
+    await _execute(rt, "DELETE FROM event_consumers WHERE name = $1", CONSUMER)
     await copy_all(rt)
     await copy_trading.run_once(rt)
     async with rt.sessions() as session, session.begin():
@@ -373,9 +390,7 @@ async def test_the_copys_fills_at_the_exchange_make_the_follows_position_once(
     api, rt, engines, exchanges, name
 ):
     leader_id, leader_token = await _leader(api, rt)
-    token, _, _, follow_id = await _exchange_follower(
-        api, rt, exchanges, name, leader_id, ratio="0.2"
-    )
+    _, _, _, follow_id = await _exchange_follower(api, rt, exchanges, name, leader_id, ratio="0.2")
     await _leader_buys(api, rt, leader_token)
     await _filled_at_the_exchange(rt, exchanges[name], "0.05", "0.15")
 
@@ -389,7 +404,7 @@ async def test_the_copys_fills_at_the_exchange_make_the_follows_position_once(
 
     # the fills read again: reconciliation again, the consumer's checkpoint lost
     await following.poll_live(rt)
-    await rows(rt, "DELETE FROM event_consumers WHERE name = $1", POSITIONS_CONSUMER)
+    await _execute(rt, "DELETE FROM event_consumers WHERE name = $1", POSITIONS_CONSUMER)
     await copy_all(rt)
     assert await follow_position(rt, follow_id) == (received, paid, 0)
     [copy] = await rows(rt, "SELECT filled_quantity FROM copies")
@@ -403,8 +418,10 @@ async def test_the_copys_fills_at_the_exchange_make_the_follows_position_once(
     assert sold["status"] == "FILLED"
     await copy_all(rt)
     sell = exchanges[name].orders[-1]
-    assert (sell.side, sell.quantity) == ("sell", (received / 2).quantize(Decimal("0.00001"),
-                                                                         rounding="ROUND_DOWN"))
+    assert (sell.side, sell.quantity) == (
+        "sell",
+        (received / 2).quantize(Decimal("0.00001"), rounding="ROUND_DOWN"),
+    )
     await _filled_at_the_exchange(rt, exchanges[name], str(sell.quantity))
     [*_, last] = await _exchange_fills(rt)
     assert last["fee_currency"] == "USDT" and last["follow_id"] == follow_id
@@ -436,9 +453,12 @@ async def test_unfollow_with_close_positions_sells_at_the_exchange_once(
 
     body = await api.data(UNFOLLOW, {"id": gid("Follow", follow_id)}, token=token)
     assert body["unfollowLeader"] == {
-        "__typename": "UnfollowPayload", "follow": {"status": "STOPPED"}, "closingOrders": []}
+        "__typename": "UnfollowPayload",
+        "follow": {"status": "STOPPED"},
+        "closingOrders": [],
+    }
     # sold at the exchange: a limit at the last price (100) less the 1 % tolerance
-    buy, sell = exchanges["okx"].orders
+    _, sell = exchanges["okx"].orders
     assert (sell.side, sell.type, sell.symbol) == ("sell", "limit", "BTC/USDT")
     assert (sell.quantity, sell.price, sell.api_key) == (held, Decimal("99"), account.api_key)
     follow = await _one_follow(rt)
@@ -500,14 +520,19 @@ async def test_an_exchange_follows_stop_loss_sells_its_position_there_once(
 
 async def test_an_exchange_follow_is_not_charged_a_profit_share(api, rt, engines, exchanges):
     leader_id, leader_token = await _leader(api, rt)  # profitSharePercent: 10
-    token, _, _, follow_id = await _exchange_follower(
+    _, _, _, follow_id = await _exchange_follower(
         api, rt, exchanges, "kraken", leader_id, ratio="0.2"
     )
     await _leader_buys(api, rt, leader_token)
     await _filled_at_the_exchange(rt, exchanges["kraken"], "0.2")
     # a realized profit on the follow (its position sold higher at the exchange)
-    await rows(rt, "UPDATE follow_positions SET realized_pnl = 50 WHERE follow_id = $1",
-               follow_id)  # fmt: skip
+    await _execute(rt, "INSERT INTO follow_positions (follow_id, currency, realized_pnl)"
+                   " VALUES ($1, 'BTC', 50) ON CONFLICT (follow_id, currency)"
+                   " DO UPDATE SET realized_pnl = 50", follow_id)  # fmt: skip
+    # the follower's platform wallet could pay a share: it is not taken from there
+    follower = await scalar(rt, "SELECT follower_id FROM follows WHERE id = $1", follow_id)
+    await fund(rt, follower, "USDT", "100")
     assert await profit_share.settle_profit_shares(rt) == 0
+    assert await wallet(rt, follower, "USDT") == (Decimal("100"), Decimal("0"))
     assert await scalar(rt, "SELECT count(*) FROM profit_share_settlements") == 0
     assert await scalar(rt, "SELECT high_water_mark FROM follows WHERE id = $1", follow_id) == 0
