@@ -87,7 +87,7 @@ class PlaceOrder:
     stop_price: Decimal | None = None
     client_order_id: str | None = None  # the caller's (a bot's venue, a copy), or a new one
     bot_id: int | None = None  # a bot's order: its BOT scope's risk limits apply too
-    follow_id: int | None = None  # a copy's: its follow's FOLLOW scope applies too
+    follow_id: int | None = None  # a copy's or a close's: the follow's, and its FOLLOW scope
 
 
 def parse_enum(enum: Any, text: str, field: str) -> Any:
@@ -318,6 +318,7 @@ async def _record_pending(
             stop_price=submission.stop_price, emulated=emulated,
             status=(S.ARMED if emulated else S.PENDING_SUBMIT).value, created_at=rt.now(),
             list_id=leg and leg.list_id, list_role=leg and leg.role.value,
+            follow_id=follow_id,
         )  # fmt: skip
         session.add(row)
         await order_events.row_changed(session, row)

@@ -168,6 +168,11 @@ class ExchangeOrder(Base):
         Index(
             "ix_exchange_orders_armed", "connection_id", postgresql_where=text("status = 'ARMED'")
         ),
+        Index(
+            "ix_exchange_orders_follow_id",
+            "follow_id",
+            postgresql_where=text("follow_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -193,6 +198,8 @@ class ExchangeOrder(Base):
     # a leg of an OCO or a bracket, and its role in it
     list_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_order_lists.id"))
     list_role: Mapped[str | None] = mapped_column(Text)
+    # the follow it was sent for: a copy, or a close of the follow's positions
+    follow_id: Mapped[int | None] = mapped_column(ForeignKey("follows.id"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
@@ -218,3 +225,5 @@ class ExchangeFill(Base):
     fee_currency: Mapped[str | None] = mapped_column(Text)
     filled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
+    # the follow whose position it has been applied to (app/social/follow_positions.py)
+    follow_id: Mapped[int | None] = mapped_column(ForeignKey("follows.id"))
