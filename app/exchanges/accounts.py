@@ -30,8 +30,8 @@ from app.exchanges.domain.errors import (
     ExchangePermissionDenied,
 )
 from app.exchanges.domain.orders import LIVE
-from app.exchanges.domain.triggers import ACCOUNT_DISCONNECTED, ACCOUNT_SUSPENDED
 from app.exchanges.domain.sealing import Binding, SealedSecret
+from app.exchanges.domain.triggers import ACCOUNT_DISCONNECTED, ACCOUNT_SUSPENDED
 from app.runtime import Runtime
 from db.models import ExchangeConnection, ExchangeOrder
 

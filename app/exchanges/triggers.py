@@ -200,8 +200,8 @@ async def _claim(
     async with rt.sessions() as session, session.begin():
         refused: str | None = None
         try:
-            await check_risk(rt, session, row.user_id, proposed_order(market, submission),
-                             new_order=False)  # counted when it was armed
+            order = proposed_order(market, submission)  # counted when it was armed:
+            await check_risk(rt, session, row.user_id, order, new_order=False)
         except UserError as error:
             refused = error.code
         locked = await lock_order(session, row.id)

@@ -250,7 +250,10 @@ SyncExchangeAccountResult: TypeAlias = Annotated[
     strawberry.union("SyncExchangeAccountResult"),
 ]
 DisconnectExchangeAccountResult: TypeAlias = Annotated[
-    ExchangeAccountPayload | ValidationFailed | NotAuthenticated | NotFound
+    ExchangeAccountPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
     | ExchangeOrdersStillOpen,
     strawberry.union("DisconnectExchangeAccountResult"),
 ]
