@@ -21,12 +21,12 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
-from app.exchanges import order_events
+from app.exchanges import order_events, risk_counts
 from app.exchanges.accounts import ACTIVE, DISCONNECTED, binding_of, sealed_of
 from app.exchanges.connector import ExchangeSession
 from app.exchanges.domain.catalogue import ExchangeId
@@ -265,14 +265,16 @@ _LOCK_USER_SQL = f"""
 
 async def check_risk(
     rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder,
-    bot_id: int | None = None, follow_id: int | None = None,
+    bot_id: int | None = None, follow_id: int | None = None, *, new_order: bool = True,
 ) -> None:  # fmt: skip
     """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
     PLATFORM, and a copy's FOLLOW): a HALTED one refuses it, a REDUCING one refuses an
     entry, a PRE_TRADE limit refuses what exceeds it. The user's row is locked first, as
     the platform's own placement does, so a state changing at this moment is seen. A
     bot's order meets its BOT scope too (``bot_scope``: its state and its limits, on no
-    figures of its own: its exchange orders are not counted)."""
+    figures of its own: its owner's). The count limits see the user's platform orders and
+    their exchange orders and cancels (``risk_counts``). ``new_order`` False: the order
+    was counted already (an emulated stop's child), the counts do not judge it."""
     if not rt.risk_checks:
         return
     connection = await driver(session)
@@ -283,12 +285,16 @@ async def check_risk(
             ScopeRef(Scope.USER, user_id), ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
     if bot_id is not None:
         refs.append(await bot_scope(session, gate, bot_id))
+    limits = [limit for ref in refs for limit in gate.limits.get(ref, ())]
+    figures = gate.figures.get(user_id, Figures())
+    if new_order and risk_counts.watched(limits):
+        figures = await risk_counts.with_exchange_counts(session, user_id, figures, gate.now)
     decision = check_order(
-        order,
+        order if new_order else replace(order, amends=True),
         scopes=refs,
         states=gate.states,
-        limits=[limit for ref in refs for limit in gate.limits.get(ref, ())],
-        figures=gate.figures.get(user_id, Figures()),
+        limits=limits,
+        figures=figures,
         now=gate.now,
     )
     if decision.binding is not None:
@@ -310,6 +316,7 @@ async def _record_pending(
     async with rt.sessions() as session, session.begin():
         order = proposed_order(market, submission)
         await check_risk(rt, session, connection.user_id, order, bot_id, follow_id)
+        await _still_active(session, connection.id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,
@@ -323,6 +330,18 @@ async def _record_pending(
         session.add(row)
         await order_events.row_changed(session, row)
         return row.id
+
+
+async def _still_active(session: AsyncSession, connection_id: int) -> None:
+    """The account is ACTIVE, share-locked until the order is recorded: a suspension or
+    disconnect (which disarms the account's stops under its row lock) waits, or is seen."""
+    status = await session.scalar(
+        select(ExchangeConnection.status)
+        .where(ExchangeConnection.id == connection_id)
+        .with_for_update(read=True)
+    )
+    if status != ACTIVE:
+        raise ValidationFailed("This exchange account is suspended", field="accountId")
 
 
 async def submit(
@@ -410,6 +429,7 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
         raise ExchangeOrderNotCancellable(field="id")
     connection = await _connection(rt, user_id=user_id, account_id=row.connection_id)
     async with exchange_session(rt, connection) as session:
+        await _cancel_asked(rt, row.id)
         try:
             await session.cancel_order(exchange_order_id=row.exchange_order_id, symbol=row.symbol)
             final = await _read_back(session, row)
@@ -427,6 +447,16 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     reported = ReportedOrder(row.exchange_order_id, row.client_order_id, row.symbol,
                              S.CANCELED, max(row.filled, final))  # fmt: skip
     return await _record_report(rt, row.id, reported)
+
+
+async def _cancel_asked(rt: Runtime, order_id: int) -> None:
+    """Stamp the order's cancel as asked now (CANCEL_RATE counts it), before it is sent."""
+    async with rt.sessions() as session, session.begin():
+        await session.execute(
+            update(ExchangeOrder)
+            .where(ExchangeOrder.id == order_id)
+            .values(cancel_requested_at=rt.now())
+        )
 
 
 async def _read_back(session: ExchangeSession, row: ExchangeOrder) -> Decimal:

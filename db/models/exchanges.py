@@ -173,6 +173,15 @@ class ExchangeOrder(Base):
             "follow_id",
             postgresql_where=text("follow_id IS NOT NULL"),
         ),
+        # the count limits at an exchange placement (app/exchanges/risk_counts.py): a
+        # user's orders of today, and their cancels of the last minute
+        Index(None, "user_id", "created_at"),
+        Index(
+            "ix_exchange_orders_cancels",
+            "user_id",
+            "cancel_requested_at",
+            postgresql_where=text("cancel_requested_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -195,6 +204,8 @@ class ExchangeOrder(Base):
     triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     trigger_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
     trigger_note: Mapped[str | None] = mapped_column(Text)
+    # when a cancel of it was last asked (its owner's, or its list's): CANCEL_RATE counts it
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # a leg of an OCO or a bracket, and its role in it
     list_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_order_lists.id"))
     list_role: Mapped[str | None] = mapped_column(Text)
