@@ -15,7 +15,8 @@ same run with the risk checks off, in one run (issue 22: within 10 %).
    order a day checks each: its second order is refused only with the checks on.
 3. Rounds of off/on, then on/off (a drift of the machine weighs on both alike): per
    server a warm-up, the peak (closed loop, bench.order_load or wrk), an open-loop run at
-   half that peak (``trading_place.measure_orders``); each round's ratios and their mean.
+   half that peak (``trading_place.measure_orders``); each round's ratios and their median
+   (and mean): the targets are judged on the median.
 4. Checks: every answer an OrderPayload, the ledger invariants. Targets reported, not
    asserted: peak orders/s on >= 0.9x off, p99 at half load on <= 1.1x off.
 """
@@ -31,6 +32,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from statistics import fmean, median
 from typing import Any
 
 from starlette.applications import Starlette
@@ -254,15 +256,19 @@ def report(
     throughput = [p["on"].peak.rps / p["off"].peak.rps for p in by_round.values()]
     p99 = [p["on"].half.p99_ms / p["off"].half.p99_ms for p in by_round.values()]
     cpu = [p["on"].cpu_ms_per_request / p["off"].cpu_ms_per_request for p in by_round.values()]
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     print("\nOn / off per round: peak " + ", ".join(f"{x:.3f}" for x in throughput)
           + "; p99 at half " + ", ".join(f"{x:.3f}" for x in p99)
           + "; server CPU per order " + ", ".join(f"{x:.3f}" for x in cpu))  # fmt: skip
+    print(f"Median (mean) of the rounds: peak {median(throughput):.3f} ({fmean(throughput):.3f}),"
+          f" p99 at half {median(p99):.3f} ({fmean(p99):.3f}),"
+          f" server CPU per order {median(cpu):.3f} ({fmean(cpu):.3f})")  # fmt: skip
+    # the median: one round disturbed by the machine (a ratio of 0.7 or 1.5 on a 2-core
+    # machine shared with the load generator and PostgreSQL) moves it least
     goals = [
-        (f"peak orders/s on >= {TARGET_THROUGHPUT_RATIO}x off", f"{mean(throughput):.3f}x",
-         mean(throughput) >= TARGET_THROUGHPUT_RATIO),
-        (f"p99 at half load on <= {TARGET_P99_RATIO}x off", f"{mean(p99):.3f}x",
-         mean(p99) <= TARGET_P99_RATIO),
+        (f"peak orders/s on >= {TARGET_THROUGHPUT_RATIO}x off", f"{median(throughput):.3f}x",
+         median(throughput) >= TARGET_THROUGHPUT_RATIO),
+        (f"p99 at half load on <= {TARGET_P99_RATIO}x off", f"{median(p99):.3f}x",
+         median(p99) <= TARGET_P99_RATIO),
     ]  # fmt: skip
     print("\nTargets (reported, not asserted):")
     for goal, measured, met in goals:

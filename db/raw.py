@@ -36,6 +36,7 @@ Raw users:
     app.social.copy_placement   placing a batch of copies and marking them
     app.social.follow_positions a batch of follower fills into follow positions
     app.social.follow_close     a follow's positions sold in one pass
+    app.social.exchange_close   a follow's positions closed at its exchange account
     app.social.follows          follow statistics in three statements for any number
     app.social.leaderboard      the leaderboard's one ranking statement
     app.social.profit_share     profit share settlement, a follow per statement

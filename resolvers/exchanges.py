@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from app.core.errors import NotFound
 from app.events import topics
-from app.exchanges import accounts, order_lists, orders, syncs, triggers
+from app.exchanges import accounts, disconnecting, order_lists, orders, syncs, triggers
 from db.models import ExchangeConnection, ExchangeOrder
 from graphql_schema.errors import to_graphql_error
 from graphql_schema.exchanges.custody import ExchangeSync
@@ -85,14 +86,23 @@ async def connect_exchange_account(
 
 
 async def disconnect_exchange_account(
-    info: Ctx, id: strawberry.ID
-) -> DisconnectExchangeAccountResult:
-    """Disconnect it: its API credentials are erased."""
+    info: Ctx,
+    id: strawberry.ID,
+    cancel_open_orders: Annotated[bool, strawberry.argument(description=(
+        "Cancel the orders placed through the platform that are open at the exchange"
+        " first (default); if one cannot be canceled, ExchangeOrdersStillOpen and nothing"
+        " changes. False: leave them open there, no longer followed."))] = True,
+) -> DisconnectExchangeAccountResult:  # fmt: skip
+    """Disconnect it: its open orders canceled at the exchange first (unless
+    cancelOpenOrders is false), its emulated stops disarmed and its order lists ended,
+    its API credentials erased."""
 
     async def call() -> ExchangeConnection:
         user = info.context.require_user()
         pk = node_pk(str(id), EXCHANGE_ACCOUNT, field="id")
-        return await accounts.disconnect_account(info.context.rt, user_id=user.id, connection_id=pk)
+        return await disconnecting.disconnect(info.context.rt, user_id=user.id,
+                                              connection_id=pk,
+                                              cancel_open_orders=cancel_open_orders)  # fmt: skip
 
     return await attempt(call(), _account_payload)  # type: ignore[return-value]
 

@@ -51,7 +51,7 @@ from app.backtesting.backtests import BacktestRequest, check_request, load_input
 from app.backtesting.domain import specs, sweeps
 from app.backtesting.domain.evaluation import evaluate
 from app.backtesting.domain.metrics import BacktestMetrics
-from app.backtesting.domain.protections import REFUSED, RiskEvent
+from app.backtesting.domain.protections import REFUSED, WARNED, RiskEvent
 from app.backtesting.report import SweepSummary, write_report
 from app.core.errors import UserError, ValidationFailed
 from app.core.progress import Progress
@@ -384,13 +384,15 @@ def sweep(
 
 
 def risk_lines(events: Sequence[RiskEvent]) -> str:
-    """The risk limits' refusals (counted) and transitions (each, with its reason)."""
+    """The risk limits' refusals and warnings (counted) and transitions (each, with its
+    reason)."""
     refused = sum(1 for e in events if e.action == REFUSED)
-    lines = [f"risk refusals   {refused}"]
+    warned = sum(1 for e in events if e.action == WARNED)
+    lines = [f"risk refusals   {refused}", f"risk warnings   {warned}"]
     lines += [
         f"risk {e.action:<10} {e.at.isoformat()} candle {e.candle}: {e.reason}"
         for e in events
-        if e.action != REFUSED
+        if e.action not in (REFUSED, WARNED)
     ]
     return "\n".join(lines)
 

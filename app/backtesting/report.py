@@ -31,7 +31,7 @@ from app.backtesting.domain.metrics import (
     ClosedTrade,
     EquityPoint,
 )
-from app.backtesting.domain.protections import REFUSED, RiskEvent
+from app.backtesting.domain.protections import REFUSED, WARNED, RiskEvent
 
 MAX_TRADES_SHOWN = 200
 _HASH_SALT = "cryptoorchestrator-backtest-report"
@@ -228,10 +228,14 @@ def _trades(trades: Sequence[ClosedTrade], limit: int) -> str:
 
 
 def _risk(events: Sequence[RiskEvent], limit: int) -> str:
-    """The refusals counted, then each transition of the account's state."""
+    """The refusals and warnings counted, then each transition of the account's state."""
     refused = sum(1 for e in events if e.action == REFUSED)
-    moves = [e for e in events if e.action != REFUSED]
-    note = f'<p class="note">Orders refused by the risk limits: {refused}.</p>'
+    warned = sum(1 for e in events if e.action == WARNED)
+    moves = [e for e in events if e.action not in (REFUSED, WARNED)]
+    note = (
+        f'<p class="note">Orders refused by the risk limits: {refused}.'
+        f" Warnings of a limit near: {warned}.</p>"
+    )
     if not moves:
         return note + '\n<p class="note">No change of the risk state.</p>'
     rows = [(_when(e.at), str(e.candle), e.action, e.state.value, e.reason) for e in moves]

@@ -25,16 +25,18 @@ market has not traded yet).
 
 Quick backtest (``QuickBacktest``): the bot's machine through ``run_backtest`` on the
 simulated venue (default simulation settings: latency one candle, 10 % of each candle's
-volume), given what it would be funded with, over the last ``QUICK_CANDLES`` candles the
-market data store holds of its symbol: 1h candles (merged from a finer interval when
-that is what is held) from the source whose candles are the most recent, else that
-source's finest interval. Bounded so that ``createBot`` answers at once: at most
-``QUICK_CANDLES`` candles, read in one query, a bot that keeps at most
-``MAX_QUICK_ORDERS`` orders open, run in a worker thread and stopped after
-``QUICK_SECONDS``. No backtest (None, with the reason in ``backtest_skipped``): a bot
-driven by alerts (no alerts to replay), a rebalance bot over more than one asset (a
-backtest trades one market), a bot beyond those bounds, fewer than ``MIN_CANDLES``
-candles stored.
+volume), given what it would be funded with, under the risk limits its orders would meet
+(``trading_limits``: its owner's ORDER and USER limits, its market's and the platform's,
+checked by the backtest's protections as the placement checks them; a paper bot's:
+none), over the last ``QUICK_CANDLES`` candles the market data store holds of its
+symbol: 1h candles (merged from a finer interval when that is what is held) from the
+source whose candles are the most recent, else that source's finest interval. Bounded
+so that ``createBot`` answers at once: at most ``QUICK_CANDLES`` candles, read in one
+query, a bot that keeps at most ``MAX_QUICK_ORDERS`` orders open, run in a worker thread
+and stopped after ``QUICK_SECONDS``. No backtest (None, with the reason in
+``backtest_skipped``): a bot driven by alerts (no alerts to replay), a rebalance bot over
+more than one asset (a backtest trades one market), a bot beyond those bounds, fewer than
+``MIN_CANDLES`` candles stored.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.domain.api_keys import normalise_networks
 from app.backtesting.domain.evaluation import evaluate, venue_candles
 from app.backtesting.domain.metrics import BacktestMetrics
+from app.backtesting.domain.protections import REFUSED, WARNED
 from app.backtesting.domain.runner import SUBMIT, run_backtest
 from app.bots import bots, exchange_markets
 from app.bots.domain.backtest import BotStrategy
@@ -66,11 +69,13 @@ from app.core.errors import InsufficientFunds, NotAuthenticated, UserError, Vali
 from app.marketdata import reads as market_data
 from app.marketdata.domain.candles import INTERVALS, Interval
 from app.paper.domain.session import check_starting_balances
+from app.risk.domain.limits import Limit
+from app.risk.gate import limit_of
 from app.runtime import Runtime
 from app.trading.domain.orders import MarketSpec
 from app.trading.markets import markets_with_quote_rates
 from app.venues.domain.paths import Candle
-from db.models import Bot
+from db.models import Bot, RiskLimit
 from db.models.marketdata import MarketCandle
 
 QUICK_INTERVAL = INTERVALS["1h"]
@@ -123,6 +128,9 @@ class QuickBacktest:
     orders: int  # orders the bot placed
     fills: int
     decisions: int  # every decision the bot made, with its reason
+    risk_limits: int = 0  # the limits it ran under
+    risk_refusals: int = 0  # orders those limits refused
+    risk_transitions: int = 0  # states they moved (REDUCE, HALT, COOL_DOWN_OVER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +153,15 @@ async def preview_bot(rt: Runtime, *, user_id: int | None, request: BotRequest) 
     if user_id is None:
         raise NotAuthenticated()
     spec, prices = await _checked(rt, request, user_id)
-    return Preview(spec, preflight(spec, prices), *await _backtest(rt, spec, request))
+    return Preview(spec, preflight(spec, prices), *await _backtest(rt, spec, request, user_id))
 
 
 async def _backtest(
-    rt: Runtime, spec: BotSpec, request: BotRequest
+    rt: Runtime, spec: BotSpec, request: BotRequest, user_id: int
 ) -> tuple[QuickBacktest | None, str | None]:
     if request.exchange_account_id is not None:
         return None, "A bot on an exchange account: no backtest on the platform's candles"
-    return await quick_backtest(rt, spec)
+    return await quick_backtest(rt, spec, owner=None if request.paper else user_id)
 
 
 async def create_bot(rt: Runtime, *, user_id: int | None, request: BotRequest) -> Made:
@@ -176,7 +184,7 @@ async def create_bot(rt: Runtime, *, user_id: int | None, request: BotRequest) -
     async with rt.reads() as session:  # as it is after its first steps
         (bot,) = await bots.bots_by_ids(session, [created.bot.id])
     try:  # the bot is made: nothing the backtest meets may fail the call now
-        backtest, skipped = await _backtest(rt, spec, request)
+        backtest, skipped = await _backtest(rt, spec, request, user_id)
     except UserError as error:
         backtest, skipped = None, f"The backtest stopped: {error.message}"
     return Made(bot or created.bot, created.webhook_secret,
@@ -292,8 +300,11 @@ def preflight(spec: BotSpec, prices: Mapping[str, Decimal | None]) -> Preflight:
 # --- the quick backtest ---------------------------------------------------------------
 
 
-async def quick_backtest(rt: Runtime, spec: BotSpec) -> tuple[QuickBacktest | None, str | None]:
-    """(the backtest, None) or (None, why there is none)."""
+async def quick_backtest(
+    rt: Runtime, spec: BotSpec, *, owner: int | None = None
+) -> tuple[QuickBacktest | None, str | None]:
+    """(the backtest, None) or (None, why there is none); under ``owner``'s limits
+    (``trading_limits``) when given."""
     settings = spec.settings
     if takes_alerts(settings):
         return None, "The bot acts on alerts: there are none to replay"
@@ -316,6 +327,7 @@ async def quick_backtest(rt: Runtime, spec: BotSpec) -> tuple[QuickBacktest | No
             session, source=source, symbol=market.symbol, interval=interval.name,
             start=start, end=end,
         )  # fmt: skip
+        limits = () if owner is None else await trading_limits(session, owner, market.symbol)
     if len(stored) < MIN_CANDLES:
         return None, (
             f"{len(stored)} {interval.name} candles of {market.symbol} are stored in the"
@@ -323,7 +335,7 @@ async def quick_backtest(rt: Runtime, spec: BotSpec) -> tuple[QuickBacktest | No
         )
     candles = tuple(venue_candles(stored, interval))
     balances = _balances(spec)
-    ran = await asyncio.to_thread(_run, spec, market, source, interval, candles, balances)
+    ran = await asyncio.to_thread(_run, spec, market, source, interval, candles, balances, limits)
     return (None, ran) if isinstance(ran, str) else (ran, None)
 
 
@@ -354,6 +366,7 @@ def _run(
     interval: Interval,
     candles: Sequence[Candle],
     balances: Mapping[str, Decimal],
+    limits: Sequence[Limit],
 ) -> QuickBacktest | str:
     """The backtest, or why it was cut short (in a worker thread)."""
     bot = machine(spec.kind, 0, spec.settings, spec.markets, spec.allocation)
@@ -366,7 +379,7 @@ def _run(
 
     try:
         run = run_backtest(strategy, candles, market=market, balances=balances,
-                           progress=in_time, bar=interval.step)  # fmt: skip
+                           progress=in_time, bar=interval.step, limits=limits)  # fmt: skip
     except _TooLong as cut:
         return (
             f"The quick backtest was stopped after {QUICK_SECONDS} s, at candle {cut.args[0]}"
@@ -377,8 +390,27 @@ def _run(
         start=candles[0].open_time, end=candles[-1].close_time,
         metrics=evaluate(run).metrics,
         orders=sum(1 for d in run.decisions if d.action == SUBMIT and d.outcome == "OK"),
-        fills=len(run.fills), decisions=len(strategy.decisions),
+        fills=len(run.fills), decisions=len(strategy.decisions), risk_limits=len(limits),
+        risk_refusals=sum(1 for e in run.risk_events if e.action == REFUSED),
+        risk_transitions=sum(1 for e in run.risk_events if e.action not in (REFUSED, WARNED)),
     )  # fmt: skip
+
+
+# a bot's orders meet its owner's ORDER and USER scopes, its market's and the platform's
+_TRADING_LIMITS = text(f"""
+    SELECT l.* FROM {RiskLimit.__tablename__} l
+    WHERE (l.scope IN ('ORDER', 'USER') AND l.scope_id = :owner)
+       OR (l.scope = 'MARKET' AND l.scope_id = (SELECT id FROM markets WHERE symbol = :symbol))
+       OR l.scope = 'PLATFORM'
+    ORDER BY l.id
+""")  # noqa: S608 (no input in the text: the table's name)
+
+
+async def trading_limits(session: AsyncSession, owner: int, symbol: str) -> tuple[Limit, ...]:
+    """The limits a new bot of ``owner``'s trading ``symbol`` would place its orders
+    under (it has no BOT limits yet), as they are now."""
+    rows = await session.execute(_TRADING_LIMITS, {"owner": owner, "symbol": symbol})
+    return tuple(limit_of(r) for r in rows.mappings())
 
 
 # The latest candle per (source, interval) of one symbol, from the candles' primary key

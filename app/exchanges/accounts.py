@@ -1,6 +1,8 @@
 """Connected exchange accounts: connect (the key checked with the exchange first, the
 balances it read mirrored), list, read balances, disconnect (the secret erased, the
-mirror closed), and the periodic re-check.
+mirror closed; the live orders canceled first by ``app.exchanges.disconnecting``), and
+the periodic re-check. Suspending or disconnecting an account disarms its armed stops
+and ends its order lists in the same transaction (``app.exchanges.protections``).
 
 The exchange is called outside any database transaction; the credentials are sealed
 before they reach the database and opened only by the connector, for signing."""
@@ -17,18 +19,21 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
-from app.exchanges import custody
+from app.exchanges import custody, protections
 from app.exchanges.connector import ExchangeConnector, ExchangeSession
 from app.exchanges.domain.accounts import Balance, Credentials, KeyCheck, credentials_for
 from app.exchanges.domain.catalogue import ExchangeId, parse_exchange
 from app.exchanges.domain.errors import (
     ExchangeKeyAllowsWithdrawals,
     ExchangeKeyInvalid,
+    ExchangeOrdersStillOpen,
     ExchangePermissionDenied,
 )
+from app.exchanges.domain.orders import LIVE
 from app.exchanges.domain.sealing import Binding, SealedSecret
+from app.exchanges.domain.triggers import ACCOUNT_DISCONNECTED, ACCOUNT_SUSPENDED
 from app.runtime import Runtime
-from db.models import ExchangeConnection
+from db.models import ExchangeConnection, ExchangeOrder
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +191,19 @@ async def balances(rt: Runtime, connection: ExchangeConnection) -> list[Balance]
 
 
 async def disconnect_account(
-    rt: Runtime, *, user_id: int, connection_id: int
+    rt: Runtime,
+    *,
+    user_id: int,
+    connection_id: int,
+    refuse_live: bool = False,
+    canceled: int = 0,
 ) -> ExchangeConnection:
-    """Erase the secret; the row stays (DISCONNECTED) for the record."""
+    """Erase the secret; the row stays (DISCONNECTED) for the record. In the same
+    transaction its armed stops are disarmed and its lists ended
+    (``protections.stop_protections``). ``refuse_live``: ``ExchangeOrdersStillOpen``,
+    nothing changed, while one of its orders is live (the caller canceled them first,
+    ``canceled`` of them: ``app.exchanges.disconnecting``); else they are left open at
+    the exchange, no longer followed."""
     async with rt.sessions() as session, session.begin():
         row = await session.scalar(
             select(ExchangeConnection)
@@ -201,6 +216,12 @@ async def disconnect_account(
         )
         if row is None:
             raise NotFound("No such exchange account of yours", field="id")
+        live = await live_orders(session, connection_id)
+        if live and refuse_live:
+            raise ExchangeOrdersStillOpen(field="id")
+        await protections.stop_protections(session, row, reason=ACCOUNT_DISCONNECTED,
+                                           now=rt.now(), canceled=canceled,
+                                           left_open=len(live))  # fmt: skip
         await custody.close_custody(session, row, at=rt.now())
         row.status = DISCONNECTED
         row.key_id = row.wrapped_key = row.sealed_secret = None
@@ -209,6 +230,19 @@ async def disconnect_account(
     log.info("exchange account disconnected",
              extra={"user_id": user_id, "connection": connection_id})  # fmt: skip
     return row
+
+
+async def live_orders(session: AsyncSession, connection_id: int) -> list[ExchangeOrder]:
+    """The account's orders live at the exchange (or whose placement is not settled),
+    oldest first."""
+    return list(
+        await session.scalars(
+            select(ExchangeOrder)
+            .where(ExchangeOrder.connection_id == connection_id,
+                   ExchangeOrder.status.in_(sorted(s.value for s in LIVE)))
+            .order_by(ExchangeOrder.id)
+        )
+    )  # fmt: skip
 
 
 async def rewrap_secrets(rt: Runtime, *, limit: int = 500) -> int:
@@ -266,7 +300,8 @@ async def claim_due(
 async def recheck_due(rt: Runtime, *, limit: int = 50) -> int:
     """Check again the keys whose last check is older than EXCHANGE_RECHECK_AFTER_HOURS
     (a background job): a key that the exchange now refuses, or that may withdraw, is
-    SUSPENDED; one that passes is ACTIVE again. Each connection is claimed first (its
+    SUSPENDED (its armed stops disarmed and its order lists ended in that transaction:
+    ``protections``); one that passes is ACTIVE again. Each connection is claimed first (its
     ``last_checked_at`` moved on), so processes running the job share the work."""
     cutoff = rt.now() - timedelta(hours=rt.settings.exchange_recheck_after_hours)
     checked = ExchangeConnection.last_checked_at
@@ -281,12 +316,14 @@ async def recheck_due(rt: Runtime, *, limit: int = 50) -> int:
 async def _recheck(rt: Runtime, row: ExchangeConnection) -> None:
     exchange = ExchangeId(row.exchange)
     values: dict[str, object]
+    suspended: str | None = None  # why, when the check suspends it
     try:
         sealed = sealed_of(row)
         async with rt.exchanges.sealed_session(exchange, sealed, binding_of(row)) as session:
             check = await check_key(session)
     except _SUSPENDING as error:
         values = {"status": SUSPENDED, "last_check_code": error.code}
+        suspended = error.code
     except UserError as error:  # unavailable, rate limited: try again next time
         values = {"last_check_code": error.code}
     else:
@@ -295,10 +332,14 @@ async def _recheck(rt: Runtime, row: ExchangeConnection) -> None:
                   "can_trade": p.can_trade, "can_withdraw": p.can_withdraw,
                   "ip_restricted": p.ip_restricted}  # fmt: skip
     async with rt.sessions() as session, session.begin():
-        await session.execute(
+        changed = await session.scalar(
             update(ExchangeConnection)
             .where(ExchangeConnection.id == row.id, ExchangeConnection.status != DISCONNECTED)
             .values(**values)
+            .returning(ExchangeConnection.id)
         )
+        if changed is not None and suspended is not None:  # its protections stop with it
+            await protections.stop_protections(session, row, reason=ACCOUNT_SUSPENDED,
+                                               now=rt.now(), code=suspended)  # fmt: skip
     log.info("exchange account re-checked",
              extra={"connection": row.id, "code": values.get("last_check_code")})  # fmt: skip

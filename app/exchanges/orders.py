@@ -21,12 +21,12 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, UserError, ValidationFailed
-from app.exchanges import order_events
+from app.exchanges import order_events, risk_counts
 from app.exchanges.accounts import ACTIVE, DISCONNECTED, binding_of, sealed_of
 from app.exchanges.connector import ExchangeSession
 from app.exchanges.domain.catalogue import ExchangeId
@@ -60,6 +60,7 @@ from app.risk.domain.checks import check_order
 from app.risk.domain.limits import Figures, ProposedOrder
 from app.risk.domain.states import PLATFORM_ID, Scope, ScopeRef
 from app.risk.gate import bot_scope, read_context
+from app.risk.sql import share_scopes
 from app.runtime import Runtime
 from app.trading.domain.errors import ClientOrderIdReused
 from app.trading.domain.orders import Side
@@ -86,7 +87,7 @@ class PlaceOrder:
     stop_price: Decimal | None = None
     client_order_id: str | None = None  # the caller's (a bot's venue, a copy), or a new one
     bot_id: int | None = None  # a bot's order: its BOT scope's risk limits apply too
-    follow_id: int | None = None  # a copy's: its follow's FOLLOW scope applies too
+    follow_id: int | None = None  # a copy's or a close's: the follow's, and its FOLLOW scope
 
 
 def parse_enum(enum: Any, text: str, field: str) -> Any:
@@ -255,32 +256,45 @@ def proposed_order(market: ExchangeMarket, submission: OrderSubmission) -> Propo
     return ProposedOrder(notional, None if acquired in CASH else acquired)
 
 
+# the user's row, after the platform's risk scope lock (shared, as a placement takes it)
+_LOCK_USER_SQL = f"""
+    WITH {share_scopes("true", "false")}
+    SELECT 1 FROM users WHERE (SELECT n FROM scopes) >= 0 AND id = $1 FOR NO KEY UPDATE
+"""  # noqa: S608 (no input in the text)
+
+
 async def check_risk(
     rt: Runtime, session: AsyncSession, user_id: int, order: ProposedOrder,
-    bot_id: int | None = None, follow_id: int | None = None,
+    bot_id: int | None = None, follow_id: int | None = None, *, new_order: bool = True,
 ) -> None:  # fmt: skip
     """The user's risk scopes that apply to an order at an exchange (ORDER, USER,
     PLATFORM, and a copy's FOLLOW): a HALTED one refuses it, a REDUCING one refuses an
     entry, a PRE_TRADE limit refuses what exceeds it. The user's row is locked first, as
     the platform's own placement does, so a state changing at this moment is seen. A
     bot's order meets its BOT scope too (``bot_scope``: its state and its limits, on no
-    figures of its own: its exchange orders are not counted)."""
+    figures of its own: its owner's). The count limits see the user's platform orders and
+    their exchange orders and cancels (``risk_counts``). ``new_order`` False: the order
+    was counted already (an emulated stop's child), the counts do not judge it."""
     if not rt.risk_checks:
         return
     connection = await driver(session)
-    await connection.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
+    await connection.execute(_LOCK_USER_SQL, user_id)
     follows = [follow_id] if follow_id is not None else []
     gate = await read_context(session, rt.now(), users=[user_id], follows=follows)
     refs = [ScopeRef(Scope.ORDER, user_id), *(ScopeRef(Scope.FOLLOW, f) for f in follows),
             ScopeRef(Scope.USER, user_id), ScopeRef(Scope.PLATFORM, PLATFORM_ID)]  # fmt: skip
     if bot_id is not None:
         refs.append(await bot_scope(session, gate, bot_id))
+    limits = [limit for ref in refs for limit in gate.limits.get(ref, ())]
+    figures = gate.figures.get(user_id, Figures())
+    if new_order and risk_counts.watched(limits):
+        figures = await risk_counts.with_exchange_counts(session, user_id, figures, gate.now)
     decision = check_order(
-        order,
+        order if new_order else replace(order, amends=True),
         scopes=refs,
         states=gate.states,
-        limits=[limit for ref in refs for limit in gate.limits.get(ref, ())],
-        figures=gate.figures.get(user_id, Figures()),
+        limits=limits,
+        figures=figures,
         now=gate.now,
     )
     if decision.binding is not None:
@@ -302,6 +316,7 @@ async def _record_pending(
     async with rt.sessions() as session, session.begin():
         order = proposed_order(market, submission)
         await check_risk(rt, session, connection.user_id, order, bot_id, follow_id)
+        await _still_active(session, connection.id)
         row = ExchangeOrder(
             connection_id=connection.id, user_id=connection.user_id,
             client_order_id=submission.client_order_id, symbol=submission.symbol,
@@ -310,10 +325,23 @@ async def _record_pending(
             stop_price=submission.stop_price, emulated=emulated,
             status=(S.ARMED if emulated else S.PENDING_SUBMIT).value, created_at=rt.now(),
             list_id=leg and leg.list_id, list_role=leg and leg.role.value,
+            follow_id=follow_id,
         )  # fmt: skip
         session.add(row)
         await order_events.row_changed(session, row)
         return row.id
+
+
+async def _still_active(session: AsyncSession, connection_id: int) -> None:
+    """The account is ACTIVE, share-locked until the order is recorded: a suspension or
+    disconnect (which disarms the account's stops under its row lock) waits, or is seen."""
+    status = await session.scalar(
+        select(ExchangeConnection.status)
+        .where(ExchangeConnection.id == connection_id)
+        .with_for_update(read=True)
+    )
+    if status != ACTIVE:
+        raise ValidationFailed("This exchange account is suspended", field="accountId")
 
 
 async def submit(
@@ -401,6 +429,7 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
         raise ExchangeOrderNotCancellable(field="id")
     connection = await _connection(rt, user_id=user_id, account_id=row.connection_id)
     async with exchange_session(rt, connection) as session:
+        await _cancel_asked(rt, row.id)
         try:
             await session.cancel_order(exchange_order_id=row.exchange_order_id, symbol=row.symbol)
             final = await _read_back(session, row)
@@ -418,6 +447,16 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     reported = ReportedOrder(row.exchange_order_id, row.client_order_id, row.symbol,
                              S.CANCELED, max(row.filled, final))  # fmt: skip
     return await _record_report(rt, row.id, reported)
+
+
+async def _cancel_asked(rt: Runtime, order_id: int) -> None:
+    """Stamp the order's cancel as asked now (CANCEL_RATE counts it), before it is sent."""
+    async with rt.sessions() as session, session.begin():
+        await session.execute(
+            update(ExchangeOrder)
+            .where(ExchangeOrder.id == order_id)
+            .values(cancel_requested_at=rt.now())
+        )
 
 
 async def _read_back(session: ExchangeSession, row: ExchangeOrder) -> Decimal:

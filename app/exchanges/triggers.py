@@ -12,7 +12,11 @@ the placement path (``orders.submit``) with the order's own client order id. So 
 runners, or a restart after the claim, send nothing twice: the second finds the row no
 longer ARMED, and a claimed row whose answer was lost is PENDING_SUBMIT like any other,
 looked up by its client order id by reconciliation, never re-sent. Stale trades fire
-nothing: the order's ``trigger_note`` says STALE_PRICES."""
+nothing: the order's ``trigger_note`` says STALE_PRICES. Only an ACTIVE account's stops
+are judged or fired; suspending or disconnecting an account disarms its stops in that
+transaction (``app.exchanges.protections``). The child is the order counted when the
+stop was armed: the risk gate's count limits do not hold it (``check_risk``'s
+``new_order``)."""
 
 from __future__ import annotations
 
@@ -64,6 +68,7 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
         if row.status != S.ARMED.value:  # fired meanwhile: its child is being sent
             raise ExchangeOrderNotCancellable(field="id")
         row.status, row.updated_at = S.CANCELED.value, rt.now()
+        row.cancel_requested_at = rt.now()  # a cancel asked: CANCEL_RATE counts it
         await order_events.row_changed(session, row)
     return row
 
@@ -169,6 +174,8 @@ async def fire(rt: Runtime, *, order_id: int, price: Decimal) -> bool:
         assert row is not None  # orders are never deleted
         connection = await db.get(ExchangeConnection, row.connection_id)
     assert connection is not None
+    if connection.status != ACTIVE:  # suspended or disconnected: its stops never fire
+        return False
     submission = _submission(row)
     if row.list_id is not None:  # the other leg's fills, as fresh as can be, first
         await reconcile_account(rt, connection_id=row.connection_id)
@@ -193,7 +200,8 @@ async def _claim(
     async with rt.sessions() as session, session.begin():
         refused: str | None = None
         try:
-            await check_risk(rt, session, row.user_id, proposed_order(market, submission))
+            order = proposed_order(market, submission)  # counted when it was armed:
+            await check_risk(rt, session, row.user_id, order, new_order=False)
         except UserError as error:
             refused = error.code
         locked = await lock_order(session, row.id)

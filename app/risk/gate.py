@@ -8,8 +8,10 @@ figures those limits watch. The statement runs after the traders' rows are locke
 (``TRADERS_SQL``, FOR NO KEY UPDATE), so it sees every order a trader's earlier
 transactions committed, and whoever moves a trader's state (``app.risk.triggers``) or
 sets a limit holds that same row lock: no order passes a user's limit or state that is
-changing at the same moment. Market and platform states are read, not locked: an admin's
-change applies to the placements that read after its commit.
+changing at the same moment. The markets' and the platform's scopes are locked shared
+before the traders' rows (``app.risk.sql.share_scopes``); their states and limits change
+under the same lock, exclusive: a change waits for the placements that read what it
+replaces, and the placements after it read what it made.
 
 A bot trades as a sub-account of its owner (``users.owner_id``): its orders meet its
 BOT scope (``Gate.bots``) and its owner's ORDER and USER scopes (``Gate.owners``), and

@@ -13,7 +13,9 @@
 
 Each runs in one transaction; a change to a user's scope holds the user's row lock
 (FOR NO KEY UPDATE), the one every placement of theirs takes first, so a placement sees
-the limits and states as they were before the change or after it, never half. A bot's
+the limits and states as they were before the change or after it, never half. A change
+to a market's or the platform's holds its scope lock, exclusive, which every placement
+in that market holds shared (``app.risk.sql.SCOPE_LOCK``): the same holds for them. A bot's
 scope is changed by its owner, with the owner's row locked: every placement of the
 bot's sub-account locks its owner's row too (``app.trading.sql.TRADERS_SQL``).
 Another's follow or bot, or one that does not exist, is ``NotFound`` alike.
@@ -126,8 +128,10 @@ async def _own_bot(session: AsyncSession, user_id: int, bot_id: int) -> int:
 
 
 async def _lock_owner(session: AsyncSession, user_id: int, ref: ScopeRef) -> User | None:
-    """A user's scope changes with the user's row locked (as placements lock it)."""
+    """A user's scope changes with the user's row locked (as placements lock it); a
+    market's or the platform's under its scope lock (``transitions.lock_scopes``)."""
     if ref.scope in ADMIN_SCOPES:
+        await transitions.lock_scopes(session, [ref])
         return None
     return await lock_user(session, user_id)
 

@@ -9,6 +9,35 @@ from app.risk.domain.states import PLATFORM_ID
 from db.models.columns import LIVE_ORDER
 
 _LIVE = LIVE_ORDER.replace("status", "o.status", 1)
+
+# The MARKET and PLATFORM scopes' advisory locks (class ``SCOPE_LOCK``; key: the market's
+# id, the platform's ``PLATFORM_ID``). A placement holds those of its markets and the
+# platform's shared, from its first statement (``share_scopes``, before the traders' rows
+# are locked) to its commit; a change of such a scope's state or limits takes them
+# exclusive (``LOCK_SCOPES_SQL``, before anything else it locks). So the change waits for
+# the placements that read the state it replaces, and those after it read the new one:
+# no order passes a market's or the platform's halt or limit that flips at that moment.
+# Shared holders do not wait for each other (no row is written: the lock manager only).
+SCOPE_LOCK = 0x5253
+
+
+def share_scopes(on: str, markets: str) -> str:
+    """A CTE taking the shared locks of the platform and of the markets ``markets`` (a
+    condition on ``markets``' columns) picks, in key order, where ``on`` (false with the
+    risk checks off: none); its ``n`` is how many."""
+    return f"""scopes AS MATERIALIZED (
+        SELECT count(pg_advisory_xact_lock_shared({SCOPE_LOCK}, s.k)) AS n FROM (
+            SELECT {PLATFORM_ID} AS k WHERE {on}
+            UNION SELECT id::int FROM markets WHERE {on} AND ({markets})
+            ORDER BY 1
+        ) s
+    )"""  # noqa: S608 (no input in the text)
+
+
+# the exclusive locks of $1 (keys, sorted)
+LOCK_SCOPES_SQL = (
+    f"SELECT count(pg_advisory_xact_lock({SCOPE_LOCK}, k)) FROM unnest($1::int[]) AS k"  # noqa: S608
+)
 PRE_TRADE = "(" + ", ".join(sorted(f"'{k.value}'" for k in PRE_TRADE_KINDS)) + ")"
 # what a trader's limits need read: how many of the latest orders, cancels, exposure
 _WATCHES = """

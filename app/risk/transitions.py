@@ -4,7 +4,9 @@ it. Every change of state goes through ``move``, in the caller's transaction.
 
 A USER (or FOLLOW, BOT) scope is changed with its user's row locked (FOR NO KEY UPDATE,
 as the placement locks it; a bot's: its owner's, which its placements lock too): the
-change and any placement of that user take turns.
+change and any placement of that user take turns. A MARKET or PLATFORM scope is changed
+under its scope lock (``lock_scopes``, exclusive; every placement holds it shared): the
+change and the placements in those markets take turns too.
 
 ``scope_pnl`` is a P&L scope's realised and unrealised profit now (USD): a user's
 positions and their sub-accounts' (live bots'), a bot's sub-account's, a follow's copy
@@ -22,10 +24,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.risk.domain.pnl import Marks
-from app.risk.domain.states import RiskState, Scope, ScopeRef, StateEvent, apply
+from app.risk.domain.states import ADMIN_SCOPES, RiskState, Scope, ScopeRef, StateEvent, apply
 from app.risk.sql import (
     BOT_PNL_SQL,
     FOLLOW_PNL_SQL,
+    LOCK_SCOPES_SQL,
     LOCK_STATES_SQL,
     MAKE_STATES_SQL,
     PNL_SQL,
@@ -48,8 +51,19 @@ class Moved:
     at: datetime
 
 
+async def lock_scopes(session: AsyncSession, refs: Iterable[ScopeRef]) -> None:
+    """The MARKET and PLATFORM scopes among ``refs``, locked exclusive until the commit
+    (``app.risk.sql.SCOPE_LOCK``): after the placements that read them, before those that
+    will. Taken before anything else the caller locks."""
+    keys = sorted({ref.id for ref in refs if ref.scope in ADMIN_SCOPES})
+    if keys:
+        await (await driver(session)).execute(LOCK_SCOPES_SQL, keys)
+
+
 async def lock_states(session: AsyncSession, refs: Iterable[ScopeRef]) -> dict[ScopeRef, Any]:
-    """The state rows of ``refs`` (made ACTIVE where missing), locked in key order."""
+    """The state rows of ``refs`` (made ACTIVE where missing), locked in key order (a
+    market's or the platform's after its scope lock, ``lock_scopes``)."""
+    await lock_scopes(session, refs)
     connection = await driver(session)
     keys = sorted(set(refs))
     scopes, ids = [k.scope.value for k in keys], [k.id for k in keys]

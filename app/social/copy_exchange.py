@@ -159,28 +159,30 @@ async def send(rt: Runtime, copy: ExchangeCopy) -> bool:
     if reason is not None:
         return await _skip(rt, copy, reason)
     try:
-        market = await market_named(rt, copy)
+        market = await exchange_market(rt, copy.exchange, copy.base, copy.quote)
     except UserError as error:
         return await _failed(rt, copy, error)
     if market is None:
         return await _skip(rt, copy, SkipReason.EXCHANGE_MARKET_NOT_FOUND)
-    fitted = copying.fit_to_market(copy.side, copy.quantity, copy.price, _lots(market))
+    fitted = copying.fit_to_market(copy.side, copy.quantity, copy.price, lots_of(market))
     if not isinstance(fitted, Planned):
         return await _skip(rt, copy, fitted.reason)
     return await _place(rt, copy, market, fitted)
 
 
-async def market_named(rt: Runtime, copy: ExchangeCopy) -> ExchangeMarket | None:
-    """The exchange's active spot market with the copy's base and quote, if any."""
-    async with rt.exchanges.public_session(ExchangeId(copy.exchange)) as session:
+async def exchange_market(
+    rt: Runtime, exchange: str, base: str, quote: str
+) -> ExchangeMarket | None:
+    """The exchange's active spot market of ``base`` / ``quote``, if any."""
+    async with rt.exchanges.public_session(ExchangeId(exchange)) as session:
         markets = await session.markets()
     for market in markets:
-        if (market.base, market.quote) == (copy.base, copy.quote) and market.active:
+        if (market.base, market.quote) == (base, quote) and market.active:
             return market
     return None
 
 
-def _lots(market: ExchangeMarket) -> ExchangeLots:
+def lots_of(market: ExchangeMarket) -> ExchangeLots:
     return ExchangeLots(
         tick_size=market.tick_size,
         lot_size=market.lot_size,

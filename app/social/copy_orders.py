@@ -29,7 +29,11 @@ IN_FLIGHT = (
 
 def fills(events: Sequence[event_log.Event]) -> list[topics.Fill]:
     """The fills of ``events`` (the ``fills`` topic's, each for its owner)."""
-    return [topics.FILLS.parse(e.payload) for e in events if e.user_id is not None]
+    return [
+        topics.FILLS.parse(e.payload)
+        for e in events
+        if e.user_id is not None and e.topic == topics.FILLS.name
+    ]
 
 
 async def place_ioc(

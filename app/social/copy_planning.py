@@ -104,10 +104,12 @@ _FOLLOWS_SQL = """
     WHERE f.leader_id = ANY($1::bigint[]) AND f.status = 'ACTIVE' ORDER BY f.id
 """
 
-# A copy sent to an exchange is not applied to follow_positions: it counts what it
-# bought or sold there (its order's fills once the order has ended; until then all of it).
+# A copy sent to an exchange counts what it bought or sold there not yet applied to
+# follow_positions (its order's fills once it has ended, until then all of it, less what
+# ``follow_positions`` applied: ``c.filled_quantity``).
 _EXCHANGE_HELD = (
-    "(CASE WHEN x.status IN ('FILLED', 'CANCELED', 'REJECTED') THEN x.filled ELSE c.quantity END)"
+    "(CASE WHEN x.status IN ('FILLED', 'CANCELED', 'REJECTED') THEN x.filled ELSE c.quantity END"
+    " - c.filled_quantity)"
 )
 _HELD = f"(CASE WHEN c.exchange_account_id IS NULL THEN {IN_FLIGHT} ELSE {_EXCHANGE_HELD} END)"
 _EXPOSURE_SQL = f"""

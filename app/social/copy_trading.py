@@ -9,7 +9,8 @@ copy per ACTIVE follow (``copy_planning``: PENDING with the order's parameters, 
 with the reason), placed through the ordinary order path and marked PLACED or SKIPPED.
 
 Then the copies bound for followers' exchange accounts are sent, after the batch has
-committed and outside any transaction (``copy_exchange.send_pending``).
+committed and outside any transaction (``copy_exchange.send_pending``), and so are the
+closes of follows being closed at their exchange (``exchange_close.send_closes``).
 
 ``copy-positions`` (``follow_positions.apply_follower_fills``): each fill of a copy or
 close order is applied to ``follow_positions`` exactly once; a follow whose loss reaches
@@ -30,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime import Runtime
-from app.social import copy_exchange
+from app.social import copy_exchange, exchange_close
 from app.social.copy_placement import copy_batch
 from app.social.follow_positions import apply_follower_fills
 from db.models import Copy
@@ -70,6 +71,7 @@ async def run_once(rt: Runtime) -> int:
         handled = await copy_batch(rt) + await apply_follower_fills(rt)
         # copies bound for exchange accounts, sent once the batch has committed
         handled += await copy_exchange.send_pending(rt)
+        handled += await exchange_close.send_closes(rt)
         total += handled
         if not handled:
             return total

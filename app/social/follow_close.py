@@ -1,5 +1,6 @@
 """Closing a follow's positions: the sells placed when a follow's stop-loss is hit
-(``follow_positions``) or when the follower closes it (``follows``)."""
+(``follow_positions``) or when the follower closes it (``follows``). A follow on a
+connected exchange account is closed there (``exchange_close``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.runtime import Runtime
+from app.social import exchange_close
 from app.social.copy_orders import FINAL, IN_FLIGHT, place_ioc
 from app.social.domain import copying
 from app.social.domain.copying import Lots
@@ -48,6 +51,9 @@ _CLOSE_SQL = f"""
 """  # noqa: S608 (a constant fragment)
 
 
+_AT_EXCHANGE_SQL = text("SELECT exchange_account_id IS NOT NULL FROM follows WHERE id = :id")
+
+
 async def _close_plans(session: AsyncSession, follow_id: int) -> list[_Close]:
     connection = await driver(session)
     plans = []
@@ -75,8 +81,12 @@ async def close_follow_positions(rt: Runtime, *, follow_id: int) -> list[Order]:
     as LIMIT IOC orders at the last price less the follow's slippage tolerance, on the
     follower's live venue. Safe to call again: until the first close's fills are
     applied the position keeps its version, so the same clientOrderId finds the same
-    order. A close the market refuses is logged and left out."""
+    order. A close the market refuses is logged and left out. A follow on an exchange
+    account is sold there (``exchange_close``, its orders are no platform orders: [])."""
     async with rt.sessions() as session:
+        if await session.scalar(_AT_EXCHANGE_SQL, {"id": follow_id}):
+            await exchange_close.close_at_exchange(rt, follow_id=follow_id)
+            return []
         plans = await _close_plans(session, follow_id)
     orders = []
     for plan in plans:

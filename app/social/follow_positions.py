@@ -3,12 +3,22 @@ follow whose loss reaches its stop-loss pauses.
 
 Each fill of a copy order (or of a close order, ``close-{follow}-{currency}-{version}``)
 is applied to ``follow_positions`` (quantity, cost in quote fees included, realized
-profit at average cost) in the same transaction as the checkpoint, so exactly once. Then
+profit at average cost) in the same transaction as the checkpoint, so exactly once.
+
+A follow on a connected exchange account gets its position the same way from the
+``exchange-fills`` events of its orders there (``exchange_orders.follow_id``: a copy's,
+or a close's): each such fill is marked with the follow (``exchange_fills.follow_id``)
+by the statement that selects it, only while unmarked, in the transaction that applies
+it, so a fill is applied once by its id even when its event is read again (a lost
+checkpoint); the fill itself is recorded once (unique on the exchange's trade id) by
+``app.exchanges.following``, whose transaction writes the event, so none is missed. A
+fee in the base is less bought (``copying.exchange_fill_change``). Then
 the portfolio stop-loss of the follows holding an asset whose market traded: realized
 plus unrealized profit at the market's last price; at ``-stop_loss_percent`` of the
 allocation the follow is PAUSED (``pause_reason`` STOP_LOSS, outbox
 ``social.follow_paused``) and, with ``close_on_stop_loss``, its positions are sold
-(``follow_close.close_follow_positions``).
+(``follow_close.close_follow_positions``; an exchange follow is marked ``closing_at``
+in the same transaction and its sells are sent after it, ``exchange_close``).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from db.raw import driver
 from db.session import in_transaction
 
 POSITIONS_CONSUMER = "copy-positions"
+POSITIONS_TOPICS = (*TOPICS, topics.EXCHANGE_FILLS.named())
 STOP_LOSS = "STOP_LOSS"
 
 
@@ -43,6 +54,51 @@ class _FollowerFill:
     side: str
     quantity: Decimal
     quote: Decimal  # paid (BUY, fee included) or received (SELL, fee deducted)
+    copy_filled: Decimal | None = None  # at an exchange: what the fill filled of its order
+
+
+# An exchange fill of a follow's order, marked applied as it is selected (once by id).
+_EXCHANGE_FILLS_SQL = """
+    WITH applied AS (
+        UPDATE exchange_fills f SET follow_id = o.follow_id
+        FROM exchange_orders o JOIN follows fo ON fo.id = o.follow_id
+        WHERE f.id = ANY($1::bigint[]) AND f.follow_id IS NULL AND o.id = f.order_id
+          AND fo.follower_id = o.user_id AND split_part(o.symbol, '/', 2) = fo.quote
+        RETURNING f.id, f.order_id, f.quantity, f.price, f.fee, f.fee_currency, o.side,
+                  o.symbol, o.follow_id
+    )
+    SELECT a.*, c.id AS copy_id FROM applied a
+    LEFT JOIN copies c ON c.follow_id = a.follow_id AND c.exchange_order_id = a.order_id
+    ORDER BY a.id
+"""
+
+
+async def _exchange_follower_fills(
+    connection: Any, events: Sequence[event_log.Event]
+) -> list[_FollowerFill]:
+    ids = [topics.EXCHANGE_FILLS.parse(e.payload).id for e in events
+           if e.topic == topics.EXCHANGE_FILLS.name]  # fmt: skip
+    if not ids:
+        return []
+    out = []
+    for r in await connection.fetch(_EXCHANGE_FILLS_SQL, ids):
+        base, quote = r["symbol"].split("/", 1)
+        change = copying.exchange_fill_change(
+            r["side"], r["quantity"], r["price"], r["fee"], r["fee_currency"],
+            base=base, quote=quote,
+        )  # fmt: skip
+        out.append(
+            _FollowerFill(
+                follow_id=r["follow_id"],
+                copy_id=r["copy_id"],
+                currency=base,
+                side=r["side"],
+                quantity=change.quantity,
+                quote=change.quote,
+                copy_filled=r["quantity"],
+            )
+        )
+    return out
 
 
 _FOLLOW_ORDERS_SQL = """
@@ -146,7 +202,7 @@ async def _apply_positions(connection: Any, fills: list[_FollowerFill]) -> None:
             state[key] = position.sold(fill.quantity, fill.quote)
         versions[key] += 1
         if fill.copy_id is not None:
-            applied[fill.copy_id] += fill.quantity
+            applied[fill.copy_id] += fill.quantity if fill.copy_filled is None else fill.copy_filled
     await connection.executemany(
         "UPDATE follow_positions SET quantity = $3, cost = round($4, 18),"
         " realized_pnl = round($5, 18), version = $6, updated_at = now()"
@@ -197,7 +253,9 @@ async def _check_stop_losses(
         if not copying.stop_loss_hit(pnl, first["allocation"], first["stop_loss_percent"]):
             continue
         paused = await connection.fetchval(
-            "UPDATE follows SET status = 'PAUSED', pause_reason = $2, updated_at = now()"
+            "UPDATE follows SET status = 'PAUSED', pause_reason = $2, updated_at = now(),"
+            " closing_at = CASE WHEN close_on_stop_loss AND exchange_account_id IS NOT NULL"
+            " THEN now() ELSE closing_at END"
             " WHERE id = $1 AND status = 'ACTIVE' RETURNING id",
             follow_id,
             STOP_LOSS,
@@ -220,12 +278,15 @@ async def apply_follower_fills(rt: Runtime, *, limit: int = 1000) -> int:
     """One batch of the ``copy-positions`` consumer; the number of events it handled."""
 
     async def work(session: AsyncSession) -> tuple[int, list[int]]:
-        events = await event_log.read(session, POSITIONS_CONSUMER, topics=TOPICS, limit=limit)
+        events = await event_log.read(
+            session, POSITIONS_CONSUMER, topics=POSITIONS_TOPICS, limit=limit
+        )
         if not events:
             await event_log.advance(session, POSITIONS_CONSUMER, events)
             return 0, []
         connection = await driver(session)
         fills = await _follower_fills(connection, events)
+        fills += await _exchange_follower_fills(connection, events)
         if fills:
             await _apply_positions(connection, fills)
         symbols = sorted({f.symbol for f in copy_orders.fills(events)})

@@ -9,7 +9,8 @@
     pause / resume  ACTIVE <-> PAUSED (resume also clears a stop-loss pause; refused
                     while the leader is STOPPED)
     unfollow        STOPPED with ``ended_at``; on request, the follow's positions are sold
-                    (``app.social.follow_close.close_follow_positions``)
+                    (``app.social.follow_close.close_follow_positions``; on an exchange
+                    account: sold there, ``ended_at`` once they are)
 
 A follow may name one of the follower's ACTIVE connected exchange accounts
 (``exchange_account_id``): its copies are then sent there (``copy_exchange``) and its
@@ -376,13 +377,18 @@ async def unfollow_leader(
     rt: Runtime, *, user_id: int | None, follow_id: int, close_positions: bool = False
 ) -> Unfollowed:
     """STOPPED with ``ended_at``; nothing more is copied. With ``close_positions`` the
-    follow's positions are then sold through the order path (the orders are returned)."""
+    follow's positions are then sold through the order path (the orders are returned);
+    a follow on an exchange account is marked closing in this transaction, sold at the
+    exchange after it (``exchange_close``, no platform orders returned) and gets its
+    ``ended_at`` once sold."""
 
     async def work(session: AsyncSession) -> Follow:
         row = await _own_follow(session, await _lock_follower(session, user_id), follow_id)
         status = rules.follow_transition(FollowStatus(row.status), FollowAction.UNFOLLOW)
         row.status = status.value
         row.ended_at = row.updated_at = rt.now()
+        if close_positions and row.exchange_account_id is not None:
+            row.closing_at, row.ended_at = rt.now(), None  # ends when sold (exchange_close)
         await session.flush()
         return row
 

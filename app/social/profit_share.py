@@ -13,6 +13,13 @@ available is paid and the mark rises only by the profit that payment covers: the
 charged at the next settlement, never forgiven and never charged twice. A day with a
 share due and nothing available still records its settlement (amount 0), so the day is
 settled once.
+
+A follow on a connected exchange account (``follows.exchange_account_id``) is never
+charged: its profit is realized at the exchange, in the follower's account there, which
+the platform cannot debit, while the share would be taken from the follower's platform
+wallet, which that profit never reached (an empty wallet would leave the share owed for
+ever, a funded one would pay it out of unrelated money). Such follows are left out of
+the settlement (``_DUE_SQL``, and ``settle_follow`` refuses them), their mark untouched.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ _DUE_SQL = """
     JOIN (SELECT follow_id, sum(realized_pnl) AS realized FROM follow_positions
           GROUP BY follow_id) p ON p.follow_id = f.id
     WHERE p.realized > f.high_water_mark AND l.profit_share_percent > 0
+      AND f.exchange_account_id IS NULL
       AND NOT EXISTS (SELECT 1 FROM profit_share_settlements s
                       WHERE s.follow_id = f.id AND s.period = $1)
     ORDER BY f.id
@@ -49,7 +57,7 @@ _DUE_SQL = """
 
 _FOLLOW_SQL = """
     SELECT f.id, f.follower_id, f.leader_id, f.quote, f.high_water_mark,
-           l.profit_share_percent, c.scale,
+           f.exchange_account_id, l.profit_share_percent, c.scale,
            (SELECT coalesce(sum(realized_pnl), 0) FROM follow_positions
             WHERE follow_id = f.id) AS realized,
            EXISTS (SELECT 1 FROM profit_share_settlements s
@@ -66,10 +74,11 @@ async def settle_follow(
     session: AsyncSession, *, follow_id: int, period: date
 ) -> ProfitShareSettlement | None:
     """Settle one follow for ``period`` (in the caller's transaction); None when there
-    is nothing to settle or the period is settled already."""
+    is nothing to settle, the period is settled already or the follow is on an exchange
+    account (never charged)."""
     connection = await driver(session)
     row = await connection.fetchrow(_FOLLOW_SQL, follow_id, period)
-    if row is None or row["settled"]:
+    if row is None or row["settled"] or row["exchange_account_id"] is not None:
         return None
     follower, leader, quote = row["follower_id"], row["leader_id"], row["quote"]
     payer = ledger.user_account(follower, quote)

@@ -168,7 +168,7 @@ async def amend_order(
     the queue only when the price stays and the quantity does not grow."""
 
     async def work(session: AsyncSession) -> tuple[Order, int]:
-        uid = await lock_trader(session, user_id)
+        uid = await lock_trader(rt, session, user_id, order_id=order_id)
         amended = await checked_amendment(rt, session, uid, order_id, price, quantity)
         if rt.risk_checks:
             await _check_amend_risk(rt, session, uid, amended)

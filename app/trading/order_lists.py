@@ -63,7 +63,7 @@ async def place_order_list(
     digest = request_digest(symbol.upper(), kind, *(oco or ()), *([bracket] if bracket else []))
 
     async def work(session: AsyncSession) -> tuple[OrderList, list[Order], int | None]:
-        uid = await lock_trader(session, user_id)
+        uid = await lock_trader(rt, session, user_id, symbols=[symbol.upper()])
         existing = await session.scalar(
             select(OrderList).where(
                 OrderList.user_id == uid, OrderList.client_list_id == client_list_id

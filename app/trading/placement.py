@@ -283,6 +283,8 @@ async def _place_all(
             [item.user_id for item in items],
             [item.client_order_id for item in items],
             LIVE_STATUS_VALUES,
+            sorted({item.symbol for item in items}),
+            rt.risk_checks,
         )
     }
     retried = [t["existing_id"] for t in traders.values() if t["existing_id"] is not None]

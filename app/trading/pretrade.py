@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InsufficientFunds, NotAuthenticated, ValidationFailed
 from app.ledger import holds
+from app.risk.sql import share_scopes
 from app.runtime import Runtime
 from app.trading.domain import orders as rules
 from app.trading.domain.errors import (
@@ -62,21 +63,39 @@ def request_digest(*parts: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-# a trader's row and, for a bot's sub-account, its owner's: in id order, as TRADERS_SQL
-_LOCK_TRADER_SQL = """
+# a trader's row and, for a bot's sub-account, its owner's: in id order, as TRADERS_SQL,
+# after the risk scopes (shared, where $4) of the platform and the markets of the symbols
+# $2 or of the order $3, as TRADERS_SQL
+_SCOPES = share_scopes(
+    "$4::boolean", "symbol = ANY($2::text[]) OR id = (SELECT market_id FROM orders WHERE id = $3)"
+)
+_LOCK_TRADER_SQL = f"""
+    WITH {_SCOPES}
     SELECT id, trading_enabled FROM users
-    WHERE id = $1 OR id = (SELECT owner_id FROM users WHERE id = $1)
+    WHERE (SELECT n FROM scopes) >= 0
+      AND (id = $1 OR id = (SELECT owner_id FROM users WHERE id = $1))
     ORDER BY id
     FOR NO KEY UPDATE
-"""
+"""  # noqa: S608 (no input in the text)
 
 
-async def lock_trader(session: AsyncSession, user_id: int | None) -> int:
+async def lock_trader(
+    rt: Runtime,
+    session: AsyncSession,
+    user_id: int | None,
+    *,
+    symbols: Sequence[str] = (),
+    order_id: int | None = None,
+) -> int:
     """Lock the trader (with its owner, for a bot's sub-account: their limits and state
-    bind it) as a placement does; ``TradingDisabled`` if either's kill switch is on."""
+    bind it) as a placement does, after the risk scope locks (shared) of the platform and
+    of the markets of ``symbols`` or of the order ``order_id``; ``TradingDisabled`` if
+    either's kill switch is on."""
     if user_id is None:
         raise NotAuthenticated()
-    rows = await (await driver(session)).fetch(_LOCK_TRADER_SQL, user_id)
+    rows = await (await driver(session)).fetch(
+        _LOCK_TRADER_SQL, user_id, sorted(set(symbols)), order_id, rt.risk_checks
+    )
     if not any(row["id"] == user_id for row in rows):
         raise NotAuthenticated()
     if not all(row["trading_enabled"] for row in rows):

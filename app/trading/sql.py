@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from app.ledger import journal as ledger
+from app.risk.sql import share_scopes
 from app.trading.domain.orders import LIVE_STATUSES
 from db.models import Currency, Hold, Order, OrderCommand
 from db.raw import Arrays, bind_select
@@ -66,12 +67,15 @@ ENQUEUE_SQL = f"""
 # bots' placements take turns on the owner's row. Every writer that locks several user
 # rows (placements, ``app.risk.triggers``) locks them in one statement in id order, so
 # none waits for another in a cycle.
-TRADERS_SQL = """
+#
+# First of all, the markets' and the platform's risk scope locks, shared ($4: the
+# batch's symbols; $5: the risk checks are on): ``app.risk.sql.share_scopes``.
+TRADERS_SQL = f"""
     WITH generic AS MATERIALIZED (
         SELECT set_config('plan_cache_mode', 'force_generic_plan', true) AS mode
-    ), locked AS MATERIALIZED (
+    ), {share_scopes("$5::boolean", "symbol = ANY($4::text[])")}, locked AS MATERIALIZED (
         SELECT u.id, u.owner_id, u.trading_enabled FROM users u
-        WHERE u.id = ANY($1::bigint[] || ARRAY(
+        WHERE (SELECT n FROM scopes) >= 0 AND u.id = ANY($1::bigint[] || ARRAY(
             SELECT s.owner_id FROM users s
             WHERE s.id = ANY($1::bigint[]) AND s.owner_id IS NOT NULL))
         ORDER BY u.id
@@ -91,7 +95,7 @@ TRADERS_SQL = """
     JOIN locked u ON u.id = w.user_id
     CROSS JOIN generic
     ORDER BY w.n
-"""
+"""  # noqa: S608 (no input in the text)
 
 
 class PlacedRow(NamedTuple):

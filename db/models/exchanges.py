@@ -168,6 +168,20 @@ class ExchangeOrder(Base):
         Index(
             "ix_exchange_orders_armed", "connection_id", postgresql_where=text("status = 'ARMED'")
         ),
+        Index(
+            "ix_exchange_orders_follow_id",
+            "follow_id",
+            postgresql_where=text("follow_id IS NOT NULL"),
+        ),
+        # the count limits at an exchange placement (app/exchanges/risk_counts.py): a
+        # user's orders of today, and their cancels of the last minute
+        Index(None, "user_id", "created_at"),
+        Index(
+            "ix_exchange_orders_cancels",
+            "user_id",
+            "cancel_requested_at",
+            postgresql_where=text("cancel_requested_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -190,9 +204,13 @@ class ExchangeOrder(Base):
     triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     trigger_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
     trigger_note: Mapped[str | None] = mapped_column(Text)
+    # when a cancel of it was last asked (its owner's, or its list's): CANCEL_RATE counts it
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # a leg of an OCO or a bracket, and its role in it
     list_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_order_lists.id"))
     list_role: Mapped[str | None] = mapped_column(Text)
+    # the follow it was sent for: a copy, or a close of the follow's positions
+    follow_id: Mapped[int | None] = mapped_column(ForeignKey("follows.id"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
@@ -218,3 +236,5 @@ class ExchangeFill(Base):
     fee_currency: Mapped[str | None] = mapped_column(Text)
     filled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
+    # the follow whose position it has been applied to (app/social/follow_positions.py)
+    follow_id: Mapped[int | None] = mapped_column(ForeignKey("follows.id"))

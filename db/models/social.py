@@ -82,6 +82,7 @@ class Follow(Base):
         ),
         Index(None, "leader_id", "status"),
         Index(None, "follower_id", "id"),
+        Index("ix_follows_closing", "id", postgresql_where=text("closing_at IS NOT NULL")),
     )
 
     id: Mapped[int] = _pk()
@@ -106,6 +107,8 @@ class Follow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # copies go to this connected exchange account of the follower (NULL: the platform)
     exchange_account_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_connections.id"))
+    # an exchange follow whose positions are being sold there, since (app/social/copy_exchange.py)
+    closing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class FollowPosition(Base):

@@ -225,12 +225,14 @@ class BacktestDecision:
 
 @strawberry.type
 class BacktestRiskEvent:
-    """A refusal of an order by the backtest's risk limits (REFUSED), or a transition of
-    its account's state (REDUCE, HALT, COOL_DOWN_OVER), at its simulated time."""
+    """A refusal of an order by the backtest's risk limits (REFUSED), a limit an admitted
+    order took to its warning ratio (WARNED, once a simulated day per limit), or a
+    transition of its account's state (REDUCE, HALT, COOL_DOWN_OVER), at its simulated
+    time."""
 
     at: datetime = strawberry.field(description="The close of the candle it happened at.")
     candle: int = strawberry.field(description="The candle's index in the run, from 0.")
-    action: str = strawberry.field(description="REFUSED, REDUCE, HALT or COOL_DOWN_OVER.")
+    action: str = strawberry.field(description="REFUSED, WARNED, REDUCE, HALT or COOL_DOWN_OVER.")
     state: RiskState = strawberry.field(  # type: ignore[valid-type]
         description="The account's state after it (a refusal: as it was)."
     )
@@ -238,8 +240,12 @@ class BacktestRiskEvent:
         description="The limit that bound or fired; null when a state refused the order."
     )
     value: Decimal | None = strawberry.field(description="Its figure.")
-    client_order_id: str | None = strawberry.field(description="A refusal's order.")
-    reason: str = strawberry.field(description="The refusal's message, the transition's reason.")
+    client_order_id: str | None = strawberry.field(
+        description="A refusal's order, or the order that took the limit to its warning."
+    )
+    reason: str = strawberry.field(
+        description="The refusal's message, the warning's figure, the transition's reason."
+    )
 
     @classmethod
     def from_row(cls, row: RiskEventRow) -> BacktestRiskEvent:

@@ -138,6 +138,14 @@ class BotBacktest:
     fills: int
     decisions: int
     metrics: BacktestMetrics
+    risk_limits: int = strawberry.field(
+        description="The risk limits it ran under: those its orders would meet (yours at"
+        " ORDER and USER scope, its market's, the platform's; a paper bot's: none)."
+    )
+    risk_refusals: int = strawberry.field(description="Orders those limits refused.")
+    risk_transitions: int = strawberry.field(
+        description="Changes of state those limits caused (REDUCE, HALT, a cool-down's end)."
+    )
 
 
 @strawberry.type
@@ -174,6 +182,9 @@ class BotPreflight:
                 fills=b.fills,
                 decisions=b.decisions,
                 metrics=BacktestMetrics.from_metrics(b.metrics),
+                risk_limits=b.risk_limits,
+                risk_refusals=b.risk_refusals,
+                risk_transitions=b.risk_transitions,
             ),
             backtest_skipped=p.backtest_skipped,
         )

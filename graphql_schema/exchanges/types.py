@@ -25,6 +25,7 @@ from db.queries import page_key
 from graphql_schema.errors import (
     ExchangeKeyAllowsWithdrawals,
     ExchangeKeyInvalid,
+    ExchangeOrdersStillOpen,
     ExchangePermissionDenied,
     ExchangeRateLimited,
     ExchangeRejected,
@@ -249,7 +250,11 @@ SyncExchangeAccountResult: TypeAlias = Annotated[
     strawberry.union("SyncExchangeAccountResult"),
 ]
 DisconnectExchangeAccountResult: TypeAlias = Annotated[
-    ExchangeAccountPayload | ValidationFailed | NotAuthenticated | NotFound,
+    ExchangeAccountPayload
+    | ValidationFailed
+    | NotAuthenticated
+    | NotFound
+    | ExchangeOrdersStillOpen,
     strawberry.union("DisconnectExchangeAccountResult"),
 ]
 

@@ -141,11 +141,29 @@ def test_pre_trade_limits_refuse_simulated_orders():
                  limit(LimitKind.ORDER_NOTIONAL, "100000"))  # fmt: skip
     outcomes = [d.outcome for d in result.decisions]
     assert outcomes == ["OK"] * 4 + ["RISK_LIMIT_REACHED"] * 8
-    first = result.risk_events[0]
+    # the 4th order takes the count to 4, past 80 % of 4 (the default warning ratio):
+    # warned of once that day (as live: one notification a day per limit), then refused
+    warned, first = result.risk_events[:2]
+    assert [e.action for e in result.risk_events].count("WARNED") == 1
+    assert (warned.action, warned.limit_kind, warned.value, warned.candle) == (
+        "WARNED", LimitKind.TRADES_PER_DAY, D(4), 3,
+    )  # fmt: skip
+    assert warned.client_order_id == "loser:3:sell"
+    assert warned.reason == "TRADES_PER_DAY of 4 ORDERS (USER 0) at 4 (100 %)"
     assert (first.action, first.limit_kind, first.value, first.candle) == (
         "REFUSED", LimitKind.TRADES_PER_DAY, D(5), 4,
     )  # fmt: skip
     assert "TRADES_PER_DAY of 4 ORDERS (USER 0) to 5" in first.reason
+
+
+def test_a_limit_near_warns_once_a_simulated_day():
+    # an order every hour (a buy, then a sell) for 3 days: 23 or 24 a day; warned at 80 %
+    # of 25, the 20th order of each day, once, and never refused
+    result = run(falling(72), limit(LimitKind.TRADES_PER_DAY, "25"))
+    warned = [e for e in result.risk_events if e.action == "WARNED"]
+    assert [(e.at.date() - T0.date()).days for e in warned] == [0, 1, 2]
+    assert all(e.value == 20 for e in warned)
+    assert not [e for e in result.risk_events if e.action == "REFUSED"]
 
 
 def test_the_backtest_and_the_live_gate_decide_alike_for_the_same_figures():

@@ -20,11 +20,15 @@ from app.bots.domain.dca_settings import DcaSettings
 from app.bots.domain.grid_settings import GridSettings
 from app.bots.domain.preflight import dca_preflight, grid_preflight
 from app.events import topics
+from app.risk.domain.limits import LimitKind
+from app.risk.domain.states import Scope
+from app.risk.limits import Target
 from app.trading import markets
 from app.trading.domain.orders import MarketStatus
 from app.venues.live import LiveVenue
 from db.models import Bot, BotDecision
 from tests.gateway.test_websocket import TRANSPORT_WS, serving
+from tests.risk.support import make_admin, set_limit
 from tests.support import gid
 from tests.support import pk as pk_of
 from tests.support.bot_api import (
@@ -185,6 +189,27 @@ async def test_the_quick_backtest_runs_the_bot_on_the_latest_stored_candles(gql,
     shown = (await gql.data(PREVIEW, {"input": both}, token=token))["previewBot"]
     assert shown["backtest"] is None
     assert shown["backtestSkipped"] == "A backtest trades one market: this bot trades 2"
+
+
+async def test_the_quick_backtest_runs_under_the_limits_the_bot_would_meet(gql, rt, market):
+    uid, token = await trader(gql, rt, "limited@example.com", USDT="5000")
+    swing = [90000, 88000, 86500, 88000, 91000, 93500, 91000, 88000] * 6  # 48 hours
+    await store_candles(rt, swing)
+    free = (await gql.data(PREVIEW, {"input": grid_input()}, token=token))["previewBot"]
+    assert free["backtest"]["riskLimits"] == 0 == free["backtest"]["riskRefusals"]
+    admin = await make_admin(rt)
+    await set_limit(rt, uid, LimitKind.TRADES_PER_DAY, 3)  # the owner's own USER limit
+    await set_limit(rt, admin, LimitKind.ORDER_RATE, 1000, target=Target(Scope.PLATFORM))
+    other = await make_admin(rt, "someone")
+    await set_limit(rt, other, LimitKind.TRADES_PER_DAY, 1)  # another user's: not read
+    bound = (await gql.data(PREVIEW, {"input": grid_input()}, token=token))["previewBot"]
+    backtest = bound["backtest"]
+    assert backtest["riskLimits"] == 2
+    assert backtest["riskRefusals"] > 0
+    assert backtest["orders"] < free["backtest"]["orders"]
+    # a paper bot trades play money: the owner's limits do not bind it
+    paper = await gql.data(PREVIEW, {"input": {**grid_input(), "paper": True}}, token=token)
+    assert paper["previewBot"]["backtest"]["riskLimits"] == 0
 
 
 async def test_the_quick_backtest_merges_minutes_into_hours_and_needs_enough(gql, rt, market):

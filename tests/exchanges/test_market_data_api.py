@@ -165,12 +165,16 @@ async def test_hostile_candle_requests_are_typed_errors(gql, rt, exchanges, inte
 
 
 async def test_two_processes_asking_together_cost_one_request(gql, rt, settings, stand_ins,
-                                                              exchanges):  # fmt: skip
+                                                              exchanges, monkeypatch):  # fmt: skip
     from app.exchanges import market_data
     from app.exchanges.domain.catalogue import ExchangeId
     from app.runtime import build_runtime
     from tests.exchanges.conftest import connector_for
 
+    # kept longer than a loaded machine may take to ask ten times (the default is 1 s):
+    # what is tested is that no two fetch at once, not how long the book is kept
+    settings = settings.model_copy(update={"exchange_book_cache_seconds": 30})
+    monkeypatch.setattr(rt, "settings", settings)
     other = build_runtime(settings, database_url=settings.database_url,
                           redis_url=settings.redis_url)  # fmt: skip
     other.exchanges = connector_for(other, stand_ins)

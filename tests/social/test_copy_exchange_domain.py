@@ -1,5 +1,6 @@
 """Copies bound for an exchange account: fitting to the exchange's market, the client
-order id, the account's state and the allocation cap: pure."""
+order id, the account's state and the allocation cap, a fill there as the follow's
+position sees it, the close's client order id: pure."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from app.social.domain.copying import (
     SkipReason,
     account_refusal,
     capped_allocation,
+    exchange_close_client_order_id,
     exchange_copy_client_order_id,
+    exchange_fill_change,
     fit_to_market,
 )
 
@@ -80,3 +83,36 @@ def test_the_allocation_is_capped_by_what_the_account_holds():
     assert capped_allocation(D("500"), D("120")) == D("120")
     assert capped_allocation(D("500"), None) == 0
     assert capped_allocation(D("500"), D("-1")) == 0
+
+
+@pytest.mark.parametrize(
+    ("side", "fee_currency", "quantity", "quote"),
+    [
+        ("BUY", "USDT", "0.5", "50.1"),  # paid, fee included
+        ("SELL", "USDT", "0.5", "49.9"),  # received, fee deducted
+        ("BUY", "BTC", "0.4999", "50"),  # less bought
+        ("SELL", "BTC", "0.5001", "50"),  # more sold
+        ("BUY", "BNB", "0.5", "50"),  # not the position's
+        ("SELL", None, "0.5", "50"),
+    ],
+)
+def test_a_fill_at_an_exchange_moves_the_position_by_its_fee_currency(
+    side, fee_currency, quantity, quote
+):
+    fee = D("0.1") if fee_currency == "USDT" else D("0.0001")
+    change = exchange_fill_change(side, D("0.5"), D("100"), fee, fee_currency,
+                                  base="BTC", quote="USDT")  # fmt: skip
+    assert (change.quantity, change.quote) == (D(quantity), D(quote))
+
+
+def test_a_close_at_an_exchange_is_named_by_the_positions_version():
+    first = exchange_close_client_order_id(7, "BTC", 3)
+    assert re.fullmatch(r"[a-z0-9]{18}", first)
+    assert first == exchange_close_client_order_id(7, "BTC", 3)
+    others = {
+        exchange_close_client_order_id(7, "BTC", 4),
+        exchange_close_client_order_id(7, "ETH", 3),
+        exchange_close_client_order_id(8, "BTC", 3),
+        exchange_copy_client_order_id(7, 3),
+    }
+    assert first not in others and len(others) == 4

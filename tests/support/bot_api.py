@@ -29,6 +29,7 @@ PREFLIGHT = """price problem backtestSkipped funding { currency amount }
   grid { lines quantityPerLevel problem
          levels { buy sell profitPerUnit profitFraction roundTripProfit } }
   backtest { source symbol interval candles start end orders fills decisions
+             riskLimits riskRefusals riskTransitions
              metrics { bars trades finalEquity totalReturn feesPaid } }"""
 CREATE = f"""mutation($input: CreateBotInput!) {{ createBot(input: $input) {{ __typename
   ... on CreateBotPayload {{ webhookUrl webhookSecret bot {{ {BOT_FIELDS} }}

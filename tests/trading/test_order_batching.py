@@ -234,7 +234,12 @@ async def test_a_batch_plans_generically_inside_its_transaction_only(rt):
         raw = (await connection.get_raw_connection()).driver_connection
         async with raw.transaction():
             (row,) = await raw.fetch(
-                trading_sql.TRADERS_SQL, [uid], ["x"], trading_sql.LIVE_STATUS_VALUES
+                trading_sql.TRADERS_SQL,
+                [uid],
+                ["x"],
+                trading_sql.LIVE_STATUS_VALUES,
+                ["BTC/USDT"],
+                True,
             )
             assert row["existing_id"] is None
             assert await raw.fetchval("SHOW plan_cache_mode") == "force_generic_plan"

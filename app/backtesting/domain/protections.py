@@ -12,7 +12,8 @@ placed (funded) in the last minute and since 00:00 UTC, the cancels asked in the
 exposure (the base held plus what open buys are acquiring, at the last close and their
 prices), equity, the seconds since a candle last traded, the P&L figures. A refusal is
 the venue's refusal of the order (code RISK_LIMIT_REACHED, RISK_HALTED, RISK_REDUCING)
-and one ``RiskEvent`` (REFUSED).
+and one ``RiskEvent`` (REFUSED). An admitted order that takes a limit to its warning ratio
+is one ``RiskEvent`` (WARNED), once a simulated UTC day per limit, as live warns once a day.
 
 At each candle's close (``at_close``, before the strategy decides): a cool-down that is
 over ends (COOL_DOWN_OVER); the P&L (``Position`` at average cost, realised + unrealised at
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from app.risk.domain.checks import Decision, check_order, order_scopes
@@ -60,16 +61,17 @@ from app.venues.domain.venue import OrderFilled
 
 ACCOUNT = 0  # the simulated account's id in its scopes (its market's, as the platform's)
 REFUSED = "REFUSED"
+WARNED = "WARNED"
 _MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
 class RiskEvent:
-    """A refusal or a transition, at its simulated time."""
+    """A refusal, a warning or a transition, at its simulated time."""
 
     at: datetime
     candle: int  # the index of the candle it happened at (its close)
-    action: str  # REFUSED, or the state event: REDUCE, HALT, COOL_DOWN_OVER
+    action: str  # REFUSED, WARNED, or the state event: REDUCE, HALT, COOL_DOWN_OVER
     state: RiskState  # the scope's state after it (a refusal: as it was)
     limit_kind: LimitKind | None  # the limit that bound or fired (None: a state refused)
     value: Decimal | None  # its figure
@@ -95,6 +97,7 @@ class Protections:
         self._fills_seen = 0
         self._traded_at: datetime | None = None  # the close of the last candle with volume
         self._flattened = 0
+        self._warned: set[tuple[int, date]] = set()  # (limit id, UTC day) warned of
 
     # -- before each order ------------------------------------------------------------------
 
@@ -103,6 +106,7 @@ class Protections:
         order = self.proposed(valid)
         decision = self.decide(order, self.figures(venue), now)
         if decision.binding is None:
+            self._warn(venue, client_order_id, decision)
             return None
         binding = decision.binding
         error = binding.error()
@@ -119,6 +123,21 @@ class Protections:
             )
         )
         return error.code
+
+    def _warn(self, venue: SimulatedVenue, client_order_id: str, decision: Decision) -> None:
+        """A limit the admitted order takes to its warning ratio, once a simulated UTC day
+        per limit (as live: one notification a day per person and limit)."""
+        now = venue.now
+        for limit, value in decision.warnings:
+            if (limit.id, now.date()) in self._warned:
+                continue
+            self._warned.add((limit.id, now.date()))
+            share = (100 * value / limit.threshold).quantize(Decimal(1))
+            reason = f"{limit.describe()} at {value.normalize():f} ({share} %)"
+            self.events.append(RiskEvent(
+                now, venue.candle_index, WARNED, self.status.effective(now), limit.kind,
+                value, client_order_id, reason,
+            ))  # fmt: skip
 
     def placed(self, venue: SimulatedVenue, orders: int) -> None:
         """Orders written (funded): the counts count them, as live counts the rows."""

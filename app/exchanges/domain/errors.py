@@ -12,7 +12,9 @@ should do (app/core/errors.py has the tree they hang from):
     ├── ExchangeRejected           the exchange refused the request for another reason
     ├── ExchangeSymbolUnknown      the exchange lists no such market
     ├── ExchangeUnavailable        the exchange did not answer (after retries): later
-    └── ExchangeAmendNotAvailable  a bot's amend at an exchange: cancel and place again
+    ├── ExchangeAmendNotAvailable  a bot's amend at an exchange: cancel and place again
+    └── ExchangeOrdersStillOpen    a disconnect that could not cancel the platform's
+                                   orders at the exchange: retry, or leave them open
 
 The ccxt edge (app/exchanges/ccxt_edge.py) converts ccxt's errors into these, once."""
 
@@ -119,3 +121,18 @@ class ExchangeAmendNotAvailable(UserError):
     code = "EXCHANGE_AMEND_NOT_AVAILABLE"
     description = "Orders on a connected exchange account are not amended: cancel and place."
     default_message = "Orders at an exchange cannot be amended here: cancel and place again"
+
+
+class ExchangeOrdersStillOpen(UserError):
+    """A disconnect refused: orders the platform placed are still open at the exchange
+    and could not be canceled (the key refused, the exchange away); nothing changed."""
+
+    code = "EXCHANGE_ORDERS_STILL_OPEN"
+    description = (
+        "Orders placed through the platform are still open at the exchange and could not be"
+        " canceled: try again, or disconnect with cancelOpenOrders false to leave them open."
+    )
+    default_message = (
+        "Some of your orders are still open at the exchange and could not be canceled: try"
+        " again, or disconnect leaving them open"
+    )

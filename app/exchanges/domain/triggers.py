@@ -8,7 +8,9 @@ was armed and no older than the freshness limit: trades older than that are stal
 fire nothing (a platform that was down, or an exchange that stopped publishing, must not
 fire a stop at a price long gone). Fired, its child is sent with the order's own client
 order id: a STOP_LOSS as a MARKET order, a STOP_LOSS_LIMIT as a LIMIT order at its
-price."""
+price. A stop whose account is suspended or disconnected can never fire: it is disarmed
+in the status change's transaction, its note ACCOUNT_SUSPENDED or ACCOUNT_DISCONNECTED
+(``app.exchanges.protections``)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from app.marketdata.domain.trades import Trade
 from app.trading.domain.orders import Side, Trigger, fires_rising
 
 STALE_PRICES = "STALE_PRICES"  # the note of an armed order checked without fresh trades
+# the notes of stops disarmed (and lists ended) by their account's status change
+ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"  # the key check failed (app/exchanges/accounts.py)
+ACCOUNT_DISCONNECTED = "ACCOUNT_DISCONNECTED"  # its owner disconnected it
 CHILD_TYPES = {
     ExchangeOrderType.STOP_LOSS: ExchangeOrderType.MARKET,
     ExchangeOrderType.STOP_LOSS_LIMIT: ExchangeOrderType.LIMIT,

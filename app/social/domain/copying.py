@@ -333,6 +333,12 @@ def close_client_order_id(follow_id: int, currency: str, version: int) -> str:
     return f"close-{follow_id}-{currency}-{version}"
 
 
+def exchange_close_client_order_id(follow_id: int, currency: str, version: int) -> str:
+    """A close sent to the follower's exchange account: ``close_client_order_id`` in the
+    exchanges' form (18 lowercase alphanumerics), the same for the same position version."""
+    return derived_client_order_id("cl", close_client_order_id(follow_id, currency, version))
+
+
 def parse_client_order_id(value: str) -> tuple[str, int] | None:
     """("copy" | "close", follow id) for the ids above, else None."""
     kind, _, rest = value.partition("-")
@@ -355,6 +361,29 @@ def follow_pnl(positions: Iterable[tuple[Position, Decimal | None]]) -> Decimal:
         if price is not None:
             total += position.unrealized(price)
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class PositionChange:
+    """What one fill does to a follow's position in its base."""
+
+    quantity: Decimal  # bought or sold
+    quote: Decimal  # paid (a buy, fee included) or received (a sell, fee deducted)
+
+
+def exchange_fill_change(
+    side: str, quantity: Decimal, price: Decimal, fee: Decimal, fee_currency: str | None,
+    *, base: str, quote: str,
+) -> PositionChange:  # fmt: skip
+    """A fill at an exchange as the position sees it: a fee taken in the base is less
+    bought (or more sold), a fee in the quote is more paid (or less received), a fee in
+    another currency (an exchange's own token) is not the position's."""
+    value = quantity * price
+    buy = side == Side.BUY.value
+    if fee_currency == base:
+        return PositionChange(quantity - fee if buy else quantity + fee, value)
+    in_quote = fee if fee_currency == quote else ZERO
+    return PositionChange(quantity, value + in_quote if buy else value - in_quote)
 
 
 def stop_loss_hit(pnl: Decimal, allocation: Decimal, percent: Decimal | None) -> bool:
