@@ -10,9 +10,16 @@ Figures (``figures``), in the bot's quote currency:
                 currency; once it has stopped and given its money back, what it gave
                 back (its BOT_RELEASE entry): so a stopped bot shows what it ended with.
                 A paper bot: its paper account's balances (it gives nothing back: a
-                stopped paper bot's play money stays there)
+                stopped paper bot's play money stays there). An exchange bot: its
+                budget, less what its buys cost, plus what its sells brought, less
+                their fees, in the quote, and the base its buys got less what its sells
+                sold, from its exchange orders' fills (a fee the exchange took in the
+                base valued at the fill's price, as the runner counts it): what it would
+                hold in a sub-account of its own (``exchange_figures_by_bot_ids``)
     equity      the holdings valued at each market's last price (the quote at 1); None
-                while a held asset's market has no price
+                while a held asset's market has no price. An exchange bot's: its
+                exchange's last price in the ticker the platform keeps (the bots job
+                reads it every run), else the last price the bot stepped on
     budget      what it was given: a DCA, grid or signal bot its funding in the quote
                 currency; a rebalance bot its allocation valued at the last prices (so
                 its PnL is against holding what it was given)
@@ -43,6 +50,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bots.domain import codec
@@ -52,6 +60,7 @@ from app.bots.domain.machines import read_state
 from app.bots.domain.rebalance import Holding
 from app.bots.domain.runtime import ZERO, BotKind
 from app.bots.domain.signal_bot import SignalState
+from app.exchanges.domain.orders import CLIENT_ORDER_ID_PREFIX, derived_client_order_id_sql
 from app.ledger.rules import AccountKind, AccountRef
 from app.paper.state import OPEN
 from app.trading.domain.orders import LIVE_STATUSES
@@ -172,6 +181,58 @@ def paper_holdings(paper_account_id: int, book: Mapping[AccountRef, Decimal]) ->
         if ref.paper_account_id == paper_account_id and ref.kind in _PAPER_HELD_KINDS:
             held[ref.currency] = held.get(ref.currency, ZERO) + amount
     return {c: a.normalize() for c, a in sorted(held.items()) if a}
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeHoldings:
+    """An exchange bot's holdings by currency, with where its market's price is read:
+    its exchange and symbol, and the last price it stepped on (the fallback)."""
+
+    holdings: dict[str, Decimal]
+    exchange: str
+    symbol: str
+    last_price: Decimal | None
+
+
+# Each bot's orders at its account (those its PLACE commands named, once each: the digest
+# of the client order id is the exchange's, ``app.exchanges.venue.exchange_client_id``)
+# and their fills: the base bought less sold, the quote received less paid and fees
+_EXCHANGE_HOLDINGS = sql_text(f"""
+    SELECT b.id, c.exchange, b.symbols[1] AS symbol, b.quote, b.budget, b.last_price,
+           coalesce(sum(CASE WHEN o.side = 'BUY' THEN f.quantity ELSE -f.quantity END), 0)
+               AS base,
+           coalesce(sum(CASE WHEN o.side = 'BUY' THEN -f.price * f.quantity
+                             ELSE f.price * f.quantity END
+                        - CASE WHEN f.fee_currency = split_part(o.symbol, '/', 1)
+                               THEN f.fee * f.price ELSE f.fee END), 0) AS flow
+    FROM bots b
+    JOIN exchange_connections c ON c.id = b.exchange_account_id
+    LEFT JOIN LATERAL (
+        SELECT DISTINCT o.id, o.side, o.symbol
+        FROM bot_commands k
+        JOIN exchange_orders o ON o.connection_id = b.exchange_account_id
+             AND o.client_order_id = {derived_client_order_id_sql(
+                 CLIENT_ORDER_ID_PREFIX, "k.client_order_id")}
+        WHERE k.bot_id = b.id AND k.kind = 'PLACE'
+    ) o ON true
+    LEFT JOIN exchange_fills f ON f.order_id = o.id
+    WHERE b.id = ANY(:ids)
+    GROUP BY b.id, c.exchange
+""").bindparams(bindparam("ids", type_=ARRAY(BigInteger)))  # noqa: S608 (our constant)
+
+
+async def exchange_holdings_by_bot_ids(
+    session: AsyncSession, bot_ids: Sequence[int]
+) -> list[ExchangeHoldings | None]:
+    """Each exchange bot's holdings (the module's docstring), in one statement; None for
+    a bot not on an exchange."""
+    found: dict[int, ExchangeHoldings] = {}
+    for row in await session.execute(_EXCHANGE_HOLDINGS, {"ids": list(bot_ids)}):
+        base = row.symbol.split("/")[0]
+        amounts = {row.quote: row.budget + row.flow, base: row.base}
+        held = {c: a.normalize() for c, a in sorted(amounts.items()) if a}
+        found[row.id] = ExchangeHoldings(held, row.exchange, row.symbol, row.last_price)
+    return [found.get(i) for i in bot_ids]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ decisions' connection and the bots' enums.
 Figures are in the bot's quote currency (``app.bots.reads``): ``equity`` is what its
 sub-account holds valued at each market's last price (once stopped: what it gave back),
 ``budget`` what it was given, ``pnl = equity - budget = realisedPnl + unrealisedPnl``. A
-paper bot's holdings, trades and open orders are its paper account's (current run)."""
+paper bot's holdings, trades and open orders are its paper account's (current run); an
+exchange bot's holdings are counted from its exchange orders' fills, valued at its
+exchange's last price the platform keeps (``reads``)."""
 
 from __future__ import annotations
 
@@ -189,7 +191,8 @@ class BotNode(relay.Node):
     @strawberry.field(
         description="The connected exchange account it trades on (an ExchangeAccount id;"
         " null for a bot on the platform). Its orders and fills there are that account's"
-        " `orders`; here its holdings, trades and open orders are empty."
+        " `orders`; its holdings and figures are counted from them (its trades and open"
+        " orders here are empty)."
     )
     def exchange_account_id(self) -> strawberry.ID | None:
         pk = self._row.exchange_account_id
@@ -225,7 +228,9 @@ class BotNode(relay.Node):
     @strawberry.field(
         description="What its sub-account holds (available and held by its orders); once"
         " STOPPED, what it gave back to your wallet. A paper bot: its paper account's"
-        " balances (play money, never given back)."
+        " balances (play money, never given back). A bot on an exchange account: its"
+        " budget less what its buys cost plus what its sells brought, fees included, and"
+        " the base its fills bought less sold."
     )
     async def holdings(self, info: Info) -> list[BotAmount]:
         return amounts(await self._holdings(info))
@@ -238,7 +243,8 @@ class BotNode(relay.Node):
         return (await self.figures(info)).budget
 
     @strawberry.field(
-        description="Its holdings at each market's last price; null while one has no price."
+        description="Its holdings at each market's last price (a bot on an exchange"
+        " account: its exchange's, as last read); null while one has no price."
     )
     async def equity(self, info: Info) -> Decimal | None:
         return (await self.figures(info)).equity
@@ -311,6 +317,10 @@ class BotNode(relay.Node):
         return to_connection(BotDecisionConnection, page, BotDecision.from_row)  # type: ignore[return-value]
 
     async def figures(self, info: Info) -> reads.Figures:
+        if "figures" not in self._figures and self._row.exchange_account_id is not None:
+            loader = info.context.loaders.bots.exchange_holdings_by_bot_id
+            held, prices = await loader.load(self._row.id)
+            self._figures["figures"] = reads.figures(self._row, held, prices)
         if "figures" not in self._figures:
             held, markets = await asyncio.gather(
                 self._holdings(info),
@@ -322,10 +332,12 @@ class BotNode(relay.Node):
 
     async def _holdings(self, info: Info) -> Mapping[str, Decimal]:
         """Its sub-account's holdings (or what it gave back); a paper bot's paper
-        account's balances (the loader ``paperAccount { balances }`` reads too)."""
+        account's balances (the loader ``paperAccount { balances }`` reads too); an
+        exchange bot's from its exchange orders' fills."""
         loaders, paper = info.context.loaders, self._row.paper_account_id
         if self._row.exchange_account_id is not None:
-            return {}
+            loader = loaders.bots.exchange_holdings_by_bot_id
+            return (await loader.load(self._row.id))[0]  # type: ignore[no-any-return]
         if paper is not None:
             book = await loaders.paper_balances_by_account_id.load(paper)
             return reads.paper_holdings(paper, book)
