@@ -168,6 +168,14 @@ class ExchangeOrder(Base):
         Index(
             "ix_exchange_orders_armed", "connection_id", postgresql_where=text("status = 'ARMED'")
         ),
+        Index(
+            "ix_exchange_orders_cancel_requested",
+            "user_id",
+            postgresql_where=text(
+                "cancel_requested_at IS NOT NULL"
+                " AND status IN ('PENDING_SUBMIT', 'OPEN', 'PARTIALLY_FILLED', 'ARMED')"
+            ),
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -193,6 +201,10 @@ class ExchangeOrder(Base):
     # a leg of an OCO or a bracket, and its role in it
     list_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_order_lists.id"))
     list_role: Mapped[str | None] = mapped_column(Text)
+    # a kill switch's or a risk action's cancel, asked in its transaction and sent after
+    # it (at most once per retry period): app/exchanges/cancel_requests.py
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

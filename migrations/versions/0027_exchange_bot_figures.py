@@ -1,0 +1,47 @@
+"""exchange bot figures: cancels asked of exchange orders by a kill switch or a risk action
+
+- ``exchange_orders.cancel_requested_at``: when the user's kill switch (their exchange
+  bots' orders) or their USER scope's risk action (every live order of theirs at the
+  exchanges) asked for the order's cancel, in that change's transaction.
+- ``exchange_orders.cancel_sent_at``: when the cancel was last claimed to be sent (after
+  the commit; the ``exchange-cancels`` job sends it again once the retry period is past
+  while the order is still live: an exchange that was down).
+- ``ix_exchange_orders_cancel_requested`` (user_id, partial: asked and still live): what
+  the sends and the job read.
+
+Revision ID: 0027_exchange_bot_figures
+Revises: 0025_risk_placement_indexes
+Create Date: 2026-12-06 01:40:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0027_exchange_bot_figures"
+down_revision: str | None = "0025_risk_placement_indexes"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "exchange_orders", sa.Column("cancel_requested_at", sa.DateTime(timezone=True))
+    )
+    op.add_column("exchange_orders", sa.Column("cancel_sent_at", sa.DateTime(timezone=True)))
+    op.create_index(
+        "ix_exchange_orders_cancel_requested",
+        "exchange_orders",
+        ["user_id"],
+        postgresql_where=sa.text(
+            "cancel_requested_at IS NOT NULL"
+            " AND status IN ('PENDING_SUBMIT', 'OPEN', 'PARTIALLY_FILLED', 'ARMED')"
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_exchange_orders_cancel_requested", table_name="exchange_orders")
+    op.drop_column("exchange_orders", "cancel_sent_at")
+    op.drop_column("exchange_orders", "cancel_requested_at")
