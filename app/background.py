@@ -19,8 +19,8 @@ from app.bots import worker as bots_worker
 from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
-from app.exchanges import cancel_requests as exchange_cancels
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import cancel_requests as exchange_cancels
 from app.exchanges import following as exchange_following
 from app.exchanges import order_lists as exchange_order_lists
 from app.exchanges import syncs as exchange_syncs

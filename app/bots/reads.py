@@ -60,7 +60,7 @@ from app.bots.domain.machines import read_state
 from app.bots.domain.rebalance import Holding
 from app.bots.domain.runtime import ZERO, BotKind
 from app.bots.domain.signal_bot import SignalState
-from app.exchanges.domain.orders import CLIENT_ORDER_ID_PREFIX, derived_client_order_id_sql
+from app.exchanges.venue import exchange_client_id_sql
 from app.ledger.rules import AccountKind, AccountRef
 from app.paper.state import OPEN
 from app.trading.domain.orders import LIVE_STATUSES
@@ -197,6 +197,7 @@ class ExchangeHoldings:
 # Each bot's orders at its account (those its PLACE commands named, once each: the digest
 # of the client order id is the exchange's, ``app.exchanges.venue.exchange_client_id``)
 # and their fills: the base bought less sold, the quote received less paid and fees
+_SENT_ID = exchange_client_id_sql("k.client_order_id")
 _EXCHANGE_HOLDINGS = sql_text(f"""
     SELECT b.id, c.exchange, b.symbols[1] AS symbol, b.quote, b.budget, b.last_price,
            coalesce(sum(CASE WHEN o.side = 'BUY' THEN f.quantity ELSE -f.quantity END), 0)
@@ -211,8 +212,7 @@ _EXCHANGE_HOLDINGS = sql_text(f"""
         SELECT DISTINCT o.id, o.side, o.symbol
         FROM bot_commands k
         JOIN exchange_orders o ON o.connection_id = b.exchange_account_id
-             AND o.client_order_id = {derived_client_order_id_sql(
-                 CLIENT_ORDER_ID_PREFIX, "k.client_order_id")}
+             AND o.client_order_id = {_SENT_ID}
         WHERE k.bot_id = b.id AND k.kind = 'PLACE'
     ) o ON true
     LEFT JOIN exchange_fills f ON f.order_id = o.id

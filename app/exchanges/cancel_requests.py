@@ -33,12 +33,8 @@ from sqlalchemy.types import Text
 
 from app.core.errors import AppError
 from app.exchanges import triggers
-from app.exchanges.domain.orders import (
-    CLIENT_ORDER_ID_PREFIX,
-    LIVE,
-    ExchangeOrderStatus,
-    derived_client_order_id_sql,
-)
+from app.exchanges.domain.orders import LIVE, ExchangeOrderStatus
+from app.exchanges.venue import exchange_client_id_sql
 from app.runtime import Runtime
 from db.session import in_transaction
 
@@ -50,13 +46,13 @@ _STATUSES = bindparam("live", _LIVE, type_=ARRAY(Text))
 
 # the user's exchange bots' live orders (those their PLACE commands named: the digest of
 # the client order id is the exchange's, ``app.exchanges.venue.exchange_client_id``)
+_SENT_ID = exchange_client_id_sql("k.client_order_id")
 _ASK_FOR_BOTS = text(f"""
     UPDATE exchange_orders o SET cancel_requested_at = :now
     FROM bots b JOIN bot_commands k ON k.bot_id = b.id AND k.kind = 'PLACE'
     WHERE b.user_id = :user_id AND b.exchange_account_id IS NOT NULL
       AND o.connection_id = b.exchange_account_id
-      AND o.client_order_id = {derived_client_order_id_sql(
-          CLIENT_ORDER_ID_PREFIX, "k.client_order_id")}
+      AND o.client_order_id = {_SENT_ID}
       AND o.status = ANY(:live) AND o.cancel_requested_at IS NULL
 """).bindparams(_STATUSES)  # noqa: S608 (our constant)
 _ASK_FOR_USER = text("""

@@ -46,6 +46,7 @@ from app.exchanges.domain.orders import (
     ExchangeOrderStatus,
     ExchangeOrderType,
     derived_client_order_id,
+    derived_client_order_id_sql,
 )
 from app.runtime import Runtime
 from app.trading.domain.errors import ClientOrderIdReused, OrderNotFound
@@ -92,6 +93,12 @@ def exchange_client_id(client_order_id: str) -> str:
     """The client order id the exchange is sent for the caller's ``client_order_id``
     (letters and digits, 18 characters: every exchange takes it)."""
     return derived_client_order_id(CLIENT_ORDER_ID_PREFIX, client_order_id)
+
+
+def exchange_client_id_sql(key_sql: str) -> str:
+    """``exchange_client_id`` in SQL, of the text expression ``key_sql`` (statements that
+    find a bot's exchange orders from its commands' client order ids)."""
+    return derived_client_order_id_sql(CLIENT_ORDER_ID_PREFIX, key_sql)
 
 
 def status_of(row: ExchangeOrder) -> OrderStatus:

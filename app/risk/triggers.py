@@ -31,10 +31,11 @@ One transaction per batch of events, with the checkpoint:
                     only (only ever stricter), with its reason; CANCEL_ORDERS,
                     REDUCE_TO_FLAT and COOL_DOWN cancel the scope's open orders (a
                     user's and their bots', a bot's, a follow's copy orders), in this
-                    transaction; a user's orders at the exchanges (their exchange
-                    bots' and their own) are asked to be canceled here and sent after
-                    the commit (``app.exchanges.cancel_requests``); each transition a RISK notification to the user, each
-                    limit near its threshold a warning (once a day per limit)
+                    transaction (a user's orders at the exchanges, their exchange
+                    bots' and their own, are asked to be canceled here and sent after
+                    the commit: ``app.exchanges.cancel_requests``); each transition a
+                    RISK notification to the user, each limit near its threshold a
+                    warning (once a day per limit)
 
 After COMMIT, REDUCE_TO_FLAT sells what the scope holds: once the cancels are applied,
 a protected MARKET sell (``FLATTEN_SLIPPAGE_BPS`` from the last trade) per non-cash

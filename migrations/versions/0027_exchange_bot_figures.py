@@ -26,9 +26,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "exchange_orders", sa.Column("cancel_requested_at", sa.DateTime(timezone=True))
-    )
+    op.add_column("exchange_orders", sa.Column("cancel_requested_at", sa.DateTime(timezone=True)))
     op.add_column("exchange_orders", sa.Column("cancel_sent_at", sa.DateTime(timezone=True)))
     op.create_index(
         "ix_exchange_orders_cancel_requested",

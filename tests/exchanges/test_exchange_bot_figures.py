@@ -1,6 +1,7 @@
-"""An exchange bot's figures (issue 23): its holdings, equity and P&L read from its exchange orders and fills (a fee the exchange took in the base valued
-at the fill's price, as the runner counts it), marked at the exchange's last price the
-platform keeps (the ticker the bots job read; no request in a read); a page of several
+"""An exchange bot's figures (issue 23): its holdings, equity and P&L read from its
+exchange orders and fills (a fee the exchange took in the base valued at the fill's
+price, as the runner counts it), marked at the exchange's last price the platform keeps
+(the ticker the bots job read; no request in a read); a page of several
 exchange bots costs the same statements as one of two."""
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
-
 from app.bots import worker
 from app.exchanges import cancel_requests, following
 from app.exchanges import orders as exchange_orders
@@ -20,7 +18,7 @@ from app.risk.domain.states import Scope
 from app.risk.limits import Target
 from app.trading import commands
 from db.models import Bot
-from tests.exchanges.test_exchange_bots import _account, _bot_id, _create, _placed, _at_exchange
+from tests.exchanges.test_exchange_bots import _account, _at_exchange, _bot_id, _create, _placed
 from tests.risk.support import fall_to_86, set_limit, state
 from tests.support import pk
 from tests.support.bot_api import grid_input
@@ -49,9 +47,7 @@ async def _grid(gql, rt, exchanges, name: str):
     return server, uid, bot_id, bots, mine
 
 
-async def test_the_kill_switch_cancels_its_exchange_bots_orders_at_the_exchange(
-    gql, rt, exchanges
-):
+async def test_the_kill_switch_cancels_its_exchange_bots_orders_at_the_exchange(gql, rt, exchanges):
     server, uid, bot_id, bots, mine = await _grid(gql, rt, exchanges, "binance")
     cancels = len([r for r in server.requests if r.method == "DELETE"])
     await commands.set_trading_enabled(rt, user_id=uid, enabled=False)
@@ -83,7 +79,7 @@ async def test_an_exchange_that_is_down_gets_the_cancel_again_from_the_job(gql, 
 async def test_a_user_scopes_cancel_orders_cancels_their_orders_at_the_exchange_too(
     gql, rt, exchanges, engines
 ):
-    server, uid, _, bots, mine = await _grid(gql, rt, exchanges, "kraken")
+    _, uid, _, bots, mine = await _grid(gql, rt, exchanges, "kraken")
     maker = await funded_user(rt, "maker", BTC="2")
     await fund(rt, uid, "USDT", "1000")
     await set_limit(rt, uid, LimitKind.DAILY_LOSS, 5, Action.CANCEL_ORDERS, Target(Scope.USER))
