@@ -2,7 +2,10 @@
 statement per venue): pages of a bot's decisions and of its sub-account's fills, the
 sub-account's live orders, what it holds, and the bot's figures. A paper bot reads the
 same from its paper account's current run instead (``app.paper.accounts.fills_pages``,
-``open_paper_orders_by_account_ids``, ``paper_holdings``).
+``open_paper_orders_by_account_ids``, ``paper_holdings``); an exchange bot from its
+orders at its connected account (those its PLACE commands named) and their fills
+(``exchange_fill_pages``, ``open_exchange_orders_by_bot_ids``,
+``exchange_holdings_by_bot_ids``).
 
 Figures (``figures``), in the bot's quote currency:
 
@@ -47,6 +50,7 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
+    literal_column,
     select,
     union_all,
 )
@@ -60,13 +64,18 @@ from app.bots.domain.machines import read_state
 from app.bots.domain.rebalance import Holding
 from app.bots.domain.runtime import ZERO, BotKind
 from app.bots.domain.signal_bot import SignalState
+from app.exchanges.domain.orders import LIVE as EXCHANGE_LIVE
+from app.exchanges.domain.orders import ExchangeOrderStatus
 from app.exchanges.venue import exchange_client_id_sql
 from app.ledger.rules import AccountKind, AccountRef
 from app.paper.state import OPEN
 from app.trading.domain.orders import LIVE_STATUSES
 from db.models import (
     Bot,
+    BotCommand,
     BotDecision,
+    ExchangeFill,
+    ExchangeOrder,
     Fill,
     JournalEntry,
     LedgerAccount,
@@ -75,12 +84,13 @@ from db.models import (
     PaperOrder,
     Posting,
 )
-from db.queries import Page, PageKey, keyset_pages
+from db.queries import Page, PageKey, keyset_pages, rows_by_ids
 
 RELEASE = "BOT_RELEASE"  # the journal entry that gives a stopped bot's money back
 _HELD_KINDS = [AccountKind.AVAILABLE.value, AccountKind.HELD.value]
 _PAPER_HELD_KINDS = (AccountKind.PAPER_AVAILABLE, AccountKind.PAPER_HELD)
 _LIVE = sorted(s.value for s in LIVE_STATUSES)
+_EXCHANGE_LIVE = sorted({s.value for s in EXCHANGE_LIVE} | {ExchangeOrderStatus.ARMED.value})
 
 
 async def decision_pages(
@@ -181,6 +191,61 @@ def paper_holdings(paper_account_id: int, book: Mapping[AccountRef, Decimal]) ->
         if ref.paper_account_id == paper_account_id and ref.kind in _PAPER_HELD_KINDS:
             held[ref.currency] = held.get(ref.currency, ZERO) + amount
     return {c: a.normalize() for c, a in sorted(held.items()) if a}
+
+
+def _exchange_orders(*columns: Any) -> Any:
+    """``columns`` of bots' orders at their connected accounts, with their PLACE
+    commands (``BotCommand.bot_id`` names the bot)."""
+    sent = literal_column(exchange_client_id_sql("bot_commands.client_order_id"))
+    return (
+        select(*columns)
+        .select_from(BotCommand)
+        .join(Bot, Bot.id == BotCommand.bot_id)
+        .join(ExchangeOrder, and_(ExchangeOrder.connection_id == Bot.exchange_account_id,
+                                  ExchangeOrder.client_order_id == sent))
+        .where(BotCommand.kind == literal("PLACE"))
+    )  # fmt: skip
+
+
+async def exchange_fill_pages(
+    session: AsyncSession, wanted: Sequence[PageKey]
+) -> list[Page[tuple[ExchangeFill, ExchangeOrder]]]:
+    """Pages of exchange bots' fills (``PageKey.parent``: the bot's id), newest first,
+    each with its order: two statements however many pages."""
+    rows = _exchange_orders(ExchangeFill).join(
+        ExchangeFill, ExchangeFill.order_id == ExchangeOrder.id
+    )
+    pages = await keyset_pages(
+        session, ExchangeFill, parent=BotCommand.bot_id, key=ExchangeFill.id, wanted=wanted,
+        rows=rows, descending=True,
+    )  # fmt: skip
+    ids = sorted({fill.order_id for page in pages for _, fill in page.items})
+    orders = {o.id: o for o in await rows_by_ids(session, ExchangeOrder, ids) if o is not None}
+    return [
+        Page([(c, (f, orders[f.order_id])) for c, f in p.items], p.has_next_page,
+             p.has_previous_page)
+        for p in pages
+    ]  # fmt: skip
+
+
+async def open_exchange_orders_by_bot_ids(
+    session: AsyncSession, bot_ids: Sequence[int]
+) -> list[list[tuple[ExchangeOrder, str]]]:
+    """Each exchange bot's live orders at its account (an emulated stop held ARMED
+    too), newest first, each with the bot's own client order id (the exchange's is its
+    digest)."""
+    rows = await session.execute(
+        _exchange_orders(BotCommand.bot_id, BotCommand.client_order_id, ExchangeOrder)
+        .where(BotCommand.bot_id == any_(_ids(bot_ids)), ExchangeOrder.status.in_(_EXCHANGE_LIVE))
+        .order_by(ExchangeOrder.id.desc())
+    )  # fmt: skip
+    found: dict[int, list[tuple[ExchangeOrder, str]]] = {i: [] for i in bot_ids}
+    seen: set[int] = set()
+    for bot_id, client_order_id, order in rows:
+        if order.id not in seen:  # a client order id its commands named twice
+            seen.add(order.id)
+            found[bot_id].append((order, client_order_id))
+    return [found[i] for i in bot_ids]
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,10 +284,16 @@ class ExchangeVenue:
                 client_order_id=order.client_order_id, side=Side(order.side),
                 price=fill.price, quantity=fill.quantity, value=fill.price * fill.quantity,
                 fee=quote_fee(fill, order.symbol),
-                liquidity=Liquidity.MAKER if order.type == "LIMIT" else Liquidity.TAKER,
+                liquidity=liquidity_of(order),
                 remaining=order.quantity - filled,
             ))  # fmt: skip
         return tuple(events)
+
+
+def liquidity_of(order: ExchangeOrder) -> Liquidity:
+    """The exchanges do not report it: a LIMIT order's fills read as MAKER, others as
+    TAKER."""
+    return Liquidity.MAKER if order.type == ExchangeOrderType.LIMIT.value else Liquidity.TAKER
 
 
 def quote_fee(fill: ExchangeFill, symbol: str) -> Decimal:

@@ -7,8 +7,8 @@ Figures are in the bot's quote currency (``app.bots.reads``): ``equity`` is what
 sub-account holds valued at each market's last price (once stopped: what it gave back),
 ``budget`` what it was given, ``pnl = equity - budget = realisedPnl + unrealisedPnl``. A
 paper bot's holdings, trades and open orders are its paper account's (current run); an
-exchange bot's holdings are counted from its exchange orders' fills, valued at its
-exchange's last price the platform keeps (``reads``)."""
+exchange bot's holdings, trades and open orders are its exchange orders' and their
+fills', its holdings valued at its exchange's last price the platform keeps (``reads``)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,14 @@ from app.http.webhooks import BOT_HOOKS
 from app.trading.markets import MarketRow
 from db.models import Bot as BotRow
 from db.models import BotDecision as DecisionRow
+from db.models import ExchangeFill as ExchangeFillRow
 from db.models import Fill as FillRow
 from db.models import PaperFill as PaperFillRow
-from db.queries import Page, page_key
+from db.queries import page_key
 from graphql_schema.bots.orders import BotOrder, BotTrade, BotTradeConnection
 from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
-from graphql_schema.paging import page_info, to_connection
+from graphql_schema.paging import to_connection
 from graphql_schema.paper.types import PaperAccountNode
 from graphql_schema.scalars import serialize_decimal
 from graphql_schema.trading.markets import market_specs
@@ -191,8 +192,8 @@ class BotNode(relay.Node):
     @strawberry.field(
         description="The connected exchange account it trades on (an ExchangeAccount id;"
         " null for a bot on the platform). Its orders and fills there are that account's"
-        " `orders`; its holdings and figures are counted from them (its trades and open"
-        " orders here are empty)."
+        " `orders`; its holdings, figures, trades and open orders here are counted from"
+        " them."
     )
     def exchange_account_id(self) -> strawberry.ID | None:
         pk = self._row.exchange_account_id
@@ -269,14 +270,18 @@ class BotNode(relay.Node):
 
     @strawberry.field(
         description="Its fills, newest first: its sub-account's, a paper bot's its paper"
-        " account's (current run)."
+        " account's (current run), a bot on an exchange account's at the exchange."
     )
     async def trades(
         self, info: Info, first: int = 20, after: str | None = None
     ) -> BotTradeConnection:
         loaders, paper = info.context.loaders, self._row.paper_account_id
         if self._row.exchange_account_id is not None:
-            return BotTradeConnection(edges=[], page_info=page_info(Page([], False, False)))
+            key = page_key(self._row.id, first=first, after=after, key=ExchangeFillRow.id)
+            pairs = await loaders.bots.exchange_trade_page_by_key.load(key)
+            return to_connection(  # type: ignore[return-value]
+                BotTradeConnection, pairs, lambda pair: BotTrade.of_exchange(*pair)
+            )
         if paper is not None:
             key = page_key(paper, first=first, after=after, key=PaperFillRow.id)
             page, market = await asyncio.gather(
@@ -293,12 +298,14 @@ class BotNode(relay.Node):
         )
 
     @strawberry.field(
-        description="Its live orders, newest first (a paper bot: on its paper account)."
+        description="Its live orders, newest first (a paper bot: on its paper account; a"
+        " bot on an exchange account: at the exchange)."
     )
     async def open_orders(self, info: Info) -> list[BotOrder]:
         loaders, paper = info.context.loaders.bots, self._row.paper_account_id
         if self._row.exchange_account_id is not None:
-            return []
+            at_exchange = await loaders.open_exchange_orders_by_bot_id.load(self._row.id)
+            return [BotOrder.of_exchange(row, client_id) for row, client_id in at_exchange]
         if paper is not None:
             rows, market = await asyncio.gather(
                 loaders.open_paper_orders_by_account_id.load(paper), self._market(info)

@@ -18,7 +18,7 @@ from app.bots import reads
 from app.exchanges import market_data
 from app.runtime import Runtime
 from app.trading.markets import MarketRow, markets_with_quote_rates
-from db.models import Bot, BotDecision, Fill, Order, PaperOrder
+from db.models import Bot, BotDecision, ExchangeFill, ExchangeOrder, Fill, Order, PaperOrder
 from db.queries import rows_by_ids
 from resolvers.page_loader import PageByKeyLoader
 
@@ -79,6 +79,18 @@ class ExchangeHoldingsByBotIdLoader(DataLoader[int, Marked]):
         super().__init__(load_fn=load)
 
 
+class OpenExchangeOrdersByBotIdLoader(DataLoader[int, list[tuple[ExchangeOrder, str]]]):
+    """An exchange bot's live orders at its account, with its client order ids
+    (``reads``)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[tuple[ExchangeOrder, str]]]:
+            async with rt.reads() as session:
+                return await reads.open_exchange_orders_by_bot_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
 class OpenOrdersByAccountIdLoader(DataLoader[int, list[Order]]):
     def __init__(self, rt: Runtime) -> None:
         async def load(ids: Sequence[int]) -> list[list[Order]]:
@@ -120,6 +132,14 @@ class BotLoaders:
     @cached_property
     def exchange_holdings_by_bot_id(self) -> ExchangeHoldingsByBotIdLoader:
         return ExchangeHoldingsByBotIdLoader(self._rt)
+
+    @cached_property
+    def open_exchange_orders_by_bot_id(self) -> OpenExchangeOrdersByBotIdLoader:
+        return OpenExchangeOrdersByBotIdLoader(self._rt)
+
+    @cached_property
+    def exchange_trade_page_by_key(self) -> PageByKeyLoader[tuple[ExchangeFill, ExchangeOrder]]:
+        return PageByKeyLoader(self._rt, reads.exchange_fill_pages)
 
     @cached_property
     def open_orders_by_account_id(self) -> OpenOrdersByAccountIdLoader:

@@ -1,7 +1,7 @@
-"""An exchange bot's figures (issue 23): its holdings, equity and P&L read from its
-exchange orders and fills (a fee the exchange took in the base valued at the fill's
-price, as the runner counts it), marked at the exchange's last price the platform keeps
-(the ticker the bots job read; no request in a read); a page of several
+"""An exchange bot's figures (issue 23): its holdings, trades, open orders, equity and
+P&L read from its exchange orders and fills (a fee the exchange took in the base valued
+at the fill's price, as the runner counts it), marked at the exchange's last price the
+platform keeps (the ticker the bots job read; no request in a read); a page of several
 exchange bots costs the same statements as one of two."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.bots import worker
 from app.exchanges import following, market_data
 from app.exchanges.domain.catalogue import ExchangeId
+from app.exchanges.venue import exchange_client_id
 from db.models import Bot, ExchangeFill, ExchangeOrder
 from tests.exchanges.test_exchange_bots import (
     _account,
@@ -26,9 +27,14 @@ from tests.exchanges.test_exchange_bots import (
 from tests.support.bot_api import dca_input
 
 FIGURES = """query($id: ID!) { bot(id: $id) { budget equity pnl realisedPnl unrealisedPnl
-  holdings { currency amount } } }"""
+  holdings { currency amount }
+  trades(first: 10) { edges { node { side price quantity quoteAmount fee feeCurrency market { id }
+                                     exchangeFill { fee feeCurrency } } } }
+  openOrders { clientOrderId side type price quantity status market { id }
+               exchangeOrder { id clientOrderId } } } }"""
 PAGE = """{ bots(first: 20) { edges { node { id budget equity pnl
-  holdings { currency amount } } } } }"""
+  holdings { currency amount } trades(first: 5) { edges { node { price } } }
+  openOrders { clientOrderId } } } } }"""
 
 
 @pytest.fixture
@@ -88,6 +94,21 @@ async def test_its_figures_are_its_exchange_orders_and_fills_at_the_exchanges_pr
     assert -5 < Decimal(shown["pnl"]) < 0  # the fees and the spread: not -budget
     assert Decimal(shown["realisedPnl"]) == 0  # no deal closed yet
     assert Decimal(shown["unrealisedPnl"]) == Decimal(shown["pnl"])
+    trades = [e["node"] for e in shown["trades"]["edges"]]
+    assert [(t["side"], Decimal(t["price"]), Decimal(t["quantity"])) for t in trades] == [
+        (o.side, f.price, f.quantity) for f, o in fills
+    ]
+    for trade, (f, _) in zip(trades, fills, strict=True):
+        assert trade["feeCurrency"] == "USDT" and trade["market"] is None
+        in_base = f.fee_currency == "BTC"
+        assert Decimal(trade["fee"]) == (f.fee * f.price if in_base else f.fee)
+        assert Decimal(trade["exchangeFill"]["fee"]) == f.fee  # as the exchange took it
+    live = sorted((o["side"], o["status"]) for o in shown["openOrders"])
+    assert live == [("BUY", "OPEN"), ("BUY", "OPEN"), ("SELL", "OPEN")]  # TP, 2 safety
+    for order in shown["openOrders"]:
+        sent = exchange_client_id(order["clientOrderId"])  # the bot's, as decisions name it
+        assert order["exchangeOrder"]["clientOrderId"] == sent
+        assert order["type"] == "LIMIT" and order["market"] is None
 
 
 async def test_a_page_of_exchange_bots_costs_the_same_statements_for_two_or_five(
@@ -125,6 +146,6 @@ async def test_a_page_of_exchange_bots_costs_the_same_statements_for_two_or_five
     five, shown = await cost()
     assert len(shown) == 5
     for bot in shown:
-        assert bot["holdings"]
+        assert bot["holdings"] and bot["trades"]["edges"] and bot["openOrders"]
         assert Decimal(bot["pnl"]) > -5 and bot["equity"] is not None
     assert five == two
