@@ -3,13 +3,13 @@ platform's own orders are canceled by commands stored in that change's transacti
 applied after it.
 
     ask         in the caller's transaction (the kill switch's, the risk trigger's): the
-                live orders concerned are marked (``cancel_requested_at``):
+                live orders concerned are marked (``forced_cancel_at``):
                 ``ask_for_bots`` a user's exchange bots' orders (the kill switch: its
                 bots are paused), ``ask_for_user`` every live order of the user's at the
                 exchanges, their bots' and their own (a USER scope's CANCEL_ORDERS,
                 REDUCE_TO_FLAT or COOL_DOWN)
     send        after the commit (``send_asked``): each asked order still live is
-                claimed (``cancel_sent_at``, committed) and canceled once through
+                claimed (``forced_cancel_sent_at``, committed) and canceled once through
                 ``app.exchanges.triggers.cancel_order`` (an armed stop disarmed here,
                 any other canceled at the exchange by ``orders.cancel_order``), outside
                 any database transaction
@@ -48,23 +48,23 @@ _STATUSES = bindparam("live", _LIVE, type_=ARRAY(Text))
 # the client order id is the exchange's, ``app.exchanges.venue.exchange_client_id``)
 _SENT_ID = exchange_client_id_sql("k.client_order_id")
 _ASK_FOR_BOTS = text(f"""
-    UPDATE exchange_orders o SET cancel_requested_at = :now
+    UPDATE exchange_orders o SET forced_cancel_at = :now
     FROM bots b JOIN bot_commands k ON k.bot_id = b.id AND k.kind = 'PLACE'
     WHERE b.user_id = :user_id AND b.exchange_account_id IS NOT NULL
       AND o.connection_id = b.exchange_account_id
       AND o.client_order_id = {_SENT_ID}
-      AND o.status = ANY(:live) AND o.cancel_requested_at IS NULL
+      AND o.status = ANY(:live) AND o.forced_cancel_at IS NULL
 """).bindparams(_STATUSES)  # noqa: S608 (our constant)
 _ASK_FOR_USER = text("""
-    UPDATE exchange_orders SET cancel_requested_at = :now
-    WHERE user_id = :user_id AND status = ANY(:live) AND cancel_requested_at IS NULL
+    UPDATE exchange_orders SET forced_cancel_at = :now
+    WHERE user_id = :user_id AND status = ANY(:live) AND forced_cancel_at IS NULL
 """).bindparams(_STATUSES)
 # claim the asked orders still live (of one user, or every one) not claimed since $due
 _CLAIM = text("""
-    UPDATE exchange_orders SET cancel_sent_at = :now
-    WHERE cancel_requested_at IS NOT NULL AND status = ANY(:live)
+    UPDATE exchange_orders SET forced_cancel_sent_at = :now
+    WHERE forced_cancel_at IS NOT NULL AND status = ANY(:live)
       AND (CAST(:user_id AS bigint) IS NULL OR user_id = :user_id)
-      AND (cancel_sent_at IS NULL OR cancel_sent_at <= :due)
+      AND (forced_cancel_sent_at IS NULL OR forced_cancel_sent_at <= :due)
     RETURNING id, user_id
 """).bindparams(_STATUSES)
 

@@ -169,10 +169,10 @@ class ExchangeOrder(Base):
             "ix_exchange_orders_armed", "connection_id", postgresql_where=text("status = 'ARMED'")
         ),
         Index(
-            "ix_exchange_orders_cancel_requested",
+            "ix_exchange_orders_forced_cancel",
             "user_id",
             postgresql_where=text(
-                "cancel_requested_at IS NOT NULL"
+                "forced_cancel_at IS NOT NULL"
                 " AND status IN ('PENDING_SUBMIT', 'OPEN', 'PARTIALLY_FILLED', 'ARMED')"
             ),
         ),
@@ -203,8 +203,8 @@ class ExchangeOrder(Base):
     list_role: Mapped[str | None] = mapped_column(Text)
     # a kill switch's or a risk action's cancel, asked in its transaction and sent after
     # it (at most once per retry period): app/exchanges/cancel_requests.py
-    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    cancel_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    forced_cancel_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    forced_cancel_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
