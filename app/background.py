@@ -20,6 +20,7 @@ from app.core.metrics import JOB_FAILURES, JOB_LAST_SUCCESS
 from app.core.waits import within
 from app.events import outbox
 from app.exchanges import accounts as exchange_accounts
+from app.exchanges import cancel_requests as exchange_cancels
 from app.exchanges import following as exchange_following
 from app.exchanges import order_lists as exchange_order_lists
 from app.exchanges import syncs as exchange_syncs
@@ -159,6 +160,9 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         "exchange-triggers",
         rt.settings.exchange_trigger_poll_seconds,
         exchange_triggers.fire_armed,
+    )
+    jobs.add(
+        "exchange-cancels", rt.settings.exchange_trigger_poll_seconds, exchange_cancels.run_once
     )
     jobs.add(
         "exchange-order-lists",

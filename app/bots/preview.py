@@ -231,8 +231,14 @@ async def _exchange_checked(
         raise ValidationFailed("A paper bot or one on an exchange account, not both",
                                field=exchange_markets.FIELD)  # fmt: skip
     if request.kind is BotKind.REBALANCE:
-        raise ValidationFailed("A rebalance bot is given holdings from your wallet: it runs"
-                               " on the platform", field=exchange_markets.FIELD)  # fmt: skip
+        # it holds a portfolio of several assets as its own; a bot on an exchange account
+        # trades one market within a budget in its quote, the account's balances shared
+        raise ValidationFailed(
+            "A rebalance bot runs on the platform only: it holds several assets given"
+            " from your wallet as its own, and a bot on an exchange account trades one"
+            " market within a budget in its quote (the account's balances are shared"
+            " with you and your other bots)", field=exchange_markets.FIELD,
+        )  # fmt: skip
     symbol = exchange_markets.one_market(symbols)
     market = await exchange_markets.exchange_market(
         rt, user_id=user_id, account_id=account_id, symbol=symbol

@@ -2,7 +2,10 @@
 statement per venue): pages of a bot's decisions and of its sub-account's fills, the
 sub-account's live orders, what it holds, and the bot's figures. A paper bot reads the
 same from its paper account's current run instead (``app.paper.accounts.fills_pages``,
-``open_paper_orders_by_account_ids``, ``paper_holdings``).
+``open_paper_orders_by_account_ids``, ``paper_holdings``); an exchange bot from its
+orders at its connected account (those its PLACE commands named) and their fills
+(``exchange_fill_pages``, ``open_exchange_orders_by_bot_ids``,
+``exchange_holdings_by_bot_ids``).
 
 Figures (``figures``), in the bot's quote currency:
 
@@ -10,9 +13,16 @@ Figures (``figures``), in the bot's quote currency:
                 currency; once it has stopped and given its money back, what it gave
                 back (its BOT_RELEASE entry): so a stopped bot shows what it ended with.
                 A paper bot: its paper account's balances (it gives nothing back: a
-                stopped paper bot's play money stays there)
+                stopped paper bot's play money stays there). An exchange bot: its
+                budget, less what its buys cost, plus what its sells brought, less
+                their fees, in the quote, and the base its buys got less what its sells
+                sold, from its exchange orders' fills (a fee the exchange took in the
+                base valued at the fill's price, as the runner counts it): what it would
+                hold in a sub-account of its own (``exchange_figures_by_bot_ids``)
     equity      the holdings valued at each market's last price (the quote at 1); None
-                while a held asset's market has no price
+                while a held asset's market has no price. An exchange bot's: its
+                exchange's last price in the ticker the platform keeps (the bots job
+                reads it every run), else the last price the bot stepped on
     budget      what it was given: a DCA, grid or signal bot its funding in the quote
                 currency; a rebalance bot its allocation valued at the last prices (so
                 its PnL is against holding what it was given)
@@ -40,9 +50,11 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
+    literal_column,
     select,
     union_all,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bots.domain import codec
@@ -52,12 +64,18 @@ from app.bots.domain.machines import read_state
 from app.bots.domain.rebalance import Holding
 from app.bots.domain.runtime import ZERO, BotKind
 from app.bots.domain.signal_bot import SignalState
+from app.exchanges.domain.orders import LIVE as EXCHANGE_LIVE
+from app.exchanges.domain.orders import ExchangeOrderStatus
+from app.exchanges.venue import exchange_client_id_sql
 from app.ledger.rules import AccountKind, AccountRef
 from app.paper.state import OPEN
 from app.trading.domain.orders import LIVE_STATUSES
 from db.models import (
     Bot,
+    BotCommand,
     BotDecision,
+    ExchangeFill,
+    ExchangeOrder,
     Fill,
     JournalEntry,
     LedgerAccount,
@@ -66,12 +84,13 @@ from db.models import (
     PaperOrder,
     Posting,
 )
-from db.queries import Page, PageKey, keyset_pages
+from db.queries import Page, PageKey, keyset_pages, rows_by_ids
 
 RELEASE = "BOT_RELEASE"  # the journal entry that gives a stopped bot's money back
 _HELD_KINDS = [AccountKind.AVAILABLE.value, AccountKind.HELD.value]
 _PAPER_HELD_KINDS = (AccountKind.PAPER_AVAILABLE, AccountKind.PAPER_HELD)
 _LIVE = sorted(s.value for s in LIVE_STATUSES)
+_EXCHANGE_LIVE = sorted({s.value for s in EXCHANGE_LIVE} | {ExchangeOrderStatus.ARMED.value})
 
 
 async def decision_pages(
@@ -172,6 +191,113 @@ def paper_holdings(paper_account_id: int, book: Mapping[AccountRef, Decimal]) ->
         if ref.paper_account_id == paper_account_id and ref.kind in _PAPER_HELD_KINDS:
             held[ref.currency] = held.get(ref.currency, ZERO) + amount
     return {c: a.normalize() for c, a in sorted(held.items()) if a}
+
+
+def _exchange_orders(*columns: Any) -> Any:
+    """``columns`` of bots' orders at their connected accounts, with their PLACE
+    commands (``BotCommand.bot_id`` names the bot)."""
+    sent = literal_column(exchange_client_id_sql("bot_commands.client_order_id"))
+    return (
+        select(*columns)
+        .select_from(BotCommand)
+        .join(Bot, Bot.id == BotCommand.bot_id)
+        .join(ExchangeOrder, and_(ExchangeOrder.connection_id == Bot.exchange_account_id,
+                                  ExchangeOrder.client_order_id == sent))
+        .where(BotCommand.kind == literal("PLACE"))
+    )  # fmt: skip
+
+
+async def exchange_fill_pages(
+    session: AsyncSession, wanted: Sequence[PageKey]
+) -> list[Page[tuple[ExchangeFill, ExchangeOrder]]]:
+    """Pages of exchange bots' fills (``PageKey.parent``: the bot's id), newest first,
+    each with its order: two statements however many pages."""
+    rows = _exchange_orders(ExchangeFill).join(
+        ExchangeFill, ExchangeFill.order_id == ExchangeOrder.id
+    )
+    pages = await keyset_pages(
+        session, ExchangeFill, parent=BotCommand.bot_id, key=ExchangeFill.id, wanted=wanted,
+        rows=rows, descending=True,
+    )  # fmt: skip
+    ids = sorted({fill.order_id for page in pages for _, fill in page.items})
+    orders = {o.id: o for o in await rows_by_ids(session, ExchangeOrder, ids) if o is not None}
+    return [
+        Page([(c, (f, orders[f.order_id])) for c, f in p.items], p.has_next_page,
+             p.has_previous_page)
+        for p in pages
+    ]  # fmt: skip
+
+
+async def open_exchange_orders_by_bot_ids(
+    session: AsyncSession, bot_ids: Sequence[int]
+) -> list[list[tuple[ExchangeOrder, str]]]:
+    """Each exchange bot's live orders at its account (an emulated stop held ARMED
+    too), newest first, each with the bot's own client order id (the exchange's is its
+    digest)."""
+    rows = await session.execute(
+        _exchange_orders(BotCommand.bot_id, BotCommand.client_order_id, ExchangeOrder)
+        .where(BotCommand.bot_id == any_(_ids(bot_ids)), ExchangeOrder.status.in_(_EXCHANGE_LIVE))
+        .order_by(ExchangeOrder.id.desc())
+    )  # fmt: skip
+    found: dict[int, list[tuple[ExchangeOrder, str]]] = {i: [] for i in bot_ids}
+    seen: set[int] = set()
+    for bot_id, client_order_id, order in rows:
+        if order.id not in seen:  # a client order id its commands named twice
+            seen.add(order.id)
+            found[bot_id].append((order, client_order_id))
+    return [found[i] for i in bot_ids]
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeHoldings:
+    """An exchange bot's holdings by currency, with where its market's price is read:
+    its exchange and symbol, and the last price it stepped on (the fallback)."""
+
+    holdings: dict[str, Decimal]
+    exchange: str
+    symbol: str
+    last_price: Decimal | None
+
+
+# Each bot's orders at its account (those its PLACE commands named, once each: the digest
+# of the client order id is the exchange's, ``app.exchanges.venue.exchange_client_id``)
+# and their fills: the base bought less sold, the quote received less paid and fees
+_SENT_ID = exchange_client_id_sql("k.client_order_id")
+_EXCHANGE_HOLDINGS = sql_text(f"""
+    SELECT b.id, c.exchange, b.symbols[1] AS symbol, b.quote, b.budget, b.last_price,
+           coalesce(sum(CASE WHEN o.side = 'BUY' THEN f.quantity ELSE -f.quantity END), 0)
+               AS base,
+           coalesce(sum(CASE WHEN o.side = 'BUY' THEN -f.price * f.quantity
+                             ELSE f.price * f.quantity END
+                        - CASE WHEN f.fee_currency = split_part(o.symbol, '/', 1)
+                               THEN f.fee * f.price ELSE f.fee END), 0) AS flow
+    FROM bots b
+    JOIN exchange_connections c ON c.id = b.exchange_account_id
+    LEFT JOIN LATERAL (
+        SELECT DISTINCT o.id, o.side, o.symbol
+        FROM bot_commands k
+        JOIN exchange_orders o ON o.connection_id = b.exchange_account_id
+             AND o.client_order_id = {_SENT_ID}
+        WHERE k.bot_id = b.id AND k.kind = 'PLACE'
+    ) o ON true
+    LEFT JOIN exchange_fills f ON f.order_id = o.id
+    WHERE b.id = ANY(:ids)
+    GROUP BY b.id, c.exchange
+""").bindparams(bindparam("ids", type_=ARRAY(BigInteger)))  # noqa: S608 (our constant)
+
+
+async def exchange_holdings_by_bot_ids(
+    session: AsyncSession, bot_ids: Sequence[int]
+) -> list[ExchangeHoldings | None]:
+    """Each exchange bot's holdings (the module's docstring), in one statement; None for
+    a bot not on an exchange."""
+    found: dict[int, ExchangeHoldings] = {}
+    for row in await session.execute(_EXCHANGE_HOLDINGS, {"ids": list(bot_ids)}):
+        base = row.symbol.split("/")[0]
+        amounts = {row.quote: row.budget + row.flow, base: row.base}
+        held = {c: a.normalize() for c, a in sorted(amounts.items()) if a}
+        found[row.id] = ExchangeHoldings(held, row.exchange, row.symbol, row.last_price)
+    return [found.get(i) for i in bot_ids]
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,9 +43,8 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InsufficientFunds, UserError
-from app.exchanges.domain.orders import CLIENT_ORDER_ID_PREFIX, derived_client_order_id_sql
 from app.exchanges.domain.orders import LIVE as EXCHANGE_LIVE
-from app.exchanges.venue import ExchangeVenue
+from app.exchanges.venue import ExchangeVenue, exchange_client_id_sql
 from app.ledger import journal as ledger
 from app.ledger.rules import move
 from app.paper import orders as paper_orders
@@ -224,8 +223,7 @@ class PaperSender:
 
 
 # The client order id an exchange is sent for a bot's (``exchange_client_id``), in SQL
-def _sent_id(key_sql: str) -> str:
-    return derived_client_order_id_sql(CLIENT_ORDER_ID_PREFIX, key_sql)
+_sent_id = exchange_client_id_sql
 
 
 _EXCHANGE_LIVE = sorted(s.value for s in EXCHANGE_LIVE)

@@ -3,7 +3,8 @@
 
 N callers cost one exchange request: answers are kept in Redis briefly (the order book
 ``EXCHANGE_BOOK_CACHE_SECONDS``, the ticker and recent trades
-``EXCHANGE_TICKER_CACHE_SECONDS``), shared by every process; calls in one process that
+``EXCHANGE_TICKER_CACHE_SECONDS``), shared by every process (``kept_last_prices`` reads
+the tickers kept, fetching nothing: an exchange bot's figures); calls in one process that
 miss the cache together share one fetch (``SingleFlight``), and a process fetching holds
 a Redis lock for it while the others wait for its answer. Errors are not kept (the next
 call asks again).
@@ -16,9 +17,10 @@ them back from the store, fetching first only what the store lacks in the range 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -131,6 +133,23 @@ async def ticker(rt: Runtime, *, exchange: ExchangeId, symbol: str) -> ExchangeT
     key = rt.redis_key("exchange-md", "ticker", exchange.value, symbol)
     seconds = rt.settings.exchange_ticker_cache_seconds
     return await _cached(rt, key, seconds, fetch, ExchangeTicker.to_json, ExchangeTicker.from_json)
+
+
+async def kept_last_prices(
+    rt: Runtime, markets: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Decimal]:
+    """The last prices of ``markets`` (exchange, symbol) in the tickers kept now (one
+    Redis read, no request to any exchange); a market whose ticker is not kept, or has
+    no last price, is left out."""
+    wanted = sorted(set(markets))
+    if not wanted:
+        return {}
+    keys = [rt.redis_key("exchange-md", "ticker", e, s) for e, s in wanted]
+    found: dict[tuple[str, str], Decimal] = {}
+    for market, held in zip(wanted, await rt.redis.mget(keys), strict=True):
+        if held is not None and (last := ExchangeTicker.from_json(held).last) is not None:
+            found[market] = last
+    return found
 
 
 async def order_book(rt: Runtime, *, exchange: ExchangeId, symbol: str, depth: int) -> ExchangeBook:

@@ -46,6 +46,7 @@ from app.exchanges.domain.orders import (
     ExchangeOrderStatus,
     ExchangeOrderType,
     derived_client_order_id,
+    derived_client_order_id_sql,
 )
 from app.runtime import Runtime
 from app.trading.domain.errors import ClientOrderIdReused, OrderNotFound
@@ -92,6 +93,12 @@ def exchange_client_id(client_order_id: str) -> str:
     """The client order id the exchange is sent for the caller's ``client_order_id``
     (letters and digits, 18 characters: every exchange takes it)."""
     return derived_client_order_id(CLIENT_ORDER_ID_PREFIX, client_order_id)
+
+
+def exchange_client_id_sql(key_sql: str) -> str:
+    """``exchange_client_id`` in SQL, of the text expression ``key_sql`` (statements that
+    find a bot's exchange orders from its commands' client order ids)."""
+    return derived_client_order_id_sql(CLIENT_ORDER_ID_PREFIX, key_sql)
 
 
 def status_of(row: ExchangeOrder) -> OrderStatus:
@@ -277,10 +284,16 @@ class ExchangeVenue:
                 client_order_id=order.client_order_id, side=Side(order.side),
                 price=fill.price, quantity=fill.quantity, value=fill.price * fill.quantity,
                 fee=quote_fee(fill, order.symbol),
-                liquidity=Liquidity.MAKER if order.type == "LIMIT" else Liquidity.TAKER,
+                liquidity=liquidity_of(order),
                 remaining=order.quantity - filled,
             ))  # fmt: skip
         return tuple(events)
+
+
+def liquidity_of(order: ExchangeOrder) -> Liquidity:
+    """The exchanges do not report it: a LIMIT order's fills read as MAKER, others as
+    TAKER."""
+    return Liquidity.MAKER if order.type == ExchangeOrderType.LIMIT.value else Liquidity.TAKER
 
 
 def quote_fee(fill: ExchangeFill, symbol: str) -> Decimal:

@@ -31,8 +31,11 @@ One transaction per batch of events, with the checkpoint:
                     only (only ever stricter), with its reason; CANCEL_ORDERS,
                     REDUCE_TO_FLAT and COOL_DOWN cancel the scope's open orders (a
                     user's and their bots', a bot's, a follow's copy orders), in this
-                    transaction; each transition a RISK notification to the user, each
-                    limit near its threshold a warning (once a day per limit)
+                    transaction (a user's orders at the exchanges, their exchange
+                    bots' and their own, are asked to be canceled here and sent after
+                    the commit: ``app.exchanges.cancel_requests``); each transition a
+                    RISK notification to the user, each limit near its threshold a
+                    warning (once a day per limit)
 
 After COMMIT, REDUCE_TO_FLAT sells what the scope holds: once the cancels are applied,
 a protected MARKET sell (``FLATTEN_SLIPPAGE_BPS`` from the last trade) per non-cash
@@ -49,12 +52,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_DOWN
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError
 from app.events import event_log, topics
+from app.exchanges import cancel_requests
 from app.notifications.notifications import NewNotification, create_notifications
 from app.notifications.rules import Draft, NotificationType, Priority
 from app.risk import notices, transitions
@@ -150,6 +155,8 @@ async def run_once(rt: Runtime) -> int:
     while True:
         read, to_flatten = await in_transaction(rt.sessions, lambda s: _batch(rt, s))
         handled += read
+        if read:  # the exchange orders a USER scope's action asked to cancel
+            await cancel_requests.send_asked(rt)
         for job in to_flatten:
             await (close_follow(rt, job) if job.follow_id is not None else flatten(rt, job))
         if read < EVENT_BATCH:
@@ -239,17 +246,21 @@ async def _act(
         limit_id=breach.limit.id,
         cooldown_until=breach.cooldown_until(rt.now()),
     )
-    queued = await _cancel(session, scope) if effect.cancel_orders else []
+    queued = await _cancel(session, scope, rt.now()) if effect.cancel_orders else []
     return moved, queued
 
 
-async def _cancel(session: AsyncSession, scope: Watched) -> list[tuple[int, int, list[int]]]:
+async def _cancel(
+    session: AsyncSession, scope: Watched, now: datetime
+) -> list[tuple[int, int, list[int]]]:
     """Cancel the scope's open orders: a user's and their bots' (its state binds theirs),
-    a bot's sub-account's, a follow's copy orders."""
+    and every live order of theirs at the exchanges (their exchange bots' and their own:
+    asked here, sent after the commit), a bot's sub-account's, a follow's copy orders."""
     if scope.ref.scope is Scope.FOLLOW:
         prefix = copy_client_order_prefix(scope.ref.id)
         return await commands.cancel_prefixed_commands(session, scope.account, prefix)
     if scope.ref.scope is Scope.USER:
+        await cancel_requests.ask_for_user(session, user_id=scope.account, now=now)
         return await commands.cancel_account_commands(session, scope.account)
     return await commands.cancel_all_commands(session, scope.account, None)
 

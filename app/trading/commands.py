@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import audit
 from app.core.errors import InsufficientFunds, NotAuthenticated, UserError, ValidationFailed
+from app.exchanges import cancel_requests
 from app.risk import gate as risk_gate
 from app.runtime import Runtime
 from app.trading import markets
@@ -299,7 +300,10 @@ async def cancel_all_orders(
 
 async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool) -> list[Order]:
     """The kill switch. ``False`` refuses new orders and cancels every live one (the
-    orders it canceled are returned); ``True`` allows trading again."""
+    orders it canceled are returned), pauses the user's bots and cancels their exchange
+    bots' orders at the exchanges (``app.exchanges.cancel_requests``: asked in this
+    transaction, sent after it, retried by a job while an exchange is down); ``True``
+    allows trading again."""
 
     async def work(session: AsyncSession) -> list[tuple[int, int, list[int]]]:
         if user_id is None:
@@ -311,10 +315,12 @@ async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool
         await session.flush()
         if enabled:
             return []
-        # the user's bots trade as sub-accounts: paused, and their orders canceled too
+        # the user's bots trade as sub-accounts: paused, and their orders canceled too;
+        # their exchange bots' orders are canceled at the exchanges after the commit
         await session.execute(
             update(Bot).where(Bot.user_id == user_id, Bot.status != "STOPPED").values(paused=True)
         )
+        await cancel_requests.ask_for_bots(session, user_id=user_id, now=rt.now())
         subs = (await session.scalars(select(User.id).where(User.owner_id == user_id))).all()
         queued = []
         for account in (user_id, *subs):
@@ -322,6 +328,8 @@ async def set_trading_enabled(rt: Runtime, *, user_id: int | None, enabled: bool
         return queued
 
     queued = await in_transaction(rt.sessions, work)
+    if not enabled and user_id is not None:
+        await cancel_requests.send_asked(rt, user_id=user_id)
     return await wait_for_commands(rt, queued)
 
 

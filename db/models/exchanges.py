@@ -182,6 +182,14 @@ class ExchangeOrder(Base):
             "cancel_requested_at",
             postgresql_where=text("cancel_requested_at IS NOT NULL"),
         ),
+        Index(
+            "ix_exchange_orders_forced_cancel",
+            "user_id",
+            postgresql_where=text(
+                "forced_cancel_at IS NOT NULL"
+                " AND status IN ('PENDING_SUBMIT', 'OPEN', 'PARTIALLY_FILLED', 'ARMED')"
+            ),
+        ),
     )
 
     id: Mapped[int] = _pk()
@@ -211,6 +219,10 @@ class ExchangeOrder(Base):
     list_role: Mapped[str | None] = mapped_column(Text)
     # the follow it was sent for: a copy, or a close of the follow's positions
     follow_id: Mapped[int | None] = mapped_column(ForeignKey("follows.id"))
+    # a kill switch's or a risk action's cancel, asked in its transaction and sent after
+    # it (at most once per retry period): app/exchanges/cancel_requests.py
+    forced_cancel_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    forced_cancel_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

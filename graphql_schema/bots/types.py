@@ -6,7 +6,9 @@ decisions' connection and the bots' enums.
 Figures are in the bot's quote currency (``app.bots.reads``): ``equity`` is what its
 sub-account holds valued at each market's last price (once stopped: what it gave back),
 ``budget`` what it was given, ``pnl = equity - budget = realisedPnl + unrealisedPnl``. A
-paper bot's holdings, trades and open orders are its paper account's (current run)."""
+paper bot's holdings, trades and open orders are its paper account's (current run); an
+exchange bot's holdings, trades and open orders are its exchange orders' and their
+fills', its holdings valued at its exchange's last price the platform keeps (``reads``)."""
 
 from __future__ import annotations
 
@@ -30,13 +32,14 @@ from app.http.webhooks import BOT_HOOKS
 from app.trading.markets import MarketRow
 from db.models import Bot as BotRow
 from db.models import BotDecision as DecisionRow
+from db.models import ExchangeFill as ExchangeFillRow
 from db.models import Fill as FillRow
 from db.models import PaperFill as PaperFillRow
-from db.queries import Page, page_key
+from db.queries import page_key
 from graphql_schema.bots.orders import BotOrder, BotTrade, BotTradeConnection
 from graphql_schema.enums import derived_enum
 from graphql_schema.ids import node_keys
-from graphql_schema.paging import page_info, to_connection
+from graphql_schema.paging import to_connection
 from graphql_schema.paper.types import PaperAccountNode
 from graphql_schema.scalars import serialize_decimal
 from graphql_schema.trading.markets import market_specs
@@ -189,7 +192,8 @@ class BotNode(relay.Node):
     @strawberry.field(
         description="The connected exchange account it trades on (an ExchangeAccount id;"
         " null for a bot on the platform). Its orders and fills there are that account's"
-        " `orders`; here its holdings, trades and open orders are empty."
+        " `orders`; its holdings, figures, trades and open orders here are counted from"
+        " them."
     )
     def exchange_account_id(self) -> strawberry.ID | None:
         pk = self._row.exchange_account_id
@@ -225,7 +229,9 @@ class BotNode(relay.Node):
     @strawberry.field(
         description="What its sub-account holds (available and held by its orders); once"
         " STOPPED, what it gave back to your wallet. A paper bot: its paper account's"
-        " balances (play money, never given back)."
+        " balances (play money, never given back). A bot on an exchange account: its"
+        " budget less what its buys cost plus what its sells brought, fees included, and"
+        " the base its fills bought less sold."
     )
     async def holdings(self, info: Info) -> list[BotAmount]:
         return amounts(await self._holdings(info))
@@ -238,7 +244,8 @@ class BotNode(relay.Node):
         return (await self.figures(info)).budget
 
     @strawberry.field(
-        description="Its holdings at each market's last price; null while one has no price."
+        description="Its holdings at each market's last price (a bot on an exchange"
+        " account: its exchange's, as last read); null while one has no price."
     )
     async def equity(self, info: Info) -> Decimal | None:
         return (await self.figures(info)).equity
@@ -263,14 +270,18 @@ class BotNode(relay.Node):
 
     @strawberry.field(
         description="Its fills, newest first: its sub-account's, a paper bot's its paper"
-        " account's (current run)."
+        " account's (current run), a bot on an exchange account's at the exchange."
     )
     async def trades(
         self, info: Info, first: int = 20, after: str | None = None
     ) -> BotTradeConnection:
         loaders, paper = info.context.loaders, self._row.paper_account_id
         if self._row.exchange_account_id is not None:
-            return BotTradeConnection(edges=[], page_info=page_info(Page([], False, False)))
+            key = page_key(self._row.id, first=first, after=after, key=ExchangeFillRow.id)
+            pairs = await loaders.bots.exchange_trade_page_by_key.load(key)
+            return to_connection(  # type: ignore[return-value]
+                BotTradeConnection, pairs, lambda pair: BotTrade.of_exchange(*pair)
+            )
         if paper is not None:
             key = page_key(paper, first=first, after=after, key=PaperFillRow.id)
             page, market = await asyncio.gather(
@@ -287,12 +298,14 @@ class BotNode(relay.Node):
         )
 
     @strawberry.field(
-        description="Its live orders, newest first (a paper bot: on its paper account)."
+        description="Its live orders, newest first (a paper bot: on its paper account; a"
+        " bot on an exchange account: at the exchange)."
     )
     async def open_orders(self, info: Info) -> list[BotOrder]:
         loaders, paper = info.context.loaders.bots, self._row.paper_account_id
         if self._row.exchange_account_id is not None:
-            return []
+            at_exchange = await loaders.open_exchange_orders_by_bot_id.load(self._row.id)
+            return [BotOrder.of_exchange(row, client_id) for row, client_id in at_exchange]
         if paper is not None:
             rows, market = await asyncio.gather(
                 loaders.open_paper_orders_by_account_id.load(paper), self._market(info)
@@ -311,6 +324,10 @@ class BotNode(relay.Node):
         return to_connection(BotDecisionConnection, page, BotDecision.from_row)  # type: ignore[return-value]
 
     async def figures(self, info: Info) -> reads.Figures:
+        if "figures" not in self._figures and self._row.exchange_account_id is not None:
+            loader = info.context.loaders.bots.exchange_holdings_by_bot_id
+            held, prices = await loader.load(self._row.id)
+            self._figures["figures"] = reads.figures(self._row, held, prices)
         if "figures" not in self._figures:
             held, markets = await asyncio.gather(
                 self._holdings(info),
@@ -322,10 +339,12 @@ class BotNode(relay.Node):
 
     async def _holdings(self, info: Info) -> Mapping[str, Decimal]:
         """Its sub-account's holdings (or what it gave back); a paper bot's paper
-        account's balances (the loader ``paperAccount { balances }`` reads too)."""
+        account's balances (the loader ``paperAccount { balances }`` reads too); an
+        exchange bot's from its exchange orders' fills."""
         loaders, paper = info.context.loaders, self._row.paper_account_id
         if self._row.exchange_account_id is not None:
-            return {}
+            loader = loaders.bots.exchange_holdings_by_bot_id
+            return (await loader.load(self._row.id))[0]  # type: ignore[no-any-return]
         if paper is not None:
             book = await loaders.paper_balances_by_account_id.load(paper)
             return reads.paper_holdings(paper, book)

@@ -10,7 +10,7 @@
   cleared when nothing is left to sell (``app.social.copy_exchange``).
 
 Revision ID: 0028_exchange_copy_positions
-Revises: 0026_exchange_disarm
+Revises: 0027_exchange_bot_figures
 Create Date: 2026-12-06 01:20:00
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0028_exchange_copy_positions"
-down_revision: str | None = "0026_exchange_disarm"
+down_revision: str | None = "0027_exchange_bot_figures"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,8 @@
 """The bots' DataLoaders, created per request (``Loaders.bots``; fresh per subscription
 event), one per venue where the venues differ: a page of bots, live and paper, with
 their figures, decisions, trades and open orders costs the same statements for one bot
-of each as for a hundred. A paper bot's balances and fills pages go through the paper
+of each as for a hundred (an exchange bot's holdings and price: one statement and one
+Redis read per batch). A paper bot's balances and fills pages go through the paper
 accounts' own loaders (``Loaders.paper_balances_by_account_id``,
 ``paper_fills_page_by_key``), which ``paperAccount`` shares."""
 
@@ -14,9 +15,10 @@ from functools import cached_property
 from strawberry.dataloader import DataLoader
 
 from app.bots import reads
+from app.exchanges import market_data
 from app.runtime import Runtime
 from app.trading.markets import MarketRow, markets_with_quote_rates
-from db.models import Bot, BotDecision, Fill, Order, PaperOrder
+from db.models import Bot, BotDecision, ExchangeFill, ExchangeOrder, Fill, Order, PaperOrder
 from db.queries import rows_by_ids
 from resolvers.page_loader import PageByKeyLoader
 
@@ -49,6 +51,42 @@ class HoldingsByAccountIdLoader(DataLoader[int, dict[str, Decimal]]):
         async def load(ids: Sequence[int]) -> list[dict[str, Decimal]]:
             async with rt.reads() as session:
                 return await reads.holdings_by_account_ids(session, ids)
+
+        super().__init__(load_fn=load)
+
+
+Marked = tuple[dict[str, Decimal], dict[str, Decimal | None]]  # holdings, prices by symbol
+
+
+class ExchangeHoldingsByBotIdLoader(DataLoader[int, Marked]):
+    """An exchange bot's holdings (``reads``) and its market's last price: its
+    exchange's in the tickers the platform keeps, else the last it stepped on (one
+    statement and one Redis read per batch; no request to an exchange)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[Marked]:
+            async with rt.reads() as session:
+                rows = await reads.exchange_holdings_by_bot_ids(session, ids)
+            kept = await market_data.kept_last_prices(
+                rt, [(r.exchange, r.symbol) for r in rows if r is not None]
+            )
+            return [
+                ({}, {}) if r is None
+                else (r.holdings, {r.symbol: kept.get((r.exchange, r.symbol), r.last_price)})
+                for r in rows
+            ]  # fmt: skip
+
+        super().__init__(load_fn=load)
+
+
+class OpenExchangeOrdersByBotIdLoader(DataLoader[int, list[tuple[ExchangeOrder, str]]]):
+    """An exchange bot's live orders at its account, with its client order ids
+    (``reads``)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        async def load(ids: Sequence[int]) -> list[list[tuple[ExchangeOrder, str]]]:
+            async with rt.reads() as session:
+                return await reads.open_exchange_orders_by_bot_ids(session, ids)
 
         super().__init__(load_fn=load)
 
@@ -90,6 +128,18 @@ class BotLoaders:
     @cached_property
     def holdings_by_account_id(self) -> HoldingsByAccountIdLoader:
         return HoldingsByAccountIdLoader(self._rt)
+
+    @cached_property
+    def exchange_holdings_by_bot_id(self) -> ExchangeHoldingsByBotIdLoader:
+        return ExchangeHoldingsByBotIdLoader(self._rt)
+
+    @cached_property
+    def open_exchange_orders_by_bot_id(self) -> OpenExchangeOrdersByBotIdLoader:
+        return OpenExchangeOrdersByBotIdLoader(self._rt)
+
+    @cached_property
+    def exchange_trade_page_by_key(self) -> PageByKeyLoader[tuple[ExchangeFill, ExchangeOrder]]:
+        return PageByKeyLoader(self._rt, reads.exchange_fill_pages)
 
     @cached_property
     def open_orders_by_account_id(self) -> OpenOrdersByAccountIdLoader:
