@@ -240,6 +240,7 @@ class ExchangeBots(_Reads):
     _ORDERS = f"""
         SELECT o.id, o.connection_id AS account, w.client_order_id,
                CASE WHEN o.status = 'PENDING_SUBMIT' THEN 'NEW'
+                    WHEN o.status = 'ARMED' THEN 'UNTRIGGERED'
                     WHEN o.status IN ('FILLED', 'CANCELED') AND f.recorded < o.filled
                         THEN 'PARTIALLY_FILLED'
                     ELSE o.status END AS status,

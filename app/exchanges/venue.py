@@ -85,6 +85,7 @@ STATUSES: Mapping[S, OrderStatus] = {
     S.FILLED: OrderStatus.FILLED,
     S.CANCELED: OrderStatus.CANCELED,
     S.REJECTED: OrderStatus.REJECTED,
+    S.ARMED: OrderStatus.UNTRIGGERED,  # an emulated stop the platform holds
 }
 _LIVE_VALUES = sorted(s.value for s in LIVE)
 

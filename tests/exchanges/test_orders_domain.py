@@ -26,7 +26,7 @@ from app.exchanges.domain.orders import (
     new_client_order_id,
     order_types,
 )
-from app.trading.domain.orders import Side
+from app.trading.domain.orders import OrderStatus, Side
 
 S = ExchangeOrderStatus
 T = ExchangeOrderType
@@ -118,3 +118,10 @@ def test_client_order_ids_fit_every_exchange_and_do_not_repeat():
     ids = {new_client_order_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(re.fullmatch(r"[a-z0-9]{18}", i) for i in ids)  # Kraken 18, OKX [a-z0-9]
+
+
+def test_every_exchange_order_status_reads_as_a_platform_status():
+    from app.exchanges.venue import STATUSES
+
+    assert set(STATUSES) == set(ExchangeOrderStatus)
+    assert STATUSES[S.ARMED] is OrderStatus.UNTRIGGERED
