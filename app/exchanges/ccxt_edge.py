@@ -515,25 +515,44 @@ class CcxtTradeStream:
         self._session = CcxtSession(connector, exchange_id, exchange)
         self._exchange = exchange
         self._params = params
+        self._last: dict[str, Any] = {}  # per symbol, the last trade returned (ccxt's)
 
     async def trades(self, symbol: str) -> list[Trade]:
         """The market's trades since the last call, oldest first (the first call
-        subscribes, and returns with the first trades)."""
+        subscribes, and returns with the first trades). Read from ccxt's cache of the
+        market's trades after the last one returned: ccxt.pro wakes a watch only for a
+        message that arrives while it waits, so a trade that came between two calls
+        would otherwise wait for the next trade."""
         await self._session._load_markets()
-        raw = await self._session._once(
-            "watch_trades",
-            lambda: self._exchange.watch_trades(symbol, None, None, dict(self._params)),
-        )
+        raw = self._unreturned(symbol)
+        if not raw:
+            await self._session._once(
+                "watch_trades",
+                lambda: self._exchange.watch_trades(symbol, None, None, dict(self._params)),
+            )
+            raw = self._unreturned(symbol)
+        if raw:
+            self._last[symbol] = raw[-1]
         found = [t for t in (to_trade(r) for r in raw) if t is not None]
         return sorted(found, key=lambda t: t.time)
+
+    def _unreturned(self, symbol: str) -> list[Any]:
+        cached = list((self._exchange.trades or {}).get(symbol) or ())
+        last = self._last.get(symbol)
+        for n in range(len(cached) - 1, -1, -1):
+            if cached[n] is last:
+                return cached[n + 1 :]
+        return cached  # the first call, or more trades than ccxt keeps came since
 
     async def subscribed(self) -> None:
         """Once a subscription was sent on a connected WebSocket (ccxt.pro surfaces no
         acknowledgement of a public one)."""
-        while not any(
-            c.subscriptions and c.connected.done() for c in list(self._exchange.clients.values())
-        ):
+        while not self._subscription_sent():  # noqa: ASYNC110 (ccxt.pro has no event for it)
             await asyncio.sleep(0.005)
+
+    def _subscription_sent(self) -> bool:
+        clients = self._exchange.clients or {}  # ccxt.pro replaces an empty dict
+        return any(c.subscriptions and c.connected.done() for c in list(clients.values()))
 
 
 class _MarketsCache:

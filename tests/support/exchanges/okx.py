@@ -433,8 +433,15 @@ class OkxStandIn(StandIn):
 
 
 def _trade(inst: str, t: TapeTrade) -> dict:
-    return {"instId": inst, "tradeId": str(t.trade_id), "px": amount(t.price),
-            "sz": amount(t.amount), "side": t.side, "ts": str(t.time_ms), "count": "1"}
+    return {
+        "instId": inst,
+        "tradeId": str(t.trade_id),
+        "px": amount(t.price),
+        "sz": amount(t.amount),
+        "side": t.side,
+        "ts": str(t.time_ms),
+        "count": "1",
+    }
 
 
 _MINUTE = 60_000
