@@ -445,11 +445,9 @@ class CcxtOrderStream:
         return await self._session._once(call, operation)
 
 
-class CcxtBookStream:
-    """An exchange's public order books over its WebSocket (``ccxt.pro``
-    watch_order_book: its snapshot, then its sequenced deltas applied); a dropped
-    connection, a gap in the sequence or a wrong checksum raises ``ExchangeUnavailable``
-    (the book was dropped: the caller opens the stream again, on a new snapshot)."""
+class _PublicStream:
+    """A ``ccxt.pro`` instance without credentials and its watch call's params
+    (``_PUBLIC_STREAMS``)."""
 
     def __init__(
         self,
@@ -462,13 +460,22 @@ class CcxtBookStream:
         self._exchange = exchange
         self._params = params
 
+    async def _watch(self, call: str, symbol: str) -> Any:
+        """ccxt's ``call`` on ``symbol``, its failure converted."""
+        await self._session._load_markets()
+        method = getattr(self._exchange, call)
+        return await self._session._once(call, lambda: method(symbol, params=dict(self._params)))
+
+
+class CcxtBookStream(_PublicStream):
+    """An exchange's public order books over its WebSocket (``ccxt.pro``
+    watch_order_book: its snapshot, then its sequenced deltas applied); a dropped
+    connection, a gap in the sequence or a wrong checksum raises ``ExchangeUnavailable``
+    (the book was dropped: the caller opens the stream again, on a new snapshot)."""
+
     async def book(self, symbol: str, depth: int) -> ExchangeBook:
         """The book once it changed (the first call: once subscribed and synchronised)."""
-        await self._session._load_markets()
-        raw = await self._session._once(
-            "watch_order_book",
-            lambda: self._exchange.watch_order_book(symbol, None, dict(self._params)),
-        )
+        raw = await self._watch("watch_order_book", symbol)
         return to_book(raw, symbol, datetime.now(UTC)).top(depth)
 
 
@@ -500,7 +507,7 @@ def _check_book_checksums(
 _CHECKSUM_LEVELS = 25  # the most levels a side a book checksum covers (OKX's: 25)
 
 
-class CcxtTradeStream:
+class CcxtTradeStream(_PublicStream):
     """An exchange's public trades over its WebSocket (``ccxt.pro`` watch_trades); a
     dropped connection raises ``ExchangeUnavailable`` (what the gap held is read over
     REST by the caller)."""
@@ -512,9 +519,7 @@ class CcxtTradeStream:
         exchange: Any,
         params: Mapping[str, Any],
     ) -> None:
-        self._session = CcxtSession(connector, exchange_id, exchange)
-        self._exchange = exchange
-        self._params = params
+        super().__init__(connector, exchange_id, exchange, params)
         self._last: dict[str, Any] = {}  # per symbol, the last trade returned (ccxt's)
 
     async def trades(self, symbol: str) -> list[Trade]:
@@ -526,10 +531,7 @@ class CcxtTradeStream:
         await self._session._load_markets()
         raw = self._unreturned(symbol)
         if not raw:
-            await self._session._once(
-                "watch_trades",
-                lambda: self._exchange.watch_trades(symbol, None, None, dict(self._params)),
-            )
+            await self._watch("watch_trades", symbol)
             raw = self._unreturned(symbol)
         if raw:
             self._last[symbol] = raw[-1]
