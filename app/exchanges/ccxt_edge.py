@@ -459,6 +459,7 @@ class _PublicStream:
         self._session = CcxtSession(connector, exchange_id, exchange)
         self._exchange = exchange
         self._params = params
+        self._last: dict[str, Any] = {}  # per symbol, the last item returned (trades)
 
     async def _watch(self, call: str, symbol: str) -> Any:
         """ccxt's ``call`` on ``symbol``, its failure converted."""
@@ -511,16 +512,6 @@ class CcxtTradeStream(_PublicStream):
     """An exchange's public trades over its WebSocket (``ccxt.pro`` watch_trades); a
     dropped connection raises ``ExchangeUnavailable`` (what the gap held is read over
     REST by the caller)."""
-
-    def __init__(
-        self,
-        connector: CcxtConnector,
-        exchange_id: ExchangeId,
-        exchange: Any,
-        params: Mapping[str, Any],
-    ) -> None:
-        super().__init__(connector, exchange_id, exchange, params)
-        self._last: dict[str, Any] = {}  # per symbol, the last trade returned (ccxt's)
 
     async def trades(self, symbol: str) -> list[Trade]:
         """The market's trades since the last call, oldest first (the first call
