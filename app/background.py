@@ -26,7 +26,9 @@ from app.exchanges import order_lists as exchange_order_lists
 from app.exchanges import syncs as exchange_syncs
 from app.exchanges import triggers as exchange_triggers
 from app.exchanges.candle_sync import sync_candles
+from app.exchanges.domain.catalogue import ExchangeId
 from app.exchanges.streams import OrderStreams
+from app.exchanges.trade_streams import TradeStreams
 from app.ledger import idempotency
 from app.notifications.notifications import email_notifications, notify_from_events
 from app.notifications.price_alerts import fire_price_alerts
@@ -111,6 +113,13 @@ async def prune_idempotency_keys(rt: Runtime) -> int:
         return await idempotency.prune(session, older_than=cutoff)
 
 
+async def streamed_markets(rt: Runtime) -> set[tuple[ExchangeId, str]]:
+    """The markets whose public trades are followed by stream where the exchange has
+    one: those with armed emulated stops, and those of exchange paper accounts."""
+    armed = await exchange_triggers.armed_markets(rt)
+    return {*armed, *await paper_exchange_feed.markets(rt)}
+
+
 def default_jobs(rt: Runtime) -> PeriodicJobs:
     jobs = PeriodicJobs(rt)
     jobs.add("outbox-relay", rt.settings.outbox_relay_interval_seconds, relay_outbox)
@@ -156,11 +165,19 @@ def default_jobs(rt: Runtime) -> PeriodicJobs:
         return await exchange_following.poll_live(rt, skip=await streams.skipped(rt))
 
     jobs.add("exchange-orders", rt.settings.exchange_order_poll_seconds, poll_unstreamed)
-    jobs.add(
-        "exchange-triggers",
-        rt.settings.exchange_trigger_poll_seconds,
-        exchange_triggers.fire_armed,
-    )
+    trade_streams = TradeStreams(streamed_markets)
+    if rt.settings.exchange_stream_check_seconds > 0:
+        jobs.add(
+            "exchange-trade-streams",
+            rt.settings.exchange_stream_check_seconds,
+            trade_streams.supervise,
+        )
+        jobs.closers.append(trade_streams.aclose)
+
+    async def fire_unstreamed(rt: Runtime) -> int:  # a healthy stream judges its market
+        return await exchange_triggers.fire_armed(rt, skip=trade_streams.healthy)
+
+    jobs.add("exchange-triggers", rt.settings.exchange_trigger_poll_seconds, fire_unstreamed)
     jobs.add(
         "exchange-cancels", rt.settings.exchange_trigger_poll_seconds, exchange_cancels.run_once
     )

@@ -64,6 +64,7 @@ SUBCOMMANDS = {
     "backtest": "bench.backtest_peer",  # a year of minute candles vs backtesting.py; sweep
     "exchange-orders": "bench.exchange_orders",  # platform latency added; reconcile 10,000
     "exchange-streams": "bench.exchange_streams",  # RSS/CPU per account: order streams vs polls
+    "stop-streams": "bench.stop_streams",  # crossing trade -> stop's child: streamed vs polled
 }
 
 

@@ -1,6 +1,6 @@
 """Order-book streams of an exchange's market, made by polling its REST order book every
 ``EXCHANGE_BOOK_POLL_SECONDS``, or, where the exchange's WebSocket is followed
-(``ExchangeConnector.book_streamed``: Binance), from it (``BookWatcher``).
+(``ExchangeConnector.book_streamed``: Binance, OKX), from it (``BookWatcher``).
 
 One ``BookPoller`` per (exchange, symbol, depth) in a process, shared by every
 subscriber (and the order-book cache of app/exchanges/market_data.py shares the fetches
@@ -136,8 +136,10 @@ class BookWatcher(BookPoller):
     watch_order_book, where ``ExchangeConnector.book_streamed``) instead of polls: the
     snapshot as the poller's; then each book the stream gives, compared with the last,
     is a delta with the next sequence number, so subscribers see the same contract. A
-    dropped stream is opened again (backoff, doubling): ccxt takes a new snapshot of
-    its own, and the comparison with the last book sent covers the gap."""
+    dropped stream, or one whose book went wrong (a gap in the exchange's sequence, a
+    checksum that does not match: the ccxt edge drops the book), is opened again
+    (backoff, doubling): ccxt takes a new snapshot of its own, and the comparison with
+    the last book sent covers the gap."""
 
     streamed: int = 0  # books the stream gave (for tests and logs)
 

@@ -70,6 +70,7 @@ from app.exchanges.domain.marketdata import (
     ExchangeBook,
     ExchangeTicker,
     Level,
+    okx_book_checksum,
     timestamp,
 )
 from app.exchanges.domain.markets import ExchangeMarket
@@ -142,11 +143,6 @@ _ENDED_ORDERS: dict[ExchangeId, tuple[str, ...]] = {
 # The exchange's own parameter for our client order id where ccxt's ``clientOrderId``
 # is not sent (ccxt's Coinbase createOrder makes its own "ccxt-<uuid>" and drops ours).
 _CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id"}
-# The exchanges whose order books are followed over their WebSocket (``ccxt.pro``
-# watch_order_book) rather than polled (app/exchanges/book_polling.py).
-_BOOK_STREAMS = frozenset({ExchangeId.BINANCE})
-
-
 async def _bybit_ready(exchange: Any) -> Any:
     """Bybit: the v5 private WebSocket's ``auth``, acknowledged (its URL is the unified
     account's, which ccxt learns from the REST account info first)."""
@@ -199,6 +195,32 @@ _ORDER_STREAMS: dict[ExchangeId, _OrderStreamSpec] = {
     # the ``user`` channel's first message, its snapshot, comes once it is accepted
     ExchangeId.COINBASE: _OrderStreamSpec(lambda ex: ex.watch_orders()),
 }
+
+
+@dataclass(frozen=True)
+class _PublicStreams:
+    """How an exchange's public market data is followed over its WebSocket (``ccxt.pro``)
+    here; None: polled over REST (app/exchanges/book_polling.py, triggers.py)."""
+
+    book: Mapping[str, Any] | None = None  # watch_order_book's params
+    # the checksum its book updates carry, where ccxt.pro does not check it: of our book
+    # (the top levels a side) after each update, compared with the exchange's
+    book_checksum: Callable[[tuple[Level, ...], tuple[Level, ...]], int] | None = None
+    trades: Mapping[str, Any] | None = None  # watch_trades' params
+
+
+# Adding an exchange's stream is a row here (and ccxt.pro's support for it).
+_PUBLIC_STREAMS: dict[ExchangeId, _PublicStreams] = {
+    # ccxt.pro syncs the diff depth stream with a REST snapshot and checks its update
+    # ids; the aggregate trades stream, whose ids are the REST trades' (aggTrades)
+    ExchangeId.BINANCE: _PublicStreams(book={}, trades={"name": "aggTrade"}),
+    # the ``books`` channel (400 levels): ccxt.pro 4.5 checks seqId / prevSeqId, and
+    # ignores the checksum (of the top 25 levels): checked here
+    ExchangeId.OKX: _PublicStreams(
+        book={"depth": "books"}, book_checksum=okx_book_checksum, trades={}
+    ),
+}
+_POLLED = _PublicStreams()
 
 
 class _Nonces:
@@ -467,22 +489,107 @@ class CcxtOrderStream:
         return await self._session._once(call, operation)
 
 
-class CcxtBookStream:
-    """An exchange's public order books over its WebSocket (``ccxt.pro``
-    watch_order_book: its snapshot, then its sequenced deltas applied, resynchronised by
-    ccxt on a gap); a dropped connection raises ``ExchangeUnavailable``."""
+class _PublicStream:
+    """A ``ccxt.pro`` instance without credentials and its watch call's params
+    (``_PUBLIC_STREAMS``)."""
 
-    def __init__(self, connector: CcxtConnector, exchange_id: ExchangeId, exchange: Any) -> None:
+    def __init__(
+        self,
+        connector: CcxtConnector,
+        exchange_id: ExchangeId,
+        exchange: Any,
+        params: Mapping[str, Any],
+    ) -> None:
         self._session = CcxtSession(connector, exchange_id, exchange)
         self._exchange = exchange
+        self._params = params
+        self._last: dict[str, Any] = {}  # per symbol, the last item returned (trades)
+
+    async def _watch(self, call: str, symbol: str) -> Any:
+        """ccxt's ``call`` on ``symbol``, its failure converted."""
+        await self._session._load_markets()
+        method = getattr(self._exchange, call)
+        return await self._session._once(call, lambda: method(symbol, params=dict(self._params)))
+
+
+class CcxtBookStream(_PublicStream):
+    """An exchange's public order books over its WebSocket (``ccxt.pro``
+    watch_order_book: its snapshot, then its sequenced deltas applied); a dropped
+    connection, a gap in the sequence or a wrong checksum raises ``ExchangeUnavailable``
+    (the book was dropped: the caller opens the stream again, on a new snapshot)."""
 
     async def book(self, symbol: str, depth: int) -> ExchangeBook:
         """The book once it changed (the first call: once subscribed and synchronised)."""
-        await self._session._load_markets()
-        raw = await self._session._once(
-            "watch_order_book", lambda: self._exchange.watch_order_book(symbol)
-        )
+        raw = await self._watch("watch_order_book", symbol)
         return to_book(raw, symbol, datetime.now(UTC)).top(depth)
+
+
+def _check_book_checksums(
+    instance: Any, checksum: Callable[[tuple[Level, ...], tuple[Level, ...]], int]
+) -> None:
+    """Make ``instance`` check the checksum each book message carries once ccxt applied
+    it (``handle_order_book_message``: OKX's): a mismatch drops the book and fails its
+    watch with ``ChecksumError``, as ccxt's own sequence check does on a gap."""
+    import ccxt
+
+    handle = instance.handle_order_book_message
+
+    def checked(client: Any, message: Any, book: Any, message_hash: str, market: Any = None) -> Any:
+        result = handle(client, message, book, message_hash, market)
+        expected = message.get("checksum") if isinstance(message, dict) else None
+        if expected is None or message_hash not in client.subscriptions:  # gap: dropped
+            return result
+        top = _CHECKSUM_LEVELS
+        if checksum(_levels(book["bids"][:top]), _levels(book["asks"][:top])) != int(expected):
+            del client.subscriptions[message_hash]
+            instance.orderbooks.pop(book.get("symbol"), None)
+            client.reject(ccxt.ChecksumError(f"{instance.id} order book checksum"), message_hash)
+        return result
+
+    instance.handle_order_book_message = checked
+
+
+_CHECKSUM_LEVELS = 25  # the most levels a side a book checksum covers (OKX's: 25)
+
+
+class CcxtTradeStream(_PublicStream):
+    """An exchange's public trades over its WebSocket (``ccxt.pro`` watch_trades); a
+    dropped connection raises ``ExchangeUnavailable`` (what the gap held is read over
+    REST by the caller)."""
+
+    async def trades(self, symbol: str) -> list[Trade]:
+        """The market's trades since the last call, oldest first (the first call
+        subscribes, and returns with the first trades). Read from ccxt's cache of the
+        market's trades after the last one returned: ccxt.pro wakes a watch only for a
+        message that arrives while it waits, so a trade that came between two calls
+        would otherwise wait for the next trade."""
+        await self._session._load_markets()
+        raw = self._unreturned(symbol)
+        if not raw:
+            await self._watch("watch_trades", symbol)
+            raw = self._unreturned(symbol)
+        if raw:
+            self._last[symbol] = raw[-1]
+        found = [t for t in (to_trade(r) for r in raw) if t is not None]
+        return sorted(found, key=lambda t: t.time)
+
+    def _unreturned(self, symbol: str) -> list[Any]:
+        cached = list((self._exchange.trades or {}).get(symbol) or ())
+        last = self._last.get(symbol)
+        for n in range(len(cached) - 1, -1, -1):
+            if cached[n] is last:
+                return cached[n + 1 :]
+        return cached  # the first call, or more trades than ccxt keeps came since
+
+    async def subscribed(self) -> None:
+        """Once a subscription was sent on a connected WebSocket (ccxt.pro surfaces no
+        acknowledgement of a public one)."""
+        while not self._subscription_sent():  # noqa: ASYNC110 (ccxt.pro has no event for it)
+            await asyncio.sleep(0.005)
+
+    def _subscription_sent(self) -> bool:
+        clients = self._exchange.clients or {}  # ccxt.pro replaces an empty dict
+        return any(c.subscriptions and c.connected.done() for c in list(clients.values()))
 
 
 class _MarketsCache:
@@ -820,15 +927,36 @@ class CcxtConnector:
 
     def book_streamed(self, exchange: ExchangeId) -> bool:
         """Whether ``exchange``'s order books are followed over its WebSocket here."""
-        return exchange in _BOOK_STREAMS
+        return _PUBLIC_STREAMS.get(exchange, _POLLED).book is not None
 
     @asynccontextmanager
     async def book_stream(self, exchange: ExchangeId) -> AsyncIterator[CcxtBookStream]:
+        feed = _PUBLIC_STREAMS[exchange]
+        assert feed.book is not None
+        async with self._public_stream(exchange, "watchOrderBook") as instance:
+            if feed.book_checksum is not None:
+                _check_book_checksums(instance, feed.book_checksum)
+            yield CcxtBookStream(self, exchange, instance, feed.book)
+
+    def trades_streamed(self, exchange: ExchangeId) -> bool:
+        """Whether ``exchange``'s public trades are followed over its WebSocket here."""
+        return _PUBLIC_STREAMS.get(exchange, _POLLED).trades is not None
+
+    @asynccontextmanager
+    async def trade_stream(self, exchange: ExchangeId) -> AsyncIterator[CcxtTradeStream]:
+        params = _PUBLIC_STREAMS[exchange].trades
+        assert params is not None
+        async with self._public_stream(exchange, "watchTrades") as instance:
+            yield CcxtTradeStream(self, exchange, instance, params)
+
+    @asynccontextmanager
+    async def _public_stream(self, exchange: ExchangeId, call: str) -> AsyncIterator[Any]:
+        """A ``ccxt.pro`` instance without credentials, closed when the ``async with`` ends."""
         instance = self._new(exchange, None, pro=True)
         try:
-            if not instance.has.get("watchOrderBook"):
-                raise InvariantViolation(f"ccxt.pro has no watch_order_book at {exchange.value}")
-            yield CcxtBookStream(self, exchange, instance)
+            if not instance.has.get(call):
+                raise InvariantViolation(f"ccxt.pro has no {call} at {exchange.value}")
+            yield instance
         finally:
             await asyncio.shield(instance.close())
 

@@ -110,6 +110,17 @@ class BookStream(Protocol):
         ...
 
 
+class TradeStream(Protocol):
+    async def trades(self, symbol: str) -> list[Trade]:
+        """The market's public trades since the last call, oldest first (the first call
+        subscribes); ``ExchangeUnavailable`` when the connection dropped."""
+        ...
+
+    async def subscribed(self) -> None:
+        """Once the subscription of the first ``trades`` call is on its way."""
+        ...
+
+
 class ExchangeConnector(Protocol):
     def session(
         self, exchange: ExchangeId, credentials: Credentials
@@ -138,6 +149,14 @@ class ExchangeConnector(Protocol):
 
     def book_stream(self, exchange: ExchangeId) -> AbstractAsyncContextManager[BookStream]:
         """The exchange's public book stream, closed when the ``async with`` ends."""
+        ...
+
+    def trades_streamed(self, exchange: ExchangeId) -> bool:
+        """Whether ``exchange``'s public trades are followed over its WebSocket."""
+        ...
+
+    def trade_stream(self, exchange: ExchangeId) -> AbstractAsyncContextManager[TradeStream]:
+        """The exchange's public trade stream, closed when the ``async with`` ends."""
         ...
 
     def streamed(self, exchange: ExchangeId) -> bool:

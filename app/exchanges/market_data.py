@@ -9,10 +9,11 @@ miss the cache together share one fetch (``SingleFlight``), and a process fetchi
 a Redis lock for it while the others wait for its answer. Errors are not kept (the next
 call asks again).
 
-Trades and candles fetched are written to the market data store under the exchange's
-source (``exchange:<id>``), idempotently (app/marketdata/store.py); ``candles`` reads
-them back from the store, fetching first only what the store lacks in the range asked
-(from the last candle held, which may have been open when it was fetched)."""
+Trades and candles fetched (and trades streamed) are written to the market data store
+under the exchange's source (``exchange:<id>``), idempotently (app/marketdata/store.py);
+``candles`` reads them back from the store, fetching first only what the store lacks in
+the range asked (from the last candle held, which may have been open when it was
+fetched)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from app.exchanges.domain.marketdata import (
 from app.marketdata import reads
 from app.marketdata.domain.candles import Candle, Interval, interval_named
 from app.marketdata.domain.trades import Trade
-from app.marketdata.store import store_candles, store_trades
+from app.marketdata.store import Written, store_candles, store_trades
 from app.runtime import Runtime
 from db.models.marketdata import MarketCandle
 
@@ -178,8 +179,7 @@ async def recent_trades(
     async def fetch() -> list[Trade]:
         async with rt.exchanges.public_session(exchange) as session:
             trades = await session.trades(symbol, first)
-        async with rt.sessions() as db, db.begin():
-            await store_trades(db, source=source_of(exchange), symbol=symbol, trades=trades)
+        await record_trades(rt, exchange=exchange, symbol=symbol, trades=trades)
         return trades
 
     fetched = await _flights(rt).run(key, lambda: _unless_recent(rt, key, fetch))
@@ -188,6 +188,15 @@ async def recent_trades(
     async with rt.reads() as db:
         page = await _latest_trades(db, exchange, symbol, first)
     return page
+
+
+async def record_trades(
+    rt: Runtime, *, exchange: ExchangeId, symbol: str, trades: Sequence[Trade]
+) -> Written:
+    """``trades`` (fetched, or streamed: app/exchanges/trade_streams.py) into the store,
+    each once (unique on the exchange's trade id)."""
+    async with rt.sessions() as db, db.begin():
+        return await store_trades(db, source=source_of(exchange), symbol=symbol, trades=trades)
 
 
 async def _unless_recent(rt: Runtime, key: str, fetch: Callable[[], Awaitable[T]]) -> T | None:

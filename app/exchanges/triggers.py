@@ -5,22 +5,25 @@ is down; the API says which orders are emulated (``emulated``, ``triggerState``)
 
 ``fire_armed`` (the ``exchange-triggers`` background job) reads each market with armed
 orders once (the exchange's public trades, outside any transaction) and judges its
-armed orders. One that fires is claimed under its row lock, ARMED -> PENDING_SUBMIT with
-``triggered_at``, after the user's risk gate (a HALTED user's stop does not fire; the
-refusal's code is its ``trigger_note``), and only then is its child sent, once, through
-the placement path (``orders.submit``) with the order's own client order id. So two
-runners, or a restart after the claim, send nothing twice: the second finds the row no
-longer ARMED, and a claimed row whose answer was lost is PENDING_SUBMIT like any other,
-looked up by its client order id by reconciliation, never re-sent. Stale trades fire
-nothing: the order's ``trigger_note`` says STALE_PRICES. Only an ACTIVE account's stops
-are judged or fired; suspending or disconnecting an account disarms its stops in that
-transaction (``app.exchanges.protections``). The child is the order counted when the
-stop was armed: the risk gate's count limits do not hold it (``check_risk``'s
-``new_order``)."""
+armed orders; where the exchange's trades are streamed (app/exchanges/trade_streams.py)
+each streamed batch is judged as it arrives (``judge_market``), and the job skips the
+market while its stream is healthy. One that fires is claimed under its row lock,
+ARMED -> PENDING_SUBMIT with ``triggered_at``, after the user's risk gate (a HALTED
+user's stop does not fire; the refusal's code is its ``trigger_note``), and only then is
+its child sent, once, through the placement path (``orders.submit``) with the order's
+own client order id. So two runners, or a restart after the claim, send nothing twice:
+the second finds the row no longer ARMED, and a claimed row whose answer was lost is
+PENDING_SUBMIT like any other, looked up by its client order id by reconciliation,
+never re-sent. Stale trades fire nothing: the order's ``trigger_note`` says
+STALE_PRICES. Only an ACTIVE account's stops are judged or fired; suspending or
+disconnecting an account disarms its stops in that transaction
+(``app.exchanges.protections``). The child is the order counted when the stop was
+armed: the risk gate's count limits do not hold it (``check_risk``'s ``new_order``)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -73,10 +76,8 @@ async def cancel_order(rt: Runtime, *, user_id: int, order_id: int) -> ExchangeO
     return row
 
 
-async def fire_armed(rt: Runtime) -> int:
-    """Judge every armed order on an active account against its market's latest trades
-    (a background job); fire those crossed. Returns how many fired. One market's or one
-    order's failure does not stop the others."""
+async def armed_markets(rt: Runtime) -> list[tuple[ExchangeId, str]]:
+    """The (exchange, symbol) of every armed order on an active account."""
     async with rt.reads() as session:
         markets = (
             await session.execute(
@@ -87,13 +88,23 @@ async def fire_armed(rt: Runtime) -> int:
                 .order_by(ExchangeConnection.exchange, ExchangeOrder.symbol)
             )
         ).all()
+    return [(ExchangeId(exchange), symbol) for exchange, symbol in markets]
+
+
+async def fire_armed(rt: Runtime, *, skip: Collection[tuple[ExchangeId, str]] = ()) -> int:
+    """Judge every armed order on an active account against its market's latest trades
+    (a background job); fire those crossed. Returns how many fired. Markets in ``skip``
+    (their trades streamed: ``trade_streams``) are left out. One market's or one order's
+    failure does not stop the others."""
     fired = 0
-    for exchange, symbol in markets:
+    for exchange, symbol in await armed_markets(rt):
+        if (exchange, symbol) in skip:
+            continue
         try:
-            fired += await check_market(rt, exchange=ExchangeId(exchange), symbol=symbol)
+            fired += await check_market(rt, exchange=exchange, symbol=symbol)
         except UserError as error:  # the exchange unavailable, its rate limit: next time
             log.warning("exchange trigger check failed",
-                        extra={"exchange": exchange, "code": error.code})  # fmt: skip
+                        extra={"exchange": exchange.value, "code": error.code})  # fmt: skip
     return fired
 
 
@@ -101,6 +112,14 @@ async def check_market(rt: Runtime, *, exchange: ExchangeId, symbol: str) -> int
     """Read ``symbol``'s latest trades at ``exchange`` once and judge its armed orders."""
     async with rt.exchanges.public_session(exchange) as session:
         trades = await session.trades(symbol, TRADES_READ)
+    return await judge_market(rt, exchange=exchange, symbol=symbol, trades=trades)
+
+
+async def judge_market(
+    rt: Runtime, *, exchange: ExchangeId, symbol: str, trades: Sequence[Trade]
+) -> int:
+    """Judge ``symbol``'s armed orders at ``exchange`` on ``trades`` (read over REST, or
+    streamed); how many fired."""
     async with rt.reads() as db:
         armed = list(
             await db.scalars(
@@ -122,7 +141,7 @@ async def check_market(rt: Runtime, *, exchange: ExchangeId, symbol: str) -> int
     return fired
 
 
-async def _judge(rt: Runtime, row: ExchangeOrder, trades: list[Trade]) -> int:
+async def _judge(rt: Runtime, row: ExchangeOrder, trades: Sequence[Trade]) -> int:
     assert row.stop_price is not None  # an armed order is a stop
     max_age = timedelta(seconds=rt.settings.exchange_trigger_max_price_age_seconds)
     armed = Armed(Side(row.side), row.stop_price, row.created_at)

@@ -108,14 +108,20 @@ async def _live_accounts(rt: Runtime, exchange: str, symbol: str) -> Sequence[in
         return list((await db.scalars(_LIVE_ACCOUNTS, params)).all())
 
 
-async def run_once(rt: Runtime) -> int:
-    """One pass of the job; the trades it stored."""
+async def markets(rt: Runtime) -> list[tuple[ExchangeId, str]]:
+    """The (exchange, symbol) of every open paper account on an exchange's market."""
     async with rt.reads() as db:
         pairs = (await db.execute(_PAIRS)).all()
+    return [(ExchangeId(exchange), symbol) for exchange, symbol in pairs]
+
+
+async def run_once(rt: Runtime) -> int:
+    """One pass of the job; the trades it stored."""
     total = 0
-    for exchange, symbol in pairs:
+    for exchange_id, symbol in await markets(rt):
+        exchange = exchange_id.value
         try:
-            total += await pull(rt, exchange=ExchangeId(exchange), symbol=symbol)
+            total += await pull(rt, exchange=exchange_id, symbol=symbol)
         except UserError as error:
             where = {"exchange": exchange, "symbol": symbol, "code": error.code}
             log.warning("paper exchange feed failed", extra=where)

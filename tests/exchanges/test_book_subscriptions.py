@@ -71,9 +71,9 @@ async def test_subscribers_share_one_poller_and_its_numbers(rt, polling, exchang
 
 
 async def test_a_failed_poll_is_retried_and_the_stream_goes_on(rt, polling, exchanges):
-    server = exchanges["okx"]
+    server = exchanges["bybit"]  # polled
     tape = server.tapes["BTC/USDT"]
-    changes = book_changes(rt, exchange=ExchangeId.OKX, symbol="BTC/USDT", depth=2)
+    changes = book_changes(rt, exchange=ExchangeId.BYBIT, symbol="BTC/USDT", depth=2)
     async with aclosing(changes):
         snapshot = await _next(changes)
         server.fail_next(*(503,) * 3, 429)

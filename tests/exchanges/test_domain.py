@@ -4,6 +4,7 @@ settings, permissions as each exchange reports them, markets as ``MarketSpec``."
 from __future__ import annotations
 
 import base64
+import zlib
 from decimal import Decimal
 
 import pytest
@@ -30,6 +31,7 @@ from app.exchanges.domain.errors import (
     PassphraseRequired,
     UnsupportedExchange,
 )
+from app.exchanges.domain.marketdata import okx_book_checksum
 from app.exchanges.domain.markets import ExchangeMarket, market_spec
 from app.exchanges.domain.sealing import Binding, KeyRing, SecretUnreadable
 
@@ -282,3 +284,21 @@ def test_ccxt_trades_become_store_trades_or_are_left_out():
     assert to_trade({"timestamp": None, "price": 1, "amount": 1}) is None
     assert to_trade({"timestamp": 1, "price": -1, "amount": 1}) is None
     assert to_trade({"timestamp": 1, "price": 1, "amount": 1, "side": None}).side is None
+
+
+def _signed_crc(text: str) -> int:
+    crc = zlib.crc32(text.encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+def test_okx_s_book_checksum_interleaves_the_top_25_levels_of_each_side():
+    d = Decimal
+    bids = ((d("3366.1"), d("7")), (d("3366"), d("6")), (d("3365.50"), d("1E+1")))
+    asks = ((d("3366.8"), d("9")), (d("3368"), d("8")))
+    # OKX's rule: bid:ask pairs in turn while both sides last, then the longer side's rest
+    assert okx_book_checksum(bids, asks) == _signed_crc("3366.1:7:3366.8:9:3366:6:3368:8"
+                                                       ":3365.5:10")  # fmt: skip
+    deep = tuple((d(100 - n), d(1)) for n in range(30))
+    expected = ":".join(f"{100 - n}:1:{100 - n}:1" for n in range(25))
+    assert okx_book_checksum(deep, deep) == _signed_crc(expected)
+    assert okx_book_checksum((), ()) == _signed_crc("")

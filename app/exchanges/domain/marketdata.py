@@ -2,11 +2,13 @@
 once): its ticker and order book here; its trades and candles are the market data
 store's ``Trade`` and ``Candle``. Pure: what a request may ask (``check_*``), the source
 name candles and trades are stored under, an order book as JSON (for the short-lived
-shared cache) and the difference between two books (for subscriptions that poll)."""
+shared cache), the difference between two books (for subscriptions that poll) and the
+checksum an exchange's book stream carries (OKX's)."""
 
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -126,6 +128,27 @@ def changed_levels(before: tuple[Level, ...], after: tuple[Level, ...]) -> list[
     old, new = dict(before), dict(after)
     changed = [(p, q) for p, q in after if old.get(p) != q]
     return changed + [(p, Decimal(0)) for p, _ in before if p not in new]
+
+
+OKX_CHECKSUM_LEVELS = 25
+
+
+def okx_book_checksum(bids: tuple[Level, ...], asks: tuple[Level, ...]) -> int:
+    """OKX's checksum of a book (its ``books`` channel): the signed CRC32 of the top 25
+    levels a side as ``bid price:bid size:ask price:ask size:...``, pairs in turn while
+    both sides last, then the longer side's rest; numbers written as the exchange writes
+    them (no trailing zeros, no exponent)."""
+    parts: list[str] = []
+    for n in range(OKX_CHECKSUM_LEVELS):
+        for side in (bids, asks):
+            if n < len(side):
+                parts += [_plain(side[n][0]), _plain(side[n][1])]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+def _plain(number: Decimal) -> str:
+    return format(number.normalize(), "f")
 
 
 def timestamp(milliseconds: Any, default: datetime) -> datetime:

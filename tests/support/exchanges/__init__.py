@@ -317,6 +317,19 @@ class StandIn:
         ``bids``/``asks`` to the tape's (none: no book stream here)."""
         return []
 
+    def trade_events(self, stream: Stream, symbol: str, trade: TapeTrade) -> list[dict]:
+        """What the exchange pushes to ``stream`` when ``trade`` happened on ``symbol``
+        (none: no public trade stream here)."""
+        return []
+
+    def traded(self, symbol: str, trade: TapeTrade) -> None:
+        """A public trade: pushed to the streams subscribed to the market's trades."""
+        with self.lock:
+            streams = list(self.streams)
+        for stream in streams:
+            for event in self.trade_events(stream, symbol, trade):
+                stream.send(event)
+
     def book_moved(self, symbol: str, tape: Tape, bids: list, asks: list) -> None:
         with self.lock:
             streams = list(self.streams)
@@ -535,13 +548,15 @@ def fill(
 
 def trade_at(stand_in: StandIn, symbol: str, price: Decimal, *, age_ms: int = 0) -> TapeTrade:
     """A public trade on ``symbol`` at ``price`` (``age_ms`` ago), as the market's recent
-    trades will show it; market orders fill at that price from now on."""
+    trades will show it (and its trade streams push it); market orders fill at that
+    price from now on."""
     with stand_in.lock:
         tape = stand_in.tapes[symbol]
         trade = TapeTrade(tape.trades[-1].trade_id + 1, now_ms() - age_ms, price,
                           Decimal("0.002"), "sell")  # fmt: skip
         tape.trades.append(trade)
         stand_in.last_price[symbol] = price
+    stand_in.traded(symbol, trade)
     return trade
 
 

@@ -11,7 +11,9 @@ Its WebSocket API (``/ws-api/v3``) serves the account's user data stream: the cl
 hex HMAC-SHA256(secret, the other params sorted by name as ``k=v&...``)) is verified
 like a signed request and answered with a ``subscriptionId``; from then on each change of
 the account's orders is pushed as an ``executionReport`` event (``x``: NEW, TRADE with
-the trade's ``t``/``l``/``L``/``n``, CANCELED)."""
+the trade's ``t``/``l``/``L``/``n``, CANCELED). Its market streams (``/ws/...``,
+``SUBSCRIBE``): ``<symbol>@depth`` (the diff depth stream) and ``<symbol>@aggTrade``
+(each public trade as ``aggTrades`` serves it)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from tests.support.exchanges import (
     StandIn,
     Stream,
     Tape,
+    TapeTrade,
     Trade,
     amount,
     cancel,
@@ -339,6 +342,19 @@ class BinanceStandIn(StandIn):
                                                         for p, q in tape.asks],
         }]  # fmt: skip
 
+    def trade_events(self, stream: Stream, symbol: str, trade: TapeTrade) -> list[dict]:
+        """The aggregate trade stream (``<symbol>@aggTrade``): the REST ``aggTrades``'
+        trade, its ``a`` the same id."""
+        exchange_symbol = symbol.replace("/", "")
+        if f"{exchange_symbol.lower()}@aggTrade" not in stream.topics:
+            return []
+        return [{"e": "aggTrade", "E": now_ms(), "s": exchange_symbol, **self.agg(trade)}]
+
+    @staticmethod
+    def agg(t: TapeTrade) -> dict:
+        return {"a": t.trade_id, "p": amount(t.price), "q": amount(t.amount), "f": t.trade_id,
+                "l": t.trade_id, "T": t.time_ms, "m": t.side == "sell", "M": True}  # fmt: skip
+
     # --- public market data ----------------------------------------------------------
 
     def _tape(self, request: Request) -> Tape:
@@ -372,11 +388,7 @@ class BinanceStandIn(StandIn):
     def agg_trades(self, request: Request, body: bytes) -> list:
         tape = self._tape(request)
         limit = min(query_int(request, "limit", 500) or 500, 1000)
-        return [
-            {"a": t.trade_id, "p": amount(t.price), "q": amount(t.amount), "f": t.trade_id,
-             "l": t.trade_id, "T": t.time_ms, "m": t.side == "sell", "M": True}
-            for t in tape.trades[-limit:]
-        ]  # fmt: skip
+        return [self.agg(t) for t in tape.trades[-limit:]]
 
     def klines(self, request: Request, body: bytes) -> list:
         tape = self._tape(request)

@@ -11,7 +11,15 @@ Its private WebSocket (``/ws/v5/private``): ``{"op": "login", "args": [{apiKey,
 passphrase, timestamp (s, within 30 s), sign = base64(HMAC-SHA256(secret, timestamp +
 "GET/users/self/verify"))}]}``, then ``subscribe`` to the ``orders`` channel; each change
 of the account's orders is pushed on it as the order (a trade's ``tradeId``,
-``fillSz``, ``fillPx``, ``fillFee`` with it). A text ``ping`` is answered ``pong``."""
+``fillSz``, ``fillPx``, ``fillFee`` with it). A text ``ping`` is answered ``pong``.
+
+Its public WebSocket (``/ws/v5/public``, no login): ``subscribe`` to ``books`` (an
+instrument's book: a snapshot at once, then each move as an update of the levels that
+changed, size 0 for a level gone, with ``seqId``, ``prevSeqId`` and the ``checksum``,
+the signed CRC32 of the top 25 levels a side interleaved ``bid:size:ask:size:...``) and
+to ``trades`` (each public trade). ``book_faults`` spoils the next moves' updates:
+"checksum" (a size garbled in transit, the checksum the true book's), "gap" (the update
+lost: the next one's ``prevSeqId`` names it)."""
 
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
+import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -34,6 +43,7 @@ from tests.support.exchanges import (
     StandIn,
     Stream,
     Tape,
+    TapeTrade,
     Trade,
     amount,
     cancel,
@@ -61,8 +71,40 @@ def _ok(data: list) -> dict:
     return {"code": "0", "msg": "", "data": data}
 
 
+_PUBLIC = ("books", "trades")  # the public channels served (no login needed)
+
+
+def _checksum(bids: list, asks: list) -> int:
+    parts: list[str] = []
+    for n in range(25):
+        for side in (bids, asks):
+            if n < len(side):
+                parts += [amount(side[n][0]), amount(side[n][1])]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+def _changed(before: list, after: list) -> list[list[str]]:
+    """The rows of an update: the levels gone at size 0, the new or resized ones."""
+    now, was = {p for p, _ in after}, dict(before)
+    rows = [[amount(p), "0", "0", "0"] for p, _ in before if p not in now]
+    return rows + [[amount(p), amount(q), "0", "1"] for p, q in after if was.get(p) != q]
+
+
 class OkxStandIn(StandIn):
     exchange = "okx"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book_faults: list[str] = []  # "checksum" or "gap", for the next moves
+        self.book_snapshots: list[str] = []  # the instruments each book snapshot was of
+        self._fault: str | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.book_faults.clear()
+            self.book_snapshots.clear()
 
     def too_many_requests(self) -> JSONResponse:
         return _error("50011", "Too Many Requests", 429)
@@ -250,7 +292,7 @@ class OkxStandIn(StandIn):
     # --- private WebSocket: login, the orders channel -------------------------------
 
     def ws_paths(self) -> list[str]:
-        return ["/ws/v5/private"]
+        return ["/ws/v5/private", "/ws/v5/public"]
 
     def on_stream_message(self, stream: Stream, message: dict) -> list[dict]:
         op, args = message.get("op"), message.get("args") or [{}]
@@ -258,11 +300,54 @@ class OkxStandIn(StandIn):
             return [self.login(stream, args[0])]
         if op != "subscribe":
             return [{"event": "error", "code": "60012", "msg": "Illegal request"}]
-        if stream.api_key is None:
+        public = all(arg.get("channel") in _PUBLIC for arg in args)
+        if stream.api_key is None and not public:
             return [{"event": "error", "code": "60011", "msg": "Please log in"}]
+        answers: list[dict] = []
         with self.lock:
-            stream.topics |= {str(arg.get("channel")) for arg in args}
-        return [{"event": "subscribe", "arg": arg, "connId": "c1"} for arg in args]
+            for arg in args:
+                channel = str(arg.get("channel"))
+                inst = str(arg.get("instId"))
+                stream.topics.add(f"{channel}:{inst}" if channel in _PUBLIC else channel)
+                answers.append({"event": "subscribe", "arg": arg, "connId": "c1"})
+                if channel == "books":
+                    answers.append(self.book_snapshot(inst))
+        return answers
+
+    def book_snapshot(self, inst: str) -> dict:
+        tape = self.tapes[inst.replace("-", "/")]
+        self.book_snapshots.append(inst)
+        data = {"asks": [[amount(p), amount(q), "0", "1"] for p, q in tape.asks],
+                "bids": [[amount(p), amount(q), "0", "1"] for p, q in tape.bids],
+                "ts": str(now_ms()), "checksum": _checksum(tape.bids, tape.asks),
+                "prevSeqId": -1, "seqId": tape.update_id}  # fmt: skip
+        return {"arg": {"channel": "books", "instId": inst}, "action": "snapshot",
+                "data": [data]}  # fmt: skip
+
+    def book_moved(self, symbol: str, tape: Tape, bids: list, asks: list) -> None:
+        with self.lock:
+            self._fault = self.book_faults.pop(0) if self.book_faults else None
+        super().book_moved(symbol, tape, bids, asks)
+
+    def book_events(self, stream: Stream, symbol: str, tape: Tape, bids: list,
+                    asks: list) -> list[dict]:  # fmt: skip
+        inst = symbol.replace("/", "-")
+        if f"books:{inst}" not in stream.topics or self._fault == "gap":
+            return []
+        data = {"asks": _changed(asks, tape.asks), "bids": _changed(bids, tape.bids),
+                "ts": str(now_ms()), "checksum": _checksum(tape.bids, tape.asks),
+                "prevSeqId": tape.update_id - 1, "seqId": tape.update_id}  # fmt: skip
+        if self._fault == "checksum":  # the best bid's size garbled on the way
+            best = next(r for r in data["bids"] if r[0] == amount(tape.bids[0][0]))
+            best[1] = amount(Decimal(best[1]) + 1)
+        return [{"arg": {"channel": "books", "instId": inst}, "action": "update",
+                 "data": [data]}]  # fmt: skip
+
+    def trade_events(self, stream: Stream, symbol: str, trade: TapeTrade) -> list[dict]:
+        inst = symbol.replace("/", "-")
+        if f"trades:{inst}" not in stream.topics:
+            return []
+        return [{"arg": {"channel": "trades", "instId": inst}, "data": [_trade(inst, trade)]}]
 
     def login(self, stream: Stream, arg: dict) -> dict:
         with self.lock:
@@ -328,11 +413,7 @@ class OkxStandIn(StandIn):
     def public_trades(self, request: Request, body: bytes) -> dict:
         inst, tape = self._tape(request)
         limit = min(query_int(request, "limit", 100) or 100, 500)
-        return _ok([
-            {"instId": inst, "tradeId": str(t.trade_id), "px": amount(t.price),
-             "sz": amount(t.amount), "side": t.side, "ts": str(t.time_ms), "count": "1"}
-            for t in reversed(tape.trades[-limit:])
-        ])  # fmt: skip
+        return _ok([_trade(inst, t) for t in reversed(tape.trades[-limit:])])
 
     def candles(self, request: Request, body: bytes) -> dict:
         _, tape = self._tape(request)
@@ -349,6 +430,18 @@ class OkxStandIn(StandIn):
              amount(c.volume), amount(c.quote_volume), amount(c.quote_volume), "1"]
             for c in reversed(found)
         ])  # fmt: skip
+
+
+def _trade(inst: str, t: TapeTrade) -> dict:
+    return {
+        "instId": inst,
+        "tradeId": str(t.trade_id),
+        "px": amount(t.price),
+        "sz": amount(t.amount),
+        "side": t.side,
+        "ts": str(t.time_ms),
+        "count": "1",
+    }
 
 
 _MINUTE = 60_000
