@@ -143,6 +143,8 @@ _ENDED_ORDERS: dict[ExchangeId, tuple[str, ...]] = {
 # The exchange's own parameter for our client order id where ccxt's ``clientOrderId``
 # is not sent (ccxt's Coinbase createOrder makes its own "ccxt-<uuid>" and drops ours).
 _CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id"}
+
+
 async def _bybit_ready(exchange: Any) -> Any:
     """Bybit: the v5 private WebSocket's ``auth``, acknowledged (its URL is the unified
     account's, which ccxt learns from the REST account info first)."""
