@@ -33,6 +33,7 @@ its conversion and its errors, in the one module allowed to import ccxt.
 from __future__ import annotations
 
 import asyncio
+import decimal
 import hashlib
 import logging
 import re
@@ -749,7 +750,7 @@ class CcxtSession:
         import ccxt
 
         try:
-            return await operation()
+            return await _isolated(operation)
         except ccxt.BaseError as error:
             failure = error
         unknown = write and _outcome_unknown(failure)
@@ -782,7 +783,7 @@ class CcxtSession:
         connector = self._connector
         for attempt in range(connector.network_retries + 1):
             try:
-                return await operation()
+                return await _isolated(operation)
             except ccxt.BaseError as error:
                 failure = error
                 last = attempt == connector.network_retries
@@ -792,6 +793,16 @@ class CcxtSession:
         converted = _converted(failure, self.exchange_id)
         self._log_failure(call, failure, converted)
         raise converted from None
+
+
+async def _isolated(operation: Callable[[], Awaitable[T]]) -> T:
+    """``operation`` (a call into ccxt) in a copy of the current decimal context. ccxt's
+    number formatting (``decimal_to_precision``, used by every order it sends) sets the
+    current context's rounding to ROUND_HALF_UP and traps Underflow: in the caller's
+    context that would change how every Decimal of the process rounds from then on. The
+    tasks ccxt.pro starts during the call (its WebSocket handlers) inherit the copy."""
+    with decimal.localcontext():
+        return await operation()
 
 
 def key_version(sealed: SealedSecret) -> str:

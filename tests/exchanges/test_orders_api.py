@@ -7,6 +7,7 @@ and reconciliation record each fill once, however they are interrupted."""
 from __future__ import annotations
 
 import asyncio
+import decimal
 from datetime import timedelta
 from decimal import Decimal
 
@@ -384,3 +385,20 @@ async def test_an_order_that_ended_before_its_fills_were_read_still_gets_them(
     rows = {r.client_order_id: r for r in await _rows(rt)}
     assert rows[market["exchangeOrder"]["clientOrderId"]].status == "FILLED"
     assert rows[limit["clientOrderId"]].filled == Decimal("0.003")
+
+
+@pytest.mark.parametrize("name", ["binance", "okx"])
+async def test_an_order_sent_leaves_the_process_decimal_rounding_alone(gql, rt, exchanges, name):
+    """ccxt formats an order's amounts with the current decimal context after setting its
+    rounding to ROUND_HALF_UP (and trapping Underflow): the platform's money maths rounds
+    half even, so that must not leak out of the ccxt edge."""
+    before = decimal.getcontext().copy()
+    token, account_id, _ = await _account(gql, exchanges, name)
+    assert (await _place(gql, token, account_id, quantity="0.0105"))["__typename"] == (
+        "ExchangeOrderPayload"
+    )
+    await following.poll_live(rt)
+    after = decimal.getcontext()
+    assert (after.rounding, after.prec) == (before.rounding, before.prec)
+    assert after.traps == before.traps
+    assert Decimal("2.5").quantize(Decimal(1)) == 2  # half even, as before
