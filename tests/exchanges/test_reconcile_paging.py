@@ -78,12 +78,12 @@ def _expected(order: Order) -> tuple[str, Decimal]:
 
 
 async def _recorded(rt, connection_id: int) -> tuple[dict, list]:
+    mine = ExchangeOrder.connection_id == connection_id
     async with rt.sessions() as session:
-        rows = list(await session.scalars(
-            select(ExchangeOrder).where(ExchangeOrder.connection_id == connection_id)))
-        fills = list(await session.scalars(
-            select(ExchangeFill).where(ExchangeFill.connection_id == connection_id)))
-    return {r.client_order_id: (r.status, r.filled) for r in rows}, fills  # fmt: skip
+        rows = list(await session.scalars(select(ExchangeOrder).where(mine)))
+        fills = list(await session.scalars(select(ExchangeFill).where(
+            ExchangeFill.connection_id == connection_id)))  # fmt: skip
+    return {r.client_order_id: (r.status, r.filled) for r in rows}, fills
 
 
 @pytest.mark.parametrize("name", ORDER_EXCHANGES)
