@@ -1149,8 +1149,11 @@ class CcxtConnector:
             await asyncio.shield(instance.close())
 
     def forget(self, connection_id: int) -> None:
-        """Drop the account's kept instances (it was disconnected, or its key replaced)."""
+        """Drop the account's kept instances (it was disconnected, or its key replaced)
+        and where its history reads stopped."""
         self.instances.forget(connection_id)
+        for binding in [b for b in self._resumes if b.connection_id == connection_id]:
+            del self._resumes[binding]
 
     async def aclose(self) -> None:
         """Close the kept instances and wait for the sessions still closing."""
