@@ -178,9 +178,11 @@ async def bench_reconcile(rt: Runtime, server: StandIn, count: int) -> dict[str,
                      "status": "OPEN"})  # fmt: skip
     async with rt.sessions() as session, session.begin():
         await session.execute(insert(ExchangeOrder), rows)
+    asked = len(server.requests)
     start = time.perf_counter()
     first = await following.reconcile_account(rt, connection_id=connection_id)
     first_seconds = time.perf_counter() - start
+    pages = sum(1 for r in server.requests[asked:] if r.path in _HISTORY_PATHS)
     start = time.perf_counter()
     second = await following.reconcile_account(rt, connection_id=connection_id)
     second_seconds = time.perf_counter() - start
@@ -196,7 +198,11 @@ async def bench_reconcile(rt: Runtime, server: StandIn, count: int) -> dict[str,
         "second_run_seconds": second_seconds,
         "fills_recorded": fills,
         "orders_changed": first.orders_changed,
+        "history_pages_per_run": pages,
     }
+
+
+_HISTORY_PATHS = ("/api/v3/allOrders", "/api/v3/myTrades")
 
 
 async def _user_named(rt: Runtime, email: str) -> int:
@@ -255,7 +261,8 @@ def report(document: dict[str, Any]) -> None:
     r = document["reconcile"]
     print(f"\nreconciliation of {r['orders']} orders ({r['fills_recorded']} fills recorded):"
           f" first run {r['first_run_seconds']:.2f} s, second run (nothing new)"
-          f" {r['second_run_seconds']:.2f} s")  # fmt: skip
+          f" {r['second_run_seconds']:.2f} s; {r['history_pages_per_run']} history pages a"
+          " run")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     exchange_order_poll_seconds: float = Field(default=5, ge=0)
     # a stored account's ccxt instance is kept for its next requests this long unused
     exchange_instance_idle_seconds: float = Field(default=300, ge=0)
+    # the pages of an account's order or trade history one reconciliation reads per list
+    # and market at most (the next run goes on from there)
+    exchange_history_max_pages: int = Field(default=100, ge=1)
     # order streams (ccxt.pro watch_orders / watch_my_trades) for accounts with live orders
     # at exchanges that have them: how often the supervisor looks for accounts to start or
     # stop (0: no streams, polling only; also how soon a disconnected account's stream

@@ -41,7 +41,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -137,10 +137,104 @@ _OHLCV_UNTIL = frozenset({ExchangeId.BYBIT})
 # ones only (Bybit's ``orderStatus=Filled``, Coinbase's ``FILLED``): canceled orders are
 # read too, so that a canceled order is found by the list-and-match lookup
 # (``FETCH_BY_CLIENT_ID``).
+# Binance's ``fetch_orders`` (allOrders: every state, read whole, where its
+# ``fetch_closed_orders`` drops the canceled ones after the read) and OKX's canceled
+# orders (its closed ones are ``state=filled``) are read for the same reason, and so
+# that every ended order's final state is read, not looked up one by one.
 _ENDED_ORDERS: dict[ExchangeId, tuple[str, ...]] = {
+    ExchangeId.BINANCE: ("fetch_orders",),
+    ExchangeId.OKX: ("fetch_closed_orders", "fetch_canceled_orders"),
     ExchangeId.BYBIT: ("fetch_canceled_and_closed_orders",),
     ExchangeId.COINBASE: ("fetch_closed_orders", "fetch_canceled_orders"),
 }
+# --- paging the account's history --------------------------------------------------------
+
+
+def _from_id(param: str, size: int) -> Callable[[Sequence[Any], Mapping[str, Any]], Any]:
+    """Oldest first, by id (Binance's ``fromId``, ``orderId``: that id and on): the page
+    after one of ``size`` starts past its highest id."""
+    return lambda page, _: (
+        {param: max(int(r["id"]) for r in page) + 1} if len(page) >= size else None
+    )
+
+
+def _offset(size: int) -> Callable[[Sequence[Any], Mapping[str, Any]], Any]:
+    """Newest first, by offset (Kraken's ``ofs``): a full page is followed by the next."""
+    return lambda page, params: (
+        {**params, "ofs": int(params.get("ofs", 0)) + len(page)} if len(page) >= size else None
+    )
+
+
+def _older_than(key: str, size: int) -> Callable[[Sequence[Any], Mapping[str, Any]], Any]:
+    """Newest first, by id (OKX's ``after``: the records older than that id)."""
+    return lambda page, params: (
+        {**params, "after": str(min(int(r["info"][key]) for r in page))}
+        if len(page) >= size else None
+    )  # fmt: skip
+
+
+def _cursor(key: str) -> Callable[[Sequence[Any], Mapping[str, Any]], Any]:
+    """By the exchange's cursor (Bybit's ``nextPageCursor``, Coinbase's ``cursor``), which
+    ccxt leaves in one record's ``info``; none (or empty) after the last page."""
+
+    def following(page: Sequence[Any], params: Mapping[str, Any]) -> Any:
+        cursors = [(r.get("info") or {}).get(key) for r in page]
+        cursor = next((c for c in cursors if c), None)
+        return None if cursor is None else {**params, "cursor": cursor}
+
+    return following
+
+
+@dataclass(frozen=True, slots=True)
+class _Paging:
+    """How one call of an exchange's private history (orders ended, the account's
+    trades) pages: ``limit`` asked for (the exchange's most per page), ``next`` gives the
+    parameters of the page after one (None: it was the last), ``params`` go with every
+    page. ``since_once``: the start goes with the first page only (the next are asked by
+    id). ``start``: the start as the exchange's own parameter, ccxt told no start and no
+    symbol (Kraken's lists hold every market's: ccxt would filter a page before it could
+    be counted), the market filtered here."""
+
+    limit: int | None
+    next: Callable[[Sequence[Any], Mapping[str, Any]], Mapping[str, Any] | None]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    since_once: bool = False
+    start: Callable[[int], dict[str, Any]] | None = None
+
+
+_KRAKEN_PAGE = _Paging(None, _offset(50), start=lambda ms: {"start": ms // 1000})
+_OKX_ORDERS = _Paging(100, _older_than("ordId", 100))
+_COINBASE_ORDERS = _Paging(1000, _cursor("cursor"))
+# Per exchange, the paging of each history call reconciliation makes (documented limits:
+# Binance 1000, oldest first from the start; Kraken 50, newest first; OKX 100, newest
+# first; Bybit 100 trades and 50 orders; Coinbase 250 fills and 1000 orders, with a
+# cursor). OKX answers a trade read with a start by its default page, so the limit goes
+# as its own parameter (ccxt sends it only without a start).
+_PAGING: dict[ExchangeId, dict[str, _Paging]] = {
+    ExchangeId.BINANCE: {
+        "fetch_my_trades": _Paging(1000, _from_id("fromId", 1000), since_once=True),
+        "fetch_orders": _Paging(1000, _from_id("orderId", 1000), since_once=True),
+    },
+    ExchangeId.KRAKEN: {"fetch_my_trades": _KRAKEN_PAGE, "fetch_closed_orders": _KRAKEN_PAGE},
+    ExchangeId.OKX: {
+        "fetch_my_trades": _Paging(100, _older_than("billId", 100), {"limit": "100"}),
+        "fetch_closed_orders": _OKX_ORDERS,
+        "fetch_canceled_orders": _OKX_ORDERS,
+    },
+    ExchangeId.BYBIT: {
+        "fetch_my_trades": _Paging(100, _cursor("nextPageCursor")),
+        "fetch_canceled_and_closed_orders": _Paging(50, _cursor("nextPageCursor")),
+    },
+    ExchangeId.COINBASE: {
+        "fetch_my_trades": _Paging(250, _cursor("cursor")),
+        "fetch_closed_orders": _COINBASE_ORDERS,
+        "fetch_canceled_orders": _COINBASE_ORDERS,
+    },
+}
+# the pages one history call reads in one run at most (then the next run goes on there)
+HISTORY_MAX_PAGES = 100
+
+
 # The exchange's own parameter for our client order id where ccxt's ``clientOrderId``
 # is not sent (ccxt's Coinbase createOrder makes its own "ccxt-<uuid>" and drops ours).
 _CLIENT_ID_PARAM: dict[ExchangeId, str] = {ExchangeId.COINBASE: "client_order_id"}
@@ -612,11 +706,34 @@ class _MarketsCache:
         self._entries[exchange] = (time.monotonic(), markets, currencies)
 
 
+_Resumes = dict[tuple[str, str], Mapping[str, Any]]
+
+
 class CcxtSession:
-    def __init__(self, connector: CcxtConnector, exchange_id: ExchangeId, exchange: Any) -> None:
+    """``resumes``: where each history call (by call and market) of the account stopped
+    at its page bound in an earlier run; ``resumed`` is this session's news of them
+    (None: read to the end), kept by the connector when the session ends well."""
+
+    def __init__(
+        self,
+        connector: CcxtConnector,
+        exchange_id: ExchangeId,
+        exchange: Any,
+        resumes: _Resumes | None = None,
+    ) -> None:
         self._connector = connector
         self.exchange_id = exchange_id
         self._exchange = exchange
+        self.resumes: _Resumes = {} if resumes is None else resumes
+        self.resumed: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+
+    def keep_resumes(self) -> None:
+        """The session ended well (what it read was recorded): its stops are kept."""
+        for at, params in self.resumed.items():
+            if params is None:
+                self.resumes.pop(at, None)
+            else:
+                self.resumes[at] = params
 
     async def markets(self) -> list[ExchangeMarket]:
         await self._load_markets()
@@ -721,22 +838,65 @@ class CcxtSession:
     async def recent_orders(
         self, *, symbol: str, since: datetime | None
     ) -> Sequence[ReportedOrder]:
-        """The open orders on ``symbol`` and those closed since ``since``."""
+        """The open orders on ``symbol`` and those ended since ``since`` (every page of
+        them, up to the bound; without ``since``: the first), once each."""
         await self._load_markets()
         ex = self._exchange
-        start = None if since is None else int(since.timestamp() * 1000)
         opened = await self._read("fetch_open_orders", lambda: ex.fetch_open_orders(symbol))
-        closed = []
+        found = {str(o["id"]): o for o in opened}
         for call in _ENDED_ORDERS.get(self.exchange_id, ("fetch_closed_orders",)):
-            closed += await self._read(call, lambda c=call: getattr(ex, c)(symbol, start))
-        return [to_order(o, symbol) for o in [*opened, *closed]]
+            found |= {str(o["id"]): o for o in await self._history(call, symbol, since)}
+        return [to_order(o, symbol) for o in found.values()]
 
     async def my_trades(self, *, symbol: str, since: datetime | None) -> Sequence[ReportedTrade]:
+        """The account's trades on ``symbol`` since ``since`` (every page, up to the
+        bound; without ``since``: the first), once each."""
         await self._load_markets()
+        return [to_my_trade(t) for t in await self._history("fetch_my_trades", symbol, since)]
+
+    async def _history(self, call: str, symbol: str, since: datetime | None) -> list[Any]:
+        """``call``'s records on ``symbol`` since ``since``, page after page (``_PAGING``),
+        once each by id, starting where the last run stopped at its bound. A page that
+        brings nothing new ends the read (an exchange answering the same page again)."""
         ex = self._exchange
-        start = None if since is None else int(since.timestamp() * 1000)
-        raw = await self._read("fetch_my_trades", lambda: ex.fetch_my_trades(symbol, start))
-        return [to_my_trade(t) for t in raw]
+        paging = _PAGING.get(self.exchange_id, {}).get(call)
+        if paging is None or since is None:
+            start = None if since is None else _ms(since)
+            return list(await self._read(call, lambda: getattr(ex, call)(symbol, start)))
+        start, at = _ms(since), (call, symbol)
+        params: Mapping[str, Any] = self.resumes.get(at) or {}
+        found: dict[str, Any] = {}
+        for _ in range(self._connector.history_max_pages):
+            page = await self._read(call, self._page_of(call, paging, symbol, start, params))
+            fresh = [r for r in page if str(r["id"]) not in found]
+            found |= {str(r["id"]): r for r in page}
+            following = paging.next(page, params) if fresh else None
+            if page and not fresh:
+                log.warning("exchange answered the same page again: read ends there",
+                            extra={"exchange": self.exchange_id.value, "call": call})  # fmt: skip
+            if following is None:
+                self.resumed[at] = None
+                break
+            params = following
+        else:
+            self.resumed[at] = params
+            log.warning("exchange history bound reached: the next run goes on from there",
+                        extra={"exchange": self.exchange_id.value, "call": call,
+                               "pages": self._connector.history_max_pages})  # fmt: skip
+        records = list(found.values())
+        return records if paging.start is None else [r for r in records if r["symbol"] == symbol]
+
+    def _page_of(
+        self, call: str, paging: _Paging, symbol: str, start: int, params: Mapping[str, Any]
+    ) -> Callable[[], Awaitable[Any]]:
+        """The request of one page: ``call`` from ``start``, with ``params``."""
+        method = getattr(self._exchange, call)
+        sent = {**paging.params, **params}
+        if paging.start is not None:
+            sent = {**paging.start(start), **sent}
+            return lambda: method(None, None, paging.limit, sent)
+        since = None if paging.since_once and params else start
+        return lambda: method(symbol, since, paging.limit, sent)
 
     async def _write(self, call: str, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation`` once: a write is never repeated here."""
@@ -887,8 +1047,12 @@ class CcxtConnector:
         rate_limit: bool = True,
         markets_ttl_seconds: float = MARKETS_TTL_SECONDS,
         instance_idle_seconds: float = INSTANCE_IDLE_SECONDS,
+        history_max_pages: int = HISTORY_MAX_PAGES,
     ) -> None:
         self._ring = ring
+        self.history_max_pages = history_max_pages
+        # per stored account, where its history reads stopped at their bound
+        self._resumes: dict[Binding, _Resumes] = {}
         self.api_bases = dict(api_bases or {})
         self.timeout_seconds = timeout_seconds
         self.network_retries = network_retries
@@ -908,6 +1072,7 @@ class CcxtConnector:
             timeout_seconds=settings.exchange_request_timeout_seconds,
             network_retries=settings.exchange_network_retries,
             instance_idle_seconds=settings.exchange_instance_idle_seconds,
+            history_max_pages=settings.exchange_history_max_pages,
         )
 
     @asynccontextmanager
@@ -995,8 +1160,11 @@ class CcxtConnector:
             await asyncio.shield(instance.close())
 
     def forget(self, connection_id: int) -> None:
-        """Drop the account's kept instances (it was disconnected, or its key replaced)."""
+        """Drop the account's kept instances (it was disconnected, or its key replaced)
+        and where its history reads stopped."""
         self.instances.forget(connection_id)
+        for binding in [b for b in self._resumes if b.connection_id == connection_id]:
+            del self._resumes[binding]
 
     async def aclose(self) -> None:
         """Close the kept instances and wait for the sessions still closing."""
@@ -1021,7 +1189,10 @@ class CcxtConnector:
 
         kept = self.instances.take(binding, key_version(sealed), build)
         try:
-            yield CcxtSession(self, exchange, kept.instance)
+            session = CcxtSession(self, exchange, kept.instance,
+                                  self._resumes.setdefault(binding, {}))  # fmt: skip
+            yield session
+            session.keep_resumes()
         finally:
             self.instances.give_back(kept)
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -237,14 +239,20 @@ class BinanceStandIn(StandIn):
         return [self.order_json(o) for o in orders_of(self, account, symbol, open=True)]
 
     def all_orders(self, request: Request, body: bytes) -> list:
+        """Oldest first, at most ``limit`` (500 by default, 1000 at most): from
+        ``orderId`` (orders >= it) or ``startTime``, else the most recent."""
         account, p = self.params(request, body)
-        start = int(p.get("startTime", 0))
         orders = orders_of(self, account, self.unified(p["symbol"]))
-        return [self.order_json(o) for o in orders if o.created >= start]
+        return [self.order_json(o) for o in _page(orders, p, "orderId", lambda o: o.created)]
 
     def my_trades(self, request: Request, body: bytes) -> list:
+        """Oldest first, at most ``limit`` (500 by default, 1000 at most): from ``fromId``
+        (trades >= it) or ``startTime``, else the most recent; ``fromId`` with a time is
+        refused, as Binance refuses it."""
         account, p = self.params(request, body)
-        start = int(p.get("startTime", 0))
+        if "fromId" in p and ("startTime" in p or "endTime" in p):
+            raise Refused(_error(-1128, "Combination of optional parameters invalid."))
+        trades = trades_of(self, account, self.unified(p["symbol"]))
         return [
             {"symbol": p["symbol"], "id": int(t.id), "orderId": int(t.order.id),
              "orderListId": -1, "price": amount(t.price), "qty": amount(t.quantity),
@@ -252,7 +260,7 @@ class BinanceStandIn(StandIn):
              "commissionAsset": t.order.symbol.split("/")[1], "time": t.at,
              "isBuyer": t.order.side == "buy", "isMaker": t.order.type != "market",
              "isBestMatch": True}
-            for t in trades_of(self, account, self.unified(p["symbol"])) if t.at >= start
+            for t in _page(trades, p, "fromId", lambda t: t.at)
         ]  # fmt: skip
 
     def order_json(self, o: Order) -> dict:
@@ -403,6 +411,20 @@ class BinanceStandIn(StandIn):
              amount(c.volume), c.open_ms + step - 1, amount(c.quote_volume), 7, "0", "0", "0"]
             for c in found
         ]  # fmt: skip
+
+
+PAGE_DEFAULT, PAGE_MAX = 500, 1000  # allOrders' and myTrades' ``limit``
+
+
+def _page(items: list, p: dict[str, str], from_id: str, at: Callable[[Any], int]) -> list:
+    """Binance's page of ``items`` (ids ascending, as created): ``from_id`` and on, else
+    from ``startTime`` (to ``endTime``), oldest first; with neither, the most recent."""
+    limit = max(1, min(int(p.get("limit", PAGE_DEFAULT)), PAGE_MAX))
+    if from_id in p:
+        return [i for i in items if int(i.id) >= int(p[from_id])][:limit]
+    start, end = int(p.get("startTime", 0)), int(p.get("endTime", 2**63))
+    found = [i for i in items if start <= at(i) <= end]
+    return found[:limit] if "startTime" in p else found[-limit:]
 
 
 _MINUTE = 60_000

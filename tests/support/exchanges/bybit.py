@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 from decimal import Decimal
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -51,6 +52,23 @@ from tests.support.exchanges import (
 def _error(code: int, msg: str, status: int = 401) -> JSONResponse:
     return JSONResponse({"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {},
                          "time": now_ms()}, status)  # fmt: skip
+
+
+ORDERS_PAGE = (20, 50)  # order/history's ``limit``: by default, at most
+TRADES_PAGE = (50, 100)  # execution/list's
+
+
+def _page(items: list, q: Any, default: int, most: int) -> tuple[list, str]:
+    """Bybit's page of ``items`` (ids ascending): newest first, ``limit`` of them from
+    the ``cursor`` on, and the cursor of the next page ("" after the last)."""
+    limit = max(1, min(int(q.get("limit") or default), most))
+    newest = list(reversed(items))
+    cursor = q.get("cursor") or ""
+    if cursor.startswith("next:"):
+        below = int(cursor.removeprefix("next:"))
+        newest = [i for i in newest if int(i.id) <= below]
+    more = len(newest) > limit
+    return newest[:limit], f"next:{newest[limit].id}" if more else ""
 
 
 def _ok(result: dict) -> dict:
@@ -194,33 +212,43 @@ class BybitStandIn(StandIn):
             raise Refused(_error(170213, "Order does not exist.", 200))
         return _ok({"orderId": order.id, "orderLinkId": order.client_order_id})
 
-    def _listed(self, request: Request, orders: list[Order]) -> dict:
+    def _listed(self, request: Request, orders: list[Order], paged: bool = False) -> dict:
+        """``orders`` (by ``orderId`` or ``orderLinkId``), newest first; ``paged``: a page
+        of them (open orders: all at once here)."""
         q = request.query_params
         wanted = [o for o in orders
                   if q.get("orderId") in (None, o.id)
                   and q.get("orderLinkId") in (None, o.client_order_id)]  # fmt: skip
-        return _ok({"category": "spot", "nextPageCursor": "",
-                    "list": [self.order_json(o) for o in reversed(wanted)]})  # fmt: skip
+        page, cursor = _page(wanted, q, *ORDERS_PAGE) if paged else (wanted[::-1], "")
+        return _ok({"category": "spot", "nextPageCursor": cursor,
+                    "list": [self.order_json(o) for o in page]})  # fmt: skip
 
     def open_orders(self, request: Request, body: bytes) -> dict:
         account = self.signed(request, body)
         return self._listed(request, orders_of(self, account, self._symbol(request), open=True))
 
     def order_history(self, request: Request, body: bytes) -> dict:
-        """Ended orders updated since ``startTime``; ``orderStatus`` narrows them."""
+        """Ended orders updated in [``startTime``, ``endTime``], newest first, ``limit``
+        (20 by default, 50 at most) a page, then ``cursor``; ``orderStatus`` narrows them."""
         account = self.signed(request, body)
         start = query_int(request, "startTime", 0) or 0
+        end = query_int(request, "endTime", 2**63) or 2**63
         status = request.query_params.get("orderStatus")
         ended = [o for o in orders_of(self, account, self._symbol(request), open=False)
-                 if o.updated >= start and status in (None, self.status(o))]  # fmt: skip
-        return self._listed(request, ended)
+                 if start <= o.updated <= end and status in (None, self.status(o))]  # fmt: skip
+        return self._listed(request, ended, paged=True)
 
     def executions(self, request: Request, body: bytes) -> dict:
+        """The trades in [``startTime``, ``endTime``], newest first, ``limit`` (50 by
+        default, 100 at most) a page, then ``cursor``."""
         account = self.signed(request, body)
         start = query_int(request, "startTime", 0) or 0
-        trades = reversed(trades_of(self, account, self._symbol(request)))
-        listed = [self.execution_json(t) for t in trades if t.at >= start]
-        return _ok({"category": "spot", "nextPageCursor": "", "list": listed})
+        end = query_int(request, "endTime", 2**63) or 2**63
+        trades = [t for t in trades_of(self, account, self._symbol(request))
+                  if start <= t.at <= end]  # fmt: skip
+        page, cursor = _page(trades, request.query_params, *TRADES_PAGE)
+        listed = [self.execution_json(t) for t in page]
+        return _ok({"category": "spot", "nextPageCursor": cursor, "list": listed})
 
     def execution_json(self, t: Trade) -> dict:
         return {

@@ -27,6 +27,7 @@ import hmac
 import json
 import time
 from decimal import Decimal
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -202,26 +203,32 @@ class CoinbaseStandIn(StandIn):
         return {"order": self.order_json(order)}
 
     def orders_batch(self, request: Request, body: bytes) -> dict:
-        """Newest first; ``order_status`` (repeatable) narrows them, ``start_date`` is
-        the earliest creation time."""
+        """Newest first, ``limit`` (at most 1000) a page, then ``cursor`` while
+        ``has_next``; ``order_status`` (repeatable) narrows them, ``start_date`` and
+        ``end_date`` bound their creation."""
         account = self.signed(request, body)
         q = request.query_params
         product = q.get("product_id")
         statuses = set(q.getlist("order_status"))
-        start = _ms(q.get("start_date"))
+        start, end = _ms(q.get("start_date")), _ms(q.get("end_date")) or 2**63
         mine = orders_of(self, account, self.unified(product) if product else None)
-        found = [o for o in mine if o.created >= start
+        found = [o for o in mine if start <= o.created <= end
                  and (not statuses or self.status(o) in statuses)]  # fmt: skip
-        limit = query_int(request, "limit", 100) or 100
-        listed = [self.order_json(o) for o in reversed(found)][:limit]
-        return {"orders": listed, "sequence": "0", "has_next": False, "cursor": ""}
+        page, cursor = _page(found, q, *ORDERS_PAGE)
+        return {"orders": [self.order_json(o) for o in page], "sequence": "0",
+                "has_next": bool(cursor), "cursor": cursor}  # fmt: skip
 
     def fills(self, request: Request, body: bytes) -> dict:
+        """Newest first, ``limit`` (at most 250) a page, then ``cursor``;
+        ``start_sequence_timestamp`` and ``end_sequence_timestamp`` bound their time."""
         account = self.signed(request, body)
         q = request.query_params
         product = q.get("product_id")
         start = _ms(q.get("start_sequence_timestamp"))
-        trades = trades_of(self, account, self.unified(product) if product else None)
+        end = _ms(q.get("end_sequence_timestamp")) or 2**63
+        trades = [t for t in trades_of(self, account, self.unified(product) if product else None)
+                  if start <= t.at <= end]  # fmt: skip
+        page, cursor = _page(trades, q, *FILLS_PAGE)
         return {"fills": [
             {"entry_id": f"entry-{t.id}", "trade_id": t.id, "order_id": t.order.id,
              "trade_time": _iso(t.at / 1000), "trade_type": "FILL", "price": amount(t.price),
@@ -231,8 +238,8 @@ class CoinbaseStandIn(StandIn):
              "liquidity_indicator": "TAKER" if t.order.type == "market" else "MAKER",
              "size_in_quote": False, "user_id": "user-1", "side": t.order.side.upper(),
              "retail_portfolio_id": "portfolio-1"}
-            for t in reversed(trades) if t.at >= start
-        ], "cursor": ""}  # fmt: skip
+            for t in page
+        ], "cursor": cursor}  # fmt: skip
 
     @staticmethod
     def status(o: Order) -> str:
@@ -372,6 +379,27 @@ class CoinbaseStandIn(StandIn):
              "open": amount(c.open), "close": amount(c.close), "volume": amount(c.volume)}
             for c in reversed(found)
         ]}  # fmt: skip
+
+
+ORDERS_PAGE = (100, 1000)  # orders/historical/batch's ``limit``: by default, at most
+FILLS_PAGE = (100, 250)  # orders/historical/fills'
+
+
+def _page(items: list, q: Any, default: int, most: int) -> tuple[list, str]:
+    """Coinbase's page of ``items`` (as created): newest first, ``limit`` of them from
+    the ``cursor`` on, and the next page's cursor ("" after the last)."""
+    limit = max(1, min(query_int_of(q, "limit") or default, most))
+    newest = list(reversed(items))
+    cursor = q.get("cursor") or ""
+    if cursor.isdigit():  # how many of the oldest are left: what came since shifts nothing
+        newest = newest[len(newest) - min(int(cursor), len(newest)) :]
+    more = len(newest) > limit
+    return newest[:limit], str(len(newest) - limit) if more else ""
+
+
+def query_int_of(q: Any, name: str) -> int | None:
+    value = q.get(name)
+    return int(value) if value and value.isdigit() else None
 
 
 def _failure(error: str, message: str) -> JSONResponse:

@@ -60,6 +60,20 @@ def trade_id(n: int) -> str:
     return f"T{n:05d}-KRAKN-TRADES"
 
 
+PAGE = 50  # ClosedOrders' and TradesHistory's results per request
+
+
+def _window(p: dict[str, str]) -> tuple[float, float]:
+    """``start`` and ``end`` (unix seconds, both exclusive of ``start``) in ms."""
+    return float(p.get("start", -1)) * 1000, float(p.get("end", 2**40)) * 1000
+
+
+def _page(items: list, p: dict[str, str]) -> list:
+    """Kraken's page: newest first, ``PAGE`` from the offset ``ofs``."""
+    offset = max(0, int(p.get("ofs", 0)))
+    return list(reversed(items))[offset : offset + PAGE]
+
+
 def _ok(result: object) -> dict:
     return {"error": [], "result": result}
 
@@ -219,10 +233,10 @@ class KrakenStandIn(StandIn):
         return _ok({o.id: self.order_json(o) for o in found if o is not None})
 
     def _listed(self, account: Account, p: dict[str, str], *, open: bool) -> list[Order]:
-        start = float(p.get("start", 0)) * 1000
+        start, end = _window(p)
         client = p.get("cl_ord_id")
         return [o for o in orders_of(self, account, None, open=open)
-                if o.updated >= start and client in (None, o.client_order_id)]  # fmt: skip
+                if start < o.updated <= end and client in (None, o.client_order_id)]  # fmt: skip
 
     def open_orders(self, request: Request, body: bytes) -> dict:
         account, p = self.params(request, body)
@@ -230,23 +244,27 @@ class KrakenStandIn(StandIn):
                              for o in self._listed(account, p, open=True)}})  # fmt: skip
 
     def closed_orders(self, request: Request, body: bytes) -> dict:
+        """Every pair's, newest first, 50 from ``ofs``; ``count`` is how many match."""
         account, p = self.params(request, body)
         closed = self._listed(account, p, open=False)
-        return _ok({"closed": {o.id: self.order_json(o) for o in closed}, "count": len(closed)})
+        page = _page(closed, p)
+        return _ok({"closed": {o.id: self.order_json(o) for o in page}, "count": len(closed)})
 
     def trades_history(self, request: Request, body: bytes) -> dict:
+        """Every pair's, newest first, 50 from ``ofs``; ``count`` is how many match."""
         account, p = self.params(request, body)
-        start = float(p.get("start", 0)) * 1000
+        start, end = _window(p)
         names = self.pair_names()
+        found = [t for t in trades_of(self, account, None) if start < t.at <= end]
         trades = {
             t.id: {"ordertxid": t.order.id, "postxid": "TKH2SE-M7IF5-CFI7LT",
                    "pair": names[t.order.symbol], "time": t.at / 1000, "type": t.order.side,
                    "ordertype": t.order.type.replace("_", "-"), "price": amount(t.price),
                    "cost": amount(t.price * t.quantity), "fee": amount(t.fee),
                    "vol": amount(t.quantity), "margin": "0.00000", "misc": ""}
-            for t in trades_of(self, account, None) if t.at >= start
+            for t in _page(found, p)
         }  # fmt: skip
-        return _ok({"trades": trades, "count": len(trades)})
+        return _ok({"trades": trades, "count": len(found)})
 
     def order_json(self, o: Order) -> dict:
         kind = o.type.replace("_", "-")

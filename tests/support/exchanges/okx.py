@@ -28,8 +28,10 @@ import hashlib
 import hmac
 import json
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -65,6 +67,21 @@ def _failed(s_code: str, s_msg: str, client_order_id: str = "") -> JSONResponse:
     data = [{"clOrdId": client_order_id, "ordId": "", "sCode": s_code, "sMsg": s_msg,
              "tag": ""}]  # fmt: skip
     return JSONResponse({"code": "1", "msg": "All operations failed", "data": data})
+
+
+PAGE_MAX = 100  # orders-history's and fills-history's ``limit``: 100 by default and at most
+
+
+def _page(items: list, q: Any, at: Callable[[Any], int]) -> list:
+    """OKX's page of ``items`` (ids ascending, as created): newest first, older than the
+    id ``after``, newer than ``before``, at ``begin`` to ``end`` (ms), ``limit`` of them."""
+    limit = max(1, min(int(q.get("limit") or PAGE_MAX), PAGE_MAX))
+    after, before = q.get("after"), q.get("before")
+    begin, end = int(q.get("begin") or 0), int(q.get("end") or 2**63)
+    found = [i for i in reversed(items) if begin <= at(i) <= end
+             and (after is None or int(i.id) < int(after))
+             and (before is None or int(i.id) > int(before))]  # fmt: skip
+    return found[:limit]
 
 
 def _ok(data: list) -> dict:
@@ -245,19 +262,21 @@ class OkxStandIn(StandIn):
         return _ok([self.order_json(o) for o in reversed(orders)])
 
     def orders_history(self, request: Request, body: bytes) -> dict:
-        """Ended orders, newest first; ``state`` narrows them (ccxt asks for filled)."""
+        """Ended orders, newest first, ``limit`` (100 at most); ``state`` narrows them
+        (ccxt asks for filled, or canceled), ``begin``/``end`` bound their creation,
+        ``after`` (an ``ordId``) pages to older ones."""
         account = self.signed(request, body)
         q = request.query_params
-        begin = int(q.get("begin", 0))
         state = q.get("state")
         orders = [o for o in orders_of(self, account, self._symbol(request), open=False)
-                  if o.updated >= begin
-                  and state in (None, self.state(o))]  # fmt: skip
-        return _ok([self.order_json(o) for o in reversed(orders)])
+                  if state in (None, self.state(o))]  # fmt: skip
+        return _ok([self.order_json(o) for o in _page(orders, q, lambda o: o.created)])
 
     def fills_history(self, request: Request, body: bytes) -> dict:
+        """Newest first, ``limit`` (100 at most); ``after`` (a ``billId``) pages to older
+        ones, ``begin``/``end`` bound their time."""
         account = self.signed(request, body)
-        begin = int(request.query_params.get("begin", 0))
+        trades = trades_of(self, account, self._symbol(request))
         return _ok([
             {"instType": "SPOT", "instId": t.order.symbol.replace("/", "-"), "tradeId": t.id,
              "ordId": t.order.id, "clOrdId": t.order.client_order_id, "billId": t.id,
@@ -265,7 +284,7 @@ class OkxStandIn(StandIn):
              "side": t.order.side, "posSide": "net",
              "execType": "T" if t.order.type == "market" else "M",
              "feeCcy": t.order.symbol.split("/")[1], "fee": amount(-t.fee), "ts": str(t.at)}
-            for t in reversed(trades_of(self, account, self._symbol(request))) if t.at >= begin
+            for t in _page(trades, request.query_params, lambda t: t.at)
         ])  # fmt: skip
 
     @staticmethod
