@@ -64,8 +64,7 @@ from app.bots.domain.machines import read_state
 from app.bots.domain.rebalance import Holding
 from app.bots.domain.runtime import ZERO, BotKind
 from app.bots.domain.signal_bot import SignalState
-from app.exchanges.domain.orders import LIVE as EXCHANGE_LIVE
-from app.exchanges.domain.orders import ExchangeOrderStatus
+from app.exchanges.domain.orders import WORKING as EXCHANGE_WORKING
 from app.exchanges.venue import exchange_client_id_sql
 from app.ledger.rules import AccountKind, AccountRef
 from app.paper.state import OPEN
@@ -90,7 +89,7 @@ RELEASE = "BOT_RELEASE"  # the journal entry that gives a stopped bot's money ba
 _HELD_KINDS = [AccountKind.AVAILABLE.value, AccountKind.HELD.value]
 _PAPER_HELD_KINDS = (AccountKind.PAPER_AVAILABLE, AccountKind.PAPER_HELD)
 _LIVE = sorted(s.value for s in LIVE_STATUSES)
-_EXCHANGE_LIVE = sorted({s.value for s in EXCHANGE_LIVE} | {ExchangeOrderStatus.ARMED.value})
+_EXCHANGE_LIVE = sorted(s.value for s in EXCHANGE_WORKING)
 
 
 async def decision_pages(

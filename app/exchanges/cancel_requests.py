@@ -33,7 +33,7 @@ from sqlalchemy.types import Text
 
 from app.core.errors import AppError
 from app.exchanges import triggers
-from app.exchanges.domain.orders import LIVE, ExchangeOrderStatus
+from app.exchanges.domain.orders import WORKING
 from app.exchanges.venue import exchange_client_id_sql
 from app.runtime import Runtime
 from db.session import in_transaction
@@ -41,7 +41,7 @@ from db.session import in_transaction
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = timedelta(seconds=30)  # a claimed cancel still live is sent again after this
-_LIVE = sorted({s.value for s in LIVE} | {ExchangeOrderStatus.ARMED.value})
+_LIVE = sorted(s.value for s in WORKING)
 _STATUSES = bindparam("live", _LIVE, type_=ARRAY(Text))
 
 # the user's exchange bots' live orders (those their PLACE commands named: the digest of

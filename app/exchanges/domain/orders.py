@@ -66,6 +66,8 @@ class ExchangeOrderStatus(StrEnum):
 
 S = ExchangeOrderStatus
 LIVE = frozenset({S.PENDING_SUBMIT, S.OPEN, S.PARTIALLY_FILLED})
+# still working: live at the exchange, or an emulated stop the platform holds
+WORKING = LIVE | {S.ARMED}
 CANCELLABLE = frozenset({S.OPEN, S.PARTIALLY_FILLED})
 # the states each state may move to (an exchange's report may skip steps)
 TRANSITIONS: Mapping[S, frozenset[S]] = {
